@@ -1,0 +1,413 @@
+//! The `keyport` command line: serve, migrate, and the admin commands. Every
+//! admin command prints a human summary, or one JSON document with `--json`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::admin::{self, AdminError, CreatedKey, KeyListing, KeyPolicy, KeySummary, NewKeyRequest};
+use crate::config::Settings;
+use crate::domain::UserStatus;
+use crate::startup::Application;
+use crate::storage::Store;
+use crate::tokens::KeyRing;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyport",
+    version,
+    about = "Token exchange authorization server: client credentials in, short-lived JWTs out",
+    long_about = "Keyport exchanges an integration's client ID and secret for a short-lived JWT \
+                  access token at POST /oauth/token, and serves report (pull) and webhook (push) \
+                  endpoints that validate those tokens offline.\n\n\
+                  Configuration comes from the built-in defaults, then --config FILE, then \
+                  KEYPORT_* environment variables (e.g. KEYPORT_DATABASE_URL, KEYPORT_BIND)."
+)]
+pub struct Cli {
+    /// A TOML file overriding the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, env = "KEYPORT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON document instead of a human summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (creates and migrates the database on first start).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants (companies).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys (client ID + client secret pairs).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage the JWT signing keys.
+    #[command(subcommand, name = "signing-key")]
+    SigningKey(SigningKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; prints its id.
+    Create {
+        /// The tenant's name, unique across Keyport.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user in a tenant.
+    Create(UserCreateArgs),
+    /// Disable a user: their keys stop getting tokens at once.
+    Disable {
+        /// The user's email.
+        email: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// The user's email.
+        email: String,
+    },
+    /// Replace a user's permissions (comma-separated scopes).
+    SetPermissions {
+        /// The user's email.
+        email: String,
+        /// e.g. reports:read,webhooks:write,keys:manage
+        permissions: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserCreateArgs {
+    /// The tenant's id or name.
+    #[arg(long)]
+    pub tenant: String,
+    /// The user's email, unique across Keyport.
+    #[arg(long)]
+    pub email: String,
+    /// admin (sees the whole tenant) or member (sees their own records).
+    #[arg(long, value_parser = ["admin", "member"])]
+    pub role: String,
+    /// Comma-separated scopes, e.g. reports:read,webhooks:write,keys:manage.
+    #[arg(long, default_value = "")]
+    pub permissions: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key for a user; prints the client ID and the secret, once.
+    Create(KeyCreateArgs),
+    /// List keys (never their secrets).
+    List {
+        /// Only this user's keys.
+        #[arg(long, conflicts_with = "tenant")]
+        user: Option<String>,
+        /// Only this tenant's keys (id or name).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key: it stops getting tokens at once; the row stays for the audit trail.
+    Revoke {
+        /// The key's id or client ID.
+        key: String,
+    },
+    /// Delete a key entirely.
+    Delete {
+        /// The key's id or client ID.
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// The owner's email: the key acts as this user.
+    #[arg(long)]
+    pub user: String,
+    /// What the key is for, e.g. "ERP nightly sync".
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated scopes within the owner's permissions (default: all of them).
+    #[arg(long)]
+    pub scopes: Option<String>,
+    /// Expire the key after this long, e.g. 30d, 12h, 90m.
+    #[arg(long, value_parser = parse_duration)]
+    pub expires_in: Option<Duration>,
+    /// Lifetime of this key's tokens: seconds (600) or a duration (10m).
+    #[arg(long, value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeyCommand {
+    /// Generate a new signing key and retire the current one (still published
+    /// until its tokens have expired).
+    Rotate,
+}
+
+/// Plain seconds (`600`) or a humantime duration (`30d`, `10m`).
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(raw).map_err(|e| format!("{e} (use e.g. 600, 10m, 12h or 30d)"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Startup(#[from] crate::startup::StartupError),
+    #[error("cannot open the database: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("{0}")]
+    Admin(#[from] AdminError),
+    #[error("cannot rotate the signing key: {0}")]
+    Keys(#[from] crate::tokens::KeyRingError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    fn code(&self) -> &'static str {
+        match self {
+            CliError::Config(_) => "invalid_config",
+            CliError::Admin(AdminError::Invalid(_)) => "invalid_input",
+            CliError::Admin(AdminError::NotFound(_)) => "not_found",
+            CliError::Admin(AdminError::Conflict(_)) => "conflict",
+            CliError::Admin(AdminError::KeyLimitReached { .. }) => "key_limit_reached",
+            _ => "error",
+        }
+    }
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let json = cli.json;
+    match execute(cli).await {
+        Ok(()) => 0,
+        Err(err) => {
+            let message = crate::error::error_chain(&err);
+            if json {
+                println!("{}", json!({ "error": err.code(), "message": message }));
+            } else {
+                eprintln!("error: {message}");
+            }
+            1
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> Result<(), CliError> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    if let Command::Serve = cli.command {
+        let app = Application::build(settings.clone()).await?;
+        log::info!(
+            "keyport listening on port {} (database: {})",
+            app.port(),
+            redact_url(&settings.database.url)
+        );
+        app.run_until_stopped().await?;
+        return Ok(());
+    }
+    let store = Store::connect_and_migrate(&settings.database).await?;
+    let policy = KeyPolicy {
+        max_active_keys_per_user: settings.max_active_keys_per_user,
+        max_token_ttl: settings.tokens.max_ttl,
+    };
+    let out = Output { json: cli.json };
+    let result = dispatch(cli.command, &store, &settings, policy, &out).await;
+    store.close().await;
+    result
+}
+
+async fn dispatch(
+    command: Command,
+    store: &Store,
+    settings: &Settings,
+    policy: KeyPolicy,
+    out: &Output,
+) -> Result<(), CliError> {
+    match command {
+        Command::Serve => unreachable!("handled before connecting"),
+        Command::Migrate => out.print(json!({ "migrated": true }), "database is up to date"),
+        Command::Tenant(TenantCommand::Create { name }) => {
+            let tenant = admin::create_tenant(store, &name).await?;
+            out.print(
+                serde_json::to_value(&tenant).unwrap_or(Value::Null),
+                &format!("created tenant {} ({})", tenant.name, tenant.id),
+            );
+        }
+        Command::User(UserCommand::Create(args)) => {
+            let user = admin::create_user(store, &args.tenant, &args.email, &args.role, &args.permissions)
+                .await?;
+            out.print(
+                serde_json::to_value(&user).unwrap_or(Value::Null),
+                &format!(
+                    "created {} {} ({}) with permissions: {}",
+                    user.role,
+                    user.email,
+                    user.id,
+                    if user.permissions.is_empty() { "none".to_owned() } else { user.permissions.join(",") }
+                ),
+            );
+        }
+        Command::User(UserCommand::Disable { email }) => {
+            admin::set_user_status(store, &email, UserStatus::Disabled).await?;
+            out.print(json!({ "email": email, "status": "disabled" }), &format!("disabled {email}"));
+        }
+        Command::User(UserCommand::Enable { email }) => {
+            admin::set_user_status(store, &email, UserStatus::Active).await?;
+            out.print(json!({ "email": email, "status": "active" }), &format!("enabled {email}"));
+        }
+        Command::User(UserCommand::SetPermissions { email, permissions }) => {
+            admin::set_user_permissions(store, &email, &permissions).await?;
+            out.print(
+                json!({ "email": email, "permissions": permissions }),
+                &format!("set permissions of {email}"),
+            );
+        }
+        Command::Key(KeyCommand::Create(args)) => {
+            let created = admin::create_key(
+                store,
+                policy,
+                NewKeyRequest {
+                    owner_email: &args.user,
+                    name: &args.name,
+                    scopes: args.scopes.as_deref(),
+                    expires_in: args.expires_in,
+                    token_ttl: args.ttl,
+                },
+            )
+            .await?;
+            print_created_key(out, &created, settings);
+        }
+        Command::Key(KeyCommand::List { user, tenant }) => {
+            let listing = match (&user, &tenant) {
+                (Some(email), _) => KeyListing::OwnedBy(email),
+                (None, Some(tenant)) => KeyListing::InTenant(tenant),
+                (None, None) => KeyListing::All,
+            };
+            let keys = admin::list_keys(store, listing).await?;
+            let human = if keys.is_empty() {
+                "no keys".to_owned()
+            } else {
+                keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
+            };
+            out.print(json!({ "keys": keys }), &human);
+        }
+        Command::Key(KeyCommand::Revoke { key }) => {
+            let revoked = admin::revoke_key(store, &key, "cli").await?;
+            out.print(
+                serde_json::to_value(&revoked).unwrap_or(Value::Null),
+                &format!("revoked {} ({})", revoked.client_id, revoked.name),
+            );
+        }
+        Command::Key(KeyCommand::Delete { key }) => {
+            let deleted = admin::delete_key(store, &key).await?;
+            out.print(
+                json!({ "id": deleted.id, "client_id": deleted.client_id, "deleted": true }),
+                &format!("deleted {} ({})", deleted.client_id, deleted.name),
+            );
+        }
+        Command::SigningKey(SigningKeyCommand::Rotate) => {
+            let kid = KeyRing::rotate(store, settings.tokens.signing_algorithm).await?;
+            out.print(
+                json!({ "kid": kid, "algorithm": settings.tokens.signing_algorithm.as_str() }),
+                &format!(
+                    "new signing key {kid}; running servers pick it up within {} s",
+                    settings.tokens.signing_key_refresh.as_secs()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings) {
+    let mut doc = serde_json::to_value(&created.key).unwrap_or(Value::Null);
+    doc["client_secret"] = Value::String(created.secret.expose().to_owned());
+    let human = format!(
+        "created key {name} for {owner}\n\n  client_id:     {client_id}\n  client_secret: {secret}\n\n\
+         The secret is shown only now: store it in a secrets manager.\n\
+         Get a token: curl -u '{client_id}:<secret>' -d grant_type=client_credentials {issuer}/oauth/token",
+        name = created.key.name,
+        owner = created.key.owner_email,
+        client_id = created.key.client_id,
+        secret = created.secret.expose(),
+        issuer = settings.tokens.issuer,
+    );
+    out.print(doc, &human);
+}
+
+fn key_line(key: &KeySummary) -> String {
+    format!(
+        "{}  {:<8} {:<24} owner={} scopes={} expires={}",
+        key.client_id,
+        key.status.as_str(),
+        key.name,
+        key.owner_email,
+        key.scopes.as_ref().map(|s| s.join(",")).unwrap_or_else(|| "(owner's)".to_owned()),
+        key.expires_at.map(|e| e.to_string()).unwrap_or_else(|| "never".to_owned()),
+    )
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print(&self, doc: Value, human: &str) {
+        if self.json {
+            println!("{doc}");
+        } else {
+            println!("{human}");
+        }
+    }
+}
+
+/// The database URL without its password, for log lines.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_seconds_and_human_units() {
+        assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn database_passwords_never_reach_the_log() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/keyport"),
+            "postgres://app@db:5432/keyport"
+        );
+        assert_eq!(redact_url("sqlite://data/keyport.db"), "sqlite://data/keyport.db");
+    }
+}

@@ -1,0 +1,231 @@
+//! Typed settings, layered: the embedded `config/default.toml`, then an optional
+//! file, then `KEYPORT_*` environment variables.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::tokens::SigningAlgorithm;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawSettings {
+    bind: String,
+    database_url: String,
+    database_max_connections: u32,
+    database_timeout_seconds: u64,
+    issuer: String,
+    audience: String,
+    token_ttl_seconds: u64,
+    max_token_ttl_seconds: u64,
+    signing_algorithm: String,
+    signing_key_refresh_seconds: u64,
+    clock_leeway_seconds: u64,
+    max_active_keys_per_user: u32,
+    max_body_bytes: usize,
+    max_records_per_push: usize,
+    workers: usize,
+}
+
+/// Everything Keyport reads from its configuration, checked once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub database: DatabaseSettings,
+    pub tokens: TokenSettings,
+    pub max_active_keys_per_user: u32,
+    pub max_body_bytes: usize,
+    pub max_records_per_push: usize,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub signing_algorithm: SigningAlgorithm,
+    pub signing_key_refresh: Duration,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Loads the defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment, so tests need not
+    /// touch the process environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env_map: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("KEYPORT_") && k != "KEYPORT_CONFIG")
+            .collect();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let raw: RawSettings = builder
+            .add_source(
+                config::Environment::with_prefix("KEYPORT")
+                    .try_parsing(true)
+                    .source(Some(env_map)),
+            )
+            .build()?
+            .try_deserialize()?;
+        Self::parse(raw)
+    }
+
+    fn parse(raw: RawSettings) -> Result<Self, ConfigError> {
+        let invalid = |key: &'static str, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        if !raw.bind.contains(':') {
+            return Err(invalid("bind", "expected host:port, e.g. 127.0.0.1:8080"));
+        }
+        if !(raw.database_url.starts_with("sqlite:") || raw.database_url.starts_with("postgres"))
+        {
+            return Err(invalid(
+                "database_url",
+                "expected sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        if raw.database_max_connections == 0 {
+            return Err(invalid("database_max_connections", "must be at least 1"));
+        }
+        if raw.token_ttl_seconds == 0 || raw.max_token_ttl_seconds == 0 {
+            return Err(invalid("token_ttl_seconds", "token lifetimes must be positive"));
+        }
+        if raw.token_ttl_seconds > raw.max_token_ttl_seconds {
+            return Err(invalid(
+                "token_ttl_seconds",
+                "the default lifetime exceeds max_token_ttl_seconds",
+            ));
+        }
+        if raw.issuer.trim().is_empty() || raw.audience.trim().is_empty() {
+            return Err(invalid("issuer", "issuer and audience must not be empty"));
+        }
+        let signing_algorithm: SigningAlgorithm = raw
+            .signing_algorithm
+            .parse()
+            .map_err(|reason: String| invalid("signing_algorithm", &reason))?;
+        if raw.max_active_keys_per_user == 0 {
+            return Err(invalid("max_active_keys_per_user", "must be at least 1"));
+        }
+        if raw.max_records_per_push == 0 || raw.max_body_bytes < 1024 {
+            return Err(invalid(
+                "max_body_bytes",
+                "body limit must be at least 1024 bytes and a push must allow one record",
+            ));
+        }
+        Ok(Settings {
+            bind: raw.bind,
+            database: DatabaseSettings {
+                url: raw.database_url,
+                max_connections: raw.database_max_connections,
+                acquire_timeout: Duration::from_secs(raw.database_timeout_seconds.max(1)),
+            },
+            tokens: TokenSettings {
+                issuer: raw.issuer.trim_end_matches('/').to_owned(),
+                audience: raw.audience,
+                default_ttl: Duration::from_secs(raw.token_ttl_seconds),
+                max_ttl: Duration::from_secs(raw.max_token_ttl_seconds),
+                signing_algorithm,
+                signing_key_refresh: Duration::from_secs(raw.signing_key_refresh_seconds.max(1)),
+                leeway: Duration::from_secs(raw.clock_leeway_seconds),
+            },
+            max_active_keys_per_user: raw.max_active_keys_per_user,
+            max_body_bytes: raw.max_body_bytes,
+            max_records_per_push: raw.max_records_per_push,
+            workers: raw.workers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_without_any_file_or_environment() {
+        let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(settings.bind, "127.0.0.1:8080");
+        assert_eq!(settings.database.url, "sqlite://data/keyport.db");
+        assert_eq!(settings.tokens.default_ttl, Duration::from_secs(600));
+        assert_eq!(settings.tokens.max_ttl, Duration::from_secs(3600));
+        assert_eq!(settings.max_active_keys_per_user, 3);
+        assert_eq!(settings.tokens.signing_algorithm, SigningAlgorithm::Es256);
+    }
+
+    #[test]
+    fn environment_variables_override_the_defaults() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("KEYPORT_DATABASE_URL", "postgres://root@127.0.0.1/test"),
+                ("KEYPORT_BIND", "0.0.0.0:0"),
+                ("KEYPORT_TOKEN_TTL_SECONDS", "120"),
+                ("KEYPORT_SIGNING_ALGORITHM", "RS256"),
+                ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "5"),
+            ]),
+        )
+        .expect("overrides load");
+        assert_eq!(settings.database.url, "postgres://root@127.0.0.1/test");
+        assert_eq!(settings.bind, "0.0.0.0:0");
+        assert_eq!(settings.tokens.default_ttl, Duration::from_secs(120));
+        assert_eq!(settings.tokens.signing_algorithm, SigningAlgorithm::Rs256);
+        assert_eq!(settings.max_active_keys_per_user, 5);
+    }
+
+    #[test]
+    fn a_default_ttl_above_the_maximum_is_refused() {
+        let err = Settings::load_from(None, env(&[("KEYPORT_TOKEN_TTL_SECONDS", "7200")]))
+            .expect_err("ttl above max");
+        assert!(err.to_string().contains("token_ttl_seconds"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_algorithm_is_refused_with_the_allowed_list() {
+        let err = Settings::load_from(None, env(&[("KEYPORT_SIGNING_ALGORITHM", "HS256")]))
+            .expect_err("hmac refused");
+        assert!(err.to_string().contains("ES256"), "{err}");
+    }
+
+    #[test]
+    fn a_non_numeric_ttl_is_a_clear_error() {
+        let err = Settings::load_from(None, env(&[("KEYPORT_TOKEN_TTL_SECONDS", "ten")]))
+            .expect_err("not a number");
+        assert!(err.to_string().contains("token_ttl_seconds"), "{err}");
+    }
+}

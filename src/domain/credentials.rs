@@ -1,0 +1,265 @@
+//! Client IDs and client secrets.
+//!
+//! A secret is `kps_` + 43 base62 characters from the OS CSPRNG (256 bits) + a
+//! 6-character base62 CRC-32 of what precedes it. The prefix lets secret scanners
+//! spot a leaked key; the checksum lets Keyport refuse a mistyped or truncated
+//! secret before touching the database.
+
+use std::fmt;
+
+use rand::TryRngCore;
+use rand::rngs::OsRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const CLIENT_ID_PREFIX: &str = "kpc_";
+const CLIENT_ID_BODY_LEN: usize = 24;
+pub const SECRET_PREFIX: &str = "kps_";
+const SECRET_BODY_LEN: usize = 43;
+const CHECKSUM_LEN: usize = 6;
+const SECRET_LEN: usize = SECRET_PREFIX.len() + SECRET_BODY_LEN + CHECKSUM_LEN;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the client ID is not a Keyport client ID")]
+    MalformedClientId,
+    #[error("the client secret is not a Keyport client secret")]
+    MalformedSecret,
+    #[error("the client secret's checksum does not match")]
+    BadChecksum,
+}
+
+/// Uniformly random base62 characters, by rejection sampling of OS random bytes
+/// (a plain modulo would bias the first characters of the alphabet).
+fn random_base62(len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        OsRng
+            .try_fill_bytes(&mut buf)
+            .expect("the operating system's random number generator failed");
+        for byte in buf {
+            // 248 = 62 * 4: values at or above it would favour some characters.
+            if byte < 248 && out.len() < len {
+                out.push(BASE62[usize::from(byte % 62)] as char);
+            }
+        }
+    }
+    out
+}
+
+fn is_base62(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn checksum(text: &str) -> String {
+    let mut value = u64::from(crc32fast::hash(text.as_bytes()));
+    let mut digits = [b'0'; CHECKSUM_LEN];
+    for digit in digits.iter_mut().rev() {
+        *digit = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+/// The public half of a key: safe to log and show.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn generate() -> Self {
+        ClientId(format!("{CLIENT_ID_PREFIX}{}", random_base62(CLIENT_ID_BODY_LEN)))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, CredentialError> {
+        match raw.strip_prefix(CLIENT_ID_PREFIX) {
+            Some(body) if body.len() == CLIENT_ID_BODY_LEN && is_base62(body) => {
+                Ok(ClientId(raw.to_owned()))
+            }
+            _ => Err(CredentialError::MalformedClientId),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The private half of a key. Its `Debug` and `Display` never print it; the
+/// only way to read it is [`ClientSecret::expose`].
+#[derive(Clone)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    pub fn generate() -> Self {
+        let body = format!("{SECRET_PREFIX}{}", random_base62(SECRET_BODY_LEN));
+        let sum = checksum(&body);
+        ClientSecret(body + &sum)
+    }
+
+    /// Checks shape and checksum; no database work happens for a secret that
+    /// fails here.
+    pub fn parse(raw: &str) -> Result<Self, CredentialError> {
+        if raw.len() != SECRET_LEN || !raw.starts_with(SECRET_PREFIX) {
+            return Err(CredentialError::MalformedSecret);
+        }
+        let (body, sum) = raw.split_at(SECRET_LEN - CHECKSUM_LEN);
+        if !is_base62(&body[SECRET_PREFIX.len()..]) || !is_base62(sum) {
+            return Err(CredentialError::MalformedSecret);
+        }
+        if checksum(body).as_bytes().ct_eq(sum.as_bytes()).into() {
+            Ok(ClientSecret(raw.to_owned()))
+        } else {
+            Err(CredentialError::BadChecksum)
+        }
+    }
+
+    /// True when `raw` looks like a Keyport secret rather than a JWT, so a
+    /// bearer value can be routed to the right check.
+    pub fn has_secret_prefix(raw: &str) -> bool {
+        raw.starts_with(SECRET_PREFIX)
+    }
+
+    pub fn digest(&self) -> SecretDigest {
+        SecretDigest(Sha256::digest(self.0.as_bytes()).into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+impl fmt::Display for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// SHA-256 of a secret: what the database stores. Secrets carry 256 bits of
+/// entropy, so a fast hash is enough; there is nothing to guess offline.
+#[derive(Clone, Copy)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(SecretDigest(out))
+    }
+
+    /// Constant-time comparison.
+    pub fn matches(&self, other: &SecretDigest) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretDigest(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_secret_parses_and_has_the_documented_shape() {
+        let secret = ClientSecret::generate();
+        assert_eq!(secret.expose().len(), SECRET_LEN);
+        assert!(secret.expose().starts_with("kps_"));
+        ClientSecret::parse(secret.expose()).expect("own secret parses");
+    }
+
+    #[test]
+    fn secrets_are_never_equal_twice() {
+        let a = ClientSecret::generate();
+        let b = ClientSecret::generate();
+        assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn one_changed_character_fails_the_checksum() {
+        let secret = ClientSecret::generate();
+        let mut chars: Vec<char> = secret.expose().chars().collect();
+        chars[10] = if chars[10] == 'a' { 'b' } else { 'a' };
+        let tampered: String = chars.into_iter().collect();
+        assert_eq!(
+            ClientSecret::parse(&tampered).unwrap_err(),
+            CredentialError::BadChecksum
+        );
+    }
+
+    #[test]
+    fn malformed_secrets_are_refused_before_any_lookup() {
+        let good = ClientSecret::generate();
+        for bad in [
+            "",
+            "kps_",
+            "secret",
+            &good.expose()[..SECRET_LEN - 1],
+            &format!("{}x", good.expose()),
+            &good.expose().replace("kps_", "kpx_"),
+            "kps_'; DROP TABLE api_keys; --aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            assert!(ClientSecret::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_and_display_never_show_the_secret() {
+        let secret = ClientSecret::generate();
+        assert!(!format!("{secret:?}").contains(secret.expose()));
+        assert!(!format!("{secret}").contains(secret.expose()));
+        assert!(!format!("{:?}", secret.digest()).contains(&secret.digest().to_hex()));
+    }
+
+    #[test]
+    fn digests_round_trip_through_hex_and_compare() {
+        let secret = ClientSecret::generate();
+        let digest = secret.digest();
+        let back = SecretDigest::from_hex(&digest.to_hex()).expect("hex parses");
+        assert!(digest.matches(&back));
+        assert!(!digest.matches(&ClientSecret::generate().digest()));
+        assert!(SecretDigest::from_hex("zz").is_none());
+    }
+
+    #[test]
+    fn client_ids_parse_only_in_their_own_format() {
+        let id = ClientId::generate();
+        assert_eq!(ClientId::parse(id.as_str()).unwrap(), id);
+        for bad in ["", "kpc_short", "abc", "kpc_aaaaaaaaaaaaaaaaaaaaaaa!"] {
+            assert!(ClientId::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn random_base62_uses_the_whole_alphabet() {
+        let sample = random_base62(20_000);
+        for c in BASE62 {
+            assert!(sample.as_bytes().contains(c), "never produced {}", *c as char);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Scopes: the permissions a user holds and a key or token carries.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+pub const REPORTS_READ: &str = "reports:read";
+pub const WEBHOOKS_WRITE: &str = "webhooks:write";
+pub const KEYS_MANAGE: &str = "keys:manage";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error(
+        "`{0}` is not a valid scope: use 1 to 64 characters from letters, digits, ':', '.', '_' and '-'"
+    )]
+    Invalid(String),
+    #[error("too many scopes (at most 64)")]
+    TooMany,
+}
+
+/// One scope token (RFC 6749 §3.3), restricted to a conservative character set
+/// so scopes are safe in headers, logs and SQL alike.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scope(String);
+
+impl Scope {
+    pub fn parse(raw: &str) -> Result<Self, ScopeError> {
+        let valid = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'-'));
+        if valid {
+            Ok(Scope(raw.to_owned()))
+        } else {
+            Err(ScopeError::Invalid(raw.chars().take(64).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A set of scopes, printed space-separated as OAuth does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeSet(BTreeSet<Scope>);
+
+impl ScopeSet {
+    /// Parses scopes separated by spaces or commas (the CLI takes commas, OAuth
+    /// takes spaces). Duplicates collapse.
+    pub fn parse(raw: &str) -> Result<Self, ScopeError> {
+        let mut set = BTreeSet::new();
+        for part in raw.split([' ', ',']).filter(|p| !p.is_empty()) {
+            set.insert(Scope::parse(part)?);
+            if set.len() > 64 {
+                return Err(ScopeError::TooMany);
+            }
+        }
+        Ok(ScopeSet(set))
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|s| s.0 == scope)
+    }
+
+    pub fn is_subset(&self, other: &ScopeSet) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// The scopes of `self` that `other` lacks.
+    pub fn missing_from(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0.difference(&other.0).cloned().collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|s| s.as_str())
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_owned).collect()
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for scope in &self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(scope.as_str())?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_from_spaces_or_commas_and_print_with_spaces() {
+        let set = ScopeSet::parse("webhooks:write,reports:read  reports:read").unwrap();
+        assert_eq!(set.to_string(), "reports:read webhooks:write");
+    }
+
+    #[test]
+    fn invalid_scope_characters_are_refused() {
+        for bad in ["reports:read\"", "a;b", "é", "x'--", &"a".repeat(65)] {
+            assert!(ScopeSet::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn subset_and_intersection_behave_as_sets() {
+        let held = ScopeSet::parse("reports:read webhooks:write").unwrap();
+        let asked = ScopeSet::parse("reports:read").unwrap();
+        let wider = ScopeSet::parse("reports:read keys:manage").unwrap();
+        assert!(asked.is_subset(&held));
+        assert!(!wider.is_subset(&held));
+        assert_eq!(wider.intersection(&held).to_string(), "reports:read");
+        assert_eq!(wider.missing_from(&held).to_string(), "keys:manage");
+    }
+}

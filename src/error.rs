@@ -1,0 +1,288 @@
+//! Every error → HTTP mapping, in one place. Three boundaries, three shapes:
+//! - the token endpoint speaks RFC 6749 §5.2 (`OAuthError`);
+//! - resource authentication speaks RFC 6750 §3 (`BearerError`);
+//! - everything else answers `{"error": code, "message": text}` (`ApiError`).
+//!
+//! A 5xx body never carries internal detail; the log line carries the cause.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::admin::AdminError;
+use crate::storage::StorageError;
+use crate::tokens::BearerError;
+
+const REALM: &str = "keyport";
+
+/// The JSON error of the management, report and webhook APIs.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body exceeds the limit of {limit} bytes"),
+        )
+    }
+    pub fn unsupported_media_type(expected: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send Content-Type: {expected}"),
+        )
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the server failed; the error was logged",
+        )
+    }
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is unavailable; retry shortly",
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "error": self.code, "message": self.message }))
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Unavailable(_) => {
+                log::warn!("database unavailable: {}", error_chain(&err));
+                ApiError::unavailable()
+            }
+            other => {
+                log::error!("storage failure: {}", error_chain(&other));
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Invalid(message) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                message,
+            ),
+            AdminError::NotFound(message) => ApiError::not_found(message),
+            AdminError::Conflict(message) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            AdminError::KeyLimitReached { limit } => ApiError::new(
+                StatusCode::CONFLICT,
+                "key_limit_reached",
+                format!(
+                    "the owner already holds {limit} active keys; revoke one before creating another"
+                ),
+            ),
+            AdminError::Storage(err) => err.into(),
+        }
+    }
+}
+
+/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidTarget,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+impl OAuthErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthErrorCode::InvalidRequest => "invalid_request",
+            OAuthErrorCode::InvalidClient => "invalid_client",
+            OAuthErrorCode::InvalidGrant => "invalid_grant",
+            OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
+            OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthErrorCode::InvalidScope => "invalid_scope",
+            OAuthErrorCode::InvalidTarget => "invalid_target",
+            OAuthErrorCode::ServerError => "server_error",
+            OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+/// An error of the token endpoint. The description is meant for the
+/// integration's developer and never contains a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct OAuthError {
+    pub code: OAuthErrorCode,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidRequest, description)
+    }
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidClient, description)
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self.code {
+            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"));
+        match self.code {
+            // RFC 6749 §5.2: a 401 names the scheme the client should use.
+            OAuthErrorCode::InvalidClient => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"keyport\", charset=\"UTF-8\""),
+                ));
+            }
+            OAuthErrorCode::TemporarilyUnavailable => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        response.json(json!({
+            "error": self.code.as_str(),
+            "error_description": self.description,
+        }))
+    }
+}
+
+impl From<StorageError> for OAuthError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Unavailable(_) => {
+                log::warn!("database unavailable: {}", error_chain(&err));
+                OAuthError::new(
+                    OAuthErrorCode::TemporarilyUnavailable,
+                    "the database is unavailable; retry shortly",
+                )
+            }
+            other => {
+                log::error!("storage failure: {}", error_chain(&other));
+                OAuthError::new(OAuthErrorCode::ServerError, "the server failed; the error was logged")
+            }
+        }
+    }
+}
+
+impl ResponseError for BearerError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            BearerError::Missing | BearerError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            BearerError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            BearerError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            BearerError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let description = self.to_string();
+        let (code, challenge) = match self {
+            BearerError::Missing => ("missing_token", format!("Bearer realm=\"{REALM}\"")),
+            BearerError::InvalidRequest(_) => (
+                "invalid_request",
+                format!(
+                    "Bearer realm=\"{REALM}\", error=\"invalid_request\", error_description=\"{description}\""
+                ),
+            ),
+            BearerError::InvalidToken(_) => (
+                "invalid_token",
+                format!(
+                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{description}\""
+                ),
+            ),
+            BearerError::InsufficientScope(scope) => (
+                "insufficient_scope",
+                format!(
+                    "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\", error_description=\"{description}\""
+                ),
+            ),
+            BearerError::NotConfigured => {
+                log::error!("BearerToken used without a TokenVerifier in app data");
+                return ApiError::internal().error_response();
+            }
+        };
+        HttpResponse::build(self.status_code())
+            .insert_header((header::WWW_AUTHENTICATE, challenge))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "error": code, "message": description }))
+    }
+}
+
+/// `err: cause: cause…`, for log lines.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

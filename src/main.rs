@@ -1,0 +1,8 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = keyport::cli::Cli::parse();
+    std::process::exit(keyport::cli::run(cli).await);
+}

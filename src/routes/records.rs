@@ -1,0 +1,271 @@
+//! Report (pull) and webhook (push) endpoints, guarded by access tokens:
+//! - `GET  /api/v1/reports/{collection}`             needs `reports:read`
+//! - `GET  /api/v1/reports/{collection}/{record_id}` needs `reports:read`
+//! - `POST /api/v1/webhooks/{collection}`            needs `webhooks:write`
+//!
+//! Members see the records they pushed; admins see their whole tenant; nobody
+//! sees another tenant's.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::{Value, json, value::RawValue};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use super::body::{BodyError, media_type, read_limited};
+use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
+use crate::error::ApiError;
+use crate::storage::{Idempotency, NewRecords, PushOutcome, RecordQuery, RecordRow};
+use crate::tokens::{BearerToken, VerifiedToken};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn collection(raw: &str) -> Result<CollectionName, ApiError> {
+    CollectionName::parse(raw).map_err(|e| ApiError::bad_request("invalid_collection", e.0))
+}
+
+/// The owner filter a token implies: `None` (whole tenant) for admins.
+fn visible_owner(token: &VerifiedToken) -> Option<&str> {
+    if token.is_admin() {
+        None
+    } else {
+        Some(token.claims.sub.as_str())
+    }
+}
+
+fn record_json(row: RecordRow) -> Result<Value, ApiError> {
+    let data: Box<RawValue> = RawValue::from_string(row.body).map_err(|e| {
+        log::error!("record {} holds invalid JSON: {e}", row.id);
+        ApiError::internal()
+    })?;
+    Ok(json!({
+        "id": row.id,
+        "collection": row.collection,
+        "owner_id": row.owner_id,
+        "client_id": row.client_id,
+        "created_at": row.created_at,
+        "data": data,
+    }))
+}
+
+pub async fn pull(
+    req: HttpRequest,
+    token: BearerToken,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let token = token.require_scope(REPORTS_READ)?;
+    let collection = collection(&path)?;
+    let params: PageParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+        ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
+    })?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )
+        .into());
+    }
+    let after_id = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = state
+        .store
+        .list_records(&RecordQuery {
+            tenant_id: &token.claims.tenant_id,
+            collection: collection.as_str(),
+            owner_id: visible_owner(token),
+            after_id: after_id.as_deref(),
+            limit,
+        })
+        .await
+        .map_err(ApiError::from)?;
+    if page.records.is_empty()
+        && after_id.is_none()
+        && !state
+            .store
+            .collection_exists(&token.claims.tenant_id, collection.as_str())
+            .await
+            .map_err(ApiError::from)?
+    {
+        return Err(ApiError::not_found(format!(
+            "collection `{collection}` has no records; push one to create it"
+        ))
+        .into());
+    }
+    let next_cursor = if page.has_more {
+        page.records.last().map(|r| URL_SAFE_NO_PAD.encode(&r.id))
+    } else {
+        None
+    };
+    let records = page
+        .records
+        .into_iter()
+        .map(record_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(json!({
+        "collection": collection.as_str(),
+        "records": records,
+        "next_cursor": next_cursor,
+    })))
+}
+
+fn decode_cursor(raw: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned");
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
+    Uuid::parse_str(&id).map_err(|_| invalid())?;
+    Ok(id)
+}
+
+pub async fn pull_one(
+    token: BearerToken,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let token = token.require_scope(REPORTS_READ)?;
+    let (collection_raw, record_id) = path.into_inner();
+    let collection = collection(&collection_raw)?;
+    let not_found = || ApiError::not_found("no such record");
+    let record_id = Uuid::parse_str(&record_id).map_err(|_| not_found())?.to_string();
+    let row = state
+        .store
+        .find_record(
+            &token.claims.tenant_id,
+            collection.as_str(),
+            visible_owner(token),
+            &record_id,
+        )
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(record_json(row)?))
+}
+
+pub async fn push(
+    req: HttpRequest,
+    token: BearerToken,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let token = token.require_scope(WEBHOOKS_WRITE)?;
+    let collection = collection(&path)?;
+    let idempotency_key = idempotency_key(&req)?;
+    let is_json = media_type(&req).is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+    if !is_json {
+        return Err(ApiError::unsupported_media_type("application/json").into());
+    }
+    let limit = state.settings.max_body_bytes;
+    let body = read_limited(&req, payload, limit).await.map_err(|e| match e {
+        BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
+        BodyError::Unreadable => ApiError::bad_request("unreadable_body", "the request body could not be read"),
+    })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    let items = match value {
+        Value::Object(_) => vec![value],
+        Value::Array(items) => items,
+        _ => {
+            return Err(unprocessable("send a JSON object, or an array of JSON objects").into());
+        }
+    };
+    let max = state.settings.max_records_per_push;
+    if items.is_empty() || items.len() > max {
+        return Err(unprocessable(format!("send between 1 and {max} records per push")).into());
+    }
+    if let Some(position) = items.iter().position(|item| !item.is_object()) {
+        return Err(unprocessable(format!("record {position} is not a JSON object")).into());
+    }
+
+    let created_at = now();
+    let records: Vec<(String, String)> = items
+        .iter()
+        .map(|item| (Uuid::now_v7().to_string(), item.to_string()))
+        .collect();
+    let ids: Vec<&str> = records.iter().map(|(id, _)| id.as_str()).collect();
+    let response = json!({
+        "collection": collection.as_str(),
+        "count": ids.len(),
+        "ids": ids,
+        "created_at": created_at,
+    })
+    .to_string();
+    let request_digest = idempotency_key.as_ref().map(|_| {
+        let mut hash = Sha256::new();
+        hash.update(collection.as_str().as_bytes());
+        hash.update([0]);
+        hash.update(&body);
+        format!("{:x}", hash.finalize())
+    });
+    let outcome = state
+        .store
+        .push_records(NewRecords {
+            tenant_id: &token.claims.tenant_id,
+            owner_id: &token.claims.sub,
+            client_id: &token.claims.client_id,
+            collection: collection.as_str(),
+            records,
+            now: created_at,
+            idempotency: idempotency_key.as_ref().zip(request_digest.as_deref()).map(
+                |(key, digest)| Idempotency {
+                    key: key.as_str(),
+                    request_digest: digest,
+                    response: &response,
+                },
+            ),
+        })
+        .await
+        .map_err(ApiError::from)?;
+    let (body, replayed) = match outcome {
+        PushOutcome::Stored => (response, false),
+        PushOutcome::Replayed { response } => (response, true),
+        PushOutcome::KeyReused => {
+            return Err(unprocessable(
+                "this Idempotency-Key was already used for a different request",
+            )
+            .into());
+        }
+    };
+    let mut answer = HttpResponse::Created();
+    if replayed {
+        answer.insert_header(("Idempotent-Replayed", "true"));
+    }
+    Ok(answer.content_type("application/json").body(body))
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = req.headers().get_all("idempotency-key");
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = |m: String| ApiError::bad_request("invalid_idempotency_key", m);
+    if values.next().is_some() {
+        return Err(invalid("send one Idempotency-Key header".to_owned()));
+    }
+    let raw = value
+        .to_str()
+        .map_err(|_| invalid("Idempotency-Key must be printable ASCII".to_owned()))?;
+    // RFC draft-ietf-httpapi-idempotency-key-header: a Structured Field
+    // string, so quotes are allowed around the value.
+    let raw = raw.trim().trim_matches('"');
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(|e| invalid(e.0))
+}
+
+fn unprocessable(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_record", message)
+}

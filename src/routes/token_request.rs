@@ -1,0 +1,283 @@
+//! Parsing a token request (RFC 6749 §4.4.2, §2.3.1) from its Authorization
+//! header, media type and body, with no I/O, so it can be fuzzed on its own.
+
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+
+use crate::error::OAuthError;
+
+/// The client credentials as presented, not yet checked.
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub struct TokenRequest {
+    pub credentials: ClientCredentials,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// Parses `Authorization: Basic …` per RFC 6749 §2.3.1: base64 of
+/// `urlencode(client_id):urlencode(client_secret)`.
+pub fn parse_basic_authorization(value: &[u8]) -> Result<ClientCredentials, OAuthError> {
+    let malformed = || OAuthError::invalid_client("the Basic Authorization header is malformed");
+    let value = std::str::from_utf8(value).map_err(|_| malformed())?;
+    let (scheme, encoded) = value.trim().split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::invalid_client(
+            "authenticate with HTTP Basic (client_secret_basic) or client_id and client_secret in the body",
+        ));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    Ok(ClientCredentials {
+        client_id: form_decode(id).ok_or_else(malformed)?,
+        client_secret: form_decode(secret).ok_or_else(malformed)?,
+    })
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value: `+` is a space.
+fn form_decode(raw: &str) -> Option<String> {
+    let spaced = raw.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// Body parameters as (name, value) pairs, from a form or a JSON object.
+fn body_parameters(media_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    match media_type {
+        Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes(body)
+            .map_err(|_| OAuthError::invalid_request("the form body is malformed")),
+        Some("application/json") => {
+            let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+                .map_err(|_| OAuthError::invalid_request("the JSON body is not a JSON object"))?;
+            value
+                .into_iter()
+                .map(|(name, value)| match value {
+                    serde_json::Value::String(s) => Ok((name, s)),
+                    _ => Err(OAuthError::invalid_request(format!(
+                        "parameter `{}` must be a string",
+                        preview(&name)
+                    ))),
+                })
+                .collect()
+        }
+        _ => Err(OAuthError::invalid_request(
+            "send the parameters as application/x-www-form-urlencoded (or application/json)",
+        )),
+    }
+}
+
+/// Parses and checks the shape of a client-credentials token request.
+/// `authorization` holds every Authorization header sent.
+pub fn parse_token_request(
+    authorization: &[&[u8]],
+    media_type: Option<&str>,
+    body: &[u8],
+) -> Result<TokenRequest, OAuthError> {
+    let params = body_parameters(media_type, body)?;
+    let mut grant_type = None;
+    let mut client_id = None;
+    let mut client_secret = None;
+    let mut scope = None;
+    let mut resource = None;
+    for (name, value) in params {
+        let slot = match name.as_str() {
+            "grant_type" => &mut grant_type,
+            "client_id" => &mut client_id,
+            "client_secret" => &mut client_secret,
+            "scope" => &mut scope,
+            "resource" | "audience" => &mut resource,
+            // RFC 6749 §3.2: unrecognised parameters are ignored.
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            // RFC 6749 §3.2: parameters must not be repeated.
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{name}` is repeated"
+            )));
+        }
+    }
+
+    match grant_type.as_deref() {
+        None | Some("") => return Err(OAuthError::invalid_request("grant_type is required")),
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(OAuthError::new(
+                crate::error::OAuthErrorCode::UnsupportedGrantType,
+                format!(
+                    "grant_type `{}` is not supported; use client_credentials",
+                    preview(other)
+                ),
+            ));
+        }
+    }
+
+    let credentials = match authorization {
+        [] => match (client_id, client_secret) {
+            (Some(client_id), Some(client_secret)) => ClientCredentials {
+                client_id,
+                client_secret,
+            },
+            (Some(_), None) => {
+                return Err(OAuthError::invalid_client("client_secret is required"));
+            }
+            _ => {
+                return Err(OAuthError::invalid_client(
+                    "client authentication is required (HTTP Basic or client_id and client_secret)",
+                ));
+            }
+        },
+        [header] => {
+            if client_secret.is_some() {
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method: HTTP Basic or client_secret in the body, not both",
+                ));
+            }
+            let basic = parse_basic_authorization(header)?;
+            if client_id.is_some_and(|id| id != basic.client_id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the one in the Authorization header",
+                ));
+            }
+            basic
+        }
+        _ => {
+            return Err(OAuthError::invalid_request(
+                "send at most one Authorization header",
+            ));
+        }
+    };
+
+    Ok(TokenRequest {
+        credentials,
+        scope,
+        resource,
+    })
+}
+
+fn preview(raw: &str) -> String {
+    raw.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::OAuthErrorCode;
+
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    fn basic(id: &str, secret: &str) -> Vec<u8> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        format!("Basic {encoded}").into_bytes()
+    }
+
+    #[test]
+    fn basic_credentials_are_form_url_decoded() {
+        let header = basic("my%20client", "s%3Acret+x");
+        let creds = parse_basic_authorization(&header).unwrap();
+        assert_eq!(creds.client_id, "my client");
+        assert_eq!(creds.client_secret, "s:cret x");
+    }
+
+    #[test]
+    fn a_secret_containing_a_colon_splits_at_the_first_one() {
+        let creds = parse_basic_authorization(&basic("id", "a:b")).unwrap();
+        assert_eq!(creds.client_secret, "a:b");
+    }
+
+    #[test]
+    fn malformed_basic_headers_are_invalid_client() {
+        for bad in [
+            &b"Basic"[..],
+            b"Basic !!!notbase64",
+            b"Basic bm9jb2xvbg==",
+            b"Bearer abc",
+            b"Basic /w==",
+            b"\xff\xfe",
+        ] {
+            let err = parse_basic_authorization(bad).unwrap_err();
+            assert_eq!(err.code, OAuthErrorCode::InvalidClient, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn both_authentication_methods_at_once_is_invalid_request() {
+        let header = basic("id", "secret");
+        let err = parse_token_request(
+            &[&header],
+            FORM,
+            b"grant_type=client_credentials&client_secret=other",
+        )
+        .unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn repeated_parameters_are_invalid_request() {
+        let err = parse_token_request(
+            &[],
+            FORM,
+            b"grant_type=client_credentials&grant_type=client_credentials",
+        )
+        .unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn other_grant_types_are_unsupported() {
+        let err = parse_token_request(&[], FORM, b"grant_type=password").unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::UnsupportedGrantType);
+    }
+
+    #[test]
+    fn json_bodies_are_accepted_but_only_with_string_values() {
+        let ok = parse_token_request(
+            &[],
+            Some("application/json"),
+            br#"{"grant_type":"client_credentials","client_id":"a","client_secret":"b","scope":"reports:read"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.credentials.client_id, "a");
+        assert_eq!(ok.scope.as_deref(), Some("reports:read"));
+        let err = parse_token_request(
+            &[],
+            Some("application/json"),
+            br#"{"grant_type":["client_credentials"]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn other_media_types_are_invalid_request() {
+        let err = parse_token_request(&[], Some("text/plain"), b"grant_type=client_credentials")
+            .unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_secret() {
+        let creds = parse_basic_authorization(&basic("id", "kps_topsecret")).unwrap();
+        assert!(!format!("{creds:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,32 @@
+//! `GET /.well-known/oauth-authorization-server` (RFC 8414) and
+//! `GET /.well-known/jwks.json` (RFC 7517). Public.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::AppState;
+
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    let issuer = &state.settings.tokens.issuer;
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(json!({
+            "issuer": issuer,
+            "token_endpoint": format!("{issuer}/oauth/token"),
+            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": [],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "scopes_supported": ["reports:read", "webhooks:write", "keys:manage"],
+            "access_token_signing_alg_values_supported": [state.keys.algorithm().as_str()],
+        }))
+}
+
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    let refresh = state.settings.tokens.signing_key_refresh.as_secs();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, format!("public, max-age={refresh}")))
+        .content_type("application/json")
+        .body(state.keys.jwks_json().to_string())
+}

@@ -1,0 +1,114 @@
+//! Building and running the HTTP application. Binding happens in `build`, so
+//! a caller (a test) that asked for port 0 learns the port before serving.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::Logger;
+use actix_web::{App, HttpServer, web};
+
+use crate::config::Settings;
+use crate::routes::{self, AppState};
+use crate::storage::{StorageError, Store};
+use crate::tokens::{KeyRing, KeyRingError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot load the signing keys: {0}")]
+    Keys(#[from] KeyRingError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = Store::connect_and_migrate(&settings.database).await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    pub async fn build_with_store(settings: Settings, store: Store) -> Result<Self, StartupError> {
+        let keys = Arc::new(KeyRing::load(store.clone(), &settings.tokens).await?);
+        spawn_key_refresh(Arc::clone(&keys), settings.tokens.signing_key_refresh);
+
+        let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
+            bind: settings.bind.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                bind: settings.bind.clone(),
+                source,
+            })?
+            .port();
+
+        let workers = settings.workers;
+        let state = web::Data::new(AppState {
+            store,
+            keys: Arc::clone(&keys),
+            settings: Arc::new(settings),
+        });
+        let verifier = web::Data::new(keys.verifier());
+        let server = HttpServer::new(move || {
+            App::new()
+                // Method and path only: query strings may carry credentials.
+                .wrap(
+                    Logger::new("%{method}xi %{path}xi %s %Dms")
+                        .custom_request_replace("method", |req| req.method().to_string())
+                        .custom_request_replace("path", |req| req.path().to_owned()),
+                )
+                .app_data(state.clone())
+                .app_data(verifier.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            bind: String::from("listener"),
+            source,
+        })?;
+        let server = if workers > 0 { server.workers(workers) } else { server };
+        Ok(Application {
+            port,
+            server: server.run(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
+        self.server.await
+    }
+}
+
+/// Re-reads signing keys periodically so rotations made by another instance
+/// (or the CLI) are published and accepted here.
+fn spawn_key_refresh(keys: Arc<KeyRing>, every: std::time::Duration) {
+    let weak = Arc::downgrade(&keys);
+    drop(keys);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            // Stop once the application holding the ring is gone.
+            let Some(keys) = weak.upgrade() else { break };
+            if let Err(err) = keys.refresh().await {
+                log::warn!("signing key refresh failed: {}", crate::error::error_chain(&err));
+            }
+        }
+    });
+}

@@ -1,0 +1,175 @@
+use super::{Result, Store};
+
+pub struct NewKey<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub owner_id: &'a str,
+    pub client_id: &'a str,
+    pub secret_digest: &'a str,
+    pub name: &'a str,
+    pub scopes: Option<&'a str>,
+    pub token_ttl_seconds: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub now: i64,
+}
+
+/// A key as listed to people: never the secret or its digest.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub owner_id: String,
+    pub owner_email: String,
+    pub client_id: String,
+    pub name: String,
+    pub scopes: Option<String>,
+    pub token_ttl_seconds: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub created_at: i64,
+}
+
+/// What client authentication needs in one round trip: the key, its digest
+/// and its owner's current standing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyAuthRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub owner_id: String,
+    pub client_id: String,
+    pub secret_digest: String,
+    pub scopes: Option<String>,
+    pub token_ttl_seconds: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub owner_role: String,
+    pub owner_permissions: String,
+    pub owner_status: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub tenant_id: Option<String>,
+    pub owner_id: Option<String>,
+}
+
+/// Outcome of [`Store::insert_key_within_limit`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyInsert {
+    Inserted,
+    LimitReached { active: i64 },
+}
+
+/// The columns of a [`KeyRow`]; a macro so `concat!` can build `'static` queries.
+macro_rules! key_select {
+    () => {
+        "SELECT k.id, k.tenant_id, k.owner_id, u.email AS owner_email, k.client_id, \
+         k.name, k.scopes, k.token_ttl_seconds, k.expires_at, k.last_used_at, k.revoked_at, \
+         k.revoked_by, k.created_at FROM api_keys k JOIN users u ON u.id = k.owner_id "
+    };
+}
+
+impl Store {
+    /// Inserts the key unless its owner already holds `max_active` active keys.
+    /// The owner's row is locked first (an UPDATE takes a row lock on
+    /// PostgreSQL and the write lock on SQLite), so concurrent creations for one
+    /// user are serialised and can never overshoot the limit.
+    pub async fn insert_key_within_limit(&self, key: NewKey<'_>, max_active: u32) -> Result<KeyInsert> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+            .bind(key.owner_id)
+            .execute(&mut *tx)
+            .await?;
+        let (active,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(key.owner_id)
+        .bind(key.now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if active >= i64::from(max_active) {
+            tx.rollback().await?;
+            return Ok(KeyInsert::LimitReached { active });
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
+             token_ttl_seconds, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(key.id)
+        .bind(key.tenant_id)
+        .bind(key.owner_id)
+        .bind(key.client_id)
+        .bind(key.secret_digest)
+        .bind(key.name)
+        .bind(key.scopes)
+        .bind(key.token_ttl_seconds)
+        .bind(key.expires_at)
+        .bind(key.now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(KeyInsert::Inserted)
+    }
+
+    pub async fn find_key_for_auth(&self, client_id: &str) -> Result<Option<KeyAuthRow>> {
+        Ok(sqlx::query_as::<_, KeyAuthRow>(
+            "SELECT k.id, k.tenant_id, k.owner_id, k.client_id, k.secret_digest, k.scopes, \
+             k.token_ttl_seconds, k.expires_at, k.revoked_at, u.role AS owner_role, \
+             u.permissions AS owner_permissions, u.status AS owner_status \
+             FROM api_keys k JOIN users u ON u.id = k.owner_id WHERE k.client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Finds a key by its id or its client ID.
+    pub async fn find_key(&self, id_or_client_id: &str) -> Result<Option<KeyRow>> {
+        Ok(sqlx::query_as::<_, KeyRow>(concat!(
+            key_select!(),
+            "WHERE k.id = $1 OR k.client_id = $1"
+        ))
+        .bind(id_or_client_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn list_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRow>> {
+        Ok(sqlx::query_as::<_, KeyRow>(concat!(
+            key_select!(),
+            "WHERE ($1 IS NULL OR k.tenant_id = $1) AND ($2 IS NULL OR k.owner_id = $2) \
+             ORDER BY k.created_at, k.id"
+        ))
+        .bind(filter.tenant_id.as_deref())
+        .bind(filter.owner_id.as_deref())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks the key revoked; a key already revoked stays as it was (revoked
+    /// keys never come back). Returns whether this call revoked it.
+    pub async fn revoke_key(&self, key_id: &str, revoked_by: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $2, revoked_by = $3, updated_at = $2 \
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_id)
+        .bind(now)
+        .bind(revoked_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_key(&self, key_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE id = $1")
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,213 @@
+//! The one place SQL lives. [`Store`] hides whether the database is SQLite or
+//! PostgreSQL: every query is written once, in the dialect both accept (TEXT
+//! ids, BIGINT Unix seconds, `$n` placeholders), and run through sqlx's `Any`
+//! driver.
+
+mod keys;
+mod records;
+mod signing_keys;
+mod tenants;
+mod users;
+
+use std::path::Path;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::DatabaseSettings;
+
+pub use keys::{KeyAuthRow, KeyFilter, KeyInsert, KeyRow, NewKey};
+pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
+pub use signing_keys::SigningKeyRow;
+pub use tenants::TenantRow;
+pub use users::{NewUser, UserRow};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached or is too busy: the caller should retry.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// A uniqueness or check constraint refused the write; carries its name.
+    #[error("constraint `{0}` refused the write")]
+    Constraint(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database location: {0}")]
+    Location(String),
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StorageError::Unavailable(err),
+            sqlx::Error::Database(db) => {
+                if let Some(name) = db.constraint() {
+                    return StorageError::Constraint(name.to_owned());
+                }
+                // SQLite names the columns, not the constraint; map them back.
+                let message = db.message();
+                if db.is_unique_violation() {
+                    for (needle, name) in [
+                        ("tenants.name", "tenants_name_unique"),
+                        ("users.email", "users_email_unique"),
+                        ("api_keys.client_id", "api_keys_client_id_unique"),
+                        ("api_keys.secret_digest", "api_keys_secret_digest_unique"),
+                    ] {
+                        if message.contains(needle) {
+                            return StorageError::Constraint(name.to_owned());
+                        }
+                    }
+                    return StorageError::Constraint("unique".to_owned());
+                }
+                if message.contains("database is locked") || message.contains("busy") {
+                    return StorageError::Unavailable(err);
+                }
+                StorageError::Database(err)
+            }
+            _ => StorageError::Database(err),
+        }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The database handle shared by the HTTP server and the CLI.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects (creating the SQLite file and its folder when needed) and runs
+    /// pending migrations.
+    pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Self> {
+        let store = Self::connect(settings).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self> {
+        install_default_drivers();
+        let (backend, url) = prepare_url(&settings.url)?;
+        let options = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout);
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers proceed during a write; synchronous stays
+                    // FULL (SQLite's default) so an answered push survives a crash.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(&url).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Picks the backend from the URL and, for SQLite, makes sure the file can be
+/// created: its folder exists and `mode=rwc` is set.
+fn prepare_url(url: &str) -> Result<(Backend, String)> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| {
+            StorageError::Location(
+                "database_url must start with sqlite:// or postgres://".to_owned(),
+            )
+        })?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(StorageError::Location("the SQLite path is empty".to_owned()));
+    }
+    if path != ":memory:" {
+        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StorageError::Location(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+    }
+    let query = if query.split('&').any(|p| p.starts_with("mode=")) {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode_and_keep_other_options() {
+        let dir = std::env::temp_dir().join(format!("keyport-url-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("k.db");
+        let url = format!("sqlite://{}", path.display());
+        let (backend, prepared) = prepare_url(&url).unwrap();
+        assert_eq!(backend, Backend::Sqlite);
+        assert!(prepared.ends_with("?mode=rwc"), "{prepared}");
+        assert!(dir.is_dir(), "the parent folder is created");
+        let (_, kept) = prepare_url(&format!("{url}?mode=ro")).unwrap();
+        assert!(kept.ends_with("?mode=ro"), "{kept}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        assert!(prepare_url("mysql://x").is_err());
+        assert_eq!(
+            prepare_url("postgres://root@127.0.0.1/test").unwrap().0,
+            Backend::Postgres
+        );
+    }
+}

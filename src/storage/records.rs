@@ -1,0 +1,161 @@
+use super::{Result, Store};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordRow {
+    pub id: String,
+    pub collection: String,
+    pub owner_id: String,
+    pub client_id: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+/// One push: records already serialised, their ids already chosen, and the
+/// response the push will answer (stored with the idempotency key so a retry
+/// gets the very same answer).
+pub struct NewRecords<'a> {
+    pub tenant_id: &'a str,
+    pub owner_id: &'a str,
+    pub client_id: &'a str,
+    pub collection: &'a str,
+    pub records: Vec<(String, String)>,
+    pub now: i64,
+    pub idempotency: Option<Idempotency<'a>>,
+}
+
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub request_digest: &'a str,
+    pub response: &'a str,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    Stored,
+    /// The idempotency key was used before for the same request: here is the
+    /// answer it got.
+    Replayed { response: String },
+    /// The idempotency key was used before for a different request.
+    KeyReused,
+}
+
+pub struct RecordQuery<'a> {
+    pub tenant_id: &'a str,
+    pub collection: &'a str,
+    /// `None` for admins: the whole tenant.
+    pub owner_id: Option<&'a str>,
+    pub after_id: Option<&'a str>,
+    pub limit: u32,
+}
+
+pub struct RecordPage {
+    pub records: Vec<RecordRow>,
+    pub has_more: bool,
+}
+
+impl Store {
+    /// Stores the records, and the idempotency key if any, in one transaction:
+    /// when this returns `Stored`, the push is committed (and, with SQLite's
+    /// synchronous=FULL or PostgreSQL's defaults, on disk).
+    pub async fn push_records(&self, push: NewRecords<'_>) -> Result<PushOutcome> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = &push.idempotency {
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, owner_id, idempotency_key, request_digest, response, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(push.tenant_id)
+            .bind(push.owner_id)
+            .bind(idem.key)
+            .bind(idem.request_digest)
+            .bind(idem.response)
+            .bind(push.now)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 0 {
+                let (digest, response): (String, String) = sqlx::query_as(
+                    "SELECT request_digest, response FROM idempotency_keys \
+                     WHERE tenant_id = $1 AND owner_id = $2 AND idempotency_key = $3",
+                )
+                .bind(push.tenant_id)
+                .bind(push.owner_id)
+                .bind(idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                return Ok(if digest == idem.request_digest {
+                    PushOutcome::Replayed { response }
+                } else {
+                    PushOutcome::KeyReused
+                });
+            }
+        }
+        for (id, body) in &push.records {
+            sqlx::query(
+                "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(push.tenant_id)
+            .bind(push.collection)
+            .bind(push.owner_id)
+            .bind(push.client_id)
+            .bind(body)
+            .bind(push.now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(PushOutcome::Stored)
+    }
+
+    /// One page of a collection in id order (ids are UUID v7, so this is
+    /// creation order), starting after `after_id`.
+    pub async fn list_records(&self, query: &RecordQuery<'_>) -> Result<RecordPage> {
+        let mut records = sqlx::query_as::<_, RecordRow>(
+            "SELECT id, collection, owner_id, client_id, body, created_at FROM records \
+             WHERE tenant_id = $1 AND collection = $2 AND ($3 IS NULL OR owner_id = $3) \
+             AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
+        )
+        .bind(query.tenant_id)
+        .bind(query.collection)
+        .bind(query.owner_id)
+        .bind(query.after_id)
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let has_more = records.len() > query.limit as usize;
+        records.truncate(query.limit as usize);
+        Ok(RecordPage { records, has_more })
+    }
+
+    pub async fn find_record(
+        &self,
+        tenant_id: &str,
+        collection: &str,
+        owner_id: Option<&str>,
+        record_id: &str,
+    ) -> Result<Option<RecordRow>> {
+        Ok(sqlx::query_as::<_, RecordRow>(
+            "SELECT id, collection, owner_id, client_id, body, created_at FROM records \
+             WHERE tenant_id = $1 AND collection = $2 AND ($3 IS NULL OR owner_id = $3) AND id = $4",
+        )
+        .bind(tenant_id)
+        .bind(collection)
+        .bind(owner_id)
+        .bind(record_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn collection_exists(&self, tenant_id: &str, collection: &str) -> Result<bool> {
+        let found: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM records WHERE tenant_id = $1 AND collection = $2 LIMIT 1",
+        )
+        .bind(tenant_id)
+        .bind(collection)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+}

@@ -1,0 +1,79 @@
+use super::{Result, Store};
+
+#[derive(Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_key_pem: String,
+    pub state: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_key_pem", &"<redacted>")
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Keys that sign now, will sign next, or retired recently enough that
+    /// tokens they signed may still be alive (`retired_at > retired_after`).
+    pub async fn publishable_signing_keys(&self, retired_after: i64) -> Result<Vec<SigningKeyRow>> {
+        Ok(sqlx::query_as::<_, SigningKeyRow>(
+            "SELECT kid, algorithm, private_key_pem, state, created_at, retired_at \
+             FROM signing_keys WHERE state <> 'retired' OR retired_at > $1 \
+             ORDER BY created_at, kid",
+        )
+        .bind(retired_after)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Stores `key` as the active key unless an active key of its algorithm
+    /// already exists. Two instances starting at once may both insert; readers
+    /// then agree on the oldest active key, so they still sign alike.
+    pub async fn insert_signing_key_if_none_active(&self, key: &SigningKeyRow) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key_pem, state, created_at, updated_at) \
+             SELECT $1, $2, $3, 'active', $4, $4 WHERE NOT EXISTS \
+             (SELECT 1 FROM signing_keys WHERE state = 'active' AND algorithm = $2)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_key_pem)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Retires every active key and makes `key` the active one, atomically.
+    pub async fn rotate_signing_key(&self, key: &SigningKeyRow) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'retired', retired_at = $1, updated_at = $1 \
+             WHERE state = 'active'",
+        )
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key_pem, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'active', $4, $4)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_key_pem)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+use serde::{Deserialize, Serialize};
+
+/// The claims of a Keyport access token (RFC 9068 §2.2), plus the tenant and
+/// the owner's role (RFC 9068 §2.2.3.1 `roles`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    /// The key's owner: the user the key acts as.
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    pub tenant_id: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}

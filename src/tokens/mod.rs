@@ -1,0 +1,17 @@
+//! Access tokens (RFC 9068 JWTs): signing keys, issuing, verifying, the JWKS,
+//! and the actix extractor resource servers use.
+
+mod bearer;
+mod claims;
+mod keyring;
+mod signing_key;
+mod verifier;
+
+pub use bearer::{BearerError, BearerToken};
+pub use claims::AccessTokenClaims;
+pub use keyring::{KeyRing, KeyRingError};
+pub use signing_key::{SigningAlgorithm, SigningKey};
+pub use verifier::{TokenError, TokenVerifier, VerifiedToken};
+
+/// The JOSE `typ` of an RFC 9068 access token.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

@@ -161,13 +161,28 @@ impl OAuthErrorCode {
 pub struct OAuthError {
     pub code: OAuthErrorCode,
     pub description: String,
+    status: StatusCode,
 }
 
 impl OAuthError {
     pub fn new(code: OAuthErrorCode, description: impl Into<String>) -> Self {
+        let status = match code {
+            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
         OAuthError {
             code,
             description: description.into(),
+            status,
+        }
+    }
+    /// `invalid_request`, answered 413 so HTTP tooling sees what happened.
+    pub fn payload_too_large(limit: usize) -> Self {
+        OAuthError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..Self::invalid_request(format!("the request body exceeds {limit} bytes"))
         }
     }
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -180,16 +195,11 @@ impl OAuthError {
 
 impl ResponseError for OAuthError {
     fn status_code(&self) -> StatusCode {
-        match self.code {
-            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        self.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
+        let mut response = HttpResponse::build(self.status);
         response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));

@@ -25,9 +25,7 @@ pub async fn token(
     let body = read_limited(&req, payload, TOKEN_BODY_LIMIT)
         .await
         .map_err(|e| match e {
-            BodyError::TooLarge { limit } => OAuthError::invalid_request(format!(
-                "the request body exceeds {limit} bytes"
-            )),
+            BodyError::TooLarge { limit } => OAuthError::payload_too_large(limit),
             BodyError::Unreadable => OAuthError::invalid_request("the request body could not be read"),
         })?;
     let authorization: Vec<&[u8]> = req

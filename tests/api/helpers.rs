@@ -1,0 +1,334 @@
+//! `spawn_app`: the real application on port 0 with a database of its own
+//! (a fresh SQLite file, or a fresh PostgreSQL database), and a typed client.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use keyport::admin::{self, CreatedKey, KeyPolicy, NewKeyRequest, Tenant, User};
+use keyport::config::Settings;
+use keyport::startup::Application;
+use keyport::storage::Store;
+use reqwest::Response;
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` once per backend, as
+/// `sqlite::<name>` and `postgres::<name>`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("KEYPORT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that belongs to one test and is removed when the test ends.
+pub struct TestDatabase {
+    pub url: String,
+    backend: Backend,
+    name: String,
+    dir: Option<PathBuf>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        let name = format!("keyport_test_{}", Uuid::new_v4().simple());
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(&name);
+                let url = format!("sqlite://{}/keyport.db", dir.display());
+                TestDatabase {
+                    url,
+                    backend,
+                    name,
+                    dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be running on 127.0.0.1:5432 (see README)");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create the test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    name,
+                    dir: None,
+                }
+            }
+        }
+    }
+
+    pub fn sqlite_dir(&self) -> Option<&PathBuf> {
+        self.dir.as_ref()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self.backend {
+            Backend::Sqlite => {
+                if let Some(dir) = &self.dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            Backend::Postgres => {
+                let name = self.name.clone();
+                // Drop runs inside the test's runtime: do the async work on a
+                // thread of its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async move {
+                        use sqlx::Connection;
+                        if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            )))
+                            .execute(&mut conn)
+                            .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub settings: Settings,
+    pub db: std::sync::Arc<TestDatabase>,
+}
+
+/// An integration ready to go: a tenant, a user and a key of that user.
+pub struct Integration {
+    pub tenant: Tenant,
+    pub user: User,
+    pub key: CreatedKey,
+}
+
+impl Integration {
+    pub fn client_id(&self) -> &str {
+        &self.key.key.client_id
+    }
+    pub fn secret(&self) -> &str {
+        self.key.secret.expose()
+    }
+}
+
+pub fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let mut env: Vec<(String, String)> = vec![
+        ("KEYPORT_DATABASE_URL".into(), url.to_owned()),
+        ("KEYPORT_BIND".into(), "127.0.0.1:0".into()),
+        ("KEYPORT_WORKERS".into(), "1".into()),
+        ("KEYPORT_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+    ];
+    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Settings::load_from(None, env).expect("test settings load")
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    let db = std::sync::Arc::new(TestDatabase::create(backend).await);
+    spawn_app_on(db, overrides).await
+}
+
+/// Starts another application on an existing test database (a restart, or a
+/// second instance).
+pub async fn spawn_app_on(db: std::sync::Arc<TestDatabase>, overrides: &[(&str, &str)]) -> TestApp {
+    let settings = settings_for(&db.url, overrides);
+    let store = Store::connect_and_migrate(&settings.database)
+        .await
+        .expect("connect to the test database");
+    let app = Application::build_with_store(settings.clone(), store.clone())
+        .await
+        .expect("build the application");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client"),
+        store,
+        settings,
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            max_active_keys_per_user: self.settings.max_active_keys_per_user,
+            max_token_ttl: self.settings.tokens.max_ttl,
+        }
+    }
+
+    pub async fn tenant(&self, name: &str) -> Tenant {
+        admin::create_tenant(&self.store, name).await.expect("create tenant")
+    }
+
+    pub async fn user(&self, tenant: &Tenant, email: &str, role: &str, permissions: &str) -> User {
+        admin::create_user(&self.store, &tenant.id, email, role, permissions)
+            .await
+            .expect("create user")
+    }
+
+    pub async fn key(&self, email: &str, scopes: Option<&str>) -> CreatedKey {
+        self.key_with(email, scopes, None, None).await
+    }
+
+    pub async fn key_with(
+        &self,
+        email: &str,
+        scopes: Option<&str>,
+        expires_in: Option<Duration>,
+        token_ttl: Option<Duration>,
+    ) -> CreatedKey {
+        admin::create_key(
+            &self.store,
+            self.policy(),
+            NewKeyRequest {
+                owner_email: email,
+                name: "test key",
+                scopes,
+                expires_in,
+                token_ttl,
+            },
+        )
+        .await
+        .expect("create key")
+    }
+
+    /// A fresh tenant with one user holding `permissions` and one key.
+    pub async fn integration(&self, role: &str, permissions: &str) -> Integration {
+        let suffix = Uuid::new_v4().simple().to_string();
+        let tenant = self.tenant(&format!("tenant-{suffix}")).await;
+        let user = self
+            .user(&tenant, &format!("user-{suffix}@example.com"), role, permissions)
+            .await;
+        let key = self.key(&user.email, None).await;
+        Integration { tenant, user, key }
+    }
+
+    pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
+        self.client
+            .post(self.url("/oauth/token"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token request")
+    }
+
+    /// A token for the integration's key; panics unless the server issues one.
+    pub async fn token_for(&self, integration: &Integration) -> String {
+        self.token_for_key(&integration.key).await
+    }
+
+    pub async fn token_for_key(&self, key: &CreatedKey) -> String {
+        let response = self.request_token(&key.key.client_id, key.secret.expose()).await;
+        assert_eq!(response.status(), 200, "token refused");
+        let body: Value = response.json().await.expect("token json");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    pub async fn push(&self, token: &str, collection: &str, body: &Value, idempotency_key: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/api/v1/webhooks/{collection}")))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("push request")
+    }
+
+    pub async fn pull(&self, token: &str, collection: &str, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/api/v1/reports/{collection}{query}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("pull request")
+    }
+
+    /// Every record id visible to `token` in `collection`, following cursors.
+    pub async fn pull_all_ids(&self, token: &str, collection: &str, page: u32) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = match &cursor {
+                Some(c) => format!("?limit={page}&cursor={c}"),
+                None => format!("?limit={page}"),
+            };
+            let response = self.pull(token, collection, &query).await;
+            if response.status() == 404 && ids.is_empty() {
+                return ids;
+            }
+            assert_eq!(response.status(), 200);
+            let body: Value = response.json().await.expect("page json");
+            for record in body["records"].as_array().expect("records") {
+                ids.push(record["id"].as_str().expect("id").to_owned());
+            }
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return ids,
+            }
+        }
+    }
+}
+
+/// The JSON body of a response, asserting it is JSON.
+pub async fn json_body(response: Response) -> Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}

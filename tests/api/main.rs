@@ -1,0 +1,9 @@
+//! One integration-test binary (linking one binary per file is slow).
+
+mod helpers;
+
+mod migrations;
+mod resources;
+mod token;
+mod tokens;
+mod webhooks;

@@ -290,7 +290,7 @@ async fn bad_report_queries_are_clear_400s(backend: Backend) {
         assert_eq!(response.status(), 400, "{query}");
         assert_eq!(json_body(response).await["error"], code, "{query}");
     }
-    for collection in ["orders;DROP%20TABLE%20records", "'%20OR%20'1'='1", "%2E%2E", "-x"] {
+    for collection in ["orders;DROP%20TABLE%20records", "'%20OR%20'1'='1", "a%20b", "-x", "%C3%BC"] {
         let response = app.pull(&token, collection, "").await;
         assert_eq!(response.status(), 400, "{collection}");
         assert_eq!(json_body(response).await["error"], "invalid_collection", "{collection}");

@@ -24,10 +24,9 @@ pub async fn read_limited(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && declared > limit as u64
     {
-        if declared > limit as u64 {
-            return Err(BodyError::TooLarge { limit });
-        }
+        return Err(BodyError::TooLarge { limit });
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {

@@ -72,13 +72,13 @@ pub async fn token(
             "the key holds no scopes: its owner has no permissions it may use",
         ));
     }
-    if let Some(resource) = request.resource.as_deref() {
-        if resource != settings.audience {
-            return Err(OAuthError::new(
-                OAuthErrorCode::InvalidTarget,
-                format!("this server issues tokens only for `{}`", settings.audience),
-            ));
-        }
+    if let Some(resource) = request.resource.as_deref()
+        && resource != settings.audience
+    {
+        return Err(OAuthError::new(
+            OAuthErrorCode::InvalidTarget,
+            format!("this server issues tokens only for `{}`", settings.audience),
+        ));
     }
 
     let max_ttl = settings.max_ttl.as_secs() as i64;

@@ -167,12 +167,12 @@ fn prepare_url(url: &str) -> Result<(Backend, String)> {
     if path.is_empty() {
         return Err(StorageError::Location("the SQLite path is empty".to_owned()));
     }
-    if path != ":memory:" {
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StorageError::Location(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
+    if path != ":memory:"
+        && let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StorageError::Location(format!("cannot create {}: {e}", parent.display()))
+        })?;
     }
     let query = if query.split('&').any(|p| p.starts_with("mode=")) {
         query.to_owned()

@@ -309,7 +309,24 @@ async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Back
     assert_eq!(json_body(wrong_method).await["error"], "method_not_allowed");
 }
 
+async fn token_validation_needs_no_database_round_trip(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("admin", "reports:read webhooks:write").await;
+    let token = app.token_for(&integration).await;
+
+    app.store.close().await;
+
+    // Past authentication, the report query itself needs the database: 503.
+    let valid = app.pull(&token, "orders", "").await;
+    assert_eq!(valid.status(), 503, "a valid token got past validation with no database");
+    assert!(valid.headers().contains_key("retry-after"));
+    assert_eq!(json_body(valid).await["error"], "unavailable");
+    // An invalid token is refused by validation alone.
+    assert_invalid_token(&app, &format!("{token}x"), "tampered signature, no database").await;
+}
+
 crate::on_both_backends!(
+    token_validation_needs_no_database_round_trip,
     a_request_without_a_token_gets_a_bare_bearer_challenge,
     invalid_tokens_are_refused_with_invalid_token,
     a_token_without_the_needed_scope_gets_insufficient_scope,

@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::audit::{self, Actor, ActorKind};
 use crate::domain::{
-    ClientId, ClientSecret, Email, KeyName, Role, ScopeSet, TenantName, UnixTime, UserStatus, now,
+    ClientId, ClientSecret, Email, KEYS_MANAGE, KeyName, Role, ScopeSet, TenantName, UnixTime,
+    UserStatus, now,
 };
 use crate::storage::{KeyFilter, KeyInsert, KeyRow, NewKey, NewUser, StorageError, Store};
 
@@ -21,6 +23,11 @@ pub enum AdminError {
     Conflict(String),
     #[error("the owner already holds {limit} active keys; revoke one before creating another")]
     KeyLimitReached { limit: u32 },
+    #[error("{0}")]
+    Forbidden(String),
+    /// A deletion needs the caller to type this exact phrase back.
+    #[error("send {{\"confirm\": \"{phrase}\"}} to delete this key; it cannot be undone")]
+    ConfirmationRequired { phrase: String },
     #[error(transparent)]
     Storage(StorageError),
 }
@@ -104,6 +111,8 @@ pub struct KeySummary {
     pub last_used_at: Option<UnixTime>,
     pub revoked_at: Option<UnixTime>,
     pub revoked_by: Option<String>,
+    /// Whether this key signs its owner's webhook requests.
+    pub signs_webhooks: bool,
 }
 
 impl KeySummary {
@@ -125,7 +134,13 @@ impl KeySummary {
             last_used_at: row.last_used_at,
             revoked_at: row.revoked_at,
             revoked_by: row.revoked_by,
+            signs_webhooks: row.signs_webhooks != 0,
         }
+    }
+
+    /// The phrase a person types to confirm deleting this key.
+    pub fn deletion_phrase(&self) -> String {
+        format!("delete {}", self.client_id)
     }
 }
 
@@ -227,10 +242,21 @@ async fn find_user(store: &Store, email: &str) -> Result<crate::storage::UserRow
 pub async fn create_key(
     store: &Store,
     policy: KeyPolicy,
+    actor: &Actor,
     request: NewKeyRequest<'_>,
 ) -> Result<CreatedKey> {
     let name = KeyName::parse(request.name).map_err(|e| AdminError::Invalid(e.to_string()))?;
     let owner = find_user(store, request.owner_email).await?;
+    if let ActorKind::User { user_id, scopes, .. } = &actor.kind {
+        if !scopes.contains(KEYS_MANAGE) {
+            return Err(AdminError::Forbidden(format!(
+                "creating keys needs the `{KEYS_MANAGE}` permission"
+            )));
+        }
+        if *user_id != owner.id {
+            return Err(AdminError::Forbidden("you may create keys only for yourself".to_owned()));
+        }
+    }
     if owner.status != UserStatus::Active.as_str() {
         return Err(AdminError::Invalid(format!(
             "user `{}` is disabled and cannot hold new keys",
@@ -296,11 +322,23 @@ pub async fn create_key(
             policy.max_active_keys_per_user,
         )
         .await?;
-    if let KeyInsert::LimitReached { .. } = inserted {
-        return Err(AdminError::KeyLimitReached {
-            limit: policy.max_active_keys_per_user,
-        });
-    }
+    let signs_webhooks = match inserted {
+        KeyInsert::Inserted { signs_webhooks } => signs_webhooks,
+        KeyInsert::LimitReached { .. } => {
+            return Err(AdminError::KeyLimitReached {
+                limit: policy.max_active_keys_per_user,
+            });
+        }
+    };
+    audit::record(
+        store,
+        actor,
+        Some(&owner.tenant_id),
+        "key.create",
+        Some(client_id.as_str()),
+        Some(format!("name={}", name.as_str())),
+    )
+    .await;
     let key = KeySummary {
         id,
         client_id: client_id.to_string(),
@@ -316,6 +354,7 @@ pub async fn create_key(
         last_used_at: None,
         revoked_at: None,
         revoked_by: None,
+        signs_webhooks,
     };
     Ok(CreatedKey { key, secret })
 }
@@ -324,6 +363,8 @@ pub enum KeyListing<'a> {
     All,
     OwnedBy(&'a str),
     InTenant(&'a str),
+    /// What `actor` may see: an admin's whole tenant, a member's own keys.
+    VisibleTo(&'a Actor),
 }
 
 pub async fn list_keys(store: &Store, listing: KeyListing<'_>) -> Result<Vec<KeySummary>> {
@@ -343,6 +384,13 @@ pub async fn list_keys(store: &Store, listing: KeyListing<'_>) -> Result<Vec<Key
             ),
             ..KeyFilter::default()
         },
+        KeyListing::VisibleTo(actor) => match &actor.kind {
+            ActorKind::Operator => KeyFilter::default(),
+            ActorKind::User { user_id, tenant_id, role, .. } => KeyFilter {
+                tenant_id: Some(tenant_id.clone()),
+                owner_id: (*role != Role::Admin).then(|| user_id.clone()),
+            },
+        },
     };
     let at = now();
     Ok(store
@@ -353,31 +401,175 @@ pub async fn list_keys(store: &Store, listing: KeyListing<'_>) -> Result<Vec<Key
         .collect())
 }
 
-pub async fn find_key(store: &Store, key: &str) -> Result<KeySummary> {
-    store
+/// Finds a key `actor` may act on: another tenant's key does not exist for
+/// them (404); a colleague's key is forbidden to a member (403).
+pub async fn find_key(store: &Store, actor: &Actor, key: &str) -> Result<KeySummary> {
+    let not_found = || AdminError::NotFound(format!("no key with id or client ID `{}`", preview(key)));
+    let found = store
         .find_key(key)
         .await?
         .map(|row| KeySummary::from_row(row, now()))
-        .ok_or_else(|| AdminError::NotFound(format!("no key with id or client ID `{}`", preview(key))))
+        .ok_or_else(not_found)?;
+    match &actor.kind {
+        ActorKind::Operator => Ok(found),
+        ActorKind::User { tenant_id, .. } if *tenant_id != found.tenant_id => Err(not_found()),
+        ActorKind::User { role: Role::Admin, .. } => Ok(found),
+        ActorKind::User { user_id, .. } if *user_id == found.owner_id => Ok(found),
+        ActorKind::User { .. } => Err(AdminError::Forbidden(
+            "members may manage only their own keys".to_owned(),
+        )),
+    }
+}
+
+fn refuse_if_signing_webhooks(key: &KeySummary, what: &str) -> Result<()> {
+    if key.signs_webhooks && key.status == KeyStatus::Active {
+        return Err(AdminError::Conflict(format!(
+            "key {} signs webhooks and cannot be {what}: mark another key to sign webhooks first",
+            key.client_id
+        )));
+    }
+    Ok(())
 }
 
 /// Revokes a key; revoking a revoked key is an error, so a typo'd id never
-/// looks like success. `actor` is recorded as who revoked it.
-pub async fn revoke_key(store: &Store, key: &str, actor: &str) -> Result<KeySummary> {
-    let found = find_key(store, key).await?;
+/// looks like success. Revoked keys are never re-activated.
+pub async fn revoke_key(store: &Store, actor: &Actor, key: &str) -> Result<KeySummary> {
+    let found = find_key(store, actor, key).await?;
     if found.status == KeyStatus::Revoked {
         return Err(AdminError::Conflict(format!("key {} is already revoked", found.client_id)));
     }
-    store.revoke_key(&found.id, actor, now()).await?;
-    find_key(store, &found.id).await
+    refuse_if_signing_webhooks(&found, "revoked")?;
+    store.revoke_key(&found.id, actor.label(), now()).await?;
+    audit::record(store, actor, Some(&found.tenant_id), "key.revoke", Some(&found.client_id), None).await;
+    find_key(store, actor, &found.id).await
 }
 
-pub async fn delete_key(store: &Store, key: &str) -> Result<KeySummary> {
-    let found = find_key(store, key).await?;
+/// Deletes a key. People must confirm with [`KeySummary::deletion_phrase`];
+/// the operator's CLI need not.
+pub async fn delete_key(
+    store: &Store,
+    actor: &Actor,
+    key: &str,
+    confirmation: Option<&str>,
+) -> Result<KeySummary> {
+    let found = find_key(store, actor, key).await?;
+    refuse_if_signing_webhooks(&found, "deleted")?;
+    if matches!(actor.kind, ActorKind::User { .. }) {
+        let phrase = found.deletion_phrase();
+        if confirmation.map(str::trim) != Some(phrase.as_str()) {
+            return Err(AdminError::ConfirmationRequired { phrase });
+        }
+    }
     store.delete_key(&found.id).await?;
+    audit::record(store, actor, Some(&found.tenant_id), "key.delete", Some(&found.client_id), None).await;
     Ok(found)
+}
+
+/// Makes `key` the one that signs its owner's webhooks (the mark moves; it is
+/// never on two keys of one owner).
+pub async fn mark_webhook_signing(store: &Store, actor: &Actor, key: &str) -> Result<KeySummary> {
+    let found = find_key(store, actor, key).await?;
+    if found.status != KeyStatus::Active {
+        return Err(AdminError::Conflict(format!(
+            "key {} is {} and cannot sign webhooks",
+            found.client_id,
+            found.status.as_str()
+        )));
+    }
+    store.mark_webhook_signing(&found.owner_id, &found.id, now()).await?;
+    audit::record(
+        store,
+        actor,
+        Some(&found.tenant_id),
+        "key.mark_webhook_signing",
+        Some(&found.client_id),
+        None,
+    )
+    .await;
+    find_key(store, actor, &found.id).await
 }
 
 fn preview(raw: &str) -> String {
     raw.chars().take(80).collect()
+}
+
+/// A user as admins see them: role, permissions and sign-in lock.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub permissions: Vec<String>,
+    pub status: String,
+    pub locked: bool,
+    pub locked_until: Option<UnixTime>,
+    pub failed_sign_ins: i64,
+    pub created_at: UnixTime,
+}
+
+fn require_admin_of(actor: &Actor, tenant_id: &str) -> Result<()> {
+    match &actor.kind {
+        ActorKind::Operator => Ok(()),
+        ActorKind::User { tenant_id: own, role: Role::Admin, .. } if own == tenant_id => Ok(()),
+        ActorKind::User { .. } => Err(AdminError::Forbidden("only admins may do this".to_owned())),
+    }
+}
+
+pub async fn list_users(store: &Store, actor: &Actor, tenant_id: &str) -> Result<Vec<UserSummary>> {
+    require_admin_of(actor, tenant_id)?;
+    let at = now();
+    Ok(store
+        .list_users(tenant_id)
+        .await?
+        .into_iter()
+        .map(|u| UserSummary {
+            locked: u.locked_until.is_some_and(|until| until > at),
+            permissions: u.permissions.split(' ').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+            id: u.id,
+            email: u.email,
+            role: u.role,
+            status: u.status,
+            locked_until: u.locked_until.filter(|until| *until > at),
+            failed_sign_ins: u.failed_sign_ins,
+            created_at: u.created_at,
+        })
+        .collect())
+}
+
+/// Lifts a sign-in lock (and forgets the failures that led to it).
+pub async fn unlock_user(store: &Store, actor: &Actor, user: &str) -> Result<()> {
+    let found = match store.find_user_by_id(user).await? {
+        Some(found) => found,
+        None => find_user(store, user).await?,
+    };
+    if let Some(tenant) = actor.tenant_id()
+        && tenant != found.tenant_id
+    {
+        return Err(AdminError::NotFound("no such user".to_owned()));
+    }
+    require_admin_of(actor, &found.tenant_id)?;
+    store.set_sign_in_failures(&found.id, 0, None, None).await?;
+    audit::record(store, actor, Some(&found.tenant_id), "user.unlock", Some(&found.email), None).await;
+    Ok(())
+}
+
+/// The "API-only users" policy: users holding an active key cannot sign in
+/// with a password.
+pub async fn set_api_only_users(store: &Store, actor: &Actor, tenant: &str, on: bool) -> Result<()> {
+    let found = store
+        .find_tenant(tenant)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no tenant with id or name `{}`", preview(tenant))))?;
+    require_admin_of(actor, &found.id)?;
+    store.set_api_only_users(&found.id, on, now()).await?;
+    audit::record(
+        store,
+        actor,
+        Some(&found.id),
+        "tenant.set_policy",
+        Some(&found.id),
+        Some(format!("api_only_users={on}")),
+    )
+    .await;
+    Ok(())
 }

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::admin::{self, AdminError, CreatedKey, KeyListing, KeyPolicy, KeySummary, NewKeyRequest};
+use crate::audit::Actor;
 use crate::config::Settings;
 use crate::domain::UserStatus;
 use crate::startup::Application;
@@ -65,6 +66,14 @@ pub enum TenantCommand {
         /// The tenant's name, unique across Keyport.
         name: String,
     },
+    /// Set the tenant's policies.
+    SetPolicy {
+        /// The tenant's id or name.
+        tenant: String,
+        /// When on, a user holding an active key can no longer sign in with a password.
+        #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
+        api_only_users: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +87,16 @@ pub enum UserCommand {
     },
     /// Enable a disabled user.
     Enable {
+        /// The user's email.
+        email: String,
+    },
+    /// Set a user's password, read from standard input (one line).
+    SetPassword {
+        /// The user's email.
+        email: String,
+    },
+    /// Lift a sign-in lock after repeated failed sign-ins.
+    Unlock {
         /// The user's email.
         email: String,
     },
@@ -126,6 +145,11 @@ pub enum KeyCommand {
     },
     /// Delete a key entirely.
     Delete {
+        /// The key's id or client ID.
+        key: String,
+    },
+    /// Make this key the one that signs its owner's webhooks.
+    MarkWebhookSigning {
         /// The key's id or client ID.
         key: String,
     },
@@ -189,6 +213,7 @@ impl CliError {
             CliError::Admin(AdminError::NotFound(_)) => "not_found",
             CliError::Admin(AdminError::Conflict(_)) => "conflict",
             CliError::Admin(AdminError::KeyLimitReached { .. }) => "key_limit_reached",
+            CliError::Admin(AdminError::Forbidden(_)) => "forbidden",
             _ => "error",
         }
     }
@@ -265,6 +290,39 @@ async fn dispatch(
                 ),
             );
         }
+        Command::Tenant(TenantCommand::SetPolicy { tenant, api_only_users }) => {
+            admin::set_api_only_users(store, &Actor::operator(), &tenant, api_only_users).await?;
+            out.print(
+                json!({ "tenant": tenant, "api_only_users": api_only_users }),
+                &format!("api-only users {} for {tenant}", if api_only_users { "on" } else { "off" }),
+            );
+        }
+        Command::User(UserCommand::SetPassword { email }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            crate::sessions::set_password(store, &Actor::operator(), &email, password)
+                .await
+                .map_err(|e| match e {
+                    crate::sessions::SignInError::BadCredentials => {
+                        AdminError::NotFound(format!("no user with email `{email}`"))
+                    }
+                    crate::sessions::SignInError::Storage(err) => AdminError::Storage(err),
+                    other => AdminError::Invalid(other.to_string()),
+                })?;
+            out.print(json!({ "email": email, "password_set": true }), &format!("password set for {email}"));
+        }
+        Command::User(UserCommand::Unlock { email }) => {
+            admin::unlock_user(store, &Actor::operator(), &email).await?;
+            out.print(json!({ "email": email, "unlocked": true }), &format!("unlocked {email}"));
+        }
+        Command::Key(KeyCommand::MarkWebhookSigning { key }) => {
+            let marked = admin::mark_webhook_signing(store, &Actor::operator(), &key).await?;
+            out.print(
+                serde_json::to_value(&marked).unwrap_or(Value::Null),
+                &format!("{} ({}) now signs webhooks", marked.client_id, marked.name),
+            );
+        }
         Command::User(UserCommand::Disable { email }) => {
             admin::set_user_status(store, &email, UserStatus::Disabled).await?;
             out.print(json!({ "email": email, "status": "disabled" }), &format!("disabled {email}"));
@@ -284,6 +342,7 @@ async fn dispatch(
             let created = admin::create_key(
                 store,
                 policy,
+                &Actor::operator(),
                 NewKeyRequest {
                     owner_email: &args.user,
                     name: &args.name,
@@ -310,14 +369,14 @@ async fn dispatch(
             out.print(json!({ "keys": keys }), &human);
         }
         Command::Key(KeyCommand::Revoke { key }) => {
-            let revoked = admin::revoke_key(store, &key, "cli").await?;
+            let revoked = admin::revoke_key(store, &Actor::operator(), &key).await?;
             out.print(
                 serde_json::to_value(&revoked).unwrap_or(Value::Null),
                 &format!("revoked {} ({})", revoked.client_id, revoked.name),
             );
         }
         Command::Key(KeyCommand::Delete { key }) => {
-            let deleted = admin::delete_key(store, &key).await?;
+            let deleted = admin::delete_key(store, &Actor::operator(), &key, None).await?;
             out.print(
                 json!({ "id": deleted.id, "client_id": deleted.client_id, "deleted": true }),
                 &format!("deleted {} ({})", deleted.client_id, deleted.name),

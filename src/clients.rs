@@ -52,6 +52,21 @@ pub async fn authenticate(
     authorise(row, at)
 }
 
+/// Authenticates a secret presented on its own (`x-api-key`): its digest is
+/// unique, so it finds its key without a client ID.
+pub async fn authenticate_secret(
+    store: &Store,
+    secret: &ClientSecret,
+    at: UnixTime,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    let presented = secret.digest();
+    let row = store
+        .find_key_for_auth_by_digest(&presented.to_hex())
+        .await?
+        .ok_or(ClientAuthError::BadCredentials)?;
+    authorise(row, at)
+}
+
 fn unknown_client_digest() -> SecretDigest {
     SecretDigest::from_hex(&"0".repeat(64)).unwrap_or_else(|| ClientSecret::generate().digest())
 }

@@ -27,6 +27,15 @@ struct RawSettings {
     max_body_bytes: usize,
     max_records_per_push: usize,
     workers: usize,
+    session_ttl_seconds: u64,
+    sign_in_max_failures: u32,
+    sign_in_failure_window_seconds: u64,
+    sign_in_lock_seconds: u64,
+    client_auth_max_failures: u32,
+    client_auth_failure_window_seconds: u64,
+    allow_api_key_query: bool,
+    last_used_flush_seconds: u64,
+    revocation_refresh_seconds: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -39,6 +48,20 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_records_per_push: usize,
     pub workers: usize,
+    pub security: SecuritySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    pub session_ttl: Duration,
+    pub sign_in_max_failures: u32,
+    pub sign_in_failure_window: Duration,
+    pub sign_in_lock: Duration,
+    pub client_auth_max_failures: u32,
+    pub client_auth_failure_window: Duration,
+    pub allow_api_key_query: bool,
+    pub last_used_flush: Duration,
+    pub revocation_refresh: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +185,19 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             max_records_per_push: raw.max_records_per_push,
             workers: raw.workers,
+            security: SecuritySettings {
+                session_ttl: Duration::from_secs(raw.session_ttl_seconds.max(60)),
+                sign_in_max_failures: raw.sign_in_max_failures.max(1),
+                sign_in_failure_window: Duration::from_secs(raw.sign_in_failure_window_seconds.max(1)),
+                sign_in_lock: Duration::from_secs(raw.sign_in_lock_seconds),
+                client_auth_max_failures: raw.client_auth_max_failures.max(1),
+                client_auth_failure_window: Duration::from_secs(
+                    raw.client_auth_failure_window_seconds.max(1),
+                ),
+                allow_api_key_query: raw.allow_api_key_query,
+                last_used_flush: Duration::from_secs(raw.last_used_flush_seconds.clamp(1, 60)),
+                revocation_refresh: Duration::from_secs(raw.revocation_refresh_seconds.max(1)),
+            },
         })
     }
 }

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Extra members of the error object (e.g. the confirmation phrase).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -31,6 +33,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -79,9 +82,15 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.code.into());
+        body.insert("message".into(), self.message.clone().into());
+        if let Some(details) = &self.details {
+            body.extend(details.clone());
+        }
         response
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "error": self.code, "message": self.message }))
+            .json(body)
     }
 }
 
@@ -119,6 +128,22 @@ impl From<AdminError> for ApiError {
                     "the owner already holds {limit} active keys; revoke one before creating another"
                 ),
             ),
+            AdminError::Forbidden(message) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            AdminError::ConfirmationRequired { phrase } => {
+                let mut error = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "confirmation_required",
+                    format!(
+                        "deleting a key cannot be undone: send {{\"confirm\": \"{phrase}\"}} to delete it"
+                    ),
+                );
+                let mut details = serde_json::Map::new();
+                details.insert("confirmation_phrase".into(), phrase.into());
+                error.details = Some(details);
+                error
+            }
             AdminError::Storage(err) => err.into(),
         }
     }
@@ -162,6 +187,7 @@ pub struct OAuthError {
     pub code: OAuthErrorCode,
     pub description: String,
     status: StatusCode,
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -176,6 +202,18 @@ impl OAuthError {
             code,
             description: description.into(),
             status,
+            retry_after: (code == OAuthErrorCode::TemporarilyUnavailable).then_some(1),
+        }
+    }
+    /// Too many failed authentications from here: 429 with `Retry-After`.
+    pub fn throttled(retry_after: std::time::Duration) -> Self {
+        OAuthError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(retry_after.as_secs().max(1)),
+            ..Self::new(
+                OAuthErrorCode::TemporarilyUnavailable,
+                "too many failed client authentications; retry later",
+            )
         }
     }
     /// `invalid_request`, answered 413 so HTTP tooling sees what happened.
@@ -211,10 +249,10 @@ impl ResponseError for OAuthError {
                     HeaderValue::from_static("Basic realm=\"keyport\", charset=\"UTF-8\""),
                 ));
             }
-            OAuthErrorCode::TemporarilyUnavailable => {
-                response.insert_header((header::RETRY_AFTER, "1"));
-            }
             _ => {}
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         response.json(json!({
             "error": self.code.as_str(),
@@ -244,7 +282,9 @@ impl From<StorageError> for OAuthError {
 impl ResponseError for BearerError {
     fn status_code(&self) -> StatusCode {
         match self {
-            BearerError::Missing | BearerError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            BearerError::Missing | BearerError::InvalidToken(_) | BearerError::Rejected(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             BearerError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             BearerError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             BearerError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
@@ -261,7 +301,7 @@ impl ResponseError for BearerError {
                     "Bearer realm=\"{REALM}\", error=\"invalid_request\", error_description=\"{description}\""
                 ),
             ),
-            BearerError::InvalidToken(_) => (
+            BearerError::InvalidToken(_) | BearerError::Rejected(_) => (
                 "invalid_token",
                 format!(
                     "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{description}\""

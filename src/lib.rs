@@ -1,12 +1,17 @@
 //! Keyport: client credentials in, short-lived JWT access tokens out.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod revocation;
 pub mod routes;
+pub mod sessions;
 pub mod startup;
 pub mod storage;
+pub mod throttle;
 pub mod tokens;
+pub mod usage;

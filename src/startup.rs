@@ -9,7 +9,10 @@ use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
+use crate::revocation::RevokedTokens;
 use crate::routes::{self, AppState};
+use crate::throttle::FailureThrottle;
+use crate::usage::LastUsed;
 use crate::storage::{StorageError, Store};
 use crate::tokens::{KeyRing, KeyRingError};
 
@@ -54,13 +57,28 @@ impl Application {
             .port();
 
         let workers = settings.workers;
+        // Background tasks stop once the server (holding `alive`) is gone.
+        let alive = Arc::new(());
+        let last_used = LastUsed::default();
+        last_used.spawn_flusher(store.clone(), settings.security.last_used_flush, Arc::downgrade(&alive));
+        let revoked = RevokedTokens::default();
+        revoked.refresh(&store).await?;
+        revoked.spawn_refresher(store.clone(), settings.security.revocation_refresh, Arc::downgrade(&alive));
+        let throttle = FailureThrottle::new(
+            settings.security.client_auth_max_failures,
+            settings.security.client_auth_failure_window,
+        );
         let state = web::Data::new(AppState {
             store,
             keys: Arc::clone(&keys),
             settings: Arc::new(settings),
+            last_used,
+            revoked,
+            throttle,
         });
         let verifier = web::Data::new(keys.verifier());
         let server = HttpServer::new(move || {
+            let _alive = Arc::clone(&alive);
             App::new()
                 // Method and path only: query strings may carry credentials.
                 .wrap(

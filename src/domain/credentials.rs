@@ -148,6 +148,45 @@ impl fmt::Display for ClientSecret {
     }
 }
 
+const SESSION_PREFIX: &str = "kpsess_";
+
+/// A human's signed-in session: random, opaque, stored only as a digest.
+#[derive(Clone)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub fn generate() -> Self {
+        SessionToken(format!("{SESSION_PREFIX}{}", random_base62(SECRET_BODY_LEN)))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, CredentialError> {
+        match raw.strip_prefix(SESSION_PREFIX) {
+            Some(body) if body.len() == SECRET_BODY_LEN && is_base62(body) => {
+                Ok(SessionToken(raw.to_owned()))
+            }
+            _ => Err(CredentialError::MalformedSecret),
+        }
+    }
+
+    pub fn has_session_prefix(raw: &str) -> bool {
+        raw.starts_with(SESSION_PREFIX)
+    }
+
+    pub fn digest(&self) -> SecretDigest {
+        SecretDigest(Sha256::digest(self.0.as_bytes()).into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
 /// SHA-256 of a secret: what the database stores. Secrets carry 256 bits of
 /// entropy, so a fast hash is enough; there is nothing to guess offline.
 #[derive(Clone, Copy)]

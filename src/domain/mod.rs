@@ -6,7 +6,7 @@ mod names;
 mod scope;
 mod user;
 
-pub use credentials::{ClientId, ClientSecret, CredentialError, SecretDigest};
+pub use credentials::{ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken};
 pub use names::{CollectionName, IdempotencyKey, KeyName, NameError, TenantName};
 pub use scope::{KEYS_MANAGE, REPORTS_READ, Scope, ScopeError, ScopeSet, WEBHOOKS_WRITE};
 pub use user::{Email, Role, UserStatus};

@@ -51,3 +51,29 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
             .to_ascii_lowercase(),
     )
 }
+
+/// Reads a JSON request body into `T`: 415 unless JSON, 413 past `limit`,
+/// 400 for broken JSON, 422 for JSON of the wrong shape.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, crate::error::ApiError> {
+    use crate::error::ApiError;
+    if !media_type(req).is_some_and(|m| m == "application/json" || m.ends_with("+json")) {
+        return Err(ApiError::unsupported_media_type("application/json"));
+    }
+    let body = read_limited(req, payload, limit).await.map_err(|e| match e {
+        BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
+        BodyError::Unreadable => ApiError::bad_request("unreadable_body", "the request body could not be read"),
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("the body does not have the expected fields: {e}"),
+        )
+    })
+}

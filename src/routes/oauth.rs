@@ -1,5 +1,11 @@
-//! `POST /oauth/token`: RFC 6749 §4.4 client credentials. Authenticated by the
-//! key's client ID and secret (Basic or body); no token needed.
+//! The OAuth endpoints, all authenticated by a key's client ID and secret
+//! (HTTP Basic or body parameters):
+//! - `POST /oauth/token`: RFC 6749 §4.4 client credentials;
+//! - `POST /oauth/introspect`: RFC 7662, for tokens of the caller's tenant;
+//! - `POST /oauth/revoke`: RFC 7009, for the caller's own tokens (an admin's
+//!   key: any token of the tenant).
+
+use std::net::IpAddr;
 
 use actix_web::http::header::{self, AUTHORIZATION};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -8,47 +14,81 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::body::{BodyError, media_type, read_limited};
-use super::token_request::parse_token_request;
-use crate::clients::{self, ClientAuthError};
-use crate::domain::{ClientId, ClientSecret, ScopeSet, now};
+use super::token_request::{ClientCredentials, parse_token_query, parse_token_request};
+use crate::clients::{self, AuthenticatedKey, ClientAuthError};
+use crate::domain::{ClientId, ClientSecret, Role, ScopeSet, now};
 use crate::error::{OAuthError, OAuthErrorCode};
 use crate::tokens::AccessTokenClaims;
 
-/// Token requests are a few hundred bytes; anything near this is not one.
-const TOKEN_BODY_LIMIT: usize = 16 * 1024;
+/// OAuth requests are a few hundred bytes; anything near this is not one.
+const OAUTH_BODY_LIMIT: usize = 16 * 1024;
+
+async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, OAuthError> {
+    read_limited(req, payload, OAUTH_BODY_LIMIT)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => OAuthError::payload_too_large(limit),
+            BodyError::Unreadable => OAuthError::invalid_request("the request body could not be read"),
+        })
+}
+
+fn authorization_headers(req: &HttpRequest) -> Vec<&[u8]> {
+    req.headers()
+        .get_all(AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
+/// Checks the client's credentials: shape first (no database work for a
+/// malformed secret), throttling of repeated failures, then the key itself.
+async fn authenticate(
+    req: &HttpRequest,
+    state: &AppState,
+    credentials: &ClientCredentials,
+) -> Result<AuthenticatedKey, OAuthError> {
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if let Some(retry_after) = state.throttle.check(&credentials.client_id, address) {
+        return Err(OAuthError::throttled(retry_after));
+    }
+    let failed = |description: &str| {
+        state.throttle.record_failure(&credentials.client_id, address);
+        OAuthError::invalid_client(description)
+    };
+    let client_id = ClientId::parse(&credentials.client_id)
+        .map_err(|_| failed("client authentication failed"))?;
+    let secret = ClientSecret::parse(&credentials.client_secret)
+        .map_err(|_| failed("client authentication failed"))?;
+    let at = now();
+    let key = clients::authenticate(&state.store, &client_id, &secret, at)
+        .await
+        .map_err(|e| match e {
+            ClientAuthError::Storage(err) => OAuthError::from(err),
+            ClientAuthError::BadCredentials => failed("client authentication failed"),
+            // The caller proved the secret, so it may learn why it is refused.
+            other => OAuthError::invalid_client(other.to_string()),
+        })?;
+    state.last_used.touch(&key.key_id, at);
+    Ok(key)
+}
+
+fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    response
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    response
+}
 
 pub async fn token(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let body = read_limited(&req, payload, TOKEN_BODY_LIMIT)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge { limit } => OAuthError::payload_too_large(limit),
-            BodyError::Unreadable => OAuthError::invalid_request("the request body could not be read"),
-        })?;
-    let authorization: Vec<&[u8]> = req
-        .headers()
-        .get_all(AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .collect();
-    let request = parse_token_request(&authorization, media_type(&req).as_deref(), &body)?;
-
-    // Shape checks first: a malformed client ID or secret costs no database work.
-    let client_id = ClientId::parse(&request.credentials.client_id)
-        .map_err(|_| OAuthError::invalid_client("client authentication failed"))?;
-    let secret = ClientSecret::parse(&request.credentials.client_secret)
-        .map_err(|_| OAuthError::invalid_client("client authentication failed"))?;
-
-    let issued_at = now();
-    let key = clients::authenticate(&state.store, &client_id, &secret, issued_at)
-        .await
-        .map_err(|e| match e {
-            ClientAuthError::Storage(err) => OAuthError::from(err),
-            // The caller proved the secret, so it may learn why it is refused.
-            other => OAuthError::invalid_client(other.to_string()),
-        })?;
+    let body = read_body(&req, payload).await?;
+    let request = parse_token_request(&authorization_headers(&req), media_type(&req).as_deref(), &body)?;
+    let key = authenticate(&req, &state, &request.credentials).await?;
 
     let settings = &state.settings.tokens;
     let scopes = match request.scope.as_deref() {
@@ -81,6 +121,7 @@ pub async fn token(
         ));
     }
 
+    let issued_at = now();
     let max_ttl = settings.max_ttl.as_secs() as i64;
     let ttl = key
         .token_ttl_seconds
@@ -104,13 +145,88 @@ pub async fn token(
         OAuthError::new(OAuthErrorCode::ServerError, "the server failed; the error was logged")
     })?;
 
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(json!({
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": ttl,
-            "scope": claims.scope,
-        })))
+    Ok(no_store(HttpResponse::Ok()).json(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "scope": claims.scope,
+    })))
+}
+
+/// Whether `key` may see or revoke a token with these claims: never across
+/// tenants; an admin's key for the whole tenant; otherwise its owner's tokens.
+fn may_act_on(key: &AuthenticatedKey, claims: &AccessTokenClaims) -> bool {
+    claims.tenant_id == key.tenant_id && (key.owner_role == Role::Admin || claims.sub == key.owner_id)
+}
+
+pub async fn introspect(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let body = read_body(&req, payload).await?;
+    let query = parse_token_query(&authorization_headers(&req), media_type(&req).as_deref(), &body)?;
+    let key = authenticate(&req, &state, &query.credentials).await?;
+    let verifier = state.keys.verifier();
+    let answer = match verifier.verify(&query.token) {
+        Ok(token) if may_act_on(&key, &token.claims) && !state.revoked.is_revoked(&token.claims.jti) => {
+            let c = token.claims;
+            json!({
+                "active": true,
+                "scope": c.scope,
+                "client_id": c.client_id,
+                "sub": c.sub,
+                "aud": c.aud,
+                "iss": c.iss,
+                "exp": c.exp,
+                "iat": c.iat,
+                "nbf": c.nbf,
+                "jti": c.jti,
+                "token_type": "Bearer",
+                "tenant_id": c.tenant_id,
+                "roles": c.roles,
+            })
+        }
+        // RFC 7662 §2.2: nothing more is said about a token the caller may
+        // not see, or one that is not valid.
+        _ => json!({ "active": false }),
+    };
+    Ok(no_store(HttpResponse::Ok()).json(answer))
+}
+
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let body = read_body(&req, payload).await?;
+    let query = parse_token_query(&authorization_headers(&req), media_type(&req).as_deref(), &body)?;
+    let key = authenticate(&req, &state, &query.credentials).await?;
+    // RFC 7009 §2.2: an invalid or unknown token still answers 200.
+    if let Ok(token) = state.keys.verifier().verify(&query.token)
+        && may_act_on(&key, &token.claims)
+    {
+        state
+            .revoked
+            .revoke(&state.store, &token.claims.jti, token.claims.exp)
+            .await?;
+        crate::audit::record(
+            &state.store,
+            &crate::audit::Actor {
+                kind: crate::audit::ActorKind::User {
+                    user_id: key.owner_id.clone(),
+                    tenant_id: key.tenant_id.clone(),
+                    role: key.owner_role,
+                    scopes: key.scopes.clone(),
+                },
+                source_address: req.peer_addr().map(|a| a.ip().to_string()),
+            },
+            None,
+            "token.revoke",
+            Some(&token.claims.jti),
+            Some(format!("client_id={}", token.claims.client_id)),
+        )
+        .await;
+    }
+    Ok(no_store(HttpResponse::Ok()).finish())
 }

@@ -20,7 +20,7 @@ use super::body::{BodyError, media_type, read_limited};
 use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
 use crate::error::ApiError;
 use crate::storage::{Idempotency, NewRecords, PushOutcome, RecordQuery, RecordRow};
-use crate::tokens::{BearerToken, VerifiedToken};
+use super::Caller;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -36,12 +36,12 @@ fn collection(raw: &str) -> Result<CollectionName, ApiError> {
     CollectionName::parse(raw).map_err(|e| ApiError::bad_request("invalid_collection", e.0))
 }
 
-/// The owner filter a token implies: `None` (whole tenant) for admins.
-fn visible_owner(token: &VerifiedToken) -> Option<&str> {
-    if token.is_admin() {
+/// The owner filter a caller implies: `None` (whole tenant) for admins.
+fn visible_owner(caller: &Caller) -> Option<&str> {
+    if caller.is_admin() {
         None
     } else {
-        Some(token.claims.sub.as_str())
+        Some(caller.user_id.as_str())
     }
 }
 
@@ -62,11 +62,11 @@ fn record_json(row: RecordRow) -> Result<Value, ApiError> {
 
 pub async fn pull(
     req: HttpRequest,
-    token: BearerToken,
+    caller: Caller,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = token.require_scope(REPORTS_READ)?;
+    caller.require_scope(REPORTS_READ)?;
     let collection = collection(&path)?;
     let params: PageParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
         ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
@@ -83,9 +83,9 @@ pub async fn pull(
     let page = state
         .store
         .list_records(&RecordQuery {
-            tenant_id: &token.claims.tenant_id,
+            tenant_id: &caller.tenant_id,
             collection: collection.as_str(),
-            owner_id: visible_owner(token),
+            owner_id: visible_owner(&caller),
             after_id: after_id.as_deref(),
             limit,
         })
@@ -95,7 +95,7 @@ pub async fn pull(
         && after_id.is_none()
         && !state
             .store
-            .collection_exists(&token.claims.tenant_id, collection.as_str())
+            .collection_exists(&caller.tenant_id, collection.as_str())
             .await
             .map_err(ApiError::from)?
     {
@@ -130,11 +130,11 @@ fn decode_cursor(raw: &str) -> Result<String, ApiError> {
 }
 
 pub async fn pull_one(
-    token: BearerToken,
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = token.require_scope(REPORTS_READ)?;
+    caller.require_scope(REPORTS_READ)?;
     let (collection_raw, record_id) = path.into_inner();
     let collection = collection(&collection_raw)?;
     let not_found = || ApiError::not_found("no such record");
@@ -142,9 +142,9 @@ pub async fn pull_one(
     let row = state
         .store
         .find_record(
-            &token.claims.tenant_id,
+            &caller.tenant_id,
             collection.as_str(),
-            visible_owner(token),
+            visible_owner(&caller),
             &record_id,
         )
         .await
@@ -155,12 +155,12 @@ pub async fn pull_one(
 
 pub async fn push(
     req: HttpRequest,
-    token: BearerToken,
+    caller: Caller,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let token = token.require_scope(WEBHOOKS_WRITE)?;
+    caller.require_scope(WEBHOOKS_WRITE)?;
     let collection = collection(&path)?;
     let idempotency_key = idempotency_key(&req)?;
     let is_json = media_type(&req).is_some_and(|m| m == "application/json" || m.ends_with("+json"));
@@ -213,9 +213,9 @@ pub async fn push(
     let outcome = state
         .store
         .push_records(NewRecords {
-            tenant_id: &token.claims.tenant_id,
-            owner_id: &token.claims.sub,
-            client_id: &token.claims.client_id,
+            tenant_id: &caller.tenant_id,
+            owner_id: &caller.user_id,
+            client_id: caller.client_id.as_deref().unwrap_or("session"),
             collection: collection.as_str(),
             records,
             now: created_at,

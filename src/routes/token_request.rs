@@ -1,6 +1,8 @@
 //! Parsing a token request (RFC 6749 §4.4.2, §2.3.1) from its Authorization
 //! header, media type and body, with no I/O, so it can be fuzzed on its own.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 
@@ -87,65 +89,43 @@ fn body_parameters(media_type: Option<&str>, body: &[u8]) -> Result<Vec<(String,
     }
 }
 
-/// Parses and checks the shape of a client-credentials token request.
-/// `authorization` holds every Authorization header sent.
-pub fn parse_token_request(
-    authorization: &[&[u8]],
+/// The known parameters of a request, each at most once (RFC 6749 §3.2);
+/// unrecognised parameters are ignored.
+fn known_parameters(
     media_type: Option<&str>,
     body: &[u8],
-) -> Result<TokenRequest, OAuthError> {
-    let params = body_parameters(media_type, body)?;
-    let mut grant_type = None;
-    let mut client_id = None;
-    let mut client_secret = None;
-    let mut scope = None;
-    let mut resource = None;
-    for (name, value) in params {
-        let slot = match name.as_str() {
-            "grant_type" => &mut grant_type,
-            "client_id" => &mut client_id,
-            "client_secret" => &mut client_secret,
-            "scope" => &mut scope,
-            "resource" | "audience" => &mut resource,
-            // RFC 6749 §3.2: unrecognised parameters are ignored.
-            _ => continue,
+    known: &[&'static str],
+) -> Result<HashMap<&'static str, String>, OAuthError> {
+    let mut found = HashMap::new();
+    for (name, value) in body_parameters(media_type, body)? {
+        let Some(known_name) = known.iter().find(|k| **k == name) else {
+            continue;
         };
-        if slot.replace(value).is_some() {
-            // RFC 6749 §3.2: parameters must not be repeated.
+        if found.insert(*known_name, value).is_some() {
             return Err(OAuthError::invalid_request(format!(
                 "parameter `{name}` is repeated"
             )));
         }
     }
+    Ok(found)
+}
 
-    match grant_type.as_deref() {
-        None | Some("") => return Err(OAuthError::invalid_request("grant_type is required")),
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(OAuthError::new(
-                crate::error::OAuthErrorCode::UnsupportedGrantType,
-                format!(
-                    "grant_type `{}` is not supported; use client_credentials",
-                    preview(other)
-                ),
-            ));
-        }
-    }
-
-    let credentials = match authorization {
+/// Client authentication from the Authorization header or the body, never both.
+fn client_credentials(
+    authorization: &[&[u8]],
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<ClientCredentials, OAuthError> {
+    match authorization {
         [] => match (client_id, client_secret) {
-            (Some(client_id), Some(client_secret)) => ClientCredentials {
+            (Some(client_id), Some(client_secret)) => Ok(ClientCredentials {
                 client_id,
                 client_secret,
-            },
-            (Some(_), None) => {
-                return Err(OAuthError::invalid_client("client_secret is required"));
-            }
-            _ => {
-                return Err(OAuthError::invalid_client(
-                    "client authentication is required (HTTP Basic or client_id and client_secret)",
-                ));
-            }
+            }),
+            (Some(_), None) => Err(OAuthError::invalid_client("client_secret is required")),
+            _ => Err(OAuthError::invalid_client(
+                "client authentication is required (HTTP Basic or client_id and client_secret)",
+            )),
         },
         [header] => {
             if client_secret.is_some() {
@@ -159,20 +139,87 @@ pub fn parse_token_request(
                     "client_id in the body differs from the one in the Authorization header",
                 ));
             }
-            basic
+            Ok(basic)
         }
-        _ => {
-            return Err(OAuthError::invalid_request(
-                "send at most one Authorization header",
+        _ => Err(OAuthError::invalid_request(
+            "send at most one Authorization header",
+        )),
+    }
+}
+
+/// Parses and checks the shape of a client-credentials token request.
+/// `authorization` holds every Authorization header sent.
+pub fn parse_token_request(
+    authorization: &[&[u8]],
+    media_type: Option<&str>,
+    body: &[u8],
+) -> Result<TokenRequest, OAuthError> {
+    let mut params = known_parameters(
+        media_type,
+        body,
+        &["grant_type", "client_id", "client_secret", "scope", "resource", "audience"],
+    )?;
+    match params.get("grant_type").map(String::as_str) {
+        None | Some("") => return Err(OAuthError::invalid_request("grant_type is required")),
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(OAuthError::new(
+                crate::error::OAuthErrorCode::UnsupportedGrantType,
+                format!(
+                    "grant_type `{}` is not supported; use client_credentials",
+                    preview(other)
+                ),
             ));
         }
+    }
+    let resource = match (params.remove("resource"), params.remove("audience")) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "send `resource` or `audience`, not both",
+            ));
+        }
+        (resource, audience) => resource.or(audience),
     };
-
+    let credentials = client_credentials(
+        authorization,
+        params.remove("client_id"),
+        params.remove("client_secret"),
+    )?;
     Ok(TokenRequest {
         credentials,
-        scope,
+        scope: params.remove("scope"),
         resource,
     })
+}
+
+/// An introspection (RFC 7662) or revocation (RFC 7009) request: the client's
+/// credentials and the token it asks about.
+#[derive(Debug)]
+pub struct TokenQuery {
+    pub credentials: ClientCredentials,
+    pub token: String,
+}
+
+pub fn parse_token_query(
+    authorization: &[&[u8]],
+    media_type: Option<&str>,
+    body: &[u8],
+) -> Result<TokenQuery, OAuthError> {
+    let mut params = known_parameters(
+        media_type,
+        body,
+        &["token", "token_type_hint", "client_id", "client_secret"],
+    )?;
+    let token = params
+        .remove("token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let credentials = client_credentials(
+        authorization,
+        params.remove("client_id"),
+        params.remove("client_secret"),
+    )?;
+    Ok(TokenQuery { credentials, token })
 }
 
 fn preview(raw: &str) -> String {

@@ -29,6 +29,7 @@ pub struct KeyRow {
     pub revoked_at: Option<i64>,
     pub revoked_by: Option<String>,
     pub created_at: i64,
+    pub signs_webhooks: i64,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -58,8 +59,19 @@ pub struct KeyFilter {
 /// Outcome of [`Store::insert_key_within_limit`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyInsert {
-    Inserted,
+    /// Inserted; `signs_webhooks` tells whether it took the mark (it does
+    /// when its owner has no active key holding it).
+    Inserted { signs_webhooks: bool },
     LimitReached { active: i64 },
+}
+
+macro_rules! key_auth_select {
+    () => {
+        "SELECT k.id, k.tenant_id, k.owner_id, k.client_id, k.secret_digest, k.scopes, \
+         k.token_ttl_seconds, k.expires_at, k.revoked_at, u.role AS owner_role, \
+         u.permissions AS owner_permissions, u.status AS owner_status \
+         FROM api_keys k JOIN users u ON u.id = k.owner_id "
+    };
 }
 
 /// The columns of a [`KeyRow`]; a macro so `concat!` can build `'static` queries.
@@ -67,7 +79,7 @@ macro_rules! key_select {
     () => {
         "SELECT k.id, k.tenant_id, k.owner_id, u.email AS owner_email, k.client_id, \
          k.name, k.scopes, k.token_ttl_seconds, k.expires_at, k.last_used_at, k.revoked_at, \
-         k.revoked_by, k.created_at FROM api_keys k JOIN users u ON u.id = k.owner_id "
+         k.revoked_by, k.created_at, k.signs_webhooks FROM api_keys k JOIN users u ON u.id = k.owner_id "
     };
 }
 
@@ -94,10 +106,26 @@ impl Store {
             tx.rollback().await?;
             return Ok(KeyInsert::LimitReached { active });
         }
+        let (marked,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND signs_webhooks = 1 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(key.owner_id)
+        .bind(key.now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let signs_webhooks = marked == 0;
+        if signs_webhooks {
+            // A stale mark on an expired or revoked key moves to the new one.
+            sqlx::query("UPDATE api_keys SET signs_webhooks = 0 WHERE owner_id = $1 AND signs_webhooks = 1")
+                .bind(key.owner_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
-             token_ttl_seconds, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
         )
         .bind(key.id)
         .bind(key.tenant_id)
@@ -109,22 +137,73 @@ impl Store {
         .bind(key.token_ttl_seconds)
         .bind(key.expires_at)
         .bind(key.now)
+        .bind(i64::from(signs_webhooks))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(KeyInsert::Inserted)
+        Ok(KeyInsert::Inserted { signs_webhooks })
     }
 
     pub async fn find_key_for_auth(&self, client_id: &str) -> Result<Option<KeyAuthRow>> {
-        Ok(sqlx::query_as::<_, KeyAuthRow>(
-            "SELECT k.id, k.tenant_id, k.owner_id, k.client_id, k.secret_digest, k.scopes, \
-             k.token_ttl_seconds, k.expires_at, k.revoked_at, u.role AS owner_role, \
-             u.permissions AS owner_permissions, u.status AS owner_status \
-             FROM api_keys k JOIN users u ON u.id = k.owner_id WHERE k.client_id = $1",
+        Ok(sqlx::query_as::<_, KeyAuthRow>(concat!(key_auth_select!(), "WHERE k.client_id = $1"))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// For a secret presented on its own (`x-api-key`): the digest is unique.
+    pub async fn find_key_for_auth_by_digest(&self, digest: &str) -> Result<Option<KeyAuthRow>> {
+        Ok(sqlx::query_as::<_, KeyAuthRow>(concat!(key_auth_select!(), "WHERE k.secret_digest = $1"))
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Moves the owner's webhook-signing mark to `key_id`, atomically.
+    pub async fn mark_webhook_signing(&self, owner_id: &str, key_id: &str, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE api_keys SET signs_webhooks = 0, updated_at = $2 WHERE owner_id = $1 AND signs_webhooks = 1")
+            .bind(owner_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE api_keys SET signs_webhooks = 1, updated_at = $3 WHERE id = $1 AND owner_id = $2")
+            .bind(key_id)
+            .bind(owner_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes coalesced "last used" times; never moves one backwards.
+    pub async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (key_id, at) in uses {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
+                 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(key_id)
+            .bind(*at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn count_active_keys(&self, owner_id: &str, now: i64) -> Result<i64> {
+        let (active,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2)",
         )
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .bind(owner_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(active)
     }
 
     /// Finds a key by its id or its client ID.

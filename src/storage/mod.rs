@@ -3,8 +3,10 @@
 //! ids, BIGINT Unix seconds, `$n` placeholders), and run through sqlx's `Any`
 //! driver.
 
+mod audit;
 mod keys;
 mod records;
+mod sessions;
 mod signing_keys;
 mod tenants;
 mod users;
@@ -16,11 +18,13 @@ use sqlx::{AnyPool, Executor};
 
 use crate::config::DatabaseSettings;
 
+pub use audit::{AuditQuery, AuditRow};
 pub use keys::{KeyAuthRow, KeyFilter, KeyInsert, KeyRow, NewKey};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
+pub use sessions::SessionRow;
 pub use signing_keys::SigningKeyRow;
 pub use tenants::TenantRow;
-pub use users::{NewUser, UserRow};
+pub use users::{NewUser, SignInRow, UserListRow, UserRow};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -24,6 +24,24 @@ impl Store {
         })
     }
 
+    pub async fn set_api_only_users(&self, tenant_id: &str, on: bool, now: i64) -> Result<()> {
+        sqlx::query("UPDATE tenants SET api_only_users = $2, updated_at = $3 WHERE id = $1")
+            .bind(tenant_id)
+            .bind(i64::from(on))
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn api_only_users(&self, tenant_id: &str) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT api_only_users FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some_and(|(on,)| on != 0))
+    }
+
     /// Finds a tenant by its id or, failing that, its name.
     pub async fn find_tenant(&self, id_or_name: &str) -> Result<Option<TenantRow>> {
         Ok(sqlx::query_as::<_, TenantRow>(

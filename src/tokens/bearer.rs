@@ -20,6 +20,9 @@ pub enum BearerError {
     InvalidRequest(&'static str),
     #[error("{0}")]
     InvalidToken(TokenError),
+    /// A credential that parsed but is refused (revoked token, bad API key…).
+    #[error("{0}")]
+    Rejected(&'static str),
     #[error("the access token lacks the `{0}` scope")]
     InsufficientScope(&'static str),
     /// The server was built without a verifier: a programming error.

@@ -7,7 +7,7 @@ mod keyring;
 mod signing_key;
 mod verifier;
 
-pub use bearer::{BearerError, BearerToken};
+pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use claims::AccessTokenClaims;
 pub use keyring::{KeyRing, KeyRingError};
 pub use signing_key::{SigningAlgorithm, SigningKey};

@@ -1,0 +1,1142 @@
+//! The `keyport` binary itself: admin commands, their JSON and human output,
+//! their errors and exit codes, `migrate`, and `serve` answering a real
+//! `curl`. Every test gets a database of its own.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{Backend, TestDatabase};
+
+const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
+
+/// One finished run of the binary.
+#[derive(Debug)]
+struct Run {
+    args: Vec<String>,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "keyport {:?} exited with {:?}\nstdout: {}\nstderr: {}",
+            self.args, self.code, self.stdout, self.stderr
+        )
+    }
+
+    fn assert_success(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "{}", self.describe());
+        self
+    }
+
+    fn assert_exit(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{}", self.describe());
+        self
+    }
+
+    /// stdout as one JSON document.
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!("stdout is not one JSON document ({e}): {}", self.describe())
+        })
+    }
+
+    fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// The binary, pointed at a database of its own.
+struct Keyport {
+    db: TestDatabase,
+    env: Vec<(String, String)>,
+}
+
+impl Keyport {
+    async fn new(backend: Backend) -> Self {
+        Self::with_env(backend, &[]).await
+    }
+
+    async fn with_env(backend: Backend, env: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::create(backend).await;
+        Self::on(db, env)
+    }
+
+    fn on(db: TestDatabase, env: &[(&str, &str)]) -> Self {
+        let mut vars = vec![
+            ("KEYPORT_DATABASE_URL".to_owned(), db.url.clone()),
+            ("KEYPORT_BIND".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "KEYPORT_DATABASE_MAX_CONNECTIONS".to_owned(),
+                "2".to_owned(),
+            ),
+            ("KEYPORT_WORKERS".to_owned(), "1".to_owned()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Keyport { db, env: vars }
+    }
+
+    /// A command for the binary: the caller's KEYPORT_* variables are
+    /// dropped so only this test's configuration applies.
+    fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(KEYPORT);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KEYPORT_") {
+                command.env_remove(name);
+            }
+        }
+        // The serve test reads the `listening on port N` info line.
+        command.env("RUST_LOG", "info");
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        let mut command = tokio::process::Command::from(self.command());
+        command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("keyport {args:?} did not finish within 60 s"))
+            .expect("run the keyport binary");
+        let run = Run {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        // Whatever the input, the binary never panics.
+        assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+        assert!(run.code.is_some(), "killed by a signal: {}", run.describe());
+        run
+    }
+
+    /// Runs `--json ARGS`, asserts success and returns the document.
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.run(&all).await.assert_success().json()
+    }
+
+    async fn tenant(&self, name: &str) -> Value {
+        self.json(&["tenant", "create", name]).await
+    }
+
+    async fn user(&self, tenant: &str, email: &str, role: &str, permissions: &str) -> Value {
+        self.json(&[
+            "user",
+            "create",
+            "--tenant",
+            tenant,
+            "--email",
+            email,
+            "--role",
+            role,
+            "--permissions",
+            permissions,
+        ])
+        .await
+    }
+
+    async fn key(&self, email: &str, name: &str) -> Value {
+        self.json(&["key", "create", "--user", email, "--name", name])
+            .await
+    }
+
+    /// A tenant and an admin user with every permission; returns the email.
+    async fn owner(&self) -> (Value, String) {
+        let suffix = Uuid::new_v4().simple().to_string();
+        let tenant = self.tenant(&format!("Acme {suffix}")).await;
+        let email = format!("ops-{suffix}@example.com");
+        self.user(
+            str_of(&tenant, "id"),
+            &email,
+            "admin",
+            "reports:read,webhooks:write,keys:manage",
+        )
+        .await;
+        (tenant, email)
+    }
+
+    async fn keys_of(&self, email: &str) -> Vec<Value> {
+        let listing = self.json(&["key", "list", "--user", email]).await;
+        listing["keys"].as_array().expect("keys array").clone()
+    }
+}
+
+fn str_of<'a>(doc: &'a Value, field: &str) -> &'a str {
+    doc[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{field}` is not a string in {doc}"))
+}
+
+/// The value after `label` on a line of human output, e.g. `client_id:`.
+fn labelled(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"))
+}
+
+fn key_with_client_id<'a>(keys: &'a [Value], client_id: &str) -> &'a Value {
+    keys.iter()
+        .find(|k| k["client_id"] == client_id)
+        .unwrap_or_else(|| panic!("{client_id} is not listed in {keys:?}"))
+}
+
+/// True when `text` holds a run of 64 hex digits, the shape of a SHA-256.
+fn has_hex_digest(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() {
+            run += 1;
+            if run >= 64 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+/// Every object key in `doc`, at any depth.
+fn field_names(doc: &Value, out: &mut Vec<String>) {
+    match doc {
+        Value::Object(map) => {
+            for (name, value) in map {
+                out.push(name.clone());
+                field_names(value, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| field_names(v, out)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------- tenants, users
+
+async fn a_tenant_created_from_the_cli_reports_its_id(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let tenant = keyport.tenant("Acme Corp").await;
+    assert_eq!(tenant["name"], "Acme Corp");
+    let id = str_of(&tenant, "id");
+    assert!(Uuid::parse_str(id).is_ok(), "tenant id is a UUID: {tenant}");
+
+    let human = keyport.run(&["tenant", "create", "Globex"]).await;
+    human.assert_success();
+    assert!(
+        human.stdout.contains("created tenant Globex ("),
+        "{}",
+        human.describe()
+    );
+
+    // Names are unique: a second Acme Corp is a conflict, not a crash.
+    let again = keyport
+        .run(&["--json", "tenant", "create", "Acme Corp"])
+        .await;
+    again.assert_exit(1);
+    assert_eq!(again.json()["error"], "conflict", "{}", again.describe());
+}
+
+async fn a_user_is_created_in_a_tenant_named_by_name_or_by_id(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let tenant = keyport.tenant("Initech").await;
+    let tenant_id = str_of(&tenant, "id");
+
+    let by_name = keyport
+        .user(
+            "Initech",
+            "peter@initech.example",
+            "admin",
+            "reports:read,webhooks:write",
+        )
+        .await;
+    let by_id = keyport
+        .user(
+            tenant_id,
+            "milton@initech.example",
+            "member",
+            "reports:read",
+        )
+        .await;
+
+    for (user, email, role) in [
+        (&by_name, "peter@initech.example", "admin"),
+        (&by_id, "milton@initech.example", "member"),
+    ] {
+        assert!(Uuid::parse_str(str_of(user, "id")).is_ok(), "{user}");
+        assert_eq!(user["tenant_id"], tenant_id, "{user}");
+        assert_eq!(user["email"], email, "{user}");
+        assert_eq!(user["role"], role, "{user}");
+        assert_eq!(user["status"], "active", "{user}");
+    }
+    assert_eq!(
+        by_name["permissions"],
+        serde_json::json!(["reports:read", "webhooks:write"])
+    );
+    assert_eq!(by_id["permissions"], serde_json::json!(["reports:read"]));
+    assert_ne!(by_name["id"], by_id["id"]);
+
+    let human = keyport
+        .run(&[
+            "user",
+            "create",
+            "--tenant",
+            "Initech",
+            "--email",
+            "bill@initech.example",
+            "--role",
+            "member",
+        ])
+        .await;
+    human.assert_success();
+    assert!(
+        human
+            .stdout
+            .contains("created member bill@initech.example (")
+            && human.stdout.contains("with permissions: none"),
+        "{}",
+        human.describe()
+    );
+}
+
+// ---------------------------------------------------------------- keys
+
+async fn a_created_key_carries_its_client_id_and_a_kps_secret_in_json(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (tenant, email) = keyport.owner().await;
+
+    let created = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "ERP nightly sync",
+            "--scopes",
+            "reports:read,webhooks:write",
+            "--expires-in",
+            "30d",
+            "--ttl",
+            "600",
+        ])
+        .await;
+    assert!(Uuid::parse_str(str_of(&created, "id")).is_ok(), "{created}");
+    let client_id = str_of(&created, "client_id");
+    let secret = str_of(&created, "client_secret");
+    assert!(client_id.starts_with("kpc_"), "{created}");
+    assert!(secret.starts_with("kps_"), "{created}");
+    assert!(secret.len() > 32, "a secret with real entropy: {created}");
+    assert!(!secret.contains(client_id) && !client_id.contains(secret));
+    assert_eq!(created["name"], "ERP nightly sync");
+    assert_eq!(created["owner_email"], email.as_str());
+    assert_eq!(created["tenant_id"], tenant["id"]);
+    assert_eq!(
+        created["scopes"],
+        serde_json::json!(["reports:read", "webhooks:write"])
+    );
+    assert_eq!(created["token_ttl_seconds"], 600);
+    assert_eq!(created["status"], "active");
+    let created_at = created["created_at"].as_i64().expect("created_at");
+    assert_eq!(
+        created["expires_at"].as_i64().expect("expires_at"),
+        created_at + 30 * 86_400,
+        "{created}"
+    );
+
+    // Without options the key inherits the owner's permissions and never expires.
+    let plain = keyport.key(&email, "plain").await;
+    assert_eq!(plain["scopes"], Value::Null, "{plain}");
+    assert_eq!(plain["expires_at"], Value::Null, "{plain}");
+    assert_eq!(plain["token_ttl_seconds"], Value::Null, "{plain}");
+    assert_ne!(plain["client_secret"], created["client_secret"]);
+    assert_ne!(plain["client_id"], created["client_id"]);
+}
+
+async fn without_json_key_create_shows_the_client_id_and_the_secret_once(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+
+    let run = keyport
+        .run(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "Billing export",
+            "--ttl",
+            "10m",
+        ])
+        .await;
+    run.assert_success();
+    let client_id = labelled(&run.stdout, "client_id:");
+    let secret = labelled(&run.stdout, "client_secret:");
+    assert!(client_id.starts_with("kpc_"), "{}", run.describe());
+    assert!(secret.starts_with("kps_"), "{}", run.describe());
+    assert_eq!(run.stdout.matches(&secret).count(), 1, "{}", run.describe());
+    assert!(
+        !run.stderr.contains(&secret),
+        "the secret never reaches the log: {}",
+        run.describe()
+    );
+    assert!(run.stdout.contains("Billing export"), "{}", run.describe());
+
+    // The printed client ID is the stored key's, with the 10-minute lifetime.
+    let keys = keyport.keys_of(&email).await;
+    let listed = key_with_client_id(&keys, &client_id);
+    assert_eq!(listed["token_ttl_seconds"], 600, "{listed}");
+    assert_eq!(listed["status"], "active");
+}
+
+async fn key_listings_never_show_the_secret_or_its_digest(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (tenant, email) = keyport.owner().await;
+    let (_, stranger) = keyport.owner().await;
+
+    let kept = keyport.key(&email, "kept").await;
+    let revoked = keyport.key(&email, "retired").await;
+    let foreign = keyport.key(&stranger, "someone else's").await;
+    keyport
+        .json(&["key", "revoke", str_of(&revoked, "client_id")])
+        .await;
+
+    let secrets: Vec<String> = [&kept, &revoked, &foreign]
+        .iter()
+        .map(|k| str_of(k, "client_secret").to_owned())
+        .collect();
+    let digests: Vec<String> = secrets
+        .iter()
+        .map(|s| {
+            keyport::domain::ClientSecret::parse(s)
+                .expect("a printed secret parses")
+                .digest()
+                .to_hex()
+        })
+        .collect();
+
+    let by_user = keyport
+        .run(&["--json", "key", "list", "--user", &email])
+        .await;
+    let by_tenant_name = keyport
+        .run(&["--json", "key", "list", "--tenant", str_of(&tenant, "name")])
+        .await;
+    let by_tenant_id = keyport
+        .run(&["--json", "key", "list", "--tenant", str_of(&tenant, "id")])
+        .await;
+    let human = keyport.run(&["key", "list", "--user", &email]).await;
+    let everything = keyport.run(&["--json", "key", "list"]).await;
+
+    for run in [
+        &by_user,
+        &by_tenant_name,
+        &by_tenant_id,
+        &human,
+        &everything,
+    ] {
+        run.assert_success();
+        for (secret, digest) in secrets.iter().zip(&digests) {
+            assert!(
+                !run.output().contains(secret.as_str()),
+                "secret listed: {}",
+                run.describe()
+            );
+            assert!(
+                !run.output().contains(digest.as_str()),
+                "digest listed: {}",
+                run.describe()
+            );
+        }
+        assert!(!run.output().contains("kps_"), "{}", run.describe());
+        assert!(
+            !has_hex_digest(&run.output()),
+            "a digest-like value: {}",
+            run.describe()
+        );
+    }
+    for run in [&by_user, &by_tenant_name, &by_tenant_id, &everything] {
+        let mut names = Vec::new();
+        field_names(&run.json(), &mut names);
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("secret") || n.contains("digest") || n.contains("hash")),
+            "fields {names:?} in {}",
+            run.describe()
+        );
+    }
+
+    for run in [&by_user, &by_tenant_name, &by_tenant_id] {
+        let keys = run.json()["keys"].as_array().expect("keys").clone();
+        assert_eq!(
+            keys.len(),
+            2,
+            "only this owner's tenant: {}",
+            run.describe()
+        );
+        assert_eq!(
+            key_with_client_id(&keys, str_of(&kept, "client_id"))["status"],
+            "active"
+        );
+        let gone = key_with_client_id(&keys, str_of(&revoked, "client_id"));
+        assert_eq!(gone["status"], "revoked", "{gone}");
+        assert_eq!(gone["revoked_by"], "cli", "{gone}");
+        assert!(
+            !run.stdout.contains(str_of(&foreign, "client_id")),
+            "{}",
+            run.describe()
+        );
+    }
+    let all = everything.json()["keys"].as_array().expect("keys").clone();
+    assert_eq!(all.len(), 3, "{}", everything.describe());
+
+    // The human listing names both keys with their status.
+    let kept_line = human
+        .stdout
+        .lines()
+        .find(|l| l.contains(str_of(&kept, "client_id")))
+        .unwrap_or_else(|| panic!("{}", human.describe()));
+    assert!(kept_line.contains("active"), "{kept_line}");
+    let revoked_line = human
+        .stdout
+        .lines()
+        .find(|l| l.contains(str_of(&revoked, "client_id")))
+        .unwrap_or_else(|| panic!("{}", human.describe()));
+    assert!(revoked_line.contains("revoked"), "{revoked_line}");
+}
+
+async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let key = keyport.key(&email, "to revoke").await;
+    let client_id = str_of(&key, "client_id");
+
+    let revoked = keyport.json(&["key", "revoke", client_id]).await;
+    assert_eq!(revoked["id"], key["id"], "{revoked}");
+    assert_eq!(revoked["status"], "revoked", "{revoked}");
+    assert_eq!(revoked["revoked_by"], "cli", "{revoked}");
+    assert!(revoked["revoked_at"].as_i64().is_some(), "{revoked}");
+    assert!(revoked.get("client_secret").is_none(), "{revoked}");
+
+    let again = keyport.run(&["--json", "key", "revoke", client_id]).await;
+    again.assert_exit(1);
+    let error = again.json();
+    assert_eq!(error["error"], "conflict", "{error}");
+    assert!(
+        str_of(&error, "message").contains("already revoked")
+            && str_of(&error, "message").contains(client_id),
+        "{error}"
+    );
+
+    let human = keyport.run(&["key", "revoke", str_of(&key, "id")]).await;
+    human.assert_exit(1);
+    assert!(
+        human.stderr.contains("already revoked"),
+        "{}",
+        human.describe()
+    );
+
+    // Still listed, as revoked: the row stays for the audit trail.
+    let keys = keyport.keys_of(&email).await;
+    assert_eq!(key_with_client_id(&keys, client_id)["status"], "revoked");
+}
+
+async fn a_key_is_deleted_by_id_and_an_unknown_key_is_a_clear_error(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let doomed = keyport.key(&email, "doomed").await;
+    let kept = keyport.key(&email, "kept").await;
+    let id = str_of(&doomed, "id");
+
+    let deleted = keyport.json(&["key", "delete", id]).await;
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    assert_eq!(deleted["id"], id, "{deleted}");
+    assert_eq!(deleted["client_id"], doomed["client_id"], "{deleted}");
+
+    let keys = keyport.keys_of(&email).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["id"], kept["id"]);
+
+    // Deleting it again: exit 1 and a message naming the key.
+    let again = keyport.run(&["key", "delete", id]).await;
+    again.assert_exit(1);
+    assert!(
+        again.stderr.contains("no key") && again.stderr.contains(id),
+        "{}",
+        again.describe()
+    );
+
+    let unknown = "kpc_doesnotexist";
+    let human = keyport.run(&["key", "delete", unknown]).await;
+    human.assert_exit(1);
+    assert!(human.stderr.contains(unknown), "{}", human.describe());
+    let json = keyport.run(&["--json", "key", "delete", unknown]).await;
+    json.assert_exit(1);
+    let error = json.json();
+    assert_eq!(error["error"], "not_found", "{error}");
+    assert!(str_of(&error, "message").contains(unknown), "{error}");
+
+    // The other key was not touched.
+    assert_eq!(keyport.keys_of(&email).await.len(), 1);
+}
+
+async fn a_fourth_active_key_is_refused_with_a_clear_error(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let first = keyport.key(&email, "one").await;
+    keyport.key(&email, "two").await;
+    keyport.key(&email, "three").await;
+
+    let fourth = keyport
+        .run(&[
+            "--json", "key", "create", "--user", &email, "--name", "four",
+        ])
+        .await;
+    fourth.assert_exit(1);
+    let error = fourth.json();
+    assert_eq!(error["error"], "key_limit_reached", "{error}");
+    assert!(
+        str_of(&error, "message").contains("holds 3 active keys"),
+        "{error}"
+    );
+    assert!(!fourth.stdout.contains("kps_"), "{}", fourth.describe());
+
+    let human = keyport
+        .run(&["key", "create", "--user", &email, "--name", "four"])
+        .await;
+    human.assert_exit(1);
+    assert!(human.stderr.contains("active keys"), "{}", human.describe());
+    assert_eq!(keyport.keys_of(&email).await.len(), 3);
+
+    // Revoking one makes room.
+    keyport
+        .json(&["key", "revoke", str_of(&first, "client_id")])
+        .await;
+    let replacement = keyport.key(&email, "four").await;
+    assert!(str_of(&replacement, "client_secret").starts_with("kps_"));
+    let keys = keyport.keys_of(&email).await;
+    assert_eq!(
+        keys.iter().filter(|k| k["status"] == "active").count(),
+        3,
+        "{keys:?}"
+    );
+}
+
+async fn a_configured_limit_of_one_active_key_refuses_the_second(backend: Backend) {
+    let keyport = Keyport::with_env(backend, &[("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "1")]).await;
+    let (_, email) = keyport.owner().await;
+    keyport.key(&email, "only").await;
+
+    let second = keyport
+        .run(&[
+            "--json", "key", "create", "--user", &email, "--name", "second",
+        ])
+        .await;
+    second.assert_exit(1);
+    let error = second.json();
+    assert_eq!(error["error"], "key_limit_reached", "{error}");
+    assert!(
+        str_of(&error, "message").contains("holds 1 active keys"),
+        "{error}"
+    );
+    assert_eq!(keyport.keys_of(&email).await.len(), 1);
+}
+
+// ---------------------------------------------------------------- bad input
+
+async fn an_invalid_email_is_refused(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    keyport.tenant("Umbrella").await;
+    let run = keyport
+        .run(&[
+            "--json",
+            "user",
+            "create",
+            "--tenant",
+            "Umbrella",
+            "--email",
+            "not-an-email",
+            "--role",
+            "admin",
+        ])
+        .await;
+    run.assert_exit(1);
+    let error = run.json();
+    assert_eq!(error["error"], "invalid_input", "{error}");
+    assert!(
+        str_of(&error, "message").contains("not-an-email"),
+        "{error}"
+    );
+
+    let human = keyport
+        .run(&[
+            "user", "create", "--tenant", "Umbrella", "--email", "a@@b", "--role", "admin",
+        ])
+        .await;
+    human.assert_exit(1);
+    assert!(
+        human
+            .stderr
+            .contains("error: `a@@b` is not an email address"),
+        "{}",
+        human.describe()
+    );
+    let keys = keyport
+        .run(&["--json", "key", "list", "--tenant", "Umbrella"])
+        .await;
+    assert_eq!(keys.assert_success().json()["keys"], serde_json::json!([]));
+}
+
+async fn an_unknown_role_is_refused_by_the_argument_parser(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    keyport.tenant("Umbrella").await;
+    let run = keyport
+        .run(&[
+            "user",
+            "create",
+            "--tenant",
+            "Umbrella",
+            "--email",
+            "a@umbrella.example",
+            "--role",
+            "superuser",
+        ])
+        .await;
+    run.assert_exit(2);
+    assert!(
+        run.stderr.contains("superuser")
+            && run.stderr.contains("admin")
+            && run.stderr.contains("member"),
+        "names the bad value and the allowed ones: {}",
+        run.describe()
+    );
+    // Nothing was created: the same email is free.
+    keyport
+        .user("Umbrella", "a@umbrella.example", "member", "")
+        .await;
+}
+
+async fn an_unknown_tenant_is_refused(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let run = keyport
+        .run(&[
+            "--json",
+            "user",
+            "create",
+            "--tenant",
+            "Nobody Inc",
+            "--email",
+            "a@nobody.example",
+            "--role",
+            "admin",
+        ])
+        .await;
+    run.assert_exit(1);
+    let error = run.json();
+    assert_eq!(error["error"], "not_found", "{error}");
+    assert!(str_of(&error, "message").contains("Nobody Inc"), "{error}");
+
+    let listing = keyport
+        .run(&["key", "list", "--tenant", "Nobody Inc"])
+        .await;
+    listing.assert_exit(1);
+    assert!(
+        listing.stderr.contains("Nobody Inc"),
+        "{}",
+        listing.describe()
+    );
+
+    let no_user = keyport
+        .run(&[
+            "--json",
+            "key",
+            "create",
+            "--user",
+            "ghost@nobody.example",
+            "--name",
+            "x",
+        ])
+        .await;
+    no_user.assert_exit(1);
+    assert_eq!(
+        no_user.json()["error"],
+        "not_found",
+        "{}",
+        no_user.describe()
+    );
+}
+
+async fn scopes_beyond_the_owners_permissions_are_refused(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let tenant = keyport.tenant("Hooli").await;
+    keyport
+        .user(
+            str_of(&tenant, "id"),
+            "gavin@hooli.example",
+            "member",
+            "reports:read",
+        )
+        .await;
+    let run = keyport
+        .run(&[
+            "--json",
+            "key",
+            "create",
+            "--user",
+            "gavin@hooli.example",
+            "--name",
+            "greedy",
+            "--scopes",
+            "reports:read,webhooks:write",
+        ])
+        .await;
+    run.assert_exit(1);
+    let error = run.json();
+    assert_eq!(error["error"], "invalid_input", "{error}");
+    assert!(
+        str_of(&error, "message").contains("webhooks:write"),
+        "{error}"
+    );
+    assert!(!run.stdout.contains("kps_"), "{}", run.describe());
+    assert!(keyport.keys_of("gavin@hooli.example").await.is_empty());
+
+    // Within the permissions it works.
+    let ok = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            "gavin@hooli.example",
+            "--name",
+            "modest",
+            "--scopes",
+            "reports:read",
+        ])
+        .await;
+    assert_eq!(ok["scopes"], serde_json::json!(["reports:read"]));
+}
+
+async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let run = keyport
+        .run(&[
+            "--json", "key", "create", "--user", &email, "--name", "long", "--ttl", "7200",
+        ])
+        .await;
+    run.assert_exit(1);
+    let error = run.json();
+    assert_eq!(error["error"], "invalid_input", "{error}");
+    assert!(str_of(&error, "message").contains("3600"), "{error}");
+    assert!(keyport.keys_of(&email).await.is_empty());
+
+    // The maximum itself is allowed.
+    let max = keyport
+        .json(&[
+            "key", "create", "--user", &email, "--name", "max", "--ttl", "1h",
+        ])
+        .await;
+    assert_eq!(max["token_ttl_seconds"], 3600, "{max}");
+}
+
+async fn an_unknown_flag_is_refused_with_a_usage_error(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let run = keyport
+        .run(&[
+            "key", "create", "--user", &email, "--name", "x", "--colour", "blue",
+        ])
+        .await;
+    run.assert_exit(2);
+    assert!(run.stderr.contains("--colour"), "{}", run.describe());
+    assert!(keyport.keys_of(&email).await.is_empty());
+}
+
+async fn an_unparseable_expiry_is_refused_with_a_usage_error(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let run = keyport
+        .run(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "x",
+            "--expires-in",
+            "soon",
+        ])
+        .await;
+    run.assert_exit(2);
+    assert!(
+        run.stderr.contains("soon") && run.stderr.contains("--expires-in"),
+        "{}",
+        run.describe()
+    );
+    assert!(keyport.keys_of(&email).await.is_empty());
+}
+
+// ---------------------------------------------------------------- migrate, serve, help
+
+async fn migrate_succeeds_on_a_fresh_database(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let run = keyport.run(&["--json", "migrate"]).await;
+    run.assert_success();
+    assert_eq!(run.json()["migrated"], true, "{}", run.describe());
+    if let Some(dir) = keyport.db.sqlite_dir() {
+        assert!(
+            dir.join("keyport.db").is_file(),
+            "the SQLite file was created"
+        );
+    }
+    // Again: nothing pending is still a success, and the schema works.
+    let again = keyport.run(&["migrate"]).await;
+    again.assert_success();
+    assert!(again.stdout.contains("up to date"), "{}", again.describe());
+    keyport.owner().await;
+}
+
+/// A running `keyport serve`, killed when dropped (even when a test fails).
+struct Server {
+    child: Child,
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    async fn start(keyport: &Keyport) -> Server {
+        let mut child = keyport
+            .command()
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keyport serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let sink = std::sync::Arc::clone(&log);
+        // Keep draining stderr for the server's whole life so it never blocks
+        // on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                {
+                    let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            port: 0,
+            log,
+        };
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines_rx.recv().await {
+                if let Some((_, rest)) = line.split_once("listening on port ") {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    return digits.parse::<u16>().ok();
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(port)) if port != 0 => server.port = port,
+            other => {
+                let status = server.child.try_wait();
+                panic!(
+                    "no `listening on port N` line ({other:?}, process: {status:?}); log:\n{}",
+                    server.log()
+                );
+            }
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn curl_token(server: &Server, client_id: &str, secret: &str) -> Value {
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "-u",
+            &format!("{client_id}:{secret}"),
+            "-d",
+            "grant_type=client_credentials",
+            &server.url("/oauth/token"),
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run curl (install the curl binary)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "curl failed ({}): {stdout} {}\nserver log:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("curl got no JSON ({e}): {stdout}"))
+}
+
+async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    // SQLite: a file whose folders do not exist yet.
+    let url = match db.sqlite_dir() {
+        Some(dir) => {
+            assert!(!dir.exists(), "the test folder starts absent");
+            format!("sqlite://{}/nested/dir/keyport.db", dir.display())
+        }
+        None => db.url.clone(),
+    };
+    let sqlite_file = db.sqlite_dir().map(|d| d.join("nested/dir/keyport.db"));
+    let keyport = Keyport::on(db, &[("KEYPORT_DATABASE_URL", url.as_str())]);
+
+    let server = Server::start(&keyport).await;
+    if let Some(file) = &sqlite_file {
+        assert!(file.is_file(), "serve created {}", file.display());
+    }
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client");
+    let health = client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), 200, "log:\n{}", server.log());
+    let health: Value = health.json().await.expect("healthz JSON");
+    assert_eq!(health["status"], "ok");
+
+    // Keys made by the CLI while the server runs are honoured at once.
+    let (_, email) = keyport.owner().await;
+    let key = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "curl",
+            "--scopes",
+            "reports:read",
+            "--ttl",
+            "600",
+        ])
+        .await;
+    let short = keyport
+        .json(&[
+            "key", "create", "--user", &email, "--name", "short", "--ttl", "2m",
+        ])
+        .await;
+
+    let token = curl_token(
+        &server,
+        str_of(&key, "client_id"),
+        str_of(&key, "client_secret"),
+    )
+    .await;
+    assert_eq!(token["token_type"], "Bearer", "{token}");
+    assert_eq!(token["expires_in"], 600, "{token}");
+    assert_eq!(token["scope"], "reports:read", "{token}");
+    let access_token = str_of(&token, "access_token");
+    assert_eq!(access_token.split('.').count(), 3, "a JWT: {token}");
+
+    let short_token = curl_token(
+        &server,
+        str_of(&short, "client_id"),
+        str_of(&short, "client_secret"),
+    )
+    .await;
+    assert_eq!(short_token["expires_in"], 120, "{short_token}");
+
+    // A revoked key is refused by the running server.
+    keyport
+        .json(&["key", "revoke", str_of(&key, "client_id")])
+        .await;
+    let refused = curl_token(
+        &server,
+        str_of(&key, "client_id"),
+        str_of(&key, "client_secret"),
+    )
+    .await;
+    assert_eq!(refused["error"], "invalid_client", "{refused}");
+
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        !log.contains(str_of(&key, "client_secret")),
+        "secrets stay out of the log: {log}"
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn key_create_help_documents_expiry_and_token_lifetime() {
+    let output = tokio::process::Command::new(KEYPORT)
+        .args(["key", "create", "--help"])
+        .output()
+        .await
+        .expect("run keyport --help");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for needle in ["--expires-in", "--ttl", "--user", "--name", "--scopes"] {
+        assert!(
+            stdout.contains(needle),
+            "`{needle}` missing from:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("30d"), "an example duration:\n{stdout}");
+}
+
+crate::on_both_backends!(
+    a_tenant_created_from_the_cli_reports_its_id,
+    a_user_is_created_in_a_tenant_named_by_name_or_by_id,
+    a_created_key_carries_its_client_id_and_a_kps_secret_in_json,
+    without_json_key_create_shows_the_client_id_and_the_secret_once,
+    key_listings_never_show_the_secret_or_its_digest,
+    a_key_is_revoked_by_client_id_and_revoking_it_twice_fails,
+    a_key_is_deleted_by_id_and_an_unknown_key_is_a_clear_error,
+    a_fourth_active_key_is_refused_with_a_clear_error,
+    a_configured_limit_of_one_active_key_refuses_the_second,
+    an_invalid_email_is_refused,
+    an_unknown_role_is_refused_by_the_argument_parser,
+    an_unknown_tenant_is_refused,
+    scopes_beyond_the_owners_permissions_are_refused,
+    a_token_lifetime_above_the_maximum_is_refused,
+    an_unknown_flag_is_refused_with_a_usage_error,
+    an_unparseable_expiry_is_refused_with_a_usage_error,
+    migrate_succeeds_on_a_fresh_database,
+    serve_starts_on_a_fresh_database_and_issues_tokens_to_curl,
+);

@@ -1,0 +1,133 @@
+//! Micro costs behind the token endpoint and the protected routes, side by
+//! side in one run: signing an access token (ES256, EdDSA, RS256), verifying
+//! one, hashing a client secret, and parsing a valid and a malformed secret.
+//!
+//! `cargo bench --bench micro` (about 40 s of measuring); `benches/load.sh`
+//! runs it after the HTTP load test and copies the means into its report.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::Header;
+use jsonwebtoken::jwk::JwkSet;
+use keyport::domain::{ClientSecret, now};
+use keyport::tokens::{
+    ACCESS_TOKEN_TYP, AccessTokenClaims, SigningAlgorithm, SigningKey, TokenVerifier,
+};
+
+const ISSUER: &str = "http://127.0.0.1:8080";
+const AUDIENCE: &str = "keyport-api";
+const ALGORITHMS: [SigningAlgorithm; 3] = [
+    SigningAlgorithm::Es256,
+    SigningAlgorithm::EdDsa,
+    SigningAlgorithm::Rs256,
+];
+
+/// Claims shaped like the ones `POST /oauth/token` issues.
+fn claims() -> AccessTokenClaims {
+    let issued_at = now();
+    AccessTokenClaims {
+        iss: ISSUER.to_owned(),
+        sub: "0196f3a0-0000-7000-8000-000000000001".to_owned(),
+        aud: AUDIENCE.to_owned(),
+        // Valid for the whole run, however slow the machine.
+        exp: issued_at + 3600,
+        iat: issued_at,
+        nbf: issued_at,
+        jti: "5f0c2a8e-3a43-4c55-9a57-3f1d2b1c0e7a".to_owned(),
+        client_id: "kpc_0123456789ABCDEFGHIJabcd".to_owned(),
+        scope: "keys:manage reports:read webhooks:write".to_owned(),
+        tenant_id: "0196f3a0-0000-7000-8000-000000000002".to_owned(),
+        roles: vec!["admin".to_owned()],
+    }
+}
+
+/// The header `KeyRing::sign` builds: `alg`, `typ: at+jwt`, `kid`.
+fn header(key: &SigningKey) -> Header {
+    let mut header = Header::new(key.algorithm.jwt_algorithm());
+    header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(key.kid.clone());
+    header
+}
+
+fn sign(key: &SigningKey, header: &Header, claims: &AccessTokenClaims) -> String {
+    jsonwebtoken::encode(header, claims, &key.encoding).expect("signing succeeds")
+}
+
+fn tokens(c: &mut Criterion) {
+    let claims = claims();
+    let keys: Vec<SigningKey> = ALGORITHMS
+        .iter()
+        .map(|&alg| SigningKey::generate(alg).expect("key generation").0)
+        .collect();
+
+    let mut group = c.benchmark_group("sign");
+    for key in &keys {
+        let header = header(key);
+        group.bench_function(key.algorithm.as_str(), |b| {
+            b.iter(|| sign(key, black_box(&header), black_box(&claims)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("verify");
+    for key in &keys {
+        let token = sign(key, &header(key), &claims);
+        let jwks = JwkSet {
+            keys: vec![key.jwk.clone()],
+        };
+        let verifier = TokenVerifier::from_jwks(&jwks, ISSUER, AUDIENCE, Duration::from_secs(30));
+        let verified = verifier.verify(&token).expect("the signed token verifies");
+        assert_eq!(
+            verified.claims, claims,
+            "verification round-trips the claims"
+        );
+        group.bench_function(key.algorithm.as_str(), |b| {
+            b.iter(|| verifier.verify(black_box(&token)).expect("verifies"))
+        });
+    }
+    group.finish();
+}
+
+fn secrets(c: &mut Criterion) {
+    let secret = ClientSecret::generate();
+    let valid = secret.expose().to_owned();
+    // Right shape, one character changed: the checksum has to be computed to
+    // refuse it, the most work a malformed secret can cause.
+    let mut bad_checksum = valid.clone().into_bytes();
+    bad_checksum[10] = if bad_checksum[10] == b'a' { b'b' } else { b'a' };
+    let bad_checksum = String::from_utf8(bad_checksum).expect("ASCII");
+    // Wrong length: refused by the first comparison.
+    let truncated = valid[..valid.len() - 1].to_owned();
+    assert!(ClientSecret::parse(&valid).is_ok());
+    assert!(ClientSecret::parse(&bad_checksum).is_err());
+    assert!(ClientSecret::parse(&truncated).is_err());
+
+    let mut group = c.benchmark_group("secret");
+    group.bench_function("generate", |b| b.iter(ClientSecret::generate));
+    group.bench_function("digest", |b| b.iter(|| black_box(&secret).digest()));
+    group.bench_function("parse_valid", |b| {
+        b.iter(|| ClientSecret::parse(black_box(&valid)))
+    });
+    group.bench_function("parse_bad_checksum", |b| {
+        b.iter(|| ClientSecret::parse(black_box(&bad_checksum)))
+    });
+    group.bench_function("parse_truncated", |b| {
+        b.iter(|| ClientSecret::parse(black_box(&truncated)))
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = micro;
+    config = config();
+    targets = tokens, secrets
+}
+criterion_main!(micro);

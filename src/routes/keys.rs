@@ -1,0 +1,127 @@
+//! The key management API (any credential: session, access token or key):
+//! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own
+//! - `POST   /api/v1/keys`                       needs `keys:manage`; returns the secret once
+//! - `GET    /api/v1/keys/{id}`
+//! - `POST   /api/v1/keys/{id}/revoke`
+//! - `POST   /api/v1/keys/{id}/webhook-signing`  moves the "signs webhooks" mark here
+//! - `DELETE /api/v1/keys/{id}`                  body `{"confirm": "<phrase>"}`
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::read_json;
+use super::{AppState, Caller};
+use crate::admin::{self, KeyListing, KeyPolicy, NewKeyRequest};
+use crate::error::ApiError;
+
+const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
+
+fn policy(state: &AppState) -> KeyPolicy {
+    KeyPolicy {
+        max_active_keys_per_user: state.settings.max_active_keys_per_user,
+        max_token_ttl: state.settings.tokens.max_ttl,
+    }
+}
+
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let actor = caller.actor();
+    let keys = admin::list_keys(&state.store, KeyListing::VisibleTo(&actor)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    name: String,
+    /// Scopes within the owner's permissions; absent: all of them.
+    scopes: Option<Vec<String>>,
+    /// Seconds from now until the key stops working.
+    expires_in_seconds: Option<u64>,
+    token_ttl_seconds: Option<u64>,
+}
+
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: NewKeyBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
+    let owner = state
+        .store
+        .find_user_by_id(&caller.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the calling user no longer exists"))?;
+    let scopes = body.scopes.map(|s| s.join(" "));
+    let created = admin::create_key(
+        &state.store,
+        policy(&state),
+        &caller.actor(),
+        NewKeyRequest {
+            owner_email: &owner.email,
+            name: &body.name,
+            scopes: scopes.as_deref(),
+            expires_in: body.expires_in_seconds.map(Duration::from_secs),
+            token_ttl: body.token_ttl_seconds.map(Duration::from_secs),
+        },
+    )
+    .await?;
+    let mut doc = serde_json::to_value(&created.key).map_err(|_| ApiError::internal())?;
+    doc["client_secret"] = created.secret.expose().into();
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(doc))
+}
+
+pub async fn show(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = admin::find_key(&state.store, &caller.actor(), &path).await?;
+    Ok(HttpResponse::Ok().json(key))
+}
+
+pub async fn revoke(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = admin::revoke_key(&state.store, &caller.actor(), &path).await?;
+    Ok(HttpResponse::Ok().json(key))
+}
+
+pub async fn mark_webhook_signing(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = admin::mark_webhook_signing(&state.store, &caller.actor(), &path).await?;
+    Ok(HttpResponse::Ok().json(key))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    confirm: String,
+}
+
+pub async fn delete(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // Without a body, the answer tells the caller the phrase to send.
+    let confirmation = if req.headers().contains_key("content-type") {
+        Some(read_json::<DeleteBody>(&req, payload, MANAGEMENT_BODY_LIMIT).await?.confirm)
+    } else {
+        None
+    };
+    admin::delete_key(&state.store, &caller.actor(), &path, confirmation.as_deref()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

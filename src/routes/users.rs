@@ -1,0 +1,99 @@
+//! Tenant administration (admins only):
+//! - `GET  /api/v1/users`              users with their sign-in locks
+//! - `POST /api/v1/users/{id}/unlock`  lifts a sign-in lock
+//! - `PUT  /api/v1/tenant/policy`      `{"api_only_users": bool}`
+//! - `GET  /api/v1/audit`              the audit trail, filtered and paginated
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::read_json;
+use super::{AppState, Caller};
+use crate::admin;
+use crate::error::ApiError;
+use crate::storage::AuditQuery;
+
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let users = admin::list_users(&state.store, &caller.actor(), &caller.tenant_id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "users": users })))
+}
+
+pub async fn unlock(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    admin::unlock_user(&state.store, &caller.actor(), &path).await?;
+    Ok(HttpResponse::Ok().json(json!({ "unlocked": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    api_only_users: bool,
+}
+
+pub async fn set_policy(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: PolicyBody = read_json(&req, payload, 1024).await?;
+    admin::set_api_only_users(&state.store, &caller.actor(), &caller.tenant_id, body.api_only_users).await?;
+    Ok(HttpResponse::Ok().json(json!({ "api_only_users": body.api_only_users })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    action: Option<String>,
+    actor: Option<String>,
+    target: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub async fn audit(req: HttpRequest, caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let params: AuditParams = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}")))?;
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500"));
+    }
+    let after_id = match params.cursor.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            URL_SAFE_NO_PAD
+                .decode(raw)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned"))?,
+        ),
+    };
+    let (events, has_more) = state
+        .store
+        .list_audit(&AuditQuery {
+            tenant_id: &caller.tenant_id,
+            action: params.action.as_deref(),
+            actor: params.actor.as_deref(),
+            target: params.target.as_deref(),
+            since: params.since,
+            until: params.until,
+            after_id: after_id.as_deref(),
+            limit,
+        })
+        .await?;
+    let next_cursor = has_more
+        .then(|| events.last().map(|e| URL_SAFE_NO_PAD.encode(&e.id)))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({ "events": events, "next_cursor": next_cursor })))
+}

@@ -1,0 +1,69 @@
+use super::{Result, Store};
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AuditRow {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub source_address: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+pub struct AuditQuery<'a> {
+    pub tenant_id: &'a str,
+    pub action: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub after_id: Option<&'a str>,
+    pub limit: u32,
+}
+
+impl Store {
+    pub async fn insert_audit(&self, event: &AuditRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, tenant_id, actor, action, target, source_address, detail, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&event.id)
+        .bind(event.tenant_id.as_deref())
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(event.target.as_deref())
+        .bind(event.source_address.as_deref())
+        .bind(event.detail.as_deref())
+        .bind(event.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One page of a tenant's audit trail, oldest first; `has_more` via limit+1.
+    pub async fn list_audit(&self, query: &AuditQuery<'_>) -> Result<(Vec<AuditRow>, bool)> {
+        let mut rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT id, tenant_id, actor, action, target, source_address, detail, created_at \
+             FROM audit_events WHERE tenant_id = $1 \
+             AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) \
+             AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR created_at >= $5) \
+             AND ($6 IS NULL OR created_at <= $6) AND ($7 IS NULL OR id > $7) \
+             ORDER BY id LIMIT $8",
+        )
+        .bind(query.tenant_id)
+        .bind(query.action)
+        .bind(query.actor)
+        .bind(query.target)
+        .bind(query.since)
+        .bind(query.until)
+        .bind(query.after_id)
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let has_more = rows.len() > query.limit as usize;
+        rows.truncate(query.limit as usize);
+        Ok((rows, has_more))
+    }
+}

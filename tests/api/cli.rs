@@ -515,6 +515,9 @@ async fn key_listings_never_show_the_secret_or_its_digest(backend: Backend) {
 async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
+    // The owner's first key signs their webhooks, which guards it against
+    // revocation; revoke a second one.
+    keyport.key(&email, "webhook signer").await;
     let key = keyport.key(&email, "to revoke").await;
     let client_id = str_of(&key, "client_id");
 
@@ -551,8 +554,9 @@ async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Back
 async fn a_key_is_deleted_by_id_and_an_unknown_key_is_a_clear_error(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
-    let doomed = keyport.key(&email, "doomed").await;
+    // The first key signs the owner's webhooks; delete the second.
     let kept = keyport.key(&email, "kept").await;
+    let doomed = keyport.key(&email, "doomed").await;
     let id = str_of(&doomed, "id");
 
     let deleted = keyport.json(&["key", "delete", id]).await;
@@ -590,8 +594,8 @@ async fn a_key_is_deleted_by_id_and_an_unknown_key_is_a_clear_error(backend: Bac
 async fn a_fourth_active_key_is_refused_with_a_clear_error(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
-    let first = keyport.key(&email, "one").await;
-    keyport.key(&email, "two").await;
+    keyport.key(&email, "one").await;
+    let second = keyport.key(&email, "two").await;
     keyport.key(&email, "three").await;
 
     let fourth = keyport
@@ -617,7 +621,7 @@ async fn a_fourth_active_key_is_refused_with_a_clear_error(backend: Backend) {
 
     // Revoking one makes room.
     keyport
-        .json(&["key", "revoke", str_of(&first, "client_id")])
+        .json(&["key", "revoke", str_of(&second, "client_id")])
         .await;
     let replacement = keyport.key(&email, "four").await;
     assert!(str_of(&replacement, "client_secret").starts_with("kps_"));
@@ -1041,6 +1045,12 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
 
     // Keys made by the CLI while the server runs are honoured at once.
     let (_, email) = keyport.owner().await;
+    // The first key signs the owner's webhooks; `key` is revoked below.
+    let short = keyport
+        .json(&[
+            "key", "create", "--user", &email, "--name", "short", "--ttl", "2m",
+        ])
+        .await;
     let key = keyport
         .json(&[
             "key",
@@ -1053,11 +1063,6 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
             "reports:read",
             "--ttl",
             "600",
-        ])
-        .await;
-    let short = keyport
-        .json(&[
-            "key", "create", "--user", &email, "--name", "short", "--ttl", "2m",
         ])
         .await;
 

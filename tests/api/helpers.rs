@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use keyport::admin::{self, CreatedKey, KeyPolicy, NewKeyRequest, Tenant, User};
+use keyport::audit::Actor;
 use keyport::config::Settings;
 use keyport::startup::Application;
 use keyport::storage::Store;
@@ -235,6 +236,7 @@ impl TestApp {
         admin::create_key(
             &self.store,
             self.policy(),
+            &Actor::operator(),
             NewKeyRequest {
                 owner_email: email,
                 name: "test key",
@@ -324,6 +326,39 @@ impl TestApp {
                 None => return ids,
             }
         }
+    }
+}
+
+impl TestApp {
+    pub async fn set_password(&self, email: &str, password: &str) {
+        keyport::sessions::set_password(&self.store, &Actor::operator(), email, password)
+            .await
+            .expect("set password");
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/session"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("sign-in request")
+    }
+
+    /// A session token for `email`, whose password is set to `password` first.
+    pub async fn session_for(&self, email: &str, password: &str) -> String {
+        self.set_password(email, password).await;
+        let response = self.sign_in(email, password).await;
+        assert_eq!(response.status(), 201, "sign-in refused");
+        let body: Value = response.json().await.expect("session json");
+        body["session_token"].as_str().expect("session_token").to_owned()
+    }
+
+    /// A management API call presenting `credential` as a bearer token.
+    pub fn api(&self, method: reqwest::Method, path: &str, credential: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(credential)
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod keys_api;
 mod migrations;
 mod resources;
 mod token;

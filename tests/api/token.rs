@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use keyport::admin::{self, AdminError, NewKeyRequest};
+use keyport::audit::Actor;
 use keyport::domain::UserStatus;
 use serde_json::Value;
 
@@ -218,6 +219,7 @@ async fn a_key_cannot_be_created_with_scopes_its_owner_lacks(backend: Backend) {
     let err = admin::create_key(
         &app.store,
         app.policy(),
+        &Actor::operator(),
         NewKeyRequest {
             owner_email: &integration.user.email,
             name: "too wide",
@@ -235,21 +237,23 @@ async fn a_key_cannot_be_created_with_scopes_its_owner_lacks(backend: Backend) {
 async fn a_revoked_key_gets_no_token(backend: Backend) {
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
-    app.token_for(&integration).await;
+    let key = app.key(&integration.user.email, None).await;
+    app.token_for_key(&key).await;
 
-    admin::revoke_key(&app.store, integration.client_id(), "test").await.unwrap();
+    admin::revoke_key(&app.store, &Actor::operator(), &key.key.client_id).await.unwrap();
 
-    let body = assert_invalid_client(app.request_token(integration.client_id(), integration.secret()).await).await;
+    let body = assert_invalid_client(app.request_token(&key.key.client_id, key.secret.expose()).await).await;
     assert!(body["error_description"].as_str().unwrap().contains("revoked"));
 }
 
 async fn a_deleted_key_gets_no_token(backend: Backend) {
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
+    let key = app.key(&integration.user.email, None).await;
 
-    admin::delete_key(&app.store, &integration.key.key.id).await.unwrap();
+    admin::delete_key(&app.store, &Actor::operator(), &key.key.id, None).await.unwrap();
 
-    assert_invalid_client(app.request_token(integration.client_id(), integration.secret()).await).await;
+    assert_invalid_client(app.request_token(&key.key.client_id, key.secret.expose()).await).await;
 }
 
 async fn an_expired_key_gets_no_token_from_its_expiry_instant(backend: Backend) {
@@ -299,6 +303,7 @@ async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     let err = admin::create_key(
         &app.store,
         app.policy(),
+        &Actor::operator(),
         NewKeyRequest {
             owner_email: &integration.user.email,
             name: "too long",
@@ -331,6 +336,7 @@ async fn a_fourth_active_key_is_refused(backend: Backend) {
     let err = admin::create_key(
         &app.store,
         app.policy(),
+        &Actor::operator(),
         NewKeyRequest {
             owner_email: &integration.user.email,
             name: "fourth",
@@ -343,7 +349,7 @@ async fn a_fourth_active_key_is_refused(backend: Backend) {
     .unwrap_err();
     assert!(matches!(err, AdminError::KeyLimitReached { limit: 3 }), "{err}");
 
-    admin::revoke_key(&app.store, &second.key.id, "test").await.unwrap();
+    admin::revoke_key(&app.store, &Actor::operator(), &second.key.id).await.unwrap();
     app.key(&integration.user.email, None).await;
 }
 
@@ -358,6 +364,7 @@ async fn concurrent_key_creations_never_exceed_the_limit(backend: Backend) {
             admin::create_key(
                 &store,
                 policy,
+                &Actor::operator(),
                 NewKeyRequest {
                     owner_email: &email,
                     name: "race",

@@ -5,6 +5,7 @@ mod helpers;
 mod keys_api;
 mod migrations;
 mod resources;
+mod sessions;
 mod token;
 mod tokens;
 mod webhooks;

@@ -1,0 +1,198 @@
+//! Human sign-in: sessions, locks after repeated failures, password changes,
+//! and the "API-only users" policy.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn a_user_signs_in_and_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    app.set_password(&integration.user.email, PASSWORD).await;
+
+    let signed_in = app.sign_in(&integration.user.email, PASSWORD).await;
+    assert_eq!(signed_in.status(), 201);
+    assert_eq!(signed_in.headers()["cache-control"], "no-store");
+    let body = json_body(signed_in).await;
+    let session = body["session_token"].as_str().unwrap().to_owned();
+    assert!(session.starts_with("kpsess_"));
+    assert_eq!(body["user_id"], integration.user.id.as_str());
+    assert_eq!(app.api(Method::GET, "/api/v1/keys", &session).send().await.unwrap().status(), 200);
+
+    let out = app.api(Method::DELETE, "/api/v1/session", &session).send().await.unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(app.api(Method::GET, "/api/v1/keys", &session).send().await.unwrap().status(), 401);
+}
+
+async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    app.set_password(&integration.user.email, PASSWORD).await;
+
+    let wrong = json_body(app.sign_in(&integration.user.email, "wrong password here").await).await;
+    let unknown = json_body(app.sign_in("nobody@example.com", PASSWORD).await).await;
+    let no_password = app.integration("member", "reports:read").await;
+    let unset = json_body(app.sign_in(&no_password.user.email, PASSWORD).await).await;
+
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong, unset);
+    assert_eq!(wrong["error"], "invalid_credentials");
+}
+
+async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let admin = app.user(&tenant, "admin@acme.io", "admin", "reports:read").await;
+    let ana = app.user(&tenant, "ana@acme.io", "member", "reports:read").await;
+    let admin_session = app.session_for(&admin.email, PASSWORD).await;
+    app.set_password(&ana.email, PASSWORD).await;
+
+    for _ in 0..5 {
+        let response = app.sign_in(&ana.email, "not the password").await;
+        assert_eq!(response.status(), 401);
+    }
+    let locked = app.sign_in(&ana.email, PASSWORD).await;
+    assert_eq!(locked.status(), 423, "sign-in while locked, even with the right password");
+    let locked = json_body(locked).await;
+    assert_eq!(locked["error"], "account_locked");
+    assert!(locked["locked_until"].is_i64());
+
+    let users = json_body(app.api(Method::GET, "/api/v1/users", &admin_session).send().await.unwrap()).await;
+    let ana_row = users["users"].as_array().unwrap().iter().find(|u| u["email"] == "ana@acme.io").unwrap().clone();
+    assert_eq!(ana_row["locked"], true, "admins see the lock");
+    assert!(ana_row.get("password_hash").is_none());
+
+    let unlock = app
+        .api(Method::POST, &format!("/api/v1/users/{}/unlock", ana.id), &admin_session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.status(), 200);
+    assert_eq!(app.sign_in(&ana.email, PASSWORD).await.status(), 201);
+}
+
+async fn failures_outside_the_window_do_not_add_up(backend: Backend) {
+    let app = spawn_app_with(backend, &[("KEYPORT_SIGN_IN_FAILURE_WINDOW_SECONDS", "1"), ("KEYPORT_SIGN_IN_MAX_FAILURES", "2")]).await;
+    let integration = app.integration("member", "reports:read").await;
+    app.set_password(&integration.user.email, PASSWORD).await;
+
+    app.sign_in(&integration.user.email, "wrong one").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.sign_in(&integration.user.email, "wrong two").await;
+
+    assert_eq!(app.sign_in(&integration.user.email, PASSWORD).await.status(), 201);
+}
+
+async fn members_cannot_see_users_or_unlock(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    let session = app.session_for(&integration.user.email, PASSWORD).await;
+
+    assert_eq!(app.api(Method::GET, "/api/v1/users", &session).send().await.unwrap().status(), 403);
+    let unlock = app
+        .api(Method::POST, &format!("/api/v1/users/{}/unlock", integration.user.id), &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.status(), 403);
+}
+
+async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    let session = app.session_for(&integration.user.email, PASSWORD).await;
+    let new_password = "an even longer passphrase";
+
+    let weak = app
+        .api(Method::POST, "/api/v1/session/password", &session)
+        .json(&json!({"current_password": PASSWORD, "new_password": "short"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(weak.status(), 422);
+    let wrong_current = app
+        .api(Method::POST, "/api/v1/session/password", &session)
+        .json(&json!({"current_password": "guess guess guess", "new_password": new_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_current.status(), 401);
+    let changed = app
+        .api(Method::POST, "/api/v1/session/password", &session)
+        .json(&json!({"current_password": PASSWORD, "new_password": new_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+
+    assert_eq!(app.api(Method::GET, "/api/v1/keys", &session).send().await.unwrap().status(), 401);
+    assert_eq!(app.sign_in(&integration.user.email, PASSWORD).await.status(), 401);
+    assert_eq!(app.sign_in(&integration.user.email, new_password).await.status(), 201);
+}
+
+async fn api_only_users_cannot_sign_in_once_they_hold_a_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let admin = app.user(&tenant, "admin@acme.io", "admin", "reports:read").await;
+    let robot = app.user(&tenant, "robot@acme.io", "member", "reports:read").await;
+    let admin_session = app.session_for(&admin.email, PASSWORD).await;
+    app.set_password(&robot.email, PASSWORD).await;
+    assert_eq!(app.sign_in(&robot.email, PASSWORD).await.status(), 201, "off by default");
+
+    let policy = app
+        .api(Method::PUT, "/api/v1/tenant/policy", &admin_session)
+        .json(&json!({"api_only_users": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy.status(), 200);
+    assert_eq!(app.sign_in(&robot.email, PASSWORD).await.status(), 201, "no key yet");
+
+    app.key(&robot.email, None).await;
+
+    let refused = app.sign_in(&robot.email, PASSWORD).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(json_body(refused).await["error"], "api_only_user");
+}
+
+async fn bad_sign_in_bodies_are_clear_errors(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (body, status) in [
+        ("{}", 422),
+        ("{\"email\": 1, \"password\": 2}", 422),
+        ("not json", 400),
+        ("{\"email\": \"a@b.io\"}", 422),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/v1/session"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+    }
+    let huge = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"email": "a@b.io", "password": "x".repeat(20_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+}
+
+crate::on_both_backends!(
+    a_user_signs_in_and_out,
+    wrong_passwords_and_unknown_emails_get_the_same_answer,
+    repeated_failures_lock_the_account_until_an_admin_lifts_it,
+    failures_outside_the_window_do_not_add_up,
+    members_cannot_see_users_or_unlock,
+    a_user_changes_their_password_and_old_sessions_end,
+    api_only_users_cannot_sign_in_once_they_hold_a_key,
+    bad_sign_in_bodies_are_clear_errors,
+);

@@ -2,8 +2,10 @@
 
 mod helpers;
 
+mod introspection;
 mod keys_api;
 mod migrations;
+mod presentation;
 mod resources;
 mod sessions;
 mod token;

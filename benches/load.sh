@@ -1,0 +1,509 @@
+#!/usr/bin/env bash
+# Keyport load benchmark: one command, one Markdown table.
+#
+#   bash benches/load.sh [--postgres] [--duration 10s] [--connections 32]
+#                        [--keys-large 1000000] [--no-micro]
+#
+# Builds the release binary, starts it on a fresh database (a temporary SQLite
+# file, or with --postgres a new database on 127.0.0.1:5432 that is dropped at
+# the end), seeds a tenant, users and keys, then drives each scenario with wrk
+# for the same duration and connection count:
+#
+#   baseline   GET  /healthz
+#   token      POST /oauth/token, client_secret_basic, a random one of the real
+#              keys per request (database holding --keys-small keys)
+#   validate   a token-protected route with one reused access token:
+#              GET /api/v1/whoami when the server has it, otherwise
+#              GET /api/v1/reports/<missing collection> (404 expected; that
+#              route does database lookups) plus GET /api/v1/reports/_x
+#              (400 expected: token checked, collection name refused, no
+#              database work)
+#   pull       GET  /api/v1/reports/{collection}?limit=50 (100 records stored)
+#   push       POST /api/v1/webhooks/{collection}, one JSON record
+#   token      again, after bulk-inserting keys up to --keys-large
+#
+# and prints req/s, p50/p99 latency, failed requests and socket errors per
+# scenario, the ratio to baseline, the server's peak RSS and (unless
+# --no-micro) the means from `cargo bench --bench micro`. The report goes to
+# stdout (progress to stderr). Exit status: 0 when every request got its
+# expected status, 1 when any failed or hit a socket error. No timing is
+# asserted.
+#
+# Seeding: ~200 real keys go through the CLI (`keyport --json key create`);
+# the filler keys (random client IDs and digests, never used) are inserted
+# straight into api_keys with sqlite3/psql, which is far faster.
+#
+# Environment: RUST_LOG for the server (default: info, its own default: one
+# log line per request, written to a file); KEYPORT_BENCH_POSTGRES_URL
+# (default postgres://postgres@127.0.0.1:5432) for --postgres.
+
+set -euo pipefail
+
+usage() {
+    sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<'EOF'
+Options:
+  --postgres            use a fresh PostgreSQL database instead of SQLite
+  --duration T          wrk duration per scenario (default 10s)
+  --connections N       wrk connections (default 32)
+  --threads N           wrk threads (default 2)
+  --keys-small N        keys in the database for the first token run (default 1000)
+  --keys-large N        keys in the database for the second token run (default 1000000)
+  --real-keys N         keys created through the CLI, used by the token runs (default 200)
+  --no-micro            skip `cargo bench --bench micro`
+  --keep                keep the temporary directory (database, logs, wrk output)
+EOF
+}
+
+POSTGRES=0
+DURATION=10s
+CONNECTIONS=32
+THREADS=2
+KEYS_SMALL=1000
+KEYS_LARGE=1000000
+REAL_KEYS=200
+MICRO=1
+KEEP=0
+
+while (($#)); do
+    arg=$1
+    value=""
+    case $arg in
+        --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
+    esac
+    case $arg in
+        --duration | --connections | --threads | --keys-small | --keys-large | --real-keys)
+            if [[ -z $value ]]; then
+                (($# >= 2)) || { echo "load.sh: $arg needs a value" >&2; exit 2; }
+                value=$2
+                shift
+            fi
+            ;;
+    esac
+    case $arg in
+        --postgres) POSTGRES=1 ;;
+        --duration) DURATION=$value ;;
+        --connections) CONNECTIONS=$value ;;
+        --threads) THREADS=$value ;;
+        --keys-small) KEYS_SMALL=$value ;;
+        --keys-large) KEYS_LARGE=$value ;;
+        --real-keys) REAL_KEYS=$value ;;
+        --no-micro) MICRO=0 ;;
+        --keep) KEEP=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "load.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for n in CONNECTIONS THREADS KEYS_SMALL KEYS_LARGE REAL_KEYS; do
+    [[ ${!n} =~ ^[0-9]+$ ]] || { echo "load.sh: ${n,,} must be a whole number" >&2; exit 2; }
+done
+((REAL_KEYS >= 1)) || { echo "load.sh: --real-keys must be at least 1" >&2; exit 2; }
+# The small key count includes the real keys and the admin's key.
+if ((KEYS_SMALL < REAL_KEYS + 1)); then KEYS_SMALL=$((REAL_KEYS + 1)); fi
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LUA=$ROOT/benches/load.lua
+START=$(date +%s.%N)
+
+elapsed() { awk -v s="$START" -v n="$(date +%s.%N)" 'BEGIN { printf "%5.1fs", n - s }'; }
+say() { printf '[load %s] %s\n' "$(elapsed)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v s="$1" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }'; }
+fmt_ms() { awk -v us="$1" 'BEGIN { ms = us / 1000; if (ms < 10) printf "%.2f ms", ms; else if (ms < 100) printf "%.1f ms", ms; else printf "%.0f ms", ms }'; }
+fmt_ns() { awk -v ns="$1" 'BEGIN { if (ns < 1000) printf "%.1f ns", ns; else if (ns < 1e6) printf "%.2f µs", ns / 1000; else printf "%.2f ms", ns / 1e6 }'; }
+fmt_int() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"${1%.*}"; }
+
+# --- tools -----------------------------------------------------------------
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
+if ((POSTGRES)); then
+    command -v psql >/dev/null || missing+=(postgresql-client)
+else
+    command -v sqlite3 >/dev/null || missing+=(sqlite3)
+fi
+if ((${#missing[@]})); then
+    say "installing ${missing[*]} with apt-get"
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo); fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2; then
+        "${SUDO[@]}" apt-get update -q >&2
+        "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2
+    fi
+fi
+
+# --- build -----------------------------------------------------------------
+
+say "cargo build --release --bin keyport"
+build_started=$(now)
+cargo build --release --bin keyport >&2
+BUILD_SECONDS=$(since "$build_started")
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+BIN=$TARGET_DIR/release/keyport
+[[ -x $BIN ]] || die "no binary at $BIN"
+
+# --- database --------------------------------------------------------------
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyport-load.XXXXXX")
+SERVER_PID=""
+PG_DB=""
+PG_BASE=${KEYPORT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+PG_BASE=${PG_BASE%/}
+
+psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG_BASE/postgres" "$@"; }
+
+cleanup() {
+    local rc=$?
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ -n $PG_DB ]]; then
+        psql_admin -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 ||
+            say "could not drop PostgreSQL database $PG_DB"
+    fi
+    if ((KEEP)); then
+        say "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ((POSTGRES)); then
+    PG_DB="keyport_bench_$$_$RANDOM"
+    psql_admin -c "CREATE DATABASE \"$PG_DB\"" >/dev/null || die "cannot create a database at $PG_BASE"
+    DATABASE_URL="$PG_BASE/$PG_DB"
+    BACKEND="PostgreSQL $(psql -X -At "$DATABASE_URL" -c 'SHOW server_version' | awk '{print $1}')"
+else
+    DATABASE_URL="sqlite://$WORK/keyport.db"
+    BACKEND="SQLite $(sqlite3 --version | awk '{print $1}') (file, WAL)"
+fi
+say "database: $BACKEND, $WORK"
+
+export KEYPORT_DATABASE_URL=$DATABASE_URL
+unset KEYPORT_CONFIG KEYPORT_BIND
+
+# The admin CLI, allowed as many keys per user as the seeding needs.
+kp() { KEYPORT_MAX_ACTIVE_KEYS_PER_USER=1000000 RUST_LOG=warn "$BIN" --json "$@"; }
+
+# Runs SQL on the benchmark database.
+db_sql() {
+    if ((POSTGRES)); then
+        psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL"
+    else
+        sqlite3 -bail "$WORK/keyport.db"
+    fi
+}
+
+B62=0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
+
+# Inserts $1 filler keys owned by the filler user: random `kpc_` + 24 base62
+# client IDs and random 64-hex digests (no secret hashes to them).
+insert_filler() {
+    local count=$1 i expr
+    ((count > 0)) || return 0
+    if ((POSTGRES)); then
+        db_sql <<SQL
+SET synchronous_commit = off;
+INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, created_at, updated_at)
+SELECT gen_random_uuid()::text, '$TENANT_ID', '$FILLER_ID',
+       'kpc_' || (SELECT string_agg(substr('$B62', 1 + floor(random() * 62)::int, 1), '')
+                  FROM generate_series(1, 24 + 0 * g)),
+       encode(sha256(uuid_send(gen_random_uuid())), 'hex'),
+       'filler', extract(epoch FROM now())::bigint, extract(epoch FROM now())::bigint
+FROM generate_series(1, $count) AS g;
+VACUUM ANALYZE api_keys;
+SQL
+    else
+        expr="'kpc_'"
+        for ((i = 0; i < 24; i++)); do
+            expr+=" || substr('$B62', 1 + abs(random() % 62), 1)"
+        done
+        db_sql <<SQL
+PRAGMA busy_timeout = 30000;
+PRAGMA synchronous = OFF;
+PRAGMA cache_size = -400000;
+BEGIN IMMEDIATE;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count),
+     u(h) AS (SELECT lower(hex(randomblob(16))) FROM n)
+INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, created_at, updated_at)
+SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-8'
+           || substr(h, 18, 3) || '-' || substr(h, 21, 12),
+       '$TENANT_ID', '$FILLER_ID', $expr, lower(hex(randomblob(32))),
+       'filler', CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER)
+FROM u;
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL
+    fi
+}
+
+key_count() {
+    if ((POSTGRES)); then
+        psql -X -At "$DATABASE_URL" -c "SELECT COUNT(*) FROM api_keys"
+    else
+        sqlite3 "$WORK/keyport.db" "SELECT COUNT(*) FROM api_keys"
+    fi
+}
+
+# --- seed ------------------------------------------------------------------
+
+say "seeding: tenant, users, $REAL_KEYS real keys through the CLI"
+seed_started=$(now)
+kp migrate >/dev/null
+TENANT_ID=$(kp tenant create BenchCo | jq -er .id)
+kp user create --tenant BenchCo --email admin@bench.test --role admin \
+    --permissions reports:read,webhooks:write,keys:manage >/dev/null
+FILLER_ID=$(kp user create --tenant BenchCo --email filler@bench.test --role member \
+    --permissions reports:read | jq -er .id)
+MEMBERS=10
+for ((m = 1; m <= MEMBERS; m++)); do
+    kp user create --tenant BenchCo --email "member$m@bench.test" --role member \
+        --permissions reports:read,webhooks:write >/dev/null
+done
+ADMIN_KEY=$(kp key create --user admin@bench.test --name "bench admin")
+: >"$WORK/keys.jsonl"
+for ((k = 1; k <= REAL_KEYS; k++)); do
+    kp key create --user "member$(((k - 1) % MEMBERS + 1))@bench.test" --name "bench key $k" \
+        >>"$WORK/keys.jsonl" || die "key create failed: $(tail -1 "$WORK/keys.jsonl")"
+done
+jq -er '"Basic " + ("\(.client_id):\(.client_secret)" | @base64)' "$WORK/keys.jsonl" >"$WORK/basic.txt"
+[[ $(wc -l <"$WORK/basic.txt") -eq $REAL_KEYS ]] || die "expected $REAL_KEYS keys, got $(wc -l <"$WORK/basic.txt")"
+CLI_SEED_SECONDS=$(since "$seed_started")
+say "  $((REAL_KEYS + 1)) keys through the CLI in ${CLI_SEED_SECONDS}s"
+
+filler_started=$(now)
+insert_filler $((KEYS_SMALL - REAL_KEYS - 1)) >/dev/null
+SMALL_COUNT=$(key_count)
+say "  $SMALL_COUNT keys in the database (filler in $(since "$filler_started")s)"
+
+# --- server ----------------------------------------------------------------
+
+free_port() {
+    local port _
+    for _ in $(seq 200); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+PORT=$(free_port) || die "no free port found"
+BASE="http://127.0.0.1:$PORT"
+say "starting keyport serve on 127.0.0.1:$PORT (log: server.log)"
+KEYPORT_BIND="127.0.0.1:$PORT" RUST_LOG=${RUST_LOG:-info} "$BIN" serve >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+for ((i = 0; ; i++)); do
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$WORK/server.log" >&2; die "the server exited"; }
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz") == 200 ]] && break
+    ((i < 300)) || die "the server did not become ready in 30 s"
+    sleep 0.1
+done
+
+admin_basic=$(jq -er '"\(.client_id):\(.client_secret)"' <<<"$ADMIN_KEY")
+fresh_token() {
+    curl -sf -u "$admin_basic" -d grant_type=client_credentials "$BASE/oauth/token" | jq -er .access_token
+}
+
+TOKEN=$(fresh_token) || die "the admin key could not get a token"
+records=$(jq -nc '[range(100) | {order: ., total: (. * 1.5), note: "load-benchmark seed record"}]')
+status=$(curl -s -o "$WORK/seed-push.json" -w '%{http_code}' -X POST "$BASE/api/v1/webhooks/bench-pull" \
+    -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "$records")
+[[ $status == 201 ]] || die "seeding records answered $status: $(cat "$WORK/seed-push.json")"
+pulled=$(curl -sf "$BASE/api/v1/reports/bench-pull?limit=50" -H "Authorization: Bearer $TOKEN" |
+    jq -er '.records | length')
+[[ $pulled == 50 ]] || die "a pull of 50 returned $pulled records"
+
+# --- scenarios -------------------------------------------------------------
+
+declare -A R_RPS R_P50 R_P99 R_REQ R_BAD R_SOCK R_STATUS R_LABEL R_REQUEST R_NOTE
+ORDER=()
+FAILED=0
+
+# run NAME LABEL "REQUEST" PATH [VAR=VALUE ...]: one wrk run, parsed.
+run() {
+    local name=$1 label=$2 request=$3 path=$4 out line kv
+    shift 4
+    out="$WORK/wrk-$name.txt"
+    say "scenario $label: $request ($DURATION, $CONNECTIONS connections)"
+    if ! env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency \
+        -s "$LUA" "$BASE$path" >"$out" 2>&1; then
+        cat "$out" >&2
+        die "wrk failed in scenario $name"
+    fi
+    line=$(grep '^KP_RESULT ' "$out") || { cat "$out" >&2; die "no result from wrk in $name"; }
+    declare -A f=()
+    for kv in ${line#KP_RESULT }; do f[${kv%%=*}]=${kv#*=}; done
+    R_RPS[$name]=${f[rps]}
+    R_P50[$name]=${f[p50_us]}
+    R_P99[$name]=${f[p99_us]}
+    R_REQ[$name]=${f[requests]}
+    R_BAD[$name]=${f[bad]}
+    R_SOCK[$name]=${f[socket]}
+    R_STATUS[$name]=${f[statuses]}
+    R_LABEL[$name]=$label
+    R_REQUEST[$name]=$request
+    ORDER+=("$name")
+    if ((${f[bad]} > 0 || ${f[socket]} > 0)); then
+        FAILED=$((FAILED + ${f[bad]} + ${f[socket]}))
+        say "  FAILED: ${f[bad]} unexpected statuses, ${f[socket]} socket errors (statuses ${f[statuses]})"
+    fi
+    say "  ${f[rps]} req/s, p50 ${f[p50_us]} µs, p99 ${f[p99_us]} µs, statuses ${f[statuses]}"
+}
+
+run baseline baseline "GET /healthz" /healthz
+
+run token_small "token ($(fmt_int "$SMALL_COUNT") keys)" \
+    "POST /oauth/token, Basic, $REAL_KEYS keys at random" /oauth/token \
+    KP_METHOD=POST KP_BODY=grant_type=client_credentials \
+    KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/basic.txt"
+
+TOKEN=$(fresh_token)
+whoami=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/whoami" -H "Authorization: Bearer $TOKEN")
+if [[ $whoami == 200 ]]; then
+    VALIDATE_MODE=whoami
+    run validate validate "GET /api/v1/whoami, one token reused" /api/v1/whoami KP_BEARER="$TOKEN"
+else
+    VALIDATE_MODE=fallback
+    run validate validate "GET /api/v1/reports/no-such-collection (404), one token reused" \
+        /api/v1/reports/no-such-collection KP_BEARER="$TOKEN" KP_EXPECT=404
+    R_NOTE[validate]="no DB-free protected route yet (/api/v1/whoami answered $whoami): token check + 2 indexed DB lookups, 404 expected"
+    run validate_nodb "validate, no DB" "GET /api/v1/reports/_x (400), one token reused" \
+        /api/v1/reports/_x KP_BEARER="$TOKEN" KP_EXPECT=400
+    R_NOTE[validate_nodb]="token check, then the collection name \`_x\` is refused before any DB work: 400 expected"
+fi
+
+TOKEN=$(fresh_token)
+run pull pull "GET /api/v1/reports/bench-pull?limit=50" "/api/v1/reports/bench-pull?limit=50" \
+    KP_BEARER="$TOKEN"
+
+TOKEN=$(fresh_token)
+run push push "POST /api/v1/webhooks/bench-push, 1 record" /api/v1/webhooks/bench-push \
+    KP_METHOD=POST KP_BEARER="$TOKEN" KP_CONTENT_TYPE=application/json \
+    KP_BODY='{"order":1001,"total":99.5,"currency":"EUR"}'
+
+LARGE_SECONDS=""
+if ((KEYS_LARGE > SMALL_COUNT)); then
+    say "bulk-inserting $((KEYS_LARGE - SMALL_COUNT)) filler keys (server keeps running)"
+    large_started=$(now)
+    insert_filler $((KEYS_LARGE - SMALL_COUNT)) >/dev/null
+    LARGE_SECONDS=$(since "$large_started")
+    LARGE_COUNT=$(key_count)
+    say "  $LARGE_COUNT keys in the database, inserted in ${LARGE_SECONDS}s"
+    run token_large "token ($(fmt_int "$LARGE_COUNT") keys)" \
+        "POST /oauth/token, Basic, $REAL_KEYS keys at random" /oauth/token \
+        KP_METHOD=POST KP_BODY=grant_type=client_credentials \
+        KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/basic.txt"
+fi
+
+# --- server-side numbers ---------------------------------------------------
+
+kill -0 "$SERVER_PID" 2>/dev/null || die "the server died during the run"
+PEAK_RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+END_RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")
+kill "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=""
+# The request log: "... METHOD PATH STATUS 1.234ms".
+LOG_5XX=$(awk '$(NF) ~ /ms$/ && $(NF-1) ~ /^5[0-9][0-9]$/' "$WORK/server.log" | wc -l)
+LOG_ERRORS=$(grep -c ' ERROR ' "$WORK/server.log" || true)
+LOG_WARNINGS=$(grep -c ' WARN ' "$WORK/server.log" || true)
+LOG_SAMPLE=$(grep -m 3 -E ' (ERROR|WARN) ' "$WORK/server.log" | cut -c1-300 || true)
+LOAD_SECONDS=$(since "$START")
+
+# --- micro -----------------------------------------------------------------
+
+MICRO_ROWS=""
+MICRO_STATUS="skipped (--no-micro)"
+if ((MICRO)); then
+    say "cargo bench --bench micro (compiles the bench profile on first use)"
+    micro_started=$(now)
+    touch "$WORK/micro.marker"
+    if cargo bench --bench micro >"$WORK/micro.txt" 2>&1; then
+        while IFS= read -r file; do
+            dir=$(dirname "$file")
+            id=$(jq -r .full_id "$file")
+            mean=$(jq -r .mean.point_estimate "$dir/estimates.json")
+            case $id in sign/*) rank=1 ;; verify/*) rank=2 ;; *) rank=3 ;; esac
+            MICRO_ROWS+="$rank	$id	$mean"$'\n'
+        done < <(find "$TARGET_DIR/criterion" -path '*/new/benchmark.json' -newer "$WORK/micro.marker")
+        MICRO_STATUS="ok, $(since "$micro_started")s including any compile"
+        [[ -n $MICRO_ROWS ]] || MICRO_STATUS="ran, but no criterion results found under $TARGET_DIR/criterion"
+    else
+        tail -30 "$WORK/micro.txt" >&2
+        MICRO_STATUS="FAILED (cargo bench --bench micro; see above)"
+        FAILED=$((FAILED + 1))
+    fi
+fi
+
+# --- report ----------------------------------------------------------------
+
+
+BASE_RPS=${R_RPS[baseline]}
+{
+    echo "### Keyport load benchmark"
+    echo
+    echo "- commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || echo ' (with uncommitted changes)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); wrk and the server share them"
+    echo "- database: $BACKEND; server: defaults (ES256, $(nproc) workers, 10 DB connections), RUST_LOG=${RUST_LOG:-info} to a file"
+    echo "- wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per scenario"
+    echo
+    echo "| scenario | request | req/s | vs baseline | p50 | p99 | requests | failed | socket errors |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for name in "${ORDER[@]}"; do
+        ratio=$(awk -v a="${R_RPS[$name]}" -v b="$BASE_RPS" 'BEGIN { printf "%.2f×", a / b }')
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+            "${R_LABEL[$name]}" "${R_REQUEST[$name]}" "$(fmt_int "${R_RPS[$name]}")" "$ratio" \
+            "$(fmt_ms "${R_P50[$name]}")" "$(fmt_ms "${R_P99[$name]}")" "$(fmt_int "${R_REQ[$name]}")" \
+            "${R_BAD[$name]}" "${R_SOCK[$name]}"
+    done
+    echo
+    echo "\"failed\": responses whose status was not the expected one (any 2xx unless noted). Statuses seen:"
+    for name in "${ORDER[@]}"; do
+        echo "- ${R_LABEL[$name]}: ${R_STATUS[$name]}${R_NOTE[$name]:+ — ${R_NOTE[$name]}}"
+    done
+    echo
+    if [[ -n ${R_RPS[token_large]:-} ]]; then
+        echo "- token throughput with $(fmt_int "$LARGE_COUNT") keys: $(awk -v a="${R_RPS[token_large]}" -v b="${R_RPS[token_small]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of that with $(fmt_int "$SMALL_COUNT") keys"
+    fi
+    echo "- server peak RSS (VmHWM): $(awk -v k="$PEAK_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }'); RSS at the end: $(awk -v k="$END_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
+    echo "- server log: $LOG_5XX responses 5xx, $LOG_ERRORS ERROR lines, $LOG_WARNINGS WARN lines"
+    if [[ -n $LOG_SAMPLE ]]; then
+        while IFS= read -r l; do echo "  - \`$l\`"; done <<<"$LOG_SAMPLE"
+    fi
+    echo "- seeding: $((REAL_KEYS + 1)) keys through the CLI in ${CLI_SEED_SECONDS}s${LARGE_SECONDS:+; bulk insert of $(fmt_int $((LARGE_COUNT - SMALL_COUNT))) filler keys in ${LARGE_SECONDS}s}"
+    echo "- wall time: build ${BUILD_SECONDS}s, load part ${LOAD_SECONDS}s, total $(since "$START")s"
+    echo
+    echo "Micro benchmarks (\`cargo bench --bench micro\`, criterion mean; one core): $MICRO_STATUS"
+    if [[ -n $MICRO_ROWS ]]; then
+        echo
+        echo "| benchmark | mean | per second |"
+        echo "| --- | ---: | ---: |"
+        sort -t $'\t' -k1,1n -k2,2 <<<"${MICRO_ROWS%$'\n'}" | while IFS=$'\t' read -r _ id mean; do
+            printf '| %s | %s | %s |\n' "$id" "$(fmt_ns "$mean")" "$(fmt_int "$(awk -v ns="$mean" 'BEGIN { printf "%.0f", 1e9 / ns }')")"
+        done
+    fi
+    echo
+    if ((FAILED)); then
+        echo "**Result: $FAILED failures** (see \"failed\" and \"socket errors\" above)."
+    else
+        echo "Result: every request got its expected status; no socket errors."
+    fi
+} | tee "$TARGET_DIR/load-report.md"
+say "report saved to $TARGET_DIR/load-report.md"
+
+((FAILED == 0)) || exit 1

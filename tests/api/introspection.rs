@@ -1,0 +1,112 @@
+//! POST /oauth/introspect (RFC 7662) and POST /oauth/revoke (RFC 7009).
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app, spawn_app_on};
+
+async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .basic_auth(caller.client_id(), Some(caller.secret()))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn introspection_describes_a_live_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    let token = app.token_for(&integration).await;
+
+    let response = call(&app, "/oauth/introspect", &integration, &token).await;
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = json_body(response).await;
+    assert_eq!(body["active"], true);
+    assert_eq!(body["client_id"], integration.client_id());
+    assert_eq!(body["sub"], integration.user.id.as_str());
+    assert_eq!(body["scope"], "reports:read");
+    assert_eq!(body["token_type"], "Bearer");
+}
+
+async fn introspection_says_only_inactive_for_garbage_or_other_tenants(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = app.integration("admin", "reports:read").await;
+    let globex = app.integration("admin", "reports:read").await;
+    let globex_token = app.token_for(&globex).await;
+
+    for token in ["garbage", globex_token.as_str()] {
+        let body = json_body(call(&app, "/oauth/introspect", &acme, token).await).await;
+        assert_eq!(body, serde_json::json!({"active": false}));
+    }
+}
+
+async fn introspection_needs_client_authentication(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    let token = app.token_for(&integration).await;
+
+    let anonymous = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(json_body(anonymous).await["error"], "invalid_client");
+    let no_token = app
+        .client
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(integration.client_id(), Some(integration.secret()))
+        .form(&[("token_type_hint", "access_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 400);
+}
+
+async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let token = app.token_for(&integration).await;
+    let other = app.token_for(&integration).await;
+    app.push(&token, "orders", &serde_json::json!({"n": 1}), None).await;
+
+    let revoked = call(&app, "/oauth/revoke", &integration, &token).await;
+    assert_eq!(revoked.status(), 200);
+
+    assert_eq!(app.pull(&token, "orders", "").await.status(), 401);
+    let body: Value = json_body(call(&app, "/oauth/introspect", &integration, &token).await).await;
+    assert_eq!(body["active"], false);
+    assert_eq!(app.pull(&other, "orders", "").await.status(), 200, "other tokens still work");
+
+    let restarted = spawn_app_on(app.db.clone(), &[]).await;
+    assert_eq!(restarted.pull(&token, "orders", "").await.status(), 401, "the revocation is stored");
+}
+
+async fn revoking_garbage_or_anothers_token_answers_200_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let ana = app.user(&tenant, "ana@acme.io", "member", "reports:read").await;
+    let bob = app.user(&tenant, "bob@acme.io", "member", "reports:read").await;
+    let ana_key = app.key(&ana.email, None).await;
+    let bob_key = app.key(&bob.email, None).await;
+    let bob_token = app.token_for_key(&bob_key).await;
+    let ana = Integration { tenant: tenant.clone(), user: ana, key: ana_key };
+
+    assert_eq!(call(&app, "/oauth/revoke", &ana, "garbage").await.status(), 200);
+    assert_eq!(call(&app, "/oauth/revoke", &ana, &bob_token).await.status(), 200);
+
+    assert_eq!(app.pull(&bob_token, "orders", "").await.status(), 404, "bob's token still valid");
+}
+
+crate::on_both_backends!(
+    introspection_describes_a_live_token,
+    introspection_says_only_inactive_for_garbage_or_other_tenants,
+    introspection_needs_client_authentication,
+    a_revoked_token_is_refused_everywhere_keyport_checks,
+    revoking_garbage_or_anothers_token_answers_200_and_changes_nothing,
+);

@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod audit;
+
 mod introspection;
 mod keys_api;
 mod migrations;

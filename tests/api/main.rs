@@ -6,6 +6,7 @@ mod audit;
 
 mod introspection;
 mod keys_api;
+mod logs;
 mod migrations;
 mod presentation;
 mod resources;

@@ -241,15 +241,12 @@ impl ResponseError for OAuthError {
         response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));
-        match self.code {
-            // RFC 6749 §5.2: a 401 names the scheme the client should use.
-            OAuthErrorCode::InvalidClient => {
-                response.insert_header((
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"keyport\", charset=\"UTF-8\""),
-                ));
-            }
-            _ => {}
+        // RFC 6749 §5.2: a 401 names the scheme the client should use.
+        if self.code == OAuthErrorCode::InvalidClient {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"keyport\", charset=\"UTF-8\""),
+            ));
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));

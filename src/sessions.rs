@@ -110,10 +110,6 @@ pub async fn sign_in(
     password: &str,
     source_address: Option<String>,
 ) -> Result<Session, SignInError> {
-    let anonymous = Actor {
-        kind: ActorKind::Operator,
-        source_address: source_address.clone(),
-    };
     let Some(user) = (match Email::parse(email) {
         Ok(email) => store.find_sign_in(email.as_str()).await?,
         Err(_) => None,
@@ -153,7 +149,6 @@ pub async fn sign_in(
         .insert_session(&token.digest().to_hex(), &user.id, &user.tenant_id, at, expires_at)
         .await?;
     audit::record(store, &actor, None, "session.sign_in", Some(&user.email), None).await;
-    drop(anonymous);
     Ok(Session {
         token,
         expires_at,

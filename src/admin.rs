@@ -439,7 +439,10 @@ pub async fn revoke_key(store: &Store, actor: &Actor, key: &str) -> Result<KeySu
         return Err(AdminError::Conflict(format!("key {} is already revoked", found.client_id)));
     }
     refuse_if_signing_webhooks(&found, "revoked")?;
-    store.revoke_key(&found.id, actor.label(), now()).await?;
+    if !store.revoke_key(&found.id, actor.label(), now()).await? {
+        // Revoked by someone else between the lookup and now.
+        return Err(AdminError::Conflict(format!("key {} is already revoked", found.client_id)));
+    }
     audit::record(store, actor, Some(&found.tenant_id), "key.revoke", Some(&found.client_id), None).await;
     find_key(store, actor, &found.id).await
 }
@@ -460,7 +463,9 @@ pub async fn delete_key(
             return Err(AdminError::ConfirmationRequired { phrase });
         }
     }
-    store.delete_key(&found.id).await?;
+    if !store.delete_key(&found.id).await? {
+        return Err(AdminError::NotFound(format!("key {} was already deleted", found.client_id)));
+    }
     audit::record(store, actor, Some(&found.tenant_id), "key.delete", Some(&found.client_id), None).await;
     Ok(found)
 }

@@ -195,13 +195,13 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Startup(#[from] crate::startup::StartupError),
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database")]
     Storage(#[from] crate::storage::StorageError),
-    #[error("{0}")]
+    #[error(transparent)]
     Admin(#[from] AdminError),
-    #[error("cannot rotate the signing key: {0}")]
+    #[error("cannot rotate the signing key")]
     Keys(#[from] crate::tokens::KeyRingError),
-    #[error("server error: {0}")]
+    #[error("server error")]
     Io(#[from] std::io::Error),
 }
 

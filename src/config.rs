@@ -84,7 +84,7 @@ pub struct TokenSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration: {0}")]
+    #[error("cannot read configuration")]
     Load(#[from] config::ConfigError),
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
@@ -262,6 +262,7 @@ mod tests {
     fn a_non_numeric_ttl_is_a_clear_error() {
         let err = Settings::load_from(None, env(&[("KEYPORT_TOKEN_TTL_SECONDS", "ten")]))
             .expect_err("not a number");
-        assert!(err.to_string().contains("token_ttl_seconds"), "{err}");
+        let message = crate::error::error_chain(&err);
+        assert!(message.contains("token_ttl_seconds"), "{message}");
     }
 }

@@ -18,9 +18,9 @@ use crate::tokens::{KeyRing, KeyRingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database")]
     Storage(#[from] StorageError),
-    #[error("cannot load the signing keys: {0}")]
+    #[error("cannot load the signing keys")]
     Keys(#[from] KeyRingError),
     #[error("cannot listen on {bind}: {source}")]
     Bind {

@@ -141,7 +141,7 @@ pub async fn token(
         roles: vec![key.owner_role.as_str().to_owned()],
     };
     let access_token = state.keys.sign(&claims).map_err(|e| {
-        log::error!("signing failed: {e}");
+        log::error!("{}", crate::error::error_chain(&e));
         OAuthError::new(OAuthErrorCode::ServerError, "the server failed; the error was logged")
     })?;
 

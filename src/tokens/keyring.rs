@@ -24,7 +24,7 @@ pub enum KeyRingError {
     Key(#[from] SigningKeyError),
     #[error("no active {0} signing key is stored")]
     NoActiveKey(SigningAlgorithm),
-    #[error("signing failed: {0}")]
+    #[error("signing failed")]
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 

@@ -581,6 +581,12 @@ async fn a_key_is_deleted_by_id_and_an_unknown_key_is_a_clear_error(backend: Bac
     let human = keyport.run(&["key", "delete", unknown]).await;
     human.assert_exit(1);
     assert!(human.stderr.contains(unknown), "{}", human.describe());
+    assert_eq!(
+        human.stderr.matches("no key with id").count(),
+        1,
+        "the message is printed once: {}",
+        human.describe()
+    );
     let json = keyport.run(&["--json", "key", "delete", unknown]).await;
     json.assert_exit(1);
     let error = json.json();

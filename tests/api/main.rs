@@ -3,12 +3,14 @@
 mod helpers;
 
 mod audit;
+mod cli;
 
 mod introspection;
 mod keys_api;
 mod logs;
 mod migrations;
 mod presentation;
+mod python_client;
 mod resources;
 mod sessions;
 mod token;

@@ -119,9 +119,12 @@ impl KeySummary {
     fn from_row(row: KeyRow, at: UnixTime) -> Self {
         KeySummary {
             status: KeyStatus::of(row.revoked_at, row.expires_at, at),
-            scopes: row
-                .scopes
-                .map(|s| s.split(' ').filter(|p| !p.is_empty()).map(str::to_owned).collect()),
+            scopes: row.scopes.map(|s| {
+                s.split(' ')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
             id: row.id,
             client_id: row.client_id,
             name: row.name,
@@ -188,7 +191,8 @@ pub async fn create_user(
 ) -> Result<User> {
     let email = Email::parse(email).map_err(AdminError::Invalid)?;
     let role: Role = role.parse().map_err(AdminError::Invalid)?;
-    let permissions = ScopeSet::parse(permissions).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let permissions =
+        ScopeSet::parse(permissions).map_err(|e| AdminError::Invalid(e.to_string()))?;
     let tenant = store
         .find_tenant(tenant)
         .await?
@@ -218,12 +222,15 @@ pub async fn create_user(
 
 pub async fn set_user_status(store: &Store, email: &str, status: UserStatus) -> Result<()> {
     let user = find_user(store, email).await?;
-    store.set_user_status(&user.id, status.as_str(), now()).await?;
+    store
+        .set_user_status(&user.id, status.as_str(), now())
+        .await?;
     Ok(())
 }
 
 pub async fn set_user_permissions(store: &Store, email: &str, permissions: &str) -> Result<()> {
-    let permissions = ScopeSet::parse(permissions).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let permissions =
+        ScopeSet::parse(permissions).map_err(|e| AdminError::Invalid(e.to_string()))?;
     let user = find_user(store, email).await?;
     store
         .set_user_permissions(&user.id, &permissions.to_string(), now())
@@ -247,14 +254,19 @@ pub async fn create_key(
 ) -> Result<CreatedKey> {
     let name = KeyName::parse(request.name).map_err(|e| AdminError::Invalid(e.to_string()))?;
     let owner = find_user(store, request.owner_email).await?;
-    if let ActorKind::User { user_id, scopes, .. } = &actor.kind {
+    if let ActorKind::User {
+        user_id, scopes, ..
+    } = &actor.kind
+    {
         if !scopes.contains(KEYS_MANAGE) {
             return Err(AdminError::Forbidden(format!(
                 "creating keys needs the `{KEYS_MANAGE}` permission"
             )));
         }
         if *user_id != owner.id {
-            return Err(AdminError::Forbidden("you may create keys only for yourself".to_owned()));
+            return Err(AdminError::Forbidden(
+                "you may create keys only for yourself".to_owned(),
+            ));
         }
     }
     if owner.status != UserStatus::Active.as_str() {
@@ -297,7 +309,9 @@ pub async fn create_key(
     let expires_at = match request.expires_in {
         None => None,
         Some(d) if d.is_zero() => {
-            return Err(AdminError::Invalid("the expiry must be in the future".to_owned()));
+            return Err(AdminError::Invalid(
+                "the expiry must be in the future".to_owned(),
+            ));
         }
         Some(d) => Some(created_at.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
     };
@@ -379,14 +393,21 @@ pub async fn list_keys(store: &Store, listing: KeyListing<'_>) -> Result<Vec<Key
                 store
                     .find_tenant(tenant)
                     .await?
-                    .ok_or_else(|| AdminError::NotFound(format!("no tenant with id or name `{tenant}`")))?
+                    .ok_or_else(|| {
+                        AdminError::NotFound(format!("no tenant with id or name `{tenant}`"))
+                    })?
                     .id,
             ),
             ..KeyFilter::default()
         },
         KeyListing::VisibleTo(actor) => match &actor.kind {
             ActorKind::Operator => KeyFilter::default(),
-            ActorKind::User { user_id, tenant_id, role, .. } => KeyFilter {
+            ActorKind::User {
+                user_id,
+                tenant_id,
+                role,
+                ..
+            } => KeyFilter {
                 tenant_id: Some(tenant_id.clone()),
                 owner_id: (*role != Role::Admin).then(|| user_id.clone()),
             },
@@ -404,7 +425,8 @@ pub async fn list_keys(store: &Store, listing: KeyListing<'_>) -> Result<Vec<Key
 /// Finds a key `actor` may act on: another tenant's key does not exist for
 /// them (404); a colleague's key is forbidden to a member (403).
 pub async fn find_key(store: &Store, actor: &Actor, key: &str) -> Result<KeySummary> {
-    let not_found = || AdminError::NotFound(format!("no key with id or client ID `{}`", preview(key)));
+    let not_found =
+        || AdminError::NotFound(format!("no key with id or client ID `{}`", preview(key)));
     let found = store
         .find_key(key)
         .await?
@@ -413,7 +435,9 @@ pub async fn find_key(store: &Store, actor: &Actor, key: &str) -> Result<KeySumm
     match &actor.kind {
         ActorKind::Operator => Ok(found),
         ActorKind::User { tenant_id, .. } if *tenant_id != found.tenant_id => Err(not_found()),
-        ActorKind::User { role: Role::Admin, .. } => Ok(found),
+        ActorKind::User {
+            role: Role::Admin, ..
+        } => Ok(found),
         ActorKind::User { user_id, .. } if *user_id == found.owner_id => Ok(found),
         ActorKind::User { .. } => Err(AdminError::Forbidden(
             "members may manage only their own keys".to_owned(),
@@ -436,14 +460,28 @@ fn refuse_if_signing_webhooks(key: &KeySummary, what: &str) -> Result<()> {
 pub async fn revoke_key(store: &Store, actor: &Actor, key: &str) -> Result<KeySummary> {
     let found = find_key(store, actor, key).await?;
     if found.status == KeyStatus::Revoked {
-        return Err(AdminError::Conflict(format!("key {} is already revoked", found.client_id)));
+        return Err(AdminError::Conflict(format!(
+            "key {} is already revoked",
+            found.client_id
+        )));
     }
     refuse_if_signing_webhooks(&found, "revoked")?;
     if !store.revoke_key(&found.id, actor.label(), now()).await? {
         // Revoked by someone else between the lookup and now.
-        return Err(AdminError::Conflict(format!("key {} is already revoked", found.client_id)));
+        return Err(AdminError::Conflict(format!(
+            "key {} is already revoked",
+            found.client_id
+        )));
     }
-    audit::record(store, actor, Some(&found.tenant_id), "key.revoke", Some(&found.client_id), None).await;
+    audit::record(
+        store,
+        actor,
+        Some(&found.tenant_id),
+        "key.revoke",
+        Some(&found.client_id),
+        None,
+    )
+    .await;
     find_key(store, actor, &found.id).await
 }
 
@@ -464,9 +502,20 @@ pub async fn delete_key(
         }
     }
     if !store.delete_key(&found.id).await? {
-        return Err(AdminError::NotFound(format!("key {} was already deleted", found.client_id)));
+        return Err(AdminError::NotFound(format!(
+            "key {} was already deleted",
+            found.client_id
+        )));
     }
-    audit::record(store, actor, Some(&found.tenant_id), "key.delete", Some(&found.client_id), None).await;
+    audit::record(
+        store,
+        actor,
+        Some(&found.tenant_id),
+        "key.delete",
+        Some(&found.client_id),
+        None,
+    )
+    .await;
     Ok(found)
 }
 
@@ -481,7 +530,9 @@ pub async fn mark_webhook_signing(store: &Store, actor: &Actor, key: &str) -> Re
             found.status.as_str()
         )));
     }
-    store.mark_webhook_signing(&found.owner_id, &found.id, now()).await?;
+    store
+        .mark_webhook_signing(&found.owner_id, &found.id, now())
+        .await?;
     audit::record(
         store,
         actor,
@@ -515,7 +566,11 @@ pub struct UserSummary {
 fn require_admin_of(actor: &Actor, tenant_id: &str) -> Result<()> {
     match &actor.kind {
         ActorKind::Operator => Ok(()),
-        ActorKind::User { tenant_id: own, role: Role::Admin, .. } if own == tenant_id => Ok(()),
+        ActorKind::User {
+            tenant_id: own,
+            role: Role::Admin,
+            ..
+        } if own == tenant_id => Ok(()),
         ActorKind::User { .. } => Err(AdminError::Forbidden("only admins may do this".to_owned())),
     }
 }
@@ -529,7 +584,12 @@ pub async fn list_users(store: &Store, actor: &Actor, tenant_id: &str) -> Result
         .into_iter()
         .map(|u| UserSummary {
             locked: u.locked_until.is_some_and(|until| until > at),
-            permissions: u.permissions.split(' ').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+            permissions: u
+                .permissions
+                .split(' ')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
             id: u.id,
             email: u.email,
             role: u.role,
@@ -554,17 +614,29 @@ pub async fn unlock_user(store: &Store, actor: &Actor, user: &str) -> Result<()>
     }
     require_admin_of(actor, &found.tenant_id)?;
     store.set_sign_in_failures(&found.id, 0, None, None).await?;
-    audit::record(store, actor, Some(&found.tenant_id), "user.unlock", Some(&found.email), None).await;
+    audit::record(
+        store,
+        actor,
+        Some(&found.tenant_id),
+        "user.unlock",
+        Some(&found.email),
+        None,
+    )
+    .await;
     Ok(())
 }
 
 /// The "API-only users" policy: users holding an active key cannot sign in
 /// with a password.
-pub async fn set_api_only_users(store: &Store, actor: &Actor, tenant: &str, on: bool) -> Result<()> {
-    let found = store
-        .find_tenant(tenant)
-        .await?
-        .ok_or_else(|| AdminError::NotFound(format!("no tenant with id or name `{}`", preview(tenant))))?;
+pub async fn set_api_only_users(
+    store: &Store,
+    actor: &Actor,
+    tenant: &str,
+    on: bool,
+) -> Result<()> {
+    let found = store.find_tenant(tenant).await?.ok_or_else(|| {
+        AdminError::NotFound(format!("no tenant with id or name `{}`", preview(tenant)))
+    })?;
     require_admin_of(actor, &found.id)?;
     store.set_api_only_users(&found.id, on, now()).await?;
     audit::record(

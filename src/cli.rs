@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::admin::{self, AdminError, CreatedKey, KeyListing, KeyPolicy, KeySummary, NewKeyRequest};
+use crate::admin::{
+    self, AdminError, CreatedKey, KeyListing, KeyPolicy, KeySummary, NewKeyRequest,
+};
 use crate::audit::Actor;
 use crate::config::Settings;
 use crate::domain::UserStatus;
@@ -277,8 +279,14 @@ async fn dispatch(
             );
         }
         Command::User(UserCommand::Create(args)) => {
-            let user = admin::create_user(store, &args.tenant, &args.email, &args.role, &args.permissions)
-                .await?;
+            let user = admin::create_user(
+                store,
+                &args.tenant,
+                &args.email,
+                &args.role,
+                &args.permissions,
+            )
+            .await?;
             out.print(
                 serde_json::to_value(&user).unwrap_or(Value::Null),
                 &format!(
@@ -286,15 +294,25 @@ async fn dispatch(
                     user.role,
                     user.email,
                     user.id,
-                    if user.permissions.is_empty() { "none".to_owned() } else { user.permissions.join(",") }
+                    if user.permissions.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        user.permissions.join(",")
+                    }
                 ),
             );
         }
-        Command::Tenant(TenantCommand::SetPolicy { tenant, api_only_users }) => {
+        Command::Tenant(TenantCommand::SetPolicy {
+            tenant,
+            api_only_users,
+        }) => {
             admin::set_api_only_users(store, &Actor::operator(), &tenant, api_only_users).await?;
             out.print(
                 json!({ "tenant": tenant, "api_only_users": api_only_users }),
-                &format!("api-only users {} for {tenant}", if api_only_users { "on" } else { "off" }),
+                &format!(
+                    "api-only users {} for {tenant}",
+                    if api_only_users { "on" } else { "off" }
+                ),
             );
         }
         Command::User(UserCommand::SetPassword { email }) => {
@@ -310,11 +328,17 @@ async fn dispatch(
                     crate::sessions::SignInError::Storage(err) => AdminError::Storage(err),
                     other => AdminError::Invalid(other.to_string()),
                 })?;
-            out.print(json!({ "email": email, "password_set": true }), &format!("password set for {email}"));
+            out.print(
+                json!({ "email": email, "password_set": true }),
+                &format!("password set for {email}"),
+            );
         }
         Command::User(UserCommand::Unlock { email }) => {
             admin::unlock_user(store, &Actor::operator(), &email).await?;
-            out.print(json!({ "email": email, "unlocked": true }), &format!("unlocked {email}"));
+            out.print(
+                json!({ "email": email, "unlocked": true }),
+                &format!("unlocked {email}"),
+            );
         }
         Command::Key(KeyCommand::MarkWebhookSigning { key }) => {
             let marked = admin::mark_webhook_signing(store, &Actor::operator(), &key).await?;
@@ -325,11 +349,17 @@ async fn dispatch(
         }
         Command::User(UserCommand::Disable { email }) => {
             admin::set_user_status(store, &email, UserStatus::Disabled).await?;
-            out.print(json!({ "email": email, "status": "disabled" }), &format!("disabled {email}"));
+            out.print(
+                json!({ "email": email, "status": "disabled" }),
+                &format!("disabled {email}"),
+            );
         }
         Command::User(UserCommand::Enable { email }) => {
             admin::set_user_status(store, &email, UserStatus::Active).await?;
-            out.print(json!({ "email": email, "status": "active" }), &format!("enabled {email}"));
+            out.print(
+                json!({ "email": email, "status": "active" }),
+                &format!("enabled {email}"),
+            );
         }
         Command::User(UserCommand::SetPermissions { email, permissions }) => {
             admin::set_user_permissions(store, &email, &permissions).await?;
@@ -419,8 +449,13 @@ fn key_line(key: &KeySummary) -> String {
         key.status.as_str(),
         key.name,
         key.owner_email,
-        key.scopes.as_ref().map(|s| s.join(",")).unwrap_or_else(|| "(owner's)".to_owned()),
-        key.expires_at.map(|e| e.to_string()).unwrap_or_else(|| "never".to_owned()),
+        key.scopes
+            .as_ref()
+            .map(|s| s.join(","))
+            .unwrap_or_else(|| "(owner's)".to_owned()),
+        key.expires_at
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "never".to_owned()),
     )
 }
 
@@ -457,7 +492,10 @@ mod tests {
     #[test]
     fn durations_accept_seconds_and_human_units() {
         assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
         assert!(parse_duration("soon").is_err());
     }
 
@@ -467,6 +505,9 @@ mod tests {
             redact_url("postgres://app:hunter2@db:5432/keyport"),
             "postgres://app@db:5432/keyport"
         );
-        assert_eq!(redact_url("sqlite://data/keyport.db"), "sqlite://data/keyport.db");
+        assert_eq!(
+            redact_url("sqlite://data/keyport.db"),
+            "sqlite://data/keyport.db"
+        );
     }
 }

@@ -130,8 +130,7 @@ impl Settings {
         if !raw.bind.contains(':') {
             return Err(invalid("bind", "expected host:port, e.g. 127.0.0.1:8080"));
         }
-        if !(raw.database_url.starts_with("sqlite:") || raw.database_url.starts_with("postgres"))
-        {
+        if !(raw.database_url.starts_with("sqlite:") || raw.database_url.starts_with("postgres")) {
             return Err(invalid(
                 "database_url",
                 "expected sqlite://PATH or postgres://USER@HOST/DB",
@@ -141,7 +140,10 @@ impl Settings {
             return Err(invalid("database_max_connections", "must be at least 1"));
         }
         if raw.token_ttl_seconds == 0 || raw.max_token_ttl_seconds == 0 {
-            return Err(invalid("token_ttl_seconds", "token lifetimes must be positive"));
+            return Err(invalid(
+                "token_ttl_seconds",
+                "token lifetimes must be positive",
+            ));
         }
         if raw.token_ttl_seconds > raw.max_token_ttl_seconds {
             return Err(invalid(
@@ -188,7 +190,9 @@ impl Settings {
             security: SecuritySettings {
                 session_ttl: Duration::from_secs(raw.session_ttl_seconds.max(60)),
                 sign_in_max_failures: raw.sign_in_max_failures.max(1),
-                sign_in_failure_window: Duration::from_secs(raw.sign_in_failure_window_seconds.max(1)),
+                sign_in_failure_window: Duration::from_secs(
+                    raw.sign_in_failure_window_seconds.max(1),
+                ),
                 sign_in_lock: Duration::from_secs(raw.sign_in_lock_seconds),
                 client_auth_max_failures: raw.client_auth_max_failures.max(1),
                 client_auth_failure_window: Duration::from_secs(

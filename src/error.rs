@@ -112,11 +112,9 @@ impl From<StorageError> for ApiError {
 impl From<AdminError> for ApiError {
     fn from(err: AdminError) -> Self {
         match err {
-            AdminError::Invalid(message) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_input",
-                message,
-            ),
+            AdminError::Invalid(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+            }
             AdminError::NotFound(message) => ApiError::not_found(message),
             AdminError::Conflict(message) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
@@ -270,7 +268,10 @@ impl From<StorageError> for OAuthError {
             }
             other => {
                 log::error!("storage failure: {}", error_chain(&other));
-                OAuthError::new(OAuthErrorCode::ServerError, "the server failed; the error was logged")
+                OAuthError::new(
+                    OAuthErrorCode::ServerError,
+                    "the server failed; the error was logged",
+                )
             }
         }
     }

@@ -23,7 +23,12 @@ impl RevokedTokens {
             .contains_key(jti)
     }
 
-    pub async fn revoke(&self, store: &Store, jti: &str, expires_at: UnixTime) -> Result<(), StorageError> {
+    pub async fn revoke(
+        &self,
+        store: &Store,
+        jti: &str,
+        expires_at: UnixTime,
+    ) -> Result<(), StorageError> {
         store.insert_revoked_token(jti, expires_at, now()).await?;
         self.jtis
             .write()
@@ -33,7 +38,11 @@ impl RevokedTokens {
     }
 
     pub async fn refresh(&self, store: &Store) -> Result<(), StorageError> {
-        let live: HashMap<String, UnixTime> = store.live_revoked_tokens(now()).await?.into_iter().collect();
+        let live: HashMap<String, UnixTime> = store
+            .live_revoked_tokens(now())
+            .await?
+            .into_iter()
+            .collect();
         *self.jtis.write().unwrap_or_else(|e| e.into_inner()) = live;
         Ok(())
     }
@@ -48,7 +57,10 @@ impl RevokedTokens {
                     break;
                 }
                 if let Err(err) = this.refresh(&store).await {
-                    log::warn!("could not refresh revoked tokens: {}", crate::error::error_chain(&err));
+                    log::warn!(
+                        "could not refresh revoked tokens: {}",
+                        crate::error::error_chain(&err)
+                    );
                 }
             }
         });

@@ -1,8 +1,8 @@
 //! Human sign-in: passwords (argon2id), account locks after repeated
 //! failures, sessions, and the tenant's "API-only users" policy.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 
@@ -20,7 +20,9 @@ pub enum SignInError {
     /// deliberately one answer.
     #[error("the email or password is wrong")]
     BadCredentials,
-    #[error("the account is locked after repeated failed sign-ins; try again later or ask an admin")]
+    #[error(
+        "the account is locked after repeated failed sign-ins; try again later or ask an admin"
+    )]
     Locked { until: UnixTime },
     #[error("this company's policy lets users with an active API key use only the API")]
     ApiOnly,
@@ -51,7 +53,11 @@ fn hash_password_blocking(password: &str) -> Result<String, SignInError> {
 
 fn verify_password_blocking(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -87,10 +93,14 @@ async fn verify_password(password: String, hash: Option<String>) -> bool {
 }
 
 /// argon2id of a random string nobody knows, with the default parameters.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vn8oMOLqpwbcs5V1QHcvoHplKQ7m3KeT8v5q1tUr4cY";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vn8oMOLqpwbcs5V1QHcvoHplKQ7m3KeT8v5q1tUr4cY";
 
-pub async fn set_password(store: &Store, actor: &Actor, email: &str, password: &str) -> Result<(), SignInError> {
+pub async fn set_password(
+    store: &Store,
+    actor: &Actor,
+    email: &str,
+    password: &str,
+) -> Result<(), SignInError> {
     check_strength(password)?;
     let email = Email::parse(email).map_err(|_| SignInError::BadCredentials)?;
     let user = store
@@ -99,7 +109,15 @@ pub async fn set_password(store: &Store, actor: &Actor, email: &str, password: &
         .ok_or(SignInError::BadCredentials)?;
     let hash = hash_password(password.to_owned()).await?;
     store.set_password_hash(&user.id, &hash, now()).await?;
-    audit::record(store, actor, Some(&user.tenant_id), "user.set_password", Some(&user.email), None).await;
+    audit::record(
+        store,
+        actor,
+        Some(&user.tenant_id),
+        "user.set_password",
+        Some(&user.email),
+        None,
+    )
+    .await;
     Ok(())
 }
 
@@ -128,7 +146,15 @@ pub async fn sign_in(
     };
     let at = now();
     if let Some(until) = user.locked_until.filter(|until| *until > at) {
-        audit::record(store, &actor, None, "session.sign_in_refused", Some(&user.email), Some("locked".to_owned())).await;
+        audit::record(
+            store,
+            &actor,
+            None,
+            "session.sign_in_refused",
+            Some(&user.email),
+            Some("locked".to_owned()),
+        )
+        .await;
         return Err(SignInError::Locked { until });
     }
     let matches = verify_password(password.to_owned(), user.password_hash.clone()).await;
@@ -137,7 +163,15 @@ pub async fn sign_in(
         return Err(SignInError::BadCredentials);
     }
     if user.api_only_users != 0 && store.count_active_keys(&user.id, at).await? > 0 {
-        audit::record(store, &actor, None, "session.sign_in_refused", Some(&user.email), Some("api_only".to_owned())).await;
+        audit::record(
+            store,
+            &actor,
+            None,
+            "session.sign_in_refused",
+            Some(&user.email),
+            Some("api_only".to_owned()),
+        )
+        .await;
         return Err(SignInError::ApiOnly);
     }
     if user.failed_sign_ins > 0 || user.locked_until.is_some() {
@@ -146,9 +180,23 @@ pub async fn sign_in(
     let token = SessionToken::generate();
     let expires_at = at + settings.session_ttl.as_secs() as i64;
     store
-        .insert_session(&token.digest().to_hex(), &user.id, &user.tenant_id, at, expires_at)
+        .insert_session(
+            &token.digest().to_hex(),
+            &user.id,
+            &user.tenant_id,
+            at,
+            expires_at,
+        )
         .await?;
-    audit::record(store, &actor, None, "session.sign_in", Some(&user.email), None).await;
+    audit::record(
+        store,
+        &actor,
+        None,
+        "session.sign_in",
+        Some(&user.email),
+        None,
+    )
+    .await;
     Ok(Session {
         token,
         expires_at,
@@ -171,16 +219,41 @@ async fn record_failure(
     let lock = failed >= i64::from(settings.sign_in_max_failures);
     let locked_until = lock.then(|| at + settings.sign_in_lock.as_secs() as i64);
     store
-        .set_sign_in_failures(&user.id, if lock { 0 } else { failed }, (!lock).then_some(first), locked_until)
+        .set_sign_in_failures(
+            &user.id,
+            if lock { 0 } else { failed },
+            (!lock).then_some(first),
+            locked_until,
+        )
         .await?;
-    audit::record(store, actor, None, "session.sign_in_failed", Some(&user.email), None).await;
+    audit::record(
+        store,
+        actor,
+        None,
+        "session.sign_in_failed",
+        Some(&user.email),
+        None,
+    )
+    .await;
     if lock {
-        audit::record(store, actor, None, "user.lock", Some(&user.email), Some(format!("failures={failed}"))).await;
+        audit::record(
+            store,
+            actor,
+            None,
+            "user.lock",
+            Some(&user.email),
+            Some(format!("failures={failed}")),
+        )
+        .await;
     }
     Ok(())
 }
 
-pub async fn sign_out(store: &Store, actor: &Actor, token: &SessionToken) -> Result<bool, StorageError> {
+pub async fn sign_out(
+    store: &Store,
+    actor: &Actor,
+    token: &SessionToken,
+) -> Result<bool, StorageError> {
     let removed = store.delete_session(&token.digest().to_hex()).await?;
     if removed {
         audit::record(store, actor, None, "session.sign_out", None, None).await;
@@ -197,18 +270,31 @@ pub async fn change_password(
     new: &str,
 ) -> Result<(), SignInError> {
     check_strength(new)?;
-    let user = store.find_user_by_id(user_id).await?.ok_or(SignInError::BadCredentials)?;
+    let user = store
+        .find_user_by_id(user_id)
+        .await?
+        .ok_or(SignInError::BadCredentials)?;
     let sign_in = store
         .find_sign_in(&user.email)
         .await?
         .ok_or(SignInError::BadCredentials)?;
-    if !verify_password(current.to_owned(), sign_in.password_hash.clone()).await || sign_in.password_hash.is_none() {
+    if !verify_password(current.to_owned(), sign_in.password_hash.clone()).await
+        || sign_in.password_hash.is_none()
+    {
         return Err(SignInError::BadCredentials);
     }
     let hash = hash_password(new.to_owned()).await?;
     store.set_password_hash(&user.id, &hash, now()).await?;
     store.delete_sessions_of(&user.id).await?;
-    audit::record(store, actor, None, "user.change_password", Some(&user.email), None).await;
+    audit::record(
+        store,
+        actor,
+        None,
+        "user.change_password",
+        Some(&user.email),
+        None,
+    )
+    .await;
     Ok(())
 }
 

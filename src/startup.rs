@@ -11,10 +11,10 @@ use actix_web::{App, HttpServer, web};
 use crate::config::Settings;
 use crate::revocation::RevokedTokens;
 use crate::routes::{self, AppState};
-use crate::throttle::FailureThrottle;
-use crate::usage::LastUsed;
 use crate::storage::{StorageError, Store};
+use crate::throttle::FailureThrottle;
 use crate::tokens::{KeyRing, KeyRingError};
+use crate::usage::LastUsed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -60,10 +60,18 @@ impl Application {
         // Background tasks stop once the server (holding `alive`) is gone.
         let alive = Arc::new(());
         let last_used = LastUsed::default();
-        last_used.spawn_flusher(store.clone(), settings.security.last_used_flush, Arc::downgrade(&alive));
+        last_used.spawn_flusher(
+            store.clone(),
+            settings.security.last_used_flush,
+            Arc::downgrade(&alive),
+        );
         let revoked = RevokedTokens::default();
         revoked.refresh(&store).await?;
-        revoked.spawn_refresher(store.clone(), settings.security.revocation_refresh, Arc::downgrade(&alive));
+        revoked.spawn_refresher(
+            store.clone(),
+            settings.security.revocation_refresh,
+            Arc::downgrade(&alive),
+        );
         let throttle = FailureThrottle::new(
             settings.security.client_auth_max_failures,
             settings.security.client_auth_failure_window,
@@ -96,7 +104,11 @@ impl Application {
             bind: String::from("listener"),
             source,
         })?;
-        let server = if workers > 0 { server.workers(workers) } else { server };
+        let server = if workers > 0 {
+            server.workers(workers)
+        } else {
+            server
+        };
         Ok(Application {
             port,
             server: server.run(),
@@ -125,7 +137,10 @@ fn spawn_key_refresh(keys: Arc<KeyRing>, every: std::time::Duration) {
             // Stop once the application holding the ring is gone.
             let Some(keys) = weak.upgrade() else { break };
             if let Err(err) = keys.refresh().await {
-                log::warn!("signing key refresh failed: {}", crate::error::error_chain(&err));
+                log::warn!(
+                    "signing key refresh failed: {}",
+                    crate::error::error_chain(&err)
+                );
             }
         }
     });

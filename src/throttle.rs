@@ -61,7 +61,11 @@ impl FailureThrottle {
             .into_iter()
             .filter_map(|(key, per_client)| {
                 let window = map.get(&key)?;
-                let limit = if per_client { self.max_per_client } else { self.max_per_address };
+                let limit = if per_client {
+                    self.max_per_client
+                } else {
+                    self.max_per_address
+                };
                 let elapsed = now.duration_since(window.started);
                 (elapsed < self.window && window.failures >= limit).then(|| self.window - elapsed)
             })
@@ -76,9 +80,15 @@ impl FailureThrottle {
             map.retain(|_, w| now.duration_since(w.started) < window);
         }
         for (key, _) in Self::keys(client_id, address) {
-            let entry = map.entry(key).or_insert(Window { started: now, failures: 0 });
+            let entry = map.entry(key).or_insert(Window {
+                started: now,
+                failures: 0,
+            });
             if now.duration_since(entry.started) >= self.window {
-                *entry = Window { started: now, failures: 0 };
+                *entry = Window {
+                    started: now,
+                    failures: 0,
+                };
             }
             entry.failures = entry.failures.saturating_add(1);
         }

@@ -69,7 +69,10 @@ pub struct ClientId(String);
 
 impl ClientId {
     pub fn generate() -> Self {
-        ClientId(format!("{CLIENT_ID_PREFIX}{}", random_base62(CLIENT_ID_BODY_LEN)))
+        ClientId(format!(
+            "{CLIENT_ID_PREFIX}{}",
+            random_base62(CLIENT_ID_BODY_LEN)
+        ))
     }
 
     pub fn parse(raw: &str) -> Result<Self, CredentialError> {
@@ -156,7 +159,10 @@ pub struct SessionToken(String);
 
 impl SessionToken {
     pub fn generate() -> Self {
-        SessionToken(format!("{SESSION_PREFIX}{}", random_base62(SECRET_BODY_LEN)))
+        SessionToken(format!(
+            "{SESSION_PREFIX}{}",
+            random_base62(SECRET_BODY_LEN)
+        ))
     }
 
     pub fn parse(raw: &str) -> Result<Self, CredentialError> {
@@ -298,7 +304,11 @@ mod tests {
     fn random_base62_uses_the_whole_alphabet() {
         let sample = random_base62(20_000);
         for c in BASE62 {
-            assert!(sample.as_bytes().contains(c), "never produced {}", *c as char);
+            assert!(
+                sample.as_bytes().contains(c),
+                "never produced {}",
+                *c as char
+            );
         }
     }
 }

@@ -20,7 +20,9 @@ fn free_text(raw: &str, what: &str, max: usize) -> Result<String, NameError> {
         return Err(NameError(format!("{what} is longer than {max} characters")));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(NameError(format!("{what} must not contain control characters")));
+        return Err(NameError(format!(
+            "{what} must not contain control characters"
+        )));
     }
     Ok(trimmed.to_owned())
 }
@@ -109,7 +111,16 @@ mod tests {
 
     #[test]
     fn collection_names_refuse_sql_and_path_characters() {
-        for bad in ["", "a b", "orders;drop", "../x", "'x'", "-x", &"a".repeat(65), "ü"] {
+        for bad in [
+            "",
+            "a b",
+            "orders;drop",
+            "../x",
+            "'x'",
+            "-x",
+            &"a".repeat(65),
+            "ü",
+        ] {
             assert!(CollectionName::parse(bad).is_err(), "accepted {bad:?}");
         }
         assert!(CollectionName::parse("orders_2026-q1.v2").is_ok());
@@ -117,7 +128,10 @@ mod tests {
 
     #[test]
     fn key_names_are_trimmed_and_bounded() {
-        assert_eq!(KeyName::parse("  ERP nightly sync ").unwrap().as_str(), "ERP nightly sync");
+        assert_eq!(
+            KeyName::parse("  ERP nightly sync ").unwrap().as_str(),
+            "ERP nightly sync"
+        );
         assert!(KeyName::parse("   ").is_err());
         assert!(KeyName::parse(&"x".repeat(101)).is_err());
         assert!(KeyName::parse("a\u{0}b").is_err());

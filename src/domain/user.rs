@@ -107,12 +107,23 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_lower_cased() {
-        assert_eq!(Email::parse(" Ana@Example.COM ").unwrap().as_str(), "ana@example.com");
+        assert_eq!(
+            Email::parse(" Ana@Example.COM ").unwrap().as_str(),
+            "ana@example.com"
+        );
     }
 
     #[test]
     fn things_that_are_not_emails_are_refused() {
-        for bad in ["", "ana", "@example.com", "ana@", "ana@example", "a b@x.io", "a@b@c.io"] {
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@",
+            "ana@example",
+            "a b@x.io",
+            "a@b@c.io",
+        ] {
             assert!(Email::parse(bad).is_err(), "accepted {bad:?}");
         }
     }

@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 
 #[derive(Debug)]
 pub enum BodyError {
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
     /// The client went away or sent a broken body.
     Unreadable,
 }
@@ -63,12 +65,17 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     if !media_type(req).is_some_and(|m| m == "application/json" || m.ends_with("+json")) {
         return Err(ApiError::unsupported_media_type("application/json"));
     }
-    let body = read_limited(req, payload, limit).await.map_err(|e| match e {
-        BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
-        BodyError::Unreadable => ApiError::bad_request("unreadable_body", "the request body could not be read"),
+    let body = read_limited(req, payload, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
+            BodyError::Unreadable => {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
     serde_json::from_value(value).map_err(|e| {
         ApiError::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,

@@ -89,11 +89,19 @@ fn presented(req: &HttpRequest, allow_query: bool) -> Result<Presented, BearerEr
     let has_authorization = req.headers().contains_key(AUTHORIZATION);
     let query_key = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
         .ok()
-        .and_then(|params| params.into_iter().find(|(k, _)| k == "api_key").map(|(_, v)| v));
-    let sources =
-        usize::from(header_key.is_some()) + usize::from(has_authorization) + usize::from(query_key.is_some());
+        .and_then(|params| {
+            params
+                .into_iter()
+                .find(|(k, _)| k == "api_key")
+                .map(|(_, v)| v)
+        });
+    let sources = usize::from(header_key.is_some())
+        + usize::from(has_authorization)
+        + usize::from(query_key.is_some());
     if sources > 1 {
-        return Err(BearerError::InvalidRequest("present exactly one credential"));
+        return Err(BearerError::InvalidRequest(
+            "present exactly one credential",
+        ));
     }
     if let Some(value) = header_key {
         let value = value
@@ -140,9 +148,15 @@ impl FromRequest for Caller {
                 Presented::AccessToken(token) => {
                     let verified = verifier.verify(&token).map_err(BearerError::InvalidToken)?;
                     if state.revoked.is_revoked(&verified.claims.jti) {
-                        return Err(BearerError::Rejected("the access token has been revoked").into());
+                        return Err(
+                            BearerError::Rejected("the access token has been revoked").into()
+                        );
                     }
-                    let role = if verified.is_admin() { Role::Admin } else { Role::Member };
+                    let role = if verified.is_admin() {
+                        Role::Admin
+                    } else {
+                        Role::Member
+                    };
                     Ok(Caller {
                         user_id: verified.claims.sub,
                         tenant_id: verified.claims.tenant_id,
@@ -158,7 +172,9 @@ impl FromRequest for Caller {
                 Presented::ApiKey(raw) => {
                     let throttle_ip = source_address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
                     if state.throttle.check("x-api-key", throttle_ip).is_some() {
-                        return Err(BearerError::Rejected("too many failed attempts; retry later").into());
+                        return Err(
+                            BearerError::Rejected("too many failed attempts; retry later").into(),
+                        );
                     }
                     let secret = ClientSecret::parse(&raw).map_err(|_| {
                         state.throttle.record_failure("x-api-key", throttle_ip);
@@ -174,8 +190,12 @@ impl FromRequest for Caller {
                                     state.throttle.record_failure("x-api-key", throttle_ip);
                                     BearerError::Rejected("the API key is not valid").into()
                                 }
-                                ClientAuthError::Revoked => BearerError::Rejected("the API key has been revoked").into(),
-                                ClientAuthError::Expired => BearerError::Rejected("the API key has expired").into(),
+                                ClientAuthError::Revoked => {
+                                    BearerError::Rejected("the API key has been revoked").into()
+                                }
+                                ClientAuthError::Expired => {
+                                    BearerError::Rejected("the API key has expired").into()
+                                }
                                 ClientAuthError::OwnerDisabled => {
                                     BearerError::Rejected("the API key's owner is disabled").into()
                                 }
@@ -200,12 +220,15 @@ impl FromRequest for Caller {
                         .find_session(&token.digest().to_hex(), now())
                         .await
                         .map_err(ApiError::from)?
-                        .ok_or(BearerError::Rejected("the session expired or was signed out"))?;
+                        .ok_or(BearerError::Rejected(
+                            "the session expired or was signed out",
+                        ))?;
                     if session.status != UserStatus::Active.as_str() {
                         return Err(BearerError::Rejected("the user is disabled").into());
                     }
                     let role: Role = session.role.parse().map_err(|_| ApiError::internal())?;
-                    let scopes = ScopeSet::parse(&session.permissions).map_err(|_| ApiError::internal())?;
+                    let scopes =
+                        ScopeSet::parse(&session.permissions).map_err(|_| ApiError::internal())?;
                     Ok(Caller {
                         user_id: session.user_id,
                         tenant_id: session.tenant_id,

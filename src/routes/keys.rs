@@ -118,10 +118,20 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     // Without a body, the answer tells the caller the phrase to send.
     let confirmation = if req.headers().contains_key("content-type") {
-        Some(read_json::<DeleteBody>(&req, payload, MANAGEMENT_BODY_LIMIT).await?.confirm)
+        Some(
+            read_json::<DeleteBody>(&req, payload, MANAGEMENT_BODY_LIMIT)
+                .await?
+                .confirm,
+        )
     } else {
         None
     };
-    admin::delete_key(&state.store, &caller.actor(), &path, confirmation.as_deref()).await?;
+    admin::delete_key(
+        &state.store,
+        &caller.actor(),
+        &path,
+        confirmation.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -17,8 +17,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::storage::Store;
 use crate::revocation::RevokedTokens;
+use crate::storage::Store;
 use crate::throttle::FailureThrottle;
 use crate::tokens::KeyRing;
 use crate::usage::LastUsed;
@@ -50,16 +50,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(wellknown::metadata)),
         )
         .service(endpoint("/.well-known/jwks.json").route(web::get().to(wellknown::jwks)))
-        .service(
-            endpoint("/api/v1/reports/{collection}").route(web::get().to(records::pull)),
-        )
+        .service(endpoint("/api/v1/reports/{collection}").route(web::get().to(records::pull)))
         .service(
             endpoint("/api/v1/reports/{collection}/{record_id}")
                 .route(web::get().to(records::pull_one)),
         )
-        .service(
-            endpoint("/api/v1/webhooks/{collection}").route(web::post().to(records::push)),
-        )
+        .service(endpoint("/api/v1/webhooks/{collection}").route(web::post().to(records::push)))
         .service(
             endpoint("/api/v1/session")
                 .route(web::post().to(session::sign_in))

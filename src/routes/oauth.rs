@@ -28,7 +28,9 @@ async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::Byte
         .await
         .map_err(|e| match e {
             BodyError::TooLarge { limit } => OAuthError::payload_too_large(limit),
-            BodyError::Unreadable => OAuthError::invalid_request("the request body could not be read"),
+            BodyError::Unreadable => {
+                OAuthError::invalid_request("the request body could not be read")
+            }
         })
 }
 
@@ -54,7 +56,9 @@ async fn authenticate(
         return Err(OAuthError::throttled(retry_after));
     }
     let failed = |description: &str| {
-        state.throttle.record_failure(&credentials.client_id, address);
+        state
+            .throttle
+            .record_failure(&credentials.client_id, address);
         OAuthError::invalid_client(description)
     };
     let client_id = ClientId::parse(&credentials.client_id)
@@ -87,7 +91,11 @@ pub async fn token(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let body = read_body(&req, payload).await?;
-    let request = parse_token_request(&authorization_headers(&req), media_type(&req).as_deref(), &body)?;
+    let request = parse_token_request(
+        &authorization_headers(&req),
+        media_type(&req).as_deref(),
+        &body,
+    )?;
     let key = authenticate(&req, &state, &request.credentials).await?;
 
     let settings = &state.settings.tokens;
@@ -103,7 +111,11 @@ pub async fn token(
                     format!("the key does not hold: {beyond}"),
                 ));
             }
-            if asked.is_empty() { key.scopes.clone() } else { asked }
+            if asked.is_empty() {
+                key.scopes.clone()
+            } else {
+                asked
+            }
         }
     };
     if scopes.is_empty() {
@@ -142,7 +154,10 @@ pub async fn token(
     };
     let access_token = state.keys.sign(&claims).map_err(|e| {
         log::error!("{}", crate::error::error_chain(&e));
-        OAuthError::new(OAuthErrorCode::ServerError, "the server failed; the error was logged")
+        OAuthError::new(
+            OAuthErrorCode::ServerError,
+            "the server failed; the error was logged",
+        )
     })?;
 
     Ok(no_store(HttpResponse::Ok()).json(json!({
@@ -156,7 +171,8 @@ pub async fn token(
 /// Whether `key` may see or revoke a token with these claims: never across
 /// tenants; an admin's key for the whole tenant; otherwise its owner's tokens.
 fn may_act_on(key: &AuthenticatedKey, claims: &AccessTokenClaims) -> bool {
-    claims.tenant_id == key.tenant_id && (key.owner_role == Role::Admin || claims.sub == key.owner_id)
+    claims.tenant_id == key.tenant_id
+        && (key.owner_role == Role::Admin || claims.sub == key.owner_id)
 }
 
 pub async fn introspect(
@@ -165,11 +181,17 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let body = read_body(&req, payload).await?;
-    let query = parse_token_query(&authorization_headers(&req), media_type(&req).as_deref(), &body)?;
+    let query = parse_token_query(
+        &authorization_headers(&req),
+        media_type(&req).as_deref(),
+        &body,
+    )?;
     let key = authenticate(&req, &state, &query.credentials).await?;
     let verifier = state.keys.verifier();
     let answer = match verifier.verify(&query.token) {
-        Ok(token) if may_act_on(&key, &token.claims) && !state.revoked.is_revoked(&token.claims.jti) => {
+        Ok(token)
+            if may_act_on(&key, &token.claims) && !state.revoked.is_revoked(&token.claims.jti) =>
+        {
             let c = token.claims;
             json!({
                 "active": true,
@@ -200,7 +222,11 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let body = read_body(&req, payload).await?;
-    let query = parse_token_query(&authorization_headers(&req), media_type(&req).as_deref(), &body)?;
+    let query = parse_token_query(
+        &authorization_headers(&req),
+        media_type(&req).as_deref(),
+        &body,
+    )?;
     let key = authenticate(&req, &state, &query.credentials).await?;
     // RFC 7009 §2.2: an invalid or unknown token still answers 200.
     if let Ok(token) = state.keys.verifier().verify(&query.token)

@@ -16,11 +16,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::AppState;
+use super::Caller;
 use super::body::{BodyError, media_type, read_limited};
 use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
 use crate::error::ApiError;
 use crate::storage::{Idempotency, NewRecords, PushOutcome, RecordQuery, RecordRow};
-use super::Caller;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -122,7 +122,8 @@ pub async fn pull(
 }
 
 fn decode_cursor(raw: &str) -> Result<String, ApiError> {
-    let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned");
+    let invalid =
+        || ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned");
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
     let id = String::from_utf8(bytes).map_err(|_| invalid())?;
     Uuid::parse_str(&id).map_err(|_| invalid())?;
@@ -138,7 +139,9 @@ pub async fn pull_one(
     let (collection_raw, record_id) = path.into_inner();
     let collection = collection(&collection_raw)?;
     let not_found = || ApiError::not_found("no such record");
-    let record_id = Uuid::parse_str(&record_id).map_err(|_| not_found())?.to_string();
+    let record_id = Uuid::parse_str(&record_id)
+        .map_err(|_| not_found())?
+        .to_string();
     let row = state
         .store
         .find_record(
@@ -168,10 +171,14 @@ pub async fn push(
         return Err(ApiError::unsupported_media_type("application/json").into());
     }
     let limit = state.settings.max_body_bytes;
-    let body = read_limited(&req, payload, limit).await.map_err(|e| match e {
-        BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
-        BodyError::Unreadable => ApiError::bad_request("unreadable_body", "the request body could not be read"),
-    })?;
+    let body = read_limited(&req, payload, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
+            BodyError::Unreadable => {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;

@@ -25,17 +25,22 @@ struct SignInBody {
 impl From<SignInError> for ApiError {
     fn from(err: SignInError) -> Self {
         match err {
-            SignInError::BadCredentials => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", err.to_string())
-            }
+            SignInError::BadCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                err.to_string(),
+            ),
             SignInError::Locked { until } => {
-                let mut error = ApiError::new(StatusCode::LOCKED, "account_locked", err.to_string());
+                let mut error =
+                    ApiError::new(StatusCode::LOCKED, "account_locked", err.to_string());
                 let mut details = serde_json::Map::new();
                 details.insert("locked_until".into(), until.into());
                 error.details = Some(details);
                 error
             }
-            SignInError::ApiOnly => ApiError::new(StatusCode::FORBIDDEN, "api_only_user", err.to_string()),
+            SignInError::ApiOnly => {
+                ApiError::new(StatusCode::FORBIDDEN, "api_only_user", err.to_string())
+            }
             SignInError::WeakPassword(message) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", message)
             }
@@ -78,7 +83,10 @@ fn session_of(caller: &Caller) -> Result<&crate::domain::SessionToken, ApiError>
     }
 }
 
-pub async fn sign_out(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn sign_out(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let token = session_of(&caller)?;
     sessions::sign_out(&state.store, &caller.actor(), token).await?;
     Ok(HttpResponse::NoContent().finish())

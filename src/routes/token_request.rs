@@ -62,7 +62,10 @@ fn form_decode(raw: &str) -> Option<String> {
 }
 
 /// Body parameters as (name, value) pairs, from a form or a JSON object.
-fn body_parameters(media_type: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+fn body_parameters(
+    media_type: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, OAuthError> {
     if body.is_empty() {
         return Ok(Vec::new());
     }
@@ -157,7 +160,14 @@ pub fn parse_token_request(
     let mut params = known_parameters(
         media_type,
         body,
-        &["grant_type", "client_id", "client_secret", "scope", "resource", "audience"],
+        &[
+            "grant_type",
+            "client_id",
+            "client_secret",
+            "scope",
+            "resource",
+            "audience",
+        ],
     )?;
     match params.get("grant_type").map(String::as_str) {
         None | Some("") => return Err(OAuthError::invalid_request("grant_type is required")),

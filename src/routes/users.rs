@@ -44,7 +44,13 @@ pub async fn set_policy(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body: PolicyBody = read_json(&req, payload, 1024).await?;
-    admin::set_api_only_users(&state.store, &caller.actor(), &caller.tenant_id, body.api_only_users).await?;
+    admin::set_api_only_users(
+        &state.store,
+        &caller.actor(),
+        &caller.tenant_id,
+        body.api_only_users,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "api_only_users": body.api_only_users })))
 }
 
@@ -60,13 +66,21 @@ struct AuditParams {
     cursor: Option<String>,
 }
 
-pub async fn audit(req: HttpRequest, caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn audit(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let params: AuditParams = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}")))?;
+    let params: AuditParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
+        ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
+    })?;
     let limit = params.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
     }
     let after_id = match params.cursor.as_deref() {
         None => None,
@@ -76,7 +90,12 @@ pub async fn audit(req: HttpRequest, caller: Caller, state: web::Data<AppState>)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .filter(|id| uuid::Uuid::parse_str(id).is_ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned"))?,
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "the cursor is not one this API returned",
+                    )
+                })?,
         ),
     };
     let (events, has_more) = state

@@ -61,8 +61,12 @@ pub struct KeyFilter {
 pub enum KeyInsert {
     /// Inserted; `signs_webhooks` tells whether it took the mark (it does
     /// when its owner has no active key holding it).
-    Inserted { signs_webhooks: bool },
-    LimitReached { active: i64 },
+    Inserted {
+        signs_webhooks: bool,
+    },
+    LimitReached {
+        active: i64,
+    },
 }
 
 macro_rules! key_auth_select {
@@ -88,7 +92,11 @@ impl Store {
     /// The owner's row is locked first (an UPDATE takes a row lock on
     /// PostgreSQL and the write lock on SQLite), so concurrent creations for one
     /// user are serialised and can never overshoot the limit.
-    pub async fn insert_key_within_limit(&self, key: NewKey<'_>, max_active: u32) -> Result<KeyInsert> {
+    pub async fn insert_key_within_limit(
+        &self,
+        key: NewKey<'_>,
+        max_active: u32,
+    ) -> Result<KeyInsert> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
             .bind(key.owner_id)
@@ -117,10 +125,12 @@ impl Store {
         let signs_webhooks = marked == 0;
         if signs_webhooks {
             // A stale mark on an expired or revoked key moves to the new one.
-            sqlx::query("UPDATE api_keys SET signs_webhooks = 0 WHERE owner_id = $1 AND signs_webhooks = 1")
-                .bind(key.owner_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE api_keys SET signs_webhooks = 0 WHERE owner_id = $1 AND signs_webhooks = 1",
+            )
+            .bind(key.owner_id)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
@@ -145,18 +155,23 @@ impl Store {
     }
 
     pub async fn find_key_for_auth(&self, client_id: &str) -> Result<Option<KeyAuthRow>> {
-        Ok(sqlx::query_as::<_, KeyAuthRow>(concat!(key_auth_select!(), "WHERE k.client_id = $1"))
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, KeyAuthRow>(concat!(key_auth_select!(), "WHERE k.client_id = $1"))
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// For a secret presented on its own (`x-api-key`): the digest is unique.
     pub async fn find_key_for_auth_by_digest(&self, digest: &str) -> Result<Option<KeyAuthRow>> {
-        Ok(sqlx::query_as::<_, KeyAuthRow>(concat!(key_auth_select!(), "WHERE k.secret_digest = $1"))
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_as::<_, KeyAuthRow>(concat!(
+            key_auth_select!(),
+            "WHERE k.secret_digest = $1"
+        ))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Moves the owner's webhook-signing mark to `key_id`, atomically.

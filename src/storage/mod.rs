@@ -169,10 +169,14 @@ fn prepare_url(url: &str) -> Result<(Backend, String)> {
         })?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() {
-        return Err(StorageError::Location("the SQLite path is empty".to_owned()));
+        return Err(StorageError::Location(
+            "the SQLite path is empty".to_owned(),
+        ));
     }
     if path != ":memory:"
-        && let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+        && let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
     {
         std::fs::create_dir_all(parent).map_err(|e| {
             StorageError::Location(format!("cannot create {}: {e}", parent.display()))

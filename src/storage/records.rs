@@ -34,7 +34,9 @@ pub enum PushOutcome {
     Stored,
     /// The idempotency key was used before for the same request: here is the
     /// answer it got.
-    Replayed { response: String },
+    Replayed {
+        response: String,
+    },
     /// The idempotency key was used before for a different request.
     KeyReused,
 }

@@ -77,9 +77,11 @@ impl Store {
 
     /// Revoked tokens that have not expired yet (expired ones are refused anyway).
     pub async fn live_revoked_tokens(&self, now: i64) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }

@@ -35,10 +35,11 @@ impl Store {
     }
 
     pub async fn api_only_users(&self, tenant_id: &str) -> Result<bool> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT api_only_users FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT api_only_users FROM tenants WHERE id = $1")
+                .bind(tenant_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.is_some_and(|(on,)| on != 0))
     }
 

@@ -8,10 +8,10 @@ use std::sync::{Arc, RwLock};
 use jsonwebtoken::Header;
 use jsonwebtoken::jwk::JwkSet;
 
+use super::ACCESS_TOKEN_TYP;
 use super::claims::AccessTokenClaims;
 use super::signing_key::{SigningAlgorithm, SigningKey, SigningKeyError};
 use super::verifier::TokenVerifier;
-use super::ACCESS_TOKEN_TYP;
 use crate::config::TokenSettings;
 use crate::domain::now;
 use crate::storage::{SigningKeyRow, StorageError, Store};
@@ -48,7 +48,8 @@ impl KeyRing {
     /// configured algorithm when the database has none.
     pub async fn load(store: Store, settings: &TokenSettings) -> Result<Self, KeyRingError> {
         let algorithm = settings.signing_algorithm;
-        let publish_retired_for = settings.max_ttl.as_secs() as i64 + settings.leeway.as_secs() as i64;
+        let publish_retired_for =
+            settings.max_ttl.as_secs() as i64 + settings.leeway.as_secs() as i64;
         let (key, pem) = SigningKey::generate(algorithm)?;
         store
             .insert_signing_key_if_none_active(&SigningKeyRow {
@@ -86,7 +87,10 @@ impl KeyRing {
 
     /// Generates a new active key and retires the current one. The retired key
     /// stays published until every token it signed has expired.
-    pub async fn rotate(store: &Store, algorithm: SigningAlgorithm) -> Result<String, KeyRingError> {
+    pub async fn rotate(
+        store: &Store,
+        algorithm: SigningAlgorithm,
+    ) -> Result<String, KeyRingError> {
         let (key, pem) = SigningKey::generate(algorithm)?;
         store
             .rotate_signing_key(&SigningKeyRow {
@@ -115,10 +119,12 @@ impl KeyRing {
         let mut jwks = JwkSet { keys: Vec::new() };
         for row in rows {
             let row_algorithm: SigningAlgorithm =
-                row.algorithm.parse().map_err(|reason| SigningKeyError::Invalid {
-                    kid: row.kid.clone(),
-                    reason,
-                })?;
+                row.algorithm
+                    .parse()
+                    .map_err(|reason| SigningKeyError::Invalid {
+                        kid: row.kid.clone(),
+                        reason,
+                    })?;
             let key = Arc::new(SigningKey::from_pem(
                 Some(&row.kid),
                 row_algorithm,

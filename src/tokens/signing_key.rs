@@ -127,7 +127,9 @@ impl SigningKey {
             .thumbprint(ThumbprintHash::SHA256)
             .map_err(|e| invalid(e.to_string()))?;
         if kid.is_some_and(|kid| kid != thumbprint) {
-            return Err(invalid("kid does not match the key's thumbprint".to_owned()));
+            return Err(invalid(
+                "kid does not match the key's thumbprint".to_owned(),
+            ));
         }
         jwk.common.key_id = Some(thumbprint.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);

@@ -92,12 +92,7 @@ impl TokenVerifier {
     /// A verifier for a resource server that fetched Keyport's JWKS. Keys
     /// without a `kid`, without an `alg`, or with a symmetric algorithm are
     /// skipped: only what Keyport publishes is trusted.
-    pub fn from_jwks(
-        jwks: &JwkSet,
-        issuer: &str,
-        audience: &str,
-        leeway: Duration,
-    ) -> Self {
+    pub fn from_jwks(jwks: &JwkSet, issuer: &str, audience: &str, leeway: Duration) -> Self {
         let verifier = TokenVerifier {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -112,7 +107,10 @@ impl TokenVerifier {
             let Ok(algorithm) = alg.to_string().parse::<Algorithm>() else {
                 continue;
             };
-            if !matches!(algorithm, Algorithm::ES256 | Algorithm::EdDSA | Algorithm::RS256) {
+            if !matches!(
+                algorithm,
+                Algorithm::ES256 | Algorithm::EdDSA | Algorithm::RS256
+            ) {
                 continue;
             }
             if let Ok(decoding) = DecodingKey::from_jwk(jwk) {
@@ -127,7 +125,10 @@ impl TokenVerifier {
         let map = keys
             .map(|k| {
                 let algorithm = k.algorithm.jwt_algorithm();
-                (k.kid.clone(), self.verification_key(algorithm, k.decoding.clone()))
+                (
+                    k.kid.clone(),
+                    self.verification_key(algorithm, k.decoding.clone()),
+                )
             })
             .collect();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);

@@ -12,9 +12,16 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     let app = spawn_app_with(backend, &[("KEYPORT_SIGN_IN_MAX_FAILURES", "2")]).await;
     let tenant = app.tenant("Acme").await;
     let admin = app
-        .user(&tenant, "admin@acme.io", "admin", "reports:read keys:manage")
+        .user(
+            &tenant,
+            "admin@acme.io",
+            "admin",
+            "reports:read keys:manage",
+        )
         .await;
-    let ana = app.user(&tenant, "ana@acme.io", "member", "reports:read").await;
+    let ana = app
+        .user(&tenant, "ana@acme.io", "member", "reports:read")
+        .await;
     let admin_session = app.session_for(&admin.email, PASSWORD).await;
     app.set_password(&ana.email, PASSWORD).await;
 
@@ -30,14 +37,35 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
         )
         .await;
         secrets.push(created["client_secret"].as_str().unwrap().to_owned());
-        ids.push((created["id"].as_str().unwrap().to_owned(), created["client_id"].as_str().unwrap().to_owned()));
+        ids.push((
+            created["id"].as_str().unwrap().to_owned(),
+            created["client_id"].as_str().unwrap().to_owned(),
+        ));
     }
     let (first_id, first_client) = &ids[0];
     let (second_id, _) = &ids[1];
-    app.api(Method::POST, &format!("/api/v1/keys/{second_id}/webhook-signing"), &admin_session).send().await.unwrap();
-    app.api(Method::POST, &format!("/api/v1/keys/{first_id}/revoke"), &admin_session).send().await.unwrap();
+    app.api(
+        Method::POST,
+        &format!("/api/v1/keys/{second_id}/webhook-signing"),
+        &admin_session,
+    )
+    .send()
+    .await
+    .unwrap();
+    app.api(
+        Method::POST,
+        &format!("/api/v1/keys/{first_id}/revoke"),
+        &admin_session,
+    )
+    .send()
+    .await
+    .unwrap();
     let deleted = app
-        .api(Method::DELETE, &format!("/api/v1/keys/{first_id}"), &admin_session)
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/keys/{first_id}"),
+            &admin_session,
+        )
         .json(&json!({"confirm": format!("delete {first_client}")}))
         .send()
         .await
@@ -46,17 +74,34 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     for _ in 0..2 {
         app.sign_in(&ana.email, "wrong password!!").await;
     }
-    app.api(Method::POST, &format!("/api/v1/users/{}/unlock", ana.id), &admin_session).send().await.unwrap();
+    app.api(
+        Method::POST,
+        &format!("/api/v1/users/{}/unlock", ana.id),
+        &admin_session,
+    )
+    .send()
+    .await
+    .unwrap();
 
-    let response = app.api(Method::GET, "/api/v1/audit?limit=500", &admin_session).send().await.unwrap();
+    let response = app
+        .api(Method::GET, "/api/v1/audit?limit=500", &admin_session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     for secret in &secrets {
-        assert!(!text.contains(secret.as_str()), "a secret reached the audit trail");
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret reached the audit trail"
+        );
     }
     let body: Value = serde_json::from_str(&text).unwrap();
     let events = body["events"].as_array().unwrap();
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     for expected in [
         "key.create",
         "key.mark_webhook_signing",
@@ -67,7 +112,10 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
         "user.lock",
         "user.unlock",
     ] {
-        assert!(actions.contains(&expected), "no {expected} event in {actions:?}");
+        assert!(
+            actions.contains(&expected),
+            "no {expected} event in {actions:?}"
+        );
     }
     let revoke = events.iter().find(|e| e["action"] == "key.revoke").unwrap();
     assert_eq!(revoke["actor"], admin.id.as_str());
@@ -76,7 +124,14 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     assert!(revoke["created_at"].is_i64());
 
     let filtered = json_body(
-        app.api(Method::GET, "/api/v1/audit?action=key.create", &admin_session).send().await.unwrap(),
+        app.api(
+            Method::GET,
+            "/api/v1/audit?action=key.create",
+            &admin_session,
+        )
+        .send()
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(filtered["events"].as_array().unwrap().len(), 2);
@@ -88,7 +143,13 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
             Some(c) => format!("/api/v1/audit?limit=2&cursor={c}"),
             None => "/api/v1/audit?limit=2".to_owned(),
         };
-        let page = json_body(app.api(Method::GET, &path, &admin_session).send().await.unwrap()).await;
+        let page = json_body(
+            app.api(Method::GET, &path, &admin_session)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         walked += page["events"].as_array().unwrap().len();
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
@@ -101,18 +162,49 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
 async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;
     let acme = app.tenant("Acme").await;
-    let member = app.user(&acme, "ana@acme.io", "member", "reports:read keys:manage").await;
+    let member = app
+        .user(&acme, "ana@acme.io", "member", "reports:read keys:manage")
+        .await;
     let session = app.session_for(&member.email, PASSWORD).await;
-    assert_eq!(app.api(Method::GET, "/api/v1/audit", &session).send().await.unwrap().status(), 403);
+    assert_eq!(
+        app.api(Method::GET, "/api/v1/audit", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     let globex = app.tenant("Globex").await;
-    let globex_admin = app.user(&globex, "boss@globex.io", "admin", "reports:read").await;
+    let globex_admin = app
+        .user(&globex, "boss@globex.io", "admin", "reports:read")
+        .await;
     let globex_session = app.session_for(&globex_admin.email, PASSWORD).await;
-    app.api(Method::POST, "/api/v1/keys", &session).json(&json!({"name": "acme key"})).send().await.unwrap();
-    let seen = json_body(app.api(Method::GET, "/api/v1/audit", &globex_session).send().await.unwrap()).await;
-    assert!(seen["events"].as_array().unwrap().iter().all(|e| e["action"] != "key.create"));
+    app.api(Method::POST, "/api/v1/keys", &session)
+        .json(&json!({"name": "acme key"}))
+        .send()
+        .await
+        .unwrap();
+    let seen = json_body(
+        app.api(Method::GET, "/api/v1/audit", &globex_session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        seen["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["action"] != "key.create")
+    );
     for bad in ["?limit=0", "?since=yesterday", "?cursor=zzz", "?colour=red"] {
-        let response = app.api(Method::GET, &format!("/api/v1/audit{bad}"), &globex_session).send().await.unwrap();
+        let response = app
+            .api(Method::GET, &format!("/api/v1/audit{bad}"), &globex_session)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "{bad}");
     }
 }

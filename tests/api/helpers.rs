@@ -115,7 +115,9 @@ impl Drop for TestDatabase {
                         .expect("runtime");
                     rt.block_on(async move {
                         use sqlx::Connection;
-                        if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                        if let Ok(mut conn) =
+                            sqlx::PgConnection::connect(&postgres_admin_url()).await
+                        {
                             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                                 "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                             )))
@@ -162,7 +164,11 @@ pub fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("KEYPORT_WORKERS".into(), "1".into()),
         ("KEYPORT_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
     ];
-    env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     Settings::load_from(None, env).expect("test settings load")
 }
 
@@ -213,7 +219,9 @@ impl TestApp {
     }
 
     pub async fn tenant(&self, name: &str) -> Tenant {
-        admin::create_tenant(&self.store, name).await.expect("create tenant")
+        admin::create_tenant(&self.store, name)
+            .await
+            .expect("create tenant")
     }
 
     pub async fn user(&self, tenant: &Tenant, email: &str, role: &str, permissions: &str) -> User {
@@ -254,7 +262,12 @@ impl TestApp {
         let suffix = Uuid::new_v4().simple().to_string();
         let tenant = self.tenant(&format!("tenant-{suffix}")).await;
         let user = self
-            .user(&tenant, &format!("user-{suffix}@example.com"), role, permissions)
+            .user(
+                &tenant,
+                &format!("user-{suffix}@example.com"),
+                role,
+                permissions,
+            )
             .await;
         let key = self.key(&user.email, None).await;
         Integration { tenant, user, key }
@@ -276,13 +289,24 @@ impl TestApp {
     }
 
     pub async fn token_for_key(&self, key: &CreatedKey) -> String {
-        let response = self.request_token(&key.key.client_id, key.secret.expose()).await;
+        let response = self
+            .request_token(&key.key.client_id, key.secret.expose())
+            .await;
         assert_eq!(response.status(), 200, "token refused");
         let body: Value = response.json().await.expect("token json");
-        body["access_token"].as_str().expect("access_token").to_owned()
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
-    pub async fn push(&self, token: &str, collection: &str, body: &Value, idempotency_key: Option<&str>) -> Response {
+    pub async fn push(
+        &self,
+        token: &str,
+        collection: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Response {
         let mut request = self
             .client
             .post(self.url(&format!("/api/v1/webhooks/{collection}")))
@@ -351,11 +375,19 @@ impl TestApp {
         let response = self.sign_in(email, password).await;
         assert_eq!(response.status(), 201, "sign-in refused");
         let body: Value = response.json().await.expect("session json");
-        body["session_token"].as_str().expect("session_token").to_owned()
+        body["session_token"]
+            .as_str()
+            .expect("session_token")
+            .to_owned()
     }
 
     /// A management API call presenting `credential` as a bearer token.
-    pub fn api(&self, method: reqwest::Method, path: &str, credential: &str) -> reqwest::RequestBuilder {
+    pub fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        credential: &str,
+    ) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path))
             .bearer_auth(credential)

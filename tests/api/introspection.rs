@@ -70,10 +70,13 @@ async fn introspection_needs_client_authentication(backend: Backend) {
 
 async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     let other = app.token_for(&integration).await;
-    app.push(&token, "orders", &serde_json::json!({"n": 1}), None).await;
+    app.push(&token, "orders", &serde_json::json!({"n": 1}), None)
+        .await;
 
     let revoked = call(&app, "/oauth/revoke", &integration, &token).await;
     assert_eq!(revoked.status(), 200);
@@ -81,26 +84,52 @@ async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) 
     assert_eq!(app.pull(&token, "orders", "").await.status(), 401);
     let body: Value = json_body(call(&app, "/oauth/introspect", &integration, &token).await).await;
     assert_eq!(body["active"], false);
-    assert_eq!(app.pull(&other, "orders", "").await.status(), 200, "other tokens still work");
+    assert_eq!(
+        app.pull(&other, "orders", "").await.status(),
+        200,
+        "other tokens still work"
+    );
 
     let restarted = spawn_app_on(app.db.clone(), &[]).await;
-    assert_eq!(restarted.pull(&token, "orders", "").await.status(), 401, "the revocation is stored");
+    assert_eq!(
+        restarted.pull(&token, "orders", "").await.status(),
+        401,
+        "the revocation is stored"
+    );
 }
 
 async fn revoking_garbage_or_anothers_token_answers_200_and_changes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Acme").await;
-    let ana = app.user(&tenant, "ana@acme.io", "member", "reports:read").await;
-    let bob = app.user(&tenant, "bob@acme.io", "member", "reports:read").await;
+    let ana = app
+        .user(&tenant, "ana@acme.io", "member", "reports:read")
+        .await;
+    let bob = app
+        .user(&tenant, "bob@acme.io", "member", "reports:read")
+        .await;
     let ana_key = app.key(&ana.email, None).await;
     let bob_key = app.key(&bob.email, None).await;
     let bob_token = app.token_for_key(&bob_key).await;
-    let ana = Integration { tenant: tenant.clone(), user: ana, key: ana_key };
+    let ana = Integration {
+        tenant: tenant.clone(),
+        user: ana,
+        key: ana_key,
+    };
 
-    assert_eq!(call(&app, "/oauth/revoke", &ana, "garbage").await.status(), 200);
-    assert_eq!(call(&app, "/oauth/revoke", &ana, &bob_token).await.status(), 200);
+    assert_eq!(
+        call(&app, "/oauth/revoke", &ana, "garbage").await.status(),
+        200
+    );
+    assert_eq!(
+        call(&app, "/oauth/revoke", &ana, &bob_token).await.status(),
+        200
+    );
 
-    assert_eq!(app.pull(&bob_token, "orders", "").await.status(), 404, "bob's token still valid");
+    assert_eq!(
+        app.pull(&bob_token, "orders", "").await.status(),
+        404,
+        "bob's token still valid"
+    );
 }
 
 crate::on_both_backends!(

@@ -19,12 +19,29 @@ async fn company(app: &TestApp, name: &str) -> Company {
     let tenant = app.tenant(name).await;
     let domain = name.to_lowercase();
     let admin = app
-        .user(&tenant, &format!("admin@{domain}.io"), "admin", "reports:read webhooks:write keys:manage")
+        .user(
+            &tenant,
+            &format!("admin@{domain}.io"),
+            "admin",
+            "reports:read webhooks:write keys:manage",
+        )
         .await;
     let ana = app
-        .user(&tenant, &format!("ana@{domain}.io"), "member", "reports:read webhooks:write keys:manage")
+        .user(
+            &tenant,
+            &format!("ana@{domain}.io"),
+            "member",
+            "reports:read webhooks:write keys:manage",
+        )
         .await;
-    let bob = app.user(&tenant, &format!("bob@{domain}.io"), "member", "reports:read").await;
+    let bob = app
+        .user(
+            &tenant,
+            &format!("bob@{domain}.io"),
+            "member",
+            "reports:read",
+        )
+        .await;
     Company {
         admin_session: app.session_for(&admin.email, PASSWORD).await,
         ana_session: app.session_for(&ana.email, PASSWORD).await,
@@ -34,7 +51,11 @@ async fn company(app: &TestApp, name: &str) -> Company {
 }
 
 async fn create_key(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
-    app.api(Method::POST, "/api/v1/keys", session).json(&body).send().await.unwrap()
+    app.api(Method::POST, "/api/v1/keys", session)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn keys_are_created_with_the_secret_shown_exactly_once(backend: Backend) {
@@ -54,20 +75,39 @@ async fn keys_are_created_with_the_secret_shown_exactly_once(backend: Backend) {
     assert!(secret.starts_with("kps_"));
     assert_eq!(created["scopes"], json!(["reports:read"]));
     assert_eq!(created["token_ttl_seconds"], 300);
-    assert_eq!(created["signs_webhooks"], true, "the first key signs webhooks");
+    assert_eq!(
+        created["signs_webhooks"], true,
+        "the first key signs webhooks"
+    );
 
-    let listed = app.api(Method::GET, "/api/v1/keys", &acme.ana_session).send().await.unwrap();
+    let listed = app
+        .api(Method::GET, "/api/v1/keys", &acme.ana_session)
+        .send()
+        .await
+        .unwrap();
     let listed_text = listed.text().await.unwrap();
     assert!(!listed_text.contains(&secret), "the list shows the secret");
     let listed: Value = serde_json::from_str(&listed_text).unwrap();
     let key = &listed["keys"][0];
-    for field in ["name", "client_id", "owner_email", "scopes", "status", "created_at", "last_used_at", "expires_at", "signs_webhooks"] {
+    for field in [
+        "name",
+        "client_id",
+        "owner_email",
+        "scopes",
+        "status",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "signs_webhooks",
+    ] {
         assert!(key.get(field).is_some(), "list lacks {field}");
     }
     assert!(key.get("secret_digest").is_none() && key.get("client_secret").is_none());
     assert_eq!(key["status"], "active");
 
-    let token = app.request_token(created["client_id"].as_str().unwrap(), &secret).await;
+    let token = app
+        .request_token(created["client_id"].as_str().unwrap(), &secret)
+        .await;
     assert_eq!(json_body(token).await["expires_in"], 300);
 }
 
@@ -87,10 +127,26 @@ async fn bad_key_requests_are_clear_errors(backend: Backend) {
     let cases = [
         (json!({}), 422, "invalid_input"),
         (json!({"name": ""}), 422, "invalid_input"),
-        (json!({"name": "x", "scopes": ["admin:everything"]}), 422, "invalid_input"),
-        (json!({"name": "x", "scopes": ["bad scope\""]}), 422, "invalid_input"),
-        (json!({"name": "x", "token_ttl_seconds": 7200}), 422, "invalid_input"),
-        (json!({"name": "x", "expires_in_seconds": -5}), 422, "invalid_input"),
+        (
+            json!({"name": "x", "scopes": ["admin:everything"]}),
+            422,
+            "invalid_input",
+        ),
+        (
+            json!({"name": "x", "scopes": ["bad scope\""]}),
+            422,
+            "invalid_input",
+        ),
+        (
+            json!({"name": "x", "token_ttl_seconds": 7200}),
+            422,
+            "invalid_input",
+        ),
+        (
+            json!({"name": "x", "expires_in_seconds": -5}),
+            422,
+            "invalid_input",
+        ),
         (json!({"name": "x", "colour": "blue"}), 422, "invalid_input"),
         (json!(["name"]), 422, "invalid_input"),
     ];
@@ -113,7 +169,8 @@ async fn a_fourth_active_key_is_refused_by_the_api(backend: Backend) {
     let app = spawn_app(backend).await;
     let acme = company(&app, "Acme").await;
     for n in 0..3 {
-        let response = create_key(&app, &acme.ana_session, json!({"name": format!("key {n}")})).await;
+        let response =
+            create_key(&app, &acme.ana_session, json!({"name": format!("key {n}")})).await;
         assert_eq!(response.status(), 201);
     }
 
@@ -141,9 +198,27 @@ async fn admins_see_every_key_and_members_only_their_own(backend: Backend) {
         names.sort();
         names
     };
-    let admin_view = json_body(app.api(Method::GET, "/api/v1/keys", &acme.admin_session).send().await.unwrap()).await;
-    let ana_view = json_body(app.api(Method::GET, "/api/v1/keys", &acme.ana_session).send().await.unwrap()).await;
-    let bob_view = json_body(app.api(Method::GET, "/api/v1/keys", &acme.bob_session).send().await.unwrap()).await;
+    let admin_view = json_body(
+        app.api(Method::GET, "/api/v1/keys", &acme.admin_session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let ana_view = json_body(
+        app.api(Method::GET, "/api/v1/keys", &acme.ana_session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let bob_view = json_body(
+        app.api(Method::GET, "/api/v1/keys", &acme.bob_session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
 
     assert_eq!(names(admin_view), vec!["admin's", "ana's"]);
     assert_eq!(names(ana_view), vec!["ana's"]);
@@ -153,17 +228,26 @@ async fn admins_see_every_key_and_members_only_their_own(backend: Backend) {
 async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
     let app = spawn_app(backend).await;
     let acme = company(&app, "Acme").await;
-    let admins_key = json_body(create_key(&app, &acme.admin_session, json!({"name": "admin's"})).await).await;
+    let admins_key =
+        json_body(create_key(&app, &acme.admin_session, json!({"name": "admin's"})).await).await;
     let id = admins_key["id"].as_str().unwrap();
 
     let revoke = app
-        .api(Method::POST, &format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{id}/revoke"),
+            &acme.ana_session,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(revoke.status(), 403);
     let delete = app
-        .api(Method::DELETE, &format!("/api/v1/keys/{id}"), &acme.ana_session)
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/keys/{id}"),
+            &acme.ana_session,
+        )
         .json(&json!({"confirm": format!("delete {}", admins_key["client_id"].as_str().unwrap())}))
         .send()
         .await
@@ -175,7 +259,8 @@ async fn another_tenants_key_does_not_exist_for_you(backend: Backend) {
     let app = spawn_app(backend).await;
     let acme = company(&app, "Acme").await;
     let globex = company(&app, "Globex").await;
-    let globex_key = json_body(create_key(&app, &globex.ana_session, json!({"name": "globex"})).await).await;
+    let globex_key =
+        json_body(create_key(&app, &globex.ana_session, json!({"name": "globex"})).await).await;
     let id = globex_key["id"].as_str().unwrap();
     let client_id = globex_key["client_id"].as_str().unwrap();
 
@@ -183,11 +268,19 @@ async fn another_tenants_key_does_not_exist_for_you(backend: Backend) {
         format!("/api/v1/keys/{id}"),
         format!("/api/v1/keys/{client_id}"),
     ] {
-        let response = app.api(Method::GET, &path, &acme.admin_session).send().await.unwrap();
+        let response = app
+            .api(Method::GET, &path, &acme.admin_session)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 404, "{path}");
     }
     let revoke = app
-        .api(Method::POST, &format!("/api/v1/keys/{id}/revoke"), &acme.admin_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{id}/revoke"),
+            &acme.admin_session,
+        )
         .send()
         .await
         .unwrap();
@@ -206,7 +299,11 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
     let id = key["id"].as_str().unwrap();
 
     let revoked = app
-        .api(Method::POST, &format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{id}/revoke"),
+            &acme.ana_session,
+        )
         .send()
         .await
         .unwrap();
@@ -216,21 +313,46 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
     assert!(revoked["revoked_at"].is_i64());
 
     let again = app
-        .api(Method::POST, &format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{id}/revoke"),
+            &acme.ana_session,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(again.status(), 409);
     let mark = app
-        .api(Method::POST, &format!("/api/v1/keys/{id}/webhook-signing"), &acme.ana_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{id}/webhook-signing"),
+            &acme.ana_session,
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(mark.status(), 409, "a revoked key can never become active again");
-    let shown = json_body(app.api(Method::GET, &format!("/api/v1/keys/{id}"), &acme.ana_session).send().await.unwrap()).await;
+    assert_eq!(
+        mark.status(),
+        409,
+        "a revoked key can never become active again"
+    );
+    let shown = json_body(
+        app.api(
+            Method::GET,
+            &format!("/api/v1/keys/{id}"),
+            &acme.ana_session,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
     assert_eq!(shown["status"], "revoked");
     let token = app
-        .request_token(key["client_id"].as_str().unwrap(), key["client_secret"].as_str().unwrap())
+        .request_token(
+            key["client_id"].as_str().unwrap(),
+            key["client_secret"].as_str().unwrap(),
+        )
         .await;
     assert_eq!(token.status(), 401);
 }
@@ -239,11 +361,16 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
     let app = spawn_app(backend).await;
     let acme = company(&app, "Acme").await;
     create_key(&app, &acme.ana_session, json!({"name": "signer"})).await;
-    let key = json_body(create_key(&app, &acme.ana_session, json!({"name": "temporary"})).await).await;
+    let key =
+        json_body(create_key(&app, &acme.ana_session, json!({"name": "temporary"})).await).await;
     let id = key["id"].as_str().unwrap();
     let path = format!("/api/v1/keys/{id}");
 
-    let asked = app.api(Method::DELETE, &path, &acme.ana_session).send().await.unwrap();
+    let asked = app
+        .api(Method::DELETE, &path, &acme.ana_session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(asked.status(), 409);
     let asked = json_body(asked).await;
     assert_eq!(asked["error"], "confirmation_required");
@@ -257,7 +384,14 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 409);
-    assert_eq!(app.api(Method::GET, &path, &acme.ana_session).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.api(Method::GET, &path, &acme.ana_session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let confirmed = app
         .api(Method::DELETE, &path, &acme.ana_session)
@@ -266,41 +400,76 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(confirmed.status(), 204);
-    assert_eq!(app.api(Method::GET, &path, &acme.ana_session).send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.api(Method::GET, &path, &acme.ana_session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Backend) {
     let app = spawn_app(backend).await;
     let acme = company(&app, "Acme").await;
-    let first = json_body(create_key(&app, &acme.ana_session, json!({"name": "first"})).await).await;
-    let second = json_body(create_key(&app, &acme.ana_session, json!({"name": "second"})).await).await;
+    let first =
+        json_body(create_key(&app, &acme.ana_session, json!({"name": "first"})).await).await;
+    let second =
+        json_body(create_key(&app, &acme.ana_session, json!({"name": "second"})).await).await;
     assert_eq!(first["signs_webhooks"], true);
-    assert_eq!(second["signs_webhooks"], false, "only the first key is marked automatically");
+    assert_eq!(
+        second["signs_webhooks"], false,
+        "only the first key is marked automatically"
+    );
     let first_id = first["id"].as_str().unwrap();
     let second_id = second["id"].as_str().unwrap();
 
     let delete_marked = app
-        .api(Method::DELETE, &format!("/api/v1/keys/{first_id}"), &acme.ana_session)
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/keys/{first_id}"),
+            &acme.ana_session,
+        )
         .json(&json!({"confirm": format!("delete {}", first["client_id"].as_str().unwrap())}))
         .send()
         .await
         .unwrap();
     assert_eq!(delete_marked.status(), 409);
-    assert!(json_body(delete_marked).await["message"].as_str().unwrap().contains("signs webhooks"));
+    assert!(
+        json_body(delete_marked).await["message"]
+            .as_str()
+            .unwrap()
+            .contains("signs webhooks")
+    );
     let revoke_marked = app
-        .api(Method::POST, &format!("/api/v1/keys/{first_id}/revoke"), &acme.ana_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{first_id}/revoke"),
+            &acme.ana_session,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(revoke_marked.status(), 409);
 
     let moved = app
-        .api(Method::POST, &format!("/api/v1/keys/{second_id}/webhook-signing"), &acme.ana_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{second_id}/webhook-signing"),
+            &acme.ana_session,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(moved.status(), 200);
-    let listed = json_body(app.api(Method::GET, "/api/v1/keys", &acme.ana_session).send().await.unwrap()).await;
+    let listed = json_body(
+        app.api(Method::GET, "/api/v1/keys", &acme.ana_session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let marked: Vec<&str> = listed["keys"]
         .as_array()
         .unwrap()
@@ -311,7 +480,11 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     assert_eq!(marked, vec![second_id], "exactly one key holds the mark");
 
     let revoke_first = app
-        .api(Method::POST, &format!("/api/v1/keys/{first_id}/revoke"), &acme.ana_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/keys/{first_id}/revoke"),
+            &acme.ana_session,
+        )
         .send()
         .await
         .unwrap();
@@ -321,24 +494,52 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
 async fn an_access_token_with_keys_manage_can_manage_its_owners_keys(backend: Backend) {
     let app = spawn_app(backend).await;
     let acme = company(&app, "Acme").await;
-    let created = json_body(create_key(&app, &acme.ana_session, json!({"name": "automation"})).await).await;
+    let created =
+        json_body(create_key(&app, &acme.ana_session, json!({"name": "automation"})).await).await;
     let token = app
-        .request_token(created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap())
+        .request_token(
+            created["client_id"].as_str().unwrap(),
+            created["client_secret"].as_str().unwrap(),
+        )
         .await;
-    let token = json_body(token).await["access_token"].as_str().unwrap().to_owned();
+    let token = json_body(token).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let by_token = create_key(&app, &token, json!({"name": "made by a token"})).await;
     assert_eq!(by_token.status(), 201);
-    let listed = json_body(app.api(Method::GET, "/api/v1/keys", &acme.ana_session).send().await.unwrap()).await;
+    let listed = json_body(
+        app.api(Method::GET, "/api/v1/keys", &acme.ana_session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
-    assert!(listed["keys"].as_array().unwrap().iter().all(|k| k["owner_email"] == acme.ana_email.as_str()));
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["owner_email"] == acme.ana_email.as_str())
+    );
 }
 
 async fn management_needs_a_credential(backend: Backend) {
     let app = spawn_app(backend).await;
-    let response = app.client.get(app.url("/api/v1/keys")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/v1/keys"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let forged = app.api(Method::GET, "/api/v1/keys", "kpsess_forged").send().await.unwrap();
+    let forged = app
+        .api(Method::GET, "/api/v1/keys", "kpsess_forged")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
 }
 

@@ -13,7 +13,6 @@ use crate::helpers::{Backend, TestDatabase};
 struct Server {
     child: Child,
     port: u16,
-    log: Arc<Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -45,14 +44,26 @@ fn cli(db: &TestDatabase, args: &[&str], stdin: Option<&str>, log: &Mutex<String
         .spawn()
         .expect("run keyport");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let output = child.wait_with_output().unwrap();
-    log.lock().unwrap().push_str(&String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "keyport {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    log.lock()
+        .unwrap()
+        .push_str(&String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "keyport {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Starts `keyport serve`; its log lines are appended to `log`.
 fn serve(db: &TestDatabase, log: Arc<Mutex<String>>) -> Server {
     let mut child = keyport(db)
         .arg("serve")
@@ -66,7 +77,12 @@ fn serve(db: &TestDatabase, log: Arc<Mutex<String>>) -> Server {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on port ").nth(1) {
-                let port: u16 = rest.split_whitespace().next().unwrap_or("").parse().unwrap_or(0);
+                let port: u16 = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or(0);
                 let _ = port_tx.send(port);
             }
             let mut log = sink.lock().unwrap();
@@ -74,8 +90,10 @@ fn serve(db: &TestDatabase, log: Arc<Mutex<String>>) -> Server {
             log.push('\n');
         }
     });
-    let port = port_rx.recv_timeout(Duration::from_secs(60)).expect("the server reports its port");
-    Server { child, port, log }
+    let port = port_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server reports its port");
+    Server { child, port }
 }
 
 async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
@@ -87,15 +105,47 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     cli(&db, &["tenant", "create", "Acme"], None, &log);
     cli(
         &db,
-        &["user", "create", "--tenant", "Acme", "--email", "ana@acme.io", "--role", "admin", "--permissions", "reports:read,webhooks:write,keys:manage"],
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "Acme",
+            "--email",
+            "ana@acme.io",
+            "--role",
+            "admin",
+            "--permissions",
+            "reports:read,webhooks:write,keys:manage",
+        ],
         None,
         &log,
     );
-    cli(&db, &["user", "set-password", "ana@acme.io"], Some(&format!("{password}\n")), &log);
-    let key: Value = serde_json::from_str(&cli(&db, &["--json", "key", "create", "--user", "ana@acme.io", "--name", "canary"], None, &log)).unwrap();
+    cli(
+        &db,
+        &["user", "set-password", "ana@acme.io"],
+        Some(&format!("{password}\n")),
+        &log,
+    );
+    let key: Value = serde_json::from_str(&cli(
+        &db,
+        &[
+            "--json",
+            "key",
+            "create",
+            "--user",
+            "ana@acme.io",
+            "--name",
+            "canary",
+        ],
+        None,
+        &log,
+    ))
+    .unwrap();
     let client_id = key["client_id"].as_str().unwrap().to_owned();
     let secret = key["client_secret"].as_str().unwrap().to_owned();
-    let wrong_secret = keyport::domain::ClientSecret::generate().expose().to_owned();
+    let wrong_secret = keyport::domain::ClientSecret::generate()
+        .expose()
+        .to_owned();
 
     let server = serve(&db, Arc::clone(&log));
     let base = format!("http://127.0.0.1:{}", server.port);
@@ -106,52 +156,107 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         .post(format!("{base}/oauth/token"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("grant_type", "client_credentials")])
-        .send().await.unwrap().json().await.unwrap();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let access_token = token["access_token"].as_str().expect("a token").to_owned();
     tokens.push(access_token.clone());
     let posted: Value = http
         .post(format!("{base}/oauth/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", &client_id), ("client_secret", &secret)])
-        .send().await.unwrap().json().await.unwrap();
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     tokens.push(posted["access_token"].as_str().unwrap().to_owned());
     http.post(format!("{base}/oauth/token"))
         .basic_auth(&client_id, Some(&wrong_secret))
         .form(&[("grant_type", "client_credentials")])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     http.post(format!("{base}/api/v1/webhooks/orders"))
         .bearer_auth(&access_token)
         .json(&json!({"n": 1}))
-        .send().await.unwrap();
-    http.get(format!("{base}/api/v1/reports/orders")).header("x-api-key", &secret).send().await.unwrap();
-    http.get(format!("{base}/api/v1/reports/orders?api_key={secret}")).send().await.unwrap();
-    http.get(format!("{base}/api/v1/reports/orders?api_key={wrong_secret}")).send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("{base}/api/v1/reports/orders"))
+        .header("x-api-key", &secret)
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("{base}/api/v1/reports/orders?api_key={secret}"))
+        .send()
+        .await
+        .unwrap();
+    http.get(format!(
+        "{base}/api/v1/reports/orders?api_key={wrong_secret}"
+    ))
+    .send()
+    .await
+    .unwrap();
     http.post(format!("{base}/api/v1/session"))
         .json(&json!({"email": "ana@acme.io", "password": wrong_password}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     let session: Value = http
         .post(format!("{base}/api/v1/session"))
         .json(&json!({"email": "ana@acme.io", "password": password}))
-        .send().await.unwrap().json().await.unwrap();
-    let session_token = session["session_token"].as_str().expect("a session").to_owned();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session_token = session["session_token"]
+        .as_str()
+        .expect("a session")
+        .to_owned();
     let created: Value = http
         .post(format!("{base}/api/v1/keys"))
         .bearer_auth(&session_token)
         .json(&json!({"name": "second canary"}))
-        .send().await.unwrap().json().await.unwrap();
-    let second_secret = created["client_secret"].as_str().expect("a second key").to_owned();
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second_secret = created["client_secret"]
+        .as_str()
+        .expect("a second key")
+        .to_owned();
     http.post(format!("{base}/oauth/introspect"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("token", access_token.as_str())])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     http.post(format!("{base}/oauth/revoke"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("token", access_token.as_str())])
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(server);
 
     let log = log.lock().unwrap().clone();
-    assert!(log.contains("POST /oauth/token 200"), "the request log is there:\n{log}");
+    assert!(
+        log.contains("POST /oauth/token 200"),
+        "the request log is there:\n{log}"
+    );
     let mut canaries = vec![
         ("secret", secret.clone()),
         ("second secret", second_secret),
@@ -167,7 +272,10 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         assert!(!log.contains(&canary), "the {what} appears in the logs");
         // Even a fragment would be a leak: check the random middle part.
         let fragment = &canary[canary.len() / 3..canary.len() / 3 + 12];
-        assert!(!log.contains(fragment), "part of the {what} appears in the logs");
+        assert!(
+            !log.contains(fragment),
+            "part of the {what} appears in the logs"
+        );
     }
 }
 

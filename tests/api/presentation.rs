@@ -11,7 +11,9 @@ use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
 
 async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
 
     let pushed = app
         .client
@@ -26,18 +28,31 @@ async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
     assert_eq!(pulled.status(), 200, "Authorization: Bearer <secret>");
     let pulled = json_body(pulled).await;
     assert_eq!(pulled["records"][0]["data"]["via"], "x-api-key");
-    assert_eq!(pulled["records"][0]["owner_id"], integration.user.id.as_str(), "the key acts as its owner");
+    assert_eq!(
+        pulled["records"][0]["owner_id"],
+        integration.user.id.as_str(),
+        "the key acts as its owner"
+    );
 }
 
 async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let key = app.key(&integration.user.email, None).await;
-    admin::revoke_key(&app.store, &Actor::operator(), &key.key.id).await.unwrap();
+    admin::revoke_key(&app.store, &Actor::operator(), &key.key.id)
+        .await
+        .unwrap();
 
     for (secret, what) in [
         (key.secret.expose().to_owned(), "revoked"),
-        (keyport::domain::ClientSecret::generate().expose().to_owned(), "unknown"),
+        (
+            keyport::domain::ClientSecret::generate()
+                .expose()
+                .to_owned(),
+            "unknown",
+        ),
         (format!("{}x", integration.secret()), "malformed"),
     ] {
         let response = app
@@ -48,7 +63,12 @@ async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) 
             .await
             .unwrap();
         assert_eq!(response.status(), 401, "{what}");
-        assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
     }
 }
 
@@ -70,13 +90,18 @@ async fn a_presented_key_never_exceeds_its_owners_permissions(backend: Backend) 
 
 async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     let refused = app
         .client
-        .get(app.url(&format!("/api/v1/reports/orders?api_key={}", integration.secret())))
+        .get(app.url(&format!(
+            "/api/v1/reports/orders?api_key={}",
+            integration.secret()
+        )))
         .send()
         .await
         .unwrap();
@@ -86,10 +111,15 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
     assert!(body["message"].as_str().unwrap().contains("disabled"));
 
     let enabled = spawn_app_with(backend, &[("KEYPORT_ALLOW_API_KEY_QUERY", "true")]).await;
-    let other = enabled.integration("member", "reports:read webhooks:write").await;
+    let other = enabled
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let pushed = enabled
         .client
-        .post(enabled.url(&format!("/api/v1/webhooks/orders?api_key={}", other.secret())))
+        .post(enabled.url(&format!(
+            "/api/v1/webhooks/orders?api_key={}",
+            other.secret()
+        )))
         .json(&json!({"n": 1}))
         .send()
         .await
@@ -120,11 +150,18 @@ async fn last_used_is_coalesced_and_lands_within_the_flush_interval(backend: Bac
     let before = keyport::domain::now();
 
     app.token_for(&integration).await;
-    let right_after = admin::find_key(&app.store, &Actor::operator(), integration.client_id()).await.unwrap();
-    assert!(right_after.last_used_at.is_none(), "the token request itself wrote to the database");
+    let right_after = admin::find_key(&app.store, &Actor::operator(), integration.client_id())
+        .await
+        .unwrap();
+    assert!(
+        right_after.last_used_at.is_none(),
+        "the token request itself wrote to the database"
+    );
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let later = admin::find_key(&app.store, &Actor::operator(), integration.client_id()).await.unwrap();
+    let later = admin::find_key(&app.store, &Actor::operator(), integration.client_id())
+        .await
+        .unwrap();
     let used = later.last_used_at.expect("last used recorded");
     assert!(used >= before && used <= keyport::domain::now());
 }
@@ -135,11 +172,19 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
     let wrong = keyport::domain::ClientSecret::generate();
 
     for _ in 0..3 {
-        let response = app.request_token(integration.client_id(), wrong.expose()).await;
+        let response = app
+            .request_token(integration.client_id(), wrong.expose())
+            .await;
         assert_eq!(response.status(), 401);
     }
-    let throttled = app.request_token(integration.client_id(), integration.secret()).await;
-    assert_eq!(throttled.status(), 429, "the guessing address is slowed down");
+    let throttled = app
+        .request_token(integration.client_id(), integration.secret())
+        .await;
+    assert_eq!(
+        throttled.status(),
+        429,
+        "the guessing address is slowed down"
+    );
     assert!(throttled.headers().contains_key("retry-after"));
 
     // The real integration calls from another address.

@@ -20,7 +20,12 @@ async fn server_signing_key(app: &TestApp) -> SigningKey {
         .into_iter()
         .find(|r| r.state == "active")
         .expect("an active signing key");
-    SigningKey::from_pem(Some(&row.kid), row.algorithm.parse().unwrap(), &row.private_key_pem).unwrap()
+    SigningKey::from_pem(
+        Some(&row.kid),
+        row.algorithm.parse().unwrap(),
+        &row.private_key_pem,
+    )
+    .unwrap()
 }
 
 fn valid_claims(app: &TestApp, sub: &str, tenant: &str) -> Value {
@@ -50,15 +55,31 @@ fn sign(key: &SigningKey, claims: &Value, typ: Option<&str>, kid: Option<&str>) 
 async fn assert_invalid_token(app: &TestApp, token: &str, what: &str) {
     let response = app.pull(token, "orders", "").await;
     assert_eq!(response.status(), 401, "{what}");
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.starts_with("Bearer realm=\"keyport\""), "{what}: {challenge}");
-    assert!(challenge.contains("error=\"invalid_token\""), "{what}: {challenge}");
-    assert_eq!(json_body(response).await["error"], "invalid_token", "{what}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer realm=\"keyport\""),
+        "{what}: {challenge}"
+    );
+    assert!(
+        challenge.contains("error=\"invalid_token\""),
+        "{what}: {challenge}"
+    );
+    assert_eq!(
+        json_body(response).await["error"],
+        "invalid_token",
+        "{what}"
+    );
 }
 
 async fn a_request_without_a_token_gets_a_bare_bearer_challenge(backend: Backend) {
     let app = spawn_app(backend).await;
-    for (method, path) in [("GET", "/api/v1/reports/orders"), ("POST", "/api/v1/webhooks/orders")] {
+    for (method, path) in [
+        ("GET", "/api/v1/reports/orders"),
+        ("POST", "/api/v1/webhooks/orders"),
+    ] {
         let response = app
             .client
             .request(method.parse().unwrap(), app.url(path))
@@ -66,13 +87,18 @@ async fn a_request_without_a_token_gets_a_bare_bearer_challenge(backend: Backend
             .await
             .unwrap();
         assert_eq!(response.status(), 401, "{path}");
-        assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"keyport\"");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"keyport\""
+        );
     }
 }
 
 async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("admin", "reports:read webhooks:write")
+        .await;
     let real = app.token_for(&integration).await;
     let key = server_signing_key(&app).await;
     let kid = key.kid.clone();
@@ -92,14 +118,20 @@ async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
         claims["scope"] = json!("reports:read webhooks:write keys:manage");
         URL_SAFE_NO_PAD.encode(claims.to_string())
     };
-    let none_header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "at+jwt", "kid": kid}).to_string());
+    let none_header =
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "at+jwt", "kid": kid}).to_string());
     let hs256 = {
         // Algorithm confusion: HMAC keyed with the public key.
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some("at+jwt".into());
         header.kid = Some(kid.clone());
         let public = serde_json::to_vec(&key.jwk).unwrap();
-        jsonwebtoken::encode(&header, &valid_claims(&app, sub, tenant), &EncodingKey::from_secret(&public)).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            &valid_claims(&app, sub, tenant),
+            &EncodingKey::from_secret(&public),
+        )
+        .unwrap()
     };
 
     let cases: Vec<(&str, String)> = vec![
@@ -109,14 +141,47 @@ async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
         ("issued in the future", with("iat", json!(now + 3600))),
         ("wrong issuer", with("iss", json!("https://evil.example"))),
         ("wrong audience", with("aud", json!("another-api"))),
-        ("typ missing", sign(&key, &valid_claims(&app, sub, tenant), None, Some(&kid))),
-        ("typ JWT", sign(&key, &valid_claims(&app, sub, tenant), Some("JWT"), Some(&kid))),
-        ("no kid", sign(&key, &valid_claims(&app, sub, tenant), Some("at+jwt"), None)),
-        ("unknown key", sign(&other_key, &valid_claims(&app, sub, tenant), Some("at+jwt"), Some(&other_key.kid))),
-        ("another key under our kid", sign(&other_key, &valid_claims(&app, sub, tenant), Some("at+jwt"), Some(&kid))),
+        (
+            "typ missing",
+            sign(&key, &valid_claims(&app, sub, tenant), None, Some(&kid)),
+        ),
+        (
+            "typ JWT",
+            sign(
+                &key,
+                &valid_claims(&app, sub, tenant),
+                Some("JWT"),
+                Some(&kid),
+            ),
+        ),
+        (
+            "no kid",
+            sign(&key, &valid_claims(&app, sub, tenant), Some("at+jwt"), None),
+        ),
+        (
+            "unknown key",
+            sign(
+                &other_key,
+                &valid_claims(&app, sub, tenant),
+                Some("at+jwt"),
+                Some(&other_key.kid),
+            ),
+        ),
+        (
+            "another key under our kid",
+            sign(
+                &other_key,
+                &valid_claims(&app, sub, tenant),
+                Some("at+jwt"),
+                Some(&kid),
+            ),
+        ),
         ("alg none", format!("{none_header}.{}.", parts[1])),
         ("signature stripped", format!("{}.{}.", parts[0], parts[1])),
-        ("payload tampered", format!("{}.{}.{}", parts[0], tampered_payload, parts[2])),
+        (
+            "payload tampered",
+            format!("{}.{}.{}", parts[0], tampered_payload, parts[2]),
+        ),
         ("HS256 with the public key", hs256),
         ("huge", "a".repeat(100_000)),
         ("two parts", format!("{}.{}", parts[0], parts[1])),
@@ -124,7 +189,11 @@ async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
     for (what, token) in cases {
         assert_invalid_token(&app, &token, what).await;
     }
-    assert_eq!(app.pull(&real, "orders", "").await.status(), 404, "the real token still works");
+    assert_eq!(
+        app.pull(&real, "orders", "").await.status(),
+        404,
+        "the real token still works"
+    );
 }
 
 async fn a_token_without_the_needed_scope_gets_insufficient_scope(backend: Backend) {
@@ -135,9 +204,18 @@ async fn a_token_without_the_needed_scope_gets_insufficient_scope(backend: Backe
     let response = app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     assert_eq!(response.status(), 403);
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
-    assert!(challenge.contains("scope=\"webhooks:write\""), "{challenge}");
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"webhooks:write\""),
+        "{challenge}"
+    );
     assert_eq!(json_body(response).await["error"], "insufficient_scope");
 
     let writer = app.integration("member", "webhooks:write").await;
@@ -156,21 +234,50 @@ async fn a_malformed_authorization_header_is_invalid_request(backend: Backend) {
             .await
             .unwrap();
         assert_eq!(response.status(), 400, "{value}");
-        assert_eq!(json_body(response).await["error"], "invalid_request", "{value}");
+        assert_eq!(
+            json_body(response).await["error"],
+            "invalid_request",
+            "{value}"
+        );
     }
 }
 
 async fn members_see_their_own_records_and_admins_their_whole_tenant(backend: Backend) {
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Acme").await;
-    let admin = app.user(&tenant, "admin@acme.io", "admin", "reports:read webhooks:write").await;
-    let ana = app.user(&tenant, "ana@acme.io", "member", "reports:read webhooks:write").await;
-    let bob = app.user(&tenant, "bob@acme.io", "member", "reports:read webhooks:write").await;
+    let admin = app
+        .user(
+            &tenant,
+            "admin@acme.io",
+            "admin",
+            "reports:read webhooks:write",
+        )
+        .await;
+    let ana = app
+        .user(
+            &tenant,
+            "ana@acme.io",
+            "member",
+            "reports:read webhooks:write",
+        )
+        .await;
+    let bob = app
+        .user(
+            &tenant,
+            "bob@acme.io",
+            "member",
+            "reports:read webhooks:write",
+        )
+        .await;
     let admin_token = app.token_for_key(&app.key(&admin.email, None).await).await;
     let ana_token = app.token_for_key(&app.key(&ana.email, None).await).await;
     let bob_token = app.token_for_key(&app.key(&bob.email, None).await).await;
 
-    for (token, who) in [(&ana_token, "ana"), (&bob_token, "bob"), (&admin_token, "admin")] {
+    for (token, who) in [
+        (&ana_token, "ana"),
+        (&bob_token, "bob"),
+        (&admin_token, "admin"),
+    ] {
         let response = app.push(token, "orders", &json!({"by": who}), None).await;
         assert_eq!(response.status(), 201);
     }
@@ -197,11 +304,19 @@ async fn members_see_their_own_records_and_admins_their_whole_tenant(backend: Ba
 
 async fn no_token_ever_sees_another_tenants_records(backend: Backend) {
     let app = spawn_app(backend).await;
-    let acme = app.integration("admin", "reports:read webhooks:write").await;
-    let globex = app.integration("admin", "reports:read webhooks:write").await;
+    let acme = app
+        .integration("admin", "reports:read webhooks:write")
+        .await;
+    let globex = app
+        .integration("admin", "reports:read webhooks:write")
+        .await;
     let acme_token = app.token_for(&acme).await;
     let globex_token = app.token_for(&globex).await;
-    let pushed = json_body(app.push(&acme_token, "orders", &json!({"secret": "acme only"}), None).await).await;
+    let pushed = json_body(
+        app.push(&acme_token, "orders", &json!({"secret": "acme only"}), None)
+            .await,
+    )
+    .await;
     let record_id = pushed["ids"][0].as_str().unwrap().to_owned();
 
     // The same collection name in another tenant is another collection.
@@ -229,8 +344,22 @@ async fn no_token_ever_sees_another_tenants_records(backend: Backend) {
 async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Initech").await;
-    let ana = app.user(&tenant, "ana@initech.io", "member", "reports:read webhooks:write").await;
-    let bob = app.user(&tenant, "bob@initech.io", "member", "reports:read webhooks:write").await;
+    let ana = app
+        .user(
+            &tenant,
+            "ana@initech.io",
+            "member",
+            "reports:read webhooks:write",
+        )
+        .await;
+    let bob = app
+        .user(
+            &tenant,
+            "bob@initech.io",
+            "member",
+            "reports:read webhooks:write",
+        )
+        .await;
     let ana_token = app.token_for_key(&app.key(&ana.email, None).await).await;
     let bob_token = app.token_for_key(&app.key(&bob.email, None).await).await;
     let pushed = json_body(app.push(&ana_token, "orders", &json!({"n": 1}), None).await).await;
@@ -249,7 +378,9 @@ async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
 
 async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("admin", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     let batch: Vec<Value> = (0..23).map(|n| json!({"n": n})).collect();
     let pushed = json_body(app.push(&token, "events", &Value::Array(batch), None).await).await;
@@ -272,7 +403,9 @@ async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
 
 async fn bad_report_queries_are_clear_400s(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("admin", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
@@ -290,10 +423,20 @@ async fn bad_report_queries_are_clear_400s(backend: Backend) {
         assert_eq!(response.status(), 400, "{query}");
         assert_eq!(json_body(response).await["error"], code, "{query}");
     }
-    for collection in ["orders;DROP%20TABLE%20records", "'%20OR%20'1'='1", "a%20b", "-x", "%C3%BC"] {
+    for collection in [
+        "orders;DROP%20TABLE%20records",
+        "'%20OR%20'1'='1",
+        "a%20b",
+        "-x",
+        "%C3%BC",
+    ] {
         let response = app.pull(&token, collection, "").await;
         assert_eq!(response.status(), 400, "{collection}");
-        assert_eq!(json_body(response).await["error"], "invalid_collection", "{collection}");
+        assert_eq!(
+            json_body(response).await["error"],
+            "invalid_collection",
+            "{collection}"
+        );
     }
     let response = app.pull(&token, "orders/not-a-uuid", "").await;
     assert_eq!(response.status(), 404);
@@ -301,28 +444,49 @@ async fn bad_report_queries_are_clear_400s(backend: Backend) {
 
 async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Backend) {
     let app = spawn_app(backend).await;
-    let missing = app.client.get(app.url("/api/v2/nothing")).send().await.unwrap();
+    let missing = app
+        .client
+        .get(app.url("/api/v2/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(json_body(missing).await["error"], "not_found");
-    let wrong_method = app.client.get(app.url("/oauth/token")).send().await.unwrap();
+    let wrong_method = app
+        .client
+        .get(app.url("/oauth/token"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(json_body(wrong_method).await["error"], "method_not_allowed");
 }
 
 async fn token_validation_needs_no_database_round_trip(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("admin", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
 
     app.store.close().await;
 
     // Past authentication, the report query itself needs the database: 503.
     let valid = app.pull(&token, "orders", "").await;
-    assert_eq!(valid.status(), 503, "a valid token got past validation with no database");
+    assert_eq!(
+        valid.status(),
+        503,
+        "a valid token got past validation with no database"
+    );
     assert!(valid.headers().contains_key("retry-after"));
     assert_eq!(json_body(valid).await["error"], "unavailable");
     // An invalid token is refused by validation alone.
-    assert_invalid_token(&app, &format!("{token}x"), "tampered signature, no database").await;
+    assert_invalid_token(
+        &app,
+        &format!("{token}x"),
+        "tampered signature, no database",
+    )
+    .await;
 }
 
 crate::on_both_backends!(

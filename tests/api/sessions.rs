@@ -20,11 +20,29 @@ async fn a_user_signs_in_and_out(backend: Backend) {
     let session = body["session_token"].as_str().unwrap().to_owned();
     assert!(session.starts_with("kpsess_"));
     assert_eq!(body["user_id"], integration.user.id.as_str());
-    assert_eq!(app.api(Method::GET, "/api/v1/keys", &session).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.api(Method::GET, "/api/v1/keys", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
-    let out = app.api(Method::DELETE, "/api/v1/session", &session).send().await.unwrap();
+    let out = app
+        .api(Method::DELETE, "/api/v1/session", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.status(), 204);
-    assert_eq!(app.api(Method::GET, "/api/v1/keys", &session).send().await.unwrap().status(), 401);
+    assert_eq!(
+        app.api(Method::GET, "/api/v1/keys", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 }
 
 async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend) {
@@ -32,7 +50,11 @@ async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend
     let integration = app.integration("member", "reports:read").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
-    let wrong = json_body(app.sign_in(&integration.user.email, "wrong password here").await).await;
+    let wrong = json_body(
+        app.sign_in(&integration.user.email, "wrong password here")
+            .await,
+    )
+    .await;
     let unknown = json_body(app.sign_in("nobody@example.com", PASSWORD).await).await;
     let no_password = app.integration("member", "reports:read").await;
     let unset = json_body(app.sign_in(&no_password.user.email, PASSWORD).await).await;
@@ -45,8 +67,12 @@ async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend
 async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Acme").await;
-    let admin = app.user(&tenant, "admin@acme.io", "admin", "reports:read").await;
-    let ana = app.user(&tenant, "ana@acme.io", "member", "reports:read").await;
+    let admin = app
+        .user(&tenant, "admin@acme.io", "admin", "reports:read")
+        .await;
+    let ana = app
+        .user(&tenant, "ana@acme.io", "member", "reports:read")
+        .await;
     let admin_session = app.session_for(&admin.email, PASSWORD).await;
     app.set_password(&ana.email, PASSWORD).await;
 
@@ -55,18 +81,38 @@ async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Bac
         assert_eq!(response.status(), 401);
     }
     let locked = app.sign_in(&ana.email, PASSWORD).await;
-    assert_eq!(locked.status(), 423, "sign-in while locked, even with the right password");
+    assert_eq!(
+        locked.status(),
+        423,
+        "sign-in while locked, even with the right password"
+    );
     let locked = json_body(locked).await;
     assert_eq!(locked["error"], "account_locked");
     assert!(locked["locked_until"].is_i64());
 
-    let users = json_body(app.api(Method::GET, "/api/v1/users", &admin_session).send().await.unwrap()).await;
-    let ana_row = users["users"].as_array().unwrap().iter().find(|u| u["email"] == "ana@acme.io").unwrap().clone();
+    let users = json_body(
+        app.api(Method::GET, "/api/v1/users", &admin_session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let ana_row = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "ana@acme.io")
+        .unwrap()
+        .clone();
     assert_eq!(ana_row["locked"], true, "admins see the lock");
     assert!(ana_row.get("password_hash").is_none());
 
     let unlock = app
-        .api(Method::POST, &format!("/api/v1/users/{}/unlock", ana.id), &admin_session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/users/{}/unlock", ana.id),
+            &admin_session,
+        )
         .send()
         .await
         .unwrap();
@@ -75,7 +121,14 @@ async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Bac
 }
 
 async fn failures_outside_the_window_do_not_add_up(backend: Backend) {
-    let app = spawn_app_with(backend, &[("KEYPORT_SIGN_IN_FAILURE_WINDOW_SECONDS", "1"), ("KEYPORT_SIGN_IN_MAX_FAILURES", "2")]).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("KEYPORT_SIGN_IN_FAILURE_WINDOW_SECONDS", "1"),
+            ("KEYPORT_SIGN_IN_MAX_FAILURES", "2"),
+        ],
+    )
+    .await;
     let integration = app.integration("member", "reports:read").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
@@ -83,7 +136,12 @@ async fn failures_outside_the_window_do_not_add_up(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     app.sign_in(&integration.user.email, "wrong two").await;
 
-    assert_eq!(app.sign_in(&integration.user.email, PASSWORD).await.status(), 201);
+    assert_eq!(
+        app.sign_in(&integration.user.email, PASSWORD)
+            .await
+            .status(),
+        201
+    );
 }
 
 async fn members_cannot_see_users_or_unlock(backend: Backend) {
@@ -91,9 +149,20 @@ async fn members_cannot_see_users_or_unlock(backend: Backend) {
     let integration = app.integration("member", "reports:read").await;
     let session = app.session_for(&integration.user.email, PASSWORD).await;
 
-    assert_eq!(app.api(Method::GET, "/api/v1/users", &session).send().await.unwrap().status(), 403);
+    assert_eq!(
+        app.api(Method::GET, "/api/v1/users", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let unlock = app
-        .api(Method::POST, &format!("/api/v1/users/{}/unlock", integration.user.id), &session)
+        .api(
+            Method::POST,
+            &format!("/api/v1/users/{}/unlock", integration.user.id),
+            &session,
+        )
         .send()
         .await
         .unwrap();
@@ -128,19 +197,44 @@ async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
         .unwrap();
     assert_eq!(changed.status(), 204);
 
-    assert_eq!(app.api(Method::GET, "/api/v1/keys", &session).send().await.unwrap().status(), 401);
-    assert_eq!(app.sign_in(&integration.user.email, PASSWORD).await.status(), 401);
-    assert_eq!(app.sign_in(&integration.user.email, new_password).await.status(), 201);
+    assert_eq!(
+        app.api(Method::GET, "/api/v1/keys", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.sign_in(&integration.user.email, PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.sign_in(&integration.user.email, new_password)
+            .await
+            .status(),
+        201
+    );
 }
 
 async fn api_only_users_cannot_sign_in_once_they_hold_a_key(backend: Backend) {
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Acme").await;
-    let admin = app.user(&tenant, "admin@acme.io", "admin", "reports:read").await;
-    let robot = app.user(&tenant, "robot@acme.io", "member", "reports:read").await;
+    let admin = app
+        .user(&tenant, "admin@acme.io", "admin", "reports:read")
+        .await;
+    let robot = app
+        .user(&tenant, "robot@acme.io", "member", "reports:read")
+        .await;
     let admin_session = app.session_for(&admin.email, PASSWORD).await;
     app.set_password(&robot.email, PASSWORD).await;
-    assert_eq!(app.sign_in(&robot.email, PASSWORD).await.status(), 201, "off by default");
+    assert_eq!(
+        app.sign_in(&robot.email, PASSWORD).await.status(),
+        201,
+        "off by default"
+    );
 
     let policy = app
         .api(Method::PUT, "/api/v1/tenant/policy", &admin_session)
@@ -149,7 +243,11 @@ async fn api_only_users_cannot_sign_in_once_they_hold_a_key(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(policy.status(), 200);
-    assert_eq!(app.sign_in(&robot.email, PASSWORD).await.status(), 201, "no key yet");
+    assert_eq!(
+        app.sign_in(&robot.email, PASSWORD).await.status(),
+        201,
+        "no key yet"
+    );
 
     app.key(&robot.email, None).await;
 

@@ -12,9 +12,13 @@ use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
 
 async fn token_is_issued_for_basic_credentials(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
 
-    let response = app.request_token(integration.client_id(), integration.secret()).await;
+    let response = app
+        .request_token(integration.client_id(), integration.secret())
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -71,8 +75,15 @@ async fn basic_credentials_are_form_url_decoded(backend: Backend) {
     // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64. Encode
     // every character so a server that skips decoding would fail.
     let encode_all = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
-    let pair = format!("{}:{}", encode_all(integration.client_id()), encode_all(integration.secret()));
-    let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+    let pair = format!(
+        "{}:{}",
+        encode_all(integration.client_id()),
+        encode_all(integration.secret())
+    );
+    let header = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    );
 
     let response = app
         .client
@@ -109,7 +120,10 @@ async fn two_authentication_methods_at_once_are_invalid_request(backend: Backend
 
 async fn assert_invalid_client(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 401);
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(challenge.starts_with("Basic "), "{challenge}");
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body = json_body(response).await;
@@ -122,10 +136,15 @@ async fn a_wrong_secret_is_invalid_client_with_a_basic_challenge(backend: Backen
     let integration = app.integration("member", "reports:read").await;
     let other_secret = keyport::domain::ClientSecret::generate();
 
-    let response = app.request_token(integration.client_id(), other_secret.expose()).await;
+    let response = app
+        .request_token(integration.client_id(), other_secret.expose())
+        .await;
 
     let body = assert_invalid_client(response).await;
-    assert!(!body.to_string().contains(other_secret.expose()), "the secret is echoed");
+    assert!(
+        !body.to_string().contains(other_secret.expose()),
+        "the secret is echoed"
+    );
 }
 
 async fn an_unknown_client_id_is_invalid_client(backend: Backend) {
@@ -133,7 +152,9 @@ async fn an_unknown_client_id_is_invalid_client(backend: Backend) {
     let integration = app.integration("member", "reports:read").await;
     let unknown = keyport::domain::ClientId::generate();
 
-    let response = app.request_token(unknown.as_str(), integration.secret()).await;
+    let response = app
+        .request_token(unknown.as_str(), integration.secret())
+        .await;
 
     assert_invalid_client(response).await;
 }
@@ -147,12 +168,26 @@ async fn a_malformed_secret_is_refused_before_any_database_work(backend: Backend
 
     // With the database gone, anything that reaches it answers 503...
     app.store.close().await;
-    let reaches_db = app.request_token(integration.client_id(), well_formed_but_wrong.expose()).await;
-    assert_eq!(reaches_db.status(), 503, "a well-formed secret needs the database");
-    assert_eq!(json_body(reaches_db).await["error"], "temporarily_unavailable");
+    let reaches_db = app
+        .request_token(integration.client_id(), well_formed_but_wrong.expose())
+        .await;
+    assert_eq!(
+        reaches_db.status(),
+        503,
+        "a well-formed secret needs the database"
+    );
+    assert_eq!(
+        json_body(reaches_db).await["error"],
+        "temporarily_unavailable"
+    );
 
     // ...so a 401 here proves the malformed secrets never got that far.
-    for malformed in [truncated.as_str(), "kps_short", "not-a-secret", "' OR 1=1 --"] {
+    for malformed in [
+        truncated.as_str(),
+        "kps_short",
+        "not-a-secret",
+        "' OR 1=1 --",
+    ] {
         let response = app.request_token(integration.client_id(), malformed).await;
         assert_invalid_client(response).await;
     }
@@ -160,13 +195,18 @@ async fn a_malformed_secret_is_refused_before_any_database_work(backend: Backend
 
 async fn scope_may_narrow_what_the_key_holds(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
 
     let response = app
         .client
         .post(app.url("/oauth/token"))
         .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials"), ("scope", "reports:read")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "reports:read"),
+        ])
         .send()
         .await
         .unwrap();
@@ -183,7 +223,10 @@ async fn scope_may_never_widen_what_the_key_holds(backend: Backend) {
         .client
         .post(app.url("/oauth/token"))
         .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials"), ("scope", "reports:read keys:manage")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "reports:read keys:manage"),
+        ])
         .send()
         .await
         .unwrap();
@@ -191,24 +234,41 @@ async fn scope_may_never_widen_what_the_key_holds(backend: Backend) {
     assert_eq!(response.status(), 400);
     let body = json_body(response).await;
     assert_eq!(body["error"], "invalid_scope");
-    assert!(body["error_description"].as_str().unwrap().contains("keys:manage"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("keys:manage")
+    );
 }
 
 async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
-    let narrowed_key = app.key(&integration.user.email, Some("webhooks:write")).await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
+    let narrowed_key = app
+        .key(&integration.user.email, Some("webhooks:write"))
+        .await;
 
     admin::set_user_permissions(&app.store, &integration.user.email, "reports:read")
         .await
         .unwrap();
 
-    let inherited = json_body(app.request_token(integration.client_id(), integration.secret()).await).await;
+    let inherited = json_body(
+        app.request_token(integration.client_id(), integration.secret())
+            .await,
+    )
+    .await;
     assert_eq!(inherited["scope"], "reports:read");
     let response = app
         .request_token(&narrowed_key.key.client_id, narrowed_key.secret.expose())
         .await;
-    assert_eq!(response.status(), 400, "a key whose only scope was withdrawn gets nothing");
+    assert_eq!(
+        response.status(),
+        400,
+        "a key whose only scope was withdrawn gets nothing"
+    );
     assert_eq!(json_body(response).await["error"], "invalid_scope");
 }
 
@@ -231,7 +291,10 @@ async fn a_key_cannot_be_created_with_scopes_its_owner_lacks(backend: Backend) {
     .await
     .unwrap_err();
 
-    assert!(matches!(err, AdminError::Invalid(ref m) if m.contains("keys:manage")), "{err}");
+    assert!(
+        matches!(err, AdminError::Invalid(ref m) if m.contains("keys:manage")),
+        "{err}"
+    );
 }
 
 async fn a_revoked_key_gets_no_token(backend: Backend) {
@@ -240,10 +303,21 @@ async fn a_revoked_key_gets_no_token(backend: Backend) {
     let key = app.key(&integration.user.email, None).await;
     app.token_for_key(&key).await;
 
-    admin::revoke_key(&app.store, &Actor::operator(), &key.key.client_id).await.unwrap();
+    admin::revoke_key(&app.store, &Actor::operator(), &key.key.client_id)
+        .await
+        .unwrap();
 
-    let body = assert_invalid_client(app.request_token(&key.key.client_id, key.secret.expose()).await).await;
-    assert!(body["error_description"].as_str().unwrap().contains("revoked"));
+    let body = assert_invalid_client(
+        app.request_token(&key.key.client_id, key.secret.expose())
+            .await,
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
 }
 
 async fn a_deleted_key_gets_no_token(backend: Backend) {
@@ -251,26 +325,43 @@ async fn a_deleted_key_gets_no_token(backend: Backend) {
     let integration = app.integration("member", "reports:read").await;
     let key = app.key(&integration.user.email, None).await;
 
-    admin::delete_key(&app.store, &Actor::operator(), &key.key.id, None).await.unwrap();
+    admin::delete_key(&app.store, &Actor::operator(), &key.key.id, None)
+        .await
+        .unwrap();
 
-    assert_invalid_client(app.request_token(&key.key.client_id, key.secret.expose()).await).await;
+    assert_invalid_client(
+        app.request_token(&key.key.client_id, key.secret.expose())
+            .await,
+    )
+    .await;
 }
 
 async fn an_expired_key_gets_no_token_from_its_expiry_instant(backend: Backend) {
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
     let short_lived = app
-        .key_with(&integration.user.email, None, Some(Duration::from_secs(1)), None)
+        .key_with(
+            &integration.user.email,
+            None,
+            Some(Duration::from_secs(1)),
+            None,
+        )
         .await;
     app.token_for_key(&short_lived).await;
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     let body = assert_invalid_client(
-        app.request_token(&short_lived.key.client_id, short_lived.secret.expose()).await,
+        app.request_token(&short_lived.key.client_id, short_lived.secret.expose())
+            .await,
     )
     .await;
-    assert!(body["error_description"].as_str().unwrap().contains("expired"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
 }
 
 async fn a_disabled_owner_gets_no_token(backend: Backend) {
@@ -281,17 +372,30 @@ async fn a_disabled_owner_gets_no_token(backend: Backend) {
         .await
         .unwrap();
 
-    assert_invalid_client(app.request_token(integration.client_id(), integration.secret()).await).await;
+    assert_invalid_client(
+        app.request_token(integration.client_id(), integration.secret())
+            .await,
+    )
+    .await;
 }
 
 async fn a_key_may_carry_its_own_token_lifetime(backend: Backend) {
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
     let key = app
-        .key_with(&integration.user.email, None, None, Some(Duration::from_secs(120)))
+        .key_with(
+            &integration.user.email,
+            None,
+            None,
+            Some(Duration::from_secs(120)),
+        )
         .await;
 
-    let body = json_body(app.request_token(&key.key.client_id, key.secret.expose()).await).await;
+    let body = json_body(
+        app.request_token(&key.key.client_id, key.secret.expose())
+            .await,
+    )
+    .await;
 
     assert_eq!(body["expires_in"], 120);
 }
@@ -315,14 +419,21 @@ async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     .await
     .unwrap_err();
 
-    assert!(matches!(err, AdminError::Invalid(ref m) if m.contains("900")), "{err}");
+    assert!(
+        matches!(err, AdminError::Invalid(ref m) if m.contains("900")),
+        "{err}"
+    );
 }
 
 async fn the_default_token_lifetime_is_configurable(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_TOKEN_TTL_SECONDS", "60")]).await;
     let integration = app.integration("member", "reports:read").await;
 
-    let body = json_body(app.request_token(integration.client_id(), integration.secret()).await).await;
+    let body = json_body(
+        app.request_token(integration.client_id(), integration.secret())
+            .await,
+    )
+    .await;
 
     assert_eq!(body["expires_in"], 60);
 }
@@ -347,9 +458,14 @@ async fn a_fourth_active_key_is_refused(backend: Backend) {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, AdminError::KeyLimitReached { limit: 3 }), "{err}");
+    assert!(
+        matches!(err, AdminError::KeyLimitReached { limit: 3 }),
+        "{err}"
+    );
 
-    admin::revoke_key(&app.store, &Actor::operator(), &second.key.id).await.unwrap();
+    admin::revoke_key(&app.store, &Actor::operator(), &second.key.id)
+        .await
+        .unwrap();
     app.key(&integration.user.email, None).await;
 }
 
@@ -393,17 +509,89 @@ async fn token_request_errors_use_the_rfc_6749_codes(backend: Backend) {
     let id = integration.client_id();
     let secret = integration.secret();
     let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
-        ("no grant_type", Some("application/x-www-form-urlencoded"), format!("client_id={id}&client_secret={secret}"), 400, "invalid_request"),
-        ("password grant", Some("application/x-www-form-urlencoded"), format!("grant_type=password&client_id={id}&client_secret={secret}"), 400, "unsupported_grant_type"),
-        ("repeated grant_type", Some("application/x-www-form-urlencoded"), format!("grant_type=client_credentials&grant_type=client_credentials&client_id={id}&client_secret={secret}"), 400, "invalid_request"),
-        ("text/plain body", Some("text/plain"), "grant_type=client_credentials".to_owned(), 400, "invalid_request"),
-        ("no credentials", Some("application/x-www-form-urlencoded"), "grant_type=client_credentials".to_owned(), 401, "invalid_client"),
-        ("id without secret", Some("application/x-www-form-urlencoded"), format!("grant_type=client_credentials&client_id={id}"), 401, "invalid_client"),
-        ("invalid JSON", Some("application/json"), "{\"grant_type\":".to_owned(), 400, "invalid_request"),
-        ("JSON array", Some("application/json"), "[1,2]".to_owned(), 400, "invalid_request"),
-        ("malformed scope", Some("application/x-www-form-urlencoded"), format!("grant_type=client_credentials&client_id={id}&client_secret={secret}&scope=%22%3B"), 400, "invalid_scope"),
-        ("foreign resource", Some("application/x-www-form-urlencoded"), format!("grant_type=client_credentials&client_id={id}&client_secret={secret}&resource=https://evil.example"), 400, "invalid_target"),
-        ("bad percent-encoding", Some("application/x-www-form-urlencoded"), "grant_type=client_credentials&client_id=%FF%FE".to_owned(), 401, "invalid_client"),
+        (
+            "no grant_type",
+            Some("application/x-www-form-urlencoded"),
+            format!("client_id={id}&client_secret={secret}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "password grant",
+            Some("application/x-www-form-urlencoded"),
+            format!("grant_type=password&client_id={id}&client_secret={secret}"),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "repeated grant_type",
+            Some("application/x-www-form-urlencoded"),
+            format!(
+                "grant_type=client_credentials&grant_type=client_credentials&client_id={id}&client_secret={secret}"
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            "text/plain body",
+            Some("text/plain"),
+            "grant_type=client_credentials".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "no credentials",
+            Some("application/x-www-form-urlencoded"),
+            "grant_type=client_credentials".to_owned(),
+            401,
+            "invalid_client",
+        ),
+        (
+            "id without secret",
+            Some("application/x-www-form-urlencoded"),
+            format!("grant_type=client_credentials&client_id={id}"),
+            401,
+            "invalid_client",
+        ),
+        (
+            "invalid JSON",
+            Some("application/json"),
+            "{\"grant_type\":".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "JSON array",
+            Some("application/json"),
+            "[1,2]".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "malformed scope",
+            Some("application/x-www-form-urlencoded"),
+            format!(
+                "grant_type=client_credentials&client_id={id}&client_secret={secret}&scope=%22%3B"
+            ),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "foreign resource",
+            Some("application/x-www-form-urlencoded"),
+            format!(
+                "grant_type=client_credentials&client_id={id}&client_secret={secret}&resource=https://evil.example"
+            ),
+            400,
+            "invalid_target",
+        ),
+        (
+            "bad percent-encoding",
+            Some("application/x-www-form-urlencoded"),
+            "grant_type=client_credentials&client_id=%FF%FE".to_owned(),
+            401,
+            "invalid_client",
+        ),
     ];
     for (what, content_type, body, status, code) in cases {
         let mut request = app.client.post(app.url("/oauth/token")).body(body);
@@ -426,7 +614,10 @@ async fn the_configured_audience_may_be_named_as_the_resource(backend: Backend) 
         .client
         .post(app.url("/oauth/token"))
         .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials"), ("resource", app.settings.tokens.audience.as_str())])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", app.settings.tokens.audience.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -436,7 +627,10 @@ async fn the_configured_audience_may_be_named_as_the_resource(backend: Backend) 
 
 async fn oversized_token_requests_are_refused_cleanly(backend: Backend) {
     let app = spawn_app(backend).await;
-    let huge = format!("grant_type=client_credentials&padding={}", "a".repeat(64 * 1024));
+    let huge = format!(
+        "grant_type=client_credentials&padding={}",
+        "a".repeat(64 * 1024)
+    );
 
     let response = app
         .client

@@ -9,7 +9,12 @@ use serde_json::Value;
 use crate::helpers::{Backend, json_body, spawn_app, spawn_app_on, spawn_app_with};
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
-    let response = app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.expect("a JWK set")
 }
@@ -31,7 +36,9 @@ fn verify_with_jwks(jwks: &JwkSet, token: &str, app: &crate::helpers::TestApp) -
 
 async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("admin", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
 
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -56,7 +63,12 @@ async fn every_token_has_its_own_jti(backend: Backend) {
     let integration = app.integration("member", "reports:read").await;
     let a = app.token_for(&integration).await;
     let b = app.token_for(&integration).await;
-    let jti = |t: &str| jsonwebtoken::dangerous::insecure_decode::<Value>(t).unwrap().claims["jti"].clone();
+    let jti = |t: &str| {
+        jsonwebtoken::dangerous::insecure_decode::<Value>(t)
+            .unwrap()
+            .claims["jti"]
+            .clone()
+    };
     assert_ne!(jti(&a), jti(&b));
 }
 
@@ -69,18 +81,32 @@ async fn eddsa_and_rs256_are_available_by_configuration(backend: Backend) {
         assert_eq!(jsonwebtoken::decode_header(&token).unwrap().alg, alg);
         verify_with_jwks(&fetch_jwks(&app).await, &token, &app);
         let pulled = app.pull(&token, "nothing-yet", "").await;
-        assert_eq!(pulled.status(), 404, "{name} token accepted by the resource endpoint");
+        assert_eq!(
+            pulled.status(),
+            404,
+            "{name} token accepted by the resource endpoint"
+        );
     }
 }
 
 async fn the_jwks_never_publishes_private_key_material(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body = json_body(app.client.get(app.url("/.well-known/jwks.json")).send().await.unwrap()).await;
+    let body = json_body(
+        app.client
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let keys = body["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     for key in keys {
         for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-            assert!(key.get(private).is_none(), "private member {private} published");
+            assert!(
+                key.get(private).is_none(),
+                "private member {private} published"
+            );
         }
         assert_eq!(key["use"], "sig");
         assert!(key["kid"].is_string() && key["alg"].is_string());
@@ -89,9 +115,16 @@ async fn the_jwks_never_publishes_private_key_material(backend: Backend) {
 
 async fn signing_keys_live_in_the_database_and_survive_restarts(backend: Backend) {
     let first = spawn_app(backend).await;
-    let integration = first.integration("member", "reports:read webhooks:write").await;
+    let integration = first
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let pushed = first
-        .push(&first.token_for(&integration).await, "orders", &serde_json::json!({"n": 1}), None)
+        .push(
+            &first.token_for(&integration).await,
+            "orders",
+            &serde_json::json!({"n": 1}),
+            None,
+        )
         .await;
     assert_eq!(pushed.status(), 201);
     let token = first.token_for(&integration).await;
@@ -111,17 +144,31 @@ async fn a_rotated_signing_key_stays_published_while_its_tokens_live(backend: Ba
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
     let old_token = app.token_for(&integration).await;
-    let old_kid = jsonwebtoken::decode_header(&old_token).unwrap().kid.unwrap();
+    let old_kid = jsonwebtoken::decode_header(&old_token)
+        .unwrap()
+        .kid
+        .unwrap();
 
-    let new_kid = KeyRing::rotate(&app.store, SigningAlgorithm::Es256).await.unwrap();
+    let new_kid = KeyRing::rotate(&app.store, SigningAlgorithm::Es256)
+        .await
+        .unwrap();
     // A restarted instance reads the keys as they are now.
     let restarted = spawn_app_on(app.db.clone(), &[]).await;
 
     let jwks = fetch_jwks(&restarted).await;
-    assert!(jwks.find(&old_kid).is_some(), "the retired key is still published");
+    assert!(
+        jwks.find(&old_kid).is_some(),
+        "the retired key is still published"
+    );
     assert!(jwks.find(&new_kid).is_some());
     let new_token = restarted.token_for(&integration).await;
-    assert_eq!(jsonwebtoken::decode_header(&new_token).unwrap().kid.unwrap(), new_kid);
+    assert_eq!(
+        jsonwebtoken::decode_header(&new_token)
+            .unwrap()
+            .kid
+            .unwrap(),
+        new_kid
+    );
     assert_ne!(restarted.pull(&old_token, "none", "").await.status(), 401);
 }
 
@@ -139,9 +186,17 @@ async fn the_metadata_document_points_at_the_token_endpoint_and_jwks(backend: Ba
     assert_eq!(body["issuer"], issuer);
     assert_eq!(body["token_endpoint"], format!("{issuer}/oauth/token"));
     assert_eq!(body["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
-    assert_eq!(body["grant_types_supported"], serde_json::json!(["client_credentials"]));
-    let methods = body["token_endpoint_auth_methods_supported"].as_array().unwrap();
-    assert!(methods.contains(&"client_secret_basic".into()) && methods.contains(&"client_secret_post".into()));
+    assert_eq!(
+        body["grant_types_supported"],
+        serde_json::json!(["client_credentials"])
+    );
+    let methods = body["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap();
+    assert!(
+        methods.contains(&"client_secret_basic".into())
+            && methods.contains(&"client_secret_post".into())
+    );
 }
 
 async fn a_third_party_verifier_built_from_the_jwks_accepts_keyport_tokens(backend: Backend) {
@@ -175,8 +230,24 @@ async fn healthz_answers_while_the_process_is_up(backend: Backend) {
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     app.store.close().await;
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 }
 
 crate::on_both_backends!(

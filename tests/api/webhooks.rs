@@ -7,7 +7,9 @@ use crate::helpers::{Backend, json_body, spawn_app, spawn_app_on, spawn_app_with
 
 async fn a_push_stores_one_record_or_an_array_of_them(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
 
     let one = app.push(&token, "orders", &json!({"order": 1}), None).await;
@@ -33,26 +35,37 @@ async fn a_push_stores_one_record_or_an_array_of_them(backend: Backend) {
 
 async fn a_retried_push_with_the_same_idempotency_key_is_stored_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     let body = json!([{"invoice": "A-1"}, {"invoice": "A-2"}]);
 
-    let first = app.push(&token, "invoices", &body, Some("sync-2026-11-22")).await;
+    let first = app
+        .push(&token, "invoices", &body, Some("sync-2026-11-22"))
+        .await;
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first = json_body(first).await;
-    let retry = app.push(&token, "invoices", &body, Some("sync-2026-11-22")).await;
+    let retry = app
+        .push(&token, "invoices", &body, Some("sync-2026-11-22"))
+        .await;
     assert_eq!(retry.status(), 201);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     let retry = json_body(retry).await;
 
-    assert_eq!(first["ids"], retry["ids"], "the retry gets the original answer");
+    assert_eq!(
+        first["ids"], retry["ids"],
+        "the retry gets the original answer"
+    );
     assert_eq!(app.pull_all_ids(&token, "invoices", 50).await.len(), 2);
 }
 
 async fn concurrent_retries_with_one_idempotency_key_store_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     let body = json!({"payment": 99});
 
@@ -67,11 +80,16 @@ async fn concurrent_retries_with_one_idempotency_key_store_once(backend: Backend
 
 async fn an_idempotency_key_reused_for_another_request_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
-    app.push(&token, "orders", &json!({"n": 1}), Some("k-1")).await;
+    app.push(&token, "orders", &json!({"n": 1}), Some("k-1"))
+        .await;
 
-    let different = app.push(&token, "orders", &json!({"n": 2}), Some("k-1")).await;
+    let different = app
+        .push(&token, "orders", &json!({"n": 2}), Some("k-1"))
+        .await;
 
     assert_eq!(different.status(), 422);
     assert_eq!(json_body(different).await["error"], "invalid_record");
@@ -80,13 +98,20 @@ async fn an_idempotency_key_reused_for_another_request_is_refused(backend: Backe
 
 async fn idempotency_keys_belong_to_their_owner(backend: Backend) {
     let app = spawn_app(backend).await;
-    let a = app.integration("member", "reports:read webhooks:write").await;
-    let b = app.integration("member", "reports:read webhooks:write").await;
+    let a = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
+    let b = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let a_token = app.token_for(&a).await;
     let b_token = app.token_for(&b).await;
 
-    app.push(&a_token, "orders", &json!({"n": 1}), Some("shared")).await;
-    let other = app.push(&b_token, "orders", &json!({"n": 1}), Some("shared")).await;
+    app.push(&a_token, "orders", &json!({"n": 1}), Some("shared"))
+        .await;
+    let other = app
+        .push(&b_token, "orders", &json!({"n": 1}), Some("shared"))
+        .await;
 
     assert_eq!(other.status(), 201);
     assert!(other.headers().get("idempotent-replayed").is_none());
@@ -95,22 +120,32 @@ async fn idempotency_keys_belong_to_their_owner(backend: Backend) {
 
 async fn an_answered_push_survives_a_restart(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
-    let pushed = json_body(app.push(&token, "ledger", &json!({"amount": 10}), Some("l-1")).await).await;
+    let pushed = json_body(
+        app.push(&token, "ledger", &json!({"amount": 10}), Some("l-1"))
+            .await,
+    )
+    .await;
     app.store.close().await;
 
     let restarted = spawn_app_on(app.db.clone(), &[]).await;
 
     let ids = restarted.pull_all_ids(&token, "ledger", 50).await;
     assert_eq!(ids, vec![pushed["ids"][0].as_str().unwrap().to_owned()]);
-    let retry = restarted.push(&token, "ledger", &json!({"amount": 10}), Some("l-1")).await;
+    let retry = restarted
+        .push(&token, "ledger", &json!({"amount": 10}), Some("l-1"))
+        .await;
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
 }
 
 async fn bodies_over_the_limit_get_a_clear_413(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_MAX_BODY_BYTES", "2048")]).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
 
     let response = app
@@ -121,25 +156,89 @@ async fn bodies_over_the_limit_get_a_clear_413(backend: Backend) {
     let body = json_body(response).await;
     assert_eq!(body["error"], "payload_too_large");
     assert!(body["message"].as_str().unwrap().contains("2048"));
-    let small = app.push(&token, "orders", &json!({"blob": "x"}), None).await;
+    let small = app
+        .push(&token, "orders", &json!({"blob": "x"}), None)
+        .await;
     assert_eq!(small.status(), 201);
 }
 
 async fn bad_push_bodies_get_clear_4xx_answers(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_MAX_RECORDS_PER_PUSH", "3")]).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
-        ("no content type", None, "{}".into(), 415, "unsupported_media_type"),
-        ("form content type", Some("application/x-www-form-urlencoded"), "a=1".into(), 415, "unsupported_media_type"),
-        ("invalid JSON", Some("application/json"), "{\"a\":".into(), 400, "invalid_json"),
-        ("empty body", Some("application/json"), "".into(), 400, "invalid_json"),
-        ("a number", Some("application/json"), "42".into(), 422, "invalid_record"),
-        ("a string", Some("application/json"), "\"x\"".into(), 422, "invalid_record"),
-        ("empty array", Some("application/json"), "[]".into(), 422, "invalid_record"),
-        ("array with a non-object", Some("application/json"), "[{},1]".into(), 422, "invalid_record"),
-        ("too many records", Some("application/json"), "[{},{},{},{}]".into(), 422, "invalid_record"),
-        ("deeply nested", Some("application/json"), format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)), 400, "invalid_json"),
+        (
+            "no content type",
+            None,
+            "{}".into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "form content type",
+            Some("application/x-www-form-urlencoded"),
+            "a=1".into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "invalid JSON",
+            Some("application/json"),
+            "{\"a\":".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "empty body",
+            Some("application/json"),
+            "".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "a number",
+            Some("application/json"),
+            "42".into(),
+            422,
+            "invalid_record",
+        ),
+        (
+            "a string",
+            Some("application/json"),
+            "\"x\"".into(),
+            422,
+            "invalid_record",
+        ),
+        (
+            "empty array",
+            Some("application/json"),
+            "[]".into(),
+            422,
+            "invalid_record",
+        ),
+        (
+            "array with a non-object",
+            Some("application/json"),
+            "[{},1]".into(),
+            422,
+            "invalid_record",
+        ),
+        (
+            "too many records",
+            Some("application/json"),
+            "[{},{},{},{}]".into(),
+            422,
+            "invalid_record",
+        ),
+        (
+            "deeply nested",
+            Some("application/json"),
+            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)),
+            400,
+            "invalid_json",
+        ),
     ];
     for (what, content_type, body, status, code) in cases {
         let mut request = app
@@ -157,17 +256,28 @@ async fn bad_push_bodies_get_clear_4xx_answers(backend: Backend) {
     for bad_key in ["", "has space", &"k".repeat(300)] {
         let response = app.push(&token, "orders", &json!({}), Some(bad_key)).await;
         assert_eq!(response.status(), 400, "idempotency key {bad_key:?}");
-        assert_eq!(json_body(response).await["error"], "invalid_idempotency_key");
+        assert_eq!(
+            json_body(response).await["error"],
+            "invalid_idempotency_key"
+        );
     }
-    let response = app.push(&token, "orders;DROP TABLE records", &json!({}), None).await;
+    let response = app
+        .push(&token, "orders;DROP TABLE records", &json!({}), None)
+        .await;
     assert_eq!(response.status(), 400);
     assert_eq!(json_body(response).await["error"], "invalid_collection");
-    assert_eq!(app.pull(&token, "orders", "").await.status(), 404, "nothing was stored");
+    assert_eq!(
+        app.pull(&token, "orders", "").await.status(),
+        404,
+        "nothing was stored"
+    );
 }
 
 async fn records_keep_their_json_exactly(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read webhooks:write").await;
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
     let token = app.token_for(&integration).await;
     let record: Value = json!({
         "text": "naïve 'quotes' \"double\" ; DROP TABLE records; --",

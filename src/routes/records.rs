@@ -30,6 +30,9 @@ const MAX_PAGE: u32 = 500;
 struct PageParams {
     limit: Option<u32>,
     cursor: Option<String>,
+    /// A credential, when `allow_api_key_query` is on; read by `Caller`.
+    #[serde(rename = "api_key")]
+    _api_key: Option<String>,
 }
 
 fn collection(raw: &str) -> Result<CollectionName, ApiError> {

@@ -203,6 +203,15 @@ impl OAuthError {
             retry_after: (code == OAuthErrorCode::TemporarilyUnavailable).then_some(1),
         }
     }
+    /// The label under which metrics count this refusal.
+    pub fn reason(&self) -> &'static str {
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            "throttled"
+        } else {
+            self.code.as_str()
+        }
+    }
+
     /// Too many failed authentications from here: 429 with `Retry-After`.
     pub fn throttled(retry_after: std::time::Duration) -> Self {
         OAuthError {

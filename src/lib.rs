@@ -7,6 +7,8 @@ pub mod clients;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
+pub mod postman;
 pub mod revocation;
 pub mod routes;
 pub mod sessions;

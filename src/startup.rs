@@ -5,10 +5,11 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::Logger;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::revocation::RevokedTokens;
 use crate::routes::{self, AppState};
 use crate::storage::{StorageError, Store};
@@ -22,7 +23,9 @@ pub enum StartupError {
     Storage(#[from] StorageError),
     #[error("cannot load the signing keys")]
     Keys(#[from] KeyRingError),
-    #[error("cannot listen on {bind}: {source}")]
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
+    #[error("cannot listen on {bind}")]
     Bind {
         bind: String,
         source: std::io::Error,
@@ -76,6 +79,7 @@ impl Application {
             settings.security.client_auth_max_failures,
             settings.security.client_auth_failure_window,
         );
+        let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
         let state = web::Data::new(AppState {
             store,
             keys: Arc::clone(&keys),
@@ -83,17 +87,14 @@ impl Application {
             last_used,
             revoked,
             throttle,
+            metrics,
         });
         let verifier = web::Data::new(keys.verifier());
         let server = HttpServer::new(move || {
             let _alive = Arc::clone(&alive);
             App::new()
-                // Method and path only: query strings may carry credentials.
-                .wrap(
-                    Logger::new("%{method}xi %{path}xi %s %Dms")
-                        .custom_request_replace("method", |req| req.method().to_string())
-                        .custom_request_replace("path", |req| req.path().to_owned()),
-                )
+                // One log line and one histogram sample per request.
+                .wrap(from_fn(routes::observe::observe))
                 .app_data(state.clone())
                 .app_data(verifier.clone())
                 .configure(routes::configure)

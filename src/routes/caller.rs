@@ -14,6 +14,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
+use super::observe::note_client_id;
 use crate::audit::{Actor, ActorKind};
 use crate::clients::{self, ClientAuthError};
 use crate::domain::{ClientSecret, Role, ScopeSet, SessionToken, UserStatus, now};
@@ -152,6 +153,7 @@ impl FromRequest for Caller {
                             BearerError::Rejected("the access token has been revoked").into()
                         );
                     }
+                    note_client_id(&req, &verified.claims.client_id);
                     let role = if verified.is_admin() {
                         Role::Admin
                     } else {
@@ -202,6 +204,7 @@ impl FromRequest for Caller {
                             }
                         })?;
                     state.last_used.touch(&key.key_id, at);
+                    note_client_id(&req, &key.client_id);
                     Ok(Caller {
                         user_id: key.owner_id,
                         tenant_id: key.tenant_id,

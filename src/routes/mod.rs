@@ -5,6 +5,8 @@ mod caller;
 mod health;
 mod keys;
 mod oauth;
+pub mod observe;
+mod postman;
 mod records;
 mod session;
 mod token_request;
@@ -17,6 +19,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::revocation::RevokedTokens;
 use crate::storage::Store;
 use crate::throttle::FailureThrottle;
@@ -37,10 +40,12 @@ pub struct AppState {
     pub last_used: LastUsed,
     pub revoked: RevokedTokens,
     pub throttle: FailureThrottle,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/healthz").route(web::get().to(health::healthz)))
+        .service(endpoint("/metrics").route(web::get().to(observe::metrics)))
         .service(endpoint("/readyz").route(web::get().to(health::readyz)))
         .service(endpoint("/oauth/token").route(web::post().to(oauth::token)))
         .service(endpoint("/oauth/introspect").route(web::post().to(oauth::introspect)))
@@ -56,6 +61,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(records::pull_one)),
         )
         .service(endpoint("/api/v1/webhooks/{collection}").route(web::post().to(records::push)))
+        .service(
+            endpoint("/api/v1/postman/collection.json").route(web::get().to(postman::collection)),
+        )
         .service(
             endpoint("/api/v1/session")
                 .route(web::post().to(session::sign_in))

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::body::{BodyError, media_type, read_limited};
+use super::observe::note_client_id;
 use super::token_request::{ClientCredentials, parse_token_query, parse_token_request};
 use crate::clients::{self, AuthenticatedKey, ClientAuthError};
 use crate::domain::{ClientId, ClientSecret, Role, ScopeSet, now};
@@ -48,6 +49,7 @@ async fn authenticate(
     state: &AppState,
     credentials: &ClientCredentials,
 ) -> Result<AuthenticatedKey, OAuthError> {
+    note_client_id(req, &credentials.client_id);
     let address = req
         .peer_addr()
         .map(|a| a.ip())
@@ -90,13 +92,31 @@ pub async fn token(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
+    let outcome = issue_token(&req, payload, &state).await;
+    match &outcome {
+        Ok(_) => state.metrics.tokens_issued.inc(),
+        Err(err) => state
+            .metrics
+            .tokens_refused
+            .with_label_values(&[err.reason()])
+            .inc(),
+    }
+    outcome
+}
+
+async fn issue_token(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, OAuthError> {
+    let req = req.clone();
     let body = read_body(&req, payload).await?;
     let request = parse_token_request(
         &authorization_headers(&req),
         media_type(&req).as_deref(),
         &body,
     )?;
-    let key = authenticate(&req, &state, &request.credentials).await?;
+    let key = authenticate(&req, state, &request.credentials).await?;
 
     let settings = &state.settings.tokens;
     let scopes = match request.scope.as_deref() {

@@ -209,6 +209,18 @@ impl Store {
         Ok(())
     }
 
+    /// Every active key, for the metrics gauge.
+    pub async fn count_all_active_keys(&self, now: i64) -> Result<i64> {
+        let (active,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(active)
+    }
+
     pub async fn count_active_keys(&self, owner_id: &str, now: i64) -> Result<i64> {
         let (active,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND revoked_at IS NULL \

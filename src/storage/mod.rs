@@ -148,6 +148,14 @@ impl Store {
         Ok(())
     }
 
+    pub fn pool_size(&self) -> u32 {
+        self.pool.size()
+    }
+
+    pub fn pool_idle(&self) -> usize {
+        self.pool.num_idle()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

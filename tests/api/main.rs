@@ -9,6 +9,7 @@ mod introspection;
 mod keys_api;
 mod logs;
 mod migrations;
+mod operations;
 mod presentation;
 mod python_client;
 mod resources;

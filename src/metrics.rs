@@ -1,0 +1,98 @@
+//! Prometheus metrics, served as text at `GET /metrics`: tokens issued and
+//! refused (by RFC 6749 error code), request latency per route, active keys
+//! and database pool use.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub tokens_issued: IntCounter,
+    pub tokens_refused: IntCounterVec,
+    pub request_duration: HistogramVec,
+    active_keys: IntGaugeVec,
+    pool_connections: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let tokens_issued = IntCounter::new("keyport_tokens_issued_total", "Access tokens issued")?;
+        let tokens_refused = IntCounterVec::new(
+            Opts::new(
+                "keyport_tokens_refused_total",
+                "Token requests refused, by OAuth error code",
+            ),
+            &["reason"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "keyport_http_request_duration_seconds",
+                "HTTP request latency",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "method", "status"],
+        )?;
+        let active_keys = IntGaugeVec::new(
+            Opts::new(
+                "keyport_active_keys",
+                "Keys that are neither revoked nor expired",
+            ),
+            &[],
+        )?;
+        let pool_connections = IntGaugeVec::new(
+            Opts::new(
+                "keyport_db_pool_connections",
+                "Database pool connections by state",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(tokens_issued.clone()))?;
+        registry.register(Box::new(tokens_refused.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(active_keys.clone()))?;
+        registry.register(Box::new(pool_connections.clone()))?;
+        Ok(Metrics {
+            registry,
+            tokens_issued,
+            tokens_refused,
+            request_duration,
+            active_keys,
+            pool_connections,
+        })
+    }
+
+    /// Records one request. `route` is the matched pattern (never the raw
+    /// path, so ids do not explode the label set).
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.request_duration
+            .with_label_values(&[route, method, &status.to_string()])
+            .observe(seconds);
+    }
+
+    /// The text exposition, with the gauges read just now.
+    pub fn render(&self, active_keys: Option<i64>, pool_size: u32, pool_idle: usize) -> String {
+        if let Some(active) = active_keys {
+            self.active_keys
+                .with_label_values(&[] as &[&str])
+                .set(active);
+        }
+        let idle = i64::try_from(pool_idle).unwrap_or(i64::MAX);
+        self.pool_connections.with_label_values(&["idle"]).set(idle);
+        self.pool_connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(pool_size) - idle);
+        let mut out = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

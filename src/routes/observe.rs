@@ -1,0 +1,78 @@
+//! Per-request observation: one log line (method, path, status, latency and
+//! the client ID when one is known — never a query string, secret or token)
+//! and the latency histogram, and `GET /metrics` (public, Prometheus text).
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use crate::domain::{ClientId, now};
+
+/// The client ID a request authenticated as (or presented), for the log.
+#[derive(Debug, Clone)]
+pub struct LoggedClientId(pub String);
+
+/// Notes the client ID for the request's log line. Only well-formed client
+/// IDs are kept: the text is attacker-chosen and goes into logs.
+pub fn note_client_id(req: &HttpRequest, client_id: &str) {
+    if ClientId::parse(client_id).is_ok() {
+        req.extensions_mut()
+            .insert(LoggedClientId(client_id.to_owned()));
+    }
+}
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().chars().take(200).collect::<String>();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await?;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let client = response
+        .request()
+        .extensions()
+        .get::<LoggedClientId>()
+        .map(|c| c.0.clone())
+        .unwrap_or_else(|| "-".to_owned());
+    log::info!(
+        "{method} {path} {status} {:.3}ms client={client}",
+        elapsed.as_secs_f64() * 1000.0
+    );
+    if let Some(state) = state {
+        state
+            .metrics
+            .observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
+    }
+    Ok(response)
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let active = match state.store.count_all_active_keys(now()).await {
+        Ok(active) => Some(active),
+        Err(err) => {
+            log::warn!(
+                "metrics: active keys unavailable: {}",
+                crate::error::error_chain(&err)
+            );
+            None
+        }
+    };
+    let text = state
+        .metrics
+        .render(active, state.store.pool_size(), state.store.pool_idle());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}

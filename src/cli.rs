@@ -59,6 +59,9 @@ pub enum Command {
     /// Manage the JWT signing keys.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+    /// Postman: the collection for this server (needs no database).
+    #[command(subcommand)]
+    Postman(PostmanCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +180,19 @@ pub struct KeyCreateArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum PostmanCommand {
+    /// Write a Postman Collection (v2.1) for this server, whose base URL is the
+    /// configured issuer (KEYPORT_ISSUER). Import it into Postman, paste a key's
+    /// client_id and client_secret into the collection's Variables tab, press Send.
+    Export {
+        /// Write the collection to this file instead of standard output,
+        /// e.g. keyport.postman_collection.json.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SigningKeyCommand {
     /// Generate a new signing key and retire the current one (still published
     /// until its tokens have expired).
@@ -205,6 +221,12 @@ pub enum CliError {
     Keys(#[from] crate::tokens::KeyRingError),
     #[error("server error")]
     Io(#[from] std::io::Error),
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -240,6 +262,9 @@ pub async fn run(cli: Cli) -> i32 {
 
 async fn execute(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::load(cli.config.as_deref())?;
+    if let Command::Postman(PostmanCommand::Export { out }) = &cli.command {
+        return export_postman(&settings, out.as_deref(), &Output { json: cli.json });
+    }
     if let Command::Serve = cli.command {
         let app = Application::build(settings.clone()).await?;
         log::info!(
@@ -269,7 +294,7 @@ async fn dispatch(
     out: &Output,
 ) -> Result<(), CliError> {
     match command {
-        Command::Serve => unreachable!("handled before connecting"),
+        Command::Serve | Command::Postman(_) => unreachable!("handled before connecting"),
         Command::Migrate => out.print(json!({ "migrated": true }), "database is up to date"),
         Command::Tenant(TenantCommand::Create { name }) => {
             let tenant = admin::create_tenant(store, &name).await?;
@@ -423,6 +448,38 @@ async fn dispatch(
             );
         }
     }
+    Ok(())
+}
+
+/// `postman export`: settings only, no database.
+fn export_postman(
+    settings: &Settings,
+    out_file: Option<&std::path::Path>,
+    out: &Output,
+) -> Result<(), CliError> {
+    let document = crate::postman::collection(settings);
+    let text = serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string());
+    let Some(path) = out_file else {
+        use std::io::Write;
+        // `keyport postman export | head` is not an error.
+        return match writeln!(std::io::stdout().lock(), "{text}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        };
+    };
+    std::fs::write(path, format!("{text}\n")).map_err(|source| CliError::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    out.print(
+        json!({ "out": path.display().to_string(), "base_url": settings.tokens.issuer }),
+        &format!(
+            "wrote {} (base_url {}): import it into Postman, then fill client_id and \
+             client_secret in the collection's Variables tab",
+            path.display(),
+            settings.tokens.issuer
+        ),
+    );
     Ok(())
 }
 

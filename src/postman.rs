@@ -1,0 +1,576 @@
+//! A Postman Collection v2.1 for this server: import it, paste a key's client
+//! ID and secret into the collection's Variables tab, press Send. A
+//! collection-level pre-request script gets (and renews) the access token with
+//! the client credentials grant, so every request just works; every request
+//! carries tests on its status and the shape of its answer, so the same file
+//! runs unattended under newman.
+//!
+//! Served at `GET /api/v1/postman/collection.json` and written by
+//! `keyport postman export`.
+
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+
+/// The Postman Collection format this document follows.
+pub const SCHEMA: &str = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json";
+
+/// The file name Postman users get (`Content-Disposition`, README).
+pub const FILE_NAME: &str = "keyport.postman_collection.json";
+
+/// Renew the token when it expires within this many milliseconds.
+const RENEW_MARGIN_MS: u64 = 30_000;
+
+/// The whole collection for the server these settings describe; `base_url` is
+/// the issuer (the server's public base URL).
+pub fn collection(settings: &Settings) -> Value {
+    json!({
+        "info": {
+            "name": "Keyport",
+            "description": DESCRIPTION,
+            "schema": SCHEMA,
+        },
+        "auth": {
+            "type": "bearer",
+            "bearer": [
+                { "key": "token", "value": "{{access_token}}", "type": "string" }
+            ],
+        },
+        "event": [
+            {
+                "listen": "prerequest",
+                "script": script(&collection_pre_request()),
+            }
+        ],
+        "variable": variables(&settings.tokens.issuer),
+        "item": [auth_folder(), webhooks_folder(), reports_folder(), discovery_folder()],
+    })
+}
+
+const DESCRIPTION: &str = "Keyport's token exchange and its report (pull) and webhook (push) \
+endpoints.\n\n\
+1. Open the collection's **Variables** tab and paste your key: `client_id` (`kpc_…`) and \
+`client_secret` (`kps_…`). Create a key with `keyport key create` or `POST /api/v1/keys`.\n\
+2. Press **Send** on any request. A collection-level pre-request script exchanges the key for \
+an access token at `POST /oauth/token` (client credentials, HTTP Basic) whenever there is none \
+or it expires within 30 s, and stores it in `access_token`; every request sends it as a \
+Bearer token.\n\n\
+The key's owner needs `webhooks:write` to push and `reports:read` to pull. Run the folders in \
+order (Auth, Webhooks, Reports, Discovery): the push creates the `{{collection}}` collection \
+the reports read. Every request has tests, so the collection also runs under newman.";
+
+fn variables(base_url: &str) -> Value {
+    json!([
+        variable(
+            "base_url",
+            base_url,
+            "The server's public base URL (its issuer)."
+        ),
+        variable("client_id", "", "Paste your key's client ID here (kpc_…).",),
+        variable(
+            "client_secret",
+            "",
+            "Paste your key's client secret here (kps_…). Keep it in the current value only: \
+             it is shown once when the key is created and must not be shared.",
+        ),
+        variable(
+            "access_token",
+            "",
+            "Set by the collection's pre-request script; leave it blank.",
+        ),
+        variable(
+            "token_expires_at",
+            "",
+            "When access_token expires, in milliseconds since the epoch; set by the scripts.",
+        ),
+        variable(
+            "collection",
+            "orders",
+            "The record collection the Webhooks and Reports requests use.",
+        ),
+        variable(
+            "idempotency_key",
+            "",
+            "Set by the push request's pre-request script; the replay sends it again.",
+        ),
+        variable(
+            "record_id",
+            "",
+            "The id of the record the push stored; set by its tests.",
+        ),
+    ])
+}
+
+fn variable(key: &str, value: &str, description: &str) -> Value {
+    json!({ "key": key, "value": value, "type": "string", "description": description })
+}
+
+/// A script object from JavaScript source, one `exec` entry per line.
+fn script(source: &str) -> Value {
+    json!({
+        "type": "text/javascript",
+        "exec": source.lines().collect::<Vec<_>>(),
+    })
+}
+
+fn prerequest(source: &str) -> Value {
+    json!({ "listen": "prerequest", "script": script(source) })
+}
+
+fn tests(source: &str) -> Value {
+    json!({ "listen": "test", "script": script(source) })
+}
+
+/// `{{base_url}}/<path>` with query parameters, in Postman's URL object form.
+fn url(path: &[&str], query: &[(&str, &str)]) -> Value {
+    let mut raw = format!("{{{{base_url}}}}/{}", path.join("/"));
+    if !query.is_empty() {
+        let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        raw = format!("{raw}?{}", pairs.join("&"));
+    }
+    let mut url = json!({ "raw": raw, "host": ["{{base_url}}"], "path": path });
+    if !query.is_empty() {
+        url["query"] = query
+            .iter()
+            .map(|(k, v)| json!({ "key": k, "value": v }))
+            .collect();
+    }
+    url
+}
+
+fn folder(name: &str, description: &str, items: Vec<Value>) -> Value {
+    json!({ "name": name, "description": description, "item": items })
+}
+
+fn collection_pre_request() -> String {
+    format!(
+        r#"// Keyport: gets an access token with the client credentials grant when
+// there is none or it expires within {margin_s} s, and stores it in the collection
+// variables `access_token` and `token_expires_at` (ms since the epoch). The
+// token request itself and the public discovery documents need none.
+const path = pm.request.url.getPath();
+const needsToken = !path.endsWith('/oauth/token') && !path.includes('/.well-known/');
+const token = pm.collectionVariables.get('access_token');
+const expiresAt = Number(pm.collectionVariables.get('token_expires_at') || 0);
+if (needsToken && (!token || expiresAt - Date.now() < {margin_ms})) {{
+    const clientId = pm.variables.get('client_id');
+    const clientSecret = pm.variables.get('client_secret');
+    if (!clientId || !clientSecret) {{
+        throw new Error('Keyport: paste your key into the collection variables client_id and client_secret (Variables tab)');
+    }}
+    const base64 = require('btoa');
+    pm.sendRequest({{
+        url: pm.variables.get('base_url') + '/oauth/token',
+        method: 'POST',
+        header: [
+            {{ key: 'Authorization', value: 'Basic ' + base64(clientId + ':' + clientSecret) }},
+            {{ key: 'Content-Type', value: 'application/x-www-form-urlencoded' }},
+            {{ key: 'Accept', value: 'application/json' }}
+        ],
+        body: {{
+            mode: 'urlencoded',
+            urlencoded: [{{ key: 'grant_type', value: 'client_credentials' }}]
+        }}
+    }}, function (err, res) {{
+        // A test, so a refused key shows in the Test Results (and fails newman).
+        pm.test('Keyport issued an access token for client_id and client_secret', function () {{
+            pm.expect(err, 'the token request failed').to.equal(null);
+            pm.expect(res.code, 'POST /oauth/token answered ' + res.text()).to.equal(200);
+        }});
+        if (!err && res.code === 200) {{
+            const body = res.json();
+            pm.collectionVariables.set('access_token', body.access_token);
+            pm.collectionVariables.set('token_expires_at', String(Date.now() + body.expires_in * 1000));
+        }}
+    }});
+}}"#,
+        margin_s = RENEW_MARGIN_MS / 1000,
+        margin_ms = RENEW_MARGIN_MS,
+    )
+}
+
+fn auth_folder() -> Value {
+    let token = json!({
+        "name": "Get an access token",
+        "event": [tests(
+            r#"pm.test('status is 200', function () {
+    pm.response.to.have.status(200);
+});
+const body = pm.response.json();
+pm.test('the answer is a Bearer access token', function () {
+    pm.expect(body.access_token).to.be.a('string').and.not.empty;
+    pm.expect(body.token_type).to.eql('Bearer');
+    pm.expect(body.expires_in).to.be.a('number').above(0);
+    pm.expect(body.scope).to.be.a('string');
+});
+pm.test('the answer is not cached', function () {
+    pm.expect(pm.response.headers.get('Cache-Control')).to.include('no-store');
+});
+if (pm.response.code === 200) {
+    pm.collectionVariables.set('access_token', body.access_token);
+    pm.collectionVariables.set('token_expires_at', String(Date.now() + body.expires_in * 1000));
+}"#,
+        )],
+        "request": {
+            "description": "RFC 6749 §4.4 client credentials: the key's client ID and secret \
+                            (HTTP Basic) for a short-lived JWT. The collection's pre-request \
+                            script does this on its own; send it to see the token.",
+            "method": "POST",
+            "auth": {
+                "type": "basic",
+                "basic": [
+                    { "key": "username", "value": "{{client_id}}", "type": "string" },
+                    { "key": "password", "value": "{{client_secret}}", "type": "string" }
+                ],
+            },
+            "header": [
+                { "key": "Accept", "value": "application/json" }
+            ],
+            "body": {
+                "mode": "urlencoded",
+                "urlencoded": [
+                    { "key": "grant_type", "value": "client_credentials", "type": "text" }
+                ],
+            },
+            "url": url(&["oauth", "token"], &[]),
+        },
+    });
+    folder(
+        "Auth",
+        "Exchange the key (client_id, client_secret) for an access token.",
+        vec![token],
+    )
+}
+
+const PUSH_BODY: &str = r#"{
+    "order": 1001,
+    "total": 99.5,
+    "currency": "EUR",
+    "source": "postman",
+    "request": "{{idempotency_key}}"
+}"#;
+
+fn push_request(description: &str, idempotency_key: &str) -> Value {
+    json!({
+        "description": description,
+        "method": "POST",
+        "header": [
+            { "key": "Content-Type", "value": "application/json" },
+            { "key": "Accept", "value": "application/json" },
+            { "key": "Idempotency-Key", "value": idempotency_key }
+        ],
+        "body": {
+            "mode": "raw",
+            "raw": PUSH_BODY,
+            "options": { "raw": { "language": "json" } },
+        },
+        "url": url(&["api", "v1", "webhooks", "{{collection}}"], &[]),
+    })
+}
+
+fn webhooks_folder() -> Value {
+    let push = json!({
+        "name": "Push a record",
+        "event": [
+            prerequest(
+                r#"// A fresh Idempotency-Key for this push; the replay request sends it again.
+    pm.collectionVariables.set('idempotency_key', pm.variables.replaceIn('{{$guid}}'));"#,
+            ),
+            tests(
+                r#"pm.test('status is 201', function () {
+    pm.response.to.have.status(201);
+});
+const body = pm.response.json();
+pm.test('one record was stored', function () {
+    pm.expect(body.collection).to.eql(pm.variables.get('collection'));
+    pm.expect(body.count).to.eql(1);
+    pm.expect(body.ids).to.be.an('array').with.lengthOf(1);
+    pm.expect(body.ids[0]).to.be.a('string');
+    pm.expect(body.created_at).to.be.a('number');
+});
+pm.test('the answer is not a replay', function () {
+    pm.expect(pm.response.headers.has('Idempotent-Replayed')).to.eql(false);
+});
+if (Array.isArray(body.ids) && body.ids.length === 1) {
+    pm.collectionVariables.set('record_id', body.ids[0]);
+}"#,
+            ),
+        ],
+        "request": push_request(
+            "Store a JSON object (or an array of them) in {{collection}}; needs webhooks:write. \
+             The pre-request script sets a fresh Idempotency-Key.",
+            "{{idempotency_key}}",
+        ),
+    });
+    let replay = json!({
+        "name": "Replay the push (same Idempotency-Key)",
+        "event": [tests(
+            r#"pm.test('status is 201', function () {
+    pm.response.to.have.status(201);
+});
+pm.test('the original answer is replayed', function () {
+    pm.expect(pm.response.headers.get('Idempotent-Replayed')).to.eql('true');
+});
+const body = pm.response.json();
+pm.test('nothing new was stored', function () {
+    pm.expect(body.ids).to.be.an('array').with.lengthOf(1);
+    pm.expect(body.ids[0]).to.eql(pm.variables.get('record_id'));
+});"#,
+        )],
+        "request": push_request(
+            "The same push again, with the same Idempotency-Key and body: Keyport stores \
+             nothing new and answers the original response with Idempotent-Replayed: true.",
+            "{{idempotency_key}}",
+        ),
+    });
+    folder(
+        "Webhooks",
+        "Push records; needs webhooks:write. Runs before Reports, which reads what it pushed.",
+        vec![push, replay],
+    )
+}
+
+fn reports_folder() -> Value {
+    let list = json!({
+        "name": "List records",
+        "event": [tests(
+            r#"pm.test('status is 200', function () {
+    pm.response.to.have.status(200);
+});
+const body = pm.response.json();
+pm.test('the answer is a page of records', function () {
+    pm.expect(body.collection).to.eql(pm.variables.get('collection'));
+    pm.expect(body.records).to.be.an('array');
+    pm.expect(body).to.have.property('next_cursor');
+    body.records.forEach(function (record) {
+        pm.expect(record).to.include.keys('id', 'collection', 'owner_id', 'client_id', 'created_at', 'data');
+    });
+});"#,
+        )],
+        "request": {
+            "description": "Records of {{collection}}, oldest first; needs reports:read. \
+                            Follow next_cursor (as cursor) for the next page.",
+            "method": "GET",
+            "header": [{ "key": "Accept", "value": "application/json" }],
+            "url": url(&["api", "v1", "reports", "{{collection}}"], &[("limit", "50")]),
+        },
+    });
+    let one = json!({
+        "name": "Get the pushed record",
+        "event": [tests(
+            r#"pm.test('status is 200', function () {
+    pm.response.to.have.status(200);
+});
+const body = pm.response.json();
+pm.test('the answer is the pushed record', function () {
+    pm.expect(body.id).to.eql(pm.variables.get('record_id'));
+    pm.expect(body.collection).to.eql(pm.variables.get('collection'));
+    pm.expect(body.data).to.be.an('object');
+    pm.expect(body.data.request).to.eql(pm.variables.get('idempotency_key'));
+});"#,
+        )],
+        "request": {
+            "description": "One record by id (the one Webhooks / Push a record stored); needs \
+                            reports:read.",
+            "method": "GET",
+            "header": [{ "key": "Accept", "value": "application/json" }],
+            "url": url(&["api", "v1", "reports", "{{collection}}", "{{record_id}}"], &[]),
+        },
+    });
+    folder(
+        "Reports",
+        "Pull records; needs reports:read.",
+        vec![list, one],
+    )
+}
+
+fn discovery_folder() -> Value {
+    let metadata = json!({
+        "name": "Authorization server metadata",
+        "event": [tests(
+            r#"pm.test('status is 200', function () {
+    pm.response.to.have.status(200);
+});
+const body = pm.response.json();
+pm.test('the answer is RFC 8414 metadata', function () {
+    pm.expect(body.issuer).to.be.a('string').and.not.empty;
+    pm.expect(body.token_endpoint).to.eql(body.issuer + '/oauth/token');
+    pm.expect(body.jwks_uri).to.eql(body.issuer + '/.well-known/jwks.json');
+    pm.expect(body.grant_types_supported).to.include('client_credentials');
+});"#,
+        )],
+        "request": {
+            "auth": { "type": "noauth" },
+            "description": "RFC 8414 metadata; public.",
+            "method": "GET",
+            "header": [{ "key": "Accept", "value": "application/json" }],
+            "url": url(&[".well-known", "oauth-authorization-server"], &[]),
+        },
+    });
+    let jwks = json!({
+        "name": "JSON Web Key Set",
+        "event": [tests(
+            r#"pm.test('status is 200', function () {
+    pm.response.to.have.status(200);
+});
+const body = pm.response.json();
+pm.test('the answer is a key set', function () {
+    pm.expect(body.keys).to.be.an('array').that.is.not.empty;
+    body.keys.forEach(function (key) {
+        pm.expect(key.kid).to.be.a('string').and.not.empty;
+        pm.expect(key.alg).to.be.a('string').and.not.empty;
+        pm.expect(key.kty).to.be.oneOf(['EC', 'OKP', 'RSA']);
+    });
+});"#,
+        )],
+        "request": {
+            "auth": { "type": "noauth" },
+            "description": "RFC 7517 public keys that verify Keyport's tokens; public.",
+            "method": "GET",
+            "header": [{ "key": "Accept", "value": "application/json" }],
+            "url": url(&[".well-known", "jwks.json"], &[]),
+        },
+    });
+    folder(
+        "Discovery",
+        "Public documents: the server's metadata and the keys that verify its tokens.",
+        vec![metadata, jwks],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings::load_from(
+            None,
+            vec![(
+                "KEYPORT_ISSUER".to_owned(),
+                "https://keyport.example.com".to_owned(),
+            )],
+        )
+        .expect("settings")
+    }
+
+    fn variable_value<'a>(doc: &'a Value, key: &str) -> &'a Value {
+        doc["variable"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .find(|v| v["key"] == key)
+            .map(|v| &v["value"])
+            .unwrap_or_else(|| panic!("no variable {key}"))
+    }
+
+    fn exec(event: &Value) -> String {
+        event["script"]["exec"]
+            .as_array()
+            .expect("exec lines")
+            .iter()
+            .map(|l| l.as_str().expect("a line"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_collection_has_its_variables_folders_and_scripts() {
+        let doc = collection(&settings());
+        assert_eq!(doc["info"]["schema"], SCHEMA);
+        assert_eq!(doc["info"]["name"], "Keyport");
+
+        assert_eq!(
+            variable_value(&doc, "base_url"),
+            "https://keyport.example.com"
+        );
+        for blank in [
+            "client_id",
+            "client_secret",
+            "access_token",
+            "token_expires_at",
+        ] {
+            assert_eq!(variable_value(&doc, blank), "", "{blank}");
+        }
+        assert_eq!(variable_value(&doc, "collection"), "orders");
+        for pasted in ["client_id", "client_secret"] {
+            let description = doc["variable"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["key"] == pasted)
+                .unwrap()["description"]
+                .as_str()
+                .unwrap();
+            assert!(description.contains("Paste"), "{pasted}: {description}");
+        }
+
+        assert_eq!(doc["auth"]["type"], "bearer");
+        assert_eq!(doc["auth"]["bearer"][0]["value"], "{{access_token}}");
+
+        let pre = &doc["event"][0];
+        assert_eq!(pre["listen"], "prerequest");
+        let source = exec(pre);
+        for needle in [
+            "/oauth/token",
+            "grant_type",
+            "client_credentials",
+            "client_id",
+            "client_secret",
+            "access_token",
+            "token_expires_at",
+            "30000",
+            "pm.sendRequest",
+        ] {
+            assert!(source.contains(needle), "pre-request lacks {needle}");
+        }
+
+        let folders: Vec<&str> = doc["item"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(folders, ["Auth", "Webhooks", "Reports", "Discovery"]);
+
+        // Every request has tests asserting its status.
+        let mut requests = 0;
+        for folder in doc["item"].as_array().unwrap() {
+            for item in folder["item"].as_array().unwrap() {
+                requests += 1;
+                let name = item["name"].as_str().unwrap();
+                let test = item["event"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["listen"] == "test")
+                    .unwrap_or_else(|| panic!("{name} has no tests"));
+                assert!(
+                    exec(test).contains("pm.response.to.have.status("),
+                    "{name} does not assert its status"
+                );
+                let raw = item["request"]["url"]["raw"].as_str().unwrap();
+                assert!(raw.starts_with("{{base_url}}/"), "{name}: {raw}");
+            }
+        }
+        assert_eq!(requests, 7);
+
+        let token = &doc["item"][0]["item"][0]["request"];
+        assert_eq!(token["method"], "POST");
+        assert_eq!(token["url"]["raw"], "{{base_url}}/oauth/token");
+        assert_eq!(token["auth"]["type"], "basic");
+
+        let push = &doc["item"][1]["item"][0];
+        assert_eq!(
+            push["request"]["url"]["raw"],
+            "{{base_url}}/api/v1/webhooks/{{collection}}"
+        );
+        assert!(exec(&push["event"][0]).contains("{{$guid}}"));
+        let replay_tests = exec(&doc["item"][1]["item"][1]["event"][0]);
+        assert!(replay_tests.contains("Idempotent-Replayed"));
+
+        assert_eq!(
+            doc["item"][2]["item"][0]["request"]["url"]["raw"],
+            "{{base_url}}/api/v1/reports/{{collection}}?limit=50"
+        );
+    }
+}

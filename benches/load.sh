@@ -107,6 +107,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 LUA=$ROOT/benches/load.lua
 START=$(date +%s.%N)
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 elapsed() { awk -v s="$START" -v n="$(date +%s.%N)" 'BEGIN { printf "%5.1fs", n - s }'; }
 say() { printf '[load %s] %s\n' "$(elapsed)" "$*" >&2; }
@@ -145,6 +146,7 @@ say "cargo build --release --bin keyport"
 build_started=$(now)
 cargo build --release --bin keyport >&2
 BUILD_SECONDS=$(since "$build_started")
+LOAD_STARTED=$(now)
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 BIN=$TARGET_DIR/release/keyport
 [[ -x $BIN ]] || die "no binary at $BIN"
@@ -330,15 +332,31 @@ pulled=$(curl -sf "$BASE/api/v1/reports/bench-pull?limit=50" -H "Authorization: 
 
 # --- scenarios -------------------------------------------------------------
 
-declare -A R_RPS R_P50 R_P99 R_REQ R_BAD R_SOCK R_STATUS R_LABEL R_REQUEST R_NOTE
+declare -A R_RPS R_P50 R_P99 R_MAX R_REQ R_BAD R_SOCK R_5XX R_STATUS R_LABEL R_REQUEST R_NOTE
 ORDER=()
 FAILED=0
 
+# 5xx answers in the request log ("... METHOD PATH STATUS 1.234ms") from line $1 on.
+log_5xx() { tail -n +"$1" "$WORK/server.log" | awk '$NF ~ /ms$/ && $(NF-1) ~ /^5[0-9][0-9]$/'; }
+
+# Waits (at most 15 s) until the server log stops growing: requests still in
+# flight when wrk stopped are logged before the next scenario starts.
+settle() {
+    local before after _
+    for _ in $(seq 50); do
+        before=$(stat -c %s "$WORK/server.log")
+        sleep 0.3
+        after=$(stat -c %s "$WORK/server.log")
+        [[ $before == "$after" ]] && return 0
+    done
+}
+
 # run NAME LABEL "REQUEST" PATH [VAR=VALUE ...]: one wrk run, parsed.
 run() {
-    local name=$1 label=$2 request=$3 path=$4 out line kv
+    local name=$1 label=$2 request=$3 path=$4 out line kv first_line
     shift 4
     out="$WORK/wrk-$name.txt"
+    first_line=$(($(wc -l <"$WORK/server.log") + 1))
     say "scenario $label: $request ($DURATION, $CONNECTIONS connections)"
     if ! env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency \
         -s "$LUA" "$BASE$path" >"$out" 2>&1; then
@@ -346,11 +364,14 @@ run() {
         die "wrk failed in scenario $name"
     fi
     line=$(grep '^KP_RESULT ' "$out") || { cat "$out" >&2; die "no result from wrk in $name"; }
+    settle
     declare -A f=()
     for kv in ${line#KP_RESULT }; do f[${kv%%=*}]=${kv#*=}; done
     R_RPS[$name]=${f[rps]}
     R_P50[$name]=${f[p50_us]}
     R_P99[$name]=${f[p99_us]}
+    R_MAX[$name]=${f[max_us]}
+    R_5XX[$name]=$(log_5xx "$first_line" | wc -l)
     R_REQ[$name]=${f[requests]}
     R_BAD[$name]=${f[bad]}
     R_SOCK[$name]=${f[socket]}
@@ -358,11 +379,11 @@ run() {
     R_LABEL[$name]=$label
     R_REQUEST[$name]=$request
     ORDER+=("$name")
-    if ((${f[bad]} > 0 || ${f[socket]} > 0)); then
-        FAILED=$((FAILED + ${f[bad]} + ${f[socket]}))
-        say "  FAILED: ${f[bad]} unexpected statuses, ${f[socket]} socket errors (statuses ${f[statuses]})"
+    if ((${f[bad]} > 0 || ${f[socket]} > 0 || ${R_5XX[$name]} > 0)); then
+        FAILED=$((FAILED + ${f[bad]} + ${f[socket]} + ${R_5XX[$name]}))
+        say "  FAILED: ${f[bad]} unexpected statuses, ${f[socket]} socket errors, ${R_5XX[$name]} 5xx in the server log"
     fi
-    say "  ${f[rps]} req/s, p50 ${f[p50_us]} µs, p99 ${f[p99_us]} µs, statuses ${f[statuses]}"
+    say "  ${f[rps]} req/s, p50 ${f[p50_us]} µs, p99 ${f[p99_us]} µs, max ${f[max_us]} µs, statuses ${f[statuses]}"
 }
 
 run baseline baseline "GET /healthz" /healthz
@@ -418,30 +439,39 @@ END_RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")
 kill "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
-# The request log: "... METHOD PATH STATUS 1.234ms".
-LOG_5XX=$(awk '$(NF) ~ /ms$/ && $(NF-1) ~ /^5[0-9][0-9]$/' "$WORK/server.log" | wc -l)
+LOG_5XX=$(log_5xx 1 | wc -l)
+LOG_5XX_SAMPLE=$(log_5xx 1 | awk '{ print $(NF-3), $(NF-2), $(NF-1) }' | sort | uniq -c | sort -rn | head -5 || true)
 LOG_ERRORS=$(grep -c ' ERROR ' "$WORK/server.log" || true)
 LOG_WARNINGS=$(grep -c ' WARN ' "$WORK/server.log" || true)
-LOG_SAMPLE=$(grep -m 3 -E ' (ERROR|WARN) ' "$WORK/server.log" | cut -c1-300 || true)
-LOAD_SECONDS=$(since "$START")
+# ERROR and WARN lines grouped by level, module and the start of the message.
+LOG_SAMPLE=$(grep -E '^\[[^]]* (ERROR|WARN) ' "$WORK/server.log" |
+    sed -E 's/^\[[^ ]+ +([A-Z]+) +([^]]*)\] /\1 \2: /' | cut -c1-110 | tr -d '`' |
+    sort | uniq -c | sort -rn | head -5 || true)
+LOAD_SECONDS=$(since "$LOAD_STARTED")
 
 # --- micro -----------------------------------------------------------------
 
 MICRO_ROWS=""
 MICRO_STATUS="skipped (--no-micro)"
 if ((MICRO)); then
-    say "cargo bench --bench micro (compiles the bench profile on first use)"
+    say "cargo bench --bench micro --no-run (compiles the bench profile when needed)"
     micro_started=$(now)
     touch "$WORK/micro.marker"
-    if cargo bench --bench micro >"$WORK/micro.txt" 2>&1; then
-        while IFS= read -r file; do
+    if cargo bench --bench micro --no-run >"$WORK/micro.txt" 2>&1 && {
+        MICRO_BUILD_SECONDS=$(since "$micro_started")
+        say "cargo bench --bench micro"
+        micro_started=$(now)
+        cargo bench --bench micro >>"$WORK/micro.txt" 2>&1
+    }; then
+        # In the order criterion ran them.
+        while read -r _ file; do
             dir=$(dirname "$file")
             id=$(jq -r .full_id "$file")
             mean=$(jq -r .mean.point_estimate "$dir/estimates.json")
-            case $id in sign/*) rank=1 ;; verify/*) rank=2 ;; *) rank=3 ;; esac
-            MICRO_ROWS+="$rank	$id	$mean"$'\n'
-        done < <(find "$TARGET_DIR/criterion" -path '*/new/benchmark.json' -newer "$WORK/micro.marker")
-        MICRO_STATUS="ok, $(since "$micro_started")s including any compile"
+            MICRO_ROWS+="$id	$mean"$'\n'
+        done < <(find "$TARGET_DIR/criterion" -path '*/new/benchmark.json' -newer "$WORK/micro.marker" \
+            -printf '%T@ %p\n' | sort -n)
+        MICRO_STATUS="compile ${MICRO_BUILD_SECONDS}s, run $(since "$micro_started")s"
         [[ -n $MICRO_ROWS ]] || MICRO_STATUS="ran, but no criterion results found under $TARGET_DIR/criterion"
     else
         tail -30 "$WORK/micro.txt" >&2
@@ -458,21 +488,23 @@ BASE_RPS=${R_RPS[baseline]}
     echo "### Keyport load benchmark"
     echo
     echo "- commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || echo ' (with uncommitted changes)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); wrk and the server share them"
+    echo "- $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); wrk and the server share them; load average before the run: $LOADAVG_START"
     echo "- database: $BACKEND; server: defaults (ES256, $(nproc) workers, 10 DB connections), RUST_LOG=${RUST_LOG:-info} to a file"
     echo "- wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per scenario"
     echo
-    echo "| scenario | request | req/s | vs baseline | p50 | p99 | requests | failed | socket errors |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| scenario | request | req/s | vs baseline | p50 | p99 | max | requests | failed | socket errors | 5xx in server log |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for name in "${ORDER[@]}"; do
         ratio=$(awk -v a="${R_RPS[$name]}" -v b="$BASE_RPS" 'BEGIN { printf "%.2f×", a / b }')
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
             "${R_LABEL[$name]}" "${R_REQUEST[$name]}" "$(fmt_int "${R_RPS[$name]}")" "$ratio" \
-            "$(fmt_ms "${R_P50[$name]}")" "$(fmt_ms "${R_P99[$name]}")" "$(fmt_int "${R_REQ[$name]}")" \
-            "${R_BAD[$name]}" "${R_SOCK[$name]}"
+            "$(fmt_ms "${R_P50[$name]}")" "$(fmt_ms "${R_P99[$name]}")" "$(fmt_ms "${R_MAX[$name]}")" \
+            "$(fmt_int "${R_REQ[$name]}")" "${R_BAD[$name]}" "${R_SOCK[$name]}" "${R_5XX[$name]}"
     done
     echo
-    echo "\"failed\": responses whose status was not the expected one (any 2xx unless noted). Statuses seen:"
+    echo "\"failed\": responses wrk got whose status was not the expected one (any 2xx unless noted);" \
+        "\"5xx in server log\": 5xx answers the server logged during the scenario, including requests still" \
+        "in flight when wrk stopped (wrk never sees those). Statuses wrk saw:"
     for name in "${ORDER[@]}"; do
         echo "- ${R_LABEL[$name]}: ${R_STATUS[$name]}${R_NOTE[$name]:+ — ${R_NOTE[$name]}}"
     done
@@ -482,26 +514,29 @@ BASE_RPS=${R_RPS[baseline]}
     fi
     echo "- server peak RSS (VmHWM): $(awk -v k="$PEAK_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }'); RSS at the end: $(awk -v k="$END_RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')"
     echo "- server log: $LOG_5XX responses 5xx, $LOG_ERRORS ERROR lines, $LOG_WARNINGS WARN lines"
+    if [[ -n $LOG_5XX_SAMPLE ]]; then
+        while read -r count line; do echo "  - ${count}× \`$line\`"; done <<<"$LOG_5XX_SAMPLE"
+    fi
     if [[ -n $LOG_SAMPLE ]]; then
-        while IFS= read -r l; do echo "  - \`$l\`"; done <<<"$LOG_SAMPLE"
+        while read -r count line; do echo "  - ${count}× \`$line…\`"; done <<<"$LOG_SAMPLE"
     fi
     echo "- seeding: $((REAL_KEYS + 1)) keys through the CLI in ${CLI_SEED_SECONDS}s${LARGE_SECONDS:+; bulk insert of $(fmt_int $((LARGE_COUNT - SMALL_COUNT))) filler keys in ${LARGE_SECONDS}s}"
-    echo "- wall time: build ${BUILD_SECONDS}s, load part ${LOAD_SECONDS}s, total $(since "$START")s"
+    echo "- wall time: cargo build ${BUILD_SECONDS}s; seeding, server and scenarios ${LOAD_SECONDS}s; total $(since "$START")s"
     echo
     echo "Micro benchmarks (\`cargo bench --bench micro\`, criterion mean; one core): $MICRO_STATUS"
     if [[ -n $MICRO_ROWS ]]; then
         echo
         echo "| benchmark | mean | per second |"
         echo "| --- | ---: | ---: |"
-        sort -t $'\t' -k1,1n -k2,2 <<<"${MICRO_ROWS%$'\n'}" | while IFS=$'\t' read -r _ id mean; do
+        while IFS=$'\t' read -r id mean; do
             printf '| %s | %s | %s |\n' "$id" "$(fmt_ns "$mean")" "$(fmt_int "$(awk -v ns="$mean" 'BEGIN { printf "%.0f", 1e9 / ns }')")"
-        done
+        done <<<"${MICRO_ROWS%$'\n'}"
     fi
     echo
     if ((FAILED)); then
-        echo "**Result: $FAILED failures** (see \"failed\" and \"socket errors\" above)."
+        echo "**Result: $FAILED failures** (see \"failed\", \"socket errors\" and \"5xx in server log\" above)."
     else
-        echo "Result: every request got its expected status; no socket errors."
+        echo "Result: every request got its expected status; no socket errors; no 5xx in the server log."
     fi
 } | tee "$TARGET_DIR/load-report.md"
 say "report saved to $TARGET_DIR/load-report.md"

@@ -65,7 +65,7 @@ pub struct User {
     pub created_at: UnixTime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Active,
@@ -94,7 +94,7 @@ impl KeyStatus {
 }
 
 /// A key as shown to people: never the secret, never its digest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeySummary {
     pub id: String,
     pub client_id: String,
@@ -106,9 +106,14 @@ pub struct KeySummary {
     pub scopes: Option<Vec<String>>,
     pub token_ttl_seconds: Option<i64>,
     pub status: KeyStatus,
+    /// Unix seconds, like every `_at` member.
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
+    #[schema(value_type = Option<i64>)]
     pub expires_at: Option<UnixTime>,
+    #[schema(value_type = Option<i64>)]
     pub last_used_at: Option<UnixTime>,
+    #[schema(value_type = Option<i64>)]
     pub revoked_at: Option<UnixTime>,
     pub revoked_by: Option<String>,
     /// Whether this key signs its owner's webhook requests.
@@ -550,7 +555,7 @@ fn preview(raw: &str) -> String {
 }
 
 /// A user as admins see them: role, permissions and sign-in lock.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     pub id: String,
     pub email: String,
@@ -558,8 +563,10 @@ pub struct UserSummary {
     pub permissions: Vec<String>,
     pub status: String,
     pub locked: bool,
+    #[schema(value_type = Option<i64>)]
     pub locked_until: Option<UnixTime>,
     pub failed_sign_ins: i64,
+    #[schema(value_type = i64)]
     pub created_at: UnixTime,
 }
 

@@ -101,6 +101,17 @@ impl From<StorageError> for ApiError {
                 log::warn!("database unavailable: {}", error_chain(&err));
                 ApiError::unavailable()
             }
+            // PostgreSQL refuses a NUL character in text (SQLSTATE 22021,
+            // "invalid byte sequence for encoding UTF8: 0x00"), e.g. in a key
+            // id or an audit filter: the request is at fault, not the server.
+            StorageError::Database(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("22021") =>
+            {
+                ApiError::bad_request(
+                    "invalid_request",
+                    "the request contains a NUL character, which no parameter accepts",
+                )
+            }
             other => {
                 log::error!("storage failure: {}", error_chain(&other));
                 ApiError::internal()

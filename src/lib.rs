@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod metrics;
 pub mod postman;
+pub mod push_queue;
 pub mod revocation;
 pub mod routes;
 pub mod sessions;

@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::push_queue::PushQueue;
 use crate::revocation::RevokedTokens;
 use crate::routes::{self, AppState};
 use crate::storage::{StorageError, Store};
@@ -80,6 +81,7 @@ impl Application {
             settings.security.client_auth_failure_window,
         );
         let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
+        let pushes = PushQueue::start(store.clone());
         let state = web::Data::new(AppState {
             store,
             keys: Arc::clone(&keys),
@@ -88,6 +90,7 @@ impl Application {
             revoked,
             throttle,
             metrics,
+            pushes,
         });
         let verifier = web::Data::new(keys.verifier());
         let server = HttpServer::new(move || {

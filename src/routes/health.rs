@@ -5,12 +5,32 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
+use super::openapi as doc;
 use crate::error::ApiError;
 
+/// Liveness: 200 while the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "meta",
+    responses((status = 200, description = "The process is up", body = doc::Health))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the database answers and a signing key is loaded.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Ready to serve", body = doc::Readiness),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.store.ping().await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::openapi as doc;
 use super::{AppState, Caller};
 use crate::admin::{self, KeyListing, KeyPolicy, NewKeyRequest};
 use crate::error::ApiError;
@@ -26,14 +27,29 @@ fn policy(state: &AppState) -> KeyPolicy {
     }
 }
 
+/// Admins: every key of the tenant; members: their own. Never a secret.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    operation_id = "listKeys",
+    tag = "keys",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The keys", body = doc::KeyList),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let actor = caller.actor();
     let keys = admin::list_keys(&state.store, KeyListing::VisibleTo(&actor)).await?;
     Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewKeyRequest)]
 struct NewKeyBody {
     name: String,
     /// Scopes within the owner's permissions; absent: all of them.
@@ -43,6 +59,28 @@ struct NewKeyBody {
     token_ttl_seconds: Option<u64>,
 }
 
+/// Creates a key for the caller (needs `keys:manage`, at most
+/// `max_active_keys_per_user` active keys). The secret is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    operation_id = "createKey",
+    tag = "keys",
+    request_body = NewKeyBody,
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 201, description = "Created; `client_secret` is shown only here", body = doc::NewKey),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -76,6 +114,23 @@ pub async fn create(
         .json(doc))
 }
 
+/// One key, by id or client ID.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys/{id}",
+    operation_id = "showKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The key", body = crate::admin::KeySummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn show(
     caller: Caller,
     path: web::Path<String>,
@@ -85,6 +140,25 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(key))
 }
 
+/// Revokes a key for good; the row stays for the audit trail. The key that
+/// signs webhooks cannot be revoked until another key holds the mark.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/revoke",
+    operation_id = "revokeKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = crate::admin::KeySummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn revoke(
     caller: Caller,
     path: web::Path<String>,
@@ -94,6 +168,24 @@ pub async fn revoke(
     Ok(HttpResponse::Ok().json(key))
 }
 
+/// This key now signs its owner's webhooks (the mark moves here).
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/webhook-signing",
+    operation_id = "markWebhookSigning",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Marked", body = crate::admin::KeySummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn mark_webhook_signing(
     caller: Caller,
     path: web::Path<String>,
@@ -103,12 +195,38 @@ pub async fn mark_webhook_signing(
     Ok(HttpResponse::Ok().json(key))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeleteBody {
+#[schema(as = DeleteKeyConfirmation)]
+pub(super) struct DeleteBody {
+    /// `delete <client_id>`
     confirm: String,
 }
 
+/// Deletes a key for good. Needs `{"confirm": "delete <client_id>"}`;
+/// without it, the 409 answer carries `confirmation_phrase`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    operation_id = "deleteKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    // A `ref` keeps the body optional without making `null` a valid body.
+    request_body(content = ref("#/components/schemas/DeleteKeyConfirmation"), content_type = "application/json", description = "The confirmation; leave the body (and Content-Type) out to learn the phrase"),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn delete(
     req: HttpRequest,
     payload: web::Payload,

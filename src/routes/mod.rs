@@ -6,6 +6,7 @@ mod health;
 mod keys;
 mod oauth;
 pub mod observe;
+mod openapi;
 mod postman;
 mod records;
 mod session;
@@ -15,11 +16,13 @@ mod wellknown;
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::push_queue::PushQueue;
 use crate::revocation::RevokedTokens;
 use crate::storage::Store;
 use crate::throttle::FailureThrottle;
@@ -27,6 +30,7 @@ use crate::tokens::KeyRing;
 use crate::usage::LastUsed;
 
 pub use caller::{Caller, Credential};
+pub use openapi::api_doc;
 pub use token_request::{
     ClientCredentials, TokenQuery, TokenRequest, parse_basic_authorization, parse_token_query,
     parse_token_request,
@@ -41,56 +45,110 @@ pub struct AppState {
     pub revoked: RevokedTokens,
     pub throttle: FailureThrottle,
     pub metrics: Arc<Metrics>,
+    pub pushes: PushQueue,
 }
 
+/// One operation the app serves. [`ROUTES`] is the registration itself:
+/// [`configure`] registers exactly these, and `GET /openapi.json` must
+/// document exactly these (`tests/api/openapi.rs` checks).
+pub struct RouteSpec {
+    /// The path template, in actix and OpenAPI syntax alike (`{id}`).
+    pub path: &'static str,
+    pub method: Method,
+    /// Attaches the handler to a route already guarded by `method`.
+    handler: fn(actix_web::Route) -> actix_web::Route,
+}
+
+const fn route(
+    path: &'static str,
+    method: Method,
+    handler: fn(actix_web::Route) -> actix_web::Route,
+) -> RouteSpec {
+    RouteSpec {
+        path,
+        method,
+        handler,
+    }
+}
+
+/// Every operation, in registration order (a path's methods share one resource).
+pub static ROUTES: &[RouteSpec] = &[
+    route("/healthz", Method::GET, |r| r.to(health::healthz)),
+    route("/metrics", Method::GET, |r| r.to(observe::metrics)),
+    route("/readyz", Method::GET, |r| r.to(health::readyz)),
+    route("/openapi.json", Method::GET, |r| r.to(openapi::document)),
+    route("/oauth/token", Method::POST, |r| r.to(oauth::token)),
+    route("/oauth/introspect", Method::POST, |r| {
+        r.to(oauth::introspect)
+    }),
+    route("/oauth/revoke", Method::POST, |r| r.to(oauth::revoke)),
+    route(
+        "/.well-known/oauth-authorization-server",
+        Method::GET,
+        |r| r.to(wellknown::metadata),
+    ),
+    route("/.well-known/jwks.json", Method::GET, |r| {
+        r.to(wellknown::jwks)
+    }),
+    route("/api/v1/reports/{collection}", Method::GET, |r| {
+        r.to(records::pull)
+    }),
+    route(
+        "/api/v1/reports/{collection}/{record_id}",
+        Method::GET,
+        |r| r.to(records::pull_one),
+    ),
+    route("/api/v1/webhooks/{collection}", Method::POST, |r| {
+        r.to(records::push)
+    }),
+    route("/api/v1/postman/collection.json", Method::GET, |r| {
+        r.to(postman::collection)
+    }),
+    route("/api/v1/session", Method::POST, |r| r.to(session::sign_in)),
+    route("/api/v1/session", Method::DELETE, |r| {
+        r.to(session::sign_out)
+    }),
+    route("/api/v1/session/password", Method::POST, |r| {
+        r.to(session::change_password)
+    }),
+    route("/api/v1/keys", Method::GET, |r| r.to(keys::list)),
+    route("/api/v1/keys", Method::POST, |r| r.to(keys::create)),
+    route("/api/v1/keys/{id}", Method::GET, |r| r.to(keys::show)),
+    route("/api/v1/keys/{id}", Method::DELETE, |r| r.to(keys::delete)),
+    route("/api/v1/keys/{id}/revoke", Method::POST, |r| {
+        r.to(keys::revoke)
+    }),
+    route("/api/v1/keys/{id}/webhook-signing", Method::POST, |r| {
+        r.to(keys::mark_webhook_signing)
+    }),
+    route("/api/v1/users", Method::GET, |r| r.to(users::list)),
+    route("/api/v1/users/{id}/unlock", Method::POST, |r| {
+        r.to(users::unlock)
+    }),
+    route("/api/v1/tenant/policy", Method::PUT, |r| {
+        r.to(users::set_policy)
+    }),
+    route("/api/v1/audit", Method::GET, |r| r.to(users::audit)),
+];
+
+/// Registers [`ROUTES`]: one resource per path, in order of first appearance,
+/// holding that path's methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/healthz").route(web::get().to(health::healthz)))
-        .service(endpoint("/metrics").route(web::get().to(observe::metrics)))
-        .service(endpoint("/readyz").route(web::get().to(health::readyz)))
-        .service(endpoint("/oauth/token").route(web::post().to(oauth::token)))
-        .service(endpoint("/oauth/introspect").route(web::post().to(oauth::introspect)))
-        .service(endpoint("/oauth/revoke").route(web::post().to(oauth::revoke)))
-        .service(
-            endpoint("/.well-known/oauth-authorization-server")
-                .route(web::get().to(wellknown::metadata)),
-        )
-        .service(endpoint("/.well-known/jwks.json").route(web::get().to(wellknown::jwks)))
-        .service(endpoint("/api/v1/reports/{collection}").route(web::get().to(records::pull)))
-        .service(
-            endpoint("/api/v1/reports/{collection}/{record_id}")
-                .route(web::get().to(records::pull_one)),
-        )
-        .service(endpoint("/api/v1/webhooks/{collection}").route(web::post().to(records::push)))
-        .service(
-            endpoint("/api/v1/postman/collection.json").route(web::get().to(postman::collection)),
-        )
-        .service(
-            endpoint("/api/v1/session")
-                .route(web::post().to(session::sign_in))
-                .route(web::delete().to(session::sign_out)),
-        )
-        .service(
-            endpoint("/api/v1/session/password").route(web::post().to(session::change_password)),
-        )
-        .service(
-            endpoint("/api/v1/keys")
-                .route(web::get().to(keys::list))
-                .route(web::post().to(keys::create)),
-        )
-        .service(
-            endpoint("/api/v1/keys/{id}")
-                .route(web::get().to(keys::show))
-                .route(web::delete().to(keys::delete)),
-        )
-        .service(endpoint("/api/v1/keys/{id}/revoke").route(web::post().to(keys::revoke)))
-        .service(
-            endpoint("/api/v1/keys/{id}/webhook-signing")
-                .route(web::post().to(keys::mark_webhook_signing)),
-        )
-        .service(endpoint("/api/v1/users").route(web::get().to(users::list)))
-        .service(endpoint("/api/v1/users/{id}/unlock").route(web::post().to(users::unlock)))
-        .service(endpoint("/api/v1/tenant/policy").route(web::put().to(users::set_policy)))
-        .service(endpoint("/api/v1/audit").route(web::get().to(users::audit)));
+    let mut paths: Vec<&'static str> = Vec::new();
+    for spec in ROUTES {
+        if !paths.contains(&spec.path) {
+            paths.push(spec.path);
+        }
+    }
+    for path in paths {
+        let resource = ROUTES
+            .iter()
+            .filter(|spec| spec.path == path)
+            .fold(endpoint(path), |resource, spec| {
+                resource.route((spec.handler)(web::method(spec.method.clone())))
+            });
+        cfg.service(resource);
+    }
 }
 
 /// A resource whose unsupported methods answer 405 in the documented format.

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::body::{BodyError, media_type, read_limited};
 use super::observe::note_client_id;
+use super::openapi as doc;
 use super::token_request::{ClientCredentials, parse_token_query, parse_token_request};
 use crate::clients::{self, AuthenticatedKey, ClientAuthError};
 use crate::domain::{ClientId, ClientSecret, Role, ScopeSet, now};
@@ -87,6 +88,27 @@ fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResp
     response
 }
 
+/// RFC 6749 §4.4 client credentials grant: a key's client ID and secret in,
+/// a JWT access token out. `scope` may only narrow the key's scopes.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    operation_id = "token",
+    tag = "oauth",
+    request_body(content(
+        (doc::TokenRequest = "application/x-www-form-urlencoded"),
+        (doc::TokenRequest = "application/json"),
+    )),
+    security(("clientBasic" = [])),
+    responses(
+        (status = 200, description = "A token", body = doc::TokenResponse),
+        (status = 400, response = doc::OAuthBadRequest),
+        (status = 401, response = doc::OAuthInvalidClient),
+        (status = 413, response = doc::OAuthPayloadTooLarge),
+        (status = 429, response = doc::OAuthThrottled),
+        (status = 503, response = doc::OAuthUnavailable),
+    )
+)]
 pub async fn token(
     req: HttpRequest,
     payload: web::Payload,
@@ -195,6 +217,26 @@ fn may_act_on(key: &AuthenticatedKey, claims: &AccessTokenClaims) -> bool {
         && (key.owner_role == Role::Admin || claims.sub == key.owner_id)
 }
 
+/// RFC 7662 token introspection, for tokens of the caller's tenant.
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    operation_id = "introspect",
+    tag = "oauth",
+    request_body(content(
+        (doc::TokenQuery = "application/x-www-form-urlencoded"),
+        (doc::TokenQuery = "application/json"),
+    )),
+    security(("clientBasic" = [])),
+    responses(
+        (status = 200, description = "What the token is, or `{\"active\": false}`", body = doc::IntrospectionResponse),
+        (status = 400, response = doc::OAuthBadRequest),
+        (status = 401, response = doc::OAuthInvalidClient),
+        (status = 413, response = doc::OAuthPayloadTooLarge),
+        (status = 429, response = doc::OAuthThrottled),
+        (status = 503, response = doc::OAuthUnavailable),
+    )
+)]
 pub async fn introspect(
     req: HttpRequest,
     payload: web::Payload,
@@ -236,6 +278,27 @@ pub async fn introspect(
     Ok(no_store(HttpResponse::Ok()).json(answer))
 }
 
+/// RFC 7009 token revocation: the caller's own tokens (an admin's key: any
+/// token of the tenant). An unknown or invalid token answers 200 too.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    operation_id = "revokeToken",
+    tag = "oauth",
+    request_body(content(
+        (doc::TokenQuery = "application/x-www-form-urlencoded"),
+        (doc::TokenQuery = "application/json"),
+    )),
+    security(("clientBasic" = [])),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, response = doc::OAuthBadRequest),
+        (status = 401, response = doc::OAuthInvalidClient),
+        (status = 413, response = doc::OAuthPayloadTooLarge),
+        (status = 429, response = doc::OAuthThrottled),
+        (status = 503, response = doc::OAuthUnavailable),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,

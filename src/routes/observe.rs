@@ -58,6 +58,16 @@ pub async fn observe(
     Ok(response)
 }
 
+/// Prometheus metrics (text exposition format). Public.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+    )
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let active = match state.store.count_all_active_keys(now()).await {
         Ok(active) => Some(active),

@@ -9,6 +9,21 @@ use super::AppState;
 use super::Caller;
 use crate::postman;
 
+/// This server's Postman Collection (v2.1), as a download. Any valid
+/// credential; no scope needed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/postman/collection.json",
+    operation_id = "postmanCollection",
+    tag = "meta",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "A Postman Collection v2.1 document", content_type = "application/json", body = Object),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn collection(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
     let document = postman::collection(&state.settings);
     HttpResponse::Ok()

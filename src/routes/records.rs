@@ -18,9 +18,11 @@ use uuid::Uuid;
 use super::AppState;
 use super::Caller;
 use super::body::{BodyError, media_type, read_limited};
+use super::openapi as doc;
 use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
 use crate::error::ApiError;
-use crate::storage::{Idempotency, NewRecords, PushOutcome, RecordQuery, RecordRow};
+use crate::push_queue::PushJob;
+use crate::storage::{PushOutcome, RecordQuery, RecordRow};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -63,6 +65,28 @@ fn record_json(row: RecordRow) -> Result<Value, ApiError> {
     }))
 }
 
+/// Records of a collection, oldest first, one page at a time. Members see
+/// the records they pushed; admins the whole tenant's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/{collection}",
+    operation_id = "pullRecords",
+    tag = "reports",
+    params(
+        ("collection" = String, Path, description = "1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+        ("limit" = Option<u32>, Query, description = "Page size (default 50)", minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "A page of records", body = doc::RecordPage),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::InsufficientScope),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn pull(
     req: HttpRequest,
     caller: Caller,
@@ -133,6 +157,26 @@ fn decode_cursor(raw: &str) -> Result<String, ApiError> {
     Ok(id)
 }
 
+/// One record; 404 for a record the caller may not see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/{collection}/{record_id}",
+    operation_id = "pullRecord",
+    tag = "reports",
+    params(
+        ("collection" = String, Path, description = "The collection", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+        ("record_id" = String, Path, description = "The record's id (a UUID)"),
+    ),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The record", body = doc::Record),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::InsufficientScope),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn pull_one(
     caller: Caller,
     path: web::Path<(String, String)>,
@@ -159,6 +203,31 @@ pub async fn pull_one(
     Ok(HttpResponse::Ok().json(record_json(row)?))
 }
 
+/// Stores one JSON object or an array of them. A retry with the same
+/// `Idempotency-Key` stores nothing new and answers the original response.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{collection}",
+    operation_id = "pushRecords",
+    tag = "webhooks",
+    params(
+        ("collection" = String, Path, description = "1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters without spaces, optionally in double quotes", pattern = "^[!#-~]{1,255}$"),
+    ),
+    request_body(content = doc::PushBody, content_type = "application/json"),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 201, description = "Stored (or replayed)", body = doc::PushResult,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key"))),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::InsufficientScope),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn push(
     req: HttpRequest,
     caller: Caller,
@@ -220,22 +289,23 @@ pub async fn push(
         hash.update(&body);
         format!("{:x}", hash.finalize())
     });
+    // Group commit: answered only once durably committed.
     let outcome = state
-        .store
-        .push_records(NewRecords {
-            tenant_id: &caller.tenant_id,
-            owner_id: &caller.user_id,
-            client_id: caller.client_id.as_deref().unwrap_or("session"),
-            collection: collection.as_str(),
+        .pushes
+        .push(PushJob {
+            tenant_id: caller.tenant_id.clone(),
+            owner_id: caller.user_id.clone(),
+            client_id: caller
+                .client_id
+                .clone()
+                .unwrap_or_else(|| "session".to_owned()),
+            collection: collection.as_str().to_owned(),
             records,
             now: created_at,
-            idempotency: idempotency_key.as_ref().zip(request_digest.as_deref()).map(
-                |(key, digest)| Idempotency {
-                    key: key.as_str(),
-                    request_digest: digest,
-                    response: &response,
-                },
-            ),
+            idempotency: idempotency_key
+                .as_ref()
+                .zip(request_digest)
+                .map(|(key, digest)| (key.as_str().to_owned(), digest, response.clone())),
         })
         .await
         .map_err(ApiError::from)?;

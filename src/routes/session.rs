@@ -9,14 +9,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::openapi as doc;
 use super::{AppState, Caller, Credential};
 use crate::error::ApiError;
 use crate::sessions::{self, SignInError};
 
 const SESSION_BODY_LIMIT: usize = 8 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SignIn)]
 struct SignInBody {
     email: String,
     password: String,
@@ -49,6 +51,26 @@ impl From<SignInError> for ApiError {
     }
 }
 
+/// Email and password in, session token out (argon2id hashes). Repeated
+/// failures lock the account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    operation_id = "signIn",
+    tag = "session",
+    request_body = SignInBody,
+    responses(
+        (status = 201, description = "Signed in", body = doc::SessionCreated),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = doc::ApiErrorBody),
+        (status = 403, response = doc::Forbidden),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 423, description = "Locked after repeated failures (`account_locked`, with `locked_until`)", body = doc::ApiErrorBody),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn sign_in(
     req: HttpRequest,
     payload: web::Payload,
@@ -83,6 +105,20 @@ fn session_of(caller: &Caller) -> Result<&crate::domain::SessionToken, ApiError>
     }
 }
 
+/// Signs the presented session out.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    operation_id = "signOut",
+    tag = "session",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn sign_out(
     caller: Caller,
     state: web::Data<AppState>,
@@ -92,13 +128,33 @@ pub async fn sign_out(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PasswordChange)]
 struct PasswordBody {
     current_password: String,
     new_password: String,
 }
 
+/// The signed-in user changes their password (at least 12 characters);
+/// every session of the user ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session/password",
+    operation_id = "changePassword",
+    tag = "session",
+    request_body = PasswordBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; every session of the user ended"),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, description = "No valid session (`missing_token`, `invalid_token`) or a wrong current password (`invalid_credentials`)", body = doc::ApiErrorBody),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn change_password(
     req: HttpRequest,
     payload: web::Payload,

@@ -11,16 +11,49 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::openapi as doc;
 use super::{AppState, Caller};
 use crate::admin;
 use crate::error::ApiError;
 use crate::storage::AuditQuery;
 
+/// The tenant's users with their sign-in locks. Admins only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "listUsers",
+    tag = "admin",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The users", body = doc::UserList),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let users = admin::list_users(&state.store, &caller.actor(), &caller.tenant_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "users": users })))
 }
 
+/// Lifts a user's sign-in lock. Admins only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/unlock",
+    operation_id = "unlockUser",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Unlocked", body = doc::Unlocked),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn unlock(
     caller: Caller,
     path: web::Path<String>,
@@ -31,12 +64,33 @@ pub async fn unlock(
     Ok(HttpResponse::Ok().json(json!({ "unlocked": true })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TenantPolicyUpdate)]
 struct PolicyBody {
+    /// Users holding an active key may no longer sign in with a password.
     api_only_users: bool,
 }
 
+/// Sets the tenant's sign-in policy. Admins only.
+#[utoipa::path(
+    put,
+    path = "/api/v1/tenant/policy",
+    operation_id = "setTenantPolicy",
+    tag = "admin",
+    request_body = PolicyBody,
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The policy now in force", body = doc::TenantPolicy),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn set_policy(
     req: HttpRequest,
     payload: web::Payload,
@@ -66,6 +120,30 @@ struct AuditParams {
     cursor: Option<String>,
 }
 
+/// The tenant's audit trail, oldest first. Admins only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "listAudit",
+    tag = "admin",
+    params(
+        ("action" = Option<String>, Query, description = "Only this action, e.g. `key.create`"),
+        ("actor" = Option<String>, Query, description = "Only events by this actor"),
+        ("target" = Option<String>, Query, description = "Only events about this target"),
+        ("since" = Option<i64>, Query, description = "Unix seconds, inclusive"),
+        ("until" = Option<i64>, Query, description = "Unix seconds, inclusive"),
+        ("limit" = Option<u32>, Query, description = "Page size (default 50)", minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = doc::AuditPage),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
 pub async fn audit(
     req: HttpRequest,
     caller: Caller,

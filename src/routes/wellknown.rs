@@ -6,7 +6,16 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
+use super::openapi as doc;
 
+/// RFC 8414 authorization server metadata.
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    operation_id = "serverMetadata",
+    tag = "discovery",
+    responses((status = 200, description = "The metadata", body = doc::ServerMetadata))
+)]
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     let issuer = &state.settings.tokens.issuer;
     HttpResponse::Ok()
@@ -27,6 +36,14 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         }))
 }
 
+/// RFC 7517 public keys: the active signing key and recently retired ones.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "jwks",
+    tag = "discovery",
+    responses((status = 200, description = "The key set", body = doc::JwkSet))
+)]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let refresh = state.settings.tokens.signing_key_refresh.as_secs();
     HttpResponse::Ok()

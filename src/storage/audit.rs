@@ -1,6 +1,8 @@
 use super::{Result, Store};
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+/// One audit event, as `GET /api/v1/audit` shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEvent)]
 pub struct AuditRow {
     pub id: String,
     pub tenant_id: Option<String>,

@@ -60,55 +60,23 @@ impl Store {
     /// when this returns `Stored`, the push is committed (and, with SQLite's
     /// synchronous=FULL or PostgreSQL's defaults, on disk).
     pub async fn push_records(&self, push: NewRecords<'_>) -> Result<PushOutcome> {
+        let mut outcomes = self.push_batch(std::slice::from_ref(&push)).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| super::StorageError::Corrupt("an empty batch outcome".to_owned()))
+    }
+
+    /// Group commit: several pushes in one transaction, one outcome each, in
+    /// order. Either all of them are committed or none is (the caller then
+    /// retries them one by one).
+    pub async fn push_batch(&self, pushes: &[NewRecords<'_>]) -> Result<Vec<PushOutcome>> {
         let mut tx = self.pool.begin().await?;
-        if let Some(idem) = &push.idempotency {
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, owner_id, idempotency_key, request_digest, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            )
-            .bind(push.tenant_id)
-            .bind(push.owner_id)
-            .bind(idem.key)
-            .bind(idem.request_digest)
-            .bind(idem.response)
-            .bind(push.now)
-            .execute(&mut *tx)
-            .await?;
-            if claimed.rows_affected() == 0 {
-                let (digest, response): (String, String) = sqlx::query_as(
-                    "SELECT request_digest, response FROM idempotency_keys \
-                     WHERE tenant_id = $1 AND owner_id = $2 AND idempotency_key = $3",
-                )
-                .bind(push.tenant_id)
-                .bind(push.owner_id)
-                .bind(idem.key)
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.rollback().await?;
-                return Ok(if digest == idem.request_digest {
-                    PushOutcome::Replayed { response }
-                } else {
-                    PushOutcome::KeyReused
-                });
-            }
-        }
-        for (id, body) in &push.records {
-            sqlx::query(
-                "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(id)
-            .bind(push.tenant_id)
-            .bind(push.collection)
-            .bind(push.owner_id)
-            .bind(push.client_id)
-            .bind(body)
-            .bind(push.now)
-            .execute(&mut *tx)
-            .await?;
+        let mut outcomes = Vec::with_capacity(pushes.len());
+        for push in pushes {
+            outcomes.push(push_within(&mut tx, push).await?);
         }
         tx.commit().await?;
-        Ok(PushOutcome::Stored)
+        Ok(outcomes)
     }
 
     /// One page of a collection in id order (ids are UUID v7, so this is
@@ -160,4 +128,56 @@ impl Store {
         .await?;
         Ok(found.is_some())
     }
+}
+
+async fn push_within(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    push: &NewRecords<'_>,
+) -> Result<PushOutcome> {
+    if let Some(idem) = &push.idempotency {
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, owner_id, idempotency_key, request_digest, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(push.tenant_id)
+        .bind(push.owner_id)
+        .bind(idem.key)
+        .bind(idem.request_digest)
+        .bind(idem.response)
+        .bind(push.now)
+        .execute(&mut **tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            let (digest, response): (String, String) = sqlx::query_as(
+                "SELECT request_digest, response FROM idempotency_keys \
+                 WHERE tenant_id = $1 AND owner_id = $2 AND idempotency_key = $3",
+            )
+            .bind(push.tenant_id)
+            .bind(push.owner_id)
+            .bind(idem.key)
+            .fetch_one(&mut **tx)
+            .await?;
+            return Ok(if digest == idem.request_digest {
+                PushOutcome::Replayed { response }
+            } else {
+                PushOutcome::KeyReused
+            });
+        }
+    }
+    for (id, body) in &push.records {
+        sqlx::query(
+            "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(push.tenant_id)
+        .bind(push.collection)
+        .bind(push.owner_id)
+        .bind(push.client_id)
+        .bind(body)
+        .bind(push.now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(PushOutcome::Stored)
 }

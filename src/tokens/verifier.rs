@@ -9,6 +9,7 @@ use std::time::Duration;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sha2::{Digest, Sha256};
 
 use super::claims::AccessTokenClaims;
 use super::signing_key::SigningKey;
@@ -77,7 +78,14 @@ pub struct TokenVerifier {
     audience: String,
     leeway: Duration,
     keys: Arc<RwLock<Arc<HashMap<String, VerificationKey>>>>,
+    /// Tokens already verified, by SHA-256 of the whole token (signature
+    /// included, so a forgery never matches), until they expire.
+    verified: Arc<RwLock<HashMap<[u8; 32], VerifiedToken>>>,
 }
+
+/// Most cached tokens; an integration reuses one token for its lifetime, so
+/// this covers far more integrations than one instance serves.
+const CACHE_CAPACITY: usize = 16_384;
 
 impl TokenVerifier {
     pub fn new(settings: &TokenSettings) -> Self {
@@ -86,6 +94,7 @@ impl TokenVerifier {
             audience: settings.audience.clone(),
             leeway: settings.leeway,
             keys: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
+            verified: Arc::new(RwLock::new(HashMap::new())),
         }
     }
 
@@ -98,6 +107,7 @@ impl TokenVerifier {
             audience: audience.to_owned(),
             leeway,
             keys: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
+            verified: Arc::new(RwLock::new(HashMap::new())),
         };
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
@@ -149,7 +159,40 @@ impl TokenVerifier {
         }
     }
 
+    /// Verifies `token`; a token verified before is answered from the cache
+    /// while it has not expired.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let at = now();
+        let leeway = self.leeway.as_secs() as i64;
+        if let Some(hit) = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+        {
+            return if hit.claims.exp + leeway > at {
+                Ok(hit.clone())
+            } else {
+                Err(TokenError::Expired)
+            };
+        }
+        let verified = self.verify_uncached(token)?;
+        let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, t| t.claims.exp + leeway > at);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(digest, verified.clone());
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
             return Err(TokenError::Malformed);
         }

@@ -10,6 +10,7 @@ mod keys_api;
 mod logs;
 mod migrations;
 mod operations;
+mod postman;
 mod presentation;
 mod python_client;
 mod resources;

@@ -127,11 +127,18 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
     assert_eq!(pushed.status(), 201);
     let pulled = enabled
         .client
-        .get(enabled.url(&format!("/api/v1/reports/orders?limit=1&api_key={}", other.secret())))
+        .get(enabled.url(&format!(
+            "/api/v1/reports/orders?limit=1&api_key={}",
+            other.secret()
+        )))
         .send()
         .await
         .unwrap();
-    assert_eq!(pulled.status(), 200, "api_key sits beside the other query parameters");
+    assert_eq!(
+        pulled.status(),
+        200,
+        "api_key sits beside the other query parameters"
+    );
 }
 
 async fn two_credentials_at_once_are_refused(backend: Backend) {

@@ -22,20 +22,22 @@
 #   push       POST /api/v1/webhooks/{collection}, one JSON record
 #   token      again, after bulk-inserting keys up to --keys-large
 #
-# and prints req/s, p50/p99 latency, failed requests and socket errors per
-# scenario, the ratio to baseline, the server's peak RSS and (unless
-# --no-micro) the means from `cargo bench --bench micro`. The report goes to
-# stdout (progress to stderr). Exit status: 0 when every request got its
-# expected status, 1 when any failed or hit a socket error. No timing is
-# asserted.
+# and prints req/s, p50/p99/max latency, failed requests, socket errors and
+# the 5xx answers in the server's request log per scenario, the ratio to
+# baseline, the server's peak RSS and (unless --no-micro) the means from
+# `cargo bench --bench micro`. The report goes to stdout (progress to stderr)
+# and to target/load-report.md. Exit status: 0 when every request got its
+# expected status, 1 when any failed, hit a socket error or was logged as a
+# 5xx (or the micro benchmarks failed). No timing is asserted.
 #
 # Seeding: ~200 real keys go through the CLI (`keyport --json key create`);
 # the filler keys (random client IDs and digests, never used) are inserted
 # straight into api_keys with sqlite3/psql, which is far faster.
 #
 # Environment: RUST_LOG for the server (default: info, its own default: one
-# log line per request, written to a file); KEYPORT_BENCH_POSTGRES_URL
-# (default postgres://postgres@127.0.0.1:5432) for --postgres.
+# log line per request, written to a file); other KEYPORT_* settings reach the
+# server and are named in the report; KEYPORT_BENCH_POSTGRES_URL (default
+# postgres://postgres@127.0.0.1:5432) is where --postgres creates its database.
 
 set -euo pipefail
 
@@ -158,6 +160,9 @@ SERVER_PID=""
 PG_DB=""
 PG_BASE=${KEYPORT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 PG_BASE=${PG_BASE%/}
+unset KEYPORT_BENCH_POSTGRES_URL KEYPORT_CONFIG KEYPORT_BIND
+# Other KEYPORT_* settings in the environment reach the server: name them.
+OVERRIDES=$(env | grep -E '^KEYPORT_' | grep -vE '^KEYPORT_DATABASE_URL=' | sort | paste -sd ' ' - || true)
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG_BASE/postgres" "$@"; }
 
@@ -194,7 +199,6 @@ fi
 say "database: $BACKEND, $WORK"
 
 export KEYPORT_DATABASE_URL=$DATABASE_URL
-unset KEYPORT_CONFIG KEYPORT_BIND
 
 # The admin CLI, allowed as many keys per user as the seeding needs.
 kp() { KEYPORT_MAX_ACTIVE_KEYS_PER_USER=1000000 RUST_LOG=warn "$BIN" --json "$@"; }
@@ -322,6 +326,7 @@ fresh_token() {
 }
 
 TOKEN=$(fresh_token) || die "the admin key could not get a token"
+ALGORITHM=$(curl -sf "$BASE/.well-known/jwks.json" | jq -r '[.keys[].alg] | join(",")')
 records=$(jq -nc '[range(100) | {order: ., total: (. * 1.5), note: "load-benchmark seed record"}]')
 status=$(curl -s -o "$WORK/seed-push.json" -w '%{http_code}' -X POST "$BASE/api/v1/webhooks/bench-pull" \
     -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "$records")
@@ -336,8 +341,17 @@ declare -A R_RPS R_P50 R_P99 R_MAX R_REQ R_BAD R_SOCK R_5XX R_STATUS R_LABEL R_R
 ORDER=()
 FAILED=0
 
-# 5xx answers in the request log ("... METHOD PATH STATUS 1.234ms") from line $1 on.
-log_5xx() { tail -n +"$1" "$WORK/server.log" | awk '$NF ~ /ms$/ && $(NF-1) ~ /^5[0-9][0-9]$/'; }
+# 5xx answers in the request log from line $1 on, as "METHOD PATH STATUS": a
+# request line has "METHOD PATH STATUS 1.234ms" somewhere (then maybe more).
+log_5xx() {
+    tail -n +"$1" "$WORK/server.log" | awk '{
+        for (i = 4; i <= NF; i++)
+            if ($i ~ /^[0-9.]+ms$/ && $(i - 1) ~ /^[1-5][0-9][0-9]$/) {
+                if ($(i - 1) ~ /^5/) print $(i - 3), $(i - 2), $(i - 1)
+                break
+            }
+    }'
+}
 
 # Waits (at most 15 s) until the server log stops growing: requests still in
 # flight when wrk stopped are logged before the next scenario starts.
@@ -440,7 +454,7 @@ kill "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
 LOG_5XX=$(log_5xx 1 | wc -l)
-LOG_5XX_SAMPLE=$(log_5xx 1 | awk '{ print $(NF-3), $(NF-2), $(NF-1) }' | sort | uniq -c | sort -rn | head -5 || true)
+LOG_5XX_SAMPLE=$(log_5xx 1 | sort | uniq -c | sort -rn | head -5 || true)
 LOG_ERRORS=$(grep -c ' ERROR ' "$WORK/server.log" || true)
 LOG_WARNINGS=$(grep -c ' WARN ' "$WORK/server.log" || true)
 # ERROR and WARN lines grouped by level, module and the start of the message.
@@ -489,7 +503,7 @@ BASE_RPS=${R_RPS[baseline]}
     echo
     echo "- commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || echo ' (with uncommitted changes)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); wrk and the server share them; load average before the run: $LOADAVG_START"
-    echo "- database: $BACKEND; server: defaults (ES256, $(nproc) workers, 10 DB connections), RUST_LOG=${RUST_LOG:-info} to a file"
+    echo "- database: $BACKEND; server: built-in defaults${OVERRIDES:+ plus $OVERRIDES}, signing with $ALGORITHM, RUST_LOG=${RUST_LOG:-info} to a file"
     echo "- wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per scenario"
     echo
     echo "| scenario | request | req/s | vs baseline | p50 | p99 | max | requests | failed | socket errors | 5xx in server log |"
@@ -504,7 +518,8 @@ BASE_RPS=${R_RPS[baseline]}
     echo
     echo "\"failed\": responses wrk got whose status was not the expected one (any 2xx unless noted);" \
         "\"5xx in server log\": 5xx answers the server logged during the scenario, including requests still" \
-        "in flight when wrk stopped (wrk never sees those). Statuses wrk saw:"
+        "in flight when wrk stopped (wrk never sees those). validate reuses one token: if the verifier caches" \
+        "verified tokens it measures a cache hit (compare verify/cached with verify/ES256 below). Statuses wrk saw:"
     for name in "${ORDER[@]}"; do
         echo "- ${R_LABEL[$name]}: ${R_STATUS[$name]}${R_NOTE[$name]:+ — ${R_NOTE[$name]}}"
     done

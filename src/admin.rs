@@ -610,9 +610,16 @@ pub async fn list_users(store: &Store, actor: &Actor, tenant_id: &str) -> Result
 
 /// Lifts a sign-in lock (and forgets the failures that led to it).
 pub async fn unlock_user(store: &Store, actor: &Actor, user: &str) -> Result<()> {
+    let not_found = || AdminError::NotFound("no such user".to_owned());
     let found = match store.find_user_by_id(user).await? {
         Some(found) => found,
-        None => find_user(store, user).await?,
+        None => match Email::parse(user) {
+            Ok(email) => store
+                .find_user_by_email(email.as_str())
+                .await?
+                .ok_or_else(not_found)?,
+            Err(_) => return Err(not_found()),
+        },
     };
     if let Some(tenant) = actor.tenant_id()
         && tenant != found.tenant_id

@@ -521,12 +521,16 @@ struct Output {
 }
 
 impl Output {
+    /// Writes the result; a closed stdout (`keyport … | head`) is not a
+    /// reason to panic.
     fn print(&self, doc: Value, human: &str) {
-        if self.json {
-            println!("{doc}");
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = if self.json {
+            writeln!(stdout, "{doc}")
         } else {
-            println!("{human}");
-        }
+            writeln!(stdout, "{human}")
+        };
     }
 }
 

@@ -27,6 +27,8 @@ struct RawSettings {
     max_body_bytes: usize,
     max_records_per_push: usize,
     workers: usize,
+    request_timeout_seconds: u64,
+    keep_alive_seconds: u64,
     session_ttl_seconds: u64,
     sign_in_max_failures: u32,
     sign_in_failure_window_seconds: u64,
@@ -48,6 +50,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_records_per_push: usize,
     pub workers: usize,
+    /// How long a client may take to send a request's head (408 after it).
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open; `None`: keep-alive off.
+    pub keep_alive: Option<Duration>,
     pub security: SecuritySettings,
 }
 
@@ -167,6 +173,12 @@ impl Settings {
                 "body limit must be at least 1024 bytes and a push must allow one record",
             ));
         }
+        if raw.request_timeout_seconds == 0 {
+            return Err(invalid(
+                "request_timeout_seconds",
+                "must be at least 1: it cuts off clients that send a request too slowly",
+            ));
+        }
         Ok(Settings {
             bind: raw.bind,
             database: DatabaseSettings {
@@ -187,6 +199,9 @@ impl Settings {
             max_body_bytes: raw.max_body_bytes,
             max_records_per_push: raw.max_records_per_push,
             workers: raw.workers,
+            request_timeout: Duration::from_secs(raw.request_timeout_seconds),
+            keep_alive: (raw.keep_alive_seconds > 0)
+                .then(|| Duration::from_secs(raw.keep_alive_seconds)),
             security: SecuritySettings {
                 session_ttl: Duration::from_secs(raw.session_ttl_seconds.max(60)),
                 sign_in_max_failures: raw.sign_in_max_failures.max(1),
@@ -226,6 +241,25 @@ mod tests {
         assert_eq!(settings.tokens.max_ttl, Duration::from_secs(3600));
         assert_eq!(settings.max_active_keys_per_user, 3);
         assert_eq!(settings.tokens.signing_algorithm, SigningAlgorithm::Es256);
+        assert_eq!(settings.request_timeout, Duration::from_secs(10));
+        assert_eq!(settings.keep_alive, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn http_timeouts_are_configurable_and_keep_alive_may_be_off() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("KEYPORT_REQUEST_TIMEOUT_SECONDS", "2"),
+                ("KEYPORT_KEEP_ALIVE_SECONDS", "0"),
+            ]),
+        )
+        .expect("timeouts load");
+        assert_eq!(settings.request_timeout, Duration::from_secs(2));
+        assert_eq!(settings.keep_alive, None);
+        let err = Settings::load_from(None, env(&[("KEYPORT_REQUEST_TIMEOUT_SECONDS", "0")]))
+            .expect_err("no request timeout");
+        assert!(err.to_string().contains("request_timeout_seconds"), "{err}");
     }
 
     #[test]

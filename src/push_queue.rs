@@ -28,7 +28,7 @@ impl PushJob {
             owner_id: &self.owner_id,
             client_id: &self.client_id,
             collection: &self.collection,
-            records: self.records.clone(),
+            records: &self.records,
             now: self.now,
             idempotency: self
                 .idempotency

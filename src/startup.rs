@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
@@ -61,6 +62,11 @@ impl Application {
             .port();
 
         let workers = settings.workers;
+        let request_timeout = settings.request_timeout;
+        let keep_alive = match settings.keep_alive {
+            Some(idle) => KeepAlive::Timeout(idle),
+            None => KeepAlive::Disabled,
+        };
         // Background tasks stop once the server (holding `alive`) is gone.
         let alive = Arc::new(());
         let last_used = LastUsed::default();
@@ -103,6 +109,10 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        // A client that stalls while sending its request head is cut off (408)
+        // instead of holding a connection open forever.
+        .client_request_timeout(request_timeout)
+        .keep_alive(keep_alive)
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             bind: String::from("listener"),

@@ -51,11 +51,17 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResp
 #[serde(deny_unknown_fields)]
 #[schema(as = NewKeyRequest)]
 struct NewKeyBody {
+    /// What the key is for, e.g. "ERP nightly sync" (trimmed; no control characters).
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// Scopes within the owner's permissions; absent: all of them.
+    #[schema(min_items = 1)]
     scopes: Option<Vec<String>>,
     /// Seconds from now until the key stops working.
+    #[schema(minimum = 1)]
     expires_in_seconds: Option<u64>,
+    /// Lifetime of the key's access tokens, at most `max_token_ttl_seconds`.
+    #[schema(minimum = 1)]
     token_ttl_seconds: Option<u64>,
 }
 

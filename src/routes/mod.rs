@@ -13,6 +13,7 @@ mod session;
 mod token_request;
 mod users;
 mod wellknown;
+mod whoami;
 
 use std::sync::Arc;
 
@@ -101,6 +102,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route("/api/v1/webhooks/{collection}", Method::POST, |r| {
         r.to(records::push)
     }),
+    route("/api/v1/whoami", Method::GET, |r| r.to(whoami::whoami)),
     route("/api/v1/postman/collection.json", Method::GET, |r| {
         r.to(postman::collection)
     }),

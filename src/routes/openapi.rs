@@ -63,6 +63,7 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::records::pull,
         super::records::pull_one,
         super::records::push,
+        super::whoami::whoami,
         super::postman::collection,
         super::session::sign_in,
         super::session::sign_out,
@@ -355,22 +356,15 @@ pub struct TokenResponse {
     scope: String,
 }
 
-/// The hint RFC 7662 §2.1 and RFC 7009 §2.1 allow; this server ignores it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenTypeHint {
-    AccessToken,
-    RefreshToken,
-}
-
 /// An RFC 7662 §2.1 introspection or RFC 7009 §2.1 revocation request.
 #[derive(Serialize, ToSchema)]
 pub struct TokenQuery {
     /// The access token asked about.
     #[schema(min_length = 1)]
     token: String,
+    /// `access_token` (RFC 7662 §2.1, RFC 7009 §2.1); this server ignores it.
     #[schema(required = false)]
-    token_type_hint: TokenTypeHint,
+    token_type_hint: String,
     #[schema(required = false)]
     client_id: String,
     #[schema(required = false)]

@@ -73,9 +73,11 @@ fn body_parameters(
         Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes(body)
             .map_err(|_| OAuthError::invalid_request("the form body is malformed")),
         Some("application/json") => {
-            let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            // Every member in order, duplicates kept, so a repeated parameter
+            // is refused as in a form (a JSON map would keep only the last).
+            let JsonMembers(members) = serde_json::from_slice(body)
                 .map_err(|_| OAuthError::invalid_request("the JSON body is not a JSON object"))?;
-            value
+            members
                 .into_iter()
                 .map(|(name, value)| match value {
                     serde_json::Value::String(s) => Ok((name, s)),
@@ -89,6 +91,32 @@ fn body_parameters(
         _ => Err(OAuthError::invalid_request(
             "send the parameters as application/x-www-form-urlencoded (or application/json)",
         )),
+    }
+}
+
+/// The members of a JSON object, in order and with duplicates.
+struct JsonMembers(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = JsonMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonMembers, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(JsonMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
@@ -323,6 +351,18 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn a_json_member_sent_twice_is_refused_like_a_repeated_form_parameter() {
+        let err = parse_token_request(
+            &[],
+            Some("application/json"),
+            br#"{"grant_type":"client_credentials","client_id":"a","client_secret":"x","client_secret":"b"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+        assert!(err.description.contains("repeated"), "{}", err.description);
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResp
     path = "/api/v1/users/{id}/unlock",
     operation_id = "unlockUser",
     tag = "admin",
-    params(("id" = String, Path, description = "The user's id")),
+    params(("id" = String, Path, description = "The user's id (or email)")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Unlocked", body = doc::Unlocked),

@@ -3,23 +3,53 @@
 //! cheapest protected route: integrations use it to check their setup.
 
 use actix_web::HttpResponse;
-use serde_json::json;
+
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Caller, Credential};
 
+/// Who a credential acts as.
+#[derive(Serialize, ToSchema)]
+pub struct Identity {
+    /// The user the credential acts as.
+    sub: String,
+    tenant_id: String,
+    #[schema(examples("admin", "member"))]
+    role: String,
+    /// Space-separated scopes the credential carries.
+    scope: String,
+    /// The key behind the request; absent for a session.
+    client_id: Option<String>,
+    #[schema(examples("access_token", "api_key", "session"))]
+    credential: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/whoami",
+    operation_id = "whoami",
+    tag = "meta",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Who the credential acts as", body = Identity),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn whoami(caller: Caller) -> HttpResponse {
     let credential = match &caller.credential {
         Credential::AccessToken { .. } => "access_token",
         Credential::ApiKey { .. } => "api_key",
         Credential::Session(_) => "session",
     };
-    HttpResponse::Ok().json(json!({
-        "sub": caller.user_id,
-        "tenant_id": caller.tenant_id,
-        "role": caller.role.as_str(),
-        "scope": caller.scopes.to_string(),
-        "client_id": caller.client_id,
-        "credential": credential,
-    }))
+    HttpResponse::Ok().json(Identity {
+        scope: caller.scopes.to_string(),
+        role: caller.role.as_str().to_owned(),
+        credential: credential.to_owned(),
+        sub: caller.user_id,
+        tenant_id: caller.tenant_id,
+        client_id: caller.client_id,
+    })
 }
-

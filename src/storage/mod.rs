@@ -83,11 +83,32 @@ impl From<sqlx::Error> for StorageError {
                 if message.contains("database is locked") || message.contains("busy") {
                     return StorageError::Unavailable(err);
                 }
+                if db.code().is_some_and(|code| means_unavailable(&code)) {
+                    return StorageError::Unavailable(err);
+                }
                 StorageError::Database(err)
             }
             _ => StorageError::Database(err),
         }
     }
+}
+
+/// Database error codes that mean "cannot serve this now, retry later"
+/// rather than a fault in the request or the data: the database is read-only
+/// (a standby, a read-only file or file system), full, or shutting down.
+fn means_unavailable(code: &str) -> bool {
+    // SQLite's extended codes have at most 4 digits; SQLSTATEs have 5 characters.
+    if code.len() == 5 {
+        // A PostgreSQL SQLSTATE: read_only_sql_transaction, disk_full,
+        // connection exceptions (class 08), admin or crash shutdown and
+        // cannot_connect_now (class 57P).
+        return matches!(code, "25006" | "53100" | "57P01" | "57P02" | "57P03")
+            || code.starts_with("08");
+    }
+    // A SQLite (extended) result code: its low byte is the primary code.
+    // SQLITE_READONLY (8) and SQLITE_FULL (13).
+    code.parse::<i32>()
+        .is_ok_and(|c| matches!(c & 0xff, 8 | 13))
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -216,6 +237,20 @@ mod tests {
         let (_, kept) = prepare_url(&format!("{url}?mode=ro")).unwrap();
         assert!(kept.ends_with("?mode=ro"), "{kept}");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn read_only_full_or_shutting_down_databases_are_unavailable() {
+        for code in [
+            "25006", "53100", "57P01", "57P03", "08006", "8", "776", "1032", "13",
+        ] {
+            assert!(means_unavailable(code), "{code}");
+        }
+        // Constraint violations, syntax errors, NUL bytes, SQLITE_CONSTRAINT
+        // (19 and extended), SQLITE_ERROR: the request or the code is at fault.
+        for code in ["23505", "42601", "22021", "19", "2067", "1", "10"] {
+            assert!(!means_unavailable(code), "{code}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub struct NewRecords<'a> {
     pub owner_id: &'a str,
     pub client_id: &'a str,
     pub collection: &'a str,
-    pub records: Vec<(String, String)>,
+    pub records: &'a [(String, String)],
     pub now: i64,
     pub idempotency: Option<Idempotency<'a>>,
 }
@@ -164,7 +164,7 @@ async fn push_within(
             });
         }
     }
-    for (id, body) in &push.records {
+    for (id, body) in push.records {
         sqlx::query(
             "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -39,6 +39,17 @@ impl Store {
     /// already exists. Two instances starting at once may both insert; readers
     /// then agree on the oldest active key, so they still sign alike.
     pub async fn insert_signing_key_if_none_active(&self, key: &SigningKeyRow) -> Result<bool> {
+        // Read first: when a key exists (every start but the first) nothing is
+        // written, so an instance can start on a read-only database.
+        let active = sqlx::query(
+            "SELECT 1 FROM signing_keys WHERE state = 'active' AND algorithm = $1 LIMIT 1",
+        )
+        .bind(&key.algorithm)
+        .fetch_optional(&self.pool)
+        .await?;
+        if active.is_some() {
+            return Ok(false);
+        }
         let done = sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key_pem, state, created_at, updated_at) \
              SELECT $1, $2, $3, 'active', $4, $4 WHERE NOT EXISTS \

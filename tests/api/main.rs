@@ -2,13 +2,17 @@
 
 mod helpers;
 
+mod attacks;
 mod audit;
 mod cli;
+mod faults;
+mod fuzz;
 
 mod introspection;
 mod keys_api;
 mod logs;
 mod migrations;
+mod openapi;
 mod operations;
 mod postman;
 mod presentation;

@@ -216,7 +216,51 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
     assert_eq!(response.status(), 200);
 }
 
+async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("admin", "reports:read").await;
+    let token = app.token_for(&integration).await;
+    let session = app
+        .session_for(&integration.user.email, "correct horse battery staple")
+        .await;
+
+    for (credential, kind, client_id) in [
+        (
+            token.as_str(),
+            "access_token",
+            Some(integration.client_id()),
+        ),
+        (
+            integration.secret(),
+            "api_key",
+            Some(integration.client_id()),
+        ),
+        (session.as_str(), "session", None),
+    ] {
+        let response = app
+            .api(reqwest::Method::GET, "/api/v1/whoami", credential)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{kind}");
+        let body = json_body(response).await;
+        assert_eq!(body["credential"], kind);
+        assert_eq!(body["sub"], integration.user.id.as_str(), "{kind}");
+        assert_eq!(body["tenant_id"], integration.tenant.id.as_str(), "{kind}");
+        assert_eq!(body["role"], "admin", "{kind}");
+        assert_eq!(body["client_id"].as_str(), client_id, "{kind}");
+    }
+    app.store.close().await;
+    let offline = app
+        .api(reqwest::Method::GET, "/api/v1/whoami", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(offline.status(), 200, "an access token needs no database");
+}
+
 crate::on_both_backends!(
+    whoami_tells_who_each_credential_acts_as,
     the_api_key_itself_works_as_x_api_key_or_bearer,
     a_presented_key_is_refused_once_revoked_or_malformed,
     a_presented_key_never_exceeds_its_owners_permissions,

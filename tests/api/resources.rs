@@ -11,7 +11,7 @@ use crate::helpers::{Backend, TestApp, json_body, spawn_app};
 
 /// The key the server signs with, read from its database, to forge tokens
 /// that differ from real ones in exactly one way.
-async fn server_signing_key(app: &TestApp) -> SigningKey {
+pub(crate) async fn server_signing_key(app: &TestApp) -> SigningKey {
     let row = app
         .store
         .publishable_signing_keys(0)
@@ -28,7 +28,7 @@ async fn server_signing_key(app: &TestApp) -> SigningKey {
     .unwrap()
 }
 
-fn valid_claims(app: &TestApp, sub: &str, tenant: &str) -> Value {
+pub(crate) fn valid_claims(app: &TestApp, sub: &str, tenant: &str) -> Value {
     let now = chrono::Utc::now().timestamp();
     json!({
         "iss": app.settings.tokens.issuer,
@@ -52,7 +52,7 @@ fn sign(key: &SigningKey, claims: &Value, typ: Option<&str>, kid: Option<&str>) 
     jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
 }
 
-async fn assert_invalid_token(app: &TestApp, token: &str, what: &str) {
+pub(crate) async fn assert_invalid_token(app: &TestApp, token: &str, what: &str) {
     let response = app.pull(token, "orders", "").await;
     assert_eq!(response.status(), 401, "{what}");
     let challenge = response.headers()["www-authenticate"]

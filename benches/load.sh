@@ -148,6 +148,10 @@ say "cargo build --release --bin keyport"
 build_started=$(now)
 cargo build --release --bin keyport >&2
 BUILD_SECONDS=$(since "$build_started")
+# What was built, for the report (the tree may change while the run goes on).
+COMMIT="\`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`"
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations config 2>/dev/null ||
+    COMMIT+=" (with uncommitted changes)"
 LOAD_STARTED=$(now)
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 BIN=$TARGET_DIR/release/keyport
@@ -410,10 +414,8 @@ run token_small "token ($(fmt_int "$SMALL_COUNT") keys)" \
 TOKEN=$(fresh_token)
 whoami=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/whoami" -H "Authorization: Bearer $TOKEN")
 if [[ $whoami == 200 ]]; then
-    VALIDATE_MODE=whoami
     run validate validate "GET /api/v1/whoami, one token reused" /api/v1/whoami KP_BEARER="$TOKEN"
 else
-    VALIDATE_MODE=fallback
     run validate validate "GET /api/v1/reports/no-such-collection (404), one token reused" \
         /api/v1/reports/no-such-collection KP_BEARER="$TOKEN" KP_EXPECT=404
     R_NOTE[validate]="no DB-free protected route yet (/api/v1/whoami answered $whoami): token check + 2 indexed DB lookups, 404 expected"
@@ -501,7 +503,7 @@ BASE_RPS=${R_RPS[baseline]}
 {
     echo "### Keyport load benchmark"
     echo
-    echo "- commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || echo ' (with uncommitted changes)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- commit $COMMIT, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); wrk and the server share them; load average before the run: $LOADAVG_START"
     echo "- database: $BACKEND; server: built-in defaults${OVERRIDES:+ plus $OVERRIDES}, signing with $ALGORITHM, RUST_LOG=${RUST_LOG:-info} to a file"
     echo "- wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per scenario"

@@ -100,7 +100,9 @@ impl Application {
         });
         let verifier = web::Data::new(keys.verifier());
         let server = HttpServer::new(move || {
-            let _alive = Arc::clone(&alive);
+            // The factory owns `alive`: when the server is dropped, the
+            // background tasks see it gone and stop.
+            let _alive = &alive;
             App::new()
                 // One log line and one histogram sample per request.
                 .wrap(from_fn(routes::observe::observe))

@@ -1,5 +1,8 @@
 //! Keyport: client credentials in, short-lived JWT access tokens out.
 
+// Outside tests a panic is a bug: errors are returned and mapped to HTTP.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod admin;
 pub mod audit;
 pub mod cli;

@@ -88,8 +88,11 @@ enum Presented {
 fn presented(req: &HttpRequest, allow_query: bool) -> Result<Presented, BearerError> {
     let header_key = req.headers().get("x-api-key");
     let has_authorization = req.headers().contains_key(AUTHORIZATION);
-    let query_key = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
-        .ok()
+    // Most requests carry no query: skip the parse for them.
+    let query = req.query_string();
+    let query_key = (!query.is_empty())
+        .then(|| serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok())
+        .flatten()
         .and_then(|params| {
             params
                 .into_iter()

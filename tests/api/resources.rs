@@ -489,7 +489,37 @@ async fn token_validation_needs_no_database_round_trip(backend: Backend) {
     .await;
 }
 
+async fn a_one_megabyte_token_is_refused_before_it_is_read(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // The server closes the connection after refusing the head: use a
+    // client that keeps no pooled connection.
+    let once = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+
+    let response = once
+        .get(app.url("/api/v1/reports/orders"))
+        .bearer_auth("a".repeat(1024 * 1024))
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+
+    // A head this large never reaches token parsing: 431, not 401 or 5xx.
+    assert_eq!(response.status(), 431);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
 crate::on_both_backends!(
+    a_one_megabyte_token_is_refused_before_it_is_read,
     token_validation_needs_no_database_round_trip,
     a_request_without_a_token_gets_a_bare_bearer_challenge,
     invalid_tokens_are_refused_with_invalid_token,

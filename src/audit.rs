@@ -36,6 +36,25 @@ impl Actor {
         }
     }
 
+    /// A user (or a key or token acting as one) holding `scopes` right now.
+    pub fn user(
+        user_id: &str,
+        tenant_id: &str,
+        role: Role,
+        scopes: ScopeSet,
+        source_address: Option<String>,
+    ) -> Self {
+        Actor {
+            kind: ActorKind::User {
+                user_id: user_id.to_owned(),
+                tenant_id: tenant_id.to_owned(),
+                role,
+                scopes,
+            },
+            source_address,
+        }
+    }
+
     /// The label stored in audit rows: a user id, or `cli`.
     pub fn label(&self) -> &str {
         match &self.kind {

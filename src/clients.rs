@@ -20,16 +20,29 @@ pub struct AuthenticatedKey {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientAuthError {
     /// Unknown client ID or wrong secret: deliberately indistinguishable.
-    #[error("client authentication failed")]
+    #[error("{}", self.message())]
     BadCredentials,
-    #[error("the key has been revoked")]
+    #[error("{}", self.message())]
     Revoked,
-    #[error("the key has expired")]
+    #[error("{}", self.message())]
     Expired,
-    #[error("the key's owner is disabled")]
+    #[error("{}", self.message())]
     OwnerDisabled,
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl ClientAuthError {
+    /// What the caller is told; static so every boundary can carry it.
+    pub fn message(&self) -> &'static str {
+        match self {
+            ClientAuthError::BadCredentials => "client authentication failed",
+            ClientAuthError::Revoked => "the key has been revoked",
+            ClientAuthError::Expired => "the key has expired",
+            ClientAuthError::OwnerDisabled => "the key's owner is disabled",
+            ClientAuthError::Storage(_) => "the database is unavailable",
+        }
+    }
 }
 
 pub async fn authenticate(

@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::admin::AdminError;
+use crate::routes::BodyError;
 use crate::storage::StorageError;
 use crate::tokens::BearerError;
 
@@ -115,6 +116,17 @@ impl From<StorageError> for ApiError {
             other => {
                 log::error!("storage failure: {}", error_chain(&other));
                 ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
+            BodyError::Unreadable => {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
             }
         }
     }

@@ -6,7 +6,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 
-use crate::audit::{self, Actor, ActorKind};
+use crate::audit::{self, Actor};
 use crate::config::SecuritySettings;
 use crate::domain::{Email, Role, SessionToken, UnixTime, UserStatus, now};
 use crate::storage::{SignInRow, StorageError, Store};
@@ -135,15 +135,14 @@ pub async fn sign_in(
         verify_password(password.to_owned(), None).await;
         return Err(SignInError::BadCredentials);
     };
-    let actor = Actor {
-        kind: ActorKind::User {
-            user_id: user.id.clone(),
-            tenant_id: user.tenant_id.clone(),
-            role: Role::Member,
-            scopes: Default::default(),
-        },
+    // Not signed in yet: the actor holds no scopes.
+    let actor = Actor::user(
+        &user.id,
+        &user.tenant_id,
+        Role::Member,
+        Default::default(),
         source_address,
-    };
+    );
     let at = now();
     if let Some(until) = user.locked_until.filter(|until| *until > at) {
         audit::record(

@@ -5,6 +5,8 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::web::{self, Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use crate::error::ApiError;
+
 #[derive(Debug)]
 pub enum BodyError {
     TooLarge {
@@ -54,28 +56,31 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
     )
 }
 
-/// Reads a JSON request body into `T`: 415 unless JSON, 413 past `limit`,
-/// 400 for broken JSON, 422 for JSON of the wrong shape.
+/// Reads a JSON request body: 415 unless JSON, 413 past `limit`, 400 for
+/// broken JSON. Returns the raw bytes too, for callers that digest them.
+pub async fn read_json_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Bytes, serde_json::Value), ApiError> {
+    if !media_type(req).is_some_and(|m| m == "application/json" || m.ends_with("+json")) {
+        return Err(ApiError::unsupported_media_type("application/json"));
+    }
+    let body = read_limited(req, payload, limit).await?;
+    let value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    Ok((body, value))
+}
+
+/// Reads a JSON request body into `T`, as [`read_json_body`] does; JSON of
+/// the wrong shape is 422.
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<T, crate::error::ApiError> {
-    use crate::error::ApiError;
-    if !media_type(req).is_some_and(|m| m == "application/json" || m.ends_with("+json")) {
-        return Err(ApiError::unsupported_media_type("application/json"));
-    }
-    let body = read_limited(req, payload, limit)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
-            BodyError::Unreadable => {
-                ApiError::bad_request("unreadable_body", "the request body could not be read")
-            }
-        })?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
+) -> Result<T, ApiError> {
+    let (_, value) = read_json_body(req, payload, limit).await?;
     serde_json::from_value(value).map_err(|e| {
         ApiError::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,

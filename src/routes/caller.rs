@@ -15,7 +15,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
 use super::observe::note_client_id;
-use crate::audit::{Actor, ActorKind};
+use crate::audit::Actor;
 use crate::clients::{self, ClientAuthError};
 use crate::domain::{ClientSecret, Role, ScopeSet, SessionToken, UserStatus, now};
 use crate::error::ApiError;
@@ -67,15 +67,13 @@ impl Caller {
     }
 
     pub fn actor(&self) -> Actor {
-        Actor {
-            kind: ActorKind::User {
-                user_id: self.user_id.clone(),
-                tenant_id: self.tenant_id.clone(),
-                role: self.role,
-                scopes: self.scopes.clone(),
-            },
-            source_address: self.source_address.map(|ip| ip.to_string()),
-        }
+        Actor::user(
+            &self.user_id,
+            &self.tenant_id,
+            self.role,
+            self.scopes.clone(),
+            self.source_address.map(|ip| ip.to_string()),
+        )
     }
 }
 
@@ -195,15 +193,7 @@ impl FromRequest for Caller {
                                     state.throttle.record_failure("x-api-key", throttle_ip);
                                     BearerError::Rejected("the API key is not valid").into()
                                 }
-                                ClientAuthError::Revoked => {
-                                    BearerError::Rejected("the API key has been revoked").into()
-                                }
-                                ClientAuthError::Expired => {
-                                    BearerError::Rejected("the API key has expired").into()
-                                }
-                                ClientAuthError::OwnerDisabled => {
-                                    BearerError::Rejected("the API key's owner is disabled").into()
-                                }
+                                other => BearerError::Rejected(other.message()).into(),
                             }
                         })?;
                     state.last_used.touch(&key.key_id, at);

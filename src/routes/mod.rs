@@ -30,6 +30,7 @@ use crate::throttle::FailureThrottle;
 use crate::tokens::KeyRing;
 use crate::usage::LastUsed;
 
+pub use body::BodyError;
 pub use caller::{Caller, Credential};
 pub use openapi::api_doc;
 pub use token_request::{

@@ -16,7 +16,8 @@ use super::AppState;
 use super::body::{BodyError, media_type, read_limited};
 use super::observe::note_client_id;
 use super::openapi as doc;
-use super::token_request::{ClientCredentials, parse_token_query, parse_token_request};
+use super::token_request::{ClientCredentials, TokenQuery, parse_token_query, parse_token_request};
+use crate::audit::{self, Actor};
 use crate::clients::{self, AuthenticatedKey, ClientAuthError};
 use crate::domain::{ClientId, ClientSecret, Role, ScopeSet, now};
 use crate::error::{OAuthError, OAuthErrorCode};
@@ -50,7 +51,6 @@ async fn authenticate(
     state: &AppState,
     credentials: &ClientCredentials,
 ) -> Result<AuthenticatedKey, OAuthError> {
-    note_client_id(req, &credentials.client_id);
     let address = req
         .peer_addr()
         .map(|a| a.ip())
@@ -66,6 +66,7 @@ async fn authenticate(
     };
     let client_id = ClientId::parse(&credentials.client_id)
         .map_err(|_| failed("client authentication failed"))?;
+    note_client_id(req, client_id.as_str());
     let secret = ClientSecret::parse(&credentials.client_secret)
         .map_err(|_| failed("client authentication failed"))?;
     let at = now();
@@ -210,6 +211,23 @@ async fn issue_token(
     })))
 }
 
+/// The body of an introspection or revocation request, and the key that
+/// authenticated it.
+async fn authenticated_token_query(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<(AuthenticatedKey, TokenQuery), OAuthError> {
+    let body = read_body(req, payload).await?;
+    let query = parse_token_query(
+        &authorization_headers(req),
+        media_type(req).as_deref(),
+        &body,
+    )?;
+    let key = authenticate(req, state, &query.credentials).await?;
+    Ok((key, query))
+}
+
 /// Whether `key` may see or revoke a token with these claims: never across
 /// tenants; an admin's key for the whole tenant; otherwise its owner's tokens.
 fn may_act_on(key: &AuthenticatedKey, claims: &AccessTokenClaims) -> bool {
@@ -242,15 +260,8 @@ pub async fn introspect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let body = read_body(&req, payload).await?;
-    let query = parse_token_query(
-        &authorization_headers(&req),
-        media_type(&req).as_deref(),
-        &body,
-    )?;
-    let key = authenticate(&req, &state, &query.credentials).await?;
-    let verifier = state.keys.verifier();
-    let answer = match verifier.verify(&query.token) {
+    let (key, query) = authenticated_token_query(&req, payload, &state).await?;
+    let answer = match state.keys.verifier().verify(&query.token) {
         Ok(token)
             if may_act_on(&key, &token.claims) && !state.revoked.is_revoked(&token.claims.jti) =>
         {
@@ -304,13 +315,7 @@ pub async fn revoke(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let body = read_body(&req, payload).await?;
-    let query = parse_token_query(
-        &authorization_headers(&req),
-        media_type(&req).as_deref(),
-        &body,
-    )?;
-    let key = authenticate(&req, &state, &query.credentials).await?;
+    let (key, query) = authenticated_token_query(&req, payload, &state).await?;
     // RFC 7009 §2.2: an invalid or unknown token still answers 200.
     if let Ok(token) = state.keys.verifier().verify(&query.token)
         && may_act_on(&key, &token.claims)
@@ -319,17 +324,16 @@ pub async fn revoke(
             .revoked
             .revoke(&state.store, &token.claims.jti, token.claims.exp)
             .await?;
-        crate::audit::record(
+        let actor = Actor::user(
+            &key.owner_id,
+            &key.tenant_id,
+            key.owner_role,
+            key.scopes.clone(),
+            req.peer_addr().map(|a| a.ip().to_string()),
+        );
+        audit::record(
             &state.store,
-            &crate::audit::Actor {
-                kind: crate::audit::ActorKind::User {
-                    user_id: key.owner_id.clone(),
-                    tenant_id: key.tenant_id.clone(),
-                    role: key.owner_role,
-                    scopes: key.scopes.clone(),
-                },
-                source_address: req.peer_addr().map(|a| a.ip().to_string()),
-            },
+            &actor,
             None,
             "token.revoke",
             Some(&token.claims.jti),

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::Caller;
-use super::body::{BodyError, media_type, read_limited};
+use super::body::read_json_body;
 use super::openapi as doc;
 use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
 use crate::error::ApiError;
@@ -238,22 +238,7 @@ pub async fn push(
     caller.require_scope(WEBHOOKS_WRITE)?;
     let collection = collection(&path)?;
     let idempotency_key = idempotency_key(&req)?;
-    let is_json = media_type(&req).is_some_and(|m| m == "application/json" || m.ends_with("+json"));
-    if !is_json {
-        return Err(ApiError::unsupported_media_type("application/json").into());
-    }
-    let limit = state.settings.max_body_bytes;
-    let body = read_limited(&req, payload, limit)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge { limit } => ApiError::payload_too_large(limit),
-            BodyError::Unreadable => {
-                ApiError::bad_request("unreadable_body", "the request body could not be read")
-            }
-        })?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
+    let (body, value) = read_json_body(&req, payload, state.settings.max_body_bytes).await?;
     let items = match value {
         Value::Object(_) => vec![value],
         Value::Array(items) => items,

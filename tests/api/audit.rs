@@ -44,22 +44,18 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     }
     let (first_id, first_client) = &ids[0];
     let (second_id, _) = &ids[1];
-    app.api(
+    app.call(
         Method::POST,
         &format!("/api/v1/keys/{second_id}/webhook-signing"),
         &admin_session,
     )
-    .send()
-    .await
-    .unwrap();
-    app.api(
+    .await;
+    app.call(
         Method::POST,
         &format!("/api/v1/keys/{first_id}/revoke"),
         &admin_session,
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
     let deleted = app
         .api(
             Method::DELETE,
@@ -74,20 +70,16 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     for _ in 0..2 {
         app.sign_in(&ana.email, "wrong password!!").await;
     }
-    app.api(
+    app.call(
         Method::POST,
         &format!("/api/v1/users/{}/unlock", ana.id),
         &admin_session,
     )
-    .send()
-    .await
-    .unwrap();
+    .await;
 
     let response = app
-        .api(Method::GET, "/api/v1/audit?limit=500", &admin_session)
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, "/api/v1/audit?limit=500", &admin_session)
+        .await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     for secret in &secrets {
@@ -124,14 +116,12 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     assert!(revoke["created_at"].is_i64());
 
     let filtered = json_body(
-        app.api(
+        app.call(
             Method::GET,
             "/api/v1/audit?action=key.create",
             &admin_session,
         )
-        .send()
-        .await
-        .unwrap(),
+        .await,
     )
     .await;
     assert_eq!(filtered["events"].as_array().unwrap().len(), 2);
@@ -143,13 +133,7 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
             Some(c) => format!("/api/v1/audit?limit=2&cursor={c}"),
             None => "/api/v1/audit?limit=2".to_owned(),
         };
-        let page = json_body(
-            app.api(Method::GET, &path, &admin_session)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let page = json_body(app.call(Method::GET, &path, &admin_session).await).await;
         walked += page["events"].as_array().unwrap().len();
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
@@ -167,10 +151,8 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
         .await;
     let session = app.session_for(&member.email, PASSWORD).await;
     assert_eq!(
-        app.api(Method::GET, "/api/v1/audit", &session)
-            .send()
+        app.call(Method::GET, "/api/v1/audit", &session)
             .await
-            .unwrap()
             .status(),
         403
     );
@@ -186,10 +168,8 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
         .await
         .unwrap();
     let seen = json_body(
-        app.api(Method::GET, "/api/v1/audit", &globex_session)
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::GET, "/api/v1/audit", &globex_session)
+            .await,
     )
     .await;
     assert!(
@@ -201,10 +181,8 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
     );
     for bad in ["?limit=0", "?since=yesterday", "?cursor=zzz", "?colour=red"] {
         let response = app
-            .api(Method::GET, &format!("/api/v1/audit{bad}"), &globex_session)
-            .send()
-            .await
-            .unwrap();
+            .call(Method::GET, &format!("/api/v1/audit{bad}"), &globex_session)
+            .await;
         assert_eq!(response.status(), 400, "{bad}");
     }
 }

@@ -241,6 +241,19 @@ impl TestApp {
         expires_in: Option<Duration>,
         token_ttl: Option<Duration>,
     ) -> CreatedKey {
+        self.try_key(email, scopes, expires_in, token_ttl)
+            .await
+            .expect("create key")
+    }
+
+    /// Asks for a key as the operator's CLI would, returning the refusal.
+    pub async fn try_key(
+        &self,
+        email: &str,
+        scopes: Option<&str>,
+        expires_in: Option<Duration>,
+        token_ttl: Option<Duration>,
+    ) -> Result<CreatedKey, admin::AdminError> {
         admin::create_key(
             &self.store,
             self.policy(),
@@ -254,7 +267,6 @@ impl TestApp {
             },
         )
         .await
-        .expect("create key")
     }
 
     /// A fresh tenant with one user holding `permissions` and one key.
@@ -379,6 +391,14 @@ impl TestApp {
             .as_str()
             .expect("session_token")
             .to_owned()
+    }
+
+    /// A bodiless API call presenting `credential` as a bearer token.
+    pub async fn call(&self, method: reqwest::Method, path: &str, credential: &str) -> Response {
+        self.api(method, path, credential)
+            .send()
+            .await
+            .expect("API request")
     }
 
     /// A management API call presenting `credential` as a bearer token.

@@ -81,10 +81,8 @@ async fn keys_are_created_with_the_secret_shown_exactly_once(backend: Backend) {
     );
 
     let listed = app
-        .api(Method::GET, "/api/v1/keys", &acme.ana_session)
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, "/api/v1/keys", &acme.ana_session)
+        .await;
     let listed_text = listed.text().await.unwrap();
     assert!(!listed_text.contains(&secret), "the list shows the secret");
     let listed: Value = serde_json::from_str(&listed_text).unwrap();
@@ -199,24 +197,18 @@ async fn admins_see_every_key_and_members_only_their_own(backend: Backend) {
         names
     };
     let admin_view = json_body(
-        app.api(Method::GET, "/api/v1/keys", &acme.admin_session)
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::GET, "/api/v1/keys", &acme.admin_session)
+            .await,
     )
     .await;
     let ana_view = json_body(
-        app.api(Method::GET, "/api/v1/keys", &acme.ana_session)
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::GET, "/api/v1/keys", &acme.ana_session)
+            .await,
     )
     .await;
     let bob_view = json_body(
-        app.api(Method::GET, "/api/v1/keys", &acme.bob_session)
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::GET, "/api/v1/keys", &acme.bob_session)
+            .await,
     )
     .await;
 
@@ -233,14 +225,12 @@ async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
     let id = admins_key["id"].as_str().unwrap();
 
     let revoke = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{id}/revoke"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(revoke.status(), 403);
     let delete = app
         .api(
@@ -268,22 +258,16 @@ async fn another_tenants_key_does_not_exist_for_you(backend: Backend) {
         format!("/api/v1/keys/{id}"),
         format!("/api/v1/keys/{client_id}"),
     ] {
-        let response = app
-            .api(Method::GET, &path, &acme.admin_session)
-            .send()
-            .await
-            .unwrap();
+        let response = app.call(Method::GET, &path, &acme.admin_session).await;
         assert_eq!(response.status(), 404, "{path}");
     }
     let revoke = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{id}/revoke"),
             &acme.admin_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(revoke.status(), 404);
     let key_still_works = app
         .request_token(client_id, globex_key["client_secret"].as_str().unwrap())
@@ -299,52 +283,44 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
     let id = key["id"].as_str().unwrap();
 
     let revoked = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{id}/revoke"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(revoked.status(), 200);
     let revoked = json_body(revoked).await;
     assert_eq!(revoked["status"], "revoked");
     assert!(revoked["revoked_at"].is_i64());
 
     let again = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{id}/revoke"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(again.status(), 409);
     let mark = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{id}/webhook-signing"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         mark.status(),
         409,
         "a revoked key can never become active again"
     );
     let shown = json_body(
-        app.api(
+        app.call(
             Method::GET,
             &format!("/api/v1/keys/{id}"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap(),
+        .await,
     )
     .await;
     assert_eq!(shown["status"], "revoked");
@@ -366,11 +342,7 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
     let id = key["id"].as_str().unwrap();
     let path = format!("/api/v1/keys/{id}");
 
-    let asked = app
-        .api(Method::DELETE, &path, &acme.ana_session)
-        .send()
-        .await
-        .unwrap();
+    let asked = app.call(Method::DELETE, &path, &acme.ana_session).await;
     assert_eq!(asked.status(), 409);
     let asked = json_body(asked).await;
     assert_eq!(asked["error"], "confirmation_required");
@@ -385,10 +357,8 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
         .unwrap();
     assert_eq!(wrong.status(), 409);
     assert_eq!(
-        app.api(Method::GET, &path, &acme.ana_session)
-            .send()
+        app.call(Method::GET, &path, &acme.ana_session)
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -401,10 +371,8 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
         .unwrap();
     assert_eq!(confirmed.status(), 204);
     assert_eq!(
-        app.api(Method::GET, &path, &acme.ana_session)
-            .send()
+        app.call(Method::GET, &path, &acme.ana_session)
             .await
-            .unwrap()
             .status(),
         404
     );
@@ -443,31 +411,25 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
             .contains("signs webhooks")
     );
     let revoke_marked = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{first_id}/revoke"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(revoke_marked.status(), 409);
 
     let moved = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{second_id}/webhook-signing"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(moved.status(), 200);
     let listed = json_body(
-        app.api(Method::GET, "/api/v1/keys", &acme.ana_session)
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::GET, "/api/v1/keys", &acme.ana_session)
+            .await,
     )
     .await;
     let marked: Vec<&str> = listed["keys"]
@@ -480,14 +442,12 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     assert_eq!(marked, vec![second_id], "exactly one key holds the mark");
 
     let revoke_first = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/keys/{first_id}/revoke"),
             &acme.ana_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(revoke_first.status(), 200);
 }
 
@@ -510,10 +470,8 @@ async fn an_access_token_with_keys_manage_can_manage_its_owners_keys(backend: Ba
     let by_token = create_key(&app, &token, json!({"name": "made by a token"})).await;
     assert_eq!(by_token.status(), 201);
     let listed = json_body(
-        app.api(Method::GET, "/api/v1/keys", &acme.ana_session)
-            .send()
-            .await
-            .unwrap(),
+        app.call(Method::GET, "/api/v1/keys", &acme.ana_session)
+            .await,
     )
     .await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
@@ -535,11 +493,7 @@ async fn management_needs_a_credential(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    let forged = app
-        .api(Method::GET, "/api/v1/keys", "kpsess_forged")
-        .send()
-        .await
-        .unwrap();
+    let forged = app.call(Method::GET, "/api/v1/keys", "kpsess_forged").await;
     assert_eq!(forged.status(), 401);
 }
 

@@ -238,10 +238,8 @@ async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
         (session.as_str(), "session", None),
     ] {
         let response = app
-            .api(reqwest::Method::GET, "/api/v1/whoami", credential)
-            .send()
-            .await
-            .unwrap();
+            .call(reqwest::Method::GET, "/api/v1/whoami", credential)
+            .await;
         assert_eq!(response.status(), 200, "{kind}");
         let body = json_body(response).await;
         assert_eq!(body["credential"], kind);
@@ -252,10 +250,8 @@ async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
     }
     app.store.close().await;
     let offline = app
-        .api(reqwest::Method::GET, "/api/v1/whoami", &token)
-        .send()
-        .await
-        .unwrap();
+        .call(reqwest::Method::GET, "/api/v1/whoami", &token)
+        .await;
     assert_eq!(offline.status(), 200, "an access token needs no database");
 }
 

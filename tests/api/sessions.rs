@@ -21,25 +21,17 @@ async fn a_user_signs_in_and_out(backend: Backend) {
     assert!(session.starts_with("kpsess_"));
     assert_eq!(body["user_id"], integration.user.id.as_str());
     assert_eq!(
-        app.api(Method::GET, "/api/v1/keys", &session)
-            .send()
+        app.call(Method::GET, "/api/v1/keys", &session)
             .await
-            .unwrap()
             .status(),
         200
     );
 
-    let out = app
-        .api(Method::DELETE, "/api/v1/session", &session)
-        .send()
-        .await
-        .unwrap();
+    let out = app.call(Method::DELETE, "/api/v1/session", &session).await;
     assert_eq!(out.status(), 204);
     assert_eq!(
-        app.api(Method::GET, "/api/v1/keys", &session)
-            .send()
+        app.call(Method::GET, "/api/v1/keys", &session)
             .await
-            .unwrap()
             .status(),
         401
     );
@@ -90,13 +82,7 @@ async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Bac
     assert_eq!(locked["error"], "account_locked");
     assert!(locked["locked_until"].is_i64());
 
-    let users = json_body(
-        app.api(Method::GET, "/api/v1/users", &admin_session)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let users = json_body(app.call(Method::GET, "/api/v1/users", &admin_session).await).await;
     let ana_row = users["users"]
         .as_array()
         .unwrap()
@@ -108,14 +94,12 @@ async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Bac
     assert!(ana_row.get("password_hash").is_none());
 
     let unlock = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/users/{}/unlock", ana.id),
             &admin_session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(unlock.status(), 200);
     assert_eq!(app.sign_in(&ana.email, PASSWORD).await.status(), 201);
 }
@@ -150,22 +134,18 @@ async fn members_cannot_see_users_or_unlock(backend: Backend) {
     let session = app.session_for(&integration.user.email, PASSWORD).await;
 
     assert_eq!(
-        app.api(Method::GET, "/api/v1/users", &session)
-            .send()
+        app.call(Method::GET, "/api/v1/users", &session)
             .await
-            .unwrap()
             .status(),
         403
     );
     let unlock = app
-        .api(
+        .call(
             Method::POST,
             &format!("/api/v1/users/{}/unlock", integration.user.id),
             &session,
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(unlock.status(), 403);
 }
 
@@ -198,10 +178,8 @@ async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
     assert_eq!(changed.status(), 204);
 
     assert_eq!(
-        app.api(Method::GET, "/api/v1/keys", &session)
-            .send()
+        app.call(Method::GET, "/api/v1/keys", &session)
             .await
-            .unwrap()
             .status(),
         401
     );

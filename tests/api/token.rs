@@ -276,20 +276,15 @@ async fn a_key_cannot_be_created_with_scopes_its_owner_lacks(backend: Backend) {
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
 
-    let err = admin::create_key(
-        &app.store,
-        app.policy(),
-        &Actor::operator(),
-        NewKeyRequest {
-            owner_email: &integration.user.email,
-            name: "too wide",
-            scopes: Some("reports:read,keys:manage"),
-            expires_in: None,
-            token_ttl: None,
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = app
+        .try_key(
+            &integration.user.email,
+            Some("reports:read,keys:manage"),
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
 
     assert!(
         matches!(err, AdminError::Invalid(ref m) if m.contains("keys:manage")),
@@ -404,20 +399,15 @@ async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_MAX_TOKEN_TTL_SECONDS", "900")]).await;
     let integration = app.integration("member", "reports:read").await;
 
-    let err = admin::create_key(
-        &app.store,
-        app.policy(),
-        &Actor::operator(),
-        NewKeyRequest {
-            owner_email: &integration.user.email,
-            name: "too long",
-            scopes: None,
-            expires_in: None,
-            token_ttl: Some(Duration::from_secs(901)),
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = app
+        .try_key(
+            &integration.user.email,
+            None,
+            None,
+            Some(Duration::from_secs(901)),
+        )
+        .await
+        .unwrap_err();
 
     assert!(
         matches!(err, AdminError::Invalid(ref m) if m.contains("900")),
@@ -444,20 +434,10 @@ async fn a_fourth_active_key_is_refused(backend: Backend) {
     let second = app.key(&integration.user.email, None).await;
     app.key(&integration.user.email, None).await;
 
-    let err = admin::create_key(
-        &app.store,
-        app.policy(),
-        &Actor::operator(),
-        NewKeyRequest {
-            owner_email: &integration.user.email,
-            name: "fourth",
-            scopes: None,
-            expires_in: None,
-            token_ttl: None,
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = app
+        .try_key(&integration.user.email, None, None, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, AdminError::KeyLimitReached { limit: 3 }),
         "{err}"

@@ -1131,7 +1131,69 @@ async fn key_create_help_documents_expiry_and_token_lifetime() {
     assert!(stdout.contains("30d"), "an example duration:\n{stdout}");
 }
 
+async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (tenant, email) = keyport.owner().await;
+    let first = keyport.key(&email, "first").await;
+    let second = keyport.key(&email, "second").await;
+    assert_eq!(first["signs_webhooks"], true, "{first}");
+
+    // The marked key is protected, as over HTTP, until the mark moves.
+    let refused = keyport
+        .run(&["key", "revoke", str_of(&first, "client_id")])
+        .await;
+    refused.assert_exit(1);
+    assert!(
+        refused.stderr.contains("signs webhooks"),
+        "{}",
+        refused.describe()
+    );
+    let marked = keyport
+        .json(&["key", "mark-webhook-signing", str_of(&second, "client_id")])
+        .await;
+    assert_eq!(marked["signs_webhooks"], true, "{marked}");
+    keyport
+        .json(&["key", "revoke", str_of(&first, "client_id")])
+        .await;
+
+    let disabled = keyport.json(&["user", "disable", &email]).await;
+    assert_eq!(disabled["status"], "disabled", "{disabled}");
+    let blocked = keyport
+        .run(&["key", "create", "--user", &email, "--name", "third"])
+        .await;
+    blocked.assert_exit(1);
+    assert!(
+        blocked.stderr.contains("disabled"),
+        "{}",
+        blocked.describe()
+    );
+    let enabled = keyport.json(&["user", "enable", &email]).await;
+    assert_eq!(enabled["status"], "active", "{enabled}");
+
+    let unlocked = keyport.json(&["user", "unlock", &email]).await;
+    assert_eq!(unlocked["unlocked"], true, "{unlocked}");
+    let policy = keyport
+        .json(&[
+            "tenant",
+            "set-policy",
+            str_of(&tenant, "id"),
+            "--api-only-users",
+            "true",
+        ])
+        .await;
+    assert_eq!(policy["api_only_users"], true, "{policy}");
+
+    let rotated = keyport.json(&["signing-key", "rotate"]).await;
+    let again = keyport.json(&["signing-key", "rotate"]).await;
+    assert!(rotated["kid"].is_string(), "{rotated}");
+    assert_ne!(
+        rotated["kid"], again["kid"],
+        "each rotation makes a new key"
+    );
+}
+
 crate::on_both_backends!(
+    the_lifecycle_commands_follow_the_api_rules,
     a_tenant_created_from_the_cli_reports_its_id,
     a_user_is_created_in_a_tenant_named_by_name_or_by_id,
     a_created_key_carries_its_client_id_and_a_kps_secret_in_json,

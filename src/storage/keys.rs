@@ -34,7 +34,7 @@ pub struct KeyRow {
 
 /// What client authentication needs in one round trip: the key, its digest
 /// and its owner's current standing.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyAuthRow {
     pub id: String,
     pub tenant_id: String,
@@ -77,6 +77,11 @@ macro_rules! key_auth_select {
          FROM api_keys k JOIN users u ON u.id = k.owner_id "
     };
 }
+
+pub(super) const KEY_AUTH_BY_CLIENT_ID: &str =
+    concat!(key_auth_select!(), "WHERE k.client_id = $1");
+pub(super) const KEY_AUTH_BY_DIGEST: &str =
+    concat!(key_auth_select!(), "WHERE k.secret_digest = $1");
 
 /// The columns of a [`KeyRow`]; a macro so `concat!` can build `'static` queries.
 macro_rules! key_select {
@@ -155,23 +160,27 @@ impl Store {
     }
 
     pub async fn find_key_for_auth(&self, client_id: &str) -> Result<Option<KeyAuthRow>> {
-        Ok(
-            sqlx::query_as::<_, KeyAuthRow>(concat!(key_auth_select!(), "WHERE k.client_id = $1"))
-                .bind(client_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        self.key_for_auth(KEY_AUTH_BY_CLIENT_ID, client_id).await
     }
 
     /// For a secret presented on its own (`x-api-key`): the digest is unique.
     pub async fn find_key_for_auth_by_digest(&self, digest: &str) -> Result<Option<KeyAuthRow>> {
-        Ok(sqlx::query_as::<_, KeyAuthRow>(concat!(
-            key_auth_select!(),
-            "WHERE k.secret_digest = $1"
-        ))
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.key_for_auth(KEY_AUTH_BY_DIGEST, digest).await
+    }
+
+    /// Runs a key-for-auth query straight against a SQLite file when it can
+    /// (see `direct`), through the pool otherwise or when that read fails.
+    async fn key_for_auth(&self, sql: &'static str, value: &str) -> Result<Option<KeyAuthRow>> {
+        if let Some(direct) = &self.direct {
+            match direct.key_for_auth(sql, value) {
+                Ok(row) => return Ok(row),
+                Err(err) => log::debug!("direct SQLite read failed, using the pool: {err}"),
+            }
+        }
+        Ok(sqlx::query_as::<_, KeyAuthRow>(sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Moves the owner's webhook-signing mark to `key_id`, atomically.

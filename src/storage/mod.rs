@@ -4,6 +4,7 @@
 //! driver.
 
 mod audit;
+mod direct;
 mod keys;
 mod records;
 mod sessions;
@@ -11,12 +12,14 @@ mod signing_keys;
 mod tenants;
 mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 use crate::config::DatabaseSettings;
+use direct::DirectReader;
 
 pub use audit::{AuditQuery, AuditRow};
 pub use keys::{KeyAuthRow, KeyFilter, KeyInsert, KeyRow, NewKey};
@@ -118,6 +121,8 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite files only: point reads that skip sqlx's worker thread.
+    direct: Option<Arc<DirectReader>>,
 }
 
 impl Store {
@@ -131,7 +136,11 @@ impl Store {
 
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self> {
         install_default_drivers();
-        let (backend, url) = prepare_url(&settings.url)?;
+        let PreparedUrl {
+            backend,
+            url,
+            sqlite_file,
+        } = prepare_url(&settings.url)?;
         let options = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout);
@@ -148,7 +157,11 @@ impl Store {
             Backend::Postgres => options,
         };
         let pool = options.connect(&url).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            direct: sqlite_file.map(|path| Arc::new(DirectReader::new(path))),
+        })
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -182,11 +195,22 @@ impl Store {
     }
 }
 
+struct PreparedUrl {
+    backend: Backend,
+    url: String,
+    /// The database file, for SQLite databases that live in one.
+    sqlite_file: Option<PathBuf>,
+}
+
 /// Picks the backend from the URL and, for SQLite, makes sure the file can be
 /// created: its folder exists and `mode=rwc` is set.
-fn prepare_url(url: &str) -> Result<(Backend, String)> {
+fn prepare_url(url: &str) -> Result<PreparedUrl> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok((Backend::Postgres, url.to_owned()));
+        return Ok(PreparedUrl {
+            backend: Backend::Postgres,
+            url: url.to_owned(),
+            sqlite_file: None,
+        });
     }
     let rest = url
         .strip_prefix("sqlite://")
@@ -218,7 +242,17 @@ fn prepare_url(url: &str) -> Result<(Backend, String)> {
     } else {
         format!("{query}&mode=rwc")
     };
-    Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
+    let in_memory = path == ":memory:" || query.split('&').any(|p| p == "mode=memory");
+    // Decoded as sqlx decodes it, so both open the same file.
+    let sqlite_file = match percent_encoding::percent_decode_str(path).decode_utf8() {
+        Ok(decoded) if !in_memory => Some(PathBuf::from(decoded.as_ref())),
+        _ => None,
+    };
+    Ok(PreparedUrl {
+        backend: Backend::Sqlite,
+        url: format!("sqlite://{path}?{query}"),
+        sqlite_file,
+    })
 }
 
 #[cfg(test)]
@@ -230,12 +264,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("keyport-url-{}", uuid::Uuid::new_v4()));
         let path = dir.join("k.db");
         let url = format!("sqlite://{}", path.display());
-        let (backend, prepared) = prepare_url(&url).unwrap();
-        assert_eq!(backend, Backend::Sqlite);
-        assert!(prepared.ends_with("?mode=rwc"), "{prepared}");
+        let prepared = prepare_url(&url).unwrap();
+        assert_eq!(prepared.backend, Backend::Sqlite);
+        assert!(prepared.url.ends_with("?mode=rwc"), "{}", prepared.url);
+        assert_eq!(prepared.sqlite_file.as_deref(), Some(path.as_path()));
         assert!(dir.is_dir(), "the parent folder is created");
-        let (_, kept) = prepare_url(&format!("{url}?mode=ro")).unwrap();
-        assert!(kept.ends_with("?mode=ro"), "{kept}");
+        let kept = prepare_url(&format!("{url}?mode=ro")).unwrap();
+        assert!(kept.url.ends_with("?mode=ro"), "{}", kept.url);
+        let spaced = prepare_url(&format!("sqlite://{}/a%20b.db", dir.display())).unwrap();
+        assert_eq!(spaced.sqlite_file, Some(dir.join("a b.db")));
+        for memory in ["sqlite::memory:", "sqlite://shared.db?mode=memory"] {
+            assert_eq!(prepare_url(memory).unwrap().sqlite_file, None, "{memory}");
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -256,9 +296,8 @@ mod tests {
     #[test]
     fn unknown_schemes_are_refused() {
         assert!(prepare_url("mysql://x").is_err());
-        assert_eq!(
-            prepare_url("postgres://root@127.0.0.1/test").unwrap().0,
-            Backend::Postgres
-        );
+        let postgres = prepare_url("postgres://root@127.0.0.1/test").unwrap();
+        assert_eq!(postgres.backend, Backend::Postgres);
+        assert_eq!(postgres.sqlite_file, None);
     }
 }

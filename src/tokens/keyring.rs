@@ -5,10 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::Header;
 use jsonwebtoken::jwk::JwkSet;
 
-use super::ACCESS_TOKEN_TYP;
 use super::claims::AccessTokenClaims;
 use super::signing_key::{SigningAlgorithm, SigningKey, SigningKeyError};
 use super::verifier::TokenVerifier;
@@ -24,8 +22,6 @@ pub enum KeyRingError {
     Key(#[from] SigningKeyError),
     #[error("no active {0} signing key is stored")]
     NoActiveKey(SigningAlgorithm),
-    #[error("signing failed")]
-    Sign(#[from] jsonwebtoken::errors::Error),
 }
 
 struct Snapshot {
@@ -153,12 +149,7 @@ impl KeyRing {
 
     /// Signs `claims` as an RFC 9068 access token with the active key.
     pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, KeyRingError> {
-        let snapshot = self.snapshot();
-        let signer = &snapshot.signer;
-        let mut header = Header::new(signer.algorithm.jwt_algorithm());
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = Some(signer.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &signer.encoding)?)
+        Ok(self.snapshot().signer.sign(claims)?)
     }
 
     /// The JWKS document, serialised once per refresh.

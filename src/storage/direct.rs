@@ -19,6 +19,7 @@ use std::path::PathBuf;
 #[cfg(test)]
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
@@ -32,6 +33,9 @@ const KEEP_IDLE: usize = 8;
 pub(super) struct DirectReader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Set by [`DirectReader::close`]: once the store is closed, reads go to
+    /// the (closed) pool and fail like every other query.
+    closed: AtomicBool,
 }
 
 impl DirectReader {
@@ -39,7 +43,17 @@ impl DirectReader {
         DirectReader {
             path,
             idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -62,7 +76,7 @@ impl DirectReader {
         };
         let result = read(&connection);
         // A connection whose read failed is dropped: it may be the reason.
-        if result.is_ok() {
+        if result.is_ok() && !self.is_closed() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < KEEP_IDLE {
                 idle.push(connection);

@@ -191,6 +191,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.pool.close().await;
     }
 }

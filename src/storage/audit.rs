@@ -25,6 +25,14 @@ pub struct AuditQuery<'a> {
     pub limit: u32,
 }
 
+/// `LIMIT CAST(.. AS BIGINT)` for the reason given at `records::LIST_RECORDS`.
+pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target, source_address, detail, created_at \
+             FROM audit_events WHERE tenant_id = $1 \
+             AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) \
+             AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR created_at >= $5) \
+             AND ($6 IS NULL OR created_at <= $6) AND ($7 IS NULL OR id > $7) \
+             ORDER BY id LIMIT CAST($8 AS BIGINT)";
+
 impl Store {
     pub async fn insert_audit(&self, event: &AuditRow) -> Result<()> {
         sqlx::query(
@@ -46,24 +54,17 @@ impl Store {
 
     /// One page of a tenant's audit trail, oldest first; `has_more` via limit+1.
     pub async fn list_audit(&self, query: &AuditQuery<'_>) -> Result<(Vec<AuditRow>, bool)> {
-        let mut rows = sqlx::query_as::<_, AuditRow>(
-            "SELECT id, tenant_id, actor, action, target, source_address, detail, created_at \
-             FROM audit_events WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) \
-             AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR created_at >= $5) \
-             AND ($6 IS NULL OR created_at <= $6) AND ($7 IS NULL OR id > $7) \
-             ORDER BY id LIMIT $8",
-        )
-        .bind(query.tenant_id)
-        .bind(query.action)
-        .bind(query.actor)
-        .bind(query.target)
-        .bind(query.since)
-        .bind(query.until)
-        .bind(query.after_id)
-        .bind(i64::from(query.limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut rows = sqlx::query_as::<_, AuditRow>(LIST_AUDIT)
+            .bind(query.tenant_id)
+            .bind(query.action)
+            .bind(query.actor)
+            .bind(query.target)
+            .bind(query.since)
+            .bind(query.until)
+            .bind(query.after_id)
+            .bind(i64::from(query.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let has_more = rows.len() > query.limit as usize;
         rows.truncate(query.limit as usize);
         Ok((rows, has_more))

@@ -296,6 +296,45 @@ mod tests {
         }
     }
 
+    /// SQLite re-prepares a statement on every execution when its plan read
+    /// a bound parameter (a bare `LIMIT $n` does that); the paged listings
+    /// must not, whatever they are bound to.
+    #[tokio::test]
+    async fn paged_listings_are_prepared_once() {
+        use rusqlite::{StatementStatus, types::Value};
+
+        let dir = std::env::temp_dir().join(format!("keyport-prepare-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("k.db");
+        let store = Store::connect_and_migrate(&DatabaseSettings {
+            url: format!("sqlite://{}", path.display()),
+            max_connections: 1,
+            acquire_timeout: std::time::Duration::from_secs(10),
+        })
+        .await
+        .unwrap();
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        for (sql, parameters) in [(records::LIST_RECORDS, 5), (audit::LIST_AUDIT, 8)] {
+            let mut statement = connection.prepare(sql).unwrap();
+            for limit in [11_i64, 51, 2] {
+                let mut values = vec![Value::Text("t".into()); parameters - 1];
+                values.push(Value::Integer(limit));
+                statement
+                    .query(rusqlite::params_from_iter(values))
+                    .unwrap()
+                    .next()
+                    .unwrap();
+            }
+            assert_eq!(
+                statement.get_status(StatementStatus::RePrepare),
+                0,
+                "re-prepared: {sql}"
+            );
+        }
+        drop(connection);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[test]
     fn unknown_schemes_are_refused() {
         assert!(prepare_url("mysql://x").is_err());

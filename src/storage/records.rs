@@ -55,6 +55,13 @@ pub struct RecordPage {
     pub has_more: bool,
 }
 
+/// `LIMIT CAST($5 AS BIGINT)`, not `LIMIT $5`: SQLite's planner reads a bare
+/// parameter's value for LIMIT and then re-prepares the statement every time
+/// it is bound, which was most of a pull's CPU.
+pub(super) const LIST_RECORDS: &str = "SELECT id, collection, owner_id, client_id, body, created_at FROM records \
+             WHERE tenant_id = $1 AND collection = $2 AND ($3 IS NULL OR owner_id = $3) \
+             AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT CAST($5 AS BIGINT)";
+
 impl Store {
     /// Stores the records, and the idempotency key if any, in one transaction:
     /// when this returns `Stored`, the push is committed (and, with SQLite's
@@ -82,18 +89,14 @@ impl Store {
     /// One page of a collection in id order (ids are UUID v7, so this is
     /// creation order), starting after `after_id`.
     pub async fn list_records(&self, query: &RecordQuery<'_>) -> Result<RecordPage> {
-        let mut records = sqlx::query_as::<_, RecordRow>(
-            "SELECT id, collection, owner_id, client_id, body, created_at FROM records \
-             WHERE tenant_id = $1 AND collection = $2 AND ($3 IS NULL OR owner_id = $3) \
-             AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5",
-        )
-        .bind(query.tenant_id)
-        .bind(query.collection)
-        .bind(query.owner_id)
-        .bind(query.after_id)
-        .bind(i64::from(query.limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut records = sqlx::query_as::<_, RecordRow>(LIST_RECORDS)
+            .bind(query.tenant_id)
+            .bind(query.collection)
+            .bind(query.owner_id)
+            .bind(query.after_id)
+            .bind(i64::from(query.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let has_more = records.len() > query.limit as usize;
         records.truncate(query.limit as usize);
         Ok(RecordPage { records, has_more })

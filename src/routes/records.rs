@@ -50,19 +50,39 @@ fn visible_owner(caller: &Caller) -> Option<&str> {
     }
 }
 
-fn record_json(row: RecordRow) -> Result<Value, ApiError> {
+/// A stored record as served. `data` is the stored JSON text, copied out
+/// as is (it was validated when pushed). Fields in alphabetical order, as
+/// the answers have always had them.
+#[derive(serde::Serialize)]
+struct RecordOut {
+    client_id: String,
+    collection: String,
+    created_at: i64,
+    data: Box<RawValue>,
+    id: String,
+    owner_id: String,
+}
+
+fn record_json(row: RecordRow) -> Result<RecordOut, ApiError> {
     let data: Box<RawValue> = RawValue::from_string(row.body).map_err(|e| {
         log::error!("record {} holds invalid JSON: {e}", row.id);
         ApiError::internal()
     })?;
-    Ok(json!({
-        "id": row.id,
-        "collection": row.collection,
-        "owner_id": row.owner_id,
-        "client_id": row.client_id,
-        "created_at": row.created_at,
-        "data": data,
-    }))
+    Ok(RecordOut {
+        client_id: row.client_id,
+        collection: row.collection,
+        created_at: row.created_at,
+        data,
+        id: row.id,
+        owner_id: row.owner_id,
+    })
+}
+
+#[derive(serde::Serialize)]
+struct PageOut<'a> {
+    collection: &'a str,
+    next_cursor: Option<String>,
+    records: Vec<RecordOut>,
 }
 
 /// Records of a collection, oldest first, one page at a time. Members see
@@ -141,11 +161,11 @@ pub async fn pull(
         .into_iter()
         .map(record_json)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(json!({
-        "collection": collection.as_str(),
-        "records": records,
-        "next_cursor": next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(PageOut {
+        collection: collection.as_str(),
+        next_cursor,
+        records,
+    }))
 }
 
 fn decode_cursor(raw: &str) -> Result<String, ApiError> {

@@ -1,5 +1,5 @@
-//! Point reads on the client-authentication hot path, run against SQLite on
-//! the calling thread.
+//! Reads on the hot paths (client authentication, pulls), run against SQLite
+//! on the calling thread.
 //!
 //! sqlx drives every SQLite connection from a worker thread of its own, so
 //! each query is handed to that thread and its answer handed back: two futex
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
-use super::KeyAuthRow;
+use super::{KeyAuthRow, RecordQuery, RecordRow};
 
 /// Idle connections kept; one per server worker thread is enough, and more
 /// are opened (then dropped) if more threads read at once.
@@ -97,6 +97,39 @@ impl DirectReader {
                 .prepare_cached(sql)?
                 .query_row([value], key_auth_row)
                 .optional()
+        })
+    }
+
+    /// A page of records; `sql` is the pool's `LIST_RECORDS`.
+    pub(super) fn records(
+        &self,
+        sql: &str,
+        query: &RecordQuery<'_>,
+        limit: i64,
+    ) -> rusqlite::Result<Vec<RecordRow>> {
+        self.with_connection(|connection| {
+            connection
+                .prepare_cached(sql)?
+                .query_map(
+                    rusqlite::params![
+                        query.tenant_id,
+                        query.collection,
+                        query.owner_id,
+                        query.after_id,
+                        limit
+                    ],
+                    |row| {
+                        Ok(RecordRow {
+                            id: row.get(0)?,
+                            collection: row.get(1)?,
+                            owner_id: row.get(2)?,
+                            client_id: row.get(3)?,
+                            body: row.get(4)?,
+                            created_at: row.get(5)?,
+                        })
+                    },
+                )?
+                .collect()
         })
     }
 }
@@ -218,6 +251,91 @@ mod tests {
         .expect("read")
         .expect("found");
         assert_eq!(again.revoked_at, Some(5), "the revocation is seen at once");
+        drop(held);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Pages read straight from the file are the pages the pool reads
+    /// (owner filter, cursor, limit), and need no pool connection.
+    #[tokio::test]
+    async fn record_pages_match_the_pool_and_do_not_wait_for_it() {
+        use crate::storage::RecordQuery;
+        use crate::storage::records::LIST_RECORDS;
+
+        let dir = temp_dir();
+        let store = store_with_one_key(&dir).await;
+        for (id, owner) in [("r1", "u1"), ("r2", "u2"), ("r3", "u1"), ("r4", "u1")] {
+            sqlx::query(
+                "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
+                 VALUES ($1, 't1', 'orders', $2, 'kpc_one', '{\"n\":1}', 5)",
+            )
+            .bind(id)
+            .bind(owner)
+            .execute(&store.pool)
+            .await
+            .expect("inserts");
+        }
+        let direct = store.direct.clone().expect("direct reader");
+        let ids = |rows: &[RecordRow]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        for (owner, after, limit) in [
+            (None, None, 10),
+            (Some("u1"), None, 10),
+            (Some("u1"), Some("r1"), 2),
+            (None, Some("r2"), 1),
+            (Some("nobody"), None, 5),
+        ] {
+            let query = RecordQuery {
+                tenant_id: "t1",
+                collection: "orders",
+                owner_id: owner,
+                after_id: after,
+                limit: 0,
+            };
+            let through_pool = sqlx::query_as::<_, RecordRow>(LIST_RECORDS)
+                .bind("t1")
+                .bind("orders")
+                .bind(owner)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&store.pool)
+                .await
+                .expect("pool read");
+            let straight = direct
+                .records(LIST_RECORDS, &query, limit)
+                .expect("direct read");
+            assert_eq!(
+                ids(&straight),
+                ids(&through_pool),
+                "{owner:?} {after:?} {limit}"
+            );
+            assert_eq!(
+                straight
+                    .iter()
+                    .map(|r| (&r.body, r.created_at, &r.client_id))
+                    .collect::<Vec<_>>(),
+                through_pool
+                    .iter()
+                    .map(|r| (&r.body, r.created_at, &r.client_id))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let held = store.pool.acquire().await.expect("the only connection");
+        let page = tokio::time::timeout(
+            Duration::from_secs(10),
+            store.list_records(&RecordQuery {
+                tenant_id: "t1",
+                collection: "orders",
+                owner_id: Some("u1"),
+                after_id: None,
+                limit: 2,
+            }),
+        )
+        .await
+        .expect("answered without a pool connection")
+        .expect("read");
+        assert_eq!(ids(&page.records), ["r1", "r3"]);
+        assert!(page.has_more);
         drop(held);
         store.close().await;
         std::fs::remove_dir_all(dir).ok();

@@ -172,6 +172,12 @@ impl Store {
         Ok(())
     }
 
+    /// The direct SQLite reader, unless the store is PostgreSQL, in memory or
+    /// closed. Callers fall back to the pool when it returns an error.
+    fn direct_reader(&self) -> Option<&DirectReader> {
+        self.direct.as_deref().filter(|d| !d.is_closed())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -89,14 +89,29 @@ impl Store {
     /// One page of a collection in id order (ids are UUID v7, so this is
     /// creation order), starting after `after_id`.
     pub async fn list_records(&self, query: &RecordQuery<'_>) -> Result<RecordPage> {
-        let mut records = sqlx::query_as::<_, RecordRow>(LIST_RECORDS)
-            .bind(query.tenant_id)
-            .bind(query.collection)
-            .bind(query.owner_id)
-            .bind(query.after_id)
-            .bind(i64::from(query.limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        let limit = i64::from(query.limit) + 1;
+        let direct = self.direct_reader().and_then(|direct| {
+            match direct.records(LIST_RECORDS, query, limit) {
+                Ok(rows) => Some(rows),
+                Err(err) => {
+                    log::debug!("direct SQLite read failed, using the pool: {err}");
+                    None
+                }
+            }
+        });
+        let mut records = match direct {
+            Some(rows) => rows,
+            None => {
+                sqlx::query_as::<_, RecordRow>(LIST_RECORDS)
+                    .bind(query.tenant_id)
+                    .bind(query.collection)
+                    .bind(query.owner_id)
+                    .bind(query.after_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
         let has_more = records.len() > query.limit as usize;
         records.truncate(query.limit as usize);
         Ok(RecordPage { records, has_more })

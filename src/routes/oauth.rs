@@ -81,13 +81,18 @@ async fn authenticate(
     Ok(key)
 }
 
-/// RFC 6749 §5.1.
-#[derive(serde::Serialize)]
-struct TokenResponse<'a> {
-    access_token: &'a str,
+/// An RFC 6749 §5.1 successful token response: what is served is what
+/// `/openapi.json` documents.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    /// An RFC 9068 JWT access token.
+    access_token: String,
+    #[schema(examples("Bearer"))]
     token_type: &'static str,
+    /// Seconds until the token expires.
     expires_in: i64,
-    scope: &'a str,
+    /// The space-separated scopes the token carries.
+    scope: String,
 }
 
 fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
@@ -110,7 +115,7 @@ fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResp
     )),
     security(("clientBasic" = [])),
     responses(
-        (status = 200, description = "A token", body = doc::TokenResponse),
+        (status = 200, description = "A token", body = TokenResponse),
         (status = 400, response = doc::OAuthBadRequest),
         (status = 401, response = doc::OAuthInvalidClient),
         (status = 413, response = doc::OAuthPayloadTooLarge),
@@ -140,14 +145,13 @@ async fn issue_token(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<HttpResponse, OAuthError> {
-    let req = req.clone();
-    let body = read_body(&req, payload).await?;
+    let body = read_body(req, payload).await?;
     let request = parse_token_request(
-        &authorization_headers(&req),
-        media_type(&req).as_deref(),
+        &authorization_headers(req),
+        media_type(req).as_deref(),
         &body,
     )?;
-    let key = authenticate(&req, state, &request.credentials).await?;
+    let key = authenticate(req, state, &request.credentials).await?;
 
     let settings = &state.settings.tokens;
     let scopes = match request.scope.as_deref() {
@@ -216,10 +220,10 @@ async fn issue_token(
     })?;
 
     Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
-        access_token: &access_token,
+        access_token,
         token_type: "Bearer",
         expires_in: ttl,
-        scope: &claims.scope,
+        scope: claims.scope,
     }))
 }
 

@@ -343,19 +343,6 @@ pub struct TokenRequest {
     audience: String,
 }
 
-/// An RFC 6749 §5.1 successful token response.
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    /// An RFC 9068 JWT access token.
-    access_token: String,
-    #[schema(examples("Bearer"))]
-    token_type: String,
-    /// Seconds until the token expires.
-    expires_in: i64,
-    /// The space-separated scopes the token carries.
-    scope: String,
-}
-
 /// An RFC 7662 §2.1 introspection or RFC 7009 §2.1 revocation request.
 #[derive(Serialize, ToSchema)]
 pub struct TokenQuery {
@@ -457,31 +444,6 @@ pub struct Readiness {
 }
 
 // --- records ---------------------------------------------------------------
-
-/// A stored record.
-#[derive(Serialize, ToSchema)]
-pub struct Record {
-    id: String,
-    collection: String,
-    /// The user whose credential pushed it.
-    owner_id: String,
-    /// The key that pushed it (`session` when a session did).
-    client_id: String,
-    /// Unix seconds.
-    created_at: i64,
-    /// The object as pushed.
-    #[schema(value_type = Object)]
-    data: serde_json::Value,
-}
-
-/// One page of records, oldest first.
-#[derive(Serialize, ToSchema)]
-pub struct RecordPage {
-    collection: String,
-    records: Vec<Record>,
-    /// Pass as `cursor` for the next page; `null` on the last one.
-    next_cursor: Option<String>,
-}
 
 /// One JSON object, or an array of them (1 to `max_records_per_push`).
 pub struct PushBody;

@@ -50,25 +50,30 @@ fn visible_owner(caller: &Caller) -> Option<&str> {
     }
 }
 
-/// A stored record as served. `data` is the stored JSON text, copied out
-/// as is (it was validated when pushed). Fields in alphabetical order, as
+/// A stored record. `data` is served as the JSON text stored at push time
+/// (validated then), not parsed again. Fields in alphabetical order, as
 /// the answers have always had them.
-#[derive(serde::Serialize)]
-struct RecordOut {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Record {
+    /// The key that pushed it (`session` when a session did).
     client_id: String,
     collection: String,
+    /// Unix seconds.
     created_at: i64,
+    /// The object as pushed.
+    #[schema(value_type = Object)]
     data: Box<RawValue>,
     id: String,
+    /// The user whose credential pushed it.
     owner_id: String,
 }
 
-fn record_json(row: RecordRow) -> Result<RecordOut, ApiError> {
+fn record_json(row: RecordRow) -> Result<Record, ApiError> {
     let data: Box<RawValue> = RawValue::from_string(row.body).map_err(|e| {
         log::error!("record {} holds invalid JSON: {e}", row.id);
         ApiError::internal()
     })?;
-    Ok(RecordOut {
+    Ok(Record {
         client_id: row.client_id,
         collection: row.collection,
         created_at: row.created_at,
@@ -78,11 +83,13 @@ fn record_json(row: RecordRow) -> Result<RecordOut, ApiError> {
     })
 }
 
-#[derive(serde::Serialize)]
-struct PageOut<'a> {
-    collection: &'a str,
+/// One page of records, oldest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RecordPage {
+    collection: String,
+    /// Pass as `cursor` for the next page; `null` on the last one.
     next_cursor: Option<String>,
-    records: Vec<RecordOut>,
+    records: Vec<Record>,
 }
 
 /// Records of a collection, oldest first, one page at a time. Members see
@@ -99,7 +106,7 @@ struct PageOut<'a> {
     ),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "A page of records", body = doc::RecordPage),
+        (status = 200, description = "A page of records", body = RecordPage),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::InsufficientScope),
@@ -161,8 +168,8 @@ pub async fn pull(
         .into_iter()
         .map(record_json)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(PageOut {
-        collection: collection.as_str(),
+    Ok(HttpResponse::Ok().json(RecordPage {
+        collection: collection.as_str().to_owned(),
         next_cursor,
         records,
     }))
@@ -189,7 +196,7 @@ fn decode_cursor(raw: &str) -> Result<String, ApiError> {
     ),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "The record", body = doc::Record),
+        (status = 200, description = "The record", body = Record),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::InsufficientScope),

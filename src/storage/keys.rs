@@ -171,11 +171,8 @@ impl Store {
     /// Runs a key-for-auth query straight against a SQLite file when it can
     /// (see `direct`), through the pool otherwise or when that read fails.
     async fn key_for_auth(&self, sql: &'static str, value: &str) -> Result<Option<KeyAuthRow>> {
-        if let Some(direct) = self.direct_reader() {
-            match direct.key_for_auth(sql, value) {
-                Ok(row) => return Ok(row),
-                Err(err) => log::debug!("direct SQLite read failed, using the pool: {err}"),
-            }
+        if let Some(row) = self.read_direct(|direct| direct.key_for_auth(sql, value)) {
+            return Ok(row);
         }
         Ok(sqlx::query_as::<_, KeyAuthRow>(sql)
             .bind(value)

@@ -172,10 +172,14 @@ impl Store {
         Ok(())
     }
 
-    /// The direct SQLite reader, unless the store is PostgreSQL, in memory or
-    /// closed. Callers fall back to the pool when it returns an error.
-    fn direct_reader(&self) -> Option<&DirectReader> {
-        self.direct.as_deref().filter(|d| !d.is_closed())
+    /// Runs `read` straight against the SQLite file (see `direct`). `None`
+    /// when the store is PostgreSQL, in memory or closed, or when the read
+    /// failed: the caller then runs the same SQL through the pool.
+    fn read_direct<T>(&self, read: impl FnOnce(&DirectReader) -> rusqlite::Result<T>) -> Option<T> {
+        let direct = self.direct.as_deref().filter(|d| !d.is_closed())?;
+        read(direct)
+            .inspect_err(|err| log::debug!("direct SQLite read failed, using the pool: {err}"))
+            .ok()
     }
 
     pub fn backend(&self) -> Backend {

@@ -90,15 +90,7 @@ impl Store {
     /// creation order), starting after `after_id`.
     pub async fn list_records(&self, query: &RecordQuery<'_>) -> Result<RecordPage> {
         let limit = i64::from(query.limit) + 1;
-        let direct = self.direct_reader().and_then(|direct| {
-            match direct.records(LIST_RECORDS, query, limit) {
-                Ok(rows) => Some(rows),
-                Err(err) => {
-                    log::debug!("direct SQLite read failed, using the pool: {err}");
-                    None
-                }
-            }
-        });
+        let direct = self.read_direct(|direct| direct.records(LIST_RECORDS, query, limit));
         let mut records = match direct {
             Some(rows) => rows,
             None => {

@@ -162,7 +162,36 @@ mod tests {
     use crate::storage::Store;
     use crate::storage::keys::{KEY_AUTH_BY_CLIENT_ID, KEY_AUTH_BY_DIGEST};
 
-    async fn store_with_one_key(dir: &std::path::Path) -> Store {
+    /// A fresh SQLite file with one tenant, one (disabled) user and two keys,
+    /// behind a pool of one connection.
+    struct Fixture {
+        dir: PathBuf,
+        store: Store,
+    }
+
+    impl Fixture {
+        async fn with_two_keys() -> Self {
+            let dir = std::env::temp_dir().join(format!("keyport-direct-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let store = store_with_two_keys(&dir).await;
+            Fixture { dir, store }
+        }
+
+        async fn remove(self) {
+            self.store.close().await;
+            std::fs::remove_dir_all(self.dir).ok();
+        }
+    }
+
+    /// Awaits `read`, failing the test if it waits for the pool (whose only
+    /// connection the caller holds; its acquire timeout is 60 s).
+    async fn without_the_pool<T>(read: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("answered without a pool connection")
+    }
+
+    async fn store_with_two_keys(dir: &std::path::Path) -> Store {
         let store = Store::connect_and_migrate(&DatabaseSettings {
             url: format!("sqlite://{}/direct.db", dir.display()),
             max_connections: 1,
@@ -185,17 +214,11 @@ mod tests {
         store
     }
 
-    fn temp_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("keyport-direct-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
-
     /// Every column, NULLs included, reads the same as through sqlx.
     #[tokio::test]
     async fn direct_reads_match_the_pool_column_for_column() {
-        let dir = temp_dir();
-        let store = store_with_one_key(&dir).await;
+        let fixture = Fixture::with_two_keys().await;
+        let store = &fixture.store;
         let direct = store
             .direct
             .clone()
@@ -221,8 +244,7 @@ mod tests {
         assert_eq!(one.revoked_at, Some(77));
         assert_eq!(one.token_ttl_seconds, Some(120));
         assert_eq!(one.owner_status, "disabled");
-        store.close().await;
-        std::fs::remove_dir_all(dir).ok();
+        fixture.remove().await;
     }
 
     /// The point of the direct path: a key lookup does not queue for a pool
@@ -231,31 +253,24 @@ mod tests {
     /// The lookup also sees a write committed by another connection at once.
     #[tokio::test]
     async fn key_lookups_do_not_wait_for_the_pool_and_see_other_writers_at_once() {
-        let dir = temp_dir();
-        let store = store_with_one_key(&dir).await;
+        let fixture = Fixture::with_two_keys().await;
+        let store = &fixture.store;
         let mut held = store.pool.acquire().await.expect("the only connection");
-        let lookup =
-            tokio::time::timeout(Duration::from_secs(10), store.find_key_for_auth("kpc_two"))
-                .await
-                .expect("answered without a pool connection")
-                .expect("read");
+        let lookup = without_the_pool(store.find_key_for_auth("kpc_two"))
+            .await
+            .expect("read");
         assert_eq!(lookup.expect("found").revoked_at, None);
         sqlx::query("UPDATE api_keys SET revoked_at = 5 WHERE id = 'k2'")
             .execute(&mut *held)
             .await
             .expect("revokes");
-        let again = tokio::time::timeout(
-            Duration::from_secs(10),
-            store.find_key_for_auth_by_digest("ef01"),
-        )
-        .await
-        .expect("answered without a pool connection")
-        .expect("read")
-        .expect("found");
+        let again = without_the_pool(store.find_key_for_auth_by_digest("ef01"))
+            .await
+            .expect("read")
+            .expect("found");
         assert_eq!(again.revoked_at, Some(5), "the revocation is seen at once");
         drop(held);
-        store.close().await;
-        std::fs::remove_dir_all(dir).ok();
+        fixture.remove().await;
     }
 
     /// Pages read straight from the file are the pages the pool reads
@@ -265,8 +280,8 @@ mod tests {
         use crate::storage::RecordQuery;
         use crate::storage::records::LIST_RECORDS;
 
-        let dir = temp_dir();
-        let store = store_with_one_key(&dir).await;
+        let fixture = Fixture::with_two_keys().await;
+        let store = &fixture.store;
         for (id, owner) in [("r1", "u1"), ("r2", "u2"), ("r3", "u1"), ("r4", "u1")] {
             sqlx::query(
                 "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
@@ -323,39 +338,34 @@ mod tests {
             );
         }
         let held = store.pool.acquire().await.expect("the only connection");
-        let page = tokio::time::timeout(
-            Duration::from_secs(10),
-            store.list_records(&RecordQuery {
-                tenant_id: "t1",
-                collection: "orders",
-                owner_id: Some("u1"),
-                after_id: None,
-                limit: 2,
-            }),
-        )
+        let page = without_the_pool(store.list_records(&RecordQuery {
+            tenant_id: "t1",
+            collection: "orders",
+            owner_id: Some("u1"),
+            after_id: None,
+            limit: 2,
+        }))
         .await
-        .expect("answered without a pool connection")
         .expect("read");
         assert_eq!(ids(&page.records), ["r1", "r3"]);
         assert!(page.has_more);
         drop(held);
-        store.close().await;
-        std::fs::remove_dir_all(dir).ok();
+        fixture.remove().await;
     }
 
     /// When the file cannot be read directly, the pool answers instead.
     #[tokio::test]
     async fn a_failing_direct_read_falls_back_to_the_pool() {
-        let dir = temp_dir();
-        let mut store = store_with_one_key(&dir).await;
-        store.direct = Some(Arc::new(DirectReader::new(dir.join("missing/nowhere.db"))));
+        let mut fixture = Fixture::with_two_keys().await;
+        let missing = fixture.dir.join("missing/nowhere.db");
+        fixture.store.direct = Some(Arc::new(DirectReader::new(missing)));
+        let store = &fixture.store;
         let row = store
             .find_key_for_auth("kpc_one")
             .await
             .expect("read")
             .expect("found");
         assert_eq!(row.id, "k1");
-        store.close().await;
-        std::fs::remove_dir_all(dir).ok();
+        fixture.remove().await;
     }
 }

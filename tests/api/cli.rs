@@ -604,18 +604,7 @@ async fn a_fourth_active_key_is_refused_with_a_clear_error(backend: Backend) {
     let second = keyport.key(&email, "two").await;
     keyport.key(&email, "three").await;
 
-    let fourth = keyport
-        .run(&[
-            "--json", "key", "create", "--user", &email, "--name", "four",
-        ])
-        .await;
-    fourth.assert_exit(1);
-    let error = fourth.json();
-    assert_eq!(error["error"], "key_limit_reached", "{error}");
-    assert!(
-        str_of(&error, "message").contains("holds 3 active keys"),
-        "{error}"
-    );
+    let fourth = create_refused_by_the_limit(&keyport, &email, "four", 3).await;
     assert!(!fourth.stdout.contains("kps_"), "{}", fourth.describe());
 
     let human = keyport
@@ -639,23 +628,33 @@ async fn a_fourth_active_key_is_refused_with_a_clear_error(backend: Backend) {
     );
 }
 
+/// `key create --json` for a user already holding `active` keys: exit 1,
+/// `key_limit_reached`, and a message naming the count.
+async fn create_refused_by_the_limit(
+    keyport: &Keyport,
+    email: &str,
+    name: &str,
+    active: usize,
+) -> Run {
+    let refused = keyport
+        .run(&["--json", "key", "create", "--user", email, "--name", name])
+        .await;
+    refused.assert_exit(1);
+    let error = refused.json();
+    assert_eq!(error["error"], "key_limit_reached", "{error}");
+    assert!(
+        str_of(&error, "message").contains(&format!("holds {active} active keys")),
+        "{error}"
+    );
+    refused
+}
+
 async fn a_configured_limit_of_one_active_key_refuses_the_second(backend: Backend) {
     let keyport = Keyport::with_env(backend, &[("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "1")]).await;
     let (_, email) = keyport.owner().await;
     keyport.key(&email, "only").await;
 
-    let second = keyport
-        .run(&[
-            "--json", "key", "create", "--user", &email, "--name", "second",
-        ])
-        .await;
-    second.assert_exit(1);
-    let error = second.json();
-    assert_eq!(error["error"], "key_limit_reached", "{error}");
-    assert!(
-        str_of(&error, "message").contains("holds 1 active keys"),
-        "{error}"
-    );
+    create_refused_by_the_limit(&keyport, &email, "second", 1).await;
     assert_eq!(keyport.keys_of(&email).await.len(), 1);
 }
 

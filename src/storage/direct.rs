@@ -21,7 +21,6 @@ use std::path::PathBuf;
 #[cfg(test)]
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
@@ -35,9 +34,6 @@ const KEEP_IDLE: usize = 8;
 pub(super) struct DirectReader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// Set by [`DirectReader::close`]: once the store is closed, reads go to
-    /// the (closed) pool and fail like every other query.
-    closed: AtomicBool,
 }
 
 impl DirectReader {
@@ -45,17 +41,13 @@ impl DirectReader {
         DirectReader {
             path,
             idle: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
         }
     }
 
+    /// Closes the idle connections. The store stops calling the reader once
+    /// its pool is closed, so none are opened again.
     pub(super) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-
-    pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -78,7 +70,7 @@ impl DirectReader {
         };
         let result = read(&connection);
         // A connection whose read failed is dropped: it may be the reason.
-        if result.is_ok() && !self.is_closed() {
+        if result.is_ok() {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < KEEP_IDLE {
                 idle.push(connection);

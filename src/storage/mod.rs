@@ -176,7 +176,7 @@ impl Store {
     /// when the store is PostgreSQL, in memory or closed, or when the read
     /// failed: the caller then runs the same SQL through the pool.
     fn read_direct<T>(&self, read: impl FnOnce(&DirectReader) -> rusqlite::Result<T>) -> Option<T> {
-        let direct = self.direct.as_deref().filter(|d| !d.is_closed())?;
+        let direct = self.direct.as_deref().filter(|_| !self.pool.is_closed())?;
         read(direct)
             .inspect_err(|err| log::debug!("direct SQLite read failed, using the pool: {err}"))
             .ok()
@@ -201,10 +201,11 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.pool.close().await;
+        // After the pool: from then on `read_direct` opens nothing new.
         if let Some(direct) = &self.direct {
             direct.close();
         }
-        self.pool.close().await;
     }
 }
 

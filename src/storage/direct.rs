@@ -99,7 +99,6 @@ impl DirectReader {
         &self,
         sql: &str,
         query: &RecordQuery<'_>,
-        limit: i64,
     ) -> rusqlite::Result<Vec<RecordRow>> {
         self.with_connection(|connection| {
             connection
@@ -110,7 +109,7 @@ impl DirectReader {
                         query.collection,
                         query.owner_id,
                         query.after_id,
-                        limit
+                        query.rows_to_fetch()
                     ],
                     |row| {
                         Ok(RecordRow {
@@ -287,11 +286,12 @@ mod tests {
         }
         let direct = store.direct.clone().expect("direct reader");
         let ids = |rows: &[RecordRow]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
-        for (owner, after, limit) in [
+        for (owner, after, page) in [
             (None, None, 10),
             (Some("u1"), None, 10),
             (Some("u1"), Some("r1"), 2),
             (None, Some("r2"), 1),
+            (None, None, 1),
             (Some("nobody"), None, 5),
         ] {
             let query = RecordQuery {
@@ -299,24 +299,22 @@ mod tests {
                 collection: "orders",
                 owner_id: owner,
                 after_id: after,
-                limit: 0,
+                limit: page,
             };
             let through_pool = sqlx::query_as::<_, RecordRow>(LIST_RECORDS)
                 .bind("t1")
                 .bind("orders")
                 .bind(owner)
                 .bind(after)
-                .bind(limit)
+                .bind(query.rows_to_fetch())
                 .fetch_all(&store.pool)
                 .await
                 .expect("pool read");
-            let straight = direct
-                .records(LIST_RECORDS, &query, limit)
-                .expect("direct read");
+            let straight = direct.records(LIST_RECORDS, &query).expect("direct read");
             assert_eq!(
                 ids(&straight),
                 ids(&through_pool),
-                "{owner:?} {after:?} {limit}"
+                "{owner:?} {after:?} {page}"
             );
             assert_eq!(
                 straight

@@ -50,6 +50,13 @@ pub struct RecordQuery<'a> {
     pub limit: u32,
 }
 
+impl RecordQuery<'_> {
+    /// One row more than the page, to tell whether another page follows.
+    pub(super) fn rows_to_fetch(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+}
+
 pub struct RecordPage {
     pub records: Vec<RecordRow>,
     pub has_more: bool,
@@ -89,8 +96,7 @@ impl Store {
     /// One page of a collection in id order (ids are UUID v7, so this is
     /// creation order), starting after `after_id`.
     pub async fn list_records(&self, query: &RecordQuery<'_>) -> Result<RecordPage> {
-        let limit = i64::from(query.limit) + 1;
-        let direct = self.read_direct(|direct| direct.records(LIST_RECORDS, query, limit));
+        let direct = self.read_direct(|direct| direct.records(LIST_RECORDS, query));
         let mut records = match direct {
             Some(rows) => rows,
             None => {
@@ -99,7 +105,7 @@ impl Store {
                     .bind(query.collection)
                     .bind(query.owner_id)
                     .bind(query.after_id)
-                    .bind(limit)
+                    .bind(query.rows_to_fetch())
                     .fetch_all(&self.pool)
                     .await?
             }

@@ -821,7 +821,7 @@ async fn stalled_and_idle_connections_are_cut_off_within_the_configured_timeouts
         "idle keep-alive connection closed after {idle_for:?}, expected about 2 s"
     );
     // The server still serves.
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 

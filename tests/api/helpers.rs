@@ -394,6 +394,15 @@ impl TestApp {
     }
 
     /// A bodiless API call presenting `credential` as a bearer token.
+    /// An unauthenticated GET of `path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, credential: &str) -> Response {
         self.api(method, path, credential)
             .send()

@@ -486,12 +486,7 @@ async fn an_access_token_with_keys_manage_can_manage_its_owners_keys(backend: Ba
 
 async fn management_needs_a_credential(backend: Backend) {
     let app = spawn_app(backend).await;
-    let response = app
-        .client
-        .get(app.url("/api/v1/keys"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/api/v1/keys").await;
     assert_eq!(response.status(), 401);
     let forged = app.call(Method::GET, "/api/v1/keys", "kpsess_forged").await;
     assert_eq!(forged.status(), 401);

@@ -21,7 +21,7 @@ async fn metrics_count_tokens_latency_keys_and_pool_use(backend: Backend) {
         .await
         .unwrap();
 
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app.get("/metrics").await;
 
     assert_eq!(response.status(), 200);
     assert!(
@@ -59,27 +59,11 @@ async fn metrics_count_tokens_latency_keys_and_pool_use(backend: Backend) {
 async fn routes_are_labelled_by_pattern_not_by_raw_path(backend: Backend) {
     let app = spawn_app(backend).await;
     for n in 0..3 {
-        app.client
-            .get(app.url(&format!("/api/v1/reports/collection-{n}")))
-            .send()
-            .await
-            .unwrap();
+        app.get(&format!("/api/v1/reports/collection-{n}")).await;
     }
-    app.client
-        .get(app.url("/no/such/path"))
-        .send()
-        .await
-        .unwrap();
+    app.get("/no/such/path").await;
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get("/metrics").await.text().await.unwrap();
 
     assert!(
         text.contains("route=\"/api/v1/reports/{collection}\""),

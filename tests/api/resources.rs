@@ -444,20 +444,10 @@ async fn bad_report_queries_are_clear_400s(backend: Backend) {
 
 async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Backend) {
     let app = spawn_app(backend).await;
-    let missing = app
-        .client
-        .get(app.url("/api/v2/nothing"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get("/api/v2/nothing").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(json_body(missing).await["error"], "not_found");
-    let wrong_method = app
-        .client
-        .get(app.url("/oauth/token"))
-        .send()
-        .await
-        .unwrap();
+    let wrong_method = app.get("/oauth/token").await;
     assert_eq!(wrong_method.status(), 405);
     assert_eq!(json_body(wrong_method).await["error"], "method_not_allowed");
 }
@@ -507,15 +497,7 @@ async fn a_one_megabyte_token_is_refused_before_it_is_read(backend: Backend) {
 
     // A head this large never reaches token parsing: 431, not 401 or 5xx.
     assert_eq!(response.status(), 431);
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
 crate::on_both_backends!(

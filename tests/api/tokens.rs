@@ -9,12 +9,7 @@ use serde_json::Value;
 use crate::helpers::{Backend, json_body, spawn_app, spawn_app_on, spawn_app_with};
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
-    let response = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/.well-known/jwks.json").await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("a JWK set")
 }
@@ -91,14 +86,7 @@ async fn eddsa_and_rs256_are_available_by_configuration(backend: Backend) {
 
 async fn the_jwks_never_publishes_private_key_material(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body = json_body(
-        app.client
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let body = json_body(app.get("/.well-known/jwks.json").await).await;
     let keys = body["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     for key in keys {
@@ -174,14 +162,7 @@ async fn a_rotated_signing_key_stays_published_while_its_tokens_live(backend: Ba
 
 async fn the_metadata_document_points_at_the_token_endpoint_and_jwks(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body = json_body(
-        app.client
-            .get(app.url("/.well-known/oauth-authorization-server"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let body = json_body(app.get("/.well-known/oauth-authorization-server").await).await;
     let issuer = app.settings.tokens.issuer.as_str();
     assert_eq!(body["issuer"], issuer);
     assert_eq!(body["token_endpoint"], format!("{issuer}/oauth/token"));
@@ -225,29 +206,13 @@ async fn a_third_party_verifier_built_from_the_jwks_accepts_keyport_tokens(backe
 
 async fn healthz_answers_while_the_process_is_up(backend: Backend) {
     let app = spawn_app(backend).await;
-    let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let response = app.get("/healthz").await;
     assert_eq!(response.status(), 200);
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     app.store.close().await;
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 503);
 }
 
 crate::on_both_backends!(

@@ -7,12 +7,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::admin::{
-    self, AdminError, CreatedKey, KeyListing, KeyPolicy, KeySummary, NewKeyRequest,
-};
-use crate::audit::Actor;
 use crate::config::Settings;
-use crate::domain::UserStatus;
+use crate::domain::{Principal, UserStatus};
+use crate::service::keys::{self, CreatedKey, KeyListing, KeySummary, NewKeyRequest};
+use crate::service::{Service, ServiceError, sessions, tenants, users};
 use crate::startup::Application;
 use crate::storage::Store;
 use crate::tokens::KeyRing;
@@ -216,7 +214,7 @@ pub enum CliError {
     #[error("cannot open the database")]
     Storage(#[from] crate::storage::StorageError),
     #[error(transparent)]
-    Admin(#[from] AdminError),
+    Service(#[from] ServiceError),
     #[error("cannot rotate the signing key")]
     Keys(#[from] crate::tokens::KeyRingError),
     #[error("server error")]
@@ -233,11 +231,7 @@ impl CliError {
     fn code(&self) -> &'static str {
         match self {
             CliError::Config(_) => "invalid_config",
-            CliError::Admin(AdminError::Invalid(_)) => "invalid_input",
-            CliError::Admin(AdminError::NotFound(_)) => "not_found",
-            CliError::Admin(AdminError::Conflict(_)) => "conflict",
-            CliError::Admin(AdminError::KeyLimitReached { .. }) => "key_limit_reached",
-            CliError::Admin(AdminError::Forbidden(_)) => "forbidden",
+            CliError::Service(err) => err.code(),
             _ => "error",
         }
     }
@@ -249,7 +243,7 @@ pub async fn run(cli: Cli) -> i32 {
     match execute(cli).await {
         Ok(()) => 0,
         Err(err) => {
-            let message = crate::error::error_chain(&err);
+            let message = crate::telemetry::error_chain(&err);
             if json {
                 println!("{}", json!({ "error": err.code(), "message": message }));
             } else {
@@ -276,46 +270,49 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
         return Ok(());
     }
     let store = Store::connect_and_migrate(&settings.database).await?;
-    let policy = KeyPolicy {
-        max_active_keys_per_user: settings.max_active_keys_per_user,
-        max_token_ttl: settings.tokens.max_ttl,
-    };
+    let service = Service::new(store.clone(), std::sync::Arc::new(settings));
     let out = Output { json: cli.json };
-    let result = dispatch(cli.command, &store, &settings, policy, &out).await;
+    let result = dispatch(cli.command, &service, &out).await;
     store.close().await;
     result
 }
 
-async fn dispatch(
-    command: Command,
-    store: &Store,
-    settings: &Settings,
-    policy: KeyPolicy,
-    out: &Output,
-) -> Result<(), CliError> {
+/// Runs an admin command as the operator: the same service functions, and
+/// so the same rules and audit trail, as the HTTP API.
+async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(), CliError> {
+    let operator = Principal::operator();
+    let settings = service.settings.as_ref();
     match command {
         Command::Serve | Command::Postman(_) => unreachable!("handled before connecting"),
         Command::Migrate => out.print(json!({ "migrated": true }), "database is up to date"),
         Command::Tenant(TenantCommand::Create { name }) => {
-            let tenant = admin::create_tenant(store, &name).await?;
+            let tenant = tenants::create_tenant(service, &operator, &name).await?;
             out.print(
                 serde_json::to_value(&tenant).unwrap_or(Value::Null),
                 &format!("created tenant {} ({})", tenant.name, tenant.id),
             );
         }
         Command::User(UserCommand::Create(args)) => {
-            let user = admin::create_user(
-                store,
-                &args.tenant,
-                &args.email,
-                &args.role,
-                &args.permissions,
+            let created = users::create_user(
+                service,
+                &operator,
+                users::NewUserRequest {
+                    tenant: Some(&args.tenant),
+                    email: &args.email,
+                    role: &args.role,
+                    permissions: &args.permissions,
+                },
             )
             .await?;
+            let user = &created.user;
+            let mut doc = serde_json::to_value(user).unwrap_or(Value::Null);
+            doc["set_password_token"] = created.set_password_token.expose().into();
+            doc["set_password_expires_at"] = created.set_password_expires_at.into();
             out.print(
-                serde_json::to_value(&user).unwrap_or(Value::Null),
+                doc,
                 &format!(
-                    "created {} {} ({}) with permissions: {}",
+                    "created {} {} ({}) with permissions: {}\n\
+                     To choose a password, they send this one-time token (until {}) to POST /api/v1/password:\n  {}",
                     user.role,
                     user.email,
                     user.id,
@@ -323,7 +320,9 @@ async fn dispatch(
                         "none".to_owned()
                     } else {
                         user.permissions.join(",")
-                    }
+                    },
+                    created.set_password_expires_at,
+                    created.set_password_token.expose(),
                 ),
             );
         }
@@ -331,7 +330,7 @@ async fn dispatch(
             tenant,
             api_only_users,
         }) => {
-            admin::set_api_only_users(store, &Actor::operator(), &tenant, api_only_users).await?;
+            tenants::set_api_only_users(service, &operator, Some(&tenant), api_only_users).await?;
             out.print(
                 json!({ "tenant": tenant, "api_only_users": api_only_users }),
                 &format!(
@@ -344,62 +343,62 @@ async fn dispatch(
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
             let password = password.trim_end_matches(['\n', '\r']);
-            crate::sessions::set_password(store, &Actor::operator(), &email, password)
-                .await
-                .map_err(|e| match e {
-                    crate::sessions::SignInError::BadCredentials => {
-                        AdminError::NotFound(format!("no user with email `{email}`"))
-                    }
-                    crate::sessions::SignInError::Storage(err) => AdminError::Storage(err),
-                    other => AdminError::Invalid(other.to_string()),
-                })?;
+            sessions::set_password(service, &operator, &email, password).await?;
             out.print(
                 json!({ "email": email, "password_set": true }),
                 &format!("password set for {email}"),
             );
         }
         Command::User(UserCommand::Unlock { email }) => {
-            admin::unlock_user(store, &Actor::operator(), &email).await?;
+            users::unlock_user(service, &operator, &email).await?;
             out.print(
                 json!({ "email": email, "unlocked": true }),
                 &format!("unlocked {email}"),
             );
         }
         Command::Key(KeyCommand::MarkWebhookSigning { key }) => {
-            let marked = admin::mark_webhook_signing(store, &Actor::operator(), &key).await?;
+            let marked = keys::mark_webhook_signing(service, &operator, &key).await?;
             out.print(
                 serde_json::to_value(&marked).unwrap_or(Value::Null),
                 &format!("{} ({}) now signs webhooks", marked.client_id, marked.name),
             );
         }
         Command::User(UserCommand::Disable { email }) => {
-            admin::set_user_status(store, &email, UserStatus::Disabled).await?;
+            users::set_user_status(service, &operator, &email, UserStatus::Disabled).await?;
             out.print(
                 json!({ "email": email, "status": "disabled" }),
                 &format!("disabled {email}"),
             );
         }
         Command::User(UserCommand::Enable { email }) => {
-            admin::set_user_status(store, &email, UserStatus::Active).await?;
+            users::set_user_status(service, &operator, &email, UserStatus::Active).await?;
             out.print(
                 json!({ "email": email, "status": "active" }),
                 &format!("enabled {email}"),
             );
         }
         Command::User(UserCommand::SetPermissions { email, permissions }) => {
-            admin::set_user_permissions(store, &email, &permissions).await?;
+            users::change_user(
+                service,
+                &operator,
+                &email,
+                users::UserChange {
+                    role: None,
+                    permissions: Some(&permissions),
+                },
+            )
+            .await?;
             out.print(
                 json!({ "email": email, "permissions": permissions }),
                 &format!("set permissions of {email}"),
             );
         }
         Command::Key(KeyCommand::Create(args)) => {
-            let created = admin::create_key(
-                store,
-                policy,
-                &Actor::operator(),
+            let created = keys::create_key(
+                service,
+                &operator,
                 NewKeyRequest {
-                    owner_email: &args.user,
+                    owner_email: Some(&args.user),
                     name: &args.name,
                     scopes: args.scopes.as_deref(),
                     expires_in: args.expires_in,
@@ -415,7 +414,7 @@ async fn dispatch(
                 (None, Some(tenant)) => KeyListing::InTenant(tenant),
                 (None, None) => KeyListing::All,
             };
-            let keys = admin::list_keys(store, listing).await?;
+            let keys = keys::list_keys(service, &operator, listing).await?;
             let human = if keys.is_empty() {
                 "no keys".to_owned()
             } else {
@@ -424,21 +423,21 @@ async fn dispatch(
             out.print(json!({ "keys": keys }), &human);
         }
         Command::Key(KeyCommand::Revoke { key }) => {
-            let revoked = admin::revoke_key(store, &Actor::operator(), &key).await?;
+            let revoked = keys::revoke_key(service, &operator, &key).await?;
             out.print(
                 serde_json::to_value(&revoked).unwrap_or(Value::Null),
                 &format!("revoked {} ({})", revoked.client_id, revoked.name),
             );
         }
         Command::Key(KeyCommand::Delete { key }) => {
-            let deleted = admin::delete_key(store, &Actor::operator(), &key, None).await?;
+            let deleted = keys::delete_key(service, &operator, &key, None).await?;
             out.print(
                 json!({ "id": deleted.id, "client_id": deleted.client_id, "deleted": true }),
                 &format!("deleted {} ({})", deleted.client_id, deleted.name),
             );
         }
         Command::SigningKey(SigningKeyCommand::Rotate) => {
-            let kid = KeyRing::rotate(store, settings.tokens.signing_algorithm).await?;
+            let kid = KeyRing::rotate(&service.store, settings.tokens.signing_algorithm).await?;
             out.print(
                 json!({ "kid": kid, "algorithm": settings.tokens.signing_algorithm.as_str() }),
                 &format!(

@@ -300,7 +300,7 @@ mod tests {
     fn a_non_numeric_ttl_is_a_clear_error() {
         let err = Settings::load_from(None, env(&[("KEYPORT_TOKEN_TTL_SECONDS", "ten")]))
             .expect_err("not a number");
-        let message = crate::error::error_chain(&err);
+        let message = crate::telemetry::error_chain(&err);
         assert!(message.contains("token_ttl_seconds"), "{message}");
     }
 }

@@ -10,14 +10,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
-use crate::metrics::Metrics;
-use crate::push_queue::PushQueue;
-use crate::revocation::RevokedTokens;
 use crate::routes::{self, AppState};
-use crate::storage::{StorageError, Store};
-use crate::throttle::FailureThrottle;
+use crate::service::Service;
+use crate::storage::{PushQueue, StorageError, Store};
+use crate::telemetry::Metrics;
 use crate::tokens::{KeyRing, KeyRingError};
-use crate::usage::LastUsed;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -69,32 +66,23 @@ impl Application {
         };
         // Background tasks stop once the server (holding `alive`) is gone.
         let alive = Arc::new(());
-        let last_used = LastUsed::default();
-        last_used.spawn_flusher(
+        let service = Service::new(store.clone(), Arc::new(settings));
+        service.last_used.spawn_flusher(
             store.clone(),
-            settings.security.last_used_flush,
+            service.settings.security.last_used_flush,
             Arc::downgrade(&alive),
         );
-        let revoked = RevokedTokens::default();
-        revoked.refresh(&store).await?;
-        revoked.spawn_refresher(
+        service.revoked.refresh(&store).await?;
+        service.revoked.spawn_refresher(
             store.clone(),
-            settings.security.revocation_refresh,
+            service.settings.security.revocation_refresh,
             Arc::downgrade(&alive),
-        );
-        let throttle = FailureThrottle::new(
-            settings.security.client_auth_max_failures,
-            settings.security.client_auth_failure_window,
         );
         let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
-        let pushes = PushQueue::start(store.clone());
+        let pushes = PushQueue::start(store);
         let state = web::Data::new(AppState {
-            store,
+            service,
             keys: Arc::clone(&keys),
-            settings: Arc::new(settings),
-            last_used,
-            revoked,
-            throttle,
             metrics,
             pushes,
         });
@@ -155,7 +143,7 @@ fn spawn_key_refresh(keys: Arc<KeyRing>, every: std::time::Duration) {
             if let Err(err) = keys.refresh().await {
                 log::warn!(
                     "signing key refresh failed: {}",
-                    crate::error::error_chain(&err)
+                    crate::telemetry::error_chain(&err)
                 );
             }
         }

@@ -151,45 +151,68 @@ impl fmt::Display for ClientSecret {
     }
 }
 
-const SESSION_PREFIX: &str = "kpsess_";
+/// An opaque, random bearer token handed to a person (not an integration):
+/// stored only as a digest; `Debug` never prints it.
+macro_rules! opaque_token {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(String);
 
-/// A human's signed-in session: random, opaque, stored only as a digest.
-#[derive(Clone)]
-pub struct SessionToken(String);
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
 
-impl SessionToken {
-    pub fn generate() -> Self {
-        SessionToken(format!(
-            "{SESSION_PREFIX}{}",
-            random_base62(SECRET_BODY_LEN)
-        ))
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, CredentialError> {
-        match raw.strip_prefix(SESSION_PREFIX) {
-            Some(body) if body.len() == SECRET_BODY_LEN && is_base62(body) => {
-                Ok(SessionToken(raw.to_owned()))
+            pub fn generate() -> Self {
+                $name(format!("{}{}", Self::PREFIX, random_base62(SECRET_BODY_LEN)))
             }
-            _ => Err(CredentialError::MalformedSecret),
+
+            pub fn parse(raw: &str) -> Result<Self, CredentialError> {
+                match raw.strip_prefix(Self::PREFIX) {
+                    Some(body) if body.len() == SECRET_BODY_LEN && is_base62(body) => {
+                        Ok($name(raw.to_owned()))
+                    }
+                    _ => Err(CredentialError::MalformedSecret),
+                }
+            }
+
+            pub fn has_prefix(raw: &str) -> bool {
+                raw.starts_with(Self::PREFIX)
+            }
+
+            pub fn digest(&self) -> SecretDigest {
+                SecretDigest(Sha256::digest(self.0.as_bytes()).into())
+            }
+
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
         }
-    }
 
-    pub fn has_session_prefix(raw: &str) -> bool {
-        raw.starts_with(SESSION_PREFIX)
-    }
-
-    pub fn digest(&self) -> SecretDigest {
-        SecretDigest(Sha256::digest(self.0.as_bytes()).into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}(<redacted>)", stringify!($name))
+            }
+        }
+    };
 }
 
-impl fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken(<redacted>)")
+opaque_token!(
+    /// A human's signed-in session.
+    SessionToken,
+    "kpsess_"
+);
+
+opaque_token!(
+    /// Lets a new user choose their password once, without a credential.
+    SetPasswordToken,
+    "kpset_"
+);
+
+impl SecretDigest {
+    /// A short public handle for what this digests, for audit rows: not
+    /// enough to find or use the credential.
+    pub fn handle(&self) -> String {
+        self.to_hex()[..16].to_owned()
     }
 }
 

@@ -3,12 +3,19 @@
 
 mod credentials;
 mod names;
+mod principal;
 mod scope;
 mod user;
 
-pub use credentials::{ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken};
+pub use credentials::{
+    ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken, SetPasswordToken,
+};
 pub use names::{CollectionName, IdempotencyKey, KeyName, NameError, TenantName};
-pub use scope::{KEYS_MANAGE, REPORTS_READ, Scope, ScopeError, ScopeSet, WEBHOOKS_WRITE};
+pub use principal::{ActingUser, Credential, Principal};
+pub use scope::{
+    ADMIN_SCOPES, AUDIT_READ, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope, ScopeError,
+    ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_WRITE,
+};
 pub use user::{Email, Role, UserStatus};
 
 /// Seconds since the Unix epoch: the one time representation stored in both

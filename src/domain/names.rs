@@ -24,7 +24,25 @@ fn free_text(raw: &str, what: &str, max: usize) -> Result<String, NameError> {
             "{what} must not contain control characters"
         )));
     }
+    // Bidirectional overrides and isolates make a name display as something
+    // else ("evil\u{202E}txt.exe" shows as "evilexe.txt"); invisible format
+    // characters let two names that look alike differ.
+    if trimmed.chars().any(is_deceptive_format_character) {
+        return Err(NameError(format!(
+            "{what} must not contain bidirectional or invisible formatting characters"
+        )));
+    }
     Ok(trimmed.to_owned())
+}
+
+fn is_deceptive_format_character(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' // zero-width spaces and joiners, LRM, RLM
+        | '\u{202A}'..='\u{202E}' // embeddings and overrides
+        | '\u{2060}'..='\u{2069}' // word joiner, invisible operators, isolates
+        | '\u{FEFF}' // zero-width no-break space
+        | '\u{061C}' // Arabic letter mark
+    )
 }
 
 /// A company's display name: free text, unique across Keyport.
@@ -135,6 +153,15 @@ mod tests {
         assert!(KeyName::parse("   ").is_err());
         assert!(KeyName::parse(&"x".repeat(101)).is_err());
         assert!(KeyName::parse("a\u{0}b").is_err());
+        assert!(KeyName::parse("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn key_names_refuse_bidirectional_overrides_and_invisible_characters() {
+        for bad in ["evil\u{202E}txt.exe", "\u{2066}x", "a\u{200B}b", "x\u{FEFF}"] {
+            assert!(KeyName::parse(bad).is_err(), "accepted {bad:?}");
+        }
+        assert!(KeyName::parse("Größe → Power BI 報告").is_ok());
     }
 
     #[test]

@@ -7,6 +7,23 @@ pub const REPORTS_READ: &str = "reports:read";
 pub const WEBHOOKS_WRITE: &str = "webhooks:write";
 pub const KEYS_MANAGE: &str = "keys:manage";
 
+/// Administration scopes: every admin holds them, no member can. A key or
+/// token carries them only when its owner is an admin and it was not narrowed.
+pub const USERS_MANAGE: &str = "users:manage";
+pub const TENANT_MANAGE: &str = "tenant:manage";
+pub const AUDIT_READ: &str = "audit:read";
+pub const ADMIN_SCOPES: [&str; 3] = [USERS_MANAGE, TENANT_MANAGE, AUDIT_READ];
+
+/// Every scope Keyport itself checks, as the metadata's `scopes_supported`.
+pub const SUPPORTED_SCOPES: [&str; 6] = [
+    REPORTS_READ,
+    WEBHOOKS_WRITE,
+    KEYS_MANAGE,
+    USERS_MANAGE,
+    TENANT_MANAGE,
+    AUDIT_READ,
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
     #[error(
@@ -74,6 +91,25 @@ impl ScopeSet {
     /// The scopes of `self` that `other` lacks.
     pub fn missing_from(&self, other: &ScopeSet) -> ScopeSet {
         ScopeSet(self.0.difference(&other.0).cloned().collect())
+    }
+
+    pub fn union(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(self.0.union(&other.0).cloned().collect())
+    }
+
+    /// The administration scopes in this set.
+    pub fn admin_scopes(&self) -> ScopeSet {
+        ScopeSet(
+            self.0
+                .iter()
+                .filter(|s| ADMIN_SCOPES.contains(&s.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    pub fn of_static(scopes: &[&str]) -> ScopeSet {
+        ScopeSet(scopes.iter().map(|s| Scope((*s).to_owned())).collect())
     }
 
     pub fn is_empty(&self) -> bool {

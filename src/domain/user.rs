@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::scope::{ADMIN_SCOPES, ScopeSet};
+
 /// A lower-cased email address; unique across Keyport because sign-in and the
 /// CLI name users by email alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// What a user of this role may do with `granted` stored permissions:
+    /// admins add the administration scopes, members can never hold them.
+    pub fn permissions(self, granted: &ScopeSet) -> ScopeSet {
+        let admin = ScopeSet::of_static(&ADMIN_SCOPES);
+        match self {
+            Role::Admin => granted.union(&admin),
+            Role::Member => granted.missing_from(&admin),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
@@ -126,6 +138,16 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn admins_hold_the_administration_scopes_and_members_never_do() {
+        let granted = ScopeSet::parse("reports:read users:manage").unwrap();
+        assert_eq!(
+            Role::Admin.permissions(&granted).to_string(),
+            "audit:read reports:read tenant:manage users:manage"
+        );
+        assert_eq!(Role::Member.permissions(&granted).to_string(), "reports:read");
     }
 
     #[test]

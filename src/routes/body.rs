@@ -5,7 +5,7 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::web::{self, Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 #[derive(Debug)]
 pub enum BodyError {

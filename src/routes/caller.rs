@@ -15,65 +15,19 @@ use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
 use super::observe::note_client_id;
-use crate::audit::Actor;
-use crate::clients::{self, ClientAuthError};
-use crate::domain::{ClientSecret, Role, ScopeSet, SessionToken, UserStatus, now};
-use crate::error::ApiError;
+use crate::domain::{ClientSecret, Principal, SessionToken};
+use crate::service::authz::{self, CredentialRefusal};
 use crate::tokens::{BearerError, TokenVerifier, bearer_value};
 
+/// The principal behind a request to Keyport's own API. What it may do is
+/// decided in `service/`, not here.
 #[derive(Debug, Clone)]
-pub enum Credential {
-    AccessToken { jti: String },
-    ApiKey { key_id: String },
-    Session(SessionToken),
-}
+pub struct Caller(pub Principal);
 
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user_id: String,
-    pub tenant_id: String,
-    pub role: Role,
-    pub scopes: ScopeSet,
-    /// The key behind the request, when a key (or its token) made it.
-    pub client_id: Option<String>,
-    pub credential: Credential,
-    pub source_address: Option<IpAddr>,
-}
-
-impl Caller {
-    pub fn require_scope(&self, scope: &'static str) -> Result<(), BearerError> {
-        if self.scopes.contains(scope) {
-            Ok(())
-        } else {
-            Err(BearerError::InsufficientScope(scope))
-        }
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
-    /// Refuses non-admins with 403.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                actix_web::http::StatusCode::FORBIDDEN,
-                "forbidden",
-                "only admins may do this",
-            ))
-        }
-    }
-
-    pub fn actor(&self) -> Actor {
-        Actor::user(
-            &self.user_id,
-            &self.tenant_id,
-            self.role,
-            self.scopes.clone(),
-            self.source_address.map(|ip| ip.to_string()),
-        )
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
     }
 }
 
@@ -122,7 +76,7 @@ fn presented(req: &HttpRequest, allow_query: bool) -> Result<Presented, BearerEr
     let value = bearer_value(req)?;
     Ok(if ClientSecret::has_secret_prefix(value) {
         Presented::ApiKey(value.to_owned())
-    } else if SessionToken::has_session_prefix(value) {
+    } else if SessionToken::has_prefix(value) {
         Presented::Session(value.to_owned())
     } else {
         Presented::AccessToken(value.to_owned())
@@ -144,98 +98,28 @@ impl FromRequest for Caller {
                 .app_data::<web::Data<TokenVerifier>>()
                 .ok_or(BearerError::NotConfigured)?
                 .clone();
+            let service = &state.service;
             let source_address = req.peer_addr().map(|a| a.ip());
-            let presented = presented(&req, state.settings.security.allow_api_key_query)?;
-            match presented {
+            let presented = presented(&req, service.settings.security.allow_api_key_query)?;
+            let principal = match presented {
                 Presented::AccessToken(token) => {
                     let verified = verifier.verify(&token).map_err(BearerError::InvalidToken)?;
-                    if state.revoked.is_revoked(&verified.claims.jti) {
-                        return Err(
-                            BearerError::Rejected("the access token has been revoked").into()
-                        );
-                    }
-                    note_client_id(&req, &verified.claims.client_id);
-                    let role = if verified.is_admin() {
-                        Role::Admin
-                    } else {
-                        Role::Member
-                    };
-                    Ok(Caller {
-                        user_id: verified.claims.sub,
-                        tenant_id: verified.claims.tenant_id,
-                        role,
-                        scopes: verified.scopes,
-                        client_id: Some(verified.claims.client_id),
-                        credential: Credential::AccessToken {
-                            jti: verified.claims.jti,
-                        },
-                        source_address,
-                    })
+                    authz::access_token(service, verified, source_address)?
                 }
                 Presented::ApiKey(raw) => {
-                    let throttle_ip = source_address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-                    if state.throttle.check("x-api-key", throttle_ip).is_some() {
-                        return Err(
-                            BearerError::Rejected("too many failed attempts; retry later").into(),
-                        );
-                    }
-                    let secret = ClientSecret::parse(&raw).map_err(|_| {
-                        state.throttle.record_failure("x-api-key", throttle_ip);
-                        BearerError::Rejected("the API key is not valid")
-                    })?;
-                    let at = now();
-                    let key = clients::authenticate_secret(&state.store, &secret, at)
-                        .await
-                        .map_err(|e| -> actix_web::Error {
-                            match e {
-                                ClientAuthError::Storage(err) => ApiError::from(err).into(),
-                                ClientAuthError::BadCredentials => {
-                                    state.throttle.record_failure("x-api-key", throttle_ip);
-                                    BearerError::Rejected("the API key is not valid").into()
-                                }
-                                other => BearerError::Rejected(other.message()).into(),
-                            }
-                        })?;
-                    state.last_used.touch(&key.key_id, at);
-                    note_client_id(&req, &key.client_id);
-                    Ok(Caller {
-                        user_id: key.owner_id,
-                        tenant_id: key.tenant_id,
-                        role: key.owner_role,
-                        scopes: key.scopes,
-                        client_id: Some(key.client_id),
-                        credential: Credential::ApiKey { key_id: key.key_id },
-                        source_address,
-                    })
+                    let address = source_address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                    authz::api_key(service, &raw, address).await?
                 }
                 Presented::Session(raw) => {
                     let token = SessionToken::parse(&raw)
-                        .map_err(|_| BearerError::Rejected("the session is not valid"))?;
-                    let session = state
-                        .store
-                        .find_session(&token.digest().to_hex(), now())
-                        .await
-                        .map_err(ApiError::from)?
-                        .ok_or(BearerError::Rejected(
-                            "the session expired or was signed out",
-                        ))?;
-                    if session.status != UserStatus::Active.as_str() {
-                        return Err(BearerError::Rejected("the user is disabled").into());
-                    }
-                    let role: Role = session.role.parse().map_err(|_| ApiError::internal())?;
-                    let scopes =
-                        ScopeSet::parse(&session.permissions).map_err(|_| ApiError::internal())?;
-                    Ok(Caller {
-                        user_id: session.user_id,
-                        tenant_id: session.tenant_id,
-                        role,
-                        scopes,
-                        client_id: None,
-                        credential: Credential::Session(token),
-                        source_address,
-                    })
+                        .map_err(|_| CredentialRefusal::Rejected("the session is not valid"))?;
+                    authz::session(service, &token, source_address).await?
                 }
+            };
+            if let Some(client_id) = principal.credential.client_id() {
+                note_client_id(&req, client_id);
             }
+            Ok(Caller(principal))
         })
     }
 }

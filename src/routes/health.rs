@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::openapi as doc;
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// Liveness: 200 while the process is up.
 #[utoipa::path(
@@ -32,7 +32,7 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.store.ping().await?;
+    state.service.store.ping().await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "ready",
         "signing_key": state.keys.signing_kid(),

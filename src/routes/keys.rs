@@ -1,8 +1,10 @@
-//! The key management API (any credential: session, access token or key):
+//! The key management API (session, access token or key), every operation
+//! needing `keys:manage`; members act on their own keys, admins on all of
+//! their company's:
 //! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own
-//! - `POST   /api/v1/keys`                       needs `keys:manage`; returns the secret once
+//! - `POST   /api/v1/keys`                       returns the secret once
 //! - `GET    /api/v1/keys/{id}`
-//! - `POST   /api/v1/keys/{id}/revoke`
+//! - `POST   /api/v1/keys/{id}/revoke`           always works; the webhook mark moves on
 //! - `POST   /api/v1/keys/{id}/webhook-signing`  moves the "signs webhooks" mark here
 //! - `DELETE /api/v1/keys/{id}`                  body `{"confirm": "<phrase>"}`
 
@@ -13,19 +15,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::error::ApiError;
 use super::openapi as doc;
 use super::{AppState, Caller};
-use crate::admin::{self, KeyListing, KeyPolicy, NewKeyRequest};
-use crate::error::ApiError;
+use crate::service::keys::{self, KeyListing, NewKeyRequest};
 
-const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
-
-fn policy(state: &AppState) -> KeyPolicy {
-    KeyPolicy {
-        max_active_keys_per_user: state.settings.max_active_keys_per_user,
-        max_token_ttl: state.settings.tokens.max_ttl,
-    }
-}
+pub(super) const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
 
 /// Admins: every key of the tenant; members: their own. Never a secret.
 #[utoipa::path(
@@ -38,12 +33,12 @@ fn policy(state: &AppState) -> KeyPolicy {
         (status = 200, description = "The keys", body = doc::KeyList),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
         (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let actor = caller.actor();
-    let keys = admin::list_keys(&state.store, KeyListing::VisibleTo(&actor)).await?;
+    let keys = keys::list_keys(&state.service, &caller, KeyListing::All).await?;
     Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
 }
 
@@ -57,8 +52,8 @@ struct NewKeyBody {
     /// Scopes within the owner's permissions; absent: all of them.
     #[schema(min_items = 1)]
     scopes: Option<Vec<String>>,
-    /// Seconds from now until the key stops working.
-    #[schema(minimum = 1)]
+    /// Seconds from now until the key stops working (at most ten years).
+    #[schema(minimum = 1, maximum = 315360000)]
     expires_in_seconds: Option<u64>,
     /// Lifetime of the key's access tokens, at most `max_token_ttl_seconds`.
     #[schema(minimum = 1)]
@@ -94,18 +89,12 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body: NewKeyBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
-    let owner = state
-        .store
-        .find_user_by_id(&caller.user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the calling user no longer exists"))?;
     let scopes = body.scopes.map(|s| s.join(" "));
-    let created = admin::create_key(
-        &state.store,
-        policy(&state),
-        &caller.actor(),
+    let created = keys::create_key(
+        &state.service,
+        &caller,
         NewKeyRequest {
-            owner_email: &owner.email,
+            owner_email: None,
             name: &body.name,
             scopes: scopes.as_deref(),
             expires_in: body.expires_in_seconds.map(Duration::from_secs),
@@ -129,7 +118,7 @@ pub async fn create(
     params(("id" = String, Path, description = "The key's id or client ID")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "The key", body = crate::admin::KeySummary),
+        (status = 200, description = "The key", body = crate::service::keys::KeySummary),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::Forbidden),
@@ -142,12 +131,13 @@ pub async fn show(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = admin::find_key(&state.store, &caller.actor(), &path).await?;
+    let key = keys::find_key(&state.service, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(key))
 }
 
-/// Revokes a key for good; the row stays for the audit trail. The key that
-/// signs webhooks cannot be revoked until another key holds the mark.
+/// Revokes a key for good, at once; the row stays for the audit trail. If
+/// it signed its owner's webhooks, the mark moves to the owner's newest
+/// other active key (or the owner is left without one).
 #[utoipa::path(
     post,
     path = "/api/v1/keys/{id}/revoke",
@@ -156,7 +146,7 @@ pub async fn show(
     params(("id" = String, Path, description = "The key's id or client ID")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "Revoked", body = crate::admin::KeySummary),
+        (status = 200, description = "Revoked", body = crate::service::keys::KeySummary),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::Forbidden),
@@ -170,7 +160,7 @@ pub async fn revoke(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = admin::revoke_key(&state.store, &caller.actor(), &path).await?;
+    let key = keys::revoke_key(&state.service, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(key))
 }
 
@@ -183,7 +173,7 @@ pub async fn revoke(
     params(("id" = String, Path, description = "The key's id or client ID")),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 200, description = "Marked", body = crate::admin::KeySummary),
+        (status = 200, description = "Marked", body = crate::service::keys::KeySummary),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::Forbidden),
@@ -197,7 +187,7 @@ pub async fn mark_webhook_signing(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = admin::mark_webhook_signing(&state.store, &caller.actor(), &path).await?;
+    let key = keys::mark_webhook_signing(&state.service, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(key))
 }
 
@@ -250,9 +240,9 @@ pub async fn delete(
     } else {
         None
     };
-    admin::delete_key(
-        &state.store,
-        &caller.actor(),
+    keys::delete_key(
+        &state.service,
+        &caller,
         &path,
         confirmation.as_deref(),
     )

@@ -2,6 +2,7 @@
 
 mod body;
 mod caller;
+pub mod error;
 mod health;
 mod keys;
 mod oauth;
@@ -20,18 +21,14 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::config::Settings;
-use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::push_queue::PushQueue;
-use crate::revocation::RevokedTokens;
-use crate::storage::Store;
-use crate::throttle::FailureThrottle;
+use crate::service::Service;
+use crate::storage::PushQueue;
+use crate::telemetry::Metrics;
 use crate::tokens::KeyRing;
-use crate::usage::LastUsed;
+use error::ApiError;
 
 pub use body::BodyError;
-pub use caller::{Caller, Credential};
+pub use caller::Caller;
 pub use openapi::api_doc;
 pub use token_request::{
     ClientCredentials, TokenQuery, TokenRequest, parse_basic_authorization, parse_token_query,
@@ -40,12 +37,9 @@ pub use token_request::{
 
 /// What every handler may reach.
 pub struct AppState {
-    pub store: Store,
+    /// The rules, and what they reach (database, settings, throttles).
+    pub service: Service,
     pub keys: Arc<KeyRing>,
-    pub settings: Arc<Settings>,
-    pub last_used: LastUsed,
-    pub revoked: RevokedTokens,
-    pub throttle: FailureThrottle,
     pub metrics: Arc<Metrics>,
     pub pushes: PushQueue,
 }
@@ -114,6 +108,9 @@ pub static ROUTES: &[RouteSpec] = &[
     route("/api/v1/session/password", Method::POST, |r| {
         r.to(session::change_password)
     }),
+    route("/api/v1/password", Method::POST, |r| {
+        r.to(session::set_password)
+    }),
     route("/api/v1/keys", Method::GET, |r| r.to(keys::list)),
     route("/api/v1/keys", Method::POST, |r| r.to(keys::create)),
     route("/api/v1/keys/{id}", Method::GET, |r| r.to(keys::show)),
@@ -125,6 +122,15 @@ pub static ROUTES: &[RouteSpec] = &[
         r.to(keys::mark_webhook_signing)
     }),
     route("/api/v1/users", Method::GET, |r| r.to(users::list)),
+    route("/api/v1/users", Method::POST, |r| r.to(users::create)),
+    route("/api/v1/users/{id}", Method::GET, |r| r.to(users::show)),
+    route("/api/v1/users/{id}", Method::PATCH, |r| r.to(users::change)),
+    route("/api/v1/users/{id}/disable", Method::POST, |r| {
+        r.to(users::disable)
+    }),
+    route("/api/v1/users/{id}/enable", Method::POST, |r| {
+        r.to(users::enable)
+    }),
     route("/api/v1/users/{id}/unlock", Method::POST, |r| {
         r.to(users::unlock)
     }),

@@ -9,18 +9,15 @@ use std::net::IpAddr;
 
 use actix_web::http::header::{self, AUTHORIZATION};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
-
 use super::AppState;
 use super::body::{BodyError, media_type, read_limited};
 use super::observe::note_client_id;
 use super::openapi as doc;
+use super::error::OAuthError;
 use super::token_request::{ClientCredentials, TokenQuery, parse_token_query, parse_token_request};
-use crate::audit::{self, Actor};
-use crate::clients::{self, AuthenticatedKey, ClientAuthError};
-use crate::domain::{ClientId, ClientSecret, Role, ScopeSet, now};
-use crate::error::{OAuthError, OAuthErrorCode};
-use crate::tokens::AccessTokenClaims;
+use crate::domain::ClientId;
+use crate::service::clients::{self, AuthenticatedKey};
+use crate::service::grant;
 
 /// OAuth requests are a few hundred bytes; anything near this is not one.
 const OAUTH_BODY_LIMIT: usize = 16 * 1024;
@@ -43,42 +40,26 @@ fn authorization_headers(req: &HttpRequest) -> Vec<&[u8]> {
         .collect()
 }
 
-/// Checks the client's credentials: shape first (no database work for a
-/// malformed secret), throttling of repeated failures, then the key itself.
+/// Checks the client's credentials (throttled, shape first, then the key).
 async fn authenticate(
     req: &HttpRequest,
     state: &AppState,
     credentials: &ClientCredentials,
 ) -> Result<AuthenticatedKey, OAuthError> {
+    if ClientId::parse(&credentials.client_id).is_ok() {
+        note_client_id(req, &credentials.client_id);
+    }
     let address = req
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Some(retry_after) = state.throttle.check(&credentials.client_id, address) {
-        return Err(OAuthError::throttled(retry_after));
-    }
-    let failed = |description: &str| {
-        state
-            .throttle
-            .record_failure(&credentials.client_id, address);
-        OAuthError::invalid_client(description)
-    };
-    let client_id = ClientId::parse(&credentials.client_id)
-        .map_err(|_| failed("client authentication failed"))?;
-    note_client_id(req, client_id.as_str());
-    let secret = ClientSecret::parse(&credentials.client_secret)
-        .map_err(|_| failed("client authentication failed"))?;
-    let at = now();
-    let key = clients::authenticate(&state.store, &client_id, &secret, at)
-        .await
-        .map_err(|e| match e {
-            ClientAuthError::Storage(err) => OAuthError::from(err),
-            ClientAuthError::BadCredentials => failed("client authentication failed"),
-            // The caller proved the secret, so it may learn why it is refused.
-            other => OAuthError::invalid_client(other.to_string()),
-        })?;
-    state.last_used.touch(&key.key_id, at);
-    Ok(key)
+    Ok(clients::authenticate(
+        &state.service,
+        &credentials.client_id,
+        &credentials.client_secret,
+        address,
+    )
+    .await?)
 }
 
 /// An RFC 6749 §5.1 successful token response: what is served is what
@@ -152,78 +133,18 @@ async fn issue_token(
         &body,
     )?;
     let key = authenticate(req, state, &request.credentials).await?;
-
-    let settings = &state.settings.tokens;
-    let scopes = match request.scope.as_deref() {
-        None => key.scopes.clone(),
-        Some(raw) => {
-            let asked = ScopeSet::parse(raw)
-                .map_err(|e| OAuthError::new(OAuthErrorCode::InvalidScope, e.to_string()))?;
-            let beyond = asked.missing_from(&key.scopes);
-            if !beyond.is_empty() {
-                return Err(OAuthError::new(
-                    OAuthErrorCode::InvalidScope,
-                    format!("the key does not hold: {beyond}"),
-                ));
-            }
-            if asked.is_empty() {
-                key.scopes.clone()
-            } else {
-                asked
-            }
-        }
-    };
-    if scopes.is_empty() {
-        return Err(OAuthError::new(
-            OAuthErrorCode::InvalidScope,
-            "the key holds no scopes: its owner has no permissions it may use",
-        ));
-    }
-    if let Some(resource) = request.resource.as_deref()
-        && resource != settings.audience
-    {
-        return Err(OAuthError::new(
-            OAuthErrorCode::InvalidTarget,
-            format!("this server issues tokens only for `{}`", settings.audience),
-        ));
-    }
-
-    let issued_at = now();
-    let max_ttl = settings.max_ttl.as_secs() as i64;
-    let ttl = key
-        .token_ttl_seconds
-        .unwrap_or(settings.default_ttl.as_secs() as i64)
-        .clamp(1, max_ttl);
-    let claims = AccessTokenClaims {
-        iss: settings.issuer.clone(),
-        sub: key.owner_id.clone(),
-        aud: settings.audience.clone(),
-        exp: issued_at + ttl,
-        iat: issued_at,
-        nbf: issued_at,
-        // From the thread's CSPRNG: `Uuid::new_v4` makes a getrandom system
-        // call per token.
-        jti: uuid::Builder::from_random_bytes(rand::random())
-            .into_uuid()
-            .to_string(),
-        client_id: key.client_id.clone(),
-        scope: scopes.to_string(),
-        tenant_id: key.tenant_id.clone(),
-        roles: vec![key.owner_role.as_str().to_owned()],
-    };
-    let access_token = state.keys.sign(&claims).map_err(|e| {
-        log::error!("{}", crate::error::error_chain(&e));
-        OAuthError::new(
-            OAuthErrorCode::ServerError,
-            "the server failed; the error was logged",
-        )
-    })?;
-
+    let issued = grant::issue(
+        &state.service,
+        &state.keys,
+        &key,
+        request.scope.as_deref(),
+        request.resource.as_deref(),
+    )?;
     Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
-        access_token,
+        access_token: issued.access_token,
         token_type: "Bearer",
-        expires_in: ttl,
-        scope: claims.scope,
+        expires_in: issued.expires_in,
+        scope: issued.scope,
     }))
 }
 
@@ -244,14 +165,8 @@ async fn authenticated_token_query(
     Ok((key, query))
 }
 
-/// Whether `key` may see or revoke a token with these claims: never across
-/// tenants; an admin's key for the whole tenant; otherwise its owner's tokens.
-fn may_act_on(key: &AuthenticatedKey, claims: &AccessTokenClaims) -> bool {
-    claims.tenant_id == key.tenant_id
-        && (key.owner_role == Role::Admin || claims.sub == key.owner_id)
-}
-
-/// RFC 7662 token introspection, for tokens of the caller's tenant.
+/// RFC 7662 token introspection, for tokens of the caller's tenant. A token
+/// of a revoked or expired key, or of a disabled owner, is inactive.
 #[utoipa::path(
     post,
     path = "/oauth/introspect",
@@ -277,31 +192,8 @@ pub async fn introspect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let (key, query) = authenticated_token_query(&req, payload, &state).await?;
-    let answer = match state.keys.verifier().verify(&query.token) {
-        Ok(token)
-            if may_act_on(&key, &token.claims) && !state.revoked.is_revoked(&token.claims.jti) =>
-        {
-            let c = token.claims;
-            json!({
-                "active": true,
-                "scope": c.scope,
-                "client_id": c.client_id,
-                "sub": c.sub,
-                "aud": c.aud,
-                "iss": c.iss,
-                "exp": c.exp,
-                "iat": c.iat,
-                "nbf": c.nbf,
-                "jti": c.jti,
-                "token_type": "Bearer",
-                "tenant_id": c.tenant_id,
-                "roles": c.roles,
-            })
-        }
-        // RFC 7662 §2.2: nothing more is said about a token the caller may
-        // not see, or one that is not valid.
-        _ => json!({ "active": false }),
-    };
+    let token = state.keys.verifier().verify(&query.token);
+    let answer = grant::introspect(&state.service, &key, token).await?;
     Ok(no_store(HttpResponse::Ok()).json(answer))
 }
 
@@ -333,29 +225,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let (key, query) = authenticated_token_query(&req, payload, &state).await?;
     // RFC 7009 §2.2: an invalid or unknown token still answers 200.
-    if let Ok(token) = state.keys.verifier().verify(&query.token)
-        && may_act_on(&key, &token.claims)
-    {
-        state
-            .revoked
-            .revoke(&state.store, &token.claims.jti, token.claims.exp)
-            .await?;
-        let actor = Actor::user(
-            &key.owner_id,
-            &key.tenant_id,
-            key.owner_role,
-            key.scopes.clone(),
-            req.peer_addr().map(|a| a.ip().to_string()),
-        );
-        audit::record(
-            &state.store,
-            &actor,
-            None,
-            "token.revoke",
-            Some(&token.claims.jti),
-            Some(format!("client_id={}", token.claims.client_id)),
-        )
-        .await;
-    }
+    let token = state.keys.verifier().verify(&query.token);
+    grant::revoke(&state.service, key, token, req.peer_addr().map(|a| a.ip())).await?;
     Ok(no_store(HttpResponse::Ok()).finish())
 }

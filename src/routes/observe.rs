@@ -68,19 +68,19 @@ pub async fn observe(
     )
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let active = match state.store.count_all_active_keys(now()).await {
+    let active = match state.service.store.count_all_active_keys(now()).await {
         Ok(active) => Some(active),
         Err(err) => {
             log::warn!(
                 "metrics: active keys unavailable: {}",
-                crate::error::error_chain(&err)
+                crate::telemetry::error_chain(&err)
             );
             None
         }
     };
     let text = state
         .metrics
-        .render(active, state.store.pool_size(), state.store.pool_idle());
+        .render(active, state.service.store.pool_size(), state.service.store.pool_idle());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

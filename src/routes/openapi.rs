@@ -38,7 +38,7 @@ pub fn api_doc() -> &'static utoipa::openapi::OpenApi {
 )]
 pub async fn document(state: web::Data<AppState>) -> HttpResponse {
     let mut doc = api_doc().clone();
-    doc.servers = Some(vec![Server::new(state.settings.tokens.issuer.clone())]);
+    doc.servers = Some(vec![Server::new(state.service.settings.tokens.issuer.clone())]);
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))
         .json(doc)
@@ -48,7 +48,7 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
 #[openapi(
     info(
         title = "Keyport",
-        description = "Token exchange authorization server: an integration exchanges its client ID and secret at `POST /oauth/token` (RFC 6749 §4.4) for a short-lived JWT access token (RFC 9068), and uses it on the report, webhook and management endpoints.\n\nErrors: the OAuth endpoints answer RFC 6749 §5.2 `{\"error\", \"error_description\"}`; every other endpoint answers `{\"error\", \"message\"}`, sometimes with extra members (`locked_until`, `confirmation_phrase`).",
+        description = "Token exchange authorization server: an integration exchanges its client ID and secret at `POST /oauth/token` (RFC 6749 §4.4) for a short-lived JWT access token (RFC 9068), and uses it on the report, webhook and management endpoints.\n\nErrors: the OAuth endpoints answer RFC 6749 §5.2 `{\"error\", \"error_description\"}`; every other endpoint answers `{\"error\", \"message\"}`, sometimes with extra members (`confirmation_phrase`; `scope` with `insufficient_scope`).",
     ),
     paths(
         super::health::healthz,
@@ -68,6 +68,7 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::session::sign_in,
         super::session::sign_out,
         super::session::change_password,
+        super::session::set_password,
         super::keys::list,
         super::keys::create,
         super::keys::show,
@@ -75,6 +76,11 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::keys::revoke,
         super::keys::mark_webhook_signing,
         super::users::list,
+        super::users::create,
+        super::users::show,
+        super::users::change,
+        super::users::disable,
+        super::users::enable,
         super::users::unlock,
         super::users::set_policy,
         super::users::audit,
@@ -107,8 +113,8 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         (name = "reports", description = "Pull records (`reports:read`)"),
         (name = "webhooks", description = "Push records (`webhooks:write`)"),
         (name = "session", description = "Human sign-in with email and password"),
-        (name = "keys", description = "Key management; admins see the tenant's keys, members their own"),
-        (name = "admin", description = "Tenant administration; admins only"),
+        (name = "keys", description = "Key management (`keys:manage`); admins see the tenant's keys, members their own"),
+        (name = "admin", description = "Tenant administration: users (`users:manage`), policy (`tenant:manage`), audit (`audit:read`); admins only"),
         (name = "meta", description = "Health, readiness and this document; public"),
     )
 )]
@@ -158,8 +164,8 @@ impl Modify for SecuritySchemes {
 // --- errors ----------------------------------------------------------------
 
 /// The error of every endpoint but the OAuth ones. Some errors carry extra
-/// members: `locked_until` (423 `account_locked`), `confirmation_phrase`
-/// (409 `confirmation_required`).
+/// members: `confirmation_phrase` (409 `confirmation_required`), `scope`
+/// (403 `insufficient_scope`).
 #[derive(Serialize, ToSchema)]
 #[schema(as = ApiError)]
 pub struct ApiErrorBody {
@@ -167,9 +173,9 @@ pub struct ApiErrorBody {
     error: String,
     /// For people; may change.
     message: String,
-    /// When the account unlocks (Unix seconds); `account_locked` only.
+    /// The scope the credential lacks; `insufficient_scope` only.
     #[schema(required = false)]
-    locked_until: i64,
+    scope: String,
     /// The `confirm` value that deletes the key; `confirmation_required` only.
     #[schema(required = false)]
     confirmation_phrase: String,
@@ -248,7 +254,9 @@ error_response!(
 error_response!(
     Forbidden,
     "ApiError",
-    "The caller may not do this (`forbidden`, `api_only_user`)"
+    "The caller may not do this: the credential lacks the scope the operation needs \
+     (`insufficient_scope`, with `scope`), or the role or ownership forbids it (`forbidden`, \
+     `api_only_user`)"
 );
 error_response!(
     NotFound,
@@ -495,21 +503,32 @@ pub struct SessionCreated {
 
 #[derive(Serialize, ToSchema)]
 pub struct KeyList {
-    keys: Vec<crate::admin::KeySummary>,
+    keys: Vec<crate::service::keys::KeySummary>,
 }
 
 /// The new key, with its secret: the only time the secret is shown.
 #[derive(Serialize, ToSchema)]
 pub struct NewKey {
     #[serde(flatten)]
-    key: crate::admin::KeySummary,
+    key: crate::service::keys::KeySummary,
     /// `kps_…`; store it in a secrets manager.
     client_secret: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct UserList {
-    users: Vec<crate::admin::UserSummary>,
+    users: Vec<crate::service::users::UserSummary>,
+}
+
+/// The new user, with the one-time token that lets them choose a password.
+#[derive(Serialize, ToSchema)]
+pub struct NewUser {
+    #[serde(flatten)]
+    user: crate::service::users::UserSummary,
+    /// `kpset_…`: send it with a password to `POST /api/v1/password`; shown once.
+    set_password_token: String,
+    /// Unix seconds.
+    set_password_expires_at: i64,
 }
 
 #[derive(Serialize, ToSchema)]

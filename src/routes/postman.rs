@@ -25,7 +25,7 @@ use crate::postman;
     )
 )]
 pub async fn collection(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {
-    let document = postman::collection(&state.settings);
+    let document = postman::collection(&state.service.settings);
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_DISPOSITION,

@@ -20,9 +20,11 @@ use super::Caller;
 use super::body::read_json_body;
 use super::openapi as doc;
 use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
-use crate::error::ApiError;
-use crate::push_queue::PushJob;
-use crate::storage::{PushOutcome, RecordQuery, RecordRow};
+use super::error::ApiError;
+use crate::service::ServiceError;
+use crate::service::authz::{self, RecordAccess};
+use crate::storage::{PushJob, PushOutcome, RecordQuery, RecordRow};
+use crate::tokens::BearerError;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -41,13 +43,13 @@ fn collection(raw: &str) -> Result<CollectionName, ApiError> {
     CollectionName::parse(raw).map_err(|e| ApiError::bad_request("invalid_collection", e.0))
 }
 
-/// The owner filter a caller implies: `None` (whole tenant) for admins.
-fn visible_owner(caller: &Caller) -> Option<&str> {
-    if caller.is_admin() {
-        None
-    } else {
-        Some(caller.user_id.as_str())
-    }
+/// What `caller` may do with records under `scope`; a missing scope is an
+/// RFC 6750 `insufficient_scope`, as resource servers answer.
+fn access(caller: &Caller, scope: &'static str) -> Result<RecordAccess, actix_web::Error> {
+    authz::records(caller, scope).map_err(|e| match e {
+        ServiceError::InsufficientScope(scope) => BearerError::InsufficientScope(scope).into(),
+        other => ApiError::from(other).into(),
+    })
 }
 
 /// A stored record. `data` is served as the JSON text stored at push time
@@ -120,7 +122,7 @@ pub async fn pull(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    caller.require_scope(REPORTS_READ)?;
+    let access = access(&caller, REPORTS_READ)?;
     let collection = collection(&path)?;
     let params: PageParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
         ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
@@ -135,11 +137,12 @@ pub async fn pull(
     }
     let after_id = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = state
+        .service
         .store
         .list_records(&RecordQuery {
-            tenant_id: &caller.tenant_id,
+            tenant_id: &access.tenant_id,
             collection: collection.as_str(),
-            owner_id: visible_owner(&caller),
+            owner_id: access.visible_owner.as_deref(),
             after_id: after_id.as_deref(),
             limit,
         })
@@ -148,8 +151,9 @@ pub async fn pull(
     if page.records.is_empty()
         && after_id.is_none()
         && !state
+            .service
             .store
-            .collection_exists(&caller.tenant_id, collection.as_str())
+            .collection_exists(&access.tenant_id, collection.as_str())
             .await
             .map_err(ApiError::from)?
     {
@@ -209,7 +213,7 @@ pub async fn pull_one(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    caller.require_scope(REPORTS_READ)?;
+    let access = access(&caller, REPORTS_READ)?;
     let (collection_raw, record_id) = path.into_inner();
     let collection = collection(&collection_raw)?;
     let not_found = || ApiError::not_found("no such record");
@@ -217,11 +221,12 @@ pub async fn pull_one(
         .map_err(|_| not_found())?
         .to_string();
     let row = state
+        .service
         .store
         .find_record(
-            &caller.tenant_id,
+            &access.tenant_id,
             collection.as_str(),
-            visible_owner(&caller),
+            access.visible_owner.as_deref(),
             &record_id,
         )
         .await
@@ -262,10 +267,10 @@ pub async fn push(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    caller.require_scope(WEBHOOKS_WRITE)?;
+    let access = access(&caller, WEBHOOKS_WRITE)?;
     let collection = collection(&path)?;
     let idempotency_key = idempotency_key(&req)?;
-    let (body, value) = read_json_body(&req, payload, state.settings.max_body_bytes).await?;
+    let (body, value) = read_json_body(&req, payload, state.service.settings.max_body_bytes).await?;
     let items = match value {
         Value::Object(_) => vec![value],
         Value::Array(items) => items,
@@ -273,7 +278,7 @@ pub async fn push(
             return Err(unprocessable("send a JSON object, or an array of JSON objects").into());
         }
     };
-    let max = state.settings.max_records_per_push;
+    let max = state.service.settings.max_records_per_push;
     if items.is_empty() || items.len() > max {
         return Err(unprocessable(format!("send between 1 and {max} records per push")).into());
     }
@@ -305,12 +310,9 @@ pub async fn push(
     let outcome = state
         .pushes
         .push(PushJob {
-            tenant_id: caller.tenant_id.clone(),
-            owner_id: caller.user_id.clone(),
-            client_id: caller
-                .client_id
-                .clone()
-                .unwrap_or_else(|| "session".to_owned()),
+            tenant_id: access.tenant_id.clone(),
+            owner_id: access.user_id.clone(),
+            client_id: access.client_id.clone(),
             collection: collection.as_str().to_owned(),
             records,
             now: created_at,

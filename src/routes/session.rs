@@ -2,17 +2,18 @@
 //! - `POST   /api/v1/session`           email + password → session token (no credential needed)
 //! - `DELETE /api/v1/session`           signs the presented session out
 //! - `POST   /api/v1/session/password`  the signed-in user changes their password
+//! - `POST   /api/v1/password`          a new user sets their password with the one-time token (no credential needed)
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
 use super::openapi as doc;
-use super::{AppState, Caller, Credential};
-use crate::error::ApiError;
-use crate::sessions::{self, SignInError};
+use super::error::ApiError;
+use super::{AppState, Caller};
+use crate::domain::{Credential, SessionToken};
+use crate::service::sessions;
 
 const SESSION_BODY_LIMIT: usize = 8 * 1024;
 
@@ -24,35 +25,9 @@ struct SignInBody {
     password: String,
 }
 
-impl From<SignInError> for ApiError {
-    fn from(err: SignInError) -> Self {
-        match err {
-            SignInError::BadCredentials => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                err.to_string(),
-            ),
-            SignInError::Locked { until } => {
-                let mut error =
-                    ApiError::new(StatusCode::LOCKED, "account_locked", err.to_string());
-                let mut details = serde_json::Map::new();
-                details.insert("locked_until".into(), until.into());
-                error.details = Some(details);
-                error
-            }
-            SignInError::ApiOnly => {
-                ApiError::new(StatusCode::FORBIDDEN, "api_only_user", err.to_string())
-            }
-            SignInError::WeakPassword(message) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", message)
-            }
-            SignInError::Storage(err) => err.into(),
-        }
-    }
-}
-
 /// Email and password in, session token out (argon2id hashes). Repeated
-/// failures lock the account.
+/// failures lock the account; a locked account answers exactly like a wrong
+/// password, so nobody learns which emails exist.
 #[utoipa::path(
     post,
     path = "/api/v1/session",
@@ -62,12 +37,11 @@ impl From<SignInError> for ApiError {
     responses(
         (status = 201, description = "Signed in", body = doc::SessionCreated),
         (status = 400, response = doc::BadRequest),
-        (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = doc::ApiErrorBody),
+        (status = 401, description = "Wrong email or password, or a locked account (`invalid_credentials`)", body = doc::ApiErrorBody),
         (status = 403, response = doc::Forbidden),
         (status = 413, response = doc::PayloadTooLarge),
         (status = 415, response = doc::UnsupportedMediaType),
         (status = 422, response = doc::Unprocessable),
-        (status = 423, description = "Locked after repeated failures (`account_locked`, with `locked_until`)", body = doc::ApiErrorBody),
         (status = 503, response = doc::Unavailable),
     )
 )]
@@ -78,8 +52,7 @@ pub async fn sign_in(
 ) -> Result<HttpResponse, ApiError> {
     let body: SignInBody = read_json(&req, payload, SESSION_BODY_LIMIT).await?;
     let session = sessions::sign_in(
-        &state.store,
-        &state.settings.security,
+        &state.service,
         &body.email,
         &body.password,
         req.peer_addr().map(|a| a.ip().to_string()),
@@ -95,9 +68,13 @@ pub async fn sign_in(
         })))
 }
 
-fn session_of(caller: &Caller) -> Result<&crate::domain::SessionToken, ApiError> {
-    match &caller.credential {
-        Credential::Session(token) => Ok(token),
+/// The session token the caller presented; other credentials are refused.
+fn session_of(req: &HttpRequest, caller: &Caller) -> Result<SessionToken, ApiError> {
+    let presented = crate::tokens::bearer_value(req)
+        .ok()
+        .and_then(|raw| SessionToken::parse(raw).ok());
+    match (&caller.credential, presented) {
+        (Credential::Session { .. }, Some(token)) => Ok(token),
         _ => Err(ApiError::bad_request(
             "not_a_session",
             "present the session token from POST /api/v1/session",
@@ -120,11 +97,12 @@ fn session_of(caller: &Caller) -> Result<&crate::domain::SessionToken, ApiError>
     )
 )]
 pub async fn sign_out(
+    req: HttpRequest,
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = session_of(&caller)?;
-    sessions::sign_out(&state.store, &caller.actor(), token).await?;
+    let token = session_of(&req, &caller)?;
+    sessions::sign_out(&state.service, &caller, &token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -137,7 +115,8 @@ struct PasswordBody {
 }
 
 /// The signed-in user changes their password (at least 12 characters);
-/// every session of the user ends.
+/// every session of the user ends. A wrong current password counts toward
+/// the sign-in lockout.
 #[utoipa::path(
     post,
     path = "/api/v1/session/password",
@@ -161,13 +140,55 @@ pub async fn change_password(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    session_of(&caller)?;
+    session_of(&req, &caller)?;
     let body: PasswordBody = read_json(&req, payload, SESSION_BODY_LIMIT).await?;
     sessions::change_password(
-        &state.store,
-        &caller.actor(),
-        &caller.user_id,
+        &state.service,
+        &caller,
         &body.current_password,
+        &body.new_password,
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SetPassword)]
+struct SetPasswordBody {
+    /// The `set_password_token` from `POST /api/v1/users` (`kpset_…`).
+    token: String,
+    /// At least 12 characters.
+    new_password: String,
+}
+
+/// A new user chooses their password with the one-time token their admin
+/// received. No credential: the token is the credential, used once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/password",
+    operation_id = "setPassword",
+    tag = "session",
+    request_body = SetPasswordBody,
+    responses(
+        (status = 204, description = "Set; the user can sign in"),
+        (status = 400, description = "The token is unknown, used or expired (`invalid_token`), or the request is malformed", body = doc::ApiErrorBody),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn set_password(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: SetPasswordBody = read_json(&req, payload, SESSION_BODY_LIMIT).await?;
+    sessions::set_password_with_token(
+        &state.service,
+        req.peer_addr().map(|a| a.ip().to_string()),
+        &body.token,
         &body.new_password,
     )
     .await?;

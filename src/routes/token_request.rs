@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 
-use crate::error::OAuthError;
+use super::error::OAuthError;
 
 /// The client credentials as presented, not yet checked.
 pub struct ClientCredentials {
@@ -202,7 +202,7 @@ pub fn parse_token_request(
         Some("client_credentials") => {}
         Some(other) => {
             return Err(OAuthError::new(
-                crate::error::OAuthErrorCode::UnsupportedGrantType,
+                super::error::OAuthErrorCode::UnsupportedGrantType,
                 format!(
                     "grant_type `{}` is not supported; use client_credentials",
                     preview(other)
@@ -267,7 +267,7 @@ fn preview(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::OAuthErrorCode;
+    use crate::routes::error::OAuthErrorCode;
 
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 

@@ -1,8 +1,13 @@
-//! Tenant administration (admins only):
-//! - `GET  /api/v1/users`              users with their sign-in locks
-//! - `POST /api/v1/users/{id}/unlock`  lifts a sign-in lock
-//! - `PUT  /api/v1/tenant/policy`      `{"api_only_users": bool}`
-//! - `GET  /api/v1/audit`              the audit trail, filtered and paginated
+//! Tenant administration:
+//! - `GET   /api/v1/users`                `users:manage`: the company's users with their sign-in locks
+//! - `POST  /api/v1/users`                `users:manage`: a new user, with a one-time set-password token
+//! - `GET   /api/v1/users/{id}`           `users:manage`, or the user themself
+//! - `PATCH /api/v1/users/{id}`           `users:manage`: role and permissions
+//! - `POST  /api/v1/users/{id}/disable`   `users:manage`: their keys stop, their sessions end
+//! - `POST  /api/v1/users/{id}/enable`    `users:manage`
+//! - `POST  /api/v1/users/{id}/unlock`    `users:manage`: lifts a sign-in lock
+//! - `PUT   /api/v1/tenant/policy`        `tenant:manage`: `{"api_only_users": bool}`
+//! - `GET   /api/v1/audit`                `audit:read`: the audit trail, filtered and paginated
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
@@ -11,13 +16,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::error::ApiError;
+use super::keys::MANAGEMENT_BODY_LIMIT;
 use super::openapi as doc;
 use super::{AppState, Caller};
-use crate::admin;
-use crate::error::ApiError;
-use crate::storage::AuditQuery;
+use crate::domain::UserStatus;
+use crate::service::audit::{self, AuditFilter};
+use crate::service::{tenants, users};
 
-/// The tenant's users with their sign-in locks. Admins only.
+/// The company's users with their sign-in locks (`users:manage`).
 #[utoipa::path(
     get,
     path = "/api/v1/users",
@@ -33,11 +40,216 @@ use crate::storage::AuditQuery;
     )
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let users = admin::list_users(&state.store, &caller.actor(), &caller.tenant_id).await?;
+    let users = users::list_users(&state.service, &caller, None).await?;
     Ok(HttpResponse::Ok().json(json!({ "users": users })))
 }
 
-/// Lifts a user's sign-in lock. Admins only.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewUserRequest)]
+struct NewUserBody {
+    email: String,
+    #[schema(examples("admin", "member"))]
+    role: String,
+    /// Granted permissions, e.g. `["reports:read", "keys:manage"]`. Admins
+    /// hold `users:manage`, `tenant:manage` and `audit:read` through their role.
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+/// Adds a user to the caller's company (`users:manage`). The answer carries
+/// `set_password_token`, shown once: the new user sends it with a password
+/// of their choice to `POST /api/v1/password` before it expires.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "createUser",
+    tag = "admin",
+    request_body = NewUserBody,
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 201, description = "Created; `set_password_token` is shown only here", body = doc::NewUser),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: NewUserBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
+    let permissions = body.permissions.join(" ");
+    let created = users::create_user(
+        &state.service,
+        &caller,
+        users::NewUserRequest {
+            tenant: None,
+            email: &body.email,
+            role: &body.role,
+            permissions: &permissions,
+        },
+    )
+    .await?;
+    let mut doc = serde_json::to_value(&created.user).map_err(|_| ApiError::internal())?;
+    doc["set_password_token"] = created.set_password_token.expose().into();
+    doc["set_password_expires_at"] = created.set_password_expires_at.into();
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(doc))
+}
+
+/// One user (`users:manage`, or the user themself).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    operation_id = "showUser",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id (or email)")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The user", body = crate::service::users::UserSummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn show(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let user = users::get_user(&state.service, &caller, &path).await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UserChange)]
+struct UserChangeBody {
+    #[schema(examples("admin", "member"))]
+    role: Option<String>,
+    /// Replaces the granted permissions.
+    permissions: Option<Vec<String>>,
+}
+
+/// Changes a user's role and permissions (`users:manage`). The company's
+/// last active admin cannot be demoted.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    operation_id = "changeUser",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id (or email)")),
+    request_body = UserChangeBody,
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The user as changed", body = crate::service::users::UserSummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn change(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: UserChangeBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
+    let permissions = body.permissions.map(|p| p.join(" "));
+    let user = users::change_user(
+        &state.service,
+        &caller,
+        &path,
+        users::UserChange {
+            role: body.role.as_deref(),
+            permissions: permissions.as_deref(),
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+async fn set_status(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    status: UserStatus,
+) -> Result<HttpResponse, ApiError> {
+    let user = users::set_user_status(&state.service, &caller, &path, status).await?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+/// Disables a user (`users:manage`): their keys stop getting tokens and
+/// their sessions end, for good.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/disable",
+    operation_id = "disableUser",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id (or email)")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Disabled", body = crate::service::users::UserSummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn disable(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(caller, path, state, UserStatus::Disabled).await
+}
+
+/// Enables a disabled user (`users:manage`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/enable",
+    operation_id = "enableUser",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id (or email)")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Enabled", body = crate::service::users::UserSummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn enable(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(caller, path, state, UserStatus::Active).await
+}
+
+/// Lifts a user's sign-in lock (`users:manage`).
 #[utoipa::path(
     post,
     path = "/api/v1/users/{id}/unlock",
@@ -59,8 +271,7 @@ pub async fn unlock(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
-    admin::unlock_user(&state.store, &caller.actor(), &path).await?;
+    users::unlock_user(&state.service, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(json!({ "unlocked": true })))
 }
 
@@ -72,7 +283,8 @@ struct PolicyBody {
     api_only_users: bool,
 }
 
-/// Sets the tenant's sign-in policy. Admins only.
+/// Sets the company's sign-in policy (`tenant:manage`). Turning
+/// `api_only_users` on ends the sessions of users holding an active key.
 #[utoipa::path(
     put,
     path = "/api/v1/tenant/policy",
@@ -98,13 +310,7 @@ pub async fn set_policy(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body: PolicyBody = read_json(&req, payload, 1024).await?;
-    admin::set_api_only_users(
-        &state.store,
-        &caller.actor(),
-        &caller.tenant_id,
-        body.api_only_users,
-    )
-    .await?;
+    tenants::set_api_only_users(&state.service, &caller, None, body.api_only_users).await?;
     Ok(HttpResponse::Ok().json(json!({ "api_only_users": body.api_only_users })))
 }
 
@@ -120,7 +326,7 @@ struct AuditParams {
     cursor: Option<String>,
 }
 
-/// The tenant's audit trail, oldest first. Admins only.
+/// The company's audit trail, oldest first (`audit:read`).
 #[utoipa::path(
     get,
     path = "/api/v1/audit",
@@ -149,7 +355,6 @@ pub async fn audit(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let params: AuditParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
         ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
     })?;
@@ -176,10 +381,10 @@ pub async fn audit(
                 })?,
         ),
     };
-    let (events, has_more) = state
-        .store
-        .list_audit(&AuditQuery {
-            tenant_id: &caller.tenant_id,
+    let (events, has_more) = audit::list(
+        &state.service,
+        &caller,
+        AuditFilter {
             action: params.action.as_deref(),
             actor: params.actor.as_deref(),
             target: params.target.as_deref(),
@@ -187,8 +392,9 @@ pub async fn audit(
             until: params.until,
             after_id: after_id.as_deref(),
             limit,
-        })
-        .await?;
+        },
+    )
+    .await?;
     let next_cursor = has_more
         .then(|| events.last().map(|e| URL_SAFE_NO_PAD.encode(&e.id)))
         .flatten();

@@ -17,7 +17,7 @@ use super::openapi as doc;
     responses((status = 200, description = "The metadata", body = doc::ServerMetadata))
 )]
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
-    let issuer = &state.settings.tokens.issuer;
+    let issuer = &state.service.settings.tokens.issuer;
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(json!({
@@ -31,7 +31,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "grant_types_supported": ["client_credentials"],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "scopes_supported": ["reports:read", "webhooks:write", "keys:manage"],
+            "scopes_supported": crate::domain::SUPPORTED_SCOPES,
             "access_token_signing_alg_values_supported": [state.keys.algorithm().as_str()],
         }))
 }
@@ -45,7 +45,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "The key set", body = doc::JwkSet))
 )]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    let refresh = state.settings.tokens.signing_key_refresh.as_secs();
+    let refresh = state.service.settings.tokens.signing_key_refresh.as_secs();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, format!("public, max-age={refresh}")))
         .content_type("application/json")

@@ -7,7 +7,7 @@ use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Caller, Credential};
+use super::Caller;
 
 /// Who a credential acts as.
 #[derive(Serialize, ToSchema)]
@@ -39,17 +39,21 @@ pub struct Identity {
     )
 )]
 pub async fn whoami(caller: Caller) -> HttpResponse {
-    let credential = match &caller.credential {
-        Credential::AccessToken { .. } => "access_token",
-        Credential::ApiKey { .. } => "api_key",
-        Credential::Session(_) => "session",
+    let Caller(principal) = caller;
+    let (sub, tenant_id, role) = match &principal.user {
+        Some(user) => (
+            user.user_id.clone(),
+            user.tenant_id.clone(),
+            user.role.as_str().to_owned(),
+        ),
+        None => Default::default(),
     };
     HttpResponse::Ok().json(Identity {
-        scope: caller.scopes.to_string(),
-        role: caller.role.as_str().to_owned(),
-        credential: credential.to_owned(),
-        sub: caller.user_id,
-        tenant_id: caller.tenant_id,
-        client_id: caller.client_id,
+        scope: principal.scopes.to_string(),
+        role,
+        credential: principal.credential.kind().to_owned(),
+        sub,
+        tenant_id,
+        client_id: principal.credential.client_id().map(str::to_owned),
     })
 }

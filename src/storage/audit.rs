@@ -11,6 +11,10 @@ pub struct AuditRow {
     pub target: Option<String>,
     pub source_address: Option<String>,
     pub detail: Option<String>,
+    /// `session`, `api_key`, `access_token`, `operator` or `none`.
+    pub credential_kind: Option<String>,
+    /// The key's client ID, or the session's handle.
+    pub credential_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -26,7 +30,8 @@ pub struct AuditQuery<'a> {
 }
 
 /// `LIMIT CAST(.. AS BIGINT)` for the reason given at `records::LIST_RECORDS`.
-pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target, source_address, detail, created_at \
+pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target, source_address, detail, \
+             credential_kind, credential_id, created_at \
              FROM audit_events WHERE tenant_id = $1 \
              AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) \
              AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR created_at >= $5) \
@@ -36,8 +41,9 @@ pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target
 impl Store {
     pub async fn insert_audit(&self, event: &AuditRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit_events (id, tenant_id, actor, action, target, source_address, detail, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO audit_events (id, tenant_id, actor, action, target, source_address, detail, \
+             credential_kind, credential_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&event.id)
         .bind(event.tenant_id.as_deref())
@@ -46,6 +52,8 @@ impl Store {
         .bind(event.target.as_deref())
         .bind(event.source_address.as_deref())
         .bind(event.detail.as_deref())
+        .bind(event.credential_kind.as_deref())
+        .bind(event.credential_id.as_deref())
         .bind(event.created_at)
         .execute(&self.pool)
         .await?;

@@ -69,6 +69,18 @@ pub enum KeyInsert {
     },
 }
 
+/// Outcome of [`Store::revoke_key`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyRevocation {
+    Revoked {
+        /// The key held the webhook-signing mark.
+        signed_webhooks: bool,
+        /// The client ID of the key that took the mark over, if any.
+        mark_moved_to: Option<String>,
+    },
+    AlreadyRevoked,
+}
+
 macro_rules! key_auth_select {
     () => {
         "SELECT k.id, k.tenant_id, k.owner_id, k.client_id, k.secret_digest, k.scopes, \
@@ -263,8 +275,13 @@ impl Store {
     }
 
     /// Marks the key revoked; a key already revoked stays as it was (revoked
-    /// keys never come back). Returns whether this call revoked it.
-    pub async fn revoke_key(&self, key_id: &str, revoked_by: &str, now: i64) -> Result<bool> {
+    /// keys never come back). When the key signed its owner's webhooks, the
+    /// mark moves in the same transaction to the owner's newest other active
+    /// key, or leaves the owner without a signing key.
+    pub async fn revoke_key(&self, key_id: &str, revoked_by: &str, now: i64) -> Result<KeyRevocation> {
+        let mut tx = self.pool.begin().await?;
+        // Take the write lock (SQLite) or the key's row lock (PostgreSQL)
+        // first, so a concurrent creation or mark cannot interleave.
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = $2, revoked_by = $3, updated_at = $2 \
              WHERE id = $1 AND revoked_at IS NULL",
@@ -272,9 +289,49 @@ impl Store {
         .bind(key_id)
         .bind(now)
         .bind(revoked_by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(KeyRevocation::AlreadyRevoked);
+        }
+        let (owner_id, signed): (String, i64) =
+            sqlx::query_as("SELECT owner_id, signs_webhooks FROM api_keys WHERE id = $1")
+                .bind(key_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut mark_moved_to = None;
+        if signed != 0 {
+            sqlx::query("UPDATE api_keys SET signs_webhooks = 0 WHERE id = $1")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+            let successor: Option<(String, String)> = sqlx::query_as(
+                "SELECT id, client_id FROM api_keys WHERE owner_id = $1 AND id <> $2 \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3) \
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(&owner_id)
+            .bind(key_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((successor_id, client_id)) = successor {
+                sqlx::query(
+                    "UPDATE api_keys SET signs_webhooks = 1, updated_at = $2 WHERE id = $1",
+                )
+                .bind(&successor_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                mark_moved_to = Some(client_id);
+            }
+        }
+        tx.commit().await?;
+        Ok(KeyRevocation::Revoked {
+            signed_webhooks: signed != 0,
+            mark_moved_to,
+        })
     }
 
     pub async fn delete_key(&self, key_id: &str) -> Result<bool> {

@@ -6,6 +6,7 @@
 mod audit;
 mod direct;
 mod keys;
+mod push_queue;
 mod records;
 mod sessions;
 mod signing_keys;
@@ -22,7 +23,8 @@ use crate::config::DatabaseSettings;
 use direct::DirectReader;
 
 pub use audit::{AuditQuery, AuditRow};
-pub use keys::{KeyAuthRow, KeyFilter, KeyInsert, KeyRow, NewKey};
+pub use keys::{KeyAuthRow, KeyFilter, KeyInsert, KeyRevocation, KeyRow, NewKey};
+pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
 pub use sessions::SessionRow;
 pub use signing_keys::SigningKeyRow;
@@ -48,6 +50,10 @@ pub enum StorageError {
     Constraint(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The database refused a value the caller sent (PostgreSQL refuses a
+    /// NUL character in text): the request is at fault, not the server.
+    #[error("the database refused a value: {0}")]
+    RefusedValue(&'static str),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("migration failed")]
@@ -85,6 +91,12 @@ impl From<sqlx::Error> for StorageError {
                 }
                 if message.contains("database is locked") || message.contains("busy") {
                     return StorageError::Unavailable(err);
+                }
+                // SQLSTATE 22021: "invalid byte sequence for encoding UTF8: 0x00".
+                if db.code().as_deref() == Some("22021") {
+                    return StorageError::RefusedValue(
+                        "the request contains a NUL character, which no parameter accepts",
+                    );
                 }
                 if db.code().is_some_and(|code| means_unavailable(&code)) {
                     return StorageError::Unavailable(err);

@@ -62,6 +62,21 @@ impl Store {
         Ok(())
     }
 
+    /// Ends the sessions of the tenant's users who hold an active key (the
+    /// "API-only users" policy was turned on). Answers how many ended.
+    pub async fn delete_sessions_of_key_holders(&self, tenant_id: &str, now: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE tenant_id = $1 AND user_id IN \
+             (SELECT owner_id FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2))",
+        )
+        .bind(tenant_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn insert_revoked_token(&self, jti: &str, expires_at: i64, now: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \

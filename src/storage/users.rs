@@ -145,6 +145,132 @@ impl Store {
         Ok(())
     }
 
+    /// Claims one password check for `user_id`, before the (slow) check runs:
+    /// the failure count goes up now and is cleared if the password is right.
+    /// Answers the attempt's number within the window, or `None` while the
+    /// account is locked or `max` checks are already counted in the window.
+    /// One atomic UPDATE, so concurrent attempts cannot overwrite each other's
+    /// count: at most `max` passwords are ever checked per window.
+    pub async fn claim_sign_in_attempt(
+        &self,
+        user_id: &str,
+        now: i64,
+        window_seconds: i64,
+        max: i64,
+    ) -> Result<Option<i64>> {
+        let claimed: Option<(i64,)> = sqlx::query_as(
+            "UPDATE users SET \
+             failed_sign_ins = CASE WHEN first_failed_at IS NULL OR first_failed_at <= $2 - $3 \
+                 THEN 1 ELSE failed_sign_ins + 1 END, \
+             first_failed_at = CASE WHEN first_failed_at IS NULL OR first_failed_at <= $2 - $3 \
+                 THEN $2 ELSE first_failed_at END \
+             WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2) \
+             AND (first_failed_at IS NULL OR first_failed_at <= $2 - $3 OR failed_sign_ins < $4) \
+             RETURNING failed_sign_ins",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(window_seconds)
+        .bind(max)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.map(|(attempt,)| attempt))
+    }
+
+    /// Locks the account until `until`; the failures that led here are spent.
+    pub async fn lock_user(&self, user_id: &str, until: i64) -> Result<()> {
+        self.set_sign_in_failures(user_id, 0, None, Some(until))
+            .await
+    }
+
+    pub async fn set_user_role_and_permissions(
+        &self,
+        user_id: &str,
+        role: &str,
+        permissions: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET role = $2, permissions = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(role)
+        .bind(permissions)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// One user as admins see them.
+    pub async fn find_user_listing(&self, user_id: &str) -> Result<Option<UserListRow>> {
+        Ok(sqlx::query_as::<_, UserListRow>(
+            "SELECT id, email, role, permissions, status, failed_sign_ins, locked_until, created_at \
+             FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Active admins of a tenant: the last one may not demote or disable
+    /// themselves out of the company.
+    pub async fn count_active_admins(&self, tenant_id: &str) -> Result<i64> {
+        let (admins,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND status = 'active'",
+        )
+        .bind(tenant_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(admins)
+    }
+
+    pub async fn insert_set_password_token(
+        &self,
+        token_digest: &str,
+        user_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO set_password_tokens (token_digest, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_digest)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses up a set-password token: answers its user while it is unexpired,
+    /// and only to the first caller (the row is deleted as it is read).
+    pub async fn take_set_password_token(
+        &self,
+        token_digest: &str,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let taken: Option<(String,)> = sqlx::query_as(
+            "DELETE FROM set_password_tokens WHERE token_digest = $1 AND expires_at > $2 \
+             RETURNING user_id",
+        )
+        .bind(token_digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.map(|(user_id,)| user_id))
+    }
+
+    pub async fn delete_set_password_tokens_of(&self, user_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM set_password_tokens WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_user_status(&self, user_id: &str, status: &str, now: i64) -> Result<bool> {
         let done = sqlx::query("UPDATE users SET status = $2, updated_at = $3 WHERE id = $1")
             .bind(user_id)

@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::verifier::{TokenError, TokenVerifier, VerifiedToken};
 
-/// An RFC 6750 §3.1 error; its HTTP form lives in `crate::error`.
+/// An RFC 6750 §3.1 error; its HTTP form lives in `crate::routes::error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BearerError {
     /// No credentials at all: 401 with a bare challenge.

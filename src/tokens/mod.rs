@@ -4,12 +4,14 @@
 mod bearer;
 mod claims;
 mod keyring;
+mod revocation;
 mod signing_key;
 mod verifier;
 
 pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use claims::AccessTokenClaims;
 pub use keyring::{KeyRing, KeyRingError};
+pub use revocation::RevokedTokens;
 pub use signing_key::{SigningAlgorithm, SigningKey};
 pub use verifier::{TokenError, TokenVerifier, VerifiedToken};
 

@@ -4,9 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keyport::admin::{self, CreatedKey, KeyPolicy, NewKeyRequest, Tenant, User};
-use keyport::audit::Actor;
+use std::sync::Arc;
+
 use keyport::config::Settings;
+use keyport::domain::Principal;
+use keyport::service::keys::{self, CreatedKey, NewKeyRequest};
+use keyport::service::tenants::{self, Tenant};
+use keyport::service::users::{self, UserSummary as User};
+use keyport::service::{Service, ServiceError};
 use keyport::startup::Application;
 use keyport::storage::Store;
 use reqwest::Response;
@@ -211,23 +216,31 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    pub fn policy(&self) -> KeyPolicy {
-        KeyPolicy {
-            max_active_keys_per_user: self.settings.max_active_keys_per_user,
-            max_token_ttl: self.settings.tokens.max_ttl,
-        }
+    /// The service layer on the test's database, as the CLI builds it.
+    pub fn service(&self) -> Service {
+        Service::new(self.store.clone(), Arc::new(self.settings.clone()))
     }
 
     pub async fn tenant(&self, name: &str) -> Tenant {
-        admin::create_tenant(&self.store, name)
+        tenants::create_tenant(&self.service(), &Principal::operator(), name)
             .await
             .expect("create tenant")
     }
 
     pub async fn user(&self, tenant: &Tenant, email: &str, role: &str, permissions: &str) -> User {
-        admin::create_user(&self.store, &tenant.id, email, role, permissions)
-            .await
-            .expect("create user")
+        users::create_user(
+            &self.service(),
+            &Principal::operator(),
+            users::NewUserRequest {
+                tenant: Some(&tenant.id),
+                email,
+                role,
+                permissions,
+            },
+        )
+        .await
+        .expect("create user")
+        .user
     }
 
     pub async fn key(&self, email: &str, scopes: Option<&str>) -> CreatedKey {
@@ -253,13 +266,12 @@ impl TestApp {
         scopes: Option<&str>,
         expires_in: Option<Duration>,
         token_ttl: Option<Duration>,
-    ) -> Result<CreatedKey, admin::AdminError> {
-        admin::create_key(
-            &self.store,
-            self.policy(),
-            &Actor::operator(),
+    ) -> Result<CreatedKey, ServiceError> {
+        keys::create_key(
+            &self.service(),
+            &Principal::operator(),
             NewKeyRequest {
-                owner_email: email,
+                owner_email: Some(email),
                 name: "test key",
                 scopes,
                 expires_in,
@@ -367,7 +379,12 @@ impl TestApp {
 
 impl TestApp {
     pub async fn set_password(&self, email: &str, password: &str) {
-        keyport::sessions::set_password(&self.store, &Actor::operator(), email, password)
+        keyport::service::sessions::set_password(
+            &self.service(),
+            &Principal::operator(),
+            email,
+            password,
+        )
             .await
             .expect("set password");
     }

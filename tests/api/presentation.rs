@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use keyport::admin;
-use keyport::audit::Actor;
+use keyport::domain::Principal;
+use keyport::service::keys as admin;
 use serde_json::json;
 
 use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
@@ -41,7 +41,7 @@ async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) 
         .integration("member", "reports:read webhooks:write")
         .await;
     let key = app.key(&integration.user.email, None).await;
-    admin::revoke_key(&app.store, &Actor::operator(), &key.key.id)
+    admin::revoke_key(&app.service(), &Principal::operator(), &key.key.id)
         .await
         .unwrap();
 
@@ -164,7 +164,7 @@ async fn last_used_is_coalesced_and_lands_within_the_flush_interval(backend: Bac
     let before = keyport::domain::now();
 
     app.token_for(&integration).await;
-    let right_after = admin::find_key(&app.store, &Actor::operator(), integration.client_id())
+    let right_after = admin::find_key(&app.service(), &Principal::operator(), integration.client_id())
         .await
         .unwrap();
     assert!(
@@ -173,7 +173,7 @@ async fn last_used_is_coalesced_and_lands_within_the_flush_interval(backend: Bac
     );
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let later = admin::find_key(&app.store, &Actor::operator(), integration.client_id())
+    let later = admin::find_key(&app.service(), &Principal::operator(), integration.client_id())
         .await
         .unwrap();
     let used = later.last_used_at.expect("last used recorded");

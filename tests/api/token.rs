@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use base64::Engine;
-use keyport::admin::{self, AdminError, NewKeyRequest};
-use keyport::audit::Actor;
+use keyport::domain::Principal;
+use keyport::service::ServiceError as AdminError;
+use keyport::service::keys::{self as admin, NewKeyRequest};
+use keyport::service::users;
 use keyport::domain::UserStatus;
 use serde_json::Value;
 
@@ -251,7 +253,15 @@ async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
         .key(&integration.user.email, Some("webhooks:write"))
         .await;
 
-    admin::set_user_permissions(&app.store, &integration.user.email, "reports:read")
+    users::change_user(
+        &app.service(),
+        &Principal::operator(),
+        &integration.user.email,
+        users::UserChange {
+            role: None,
+            permissions: Some("reports:read"),
+        },
+    )
         .await
         .unwrap();
 
@@ -298,7 +308,7 @@ async fn a_revoked_key_gets_no_token(backend: Backend) {
     let key = app.key(&integration.user.email, None).await;
     app.token_for_key(&key).await;
 
-    admin::revoke_key(&app.store, &Actor::operator(), &key.key.client_id)
+    admin::revoke_key(&app.service(), &Principal::operator(), &key.key.client_id)
         .await
         .unwrap();
 
@@ -320,7 +330,7 @@ async fn a_deleted_key_gets_no_token(backend: Backend) {
     let integration = app.integration("member", "reports:read").await;
     let key = app.key(&integration.user.email, None).await;
 
-    admin::delete_key(&app.store, &Actor::operator(), &key.key.id, None)
+    admin::delete_key(&app.service(), &Principal::operator(), &key.key.id, None)
         .await
         .unwrap();
 
@@ -363,7 +373,12 @@ async fn a_disabled_owner_gets_no_token(backend: Backend) {
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
 
-    admin::set_user_status(&app.store, &integration.user.email, UserStatus::Disabled)
+    users::set_user_status(
+        &app.service(),
+        &Principal::operator(),
+        &integration.user.email,
+        UserStatus::Disabled,
+    )
         .await
         .unwrap();
 
@@ -443,7 +458,7 @@ async fn a_fourth_active_key_is_refused(backend: Backend) {
         "{err}"
     );
 
-    admin::revoke_key(&app.store, &Actor::operator(), &second.key.id)
+    admin::revoke_key(&app.service(), &Principal::operator(), &second.key.id)
         .await
         .unwrap();
     app.key(&integration.user.email, None).await;
@@ -453,16 +468,14 @@ async fn concurrent_key_creations_never_exceed_the_limit(backend: Backend) {
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
     let attempts = (0..12).map(|_| {
-        let store = app.store.clone();
-        let policy = app.policy();
+        let service = app.service();
         let email = integration.user.email.clone();
         tokio::spawn(async move {
             admin::create_key(
-                &store,
-                policy,
-                &Actor::operator(),
+                &service,
+                &Principal::operator(),
                 NewKeyRequest {
-                    owner_email: &email,
+                    owner_email: Some(&email),
                     name: "race",
                     scopes: None,
                     expires_in: None,

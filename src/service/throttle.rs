@@ -76,6 +76,20 @@ impl FailureThrottle {
             .max()
     }
 
+    /// `Some(retry_after)` while this client ID is throttled at this address,
+    /// whatever the address's other failures.
+    pub fn check_client(&self, client_id: &str, address: IpAddr) -> Option<Duration> {
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return None;
+        }
+        let [(key, _), _] = Self::keys(client_id, address);
+        let window = map.get(&key)?;
+        let elapsed = Instant::now().duration_since(window.started);
+        (elapsed < self.window && window.failures >= self.max_per_client)
+            .then(|| self.window - elapsed)
+    }
+
     pub fn record_failure(&self, client_id: &str, address: IpAddr) {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
@@ -124,6 +138,20 @@ mod tests {
             throttle.record_failure(&format!("kpc_{n}"), attacker);
         }
         assert!(throttle.check("kpc_fresh", attacker).is_some());
+    }
+
+    #[test]
+    fn a_client_checked_on_its_own_ignores_the_address_bucket() {
+        let throttle = FailureThrottle::new(2, Duration::from_secs(60));
+        let ip: IpAddr = "10.0.0.66".parse().unwrap();
+        for n in 0..20 {
+            throttle.record_failure(&format!("kps_{n}"), ip);
+        }
+        assert!(throttle.check("kps_valid", ip).is_some());
+        assert!(throttle.check_client("kps_valid", ip).is_none());
+        throttle.record_failure("kps_valid", ip);
+        throttle.record_failure("kps_valid", ip);
+        assert!(throttle.check_client("kps_valid", ip).is_some());
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl RevokedTokens {
                 if let Err(err) = this.refresh(&store).await {
                     log::warn!(
                         "could not refresh revoked tokens: {}",
-                        crate::error::error_chain(&err)
+                        crate::telemetry::error_chain(&err)
                     );
                 }
             }

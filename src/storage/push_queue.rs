@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::storage::{Backend, Idempotency, NewRecords, PushOutcome, StorageError, Store};
+use super::{Backend, Idempotency, NewRecords, PushOutcome, StorageError, Store};
 
 /// Most pushes per transaction: bounds the latency one slow batch adds.
 const MAX_BATCH: usize = 256;

@@ -10,9 +10,13 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::admin::AdminError;
-use crate::routes::BodyError;
+use super::BodyError;
+use crate::service::ServiceError;
+use crate::service::authz::CredentialRefusal;
+use crate::service::clients::ClientAuthError;
+use crate::service::grant::GrantError;
 use crate::storage::StorageError;
+use crate::telemetry::error_chain;
 use crate::tokens::BearerError;
 
 const REALM: &str = "keyport";
@@ -26,6 +30,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra members of the error object (e.g. the confirmation phrase).
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,6 +41,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -64,6 +71,16 @@ impl ApiError {
             "the server failed; the error was logged",
         )
     }
+    /// Too many failed attempts from here: 429 with `Retry-After`.
+    pub fn throttled(retry_after: std::time::Duration) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many failed attempts; retry later",
+        );
+        error.retry_after = Some(retry_after.as_secs().max(1));
+        error
+    }
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +99,15 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED && self.code == "invalid_token" {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+            ));
         }
         let mut body = serde_json::Map::new();
         body.insert("error".into(), self.code.into());
@@ -102,17 +128,9 @@ impl From<StorageError> for ApiError {
                 log::warn!("database unavailable: {}", error_chain(&err));
                 ApiError::unavailable()
             }
-            // PostgreSQL refuses a NUL character in text (SQLSTATE 22021,
-            // "invalid byte sequence for encoding UTF8: 0x00"), e.g. in a key
-            // id or an audit filter: the request is at fault, not the server.
-            StorageError::Database(sqlx::Error::Database(db))
-                if db.code().as_deref() == Some("22021") =>
-            {
-                ApiError::bad_request(
-                    "invalid_request",
-                    "the request contains a NUL character, which no parameter accepts",
-                )
-            }
+            // e.g. a NUL character in a key id or an audit filter: the
+            // request is at fault, not the server.
+            StorageError::RefusedValue(message) => ApiError::bad_request("invalid_request", message),
             other => {
                 log::error!("storage failure: {}", error_chain(&other));
                 ApiError::internal()
@@ -132,40 +150,89 @@ impl From<BodyError> for ApiError {
     }
 }
 
-impl From<AdminError> for ApiError {
-    fn from(err: AdminError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        let status = match &err {
+            ServiceError::Invalid(_)
+            | ServiceError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_)
+            | ServiceError::KeyLimitReached { .. }
+            | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
+            ServiceError::Forbidden(_)
+            | ServiceError::InsufficientScope(_)
+            | ServiceError::ApiOnly => StatusCode::FORBIDDEN,
+            ServiceError::CredentialRevoked(_) | ServiceError::BadCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            ServiceError::InvalidSetPasswordToken => StatusCode::BAD_REQUEST,
+            ServiceError::Internal(cause) => {
+                log::error!("internal failure: {cause}");
+                return ApiError::internal();
+            }
+            ServiceError::Storage(_) => {
+                let ServiceError::Storage(err) = err else {
+                    unreachable!("matched above")
+                };
+                return err.into();
+            }
+        };
+        let mut error = ApiError::new(status, err.code(), err.to_string());
+        let mut details = serde_json::Map::new();
+        match &err {
+            ServiceError::ConfirmationRequired { phrase } => {
+                details.insert("confirmation_phrase".into(), phrase.clone().into());
+            }
+            ServiceError::InsufficientScope(scope) => {
+                details.insert("scope".into(), (*scope).into());
+            }
+            _ => {}
+        }
+        if !details.is_empty() {
+            error.details = Some(details);
+        }
+        error
+    }
+}
+
+/// A credential refused before any rule: RFC 6750 for tokens and keys alike,
+/// or 429 when the caller has failed too often.
+impl From<CredentialRefusal> for actix_web::Error {
+    fn from(err: CredentialRefusal) -> Self {
         match err {
-            AdminError::Invalid(message) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message)
+            CredentialRefusal::Rejected(message) => BearerError::Rejected(message).into(),
+            CredentialRefusal::Throttled(retry_after) => ApiError::throttled(retry_after).into(),
+            CredentialRefusal::Storage(err) => ApiError::from(err).into(),
+        }
+    }
+}
+
+/// A failed client authentication at the OAuth endpoints.
+impl From<ClientAuthError> for OAuthError {
+    fn from(err: ClientAuthError) -> Self {
+        match err {
+            ClientAuthError::Storage(err) => err.into(),
+            ClientAuthError::Throttled(retry_after) => OAuthError::throttled(retry_after),
+            // The caller proved the secret for the others, so it may learn why.
+            other => OAuthError::invalid_client(other.message()),
+        }
+    }
+}
+
+impl From<GrantError> for OAuthError {
+    fn from(err: GrantError) -> Self {
+        match err {
+            GrantError::InvalidScope(message) => OAuthError::new(OAuthErrorCode::InvalidScope, message),
+            GrantError::InvalidTarget(_) => {
+                OAuthError::new(OAuthErrorCode::InvalidTarget, err.to_string())
             }
-            AdminError::NotFound(message) => ApiError::not_found(message),
-            AdminError::Conflict(message) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            GrantError::Signing(_) => {
+                log::error!("{}", error_chain(&err));
+                OAuthError::new(
+                    OAuthErrorCode::ServerError,
+                    "the server failed; the error was logged",
+                )
             }
-            AdminError::KeyLimitReached { limit } => ApiError::new(
-                StatusCode::CONFLICT,
-                "key_limit_reached",
-                format!(
-                    "the owner already holds {limit} active keys; revoke one before creating another"
-                ),
-            ),
-            AdminError::Forbidden(message) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-            }
-            AdminError::ConfirmationRequired { phrase } => {
-                let mut error = ApiError::new(
-                    StatusCode::CONFLICT,
-                    "confirmation_required",
-                    format!(
-                        "deleting a key cannot be undone: send {{\"confirm\": \"{phrase}\"}} to delete it"
-                    ),
-                );
-                let mut details = serde_json::Map::new();
-                details.insert("confirmation_phrase".into(), phrase.into());
-                error.details = Some(details);
-                error
-            }
-            AdminError::Storage(err) => err.into(),
         }
     }
 }
@@ -353,16 +420,4 @@ impl ResponseError for BearerError {
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({ "error": code, "message": description }))
     }
-}
-
-/// `err: cause: cause…`, for log lines.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

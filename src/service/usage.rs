@@ -36,7 +36,7 @@ impl LastUsed {
         if let Err(err) = store.record_last_used(&batch).await {
             log::warn!(
                 "could not record last-used times: {}",
-                crate::error::error_chain(&err)
+                crate::telemetry::error_chain(&err)
             );
             for (key_id, at) in batch {
                 self.touch(&key_id, at);

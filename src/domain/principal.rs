@@ -1,0 +1,124 @@
+//! Who is calling: a person's session, an API key, an access token, the
+//! operator's CLI, or nobody yet (a sign-in attempt). Every service operation
+//! takes one and decides from it, once, whether the call is allowed.
+
+use super::{Role, ScopeSet, UnixTime};
+
+/// The credential a call was made with. Its id is public (a client ID, a
+/// session handle) and goes into audit rows; the secret never does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `keyport` on the server: allowed everything.
+    Operator,
+    /// No credential yet: sign-in and set-password requests.
+    Anonymous,
+    Session {
+        /// A short public handle of the session (not the token).
+        handle: String,
+    },
+    ApiKey {
+        key_id: String,
+        client_id: String,
+        expires_at: Option<UnixTime>,
+    },
+    /// A JWT validated offline; management operations re-check its key.
+    AccessToken {
+        jti: String,
+        client_id: String,
+        expires_at: UnixTime,
+    },
+}
+
+impl Credential {
+    /// The kind, as audit rows and `whoami` name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::Operator => "operator",
+            Credential::Anonymous => "none",
+            Credential::Session { .. } => "session",
+            Credential::ApiKey { .. } => "api_key",
+            Credential::AccessToken { .. } => "access_token",
+        }
+    }
+
+    /// The credential's public id: a client ID or a session handle.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Credential::Operator | Credential::Anonymous => None,
+            Credential::Session { handle } => Some(handle),
+            Credential::ApiKey { client_id, .. } | Credential::AccessToken { client_id, .. } => {
+                Some(client_id)
+            }
+        }
+    }
+
+    /// The client ID of the key behind the call, if a key (or its token) made it.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Credential::ApiKey { client_id, .. } | Credential::AccessToken { client_id, .. } => {
+                Some(client_id)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The user a credential acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActingUser {
+    pub user_id: String,
+    pub tenant_id: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub credential: Credential,
+    /// `None` for the operator and for anonymous callers.
+    pub user: Option<ActingUser>,
+    /// What the credential may do: a session's user permissions, a key's
+    /// scopes within its owner's, a token's scopes.
+    pub scopes: ScopeSet,
+    pub source_address: Option<String>,
+}
+
+impl Principal {
+    pub fn operator() -> Self {
+        Principal {
+            credential: Credential::Operator,
+            user: None,
+            scopes: ScopeSet::default(),
+            source_address: None,
+        }
+    }
+
+    pub fn anonymous(source_address: Option<String>) -> Self {
+        Principal {
+            credential: Credential::Anonymous,
+            user: None,
+            scopes: ScopeSet::default(),
+            source_address,
+        }
+    }
+
+    pub fn is_operator(&self) -> bool {
+        self.credential == Credential::Operator
+    }
+
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.tenant_id.as_str())
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.user_id.as_str())
+    }
+
+    /// Who acted, as audit rows name them: a user id, `cli` or `anonymous`.
+    pub fn actor_label(&self) -> &str {
+        match (&self.credential, &self.user) {
+            (Credential::Operator, _) => "cli",
+            (_, Some(user)) => &user.user_id,
+            (_, None) => "anonymous",
+        }
+    }
+}

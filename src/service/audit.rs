@@ -1,0 +1,104 @@
+//! Who did what to which key or user, when, from where and with which
+//! credential. Every change to a key or user, every sign-in attempt, lock and
+//! unlock lands here; secrets never do (events carry ids, client IDs, session
+//! handles and emails only).
+
+use uuid::Uuid;
+
+use super::{Result, Service, ServiceError, authz};
+use crate::domain::{AUDIT_READ, Principal, now};
+use crate::storage::{AuditQuery, AuditRow, Store};
+
+/// One event about to be stored.
+pub struct Event<'a> {
+    pub action: &'a str,
+    pub tenant_id: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub detail: Option<String>,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(action: &'a str) -> Self {
+        Event {
+            action,
+            tenant_id: None,
+            target: None,
+            detail: None,
+        }
+    }
+    pub fn tenant(mut self, tenant_id: &'a str) -> Self {
+        self.tenant_id = Some(tenant_id);
+        self
+    }
+    pub fn target(mut self, target: &'a str) -> Self {
+        self.target = Some(target);
+        self
+    }
+    pub fn detail(mut self, detail: String) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// Stores one audit event. A failure to write it is logged, not raised: the
+/// change it describes has already happened.
+pub async fn record(store: &Store, principal: &Principal, event: Event<'_>) {
+    let row = AuditRow {
+        id: Uuid::now_v7().to_string(),
+        tenant_id: event.tenant_id.or(principal.tenant_id()).map(str::to_owned),
+        actor: principal.actor_label().to_owned(),
+        action: event.action.to_owned(),
+        target: event.target.map(str::to_owned),
+        source_address: principal.source_address.clone(),
+        detail: event.detail,
+        credential_kind: Some(principal.credential.kind().to_owned()),
+        credential_id: principal.credential.id().map(str::to_owned),
+        created_at: now(),
+    };
+    if let Err(err) = store.insert_audit(&row).await {
+        log::error!(
+            "audit event {} on {} could not be stored: {}",
+            event.action,
+            event.target.unwrap_or("-"),
+            crate::telemetry::error_chain(&err)
+        );
+    }
+}
+
+/// What to list of the caller's tenant's audit trail.
+pub struct AuditFilter<'a> {
+    pub action: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// The id of the last event of the previous page.
+    pub after_id: Option<&'a str>,
+    pub limit: u32,
+}
+
+/// One page of the caller's tenant's audit trail, oldest first, and whether
+/// more follow. Needs `audit:read`.
+pub async fn list(
+    service: &Service,
+    principal: &Principal,
+    filter: AuditFilter<'_>,
+) -> Result<(Vec<AuditRow>, bool)> {
+    let principal = authz::require(service, principal, AUDIT_READ).await?;
+    let tenant_id = principal
+        .tenant_id()
+        .ok_or_else(|| ServiceError::Invalid("the operator reads the audit trail per tenant".to_owned()))?;
+    Ok(service
+        .store
+        .list_audit(&AuditQuery {
+            tenant_id,
+            action: filter.action,
+            actor: filter.actor,
+            target: filter.target,
+            since: filter.since,
+            until: filter.until,
+            after_id: filter.after_id,
+            limit: filter.limit,
+        })
+        .await?)
+}

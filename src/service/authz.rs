@@ -1,0 +1,209 @@
+//! Turning a presented credential into a [`Principal`], and the one check
+//! every management operation starts with: [`require`].
+
+use std::net::IpAddr;
+
+use super::clients::{self, ClientAuthError};
+use super::{Result, Service, ServiceError};
+use crate::domain::{
+    ActingUser, Credential, Principal, Role, ScopeSet, SessionToken, UserStatus, now,
+};
+use crate::storage::StorageError;
+use crate::tokens::VerifiedToken;
+
+/// Why a presented credential is not accepted at all (before any rule).
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialRefusal {
+    /// Said to the caller as is.
+    #[error("{0}")]
+    Rejected(&'static str),
+    #[error("too many failed attempts; retry later")]
+    Throttled(std::time::Duration),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<ClientAuthError> for CredentialRefusal {
+    fn from(err: ClientAuthError) -> Self {
+        match err {
+            ClientAuthError::Storage(err) => CredentialRefusal::Storage(err),
+            ClientAuthError::Throttled(retry_after) => CredentialRefusal::Throttled(retry_after),
+            ClientAuthError::BadCredentials => {
+                CredentialRefusal::Rejected("the API key is not valid")
+            }
+            other => CredentialRefusal::Rejected(other.message()),
+        }
+    }
+}
+
+/// An access token verified offline (signature, expiry, audience) and not
+/// on this instance's revocation list. Good enough for reading records;
+/// management operations re-check it through [`require`].
+pub fn access_token(
+    service: &Service,
+    token: VerifiedToken,
+    source_address: Option<IpAddr>,
+) -> Result<Principal, CredentialRefusal> {
+    if service.revoked.is_revoked(&token.claims.jti) {
+        return Err(CredentialRefusal::Rejected(
+            "the access token has been revoked",
+        ));
+    }
+    let role = if token.is_admin() {
+        Role::Admin
+    } else {
+        Role::Member
+    };
+    let claims = token.claims;
+    Ok(Principal {
+        credential: Credential::AccessToken {
+            jti: claims.jti,
+            client_id: claims.client_id,
+            expires_at: claims.exp,
+        },
+        user: Some(ActingUser {
+            user_id: claims.sub,
+            tenant_id: claims.tenant_id,
+            role,
+        }),
+        scopes: token.scopes,
+        source_address: source_address.map(|ip| ip.to_string()),
+    })
+}
+
+/// The API key presented on its own, acting as its owner.
+pub async fn api_key(
+    service: &Service,
+    secret: &str,
+    address: IpAddr,
+) -> Result<Principal, CredentialRefusal> {
+    let key = clients::authenticate_secret(service, secret, address).await?;
+    Ok(key.into_principal(Some(address)))
+}
+
+/// A person's session: their current role and permissions.
+pub async fn session(
+    service: &Service,
+    token: &SessionToken,
+    source_address: Option<IpAddr>,
+) -> Result<Principal, CredentialRefusal> {
+    let digest = token.digest();
+    let session = service
+        .store
+        .find_session(&digest.to_hex(), now())
+        .await?
+        .ok_or(CredentialRefusal::Rejected(
+            "the session expired or was signed out",
+        ))?;
+    if session.status != UserStatus::Active.as_str() {
+        return Err(CredentialRefusal::Rejected("the user is disabled"));
+    }
+    let role: Role = session.role.parse().map_err(StorageError::Corrupt)?;
+    let granted =
+        ScopeSet::parse(&session.permissions).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(Principal {
+        credential: Credential::Session {
+            handle: digest.handle(),
+        },
+        user: Some(ActingUser {
+            user_id: session.user_id,
+            tenant_id: session.tenant_id,
+            role,
+        }),
+        scopes: role.permissions(&granted),
+        source_address: source_address.map(|ip| ip.to_string()),
+    })
+}
+
+/// The first step of every management operation: the principal as it stands
+/// now, holding `scope`. A session or key was read from the database for
+/// this request already; an access token was only verified offline, so its
+/// key and owner are read now: a revoked or expired key, a disabled owner
+/// or withdrawn permissions take effect at once, whatever the token says.
+pub async fn require(
+    service: &Service,
+    principal: &Principal,
+    scope: &'static str,
+) -> Result<Principal> {
+    let current = current(service, principal).await?;
+    if current.is_operator() || current.scopes.contains(scope) {
+        Ok(current)
+    } else {
+        Err(ServiceError::InsufficientScope(scope))
+    }
+}
+
+/// The principal re-read from the database where it came from a token.
+pub async fn current(service: &Service, principal: &Principal) -> Result<Principal> {
+    match &principal.credential {
+        Credential::Operator | Credential::Session { .. } | Credential::ApiKey { .. } => {
+            Ok(principal.clone())
+        }
+        Credential::Anonymous => Err(ServiceError::CredentialRevoked(
+            "this needs a credential",
+        )),
+        Credential::AccessToken { client_id, .. } => {
+            let key = clients::current_key(&service.store, client_id)
+                .await
+                .map_err(|e| match e {
+                    ClientAuthError::Storage(err) => ServiceError::Storage(err),
+                    ClientAuthError::Revoked => {
+                        ServiceError::CredentialRevoked("the key behind this token has been revoked")
+                    }
+                    ClientAuthError::Expired => {
+                        ServiceError::CredentialRevoked("the key behind this token has expired")
+                    }
+                    ClientAuthError::OwnerDisabled => ServiceError::CredentialRevoked(
+                        "the user behind this token is disabled",
+                    ),
+                    _ => ServiceError::CredentialRevoked("the key behind this token is not valid"),
+                })?;
+            if principal.user_id() != Some(key.owner_id.as_str()) {
+                return Err(ServiceError::CredentialRevoked(
+                    "the key behind this token is not valid",
+                ));
+            }
+            let mut current = principal.clone();
+            current.scopes = principal.scopes.intersection(&key.scopes);
+            if let Some(user) = current.user.as_mut() {
+                user.role = key.owner_role;
+            }
+            Ok(current)
+        }
+    }
+}
+
+/// Whose records a principal reads or writes, decided offline: reports and
+/// webhooks validate tokens without the database.
+#[derive(Debug, Clone)]
+pub struct RecordAccess {
+    pub tenant_id: String,
+    /// The user records are written as.
+    pub user_id: String,
+    /// `None`: the whole tenant (admins); otherwise only this owner's records.
+    pub visible_owner: Option<String>,
+    /// The key behind the call, or `session`.
+    pub client_id: String,
+}
+
+/// The record access `principal` has when it holds `scope`.
+pub fn records(principal: &Principal, scope: &'static str) -> Result<RecordAccess> {
+    let Some(user) = &principal.user else {
+        return Err(ServiceError::Forbidden(
+            "records belong to a company's users".to_owned(),
+        ));
+    };
+    if !principal.scopes.contains(scope) {
+        return Err(ServiceError::InsufficientScope(scope));
+    }
+    Ok(RecordAccess {
+        tenant_id: user.tenant_id.clone(),
+        user_id: user.user_id.clone(),
+        visible_owner: (user.role != Role::Admin).then(|| user.user_id.clone()),
+        client_id: principal
+            .credential
+            .client_id()
+            .unwrap_or("session")
+            .to_owned(),
+    })
+}

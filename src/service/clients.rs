@@ -1,0 +1,225 @@
+//! Client authentication: is this client ID + secret (or a secret on its
+//! own) a live key, and what may it do right now? Repeated failures are
+//! throttled here, before any database work.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::Service;
+use crate::domain::{
+    ActingUser, ClientId, ClientSecret, Credential, Principal, Role, ScopeSet, SecretDigest,
+    UnixTime, UserStatus, now,
+};
+use crate::storage::{KeyAuthRow, StorageError, Store};
+
+/// A key that proved its secret, with what it may do at this moment: its
+/// scopes narrowed to its owner's current permissions.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey {
+    pub key_id: String,
+    pub client_id: String,
+    pub tenant_id: String,
+    pub owner_id: String,
+    pub owner_role: Role,
+    pub scopes: ScopeSet,
+    pub token_ttl_seconds: Option<i64>,
+    pub expires_at: Option<UnixTime>,
+}
+
+impl AuthenticatedKey {
+    /// The key presented on its own, acting as its owner.
+    pub fn into_principal(self, source_address: Option<IpAddr>) -> Principal {
+        Principal {
+            credential: Credential::ApiKey {
+                key_id: self.key_id,
+                client_id: self.client_id,
+                expires_at: self.expires_at,
+            },
+            user: Some(ActingUser {
+                user_id: self.owner_id,
+                tenant_id: self.tenant_id,
+                role: self.owner_role,
+            }),
+            scopes: self.scopes,
+            source_address: source_address.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientAuthError {
+    /// Unknown client ID or wrong secret: deliberately indistinguishable.
+    #[error("{}", self.message())]
+    BadCredentials,
+    #[error("{}", self.message())]
+    Revoked,
+    #[error("{}", self.message())]
+    Expired,
+    #[error("{}", self.message())]
+    OwnerDisabled,
+    /// Too many failures from this address for this client: retry after.
+    #[error("{}", self.message())]
+    Throttled(Duration),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ClientAuthError {
+    /// What the caller is told; static so every boundary can carry it.
+    pub fn message(&self) -> &'static str {
+        match self {
+            ClientAuthError::BadCredentials => "client authentication failed",
+            ClientAuthError::Revoked => "the key has been revoked",
+            ClientAuthError::Expired => "the key has expired",
+            ClientAuthError::OwnerDisabled => "the key's owner is disabled",
+            ClientAuthError::Throttled(_) => "too many failed authentications; retry later",
+            ClientAuthError::Storage(_) => "the database is unavailable",
+        }
+    }
+}
+
+/// Authenticates a client ID and secret (the OAuth endpoints). `client_id`
+/// is the raw text the client sent: failures are throttled per that text and
+/// `address`, and a malformed ID or secret never reaches the database.
+pub async fn authenticate(
+    service: &Service,
+    client_id: &str,
+    secret: &str,
+    address: IpAddr,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    if let Some(retry_after) = service.throttle.check(client_id, address) {
+        return Err(ClientAuthError::Throttled(retry_after));
+    }
+    let outcome = match (ClientId::parse(client_id), ClientSecret::parse(secret)) {
+        (Ok(id), Ok(secret)) => check_client_secret(&service.store, &id, &secret).await,
+        _ => Err(ClientAuthError::BadCredentials),
+    };
+    finish(service, outcome, client_id, address)
+}
+
+/// Authenticates a secret presented on its own (`x-api-key`, `Bearer kps_…`):
+/// its digest is unique, so it finds its key without a client ID. Failures
+/// are throttled per the secret's first characters and the address, so one
+/// integration's typos never lock out another key; a key that proves itself
+/// is never refused because of the address's other failures.
+pub async fn authenticate_secret(
+    service: &Service,
+    secret: &str,
+    address: IpAddr,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    // 12 characters: the prefix and 8 random ones, 47 bits: two live keys
+    // practically never share a bucket, and the bucket says nothing useful.
+    let bucket: String = secret.chars().take(12).collect();
+    if let Some(retry_after) = service.throttle.check_client(&bucket, address) {
+        return Err(ClientAuthError::Throttled(retry_after));
+    }
+    let outcome = match ClientSecret::parse(secret) {
+        Ok(secret) => {
+            let row = service
+                .store
+                .find_key_for_auth_by_digest(&secret.digest().to_hex())
+                .await?;
+            row.ok_or(ClientAuthError::BadCredentials)
+                .and_then(|row| authorise(row, now()))
+        }
+        Err(_) => Err(ClientAuthError::BadCredentials),
+    };
+    if matches!(outcome, Err(ClientAuthError::BadCredentials))
+        && let Some(retry_after) = service.throttle.check(&bucket, address)
+    {
+        service.throttle.record_failure(&bucket, address);
+        return Err(ClientAuthError::Throttled(retry_after));
+    }
+    finish(service, outcome, &bucket, address)
+}
+
+/// Counts a failure, or notes a use of the key.
+fn finish(
+    service: &Service,
+    outcome: Result<AuthenticatedKey, ClientAuthError>,
+    bucket: &str,
+    address: IpAddr,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    match &outcome {
+        Ok(key) => service.last_used.touch(&key.key_id, now()),
+        Err(ClientAuthError::BadCredentials) => service.throttle.record_failure(bucket, address),
+        Err(_) => {}
+    }
+    outcome
+}
+
+async fn check_client_secret(
+    store: &Store,
+    client_id: &ClientId,
+    secret: &ClientSecret,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    let presented = secret.digest();
+    let Some(row) = store.find_key_for_auth(client_id.as_str()).await? else {
+        // Same work as a known client ID, so timing does not tell them apart.
+        let _ = presented.matches(&unknown_client_digest());
+        return Err(ClientAuthError::BadCredentials);
+    };
+    let stored = SecretDigest::from_hex(&row.secret_digest)
+        .ok_or_else(|| StorageError::Corrupt(format!("key {} has a malformed digest", row.id)))?;
+    if !presented.matches(&stored) {
+        return Err(ClientAuthError::BadCredentials);
+    }
+    authorise(row, now())
+}
+
+/// The key behind `client_id` as it stands now, for a token issued to it
+/// earlier: whether it is still live, and what it may do now.
+pub async fn current_key(
+    store: &Store,
+    client_id: &str,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    let row = store
+        .find_key_for_auth(client_id)
+        .await?
+        .ok_or(ClientAuthError::Revoked)?;
+    authorise(row, now())
+}
+
+fn unknown_client_digest() -> SecretDigest {
+    SecretDigest::from_hex(&"0".repeat(64)).unwrap_or_else(|| ClientSecret::generate().digest())
+}
+
+/// The checks after the secret matched: status, expiry, owner, scopes.
+fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAuthError> {
+    if row.revoked_at.is_some() {
+        return Err(ClientAuthError::Revoked);
+    }
+    if row.expires_at.is_some_and(|e| e <= at) {
+        return Err(ClientAuthError::Expired);
+    }
+    let status: UserStatus = row
+        .owner_status
+        .parse()
+        .map_err(|e: String| StorageError::Corrupt(e))?;
+    if status != UserStatus::Active {
+        return Err(ClientAuthError::OwnerDisabled);
+    }
+    let owner_role: Role = row
+        .owner_role
+        .parse()
+        .map_err(|e: String| StorageError::Corrupt(e))?;
+    let granted = ScopeSet::parse(&row.owner_permissions)
+        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let permissions = owner_role.permissions(&granted);
+    let scopes = match &row.scopes {
+        None => permissions,
+        Some(own) => ScopeSet::parse(own)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?
+            .intersection(&permissions),
+    };
+    Ok(AuthenticatedKey {
+        key_id: row.id,
+        client_id: row.client_id,
+        tenant_id: row.tenant_id,
+        owner_id: row.owner_id,
+        owner_role,
+        scopes,
+        token_ttl_seconds: row.token_ttl_seconds,
+        expires_at: row.expires_at,
+    })
+}

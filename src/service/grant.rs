@@ -1,0 +1,180 @@
+//! The client credentials grant and the token lifecycle: which scopes,
+//! audience, lifetime and claims a token gets (RFC 6749 §4.4, RFC 9068),
+//! what introspection tells (RFC 7662) and who may revoke what (RFC 7009).
+
+use serde::Serialize;
+
+use super::Service;
+use super::audit::{self, Event};
+use super::clients::{self, AuthenticatedKey};
+use crate::domain::{Role, ScopeSet, now};
+use crate::storage::StorageError;
+use crate::tokens::{AccessTokenClaims, KeyRing, KeyRingError, VerifiedToken};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("this server issues tokens only for `{0}`")]
+    InvalidTarget(String),
+    #[error("cannot sign the token")]
+    Signing(#[from] KeyRingError),
+}
+
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+/// Issues an access token for `key`: `requested` scopes may only narrow the
+/// key's; `resource` (RFC 8707) must be this server's audience.
+pub fn issue(
+    service: &Service,
+    keys: &KeyRing,
+    key: &AuthenticatedKey,
+    requested: Option<&str>,
+    resource: Option<&str>,
+) -> Result<IssuedToken, GrantError> {
+    let settings = &service.settings.tokens;
+    let scopes = match requested {
+        None => key.scopes.clone(),
+        Some(raw) => {
+            let asked = ScopeSet::parse(raw).map_err(|e| GrantError::InvalidScope(e.to_string()))?;
+            let beyond = asked.missing_from(&key.scopes);
+            if !beyond.is_empty() {
+                return Err(GrantError::InvalidScope(format!(
+                    "the key does not hold: {beyond}"
+                )));
+            }
+            if asked.is_empty() {
+                key.scopes.clone()
+            } else {
+                asked
+            }
+        }
+    };
+    if scopes.is_empty() {
+        return Err(GrantError::InvalidScope(
+            "the key holds no scopes: its owner has no permissions it may use".to_owned(),
+        ));
+    }
+    if let Some(resource) = resource
+        && resource != settings.audience
+    {
+        return Err(GrantError::InvalidTarget(settings.audience.clone()));
+    }
+    let issued_at = now();
+    let max_ttl = settings.max_ttl.as_secs() as i64;
+    let ttl = key
+        .token_ttl_seconds
+        .unwrap_or(settings.default_ttl.as_secs() as i64)
+        .clamp(1, max_ttl);
+    let claims = AccessTokenClaims {
+        iss: settings.issuer.clone(),
+        sub: key.owner_id.clone(),
+        aud: settings.audience.clone(),
+        exp: issued_at + ttl,
+        iat: issued_at,
+        nbf: issued_at,
+        // From the thread's CSPRNG: `Uuid::new_v4` makes a getrandom system
+        // call per token.
+        jti: uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string(),
+        client_id: key.client_id.clone(),
+        scope: scopes.to_string(),
+        tenant_id: key.tenant_id.clone(),
+        roles: vec![key.owner_role.as_str().to_owned()],
+    };
+    let access_token = keys.sign(&claims)?;
+    Ok(IssuedToken {
+        access_token,
+        expires_in: ttl,
+        scope: claims.scope,
+    })
+}
+
+/// Whether `key` may see or revoke a token with these claims: never across
+/// tenants; an admin's key for the whole tenant; otherwise its owner's tokens.
+fn may_act_on(key: &AuthenticatedKey, claims: &AccessTokenClaims) -> bool {
+    claims.tenant_id == key.tenant_id
+        && (key.owner_role == Role::Admin || claims.sub == key.owner_id)
+}
+
+/// An RFC 7662 answer about an active token.
+#[derive(Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(flatten)]
+    pub claims: Option<AccessTokenClaims>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+}
+
+impl Introspection {
+    fn inactive() -> Self {
+        Introspection {
+            active: false,
+            claims: None,
+            token_type: None,
+        }
+    }
+}
+
+/// RFC 7662: what `token` is, for a key of its tenant. A token is active
+/// only while it verifies, is not revoked, and the key behind it and that
+/// key's owner are still live: introspection is how resource servers learn
+/// about revocation, so it reads the database.
+pub async fn introspect(
+    service: &Service,
+    key: &AuthenticatedKey,
+    token: Result<VerifiedToken, crate::tokens::TokenError>,
+) -> Result<Introspection, StorageError> {
+    let Ok(token) = token else {
+        return Ok(Introspection::inactive());
+    };
+    if !may_act_on(key, &token.claims) || service.revoked.is_revoked(&token.claims.jti) {
+        return Ok(Introspection::inactive());
+    }
+    match clients::current_key(&service.store, &token.claims.client_id).await {
+        Ok(_) => {}
+        Err(clients::ClientAuthError::Storage(err)) => return Err(err),
+        // RFC 7662 §2.2: nothing more is said about a token that is not valid.
+        Err(_) => return Ok(Introspection::inactive()),
+    }
+    Ok(Introspection {
+        active: true,
+        claims: Some(token.claims),
+        token_type: Some("Bearer"),
+    })
+}
+
+/// RFC 7009: revokes `token` if `key` may (its owner's tokens; an admin's
+/// key: any token of the tenant). Anything else is silently ignored, as the
+/// RFC asks.
+pub async fn revoke(
+    service: &Service,
+    key: AuthenticatedKey,
+    token: Result<VerifiedToken, crate::tokens::TokenError>,
+    source_address: Option<std::net::IpAddr>,
+) -> Result<(), StorageError> {
+    let Ok(token) = token else { return Ok(()) };
+    if !may_act_on(&key, &token.claims) {
+        return Ok(());
+    }
+    service
+        .revoked
+        .revoke(&service.store, &token.claims.jti, token.claims.exp)
+        .await?;
+    let principal = key.into_principal(source_address);
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("token.revoke")
+            .target(&token.claims.jti)
+            .detail(format!("client_id={}", token.claims.client_id)),
+    )
+    .await;
+    Ok(())
+}

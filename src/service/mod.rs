@@ -1,0 +1,157 @@
+//! The rules. No HTTP and no SQL: every operation takes the [`Principal`]
+//! making the call and decides, here and once, whether it is allowed. The
+//! HTTP routes and the CLI call the same functions (the CLI as the operator).
+//!
+//! | operation | needs |
+//! | --- | --- |
+//! | list, create, show, revoke, delete, mark keys | `keys:manage`; members only their own keys |
+//! | list, create, change, disable, enable, unlock users | `users:manage` (admins) |
+//! | read a user | `users:manage`, or the user themself |
+//! | tenant policy | `tenant:manage` (admins) |
+//! | audit trail | `audit:read` (admins) |
+//!
+//! A credential holds the scopes it was given within what its owner may do
+//! now; an access token is re-checked against its key and owner before any
+//! of these operations.
+
+pub mod audit;
+pub mod authz;
+pub mod clients;
+pub mod grant;
+pub mod keys;
+pub mod sessions;
+pub mod tenants;
+pub mod throttle;
+pub mod usage;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::storage::{StorageError, Store};
+use crate::tokens::RevokedTokens;
+use throttle::FailureThrottle;
+use usage::LastUsed;
+
+/// What the rules need to reach: the database, the settings and the
+/// per-instance memory (throttles, last-used times, revoked tokens).
+#[derive(Clone)]
+pub struct Service {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub throttle: FailureThrottle,
+    pub last_used: LastUsed,
+    pub revoked: RevokedTokens,
+}
+
+impl Service {
+    pub fn new(store: Store, settings: Arc<Settings>) -> Self {
+        let throttle = FailureThrottle::new(
+            settings.security.client_auth_max_failures,
+            settings.security.client_auth_failure_window,
+        );
+        Service {
+            store,
+            settings,
+            throttle,
+            last_used: LastUsed::default(),
+            revoked: RevokedTokens::default(),
+        }
+    }
+
+    pub fn max_token_ttl(&self) -> Duration {
+        self.settings.tokens.max_ttl
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the owner already holds {limit} active keys; revoke one before creating another")]
+    KeyLimitReached { limit: u32 },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("this credential lacks the `{0}` scope")]
+    InsufficientScope(&'static str),
+    /// The credential was valid once and is not any more (its key revoked or
+    /// expired, its owner disabled).
+    #[error("{0}")]
+    CredentialRevoked(&'static str),
+    /// A deletion needs the caller to type this exact phrase back.
+    #[error(
+        "deleting a key cannot be undone: send {{\"confirm\": \"{phrase}\"}} to delete it"
+    )]
+    ConfirmationRequired { phrase: String },
+    /// Unknown email, wrong password, no password set, a disabled user or a
+    /// locked account: deliberately one answer.
+    #[error("the email or password is wrong")]
+    BadCredentials,
+    #[error("this company's policy lets users with an active API key use only the API")]
+    ApiOnly,
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("the set-password token is not valid: it was used already, expired or mistyped")]
+    InvalidSetPasswordToken,
+    #[error(transparent)]
+    Storage(StorageError),
+    /// A failure of the server itself (no randomness, a hashing task that
+    /// died): 500, with the cause logged.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The stable code HTTP answers and `keyport --json` print.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::Invalid(_) => "invalid_input",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::Conflict(_) => "conflict",
+            ServiceError::KeyLimitReached { .. } => "key_limit_reached",
+            ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::InsufficientScope(_) => "insufficient_scope",
+            ServiceError::CredentialRevoked(_) => "invalid_token",
+            ServiceError::ConfirmationRequired { .. } => "confirmation_required",
+            ServiceError::BadCredentials => "invalid_credentials",
+            ServiceError::ApiOnly => "api_only_user",
+            ServiceError::WeakPassword(_) => "weak_password",
+            ServiceError::InvalidSetPasswordToken => "invalid_token",
+            ServiceError::Storage(StorageError::Unavailable(_)) => "unavailable",
+            ServiceError::Storage(StorageError::RefusedValue(_)) => "invalid_request",
+            ServiceError::Storage(StorageError::Constraint(_)) => "conflict",
+            ServiceError::Storage(_) | ServiceError::Internal(_) => "internal_error",
+        }
+    }
+
+}
+
+/// Unique constraints become 409s with a message people understand.
+impl From<StorageError> for ServiceError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Constraint(name) => ServiceError::Conflict(
+                match name.as_str() {
+                    "tenants_name_unique" => "a tenant with that name already exists",
+                    "users_email_unique" => "a user with that email already exists",
+                    _ => "that would duplicate an existing record",
+                }
+                .to_owned(),
+            ),
+            other => ServiceError::Storage(other),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// At most 80 characters of something a caller typed, for messages.
+fn preview(raw: &str) -> String {
+    raw.chars().take(80).collect()
+}
+

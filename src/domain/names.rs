@@ -158,7 +158,12 @@ mod tests {
 
     #[test]
     fn key_names_refuse_bidirectional_overrides_and_invisible_characters() {
-        for bad in ["evil\u{202E}txt.exe", "\u{2066}x", "a\u{200B}b", "x\u{FEFF}"] {
+        for bad in [
+            "evil\u{202E}txt.exe",
+            "\u{2066}x",
+            "a\u{200B}b",
+            "x\u{FEFF}",
+        ] {
             assert!(KeyName::parse(bad).is_err(), "accepted {bad:?}");
         }
         assert!(KeyName::parse("Größe → Power BI 報告").is_ok());

@@ -147,7 +147,10 @@ mod tests {
             Role::Admin.permissions(&granted).to_string(),
             "audit:read reports:read tenant:manage users:manage"
         );
-        assert_eq!(Role::Member.permissions(&granted).to_string(), "reports:read");
+        assert_eq!(
+            Role::Member.permissions(&granted).to_string(),
+            "reports:read"
+        );
     }
 
     #[test]

@@ -130,7 +130,9 @@ impl From<StorageError> for ApiError {
             }
             // e.g. a NUL character in a key id or an audit filter: the
             // request is at fault, not the server.
-            StorageError::RefusedValue(message) => ApiError::bad_request("invalid_request", message),
+            StorageError::RefusedValue(message) => {
+                ApiError::bad_request("invalid_request", message)
+            }
             other => {
                 log::error!("storage failure: {}", error_chain(&other));
                 ApiError::internal()
@@ -153,8 +155,9 @@ impl From<BodyError> for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         let status = match &err {
-            ServiceError::Invalid(_)
-            | ServiceError::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ServiceError::Invalid(_) | ServiceError::WeakPassword(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Conflict(_)
             | ServiceError::KeyLimitReached { .. }
@@ -222,7 +225,9 @@ impl From<ClientAuthError> for OAuthError {
 impl From<GrantError> for OAuthError {
     fn from(err: GrantError) -> Self {
         match err {
-            GrantError::InvalidScope(message) => OAuthError::new(OAuthErrorCode::InvalidScope, message),
+            GrantError::InvalidScope(message) => {
+                OAuthError::new(OAuthErrorCode::InvalidScope, message)
+            }
             GrantError::InvalidTarget(_) => {
                 OAuthError::new(OAuthErrorCode::InvalidTarget, err.to_string())
             }

@@ -240,12 +240,6 @@ pub async fn delete(
     } else {
         None
     };
-    keys::delete_key(
-        &state.service,
-        &caller,
-        &path,
-        confirmation.as_deref(),
-    )
-    .await?;
+    keys::delete_key(&state.service, &caller, &path, confirmation.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,17 +7,17 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::{self, AUTHORIZATION};
-use actix_web::{HttpRequest, HttpResponse, web};
 use super::AppState;
 use super::body::{BodyError, media_type, read_limited};
+use super::error::OAuthError;
 use super::observe::note_client_id;
 use super::openapi as doc;
-use super::error::OAuthError;
 use super::token_request::{ClientCredentials, TokenQuery, parse_token_query, parse_token_request};
 use crate::domain::ClientId;
 use crate::service::clients::{self, AuthenticatedKey};
 use crate::service::grant;
+use actix_web::http::header::{self, AUTHORIZATION};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 /// OAuth requests are a few hundred bytes; anything near this is not one.
 const OAUTH_BODY_LIMIT: usize = 16 * 1024;

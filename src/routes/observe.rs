@@ -78,9 +78,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             None
         }
     };
-    let text = state
-        .metrics
-        .render(active, state.service.store.pool_size(), state.service.store.pool_idle());
+    let text = state.metrics.render(
+        active,
+        state.service.store.pool_size(),
+        state.service.store.pool_idle(),
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

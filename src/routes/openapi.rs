@@ -38,7 +38,9 @@ pub fn api_doc() -> &'static utoipa::openapi::OpenApi {
 )]
 pub async fn document(state: web::Data<AppState>) -> HttpResponse {
     let mut doc = api_doc().clone();
-    doc.servers = Some(vec![Server::new(state.service.settings.tokens.issuer.clone())]);
+    doc.servers = Some(vec![Server::new(
+        state.service.settings.tokens.issuer.clone(),
+    )]);
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))
         .json(doc)

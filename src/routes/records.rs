@@ -18,9 +18,9 @@ use uuid::Uuid;
 use super::AppState;
 use super::Caller;
 use super::body::read_json_body;
+use super::error::ApiError;
 use super::openapi as doc;
 use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
-use super::error::ApiError;
 use crate::service::ServiceError;
 use crate::service::authz::{self, RecordAccess};
 use crate::storage::{PushJob, PushOutcome, RecordQuery, RecordRow};
@@ -270,7 +270,8 @@ pub async fn push(
     let access = access(&caller, WEBHOOKS_WRITE)?;
     let collection = collection(&path)?;
     let idempotency_key = idempotency_key(&req)?;
-    let (body, value) = read_json_body(&req, payload, state.service.settings.max_body_bytes).await?;
+    let (body, value) =
+        read_json_body(&req, payload, state.service.settings.max_body_bytes).await?;
     let items = match value {
         Value::Object(_) => vec![value],
         Value::Array(items) => items,

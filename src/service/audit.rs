@@ -85,9 +85,9 @@ pub async fn list(
     filter: AuditFilter<'_>,
 ) -> Result<(Vec<AuditRow>, bool)> {
     let principal = authz::require(service, principal, AUDIT_READ).await?;
-    let tenant_id = principal
-        .tenant_id()
-        .ok_or_else(|| ServiceError::Invalid("the operator reads the audit trail per tenant".to_owned()))?;
+    let tenant_id = principal.tenant_id().ok_or_else(|| {
+        ServiceError::Invalid("the operator reads the audit trail per tenant".to_owned())
+    })?;
     Ok(service
         .store
         .list_audit(&AuditQuery {

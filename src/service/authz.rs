@@ -139,23 +139,21 @@ pub async fn current(service: &Service, principal: &Principal) -> Result<Princip
         Credential::Operator | Credential::Session { .. } | Credential::ApiKey { .. } => {
             Ok(principal.clone())
         }
-        Credential::Anonymous => Err(ServiceError::CredentialRevoked(
-            "this needs a credential",
-        )),
+        Credential::Anonymous => Err(ServiceError::CredentialRevoked("this needs a credential")),
         Credential::AccessToken { client_id, .. } => {
             let key = clients::current_key(&service.store, client_id)
                 .await
                 .map_err(|e| match e {
                     ClientAuthError::Storage(err) => ServiceError::Storage(err),
-                    ClientAuthError::Revoked => {
-                        ServiceError::CredentialRevoked("the key behind this token has been revoked")
-                    }
+                    ClientAuthError::Revoked => ServiceError::CredentialRevoked(
+                        "the key behind this token has been revoked",
+                    ),
                     ClientAuthError::Expired => {
                         ServiceError::CredentialRevoked("the key behind this token has expired")
                     }
-                    ClientAuthError::OwnerDisabled => ServiceError::CredentialRevoked(
-                        "the user behind this token is disabled",
-                    ),
+                    ClientAuthError::OwnerDisabled => {
+                        ServiceError::CredentialRevoked("the user behind this token is disabled")
+                    }
                     _ => ServiceError::CredentialRevoked("the key behind this token is not valid"),
                 })?;
             if principal.user_id() != Some(key.owner_id.as_str()) {

@@ -40,7 +40,8 @@ pub fn issue(
     let scopes = match requested {
         None => key.scopes.clone(),
         Some(raw) => {
-            let asked = ScopeSet::parse(raw).map_err(|e| GrantError::InvalidScope(e.to_string()))?;
+            let asked =
+                ScopeSet::parse(raw).map_err(|e| GrantError::InvalidScope(e.to_string()))?;
             let beyond = asked.missing_from(&key.scopes);
             if !beyond.is_empty() {
                 return Err(GrantError::InvalidScope(format!(

@@ -376,11 +376,7 @@ async fn visible_key(service: &Service, principal: &Principal, key: &str) -> Res
 /// signs webhooks (the mark then moves to its owner's newest other active
 /// key, or the owner is left without one). Revoking a revoked key is an
 /// error, so a typo'd id never looks like success. Revoked keys never return.
-pub async fn revoke_key(
-    service: &Service,
-    principal: &Principal,
-    key: &str,
-) -> Result<KeySummary> {
+pub async fn revoke_key(service: &Service, principal: &Principal, key: &str) -> Result<KeySummary> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let found = visible_key(service, &principal, key).await?;
     let already = || ServiceError::Conflict(format!("key {} is already revoked", found.client_id));

@@ -84,9 +84,7 @@ pub enum ServiceError {
     #[error("{0}")]
     CredentialRevoked(&'static str),
     /// A deletion needs the caller to type this exact phrase back.
-    #[error(
-        "deleting a key cannot be undone: send {{\"confirm\": \"{phrase}\"}} to delete it"
-    )]
+    #[error("deleting a key cannot be undone: send {{\"confirm\": \"{phrase}\"}} to delete it")]
     ConfirmationRequired { phrase: String },
     /// Unknown email, wrong password, no password set, a disabled user or a
     /// locked account: deliberately one answer.
@@ -128,7 +126,6 @@ impl ServiceError {
             ServiceError::Storage(_) | ServiceError::Internal(_) => "internal_error",
         }
     }
-
 }
 
 /// Unique constraints become 409s with a message people understand.
@@ -154,4 +151,3 @@ pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 fn preview(raw: &str) -> String {
     raw.chars().take(80).collect()
 }
-

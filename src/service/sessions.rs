@@ -115,7 +115,8 @@ pub async fn set_password_with_token(
     password: &str,
 ) -> Result<()> {
     check_strength(password)?;
-    let token = SetPasswordToken::parse(token).map_err(|_| ServiceError::InvalidSetPasswordToken)?;
+    let token =
+        SetPasswordToken::parse(token).map_err(|_| ServiceError::InvalidSetPasswordToken)?;
     let user_id = service
         .store
         .take_set_password_token(&token.digest().to_hex(), now())
@@ -141,7 +142,14 @@ pub async fn set_password_with_token(
         scopes: ScopeSet::default(),
         source_address,
     };
-    store_password(service, &principal, &sign_in, password, "user.set_password_with_token").await
+    store_password(
+        service,
+        &principal,
+        &sign_in,
+        password,
+        "user.set_password_with_token",
+    )
+    .await
 }
 
 /// Hashes and stores a password; the user's sessions and unused
@@ -306,7 +314,11 @@ pub async fn sign_in(
 }
 
 /// Ends the presented session.
-pub async fn sign_out(service: &Service, principal: &Principal, token: &SessionToken) -> Result<bool> {
+pub async fn sign_out(
+    service: &Service,
+    principal: &Principal,
+    token: &SessionToken,
+) -> Result<bool> {
     let removed = service
         .store
         .delete_session(&token.digest().to_hex())
@@ -332,9 +344,7 @@ pub async fn change_password(
         ));
     }
     check_strength(new)?;
-    let user_id = principal
-        .user_id()
-        .ok_or(ServiceError::BadCredentials)?;
+    let user_id = principal.user_id().ok_or(ServiceError::BadCredentials)?;
     let user = service
         .store
         .find_user_by_id(user_id)

@@ -31,7 +31,9 @@ pub async fn create_tenant(service: &Service, principal: &Principal, name: &str)
     audit::record(
         &service.store,
         principal,
-        Event::new("tenant.create").tenant(&row.id).target(&row.name),
+        Event::new("tenant.create")
+            .tenant(&row.id)
+            .target(&row.name),
     )
     .await;
     Ok(Tenant {
@@ -64,10 +66,7 @@ pub async fn set_api_only_users(
         (None, None) => return Err(ServiceError::Invalid("name the tenant".to_owned())),
     };
     let at = now();
-    service
-        .store
-        .set_api_only_users(&tenant_id, on, at)
-        .await?;
+    service.store.set_api_only_users(&tenant_id, on, at).await?;
     let ended = if on {
         service
             .store

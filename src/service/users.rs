@@ -197,7 +197,14 @@ pub async fn list_users(
 pub async fn get_user(service: &Service, principal: &Principal, user: &str) -> Result<UserSummary> {
     let current = authz::current(service, principal).await?;
     let found = visible_user(service, &current, user).await?;
-    if current.user_id() != Some(found.id.as_str()) {
+    let is_self = current.user_id() == Some(found.id.as_str());
+    let is_member = current.user.as_ref().is_some_and(|u| u.role != Role::Admin);
+    if !is_self && is_member {
+        return Err(ServiceError::Forbidden(
+            "members may read only their own user".to_owned(),
+        ));
+    }
+    if !is_self {
         authz::require(service, &current, USERS_MANAGE).await?;
     }
     summary(service, &found).await
@@ -229,8 +236,9 @@ pub async fn change_user(
     };
     let permissions = match change.permissions {
         Some(raw) => parse_permissions(raw)?,
-        None => ScopeSet::parse(&found.permissions)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        None => {
+            ScopeSet::parse(&found.permissions).map_err(|e| StorageError::Corrupt(e.to_string()))?
+        }
     };
     if role != Role::Admin && found.role == Role::Admin.as_str() {
         refuse_removing_the_last_admin(service, &principal, &found, "demoted").await?;

@@ -278,7 +278,12 @@ impl Store {
     /// keys never come back). When the key signed its owner's webhooks, the
     /// mark moves in the same transaction to the owner's newest other active
     /// key, or leaves the owner without a signing key.
-    pub async fn revoke_key(&self, key_id: &str, revoked_by: &str, now: i64) -> Result<KeyRevocation> {
+    pub async fn revoke_key(
+        &self,
+        key_id: &str,
+        revoked_by: &str,
+        now: i64,
+    ) -> Result<KeyRevocation> {
         let mut tx = self.pool.begin().await?;
         // Take the write lock (SQLite) or the key's row lock (PostgreSQL)
         // first, so a concurrent creation or mark cannot interleave.

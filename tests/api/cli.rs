@@ -1137,9 +1137,9 @@ async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
     let second = keyport.key(&email, "second").await;
     assert_eq!(first["signs_webhooks"], true, "{first}");
 
-    // The marked key is protected, as over HTTP, until the mark moves.
+    // The marked key cannot be deleted, as over HTTP, until the mark moves.
     let refused = keyport
-        .run(&["key", "revoke", str_of(&first, "client_id")])
+        .run(&["key", "delete", str_of(&first, "client_id")])
         .await;
     refused.assert_exit(1);
     assert!(
@@ -1151,6 +1151,8 @@ async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
         .json(&["key", "mark-webhook-signing", str_of(&second, "client_id")])
         .await;
     assert_eq!(marked["signs_webhooks"], true, "{marked}");
+    // Revocation always works; had `first` still held the mark, it would
+    // have moved to `second`.
     keyport
         .json(&["key", "revoke", str_of(&first, "client_id")])
         .await;

@@ -385,8 +385,8 @@ impl TestApp {
             email,
             password,
         )
-            .await
-            .expect("set password");
+        .await
+        .expect("set password");
     }
 
     pub async fn sign_in(&self, email: &str, password: &str) -> Response {

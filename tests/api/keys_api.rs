@@ -116,7 +116,9 @@ async fn creating_keys_needs_keys_manage(backend: Backend) {
     let response = create_key(&app, &acme.bob_session, json!({"name": "not allowed"})).await;
 
     assert_eq!(response.status(), 403);
-    assert_eq!(json_body(response).await["error"], "forbidden");
+    let body = json_body(response).await;
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["scope"], "keys:manage");
 }
 
 async fn bad_key_requests_are_clear_errors(backend: Backend) {
@@ -206,15 +208,14 @@ async fn admins_see_every_key_and_members_only_their_own(backend: Backend) {
             .await,
     )
     .await;
-    let bob_view = json_body(
-        app.call(Method::GET, "/api/v1/keys", &acme.bob_session)
-            .await,
-    )
-    .await;
+    // Bob may not manage keys at all: listing them is a key operation too.
+    let bob_view = app
+        .call(Method::GET, "/api/v1/keys", &acme.bob_session)
+        .await;
 
     assert_eq!(names(admin_view), vec!["admin's", "ana's"]);
     assert_eq!(names(ana_view), vec!["ana's"]);
-    assert!(names(bob_view).is_empty());
+    assert_eq!(bob_view.status(), 403);
 }
 
 async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
@@ -410,14 +411,8 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
             .unwrap()
             .contains("signs webhooks")
     );
-    let revoke_marked = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{first_id}/revoke"),
-            &acme.ana_session,
-        )
-        .await;
-    assert_eq!(revoke_marked.status(), 409);
+    // Revoking the marked key is always allowed (a leaked key must stop at
+    // once): privilege_defects.rs checks where the mark goes then.
 
     let moved = app
         .call(

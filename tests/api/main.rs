@@ -4,6 +4,7 @@ mod helpers;
 
 mod attacks;
 mod audit;
+mod authorization;
 mod cli;
 mod faults;
 mod fuzz;
@@ -16,6 +17,7 @@ mod openapi;
 mod operations;
 mod postman;
 mod presentation;
+mod privilege_defects;
 mod python_client;
 mod resources;
 mod sessions;

@@ -164,18 +164,26 @@ async fn last_used_is_coalesced_and_lands_within_the_flush_interval(backend: Bac
     let before = keyport::domain::now();
 
     app.token_for(&integration).await;
-    let right_after = admin::find_key(&app.service(), &Principal::operator(), integration.client_id())
-        .await
-        .unwrap();
+    let right_after = admin::find_key(
+        &app.service(),
+        &Principal::operator(),
+        integration.client_id(),
+    )
+    .await
+    .unwrap();
     assert!(
         right_after.last_used_at.is_none(),
         "the token request itself wrote to the database"
     );
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let later = admin::find_key(&app.service(), &Principal::operator(), integration.client_id())
-        .await
-        .unwrap();
+    let later = admin::find_key(
+        &app.service(),
+        &Principal::operator(),
+        integration.client_id(),
+    )
+    .await
+    .unwrap();
     let used = later.last_used_at.expect("last used recorded");
     assert!(used >= before && used <= keyport::domain::now());
 }

@@ -140,7 +140,7 @@ async fn an_authlib_and_pyjwt_client_gets_verifies_and_uses_a_token(backend: Bac
         "{findings:#}"
     );
     assert_eq!(
-        findings["scope"], "reports:read webhooks:write",
+        findings["scope"], "audit:read reports:read tenant:manage users:manage webhooks:write",
         "{findings:#}"
     );
     assert_eq!(findings["token_type"], "Bearer", "{findings:#}");

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use keyport::domain::Principal;
+use keyport::domain::UserStatus;
 use keyport::service::ServiceError as AdminError;
 use keyport::service::keys::{self as admin, NewKeyRequest};
 use keyport::service::users;
-use keyport::domain::UserStatus;
 use serde_json::Value;
 
 use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
@@ -262,8 +262,8 @@ async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
             permissions: Some("reports:read"),
         },
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
 
     let inherited = json_body(
         app.request_token(integration.client_id(), integration.secret())
@@ -379,8 +379,8 @@ async fn a_disabled_owner_gets_no_token(backend: Backend) {
         &integration.user.email,
         UserStatus::Disabled,
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
 
     assert_invalid_client(
         app.request_token(integration.client_id(), integration.secret())

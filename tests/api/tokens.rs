@@ -46,7 +46,11 @@ async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
     assert_eq!(claims["sub"], integration.user.id.as_str());
     assert_eq!(claims["client_id"], integration.client_id());
     assert_eq!(claims["tenant_id"], integration.tenant.id.as_str());
-    assert_eq!(claims["scope"], "reports:read webhooks:write");
+    // An admin's key holds the administration scopes through the role.
+    assert_eq!(
+        claims["scope"],
+        "audit:read reports:read tenant:manage users:manage webhooks:write"
+    );
     assert_eq!(claims["roles"], serde_json::json!(["admin"]));
     let iat = claims["iat"].as_i64().unwrap();
     assert_eq!(claims["exp"].as_i64().unwrap() - iat, 600);

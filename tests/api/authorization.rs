@@ -1,0 +1,551 @@
+//! Who may call which management endpoint: every operation against every kind
+//! of credential, as one table. An operation succeeds only when the credential
+//! holds the scope it needs, the role or ownership permits it, the target is
+//! in the caller's company, and the credential is still live.
+
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app};
+
+const PASSWORD: &str = "correct horse battery staple";
+/// Everything a user can be granted; admins also hold the admin scopes.
+const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
+const ADMIN_SCOPES: [&str; 3] = ["users:manage", "tenant:manage", "audit:read"];
+
+/// How a credential is presented.
+#[derive(Clone)]
+enum Cred {
+    /// `Authorization: Bearer` (a session or an access token).
+    Bearer(String),
+    /// `x-api-key: kps_…`.
+    ApiKey(String),
+}
+
+fn request(app: &TestApp, method: Method, path: &str, cred: &Cred) -> RequestBuilder {
+    match cred {
+        Cred::Bearer(token) => app.api(method, path, token),
+        Cred::ApiKey(secret) => app
+            .client
+            .request(method, app.url(path))
+            .header("x-api-key", secret),
+    }
+}
+
+/// An access token for a key, narrowed to `scope` when given.
+async fn token(app: &TestApp, client_id: &str, secret: &str, scope: Option<&str>) -> String {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let response = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = json_body(response).await;
+    assert_eq!(status, 200, "token refused: {body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A key made over HTTP by its owner's session: `(client_id, secret)`.
+async fn create_key_http(
+    app: &TestApp,
+    session: &str,
+    scopes: Option<&[&str]>,
+) -> (String, String) {
+    let mut body = json!({"name": "fixture"});
+    if let Some(scopes) = scopes {
+        body["scopes"] = json!(scopes);
+    }
+    let response = app
+        .api(Method::POST, "/api/v1/keys", session)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let created = json_body(response).await;
+    assert_eq!(status, 201, "setup: key {scopes:?} refused: {created}");
+    (
+        created["client_id"].as_str().unwrap().to_owned(),
+        created["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    ListKeys,
+    CreateKey,
+    ShowColleaguesKey,
+    ShowMembersOwnKey,
+    RevokeKey,
+    MarkWebhookSigning,
+    DeleteKey,
+    ListUsers,
+    CreateUser,
+    ShowColleague,
+    ShowSelf,
+    PatchUser,
+    DisableUser,
+    EnableUser,
+    UnlockUser,
+    SetPolicy,
+    ReadAudit,
+}
+
+/// What a row expects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// 2xx.
+    Success,
+    /// 403 `insufficient_scope`: the credential lacks the scope.
+    Scope,
+    /// 403 `forbidden`: a member on a colleague's key or user.
+    Owner,
+    /// 403 `forbidden` or `insufficient_scope`: a member trying an admin operation.
+    Admin,
+    /// 404 `not_found`: another company's user or key.
+    Hidden,
+    /// 401: the key was revoked or its owner disabled after the token was issued.
+    Dead,
+}
+
+const OK: Want = Want::Success;
+const SCOPE: Want = Want::Scope;
+const OWNER: Want = Want::Owner;
+const ADMIN: Want = Want::Admin;
+const HIDDEN: Want = Want::Hidden;
+const DEAD: Want = Want::Dead;
+
+/// The principals, in the order of the table's columns.
+const PRINCIPALS: [&str; 12] = [
+    "admin session",
+    "member session (keys:manage)",
+    "admin's key scoped reports:read (x-api-key)",
+    "admin's key scoped keys:manage (x-api-key)",
+    "admin's key scoped users:manage (x-api-key)",
+    "admin's key scoped tenant:manage (x-api-key)",
+    "admin's key scoped audit:read (x-api-key)",
+    "admin's key with all scopes (x-api-key)",
+    "token narrowed to reports:read from the admin's full key",
+    "token of a key revoked after issue",
+    "token of an owner disabled after issue",
+    "another company's admin session",
+];
+
+/// Targets: "colleague" is another member of the first company; destructive
+/// operations get a fresh target per row; the other company's admin always
+/// aims at the first company's targets.
+#[rustfmt::skip]
+const TABLE: &[(Op, [Want; 12])] = &[
+    //                          admin  member k:read k:keys k:usrs k:tnt  k:aud  k:all  t:read t:rev  t:dis  other
+    (Op::ListKeys,           [OK,    OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+    (Op::CreateKey,          [OK,    OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+    (Op::ShowColleaguesKey,  [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::ShowMembersOwnKey,  [OK,    OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::RevokeKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::MarkWebhookSigning, [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::DeleteKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::ListUsers,          [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+    (Op::CreateUser,         [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+    (Op::ShowColleague,      [OK,    OWNER, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::ShowSelf,           [OK,    OK,    OK,    OK,    OK,    OK,    OK,    OK,    OK,    DEAD,  DEAD,  OK    ]),
+    (Op::PatchUser,          [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::DisableUser,        [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::EnableUser,         [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::UnlockUser,         [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::SetPolicy,          [OK,    ADMIN, SCOPE, SCOPE, SCOPE, OK,    SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+    (Op::ReadAudit,          [OK,    ADMIN, SCOPE, SCOPE, SCOPE, SCOPE, OK,    OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+];
+
+struct Principal {
+    cred: Cred,
+    /// The user the credential acts as.
+    user_id: String,
+}
+
+struct Fixture {
+    /// The first company; its user is admin A1, its key A1's full key.
+    acme: Integration,
+    /// A1's session: arranges targets (and is the first principal).
+    admin_session: String,
+    principals: Vec<Principal>,
+    colleague_id: String,
+    colleague_key: String,
+    member_key: String,
+}
+
+async fn fixture(app: &TestApp) -> Fixture {
+    // Acme. A1 is the integration's admin; its key (no scopes) is the full key.
+    let acme = app.integration("admin", GRANTABLE).await;
+    let a1 = &acme.user;
+    let admin_session = app.session_for(&a1.email, PASSWORD).await;
+    // Owners are spread so nobody passes the limit of 3 active keys, counting
+    // the keys the CreateKey row makes.
+    let member = app
+        .user(&acme.tenant, "member@acme.io", "member", GRANTABLE)
+        .await;
+    let member_session = app.session_for(&member.email, PASSWORD).await;
+    let member_key = app.key(&member.email, None).await.key.client_id.clone();
+    let colleague = app
+        .user(&acme.tenant, "colleague@acme.io", "member", GRANTABLE)
+        .await;
+    let colleague_key = app.key(&colleague.email, None).await.key.client_id.clone();
+
+    // A2 holds the reports:read and keys:manage keys; A5 the admin-scope keys.
+    let a2 = app
+        .user(&acme.tenant, "a2@acme.io", "admin", GRANTABLE)
+        .await;
+    let a2_session = app.session_for(&a2.email, PASSWORD).await;
+    let (_, k_read) = create_key_http(app, &a2_session, Some(&["reports:read"])).await;
+    let (_, k_keys) = create_key_http(app, &a2_session, Some(&["keys:manage"])).await;
+    let a5 = app
+        .user(&acme.tenant, "a5@acme.io", "admin", GRANTABLE)
+        .await;
+    let a5_session = app.session_for(&a5.email, PASSWORD).await;
+    let (_, k_users) = create_key_http(app, &a5_session, Some(&["users:manage"])).await;
+    let (_, k_tenant) = create_key_http(app, &a5_session, Some(&["tenant:manage"])).await;
+    let (_, k_audit) = create_key_http(app, &a5_session, Some(&["audit:read"])).await;
+
+    // A token narrowed to reports:read from A1's full key.
+    let t_read = token(app, acme.client_id(), acme.secret(), Some("reports:read")).await;
+
+    // A3's key L (not the webhook signer, so today's server lets it go too):
+    // its token is taken, then A1 revokes L.
+    let a3 = app
+        .user(&acme.tenant, "a3@acme.io", "admin", GRANTABLE)
+        .await;
+    app.key(&a3.email, None).await;
+    let l = app.key(&a3.email, None).await;
+    let t_revoked = token(app, &l.key.client_id, l.secret.expose(), None).await;
+    let revoked = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/keys/{}/revoke", l.key.client_id),
+            &admin_session,
+        )
+        .await;
+    assert_eq!(revoked.status(), 200, "setup: revoking L");
+
+    // A4's token is taken, then A1 disables A4.
+    let a4 = app
+        .user(&acme.tenant, "a4@acme.io", "admin", GRANTABLE)
+        .await;
+    let k4 = app.key(&a4.email, None).await;
+    let t_disabled = token(app, &k4.key.client_id, k4.secret.expose(), None).await;
+    let disabled = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/disable", a4.id),
+            &admin_session,
+        )
+        .await;
+    let disabled_status = disabled.status();
+    assert_eq!(
+        disabled_status,
+        200,
+        "setup: disabling A4: {}",
+        disabled.text().await.unwrap_or_default()
+    );
+
+    // Globex: an admin of another company.
+    let globex = app.integration("admin", GRANTABLE).await;
+    let globex_session = app.session_for(&globex.user.email, PASSWORD).await;
+
+    let bearer = |s: &str| Cred::Bearer(s.to_owned());
+    let key = |s: &str| Cred::ApiKey(s.to_owned());
+    let principals = vec![
+        Principal {
+            cred: bearer(&admin_session),
+            user_id: a1.id.clone(),
+        },
+        Principal {
+            cred: bearer(&member_session),
+            user_id: member.id.clone(),
+        },
+        Principal {
+            cred: key(&k_read),
+            user_id: a2.id.clone(),
+        },
+        Principal {
+            cred: key(&k_keys),
+            user_id: a2.id.clone(),
+        },
+        Principal {
+            cred: key(&k_users),
+            user_id: a5.id.clone(),
+        },
+        Principal {
+            cred: key(&k_tenant),
+            user_id: a5.id.clone(),
+        },
+        Principal {
+            cred: key(&k_audit),
+            user_id: a5.id.clone(),
+        },
+        Principal {
+            cred: key(acme.secret()),
+            user_id: a1.id.clone(),
+        },
+        Principal {
+            cred: bearer(&t_read),
+            user_id: a1.id.clone(),
+        },
+        Principal {
+            cred: bearer(&t_revoked),
+            user_id: a3.id.clone(),
+        },
+        Principal {
+            cred: bearer(&t_disabled),
+            user_id: a4.id.clone(),
+        },
+        Principal {
+            cred: bearer(&globex_session),
+            user_id: globex.user.id.clone(),
+        },
+    ];
+    assert_eq!(principals.len(), PRINCIPALS.len());
+    Fixture {
+        colleague_id: colleague.id.clone(),
+        colleague_key,
+        member_key,
+        acme,
+        admin_session,
+        principals,
+    }
+}
+
+/// A fresh Acme member holding two keys; returns the second (active, not the
+/// webhook signer), so revoking or deleting it meets no other rule.
+async fn fresh_key(app: &TestApp, fx: &Fixture, n: usize) -> String {
+    let email = format!("key-owner-{n}@acme.io");
+    app.user(&fx.acme.tenant, &email, "member", GRANTABLE).await;
+    app.key(&email, None).await;
+    app.key(&email, None).await.key.client_id.clone()
+}
+
+async fn fresh_user(app: &TestApp, fx: &Fixture, n: usize) -> String {
+    let email = format!("subject-{n}@acme.io");
+    app.user(&fx.acme.tenant, &email, "member", GRANTABLE)
+        .await
+        .id
+        .clone()
+}
+
+/// The request for one row; `n` makes the row's fresh targets unique.
+async fn prepare(
+    app: &TestApp,
+    fx: &Fixture,
+    op: Op,
+    who: &Principal,
+    n: usize,
+) -> (Method, String, Option<Value>) {
+    match op {
+        Op::ListKeys => (Method::GET, "/api/v1/keys".into(), None),
+        Op::CreateKey => (
+            Method::POST,
+            "/api/v1/keys".into(),
+            Some(json!({"name": format!("row {n}")})),
+        ),
+        Op::ShowColleaguesKey => (
+            Method::GET,
+            format!("/api/v1/keys/{}", fx.colleague_key),
+            None,
+        ),
+        Op::ShowMembersOwnKey => (Method::GET, format!("/api/v1/keys/{}", fx.member_key), None),
+        Op::RevokeKey => {
+            let key = fresh_key(app, fx, n).await;
+            (Method::POST, format!("/api/v1/keys/{key}/revoke"), None)
+        }
+        Op::MarkWebhookSigning => {
+            let key = fresh_key(app, fx, n).await;
+            (
+                Method::POST,
+                format!("/api/v1/keys/{key}/webhook-signing"),
+                None,
+            )
+        }
+        Op::DeleteKey => {
+            let key = fresh_key(app, fx, n).await;
+            (
+                Method::DELETE,
+                format!("/api/v1/keys/{key}"),
+                Some(json!({"confirm": format!("delete {key}")})),
+            )
+        }
+        Op::ListUsers => (Method::GET, "/api/v1/users".into(), None),
+        Op::CreateUser => (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(json!({
+                "email": format!("new-{n}@acme.io"),
+                "role": "member",
+                "permissions": ["reports:read"],
+            })),
+        ),
+        Op::ShowColleague => (
+            Method::GET,
+            format!("/api/v1/users/{}", fx.colleague_id),
+            None,
+        ),
+        Op::ShowSelf => (Method::GET, format!("/api/v1/users/{}", who.user_id), None),
+        Op::PatchUser => {
+            let id = fresh_user(app, fx, n).await;
+            (
+                Method::PATCH,
+                format!("/api/v1/users/{id}"),
+                Some(json!({"permissions": ["reports:read"]})),
+            )
+        }
+        Op::DisableUser => {
+            let id = fresh_user(app, fx, n).await;
+            (Method::POST, format!("/api/v1/users/{id}/disable"), None)
+        }
+        Op::EnableUser => {
+            let id = fresh_user(app, fx, n).await;
+            // Disabled first by A1, so enabling has something to do.
+            app.call(
+                Method::POST,
+                &format!("/api/v1/users/{id}/disable"),
+                &fx.admin_session,
+            )
+            .await;
+            (Method::POST, format!("/api/v1/users/{id}/enable"), None)
+        }
+        Op::UnlockUser => (
+            Method::POST,
+            format!("/api/v1/users/{}/unlock", fx.colleague_id),
+            None,
+        ),
+        // `false` is the default: setting it changes nothing the other rows
+        // depend on (`true` would end sessions of users holding keys).
+        Op::SetPolicy => (
+            Method::PUT,
+            "/api/v1/tenant/policy".into(),
+            Some(json!({"api_only_users": false})),
+        ),
+        Op::ReadAudit => (Method::GET, "/api/v1/audit".into(), None),
+    }
+}
+
+fn answer_fits(want: Want, status: u16, error: Option<&str>) -> bool {
+    match want {
+        Want::Success => (200..300).contains(&status),
+        Want::Scope => status == 403 && error == Some("insufficient_scope"),
+        Want::Owner => status == 403 && error == Some("forbidden"),
+        Want::Admin => {
+            status == 403 && matches!(error, Some("forbidden") | Some("insufficient_scope"))
+        }
+        Want::Hidden => status == 404 && error == Some("not_found"),
+        Want::Dead => status == 401,
+    }
+}
+
+/// The whole table on one app: fixtures once, then one request per cell.
+async fn every_operation_answers_every_principal_as_the_table_says(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let fx = fixture(&app).await;
+
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (op, wants) in TABLE {
+        for (column, (who, want)) in fx.principals.iter().zip(wants).enumerate() {
+            n += 1;
+            let (method, path, body) = prepare(&app, &fx, *op, who, n).await;
+            let mut builder = request(&app, method.clone(), &path, &who.cred);
+            if let Some(body) = &body {
+                builder = builder.json(body);
+            }
+            let response: Response = builder.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let error = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned));
+            if !answer_fits(*want, status, error.as_deref()) {
+                failures.push(format!(
+                    "{op:?} ({method} {path}) as {}: want {want:?}, got {status} {}",
+                    PRINCIPALS[column],
+                    text.chars().take(200).collect::<String>()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cells differ from the table:\n{}",
+        failures.len(),
+        n,
+        failures.join("\n")
+    );
+}
+
+/// Admins hold the admin scopes implicitly, and a key that names no scopes
+/// inherits them; a key that names its scopes holds only those; members never
+/// hold admin scopes. Discovery lists all six.
+async fn admin_scopes_are_implicit_for_admins_and_listed_in_discovery(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let discovery = json_body(app.get("/.well-known/oauth-authorization-server").await).await;
+    let supported: Vec<&str> = discovery["scopes_supported"]
+        .as_array()
+        .expect("scopes_supported")
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for scope in GRANTABLE.split(' ').chain(ADMIN_SCOPES) {
+        assert!(
+            supported.contains(&scope),
+            "{scope} missing from {supported:?}"
+        );
+    }
+
+    // An admin's key created with no scopes: its token carries all six.
+    let admin = app.integration("admin", GRANTABLE).await;
+    let full = app.token_for(&admin).await;
+    let whoami = json_body(app.call(Method::GET, "/api/v1/whoami", &full).await).await;
+    let scope = whoami["scope"].as_str().unwrap().to_owned();
+    for wanted in GRANTABLE.split(' ').chain(ADMIN_SCOPES) {
+        assert!(
+            scope.split(' ').any(|s| s == wanted),
+            "{wanted} missing from {scope:?}"
+        );
+    }
+
+    // The same admin's key scoped reports:read (made over HTTP) holds only that.
+    let session = app.session_for(&admin.user.email, PASSWORD).await;
+    let (client_id, secret) = create_key_http(&app, &session, Some(&["reports:read"])).await;
+    let narrow = token(&app, &client_id, &secret, None).await;
+    let whoami = json_body(app.call(Method::GET, "/api/v1/whoami", &narrow).await).await;
+    assert_eq!(whoami["scope"], "reports:read");
+
+    // A member's key never carries an admin scope, and cannot ask for one.
+    let member = app.integration("member", GRANTABLE).await;
+    let member_token = app.token_for(&member).await;
+    let whoami = json_body(app.call(Method::GET, "/api/v1/whoami", &member_token).await).await;
+    let scope = whoami["scope"].as_str().unwrap();
+    for admin_scope in ADMIN_SCOPES {
+        assert!(
+            !scope.split(' ').any(|s| s == admin_scope),
+            "member holds {admin_scope}"
+        );
+    }
+    let member_session = app.session_for(&member.user.email, PASSWORD).await;
+    let asked = app
+        .api(Method::POST, "/api/v1/keys", &member_session)
+        .json(&json!({"name": "escalate", "scopes": ["users:manage"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 422, "a member asked for an admin scope");
+}
+
+crate::on_both_backends!(
+    every_operation_answers_every_principal_as_the_table_says,
+    admin_scopes_are_implicit_for_admins_and_listed_in_discovery,
+);

@@ -210,6 +210,27 @@ impl From<CredentialRefusal> for actix_web::Error {
     }
 }
 
+impl From<BodyError> for OAuthError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::TooLarge { limit } => OAuthError::payload_too_large(limit),
+            BodyError::Unreadable => {
+                OAuthError::invalid_request("the request body could not be read")
+            }
+        }
+    }
+}
+
+/// A refusal at the report and webhook endpoints, which speak RFC 6750: a
+/// missing scope is `insufficient_scope` with its `WWW-Authenticate`
+/// challenge, as resource servers answer.
+pub fn resource_refusal(err: ServiceError) -> actix_web::Error {
+    match err {
+        ServiceError::InsufficientScope(scope) => BearerError::InsufficientScope(scope).into(),
+        other => ApiError::from(other).into(),
+    }
+}
+
 /// A failed client authentication at the OAuth endpoints.
 impl From<ClientAuthError> for OAuthError {
     fn from(err: ClientAuthError) -> Self {

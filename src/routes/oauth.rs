@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use super::AppState;
-use super::body::{BodyError, media_type, read_limited};
+use super::body::{media_type, read_limited};
 use super::error::OAuthError;
 use super::observe::note_client_id;
 use super::openapi as doc;
@@ -23,14 +23,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 const OAUTH_BODY_LIMIT: usize = 16 * 1024;
 
 async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, OAuthError> {
-    read_limited(req, payload, OAUTH_BODY_LIMIT)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge { limit } => OAuthError::payload_too_large(limit),
-            BodyError::Unreadable => {
-                OAuthError::invalid_request("the request body could not be read")
-            }
-        })
+    Ok(read_limited(req, payload, OAUTH_BODY_LIMIT).await?)
 }
 
 fn authorization_headers(req: &HttpRequest) -> Vec<&[u8]> {

@@ -18,13 +18,11 @@ use uuid::Uuid;
 use super::AppState;
 use super::Caller;
 use super::body::read_json_body;
-use super::error::ApiError;
+use super::error::{ApiError, resource_refusal};
 use super::openapi as doc;
 use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
-use crate::service::ServiceError;
 use crate::service::authz::{self, RecordAccess};
 use crate::storage::{PushJob, PushOutcome, RecordQuery, RecordRow};
-use crate::tokens::BearerError;
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -43,13 +41,9 @@ fn collection(raw: &str) -> Result<CollectionName, ApiError> {
     CollectionName::parse(raw).map_err(|e| ApiError::bad_request("invalid_collection", e.0))
 }
 
-/// What `caller` may do with records under `scope`; a missing scope is an
-/// RFC 6750 `insufficient_scope`, as resource servers answer.
+/// What `caller` may do with records under `scope`.
 fn access(caller: &Caller, scope: &'static str) -> Result<RecordAccess, actix_web::Error> {
-    authz::records(caller, scope).map_err(|e| match e {
-        ServiceError::InsufficientScope(scope) => BearerError::InsufficientScope(scope).into(),
-        other => ApiError::from(other).into(),
-    })
+    authz::records(caller, scope).map_err(resource_refusal)
 }
 
 /// A stored record. `data` is served as the JSON text stored at push time

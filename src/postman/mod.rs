@@ -21,6 +21,30 @@ pub const FILE_NAME: &str = "keyport.postman_collection.json";
 /// Renew the token when it expires within this many milliseconds.
 const RENEW_MARGIN_MS: u64 = 30_000;
 
+// The JavaScript, one file per script beside this one (`script` splits each
+// into `exec` lines).
+
+/// The collection's pre-request script, with `__RENEW_MARGIN_S__` and
+/// `__RENEW_MARGIN_MS__` standing for [`RENEW_MARGIN_MS`]; see
+/// [`collection_pre_request`].
+const COLLECTION_PRE_REQUEST: &str = include_str!("collection_pre_request.js");
+/// Auth / Get an access token: tests.
+const TOKEN_TESTS: &str = include_str!("token_tests.js");
+/// Webhooks / Push a record: pre-request (a fresh Idempotency-Key).
+const PUSH_PRE_REQUEST: &str = include_str!("push_pre_request.js");
+/// Webhooks / Push a record: tests.
+const PUSH_TESTS: &str = include_str!("push_tests.js");
+/// Webhooks / Replay the push: tests.
+const REPLAY_TESTS: &str = include_str!("replay_tests.js");
+/// Reports / List records: tests.
+const LIST_TESTS: &str = include_str!("list_tests.js");
+/// Reports / Get the pushed record: tests.
+const RECORD_TESTS: &str = include_str!("record_tests.js");
+/// Discovery / Authorization server metadata: tests.
+const METADATA_TESTS: &str = include_str!("metadata_tests.js");
+/// Discovery / JSON Web Key Set: tests.
+const JWKS_TESTS: &str = include_str!("jwks_tests.js");
+
 /// The whole collection for the server these settings describe; `base_url` is
 /// the issuer (the server's public base URL).
 pub fn collection(settings: &Settings) -> Value {
@@ -142,75 +166,17 @@ fn folder(name: &str, description: &str, items: Vec<Value>) -> Value {
     json!({ "name": name, "description": description, "item": items })
 }
 
+/// The collection-level pre-request script, its renewal margin filled in.
 fn collection_pre_request() -> String {
-    format!(
-        r#"// Keyport: gets an access token with the client credentials grant when
-// there is none or it expires within {margin_s} s, and stores it in the collection
-// variables `access_token` and `token_expires_at` (ms since the epoch). The
-// token request itself and the public discovery documents need none.
-const path = pm.request.url.getPath();
-const needsToken = !path.endsWith('/oauth/token') && !path.includes('/.well-known/');
-const token = pm.collectionVariables.get('access_token');
-const expiresAt = Number(pm.collectionVariables.get('token_expires_at') || 0);
-if (needsToken && (!token || expiresAt - Date.now() < {margin_ms})) {{
-    const clientId = pm.variables.get('client_id');
-    const clientSecret = pm.variables.get('client_secret');
-    if (!clientId || !clientSecret) {{
-        throw new Error('Keyport: paste your key into the collection variables client_id and client_secret (Variables tab)');
-    }}
-    const base64 = require('btoa');
-    pm.sendRequest({{
-        url: pm.variables.get('base_url') + '/oauth/token',
-        method: 'POST',
-        header: [
-            {{ key: 'Authorization', value: 'Basic ' + base64(clientId + ':' + clientSecret) }},
-            {{ key: 'Content-Type', value: 'application/x-www-form-urlencoded' }},
-            {{ key: 'Accept', value: 'application/json' }}
-        ],
-        body: {{
-            mode: 'urlencoded',
-            urlencoded: [{{ key: 'grant_type', value: 'client_credentials' }}]
-        }}
-    }}, function (err, res) {{
-        // A test, so a refused key shows in the Test Results (and fails newman).
-        pm.test('Keyport issued an access token for client_id and client_secret', function () {{
-            pm.expect(err, 'the token request failed').to.equal(null);
-            pm.expect(res.code, 'POST /oauth/token answered ' + res.text()).to.equal(200);
-        }});
-        if (!err && res.code === 200) {{
-            const body = res.json();
-            pm.collectionVariables.set('access_token', body.access_token);
-            pm.collectionVariables.set('token_expires_at', String(Date.now() + body.expires_in * 1000));
-        }}
-    }});
-}}"#,
-        margin_s = RENEW_MARGIN_MS / 1000,
-        margin_ms = RENEW_MARGIN_MS,
-    )
+    COLLECTION_PRE_REQUEST
+        .replace("__RENEW_MARGIN_S__", &(RENEW_MARGIN_MS / 1000).to_string())
+        .replace("__RENEW_MARGIN_MS__", &RENEW_MARGIN_MS.to_string())
 }
 
 fn auth_folder() -> Value {
     let token = json!({
         "name": "Get an access token",
-        "event": [tests(
-            r#"pm.test('status is 200', function () {
-    pm.response.to.have.status(200);
-});
-const body = pm.response.json();
-pm.test('the answer is a Bearer access token', function () {
-    pm.expect(body.access_token).to.be.a('string').and.not.empty;
-    pm.expect(body.token_type).to.eql('Bearer');
-    pm.expect(body.expires_in).to.be.a('number').above(0);
-    pm.expect(body.scope).to.be.a('string');
-});
-pm.test('the answer is not cached', function () {
-    pm.expect(pm.response.headers.get('Cache-Control')).to.include('no-store');
-});
-if (pm.response.code === 200) {
-    pm.collectionVariables.set('access_token', body.access_token);
-    pm.collectionVariables.set('token_expires_at', String(Date.now() + body.expires_in * 1000));
-}"#,
-        )],
+        "event": [tests(TOKEN_TESTS)],
         "request": {
             "description": "RFC 6749 §4.4 client credentials: the key's client ID and secret \
                             (HTTP Basic) for a short-lived JWT. The collection's pre-request \
@@ -272,29 +238,8 @@ fn webhooks_folder() -> Value {
     let push = json!({
         "name": "Push a record",
         "event": [
-            prerequest(
-                r#"// A fresh Idempotency-Key for this push; the replay request sends it again.
-    pm.collectionVariables.set('idempotency_key', pm.variables.replaceIn('{{$guid}}'));"#,
-            ),
-            tests(
-                r#"pm.test('status is 201', function () {
-    pm.response.to.have.status(201);
-});
-const body = pm.response.json();
-pm.test('one record was stored', function () {
-    pm.expect(body.collection).to.eql(pm.variables.get('collection'));
-    pm.expect(body.count).to.eql(1);
-    pm.expect(body.ids).to.be.an('array').with.lengthOf(1);
-    pm.expect(body.ids[0]).to.be.a('string');
-    pm.expect(body.created_at).to.be.a('number');
-});
-pm.test('the answer is not a replay', function () {
-    pm.expect(pm.response.headers.has('Idempotent-Replayed')).to.eql(false);
-});
-if (Array.isArray(body.ids) && body.ids.length === 1) {
-    pm.collectionVariables.set('record_id', body.ids[0]);
-}"#,
-            ),
+            prerequest(PUSH_PRE_REQUEST),
+            tests(PUSH_TESTS),
         ],
         "request": push_request(
             "Store a JSON object (or an array of them) in {{collection}}; needs webhooks:write. \
@@ -304,19 +249,7 @@ if (Array.isArray(body.ids) && body.ids.length === 1) {
     });
     let replay = json!({
         "name": "Replay the push (same Idempotency-Key)",
-        "event": [tests(
-            r#"pm.test('status is 201', function () {
-    pm.response.to.have.status(201);
-});
-pm.test('the original answer is replayed', function () {
-    pm.expect(pm.response.headers.get('Idempotent-Replayed')).to.eql('true');
-});
-const body = pm.response.json();
-pm.test('nothing new was stored', function () {
-    pm.expect(body.ids).to.be.an('array').with.lengthOf(1);
-    pm.expect(body.ids[0]).to.eql(pm.variables.get('record_id'));
-});"#,
-        )],
+        "event": [tests(REPLAY_TESTS)],
         "request": push_request(
             "The same push again, with the same Idempotency-Key and body: Keyport stores \
              nothing new and answers the original response with Idempotent-Replayed: true.",
@@ -333,20 +266,7 @@ pm.test('nothing new was stored', function () {
 fn reports_folder() -> Value {
     let list = json!({
         "name": "List records",
-        "event": [tests(
-            r#"pm.test('status is 200', function () {
-    pm.response.to.have.status(200);
-});
-const body = pm.response.json();
-pm.test('the answer is a page of records', function () {
-    pm.expect(body.collection).to.eql(pm.variables.get('collection'));
-    pm.expect(body.records).to.be.an('array');
-    pm.expect(body).to.have.property('next_cursor');
-    body.records.forEach(function (record) {
-        pm.expect(record).to.include.keys('id', 'collection', 'owner_id', 'client_id', 'created_at', 'data');
-    });
-});"#,
-        )],
+        "event": [tests(LIST_TESTS)],
         "request": {
             "description": "Records of {{collection}}, oldest first; needs reports:read. \
                             Follow next_cursor (as cursor) for the next page.",
@@ -357,18 +277,7 @@ pm.test('the answer is a page of records', function () {
     });
     let one = json!({
         "name": "Get the pushed record",
-        "event": [tests(
-            r#"pm.test('status is 200', function () {
-    pm.response.to.have.status(200);
-});
-const body = pm.response.json();
-pm.test('the answer is the pushed record', function () {
-    pm.expect(body.id).to.eql(pm.variables.get('record_id'));
-    pm.expect(body.collection).to.eql(pm.variables.get('collection'));
-    pm.expect(body.data).to.be.an('object');
-    pm.expect(body.data.request).to.eql(pm.variables.get('idempotency_key'));
-});"#,
-        )],
+        "event": [tests(RECORD_TESTS)],
         "request": {
             "description": "One record by id (the one Webhooks / Push a record stored); needs \
                             reports:read.",
@@ -387,18 +296,7 @@ pm.test('the answer is the pushed record', function () {
 fn discovery_folder() -> Value {
     let metadata = json!({
         "name": "Authorization server metadata",
-        "event": [tests(
-            r#"pm.test('status is 200', function () {
-    pm.response.to.have.status(200);
-});
-const body = pm.response.json();
-pm.test('the answer is RFC 8414 metadata', function () {
-    pm.expect(body.issuer).to.be.a('string').and.not.empty;
-    pm.expect(body.token_endpoint).to.eql(body.issuer + '/oauth/token');
-    pm.expect(body.jwks_uri).to.eql(body.issuer + '/.well-known/jwks.json');
-    pm.expect(body.grant_types_supported).to.include('client_credentials');
-});"#,
-        )],
+        "event": [tests(METADATA_TESTS)],
         "request": {
             "auth": { "type": "noauth" },
             "description": "RFC 8414 metadata; public.",
@@ -409,20 +307,7 @@ pm.test('the answer is RFC 8414 metadata', function () {
     });
     let jwks = json!({
         "name": "JSON Web Key Set",
-        "event": [tests(
-            r#"pm.test('status is 200', function () {
-    pm.response.to.have.status(200);
-});
-const body = pm.response.json();
-pm.test('the answer is a key set', function () {
-    pm.expect(body.keys).to.be.an('array').that.is.not.empty;
-    body.keys.forEach(function (key) {
-        pm.expect(key.kid).to.be.a('string').and.not.empty;
-        pm.expect(key.alg).to.be.a('string').and.not.empty;
-        pm.expect(key.kty).to.be.oneOf(['EC', 'OKP', 'RSA']);
-    });
-});"#,
-        )],
+        "event": [tests(JWKS_TESTS)],
         "request": {
             "auth": { "type": "noauth" },
             "description": "RFC 7517 public keys that verify Keyport's tokens; public.",
@@ -471,6 +356,59 @@ mod tests {
             .map(|l| l.as_str().expect("a line"))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Every embedded script file, by name.
+    const SCRIPTS: [(&str, &str); 9] = [
+        ("collection_pre_request.js", COLLECTION_PRE_REQUEST),
+        ("token_tests.js", TOKEN_TESTS),
+        ("push_pre_request.js", PUSH_PRE_REQUEST),
+        ("push_tests.js", PUSH_TESTS),
+        ("replay_tests.js", REPLAY_TESTS),
+        ("list_tests.js", LIST_TESTS),
+        ("record_tests.js", RECORD_TESTS),
+        ("metadata_tests.js", METADATA_TESTS),
+        ("jwks_tests.js", JWKS_TESTS),
+    ];
+
+    /// Every script event in the collection, wherever it is.
+    fn events(doc: &Value) -> Vec<&Value> {
+        let mut events: Vec<&Value> = doc["event"].as_array().unwrap().iter().collect();
+        for folder in doc["item"].as_array().unwrap() {
+            for item in folder["item"].as_array().unwrap() {
+                events.extend(item["event"].as_array().unwrap());
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn the_scripts_are_embedded_and_the_margin_filled_in() {
+        for (name, source) in SCRIPTS {
+            assert!(!source.trim().is_empty(), "{name} is empty");
+        }
+        for token in ["__RENEW_MARGIN_S__", "__RENEW_MARGIN_MS__"] {
+            assert!(
+                COLLECTION_PRE_REQUEST.contains(token),
+                "collection_pre_request.js lacks {token}"
+            );
+        }
+
+        let pre = collection_pre_request();
+        assert!(!pre.contains("__"), "a placeholder is left:\n{pre}");
+        assert!(pre.contains("expires within 30 s"), "{pre}");
+        assert!(pre.contains("expiresAt - Date.now() < 30000)"), "{pre}");
+
+        // One script in the collection per file, none empty and none still
+        // carrying a placeholder.
+        let doc = collection(&settings());
+        let events = events(&doc);
+        assert_eq!(events.len(), SCRIPTS.len());
+        for event in events {
+            let source = exec(event);
+            assert!(!source.trim().is_empty(), "an empty script: {event}");
+            assert!(!source.contains("__"), "a placeholder is left:\n{source}");
+        }
     }
 
     #[test]

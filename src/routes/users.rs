@@ -21,8 +21,9 @@ use super::keys::MANAGEMENT_BODY_LIMIT;
 use super::openapi as doc;
 use super::{AppState, Caller};
 use crate::domain::UserStatus;
-use crate::service::audit::{self, AuditFilter};
+use crate::service::audit;
 use crate::service::{tenants, users};
+use crate::storage::AuditFilter;
 
 /// The company's users with their sign-in locks (`users:manage`).
 #[utoipa::path(

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{Result, Service, ServiceError, authz};
 use crate::domain::{AUDIT_READ, Principal, now};
-use crate::storage::{AuditQuery, AuditRow, Store};
+use crate::storage::{AuditFilter, AuditRow, Store};
 
 /// One event about to be stored.
 pub struct Event<'a> {
@@ -65,18 +65,6 @@ pub async fn record(store: &Store, principal: &Principal, event: Event<'_>) {
     }
 }
 
-/// What to list of the caller's tenant's audit trail.
-pub struct AuditFilter<'a> {
-    pub action: Option<&'a str>,
-    pub actor: Option<&'a str>,
-    pub target: Option<&'a str>,
-    pub since: Option<i64>,
-    pub until: Option<i64>,
-    /// The id of the last event of the previous page.
-    pub after_id: Option<&'a str>,
-    pub limit: u32,
-}
-
 /// One page of the caller's tenant's audit trail, oldest first, and whether
 /// more follow. Needs `audit:read`.
 pub async fn list(
@@ -88,17 +76,5 @@ pub async fn list(
     let tenant_id = principal.tenant_id().ok_or_else(|| {
         ServiceError::Invalid("the operator reads the audit trail per tenant".to_owned())
     })?;
-    Ok(service
-        .store
-        .list_audit(&AuditQuery {
-            tenant_id,
-            action: filter.action,
-            actor: filter.actor,
-            target: filter.target,
-            since: filter.since,
-            until: filter.until,
-            after_id: filter.after_id,
-            limit: filter.limit,
-        })
-        .await?)
+    Ok(service.store.list_audit(tenant_id, &filter).await?)
 }

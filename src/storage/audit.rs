@@ -18,13 +18,14 @@ pub struct AuditRow {
     pub created_at: i64,
 }
 
-pub struct AuditQuery<'a> {
-    pub tenant_id: &'a str,
+/// What to list of one tenant's audit trail.
+pub struct AuditFilter<'a> {
     pub action: Option<&'a str>,
     pub actor: Option<&'a str>,
     pub target: Option<&'a str>,
     pub since: Option<i64>,
     pub until: Option<i64>,
+    /// The id of the last event of the previous page.
     pub after_id: Option<&'a str>,
     pub limit: u32,
 }
@@ -61,9 +62,13 @@ impl Store {
     }
 
     /// One page of a tenant's audit trail, oldest first; `has_more` via limit+1.
-    pub async fn list_audit(&self, query: &AuditQuery<'_>) -> Result<(Vec<AuditRow>, bool)> {
+    pub async fn list_audit(
+        &self,
+        tenant_id: &str,
+        query: &AuditFilter<'_>,
+    ) -> Result<(Vec<AuditRow>, bool)> {
         let mut rows = sqlx::query_as::<_, AuditRow>(LIST_AUDIT)
-            .bind(query.tenant_id)
+            .bind(tenant_id)
             .bind(query.action)
             .bind(query.actor)
             .bind(query.target)

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor};
 use crate::config::DatabaseSettings;
 use direct::DirectReader;
 
-pub use audit::{AuditQuery, AuditRow};
+pub use audit::{AuditFilter, AuditRow};
 pub use keys::{KeyAuthRow, KeyFilter, KeyInsert, KeyRevocation, KeyRow, NewKey};
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};

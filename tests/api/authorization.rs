@@ -3,54 +3,15 @@
 //! holds the scope it needs, the role or ownership permits it, the target is
 //! in the caller's company, and the credential is still live.
 
-use reqwest::{Method, RequestBuilder, Response};
+use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app};
+use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Everything a user can be granted; admins also hold the admin scopes.
 const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
 const ADMIN_SCOPES: [&str; 3] = ["users:manage", "tenant:manage", "audit:read"];
-
-/// How a credential is presented.
-#[derive(Clone)]
-enum Cred {
-    /// `Authorization: Bearer` (a session or an access token).
-    Bearer(String),
-    /// `x-api-key: kps_…`.
-    ApiKey(String),
-}
-
-fn request(app: &TestApp, method: Method, path: &str, cred: &Cred) -> RequestBuilder {
-    match cred {
-        Cred::Bearer(token) => app.api(method, path, token),
-        Cred::ApiKey(secret) => app
-            .client
-            .request(method, app.url(path))
-            .header("x-api-key", secret),
-    }
-}
-
-/// An access token for a key, narrowed to `scope` when given.
-async fn token(app: &TestApp, client_id: &str, secret: &str, scope: Option<&str>) -> String {
-    let mut form = vec![("grant_type", "client_credentials")];
-    if let Some(scope) = scope {
-        form.push(("scope", scope));
-    }
-    let response = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body = json_body(response).await;
-    assert_eq!(status, 200, "token refused: {body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 /// A key made over HTTP by its owner's session: `(client_id, secret)`.
 async fn create_key_http(
@@ -213,7 +174,9 @@ async fn fixture(app: &TestApp) -> Fixture {
     let (_, k_audit) = create_key_http(app, &a5_session, Some(&["audit:read"])).await;
 
     // A token narrowed to reports:read from A1's full key.
-    let t_read = token(app, acme.client_id(), acme.secret(), Some("reports:read")).await;
+    let t_read = app
+        .narrowed_token(acme.client_id(), acme.secret(), Some("reports:read"))
+        .await;
 
     // A3's key L (not the webhook signer, so today's server lets it go too):
     // its token is taken, then A1 revokes L.
@@ -222,7 +185,9 @@ async fn fixture(app: &TestApp) -> Fixture {
         .await;
     app.key(&a3.email, None).await;
     let l = app.key(&a3.email, None).await;
-    let t_revoked = token(app, &l.key.client_id, l.secret.expose(), None).await;
+    let t_revoked = app
+        .narrowed_token(&l.key.client_id, l.secret.expose(), None)
+        .await;
     let revoked = app
         .call(
             Method::POST,
@@ -237,7 +202,9 @@ async fn fixture(app: &TestApp) -> Fixture {
         .user(&acme.tenant, "a4@acme.io", "admin", GRANTABLE)
         .await;
     let k4 = app.key(&a4.email, None).await;
-    let t_disabled = token(app, &k4.key.client_id, k4.secret.expose(), None).await;
+    let t_disabled = app
+        .narrowed_token(&k4.key.client_id, k4.secret.expose(), None)
+        .await;
     let disabled = app
         .call(
             Method::POST,
@@ -457,7 +424,7 @@ async fn every_operation_answers_every_principal_as_the_table_says(backend: Back
         for (column, (who, want)) in fx.principals.iter().zip(wants).enumerate() {
             n += 1;
             let (method, path, body) = prepare(&app, &fx, *op, who, n).await;
-            let mut builder = request(&app, method.clone(), &path, &who.cred);
+            let mut builder = app.request(method.clone(), &path, &who.cred);
             if let Some(body) = &body {
                 builder = builder.json(body);
             }
@@ -520,7 +487,7 @@ async fn admin_scopes_are_implicit_for_admins_and_listed_in_discovery(backend: B
     // The same admin's key scoped reports:read (made over HTTP) holds only that.
     let session = app.session_for(&admin.user.email, PASSWORD).await;
     let (client_id, secret) = create_key_http(&app, &session, Some(&["reports:read"])).await;
-    let narrow = token(&app, &client_id, &secret, None).await;
+    let narrow = app.narrowed_token(&client_id, &secret, None).await;
     let whoami = json_body(app.call(Method::GET, "/api/v1/whoami", &narrow).await).await;
     assert_eq!(whoami["scope"], "reports:read");
 

@@ -440,6 +440,62 @@ impl TestApp {
     }
 }
 
+/// How a credential is presented to the management API.
+#[derive(Clone)]
+pub enum Cred {
+    /// `Authorization: Bearer` (a session, an access token, or a key).
+    Bearer(String),
+    /// `x-api-key: kps_…`.
+    ApiKey(String),
+}
+
+impl TestApp {
+    /// A request presenting `cred`.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cred: &Cred,
+    ) -> reqwest::RequestBuilder {
+        match cred {
+            Cred::Bearer(token) => self.api(method, path, token),
+            Cred::ApiKey(secret) => self
+                .client
+                .request(method, self.url(path))
+                .header("x-api-key", secret),
+        }
+    }
+
+    /// An access token for a key, narrowed to `scope` when given; panics
+    /// unless the server issues one.
+    pub async fn narrowed_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: Option<&str>,
+    ) -> String {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let response = self
+            .client
+            .post(self.url("/oauth/token"))
+            .basic_auth(client_id, Some(secret))
+            .form(&form)
+            .send()
+            .await
+            .expect("token request");
+        let status = response.status();
+        let body = json_body(response).await;
+        assert_eq!(status, 200, "token refused: {body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}
+
 /// The JSON body of a response, asserting it is JSON.
 pub async fn json_body(response: Response) -> Value {
     let text = response.text().await.expect("body");

@@ -6,31 +6,13 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app};
+use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app};
 
 const PASSWORD: &str = "correct horse battery staple";
 const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
 
-/// How a credential is presented.
-enum Cred {
-    /// `Authorization: Bearer` (a session, an access token).
-    Bearer(String),
-    /// `x-api-key: kps_…`.
-    ApiKey(String),
-}
-
-fn request(app: &TestApp, method: Method, path: &str, cred: &Cred) -> RequestBuilder {
-    match cred {
-        Cred::Bearer(token) => app.api(method, path, token),
-        Cred::ApiKey(secret) => app
-            .client
-            .request(method, app.url(path))
-            .header("x-api-key", secret),
-    }
-}
-
 fn with_key(app: &TestApp, method: Method, path: &str, secret: &str) -> RequestBuilder {
-    request(app, method, path, &Cred::ApiKey(secret.to_owned()))
+    app.request(method, path, &Cred::ApiKey(secret.to_owned()))
 }
 
 struct Person {
@@ -73,28 +55,8 @@ async fn person(
     }
 }
 
-/// An access token for a key, narrowed to `scope` when given.
-async fn token(app: &TestApp, client_id: &str, secret: &str, scope: Option<&str>) -> String {
-    let mut form = vec![("grant_type", "client_credentials")];
-    if let Some(scope) = scope {
-        form.push(("scope", scope));
-    }
-    let response = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body = json_body(response).await;
-    assert_eq!(status, 200, "token refused: {body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 async fn create_key(app: &TestApp, cred: &Cred, body: Value) -> Response {
-    request(app, Method::POST, "/api/v1/keys", cred)
+    app.request(Method::POST, "/api/v1/keys", cred)
         .json(&body)
         .send()
         .await
@@ -151,7 +113,7 @@ async fn keys_of(app: &TestApp, session: &str, email: &str) -> Vec<Value> {
 }
 
 async fn whoami(app: &TestApp, cred: &Cred) -> u16 {
-    request(app, Method::GET, "/api/v1/whoami", cred)
+    app.request(Method::GET, "/api/v1/whoami", cred)
         .send()
         .await
         .unwrap()
@@ -282,13 +244,13 @@ async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backe
     let ana = person(&app, &acme.base, "ana", "member", GRANTABLE).await;
     app.key(&ana.email, None).await;
     let other = app.key(&ana.email, None).await.key.client_id.clone();
-    let narrowed = token(
-        &app,
-        &full.key.client_id,
-        full.secret.expose(),
-        Some("reports:read"),
-    )
-    .await;
+    let narrowed = app
+        .narrowed_token(
+            &full.key.client_id,
+            full.secret.expose(),
+            Some("reports:read"),
+        )
+        .await;
 
     let operations = [
         (Method::GET, "/api/v1/users".to_owned(), None),
@@ -325,7 +287,7 @@ async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backe
     ] {
         assert_eq!(whoami(&app, &cred).await, 200, "{label} is live");
         for (method, path, body) in &operations {
-            let mut builder = request(&app, method.clone(), path, &cred);
+            let mut builder = app.request(method.clone(), path, &cred);
             if let Some(body) = body {
                 builder = builder.json(body);
             }
@@ -360,7 +322,9 @@ async fn a_token_of_a_revoked_key_cannot_create_keys(backend: Backend) {
     let ana = person(&app, &acme.base, "ana", "member", GRANTABLE).await;
     app.key(&ana.email, None).await; // signs webhooks, so L may be revoked
     let l = app.key(&ana.email, None).await;
-    let t = token(&app, &l.key.client_id, l.secret.expose(), None).await;
+    let t = app
+        .narrowed_token(&l.key.client_id, l.secret.expose(), None)
+        .await;
     let revoked = app
         .call(
             Method::POST,
@@ -387,7 +351,9 @@ async fn a_disabled_admins_earlier_token_cannot_change_the_policy(backend: Backe
     let acme = company(&app).await;
     let bea = person(&app, &acme.base, "bea", "admin", GRANTABLE).await;
     let key = app.key(&bea.email, None).await;
-    let t = token(&app, &key.key.client_id, key.secret.expose(), None).await;
+    let t = app
+        .narrowed_token(&key.key.client_id, key.secret.expose(), None)
+        .await;
     let disabled = app
         .call(
             Method::POST,
@@ -421,7 +387,9 @@ async fn a_token_issued_before_keys_manage_was_withdrawn_cannot_create_keys(back
     let acme = company(&app).await;
     let ana = person(&app, &acme.base, "ana", "member", GRANTABLE).await;
     let key = app.key(&ana.email, None).await;
-    let t = token(&app, &key.key.client_id, key.secret.expose(), None).await;
+    let t = app
+        .narrowed_token(&key.key.client_id, key.secret.expose(), None)
+        .await;
     let patched = app
         .api(
             Method::PATCH,
@@ -466,13 +434,19 @@ async fn introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inacti
     let ana = person(&app, &acme.base, "ana", "member", GRANTABLE).await;
     app.key(&ana.email, None).await;
     let l = app.key(&ana.email, None).await;
-    let of_revoked = token(&app, &l.key.client_id, l.secret.expose(), None).await;
+    let of_revoked = app
+        .narrowed_token(&l.key.client_id, l.secret.expose(), None)
+        .await;
     let bob = person(&app, &acme.base, "bob", "member", GRANTABLE).await;
     let bobs = app.key(&bob.email, None).await;
-    let of_disabled = token(&app, &bobs.key.client_id, bobs.secret.expose(), None).await;
+    let of_disabled = app
+        .narrowed_token(&bobs.key.client_id, bobs.secret.expose(), None)
+        .await;
     let cyd = person(&app, &acme.base, "cyd", "member", GRANTABLE).await;
     let cyds = app.key(&cyd.email, None).await;
-    let live = token(&app, &cyds.key.client_id, cyds.secret.expose(), None).await;
+    let live = app
+        .narrowed_token(&cyds.key.client_id, cyds.secret.expose(), None)
+        .await;
 
     assert_eq!(introspect(live.clone()).await["active"], true, "live token");
 
@@ -870,7 +844,9 @@ async fn audit_events_name_the_credential_that_acted(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(by_key.status(), 200);
-    let t = token(&app, &acting_id, acting.secret.expose(), None).await;
+    let t = app
+        .narrowed_token(&acting_id, acting.secret.expose(), None)
+        .await;
     let by_token = app
         .call(Method::POST, &format!("/api/v1/keys/{second}/revoke"), &t)
         .await;
@@ -960,27 +936,22 @@ async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend:
     let first_id = first["client_id"].as_str().unwrap();
     let second_id = second["client_id"].as_str().unwrap();
 
-    let revoked = request(
-        &app,
-        Method::POST,
-        &format!("/api/v1/keys/{first_id}/revoke"),
-        &session,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(revoked.status(), 200, "revoking the signer");
-
-    let spare = json_body(
-        request(
-            &app,
-            Method::GET,
-            &format!("/api/v1/keys/{second_id}"),
+    let revoked = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/keys/{first_id}/revoke"),
             &session,
         )
         .send()
         .await
-        .unwrap(),
+        .unwrap();
+    assert_eq!(revoked.status(), 200, "revoking the signer");
+
+    let spare = json_body(
+        app.request(Method::GET, &format!("/api/v1/keys/{second_id}"), &session)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(spare["signs_webhooks"], true, "the mark moved");
@@ -995,16 +966,16 @@ async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend:
     .await;
     assert!(!moves.is_empty(), "no audit event for the move");
 
-    let delete = request(
-        &app,
-        Method::DELETE,
-        &format!("/api/v1/keys/{second_id}"),
-        &session,
-    )
-    .json(&json!({"confirm": format!("delete {second_id}")}))
-    .send()
-    .await
-    .unwrap();
+    let delete = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/keys/{second_id}"),
+            &session,
+        )
+        .json(&json!({"confirm": format!("delete {second_id}")}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(delete.status(), 409, "deleting the marked active key");
 }
 
@@ -1018,18 +989,18 @@ async fn revoking_a_users_only_key_leaves_no_key_signing_webhooks(backend: Backe
     let only = json_body(create_key(&app, &session, json!({"name": "only"})).await).await;
     assert_eq!(only["signs_webhooks"], true);
 
-    let revoked = request(
-        &app,
-        Method::POST,
-        &format!(
-            "/api/v1/keys/{}/revoke",
-            only["client_id"].as_str().unwrap()
-        ),
-        &session,
-    )
-    .send()
-    .await
-    .unwrap();
+    let revoked = app
+        .request(
+            Method::POST,
+            &format!(
+                "/api/v1/keys/{}/revoke",
+                only["client_id"].as_str().unwrap()
+            ),
+            &session,
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revoked.status(), 200);
 
     let keys = keys_of(&app, &acme.admin_session, &ana.email).await;

@@ -1,11 +1,12 @@
 //! Typed settings, layered: the embedded `config/default.toml`, then an optional
 //! file, then `KEYPORT_*` environment variables.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::IpRange;
 use crate::tokens::SigningAlgorithm;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -38,6 +39,9 @@ struct RawSettings {
     allow_api_key_query: bool,
     last_used_flush_seconds: u64,
     revocation_refresh_seconds: u64,
+    tls_cert_file: String,
+    tls_key_file: String,
+    trusted_proxies: String,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -55,6 +59,14 @@ pub struct Settings {
     /// How long an idle keep-alive connection stays open; `None`: keep-alive off.
     pub keep_alive: Option<Duration>,
     pub security: SecuritySettings,
+    /// Serve HTTPS with this certificate and key (PEM); `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +80,8 @@ pub struct SecuritySettings {
     pub allow_api_key_query: bool,
     pub last_used_flush: Duration,
     pub revocation_refresh: Duration,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<IpRange>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,7 +93,11 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
+    /// The `iss` claim and the base of every URL in the metadata. When not
+    /// configured it follows the address the server is bound to
+    /// (`issuer_configured` is false until then).
     pub issuer: String,
+    pub issuer_configured: bool,
     pub audience: String,
     pub default_ttl: Duration,
     pub max_ttl: Duration,
@@ -157,9 +175,37 @@ impl Settings {
                 "the default lifetime exceeds max_token_ttl_seconds",
             ));
         }
-        if raw.issuer.trim().is_empty() || raw.audience.trim().is_empty() {
-            return Err(invalid("issuer", "issuer and audience must not be empty"));
+        if raw.audience.trim().is_empty() {
+            return Err(invalid("audience", "must not be empty"));
         }
+        let issuer = raw.issuer.trim().trim_end_matches('/').to_owned();
+        if !issuer.is_empty() && !(issuer.starts_with("http://") || issuer.starts_with("https://"))
+        {
+            return Err(invalid(
+                "issuer",
+                "expected the public URL clients use, e.g. https://auth.example.com",
+            ));
+        }
+        let tls = match (raw.tls_cert_file.trim(), raw.tls_key_file.trim()) {
+            ("", "") => None,
+            (cert, key) if !cert.is_empty() && !key.is_empty() => Some(TlsSettings {
+                cert_file: PathBuf::from(cert),
+                key_file: PathBuf::from(key),
+            }),
+            _ => {
+                return Err(invalid(
+                    "tls_cert_file",
+                    "set both tls_cert_file and tls_key_file, or neither",
+                ));
+            }
+        };
+        let trusted_proxies = raw
+            .trusted_proxies
+            .split([',', ' '])
+            .filter(|part| !part.is_empty())
+            .map(IpRange::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| invalid("trusted_proxies", &reason))?;
         let signing_algorithm: SigningAlgorithm = raw
             .signing_algorithm
             .parse()
@@ -180,14 +226,24 @@ impl Settings {
             ));
         }
         Ok(Settings {
-            bind: raw.bind,
+            bind: raw.bind.clone(),
             database: DatabaseSettings {
                 url: raw.database_url,
                 max_connections: raw.database_max_connections,
                 acquire_timeout: Duration::from_secs(raw.database_timeout_seconds.max(1)),
             },
             tokens: TokenSettings {
-                issuer: raw.issuer.trim_end_matches('/').to_owned(),
+                issuer_configured: !issuer.is_empty(),
+                issuer: if issuer.is_empty() {
+                    // Until the server binds: what the bind address says.
+                    format!(
+                        "{}://{}",
+                        if tls.is_some() { "https" } else { "http" },
+                        raw.bind
+                    )
+                } else {
+                    issuer
+                },
                 audience: raw.audience,
                 default_ttl: Duration::from_secs(raw.token_ttl_seconds),
                 max_ttl: Duration::from_secs(raw.max_token_ttl_seconds),
@@ -216,7 +272,9 @@ impl Settings {
                 allow_api_key_query: raw.allow_api_key_query,
                 last_used_flush: Duration::from_secs(raw.last_used_flush_seconds.clamp(1, 60)),
                 revocation_refresh: Duration::from_secs(raw.revocation_refresh_seconds.max(1)),
+                trusted_proxies,
             },
+            tls,
         })
     }
 }
@@ -280,6 +338,40 @@ mod tests {
         assert_eq!(settings.tokens.default_ttl, Duration::from_secs(120));
         assert_eq!(settings.tokens.signing_algorithm, SigningAlgorithm::Rs256);
         assert_eq!(settings.max_active_keys_per_user, 5);
+    }
+
+    #[test]
+    fn without_an_issuer_the_bind_address_is_the_issuer_until_the_server_binds() {
+        let settings =
+            Settings::load_from(None, env(&[("KEYPORT_BIND", "127.0.0.1:9999")])).expect("loads");
+        assert!(!settings.tokens.issuer_configured);
+        assert_eq!(settings.tokens.issuer, "http://127.0.0.1:9999");
+        let settings = Settings::load_from(
+            None,
+            env(&[("KEYPORT_ISSUER", "https://auth.example.com/")]),
+        )
+        .expect("loads");
+        assert!(settings.tokens.issuer_configured);
+        assert_eq!(settings.tokens.issuer, "https://auth.example.com");
+        let err = Settings::load_from(None, env(&[("KEYPORT_ISSUER", "auth.example.com")]))
+            .expect_err("not a URL");
+        assert!(err.to_string().contains("issuer"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_proxies_are_cidr_ranges() {
+        let err = Settings::load_from(None, env(&[("KEYPORT_TLS_CERT_FILE", "cert.pem")]))
+            .expect_err("half a TLS setup");
+        assert!(err.to_string().contains("tls_key_file"), "{err}");
+        let settings = Settings::load_from(
+            None,
+            env(&[("KEYPORT_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1/128")]),
+        )
+        .expect("loads");
+        assert_eq!(settings.security.trusted_proxies.len(), 3);
+        let err = Settings::load_from(None, env(&[("KEYPORT_TRUSTED_PROXIES", "10.0.0.0/33")]))
+            .expect_err("bad prefix");
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
     }
 
     #[test]

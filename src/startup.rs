@@ -33,7 +33,31 @@ pub enum StartupError {
 
 pub struct Application {
     port: u16,
+    settings: Arc<Settings>,
     server: Server,
+}
+
+/// Without a configured issuer, the issuer is the address actually bound
+/// (the real port, even for port 0), so the metadata's URLs work for a
+/// client on this machine. Beyond loopback that is rarely the public URL:
+/// say what to set.
+fn settle_issuer(settings: &mut Settings, local: std::net::SocketAddr) {
+    if settings.tokens.issuer_configured {
+        return;
+    }
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    settings.tokens.issuer = format!("{scheme}://{local}");
+    if !local.ip().is_loopback() {
+        log::warn!(
+            "no issuer is configured, so tokens and the discovery document name {}; \
+             set KEYPORT_ISSUER (or `issuer`) to the public URL clients use, e.g. https://auth.example.com",
+            settings.tokens.issuer
+        );
+    }
 }
 
 impl Application {
@@ -42,21 +66,23 @@ impl Application {
         Self::build_with_store(settings, store).await
     }
 
-    pub async fn build_with_store(settings: Settings, store: Store) -> Result<Self, StartupError> {
-        let keys = Arc::new(KeyRing::load(store.clone(), &settings.tokens).await?);
-        spawn_key_refresh(Arc::clone(&keys), settings.tokens.signing_key_refresh);
-
+    pub async fn build_with_store(
+        mut settings: Settings,
+        store: Store,
+    ) -> Result<Self, StartupError> {
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
             bind: settings.bind.clone(),
             source,
         })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                bind: settings.bind.clone(),
-                source,
-            })?
-            .port();
+        let local = listener.local_addr().map_err(|source| StartupError::Bind {
+            bind: settings.bind.clone(),
+            source,
+        })?;
+        let port = local.port();
+        settle_issuer(&mut settings, local);
+
+        let keys = Arc::new(KeyRing::load(store.clone(), &settings.tokens).await?);
+        spawn_key_refresh(Arc::clone(&keys), settings.tokens.signing_key_refresh);
 
         let workers = settings.workers;
         let request_timeout = settings.request_timeout;
@@ -66,7 +92,8 @@ impl Application {
         };
         // Background tasks stop once the server (holding `alive`) is gone.
         let alive = Arc::new(());
-        let service = Service::new(store.clone(), Arc::new(settings));
+        let settings = Arc::new(settings);
+        let service = Service::new(store.clone(), Arc::clone(&settings));
         service.last_used.spawn_flusher(
             store.clone(),
             service.settings.security.last_used_flush,
@@ -115,12 +142,19 @@ impl Application {
         };
         Ok(Application {
             port,
+            settings,
             server: server.run(),
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The settings in force, with the issuer settled on the bound address
+    /// when none was configured.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {

@@ -3,6 +3,7 @@
 
 mod credentials;
 mod names;
+mod network;
 mod principal;
 mod scope;
 mod user;
@@ -11,6 +12,7 @@ pub use credentials::{
     ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken, SetPasswordToken,
 };
 pub use names::{CollectionName, IdempotencyKey, KeyName, NameError, TenantName};
+pub use network::IpRange;
 pub use principal::{ActingUser, Credential, Principal};
 pub use scope::{
     ADMIN_SCOPES, AUDIT_READ, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope, ScopeError,

@@ -13,8 +13,8 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use futures_util::future::LocalBoxFuture;
 
-use super::AppState;
 use super::observe::note_client_id;
+use super::{AppState, client_address};
 use crate::domain::{ClientSecret, Principal, SessionToken};
 use crate::service::authz::{self, CredentialRefusal};
 use crate::tokens::{BearerError, TokenVerifier, bearer_value};
@@ -99,7 +99,7 @@ impl FromRequest for Caller {
                 .ok_or(BearerError::NotConfigured)?
                 .clone();
             let service = &state.service;
-            let source_address = req.peer_addr().map(|a| a.ip());
+            let source_address = client_address(&req);
             let presented = presented(&req, service.settings.security.allow_api_key_query)?;
             let principal = match presented {
                 Presented::AccessToken(token) => {

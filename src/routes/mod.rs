@@ -2,6 +2,7 @@
 
 mod body;
 mod caller;
+mod client_address;
 pub mod error;
 mod health;
 mod keys;
@@ -29,6 +30,7 @@ use error::ApiError;
 
 pub use body::BodyError;
 pub use caller::Caller;
+pub use client_address::client_address;
 pub use openapi::api_doc;
 pub use token_request::{
     ClientCredentials, TokenQuery, TokenRequest, parse_basic_authorization, parse_token_query,

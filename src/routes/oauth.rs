@@ -7,12 +7,12 @@
 
 use std::net::IpAddr;
 
-use super::AppState;
 use super::body::{media_type, read_limited};
 use super::error::OAuthError;
 use super::observe::note_client_id;
 use super::openapi as doc;
 use super::token_request::{ClientCredentials, TokenQuery, parse_token_query, parse_token_request};
+use super::{AppState, client_address};
 use crate::domain::ClientId;
 use crate::service::clients::{self, AuthenticatedKey};
 use crate::service::grant;
@@ -42,10 +42,7 @@ async fn authenticate(
     if ClientId::parse(&credentials.client_id).is_ok() {
         note_client_id(req, &credentials.client_id);
     }
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let address = client_address(req).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     Ok(clients::authenticate(
         &state.service,
         &credentials.client_id,
@@ -219,6 +216,6 @@ pub async fn revoke(
     let (key, query) = authenticated_token_query(&req, payload, &state).await?;
     // RFC 7009 §2.2: an invalid or unknown token still answers 200.
     let token = state.keys.verifier().verify(&query.token);
-    grant::revoke(&state.service, key, token, req.peer_addr().map(|a| a.ip())).await?;
+    grant::revoke(&state.service, key, token, client_address(&req)).await?;
     Ok(no_store(HttpResponse::Ok()).finish())
 }

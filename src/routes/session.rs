@@ -11,7 +11,7 @@ use serde_json::json;
 use super::body::read_json;
 use super::error::ApiError;
 use super::openapi as doc;
-use super::{AppState, Caller};
+use super::{AppState, Caller, client_address};
 use crate::domain::{Credential, SessionToken};
 use crate::service::sessions;
 
@@ -55,7 +55,7 @@ pub async fn sign_in(
         &state.service,
         &body.email,
         &body.password,
-        req.peer_addr().map(|a| a.ip().to_string()),
+        client_address(&req).map(|ip| ip.to_string()),
     )
     .await?;
     Ok(HttpResponse::Created()
@@ -187,7 +187,7 @@ pub async fn set_password(
     let body: SetPasswordBody = read_json(&req, payload, SESSION_BODY_LIMIT).await?;
     sessions::set_password_with_token(
         &state.service,
-        req.peer_addr().map(|a| a.ip().to_string()),
+        client_address(&req).map(|ip| ip.to_string()),
         &body.token,
         &body.new_password,
     )

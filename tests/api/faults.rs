@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::helpers::{
     Backend, TestApp, TestDatabase, json_body, spawn_app, spawn_app_on, spawn_app_with,
+    spawn_sibling,
 };
 
 /// `keyport serve` as a child process; killed (SIGKILL) when dropped.
@@ -716,7 +717,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
         ("KEYPORT_REVOCATION_REFRESH_SECONDS", "1"),
     ];
     let a = spawn_app_with(backend, &refresh).await;
-    let b = spawn_app_on(a.db.clone(), &refresh).await;
+    let b = spawn_sibling(&a, &refresh).await;
     let integration = a
         .integration("admin", "reports:read webhooks:write keys:manage")
         .await;

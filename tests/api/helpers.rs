@@ -186,8 +186,15 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     spawn_app_on(db, overrides).await
 }
 
-/// Starts another application on an existing test database (a restart, or a
-/// second instance).
+/// Starts another instance (or a restart) of `app` on its database: it
+/// shares `app`'s issuer, as instances of one deployment do.
+pub async fn spawn_sibling(app: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    let mut all = vec![("KEYPORT_ISSUER", app.settings.tokens.issuer.as_str())];
+    all.extend_from_slice(overrides);
+    spawn_app_on(app.db.clone(), &all).await
+}
+
+/// Starts an application on an existing test database.
 pub async fn spawn_app_on(db: std::sync::Arc<TestDatabase>, overrides: &[(&str, &str)]) -> TestApp {
     let settings = settings_for(&db.url, overrides);
     let store = Store::connect_and_migrate(&settings.database)
@@ -197,6 +204,8 @@ pub async fn spawn_app_on(db: std::sync::Arc<TestDatabase>, overrides: &[(&str, 
         .await
         .expect("build the application");
     let port = app.port();
+    // The issuer follows the port the OS picked unless a test set one.
+    let settings = app.settings().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app, spawn_app_on};
+use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app, spawn_sibling};
 
 async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
     app.client
@@ -90,7 +90,7 @@ async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) 
         "other tokens still work"
     );
 
-    let restarted = spawn_app_on(app.db.clone(), &[]).await;
+    let restarted = spawn_sibling(&app, &[]).await;
     assert_eq!(
         restarted.pull(&token, "orders", "").await.status(),
         401,

@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyport::tokens::{KeyRing, SigningAlgorithm, TokenVerifier};
 use serde_json::Value;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_on, spawn_app_with};
+use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with, spawn_sibling};
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
     let response = app.get("/.well-known/jwks.json").await;
@@ -121,7 +121,7 @@ async fn signing_keys_live_in_the_database_and_survive_restarts(backend: Backend
     assert_eq!(pushed.status(), 201);
     let token = first.token_for(&integration).await;
 
-    let second = spawn_app_on(first.db.clone(), &[]).await;
+    let second = spawn_sibling(&first, &[]).await;
 
     assert_eq!(fetch_jwks(&first).await.keys.len(), 1);
     assert_eq!(
@@ -145,7 +145,7 @@ async fn a_rotated_signing_key_stays_published_while_its_tokens_live(backend: Ba
         .await
         .unwrap();
     // A restarted instance reads the keys as they are now.
-    let restarted = spawn_app_on(app.db.clone(), &[]).await;
+    let restarted = spawn_sibling(&app, &[]).await;
 
     let jwks = fetch_jwks(&restarted).await;
     assert!(

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_on, spawn_app_with};
+use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with, spawn_sibling};
 
 async fn a_push_stores_one_record_or_an_array_of_them(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -131,7 +131,7 @@ async fn an_answered_push_survives_a_restart(backend: Backend) {
     .await;
     app.store.close().await;
 
-    let restarted = spawn_app_on(app.db.clone(), &[]).await;
+    let restarted = spawn_sibling(&app, &[]).await;
 
     let ids = restarted.pull_all_ids(&token, "ledger", 50).await;
     assert_eq!(ids, vec![pushed["ids"][0].as_str().unwrap().to_owned()]);

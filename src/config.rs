@@ -179,8 +179,8 @@ impl Settings {
             return Err(invalid("audience", "must not be empty"));
         }
         let issuer = raw.issuer.trim().trim_end_matches('/').to_owned();
-        if !issuer.is_empty() && !(issuer.starts_with("http://") || issuer.starts_with("https://"))
-        {
+        let is_url = issuer.starts_with("http://") || issuer.starts_with("https://");
+        if !issuer.is_empty() && !is_url {
             return Err(invalid(
                 "issuer",
                 "expected the public URL clients use, e.g. https://auth.example.com",

@@ -216,6 +216,58 @@ impl SecretDigest {
     }
 }
 
+/// `text` with anything shaped like a Keyport secret, session or
+/// set-password token, or a JWT, replaced by `<redacted>`: for text that
+/// came from a request (a path, a query, an id) and is about to be logged
+/// or echoed. A careless `GET /api/v1/keys/kps_…` must not leak the key.
+pub fn redact_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    const PREFIXES: [&str; 3] = [SECRET_PREFIX, "kpsess_", "kpset_"];
+    let is_token_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // A credential starts at a boundary, never inside a longer word.
+        let at_boundary = i == 0 || !is_token_char(bytes[i - 1]);
+        let rest = &text[i..];
+        let prefix = PREFIXES.iter().find(|p| rest.starts_with(**p));
+        let end = if !at_boundary {
+            None
+        } else if let Some(prefix) = prefix {
+            let body = rest[prefix.len()..]
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count();
+            (body > 0).then(|| i + prefix.len() + body)
+        } else if rest.starts_with("eyJ") {
+            // header.payload[.signature], each base64url.
+            let len = rest
+                .bytes()
+                .take_while(|b| is_token_char(*b) || *b == b'.')
+                .count();
+            rest[..len].contains('.').then_some(i + len)
+        } else {
+            None
+        };
+        match end {
+            Some(end) => {
+                out.push_str(&text[copied..i]);
+                out.push_str(prefix.copied().unwrap_or(""));
+                out.push_str("<redacted>");
+                copied = end;
+                i = end;
+            }
+            None => i += rest.chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// SHA-256 of a secret: what the database stores. Secrets carry 256 bits of
 /// entropy, so a fast hash is enough; there is nothing to guess offline.
 #[derive(Clone, Copy)]
@@ -259,6 +311,24 @@ mod tests {
         assert_eq!(secret.expose().len(), SECRET_LEN);
         assert!(secret.expose().starts_with("kps_"));
         ClientSecret::parse(secret.expose()).expect("own secret parses");
+    }
+
+    #[test]
+    fn anything_shaped_like_a_credential_is_redacted() {
+        let secret = ClientSecret::generate();
+        let session = SessionToken::generate();
+        let path = format!("/api/v1/keys/{}/revoke", secret.expose());
+        assert_eq!(redact_credentials(&path), "/api/v1/keys/kps_<redacted>/revoke");
+        let path = format!("/api/v1/users/{}/unlock", session.expose());
+        assert_eq!(redact_credentials(&path), "/api/v1/users/kpsess_<redacted>/unlock");
+        assert_eq!(
+            redact_credentials("/oauth/token/eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln?x=1"),
+            "/oauth/token/<redacted>?x=1"
+        );
+        assert_eq!(redact_credentials("kpset_abc and more"), "kpset_<redacted> and more");
+        for harmless in ["/api/v1/keys/kpc_abc", "/healthz", "mykps_abc", "eyJ-no-dot", "ü/kps_"] {
+            assert_eq!(redact_credentials(harmless), harmless);
+        }
     }
 
     #[test]

@@ -5,14 +5,17 @@ mod credentials;
 mod names;
 mod network;
 mod principal;
+mod record;
 mod scope;
 mod user;
 
 pub use credentials::{
     ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken, SetPasswordToken,
+    redact_credentials,
 };
 pub use names::{CollectionName, IdempotencyKey, KeyName, NameError, TenantName};
 pub use network::IpRange;
+pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use principal::{ActingUser, Credential, Principal};
 pub use scope::{
     ADMIN_SCOPES, AUDIT_READ, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope, ScopeError,

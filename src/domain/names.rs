@@ -8,7 +8,7 @@ use std::fmt;
 pub struct NameError(pub String);
 
 fn preview(raw: &str) -> String {
-    raw.chars().take(80).collect()
+    super::redact_credentials(raw).chars().take(80).collect()
 }
 
 fn free_text(raw: &str, what: &str, max: usize) -> Result<String, NameError> {

@@ -44,7 +44,7 @@ impl fmt::Display for Email {
 }
 
 fn shorten(raw: &str) -> String {
-    raw.chars().take(80).collect()
+    super::redact_credentials(raw).chars().take(80).collect()
 }
 
 /// Admins see and manage everything in their tenant; members only their own.

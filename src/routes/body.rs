@@ -6,6 +6,7 @@ use actix_web::web::{self, Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::error::ApiError;
+use crate::domain::check_unique_members;
 
 #[derive(Debug)]
 pub enum BodyError {
@@ -56,133 +57,35 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
     )
 }
 
-/// Reads a JSON request body: 415 unless JSON, 413 past `limit`, 400 for
-/// broken JSON. Returns the raw bytes too, for callers that digest them.
-pub async fn read_json_body(
+/// Reads a JSON request body's bytes: 415 unless JSON, 413 past `limit`.
+pub async fn read_json_bytes(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<(Bytes, serde_json::Value), ApiError> {
+) -> Result<Bytes, ApiError> {
     if !media_type(req).is_some_and(|m| m == "application/json" || m.ends_with("+json")) {
         return Err(ApiError::unsupported_media_type("application/json"));
     }
-    let body = read_limited(req, payload, limit).await?;
-    let value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    Ok((body, value))
+    Ok(read_limited(req, payload, limit).await?)
 }
 
-/// Reads a JSON request body into `T`, as [`read_json_body`] does; JSON of
-/// the wrong shape is 422. A member named twice in any object is refused
-/// (400 `invalid_json`): a plain map would keep the last one silently, so
-/// two readers of one body could disagree about what it says.
+/// Reads a JSON request body into `T`: 415 unless JSON, 413 past `limit`,
+/// 400 `invalid_json` for broken JSON or a member named twice in any object
+/// (a plain map would keep the last one silently, so two readers of one
+/// body could disagree about what it says), 422 for the wrong shape.
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
-    if !media_type(req).is_some_and(|m| m == "application/json" || m.ends_with("+json")) {
-        return Err(ApiError::unsupported_media_type("application/json"));
-    }
-    let body = read_limited(req, payload, limit).await?;
-    let UniqueMembers(value) = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    serde_json::from_value(value).map_err(|e| {
+    let body = read_json_bytes(req, payload, limit).await?;
+    check_unique_members(&body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
             format!("the body does not have the expected fields: {e}"),
         )
     })
-}
-
-/// A JSON value whose objects name each member once.
-struct UniqueMembers(serde_json::Value);
-
-impl<'de> serde::Deserialize<'de> for UniqueMembers {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::{self, MapAccess, SeqAccess, Visitor};
-        use serde_json::{Map, Number, Value};
-
-        struct UniqueVisitor;
-
-        impl<'de> Visitor<'de> for UniqueVisitor {
-            type Value = UniqueMembers;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<UniqueMembers, E> {
-                Ok(UniqueMembers(Value::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<UniqueMembers, E> {
-                Ok(UniqueMembers(Value::from(v)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<UniqueMembers, E> {
-                Ok(UniqueMembers(Value::from(v)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<UniqueMembers, E> {
-                Number::from_f64(v)
-                    .map(|n| UniqueMembers(Value::Number(n)))
-                    .ok_or_else(|| E::custom("a number is not finite"))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<UniqueMembers, E> {
-                Ok(UniqueMembers(Value::String(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<UniqueMembers, E> {
-                Ok(UniqueMembers(Value::String(v)))
-            }
-            fn visit_unit<E>(self) -> Result<UniqueMembers, E> {
-                Ok(UniqueMembers(Value::Null))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueMembers, A::Error> {
-                let mut items = Vec::new();
-                while let Some(UniqueMembers(item)) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(UniqueMembers(Value::Array(items)))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueMembers, A::Error> {
-                let mut members = Map::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    let UniqueMembers(value) = map.next_value()?;
-                    if members.contains_key(&name) {
-                        let shown: String = name.chars().take(64).collect();
-                        return Err(de::Error::custom(format!(
-                            "member `{shown}` appears more than once"
-                        )));
-                    }
-                    members.insert(name, value);
-                }
-                Ok(UniqueMembers(Value::Object(members)))
-            }
-        }
-
-        deserializer.deserialize_any(UniqueVisitor)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::UniqueMembers;
-
-    #[test]
-    fn a_member_named_twice_is_refused_at_any_depth() {
-        for twice in [
-            r#"{"name":"a","name":"b"}"#,
-            r#"{"outer":{"x":1,"x":1}}"#,
-            r#"[{"k":true,"k":false}]"#,
-        ] {
-            assert!(
-                serde_json::from_str::<UniqueMembers>(twice).is_err(),
-                "accepted {twice}"
-            );
-        }
-        let UniqueMembers(value) =
-            serde_json::from_str(r#"{"name":"a","scopes":["x","x"],"n":1.5,"z":null}"#).unwrap();
-        assert_eq!(value["name"], "a");
-        assert_eq!(value["scopes"][1], "x");
-    }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::domain::redact_credentials;
 use crate::service::Service;
 use crate::storage::PushQueue;
 use crate::telemetry::Metrics;
@@ -180,7 +181,11 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::new(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not supported on {}", req.method(), req.path()),
+        format!(
+            "{} is not supported on {}",
+            req.method(),
+            redact_credentials(req.path())
+        ),
     ))
 }
 
@@ -188,7 +193,10 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::not_found(format!(
         "no endpoint at {}",
-        req.path().chars().take(200).collect::<String>()
+        redact_credentials(req.path())
+            .chars()
+            .take(200)
+            .collect::<String>()
     )))
 }
 

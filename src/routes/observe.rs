@@ -1,16 +1,19 @@
 //! Per-request observation: one log line (method, path, status, latency and
-//! the client ID when one is known — never a query string, secret or token)
-//! and the latency histogram, and `GET /metrics` (public, Prometheus text).
+//! the client ID when one is known — never a query string, secret or token:
+//! anything credential-shaped in the path is redacted) and the latency
+//! histogram; `Cache-Control: no-store` on every answer to a request that
+//! carried a credential; and `GET /metrics` (public, Prometheus text).
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::AppState;
-use crate::domain::now;
+use crate::domain::{now, redact_credentials};
 
 /// The client ID a request authenticated as (or presented), for the log.
 #[derive(Debug, Clone)]
@@ -30,9 +33,24 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.path().chars().take(200).collect::<String>();
+    let path = redact_credentials(req.path())
+        .chars()
+        .take(200)
+        .collect::<String>();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(req).await?;
+    let authenticated = carries_credential(req.request());
+    let mut response = next.call(req).await?;
+    if authenticated {
+        // An answer to a credential is for that caller alone. `x-api-key`
+        // is not `Authorization`, so shared caches would not know that
+        // without being told.
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::VARY,
+            HeaderValue::from_static("Authorization, X-Api-Key"),
+        );
+    }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let route = response
@@ -55,6 +73,14 @@ pub async fn observe(
             .observe_request(&route, method.as_str(), status, elapsed.as_secs_f64());
     }
     Ok(response)
+}
+
+/// Whether the request presented anything that may be a credential.
+fn carries_credential(req: &HttpRequest) -> bool {
+    let headers = req.headers();
+    headers.contains_key(header::AUTHORIZATION)
+        || headers.contains_key("x-api-key")
+        || req.query_string().contains("api_key=")
 }
 
 /// Prometheus metrics (text exposition format). Public.

@@ -11,16 +11,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde_json::{Value, json, value::RawValue};
+use serde_json::{json, value::RawValue};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::AppState;
 use super::Caller;
-use super::body::read_json_body;
+use super::body::read_json_bytes;
 use super::error::{ApiError, resource_refusal};
 use super::openapi as doc;
-use crate::domain::{CollectionName, IdempotencyKey, REPORTS_READ, WEBHOOKS_WRITE, now};
+use crate::domain::{
+    CollectionName, IdempotencyKey, REPORTS_READ, RecordBatch, RecordError, WEBHOOKS_WRITE, now,
+};
 use crate::service::authz::{self, RecordAccess};
 use crate::storage::{PushJob, PushOutcome, RecordQuery, RecordRow};
 
@@ -142,20 +144,6 @@ pub async fn pull(
         })
         .await
         .map_err(ApiError::from)?;
-    if page.records.is_empty()
-        && after_id.is_none()
-        && !state
-            .service
-            .store
-            .collection_exists(&access.tenant_id, collection.as_str())
-            .await
-            .map_err(ApiError::from)?
-    {
-        return Err(ApiError::not_found(format!(
-            "collection `{collection}` has no records; push one to create it"
-        ))
-        .into());
-    }
     let next_cursor = if page.has_more {
         page.records.last().map(|r| URL_SAFE_NO_PAD.encode(&r.id))
     } else {
@@ -264,27 +252,18 @@ pub async fn push(
     let access = access(&caller, WEBHOOKS_WRITE)?;
     let collection = collection(&path)?;
     let idempotency_key = idempotency_key(&req)?;
-    let (body, value) =
-        read_json_body(&req, payload, state.service.settings.max_body_bytes).await?;
-    let items = match value {
-        Value::Object(_) => vec![value],
-        Value::Array(items) => items,
-        _ => {
-            return Err(unprocessable("send a JSON object, or an array of JSON objects").into());
-        }
-    };
-    let max = state.service.settings.max_records_per_push;
-    if items.is_empty() || items.len() > max {
-        return Err(unprocessable(format!("send between 1 and {max} records per push")).into());
-    }
-    if let Some(position) = items.iter().position(|item| !item.is_object()) {
-        return Err(unprocessable(format!("record {position} is not a JSON object")).into());
-    }
+    let settings = &state.service.settings;
+    let body = read_json_bytes(&req, payload, settings.max_body_bytes).await?;
+    let batch = RecordBatch::parse(&body, settings.max_records_per_push).map_err(|e| match e {
+        RecordError::Malformed(message) => ApiError::bad_request("invalid_json", message),
+        RecordError::Shape(message) => unprocessable(message),
+    })?;
 
     let created_at = now();
-    let records: Vec<(String, String)> = items
-        .iter()
-        .map(|item| (Uuid::now_v7().to_string(), item.to_string()))
+    let records: Vec<(String, String)> = batch
+        .into_texts()
+        .into_iter()
+        .map(|text| (Uuid::now_v7().to_string(), text))
         .collect();
     let ids: Vec<&str> = records.iter().map(|(id, _)| id.as_str()).collect();
     let response = json!({

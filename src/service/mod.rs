@@ -147,7 +147,11 @@ impl From<StorageError> for ServiceError {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
-/// At most 80 characters of something a caller typed, for messages.
+/// At most 80 characters of something a caller typed, for messages, with
+/// anything credential-shaped redacted (a secret pasted where an id goes).
 fn preview(raw: &str) -> String {
-    raw.chars().take(80).collect()
+    crate::domain::redact_credentials(raw)
+        .chars()
+        .take(80)
+        .collect()
 }

@@ -133,17 +133,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?)
     }
-
-    pub async fn collection_exists(&self, tenant_id: &str, collection: &str) -> Result<bool> {
-        let found: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM records WHERE tenant_id = $1 AND collection = $2 LIMIT 1",
-        )
-        .bind(tenant_id)
-        .bind(collection)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
-    }
 }
 
 async fn push_within(

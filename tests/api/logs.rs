@@ -65,7 +65,12 @@ fn cli(db: &TestDatabase, args: &[&str], stdin: Option<&str>, log: &Mutex<String
 
 /// Starts `keyport serve`; its log lines are appended to `log`.
 fn serve(db: &TestDatabase, log: Arc<Mutex<String>>) -> Server {
-    let mut child = keyport(db)
+    serve_with(keyport(db), log)
+}
+
+/// Starts `command serve`; its log lines are appended to `log`.
+fn serve_with(mut command: Command, log: Arc<Mutex<String>>) -> Server {
+    let mut child = command
         .arg("serve")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -249,6 +254,31 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         .send()
         .await
         .unwrap();
+    // Careless requests: a secret, a session token or a JWT pasted into a
+    // path. Neither the log line nor the answer may carry it.
+    let careless = [
+        (reqwest::Method::GET, format!("/api/v1/keys/{secret}")),
+        (reqwest::Method::POST, format!("/oauth/token/{secret}")),
+        (reqwest::Method::POST, format!("/api/v1/users/{session_token}/unlock")),
+        (reqwest::Method::GET, format!("/api/v1/keys/{access_token}")),
+        (reqwest::Method::DELETE, format!("/oauth/token/{access_token}")),
+    ];
+    for (method, path) in careless {
+        let answer = http
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth(&session_token)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let body = answer.text().await.unwrap();
+        for canary in [&secret, &session_token, &access_token] {
+            assert!(
+                !body.contains(canary.as_str()),
+                "{method} {path} echoed a credential ({status}): {body}"
+            );
+        }
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(server);
 
@@ -279,4 +309,30 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     }
 }
 
-crate::on_both_backends!(no_secret_password_or_token_reaches_the_logs);
+/// Bound beyond loopback without an issuer, `serve` says what to set: the
+/// discovery document would otherwise name an address clients cannot use.
+async fn serving_beyond_loopback_without_an_issuer_warns_what_to_set(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut command = keyport(&db);
+    command.env("KEYPORT_BIND", "0.0.0.0:0");
+    let server = serve_with(command, Arc::clone(&log));
+    drop(server);
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("KEYPORT_ISSUER") && log.contains("no issuer is configured"),
+        "{log}"
+    );
+
+    // On loopback, no warning.
+    let log = Arc::new(Mutex::new(String::new()));
+    let server = serve(&db, Arc::clone(&log));
+    drop(server);
+    let log = log.lock().unwrap().clone();
+    assert!(!log.contains("no issuer is configured"), "{log}");
+}
+
+crate::on_both_backends!(
+    no_secret_password_or_token_reaches_the_logs,
+    serving_beyond_loopback_without_an_issuer_warns_what_to_set,
+);

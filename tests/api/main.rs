@@ -9,6 +9,7 @@ mod cli;
 mod faults;
 mod fuzz;
 
+mod integrator;
 mod introspection;
 mod keys_api;
 mod logs;

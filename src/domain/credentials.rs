@@ -318,15 +318,30 @@ mod tests {
         let secret = ClientSecret::generate();
         let session = SessionToken::generate();
         let path = format!("/api/v1/keys/{}/revoke", secret.expose());
-        assert_eq!(redact_credentials(&path), "/api/v1/keys/kps_<redacted>/revoke");
+        assert_eq!(
+            redact_credentials(&path),
+            "/api/v1/keys/kps_<redacted>/revoke"
+        );
         let path = format!("/api/v1/users/{}/unlock", session.expose());
-        assert_eq!(redact_credentials(&path), "/api/v1/users/kpsess_<redacted>/unlock");
+        assert_eq!(
+            redact_credentials(&path),
+            "/api/v1/users/kpsess_<redacted>/unlock"
+        );
         assert_eq!(
             redact_credentials("/oauth/token/eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln?x=1"),
             "/oauth/token/<redacted>?x=1"
         );
-        assert_eq!(redact_credentials("kpset_abc and more"), "kpset_<redacted> and more");
-        for harmless in ["/api/v1/keys/kpc_abc", "/healthz", "mykps_abc", "eyJ-no-dot", "ü/kps_"] {
+        assert_eq!(
+            redact_credentials("kpset_abc and more"),
+            "kpset_<redacted> and more"
+        );
+        for harmless in [
+            "/api/v1/keys/kpc_abc",
+            "/healthz",
+            "mykps_abc",
+            "eyJ-no-dot",
+            "ü/kps_",
+        ] {
             assert_eq!(redact_credentials(harmless), harmless);
         }
     }

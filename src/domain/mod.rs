@@ -15,8 +15,8 @@ pub use credentials::{
 };
 pub use names::{CollectionName, IdempotencyKey, KeyName, NameError, TenantName};
 pub use network::IpRange;
-pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use principal::{ActingUser, Credential, Principal};
+pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use scope::{
     ADMIN_SCOPES, AUDIT_READ, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope, ScopeError,
     ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_WRITE,

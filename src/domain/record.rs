@@ -218,7 +218,11 @@ mod tests {
             (r#""text""#, false),
         ] {
             let err = RecordBatch::parse(body.as_bytes(), 10).unwrap_err();
-            assert_eq!(matches!(err, RecordError::Malformed(_)), malformed, "{body}: {err:?}");
+            assert_eq!(
+                matches!(err, RecordError::Malformed(_)),
+                malformed,
+                "{body}: {err:?}"
+            );
         }
         let eleven = format!("[{}]", vec![r#"{"a":1}"#; 11].join(","));
         assert!(RecordBatch::parse(eleven.as_bytes(), 10).is_err());

@@ -47,9 +47,14 @@ async fn the_metadata_follows_the_bound_port_when_no_issuer_is_set(backend: Back
     .expect("the token verifies against what the metadata points to");
 
     // A configured issuer wins.
-    let configured = spawn_app_with(backend, &[("KEYPORT_ISSUER", "https://auth.example.com/")]).await;
-    let metadata =
-        json_body(configured.get("/.well-known/oauth-authorization-server").await).await;
+    let configured =
+        spawn_app_with(backend, &[("KEYPORT_ISSUER", "https://auth.example.com/")]).await;
+    let metadata = json_body(
+        configured
+            .get("/.well-known/oauth-authorization-server")
+            .await,
+    )
+    .await;
     assert_eq!(metadata["issuer"], "https://auth.example.com");
 }
 
@@ -68,7 +73,11 @@ async fn an_empty_report_is_an_empty_page(backend: Backend) {
     assert_eq!(page["collection"], "never-pushed");
 
     let missing = app
-        .pull(&token, "never-pushed", "/0190a0a0-0000-7000-8000-000000000000")
+        .pull(
+            &token,
+            "never-pushed",
+            "/0190a0a0-0000-7000-8000-000000000000",
+        )
         .await;
     assert_eq!(missing.status(), 404);
 }
@@ -93,12 +102,7 @@ async fn records_come_back_as_they_were_pushed(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 201);
 
-    let page = app
-        .pull(&token, "fidelity", "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.pull(&token, "fidelity", "").await.text().await.unwrap();
     let compact = r#"{"z_first":1,"big":123456789012345678901234567890,"price":1.10,"text":"caf\u00e9 \"q\"","nested":{"b":[1,2.50e3],"a":null}}"#;
     assert!(
         page.contains(compact),
@@ -132,11 +136,11 @@ async fn records_come_back_as_they_were_pushed(backend: Backend) {
 /// `Authorization`, so caches would not know otherwise).
 async fn answers_to_credentials_are_never_cached(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read keys:manage")
-        .await;
+    let integration = app.integration("admin", "reports:read keys:manage").await;
     let token = app.token_for(&integration).await;
-    let session = app.session_for(&integration.user.email, "a long enough passphrase").await;
+    let session = app
+        .session_for(&integration.user.email, "a long enough passphrase")
+        .await;
     let paths = [
         "/api/v1/keys",
         "/api/v1/users",
@@ -157,9 +161,14 @@ async fn answers_to_credentials_are_never_cached(backend: Backend) {
             ("session", app.api(Method::GET, path, &session)),
         ] {
             let response = request.send().await.unwrap();
-            assert!(response.status().is_success(), "{how} {path}: {}", response.status());
+            assert!(
+                response.status().is_success(),
+                "{how} {path}: {}",
+                response.status()
+            );
             assert_eq!(
-                response.headers()["cache-control"], "no-store",
+                response.headers()["cache-control"],
+                "no-store",
                 "{how} {path}"
             );
             let vary = response.headers()["vary"].to_str().unwrap().to_lowercase();
@@ -199,7 +208,8 @@ async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(backend: 
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
     for n in 0..10 {
-        let status = bad_token_request(&app, integration.client_id(), &format!("203.0.113.{n}")).await;
+        let status =
+            bad_token_request(&app, integration.client_id(), &format!("203.0.113.{n}")).await;
         assert_eq!(status, 401);
     }
     assert_eq!(
@@ -239,7 +249,9 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_the_source(backend: Back
         .send()
         .await
         .unwrap();
-    let session = app.session_for(&integration.user.email, "a long enough passphrase").await;
+    let session = app
+        .session_for(&integration.user.email, "a long enough passphrase")
+        .await;
     let events = json_body(
         app.call(
             Method::GET,

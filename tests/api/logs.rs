@@ -259,9 +259,15 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     let careless = [
         (reqwest::Method::GET, format!("/api/v1/keys/{secret}")),
         (reqwest::Method::POST, format!("/oauth/token/{secret}")),
-        (reqwest::Method::POST, format!("/api/v1/users/{session_token}/unlock")),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/users/{session_token}/unlock"),
+        ),
         (reqwest::Method::GET, format!("/api/v1/keys/{access_token}")),
-        (reqwest::Method::DELETE, format!("/oauth/token/{access_token}")),
+        (
+            reqwest::Method::DELETE,
+            format!("/oauth/token/{access_token}"),
+        ),
     ];
     for (method, path) in careless {
         let answer = http

@@ -90,7 +90,8 @@ pub struct RecordPage {
     records: Vec<Record>,
 }
 
-/// Records of a collection, oldest first, one page at a time. Members see
+/// Records of a collection, oldest first, one page at a time (an empty page
+/// for a collection nobody has pushed to). Members see
 /// the records they pushed; admins the whole tenant's.
 #[utoipa::path(
     get,
@@ -108,7 +109,6 @@ pub struct RecordPage {
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::InsufficientScope),
-        (status = 404, response = doc::NotFound),
         (status = 503, response = doc::Unavailable),
     )
 )]

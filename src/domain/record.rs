@@ -224,7 +224,7 @@ mod tests {
                 "{body}: {err:?}"
             );
         }
-        let eleven = format!("[{}]", vec![r#"{"a":1}"#; 11].join(","));
+        let eleven = format!("[{}]", [r#"{"a":1}"#; 11].join(","));
         assert!(RecordBatch::parse(eleven.as_bytes(), 10).is_err());
     }
 }

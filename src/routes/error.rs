@@ -252,6 +252,9 @@ impl From<GrantError> for OAuthError {
             GrantError::InvalidTarget(_) => {
                 OAuthError::new(OAuthErrorCode::InvalidTarget, err.to_string())
             }
+            GrantError::UnsupportedTokenType(_) => {
+                OAuthError::new(OAuthErrorCode::UnsupportedTokenType, err.to_string())
+            }
             GrantError::Signing(_) => {
                 log::error!("{}", error_chain(&err));
                 OAuthError::new(
@@ -259,11 +262,13 @@ impl From<GrantError> for OAuthError {
                     "the server failed; the error was logged",
                 )
             }
+            GrantError::Storage(err) => err.into(),
         }
     }
 }
 
-/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target`.
+/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target` and RFC
+/// 7009's `unsupported_token_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OAuthErrorCode {
     InvalidRequest,
@@ -273,6 +278,7 @@ pub enum OAuthErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     InvalidTarget,
+    UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -287,6 +293,7 @@ impl OAuthErrorCode {
             OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthErrorCode::InvalidScope => "invalid_scope",
             OAuthErrorCode::InvalidTarget => "invalid_target",
+            OAuthErrorCode::UnsupportedTokenType => "unsupported_token_type",
             OAuthErrorCode::ServerError => "server_error",
             OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -364,12 +371,12 @@ impl ResponseError for OAuthError {
         response
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"));
-        // RFC 6749 §5.2: a 401 names the scheme the client should use.
+        // RFC 6749 §5.2: a 401 names the scheme the client should use. The
+        // challenge repeats the error, as node oidc-provider's does: clients
+        // built on oauth4webapi (openid-client 6) read a challenge before the
+        // body and report only what it carries.
         if self.code == OAuthErrorCode::InvalidClient {
-            response.insert_header((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"keyport\", charset=\"UTF-8\""),
-            ));
+            response.insert_header((header::WWW_AUTHENTICATE, basic_challenge(&self.description)));
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
@@ -379,6 +386,39 @@ impl ResponseError for OAuthError {
             "error_description": self.description,
         }))
     }
+}
+
+/// `Basic realm="keyport", error="invalid_client", error_description="…"`,
+/// with the description as an RFC 7235 quoted-string.
+fn basic_challenge(description: &str) -> HeaderValue {
+    let challenge = format!(
+        "Basic realm=\"{REALM}\", charset=\"UTF-8\", error=\"invalid_client\", error_description={}",
+        quoted_string(description)
+    );
+    HeaderValue::from_str(&challenge).unwrap_or_else(|_| {
+        HeaderValue::from_static(
+            "Basic realm=\"keyport\", charset=\"UTF-8\", error=\"invalid_client\"",
+        )
+    })
+}
+
+/// RFC 7235 §2.2 quoted-string: `"` and `\` are escaped; anything that is
+/// not printable ASCII (RFC 6749 limits `error_description` to it) becomes `?`.
+fn quoted_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            ' '..='~' => quoted.push(c),
+            _ => quoted.push('?'),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 impl From<StorageError> for OAuthError {
@@ -445,5 +485,43 @@ impl ResponseError for BearerError {
             .insert_header((header::WWW_AUTHENTICATE, challenge))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({ "error": code, "message": description }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(response: &HttpResponse) -> &str {
+        response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_invalid_client_challenge_carries_the_error_and_an_escaped_description() {
+        let response = OAuthError::invalid_client(r#"the "key" \ is wrong"#).error_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenge(&response),
+            r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="the \"key\" \\ is wrong""#
+        );
+    }
+
+    #[test]
+    fn a_description_that_is_not_printable_ascii_still_makes_a_valid_challenge() {
+        let response = OAuthError::invalid_client("clé\r\nX-Injected: 1").error_response();
+        assert_eq!(
+            challenge(&response),
+            r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="cl???X-Injected: 1""#
+        );
+    }
+
+    #[test]
+    fn other_oauth_errors_carry_no_challenge() {
+        let response = OAuthError::invalid_request("token is required").error_response();
+        assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));
     }
 }

@@ -188,7 +188,8 @@ pub async fn introspect(
 }
 
 /// RFC 7009 token revocation: the caller's own tokens (an admin's key: any
-/// token of the tenant). An unknown or invalid token answers 200 too.
+/// token of the tenant). An unknown or invalid token answers 200 too; an API
+/// key's secret or a session token answers 400 `unsupported_token_type`.
 #[utoipa::path(
     post,
     path = "/oauth/revoke",
@@ -214,8 +215,13 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let (key, query) = authenticated_token_query(&req, payload, &state).await?;
-    // RFC 7009 §2.2: an invalid or unknown token still answers 200.
-    let token = state.keys.verifier().verify(&query.token);
-    grant::revoke(&state.service, key, token, client_address(&req)).await?;
+    grant::revoke(
+        &state.service,
+        &state.keys,
+        key,
+        &query.token,
+        client_address(&req),
+    )
+    .await?;
     Ok(no_store(HttpResponse::Ok()).finish())
 }

@@ -183,7 +183,8 @@ pub struct ApiErrorBody {
     confirmation_phrase: String,
 }
 
-/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target`.
+/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target` and RFC
+/// 7009's `unsupported_token_type`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
@@ -194,6 +195,7 @@ pub enum OAuthErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     InvalidTarget,
+    UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -296,13 +298,14 @@ error_response!(
 error_response!(
     OAuthBadRequest,
     "OAuthError",
-    "`invalid_request`, `unsupported_grant_type`, `invalid_scope` or `invalid_target`"
+    "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, or (at \
+     `/oauth/revoke`, for an API key, session or set-password token) `unsupported_token_type`"
 );
 error_response!(
     OAuthInvalidClient,
     "OAuthError",
     "Client authentication failed (`invalid_client`)",
-    "WWW-Authenticate" => "`Basic realm=\"keyport\", charset=\"UTF-8\"`",
+    "WWW-Authenticate" => "`Basic realm=\"keyport\", charset=\"UTF-8\", error=\"invalid_client\", error_description=\"…\"`",
 );
 error_response!(
     OAuthPayloadTooLarge,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Service;
 use super::audit::{self, Event};
 use super::clients::{self, AuthenticatedKey};
-use crate::domain::{Role, ScopeSet, now};
+use crate::domain::{ClientSecret, Role, ScopeSet, SessionToken, SetPasswordToken, now};
 use crate::storage::StorageError;
 use crate::tokens::{AccessTokenClaims, KeyRing, KeyRingError, VerifiedToken};
 
@@ -17,8 +17,60 @@ pub enum GrantError {
     InvalidScope(String),
     #[error("this server issues tokens only for `{0}`")]
     InvalidTarget(String),
+    /// RFC 7009 §2.2.1: a credential Keyport issues but does not revoke at
+    /// `/oauth/revoke`; the message says what ends it instead.
+    #[error("{}", .0.how_to_end())]
+    UnsupportedTokenType(NotRevokedHere),
     #[error("cannot sign the token")]
     Signing(#[from] KeyRingError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A credential `/oauth/revoke` recognises by its prefix but does not end:
+/// it has a way of its own, which answering 200 would hide (the caller would
+/// believe it revoked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRevokedHere {
+    /// An API key's secret (`kps_…`).
+    ApiKeySecret,
+    /// A signed-in person's session (`kpsess_…`).
+    Session,
+    /// A new user's one-time set-password token (`kpset_…`).
+    SetPasswordToken,
+}
+
+impl NotRevokedHere {
+    /// What `raw` is, if it is one of these. Only the prefix is read: the
+    /// answer must not tell whether the credential is valid.
+    fn of(raw: &str) -> Option<Self> {
+        if ClientSecret::has_secret_prefix(raw) {
+            Some(NotRevokedHere::ApiKeySecret)
+        } else if SessionToken::has_prefix(raw) {
+            Some(NotRevokedHere::Session)
+        } else if SetPasswordToken::has_prefix(raw) {
+            Some(NotRevokedHere::SetPasswordToken)
+        } else {
+            None
+        }
+    }
+
+    fn how_to_end(self) -> &'static str {
+        match self {
+            NotRevokedHere::ApiKeySecret => {
+                "this endpoint revokes access tokens, not API keys: revoke the key with \
+                 POST /api/v1/keys/{id}/revoke or `keyport key revoke KEY`"
+            }
+            NotRevokedHere::Session => {
+                "this endpoint revokes access tokens, not sessions: end the session with \
+                 DELETE /api/v1/session, presenting it as the bearer token"
+            }
+            NotRevokedHere::SetPasswordToken => {
+                "this endpoint revokes access tokens, not set-password tokens: one ends when \
+                 it is used, after 72 hours, or when an admin disables the user"
+            }
+        }
+    }
 }
 
 pub struct IssuedToken {
@@ -151,16 +203,24 @@ pub async fn introspect(
     })
 }
 
-/// RFC 7009: revokes `token` if `key` may (its owner's tokens; an admin's
-/// key: any token of the tenant). Anything else is silently ignored, as the
-/// RFC asks.
+/// RFC 7009: revokes the access token `raw` if `key` may (its owner's
+/// tokens; an admin's key: any token of the tenant). An API key's secret or a
+/// session token is refused as `UnsupportedTokenType` (§2.2.1), without
+/// checking it; anything else that is not a token `key` may revoke is
+/// silently ignored, as the RFC asks.
 pub async fn revoke(
     service: &Service,
+    keys: &KeyRing,
     key: AuthenticatedKey,
-    token: Result<VerifiedToken, crate::tokens::TokenError>,
+    raw: &str,
     source_address: Option<std::net::IpAddr>,
-) -> Result<(), StorageError> {
-    let Ok(token) = token else { return Ok(()) };
+) -> Result<(), GrantError> {
+    if let Some(credential) = NotRevokedHere::of(raw) {
+        return Err(GrantError::UnsupportedTokenType(credential));
+    }
+    let Ok(token) = keys.verifier().verify(raw) else {
+        return Ok(());
+    };
     if !may_act_on(&key, &token.claims) {
         return Ok(());
     }

@@ -280,8 +280,8 @@ async fn refuse_removing_the_last_admin(
 }
 
 /// Disables or enables a user. A disabled user's keys stop getting tokens at
-/// once and their sessions end for good (enabling them does not bring the
-/// sessions back).
+/// once, and their sessions and unused set-password token end for good
+/// (enabling them brings none of these back).
 pub async fn set_user_status(
     service: &Service,
     principal: &Principal,
@@ -299,6 +299,7 @@ pub async fn set_user_status(
         .await?;
     if status == UserStatus::Disabled {
         service.store.delete_sessions_of(&found.id).await?;
+        service.store.delete_set_password_tokens_of(&found.id).await?;
     }
     let action = match status {
         UserStatus::Active => "user.enable",

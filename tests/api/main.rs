@@ -15,6 +15,7 @@ mod keys_api;
 mod logs;
 mod migrations;
 mod openapi;
+mod openid_client;
 mod operations;
 mod postman;
 mod presentation;

@@ -12,4 +12,5 @@ pub mod service;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;

@@ -2,11 +2,12 @@
 //! a caller (a test) that asked for port 0 learns the port before serving.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::http::KeepAlive;
-use actix_web::middleware::from_fn;
+use actix_web::http::{KeepAlive, header};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
@@ -14,6 +15,7 @@ use crate::routes::{self, AppState};
 use crate::service::Service;
 use crate::storage::{PushQueue, StorageError, Store};
 use crate::telemetry::Metrics;
+use crate::tls::{CertificateReloader, TlsError};
 use crate::tokens::{KeyRing, KeyRingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +31,22 @@ pub enum StartupError {
         bind: String,
         source: std::io::Error,
     },
+    #[error("cannot set up HTTPS")]
+    Tls(#[from] TlsError),
+    #[error("cannot watch for SIGHUP (the TLS certificate reload signal)")]
+    Signal(#[source] std::io::Error),
 }
+
+/// Sent on every response when Keyport serves HTTPS itself: browsers then
+/// refuse plain HTTP to this host for a year. Not `includeSubDomains`:
+/// Keyport cannot know whether every sibling host speaks HTTPS.
+const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
 pub struct Application {
     port: u16,
     settings: Arc<Settings>,
     server: Server,
+    tls: Option<CertificateReloader>,
 }
 
 /// Without a configured issuer, the issuer is the address actually bound
@@ -70,6 +82,13 @@ impl Application {
         mut settings: Settings,
         store: Store,
     ) -> Result<Self, StartupError> {
+        // Read the certificate before binding: a wrong file stops start-up
+        // before anything listens.
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(CertificateReloader::load)
+            .transpose()?;
         let listener = TcpListener::bind(&settings.bind).map_err(|source| StartupError::Bind {
             bind: settings.bind.clone(),
             source,
@@ -105,6 +124,9 @@ impl Application {
             service.settings.security.revocation_refresh,
             Arc::downgrade(&alive),
         );
+        if let Some(reloader) = &tls {
+            spawn_reload_on_hangup(reloader.clone(), Arc::downgrade(&alive))?;
+        }
         let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
         let pushes = PushQueue::start(store);
         let state = web::Data::new(AppState {
@@ -114,6 +136,7 @@ impl Application {
             pushes,
         });
         let verifier = web::Data::new(keys.verifier());
+        let serves_https = tls.is_some();
         let server = HttpServer::new(move || {
             // The factory owns `alive`: when the server is dropped, the
             // background tasks see it gone and stop.
@@ -121,6 +144,12 @@ impl Application {
             App::new()
                 // One log line and one histogram sample per request.
                 .wrap(from_fn(routes::observe::observe))
+                // Outermost, so every answer (404s and errors too) has it.
+                .wrap(Condition::new(
+                    serves_https,
+                    DefaultHeaders::new()
+                        .add((header::STRICT_TRANSPORT_SECURITY, STRICT_TRANSPORT_SECURITY)),
+                ))
                 .app_data(state.clone())
                 .app_data(verifier.clone())
                 .configure(routes::configure)
@@ -129,8 +158,13 @@ impl Application {
         // A client that stalls while sending its request head is cut off (408)
         // instead of holding a connection open forever.
         .client_request_timeout(request_timeout)
-        .keep_alive(keep_alive)
-        .listen(listener)
+        .keep_alive(keep_alive);
+        let server = match &tls {
+            // The rustls configuration asks `reloader` for the certificate at
+            // each handshake, so a reload never touches the listener.
+            Some(reloader) => server.listen_rustls_0_23(listener, reloader.server_config()?),
+            None => server.listen(listener),
+        }
         .map_err(|source| StartupError::Bind {
             bind: String::from("listener"),
             source,
@@ -144,6 +178,7 @@ impl Application {
             port,
             settings,
             server: server.run(),
+            tls,
         })
     }
 
@@ -155,6 +190,21 @@ impl Application {
     /// when none was configured.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// With HTTPS, a handle that reloads the certificate and key from their
+    /// files, as SIGHUP does; it stays usable while the server runs.
+    pub fn certificate_reloader(&self) -> Option<CertificateReloader> {
+        self.tls.clone()
+    }
+
+    /// Re-reads the TLS certificate and key now, as SIGHUP does (see
+    /// [`CertificateReloader::reload_certificate`]).
+    pub fn reload_certificate(&self) -> Result<(), TlsError> {
+        self.tls
+            .as_ref()
+            .ok_or(TlsError::NotConfigured)?
+            .reload_certificate()
     }
 
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
@@ -182,4 +232,38 @@ fn spawn_key_refresh(keys: Arc<KeyRing>, every: std::time::Duration) {
             }
         }
     });
+}
+
+/// Reloads the TLS certificate on SIGHUP (`kill -HUP`, or `systemctl reload`
+/// with `ExecReload=kill -HUP $MAINPID`). A failed reload is logged and the
+/// old certificate stays. Like the other background tasks, it stops once
+/// `alive` is gone: checked at every signal and every second, so an idle
+/// task does not outlive the application for long.
+fn spawn_reload_on_hangup(
+    reloader: CertificateReloader,
+    alive: Weak<()>,
+) -> Result<(), StartupError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).map_err(StartupError::Signal)?;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let hung_up = tokio::select! {
+                received = hangups.recv() => match received {
+                    Some(()) => true,
+                    None => break,
+                },
+                _ = ticker.tick() => false,
+            };
+            if alive.upgrade().is_none() {
+                break;
+            }
+            if hung_up {
+                log::info!("SIGHUP received: reloading the TLS certificate");
+                // It logs the outcome, success or failure, itself.
+                let _ = reloader.reload_certificate();
+            }
+        }
+    });
+    Ok(())
 }

@@ -208,6 +208,13 @@ opaque_token!(
     "kpset_"
 );
 
+opaque_token!(
+    /// Opens the console's first-run setup page, once, while nobody uses the
+    /// server.
+    SetupToken,
+    "kpsetup_"
+);
+
 impl SecretDigest {
     /// A short public handle for what this digests, for audit rows: not
     /// enough to find or use the credential.
@@ -221,7 +228,7 @@ impl SecretDigest {
 /// came from a request (a path, a query, an id) and is about to be logged
 /// or echoed. A careless `GET /api/v1/keys/kps_…` must not leak the key.
 pub fn redact_credentials(text: &str) -> std::borrow::Cow<'_, str> {
-    const PREFIXES: [&str; 3] = [SECRET_PREFIX, "kpsess_", "kpset_"];
+    const PREFIXES: [&str; 4] = [SECRET_PREFIX, "kpsess_", "kpset_", "kpsetup_"];
     let is_token_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
     let bytes = text.as_bytes();
     let mut out = String::new();

@@ -11,7 +11,7 @@ mod user;
 
 pub use credentials::{
     ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken, SetPasswordToken,
-    redact_credentials,
+    SetupToken, redact_credentials,
 };
 pub use names::{CollectionName, IdempotencyKey, KeyName, NameError, TenantName};
 pub use network::IpRange;

@@ -299,7 +299,10 @@ pub async fn set_user_status(
         .await?;
     if status == UserStatus::Disabled {
         service.store.delete_sessions_of(&found.id).await?;
-        service.store.delete_set_password_tokens_of(&found.id).await?;
+        service
+            .store
+            .delete_set_password_tokens_of(&found.id)
+            .await?;
     }
     let action = match status {
         UserStatus::Active => "user.enable",

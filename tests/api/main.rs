@@ -23,6 +23,7 @@ mod privilege_defects;
 mod python_client;
 mod resources;
 mod sessions;
+mod tls;
 mod token;
 mod tokens;
 mod webhooks;

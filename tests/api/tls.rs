@@ -1,0 +1,551 @@
+//! HTTPS served by Keyport itself: rustls on the configured PEM files, an
+//! `https` issuer, Strict-Transport-Security, and a certificate reloaded
+//! (by call and by SIGHUP to the real binary) without a restart.
+//!
+//! Certificates come from two throwaway CAs made here with rcgen; clients
+//! trust exactly one of them, so which CA a client accepts tells which
+//! certificate the server presented.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keyport::startup::Application;
+use keyport::storage::Store;
+use keyport::tls::{CertificateReloader, fingerprint};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{Backend, TestApp, TestDatabase, json_body, settings_for, spawn_app};
+
+const HSTS: &str = "max-age=31536000";
+
+/// A certificate authority for one test.
+struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+/// A server certificate for 127.0.0.1 and its key, as PEM.
+struct Leaf {
+    /// The leaf, then its CA: a whole chain, as a real deployment has.
+    chain_pem: String,
+    key_pem: String,
+    der: Vec<u8>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("CA certificate");
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn issue(&self, common_name: &str) -> Leaf {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("leaf params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        Leaf {
+            chain_pem: format!("{}{}", cert.pem(), self.pem),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+}
+
+/// The PEM files the server reads, in a directory removed after the test.
+struct CertFiles {
+    dir: PathBuf,
+}
+
+impl CertFiles {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("keyport_tls_{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("certificate dir");
+        CertFiles { dir }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.join("key.pem")
+    }
+
+    /// Where `ca`'s certificate is written for curl's `--cacert`.
+    fn ca(&self, ca: &TestCa, name: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, &ca.pem).expect("write CA");
+        path
+    }
+
+    fn install(&self, leaf: &Leaf) {
+        std::fs::write(self.cert(), &leaf.chain_pem).expect("write certificate");
+        std::fs::write(self.key(), &leaf.key_pem).expect("write key");
+    }
+
+    fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("KEYPORT_TLS_CERT_FILE", self.cert().display().to_string()),
+            ("KEYPORT_TLS_KEY_FILE", self.key().display().to_string()),
+        ]
+    }
+}
+
+impl Drop for CertFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A client that trusts `ca` and nothing else, and reports the
+/// certificate each connection was given.
+fn client_trusting(ca: &TestCa) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("CA PEM")])
+        .tls_info(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("https client")
+}
+
+fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("TLS info with the peer certificate")
+        .to_vec()
+}
+
+/// A `TestApp` whose address is `https://…` and whose client trusts `ca`,
+/// plus the application's reload handle. `spawn_app_on`, keeping the
+/// `Application` long enough to take that handle.
+struct HttpsApp {
+    app: TestApp,
+    reloader: CertificateReloader,
+}
+
+async fn spawn_https_app(files: &CertFiles, ca: &TestCa) -> HttpsApp {
+    let db = Arc::new(TestDatabase::create(Backend::Sqlite).await);
+    let env = files.env();
+    let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = settings_for(&db.url, &overrides);
+    let store = Store::connect_and_migrate(&settings.database)
+        .await
+        .expect("connect to the test database");
+    let application = Application::build_with_store(settings, store.clone())
+        .await
+        .expect("build the application");
+    let port = application.port();
+    let settings = application.settings().clone();
+    let reloader = application
+        .certificate_reloader()
+        .expect("TLS is configured");
+    tokio::spawn(application.run_until_stopped());
+    HttpsApp {
+        app: TestApp {
+            address: format!("https://127.0.0.1:{port}"),
+            port,
+            client: client_trusting(ca),
+            store,
+            settings,
+            db,
+        },
+        reloader,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_issued_over_https_under_an_https_issuer_with_hsts() {
+    let ca = TestCa::new("Keyport test CA");
+    let files = CertFiles::new();
+    files.install(&ca.issue("keyport-a"));
+    let HttpsApp { app, .. } = spawn_https_app(&files, &ca).await;
+    let integration = app.integration("admin", "reports:read").await;
+
+    let response = app
+        .request_token(integration.client_id(), integration.secret())
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["strict-transport-security"], HSTS);
+    let token = json_body(response).await["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let whoami = app
+        .call(reqwest::Method::GET, "/api/v1/whoami", &token)
+        .await;
+    assert_eq!(whoami.status(), 200, "the token works over HTTPS");
+    assert_eq!(whoami.headers()["strict-transport-security"], HSTS);
+
+    let metadata = app.get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(metadata.status(), 200);
+    assert_eq!(metadata.headers()["strict-transport-security"], HSTS);
+    let metadata: Value = json_body(metadata).await;
+    let issuer = metadata["issuer"].as_str().expect("issuer");
+    assert!(
+        issuer.starts_with(&format!("https://127.0.0.1:{}", app.port)),
+        "{issuer}"
+    );
+    assert!(
+        metadata["token_endpoint"]
+            .as_str()
+            .expect("token_endpoint")
+            .starts_with("https://"),
+        "{metadata}"
+    );
+
+    // Error answers carry it too.
+    let missing = app.get("/no/such/path").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["strict-transport-security"], HSTS);
+
+    // Plain HTTP to the HTTPS port gets no answer.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("plain client");
+    let result = plain
+        .get(format!("http://127.0.0.1:{}/healthz", app.port))
+        .send()
+        .await;
+    assert!(result.is_err(), "plain HTTP answered: {result:?}");
+
+    // A client that does not trust the test CA refuses the server.
+    let stranger = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client with the system's roots");
+    let result = stranger.get(app.url("/healthz")).send().await;
+    assert!(result.is_err(), "an untrusted certificate was accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_app_sends_no_strict_transport_security() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for path in [
+        "/healthz",
+        "/.well-known/oauth-authorization-server",
+        "/nope",
+    ] {
+        let response = app.get(path).await;
+        assert!(
+            !response.headers().contains_key("strict-transport-security"),
+            "{path} over plain HTTP sent HSTS"
+        );
+    }
+}
+
+async fn curl(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new("curl")
+        // -q: no ~/.curlrc; the test says everything.
+        .args(["-q", "--silent", "--show-error", "--max-time", "20"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_trusts_the_server_with_the_ca_file_and_refuses_it_without() {
+    let ca = TestCa::new("Keyport curl CA");
+    let files = CertFiles::new();
+    files.install(&ca.issue("keyport-curl"));
+    let ca_file = files.ca(&ca, "ca.pem");
+    let ca_file = ca_file.to_str().expect("utf-8 path");
+    let HttpsApp { app, .. } = spawn_https_app(&files, &ca).await;
+    let integration = app.integration("member", "reports:read").await;
+
+    let health = curl(&[
+        "--fail",
+        "--cacert",
+        ca_file,
+        "--dump-header",
+        "-",
+        &app.url("/healthz"),
+    ])
+    .await;
+    let out = String::from_utf8_lossy(&health.stdout).to_lowercase();
+    assert!(
+        health.status.success(),
+        "curl /healthz: {out} {}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    assert!(
+        out.contains(&format!("strict-transport-security: {HSTS}")),
+        "{out}"
+    );
+
+    let credentials = format!("{}:{}", integration.client_id(), integration.secret());
+    let token = curl(&[
+        "--fail-with-body",
+        "--cacert",
+        ca_file,
+        "--user",
+        &credentials,
+        "--data",
+        "grant_type=client_credentials",
+        &app.url("/oauth/token"),
+    ])
+    .await;
+    assert!(
+        token.status.success(),
+        "curl /oauth/token: {}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let body: Value = serde_json::from_slice(&token.stdout).expect("token JSON");
+    assert!(body["access_token"].as_str().is_some(), "{body}");
+
+    // Without the CA, curl refuses the certificate (exit 60).
+    let refused = curl(&[&app.url("/healthz")]).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(60), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is_not() {
+    let first_ca = TestCa::new("Keyport first CA");
+    let second_ca = TestCa::new("Keyport second CA");
+    let first = first_ca.issue("keyport-first");
+    let second = second_ca.issue("keyport-second");
+    let files = CertFiles::new();
+    files.install(&first);
+    let HttpsApp { app, reloader } = spawn_https_app(&files, &first_ca).await;
+    assert_eq!(reloader.fingerprint(), fingerprint(&first.der));
+
+    // `app.client` trusts the first CA and keeps its connection open.
+    let before = app.get("/healthz").await;
+    assert_eq!(before.status(), 200);
+    assert_eq!(peer_certificate(&before), first.der);
+    before
+        .bytes()
+        .await
+        .expect("body read, connection back in the pool");
+
+    files.install(&second);
+    reloader.reload_certificate().expect("the new files load");
+    assert_eq!(reloader.fingerprint(), fingerprint(&second.der));
+
+    // A new connection gets the new certificate: a client trusting only the
+    // second CA gets in, one trusting only the first does not.
+    let fresh = client_trusting(&second_ca)
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("the new certificate is served");
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(peer_certificate(&fresh), second.der);
+    let stale = client_trusting(&first_ca)
+        .get(app.url("/healthz"))
+        .send()
+        .await;
+    assert!(stale.is_err(), "the old certificate is still served");
+
+    // The connection opened before the reload keeps its session.
+    let kept = app.get("/healthz").await;
+    assert_eq!(kept.status(), 200);
+    assert_eq!(peer_certificate(&kept), first.der);
+
+    // A broken file is refused, and the second certificate stays.
+    std::fs::write(files.cert(), "-----BEGIN CERTIFICATE-----\nnot base64!\n")
+        .expect("break the certificate file");
+    let err = reloader.reload_certificate().expect_err("broken PEM");
+    let message = keyport::telemetry::error_chain(&err);
+    assert!(message.contains("cert.pem"), "{message}");
+    assert_eq!(reloader.fingerprint(), fingerprint(&second.der));
+    // So does a key that belongs to another certificate.
+    std::fs::write(files.cert(), &second.chain_pem).expect("restore the certificate");
+    std::fs::write(files.key(), &first.key_pem).expect("the wrong key");
+    let err = reloader.reload_certificate().expect_err("mismatched key");
+    assert!(err.to_string().contains("does not belong"), "{err}");
+
+    let integration = app.integration("member", "reports:read").await;
+    let response = client_trusting(&second_ca)
+        .post(app.url("/oauth/token"))
+        .basic_auth(integration.client_id(), Some(integration.secret()))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("still served after failed reloads");
+    assert_eq!(response.status(), 200);
+    assert_eq!(peer_certificate(&response), second.der);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_cannot_be_loaded_stops_start_up_naming_the_file() {
+    let ca = TestCa::new("Keyport start-up CA");
+    let files = CertFiles::new();
+    std::fs::write(files.cert(), ca.issue("keyport-start").chain_pem).expect("write certificate");
+    // No key file.
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let env = files.env();
+    let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = settings_for(&db.url, &overrides);
+    let store = Store::connect_and_migrate(&settings.database)
+        .await
+        .expect("connect");
+    let Err(err) = Application::build_with_store(settings, store).await else {
+        panic!("started without its key file");
+    };
+    let message = keyport::telemetry::error_chain(&err);
+    assert!(message.contains("HTTPS"), "{message}");
+    assert!(message.contains("private key file"), "{message}");
+    assert!(
+        message.contains(&files.key().display().to_string()),
+        "{message}"
+    );
+}
+
+/// `keyport serve` as a child process with its log lines collected.
+struct Server {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(db: &TestDatabase, files: &CertFiles) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyport"))
+            .arg("serve")
+            .env("KEYPORT_DATABASE_URL", &db.url)
+            .env("KEYPORT_BIND", "127.0.0.1:0")
+            .env("KEYPORT_WORKERS", "1")
+            .envs(files.env())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keyport serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on port ").nth(1) {
+                    let port = rest.split_whitespace().next().unwrap_or("").parse();
+                    let _ = port_tx.send(port.unwrap_or(0));
+                }
+                let mut log = sink.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server reports its port");
+        Server { child, port, log }
+    }
+
+    fn hang_up(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits until the log holds `text`.
+    async fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log.lock().expect("log").contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{text}` in the log:\n{}",
+                self.log.lock().expect("log")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
+    let first_ca = TestCa::new("Keyport first CA");
+    let second_ca = TestCa::new("Keyport second CA");
+    let first = first_ca.issue("keyport-first");
+    let second = second_ca.issue("keyport-second");
+    let files = CertFiles::new();
+    files.install(&first);
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let mut server = Server::start(&db, &files);
+
+    let response = client_trusting(&first_ca)
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("HTTPS with the first certificate");
+    assert_eq!(peer_certificate(&response), first.der);
+
+    files.install(&second);
+    server.hang_up();
+    server
+        .wait_for_log(&format!(
+            "now serving SHA-256 fingerprint {}",
+            fingerprint(&second.der)
+        ))
+        .await;
+    let response = client_trusting(&second_ca)
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("HTTPS with the second certificate");
+    assert_eq!(response.status(), 200);
+    assert_eq!(peer_certificate(&response), second.der);
+
+    // A broken key file: logged, the second certificate stays, the process too.
+    std::fs::write(files.key(), "garbage").expect("break the key file");
+    server.hang_up();
+    server.wait_for_log("TLS certificate reload failed").await;
+    let response = client_trusting(&second_ca)
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("still HTTPS with the second certificate");
+    assert_eq!(peer_certificate(&response), second.der);
+    assert!(
+        server.child.try_wait().expect("child status").is_none(),
+        "SIGHUP ended the server"
+    );
+
+    // No line of either private key reached the log.
+    let log = server.log.lock().expect("log").clone();
+    for key in [&first.key_pem, &second.key_pem] {
+        for line in key.lines().filter(|line| !line.starts_with("-----")) {
+            assert!(!log.contains(line), "key material in the log:\n{log}");
+        }
+    }
+}

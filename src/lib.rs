@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod postman;
 pub mod routes;

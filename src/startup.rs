@@ -11,6 +11,7 @@ use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
+use crate::console::{self, ConsoleState};
 use crate::routes::{self, AppState};
 use crate::service::Service;
 use crate::storage::{PushQueue, StorageError, Store};
@@ -33,6 +34,8 @@ pub enum StartupError {
     },
     #[error("cannot set up HTTPS")]
     Tls(#[from] TlsError),
+    #[error("cannot tell whether this is the first run: {0}")]
+    FirstRun(String),
     #[error("cannot watch for SIGHUP (the TLS certificate reload signal)")]
     Signal(#[source] std::io::Error),
 }
@@ -70,6 +73,27 @@ fn settle_issuer(settings: &mut Settings, local: std::net::SocketAddr) {
             settings.tokens.issuer
         );
     }
+}
+
+/// While nobody uses the server, log the one-time link that opens the
+/// console's setup page (valid until used or until the process ends).
+async fn offer_first_run_setup(
+    service: &Service,
+    console: &ConsoleState,
+) -> Result<(), StartupError> {
+    if crate::service::tenants::is_first_run(service)
+        .await
+        .map_err(|e| StartupError::FirstRun(e.to_string()))?
+    {
+        let token = console.arm_setup();
+        log::warn!(
+            "first run: nobody uses this server yet. Open {}/console/setup?token={} to create \
+             the first company and its admin (the link works once, until this process ends)",
+            service.settings.tokens.issuer,
+            token.expose()
+        );
+    }
+    Ok(())
 }
 
 impl Application {
@@ -136,6 +160,8 @@ impl Application {
             pushes,
         });
         let verifier = web::Data::new(keys.verifier());
+        let console = web::Data::new(ConsoleState::default());
+        offer_first_run_setup(&state.service, &console).await?;
         let serves_https = tls.is_some();
         let server = HttpServer::new(move || {
             // The factory owns `alive`: when the server is dropped, the
@@ -152,7 +178,9 @@ impl Application {
                 ))
                 .app_data(state.clone())
                 .app_data(verifier.clone())
+                .app_data(console.clone())
                 .configure(routes::configure)
+                .configure(console::configure)
                 .default_service(web::to(routes::not_found))
         })
         // A client that stalls while sending its request head is cut off (408)

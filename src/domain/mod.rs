@@ -18,8 +18,8 @@ pub use network::IpRange;
 pub use principal::{ActingUser, Credential, Principal};
 pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use scope::{
-    ADMIN_SCOPES, AUDIT_READ, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope, ScopeError,
-    ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_WRITE,
+    ADMIN_SCOPES, AUDIT_READ, GRANTABLE_SCOPES, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope,
+    ScopeError, ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_WRITE,
 };
 pub use user::{Email, Role, UserStatus};
 

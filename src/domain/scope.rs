@@ -14,6 +14,9 @@ pub const TENANT_MANAGE: &str = "tenant:manage";
 pub const AUDIT_READ: &str = "audit:read";
 pub const ADMIN_SCOPES: [&str; 3] = [USERS_MANAGE, TENANT_MANAGE, AUDIT_READ];
 
+/// The scopes a user can be granted one by one.
+pub const GRANTABLE_SCOPES: [&str; 3] = [REPORTS_READ, WEBHOOKS_WRITE, KEYS_MANAGE];
+
 /// Every scope Keyport itself checks, as the metadata's `scopes_supported`.
 pub const SUPPORTED_SCOPES: [&str; 6] = [
     REPORTS_READ,

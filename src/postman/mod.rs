@@ -71,6 +71,21 @@ pub fn collection(settings: &Settings) -> Value {
     })
 }
 
+/// The collection for one key: its client ID is filled in; the secret,
+/// which the server never keeps, is for the user to paste.
+pub fn collection_for_key(settings: &Settings, client_id: &str) -> Value {
+    let mut document = collection(settings);
+    if let Some(variables) = document["variable"].as_array_mut() {
+        for variable in variables {
+            if variable["key"] == "client_id" {
+                variable["value"] = client_id.into();
+            }
+        }
+    }
+    document["info"]["name"] = format!("Keyport ({client_id})").into();
+    document
+}
+
 const DESCRIPTION: &str = "Keyport's token exchange and its report (pull) and webhook (push) \
 endpoints.\n\n\
 1. Open the collection's **Variables** tab and paste your key: `client_id` (`kpc_…`) and \

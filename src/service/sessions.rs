@@ -47,7 +47,7 @@ fn verify_password_blocking(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn check_strength(password: &str) -> Result<()> {
+pub(super) fn check_strength(password: &str) -> Result<()> {
     let len = password.chars().count();
     if len < MIN_PASSWORD_LEN {
         return Err(ServiceError::WeakPassword(format!(

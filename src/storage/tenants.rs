@@ -24,6 +24,14 @@ impl Store {
         })
     }
 
+    /// Users across every tenant: none means the server is on its first run.
+    pub async fn count_users(&self) -> Result<i64> {
+        let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(users)
+    }
+
     pub async fn set_api_only_users(&self, tenant_id: &str, on: bool, now: i64) -> Result<()> {
         sqlx::query("UPDATE tenants SET api_only_users = $2, updated_at = $3 WHERE id = $1")
             .bind(tenant_id)

@@ -1,0 +1,237 @@
+// Keyport console: dialogs, copy buttons, the typed delete phrase, key
+// creation that shows the secret once, and "Test connection". Everything
+// here is progressive: the server renders every page and checks every rule.
+'use strict';
+
+(function () {
+  const openers = new WeakMap();
+
+  function openDialog(dialog, opener) {
+    if (!dialog) return;
+    openers.set(dialog, opener || document.activeElement);
+    if (dialog.open) dialog.close();
+    dialog.showModal();
+  }
+
+  function closeDialog(dialog) {
+    if (dialog && dialog.open) dialog.close();
+  }
+
+  document.addEventListener('close', function (event) {
+    const dialog = event.target;
+    if (!(dialog instanceof HTMLDialogElement)) return;
+    if (dialog.hasAttribute('data-discard-on-close')) {
+      discardSecret();
+      return;
+    }
+    const opener = openers.get(dialog);
+    if (opener && typeof opener.focus === 'function') opener.focus();
+  }, true);
+
+  document.addEventListener('click', function (event) {
+    const target = event.target.closest('button, a');
+    if (!target) return;
+    if (target.dataset.open) {
+      openDialog(document.getElementById(target.dataset.open), target);
+    } else if (target.hasAttribute('data-close')) {
+      closeDialog(target.closest('dialog'));
+    } else if (target.dataset.copy) {
+      copyText(document.getElementById(target.dataset.copy).textContent, target);
+    } else if (target.dataset.testKey) {
+      const dialog = document.getElementById('test-dialog');
+      document.getElementById('test-client-id').value = target.dataset.testKey;
+      document.getElementById('test-secret').value = '';
+      document.getElementById('test-result').replaceChildren();
+      openDialog(dialog, target);
+      document.getElementById('test-secret').focus();
+    } else if (target.hasAttribute('data-test-created')) {
+      testConnection(
+        document.getElementById('created-client-id').textContent,
+        document.getElementById('created-secret').textContent,
+        document.getElementById('created-test-result'));
+    } else if (target.hasAttribute('data-copy-token')) {
+      const pre = target.closest('.result').querySelector('[data-field="token"]');
+      copyText(pre.textContent, target);
+    }
+  });
+
+  function copyText(text, button) {
+    const done = function () {
+      const label = button.textContent;
+      button.textContent = 'Copied';
+      setTimeout(function () { button.textContent = label; }, 2000);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text, done); });
+    } else {
+      fallbackCopy(text, done);
+    }
+  }
+
+  function fallbackCopy(text, done) {
+    const area = document.createElement('textarea');
+    area.value = text;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand('copy'); done(); } finally { area.remove(); }
+  }
+
+  // The delete button stays disabled until the phrase is typed exactly.
+  function wirePhrase(form) {
+    const input = form.querySelector('input[name="confirm"]');
+    const submit = form.querySelector('[data-phrase-submit]');
+    const update = function () { submit.disabled = input.value !== form.dataset.phrase; };
+    input.addEventListener('input', update);
+    update();
+  }
+
+  // Creating a key: the secret comes back in this response only, goes into
+  // the dialog, and is dropped when the dialog closes.
+  function wireCreate(form) {
+    form.addEventListener('submit', async function (event) {
+      event.preventDefault();
+      const error = document.getElementById('create-error');
+      error.hidden = true;
+      const button = form.querySelector('button[type="submit"]');
+      button.disabled = true;
+      try {
+        const response = await fetch(form.action, {
+          method: 'POST',
+          headers: { 'Accept': 'application/json', 'Content-Type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams(new FormData(form)),
+          credentials: 'same-origin',
+          cache: 'no-store',
+        });
+        const body = await response.json();
+        if (!response.ok) {
+          showError(error, body);
+          if (body.field) {
+            const field = form.querySelector('[name="' + body.field + '"]');
+            if (field) { field.setAttribute('aria-invalid', 'true'); field.focus(); }
+          }
+          return;
+        }
+        document.getElementById('created-client-id').textContent = body.client_id;
+        document.getElementById('created-secret').textContent = body.client_secret;
+        document.getElementById('created-curl').textContent = body.curl;
+        document.getElementById('created-postman').href = body.postman;
+        document.getElementById('created-test-result').replaceChildren();
+        const dialog = document.getElementById('created-dialog');
+        dialog.setAttribute('data-discard-on-close', '');
+        openDialog(dialog, button);
+      } catch (failure) {
+        showError(error, { error: 'network_error', message: 'The server could not be reached.' });
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  function showError(element, body) {
+    element.replaceChildren(document.createTextNode((body.message || 'The request failed.') + ' '));
+    const code = document.createElement('code');
+    code.textContent = body.error || 'error';
+    element.appendChild(code);
+    element.hidden = false;
+  }
+
+  // After the one showing, the secret is wiped and the page reloaded (GET):
+  // nothing can bring it back.
+  function discardSecret() {
+    for (const id of ['created-secret', 'created-curl', 'created-client-id']) {
+      const element = document.getElementById(id);
+      if (element) element.textContent = '';
+    }
+    window.location.replace(window.location.pathname + window.location.search);
+  }
+
+  let countdown = null;
+
+  async function testConnection(clientId, secret, output) {
+    output.replaceChildren(document.createTextNode('Testing…'));
+    if (countdown) { clearInterval(countdown); countdown = null; }
+    let token;
+    try {
+      const response = await fetch('/oauth/token', {
+        method: 'POST',
+        headers: {
+          'Authorization': 'Basic ' + btoa(encodeURIComponent(clientId) + ':' + encodeURIComponent(secret)),
+          'Content-Type': 'application/x-www-form-urlencoded',
+          'Accept': 'application/json',
+        },
+        body: 'grant_type=client_credentials',
+        credentials: 'omit',
+        cache: 'no-store',
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        return failed(output, body.error, body.error_description);
+      }
+      token = body;
+    } catch (failure) {
+      return failed(output, 'network_error', 'the token endpoint could not be reached');
+    }
+    let who;
+    try {
+      const response = await fetch('/api/v1/whoami', {
+        headers: { 'Authorization': 'Bearer ' + token.access_token, 'Accept': 'application/json' },
+        credentials: 'omit',
+        cache: 'no-store',
+      });
+      who = await response.json();
+      if (!response.ok) return failed(output, who.error, who.message);
+    } catch (failure) {
+      return failed(output, 'network_error', 'whoami could not be reached');
+    }
+    const result = document.getElementById('token-result').content.cloneNode(true);
+    result.querySelector('[data-field="sub"]').textContent = who.sub + ' (' + who.role + ')';
+    result.querySelector('[data-field="tenant"]').textContent = who.tenant_id;
+    result.querySelector('[data-field="scope"]').textContent = who.scope;
+    result.querySelector('[data-field="token"]').textContent = token.access_token;
+    const clock = result.querySelector('[data-field="countdown"]');
+    const expires = Date.now() + token.expires_in * 1000;
+    const tick = function () {
+      const left = Math.max(0, Math.round((expires - Date.now()) / 1000));
+      clock.textContent = left > 0 ? 'expires in ' + left + ' s' : 'expired';
+      if (left === 0 && countdown) { clearInterval(countdown); countdown = null; }
+    };
+    tick();
+    countdown = setInterval(tick, 1000);
+    output.replaceChildren(result);
+  }
+
+  function failed(output, code, description) {
+    const box = document.createElement('div');
+    box.className = 'result bad';
+    box.setAttribute('role', 'alert');
+    box.appendChild(document.createTextNode('The key was refused: ' + (description || 'no reason given') + ' '));
+    const element = document.createElement('code');
+    element.textContent = code || 'error';
+    box.appendChild(element);
+    output.replaceChildren(box);
+  }
+
+  document.addEventListener('DOMContentLoaded', function () {
+    document.querySelectorAll('form[data-phrase]').forEach(wirePhrase);
+    const create = document.getElementById('create-key');
+    if (create) wireCreate(create);
+    const test = document.getElementById('test-form');
+    if (test) {
+      test.addEventListener('submit', function (event) {
+        event.preventDefault();
+        testConnection(document.getElementById('test-client-id').value,
+          document.getElementById('test-secret').value,
+          document.getElementById('test-result'));
+      });
+    }
+    // A dialog the server rendered open becomes a real modal.
+    document.querySelectorAll('dialog[data-open-on-load]').forEach(function (dialog) {
+      dialog.removeAttribute('open');
+      if (dialog.id === 'created-dialog') dialog.setAttribute('data-discard-on-close', '');
+      openDialog(dialog, document.getElementById('main'));
+    });
+  });
+})();

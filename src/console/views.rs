@@ -1,0 +1,344 @@
+//! What the templates show: page structs (one per template) and the rows
+//! they list, with times already written for people.
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{GRANTABLE_SCOPES, UnixTime};
+use crate::service::ServiceError;
+use crate::service::keys::{KeyStatus, KeySummary};
+use crate::service::users::UserSummary;
+use crate::storage::AuditRow;
+
+/// A key unused this long stands out in the list.
+const STALE_AFTER_SECONDS: i64 = 90 * 24 * 3600;
+
+/// An error as a page shows it: in words, with its code.
+pub struct PageError {
+    pub code: String,
+    pub message: String,
+}
+
+impl PageError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        PageError {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&ServiceError> for PageError {
+    fn from(err: &ServiceError) -> Self {
+        let message = match err {
+            // 5xx detail stays in the log.
+            ServiceError::Storage(_) | ServiceError::Internal(_) => {
+                "the server failed; try again shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        PageError::new(err.code(), message)
+    }
+}
+
+/// The navigation bar and what every signed-in page needs.
+pub struct Nav {
+    pub email: String,
+    pub admin: bool,
+    pub csrf: String,
+    pub active: &'static str,
+}
+
+/// A moment, three ways.
+pub struct When {
+    pub iso: String,
+    pub exact: String,
+    pub day: String,
+    pub relative: String,
+}
+
+impl When {
+    pub fn at(unix: UnixTime, now: UnixTime) -> Self {
+        let at = DateTime::<Utc>::from_timestamp(unix, 0).unwrap_or_default();
+        When {
+            iso: at.to_rfc3339(),
+            exact: at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            day: at.format("%Y-%m-%d").to_string(),
+            relative: relative(now - unix),
+        }
+    }
+}
+
+/// "just now", "5 minutes ago", "3 days ago", "in 2 hours".
+fn relative(seconds_ago: i64) -> String {
+    let (amount, future) = if seconds_ago < 0 {
+        (-seconds_ago, true)
+    } else {
+        (seconds_ago, false)
+    };
+    let (value, unit) = match amount {
+        0..60 => return "just now".to_owned(),
+        60..3600 => (amount / 60, "minute"),
+        3600..86400 => (amount / 3600, "hour"),
+        86400..2_592_000 => (amount / 86400, "day"),
+        2_592_000..31_536_000 => (amount / 2_592_000, "month"),
+        _ => (amount / 31_536_000, "year"),
+    };
+    let plural = if value == 1 { "" } else { "s" };
+    if future {
+        format!("in {value} {unit}{plural}")
+    } else {
+        format!("{value} {unit}{plural} ago")
+    }
+}
+
+pub struct KeyView {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    pub owner_email: String,
+    pub scopes: String,
+    pub status: &'static str,
+    pub created_iso: String,
+    pub created_exact: String,
+    pub created_day: String,
+    pub last_used: Option<When>,
+    pub last_used_at: Option<UnixTime>,
+    pub created_at: UnixTime,
+    pub expires: Option<When>,
+    pub signs_webhooks: bool,
+    pub stale: bool,
+    pub deletion_phrase: String,
+}
+
+impl KeyView {
+    pub fn of(key: KeySummary, now: UnixTime) -> Self {
+        let created = When::at(key.created_at, now);
+        let last_seen = key.last_used_at.unwrap_or(key.created_at);
+        KeyView {
+            stale: key.status == KeyStatus::Active && now - last_seen >= STALE_AFTER_SECONDS,
+            deletion_phrase: key.deletion_phrase(),
+            status: key.status.as_str(),
+            scopes: key
+                .scopes
+                .as_ref()
+                .map(|s| s.join(" "))
+                .unwrap_or_else(|| "all of the owner's".to_owned()),
+            created_iso: created.iso,
+            created_exact: created.exact,
+            created_day: created.day,
+            last_used: key.last_used_at.map(|at| When::at(at, now)),
+            last_used_at: key.last_used_at,
+            created_at: key.created_at,
+            expires: key.expires_at.map(|at| When::at(at, now)),
+            signs_webhooks: key.signs_webhooks,
+            id: key.id,
+            client_id: key.client_id,
+            name: key.name,
+            owner_email: key.owner_email,
+        }
+    }
+}
+
+/// The key just created, shown once (the page that renders it is never
+/// cached and cannot be fetched again).
+pub struct CreatedView {
+    pub id: String,
+    pub client_id: String,
+    pub secret: String,
+    pub curl: String,
+}
+
+#[derive(Template)]
+#[template(path = "keys.html")]
+pub struct KeysPage {
+    pub nav: Nav,
+    pub heading: &'static str,
+    pub flash: Option<String>,
+    pub error: Option<PageError>,
+    pub create_error: Option<PageError>,
+    pub mine: bool,
+    pub may_manage: bool,
+    pub keys: Vec<KeyView>,
+    pub status: String,
+    pub status_options: [(&'static str, &'static str); 4],
+    pub sort: String,
+    pub scopes: Vec<String>,
+    pub max_ttl: u64,
+    pub tomorrow: String,
+    pub form_id: String,
+    pub created: Option<CreatedView>,
+}
+
+pub const STATUS_OPTIONS: [(&str, &str); 4] = [
+    ("all", "All"),
+    ("active", "Active"),
+    ("revoked", "Revoked"),
+    ("expired", "Expired"),
+];
+
+pub struct Grant {
+    pub scope: &'static str,
+    pub held: bool,
+}
+
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub status: String,
+    pub locked: bool,
+    pub locked_until: String,
+    pub locked_until_iso: String,
+    pub grants: Vec<Grant>,
+}
+
+impl UserView {
+    pub fn of(user: UserSummary, now: UnixTime) -> Self {
+        let until = user.locked_until.map(|at| When::at(at, now));
+        UserView {
+            grants: GRANTABLE_SCOPES
+                .iter()
+                .map(|scope| Grant {
+                    scope,
+                    held: user.permissions.iter().any(|p| p == scope),
+                })
+                .collect(),
+            locked: user.locked,
+            locked_until: until.as_ref().map(|w| w.exact.clone()).unwrap_or_default(),
+            locked_until_iso: until.map(|w| w.iso).unwrap_or_default(),
+            id: user.id,
+            email: user.email,
+            role: user.role,
+            status: user.status,
+        }
+    }
+}
+
+/// A user just added, with the set-password code shown once.
+pub struct InviteView {
+    pub email: String,
+    pub token: String,
+    pub expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+pub struct UsersPage {
+    pub nav: Nav,
+    pub flash: Option<String>,
+    pub error: Option<PageError>,
+    pub users: Vec<UserView>,
+    pub grantable: [&'static str; 3],
+    pub api_only_users: bool,
+    pub invite: Option<InviteView>,
+}
+
+pub struct EventView {
+    pub iso: String,
+    pub exact: String,
+    pub action: String,
+    pub actor: String,
+    pub credential: String,
+    pub target: String,
+    pub detail: String,
+    pub source: String,
+}
+
+impl EventView {
+    pub fn of(event: AuditRow, now: UnixTime) -> Self {
+        let when = When::at(event.created_at, now);
+        EventView {
+            iso: when.iso,
+            exact: when.exact,
+            action: event.action,
+            actor: event.actor,
+            credential: match (event.credential_kind, event.credential_id) {
+                (Some(kind), Some(id)) => format!("{kind} {id}"),
+                (Some(kind), None) => kind,
+                _ => String::new(),
+            },
+            target: event.target.unwrap_or_default(),
+            detail: event.detail.unwrap_or_default(),
+            source: event.source_address.unwrap_or_default(),
+        }
+    }
+}
+
+/// The audit filter as the form shows it back.
+#[derive(Default)]
+pub struct AuditFilterView {
+    pub action: String,
+    pub actor: String,
+    pub since: String,
+    pub until: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub nav: Nav,
+    pub error: Option<PageError>,
+    pub filter: AuditFilterView,
+    pub known_actions: &'static [&'static str],
+    pub events: Vec<EventView>,
+    pub next_page: Option<String>,
+}
+
+pub const KNOWN_ACTIONS: &[&str] = &[
+    "key.create",
+    "key.revoke",
+    "key.delete",
+    "key.mark_webhook_signing",
+    "session.sign_in",
+    "session.sign_in_failed",
+    "session.sign_in_refused",
+    "session.sign_out",
+    "user.create",
+    "user.change",
+    "user.disable",
+    "user.enable",
+    "user.lock",
+    "user.unlock",
+    "user.set_password",
+    "tenant.set_policy",
+    "token.revoke",
+];
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+pub struct SignInPage {
+    pub flash: Option<String>,
+    pub error: Option<PageError>,
+    pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage {
+    pub error: Option<PageError>,
+    pub token: String,
+    pub company: String,
+    pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "set_password.html")]
+pub struct SetPasswordPage {
+    pub error: Option<PageError>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        assert_eq!(relative(5), "just now");
+        assert_eq!(relative(61), "1 minute ago");
+        assert_eq!(relative(7200), "2 hours ago");
+        assert_eq!(relative(3 * 86400), "3 days ago");
+        assert_eq!(relative(-7200), "in 2 hours");
+        assert_eq!(relative(400 * 86400), "1 year ago");
+    }
+}

@@ -24,6 +24,10 @@ impl RecordBatch {
     pub fn parse(body: &[u8], max: usize) -> Result<Self, RecordError> {
         let text = std::str::from_utf8(body)
             .map_err(|_| RecordError::Malformed("the body is not UTF-8 text".to_owned()))?;
+        // One walk over the whole body: valid JSON, no member named twice,
+        // nesting within serde_json's limit.
+        check_unique_members(body)
+            .map_err(|e| RecordError::Malformed(format!("the body is not valid JSON: {e}")))?;
         let whole: &RawValue = serde_json::from_str(text)
             .map_err(|e| RecordError::Malformed(format!("the body is not valid JSON: {e}")))?;
         let items: Vec<&RawValue> = match whole.get().trim_start().as_bytes().first() {
@@ -48,10 +52,6 @@ impl RecordBatch {
                     "record {position} is not a JSON object"
                 )));
             }
-            let mut deserializer = serde_json::Deserializer::from_str(item.get());
-            UniqueMembers
-                .check(&mut deserializer)
-                .map_err(|e| RecordError::Malformed(format!("record {position}: {e}")))?;
             records.push(compact(item.get()));
         }
         Ok(RecordBatch(records))

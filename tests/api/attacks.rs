@@ -81,8 +81,8 @@ async fn forged_and_mangled_tokens_are_refused_with_invalid_token(backend: Backe
     let control = sign_raw(&key, &es256, &payload);
     assert_eq!(
         app.pull(&control, "orders", "").await.status(),
-        404,
-        "a raw-signed valid token is accepted (no records yet: 404)"
+        200,
+        "a raw-signed valid token is accepted (an empty page)"
     );
     // A valid token whose payload and signature use `-` or `_`, so swapping
     // in the standard alphabet changes them.
@@ -99,7 +99,7 @@ async fn forged_and_mangled_tokens_are_refused_with_invalid_token(backend: Backe
             parts[1..].iter().all(|p| p.contains(['-', '_']))
         })
         .expect("some token uses - or _ in payload and signature");
-    assert_eq!(app.pull(&url_safe, "orders", "").await.status(), 404);
+    assert_eq!(app.pull(&url_safe, "orders", "").await.status(), 200);
     let parts: Vec<&str> = control.split('.').collect();
     let (h, p, s) = (parts[0], parts[1], parts[2]);
     // ES256 signatures are 64 bytes: 86 characters whose last one carries 4
@@ -273,7 +273,7 @@ async fn forged_and_mangled_tokens_are_refused_with_invalid_token(backend: Backe
     }
     assert_eq!(
         app.pull(&control, "orders", "").await.status(),
-        404,
+        200,
         "the control token still works"
     );
 }
@@ -295,7 +295,7 @@ async fn rs256_tokens_under_another_algorithm_are_refused(backend: Backend) {
     let claims = valid_claims(&app, &integration.user.id, &integration.tenant.id);
     let payload = claims.to_string().into_bytes();
     let control = sign_raw(&key, &jose_header("RS256", &kid), &payload);
-    assert_eq!(app.pull(&control, "orders", "").await.status(), 404);
+    assert_eq!(app.pull(&control, "orders", "").await.status(), 200);
     let (es_key, _) = SigningKey::generate(SigningAlgorithm::Es256).unwrap();
     let hmac_with = |secret: &[u8], alg: Algorithm| {
         let mut header = Header::new(alg);
@@ -348,7 +348,7 @@ async fn rs256_tokens_under_another_algorithm_are_refused(backend: Backend) {
     for (what, token) in &cases {
         assert_refused(&app, token, what).await;
     }
-    assert_eq!(app.pull(&real, "orders", "").await.status(), 404);
+    assert_eq!(app.pull(&real, "orders", "").await.status(), 200);
 }
 
 fn median(samples: &mut [Duration]) -> Duration {

@@ -149,7 +149,8 @@ async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Bac
         .integration("admin", "reports:read webhooks:write")
         .await;
     let http = http();
-    let mut server = Server::start(&setup.db.url, &[]);
+    let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
+    let mut server = Server::start(&setup.db.url, &issuer);
     let token = token_from(
         &http,
         &server,
@@ -214,7 +215,7 @@ async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Bac
         .collect();
     assert!(!unanswered.is_empty(), "every client saw the kill");
 
-    let restarted = Server::start(&setup.db.url, &[]);
+    let restarted = Server::start(&setup.db.url, &issuer);
     let resend = |seq: String| {
         let (http, token, url) = (
             http.clone(),
@@ -546,7 +547,8 @@ async fn a_read_only_sqlite_database_serves_reads_and_refuses_writes_cleanly() {
         format!("sqlite://{}?mode=ro", file.display())
     };
 
-    let server = Server::start(&url, &[]);
+    let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
+    let server = Server::start(&url, &issuer);
     let http = http();
     let ready = http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "{}", server.log());

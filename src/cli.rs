@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::config::Settings;
-use crate::domain::{Principal, UserStatus};
-use crate::service::keys::{self, CreatedKey, KeyListing, KeySummary, NewKeyRequest};
+use crate::domain::{KeyLabels, Principal, UserStatus};
+use crate::service::keys::{
+    self, CreatedKey, KeyChange, KeyControls, KeyListing, KeySummary, NewKeyRequest,
+};
 use crate::service::{Service, ServiceError, sessions, tenants, users};
 use crate::startup::Application;
 use crate::storage::Store;
@@ -140,7 +142,34 @@ pub enum KeyCommand {
         /// Only this tenant's keys (id or name).
         #[arg(long)]
         tenant: Option<String>,
+        /// Only keys carrying this label, e.g. env=prod; repeat to require several.
+        #[arg(long = "label", value_name = "NAME=VALUE")]
+        labels: Vec<String>,
     },
+    /// Roll a key: create its successor (same owner, name, scopes, token
+    /// lifetime, allow-list, description, labels; the webhook-signing mark
+    /// moves with it) and let the old key work only until the grace period
+    /// ends. Prints the new client ID and secret, once.
+    Roll {
+        /// The key's id or client ID.
+        key: String,
+        /// How long the old key keeps working, e.g. 24h (the default), 90m,
+        /// 7d; at most max_roll_grace_seconds.
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        grace: Option<Duration>,
+    },
+    /// Disable a key: refused everywhere at once, like a revoked key, until enabled.
+    Disable {
+        /// The key's id or client ID.
+        key: String,
+    },
+    /// Enable a disabled key again (a revoked key never comes back).
+    Enable {
+        /// The key's id or client ID.
+        key: String,
+    },
+    /// Change a key's name, description, labels or source-address allow-list.
+    Update(KeyUpdateArgs),
     /// Revoke a key: it stops getting tokens at once; the row stays for the audit trail.
     Revoke {
         /// The key's id or client ID.
@@ -175,6 +204,61 @@ pub struct KeyCreateArgs {
     /// Lifetime of this key's tokens: seconds (600) or a duration (10m).
     #[arg(long, value_parser = parse_duration)]
     pub ttl: Option<Duration>,
+    /// What the key is for, at length (at most 500 characters).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A label, e.g. env=prod; repeat for more (at most 10).
+    #[arg(long = "label", value_name = "NAME=VALUE")]
+    pub labels: Vec<String>,
+    /// Comma-separated CIDR ranges the key may be used from, e.g.
+    /// 10.0.0.0/8,2001:db8::/32 (default: anywhere).
+    #[arg(long, value_name = "CIDRS")]
+    pub allow: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyUpdateArgs {
+    /// The key's id or client ID.
+    pub key: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A new description; '' removes it.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The key's labels from now on, e.g. env=prod; repeat for more. Replaces them all.
+    #[arg(
+        long = "label",
+        value_name = "NAME=VALUE",
+        conflicts_with = "no_labels"
+    )]
+    pub labels: Vec<String>,
+    /// Remove every label.
+    #[arg(long)]
+    pub no_labels: bool,
+    /// The comma-separated CIDR ranges the key may be used from from now on;
+    /// '' lets it be used from anywhere.
+    #[arg(long, value_name = "CIDRS")]
+    pub allow: Option<String>,
+}
+
+/// `name=value` labels as typed on the command line.
+fn label_pairs(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    raw.iter()
+        .map(|label| {
+            KeyLabels::parse_assignment(label)
+                .map_err(|e| CliError::Service(ServiceError::Invalid(e.to_string())))
+        })
+        .collect()
+}
+
+/// `--allow 10.0.0.0/8,2001:db8::/32`; `''`: no ranges.
+fn allow_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,7 +478,11 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
             );
         }
         Command::Key(KeyCommand::Create(args)) => {
-            let created = keys::create_key(
+            let labels = (!args.labels.is_empty())
+                .then(|| label_pairs(&args.labels))
+                .transpose()?;
+            let allowed_sources = args.allow.as_deref().map(allow_list);
+            let created = keys::create_key_with(
                 service,
                 &operator,
                 NewKeyRequest {
@@ -404,17 +492,84 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     expires_in: args.expires_in,
                     token_ttl: args.ttl,
                 },
+                KeyControls {
+                    description: args.description.as_deref(),
+                    labels: labels.as_deref(),
+                    allowed_sources: allowed_sources.as_deref(),
+                },
             )
             .await?;
-            print_created_key(out, &created, settings);
+            print_created_key(out, &created, settings, None);
         }
-        Command::Key(KeyCommand::List { user, tenant }) => {
+        Command::Key(KeyCommand::Roll { key, grace }) => {
+            let grace_seconds = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
+            let rolled = keys::roll_key(service, &operator, &key, grace_seconds).await?;
+            let note = format!(
+                "{} keeps working until {} (Unix seconds), then expires; switch the integration \
+                 to the new key before then.",
+                rolled.old.client_id,
+                rolled.old.expires_at.unwrap_or_default(),
+            );
+            print_created_key(out, &rolled.new, settings, Some(&note));
+        }
+        Command::Key(KeyCommand::Disable { key }) => {
+            let disabled = keys::disable_key(service, &operator, &key).await?;
+            out.print(
+                serde_json::to_value(&disabled).unwrap_or(Value::Null),
+                &format!("disabled {} ({})", disabled.client_id, disabled.name),
+            );
+        }
+        Command::Key(KeyCommand::Enable { key }) => {
+            let enabled = keys::enable_key(service, &operator, &key).await?;
+            out.print(
+                serde_json::to_value(&enabled).unwrap_or(Value::Null),
+                &format!("enabled {} ({})", enabled.client_id, enabled.name),
+            );
+        }
+        Command::Key(KeyCommand::Update(args)) => {
+            let labels = if args.no_labels {
+                Some(Vec::new())
+            } else if args.labels.is_empty() {
+                None
+            } else {
+                Some(label_pairs(&args.labels)?)
+            };
+            let allowed_sources = args.allow.as_deref().map(allow_list);
+            let updated = keys::update_key(
+                service,
+                &operator,
+                &args.key,
+                KeyChange {
+                    name: args.name.as_deref(),
+                    controls: KeyControls {
+                        description: args.description.as_deref(),
+                        labels: labels.as_deref(),
+                        allowed_sources: allowed_sources.as_deref(),
+                    },
+                },
+            )
+            .await?;
+            out.print(
+                serde_json::to_value(&updated).unwrap_or(Value::Null),
+                &format!(
+                    "updated {}
+{}",
+                    updated.client_id,
+                    key_line(&updated)
+                ),
+            );
+        }
+        Command::Key(KeyCommand::List {
+            user,
+            tenant,
+            labels,
+        }) => {
             let listing = match (&user, &tenant) {
                 (Some(email), _) => KeyListing::OwnedBy(email),
                 (None, Some(tenant)) => KeyListing::InTenant(tenant),
                 (None, None) => KeyListing::All,
             };
-            let keys = keys::list_keys(service, &operator, listing).await?;
+            let keys = keys::list_keys_labelled(service, &operator, listing, &labels).await?;
             let human = if keys.is_empty() {
                 "no keys".to_owned()
             } else {
@@ -482,7 +637,8 @@ fn export_postman(
     Ok(())
 }
 
-fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings) {
+/// The new key's JSON (with the secret), or the human summary plus `note`.
+fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings, note: Option<&str>) {
     let mut doc = serde_json::to_value(&created.key).unwrap_or(Value::Null);
     doc["client_secret"] = Value::String(created.secret.expose().to_owned());
     let human = format!(
@@ -495,11 +651,15 @@ fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings) {
         secret = created.secret.expose(),
         issuer = settings.tokens.issuer,
     );
+    let human = match note {
+        Some(note) => format!("{human}\n{note}"),
+        None => human,
+    };
     out.print(doc, &human);
 }
 
 fn key_line(key: &KeySummary) -> String {
-    format!(
+    let mut line = format!(
         "{}  {:<8} {:<24} owner={} scopes={} expires={}",
         key.client_id,
         key.status.as_str(),
@@ -512,7 +672,18 @@ fn key_line(key: &KeySummary) -> String {
         key.expires_at
             .map(|e| e.to_string())
             .unwrap_or_else(|| "never".to_owned()),
-    )
+    );
+    if !key.labels.is_empty() {
+        let labels: Vec<String> = key.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        line.push_str(&format!(" labels={}", labels.join(",")));
+    }
+    if !key.allowed_sources.is_empty() {
+        line.push_str(&format!(" allow={}", key.allowed_sources.join(",")));
+    }
+    if let Some(successor) = &key.rolled_to {
+        line.push_str(&format!(" rolled_to={successor}"));
+    }
+    line
 }
 
 struct Output {

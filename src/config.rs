@@ -25,6 +25,7 @@ struct RawSettings {
     signing_key_refresh_seconds: u64,
     clock_leeway_seconds: u64,
     max_active_keys_per_user: u32,
+    max_roll_grace_seconds: u64,
     max_body_bytes: usize,
     max_records_per_push: usize,
     workers: usize,
@@ -51,6 +52,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub tokens: TokenSettings,
     pub max_active_keys_per_user: u32,
+    /// The longest grace period a rolled key keeps working for.
+    pub max_roll_grace: Duration,
     pub max_body_bytes: usize,
     pub max_records_per_push: usize,
     pub workers: usize,
@@ -213,6 +216,12 @@ impl Settings {
         if raw.max_active_keys_per_user == 0 {
             return Err(invalid("max_active_keys_per_user", "must be at least 1"));
         }
+        if raw.max_roll_grace_seconds == 0 {
+            return Err(invalid(
+                "max_roll_grace_seconds",
+                "must be at least 1: a rolled key needs some time to be replaced",
+            ));
+        }
         if raw.max_records_per_push == 0 || raw.max_body_bytes < 1024 {
             return Err(invalid(
                 "max_body_bytes",
@@ -252,6 +261,7 @@ impl Settings {
                 leeway: Duration::from_secs(raw.clock_leeway_seconds),
             },
             max_active_keys_per_user: raw.max_active_keys_per_user,
+            max_roll_grace: Duration::from_secs(raw.max_roll_grace_seconds),
             max_body_bytes: raw.max_body_bytes,
             max_records_per_push: raw.max_records_per_push,
             workers: raw.workers,
@@ -372,6 +382,19 @@ mod tests {
         let err = Settings::load_from(None, env(&[("KEYPORT_TRUSTED_PROXIES", "10.0.0.0/33")]))
             .expect_err("bad prefix");
         assert!(err.to_string().contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn the_longest_roll_grace_defaults_to_a_week_and_must_be_positive() {
+        let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(settings.max_roll_grace, Duration::from_secs(7 * 24 * 3600));
+        let settings =
+            Settings::load_from(None, env(&[("KEYPORT_MAX_ROLL_GRACE_SECONDS", "3600")]))
+                .expect("override loads");
+        assert_eq!(settings.max_roll_grace, Duration::from_secs(3600));
+        let err = Settings::load_from(None, env(&[("KEYPORT_MAX_ROLL_GRACE_SECONDS", "0")]))
+            .expect_err("no grace at all");
+        assert!(err.to_string().contains("max_roll_grace_seconds"), "{err}");
     }
 
     #[test]

@@ -82,6 +82,15 @@ impl ConsoleState {
             .is_some_and(|digest| digest.matches(&token.digest()))
     }
 
+    /// Forgets a form id whose submission changed nothing, so the person
+    /// can correct the form and send it again.
+    fn release_submission(&self, form_id: &str) {
+        self.submitted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(form_id);
+    }
+
     /// True the first time `form_id` is seen (within the memory window).
     fn first_submission(&self, form_id: &str) -> bool {
         let mut seen = self.submitted.lock().unwrap_or_else(|e| e.into_inner());

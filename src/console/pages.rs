@@ -293,7 +293,8 @@ pub async fn setup(
             .content_type("text/plain; charset=utf-8")
             .body("this setup link was used already");
     }
-    match tenants::first_run(&state.service, &company, &email, password).await {
+    let address = client_address(&req).map(|ip| ip.to_string());
+    match tenants::first_run(&state.service, address, &company, &email, password).await {
         Ok(()) => start_session(&req, &state, &email, password).await,
         Err(err) => {
             // Nothing was created (or only what a retry reports): let the
@@ -469,7 +470,10 @@ async fn keys_page(
     } else {
         StatusCode::OK
     };
-    let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today + chrono::Days::new(1);
+    // Keys expire at most ten years out (key_service::MAX_KEY_LIFETIME).
+    let latest = today + chrono::Days::new(key_service::MAX_KEY_LIFETIME.as_secs() / 86_400 - 1);
     (
         status_code,
         KeysPage {
@@ -487,6 +491,7 @@ async fn keys_page(
             scopes: visitor.principal.scopes.iter().map(str::to_owned).collect(),
             max_ttl: state.service.settings.tokens.max_ttl.as_secs(),
             tomorrow: tomorrow.format("%Y-%m-%d").to_string(),
+            latest: latest.format("%Y-%m-%d").to_string(),
             form_id: form_id(),
             created,
         },
@@ -625,7 +630,8 @@ pub async fn create_key(
             return refuse_create(&state, &visitor, json, error, Some(field), status).await;
         }
     };
-    if !console.first_submission(form.get("form_id").unwrap_or("")) {
+    let form_id = form.get("form_id").unwrap_or("");
+    if !console.first_submission(form_id) {
         let error = PageError::new(
             "already_submitted",
             "this form was already submitted: nothing was changed (reload the page to create another key)",
@@ -647,6 +653,8 @@ pub async fn create_key(
     let created = match created {
         Ok(created) => created,
         Err(err) => {
+            // Nothing was created: the corrected form may be sent again.
+            console.release_submission(form_id);
             let field = match &err {
                 ServiceError::Invalid(message) if message.contains("name") => Some("name"),
                 ServiceError::Invalid(message) if message.contains("scope") => Some("scope"),

@@ -166,6 +166,7 @@ pub struct KeysPage {
     pub scopes: Vec<String>,
     pub max_ttl: u64,
     pub tomorrow: String,
+    pub latest: String,
     pub form_id: String,
     pub created: Option<CreatedView>,
 }

@@ -13,8 +13,10 @@ pub use credentials::{
     ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken, SetPasswordToken,
     SetupToken, redact_credentials,
 };
-pub use names::{CollectionName, IdempotencyKey, KeyName, NameError, TenantName};
-pub use network::IpRange;
+pub use names::{
+    CollectionName, IdempotencyKey, KeyDescription, KeyLabels, KeyName, NameError, TenantName,
+};
+pub use network::{IpRange, SourceAllowList};
 pub use principal::{ActingUser, Credential, Principal};
 pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use scope::{

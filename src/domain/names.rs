@@ -1,6 +1,7 @@
-//! Names people and integrations choose: tenants, keys, collections and
-//! idempotency keys.
+//! Names people and integrations choose: tenants, keys (with their
+//! description and labels), collections and idempotency keys.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +69,111 @@ impl KeyName {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// What a key is used for, at length: free text, at most 500 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDescription(String);
+
+impl KeyDescription {
+    pub const MAX_CHARS: usize = 500;
+
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        free_text(raw, "a key description", Self::MAX_CHARS).map(KeyDescription)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A key's labels (`env=prod`, `team=finance`), so people can tell keys
+/// apart and filter them: at most [`KeyLabels::MAX`], each name 1 to 32 of
+/// `a-z 0-9 _ . -`, each value 1 to 64 characters of printable text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLabels(BTreeMap<String, String>);
+
+impl KeyLabels {
+    pub const MAX: usize = 10;
+
+    /// Labels from name/value pairs; a name given twice is refused.
+    pub fn parse<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Result<Self, NameError> {
+        if pairs.len() > Self::MAX {
+            return Err(NameError(format!(
+                "a key may carry at most {} labels, not {}",
+                Self::MAX,
+                pairs.len()
+            )));
+        }
+        let mut labels = BTreeMap::new();
+        for (name, value) in pairs {
+            let (name, value) = Self::check(name.as_ref(), value.as_ref())?;
+            if labels.insert(name.clone(), value).is_some() {
+                return Err(NameError(format!("the label `{name}` is given twice")));
+            }
+        }
+        Ok(KeyLabels(labels))
+    }
+
+    /// One `name=value` as typed on a command line or in a filter.
+    pub fn parse_assignment(raw: &str) -> Result<(String, String), NameError> {
+        let (name, value) = raw.split_once('=').ok_or_else(|| {
+            NameError(format!(
+                "`{}` is not a label: write name=value, e.g. env=prod",
+                preview(raw)
+            ))
+        })?;
+        Self::check(name, value)
+    }
+
+    /// One label, checked: the name as is, the value trimmed.
+    fn check(name: &str, value: &str) -> Result<(String, String), NameError> {
+        let name_ok = (1..=32).contains(&name.len())
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+            });
+        if !name_ok {
+            return Err(NameError(format!(
+                "`{}` is not a label name: use 1 to 32 of a-z, 0-9, '_', '.' or '-'",
+                preview(name)
+            )));
+        }
+        let value = free_text(value, &format!("the value of label `{name}`"), 64)?;
+        Ok((name.to_owned(), value))
+    }
+
+    /// The stored form: a JSON object; `None` when there are no labels.
+    pub fn to_stored(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| serde_json::to_string(&self.0).unwrap_or_default())
+    }
+
+    /// Reads the stored form back.
+    pub fn from_stored(stored: Option<&str>) -> Result<Self, String> {
+        match stored {
+            None | Some("") => Ok(KeyLabels::default()),
+            Some(text) => serde_json::from_str(text)
+                .map(KeyLabels)
+                .map_err(|e| format!("stored labels are not a JSON object of strings: {e}")),
+        }
+    }
+
+    /// Whether every one of `wanted` is among these labels, with its value.
+    pub fn has_all(&self, wanted: &[(String, String)]) -> bool {
+        wanted
+            .iter()
+            .all(|(name, value)| self.0.get(name) == Some(value))
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    pub fn into_map(self) -> BTreeMap<String, String> {
+        self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -167,6 +273,66 @@ mod tests {
             assert!(KeyName::parse(bad).is_err(), "accepted {bad:?}");
         }
         assert!(KeyName::parse("Größe → Power BI 報告").is_ok());
+    }
+
+    #[test]
+    fn descriptions_are_free_text_of_at_most_500_characters() {
+        assert_eq!(
+            KeyDescription::parse(" pulls invoices nightly ")
+                .unwrap()
+                .as_str(),
+            "pulls invoices nightly"
+        );
+        assert!(KeyDescription::parse(&"é".repeat(500)).is_ok());
+        assert!(KeyDescription::parse(&"é".repeat(501)).is_err());
+        assert!(KeyDescription::parse("line\nbreak").is_err());
+        assert!(KeyDescription::parse("a\u{202E}b").is_err());
+    }
+
+    #[test]
+    fn labels_have_plain_names_printable_values_and_a_limit() {
+        let labels = KeyLabels::parse(&[("env", "prod"), ("team", "finance ops")]).unwrap();
+        assert_eq!(
+            labels.to_stored().as_deref(),
+            Some(r#"{"env":"prod","team":"finance ops"}"#)
+        );
+        assert_eq!(
+            KeyLabels::from_stored(labels.to_stored().as_deref()).unwrap(),
+            labels
+        );
+        assert!(labels.has_all(&[("env".into(), "prod".into())]));
+        assert!(!labels.has_all(&[("env".into(), "prod".into()), ("team".into(), "x".into())]));
+        assert_eq!(
+            KeyLabels::parse_assignment("owner=a=b").unwrap(),
+            ("owner".to_owned(), "a=b".to_owned())
+        );
+        for (name, value) in [
+            ("Env", "prod"),
+            ("", "prod"),
+            ("env", ""),
+            ("env", "pr\u{7}od"),
+            ("env", "pr\nod"),
+            ("env", "x\u{202E}y"),
+            ("a b", "c"),
+        ] {
+            assert!(
+                KeyLabels::parse(&[(name, value)]).is_err(),
+                "{name:?}={value:?}"
+            );
+        }
+        assert!(KeyLabels::parse(&[("n".repeat(33), "v")]).is_err());
+        assert!(KeyLabels::parse(&[("n", "v".repeat(65))]).is_err());
+        assert!(KeyLabels::parse_assignment("no-equals").is_err());
+        let twice = KeyLabels::parse(&[("env", "a"), ("env", "b")]).unwrap_err();
+        assert!(twice.0.contains("twice"), "{twice}");
+        let eleven: Vec<(String, String)> =
+            (0..11).map(|n| (format!("l{n}"), "v".into())).collect();
+        assert!(
+            KeyLabels::parse(&eleven)
+                .unwrap_err()
+                .0
+                .contains("at most 10")
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use super::{Role, ScopeSet, UnixTime};
 pub enum Credential {
     /// `keyport` on the server: allowed everything.
     Operator,
+    /// The console's one-time first-run link, which the operator's log gave
+    /// out: allowed to create the first company and its admin.
+    SetupLink,
     /// No credential yet: sign-in and set-password requests.
     Anonymous,
     Session {
@@ -34,6 +37,7 @@ impl Credential {
     pub fn kind(&self) -> &'static str {
         match self {
             Credential::Operator => "operator",
+            Credential::SetupLink => "setup_link",
             Credential::Anonymous => "none",
             Credential::Session { .. } => "session",
             Credential::ApiKey { .. } => "api_key",
@@ -44,7 +48,7 @@ impl Credential {
     /// The credential's public id: a client ID or a session handle.
     pub fn id(&self) -> Option<&str> {
         match self {
-            Credential::Operator | Credential::Anonymous => None,
+            Credential::Operator | Credential::SetupLink | Credential::Anonymous => None,
             Credential::Session { handle } => Some(handle),
             Credential::ApiKey { client_id, .. } | Credential::AccessToken { client_id, .. } => {
                 Some(client_id)
@@ -101,8 +105,22 @@ impl Principal {
         }
     }
 
+    /// The operator, or the first-run link standing in for them.
     pub fn is_operator(&self) -> bool {
-        self.credential == Credential::Operator
+        matches!(
+            self.credential,
+            Credential::Operator | Credential::SetupLink
+        )
+    }
+
+    /// The first-run setup, made through the console's one-time link.
+    pub fn setup_link(source_address: Option<String>) -> Self {
+        Principal {
+            credential: Credential::SetupLink,
+            user: None,
+            scopes: ScopeSet::default(),
+            source_address,
+        }
     }
 
     pub fn tenant_id(&self) -> Option<&str> {
@@ -117,6 +135,7 @@ impl Principal {
     pub fn actor_label(&self) -> &str {
         match (&self.credential, &self.user) {
             (Credential::Operator, _) => "cli",
+            (Credential::SetupLink, _) => "setup",
             (_, Some(user)) => &user.user_id,
             (_, None) => "anonymous",
         }

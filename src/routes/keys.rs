@@ -1,13 +1,18 @@
 //! The key management API (session, access token or key), every operation
 //! needing `keys:manage`; members act on their own keys, admins on all of
 //! their company's:
-//! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own
+//! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own; `?label=k=v`
 //! - `POST   /api/v1/keys`                       returns the secret once
 //! - `GET    /api/v1/keys/{id}`
+//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources
+//! - `POST   /api/v1/keys/{id}/roll`             the owner only; returns the new secret once
+//! - `POST   /api/v1/keys/{id}/disable`          refused everywhere at once, until enabled
+//! - `POST   /api/v1/keys/{id}/enable`
 //! - `POST   /api/v1/keys/{id}/revoke`           always works; the webhook mark moves on
 //! - `POST   /api/v1/keys/{id}/webhook-signing`  moves the "signs webhooks" mark here
 //! - `DELETE /api/v1/keys/{id}`                  body `{"confirm": "<phrase>"}`
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -18,9 +23,41 @@ use super::body::read_json;
 use super::error::ApiError;
 use super::openapi as doc;
 use super::{AppState, Caller};
-use crate::service::keys::{self, KeyListing, NewKeyRequest};
+use crate::service::keys::{self, CreatedKey, KeyChange, KeyControls, KeyListing, NewKeyRequest};
 
 pub(super) const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
+
+/// The `label` filters of a listing (repeatable); `api_key` is the
+/// credential (`allow_api_key_query`), read by `Caller`; nothing else.
+fn label_filters(req: &HttpRequest) -> Result<Vec<String>, ApiError> {
+    let query = req.query_string();
+    if query.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
+    })?;
+    let mut labels = Vec::new();
+    for (name, value) in params {
+        match name.as_str() {
+            "label" => labels.push(value),
+            "api_key" => {}
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "unknown query parameter `{}`: filter with label=name=value",
+                        crate::domain::redact_credentials(other)
+                            .chars()
+                            .take(40)
+                            .collect::<String>()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(labels)
+}
 
 /// Admins: every key of the tenant; members: their own. Never a secret.
 #[utoipa::path(
@@ -28,18 +65,41 @@ pub(super) const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
     path = "/api/v1/keys",
     operation_id = "listKeys",
     tag = "keys",
+    params(
+        ("label" = Option<Vec<String>>, Query, explode = true, description = "Only keys carrying this label, as `name=value` (e.g. `env=prod`); repeat it to require several"),
+    ),
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The keys", body = doc::KeyList),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::Forbidden),
+        (status = 422, response = doc::Unprocessable),
         (status = 503, response = doc::Unavailable),
     )
 )]
-pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let keys = keys::list_keys(&state.service, &caller, KeyListing::All).await?;
+pub async fn list(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let labels = label_filters(&req)?;
+    let keys = keys::list_keys_labelled(&state.service, &caller, KeyListing::All, &labels).await?;
     Ok(HttpResponse::Ok().json(json!({ "keys": keys })))
+}
+
+/// The answer that carries a new secret: 201, never cached.
+fn created_with_secret(created: &CreatedKey) -> Result<HttpResponse, ApiError> {
+    let mut doc = serde_json::to_value(&created.key).map_err(|_| ApiError::internal())?;
+    doc["client_secret"] = created.secret.expose().into();
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(doc))
+}
+
+/// Labels as a JSON object, in the pairs the service takes.
+fn label_pairs(labels: Option<BTreeMap<String, String>>) -> Option<Vec<(String, String)>> {
+    labels.map(|labels| labels.into_iter().collect())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -58,6 +118,14 @@ struct NewKeyBody {
     /// Lifetime of the key's access tokens, at most `max_token_ttl_seconds`.
     #[schema(minimum = 1)]
     token_ttl_seconds: Option<u64>,
+    /// What the key is for, at length (at most 500 characters; no control characters).
+    #[schema(max_length = 500)]
+    description: Option<String>,
+    /// Up to 10 labels: names of 1 to 32 of `a-z 0-9 _ . -`, values of 1 to 64 printable characters.
+    labels: Option<BTreeMap<String, String>>,
+    /// Up to 20 CIDR ranges (IPv4 or IPv6, none overlapping) the key may be used from; absent or empty: anywhere.
+    #[schema(max_items = 20, examples(json!(["10.0.0.0/8", "2001:db8::/32"])))]
+    allowed_sources: Option<Vec<String>>,
 }
 
 /// Creates a key for the caller (needs `keys:manage`, at most
@@ -90,7 +158,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let body: NewKeyBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
     let scopes = body.scopes.map(|s| s.join(" "));
-    let created = keys::create_key(
+    let labels = label_pairs(body.labels);
+    let created = keys::create_key_with(
         &state.service,
         &caller,
         NewKeyRequest {
@@ -100,13 +169,14 @@ pub async fn create(
             expires_in: body.expires_in_seconds.map(Duration::from_secs),
             token_ttl: body.token_ttl_seconds.map(Duration::from_secs),
         },
+        KeyControls {
+            description: body.description.as_deref(),
+            labels: labels.as_deref(),
+            allowed_sources: body.allowed_sources.as_deref(),
+        },
     )
     .await?;
-    let mut doc = serde_json::to_value(&created.key).map_err(|_| ApiError::internal())?;
-    doc["client_secret"] = created.secret.expose().into();
-    Ok(HttpResponse::Created()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(doc))
+    created_with_secret(&created)
 }
 
 /// One key, by id or client ID.
@@ -132,6 +202,183 @@ pub async fn show(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let key = keys::find_key(&state.service, &caller, &path).await?;
+    Ok(HttpResponse::Ok().json(key))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KeyChange)]
+struct KeyChangeBody {
+    /// A new name (trimmed; no control characters).
+    #[schema(min_length = 1, max_length = 100)]
+    name: Option<String>,
+    /// A new description; `""` removes it.
+    #[schema(max_length = 500)]
+    description: Option<String>,
+    /// The whole new set of labels; `{}` removes them all.
+    labels: Option<BTreeMap<String, String>>,
+    /// The whole new allow-list (CIDR ranges); `[]`: anywhere.
+    #[schema(max_items = 20)]
+    allowed_sources: Option<Vec<String>>,
+}
+
+/// Changes a key's name, description, labels or allow-list (the members
+/// sent; the others stay). A new allow-list applies to the key's next use
+/// and, at once, to its tokens at the management endpoints.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/keys/{id}",
+    operation_id = "changeKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    request_body = KeyChangeBody,
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "The changed key", body = crate::service::keys::KeySummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn change(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body: KeyChangeBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
+    let labels = label_pairs(body.labels);
+    let key = keys::update_key(
+        &state.service,
+        &caller,
+        &path,
+        KeyChange {
+            name: body.name.as_deref(),
+            controls: KeyControls {
+                description: body.description.as_deref(),
+                labels: labels.as_deref(),
+                allowed_sources: body.allowed_sources.as_deref(),
+            },
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(key))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RollKeyRequest)]
+pub(super) struct RollBody {
+    /// Seconds the old key keeps working (default 86400, at most
+    /// `max_roll_grace_seconds`, 604800 by default).
+    #[schema(minimum = 1)]
+    grace_seconds: Option<i64>,
+}
+
+/// Rolls a key (its owner only): creates its successor with the same name,
+/// scopes, token lifetime, allow-list, description and labels, moves the
+/// webhook-signing mark to it if the old key held it, and sets the old key
+/// to expire when the grace period ends. Counts against the active-key
+/// limit. The new secret is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/roll",
+    operation_id = "rollKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    // A `ref` keeps the body optional without making `null` a valid body.
+    request_body(content = ref("#/components/schemas/RollKeyRequest"), content_type = "application/json", description = "The grace period; leave the body (and Content-Type) out for 24 hours"),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 201, description = "The new key; `client_secret` is shown only here", body = doc::NewKey),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 413, response = doc::PayloadTooLarge),
+        (status = 415, response = doc::UnsupportedMediaType),
+        (status = 422, response = doc::Unprocessable),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn roll(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let grace_seconds = if req.headers().contains_key("content-type") {
+        read_json::<RollBody>(&req, payload, MANAGEMENT_BODY_LIMIT)
+            .await?
+            .grace_seconds
+    } else {
+        None
+    };
+    let rolled = keys::roll_key(&state.service, &caller, &path, grace_seconds).await?;
+    created_with_secret(&rolled.new)
+}
+
+/// Disables a key: refused everywhere at once, like a revoked key, until it
+/// is enabled again. It keeps its webhook-signing mark.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/disable",
+    operation_id = "disableKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Disabled", body = crate::service::keys::KeySummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn disable(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = keys::disable_key(&state.service, &caller, &path).await?;
+    Ok(HttpResponse::Ok().json(key))
+}
+
+/// Enables a disabled key again, at once. A revoked key cannot be enabled.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/enable",
+    operation_id = "enableKey",
+    tag = "keys",
+    params(("id" = String, Path, description = "The key's id or client ID")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses(
+        (status = 200, description = "Enabled", body = crate::service::keys::KeySummary),
+        (status = 400, response = doc::BadRequest),
+        (status = 401, response = doc::Unauthenticated),
+        (status = 403, response = doc::Forbidden),
+        (status = 404, response = doc::NotFound),
+        (status = 409, response = doc::Conflict),
+        (status = 503, response = doc::Unavailable),
+    )
+)]
+pub async fn enable(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = keys::enable_key(&state.service, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(key))
 }
 

@@ -118,6 +118,14 @@ pub static ROUTES: &[RouteSpec] = &[
     route("/api/v1/keys", Method::POST, |r| r.to(keys::create)),
     route("/api/v1/keys/{id}", Method::GET, |r| r.to(keys::show)),
     route("/api/v1/keys/{id}", Method::DELETE, |r| r.to(keys::delete)),
+    route("/api/v1/keys/{id}", Method::PATCH, |r| r.to(keys::change)),
+    route("/api/v1/keys/{id}/roll", Method::POST, |r| r.to(keys::roll)),
+    route("/api/v1/keys/{id}/disable", Method::POST, |r| {
+        r.to(keys::disable)
+    }),
+    route("/api/v1/keys/{id}/enable", Method::POST, |r| {
+        r.to(keys::enable)
+    }),
     route("/api/v1/keys/{id}/revoke", Method::POST, |r| {
         r.to(keys::revoke)
     }),

@@ -75,6 +75,10 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::keys::create,
         super::keys::show,
         super::keys::delete,
+        super::keys::change,
+        super::keys::roll,
+        super::keys::disable,
+        super::keys::enable,
         super::keys::revoke,
         super::keys::mark_webhook_signing,
         super::users::list,
@@ -88,8 +92,9 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::users::audit,
     ),
     components(
-        // `DeleteKeyConfirmation` is referred to by name (the body is optional).
-        schemas(ApiErrorBody, OAuthErrorBody, OAuthErrorCode, super::keys::DeleteBody),
+        // `DeleteKeyConfirmation` and `RollKeyRequest` are referred to by
+        // name (the bodies are optional).
+        schemas(ApiErrorBody, OAuthErrorBody, OAuthErrorCode, super::keys::DeleteBody, super::keys::RollBody),
         responses(
             BadRequest,
             Unauthenticated,
@@ -401,6 +406,9 @@ pub struct IntrospectionResponse {
     tenant_id: String,
     #[schema(required = false)]
     roles: Vec<String>,
+    /// The CIDR ranges the token's key may be used from, when it has an allow-list.
+    #[schema(required = false)]
+    kp_src: Vec<String>,
 }
 
 /// RFC 8414 authorization server metadata.

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use super::clients::{self, ClientAuthError};
 use super::{Result, Service, ServiceError};
 use crate::domain::{
-    ActingUser, Credential, Principal, Role, ScopeSet, SessionToken, UserStatus, now,
+    ActingUser, Credential, Principal, Role, ScopeSet, SessionToken, SourceAllowList, UserStatus,
+    now,
 };
 use crate::storage::StorageError;
 use crate::tokens::VerifiedToken;
@@ -36,8 +37,12 @@ impl From<ClientAuthError> for CredentialRefusal {
     }
 }
 
-/// An access token verified offline (signature, expiry, audience) and not
-/// on this instance's revocation list. Good enough for reading records;
+/// What a token of a key with an allow-list is told outside it.
+const TOKEN_SOURCE_REFUSED: &str = "this token may not be used from this address";
+
+/// An access token verified offline (signature, expiry, audience), not on
+/// this instance's revocation list, and presented from an address its key's
+/// allow-list (the `kp_src` claim) admits. Good enough for reading records;
 /// management operations re-check it through [`require`].
 pub fn access_token(
     service: &Service,
@@ -48,6 +53,14 @@ pub fn access_token(
         return Err(CredentialRefusal::Rejected(
             "the access token has been revoked",
         ));
+    }
+    if !token.claims.kp_src.is_empty() {
+        // Signed by Keyport, so it parses; if it did not, nothing is allowed.
+        let allowed = SourceAllowList::parse(&token.claims.kp_src)
+            .is_ok_and(|list| list.allows(source_address));
+        if !allowed {
+            return Err(CredentialRefusal::Rejected(TOKEN_SOURCE_REFUSED));
+        }
     }
     let role = if token.is_admin() {
         Role::Admin
@@ -133,12 +146,14 @@ pub async fn require(
     }
 }
 
-/// The principal re-read from the database where it came from a token.
+/// The principal re-read from the database where it came from a token: the
+/// key's status, its owner, its scopes and its allow-list as they are now.
 pub async fn current(service: &Service, principal: &Principal) -> Result<Principal> {
     match &principal.credential {
-        Credential::Operator | Credential::Session { .. } | Credential::ApiKey { .. } => {
-            Ok(principal.clone())
-        }
+        Credential::Operator
+        | Credential::SetupLink
+        | Credential::Session { .. }
+        | Credential::ApiKey { .. } => Ok(principal.clone()),
         Credential::Anonymous => Err(ServiceError::CredentialRevoked("this needs a credential")),
         Credential::AccessToken { client_id, .. } => {
             let key = clients::current_key(&service.store, client_id)
@@ -148,6 +163,9 @@ pub async fn current(service: &Service, principal: &Principal) -> Result<Princip
                     ClientAuthError::Revoked => ServiceError::CredentialRevoked(
                         "the key behind this token has been revoked",
                     ),
+                    ClientAuthError::Disabled => {
+                        ServiceError::CredentialRevoked("the key behind this token is disabled")
+                    }
                     ClientAuthError::Expired => {
                         ServiceError::CredentialRevoked("the key behind this token has expired")
                     }
@@ -160,6 +178,14 @@ pub async fn current(service: &Service, principal: &Principal) -> Result<Princip
                 return Err(ServiceError::CredentialRevoked(
                     "the key behind this token is not valid",
                 ));
+            }
+            // The key's allow-list as it is now, whatever the token carries.
+            let address = principal
+                .source_address
+                .as_deref()
+                .and_then(|a| a.parse::<IpAddr>().ok());
+            if key.check_source(address).is_err() {
+                return Err(ServiceError::CredentialRevoked(TOKEN_SOURCE_REFUSED));
             }
             let mut current = principal.clone();
             current.scopes = principal.scopes.intersection(&key.scopes);

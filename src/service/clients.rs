@@ -1,14 +1,16 @@
 //! Client authentication: is this client ID + secret (or a secret on its
-//! own) a live key, and what may it do right now? Repeated failures are
-//! throttled here, before any database work.
+//! own) a live key, used from an address it may be used from, and what may
+//! it do right now? Repeated failures are throttled here, before any
+//! database work.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::Service;
+use super::usage::UseKind;
 use crate::domain::{
     ActingUser, ClientId, ClientSecret, Credential, Principal, Role, ScopeSet, SecretDigest,
-    UnixTime, UserStatus, now,
+    SourceAllowList, UnixTime, UserStatus, now,
 };
 use crate::storage::{KeyAuthRow, StorageError, Store};
 
@@ -24,9 +26,20 @@ pub struct AuthenticatedKey {
     pub scopes: ScopeSet,
     pub token_ttl_seconds: Option<i64>,
     pub expires_at: Option<UnixTime>,
+    /// Where the key may be used from; empty: anywhere.
+    pub allowed_sources: SourceAllowList,
 }
 
 impl AuthenticatedKey {
+    /// Refuses `address` unless the key's allow-list admits it.
+    pub fn check_source(&self, address: Option<IpAddr>) -> Result<(), ClientAuthError> {
+        if self.allowed_sources.allows(address) {
+            Ok(())
+        } else {
+            Err(ClientAuthError::SourceNotAllowed)
+        }
+    }
+
     /// The key presented on its own, acting as its owner.
     pub fn into_principal(self, source_address: Option<IpAddr>) -> Principal {
         Principal {
@@ -53,8 +66,16 @@ pub enum ClientAuthError {
     BadCredentials,
     #[error("{}", self.message())]
     Revoked,
+    /// Disabled: refused like a revoked key, until it is enabled again.
+    #[error("{}", self.message())]
+    Disabled,
     #[error("{}", self.message())]
     Expired,
+    /// The key has an allow-list, and the request came from outside it.
+    /// Counted as a failed authentication: whoever holds the secret there
+    /// should not get to try it endlessly.
+    #[error("{}", self.message())]
+    SourceNotAllowed,
     #[error("{}", self.message())]
     OwnerDisabled,
     /// Too many failures from this address for this client: retry after.
@@ -70,11 +91,21 @@ impl ClientAuthError {
         match self {
             ClientAuthError::BadCredentials => "client authentication failed",
             ClientAuthError::Revoked => "the key has been revoked",
+            ClientAuthError::Disabled => "the key is disabled",
             ClientAuthError::Expired => "the key has expired",
+            ClientAuthError::SourceNotAllowed => "this key may not be used from this address",
             ClientAuthError::OwnerDisabled => "the key's owner is disabled",
             ClientAuthError::Throttled(_) => "too many failed authentications; retry later",
             ClientAuthError::Storage(_) => "the database is unavailable",
         }
+    }
+
+    /// Whether this outcome counts toward the failure throttle.
+    fn counts_as_failure(&self) -> bool {
+        matches!(
+            self,
+            ClientAuthError::BadCredentials | ClientAuthError::SourceNotAllowed
+        )
     }
 }
 
@@ -94,7 +125,8 @@ pub async fn authenticate(
         (Ok(id), Ok(secret)) => check_client_secret(&service.store, &id, &secret).await,
         _ => Err(ClientAuthError::BadCredentials),
     };
-    finish(service, outcome, client_id, address)
+    let outcome = outcome.and_then(|key| key.check_source(Some(address)).map(|()| key));
+    finish(service, outcome, client_id, address, UseKind::Token)
 }
 
 /// Authenticates a secret presented on its own (`x-api-key`, `Bearer kps_…`):
@@ -121,28 +153,34 @@ pub async fn authenticate_secret(
                 .await?;
             row.ok_or(ClientAuthError::BadCredentials)
                 .and_then(|row| authorise(row, now()))
+                .and_then(|key| key.check_source(Some(address)).map(|()| key))
         }
         Err(_) => Err(ClientAuthError::BadCredentials),
     };
-    if matches!(outcome, Err(ClientAuthError::BadCredentials))
+    if outcome
+        .as_ref()
+        .is_err_and(ClientAuthError::counts_as_failure)
         && let Some(retry_after) = service.throttle.check(&bucket, address)
     {
         service.throttle.record_failure(&bucket, address);
         return Err(ClientAuthError::Throttled(retry_after));
     }
-    finish(service, outcome, &bucket, address)
+    finish(service, outcome, &bucket, address, UseKind::Direct)
 }
 
-/// Counts a failure, or notes a use of the key.
+/// Counts a failure, or notes a use of the key (when, from where, how).
 fn finish(
     service: &Service,
     outcome: Result<AuthenticatedKey, ClientAuthError>,
     bucket: &str,
     address: IpAddr,
+    kind: UseKind,
 ) -> Result<AuthenticatedKey, ClientAuthError> {
     match &outcome {
-        Ok(key) => service.last_used.touch(&key.key_id, now()),
-        Err(ClientAuthError::BadCredentials) => service.throttle.record_failure(bucket, address),
+        Ok(key) => service
+            .last_used
+            .touch(&key.key_id, now(), Some(address), kind),
+        Err(err) if err.counts_as_failure() => service.throttle.record_failure(bucket, address),
         Err(_) => {}
     }
     outcome
@@ -168,7 +206,9 @@ async fn check_client_secret(
 }
 
 /// The key behind `client_id` as it stands now, for a token issued to it
-/// earlier: whether it is still live, and what it may do now.
+/// earlier: whether it is still live (not revoked, disabled or expired, its
+/// owner active), and what it may do now. Its allow-list is the caller's to
+/// check ([`AuthenticatedKey::check_source`]).
 pub async fn current_key(
     store: &Store,
     client_id: &str,
@@ -185,9 +225,13 @@ fn unknown_client_digest() -> SecretDigest {
 }
 
 /// The checks after the secret matched: status, expiry, owner, scopes.
+/// Revoked before disabled before expired, as `KeyStatus` orders them.
 fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAuthError> {
     if row.revoked_at.is_some() {
         return Err(ClientAuthError::Revoked);
+    }
+    if row.disabled_at.is_some() {
+        return Err(ClientAuthError::Disabled);
     }
     if row.expires_at.is_some_and(|e| e <= at) {
         return Err(ClientAuthError::Expired);
@@ -212,6 +256,8 @@ fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAu
             .map_err(|e| StorageError::Corrupt(e.to_string()))?
             .intersection(&permissions),
     };
+    let allowed_sources = SourceAllowList::from_stored(row.allowed_sources.as_deref())
+        .map_err(StorageError::Corrupt)?;
     Ok(AuthenticatedKey {
         key_id: row.id,
         client_id: row.client_id,
@@ -221,5 +267,6 @@ fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAu
         scopes,
         token_ttl_seconds: row.token_ttl_seconds,
         expires_at: row.expires_at,
+        allowed_sources,
     })
 }

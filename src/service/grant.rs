@@ -139,6 +139,7 @@ pub fn issue(
         scope: scopes.to_string(),
         tenant_id: key.tenant_id.clone(),
         roles: vec![key.owner_role.as_str().to_owned()],
+        kp_src: key.allowed_sources.to_strings(),
     };
     let access_token = keys.sign(&claims)?;
     Ok(IssuedToken {

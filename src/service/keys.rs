@@ -1,7 +1,10 @@
-//! Keys: create, list, show, revoke, delete, and the webhook-signing mark.
-//! Every operation needs `keys:manage`; members act only on their own keys,
-//! admins on every key of their company, the operator on any key.
+//! Keys: create, list, show, change, roll, disable, enable, revoke, delete,
+//! and the webhook-signing mark. Every operation needs `keys:manage`;
+//! members act only on their own keys, admins on every key of their
+//! company, the operator on any key. Rolling is the owner's (or the
+//! operator's) alone: the new secret acts as the owner.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,26 +13,41 @@ use uuid::Uuid;
 use super::audit::{self, Event};
 use super::{Result, Service, ServiceError, authz, preview};
 use crate::domain::{
-    ClientId, ClientSecret, Credential, Email, KEYS_MANAGE, KeyName, Principal, Role, ScopeSet,
-    UnixTime, UserStatus, now,
+    ClientId, ClientSecret, Credential, Email, KEYS_MANAGE, KeyDescription, KeyLabels, KeyName,
+    Principal, Role, ScopeSet, SourceAllowList, UnixTime, UserStatus, now,
 };
-use crate::storage::{KeyFilter, KeyInsert, KeyRevocation, KeyRow, NewKey, StorageError, UserRow};
+use crate::storage::{
+    KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, NewKey, StorageError, UserRow,
+};
 
 /// The longest expiry a key may be given: ten years.
 pub const MAX_KEY_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// How long a rolled key keeps working when the caller does not say: 24 hours.
+pub const DEFAULT_ROLL_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// A key's status. When several apply, the first here wins: revoked, then
+/// disabled, then expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Active,
     Revoked,
+    Disabled,
     Expired,
 }
 
 impl KeyStatus {
-    pub fn of(revoked_at: Option<i64>, expires_at: Option<i64>, at: UnixTime) -> Self {
+    pub fn of(
+        revoked_at: Option<i64>,
+        disabled_at: Option<i64>,
+        expires_at: Option<i64>,
+        at: UnixTime,
+    ) -> Self {
         if revoked_at.is_some() {
             KeyStatus::Revoked
+        } else if disabled_at.is_some() {
+            KeyStatus::Disabled
         } else if expires_at.is_some_and(|e| e <= at) {
             KeyStatus::Expired
         } else {
@@ -41,6 +59,7 @@ impl KeyStatus {
         match self {
             KeyStatus::Active => "active",
             KeyStatus::Revoked => "revoked",
+            KeyStatus::Disabled => "disabled",
             KeyStatus::Expired => "expired",
         }
     }
@@ -71,18 +90,49 @@ pub struct KeySummary {
     pub revoked_by: Option<String>,
     /// Whether this key signs its owner's webhook requests.
     pub signs_webhooks: bool,
+    /// Set while the key is disabled (refused like a revoked key, but it can
+    /// be enabled again).
+    #[schema(value_type = Option<i64>)]
+    pub disabled_at: Option<UnixTime>,
+    /// The client ID of the key this one was rolled to; this one then
+    /// expires at the end of the grace period.
+    pub rolled_to: Option<String>,
+    /// What the key is for, at length.
+    pub description: Option<String>,
+    /// Labels such as `{"env": "prod"}`; filter with `?label=env=prod`.
+    pub labels: BTreeMap<String, String>,
+    /// CIDR ranges the key may be used from; empty: anywhere.
+    pub allowed_sources: Vec<String>,
+    /// The address of the last use.
+    pub last_used_from: Option<String>,
+    /// How the key was last used: `token` (the OAuth endpoints) or `direct`
+    /// (the secret presented on its own).
+    #[schema(examples("token", "direct"))]
+    pub last_used_kind: Option<String>,
+}
+
+/// Splits a stored space-separated list (scopes, address ranges).
+fn words(stored: &str) -> Vec<String> {
+    stored
+        .split(' ')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl KeySummary {
-    fn from_row(row: KeyRow, at: UnixTime) -> Self {
-        KeySummary {
-            status: KeyStatus::of(row.revoked_at, row.expires_at, at),
-            scopes: row.scopes.map(|s| {
-                s.split(' ')
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            }),
+    fn from_row(row: KeyRow, at: UnixTime) -> Result<Self, StorageError> {
+        let labels = KeyLabels::from_stored(row.labels.as_deref())
+            .map_err(|e| StorageError::Corrupt(format!("key {}: {e}", row.id)))?;
+        Ok(KeySummary {
+            status: KeyStatus::of(row.revoked_at, row.disabled_at, row.expires_at, at),
+            scopes: row.scopes.as_deref().map(words),
+            allowed_sources: row
+                .allowed_sources
+                .as_deref()
+                .map(words)
+                .unwrap_or_default(),
+            labels: labels.into_map(),
             id: row.id,
             client_id: row.client_id,
             name: row.name,
@@ -96,7 +146,12 @@ impl KeySummary {
             revoked_at: row.revoked_at,
             revoked_by: row.revoked_by,
             signs_webhooks: row.signs_webhooks != 0,
-        }
+            disabled_at: row.disabled_at,
+            rolled_to: row.rolled_to,
+            description: row.description,
+            last_used_from: row.last_used_from,
+            last_used_kind: row.last_used_kind,
+        })
     }
 
     /// The phrase a person types to confirm deleting this key.
@@ -112,6 +167,14 @@ pub struct CreatedKey {
     pub secret: ClientSecret,
 }
 
+/// A key rolled: its successor, with the secret, and the old key as it is
+/// now (expiring, naming its successor in `rolled_to`).
+#[derive(Debug)]
+pub struct RolledKey {
+    pub new: CreatedKey,
+    pub old: KeySummary,
+}
+
 pub struct NewKeyRequest<'a> {
     /// The owner's email; `None`: the calling user. Only the operator may
     /// create keys for someone else.
@@ -122,6 +185,43 @@ pub struct NewKeyRequest<'a> {
     pub scopes: Option<&'a str>,
     pub expires_in: Option<Duration>,
     pub token_ttl: Option<Duration>,
+}
+
+/// A key's description, labels and allow-list, as a caller sent them; each
+/// `None` leaves it as it is (at creation: without one).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyControls<'a> {
+    /// Free text; empty clears it.
+    pub description: Option<&'a str>,
+    /// Name/value pairs; the whole set (empty clears it).
+    pub labels: Option<&'a [(String, String)]>,
+    /// CIDR ranges; the whole list (empty: anywhere).
+    pub allowed_sources: Option<&'a [String]>,
+}
+
+impl KeyControls<'_> {
+    fn is_empty(&self) -> bool {
+        self.description.is_none() && self.labels.is_none() && self.allowed_sources.is_none()
+    }
+}
+
+/// A description as sent: empty or blank means none.
+fn parse_description(raw: &str) -> Result<Option<KeyDescription>> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    KeyDescription::parse(raw)
+        .map(Some)
+        .map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+fn parse_labels(pairs: &[(String, String)]) -> Result<KeyLabels> {
+    KeyLabels::parse(pairs).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+fn parse_sources(ranges: &[String]) -> Result<SourceAllowList> {
+    SourceAllowList::parse(ranges)
+        .map_err(|e| ServiceError::Invalid(format!("allowed_sources: {e}")))
 }
 
 async fn find_user_by_email(service: &Service, email: &str) -> Result<UserRow> {
@@ -218,8 +318,35 @@ pub async fn create_key(
     principal: &Principal,
     request: NewKeyRequest<'_>,
 ) -> Result<CreatedKey> {
+    create_key_with(service, principal, request, KeyControls::default()).await
+}
+
+/// [`create_key`] with a description, labels and an allow-list.
+pub async fn create_key_with(
+    service: &Service,
+    principal: &Principal,
+    request: NewKeyRequest<'_>,
+    controls: KeyControls<'_>,
+) -> Result<CreatedKey> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let name = KeyName::parse(request.name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let description = controls
+        .description
+        .map(parse_description)
+        .transpose()?
+        .flatten();
+    let labels = controls
+        .labels
+        .map(parse_labels)
+        .transpose()?
+        .unwrap_or_default();
+    let allowed_sources = controls
+        .allowed_sources
+        .map(parse_sources)
+        .transpose()?
+        .unwrap_or_default();
+    let stored_labels = labels.to_stored();
+    let stored_sources = allowed_sources.to_stored();
     let owner = new_key_owner(service, &principal, request.owner_email).await?;
     let scopes = new_key_scopes(&principal, &owner, request.scopes)?.map(|s| s.to_string());
     let max_ttl = service.max_token_ttl();
@@ -267,6 +394,9 @@ pub async fn create_key(
                 scopes: scopes.as_deref(),
                 token_ttl_seconds,
                 expires_at,
+                description: description.as_ref().map(KeyDescription::as_str),
+                labels: stored_labels.as_deref(),
+                allowed_sources: stored_sources.as_deref(),
                 now: created_at,
             },
             limit,
@@ -301,6 +431,13 @@ pub async fn create_key(
         revoked_at: None,
         revoked_by: None,
         signs_webhooks,
+        disabled_at: None,
+        rolled_to: None,
+        description: description.map(|d| d.as_str().to_owned()),
+        labels: labels.into_map(),
+        allowed_sources: allowed_sources.to_strings(),
+        last_used_from: None,
+        last_used_kind: None,
     };
     Ok(CreatedKey { key, secret })
 }
@@ -319,7 +456,23 @@ pub async fn list_keys(
     principal: &Principal,
     listing: KeyListing<'_>,
 ) -> Result<Vec<KeySummary>> {
+    list_keys_labelled::<&str>(service, principal, listing, &[]).await
+}
+
+/// [`list_keys`], keeping only the keys that carry every one of `labels`
+/// (each `name=value`).
+pub async fn list_keys_labelled<S: AsRef<str>>(
+    service: &Service,
+    principal: &Principal,
+    listing: KeyListing<'_>,
+    labels: &[S],
+) -> Result<Vec<KeySummary>> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
+    let wanted = labels
+        .iter()
+        .map(|raw| KeyLabels::parse_assignment(raw.as_ref()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServiceError::Invalid(format!("label filter: {e}")))?;
     let filter = match (&principal.user, listing) {
         (Some(user), _) => KeyFilter {
             tenant_id: Some(user.tenant_id.clone()),
@@ -336,13 +489,19 @@ pub async fn list_keys(
         },
     };
     let at = now();
-    Ok(service
-        .store
-        .list_keys(&filter)
-        .await?
-        .into_iter()
-        .map(|row| KeySummary::from_row(row, at))
-        .collect())
+    // A tenant's keys are few (a handful per user), so labels are matched
+    // here rather than in SQL both databases would have to agree on.
+    let mut keys = Vec::new();
+    for row in service.store.list_keys(&filter).await? {
+        let key = KeySummary::from_row(row, at)?;
+        if wanted
+            .iter()
+            .all(|(name, value)| key.labels.get(name) == Some(value))
+        {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// Finds a key `principal` may manage: another tenant's key does not exist
@@ -361,6 +520,7 @@ async fn visible_key(service: &Service, principal: &Principal, key: &str) -> Res
         .find_key(key)
         .await?
         .map(|row| KeySummary::from_row(row, now()))
+        .transpose()?
         .ok_or_else(not_found)?;
     match &principal.user {
         None => Ok(found),
@@ -418,7 +578,8 @@ pub async fn revoke_key(service: &Service, principal: &Principal, key: &str) -> 
 }
 
 fn refuse_if_signing_webhooks(key: &KeySummary) -> Result<()> {
-    if key.signs_webhooks && key.status == KeyStatus::Active {
+    // A disabled key keeps its mark: it may come back.
+    if key.signs_webhooks && matches!(key.status, KeyStatus::Active | KeyStatus::Disabled) {
         return Err(ServiceError::Conflict(format!(
             "key {} signs webhooks and cannot be deleted: mark another key to sign webhooks, or revoke it first",
             key.client_id
@@ -491,4 +652,347 @@ pub async fn mark_webhook_signing(
     )
     .await;
     visible_key(service, &principal, &found.id).await
+}
+
+/// What [`update_key`] changes; `None` leaves that part as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyChange<'a> {
+    pub name: Option<&'a str>,
+    pub controls: KeyControls<'a>,
+}
+
+/// Changes a key's name, description, labels or allow-list. A new
+/// allow-list applies to the key's next authentication, and to its tokens
+/// at Keyport's management endpoints at once; tokens issued before keep
+/// the ranges they carry until they expire. A revoked key is not changed.
+pub async fn update_key(
+    service: &Service,
+    principal: &Principal,
+    key: &str,
+    change: KeyChange<'_>,
+) -> Result<KeySummary> {
+    let principal = authz::require(service, principal, KEYS_MANAGE).await?;
+    let found = visible_key(service, &principal, key).await?;
+    if change.name.is_none() && change.controls.is_empty() {
+        return Err(ServiceError::Invalid(
+            "nothing to change: send name, description, labels or allowed_sources".to_owned(),
+        ));
+    }
+    if found.status == KeyStatus::Revoked {
+        return Err(ServiceError::Conflict(format!(
+            "key {} is revoked and cannot be changed",
+            found.client_id
+        )));
+    }
+    let name = match change.name {
+        Some(raw) => KeyName::parse(raw)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?
+            .as_str()
+            .to_owned(),
+        None => found.name.clone(),
+    };
+    let description = match change.controls.description {
+        Some(raw) => parse_description(raw)?.map(|d| d.as_str().to_owned()),
+        None => found.description.clone(),
+    };
+    let labels = match change.controls.labels {
+        Some(pairs) => parse_labels(pairs)?,
+        None => KeyLabels::parse(&found.labels.iter().collect::<Vec<_>>())
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+    };
+    let allowed_sources = match change.controls.allowed_sources {
+        Some(ranges) => parse_sources(ranges)?,
+        None => SourceAllowList::parse(&found.allowed_sources).map_err(StorageError::Corrupt)?,
+    };
+    let stored_labels = labels.to_stored();
+    let stored_sources = allowed_sources.to_stored();
+    let updated = service
+        .store
+        .update_key_details(
+            &found.id,
+            KeyDetails {
+                name: &name,
+                description: description.as_deref(),
+                labels: stored_labels.as_deref(),
+                allowed_sources: stored_sources.as_deref(),
+            },
+            now(),
+        )
+        .await?;
+    if !updated {
+        return Err(ServiceError::NotFound(format!(
+            "key {} was deleted",
+            found.client_id
+        )));
+    }
+    let mut changed: Vec<String> = Vec::new();
+    if change.name.is_some() {
+        changed.push("name".to_owned());
+    }
+    if change.controls.description.is_some() {
+        changed.push("description".to_owned());
+    }
+    if change.controls.labels.is_some() {
+        changed.push("labels".to_owned());
+    }
+    if change.controls.allowed_sources.is_some() {
+        changed.push(format!(
+            "allowed_sources=[{}]",
+            allowed_sources.to_strings().join(" ")
+        ));
+    }
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("key.update")
+            .tenant(&found.tenant_id)
+            .target(&found.client_id)
+            .detail(format!("changed {}", changed.join(", "))),
+    )
+    .await;
+    visible_key(service, &principal, &found.id).await
+}
+
+/// Disables a key: from now on it is refused everywhere, exactly like a
+/// revoked key (the token endpoint, `x-api-key`, its tokens at the
+/// management endpoints, introspection), until [`enable_key`]. It keeps
+/// its webhook-signing mark and still counts toward its owner's limit.
+pub async fn disable_key(
+    service: &Service,
+    principal: &Principal,
+    key: &str,
+) -> Result<KeySummary> {
+    set_disabled(service, principal, key, true).await
+}
+
+/// Enables a disabled key again, at once. Revoked keys never come back.
+pub async fn enable_key(service: &Service, principal: &Principal, key: &str) -> Result<KeySummary> {
+    set_disabled(service, principal, key, false).await
+}
+
+async fn set_disabled(
+    service: &Service,
+    principal: &Principal,
+    key: &str,
+    disable: bool,
+) -> Result<KeySummary> {
+    let principal = authz::require(service, principal, KEYS_MANAGE).await?;
+    let found = visible_key(service, &principal, key).await?;
+    let client_id = &found.client_id;
+    if found.status == KeyStatus::Revoked {
+        return Err(ServiceError::Conflict(if disable {
+            format!("key {client_id} is revoked already, for good")
+        } else {
+            format!("key {client_id} is revoked, and a revoked key can never be enabled again")
+        }));
+    }
+    let is_disabled = found.disabled_at.is_some();
+    if disable == is_disabled {
+        return Err(ServiceError::Conflict(format!(
+            "key {client_id} is {} already",
+            if disable { "disabled" } else { "enabled" }
+        )));
+    }
+    let at = now();
+    let changed = service
+        .store
+        .set_key_disabled(
+            &found.id,
+            disable.then_some((at, principal.actor_label())),
+            at,
+        )
+        .await?;
+    if !changed {
+        return Err(ServiceError::Conflict(format!(
+            "key {client_id} changed meanwhile (revoked, or {} by someone else)",
+            if disable { "disabled" } else { "enabled" }
+        )));
+    }
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new(if disable { "key.disable" } else { "key.enable" })
+            .tenant(&found.tenant_id)
+            .target(client_id),
+    )
+    .await;
+    visible_key(service, &principal, &found.id).await
+}
+
+/// Refuses a key or token that would hand out a key holding more than it
+/// holds itself (what [`new_key_scopes`] ensures at creation).
+fn refuse_beyond_caller(
+    principal: &Principal,
+    owner: &UserRow,
+    key_scopes: Option<&[String]>,
+) -> Result<()> {
+    if !matches!(
+        principal.credential,
+        Credential::ApiKey { .. } | Credential::AccessToken { .. }
+    ) {
+        return Ok(());
+    }
+    let role: Role = owner.role.parse().map_err(StorageError::Corrupt)?;
+    let granted =
+        ScopeSet::parse(&owner.permissions).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let permitted = role.permissions(&granted);
+    let held = match key_scopes {
+        None => permitted.clone(),
+        Some(scopes) => ScopeSet::parse(&scopes.join(" "))
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?
+            .intersection(&permitted),
+    };
+    let beyond = held.missing_from(&principal.scopes.intersection(&permitted));
+    if beyond.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "a key cannot roll a key with more than its own scopes; not held: {beyond}"
+        )))
+    }
+}
+
+/// Rolls a key: one call creates its successor (same owner, name, scopes,
+/// token lifetime, allow-list, description and labels; the same lifetime
+/// the old key was given, counted from now), moves the webhook-signing mark
+/// to it if the old key held it, and sets the old key to expire at the end
+/// of `grace_seconds` (default 24 hours or `max_roll_grace_seconds` if that
+/// is shorter; at most `max_roll_grace_seconds`;
+/// an earlier expiry stays). The new key counts against the active-key
+/// limit like any creation. A key already rolled, or not active, is not
+/// rolled. Only the key's owner (or the operator) may roll it: the new
+/// secret acts as the owner, and people create keys only for themselves.
+pub async fn roll_key(
+    service: &Service,
+    principal: &Principal,
+    key: &str,
+    grace_seconds: Option<i64>,
+) -> Result<RolledKey> {
+    let principal = authz::require(service, principal, KEYS_MANAGE).await?;
+    let old = visible_key(service, &principal, key).await?;
+    if let Some(user_id) = principal.user_id()
+        && user_id != old.owner_id
+    {
+        return Err(ServiceError::Forbidden(
+            "only a key's owner may roll it, since the new secret acts as the owner; \
+             revoke or disable it instead"
+                .to_owned(),
+        ));
+    }
+    let max_grace = service.settings.max_roll_grace.as_secs() as i64;
+    let grace = grace_seconds.unwrap_or((DEFAULT_ROLL_GRACE.as_secs() as i64).min(max_grace));
+    if !(1..=max_grace).contains(&grace) {
+        return Err(ServiceError::Invalid(format!(
+            "the grace period must be between 1 and {max_grace} seconds (max_roll_grace_seconds), not {grace}"
+        )));
+    }
+    if old.status != KeyStatus::Active {
+        return Err(ServiceError::Conflict(format!(
+            "key {} is {} and cannot be rolled{}",
+            old.client_id,
+            old.status.as_str(),
+            if old.status == KeyStatus::Disabled {
+                ": enable it first, or create a new key"
+            } else {
+                ""
+            }
+        )));
+    }
+    if let Some(successor) = &old.rolled_to {
+        return Err(ServiceError::Conflict(format!(
+            "key {} is already being rolled out to {successor}; roll {successor} instead",
+            old.client_id
+        )));
+    }
+    let owner = service
+        .store
+        .find_user_by_id(&old.owner_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("key {} has no owner", old.client_id)))?;
+    if owner.status != UserStatus::Active.as_str() {
+        return Err(ServiceError::Invalid(format!(
+            "user `{}` is disabled and cannot hold new keys",
+            owner.email
+        )));
+    }
+    refuse_beyond_caller(&principal, &owner, old.scopes.as_deref())?;
+
+    let created_at = now();
+    let expires_at = old.expires_at.map(|e| {
+        let lifetime = (e - old.created_at).clamp(1, MAX_KEY_LIFETIME.as_secs() as i64);
+        created_at + lifetime
+    });
+    let scopes = old.scopes.as_ref().map(|s| s.join(" "));
+    let labels = KeyLabels::parse(&old.labels.iter().collect::<Vec<_>>())
+        .map_err(|e| StorageError::Corrupt(e.to_string()))?
+        .to_stored();
+    let allowed_sources = (!old.allowed_sources.is_empty()).then(|| old.allowed_sources.join(" "));
+    let limit = service.settings.max_active_keys_per_user;
+    let id = Uuid::now_v7().to_string();
+    let client_id = ClientId::generate();
+    let secret = ClientSecret::generate();
+    let digest = secret.digest().to_hex();
+    let old_expires_at = created_at + grace;
+    let rolled = service
+        .store
+        .roll_key(
+            &old.id,
+            old_expires_at,
+            NewKey {
+                id: &id,
+                tenant_id: &old.tenant_id,
+                owner_id: &old.owner_id,
+                client_id: client_id.as_str(),
+                secret_digest: &digest,
+                name: &old.name,
+                scopes: scopes.as_deref(),
+                token_ttl_seconds: old.token_ttl_seconds,
+                expires_at,
+                description: old.description.as_deref(),
+                labels: labels.as_deref(),
+                allowed_sources: allowed_sources.as_deref(),
+                now: created_at,
+            },
+            limit,
+        )
+        .await?;
+    let moved_mark = match rolled {
+        KeyRoll::Rolled { moved_mark, .. } => moved_mark,
+        KeyRoll::LimitReached { .. } => return Err(ServiceError::KeyLimitReached { limit }),
+        KeyRoll::NotRollable => {
+            return Err(ServiceError::Conflict(format!(
+                "key {} was revoked, disabled or rolled meanwhile; nothing was created",
+                old.client_id
+            )));
+        }
+    };
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("key.roll")
+            .tenant(&old.tenant_id)
+            .target(&old.client_id)
+            .detail(format!(
+                "rolled to {client_id}; the old key expires at {}",
+                old_expires_at.min(old.expires_at.unwrap_or(i64::MAX))
+            )),
+    )
+    .await;
+    if moved_mark {
+        audit::record(
+            &service.store,
+            &principal,
+            Event::new("key.mark_webhook_signing")
+                .tenant(&old.tenant_id)
+                .target(client_id.as_str())
+                .detail(format!("moved from rolled key {}", old.client_id)),
+        )
+        .await;
+    }
+    let key = visible_key(service, &principal, &id).await?;
+    let old = visible_key(service, &principal, &old.id).await?;
+    Ok(RolledKey {
+        new: CreatedKey { key, secret },
+        old,
+    })
 }

@@ -4,7 +4,8 @@
 //!
 //! | operation | needs |
 //! | --- | --- |
-//! | list, create, show, revoke, delete, mark keys | `keys:manage`; members only their own keys |
+//! | list, create, show, change, disable, enable, revoke, delete, mark keys | `keys:manage`; members only their own keys |
+//! | roll a key | `keys:manage`, and the key's owner (the new secret acts as them) |
 //! | list, create, change, disable, enable, unlock users | `users:manage` (admins) |
 //! | read a user | `users:manage`, or the user themself |
 //! | tenant policy | `tenant:manage` (admins) |

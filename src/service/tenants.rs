@@ -70,6 +70,7 @@ pub async fn is_first_run(service: &Service) -> Result<bool> {
 /// them with the CLI. Refused once anybody exists.
 pub async fn first_run(
     service: &Service,
+    source_address: Option<String>,
     company: &str,
     email: &str,
     password: &str,
@@ -79,10 +80,13 @@ pub async fn first_run(
             "this server is already set up: sign in instead".to_owned(),
         ));
     }
-    // Check the password before creating anything, so a weak one leaves no
-    // half-made company behind.
+    // Check everything that can be wrong before creating anything, so a
+    // refusal leaves no half-made company behind and the link can be used
+    // again with the form corrected.
+    TenantName::parse(company).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    crate::domain::Email::parse(email).map_err(ServiceError::Invalid)?;
     super::sessions::check_strength(password)?;
-    let operator = Principal::operator();
+    let operator = Principal::setup_link(source_address);
     let tenant = create_tenant(service, &operator, company).await?;
     super::users::create_user(
         service,

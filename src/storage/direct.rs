@@ -141,6 +141,8 @@ fn key_auth_row(row: &Row<'_>) -> rusqlite::Result<KeyAuthRow> {
         owner_role: row.get(9)?,
         owner_permissions: row.get(10)?,
         owner_status: row.get(11)?,
+        disabled_at: row.get(12)?,
+        allowed_sources: row.get(13)?,
     })
 }
 
@@ -197,8 +199,9 @@ mod tests {
             "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
              token_ttl_seconds, expires_at, revoked_at, created_at, updated_at) \
              VALUES ('k1', 't1', 'u1', 'kpc_one', 'abcd', 'one', 'reports:read', 120, 9000, 77, 1, 1)",
-            "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, created_at, updated_at) \
-             VALUES ('k2', 't1', 'u1', 'kpc_two', 'ef01', 'two', 1, 1)",
+            "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, created_at, updated_at, \
+             disabled_at, allowed_sources) \
+             VALUES ('k2', 't1', 'u1', 'kpc_two', 'ef01', 'two', 1, 1, 33, '10.0.0.0/8 2001:db8::/32')",
         ] {
             sqlx::query(sql).execute(&store.pool).await.expect(sql);
         }
@@ -235,6 +238,16 @@ mod tests {
         assert_eq!(one.revoked_at, Some(77));
         assert_eq!(one.token_ttl_seconds, Some(120));
         assert_eq!(one.owner_status, "disabled");
+        assert_eq!((one.disabled_at, one.allowed_sources), (None, None));
+        let two = direct
+            .key_for_auth(KEY_AUTH_BY_CLIENT_ID, "kpc_two")
+            .unwrap()
+            .expect("found");
+        assert_eq!(two.disabled_at, Some(33));
+        assert_eq!(
+            two.allowed_sources.as_deref(),
+            Some("10.0.0.0/8 2001:db8::/32")
+        );
         fixture.remove().await;
     }
 

@@ -10,6 +10,11 @@ pub struct NewKey<'a> {
     pub scopes: Option<&'a str>,
     pub token_ttl_seconds: Option<i64>,
     pub expires_at: Option<i64>,
+    pub description: Option<&'a str>,
+    /// JSON object text (`KeyLabels::to_stored`).
+    pub labels: Option<&'a str>,
+    /// Space-separated CIDR ranges (`SourceAllowList::to_stored`).
+    pub allowed_sources: Option<&'a str>,
     pub now: i64,
 }
 
@@ -30,6 +35,13 @@ pub struct KeyRow {
     pub revoked_by: Option<String>,
     pub created_at: i64,
     pub signs_webhooks: i64,
+    pub disabled_at: Option<i64>,
+    pub rolled_to: Option<String>,
+    pub description: Option<String>,
+    pub labels: Option<String>,
+    pub allowed_sources: Option<String>,
+    pub last_used_from: Option<String>,
+    pub last_used_kind: Option<String>,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -48,6 +60,8 @@ pub struct KeyAuthRow {
     pub owner_role: String,
     pub owner_permissions: String,
     pub owner_status: String,
+    pub disabled_at: Option<i64>,
+    pub allowed_sources: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,12 +95,48 @@ pub enum KeyRevocation {
     AlreadyRevoked,
 }
 
+/// Outcome of [`Store::roll_key`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyRoll {
+    Rolled {
+        /// The old key held the webhook-signing mark, and the new one has it now.
+        moved_mark: bool,
+        /// The new key took the mark because no active key of the owner held it.
+        took_mark: bool,
+    },
+    LimitReached {
+        active: i64,
+    },
+    /// Revoked, disabled, expired or rolled already, by the time the
+    /// transaction ran.
+    NotRollable,
+}
+
+/// One key's use, coalesced in memory and written by
+/// [`Store::record_last_used`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    pub key_id: String,
+    pub at: i64,
+    pub address: Option<String>,
+    /// `token` or `direct`.
+    pub kind: &'static str,
+}
+
+/// A key's details as [`Store::update_key_details`] writes them, whole.
+pub struct KeyDetails<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub labels: Option<&'a str>,
+    pub allowed_sources: Option<&'a str>,
+}
+
 macro_rules! key_auth_select {
     () => {
         "SELECT k.id, k.tenant_id, k.owner_id, k.client_id, k.secret_digest, k.scopes, \
          k.token_ttl_seconds, k.expires_at, k.revoked_at, u.role AS owner_role, \
-         u.permissions AS owner_permissions, u.status AS owner_status \
-         FROM api_keys k JOIN users u ON u.id = k.owner_id "
+         u.permissions AS owner_permissions, u.status AS owner_status, k.disabled_at, \
+         k.allowed_sources FROM api_keys k JOIN users u ON u.id = k.owner_id "
     };
 }
 
@@ -100,7 +150,9 @@ macro_rules! key_select {
     () => {
         "SELECT k.id, k.tenant_id, k.owner_id, u.email AS owner_email, k.client_id, \
          k.name, k.scopes, k.token_ttl_seconds, k.expires_at, k.last_used_at, k.revoked_at, \
-         k.revoked_by, k.created_at, k.signs_webhooks FROM api_keys k JOIN users u ON u.id = k.owner_id "
+         k.revoked_by, k.created_at, k.signs_webhooks, k.disabled_at, k.rolled_to, k.description, \
+         k.labels, k.allowed_sources, k.last_used_from, k.last_used_kind \
+         FROM api_keys k JOIN users u ON u.id = k.owner_id "
     };
 }
 
@@ -115,58 +167,14 @@ impl Store {
         max_active: u32,
     ) -> Result<KeyInsert> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
-            .bind(key.owner_id)
-            .execute(&mut *tx)
-            .await?;
-        let (active,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND revoked_at IS NULL \
-             AND (expires_at IS NULL OR expires_at > $2)",
-        )
-        .bind(key.owner_id)
-        .bind(key.now)
-        .fetch_one(&mut *tx)
-        .await?;
+        lock_owner(&mut tx, key.owner_id).await?;
+        let active = count_active(&mut tx, key.owner_id, key.now).await?;
         if active >= i64::from(max_active) {
             tx.rollback().await?;
             return Ok(KeyInsert::LimitReached { active });
         }
-        let (marked,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND signs_webhooks = 1 \
-             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
-        )
-        .bind(key.owner_id)
-        .bind(key.now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let signs_webhooks = marked == 0;
-        if signs_webhooks {
-            // A stale mark on an expired or revoked key moves to the new one.
-            sqlx::query(
-                "UPDATE api_keys SET signs_webhooks = 0 WHERE owner_id = $1 AND signs_webhooks = 1",
-            )
-            .bind(key.owner_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
-             token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
-        )
-        .bind(key.id)
-        .bind(key.tenant_id)
-        .bind(key.owner_id)
-        .bind(key.client_id)
-        .bind(key.secret_digest)
-        .bind(key.name)
-        .bind(key.scopes)
-        .bind(key.token_ttl_seconds)
-        .bind(key.expires_at)
-        .bind(key.now)
-        .bind(i64::from(signs_webhooks))
-        .execute(&mut *tx)
-        .await?;
+        let signs_webhooks = take_mark_if_unheld(&mut tx, key.owner_id, key.now).await?;
+        insert_key(&mut tx, &key, signs_webhooks).await?;
         tx.commit().await?;
         Ok(KeyInsert::Inserted { signs_webhooks })
     }
@@ -210,16 +218,18 @@ impl Store {
         Ok(())
     }
 
-    /// Writes coalesced "last used" times; never moves one backwards.
-    pub async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<()> {
+    /// Writes coalesced uses (time, address, kind); never moves one backwards.
+    pub async fn record_last_used(&self, uses: &[KeyUse]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (key_id, at) in uses {
+        for key_use in uses {
             sqlx::query(
-                "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
-                 AND (last_used_at IS NULL OR last_used_at < $2)",
+                "UPDATE api_keys SET last_used_at = $2, last_used_from = $3, last_used_kind = $4 \
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $2)",
             )
-            .bind(key_id)
-            .bind(*at)
+            .bind(&key_use.key_id)
+            .bind(key_use.at)
+            .bind(key_use.address.as_deref())
+            .bind(key_use.kind)
             .execute(&mut *tx)
             .await?;
         }
@@ -227,10 +237,125 @@ impl Store {
         Ok(())
     }
 
-    /// Every active key, for the metrics gauge.
+    /// Rolls `old_id` over to the new key `new`, in one transaction: the new
+    /// key is inserted (within `max_active`, the old key still counting), the
+    /// old one is set to expire at `old_expires_at` (never later than it
+    /// already would) and names its successor, and the webhook-signing mark
+    /// moves to the new key if the old one held it. The owner's row is locked
+    /// first, as for any creation.
+    pub async fn roll_key(
+        &self,
+        old_id: &str,
+        old_expires_at: i64,
+        new: NewKey<'_>,
+        max_active: u32,
+    ) -> Result<KeyRoll> {
+        let mut tx = self.pool.begin().await?;
+        lock_owner(&mut tx, new.owner_id).await?;
+        let active = count_active(&mut tx, new.owner_id, new.now).await?;
+        if active >= i64::from(max_active) {
+            tx.rollback().await?;
+            return Ok(KeyRoll::LimitReached { active });
+        }
+        let rolled = sqlx::query(
+            "UPDATE api_keys SET rolled_to = $2, updated_at = $4, \
+             expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $3 THEN expires_at ELSE $3 END \
+             WHERE id = $1 AND owner_id = $5 AND rolled_to IS NULL AND revoked_at IS NULL \
+             AND disabled_at IS NULL AND (expires_at IS NULL OR expires_at > $4)",
+        )
+        .bind(old_id)
+        .bind(new.client_id)
+        .bind(old_expires_at)
+        .bind(new.now)
+        .bind(new.owner_id)
+        .execute(&mut *tx)
+        .await?;
+        if rolled.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(KeyRoll::NotRollable);
+        }
+        let (signed,): (i64,) = sqlx::query_as("SELECT signs_webhooks FROM api_keys WHERE id = $1")
+            .bind(old_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let moved_mark = signed != 0;
+        let took_mark = if moved_mark {
+            sqlx::query("UPDATE api_keys SET signs_webhooks = 0 WHERE id = $1")
+                .bind(old_id)
+                .execute(&mut *tx)
+                .await?;
+            false
+        } else {
+            take_mark_if_unheld(&mut tx, new.owner_id, new.now).await?
+        };
+        insert_key(&mut tx, &new, moved_mark || took_mark).await?;
+        tx.commit().await?;
+        Ok(KeyRoll::Rolled {
+            moved_mark,
+            took_mark,
+        })
+    }
+
+    /// Disables (`Some(at)`) or enables (`None`) a key that is not revoked.
+    /// False when nothing changed: the key is revoked, or already so.
+    pub async fn set_key_disabled(
+        &self,
+        key_id: &str,
+        disabled: Option<(i64, &str)>,
+        now: i64,
+    ) -> Result<bool> {
+        let done =
+            match disabled {
+                Some((at, by)) => {
+                    sqlx::query(
+                        "UPDATE api_keys SET disabled_at = $2, disabled_by = $3, updated_at = $4 \
+                     WHERE id = $1 AND revoked_at IS NULL AND disabled_at IS NULL",
+                    )
+                    .bind(key_id)
+                    .bind(at)
+                    .bind(by)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                }
+                None => sqlx::query(
+                    "UPDATE api_keys SET disabled_at = NULL, disabled_by = NULL, updated_at = $2 \
+                     WHERE id = $1 AND revoked_at IS NULL AND disabled_at IS NOT NULL",
+                )
+                .bind(key_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?,
+            };
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces a key's name, description, labels and allow-list.
+    pub async fn update_key_details(
+        &self,
+        key_id: &str,
+        details: KeyDetails<'_>,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET name = $2, description = $3, labels = $4, allowed_sources = $5, \
+             updated_at = $6 WHERE id = $1",
+        )
+        .bind(key_id)
+        .bind(details.name)
+        .bind(details.description)
+        .bind(details.labels)
+        .bind(details.allowed_sources)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every active key, for the metrics gauge (disabled keys are not).
     pub async fn count_all_active_keys(&self, now: i64) -> Result<i64> {
         let (active,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL \
+            "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND disabled_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $1)",
         )
         .bind(now)
@@ -313,7 +438,8 @@ impl Store {
                 .await?;
             let successor: Option<(String, String)> = sqlx::query_as(
                 "SELECT id, client_id FROM api_keys WHERE owner_id = $1 AND id <> $2 \
-                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3) \
+                 AND revoked_at IS NULL AND disabled_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $3) \
                  ORDER BY created_at DESC, id DESC LIMIT 1",
             )
             .bind(&owner_id)
@@ -346,4 +472,83 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+type Transaction<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// Locks the owner's row: an UPDATE takes a row lock on PostgreSQL and the
+/// write lock on SQLite, so key creations for one user are serialised.
+async fn lock_owner(tx: &mut Transaction<'_>, owner_id: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+        .bind(owner_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The owner's active keys; a disabled key counts (it may come back).
+async fn count_active(tx: &mut Transaction<'_>, owner_id: &str, now: i64) -> Result<i64> {
+    let (active,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(owner_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(active)
+}
+
+/// Whether a new key takes the webhook-signing mark: it does when no active
+/// (or disabled) key of the owner holds it; a stale mark on an expired or
+/// revoked key is cleared then.
+async fn take_mark_if_unheld(tx: &mut Transaction<'_>, owner_id: &str, now: i64) -> Result<bool> {
+    let (marked,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND signs_webhooks = 1 \
+         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(owner_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let take = marked == 0;
+    if take {
+        sqlx::query(
+            "UPDATE api_keys SET signs_webhooks = 0 WHERE owner_id = $1 AND signs_webhooks = 1",
+        )
+        .bind(owner_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(take)
+}
+
+async fn insert_key(
+    tx: &mut Transaction<'_>,
+    key: &NewKey<'_>,
+    signs_webhooks: bool,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
+         token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks, description, \
+         labels, allowed_sources) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)",
+    )
+    .bind(key.id)
+    .bind(key.tenant_id)
+    .bind(key.owner_id)
+    .bind(key.client_id)
+    .bind(key.secret_digest)
+    .bind(key.name)
+    .bind(key.scopes)
+    .bind(key.token_ttl_seconds)
+    .bind(key.expires_at)
+    .bind(key.now)
+    .bind(i64::from(signs_webhooks))
+    .bind(key.description)
+    .bind(key.labels)
+    .bind(key.allowed_sources)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

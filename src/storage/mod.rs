@@ -23,7 +23,9 @@ use crate::config::DatabaseSettings;
 use direct::DirectReader;
 
 pub use audit::{AuditFilter, AuditRow};
-pub use keys::{KeyAuthRow, KeyFilter, KeyInsert, KeyRevocation, KeyRow, NewKey};
+pub use keys::{
+    KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
+};
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
 pub use sessions::SessionRow;

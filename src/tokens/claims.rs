@@ -17,4 +17,9 @@ pub struct AccessTokenClaims {
     pub tenant_id: String,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The CIDR ranges the key may be used from, when it has an allow-list:
+    /// Keyport's own endpoints refuse the token from anywhere else, and a
+    /// resource server validating offline may do the same. Absent: anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kp_src: Vec<String>,
 }

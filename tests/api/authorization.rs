@@ -47,6 +47,11 @@ enum Op {
     RevokeKey,
     MarkWebhookSigning,
     DeleteKey,
+    ChangeKey,
+    DisableKey,
+    EnableKey,
+    /// Another user's key: only a key's owner may roll it.
+    RollOthersKey,
     ListUsers,
     CreateUser,
     ShowColleague,
@@ -112,6 +117,10 @@ const TABLE: &[(Op, [Want; 12])] = &[
     (Op::RevokeKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::MarkWebhookSigning, [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::DeleteKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::ChangeKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::DisableKey,         [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::EnableKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::RollOthersKey,      [OWNER, OWNER, SCOPE, OWNER, SCOPE, SCOPE, SCOPE, OWNER, SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::ListUsers,          [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::CreateUser,         [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::ShowColleague,      [OK,    OWNER, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
@@ -344,6 +353,33 @@ async fn prepare(
                 format!("/api/v1/keys/{key}"),
                 Some(json!({"confirm": format!("delete {key}")})),
             )
+        }
+        Op::ChangeKey => {
+            let key = fresh_key(app, fx, n).await;
+            (
+                Method::PATCH,
+                format!("/api/v1/keys/{key}"),
+                Some(json!({"labels": {"env": "prod"}})),
+            )
+        }
+        Op::DisableKey => {
+            let key = fresh_key(app, fx, n).await;
+            (Method::POST, format!("/api/v1/keys/{key}/disable"), None)
+        }
+        Op::EnableKey => {
+            let key = fresh_key(app, fx, n).await;
+            // Disabled first by A1, so enabling has something to do.
+            app.call(
+                Method::POST,
+                &format!("/api/v1/keys/{key}/disable"),
+                &fx.admin_session,
+            )
+            .await;
+            (Method::POST, format!("/api/v1/keys/{key}/enable"), None)
+        }
+        Op::RollOthersKey => {
+            let key = fresh_key(app, fx, n).await;
+            (Method::POST, format!("/api/v1/keys/{key}/roll"), None)
         }
         Op::ListUsers => (Method::GET, "/api/v1/users".into(), None),
         Op::CreateUser => (

@@ -317,6 +317,7 @@ static SIGNED: LazyLock<(TokenVerifier, String)> = LazyLock::new(|| {
         scope: "reports:read".into(),
         tenant_id: "tenant".into(),
         roles: vec!["member".into()],
+        kp_src: Vec::new(),
     };
     let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("at+jwt".into());

@@ -6,11 +6,13 @@ mod attacks;
 mod audit;
 mod authorization;
 mod cli;
+mod console;
 mod faults;
 mod fuzz;
 
 mod integrator;
 mod introspection;
+mod key_controls;
 mod keys_api;
 mod logs;
 mod migrations;

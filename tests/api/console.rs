@@ -1,0 +1,187 @@
+//! The web console in a real browser: the real binary serves a fresh
+//! database, and `tests/console/console.spec.mjs` (node:test, playwright-core
+//! driving Debian's `/usr/bin/chromium`, @axe-core/playwright) walks the
+//! journey of issue 12 from the first-run link `serve` logs: setup, sign-in
+//! and lockout, keys (create, copy, Test connection, revoke, delete, webhook
+//! mark), users, audit, CSRF, accessibility, 400 px, console errors.
+//! Screenshots of every page land in `target/console-screenshots/`.
+//!
+//! SQLite only: the browser checks the pages, and the service functions
+//! under them run on both backends in the other tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::helpers::{Backend, TestDatabase};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// `keyport serve` on port 0; killed when dropped.
+struct Server {
+    child: Child,
+    base_url: String,
+    setup_url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// Starts `serve` on `db`, and reads its port and its first-run setup link
+/// from the log.
+fn serve(db: &TestDatabase) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyport"))
+        .arg("serve")
+        .env("KEYPORT_DATABASE_URL", &db.url)
+        .env("KEYPORT_BIND", "127.0.0.1:0")
+        .env("KEYPORT_WORKERS", "2")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start keyport serve");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut setup_url = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // The WARN line: "first run: … Open http://…/console/setup?token=kpsetup_… to create …"
+            if let Some(link) = line
+                .split_whitespace()
+                .find(|word| word.contains("/console/setup?token=kpsetup_"))
+            {
+                setup_url = Some(link.to_owned());
+            }
+            if let Some(rest) = line.split("listening on port ").nth(1) {
+                let port: u16 = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or(0);
+                let _ = ready_tx.send((port, setup_url.clone()));
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let (port, setup_url) = ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "keyport serve never said which port it listens on:\n{}",
+                log.lock().unwrap()
+            )
+        });
+    let setup_url = setup_url.unwrap_or_else(|| {
+        panic!(
+            "serve on an empty database logs no first-run setup link:\n{}",
+            log.lock().unwrap()
+        )
+    });
+    Server {
+        child,
+        base_url: format!("http://127.0.0.1:{port}"),
+        setup_url,
+        log,
+    }
+}
+
+/// Node, playwright-core and Chromium: missing is a failure that says how
+/// to get them, never a skip.
+fn node(root: &Path) -> PathBuf {
+    for package in ["playwright-core", "@axe-core/playwright"] {
+        let installed = root.join("node_modules").join(package);
+        assert!(
+            installed.exists(),
+            "{package} is not installed: {} does not exist. Run `scripts/test`, which runs \
+             `npm ci --no-audit --no-fund` (package.json pins it), or run that npm command in \
+             the repository root yourself",
+            installed.display()
+        );
+    }
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: `scripts/test` installs Debian's chromium package \
+         (apt-get install -y chromium); the console tests never download a browser"
+    );
+    std::env::var_os("KEYPORT_TEST_NODE")
+        .filter(|n| !n.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("node"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_end_to_end_in_a_real_browser() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let node = node(&root);
+    let screenshots = root.join("target/console-screenshots");
+    let _ = std::fs::remove_dir_all(&screenshots);
+    std::fs::create_dir_all(&screenshots).expect("create target/console-screenshots");
+
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let server = serve(&db);
+    // First-run setup works once per server: a second fresh one for the
+    // setup that goes wrong before it goes right.
+    let second_db = TestDatabase::create(Backend::Sqlite).await;
+    let second = serve(&second_db);
+
+    let output = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(&node)
+            .arg("tests/console/console.spec.mjs")
+            .current_dir(&root)
+            .env("BASE_URL", &server.base_url)
+            .env("SETUP_URL", &server.setup_url)
+            .env("SECOND_SETUP_URL", &second.setup_url)
+            .env("SCREENSHOT_DIR", &screenshots)
+            .env("CHROMIUM", CHROMIUM)
+            .env("KEYPORT_BIN", env!("CARGO_BIN_EXE_keyport"))
+            .env("KEYPORT_DATABASE_URL", &db.url)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser tests finished within 240 s")
+    .unwrap_or_else(|e| panic!("cannot run {} ({e}); set KEYPORT_TEST_NODE", node.display()));
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the console's browser tests failed ({}); screenshots in {}\n\
+         --- node stdout ---\n{stdout}\n--- node stderr ---\n{stderr}\n\
+         --- server log (last 60 lines) ---\n{}",
+        output.status,
+        screenshots.display(),
+        tail(&server.log(), 60),
+    );
+    for page in ["keys-1280.png", "create-dialog-1280.png", "users-400.png"] {
+        assert!(
+            screenshots.join(page).exists(),
+            "no screenshot {page}:\n{stdout}"
+        );
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -142,6 +142,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/keys", web::post().to(pages::create_key))
             .route("/keys/{id}/revoke", web::post().to(pages::revoke_key))
             .route("/keys/{id}/delete", web::post().to(pages::delete_key))
+            .route("/keys/{id}/disable", web::post().to(pages::disable_key))
+            .route("/keys/{id}/enable", web::post().to(pages::enable_key))
+            .route("/keys/{id}/roll", web::post().to(pages::roll_key))
             .route(
                 "/keys/{id}/webhook-signing",
                 web::post().to(pages::mark_webhook_signing),

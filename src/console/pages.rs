@@ -458,7 +458,7 @@ async fn keys_page(
         .into_iter()
         .filter(|k| !mine || k.owner_id == own_id)
         .filter(|k| status == "all" || k.status.as_str() == status)
-        .map(|k| KeyView::of(k, at))
+        .map(|k| KeyView::of(k, &own_id, at))
         .collect();
     if sort == "last_used" {
         keys.sort_by_key(|k| std::cmp::Reverse(k.last_used_at.unwrap_or(i64::MIN)));
@@ -667,17 +667,7 @@ pub async fn create_key(
                 .await;
         }
     };
-    let issuer = &state.service.settings.tokens.issuer;
-    let view = CreatedView {
-        curl: format!(
-            "curl -u '{}:{}' -d grant_type=client_credentials {issuer}/oauth/token",
-            created.key.client_id,
-            created.secret.expose()
-        ),
-        id: created.key.id.clone(),
-        client_id: created.key.client_id.clone(),
-        secret: created.secret.expose().to_owned(),
-    };
+    let view = created_view(&state, &created);
     if json {
         return HttpResponse::Created()
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
@@ -728,6 +718,12 @@ async fn key_action(
                 .await
                 .map(|k| format!("Key {} now signs webhooks.", k.name))
         }
+        KeyAction::Disable => key_service::disable_key(&state.service, principal, &key_id)
+            .await
+            .map(|k| format!("Key {} is disabled: it is refused until enabled.", k.name)),
+        KeyAction::Enable => key_service::enable_key(&state.service, principal, &key_id)
+            .await
+            .map(|k| format!("Key {} is enabled.", k.name)),
     };
     let back = req
         .headers()
@@ -759,6 +755,82 @@ enum KeyAction {
     Revoke,
     Delete,
     MarkWebhookSigning,
+    Disable,
+    Enable,
+}
+
+pub async fn disable_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    key_action(req, state, body, path.into_inner(), KeyAction::Disable).await
+}
+
+pub async fn enable_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    key_action(req, state, body, path.into_inner(), KeyAction::Enable).await
+}
+
+/// Rolls a key: the successor's secret is shown once, on this answer only.
+pub async fn roll_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (visitor, form) = match checked_change(&req, &state, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let grace = form
+        .get("grace_seconds")
+        .and_then(|g| g.parse::<i64>().ok());
+    match key_service::roll_key(&state.service, &visitor.principal, &path, grace).await {
+        Ok(rolled) => {
+            let view = created_view(&state, &rolled.new);
+            let notice = format!(
+                "Key {} was rolled: the new key is below; the old one keeps working until it expires.",
+                rolled.old.name
+            );
+            let (_, template) = keys_page(
+                &state,
+                &visitor,
+                &KeysQuery::default(),
+                Some(notice),
+                None,
+                Some(view),
+            )
+            .await;
+            page(StatusCode::CREATED, &template)
+        }
+        Err(err) => {
+            let (_, mut template) =
+                keys_page(&state, &visitor, &KeysQuery::default(), None, None, None).await;
+            template.error = Some(PageError::from(&err));
+            page(status_of(&err), &template)
+        }
+    }
+}
+
+/// How the one-time dialog shows a new key.
+fn created_view(state: &AppState, created: &key_service::CreatedKey) -> CreatedView {
+    let issuer = &state.service.settings.tokens.issuer;
+    CreatedView {
+        curl: format!(
+            "curl -u '{}:{}' -d grant_type=client_credentials {issuer}/oauth/token",
+            created.key.client_id,
+            created.secret.expose()
+        ),
+        id: created.key.id.clone(),
+        client_id: created.key.client_id.clone(),
+        secret: created.secret.expose().to_owned(),
+    }
 }
 
 pub async fn revoke_key(

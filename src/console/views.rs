@@ -107,12 +107,14 @@ pub struct KeyView {
     pub created_at: UnixTime,
     pub expires: Option<When>,
     pub signs_webhooks: bool,
+    /// Only a key's owner may roll it (the new secret acts as them).
+    pub owner_is_me: bool,
     pub stale: bool,
     pub deletion_phrase: String,
 }
 
 impl KeyView {
-    pub fn of(key: KeySummary, now: UnixTime) -> Self {
+    pub fn of(key: KeySummary, viewer_id: &str, now: UnixTime) -> Self {
         let created = When::at(key.created_at, now);
         let last_seen = key.last_used_at.unwrap_or(key.created_at);
         KeyView {
@@ -132,6 +134,7 @@ impl KeyView {
             created_at: key.created_at,
             expires: key.expires_at.map(|at| When::at(at, now)),
             signs_webhooks: key.signs_webhooks,
+            owner_is_me: key.owner_id == viewer_id,
             id: key.id,
             client_id: key.client_id,
             name: key.name,
@@ -161,7 +164,7 @@ pub struct KeysPage {
     pub may_manage: bool,
     pub keys: Vec<KeyView>,
     pub status: String,
-    pub status_options: [(&'static str, &'static str); 4],
+    pub status_options: [(&'static str, &'static str); 5],
     pub sort: String,
     pub scopes: Vec<String>,
     pub max_ttl: u64,
@@ -171,9 +174,10 @@ pub struct KeysPage {
     pub created: Option<CreatedView>,
 }
 
-pub const STATUS_OPTIONS: [(&str, &str); 4] = [
+pub const STATUS_OPTIONS: [(&str, &str); 5] = [
     ("all", "All"),
     ("active", "Active"),
+    ("disabled", "Disabled"),
     ("revoked", "Revoked"),
     ("expired", "Expired"),
 ];
@@ -288,13 +292,21 @@ pub struct AuditPage {
 
 pub const KNOWN_ACTIONS: &[&str] = &[
     "key.create",
+    "key.roll",
+    "key.update",
+    "key.disable",
+    "key.enable",
     "key.revoke",
     "key.delete",
     "key.mark_webhook_signing",
+    "key.unmark_webhook_signing",
     "session.sign_in",
     "session.sign_in_failed",
     "session.sign_in_refused",
     "session.sign_out",
+    "tenant.create",
+    "tenant.set_policy",
+    "token.revoke",
     "user.create",
     "user.change",
     "user.disable",
@@ -302,8 +314,8 @@ pub const KNOWN_ACTIONS: &[&str] = &[
     "user.lock",
     "user.unlock",
     "user.set_password",
-    "tenant.set_policy",
-    "token.revoke",
+    "user.set_password_with_token",
+    "user.change_password",
 ];
 
 #[derive(Template)]

@@ -644,6 +644,54 @@ step('"Use with webhooks" moves the Signs webhooks badge after a confirmation', 
   assert.equal(await row(page, erp).getByRole('button', { name: 'Delete', exact: true }).isDisabled(), false);
 });
 
+step('roll a key: its successor\'s secret is shown once and takes the webhook mark; the old key stays active for the grace', [needs.key('Webhook sender')], async () => {
+  const { page } = admin;
+  const old = state.keys['Webhook sender'];
+  await row(page, old).getByRole('button', { name: 'Roll' }).click();
+  const dialog = page.getByRole('dialog', { name: `Roll ${old.name}?` });
+  await dialog.waitFor();
+  await axe(page, 'roll-dialog');
+  await dialog.getByLabel('Grace period').selectOption('3600');
+  const answer = page.waitForResponse((r) => new URL(r.url()).pathname === `/console/keys/${old.id}/roll`);
+  await navigation(page, () => dialog.getByRole('button', { name: 'Roll key' }).click());
+  const response = await answer;
+  assert.equal(response.status(), 201);
+  assert.equal(response.headers()['cache-control'], 'no-store', 'the page that carries the new secret is never cached');
+  const created = page.getByRole('dialog', { name: 'Copy your new secret' });
+  await created.waitFor({ state: 'visible' });
+  const clientId = (await created.locator('#created-client-id').textContent()).trim();
+  const secret = (await created.locator('#created-secret').textContent()).trim();
+  assert.match(secret, /^kps_/);
+  assert.notEqual(clientId, old.clientId);
+  await closeCreated(page, created);
+  await noSecretIn(page, secret, 'the keys page after closing the roll dialog');
+  const successor = { name: old.name, clientId };
+  assert.equal(await row(page, successor).locator('.badge', { hasText: 'Signs webhooks' }).count(), 1, 'the mark moved to the successor');
+  assert.equal(await keyStatus(page, old), 'active', 'the old key works during the grace');
+  assert.notEqual((await row(page, old).locator('td[data-label="Expires"]').textContent()).trim(), 'never');
+});
+
+step('disable a key, then enable it again', [needs.key('ERP nightly sync')], async () => {
+  const { page } = admin;
+  const key = state.keys['ERP nightly sync'];
+  await navigation(page, () => row(page, key).getByRole('button', { name: 'Disable', exact: true }).click());
+  assert.equal(await notice(page), `Key ${key.name} is disabled: it is refused until enabled.`);
+  assert.equal(await keyStatus(page, key), 'disabled');
+  // Refused at once at the token endpoint.
+  const refused = await page.request.post('/oauth/token', {
+    headers: { Authorization: 'Basic ' + Buffer.from(`${key.clientId}:${key.secret}`).toString('base64') },
+    form: { grant_type: 'client_credentials' },
+  });
+  assert.equal(refused.status(), 401, 'a disabled key gets no token');
+  await navigation(page, () => row(page, key).getByRole('button', { name: 'Enable', exact: true }).click());
+  assert.equal(await keyStatus(page, key), 'active');
+  const back = await page.request.post('/oauth/token', {
+    headers: { Authorization: 'Basic ' + Buffer.from(`${key.clientId}:${key.secret}`).toString('base64') },
+    form: { grant_type: 'client_credentials' },
+  });
+  assert.equal(back.status(), 200, 'enabled again, it gets tokens');
+});
+
 step('an admin adds a member, who sets a password and signs in to their own keys only', [needs.admin], async () => {
   const { page } = admin;
   await goto(page, '/console/users');

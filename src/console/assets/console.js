@@ -145,7 +145,11 @@
       const element = document.getElementById(id);
       if (element) element.textContent = '';
     }
-    window.location.replace(window.location.pathname + window.location.search);
+    // A page answering a POST (a roll, a create without script) lives at
+    // the action's URL: go back to the list instead of asking for it again.
+    const path = window.location.pathname;
+    const list = path.startsWith('/console/keys') ? '/console/keys' : path;
+    window.location.replace(list + (path === list ? window.location.search : ''));
   }
 
   let countdown = null;

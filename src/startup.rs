@@ -81,7 +81,7 @@ async fn offer_first_run_setup(
     service: &Service,
     console: &ConsoleState,
 ) -> Result<(), StartupError> {
-    if crate::service::tenants::is_first_run(service)
+    if crate::service::setup::is_first_run(service)
         .await
         .map_err(|e| StartupError::FirstRun(e.to_string()))?
     {

@@ -21,6 +21,7 @@ pub mod clients;
 pub mod grant;
 pub mod keys;
 pub mod sessions;
+pub mod setup;
 pub mod tenants;
 pub mod throttle;
 pub mod usage;

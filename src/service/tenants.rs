@@ -59,49 +59,6 @@ pub async fn api_only_users(service: &Service, principal: &Principal) -> Result<
     Ok(service.store.api_only_users(tenant_id).await?)
 }
 
-/// Whether nobody uses this server yet (no user in any tenant): the console
-/// then offers a one-time setup page.
-pub async fn is_first_run(service: &Service) -> Result<bool> {
-    Ok(service.store.count_users().await? == 0)
-}
-
-/// The first run: the first company, its first admin (holding every
-/// grantable permission) and their password, as the operator would create
-/// them with the CLI. Refused once anybody exists.
-pub async fn first_run(
-    service: &Service,
-    source_address: Option<String>,
-    company: &str,
-    email: &str,
-    password: &str,
-) -> Result<()> {
-    if !is_first_run(service).await? {
-        return Err(ServiceError::Conflict(
-            "this server is already set up: sign in instead".to_owned(),
-        ));
-    }
-    // Check everything that can be wrong before creating anything, so a
-    // refusal leaves no half-made company behind and the link can be used
-    // again with the form corrected.
-    TenantName::parse(company).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    crate::domain::Email::parse(email).map_err(ServiceError::Invalid)?;
-    super::sessions::check_strength(password)?;
-    let operator = Principal::setup_link(source_address);
-    let tenant = create_tenant(service, &operator, company).await?;
-    super::users::create_user(
-        service,
-        &operator,
-        super::users::NewUserRequest {
-            tenant: Some(&tenant.id),
-            email,
-            role: "admin",
-            permissions: &crate::domain::GRANTABLE_SCOPES.join(" "),
-        },
-    )
-    .await?;
-    super::sessions::set_password(service, &operator, email, password).await
-}
-
 /// The "API-only users" policy: users holding an active key cannot sign in
 /// with a password. Turning it on ends the sessions they already have.
 /// `tenant`: the operator names one; a person acts on their own.

@@ -1,0 +1,491 @@
+//! The key list, and what its rows and the create form do.
+
+use super::*;
+
+#[derive(serde::Deserialize, Default)]
+pub struct KeysQuery {
+    owner: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+}
+
+fn form_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+async fn keys_page(
+    state: &State,
+    visitor: &Visitor,
+    query: &KeysQuery,
+    flash: Option<String>,
+    create_error: Option<PageError>,
+    created: Option<CreatedView>,
+) -> (StatusCode, KeysPage) {
+    let mine = query.owner.as_deref() == Some("me") || !is_admin(visitor);
+    let status = query
+        .status
+        .as_deref()
+        .filter(|s| STATUS_OPTIONS.iter().any(|(value, _)| value == s))
+        .unwrap_or("all")
+        .to_owned();
+    let sort = match query.sort.as_deref() {
+        Some("last_used") => "last_used",
+        _ => "created",
+    }
+    .to_owned();
+    let at = now();
+    let (keys, may_manage, error) =
+        match key_service::list_keys(&state.service, &visitor.principal, KeyListing::All).await {
+            Ok(keys) => (keys, true, None),
+            Err(ServiceError::InsufficientScope(_)) => (Vec::new(), false, None),
+            Err(err) => (Vec::new(), true, Some(PageError::from(&err))),
+        };
+    let own_id = visitor.principal.user_id().unwrap_or_default().to_owned();
+    let mut keys: Vec<KeyView> = keys
+        .into_iter()
+        .filter(|k| !mine || k.owner_id == own_id)
+        .filter(|k| status == "all" || k.status.as_str() == status)
+        .map(|k| KeyView::of(k, &own_id, at))
+        .collect();
+    if sort == "last_used" {
+        keys.sort_by_key(|k| std::cmp::Reverse(k.last_used_at.unwrap_or(i64::MIN)));
+    } else {
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+    }
+    let status_code = if error.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today + chrono::Days::new(1);
+    // Keys expire at most ten years out (key_service::MAX_KEY_LIFETIME).
+    let latest = today + chrono::Days::new(key_service::MAX_KEY_LIFETIME.as_secs() / 86_400 - 1);
+    (
+        status_code,
+        KeysPage {
+            nav: nav(state, visitor, if mine { "mine" } else { "keys" }).await,
+            heading: if mine { "My keys" } else { "API Keys" },
+            flash,
+            error,
+            create_error,
+            mine,
+            may_manage,
+            keys,
+            status,
+            status_options: STATUS_OPTIONS,
+            sort,
+            scopes: visitor.principal.scopes.iter().map(str::to_owned).collect(),
+            max_ttl: state.service.settings.tokens.max_ttl.as_secs(),
+            tomorrow: tomorrow.format("%Y-%m-%d").to_string(),
+            latest: latest.format("%Y-%m-%d").to_string(),
+            form_id: form_id(),
+            created,
+        },
+    )
+}
+
+pub async fn keys(req: HttpRequest, state: State, query: web::Query<KeysQuery>) -> HttpResponse {
+    let visitor = match signed_in(&req, &state).await {
+        Ok(visitor) => visitor,
+        Err(response) => return response,
+    };
+    let mut carrier = HttpResponse::Ok().finish();
+    let flash = take_flash(&req, &mut carrier, &state);
+    let (status, template) = keys_page(&state, &visitor, &query, flash, None, None).await;
+    let mut response = page(status, &template);
+    for cookie in carrier.cookies() {
+        let _ = response.add_cookie(&cookie);
+    }
+    response
+}
+
+/// The key a form asks for.
+struct KeyForm {
+    name: String,
+    scopes: String,
+    expires_in: Option<u64>,
+    token_ttl: Option<u64>,
+}
+
+/// The key a form asks for, or the error and the field at fault.
+fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static str)> {
+    let name = form
+        .get("name")
+        .ok_or_else(|| {
+            (
+                PageError::new(
+                    "invalid_input",
+                    "give the key a name, e.g. \"ERP nightly sync\"",
+                ),
+                "name",
+            )
+        })?
+        .to_owned();
+    let scopes = form.all("scope");
+    if scopes.is_empty() {
+        return Err((
+            PageError::new("invalid_input", "pick at least one scope for the key"),
+            "scope",
+        ));
+    }
+    let expires_in = match form.get("expires_on") {
+        None => None,
+        Some(day) => {
+            let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+                (
+                    PageError::new("invalid_input", "the expiry date is not a date"),
+                    "expires_on",
+                )
+            })?;
+            let end: UnixTime = date
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc().timestamp())
+                .unwrap_or(0);
+            let seconds = end - now();
+            if seconds <= 0 {
+                return Err((
+                    PageError::new("invalid_input", "the expiry date must be in the future"),
+                    "expires_on",
+                ));
+            }
+            Some(seconds as u64)
+        }
+    };
+    let token_ttl = match form.get("token_ttl") {
+        None => None,
+        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
+            (
+                PageError::new("invalid_input", "the token lifetime is a number of seconds"),
+                "token_ttl",
+            )
+        })?),
+    };
+    Ok(KeyForm {
+        name,
+        scopes: scopes.join(" "),
+        expires_in,
+        token_ttl,
+    })
+}
+
+/// A refused key creation: JSON for the page's script, else the page with
+/// the error next to the form.
+async fn refuse_create(
+    state: &State,
+    visitor: &Visitor,
+    json: bool,
+    error: PageError,
+    field: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
+    if json {
+        return json_error(status, &error, field);
+    }
+    let (_, template) = keys_page(
+        state,
+        visitor,
+        &KeysQuery::default(),
+        None,
+        Some(error),
+        None,
+    )
+    .await;
+    page(status, &template)
+}
+
+pub async fn create_key(
+    req: HttpRequest,
+    state: State,
+    console: Console,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (visitor, form) = match checked_change(&req, &state, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let json = wants_json(&req);
+    let KeyForm {
+        name,
+        scopes,
+        expires_in,
+        token_ttl,
+    } = match new_key_request(&form) {
+        Ok(parts) => parts,
+        Err((error, field)) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return refuse_create(&state, &visitor, json, error, Some(field), status).await;
+        }
+    };
+    let form_id = form.get("form_id").unwrap_or("");
+    if !console.first_submission(form_id) {
+        let error = PageError::new(
+            "already_submitted",
+            "this form was already submitted: nothing was changed (reload the page to create another key)",
+        );
+        return refuse_create(&state, &visitor, json, error, None, StatusCode::CONFLICT).await;
+    }
+    let created = key_service::create_key(
+        &state.service,
+        &visitor.principal,
+        NewKeyRequest {
+            owner_email: None,
+            name: &name,
+            scopes: Some(&scopes),
+            expires_in: expires_in.map(std::time::Duration::from_secs),
+            token_ttl: token_ttl.map(std::time::Duration::from_secs),
+        },
+    )
+    .await;
+    let created = match created {
+        Ok(created) => created,
+        Err(err) => {
+            // Nothing was created: the corrected form may be sent again.
+            console.release_submission(form_id);
+            let field = match &err {
+                ServiceError::Invalid(message) if message.contains("name") => Some("name"),
+                ServiceError::Invalid(message) if message.contains("scope") => Some("scope"),
+                ServiceError::Invalid(message) if message.contains("expir") => Some("expires_on"),
+                ServiceError::Invalid(message) if message.contains("lifetime") => Some("token_ttl"),
+                _ => None,
+            };
+            let status = status_of(&err);
+            return refuse_create(&state, &visitor, json, PageError::from(&err), field, status)
+                .await;
+        }
+    };
+    let view = created_view(&state, &created);
+    if json {
+        return HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .json(json!({
+                "id": view.id,
+                "client_id": view.client_id,
+                "client_secret": view.secret,
+                "curl": view.curl,
+                "postman": format!("/console/keys/{}/postman.json", view.id),
+            }));
+    }
+    let (_, template) = keys_page(
+        &state,
+        &visitor,
+        &KeysQuery::default(),
+        Some(format!("Key {} created.", created.key.name)),
+        None,
+        Some(view),
+    )
+    .await;
+    page(StatusCode::CREATED, &template)
+}
+
+/// A key action from a row's dialog, then back to the list.
+async fn key_action(
+    req: HttpRequest,
+    state: State,
+    body: web::Bytes,
+    key_id: String,
+    action: KeyAction,
+) -> HttpResponse {
+    let (visitor, form) = match checked_change(&req, &state, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let principal = &visitor.principal;
+    let done = match action {
+        KeyAction::Revoke => key_service::revoke_key(&state.service, principal, &key_id)
+            .await
+            .map(|k| format!("Key {} is revoked.", k.name)),
+        KeyAction::Delete => {
+            key_service::delete_key(&state.service, principal, &key_id, form.get("confirm"))
+                .await
+                .map(|k| format!("Key {} is deleted.", k.name))
+        }
+        KeyAction::MarkWebhookSigning => {
+            key_service::mark_webhook_signing(&state.service, principal, &key_id)
+                .await
+                .map(|k| format!("Key {} now signs webhooks.", k.name))
+        }
+        KeyAction::Disable => key_service::disable_key(&state.service, principal, &key_id)
+            .await
+            .map(|k| format!("Key {} is disabled: it is refused until enabled.", k.name)),
+        KeyAction::Enable => key_service::enable_key(&state.service, principal, &key_id)
+            .await
+            .map(|k| format!("Key {} is enabled.", k.name)),
+    };
+    let back = req
+        .headers()
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|r| r.contains("owner=me"))
+        .map_or("/console/keys", |_| "/console/keys?owner=me");
+    match done {
+        Ok(notice) => redirect_with(back, &notice, &state),
+        Err(err) => {
+            let error = match &err {
+                ServiceError::ConfirmationRequired { phrase } => PageError::new(
+                    err.code(),
+                    format!(
+                        "the phrase did not match: type {phrase} exactly. Nothing was deleted."
+                    ),
+                ),
+                other => PageError::from(other),
+            };
+            let (_, mut template) =
+                keys_page(&state, &visitor, &KeysQuery::default(), None, None, None).await;
+            template.error = Some(error);
+            page(status_of(&err), &template)
+        }
+    }
+}
+
+enum KeyAction {
+    Revoke,
+    Delete,
+    MarkWebhookSigning,
+    Disable,
+    Enable,
+}
+
+pub async fn disable_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    key_action(req, state, body, path.into_inner(), KeyAction::Disable).await
+}
+
+pub async fn enable_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    key_action(req, state, body, path.into_inner(), KeyAction::Enable).await
+}
+
+/// Rolls a key: the successor's secret is shown once, on this answer only.
+pub async fn roll_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let (visitor, form) = match checked_change(&req, &state, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let grace = form
+        .get("grace_seconds")
+        .and_then(|g| g.parse::<i64>().ok());
+    match key_service::roll_key(&state.service, &visitor.principal, &path, grace).await {
+        Ok(rolled) => {
+            let view = created_view(&state, &rolled.new);
+            let notice = format!(
+                "Key {} was rolled: the new key is below; the old one keeps working until it expires.",
+                rolled.old.name
+            );
+            let (_, template) = keys_page(
+                &state,
+                &visitor,
+                &KeysQuery::default(),
+                Some(notice),
+                None,
+                Some(view),
+            )
+            .await;
+            page(StatusCode::CREATED, &template)
+        }
+        Err(err) => {
+            let (_, mut template) =
+                keys_page(&state, &visitor, &KeysQuery::default(), None, None, None).await;
+            template.error = Some(PageError::from(&err));
+            page(status_of(&err), &template)
+        }
+    }
+}
+
+/// How the one-time dialog shows a new key.
+fn created_view(state: &AppState, created: &key_service::CreatedKey) -> CreatedView {
+    let issuer = &state.service.settings.tokens.issuer;
+    CreatedView {
+        curl: format!(
+            "curl -u '{}:{}' -d grant_type=client_credentials {issuer}/oauth/token",
+            created.key.client_id,
+            created.secret.expose()
+        ),
+        id: created.key.id.clone(),
+        client_id: created.key.client_id.clone(),
+        secret: created.secret.expose().to_owned(),
+    }
+}
+
+pub async fn revoke_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    key_action(req, state, body, path.into_inner(), KeyAction::Revoke).await
+}
+
+pub async fn delete_key(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    key_action(req, state, body, path.into_inner(), KeyAction::Delete).await
+}
+
+pub async fn mark_webhook_signing(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    key_action(
+        req,
+        state,
+        body,
+        path.into_inner(),
+        KeyAction::MarkWebhookSigning,
+    )
+    .await
+}
+
+/// This key's Postman collection: the client ID and the server filled in,
+/// never the secret.
+pub async fn postman(req: HttpRequest, state: State, path: web::Path<String>) -> HttpResponse {
+    let visitor = match signed_in(&req, &state).await {
+        Ok(visitor) => visitor,
+        Err(response) => return response,
+    };
+    match key_service::find_key(&state.service, &visitor.principal, &path).await {
+        Ok(key) => {
+            let document =
+                crate::postman::collection_for_key(&state.service.settings, &key.client_id);
+            HttpResponse::Ok()
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"keyport-{}.postman_collection.json\"",
+                        key.client_id
+                    ),
+                ))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .content_type("application/json")
+                .body(
+                    serde_json::to_string_pretty(&document)
+                        .unwrap_or_else(|_| document.to_string()),
+                )
+        }
+        Err(err) => HttpResponse::build(status_of(&err))
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "{} ({})",
+                PageError::from(&err).message,
+                err.code()
+            )),
+    }
+}

@@ -1,0 +1,251 @@
+//! The console's handlers: read the form, call one service function, render
+//! the page or redirect with a notice. The rules are the service's: a page
+//! shows what the signed-in person's session may see, nothing more. This
+//! module holds what every page shares; one module per area holds its pages.
+
+mod audit;
+mod keys;
+mod session;
+mod users;
+
+pub use audit::audit;
+pub use keys::{
+    create_key, delete_key, disable_key, enable_key, keys, mark_webhook_signing, postman,
+    revoke_key, roll_key,
+};
+pub use session::{
+    set_password, set_password_form, setup, setup_form, sign_in, sign_in_form, sign_out,
+};
+pub use users::{
+    add_user, disable_user, enable_user, set_permissions, set_policy, unlock_user, users,
+};
+
+use actix_web::cookie::Cookie;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::NaiveDate;
+use serde_json::json;
+
+use super::ConsoleState;
+use super::auth::{self, Visitor};
+use super::forms::FormFields;
+use super::views::*;
+use crate::domain::{Credential, Role, UnixTime, UserStatus, now};
+use crate::routes::{AppState, client_address};
+use crate::service::audit as audit_service;
+use crate::service::keys::{self as key_service, KeyListing, NewKeyRequest};
+use crate::service::{ServiceError, sessions, setup, tenants, users as user_service};
+use crate::storage::AuditFilter;
+
+type State = web::Data<AppState>;
+type Console = web::Data<ConsoleState>;
+
+const FLASH_COOKIE: &str = "keyport_flash";
+
+fn tls(state: &AppState) -> bool {
+    state.service.settings.tls.is_some()
+}
+
+/// A rendered page: never cached, since every page is one person's.
+fn page(status: StatusCode, template: &impl Template) -> HttpResponse {
+    match template.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(html),
+        Err(err) => {
+            log::error!("console template failed: {err}");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body("the page could not be rendered; the error was logged")
+        }
+    }
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to.to_owned()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// A redirect that shows `notice` on the next page.
+fn redirect_with(to: &str, notice: &str, state: &AppState) -> HttpResponse {
+    let mut response = redirect(to);
+    let cookie = Cookie::build(
+        FLASH_COOKIE,
+        percent_encoding::utf8_percent_encode(notice, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+    )
+    .path("/console")
+    .http_only(true)
+    .same_site(actix_web::cookie::SameSite::Strict)
+    .secure(tls(state))
+    .max_age(actix_web::cookie::time::Duration::seconds(60))
+    .finish();
+    let _ = response.add_cookie(&cookie);
+    response
+}
+
+/// The notice left by the previous redirect, once.
+fn take_flash(req: &HttpRequest, response: &mut HttpResponse, state: &AppState) -> Option<String> {
+    let cookie = req.cookie(FLASH_COOKIE)?;
+    let text = percent_encoding::percent_decode_str(cookie.value())
+        .decode_utf8_lossy()
+        .chars()
+        .take(300)
+        .collect::<String>();
+    let mut removal = Cookie::build(FLASH_COOKIE, "")
+        .path("/console")
+        .secure(tls(state))
+        .finish();
+    removal.make_removal();
+    let _ = response.add_cookie(&removal);
+    Some(text)
+}
+
+/// Renders, with the pending notice (if any) handed to `build`.
+fn page_with_flash<T: Template>(
+    req: &HttpRequest,
+    state: &AppState,
+    build: impl FnOnce(Option<String>) -> T,
+) -> HttpResponse {
+    let mut response = HttpResponse::Ok().finish();
+    let flash = take_flash(req, &mut response, state);
+    let mut rendered = page(StatusCode::OK, &build(flash));
+    for cookie in response.cookies() {
+        let _ = rendered.add_cookie(&cookie);
+    }
+    rendered
+}
+
+async fn nav(state: &AppState, visitor: &Visitor, active: &'static str) -> Nav {
+    let email = match &visitor.principal.user {
+        Some(user) => user_service::get_user(&state.service, &visitor.principal, &user.user_id)
+            .await
+            .map(|u| u.email)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    Nav {
+        email,
+        admin: is_admin(visitor),
+        csrf: visitor.csrf.clone(),
+        active,
+    }
+}
+
+fn is_admin(visitor: &Visitor) -> bool {
+    visitor
+        .principal
+        .user
+        .as_ref()
+        .is_some_and(|u| u.role == Role::Admin)
+}
+
+fn wants_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn json_error(status: StatusCode, error: &PageError, field: Option<&str>) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "error": error.code, "message": error.message, "field": field }))
+}
+
+fn status_of(err: &ServiceError) -> StatusCode {
+    match err {
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::Forbidden(_) | ServiceError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+        ServiceError::Conflict(_)
+        | ServiceError::KeyLimitReached { .. }
+        | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
+        ServiceError::CredentialRevoked(_) | ServiceError::BadCredentials => {
+            StatusCode::UNAUTHORIZED
+        }
+        ServiceError::Storage(_) | ServiceError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// The signed-in visitor, or the answer that sends them to sign in.
+async fn signed_in(req: &HttpRequest, state: &State) -> Result<Visitor, HttpResponse> {
+    match auth::visitor(req, state).await {
+        Some(visitor) => Ok(visitor),
+        None if wants_json(req) => Err(json_error(
+            StatusCode::UNAUTHORIZED,
+            &PageError::new(
+                "session_expired",
+                "your session ended: sign in again (nothing was changed)",
+            ),
+            None,
+        )),
+        None => Err(redirect_with(
+            "/console/sign-in",
+            "Please sign in. If you were signed in, your session ended and nothing was changed.",
+            state,
+        )),
+    }
+}
+
+/// The visitor and the form of a state change that passed the CSRF and
+/// origin checks.
+async fn checked_change(
+    req: &HttpRequest,
+    state: &State,
+    body: &[u8],
+) -> Result<(Visitor, FormFields), HttpResponse> {
+    let visitor = signed_in(req, state).await?;
+    let form = FormFields::parse(body);
+    let presented = form.get("csrf").unwrap_or("");
+    if !auth::state_change_allowed(req, &visitor.csrf, presented) {
+        let error = PageError::new(
+            "csrf_failed",
+            "this form did not come from this console page (or the page is too old): reload and try again",
+        );
+        return Err(if wants_json(req) {
+            json_error(StatusCode::FORBIDDEN, &error, None)
+        } else {
+            HttpResponse::Forbidden()
+                .content_type("text/plain; charset=utf-8")
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(format!("{} ({})", error.message, error.code))
+        });
+    }
+    Ok((visitor, form))
+}
+
+/// A page a member may not see: 403, in words.
+fn forbidden(err: &ServiceError) -> HttpResponse {
+    HttpResponse::build(status_of(err))
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(format!("{} ({})", PageError::from(err).message, err.code()))
+}
+
+pub async fn home(req: HttpRequest, state: State) -> HttpResponse {
+    match auth::visitor(&req, &state).await {
+        Some(visitor) if is_admin(&visitor) => redirect("/console/keys"),
+        Some(_) => redirect("/console/keys?owner=me"),
+        None => redirect("/console/sign-in"),
+    }
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(format!(
+            "no console page at {}",
+            crate::domain::redact_credentials(req.path())
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ))
+}

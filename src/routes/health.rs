@@ -5,8 +5,8 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
+use super::doc;
 use super::error::ApiError;
-use super::openapi as doc;
 
 /// Liveness: 200 while the process is up.
 #[utoipa::path(

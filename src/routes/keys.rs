@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::doc;
 use super::error::ApiError;
-use super::openapi as doc;
 use super::{AppState, Caller};
 use crate::service::keys::{self, CreatedKey, KeyChange, KeyControls, KeyListing, NewKeyRequest};
 

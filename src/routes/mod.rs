@@ -3,6 +3,7 @@
 mod body;
 mod caller;
 mod client_address;
+mod doc;
 pub mod error;
 mod health;
 mod keys;

@@ -8,9 +8,9 @@
 use std::net::IpAddr;
 
 use super::body::{media_type, read_limited};
+use super::doc;
 use super::error::OAuthError;
 use super::observe::note_client_id;
-use super::openapi as doc;
 use super::token_request::{ClientCredentials, TokenQuery, parse_token_query, parse_token_request};
 use super::{AppState, client_address};
 use crate::domain::ClientId;

@@ -19,9 +19,9 @@ use crate::postman;
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "A Postman Collection v2.1 document", content_type = "application/json", body = Object),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::doc::BadRequest),
+        (status = 401, response = super::doc::Unauthenticated),
+        (status = 503, response = super::doc::Unavailable),
     )
 )]
 pub async fn collection(_caller: Caller, state: web::Data<AppState>) -> HttpResponse {

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::AppState;
 use super::Caller;
 use super::body::read_json_bytes;
+use super::doc;
 use super::error::{ApiError, resource_refusal};
-use super::openapi as doc;
 use crate::domain::{
     CollectionName, IdempotencyKey, REPORTS_READ, RecordBatch, RecordError, WEBHOOKS_WRITE, now,
 };

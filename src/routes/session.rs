@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::doc;
 use super::error::ApiError;
-use super::openapi as doc;
 use super::{AppState, Caller, client_address};
 use crate::domain::{Credential, SessionToken};
 use crate::service::sessions;

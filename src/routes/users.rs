@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::read_json;
+use super::doc;
 use super::error::ApiError;
 use super::keys::MANAGEMENT_BODY_LIMIT;
-use super::openapi as doc;
 use super::{AppState, Caller};
 use crate::domain::UserStatus;
 use crate::service::audit;

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::AppState;
-use super::openapi as doc;
+use super::doc;
 
 /// RFC 8414 authorization server metadata.
 #[utoipa::path(

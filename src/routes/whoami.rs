@@ -33,9 +33,9 @@ pub struct Identity {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Who the credential acts as", body = Identity),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::doc::BadRequest),
+        (status = 401, response = super::doc::Unauthenticated),
+        (status = 503, response = super::doc::Unavailable),
     )
 )]
 pub async fn whoami(caller: Caller) -> HttpResponse {

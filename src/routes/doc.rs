@@ -1,0 +1,405 @@
+//! The schemas and reusable responses `/openapi.json` documents: most
+//! handlers build their JSON with `json!`, so these structs describe those
+//! bodies by hand. Handlers name them in their `#[utoipa::path]`
+//! annotations; `openapi.rs` gathers the handlers into the document.
+
+#![allow(dead_code)] // The structs below exist for their schemas only.
+
+use serde::Serialize;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{PartialSchema, ToSchema};
+
+// --- errors ----------------------------------------------------------------
+
+/// The error of every endpoint but the OAuth ones. Some errors carry extra
+/// members: `confirmation_phrase` (409 `confirmation_required`), `scope`
+/// (403 `insufficient_scope`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiError)]
+pub struct ApiErrorBody {
+    /// A stable code, e.g. `invalid_token`, `not_found`, `invalid_input`.
+    error: String,
+    /// For people; may change.
+    message: String,
+    /// The scope the credential lacks; `insufficient_scope` only.
+    #[schema(required = false)]
+    scope: String,
+    /// The `confirm` value that deletes the key; `confirmation_required` only.
+    #[schema(required = false)]
+    confirmation_phrase: String,
+}
+
+/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target` and RFC
+/// 7009's `unsupported_token_type`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    InvalidTarget,
+    UnsupportedTokenType,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+/// An RFC 6749 §5.2 error of the OAuth endpoints.
+#[derive(Serialize, ToSchema)]
+#[schema(as = OAuthError)]
+pub struct OAuthErrorBody {
+    error: OAuthErrorCode,
+    error_description: String,
+}
+
+/// A reusable response: `$name` answers `$status` with `$schema`'s body.
+macro_rules! error_response {
+    ($name:ident, $schema:literal, $description:literal $(, $header:literal => $header_description:literal)* $(,)?) => {
+        pub struct $name;
+        impl<'r> utoipa::ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                let builder = ResponseBuilder::new().description($description).content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name($schema)))
+                        .build(),
+                );
+                $(
+                    let builder = builder.header(
+                        $header,
+                        HeaderBuilder::new()
+                            .schema(String::schema())
+                            .description(Some($header_description))
+                            .build(),
+                    );
+                )*
+                (stringify!($name), builder.build().into())
+            }
+        }
+    };
+}
+
+error_response!(
+    BadRequest,
+    "ApiError",
+    "A malformed request: `invalid_request` (more than one credential, a disabled `api_key` \
+     parameter), `invalid_json`, `invalid_query`, `invalid_cursor`, `invalid_collection`, \
+     `invalid_idempotency_key`, `not_a_session`, `unreadable_body`"
+);
+error_response!(
+    Unauthenticated,
+    "ApiError",
+    "No credential (`missing_token`), or one that is not valid: a bad, expired or revoked \
+     token, key or session (`invalid_token`)",
+    "WWW-Authenticate" => "`Bearer realm=\"keyport\"`, with `error=\"invalid_token\"` when a credential was refused",
+);
+error_response!(
+    InsufficientScope,
+    "ApiError",
+    "The credential lacks the scope this endpoint needs (`insufficient_scope`)",
+    "WWW-Authenticate" => "`Bearer realm=\"keyport\", error=\"insufficient_scope\", scope=\"…\"`",
+);
+error_response!(
+    Forbidden,
+    "ApiError",
+    "The caller may not do this: the credential lacks the scope the operation needs \
+     (`insufficient_scope`, with `scope`), or the role or ownership forbids it (`forbidden`, \
+     `api_only_user`)"
+);
+error_response!(
+    NotFound,
+    "ApiError",
+    "No such object in the caller's tenant (`not_found`)"
+);
+error_response!(
+    Conflict,
+    "ApiError",
+    "The request conflicts with the current state (`conflict`, `key_limit_reached`, \
+     `confirmation_required` with `confirmation_phrase`)"
+);
+error_response!(
+    PayloadTooLarge,
+    "ApiError",
+    "The body exceeds the limit (`payload_too_large`)"
+);
+error_response!(
+    UnsupportedMediaType,
+    "ApiError",
+    "The body is not JSON (`unsupported_media_type`)"
+);
+error_response!(
+    Unprocessable,
+    "ApiError",
+    "JSON of the wrong shape or values the rules refuse (`invalid_input`, `invalid_record`, \
+     `weak_password`)"
+);
+error_response!(
+    Unavailable,
+    "ApiError",
+    "The database could not be reached (`unavailable`); retry",
+    "Retry-After" => "Seconds to wait",
+);
+error_response!(
+    OAuthBadRequest,
+    "OAuthError",
+    "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, or (at \
+     `/oauth/revoke`, for an API key, session or set-password token) `unsupported_token_type`"
+);
+error_response!(
+    OAuthInvalidClient,
+    "OAuthError",
+    "Client authentication failed (`invalid_client`)",
+    "WWW-Authenticate" => "`Basic realm=\"keyport\", charset=\"UTF-8\", error=\"invalid_client\", error_description=\"…\"`",
+);
+error_response!(
+    OAuthPayloadTooLarge,
+    "OAuthError",
+    "The body exceeds 16 KiB (`invalid_request`)"
+);
+error_response!(
+    OAuthThrottled,
+    "OAuthError",
+    "Too many failed client authentications from this address (`temporarily_unavailable`)",
+    "Retry-After" => "Seconds to wait",
+);
+error_response!(
+    OAuthUnavailable,
+    "OAuthError",
+    "The database could not be reached (`temporarily_unavailable`); retry",
+    "Retry-After" => "Seconds to wait",
+);
+
+// --- OAuth -----------------------------------------------------------------
+
+/// The grant type this server supports.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
+}
+
+/// An RFC 6749 §4.4.2 token request. Unrecognised parameters are ignored;
+/// each parameter at most once.
+#[derive(Serialize, ToSchema)]
+pub struct TokenRequest {
+    grant_type: GrantType,
+    /// With `client_secret`, instead of HTTP Basic.
+    #[schema(required = false)]
+    client_id: String,
+    /// Only without an Authorization header.
+    #[schema(required = false)]
+    client_secret: String,
+    /// Space-separated scopes, within the key's; absent: all of the key's.
+    #[schema(required = false, examples("reports:read webhooks:write"))]
+    scope: String,
+    /// RFC 8707: must be this server's audience. Not with `audience`.
+    #[schema(required = false)]
+    resource: String,
+    /// Same as `resource`. Not with `resource`.
+    #[schema(required = false)]
+    audience: String,
+}
+
+/// An RFC 7662 §2.1 introspection or RFC 7009 §2.1 revocation request.
+#[derive(Serialize, ToSchema)]
+pub struct TokenQuery {
+    /// The access token asked about.
+    #[schema(min_length = 1)]
+    token: String,
+    /// `access_token` (RFC 7662 §2.1, RFC 7009 §2.1); this server ignores it.
+    #[schema(required = false)]
+    token_type_hint: String,
+    #[schema(required = false)]
+    client_id: String,
+    #[schema(required = false)]
+    client_secret: String,
+}
+
+/// An RFC 7662 §2.2 answer. An inactive token (invalid, expired, revoked, or
+/// one the caller may not see) is `{"active": false}` and nothing else.
+#[derive(Serialize, ToSchema)]
+pub struct IntrospectionResponse {
+    active: bool,
+    #[schema(required = false)]
+    scope: String,
+    #[schema(required = false)]
+    client_id: String,
+    /// The key's owner.
+    #[schema(required = false)]
+    sub: String,
+    #[schema(required = false)]
+    aud: String,
+    #[schema(required = false)]
+    iss: String,
+    #[schema(required = false)]
+    exp: i64,
+    #[schema(required = false)]
+    iat: i64,
+    #[schema(required = false)]
+    nbf: i64,
+    #[schema(required = false)]
+    jti: String,
+    #[schema(required = false)]
+    token_type: String,
+    #[schema(required = false)]
+    tenant_id: String,
+    #[schema(required = false)]
+    roles: Vec<String>,
+    /// The CIDR ranges the token's key may be used from, when it has an allow-list.
+    #[schema(required = false)]
+    kp_src: Vec<String>,
+}
+
+/// RFC 8414 authorization server metadata.
+#[derive(Serialize, ToSchema)]
+pub struct ServerMetadata {
+    issuer: String,
+    token_endpoint: String,
+    jwks_uri: String,
+    introspection_endpoint: String,
+    revocation_endpoint: String,
+    introspection_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint_auth_methods_supported: Vec<String>,
+    grant_types_supported: Vec<String>,
+    response_types_supported: Vec<String>,
+    token_endpoint_auth_methods_supported: Vec<String>,
+    scopes_supported: Vec<String>,
+    access_token_signing_alg_values_supported: Vec<String>,
+}
+
+/// One RFC 7517 public key; the members depend on `kty`.
+#[derive(Serialize, ToSchema)]
+pub struct Jwk {
+    /// `EC`, `OKP` or `RSA`.
+    kty: String,
+    #[schema(required = false)]
+    kid: String,
+    #[schema(required = false)]
+    alg: String,
+    #[serde(rename = "use")]
+    #[schema(required = false)]
+    use_: String,
+}
+
+/// RFC 7517 key set: the active signing key and recently retired ones.
+#[derive(Serialize, ToSchema)]
+pub struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+// --- health ----------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(examples("ok"))]
+    status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(examples("ready"))]
+    status: String,
+    /// The `kid` of the key that signs new tokens.
+    signing_key: String,
+}
+
+// --- records ---------------------------------------------------------------
+
+/// One JSON object, or an array of them (1 to `max_records_per_push`).
+pub struct PushBody;
+
+impl PartialSchema for PushBody {
+    fn schema() -> RefOr<Schema> {
+        let object = || ObjectBuilder::new().schema_type(Type::Object);
+        OneOfBuilder::new()
+            .item(object())
+            .item(
+                ArrayBuilder::new()
+                    .items(object())
+                    .min_items(Some(1))
+                    .build(),
+            )
+            .description(Some(
+                "One JSON object, or an array of 1 to `max_records_per_push` (1000) objects",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PushBody {}
+
+/// What a push stored (or, replayed, what it stored the first time).
+#[derive(Serialize, ToSchema)]
+pub struct PushResult {
+    collection: String,
+    count: u64,
+    ids: Vec<String>,
+    /// Unix seconds.
+    created_at: i64,
+}
+
+// --- session ---------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionCreated {
+    /// `kpsess_…`; present it as `Authorization: Bearer`.
+    session_token: String,
+    #[schema(examples("Bearer"))]
+    token_type: String,
+    /// Unix seconds.
+    expires_at: i64,
+    user_id: String,
+}
+
+// --- keys, users, audit ----------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    keys: Vec<crate::service::keys::KeySummary>,
+}
+
+/// The new key, with its secret: the only time the secret is shown.
+#[derive(Serialize, ToSchema)]
+pub struct NewKey {
+    #[serde(flatten)]
+    key: crate::service::keys::KeySummary,
+    /// `kps_…`; store it in a secrets manager.
+    client_secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    users: Vec<crate::service::users::UserSummary>,
+}
+
+/// The new user, with the one-time token that lets them choose a password.
+#[derive(Serialize, ToSchema)]
+pub struct NewUser {
+    #[serde(flatten)]
+    user: crate::service::users::UserSummary,
+    /// `kpset_…`: send it with a password to `POST /api/v1/password`; shown once.
+    set_password_token: String,
+    /// Unix seconds.
+    set_password_expires_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Unlocked {
+    unlocked: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantPolicy {
+    api_only_users: bool,
+}
+
+/// One page of audit events, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    events: Vec<crate::storage::AuditRow>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}

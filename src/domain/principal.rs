@@ -2,6 +2,8 @@
 //! operator's CLI, or nobody yet (a sign-in attempt). Every service operation
 //! takes one and decides from it, once, whether the call is allowed.
 
+use std::net::IpAddr;
+
 use super::{Role, ScopeSet, UnixTime};
 
 /// The credential a call was made with. Its id is public (a client ID, a
@@ -83,7 +85,8 @@ pub struct Principal {
     /// What the credential may do: a session's user permissions, a key's
     /// scopes within its owner's, a token's scopes.
     pub scopes: ScopeSet,
-    pub source_address: Option<String>,
+    /// Where the call came from (`routes::client_address`).
+    pub source_address: Option<IpAddr>,
 }
 
 impl Principal {
@@ -96,7 +99,7 @@ impl Principal {
         }
     }
 
-    pub fn anonymous(source_address: Option<String>) -> Self {
+    pub fn anonymous(source_address: Option<IpAddr>) -> Self {
         Principal {
             credential: Credential::Anonymous,
             user: None,
@@ -114,7 +117,7 @@ impl Principal {
     }
 
     /// The first-run setup, made through the console's one-time link.
-    pub fn setup_link(source_address: Option<String>) -> Self {
+    pub fn setup_link(source_address: Option<IpAddr>) -> Self {
         Principal {
             credential: Credential::SetupLink,
             user: None,

@@ -55,7 +55,7 @@ pub async fn sign_in(
         &state.service,
         &body.email,
         &body.password,
-        client_address(&req).map(|ip| ip.to_string()),
+        client_address(&req),
     )
     .await?;
     Ok(HttpResponse::Created()
@@ -187,7 +187,7 @@ pub async fn set_password(
     let body: SetPasswordBody = read_json(&req, payload, SESSION_BODY_LIMIT).await?;
     sessions::set_password_with_token(
         &state.service,
-        client_address(&req).map(|ip| ip.to_string()),
+        client_address(&req),
         &body.token,
         &body.new_password,
     )

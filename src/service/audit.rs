@@ -49,7 +49,7 @@ pub async fn record(store: &Store, principal: &Principal, event: Event<'_>) {
         actor: principal.actor_label().to_owned(),
         action: event.action.to_owned(),
         target: event.target.map(str::to_owned),
-        source_address: principal.source_address.clone(),
+        source_address: principal.source_address.map(|ip| ip.to_string()),
         detail: event.detail,
         credential_kind: Some(principal.credential.kind().to_owned()),
         credential_id: principal.credential.id().map(str::to_owned),

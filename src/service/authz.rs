@@ -80,7 +80,7 @@ pub fn access_token(
             role,
         }),
         scopes: token.scopes,
-        source_address: source_address.map(|ip| ip.to_string()),
+        source_address,
     })
 }
 
@@ -124,7 +124,7 @@ pub async fn session(
             role,
         }),
         scopes: role.permissions(&granted),
-        source_address: source_address.map(|ip| ip.to_string()),
+        source_address,
     })
 }
 
@@ -180,11 +180,7 @@ pub async fn current(service: &Service, principal: &Principal) -> Result<Princip
                 ));
             }
             // The key's allow-list as it is now, whatever the token carries.
-            let address = principal
-                .source_address
-                .as_deref()
-                .and_then(|a| a.parse::<IpAddr>().ok());
-            if key.check_source(address).is_err() {
+            if key.check_source(principal.source_address).is_err() {
                 return Err(ServiceError::CredentialRevoked(TOKEN_SOURCE_REFUSED));
             }
             let mut current = principal.clone();

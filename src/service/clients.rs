@@ -54,7 +54,7 @@ impl AuthenticatedKey {
                 role: self.owner_role,
             }),
             scopes: self.scopes,
-            source_address: source_address.map(|ip| ip.to_string()),
+            source_address,
         }
     }
 }

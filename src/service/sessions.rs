@@ -110,7 +110,7 @@ pub async fn set_password(
 /// later, so it cannot be replayed.
 pub async fn set_password_with_token(
     service: &Service,
-    source_address: Option<String>,
+    source_address: Option<std::net::IpAddr>,
     token: &str,
     password: &str,
 ) -> Result<()> {
@@ -250,10 +250,10 @@ pub async fn sign_in(
     service: &Service,
     email: &str,
     password: &str,
-    source_address: Option<String>,
+    source_address: Option<std::net::IpAddr>,
 ) -> Result<Session> {
     // Nobody is signed in yet: failures are the anonymous caller's.
-    let anonymous = Principal::anonymous(source_address.clone());
+    let anonymous = Principal::anonymous(source_address);
     let user = match Email::parse(email) {
         Ok(email) => service.store.find_sign_in(email.as_str()).await?,
         Err(_) => None,

@@ -18,7 +18,7 @@ pub async fn is_first_run(service: &Service) -> Result<bool> {
 /// them with the CLI. Refused once anybody exists.
 pub async fn first_run(
     service: &Service,
-    source_address: Option<String>,
+    source_address: Option<std::net::IpAddr>,
     company: &str,
     email: &str,
     password: &str,

@@ -69,7 +69,7 @@ pub async fn setup(
             .content_type("text/plain; charset=utf-8")
             .body("this setup link was used already");
     }
-    let address = client_address(&req).map(|ip| ip.to_string());
+    let address = client_address(&req);
     match setup::first_run(&state.service, address, &company, &email, password).await {
         Ok(()) => start_session(&req, &state, &email, password).await,
         Err(err) => {
@@ -88,7 +88,7 @@ async fn start_session(
     email: &str,
     password: &str,
 ) -> HttpResponse {
-    let address = client_address(req).map(|ip| ip.to_string());
+    let address = client_address(req);
     match sessions::sign_in(&state.service, email, password, address).await {
         Ok(session) => {
             let mut response = redirect("/console/");
@@ -169,7 +169,7 @@ pub async fn set_password(req: HttpRequest, state: State, body: web::Bytes) -> H
     let form = FormFields::parse(&body);
     let result = sessions::set_password_with_token(
         &state.service,
-        client_address(&req).map(|ip| ip.to_string()),
+        client_address(&req),
         form.get("token").unwrap_or(""),
         form.get("new_password").unwrap_or(""),
     )

@@ -44,7 +44,10 @@ fn collection(raw: &str) -> Result<CollectionName, ApiError> {
 }
 
 /// What `caller` may do with records under `scope`.
-fn access(caller: &Caller, scope: &'static str) -> Result<RecordAccess, actix_web::Error> {
+fn access<'a>(
+    caller: &'a Caller,
+    scope: &'static str,
+) -> Result<RecordAccess<'a>, actix_web::Error> {
     authz::records(caller, scope).map_err(resource_refusal)
 }
 
@@ -136,9 +139,9 @@ pub async fn pull(
         .service
         .store
         .list_records(&RecordQuery {
-            tenant_id: &access.tenant_id,
+            tenant_id: access.tenant_id,
             collection: collection.as_str(),
-            owner_id: access.visible_owner.as_deref(),
+            owner_id: access.visible_owner,
             after_id: after_id.as_deref(),
             limit,
         })
@@ -206,9 +209,9 @@ pub async fn pull_one(
         .service
         .store
         .find_record(
-            &access.tenant_id,
+            access.tenant_id,
             collection.as_str(),
-            access.visible_owner.as_deref(),
+            access.visible_owner,
             &record_id,
         )
         .await
@@ -284,9 +287,9 @@ pub async fn push(
     let outcome = state
         .pushes
         .push(PushJob {
-            tenant_id: access.tenant_id.clone(),
-            owner_id: access.user_id.clone(),
-            client_id: access.client_id.clone(),
+            tenant_id: access.tenant_id.to_owned(),
+            owner_id: access.user_id.to_owned(),
+            client_id: access.client_id.to_owned(),
             collection: collection.as_str().to_owned(),
             records,
             now: created_at,

@@ -90,7 +90,8 @@ impl KeyDescription {
 /// A key's labels (`env=prod`, `team=finance`), so people can tell keys
 /// apart and filter them: at most [`KeyLabels::MAX`], each name 1 to 32 of
 /// `a-z 0-9 _ . -`, each value 1 to 64 characters of printable text.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
 pub struct KeyLabels(BTreeMap<String, String>);
 
 impl KeyLabels {
@@ -164,12 +165,8 @@ impl KeyLabels {
             .all(|(name, value)| self.0.get(name) == Some(value))
     }
 
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
-    }
-
-    pub fn into_map(self) -> BTreeMap<String, String> {
-        self.0
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -58,6 +58,15 @@ impl Credential {
         }
     }
 
+    /// A key, or a token of one: it may hold fewer scopes than its owner,
+    /// and never hands out more than it holds.
+    pub fn is_delegated(&self) -> bool {
+        matches!(
+            self,
+            Credential::ApiKey { .. } | Credential::AccessToken { .. }
+        )
+    }
+
     /// The client ID of the key behind the call, if a key (or its token) made it.
     pub fn client_id(&self) -> Option<&str> {
         match self {

@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use super::clients::{self, ClientAuthError};
 use super::{Result, Service, ServiceError};
 use crate::domain::{
-    ActingUser, Credential, Principal, Role, ScopeSet, SessionToken, SourceAllowList, UserStatus,
-    now,
+    ActingUser, Credential, Principal, Role, SessionToken, SourceAllowList, UserStatus, now,
 };
 use crate::storage::StorageError;
 use crate::tokens::VerifiedToken;
@@ -111,9 +110,7 @@ pub async fn session(
     if session.status != UserStatus::Active.as_str() {
         return Err(CredentialRefusal::Rejected("the user is disabled"));
     }
-    let role: Role = session.role.parse().map_err(StorageError::Corrupt)?;
-    let granted =
-        ScopeSet::parse(&session.permissions).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let (role, scopes) = super::stored_permissions(&session.role, &session.permissions)?;
     Ok(Principal {
         credential: Credential::Session {
             handle: digest.handle(),
@@ -123,7 +120,7 @@ pub async fn session(
             tenant_id: session.tenant_id,
             role,
         }),
-        scopes: role.permissions(&granted),
+        scopes,
         source_address,
     })
 }

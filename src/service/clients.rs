@@ -243,13 +243,8 @@ fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAu
     if status != UserStatus::Active {
         return Err(ClientAuthError::OwnerDisabled);
     }
-    let owner_role: Role = row
-        .owner_role
-        .parse()
-        .map_err(|e: String| StorageError::Corrupt(e))?;
-    let granted = ScopeSet::parse(&row.owner_permissions)
-        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let permissions = owner_role.permissions(&granted);
+    let (owner_role, permissions) =
+        super::stored_permissions(&row.owner_role, &row.owner_permissions)?;
     let scopes = match &row.scopes {
         None => permissions,
         Some(own) => ScopeSet::parse(own)

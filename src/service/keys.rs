@@ -4,17 +4,16 @@
 //! company, the operator on any key. Rolling is the owner's (or the
 //! operator's) alone: the new secret acts as the owner.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::audit::{self, Event};
-use super::{Result, Service, ServiceError, authz, preview};
+use super::{Result, Service, ServiceError, authz, preview, stored_permissions};
 use crate::domain::{
-    ClientId, ClientSecret, Credential, Email, KEYS_MANAGE, KeyDescription, KeyLabels, KeyName,
-    Principal, Role, ScopeSet, SourceAllowList, UnixTime, UserStatus, now,
+    ClientId, ClientSecret, Email, KEYS_MANAGE, KeyDescription, KeyLabels, KeyName, Principal,
+    Role, ScopeSet, SourceAllowList, UnixTime, UserStatus, now,
 };
 use crate::storage::{
     KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, NewKey, StorageError, UserRow,
@@ -100,7 +99,8 @@ pub struct KeySummary {
     /// What the key is for, at length.
     pub description: Option<String>,
     /// Labels such as `{"env": "prod"}`; filter with `?label=env=prod`.
-    pub labels: BTreeMap<String, String>,
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub labels: KeyLabels,
     /// CIDR ranges the key may be used from; empty: anywhere.
     pub allowed_sources: Vec<String>,
     /// The address of the last use.
@@ -132,7 +132,7 @@ impl KeySummary {
                 .as_deref()
                 .map(words)
                 .unwrap_or_default(),
-            labels: labels.into_map(),
+            labels,
             id: row.id,
             client_id: row.client_id,
             name: row.name,
@@ -275,17 +275,12 @@ fn new_key_scopes(
     owner: &UserRow,
     requested: Option<&str>,
 ) -> Result<Option<ScopeSet>> {
-    let role: Role = owner.role.parse().map_err(StorageError::Corrupt)?;
-    let granted =
-        ScopeSet::parse(&owner.permissions).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let permitted = role.permissions(&granted);
+    let (_, permitted) = stored_permissions(&owner.role, &owner.permissions)?;
     // A session holds its user's permissions; a key or token may hold less.
-    let ceiling = match principal.credential {
-        Credential::ApiKey { .. } | Credential::AccessToken { .. } => {
-            Some(principal.scopes.intersection(&permitted))
-        }
-        _ => None,
-    };
+    let ceiling = principal
+        .credential
+        .is_delegated()
+        .then(|| principal.scopes.intersection(&permitted));
     let Some(raw) = requested else {
         return Ok(ceiling);
     };
@@ -422,7 +417,7 @@ pub async fn create_key_with(
         tenant_id: owner.tenant_id,
         owner_id: owner.id,
         owner_email: owner.email,
-        scopes: scopes.map(|s| s.split(' ').map(str::to_owned).collect()),
+        scopes: scopes.as_deref().map(words),
         token_ttl_seconds,
         status: KeyStatus::Active,
         created_at,
@@ -434,7 +429,7 @@ pub async fn create_key_with(
         disabled_at: None,
         rolled_to: None,
         description: description.map(|d| d.as_str().to_owned()),
-        labels: labels.into_map(),
+        labels,
         allowed_sources: allowed_sources.to_strings(),
         last_used_from: None,
         last_used_kind: None,
@@ -494,10 +489,7 @@ pub async fn list_keys_labelled<S: AsRef<str>>(
     let mut keys = Vec::new();
     for row in service.store.list_keys(&filter).await? {
         let key = KeySummary::from_row(row, at)?;
-        if wanted
-            .iter()
-            .all(|(name, value)| key.labels.get(name) == Some(value))
-        {
+        if key.labels.has_all(&wanted) {
             keys.push(key);
         }
     }
@@ -697,8 +689,7 @@ pub async fn update_key(
     };
     let labels = match change.controls.labels {
         Some(pairs) => parse_labels(pairs)?,
-        None => KeyLabels::parse(&found.labels.iter().collect::<Vec<_>>())
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        None => found.labels.clone(),
     };
     let allowed_sources = match change.controls.allowed_sources {
         Some(ranges) => parse_sources(ranges)?,
@@ -826,16 +817,10 @@ fn refuse_beyond_caller(
     owner: &UserRow,
     key_scopes: Option<&[String]>,
 ) -> Result<()> {
-    if !matches!(
-        principal.credential,
-        Credential::ApiKey { .. } | Credential::AccessToken { .. }
-    ) {
+    if !principal.credential.is_delegated() {
         return Ok(());
     }
-    let role: Role = owner.role.parse().map_err(StorageError::Corrupt)?;
-    let granted =
-        ScopeSet::parse(&owner.permissions).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let permitted = role.permissions(&granted);
+    let (_, permitted) = stored_permissions(&owner.role, &owner.permissions)?;
     let held = match key_scopes {
         None => permitted.clone(),
         Some(scopes) => ScopeSet::parse(&scopes.join(" "))
@@ -923,9 +908,7 @@ pub async fn roll_key(
         created_at + lifetime
     });
     let scopes = old.scopes.as_ref().map(|s| s.join(" "));
-    let labels = KeyLabels::parse(&old.labels.iter().collect::<Vec<_>>())
-        .map_err(|e| StorageError::Corrupt(e.to_string()))?
-        .to_stored();
+    let labels = old.labels.to_stored();
     let allowed_sources = (!old.allowed_sources.is_empty()).then(|| old.allowed_sources.join(" "));
     let limit = service.settings.max_active_keys_per_user;
     let id = Uuid::now_v7().to_string();

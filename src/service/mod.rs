@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Settings;
+use crate::domain::{Role, ScopeSet};
 use crate::storage::{StorageError, Store};
 use crate::tokens::RevokedTokens;
 use throttle::FailureThrottle;
@@ -148,6 +149,14 @@ impl From<StorageError> for ServiceError {
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// A user's role and everything it lets them do, from the stored role and
+/// granted permissions (admins add the administration scopes).
+fn stored_permissions(role: &str, granted: &str) -> Result<(Role, ScopeSet), StorageError> {
+    let role: Role = role.parse().map_err(StorageError::Corrupt)?;
+    let granted = ScopeSet::parse(granted).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok((role, role.permissions(&granted)))
+}
 
 /// At most 80 characters of something a caller typed, for messages, with
 /// anything credential-shaped redacted (a secret pasted where an id goes).

@@ -23,15 +23,7 @@ async fn create_key_http(
     if let Some(scopes) = scopes {
         body["scopes"] = json!(scopes);
     }
-    let response = app
-        .api(Method::POST, "/api/v1/keys", session)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let created = json_body(response).await;
-    assert_eq!(status, 201, "setup: key {scopes:?} refused: {created}");
+    let created = app.create_key_over_http(session, body).await;
     (
         created["client_id"].as_str().unwrap().to_owned(),
         created["client_secret"].as_str().unwrap().to_owned(),

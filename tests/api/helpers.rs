@@ -472,6 +472,21 @@ impl TestApp {
         }
     }
 
+    /// `POST /api/v1/keys` with `body`, presenting `credential`; panics
+    /// unless the key is created (201). The answer carries the secret.
+    pub async fn create_key_over_http(&self, credential: &str, body: Value) -> Value {
+        let response = self
+            .api(reqwest::Method::POST, "/api/v1/keys", credential)
+            .json(&body)
+            .send()
+            .await
+            .expect("create-key request");
+        let status = response.status();
+        let created = json_body(response).await;
+        assert_eq!(status, 201, "key refused: {created}");
+        created
+    }
+
     /// An access token for a key, narrowed to `scope` when given; panics
     /// unless the server issues one.
     pub async fn narrowed_token(

@@ -42,20 +42,6 @@ async fn colleague(app: &TestApp, tenant: &Tenant, role: &str) -> Person {
     }
 }
 
-/// `POST /api/v1/keys` as `credential`; asserts 201.
-async fn create(app: &TestApp, credential: &str, body: Value) -> Value {
-    let response = app
-        .api(Method::POST, "/api/v1/keys", credential)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let created = json_body(response).await;
-    assert_eq!(status, 201, "key refused: {created}");
-    created
-}
-
 fn s<'a>(doc: &'a Value, field: &str) -> &'a str {
     doc[field]
         .as_str()
@@ -186,20 +172,20 @@ where
 async fn a_rolled_key_works_until_its_grace_ends_and_its_successor_takes_over(backend: Backend) {
     let app = spawn_app(backend).await;
     let ana = person(&app, "admin").await;
-    let old = create(
-        &app,
-        &ana.session,
-        json!({
-            "name": "ERP nightly sync",
-            "scopes": ["reports:read", "keys:manage"],
-            "token_ttl_seconds": 300,
-            "expires_in_seconds": 86400,
-            "description": "pulls invoices at 02:00",
-            "labels": {"env": "prod", "team": "finance"},
-            "allowed_sources": ["127.0.0.1/32", "2001:db8::/32"],
-        }),
-    )
-    .await;
+    let old = app
+        .create_key_over_http(
+            &ana.session,
+            json!({
+                "name": "ERP nightly sync",
+                "scopes": ["reports:read", "keys:manage"],
+                "token_ttl_seconds": 300,
+                "expires_in_seconds": 86400,
+                "description": "pulls invoices at 02:00",
+                "labels": {"env": "prod", "team": "finance"},
+                "allowed_sources": ["127.0.0.1/32", "2001:db8::/32"],
+            }),
+        )
+        .await;
     assert_eq!(old["signs_webhooks"], true, "the first key signs webhooks");
     let old_id = s(&old, "client_id");
 
@@ -291,8 +277,11 @@ async fn rolling_counts_against_the_limit_and_is_the_owners_alone(backend: Backe
     let app = spawn_app(backend).await;
     let admin = person(&app, "admin").await;
     let ana = colleague(&app, &admin.tenant, "member").await;
-    let first = create(&app, &ana.session, json!({"name": "one"})).await;
-    create(&app, &ana.session, json!({"name": "two"})).await;
+    let first = app
+        .create_key_over_http(&ana.session, json!({"name": "one"}))
+        .await;
+    app.create_key_over_http(&ana.session, json!({"name": "two"}))
+        .await;
 
     // An admin may revoke or disable a member's key, but not take a new
     // secret that acts as the member.
@@ -337,13 +326,15 @@ async fn rolling_counts_against_the_limit_and_is_the_owners_alone(backend: Backe
 async fn a_key_cannot_roll_a_key_holding_more_than_itself(backend: Backend) {
     let app = spawn_app(backend).await;
     let ana = person(&app, "member").await;
-    let full = create(&app, &ana.session, json!({"name": "full"})).await;
-    let narrow = create(
-        &app,
-        &ana.session,
-        json!({"name": "narrow", "scopes": ["keys:manage"]}),
-    )
-    .await;
+    let full = app
+        .create_key_over_http(&ana.session, json!({"name": "full"}))
+        .await;
+    let narrow = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "narrow", "scopes": ["keys:manage"]}),
+        )
+        .await;
     let secret = s(&narrow, "client_secret");
 
     let escalate = app
@@ -399,7 +390,9 @@ async fn a_grace_of_zero_negative_or_above_the_maximum_is_refused(backend: Backe
     )
     .await;
     let ana = person(&app, "member").await;
-    let key = create(&app, &ana.session, json!({"name": "to roll"})).await;
+    let key = app
+        .create_key_over_http(&ana.session, json!({"name": "to roll"}))
+        .await;
     let id = s(&key, "id");
     for (grace, says) in [
         (json!(0), "between 1 and 3600"),
@@ -437,12 +430,12 @@ async fn a_grace_of_zero_negative_or_above_the_maximum_is_refused(backend: Backe
     );
 
     // A grace never extends an earlier expiry.
-    let soon = create(
-        &app,
-        &ana.session,
-        json!({"name": "short-lived", "expires_in_seconds": 60}),
-    )
-    .await;
+    let soon = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "short-lived", "expires_in_seconds": 60}),
+        )
+        .await;
     let response = roll(
         &app,
         &ana.session,
@@ -466,8 +459,12 @@ async fn a_grace_of_zero_negative_or_above_the_maximum_is_refused(backend: Backe
 async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let ana = person(&app, "admin").await;
-    let key = create(&app, &ana.session, json!({"name": "paused"})).await;
-    let witness = create(&app, &ana.session, json!({"name": "introspects"})).await;
+    let key = app
+        .create_key_over_http(&ana.session, json!({"name": "paused"}))
+        .await;
+    let witness = app
+        .create_key_over_http(&ana.session, json!({"name": "introspects"}))
+        .await;
     let id = s(&key, "id");
     let secret = s(&key, "client_secret");
     let (_, issued) = token_request(&app, &key, None).await;
@@ -554,24 +551,24 @@ async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: 
 async fn an_allow_list_admits_its_ranges_and_refuses_every_other_address(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_CLIENT_AUTH_MAX_FAILURES", "3")]).await;
     let ana = person(&app, "admin").await;
-    let here = create(
-        &app,
-        &ana.session,
-        json!({"name": "here", "allowed_sources": ["127.0.0.1/32"]}),
-    )
-    .await;
-    let private = create(
-        &app,
-        &ana.session,
-        json!({"name": "private", "allowed_sources": ["10.0.0.0/8"]}),
-    )
-    .await;
-    let v6 = create(
-        &app,
-        &ana.session,
-        json!({"name": "v6", "allowed_sources": ["2001:db8::/32"]}),
-    )
-    .await;
+    let here = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "here", "allowed_sources": ["127.0.0.1/32"]}),
+        )
+        .await;
+    let private = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "private", "allowed_sources": ["10.0.0.0/8"]}),
+        )
+        .await;
+    let v6 = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "v6", "allowed_sources": ["2001:db8::/32"]}),
+        )
+        .await;
     assert_eq!(here["allowed_sources"], json!(["127.0.0.1/32"]));
 
     let (status, body) = token_request(&app, &here, None).await;
@@ -616,12 +613,12 @@ async fn an_allow_list_admits_its_ranges_and_refuses_every_other_address(backend
 async fn behind_a_trusted_proxy_the_forwarded_address_is_checked(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let ana = person(&app, "admin").await;
-    let key = create(
-        &app,
-        &ana.session,
-        json!({"name": "office", "allowed_sources": ["10.0.0.0/8"]}),
-    )
-    .await;
+    let key = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "office", "allowed_sources": ["10.0.0.0/8"]}),
+        )
+        .await;
     let inside = Some("10.1.2.3");
 
     let (status, body) = token_request(&app, &key, inside).await;
@@ -688,20 +685,17 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_checked(backend: Backen
 async fn labels_and_descriptions_are_listed_and_filter_keys(backend: Backend) {
     let app = spawn_app(backend).await;
     let ana = person(&app, "admin").await;
-    let finance = create(
-        &app,
-        &ana.session,
+    let finance = app.create_key_over_http(&ana.session,
         json!({"name": "finance", "labels": {"env": "prod", "team": "finance"}, "description": "month-end close"}),
     )
     .await;
-    let ops = create(
-        &app,
-        &ana.session,
-        json!({"name": "ops", "labels": {"env": "prod", "team": "ops"}}),
-    )
-    .await;
-    create(
-        &app,
+    let ops = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "ops", "labels": {"env": "prod", "team": "ops"}}),
+        )
+        .await;
+    app.create_key_over_http(
         &ana.session,
         json!({"name": "dev", "labels": {"env": "dev"}}),
     )
@@ -824,7 +818,9 @@ async fn bad_key_controls_are_answered_4xx_with_a_clear_message(backend: Backend
     let listed = get_as(&app, &ana.session, "/api/v1/keys", None).await.1;
     assert_eq!(listed["keys"], json!([]), "nothing was created");
 
-    let key = create(&app, &ana.session, json!({"name": "fine"})).await;
+    let key = app
+        .create_key_over_http(&ana.session, json!({"name": "fine"}))
+        .await;
     let id = s(&key, "id");
     for (body, status, says) in [
         (json!({}), 422, "nothing to change"),
@@ -850,7 +846,9 @@ async fn bad_key_controls_are_answered_4xx_with_a_clear_message(backend: Backend
 async fn last_use_records_the_address_and_the_kind(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_LAST_USED_FLUSH_SECONDS", "1")]).await;
     let ana = person(&app, "admin").await;
-    let key = create(&app, &ana.session, json!({"name": "watched"})).await;
+    let key = app
+        .create_key_over_http(&ana.session, json!({"name": "watched"}))
+        .await;
     let id = s(&key, "id");
     assert_eq!(key["last_used_kind"], Value::Null);
 

@@ -9,98 +9,28 @@
 //! SQLite only: the browser checks the pages, and the service functions
 //! under them run on both backends in the other tests.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{Backend, TestDatabase};
+use crate::helpers::{Backend, ServedBinary, TestDatabase};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// `keyport serve` on port 0; killed when dropped.
-struct Server {
-    child: Child,
-    base_url: String,
-    setup_url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-/// Starts `serve` on `db`, and reads its port and its first-run setup link
-/// from the log.
-fn serve(db: &TestDatabase) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyport"))
-        .arg("serve")
-        .env("KEYPORT_DATABASE_URL", &db.url)
-        .env("KEYPORT_BIND", "127.0.0.1:0")
-        .env("KEYPORT_WORKERS", "2")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keyport serve");
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&log);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut setup_url = None;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            // The WARN line: "first run: … Open http://…/console/setup?token=kpsetup_… to create …"
-            if let Some(link) = line
-                .split_whitespace()
-                .find(|word| word.contains("/console/setup?token=kpsetup_"))
-            {
-                setup_url = Some(link.to_owned());
-            }
-            if let Some(rest) = line.split("listening on port ").nth(1) {
-                let port: u16 = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .parse()
-                    .unwrap_or(0);
-                let _ = ready_tx.send((port, setup_url.clone()));
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let (port, setup_url) = ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            panic!(
-                "keyport serve never said which port it listens on:\n{}",
-                log.lock().unwrap()
-            )
-        });
-    let setup_url = setup_url.unwrap_or_else(|| {
-        panic!(
-            "serve on an empty database logs no first-run setup link:\n{}",
-            log.lock().unwrap()
-        )
-    });
-    Server {
-        child,
-        base_url: format!("http://127.0.0.1:{port}"),
-        setup_url,
-        log,
-    }
+/// `keyport serve` on an empty database, and the first-run setup link it
+/// logs before it says which port it listens on.
+fn serve(db: &TestDatabase) -> (ServedBinary, String) {
+    let server = ServedBinary::start(ServedBinary::command(&db.url, 2), Arc::default());
+    // The WARN line: "first run: … Open http://…/console/setup?token=kpsetup_… to create …"
+    let log = server.log();
+    let setup_url = log
+        .split_whitespace()
+        .find(|word| word.contains("/console/setup?token=kpsetup_"))
+        .unwrap_or_else(|| {
+            panic!("serve on an empty database logs no first-run setup link:\n{log}")
+        })
+        .to_owned();
+    (server, setup_url)
 }
 
 /// Node, playwright-core and Chromium: missing is a failure that says how
@@ -136,20 +66,21 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
     std::fs::create_dir_all(&screenshots).expect("create target/console-screenshots");
 
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let server = serve(&db);
+    let (server, setup_url) = serve(&db);
     // First-run setup works once per server: a second fresh one for the
     // setup that goes wrong before it goes right.
     let second_db = TestDatabase::create(Backend::Sqlite).await;
-    let second = serve(&second_db);
+    // Kept alive while the browser uses it.
+    let (_second, second_setup_url) = serve(&second_db);
 
     let output = tokio::time::timeout(
         Duration::from_secs(240),
         tokio::process::Command::new(&node)
             .arg("tests/console/console.spec.mjs")
             .current_dir(&root)
-            .env("BASE_URL", &server.base_url)
-            .env("SETUP_URL", &server.setup_url)
-            .env("SECOND_SETUP_URL", &second.setup_url)
+            .env("BASE_URL", server.url(""))
+            .env("SETUP_URL", &setup_url)
+            .env("SECOND_SETUP_URL", &second_setup_url)
             .env("SCREENSHOT_DIR", &screenshots)
             .env("CHROMIUM", CHROMIUM)
             .env("KEYPORT_BIN", env!("CARGO_BIN_EXE_keyport"))

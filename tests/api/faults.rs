@@ -3,9 +3,8 @@
 //! sharing one database. Each test is bounded in time.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,76 +16,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::{
-    Backend, TestApp, TestDatabase, json_body, spawn_app, spawn_app_on, spawn_app_with,
-    spawn_sibling,
+    Backend, ServedBinary, TestApp, TestDatabase, json_body, spawn_app, spawn_app_on,
+    spawn_app_with, spawn_sibling,
 };
 
 /// `keyport serve` as a child process; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyport"));
-        command
-            .env("KEYPORT_DATABASE_URL", database_url)
-            .env("KEYPORT_BIND", "127.0.0.1:0")
-            .env("KEYPORT_WORKERS", "2")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start keyport serve");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on port ").nth(1) {
-                    let port = rest.split_whitespace().next().unwrap_or("").parse();
-                    let _ = port_tx.send(port.unwrap_or(0u16));
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let Ok(port) = port_rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the server did not start:\n{}",
-                log.lock().unwrap().as_str()
-            );
-        };
-        Server { child, port, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill_9(&mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reap");
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `keyport serve` on `database_url` with `env` on top.
+fn start_server(database_url: &str, env: &[(&str, &str)]) -> ServedBinary {
+    let mut command = ServedBinary::command(database_url, 2);
+    command.envs(env.iter().copied());
+    ServedBinary::start(command, Arc::default())
 }
 
 fn http() -> reqwest::Client {
@@ -96,7 +35,12 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn token_from(http: &reqwest::Client, server: &Server, id: &str, secret: &str) -> String {
+async fn token_from(
+    http: &reqwest::Client,
+    server: &ServedBinary,
+    id: &str,
+    secret: &str,
+) -> String {
     let response = http
         .post(server.url("/oauth/token"))
         .basic_auth(id, Some(secret))
@@ -150,7 +94,7 @@ async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Bac
         .await;
     let http = http();
     let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
-    let mut server = Server::start(&setup.db.url, &issuer);
+    let mut server = start_server(&setup.db.url, &issuer);
     let token = token_from(
         &http,
         &server,
@@ -215,7 +159,7 @@ async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Bac
         .collect();
     assert!(!unanswered.is_empty(), "every client saw the kill");
 
-    let restarted = Server::start(&setup.db.url, &issuer);
+    let restarted = start_server(&setup.db.url, &issuer);
     let resend = |seq: String| {
         let (http, token, url) = (
             http.clone(),
@@ -548,7 +492,7 @@ async fn a_read_only_sqlite_database_serves_reads_and_refuses_writes_cleanly() {
     };
 
     let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
-    let server = Server::start(&url, &issuer);
+    let server = start_server(&url, &issuer);
     let http = http();
     let ready = http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "{}", server.log());

@@ -1,33 +1,18 @@
 //! The real binary, logging at debug level through a full workflow: no
 //! secret, password or token it handled may appear in what it printed.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestDatabase};
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::helpers::{Backend, ServedBinary, TestDatabase};
 
 fn keyport(db: &TestDatabase) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keyport"));
+    let mut command = ServedBinary::command(&db.url, 1);
     command
-        .env("KEYPORT_DATABASE_URL", &db.url)
-        .env("KEYPORT_BIND", "127.0.0.1:0")
-        .env("KEYPORT_WORKERS", "1")
         .env("KEYPORT_ALLOW_API_KEY_QUERY", "true")
         .env("KEYPORT_LAST_USED_FLUSH_SECONDS", "1")
         .env("RUST_LOG", "debug");
@@ -64,41 +49,8 @@ fn cli(db: &TestDatabase, args: &[&str], stdin: Option<&str>, log: &Mutex<String
 }
 
 /// Starts `keyport serve`; its log lines are appended to `log`.
-fn serve(db: &TestDatabase, log: Arc<Mutex<String>>) -> Server {
-    serve_with(keyport(db), log)
-}
-
-/// Starts `command serve`; its log lines are appended to `log`.
-fn serve_with(mut command: Command, log: Arc<Mutex<String>>) -> Server {
-    let mut child = command
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start keyport serve");
-    let stderr = child.stderr.take().unwrap();
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on port ").nth(1) {
-                let port: u16 = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .parse()
-                    .unwrap_or(0);
-                let _ = port_tx.send(port);
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let port = port_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server reports its port");
-    Server { child, port }
+fn serve(db: &TestDatabase, log: Arc<Mutex<String>>) -> ServedBinary {
+    ServedBinary::start(keyport(db), log)
 }
 
 async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
@@ -322,7 +274,7 @@ async fn serving_beyond_loopback_without_an_issuer_warns_what_to_set(backend: Ba
     let log = Arc::new(Mutex::new(String::new()));
     let mut command = keyport(&db);
     command.env("KEYPORT_BIND", "0.0.0.0:0");
-    let server = serve_with(command, Arc::clone(&log));
+    let server = ServedBinary::start(command, Arc::clone(&log));
     drop(server);
     let log = log.lock().unwrap().clone();
     assert!(

@@ -6,10 +6,9 @@
 //! trust exactly one of them, so which CA a client accepts tells which
 //! certificate the server presented.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyport::startup::Application;
@@ -22,7 +21,9 @@ use rcgen::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, TestDatabase, json_body, settings_for, spawn_app};
+use crate::helpers::{
+    Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app,
+};
 
 const HSTS: &str = "max-age=31536000";
 
@@ -418,78 +419,37 @@ async fn a_certificate_that_cannot_be_loaded_stops_start_up_naming_the_file() {
     );
 }
 
-/// `keyport serve` as a child process with its log lines collected.
-struct Server {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
+/// `keyport serve` over HTTPS with `files`, as a process of its own.
+fn start_server(db: &TestDatabase, files: &CertFiles) -> ServedBinary {
+    let mut command = ServedBinary::command(&db.url, 1);
+    command.envs(files.env());
+    ServedBinary::start(command, Arc::default())
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Sends SIGHUP to the server process only.
+fn hang_up(server: &ServedBinary) {
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits until the server's log holds `text`.
+async fn wait_for_log(server: &ServedBinary, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.log().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no `{text}` in the log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-impl Server {
-    fn start(db: &TestDatabase, files: &CertFiles) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyport"))
-            .arg("serve")
-            .env("KEYPORT_DATABASE_URL", &db.url)
-            .env("KEYPORT_BIND", "127.0.0.1:0")
-            .env("KEYPORT_WORKERS", "1")
-            .envs(files.env())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keyport serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on port ").nth(1) {
-                    let port = rest.split_whitespace().next().unwrap_or("").parse();
-                    let _ = port_tx.send(port.unwrap_or(0));
-                }
-                let mut log = sink.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server reports its port");
-        Server { child, port, log }
-    }
-
-    fn hang_up(&self) {
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-    }
-
-    /// Waits until the log holds `text`.
-    async fn wait_for_log(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.log.lock().expect("log").contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{text}` in the log:\n{}",
-                self.log.lock().expect("log")
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
+fn https_url(server: &ServedBinary, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", server.port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,25 +461,27 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     let files = CertFiles::new();
     files.install(&first);
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let mut server = Server::start(&db, &files);
+    let mut server = start_server(&db, &files);
 
     let response = client_trusting(&first_ca)
-        .get(server.url("/healthz"))
+        .get(https_url(&server, "/healthz"))
         .send()
         .await
         .expect("HTTPS with the first certificate");
     assert_eq!(peer_certificate(&response), first.der);
 
     files.install(&second);
-    server.hang_up();
-    server
-        .wait_for_log(&format!(
+    hang_up(&server);
+    wait_for_log(
+        &server,
+        &format!(
             "now serving SHA-256 fingerprint {}",
             fingerprint(&second.der)
-        ))
-        .await;
+        ),
+    )
+    .await;
     let response = client_trusting(&second_ca)
-        .get(server.url("/healthz"))
+        .get(https_url(&server, "/healthz"))
         .send()
         .await
         .expect("HTTPS with the second certificate");
@@ -528,10 +490,10 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
 
     // A broken key file: logged, the second certificate stays, the process too.
     std::fs::write(files.key(), "garbage").expect("break the key file");
-    server.hang_up();
-    server.wait_for_log("TLS certificate reload failed").await;
+    hang_up(&server);
+    wait_for_log(&server, "TLS certificate reload failed").await;
     let response = client_trusting(&second_ca)
-        .get(server.url("/healthz"))
+        .get(https_url(&server, "/healthz"))
         .send()
         .await
         .expect("still HTTPS with the second certificate");
@@ -542,7 +504,7 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     );
 
     // No line of either private key reached the log.
-    let log = server.log.lock().expect("log").clone();
+    let log = server.log();
     for key in [&first.key_pem, &second.key_pem] {
         for line in key.lines().filter(|line| !line.starts_with("-----")) {
             assert!(!log.contains(line), "key material in the log:\n{log}");

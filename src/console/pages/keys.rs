@@ -90,14 +90,9 @@ pub async fn keys(req: HttpRequest, state: State, query: web::Query<KeysQuery>) 
         Ok(visitor) => visitor,
         Err(response) => return response,
     };
-    let mut carrier = HttpResponse::Ok().finish();
-    let flash = take_flash(&req, &mut carrier, &state);
+    let flash = read_flash(&req);
     let (status, template) = keys_page(&state, &visitor, &query, flash, None, None).await;
-    let mut response = page(status, &template);
-    for cookie in carrier.cookies() {
-        let _ = response.add_cookie(&cookie);
-    }
-    response
+    shown_once(page(status, &template), &req, &state)
 }
 
 /// The key a form asks for.

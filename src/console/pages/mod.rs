@@ -90,36 +90,29 @@ fn redirect_with(to: &str, notice: &str, state: &AppState) -> HttpResponse {
     response
 }
 
-/// The notice left by the previous redirect, once.
-fn take_flash(req: &HttpRequest, response: &mut HttpResponse, state: &AppState) -> Option<String> {
+/// The notice the previous redirect left, if any.
+fn read_flash(req: &HttpRequest) -> Option<String> {
     let cookie = req.cookie(FLASH_COOKIE)?;
-    let text = percent_encoding::percent_decode_str(cookie.value())
-        .decode_utf8_lossy()
-        .chars()
-        .take(300)
-        .collect::<String>();
-    let mut removal = Cookie::build(FLASH_COOKIE, "")
-        .path("/console")
-        .secure(tls(state))
-        .finish();
-    removal.make_removal();
-    let _ = response.add_cookie(&removal);
-    Some(text)
+    Some(
+        percent_encoding::percent_decode_str(cookie.value())
+            .decode_utf8_lossy()
+            .chars()
+            .take(300)
+            .collect(),
+    )
 }
 
-/// Renders, with the pending notice (if any) handed to `build`.
-fn page_with_flash<T: Template>(
-    req: &HttpRequest,
-    state: &AppState,
-    build: impl FnOnce(Option<String>) -> T,
-) -> HttpResponse {
-    let mut response = HttpResponse::Ok().finish();
-    let flash = take_flash(req, &mut response, state);
-    let mut rendered = page(StatusCode::OK, &build(flash));
-    for cookie in response.cookies() {
-        let _ = rendered.add_cookie(&cookie);
+/// A page that showed the notice removes it, so it shows once.
+fn shown_once(mut response: HttpResponse, req: &HttpRequest, state: &AppState) -> HttpResponse {
+    if req.cookie(FLASH_COOKIE).is_some() {
+        let mut removal = Cookie::build(FLASH_COOKIE, "")
+            .path("/console")
+            .secure(tls(state))
+            .finish();
+        removal.make_removal();
+        let _ = response.add_cookie(&removal);
     }
-    rendered
+    response
 }
 
 async fn nav(state: &AppState, visitor: &Visitor, active: &'static str) -> Nav {

@@ -124,11 +124,12 @@ pub async fn sign_in_form(req: HttpRequest, state: State) -> HttpResponse {
     if auth::visitor(&req, &state).await.is_some() {
         return redirect("/console/");
     }
-    page_with_flash(&req, &state, |flash| SignInPage {
-        flash,
+    let form = SignInPage {
+        flash: read_flash(&req),
         error: None,
         email: String::new(),
-    })
+    };
+    shown_once(page(StatusCode::OK, &form), &req, &state)
 }
 
 pub async fn sign_in(req: HttpRequest, state: State, body: web::Bytes) -> HttpResponse {

@@ -30,16 +30,8 @@ pub async fn users(req: HttpRequest, state: State) -> HttpResponse {
         Ok(visitor) => visitor,
         Err(response) => return response,
     };
-    let mut carrier = HttpResponse::Ok().finish();
-    let flash = take_flash(&req, &mut carrier, &state);
-    match users_page(&state, &visitor, flash, None, None).await {
-        Ok(template) => {
-            let mut response = page(StatusCode::OK, &template);
-            for cookie in carrier.cookies() {
-                let _ = response.add_cookie(&cookie);
-            }
-            response
-        }
+    match users_page(&state, &visitor, read_flash(&req), None, None).await {
+        Ok(template) => shown_once(page(StatusCode::OK, &template), &req, &state),
         Err(err) => forbidden(&err),
     }
 }

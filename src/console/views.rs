@@ -143,6 +143,17 @@ impl KeyView {
     }
 }
 
+impl KeyView {
+    /// Newest first; by last use, most recent first and never-used last.
+    pub fn order(keys: &mut [KeyView], by_last_use: bool) {
+        if by_last_use {
+            keys.sort_by_key(|k| std::cmp::Reverse(k.last_used_at.unwrap_or(i64::MIN)));
+        } else {
+            keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+        }
+    }
+}
+
 /// The key just created, shown once (the page that renders it is never
 /// cached and cannot be fetched again).
 pub struct CreatedView {
@@ -344,6 +355,72 @@ pub struct SetPasswordPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY: i64 = 86_400;
+
+    /// A key summary as the service gives one, made `created_days_ago`.
+    fn key(
+        name: &str,
+        created_days_ago: i64,
+        last_used_days_ago: Option<i64>,
+        now: i64,
+    ) -> KeySummary {
+        KeySummary {
+            id: name.to_owned(),
+            client_id: format!("kpc_{name}"),
+            name: name.to_owned(),
+            tenant_id: "t".to_owned(),
+            owner_id: "u".to_owned(),
+            owner_email: "u@example.com".to_owned(),
+            scopes: None,
+            token_ttl_seconds: None,
+            status: KeyStatus::Active,
+            created_at: now - created_days_ago * DAY,
+            expires_at: None,
+            last_used_at: last_used_days_ago.map(|d| now - d * DAY),
+            revoked_at: None,
+            revoked_by: None,
+            signs_webhooks: false,
+            disabled_at: None,
+            rolled_to: None,
+            description: None,
+            labels: Default::default(),
+            allowed_sources: Vec::new(),
+            last_used_from: None,
+            last_used_kind: None,
+        }
+    }
+
+    #[test]
+    fn keys_unused_for_ninety_days_stand_out_while_active() {
+        let now = 1_800_000_000;
+        let view = |k| KeyView::of(k, "u", now);
+        assert!(view(key("never-used", 91, None, now)).stale);
+        assert!(view(key("long-idle", 200, Some(90), now)).stale);
+        assert!(!view(key("used-yesterday", 200, Some(1), now)).stale);
+        assert!(!view(key("new", 89, None, now)).stale);
+        let mut revoked = key("revoked", 300, None, now);
+        revoked.status = KeyStatus::Revoked;
+        assert!(!view(revoked).stale, "only active keys call for attention");
+    }
+
+    #[test]
+    fn keys_sort_by_creation_or_by_last_use_with_never_used_last() {
+        let now = 1_800_000_000;
+        let mut keys: Vec<KeyView> = [
+            key("old-busy", 30, Some(0), now),
+            key("new-idle", 1, None, now),
+            key("mid-quiet", 10, Some(5), now),
+        ]
+        .into_iter()
+        .map(|k| KeyView::of(k, "u", now))
+        .collect();
+        let names = |keys: &[KeyView]| keys.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
+        KeyView::order(&mut keys, false);
+        assert_eq!(names(&keys), ["new-idle", "mid-quiet", "old-busy"]);
+        KeyView::order(&mut keys, true);
+        assert_eq!(names(&keys), ["old-busy", "mid-quiet", "new-idle"]);
+    }
 
     #[test]
     fn relative_times_read_naturally() {

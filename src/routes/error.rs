@@ -520,6 +520,16 @@ mod tests {
     }
 
     #[test]
+    fn an_unexpected_failure_is_a_500_that_keeps_its_cause_out_of_the_answer() {
+        let error = ApiError::from(ServiceError::Internal(
+            "argon2 task panicked: salt=sekrit".to_owned(),
+        ));
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.code, "internal_error");
+        assert!(!error.message.contains("sekrit"), "{}", error.message);
+    }
+
+    #[test]
     fn other_oauth_errors_carry_no_challenge() {
         let response = OAuthError::invalid_request("token is required").error_response();
         assert!(!response.headers().contains_key(header::WWW_AUTHENTICATE));

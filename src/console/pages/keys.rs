@@ -47,11 +47,7 @@ async fn keys_page(
         .filter(|k| status == "all" || k.status.as_str() == status)
         .map(|k| KeyView::of(k, &own_id, at))
         .collect();
-    if sort == "last_used" {
-        keys.sort_by_key(|k| std::cmp::Reverse(k.last_used_at.unwrap_or(i64::MIN)));
-    } else {
-        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
-    }
+    KeyView::order(&mut keys, sort == "last_used");
     let status_code = if error.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -195,6 +195,9 @@ if ((POSTGRES)); then
     PG_DB="keyport_bench_$$_$RANDOM"
     psql_admin -c "CREATE DATABASE \"$PG_DB\"" >/dev/null || die "cannot create a database at $PG_BASE"
     DATABASE_URL="$PG_BASE/$PG_DB"
+    # PostgreSQL needs a master key (SQLite creates one beside its file).
+    KEYPORT_MASTER_KEY=$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+    export KEYPORT_MASTER_KEY
     BACKEND="PostgreSQL $(psql -X -At "$DATABASE_URL" -c 'SHOW server_version' | awk '{print $1}')"
 else
     DATABASE_URL="sqlite://$WORK/keyport.db"

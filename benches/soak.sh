@@ -54,6 +54,9 @@ if ((POSTGRES)); then
     PG_DB=keyport_soak_$$
     psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $PG_DB" >/dev/null
     export KEYPORT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/$PG_DB
+    # PostgreSQL needs a master key (SQLite creates one beside its file).
+    KEYPORT_MASTER_KEY=$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+    export KEYPORT_MASTER_KEY
 else
     export KEYPORT_DATABASE_URL=sqlite://$WORK/keyport.db
 fi

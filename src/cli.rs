@@ -59,6 +59,10 @@ pub enum Command {
     /// Manage the JWT signing keys.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+    /// Manage the master key that seals the server-side secrets (signing
+    /// keys' private halves, webhook-signing keys) in the database.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
     /// Postman: the collection for this server (needs no database).
     #[command(subcommand)]
     Postman(PostmanCommand),
@@ -281,6 +285,21 @@ pub enum SigningKeyCommand {
     Rotate,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCommand {
+    /// Write a new random master key to FILE (mode 0600; an existing file is
+    /// never replaced). Needs no database.
+    Generate {
+        /// Where to write the key, e.g. /etc/keyport/master-key.
+        file: PathBuf,
+    },
+    /// Re-seal every sealed value under the current master key, in one
+    /// transaction. Run it with the new key as the master key and the old one
+    /// as KEYPORT_MASTER_KEY_PREVIOUS (or master_key_previous_file), after
+    /// every instance has been given both.
+    Rotate,
+}
+
 /// Plain seconds (`600`) or a humantime duration (`30d`, `10m`).
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     if let Ok(seconds) = raw.parse::<u64>() {
@@ -301,6 +320,8 @@ pub enum CliError {
     Service(#[from] ServiceError),
     #[error("cannot rotate the signing key")]
     Keys(#[from] crate::tokens::KeyRingError),
+    #[error(transparent)]
+    MasterKey(#[from] crate::sealing::MasterKeyError),
     #[error("server error")]
     Io(#[from] std::io::Error),
     #[error("cannot write {}", path.display())]
@@ -343,6 +364,19 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
     if let Command::Postman(PostmanCommand::Export { out }) = &cli.command {
         return export_postman(&settings, out.as_deref(), &Output { json: cli.json });
     }
+    if let Command::MasterKey(MasterKeyCommand::Generate { file }) = &cli.command {
+        let key = crate::sealing::MasterKey::generate();
+        key.write_new_file(file)?;
+        Output { json: cli.json }.print(
+            json!({ "file": file.display().to_string(), "key_id": key.id() }),
+            &format!(
+                "wrote master key {} to {} (mode 0600); give every instance the same one",
+                key.id(),
+                file.display()
+            ),
+        );
+        return Ok(());
+    }
     if let Command::Serve = cli.command {
         let app = Application::build(settings.clone()).await?;
         log::info!(
@@ -367,7 +401,29 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
     let operator = Principal::operator();
     let settings = service.settings.as_ref();
     match command {
-        Command::Serve | Command::Postman(_) => unreachable!("handled before connecting"),
+        Command::Serve
+        | Command::Postman(_)
+        | Command::MasterKey(MasterKeyCommand::Generate { .. }) => {
+            unreachable!("handled before connecting")
+        }
+        Command::MasterKey(MasterKeyCommand::Rotate) => {
+            let report = service.store.reseal_all().await?;
+            out.print(
+                json!({
+                    "key_id": service.store.master_key_id(),
+                    "resealed": report.resealed,
+                    "sealed": report.sealed,
+                    "unchanged": report.unchanged,
+                }),
+                &format!(
+                    "re-sealed {} value(s) under master key {} ({} already were); the previous \
+                     key can now be removed from every instance",
+                    report.resealed,
+                    service.store.master_key_id(),
+                    report.unchanged
+                ),
+            );
+        }
         Command::Migrate => out.print(json!({ "migrated": true }), "database is up to date"),
         Command::Tenant(TenantCommand::Create { name }) => {
             let tenant = tenants::create_tenant(service, &operator, &name).await?;
@@ -641,14 +697,18 @@ fn export_postman(
 fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings, note: Option<&str>) {
     let mut doc = serde_json::to_value(&created.key).unwrap_or(Value::Null);
     doc["client_secret"] = Value::String(created.secret.expose().to_owned());
+    doc["webhook_signing_key"] = Value::String(created.webhook_signing_key.to_whsec());
     let human = format!(
-        "created key {name} for {owner}\n\n  client_id:     {client_id}\n  client_secret: {secret}\n\n\
-         The secret is shown only now: store it in a secrets manager.\n\
+        "created key {name} for {owner}\n\n  client_id:     {client_id}\n  client_secret: {secret}\n\
+         webhook signing key: {webhook_key}\n\n\
+         The secret is shown only now: store it in a secrets manager. Receivers of signed webhooks\n\
+         verify them with the webhook signing key (derived from the secret).\n\
          Get a token: curl -u '{client_id}:<secret>' -d grant_type=client_credentials {issuer}/oauth/token",
         name = created.key.name,
         owner = created.key.owner_email,
         client_id = created.key.client_id,
         secret = created.secret.expose(),
+        webhook_key = created.webhook_signing_key.to_whsec(),
         issuer = settings.tokens.issuer,
     );
     let human = match note {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::domain::IpRange;
+use crate::sealing::{MasterKeySettings, MasterKeyText};
 use crate::tokens::SigningAlgorithm;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -43,6 +44,8 @@ struct RawSettings {
     tls_cert_file: String,
     tls_key_file: String,
     trusted_proxies: String,
+    master_key_file: String,
+    master_key_previous_file: String,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -92,6 +95,8 @@ pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// The master keys that seal the server-side secrets stored in it.
+    pub master_keys: MasterKeySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -129,10 +134,16 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env_map: config::Map<String, String> = env
+        let mut env_map: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("KEYPORT_") && k != "KEYPORT_CONFIG")
             .collect();
+        // The master keys themselves come from the environment only, never
+        // from a file that may be copied around with the rest of the settings.
+        let master_key = env_map.remove("KEYPORT_MASTER_KEY").map(MasterKeyText::new);
+        let master_key_previous = env_map
+            .remove("KEYPORT_MASTER_KEY_PREVIOUS")
+            .map(MasterKeyText::new);
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
@@ -146,7 +157,10 @@ impl Settings {
             )
             .build()?
             .try_deserialize()?;
-        Self::parse(raw)
+        let mut settings = Self::parse(raw)?;
+        settings.database.master_keys.current = master_key;
+        settings.database.master_keys.previous = master_key_previous;
+        Ok(settings)
     }
 
     fn parse(raw: RawSettings) -> Result<Self, ConfigError> {
@@ -240,6 +254,11 @@ impl Settings {
                 url: raw.database_url,
                 max_connections: raw.database_max_connections,
                 acquire_timeout: Duration::from_secs(raw.database_timeout_seconds.max(1)),
+                master_keys: MasterKeySettings {
+                    current_file: path_setting(&raw.master_key_file),
+                    previous_file: path_setting(&raw.master_key_previous_file),
+                    ..Default::default()
+                },
             },
             tokens: TokenSettings {
                 issuer_configured: !issuer.is_empty(),
@@ -287,6 +306,12 @@ impl Settings {
             tls,
         })
     }
+}
+
+/// An empty path setting means "not set".
+fn path_setting(value: &str) -> Option<PathBuf> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| PathBuf::from(value))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod console;
 pub mod domain;
 pub mod postman;
 pub mod routes;
+pub mod sealing;
 pub mod service;
 pub mod startup;
 pub mod storage;

@@ -160,6 +160,8 @@ pub struct CreatedView {
     pub id: String,
     pub client_id: String,
     pub secret: String,
+    /// `whsec_…`, for verifying signed webhooks.
+    pub webhook_signing_key: String,
     pub curl: String,
 }
 
@@ -388,6 +390,7 @@ mod tests {
             allowed_sources: Vec::new(),
             last_used_from: None,
             last_used_kind: None,
+            has_webhook_signing_key: true,
         }
     }
 

@@ -8,6 +8,7 @@ mod principal;
 mod record;
 mod scope;
 mod user;
+mod webhook_key;
 
 pub use credentials::{
     ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken, SetPasswordToken,
@@ -24,6 +25,7 @@ pub use scope::{
     ScopeError, ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_WRITE,
 };
 pub use user::{Email, Role, UserStatus};
+pub use webhook_key::{WEBHOOK_KEY_INFO, WebhookSigningKey};
 
 /// Seconds since the Unix epoch: the one time representation stored in both
 /// databases.

@@ -368,6 +368,9 @@ pub struct NewKey {
     key: crate::service::keys::KeySummary,
     /// `kps_…`; store it in a secrets manager.
     client_secret: String,
+    /// `whsec_…`: verifies this key's signed webhook deliveries (Standard
+    /// Webhooks). Derived from the secret with HKDF-SHA256; shown only here.
+    webhook_signing_key: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -92,6 +92,7 @@ pub async fn list(
 fn created_with_secret(created: &CreatedKey) -> Result<HttpResponse, ApiError> {
     let mut doc = serde_json::to_value(&created.key).map_err(|_| ApiError::internal())?;
     doc["client_secret"] = created.secret.expose().into();
+    doc["webhook_signing_key"] = created.webhook_signing_key.to_whsec().into();
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(doc))

@@ -13,7 +13,7 @@ use super::audit::{self, Event};
 use super::{Result, Service, ServiceError, authz, preview, stored_permissions};
 use crate::domain::{
     ClientId, ClientSecret, Email, KEYS_MANAGE, KeyDescription, KeyLabels, KeyName, Principal,
-    Role, ScopeSet, SourceAllowList, UnixTime, UserStatus, now,
+    Role, ScopeSet, SourceAllowList, UnixTime, UserStatus, WebhookSigningKey, now,
 };
 use crate::storage::{
     KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, NewKey, StorageError, UserRow,
@@ -109,6 +109,10 @@ pub struct KeySummary {
     /// (the secret presented on its own).
     #[schema(examples("token", "direct"))]
     pub last_used_kind: Option<String>,
+    /// Whether the key has a webhook-signing key. Keys created before
+    /// webhook signing have none: they cannot take the webhook-signing mark,
+    /// so mark a newer key.
+    pub has_webhook_signing_key: bool,
 }
 
 /// Splits a stored space-separated list (scopes, address ranges).
@@ -151,6 +155,7 @@ impl KeySummary {
             description: row.description,
             last_used_from: row.last_used_from,
             last_used_kind: row.last_used_kind,
+            has_webhook_signing_key: row.has_webhook_key != 0,
         })
     }
 
@@ -165,6 +170,9 @@ impl KeySummary {
 pub struct CreatedKey {
     pub key: KeySummary,
     pub secret: ClientSecret,
+    /// Derived from the secret; shown once with it, for receivers of signed
+    /// webhooks.
+    pub webhook_signing_key: WebhookSigningKey,
 }
 
 /// A key rolled: its successor, with the secret, and the old key as it is
@@ -376,6 +384,7 @@ pub async fn create_key_with(
     let client_id = ClientId::generate();
     let secret = ClientSecret::generate();
     let digest = secret.digest().to_hex();
+    let webhook_signing_key = WebhookSigningKey::derive(&secret);
     let inserted = service
         .store
         .insert_key_within_limit(
@@ -392,6 +401,7 @@ pub async fn create_key_with(
                 description: description.as_ref().map(KeyDescription::as_str),
                 labels: stored_labels.as_deref(),
                 allowed_sources: stored_sources.as_deref(),
+                webhook_key: &webhook_signing_key,
                 now: created_at,
             },
             limit,
@@ -433,8 +443,13 @@ pub async fn create_key_with(
         allowed_sources: allowed_sources.to_strings(),
         last_used_from: None,
         last_used_kind: None,
+        has_webhook_signing_key: true,
     };
-    Ok(CreatedKey { key, secret })
+    Ok(CreatedKey {
+        key,
+        secret,
+        webhook_signing_key,
+    })
 }
 
 /// Which keys the operator lists; people always see what they may manage.
@@ -629,6 +644,13 @@ pub async fn mark_webhook_signing(
             "key {} is {} and cannot sign webhooks",
             found.client_id,
             found.status.as_str()
+        )));
+    }
+    if !found.has_webhook_signing_key {
+        return Err(ServiceError::Conflict(format!(
+            "key {} was created before webhook signing and has no webhook-signing key; \
+             mark a key created since",
+            found.client_id
         )));
     }
     service
@@ -915,6 +937,7 @@ pub async fn roll_key(
     let client_id = ClientId::generate();
     let secret = ClientSecret::generate();
     let digest = secret.digest().to_hex();
+    let webhook_signing_key = WebhookSigningKey::derive(&secret);
     let old_expires_at = created_at + grace;
     let rolled = service
         .store
@@ -934,6 +957,7 @@ pub async fn roll_key(
                 description: old.description.as_deref(),
                 labels: labels.as_deref(),
                 allowed_sources: allowed_sources.as_deref(),
+                webhook_key: &webhook_signing_key,
                 now: created_at,
             },
             limit,
@@ -975,7 +999,11 @@ pub async fn roll_key(
     let key = visible_key(service, &principal, &id).await?;
     let old = visible_key(service, &principal, &old.id).await?;
     Ok(RolledKey {
-        new: CreatedKey { key, secret },
+        new: CreatedKey {
+            key,
+            secret,
+            webhook_signing_key,
+        },
         old,
     })
 }

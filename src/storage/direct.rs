@@ -189,6 +189,7 @@ mod tests {
             url: format!("sqlite://{}/direct.db", dir.display()),
             max_connections: 1,
             acquire_timeout: Duration::from_secs(60),
+            master_keys: Default::default(),
         })
         .await
         .expect("connects");

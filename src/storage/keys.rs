@@ -1,4 +1,5 @@
-use super::{Result, Store};
+use super::{Result, StorageError, Store};
+use crate::domain::WebhookSigningKey;
 
 pub struct NewKey<'a> {
     pub id: &'a str,
@@ -15,6 +16,8 @@ pub struct NewKey<'a> {
     pub labels: Option<&'a str>,
     /// Space-separated CIDR ranges (`SourceAllowList::to_stored`).
     pub allowed_sources: Option<&'a str>,
+    /// Derived from the secret; stored only sealed.
+    pub webhook_key: &'a WebhookSigningKey,
     pub now: i64,
 }
 
@@ -42,6 +45,9 @@ pub struct KeyRow {
     pub allowed_sources: Option<String>,
     pub last_used_from: Option<String>,
     pub last_used_kind: Option<String>,
+    /// 1 when the key has a webhook-signing key (keys created before
+    /// webhook signing have none).
+    pub has_webhook_key: i64,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -151,12 +157,42 @@ macro_rules! key_select {
         "SELECT k.id, k.tenant_id, k.owner_id, u.email AS owner_email, k.client_id, \
          k.name, k.scopes, k.token_ttl_seconds, k.expires_at, k.last_used_at, k.revoked_at, \
          k.revoked_by, k.created_at, k.signs_webhooks, k.disabled_at, k.rolled_to, k.description, \
-         k.labels, k.allowed_sources, k.last_used_from, k.last_used_kind \
+         k.labels, k.allowed_sources, k.last_used_from, k.last_used_kind, \
+         CAST(CASE WHEN k.webhook_key_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_webhook_key \
          FROM api_keys k JOIN users u ON u.id = k.owner_id "
     };
 }
 
+const WEBHOOK_KEY_TABLE: &str = "api_keys";
+const WEBHOOK_KEY_COLUMN: &str = "webhook_key_sealed";
+
 impl Store {
+    fn seal_webhook_key(&self, key: &NewKey<'_>) -> Result<String> {
+        self.seal(
+            WEBHOOK_KEY_TABLE,
+            WEBHOOK_KEY_COLUMN,
+            key.id,
+            key.webhook_key.expose(),
+        )
+    }
+
+    /// The key's webhook-signing key, opened; `None` for a key created
+    /// before webhook signing (or no such key).
+    pub async fn webhook_signing_key(&self, key_id: &str) -> Result<Option<WebhookSigningKey>> {
+        let sealed: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT webhook_key_sealed FROM api_keys WHERE id = $1")
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((Some(sealed),)) = sealed else {
+            return Ok(None);
+        };
+        let clear = self.open(WEBHOOK_KEY_TABLE, WEBHOOK_KEY_COLUMN, key_id, &sealed)?;
+        WebhookSigningKey::from_bytes(&clear)
+            .map(Some)
+            .ok_or_else(|| StorageError::Corrupt(format!("key {key_id}: bad webhook key length")))
+    }
+
     /// Inserts the key unless its owner already holds `max_active` active keys.
     /// The owner's row is locked first (an UPDATE takes a row lock on
     /// PostgreSQL and the write lock on SQLite), so concurrent creations for one
@@ -166,6 +202,7 @@ impl Store {
         key: NewKey<'_>,
         max_active: u32,
     ) -> Result<KeyInsert> {
+        let sealed_webhook_key = self.seal_webhook_key(&key)?;
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, key.owner_id).await?;
         let active = count_active(&mut tx, key.owner_id, key.now).await?;
@@ -174,7 +211,7 @@ impl Store {
             return Ok(KeyInsert::LimitReached { active });
         }
         let signs_webhooks = take_mark_if_unheld(&mut tx, key.owner_id, key.now).await?;
-        insert_key(&mut tx, &key, signs_webhooks).await?;
+        insert_key(&mut tx, &key, &sealed_webhook_key, signs_webhooks).await?;
         tx.commit().await?;
         Ok(KeyInsert::Inserted { signs_webhooks })
     }
@@ -250,6 +287,7 @@ impl Store {
         new: NewKey<'_>,
         max_active: u32,
     ) -> Result<KeyRoll> {
+        let sealed_webhook_key = self.seal_webhook_key(&new)?;
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, new.owner_id).await?;
         let active = count_active(&mut tx, new.owner_id, new.now).await?;
@@ -288,7 +326,7 @@ impl Store {
         } else {
             take_mark_if_unheld(&mut tx, new.owner_id, new.now).await?
         };
-        insert_key(&mut tx, &new, moved_mark || took_mark).await?;
+        insert_key(&mut tx, &new, &sealed_webhook_key, moved_mark || took_mark).await?;
         tx.commit().await?;
         Ok(KeyRoll::Rolled {
             moved_mark,
@@ -438,7 +476,7 @@ impl Store {
                 .await?;
             let successor: Option<(String, String)> = sqlx::query_as(
                 "SELECT id, client_id FROM api_keys WHERE owner_id = $1 AND id <> $2 \
-                 AND revoked_at IS NULL AND disabled_at IS NULL \
+                 AND revoked_at IS NULL AND disabled_at IS NULL AND webhook_key_sealed IS NOT NULL \
                  AND (expires_at IS NULL OR expires_at > $3) \
                  ORDER BY created_at DESC, id DESC LIMIT 1",
             )
@@ -526,13 +564,14 @@ async fn take_mark_if_unheld(tx: &mut Transaction<'_>, owner_id: &str, now: i64)
 async fn insert_key(
     tx: &mut Transaction<'_>,
     key: &NewKey<'_>,
+    sealed_webhook_key: &str,
     signs_webhooks: bool,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
          token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks, description, \
-         labels, allowed_sources) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)",
+         labels, allowed_sources, webhook_key_sealed) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)",
     )
     .bind(key.id)
     .bind(key.tenant_id)
@@ -548,6 +587,7 @@ async fn insert_key(
     .bind(key.description)
     .bind(key.labels)
     .bind(key.allowed_sources)
+    .bind(sealed_webhook_key)
     .execute(&mut **tx)
     .await?;
     Ok(())

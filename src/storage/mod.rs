@@ -8,6 +8,7 @@ mod direct;
 mod keys;
 mod push_queue;
 mod records;
+mod sealed;
 mod sessions;
 mod signing_keys;
 mod tenants;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 use crate::config::DatabaseSettings;
+use crate::sealing::{self, MasterKeyError, SealError, Sealer};
 use direct::DirectReader;
 
 pub use audit::{AuditFilter, AuditRow};
@@ -28,6 +30,7 @@ pub use keys::{
 };
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
+pub use sealed::{SEALED_COLUMNS, SealReport, SealedColumn};
 pub use sessions::SessionRow;
 pub use signing_keys::SigningKeyRow;
 pub use tenants::TenantRow;
@@ -62,6 +65,10 @@ pub enum StorageError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database location: {0}")]
     Location(String),
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    #[error(transparent)]
+    Sealing(#[from] SealError),
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -137,14 +144,25 @@ pub struct Store {
     backend: Backend,
     /// SQLite files only: point reads that skip sqlx's worker thread.
     direct: Option<Arc<DirectReader>>,
+    /// Seals and opens the values of the sealed columns (`sealed`).
+    sealer: Arc<Sealer>,
 }
 
 impl Store {
-    /// Connects (creating the SQLite file and its folder when needed) and runs
-    /// pending migrations.
+    /// Connects (creating the SQLite file and its folder when needed), runs
+    /// pending migrations and seals any value a database from before sealed
+    /// storage still holds in clear.
     pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Self> {
         let store = Self::connect(settings).await?;
         store.migrate().await?;
+        let report = store.seal_clear_values().await?;
+        if report.sealed > 0 {
+            log::info!(
+                "sealed {} value(s) that were stored in clear, under master key {}",
+                report.sealed,
+                store.sealer.current_key_id()
+            );
+        }
         Ok(store)
     }
 
@@ -155,6 +173,16 @@ impl Store {
             url,
             sqlite_file,
         } = prepare_url(&settings.url)?;
+        // Before connecting: a missing master key stops start-up before any
+        // file or connection is opened.
+        let sealer = sealing::resolve_sealer(
+            &settings.master_keys,
+            match (backend, &sqlite_file) {
+                (Backend::Postgres, _) => sealing::Database::Postgres,
+                (Backend::Sqlite, Some(file)) => sealing::Database::SqliteFile(file),
+                (Backend::Sqlite, None) => sealing::Database::SqliteMemory,
+            },
+        )?;
         let options = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout);
@@ -175,6 +203,7 @@ impl Store {
             pool,
             backend,
             direct: sqlite_file.map(|path| Arc::new(DirectReader::new(path))),
+            sealer: Arc::new(sealer),
         })
     }
 
@@ -198,6 +227,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The id of the master key new values are sealed with.
+    pub fn master_key_id(&self) -> &str {
+        self.sealer.current_key_id()
     }
 
     /// A cheap round trip, for readiness checks.
@@ -334,6 +368,7 @@ mod tests {
             url: format!("sqlite://{}", path.display()),
             max_connections: 1,
             acquire_timeout: std::time::Duration::from_secs(10),
+            master_keys: Default::default(),
         })
         .await
         .unwrap();

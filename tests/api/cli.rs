@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDatabase};
+use crate::helpers::{Backend, TestDatabase, master_key_env};
 
 const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
 
@@ -78,6 +78,7 @@ impl Keyport {
             ),
             ("KEYPORT_WORKERS".to_owned(), "1".to_owned()),
         ];
+        vars.extend(master_key_env(&db.url));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Keyport { db, env: vars }
     }
@@ -335,6 +336,13 @@ async fn a_created_key_carries_its_client_id_and_a_kps_secret_in_json(backend: B
     assert!(secret.starts_with("kps_"), "{created}");
     assert!(secret.len() > 32, "a secret with real entropy: {created}");
     assert!(!secret.contains(client_id) && !client_id.contains(secret));
+    // The webhook-signing key derived from the secret, shown with it once.
+    let whsec = str_of(&created, "webhook_signing_key");
+    assert!(
+        whsec.starts_with("whsec_") && whsec.len() == 50,
+        "{created}"
+    );
+    assert_eq!(created["has_webhook_signing_key"], true);
     assert_eq!(created["name"], "ERP nightly sync");
     assert_eq!(created["owner_email"], email.as_str());
     assert_eq!(created["tenant_id"], tenant["id"]);
@@ -1032,7 +1040,15 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
 
     let server = Server::start(&keyport).await;
     if let Some(file) = &sqlite_file {
+        use std::os::unix::fs::PermissionsExt;
         assert!(file.is_file(), "serve created {}", file.display());
+        // And the master key that seals its signing keys, beside it, owner-only.
+        let master_key = file.with_file_name("keyport.master-key");
+        let mode = std::fs::metadata(&master_key)
+            .expect("serve created the master key beside the database")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", master_key.display());
     }
 
     let client = reqwest::Client::builder()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{Backend, ServedBinary, TestDatabase};
+use crate::helpers::{Backend, ServedBinary, TestDatabase, master_key_env};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -85,6 +85,7 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
             .env("CHROMIUM", CHROMIUM)
             .env("KEYPORT_BIN", env!("CARGO_BIN_EXE_keyport"))
             .env("KEYPORT_DATABASE_URL", &db.url)
+            .envs(master_key_env(&db.url))
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
             .output(),

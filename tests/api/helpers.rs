@@ -48,6 +48,19 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The master key every test on PostgreSQL gives Keyport (PostgreSQL needs
+/// one; SQLite tests use the key the server creates beside the database).
+pub const TEST_MASTER_KEY: &str = "a2V5cG9ydC10ZXN0LW1hc3Rlci1rZXktMzItYnl0ZXM=";
+
+/// `KEYPORT_MASTER_KEY` for a database at `url`, when it needs one.
+pub fn master_key_env(url: &str) -> Vec<(String, String)> {
+    if url.starts_with("postgres") {
+        vec![("KEYPORT_MASTER_KEY".to_owned(), TEST_MASTER_KEY.to_owned())]
+    } else {
+        Vec::new()
+    }
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("KEYPORT_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
@@ -169,6 +182,7 @@ pub fn settings_for(url: &str, overrides: &[(&str, &str)]) -> Settings {
         ("KEYPORT_WORKERS".into(), "1".into()),
         ("KEYPORT_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
     ];
+    env.extend(master_key_env(url));
     env.extend(
         overrides
             .iter()
@@ -541,6 +555,7 @@ impl ServedBinary {
             .env("KEYPORT_DATABASE_URL", url)
             .env("KEYPORT_BIND", "127.0.0.1:0")
             .env("KEYPORT_WORKERS", workers.to_string())
+            .envs(master_key_env(url))
             .env("RUST_LOG", "info");
         command
     }
@@ -604,5 +619,70 @@ impl Drop for ServedBinary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Every row of every table in `db`, as `(table, the row as text)`: what an
+/// attacker holding a copy of the database reads.
+pub async fn every_stored_row(db: &TestDatabase) -> Vec<(String, String)> {
+    match db.sqlite_dir() {
+        Some(dir) => {
+            let path = dir.join("keyport.db");
+            tokio::task::spawn_blocking(move || {
+                use rusqlite::types::ValueRef;
+                let connection = rusqlite::Connection::open(&path).expect("open the SQLite file");
+                let tables: Vec<String> = connection
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .expect("list tables");
+                let mut rows = Vec::new();
+                for table in tables {
+                    let mut statement = connection
+                        .prepare(&format!("SELECT * FROM \"{table}\""))
+                        .expect("select");
+                    let columns = statement.column_count();
+                    let mut cursor = statement.query([]).expect("query");
+                    while let Some(row) = cursor.next().expect("row") {
+                        let text: Vec<String> = (0..columns)
+                            .map(|i| match row.get_ref(i).expect("value") {
+                                ValueRef::Null => "null".to_owned(),
+                                ValueRef::Integer(n) => n.to_string(),
+                                ValueRef::Real(n) => n.to_string(),
+                                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                    String::from_utf8_lossy(t).into_owned()
+                                }
+                            })
+                            .collect();
+                        rows.push((table.clone(), text.join(" | ")));
+                    }
+                }
+                rows
+            })
+            .await
+            .expect("scan")
+        }
+        None => {
+            use sqlx::{Connection, Row};
+            let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            )
+            .fetch_all(&mut connection)
+            .await
+            .expect("list tables");
+            let mut rows = Vec::new();
+            for table in tables {
+                let sql = format!("SELECT row_to_json(t)::text FROM \"{table}\" t");
+                for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut connection)
+                    .await
+                    .expect("select")
+                {
+                    rows.push((table.clone(), row.get::<String, _>(0)));
+                }
+            }
+            rows
+        }
     }
 }

@@ -11,7 +11,7 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, json_body, master_key_env, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery staple";
 const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
@@ -895,6 +895,7 @@ async fn keyport(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) 
     }
     command
         .env("KEYPORT_DATABASE_URL", &app.db.url)
+        .envs(master_key_env(&app.db.url))
         .env("KEYPORT_DATABASE_MAX_CONNECTIONS", "2")
         .args(args)
         .stdin(std::process::Stdio::null())

@@ -116,6 +116,7 @@
         }
         document.getElementById('created-client-id').textContent = body.client_id;
         document.getElementById('created-secret').textContent = body.client_secret;
+        document.getElementById('created-webhook-key').textContent = body.webhook_signing_key;
         document.getElementById('created-curl').textContent = body.curl;
         document.getElementById('created-postman').href = body.postman;
         document.getElementById('created-test-result').replaceChildren();
@@ -141,7 +142,7 @@
   // After the one showing, the secret is wiped and the page reloaded (GET):
   // nothing can bring it back.
   function discardSecret() {
-    for (const id of ['created-secret', 'created-curl', 'created-client-id']) {
+    for (const id of ['created-secret', 'created-webhook-key', 'created-curl', 'created-client-id']) {
       const element = document.getElementById(id);
       if (element) element.textContent = '';
     }

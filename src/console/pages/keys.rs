@@ -253,6 +253,7 @@ pub async fn create_key(
                 "id": view.id,
                 "client_id": view.client_id,
                 "client_secret": view.secret,
+                "webhook_signing_key": view.webhook_signing_key,
                 "curl": view.curl,
                 "postman": format!("/console/keys/{}/postman.json", view.id),
             }));
@@ -408,6 +409,7 @@ fn created_view(state: &AppState, created: &key_service::CreatedKey) -> CreatedV
         id: created.key.id.clone(),
         client_id: created.key.client_id.clone(),
         secret: created.secret.expose().to_owned(),
+        webhook_signing_key: created.webhook_signing_key.to_whsec(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::IpRange;
+use crate::domain::{IpRange, TargetPolicy};
 use crate::sealing::{MasterKeySettings, MasterKeyText};
 use crate::tokens::SigningAlgorithm;
 
@@ -46,6 +46,17 @@ struct RawSettings {
     trusted_proxies: String,
     master_key_file: String,
     master_key_previous_file: String,
+    webhook_allow_http: bool,
+    webhook_allow_private_targets: bool,
+    webhook_connect_timeout_seconds: u64,
+    webhook_timeout_seconds: u64,
+    webhook_retry_for_seconds: u64,
+    webhook_retry_initial_seconds: u64,
+    webhook_disable_after_seconds: u64,
+    webhook_signature_overlap_seconds: u64,
+    webhook_key_expiring_days: u64,
+    webhook_concurrency: usize,
+    webhook_poll_interval_ms: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -67,6 +78,22 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// Serve HTTPS with this certificate and key (PEM); `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    pub webhooks: WebhookSettings,
+}
+
+/// Outbound webhook deliveries; see `config/default.toml`.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub targets: TargetPolicy,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub retry_for: Duration,
+    pub retry_initial: Duration,
+    pub disable_after: Duration,
+    pub signature_overlap: Duration,
+    pub key_expiring_within: Duration,
+    pub concurrency: usize,
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,7 +275,32 @@ impl Settings {
                 "must be at least 1: it cuts off clients that send a request too slowly",
             ));
         }
+        if raw.webhook_timeout_seconds == 0 || raw.webhook_connect_timeout_seconds == 0 {
+            return Err(invalid(
+                "webhook_timeout_seconds",
+                "webhook timeouts must be at least 1 second",
+            ));
+        }
+        if raw.webhook_concurrency == 0 {
+            return Err(invalid("webhook_concurrency", "must be at least 1"));
+        }
+        let webhooks = WebhookSettings {
+            targets: TargetPolicy {
+                allow_http: raw.webhook_allow_http,
+                allow_private: raw.webhook_allow_private_targets,
+            },
+            connect_timeout: Duration::from_secs(raw.webhook_connect_timeout_seconds),
+            timeout: Duration::from_secs(raw.webhook_timeout_seconds),
+            retry_for: Duration::from_secs(raw.webhook_retry_for_seconds),
+            retry_initial: Duration::from_secs(raw.webhook_retry_initial_seconds.max(1)),
+            disable_after: Duration::from_secs(raw.webhook_disable_after_seconds.max(1)),
+            signature_overlap: Duration::from_secs(raw.webhook_signature_overlap_seconds),
+            key_expiring_within: Duration::from_secs(raw.webhook_key_expiring_days * 86_400),
+            concurrency: raw.webhook_concurrency,
+            poll_interval: Duration::from_millis(raw.webhook_poll_interval_ms.clamp(50, 60_000)),
+        };
         Ok(Settings {
+            webhooks,
             bind: raw.bind.clone(),
             database: DatabaseSettings {
                 url: raw.database_url,

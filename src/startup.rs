@@ -36,6 +36,8 @@ pub enum StartupError {
     Tls(#[from] TlsError),
     #[error("cannot tell whether this is the first run: {0}")]
     FirstRun(String),
+    #[error("cannot set up webhook deliveries: {0}")]
+    Webhooks(String),
     #[error("cannot watch for SIGHUP (the TLS certificate reload signal)")]
     Signal(#[source] std::io::Error),
 }
@@ -152,6 +154,9 @@ impl Application {
             spawn_reload_on_hangup(reloader.clone(), Arc::downgrade(&alive))?;
         }
         let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
+        crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
+            .map_err(StartupError::Webhooks)?
+            .spawn(Arc::downgrade(&alive));
         let pushes = PushQueue::start(store);
         let state = web::Data::new(AppState {
             service,

@@ -247,7 +247,7 @@ pub struct UsersPage {
     pub flash: Option<String>,
     pub error: Option<PageError>,
     pub users: Vec<UserView>,
-    pub grantable: [&'static str; 3],
+    pub grantable: [&'static str; 4],
     pub api_only_users: bool,
     pub invite: Option<InviteView>,
 }

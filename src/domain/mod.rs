@@ -8,6 +8,7 @@ mod principal;
 mod record;
 mod scope;
 mod user;
+mod webhook;
 mod webhook_key;
 
 pub use credentials::{
@@ -22,9 +23,13 @@ pub use principal::{ActingUser, Credential, Principal};
 pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use scope::{
     ADMIN_SCOPES, AUDIT_READ, GRANTABLE_SCOPES, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope,
-    ScopeError, ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_WRITE,
+    ScopeError, ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_MANAGE, WEBHOOKS_WRITE,
 };
 pub use user::{Email, Role, UserStatus};
+pub use webhook::{
+    TEST_EVENT_TYPE, TargetPolicy, WEBHOOK_EVENT_TYPES, WebhookEventTypes, WebhookTargetError,
+    WebhookUrl, parse_collections,
+};
 pub use webhook_key::{WEBHOOK_KEY_INFO, WebhookSigningKey};
 
 /// Seconds since the Unix epoch: the one time representation stored in both

@@ -6,6 +6,8 @@ use std::fmt;
 pub const REPORTS_READ: &str = "reports:read";
 pub const WEBHOOKS_WRITE: &str = "webhooks:write";
 pub const KEYS_MANAGE: &str = "keys:manage";
+/// Registers and manages outbound webhook endpoints.
+pub const WEBHOOKS_MANAGE: &str = "webhooks:manage";
 
 /// Administration scopes: every admin holds them, no member can. A key or
 /// token carries them only when its owner is an admin and it was not narrowed.
@@ -15,13 +17,15 @@ pub const AUDIT_READ: &str = "audit:read";
 pub const ADMIN_SCOPES: [&str; 3] = [USERS_MANAGE, TENANT_MANAGE, AUDIT_READ];
 
 /// The scopes a user can be granted one by one.
-pub const GRANTABLE_SCOPES: [&str; 3] = [REPORTS_READ, WEBHOOKS_WRITE, KEYS_MANAGE];
+pub const GRANTABLE_SCOPES: [&str; 4] =
+    [REPORTS_READ, WEBHOOKS_WRITE, KEYS_MANAGE, WEBHOOKS_MANAGE];
 
 /// Every scope Keyport itself checks, as the metadata's `scopes_supported`.
-pub const SUPPORTED_SCOPES: [&str; 6] = [
+pub const SUPPORTED_SCOPES: [&str; 7] = [
     REPORTS_READ,
     WEBHOOKS_WRITE,
     KEYS_MANAGE,
+    WEBHOOKS_MANAGE,
     USERS_MANAGE,
     TENANT_MANAGE,
     AUDIT_READ,

@@ -15,6 +15,7 @@ mod records;
 mod session;
 mod token_request;
 mod users;
+mod webhook_endpoints;
 mod wellknown;
 mod whoami;
 
@@ -150,6 +151,34 @@ pub static ROUTES: &[RouteSpec] = &[
         r.to(users::set_policy)
     }),
     route("/api/v1/audit", Method::GET, |r| r.to(users::audit)),
+    route("/api/v1/webhook-endpoints", Method::GET, |r| {
+        r.to(webhook_endpoints::list)
+    }),
+    route("/api/v1/webhook-endpoints", Method::POST, |r| {
+        r.to(webhook_endpoints::create)
+    }),
+    route("/api/v1/webhook-endpoints/{id}", Method::GET, |r| {
+        r.to(webhook_endpoints::show)
+    }),
+    route("/api/v1/webhook-endpoints/{id}", Method::PATCH, |r| {
+        r.to(webhook_endpoints::change)
+    }),
+    route("/api/v1/webhook-endpoints/{id}", Method::DELETE, |r| {
+        r.to(webhook_endpoints::delete)
+    }),
+    route("/api/v1/webhook-endpoints/{id}/test", Method::POST, |r| {
+        r.to(webhook_endpoints::test)
+    }),
+    route(
+        "/api/v1/webhook-endpoints/{id}/attempts",
+        Method::GET,
+        |r| r.to(webhook_endpoints::attempts),
+    ),
+    route(
+        "/api/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/redeliver",
+        Method::POST,
+        |r| r.to(webhook_endpoints::redeliver),
+    ),
 ];
 
 /// Registers [`ROUTES`]: one resource per path, holding that path's methods.

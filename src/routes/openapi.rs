@@ -84,6 +84,14 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::users::unlock,
         super::users::set_policy,
         super::users::audit,
+        super::webhook_endpoints::list,
+        super::webhook_endpoints::create,
+        super::webhook_endpoints::show,
+        super::webhook_endpoints::change,
+        super::webhook_endpoints::delete,
+        super::webhook_endpoints::test,
+        super::webhook_endpoints::attempts,
+        super::webhook_endpoints::redeliver,
     ),
     components(
         // `DeleteKeyConfirmation` and `RollKeyRequest` are referred to by

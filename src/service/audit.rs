@@ -65,6 +65,30 @@ pub async fn record(store: &Store, principal: &Principal, event: Event<'_>) {
     }
 }
 
+/// Stores an event Keyport did on its own (the delivery worker disabling a
+/// failing endpoint): actor `keyport`, credential kind `system`.
+pub async fn record_system(store: &Store, event: Event<'_>) {
+    let row = AuditRow {
+        id: Uuid::now_v7().to_string(),
+        tenant_id: event.tenant_id.map(str::to_owned),
+        actor: "keyport".to_owned(),
+        action: event.action.to_owned(),
+        target: event.target.map(str::to_owned),
+        source_address: None,
+        detail: event.detail,
+        credential_kind: Some("system".to_owned()),
+        credential_id: None,
+        created_at: now(),
+    };
+    if let Err(err) = store.insert_audit(&row).await {
+        log::error!(
+            "audit event {} could not be stored: {}",
+            event.action,
+            crate::telemetry::error_chain(&err)
+        );
+    }
+}
+
 /// One page of the caller's tenant's audit trail, oldest first, and whether
 /// more follow. Needs `audit:read`.
 pub async fn list(

@@ -613,7 +613,7 @@ pub async fn delete_key(
             return Err(ServiceError::ConfirmationRequired { phrase });
         }
     }
-    if !service.store.delete_key(&found.id).await? {
+    if !service.store.delete_key(&found.id, now()).await? {
         return Err(ServiceError::NotFound(format!(
             "key {} was already deleted",
             found.client_id

@@ -10,6 +10,7 @@
 //! | read a user | `users:manage`, or the user themself |
 //! | tenant policy | `tenant:manage` (admins) |
 //! | audit trail | `audit:read` (admins) |
+//! | webhook endpoints: register, list, change, delete, test, attempts, redeliver | `webhooks:manage`; members only their own endpoints |
 //!
 //! A credential holds the scopes it was given within what its owner may do
 //! now; an access token is re-checked against its key and owner before any
@@ -18,6 +19,7 @@
 pub mod audit;
 pub mod authz;
 pub mod clients;
+pub mod deliveries;
 pub mod grant;
 pub mod keys;
 pub mod sessions;
@@ -26,6 +28,7 @@ pub mod tenants;
 pub mod throttle;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

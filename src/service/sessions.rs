@@ -232,7 +232,7 @@ async fn check_password_guarded(
     .await;
     if attempt == max {
         let until = at + security.sign_in_lock.as_secs() as i64;
-        service.store.lock_user(&user.id, until).await?;
+        service.store.lock_user(&user.id, until, at).await?;
         audit::record(
             &service.store,
             principal,

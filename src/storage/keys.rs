@@ -1,3 +1,4 @@
+use super::webhooks::{WebhookEvent, record_event};
 use super::{Result, StorageError, Store};
 use crate::domain::WebhookSigningKey;
 
@@ -212,6 +213,7 @@ impl Store {
         }
         let signs_webhooks = take_mark_if_unheld(&mut tx, key.owner_id, key.now).await?;
         insert_key(&mut tx, &key, &sealed_webhook_key, signs_webhooks).await?;
+        record_event(&mut tx, &key_event("key.created", &key), key.now).await?;
         tx.commit().await?;
         Ok(KeyInsert::Inserted { signs_webhooks })
     }
@@ -240,9 +242,10 @@ impl Store {
     /// Moves the owner's webhook-signing mark to `key_id`, atomically.
     pub async fn mark_webhook_signing(&self, owner_id: &str, key_id: &str, now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE api_keys SET signs_webhooks = 0, updated_at = $2 WHERE owner_id = $1 AND signs_webhooks = 1")
+        sqlx::query("UPDATE api_keys SET signs_webhooks = 0, webhook_unmarked_at = $2, updated_at = $2 WHERE owner_id = $1 AND signs_webhooks = 1 AND id <> $3")
             .bind(owner_id)
             .bind(now)
+            .bind(key_id)
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE api_keys SET signs_webhooks = 1, updated_at = $3 WHERE id = $1 AND owner_id = $2")
@@ -318,15 +321,19 @@ impl Store {
             .await?;
         let moved_mark = signed != 0;
         let took_mark = if moved_mark {
-            sqlx::query("UPDATE api_keys SET signs_webhooks = 0 WHERE id = $1")
-                .bind(old_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE api_keys SET signs_webhooks = 0, webhook_unmarked_at = $2 WHERE id = $1",
+            )
+            .bind(old_id)
+            .bind(new.now)
+            .execute(&mut *tx)
+            .await?;
             false
         } else {
             take_mark_if_unheld(&mut tx, new.owner_id, new.now).await?
         };
         insert_key(&mut tx, &new, &sealed_webhook_key, moved_mark || took_mark).await?;
+        record_event(&mut tx, &key_event("key.created", &new), new.now).await?;
         tx.commit().await?;
         Ok(KeyRoll::Rolled {
             moved_mark,
@@ -463,17 +470,34 @@ impl Store {
             tx.rollback().await?;
             return Ok(KeyRevocation::AlreadyRevoked);
         }
-        let (owner_id, signed): (String, i64) =
-            sqlx::query_as("SELECT owner_id, signs_webhooks FROM api_keys WHERE id = $1")
-                .bind(key_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let (owner_id, signed, tenant_id, client_id): (String, i64, String, String) =
+            sqlx::query_as(
+                "SELECT owner_id, signs_webhooks, tenant_id, client_id FROM api_keys WHERE id = $1",
+            )
+            .bind(key_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        record_event(
+            &mut tx,
+            &WebhookEvent {
+                tenant_id: &tenant_id,
+                subject_owner_id: &owner_id,
+                event_type: "key.revoked",
+                collection: None,
+                data: key_event_data(key_id, &client_id, &owner_id),
+            },
+            now,
+        )
+        .await?;
         let mut mark_moved_to = None;
         if signed != 0 {
-            sqlx::query("UPDATE api_keys SET signs_webhooks = 0 WHERE id = $1")
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE api_keys SET signs_webhooks = 0, webhook_unmarked_at = $2 WHERE id = $1",
+            )
+            .bind(key_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             let successor: Option<(String, String)> = sqlx::query_as(
                 "SELECT id, client_id FROM api_keys WHERE owner_id = $1 AND id <> $2 \
                  AND revoked_at IS NULL AND disabled_at IS NULL AND webhook_key_sealed IS NOT NULL \
@@ -503,16 +527,55 @@ impl Store {
         })
     }
 
-    pub async fn delete_key(&self, key_id: &str) -> Result<bool> {
+    /// Deletes the key, announcing `key.deleted` in the same transaction.
+    pub async fn delete_key(&self, key_id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(String, String, String)> =
+            sqlx::query_as("SELECT tenant_id, owner_id, client_id FROM api_keys WHERE id = $1")
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let done = sqlx::query("DELETE FROM api_keys WHERE id = $1")
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if let Some((tenant_id, owner_id, client_id)) = found
+            && done.rows_affected() == 1
+        {
+            record_event(
+                &mut tx,
+                &WebhookEvent {
+                    tenant_id: &tenant_id,
+                    subject_owner_id: &owner_id,
+                    event_type: "key.deleted",
+                    collection: None,
+                    data: key_event_data(key_id, &client_id, &owner_id),
+                },
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 }
 
 type Transaction<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// A key event's `data`: ids only.
+fn key_event_data(key_id: &str, client_id: &str, owner_id: &str) -> serde_json::Value {
+    serde_json::json!({ "key_id": key_id, "client_id": client_id, "owner_id": owner_id })
+}
+
+fn key_event<'a>(event_type: &'static str, key: &'a NewKey<'_>) -> WebhookEvent<'a> {
+    WebhookEvent {
+        tenant_id: key.tenant_id,
+        subject_owner_id: key.owner_id,
+        event_type,
+        collection: None,
+        data: key_event_data(key.id, key.client_id, key.owner_id),
+    }
+}
 
 /// Locks the owner's row: an UPDATE takes a row lock on PostgreSQL and the
 /// write lock on SQLite, so key creations for one user are serialised.
@@ -552,9 +615,11 @@ async fn take_mark_if_unheld(tx: &mut Transaction<'_>, owner_id: &str, now: i64)
     let take = marked == 0;
     if take {
         sqlx::query(
-            "UPDATE api_keys SET signs_webhooks = 0 WHERE owner_id = $1 AND signs_webhooks = 1",
+            "UPDATE api_keys SET signs_webhooks = 0, webhook_unmarked_at = $2 \
+             WHERE owner_id = $1 AND signs_webhooks = 1",
         )
         .bind(owner_id)
+        .bind(now)
         .execute(&mut **tx)
         .await?;
     }

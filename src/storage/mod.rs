@@ -13,6 +13,7 @@ mod sessions;
 mod signing_keys;
 mod tenants;
 mod users;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,10 @@ pub use sessions::SessionRow;
 pub use signing_keys::SigningKeyRow;
 pub use tenants::TenantRow;
 pub use users::{NewUser, SignInRow, UserListRow, UserRow};
+pub use webhooks::{
+    AttemptOutcome, AttemptRow, DueDelivery, EndpointHealth, EndpointRow, EndpointSettings,
+    NewAttempt, NewEndpoint, QueueStats, WebhookEvent,
+};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -1,3 +1,4 @@
+use super::webhooks::{WebhookEvent, record_event};
 use super::{Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -184,5 +185,23 @@ async fn push_within(
         .execute(&mut **tx)
         .await?;
     }
+    let record_ids: Vec<&str> = push.records.iter().map(|(id, _)| id.as_str()).collect();
+    record_event(
+        tx,
+        &WebhookEvent {
+            tenant_id: push.tenant_id,
+            subject_owner_id: push.owner_id,
+            event_type: "record.created",
+            collection: Some(push.collection),
+            data: serde_json::json!({
+                "collection": push.collection,
+                "record_ids": record_ids,
+                "owner_id": push.owner_id,
+                "client_id": push.client_id,
+            }),
+        },
+        push.now,
+    )
+    .await?;
     Ok(PushOutcome::Stored)
 }

@@ -178,9 +178,33 @@ impl Store {
     }
 
     /// Locks the account until `until`; the failures that led here are spent.
-    pub async fn lock_user(&self, user_id: &str, until: i64) -> Result<()> {
-        self.set_sign_in_failures(user_id, 0, None, Some(until))
-            .await
+    /// Announces `user.locked` in the same transaction.
+    pub async fn lock_user(&self, user_id: &str, until: i64, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let tenant: Option<(String,)> = sqlx::query_as(
+            "UPDATE users SET failed_sign_ins = 0, first_failed_at = NULL, locked_until = $2 \
+             WHERE id = $1 RETURNING tenant_id",
+        )
+        .bind(user_id)
+        .bind(until)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((tenant_id,)) = tenant {
+            super::webhooks::record_event(
+                &mut tx,
+                &super::WebhookEvent {
+                    tenant_id: &tenant_id,
+                    subject_owner_id: user_id,
+                    event_type: "user.locked",
+                    collection: None,
+                    data: serde_json::json!({ "user_id": user_id, "locked_until": until }),
+                },
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn set_user_role_and_permissions(

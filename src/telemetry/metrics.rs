@@ -3,8 +3,8 @@
 //! and database pool use.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -14,6 +14,10 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     active_keys: IntGaugeVec,
     pool_connections: IntGaugeVec,
+    /// Webhook delivery attempts by outcome: delivered, retry, failed.
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_queue_depth: IntGauge,
+    pub webhook_oldest_pending_seconds: IntGauge,
 }
 
 impl Metrics {
@@ -51,6 +55,24 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "keyport_webhook_deliveries_total",
+                "Webhook delivery attempts, by outcome (delivered, retry, failed)",
+            ),
+            &["outcome"],
+        )?;
+        let webhook_queue_depth = IntGauge::new(
+            "keyport_webhook_queue_depth",
+            "Webhook deliveries pending (due now or waiting for a retry)",
+        )?;
+        let webhook_oldest_pending_seconds = IntGauge::new(
+            "keyport_webhook_oldest_pending_seconds",
+            "Age of the oldest pending webhook delivery",
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        registry.register(Box::new(webhook_queue_depth.clone()))?;
+        registry.register(Box::new(webhook_oldest_pending_seconds.clone()))?;
         registry.register(Box::new(tokens_issued.clone()))?;
         registry.register(Box::new(tokens_refused.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
@@ -63,6 +85,9 @@ impl Metrics {
             request_duration,
             active_keys,
             pool_connections,
+            webhook_deliveries,
+            webhook_queue_depth,
+            webhook_oldest_pending_seconds,
         })
     }
 

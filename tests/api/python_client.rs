@@ -12,7 +12,7 @@ use crate::helpers::{Backend, json_body, spawn_app};
 
 /// The interpreter with the client libraries: `KEYPORT_TEST_PYTHON`, else the
 /// project's `.venv`. Missing both is a failure, never a skip.
-fn python_interpreter() -> PathBuf {
+pub fn python_interpreter() -> PathBuf {
     if let Some(python) = std::env::var_os("KEYPORT_TEST_PYTHON").filter(|p| !p.is_empty()) {
         return PathBuf::from(python);
     }

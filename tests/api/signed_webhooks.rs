@@ -9,12 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, json_body, spawn_app};
 
-crate::on_both_backends!(
-    creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it_sealed,
-    a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark,
-    a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign,
-);
-
 /// The derivation exactly as the README gives it to receivers, run by bash.
 fn derive_as_the_readme_says(secret: &str) -> String {
     let readme = include_str!("../../README.md");
@@ -193,4 +187,599 @@ async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backe
     )
     .await;
     assert_eq!(newer["signs_webhooks"], false, "{newer}");
+}
+
+// ─── Deliveries ────────────────────────────────────────────────────────────
+
+/// Settings that let deliveries reach the test's loopback receiver, and make
+/// the worker quick: the SSRF table below runs without them.
+const RECEIVER_SETTINGS: [(&str, &str); 5] = [
+    ("KEYPORT_WEBHOOK_ALLOW_HTTP", "true"),
+    ("KEYPORT_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+    ("KEYPORT_WEBHOOK_POLL_INTERVAL_MS", "100"),
+    ("KEYPORT_WEBHOOK_RETRY_INITIAL_SECONDS", "1"),
+    ("KEYPORT_SIGN_IN_MAX_FAILURES", "2"),
+];
+
+/// `tests/clients/webhook_receiver.py`: a real HTTP server verifying every
+/// delivery with the `standardwebhooks` library.
+struct Receiver {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Receiver {
+    fn start(whsecs: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let dir = std::env::temp_dir().join(format!("keyport-receiver-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("receiver dir");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/clients/webhook_receiver.py");
+        let mut child = std::process::Command::new(crate::python_client::python_interpreter())
+            .arg(script)
+            .arg(&dir)
+            .args(whsecs)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the receiver says its port");
+        let port = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Receiver { child, dir, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+    }
+
+    fn answer(&self, status: u16) {
+        std::fs::write(self.dir.join("status"), status.to_string()).expect("status");
+    }
+
+    fn redirect_to(&self, location: &str) {
+        std::fs::write(self.dir.join("location"), location).expect("location");
+    }
+
+    fn deliveries(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join("deliveries.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json line"))
+            .collect()
+    }
+
+    /// Waits (at most 30 s) until `done` holds for what has arrived.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let arrived = self.deliveries();
+            if done(&arrived) {
+                return arrived;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; arrived: {arrived:#?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn event_type(delivery: &Value) -> String {
+    let body: Value =
+        serde_json::from_str(delivery["body"].as_str().unwrap_or("{}")).expect("body");
+    body["type"].as_str().unwrap_or_default().to_owned()
+}
+
+fn body_of(delivery: &Value) -> Value {
+    serde_json::from_str(delivery["body"].as_str().unwrap_or("{}")).expect("body")
+}
+
+/// An admin with every permission, their first key (which holds the mark)
+/// and a session.
+async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration, String) {
+    let integration = app
+        .integration(
+            "admin",
+            "reports:read webhooks:write keys:manage webhooks:manage",
+        )
+        .await;
+    app.set_password(&integration.user.email, "webhook signing 1234")
+        .await;
+    let session = app
+        .session_for(&integration.user.email, "webhook signing 1234")
+        .await;
+    (integration, session)
+}
+
+async fn register(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
+    app.api(Method::POST, "/api/v1/webhook-endpoints", session)
+        .json(&body)
+        .send()
+        .await
+        .expect("register")
+}
+
+crate::on_both_backends!(
+    creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it_sealed,
+    a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark,
+    a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign,
+    every_event_arrives_signed_and_verifies_with_standardwebhooks_given_only_the_whsec,
+    a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx,
+    a_410_disables_the_endpoint_and_the_disabling_is_audited,
+    redirects_are_never_followed_and_targets_are_checked_again_at_each_connection,
+    non_public_or_insecure_endpoint_urls_are_refused_when_registered,
+);
+
+async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_only_the_whsec(
+    backend: Backend,
+) {
+    let app = crate::helpers::spawn_app_with(backend, &RECEIVER_SETTINGS).await;
+    let (admin, session) = webhook_admin(&app).await;
+    let whsec = admin.key.webhook_signing_key.to_whsec();
+    let receiver = Receiver::start(&[&whsec]);
+    let registered = register(
+        &app,
+        &session,
+        json!({
+            "url": receiver.url(),
+            "events": ["record.created", "key.created", "key.revoked", "key.deleted",
+                       "key.expiring", "user.locked"],
+            "collections": ["orders"],
+            "description": "ERP listener",
+        }),
+    )
+    .await;
+    assert_eq!(registered.status(), 201);
+    let endpoint = json_body(registered).await;
+    let endpoint_id = endpoint["id"].as_str().expect("id").to_owned();
+
+    // Each change announces itself.
+    let token = app.token_for(&admin).await;
+    let pushed = app
+        .push(&token, "orders", &json!([{ "n": 1 }, { "n": 2 }]), None)
+        .await;
+    assert_eq!(pushed.status(), 201);
+    let other_collection = app.push(&token, "invoices", &json!({ "n": 3 }), None).await;
+    assert_eq!(other_collection.status(), 201);
+    let created = app
+        .create_key_over_http(
+            &session,
+            json!({ "name": "expiring", "expires_in_seconds": 86400 }),
+        )
+        .await;
+    let created_id = created["id"].as_str().expect("id").to_owned();
+    let revoked = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/keys/{created_id}/revoke"),
+            &session,
+        )
+        .await;
+    assert_eq!(revoked.status(), 200);
+    let deleted = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/keys/{created_id}"),
+            &session,
+        )
+        .json(&json!({ "confirm": format!("delete {}", created["client_id"].as_str().unwrap()) }))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    let soon = app
+        .create_key_over_http(
+            &session,
+            json!({ "name": "soon", "expires_in_seconds": 3600 }),
+        )
+        .await;
+    for _ in 0..2 {
+        app.sign_in(&admin.user.email, "wrong password 99").await;
+    }
+
+    let wanted = [
+        "record.created",
+        "key.created",
+        "key.revoked",
+        "key.deleted",
+        "key.expiring",
+        "user.locked",
+    ];
+    let arrived = receiver
+        .wait_for("one delivery of every event", |arrived| {
+            wanted
+                .iter()
+                .all(|w| arrived.iter().any(|d| event_type(d) == *w))
+        })
+        .await;
+    for delivery in &arrived {
+        assert_eq!(delivery["verified"], json!([true]), "{delivery}");
+        assert_eq!(delivery["tampered_refused"], true, "{delivery}");
+        assert_eq!(delivery["stale_refused"], true, "{delivery}");
+        assert_eq!(delivery["stranger_refused"], true, "{delivery}");
+        let body = delivery["body"].as_str().unwrap();
+        assert!(!body.contains("kps_") && !body.contains("whsec_"), "{body}");
+        assert!(
+            delivery["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("msg_"))
+        );
+    }
+    // Only the listened-to collection, with the pushed records' ids.
+    let records: Vec<Value> = arrived
+        .iter()
+        .filter(|d| event_type(d) == "record.created")
+        .map(body_of)
+        .collect();
+    assert_eq!(
+        records.len(),
+        1,
+        "invoices are not listened to: {records:?}"
+    );
+    assert_eq!(records[0]["data"]["collection"], "orders");
+    assert_eq!(
+        records[0]["data"]["record_ids"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let expiring: Vec<Value> = arrived
+        .iter()
+        .filter(|d| event_type(d) == "key.expiring")
+        .map(body_of)
+        .collect();
+    assert!(
+        expiring.iter().any(|e| e["data"]["key_id"] == soon["id"]),
+        "{expiring:?}"
+    );
+    let revoked: Vec<Value> = arrived
+        .iter()
+        .filter(|d| event_type(d) == "key.revoked")
+        .map(body_of)
+        .collect();
+    assert_eq!(revoked[0]["data"]["key_id"], created_id.as_str());
+
+    // The attempts are listed with status and latency.
+    let attempts = json_body(
+        app.call(
+            Method::GET,
+            &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
+            &session,
+        )
+        .await,
+    )
+    .await;
+    let attempts = attempts["attempts"].as_array().expect("attempts").clone();
+    assert!(attempts.len() >= wanted.len(), "{attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["status_code"] == 200 && a["delivery_state"] == "delivered")
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["response_excerpt"] == "answered 200")
+    );
+
+    // A test event reaches this endpoint whatever it listens to.
+    let queued = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
+            &session,
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+    let event_id = json_body(queued).await["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    receiver
+        .wait_for("the test event", |arrived| {
+            arrived
+                .iter()
+                .any(|d| d["id"] == event_id.as_str() && event_type(d) == "webhook.test")
+        })
+        .await;
+}
+
+async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, &RECEIVER_SETTINGS).await;
+    let (admin, session) = webhook_admin(&app).await;
+    let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
+    receiver.answer(503);
+    let endpoint = json_body(
+        register(
+            &app,
+            &session,
+            json!({ "url": receiver.url(), "events": ["key.created"] }),
+        )
+        .await,
+    )
+    .await;
+    app.create_key_over_http(&session, json!({ "name": "announce me" }))
+        .await;
+    receiver
+        .wait_for("two failed attempts", |arrived| arrived.len() >= 2)
+        .await;
+    receiver.answer(200);
+    let arrived = receiver
+        .wait_for("a third attempt", |arrived| arrived.len() >= 3)
+        .await;
+    let ids: std::collections::BTreeSet<&str> =
+        arrived.iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "one webhook-id across retries: {arrived:#?}");
+    // Delivered now: no more attempts come.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(receiver.deliveries().len(), 3);
+    let attempts = json_body(
+        app.call(
+            Method::GET,
+            &format!(
+                "/api/v1/webhook-endpoints/{}/attempts",
+                endpoint["id"].as_str().unwrap()
+            ),
+            &session,
+        )
+        .await,
+    )
+    .await;
+    let statuses: Vec<i64> = attempts["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|a| a["status_code"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(statuses, vec![503, 503, 200]);
+
+    // Delivered again on request, with the same id.
+    let delivery_id = attempts["attempts"][0]["delivery_id"].as_str().unwrap();
+    let again = app
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/webhook-endpoints/{}/deliveries/{delivery_id}/redeliver",
+                endpoint["id"].as_str().unwrap()
+            ),
+            &session,
+        )
+        .await;
+    assert_eq!(again.status(), 202);
+    let arrived = receiver.wait_for("the redelivery", |a| a.len() >= 4).await;
+    assert_eq!(arrived[3]["id"], arrived[0]["id"]);
+}
+
+async fn a_410_disables_the_endpoint_and_the_disabling_is_audited(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, &RECEIVER_SETTINGS).await;
+    let (admin, session) = webhook_admin(&app).await;
+    let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
+    receiver.answer(410);
+    let endpoint = json_body(
+        register(
+            &app,
+            &session,
+            json!({ "url": receiver.url(), "events": ["key.created"] }),
+        )
+        .await,
+    )
+    .await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    app.create_key_over_http(&session, json!({ "name": "one" }))
+        .await;
+    receiver
+        .wait_for("the 410 attempt", |a| !a.is_empty())
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let shown = loop {
+        let shown = json_body(
+            app.call(
+                Method::GET,
+                &format!("/api/v1/webhook-endpoints/{id}"),
+                &session,
+            )
+            .await,
+        )
+        .await;
+        if shown["status"] == "disabled" || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(shown["status"], "disabled", "{shown}");
+    assert!(
+        shown["disabled_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("410")
+    );
+    // Nothing more is sent to it.
+    app.create_key_over_http(&session, json!({ "name": "two" }))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(receiver.deliveries().len(), 1);
+    let audit = json_body(app.call(Method::GET, "/api/v1/audit", &session).await).await;
+    assert!(
+        audit.to_string().contains("webhook_endpoint.disable"),
+        "{audit}"
+    );
+}
+
+async fn redirects_are_never_followed_and_targets_are_checked_again_at_each_connection(
+    backend: Backend,
+) {
+    let app = crate::helpers::spawn_app_with(backend, &RECEIVER_SETTINGS).await;
+    let (admin, session) = webhook_admin(&app).await;
+    let whsec = admin.key.webhook_signing_key.to_whsec();
+    let redirector = Receiver::start(&[&whsec]);
+    let target = Receiver::start(&[&whsec]);
+    redirector.redirect_to(&target.url());
+    let endpoint = json_body(
+        register(
+            &app,
+            &session,
+            json!({ "url": redirector.url(), "events": ["key.created"] }),
+        )
+        .await,
+    )
+    .await;
+    app.create_key_over_http(&session, json!({ "name": "one" }))
+        .await;
+    redirector.wait_for("the attempt", |a| !a.is_empty()).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(target.deliveries().is_empty(), "the redirect was followed");
+    let attempts = json_body(
+        app.call(
+            Method::GET,
+            &format!(
+                "/api/v1/webhook-endpoints/{}/attempts",
+                endpoint["id"].as_str().unwrap()
+            ),
+            &session,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(attempts["attempts"][0]["status_code"], 302, "{attempts}");
+
+    // With the default address policy, a name that resolves to loopback at
+    // connection time is refused then, whatever it resolved to when it was
+    // registered (DNS rebinding). The row is written directly, as if the
+    // name had resolved to a public address at registration.
+    let strict = crate::helpers::spawn_app_with(
+        backend,
+        &[
+            ("KEYPORT_WEBHOOK_ALLOW_HTTP", "true"),
+            ("KEYPORT_WEBHOOK_POLL_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
+    let (strict_admin, strict_session) = webhook_admin(&strict).await;
+    let rebinding = Receiver::start(&[&strict_admin.key.webhook_signing_key.to_whsec()]);
+    let endpoint_id = uuid::Uuid::now_v7().to_string();
+    strict
+        .store
+        .insert_endpoint(keyport::storage::NewEndpoint {
+            id: &endpoint_id,
+            tenant_id: &strict_admin.tenant.id,
+            owner_id: &strict_admin.user.id,
+            url: &format!("http://localhost:{}/hooks", rebinding.port),
+            description: None,
+            events: "key.created",
+            collections: None,
+            now: chrono::Utc::now().timestamp(),
+        })
+        .await
+        .expect("insert");
+    let queued = strict
+        .call(
+            Method::POST,
+            &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
+            &strict_session,
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let attempt = loop {
+        let attempts = json_body(
+            strict
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
+                    &strict_session,
+                )
+                .await,
+        )
+        .await;
+        if let Some(first) = attempts["attempts"].as_array().and_then(|a| a.first()) {
+            break first.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
+    assert!(
+        attempt["error"].as_str().unwrap_or("").contains("loopback"),
+        "{attempt}"
+    );
+    assert!(rebinding.deliveries().is_empty());
+}
+
+/// The SSRF table: with the default policy each of these is refused when
+/// registered, with a message saying why (input tried: each URL).
+async fn non_public_or_insecure_endpoint_urls_are_refused_when_registered(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, session) = webhook_admin(&app).await;
+    for (url, needle) in [
+        ("https://localhost/hooks", "loopback"),
+        ("https://127.0.0.1/hooks", "loopback"),
+        ("https://[::1]/hooks", "loopback"),
+        ("https://0.0.0.0/hooks", "unspecified"),
+        ("https://2130706433/hooks", "loopback"),
+        ("https://[::ffff:127.0.0.1]/hooks", "loopback"),
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://10.1.2.3/hooks", "private"),
+        ("https://192.168.0.10/hooks", "private"),
+        ("https://[fd12::1]/hooks", "private"),
+        ("https://224.0.0.251/hooks", "multicast"),
+        ("http://hooks.example.com/", "https"),
+        ("https://user:pw@hooks.example.com/", "user name"),
+        ("not a url", "not valid"),
+    ] {
+        let refused = register(
+            &app,
+            &session,
+            json!({ "url": url, "events": ["key.created"] }),
+        )
+        .await;
+        let status = refused.status();
+        let body = json_body(refused).await;
+        assert!(status == 400 || status == 422, "{url}: {status} {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(needle)),
+            "{url}: {body}"
+        );
+    }
+    for (events, needle) in [
+        (json!([]), "at least one"),
+        (json!(["key.exploded"]), "key.exploded"),
+    ] {
+        let refused = register(
+            &app,
+            &session,
+            json!({ "url": "https://93.184.216.34/hooks", "events": events }),
+        )
+        .await;
+        let body = json_body(refused).await;
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(needle)),
+            "{body}"
+        );
+    }
+    // Without `webhooks:manage`, nothing is registered.
+    let member = app.integration("member", "keys:manage").await;
+    let token = app.token_for(&member).await;
+    let refused = register(
+        &app,
+        &token,
+        json!({ "url": "https://93.184.216.34/hooks", "events": ["key.created"] }),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
 }

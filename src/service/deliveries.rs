@@ -1,0 +1,286 @@
+//! The delivery worker every instance runs: it leases due deliveries from the
+//! outbox, signs each with the endpoint owner's webhook-signing key(s)
+//! (Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`),
+//! sends it, and decides what the answer means: 2xx delivered; 410 disables
+//! the endpoint; anything else is retried with exponential backoff and
+//! jitter until `webhook_retry_for_seconds`, keeping the same `webhook-id`.
+//! An endpoint failing for `webhook_disable_after_seconds` is disabled
+//! (audited). Delivery is at least once: a worker killed after sending and
+//! before recording leaves the lease to expire, and the delivery is sent again.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rand::Rng;
+
+use super::audit::{self, Event};
+use super::{Result, Service};
+use crate::domain::now;
+use crate::storage::{AttemptOutcome, DueDelivery, EndpointHealth, NewAttempt};
+use crate::telemetry::Metrics;
+use crate::webhooks::{SendResult, Sender};
+
+/// The longest wait between two attempts of one delivery.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// How many polls apart the worker looks for keys about to expire.
+const EXPIRY_SCAN_EVERY_POLLS: u32 = 10;
+
+pub struct Dispatcher {
+    service: Service,
+    sender: Sender,
+    metrics: Arc<Metrics>,
+}
+
+impl Dispatcher {
+    pub fn new(service: Service, metrics: Arc<Metrics>) -> std::result::Result<Self, String> {
+        let sender = Sender::new(&service.settings.webhooks).map_err(|e| e.to_string())?;
+        Ok(Dispatcher {
+            service,
+            sender,
+            metrics,
+        })
+    }
+
+    /// Runs until `alive` is gone (the server stopped).
+    pub fn spawn(self, alive: Weak<()>) {
+        let dispatcher = Arc::new(self);
+        tokio::spawn(async move {
+            let settings = &dispatcher.service.settings.webhooks;
+            let mut ticker = tokio::time::interval(settings.poll_interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_expiry_scan: Option<tokio::time::Instant> = None;
+            loop {
+                ticker.tick().await;
+                if alive.upgrade().is_none() {
+                    break;
+                }
+                let scan_every = settings.poll_interval * EXPIRY_SCAN_EVERY_POLLS;
+                if last_expiry_scan.is_none_or(|at| at.elapsed() >= scan_every) {
+                    last_expiry_scan = Some(tokio::time::Instant::now());
+                    dispatcher.announce_expiring_keys().await;
+                }
+                // Drain what is due before waiting for the next tick.
+                while let Ok(attempted) = Arc::clone(&dispatcher).run_once().await {
+                    if attempted == 0 || alive.upgrade().is_none() {
+                        break;
+                    }
+                }
+                dispatcher.observe_queue().await;
+            }
+        });
+    }
+
+    async fn announce_expiring_keys(&self) {
+        let window = self.service.settings.webhooks.key_expiring_within.as_secs() as i64;
+        if let Err(err) = self
+            .service
+            .store
+            .announce_expiring_keys(now(), window)
+            .await
+        {
+            log::warn!(
+                "cannot announce expiring keys: {}",
+                crate::telemetry::error_chain(&err)
+            );
+        }
+    }
+
+    async fn observe_queue(&self) {
+        if let Ok(stats) = self.service.store.webhook_queue_stats().await {
+            self.metrics.webhook_queue_depth.set(stats.pending);
+            self.metrics
+                .webhook_oldest_pending_seconds
+                .set(stats.oldest_created_at.map_or(0, |at| (now() - at).max(0)));
+        }
+    }
+
+    /// Leases what is due (at most `webhook_concurrency`) and attempts it all
+    /// at once; returns how many it attempted.
+    pub async fn run_once(self: Arc<Self>) -> Result<usize> {
+        let settings = &self.service.settings.webhooks;
+        let at = now();
+        // Long enough for an attempt to finish; a crashed worker's lease
+        // runs out after it and another instance takes the delivery.
+        let lease = (settings.timeout + settings.connect_timeout).as_secs() as i64 + 30;
+        let due = self
+            .service
+            .store
+            .claim_due_deliveries(at, at + lease, settings.concurrency as u32)
+            .await
+            .inspect_err(|err| {
+                log::warn!(
+                    "cannot claim webhook deliveries: {}",
+                    crate::telemetry::error_chain(err)
+                )
+            })?;
+        let count = due.len();
+        let mut attempts = tokio::task::JoinSet::new();
+        for delivery in due {
+            let dispatcher = Arc::clone(&self);
+            attempts.spawn(async move {
+                if let Err(err) = dispatcher.attempt(&delivery).await {
+                    log::warn!(
+                        "webhook delivery {} to endpoint {} was not recorded: {}",
+                        delivery.id,
+                        delivery.endpoint_id,
+                        crate::telemetry::error_chain(&err)
+                    );
+                }
+            });
+        }
+        while attempts.join_next().await.is_some() {}
+        Ok(count)
+    }
+
+    async fn attempt(&self, delivery: &DueDelivery) -> Result<()> {
+        let store = &self.service.store;
+        let settings = &self.service.settings.webhooks;
+        let at = now();
+        if delivery.endpoint_status != "enabled" {
+            // Disabled meanwhile: the delivery waits for it to be enabled
+            // again, within its retry time.
+            let next = at + settings.retry_initial.as_secs() as i64 * 60;
+            store.release_delivery(&delivery.id, next).await?;
+            return Ok(());
+        }
+        let overlap = settings.signature_overlap.as_secs() as i64;
+        let keys = store
+            .webhook_signing_keys_of(&delivery.owner_id, at - overlap, at)
+            .await?;
+        let result = if keys.is_empty() {
+            SendResult {
+                status: None,
+                latency_ms: 0,
+                excerpt: None,
+                error: Some(
+                    "not sent: the endpoint's owner has no key marked to sign webhooks \
+                     (mark one of their keys created since webhook signing)"
+                        .to_owned(),
+                ),
+            }
+        } else {
+            let signatures: Vec<String> = keys
+                .iter()
+                .map(|key| key.sign(&delivery.event_id, at, delivery.payload.as_bytes()))
+                .collect();
+            let headers = [
+                ("webhook-id", delivery.event_id.clone()),
+                ("webhook-timestamp", at.to_string()),
+                ("webhook-signature", signatures.join(" ")),
+            ];
+            self.sender
+                .send(&delivery.url, &headers, delivery.payload.clone())
+                .await
+        };
+        let (outcome, health) = self.judge(delivery, &result, at);
+        let disabled = store
+            .record_attempt(
+                NewAttempt {
+                    delivery_id: &delivery.id,
+                    endpoint_id: &delivery.endpoint_id,
+                    attempted_at: at,
+                    status_code: result.status,
+                    latency_ms: result.latency_ms,
+                    response_excerpt: result.excerpt.as_deref(),
+                    error: result.error.as_deref(),
+                },
+                outcome,
+                health,
+            )
+            .await?;
+        let label = match outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::RetryAt(_) => "retry",
+            AttemptOutcome::GiveUp => "failed",
+        };
+        self.metrics
+            .webhook_deliveries
+            .with_label_values(&[label])
+            .inc();
+        if let (true, EndpointHealth::Disable(reason)) = (disabled, health) {
+            log::warn!(
+                "webhook endpoint {} disabled: {reason}",
+                delivery.endpoint_id
+            );
+            audit::record_system(
+                store,
+                Event::new("webhook_endpoint.disable")
+                    .tenant(&delivery.tenant_id)
+                    .target(&delivery.endpoint_id)
+                    .detail(reason.to_owned()),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// What an attempt's result means for its delivery and its endpoint.
+    fn judge(
+        &self,
+        delivery: &DueDelivery,
+        result: &SendResult,
+        at: i64,
+    ) -> (AttemptOutcome, EndpointHealth<'static>) {
+        let settings = &self.service.settings.webhooks;
+        match result.status {
+            Some(status) if (200..300).contains(&status) => {
+                return (AttemptOutcome::Delivered, EndpointHealth::Succeeded);
+            }
+            Some(410) => {
+                return (
+                    AttemptOutcome::GiveUp,
+                    EndpointHealth::Disable("the receiver answered 410 Gone"),
+                );
+            }
+            _ => {}
+        }
+        let failing_for = delivery.failing_since.map_or(0, |since| at - since);
+        let health = if failing_for >= settings.disable_after.as_secs() as i64 {
+            EndpointHealth::Disable(
+                "every attempt failed for longer than webhook_disable_after_seconds",
+            )
+        } else {
+            EndpointHealth::Failing
+        };
+        let retried_for = at - delivery.created_at;
+        if retried_for >= settings.retry_for.as_secs() as i64 {
+            return (AttemptOutcome::GiveUp, health);
+        }
+        let delay = backoff(settings.retry_initial, delivery.attempts);
+        (AttemptOutcome::RetryAt(at + delay.as_secs() as i64), health)
+    }
+}
+
+/// `initial` doubled per attempt so far, at most [`MAX_BACKOFF`], with "equal
+/// jitter": half fixed, half random, so retries of many deliveries spread.
+fn backoff(initial: Duration, attempts_so_far: i64) -> Duration {
+    let exponent = attempts_so_far.clamp(0, 20) as u32;
+    let full = initial
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(MAX_BACKOFF);
+    let half = full.as_secs().max(1) / 2;
+    Duration::from_secs(half + rand::rng().random_range(0..=half.max(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_growing_at_an_hour() {
+        let initial = Duration::from_secs(10);
+        for attempts in 0..6 {
+            let full = 10u64 << attempts;
+            let delay = backoff(initial, attempts).as_secs();
+            assert!(
+                (full / 2..=full).contains(&delay),
+                "attempt {attempts}: {delay} s"
+            );
+        }
+        for _ in 0..50 {
+            let delay = backoff(initial, 30).as_secs();
+            assert!((1800..=3600).contains(&delay), "{delay}");
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! Outbound webhooks: endpoints, the outbox (events and one delivery per
+//! interested endpoint, written in the transaction of the change that caused
+//! them), leased claims of due deliveries, and the attempts' record.
+
+use super::{Backend, Result, StorageError, Store};
+use crate::domain::WebhookSigningKey;
+
+type Transaction<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// An event to announce, with what decides who hears of it.
+#[derive(Debug, Clone)]
+pub struct WebhookEvent<'a> {
+    pub tenant_id: &'a str,
+    /// The user the event concerns (the key's or record's owner, the locked
+    /// user): members' endpoints hear only of themselves.
+    pub subject_owner_id: &'a str,
+    pub event_type: &'static str,
+    /// For `record.created`: endpoints may listen to some collections only.
+    pub collection: Option<&'a str>,
+    /// The `data` member of the body: ids only, never a secret.
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndpointRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub owner_id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub events: String,
+    pub collections: Option<String>,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub struct NewEndpoint<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub owner_id: &'a str,
+    pub url: &'a str,
+    pub description: Option<&'a str>,
+    pub events: &'a str,
+    pub collections: Option<&'a str>,
+    pub now: i64,
+}
+
+/// An endpoint's settings as [`Store::update_endpoint`] writes them, whole.
+pub struct EndpointSettings<'a> {
+    pub url: &'a str,
+    pub description: Option<&'a str>,
+    pub events: &'a str,
+    pub collections: Option<&'a str>,
+    /// `enabled` clears the failure record; `disabled` keeps `reason`.
+    pub status: &'a str,
+    pub disabled_reason: Option<&'a str>,
+}
+
+/// A delivery a worker has leased and must attempt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub endpoint_id: String,
+    pub tenant_id: String,
+    pub url: String,
+    pub owner_id: String,
+    pub endpoint_status: String,
+    pub failing_since: Option<i64>,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// One attempt's record, as listed to people.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempted_at: i64,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    pub delivery_state: String,
+}
+
+pub struct NewAttempt<'a> {
+    pub delivery_id: &'a str,
+    pub endpoint_id: &'a str,
+    pub attempted_at: i64,
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub response_excerpt: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+/// What an attempt did to its delivery, decided by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(i64),
+    GiveUp,
+}
+
+/// What an attempt did to its endpoint, decided by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointHealth<'a> {
+    Succeeded,
+    Failing,
+    Disable(&'a str),
+}
+
+/// Pending deliveries: how many, and the creation time of the oldest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub pending: i64,
+    pub oldest_created_at: Option<i64>,
+}
+
+/// Records `event` for every enabled endpoint of its tenant that wants it;
+/// writes nothing when none does. Runs in the caller's transaction.
+pub(super) async fn record_event(
+    tx: &mut Transaction<'_>,
+    event: &WebhookEvent<'_>,
+    now: i64,
+) -> Result<usize> {
+    let candidates: Vec<(String, String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT e.id, e.events, e.collections, e.owner_id, u.role FROM webhook_endpoints e \
+         JOIN users u ON u.id = e.owner_id WHERE e.tenant_id = $1 AND e.status = 'enabled'",
+    )
+    .bind(event.tenant_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let listening: Vec<String> = candidates
+        .into_iter()
+        .filter(|(_, events, collections, owner_id, role)| {
+            let wants_type = events.split(' ').any(|e| e == event.event_type);
+            let wants_collection = match (event.collection, collections) {
+                (Some(collection), Some(listed)) => listed.split(' ').any(|c| c == collection),
+                _ => true,
+            };
+            let may_see = role == "admin" || owner_id == event.subject_owner_id;
+            wants_type && wants_collection && may_see
+        })
+        .map(|(id, ..)| id)
+        .collect();
+    if listening.is_empty() {
+        return Ok(0);
+    }
+    let event_id = new_event_id();
+    insert_event(tx, &event_id, event, now).await?;
+    for endpoint_id in &listening {
+        insert_delivery(tx, &event_id, endpoint_id, now).await?;
+    }
+    Ok(listening.len())
+}
+
+fn new_event_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'_>,
+    event_id: &str,
+    event: &WebhookEvent<'_>,
+    now: i64,
+) -> Result<()> {
+    let payload = serde_json::json!({
+        "type": event.event_type,
+        "timestamp": chrono::DateTime::from_timestamp(now, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "data": event.data,
+    });
+    sqlx::query(
+        "INSERT INTO webhook_events (id, tenant_id, event_type, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_id)
+    .bind(event.tenant_id)
+    .bind(event.event_type)
+    .bind(payload.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_delivery(
+    tx: &mut Transaction<'_>,
+    event_id: &str,
+    endpoint_id: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, state, attempts, \
+         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(event_id)
+    .bind(endpoint_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const ENDPOINT_COLUMNS: &str = "id, tenant_id, owner_id, url, description, events, collections, \
+     status, disabled_reason, failing_since, created_at, updated_at";
+
+const CLAIM_POSTGRES: &str = "UPDATE webhook_deliveries SET leased_until = $2, updated_at = $1 \
+     WHERE id IN (SELECT id FROM webhook_deliveries WHERE state = 'pending' \
+     AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until < $1) \
+     ORDER BY next_attempt_at LIMIT CAST($3 AS BIGINT) FOR UPDATE SKIP LOCKED) RETURNING id";
+
+// SQLite has one writer at a time: the UPDATE is atomic without row locks.
+const CLAIM_SQLITE: &str = "UPDATE webhook_deliveries SET leased_until = $2, updated_at = $1 \
+     WHERE id IN (SELECT id FROM webhook_deliveries WHERE state = 'pending' \
+     AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until < $1) \
+     ORDER BY next_attempt_at LIMIT CAST($3 AS BIGINT)) RETURNING id";
+
+impl Store {
+    pub async fn insert_endpoint(&self, endpoint: NewEndpoint<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, tenant_id, owner_id, url, description, events, \
+             collections, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'enabled', $8, $8)",
+        )
+        .bind(endpoint.id)
+        .bind(endpoint.tenant_id)
+        .bind(endpoint.owner_id)
+        .bind(endpoint.url)
+        .bind(endpoint.description)
+        .bind(endpoint.events)
+        .bind(endpoint.collections)
+        .bind(endpoint.now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn find_endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1");
+        Ok(sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// A tenant's endpoints, or one owner's within it.
+    pub async fn list_endpoints(
+        &self,
+        tenant_id: &str,
+        owner_id: Option<&str>,
+    ) -> Result<Vec<EndpointRow>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR owner_id = $2) ORDER BY created_at, id"
+        );
+        Ok(sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
+            .bind(tenant_id)
+            .bind(owner_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn update_endpoint(
+        &self,
+        id: &str,
+        settings: EndpointSettings<'_>,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET url = $2, description = $3, events = $4, \
+             collections = $5, status = $6, disabled_reason = $7, updated_at = $8, \
+             failing_since = CASE WHEN $6 = 'enabled' THEN NULL ELSE failing_since END \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(settings.url)
+        .bind(settings.description)
+        .bind(settings.events)
+        .bind(settings.collections)
+        .bind(settings.status)
+        .bind(settings.disabled_reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_endpoint(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Queues `event` for one endpoint only, whatever it listens to (a test
+    /// event). Returns the event id.
+    pub async fn queue_event_for(
+        &self,
+        endpoint_id: &str,
+        event: &WebhookEvent<'_>,
+        now: i64,
+    ) -> Result<String> {
+        let mut tx = self.pool.begin().await?;
+        let event_id = new_event_id();
+        insert_event(&mut tx, &event_id, event, now).await?;
+        insert_delivery(&mut tx, &event_id, endpoint_id, now).await?;
+        tx.commit().await?;
+        Ok(event_id)
+    }
+
+    /// Records `event` for the endpoints that want it, in a transaction of
+    /// its own (for events no other write carries, such as `key.expiring`).
+    pub async fn record_webhook_event(&self, event: &WebhookEvent<'_>, now: i64) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let queued = record_event(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    /// Leases up to `limit` due deliveries until `lease_until`. Instances
+    /// sharing one database never lease one delivery twice at once: on
+    /// PostgreSQL the rows are taken `FOR UPDATE SKIP LOCKED`, and SQLite has
+    /// a single writer.
+    pub async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>> {
+        let claim = match self.backend {
+            Backend::Postgres => CLAIM_POSTGRES,
+            Backend::Sqlite => CLAIM_SQLITE,
+        };
+        let ids: Vec<(String,)> = sqlx::query_as(claim)
+            .bind(now)
+            .bind(lease_until)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut due = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            let row = sqlx::query_as::<_, DueDelivery>(
+                "SELECT d.id, d.event_id, e.event_type, e.payload, d.endpoint_id, p.tenant_id, \
+                 p.url, p.owner_id, p.status AS endpoint_status, p.failing_since, d.attempts, d.created_at \
+                 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+                 JOIN webhook_endpoints p ON p.id = d.endpoint_id WHERE d.id = $1",
+            )
+            .bind(&id)
+            .fetch_optional(&self.pool)
+            .await?;
+            // Gone meanwhile (its endpoint was deleted): nothing to attempt.
+            due.extend(row);
+        }
+        Ok(due)
+    }
+
+    /// The keys that sign `owner_id`'s deliveries: the marked key first, then
+    /// keys that lost the mark after `unmarked_after` and are not revoked.
+    pub async fn webhook_signing_keys_of(
+        &self,
+        owner_id: &str,
+        unmarked_after: i64,
+        now: i64,
+    ) -> Result<Vec<WebhookSigningKey>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, webhook_key_sealed FROM api_keys WHERE owner_id = $1 \
+             AND webhook_key_sealed IS NOT NULL AND revoked_at IS NULL \
+             AND ((signs_webhooks = 1 AND disabled_at IS NULL \
+                   AND (expires_at IS NULL OR expires_at > $3)) \
+                  OR webhook_unmarked_at > $2) \
+             ORDER BY signs_webhooks DESC, created_at DESC",
+        )
+        .bind(owner_id)
+        .bind(unmarked_after)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, sealed)| {
+                let clear = self.open("api_keys", "webhook_key_sealed", &id, &sealed)?;
+                WebhookSigningKey::from_bytes(&clear).ok_or_else(|| {
+                    StorageError::Corrupt(format!("key {id}: bad webhook key length"))
+                })
+            })
+            .collect()
+    }
+
+    /// Writes one attempt and its consequences, in one transaction. Returns
+    /// true when this attempt disabled the endpoint.
+    pub async fn record_attempt(
+        &self,
+        attempt: NewAttempt<'_>,
+        outcome: AttemptOutcome,
+        health: EndpointHealth<'_>,
+    ) -> Result<bool> {
+        let now = attempt.attempted_at;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, attempted_at, \
+             status_code, latency_ms, response_excerpt, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(attempt.delivery_id)
+        .bind(attempt.endpoint_id)
+        .bind(now)
+        .bind(attempt.status_code.map(i64::from))
+        .bind(attempt.latency_ms)
+        .bind(attempt.response_excerpt)
+        .bind(attempt.error)
+        .execute(&mut *tx)
+        .await?;
+        let (state, next_attempt_at) = match outcome {
+            AttemptOutcome::Delivered => ("delivered", now),
+            AttemptOutcome::RetryAt(at) => ("pending", at),
+            AttemptOutcome::GiveUp => ("failed", now),
+        };
+        sqlx::query(
+            "UPDATE webhook_deliveries SET state = $2, next_attempt_at = $3, \
+             attempts = attempts + 1, leased_until = NULL, updated_at = $4 WHERE id = $1",
+        )
+        .bind(attempt.delivery_id)
+        .bind(state)
+        .bind(next_attempt_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let disabled = match health {
+            EndpointHealth::Succeeded => {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 \
+                     AND failing_since IS NOT NULL",
+                )
+                .bind(attempt.endpoint_id)
+                .execute(&mut *tx)
+                .await?;
+                false
+            }
+            EndpointHealth::Failing => {
+                sqlx::query(
+                    "UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 \
+                     AND failing_since IS NULL",
+                )
+                .bind(attempt.endpoint_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                false
+            }
+            EndpointHealth::Disable(reason) => {
+                let done = sqlx::query(
+                    "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $2, \
+                     updated_at = $3 WHERE id = $1 AND status = 'enabled'",
+                )
+                .bind(attempt.endpoint_id)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                done.rows_affected() == 1
+            }
+        };
+        tx.commit().await?;
+        Ok(disabled)
+    }
+
+    /// Gives a lease back without an attempt (the endpoint was disabled
+    /// meanwhile): the delivery waits, pending, until `next_attempt_at`.
+    pub async fn release_delivery(&self, delivery_id: &str, next_attempt_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = $2 WHERE id = $1",
+        )
+        .bind(delivery_id)
+        .bind(next_attempt_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The endpoint's latest attempts, newest first.
+    pub async fn list_attempts(&self, endpoint_id: &str, limit: u32) -> Result<Vec<AttemptRow>> {
+        Ok(sqlx::query_as::<_, AttemptRow>(
+            "SELECT a.id, a.delivery_id, d.event_id, e.event_type, a.attempted_at, a.status_code, \
+             a.latency_ms, a.response_excerpt, a.error, d.state AS delivery_state \
+             FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id \
+             JOIN webhook_events e ON e.id = d.event_id WHERE a.endpoint_id = $1 \
+             ORDER BY a.attempted_at DESC, a.id DESC LIMIT CAST($2 AS BIGINT)",
+        )
+        .bind(endpoint_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The endpoint a delivery belongs to, if the delivery exists.
+    pub async fn delivery_endpoint(&self, delivery_id: &str) -> Result<Option<String>> {
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT endpoint_id FROM webhook_deliveries WHERE id = $1")
+                .bind(delivery_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.map(|(id,)| id))
+    }
+
+    /// Queues a delivery again, now, with the same event (and so the same
+    /// `webhook-id`).
+    pub async fn redeliver(&self, delivery_id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, \
+             leased_until = NULL, created_at = $2, updated_at = $2 WHERE id = $1",
+        )
+        .bind(delivery_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Announces `key.expiring` once for each active key whose expiry falls
+    /// within `window` seconds, in one transaction with the marks that stop
+    /// it being announced twice (a key whose expiry changes is announced
+    /// again for the new one). Returns how many keys were announced.
+    pub async fn announce_expiring_keys(&self, now: i64, window: i64) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let due: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, tenant_id, owner_id, client_id, expires_at FROM api_keys \
+             WHERE expires_at IS NOT NULL AND expires_at > $1 AND expires_at <= $2 \
+             AND revoked_at IS NULL AND disabled_at IS NULL \
+             AND (expiry_announced_at IS NULL OR expiry_announced_at < expires_at - $3)",
+        )
+        .bind(now)
+        .bind(now + window)
+        .bind(window)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, tenant_id, owner_id, client_id, expires_at) in &due {
+            sqlx::query("UPDATE api_keys SET expiry_announced_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            record_event(
+                &mut tx,
+                &WebhookEvent {
+                    tenant_id,
+                    subject_owner_id: owner_id,
+                    event_type: "key.expiring",
+                    collection: None,
+                    data: serde_json::json!({
+                        "key_id": id,
+                        "client_id": client_id,
+                        "owner_id": owner_id,
+                        "expires_at": expires_at,
+                    }),
+                },
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(due.len())
+    }
+
+    pub async fn webhook_queue_stats(&self) -> Result<QueueStats> {
+        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStats {
+            pending,
+            oldest_created_at: oldest,
+        })
+    }
+}

@@ -151,7 +151,18 @@ impl Application {
         if let Some(reloader) = &tls {
             spawn_reload_on_hangup(reloader.clone(), Arc::downgrade(&alive))?;
         }
-        let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
+        let metrics = Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?;
+        let counters = service.rate_limits.counters();
+        metrics
+            .register_rate_limits(
+                &counters.refused,
+                &counters.fallbacks,
+                &counters.redis_available,
+            )
+            .map_err(|e| StartupError::Metrics(e.to_string()))?;
+        let metrics = Arc::new(metrics);
+        // Connect to Redis (if configured) before the first limited request.
+        service.rate_limits.warm_up();
         let pushes = PushQueue::start(store);
         let state = web::Data::new(AppState {
             service,

@@ -388,6 +388,7 @@ mod tests {
             allowed_sources: Vec::new(),
             last_used_from: None,
             last_used_kind: None,
+            rate_limit: None,
         }
     }
 

@@ -16,8 +16,11 @@
 //! `keyport_rate_limit_fallbacks_total`, `keyport_rate_limit_redis_available`
 //! drops to 0, and Redis is asked again once a second until it answers.
 //!
-//! Keys are counted by client ID: a key's tokens and the key presented
-//! directly share one allowance.
+//! Keys are counted by client ID and rate: a key's tokens and the key
+//! presented directly share one allowance. A changed rate starts a bucket
+//! of its own with a full burst (GCRA's state is a time, which means
+//! something else under another rate); tokens issued before the change
+//! keep drawing on the old one until they expire.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -247,16 +250,17 @@ impl RateLimiter {
     /// One request of the key `client_id` under `limit`.
     pub async fn check(&self, client_id: &str, limit: RateLimit) -> Allowance {
         let inner = &self.inner;
+        let bucket = bucket(client_id, limit);
         let allowance = match &inner.redis {
-            None => self.check_memory(client_id, limit),
+            None => self.check_memory(&bucket, limit),
             Some(redis) => match redis
-                .check(client_id, limit, self.now(), &inner.counters)
+                .check(&bucket, limit, self.now(), &inner.counters)
                 .await
             {
                 Some(allowance) => allowance,
                 None => {
                     inner.counters.fallbacks.inc();
-                    self.check_memory(client_id, limit)
+                    self.check_memory(&bucket, limit)
                 }
             },
         };
@@ -266,21 +270,21 @@ impl RateLimiter {
         allowance
     }
 
-    /// The check in this instance's memory only, whatever Redis does.
-    pub fn check_memory(&self, client_id: &str, limit: RateLimit) -> Allowance {
+    /// The check of `bucket` ([`bucket`]) in this instance's memory only.
+    fn check_memory(&self, bucket: &str, limit: RateLimit) -> Allowance {
         let now = self.now();
         let mut buckets = self.inner.memory.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_MEMORY_BUCKETS && !buckets.contains_key(client_id) {
+        if buckets.len() >= MAX_MEMORY_BUCKETS && !buckets.contains_key(bucket) {
             // A bucket whose tat has passed is back to a full burst:
             // forgetting it changes nothing.
             buckets.retain(|_, tat| *tat > now);
         }
-        let (tat, allowance) = gcra(buckets.get(client_id).copied(), now, limit);
+        let (tat, allowance) = gcra(buckets.get(bucket).copied(), now, limit);
         if let Some(tat) = tat {
-            match buckets.get_mut(client_id) {
+            match buckets.get_mut(bucket) {
                 Some(stored) => *stored = tat,
                 None => {
-                    buckets.insert(client_id.into(), tat);
+                    buckets.insert(bucket.into(), tat);
                 }
             }
         }
@@ -293,12 +297,23 @@ impl RateLimiter {
     }
 }
 
+/// The bucket of a key under a rate: `{client_id}:{requests}:{per_seconds}:{burst}`
+/// (in Redis, after `{redis_key_prefix}rl:`).
+fn bucket(client_id: &str, limit: RateLimit) -> String {
+    format!(
+        "{client_id}:{}:{}:{}",
+        limit.requests(),
+        limit.per_seconds(),
+        limit.burst()
+    )
+}
+
 /// The Redis side: a connection made on first use that reconnects by
 /// itself, and a back-off so a Redis that is down costs requests nothing.
 struct RedisLimiter {
     client: Client,
     manager: OnceLock<ConnectionManager>,
-    /// `{redis_key_prefix}rl:`, then the client ID.
+    /// `{redis_key_prefix}rl:`, then the [`bucket`].
     key_prefix: String,
     timeout: Duration,
     script_sha: String,
@@ -349,7 +364,7 @@ impl RedisLimiter {
     /// less than [`REDIS_RETRY`] ago) or does not answer in time.
     async fn check(
         &self,
-        client_id: &str,
+        bucket: &str,
         limit: RateLimit,
         now: u64,
         counters: &RateLimitCounters,
@@ -357,7 +372,7 @@ impl RedisLimiter {
         if !self.may_ask(now) {
             return None;
         }
-        let outcome = tokio::time::timeout(self.timeout, self.run_script(client_id, limit))
+        let outcome = tokio::time::timeout(self.timeout, self.run_script(bucket, limit))
             .await
             .unwrap_or(Err(RedisFailure::Timeout(self.timeout)));
         match outcome {
@@ -438,13 +453,9 @@ impl RedisLimiter {
 
     /// EVALSHA, or EVAL when Redis does not have the script (after a
     /// restart or `SCRIPT FLUSH`); EVAL also caches it for the next EVALSHA.
-    async fn run_script(
-        &self,
-        client_id: &str,
-        limit: RateLimit,
-    ) -> Result<Allowance, RedisFailure> {
+    async fn run_script(&self, bucket: &str, limit: RateLimit) -> Result<Allowance, RedisFailure> {
         let mut manager = self.manager()?;
-        let key = format!("{}{client_id}", self.key_prefix);
+        let key = format!("{}{bucket}", self.key_prefix);
         let interval = limit.interval_micros();
         let burst = limit.burst();
         let mut evalsha = redis::cmd("EVALSHA");
@@ -649,11 +660,27 @@ mod tests {
         let client = Client::open("redis://127.0.0.1:6379").unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
         let _: () = redis::cmd("DEL")
-            .arg(format!("{prefix}rl:kpc_same"))
-            .arg(format!("{prefix}rl:kpc_other"))
+            .arg(format!("{prefix}rl:kpc_same:3:60:3"))
+            .arg(format!("{prefix}rl:kpc_other:3:60:3"))
             .query_async(&mut connection)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_changed_rate_starts_a_bucket_of_its_own() {
+        let limiter = RateLimiter::new(&settings(None, "unused:"));
+        let slow = limit(1, 60, 1);
+        assert!(limiter.check("kpc_k", slow).await.allowed);
+        assert!(!limiter.check("kpc_k", slow).await.allowed);
+        let fast = limit(600, 60, 100);
+        let allowance = limiter.check("kpc_k", fast).await;
+        assert!(allowance.allowed, "not held to the slow rate's debt");
+        assert_eq!(allowance.remaining, 99);
+        assert!(
+            !limiter.check("kpc_k", slow).await.allowed,
+            "the old bucket stays spent"
+        );
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ mod postman;
 mod presentation;
 mod privilege_defects;
 mod python_client;
+mod rate_limits;
 mod resources;
 mod sessions;
 mod tls;

@@ -44,6 +44,7 @@ fn claims() -> AccessTokenClaims {
         tenant_id: "0196f3a0-0000-7000-8000-000000000002".to_owned(),
         roles: vec!["admin".to_owned()],
         kp_src: Vec::new(),
+        kp_rl: None,
     }
 }
 

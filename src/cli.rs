@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::config::Settings;
-use crate::domain::{KeyLabels, Principal, UserStatus};
+use crate::domain::{KeyLabels, Principal, RateLimit, UserStatus};
 use crate::service::keys::{
     self, CreatedKey, KeyChange, KeyControls, KeyListing, KeySummary, NewKeyRequest,
 };
@@ -75,13 +75,32 @@ pub enum TenantCommand {
         /// The tenant's name, unique across Keyport.
         name: String,
     },
-    /// Set the tenant's policies.
+    /// Set the tenant's policies (any of them; what is not named stays).
+    #[command(group = clap::ArgGroup::new("policy").required(true).multiple(true)
+        .args(["api_only_users", "default_rate", "no_default_rate"]))]
     SetPolicy {
         /// The tenant's id or name.
         tenant: String,
         /// When on, a user holding an active key can no longer sign in with a password.
         #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
-        api_only_users: bool,
+        api_only_users: Option<bool>,
+        /// The rate of keys without their own, for reports and webhooks
+        /// (also the most a member may give a key), e.g. 600/min, 100/10s,
+        /// 5000/h.
+        #[arg(long, value_parser = parse_rate, value_name = "RATE", allow_hyphen_values = true,
+              conflicts_with = "no_default_rate")]
+        default_rate: Option<RateLimit>,
+        /// Requests allowed at once under --default-rate (default: its request count).
+        #[arg(
+            long,
+            requires = "default_rate",
+            value_name = "N",
+            allow_negative_numbers = true
+        )]
+        default_burst: Option<i64>,
+        /// Remove the default rate: keys without their own are unlimited.
+        #[arg(long)]
+        no_default_rate: bool,
     },
 }
 
@@ -151,7 +170,7 @@ pub enum KeyCommand {
         labels: Vec<String>,
     },
     /// Roll a key: create its successor (same owner, name, scopes, token
-    /// lifetime, allow-list, description, labels; the webhook-signing mark
+    /// lifetime, allow-list, description, labels, rate; the webhook-signing mark
     /// moves with it) and let the old key work only until the grace period
     /// ends. Prints the new client ID and secret, once.
     Roll {
@@ -172,7 +191,7 @@ pub enum KeyCommand {
         /// The key's id or client ID.
         key: String,
     },
-    /// Change a key's name, description, labels or source-address allow-list.
+    /// Change a key's name, description, labels, source-address allow-list or rate.
     Update(KeyUpdateArgs),
     /// Revoke a key: it stops getting tokens at once; the row stays for the audit trail.
     Revoke {
@@ -218,6 +237,18 @@ pub struct KeyCreateArgs {
     /// 10.0.0.0/8,2001:db8::/32 (default: anywhere).
     #[arg(long, value_name = "CIDRS")]
     pub allow: Option<String>,
+    /// The key's rate for reports and webhooks, e.g. 600/min, 100/10s,
+    /// 5000/h (default: its company's default rate, if any).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE", allow_hyphen_values = true)]
+    pub rate: Option<RateLimit>,
+    /// Requests allowed at once under --rate (default: its request count).
+    #[arg(
+        long,
+        requires = "rate",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub burst: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +275,40 @@ pub struct KeyUpdateArgs {
     /// '' lets it be used from anywhere.
     #[arg(long, value_name = "CIDRS")]
     pub allow: Option<String>,
+    /// The key's rate for reports and webhooks from now on, e.g. 600/min.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE", allow_hyphen_values = true,
+          conflicts_with = "no_rate")]
+    pub rate: Option<RateLimit>,
+    /// Requests allowed at once under --rate (default: its request count).
+    #[arg(
+        long,
+        requires = "rate",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub burst: Option<i64>,
+    /// Remove the key's own rate: its company's default applies, if any.
+    #[arg(long)]
+    pub no_rate: bool,
+}
+
+/// `--rate 600/min`.
+fn parse_rate(raw: &str) -> Result<RateLimit, String> {
+    RateLimit::parse_cli(raw).map_err(|e| e.to_string())
+}
+
+/// `--rate` with `--burst` applied.
+fn rate_with_burst(
+    rate: Option<RateLimit>,
+    burst: Option<i64>,
+) -> Result<Option<RateLimit>, CliError> {
+    match (rate, burst) {
+        (Some(rate), Some(burst)) => rate
+            .with_burst(burst)
+            .map(Some)
+            .map_err(|e| CliError::Service(ServiceError::Invalid(e.to_string()))),
+        (rate, _) => Ok(rate),
+    }
 }
 
 /// `name=value` labels as typed on the command line.
@@ -469,13 +534,36 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
         Command::Tenant(TenantCommand::SetPolicy {
             tenant,
             api_only_users,
+            default_rate,
+            default_burst,
+            no_default_rate,
         }) => {
-            tenants::set_api_only_users(service, &operator, Some(&tenant), api_only_users).await?;
+            let default_rate_limit = if no_default_rate {
+                Some(None)
+            } else {
+                rate_with_burst(default_rate, default_burst)?.map(Some)
+            };
+            let policy = tenants::set_policy(
+                service,
+                &operator,
+                Some(&tenant),
+                tenants::PolicyChange {
+                    api_only_users,
+                    default_rate_limit,
+                },
+            )
+            .await?;
+            let mut doc = serde_json::to_value(policy).unwrap_or(Value::Null);
+            doc["tenant"] = tenant.clone().into();
             out.print(
-                json!({ "tenant": tenant, "api_only_users": api_only_users }),
+                doc,
                 &format!(
-                    "api-only users {} for {tenant}",
-                    if api_only_users { "on" } else { "off" }
+                    "policy of {tenant}: api-only users {}, default rate {}",
+                    if policy.api_only_users { "on" } else { "off" },
+                    policy
+                        .default_rate_limit
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "none (unlimited)".to_owned())
                 ),
             );
         }
@@ -538,6 +626,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 .then(|| label_pairs(&args.labels))
                 .transpose()?;
             let allowed_sources = args.allow.as_deref().map(allow_list);
+            let rate_limit = rate_with_burst(args.rate, args.burst)?;
             let created = keys::create_key_with(
                 service,
                 &operator,
@@ -552,6 +641,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     description: args.description.as_deref(),
                     labels: labels.as_deref(),
                     allowed_sources: allowed_sources.as_deref(),
+                    rate_limit: rate_limit.map(Some),
                 },
             )
             .await?;
@@ -591,6 +681,11 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 Some(label_pairs(&args.labels)?)
             };
             let allowed_sources = args.allow.as_deref().map(allow_list);
+            let rate_limit = if args.no_rate {
+                Some(None)
+            } else {
+                rate_with_burst(args.rate, args.burst)?.map(Some)
+            };
             let updated = keys::update_key(
                 service,
                 &operator,
@@ -601,6 +696,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                         description: args.description.as_deref(),
                         labels: labels.as_deref(),
                         allowed_sources: allowed_sources.as_deref(),
+                        rate_limit,
                     },
                 },
             )
@@ -739,6 +835,18 @@ fn key_line(key: &KeySummary) -> String {
     }
     if !key.allowed_sources.is_empty() {
         line.push_str(&format!(" allow={}", key.allowed_sources.join(",")));
+    }
+    if let Some(rate) = &key.rate_limit {
+        line.push_str(&format!(
+            " rate={}/{}s,burst={}({})",
+            rate.requests,
+            rate.per_seconds,
+            rate.burst,
+            match rate.source {
+                keys::RateLimitSource::Key => "own",
+                keys::RateLimitSource::Default => "company default",
+            }
+        ));
     }
     if let Some(successor) = &key.rolled_to {
         line.push_str(&format!(" rolled_to={successor}"));

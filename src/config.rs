@@ -57,6 +57,9 @@ struct RawSettings {
     webhook_key_expiring_days: u64,
     webhook_concurrency: usize,
     webhook_poll_interval_ms: u64,
+    redis_url: String,
+    redis_key_prefix: String,
+    redis_timeout_ms: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -79,6 +82,7 @@ pub struct Settings {
     /// Serve HTTPS with this certificate and key (PEM); `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
     pub webhooks: WebhookSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 /// Outbound webhook deliveries; see `config/default.toml`.
@@ -94,6 +98,28 @@ pub struct WebhookSettings {
     pub key_expiring_within: Duration,
     pub concurrency: usize,
     pub poll_interval: Duration,
+}
+
+/// Where per-key rate limits are counted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Redis, shared by every instance; `None`: each instance counts alone.
+    pub redis_url: Option<String>,
+    /// Put before every Redis key Keyport writes.
+    pub redis_key_prefix: String,
+    /// How long a check waits for Redis before this instance decides alone.
+    pub redis_timeout: Duration,
+}
+
+/// The URL may carry a password: it is not printed.
+impl std::fmt::Debug for RateLimitSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitSettings")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("redis_timeout", &self.redis_timeout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +295,28 @@ impl Settings {
                 "body limit must be at least 1024 bytes and a push must allow one record",
             ));
         }
+        let redis_url = raw.redis_url.trim();
+        let redis_url = if redis_url.is_empty() {
+            None
+        } else {
+            // Parsed only: nothing connects until the server serves.
+            redis::Client::open(redis_url).map_err(|e| {
+                invalid(
+                    "redis_url",
+                    &format!(
+                        "expected redis://[:PASSWORD@]HOST[:PORT][/DB] ({:?})",
+                        e.kind()
+                    ),
+                )
+            })?;
+            Some(redis_url.to_owned())
+        };
+        if !(1..=10_000).contains(&raw.redis_timeout_ms) {
+            return Err(invalid(
+                "redis_timeout_ms",
+                "must be between 1 and 10000 milliseconds",
+            ));
+        }
         if raw.request_timeout_seconds == 0 {
             return Err(invalid(
                 "request_timeout_seconds",
@@ -356,6 +404,11 @@ impl Settings {
                 trusted_proxies,
             },
             tls,
+            rate_limits: RateLimitSettings {
+                redis_url,
+                redis_key_prefix: raw.redis_key_prefix,
+                redis_timeout: Duration::from_millis(raw.redis_timeout_ms),
+            },
         })
     }
 }
@@ -472,6 +525,45 @@ mod tests {
         let err = Settings::load_from(None, env(&[("KEYPORT_MAX_ROLL_GRACE_SECONDS", "0")]))
             .expect_err("no grace at all");
         assert!(err.to_string().contains("max_roll_grace_seconds"), "{err}");
+    }
+
+    #[test]
+    fn redis_is_off_by_default_and_its_url_and_timeout_are_checked() {
+        let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(settings.rate_limits.redis_url, None);
+        assert_eq!(settings.rate_limits.redis_key_prefix, "keyport:");
+        assert_eq!(
+            settings.rate_limits.redis_timeout,
+            Duration::from_millis(100)
+        );
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("KEYPORT_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/2"),
+                ("KEYPORT_REDIS_KEY_PREFIX", "acme:"),
+                ("KEYPORT_REDIS_TIMEOUT_MS", "250"),
+            ]),
+        )
+        .expect("redis settings load");
+        assert_eq!(
+            settings.rate_limits.redis_url.as_deref(),
+            Some("redis://:hunter2@127.0.0.1:6379/2")
+        );
+        assert_eq!(settings.rate_limits.redis_key_prefix, "acme:");
+        assert_eq!(
+            settings.rate_limits.redis_timeout,
+            Duration::from_millis(250)
+        );
+        assert!(
+            !format!("{settings:?}").contains("hunter2"),
+            "the Redis password is not printed"
+        );
+        let err = Settings::load_from(None, env(&[("KEYPORT_REDIS_URL", "localhost:6379")]))
+            .expect_err("not a redis URL");
+        assert!(err.to_string().contains("redis_url"), "{err}");
+        let err = Settings::load_from(None, env(&[("KEYPORT_REDIS_TIMEOUT_MS", "0")]))
+            .expect_err("no time at all");
+        assert!(err.to_string().contains("redis_timeout_ms"), "{err}");
     }
 
     #[test]

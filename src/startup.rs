@@ -157,6 +157,18 @@ impl Application {
         crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
             .map_err(StartupError::Webhooks)?
             .spawn(Arc::downgrade(&alive));
+        let metrics = Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?;
+        let counters = service.rate_limits.counters();
+        metrics
+            .register_rate_limits(
+                &counters.refused,
+                &counters.fallbacks,
+                &counters.redis_available,
+            )
+            .map_err(|e| StartupError::Metrics(e.to_string()))?;
+        let metrics = Arc::new(metrics);
+        // Connect to Redis (if configured) before the first limited request.
+        service.rate_limits.warm_up();
         let pushes = PushQueue::start(store);
         let state = web::Data::new(AppState {
             service,

@@ -391,6 +391,7 @@ mod tests {
             last_used_from: None,
             last_used_kind: None,
             has_webhook_signing_key: true,
+            rate_limit: None,
         }
     }
 

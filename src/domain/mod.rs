@@ -5,6 +5,7 @@ mod credentials;
 mod names;
 mod network;
 mod principal;
+mod rate_limit;
 mod record;
 mod scope;
 mod user;
@@ -20,6 +21,9 @@ pub use names::{
 };
 pub use network::{IpRange, SourceAllowList};
 pub use principal::{ActingUser, Credential, Principal};
+pub use rate_limit::{
+    MAX_BURST, MAX_PERIOD_SECONDS, MAX_REQUESTS, Period, RateLimit, RateLimitError,
+};
 pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use scope::{
     ADMIN_SCOPES, AUDIT_READ, GRANTABLE_SCOPES, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope,

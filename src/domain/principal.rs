@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{Role, ScopeSet, UnixTime};
+use super::{RateLimit, Role, ScopeSet, UnixTime};
 
 /// The credential a call was made with. Its id is public (a client ID, a
 /// session handle) and goes into audit rows; the secret never does.
@@ -25,12 +25,17 @@ pub enum Credential {
         key_id: String,
         client_id: String,
         expires_at: Option<UnixTime>,
+        /// The key's rate for reports and webhooks (its own or its
+        /// company's default), read with the key.
+        rate_limit: Option<RateLimit>,
     },
     /// A JWT validated offline; management operations re-check its key.
     AccessToken {
         jti: String,
         client_id: String,
         expires_at: UnixTime,
+        /// The `kp_rl` claim: the key's rate when the token was issued.
+        rate_limit: Option<RateLimit>,
     },
 }
 
@@ -65,6 +70,24 @@ impl Credential {
             self,
             Credential::ApiKey { .. } | Credential::AccessToken { .. }
         )
+    }
+
+    /// The key behind the call and its rate, when it has one: what the
+    /// report and webhook APIs limit.
+    pub fn rate_limit(&self) -> Option<(&str, RateLimit)> {
+        match self {
+            Credential::ApiKey {
+                client_id,
+                rate_limit: Some(limit),
+                ..
+            }
+            | Credential::AccessToken {
+                client_id,
+                rate_limit: Some(limit),
+                ..
+            } => Some((client_id, *limit)),
+            _ => None,
+        }
     }
 
     /// The client ID of the key behind the call, if a key (or its token) made it.

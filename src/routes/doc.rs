@@ -143,6 +143,14 @@ error_response!(
     "Retry-After" => "Seconds to wait",
 );
 error_response!(
+    RateLimited,
+    "ApiError",
+    "The key used up its rate for reports and webhooks (`rate_limited`)",
+    "Retry-After" => "Seconds until one more request is allowed",
+    "RateLimit-Policy" => "The key's policy, e.g. `\"key\";q=600;w=60`: `q` requests per `w` seconds",
+    "RateLimit" => "Where the key stands, e.g. `\"key\";r=0;t=60`: `r` requests left, `t` seconds until the whole burst is back",
+);
+error_response!(
     OAuthBadRequest,
     "OAuthError",
     "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, or (at \
@@ -251,6 +259,10 @@ pub struct IntrospectionResponse {
     /// The CIDR ranges the token's key may be used from, when it has an allow-list.
     #[schema(required = false)]
     kp_src: Vec<String>,
+    /// The key's rate for reports and webhooks when the token was issued,
+    /// when it has one.
+    #[schema(required = false, value_type = Object)]
+    kp_rl: serde_json::Value,
 }
 
 /// RFC 8414 authorization server metadata.
@@ -397,6 +409,18 @@ pub struct Unlocked {
 #[derive(Serialize, ToSchema)]
 pub struct TenantPolicy {
     api_only_users: bool,
+    /// `null`: keys without their own rate are unlimited.
+    #[schema(value_type = Option<RateLimitDoc>)]
+    default_rate_limit: Option<RateLimitDoc>,
+}
+
+/// A rate, as answers show it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RateLimitSetting)]
+pub struct RateLimitDoc {
+    requests: u32,
+    per_seconds: u32,
+    burst: u32,
 }
 
 /// One page of audit events, oldest first.

@@ -15,6 +15,7 @@ use crate::service::ServiceError;
 use crate::service::authz::CredentialRefusal;
 use crate::service::clients::ClientAuthError;
 use crate::service::grant::GrantError;
+use crate::service::rate_limit::RateLimited;
 use crate::storage::StorageError;
 use crate::telemetry::error_chain;
 use crate::tokens::BearerError;
@@ -138,6 +139,21 @@ impl From<StorageError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+/// A key past its rate at the report and webhook endpoints: 429
+/// `rate_limited`, with `Retry-After` (the `RateLimit` headers are added by
+/// `routes::rate_limit`).
+impl From<RateLimited> for ApiError {
+    fn from(err: RateLimited) -> Self {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            err.to_string(),
+        );
+        error.retry_after = Some(err.0.retry_after_seconds());
+        error
     }
 }
 

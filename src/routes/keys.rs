@@ -4,7 +4,7 @@
 //! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own; `?label=k=v`
 //! - `POST   /api/v1/keys`                       returns the secret once
 //! - `GET    /api/v1/keys/{id}`
-//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources
+//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources, rate_limit
 //! - `POST   /api/v1/keys/{id}/roll`             the owner only; returns the new secret once
 //! - `POST   /api/v1/keys/{id}/disable`          refused everywhere at once, until enabled
 //! - `POST   /api/v1/keys/{id}/enable`
@@ -23,6 +23,8 @@ use super::body::read_json;
 use super::doc;
 use super::error::ApiError;
 use super::{AppState, Caller};
+use crate::domain::RateLimit;
+use crate::service::ServiceError;
 use crate::service::keys::{self, CreatedKey, KeyChange, KeyControls, KeyListing, NewKeyRequest};
 
 pub(super) const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
@@ -98,6 +100,41 @@ fn created_with_secret(created: &CreatedKey) -> Result<HttpResponse, ApiError> {
         .json(doc))
 }
 
+/// A rate as JSON: `{"requests": 600, "per_seconds": 60, "burst": 100}`.
+/// Signed, so a negative value is answered with what is wrong with it.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RateLimit)]
+pub(super) struct RateLimitBody {
+    /// Requests per period, 1 to 1000000.
+    #[schema(minimum = 1, maximum = 1000000, examples(600))]
+    requests: i64,
+    /// The period in seconds, 1 to 86400.
+    #[schema(minimum = 1, maximum = 86400, examples(60))]
+    per_seconds: i64,
+    /// Requests allowed at once, 1 to 10000 (default: `requests`, at most 10000).
+    #[schema(minimum = 1, maximum = 10000, examples(100))]
+    burst: Option<i64>,
+}
+
+impl RateLimitBody {
+    /// The domain's rate, or 422 saying what is wrong with this one.
+    pub(super) fn parse(self, field: &str) -> Result<RateLimit, ApiError> {
+        RateLimit::new(self.requests, self.per_seconds, self.burst)
+            .map_err(|e| ServiceError::Invalid(format!("{field}: {e}")).into())
+    }
+}
+
+/// A member that may be absent (leave as is), `null` (remove) or a value:
+/// serde's `Option` alone cannot tell the first two apart.
+pub(super) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// Labels as a JSON object, in the pairs the service takes.
 fn label_pairs(labels: Option<BTreeMap<String, String>>) -> Option<Vec<(String, String)>> {
     labels.map(|labels| labels.into_iter().collect())
@@ -127,6 +164,9 @@ struct NewKeyBody {
     /// Up to 20 CIDR ranges (IPv4 or IPv6, none overlapping) the key may be used from; absent or empty: anywhere.
     #[schema(max_items = 20, examples(json!(["10.0.0.0/8", "2001:db8::/32"])))]
     allowed_sources: Option<Vec<String>>,
+    /// The key's own rate for reports and webhooks; absent: the company's
+    /// default (if any). A member may not go above the default.
+    rate_limit: Option<RateLimitBody>,
 }
 
 /// Creates a key for the caller (needs `keys:manage`, at most
@@ -160,6 +200,10 @@ pub async fn create(
     let body: NewKeyBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
     let scopes = body.scopes.map(|s| s.join(" "));
     let labels = label_pairs(body.labels);
+    let rate_limit = body
+        .rate_limit
+        .map(|rate| rate.parse("rate_limit"))
+        .transpose()?;
     let created = keys::create_key_with(
         &state.service,
         &caller,
@@ -174,6 +218,7 @@ pub async fn create(
             description: body.description.as_deref(),
             labels: labels.as_deref(),
             allowed_sources: body.allowed_sources.as_deref(),
+            rate_limit: rate_limit.map(Some),
         },
     )
     .await?;
@@ -221,11 +266,18 @@ struct KeyChangeBody {
     /// The whole new allow-list (CIDR ranges); `[]`: anywhere.
     #[schema(max_items = 20)]
     allowed_sources: Option<Vec<String>>,
+    /// The key's own rate; `null` removes it (the company's default
+    /// applies). A member may not go above the default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable)]
+    rate_limit: Option<Option<RateLimitBody>>,
 }
 
-/// Changes a key's name, description, labels or allow-list (the members
-/// sent; the others stay). A new allow-list applies to the key's next use
-/// and, at once, to its tokens at the management endpoints.
+/// Changes a key's name, description, labels, allow-list or rate (the
+/// members sent; the others stay). A new allow-list applies to the key's
+/// next use and, at once, to its tokens at the management endpoints; a new
+/// rate to the key presented directly at once, and to tokens issued from
+/// now on.
 #[utoipa::path(
     patch,
     path = "/api/v1/keys/{id}",
@@ -256,6 +308,11 @@ pub async fn change(
 ) -> Result<HttpResponse, ApiError> {
     let body: KeyChangeBody = read_json(&req, payload, MANAGEMENT_BODY_LIMIT).await?;
     let labels = label_pairs(body.labels);
+    let rate_limit = match body.rate_limit {
+        Some(Some(rate)) => Some(Some(rate.parse("rate_limit")?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     let key = keys::update_key(
         &state.service,
         &caller,
@@ -266,6 +323,7 @@ pub async fn change(
                 description: body.description.as_deref(),
                 labels: labels.as_deref(),
                 allowed_sources: body.allowed_sources.as_deref(),
+                rate_limit,
             },
         },
     )

@@ -11,6 +11,7 @@ mod oauth;
 pub mod observe;
 mod openapi;
 mod postman;
+mod rate_limit;
 mod records;
 mod session;
 mod token_request;

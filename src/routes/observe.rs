@@ -40,6 +40,7 @@ pub async fn observe(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let authenticated = carries_credential(req.request());
     let mut response = next.call(req).await?;
+    super::rate_limit::add_headers(&mut response);
     if authenticated {
         // An answer to a credential is for that caller alone. `x-api-key`
         // is not `Authorization`, so shared caches would not know that

@@ -108,6 +108,7 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
             UnsupportedMediaType,
             Unprocessable,
             Unavailable,
+            RateLimited,
             OAuthBadRequest,
             OAuthInvalidClient,
             OAuthPayloadTooLarge,

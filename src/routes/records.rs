@@ -4,7 +4,8 @@
 //! - `POST /api/v1/webhooks/{collection}`            needs `webhooks:write`
 //!
 //! Members see the records they pushed; admins see their whole tenant; nobody
-//! sees another tenant's.
+//! sees another tenant's. A key with a rate is held to it on all three
+//! (429 `rate_limited` past it; `RateLimit` headers on every answer).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -20,6 +21,7 @@ use super::Caller;
 use super::body::read_json_bytes;
 use super::doc;
 use super::error::{ApiError, resource_refusal};
+use super::rate_limit;
 use crate::domain::{
     CollectionName, IdempotencyKey, REPORTS_READ, RecordBatch, RecordError, WEBHOOKS_WRITE, now,
 };
@@ -112,6 +114,7 @@ pub struct RecordPage {
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::InsufficientScope),
+        (status = 429, response = doc::RateLimited),
         (status = 503, response = doc::Unavailable),
     )
 )]
@@ -122,6 +125,7 @@ pub async fn pull(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let access = access(&caller, REPORTS_READ)?;
+    rate_limit::admit(&req, &state.service, &caller).await?;
     let collection = collection(&path)?;
     let params: PageParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
         ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
@@ -190,15 +194,18 @@ fn decode_cursor(raw: &str) -> Result<String, ApiError> {
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::InsufficientScope),
         (status = 404, response = doc::NotFound),
+        (status = 429, response = doc::RateLimited),
         (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn pull_one(
+    req: HttpRequest,
     caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let access = access(&caller, REPORTS_READ)?;
+    rate_limit::admit(&req, &state.service, &caller).await?;
     let (collection_raw, record_id) = path.into_inner();
     let collection = collection(&collection_raw)?;
     let not_found = || ApiError::not_found("no such record");
@@ -242,6 +249,7 @@ pub async fn pull_one(
         (status = 413, response = doc::PayloadTooLarge),
         (status = 415, response = doc::UnsupportedMediaType),
         (status = 422, response = doc::Unprocessable),
+        (status = 429, response = doc::RateLimited),
         (status = 503, response = doc::Unavailable),
     )
 )]
@@ -253,6 +261,7 @@ pub async fn push(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let access = access(&caller, WEBHOOKS_WRITE)?;
+    rate_limit::admit(&req, &state.service, &caller).await?;
     let collection = collection(&path)?;
     let idempotency_key = idempotency_key(&req)?;
     let settings = &state.service.settings;

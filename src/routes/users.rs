@@ -6,7 +6,7 @@
 //! - `POST  /api/v1/users/{id}/disable`   `users:manage`: their keys stop, their sessions end
 //! - `POST  /api/v1/users/{id}/enable`    `users:manage`
 //! - `POST  /api/v1/users/{id}/unlock`    `users:manage`: lifts a sign-in lock
-//! - `PUT   /api/v1/tenant/policy`        `tenant:manage`: `{"api_only_users": bool}`
+//! - `PUT   /api/v1/tenant/policy`        `tenant:manage`: `{"api_only_users"?: bool, "default_rate_limit"?: {…} | null}`
 //! - `GET   /api/v1/audit`                `audit:read`: the audit trail, filtered and paginated
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -281,11 +281,18 @@ pub async fn unlock(
 #[schema(as = TenantPolicyUpdate)]
 struct PolicyBody {
     /// Users holding an active key may no longer sign in with a password.
-    api_only_users: bool,
+    api_only_users: Option<bool>,
+    /// The rate of keys without their own, for reports and webhooks, and
+    /// the most a member may give a key; `null` removes it.
+    #[serde(default, deserialize_with = "super::keys::present")]
+    #[schema(nullable)]
+    default_rate_limit: Option<Option<super::keys::RateLimitBody>>,
 }
 
-/// Sets the company's sign-in policy (`tenant:manage`). Turning
-/// `api_only_users` on ends the sessions of users holding an active key.
+/// Sets the company's policy (`tenant:manage`; send either member or
+/// both). Turning `api_only_users` on ends the sessions of users holding
+/// an active key; `default_rate_limit` applies at once to keys without a
+/// rate of their own (to their tokens from the next one issued).
 #[utoipa::path(
     put,
     path = "/api/v1/tenant/policy",
@@ -311,8 +318,22 @@ pub async fn set_policy(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body: PolicyBody = read_json(&req, payload, 1024).await?;
-    tenants::set_api_only_users(&state.service, &caller, None, body.api_only_users).await?;
-    Ok(HttpResponse::Ok().json(json!({ "api_only_users": body.api_only_users })))
+    let default_rate_limit = match body.default_rate_limit {
+        Some(Some(rate)) => Some(Some(rate.parse("default_rate_limit")?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let policy = tenants::set_policy(
+        &state.service,
+        &caller,
+        None,
+        tenants::PolicyChange {
+            api_only_users: body.api_only_users,
+            default_rate_limit,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(policy))
 }
 
 #[derive(Deserialize)]

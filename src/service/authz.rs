@@ -72,6 +72,7 @@ pub fn access_token(
             jti: claims.jti,
             client_id: claims.client_id,
             expires_at: claims.exp,
+            rate_limit: claims.kp_rl,
         },
         user: Some(ActingUser {
             user_id: claims.sub,

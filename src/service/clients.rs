@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::Service;
 use super::usage::UseKind;
 use crate::domain::{
-    ActingUser, ClientId, ClientSecret, Credential, Principal, Role, ScopeSet, SecretDigest,
-    SourceAllowList, UnixTime, UserStatus, now,
+    ActingUser, ClientId, ClientSecret, Credential, Principal, RateLimit, Role, ScopeSet,
+    SecretDigest, SourceAllowList, UnixTime, UserStatus, now,
 };
 use crate::storage::{KeyAuthRow, StorageError, Store};
 
@@ -28,6 +28,9 @@ pub struct AuthenticatedKey {
     pub expires_at: Option<UnixTime>,
     /// Where the key may be used from; empty: anywhere.
     pub allowed_sources: SourceAllowList,
+    /// Its rate for reports and webhooks: its own, else its company's
+    /// default; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl AuthenticatedKey {
@@ -47,6 +50,7 @@ impl AuthenticatedKey {
                 key_id: self.key_id,
                 client_id: self.client_id,
                 expires_at: self.expires_at,
+                rate_limit: self.rate_limit,
             },
             user: Some(ActingUser {
                 user_id: self.owner_id,
@@ -253,6 +257,18 @@ fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAu
     };
     let allowed_sources = SourceAllowList::from_stored(row.allowed_sources.as_deref())
         .map_err(StorageError::Corrupt)?;
+    let own = RateLimit::from_stored(
+        row.rate_limit_requests,
+        row.rate_limit_per_seconds,
+        row.rate_limit_burst,
+    )
+    .map_err(|e| StorageError::Corrupt(format!("key {}: {e}", row.id)))?;
+    let company_default = RateLimit::from_stored(
+        row.default_rate_limit_requests,
+        row.default_rate_limit_per_seconds,
+        row.default_rate_limit_burst,
+    )
+    .map_err(|e| StorageError::Corrupt(format!("tenant {}: {e}", row.tenant_id)))?;
     Ok(AuthenticatedKey {
         key_id: row.id,
         client_id: row.client_id,
@@ -263,5 +279,6 @@ fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAu
         token_ttl_seconds: row.token_ttl_seconds,
         expires_at: row.expires_at,
         allowed_sources,
+        rate_limit: own.or(company_default),
     })
 }

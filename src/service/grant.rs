@@ -140,6 +140,7 @@ pub fn issue(
         tenant_id: key.tenant_id.clone(),
         roles: vec![key.owner_role.as_str().to_owned()],
         kp_src: key.allowed_sources.to_strings(),
+        kp_rl: key.rate_limit,
     };
     let access_token = keys.sign(&claims)?;
     Ok(IssuedToken {

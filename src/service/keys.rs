@@ -13,10 +13,11 @@ use super::audit::{self, Event};
 use super::{Result, Service, ServiceError, authz, preview, stored_permissions};
 use crate::domain::{
     ClientId, ClientSecret, Email, KEYS_MANAGE, KeyDescription, KeyLabels, KeyName, Principal,
-    Role, ScopeSet, SourceAllowList, UnixTime, UserStatus, WebhookSigningKey, now,
+    RateLimit, Role, ScopeSet, SourceAllowList, UnixTime, UserStatus, WebhookSigningKey, now,
 };
 use crate::storage::{
-    KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, NewKey, StorageError, UserRow,
+    KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, NewKey, RateColumns,
+    StorageError, UserRow,
 };
 
 /// The longest expiry a key may be given: ten years.
@@ -113,6 +114,67 @@ pub struct KeySummary {
     /// webhook signing have none: they cannot take the webhook-signing mark,
     /// so mark a newer key.
     pub has_webhook_signing_key: bool,
+    /// The key's rate for the report and webhook APIs, and whether it is
+    /// its own or its company's default; `null`: unlimited.
+    pub rate_limit: Option<KeyRateLimit>,
+}
+
+/// A key's rate as listings show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct KeyRateLimit {
+    /// Requests per period.
+    pub requests: u32,
+    /// The period, in seconds.
+    pub per_seconds: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
+    pub source: RateLimitSource,
+}
+
+/// Where a key's rate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitSource {
+    /// The key's own.
+    Key,
+    /// Its company's default: the key has none of its own.
+    Default,
+}
+
+impl KeyRateLimit {
+    /// The key's own rate, else its company's default, else none.
+    pub fn of(own: Option<RateLimit>, company_default: Option<RateLimit>) -> Option<Self> {
+        let (limit, source) = match (own, company_default) {
+            (Some(own), _) => (own, RateLimitSource::Key),
+            (None, Some(company)) => (company, RateLimitSource::Default),
+            (None, None) => return None,
+        };
+        Some(KeyRateLimit {
+            requests: limit.requests(),
+            per_seconds: limit.per_seconds(),
+            burst: limit.burst(),
+            source,
+        })
+    }
+
+    fn limit(self) -> Option<RateLimit> {
+        RateLimit::new(
+            self.requests.into(),
+            self.per_seconds.into(),
+            Some(self.burst.into()),
+        )
+        .ok()
+    }
+}
+
+/// A rate as the storage layer's three columns.
+fn rate_columns(limit: RateLimit) -> RateColumns {
+    let (requests, per_seconds, burst) = limit.to_stored();
+    RateColumns {
+        requests,
+        per_seconds,
+        burst,
+    }
 }
 
 /// Splits a stored space-separated list (scopes, address ranges).
@@ -128,6 +190,18 @@ impl KeySummary {
     fn from_row(row: KeyRow, at: UnixTime) -> Result<Self, StorageError> {
         let labels = KeyLabels::from_stored(row.labels.as_deref())
             .map_err(|e| StorageError::Corrupt(format!("key {}: {e}", row.id)))?;
+        let own = RateLimit::from_stored(
+            row.rate_limit_requests,
+            row.rate_limit_per_seconds,
+            row.rate_limit_burst,
+        )
+        .map_err(|e| StorageError::Corrupt(format!("key {}: {e}", row.id)))?;
+        let company_default = RateLimit::from_stored(
+            row.default_rate_limit_requests,
+            row.default_rate_limit_per_seconds,
+            row.default_rate_limit_burst,
+        )
+        .map_err(|e| StorageError::Corrupt(format!("tenant {}: {e}", row.tenant_id)))?;
         Ok(KeySummary {
             status: KeyStatus::of(row.revoked_at, row.disabled_at, row.expires_at, at),
             scopes: row.scopes.as_deref().map(words),
@@ -156,7 +230,15 @@ impl KeySummary {
             last_used_from: row.last_used_from,
             last_used_kind: row.last_used_kind,
             has_webhook_signing_key: row.has_webhook_key != 0,
+            rate_limit: KeyRateLimit::of(own, company_default),
         })
+    }
+
+    /// The key's own rate (not its company's default), if it has one.
+    pub fn own_rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
+            .filter(|r| r.source == RateLimitSource::Key)
+            .and_then(KeyRateLimit::limit)
     }
 
     /// The phrase a person types to confirm deleting this key.
@@ -195,8 +277,8 @@ pub struct NewKeyRequest<'a> {
     pub token_ttl: Option<Duration>,
 }
 
-/// A key's description, labels and allow-list, as a caller sent them; each
-/// `None` leaves it as it is (at creation: without one).
+/// A key's description, labels, allow-list and rate, as a caller sent
+/// them; each `None` leaves it as it is (at creation: without one).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeyControls<'a> {
     /// Free text; empty clears it.
@@ -205,11 +287,40 @@ pub struct KeyControls<'a> {
     pub labels: Option<&'a [(String, String)]>,
     /// CIDR ranges; the whole list (empty: anywhere).
     pub allowed_sources: Option<&'a [String]>,
+    /// The key's own rate for reports and webhooks; `Some(None)` removes
+    /// it (the company's default applies, if any).
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl KeyControls<'_> {
     fn is_empty(&self) -> bool {
-        self.description.is_none() && self.labels.is_none() && self.allowed_sources.is_none()
+        self.description.is_none()
+            && self.labels.is_none()
+            && self.allowed_sources.is_none()
+            && self.rate_limit.is_none()
+    }
+}
+
+/// Members may give a key at most their company's default rate: the
+/// default is what the admins chose for everyone, and only they go beyond
+/// it. Without a default, a rate only ever restricts a key.
+fn refuse_above_default(
+    principal: &Principal,
+    rate: Option<RateLimit>,
+    company_default: Option<RateLimit>,
+) -> Result<()> {
+    let is_member = principal
+        .user
+        .as_ref()
+        .is_some_and(|user| user.role != Role::Admin);
+    match (rate, company_default) {
+        (Some(rate), Some(ceiling)) if is_member && rate.exceeds(ceiling) => {
+            Err(ServiceError::Forbidden(format!(
+                "a member may give a key at most the company's default rate ({ceiling}); \
+                 {rate} is above it: ask an admin"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -352,6 +463,9 @@ pub async fn create_key_with(
     let stored_sources = allowed_sources.to_stored();
     let owner = new_key_owner(service, &principal, request.owner_email).await?;
     let scopes = new_key_scopes(&principal, &owner, request.scopes)?.map(|s| s.to_string());
+    let rate_limit = controls.rate_limit.flatten();
+    let company_default = super::tenants::default_rate_limit(service, &owner.tenant_id).await?;
+    refuse_above_default(&principal, rate_limit, company_default)?;
     let max_ttl = service.max_token_ttl();
     let token_ttl_seconds = match request.token_ttl {
         None => None,
@@ -402,6 +516,7 @@ pub async fn create_key_with(
                 labels: stored_labels.as_deref(),
                 allowed_sources: stored_sources.as_deref(),
                 webhook_key: &webhook_signing_key,
+                rate_limit: rate_limit.map(rate_columns),
                 now: created_at,
             },
             limit,
@@ -444,6 +559,7 @@ pub async fn create_key_with(
         last_used_from: None,
         last_used_kind: None,
         has_webhook_signing_key: true,
+        rate_limit: KeyRateLimit::of(rate_limit, company_default),
     };
     Ok(CreatedKey {
         key,
@@ -675,10 +791,13 @@ pub struct KeyChange<'a> {
     pub controls: KeyControls<'a>,
 }
 
-/// Changes a key's name, description, labels or allow-list. A new
+/// Changes a key's name, description, labels, allow-list or rate. A new
 /// allow-list applies to the key's next authentication, and to its tokens
 /// at Keyport's management endpoints at once; tokens issued before keep
-/// the ranges they carry until they expire. A revoked key is not changed.
+/// the ranges they carry until they expire. A new rate applies to the key
+/// presented directly at once, and to tokens issued from now on (a token
+/// carries the rate it was issued with, in `kp_rl`). A member may not set
+/// a rate above the company's default. A revoked key is not changed.
 pub async fn update_key(
     service: &Service,
     principal: &Principal,
@@ -689,7 +808,8 @@ pub async fn update_key(
     let found = visible_key(service, &principal, key).await?;
     if change.name.is_none() && change.controls.is_empty() {
         return Err(ServiceError::Invalid(
-            "nothing to change: send name, description, labels or allowed_sources".to_owned(),
+            "nothing to change: send name, description, labels, allowed_sources or rate_limit"
+                .to_owned(),
         ));
     }
     if found.status == KeyStatus::Revoked {
@@ -717,6 +837,15 @@ pub async fn update_key(
         Some(ranges) => parse_sources(ranges)?,
         None => SourceAllowList::parse(&found.allowed_sources).map_err(StorageError::Corrupt)?,
     };
+    let rate_limit = match change.controls.rate_limit {
+        Some(rate) => {
+            let company_default =
+                super::tenants::default_rate_limit(service, &found.tenant_id).await?;
+            refuse_above_default(&principal, rate, company_default)?;
+            rate
+        }
+        None => found.own_rate_limit(),
+    };
     let stored_labels = labels.to_stored();
     let stored_sources = allowed_sources.to_stored();
     let updated = service
@@ -728,6 +857,7 @@ pub async fn update_key(
                 description: description.as_deref(),
                 labels: stored_labels.as_deref(),
                 allowed_sources: stored_sources.as_deref(),
+                rate_limit: rate_limit.map(rate_columns),
             },
             now(),
         )
@@ -753,6 +883,11 @@ pub async fn update_key(
             "allowed_sources=[{}]",
             allowed_sources.to_strings().join(" ")
         ));
+    }
+    match change.controls.rate_limit {
+        Some(Some(rate)) => changed.push(format!("rate_limit=[{rate}]")),
+        Some(None) => changed.push("rate_limit=none".to_owned()),
+        None => {}
     }
     audit::record(
         &service.store,
@@ -860,7 +995,7 @@ fn refuse_beyond_caller(
 }
 
 /// Rolls a key: one call creates its successor (same owner, name, scopes,
-/// token lifetime, allow-list, description and labels; the same lifetime
+/// token lifetime, allow-list, description, labels and rate; the same lifetime
 /// the old key was given, counted from now), moves the webhook-signing mark
 /// to it if the old key held it, and sets the old key to expire at the end
 /// of `grace_seconds` (default 24 hours or `max_roll_grace_seconds` if that
@@ -932,6 +1067,7 @@ pub async fn roll_key(
     let scopes = old.scopes.as_ref().map(|s| s.join(" "));
     let labels = old.labels.to_stored();
     let allowed_sources = (!old.allowed_sources.is_empty()).then(|| old.allowed_sources.join(" "));
+    let rate_limit = old.own_rate_limit();
     let limit = service.settings.max_active_keys_per_user;
     let id = Uuid::now_v7().to_string();
     let client_id = ClientId::generate();
@@ -958,6 +1094,7 @@ pub async fn roll_key(
                 labels: labels.as_deref(),
                 allowed_sources: allowed_sources.as_deref(),
                 webhook_key: &webhook_signing_key,
+                rate_limit: rate_limit.map(rate_columns),
                 now: created_at,
             },
             limit,

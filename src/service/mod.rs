@@ -22,6 +22,7 @@ pub mod clients;
 pub mod deliveries;
 pub mod grant;
 pub mod keys;
+pub mod rate_limit;
 pub mod sessions;
 pub mod setup;
 pub mod tenants;
@@ -37,11 +38,13 @@ use crate::config::Settings;
 use crate::domain::{Role, ScopeSet};
 use crate::storage::{StorageError, Store};
 use crate::tokens::RevokedTokens;
+use rate_limit::RateLimiter;
 use throttle::FailureThrottle;
 use usage::LastUsed;
 
 /// What the rules need to reach: the database, the settings and the
-/// per-instance memory (throttles, last-used times, revoked tokens).
+/// per-instance memory (throttles, last-used times, revoked tokens), and
+/// the per-key rate limiter (Redis, or that memory too).
 #[derive(Clone)]
 pub struct Service {
     pub store: Store,
@@ -49,6 +52,7 @@ pub struct Service {
     pub throttle: FailureThrottle,
     pub last_used: LastUsed,
     pub revoked: RevokedTokens,
+    pub rate_limits: RateLimiter,
 }
 
 impl Service {
@@ -57,8 +61,10 @@ impl Service {
             settings.security.client_auth_max_failures,
             settings.security.client_auth_failure_window,
         );
+        let rate_limits = RateLimiter::new(&settings.rate_limits);
         Service {
             store,
+            rate_limits,
             settings,
             throttle,
             last_used: LastUsed::default(),

@@ -1,4 +1,5 @@
-//! Tenants (companies): created by the operator; their policy set by their
+//! Tenants (companies): created by the operator; their policy (API-only
+//! users, the default rate of keys for reports and webhooks) set by their
 //! admins (`tenant:manage`).
 
 use serde::Serialize;
@@ -6,8 +7,8 @@ use uuid::Uuid;
 
 use super::audit::{self, Event};
 use super::{Result, Service, ServiceError, authz, preview};
-use crate::domain::{Principal, TENANT_MANAGE, TenantName, UnixTime, now};
-use crate::storage::TenantRow;
+use crate::domain::{Principal, RateLimit, TENANT_MANAGE, TenantName, UnixTime, now};
+use crate::storage::{RateColumns, StorageError, TenantPolicyRow, TenantRow};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Tenant {
@@ -50,6 +51,50 @@ pub(super) async fn find_tenant(service: &Service, tenant: &str) -> Result<Tenan
     })
 }
 
+/// A company's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TenantPolicy {
+    /// Users holding an active key may not sign in with a password.
+    pub api_only_users: bool,
+    /// The rate of keys without their own, for reports and webhooks;
+    /// also the most a member may give a key. `None`: unlimited.
+    pub default_rate_limit: Option<RateLimit>,
+}
+
+impl TenantPolicy {
+    fn from_row(tenant_id: &str, row: TenantPolicyRow) -> Result<Self, StorageError> {
+        Ok(TenantPolicy {
+            api_only_users: row.api_only_users != 0,
+            default_rate_limit: RateLimit::from_stored(
+                row.default_rate_limit_requests,
+                row.default_rate_limit_per_seconds,
+                row.default_rate_limit_burst,
+            )
+            .map_err(|e| StorageError::Corrupt(format!("tenant {tenant_id}: {e}")))?,
+        })
+    }
+}
+
+/// What [`set_policy`] changes; `None` leaves that part as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolicyChange {
+    pub api_only_users: Option<bool>,
+    /// `Some(None)` removes the default: keys without their own rate are
+    /// unlimited.
+    pub default_rate_limit: Option<Option<RateLimit>>,
+}
+
+/// The default rate of `tenant_id`'s keys, for the rules on keys.
+pub(super) async fn default_rate_limit(
+    service: &Service,
+    tenant_id: &str,
+) -> Result<Option<RateLimit>> {
+    Ok(match service.store.tenant_policy(tenant_id).await? {
+        Some(row) => TenantPolicy::from_row(tenant_id, row)?.default_rate_limit,
+        None => None,
+    })
+}
+
 /// Whether the caller's company has the "API-only users" policy on.
 pub async fn api_only_users(service: &Service, principal: &Principal) -> Result<bool> {
     let principal = authz::require(service, principal, TENANT_MANAGE).await?;
@@ -68,30 +113,81 @@ pub async fn set_api_only_users(
     tenant: Option<&str>,
     on: bool,
 ) -> Result<()> {
+    let change = PolicyChange {
+        api_only_users: Some(on),
+        ..PolicyChange::default()
+    };
+    set_policy(service, principal, tenant, change).await?;
+    Ok(())
+}
+
+/// Changes a company's policy: the "API-only users" policy (see
+/// [`set_api_only_users`]) and the default rate of keys without their own,
+/// which applies to them at once (to their tokens from the next one
+/// issued). Answers the policy now in force. `tenant`: the operator names
+/// one; a person acts on their own.
+pub async fn set_policy(
+    service: &Service,
+    principal: &Principal,
+    tenant: Option<&str>,
+    change: PolicyChange,
+) -> Result<TenantPolicy> {
     let principal = authz::require(service, principal, TENANT_MANAGE).await?;
+    if change.api_only_users.is_none() && change.default_rate_limit.is_none() {
+        return Err(ServiceError::Invalid(
+            "nothing to change: send api_only_users or default_rate_limit".to_owned(),
+        ));
+    }
     let tenant_id = match (principal.tenant_id(), tenant) {
         (Some(own), _) => own.to_owned(),
         (None, Some(named)) => find_tenant(service, named).await?.id,
         (None, None) => return Err(ServiceError::Invalid("name the tenant".to_owned())),
     };
     let at = now();
-    service.store.set_api_only_users(&tenant_id, on, at).await?;
-    let ended = if on {
+    let mut detail = Vec::new();
+    if let Some(on) = change.api_only_users {
+        service.store.set_api_only_users(&tenant_id, on, at).await?;
+        let ended = if on {
+            service
+                .store
+                .delete_sessions_of_key_holders(&tenant_id, at)
+                .await?
+        } else {
+            0
+        };
+        detail.push(format!("api_only_users={on} sessions_ended={ended}"));
+    }
+    if let Some(rate) = change.default_rate_limit {
+        let columns = rate.map(|limit| {
+            let (requests, per_seconds, burst) = limit.to_stored();
+            RateColumns {
+                requests,
+                per_seconds,
+                burst,
+            }
+        });
         service
             .store
-            .delete_sessions_of_key_holders(&tenant_id, at)
-            .await?
-    } else {
-        0
-    };
+            .set_default_rate_limit(&tenant_id, columns, at)
+            .await?;
+        detail.push(match rate {
+            Some(limit) => format!("default_rate_limit=[{limit}]"),
+            None => "default_rate_limit=none".to_owned(),
+        });
+    }
     audit::record(
         &service.store,
         &principal,
         Event::new("tenant.set_policy")
             .tenant(&tenant_id)
             .target(&tenant_id)
-            .detail(format!("api_only_users={on} sessions_ended={ended}")),
+            .detail(detail.join(" ")),
     )
     .await;
-    Ok(())
+    let row = service
+        .store
+        .tenant_policy(&tenant_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("the tenant was deleted".to_owned()))?;
+    Ok(TenantPolicy::from_row(&tenant_id, row)?)
 }

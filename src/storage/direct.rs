@@ -143,6 +143,12 @@ fn key_auth_row(row: &Row<'_>) -> rusqlite::Result<KeyAuthRow> {
         owner_status: row.get(11)?,
         disabled_at: row.get(12)?,
         allowed_sources: row.get(13)?,
+        rate_limit_requests: row.get(14)?,
+        rate_limit_per_seconds: row.get(15)?,
+        rate_limit_burst: row.get(16)?,
+        default_rate_limit_requests: row.get(17)?,
+        default_rate_limit_per_seconds: row.get(18)?,
+        default_rate_limit_burst: row.get(19)?,
     })
 }
 
@@ -194,15 +200,18 @@ mod tests {
         .await
         .expect("connects");
         for sql in [
-            "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ('t1', 'Acme', 1, 1)",
+            "INSERT INTO tenants (id, name, created_at, updated_at, default_rate_limit_requests, \
+             default_rate_limit_per_seconds, default_rate_limit_burst) \
+             VALUES ('t1', 'Acme', 1, 1, 600, 60, 100)",
             "INSERT INTO users (id, tenant_id, email, role, permissions, status, created_at, updated_at) \
              VALUES ('u1', 't1', 'a@acme.test', 'member', 'reports:read', 'disabled', 1, 1)",
             "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
              token_ttl_seconds, expires_at, revoked_at, created_at, updated_at) \
              VALUES ('k1', 't1', 'u1', 'kpc_one', 'abcd', 'one', 'reports:read', 120, 9000, 77, 1, 1)",
             "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, created_at, updated_at, \
-             disabled_at, allowed_sources) \
-             VALUES ('k2', 't1', 'u1', 'kpc_two', 'ef01', 'two', 1, 1, 33, '10.0.0.0/8 2001:db8::/32')",
+             disabled_at, allowed_sources, rate_limit_requests, rate_limit_per_seconds, rate_limit_burst) \
+             VALUES ('k2', 't1', 'u1', 'kpc_two', 'ef01', 'two', 1, 1, 33, '10.0.0.0/8 2001:db8::/32', \
+             5, 1, 2)",
         ] {
             sqlx::query(sql).execute(&store.pool).await.expect(sql);
         }
@@ -240,6 +249,15 @@ mod tests {
         assert_eq!(one.token_ttl_seconds, Some(120));
         assert_eq!(one.owner_status, "disabled");
         assert_eq!((one.disabled_at, one.allowed_sources), (None, None));
+        assert_eq!(one.rate_limit_requests, None);
+        assert_eq!(
+            (
+                one.default_rate_limit_requests,
+                one.default_rate_limit_per_seconds,
+                one.default_rate_limit_burst
+            ),
+            (Some(600), Some(60), Some(100))
+        );
         let two = direct
             .key_for_auth(KEY_AUTH_BY_CLIENT_ID, "kpc_two")
             .unwrap()
@@ -248,6 +266,14 @@ mod tests {
         assert_eq!(
             two.allowed_sources.as_deref(),
             Some("10.0.0.0/8 2001:db8::/32")
+        );
+        assert_eq!(
+            (
+                two.rate_limit_requests,
+                two.rate_limit_per_seconds,
+                two.rate_limit_burst
+            ),
+            (Some(5), Some(1), Some(2))
         );
         fixture.remove().await;
     }

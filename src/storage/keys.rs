@@ -19,7 +19,27 @@ pub struct NewKey<'a> {
     pub allowed_sources: Option<&'a str>,
     /// Derived from the secret; stored only sealed.
     pub webhook_key: &'a WebhookSigningKey,
+    /// The key's own rate; `None`: its company's default applies.
+    pub rate_limit: Option<RateColumns>,
     pub now: i64,
+}
+
+/// A rate as its three columns (`RateLimit::to_stored`); stored all set or
+/// all NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateColumns {
+    pub requests: i64,
+    pub per_seconds: i64,
+    pub burst: i64,
+}
+
+impl RateColumns {
+    pub(super) fn split(rate: Option<RateColumns>) -> (Option<i64>, Option<i64>, Option<i64>) {
+        match rate {
+            Some(r) => (Some(r.requests), Some(r.per_seconds), Some(r.burst)),
+            None => (None, None, None),
+        }
+    }
 }
 
 /// A key as listed to people: never the secret or its digest.
@@ -49,6 +69,13 @@ pub struct KeyRow {
     /// 1 when the key has a webhook-signing key (keys created before
     /// webhook signing have none).
     pub has_webhook_key: i64,
+    pub rate_limit_requests: Option<i64>,
+    pub rate_limit_per_seconds: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
+    /// The company's default rate, for keys without their own.
+    pub default_rate_limit_requests: Option<i64>,
+    pub default_rate_limit_per_seconds: Option<i64>,
+    pub default_rate_limit_burst: Option<i64>,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -69,6 +96,12 @@ pub struct KeyAuthRow {
     pub owner_status: String,
     pub disabled_at: Option<i64>,
     pub allowed_sources: Option<String>,
+    pub rate_limit_requests: Option<i64>,
+    pub rate_limit_per_seconds: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
+    pub default_rate_limit_requests: Option<i64>,
+    pub default_rate_limit_per_seconds: Option<i64>,
+    pub default_rate_limit_burst: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,6 +169,7 @@ pub struct KeyDetails<'a> {
     pub description: Option<&'a str>,
     pub labels: Option<&'a str>,
     pub allowed_sources: Option<&'a str>,
+    pub rate_limit: Option<RateColumns>,
 }
 
 macro_rules! key_auth_select {
@@ -143,7 +177,10 @@ macro_rules! key_auth_select {
         "SELECT k.id, k.tenant_id, k.owner_id, k.client_id, k.secret_digest, k.scopes, \
          k.token_ttl_seconds, k.expires_at, k.revoked_at, u.role AS owner_role, \
          u.permissions AS owner_permissions, u.status AS owner_status, k.disabled_at, \
-         k.allowed_sources FROM api_keys k JOIN users u ON u.id = k.owner_id "
+         k.allowed_sources, k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
+         t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
+         t.default_rate_limit_burst \
+         FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
     };
 }
 
@@ -159,8 +196,11 @@ macro_rules! key_select {
          k.name, k.scopes, k.token_ttl_seconds, k.expires_at, k.last_used_at, k.revoked_at, \
          k.revoked_by, k.created_at, k.signs_webhooks, k.disabled_at, k.rolled_to, k.description, \
          k.labels, k.allowed_sources, k.last_used_from, k.last_used_kind, \
-         CAST(CASE WHEN k.webhook_key_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_webhook_key \
-         FROM api_keys k JOIN users u ON u.id = k.owner_id "
+         CAST(CASE WHEN k.webhook_key_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_webhook_key, \
+         k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
+         t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
+         t.default_rate_limit_burst \
+         FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
     };
 }
 
@@ -375,16 +415,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces a key's name, description, labels and allow-list.
+    /// Replaces a key's name, description, labels, allow-list and rate.
     pub async fn update_key_details(
         &self,
         key_id: &str,
         details: KeyDetails<'_>,
         now: i64,
     ) -> Result<bool> {
+        let (requests, per_seconds, burst) = RateColumns::split(details.rate_limit);
         let done = sqlx::query(
             "UPDATE api_keys SET name = $2, description = $3, labels = $4, allowed_sources = $5, \
-             updated_at = $6 WHERE id = $1",
+             updated_at = $6, rate_limit_requests = $7, rate_limit_per_seconds = $8, \
+             rate_limit_burst = $9 WHERE id = $1",
         )
         .bind(key_id)
         .bind(details.name)
@@ -392,6 +434,9 @@ impl Store {
         .bind(details.labels)
         .bind(details.allowed_sources)
         .bind(now)
+        .bind(requests)
+        .bind(per_seconds)
+        .bind(burst)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -632,11 +677,13 @@ async fn insert_key(
     sealed_webhook_key: &str,
     signs_webhooks: bool,
 ) -> Result<()> {
+    let (requests, per_seconds, burst) = RateColumns::split(key.rate_limit);
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
          token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks, description, \
-         labels, allowed_sources, webhook_key_sealed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)",
+         labels, allowed_sources, webhook_key_sealed, rate_limit_requests, \
+         rate_limit_per_seconds, rate_limit_burst) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(key.id)
     .bind(key.tenant_id)
@@ -653,6 +700,9 @@ async fn insert_key(
     .bind(key.labels)
     .bind(key.allowed_sources)
     .bind(sealed_webhook_key)
+    .bind(requests)
+    .bind(per_seconds)
+    .bind(burst)
     .execute(&mut **tx)
     .await?;
     Ok(())

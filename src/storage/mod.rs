@@ -28,13 +28,14 @@ use direct::DirectReader;
 pub use audit::{AuditFilter, AuditRow};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
+    RateColumns,
 };
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
 pub use sealed::{SEALED_COLUMNS, SealReport, SealedColumn};
 pub use sessions::SessionRow;
 pub use signing_keys::SigningKeyRow;
-pub use tenants::TenantRow;
+pub use tenants::{TenantPolicyRow, TenantRow};
 pub use users::{NewUser, SignInRow, UserListRow, UserRow};
 pub use webhooks::{
     AttemptOutcome, AttemptRow, DueDelivery, EndpointHealth, EndpointRow, EndpointSettings,

@@ -1,10 +1,18 @@
-use super::{Result, Store};
+use super::{RateColumns, Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TenantRow {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantPolicyRow {
+    pub api_only_users: i64,
+    pub default_rate_limit_requests: Option<i64>,
+    pub default_rate_limit_per_seconds: Option<i64>,
+    pub default_rate_limit_burst: Option<i64>,
 }
 
 impl Store {
@@ -49,6 +57,42 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.is_some_and(|(on,)| on != 0))
+    }
+
+    /// Sets (or, with `None`, removes) the company's default rate for keys
+    /// without their own.
+    pub async fn set_default_rate_limit(
+        &self,
+        tenant_id: &str,
+        rate: Option<RateColumns>,
+        now: i64,
+    ) -> Result<()> {
+        let (requests, per_seconds, burst) = RateColumns::split(rate);
+        sqlx::query(
+            "UPDATE tenants SET default_rate_limit_requests = $2, \
+             default_rate_limit_per_seconds = $3, default_rate_limit_burst = $4, updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(tenant_id)
+        .bind(requests)
+        .bind(per_seconds)
+        .bind(burst)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The company's policy: API-only users, and the default rate's three
+    /// columns (all NULL without one).
+    pub async fn tenant_policy(&self, tenant_id: &str) -> Result<Option<TenantPolicyRow>> {
+        Ok(sqlx::query_as::<_, TenantPolicyRow>(
+            "SELECT api_only_users, default_rate_limit_requests, default_rate_limit_per_seconds, \
+             default_rate_limit_burst FROM tenants WHERE id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Finds a tenant by its id or, failing that, its name.

@@ -1,6 +1,7 @@
 //! Prometheus metrics, served as text at `GET /metrics`: tokens issued and
 //! refused (by RFC 6749 error code), request latency per route, active keys
-//! and database pool use.
+//! and database pool use, and the per-key rate limiter's series (refusals,
+//! checks made in memory because Redis failed, whether Redis answers).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -89,6 +90,20 @@ impl Metrics {
             webhook_queue_depth,
             webhook_oldest_pending_seconds,
         })
+    }
+
+    /// Serves series kept elsewhere (the rate limiter owns its counters,
+    /// so the service layer needs no handle on this registry).
+    pub fn register_rate_limits(
+        &self,
+        refused: &IntCounter,
+        fallbacks: &IntCounter,
+        redis_available: &IntGauge,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(Box::new(refused.clone()))?;
+        self.registry.register(Box::new(fallbacks.clone()))?;
+        self.registry.register(Box::new(redis_available.clone()))?;
+        Ok(())
     }
 
     /// Records one request. `route` is the matched pattern (never the raw

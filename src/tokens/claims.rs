@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::domain::RateLimit;
+
 /// The claims of a Keyport access token (RFC 9068 §2.2), plus the tenant and
 /// the owner's role (RFC 9068 §2.2.3.1 `roles`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,4 +24,10 @@ pub struct AccessTokenClaims {
     /// resource server validating offline may do the same. Absent: anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kp_src: Vec<String>,
+    /// The key's rate for the report and webhook APIs, when it has one
+    /// (`{"requests", "per_seconds", "burst"}`): Keyport enforces it from
+    /// the token, with no database read. A malformed one fails the
+    /// token's verification. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kp_rl: Option<RateLimit>,
 }

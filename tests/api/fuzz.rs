@@ -318,6 +318,7 @@ static SIGNED: LazyLock<(TokenVerifier, String)> = LazyLock::new(|| {
         tenant_id: "tenant".into(),
         roles: vec!["member".into()],
         kp_src: Vec::new(),
+        kp_rl: None,
     };
     let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("at+jwt".into());

@@ -23,6 +23,7 @@ mod postman;
 mod presentation;
 mod privilege_defects;
 mod python_client;
+mod rate_limits;
 mod resources;
 mod sealed_storage;
 mod sessions;

@@ -46,6 +46,7 @@ struct RawSettings {
     trusted_proxies: String,
     master_key_file: String,
     master_key_previous_file: String,
+    webhook_deliver: bool,
     webhook_allow_http: bool,
     webhook_allow_private_targets: bool,
     webhook_connect_timeout_seconds: u64,
@@ -88,6 +89,8 @@ pub struct Settings {
 /// Outbound webhook deliveries; see `config/default.toml`.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
+    /// Whether this instance runs a delivery worker.
+    pub deliver: bool,
     pub targets: TargetPolicy,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -333,6 +336,7 @@ impl Settings {
             return Err(invalid("webhook_concurrency", "must be at least 1"));
         }
         let webhooks = WebhookSettings {
+            deliver: raw.webhook_deliver,
             targets: TargetPolicy {
                 allow_http: raw.webhook_allow_http,
                 allow_private: raw.webhook_allow_private_targets,

@@ -154,9 +154,11 @@ impl Application {
             spawn_reload_on_hangup(reloader.clone(), Arc::downgrade(&alive))?;
         }
         let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
-        crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
-            .map_err(StartupError::Webhooks)?
-            .spawn(Arc::downgrade(&alive));
+        if settings.webhooks.deliver {
+            crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
+                .map_err(StartupError::Webhooks)?
+                .spawn(Arc::downgrade(&alive));
+        }
         let metrics = Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?;
         let counters = service.rate_limits.counters();
         metrics

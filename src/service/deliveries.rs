@@ -100,9 +100,10 @@ impl Dispatcher {
     pub async fn run_once(self: Arc<Self>) -> Result<usize> {
         let settings = &self.service.settings.webhooks;
         let at = now();
-        // Long enough for an attempt to finish; a crashed worker's lease
-        // runs out after it and another instance takes the delivery.
-        let lease = (settings.timeout + settings.connect_timeout).as_secs() as i64 + 30;
+        // Long enough for an attempt to finish, with room for clocks that
+        // differ a little between instances; a crashed worker's lease runs
+        // out after it and any instance takes the delivery again.
+        let lease = (settings.connect_timeout + settings.timeout * 2).as_secs() as i64 + 5;
         let due = self
             .service
             .store

@@ -325,6 +325,7 @@ crate::on_both_backends!(
     a_410_disables_the_endpoint_and_the_disabling_is_audited,
     redirects_are_never_followed_and_targets_are_checked_again_at_each_connection,
     non_public_or_insecure_endpoint_urls_are_refused_when_registered,
+    every_event_is_delivered_after_kill_9_and_a_receiver_that_was_down_for_a_while,
 );
 
 async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_only_the_whsec(
@@ -782,4 +783,161 @@ async fn non_public_or_insecure_endpoint_urls_are_refused_when_registered(backen
     )
     .await;
     assert_eq!(refused.status(), 403);
+}
+
+// ─── Crashes and several instances ─────────────────────────────────────────
+
+/// The record ids every verified `record.created` delivery announced.
+fn announced_record_ids(arrived: &[Value]) -> std::collections::BTreeSet<String> {
+    arrived
+        .iter()
+        .filter(|d| d["verified"] == json!([true]) && event_type(d) == "record.created")
+        .flat_map(|d| {
+            body_of(d)["data"]["record_ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|id| id.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Pushes `count` records one push each; returns their ids.
+async fn push_records(app_url: &str, token: &str, count: usize) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let pushed = http
+            .post(format!("{app_url}/api/v1/webhooks/orders"))
+            .bearer_auth(token)
+            .json(&json!({ "n": n }))
+            .send()
+            .await
+            .expect("push");
+        assert_eq!(pushed.status(), 201);
+        let body: Value = pushed.json().await.expect("json");
+        ids.push(body["ids"][0].as_str().expect("id").to_owned());
+    }
+    ids
+}
+
+async fn every_event_is_delivered_after_kill_9_and_a_receiver_that_was_down_for_a_while(
+    backend: Backend,
+) {
+    // The in-process instance only sets up; it delivers nothing.
+    let setup =
+        crate::helpers::spawn_app_with(backend, &[("KEYPORT_WEBHOOK_DELIVER", "false")]).await;
+    let (admin, _) = webhook_admin(&setup).await;
+    let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
+    // Slow answers, so deliveries are in flight when the worker dies.
+    std::fs::write(receiver.dir.join("delay"), "1").expect("delay");
+    setup
+        .store
+        .insert_endpoint(keyport::storage::NewEndpoint {
+            id: &uuid::Uuid::now_v7().to_string(),
+            tenant_id: &admin.tenant.id,
+            owner_id: &admin.user.id,
+            url: &receiver.url(),
+            description: None,
+            events: "record.created",
+            collections: None,
+            now: chrono::Utc::now().timestamp(),
+        })
+        .await
+        .expect("endpoint");
+    let env = [
+        ("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str()),
+        ("KEYPORT_WEBHOOK_ALLOW_HTTP", "true"),
+        ("KEYPORT_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+        ("KEYPORT_WEBHOOK_POLL_INTERVAL_MS", "100"),
+        ("KEYPORT_WEBHOOK_RETRY_INITIAL_SECONDS", "1"),
+        ("KEYPORT_WEBHOOK_CONNECT_TIMEOUT_SECONDS", "1"),
+        ("KEYPORT_WEBHOOK_TIMEOUT_SECONDS", "2"),
+        ("KEYPORT_WEBHOOK_CONCURRENCY", "4"),
+    ];
+    let start = || {
+        let mut command = crate::helpers::ServedBinary::command(&setup.db.url, 2);
+        command.envs(env.iter().copied());
+        crate::helpers::ServedBinary::start(command, std::sync::Arc::default())
+    };
+    let mut server = start();
+    let token = setup.token_for(&admin).await;
+    let pushed = push_records(&server.url(""), &token, 24).await;
+
+    // Kill the worker while attempts are in flight, with the receiver
+    // about to go down.
+    receiver
+        .wait_for("the first attempts", |arrived| !arrived.is_empty())
+        .await;
+    server.kill_9();
+    receiver.answer(503);
+    std::fs::remove_file(receiver.dir.join("delay")).expect("no delay");
+
+    let _restarted = start();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    receiver.answer(200);
+    let arrived = receiver
+        .wait_for("every pushed record announced", |arrived| {
+            let announced = announced_record_ids(arrived);
+            pushed.iter().all(|id| announced.contains(id))
+        })
+        .await;
+    assert!(
+        arrived
+            .iter()
+            .any(|d| body_of(d).is_object() && d["verified"] == json!([true])),
+        "deliveries verified"
+    );
+}
+
+/// Two instances on one PostgreSQL share the outbox: every event arrives,
+/// and no delivery is ever attempted by both at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_deliver_each_event_and_never_one_delivery_twice_at_once() {
+    let settings = [
+        ("KEYPORT_WEBHOOK_ALLOW_HTTP", "true"),
+        ("KEYPORT_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
+        ("KEYPORT_WEBHOOK_POLL_INTERVAL_MS", "50"),
+        ("KEYPORT_WEBHOOK_CONCURRENCY", "4"),
+    ];
+    let first = crate::helpers::spawn_app_with(Backend::Postgres, &settings).await;
+    let second = crate::helpers::spawn_sibling(&first, &settings).await;
+    let (admin, session) = webhook_admin(&first).await;
+    let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
+    std::fs::write(receiver.dir.join("delay"), "0.2").expect("delay");
+    let registered = register(
+        &first,
+        &session,
+        json!({ "url": receiver.url(), "events": ["record.created"] }),
+    )
+    .await;
+    assert_eq!(registered.status(), 201);
+    let token = first.token_for(&admin).await;
+    let mut pushed = push_records(&first.address, &token, 20).await;
+    pushed.extend(push_records(&second.address, &token, 20).await);
+    let arrived = receiver
+        .wait_for("every pushed record announced", |arrived| {
+            let announced = announced_record_ids(arrived);
+            pushed.iter().all(|id| announced.contains(id))
+        })
+        .await;
+    let mut by_id: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for delivery in &arrived {
+        by_id
+            .entry(delivery["id"].as_str().unwrap_or_default())
+            .or_default()
+            .push((
+                delivery["started_at"].as_f64().unwrap_or_default(),
+                delivery["received_at"].as_f64().unwrap_or_default(),
+            ));
+    }
+    for (id, mut spans) in by_id {
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in spans.windows(2) {
+            assert!(
+                pair[1].0 >= pair[0].1,
+                "delivery {id} was attempted twice at once: {spans:?}"
+            );
+        }
+    }
 }

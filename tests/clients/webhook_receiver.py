@@ -7,8 +7,9 @@ verifies every delivery with the `standardwebhooks` library, given only the
 Prints `listening on port N`, then for each POST appends one JSON line to
 DIR/deliveries.jsonl: the headers, the body, whether it verified with each key,
 and whether a tampered body, a stale timestamp and a stranger's key were all
-refused by the library. Answers with the status in DIR/status (default 200);
-DIR/location, when present, makes it answer 302 to that location instead.
+refused by the library. Answers with the status in DIR/status (default 200),
+after waiting DIR/delay seconds (default 0); DIR/location, when present,
+makes it answer 302 to that location instead.
 """
 import base64
 import json
@@ -34,6 +35,10 @@ def refused(key, body, headers):
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
+        started_at = time.time()
+        delay_file = os.path.join(DIR, "delay")
+        if os.path.exists(delay_file):
+            time.sleep(float(open(delay_file).read().strip() or "0"))
         body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
         headers = {k.lower(): v for k, v in self.headers.items()}
         verified = []
@@ -54,6 +59,7 @@ class Handler(BaseHTTPRequestHandler):
             "tampered_refused": refused(KEYS[0], body + " ", headers),
             "stale_refused": refused(KEYS[0], body, stale),
             "stranger_refused": refused(STRANGER, body, headers),
+            "started_at": started_at,
             "received_at": time.time(),
         }
         with open(os.path.join(DIR, "deliveries.jsonl"), "a") as out:

@@ -153,12 +153,6 @@ impl Application {
         if let Some(reloader) = &tls {
             spawn_reload_on_hangup(reloader.clone(), Arc::downgrade(&alive))?;
         }
-        let metrics = Arc::new(Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?);
-        if settings.webhooks.deliver {
-            crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
-                .map_err(StartupError::Webhooks)?
-                .spawn(Arc::downgrade(&alive));
-        }
         let metrics = Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?;
         let counters = service.rate_limits.counters();
         metrics
@@ -169,6 +163,11 @@ impl Application {
             )
             .map_err(|e| StartupError::Metrics(e.to_string()))?;
         let metrics = Arc::new(metrics);
+        if settings.webhooks.deliver {
+            crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
+                .map_err(StartupError::Webhooks)?
+                .spawn(Arc::downgrade(&alive));
+        }
         // Connect to Redis (if configured) before the first limited request.
         service.rate_limits.warm_up();
         let pushes = PushQueue::start(store);

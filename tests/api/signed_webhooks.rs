@@ -326,6 +326,10 @@ crate::on_both_backends!(
     redirects_are_never_followed_and_targets_are_checked_again_at_each_connection,
     non_public_or_insecure_endpoint_urls_are_refused_when_registered,
     every_event_is_delivered_after_kill_9_and_a_receiver_that_was_down_for_a_while,
+    when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_only,
+    an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_long_given_up,
+    a_members_endpoint_hears_only_of_their_own_keys_and_records,
+    metrics_count_deliveries_and_show_the_queue,
 );
 
 async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_only_the_whsec(
@@ -940,4 +944,291 @@ async fn two_instances_on_postgres_deliver_each_event_and_never_one_delivery_twi
             );
         }
     }
+}
+
+// ─── Signing keys over time, failure policy, visibility, metrics ───────────
+
+async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_only(
+    backend: Backend,
+) {
+    let mut settings = RECEIVER_SETTINGS.to_vec();
+    settings.push(("KEYPORT_WEBHOOK_SIGNATURE_OVERLAP_SECONDS", "3"));
+    let app = crate::helpers::spawn_app_with(backend, &settings).await;
+    let (admin, session) = webhook_admin(&app).await;
+    let old_whsec = admin.key.webhook_signing_key.to_whsec();
+    let newer = app
+        .create_key_over_http(&session, json!({ "name": "newer" }))
+        .await;
+    let new_whsec = newer["webhook_signing_key"]
+        .as_str()
+        .expect("whsec")
+        .to_owned();
+    let receiver = Receiver::start(&[&old_whsec, &new_whsec]);
+    let endpoint = json_body(
+        register(
+            &app,
+            &session,
+            json!({ "url": receiver.url(), "events": ["key.created"] }),
+        )
+        .await,
+    )
+    .await;
+    let test_path = format!(
+        "/api/v1/webhook-endpoints/{}/test",
+        endpoint["id"].as_str().unwrap()
+    );
+    // Before the move: the old key alone signs.
+    assert_eq!(
+        app.call(Method::POST, &test_path, &session).await.status(),
+        202
+    );
+    let first = receiver.wait_for("the first test", |a| !a.is_empty()).await;
+    assert_eq!(first[0]["verified"], json!([true, false]), "{}", first[0]);
+
+    let moved = app
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/keys/{}/webhook-signing",
+                newer["id"].as_str().unwrap()
+            ),
+            &session,
+        )
+        .await;
+    assert_eq!(moved.status(), 200);
+    // During the overlap: both sign, so receivers holding either verify.
+    assert_eq!(
+        app.call(Method::POST, &test_path, &session).await.status(),
+        202
+    );
+    let second = receiver.wait_for("the second test", |a| a.len() >= 2).await;
+    assert_eq!(second[1]["verified"], json!([true, true]), "{}", second[1]);
+    assert_eq!(
+        second[1]["signature"].as_str().unwrap().split(' ').count(),
+        2,
+        "{}",
+        second[1]
+    );
+    // After it: the new key alone.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        app.call(Method::POST, &test_path, &session).await.status(),
+        202
+    );
+    let third = receiver.wait_for("the third test", |a| a.len() >= 3).await;
+    assert_eq!(third[2]["verified"], json!([false, true]), "{}", third[2]);
+}
+
+async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_long_given_up(
+    backend: Backend,
+) {
+    let mut settings = RECEIVER_SETTINGS.to_vec();
+    settings.push(("KEYPORT_WEBHOOK_DISABLE_AFTER_SECONDS", "3"));
+    settings.push(("KEYPORT_WEBHOOK_RETRY_FOR_SECONDS", "2"));
+    let app = crate::helpers::spawn_app_with(backend, &settings).await;
+    let (admin, session) = webhook_admin(&app).await;
+    let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
+    receiver.answer(500);
+    let endpoint = json_body(
+        register(
+            &app,
+            &session,
+            json!({ "url": receiver.url(), "events": ["key.created"] }),
+        )
+        .await,
+    )
+    .await;
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    let test_path = format!("/api/v1/webhook-endpoints/{id}/test");
+    assert_eq!(
+        app.call(Method::POST, &test_path, &session).await.status(),
+        202
+    );
+    // The first delivery is given up after its 2 s of retries.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let attempts = json_body(
+            app.call(
+                Method::GET,
+                &format!("/api/v1/webhook-endpoints/{id}/attempts"),
+                &session,
+            )
+            .await,
+        )
+        .await;
+        let states: Vec<&str> = attempts["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["delivery_state"].as_str())
+            .collect();
+        if states.first() == Some(&"failed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{attempts}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // More failures, past 3 s of failing: the endpoint is disabled, audited.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let shown = loop {
+        let _ = app.call(Method::POST, &test_path, &session).await;
+        let shown = json_body(
+            app.call(
+                Method::GET,
+                &format!("/api/v1/webhook-endpoints/{id}"),
+                &session,
+            )
+            .await,
+        )
+        .await;
+        if shown["status"] == "disabled" {
+            break shown;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert!(
+        shown["disabled_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("failed for longer")),
+        "{shown}"
+    );
+    let audit = json_body(
+        app.call(
+            Method::GET,
+            "/api/v1/audit?action=webhook_endpoint.disable",
+            &session,
+        )
+        .await,
+    )
+    .await;
+    assert!(audit.to_string().contains(&id), "{audit}");
+    // Enabling it again forgets the failures.
+    let enabled = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/webhook-endpoints/{id}"),
+            &session,
+        )
+        .json(&json!({ "enabled": true }))
+        .send()
+        .await
+        .expect("patch");
+    let enabled = json_body(enabled).await;
+    assert_eq!(enabled["status"], "enabled");
+    assert_eq!(enabled["failing_since"], Value::Null);
+}
+
+async fn a_members_endpoint_hears_only_of_their_own_keys_and_records(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, &RECEIVER_SETTINGS).await;
+    let (admin, admin_session) = webhook_admin(&app).await;
+    let member = app
+        .user(
+            &admin.tenant,
+            "member-hooks@example.com",
+            "member",
+            "webhooks:write keys:manage webhooks:manage",
+        )
+        .await;
+    let member_key = app.key(&member.email, None).await;
+    app.set_password(&member.email, "member password 1234")
+        .await;
+    let member_session = app.session_for(&member.email, "member password 1234").await;
+    let receiver = Receiver::start(&[&member_key.webhook_signing_key.to_whsec()]);
+    let registered = register(
+        &app,
+        &member_session,
+        json!({ "url": receiver.url(), "events": ["record.created", "key.created"] }),
+    )
+    .await;
+    assert_eq!(registered.status(), 201);
+    // The admin's records and keys: not for the member's endpoint.
+    let admin_token = app.token_for(&admin).await;
+    app.push(&admin_token, "orders", &json!({ "by": "admin" }), None)
+        .await;
+    app.create_key_over_http(&admin_session, json!({ "name": "admin's" }))
+        .await;
+    // The member's own: announced.
+    let member_token = app.token_for_key(&member_key).await;
+    let pushed = json_body(
+        app.push(&member_token, "orders", &json!({ "by": "member" }), None)
+            .await,
+    )
+    .await;
+    let member_record = pushed["ids"][0].as_str().unwrap().to_owned();
+    let arrived = receiver
+        .wait_for("the member's record", |a| {
+            announced_record_ids(a).contains(&member_record)
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let arrived = if arrived.len() < receiver.deliveries().len() {
+        receiver.deliveries()
+    } else {
+        arrived
+    };
+    assert_eq!(
+        arrived.len(),
+        1,
+        "only the member's own event: {arrived:#?}"
+    );
+    // And the admin sees the member's endpoint; the member not the admin's.
+    let listed = json_body(
+        app.call(Method::GET, "/api/v1/webhook-endpoints", &admin_session)
+            .await,
+    )
+    .await;
+    assert_eq!(listed["endpoints"].as_array().map(Vec::len), Some(1));
+}
+
+async fn metrics_count_deliveries_and_show_the_queue(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, &RECEIVER_SETTINGS).await;
+    let (admin, session) = webhook_admin(&app).await;
+    let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
+    receiver.answer(503);
+    let endpoint = json_body(
+        register(
+            &app,
+            &session,
+            json!({ "url": receiver.url(), "events": ["key.created"] }),
+        )
+        .await,
+    )
+    .await;
+    let test_path = format!(
+        "/api/v1/webhook-endpoints/{}/test",
+        endpoint["id"].as_str().unwrap()
+    );
+    app.call(Method::POST, &test_path, &session).await;
+    receiver
+        .wait_for("a failed attempt", |a| !a.is_empty())
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("keyport_webhook_deliveries_total{outcome=\"retry\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyport_webhook_queue_depth 1"),
+        "{metrics}"
+    );
+    receiver.answer(200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let metrics = loop {
+        let metrics = app.get("/metrics").await.text().await.expect("text");
+        if metrics.contains("keyport_webhook_queue_depth 0") {
+            break metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        metrics.contains("keyport_webhook_deliveries_total{outcome=\"delivered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyport_webhook_oldest_pending_seconds 0"),
+        "{metrics}"
+    );
 }

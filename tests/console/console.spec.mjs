@@ -702,7 +702,7 @@ step('an admin adds a member, who sets a password and signs in to their own keys
   const form = page.locator('#add-user');
   await form.getByLabel('Email').fill(MEMBER.email);
   await form.getByLabel('Role').selectOption('member');
-  for (const [scope, held] of [['reports:read', true], ['webhooks:write', false], ['keys:manage', true]]) {
+  for (const [scope, held] of [['reports:read', true], ['webhooks:write', false], ['keys:manage', true], ['webhooks:manage', false]]) {
     await form.locator(`input[name="permission"][value="${scope}"]`).setChecked(held);
   }
   await form.getByRole('button', { name: 'Add user' }).click();

@@ -3,18 +3,24 @@
 //! server does (key parsed once) and as `jsonwebtoken::encode` does (key
 //! parsed on every call, the server's way before), verifying
 //! one (first sight, and a token the verifier has already seen), hashing a
-//! client secret, and parsing a valid and a malformed secret.
+//! client secret, parsing a valid and a malformed secret, and the per-key
+//! rate-limit check of the report and webhook APIs: a key without a rate
+//! (the unlimited path), the check in memory (one key, and spread over
+//! 10,000 keys), and the check in Redis (127.0.0.1:6379; skipped, saying
+//! so, when no Redis answers there).
 //!
 //! `cargo bench --bench micro` (about 40 s of measuring); `benches/load.sh`
 //! runs it after the HTTP load test and copies the means into its report.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Header;
 use jsonwebtoken::jwk::JwkSet;
-use keyport::domain::{ClientSecret, now};
+use keyport::config::RateLimitSettings;
+use keyport::domain::{ClientSecret, Credential, Principal, RateLimit, now};
+use keyport::service::rate_limit::RateLimiter;
 use keyport::tokens::{
     ACCESS_TOKEN_TYP, AccessTokenClaims, SigningAlgorithm, SigningKey, TokenVerifier,
 };
@@ -148,6 +154,77 @@ fn secrets(c: &mut Criterion) {
     group.finish();
 }
 
+/// A caller presenting a token of `client_id`, with the rate its `kp_rl`
+/// claim carries.
+fn token_caller(client_id: &str, rate_limit: Option<RateLimit>) -> Principal {
+    let mut principal = Principal::operator();
+    principal.credential = Credential::AccessToken {
+        jti: "5f0c2a8e-3a43-4c55-9a57-3f1d2b1c0e7a".to_owned(),
+        client_id: client_id.to_owned(),
+        expires_at: now() + 3600,
+        rate_limit,
+    };
+    principal
+}
+
+fn limiter(redis_url: Option<&str>) -> RateLimiter {
+    RateLimiter::new(&RateLimitSettings {
+        redis_url: redis_url.map(str::to_owned),
+        redis_key_prefix: format!("keyport-bench-{}:", uuid::Uuid::new_v4().simple()),
+        redis_timeout: Duration::from_millis(100),
+    })
+}
+
+/// What `RateLimiter::admit` costs a report or webhook request, the way
+/// the handlers call it (async, on a Tokio runtime), side by side: the
+/// unlimited path first, so the others read as its multiples.
+fn rate_limits(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    // Fast enough that most checks are allowed; a refusal costs the same
+    // work, less one write.
+    let rate = RateLimit::new(1_000_000, 1, Some(10_000)).expect("a valid rate");
+    let unlimited = token_caller("kpc_0123456789ABCDEFGHIJabcd", None);
+    let limited = token_caller("kpc_0123456789ABCDEFGHIJabcd", Some(rate));
+    let many: Vec<Principal> = (0..10_000)
+        .map(|n| token_caller(&format!("kpc_{n:024}"), Some(rate)))
+        .collect();
+    let memory = limiter(None);
+    let redis = limiter(Some("redis://127.0.0.1:6379"));
+
+    let mut group = c.benchmark_group("rate_limit");
+    // Many awaits per sample: timing each one alone would measure the clock.
+    let mut bench = |name: &str, limiter: &RateLimiter, callers: &[Principal]| {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let started = Instant::now();
+                    for n in 0..iters as usize {
+                        let caller = &callers[n % callers.len()];
+                        let _ = black_box(limiter.admit(black_box(caller)).await);
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+    };
+    bench("unlimited", &memory, std::slice::from_ref(&unlimited));
+    bench("memory", &memory, std::slice::from_ref(&limited));
+    bench("memory_10000_keys", &memory, &many);
+    let redis_answers = runtime.block_on(async {
+        redis.check("kpc_probe", rate).await;
+        redis.counters().fallbacks.get() == 0
+    });
+    if redis_answers {
+        bench("redis", &redis, std::slice::from_ref(&limited));
+    } else {
+        eprintln!("rate_limit/redis skipped: no Redis answers at 127.0.0.1:6379");
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -157,6 +234,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = tokens, secrets
+    targets = tokens, secrets, rate_limits
 }
 criterion_main!(micro);

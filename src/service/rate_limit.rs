@@ -175,7 +175,7 @@ pub struct RateLimiter {
 struct Inner {
     /// The clock of the memory buckets and of Redis's back-off.
     epoch: Instant,
-    memory: Mutex<HashMap<Box<str>, u64>>,
+    memory: Mutex<HashMap<String, u64>>,
     redis: Option<RedisLimiter>,
     counters: RateLimitCounters,
 }
@@ -252,7 +252,7 @@ impl RateLimiter {
         let inner = &self.inner;
         let bucket = bucket(client_id, limit);
         let allowance = match &inner.redis {
-            None => self.check_memory(&bucket, limit),
+            None => self.check_memory(bucket, limit),
             Some(redis) => match redis
                 .check(&bucket, limit, self.now(), &inner.counters)
                 .await
@@ -260,7 +260,7 @@ impl RateLimiter {
                 Some(allowance) => allowance,
                 None => {
                     inner.counters.fallbacks.inc();
-                    self.check_memory(&bucket, limit)
+                    self.check_memory(bucket, limit)
                 }
             },
         };
@@ -271,24 +271,32 @@ impl RateLimiter {
     }
 
     /// The check of `bucket` ([`bucket`]) in this instance's memory only.
-    fn check_memory(&self, bucket: &str, limit: RateLimit) -> Allowance {
+    fn check_memory(&self, bucket: String, limit: RateLimit) -> Allowance {
+        use std::collections::hash_map::Entry;
         let now = self.now();
         let mut buckets = self.inner.memory.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_MEMORY_BUCKETS && !buckets.contains_key(bucket) {
+        if buckets.len() >= MAX_MEMORY_BUCKETS && !buckets.contains_key(&bucket) {
             // A bucket whose tat has passed is back to a full burst:
             // forgetting it changes nothing.
             buckets.retain(|_, tat| *tat > now);
         }
-        let (tat, allowance) = gcra(buckets.get(bucket).copied(), now, limit);
-        if let Some(tat) = tat {
-            match buckets.get_mut(bucket) {
-                Some(stored) => *stored = tat,
-                None => {
-                    buckets.insert(bucket.into(), tat);
+        // One hash of the bucket's name, whether it is new or not.
+        match buckets.entry(bucket) {
+            Entry::Occupied(mut stored) => {
+                let (tat, allowance) = gcra(Some(*stored.get()), now, limit);
+                if let Some(tat) = tat {
+                    stored.insert(tat);
                 }
+                allowance
+            }
+            Entry::Vacant(slot) => {
+                let (tat, allowance) = gcra(None, now, limit);
+                if let Some(tat) = tat {
+                    slot.insert(tat);
+                }
+                allowance
             }
         }
-        allowance
     }
 
     /// Microseconds since the limiter started (monotonic).

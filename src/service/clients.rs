@@ -234,7 +234,10 @@ fn unknown_client_digest() -> SecretDigest {
 
 /// The checks after the secret matched: status, expiry, owner, scopes.
 /// Revoked before disabled before expired, as `KeyStatus` orders them.
-pub(super) fn authorise(row: KeyAuthRow, at: UnixTime) -> Result<AuthenticatedKey, ClientAuthError> {
+pub(super) fn authorise(
+    row: KeyAuthRow,
+    at: UnixTime,
+) -> Result<AuthenticatedKey, ClientAuthError> {
     if row.revoked_at.is_some() {
         return Err(ClientAuthError::Revoked);
     }

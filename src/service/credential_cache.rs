@@ -79,8 +79,9 @@ impl CachedKey {
     /// with the clock on every use. A row that cannot be read (a malformed
     /// digest, role or scope) is an error and is not kept.
     pub fn from_row(row: KeyAuthRow) -> Result<Self, StorageError> {
-        let digest = SecretDigest::from_hex(&row.secret_digest)
-            .ok_or_else(|| StorageError::Corrupt(format!("key {} has a malformed digest", row.id)))?;
+        let digest = SecretDigest::from_hex(&row.secret_digest).ok_or_else(|| {
+            StorageError::Corrupt(format!("key {} has a malformed digest", row.id))
+        })?;
         let (owner_id, tenant_id, expires_at) =
             (row.owner_id.clone(), row.tenant_id.clone(), row.expires_at);
         let standing = match authorise(row, UnixTime::MIN) {
@@ -316,9 +317,7 @@ impl CredentialCache {
         }
         self.metrics.miss.inc();
         let epoch = inner.epoch.load(Ordering::SeqCst);
-        let row = store
-            .find_key_for_auth_by_digest(&digest.to_hex())
-            .await?;
+        let row = store.find_key_for_auth_by_digest(&digest.to_hex()).await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -360,9 +359,9 @@ impl CredentialCache {
             WatchEvent::Listening => inner.forget(&CredentialChange::Everything),
             WatchEvent::Changed(change) => inner.forget(&change),
             WatchEvent::UpToDate(at) => {
-                let until = inner.millis(at).saturating_add(
-                    u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX),
-                );
+                let until = inner
+                    .millis(at)
+                    .saturating_add(u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX));
                 inner.trusted_until.fetch_max(until, Ordering::SeqCst);
             }
             WatchEvent::Lost => {
@@ -641,7 +640,10 @@ mod tests {
     #[test]
     fn trust_needs_a_recent_proof_and_ends_when_the_watcher_is_lost() {
         let cache = CredentialCache::new(100, Duration::from_millis(200));
-        assert!(!cache.is_trusted(), "untrusted until the watcher proves itself");
+        assert!(
+            !cache.is_trusted(),
+            "untrusted until the watcher proves itself"
+        );
         cache.on_watch_event(WatchEvent::Listening);
         assert!(!cache.is_trusted(), "listening is not yet a proof");
         cache.on_watch_event(WatchEvent::UpToDate(Instant::now()));
@@ -664,6 +666,28 @@ mod tests {
             Instant::now() - Duration::from_millis(220),
         ));
         assert!(!lapsed.is_trusted());
+    }
+
+    /// Made-up client IDs cannot grow memory past the unknown cache's
+    /// bound, nor push out a key in use.
+    #[test]
+    fn unknown_client_ids_are_bounded_and_push_out_no_key() {
+        let (_cache, inner) = trusted_cache();
+        let secret = ClientSecret::generate();
+        let key = Arc::new(CachedKey::from_row(row("kpc_real", "u1", "t1", &secret)).unwrap());
+        inner.remember(inner.epoch.load(Ordering::SeqCst), "kpc_real", &key);
+        for n in 0..50_000 {
+            inner.remember_unknown(
+                inner.epoch.load(Ordering::SeqCst),
+                &format!("kpc_made_up_{n}"),
+            );
+        }
+        assert!(
+            inner.unknown.len() <= UNKNOWN_CAPACITY.min(100) + 16,
+            "{}",
+            inner.unknown.len()
+        );
+        assert!(inner.keys.get("kpc_real").is_some());
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub use keys::{
 };
 pub use notify::{
     ChangeCounter, CredentialChange, HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,
+    listener_name as credential_listener_name,
 };
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};

@@ -143,8 +143,14 @@ impl Store {
     }
 }
 
+/// The `application_name` of the connection that listens, in the process
+/// `pid` (`pg_stat_activity` shows it).
+pub fn listener_name(pid: u32) -> String {
+    format!("keyport-credential-listener-{pid}")
+}
+
 async fn listen_postgres(url: String, alive: Weak<()>, sink: WatchSink) {
-    use sqlx::postgres::PgListener;
+    use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
     let mut backoff = Duration::from_millis(50);
     let mut failures = 0_u32;
@@ -154,7 +160,20 @@ async fn listen_postgres(url: String, alive: Weak<()>, sink: WatchSink) {
         }
         let listening_from = Instant::now();
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let mut listener = PgListener::connect(&url).await?;
+            let options = url
+                .parse::<PgConnectOptions>()?
+                .application_name(&listener_name(std::process::id()));
+            // A pool of one, as `PgListener::connect` makes, named so an
+            // operator (or a test) can tell this connection apart.
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.ignore_pool_close_event(true);
             // A lost connection is reported at once (`Ok(None)`), not
             // after reconnecting: until then nothing may be trusted.
             listener.eager_reconnect(false);

@@ -7,6 +7,7 @@ mod audit;
 mod authorization;
 mod cli;
 mod console;
+mod credential_cache;
 mod faults;
 mod fuzz;
 

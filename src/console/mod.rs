@@ -167,9 +167,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/webhooks", web::post().to(pages::add_endpoint))
             .route("/webhooks/{id}", web::get().to(pages::webhook))
             .route("/webhooks/{id}/test", web::post().to(pages::test_endpoint))
-            .route("/webhooks/{id}/enable", web::post().to(pages::enable_endpoint))
-            .route("/webhooks/{id}/disable", web::post().to(pages::disable_endpoint))
-            .route("/webhooks/{id}/delete", web::post().to(pages::delete_endpoint))
+            .route(
+                "/webhooks/{id}/enable",
+                web::post().to(pages::enable_endpoint),
+            )
+            .route(
+                "/webhooks/{id}/disable",
+                web::post().to(pages::disable_endpoint),
+            )
+            .route(
+                "/webhooks/{id}/delete",
+                web::post().to(pages::delete_endpoint),
+            )
             .route(
                 "/webhooks/{id}/deliveries/{delivery_id}/redeliver",
                 web::post().to(pages::redeliver),

@@ -68,7 +68,11 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
     let screenshots = root.join("target/console-screenshots");
     let _browser = BROWSER.lock().await;
     // This test's own screenshots (the Webhooks test keeps its folder).
-    for old in std::fs::read_dir(&screenshots).into_iter().flatten().flatten() {
+    for old in std::fs::read_dir(&screenshots)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if old.path().extension().is_some_and(|e| e == "png") {
             let _ = std::fs::remove_file(old.path());
         }

@@ -12,7 +12,9 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION};
 
 use crate::console::{BROWSER, CHROMIUM, node, tail};
-use crate::helpers::{Backend, ServedBinary, TestApp, TestDatabase, master_key_env, spawn_app_with};
+use crate::helpers::{
+    Backend, ServedBinary, TestApp, TestDatabase, master_key_env, spawn_app_with,
+};
 
 /// Endpoints on this machine may be registered (the tests' receivers).
 const LOOPBACK_ALLOWED: [(&str, &str); 3] = [
@@ -157,8 +159,20 @@ async fn the_webhooks_page_is_for_holders_of_webhooks_manage_and_shows_only_what
     let without = Person::signed_in(&app, "ben@acme.io").await;
     let member = Person::signed_in(&app, "cy@acme.io").await;
 
-    assert!(admin.get("/console/keys").await.html.contains(WEBHOOKS_LINK));
-    assert!(member.get("/console/keys?owner=me").await.html.contains(WEBHOOKS_LINK));
+    assert!(
+        admin
+            .get("/console/keys")
+            .await
+            .html
+            .contains(WEBHOOKS_LINK)
+    );
+    assert!(
+        member
+            .get("/console/keys?owner=me")
+            .await
+            .html
+            .contains(WEBHOOKS_LINK)
+    );
     let plain = without.get("/console/keys?owner=me").await;
     assert_eq!(plain.status, StatusCode::OK);
     assert!(
@@ -211,7 +225,13 @@ async fn the_webhooks_page_is_for_holders_of_webhooks_manage_and_shows_only_what
         )
         .await;
     assert_eq!(delete.status, StatusCode::FORBIDDEN, "{}", delete.html);
-    assert!(admin.get("/console/webhooks").await.html.contains("http://127.0.0.1:9/admin"));
+    assert!(
+        admin
+            .get("/console/webhooks")
+            .await
+            .html
+            .contains("http://127.0.0.1:9/admin")
+    );
     let unknown = admin.get("/console/webhooks/no-such-endpoint").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
@@ -223,7 +243,11 @@ fn endpoint_id(html: &str, url: &str) -> String {
         .rfind("data-endpoint-id=\"")
         .expect("its row has an id")
         + "data-endpoint-id=\"".len();
-    html[row_start..].split('"').next().unwrap_or_default().to_owned()
+    html[row_start..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn the_add_form_shows_the_services_refusals_next_to_their_fields_and_guards_against_double_submits(
@@ -250,12 +274,17 @@ async fn the_add_form_shows_the_services_refusals_next_to_their_fields_and_guard
     ])
     .await;
     assert_eq!(scheme.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(scheme.csp.contains("script-src 'self'"), "the refusal keeps the CSP");
+    assert!(
+        scheme.csp.contains("script-src 'self'"),
+        "the refusal keeps the CSP"
+    );
     let error = text_of(&scheme.html, "url-error").expect("an error next to the URL");
     assert!(error.contains("must use https"), "{error}");
     assert!(scheme.html.contains("aria-invalid=\"true\" autofocus"));
     assert!(
-        scheme.html.contains("value=\"&#60;b&#62;nightly&#60;/b&#62;\""),
+        scheme
+            .html
+            .contains("value=\"&#60;b&#62;nightly&#60;/b&#62;\""),
         "what was typed comes back, escaped:\n{}",
         scheme.html
     );
@@ -266,7 +295,11 @@ async fn the_add_form_shows_the_services_refusals_next_to_their_fields_and_guard
         text_of(&no_event.html, "events-error").as_deref(),
         Some("name at least one event")
     );
-    let forged = add(vec![("url", "http://127.0.0.1:9/x"), ("event", "key.stolen")]).await;
+    let forged = add(vec![
+        ("url", "http://127.0.0.1:9/x"),
+        ("event", "key.stolen"),
+    ])
+    .await;
     assert_eq!(forged.status, StatusCode::UNPROCESSABLE_ENTITY);
     let error = text_of(&forged.html, "events-error").expect("an error next to the events");
     assert!(error.contains("`key.stolen` is not an event"), "{error}");
@@ -305,7 +338,10 @@ async fn the_add_form_shows_the_services_refusals_next_to_their_fields_and_guard
     assert_eq!(second.status, StatusCode::CONFLICT);
     assert!(second.html.contains("already_submitted"));
     let listed = admin.get("/console/webhooks").await;
-    assert!(listed.html.contains("1 endpoint of your company"), "one endpoint");
+    assert!(
+        listed.html.contains("1 endpoint of your company"),
+        "one endpoint"
+    );
 
     // Without Origin, or with another session's token: refused, unchanged.
     let id = endpoint_id(&listed.html, "http://127.0.0.1:9/orders");
@@ -316,13 +352,23 @@ async fn the_add_form_shows_the_services_refusals_next_to_their_fields_and_guard
         .post_as(&path, &[], "00112233445566778899aabbccddeeff", "f1", true)
         .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
-    assert!(admin.get("/console/webhooks").await.html.contains("status-enabled"));
+    assert!(
+        admin
+            .get("/console/webhooks")
+            .await
+            .html
+            .contains("status-enabled")
+    );
 
     let disabled = admin.post("/console/webhooks", &path, &[], true).await;
     assert_eq!(disabled.status, StatusCode::SEE_OTHER);
     assert_eq!(disabled.location, "/console/webhooks");
     let listed = admin.get("/console/webhooks").await;
-    assert!(listed.html.contains("disabled by a person"), "{}", listed.html);
+    assert!(
+        listed.html.contains("disabled by a person"),
+        "{}",
+        listed.html
+    );
     let enabled = admin
         .post(
             &format!("/console/webhooks/{id}"),
@@ -333,7 +379,10 @@ async fn the_add_form_shows_the_services_refusals_next_to_their_fields_and_guard
         .await;
     assert_eq!(enabled.location, format!("/console/webhooks/{id}"));
     let page = admin.get(&format!("/console/webhooks/{id}")).await;
-    assert_eq!(text_of(&page.html, "endpoint-status").as_deref(), Some("enabled"));
+    assert_eq!(
+        text_of(&page.html, "endpoint-status").as_deref(),
+        Some("enabled")
+    );
     assert!(page.csp.contains("frame-ancestors 'none'"));
     assert!(page.html.contains("No attempts yet"));
 }
@@ -346,7 +395,11 @@ async fn under_the_default_policy_a_loopback_url_is_refused_next_to_the_url_fiel
     app.user(&acme, "ana@acme.io", "admin", "webhooks:manage")
         .await;
     let admin = Person::signed_in(&app, "ana@acme.io").await;
-    for url in ["https://127.0.0.1/x", "https://169.254.169.254/latest", "http://example.com/x"] {
+    for url in [
+        "https://127.0.0.1/x",
+        "https://169.254.169.254/latest",
+        "http://example.com/x",
+    ] {
         let refused = admin
             .post(
                 "/console/webhooks",
@@ -437,7 +490,14 @@ async fn the_webhooks_page_delivers_to_a_real_receiver_in_a_real_browser() {
         screenshots.display(),
         tail(&server.log(), 60),
     );
-    for page in ["webhooks-1280.png", "webhook-attempts-1280.png", "webhooks-refused-loopback-400.png"] {
-        assert!(screenshots.join(page).exists(), "no screenshot {page}:\n{stdout}");
+    for page in [
+        "webhooks-1280.png",
+        "webhook-attempts-1280.png",
+        "webhooks-refused-loopback-400.png",
+    ] {
+        assert!(
+            screenshots.join(page).exists(),
+            "no screenshot {page}:\n{stdout}"
+        );
     }
 }

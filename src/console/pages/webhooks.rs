@@ -50,6 +50,7 @@ async fn webhooks_page(
         form_id: form_id(),
         signing: signing_key(state, visitor, &own_id).await,
         signing_subject: "Deliveries to your endpoints",
+        signing_mine: true,
         admin: is_admin(visitor),
     })
 }
@@ -73,7 +74,15 @@ pub async fn webhooks(req: HttpRequest, state: State) -> HttpResponse {
         Ok(visitor) => visitor,
         Err(response) => return response,
     };
-    match webhooks_page(&state, &visitor, read_flash(&req), None, EndpointForm::default()).await {
+    match webhooks_page(
+        &state,
+        &visitor,
+        read_flash(&req),
+        None,
+        EndpointForm::default(),
+    )
+    .await
+    {
         Ok(template) => shown_once(page(StatusCode::OK, &template), &req, &state),
         Err(err) => forbidden(&err),
     }
@@ -93,6 +102,7 @@ async fn endpoint_page(
             .await?;
     let at = now();
     let signing = signing_key(state, visitor, &endpoint.owner_id).await;
+    let signing_mine = principal.user_id() == Some(endpoint.owner_id.as_str());
     Ok(WebhookPage {
         nav: nav(state, visitor, "webhooks").await,
         flash,
@@ -102,6 +112,7 @@ async fn endpoint_page(
         form_id: form_id(),
         signing,
         signing_subject: "Deliveries to this endpoint",
+        signing_mine,
     })
 }
 
@@ -154,7 +165,14 @@ pub async fn add_endpoint(
     let Some(url) = form.get("url") else {
         typed.url_error =
             Some("give the URL deliveries go to, e.g. https://erp.example.com/keyport".to_owned());
-        return show_list(&state, &visitor, StatusCode::UNPROCESSABLE_ENTITY, None, typed).await;
+        return show_list(
+            &state,
+            &visitor,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            typed,
+        )
+        .await;
     };
     let form_id = form.get("form_id").unwrap_or("");
     if !console.first_submission(form_id) {
@@ -213,8 +231,15 @@ async fn endpoint_action(
     let on_endpoint_page = form.get("return_to") == Some("endpoint");
     let form_id = form.get("form_id").unwrap_or("");
     if !console.first_submission(form_id) {
-        return refuse_action(&state, &visitor, &id, on_endpoint_page, already_submitted(), StatusCode::CONFLICT)
-            .await;
+        return refuse_action(
+            &state,
+            &visitor,
+            &id,
+            on_endpoint_page,
+            already_submitted(),
+            StatusCode::CONFLICT,
+        )
+        .await;
     }
     let service = &state.service;
     let principal = &visitor.principal;
@@ -265,8 +290,15 @@ async fn endpoint_action(
         Err(err) => {
             console.release_submission(form_id);
             let status = status_of(&err);
-            refuse_action(&state, &visitor, &id, on_endpoint_page, PageError::from(&err), status)
-                .await
+            refuse_action(
+                &state,
+                &visitor,
+                &id,
+                on_endpoint_page,
+                PageError::from(&err),
+                status,
+            )
+            .await
         }
     }
 }
@@ -302,7 +334,15 @@ pub async fn test_endpoint(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    endpoint_action(req, state, console, body, path.into_inner(), EndpointAction::Test).await
+    endpoint_action(
+        req,
+        state,
+        console,
+        body,
+        path.into_inner(),
+        EndpointAction::Test,
+    )
+    .await
 }
 
 pub async fn enable_endpoint(
@@ -312,7 +352,15 @@ pub async fn enable_endpoint(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    endpoint_action(req, state, console, body, path.into_inner(), EndpointAction::Enable).await
+    endpoint_action(
+        req,
+        state,
+        console,
+        body,
+        path.into_inner(),
+        EndpointAction::Enable,
+    )
+    .await
 }
 
 pub async fn disable_endpoint(
@@ -322,7 +370,15 @@ pub async fn disable_endpoint(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    endpoint_action(req, state, console, body, path.into_inner(), EndpointAction::Disable).await
+    endpoint_action(
+        req,
+        state,
+        console,
+        body,
+        path.into_inner(),
+        EndpointAction::Disable,
+    )
+    .await
 }
 
 pub async fn delete_endpoint(
@@ -332,7 +388,15 @@ pub async fn delete_endpoint(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    endpoint_action(req, state, console, body, path.into_inner(), EndpointAction::Delete).await
+    endpoint_action(
+        req,
+        state,
+        console,
+        body,
+        path.into_inner(),
+        EndpointAction::Delete,
+    )
+    .await
 }
 
 pub async fn redeliver(
@@ -343,7 +407,15 @@ pub async fn redeliver(
     body: web::Bytes,
 ) -> HttpResponse {
     let (id, delivery_id) = path.into_inner();
-    endpoint_action(req, state, console, body, id, EndpointAction::Redeliver(delivery_id)).await
+    endpoint_action(
+        req,
+        state,
+        console,
+        body,
+        id,
+        EndpointAction::Redeliver(delivery_id),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -136,6 +136,8 @@ pub struct WebhooksPage {
     pub signing: SigningKey,
     /// Whose deliveries `signing` is about, as the note says it.
     pub signing_subject: &'static str,
+    /// The visitor is the owner whose key signs.
+    pub signing_mine: bool,
     pub admin: bool,
 }
 
@@ -190,6 +192,7 @@ pub struct WebhookPage {
     pub form_id: String,
     pub signing: SigningKey,
     pub signing_subject: &'static str,
+    pub signing_mine: bool,
 }
 
 #[cfg(test)]
@@ -217,7 +220,10 @@ mod tests {
             "a company may register at most 20 webhook endpoints",
         ));
         assert!(form.url_error.as_deref().unwrap().contains("loopback"));
-        assert_eq!(form.events_error.as_deref(), Some("name at least one event"));
+        assert_eq!(
+            form.events_error.as_deref(),
+            Some("name at least one event")
+        );
         assert!(form.collections_error.is_some());
         assert!(form.description_error.is_some());
         assert_eq!(form.error.map(|e| e.code).as_deref(), Some("conflict"));

@@ -250,11 +250,7 @@ async fn endpoint_action(
     let done = match &action {
         EndpointAction::Test => webhook_service::send_test_event(service, principal, &id)
             .await
-            .map(|event_id| {
-                format!(
-                    "Test event queued (webhook-id {event_id}); its attempts are listed on the endpoint's page."
-                )
-            }),
+            .map(|event_id| test_notice(&event_id)),
         EndpointAction::Enable => {
             webhook_service::update_endpoint(service, principal, &id, change(true))
                 .await
@@ -263,14 +259,14 @@ async fn endpoint_action(
         EndpointAction::Disable => {
             webhook_service::update_endpoint(service, principal, &id, change(false))
                 .await
-                .map(|e| format!("{} is disabled: nothing is sent to it until it is enabled.", e.url))
+                .map(|e| {
+                    format!(
+                        "{} is disabled: nothing is sent to it until it is enabled.",
+                        e.url
+                    )
+                })
         }
-        EndpointAction::Delete => match webhook_service::get_endpoint(service, principal, &id).await {
-            Ok(found) => webhook_service::delete_endpoint(service, principal, &found.id)
-                .await
-                .map(|()| format!("{} is deleted, with its pending deliveries.", found.url)),
-            Err(err) => Err(err),
-        },
+        EndpointAction::Delete => delete_and_say(service, principal, &id).await,
         EndpointAction::Redeliver(delivery_id) => {
             webhook_service::redeliver(service, principal, &id, delivery_id)
                 .await
@@ -301,6 +297,26 @@ async fn endpoint_action(
             .await
         }
     }
+}
+
+/// Deletes the endpoint, and says which it was.
+async fn delete_and_say(
+    service: &crate::service::Service,
+    principal: &crate::domain::Principal,
+    id: &str,
+) -> Result<String, ServiceError> {
+    let found = webhook_service::get_endpoint(service, principal, id).await?;
+    webhook_service::delete_endpoint(service, principal, &found.id).await?;
+    Ok(format!(
+        "{} is deleted, with its pending deliveries.",
+        found.url
+    ))
+}
+
+fn test_notice(event_id: &str) -> String {
+    format!(
+        "Test event queued (webhook-id {event_id}); its attempts are listed on the endpoint's page."
+    )
 }
 
 /// The endpoint's page. Only called once the service found the endpoint,

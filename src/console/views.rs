@@ -10,6 +10,9 @@ use crate::service::keys::{KeyStatus, KeySummary};
 use crate::service::users::UserSummary;
 use crate::storage::AuditRow;
 
+mod webhooks;
+pub use webhooks::*;
+
 /// A key unused this long stands out in the list.
 const STALE_AFTER_SECONDS: i64 = 90 * 24 * 3600;
 
@@ -45,6 +48,8 @@ impl From<&ServiceError> for PageError {
 pub struct Nav {
     pub email: String,
     pub admin: bool,
+    /// Holds `webhooks:manage`: the Webhooks page is theirs.
+    pub webhooks: bool,
     pub csrf: String,
     pub active: &'static str,
 }
@@ -329,6 +334,11 @@ pub const KNOWN_ACTIONS: &[&str] = &[
     "user.set_password",
     "user.set_password_with_token",
     "user.change_password",
+    "webhook_endpoint.create",
+    "webhook_endpoint.update",
+    "webhook_endpoint.delete",
+    "webhook_endpoint.disable",
+    "webhook_delivery.redeliver",
 ];
 
 #[derive(Template)]

@@ -7,6 +7,7 @@ mod audit;
 mod authorization;
 mod cli;
 mod console;
+mod console_webhooks;
 mod faults;
 mod fuzz;
 

@@ -8,6 +8,7 @@
 //! (audited). Delivery is at least once: a worker killed after sending and
 //! before recording leaves the lease to expire, and the delivery is sent again.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use rand::Rng;
 
 use super::audit::{self, Event};
 use super::{Result, Service};
-use crate::domain::now;
+use crate::domain::{WebhookSigningKey, now};
 use crate::storage::{AttemptOutcome, DueDelivery, EndpointHealth, NewAttempt};
 use crate::telemetry::Metrics;
 use crate::webhooks::{SendResult, Sender};
@@ -116,11 +117,26 @@ impl Dispatcher {
                 )
             })?;
         let count = due.len();
+        // One read (and one unsealing) of an owner's signing keys per batch:
+        // a backlog's deliveries mostly share a few owners.
+        let overlap = settings.signature_overlap.as_secs() as i64;
+        let mut keys_of: HashMap<String, Arc<Vec<WebhookSigningKey>>> = HashMap::new();
+        for delivery in &due {
+            if !keys_of.contains_key(&delivery.owner_id) {
+                let keys = self
+                    .service
+                    .store
+                    .webhook_signing_keys_of(&delivery.owner_id, at - overlap, at)
+                    .await?;
+                keys_of.insert(delivery.owner_id.clone(), Arc::new(keys));
+            }
+        }
         let mut attempts = tokio::task::JoinSet::new();
         for delivery in due {
             let dispatcher = Arc::clone(&self);
+            let keys = keys_of.get(&delivery.owner_id).cloned().unwrap_or_default();
             attempts.spawn(async move {
-                if let Err(err) = dispatcher.attempt(&delivery).await {
+                if let Err(err) = dispatcher.attempt(&delivery, &keys).await {
                     log::warn!(
                         "webhook delivery {} to endpoint {} was not recorded: {}",
                         delivery.id,
@@ -134,7 +150,7 @@ impl Dispatcher {
         Ok(count)
     }
 
-    async fn attempt(&self, delivery: &DueDelivery) -> Result<()> {
+    async fn attempt(&self, delivery: &DueDelivery, keys: &[WebhookSigningKey]) -> Result<()> {
         let store = &self.service.store;
         let settings = &self.service.settings.webhooks;
         let at = now();
@@ -145,10 +161,6 @@ impl Dispatcher {
             store.release_delivery(&delivery.id, next).await?;
             return Ok(());
         }
-        let overlap = settings.signature_overlap.as_secs() as i64;
-        let keys = store
-            .webhook_signing_keys_of(&delivery.owner_id, at - overlap, at)
-            .await?;
         let result = if keys.is_empty() {
             SendResult {
                 status: None,

@@ -249,6 +249,12 @@ pub struct KeyCreateArgs {
         allow_negative_numbers = true
     )]
     pub burst: Option<i64>,
+    /// Allow AWS Signature Version 4 (curl --aws-sigv4, botocore, aws4,
+    /// Postman's AWS Signature): the client ID is the access key ID and the
+    /// secret the secret access key. The secret is then kept, sealed under
+    /// the master key, instead of only its digest.
+    #[arg(long)]
+    pub sigv4: bool,
 }
 
 #[derive(Debug, Args)]
@@ -636,6 +642,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     scopes: args.scopes.as_deref(),
                     expires_in: args.expires_in,
                     token_ttl: args.ttl,
+                    sigv4: args.sigv4,
                 },
                 KeyControls {
                     description: args.description.as_deref(),
@@ -807,6 +814,18 @@ fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings, no
         webhook_key = created.webhook_signing_key.to_whsec(),
         issuer = settings.tokens.issuer,
     );
+    let human = if created.key.sigv4 {
+        format!(
+            "{human}\nSigV4 signing is allowed: curl --aws-sigv4 \"aws:amz:{region}:{service}\" \
+             --user '{client_id}:<secret>' {issuer}/api/v1/whoami",
+            region = settings.sigv4.region,
+            service = settings.sigv4.service,
+            client_id = created.key.client_id,
+            issuer = settings.tokens.issuer,
+        )
+    } else {
+        human
+    };
     let human = match note {
         Some(note) => format!("{human}\n{note}"),
         None => human,
@@ -850,6 +869,9 @@ fn key_line(key: &KeySummary) -> String {
     }
     if let Some(successor) = &key.rolled_to {
         line.push_str(&format!(" rolled_to={successor}"));
+    }
+    if key.sigv4 {
+        line.push_str(" sigv4");
     }
     line
 }

@@ -392,6 +392,7 @@ mod tests {
             last_used_kind: None,
             has_webhook_signing_key: true,
             rate_limit: None,
+            sigv4: false,
         }
     }
 

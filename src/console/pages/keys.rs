@@ -97,6 +97,7 @@ struct KeyForm {
     scopes: String,
     expires_in: Option<u64>,
     token_ttl: Option<u64>,
+    sigv4: bool,
 }
 
 /// The key a form asks for, or the error and the field at fault.
@@ -157,6 +158,7 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
         scopes: scopes.join(" "),
         expires_in,
         token_ttl,
+        sigv4: form.get("sigv4").is_some_and(|v| v == "on" || v == "true"),
     })
 }
 
@@ -201,6 +203,7 @@ pub async fn create_key(
         scopes,
         expires_in,
         token_ttl,
+        sigv4,
     } = match new_key_request(&form) {
         Ok(parts) => parts,
         Err((error, field)) => {
@@ -225,6 +228,7 @@ pub async fn create_key(
             scopes: Some(&scopes),
             expires_in: expires_in.map(std::time::Duration::from_secs),
             token_ttl: token_ttl.map(std::time::Duration::from_secs),
+            sigv4,
         },
     )
     .await;

@@ -32,7 +32,8 @@ pub(super) const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
 /// The `label` filters of a listing (repeatable); `api_key` is the
 /// credential (`allow_api_key_query`), read by `Caller`; nothing else.
 fn label_filters(req: &HttpRequest) -> Result<Vec<String>, ApiError> {
-    let query = req.query_string();
+    let query = super::query_without_signature(req);
+    let query = query.as_ref();
     if query.is_empty() {
         return Ok(Vec::new());
     }

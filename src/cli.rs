@@ -346,6 +346,11 @@ pub enum PostmanCommand {
         /// e.g. keyport.postman_collection.json.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The AWS Signature variant: every request signed by Postman's
+        /// AWS Signature auth (SigV4) from the access_key and secret_key
+        /// variables, for keys created with --sigv4.
+        #[arg(long)]
+        sigv4: bool,
     },
 }
 
@@ -432,8 +437,18 @@ pub async fn run(cli: Cli) -> i32 {
 
 async fn execute(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::load(cli.config.as_deref())?;
-    if let Command::Postman(PostmanCommand::Export { out }) = &cli.command {
-        return export_postman(&settings, out.as_deref(), &Output { json: cli.json });
+    if let Command::Postman(PostmanCommand::Export { out, sigv4 }) = &cli.command {
+        let variant = if *sigv4 {
+            crate::postman::Variant::Sigv4
+        } else {
+            crate::postman::Variant::Token
+        };
+        return export_postman(
+            &settings,
+            variant,
+            out.as_deref(),
+            &Output { json: cli.json },
+        );
     }
     if let Command::MasterKey(MasterKeyCommand::Generate { file }) = &cli.command {
         let key = crate::sealing::MasterKey::generate();
@@ -767,10 +782,15 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
 /// `postman export`: settings only, no database.
 fn export_postman(
     settings: &Settings,
+    variant: crate::postman::Variant,
     out_file: Option<&std::path::Path>,
     out: &Output,
 ) -> Result<(), CliError> {
-    let document = crate::postman::collection(settings);
+    let document = crate::postman::collection_variant(settings, variant);
+    let variables = match variant {
+        crate::postman::Variant::Token => "client_id and client_secret",
+        crate::postman::Variant::Sigv4 => "access_key and secret_key",
+    };
     let text = serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string());
     let Some(path) = out_file else {
         use std::io::Write;
@@ -787,8 +807,8 @@ fn export_postman(
     out.print(
         json!({ "out": path.display().to_string(), "base_url": settings.tokens.issuer }),
         &format!(
-            "wrote {} (base_url {}): import it into Postman, then fill client_id and \
-             client_secret in the collection's Variables tab",
+            "wrote {} (base_url {}): import it into Postman, then fill {variables} in the \
+             collection's Variables tab",
             path.display(),
             settings.tokens.issuer
         ),

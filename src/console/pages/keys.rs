@@ -460,8 +460,13 @@ pub async fn postman(req: HttpRequest, state: State, path: web::Path<String>) ->
     };
     match key_service::find_key(&state.service, &visitor.principal, &path).await {
         Ok(key) => {
-            let document =
-                crate::postman::collection_for_key(&state.service.settings, &key.client_id);
+            // A SigV4 key gets the AWS Signature variant: its two variables
+            // are the access key (filled in) and the secret.
+            let document = if key.sigv4 {
+                crate::postman::sigv4_collection_for_key(&state.service.settings, &key.client_id)
+            } else {
+                crate::postman::collection_for_key(&state.service.settings, &key.client_id)
+            };
             HttpResponse::Ok()
                 .insert_header((
                     header::CONTENT_DISPOSITION,

@@ -77,6 +77,9 @@ async fn keys_page(
             latest: latest.format("%Y-%m-%d").to_string(),
             form_id: form_id(),
             created,
+            sigv4_region: state.service.settings.sigv4.region.clone(),
+            sigv4_service: state.service.settings.sigv4.service.clone(),
+            issuer: state.service.settings.tokens.issuer.clone(),
         },
     )
 }
@@ -259,6 +262,7 @@ pub async fn create_key(
                 "client_secret": view.secret,
                 "webhook_signing_key": view.webhook_signing_key,
                 "curl": view.curl,
+                "sigv4_curl": view.sigv4_curl,
                 "postman": format!("/console/keys/{}/postman.json", view.id),
             }));
     }
@@ -410,6 +414,16 @@ fn created_view(state: &AppState, created: &key_service::CreatedKey) -> CreatedV
             created.key.client_id,
             created.secret.expose()
         ),
+        sigv4_curl: created.key.sigv4.then(|| {
+            let sigv4 = &state.service.settings.sigv4;
+            crate::console::views::sigv4_curl(
+                &sigv4.region,
+                &sigv4.service,
+                issuer,
+                &created.key.client_id,
+                created.secret.expose(),
+            )
+        }),
         id: created.key.id.clone(),
         client_id: created.key.client_id.clone(),
         secret: created.secret.expose().to_owned(),

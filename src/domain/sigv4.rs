@@ -1069,7 +1069,8 @@ mod tests {
         let plain = auth("host;x-amz-date", good);
         let with_sha = auth("host;x-amz-content-sha256;x-amz-date", good);
         let sha = |value: &str| ("x-amz-content-sha256", value.to_owned());
-        let cases: Vec<(Vec<(&str, String)>, UnixTime, Sigv4Fault)> = vec![
+        type Case<'a> = (Vec<(&'a str, String)>, UnixTime, Sigv4Fault);
+        let cases: Vec<Case<'_>> = vec![
             (vec![host.clone(), plain.clone()], SUITE_NOW, Sigv4Fault::MissingDate),
             (
                 vec![host.clone(), ("x-amz-date", "2015-08-30T12:36:00Z".to_owned()), plain.clone()],

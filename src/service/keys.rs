@@ -106,9 +106,10 @@ pub struct KeySummary {
     pub allowed_sources: Vec<String>,
     /// The address of the last use.
     pub last_used_from: Option<String>,
-    /// How the key was last used: `token` (the OAuth endpoints) or `direct`
-    /// (the secret presented on its own).
-    #[schema(examples("token", "direct"))]
+    /// How the key was last used: `token` (the OAuth endpoints), `direct`
+    /// (the secret presented on its own) or `sigv4` (a request signed with
+    /// AWS Signature Version 4).
+    #[schema(examples("token", "direct", "sigv4"))]
     pub last_used_kind: Option<String>,
     /// Whether the key has a webhook-signing key. Keys created before
     /// webhook signing have none: they cannot take the webhook-signing mark,

@@ -164,7 +164,7 @@ pub struct KeyUse {
     pub key_id: String,
     pub at: i64,
     pub address: Option<String>,
-    /// `token` or `direct`.
+    /// `token`, `direct` or `sigv4`.
     pub kind: &'static str,
 }
 

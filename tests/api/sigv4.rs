@@ -72,15 +72,8 @@ struct Signing {
 }
 
 impl Signing {
-    fn new(
-        app: &TestApp,
-        access_key: &str,
-        secret: &str,
-        method: &'static str,
-        path: &str,
-    ) -> Self {
+    fn new(access_key: &str, secret: &str, method: &'static str, path: &str) -> Self {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let _ = app;
         Signing {
             method,
             path: path.to_owned(),
@@ -209,7 +202,7 @@ mod hex {
 
 /// The status of a SigV4-signed `GET /api/v1/whoami` with this key.
 pub async fn signed_whoami(app: &TestApp, access_key: &str, secret: &str) -> u16 {
-    Signing::new(app, access_key, secret, "GET", "/api/v1/whoami")
+    Signing::new(access_key, secret, "GET", "/api/v1/whoami")
         .send(app)
         .await
         .0
@@ -261,7 +254,7 @@ async fn fixture(backend: Backend) -> Fixture {
 
 impl Fixture {
     fn sign(&self, method: &'static str, path: &str) -> Signing {
-        Signing::new(&self.app, &self.access_key, &self.secret, method, path)
+        Signing::new(&self.access_key, &self.secret, method, path)
     }
 }
 
@@ -318,7 +311,6 @@ async fn a_key_created_with_sigv4_keeps_its_secret_only_sealed_and_says_so(backe
     let rolled = json_body(rolled).await;
     assert_eq!(rolled["sigv4"], true, "{rolled}");
     let new_key = Signing::new(
-        app,
         rolled["client_id"].as_str().unwrap(),
         rolled["client_secret"].as_str().unwrap(),
         "GET",
@@ -332,7 +324,6 @@ async fn a_key_created_with_sigv4_keeps_its_secret_only_sealed_and_says_so(backe
         .find(|k| k["sigv4"] == false)
         .expect("the token-only key");
     let (status, body) = Signing::new(
-        app,
         plain["client_id"].as_str().unwrap(),
         "kps_whatever",
         "GET",
@@ -491,6 +482,21 @@ async fn curl_signs_get_and_post_requests_that_keyport_accepts(backend: Backend)
         let (status, key) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
         assert_eq!(status, 200, "{action}: {key}");
     }
+
+    // The audit trail names the credential: a SigV4 signature, by this key.
+    let audit = json_body(
+        app.call(
+            reqwest::Method::GET,
+            "/api/v1/audit?action=key.disable",
+            &f.session,
+        )
+        .await,
+    )
+    .await;
+    let event = &audit["events"][0];
+    assert_eq!(event["credential_kind"], "sigv4", "{audit}");
+    assert_eq!(event["credential_id"], f.access_key.as_str(), "{audit}");
+    assert_eq!(event["actor"], f.user_id.as_str(), "{audit}");
 
     // A wrong secret: 401 with what Keyport computed.
     let wrong = format!("{}:{}", f.access_key, "kps_wrong");
@@ -704,7 +710,6 @@ async fn bad_signatures_are_refused_with_their_code_and_never_a_5xx(backend: Bac
         "content_sha256_mismatch",
     ));
     let plain = Signing::new(
-        app,
         plain_key["client_id"].as_str().unwrap(),
         plain_key["client_secret"].as_str().unwrap(),
         "GET",
@@ -716,7 +721,6 @@ async fn bad_signatures_are_refused_with_their_code_and_never_a_5xx(backend: Bac
         "invalid_access_key_id",
     ));
     let gone = Signing::new(
-        app,
         revoked["client_id"].as_str().unwrap(),
         revoked["client_secret"].as_str().unwrap(),
         "GET",
@@ -910,7 +914,6 @@ async fn failed_signatures_are_throttled_like_failed_client_authentication(backe
         .create_key_over_http(&f.session, json!({ "name": "other", "sigv4": true }))
         .await;
     let (status, body) = Signing::new(
-        app,
         other["client_id"].as_str().unwrap(),
         other["client_secret"].as_str().unwrap(),
         "GET",
@@ -998,7 +1001,6 @@ async fn revoked_disabled_and_expired_keys_are_refused_at_once_and_lose_their_ca
         )
         .await;
     let short = Signing::new(
-        app,
         expiring["client_id"].as_str().unwrap(),
         expiring["client_secret"].as_str().unwrap(),
         "GET",

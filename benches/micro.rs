@@ -168,7 +168,8 @@ fn signed_whoami() -> (Vec<(String, Vec<u8>)>, String, UnixSeconds) {
         "GET\n/api/v1/whoami\n\nhost:127.0.0.1:8080\nx-amz-date:{date}\n\nhost;x-amz-date\n{}",
         sha256_hex(b"")
     );
-    let signature = Sigv4SigningKey::derive(&secret, &scope).sign(&string_to_sign(&date, &scope, &canonical));
+    let signature =
+        Sigv4SigningKey::derive(&secret, &scope).sign(&string_to_sign(&date, &scope, &canonical));
     let authorization = format!(
         "AWS4-HMAC-SHA256 Credential=kpc_0123456789ABCDEFGHIJabcd/{}/us-east-1/keyport/aws4_request, \
          SignedHeaders=host;x-amz-date, Signature={signature}",

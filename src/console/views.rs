@@ -116,6 +116,8 @@ pub struct KeyView {
     pub owner_is_me: bool,
     pub stale: bool,
     pub deletion_phrase: String,
+    /// The key may sign requests with AWS Signature Version 4.
+    pub sigv4: bool,
 }
 
 impl KeyView {
@@ -139,6 +141,7 @@ impl KeyView {
             created_at: key.created_at,
             expires: key.expires_at.map(|at| When::at(at, now)),
             signs_webhooks: key.signs_webhooks,
+            sigv4: key.sigv4,
             owner_is_me: key.owner_id == viewer_id,
             id: key.id,
             client_id: key.client_id,
@@ -168,6 +171,8 @@ pub struct CreatedView {
     /// `whsec_…`, for verifying signed webhooks.
     pub webhook_signing_key: String,
     pub curl: String,
+    /// `curl --aws-sigv4 …` calling whoami, for a key that allows SigV4.
+    pub sigv4_curl: Option<String>,
 }
 
 #[derive(Template)]
@@ -190,6 +195,38 @@ pub struct KeysPage {
     pub latest: String,
     pub form_id: String,
     pub created: Option<CreatedView>,
+    /// This server's SigV4 region and service, and its base URL, for the
+    /// browser's signed Test connection and the copied curl command.
+    pub sigv4_region: String,
+    pub sigv4_service: String,
+    pub issuer: String,
+}
+
+impl KeysPage {
+    /// `curl --aws-sigv4 …` calling whoami as `client_id`, with `secret`
+    /// (a placeholder in listings: the server never has it to show).
+    pub fn sigv4_curl(&self, client_id: &str, secret: &str) -> String {
+        sigv4_curl(
+            &self.sigv4_region,
+            &self.sigv4_service,
+            &self.issuer,
+            client_id,
+            secret,
+        )
+    }
+}
+
+/// The command SQL Account's "Copy" button gives, for this server.
+pub fn sigv4_curl(
+    region: &str,
+    service: &str,
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+) -> String {
+    format!(
+        "curl --aws-sigv4 \"aws:amz:{region}:{service}\" --user \"{client_id}:{secret}\" {issuer}/api/v1/whoami"
+    )
 }
 
 pub const STATUS_OPTIONS: [(&str, &str); 5] = [
@@ -402,6 +439,7 @@ mod tests {
             last_used_kind: None,
             has_webhook_signing_key: true,
             rate_limit: None,
+            sigv4: false,
         }
     }
 

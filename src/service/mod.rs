@@ -25,6 +25,7 @@ pub mod keys;
 pub mod rate_limit;
 pub mod sessions;
 pub mod setup;
+pub mod sigv4;
 pub mod tenants;
 pub mod throttle;
 pub mod usage;
@@ -53,6 +54,8 @@ pub struct Service {
     pub last_used: LastUsed,
     pub revoked: RevokedTokens,
     pub rate_limits: RateLimiter,
+    /// Derived SigV4 signing keys, per key and day.
+    pub sigv4_keys: sigv4::Sigv4KeyCache,
 }
 
 impl Service {
@@ -69,6 +72,7 @@ impl Service {
             throttle,
             last_used: LastUsed::default(),
             revoked: RevokedTokens::default(),
+            sigv4_keys: sigv4::Sigv4KeyCache::default(),
         }
     }
 

@@ -28,7 +28,7 @@ use direct::DirectReader;
 pub use audit::{AuditFilter, AuditRow};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
-    RateColumns,
+    RateColumns, Sigv4KeyRow,
 };
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};

@@ -29,6 +29,7 @@ mod resources;
 mod sealed_storage;
 mod sessions;
 mod signed_webhooks;
+mod sigv4;
 mod tls;
 mod token;
 mod tokens;

@@ -9,6 +9,8 @@
 --   KP_AUTH_FILE     a file of `Authorization` header values, one per line;
 --                    each request picks one at random (client_secret_basic
 --                    spread over many keys)
+--   KP_AUTHORIZATION an `Authorization` header value sent as is (a SigV4
+--                    signature), with KP_AMZ_DATE as `X-Amz-Date`
 --   KP_EXPECT        the status every response should have; unset: any 2xx
 --
 -- `done` prints one `KP_RESULT key=value ...` line that load.sh parses:
@@ -20,6 +22,8 @@ local body = os.getenv("KP_BODY")
 local content_type = os.getenv("KP_CONTENT_TYPE")
 local bearer = os.getenv("KP_BEARER")
 local auth_file = os.getenv("KP_AUTH_FILE")
+local authorization = os.getenv("KP_AUTHORIZATION")
+local amz_date = os.getenv("KP_AMZ_DATE")
 local expect = tonumber(os.getenv("KP_EXPECT") or "")
 
 wrk.method = method
@@ -31,6 +35,10 @@ if content_type and content_type ~= "" then
 end
 if bearer and bearer ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. bearer
+end
+if authorization and authorization ~= "" then
+  wrk.headers["Authorization"] = authorization
+  wrk.headers["X-Amz-Date"] = amz_date
 end
 
 local threads = {}

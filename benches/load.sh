@@ -19,6 +19,8 @@
 #              route does database lookups) plus GET /api/v1/reports/_x
 #              (400 expected: token checked, collection name refused, no
 #              database work)
+#   validate, SigV4  GET /api/v1/whoami signed with AWS Signature Version 4
+#              (one signature reused: the server checks it in full each time)
 #   pull       GET  /api/v1/reports/{collection}?limit=50 (100 records stored)
 #   push       POST /api/v1/webhooks/{collection}, one JSON record
 #   token      again, after bulk-inserting keys up to --keys-large
@@ -313,6 +315,7 @@ for ((m = 1; m <= MEMBERS; m++)); do
         --permissions reports:read,webhooks:write >/dev/null
 done
 ADMIN_KEY=$(kp key create --user admin@bench.test --name "bench admin")
+SIGV4_KEY=$(kp key create --user admin@bench.test --name "bench sigv4" --sigv4)
 : >"$WORK/keys.jsonl"
 for ((k = 1; k <= REAL_KEYS; k++)); do
     kp key create --user "member$(((k - 1) % MEMBERS + 1))@bench.test" --name "bench key $k" \
@@ -509,6 +512,35 @@ else
     R_NOTE[validate_nodb]="token check, then the collection name \`_x\` is refused before any DB work: 400 expected"
 fi
 
+# One SigV4 signature of GET /api/v1/whoami, reused for the whole run (valid
+# for sigv4_max_skew_seconds): Keyport keeps no replay cache, so each request
+# is parsed, canonicalised, its key read and its HMAC checked, as a fresh
+# signature would be (only the derived signing key is cached, per key and day).
+sigv4_sign() {
+    SIGV4_ID=$(jq -er .client_id <<<"$SIGV4_KEY") SIGV4_SECRET=$(jq -er .client_secret <<<"$SIGV4_KEY") \
+        SIGV4_HOST="127.0.0.1:$PORT" python3 - <<'PY'
+import datetime, hashlib, hmac, os
+date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+scope = f"{date[:8]}/us-east-1/keyport/aws4_request"
+canonical = "\n".join(["GET", "/api/v1/whoami", "", "host:" + os.environ["SIGV4_HOST"],
+    "x-amz-date:" + date, "", "host;x-amz-date", hashlib.sha256(b"").hexdigest()])
+to_sign = "\n".join(["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+key = ("AWS4" + os.environ["SIGV4_SECRET"]).encode()
+for part in (date[:8], "us-east-1", "keyport", "aws4_request"):
+    key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+print(date)
+print(f"AWS4-HMAC-SHA256 Credential={os.environ['SIGV4_ID']}/{scope}, SignedHeaders=host;x-amz-date, Signature={signature}")
+PY
+}
+{ read -r AMZ_DATE; read -r SIGV4_AUTHORIZATION; } < <(sigv4_sign)
+signed=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/whoami" \
+    -H "Authorization: $SIGV4_AUTHORIZATION" -H "X-Amz-Date: $AMZ_DATE")
+[[ $signed == 200 ]] || die "a SigV4-signed whoami answered $signed"
+run validate_sigv4 "validate, SigV4" "GET /api/v1/whoami, one SigV4 signature reused" /api/v1/whoami \
+    KP_AUTHORIZATION="$SIGV4_AUTHORIZATION" KP_AMZ_DATE="$AMZ_DATE"
+R_NOTE[validate_sigv4]="the key read on every request (its status), the derived signing key cached"
+
 TOKEN=$(fresh_token)
 run pull pull "GET /api/v1/reports/bench-pull?limit=50" "/api/v1/reports/bench-pull?limit=50" \
     KP_BEARER="$TOKEN"
@@ -677,6 +709,9 @@ BASE_RPS=${R_RPS[baseline]}
     fi
     if ((INSTANCES > 1)); then
         echo "- 5xx in the other instances' logs: $EXTRA_5XX"
+    fi
+    if [[ -n ${R_RPS[validate_sigv4]:-} ]]; then
+        echo "- SigV4-signed whoami: $(awk -v a="${R_RPS[validate_sigv4]}" -v b="${R_RPS[validate]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the token-bearing whoami's throughput"
     fi
     if [[ -n ${R_RPS[token_large]:-} ]]; then
         echo "- token throughput with $(fmt_int "$LARGE_COUNT") keys: $(awk -v a="${R_RPS[token_large]}" -v b="${R_RPS[token_small]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of that with $(fmt_int "$SMALL_COUNT") keys"

@@ -3,11 +3,13 @@
 //! server does (key parsed once) and as `jsonwebtoken::encode` does (key
 //! parsed on every call, the server's way before), verifying
 //! one (first sight, and a token the verifier has already seen), hashing a
-//! client secret, parsing a valid and a malformed secret, and the per-key
+//! client secret, parsing a valid and a malformed secret; the per-key
 //! rate-limit check of the report and webhook APIs: a key without a rate
 //! (the unlimited path), the check in memory (one key, and spread over
 //! 10,000 keys), and the check in Redis (127.0.0.1:6379; skipped, saying
-//! so, when no Redis answers there). The credential cache: what a hit costs
+//! so, when no Redis answers there); checking an AWS Signature Version 4
+//! (parse and canonicalise the request, derive the signing key, verify),
+//! beside a token's verification; and the credential cache: what a hit costs
 //! beyond the map lookup (the key's standing checked, its scopes parsed,
 //! the answer cloned), and one SQLite change poll that finds nothing.
 //!
@@ -21,6 +23,10 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Header;
 use jsonwebtoken::jwk::JwkSet;
 use keyport::config::RateLimitSettings;
+use keyport::domain::sigv4::{
+    Expectation, Presentation, RequestParts, SignedRequest, Sigv4SigningKey, format_amz_date,
+    sha256_hex, string_to_sign,
+};
 use keyport::domain::{ClientSecret, Credential, Principal, RateLimit, now};
 use keyport::service::rate_limit::RateLimiter;
 use keyport::tokens::{
@@ -286,6 +292,82 @@ fn credential_cache(c: &mut Criterion) {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A SigV4-signed `GET /api/v1/whoami` as curl sends it, and the secret.
+fn signed_whoami() -> (Vec<(String, Vec<u8>)>, String, UnixSeconds) {
+    let secret = ClientSecret::generate().expose().to_owned();
+    let at = now();
+    let date = format_amz_date(at);
+    let scope = keyport::domain::sigv4::CredentialScope {
+        date: date[..8].to_owned(),
+        region: "us-east-1".to_owned(),
+        service: "keyport".to_owned(),
+    };
+    let canonical = format!(
+        "GET\n/api/v1/whoami\n\nhost:127.0.0.1:8080\nx-amz-date:{date}\n\nhost;x-amz-date\n{}",
+        sha256_hex(b"")
+    );
+    let signature =
+        Sigv4SigningKey::derive(&secret, &scope).sign(&string_to_sign(&date, &scope, &canonical));
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=kpc_0123456789ABCDEFGHIJabcd/{}/us-east-1/keyport/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={signature}",
+        &date[..8]
+    );
+    let headers = vec![
+        ("host".to_owned(), b"127.0.0.1:8080".to_vec()),
+        ("user-agent".to_owned(), b"curl/7.88.1".to_vec()),
+        ("accept".to_owned(), b"*/*".to_vec()),
+        ("authorization".to_owned(), authorization.into_bytes()),
+        ("x-amz-date".to_owned(), date.into_bytes()),
+    ];
+    (headers, secret, at)
+}
+
+type UnixSeconds = i64;
+
+fn sigv4(c: &mut Criterion) {
+    let (headers, secret, at) = signed_whoami();
+    let borrowed: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let empty = sha256_hex(b"");
+    let parts = RequestParts {
+        method: "GET",
+        path: "/api/v1/whoami",
+        query: "",
+        headers: &borrowed,
+        body_sha256: &empty,
+    };
+    let expect = Expectation {
+        region: "us-east-1",
+        service: "keyport",
+        now: at,
+        max_skew_seconds: 900,
+    };
+    let parse = || SignedRequest::parse(&parts, Presentation::Header, &expect).expect("parses");
+    let signed = parse();
+    let key = Sigv4SigningKey::derive(&secret, &signed.scope);
+    assert!(signed.verify(&key), "the benchmark's signature verifies");
+
+    let mut group = c.benchmark_group("sigv4");
+    // What the server does per request with the derived key cached: parse,
+    // canonicalise, hash the canonical request, one HMAC, compare.
+    group.bench_function("verify (key cached)", |b| {
+        b.iter(|| {
+            let signed = SignedRequest::parse(black_box(&parts), Presentation::Header, &expect)
+                .expect("parses");
+            assert!(signed.verify(&key));
+        })
+    });
+    group.bench_function("parse and canonicalise", |b| b.iter(|| black_box(parse())));
+    // Once per key and day: four HMACs.
+    group.bench_function("derive signing key", |b| {
+        b.iter(|| Sigv4SigningKey::derive(black_box(&secret), &signed.scope))
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -295,6 +377,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = tokens, secrets, rate_limits, credential_cache
+    targets = tokens, secrets, rate_limits, sigv4, credential_cache
 }
 criterion_main!(micro);

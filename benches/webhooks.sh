@@ -167,7 +167,7 @@ print("| run | per second | ratio |")
 print("| --- | ---: | ---: |")
 print(f"| push, no endpoint listening | {plain:,.0f} | 1.00 |")
 print(f"| push, one endpoint listening (event + delivery written) | {event:,.0f} | {event / plain:.2f} |")
-print(f"| signed deliveries to a local receiver (concurrency 8) | {delivered / seconds:,.0f} | {delivered / seconds / plain:.2f} |")
+print(f"| signed deliveries to a local receiver (default webhook_concurrency) | {delivered / seconds:,.0f} | {delivered / seconds / plain:.2f} |")
 EOF
 )
 echo "$REPORT"

@@ -249,6 +249,12 @@ pub struct KeyCreateArgs {
         allow_negative_numbers = true
     )]
     pub burst: Option<i64>,
+    /// Allow AWS Signature Version 4 (curl --aws-sigv4, botocore, aws4,
+    /// Postman's AWS Signature): the client ID is the access key ID and the
+    /// secret the secret access key. The secret is then kept, sealed under
+    /// the master key, instead of only its digest.
+    #[arg(long)]
+    pub sigv4: bool,
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +346,11 @@ pub enum PostmanCommand {
         /// e.g. keyport.postman_collection.json.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The AWS Signature variant: every request signed by Postman's
+        /// AWS Signature auth (SigV4) from the access_key and secret_key
+        /// variables, for keys created with --sigv4.
+        #[arg(long)]
+        sigv4: bool,
     },
 }
 
@@ -426,8 +437,18 @@ pub async fn run(cli: Cli) -> i32 {
 
 async fn execute(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::load(cli.config.as_deref())?;
-    if let Command::Postman(PostmanCommand::Export { out }) = &cli.command {
-        return export_postman(&settings, out.as_deref(), &Output { json: cli.json });
+    if let Command::Postman(PostmanCommand::Export { out, sigv4 }) = &cli.command {
+        let variant = if *sigv4 {
+            crate::postman::Variant::Sigv4
+        } else {
+            crate::postman::Variant::Token
+        };
+        return export_postman(
+            &settings,
+            variant,
+            out.as_deref(),
+            &Output { json: cli.json },
+        );
     }
     if let Command::MasterKey(MasterKeyCommand::Generate { file }) = &cli.command {
         let key = crate::sealing::MasterKey::generate();
@@ -636,6 +657,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     scopes: args.scopes.as_deref(),
                     expires_in: args.expires_in,
                     token_ttl: args.ttl,
+                    sigv4: args.sigv4,
                 },
                 KeyControls {
                     description: args.description.as_deref(),
@@ -760,10 +782,15 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
 /// `postman export`: settings only, no database.
 fn export_postman(
     settings: &Settings,
+    variant: crate::postman::Variant,
     out_file: Option<&std::path::Path>,
     out: &Output,
 ) -> Result<(), CliError> {
-    let document = crate::postman::collection(settings);
+    let document = crate::postman::collection_variant(settings, variant);
+    let variables = match variant {
+        crate::postman::Variant::Token => "client_id and client_secret",
+        crate::postman::Variant::Sigv4 => "access_key and secret_key",
+    };
     let text = serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string());
     let Some(path) = out_file else {
         use std::io::Write;
@@ -780,8 +807,8 @@ fn export_postman(
     out.print(
         json!({ "out": path.display().to_string(), "base_url": settings.tokens.issuer }),
         &format!(
-            "wrote {} (base_url {}): import it into Postman, then fill client_id and \
-             client_secret in the collection's Variables tab",
+            "wrote {} (base_url {}): import it into Postman, then fill {variables} in the \
+             collection's Variables tab",
             path.display(),
             settings.tokens.issuer
         ),
@@ -807,6 +834,18 @@ fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings, no
         webhook_key = created.webhook_signing_key.to_whsec(),
         issuer = settings.tokens.issuer,
     );
+    let human = if created.key.sigv4 {
+        format!(
+            "{human}\nSigV4 signing is allowed: curl --aws-sigv4 \"aws:amz:{region}:{service}\" \
+             --user '{client_id}:<secret>' {issuer}/api/v1/whoami",
+            region = settings.sigv4.region,
+            service = settings.sigv4.service,
+            client_id = created.key.client_id,
+            issuer = settings.tokens.issuer,
+        )
+    } else {
+        human
+    };
     let human = match note {
         Some(note) => format!("{human}\n{note}"),
         None => human,
@@ -850,6 +889,9 @@ fn key_line(key: &KeySummary) -> String {
     }
     if let Some(successor) = &key.rolled_to {
         line.push_str(&format!(" rolled_to={successor}"));
+    }
+    if key.sigv4 {
+        line.push_str(" sigv4");
     }
     line
 }

@@ -63,6 +63,9 @@ struct RawSettings {
     redis_timeout_ms: u64,
     credential_cache_capacity: usize,
     credential_cache_sqlite_poll_ms: u64,
+    sigv4_region: String,
+    sigv4_service: String,
+    sigv4_max_skew_seconds: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -87,6 +90,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub rate_limits: RateLimitSettings,
     pub credential_cache: CredentialCacheSettings,
+    pub sigv4: Sigv4Settings,
 }
 
 /// The in-memory credential cache (`service::credential_cache`).
@@ -96,6 +100,17 @@ pub struct CredentialCacheSettings {
     pub capacity: usize,
     /// How often a SQLite file's change counter is polled.
     pub sqlite_poll: Duration,
+}
+
+/// What AWS Signature Version 4 requests must be scoped to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sigv4Settings {
+    /// The region in the credential scope (`us-east-1` by default).
+    pub region: String,
+    /// The service in the credential scope (`keyport` by default).
+    pub service: String,
+    /// How far `X-Amz-Date` may be from the server's clock, either way.
+    pub max_skew: Duration,
 }
 
 /// Outbound webhook deliveries; see `config/default.toml`.
@@ -354,6 +369,33 @@ impl Settings {
         if raw.webhook_concurrency == 0 {
             return Err(invalid("webhook_concurrency", "must be at least 1"));
         }
+        let scope_part = |key: &'static str, value: &str| -> Result<String, ConfigError> {
+            let value = value.trim();
+            let valid = !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if valid {
+                Ok(value.to_owned())
+            } else {
+                Err(invalid(
+                    key,
+                    "expected 1 to 64 of a-z, 0-9 and '-', as in a SigV4 credential scope",
+                ))
+            }
+        };
+        if !(1..=86_400).contains(&raw.sigv4_max_skew_seconds) {
+            return Err(invalid(
+                "sigv4_max_skew_seconds",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        let sigv4 = Sigv4Settings {
+            region: scope_part("sigv4_region", &raw.sigv4_region)?,
+            service: scope_part("sigv4_service", &raw.sigv4_service)?,
+            max_skew: Duration::from_secs(raw.sigv4_max_skew_seconds),
+        };
         let webhooks = WebhookSettings {
             deliver: raw.webhook_deliver,
             targets: TargetPolicy {
@@ -371,6 +413,7 @@ impl Settings {
             poll_interval: Duration::from_millis(raw.webhook_poll_interval_ms.clamp(50, 60_000)),
         };
         Ok(Settings {
+            sigv4,
             webhooks,
             bind: raw.bind.clone(),
             database: DatabaseSettings {
@@ -591,6 +634,38 @@ mod tests {
         let err = Settings::load_from(None, env(&[("KEYPORT_REDIS_TIMEOUT_MS", "0")]))
             .expect_err("no time at all");
         assert!(err.to_string().contains("redis_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn sigv4_defaults_to_us_east_1_keyport_and_fifteen_minutes() {
+        let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(settings.sigv4.region, "us-east-1");
+        assert_eq!(settings.sigv4.service, "keyport");
+        assert_eq!(settings.sigv4.max_skew, Duration::from_secs(900));
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("KEYPORT_SIGV4_REGION", "ap-southeast-1"),
+                ("KEYPORT_SIGV4_SERVICE", "sqlaccount"),
+                ("KEYPORT_SIGV4_MAX_SKEW_SECONDS", "300"),
+            ]),
+        )
+        .expect("overrides load");
+        assert_eq!(settings.sigv4.region, "ap-southeast-1");
+        assert_eq!(settings.sigv4.service, "sqlaccount");
+        assert_eq!(settings.sigv4.max_skew, Duration::from_secs(300));
+        for (key, value) in [
+            ("KEYPORT_SIGV4_REGION", "us/east"),
+            ("KEYPORT_SIGV4_SERVICE", ""),
+            ("KEYPORT_SIGV4_MAX_SKEW_SECONDS", "0"),
+        ] {
+            let err = Settings::load_from(None, env(&[(key, value)])).expect_err(key);
+            assert!(
+                err.to_string()
+                    .contains(&key.trim_start_matches("KEYPORT_").to_lowercase()),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -198,6 +198,9 @@ impl Application {
             // background tasks see it gone and stop.
             let _alive = &alive;
             App::new()
+                // A SigV4-signed request's body is read and hashed before
+                // `Caller` checks its signature (routes/signed_body.rs).
+                .wrap(from_fn(routes::buffer_signed_body))
                 // One log line and one histogram sample per request.
                 .wrap(from_fn(routes::observe::observe))
                 // Outermost, so every answer (404s and errors too) has it.

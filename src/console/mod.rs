@@ -4,7 +4,9 @@
 //! connection". Every asset is embedded: no CDN, no Node.js at run time.
 //!
 //! Pages: sign-in, first-run setup, set-password, API keys (admins: the
-//! company's; everyone: their own), users and policy (admins), audit (admins).
+//! company's; everyone: their own), users and policy (admins), audit (admins),
+//! webhooks (holders of `webhooks:manage`: admins the company's endpoints,
+//! members their own) with each endpoint's attempts.
 //! Every answer carries a strict Content-Security-Policy (no inline script)
 //! and `Cache-Control: no-store`; every state change needs the session's CSRF
 //! token and an `Origin` from this server.
@@ -161,6 +163,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/unlock", web::post().to(pages::unlock_user))
             .route("/policy", web::post().to(pages::set_policy))
             .route("/audit", web::get().to(pages::audit))
+            .route("/webhooks", web::get().to(pages::webhooks))
+            .route("/webhooks", web::post().to(pages::add_endpoint))
+            .route("/webhooks/{id}", web::get().to(pages::webhook))
+            .route("/webhooks/{id}/test", web::post().to(pages::test_endpoint))
+            .route(
+                "/webhooks/{id}/enable",
+                web::post().to(pages::enable_endpoint),
+            )
+            .route(
+                "/webhooks/{id}/disable",
+                web::post().to(pages::disable_endpoint),
+            )
+            .route(
+                "/webhooks/{id}/delete",
+                web::post().to(pages::delete_endpoint),
+            )
+            .route(
+                "/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+                web::post().to(pages::redeliver),
+            )
             .default_service(web::to(pages::not_found)),
     );
 }

@@ -10,6 +10,9 @@ use crate::service::keys::{KeyStatus, KeySummary};
 use crate::service::users::UserSummary;
 use crate::storage::AuditRow;
 
+mod webhooks;
+pub use webhooks::*;
+
 /// A key unused this long stands out in the list.
 const STALE_AFTER_SECONDS: i64 = 90 * 24 * 3600;
 
@@ -45,6 +48,8 @@ impl From<&ServiceError> for PageError {
 pub struct Nav {
     pub email: String,
     pub admin: bool,
+    /// Holds `webhooks:manage`: the Webhooks page is theirs.
+    pub webhooks: bool,
     pub csrf: String,
     pub active: &'static str,
 }
@@ -111,6 +116,8 @@ pub struct KeyView {
     pub owner_is_me: bool,
     pub stale: bool,
     pub deletion_phrase: String,
+    /// The key may sign requests with AWS Signature Version 4.
+    pub sigv4: bool,
 }
 
 impl KeyView {
@@ -134,6 +141,7 @@ impl KeyView {
             created_at: key.created_at,
             expires: key.expires_at.map(|at| When::at(at, now)),
             signs_webhooks: key.signs_webhooks,
+            sigv4: key.sigv4,
             owner_is_me: key.owner_id == viewer_id,
             id: key.id,
             client_id: key.client_id,
@@ -163,6 +171,8 @@ pub struct CreatedView {
     /// `whsec_…`, for verifying signed webhooks.
     pub webhook_signing_key: String,
     pub curl: String,
+    /// `curl --aws-sigv4 …` calling whoami, for a key that allows SigV4.
+    pub sigv4_curl: Option<String>,
 }
 
 #[derive(Template)]
@@ -185,6 +195,38 @@ pub struct KeysPage {
     pub latest: String,
     pub form_id: String,
     pub created: Option<CreatedView>,
+    /// This server's SigV4 region and service, and its base URL, for the
+    /// browser's signed Test connection and the copied curl command.
+    pub sigv4_region: String,
+    pub sigv4_service: String,
+    pub issuer: String,
+}
+
+impl KeysPage {
+    /// `curl --aws-sigv4 …` calling whoami as `client_id`, with `secret`
+    /// (a placeholder in listings: the server never has it to show).
+    pub fn sigv4_curl(&self, client_id: &str, secret: &str) -> String {
+        sigv4_curl(
+            &self.sigv4_region,
+            &self.sigv4_service,
+            &self.issuer,
+            client_id,
+            secret,
+        )
+    }
+}
+
+/// The command SQL Account's "Copy" button gives, for this server.
+pub fn sigv4_curl(
+    region: &str,
+    service: &str,
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+) -> String {
+    format!(
+        "curl --aws-sigv4 \"aws:amz:{region}:{service}\" --user \"{client_id}:{secret}\" {issuer}/api/v1/whoami"
+    )
 }
 
 pub const STATUS_OPTIONS: [(&str, &str); 5] = [
@@ -329,6 +371,11 @@ pub const KNOWN_ACTIONS: &[&str] = &[
     "user.set_password",
     "user.set_password_with_token",
     "user.change_password",
+    "webhook_endpoint.create",
+    "webhook_endpoint.update",
+    "webhook_endpoint.delete",
+    "webhook_endpoint.disable",
+    "webhook_delivery.redeliver",
 ];
 
 #[derive(Template)]
@@ -392,6 +439,7 @@ mod tests {
             last_used_kind: None,
             has_webhook_signing_key: true,
             rate_limit: None,
+            sigv4: false,
         }
     }
 

@@ -8,6 +8,7 @@ mod principal;
 mod rate_limit;
 mod record;
 mod scope;
+pub mod sigv4;
 mod user;
 mod webhook;
 mod webhook_key;
@@ -20,7 +21,7 @@ pub use names::{
     CollectionName, IdempotencyKey, KeyDescription, KeyLabels, KeyName, NameError, TenantName,
 };
 pub use network::{IpRange, SourceAllowList};
-pub use principal::{ActingUser, Credential, Principal};
+pub use principal::{ActingUser, Credential, KeyProof, Principal};
 pub use rate_limit::{
     MAX_BURST, MAX_PERIOD_SECONDS, MAX_REQUESTS, Period, RateLimit, RateLimitError,
 };

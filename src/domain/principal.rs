@@ -28,6 +28,8 @@ pub enum Credential {
         /// The key's rate for reports and webhooks (its own or its
         /// company's default), read with the key.
         rate_limit: Option<RateLimit>,
+        /// How the key proved itself on this request.
+        proof: KeyProof,
     },
     /// A JWT validated offline; management operations re-check its key.
     AccessToken {
@@ -47,7 +49,14 @@ impl Credential {
             Credential::SetupLink => "setup_link",
             Credential::Anonymous => "none",
             Credential::Session { .. } => "session",
-            Credential::ApiKey { .. } => "api_key",
+            Credential::ApiKey {
+                proof: KeyProof::Secret,
+                ..
+            } => "api_key",
+            Credential::ApiKey {
+                proof: KeyProof::Sigv4,
+                ..
+            } => "sigv4",
             Credential::AccessToken { .. } => "access_token",
         }
     }
@@ -99,6 +108,15 @@ impl Credential {
             _ => None,
         }
     }
+}
+
+/// How an API key used on its own proved itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProof {
+    /// The secret presented (`x-api-key`, `Bearer kps_…`).
+    Secret,
+    /// An AWS Signature Version 4 made with the secret.
+    Sigv4,
 }
 
 /// The user a credential acts as.

@@ -44,6 +44,147 @@ const RECORD_TESTS: &str = include_str!("record_tests.js");
 const METADATA_TESTS: &str = include_str!("metadata_tests.js");
 /// Discovery / JSON Web Key Set: tests.
 const JWKS_TESTS: &str = include_str!("jwks_tests.js");
+/// (AWS Signature variant) Who am I: tests.
+const WHOAMI_TESTS: &str = include_str!("whoami_tests.js");
+
+/// Which way the collection authenticates its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// A token from the key's client ID and secret (the default).
+    Token,
+    /// Postman's own "AWS Signature" (`awsv4`) auth on every request, with
+    /// the key's access key ID and secret: for keys created with SigV4
+    /// allowed, as SQL Account-style integrations expect.
+    Sigv4,
+}
+
+impl Variant {
+    /// `token` or `sigv4`, as `?auth=` and `--auth` name them.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "token" => Some(Variant::Token),
+            "sigv4" => Some(Variant::Sigv4),
+            _ => None,
+        }
+    }
+}
+
+/// The collection in `variant`.
+pub fn collection_variant(settings: &Settings, variant: Variant) -> Value {
+    match variant {
+        Variant::Token => collection(settings),
+        Variant::Sigv4 => sigv4_collection(settings),
+    }
+}
+
+/// The AWS Signature variant: no token exchange; Postman signs every
+/// request with AWS Signature Version 4 (its built-in `awsv4` auth), from
+/// the `access_key` and `secret_key` variables, with this server's region
+/// and service filled in. The user fills in the two variables and presses
+/// Send.
+pub fn sigv4_collection(settings: &Settings) -> Value {
+    let sigv4 = &settings.sigv4;
+    json!({
+        "info": {
+            "name": "Keyport (AWS Signature)",
+            "description": SIGV4_DESCRIPTION
+                .replace("__REGION__", &sigv4.region)
+                .replace("__SERVICE__", &sigv4.service),
+            "schema": SCHEMA,
+        },
+        "auth": {
+            "type": "awsv4",
+            "awsv4": [
+                { "key": "accessKey", "value": "{{access_key}}", "type": "string" },
+                { "key": "secretKey", "value": "{{secret_key}}", "type": "string" },
+                { "key": "region", "value": sigv4.region, "type": "string" },
+                { "key": "service", "value": sigv4.service, "type": "string" },
+                { "key": "addAuthDataToQuery", "value": false, "type": "boolean" }
+            ],
+        },
+        "variable": sigv4_variables(&settings.tokens.issuer),
+        "item": [
+            folder(
+                "Who am I",
+                "Check the key: who a signed request acts as.",
+                vec![whoami_item()],
+            ),
+            webhooks_folder(),
+            reports_folder(),
+            discovery_folder(),
+        ],
+    })
+}
+
+/// The AWS Signature variant for one key, its access key ID filled in.
+pub fn sigv4_collection_for_key(settings: &Settings, access_key: &str) -> Value {
+    let mut document = sigv4_collection(settings);
+    if let Some(variables) = document["variable"].as_array_mut() {
+        for variable in variables {
+            if variable["key"] == "access_key" {
+                variable["value"] = access_key.into();
+            }
+        }
+    }
+    document["info"]["name"] = format!("Keyport ({access_key}, AWS Signature)").into();
+    document
+}
+
+const SIGV4_DESCRIPTION: &str = "Keyport's report (pull) and webhook (push) endpoints, every request signed with AWS Signature Version 4 (Postman's **AWS Signature** auth, region `__REGION__`, service `__SERVICE__`).\n\n\
+1. Open the collection's **Variables** tab and paste your key: `access_key` (its client ID, `kpc_…`) and `secret_key` (its secret, `kps_…`). The key must have been created with SigV4 allowed (`\"sigv4\": true`, `keyport key create --sigv4`, or the console's checkbox).\n\
+2. Press **Send** on any request.\n\n\
+The key's owner needs `webhooks:write` to push and `reports:read` to pull. Run the folders in \
+order: the push creates the `{{collection}}` collection the reports read. Every request has \
+tests, so the collection also runs under newman.";
+
+fn sigv4_variables(base_url: &str) -> Value {
+    json!([
+        variable(
+            "base_url",
+            base_url,
+            "The server's public base URL (its issuer)."
+        ),
+        variable(
+            "access_key",
+            "",
+            "Paste your key's client ID here (kpc_…): the access key ID.",
+        ),
+        variable(
+            "secret_key",
+            "",
+            "Paste your key's client secret here (kps_…): the secret access key. Keep it in the \
+             current value only: it is shown once when the key is created and must not be shared.",
+        ),
+        variable(
+            "collection",
+            "orders",
+            "The record collection the Webhooks and Reports requests use.",
+        ),
+        variable(
+            "idempotency_key",
+            "",
+            "Set by the push request's pre-request script; the replay sends it again.",
+        ),
+        variable(
+            "record_id",
+            "",
+            "The id of the record the push stored; set by its tests.",
+        ),
+    ])
+}
+
+fn whoami_item() -> Value {
+    json!({
+        "name": "Who am I",
+        "event": [tests(WHOAMI_TESTS)],
+        "request": {
+            "description": "Who the key acts as, and its scopes; any key that allows SigV4.",
+            "method": "GET",
+            "header": [{ "key": "Accept", "value": "application/json" }],
+            "url": url(&["api", "v1", "whoami"], &[]),
+        },
+    })
+}
 
 /// The whole collection for the server these settings describe; `base_url` is
 /// the issuer (the server's public base URL).
@@ -424,6 +565,46 @@ mod tests {
             assert!(!source.trim().is_empty(), "an empty script: {event}");
             assert!(!source.contains("__"), "a placeholder is left:\n{source}");
         }
+    }
+
+    #[test]
+    fn the_aws_signature_variant_signs_every_request_with_the_two_variables() {
+        let doc = sigv4_collection(&settings());
+        assert_eq!(doc["info"]["schema"], SCHEMA);
+        assert_eq!(doc["auth"]["type"], "awsv4");
+        let auth: std::collections::BTreeMap<&str, &Value> = doc["auth"]["awsv4"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["key"].as_str().unwrap(), &a["value"]))
+            .collect();
+        assert_eq!(auth["accessKey"], "{{access_key}}");
+        assert_eq!(auth["secretKey"], "{{secret_key}}");
+        assert_eq!(auth["region"], "us-east-1");
+        assert_eq!(auth["service"], "keyport");
+        for blank in ["access_key", "secret_key"] {
+            assert_eq!(variable_value(&doc, blank), "", "{blank}");
+        }
+        assert_eq!(
+            variable_value(&doc, "base_url"),
+            "https://keyport.example.com"
+        );
+        // No token exchange anywhere: no pre-request script, no Auth folder,
+        // no request overriding the collection's auth except the public ones.
+        assert!(doc.get("event").is_none());
+        let folders: Vec<&str> = doc["item"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(folders, ["Who am I", "Webhooks", "Reports", "Discovery"]);
+        let keyed = sigv4_collection_for_key(&settings(), "kpc_abc");
+        assert_eq!(variable_value(&keyed, "access_key"), "kpc_abc");
+        assert_eq!(variable_value(&keyed, "secret_key"), "");
+        assert_eq!(Variant::parse("sigv4"), Some(Variant::Sigv4));
+        assert_eq!(Variant::parse("token"), Some(Variant::Token));
+        assert_eq!(Variant::parse("bearer"), None);
     }
 
     #[test]

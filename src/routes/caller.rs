@@ -5,16 +5,21 @@
 //! - the API key itself, as `x-api-key: <secret>` or `Authorization: Bearer
 //!   <secret>` (told apart from a JWT by its `kps_` prefix), acting as its owner;
 //! - `Authorization: Bearer <session token>` from `POST /api/v1/session`;
-//! - `?api_key=<secret>` only when `allow_api_key_query` is on.
+//! - `?api_key=<secret>` only when `allow_api_key_query` is on;
+//! - an AWS Signature Version 4 (`Authorization: AWS4-HMAC-SHA256 …` with
+//!   `X-Amz-Date`, or a presigned GET URL) by a key that allows it, acting
+//!   as its owner; the body's digest comes from `signed_body`.
 
 use std::net::IpAddr;
 
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use futures_util::future::LocalBoxFuture;
 
 use super::observe::note_client_id;
+use super::signed_body::{self, SignedBodyDigest};
 use super::{AppState, client_address};
+use crate::domain::sigv4::{EMPTY_PAYLOAD_SHA256, Presentation, RequestParts};
 use crate::domain::{ClientSecret, Principal, SessionToken};
 use crate::service::authz::{self, CredentialRefusal};
 use crate::tokens::{BearerError, TokenVerifier, bearer_value};
@@ -35,11 +40,14 @@ enum Presented {
     AccessToken(String),
     ApiKey(String),
     Session(String),
+    Sigv4(Presentation),
 }
 
 fn presented(req: &HttpRequest, allow_query: bool) -> Result<Presented, BearerError> {
     let header_key = req.headers().get("x-api-key");
     let has_authorization = req.headers().contains_key(AUTHORIZATION);
+    let signed = signed_body::presentation(req);
+    let presigned = signed == Some(Presentation::Query);
     // Most requests carry no query: skip the parse for them.
     let query = req.query_string();
     let query_key = (!query.is_empty())
@@ -53,11 +61,15 @@ fn presented(req: &HttpRequest, allow_query: bool) -> Result<Presented, BearerEr
         });
     let sources = usize::from(header_key.is_some())
         + usize::from(has_authorization)
-        + usize::from(query_key.is_some());
+        + usize::from(query_key.is_some())
+        + usize::from(presigned);
     if sources > 1 {
         return Err(BearerError::InvalidRequest(
             "present exactly one credential",
         ));
+    }
+    if let Some(presentation) = signed {
+        return Ok(Presented::Sigv4(presentation));
     }
     if let Some(value) = header_key {
         let value = value
@@ -114,6 +126,30 @@ impl FromRequest for Caller {
                     let token = SessionToken::parse(&raw)
                         .map_err(|_| CredentialRefusal::Rejected("the session is not valid"))?;
                     authz::session(service, &token, source_address).await?
+                }
+                Presented::Sigv4(presentation) => {
+                    let address = source_address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+                    // Read (and hashed) by `buffer_signed_body`; without it
+                    // (an app that did not install it), only a body-less
+                    // request can verify.
+                    let body_sha256 = req
+                        .extensions()
+                        .get::<SignedBodyDigest>()
+                        .map(|digest| digest.0.clone())
+                        .unwrap_or_else(|| EMPTY_PAYLOAD_SHA256.to_owned());
+                    let headers: Vec<(&str, &[u8])> = req
+                        .headers()
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+                        .collect();
+                    let parts = RequestParts {
+                        method: req.method().as_str(),
+                        path: req.uri().path(),
+                        query: req.query_string(),
+                        headers: &headers,
+                        body_sha256: &body_sha256,
+                    };
+                    authz::sigv4(service, &parts, presentation, address).await?
                 }
             };
             if let Some(client_id) = principal.credential.client_id() {

@@ -93,8 +93,10 @@ error_response!(
     Unauthenticated,
     "ApiError",
     "No credential (`missing_token`), or one that is not valid: a bad, expired or revoked \
-     token, key or session (`invalid_token`)",
-    "WWW-Authenticate" => "`Bearer realm=\"keyport\"`, with `error=\"invalid_token\"` when a credential was refused",
+     token, key or session (`invalid_token`), or a refused AWS Signature Version 4 \
+     (`signature_mismatch`, `request_expired`, `invalid_credential_scope`, … naming the fault; \
+     a mismatch also carries `canonical_request` and `string_to_sign`)",
+    "WWW-Authenticate" => "`Bearer realm=\"keyport\"`, with `error=\"invalid_token\"` when a credential was refused; `AWS4-HMAC-SHA256 realm=\"keyport\", error=\"…\"` for a refused signature",
 );
 error_response!(
     InsufficientScope,

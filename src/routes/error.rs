@@ -16,6 +16,7 @@ use crate::service::authz::CredentialRefusal;
 use crate::service::clients::ClientAuthError;
 use crate::service::grant::GrantError;
 use crate::service::rate_limit::RateLimited;
+use crate::service::sigv4::Sigv4Refusal;
 use crate::storage::StorageError;
 use crate::telemetry::error_chain;
 use crate::tokens::BearerError;
@@ -33,6 +34,8 @@ pub struct ApiError {
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
     /// Seconds for `Retry-After`.
     pub retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge other than the Bearer one.
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -43,6 +46,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            challenge: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -104,7 +108,9 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        if self.status == StatusCode::UNAUTHORIZED && self.code == "invalid_token" {
+        if let Some(challenge) = &self.challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge.clone()));
+        } else if self.status == StatusCode::UNAUTHORIZED && self.code == "invalid_token" {
             response.insert_header((
                 header::WWW_AUTHENTICATE,
                 format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
@@ -223,6 +229,42 @@ impl From<CredentialRefusal> for actix_web::Error {
             CredentialRefusal::Throttled(retry_after) => ApiError::throttled(retry_after).into(),
             CredentialRefusal::Storage(err) => ApiError::from(err).into(),
         }
+    }
+}
+
+/// A refused SigV4 signature: 401 with a code naming what was wrong (429
+/// when the caller has failed too often). A mismatch carries the canonical
+/// request and string to sign Keyport computed, as AWS does: they hold no
+/// secret, and comparing them with the client's finds the mistake.
+impl From<Sigv4Refusal> for actix_web::Error {
+    fn from(err: Sigv4Refusal) -> Self {
+        let code = err.code();
+        let mut error = match err {
+            Sigv4Refusal::Key(ClientAuthError::Throttled(retry_after)) => {
+                return ApiError::throttled(retry_after).into();
+            }
+            Sigv4Refusal::Key(ClientAuthError::Storage(err)) => return ApiError::from(err).into(),
+            Sigv4Refusal::Mismatch {
+                ref canonical_request,
+                ref string_to_sign,
+            } => {
+                let mut error = ApiError::new(StatusCode::UNAUTHORIZED, code, err.to_string());
+                let mut details = serde_json::Map::new();
+                details.insert("canonical_request".into(), canonical_request.clone().into());
+                details.insert("string_to_sign".into(), string_to_sign.clone().into());
+                error.details = Some(details);
+                error
+            }
+            Sigv4Refusal::Key(ref key) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, code, key.message())
+            }
+            other => ApiError::new(StatusCode::UNAUTHORIZED, code, other.to_string()),
+        };
+        error.challenge = Some(format!(
+            "{} realm=\"{REALM}\", error=\"{code}\"",
+            crate::domain::sigv4::ALGORITHM
+        ));
+        error.into()
     }
 }
 

@@ -32,7 +32,8 @@ pub(super) const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
 /// The `label` filters of a listing (repeatable); `api_key` is the
 /// credential (`allow_api_key_query`), read by `Caller`; nothing else.
 fn label_filters(req: &HttpRequest) -> Result<Vec<String>, ApiError> {
-    let query = req.query_string();
+    let query = super::query_without_signature(req);
+    let query = query.as_ref();
     if query.is_empty() {
         return Ok(Vec::new());
     }
@@ -167,6 +168,11 @@ struct NewKeyBody {
     /// The key's own rate for reports and webhooks; absent: the company's
     /// default (if any). A member may not go above the default.
     rate_limit: Option<RateLimitBody>,
+    /// Allow AWS Signature Version 4 requests: the client ID is the access
+    /// key ID, the secret the secret access key. The secret is then kept,
+    /// sealed under the master key, since verifying a signature needs it;
+    /// otherwise only its digest is stored. Default false.
+    sigv4: Option<bool>,
 }
 
 /// Creates a key for the caller (needs `keys:manage`, at most
@@ -213,6 +219,7 @@ pub async fn create(
             scopes: scopes.as_deref(),
             expires_in: body.expires_in_seconds.map(Duration::from_secs),
             token_ttl: body.token_ttl_seconds.map(Duration::from_secs),
+            sigv4: body.sigv4.unwrap_or(false),
         },
         KeyControls {
             description: body.description.as_deref(),

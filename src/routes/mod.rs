@@ -14,6 +14,7 @@ mod postman;
 mod rate_limit;
 mod records;
 mod session;
+mod signed_body;
 mod token_request;
 mod users;
 mod webhook_endpoints;
@@ -36,6 +37,7 @@ pub use body::BodyError;
 pub use caller::Caller;
 pub use client_address::client_address;
 pub use openapi::api_doc;
+pub use signed_body::buffer_signed_body;
 pub use token_request::{
     ClientCredentials, TokenQuery, TokenRequest, parse_basic_authorization, parse_token_query,
     parse_token_request,
@@ -181,6 +183,24 @@ pub static ROUTES: &[RouteSpec] = &[
         |r| r.to(webhook_endpoints::redeliver),
     ),
 ];
+
+/// The request's query without the parameters of a presigned SigV4 URL
+/// (`X-Amz-Algorithm`, `X-Amz-Signature`, …): `Caller` reads those, and the
+/// handlers parse the rest, refusing what they do not know.
+pub(crate) fn query_without_signature(req: &HttpRequest) -> std::borrow::Cow<'_, str> {
+    let query = req.query_string();
+    if !query.contains("X-Amz-") && !query.contains("x-amz-") {
+        return std::borrow::Cow::Borrowed(query);
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !(name.len() >= 6 && name[..6].eq_ignore_ascii_case("x-amz-"))
+        })
+        .collect();
+    std::borrow::Cow::Owned(kept.join("&"))
+}
 
 /// Registers [`ROUTES`]: one resource per path, holding that path's methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {

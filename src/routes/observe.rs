@@ -82,6 +82,7 @@ fn carries_credential(req: &HttpRequest) -> bool {
     headers.contains_key(header::AUTHORIZATION)
         || headers.contains_key("x-api-key")
         || req.query_string().contains("api_key=")
+        || req.query_string().contains("X-Amz-Signature=")
 }
 
 /// Prometheus metrics (text exposition format). Public.

@@ -127,9 +127,10 @@ pub async fn pull(
     let access = access(&caller, REPORTS_READ)?;
     rate_limit::admit(&req, &state.service, &caller).await?;
     let collection = collection(&path)?;
-    let params: PageParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
-        ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
-    })?;
+    let params: PageParams = serde_urlencoded::from_str(&super::query_without_signature(&req))
+        .map_err(|e| {
+            ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
+        })?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(

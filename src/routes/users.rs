@@ -377,9 +377,10 @@ pub async fn audit(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params: AuditParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| {
-        ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
-    })?;
+    let params: AuditParams = serde_urlencoded::from_str(&super::query_without_signature(&req))
+        .map_err(|e| {
+            ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
+        })?;
     let limit = params.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -282,11 +282,16 @@ pub struct AttemptQuery {
     )
 )]
 pub async fn attempts(
+    req: HttpRequest,
     caller: Caller,
     path: web::Path<String>,
-    query: web::Query<AttemptQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    // Parsed by hand so a presigned URL's X-Amz-* parameters are left out.
+    let query: AttemptQuery = serde_urlencoded::from_str(&super::query_without_signature(&req))
+        .map_err(|e| {
+            ApiError::bad_request("invalid_query", format!("invalid query parameters: {e}"))
+        })?;
     let attempts =
         webhooks::list_attempts(&state.service, &caller, &path, query.limit.unwrap_or(50)).await?;
     Ok(HttpResponse::Ok().json(json!({ "attempts": attempts })))

@@ -1,5 +1,5 @@
-//! `GET /api/v1/whoami` (any credential, no scope): who the credential acts
-//! as. With an access token it touches no database, which makes it the
+//! `GET /api/v1/whoami` (any credential, SigV4 signatures included; no
+//! scope): who the credential acts as. With an access token it touches no database, which makes it the
 //! cheapest protected route: integrations use it to check their setup.
 
 use actix_web::HttpResponse;
@@ -21,7 +21,10 @@ pub struct Identity {
     scope: String,
     /// The key behind the request; absent for a session.
     client_id: Option<String>,
-    #[schema(examples("access_token", "api_key", "session"))]
+    /// How the request was authenticated: `access_token`, `api_key` (the
+    /// key presented), `sigv4` (signed with AWS Signature Version 4) or
+    /// `session`.
+    #[schema(examples("access_token", "api_key", "sigv4", "session"))]
     credential: String,
 }
 

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use super::clients::{self, ClientAuthError};
 use super::{Result, Service, ServiceError};
 use crate::domain::{
-    ActingUser, Credential, Principal, Role, SessionToken, SourceAllowList, UserStatus, now,
+    ActingUser, Credential, KeyProof, Principal, Role, SessionToken, SourceAllowList, UserStatus,
+    now,
 };
 use crate::storage::StorageError;
 use crate::tokens::VerifiedToken;
@@ -91,7 +92,18 @@ pub async fn api_key(
     address: IpAddr,
 ) -> Result<Principal, CredentialRefusal> {
     let key = clients::authenticate_secret(service, secret, address).await?;
-    Ok(key.into_principal(Some(address)))
+    Ok(key.into_principal(Some(address), KeyProof::Secret))
+}
+
+/// A request signed with AWS Signature Version 4 by a key that allows it,
+/// acting as the key's owner with the key's scopes.
+pub async fn sigv4(
+    service: &Service,
+    request: &crate::domain::sigv4::RequestParts<'_>,
+    presentation: crate::domain::sigv4::Presentation,
+    address: IpAddr,
+) -> Result<Principal, super::sigv4::Sigv4Refusal> {
+    super::sigv4::authenticate(service, request, presentation, address).await
 }
 
 /// A person's session: their current role and permissions.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::Service;
 use super::usage::UseKind;
 use crate::domain::{
-    ActingUser, ClientId, ClientSecret, Credential, Principal, RateLimit, Role, ScopeSet,
+    ActingUser, ClientId, ClientSecret, Credential, KeyProof, Principal, RateLimit, Role, ScopeSet,
     SecretDigest, SourceAllowList, UnixTime, UserStatus, now,
 };
 use crate::storage::{KeyAuthRow, StorageError, Store};
@@ -43,14 +43,16 @@ impl AuthenticatedKey {
         }
     }
 
-    /// The key presented on its own, acting as its owner.
-    pub fn into_principal(self, source_address: Option<IpAddr>) -> Principal {
+    /// The key presented on its own (its secret, or a signature made with
+    /// it), acting as its owner.
+    pub fn into_principal(self, source_address: Option<IpAddr>, proof: KeyProof) -> Principal {
         Principal {
             credential: Credential::ApiKey {
                 key_id: self.key_id,
                 client_id: self.client_id,
                 expires_at: self.expires_at,
                 rate_limit: self.rate_limit,
+                proof,
             },
             user: Some(ActingUser {
                 user_id: self.owner_id,
@@ -105,7 +107,7 @@ impl ClientAuthError {
     }
 
     /// Whether this outcome counts toward the failure throttle.
-    fn counts_as_failure(&self) -> bool {
+    pub(super) fn counts_as_failure(&self) -> bool {
         matches!(
             self,
             ClientAuthError::BadCredentials | ClientAuthError::SourceNotAllowed
@@ -173,7 +175,7 @@ pub async fn authenticate_secret(
 }
 
 /// Counts a failure, or notes a use of the key (when, from where, how).
-fn finish(
+pub(super) fn finish(
     service: &Service,
     outcome: Result<AuthenticatedKey, ClientAuthError>,
     bucket: &str,

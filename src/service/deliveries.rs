@@ -8,6 +8,7 @@
 //! (audited). Delivery is at least once: a worker killed after sending and
 //! before recording leaves the lease to expire, and the delivery is sent again.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use rand::Rng;
 
 use super::audit::{self, Event};
 use super::{Result, Service};
-use crate::domain::now;
+use crate::domain::{WebhookSigningKey, now};
 use crate::storage::{AttemptOutcome, DueDelivery, EndpointHealth, NewAttempt};
 use crate::telemetry::Metrics;
 use crate::webhooks::{SendResult, Sender};
@@ -25,6 +26,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// How many polls apart the worker looks for keys about to expire.
 const EXPIRY_SCAN_EVERY_POLLS: u32 = 10;
+
+/// One attempt made, waiting to be recorded with its batch.
+struct Attempted {
+    delivery: DueDelivery,
+    at: i64,
+    result: SendResult,
+    outcome: AttemptOutcome,
+    health: EndpointHealth<'static>,
+}
 
 pub struct Dispatcher {
     service: Service,
@@ -116,25 +126,111 @@ impl Dispatcher {
                 )
             })?;
         let count = due.len();
+        // One read (and one unsealing) of an owner's signing keys per batch:
+        // a backlog's deliveries mostly share a few owners.
+        let overlap = settings.signature_overlap.as_secs() as i64;
+        let mut keys_of: HashMap<String, Arc<Vec<WebhookSigningKey>>> = HashMap::new();
+        for delivery in &due {
+            if !keys_of.contains_key(&delivery.owner_id) {
+                let keys = self
+                    .service
+                    .store
+                    .webhook_signing_keys_of(&delivery.owner_id, at - overlap, at)
+                    .await?;
+                keys_of.insert(delivery.owner_id.clone(), Arc::new(keys));
+            }
+        }
         let mut attempts = tokio::task::JoinSet::new();
         for delivery in due {
             let dispatcher = Arc::clone(&self);
-            attempts.spawn(async move {
-                if let Err(err) = dispatcher.attempt(&delivery).await {
-                    log::warn!(
-                        "webhook delivery {} to endpoint {} was not recorded: {}",
-                        delivery.id,
-                        delivery.endpoint_id,
-                        crate::telemetry::error_chain(&err)
-                    );
-                }
-            });
+            let keys = keys_of.get(&delivery.owner_id).cloned().unwrap_or_default();
+            attempts.spawn(async move { dispatcher.attempt(delivery, &keys).await });
         }
-        while attempts.join_next().await.is_some() {}
+        let mut finished = Vec::with_capacity(count);
+        while let Some(joined) = attempts.join_next().await {
+            match joined {
+                Ok(Ok(Some(done))) => finished.push(done),
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => log::warn!(
+                    "a webhook delivery was not attempted: {}",
+                    crate::telemetry::error_chain(&err)
+                ),
+                Err(err) => log::warn!("a webhook delivery task failed: {err}"),
+            }
+        }
+        self.record(&finished).await;
         Ok(count)
     }
 
-    async fn attempt(&self, delivery: &DueDelivery) -> Result<()> {
+    /// Records a batch's attempts in one transaction (so one disk flush per
+    /// batch, not per delivery), then counts them and audits disablings.
+    /// When the write fails, the leases run out and the deliveries are sent
+    /// again: at least once.
+    async fn record(&self, finished: &[Attempted]) {
+        let store = &self.service.store;
+        let rows: Vec<_> = finished
+            .iter()
+            .map(|done| {
+                (
+                    NewAttempt {
+                        delivery_id: &done.delivery.id,
+                        endpoint_id: &done.delivery.endpoint_id,
+                        attempted_at: done.at,
+                        status_code: done.result.status,
+                        latency_ms: done.result.latency_ms,
+                        response_excerpt: done.result.excerpt.as_deref(),
+                        error: done.result.error.as_deref(),
+                    },
+                    done.outcome,
+                    done.health,
+                )
+            })
+            .collect();
+        let disabled = match store.record_attempts(&rows).await {
+            Ok(disabled) => disabled,
+            Err(err) => {
+                log::warn!(
+                    "{} webhook attempts were not recorded (they will be sent again): {}",
+                    rows.len(),
+                    crate::telemetry::error_chain(&err)
+                );
+                return;
+            }
+        };
+        for (done, disabled) in finished.iter().zip(disabled) {
+            let label = match done.outcome {
+                AttemptOutcome::Delivered => "delivered",
+                AttemptOutcome::RetryAt(_) => "retry",
+                AttemptOutcome::GiveUp => "failed",
+            };
+            self.metrics
+                .webhook_deliveries
+                .with_label_values(&[label])
+                .inc();
+            if let (true, EndpointHealth::Disable(reason)) = (disabled, done.health) {
+                log::warn!(
+                    "webhook endpoint {} disabled: {reason}",
+                    done.delivery.endpoint_id
+                );
+                audit::record_system(
+                    store,
+                    Event::new("webhook_endpoint.disable")
+                        .tenant(&done.delivery.tenant_id)
+                        .target(&done.delivery.endpoint_id)
+                        .detail(reason.to_owned()),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Sends one delivery; `None` when it was not attempted (its endpoint
+    /// was disabled meanwhile).
+    async fn attempt(
+        &self,
+        delivery: DueDelivery,
+        keys: &[WebhookSigningKey],
+    ) -> Result<Option<Attempted>> {
         let store = &self.service.store;
         let settings = &self.service.settings.webhooks;
         let at = now();
@@ -143,12 +239,8 @@ impl Dispatcher {
             // again, within its retry time.
             let next = at + settings.retry_initial.as_secs() as i64 * 60;
             store.release_delivery(&delivery.id, next).await?;
-            return Ok(());
+            return Ok(None);
         }
-        let overlap = settings.signature_overlap.as_secs() as i64;
-        let keys = store
-            .webhook_signing_keys_of(&delivery.owner_id, at - overlap, at)
-            .await?;
         let result = if keys.is_empty() {
             SendResult {
                 status: None,
@@ -174,46 +266,14 @@ impl Dispatcher {
                 .send(&delivery.url, &headers, delivery.payload.clone())
                 .await
         };
-        let (outcome, health) = self.judge(delivery, &result, at);
-        let disabled = store
-            .record_attempt(
-                NewAttempt {
-                    delivery_id: &delivery.id,
-                    endpoint_id: &delivery.endpoint_id,
-                    attempted_at: at,
-                    status_code: result.status,
-                    latency_ms: result.latency_ms,
-                    response_excerpt: result.excerpt.as_deref(),
-                    error: result.error.as_deref(),
-                },
-                outcome,
-                health,
-            )
-            .await?;
-        let label = match outcome {
-            AttemptOutcome::Delivered => "delivered",
-            AttemptOutcome::RetryAt(_) => "retry",
-            AttemptOutcome::GiveUp => "failed",
-        };
-        self.metrics
-            .webhook_deliveries
-            .with_label_values(&[label])
-            .inc();
-        if let (true, EndpointHealth::Disable(reason)) = (disabled, health) {
-            log::warn!(
-                "webhook endpoint {} disabled: {reason}",
-                delivery.endpoint_id
-            );
-            audit::record_system(
-                store,
-                Event::new("webhook_endpoint.disable")
-                    .tenant(&delivery.tenant_id)
-                    .target(&delivery.endpoint_id)
-                    .detail(reason.to_owned()),
-            )
-            .await;
-        }
-        Ok(())
+        let (outcome, health) = self.judge(&delivery, &result, at);
+        Ok(Some(Attempted {
+            delivery,
+            at,
+            result,
+            outcome,
+            health,
+        }))
     }
 
     /// What an attempt's result means for its delivery and its endpoint.

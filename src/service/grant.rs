@@ -230,7 +230,7 @@ pub async fn revoke(
         .revoked
         .revoke(&service.store, &token.claims.jti, token.claims.exp)
         .await?;
-    let principal = key.into_principal(source_address);
+    let principal = key.into_principal(source_address, crate::domain::KeyProof::Secret);
     audit::record(
         &service.store,
         &principal,

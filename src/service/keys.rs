@@ -106,9 +106,10 @@ pub struct KeySummary {
     pub allowed_sources: Vec<String>,
     /// The address of the last use.
     pub last_used_from: Option<String>,
-    /// How the key was last used: `token` (the OAuth endpoints) or `direct`
-    /// (the secret presented on its own).
-    #[schema(examples("token", "direct"))]
+    /// How the key was last used: `token` (the OAuth endpoints), `direct`
+    /// (the secret presented on its own) or `sigv4` (a request signed with
+    /// AWS Signature Version 4).
+    #[schema(examples("token", "direct", "sigv4"))]
     pub last_used_kind: Option<String>,
     /// Whether the key has a webhook-signing key. Keys created before
     /// webhook signing have none: they cannot take the webhook-signing mark,
@@ -117,6 +118,10 @@ pub struct KeySummary {
     /// The key's rate for the report and webhook APIs, and whether it is
     /// its own or its company's default; `null`: unlimited.
     pub rate_limit: Option<KeyRateLimit>,
+    /// Whether the key may sign requests with AWS Signature Version 4. Such
+    /// a key's secret is kept, sealed under the master key (SigV4 needs the
+    /// secret itself); every other key keeps only its digest.
+    pub sigv4: bool,
 }
 
 /// A key's rate as listings show it.
@@ -231,6 +236,7 @@ impl KeySummary {
             last_used_kind: row.last_used_kind,
             has_webhook_signing_key: row.has_webhook_key != 0,
             rate_limit: KeyRateLimit::of(own, company_default),
+            sigv4: row.sigv4 != 0,
         })
     }
 
@@ -275,6 +281,8 @@ pub struct NewKeyRequest<'a> {
     pub scopes: Option<&'a str>,
     pub expires_in: Option<Duration>,
     pub token_ttl: Option<Duration>,
+    /// Allow AWS Signature Version 4: the secret is then kept, sealed.
+    pub sigv4: bool,
 }
 
 /// A key's description, labels, allow-list and rate, as a caller sent
@@ -517,6 +525,7 @@ pub async fn create_key_with(
                 allowed_sources: stored_sources.as_deref(),
                 webhook_key: &webhook_signing_key,
                 rate_limit: rate_limit.map(rate_columns),
+                sigv4_secret: request.sigv4.then_some(&secret),
                 now: created_at,
             },
             limit,
@@ -535,7 +544,11 @@ pub async fn create_key_with(
         Event::new("key.create")
             .tenant(&owner.tenant_id)
             .target(client_id.as_str())
-            .detail(format!("name={}", name.as_str())),
+            .detail(if request.sigv4 {
+                format!("name={}; sigv4 allowed", name.as_str())
+            } else {
+                format!("name={}", name.as_str())
+            }),
     )
     .await;
     let key = KeySummary {
@@ -563,6 +576,7 @@ pub async fn create_key_with(
         last_used_kind: None,
         has_webhook_signing_key: true,
         rate_limit: KeyRateLimit::of(rate_limit, company_default),
+        sigv4: request.sigv4,
     };
     Ok(CreatedKey {
         key,
@@ -675,6 +689,7 @@ pub async fn revoke_key(service: &Service, principal: &Principal, key: &str) -> 
         .await;
     service.credentials.forget_key(&found.client_id);
     let revocation = revocation?;
+    service.sigv4_keys.forget(&found.id);
     let KeyRevocation::Revoked {
         signed_webhooks,
         mark_moved_to,
@@ -736,7 +751,9 @@ pub async fn delete_key(
     }
     let deleted = service.store.delete_key(&found.id, now()).await;
     service.credentials.forget_key(&found.client_id);
-    if !deleted? {
+    let deleted = deleted?;
+    service.sigv4_keys.forget(&found.id);
+    if !deleted {
         return Err(ServiceError::NotFound(format!(
             "key {} was already deleted",
             found.client_id
@@ -959,7 +976,11 @@ async fn set_disabled(
         )
         .await;
     service.credentials.forget_key(client_id);
-    if !changed? {
+    let changed = changed?;
+    if disable {
+        service.sigv4_keys.forget(&found.id);
+    }
+    if !changed {
         return Err(ServiceError::Conflict(format!(
             "key {client_id} changed meanwhile (revoked, or {} by someone else)",
             if disable { "disabled" } else { "enabled" }
@@ -1104,6 +1125,7 @@ pub async fn roll_key(
                 allowed_sources: allowed_sources.as_deref(),
                 webhook_key: &webhook_signing_key,
                 rate_limit: rate_limit.map(rate_columns),
+                sigv4_secret: old.sigv4.then_some(&secret),
                 now: created_at,
             },
             limit,

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod rate_limit;
 pub mod sessions;
 pub mod setup;
+pub mod sigv4;
 pub mod tenants;
 pub mod throttle;
 pub mod usage;
@@ -56,6 +57,8 @@ pub struct Service {
     pub last_used: LastUsed,
     pub revoked: RevokedTokens,
     pub rate_limits: RateLimiter,
+    /// Derived SigV4 signing keys, per key and day.
+    pub sigv4_keys: sigv4::Sigv4KeyCache,
     /// Untrusted (so unused) until `startup` starts its watcher.
     pub credentials: CredentialCache,
 }
@@ -79,6 +82,7 @@ impl Service {
             throttle,
             last_used: LastUsed::default(),
             revoked: RevokedTokens::default(),
+            sigv4_keys: sigv4::Sigv4KeyCache::default(),
         }
     }
 

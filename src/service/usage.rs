@@ -18,6 +18,8 @@ pub enum UseKind {
     Token,
     /// The secret presented on its own (`x-api-key`, `Bearer kps_…`).
     Direct,
+    /// A request signed with AWS Signature Version 4.
+    Sigv4,
 }
 
 impl UseKind {
@@ -25,6 +27,15 @@ impl UseKind {
         match self {
             UseKind::Token => "token",
             UseKind::Direct => "direct",
+            UseKind::Sigv4 => "sigv4",
+        }
+    }
+
+    fn from_str(kind: &str) -> Self {
+        match kind {
+            "direct" => UseKind::Direct,
+            "sigv4" => UseKind::Sigv4,
+            _ => UseKind::Token,
         }
     }
 }
@@ -77,11 +88,7 @@ impl LastUsed {
                 crate::telemetry::error_chain(&err)
             );
             for key_use in batch {
-                let kind = if key_use.kind == UseKind::Direct.as_str() {
-                    UseKind::Direct
-                } else {
-                    UseKind::Token
-                };
+                let kind = UseKind::from_str(key_use.kind);
                 let address = key_use.address.and_then(|a| a.parse().ok());
                 self.touch(&key_use.key_id, key_use.at, address, kind);
             }

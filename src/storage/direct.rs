@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 
-use super::{KeyAuthRow, RecordQuery, RecordRow};
+use super::{KeyAuthRow, RecordQuery, RecordRow, Sigv4KeyRow};
 
 /// Idle connections kept; one per server worker thread is enough, and more
 /// are opened (then dropped) if more threads read at once.
@@ -90,6 +90,25 @@ impl DirectReader {
             connection
                 .prepare_cached(sql)?
                 .query_row([value], key_auth_row)
+                .optional()
+        })
+    }
+
+    /// A key and its sealed SigV4 secret (the last column), by client ID.
+    pub(super) fn sigv4_key(
+        &self,
+        sql: &str,
+        value: &str,
+    ) -> rusqlite::Result<Option<Sigv4KeyRow>> {
+        self.with_connection(|connection| {
+            connection
+                .prepare_cached(sql)?
+                .query_row([value], |row| {
+                    Ok(Sigv4KeyRow {
+                        key: key_auth_row(row)?,
+                        sigv4_secret_sealed: row.get(20)?,
+                    })
+                })
                 .optional()
         })
     }

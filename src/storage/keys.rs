@@ -1,6 +1,6 @@
 use super::webhooks::{WebhookEvent, record_event};
 use super::{Result, StorageError, Store};
-use crate::domain::WebhookSigningKey;
+use crate::domain::{ClientSecret, WebhookSigningKey};
 
 pub struct NewKey<'a> {
     pub id: &'a str,
@@ -21,6 +21,9 @@ pub struct NewKey<'a> {
     pub webhook_key: &'a WebhookSigningKey,
     /// The key's own rate; `None`: its company's default applies.
     pub rate_limit: Option<RateColumns>,
+    /// The secret itself, for a key that allows SigV4 signing: stored only
+    /// sealed. `None`: only the digest is kept.
+    pub sigv4_secret: Option<&'a ClientSecret>,
     pub now: i64,
 }
 
@@ -76,6 +79,8 @@ pub struct KeyRow {
     pub default_rate_limit_requests: Option<i64>,
     pub default_rate_limit_per_seconds: Option<i64>,
     pub default_rate_limit_burst: Option<i64>,
+    /// 1 when the key allows SigV4 signing (its secret is kept sealed).
+    pub sigv4: i64,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -159,7 +164,7 @@ pub struct KeyUse {
     pub key_id: String,
     pub at: i64,
     pub address: Option<String>,
-    /// `token` or `direct`.
+    /// `token`, `direct` or `sigv4`.
     pub kind: &'static str,
 }
 
@@ -172,22 +177,49 @@ pub struct KeyDetails<'a> {
     pub rate_limit: Option<RateColumns>,
 }
 
-macro_rules! key_auth_select {
+/// A key for SigV4 verification: what client authentication reads, and the
+/// sealed secret (`None` when the key does not allow SigV4).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Sigv4KeyRow {
+    #[sqlx(flatten)]
+    pub key: KeyAuthRow,
+    pub sigv4_secret_sealed: Option<String>,
+}
+
+macro_rules! key_auth_columns {
     () => {
         "SELECT k.id, k.tenant_id, k.owner_id, k.client_id, k.secret_digest, k.scopes, \
          k.token_ttl_seconds, k.expires_at, k.revoked_at, u.role AS owner_role, \
          u.permissions AS owner_permissions, u.status AS owner_status, k.disabled_at, \
          k.allowed_sources, k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
          t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
-         t.default_rate_limit_burst \
-         FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
+         t.default_rate_limit_burst"
     };
 }
 
-pub(super) const KEY_AUTH_BY_CLIENT_ID: &str =
-    concat!(key_auth_select!(), "WHERE k.client_id = $1");
-pub(super) const KEY_AUTH_BY_DIGEST: &str =
-    concat!(key_auth_select!(), "WHERE k.secret_digest = $1");
+macro_rules! key_auth_from {
+    () => {
+        " FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
+    };
+}
+
+pub(super) const KEY_AUTH_BY_CLIENT_ID: &str = concat!(
+    key_auth_columns!(),
+    key_auth_from!(),
+    "WHERE k.client_id = $1"
+);
+pub(super) const KEY_AUTH_BY_DIGEST: &str = concat!(
+    key_auth_columns!(),
+    key_auth_from!(),
+    "WHERE k.secret_digest = $1"
+);
+/// [`KEY_AUTH_BY_CLIENT_ID`] and, last, the sealed SigV4 secret.
+pub(super) const SIGV4_KEY_BY_CLIENT_ID: &str = concat!(
+    key_auth_columns!(),
+    ", k.sigv4_secret_sealed",
+    key_auth_from!(),
+    "WHERE k.client_id = $1"
+);
 
 /// The columns of a [`KeyRow`]; a macro so `concat!` can build `'static` queries.
 macro_rules! key_select {
@@ -199,22 +231,66 @@ macro_rules! key_select {
          CAST(CASE WHEN k.webhook_key_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_webhook_key, \
          k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
          t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
-         t.default_rate_limit_burst \
+         t.default_rate_limit_burst, \
+         CAST(CASE WHEN k.sigv4_secret_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS sigv4 \
          FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
     };
 }
 
 const WEBHOOK_KEY_TABLE: &str = "api_keys";
 const WEBHOOK_KEY_COLUMN: &str = "webhook_key_sealed";
+const SIGV4_SECRET_COLUMN: &str = "sigv4_secret_sealed";
+
+/// A new key's sealed values: its webhook-signing key, and its secret when
+/// it allows SigV4.
+struct SealedKeyValues {
+    webhook_key: String,
+    sigv4_secret: Option<String>,
+}
 
 impl Store {
-    fn seal_webhook_key(&self, key: &NewKey<'_>) -> Result<String> {
-        self.seal(
-            WEBHOOK_KEY_TABLE,
-            WEBHOOK_KEY_COLUMN,
-            key.id,
-            key.webhook_key.expose(),
-        )
+    fn seal_key_values(&self, key: &NewKey<'_>) -> Result<SealedKeyValues> {
+        Ok(SealedKeyValues {
+            webhook_key: self.seal(
+                WEBHOOK_KEY_TABLE,
+                WEBHOOK_KEY_COLUMN,
+                key.id,
+                key.webhook_key.expose(),
+            )?,
+            sigv4_secret: key
+                .sigv4_secret
+                .map(|secret| {
+                    self.seal(
+                        WEBHOOK_KEY_TABLE,
+                        SIGV4_SECRET_COLUMN,
+                        key.id,
+                        secret.expose().as_bytes(),
+                    )
+                })
+                .transpose()?,
+        })
+    }
+
+    /// A key and its sealed SigV4 secret, by client ID (the access key ID).
+    pub async fn find_key_for_sigv4(&self, client_id: &str) -> Result<Option<Sigv4KeyRow>> {
+        if let Some(row) =
+            self.read_direct(|direct| direct.sigv4_key(SIGV4_KEY_BY_CLIENT_ID, client_id))
+        {
+            return Ok(row);
+        }
+        Ok(sqlx::query_as::<_, Sigv4KeyRow>(SIGV4_KEY_BY_CLIENT_ID)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Opens a key's sealed SigV4 secret.
+    pub fn open_sigv4_secret(&self, key_id: &str, sealed: &str) -> Result<ClientSecret> {
+        let clear = self.open(WEBHOOK_KEY_TABLE, SIGV4_SECRET_COLUMN, key_id, sealed)?;
+        std::str::from_utf8(&clear)
+            .ok()
+            .and_then(|text| ClientSecret::parse(text).ok())
+            .ok_or_else(|| StorageError::Corrupt(format!("key {key_id}: bad SigV4 secret")))
     }
 
     /// The key's webhook-signing key, opened; `None` for a key created
@@ -243,7 +319,7 @@ impl Store {
         key: NewKey<'_>,
         max_active: u32,
     ) -> Result<KeyInsert> {
-        let sealed_webhook_key = self.seal_webhook_key(&key)?;
+        let sealed = self.seal_key_values(&key)?;
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, key.owner_id).await?;
         let active = count_active(&mut tx, key.owner_id, key.now).await?;
@@ -252,7 +328,7 @@ impl Store {
             return Ok(KeyInsert::LimitReached { active });
         }
         let signs_webhooks = take_mark_if_unheld(&mut tx, key.owner_id, key.now).await?;
-        insert_key(&mut tx, &key, &sealed_webhook_key, signs_webhooks).await?;
+        insert_key(&mut tx, &key, &sealed, signs_webhooks).await?;
         record_event(&mut tx, &key_event("key.created", &key), key.now).await?;
         tx.commit().await?;
         Ok(KeyInsert::Inserted { signs_webhooks })
@@ -330,7 +406,7 @@ impl Store {
         new: NewKey<'_>,
         max_active: u32,
     ) -> Result<KeyRoll> {
-        let sealed_webhook_key = self.seal_webhook_key(&new)?;
+        let sealed = self.seal_key_values(&new)?;
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, new.owner_id).await?;
         let active = count_active(&mut tx, new.owner_id, new.now).await?;
@@ -372,7 +448,7 @@ impl Store {
         } else {
             take_mark_if_unheld(&mut tx, new.owner_id, new.now).await?
         };
-        insert_key(&mut tx, &new, &sealed_webhook_key, moved_mark || took_mark).await?;
+        insert_key(&mut tx, &new, &sealed, moved_mark || took_mark).await?;
         record_event(&mut tx, &key_event("key.created", &new), new.now).await?;
         tx.commit().await?;
         Ok(KeyRoll::Rolled {
@@ -674,7 +750,7 @@ async fn take_mark_if_unheld(tx: &mut Transaction<'_>, owner_id: &str, now: i64)
 async fn insert_key(
     tx: &mut Transaction<'_>,
     key: &NewKey<'_>,
-    sealed_webhook_key: &str,
+    sealed: &SealedKeyValues,
     signs_webhooks: bool,
 ) -> Result<()> {
     let (requests, per_seconds, burst) = RateColumns::split(key.rate_limit);
@@ -682,8 +758,8 @@ async fn insert_key(
         "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
          token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks, description, \
          labels, allowed_sources, webhook_key_sealed, rate_limit_requests, \
-         rate_limit_per_seconds, rate_limit_burst) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         rate_limit_per_seconds, rate_limit_burst, sigv4_secret_sealed) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(key.id)
     .bind(key.tenant_id)
@@ -699,10 +775,11 @@ async fn insert_key(
     .bind(key.description)
     .bind(key.labels)
     .bind(key.allowed_sources)
-    .bind(sealed_webhook_key)
+    .bind(&sealed.webhook_key)
     .bind(requests)
     .bind(per_seconds)
     .bind(burst)
+    .bind(sealed.sigv4_secret.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())

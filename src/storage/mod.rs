@@ -30,7 +30,7 @@ use notify::WatchTarget;
 pub use audit::{AuditFilter, AuditRow};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
-    RateColumns,
+    RateColumns, Sigv4KeyRow,
 };
 pub use notify::{
     ChangeCounter, CredentialChange, HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,

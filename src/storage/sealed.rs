@@ -52,6 +52,7 @@ macro_rules! sealed_column {
 pub const SEALED_COLUMNS: &[SealedColumn] = &[
     sealed_column!("signing_keys", "private_key_sealed", "kid"),
     sealed_column!("api_keys", "webhook_key_sealed", "id"),
+    sealed_column!("api_keys", "sigv4_secret_sealed", "id"),
 ];
 
 /// What a pass over the sealed columns did.

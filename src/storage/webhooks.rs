@@ -212,6 +212,83 @@ async fn insert_delivery(
     Ok(())
 }
 
+/// One attempt and its consequences, in the caller's transaction; true
+/// when it disabled its endpoint.
+async fn record_attempt(
+    tx: &mut Transaction<'_>,
+    attempt: &NewAttempt<'_>,
+    outcome: AttemptOutcome,
+    health: EndpointHealth<'_>,
+) -> Result<bool> {
+    let now = attempt.attempted_at;
+    sqlx::query(
+        "INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, attempted_at, \
+         status_code, latency_ms, response_excerpt, error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(attempt.delivery_id)
+    .bind(attempt.endpoint_id)
+    .bind(now)
+    .bind(attempt.status_code.map(i64::from))
+    .bind(attempt.latency_ms)
+    .bind(attempt.response_excerpt)
+    .bind(attempt.error)
+    .execute(&mut **tx)
+    .await?;
+    let (state, next_attempt_at) = match outcome {
+        AttemptOutcome::Delivered => ("delivered", now),
+        AttemptOutcome::RetryAt(at) => ("pending", at),
+        AttemptOutcome::GiveUp => ("failed", now),
+    };
+    sqlx::query(
+        "UPDATE webhook_deliveries SET state = $2, next_attempt_at = $3, \
+         attempts = attempts + 1, leased_until = NULL, updated_at = $4 WHERE id = $1",
+    )
+    .bind(attempt.delivery_id)
+    .bind(state)
+    .bind(next_attempt_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let disabled = match health {
+        EndpointHealth::Succeeded => {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 \
+                 AND failing_since IS NOT NULL",
+            )
+            .bind(attempt.endpoint_id)
+            .execute(&mut **tx)
+            .await?;
+            false
+        }
+        EndpointHealth::Failing => {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 \
+                 AND failing_since IS NULL",
+            )
+            .bind(attempt.endpoint_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            false
+        }
+        EndpointHealth::Disable(reason) => {
+            let done = sqlx::query(
+                "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $2, \
+                 updated_at = $3 WHERE id = $1 AND status = 'enabled'",
+            )
+            .bind(attempt.endpoint_id)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            done.rows_affected() == 1
+        }
+    };
+    Ok(disabled)
+}
+
 const ENDPOINT_COLUMNS: &str = "id, tenant_id, owner_id, url, description, events, collections, \
      status, disabled_reason, failing_since, created_at, updated_at";
 
@@ -397,81 +474,18 @@ impl Store {
             .collect()
     }
 
-    /// Writes one attempt and its consequences, in one transaction. Returns
-    /// true when this attempt disabled the endpoint.
-    pub async fn record_attempt(
+    /// Writes a batch of attempts and their consequences in one transaction
+    /// (one commit, so one disk flush, per batch). Returns, for each, whether
+    /// it disabled its endpoint.
+    pub async fn record_attempts(
         &self,
-        attempt: NewAttempt<'_>,
-        outcome: AttemptOutcome,
-        health: EndpointHealth<'_>,
-    ) -> Result<bool> {
-        let now = attempt.attempted_at;
+        attempts: &[(NewAttempt<'_>, AttemptOutcome, EndpointHealth<'_>)],
+    ) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, attempted_at, \
-             status_code, latency_ms, response_excerpt, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(attempt.delivery_id)
-        .bind(attempt.endpoint_id)
-        .bind(now)
-        .bind(attempt.status_code.map(i64::from))
-        .bind(attempt.latency_ms)
-        .bind(attempt.response_excerpt)
-        .bind(attempt.error)
-        .execute(&mut *tx)
-        .await?;
-        let (state, next_attempt_at) = match outcome {
-            AttemptOutcome::Delivered => ("delivered", now),
-            AttemptOutcome::RetryAt(at) => ("pending", at),
-            AttemptOutcome::GiveUp => ("failed", now),
-        };
-        sqlx::query(
-            "UPDATE webhook_deliveries SET state = $2, next_attempt_at = $3, \
-             attempts = attempts + 1, leased_until = NULL, updated_at = $4 WHERE id = $1",
-        )
-        .bind(attempt.delivery_id)
-        .bind(state)
-        .bind(next_attempt_at)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let disabled = match health {
-            EndpointHealth::Succeeded => {
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 \
-                     AND failing_since IS NOT NULL",
-                )
-                .bind(attempt.endpoint_id)
-                .execute(&mut *tx)
-                .await?;
-                false
-            }
-            EndpointHealth::Failing => {
-                sqlx::query(
-                    "UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 \
-                     AND failing_since IS NULL",
-                )
-                .bind(attempt.endpoint_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                false
-            }
-            EndpointHealth::Disable(reason) => {
-                let done = sqlx::query(
-                    "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $2, \
-                     updated_at = $3 WHERE id = $1 AND status = 'enabled'",
-                )
-                .bind(attempt.endpoint_id)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                done.rows_affected() == 1
-            }
-        };
+        let mut disabled = Vec::with_capacity(attempts.len());
+        for (attempt, outcome, health) in attempts {
+            disabled.push(record_attempt(&mut tx, attempt, *outcome, *health).await?);
+        }
         tx.commit().await?;
         Ok(disabled)
     }

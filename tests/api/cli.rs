@@ -368,6 +368,64 @@ async fn a_created_key_carries_its_client_id_and_a_kps_secret_in_json(backend: B
     assert_ne!(plain["client_id"], created["client_id"]);
 }
 
+async fn key_create_sigv4_allows_signing_and_listings_say_which_keys_do(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let signing = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "SQL Account",
+            "--sigv4",
+        ])
+        .await;
+    assert_eq!(signing["sigv4"], true, "{signing}");
+    let plain = keyport.key(&email, "plain").await;
+    assert_eq!(plain["sigv4"], false, "{plain}");
+    let keys = keyport.keys_of(&email).await;
+    assert_eq!(
+        key_with_client_id(&keys, str_of(&signing, "client_id"))["sigv4"],
+        true
+    );
+    assert_eq!(
+        key_with_client_id(&keys, str_of(&plain, "client_id"))["sigv4"],
+        false
+    );
+    let listing = keyport.run(&["key", "list", "--user", &email]).await;
+    listing.assert_success();
+    let line = listing
+        .stdout
+        .lines()
+        .find(|l| l.contains(str_of(&signing, "client_id")))
+        .expect("the SigV4 key's line")
+        .to_owned();
+    assert!(line.ends_with(" sigv4"), "{line}");
+    let human = keyport
+        .run(&[
+            "key", "create", "--user", &email, "--name", "human", "--sigv4",
+        ])
+        .await;
+    human.assert_success();
+    assert!(
+        human
+            .stdout
+            .contains("curl --aws-sigv4 \"aws:amz:us-east-1:keyport\""),
+        "{}",
+        human.stdout
+    );
+    // Rolling keeps SigV4 allowed.
+    keyport
+        .json(&["key", "revoke", str_of(&plain, "client_id")])
+        .await;
+    let rolled = keyport
+        .json(&["key", "roll", str_of(&signing, "client_id")])
+        .await;
+    assert_eq!(rolled["sigv4"], true, "{rolled}");
+}
+
 async fn without_json_key_create_shows_the_client_id_and_the_secret_once(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
@@ -1210,6 +1268,7 @@ async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
 }
 
 crate::on_both_backends!(
+    key_create_sigv4_allows_signing_and_listings_say_which_keys_do,
     the_lifecycle_commands_follow_the_api_rules,
     a_tenant_created_from_the_cli_reports_its_id,
     a_user_is_created_in_a_tenant_named_by_name_or_by_id,

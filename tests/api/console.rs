@@ -15,7 +15,11 @@ use std::time::Duration;
 
 use crate::helpers::{Backend, ServedBinary, TestDatabase, master_key_env};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Held by each browser test: two Chromiums at once on two cores make both
+/// slow enough to time out.
+pub(crate) static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `keyport serve` on an empty database, and the first-run setup link it
 /// logs before it says which port it listens on.
@@ -35,7 +39,7 @@ fn serve(db: &TestDatabase) -> (ServedBinary, String) {
 
 /// Node, playwright-core and Chromium: missing is a failure that says how
 /// to get them, never a skip.
-fn node(root: &Path) -> PathBuf {
+pub(crate) fn node(root: &Path) -> PathBuf {
     for package in ["playwright-core", "@axe-core/playwright"] {
         let installed = root.join("node_modules").join(package);
         assert!(
@@ -62,7 +66,17 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let node = node(&root);
     let screenshots = root.join("target/console-screenshots");
-    let _ = std::fs::remove_dir_all(&screenshots);
+    let _browser = BROWSER.lock().await;
+    // This test's own screenshots (the Webhooks test keeps its folder).
+    for old in std::fs::read_dir(&screenshots)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if old.path().extension().is_some_and(|e| e == "png") {
+            let _ = std::fs::remove_file(old.path());
+        }
+    }
     std::fs::create_dir_all(&screenshots).expect("create target/console-screenshots");
 
     let db = TestDatabase::create(Backend::Sqlite).await;
@@ -113,7 +127,7 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -95,6 +95,7 @@ async fn new_key(service: &Service, email: &str, expires_in: Option<Duration>) -
             scopes: None,
             expires_in,
             token_ttl: None,
+            sigv4: false,
         },
     )
     .await

@@ -303,6 +303,7 @@ impl TestApp {
                 scopes,
                 expires_in,
                 token_ttl,
+                sigv4: false,
             },
         )
         .await

@@ -432,10 +432,149 @@ async fn newman_fails_with_a_wrong_secret_and_says_invalid_client(backend: Backe
     assert!(app.pull_all_ids(&token, "orders", 50).await.is_empty());
 }
 
+/// The AWS Signature variant exported by the binary (`--sigv4`).
+async fn exported_sigv4_for(app: &TestApp, scratch: &Scratch) -> Value {
+    let file = scratch.path("keyport-sigv4.postman_collection.json");
+    keyport(
+        &[
+            "postman",
+            "export",
+            "--sigv4",
+            "--out",
+            file.to_str().expect("utf-8 path"),
+        ],
+        &app.address,
+    )
+    .await;
+    let text = std::fs::read_to_string(&file).expect("the exported collection");
+    let collection: Value = serde_json::from_str(&text).expect("the export is JSON");
+    assert_eq!(collection["auth"]["type"], "awsv4");
+    assert_eq!(variable(&collection, "base_url"), app.address.as_str());
+    collection
+}
+
+/// A member's key with SigV4 allowed (access key ID, secret).
+async fn sigv4_key(app: &TestApp) -> (String, String) {
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
+    let created = keyport::service::keys::create_key(
+        &app.service(),
+        &keyport::domain::Principal::operator(),
+        keyport::service::keys::NewKeyRequest {
+            owner_email: Some(&integration.user.email),
+            name: "Postman, AWS Signature",
+            scopes: None,
+            expires_in: None,
+            token_ttl: None,
+            sigv4: true,
+        },
+    )
+    .await
+    .expect("a SigV4 key");
+    (
+        created.key.client_id.clone(),
+        created.secret.expose().to_owned(),
+    )
+}
+
+async fn newman_runs_the_aws_signature_collection_green_with_only_the_two_variables(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (access_key, secret_key) = sigv4_key(&app).await;
+    let scratch = Scratch::new();
+    let exported = exported_sigv4_for(&app, &scratch).await;
+    let filled = fill(
+        exported,
+        &[
+            ("access_key", access_key.as_str()),
+            ("secret_key", secret_key.as_str()),
+        ],
+    );
+    let run = run_newman(&filled, &scratch, "sigv4", &[]).await;
+    assert!(run.success, "{}", run.describe);
+    assert!(run.failures().is_empty(), "{}", run.describe);
+    assert_eq!(run.stat("assertions", "failed"), 0, "{}", run.describe);
+    for name in [
+        "Who am I",
+        "Push a record",
+        "Replay the push (same Idempotency-Key)",
+        "List records",
+        "Get the pushed record",
+        "Authorization server metadata",
+        "JSON Web Key Set",
+    ] {
+        assert_eq!(run.executions(name).len(), 1, "{name}; {}", run.describe);
+    }
+    let who = json_body_of(run.executions("Who am I")[0]);
+    assert_eq!(who["credential"], "sigv4", "{who}");
+    assert!(run.executions("Get an access token").is_empty());
+    assert!(!run.stdout.contains(&secret_key));
+}
+
+async fn newman_fails_the_aws_signature_collection_with_a_wrong_secret(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (access_key, _) = sigv4_key(&app).await;
+    let scratch = Scratch::new();
+    let exported = exported_sigv4_for(&app, &scratch).await;
+    let wrong = fill(
+        exported,
+        &[
+            ("access_key", access_key.as_str()),
+            (
+                "secret_key",
+                keyport::domain::ClientSecret::generate().expose(),
+            ),
+        ],
+    );
+    let run = run_newman(&wrong, &scratch, "sigv4-wrong", &[]).await;
+    assert!(
+        !run.success,
+        "newman passed with a wrong secret; {}",
+        run.describe
+    );
+    let who = run.executions("Who am I");
+    assert_eq!(who[0]["response"]["code"], 401, "{}", run.describe);
+    let body = json_body_of(who[0]);
+    assert_eq!(body["error"], "signature_mismatch", "{body}");
+    let push = run.executions("Push a record");
+    assert_eq!(push[0]["response"]["code"], 401, "{}", run.describe);
+    assert!(run.stdout.contains("401 Unauthorized"), "{}", run.describe);
+}
+
+async fn the_endpoint_serves_the_aws_signature_variant_on_request(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    let response = app
+        .client
+        .get(app.url(&format!("{PATH}?auth=sigv4")))
+        .header("x-api-key", integration.secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document = json_body(response).await;
+    assert_eq!(document["auth"]["type"], "awsv4");
+    assert_eq!(document["info"]["schema"], SCHEMA);
+    let response = app
+        .client
+        .get(app.url(&format!("{PATH}?auth=basic")))
+        .header("x-api-key", integration.secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(json_body(response).await["error"], "invalid_query");
+}
+
 crate::on_both_backends!(
     the_endpoint_needs_a_credential_and_serves_a_v2_1_collection,
     newman_runs_the_exported_collection_green,
     newman_fails_with_a_wrong_secret_and_says_invalid_client,
+    newman_runs_the_aws_signature_collection_green_with_only_the_two_variables,
+    newman_fails_the_aws_signature_collection_with_a_wrong_secret,
+    the_endpoint_serves_the_aws_signature_variant_on_request,
 );
 
 /// `keyport postman export`: stdout without `--out`, the file with it; the

@@ -50,13 +50,24 @@ async fn a_full_workflow_leaves_no_secret_or_private_key_in_clear_in_any_column(
     let password = "correct horse battery staple 42";
     app.set_password(&admin.user.email, password).await;
     let session = app.session_for(&admin.user.email, password).await;
+    // The second key allows SigV4, so its secret is stored, sealed: the scan
+    // below proves it never lands in clear.
     let created = app
-        .create_key_over_http(&session, json!({ "name": "second" }))
+        .create_key_over_http(&session, json!({ "name": "second", "sigv4": true }))
         .await;
     let second_secret = created["client_secret"]
         .as_str()
         .expect("secret")
         .to_owned();
+    assert_eq!(
+        crate::sigv4::signed_whoami(
+            &app,
+            created["client_id"].as_str().expect("client_id"),
+            &second_secret
+        )
+        .await,
+        200
+    );
     let token = app.token_for(&admin).await;
     let pushed = app
         .push(&token, "orders", &json!({ "order": 1 }), None)
@@ -88,6 +99,18 @@ async fn a_full_workflow_leaves_no_secret_or_private_key_in_clear_in_any_column(
             );
         }
     }
+    let sigv4_rows: Vec<&String> = rows
+        .iter()
+        .filter(|(table, row)| table == "api_keys" && row.contains(created["id"].as_str().unwrap()))
+        .map(|(_, row)| row)
+        .collect();
+    assert_eq!(sigv4_rows.len(), 1);
+    assert_eq!(
+        sigv4_rows[0].matches("kpseal:v1:").count(),
+        2,
+        "the webhook-signing key and the SigV4 secret, both sealed: {}",
+        sigv4_rows[0]
+    );
     let signing_keys = sealed_signing_keys(&app).await;
     assert!(signing_keys.len() >= 2, "{signing_keys:?}");
     assert!(signing_keys.iter().any(|row| row.contains(&rotated)));
@@ -145,6 +168,23 @@ async fn the_master_key_rotates_while_both_keys_read_and_the_old_key_alone_is_re
     let app = spawn_app_with(backend, &old).await;
     let integration = app.integration("member", "reports:read").await;
     let before = app.token_for(&integration).await;
+    // A SigV4 key's secret is sealed too, and must survive the rotation.
+    let signer = keyport::service::keys::create_key(
+        &app.service(),
+        &keyport::domain::Principal::operator(),
+        keyport::service::keys::NewKeyRequest {
+            owner_email: Some(&integration.user.email),
+            name: "sigv4",
+            scopes: None,
+            expires_in: None,
+            token_ttl: None,
+            sigv4: true,
+        },
+    )
+    .await
+    .expect("a SigV4 key");
+    let signer_id = signer.key.client_id.clone();
+    let signer_secret = signer.secret.expose().to_owned();
 
     // Every instance gets the new key, with the old one still able to read.
     let both = [
@@ -179,6 +219,11 @@ async fn the_master_key_rotates_while_both_keys_read_and_the_old_key_alone_is_re
     let after = spawn_sibling(&app, &[("KEYPORT_MASTER_KEY", OTHER_MASTER_KEY)]).await;
     let after_token = after.token_for(&integration).await;
     assert_eq!(after.pull(&after_token, "orders", "").await.status(), 200);
+    assert_eq!(
+        crate::sigv4::signed_whoami(&after, &signer_id, &signer_secret).await,
+        200,
+        "the re-sealed SigV4 secret still verifies signatures"
+    );
 
     // The old key alone does not: start-up stops and says which key is missing.
     let settings = settings_for(

@@ -480,6 +480,7 @@ async fn concurrent_key_creations_never_exceed_the_limit(backend: Backend) {
                     scopes: None,
                     expires_in: None,
                     token_ttl: None,
+                    sigv4: false,
                 },
             )
             .await

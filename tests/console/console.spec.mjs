@@ -539,6 +539,66 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   await dialog.waitFor({ state: 'hidden' });
 });
 
+step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connection signed in the browser', [needs.key('ERP nightly sync')], async () => {
+  const { page } = admin;
+  const erp = state.keys['ERP nightly sync'];
+  await page.getByLabel('Allow AWS Signature Version 4 (SQL Account style)').check();
+  const tokenRequests = () => requestUrls.filter((url) => url.endsWith('/oauth/token')).length;
+  const before = tokenRequests();
+  const { key, dialog } = await createKey(page, 'SQL Account sync');
+  const command = (await dialog.locator('#created-sigv4-curl').textContent()).trim();
+  assert.equal(
+    command,
+    `curl --aws-sigv4 "aws:amz:us-east-1:keyport" --user "${key.clientId}:${key.secret}" ${BASE_URL}/api/v1/whoami`,
+  );
+  await dialog.getByRole('button', { name: 'Copy command' }).nth(1).click();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), command);
+  await dialog.getByRole('button', { name: 'Test connection' }).click();
+  const result = dialog.locator('#created-test-result .result.ok');
+  await result.waitFor({ timeout: 10_000 }).catch(async () => {
+    assert.fail(`no success result: ${await dialog.locator('#created-test-result').textContent()}`);
+  });
+  assert.match(await result.textContent(), /Signed with AWS Signature Version 4: acts as .+\(admin\)/);
+  assert.equal(tokenRequests(), before, 'a SigV4 test asks for no token');
+  await closeCreated(page, dialog);
+  await noSecretIn(page, key.secret, 'after closing the SigV4 dialog');
+
+  // Its row: a SigV4 badge, the command (without the secret), and a signed test.
+  const line = row(page, key);
+  assert.match(await line.textContent(), /SigV4/);
+  assert.doesNotMatch(await row(page, erp).textContent(), /SigV4/);
+  await line.getByRole('button', { name: 'Copy curl (SigV4)' }).click();
+  assert.equal(
+    await page.evaluate(() => navigator.clipboard.readText()),
+    `curl --aws-sigv4 "aws:amz:us-east-1:keyport" --user "${key.clientId}:SECRET" ${BASE_URL}/api/v1/whoami`,
+  );
+  await line.getByRole('button', { name: 'Test connection' }).click();
+  const test = page.getByRole('dialog', { name: 'Test connection' });
+  await test.waitFor();
+  assert.match(await test.textContent(), /the secret never leaves it/);
+  await test.getByLabel('Secret').fill(erp.secret);
+  expectHttpError('/api/v1/whoami', 401);
+  await test.getByRole('button', { name: 'Test', exact: true }).click();
+  const refused = test.locator('#test-result .result.bad');
+  await refused.waitFor();
+  assert.match(await refused.textContent(), /signature_mismatch/, 'the exact error code is shown');
+  await test.getByLabel('Secret').fill(key.secret);
+  await test.getByRole('button', { name: 'Test', exact: true }).click();
+  await test.locator('#test-result .result.ok').waitFor();
+  assert.match(await test.locator('#test-result').textContent(), /Signed with AWS Signature Version 4/);
+  await axe(page, 'test-dialog-sigv4');
+  await test.getByRole('button', { name: 'Close' }).click();
+  await test.waitFor({ state: 'hidden' });
+  assert.equal(tokenRequests(), before, 'still no token request');
+  assert.deepEqual(requestUrls.filter((url) => url.includes(key.secret)), []);
+
+  // Revoked again, so the journey's key count is as before.
+  await line.getByRole('button', { name: 'Revoke' }).click();
+  const revoke = page.getByRole('dialog', { name: `Revoke ${key.name}?` });
+  await navigation(page, () => revoke.getByRole('button', { name: 'Revoke' }).click());
+  assert.equal(await keyStatus(page, key), 'revoked');
+});
+
 step('revoke a key with one confirmation', [needs.key('Power BI dashboard')], async () => {
   const { page } = admin;
   const key = state.keys['Power BI dashboard'];

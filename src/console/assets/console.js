@@ -39,13 +39,18 @@
       copyText(document.getElementById(target.dataset.copy).textContent, target);
     } else if (target.dataset.testKey) {
       const dialog = document.getElementById('test-dialog');
+      const sigv4 = target.hasAttribute('data-test-sigv4');
+      dialog.dataset.mode = sigv4 ? 'sigv4' : 'token';
+      document.getElementById('test-how-token').hidden = sigv4;
+      document.getElementById('test-how-sigv4').hidden = !sigv4;
       document.getElementById('test-client-id').value = target.dataset.testKey;
       document.getElementById('test-secret').value = '';
       document.getElementById('test-result').replaceChildren();
       openDialog(dialog, target);
       document.getElementById('test-secret').focus();
     } else if (target.hasAttribute('data-test-created')) {
-      testConnection(
+      const signs = !document.getElementById('created-sigv4').hidden;
+      (signs ? testSigv4 : testConnection)(
         document.getElementById('created-client-id').textContent,
         document.getElementById('created-secret').textContent,
         document.getElementById('created-test-result'));
@@ -118,6 +123,8 @@
         document.getElementById('created-secret').textContent = body.client_secret;
         document.getElementById('created-webhook-key').textContent = body.webhook_signing_key;
         document.getElementById('created-curl').textContent = body.curl;
+        document.getElementById('created-sigv4-curl').textContent = body.sigv4_curl || '';
+        document.getElementById('created-sigv4').hidden = !body.sigv4_curl;
         document.getElementById('created-postman').href = body.postman;
         document.getElementById('created-test-result').replaceChildren();
         const dialog = document.getElementById('created-dialog');
@@ -142,7 +149,7 @@
   // After the one showing, the secret is wiped and the page reloaded (GET):
   // nothing can bring it back.
   function discardSecret() {
-    for (const id of ['created-secret', 'created-webhook-key', 'created-curl', 'created-client-id']) {
+    for (const id of ['created-secret', 'created-webhook-key', 'created-curl', 'created-sigv4-curl', 'created-client-id']) {
       const element = document.getElementById(id);
       if (element) element.textContent = '';
     }
@@ -208,6 +215,74 @@
     output.replaceChildren(result);
   }
 
+  // Test connection for a key that allows SigV4: GET /api/v1/whoami signed
+  // here with AWS Signature Version 4 (WebCrypto), as curl --aws-sigv4
+  // would sign it. The secret stays in this page: only the signature goes
+  // to the server, and nothing is stored anywhere.
+  const encoder = new TextEncoder();
+
+  function hex(buffer) {
+    return Array.from(new Uint8Array(buffer), function (b) {
+      return b.toString(16).padStart(2, '0');
+    }).join('');
+  }
+
+  async function sha256Hex(text) {
+    return hex(await crypto.subtle.digest('SHA-256', encoder.encode(text)));
+  }
+
+  async function hmac(key, text) {
+    const imported = await crypto.subtle.importKey(
+      'raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+    return crypto.subtle.sign('HMAC', imported, encoder.encode(text));
+  }
+
+  async function sigv4Headers(clientId, secret, method, path) {
+    const dialog = document.getElementById('test-dialog');
+    const region = dialog.dataset.sigv4Region;
+    const service = dialog.dataset.sigv4Service;
+    const amzDate = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const day = amzDate.slice(0, 8);
+    const canonical = [method, path, '', 'host:' + window.location.host,
+      'x-amz-date:' + amzDate, '', 'host;x-amz-date', await sha256Hex('')].join('\n');
+    const scope = day + '/' + region + '/' + service + '/aws4_request';
+    const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, await sha256Hex(canonical)].join('\n');
+    let key = encoder.encode('AWS4' + secret);
+    for (const part of [day, region, service, 'aws4_request']) key = await hmac(key, part);
+    return {
+      'Authorization': 'AWS4-HMAC-SHA256 Credential=' + clientId + '/' + scope +
+        ', SignedHeaders=host;x-amz-date, Signature=' + hex(await hmac(key, toSign)),
+      'X-Amz-Date': amzDate,
+      'Accept': 'application/json',
+    };
+  }
+
+  async function testSigv4(clientId, secret, output) {
+    output.replaceChildren(document.createTextNode('Testing…'));
+    if (countdown) { clearInterval(countdown); countdown = null; }
+    if (!window.crypto || !crypto.subtle) {
+      return failed(output, 'insecure_context',
+        'signing in the browser needs HTTPS (or localhost); use the curl command instead');
+    }
+    let who;
+    try {
+      const response = await fetch('/api/v1/whoami', {
+        headers: await sigv4Headers(clientId.trim(), secret.trim(), 'GET', '/api/v1/whoami'),
+        credentials: 'omit',
+        cache: 'no-store',
+      });
+      who = await response.json();
+      if (!response.ok) return failed(output, who.error, who.message);
+    } catch (failure) {
+      return failed(output, 'network_error', 'whoami could not be reached');
+    }
+    const result = document.getElementById('sigv4-result').content.cloneNode(true);
+    result.querySelector('[data-field="sub"]').textContent = who.sub + ' (' + who.role + ')';
+    result.querySelector('[data-field="tenant"]').textContent = who.tenant_id;
+    result.querySelector('[data-field="scope"]').textContent = who.scope;
+    output.replaceChildren(result);
+  }
+
   function failed(output, code, description) {
     const box = document.createElement('div');
     box.className = 'result bad';
@@ -227,7 +302,8 @@
     if (test) {
       test.addEventListener('submit', function (event) {
         event.preventDefault();
-        testConnection(document.getElementById('test-client-id').value,
+        const signs = document.getElementById('test-dialog').dataset.mode === 'sigv4';
+        (signs ? testSigv4 : testConnection)(document.getElementById('test-client-id').value,
           document.getElementById('test-secret').value,
           document.getElementById('test-result'));
       });

@@ -77,6 +77,9 @@ async fn keys_page(
             latest: latest.format("%Y-%m-%d").to_string(),
             form_id: form_id(),
             created,
+            sigv4_region: state.service.settings.sigv4.region.clone(),
+            sigv4_service: state.service.settings.sigv4.service.clone(),
+            issuer: state.service.settings.tokens.issuer.clone(),
         },
     )
 }
@@ -97,6 +100,7 @@ struct KeyForm {
     scopes: String,
     expires_in: Option<u64>,
     token_ttl: Option<u64>,
+    sigv4: bool,
 }
 
 /// The key a form asks for, or the error and the field at fault.
@@ -157,6 +161,7 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
         scopes: scopes.join(" "),
         expires_in,
         token_ttl,
+        sigv4: form.get("sigv4").is_some_and(|v| v == "on" || v == "true"),
     })
 }
 
@@ -201,6 +206,7 @@ pub async fn create_key(
         scopes,
         expires_in,
         token_ttl,
+        sigv4,
     } = match new_key_request(&form) {
         Ok(parts) => parts,
         Err((error, field)) => {
@@ -225,6 +231,7 @@ pub async fn create_key(
             scopes: Some(&scopes),
             expires_in: expires_in.map(std::time::Duration::from_secs),
             token_ttl: token_ttl.map(std::time::Duration::from_secs),
+            sigv4,
         },
     )
     .await;
@@ -255,6 +262,7 @@ pub async fn create_key(
                 "client_secret": view.secret,
                 "webhook_signing_key": view.webhook_signing_key,
                 "curl": view.curl,
+                "sigv4_curl": view.sigv4_curl,
                 "postman": format!("/console/keys/{}/postman.json", view.id),
             }));
     }
@@ -406,6 +414,16 @@ fn created_view(state: &AppState, created: &key_service::CreatedKey) -> CreatedV
             created.key.client_id,
             created.secret.expose()
         ),
+        sigv4_curl: created.key.sigv4.then(|| {
+            let sigv4 = &state.service.settings.sigv4;
+            crate::console::views::sigv4_curl(
+                &sigv4.region,
+                &sigv4.service,
+                issuer,
+                &created.key.client_id,
+                created.secret.expose(),
+            )
+        }),
         id: created.key.id.clone(),
         client_id: created.key.client_id.clone(),
         secret: created.secret.expose().to_owned(),
@@ -456,8 +474,13 @@ pub async fn postman(req: HttpRequest, state: State, path: web::Path<String>) ->
     };
     match key_service::find_key(&state.service, &visitor.principal, &path).await {
         Ok(key) => {
-            let document =
-                crate::postman::collection_for_key(&state.service.settings, &key.client_id);
+            // A SigV4 key gets the AWS Signature variant: its two variables
+            // are the access key (filled in) and the secret.
+            let document = if key.sigv4 {
+                crate::postman::sigv4_collection_for_key(&state.service.settings, &key.client_id)
+            } else {
+                crate::postman::collection_for_key(&state.service.settings, &key.client_id)
+            };
             HttpResponse::Ok()
                 .insert_header((
                     header::CONTENT_DISPOSITION,

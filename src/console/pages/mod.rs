@@ -7,6 +7,7 @@ mod audit;
 mod keys;
 mod session;
 mod users;
+mod webhooks;
 
 pub use audit::audit;
 pub use keys::{
@@ -18,6 +19,10 @@ pub use session::{
 };
 pub use users::{
     add_user, disable_user, enable_user, set_permissions, set_policy, unlock_user, users,
+};
+pub use webhooks::{
+    add_endpoint, delete_endpoint, disable_endpoint, enable_endpoint, redeliver, test_endpoint,
+    webhook, webhooks,
 };
 
 use actix_web::cookie::Cookie;
@@ -32,7 +37,7 @@ use super::ConsoleState;
 use super::auth::{self, Visitor};
 use super::forms::FormFields;
 use super::views::*;
-use crate::domain::{Credential, Role, UnixTime, UserStatus, now};
+use crate::domain::{Credential, Role, UnixTime, UserStatus, WEBHOOKS_MANAGE, now};
 use crate::routes::{AppState, client_address};
 use crate::service::audit as audit_service;
 use crate::service::keys::{self as key_service, KeyListing, NewKeyRequest};
@@ -126,6 +131,7 @@ async fn nav(state: &AppState, visitor: &Visitor, active: &'static str) -> Nav {
     Nav {
         email,
         admin: is_admin(visitor),
+        webhooks: visitor.principal.scopes.contains(WEBHOOKS_MANAGE),
         csrf: visitor.csrf.clone(),
         active,
     }

@@ -1,0 +1,1197 @@
+//! AWS Signature Version 4, as AWS specifies it for services other than S3:
+//! the request's parts are parsed into a [`SignedRequest`] (who signed it,
+//! for which scope and time, over which canonical request) and checked
+//! against a [`Sigv4SigningKey`] derived from the key's secret. Pure: no I/O
+//! and no clock; the caller passes the time and this server's scope.
+//!
+//! The canonical request, per AWS:
+//!
+//! ```text
+//! METHOD \n CANONICAL_URI \n CANONICAL_QUERY \n CANONICAL_HEADERS \n SIGNED_HEADERS \n PAYLOAD_HASH
+//! ```
+//!
+//! - the URI: the path as sent, its `.`/`..` segments and repeated slashes
+//!   removed, then every byte except `A-Z a-z 0-9 - _ . ~ /` percent-encoded
+//!   (so a `%20` sent becomes `%2520`: non-S3 services encode twice);
+//! - the query: each name and value percent-decoded (`+` is a space, as
+//!   Keyport's own handlers read it), re-encoded with only the unreserved
+//!   characters left bare, sorted by name then value, `X-Amz-Signature`
+//!   left out of a presigned URL;
+//! - the headers named in `SignedHeaders` (lower-case, sorted, `host`
+//!   always among them), values trimmed with inner runs of spaces collapsed;
+//! - the payload hash: `X-Amz-Content-Sha256` when sent (it must be the
+//!   body's digest), otherwise the digest of the body received.
+
+use std::fmt::Write as _;
+
+use aws_lc_rs::{digest, hmac};
+use subtle::ConstantTimeEq;
+
+use super::UnixTime;
+
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+pub const TERMINATOR: &str = "aws4_request";
+/// The longest a presigned URL may stay valid: 7 days, as AWS allows.
+pub const MAX_PRESIGNED_EXPIRY_SECONDS: i64 = 7 * 24 * 3600;
+/// SHA-256 of nothing: the payload hash of a request without a body.
+pub const EMPTY_PAYLOAD_SHA256: &str =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Why a SigV4 request is refused before any key is looked at. Each has a
+/// stable code the HTTP answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sigv4Fault {
+    /// The `Authorization` header or the presigned parameters do not parse.
+    MalformedAuthorization,
+    /// Not `AWS4-HMAC-SHA256`.
+    UnsupportedAlgorithm,
+    /// No `X-Amz-Date`.
+    MissingDate,
+    /// `X-Amz-Date` is not `YYYYMMDDTHHMMSSZ`.
+    MalformedDate,
+    /// Signed too long ago or too far ahead, or a presigned URL past its expiry.
+    RequestExpired,
+    /// The credential scope names another date, region, service or terminator.
+    InvalidCredentialScope,
+    /// `host`, `x-amz-date` or `x-amz-content-sha256` is sent but not signed.
+    HeaderNotSigned,
+    /// A header named in `SignedHeaders` is not in the request.
+    SignedHeaderMissing,
+    /// A signed header (or the date, or the authorization) is sent twice.
+    DuplicateHeader,
+    /// `X-Amz-Expires` is missing, not a number, or above 7 days.
+    InvalidExpires,
+    /// A presigned URL on anything but GET.
+    PresignedNotGet,
+    /// `X-Amz-Content-Sha256` is not 64 hexadecimal digits.
+    MalformedContentSha256,
+    /// `X-Amz-Content-Sha256` is not the digest of the body received.
+    ContentSha256Mismatch,
+}
+
+impl Sigv4Fault {
+    pub fn code(self) -> &'static str {
+        match self {
+            Sigv4Fault::MalformedAuthorization => "malformed_authorization",
+            Sigv4Fault::UnsupportedAlgorithm => "unsupported_algorithm",
+            Sigv4Fault::MissingDate => "missing_date",
+            Sigv4Fault::MalformedDate => "malformed_date",
+            Sigv4Fault::RequestExpired => "request_expired",
+            Sigv4Fault::InvalidCredentialScope => "invalid_credential_scope",
+            Sigv4Fault::HeaderNotSigned => "header_not_signed",
+            Sigv4Fault::SignedHeaderMissing => "signed_header_missing",
+            Sigv4Fault::DuplicateHeader => "duplicate_header",
+            Sigv4Fault::InvalidExpires => "invalid_expires",
+            Sigv4Fault::PresignedNotGet => "presigned_url_get_only",
+            Sigv4Fault::MalformedContentSha256 => "malformed_content_sha256",
+            Sigv4Fault::ContentSha256Mismatch => "content_sha256_mismatch",
+        }
+    }
+}
+
+/// A refusal: what was wrong, said so an integrator can fix it. Never holds
+/// a secret (the request's own parts at most).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Sigv4Error {
+    pub fault: Sigv4Fault,
+    pub message: String,
+}
+
+fn refuse<T>(fault: Sigv4Fault, message: impl Into<String>) -> Result<T, Sigv4Error> {
+    Err(Sigv4Error {
+        fault,
+        message: message.into(),
+    })
+}
+
+/// The request as HTTP delivered it. Header names are lower-case (as actix
+/// gives them); `path` and `query` are exactly as sent, still encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// Lower-case hex SHA-256 of the body received (of nothing without one).
+    pub body_sha256: &'a str,
+}
+
+impl RequestParts<'_> {
+    fn header_values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// What this server expects of a signature: its scope and its clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Expectation<'a> {
+    pub region: &'a str,
+    pub service: &'a str,
+    pub now: UnixTime,
+    /// How far `X-Amz-Date` may be from `now`, either way.
+    pub max_skew_seconds: i64,
+}
+
+/// How the signature came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presentation {
+    /// `Authorization: AWS4-HMAC-SHA256 Credential=…` with `X-Amz-Date`.
+    Header,
+    /// A presigned URL: `X-Amz-Algorithm`, `X-Amz-Credential`, … in the query.
+    Query,
+}
+
+/// Whether a request carries a SigV4 signature at all, and how; `None`:
+/// some other credential, or none.
+pub fn presentation(authorization: Option<&[u8]>, query: &str) -> Option<Presentation> {
+    if authorization.is_some_and(|value| value.starts_with(b"AWS4-")) {
+        return Some(Presentation::Header);
+    }
+    // Cheap first: most queries carry no X-Amz- parameter at all.
+    if query.contains("X-Amz-") || query.contains("x-amz-") {
+        let presigned = query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            name.eq_ignore_ascii_case("X-Amz-Signature")
+                || name.eq_ignore_ascii_case("X-Amz-Credential")
+                || name.eq_ignore_ascii_case("X-Amz-Algorithm")
+        });
+        if presigned {
+            return Some(Presentation::Query);
+        }
+    }
+    None
+}
+
+/// `DATE/REGION/SERVICE/aws4_request`, as the credential names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialScope {
+    pub date: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl CredentialScope {
+    pub fn to_scope_string(&self) -> String {
+        format!(
+            "{}/{}/{}/{TERMINATOR}",
+            self.date, self.region, self.service
+        )
+    }
+}
+
+/// A parsed, checked SigV4 request: everything but the signature itself has
+/// been checked against the [`Expectation`]. [`SignedRequest::verify`] takes
+/// the signing key of [`SignedRequest::access_key_id`].
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub presentation: Presentation,
+    pub access_key_id: String,
+    pub scope: CredentialScope,
+    /// `X-Amz-Date` as sent.
+    pub amz_date: String,
+    pub canonical_request: String,
+    pub string_to_sign: String,
+    signature: [u8; 32],
+}
+
+/// The key that signs requests for one secret, date, region and service:
+/// `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
+#[derive(Clone)]
+pub struct Sigv4SigningKey(hmac::Key);
+
+impl std::fmt::Debug for Sigv4SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sigv4SigningKey(<redacted>)")
+    }
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+impl Sigv4SigningKey {
+    pub fn derive(secret: &str, scope: &CredentialScope) -> Self {
+        let mut first = Vec::with_capacity(4 + secret.len());
+        first.extend_from_slice(b"AWS4");
+        first.extend_from_slice(secret.as_bytes());
+        let date = hmac_sha256(&first, scope.date.as_bytes());
+        let region = hmac_sha256(&date, scope.region.as_bytes());
+        let service = hmac_sha256(&region, scope.service.as_bytes());
+        let signing = hmac_sha256(&service, TERMINATOR.as_bytes());
+        Sigv4SigningKey(hmac::Key::new(hmac::HMAC_SHA256, &signing))
+    }
+
+    /// The signature of `string_to_sign`, as lower-case hex.
+    pub fn sign(&self, string_to_sign: &str) -> String {
+        hex(hmac::sign(&self.0, string_to_sign.as_bytes()).as_ref())
+    }
+}
+
+impl SignedRequest {
+    /// Whether the signature is this key's, compared in constant time.
+    pub fn verify(&self, key: &Sigv4SigningKey) -> bool {
+        let expected = hmac::sign(&key.0, self.string_to_sign.as_bytes());
+        expected.as_ref().ct_eq(&self.signature).into()
+    }
+
+    /// Parses and checks a request that [`presentation`] found signed.
+    pub fn parse(
+        request: &RequestParts<'_>,
+        presentation: Presentation,
+        expect: &Expectation<'_>,
+    ) -> Result<Self, Sigv4Error> {
+        let claimed = match presentation {
+            Presentation::Header => Claimed::from_header(request)?,
+            Presentation::Query => Claimed::from_query(request)?,
+        };
+        claimed.check(request, expect)
+    }
+}
+
+/// What the request claims, before any check against this server.
+struct Claimed {
+    presentation: Presentation,
+    access_key_id: String,
+    scope: CredentialScope,
+    terminator: String,
+    amz_date: String,
+    signed_headers: Vec<String>,
+    signature: [u8; 32],
+    /// Presigned only: seconds the URL stays valid.
+    expires: Option<i64>,
+}
+
+impl Claimed {
+    fn from_header(request: &RequestParts<'_>) -> Result<Self, Sigv4Error> {
+        let mut values = request.header_values("authorization");
+        let raw = values.next().unwrap_or_default();
+        if values.next().is_some() {
+            return refuse(Sigv4Fault::DuplicateHeader, "send one Authorization header");
+        }
+        let raw = std::str::from_utf8(raw).map_err(|_| Sigv4Error {
+            fault: Sigv4Fault::MalformedAuthorization,
+            message: "the Authorization header is not ASCII".to_owned(),
+        })?;
+        let (algorithm, rest) = raw.split_once(' ').unwrap_or((raw, ""));
+        if algorithm != ALGORITHM {
+            return refuse(
+                Sigv4Fault::UnsupportedAlgorithm,
+                format!("the algorithm must be {ALGORITHM}"),
+            );
+        }
+        let (mut credential, mut signed_headers, mut signature) = (None, None, None);
+        for component in rest.split(',') {
+            let component = component.trim();
+            let Some((name, value)) = component.split_once('=') else {
+                return refuse(
+                    Sigv4Fault::MalformedAuthorization,
+                    "the Authorization header must be AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…",
+                );
+            };
+            let slot = match name.trim() {
+                "Credential" => &mut credential,
+                "SignedHeaders" => &mut signed_headers,
+                "Signature" => &mut signature,
+                _ => {
+                    return refuse(
+                        Sigv4Fault::MalformedAuthorization,
+                        "the Authorization header holds only Credential, SignedHeaders and Signature",
+                    );
+                }
+            };
+            if slot.replace(value.trim()).is_some() {
+                return refuse(
+                    Sigv4Fault::MalformedAuthorization,
+                    format!("{} appears twice in the Authorization header", name.trim()),
+                );
+            }
+        }
+        let (Some(credential), Some(signed_headers), Some(signature)) =
+            (credential, signed_headers, signature)
+        else {
+            return refuse(
+                Sigv4Fault::MalformedAuthorization,
+                "the Authorization header needs Credential, SignedHeaders and Signature",
+            );
+        };
+        let mut dates = request.header_values("x-amz-date");
+        let amz_date = dates.next();
+        if dates.next().is_some() {
+            return refuse(Sigv4Fault::DuplicateHeader, "send one X-Amz-Date header");
+        }
+        let Some(amz_date) = amz_date else {
+            return refuse(
+                Sigv4Fault::MissingDate,
+                "send the signing time in an X-Amz-Date header (YYYYMMDDTHHMMSSZ)",
+            );
+        };
+        let amz_date = String::from_utf8_lossy(amz_date).trim().to_owned();
+        let (access_key_id, scope, terminator) = parse_credential(credential)?;
+        Ok(Claimed {
+            presentation: Presentation::Header,
+            access_key_id,
+            scope,
+            terminator,
+            amz_date,
+            signed_headers: parse_signed_headers(signed_headers)?,
+            signature: parse_signature(signature)?,
+            expires: None,
+        })
+    }
+
+    fn from_query(request: &RequestParts<'_>) -> Result<Self, Sigv4Error> {
+        let params = decode_query(request.query);
+        let one = |name: &str| -> Result<Option<&str>, Sigv4Error> {
+            let mut found = params
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str());
+            let first = found.next();
+            if found.next().is_some() {
+                return refuse(
+                    Sigv4Fault::MalformedAuthorization,
+                    format!("{name} appears twice in the URL"),
+                );
+            }
+            Ok(first)
+        };
+        let required = |name: &str| -> Result<&str, Sigv4Error> {
+            one(name)?.ok_or_else(|| Sigv4Error {
+                fault: Sigv4Fault::MalformedAuthorization,
+                message: format!(
+                    "a presigned URL needs X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, \
+                     X-Amz-Expires, X-Amz-SignedHeaders and X-Amz-Signature; {name} is missing"
+                ),
+            })
+        };
+        if required("X-Amz-Algorithm")? != ALGORITHM {
+            return refuse(
+                Sigv4Fault::UnsupportedAlgorithm,
+                format!("X-Amz-Algorithm must be {ALGORITHM}"),
+            );
+        }
+        let credential = required("X-Amz-Credential")?;
+        let signed_headers = required("X-Amz-SignedHeaders")?;
+        let signature = required("X-Amz-Signature")?;
+        let Some(amz_date) = one("X-Amz-Date")? else {
+            return refuse(
+                Sigv4Fault::MissingDate,
+                "a presigned URL carries its signing time in X-Amz-Date (YYYYMMDDTHHMMSSZ)",
+            );
+        };
+        let expires = one("X-Amz-Expires")?
+            .and_then(|raw| {
+                (!raw.is_empty() && raw.len() <= 7 && raw.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| raw.parse::<i64>().ok())
+                    .flatten()
+            })
+            .filter(|seconds| (1..=MAX_PRESIGNED_EXPIRY_SECONDS).contains(seconds))
+            .ok_or_else(|| Sigv4Error {
+                fault: Sigv4Fault::InvalidExpires,
+                message: format!(
+                    "X-Amz-Expires must be the seconds the URL stays valid, from 1 to \
+                     {MAX_PRESIGNED_EXPIRY_SECONDS} (7 days)"
+                ),
+            })?;
+        if !request.method.eq_ignore_ascii_case("GET") {
+            return refuse(
+                Sigv4Fault::PresignedNotGet,
+                "presigned URLs are for GET requests; sign other requests in the Authorization header",
+            );
+        }
+        let (access_key_id, scope, terminator) = parse_credential(credential)?;
+        Ok(Claimed {
+            presentation: Presentation::Query,
+            access_key_id,
+            scope,
+            terminator,
+            amz_date: amz_date.to_owned(),
+            signed_headers: parse_signed_headers(signed_headers)?,
+            signature: parse_signature(signature)?,
+            expires: Some(expires),
+        })
+    }
+
+    fn check(
+        self,
+        request: &RequestParts<'_>,
+        expect: &Expectation<'_>,
+    ) -> Result<SignedRequest, Sigv4Error> {
+        let signed_at = parse_amz_date(&self.amz_date)?;
+        let expected_scope = format!(
+            "{}/{}/{}/{TERMINATOR}",
+            &self.amz_date[..8],
+            expect.region,
+            expect.service
+        );
+        if self.scope.date != self.amz_date[..8] {
+            return refuse(
+                Sigv4Fault::InvalidCredentialScope,
+                format!(
+                    "the credential scope's date {} is not the date of X-Amz-Date {}; expected scope {expected_scope}",
+                    self.scope.date, self.amz_date
+                ),
+            );
+        }
+        if self.scope.region != expect.region
+            || self.scope.service != expect.service
+            || self.terminator != TERMINATOR
+        {
+            return refuse(
+                Sigv4Fault::InvalidCredentialScope,
+                format!(
+                    "the credential scope is {}; this server expects {expected_scope} (region {}, service {})",
+                    self.scope.to_scope_string_with(&self.terminator),
+                    expect.region,
+                    expect.service
+                ),
+            );
+        }
+        let skew = expect.max_skew_seconds;
+        match self.expires {
+            None if (signed_at - expect.now).abs() > skew => {
+                return refuse(
+                    Sigv4Fault::RequestExpired,
+                    format!(
+                        "X-Amz-Date {} is {} seconds from the server's time; at most {skew} are allowed either way",
+                        self.amz_date,
+                        (signed_at - expect.now).abs()
+                    ),
+                );
+            }
+            Some(expires) if expect.now > signed_at + expires => {
+                return refuse(
+                    Sigv4Fault::RequestExpired,
+                    format!(
+                        "this presigned URL expired at {} ({expires} seconds after X-Amz-Date {})",
+                        format_amz_date(signed_at + expires),
+                        self.amz_date
+                    ),
+                );
+            }
+            Some(_) if signed_at - expect.now > skew => {
+                return refuse(
+                    Sigv4Fault::RequestExpired,
+                    format!(
+                        "X-Amz-Date {} is in the future by more than {skew} seconds",
+                        self.amz_date
+                    ),
+                );
+            }
+            _ => {}
+        }
+        let mut must_sign = vec!["host"];
+        if self.presentation == Presentation::Header {
+            must_sign.push("x-amz-date");
+        }
+        if request
+            .header_values("x-amz-content-sha256")
+            .next()
+            .is_some()
+        {
+            must_sign.push("x-amz-content-sha256");
+        }
+        for name in must_sign {
+            if !self.signed_headers.iter().any(|h| h == name) {
+                return refuse(
+                    Sigv4Fault::HeaderNotSigned,
+                    format!("the {name} header must be signed: add it to SignedHeaders"),
+                );
+            }
+        }
+        let mut canonical_headers = String::new();
+        for name in &self.signed_headers {
+            let mut values = request.header_values(name);
+            let Some(value) = values.next() else {
+                return refuse(
+                    Sigv4Fault::SignedHeaderMissing,
+                    format!("SignedHeaders names {name}, which the request does not carry"),
+                );
+            };
+            if values.next().is_some() {
+                return refuse(
+                    Sigv4Fault::DuplicateHeader,
+                    format!("the signed header {name} is sent more than once; send it once"),
+                );
+            }
+            canonical_headers.push_str(name);
+            canonical_headers.push(':');
+            push_trimmed(&mut canonical_headers, &String::from_utf8_lossy(value));
+            canonical_headers.push('\n');
+        }
+        let payload_hash = match request.header_values("x-amz-content-sha256").next() {
+            None => request.body_sha256.to_owned(),
+            Some(claimed) => {
+                let claimed = String::from_utf8_lossy(claimed).trim().to_owned();
+                if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return refuse(
+                        Sigv4Fault::MalformedContentSha256,
+                        "X-Amz-Content-Sha256 must be the hex SHA-256 of the body; Keyport checks \
+                         every payload, so UNSIGNED-PAYLOAD and streaming are not accepted",
+                    );
+                }
+                if !claimed.eq_ignore_ascii_case(request.body_sha256) {
+                    return refuse(
+                        Sigv4Fault::ContentSha256Mismatch,
+                        format!(
+                            "X-Amz-Content-Sha256 is {claimed}, but the body received hashes to {}",
+                            request.body_sha256
+                        ),
+                    );
+                }
+                claimed
+            }
+        };
+        let exclude_signature = self.presentation == Presentation::Query;
+        let canonical_request = format!(
+            "{}\n{}\n{}\n{}\n{}\n{}",
+            request.method.to_ascii_uppercase(),
+            canonical_uri(request.path),
+            canonical_query(request.query, exclude_signature),
+            canonical_headers,
+            self.signed_headers.join(";"),
+            payload_hash
+        );
+        let string_to_sign = string_to_sign(&self.amz_date, &self.scope, &canonical_request);
+        Ok(SignedRequest {
+            presentation: self.presentation,
+            access_key_id: self.access_key_id,
+            scope: self.scope,
+            amz_date: self.amz_date,
+            canonical_request,
+            string_to_sign,
+            signature: self.signature,
+        })
+    }
+}
+
+impl CredentialScope {
+    fn to_scope_string_with(&self, terminator: &str) -> String {
+        format!(
+            "{}/{}/{}/{terminator}",
+            self.date, self.region, self.service
+        )
+    }
+}
+
+/// `AWS4-HMAC-SHA256 \n X-Amz-Date \n scope \n hex(SHA-256(canonical request))`.
+pub fn string_to_sign(amz_date: &str, scope: &CredentialScope, canonical_request: &str) -> String {
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{}\n{}",
+        scope.to_scope_string(),
+        sha256_hex(canonical_request.as_bytes())
+    )
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(digest::digest(&digest::SHA256, data).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// `ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request`.
+fn parse_credential(raw: &str) -> Result<(String, CredentialScope, String), Sigv4Error> {
+    let parts: Vec<&str> = raw.split('/').collect();
+    let malformed = || Sigv4Error {
+        fault: Sigv4Fault::MalformedAuthorization,
+        message: "Credential must be ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request".to_owned(),
+    };
+    let [key, date, region, service, terminator] = parts.as_slice() else {
+        return Err(malformed());
+    };
+    if key.is_empty() || key.len() > 128 || region.is_empty() || service.is_empty() {
+        return Err(malformed());
+    }
+    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        return refuse(
+            Sigv4Fault::InvalidCredentialScope,
+            "the credential scope's date must be YYYYMMDD",
+        );
+    }
+    Ok((
+        (*key).to_owned(),
+        CredentialScope {
+            date: (*date).to_owned(),
+            region: (*region).to_owned(),
+            service: (*service).to_owned(),
+        },
+        (*terminator).to_owned(),
+    ))
+}
+
+/// Lower-case names, sorted, separated by `;`, none twice.
+fn parse_signed_headers(raw: &str) -> Result<Vec<String>, Sigv4Error> {
+    let names: Vec<String> = raw.split(';').map(str::to_owned).collect();
+    let well_formed = names.iter().all(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    }) && names.windows(2).all(|w| w[0] < w[1]);
+    if !well_formed || names.len() > 64 {
+        return refuse(
+            Sigv4Fault::MalformedAuthorization,
+            "SignedHeaders must be lower-case header names, sorted, separated by ;",
+        );
+    }
+    if names.iter().any(|n| n == "authorization") {
+        return refuse(
+            Sigv4Fault::MalformedAuthorization,
+            "the Authorization header cannot sign itself: leave it out of SignedHeaders",
+        );
+    }
+    Ok(names)
+}
+
+fn parse_signature(raw: &str) -> Result<[u8; 32], Sigv4Error> {
+    let mut out = [0u8; 32];
+    let valid = raw.len() == 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !valid {
+        return refuse(
+            Sigv4Fault::MalformedAuthorization,
+            "Signature must be 64 lower-case hexadecimal digits",
+        );
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).unwrap_or_default();
+    }
+    Ok(out)
+}
+
+/// `YYYYMMDDTHHMMSSZ` to Unix seconds.
+fn parse_amz_date(raw: &str) -> Result<UnixTime, Sigv4Error> {
+    let malformed = || Sigv4Error {
+        fault: Sigv4Fault::MalformedDate,
+        message: format!(
+            "X-Amz-Date must be YYYYMMDDTHHMMSSZ in UTC (e.g. {}), not {:?}",
+            format_amz_date(1_767_225_600),
+            raw.chars().take(40).collect::<String>()
+        ),
+    };
+    if raw.len() != 16 || !raw.is_ascii() {
+        return Err(malformed());
+    }
+    chrono::NaiveDateTime::parse_from_str(raw, "%Y%m%dT%H%M%SZ")
+        .map(|t| t.and_utc().timestamp())
+        .map_err(|_| malformed())
+}
+
+/// Unix seconds as `YYYYMMDDTHHMMSSZ`.
+pub fn format_amz_date(at: UnixTime) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .unwrap_or_default()
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+/// A header value trimmed, with inner runs of spaces and tabs made one space.
+fn push_trimmed(out: &mut String, value: &str) {
+    let mut pending_space = false;
+    for c in value.trim_matches([' ', '\t']).chars() {
+        if c == ' ' || c == '\t' {
+            pending_space = true;
+        } else {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+    }
+}
+
+/// AWS's URI encoding: everything but `A-Z a-z 0-9 - _ . ~` as `%XX`
+/// (upper-case hex); `/` too unless `keep_slash`.
+fn uri_encode(out: &mut String, bytes: &[u8], keep_slash: bool) {
+    for &b in bytes {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// The path as sent, dot segments and empty segments removed (RFC 3986
+/// §5.2.4, and AWS's collapsing of `//`), then encoded.
+pub fn canonical_uri(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut normalized = String::with_capacity(path.len() + 1);
+    normalized.push('/');
+    normalized.push_str(&segments.join("/"));
+    if path.ends_with('/') && !segments.is_empty() {
+        normalized.push('/');
+    }
+    let mut out = String::with_capacity(normalized.len() + 8);
+    uri_encode(&mut out, normalized.as_bytes(), true);
+    out
+}
+
+/// Percent-decodes `raw` (`+` is a space); a `%` not followed by two hex
+/// digits is kept as is.
+fn percent_decode(raw: &str) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let decoded = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match decoded {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The query's pairs, decoded (as text; invalid UTF-8 replaced).
+fn decode_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                String::from_utf8_lossy(&percent_decode(name)).into_owned(),
+                String::from_utf8_lossy(&percent_decode(value)).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every pair decoded, re-encoded AWS's way, sorted by name then value.
+pub fn canonical_query(query: &str, exclude_signature: bool) -> String {
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode(name);
+            if exclude_signature && name == b"X-Amz-Signature" {
+                return None;
+            }
+            let mut encoded_name = String::new();
+            uri_encode(&mut encoded_name, &name, false);
+            let mut encoded_value = String::new();
+            uri_encode(&mut encoded_value, &percent_decode(value), false);
+            Some((encoded_name, encoded_value))
+        })
+        .collect();
+    pairs.sort();
+    let mut out = String::with_capacity(query.len() + 16);
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AWS's published SigV4 test suite (aws-sig-v4-test-suite): its key,
+    /// time and scope.
+    const SUITE_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const SUITE_DATE: &str = "20150830T123600Z";
+    const SUITE_NOW: UnixTime = 1_440_938_160;
+
+    fn suite_expectation() -> Expectation<'static> {
+        Expectation {
+            region: "us-east-1",
+            service: "service",
+            now: SUITE_NOW,
+            max_skew_seconds: 900,
+        }
+    }
+
+    fn authorization(signed_headers: &str, signature: &str) -> String {
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders={signed_headers}, Signature={signature}"
+        )
+    }
+
+    /// Parses a suite request and checks it against the suite's key.
+    fn check(
+        method: &str,
+        target: &str,
+        extra_headers: &[(&str, &str)],
+        body: &[u8],
+        signed_headers: &str,
+        signature: &str,
+    ) -> SignedRequest {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let authorization = authorization(signed_headers, signature);
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("host", b"example.amazonaws.com"),
+            ("x-amz-date", SUITE_DATE.as_bytes()),
+            ("authorization", authorization.as_bytes()),
+        ];
+        headers.extend(extra_headers.iter().map(|(n, v)| (*n, v.as_bytes())));
+        let body_sha256 = sha256_hex(body);
+        let parts = RequestParts {
+            method,
+            path,
+            query,
+            headers: &headers,
+            body_sha256: &body_sha256,
+        };
+        let presentation =
+            presentation(Some(authorization.as_bytes()), query).expect("signed request");
+        let signed = SignedRequest::parse(&parts, presentation, &suite_expectation())
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        let key = Sigv4SigningKey::derive(SUITE_SECRET, &signed.scope);
+        assert!(
+            signed.verify(&key),
+            "{target}: the suite's signature does not verify\n{}\n--\n{}",
+            signed.canonical_request,
+            signed.string_to_sign
+        );
+        signed
+    }
+
+    #[test]
+    fn the_suites_get_vanilla_verifies() {
+        let signed = check(
+            "GET",
+            "/",
+            &[],
+            b"",
+            "host;x-amz-date",
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+        );
+        assert_eq!(
+            signed.canonical_request,
+            "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n\
+             e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            signed.string_to_sign,
+            "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n\
+             bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63"
+        );
+    }
+
+    #[test]
+    fn the_suites_query_vectors_sort_by_name_then_value() {
+        let signed = check(
+            "GET",
+            "/?Param2=value2&Param1=value1",
+            &[],
+            b"",
+            "host;x-amz-date",
+            "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500",
+        );
+        assert_eq!(
+            signed.canonical_request.lines().nth(2),
+            Some("Param1=value1&Param2=value2")
+        );
+        assert!(
+            signed
+                .string_to_sign
+                .ends_with("816cd5b414d056048ba4f7c5386d6e0533120fb1fcfa93762cf0fc39e2cf19e0")
+        );
+        check(
+            "GET",
+            "/?Param1=value2&Param1=value1",
+            &[],
+            b"",
+            "host;x-amz-date",
+            "5772eed61e12b33fae39ee5e7012498b51d56abc0abb7c60486157bd471c4694",
+        );
+    }
+
+    #[test]
+    fn the_suites_unreserved_characters_and_repeated_slashes_verify() {
+        check(
+            "GET",
+            "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+            &[],
+            b"",
+            "host;x-amz-date",
+            "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f",
+        );
+        let signed = check(
+            "GET",
+            "//example//",
+            &[],
+            b"",
+            "host;x-amz-date",
+            "9a624bd73a37c9a373b5312afbebe7a714a789de108f0bdfe846570885f57e84",
+        );
+        assert_eq!(signed.canonical_request.lines().nth(1), Some("/example/"));
+    }
+
+    #[test]
+    fn the_suites_form_post_signs_its_content_type_and_body() {
+        let signed = check(
+            "POST",
+            "/",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"Param1=value1",
+            "content-type;host;x-amz-date",
+            "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a",
+        );
+        assert!(
+            signed
+                .string_to_sign
+                .ends_with("42a5e5bb34198acb3e84da4f085bb7927f2bc277ca766e6d19c73c2154021281")
+        );
+    }
+
+    #[test]
+    fn a_changed_body_or_a_wrong_key_does_not_verify() {
+        let authorization = authorization(
+            "content-type;host;x-amz-date",
+            "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a",
+        );
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("host", b"example.amazonaws.com"),
+            ("x-amz-date", SUITE_DATE.as_bytes()),
+            ("content-type", b"application/x-www-form-urlencoded"),
+            ("authorization", authorization.as_bytes()),
+        ];
+        let changed = sha256_hex(b"Param1=value2");
+        let parts = RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body_sha256: &changed,
+        };
+        let signed =
+            SignedRequest::parse(&parts, Presentation::Header, &suite_expectation()).unwrap();
+        assert!(!signed.verify(&Sigv4SigningKey::derive(SUITE_SECRET, &signed.scope)));
+        let right = sha256_hex(b"Param1=value1");
+        let parts = RequestParts {
+            body_sha256: &right,
+            ..parts
+        };
+        let signed =
+            SignedRequest::parse(&parts, Presentation::Header, &suite_expectation()).unwrap();
+        assert!(!signed.verify(&Sigv4SigningKey::derive("another secret", &signed.scope)));
+    }
+
+    #[test]
+    fn query_values_are_decoded_then_encoded_the_aws_way() {
+        assert_eq!(
+            canonical_query("b=a%20b&a=1&c=x+y&d=%2f%7e&e&%zz=1", false),
+            "%25zz=1&a=1&b=a%20b&c=x%20y&d=%2F~&e="
+        );
+        assert_eq!(
+            canonical_query("X-Amz-Signature=abc&X-Amz-Date=1", true),
+            "X-Amz-Date=1"
+        );
+        assert_eq!(canonical_uri("/a b/%20/./c/../d"), "/a%20b/%2520/d");
+        assert_eq!(canonical_uri(""), "/");
+    }
+
+    fn refusal(method: &str, target: &str, headers: &[(&str, &str)], now: UnixTime) -> Sigv4Fault {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+        let parts = RequestParts {
+            method,
+            path,
+            query,
+            headers: &headers,
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        let authorization = parts.header_values("authorization").next();
+        let presentation = presentation(authorization, query).expect("signed");
+        let expect = Expectation {
+            now,
+            ..suite_expectation()
+        };
+        SignedRequest::parse(&parts, presentation, &expect)
+            .expect_err(target)
+            .fault
+    }
+
+    #[test]
+    fn each_malformed_part_is_refused_with_its_own_fault() {
+        let good = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let auth =
+            |signed: &str, signature: &str| ("authorization", authorization(signed, signature));
+        let scoped = |scope: &str| {
+            (
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/{scope}/aws4_request, \
+                     SignedHeaders=host;x-amz-date, Signature={good}"
+                ),
+            )
+        };
+        let host = ("host", "example.amazonaws.com".to_owned());
+        let date = ("x-amz-date", SUITE_DATE.to_owned());
+        let plain = auth("host;x-amz-date", good);
+        let with_sha = auth("host;x-amz-content-sha256;x-amz-date", good);
+        let sha = |value: &str| ("x-amz-content-sha256", value.to_owned());
+        type Case<'a> = (Vec<(&'a str, String)>, UnixTime, Sigv4Fault);
+        let cases: Vec<Case<'_>> = vec![
+            (vec![host.clone(), plain.clone()], SUITE_NOW, Sigv4Fault::MissingDate),
+            (
+                vec![host.clone(), ("x-amz-date", "2015-08-30T12:36:00Z".to_owned()), plain.clone()],
+                SUITE_NOW,
+                Sigv4Fault::MalformedDate,
+            ),
+            (vec![host.clone(), date.clone(), plain.clone()], SUITE_NOW + 16 * 60, Sigv4Fault::RequestExpired),
+            (vec![host.clone(), date.clone(), plain.clone()], SUITE_NOW - 16 * 60, Sigv4Fault::RequestExpired),
+            (vec![host.clone(), date.clone(), scoped("20150831/us-east-1/service")], SUITE_NOW, Sigv4Fault::InvalidCredentialScope),
+            (vec![host.clone(), date.clone(), scoped("20150830/eu-west-1/service")], SUITE_NOW, Sigv4Fault::InvalidCredentialScope),
+            (vec![host.clone(), date.clone(), scoped("20150830/us-east-1/s3")], SUITE_NOW, Sigv4Fault::InvalidCredentialScope),
+            (vec![host.clone(), date.clone(), auth("x-amz-date", good)], SUITE_NOW, Sigv4Fault::HeaderNotSigned),
+            (vec![host.clone(), date.clone(), auth("host", good)], SUITE_NOW, Sigv4Fault::HeaderNotSigned),
+            (vec![host.clone(), date.clone(), auth("host;my-header;x-amz-date", good)], SUITE_NOW, Sigv4Fault::SignedHeaderMissing),
+            (vec![host.clone(), host.clone(), date.clone(), plain.clone()], SUITE_NOW, Sigv4Fault::DuplicateHeader),
+            (vec![host.clone(), date.clone(), date.clone(), plain.clone()], SUITE_NOW, Sigv4Fault::DuplicateHeader),
+            (vec![host.clone(), date.clone(), auth("host;x-amz-date", "zz")], SUITE_NOW, Sigv4Fault::MalformedAuthorization),
+            (vec![host.clone(), date.clone(), auth("host;x-amz-date", &good[..63])], SUITE_NOW, Sigv4Fault::MalformedAuthorization),
+            (vec![host.clone(), date.clone(), auth("host;x-amz-date", &good.to_uppercase())], SUITE_NOW, Sigv4Fault::MalformedAuthorization),
+            (vec![host.clone(), date.clone(), auth("x-amz-date;host", good)], SUITE_NOW, Sigv4Fault::MalformedAuthorization),
+            (
+                vec![host.clone(), date.clone(), ("authorization", "AWS4-HMAC-SHA512 Credential=a/b/c/d/e".to_owned())],
+                SUITE_NOW,
+                Sigv4Fault::UnsupportedAlgorithm,
+            ),
+            (
+                vec![host.clone(), date.clone(), ("authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request".to_owned())],
+                SUITE_NOW,
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (vec![host.clone(), date.clone(), sha("UNSIGNED-PAYLOAD"), with_sha.clone()], SUITE_NOW, Sigv4Fault::MalformedContentSha256),
+            (vec![host.clone(), date.clone(), sha(EMPTY_PAYLOAD_SHA256), plain.clone()], SUITE_NOW, Sigv4Fault::HeaderNotSigned),
+            (vec![host.clone(), date.clone(), sha(&"0".repeat(64)), with_sha.clone()], SUITE_NOW, Sigv4Fault::ContentSha256Mismatch),
+        ];
+        for (headers, now, expected) in cases {
+            let borrowed: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            assert_eq!(refusal("GET", "/", &borrowed, now), expected, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn presigned_urls_are_checked_for_expiry_lifetime_and_method() {
+        let host = [("host", "example.amazonaws.com")];
+        let url = |date: &str, expires: &str| {
+            format!(
+                "/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request\
+                 &X-Amz-Date={date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+                "a".repeat(64)
+            )
+        };
+        let good = url(SUITE_DATE, "300");
+        let (path, query) = good.split_once('?').unwrap();
+        let parts = RequestParts {
+            method: "GET",
+            path,
+            query,
+            headers: &[("host", b"example.amazonaws.com")],
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        let signed = SignedRequest::parse(&parts, Presentation::Query, &suite_expectation())
+            .expect("a valid presigned URL");
+        assert!(!signed.canonical_request.contains("X-Amz-Signature"));
+        assert!(signed.canonical_request.contains("X-Amz-Expires=300"));
+        assert_eq!(
+            refusal("GET", &good, &host, SUITE_NOW + 301),
+            Sigv4Fault::RequestExpired
+        );
+        assert_eq!(
+            refusal("GET", &url(SUITE_DATE, "604801"), &host, SUITE_NOW),
+            Sigv4Fault::InvalidExpires
+        );
+        assert_eq!(
+            refusal("GET", &url(SUITE_DATE, "soon"), &host, SUITE_NOW),
+            Sigv4Fault::InvalidExpires
+        );
+        assert_eq!(
+            refusal("POST", &good, &host, SUITE_NOW),
+            Sigv4Fault::PresignedNotGet
+        );
+        assert_eq!(
+            refusal("GET", &url("20150830", "300"), &host, SUITE_NOW),
+            Sigv4Fault::MalformedDate
+        );
+        // A week is allowed: signed six days ago, valid for seven.
+        let week = url(SUITE_DATE, "604800");
+        let (path, query) = week.split_once('?').unwrap();
+        let parts = RequestParts {
+            path,
+            query,
+            ..parts
+        };
+        let later = Expectation {
+            now: SUITE_NOW + 6 * 86_400,
+            ..suite_expectation()
+        };
+        SignedRequest::parse(&parts, Presentation::Query, &later).expect("within a week");
+    }
+
+    #[test]
+    fn only_sigv4_requests_are_taken_for_signed_ones() {
+        assert_eq!(presentation(Some(b"Bearer kps_x"), ""), None);
+        assert_eq!(presentation(None, "limit=5&x-amz-meta=1"), None);
+        assert_eq!(
+            presentation(Some(b"AWS4-HMAC-SHA256 Credential=x"), ""),
+            Some(Presentation::Header)
+        );
+        assert_eq!(
+            presentation(None, "a=1&X-Amz-Signature=00"),
+            Some(Presentation::Query)
+        );
+    }
+
+    #[test]
+    fn a_signing_key_never_prints() {
+        let scope = CredentialScope {
+            date: "20150830".into(),
+            region: "us-east-1".into(),
+            service: "service".into(),
+        };
+        let key = Sigv4SigningKey::derive(SUITE_SECRET, &scope);
+        assert_eq!(format!("{key:?}"), "Sigv4SigningKey(<redacted>)");
+    }
+}

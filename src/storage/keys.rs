@@ -649,20 +649,20 @@ impl Store {
     }
 
     /// Deletes the key, announcing `key.deleted` in the same transaction.
+    /// The DELETE comes first, so the transaction takes the write lock (SQLite)
+    /// before reading anything: a read first would have to be upgraded, and
+    /// SQLite refuses that at once ("database is locked") when another
+    /// connection (the webhook worker) wrote in between.
     pub async fn delete_key(&self, key_id: &str, now: i64) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let found: Option<(String, String, String)> =
-            sqlx::query_as("SELECT tenant_id, owner_id, client_id FROM api_keys WHERE id = $1")
-                .bind(key_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let done = sqlx::query("DELETE FROM api_keys WHERE id = $1")
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some((tenant_id, owner_id, client_id)) = found
-            && done.rows_affected() == 1
-        {
+        let found: Option<(String, String, String)> = sqlx::query_as(
+            "DELETE FROM api_keys WHERE id = $1 RETURNING tenant_id, owner_id, client_id",
+        )
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let deleted = found.is_some();
+        if let Some((tenant_id, owner_id, client_id)) = found {
             record_event(
                 &mut tx,
                 &WebhookEvent {
@@ -677,7 +677,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(deleted)
     }
 }
 

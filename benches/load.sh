@@ -2,7 +2,8 @@
 # Keyport load benchmark: one command, one Markdown table.
 #
 #   bash benches/load.sh [--postgres] [--duration 10s] [--connections 32]
-#                        [--keys-large 1000000] [--no-micro]
+#                        [--keys-large 1000000] [--no-micro] [--instances 2]
+#                        [--peer]
 #
 # Builds the release binary, starts it on a fresh database (a temporary SQLite
 # file, or with --postgres a new database on 127.0.0.1:5432 that is dropped at
@@ -23,6 +24,16 @@
 #   pull       GET  /api/v1/reports/{collection}?limit=50 (100 records stored)
 #   push       POST /api/v1/webhooks/{collection}, one JSON record
 #   token      again, after bulk-inserting keys up to --keys-large
+#
+# With --instances N, N servers share the database and the baseline and token
+# scenarios are driven on all of them at once (one wrk per instance, the
+# connections split evenly; req/s summed, latencies the worst instance's);
+# the others run against the first. With --peer, node `oidc-provider`
+# (pinned in benches/package.json, installed with npm on first use) is
+# started as a peer with one client_credentials client issuing ES256 JWT
+# access tokens (benches/oidc-peer.mjs, one worker per core like Keyport),
+# and its token endpoint is driven the same way, so the report can give
+# Keyport's tokens/s as a multiple of it.
 #
 # and prints req/s, p50/p99/max latency, failed requests, socket errors and
 # the 5xx answers in the server's request log per scenario, the ratio to
@@ -56,6 +67,8 @@ Options:
   --real-keys N         keys created through the CLI, used by the token runs (default 200)
   --no-micro            skip `cargo bench --bench micro`
   --keep                keep the temporary directory (database, logs, wrk output)
+  --instances N         serve from N instances on the one database (default 1)
+  --peer                also benchmark node oidc-provider's token endpoint
 EOF
 }
 
@@ -68,6 +81,8 @@ KEYS_LARGE=1000000
 REAL_KEYS=200
 MICRO=1
 KEEP=0
+INSTANCES=1
+PEER=0
 
 while (($#)); do
     arg=$1
@@ -76,7 +91,7 @@ while (($#)); do
         --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
     esac
     case $arg in
-        --duration | --connections | --threads | --keys-small | --keys-large | --real-keys)
+        --duration | --connections | --threads | --keys-small | --keys-large | --real-keys | --instances)
             if [[ -z $value ]]; then
                 (($# >= 2)) || { echo "load.sh: $arg needs a value" >&2; exit 2; }
                 value=$2
@@ -94,16 +109,20 @@ while (($#)); do
         --real-keys) REAL_KEYS=$value ;;
         --no-micro) MICRO=0 ;;
         --keep) KEEP=1 ;;
+        --instances) INSTANCES=$value ;;
+        --peer) PEER=1 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "load.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 
-for n in CONNECTIONS THREADS KEYS_SMALL KEYS_LARGE REAL_KEYS; do
+for n in CONNECTIONS THREADS KEYS_SMALL KEYS_LARGE REAL_KEYS INSTANCES; do
     [[ ${!n} =~ ^[0-9]+$ ]] || { echo "load.sh: ${n,,} must be a whole number" >&2; exit 2; }
 done
 ((REAL_KEYS >= 1)) || { echo "load.sh: --real-keys must be at least 1" >&2; exit 2; }
+((INSTANCES >= 1 && INSTANCES <= CONNECTIONS)) ||
+    { echo "load.sh: --instances must be between 1 and the connection count" >&2; exit 2; }
 # The small key count includes the real keys and the admin's key.
 if ((KEYS_SMALL < REAL_KEYS + 1)); then KEYS_SMALL=$((REAL_KEYS + 1)); fi
 
@@ -128,6 +147,10 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v jq >/dev/null || missing+=(jq)
 command -v curl >/dev/null || missing+=(curl)
+if ((PEER)); then
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+fi
 if ((POSTGRES)); then
     command -v psql >/dev/null || missing+=(postgresql-client)
 else
@@ -163,6 +186,8 @@ BIN=$TARGET_DIR/release/keyport
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyport-load.XXXXXX")
 SERVER_PID=""
+EXTRA_PIDS=()
+PEER_PID=""
 PG_DB=""
 PG_BASE=${KEYPORT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 PG_BASE=${PG_BASE%/}
@@ -173,11 +198,13 @@ OVERRIDES=$(env | grep -E '^KEYPORT_' | grep -vE '^KEYPORT_DATABASE_URL=' | sort
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG_BASE/postgres" "$@"; }
 
 cleanup() {
-    local rc=$?
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    local rc=$? pid
+    for pid in $SERVER_PID "${EXTRA_PIDS[@]}" $PEER_PID; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     if [[ -n $PG_DB ]]; then
         psql_admin -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1 ||
             say "could not drop PostgreSQL database $PG_DB"
@@ -330,6 +357,22 @@ for ((i = 0; ; i++)); do
     sleep 0.1
 done
 
+# The other instances, on the same database, each on a port of its own.
+BASES=("$BASE")
+for ((n = 2; n <= INSTANCES; n++)); do
+    port=$(free_port) || die "no free port found"
+    say "starting instance $n on 127.0.0.1:$port (log: server$n.log)"
+    KEYPORT_BIND="127.0.0.1:$port" RUST_LOG=${RUST_LOG:-info} "$BIN" serve >"$WORK/server$n.log" 2>&1 &
+    EXTRA_PIDS+=($!)
+    for ((i = 0; ; i++)); do
+        kill -0 "${EXTRA_PIDS[-1]}" 2>/dev/null || { tail -20 "$WORK/server$n.log" >&2; die "instance $n exited"; }
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]] && break
+        ((i < 300)) || die "instance $n did not become ready in 30 s"
+        sleep 0.1
+    done
+    BASES+=("http://127.0.0.1:$port")
+done
+
 admin_basic=$(jq -er '"\(.client_id):\(.client_secret)"' <<<"$ADMIN_KEY")
 fresh_token() {
     curl -sf -u "$admin_basic" -d grant_type=client_credentials "$BASE/oauth/token" | jq -er .access_token
@@ -375,19 +418,53 @@ settle() {
     done
 }
 
-# run NAME LABEL "REQUEST" PATH [VAR=VALUE ...]: one wrk run, parsed.
+# The servers `run` drives: the first one, unless a caller sets TARGETS.
+TARGETS=()
+
+# Sums the KP_RESULT lines of wrk runs that went at once (one per target):
+# counts and req/s added, latencies the worst of them, statuses listed.
+merge_results() {
+    awk '{
+        for (i = 2; i <= NF; i++) {
+            split($i, kv, "=")
+            k = kv[1]; v = substr($i, length(k) + 2)
+            if (k == "statuses") st = st (st == "" ? "" : ",") v
+            else if (k ~ /_us$/) { if (v + 0 > m[k] + 0) m[k] = v }
+            else if (k == "seconds") { if (v + 0 > m[k] + 0) m[k] = v }
+            else m[k] += v
+        }
+    } END {
+        printf "KP_RESULT requests=%d seconds=%s rps=%.1f p50_us=%s p90_us=%s p99_us=%s max_us=%s bad=%d socket=%d statuses=%s\n",
+            m["requests"], m["seconds"], m["rps"], m["p50_us"], m["p90_us"], m["p99_us"], m["max_us"],
+            m["bad"], m["socket"], st
+    }'
+}
+
+# run NAME LABEL "REQUEST" PATH [VAR=VALUE ...]: one wrk run, parsed (one
+# wrk per target at once, the connections split, when TARGETS has several).
 run() {
-    local name=$1 label=$2 request=$3 path=$4 out line kv first_line
+    local name=$1 label=$2 request=$3 path=$4 out line kv first_line targets n t pids
     shift 4
     out="$WORK/wrk-$name.txt"
     first_line=$(($(wc -l <"$WORK/server.log") + 1))
-    say "scenario $label: $request ($DURATION, $CONNECTIONS connections)"
-    if ! env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s --latency \
-        -s "$LUA" "$BASE$path" >"$out" 2>&1; then
-        cat "$out" >&2
-        die "wrk failed in scenario $name"
-    fi
-    line=$(grep '^KP_RESULT ' "$out") || { cat "$out" >&2; die "no result from wrk in $name"; }
+    targets=("${TARGETS[@]:-$BASE}")
+    n=${#targets[@]}
+    say "scenario $label: $request ($DURATION, $CONNECTIONS connections${TARGETS_NOTE:+, $TARGETS_NOTE})"
+    pids=()
+    for ((t = 0; t < n; t++)); do
+        env "$@" wrk -t"$(((THREADS + n - 1) / n))" -c"$((CONNECTIONS / n))" -d"$DURATION" --timeout 10s \
+            --latency -s "$LUA" "${targets[t]}$path" >"$out.$t" 2>&1 &
+        pids+=($!)
+    done
+    for ((t = 0; t < n; t++)); do
+        if ! wait "${pids[t]}"; then
+            cat "$out.$t" >&2
+            die "wrk failed in scenario $name"
+        fi
+    done
+    cat "$out".* >"$out"
+    line=$(grep -h '^KP_RESULT ' "$out" | merge_results)
+    [[ $(grep -c '^KP_RESULT ' "$out") == "$n" ]] || { cat "$out" >&2; die "no result from wrk in $name"; }
     settle
     declare -A f=()
     for kv in ${line#KP_RESULT }; do f[${kv%%=*}]=${kv#*=}; done
@@ -410,12 +487,17 @@ run() {
     say "  ${f[rps]} req/s, p50 ${f[p50_us]} µs, p99 ${f[p99_us]} µs, max ${f[max_us]} µs, statuses ${f[statuses]}"
 }
 
+# Baseline and token on every instance at once; the rest on the first.
+TARGETS=("${BASES[@]}")
+TARGETS_NOTE=$( ((INSTANCES > 1)) && echo "over $INSTANCES instances" || true)
 run baseline baseline "GET /healthz" /healthz
 
 run token_small "token ($(fmt_int "$SMALL_COUNT") keys)" \
     "POST /oauth/token, Basic, $REAL_KEYS keys at random" /oauth/token \
     KP_METHOD=POST KP_BODY=grant_type=client_credentials \
     KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/basic.txt"
+TARGETS=()
+TARGETS_NOTE=""
 
 TOKEN=$(fresh_token)
 whoami=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/whoami" -H "Authorization: Bearer $TOKEN")
@@ -476,10 +558,52 @@ if ((KEYS_LARGE > SMALL_COUNT)); then
     LARGE_SECONDS=$(since "$large_started")
     LARGE_COUNT=$(key_count)
     say "  $LARGE_COUNT keys in the database, inserted in ${LARGE_SECONDS}s"
+    TARGETS=("${BASES[@]}")
+    TARGETS_NOTE=$( ((INSTANCES > 1)) && echo "over $INSTANCES instances" || true)
     run token_large "token ($(fmt_int "$LARGE_COUNT") keys)" \
         "POST /oauth/token, Basic, $REAL_KEYS keys at random" /oauth/token \
         KP_METHOD=POST KP_BODY=grant_type=client_credentials \
         KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/basic.txt"
+    TARGETS=()
+    TARGETS_NOTE=""
+fi
+
+# --- peer: node oidc-provider ----------------------------------------------
+
+PEER_VERSION=""
+if ((PEER)); then
+    if [[ ! -d $ROOT/benches/node_modules/oidc-provider ]]; then
+        say "npm ci in benches/ (oidc-provider)"
+        (cd "$ROOT/benches" && npm ci --no-audit --no-fund >&2)
+    fi
+    PEER_VERSION=$(jq -r .version "$ROOT/benches/node_modules/oidc-provider/package.json")
+    port=$(free_port) || die "no free port found"
+    PEER_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+    say "starting oidc-provider $PEER_VERSION on 127.0.0.1:$port (log: peer.log)"
+    PEER_PORT=$port PEER_WORKERS=$(nproc) PEER_CLIENT_SECRET=$PEER_SECRET \
+        node "$ROOT/benches/oidc-peer.mjs" >"$WORK/peer.log" 2>&1 &
+    PEER_PID=$!
+    for ((i = 0; ; i++)); do
+        kill -0 "$PEER_PID" 2>/dev/null || { tail -20 "$WORK/peer.log" >&2; die "the peer exited"; }
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/.well-known/openid-configuration") == 200 ]] && break
+        ((i < 300)) || die "the peer did not become ready in 30 s"
+        sleep 0.1
+    done
+    printf 'Basic %s\n' "$(printf 'bench:%s' "$PEER_SECRET" | base64 -w0)" >"$WORK/peer-basic.txt"
+    peer_token=$(curl -sf -u "bench:$PEER_SECRET" -d grant_type=client_credentials \
+        "http://127.0.0.1:$port/token" | jq -er .access_token) || die "the peer issued no token"
+    peer_alg=$(python3 -c 'import base64, json, sys; h = sys.argv[1].split(".")[0]
+print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["alg"])' "$peer_token")
+    [[ $peer_alg == ES256 ]] || die "the peer's token is not an ES256 JWT ($peer_alg)"
+    TARGETS=("http://127.0.0.1:$port")
+    run peer_token "oidc-provider token" \
+        "POST /token, Basic, one client, ES256 JWT (oidc-provider $PEER_VERSION, $(nproc) node workers)" /token \
+        KP_METHOD=POST KP_BODY=grant_type=client_credentials \
+        KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/peer-basic.txt"
+    TARGETS=()
+    kill "$PEER_PID" 2>/dev/null || true
+    wait "$PEER_PID" 2>/dev/null || true
+    PEER_PID=""
 fi
 
 # --- server-side numbers ---------------------------------------------------
@@ -490,6 +614,22 @@ END_RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")
 kill "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
+for pid in "${EXTRA_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || die "an instance died during the run"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+done
+EXTRA_PIDS=()
+# 5xx answers of the other instances (the first's are counted per scenario).
+EXTRA_5XX=0
+for ((n = 2; n <= INSTANCES; n++)); do
+    count=$(tail -n +1 "$WORK/server$n.log" | awk '{
+        for (i = 4; i <= NF; i++)
+            if ($i ~ /^[0-9.]+ms$/ && $(i - 1) ~ /^[1-5][0-9][0-9]$/) { if ($(i - 1) ~ /^5/) print; break }
+    }' | wc -l)
+    EXTRA_5XX=$((EXTRA_5XX + count))
+done
+FAILED=$((FAILED + EXTRA_5XX))
 LOG_5XX=$(log_5xx 1 | wc -l)
 LOG_5XX_SAMPLE=$(log_5xx 1 | sort | uniq -c | sort -rn | head -5 || true)
 LOG_ERRORS=$(grep -c ' ERROR ' "$WORK/server.log" || true)
@@ -542,6 +682,9 @@ BASE_RPS=${R_RPS[baseline]}
     echo "- $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)); wrk and the server share them; load average before the run: $LOADAVG_START"
     echo "- database: $BACKEND; server: built-in defaults${OVERRIDES:+ plus $OVERRIDES}, signing with $ALGORITHM, RUST_LOG=${RUST_LOG:-info} to a file"
     echo "- wrk: $THREADS threads, $CONNECTIONS connections, $DURATION per scenario"
+    if ((INSTANCES > 1)); then
+        echo "- $INSTANCES instances on the one database: baseline and token driven on all of them at once (one wrk each, $((CONNECTIONS / INSTANCES)) connections); req/s summed, latencies the worst instance's; the other scenarios on the first"
+    fi
     echo
     echo "| scenario | request | req/s | vs baseline | p50 | p99 | max | requests | failed | socket errors | 5xx in server log |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -563,6 +706,12 @@ BASE_RPS=${R_RPS[baseline]}
     echo
     if [[ -n ${R_RPS[validate_sigv4]:-} ]]; then
         echo "- SigV4-signed whoami: $(awk -v a="${R_RPS[validate_sigv4]}" -v b="${R_RPS[validate]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the token-bearing whoami's throughput"
+    fi
+    if [[ -n ${R_RPS[peer_token]:-} ]]; then
+        echo "- Keyport's token endpoint vs oidc-provider $PEER_VERSION's (ES256 JWT access tokens, client_credentials): $(awk -v a="${R_RPS[token_small]}" -v b="${R_RPS[peer_token]}" 'BEGIN { printf "%.1f×", a / b }') the tokens/s"
+    fi
+    if ((INSTANCES > 1)); then
+        echo "- 5xx in the other instances' logs: $EXTRA_5XX"
     fi
     if [[ -n ${R_RPS[token_large]:-} ]]; then
         echo "- token throughput with $(fmt_int "$LARGE_COUNT") keys: $(awk -v a="${R_RPS[token_large]}" -v b="${R_RPS[token_small]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of that with $(fmt_int "$SMALL_COUNT") keys"

@@ -64,6 +64,8 @@ struct RawSettings {
     sigv4_region: String,
     sigv4_service: String,
     sigv4_max_skew_seconds: u64,
+    credential_cache_capacity: usize,
+    credential_cache_sqlite_poll_ms: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -88,6 +90,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub rate_limits: RateLimitSettings,
     pub sigv4: Sigv4Settings,
+    pub credential_cache: CredentialCacheSettings,
 }
 
 /// What AWS Signature Version 4 requests must be scoped to.
@@ -99,6 +102,15 @@ pub struct Sigv4Settings {
     pub service: String,
     /// How far `X-Amz-Date` may be from the server's clock, either way.
     pub max_skew: Duration,
+}
+
+/// The in-memory credential cache (`service::credential_cache`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialCacheSettings {
+    /// Most keys held; 0 turns the cache off.
+    pub capacity: usize,
+    /// How often a SQLite file's change counter is polled.
+    pub sqlite_poll: Duration,
 }
 
 /// Outbound webhook deliveries; see `config/default.toml`.
@@ -335,6 +347,13 @@ impl Settings {
                 "must be between 1 and 10000 milliseconds",
             ));
         }
+        if !(10..=1000).contains(&raw.credential_cache_sqlite_poll_ms) {
+            return Err(invalid(
+                "credential_cache_sqlite_poll_ms",
+                "must be between 10 and 1000 milliseconds: changes made by another process \
+                 must be seen within a second",
+            ));
+        }
         if raw.request_timeout_seconds == 0 {
             return Err(invalid(
                 "request_timeout_seconds",
@@ -455,6 +474,10 @@ impl Settings {
                 redis_url,
                 redis_key_prefix: raw.redis_key_prefix,
                 redis_timeout: Duration::from_millis(raw.redis_timeout_ms),
+            },
+            credential_cache: CredentialCacheSettings {
+                capacity: raw.credential_cache_capacity,
+                sqlite_poll: Duration::from_millis(raw.credential_cache_sqlite_poll_ms),
             },
         })
     }

@@ -50,6 +50,7 @@ const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 pub struct Application {
     port: u16,
     settings: Arc<Settings>,
+    service: Service,
     server: Server,
     tls: Option<CertificateReloader>,
 }
@@ -144,6 +145,13 @@ impl Application {
             service.settings.security.last_used_flush,
             Arc::downgrade(&alive),
         );
+        // Until the watcher proves it hears every change, lookups read the
+        // database (and on SQLite in memory, always).
+        service.credentials.watch(
+            &store,
+            service.settings.credential_cache.sqlite_poll,
+            Arc::downgrade(&alive),
+        );
         service.revoked.refresh(&store).await?;
         service.revoked.spawn_refresher(
             store.clone(),
@@ -162,6 +170,9 @@ impl Application {
                 &counters.redis_available,
             )
             .map_err(|e| StartupError::Metrics(e.to_string()))?;
+        metrics
+            .register_collector(service.credentials.collector())
+            .map_err(|e| StartupError::Metrics(e.to_string()))?;
         let metrics = Arc::new(metrics);
         if settings.webhooks.deliver {
             crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
@@ -171,6 +182,7 @@ impl Application {
         // Connect to Redis (if configured) before the first limited request.
         service.rate_limits.warm_up();
         let pushes = PushQueue::start(store);
+        let own_service = service.clone();
         let state = web::Data::new(AppState {
             service,
             keys: Arc::clone(&keys),
@@ -226,6 +238,7 @@ impl Application {
         Ok(Application {
             port,
             settings,
+            service: own_service,
             server: server.run(),
             tls,
         })
@@ -239,6 +252,12 @@ impl Application {
     /// when none was configured.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The service layer this server answers with: a change made through it
+    /// is this instance's own (its credential cache forgets at once).
+    pub fn service(&self) -> Service {
+        self.service.clone()
     }
 
     /// With HTTPS, a handle that reloads the certificate and key from their

@@ -281,6 +281,12 @@ pub fn redact_credentials(text: &str) -> std::borrow::Cow<'_, str> {
 pub struct SecretDigest([u8; 32]);
 
 impl SecretDigest {
+    /// The 32 bytes, to key an in-memory index (what the database stores,
+    /// as bytes rather than hex).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -318,6 +318,12 @@ pub struct Readiness {
     status: String,
     /// The `kid` of the key that signs new tokens.
     signing_key: String,
+    /// `trusted`: keys read before are checked in memory, every change
+    /// heard; `bypassed`: the instance is not sure it hears every change
+    /// (its listening connection is down), so every request reads the
+    /// database; `off`: no cache.
+    #[schema(examples("trusted"))]
+    credential_cache: String,
 }
 
 // --- records ---------------------------------------------------------------

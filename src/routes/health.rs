@@ -1,5 +1,6 @@
 //! `GET /healthz` (process up) and `GET /readyz` (database reachable, signing
-//! key loaded). Neither needs a token.
+//! key loaded, and whether the credential cache is trusted). Neither needs a
+//! token.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -20,7 +21,11 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers and a signing key is loaded.
+/// Readiness: the database answers and a signing key is loaded. The
+/// credential cache's state is reported but does not decide: while it is
+/// `bypassed` (its listening connection lost) the instance still answers
+/// correctly, reading the database for every key, so taking it out of the
+/// load balancer would only lose capacity.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -36,5 +41,6 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(json!({
         "status": "ready",
         "signing_key": state.keys.signing_kid(),
+        "credential_cache": state.service.credentials.state().as_str(),
     })))
 }

@@ -128,7 +128,7 @@ pub async fn authenticate(
         return Err(ClientAuthError::Throttled(retry_after));
     }
     let outcome = match (ClientId::parse(client_id), ClientSecret::parse(secret)) {
-        (Ok(id), Ok(secret)) => check_client_secret(&service.store, &id, &secret).await,
+        (Ok(id), Ok(secret)) => check_client_secret(service, &id, &secret).await,
         _ => Err(ClientAuthError::BadCredentials),
     };
     let outcome = outcome.and_then(|key| key.check_source(Some(address)).map(|()| key));
@@ -153,12 +153,12 @@ pub async fn authenticate_secret(
     }
     let outcome = match ClientSecret::parse(secret) {
         Ok(secret) => {
-            let row = service
-                .store
-                .find_key_for_auth_by_digest(&secret.digest().to_hex())
+            let key = service
+                .credentials
+                .key_by_digest(&service.store, &secret.digest())
                 .await?;
-            row.ok_or(ClientAuthError::BadCredentials)
-                .and_then(|row| authorise(row, now()))
+            key.ok_or(ClientAuthError::BadCredentials)
+                .and_then(|key| key.check(now()))
                 .and_then(|key| key.check_source(Some(address)).map(|()| key))
         }
         Err(_) => Err(ClientAuthError::BadCredentials),
@@ -192,23 +192,27 @@ pub(super) fn finish(
     outcome
 }
 
+/// Through the credential cache: a key read before costs no database work
+/// (see `credential_cache`).
 async fn check_client_secret(
-    store: &Store,
+    service: &Service,
     client_id: &ClientId,
     secret: &ClientSecret,
 ) -> Result<AuthenticatedKey, ClientAuthError> {
     let presented = secret.digest();
-    let Some(row) = store.find_key_for_auth(client_id.as_str()).await? else {
+    let found = service
+        .credentials
+        .key_by_client_id(&service.store, client_id.as_str())
+        .await?;
+    let Some(key) = found else {
         // Same work as a known client ID, so timing does not tell them apart.
         let _ = presented.matches(&unknown_client_digest());
         return Err(ClientAuthError::BadCredentials);
     };
-    let stored = SecretDigest::from_hex(&row.secret_digest)
-        .ok_or_else(|| StorageError::Corrupt(format!("key {} has a malformed digest", row.id)))?;
-    if !presented.matches(&stored) {
+    if !presented.matches(key.digest()) {
         return Err(ClientAuthError::BadCredentials);
     }
-    authorise(row, now())
+    key.check(now())
 }
 
 /// The key behind `client_id` as it stands now, for a token issued to it

@@ -530,8 +530,11 @@ pub async fn create_key_with(
             },
             limit,
         )
-        .await?;
-    let signs_webhooks = match inserted {
+        .await;
+    // Instances may remember this client ID as unknown (the triggers tell
+    // the others).
+    service.credentials.forget_key(client_id.as_str());
+    let signs_webhooks = match inserted? {
         KeyInsert::Inserted { signs_webhooks } => signs_webhooks,
         KeyInsert::LimitReached { .. } => return Err(ServiceError::KeyLimitReached { limit }),
     };
@@ -683,8 +686,10 @@ pub async fn revoke_key(service: &Service, principal: &Principal, key: &str) -> 
     let revocation = service
         .store
         .revoke_key(&found.id, principal.actor_label(), now())
-        .await?;
+        .await;
+    service.credentials.forget_key(&found.client_id);
     service.sigv4_keys.forget(&found.id);
+    let revocation = revocation?;
     let KeyRevocation::Revoked {
         signed_webhooks,
         mark_moved_to,
@@ -744,9 +749,10 @@ pub async fn delete_key(
             return Err(ServiceError::ConfirmationRequired { phrase });
         }
     }
-    let deleted = service.store.delete_key(&found.id, now()).await?;
+    let deleted = service.store.delete_key(&found.id, now()).await;
+    service.credentials.forget_key(&found.client_id);
     service.sigv4_keys.forget(&found.id);
-    if !deleted {
+    if !deleted? {
         return Err(ServiceError::NotFound(format!(
             "key {} was already deleted",
             found.client_id
@@ -878,8 +884,9 @@ pub async fn update_key(
             },
             now(),
         )
-        .await?;
-    if !updated {
+        .await;
+    service.credentials.forget_key(&found.client_id);
+    if !updated? {
         return Err(ServiceError::NotFound(format!(
             "key {} was deleted",
             found.client_id
@@ -966,11 +973,12 @@ async fn set_disabled(
             disable.then_some((at, principal.actor_label())),
             at,
         )
-        .await?;
+        .await;
+    service.credentials.forget_key(client_id);
     if disable {
         service.sigv4_keys.forget(&found.id);
     }
-    if !changed {
+    if !changed? {
         return Err(ServiceError::Conflict(format!(
             "key {client_id} changed meanwhile (revoked, or {} by someone else)",
             if disable { "disabled" } else { "enabled" }
@@ -1120,8 +1128,12 @@ pub async fn roll_key(
             },
             limit,
         )
-        .await?;
-    let moved_mark = match rolled {
+        .await;
+    // The old key's expiry moved; the new client ID may be remembered as
+    // unknown.
+    service.credentials.forget_key(&old.client_id);
+    service.credentials.forget_key(client_id.as_str());
+    let moved_mark = match rolled? {
         KeyRoll::Rolled { moved_mark, .. } => moved_mark,
         KeyRoll::LimitReached { .. } => return Err(ServiceError::KeyLimitReached { limit }),
         KeyRoll::NotRollable => {

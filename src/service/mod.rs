@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod authz;
 pub mod clients;
+pub mod credential_cache;
 pub mod deliveries;
 pub mod grant;
 pub mod keys;
@@ -39,13 +40,15 @@ use crate::config::Settings;
 use crate::domain::{Role, ScopeSet};
 use crate::storage::{StorageError, Store};
 use crate::tokens::RevokedTokens;
+use credential_cache::CredentialCache;
 use rate_limit::RateLimiter;
 use throttle::FailureThrottle;
 use usage::LastUsed;
 
 /// What the rules need to reach: the database, the settings and the
-/// per-instance memory (throttles, last-used times, revoked tokens), and
-/// the per-key rate limiter (Redis, or that memory too).
+/// per-instance memory (throttles, last-used times, revoked tokens, the
+/// credential cache), and the per-key rate limiter (Redis, or that memory
+/// too).
 #[derive(Clone)]
 pub struct Service {
     pub store: Store,
@@ -56,6 +59,8 @@ pub struct Service {
     pub rate_limits: RateLimiter,
     /// Derived SigV4 signing keys, per key and day.
     pub sigv4_keys: sigv4::Sigv4KeyCache,
+    /// Untrusted (so unused) until `startup` starts its watcher.
+    pub credentials: CredentialCache,
 }
 
 impl Service {
@@ -65,9 +70,14 @@ impl Service {
             settings.security.client_auth_failure_window,
         );
         let rate_limits = RateLimiter::new(&settings.rate_limits);
+        let credentials = CredentialCache::new(
+            settings.credential_cache.capacity,
+            credential_cache_lease(settings.credential_cache.sqlite_poll),
+        );
         Service {
             store,
             rate_limits,
+            credentials,
             settings,
             throttle,
             last_used: LastUsed::default(),
@@ -79,6 +89,15 @@ impl Service {
     pub fn max_token_ttl(&self) -> Duration {
         self.settings.tokens.max_ttl
     }
+}
+
+/// How long the credential cache is trusted after each proof that its
+/// watcher heard everything: a second (the promise), and at least two SQLite
+/// polls or PostgreSQL heartbeats, so one late proof does not lapse it.
+fn credential_cache_lease(sqlite_poll: Duration) -> Duration {
+    Duration::from_secs(1)
+        .max(sqlite_poll * 2)
+        .max(crate::storage::CREDENTIAL_HEARTBEAT * 2)
 }
 
 #[derive(Debug, thiserror::Error)]

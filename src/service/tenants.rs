@@ -166,10 +166,12 @@ pub async fn set_policy(
                 burst,
             }
         });
-        service
+        let changed = service
             .store
             .set_default_rate_limit(&tenant_id, columns, at)
-            .await?;
+            .await;
+        service.credentials.forget_tenant(&tenant_id);
+        changed?;
         detail.push(match rate {
             Some(limit) => format!("default_rate_limit=[{limit}]"),
             None => "default_rate_limit=none".to_owned(),

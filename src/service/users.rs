@@ -243,10 +243,12 @@ pub async fn change_user(
     if role != Role::Admin && found.role == Role::Admin.as_str() {
         refuse_removing_the_last_admin(service, &principal, &found, "demoted").await?;
     }
-    service
+    let changed = service
         .store
         .set_user_role_and_permissions(&found.id, role.as_str(), &permissions.to_string(), now())
-        .await?;
+        .await;
+    service.credentials.forget_owner(&found.id);
+    changed?;
     audit::record(
         &service.store,
         &principal,
@@ -293,10 +295,12 @@ pub async fn set_user_status(
     if status == UserStatus::Disabled && found.role == Role::Admin.as_str() {
         refuse_removing_the_last_admin(service, &principal, &found, "disabled").await?;
     }
-    service
+    let changed = service
         .store
         .set_user_status(&found.id, status.as_str(), now())
-        .await?;
+        .await;
+    service.credentials.forget_owner(&found.id);
+    changed?;
     if status == UserStatus::Disabled {
         service.store.delete_sessions_of(&found.id).await?;
         service

@@ -6,6 +6,7 @@
 mod audit;
 mod direct;
 mod keys;
+mod notify;
 mod push_queue;
 mod records;
 mod sealed;
@@ -24,11 +25,16 @@ use sqlx::{AnyPool, Executor};
 use crate::config::DatabaseSettings;
 use crate::sealing::{self, MasterKeyError, SealError, Sealer};
 use direct::DirectReader;
+use notify::WatchTarget;
 
 pub use audit::{AuditFilter, AuditRow};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
     RateColumns, Sigv4KeyRow,
+};
+pub use notify::{
+    ChangeCounter, CredentialChange, HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,
+    listener_name as credential_listener_name,
 };
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
@@ -152,6 +158,8 @@ pub struct Store {
     direct: Option<Arc<DirectReader>>,
     /// Seals and opens the values of the sealed columns (`sealed`).
     sealer: Arc<Sealer>,
+    /// Where credential changes are heard (`notify`).
+    watch: WatchTarget,
 }
 
 impl Store {
@@ -205,11 +213,17 @@ impl Store {
             Backend::Postgres => options,
         };
         let pool = options.connect(&url).await?;
+        let watch = match (backend, &sqlite_file) {
+            (Backend::Postgres, _) => WatchTarget::Postgres(url.clone()),
+            (Backend::Sqlite, Some(file)) => WatchTarget::SqliteFile(file.clone()),
+            (Backend::Sqlite, None) => WatchTarget::None,
+        };
         Ok(Store {
             pool,
             backend,
             direct: sqlite_file.map(|path| Arc::new(DirectReader::new(path))),
             sealer: Arc::new(sealer),
+            watch,
         })
     }
 

@@ -106,6 +106,15 @@ impl Metrics {
         Ok(())
     }
 
+    /// Serves the series a collector computes when scraped (the
+    /// credential cache reads its gauges then).
+    pub fn register_collector(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// Records one request. `route` is the matched pattern (never the raw
     /// path, so ids do not explode the label set).
     pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {

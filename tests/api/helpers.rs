@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use keyport::config::Settings;
 use keyport::domain::Principal;
 use keyport::service::keys::{self, CreatedKey, NewKeyRequest};
@@ -157,6 +155,8 @@ pub struct TestApp {
     pub store: Store,
     pub settings: Settings,
     pub db: std::sync::Arc<TestDatabase>,
+    /// The running application's (see [`TestApp::service`]).
+    pub service: Service,
 }
 
 /// An integration ready to go: a tenant, a user and a key of that user.
@@ -220,6 +220,7 @@ pub async fn spawn_app_on(db: std::sync::Arc<TestDatabase>, overrides: &[(&str, 
     let port = app.port();
     // The issuer follows the port the OS picked unless a test set one.
     let settings = app.settings().clone();
+    let service = app.service();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -231,6 +232,7 @@ pub async fn spawn_app_on(db: std::sync::Arc<TestDatabase>, overrides: &[(&str, 
         store,
         settings,
         db,
+        service,
     }
 }
 
@@ -239,9 +241,11 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    /// The service layer on the test's database, as the CLI builds it.
+    /// The running application's service layer: what is changed through it
+    /// is changed by this instance, whose credential cache forgets it at once
+    /// (another process, like the CLI, is heard within a second).
     pub fn service(&self) -> Service {
-        Service::new(self.store.clone(), Arc::new(self.settings.clone()))
+        self.service.clone()
     }
 
     pub async fn tenant(&self, name: &str) -> Tenant {

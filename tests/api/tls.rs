@@ -163,6 +163,7 @@ async fn spawn_https_app(files: &CertFiles, ca: &TestCa) -> HttpsApp {
     let reloader = application
         .certificate_reloader()
         .expect("TLS is configured");
+    let service = application.service();
     tokio::spawn(application.run_until_stopped());
     HttpsApp {
         app: TestApp {
@@ -172,6 +173,7 @@ async fn spawn_https_app(files: &CertFiles, ca: &TestCa) -> HttpsApp {
             store,
             settings,
             db,
+            service,
         },
         reloader,
     }

@@ -1,0 +1,532 @@
+//! Hearing of changes to what client authentication reads, whoever makes
+//! them: this instance, another one, or the CLI.
+//!
+//! The database announces every such change itself (triggers, migration
+//! 0009), inside the transaction that makes it:
+//! - PostgreSQL: `pg_notify('keyport_credentials', …)`, delivered on commit.
+//!   One connection per instance `LISTEN`s; it is checked every
+//!   [`HEARTBEAT`] with a `SELECT 1` on that same connection, so a
+//!   connection that went silent (a partition) is noticed too.
+//! - SQLite: a counter bumped in `credential_changes`. A thread polls it on
+//!   a connection of its own: `PRAGMA data_version` first, which reads
+//!   nothing from the file (it tells whether any other connection committed
+//!   since the last poll), then the counter only when something was
+//!   committed. Pushes and "last used" writes move `data_version` but not
+//!   the counter, so they flush nothing.
+//!
+//! What was heard is reported as [`WatchEvent`]s, in order, to a sink the
+//! service gives (the credential cache): this module knows the SQL, the
+//! sink knows what to forget.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::Store;
+
+/// The channel the triggers notify (migration 0009).
+pub const CREDENTIALS_CHANNEL: &str = "keyport_credentials";
+
+/// How often the listening connection proves it is alive (PostgreSQL).
+pub const HEARTBEAT: Duration = Duration::from_millis(250);
+
+/// How long a heartbeat may take before the connection is given up and
+/// opened again.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long opening the listening connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest wait between two attempts to listen again.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What changed, as the triggers name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialChange {
+    /// One key, by client ID (created, changed or deleted).
+    Key(String),
+    /// Every key of this owner (their role, permissions or status).
+    Owner(String),
+    /// Every key of this company (its default rate).
+    Tenant(String),
+    /// Anything: forget everything.
+    Everything,
+}
+
+impl CredentialChange {
+    /// A notification's payload: a client ID, `user:<id>`, `tenant:<id>`
+    /// or `*`.
+    pub fn from_payload(payload: &str) -> Self {
+        if let Some(id) = payload.strip_prefix("user:") {
+            CredentialChange::Owner(id.to_owned())
+        } else if let Some(id) = payload.strip_prefix("tenant:") {
+            CredentialChange::Tenant(id.to_owned())
+        } else if payload.is_empty() || payload == "*" {
+            CredentialChange::Everything
+        } else {
+            CredentialChange::Key(payload.to_owned())
+        }
+    }
+}
+
+/// What a watcher reports, in the order it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Listening (again). Changes made before may have gone unheard, so
+    /// whatever was read before must be forgotten; later ones will be heard.
+    Listening,
+    /// A committed change.
+    Changed(CredentialChange),
+    /// Every change committed before this instant has been reported: the
+    /// watcher was alive then.
+    UpToDate(Instant),
+    /// The watcher lost its connection: changes go unheard until the next
+    /// `Listening`.
+    Lost,
+}
+
+/// Where the reports go. Called from the watcher's task or thread; keep it
+/// short and never blocking.
+pub type WatchSink = Arc<dyn Fn(WatchEvent) + Send + Sync>;
+
+/// Which watcher a database needs.
+#[derive(Clone)]
+pub(super) enum WatchTarget {
+    /// `LISTEN` on a connection of its own, opened with this URL.
+    Postgres(String),
+    /// Poll the counter in this file.
+    SqliteFile(PathBuf),
+    /// An in-memory SQLite database: nothing to watch (and nothing trusted).
+    None,
+}
+
+/// The URL may carry a password: it is not printed.
+impl std::fmt::Debug for WatchTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchTarget::Postgres(_) => f.write_str("Postgres(<url>)"),
+            WatchTarget::SqliteFile(path) => write!(f, "SqliteFile({})", path.display()),
+            WatchTarget::None => f.write_str("None"),
+        }
+    }
+}
+
+impl Store {
+    /// Starts watching for credential changes, reporting to `sink` until
+    /// `alive` is gone; `sqlite_poll` is how often a SQLite file is polled.
+    /// Answers false when there is nothing to watch (SQLite in memory): the
+    /// sink then never hears `Listening`.
+    pub fn watch_credentials(
+        &self,
+        sqlite_poll: Duration,
+        alive: Weak<()>,
+        sink: WatchSink,
+    ) -> bool {
+        match self.watch.clone() {
+            WatchTarget::Postgres(url) => {
+                tokio::spawn(listen_postgres(url, alive, sink));
+                true
+            }
+            WatchTarget::SqliteFile(path) => {
+                let spawned = std::thread::Builder::new()
+                    .name("keyport-credential-watch".to_owned())
+                    .spawn(move || poll_sqlite(&path, sqlite_poll, &alive, &sink));
+                if let Err(err) = &spawned {
+                    log::warn!("cannot start the credential watcher: {err}");
+                }
+                spawned.is_ok()
+            }
+            WatchTarget::None => false,
+        }
+    }
+}
+
+/// The `application_name` of the connection that listens, in the process
+/// `pid` (`pg_stat_activity` shows it).
+pub fn listener_name(pid: u32) -> String {
+    format!("keyport-credential-listener-{pid}")
+}
+
+async fn listen_postgres(url: String, alive: Weak<()>, sink: WatchSink) {
+    use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+
+    let mut backoff = Duration::from_millis(50);
+    let mut failures = 0_u32;
+    loop {
+        if alive.upgrade().is_none() {
+            return;
+        }
+        let listening_from = Instant::now();
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let options = url
+                .parse::<PgConnectOptions>()?
+                .application_name(&listener_name(std::process::id()));
+            // A pool of one, as `PgListener::connect` makes, named so an
+            // operator (or a test) can tell this connection apart.
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .connect_with(options)
+                .await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.ignore_pool_close_event(true);
+            // A lost connection is reported at once (`Ok(None)`), not
+            // after reconnecting: until then nothing may be trusted.
+            listener.eager_reconnect(false);
+            listener.listen(CREDENTIALS_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        })
+        .await;
+        let mut listener = match connected {
+            Ok(Ok(listener)) => listener,
+            Ok(Err(err)) => {
+                failures += 1;
+                if failures == 1 {
+                    log::warn!(
+                        "cannot listen for credential changes (retrying; until then every token \
+                         request reads the database): {}",
+                        crate::telemetry::error_chain(&err)
+                    );
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            Err(_) => {
+                failures += 1;
+                if failures == 1 {
+                    log::warn!(
+                        "cannot listen for credential changes: no connection within {CONNECT_TIMEOUT:?} (retrying)"
+                    );
+                }
+                continue;
+            }
+        };
+        if failures > 0 {
+            log::info!("listening for credential changes again");
+        }
+        failures = 0;
+        backoff = Duration::from_millis(50);
+        sink(WatchEvent::Listening);
+        sink(WatchEvent::UpToDate(listening_from));
+        let reason = hear_until_lost(&mut listener, &alive, &sink).await;
+        sink(WatchEvent::Lost);
+        match reason {
+            None => return,
+            Some(reason) => log::warn!(
+                "lost the connection that listens for credential changes ({reason}); token \
+                 requests read the database until it is back"
+            ),
+        }
+    }
+}
+
+/// Reports notifications until the connection fails (`Some(why)`) or the
+/// application is gone (`None`).
+async fn hear_until_lost(
+    listener: &mut sqlx::postgres::PgListener,
+    alive: &Weak<()>,
+    sink: &WatchSink,
+) -> Option<String> {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        // `try_recv` is cancel-safe: a heartbeat tick loses no notification.
+        tokio::select! {
+            received = listener.try_recv() => match received {
+                Ok(Some(notification)) => {
+                    sink(WatchEvent::Changed(CredentialChange::from_payload(notification.payload())));
+                }
+                Ok(None) => return Some("closed".to_owned()),
+                Err(err) => return Some(crate::telemetry::error_chain(&err)),
+            },
+            _ = heartbeat.tick() => {
+                alive.upgrade()?;
+                let sent = Instant::now();
+                let answered = tokio::time::timeout(
+                    HEARTBEAT_TIMEOUT,
+                    sqlx::query::<sqlx::Postgres>("SELECT 1").execute(&mut *listener),
+                )
+                .await;
+                match answered {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return Some(crate::telemetry::error_chain(&err)),
+                    Err(_) => return Some(format!("no answer within {HEARTBEAT_TIMEOUT:?}")),
+                }
+                // PostgreSQL sends what was committed before the query ahead
+                // of its answer; the connection kept it aside meanwhile.
+                while let Some(notification) = listener.next_buffered() {
+                    sink(WatchEvent::Changed(CredentialChange::from_payload(notification.payload())));
+                }
+                sink(WatchEvent::UpToDate(sent));
+            }
+        }
+    }
+}
+
+/// The change counter of a SQLite file, read on a connection of its own.
+pub struct ChangeCounter {
+    connection: Connection,
+    data_version: Option<i64>,
+    version: i64,
+}
+
+impl ChangeCounter {
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(Duration::from_millis(50))?;
+        Ok(ChangeCounter {
+            connection,
+            data_version: None,
+            version: 0,
+        })
+    }
+
+    /// The counter, read again only when another connection committed
+    /// since the last call.
+    pub fn read(&mut self) -> rusqlite::Result<i64> {
+        let data_version: i64 = self
+            .connection
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |row| row.get(0))?;
+        if self.data_version != Some(data_version) {
+            self.version = self
+                .connection
+                .prepare_cached("SELECT version FROM credential_changes WHERE id = 1")?
+                .query_row([], |row| row.get(0))?;
+            self.data_version = Some(data_version);
+        }
+        Ok(self.version)
+    }
+}
+
+fn poll_sqlite(path: &Path, every: Duration, alive: &Weak<()>, sink: &WatchSink) {
+    let mut counter: Option<(ChangeCounter, i64)> = None;
+    let mut failing = false;
+    while alive.upgrade().is_some() {
+        let started = Instant::now();
+        let polled = match counter.take() {
+            Some((mut open, seen)) => open.read().map(|now| (open, Some(seen), now)),
+            None => ChangeCounter::open(path)
+                .and_then(|mut open| open.read().map(|now| (open, None, now))),
+        };
+        match polled {
+            Ok((open, seen, now)) => {
+                match seen {
+                    None => sink(WatchEvent::Listening),
+                    Some(seen) if seen != now => {
+                        sink(WatchEvent::Changed(CredentialChange::Everything));
+                    }
+                    Some(_) => {}
+                }
+                if failing {
+                    log::info!("reading credential changes again");
+                    failing = false;
+                }
+                sink(WatchEvent::UpToDate(started));
+                counter = Some((open, now));
+            }
+            Err(err) => {
+                if !failing {
+                    log::warn!(
+                        "cannot read credential changes (retrying; until then every token request \
+                         reads the database): {err}"
+                    );
+                    failing = true;
+                }
+                sink(WatchEvent::Lost);
+            }
+        }
+        std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::DatabaseSettings;
+
+    #[test]
+    fn payloads_name_a_key_an_owner_a_tenant_or_everything() {
+        assert_eq!(
+            CredentialChange::from_payload("kpc_abc"),
+            CredentialChange::Key("kpc_abc".to_owned())
+        );
+        assert_eq!(
+            CredentialChange::from_payload("user:u1"),
+            CredentialChange::Owner("u1".to_owned())
+        );
+        assert_eq!(
+            CredentialChange::from_payload("tenant:t1"),
+            CredentialChange::Tenant("t1".to_owned())
+        );
+        assert_eq!(
+            CredentialChange::from_payload("*"),
+            CredentialChange::Everything
+        );
+        assert_eq!(
+            CredentialChange::from_payload(""),
+            CredentialChange::Everything
+        );
+    }
+
+    async fn fixture(dir: &Path) -> Store {
+        let store = Store::connect_and_migrate(&DatabaseSettings {
+            url: format!("sqlite://{}/notify.db", dir.display()),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(10),
+            master_keys: Default::default(),
+        })
+        .await
+        .expect("connects");
+        for sql in [
+            "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ('t1', 'Acme', 1, 1)",
+            "INSERT INTO users (id, tenant_id, email, role, permissions, status, created_at, updated_at) \
+             VALUES ('u1', 't1', 'a@acme.test', 'member', 'reports:read', 'active', 1, 1)",
+            "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, created_at, updated_at) \
+             VALUES ('k1', 't1', 'u1', 'kpc_one', 'abcd', 'one', 1, 1)",
+        ] {
+            sqlx::query(sql).execute(&store.pool).await.expect(sql);
+        }
+        store
+    }
+
+    /// Every column client authentication reads moves the counter when
+    /// written; what it does not read (names, "last used", marks, sign-in
+    /// counters, records) does not. The column lists are the triggers'.
+    #[tokio::test]
+    async fn the_counter_moves_for_every_column_authentication_reads_and_no_other() {
+        let dir = std::env::temp_dir().join(format!("keyport-notify-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = fixture(&dir).await;
+        let mut counter = ChangeCounter::open(&dir.join("notify.db")).expect("opens");
+        let read = super::super::keys::KEY_AUTH_BY_CLIENT_ID;
+        let select = read.split(" FROM ").next().expect("a select list");
+        let mut columns: Vec<(String, String)> = select
+            .trim_start_matches("SELECT ")
+            .split(", ")
+            .map(|column| {
+                let column = column.split(" AS ").next().expect("column").trim();
+                let (alias, name) = column.split_once('.').expect("qualified");
+                let table = match alias {
+                    "k" => "api_keys",
+                    "u" => "users",
+                    "t" => "tenants",
+                    other => panic!("unknown table alias {other}"),
+                };
+                (table.to_owned(), name.to_owned())
+            })
+            .collect();
+        assert!(columns.len() >= 20, "{columns:?}");
+        columns.push(("api_keys".to_owned(), "client_id".to_owned()));
+        for (table, column) in &columns {
+            let before = counter.read().expect("reads");
+            let sql = format!("UPDATE {table} SET {column} = {column}");
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&store.pool)
+                .await
+                .expect("updates");
+            assert_eq!(counter.read().expect("reads"), before + 1, "{sql}");
+        }
+        for sql in [
+            "UPDATE api_keys SET name = 'renamed', last_used_at = 5, last_used_from = '10.0.0.1', \
+             signs_webhooks = 1, labels = '{}', description = 'd'",
+            "UPDATE users SET failed_sign_ins = 3, locked_until = 9, password_hash = 'h', email = 'b@acme.test'",
+            "UPDATE tenants SET api_only_users = 1, name = 'Acme 2'",
+            "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
+             VALUES ('r1', 't1', 'orders', 'u1', 'kpc_one', '{}', 5)",
+        ] {
+            let before = counter.read().expect("reads");
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&store.pool)
+                .await
+                .expect(sql);
+            assert_eq!(counter.read().expect("reads"), before, "{sql}");
+        }
+        for sql in [
+            "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, created_at, updated_at) \
+             VALUES ('k2', 't1', 'u1', 'kpc_two', 'ef01', 'two', 1, 1)",
+            "DELETE FROM api_keys WHERE id = 'k2'",
+            "DELETE FROM users WHERE id = 'u1'",
+            "DELETE FROM tenants WHERE id = 't1'",
+        ] {
+            let before = counter.read().expect("reads");
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&store.pool)
+                .await
+                .expect(sql);
+            assert!(counter.read().expect("reads") > before, "{sql}");
+        }
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The poller reports `Listening` first, `UpToDate` on every poll, and
+    /// `Everything` only after a credential change.
+    #[tokio::test]
+    async fn the_poller_reports_a_change_made_by_another_connection() {
+        let dir = std::env::temp_dir().join(format!("keyport-poll-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = fixture(&dir).await;
+        let heard: Arc<Mutex<Vec<WatchEvent>>> = Arc::default();
+        let sink_heard = Arc::clone(&heard);
+        let alive = Arc::new(());
+        assert!(store.watch_credentials(
+            Duration::from_millis(20),
+            Arc::downgrade(&alive),
+            Arc::new(move |event| sink_heard.lock().unwrap().push(event)),
+        ));
+        let changes = |heard: &Mutex<Vec<WatchEvent>>| {
+            heard
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| !matches!(e, WatchEvent::UpToDate(_)))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let wait_for = |want: usize| {
+            let heard = Arc::clone(&heard);
+            async move {
+                for _ in 0..500 {
+                    if changes(&heard).len() >= want {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!("heard only {:?}", changes(&heard));
+            }
+        };
+        wait_for(1).await;
+        sqlx::query("INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
+             VALUES ('r1', 't1', 'orders', 'u1', 'kpc_one', '{}', 5)")
+            .execute(&store.pool)
+            .await
+            .expect("a push");
+        sqlx::query("UPDATE api_keys SET revoked_at = 7 WHERE id = 'k1'")
+            .execute(&store.pool)
+            .await
+            .expect("a revocation");
+        wait_for(2).await;
+        assert_eq!(
+            changes(&heard),
+            [
+                WatchEvent::Listening,
+                WatchEvent::Changed(CredentialChange::Everything)
+            ]
+        );
+        drop(alive);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

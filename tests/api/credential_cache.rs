@@ -1,0 +1,859 @@
+//! The credential cache across processes: separate `keyport serve`
+//! processes on one database, and the CLI. A change made through one
+//! instance or the CLI reaches the other within one second (each test
+//! measures and prints the delay); an instance whose listening connection
+//! is killed reads the database until it listens again, then trusts its
+//! cache again without a restart; a database that goes away under load gets
+//! 503s, never a token it should not give.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use keyport::domain::Principal;
+use keyport::service::Service;
+use keyport::service::keys::{self, CreatedKey, NewKeyRequest};
+use keyport::service::tenants::{self, Tenant};
+use keyport::service::users;
+use keyport::storage::Store;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::faults::{FlakyProxy, Link, through_proxy};
+use crate::helpers::{
+    Backend, ServedBinary, TestApp, TestDatabase, json_body, master_key_env, settings_for,
+    spawn_app_with,
+};
+
+/// What every served instance here shares: one issuer, and no throttling of
+/// the refusals the tests provoke on purpose.
+const SERVE_ENV: &[(&str, &str)] = &[
+    ("KEYPORT_ISSUER", "http://keyport.test"),
+    ("KEYPORT_CLIENT_AUTH_MAX_FAILURES", "100000"),
+];
+
+/// The promise: a change is seen by every other instance within this.
+const WITHIN: Duration = Duration::from_secs(1);
+
+fn serve(url: &str, log: Arc<Mutex<String>>) -> ServedBinary {
+    let mut command = ServedBinary::command(url, 2);
+    command.envs(SERVE_ENV.iter().copied());
+    ServedBinary::start(command, log)
+}
+
+/// The service layer in this test process, on the same database: a process
+/// other than every served instance, like the CLI.
+async fn outside_service(db: &TestDatabase) -> Service {
+    let settings = settings_for(&db.url, &[]);
+    let store = Store::connect_and_migrate(&settings.database)
+        .await
+        .expect("connect and migrate");
+    Service::new(store, Arc::new(settings))
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// Runs the `keyport` binary on `url`'s database (only this test's
+/// configuration applies); panics unless it succeeds.
+async fn cli(url: &str, args: &[&str]) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyport"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYPORT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("KEYPORT_DATABASE_URL", url)
+        .envs(master_key_env(url))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the CLI finishes within 60 s")
+        .expect("run the CLI");
+    assert!(
+        output.status.success(),
+        "keyport {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn new_key(service: &Service, email: &str, expires_in: Option<Duration>) -> CreatedKey {
+    keys::create_key(
+        service,
+        &Principal::operator(),
+        NewKeyRequest {
+            owner_email: Some(email),
+            name: "cached",
+            scopes: None,
+            expires_in,
+            token_ttl: None,
+            sigv4: false,
+        },
+    )
+    .await
+    .expect("create key")
+}
+
+async fn new_user(service: &Service, tenant: &Tenant, email: &str, role: &str) {
+    users::create_user(
+        service,
+        &Principal::operator(),
+        users::NewUserRequest {
+            tenant: Some(&tenant.id),
+            email,
+            role,
+            permissions: "reports:read webhooks:write keys:manage",
+        },
+    )
+    .await
+    .expect("create user");
+}
+
+/// A token request to `server` for `key`, narrowed to `scope` if given.
+async fn token(
+    http: &reqwest::Client,
+    server: &ServedBinary,
+    key: &CreatedKey,
+    scope: Option<&str>,
+) -> (u16, Value) {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    let response = http
+        .post(server.url("/oauth/token"))
+        .basic_auth(&key.key.client_id, Some(key.secret.expose()))
+        .form(&form)
+        .send()
+        .await
+        .expect("token request");
+    let status = response.status().as_u16();
+    (status, json_body(response).await)
+}
+
+/// The claims of a JWT, unverified (the server that issued it is trusted
+/// here; only `kp_rl` is read).
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// `keyport_credential_cache_lookups_total{result=…}` and
+/// `keyport_credential_cache_trusted` from `/metrics`.
+async fn cache_metrics(http: &reqwest::Client, server: &ServedBinary) -> (u64, u64, u64, u64) {
+    let text = http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|rest| rest.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        value("keyport_credential_cache_lookups_total{result=\"hit\"}"),
+        value("keyport_credential_cache_lookups_total{result=\"miss\"}"),
+        value("keyport_credential_cache_lookups_total{result=\"bypass\"}"),
+        value("keyport_credential_cache_trusted"),
+    )
+}
+
+/// `/readyz`'s `credential_cache` (`trusted`, `bypassed`, `off`).
+async fn cache_state(http: &reqwest::Client, server: &ServedBinary) -> String {
+    match http.get(server.url("/readyz")).send().await {
+        Ok(response) => json_body(response).await["credential_cache"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits (at most 20 s: start-up) until `server` trusts its cache.
+async fn until_trusted(http: &reqwest::Client, server: &ServedBinary) {
+    let started = Instant::now();
+    while cache_state(http, server).await != "trusted" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the cache was never trusted:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asks `server` every 10 ms until `seen` holds for its answer; the time
+/// from `since` to the first such answer.
+async fn delay_until(
+    since: Instant,
+    what: &str,
+    mut ask: impl AsyncFnMut() -> (u16, Value),
+    seen: impl Fn(u16, &Value) -> bool,
+) -> Duration {
+    loop {
+        let (status, body) = ask().await;
+        if seen(status, &body) {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "{what}: never seen within 10 s (last answer {status} {body})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+enum Through {
+    /// An HTTP call to instance A, with the admin's token.
+    InstanceA(Method, String, Option<Value>),
+    /// The `keyport` CLI, as the operator.
+    Cli(Vec<String>),
+    /// Nothing: a key of this owner, made just before, expires by itself.
+    Expiry(String),
+}
+
+/// Keys revoked, disabled, deleted or expired, and owners disabled or given
+/// fewer permissions, through instance A or through the CLI, and a company
+/// default rate changed: instance B, which had the key in its cache, stops
+/// giving it tokens (or gives the new rate) within one second.
+async fn changes_through_one_instance_or_the_cli_reach_the_other_within_a_second(backend: Backend) {
+    let db = TestDatabase::create(backend).await;
+    let outside = outside_service(&db).await;
+    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Cached Co")
+        .await
+        .expect("tenant");
+    new_user(&outside, &tenant, "admin@cached.test", "admin").await;
+    let admin_key = new_key(&outside, "admin@cached.test", None).await;
+    let a = serve(&db.url, Arc::default());
+    let b = serve(&db.url, Arc::default());
+    let http = http();
+    until_trusted(&http, &a).await;
+    until_trusted(&http, &b).await;
+    let (status, body) = token(&http, &a, &admin_key, None).await;
+    assert_eq!(status, 200, "{body}");
+    let admin_token = body["access_token"].as_str().expect("token").to_owned();
+
+    let mut scenarios: Vec<(&str, CreatedKey, Through)> = Vec::new();
+    for (n, what) in [
+        "key revoked through A",
+        "key disabled through A",
+        "key deleted through A",
+        "owner loses a permission through A",
+        "key revoked through the CLI",
+        "key disabled through the CLI",
+        "key deleted through the CLI",
+        "owner disabled through the CLI",
+        "owner loses a permission through the CLI",
+        "key expired",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Each its own owner, so no change touches another scenario's key.
+        let email = format!("owner{n}@cached.test");
+        new_user(&outside, &tenant, &email, "member").await;
+        // The owner's first key signs their webhooks (and so may not be
+        // deleted); the scenario's key is the second. The expiring key is
+        // made again just before its turn (below).
+        new_key(&outside, &email, None).await;
+        let key = new_key(&outside, &email, None).await;
+        let id = key.key.id.clone();
+        let client_id = key.key.client_id.clone();
+        let user_id = key.key.owner_id.clone();
+        let cli = |args: &[&str]| Through::Cli(args.iter().map(|s| s.to_string()).collect());
+        let through = match what {
+            "key revoked through A" => {
+                Through::InstanceA(Method::POST, format!("/api/v1/keys/{id}/revoke"), None)
+            }
+            "key disabled through A" => {
+                Through::InstanceA(Method::POST, format!("/api/v1/keys/{id}/disable"), None)
+            }
+            "key deleted through A" => Through::InstanceA(
+                Method::DELETE,
+                format!("/api/v1/keys/{id}"),
+                Some(json!({"confirm": key.key.deletion_phrase()})),
+            ),
+            "owner loses a permission through A" => Through::InstanceA(
+                Method::PATCH,
+                format!("/api/v1/users/{user_id}"),
+                Some(json!({"permissions": ["webhooks:write"]})),
+            ),
+            "key revoked through the CLI" => cli(&["key", "revoke", &client_id]),
+            "key disabled through the CLI" => cli(&["key", "disable", &client_id]),
+            "key deleted through the CLI" => cli(&["key", "delete", &client_id]),
+            "owner disabled through the CLI" => cli(&["user", "disable", &email]),
+            "owner loses a permission through the CLI" => {
+                cli(&["user", "set-permissions", &email, "webhooks:write"])
+            }
+            "key expired" => Through::Expiry(email),
+            other => unreachable!("{other}"),
+        };
+        scenarios.push((what, key, through));
+    }
+    // The company's default rate, set by its admin through A: the `kp_rl`
+    // of B's tokens for a key without a rate of its own follows it.
+    new_user(&outside, &tenant, "rated@cached.test", "member").await;
+    let rated = new_key(&outside, "rated@cached.test", None).await;
+    scenarios.push((
+        "company default rate changed through A",
+        rated,
+        Through::InstanceA(
+            Method::PUT,
+            "/api/v1/tenant/policy".to_owned(),
+            Some(json!({"default_rate_limit": {"requests": 7, "per_seconds": 60}})),
+        ),
+    ));
+
+    let mut delays = Vec::new();
+    for (what, key, through) in &mut scenarios {
+        if let Through::Expiry(email) = through {
+            // Whole seconds: it expires 2 to 3 s from now.
+            *key = new_key(&outside, email, Some(Duration::from_secs(3))).await;
+        }
+        let (what, key) = (*what, &*key);
+        let scope = (what.contains("permission")).then_some("reports:read");
+        // Warm-up: B reads the key once, then answers from memory.
+        for _ in 0..2 {
+            let (status, body) = token(&http, &b, key, scope).await;
+            assert_eq!(status, 200, "{what}: before the change: {body}");
+        }
+        let (hits, misses, _, trusted) = cache_metrics(&http, &b).await;
+        assert_eq!(trusted, 1, "{what}: B trusts its cache");
+        let (status, body) = token(&http, &b, key, scope).await;
+        assert_eq!(status, 200, "{what}: {body}");
+        let (hits_after, misses_after, _, _) = cache_metrics(&http, &b).await;
+        assert_eq!(
+            (hits_after - hits, misses_after - misses),
+            (1, 0),
+            "{what}: a token request for a key read before is answered from memory"
+        );
+        let changed_at = match through {
+            Through::InstanceA(method, path, body) => {
+                let mut request = http
+                    .request(method.clone(), a.url(path))
+                    .bearer_auth(&admin_token);
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                let response = request.send().await.expect("A answers");
+                let status = response.status();
+                assert!(status.is_success(), "{what}: {}", json_body(response).await);
+                Instant::now()
+            }
+            Through::Cli(args) => {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                cli(&db.url, &args).await;
+                Instant::now()
+            }
+            Through::Expiry(_) => {
+                let expires_at = key.key.expires_at.expect("an expiring key");
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs_f64();
+                let until = Duration::from_secs_f64((expires_at as f64 - now).max(0.0));
+                tokio::time::sleep(until).await;
+                Instant::now()
+            }
+        };
+        let delay = delay_until(
+            changed_at,
+            what,
+            async || token(&http, &b, key, scope).await,
+            |status, body| {
+                if what == "company default rate changed through A" {
+                    status == 200
+                        && claims(body["access_token"].as_str().unwrap_or(""))["kp_rl"]["requests"]
+                            == 7
+                } else {
+                    status != 200
+                }
+            },
+        )
+        .await;
+        eprintln!("{backend:?}: {what}: seen by instance B after {delay:?}");
+        delays.push((what, delay));
+    }
+    for (what, delay) in &delays {
+        assert!(
+            *delay <= WITHIN,
+            "{backend:?}: {what}: instance B took {delay:?}, over {WITHIN:?}"
+        );
+    }
+    let worst = delays.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    eprintln!(
+        "{backend:?}: slowest of {} changes seen by the other instance after {worst:?}",
+        delays.len()
+    );
+}
+
+/// A change nobody announces, made with the triggers switched off (what a
+/// notification lost while an instance was not listening looks like).
+async fn revoke_without_announcing(db: &TestDatabase, client_id: &str) {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut tx = connection.begin().await.expect("begin");
+    for sql in [
+        "ALTER TABLE api_keys DISABLE TRIGGER api_keys_credentials_changed",
+        "UPDATE api_keys SET revoked_at = 1, revoked_by = 'test' WHERE client_id = $1",
+        "ALTER TABLE api_keys ENABLE TRIGGER api_keys_credentials_changed",
+    ] {
+        sqlx::query(sql)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .expect(sql);
+    }
+    tx.commit().await.expect("commit");
+}
+
+/// The listening connection of instance B killed with
+/// `pg_terminate_backend`: B forgets what it held and answers from the
+/// database (so it refuses a key revoked while nobody told it), then
+/// listens again and answers from memory again, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_killed_listening_connection_reads_the_database_until_it_listens_again() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let outside = outside_service(&db).await;
+    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Listening Co")
+        .await
+        .expect("tenant");
+    new_user(&outside, &tenant, "m@listening.test", "member").await;
+    let doomed = new_key(&outside, "m@listening.test", None).await;
+    let steady = new_key(&outside, "m@listening.test", None).await;
+    let log: Arc<Mutex<String>> = Arc::default();
+    let b = serve(&db.url, Arc::clone(&log));
+    let http = http();
+    until_trusted(&http, &b).await;
+    for key in [&doomed, &steady, &doomed] {
+        assert_eq!(token(&http, &b, key, None).await.0, 200);
+    }
+
+    // Unannounced, the revocation is not seen: B answers from memory, without
+    // reading the database. (This is exactly what the notification is for.)
+    revoke_without_announcing(&db, &doomed.key.client_id).await;
+    assert_eq!(
+        token(&http, &b, &doomed, None).await.0,
+        200,
+        "an unannounced change is not seen while the cache is trusted"
+    );
+
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let name = keyport::storage::credential_listener_name(b.child.id());
+    let old_pid: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await
+    .expect("B's listening connection is there, named");
+    let (_, misses, bypasses, _) = cache_metrics(&http, &b).await;
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(old_pid)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+    assert!(killed);
+    let killed_at = Instant::now();
+
+    // B answers correctly: the revoked key is refused (from the database),
+    // the other still gets tokens.
+    let delay = delay_until(
+        killed_at,
+        "the unannounced revocation after the kill",
+        async || token(&http, &b, &doomed, None).await,
+        |status, _| status == 401,
+    )
+    .await;
+    eprintln!("the connection killed: the unannounced revocation refused after {delay:?}");
+    assert!(delay <= WITHIN, "took {delay:?}");
+    let (status, body) = token(&http, &b, &doomed, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert_eq!(token(&http, &b, &steady, None).await.0, 200);
+    let (_, misses_after, bypasses_after, _) = cache_metrics(&http, &b).await;
+    assert!(
+        misses_after + bypasses_after > misses + bypasses,
+        "the refusal was read from the database"
+    );
+
+    // Listening again, on a new connection, and trusted again: no restart.
+    let started = Instant::now();
+    let new_pid: i32 = loop {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+        )
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await
+        .expect("query");
+        if let Some(pid) = pid.filter(|p| *p != old_pid) {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never listened again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    until_trusted(&http, &b).await;
+    eprintln!(
+        "listening again (backend {old_pid} -> {new_pid}) and trusted after {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(cache_metrics(&http, &b).await.3, 1);
+    let (hits, _, _, _) = cache_metrics(&http, &b).await;
+    for _ in 0..3 {
+        assert_eq!(token(&http, &b, &steady, None).await.0, 200);
+    }
+    let (hits_after, _, _, _) = cache_metrics(&http, &b).await;
+    assert!(hits_after >= hits + 2, "answered from memory again");
+    let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        log.contains("lost the connection that listens for credential changes"),
+        "{log}"
+    );
+    assert!(b.child.id() > 0, "the same process throughout");
+}
+
+/// PostgreSQL going away under load and coming back (every connection
+/// closed and new ones refused, as a restart does; a proxy stands in for
+/// restarting the machine's PostgreSQL, which other tests share): B answers
+/// only 200, 401 and 503, never a token for a key revoked (by another
+/// process) while B could not hear, and serves from memory again once the
+/// database is back, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_gone_under_load_answers_503_and_never_a_token_it_should_not() {
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let outside = outside_service(&db).await;
+    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Outage Co")
+        .await
+        .expect("tenant");
+    new_user(&outside, &tenant, "m@outage.test", "member").await;
+    let doomed = new_key(&outside, "m@outage.test", None).await;
+    let steady = new_key(&outside, "m@outage.test", None).await;
+    let (_, target) = through_proxy(&db.url, 0);
+    let proxy = FlakyProxy::start(target).await;
+    let proxied = through_proxy(&db.url, proxy.port).0;
+    let mut command = ServedBinary::command(&proxied, 2);
+    command
+        .envs(SERVE_ENV.iter().copied())
+        .env("KEYPORT_DATABASE_TIMEOUT_SECONDS", "1");
+    let b = ServedBinary::start(command, Arc::default());
+    let http = http();
+    until_trusted(&http, &b).await;
+
+    // Load: four clients asking for tokens for both keys, until told to stop.
+    let answers: Arc<Mutex<Vec<(Instant, bool, u16)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b = Arc::new(b);
+    let doomed = Arc::new(doomed);
+    let steady = Arc::new(steady);
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let (b, answers, stop, http) = (
+                Arc::clone(&b),
+                Arc::clone(&answers),
+                Arc::clone(&stop),
+                http.clone(),
+            );
+            let key = Arc::clone(if n % 2 == 0 { &doomed } else { &steady });
+            let is_doomed = n % 2 == 0;
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let sent = Instant::now();
+                    let status = token(&http, &b, &key, None).await.0;
+                    answers.lock().unwrap().push((sent, is_doomed, status));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    proxy.set(Link::Refused);
+    let down_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another process revokes the key meanwhile; B cannot hear of it.
+    keys::revoke_key(&outside, &Principal::operator(), &doomed.key.client_id)
+        .await
+        .expect("revoke");
+    let revoked_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set(Link::Up);
+    let up_at = Instant::now();
+    let started = Instant::now();
+    loop {
+        let steady_back = token(&http, &b, &steady, None).await.0 == 200;
+        if steady_back && cache_state(&http, &b).await == "trusted" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "B never recovered:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "database back: B serves from memory again {:?} after",
+        up_at.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for client in clients {
+        client.await.expect("client");
+    }
+
+    let answers = answers.lock().unwrap().clone();
+    let count = |f: &dyn Fn(&(Instant, bool, u16)) -> bool| answers.iter().filter(|a| f(a)).count();
+    eprintln!(
+        "{} answers: {} x 200, {} x 401, {} x 503 ({} while down)",
+        answers.len(),
+        count(&|a| a.2 == 200),
+        count(&|a| a.2 == 401),
+        count(&|a| a.2 == 503),
+        count(&|a| a.0 >= down_at && a.0 < up_at && a.2 == 503),
+    );
+    for (sent, is_doomed, status) in &answers {
+        assert!(
+            matches!(status, 200 | 401 | 503),
+            "only 200, 401 or 503: got {status}"
+        );
+        if *is_doomed && *sent >= revoked_at {
+            assert_ne!(
+                *status, 200,
+                "a token for a key revoked while B could not hear"
+            );
+        }
+        if *status == 401 {
+            assert!(
+                *is_doomed && *sent >= revoked_at,
+                "401 only for the revoked key"
+            );
+        }
+    }
+    assert!(
+        count(&|a| a.0 >= down_at && a.0 < up_at && a.2 == 503) > 0,
+        "the outage was seen"
+    );
+    assert!(
+        count(&|a| a.0 >= revoked_at && a.1 && a.2 == 401) > 0,
+        "the revoked key was refused after the outage"
+    );
+    assert!(
+        count(&|a| a.0 >= up_at && !a.1 && a.2 == 200) > 0,
+        "tokens again after the outage"
+    );
+}
+
+/// `/metrics` of an in-process app: hits and misses.
+async fn app_lookups(app: &TestApp) -> (u64, u64) {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|rest| rest.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (
+        value("keyport_credential_cache_lookups_total{result=\"hit\"}"),
+        value("keyport_credential_cache_lookups_total{result=\"miss\"}"),
+    )
+}
+
+/// The instance that makes a change refuses at once: its own cache forgets
+/// before it answers. The SQLite poll is slowed to a second here, so only
+/// that forgetting can explain an immediate refusal.
+async fn the_instance_that_makes_a_change_shows_it_at_once(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("KEYPORT_CREDENTIAL_CACHE_SQLITE_POLL_MS", "1000")],
+    )
+    .await;
+    let started = Instant::now();
+    while app.get("/readyz").await.status() != 200
+        || json_body(app.get("/readyz").await).await["credential_cache"] != "trusted"
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "never trusted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let service = app.service();
+    let integration = app
+        .integration("member", "reports:read webhooks:write")
+        .await;
+    let email = integration.user.email.clone();
+    let revoked = app.key(&email, None).await;
+    let disabled = app.key(&email, None).await;
+    let warm = |key: &CreatedKey| {
+        let (id, secret) = (key.key.client_id.clone(), key.secret.expose().to_owned());
+        let app = &app;
+        async move {
+            for _ in 0..2 {
+                assert_eq!(app.request_token(&id, &secret).await.status(), 200);
+            }
+        }
+    };
+    for key in [&integration.key, &revoked, &disabled] {
+        warm(key).await;
+    }
+    let (hits, misses) = app_lookups(&app).await;
+    warm(&revoked).await;
+    assert_eq!(app_lookups(&app).await, (hits + 2, misses), "from memory");
+
+    keys::revoke_key(&service, &Principal::operator(), &revoked.key.client_id)
+        .await
+        .expect("revoke");
+    let refused = app
+        .request_token(&revoked.key.client_id, revoked.secret.expose())
+        .await;
+    assert_eq!(
+        refused.status(),
+        401,
+        "the revoking instance refuses at once"
+    );
+
+    keys::disable_key(&service, &Principal::operator(), &disabled.key.client_id)
+        .await
+        .expect("disable");
+    let refused = app
+        .request_token(&disabled.key.client_id, disabled.secret.expose())
+        .await;
+    assert_eq!(
+        json_body(refused).await["error_description"],
+        "the key is disabled"
+    );
+
+    users::change_user(
+        &service,
+        &Principal::operator(),
+        &email,
+        users::UserChange {
+            role: None,
+            permissions: Some("webhooks:write"),
+        },
+    )
+    .await
+    .expect("fewer permissions");
+    let narrowed = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(integration.client_id(), Some(integration.secret()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "reports:read"),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    assert_eq!(narrowed.status(), 400, "the permission is gone at once");
+
+    users::set_user_status(
+        &service,
+        &Principal::operator(),
+        &email,
+        keyport::domain::UserStatus::Disabled,
+    )
+    .await
+    .expect("disable the owner");
+    let refused = app
+        .request_token(integration.client_id(), integration.secret())
+        .await;
+    assert_eq!(
+        json_body(refused).await["error_description"],
+        "the key's owner is disabled"
+    );
+}
+
+/// A client ID the cache remembers as unknown works as soon as another
+/// process creates a key with it (the insertion is announced too), within a
+/// second; and an unknown client ID asked again is answered from memory.
+async fn an_unknown_client_id_remembered_is_forgotten_when_another_process_creates_it(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, &[("KEYPORT_CLIENT_AUTH_MAX_FAILURES", "100000")]).await;
+    let integration = app.integration("member", "reports:read").await;
+    let started = Instant::now();
+    while json_body(app.get("/readyz").await).await["credential_cache"] != "trusted" {
+        assert!(started.elapsed() < Duration::from_secs(10), "never trusted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client_id = keyport::domain::ClientId::generate().to_string();
+    let secret = keyport::domain::ClientSecret::generate();
+    assert_eq!(
+        app.request_token(&client_id, secret.expose())
+            .await
+            .status(),
+        401
+    );
+    let (hits, misses) = app_lookups(&app).await;
+    assert_eq!(
+        app.request_token(&client_id, secret.expose())
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app_lookups(&app).await,
+        (hits + 1, misses),
+        "the unknown client ID is remembered"
+    );
+
+    // Another process (this test, on a connection of its own) inserts it.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.db.url).await.expect("connect");
+    sqlx::query(
+        "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'made elsewhere', 1, 1)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(&integration.tenant.id)
+    .bind(&integration.user.id)
+    .bind(&client_id)
+    .bind(secret.digest().to_hex())
+    .execute(&pool)
+    .await
+    .expect("insert the key");
+    pool.close().await;
+    let created = Instant::now();
+    let delay = delay_until(
+        created,
+        "the key made elsewhere",
+        async || {
+            let response = app.request_token(&client_id, secret.expose()).await;
+            let status = response.status().as_u16();
+            (status, json_body(response).await)
+        },
+        |status, _| status == 200,
+    )
+    .await;
+    eprintln!(
+        "{backend:?}: a client ID remembered as unknown works {delay:?} after its key was made elsewhere"
+    );
+    assert!(delay <= WITHIN, "{delay:?}");
+}
+
+crate::on_both_backends!(
+    changes_through_one_instance_or_the_cli_reach_the_other_within_a_second,
+    the_instance_that_makes_a_change_shows_it_at_once,
+    an_unknown_client_id_remembered_is_forgotten_when_another_process_creates_it,
+);

@@ -704,14 +704,14 @@ BASE_RPS=${R_RPS[baseline]}
         echo "- ${R_LABEL[$name]}: ${R_STATUS[$name]}${R_NOTE[$name]:+ — ${R_NOTE[$name]}}"
     done
     echo
+    if [[ -n ${R_RPS[validate_sigv4]:-} ]]; then
+        echo "- SigV4-signed whoami: $(awk -v a="${R_RPS[validate_sigv4]}" -v b="${R_RPS[validate]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the token-bearing whoami's throughput"
+    fi
     if [[ -n ${R_RPS[peer_token]:-} ]]; then
         echo "- Keyport's token endpoint vs oidc-provider $PEER_VERSION's (ES256 JWT access tokens, client_credentials): $(awk -v a="${R_RPS[token_small]}" -v b="${R_RPS[peer_token]}" 'BEGIN { printf "%.1f×", a / b }') the tokens/s"
     fi
     if ((INSTANCES > 1)); then
         echo "- 5xx in the other instances' logs: $EXTRA_5XX"
-    fi
-    if [[ -n ${R_RPS[validate_sigv4]:-} ]]; then
-        echo "- SigV4-signed whoami: $(awk -v a="${R_RPS[validate_sigv4]}" -v b="${R_RPS[validate]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the token-bearing whoami's throughput"
     fi
     if [[ -n ${R_RPS[token_large]:-} ]]; then
         echo "- token throughput with $(fmt_int "$LARGE_COUNT") keys: $(awk -v a="${R_RPS[token_large]}" -v b="${R_RPS[token_small]}" 'BEGIN { printf "%.0f%%", 100 * a / b }') of that with $(fmt_int "$SMALL_COUNT") keys"

@@ -7,9 +7,10 @@
 //! rate-limit check of the report and webhook APIs: a key without a rate
 //! (the unlimited path), the check in memory (one key, and spread over
 //! 10,000 keys), and the check in Redis (127.0.0.1:6379; skipped, saying
-//! so, when no Redis answers there); checking an AWS Signature Version 4
+//! so, when no Redis answers there); and checking an AWS Signature Version 4
 //! (parse and canonicalise the request, derive the signing key, verify),
-//! beside a token's verification; and the credential cache: what a hit costs
+//! beside a token's verification.
+//! so, when no Redis answers there). The credential cache: what a hit costs
 //! beyond the map lookup (the key's standing checked, its scopes parsed,
 //! the answer cloned), and one SQLite change poll that finds nothing.
 //!
@@ -233,65 +234,6 @@ fn rate_limits(c: &mut Criterion) {
     group.finish();
 }
 
-fn credential_cache(c: &mut Criterion) {
-    use keyport::service::credential_cache::CachedKey;
-    use keyport::storage::{ChangeCounter, KeyAuthRow, Store};
-
-    let secret = ClientSecret::generate();
-    let row = KeyAuthRow {
-        id: "0196f3a0-0000-7000-8000-000000000003".to_owned(),
-        tenant_id: "0196f3a0-0000-7000-8000-000000000002".to_owned(),
-        owner_id: "0196f3a0-0000-7000-8000-000000000001".to_owned(),
-        client_id: "kpc_0123456789ABCDEFGHIJabcd".to_owned(),
-        secret_digest: secret.digest().to_hex(),
-        scopes: None,
-        token_ttl_seconds: None,
-        expires_at: Some(now() + 86_400),
-        revoked_at: None,
-        owner_role: "member".to_owned(),
-        owner_permissions: "reports:read webhooks:write".to_owned(),
-        owner_status: "active".to_owned(),
-        disabled_at: None,
-        allowed_sources: None,
-        rate_limit_requests: None,
-        rate_limit_per_seconds: None,
-        rate_limit_burst: None,
-        default_rate_limit_requests: Some(600),
-        default_rate_limit_per_seconds: Some(60),
-        default_rate_limit_burst: Some(100),
-    };
-    let cached = CachedKey::from_row(row).expect("a readable row");
-    assert!(cached.check(now()).is_ok());
-
-    let dir = std::env::temp_dir().join(format!("keyport-micro-{}", uuid::Uuid::new_v4()));
-    let settings = keyport::config::Settings::load_from(
-        None,
-        [(
-            "KEYPORT_DATABASE_URL".to_owned(),
-            format!("sqlite://{}/poll.db", dir.display()),
-        )],
-    )
-    .expect("settings");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        Store::connect_and_migrate(&settings.database)
-            .await
-            .expect("a migrated SQLite file")
-            .close()
-            .await;
-    });
-    let mut counter = ChangeCounter::open(&dir.join("poll.db")).expect("opens");
-    counter.read().expect("reads");
-
-    let mut group = c.benchmark_group("credential_cache");
-    group.bench_function("hit_check", |b| b.iter(|| black_box(&cached).check(now())));
-    group.bench_function("sqlite_poll_unchanged", |b| {
-        b.iter(|| counter.read().expect("reads"))
-    });
-    group.finish();
-    std::fs::remove_dir_all(dir).ok();
-}
-
 /// A SigV4-signed `GET /api/v1/whoami` as curl sends it, and the secret.
 fn signed_whoami() -> (Vec<(String, Vec<u8>)>, String, UnixSeconds) {
     let secret = ClientSecret::generate().expose().to_owned();
@@ -366,6 +308,65 @@ fn sigv4(c: &mut Criterion) {
         b.iter(|| Sigv4SigningKey::derive(black_box(&secret), &signed.scope))
     });
     group.finish();
+}
+
+fn credential_cache(c: &mut Criterion) {
+    use keyport::service::credential_cache::CachedKey;
+    use keyport::storage::{ChangeCounter, KeyAuthRow, Store};
+
+    let secret = ClientSecret::generate();
+    let row = KeyAuthRow {
+        id: "0196f3a0-0000-7000-8000-000000000003".to_owned(),
+        tenant_id: "0196f3a0-0000-7000-8000-000000000002".to_owned(),
+        owner_id: "0196f3a0-0000-7000-8000-000000000001".to_owned(),
+        client_id: "kpc_0123456789ABCDEFGHIJabcd".to_owned(),
+        secret_digest: secret.digest().to_hex(),
+        scopes: None,
+        token_ttl_seconds: None,
+        expires_at: Some(now() + 86_400),
+        revoked_at: None,
+        owner_role: "member".to_owned(),
+        owner_permissions: "reports:read webhooks:write".to_owned(),
+        owner_status: "active".to_owned(),
+        disabled_at: None,
+        allowed_sources: None,
+        rate_limit_requests: None,
+        rate_limit_per_seconds: None,
+        rate_limit_burst: None,
+        default_rate_limit_requests: Some(600),
+        default_rate_limit_per_seconds: Some(60),
+        default_rate_limit_burst: Some(100),
+    };
+    let cached = CachedKey::from_row(row).expect("a readable row");
+    assert!(cached.check(now()).is_ok());
+
+    let dir = std::env::temp_dir().join(format!("keyport-micro-{}", uuid::Uuid::new_v4()));
+    let settings = keyport::config::Settings::load_from(
+        None,
+        [(
+            "KEYPORT_DATABASE_URL".to_owned(),
+            format!("sqlite://{}/poll.db", dir.display()),
+        )],
+    )
+    .expect("settings");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        Store::connect_and_migrate(&settings.database)
+            .await
+            .expect("a migrated SQLite file")
+            .close()
+            .await;
+    });
+    let mut counter = ChangeCounter::open(&dir.join("poll.db")).expect("opens");
+    counter.read().expect("reads");
+
+    let mut group = c.benchmark_group("credential_cache");
+    group.bench_function("hit_check", |b| b.iter(|| black_box(&cached).check(now())));
+    group.bench_function("sqlite_poll_unchanged", |b| {
+        b.iter(|| counter.read().expect("reads"))
+    });
+    group.finish();
+    std::fs::remove_dir_all(dir).ok();
 }
 
 fn config() -> Criterion {

@@ -61,11 +61,11 @@ struct RawSettings {
     redis_url: String,
     redis_key_prefix: String,
     redis_timeout_ms: u64,
-    credential_cache_capacity: usize,
-    credential_cache_sqlite_poll_ms: u64,
     sigv4_region: String,
     sigv4_service: String,
     sigv4_max_skew_seconds: u64,
+    credential_cache_capacity: usize,
+    credential_cache_sqlite_poll_ms: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -89,17 +89,8 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     pub webhooks: WebhookSettings,
     pub rate_limits: RateLimitSettings,
-    pub credential_cache: CredentialCacheSettings,
     pub sigv4: Sigv4Settings,
-}
-
-/// The in-memory credential cache (`service::credential_cache`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialCacheSettings {
-    /// Most keys held; 0 turns the cache off.
-    pub capacity: usize,
-    /// How often a SQLite file's change counter is polled.
-    pub sqlite_poll: Duration,
+    pub credential_cache: CredentialCacheSettings,
 }
 
 /// What AWS Signature Version 4 requests must be scoped to.
@@ -111,6 +102,15 @@ pub struct Sigv4Settings {
     pub service: String,
     /// How far `X-Amz-Date` may be from the server's clock, either way.
     pub max_skew: Duration,
+}
+
+/// The in-memory credential cache (`service::credential_cache`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialCacheSettings {
+    /// Most keys held; 0 turns the cache off.
+    pub capacity: usize,
+    /// How often a SQLite file's change counter is polled.
+    pub sqlite_poll: Duration,
 }
 
 /// Outbound webhook deliveries; see `config/default.toml`.

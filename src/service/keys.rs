@@ -688,8 +688,8 @@ pub async fn revoke_key(service: &Service, principal: &Principal, key: &str) -> 
         .revoke_key(&found.id, principal.actor_label(), now())
         .await;
     service.credentials.forget_key(&found.client_id);
-    let revocation = revocation?;
     service.sigv4_keys.forget(&found.id);
+    let revocation = revocation?;
     let KeyRevocation::Revoked {
         signed_webhooks,
         mark_moved_to,
@@ -751,9 +751,8 @@ pub async fn delete_key(
     }
     let deleted = service.store.delete_key(&found.id, now()).await;
     service.credentials.forget_key(&found.client_id);
-    let deleted = deleted?;
     service.sigv4_keys.forget(&found.id);
-    if !deleted {
+    if !deleted? {
         return Err(ServiceError::NotFound(format!(
             "key {} was already deleted",
             found.client_id
@@ -976,11 +975,10 @@ async fn set_disabled(
         )
         .await;
     service.credentials.forget_key(client_id);
-    let changed = changed?;
     if disable {
         service.sigv4_keys.forget(&found.id);
     }
-    if !changed {
+    if !changed? {
         return Err(ServiceError::Conflict(format!(
             "key {client_id} changed meanwhile (revoked, or {} by someone else)",
             if disable { "disabled" } else { "enabled" }

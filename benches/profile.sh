@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Where the token endpoint's CPU goes: the release server on a fresh SQLite
+# file with 200 keys, driven by wrk (load.lua, a random key per request, 32
+# connections, 20 s) while `perf record` samples the server alone for 10 s.
+# Prints wrk's result, the credential cache's counters and perf's flat
+# profile (shares of the server's samples, by DSO and symbol).
+#
+#   bash benches/profile.sh            (needs perf, wrk, jq; root or
+#                                       perf_event_paranoid <= 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bin keyport >&2
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
+BIN=$TARGET_DIR/release/keyport
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyport-profile.XXXXXX")
+SERVER_PID=""
+cleanup() {
+    [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export KEYPORT_DATABASE_URL="sqlite://$WORK/keyport.db"
+unset KEYPORT_BIND KEYPORT_CONFIG
+kp() { KEYPORT_MAX_ACTIVE_KEYS_PER_USER=1000 RUST_LOG=warn "$BIN" --json "$@"; }
+kp migrate >/dev/null
+kp tenant create ProfileCo >/dev/null
+kp user create --tenant ProfileCo --email member@profile.test --role member \
+    --permissions reports:read,webhooks:write >/dev/null
+for k in $(seq 1 200); do kp key create --user member@profile.test --name "key $k"; done >"$WORK/keys.jsonl"
+jq -er '"Basic " + ("\(.client_id):\(.client_secret)" | @base64)' "$WORK/keys.jsonl" >"$WORK/basic.txt"
+PORT=$((20000 + RANDOM % 40000))
+KEYPORT_BIND=127.0.0.1:$PORT RUST_LOG=info "$BIN" serve >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.1; done
+KP_METHOD=POST KP_BODY=grant_type=client_credentials \
+    KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/basic.txt" \
+    wrk -t2 -c32 -d20s --latency -s benches/load.lua "http://127.0.0.1:$PORT/oauth/token" >"$WORK/wrk.txt" 2>&1 &
+WRK_PID=$!
+sleep 4
+perf record -F 999 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep 10 >/dev/null 2>&1
+wait "$WRK_PID"
+grep KP_RESULT "$WORK/wrk.txt"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep '^keyport_credential_cache' || true
+echo
+echo "By DSO:"
+perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null |
+    grep '%' | grep -v '^#' | sed -E 's/ +$//' | head -8 || true
+echo
+echo "By symbol (top 40):"
+perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+    grep '%' | grep -v '^#' | sed -E 's/ +-? *-? *$//' | head -40 || true

@@ -1165,16 +1165,24 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
     .await;
     assert_eq!(short_token["expires_in"], 120, "{short_token}");
 
-    // A revoked key is refused by the running server.
+    // A revoked key is refused by the running server: another process, so
+    // within a second (its credential cache hears of the change).
     keyport
         .json(&["key", "revoke", str_of(&key, "client_id")])
         .await;
-    let refused = curl_token(
-        &server,
-        str_of(&key, "client_id"),
-        str_of(&key, "client_secret"),
-    )
-    .await;
+    let revoked_at = std::time::Instant::now();
+    let refused = loop {
+        let answer = curl_token(
+            &server,
+            str_of(&key, "client_id"),
+            str_of(&key, "client_secret"),
+        )
+        .await;
+        if answer.get("access_token").is_none() || revoked_at.elapsed() > Duration::from_secs(1) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(refused["error"], "invalid_client", "{refused}");
 
     let log = server.log();

@@ -3,6 +3,8 @@
 
 mod bearer;
 mod claims;
+mod jwk;
+mod jws;
 mod keyring;
 mod revocation;
 mod signing_key;
@@ -10,6 +12,8 @@ mod verifier;
 
 pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use claims::AccessTokenClaims;
+pub use jwk::{JwkError, PublicJwk};
+pub use jws::{JwsError, MAX_JWT_LEN, UnverifiedJwt, VerifiedJwt};
 pub use keyring::{KeyRing, KeyRingError};
 pub use revocation::RevokedTokens;
 pub use signing_key::{SigningAlgorithm, SigningKey};

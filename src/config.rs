@@ -66,6 +66,12 @@ struct RawSettings {
     sigv4_max_skew_seconds: u64,
     credential_cache_capacity: usize,
     credential_cache_sqlite_poll_ms: u64,
+    exchange_audiences: String,
+    exchange_allow_http: bool,
+    exchange_allow_private_targets: bool,
+    exchange_jwks_timeout_seconds: u64,
+    exchange_jwks_min_refresh_seconds: u64,
+    exchange_jwks_max_age_seconds: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -91,6 +97,24 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub sigv4: Sigv4Settings,
     pub credential_cache: CredentialCacheSettings,
+    pub exchange: ExchangeSettings,
+}
+
+/// RFC 8693 token exchange: the audiences a token may be exchanged for, and
+/// how trusted issuers' keys are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSettings {
+    /// Audiences besides Keyport's own (`audience`) that an exchanged token
+    /// may name (`resource` / `audience` in the request, RFC 8707).
+    pub audiences: Vec<String>,
+    /// Where trusted issuers and their JWKS URLs may be: https and public
+    /// addresses unless allowed otherwise (tests, private networks).
+    pub targets: TargetPolicy,
+    pub jwks_timeout: Duration,
+    /// An unknown `kid` refetches an issuer's keys at most this often.
+    pub jwks_min_refresh: Duration,
+    /// Keys fetched longer ago than this are fetched again before use.
+    pub jwks_max_age: Duration,
 }
 
 /// What AWS Signature Version 4 requests must be scoped to.
@@ -412,9 +436,26 @@ impl Settings {
             concurrency: raw.webhook_concurrency,
             poll_interval: Duration::from_millis(raw.webhook_poll_interval_ms.clamp(50, 60_000)),
         };
+        let exchange = ExchangeSettings {
+            audiences: raw
+                .exchange_audiences
+                .split([',', ' '])
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            targets: TargetPolicy {
+                allow_http: raw.exchange_allow_http,
+                allow_private: raw.exchange_allow_private_targets,
+            },
+            jwks_timeout: Duration::from_secs(raw.exchange_jwks_timeout_seconds.clamp(1, 60)),
+            jwks_min_refresh: Duration::from_secs(raw.exchange_jwks_min_refresh_seconds),
+            jwks_max_age: Duration::from_secs(raw.exchange_jwks_max_age_seconds.max(1)),
+        };
         Ok(Settings {
             sigv4,
             webhooks,
+            exchange,
             bind: raw.bind.clone(),
             database: DatabaseSettings {
                 url: raw.database_url,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod domain;
+pub mod issuer_keys;
 pub mod postman;
 pub mod routes;
 pub mod sealing;

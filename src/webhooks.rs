@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -70,18 +70,34 @@ pub struct Sender {
     policy: TargetPolicy,
 }
 
+/// An HTTP client that connects only where `policy` allows (every host
+/// resolved through [`GuardedResolver`]), follows no redirects and ignores
+/// proxies: for webhooks, and for fetching trusted issuers' keys. IP-literal
+/// hosts need no resolving: check them with [`TargetPolicy::refuses`].
+pub fn guarded_client(
+    policy: TargetPolicy,
+    connect_timeout: Duration,
+    timeout: Duration,
+    user_agent: &'static str,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(connect_timeout)
+        .timeout(timeout)
+        .user_agent(user_agent)
+        .dns_resolver(Arc::new(GuardedResolver { policy }))
+        .build()
+}
+
 impl Sender {
     pub fn new(settings: &WebhookSettings) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
-            .user_agent(concat!("Keyport-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(GuardedResolver {
-                policy: settings.targets,
-            }))
-            .build()?;
+        let client = guarded_client(
+            settings.targets,
+            settings.connect_timeout,
+            settings.timeout,
+            concat!("Keyport-Webhooks/", env!("CARGO_PKG_VERSION")),
+        )?;
         Ok(Sender {
             client,
             policy: settings.targets,

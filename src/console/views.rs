@@ -289,7 +289,7 @@ pub struct UsersPage {
     pub flash: Option<String>,
     pub error: Option<PageError>,
     pub users: Vec<UserView>,
-    pub grantable: [&'static str; 4],
+    pub grantable: &'static [&'static str],
     pub api_only_users: bool,
     pub invite: Option<InviteView>,
 }

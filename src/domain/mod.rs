@@ -2,6 +2,7 @@
 //! trust what it holds.
 
 mod credentials;
+pub mod exchange;
 mod names;
 mod network;
 mod principal;
@@ -27,8 +28,9 @@ pub use rate_limit::{
 };
 pub use record::{RecordBatch, RecordError, check_unique_members};
 pub use scope::{
-    ADMIN_SCOPES, AUDIT_READ, GRANTABLE_SCOPES, KEYS_MANAGE, REPORTS_READ, SUPPORTED_SCOPES, Scope,
-    ScopeError, ScopeSet, TENANT_MANAGE, USERS_MANAGE, WEBHOOKS_MANAGE, WEBHOOKS_WRITE,
+    ADMIN_SCOPES, AUDIT_READ, GRANTABLE_SCOPES, KEYS_MANAGE, REPORTS_READ, SETUP_GRANTS,
+    SUPPORTED_SCOPES, Scope, ScopeError, ScopeSet, TENANT_MANAGE, TOKENS_EXCHANGE, USERS_MANAGE,
+    WEBHOOKS_MANAGE, WEBHOOKS_WRITE,
 };
 pub use user::{Email, Role, UserStatus};
 pub use webhook::{

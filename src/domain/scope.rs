@@ -8,6 +8,9 @@ pub const WEBHOOKS_WRITE: &str = "webhooks:write";
 pub const KEYS_MANAGE: &str = "keys:manage";
 /// Registers and manages outbound webhook endpoints.
 pub const WEBHOOKS_MANAGE: &str = "webhooks:manage";
+/// Lets a key exchange access tokens it was given (RFC 8693): granted on
+/// purpose, never by default.
+pub const TOKENS_EXCHANGE: &str = "tokens:exchange";
 
 /// Administration scopes: every admin holds them, no member can. A key or
 /// token carries them only when its owner is an admin and it was not narrowed.
@@ -17,15 +20,25 @@ pub const AUDIT_READ: &str = "audit:read";
 pub const ADMIN_SCOPES: [&str; 3] = [USERS_MANAGE, TENANT_MANAGE, AUDIT_READ];
 
 /// The scopes a user can be granted one by one.
-pub const GRANTABLE_SCOPES: [&str; 4] =
-    [REPORTS_READ, WEBHOOKS_WRITE, KEYS_MANAGE, WEBHOOKS_MANAGE];
-
-/// Every scope Keyport itself checks, as the metadata's `scopes_supported`.
-pub const SUPPORTED_SCOPES: [&str; 7] = [
+pub const GRANTABLE_SCOPES: [&str; 5] = [
     REPORTS_READ,
     WEBHOOKS_WRITE,
     KEYS_MANAGE,
     WEBHOOKS_MANAGE,
+    TOKENS_EXCHANGE,
+];
+
+/// What the first admin is granted at setup: everything but exchanging
+/// tokens, which is opted into.
+pub const SETUP_GRANTS: [&str; 4] = [REPORTS_READ, WEBHOOKS_WRITE, KEYS_MANAGE, WEBHOOKS_MANAGE];
+
+/// Every scope Keyport itself checks, as the metadata's `scopes_supported`.
+pub const SUPPORTED_SCOPES: [&str; 8] = [
+    REPORTS_READ,
+    WEBHOOKS_WRITE,
+    KEYS_MANAGE,
+    WEBHOOKS_MANAGE,
+    TOKENS_EXCHANGE,
     USERS_MANAGE,
     TENANT_MANAGE,
     AUDIT_READ,

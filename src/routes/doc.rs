@@ -184,11 +184,14 @@ error_response!(
 
 // --- OAuth -----------------------------------------------------------------
 
-/// The grant type this server supports.
+/// The grant types this server supports.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     ClientCredentials,
+    /// RFC 8693 token exchange.
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
 }
 
 /// An RFC 6749 §4.4.2 token request. Unrecognised parameters are ignored;
@@ -211,6 +214,24 @@ pub struct TokenRequest {
     /// Same as `resource`. Not with `resource`.
     #[schema(required = false)]
     audience: String,
+    /// Token exchange (RFC 8693 §2.1): the token exchanged. Required then.
+    #[schema(required = false)]
+    subject_token: String,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token` (a
+    /// Keyport token), `…:jwt` or `…:id_token` (a trusted issuer's).
+    #[schema(required = false)]
+    subject_token_type: String,
+    /// Token exchange: a Keyport access token of whoever acts for the
+    /// subject; the new token carries `act`.
+    #[schema(required = false)]
+    actor_token: String,
+    /// Token exchange, with `actor_token`:
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    #[schema(required = false)]
+    actor_token_type: String,
+    /// Token exchange: an access token is all Keyport issues.
+    #[schema(required = false)]
+    requested_token_type: String,
 }
 
 /// An RFC 7662 §2.1 introspection or RFC 7009 §2.1 revocation request.

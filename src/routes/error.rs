@@ -310,6 +310,17 @@ impl From<GrantError> for OAuthError {
             GrantError::InvalidTarget(_) => {
                 OAuthError::new(OAuthErrorCode::InvalidTarget, err.to_string())
             }
+            GrantError::ExchangeTarget(message) => {
+                OAuthError::new(OAuthErrorCode::InvalidTarget, message)
+            }
+            GrantError::InvalidGrant(message) => {
+                OAuthError::new(OAuthErrorCode::InvalidGrant, message)
+            }
+            GrantError::UnauthorizedClient(message) => {
+                OAuthError::new(OAuthErrorCode::UnauthorizedClient, message)
+            }
+            GrantError::InvalidRequest(message) => OAuthError::invalid_request(message),
+            GrantError::ClientRequired => OAuthError::invalid_client(err.to_string()),
             GrantError::UnsupportedTokenType(_) => {
                 OAuthError::new(OAuthErrorCode::UnsupportedTokenType, err.to_string())
             }

@@ -16,6 +16,7 @@ mod records;
 mod session;
 mod signed_body;
 mod token_request;
+mod trusted_issuers;
 mod users;
 mod webhook_endpoints;
 mod wellknown;
@@ -154,6 +155,23 @@ pub static ROUTES: &[RouteSpec] = &[
         r.to(users::set_policy)
     }),
     route("/api/v1/audit", Method::GET, |r| r.to(users::audit)),
+    route("/api/v1/trusted-issuers", Method::GET, |r| {
+        r.to(trusted_issuers::list)
+    }),
+    route("/api/v1/trusted-issuers", Method::POST, |r| {
+        r.to(trusted_issuers::create)
+    }),
+    route("/api/v1/trusted-issuers/{id}", Method::DELETE, |r| {
+        r.to(trusted_issuers::delete)
+    }),
+    route("/api/v1/trusted-issuers/{id}/rules", Method::POST, |r| {
+        r.to(trusted_issuers::create_rule)
+    }),
+    route(
+        "/api/v1/trusted-issuers/{id}/rules/{rule_id}",
+        Method::DELETE,
+        |r| r.to(trusted_issuers::delete_rule),
+    ),
     route("/api/v1/webhook-endpoints", Method::GET, |r| {
         r.to(webhook_endpoints::list)
     }),

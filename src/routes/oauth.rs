@@ -1,6 +1,8 @@
 //! The OAuth endpoints, all authenticated by a key's client ID and secret
 //! (HTTP Basic or body parameters):
-//! - `POST /oauth/token`: RFC 6749 §4.4 client credentials;
+//! - `POST /oauth/token`: RFC 6749 §4.4 client credentials, and RFC 8693
+//!   token exchange (a Keyport token, by a key holding `tokens:exchange`; or
+//!   a trusted issuer's JWT, which needs no client authentication);
 //! - `POST /oauth/introspect`: RFC 7662, for tokens of the caller's tenant;
 //! - `POST /oauth/revoke`: RFC 7009, for the caller's own tokens (an admin's
 //!   key: any token of the tenant).
@@ -11,10 +13,15 @@ use super::body::{media_type, read_limited};
 use super::doc;
 use super::error::OAuthError;
 use super::observe::note_client_id;
-use super::token_request::{ClientCredentials, TokenQuery, parse_token_query, parse_token_request};
+use super::token_request::{
+    ClientCredentials, TokenExchangeParameters, TokenQuery, TokenRequest, parse_token_query,
+    parse_token_request,
+};
 use super::{AppState, client_address};
 use crate::domain::ClientId;
+use crate::domain::exchange::ACCESS_TOKEN_TYPE;
 use crate::service::clients::{self, AuthenticatedKey};
+use crate::service::exchange::{self, ExchangeRequest};
 use crate::service::grant;
 use actix_web::http::header::{self, AUTHORIZATION};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -64,6 +71,10 @@ pub struct TokenResponse {
     expires_in: i64,
     /// The space-separated scopes the token carries.
     scope: String,
+    /// RFC 8693 §2.2.1, token exchange only: always an access token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("urn:ietf:params:oauth:token-type:access_token"))]
+    issued_token_type: Option<&'static str>,
 }
 
 fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
@@ -122,7 +133,15 @@ async fn issue_token(
         media_type(req).as_deref(),
         &body,
     )?;
-    let key = authenticate(req, state, &request.credentials).await?;
+    if let Some(exchange) = &request.exchange {
+        return exchange_token(req, state, &request, exchange).await;
+    }
+    let Some(credentials) = &request.credentials else {
+        return Err(OAuthError::invalid_client(
+            "client authentication is required",
+        ));
+    };
+    let key = authenticate(req, state, credentials).await?;
     let issued = grant::issue(
         &state.service,
         &state.keys,
@@ -135,6 +154,43 @@ async fn issue_token(
         token_type: "Bearer",
         expires_in: issued.expires_in,
         scope: issued.scope,
+        issued_token_type: None,
+    }))
+}
+
+/// RFC 8693 token exchange: a Keyport access token (the client must
+/// authenticate) or a trusted issuer's JWT (client authentication optional).
+async fn exchange_token(
+    req: &HttpRequest,
+    state: &AppState,
+    request: &TokenRequest,
+    exchange: &TokenExchangeParameters,
+) -> Result<HttpResponse, OAuthError> {
+    let key = match &request.credentials {
+        Some(credentials) => Some(authenticate(req, state, credentials).await?),
+        None => None,
+    };
+    let issued = exchange::exchange(
+        &state.service,
+        &state.keys,
+        key.as_ref(),
+        ExchangeRequest {
+            subject_token: &exchange.subject_token,
+            subject_token_type: exchange.subject_token_type,
+            actor_token: exchange.actor_token.as_deref(),
+            requested_token_type: exchange.requested_token_type.as_deref(),
+            scope: request.scope.as_deref(),
+            audience: request.resource.as_deref(),
+        },
+        client_address(req),
+    )
+    .await?;
+    Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: issued.scope,
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
     }))
 }
 

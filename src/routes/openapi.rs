@@ -84,6 +84,11 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::users::unlock,
         super::users::set_policy,
         super::users::audit,
+        super::trusted_issuers::list,
+        super::trusted_issuers::create,
+        super::trusted_issuers::delete,
+        super::trusted_issuers::create_rule,
+        super::trusted_issuers::delete_rule,
         super::webhook_endpoints::list,
         super::webhook_endpoints::create,
         super::webhook_endpoints::show,
@@ -118,13 +123,13 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
     ),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "oauth", description = "RFC 6749 client credentials, RFC 7662 introspection, RFC 7009 revocation; client ID and secret by HTTP Basic (or in the body)"),
+        (name = "oauth", description = "RFC 6749 client credentials, RFC 8693 token exchange, RFC 7662 introspection, RFC 7009 revocation; client ID and secret by HTTP Basic (or in the body)"),
         (name = "discovery", description = "RFC 8414 metadata and RFC 7517 JWKS; public"),
         (name = "reports", description = "Pull records (`reports:read`)"),
         (name = "webhooks", description = "Push records (`webhooks:write`)"),
         (name = "session", description = "Human sign-in with email and password"),
         (name = "keys", description = "Key management (`keys:manage`); admins see the tenant's keys, members their own"),
-        (name = "admin", description = "Tenant administration: users (`users:manage`), policy (`tenant:manage`), audit (`audit:read`); admins only"),
+        (name = "admin", description = "Tenant administration: users (`users:manage`), policy and token-exchange trust (`tenant:manage`), audit (`audit:read`); admins only"),
         (name = "meta", description = "Health, readiness and this document; public"),
     )
 )]

@@ -7,6 +7,7 @@ use base64::Engine;
 use percent_encoding::percent_decode_str;
 
 use super::error::OAuthError;
+use crate::domain::exchange::{ACCESS_TOKEN_TYPE, SubjectTokenType, TOKEN_EXCHANGE_GRANT};
 
 /// The client credentials as presented, not yet checked.
 pub struct ClientCredentials {
@@ -25,9 +26,36 @@ impl std::fmt::Debug for ClientCredentials {
 
 #[derive(Debug)]
 pub struct TokenRequest {
-    pub credentials: ClientCredentials,
+    /// Always there for client credentials; for a token exchange, `None`
+    /// when the client did not authenticate (a trusted issuer's token is
+    /// its own credential).
+    pub credentials: Option<ClientCredentials>,
     pub scope: Option<String>,
     pub resource: Option<String>,
+    /// `Some` for `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`.
+    pub exchange: Option<TokenExchangeParameters>,
+}
+
+/// RFC 8693 §2.1's parameters, shape-checked.
+pub struct TokenExchangeParameters {
+    pub subject_token: String,
+    pub subject_token_type: SubjectTokenType,
+    pub actor_token: Option<String>,
+    pub requested_token_type: Option<String>,
+}
+
+impl std::fmt::Debug for TokenExchangeParameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchangeParameters")
+            .field("subject_token", &"<redacted>")
+            .field("subject_token_type", &self.subject_token_type)
+            .field(
+                "actor_token",
+                &self.actor_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("requested_token_type", &self.requested_token_type)
+            .finish()
+    }
 }
 
 /// Parses `Authorization: Basic …` per RFC 6749 §2.3.1: base64 of
@@ -178,8 +206,9 @@ fn client_credentials(
     }
 }
 
-/// Parses and checks the shape of a client-credentials token request.
-/// `authorization` holds every Authorization header sent.
+/// Parses and checks the shape of a token request: client credentials
+/// (RFC 6749 §4.4) or a token exchange (RFC 8693 §2.1). `authorization`
+/// holds every Authorization header sent.
 pub fn parse_token_request(
     authorization: &[&[u8]],
     media_type: Option<&str>,
@@ -195,21 +224,27 @@ pub fn parse_token_request(
             "scope",
             "resource",
             "audience",
+            "subject_token",
+            "subject_token_type",
+            "actor_token",
+            "actor_token_type",
+            "requested_token_type",
         ],
     )?;
-    match params.get("grant_type").map(String::as_str) {
+    let exchange = match params.get("grant_type").map(String::as_str) {
         None | Some("") => return Err(OAuthError::invalid_request("grant_type is required")),
-        Some("client_credentials") => {}
+        Some("client_credentials") => false,
+        Some(TOKEN_EXCHANGE_GRANT) => true,
         Some(other) => {
             return Err(OAuthError::new(
                 super::error::OAuthErrorCode::UnsupportedGrantType,
                 format!(
-                    "grant_type `{}` is not supported; use client_credentials",
+                    "grant_type `{}` is not supported; use client_credentials or {TOKEN_EXCHANGE_GRANT}",
                     preview(other)
                 ),
             ));
         }
-    }
+    };
     let resource = match (params.remove("resource"), params.remove("audience")) {
         (Some(_), Some(_)) => {
             return Err(OAuthError::invalid_request(
@@ -218,15 +253,76 @@ pub fn parse_token_request(
         }
         (resource, audience) => resource.or(audience),
     };
-    let credentials = client_credentials(
-        authorization,
-        params.remove("client_id"),
-        params.remove("client_secret"),
-    )?;
+    let client_id = params.remove("client_id");
+    let client_secret = params.remove("client_secret");
+    let credentials = if exchange && authorization.is_empty() && client_secret.is_none() {
+        // RFC 8693 §2.1 leaves client authentication to the server: a
+        // trusted issuer's token needs none, a Keyport token does (the
+        // service decides). A lone client_id authenticates nothing.
+        None
+    } else {
+        Some(client_credentials(authorization, client_id, client_secret)?)
+    };
+    let exchange = if exchange {
+        Some(exchange_parameters(&mut params)?)
+    } else {
+        None
+    };
     Ok(TokenRequest {
         credentials,
         scope: params.remove("scope"),
         resource,
+        exchange,
+    })
+}
+
+/// RFC 8693 §2.1: `subject_token` and its type are required; an actor token
+/// needs its type, and a type needs its token.
+fn exchange_parameters(
+    params: &mut HashMap<&'static str, String>,
+) -> Result<TokenExchangeParameters, OAuthError> {
+    let subject_token = params
+        .remove("subject_token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("subject_token is required (RFC 8693 §2.1)"))?;
+    let subject_token_type = params
+        .remove("subject_token_type")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            OAuthError::invalid_request("subject_token_type is required (RFC 8693 §2.1)")
+        })?;
+    let subject_token_type =
+        SubjectTokenType::parse(&subject_token_type).map_err(OAuthError::invalid_request)?;
+    let actor_token = params.remove("actor_token").filter(|t| !t.is_empty());
+    let actor_token_type = params.remove("actor_token_type").filter(|t| !t.is_empty());
+    match (&actor_token, actor_token_type.as_deref()) {
+        (None, None) => {}
+        (Some(_), Some(ACCESS_TOKEN_TYPE)) => {}
+        (Some(_), Some(other)) => {
+            return Err(OAuthError::invalid_request(format!(
+                "actor_token_type `{}` is not supported: an actor presents a Keyport access \
+                 token ({ACCESS_TOKEN_TYPE})",
+                preview(other)
+            )));
+        }
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_request(
+                "actor_token_type is required with actor_token (RFC 8693 §2.1)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "actor_token_type was sent without actor_token (RFC 8693 §2.1)",
+            ));
+        }
+    }
+    Ok(TokenExchangeParameters {
+        subject_token,
+        subject_token_type,
+        actor_token,
+        requested_token_type: params
+            .remove("requested_token_type")
+            .filter(|t| !t.is_empty()),
     })
 }
 
@@ -342,7 +438,7 @@ mod tests {
             br#"{"grant_type":"client_credentials","client_id":"a","client_secret":"b","scope":"reports:read"}"#,
         )
         .unwrap();
-        assert_eq!(ok.credentials.client_id, "a");
+        assert_eq!(ok.credentials.as_ref().unwrap().client_id, "a");
         assert_eq!(ok.scope.as_deref(), Some("reports:read"));
         let err = parse_token_request(
             &[],

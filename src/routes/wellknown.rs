@@ -28,7 +28,7 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "revocation_endpoint": format!("{issuer}/oauth/revoke"),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", crate::domain::exchange::TOKEN_EXCHANGE_GRANT],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": crate::domain::SUPPORTED_SCOPES,

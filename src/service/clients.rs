@@ -223,6 +223,9 @@ pub async fn current_key(
     store: &Store,
     client_id: &str,
 ) -> Result<AuthenticatedKey, ClientAuthError> {
+    if crate::domain::exchange::is_rule_id(client_id) {
+        return super::exchange::current_rule(store, client_id).await;
+    }
     let row = store
         .find_key_for_auth(client_id)
         .await?

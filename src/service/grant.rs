@@ -17,6 +17,20 @@ pub enum GrantError {
     InvalidScope(String),
     #[error("this server issues tokens only for `{0}`")]
     InvalidTarget(String),
+    /// RFC 8693 §2.2.2: an audience the exchange may not target.
+    #[error("{0}")]
+    ExchangeTarget(String),
+    /// RFC 8693 §2.2.2: the subject or actor token is bad, expired, foreign
+    /// or revoked, or no rule admits it. Says which, never what the token holds.
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    UnauthorizedClient(&'static str),
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Exchanging a Keyport token needs a key that authenticated.
+    #[error("client authentication is required to exchange a Keyport access token")]
+    ClientRequired,
     /// RFC 7009 §2.2.1: a credential Keyport issues but does not revoke at
     /// `/oauth/revoke`; the message says what ends it instead.
     #[error("{}", .0.how_to_end())]
@@ -117,17 +131,55 @@ pub fn issue(
     {
         return Err(GrantError::InvalidTarget(settings.audience.clone()));
     }
-    let issued_at = now();
     let max_ttl = settings.max_ttl.as_secs() as i64;
     let ttl = key
         .token_ttl_seconds
         .unwrap_or(settings.default_ttl.as_secs() as i64)
         .clamp(1, max_ttl);
+    sign(
+        keys,
+        settings,
+        TokenSpec {
+            sub: key.owner_id.clone(),
+            client_id: key.client_id.clone(),
+            tenant_id: key.tenant_id.clone(),
+            role: key.owner_role,
+            scopes,
+            audience: settings.audience.clone(),
+            ttl,
+            kp_src: key.allowed_sources.to_strings(),
+            kp_rl: key.rate_limit,
+            act: None,
+        },
+    )
+}
+
+/// What a token says, decided by a grant.
+pub(super) struct TokenSpec {
+    pub sub: String,
+    pub client_id: String,
+    pub tenant_id: String,
+    pub role: Role,
+    pub scopes: ScopeSet,
+    pub audience: String,
+    /// Seconds, already within the server's maximum.
+    pub ttl: i64,
+    pub kp_src: Vec<String>,
+    pub kp_rl: Option<crate::domain::RateLimit>,
+    pub act: Option<crate::domain::exchange::Actor>,
+}
+
+pub(super) fn sign(
+    keys: &KeyRing,
+    settings: &crate::config::TokenSettings,
+    spec: TokenSpec,
+) -> Result<IssuedToken, GrantError> {
+    let issued_at = now();
     let claims = AccessTokenClaims {
         iss: settings.issuer.clone(),
-        sub: key.owner_id.clone(),
-        aud: settings.audience.clone(),
-        exp: issued_at + ttl,
+        sub: spec.sub,
+        aud: spec.audience,
+        exp: issued_at + spec.ttl,
         iat: issued_at,
         nbf: issued_at,
         // From the thread's CSPRNG: `Uuid::new_v4` makes a getrandom system
@@ -135,17 +187,18 @@ pub fn issue(
         jti: uuid::Builder::from_random_bytes(rand::random())
             .into_uuid()
             .to_string(),
-        client_id: key.client_id.clone(),
-        scope: scopes.to_string(),
-        tenant_id: key.tenant_id.clone(),
-        roles: vec![key.owner_role.as_str().to_owned()],
-        kp_src: key.allowed_sources.to_strings(),
-        kp_rl: key.rate_limit,
+        client_id: spec.client_id,
+        scope: spec.scopes.to_string(),
+        tenant_id: spec.tenant_id,
+        roles: vec![spec.role.as_str().to_owned()],
+        kp_src: spec.kp_src,
+        kp_rl: spec.kp_rl,
+        act: spec.act,
     };
     let access_token = keys.sign(&claims)?;
     Ok(IssuedToken {
         access_token,
-        expires_in: ttl,
+        expires_in: spec.ttl,
         scope: claims.scope,
     })
 }

@@ -10,6 +10,8 @@
 //! | read a user | `users:manage`, or the user themself |
 //! | tenant policy | `tenant:manage` (admins) |
 //! | audit trail | `audit:read` (admins) |
+//! | token exchange: trusted issuers and their rules | `tenant:manage` (admins) |
+//! | exchange a Keyport token (RFC 8693) | the exchanging key holds `tokens:exchange` |
 //! | webhook endpoints: register, list, change, delete, test, attempts, redeliver | `webhooks:manage`; members only their own endpoints |
 //!
 //! A credential holds the scopes it was given within what its owner may do
@@ -21,6 +23,7 @@ pub mod authz;
 pub mod clients;
 pub mod credential_cache;
 pub mod deliveries;
+pub mod exchange;
 pub mod grant;
 pub mod keys;
 pub mod rate_limit;
@@ -61,6 +64,8 @@ pub struct Service {
     pub sigv4_keys: sigv4::Sigv4KeyCache,
     /// Untrusted (so unused) until `startup` starts its watcher.
     pub credentials: CredentialCache,
+    /// Trusted issuers' public keys, for token exchange.
+    pub issuer_keys: Arc<crate::issuer_keys::IssuerKeys>,
 }
 
 impl Service {
@@ -74,10 +79,12 @@ impl Service {
             settings.credential_cache.capacity,
             credential_cache_lease(settings.credential_cache.sqlite_poll),
         );
+        let issuer_keys = Arc::new(crate::issuer_keys::IssuerKeys::new(&settings.exchange));
         Service {
             store,
             rate_limits,
             credentials,
+            issuer_keys,
             settings,
             throttle,
             last_used: LastUsed::default(),

@@ -5,7 +5,7 @@
 use super::tenants::create_tenant;
 use super::users::{NewUserRequest, create_user};
 use super::{Result, Service, ServiceError, sessions};
-use crate::domain::{Email, GRANTABLE_SCOPES, Principal, TenantName};
+use crate::domain::{Email, Principal, SETUP_GRANTS, TenantName};
 
 /// Whether nobody uses this server yet (no user in any tenant): the console
 /// then offers a one-time setup page.
@@ -43,7 +43,7 @@ pub async fn first_run(
             tenant: Some(&tenant.id),
             email,
             role: "admin",
-            permissions: &GRANTABLE_SCOPES.join(" "),
+            permissions: &SETUP_GRANTS.join(" "),
         },
     )
     .await?;

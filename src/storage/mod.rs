@@ -5,6 +5,7 @@
 
 mod audit;
 mod direct;
+mod exchange;
 mod keys;
 mod notify;
 mod push_queue;
@@ -28,6 +29,7 @@ use direct::DirectReader;
 use notify::WatchTarget;
 
 pub use audit::{AuditFilter, AuditRow};
+pub use exchange::{ExchangeCandidate, ExchangeRuleRow, RuleAuthRow, TrustedIssuerRow};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
     RateColumns, Sigv4KeyRow,

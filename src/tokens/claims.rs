@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::RateLimit;
+use crate::domain::exchange::Actor;
 
 /// The claims of a Keyport access token (RFC 9068 §2.2), plus the tenant and
 /// the owner's role (RFC 9068 §2.2.3.1 `roles`).
@@ -30,4 +31,8 @@ pub struct AccessTokenClaims {
     /// token's verification. Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kp_rl: Option<RateLimit>,
+    /// RFC 8693 §4.1: who acts for the subject, when the token came from an
+    /// exchange with an actor token; a nested `act` is who acted before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
 }

@@ -19,7 +19,7 @@ async fn users_page(
         flash,
         error,
         users: listed.into_iter().map(|u| UserView::of(u, at)).collect(),
-        grantable: crate::domain::GRANTABLE_SCOPES,
+        grantable: &crate::domain::GRANTABLE_SCOPES,
         api_only_users,
         invite,
     })

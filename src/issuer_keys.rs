@@ -1,0 +1,256 @@
+//! Trusted issuers' public keys (their JWKS), fetched over HTTP and kept in
+//! memory: fetched on first use, again when older than `jwks_max_age`, and
+//! when a token names a `kid` not among them, but never more often than
+//! `jwks_min_refresh`, so tokens with made-up kids cannot make Keyport
+//! hammer an issuer. The fetch goes through the same SSRF guard as
+//! webhooks: https and public addresses unless configured otherwise, no
+//! redirects, no proxies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::ExchangeSettings;
+use crate::domain::{TargetPolicy, WebhookUrl};
+use crate::tokens::{PublicJwk, SigningAlgorithm};
+
+/// A JWKS larger than this is not a JWKS (GitHub's is about 2 KiB).
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// Keys tried for a token without a `kid`.
+const MAX_CANDIDATES: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerKeysError {
+    /// The issuer's keys could not be fetched (and none are known): said to
+    /// the admin who set it up through the logs, to the client as
+    /// `invalid_grant`.
+    #[error("the issuer's keys could not be fetched from {url}: {reason}")]
+    Unavailable { url: String, reason: String },
+    #[error("the issuer publishes no key that matches the token's `kid` and algorithm")]
+    UnknownKey,
+}
+
+struct Fetched {
+    keys: Arc<Vec<PublicJwk>>,
+    fetched_at: Instant,
+}
+
+#[derive(Default)]
+struct Entry {
+    fetched: Option<Fetched>,
+    last_attempt: Option<Instant>,
+}
+
+pub struct IssuerKeys {
+    client: Option<reqwest::Client>,
+    policy: TargetPolicy,
+    min_refresh: Duration,
+    max_age: Duration,
+    entries: Mutex<HashMap<String, Entry>>,
+    /// One fetch at a time: fetches are rare, and this keeps a burst of
+    /// exchanges from fetching the same JWKS many times over.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl IssuerKeys {
+    pub fn new(settings: &ExchangeSettings) -> Self {
+        let client = crate::webhooks::guarded_client(
+            settings.targets,
+            settings.jwks_timeout,
+            settings.jwks_timeout,
+            concat!("Keyport/", env!("CARGO_PKG_VERSION")),
+        )
+        .map_err(|err| log::error!("cannot build the JWKS client: {err}"))
+        .ok();
+        IssuerKeys {
+            client,
+            policy: settings.targets,
+            min_refresh: settings.jwks_min_refresh,
+            max_age: settings.jwks_max_age,
+            entries: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The keys at `jwks_url` that may have signed a token naming `kid` (or
+    /// none) with `algorithm`.
+    pub async fn candidates(
+        &self,
+        jwks_url: &str,
+        kid: Option<&str>,
+        algorithm: SigningAlgorithm,
+    ) -> Result<Vec<PublicJwk>, IssuerKeysError> {
+        let (known, fresh, may_fetch) = self.lookup(jwks_url);
+        if let Some(keys) = &known {
+            let found = select(keys, kid, algorithm);
+            if !found.is_empty() && fresh {
+                return Ok(found);
+            }
+            if !may_fetch {
+                return if found.is_empty() {
+                    Err(IssuerKeysError::UnknownKey)
+                } else {
+                    Ok(found)
+                };
+            }
+        }
+        let _one_fetch = self.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        let (known_now, _, may_fetch_now) = self.lookup(jwks_url);
+        let keys = match (may_fetch_now, known_now) {
+            (true, known) => match self.fetch(jwks_url).await {
+                Ok(keys) => keys,
+                Err(reason) => {
+                    log::warn!("token exchange: fetching {jwks_url} failed: {reason}");
+                    // Keys fetched before stay usable while the issuer is
+                    // down: it rotates rarely, and refusing everyone would
+                    // turn its outage into ours.
+                    known.ok_or(IssuerKeysError::Unavailable {
+                        url: jwks_url.to_owned(),
+                        reason,
+                    })?
+                }
+            },
+            (false, Some(known)) => known,
+            (false, None) => {
+                return Err(IssuerKeysError::Unavailable {
+                    url: jwks_url.to_owned(),
+                    reason: "the last attempt failed moments ago".to_owned(),
+                });
+            }
+        };
+        let found = select(&keys, kid, algorithm);
+        if found.is_empty() {
+            Err(IssuerKeysError::UnknownKey)
+        } else {
+            Ok(found)
+        }
+    }
+
+    /// What is known about `url`: its keys, whether they are fresh, and
+    /// whether a fetch is allowed now.
+    fn lookup(&self, url: &str) -> (Option<Arc<Vec<PublicJwk>>>, bool, bool) {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = entries.get(url) else {
+            return (None, false, true);
+        };
+        let may_fetch = entry
+            .last_attempt
+            .is_none_or(|at| at.elapsed() >= self.min_refresh);
+        match &entry.fetched {
+            Some(fetched) => (
+                Some(Arc::clone(&fetched.keys)),
+                fetched.fetched_at.elapsed() < self.max_age,
+                may_fetch,
+            ),
+            None => (None, false, may_fetch),
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Arc<Vec<PublicJwk>>, String> {
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries.entry(url.to_owned()).or_default().last_attempt = Some(Instant::now());
+        }
+        let keys = Arc::new(self.download(url).await?);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.entry(url.to_owned()).or_default().fetched = Some(Fetched {
+            keys: Arc::clone(&keys),
+            fetched_at: Instant::now(),
+        });
+        Ok(keys)
+    }
+
+    async fn download(&self, url: &str) -> Result<Vec<PublicJwk>, String> {
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| "no HTTP client".to_owned())?;
+        let target = WebhookUrl::parse(url, &self.policy).map_err(|e| e.to_string())?;
+        if let Some(reason) = target
+            .literal_address()
+            .and_then(|a| self.policy.refuses(a))
+        {
+            return Err(format!("{} is {reason}", target.host()));
+        }
+        let mut response = client
+            .get(target.as_str())
+            .header("accept", "application/json, application/jwk-set+json")
+            .send()
+            .await
+            .map_err(|e| innermost(&e))?;
+        if !response.status().is_success() {
+            return Err(format!("it answered {}", response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| innermost(&e))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_JWKS_BYTES {
+                return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+            }
+        }
+        parse_jwks(&body)
+    }
+}
+
+/// The usable keys of a JWKS document; keys Keyport cannot use (encryption
+/// keys, other curves, symmetric keys) are skipped, as RFC 7517 §5 allows.
+pub fn parse_jwks(body: &[u8]) -> Result<Vec<PublicJwk>, String> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "the JWKS is not JSON".to_owned())?;
+    let keys = document
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| "the JWKS has no `keys` list".to_owned())?;
+    Ok(keys
+        .iter()
+        .filter_map(|key| PublicJwk::parse(key).ok())
+        .collect())
+}
+
+fn select(keys: &[PublicJwk], kid: Option<&str>, algorithm: SigningAlgorithm) -> Vec<PublicJwk> {
+    keys.iter()
+        .filter(|key| key.algorithm() == algorithm)
+        .filter(|key| kid.is_none() || key.kid() == kid)
+        .take(MAX_CANDIDATES)
+        .cloned()
+        .collect()
+}
+
+fn innermost(err: &reqwest::Error) -> String {
+    let mut message = if err.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message = format!("request failed: {cause}");
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_keys_in_a_jwks_are_skipped_and_a_broken_document_is_refused() {
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "oct", "k": "c2VjcmV0"},
+            {"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"},
+            {"kty": "EC", "crv": "P-256", "kid": "k1",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+        ]});
+        let keys = parse_jwks(jwks.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(select(&keys, Some("k1"), SigningAlgorithm::Es256).len(), 1);
+        assert!(select(&keys, Some("k2"), SigningAlgorithm::Es256).is_empty());
+        assert!(select(&keys, None, SigningAlgorithm::Rs256).is_empty());
+        assert!(parse_jwks(b"<html>").is_err());
+        assert!(parse_jwks(b"{\"keys\": 5}").is_err());
+    }
+}

@@ -1,0 +1,753 @@
+//! RFC 8693 token exchange, and the trust it rests on.
+//!
+//! Two kinds of subject token:
+//! - **A Keyport access token**, exchanged by a key holding
+//!   `tokens:exchange` in the same company: the new token may only narrow
+//!   (scopes a subset, lifetime never past the subject token's `exp`) and
+//!   may name another audience from `exchange_audiences`. With an actor
+//!   token, it carries `act` (§4.1), nesting the subject token's own.
+//! - **A trusted issuer's JWT** (a CI job's or a workload's identity token):
+//!   verified against the issuer's published keys, its audience checked,
+//!   then the company's rules decide which user it acts as and which scopes
+//!   it gets. The subject token is the credential: no client authentication
+//!   is needed (a key that does authenticate must hold `tokens:exchange`,
+//!   and only its company's rules are tried). The token's `client_id` is the
+//!   rule's id, so deleting the rule ends it at every re-check.
+//!
+//! Admins (`tenant:manage`) manage issuers and rules; every change is audited.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::audit::{self, Event};
+use super::clients::{self, AuthenticatedKey, ClientAuthError};
+use super::grant::{GrantError, IssuedToken, TokenSpec, sign};
+use super::{Result, Service, ServiceError, authz, preview, stored_permissions};
+use crate::domain::exchange::{
+    ACCESS_TOKEN_TYPE, Actor, Conditions, IssuerId, JWT_TOKEN_TYPE, MAX_ACTOR_DEPTH,
+    SubjectTokenType, new_rule_id, parse_audience, parse_description,
+};
+use crate::domain::{
+    Principal, ScopeSet, TENANT_MANAGE, TOKENS_EXCHANGE, UnixTime, UserStatus, WebhookUrl, now,
+};
+use crate::storage::{ExchangeCandidate, ExchangeRuleRow, TrustedIssuerRow};
+use crate::tokens::{KeyRing, UnverifiedJwt, VerifiedJwt, VerifiedToken};
+
+// ---------------------------------------------------------------------------
+// Managing trust
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TrustedIssuer {
+    pub id: String,
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: String,
+    pub description: String,
+    pub created_at: UnixTime,
+    pub rules: Vec<ExchangeRule>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ExchangeRule {
+    /// Also the `client_id` of the tokens the rule grants.
+    pub id: String,
+    pub issuer_id: String,
+    pub description: String,
+    /// `[{"claim": "sub", "equals": "…"} | {"claim": "…", "matches": "a*"}]`
+    #[schema(value_type = Vec<Object>)]
+    pub conditions: Value,
+    pub user_id: String,
+    pub scopes: String,
+    pub created_at: UnixTime,
+}
+
+impl ExchangeRule {
+    fn from_row(row: ExchangeRuleRow) -> Self {
+        let conditions = Conditions::from_stored(&row.conditions)
+            .map(|c| c.to_json())
+            .unwrap_or(Value::Null);
+        ExchangeRule {
+            id: row.id,
+            issuer_id: row.issuer_id,
+            description: row.description,
+            conditions,
+            user_id: row.user_id,
+            scopes: row.scopes,
+            created_at: row.created_at,
+        }
+    }
+}
+
+impl TrustedIssuer {
+    fn from_row(row: TrustedIssuerRow, rules: Vec<ExchangeRule>) -> Self {
+        TrustedIssuer {
+            id: row.id,
+            issuer: row.issuer,
+            jwks_url: row.jwks_url,
+            audience: row.audience,
+            description: row.description,
+            created_at: row.created_at,
+            rules,
+        }
+    }
+}
+
+pub struct NewTrustedIssuer<'a> {
+    pub issuer: &'a str,
+    pub jwks_url: &'a str,
+    pub audience: &'a str,
+    pub description: Option<&'a str>,
+}
+
+pub struct NewExchangeRule<'a> {
+    pub conditions: &'a Value,
+    /// The user the exchanged tokens act as: an id, or an email.
+    pub user: &'a str,
+    pub scopes: &'a str,
+    pub description: Option<&'a str>,
+}
+
+/// The principal's company; the operator names one.
+async fn managed_tenant(
+    service: &Service,
+    principal: &Principal,
+    tenant: Option<&str>,
+) -> Result<(Principal, String)> {
+    let principal = authz::require(service, principal, TENANT_MANAGE).await?;
+    let tenant_id = match (principal.tenant_id(), tenant) {
+        (Some(own), _) => own.to_owned(),
+        (None, Some(named)) => super::tenants::find_tenant(service, named).await?.id,
+        (None, None) => return Err(ServiceError::Invalid("name the tenant".to_owned())),
+    };
+    Ok((principal, tenant_id))
+}
+
+fn invalid(err: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Invalid(err.to_string())
+}
+
+/// Trusts `input.issuer`'s tokens addressed to `input.audience`, verified
+/// with the keys at `input.jwks_url`.
+pub async fn add_issuer(
+    service: &Service,
+    principal: &Principal,
+    tenant: Option<&str>,
+    input: NewTrustedIssuer<'_>,
+) -> Result<TrustedIssuer> {
+    let (principal, tenant_id) = managed_tenant(service, principal, tenant).await?;
+    let policy = service.settings.exchange.targets;
+    let issuer = IssuerId::parse(input.issuer, policy.allow_http).map_err(invalid)?;
+    let jwks_url = WebhookUrl::parse(input.jwks_url, &policy).map_err(|e| {
+        ServiceError::Invalid(format!(
+            "`jwks_url`: {}",
+            e.to_string().replace("webhook_allow", "exchange_allow")
+        ))
+    })?;
+    crate::webhooks::check_target(&jwks_url, &policy)
+        .await
+        .map_err(|e| ServiceError::Invalid(format!("`jwks_url`: {e}")))?;
+    let audience = parse_audience(input.audience).map_err(invalid)?;
+    let description = parse_description(input.description).map_err(invalid)?;
+    let row = TrustedIssuerRow {
+        id: Uuid::now_v7().to_string(),
+        tenant_id: tenant_id.clone(),
+        issuer: issuer.as_str().to_owned(),
+        jwks_url: jwks_url.as_str().to_owned(),
+        audience,
+        description,
+        created_at: now(),
+    };
+    service
+        .store
+        .insert_trusted_issuer(&row)
+        .await
+        .map_err(|e| match e {
+            crate::storage::StorageError::Constraint(_) => ServiceError::Conflict(
+                "this issuer is already trusted for this audience".to_owned(),
+            ),
+            other => other.into(),
+        })?;
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("exchange.issuer.add")
+            .tenant(&tenant_id)
+            .target(&row.id)
+            .detail(format!(
+                "issuer={} audience={} jwks_url={}",
+                row.issuer, row.audience, row.jwks_url
+            )),
+    )
+    .await;
+    Ok(TrustedIssuer::from_row(row, Vec::new()))
+}
+
+/// The company's trusted issuers, each with its rules.
+pub async fn list_issuers(
+    service: &Service,
+    principal: &Principal,
+    tenant: Option<&str>,
+) -> Result<Vec<TrustedIssuer>> {
+    let (_, tenant_id) = managed_tenant(service, principal, tenant).await?;
+    let issuers = service.store.list_trusted_issuers(&tenant_id).await?;
+    let mut rules = service.store.list_exchange_rules(&tenant_id).await?;
+    Ok(issuers
+        .into_iter()
+        .map(|issuer| {
+            let (own, rest): (Vec<_>, Vec<_>) =
+                rules.drain(..).partition(|r| r.issuer_id == issuer.id);
+            rules = rest;
+            TrustedIssuer::from_row(
+                issuer,
+                own.into_iter().map(ExchangeRule::from_row).collect(),
+            )
+        })
+        .collect())
+}
+
+/// Stops trusting an issuer: its rules go with it, and the tokens they
+/// granted fail every re-check from now on.
+pub async fn remove_issuer(
+    service: &Service,
+    principal: &Principal,
+    tenant: Option<&str>,
+    issuer_id: &str,
+) -> Result<()> {
+    let (principal, tenant_id) = managed_tenant(service, principal, tenant).await?;
+    if !service
+        .store
+        .delete_trusted_issuer(&tenant_id, issuer_id)
+        .await?
+    {
+        return Err(ServiceError::NotFound(format!(
+            "no trusted issuer `{}`",
+            preview(issuer_id)
+        )));
+    }
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("exchange.issuer.remove")
+            .tenant(&tenant_id)
+            .target(issuer_id),
+    )
+    .await;
+    Ok(())
+}
+
+/// Adds a rule: tokens of the issuer whose claims meet every condition act
+/// as `input.user` with at most `input.scopes`.
+pub async fn add_rule(
+    service: &Service,
+    principal: &Principal,
+    tenant: Option<&str>,
+    issuer_id: &str,
+    input: NewExchangeRule<'_>,
+) -> Result<ExchangeRule> {
+    let (principal, tenant_id) = managed_tenant(service, principal, tenant).await?;
+    let issuer = service
+        .store
+        .find_trusted_issuer(&tenant_id, issuer_id)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("no trusted issuer `{}`", preview(issuer_id)))
+        })?;
+    let conditions = Conditions::parse(input.conditions).map_err(invalid)?;
+    let description = parse_description(input.description).map_err(invalid)?;
+    let user = match service.store.find_user_by_id(input.user).await? {
+        Some(user) => Some(user),
+        None => service.store.find_user_by_email(input.user).await?,
+    }
+    .filter(|user| user.tenant_id == tenant_id)
+    .ok_or_else(|| {
+        ServiceError::NotFound(format!("no user `{}` in this company", preview(input.user)))
+    })?;
+    let scopes = ScopeSet::parse(input.scopes).map_err(invalid)?;
+    if scopes.is_empty() {
+        return Err(ServiceError::Invalid(
+            "`scopes`: name at least one scope the exchanged tokens may carry".to_owned(),
+        ));
+    }
+    let (_, permissions) = stored_permissions(&user.role, &user.permissions)?;
+    let beyond = scopes.missing_from(&permissions);
+    if !beyond.is_empty() {
+        return Err(ServiceError::Invalid(format!(
+            "`scopes`: the user does not hold {beyond}"
+        )));
+    }
+    let row = ExchangeRuleRow {
+        id: new_rule_id(),
+        issuer_id: issuer.id.clone(),
+        tenant_id: tenant_id.clone(),
+        description,
+        conditions: conditions.to_stored(),
+        user_id: user.id.clone(),
+        scopes: scopes.to_string(),
+        created_at: now(),
+    };
+    service.store.insert_exchange_rule(&row).await?;
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("exchange.rule.add")
+            .tenant(&tenant_id)
+            .target(&row.id)
+            .detail(format!(
+                "issuer={} user={} scopes=[{}] conditions={}",
+                issuer.issuer, row.user_id, row.scopes, row.conditions
+            )),
+    )
+    .await;
+    Ok(ExchangeRule::from_row(row))
+}
+
+pub async fn remove_rule(
+    service: &Service,
+    principal: &Principal,
+    tenant: Option<&str>,
+    issuer_id: &str,
+    rule_id: &str,
+) -> Result<()> {
+    let (principal, tenant_id) = managed_tenant(service, principal, tenant).await?;
+    if !service
+        .store
+        .delete_exchange_rule(&tenant_id, issuer_id, rule_id)
+        .await?
+    {
+        return Err(ServiceError::NotFound(format!(
+            "no rule `{}` for this issuer",
+            preview(rule_id)
+        )));
+    }
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("exchange.rule.remove")
+            .tenant(&tenant_id)
+            .target(rule_id),
+    )
+    .await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Exchanging
+// ---------------------------------------------------------------------------
+
+/// An RFC 8693 §2.1 request, parsed.
+#[derive(Debug)]
+pub struct ExchangeRequest<'a> {
+    pub subject_token: &'a str,
+    pub subject_token_type: SubjectTokenType,
+    /// A Keyport access token of whoever acts for the subject.
+    pub actor_token: Option<&'a str>,
+    pub requested_token_type: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    /// `resource` or `audience` (RFC 8707 / RFC 8693 §2.1).
+    pub audience: Option<&'a str>,
+}
+
+/// Exchanges `request.subject_token` for a Keyport access token. `client`
+/// is the key that authenticated, if one did.
+pub async fn exchange(
+    service: &Service,
+    keys: &KeyRing,
+    client: Option<&AuthenticatedKey>,
+    request: ExchangeRequest<'_>,
+    source_address: Option<IpAddr>,
+) -> Result<IssuedToken, GrantError> {
+    if let Some(requested) = request.requested_token_type
+        && requested != ACCESS_TOKEN_TYPE
+        && requested != JWT_TOKEN_TYPE
+    {
+        return Err(GrantError::InvalidRequest(format!(
+            "requested_token_type: Keyport issues access tokens ({ACCESS_TOKEN_TYPE})"
+        )));
+    }
+    if let Some(client) = client
+        && !client.scopes.contains(TOKENS_EXCHANGE)
+    {
+        return Err(GrantError::UnauthorizedClient(
+            "this key may not exchange tokens: it needs the tokens:exchange scope",
+        ));
+    }
+    let audience = target_audience(service, request.audience)?;
+    match request.subject_token_type {
+        SubjectTokenType::AccessToken => {
+            let client = client.ok_or(GrantError::ClientRequired)?;
+            exchange_keyport_token(service, keys, client, &request, audience).await
+        }
+        SubjectTokenType::ExternalJwt => {
+            exchange_external_token(service, keys, client, &request, audience, source_address).await
+        }
+    }
+}
+
+/// The audience the new token names: Keyport's own, or one configured.
+fn target_audience(service: &Service, requested: Option<&str>) -> Result<String, GrantError> {
+    let own = &service.settings.tokens.audience;
+    match requested {
+        None => Ok(own.clone()),
+        Some(asked) if asked == own => Ok(own.clone()),
+        Some(asked)
+            if service
+                .settings
+                .exchange
+                .audiences
+                .iter()
+                .any(|a| a == asked) =>
+        {
+            Ok(asked.to_owned())
+        }
+        Some(asked) => Err(GrantError::ExchangeTarget(format!(
+            "`{}` is not an audience tokens may be exchanged for here (exchange_audiences)",
+            preview(asked)
+        ))),
+    }
+}
+
+/// `requested` narrowed from `held`; empty asks for everything held.
+fn narrowed(held: &ScopeSet, requested: Option<&str>) -> Result<ScopeSet, GrantError> {
+    let scopes = match requested {
+        None => held.clone(),
+        Some(raw) => {
+            let asked =
+                ScopeSet::parse(raw).map_err(|e| GrantError::InvalidScope(e.to_string()))?;
+            let beyond = asked.missing_from(held);
+            if !beyond.is_empty() {
+                return Err(GrantError::InvalidScope(format!(
+                    "an exchange may only narrow: the subject does not hold {beyond}"
+                )));
+            }
+            if asked.is_empty() {
+                held.clone()
+            } else {
+                asked
+            }
+        }
+    };
+    if scopes.is_empty() {
+        return Err(GrantError::InvalidScope(
+            "the subject holds no scopes it may use".to_owned(),
+        ));
+    }
+    Ok(scopes)
+}
+
+/// A Keyport access token given as `which`: it verifies, is not revoked,
+/// and its key and owner are live now. Answers the token and its key.
+async fn live_keyport_token(
+    service: &Service,
+    keys: &KeyRing,
+    raw: &str,
+    which: &str,
+) -> Result<(VerifiedToken, AuthenticatedKey), GrantError> {
+    let token = keys
+        .verifier()
+        .verify(raw)
+        .map_err(|e| GrantError::InvalidGrant(format!("{which}: {e}")))?;
+    if service.revoked.is_revoked(&token.claims.jti) {
+        return Err(GrantError::InvalidGrant(format!(
+            "{which}: the access token has been revoked"
+        )));
+    }
+    let key = match clients::current_key(&service.store, &token.claims.client_id).await {
+        Ok(key) if key.owner_id == token.claims.sub => key,
+        Ok(_) => {
+            return Err(GrantError::InvalidGrant(format!(
+                "{which}: the key behind the token is not valid"
+            )));
+        }
+        Err(ClientAuthError::Storage(err)) => return Err(GrantError::Storage(err)),
+        Err(err) => return Err(GrantError::InvalidGrant(format!("{which}: {err}"))),
+    };
+    Ok((token, key))
+}
+
+/// The `act` claim for a token acting for `subject`: the actor's, with the
+/// subject's own chain nested (§4.1); without an actor, the subject's chain.
+async fn actor_claim(
+    service: &Service,
+    keys: &KeyRing,
+    subject_act: Option<Actor>,
+    tenant_id: &str,
+    actor_token: Option<&str>,
+) -> Result<Option<Actor>, GrantError> {
+    let Some(raw) = actor_token else {
+        return Ok(subject_act);
+    };
+    let (actor, _) = live_keyport_token(service, keys, raw, "actor_token").await?;
+    if actor.claims.tenant_id != tenant_id {
+        return Err(GrantError::InvalidGrant(
+            "actor_token: the actor belongs to another company".to_owned(),
+        ));
+    }
+    let act = Actor {
+        sub: actor.claims.sub,
+        client_id: Some(actor.claims.client_id),
+        act: subject_act.map(Box::new),
+    };
+    if act.depth() > MAX_ACTOR_DEPTH {
+        return Err(GrantError::InvalidGrant(format!(
+            "actor_token: delegation chains are limited to {MAX_ACTOR_DEPTH} actors"
+        )));
+    }
+    Ok(Some(act))
+}
+
+async fn exchange_keyport_token(
+    service: &Service,
+    keys: &KeyRing,
+    client: &AuthenticatedKey,
+    request: &ExchangeRequest<'_>,
+    audience: String,
+) -> Result<IssuedToken, GrantError> {
+    let (subject, key) =
+        live_keyport_token(service, keys, request.subject_token, "subject_token").await?;
+    if subject.claims.tenant_id != client.tenant_id {
+        return Err(GrantError::InvalidGrant(
+            "subject_token: the token belongs to another company".to_owned(),
+        ));
+    }
+    // What the token carries, within what its key may do now.
+    let held = subject.scopes.intersection(&key.scopes);
+    let scopes = narrowed(&held, request.scope)?;
+    let settings = &service.settings.tokens;
+    let remaining = subject.claims.exp - now();
+    if remaining <= 0 {
+        return Err(GrantError::InvalidGrant(
+            "subject_token: the access token expired".to_owned(),
+        ));
+    }
+    let ttl = (settings.default_ttl.as_secs() as i64)
+        .min(remaining)
+        .min(settings.max_ttl.as_secs() as i64)
+        .max(1);
+    let act = actor_claim(
+        service,
+        keys,
+        subject.claims.act.clone(),
+        &client.tenant_id,
+        request.actor_token,
+    )
+    .await?;
+    sign(
+        keys,
+        settings,
+        TokenSpec {
+            sub: subject.claims.sub,
+            client_id: subject.claims.client_id,
+            tenant_id: subject.claims.tenant_id,
+            role: key.owner_role,
+            scopes,
+            audience,
+            ttl,
+            kp_src: subject.claims.kp_src,
+            kp_rl: subject.claims.kp_rl,
+            act,
+        },
+    )
+}
+
+/// Verifies a trusted issuer's token and finds the rule it meets.
+async fn exchange_external_token(
+    service: &Service,
+    keys: &KeyRing,
+    client: Option<&AuthenticatedKey>,
+    request: &ExchangeRequest<'_>,
+    audience: String,
+    source_address: Option<IpAddr>,
+) -> Result<IssuedToken, GrantError> {
+    let (verified, rule) = matching_rule(service, client, request.subject_token).await?;
+    let (role, permissions) = stored_permissions(&rule.user_role, &rule.user_permissions)?;
+    let granted = ScopeSet::parse(&rule.scopes)
+        .map_err(|e| crate::storage::StorageError::Corrupt(e.to_string()))?;
+    let scopes = narrowed(&granted.intersection(&permissions), request.scope)?;
+    let settings = &service.settings.tokens;
+    let ttl = (settings.default_ttl.as_secs() as i64).clamp(1, settings.max_ttl.as_secs() as i64);
+    let act = actor_claim(service, keys, None, &rule.tenant_id, request.actor_token).await?;
+    let issued = sign(
+        keys,
+        settings,
+        TokenSpec {
+            sub: rule.user_id.clone(),
+            client_id: rule.rule_id.clone(),
+            tenant_id: rule.tenant_id.clone(),
+            role,
+            scopes,
+            audience,
+            ttl,
+            kp_src: Vec::new(),
+            kp_rl: None,
+            act,
+        },
+    )?;
+    // Who came in with what: the issuer and subject of the external token,
+    // never the token itself.
+    let principal = match client {
+        Some(key) => key
+            .clone()
+            .into_principal(source_address, crate::domain::KeyProof::Secret),
+        None => Principal::anonymous(source_address),
+    };
+    audit::record(
+        &service.store,
+        &principal,
+        Event::new("token.exchange")
+            .tenant(&rule.tenant_id)
+            .target(&rule.rule_id)
+            .detail(format!(
+                "iss={} sub={} user={} scope=[{}]",
+                preview(verified.string_claim("iss").unwrap_or("")),
+                preview(verified.string_claim("sub").unwrap_or("")),
+                rule.user_id,
+                issued.scope
+            )),
+    )
+    .await;
+    Ok(issued)
+}
+
+/// The first rule (oldest first) whose issuer verified the token, whose
+/// audience the token names, whose conditions hold and whose user is
+/// active; refused when rules of two companies match and no key said which.
+async fn matching_rule(
+    service: &Service,
+    client: Option<&AuthenticatedKey>,
+    raw: &str,
+) -> Result<(VerifiedJwt, ExchangeCandidate), GrantError> {
+    let bad = |why: &str| GrantError::InvalidGrant(format!("subject_token: {why}"));
+    let token = UnverifiedJwt::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    let issuer = token
+        .unverified_claims()
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("the token has no `iss`"))?
+        .to_owned();
+    let mut candidates = service.store.exchange_candidates(&issuer).await?;
+    if let Some(client) = client {
+        candidates.retain(|c| c.tenant_id == client.tenant_id);
+    }
+    if candidates.is_empty() {
+        return Err(bad("the token's issuer is not trusted here"));
+    }
+    let kid = token.kid().map(str::to_owned);
+    let algorithm = token.algorithm();
+    // Each company names where its issuer's keys are: a token verified with
+    // one company's keys is only tried against that company's rules.
+    let mut urls: Vec<String> = candidates.iter().map(|c| c.jwks_url.clone()).collect();
+    urls.dedup();
+    urls.sort();
+    urls.dedup();
+    let mut verified: Option<(VerifiedJwt, String)> = None;
+    let mut fetch_failed = false;
+    for url in &urls {
+        let keys = match service
+            .issuer_keys
+            .candidates(url, kid.as_deref(), algorithm)
+            .await
+        {
+            Ok(keys) => keys,
+            Err(crate::issuer_keys::IssuerKeysError::Unavailable { .. }) => {
+                fetch_failed = true;
+                continue;
+            }
+            Err(crate::issuer_keys::IssuerKeysError::UnknownKey) => continue,
+        };
+        // Re-parsed per key: `verify` consumes the parse.
+        if let Some(jwt) = keys.iter().find_map(|key| {
+            UnverifiedJwt::parse(raw)
+                .ok()
+                .and_then(|jwt| jwt.verify(key).ok())
+        }) {
+            verified = Some((jwt, url.clone()));
+            break;
+        }
+    }
+    let Some((jwt, verified_url)) = verified else {
+        return Err(if fetch_failed {
+            bad("the issuer's keys could not be fetched; try again later")
+        } else {
+            bad("the signature does not verify with the issuer's published keys")
+        });
+    };
+    check_times(service, &jwt).map_err(|why| bad(why))?;
+    let matches: Vec<ExchangeCandidate> = candidates
+        .into_iter()
+        .filter(|c| c.jwks_url == verified_url)
+        .filter(|c| jwt.has_audience(&c.audience))
+        .filter(|c| c.user_status == UserStatus::Active.as_str())
+        .filter(|c| {
+            Conditions::from_stored(&c.conditions)
+                .is_ok_and(|conditions| conditions.hold_for(&jwt.claims))
+        })
+        .collect();
+    let Some(first) = matches.first() else {
+        return Err(bad("no rule admits this token (audience, claims or user)"));
+    };
+    if matches.iter().any(|c| c.tenant_id != first.tenant_id) {
+        return Err(bad(
+            "rules of more than one company admit this token: authenticate as a key of the company it is meant for",
+        ));
+    }
+    let rule = first.clone();
+    Ok((jwt, rule))
+}
+
+/// `exp` required and not past, `nbf` and `iat` not in the future, each
+/// with the configured leeway.
+fn check_times(service: &Service, jwt: &VerifiedJwt) -> Result<(), &'static str> {
+    let leeway = service.settings.tokens.leeway.as_secs() as i64;
+    let at = now();
+    let exp = jwt.time_claim("exp").ok_or("the token has no `exp`")?;
+    if exp + leeway <= at {
+        return Err("the token expired");
+    }
+    if jwt.time_claim("nbf").is_some_and(|nbf| nbf > at + leeway) {
+        return Err("the token is not valid yet");
+    }
+    if jwt.time_claim("iat").is_some_and(|iat| iat > at + leeway) {
+        return Err("the token was issued in the future");
+    }
+    Ok(())
+}
+
+/// The rule behind a token it granted, as it stands now: `client_id`s of
+/// such tokens are rule ids (see [`clients::current_key`]).
+pub(super) async fn current_rule(
+    service_store: &crate::storage::Store,
+    rule_id: &str,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    let row = service_store
+        .find_rule_for_auth(rule_id)
+        .await?
+        .ok_or(ClientAuthError::Revoked)?;
+    let status: UserStatus = row
+        .user_status
+        .parse()
+        .map_err(|e: String| crate::storage::StorageError::Corrupt(e))?;
+    if status != UserStatus::Active {
+        return Err(ClientAuthError::OwnerDisabled);
+    }
+    let (role, permissions) = stored_permissions(&row.user_role, &row.user_permissions)?;
+    let scopes = ScopeSet::parse(&row.scopes)
+        .map_err(|e| crate::storage::StorageError::Corrupt(e.to_string()))?
+        .intersection(&permissions);
+    Ok(AuthenticatedKey {
+        key_id: row.rule_id.clone(),
+        client_id: row.rule_id,
+        tenant_id: row.tenant_id,
+        owner_id: row.user_id,
+        owner_role: role,
+        scopes,
+        token_ttl_seconds: None,
+        expires_at: None,
+        allowed_sources: crate::domain::SourceAllowList::from_stored(None)
+            .map_err(crate::storage::StorageError::Corrupt)?,
+        rate_limit: None,
+    })
+}

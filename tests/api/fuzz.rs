@@ -227,7 +227,11 @@ proptest! {
         for name in ["grant_type", "client_id", "client_secret", "scope", "resource", "audience"] {
             prop_assert!(pairs.iter().filter(|(k, _)| k == name).count() <= 1, "{} repeated", name);
         }
-        let credentials = &request.credentials;
+        prop_assert!(request.exchange.is_none());
+        let credentials = request
+            .credentials
+            .as_ref()
+            .expect("a client-credentials grant always carries credentials");
         match headers.as_slice() {
             [] => {
                 prop_assert!(has("client_id", &credentials.client_id));

@@ -33,5 +33,6 @@ mod signed_webhooks;
 mod sigv4;
 mod tls;
 mod token;
+mod token_exchange;
 mod tokens;
 mod webhooks;

@@ -1275,7 +1275,132 @@ async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
     );
 }
 
+/// Token-exchange trust from the CLI: an issuer and a rule added, listed
+/// and removed; a malformed condition and an http issuer (not allowed by
+/// default) are refused with exit code 1 and a clear message.
+async fn trusted_issuers_and_rules_are_managed_from_the_cli(backend: Backend) {
+    let keyport = Keyport::with_env(
+        backend,
+        &[
+            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
+    keyport.tenant("Acme").await;
+    keyport
+        .user("Acme", "deployer@acme.example", "member", "reports:read")
+        .await;
+    let issuer = keyport
+        .json(&[
+            "issuer",
+            "add",
+            "--tenant",
+            "Acme",
+            "--issuer",
+            "https://token.actions.example.com",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--audience",
+            "keyport-acme",
+        ])
+        .await;
+    let issuer_id = str_of(&issuer, "id").to_owned();
+    let rule = keyport
+        .json(&[
+            "issuer",
+            "add-rule",
+            "--tenant",
+            "Acme",
+            &issuer_id,
+            "--claim",
+            "sub~repo:acme/erp:ref:refs/heads/*",
+            "--claim",
+            "repository_owner=acme",
+            "--user",
+            "deployer@acme.example",
+            "--scopes",
+            "reports:read",
+        ])
+        .await;
+    assert_eq!(
+        rule["conditions"][0]["matches"], "repo:acme/erp:ref:refs/heads/*",
+        "{rule}"
+    );
+    assert_eq!(rule["conditions"][1]["equals"], "acme", "{rule}");
+    let listed = keyport.json(&["issuer", "list", "--tenant", "Acme"]).await;
+    assert_eq!(
+        listed["issuers"][0]["rules"][0]["id"], rule["id"],
+        "{listed}"
+    );
+
+    let malformed = keyport
+        .run(&[
+            "--json",
+            "issuer",
+            "add-rule",
+            "--tenant",
+            "Acme",
+            &issuer_id,
+            "--claim",
+            "no-operator",
+            "--user",
+            "deployer@acme.example",
+            "--scopes",
+            "reports:read",
+        ])
+        .await;
+    malformed.assert_exit(1);
+    assert!(
+        malformed.output().contains("NAME=VALUE"),
+        "{}",
+        malformed.describe()
+    );
+
+    keyport
+        .json(&[
+            "issuer",
+            "remove-rule",
+            "--tenant",
+            "Acme",
+            &issuer_id,
+            str_of(&rule, "id"),
+        ])
+        .await;
+    keyport
+        .json(&["issuer", "remove", "--tenant", "Acme", &issuer_id])
+        .await;
+    let listed = keyport.json(&["issuer", "list", "--tenant", "Acme"]).await;
+    assert_eq!(listed["issuers"], serde_json::json!([]), "{listed}");
+
+    let strict = Keyport::new(backend).await;
+    strict.tenant("Beta").await;
+    let refused = strict
+        .run(&[
+            "--json",
+            "issuer",
+            "add",
+            "--tenant",
+            "Beta",
+            "--issuer",
+            "http://issuer.example.com",
+            "--jwks-url",
+            "https://issuer.example.com/jwks",
+            "--audience",
+            "a",
+        ])
+        .await;
+    refused.assert_exit(1);
+    assert_eq!(
+        refused.json()["error"],
+        "invalid_input",
+        "{}",
+        refused.describe()
+    );
+}
+
 crate::on_both_backends!(
+    trusted_issuers_and_rules_are_managed_from_the_cli,
     key_create_sigv4_allows_signing_and_listings_say_which_keys_do,
     the_lifecycle_commands_follow_the_api_rules,
     a_tenant_created_from_the_cli_reports_its_id,

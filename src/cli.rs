@@ -167,24 +167,6 @@ pub enum IssuerCommand {
     },
 }
 
-/// `sub=repo:acme/erp:ref:refs/heads/main` or `sub~repo:acme/*`, as the
-/// JSON condition the API takes.
-fn claim_condition(raw: &str) -> Result<Value, CliError> {
-    let equals = raw.find('=');
-    let matches = raw.find('~');
-    let (at, kind) = match (equals, matches) {
-        (Some(e), Some(m)) if m < e => (m, "matches"),
-        (Some(e), _) => (e, "equals"),
-        (None, Some(m)) => (m, "matches"),
-        (None, None) => {
-            return Err(CliError::Service(ServiceError::Invalid(format!(
-                "--claim `{raw}`: write NAME=VALUE or NAME~PATTERN"
-            ))));
-        }
-    };
-    Ok(json!({ "claim": &raw[..at], kind: &raw[at + 1..] }))
-}
-
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user in a tenant.
@@ -1063,7 +1045,10 @@ async fn issuer_command(
             let conditions = Value::Array(
                 claims
                     .iter()
-                    .map(|c| claim_condition(c))
+                    .map(|c| {
+                        crate::domain::exchange::condition_from_text(c)
+                            .map_err(|e| ServiceError::Invalid(format!("--claim {e}")))
+                    })
                     .collect::<Result<_, _>>()?,
             );
             let rule = exchange::add_rule(

@@ -6,7 +6,8 @@
 //! Pages: sign-in, first-run setup, set-password, API keys (admins: the
 //! company's; everyone: their own), users and policy (admins), audit (admins),
 //! webhooks (holders of `webhooks:manage`: admins the company's endpoints,
-//! members their own) with each endpoint's attempts.
+//! members their own) with each endpoint's attempts, token exchange trust
+//! (admins: trusted issuers and their rules).
 //! Every answer carries a strict Content-Security-Policy (no inline script)
 //! and `Cache-Control: no-store`; every state change needs the session's CSRF
 //! token and an `Origin` from this server.
@@ -163,6 +164,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/unlock", web::post().to(pages::unlock_user))
             .route("/policy", web::post().to(pages::set_policy))
             .route("/audit", web::get().to(pages::audit))
+            .route("/exchange", web::get().to(pages::exchange_trust))
+            .route("/exchange/issuers", web::post().to(pages::add_issuer))
+            .route(
+                "/exchange/issuers/{id}/delete",
+                web::post().to(pages::delete_issuer),
+            )
+            .route(
+                "/exchange/issuers/{id}/rules",
+                web::post().to(pages::add_rule),
+            )
+            .route(
+                "/exchange/issuers/{id}/rules/{rule_id}/delete",
+                web::post().to(pages::delete_rule),
+            )
             .route("/webhooks", web::get().to(pages::webhooks))
             .route("/webhooks", web::post().to(pages::add_endpoint))
             .route("/webhooks/{id}", web::get().to(pages::webhook))

@@ -10,7 +10,9 @@ use crate::service::keys::{KeyStatus, KeySummary};
 use crate::service::users::UserSummary;
 use crate::storage::AuditRow;
 
+mod exchange;
 mod webhooks;
+pub use exchange::*;
 pub use webhooks::*;
 
 /// A key unused this long stands out in the list.

@@ -193,6 +193,33 @@ impl Conditions {
     }
 }
 
+/// One condition written as text, as the CLI and the console take it:
+/// `NAME=VALUE` (the claim equals VALUE) or `NAME~PATTERN` (matches, `*`
+/// being any run of characters); whichever operator comes first splits.
+pub fn condition_from_text(raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    let split = raw.char_indices().find(|(_, c)| *c == '=' || *c == '~');
+    match split {
+        Some((at, op)) if at > 0 => {
+            let kind = if op == '=' { "equals" } else { "matches" };
+            let mut condition = Map::new();
+            condition.insert(
+                "claim".to_owned(),
+                Value::String(raw[..at].trim().to_owned()),
+            );
+            condition.insert(
+                kind.to_owned(),
+                Value::String(raw[at + 1..].trim().to_owned()),
+            );
+            Ok(Value::Object(condition))
+        }
+        _ => Err(format!(
+            "`{}`: write NAME=VALUE or NAME~PATTERN",
+            raw.chars().take(80).collect::<String>()
+        )),
+    }
+}
+
 /// `*` matches any run of characters; everything else matches itself.
 /// Greedy with one backtrack point, so linear in practice and never
 /// exponential.
@@ -311,6 +338,20 @@ mod tests {
         for bad in ["", "issuer", "https://x/?q=1", " https://x", "ftp://x"] {
             assert!(IssuerId::parse(bad, true).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn conditions_written_as_text_split_at_the_first_operator() {
+        assert_eq!(
+            condition_from_text("sub~repo:acme/*:ref=x").unwrap(),
+            json!({"claim": "sub", "matches": "repo:acme/*:ref=x"})
+        );
+        assert_eq!(
+            condition_from_text(" repository_owner = acme ").unwrap(),
+            json!({"claim": "repository_owner", "equals": "acme"})
+        );
+        assert!(condition_from_text("no operator").is_err());
+        assert!(condition_from_text("=value").is_err());
     }
 
     #[test]

@@ -25,21 +25,21 @@ const LOOPBACK_ALLOWED: [(&str, &str); 3] = [
 
 /// A browser without script: the session cookie, the page's CSRF token and
 /// this server's `Origin` on every post; redirects are not followed.
-struct Person {
+pub(crate) struct Person {
     client: reqwest::Client,
     base: String,
     cookie: String,
 }
 
-struct Page {
-    status: StatusCode,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
     csp: String,
-    location: String,
-    html: String,
+    pub(crate) location: String,
+    pub(crate) html: String,
 }
 
 impl Person {
-    async fn signed_in(app: &TestApp, email: &str) -> Person {
+    pub(crate) async fn signed_in(app: &TestApp, email: &str) -> Person {
         let session = app
             .session_for(email, "a long enough passphrase for tests")
             .await;
@@ -71,7 +71,7 @@ impl Person {
         }
     }
 
-    async fn get(&self, path: &str) -> Page {
+    pub(crate) async fn get(&self, path: &str) -> Page {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -91,7 +91,7 @@ impl Person {
         self.post_as(path, fields, &csrf, &form_id, origin).await
     }
 
-    async fn post_as(
+    pub(crate) async fn post_as(
         &self,
         path: &str,
         fields: &[(&str, &str)],
@@ -114,7 +114,7 @@ impl Person {
 }
 
 /// The value of the first hidden input named `name`.
-fn hidden(html: &str, name: &str) -> String {
+pub(crate) fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)

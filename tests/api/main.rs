@@ -7,6 +7,7 @@ mod audit;
 mod authorization;
 mod cli;
 mod console;
+mod console_exchange;
 mod console_webhooks;
 mod credential_cache;
 mod faults;

@@ -4,12 +4,14 @@
 //! module holds what every page shares; one module per area holds its pages.
 
 mod audit;
+mod exchange;
 mod keys;
 mod session;
 mod users;
 mod webhooks;
 
 pub use audit::audit;
+pub use exchange::{add_issuer, add_rule, delete_issuer, delete_rule, exchange_trust};
 pub use keys::{
     create_key, delete_key, disable_key, enable_key, keys, mark_webhook_signing, postman,
     revoke_key, roll_key,

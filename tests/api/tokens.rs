@@ -173,7 +173,10 @@ async fn the_metadata_document_points_at_the_token_endpoint_and_jwks(backend: Ba
     assert_eq!(body["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
     assert_eq!(
         body["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!([
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
     );
     let methods = body["token_endpoint_auth_methods_supported"]
         .as_array()

@@ -640,7 +640,6 @@ async fn matching_rule(
     // Each company names where its issuer's keys are: a token verified with
     // one company's keys is only tried against that company's rules.
     let mut urls: Vec<String> = candidates.iter().map(|c| c.jwks_url.clone()).collect();
-    urls.dedup();
     urls.sort();
     urls.dedup();
     let mut verified: Option<(VerifiedJwt, String)> = None;
@@ -675,7 +674,7 @@ async fn matching_rule(
             bad("the signature does not verify with the issuer's published keys")
         });
     };
-    check_times(service, &jwt).map_err(|why| bad(why))?;
+    check_times(service, &jwt).map_err(bad)?;
     let matches: Vec<ExchangeCandidate> = candidates
         .into_iter()
         .filter(|c| c.jwks_url == verified_url)

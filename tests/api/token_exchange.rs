@@ -274,6 +274,16 @@ async fn an_actor_token_becomes_act_and_earlier_actors_nest(backend: Backend) {
     assert_eq!(act["act"]["client_id"], company.exchanger.0, "{act}");
 }
 
+/// What was tried, by which client, with which parameters; the status and
+/// error expected.
+type RefusalCase<'a> = (
+    &'a str,
+    Option<&'a (String, String)>,
+    Vec<(&'a str, &'a str)>,
+    u16,
+    &'a str,
+);
+
 /// RFC 8693 §2.2.2: each refusal with its error code, never a 5xx. The
 /// input tried is named in each case.
 async fn refusals_carry_the_rfc_error_codes(backend: Backend) {
@@ -294,13 +304,7 @@ async fn refusals_carry_the_rfc_error_codes(backend: Backend) {
     assert_eq!(response.status(), 200);
     let not_allowed = (company.user_key.0.clone(), company.user_key.1.clone());
     let wrong_secret = (company.exchanger.0.clone(), "kps_wrong".to_owned());
-    let cases: Vec<(
-        &str,
-        Option<&(String, String)>,
-        Vec<(&str, &str)>,
-        u16,
-        &str,
-    )> = vec![
+    let cases: Vec<RefusalCase> = vec![
         (
             "no subject_token",
             Some(&company.exchanger),

@@ -6,7 +6,7 @@
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app};
+use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Everything a user can be granted; admins also hold the admin scopes.
@@ -54,6 +54,8 @@ enum Op {
     UnlockUser,
     SetPolicy,
     ReadAudit,
+    ListTrustedIssuers,
+    TrustIssuer,
 }
 
 /// What a row expects.
@@ -123,6 +125,8 @@ const TABLE: &[(Op, [Want; 12])] = &[
     (Op::UnlockUser,         [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::SetPolicy,          [OK,    ADMIN, SCOPE, SCOPE, SCOPE, OK,    SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::ReadAudit,          [OK,    ADMIN, SCOPE, SCOPE, SCOPE, SCOPE, OK,    OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+    (Op::ListTrustedIssuers, [OK,    ADMIN, SCOPE, SCOPE, SCOPE, OK,    SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
+    (Op::TrustIssuer,        [OK,    ADMIN, SCOPE, SCOPE, SCOPE, OK,    SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
 ];
 
 struct Principal {
@@ -425,6 +429,17 @@ async fn prepare(
             Some(json!({"api_only_users": false})),
         ),
         Op::ReadAudit => (Method::GET, "/api/v1/audit".into(), None),
+        Op::ListTrustedIssuers => (Method::GET, "/api/v1/trusted-issuers".into(), None),
+        // A fresh audience per row: one issuer is trusted once per audience.
+        Op::TrustIssuer => (
+            Method::POST,
+            "/api/v1/trusted-issuers".into(),
+            Some(json!({
+                "issuer": "https://token.actions.example.com",
+                "jwks_url": "http://127.0.0.1:9/jwks.json",
+                "audience": format!("row-{n}"),
+            })),
+        ),
     }
 }
 
@@ -443,7 +458,14 @@ fn answer_fits(want: Want, status: u16, error: Option<&str>) -> bool {
 
 /// The whole table on one app: fixtures once, then one request per cell.
 async fn every_operation_answers_every_principal_as_the_table_says(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
     let fx = fixture(&app).await;
 
     let mut failures = Vec::new();

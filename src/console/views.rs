@@ -440,6 +440,8 @@ mod tests {
             has_webhook_signing_key: true,
             rate_limit: None,
             sigv4: false,
+            secret_enabled: true,
+            public_key_count: 0,
         }
     }
 

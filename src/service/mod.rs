@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | list, create, show, change, disable, enable, revoke, delete, mark keys | `keys:manage`; members only their own keys |
 //! | roll a key | `keys:manage`, and the key's owner (the new secret acts as them) |
+//! | list, add, remove a key's public keys (`private_key_jwt`) | `keys:manage`; members only their own keys |
 //! | list, create, change, disable, enable, unlock users | `users:manage` (admins) |
 //! | read a user | `users:manage`, or the user themself |
 //! | tenant policy | `tenant:manage` (admins) |
@@ -18,11 +19,13 @@
 
 pub mod audit;
 pub mod authz;
+pub mod client_assertion;
 pub mod clients;
 pub mod credential_cache;
 pub mod deliveries;
 pub mod grant;
 pub mod keys;
+pub mod public_keys;
 pub mod rate_limit;
 pub mod sessions;
 pub mod setup;
@@ -61,6 +64,8 @@ pub struct Service {
     pub sigv4_keys: sigv4::Sigv4KeyCache,
     /// Untrusted (so unused) until `startup` starts its watcher.
     pub credentials: CredentialCache,
+    /// When this instance last swept expired assertion `jti`s.
+    pub assertion_sweep: client_assertion::SweepClock,
 }
 
 impl Service {
@@ -83,6 +88,7 @@ impl Service {
             last_used: LastUsed::default(),
             revoked: RevokedTokens::default(),
             sigv4_keys: sigv4::Sigv4KeyCache::default(),
+            assertion_sweep: client_assertion::SweepClock::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! driver.
 
 mod audit;
+mod client_keys;
 mod direct;
 mod keys;
 mod notify;
@@ -28,6 +29,7 @@ use direct::DirectReader;
 use notify::WatchTarget;
 
 pub use audit::{AuditFilter, AuditRow};
+pub use client_keys::{NewPublicKey, PublicKeyAdd, PublicKeyRemoval, PublicKeyRow};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
     RateColumns, Sigv4KeyRow,

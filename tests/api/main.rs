@@ -23,6 +23,7 @@ mod openid_client;
 mod operations;
 mod postman;
 mod presentation;
+mod private_key_jwt;
 mod privilege_defects;
 mod python_client;
 mod rate_limits;

@@ -19,7 +19,7 @@ const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invali
 
 /// Node: `KEYPORT_TEST_NODE`, else `node` on the PATH. openid-client comes
 /// from `npm ci` (package.json pins it); missing is a failure, never a skip.
-fn node() -> PathBuf {
+pub fn node() -> PathBuf {
     let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/openid-client");
     assert!(
         installed.exists(),

@@ -13,7 +13,9 @@
 //!    public keys and a bad signature answer alike;
 //! 3. `aud`: this server's issuer, its token endpoint URL, or the URL of
 //!    the endpoint called, as a single value; `exp` present, not past, and
-//!    at most [`MAX_LIFETIME`] ahead; `nbf` and `iat` not in the future
+//!    at most `client_assertion_max_lifetime_seconds` (300 s by default:
+//!    RFC 7523 asks for a short-lived JWT, and it bounds how long a used
+//!    `jti` is kept) ahead; `nbf` and `iat` not in the future
 //!    (all with the configured clock leeway); `jti` present;
 //! 4. the key's standing (revoked, disabled, expired, owner disabled), as
 //!    for a secret;
@@ -28,7 +30,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -39,11 +40,6 @@ use super::public_keys::MAX_PUBLIC_KEYS;
 use super::usage::UseKind;
 use crate::domain::{ClientId, UnixTime, now};
 use crate::tokens::{JwsError, PublicJwk, UnverifiedJwt, VerifiedJwt};
-
-/// The longest an assertion may live: `exp` at most this far past now
-/// (and past its `iat`). RFC 7523 asks for a short-lived JWT; five minutes
-/// covers clock skew and retries, and bounds the replay store's rows.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Longer `jti`s are refused; the store keeps a digest anyway.
 const MAX_JTI_CHARS: usize = 256;
@@ -85,7 +81,8 @@ const AUDIENCE: &str = "the client assertion's `aud` must be this server's issue
      endpoint URL, as one value (see /.well-known/oauth-authorization-server)";
 const NO_EXP: &str = "the client assertion needs an `exp` claim (RFC 7523 §3)";
 const EXPIRED: &str = "the client assertion has expired";
-const TOO_LONG: &str = "the client assertion's `exp` is too far ahead: at most 300 seconds";
+const TOO_LONG: &str = "the client assertion's `exp` is too far ahead: sign short-lived \
+     assertions (at most the server's client_assertion_max_lifetime_seconds, 300 by default)";
 const NOT_YET: &str = "the client assertion is not valid yet (`nbf`)";
 const IAT_FUTURE: &str = "the client assertion's `iat` is in the future";
 const NO_JTI: &str =
@@ -240,7 +237,11 @@ fn check_claims(
         return refuse(AUDIENCE);
     }
     let leeway = service.settings.tokens.leeway.as_secs() as i64;
-    let max_lifetime = MAX_LIFETIME.as_secs() as i64;
+    let max_lifetime = service
+        .settings
+        .tokens
+        .client_assertion_max_lifetime
+        .as_secs() as i64;
     // §3 item 4.
     let Some(exp) = jwt.time_claim("exp") else {
         return refuse(NO_EXP);

@@ -766,6 +766,27 @@ async fn rfc7523_3_a_jti_used_at_one_instance_is_refused_at_another(backend: Bac
     assert!(description.contains("used before"), "{description}");
 }
 
+/// The lifetime limit is a setting: raised to an hour, an assertion that
+/// lives an hour (Authlib's default) is accepted; one beyond it is not.
+async fn the_assertion_lifetime_limit_is_configurable(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("KEYPORT_CLIENT_ASSERTION_MAX_LIFETIME_SECONDS", "3600")],
+    )
+    .await;
+    let (integration, key) = client_with_key(&app).await;
+    let id = integration.client_id();
+    let mut hour = claims_for(&app, id);
+    hour["exp"] = json!(now() + 3600);
+    access_token(token_with(&app, &key.sign(&hour, Some("k1"))).await).await;
+    let mut longer = claims_for(&app, id);
+    longer["exp"] = json!(now() + 7200);
+    let (status, _, description) =
+        oauth_refusal(token_with(&app, &key.sign(&longer, Some("k1"))).await).await;
+    assert_eq!(status, 401, "{description}");
+    assert!(description.contains("too far ahead"), "{description}");
+}
+
 /// RFC 8414 metadata advertises the method and its algorithms.
 async fn discovery_advertises_private_key_jwt_and_its_algorithms(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -796,4 +817,5 @@ crate::on_both_backends!(
     the_kid_picks_the_key_and_without_one_each_key_is_tried,
     rfc7523_3_a_jti_used_at_one_instance_is_refused_at_another,
     discovery_advertises_private_key_jwt_and_its_algorithms,
+    the_assertion_lifetime_limit_is_configurable,
 );

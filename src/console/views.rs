@@ -441,6 +441,7 @@ mod tests {
             rate_limit: None,
             sigv4: false,
             secret_enabled: true,
+            auth_methods: vec!["client_secret"],
             public_key_count: 0,
         }
     }

@@ -123,11 +123,29 @@ pub struct KeySummary {
     /// secret itself); every other key keeps only its digest.
     pub sigv4: bool,
     /// Whether the key authenticates with its secret; false for a key
-    /// created without one (`private_key_jwt` only).
+    /// created without one. Listed as `auth_methods`.
+    #[serde(skip)]
     pub secret_enabled: bool,
+    /// How the key may authenticate at the OAuth endpoints: `client_secret`
+    /// (HTTP Basic, the body, or `x-api-key`) unless it was created without
+    /// a secret, and `private_key_jwt` while it holds public keys.
+    #[schema(examples(json!(["client_secret", "private_key_jwt"])))]
+    pub auth_methods: Vec<&'static str>,
     /// How many public keys (`private_key_jwt`) the key holds; see
     /// `GET /api/v1/keys/{id}/public-keys`.
     pub public_key_count: i64,
+}
+
+/// What [`KeySummary::auth_methods`] lists.
+pub fn auth_methods(secret_enabled: bool, public_key_count: i64) -> Vec<&'static str> {
+    let mut methods = Vec::with_capacity(2);
+    if secret_enabled {
+        methods.push("client_secret");
+    }
+    if public_key_count > 0 {
+        methods.push("private_key_jwt");
+    }
+    methods
 }
 
 /// A key's rate as listings show it.
@@ -244,6 +262,7 @@ impl KeySummary {
             rate_limit: KeyRateLimit::of(own, company_default),
             sigv4: row.sigv4 != 0,
             secret_enabled: row.secret_enabled != 0,
+            auth_methods: auth_methods(row.secret_enabled != 0, row.public_keys),
             public_key_count: row.public_keys,
         })
     }
@@ -661,6 +680,7 @@ pub async fn create_client(
         rate_limit: KeyRateLimit::of(rate_limit, company_default),
         sigv4: request.sigv4,
         secret_enabled: auth.secret,
+        auth_methods: auth_methods(auth.secret, public_keys.len() as i64),
         public_key_count: public_keys.len() as i64,
     };
     Ok(CreatedClient {

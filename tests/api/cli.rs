@@ -1310,7 +1310,11 @@ async fn public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret(backe
         ])
         .await;
     assert!(created.get("client_secret").is_none(), "{created}");
-    assert_eq!(created["secret_enabled"], false, "{created}");
+    assert_eq!(
+        created["auth_methods"],
+        serde_json::json!(["private_key_jwt"]),
+        "{created}"
+    );
     let client_id = str_of(&created, "client_id").to_owned();
     let first_thumbprint = created["public_keys"][0]["thumbprint"]
         .as_str()

@@ -515,7 +515,7 @@ async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(back
         created.get("client_secret").is_none(),
         "no secret shown: {created}"
     );
-    assert_eq!(created["secret_enabled"], false);
+    assert_eq!(created["auth_methods"], json!(["private_key_jwt"]));
     assert_eq!(created["public_key_count"], 1);
     let first_thumbprint = created["public_keys"][0]["thumbprint"]
         .as_str()

@@ -421,7 +421,7 @@ async fn rfc7523_3_every_malformed_forged_or_misaddressed_assertion_is_invalid_c
     }
 
     // RFC 6749 §2.3: one method per request.
-    let both: Vec<(&str, Vec<(&str, String)>, Option<(String, String)>)> = vec![
+    let both: Vec<Row> = vec![
         (
             "an assertion and client_secret",
             {

@@ -787,6 +787,88 @@ async fn the_assertion_lifetime_limit_is_configurable(backend: Backend) {
     assert!(description.contains("too far ahead"), "{description}");
 }
 
+/// Adding or removing a public key is announced to every instance like any
+/// change to what client authentication reads (migration 0011's triggers):
+/// on PostgreSQL a notification naming the key's client ID, on SQLite the
+/// change counter moves.
+async fn public_key_changes_are_announced_to_the_credential_caches(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (integration, _) = client_with_key(&app).await;
+    let id = integration.client_id().to_owned();
+    let other = ClientKey::new(SigningAlgorithm::Es256);
+    match app.db.sqlite_dir() {
+        Some(dir) => {
+            let path = dir.join("keyport.db");
+            let version = move || {
+                let path = path.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        rusqlite::Connection::open(&path)
+                            .and_then(|c| {
+                                c.query_row(
+                                    "SELECT version FROM credential_changes WHERE id = 1",
+                                    [],
+                                    |r| r.get::<_, i64>(0),
+                                )
+                            })
+                            .expect("the change counter")
+                    })
+                    .await
+                    .expect("read")
+                }
+            };
+            let before = version().await;
+            let thumbprint = register(&app, &id, &other.jwk(None)).await;
+            let added = version().await;
+            assert!(added > before, "adding: {before} -> {added}");
+            public_keys::remove_public_key(
+                &app.service(),
+                &Principal::operator(),
+                &id,
+                &thumbprint,
+            )
+            .await
+            .expect("removed");
+            let removed = version().await;
+            assert!(removed > added, "removing: {added} -> {removed}");
+        }
+        None => {
+            let mut listener = sqlx::postgres::PgListener::connect(&app.db.url)
+                .await
+                .expect("listen");
+            listener
+                .listen("keyport_credentials")
+                .await
+                .expect("LISTEN");
+            let thumbprint = register(&app, &id, &other.jwk(None)).await;
+            heard(&mut listener, &id).await;
+            public_keys::remove_public_key(
+                &app.service(),
+                &Principal::operator(),
+                &id,
+                &thumbprint,
+            )
+            .await
+            .expect("removed");
+            heard(&mut listener, &id).await;
+        }
+    }
+}
+
+/// Waits (at most 5 s) for a credential-change notification naming `id`.
+async fn heard(listener: &mut sqlx::postgres::PgListener, id: &str) {
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let note = listener.recv().await.expect("a notification");
+            if note.payload() == id {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the key's client ID announced within 5 s")
+}
+
 /// RFC 8414 metadata advertises the method and its algorithms.
 async fn discovery_advertises_private_key_jwt_and_its_algorithms(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -818,4 +900,5 @@ crate::on_both_backends!(
     rfc7523_3_a_jti_used_at_one_instance_is_refused_at_another,
     discovery_advertises_private_key_jwt_and_its_algorithms,
     the_assertion_lifetime_limit_is_configurable,
+    public_key_changes_are_announced_to_the_credential_caches,
 );

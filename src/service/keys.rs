@@ -1155,7 +1155,7 @@ fn refuse_beyond_caller(
 }
 
 /// Rolls a key: one call creates its successor (same owner, name, scopes,
-/// token lifetime, allow-list, description, labels and rate; the same lifetime
+/// token lifetime, allow-list, description, labels, rate and public keys; the same lifetime
 /// the old key was given, counted from now), moves the webhook-signing mark
 /// to it if the old key held it, and sets the old key to expire at the end
 /// of `grace_seconds` (default 24 hours or `max_roll_grace_seconds` if that
@@ -1235,6 +1235,21 @@ pub async fn roll_key(
     let labels = old.labels.to_stored();
     let allowed_sources = (!old.allowed_sources.is_empty()).then(|| old.allowed_sources.join(" "));
     let rate_limit = old.own_rate_limit();
+    // The successor keeps the old key's public keys, so an integration
+    // using private_key_jwt goes on signing with its key under the new
+    // client ID.
+    let public_keys: Vec<crate::storage::NewPublicKey> = service
+        .store
+        .public_keys_of_key(&old.id)
+        .await?
+        .into_iter()
+        .map(|row| crate::storage::NewPublicKey {
+            thumbprint: row.thumbprint,
+            kid: row.kid,
+            alg: row.alg,
+            jwk: row.jwk,
+        })
+        .collect();
     let limit = service.settings.max_active_keys_per_user;
     let id = Uuid::now_v7().to_string();
     let client_id = ClientId::generate();
@@ -1264,7 +1279,7 @@ pub async fn roll_key(
                 rate_limit: rate_limit.map(rate_columns),
                 sigv4_secret: old.sigv4.then_some(&secret),
                 secret_enabled: true,
-                public_keys: &[],
+                public_keys: &public_keys,
                 now: created_at,
             },
             limit,

@@ -469,6 +469,14 @@ impl Store {
             take_mark_if_unheld(&mut tx, new.owner_id, new.now).await?
         };
         insert_key(&mut tx, &new, &sealed, moved_mark || took_mark).await?;
+        insert_client_auth(
+            &mut tx,
+            new.id,
+            new.secret_enabled,
+            new.public_keys,
+            new.now,
+        )
+        .await?;
         record_event(&mut tx, &key_event("key.created", &new), new.now).await?;
         tx.commit().await?;
         Ok(KeyRoll::Rolled {

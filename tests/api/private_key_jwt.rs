@@ -625,7 +625,8 @@ async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(back
     assert_eq!(rolled.status(), 409);
 }
 
-/// A key with a secret and a public key accepts both; creation refuses a
+/// A key with a secret and a public key accepts both, and its successor
+/// when rolled keeps the public key; creation refuses a
 /// key with neither, a private JWK, an HMAC key and SigV4 without a secret.
 async fn a_key_with_both_accepts_both_and_creation_refuses_what_cannot_work(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -633,6 +634,16 @@ async fn a_key_with_both_accepts_both_and_creation_refuses_what_cannot_work(back
     let id = integration.client_id();
     access_token(app.request_token(id, integration.secret()).await).await;
     access_token(token_with(&app, &key.sign(&claims_for(&app, id), Some("k1"))).await).await;
+
+    // Rolled, the successor keeps the public keys: the same private key
+    // signs for the new client ID.
+    let rolled = keyport::service::keys::roll_key(&app.service(), &Principal::operator(), id, None)
+        .await
+        .expect("rolled");
+    let successor = rolled.new.key.client_id.clone();
+    assert_eq!(rolled.new.key.public_key_count, 1);
+    access_token(token_with(&app, &key.sign(&claims_for(&app, &successor), Some("k1"))).await)
+        .await;
 
     let session = app.session_for(&integration.user.email, PASSWORD).await;
     let mut private = key.jwk(None);

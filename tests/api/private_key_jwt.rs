@@ -866,6 +866,35 @@ async fn public_key_changes_are_announced_to_the_credential_caches(backend: Back
     }
 }
 
+/// Not a check: the cost of a token by assertion beside one by secret,
+/// sequential requests on one connection, printed. Run with
+/// `cargo test --test api measure_ -- --ignored --nocapture --test-threads 1`.
+async fn measure_token_by_assertion_and_by_secret(backend: Backend) {
+    const N: u32 = 300;
+    let app = spawn_app(backend).await;
+    let (integration, key) = client_with_key(&app).await;
+    let id = integration.client_id();
+    // Warm both paths (the credential cache, connections).
+    access_token(app.request_token(id, integration.secret()).await).await;
+    access_token(token_with(&app, &key.sign(&claims_for(&app, id), Some("k1"))).await).await;
+    let started = std::time::Instant::now();
+    for _ in 0..N {
+        access_token(app.request_token(id, integration.secret()).await).await;
+    }
+    let secret = started.elapsed() / N;
+    let assertions: Vec<String> = (0..N)
+        .map(|_| key.sign(&claims_for(&app, id), Some("k1")))
+        .collect();
+    let started = std::time::Instant::now();
+    for assertion in &assertions {
+        access_token(token_with(&app, assertion).await).await;
+    }
+    let assertion = started.elapsed() / N;
+    println!(
+        "{backend:?}: token by secret {secret:?}, by ES256 assertion {assertion:?} (mean of {N})"
+    );
+}
+
 /// Waits (at most 5 s) for a credential-change notification naming `id`.
 async fn heard(listener: &mut sqlx::postgres::PgListener, id: &str) {
     tokio::time::timeout(std::time::Duration::from_secs(5), async {
@@ -897,6 +926,22 @@ async fn discovery_advertises_private_key_jwt_and_its_algorithms(backend: Backen
             metadata[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")],
             json!(["ES256", "EdDSA", "RS256"])
         );
+    }
+}
+
+mod measure {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check"]
+    async fn measure_sqlite() {
+        measure_token_by_assertion_and_by_secret(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check"]
+    async fn measure_postgres() {
+        measure_token_by_assertion_and_by_secret(Backend::Postgres).await
     }
 }
 

@@ -909,6 +909,53 @@ async fn heard(listener: &mut sqlx::postgres::PgListener, id: &str) {
     .expect("the key's client ID announced within 5 s")
 }
 
+/// The replay store: a `jti` is let in once per client (another client may
+/// use the same one), and expired rows are swept, live ones kept.
+async fn the_replay_store_admits_a_jti_once_and_sweeps_only_expired_rows(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = &app.store;
+    let at = now();
+    assert!(
+        store
+            .use_assertion_jti("kpc_a", "d1", at - 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_assertion_jti("kpc_a", "d1", at - 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .use_assertion_jti("kpc_b", "d1", at + 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .use_assertion_jti("kpc_a", "d2", at + 300)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.sweep_assertion_jtis(at).await.unwrap(), 1);
+    assert!(
+        !store
+            .use_assertion_jti("kpc_b", "d1", at + 300)
+            .await
+            .unwrap(),
+        "kept"
+    );
+    assert!(
+        store
+            .use_assertion_jti("kpc_a", "d1", at + 300)
+            .await
+            .unwrap(),
+        "swept"
+    );
+}
+
 /// RFC 8414 metadata advertises the method and its algorithms.
 async fn discovery_advertises_private_key_jwt_and_its_algorithms(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -957,4 +1004,5 @@ crate::on_both_backends!(
     discovery_advertises_private_key_jwt_and_its_algorithms,
     the_assertion_lifetime_limit_is_configurable,
     public_key_changes_are_announced_to_the_credential_caches,
+    the_replay_store_admits_a_jti_once_and_sweeps_only_expired_rows,
 );

@@ -10,8 +10,10 @@ use serde_json::{Value, json};
 use crate::config::Settings;
 use crate::domain::{KeyLabels, Principal, RateLimit, UserStatus};
 use crate::service::keys::{
-    self, CreatedKey, KeyChange, KeyControls, KeyListing, KeySummary, NewKeyRequest,
+    self, ClientAuthSetup, CreatedKey, KeyChange, KeyControls, KeyListing, KeySummary,
+    NewKeyRequest,
 };
+use crate::service::public_keys::{self, PublicKeySummary};
 use crate::service::{Service, ServiceError, sessions, tenants, users};
 use crate::startup::Application;
 use crate::storage::Store;
@@ -271,6 +273,34 @@ pub enum KeyCommand {
         /// The key's id or client ID.
         key: String,
     },
+    /// A key's public keys, for private_key_jwt client authentication (RFC 7523).
+    #[command(subcommand)]
+    PublicKey(PublicKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PublicKeyCommand {
+    /// Register a public key (a JWK file: EC P-256, OKP Ed25519 or RSA; `-`
+    /// reads stdin). The key may then authenticate with assertions it signs.
+    Add {
+        /// The key's id or client ID.
+        key: String,
+        /// The public JWK, as a JSON file; `-` for stdin.
+        file: PathBuf,
+    },
+    /// List a key's public keys (thumbprint, kid, alg, created).
+    List {
+        /// The key's id or client ID.
+        key: String,
+    },
+    /// Remove a public key; its assertions are refused from then on. A key
+    /// without a secret keeps its last one.
+    Remove {
+        /// The key's id or client ID.
+        key: String,
+        /// The public key's RFC 7638 thumbprint (see `list`).
+        thumbprint: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -318,6 +348,14 @@ pub struct KeyCreateArgs {
     /// the master key, instead of only its digest.
     #[arg(long)]
     pub sigv4: bool,
+    /// A public JWK file for private_key_jwt (RFC 7523); repeat for more
+    /// (at most 5); `-` reads stdin.
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+    /// Give the key no secret: it authenticates only with its public keys
+    /// (needs --public-key), and no secret is shown or kept.
+    #[arg(long, requires = "public_keys", conflicts_with = "sigv4")]
+    pub no_secret: bool,
 }
 
 #[derive(Debug, Args)]
@@ -712,7 +750,12 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 .transpose()?;
             let allowed_sources = args.allow.as_deref().map(allow_list);
             let rate_limit = rate_with_burst(args.rate, args.burst)?;
-            let created = keys::create_key_with(
+            let jwks = args
+                .public_keys
+                .iter()
+                .map(|path| read_jwk(path))
+                .collect::<Result<Vec<_>, _>>()?;
+            let created = keys::create_client(
                 service,
                 &operator,
                 NewKeyRequest {
@@ -729,9 +772,64 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     allowed_sources: allowed_sources.as_deref(),
                     rate_limit: rate_limit.map(Some),
                 },
+                ClientAuthSetup {
+                    secret: !args.no_secret,
+                    public_keys: &jwks,
+                },
             )
             .await?;
-            print_created_key(out, &created, settings, None);
+            match &created.secret {
+                Some(secret) => print_created_key(
+                    out,
+                    &CreatedKey {
+                        key: created.key.clone(),
+                        secret: secret.clone(),
+                        webhook_signing_key: created.webhook_signing_key.clone(),
+                    },
+                    settings,
+                    None,
+                    &created.public_keys,
+                ),
+                None => print_created_without_secret(out, &created, settings),
+            }
+        }
+        Command::Key(KeyCommand::PublicKey(PublicKeyCommand::Add { key, file })) => {
+            let jwk = read_jwk(&file)?;
+            let added = public_keys::add_public_key(service, &operator, &key, &jwk).await?;
+            out.print(
+                serde_json::to_value(&added).unwrap_or(Value::Null),
+                &format!(
+                    "registered public key {} ({}{}) with {key}",
+                    added.thumbprint,
+                    added.alg,
+                    added
+                        .kid
+                        .as_deref()
+                        .map(|kid| format!(", kid {kid}"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        Command::Key(KeyCommand::PublicKey(PublicKeyCommand::List { key })) => {
+            let listed = public_keys::list_public_keys(service, &operator, &key).await?;
+            let human = if listed.is_empty() {
+                format!("{key} has no public keys")
+            } else {
+                listed
+                    .iter()
+                    .map(public_key_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            out.print(json!({ "public_keys": listed }), &human);
+        }
+        Command::Key(KeyCommand::PublicKey(PublicKeyCommand::Remove { key, thumbprint })) => {
+            let removed =
+                public_keys::remove_public_key(service, &operator, &key, &thumbprint).await?;
+            out.print(
+                serde_json::to_value(&removed).unwrap_or(Value::Null),
+                &format!("removed public key {} from {key}", removed.thumbprint),
+            );
         }
         Command::Key(KeyCommand::Roll { key, grace }) => {
             let grace_seconds = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
@@ -742,7 +840,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 rolled.old.client_id,
                 rolled.old.expires_at.unwrap_or_default(),
             );
-            print_created_key(out, &rolled.new, settings, Some(&note));
+            print_created_key(out, &rolled.new, settings, Some(&note), &[]);
         }
         Command::Key(KeyCommand::Disable { key }) => {
             let disabled = keys::disable_key(service, &operator, &key).await?;
@@ -880,11 +978,62 @@ fn export_postman(
     Ok(())
 }
 
+/// A public JWK from a file, or stdin for `-`.
+fn read_jwk(path: &std::path::Path) -> Result<Value, CliError> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| ServiceError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        ServiceError::Invalid(format!("{} is not a JSON JWK: {e}", path.display())).into()
+    })
+}
+
+fn public_key_line(key: &PublicKeySummary) -> String {
+    format!(
+        "{}  {:<6} kid={} created={}",
+        key.thumbprint,
+        key.alg,
+        key.kid.as_deref().unwrap_or("-"),
+        key.created_at
+    )
+}
+
+/// A key created without a secret: its JSON, or a summary saying how it
+/// authenticates.
+fn print_created_without_secret(out: &Output, created: &keys::CreatedClient, settings: &Settings) {
+    let mut doc = serde_json::to_value(&created.key).unwrap_or(Value::Null);
+    doc["webhook_signing_key"] = Value::String(created.webhook_signing_key.to_whsec());
+    doc["public_keys"] = serde_json::to_value(&created.public_keys).unwrap_or(Value::Null);
+    let keys: Vec<String> = created.public_keys.iter().map(public_key_line).collect();
+    let human = format!(
+        "created key {name} for {owner}, without a secret\n\n  client_id:     {client_id}\n         webhook signing key: {webhook_key}\n  public keys:\n    {keys}\n\n         It authenticates only with private_key_jwt (RFC 7523): a JWT signed with one of these\n         keys, iss and sub {client_id}, aud {issuer} (or {issuer}/oauth/token), a short exp and a\n         new jti each time, sent as client_assertion with\n         client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+        name = created.key.name,
+        owner = created.key.owner_email,
+        client_id = created.key.client_id,
+        webhook_key = created.webhook_signing_key.to_whsec(),
+        keys = keys.join("\n    "),
+        issuer = settings.tokens.issuer,
+    );
+    out.print(doc, &human);
+}
+
 /// The new key's JSON (with the secret), or the human summary plus `note`.
-fn print_created_key(out: &Output, created: &CreatedKey, settings: &Settings, note: Option<&str>) {
+fn print_created_key(
+    out: &Output,
+    created: &CreatedKey,
+    settings: &Settings,
+    note: Option<&str>,
+    public_keys: &[PublicKeySummary],
+) {
     let mut doc = serde_json::to_value(&created.key).unwrap_or(Value::Null);
     doc["client_secret"] = Value::String(created.secret.expose().to_owned());
     doc["webhook_signing_key"] = Value::String(created.webhook_signing_key.to_whsec());
+    if !public_keys.is_empty() {
+        doc["public_keys"] = serde_json::to_value(public_keys).unwrap_or(Value::Null);
+    }
     let human = format!(
         "created key {name} for {owner}\n\n  client_id:     {client_id}\n  client_secret: {secret}\n\
          webhook signing key: {webhook_key}\n\n\

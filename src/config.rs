@@ -25,6 +25,7 @@ struct RawSettings {
     signing_algorithm: String,
     signing_key_refresh_seconds: u64,
     clock_leeway_seconds: u64,
+    client_assertion_max_lifetime_seconds: u64,
     max_active_keys_per_user: u32,
     max_roll_grace_seconds: u64,
     max_body_bytes: usize,
@@ -219,6 +220,9 @@ pub struct TokenSettings {
     pub signing_algorithm: SigningAlgorithm,
     pub signing_key_refresh: Duration,
     pub leeway: Duration,
+    /// How far past now (and past its `iat`) a `private_key_jwt` client
+    /// assertion's `exp` may be.
+    pub client_assertion_max_lifetime: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -485,6 +489,9 @@ impl Settings {
                 signing_algorithm,
                 signing_key_refresh: Duration::from_secs(raw.signing_key_refresh_seconds.max(1)),
                 leeway: Duration::from_secs(raw.clock_leeway_seconds),
+                client_assertion_max_lifetime: Duration::from_secs(
+                    raw.client_assertion_max_lifetime_seconds.max(1),
+                ),
             },
             max_active_keys_per_user: raw.max_active_keys_per_user,
             max_roll_grace: Duration::from_secs(raw.max_roll_grace_seconds),

@@ -120,6 +120,10 @@ pub struct KeyView {
     pub deletion_phrase: String,
     /// The key may sign requests with AWS Signature Version 4.
     pub sigv4: bool,
+    /// The key authenticates with its secret (false: private_key_jwt only).
+    pub secret_enabled: bool,
+    /// Public keys registered for private_key_jwt.
+    pub public_key_count: i64,
 }
 
 impl KeyView {
@@ -144,6 +148,8 @@ impl KeyView {
             expires: key.expires_at.map(|at| When::at(at, now)),
             signs_webhooks: key.signs_webhooks,
             sigv4: key.sigv4,
+            secret_enabled: key.secret_enabled,
+            public_key_count: key.public_key_count,
             owner_is_me: key.owner_id == viewer_id,
             id: key.id,
             client_id: key.client_id,
@@ -442,6 +448,9 @@ mod tests {
             has_webhook_signing_key: true,
             rate_limit: None,
             sigv4: false,
+            secret_enabled: true,
+            auth_methods: vec!["client_secret"],
+            public_key_count: 0,
         }
     }
 

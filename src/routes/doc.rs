@@ -205,6 +205,19 @@ pub struct TokenRequest {
     /// Only without an Authorization header.
     #[schema(required = false)]
     client_secret: String,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`, with
+    /// `client_assertion` (RFC 7523 `private_key_jwt`); not with a secret or
+    /// an Authorization header.
+    #[schema(
+        required = false,
+        examples("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    )]
+    client_assertion_type: String,
+    /// A JWT signed with one of the key's public keys: `iss` and `sub` the
+    /// client ID, `aud` this server's issuer or token endpoint URL, `exp` at
+    /// most 300 s ahead, a `jti` never used before (RFC 7523 §3).
+    #[schema(required = false)]
+    client_assertion: String,
     /// Space-separated scopes, within the key's; absent: all of the key's.
     #[schema(required = false, examples("reports:read webhooks:write"))]
     scope: String,
@@ -247,6 +260,15 @@ pub struct TokenQuery {
     client_id: String,
     #[schema(required = false)]
     client_secret: String,
+    /// As at the token endpoint (RFC 7523 `private_key_jwt`).
+    #[schema(
+        required = false,
+        examples("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    )]
+    client_assertion_type: String,
+    /// As at the token endpoint; `aud` may also be this endpoint's URL.
+    #[schema(required = false)]
+    client_assertion: String,
 }
 
 /// An RFC 7662 §2.2 answer. An inactive token (invalid, expired, revoked, or
@@ -296,11 +318,17 @@ pub struct ServerMetadata {
     jwks_uri: String,
     introspection_endpoint: String,
     revocation_endpoint: String,
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`.
     introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// What `private_key_jwt` assertions may be signed with.
+    introspection_endpoint_auth_signing_alg_values_supported: Vec<String>,
     revocation_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint_auth_signing_alg_values_supported: Vec<String>,
     grant_types_supported: Vec<String>,
     response_types_supported: Vec<String>,
     token_endpoint_auth_methods_supported: Vec<String>,
+    /// ES256, EdDSA, RS256.
+    token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     scopes_supported: Vec<String>,
     access_token_signing_alg_values_supported: Vec<String>,
 }
@@ -407,11 +435,48 @@ pub struct KeyList {
 pub struct NewKey {
     #[serde(flatten)]
     key: crate::service::keys::KeySummary,
-    /// `kps_…`; store it in a secrets manager.
+    /// `kps_…`; store it in a secrets manager. Absent for a key created
+    /// with `"client_secret": false` (it authenticates with its public keys).
+    #[schema(required = false)]
     client_secret: String,
+    /// The public keys registered at creation (`private_key_jwt`); absent
+    /// when none were given.
+    #[schema(required = false)]
+    public_keys: Vec<crate::service::public_keys::PublicKeySummary>,
     /// `whsec_…`: verifies this key's signed webhook deliveries (Standard
     /// Webhooks). Derived from the secret with HKDF-SHA256; shown only here.
     webhook_signing_key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublicKeyList {
+    public_keys: Vec<crate::service::public_keys::PublicKeySummary>,
+}
+
+/// A public key as a JWK (RFC 7517): `kty` EC (`crv` P-256, `x`, `y`), OKP
+/// (`crv` Ed25519, `x`) or RSA (`n`, `e`); optional `kid` (at most 128
+/// characters), `alg` (must match the key type), `use` (`sig`). Private
+/// members (`d`, …) and symmetric keys are refused. Other members are
+/// ignored and not stored.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PublicJwk)]
+pub struct PublicJwkBody {
+    #[schema(examples("EC", "OKP", "RSA"))]
+    kty: String,
+    #[schema(required = false)]
+    crv: String,
+    #[schema(required = false)]
+    x: String,
+    #[schema(required = false)]
+    y: String,
+    #[schema(required = false)]
+    n: String,
+    #[schema(required = false)]
+    e: String,
+    #[schema(required = false)]
+    kid: String,
+    #[schema(required = false)]
+    alg: String,
 }
 
 #[derive(Serialize, ToSchema)]

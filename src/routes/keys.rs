@@ -11,6 +11,8 @@
 //! - `POST   /api/v1/keys/{id}/revoke`           always works; the webhook mark moves on
 //! - `POST   /api/v1/keys/{id}/webhook-signing`  moves the "signs webhooks" mark here
 //! - `DELETE /api/v1/keys/{id}`                  body `{"confirm": "<phrase>"}`
+//!
+//! A key's public keys (`private_key_jwt`) are managed in `public_keys.rs`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,7 +27,10 @@ use super::error::ApiError;
 use super::{AppState, Caller};
 use crate::domain::RateLimit;
 use crate::service::ServiceError;
-use crate::service::keys::{self, CreatedKey, KeyChange, KeyControls, KeyListing, NewKeyRequest};
+use crate::service::keys::{
+    self, ClientAuthSetup, CreatedClient, CreatedKey, KeyChange, KeyControls, KeyListing,
+    NewKeyRequest,
+};
 
 pub(super) const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
 
@@ -96,6 +101,23 @@ fn created_with_secret(created: &CreatedKey) -> Result<HttpResponse, ApiError> {
     let mut doc = serde_json::to_value(&created.key).map_err(|_| ApiError::internal())?;
     doc["client_secret"] = created.secret.expose().into();
     doc["webhook_signing_key"] = created.webhook_signing_key.to_whsec().into();
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(doc))
+}
+
+/// The answer to a creation: 201, never cached; the secret (if the key
+/// has one) and the public keys registered with it.
+fn created_client(created: &CreatedClient) -> Result<HttpResponse, ApiError> {
+    let mut doc = serde_json::to_value(&created.key).map_err(|_| ApiError::internal())?;
+    if let Some(secret) = &created.secret {
+        doc["client_secret"] = secret.expose().into();
+    }
+    doc["webhook_signing_key"] = created.webhook_signing_key.to_whsec().into();
+    if !created.public_keys.is_empty() {
+        doc["public_keys"] =
+            serde_json::to_value(&created.public_keys).map_err(|_| ApiError::internal())?;
+    }
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(doc))
@@ -173,6 +195,14 @@ struct NewKeyBody {
     /// sealed under the master key, since verifying a signature needs it;
     /// otherwise only its digest is stored. Default false.
     sigv4: Option<bool>,
+    /// `false`: the key gets no secret (none is shown or kept) and
+    /// authenticates only with `private_key_jwt`, so it needs `public_keys`.
+    /// Default true.
+    client_secret: Option<bool>,
+    /// Public keys (JWKs: ES256, EdDSA, RS256; at most 5) for
+    /// `private_key_jwt` client authentication (RFC 7523).
+    #[schema(max_items = 5, value_type = Option<Vec<Object>>)]
+    public_keys: Option<Vec<serde_json::Value>>,
 }
 
 /// Creates a key for the caller (needs `keys:manage`, at most
@@ -185,7 +215,7 @@ struct NewKeyBody {
     request_body = NewKeyBody,
     security(("bearer" = []), ("apiKey" = [])),
     responses(
-        (status = 201, description = "Created; `client_secret` is shown only here", body = doc::NewKey),
+        (status = 201, description = "Created; `client_secret` is shown only here (absent with `\"client_secret\": false`)", body = doc::NewKey),
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::Forbidden),
@@ -210,7 +240,8 @@ pub async fn create(
         .rate_limit
         .map(|rate| rate.parse("rate_limit"))
         .transpose()?;
-    let created = keys::create_key_with(
+    let public_keys = body.public_keys.unwrap_or_default();
+    let created = keys::create_client(
         &state.service,
         &caller,
         NewKeyRequest {
@@ -227,9 +258,13 @@ pub async fn create(
             allowed_sources: body.allowed_sources.as_deref(),
             rate_limit: rate_limit.map(Some),
         },
+        ClientAuthSetup {
+            secret: body.client_secret.unwrap_or(true),
+            public_keys: &public_keys,
+        },
     )
     .await?;
-    created_with_secret(&created)
+    created_client(&created)
 }
 
 /// One key, by id or client ID.

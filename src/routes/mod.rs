@@ -11,6 +11,7 @@ mod oauth;
 pub mod observe;
 mod openapi;
 mod postman;
+mod public_keys;
 mod rate_limit;
 mod records;
 mod session;
@@ -40,8 +41,8 @@ pub use client_address::client_address;
 pub use openapi::api_doc;
 pub use signed_body::buffer_signed_body;
 pub use token_request::{
-    ClientCredentials, TokenQuery, TokenRequest, parse_basic_authorization, parse_token_query,
-    parse_token_request,
+    ClientAssertion, ClientCredentials, JWT_BEARER_ASSERTION, SecretCredentials, TokenQuery,
+    TokenRequest, parse_basic_authorization, parse_token_query, parse_token_request,
 };
 
 /// What every handler may reach.
@@ -138,6 +139,17 @@ pub static ROUTES: &[RouteSpec] = &[
     route("/api/v1/keys/{id}/webhook-signing", Method::POST, |r| {
         r.to(keys::mark_webhook_signing)
     }),
+    route("/api/v1/keys/{id}/public-keys", Method::GET, |r| {
+        r.to(public_keys::list)
+    }),
+    route("/api/v1/keys/{id}/public-keys", Method::POST, |r| {
+        r.to(public_keys::add)
+    }),
+    route(
+        "/api/v1/keys/{id}/public-keys/{thumbprint}",
+        Method::DELETE,
+        |r| r.to(public_keys::remove),
+    ),
     route("/api/v1/users", Method::GET, |r| r.to(users::list)),
     route("/api/v1/users", Method::POST, |r| r.to(users::create)),
     route("/api/v1/users/{id}", Method::GET, |r| r.to(users::show)),

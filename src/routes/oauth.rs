@@ -1,5 +1,6 @@
 //! The OAuth endpoints, all authenticated by a key's client ID and secret
-//! (HTTP Basic or body parameters):
+//! (HTTP Basic or body parameters) or by a JWT client assertion signed with
+//! one of the key's public keys (RFC 7523 `private_key_jwt`):
 //! - `POST /oauth/token`: RFC 6749 §4.4 client credentials, and RFC 8693
 //!   token exchange (a Keyport token, by a key holding `tokens:exchange`; or
 //!   a trusted issuer's JWT, which needs no client authentication);
@@ -20,6 +21,7 @@ use super::token_request::{
 use super::{AppState, client_address};
 use crate::domain::ClientId;
 use crate::domain::exchange::ACCESS_TOKEN_TYPE;
+use crate::service::client_assertion::{self, AssertionEndpoint};
 use crate::service::clients::{self, AuthenticatedKey};
 use crate::service::exchange::{self, ExchangeRequest};
 use crate::service::grant;
@@ -45,18 +47,36 @@ async fn authenticate(
     req: &HttpRequest,
     state: &AppState,
     credentials: &ClientCredentials,
+    endpoint: AssertionEndpoint,
 ) -> Result<AuthenticatedKey, OAuthError> {
-    if ClientId::parse(&credentials.client_id).is_ok() {
-        note_client_id(req, &credentials.client_id);
-    }
     let address = client_address(req).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    Ok(clients::authenticate(
-        &state.service,
-        &credentials.client_id,
-        &credentials.client_secret,
-        address,
-    )
-    .await?)
+    let key = match credentials {
+        ClientCredentials::Secret(credentials) => {
+            if ClientId::parse(&credentials.client_id).is_ok() {
+                note_client_id(req, &credentials.client_id);
+            }
+            clients::authenticate(
+                &state.service,
+                &credentials.client_id,
+                &credentials.client_secret,
+                address,
+            )
+            .await?
+        }
+        ClientCredentials::Assertion(assertion) => {
+            let key = client_assertion::authenticate(
+                &state.service,
+                &assertion.assertion,
+                assertion.client_id.as_deref(),
+                endpoint,
+                address,
+            )
+            .await?;
+            note_client_id(req, &key.client_id);
+            key
+        }
+    };
+    Ok(key)
 }
 
 /// An RFC 6749 §5.1 successful token response: what is served is what
@@ -141,7 +161,7 @@ async fn issue_token(
             "client authentication is required",
         ));
     };
-    let key = authenticate(req, state, credentials).await?;
+    let key = authenticate(req, state, credentials, AssertionEndpoint::Token).await?;
     let issued = grant::issue(
         &state.service,
         &state.keys,
@@ -167,7 +187,9 @@ async fn exchange_token(
     exchange: &TokenExchangeParameters,
 ) -> Result<HttpResponse, OAuthError> {
     let key = match &request.credentials {
-        Some(credentials) => Some(authenticate(req, state, credentials).await?),
+        Some(credentials) => {
+            Some(authenticate(req, state, credentials, AssertionEndpoint::Token).await?)
+        }
         None => None,
     };
     let issued = exchange::exchange(
@@ -200,6 +222,7 @@ async fn authenticated_token_query(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    endpoint: AssertionEndpoint,
 ) -> Result<(AuthenticatedKey, TokenQuery), OAuthError> {
     let body = read_body(req, payload).await?;
     let query = parse_token_query(
@@ -207,7 +230,7 @@ async fn authenticated_token_query(
         media_type(req).as_deref(),
         &body,
     )?;
-    let key = authenticate(req, state, &query.credentials).await?;
+    let key = authenticate(req, state, &query.credentials, endpoint).await?;
     Ok((key, query))
 }
 
@@ -237,7 +260,8 @@ pub async fn introspect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let (key, query) = authenticated_token_query(&req, payload, &state).await?;
+    let (key, query) =
+        authenticated_token_query(&req, payload, &state, AssertionEndpoint::Introspection).await?;
     let token = state.keys.verifier().verify(&query.token);
     let answer = grant::introspect(&state.service, &key, token).await?;
     Ok(no_store(HttpResponse::Ok()).json(answer))
@@ -270,7 +294,8 @@ pub async fn revoke(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let (key, query) = authenticated_token_query(&req, payload, &state).await?;
+    let (key, query) =
+        authenticated_token_query(&req, payload, &state, AssertionEndpoint::Revocation).await?;
     grant::revoke(
         &state.service,
         &state.keys,

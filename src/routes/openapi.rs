@@ -75,6 +75,9 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::keys::enable,
         super::keys::revoke,
         super::keys::mark_webhook_signing,
+        super::public_keys::list,
+        super::public_keys::add,
+        super::public_keys::remove,
         super::users::list,
         super::users::create,
         super::users::show,
@@ -123,7 +126,7 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
     ),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "oauth", description = "RFC 6749 client credentials, RFC 8693 token exchange, RFC 7662 introspection, RFC 7009 revocation; client ID and secret by HTTP Basic (or in the body)"),
+        (name = "oauth", description = "RFC 6749 client credentials, RFC 8693 token exchange, RFC 7662 introspection, RFC 7009 revocation; client ID and secret by HTTP Basic (or in the body), or a JWT client assertion (RFC 7523 `private_key_jwt`)"),
         (name = "discovery", description = "RFC 8414 metadata and RFC 7517 JWKS; public"),
         (name = "reports", description = "Pull records (`reports:read`)"),
         (name = "webhooks", description = "Push records (`webhooks:write`)"),
@@ -148,7 +151,10 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Basic)
                     .description(Some(
                         "A key's client ID and secret (RFC 6749 §2.3.1, form-urlencoded then \
-                         base64). `client_id` and `client_secret` in the body work too, never both.",
+                         base64). `client_id` and `client_secret` in the body work too, never both; \
+                         or, instead, `client_assertion_type` and `client_assertion` in the body: \
+                         a JWT signed with one of the key's public keys (RFC 7523 \
+                         `private_key_jwt`; see the README).",
                     ))
                     .build(),
             ),

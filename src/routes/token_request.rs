@@ -1,5 +1,7 @@
 //! Parsing a token request (RFC 6749 §4.4.2, §2.3.1) from its Authorization
 //! header, media type and body, with no I/O, so it can be fuzzed on its own.
+//! A client authenticates with its secret (HTTP Basic or the body) or with a
+//! JWT assertion (RFC 7523 §2.2, `private_key_jwt`), one method per request.
 
 use std::collections::HashMap;
 
@@ -9,19 +11,48 @@ use percent_encoding::percent_decode_str;
 use super::error::OAuthError;
 use crate::domain::exchange::{ACCESS_TOKEN_TYPE, SubjectTokenType, TOKEN_EXCHANGE_GRANT};
 
-/// The client credentials as presented, not yet checked.
-pub struct ClientCredentials {
+/// `client_assertion_type` for a JWT client assertion (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A client ID and secret as presented, not yet checked.
+pub struct SecretCredentials {
     pub client_id: String,
     pub client_secret: String,
 }
 
-impl std::fmt::Debug for ClientCredentials {
+impl std::fmt::Debug for SecretCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials")
+        f.debug_struct("SecretCredentials")
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .finish()
     }
+}
+
+/// A JWT client assertion as presented (RFC 7523 §2.2), not yet checked.
+pub struct ClientAssertion {
+    /// The `client_id` parameter, if sent: it must then name the client
+    /// the assertion is for.
+    pub client_id: Option<String>,
+    pub assertion: String,
+}
+
+impl std::fmt::Debug for ClientAssertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAssertion")
+            .field("client_id", &self.client_id)
+            .field("assertion", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How the client authenticated, as presented, not yet checked.
+#[derive(Debug)]
+pub enum ClientCredentials {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret(SecretCredentials),
+    /// `private_key_jwt`.
+    Assertion(ClientAssertion),
 }
 
 #[derive(Debug)]
@@ -60,7 +91,7 @@ impl std::fmt::Debug for TokenExchangeParameters {
 
 /// Parses `Authorization: Basic …` per RFC 6749 §2.3.1: base64 of
 /// `urlencode(client_id):urlencode(client_secret)`.
-pub fn parse_basic_authorization(value: &[u8]) -> Result<ClientCredentials, OAuthError> {
+pub fn parse_basic_authorization(value: &[u8]) -> Result<SecretCredentials, OAuthError> {
     let malformed = || OAuthError::invalid_client("the Basic Authorization header is malformed");
     let value = std::str::from_utf8(value).map_err(|_| malformed())?;
     let (scheme, encoded) = value.trim().split_once(' ').ok_or_else(malformed)?;
@@ -74,7 +105,7 @@ pub fn parse_basic_authorization(value: &[u8]) -> Result<ClientCredentials, OAut
         .map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    Ok(ClientCredentials {
+    Ok(SecretCredentials {
         client_id: form_decode(id).ok_or_else(malformed)?,
         client_secret: form_decode(secret).ok_or_else(malformed)?,
     })
@@ -169,21 +200,80 @@ fn known_parameters(
     Ok(found)
 }
 
-/// Client authentication from the Authorization header or the body, never both.
+/// Client authentication from the Authorization header, the body's secret
+/// or the body's assertion: exactly one of them (RFC 6749 §2.3).
 fn client_credentials(
+    authorization: &[&[u8]],
+    params: &mut HashMap<&'static str, String>,
+) -> Result<ClientCredentials, OAuthError> {
+    let client_id = params.remove("client_id");
+    let client_secret = params.remove("client_secret");
+    let assertion_type = params.remove("client_assertion_type");
+    let assertion = params.remove("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        if !authorization.is_empty() || client_secret.is_some() {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method: a client assertion, HTTP Basic or \
+                 client_secret, not several",
+            ));
+        }
+        return client_assertion(client_id, assertion_type, assertion)
+            .map(ClientCredentials::Assertion);
+    }
+    secret_credentials(authorization, client_id, client_secret).map(ClientCredentials::Secret)
+}
+
+/// RFC 7523 §2.2: `client_assertion_type` names the JWT bearer type and
+/// `client_assertion` carries one JWT.
+fn client_assertion(
+    client_id: Option<String>,
+    assertion_type: Option<String>,
+    assertion: Option<String>,
+) -> Result<ClientAssertion, OAuthError> {
+    match assertion_type.as_deref() {
+        None => {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type is required with client_assertion: {JWT_BEARER_ASSERTION}"
+            )));
+        }
+        Some(JWT_BEARER_ASSERTION) => {}
+        Some(other) => {
+            return Err(OAuthError::invalid_client(format!(
+                "client_assertion_type `{}` is not supported; use {JWT_BEARER_ASSERTION}",
+                preview(other)
+            )));
+        }
+    }
+    match assertion {
+        None => Err(OAuthError::invalid_request(
+            "client_assertion is required with client_assertion_type",
+        )),
+        Some(assertion) if assertion.is_empty() => Err(OAuthError::invalid_client(
+            "the client assertion is not a well-formed JWT (RFC 7523 §3)",
+        )),
+        Some(assertion) => Ok(ClientAssertion {
+            client_id,
+            assertion,
+        }),
+    }
+}
+
+/// A secret from the Authorization header or the body, never both.
+fn secret_credentials(
     authorization: &[&[u8]],
     client_id: Option<String>,
     client_secret: Option<String>,
-) -> Result<ClientCredentials, OAuthError> {
+) -> Result<SecretCredentials, OAuthError> {
     match authorization {
         [] => match (client_id, client_secret) {
-            (Some(client_id), Some(client_secret)) => Ok(ClientCredentials {
+            (Some(client_id), Some(client_secret)) => Ok(SecretCredentials {
                 client_id,
                 client_secret,
             }),
             (Some(_), None) => Err(OAuthError::invalid_client("client_secret is required")),
             _ => Err(OAuthError::invalid_client(
-                "client authentication is required (HTTP Basic or client_id and client_secret)",
+                "client authentication is required (HTTP Basic, client_id and client_secret, \
+                 or a client assertion)",
             )),
         },
         [header] => {
@@ -221,6 +311,8 @@ pub fn parse_token_request(
             "grant_type",
             "client_id",
             "client_secret",
+            "client_assertion_type",
+            "client_assertion",
             "scope",
             "resource",
             "audience",
@@ -253,15 +345,18 @@ pub fn parse_token_request(
         }
         (resource, audience) => resource.or(audience),
     };
-    let client_id = params.remove("client_id");
-    let client_secret = params.remove("client_secret");
-    let credentials = if exchange && authorization.is_empty() && client_secret.is_none() {
+    let anything_presented = !authorization.is_empty()
+        || ["client_secret", "client_assertion", "client_assertion_type"]
+            .iter()
+            .any(|name| params.contains_key(name));
+    let credentials = if exchange && !anything_presented {
         // RFC 8693 §2.1 leaves client authentication to the server: a
         // trusted issuer's token needs none, a Keyport token does (the
         // service decides). A lone client_id authenticates nothing.
+        params.remove("client_id");
         None
     } else {
-        Some(client_credentials(authorization, client_id, client_secret)?)
+        Some(client_credentials(authorization, &mut params)?)
     };
     let exchange = if exchange {
         Some(exchange_parameters(&mut params)?)
@@ -342,17 +437,20 @@ pub fn parse_token_query(
     let mut params = known_parameters(
         media_type,
         body,
-        &["token", "token_type_hint", "client_id", "client_secret"],
+        &[
+            "token",
+            "token_type_hint",
+            "client_id",
+            "client_secret",
+            "client_assertion_type",
+            "client_assertion",
+        ],
     )?;
     let token = params
         .remove("token")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let credentials = client_credentials(
-        authorization,
-        params.remove("client_id"),
-        params.remove("client_secret"),
-    )?;
+    let credentials = client_credentials(authorization, &mut params)?;
     Ok(TokenQuery { credentials, token })
 }
 
@@ -438,7 +536,10 @@ mod tests {
             br#"{"grant_type":"client_credentials","client_id":"a","client_secret":"b","scope":"reports:read"}"#,
         )
         .unwrap();
-        assert_eq!(ok.credentials.as_ref().unwrap().client_id, "a");
+        let Some(ClientCredentials::Secret(credentials)) = &ok.credentials else {
+            panic!("a secret was sent");
+        };
+        assert_eq!(credentials.client_id, "a");
         assert_eq!(ok.scope.as_deref(), Some("reports:read"));
         let err = parse_token_request(
             &[],
@@ -465,6 +566,56 @@ mod tests {
     fn other_media_types_are_invalid_request() {
         let err = parse_token_request(&[], Some("text/plain"), b"grant_type=client_credentials")
             .unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+    }
+
+    const ASSERTION_FORM: &str = "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=eyJ.e30.sig";
+
+    #[test]
+    fn a_client_assertion_is_parsed_with_its_optional_client_id() {
+        let request = parse_token_request(&[], FORM, ASSERTION_FORM.as_bytes()).unwrap();
+        let Some(ClientCredentials::Assertion(assertion)) = request.credentials else {
+            panic!("an assertion was sent");
+        };
+        assert_eq!(assertion.assertion, "eyJ.e30.sig");
+        assert_eq!(assertion.client_id, None);
+        let with_id = format!("{ASSERTION_FORM}&client_id=kpc_a");
+        let query = parse_token_query(&[], FORM, format!("token=t&{with_id}").as_bytes()).unwrap();
+        let ClientCredentials::Assertion(assertion) = query.credentials else {
+            panic!("an assertion was sent");
+        };
+        assert_eq!(assertion.client_id.as_deref(), Some("kpc_a"));
+        assert!(!format!("{assertion:?}").contains("eyJ"));
+    }
+
+    #[test]
+    fn an_assertion_with_a_secret_or_basic_is_invalid_request() {
+        let with_secret = format!("{ASSERTION_FORM}&client_id=kpc_a&client_secret=kps_x");
+        let err = parse_token_request(&[], FORM, with_secret.as_bytes()).unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+        let header = basic("kpc_a", "kps_x");
+        let err = parse_token_request(&[&header], FORM, ASSERTION_FORM.as_bytes()).unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn another_assertion_type_is_invalid_client_and_half_an_assertion_invalid_request() {
+        let saml = ASSERTION_FORM.replace("jwt-bearer", "saml2-bearer");
+        let err = parse_token_request(&[], FORM, saml.as_bytes()).unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidClient);
+        let err = parse_token_request(
+            &[],
+            FORM,
+            b"grant_type=client_credentials&client_assertion=eyJ.e30.sig",
+        )
+        .unwrap_err();
+        assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
+        let err = parse_token_request(
+            &[],
+            FORM,
+            b"grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        )
+        .unwrap_err();
         assert_eq!(err.code, OAuthErrorCode::InvalidRequest);
     }
 

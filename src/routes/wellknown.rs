@@ -8,6 +8,17 @@ use serde_json::json;
 use super::AppState;
 use super::doc;
 
+/// How clients authenticate at the token, introspection and revocation
+/// endpoints: a secret (Basic or body), or a JWT assertion (RFC 7523).
+const CLIENT_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+
+/// What a `private_key_jwt` assertion may be signed with (src/tokens/jws.rs).
+const ASSERTION_ALGORITHMS: [&str; 3] = ["ES256", "EdDSA", "RS256"];
+
 /// RFC 8414 authorization server metadata.
 #[utoipa::path(
     get,
@@ -26,11 +37,14 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
             "introspection_endpoint": format!("{issuer}/oauth/introspect"),
             "revocation_endpoint": format!("{issuer}/oauth/revoke"),
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+            "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
             "grant_types_supported": ["client_credentials", crate::domain::exchange::TOKEN_EXCHANGE_GRANT],
             "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
             "scopes_supported": crate::domain::SUPPORTED_SCOPES,
             "access_token_signing_alg_values_supported": [state.keys.algorithm().as_str()],
             // Extension members (RFC 8414 §2 allows them): the credential

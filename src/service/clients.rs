@@ -87,6 +87,12 @@ pub enum ClientAuthError {
     /// Too many failures from this address for this client: retry after.
     #[error("{}", self.message())]
     Throttled(Duration),
+    /// A `private_key_jwt` client assertion (RFC 7523) was refused for
+    /// what it says, not for who sent it: malformed, an algorithm not
+    /// allowed, a claim missing or wrong, or used before. Counted as a
+    /// failed authentication.
+    #[error("{0}")]
+    Assertion(&'static str),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -103,6 +109,7 @@ impl ClientAuthError {
             ClientAuthError::OwnerDisabled => "the key's owner is disabled",
             ClientAuthError::Throttled(_) => "too many failed authentications; retry later",
             ClientAuthError::Storage(_) => "the database is unavailable",
+            ClientAuthError::Assertion(why) => why,
         }
     }
 
@@ -110,7 +117,9 @@ impl ClientAuthError {
     pub(super) fn counts_as_failure(&self) -> bool {
         matches!(
             self,
-            ClientAuthError::BadCredentials | ClientAuthError::SourceNotAllowed
+            ClientAuthError::BadCredentials
+                | ClientAuthError::SourceNotAllowed
+                | ClientAuthError::Assertion(_)
         )
     }
 }

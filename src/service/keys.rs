@@ -122,6 +122,30 @@ pub struct KeySummary {
     /// a key's secret is kept, sealed under the master key (SigV4 needs the
     /// secret itself); every other key keeps only its digest.
     pub sigv4: bool,
+    /// Whether the key authenticates with its secret; false for a key
+    /// created without one. Listed as `auth_methods`.
+    #[serde(skip)]
+    pub secret_enabled: bool,
+    /// How the key may authenticate at the OAuth endpoints: `client_secret`
+    /// (HTTP Basic, the body, or `x-api-key`) unless it was created without
+    /// a secret, and `private_key_jwt` while it holds public keys.
+    #[schema(examples(json!(["client_secret", "private_key_jwt"])))]
+    pub auth_methods: Vec<&'static str>,
+    /// How many public keys (`private_key_jwt`) the key holds; see
+    /// `GET /api/v1/keys/{id}/public-keys`.
+    pub public_key_count: i64,
+}
+
+/// What [`KeySummary::auth_methods`] lists.
+pub fn auth_methods(secret_enabled: bool, public_key_count: i64) -> Vec<&'static str> {
+    let mut methods = Vec::with_capacity(2);
+    if secret_enabled {
+        methods.push("client_secret");
+    }
+    if public_key_count > 0 {
+        methods.push("private_key_jwt");
+    }
+    methods
 }
 
 /// A key's rate as listings show it.
@@ -237,6 +261,9 @@ impl KeySummary {
             has_webhook_signing_key: row.has_webhook_key != 0,
             rate_limit: KeyRateLimit::of(own, company_default),
             sigv4: row.sigv4 != 0,
+            secret_enabled: row.secret_enabled != 0,
+            auth_methods: auth_methods(row.secret_enabled != 0, row.public_keys),
+            public_key_count: row.public_keys,
         })
     }
 
@@ -450,7 +477,78 @@ pub async fn create_key_with(
     request: NewKeyRequest<'_>,
     controls: KeyControls<'_>,
 ) -> Result<CreatedKey> {
+    let created = create_client(
+        service,
+        principal,
+        request,
+        controls,
+        ClientAuthSetup::default(),
+    )
+    .await?;
+    let secret = created.secret.ok_or_else(|| {
+        ServiceError::Internal("a key created with a secret came back without one".to_owned())
+    })?;
+    Ok(CreatedKey {
+        key: created.key,
+        secret,
+        webhook_signing_key: created.webhook_signing_key,
+    })
+}
+
+/// How a new key authenticates at the OAuth endpoints: its secret, its
+/// public keys (`private_key_jwt`, RFC 7523), or both.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAuthSetup<'a> {
+    /// False: no secret is shown or kept (only the digest of one thrown
+    /// away, so none can match); the key then needs a public key.
+    pub secret: bool,
+    /// JWKs (ES256, EdDSA, RS256 public keys).
+    pub public_keys: &'a [serde_json::Value],
+}
+
+impl Default for ClientAuthSetup<'_> {
+    fn default() -> Self {
+        ClientAuthSetup {
+            secret: true,
+            public_keys: &[],
+        }
+    }
+}
+
+/// A key just created with [`create_client`]: its secret, if it has one,
+/// exists outside the caller only now.
+#[derive(Debug)]
+pub struct CreatedClient {
+    pub key: KeySummary,
+    /// `None` for a key created without a secret.
+    pub secret: Option<ClientSecret>,
+    pub webhook_signing_key: WebhookSigningKey,
+    pub public_keys: Vec<super::public_keys::PublicKeySummary>,
+}
+
+/// [`create_key_with`], choosing how the key authenticates: with a secret,
+/// public keys, or both.
+pub async fn create_client(
+    service: &Service,
+    principal: &Principal,
+    request: NewKeyRequest<'_>,
+    controls: KeyControls<'_>,
+    auth: ClientAuthSetup<'_>,
+) -> Result<CreatedClient> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
+    let public_keys = super::public_keys::parse_new_public_keys(auth.public_keys)?;
+    if !auth.secret && public_keys.is_empty() {
+        return Err(ServiceError::Invalid(
+            "a key without a secret needs at least one public key (public_keys), \
+             or it could never authenticate"
+                .to_owned(),
+        ));
+    }
+    if !auth.secret && request.sigv4 {
+        return Err(ServiceError::Invalid(
+            "SigV4 signs with the secret: a key without a secret cannot allow it".to_owned(),
+        ));
+    }
     let name = KeyName::parse(request.name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let description = controls
         .description
@@ -507,6 +605,7 @@ pub async fn create_key_with(
     let secret = ClientSecret::generate();
     let digest = secret.digest().to_hex();
     let webhook_signing_key = WebhookSigningKey::derive(&secret);
+    let stored_public_keys: Vec<_> = public_keys.iter().map(|k| k.to_new()).collect();
     let inserted = service
         .store
         .insert_key_within_limit(
@@ -526,6 +625,8 @@ pub async fn create_key_with(
                 webhook_key: &webhook_signing_key,
                 rate_limit: rate_limit.map(rate_columns),
                 sigv4_secret: request.sigv4.then_some(&secret),
+                secret_enabled: auth.secret,
+                public_keys: &stored_public_keys,
                 now: created_at,
             },
             limit,
@@ -544,11 +645,12 @@ pub async fn create_key_with(
         Event::new("key.create")
             .tenant(&owner.tenant_id)
             .target(client_id.as_str())
-            .detail(if request.sigv4 {
-                format!("name={}; sigv4 allowed", name.as_str())
-            } else {
-                format!("name={}", name.as_str())
-            }),
+            .detail(create_detail(
+                name.as_str(),
+                request.sigv4,
+                auth.secret,
+                &public_keys,
+            )),
     )
     .await;
     let key = KeySummary {
@@ -577,12 +679,38 @@ pub async fn create_key_with(
         has_webhook_signing_key: true,
         rate_limit: KeyRateLimit::of(rate_limit, company_default),
         sigv4: request.sigv4,
+        secret_enabled: auth.secret,
+        auth_methods: auth_methods(auth.secret, public_keys.len() as i64),
+        public_key_count: public_keys.len() as i64,
     };
-    Ok(CreatedKey {
+    Ok(CreatedClient {
         key,
-        secret,
+        // A key without a secret never shows the one whose digest it keeps.
+        secret: auth.secret.then_some(secret),
         webhook_signing_key,
+        public_keys: public_keys.iter().map(|k| k.summary(created_at)).collect(),
     })
+}
+
+/// What the audit trail says of a new key: never a secret, and the
+/// thumbprints of its public keys.
+fn create_detail(
+    name: &str,
+    sigv4: bool,
+    secret: bool,
+    public_keys: &[super::public_keys::ParsedPublicKey],
+) -> String {
+    let mut detail = format!("name={name}");
+    if sigv4 {
+        detail.push_str("; sigv4 allowed");
+    }
+    if !secret {
+        detail.push_str("; no secret");
+    }
+    for key in public_keys {
+        detail.push_str(&format!("; public key {}", key.thumbprint()));
+    }
+    detail
 }
 
 /// Which keys the operator lists; people always see what they may manage.
@@ -652,7 +780,11 @@ pub async fn find_key(service: &Service, principal: &Principal, key: &str) -> Re
 }
 
 /// [`find_key`] for a principal already checked.
-async fn visible_key(service: &Service, principal: &Principal, key: &str) -> Result<KeySummary> {
+pub(super) async fn visible_key(
+    service: &Service,
+    principal: &Principal,
+    key: &str,
+) -> Result<KeySummary> {
     let not_found =
         || ServiceError::NotFound(format!("no key with id or client ID `{}`", preview(key)));
     let found = service
@@ -1023,7 +1155,7 @@ fn refuse_beyond_caller(
 }
 
 /// Rolls a key: one call creates its successor (same owner, name, scopes,
-/// token lifetime, allow-list, description, labels and rate; the same lifetime
+/// token lifetime, allow-list, description, labels, rate and public keys; the same lifetime
 /// the old key was given, counted from now), moves the webhook-signing mark
 /// to it if the old key held it, and sets the old key to expire at the end
 /// of `grace_seconds` (default 24 hours or `max_roll_grace_seconds` if that
@@ -1068,6 +1200,13 @@ pub async fn roll_key(
             }
         )));
     }
+    if !old.secret_enabled {
+        return Err(ServiceError::Conflict(format!(
+            "key {} has no secret to roll: rotate its public keys instead \
+             (add the new one, switch the client to it, remove the old one)",
+            old.client_id
+        )));
+    }
     if let Some(successor) = &old.rolled_to {
         return Err(ServiceError::Conflict(format!(
             "key {} is already being rolled out to {successor}; roll {successor} instead",
@@ -1096,6 +1235,21 @@ pub async fn roll_key(
     let labels = old.labels.to_stored();
     let allowed_sources = (!old.allowed_sources.is_empty()).then(|| old.allowed_sources.join(" "));
     let rate_limit = old.own_rate_limit();
+    // The successor keeps the old key's public keys, so an integration
+    // using private_key_jwt goes on signing with its key under the new
+    // client ID.
+    let public_keys: Vec<crate::storage::NewPublicKey> = service
+        .store
+        .public_keys_of_key(&old.id)
+        .await?
+        .into_iter()
+        .map(|row| crate::storage::NewPublicKey {
+            thumbprint: row.thumbprint,
+            kid: row.kid,
+            alg: row.alg,
+            jwk: row.jwk,
+        })
+        .collect();
     let limit = service.settings.max_active_keys_per_user;
     let id = Uuid::now_v7().to_string();
     let client_id = ClientId::generate();
@@ -1124,6 +1278,8 @@ pub async fn roll_key(
                 webhook_key: &webhook_signing_key,
                 rate_limit: rate_limit.map(rate_columns),
                 sigv4_secret: old.sigv4.then_some(&secret),
+                secret_enabled: true,
+                public_keys: &public_keys,
                 now: created_at,
             },
             limit,

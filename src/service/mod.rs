@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | list, create, show, change, disable, enable, revoke, delete, mark keys | `keys:manage`; members only their own keys |
 //! | roll a key | `keys:manage`, and the key's owner (the new secret acts as them) |
+//! | list, add, remove a key's public keys (`private_key_jwt`) | `keys:manage`; members only their own keys |
 //! | list, create, change, disable, enable, unlock users | `users:manage` (admins) |
 //! | read a user | `users:manage`, or the user themself |
 //! | tenant policy | `tenant:manage` (admins) |
@@ -20,12 +21,14 @@
 
 pub mod audit;
 pub mod authz;
+pub mod client_assertion;
 pub mod clients;
 pub mod credential_cache;
 pub mod deliveries;
 pub mod exchange;
 pub mod grant;
 pub mod keys;
+pub mod public_keys;
 pub mod rate_limit;
 pub mod sessions;
 pub mod setup;
@@ -66,6 +69,8 @@ pub struct Service {
     pub credentials: CredentialCache,
     /// Trusted issuers' public keys, for token exchange.
     pub issuer_keys: Arc<crate::issuer_keys::IssuerKeys>,
+    /// When this instance last swept expired assertion `jti`s.
+    pub assertion_sweep: client_assertion::SweepClock,
 }
 
 impl Service {
@@ -90,6 +95,7 @@ impl Service {
             last_used: LastUsed::default(),
             revoked: RevokedTokens::default(),
             sigv4_keys: sigv4::Sigv4KeyCache::default(),
+            assertion_sweep: client_assertion::SweepClock::default(),
         }
     }
 

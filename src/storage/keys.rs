@@ -1,3 +1,4 @@
+use super::client_keys::{NewPublicKey, insert_client_auth};
 use super::webhooks::{WebhookEvent, record_event};
 use super::{Result, StorageError, Store};
 use crate::domain::{ClientSecret, WebhookSigningKey};
@@ -24,6 +25,11 @@ pub struct NewKey<'a> {
     /// The secret itself, for a key that allows SigV4 signing: stored only
     /// sealed. `None`: only the digest is kept.
     pub sigv4_secret: Option<&'a ClientSecret>,
+    /// False: the key authenticates only with its public keys
+    /// (`secret_digest` is then of a secret nobody kept).
+    pub secret_enabled: bool,
+    /// Public keys for `private_key_jwt`, inserted with the key.
+    pub public_keys: &'a [NewPublicKey],
     pub now: i64,
 }
 
@@ -81,6 +87,10 @@ pub struct KeyRow {
     pub default_rate_limit_burst: Option<i64>,
     /// 1 when the key allows SigV4 signing (its secret is kept sealed).
     pub sigv4: i64,
+    /// 0 for a key without a secret (`private_key_jwt` only).
+    pub secret_enabled: i64,
+    /// How many public keys the key holds.
+    pub public_keys: i64,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -232,7 +242,9 @@ macro_rules! key_select {
          k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
          t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
          t.default_rate_limit_burst, \
-         CAST(CASE WHEN k.sigv4_secret_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS sigv4 \
+         CAST(CASE WHEN k.sigv4_secret_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS sigv4, \
+         k.secret_enabled, \
+         (SELECT COUNT(*) FROM client_public_keys p WHERE p.key_id = k.id) AS public_keys \
          FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
     };
 }
@@ -329,6 +341,14 @@ impl Store {
         }
         let signs_webhooks = take_mark_if_unheld(&mut tx, key.owner_id, key.now).await?;
         insert_key(&mut tx, &key, &sealed, signs_webhooks).await?;
+        insert_client_auth(
+            &mut tx,
+            key.id,
+            key.secret_enabled,
+            key.public_keys,
+            key.now,
+        )
+        .await?;
         record_event(&mut tx, &key_event("key.created", &key), key.now).await?;
         tx.commit().await?;
         Ok(KeyInsert::Inserted { signs_webhooks })
@@ -449,6 +469,14 @@ impl Store {
             take_mark_if_unheld(&mut tx, new.owner_id, new.now).await?
         };
         insert_key(&mut tx, &new, &sealed, moved_mark || took_mark).await?;
+        insert_client_auth(
+            &mut tx,
+            new.id,
+            new.secret_enabled,
+            new.public_keys,
+            new.now,
+        )
+        .await?;
         record_event(&mut tx, &key_event("key.created", &new), new.now).await?;
         tx.commit().await?;
         Ok(KeyRoll::Rolled {

@@ -4,6 +4,7 @@
 //! driver.
 
 mod audit;
+mod client_keys;
 mod direct;
 mod exchange;
 mod keys;
@@ -29,6 +30,7 @@ use direct::DirectReader;
 use notify::WatchTarget;
 
 pub use audit::{AuditFilter, AuditRow};
+pub use client_keys::{NewPublicKey, PublicKeyAdd, PublicKeyRemoval, PublicKeyRow};
 pub use exchange::{ExchangeCandidate, ExchangeRuleRow, RuleAuthRow, TrustedIssuerRow};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,

@@ -44,6 +44,10 @@ enum Op {
     EnableKey,
     /// Another user's key: only a key's owner may roll it.
     RollOthersKey,
+    /// A colleague's key's public keys (`private_key_jwt`).
+    ListPublicKeys,
+    AddPublicKey,
+    RemovePublicKey,
     ListUsers,
     CreateUser,
     ShowColleague,
@@ -115,6 +119,9 @@ const TABLE: &[(Op, [Want; 12])] = &[
     (Op::DisableKey,         [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::EnableKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::RollOthersKey,      [OWNER, OWNER, SCOPE, OWNER, SCOPE, SCOPE, SCOPE, OWNER, SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::ListPublicKeys,     [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::AddPublicKey,       [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::RemovePublicKey,    [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::ListUsers,          [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::CreateUser,         [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::ShowColleague,      [OK,    OWNER, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
@@ -377,6 +384,36 @@ async fn prepare(
             let key = fresh_key(app, fx, n).await;
             (Method::POST, format!("/api/v1/keys/{key}/roll"), None)
         }
+        Op::ListPublicKeys => (
+            Method::GET,
+            format!("/api/v1/keys/{}/public-keys", fx.colleague_key),
+            None,
+        ),
+        Op::AddPublicKey => {
+            let key = fresh_key(app, fx, n).await;
+            (
+                Method::POST,
+                format!("/api/v1/keys/{key}/public-keys"),
+                Some(public_jwk()),
+            )
+        }
+        Op::RemovePublicKey => {
+            let key = fresh_key(app, fx, n).await;
+            let thumbprint = keyport::service::public_keys::add_public_key(
+                &app.service(),
+                &keyport::domain::Principal::operator(),
+                &key,
+                &public_jwk(),
+            )
+            .await
+            .expect("a public key to remove")
+            .thumbprint;
+            (
+                Method::DELETE,
+                format!("/api/v1/keys/{key}/public-keys/{thumbprint}"),
+                None,
+            )
+        }
         Op::ListUsers => (Method::GET, "/api/v1/users".into(), None),
         Op::CreateUser => (
             Method::POST,
@@ -441,6 +478,13 @@ async fn prepare(
             })),
         ),
     }
+}
+
+/// A fresh public key, as a JWK.
+fn public_jwk() -> Value {
+    let (key, _) = keyport::tokens::SigningKey::generate(keyport::tokens::SigningAlgorithm::Es256)
+        .expect("a key pair");
+    serde_json::to_value(&key.jwk).expect("a JWK")
 }
 
 fn answer_fits(want: Want, status: u16, error: Option<&str>) -> bool {

@@ -1399,8 +1399,123 @@ async fn trusted_issuers_and_rules_are_managed_from_the_cli(backend: Backend) {
     );
 }
 
+/// `key create --no-secret --public-key FILE` and `key public-key
+/// add|list|remove`: no secret is printed, public keys rotate, and the last
+/// one of a key without a secret stays.
+async fn public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let dir = std::env::temp_dir().join(format!("keyport-cli-jwk-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jwk_file = |name: &str, kid: &str| {
+        let (key, _) =
+            keyport::tokens::SigningKey::generate(keyport::tokens::SigningAlgorithm::Es256)
+                .unwrap();
+        let mut jwk = serde_json::to_value(&key.jwk).unwrap();
+        jwk["kid"] = serde_json::json!(kid);
+        let path = dir.join(name);
+        std::fs::write(&path, jwk.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let first = jwk_file("first.json", "first");
+    let second = jwk_file("second.json", "second");
+
+    let created = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "jwt only",
+            "--no-secret",
+            "--public-key",
+            &first,
+        ])
+        .await;
+    assert!(created.get("client_secret").is_none(), "{created}");
+    assert_eq!(
+        created["auth_methods"],
+        serde_json::json!(["private_key_jwt"]),
+        "{created}"
+    );
+    let client_id = str_of(&created, "client_id").to_owned();
+    let first_thumbprint = created["public_keys"][0]["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let human = keyport
+        .run(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "human",
+            "--no-secret",
+            "--public-key",
+            &second,
+        ])
+        .await;
+    human.assert_success();
+    assert!(!human.stdout.contains("kps_"), "{}", human.describe());
+    assert!(
+        human.stdout.contains("private_key_jwt"),
+        "{}",
+        human.describe()
+    );
+
+    let added = keyport
+        .json(&["key", "public-key", "add", &client_id, &second])
+        .await;
+    assert_eq!(added["kid"], "second", "{added}");
+    let listed = keyport
+        .json(&["key", "public-key", "list", &client_id])
+        .await;
+    assert_eq!(
+        listed["public_keys"].as_array().unwrap().len(),
+        2,
+        "{listed}"
+    );
+    keyport
+        .json(&["key", "public-key", "remove", &client_id, &first_thumbprint])
+        .await;
+    let last = keyport
+        .run(&[
+            "key",
+            "public-key",
+            "remove",
+            &client_id,
+            str_of(&added, "thumbprint"),
+        ])
+        .await;
+    assert_ne!(last.code, Some(0), "{}", last.describe());
+    assert!(
+        last.output().contains("last public key"),
+        "{}",
+        last.describe()
+    );
+    let not_json = keyport
+        .run(&[
+            "key",
+            "public-key",
+            "add",
+            &client_id,
+            &dir.join("missing.json").display().to_string(),
+        ])
+        .await;
+    assert_ne!(not_json.code, Some(0), "{}", not_json.describe());
+    assert!(
+        not_json.output().contains("cannot read"),
+        "{}",
+        not_json.describe()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 crate::on_both_backends!(
     trusted_issuers_and_rules_are_managed_from_the_cli,
+    public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret,
     key_create_sigv4_allows_signing_and_listings_say_which_keys_do,
     the_lifecycle_commands_follow_the_api_rules,
     a_tenant_created_from_the_cli_reports_its_id,

@@ -14,7 +14,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::Header;
 use jsonwebtoken::jwk::JwkSet;
 use keyport::domain::{ClientId, ClientSecret};
-use keyport::routes::{parse_basic_authorization, parse_token_request};
+use keyport::routes::{
+    ClientCredentials, JWT_BEARER_ASSERTION, parse_basic_authorization, parse_token_request,
+};
 use keyport::tokens::{AccessTokenClaims, SigningAlgorithm, SigningKey, TokenVerifier};
 use proptest::prelude::*;
 
@@ -49,6 +51,8 @@ fn parameter_name() -> impl Strategy<Value = String> {
             "grant_type",
             "client_id",
             "client_secret",
+            "client_assertion_type",
+            "client_assertion",
             "scope",
             "resource",
             "audience",
@@ -63,6 +67,8 @@ fn parameter_value() -> impl Strategy<Value = String> {
         2 => Just("client_credentials".to_owned()),
         1 => Just(ClientId::generate().to_string()),
         1 => Just(ClientSecret::generate().expose().to_owned()),
+        1 => Just(JWT_BEARER_ASSERTION.to_owned()),
+        1 => Just("eyJhbGciOiJFUzI1NiJ9.e30.c2ln".to_owned()),
         3 => any::<String>(),
     ]
 }
@@ -100,13 +106,14 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 type RawRequest = (Vec<Vec<u8>>, Option<String>, Vec<u8>);
 
 /// Requests close to valid ones (credentials in a Basic header, in the
-/// body, or both; extra parameters; either encoding), so that many are
-/// accepted; and requests built from arbitrary parts.
+/// body, or both; a client assertion, alone or with a secret; extra
+/// parameters; either encoding), so that many are accepted; and requests
+/// built from arbitrary parts.
 fn token_request() -> impl Strategy<Value = RawRequest> {
     let plausible = (
         parameter_value(),
         parameter_value(),
-        0u8..4,
+        0u8..7,
         any::<bool>(),
         prop::collection::vec((parameter_name(), parameter_value()), 0..3),
     )
@@ -122,6 +129,21 @@ fn token_request() -> impl Strategy<Value = RawRequest> {
                 2 => {
                     pairs.push(("client_id".into(), id));
                     pairs.push(("client_secret".into(), secret));
+                }
+                // RFC 7523 §2.2, `secret` standing for the assertion.
+                4 => {
+                    pairs.push(("client_assertion_type".into(), JWT_BEARER_ASSERTION.into()));
+                    pairs.push(("client_assertion".into(), secret));
+                }
+                5 => {
+                    pairs.push(("client_id".into(), id));
+                    pairs.push(("client_assertion_type".into(), JWT_BEARER_ASSERTION.into()));
+                    pairs.push(("client_assertion".into(), secret));
+                }
+                6 => {
+                    headers.push(basic_header(&id, &secret));
+                    pairs.push(("client_assertion_type".into(), JWT_BEARER_ASSERTION.into()));
+                    pairs.push(("client_assertion".into(), secret));
                 }
                 _ => {
                     headers.push(basic_header(&id, &secret));
@@ -211,7 +233,8 @@ proptest! {
     /// Any header bytes, media type and body: no panic; an accepted request
     /// is a client-credentials grant with no parameter repeated, whose
     /// credentials are exactly the ones sent, from the one Authorization
-    /// header or else from the body.
+    /// header or else from the body; an assertion only alone (no secret, no
+    /// Authorization header), of the JWT bearer type.
     #[test]
     fn token_requests_never_panic_and_credentials_come_from_the_request(
         (headers, media_type, body) in token_request(),
@@ -224,14 +247,36 @@ proptest! {
         let has = |name: &str, value: &str| pairs.iter().any(|(k, v)| k == name && v == value);
         prop_assert!(has("grant_type", "client_credentials"));
         // RFC 6749 §3.2: no parameter more than once, whatever the encoding.
-        for name in ["grant_type", "client_id", "client_secret", "scope", "resource", "audience"] {
+        for name in [
+            "grant_type", "client_id", "client_secret", "client_assertion_type",
+            "client_assertion", "scope", "resource", "audience",
+        ] {
             prop_assert!(pairs.iter().filter(|(k, _)| k == name).count() <= 1, "{} repeated", name);
         }
         prop_assert!(request.exchange.is_none());
-        let credentials = request
-            .credentials
-            .as_ref()
-            .expect("a client-credentials grant always carries credentials");
+        let sent_assertion = pairs
+            .iter()
+            .any(|(k, _)| k == "client_assertion" || k == "client_assertion_type");
+        let Some(credentials) = &request.credentials else {
+            return Err(TestCaseError::fail("a client-credentials grant without credentials"));
+        };
+        let credentials = match credentials {
+            ClientCredentials::Assertion(assertion) => {
+                // RFC 7523 §2.2 and RFC 6749 §2.3: one method, the JWT type.
+                prop_assert!(headers.is_empty(), "an assertion with an Authorization header");
+                prop_assert!(!pairs.iter().any(|(k, _)| k == "client_secret"));
+                prop_assert!(has("client_assertion_type", JWT_BEARER_ASSERTION));
+                prop_assert!(has("client_assertion", &assertion.assertion));
+                prop_assert!(!assertion.assertion.is_empty());
+                match &assertion.client_id {
+                    Some(id) => prop_assert!(has("client_id", id)),
+                    None => prop_assert!(!pairs.iter().any(|(k, _)| k == "client_id")),
+                }
+                return Ok(());
+            }
+            ClientCredentials::Secret(credentials) => credentials,
+        };
+        prop_assert!(!sent_assertion, "assertion parameters were ignored");
         match headers.as_slice() {
             [] => {
                 prop_assert!(has("client_id", &credentials.client_id));

@@ -24,6 +24,8 @@ mod openid_client;
 mod operations;
 mod postman;
 mod presentation;
+mod private_key_jwt;
+mod private_key_jwt_clients;
 mod privilege_defects;
 mod python_client;
 mod rate_limits;

@@ -126,6 +126,7 @@ async fn the_route_table_is_what_the_server_serves() {
             .replace("{record_id}", &Uuid::new_v4().to_string())
             .replace("{delivery_id}", &Uuid::new_v4().to_string())
             .replace("{rule_id}", "kpx_00000000000000000000000000000000")
+            .replace("{thumbprint}", "thumbprint")
             .replace("{id}", "some-id");
         assert!(!concrete.contains('{'), "unfilled parameter in {path}");
         for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {

@@ -19,7 +19,7 @@ const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invali
 
 /// Node: `KEYPORT_TEST_NODE`, else `node` on the PATH. openid-client comes
 /// from `npm ci` (package.json pins it); missing is a failure, never a skip.
-fn node() -> PathBuf {
+pub fn node() -> PathBuf {
     let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/openid-client");
     assert!(
         installed.exists(),
@@ -255,7 +255,7 @@ async fn a_refused_client_authentication_names_its_error_in_the_basic_challenge(
     assert_eq!(anonymous.status(), 401);
     assert_eq!(
         www_authenticate(&anonymous),
-        r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication is required (HTTP Basic or client_id and client_secret)""#
+        r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication is required (HTTP Basic, client_id and client_secret, or a client assertion)""#
     );
 
     // The right secret still gets a token, with no challenge.

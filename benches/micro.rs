@@ -60,6 +60,7 @@ fn claims() -> AccessTokenClaims {
         roles: vec!["admin".to_owned()],
         kp_src: Vec::new(),
         kp_rl: None,
+        cnf: None,
     }
 }
 

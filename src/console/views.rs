@@ -440,6 +440,7 @@ mod tests {
             has_webhook_signing_key: true,
             rate_limit: None,
             sigv4: false,
+            require_dpop: false,
         }
     }
 

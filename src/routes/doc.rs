@@ -155,7 +155,8 @@ error_response!(
 error_response!(
     OAuthBadRequest,
     "OAuthError",
-    "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, or (at \
+    "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, \
+     `invalid_dpop_proof` or `use_dpop_nonce` (RFC 9449; the latter with a `DPoP-Nonce` header), or (at \
      `/oauth/revoke`, for an API key, session or set-password token) `unsupported_token_type`"
 );
 error_response!(
@@ -282,6 +283,9 @@ pub struct ServerMetadata {
     token_endpoint_auth_methods_supported: Vec<String>,
     scopes_supported: Vec<String>,
     access_token_signing_alg_values_supported: Vec<String>,
+    /// RFC 9449 §5.1: the algorithms DPoP proofs may be signed with.
+    #[schema(examples(json!(["ES256", "EdDSA", "RS256"])))]
+    dpop_signing_alg_values_supported: Vec<String>,
 }
 
 /// One RFC 7517 public key; the members depend on `kty`.

@@ -4,7 +4,7 @@
 //! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own; `?label=k=v`
 //! - `POST   /api/v1/keys`                       returns the secret once
 //! - `GET    /api/v1/keys/{id}`
-//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources, rate_limit
+//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources, rate_limit, require_dpop
 //! - `POST   /api/v1/keys/{id}/roll`             the owner only; returns the new secret once
 //! - `POST   /api/v1/keys/{id}/disable`          refused everywhere at once, until enabled
 //! - `POST   /api/v1/keys/{id}/enable`
@@ -173,6 +173,9 @@ struct NewKeyBody {
     /// sealed under the master key, since verifying a signature needs it;
     /// otherwise only its digest is stored. Default false.
     sigv4: Option<bool>,
+    /// Require a DPoP proof (RFC 9449) with every token request: the key's
+    /// tokens are then always bound to the client's key. Default false.
+    require_dpop: Option<bool>,
 }
 
 /// Creates a key for the caller (needs `keys:manage`, at most
@@ -226,6 +229,7 @@ pub async fn create(
             labels: labels.as_deref(),
             allowed_sources: body.allowed_sources.as_deref(),
             rate_limit: rate_limit.map(Some),
+            require_dpop: body.require_dpop,
         },
     )
     .await?;
@@ -278,6 +282,9 @@ struct KeyChangeBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable)]
     rate_limit: Option<Option<RateLimitBody>>,
+    /// Require a DPoP proof (RFC 9449) with every token request, or stop
+    /// requiring it. Tokens issued before keep their form.
+    require_dpop: Option<bool>,
 }
 
 /// Changes a key's name, description, labels, allow-list or rate (the
@@ -331,6 +338,7 @@ pub async fn change(
                 labels: labels.as_deref(),
                 allowed_sources: body.allowed_sources.as_deref(),
                 rate_limit,
+                require_dpop: body.require_dpop,
             },
         },
     )

@@ -1,6 +1,7 @@
 //! The OAuth endpoints, all authenticated by a key's client ID and secret
 //! (HTTP Basic or body parameters):
-//! - `POST /oauth/token`: RFC 6749 §4.4 client credentials;
+//! - `POST /oauth/token`: RFC 6749 §4.4 client credentials; with a `DPoP`
+//!   proof (RFC 9449), a token bound to the proof's key;
 //! - `POST /oauth/introspect`: RFC 7662, for tokens of the caller's tenant;
 //! - `POST /oauth/revoke`: RFC 7009, for the caller's own tokens (an admin's
 //!   key: any token of the tenant).
@@ -58,7 +59,9 @@ async fn authenticate(
 pub struct TokenResponse {
     /// An RFC 9068 JWT access token.
     access_token: String,
-    #[schema(examples("Bearer"))]
+    /// `Bearer`, or `DPoP` when the request carried a DPoP proof (the
+    /// token is then bound to the proof's key, RFC 9449 §5).
+    #[schema(examples("Bearer", "DPoP"))]
     token_type: &'static str,
     /// Seconds until the token expires.
     expires_in: i64,
@@ -84,6 +87,7 @@ fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResp
         (doc::TokenRequest = "application/x-www-form-urlencoded"),
         (doc::TokenRequest = "application/json"),
     )),
+    params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449 §4): a JWT with `typ: dpop+jwt`, the client's public key as `jwk`, `htm: POST`, `htu` this endpoint's URL, `iat` and a fresh `jti` (and `nonce` when the server asks). The token is then bound to that key (`token_type: DPoP`, `cnf.jkt`).")),
     security(("clientBasic" = [])),
     responses(
         (status = 200, description = "A token", body = TokenResponse),
@@ -123,19 +127,46 @@ async fn issue_token(
         &body,
     )?;
     let key = authenticate(req, state, &request.credentials).await?;
-    let issued = grant::issue(
+    let proof = token_request_proof(req, state).await?;
+    let issued = grant::issue_bound(
         &state.service,
         &state.keys,
         &key,
         request.scope.as_deref(),
         request.resource.as_deref(),
+        proof.as_ref().map(|p| p.jkt.as_str()),
     )?;
-    Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
+    let mut response = no_store(HttpResponse::Ok());
+    if let Some(nonce) = proof.and_then(|p| p.fresh_nonce) {
+        response.insert_header((crate::tokens::dpop::DPOP_NONCE_HEADER, nonce));
+    }
+    Ok(response.json(TokenResponse {
         access_token: issued.access_token,
-        token_type: "Bearer",
+        token_type: issued.token_type,
         expires_in: issued.expires_in,
         scope: issued.scope,
     }))
+}
+
+/// The request's DPoP proof (RFC 9449 §4.3), checked, if it sent one: after
+/// client authentication, so a stranger's proofs cost no replay-cache write.
+async fn token_request_proof(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<crate::tokens::dpop::CheckedProof>, OAuthError> {
+    let proofs = crate::tokens::dpop::proof_headers(req);
+    if proofs.is_empty() {
+        return Ok(None);
+    }
+    let target = crate::tokens::dpop::ProofTarget {
+        method: req.method().as_str(),
+        path: req.path(),
+        access_token: None,
+        bound_to: None,
+    };
+    Ok(Some(
+        state.service.dpop.verify(&proofs, &target, None).await?,
+    ))
 }
 
 /// The body of an introspection or revocation request, and the key that

@@ -122,6 +122,9 @@ pub struct KeySummary {
     /// a key's secret is kept, sealed under the master key (SigV4 needs the
     /// secret itself); every other key keeps only its digest.
     pub sigv4: bool,
+    /// Whether the key's token requests must carry a DPoP proof (RFC 9449):
+    /// its tokens are then always bound to the client's key.
+    pub require_dpop: bool,
 }
 
 /// A key's rate as listings show it.
@@ -237,6 +240,7 @@ impl KeySummary {
             has_webhook_signing_key: row.has_webhook_key != 0,
             rate_limit: KeyRateLimit::of(own, company_default),
             sigv4: row.sigv4 != 0,
+            require_dpop: row.require_dpop != 0,
         })
     }
 
@@ -298,11 +302,14 @@ pub struct KeyControls<'a> {
     /// The key's own rate for reports and webhooks; `Some(None)` removes
     /// it (the company's default applies, if any).
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Whether token requests must carry a DPoP proof (RFC 9449).
+    pub require_dpop: Option<bool>,
 }
 
 impl KeyControls<'_> {
     fn is_empty(&self) -> bool {
-        self.description.is_none()
+        self.require_dpop.is_none()
+            && self.description.is_none()
             && self.labels.is_none()
             && self.allowed_sources.is_none()
             && self.rate_limit.is_none()
@@ -526,6 +533,7 @@ pub async fn create_key_with(
                 webhook_key: &webhook_signing_key,
                 rate_limit: rate_limit.map(rate_columns),
                 sigv4_secret: request.sigv4.then_some(&secret),
+                require_dpop: controls.require_dpop.unwrap_or(false),
                 now: created_at,
             },
             limit,
@@ -577,6 +585,7 @@ pub async fn create_key_with(
         has_webhook_signing_key: true,
         rate_limit: KeyRateLimit::of(rate_limit, company_default),
         sigv4: request.sigv4,
+        require_dpop: controls.require_dpop.unwrap_or(false),
     };
     Ok(CreatedKey {
         key,
@@ -831,7 +840,7 @@ pub async fn update_key(
     let found = visible_key(service, &principal, key).await?;
     if change.name.is_none() && change.controls.is_empty() {
         return Err(ServiceError::Invalid(
-            "nothing to change: send name, description, labels, allowed_sources or rate_limit"
+            "nothing to change: send name, description, labels, allowed_sources, rate_limit or require_dpop"
                 .to_owned(),
         ));
     }
@@ -881,6 +890,7 @@ pub async fn update_key(
                 labels: stored_labels.as_deref(),
                 allowed_sources: stored_sources.as_deref(),
                 rate_limit: rate_limit.map(rate_columns),
+                require_dpop: change.controls.require_dpop.unwrap_or(found.require_dpop),
             },
             now(),
         )
@@ -912,6 +922,9 @@ pub async fn update_key(
         Some(Some(rate)) => changed.push(format!("rate_limit=[{rate}]")),
         Some(None) => changed.push("rate_limit=none".to_owned()),
         None => {}
+    }
+    if let Some(required) = change.controls.require_dpop {
+        changed.push(format!("require_dpop={required}"));
     }
     audit::record(
         &service.store,
@@ -1124,6 +1137,7 @@ pub async fn roll_key(
                 webhook_key: &webhook_signing_key,
                 rate_limit: rate_limit.map(rate_columns),
                 sigv4_secret: old.sigv4.then_some(&secret),
+                require_dpop: old.require_dpop,
                 now: created_at,
             },
             limit,

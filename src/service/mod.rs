@@ -21,6 +21,7 @@ pub mod authz;
 pub mod clients;
 pub mod credential_cache;
 pub mod deliveries;
+pub mod dpop;
 pub mod grant;
 pub mod keys;
 pub mod rate_limit;
@@ -61,6 +62,8 @@ pub struct Service {
     pub sigv4_keys: sigv4::Sigv4KeyCache,
     /// Untrusted (so unused) until `startup` starts its watcher.
     pub credentials: CredentialCache,
+    /// DPoP proofs (RFC 9449), with the database as replay cache.
+    pub dpop: crate::tokens::DpopVerifier,
 }
 
 impl Service {
@@ -74,7 +77,9 @@ impl Service {
             settings.credential_cache.capacity,
             credential_cache_lease(settings.credential_cache.sqlite_poll),
         );
+        let dpop = dpop::verifier(&store, &settings);
         Service {
+            dpop,
             store,
             rate_limits,
             credentials,

@@ -106,7 +106,7 @@ impl DirectReader {
                 .query_row([value], |row| {
                     Ok(Sigv4KeyRow {
                         key: key_auth_row(row)?,
-                        sigv4_secret_sealed: row.get(20)?,
+                        sigv4_secret_sealed: row.get(21)?,
                     })
                 })
                 .optional()
@@ -168,6 +168,7 @@ fn key_auth_row(row: &Row<'_>) -> rusqlite::Result<KeyAuthRow> {
         default_rate_limit_requests: row.get(17)?,
         default_rate_limit_per_seconds: row.get(18)?,
         default_rate_limit_burst: row.get(19)?,
+        require_dpop: row.get(20)?,
     })
 }
 

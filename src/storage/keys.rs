@@ -24,6 +24,8 @@ pub struct NewKey<'a> {
     /// The secret itself, for a key that allows SigV4 signing: stored only
     /// sealed. `None`: only the digest is kept.
     pub sigv4_secret: Option<&'a ClientSecret>,
+    /// RFC 9449: token requests must carry a DPoP proof.
+    pub require_dpop: bool,
     pub now: i64,
 }
 
@@ -81,6 +83,8 @@ pub struct KeyRow {
     pub default_rate_limit_burst: Option<i64>,
     /// 1 when the key allows SigV4 signing (its secret is kept sealed).
     pub sigv4: i64,
+    /// 1 when the key's token requests must carry a DPoP proof.
+    pub require_dpop: i64,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -107,6 +111,8 @@ pub struct KeyAuthRow {
     pub default_rate_limit_requests: Option<i64>,
     pub default_rate_limit_per_seconds: Option<i64>,
     pub default_rate_limit_burst: Option<i64>,
+    /// 1 when the key's token requests must carry a DPoP proof.
+    pub require_dpop: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -175,6 +181,7 @@ pub struct KeyDetails<'a> {
     pub labels: Option<&'a str>,
     pub allowed_sources: Option<&'a str>,
     pub rate_limit: Option<RateColumns>,
+    pub require_dpop: bool,
 }
 
 /// A key for SigV4 verification: what client authentication reads, and the
@@ -193,7 +200,7 @@ macro_rules! key_auth_columns {
          u.permissions AS owner_permissions, u.status AS owner_status, k.disabled_at, \
          k.allowed_sources, k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
          t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
-         t.default_rate_limit_burst"
+         t.default_rate_limit_burst, k.require_dpop"
     };
 }
 
@@ -232,7 +239,8 @@ macro_rules! key_select {
          k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
          t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
          t.default_rate_limit_burst, \
-         CAST(CASE WHEN k.sigv4_secret_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS sigv4 \
+         CAST(CASE WHEN k.sigv4_secret_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS sigv4, \
+         k.require_dpop \
          FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
     };
 }
@@ -491,7 +499,8 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces a key's name, description, labels, allow-list and rate.
+    /// Replaces a key's name, description, labels, allow-list, rate and
+    /// DPoP requirement.
     pub async fn update_key_details(
         &self,
         key_id: &str,
@@ -502,7 +511,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE api_keys SET name = $2, description = $3, labels = $4, allowed_sources = $5, \
              updated_at = $6, rate_limit_requests = $7, rate_limit_per_seconds = $8, \
-             rate_limit_burst = $9 WHERE id = $1",
+             rate_limit_burst = $9, require_dpop = $10 WHERE id = $1",
         )
         .bind(key_id)
         .bind(details.name)
@@ -513,6 +522,7 @@ impl Store {
         .bind(requests)
         .bind(per_seconds)
         .bind(burst)
+        .bind(i64::from(details.require_dpop))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -758,8 +768,8 @@ async fn insert_key(
         "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
          token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks, description, \
          labels, allowed_sources, webhook_key_sealed, rate_limit_requests, \
-         rate_limit_per_seconds, rate_limit_burst, sigv4_secret_sealed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         rate_limit_per_seconds, rate_limit_burst, sigv4_secret_sealed, require_dpop) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(key.id)
     .bind(key.tenant_id)
@@ -780,6 +790,7 @@ async fn insert_key(
     .bind(per_seconds)
     .bind(burst)
     .bind(sealed.sigv4_secret.as_deref())
+    .bind(i64::from(key.require_dpop))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -5,6 +5,7 @@
 
 mod audit;
 mod direct;
+mod dpop;
 mod keys;
 mod notify;
 mod push_queue;
@@ -247,6 +248,12 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Keys derived from the master keys for `purpose`, current first
+    /// (see [`Sealer::derive_keys`]).
+    pub fn derive_keys(&self, purpose: &[u8]) -> Vec<[u8; 32]> {
+        self.sealer.derive_keys(purpose)
     }
 
     /// The id of the master key new values are sealed with.

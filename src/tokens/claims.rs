@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use super::dpop::Confirmation;
 use crate::domain::RateLimit;
 
 /// The claims of a Keyport access token (RFC 9068 §2.2), plus the tenant and
@@ -30,4 +31,9 @@ pub struct AccessTokenClaims {
     /// token's verification. Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kp_rl: Option<RateLimit>,
+    /// RFC 9449 §6.1: the key a DPoP-bound token is bound to (`{"jkt":
+    /// thumbprint}`); it must then be presented with a proof signed by that
+    /// key. Absent: a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }

@@ -319,6 +319,7 @@ static SIGNED: LazyLock<(TokenVerifier, String)> = LazyLock::new(|| {
         roles: vec!["member".into()],
         kp_src: Vec::new(),
         kp_rl: None,
+        cnf: None,
     };
     let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("at+jwt".into());

@@ -9,6 +9,7 @@ mod cli;
 mod console;
 mod console_webhooks;
 mod credential_cache;
+mod dpop;
 mod faults;
 mod fuzz;
 

@@ -827,3 +827,53 @@ on_both_backends!(
     with_nonces_on_a_proof_needs_the_server_nonce_rfc9449_section_8,
     a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor,
 );
+
+/// What the replay cache costs per proof: `first_dpop_use` (one INSERT … ON
+/// CONFLICT DO NOTHING) timed over 2,000 distinct proofs and 2,000 replays,
+/// one after another, as the README reports. Not a check: run with
+/// `cargo test --release --test api dpop::replay_cost -- --ignored --nocapture`.
+async fn measure_replay_cost(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = &app.store;
+    let expires = now() + 300;
+    let ids: Vec<String> = (0..2000)
+        .map(|i| format!("{:064x}", u128::from(i as u32) << 64 | 0xd0))
+        .collect();
+    // Warm the pool and the statement.
+    for id in ids.iter().take(50) {
+        store
+            .first_dpop_use(&format!("{id}w"), expires)
+            .await
+            .expect("insert");
+    }
+    let started = std::time::Instant::now();
+    for id in &ids {
+        assert!(store.first_dpop_use(id, expires).await.expect("insert"));
+    }
+    let fresh = started.elapsed() / ids.len() as u32;
+    let started = std::time::Instant::now();
+    for id in &ids {
+        assert!(!store.first_dpop_use(id, expires).await.expect("replay"));
+    }
+    let replay = started.elapsed() / ids.len() as u32;
+    let started = std::time::Instant::now();
+    let swept = store.sweep_dpop_proofs(expires + 1).await.expect("sweep");
+    println!(
+        "{backend:?}: a new proof {fresh:?}, a replay {replay:?} per request; sweeping {swept} rows {:?}",
+        started.elapsed()
+    );
+}
+
+mod replay_cost {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check"]
+    async fn sqlite() {
+        super::measure_replay_cost(crate::helpers::Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check"]
+    async fn postgres() {
+        super::measure_replay_cost(crate::helpers::Backend::Postgres).await
+    }
+}

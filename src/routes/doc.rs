@@ -31,7 +31,7 @@ pub struct ApiErrorBody {
 }
 
 /// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target` and RFC
-/// 7009's `unsupported_token_type`.
+/// 7009's `unsupported_token_type`, and RFC 9449's DPoP errors.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
@@ -45,6 +45,10 @@ pub enum OAuthErrorCode {
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 9449 §5: the DPoP proof failed a check.
+    InvalidDpopProof,
+    /// RFC 9449 §8: retry with the nonce in `DPoP-Nonce`.
+    UseDpopNonce,
 }
 
 /// An RFC 6749 §5.2 error of the OAuth endpoints.

@@ -118,6 +118,8 @@ pub struct KeyView {
     pub deletion_phrase: String,
     /// The key may sign requests with AWS Signature Version 4.
     pub sigv4: bool,
+    /// The key's token requests must carry a DPoP proof.
+    pub require_dpop: bool,
 }
 
 impl KeyView {
@@ -142,6 +144,7 @@ impl KeyView {
             expires: key.expires_at.map(|at| When::at(at, now)),
             signs_webhooks: key.signs_webhooks,
             sigv4: key.sigv4,
+            require_dpop: key.require_dpop,
             owner_is_me: key.owner_id == viewer_id,
             id: key.id,
             client_id: key.client_id,

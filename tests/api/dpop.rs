@@ -287,7 +287,14 @@ async fn every_broken_proof_at_a_resource_is_refused_with_its_code_rfc9449_secti
 
     // Replay (§11.1): the same proof twice.
     let proof = key.proof("GET", &url, Some(&token));
-    let first = call(&app, Method::GET, "/api/v1/whoami", &dpop, &[proof.clone()]).await;
+    let first = call(
+        &app,
+        Method::GET,
+        "/api/v1/whoami",
+        &dpop,
+        std::slice::from_ref(&proof),
+    )
+    .await;
     assert_eq!(first.status(), 200);
     let again = call(&app, Method::GET, "/api/v1/whoami", &dpop, &[proof]).await;
     assert_resource_refusal("a replayed proof (§11.1)", again, 401, "invalid_dpop_proof").await;
@@ -471,7 +478,7 @@ async fn every_broken_proof_at_the_token_endpoint_is_invalid_dpop_proof_rfc9449_
     };
     let used = key.proof("POST", &url, None);
     assert_eq!(
-        token_request(&app, &integration, &[used.clone()])
+        token_request(&app, &integration, std::slice::from_ref(&used))
             .await
             .status(),
         200
@@ -643,7 +650,7 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
         Method::GET,
         "/api/v1/whoami",
         &dpop,
-        &[proof.clone()],
+        std::slice::from_ref(&proof),
     )
     .await;
     assert_eq!(response.status(), 200);
@@ -658,7 +665,7 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
     // The token endpoint's proofs too.
     let proof = key.proof("POST", &first.url("/oauth/token"), None);
     assert_eq!(
-        token_request(&first, &integration, &[proof.clone()])
+        token_request(&first, &integration, std::slice::from_ref(&proof))
             .await
             .status(),
         200

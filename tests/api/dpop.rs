@@ -756,7 +756,7 @@ async fn with_nonces_on_a_proof_needs_the_server_nonce_rfc9449_section_8(backend
 async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(backend: Backend) {
     use actix_web::{App, HttpResponse, test, web};
     use keyport::tokens::dpop::{DpopVerifier, MemoryReplayStore};
-    use keyport::tokens::{DpopToken, TokenVerifier};
+    use keyport::tokens::{BearerToken, DpopToken, TokenVerifier};
 
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;
@@ -792,6 +792,12 @@ async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(back
                 web::get().to(|token: DpopToken| async move {
                     HttpResponse::Ok().body(token.token.claims.client_id)
                 }),
+            )
+            .route(
+                "/bearer-only",
+                web::get().to(|token: BearerToken| async move {
+                    HttpResponse::Ok().body(token.0.claims.client_id)
+                }),
             ),
     )
     .await;
@@ -821,6 +827,16 @@ async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(back
         .unwrap_or_default()
         .to_owned();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    // RFC 9449 §7.2: BearerToken refuses a bound token too (no downgrade).
+    let response = test::call_service(
+        &service,
+        test::TestRequest::get()
+            .uri("/bearer-only")
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 401);
 }
 
 on_both_backends!(

@@ -12,6 +12,11 @@
 --   KP_AUTHORIZATION an `Authorization` header value sent as is (a SigV4
 --                    signature), with KP_AMZ_DATE as `X-Amz-Date`
 --   KP_EXPECT        the status every response should have; unset: any 2xx
+--   KP_DPOP_FILE     DPoP proofs (RFC 9449), one per line, each sent once as
+--                    the `DPoP` header: thread N of KP_THREADS takes every
+--                    KP_THREADS-th line from line N, in order (a proof is
+--                    single-use; when a thread runs out it starts over, and
+--                    the replays are refused and counted as failed)
 --
 -- `done` prints one `KP_RESULT key=value ...` line that load.sh parses:
 -- requests, req/s, latency percentiles (microseconds), responses whose status
@@ -25,6 +30,8 @@ local auth_file = os.getenv("KP_AUTH_FILE")
 local authorization = os.getenv("KP_AUTHORIZATION")
 local amz_date = os.getenv("KP_AMZ_DATE")
 local expect = tonumber(os.getenv("KP_EXPECT") or "")
+local dpop_file = os.getenv("KP_DPOP_FILE")
+local dpop_threads = tonumber(os.getenv("KP_THREADS") or "1")
 
 wrk.method = method
 if body and body ~= "" then
@@ -49,9 +56,27 @@ function setup(thread)
 end
 
 local prepared = nil
+local proofs = nil
+local next_proof = 0
 
 function init(args)
   statuses = {}
+  if dpop_file and dpop_file ~= "" then
+    proofs = {}
+    local n = 0
+    local mine = (thread_number or 1) - 1
+    for line in io.lines(dpop_file) do
+      if #line > 0 then
+        if n % dpop_threads == mine then
+          table.insert(proofs, line)
+        end
+        n = n + 1
+      end
+    end
+    if #proofs == 0 then
+      error("no DPoP proofs in " .. dpop_file)
+    end
+  end
   if auth_file and auth_file ~= "" then
     prepared = {}
     for line in io.lines(auth_file) do
@@ -72,6 +97,11 @@ function init(args)
 end
 
 function request()
+  if proofs then
+    next_proof = next_proof % #proofs + 1
+    wrk.headers["DPoP"] = proofs[next_proof]
+    return wrk.format()
+  end
   if prepared then
     return prepared[math.random(#prepared)]
   end

@@ -61,6 +61,7 @@ fn claims() -> AccessTokenClaims {
         kp_src: Vec::new(),
         kp_rl: None,
         act: None,
+        cnf: None,
     }
 }
 
@@ -337,6 +338,7 @@ fn credential_cache(c: &mut Criterion) {
         default_rate_limit_requests: Some(600),
         default_rate_limit_per_seconds: Some(60),
         default_rate_limit_burst: Some(100),
+        require_dpop: 0,
     };
     let cached = CachedKey::from_row(row).expect("a readable row");
     assert!(cached.check(now()).is_ok());

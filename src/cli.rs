@@ -356,6 +356,10 @@ pub struct KeyCreateArgs {
     /// (needs --public-key), and no secret is shown or kept.
     #[arg(long, requires = "public_keys", conflicts_with = "sigv4")]
     pub no_secret: bool,
+    /// Require a DPoP proof (RFC 9449) with every token request: the key's
+    /// tokens are then always bound to the client's own key pair.
+    #[arg(long)]
+    pub require_dpop: bool,
 }
 
 #[derive(Debug, Args)]
@@ -397,6 +401,10 @@ pub struct KeyUpdateArgs {
     /// Remove the key's own rate: its company's default applies, if any.
     #[arg(long)]
     pub no_rate: bool,
+    /// Require a DPoP proof (RFC 9449) with every token request (true), or
+    /// stop requiring it (false).
+    #[arg(long, value_name = "true|false")]
+    pub require_dpop: Option<bool>,
 }
 
 /// `--rate 600/min`.
@@ -771,6 +779,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     labels: labels.as_deref(),
                     allowed_sources: allowed_sources.as_deref(),
                     rate_limit: rate_limit.map(Some),
+                    require_dpop: Some(args.require_dpop),
                 },
                 ClientAuthSetup {
                     secret: !args.no_secret,
@@ -881,6 +890,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                         labels: labels.as_deref(),
                         allowed_sources: allowed_sources.as_deref(),
                         rate_limit,
+                        require_dpop: args.require_dpop,
                     },
                 },
             )
@@ -1105,6 +1115,9 @@ fn key_line(key: &KeySummary) -> String {
     }
     if key.sigv4 {
         line.push_str(" sigv4");
+    }
+    if key.require_dpop {
+        line.push_str(" require_dpop");
     }
     line
 }

@@ -73,6 +73,10 @@ struct RawSettings {
     exchange_jwks_timeout_seconds: u64,
     exchange_jwks_min_refresh_seconds: u64,
     exchange_jwks_max_age_seconds: u64,
+    dpop_max_age_seconds: u64,
+    dpop_leeway_seconds: u64,
+    dpop_require_nonce: bool,
+    dpop_nonce_seconds: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -99,6 +103,7 @@ pub struct Settings {
     pub sigv4: Sigv4Settings,
     pub credential_cache: CredentialCacheSettings,
     pub exchange: ExchangeSettings,
+    pub dpop: DpopSettings,
 }
 
 /// RFC 8693 token exchange: the audiences a token may be exchanged for, and
@@ -116,6 +121,19 @@ pub struct ExchangeSettings {
     pub jwks_min_refresh: Duration,
     /// Keys fetched longer ago than this are fetched again before use.
     pub jwks_max_age: Duration,
+}
+
+/// DPoP proofs (RFC 9449); see `config/default.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// How old a proof's `iat` may be (and how long its `jti` is remembered).
+    pub max_age: Duration,
+    /// How far in the future a proof's `iat` may be (clock skew).
+    pub leeway: Duration,
+    /// Whether proofs must carry a server nonce (§8).
+    pub require_nonce: bool,
+    /// How long one nonce is handed out; it is accepted for twice that.
+    pub nonce_lifetime: Duration,
 }
 
 /// What AWS Signature Version 4 requests must be scoped to.
@@ -382,6 +400,24 @@ impl Settings {
                  must be seen within a second",
             ));
         }
+        if !(10..=3600).contains(&raw.dpop_max_age_seconds) {
+            return Err(invalid(
+                "dpop_max_age_seconds",
+                "must be between 10 and 3600 seconds",
+            ));
+        }
+        if raw.dpop_leeway_seconds > 300 {
+            return Err(invalid(
+                "dpop_leeway_seconds",
+                "must be at most 300 seconds",
+            ));
+        }
+        if !(1..=3600).contains(&raw.dpop_nonce_seconds) {
+            return Err(invalid(
+                "dpop_nonce_seconds",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
         if raw.request_timeout_seconds == 0 {
             return Err(invalid(
                 "request_timeout_seconds",
@@ -526,6 +562,12 @@ impl Settings {
             credential_cache: CredentialCacheSettings {
                 capacity: raw.credential_cache_capacity,
                 sqlite_poll: Duration::from_millis(raw.credential_cache_sqlite_poll_ms),
+            },
+            dpop: DpopSettings {
+                max_age: Duration::from_secs(raw.dpop_max_age_seconds),
+                leeway: Duration::from_secs(raw.dpop_leeway_seconds),
+                require_nonce: raw.dpop_require_nonce,
+                nonce_lifetime: Duration::from_secs(raw.dpop_nonce_seconds),
             },
         })
     }
@@ -714,6 +756,27 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn dpop_defaults_to_five_minutes_without_nonces_and_is_checked() {
+        let settings = Settings::load_from(None, Vec::new()).unwrap();
+        assert_eq!(settings.dpop.max_age, Duration::from_secs(300));
+        assert_eq!(settings.dpop.leeway, Duration::from_secs(10));
+        assert!(!settings.dpop.require_nonce);
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("KEYPORT_DPOP_REQUIRE_NONCE", "true"),
+                ("KEYPORT_DPOP_MAX_AGE_SECONDS", "60"),
+            ]),
+        )
+        .unwrap();
+        assert!(settings.dpop.require_nonce);
+        assert_eq!(settings.dpop.max_age, Duration::from_secs(60));
+        let err =
+            Settings::load_from(None, env(&[("KEYPORT_DPOP_MAX_AGE_SECONDS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("dpop_max_age_seconds"), "{err}");
     }
 
     #[test]

@@ -152,6 +152,7 @@ impl Application {
             service.settings.credential_cache.sqlite_poll,
             Arc::downgrade(&alive),
         );
+        crate::service::dpop::spawn_sweeper(store.clone(), Arc::downgrade(&alive));
         service.revoked.refresh(&store).await?;
         service.revoked.spawn_refresher(
             store.clone(),
@@ -201,6 +202,8 @@ impl Application {
                 // A SigV4-signed request's body is read and hashed before
                 // `Caller` checks its signature (routes/signed_body.rs).
                 .wrap(from_fn(routes::buffer_signed_body))
+                // `DPoP-Nonce` on answers to proofs with last period's nonce.
+                .wrap(from_fn(routes::dpop_nonce_header))
                 // One log line and one histogram sample per request.
                 .wrap(from_fn(routes::observe::observe))
                 // Outermost, so every answer (404s and errors too) has it.

@@ -124,6 +124,8 @@ pub struct KeyView {
     pub secret_enabled: bool,
     /// Public keys registered for private_key_jwt.
     pub public_key_count: i64,
+    /// The key's token requests must carry a DPoP proof.
+    pub require_dpop: bool,
 }
 
 impl KeyView {
@@ -150,6 +152,7 @@ impl KeyView {
             sigv4: key.sigv4,
             secret_enabled: key.secret_enabled,
             public_key_count: key.public_key_count,
+            require_dpop: key.require_dpop,
             owner_is_me: key.owner_id == viewer_id,
             id: key.id,
             client_id: key.client_id,
@@ -451,6 +454,7 @@ mod tests {
             secret_enabled: true,
             auth_methods: vec!["client_secret"],
             public_key_count: 0,
+            require_dpop: false,
         }
     }
 

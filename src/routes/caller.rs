@@ -1,7 +1,11 @@
 //! `Caller`: who is calling Keyport's own API. Accepts, in order of
 //! preference for integrations:
 //! - `Authorization: Bearer <access token>`: validated offline (plus this
-//!   instance's in-memory list of revoked `jti`s);
+//!   instance's in-memory list of revoked `jti`s); a DPoP-bound token is
+//!   refused as Bearer;
+//! - `Authorization: DPoP <access token>` with a `DPoP` proof signed by the
+//!   key the token is bound to (RFC 9449 §7; the checks and the replay
+//!   cache are `tokens::dpop`'s, shared with `DpopToken`);
 //! - the API key itself, as `x-api-key: <secret>` or `Authorization: Bearer
 //!   <secret>` (told apart from a JWT by its `kps_` prefix), acting as its owner;
 //! - `Authorization: Bearer <session token>` from `POST /api/v1/session`;
@@ -22,7 +26,36 @@ use super::{AppState, client_address};
 use crate::domain::sigv4::{EMPTY_PAYLOAD_SHA256, Presentation, RequestParts};
 use crate::domain::{ClientSecret, Principal, SessionToken};
 use crate::service::authz::{self, CredentialRefusal};
+use crate::tokens::dpop::{TokenScheme, authorization_token, check_presentation, required_binding};
 use crate::tokens::{BearerError, TokenVerifier, bearer_value};
+
+/// A fresh DPoP nonce for the response (RFC 9449 §8), left in the request's
+/// extensions by `Caller` for [`dpop_nonce_header`].
+#[derive(Debug, Clone)]
+struct FreshDpopNonce(String);
+
+/// Adds `DPoP-Nonce` to a response whose request's proof used the previous
+/// nonce, so the client moves on to the current one.
+pub async fn dpop_nonce_header(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let mut response = next.call(req).await?;
+    let nonce = response
+        .request()
+        .extensions()
+        .get::<FreshDpopNonce>()
+        .map(|n| n.0.clone());
+    if let Some(nonce) = nonce
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&nonce)
+    {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("dpop-nonce"),
+            value,
+        );
+    }
+    Ok(response)
+}
 
 /// The principal behind a request to Keyport's own API. What it may do is
 /// decided in `service/`, not here.
@@ -38,6 +71,7 @@ impl std::ops::Deref for Caller {
 
 enum Presented {
     AccessToken(String),
+    DpopToken(String),
     ApiKey(String),
     Session(String),
     Sigv4(Presentation),
@@ -85,6 +119,20 @@ fn presented(req: &HttpRequest, allow_query: bool) -> Result<Presented, BearerEr
         }
         return Ok(Presented::ApiKey(value));
     }
+    if let Some(value) = req.headers().get(AUTHORIZATION)
+        && let Ok(value) = value.to_str()
+        && let Some((TokenScheme::Dpop, token)) = authorization_token(value)
+    {
+        if req.headers().get_all(AUTHORIZATION).count() > 1 {
+            return Err(BearerError::InvalidRequest(
+                "send exactly one Authorization header",
+            ));
+        }
+        if token.is_empty() {
+            return Err(BearerError::InvalidRequest("the access token is empty"));
+        }
+        return Ok(Presented::DpopToken(token.to_owned()));
+    }
     let value = bearer_value(req)?;
     Ok(if ClientSecret::has_secret_prefix(value) {
         Presented::ApiKey(value.to_owned())
@@ -116,6 +164,22 @@ impl FromRequest for Caller {
             let principal = match presented {
                 Presented::AccessToken(token) => {
                     let verified = verifier.verify(&token).map_err(BearerError::InvalidToken)?;
+                    // RFC 9449 §7.2: a bound token is no bearer token.
+                    required_binding(&verified, TokenScheme::Bearer)?;
+                    authz::access_token(service, verified, source_address)?
+                }
+                Presented::DpopToken(token) => {
+                    let (verified, proof) = check_presentation(
+                        &verifier,
+                        &service.dpop,
+                        &req,
+                        TokenScheme::Dpop,
+                        &token,
+                    )
+                    .await?;
+                    if let Some(nonce) = proof.and_then(|p| p.fresh_nonce) {
+                        req.extensions_mut().insert(FreshDpopNonce(nonce));
+                    }
                     authz::access_token(service, verified, source_address)?
                 }
                 Presented::ApiKey(raw) => {

@@ -31,7 +31,7 @@ pub struct ApiErrorBody {
 }
 
 /// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target` and RFC
-/// 7009's `unsupported_token_type`.
+/// 7009's `unsupported_token_type`, and RFC 9449's DPoP errors.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
@@ -45,6 +45,10 @@ pub enum OAuthErrorCode {
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 9449 §5: the DPoP proof failed a check.
+    InvalidDpopProof,
+    /// RFC 9449 §8: retry with the nonce in `DPoP-Nonce`.
+    UseDpopNonce,
 }
 
 /// An RFC 6749 §5.2 error of the OAuth endpoints.
@@ -155,7 +159,8 @@ error_response!(
 error_response!(
     OAuthBadRequest,
     "OAuthError",
-    "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, or (at \
+    "`invalid_request`, `unsupported_grant_type`, `invalid_scope`, `invalid_target`, \
+     `invalid_dpop_proof` or `use_dpop_nonce` (RFC 9449; the latter with a `DPoP-Nonce` header), or (at \
      `/oauth/revoke`, for an API key, session or set-password token) `unsupported_token_type`"
 );
 error_response!(
@@ -331,6 +336,9 @@ pub struct ServerMetadata {
     token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     scopes_supported: Vec<String>,
     access_token_signing_alg_values_supported: Vec<String>,
+    /// RFC 9449 §5.1: the algorithms DPoP proofs may be signed with.
+    #[schema(examples(json!(["ES256", "EdDSA", "RS256"])))]
+    dpop_signing_alg_values_supported: Vec<String>,
 }
 
 /// One RFC 7517 public key; the members depend on `kty`.

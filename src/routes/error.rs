@@ -20,6 +20,8 @@ use crate::service::sigv4::Sigv4Refusal;
 use crate::storage::StorageError;
 use crate::telemetry::error_chain;
 use crate::tokens::BearerError;
+use crate::tokens::DpopError;
+use crate::tokens::dpop::{DPOP_ALGS, DPOP_NONCE_HEADER};
 
 const REALM: &str = "keyport";
 
@@ -331,8 +333,86 @@ impl From<GrantError> for OAuthError {
                     "the server failed; the error was logged",
                 )
             }
+            // RFC 9449 §5 names no code for a proof that is missing where
+            // one is required: a required parameter is missing.
+            GrantError::DpopRequired => OAuthError::invalid_request(err.to_string()),
             GrantError::Storage(err) => err.into(),
         }
+    }
+}
+
+/// A DPoP proof refused at the token endpoint (RFC 9449 §5, §8): 400
+/// `invalid_dpop_proof`, or `use_dpop_nonce` with the nonce in `DPoP-Nonce`.
+impl From<DpopError> for OAuthError {
+    fn from(err: DpopError) -> Self {
+        match err {
+            DpopError::InvalidProof(_) => {
+                OAuthError::new(OAuthErrorCode::InvalidDpopProof, err.to_string())
+            }
+            DpopError::UseNonce { message, nonce } => OAuthError {
+                dpop_nonce: Some(nonce),
+                ..OAuthError::new(OAuthErrorCode::UseDpopNonce, message)
+            },
+            DpopError::InvalidToken(_) | DpopError::InvalidRequest(_) => {
+                OAuthError::invalid_request(err.to_string())
+            }
+            DpopError::Unavailable => OAuthError::new(
+                OAuthErrorCode::TemporarilyUnavailable,
+                "the database is unavailable; retry shortly",
+            ),
+            DpopError::NotConfigured => {
+                log::error!("DPoP verification is not configured");
+                OAuthError::new(
+                    OAuthErrorCode::ServerError,
+                    "the server failed; the error was logged",
+                )
+            }
+        }
+    }
+}
+
+/// A DPoP presentation refused at a resource (RFC 9449 §7.1): 401 with a
+/// `WWW-Authenticate: DPoP` challenge naming the algorithms and the error,
+/// `DPoP-Nonce` with `use_dpop_nonce`, and the JSON error body the resource
+/// endpoints answer with.
+impl ResponseError for DpopError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            DpopError::InvalidProof(_)
+            | DpopError::UseNonce { .. }
+            | DpopError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            DpopError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            DpopError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DpopError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            DpopError::Unavailable => return ApiError::unavailable().error_response(),
+            DpopError::NotConfigured => {
+                log::error!(
+                    "DpopToken used without a TokenVerifier and a DpopVerifier in app data"
+                );
+                return ApiError::internal().error_response();
+            }
+            _ => {}
+        }
+        let description = self.to_string();
+        let code = self.code();
+        let challenge = format!(
+            "DPoP realm=\"{REALM}\", algs=\"{}\", error=\"{code}\", error_description={}",
+            DPOP_ALGS.join(" "),
+            quoted_string(&description)
+        );
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::WWW_AUTHENTICATE, challenge))
+            .insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Some(nonce) = self.nonce() {
+            response.insert_header((DPOP_NONCE_HEADER, nonce.to_owned()));
+        }
+        response.json(json!({ "error": code, "message": description }))
     }
 }
 
@@ -350,6 +430,10 @@ pub enum OAuthErrorCode {
     UnsupportedTokenType,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 9449 §5.
+    InvalidDpopProof,
+    /// RFC 9449 §8.
+    UseDpopNonce,
 }
 
 impl OAuthErrorCode {
@@ -365,6 +449,8 @@ impl OAuthErrorCode {
             OAuthErrorCode::UnsupportedTokenType => "unsupported_token_type",
             OAuthErrorCode::ServerError => "server_error",
             OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            OAuthErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }
@@ -378,6 +464,8 @@ pub struct OAuthError {
     pub description: String,
     status: StatusCode,
     retry_after: Option<u64>,
+    /// A server nonce for the client's next DPoP proof (RFC 9449 §8).
+    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -393,6 +481,7 @@ impl OAuthError {
             description: description.into(),
             status,
             retry_after: (code == OAuthErrorCode::TemporarilyUnavailable).then_some(1),
+            dpop_nonce: None,
         }
     }
     /// The label under which metrics count this refusal.
@@ -449,6 +538,9 @@ impl ResponseError for OAuthError {
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(nonce) = &self.dpop_nonce {
+            response.insert_header((DPOP_NONCE_HEADER, nonce.clone()));
         }
         response.json(json!({
             "error": self.code.as_str(),

@@ -4,7 +4,7 @@
 //! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own; `?label=k=v`
 //! - `POST   /api/v1/keys`                       returns the secret once
 //! - `GET    /api/v1/keys/{id}`
-//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources, rate_limit
+//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources, rate_limit, require_dpop
 //! - `POST   /api/v1/keys/{id}/roll`             the owner only; returns the new secret once
 //! - `POST   /api/v1/keys/{id}/disable`          refused everywhere at once, until enabled
 //! - `POST   /api/v1/keys/{id}/enable`
@@ -203,6 +203,9 @@ struct NewKeyBody {
     /// `private_key_jwt` client authentication (RFC 7523).
     #[schema(max_items = 5, value_type = Option<Vec<Object>>)]
     public_keys: Option<Vec<serde_json::Value>>,
+    /// Require a DPoP proof (RFC 9449) with every token request: the key's
+    /// tokens are then always bound to the client's key. Default false.
+    require_dpop: Option<bool>,
 }
 
 /// Creates a key for the caller (needs `keys:manage`, at most
@@ -257,6 +260,7 @@ pub async fn create(
             labels: labels.as_deref(),
             allowed_sources: body.allowed_sources.as_deref(),
             rate_limit: rate_limit.map(Some),
+            require_dpop: body.require_dpop,
         },
         ClientAuthSetup {
             secret: body.client_secret.unwrap_or(true),
@@ -313,6 +317,9 @@ struct KeyChangeBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable)]
     rate_limit: Option<Option<RateLimitBody>>,
+    /// Require a DPoP proof (RFC 9449) with every token request, or stop
+    /// requiring it. Tokens issued before keep their form.
+    require_dpop: Option<bool>,
 }
 
 /// Changes a key's name, description, labels, allow-list or rate (the
@@ -366,6 +373,7 @@ pub async fn change(
                 labels: labels.as_deref(),
                 allowed_sources: body.allowed_sources.as_deref(),
                 rate_limit,
+                require_dpop: body.require_dpop,
             },
         },
     )

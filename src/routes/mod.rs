@@ -36,7 +36,7 @@ use crate::tokens::KeyRing;
 use error::ApiError;
 
 pub use body::BodyError;
-pub use caller::Caller;
+pub use caller::{Caller, dpop_nonce_header};
 pub use client_address::client_address;
 pub use openapi::api_doc;
 pub use signed_body::buffer_signed_body;

@@ -3,7 +3,8 @@
 //! one of the key's public keys (RFC 7523 `private_key_jwt`):
 //! - `POST /oauth/token`: RFC 6749 §4.4 client credentials, and RFC 8693
 //!   token exchange (a Keyport token, by a key holding `tokens:exchange`; or
-//!   a trusted issuer's JWT, which needs no client authentication);
+//!   a trusted issuer's JWT, which needs no client authentication); with a
+//!   `DPoP` proof (RFC 9449), a token bound to the proof's key;
 //! - `POST /oauth/introspect`: RFC 7662, for tokens of the caller's tenant;
 //! - `POST /oauth/revoke`: RFC 7009, for the caller's own tokens (an admin's
 //!   key: any token of the tenant).
@@ -85,7 +86,9 @@ async fn authenticate(
 pub struct TokenResponse {
     /// An RFC 9068 JWT access token.
     access_token: String,
-    #[schema(examples("Bearer"))]
+    /// `Bearer`, or `DPoP` when the request carried a DPoP proof (the
+    /// token is then bound to the proof's key, RFC 9449 §5).
+    #[schema(examples("Bearer", "DPoP"))]
     token_type: &'static str,
     /// Seconds until the token expires.
     expires_in: i64,
@@ -115,6 +118,7 @@ fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResp
         (doc::TokenRequest = "application/x-www-form-urlencoded"),
         (doc::TokenRequest = "application/json"),
     )),
+    params(("DPoP" = Option<String>, Header, description = "A DPoP proof (RFC 9449 §4): a JWT with `typ: dpop+jwt`, the client's public key as `jwk`, `htm: POST`, `htu` this endpoint's URL, `iat` and a fresh `jti` (and `nonce` when the server asks). The token is then bound to that key (`token_type: DPoP`, `cnf.jkt`).")),
     security(("clientBasic" = [])),
     responses(
         (status = 200, description = "A token", body = TokenResponse),
@@ -162,16 +166,22 @@ async fn issue_token(
         ));
     };
     let key = authenticate(req, state, credentials, AssertionEndpoint::Token).await?;
-    let issued = grant::issue(
+    let proof = token_request_proof(req, state).await?;
+    let issued = grant::issue_bound(
         &state.service,
         &state.keys,
         &key,
         request.scope.as_deref(),
         request.resource.as_deref(),
+        proof.as_ref().map(|p| p.jkt.as_str()),
     )?;
-    Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
+    let mut response = no_store(HttpResponse::Ok());
+    if let Some(nonce) = proof.and_then(|p| p.fresh_nonce) {
+        response.insert_header((crate::tokens::dpop::DPOP_NONCE_HEADER, nonce));
+    }
+    Ok(response.json(TokenResponse {
         access_token: issued.access_token,
-        token_type: "Bearer",
+        token_type: issued.token_type,
         expires_in: issued.expires_in,
         scope: issued.scope,
         issued_token_type: None,
@@ -192,6 +202,9 @@ async fn exchange_token(
         }
         None => None,
     };
+    // A proof binds the new token to its key, and must come from the key a
+    // DPoP-bound subject token is bound to (checked by the service).
+    let proof = token_request_proof(req, state).await?;
     let issued = exchange::exchange(
         &state.service,
         &state.keys,
@@ -203,17 +216,43 @@ async fn exchange_token(
             requested_token_type: exchange.requested_token_type.as_deref(),
             scope: request.scope.as_deref(),
             audience: request.resource.as_deref(),
+            dpop_jkt: proof.as_ref().map(|p| p.jkt.as_str()),
         },
         client_address(req),
     )
     .await?;
-    Ok(no_store(HttpResponse::Ok()).json(TokenResponse {
+    let mut response = no_store(HttpResponse::Ok());
+    if let Some(nonce) = proof.and_then(|p| p.fresh_nonce) {
+        response.insert_header((crate::tokens::dpop::DPOP_NONCE_HEADER, nonce));
+    }
+    Ok(response.json(TokenResponse {
         access_token: issued.access_token,
-        token_type: "Bearer",
+        token_type: issued.token_type,
         expires_in: issued.expires_in,
         scope: issued.scope,
         issued_token_type: Some(ACCESS_TOKEN_TYPE),
     }))
+}
+
+/// The request's DPoP proof (RFC 9449 §4.3), checked, if it sent one: after
+/// client authentication, so a stranger's proofs cost no replay-cache write.
+async fn token_request_proof(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<crate::tokens::dpop::CheckedProof>, OAuthError> {
+    let proofs = crate::tokens::dpop::proof_headers(req);
+    if proofs.is_empty() {
+        return Ok(None);
+    }
+    let target = crate::tokens::dpop::ProofTarget {
+        method: req.method().as_str(),
+        path: req.path(),
+        access_token: None,
+        bound_to: None,
+    };
+    Ok(Some(
+        state.service.dpop.verify(&proofs, &target, None).await?,
+    ))
 }
 
 /// The body of an introspection or revocation request, and the key that

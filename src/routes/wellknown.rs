@@ -47,6 +47,8 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
             "scopes_supported": crate::domain::SUPPORTED_SCOPES,
             "access_token_signing_alg_values_supported": [state.keys.algorithm().as_str()],
+            // RFC 9449 §5.1: DPoP proofs are accepted, signed with these.
+            "dpop_signing_alg_values_supported": crate::tokens::dpop::DPOP_ALGS,
             // Extension members (RFC 8414 §2 allows them): the credential
             // scope AWS Signature Version 4 requests must name.
             "sigv4_region": state.service.settings.sigv4.region,

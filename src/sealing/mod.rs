@@ -76,6 +76,9 @@ impl SealedAt<'_> {
 struct OpenKey {
     id: String,
     aead: RandomizedNonceKey,
+    /// HKDF-Extract of the master key: the root of keys derived for other
+    /// purposes ([`Sealer::derive_keys`]), never the sealing key itself.
+    prk: aws_lc_rs::hkdf::Prk,
 }
 
 impl OpenKey {
@@ -85,6 +88,8 @@ impl OpenKey {
             // 32 bytes always make an AES-256 key.
             aead: RandomizedNonceKey::new(&AES_256_GCM, key.expose())
                 .unwrap_or_else(|_| unreachable!("a master key is 32 bytes")),
+            prk: aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"keyport derived keys")
+                .extract(key.expose()),
         }
     }
 }
@@ -118,6 +123,25 @@ impl Sealer {
     /// The id of the key new values are sealed with.
     pub fn current_key_id(&self) -> &str {
         &self.current.id
+    }
+
+    /// 32-byte keys for `purpose` (HKDF-SHA256, RFC 5869, from the master
+    /// keys): the current master key's first, then the previous one's, so
+    /// what one instance makes with its current key, another still
+    /// accepts during a master-key rotation. Every instance with the same
+    /// master key derives the same keys: DPoP nonces use this.
+    pub fn derive_keys(&self, purpose: &[u8]) -> Vec<[u8; 32]> {
+        [Some(&self.current), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|key| {
+                let info = [purpose];
+                let okm = key.prk.expand(&info, aws_lc_rs::hkdf::HKDF_SHA256).ok()?;
+                let mut out = [0u8; 32];
+                okm.fill(&mut out).ok()?;
+                Some(out)
+            })
+            .collect()
     }
 
     pub fn seal(&self, at: SealedAt<'_>, clear: &[u8]) -> Result<String, SealError> {

@@ -31,6 +31,8 @@ pub struct AuthenticatedKey {
     /// Its rate for reports and webhooks: its own, else its company's
     /// default; `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// RFC 9449: its token requests must carry a DPoP proof.
+    pub require_dpop: bool,
 }
 
 impl AuthenticatedKey {
@@ -301,5 +303,6 @@ pub(super) fn authorise(
         expires_at: row.expires_at,
         allowed_sources,
         rate_limit: own.or(company_default),
+        require_dpop: row.require_dpop != 0,
     })
 }

@@ -574,6 +574,7 @@ mod tests {
             default_rate_limit_requests: None,
             default_rate_limit_per_seconds: None,
             default_rate_limit_burst: None,
+            require_dpop: 0,
         }
     }
 

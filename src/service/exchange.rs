@@ -349,6 +349,9 @@ pub struct ExchangeRequest<'a> {
     pub scope: Option<&'a str>,
     /// `resource` or `audience` (RFC 8707 / RFC 8693 §2.1).
     pub audience: Option<&'a str>,
+    /// The thumbprint of the request's checked DPoP proof, if it sent one
+    /// (RFC 9449): the new token is bound to that key.
+    pub dpop_jkt: Option<&'a str>,
 }
 
 /// Exchanges `request.subject_token` for a Keyport access token. `client`
@@ -368,12 +371,15 @@ pub async fn exchange(
             "requested_token_type: Keyport issues access tokens ({ACCESS_TOKEN_TYPE})"
         )));
     }
-    if let Some(client) = client
-        && !client.scopes.contains(TOKENS_EXCHANGE)
-    {
-        return Err(GrantError::UnauthorizedClient(
-            "this key may not exchange tokens: it needs the tokens:exchange scope",
-        ));
+    if let Some(client) = client {
+        if !client.scopes.contains(TOKENS_EXCHANGE) {
+            return Err(GrantError::UnauthorizedClient(
+                "this key may not exchange tokens: it needs the tokens:exchange scope",
+            ));
+        }
+        if client.require_dpop && request.dpop_jkt.is_none() {
+            return Err(GrantError::DpopRequired);
+        }
     }
     let audience = target_audience(service, request.audience)?;
     match request.subject_token_type {
@@ -481,6 +487,13 @@ async fn actor_claim(
         return Ok(subject_act);
     };
     let (actor, _) = live_keyport_token(service, keys, raw, "actor_token").await?;
+    if actor.claims.cnf.is_some() {
+        // One request carries one proof, for the subject's key: a bound
+        // actor token could not prove its holder here.
+        return Err(GrantError::InvalidGrant(
+            "actor_token: a DPoP-bound token cannot act here; use a bearer token".to_owned(),
+        ));
+    }
     if actor.claims.tenant_id != tenant_id {
         return Err(GrantError::InvalidGrant(
             "actor_token: the actor belongs to another company".to_owned(),
@@ -511,6 +524,16 @@ async fn exchange_keyport_token(
     if subject.claims.tenant_id != client.tenant_id {
         return Err(GrantError::InvalidGrant(
             "subject_token: the token belongs to another company".to_owned(),
+        ));
+    }
+    // A DPoP-bound token is only exchanged by whoever holds its key: else a
+    // stolen bound token could be laundered into a bearer token.
+    if let Some(bound) = &subject.claims.cnf
+        && request.dpop_jkt != Some(bound.jkt.as_str())
+    {
+        return Err(GrantError::InvalidGrant(
+            "subject_token: the token is DPoP-bound; send a DPoP proof signed by its key"
+                .to_owned(),
         ));
     }
     // What the token carries, within what its key may do now.
@@ -549,6 +572,7 @@ async fn exchange_keyport_token(
             kp_src: subject.claims.kp_src,
             kp_rl: subject.claims.kp_rl,
             act,
+            dpop_jkt: request.dpop_jkt.map(str::to_owned),
         },
     )
 }
@@ -584,6 +608,7 @@ async fn exchange_external_token(
             kp_src: Vec::new(),
             kp_rl: None,
             act,
+            dpop_jkt: request.dpop_jkt.map(str::to_owned),
         },
     )?;
     // Who came in with what: the issuer and subject of the external token,
@@ -748,5 +773,6 @@ pub(super) async fn current_rule(
         allowed_sources: crate::domain::SourceAllowList::from_stored(None)
             .map_err(crate::storage::StorageError::Corrupt)?,
         rate_limit: None,
+        require_dpop: false,
     })
 }

@@ -9,7 +9,7 @@ use super::audit::{self, Event};
 use super::clients::{self, AuthenticatedKey};
 use crate::domain::{ClientSecret, Role, ScopeSet, SessionToken, SetPasswordToken, now};
 use crate::storage::StorageError;
-use crate::tokens::{AccessTokenClaims, KeyRing, KeyRingError, VerifiedToken};
+use crate::tokens::{AccessTokenClaims, Confirmation, KeyRing, KeyRingError, VerifiedToken};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrantError {
@@ -35,6 +35,9 @@ pub enum GrantError {
     /// `/oauth/revoke`; the message says what ends it instead.
     #[error("{}", .0.how_to_end())]
     UnsupportedTokenType(NotRevokedHere),
+    /// RFC 9449 §5: the key requires DPoP and the request carried no proof.
+    #[error("this key requires DPoP: send a DPoP proof in the DPoP header (RFC 9449)")]
+    DpopRequired,
     #[error("cannot sign the token")]
     Signing(#[from] KeyRingError),
     #[error(transparent)]
@@ -89,6 +92,8 @@ impl NotRevokedHere {
 
 pub struct IssuedToken {
     pub access_token: String,
+    /// `Bearer`, or `DPoP` for a token bound to a key (RFC 9449 §5.1).
+    pub token_type: &'static str,
     pub expires_in: i64,
     pub scope: String,
 }
@@ -102,6 +107,23 @@ pub fn issue(
     requested: Option<&str>,
     resource: Option<&str>,
 ) -> Result<IssuedToken, GrantError> {
+    issue_bound(service, keys, key, requested, resource, None)
+}
+
+/// [`issue`], bound to `dpop_jkt` when the request carried a DPoP proof
+/// (RFC 9449 §6.1: the thumbprint of the proof's key, checked by the
+/// caller), as `cnf.jkt`. A key that requires DPoP gets no token without one.
+pub fn issue_bound(
+    service: &Service,
+    keys: &KeyRing,
+    key: &AuthenticatedKey,
+    requested: Option<&str>,
+    resource: Option<&str>,
+    dpop_jkt: Option<&str>,
+) -> Result<IssuedToken, GrantError> {
+    if key.require_dpop && dpop_jkt.is_none() {
+        return Err(GrantError::DpopRequired);
+    }
     let settings = &service.settings.tokens;
     let scopes = match requested {
         None => key.scopes.clone(),
@@ -150,6 +172,7 @@ pub fn issue(
             kp_src: key.allowed_sources.to_strings(),
             kp_rl: key.rate_limit,
             act: None,
+            dpop_jkt: dpop_jkt.map(str::to_owned),
         },
     )
 }
@@ -167,6 +190,8 @@ pub(super) struct TokenSpec {
     pub kp_src: Vec<String>,
     pub kp_rl: Option<crate::domain::RateLimit>,
     pub act: Option<crate::domain::exchange::Actor>,
+    /// Bound to this key (RFC 9449 `cnf.jkt`): a DPoP token.
+    pub dpop_jkt: Option<String>,
 }
 
 pub(super) fn sign(
@@ -194,10 +219,16 @@ pub(super) fn sign(
         kp_src: spec.kp_src,
         kp_rl: spec.kp_rl,
         act: spec.act,
+        cnf: spec.dpop_jkt.map(|jkt| Confirmation { jkt }),
     };
     let access_token = keys.sign(&claims)?;
     Ok(IssuedToken {
         access_token,
+        token_type: if claims.cnf.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        },
         expires_in: spec.ttl,
         scope: claims.scope,
     })
@@ -251,10 +282,16 @@ pub async fn introspect(
         // RFC 7662 §2.2: nothing more is said about a token that is not valid.
         Err(_) => return Ok(Introspection::inactive()),
     }
+    // RFC 9449 §6.2: a bound token introspects as DPoP, with its `cnf`.
+    let token_type = if token.claims.cnf.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
     Ok(Introspection {
         active: true,
         claims: Some(token.claims),
-        token_type: Some("Bearer"),
+        token_type: Some(token_type),
     })
 }
 

@@ -134,6 +134,9 @@ pub struct KeySummary {
     /// How many public keys (`private_key_jwt`) the key holds; see
     /// `GET /api/v1/keys/{id}/public-keys`.
     pub public_key_count: i64,
+    /// Whether the key's token requests must carry a DPoP proof (RFC 9449):
+    /// its tokens are then always bound to the client's key.
+    pub require_dpop: bool,
 }
 
 /// What [`KeySummary::auth_methods`] lists.
@@ -264,6 +267,7 @@ impl KeySummary {
             secret_enabled: row.secret_enabled != 0,
             auth_methods: auth_methods(row.secret_enabled != 0, row.public_keys),
             public_key_count: row.public_keys,
+            require_dpop: row.require_dpop != 0,
         })
     }
 
@@ -325,11 +329,14 @@ pub struct KeyControls<'a> {
     /// The key's own rate for reports and webhooks; `Some(None)` removes
     /// it (the company's default applies, if any).
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Whether token requests must carry a DPoP proof (RFC 9449).
+    pub require_dpop: Option<bool>,
 }
 
 impl KeyControls<'_> {
     fn is_empty(&self) -> bool {
-        self.description.is_none()
+        self.require_dpop.is_none()
+            && self.description.is_none()
             && self.labels.is_none()
             && self.allowed_sources.is_none()
             && self.rate_limit.is_none()
@@ -627,6 +634,7 @@ pub async fn create_client(
                 sigv4_secret: request.sigv4.then_some(&secret),
                 secret_enabled: auth.secret,
                 public_keys: &stored_public_keys,
+                require_dpop: controls.require_dpop.unwrap_or(false),
                 now: created_at,
             },
             limit,
@@ -682,6 +690,7 @@ pub async fn create_client(
         secret_enabled: auth.secret,
         auth_methods: auth_methods(auth.secret, public_keys.len() as i64),
         public_key_count: public_keys.len() as i64,
+        require_dpop: controls.require_dpop.unwrap_or(false),
     };
     Ok(CreatedClient {
         key,
@@ -963,7 +972,7 @@ pub async fn update_key(
     let found = visible_key(service, &principal, key).await?;
     if change.name.is_none() && change.controls.is_empty() {
         return Err(ServiceError::Invalid(
-            "nothing to change: send name, description, labels, allowed_sources or rate_limit"
+            "nothing to change: send name, description, labels, allowed_sources, rate_limit or require_dpop"
                 .to_owned(),
         ));
     }
@@ -1013,6 +1022,7 @@ pub async fn update_key(
                 labels: stored_labels.as_deref(),
                 allowed_sources: stored_sources.as_deref(),
                 rate_limit: rate_limit.map(rate_columns),
+                require_dpop: change.controls.require_dpop.unwrap_or(found.require_dpop),
             },
             now(),
         )
@@ -1044,6 +1054,9 @@ pub async fn update_key(
         Some(Some(rate)) => changed.push(format!("rate_limit=[{rate}]")),
         Some(None) => changed.push("rate_limit=none".to_owned()),
         None => {}
+    }
+    if let Some(required) = change.controls.require_dpop {
+        changed.push(format!("require_dpop={required}"));
     }
     audit::record(
         &service.store,
@@ -1280,6 +1293,7 @@ pub async fn roll_key(
                 sigv4_secret: old.sigv4.then_some(&secret),
                 secret_enabled: true,
                 public_keys: &public_keys,
+                require_dpop: old.require_dpop,
                 now: created_at,
             },
             limit,

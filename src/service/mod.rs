@@ -25,6 +25,7 @@ pub mod client_assertion;
 pub mod clients;
 pub mod credential_cache;
 pub mod deliveries;
+pub mod dpop;
 pub mod exchange;
 pub mod grant;
 pub mod keys;
@@ -71,6 +72,8 @@ pub struct Service {
     pub issuer_keys: Arc<crate::issuer_keys::IssuerKeys>,
     /// When this instance last swept expired assertion `jti`s.
     pub assertion_sweep: client_assertion::SweepClock,
+    /// DPoP proofs (RFC 9449), with the database as replay cache.
+    pub dpop: crate::tokens::DpopVerifier,
 }
 
 impl Service {
@@ -85,7 +88,9 @@ impl Service {
             credential_cache_lease(settings.credential_cache.sqlite_poll),
         );
         let issuer_keys = Arc::new(crate::issuer_keys::IssuerKeys::new(&settings.exchange));
+        let dpop = dpop::verifier(&store, &settings);
         Service {
+            dpop,
             store,
             rate_limits,
             credentials,

@@ -34,6 +34,8 @@ const KEEP_IDLE: usize = 8;
 pub(super) struct DirectReader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// The one connection that writes DPoP proofs (`first_dpop_use`).
+    replay_writer: Mutex<Option<Connection>>,
 }
 
 impl DirectReader {
@@ -41,6 +43,7 @@ impl DirectReader {
         DirectReader {
             path,
             idle: Mutex::new(Vec::new()),
+            replay_writer: Mutex::new(None),
         }
     }
 
@@ -48,6 +51,48 @@ impl DirectReader {
     /// its pool is closed, so none are opened again.
     pub(super) fn close(&self) {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.replay_writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Inserts a DPoP proof into the replay table (`sql`: the INSERT … ON
+    /// CONFLICT DO NOTHING the pool runs); whether a row was inserted.
+    ///
+    /// On a connection of its own with `synchronous = NORMAL`: the pool's
+    /// connections keep SQLite's FULL, which syncs the WAL to disk at every
+    /// commit (so an answered push survives a power cut), and that sync was
+    /// nearly all of a proof's cost. A replay row lives minutes and only
+    /// guards a window: losing the last ones to a power cut (never to a
+    /// process crash) is the trade PostgreSQL's UNLOGGED table makes too. In
+    /// WAL mode NORMAL keeps the file consistent. The busy timeout is zero:
+    /// when another connection holds the write lock (a push's group
+    /// commit), the caller falls back to the pool, which waits.
+    pub(super) fn first_dpop_use(
+        &self,
+        sql: &str,
+        id: &str,
+        expires_at: i64,
+    ) -> rusqlite::Result<bool> {
+        let mut writer = self.replay_writer.lock().unwrap_or_else(|e| e.into_inner());
+        let connection = match writer.as_mut() {
+            Some(connection) => connection,
+            None => {
+                let connection = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                connection.busy_timeout(std::time::Duration::ZERO)?;
+                connection.pragma_update(None, "synchronous", "NORMAL")?;
+                writer.insert(connection)
+            }
+        };
+        let inserted = connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute(rusqlite::params![id, expires_at]));
+        if inserted.is_err() {
+            // It may be the reason: open another next time.
+            *writer = None;
+        }
+        Ok(inserted? == 1)
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -106,7 +151,7 @@ impl DirectReader {
                 .query_row([value], |row| {
                     Ok(Sigv4KeyRow {
                         key: key_auth_row(row)?,
-                        sigv4_secret_sealed: row.get(20)?,
+                        sigv4_secret_sealed: row.get(21)?,
                     })
                 })
                 .optional()
@@ -168,6 +213,7 @@ fn key_auth_row(row: &Row<'_>) -> rusqlite::Result<KeyAuthRow> {
         default_rate_limit_requests: row.get(17)?,
         default_rate_limit_per_seconds: row.get(18)?,
         default_rate_limit_burst: row.get(19)?,
+        require_dpop: row.get(20)?,
     })
 }
 

@@ -30,6 +30,8 @@ pub struct NewKey<'a> {
     pub secret_enabled: bool,
     /// Public keys for `private_key_jwt`, inserted with the key.
     pub public_keys: &'a [NewPublicKey],
+    /// RFC 9449: token requests must carry a DPoP proof.
+    pub require_dpop: bool,
     pub now: i64,
 }
 
@@ -91,6 +93,8 @@ pub struct KeyRow {
     pub secret_enabled: i64,
     /// How many public keys the key holds.
     pub public_keys: i64,
+    /// 1 when the key's token requests must carry a DPoP proof.
+    pub require_dpop: i64,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -117,6 +121,8 @@ pub struct KeyAuthRow {
     pub default_rate_limit_requests: Option<i64>,
     pub default_rate_limit_per_seconds: Option<i64>,
     pub default_rate_limit_burst: Option<i64>,
+    /// 1 when the key's token requests must carry a DPoP proof.
+    pub require_dpop: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,6 +191,7 @@ pub struct KeyDetails<'a> {
     pub labels: Option<&'a str>,
     pub allowed_sources: Option<&'a str>,
     pub rate_limit: Option<RateColumns>,
+    pub require_dpop: bool,
 }
 
 /// A key for SigV4 verification: what client authentication reads, and the
@@ -203,7 +210,7 @@ macro_rules! key_auth_columns {
          u.permissions AS owner_permissions, u.status AS owner_status, k.disabled_at, \
          k.allowed_sources, k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
          t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
-         t.default_rate_limit_burst"
+         t.default_rate_limit_burst, k.require_dpop"
     };
 }
 
@@ -244,7 +251,8 @@ macro_rules! key_select {
          t.default_rate_limit_burst, \
          CAST(CASE WHEN k.sigv4_secret_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS sigv4, \
          k.secret_enabled, \
-         (SELECT COUNT(*) FROM client_public_keys p WHERE p.key_id = k.id) AS public_keys \
+         (SELECT COUNT(*) FROM client_public_keys p WHERE p.key_id = k.id) AS public_keys, \
+         k.require_dpop \
          FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
     };
 }
@@ -519,7 +527,8 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces a key's name, description, labels, allow-list and rate.
+    /// Replaces a key's name, description, labels, allow-list, rate and
+    /// DPoP requirement.
     pub async fn update_key_details(
         &self,
         key_id: &str,
@@ -530,7 +539,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE api_keys SET name = $2, description = $3, labels = $4, allowed_sources = $5, \
              updated_at = $6, rate_limit_requests = $7, rate_limit_per_seconds = $8, \
-             rate_limit_burst = $9 WHERE id = $1",
+             rate_limit_burst = $9, require_dpop = $10 WHERE id = $1",
         )
         .bind(key_id)
         .bind(details.name)
@@ -541,6 +550,7 @@ impl Store {
         .bind(requests)
         .bind(per_seconds)
         .bind(burst)
+        .bind(i64::from(details.require_dpop))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -786,8 +796,8 @@ async fn insert_key(
         "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
          token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks, description, \
          labels, allowed_sources, webhook_key_sealed, rate_limit_requests, \
-         rate_limit_per_seconds, rate_limit_burst, sigv4_secret_sealed) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         rate_limit_per_seconds, rate_limit_burst, sigv4_secret_sealed, require_dpop) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(key.id)
     .bind(key.tenant_id)
@@ -808,6 +818,7 @@ async fn insert_key(
     .bind(per_seconds)
     .bind(burst)
     .bind(sealed.sigv4_secret.as_deref())
+    .bind(i64::from(key.require_dpop))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -6,6 +6,7 @@
 mod audit;
 mod client_keys;
 mod direct;
+mod dpop;
 mod exchange;
 mod keys;
 mod notify;
@@ -251,6 +252,12 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Keys derived from the master keys for `purpose`, current first
+    /// (see [`Sealer::derive_keys`]).
+    pub fn derive_keys(&self, purpose: &[u8]) -> Vec<[u8; 32]> {
+        self.sealer.derive_keys(purpose)
     }
 
     /// The id of the master key new values are sealed with.

@@ -81,10 +81,13 @@ impl FromRequest for BearerToken {
                 .app_data::<web::Data<TokenVerifier>>()
                 .ok_or(BearerError::NotConfigured)?;
             let token = bearer_value(req)?;
-            verifier
-                .verify(token)
-                .map(BearerToken)
-                .map_err(BearerError::InvalidToken)
+            let verified = verifier.verify(token).map_err(BearerError::InvalidToken)?;
+            // A bound token is only good with a proof of its key
+            // (`super::DpopToken`): as a bearer token it would be a downgrade.
+            if verified.claims.cnf.is_some() {
+                return Err(BearerError::InvalidToken(TokenError::DpopBound));
+            }
+            Ok(BearerToken(verified))
         })())
     }
 }

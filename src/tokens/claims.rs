@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use super::dpop::Confirmation;
 use crate::domain::RateLimit;
 use crate::domain::exchange::Actor;
 
@@ -35,4 +36,9 @@ pub struct AccessTokenClaims {
     /// exchange with an actor token; a nested `act` is who acted before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// RFC 9449 §6.1: the key a DPoP-bound token is bound to (`{"jkt":
+    /// thumbprint}`); it must then be presented with a proof signed by that
+    /// key. Absent: a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }

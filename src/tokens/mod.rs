@@ -3,6 +3,7 @@
 
 mod bearer;
 mod claims;
+pub mod dpop;
 mod jwk;
 mod jws;
 mod keyring;
@@ -12,6 +13,7 @@ mod verifier;
 
 pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use claims::AccessTokenClaims;
+pub use dpop::{Confirmation, DpopError, DpopToken, DpopVerifier};
 pub use jwk::{JwkError, PublicJwk};
 pub use jws::{JwsError, MAX_JWT_LEN, UnverifiedJwt, VerifiedJwt};
 pub use keyring::{KeyRing, KeyRingError};

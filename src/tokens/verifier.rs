@@ -42,6 +42,9 @@ pub enum TokenError {
     WrongAudience,
     #[error("the access token lacks a required claim")]
     MissingClaim,
+    /// RFC 9449 §7.2: a DPoP-bound token (`cnf.jkt`) is no bearer token.
+    #[error("the access token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof")]
+    DpopBound,
 }
 
 struct VerificationKey {

@@ -1513,7 +1513,48 @@ async fn public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret(backe
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+async fn key_create_and_update_set_require_dpop_and_listings_show_it(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let bound = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "bound",
+            "--require-dpop",
+        ])
+        .await;
+    assert_eq!(bound["require_dpop"], true, "{bound}");
+    let client_id = str_of(&bound, "client_id").to_owned();
+    let listing = keyport.run(&["key", "list", "--user", &email]).await;
+    listing.assert_success();
+    let line = listing
+        .stdout
+        .lines()
+        .find(|l| l.contains(&client_id))
+        .expect("the key's line")
+        .to_owned();
+    assert!(line.ends_with(" require_dpop"), "{line}");
+    let updated = keyport
+        .json(&["key", "update", &client_id, "--require-dpop", "false"])
+        .await;
+    assert_eq!(updated["require_dpop"], false, "{updated}");
+    let keys = keyport.keys_of(&email).await;
+    assert_eq!(key_with_client_id(&keys, &client_id)["require_dpop"], false);
+    let updated = keyport
+        .json(&["key", "update", &client_id, "--require-dpop", "true"])
+        .await;
+    assert_eq!(updated["require_dpop"], true, "{updated}");
+    // Rolling keeps the requirement.
+    let rolled = keyport.json(&["key", "roll", &client_id]).await;
+    assert_eq!(rolled["require_dpop"], true, "{rolled}");
+}
+
 crate::on_both_backends!(
+    key_create_and_update_set_require_dpop_and_listings_show_it,
     trusted_issuers_and_rules_are_managed_from_the_cli,
     public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret,
     key_create_sigv4_allows_signing_and_listings_say_which_keys_do,

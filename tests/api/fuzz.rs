@@ -369,6 +369,7 @@ static SIGNED: LazyLock<(TokenVerifier, String)> = LazyLock::new(|| {
         kp_src: Vec::new(),
         kp_rl: None,
         act: None,
+        cnf: None,
     };
     let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
     header.typ = Some("at+jwt".into());

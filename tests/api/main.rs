@@ -10,6 +10,7 @@ mod console;
 mod console_exchange;
 mod console_webhooks;
 mod credential_cache;
+mod dpop;
 mod faults;
 mod fuzz;
 

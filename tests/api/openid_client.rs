@@ -406,7 +406,82 @@ async fn revoking_an_access_token_still_works_and_garbage_still_answers_200(back
     }
 }
 
+/// Runs `tests/clients/openid_client_dpop.mjs` (openid-client with DPoP)
+/// for `client_id`, returning its findings.
+async fn run_openid_client_dpop(app: &TestApp, client_id: &str, secret: &str) -> Value {
+    let node = node();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openid_client_dpop.mjs");
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(&node)
+            .arg(script)
+            .arg(&app.settings.tokens.issuer)
+            .arg(client_id)
+            .env("KEYPORT_CLIENT_SECRET", secret)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the openid-client DPoP script finished within 60 s")
+    .unwrap_or_else(|e| panic!("cannot run {} ({e})", node.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the openid-client DPoP script failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("the script printed nothing; stderr: {stderr}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("findings are not JSON ({e}): {line}"))
+}
+
+/// What openid-client found with DPoP: a bound token (`cnf.jkt` its own
+/// key's thumbprint), whoami twice through it, the token refused as Bearer.
+fn assert_dpop_findings(findings: &Value, integration: &Integration) {
+    // openid-client hands `token_type` over in lower case.
+    assert_eq!(findings["token_type"], "dpop", "{findings:#}");
+    assert_eq!(
+        findings["cnf_jkt"], findings["client_thumbprint"],
+        "{findings:#}"
+    );
+    assert_eq!(findings["whoami_status"], 200, "{findings:#}");
+    assert_eq!(
+        findings["whoami_client_id"],
+        integration.client_id(),
+        "{findings:#}"
+    );
+    assert_eq!(findings["second_whoami_status"], 200, "{findings:#}");
+    assert_eq!(findings["bearer"]["refused"], true, "{findings:#}");
+    assert_eq!(findings["bearer"]["status"], 401, "{findings:#}");
+}
+
+async fn openid_client_gets_a_dpop_bound_token_and_calls_whoami_with_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration("member", "reports:read").await;
+    let findings =
+        run_openid_client_dpop(&app, integration.client_id(), integration.secret()).await;
+    assert_dpop_findings(&findings, &integration);
+}
+
+async fn openid_client_retries_with_the_server_dpop_nonce_by_itself(backend: Backend) {
+    let app =
+        crate::helpers::spawn_app_with(backend, &[("KEYPORT_DPOP_REQUIRE_NONCE", "true")]).await;
+    let integration = app.integration("member", "reports:read").await;
+    // No proof without the nonce passes: success means it retried with it.
+    let findings =
+        run_openid_client_dpop(&app, integration.client_id(), integration.secret()).await;
+    assert_dpop_findings(&findings, &integration);
+}
+
 crate::on_both_backends!(
+    openid_client_gets_a_dpop_bound_token_and_calls_whoami_with_it,
+    openid_client_retries_with_the_server_dpop_nonce_by_itself,
     openid_client_gets_a_token_and_learns_invalid_client_from_a_wrong_secret,
     a_refused_client_authentication_names_its_error_in_the_basic_challenge,
     revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_ends_neither,

@@ -101,6 +101,7 @@ struct KeyForm {
     expires_in: Option<u64>,
     token_ttl: Option<u64>,
     sigv4: bool,
+    require_dpop: bool,
 }
 
 /// The key a form asks for, or the error and the field at fault.
@@ -162,6 +163,9 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
         expires_in,
         token_ttl,
         sigv4: form.get("sigv4").is_some_and(|v| v == "on" || v == "true"),
+        require_dpop: form
+            .get("require_dpop")
+            .is_some_and(|v| v == "on" || v == "true"),
     })
 }
 
@@ -207,6 +211,7 @@ pub async fn create_key(
         expires_in,
         token_ttl,
         sigv4,
+        require_dpop,
     } = match new_key_request(&form) {
         Ok(parts) => parts,
         Err((error, field)) => {
@@ -222,7 +227,7 @@ pub async fn create_key(
         );
         return refuse_create(&state, &visitor, json, error, None, StatusCode::CONFLICT).await;
     }
-    let created = key_service::create_key(
+    let created = key_service::create_key_with(
         &state.service,
         &visitor.principal,
         NewKeyRequest {
@@ -232,6 +237,10 @@ pub async fn create_key(
             expires_in: expires_in.map(std::time::Duration::from_secs),
             token_ttl: token_ttl.map(std::time::Duration::from_secs),
             sigv4,
+        },
+        key_service::KeyControls {
+            require_dpop: Some(require_dpop),
+            ..Default::default()
         },
     )
     .await;

@@ -1,0 +1,808 @@
+//! DPoP (RFC 9449): proofs of possession of a key, checked as §4.3 lists,
+//! for Keyport's token endpoint and resource endpoints and for any resource
+//! server built on this library.
+//!
+//! [`DpopVerifier::verify`] is the one place the §4.3 checks live. What
+//! differs between users is pluggable: the replay store ([`ReplayStore`]:
+//! Keyport's is a database table shared by every instance, a resource
+//! server's [`MemoryReplayStore`] its own memory), the public base URL that
+//! `htu` is compared with, and whether server nonces (§8) are required.
+//!
+//! [`DpopToken`] is the actix extractor beside [`super::BearerToken`]:
+//! `Authorization: DPoP <token>` with a proof bound to the token's
+//! `cnf.jkt`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::future::{BoxFuture, LocalBoxFuture};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::jwk::PublicJwk;
+use super::jws::{JwsError, UnverifiedJwt};
+use super::verifier::{TokenVerifier, VerifiedToken};
+use crate::domain::now;
+
+/// The JOSE `typ` of a DPoP proof (§4.2).
+pub const DPOP_TYP: &str = "dpop+jwt";
+/// The algorithms a proof may use, as `algs` in a challenge (§7.1) and
+/// `dpop_signing_alg_values_supported` in metadata (§5.1).
+pub const DPOP_ALGS: [&str; 3] = ["ES256", "EdDSA", "RS256"];
+/// The request header a proof travels in, and the nonce header (§8).
+pub const DPOP_HEADER: &str = "DPoP";
+pub const DPOP_NONCE_HEADER: &str = "DPoP-Nonce";
+
+/// The confirmation claim (RFC 7800 §3.1) of a DPoP-bound access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 thumbprint of the key the token is bound to (§6.1).
+    pub jkt: String,
+}
+
+/// Why a DPoP presentation was refused. Each boundary maps it: the token
+/// endpoint to RFC 6749 §5.2 codes, resource endpoints to 401 with a
+/// `WWW-Authenticate: DPoP` challenge (§7.1), in `crate::routes::error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DpopError {
+    /// `invalid_dpop_proof`: the proof is missing where one is needed, or
+    /// fails a §4.3 check; the message says which.
+    #[error("{0}")]
+    InvalidProof(Cow<'static, str>),
+    /// `use_dpop_nonce` (§8): retry with the nonce in `DPoP-Nonce`.
+    #[error("{message}")]
+    UseNonce {
+        message: &'static str,
+        nonce: String,
+    },
+    /// `invalid_token` under the DPoP scheme: a bound token presented as
+    /// Bearer, an unbound token presented as DPoP, or a token that does not
+    /// verify.
+    #[error("{0}")]
+    InvalidToken(Cow<'static, str>),
+    /// The request is malformed (RFC 6750 §3.1 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// The replay store cannot answer: refused rather than risk a replay.
+    #[error("the DPoP replay check is unavailable; retry shortly")]
+    Unavailable,
+    /// The application has no [`DpopVerifier`] (programming error).
+    #[error("DPoP verification is not configured")]
+    NotConfigured,
+}
+
+impl DpopError {
+    fn proof(message: impl Into<Cow<'static, str>>) -> Self {
+        DpopError::InvalidProof(message.into())
+    }
+
+    /// The RFC code: `invalid_dpop_proof`, `use_dpop_nonce`,
+    /// `invalid_token`, `invalid_request`, or `temporarily_unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DpopError::InvalidProof(_) => "invalid_dpop_proof",
+            DpopError::UseNonce { .. } => "use_dpop_nonce",
+            DpopError::InvalidToken(_) => "invalid_token",
+            DpopError::InvalidRequest(_) => "invalid_request",
+            DpopError::Unavailable | DpopError::NotConfigured => "temporarily_unavailable",
+        }
+    }
+
+    /// The nonce to send in `DPoP-Nonce` with this refusal.
+    pub fn nonce(&self) -> Option<&str> {
+        match self {
+            DpopError::UseNonce { nonce, .. } => Some(nonce),
+            _ => None,
+        }
+    }
+}
+
+/// A replay store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("the DPoP replay store failed: {0}")]
+pub struct ReplayStoreError(pub String);
+
+/// Where proofs seen within the window are remembered (§11.1). `first_use`
+/// records `id` (a digest of the proof's key thumbprint and `jti`) until
+/// `expires_at` (Unix seconds) and says whether it was new; it must be
+/// atomic, so two requests racing with one proof cannot both see `true`.
+pub trait ReplayStore: Send + Sync {
+    fn first_use(
+        &self,
+        id: [u8; 32],
+        expires_at: i64,
+    ) -> BoxFuture<'_, Result<bool, ReplayStoreError>>;
+}
+
+/// A replay store in this process's memory: right for one resource server
+/// instance (several instances need a shared store, or a replay at another
+/// instance goes unseen).
+pub struct MemoryReplayStore {
+    seen: Mutex<HashMap<[u8; 32], i64>>,
+    capacity: usize,
+}
+
+impl MemoryReplayStore {
+    /// Holds at most `capacity` unexpired proofs; beyond that, new proofs
+    /// are refused (fail closed) until some expire.
+    pub fn new(capacity: usize) -> Self {
+        MemoryReplayStore {
+            seen: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+}
+
+impl Default for MemoryReplayStore {
+    /// A million proofs: about 50 MiB, a window's worth at 3,000 requests/s.
+    fn default() -> Self {
+        Self::new(1_000_000)
+    }
+}
+
+impl ReplayStore for MemoryReplayStore {
+    fn first_use(
+        &self,
+        id: [u8; 32],
+        expires_at: i64,
+    ) -> BoxFuture<'_, Result<bool, ReplayStoreError>> {
+        let at = now();
+        let outcome = (|| {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(until) = seen.get(&id)
+                && *until >= at
+            {
+                return Ok(false);
+            }
+            if seen.len() >= self.capacity {
+                seen.retain(|_, until| *until >= at);
+                if seen.len() >= self.capacity {
+                    return Err(ReplayStoreError("the in-memory store is full".to_owned()));
+                }
+            }
+            seen.insert(id, expires_at);
+            Ok(true)
+        })();
+        Box::pin(std::future::ready(outcome))
+    }
+}
+
+/// Stateless server nonces (§8): an HMAC over a time slot, so every
+/// instance holding the same key accepts every other's nonces, with nothing
+/// stored. A nonce is good in its slot and the next one.
+pub struct DpopNonces {
+    /// The first key makes nonces; all are accepted (a master-key rotation
+    /// gives two).
+    keys: Vec<[u8; 32]>,
+    slot_seconds: i64,
+}
+
+impl std::fmt::Debug for DpopNonces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopNonces")
+            .field("keys", &"<redacted>")
+            .field("slot_seconds", &self.slot_seconds)
+            .finish()
+    }
+}
+
+/// How a presented nonce stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NonceStanding {
+    /// Of the current slot.
+    Current,
+    /// Of the previous slot: accepted, and a fresh one is sent back.
+    Previous,
+    Stale,
+    Invalid,
+}
+
+impl DpopNonces {
+    /// `keys`: at least one 32-byte key (none: an empty list refuses every
+    /// nonce); `slot`: how long one nonce is handed out.
+    pub fn new(keys: Vec<[u8; 32]>, slot: Duration) -> Self {
+        DpopNonces {
+            keys,
+            slot_seconds: slot.as_secs().max(1) as i64,
+        }
+    }
+
+    fn slot(&self, at: i64) -> i64 {
+        at.div_euclid(self.slot_seconds)
+    }
+
+    fn tag(key: &[u8; 32], slot: i64) -> [u8; 16] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(b"keyport dpop nonce\0");
+        mac.update(&slot.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full[..16]);
+        tag
+    }
+
+    fn make(&self, slot: i64) -> String {
+        let Some(key) = self.keys.first() else {
+            return String::new();
+        };
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(&slot.to_be_bytes());
+        bytes.extend_from_slice(&Self::tag(key, slot));
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The nonce of the current slot.
+    pub fn current(&self) -> String {
+        self.make(self.slot(now()))
+    }
+
+    fn standing(&self, nonce: &str, at: i64) -> NonceStanding {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(nonce) else {
+            return NonceStanding::Invalid;
+        };
+        if bytes.len() != 24 {
+            return NonceStanding::Invalid;
+        }
+        let mut slot_bytes = [0u8; 8];
+        slot_bytes.copy_from_slice(&bytes[..8]);
+        let slot = i64::from_be_bytes(slot_bytes);
+        let authentic = self.keys.iter().any(|key| {
+            subtle::ConstantTimeEq::ct_eq(&Self::tag(key, slot)[..], &bytes[8..]).into()
+        });
+        if !authentic {
+            return NonceStanding::Invalid;
+        }
+        let current = self.slot(at);
+        if slot == current {
+            NonceStanding::Current
+        } else if slot == current - 1 {
+            NonceStanding::Previous
+        } else {
+            NonceStanding::Stale
+        }
+    }
+}
+
+/// What a proof must fit: the request it came with.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofTarget<'a> {
+    /// The request's method (`htm`).
+    pub method: &'a str,
+    /// The request's path (what `htu` must name, after the public base URL).
+    pub path: &'a str,
+    /// The access token presented with it, at a resource (`ath`, §4.3
+    /// step 12); `None` at the token endpoint.
+    pub access_token: Option<&'a str>,
+    /// The thumbprint that token is bound to (`cnf.jkt`).
+    pub bound_to: Option<&'a str>,
+}
+
+/// A proof that passed every check, replay included.
+#[derive(Debug, Clone)]
+pub struct CheckedProof {
+    /// The RFC 7638 thumbprint of the proof's key: what a token gets bound to.
+    pub jkt: String,
+    /// A fresh nonce to send back in `DPoP-Nonce` (the presented one is
+    /// from the previous slot); `None`: nothing to send.
+    pub fresh_nonce: Option<String>,
+}
+
+/// How proofs are checked; see the module documentation.
+#[derive(Clone)]
+pub struct DpopVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `scheme://host[:port][/prefix]` as clients reach this server (behind
+    /// a proxy: the proxy's); `htu` is compared with it plus the path.
+    /// `None`: taken from each request's Host and scheme.
+    public_base_url: Option<String>,
+    max_age: i64,
+    leeway: i64,
+    replay: Arc<dyn ReplayStore>,
+    nonces: Option<DpopNonces>,
+}
+
+impl DpopVerifier {
+    /// `max_age`: how old a proof's `iat` may be; `leeway`: how far in the
+    /// future (clock skew), and added to `max_age`.
+    pub fn new(
+        public_base_url: Option<&str>,
+        max_age: Duration,
+        leeway: Duration,
+        replay: Arc<dyn ReplayStore>,
+    ) -> Self {
+        DpopVerifier {
+            inner: Arc::new(Inner {
+                public_base_url: public_base_url.map(|u| u.trim_end_matches('/').to_owned()),
+                max_age: max_age.as_secs() as i64,
+                leeway: leeway.as_secs() as i64,
+                replay,
+                nonces: None,
+            }),
+        }
+    }
+
+    /// Requires server nonces (§8) made with `nonces`.
+    pub fn with_nonces(self, nonces: DpopNonces) -> Self {
+        let inner = &self.inner;
+        DpopVerifier {
+            inner: Arc::new(Inner {
+                public_base_url: inner.public_base_url.clone(),
+                max_age: inner.max_age,
+                leeway: inner.leeway,
+                replay: Arc::clone(&inner.replay),
+                nonces: Some(nonces),
+            }),
+        }
+    }
+
+    /// Whether nonces are required.
+    pub fn requires_nonce(&self) -> bool {
+        self.inner.nonces.is_some()
+    }
+
+    /// The nonce to hand out now, when nonces are required.
+    pub fn current_nonce(&self) -> Option<String> {
+        self.inner.nonces.as_ref().map(DpopNonces::current)
+    }
+
+    /// RFC 9449 §4.3, in its order. `proofs`: every `DPoP` header sent;
+    /// `base_url`: this request's public base URL when none is configured.
+    pub async fn verify(
+        &self,
+        proofs: &[&[u8]],
+        target: &ProofTarget<'_>,
+        base_url: Option<&str>,
+    ) -> Result<CheckedProof, DpopError> {
+        let inner = &self.inner;
+        let at = now();
+        // Step 1: exactly one DPoP header.
+        let raw = match proofs {
+            [] => {
+                return Err(DpopError::proof(
+                    "a DPoP proof is required (the DPoP header)",
+                ));
+            }
+            [one] => *one,
+            _ => {
+                return Err(DpopError::proof(
+                    "send exactly one DPoP header (RFC 9449 §4.3 step 1)",
+                ));
+            }
+        };
+        // Step 2: a single well-formed JWT.
+        let raw = std::str::from_utf8(raw)
+            .map_err(|_| DpopError::proof("the DPoP proof is not a JWT"))?
+            .trim();
+        let jwt = UnverifiedJwt::parse(raw).map_err(|e| match e {
+            // Step 5: alg asymmetric, not `none`, and allowed here.
+            JwsError::AlgorithmNotAllowed => DpopError::proof(
+                "the DPoP proof's alg must be ES256, EdDSA or RS256 (RFC 9449 §4.3 step 5)",
+            ),
+            JwsError::CriticalHeader => DpopError::proof(
+                "the DPoP proof has critical header parameters this server does not understand",
+            ),
+            _ => DpopError::proof("the DPoP proof is not a well-formed JWT (RFC 9449 §4.3 step 2)"),
+        })?;
+        // Step 4: typ.
+        if jwt.typ() != Some(DPOP_TYP) {
+            return Err(DpopError::proof(
+                "the DPoP proof's typ must be dpop+jwt (RFC 9449 §4.3 step 4)",
+            ));
+        }
+        // Steps 3 and 7: a `jwk` header holding a public key only.
+        let jwk_value = jwt.header().get("jwk").ok_or_else(|| {
+            DpopError::proof("the DPoP proof has no jwk header (RFC 9449 §4.3 step 3)")
+        })?;
+        let jwk = PublicJwk::parse(jwk_value).map_err(|e| {
+            DpopError::proof(format!(
+                "the DPoP proof's jwk is refused: {e} (RFC 9449 §4.3 step 7)"
+            ))
+        })?;
+        // Step 6: the signature, with that key.
+        let proof = jwt.verify(&jwk).map_err(|e| match e {
+            JwsError::AlgorithmMismatch => DpopError::proof(
+                "the DPoP proof's alg does not match its jwk (RFC 9449 §4.3 step 6)",
+            ),
+            _ => DpopError::proof(
+                "the DPoP proof's signature does not verify with its jwk (RFC 9449 §4.3 step 6)",
+            ),
+        })?;
+        // Step 3: the required claims.
+        let jti = proof
+            .string_claim("jti")
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or_else(|| {
+                DpopError::proof(
+                    "the DPoP proof needs a jti of 1 to 256 characters (RFC 9449 §4.2)",
+                )
+            })?;
+        let htm = proof
+            .string_claim("htm")
+            .ok_or_else(|| DpopError::proof("the DPoP proof has no htm claim (RFC 9449 §4.2)"))?;
+        let htu = proof
+            .string_claim("htu")
+            .ok_or_else(|| DpopError::proof("the DPoP proof has no htu claim (RFC 9449 §4.2)"))?;
+        let iat = proof
+            .time_claim("iat")
+            .ok_or_else(|| DpopError::proof("the DPoP proof has no iat claim (RFC 9449 §4.2)"))?;
+        // Step 8: htm.
+        if htm != target.method {
+            return Err(DpopError::proof(format!(
+                "the DPoP proof is for another method: htm must be {} (RFC 9449 §4.3 step 8)",
+                target.method
+            )));
+        }
+        // Step 9: htu, normalised, without query and fragment.
+        let base = inner
+            .public_base_url
+            .as_deref()
+            .or(base_url)
+            .ok_or(DpopError::NotConfigured)?;
+        let expected = format!("{base}{}", target.path);
+        if !same_target_uri(htu, &expected) {
+            return Err(DpopError::proof(format!(
+                "the DPoP proof is for another URL: htu must be {expected} (RFC 9449 §4.3 step 9)"
+            )));
+        }
+        // Step 10: the server's nonce, when it asks for one.
+        let mut fresh_nonce = None;
+        if let Some(nonces) = &inner.nonces {
+            let message = match proof.string_claim("nonce") {
+                None => Some("this server requires a DPoP nonce: retry with the one in DPoP-Nonce"),
+                Some(nonce) => match nonces.standing(nonce, at) {
+                    NonceStanding::Current => None,
+                    NonceStanding::Previous => {
+                        fresh_nonce = Some(nonces.current());
+                        None
+                    }
+                    NonceStanding::Stale => {
+                        Some("the DPoP nonce is stale: retry with the one in DPoP-Nonce")
+                    }
+                    NonceStanding::Invalid => Some(
+                        "the DPoP nonce is not one this server issued: retry with the one in DPoP-Nonce",
+                    ),
+                },
+            };
+            if let Some(message) = message {
+                return Err(DpopError::UseNonce {
+                    message,
+                    nonce: nonces.current(),
+                });
+            }
+        }
+        // Step 11: iat within the window.
+        if iat > at + inner.leeway {
+            return Err(DpopError::proof(
+                "the DPoP proof's iat is in the future (RFC 9449 §4.3 step 11)",
+            ));
+        }
+        if iat < at - inner.max_age - inner.leeway {
+            return Err(DpopError::proof(format!(
+                "the DPoP proof is too old: iat must be within {} seconds (RFC 9449 §4.3 step 11)",
+                inner.max_age
+            )));
+        }
+        // Step 12: at a resource, `ath` and the token's binding.
+        if let Some(token) = target.access_token {
+            let expected_ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+            match proof.string_claim("ath") {
+                None => {
+                    return Err(DpopError::proof(
+                        "the DPoP proof has no ath claim, the hash of the access token (RFC 9449 §4.3 step 12)",
+                    ));
+                }
+                Some(ath) if !constant_time_eq(ath.as_bytes(), expected_ath.as_bytes()) => {
+                    return Err(DpopError::proof(
+                        "the DPoP proof's ath is not the hash of this access token (RFC 9449 §4.3 step 12)",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(bound) = target.bound_to
+            && !constant_time_eq(bound.as_bytes(), jwk.thumbprint().as_bytes())
+        {
+            return Err(DpopError::proof(
+                "the DPoP proof is signed by another key than the one the access token is bound to (RFC 9449 §4.3 step 12)",
+            ));
+        }
+        // §11.1: a proof is used once within its window. Last, so a proof
+        // refused for another reason does not use up its jti.
+        let expires_at = iat.max(at) + inner.max_age + inner.leeway;
+        let first = inner
+            .replay
+            .first_use(replay_id(jwk.thumbprint(), jti), expires_at)
+            .await
+            .map_err(|err| {
+                log::warn!("{err}");
+                DpopError::Unavailable
+            })?;
+        if !first {
+            return Err(DpopError::proof(
+                "the DPoP proof was used before: make a new proof, with a new jti, for each request (RFC 9449 §11.1)",
+            ));
+        }
+        Ok(CheckedProof {
+            jkt: jwk.thumbprint().to_owned(),
+            fresh_nonce,
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
+}
+
+/// What the replay store keys a proof by: SHA-256 over the key's thumbprint
+/// and the `jti` (two clients may pick the same `jti`; one key may not).
+pub fn replay_id(jkt: &str, jti: &str) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    digest.update(jkt.as_bytes());
+    digest.update([0u8]);
+    digest.update(jti.as_bytes());
+    digest.finalize().into()
+}
+
+/// §4.3 step 9: `htu` and the request's URI compared after RFC 3986 §6.2.2
+/// and §6.2.3 normalisation (case of scheme and host, default port, dot
+/// segments, percent-encoding case), ignoring query and fragment.
+pub fn same_target_uri(htu: &str, expected: &str) -> bool {
+    let (Ok(htu), Ok(expected)) = (url::Url::parse(htu), url::Url::parse(expected)) else {
+        return false;
+    };
+    htu.scheme() == expected.scheme()
+        && htu.username().is_empty()
+        && htu.password().is_none()
+        && htu.host_str().map(str::to_ascii_lowercase)
+            == expected.host_str().map(str::to_ascii_lowercase)
+        && htu.port_or_known_default() == expected.port_or_known_default()
+        && normalised_path(htu.path()) == normalised_path(expected.path())
+}
+
+/// Percent-encodings of unreserved characters decoded and the others in
+/// upper case (RFC 3986 §6.2.2.1, §6.2.2.2); an empty path is `/`.
+fn normalised_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len().max(1));
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let byte = h * 16 + l;
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                out.push(byte as char);
+            } else {
+                out.push('%');
+                out.push((bytes[i + 1] as char).to_ascii_uppercase());
+                out.push((bytes[i + 2] as char).to_ascii_uppercase());
+            }
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i] as char);
+        i += 1;
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// How an access token was presented in `Authorization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScheme {
+    Bearer,
+    Dpop,
+}
+
+/// The `Authorization` header's scheme and token, for `Bearer` and `DPoP`
+/// (RFC 9449 §7.1); anything else is `None`.
+pub fn authorization_token(value: &str) -> Option<(TokenScheme, &str)> {
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        TokenScheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        TokenScheme::Dpop
+    } else {
+        return None;
+    };
+    Some((scheme, token.trim()))
+}
+
+/// The binding rule for a verified token (§7.1, §7.2): a bound token
+/// (`cnf.jkt`) only under the DPoP scheme, and the DPoP scheme only for a
+/// bound token. Returns the thumbprint the proof must be signed with.
+pub fn required_binding(
+    token: &VerifiedToken,
+    scheme: TokenScheme,
+) -> Result<Option<&str>, DpopError> {
+    match (scheme, token.claims.cnf.as_ref()) {
+        (TokenScheme::Bearer, None) => Ok(None),
+        (TokenScheme::Bearer, Some(_)) => Err(DpopError::InvalidToken(Cow::Borrowed(
+            "the access token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof",
+        ))),
+        (TokenScheme::Dpop, None) => Err(DpopError::InvalidToken(Cow::Borrowed(
+            "the access token is not DPoP-bound: present it as Authorization: Bearer",
+        ))),
+        (TokenScheme::Dpop, Some(cnf)) => Ok(Some(cnf.jkt.as_str())),
+    }
+}
+
+/// Every `DPoP` header of a request.
+pub fn proof_headers(req: &actix_web::HttpRequest) -> Vec<&[u8]> {
+    req.headers()
+        .get_all(DPOP_HEADER)
+        .map(|v| v.as_bytes())
+        .collect()
+}
+
+/// The request's own base URL (scheme and Host), for a verifier without a
+/// configured one. Behind a proxy, configure the public URL instead.
+pub fn request_base_url(req: &actix_web::HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// An access token presented as `Authorization: DPoP <token>` with a valid
+/// proof signed by the key the token is bound to. Needs a
+/// [`TokenVerifier`] and a [`DpopVerifier`] in the app data. A fresh nonce
+/// to return, if any, is in [`DpopToken::fresh_nonce`].
+#[derive(Debug, Clone)]
+pub struct DpopToken {
+    pub token: VerifiedToken,
+    pub fresh_nonce: Option<String>,
+}
+
+/// Checks an `Authorization` token and its proof: the shared path of
+/// [`DpopToken`] and Keyport's own `Caller`. A Bearer token is returned as
+/// is unless it is bound.
+pub async fn check_presentation(
+    verifier: &TokenVerifier,
+    dpop: &DpopVerifier,
+    req: &actix_web::HttpRequest,
+    scheme: TokenScheme,
+    token: &str,
+) -> Result<(VerifiedToken, Option<CheckedProof>), DpopError> {
+    let verified = verifier
+        .verify(token)
+        .map_err(|e| DpopError::InvalidToken(Cow::Owned(e.to_string())))?;
+    let Some(jkt) = required_binding(&verified, scheme)? else {
+        return Ok((verified, None));
+    };
+    let base = request_base_url(req);
+    let proofs = proof_headers(req);
+    let target = ProofTarget {
+        method: req.method().as_str(),
+        path: req.path(),
+        access_token: Some(token),
+        bound_to: Some(jkt),
+    };
+    let proof = dpop.verify(&proofs, &target, Some(&base)).await?;
+    Ok((verified, Some(proof)))
+}
+
+impl actix_web::FromRequest for DpopToken {
+    type Error = DpopError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let verifier = req
+                .app_data::<actix_web::web::Data<TokenVerifier>>()
+                .ok_or(DpopError::NotConfigured)?
+                .clone();
+            let dpop = req
+                .app_data::<actix_web::web::Data<DpopVerifier>>()
+                .ok_or(DpopError::NotConfigured)?
+                .clone();
+            let mut values = req
+                .headers()
+                .get_all(actix_web::http::header::AUTHORIZATION);
+            let value = values.next().ok_or_else(|| {
+                DpopError::proof("an access token is required: Authorization: DPoP <token>")
+            })?;
+            if values.next().is_some() {
+                return Err(DpopError::InvalidRequest(
+                    "send exactly one Authorization header",
+                ));
+            }
+            let value = value
+                .to_str()
+                .map_err(|_| DpopError::InvalidRequest("the Authorization header is not ASCII"))?;
+            let (scheme, token) = authorization_token(value).ok_or(DpopError::InvalidRequest(
+                "use the DPoP scheme: Authorization: DPoP <access token>",
+            ))?;
+            if token.is_empty() {
+                return Err(DpopError::InvalidRequest("the access token is empty"));
+            }
+            if scheme == TokenScheme::Bearer {
+                // Whatever the token is, this endpoint wants DPoP; a bound
+                // one gets the reason.
+                let verified = verifier
+                    .verify(token)
+                    .map_err(|e| DpopError::InvalidToken(Cow::Owned(e.to_string())))?;
+                required_binding(&verified, scheme)?;
+                return Err(DpopError::InvalidToken(Cow::Borrowed(
+                    "this endpoint accepts DPoP-bound tokens only",
+                )));
+            }
+            let (token, proof) = check_presentation(&verifier, &dpop, &req, scheme, token).await?;
+            Ok(DpopToken {
+                token,
+                fresh_nonce: proof.and_then(|p| p.fresh_nonce),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn htu_is_compared_after_normalisation_without_query_or_fragment() {
+        let expected = "https://auth.example.com/oauth/token";
+        for same in [
+            "https://auth.example.com/oauth/token",
+            "HTTPS://Auth.Example.COM:443/oauth/token",
+            "https://auth.example.com/oauth/token?x=1#f",
+            "https://auth.example.com/oauth/./token",
+            "https://auth.example.com/%6Fauth/token",
+        ] {
+            assert!(same_target_uri(same, expected), "{same}");
+        }
+        for other in [
+            "http://auth.example.com/oauth/token",
+            "https://auth.example.com:8443/oauth/token",
+            "https://evil.example.com/oauth/token",
+            "https://auth.example.com/oauth/token/",
+            "https://auth.example.com/oauth/introspect",
+            "https://user@auth.example.com/oauth/token",
+            "/oauth/token",
+            "not a url",
+        ] {
+            assert!(!same_target_uri(other, expected), "{other}");
+        }
+    }
+
+    #[test]
+    fn nonces_hold_for_their_slot_and_the_next_and_only_under_their_key() {
+        let nonces = DpopNonces::new(vec![[7u8; 32]], Duration::from_secs(60));
+        let at = 1_000_020;
+        let current = nonces.make(nonces.slot(at));
+        assert_eq!(nonces.standing(&current, at), NonceStanding::Current);
+        assert_eq!(nonces.standing(&current, at + 60), NonceStanding::Previous);
+        assert_eq!(nonces.standing(&current, at + 120), NonceStanding::Stale);
+        let other = DpopNonces::new(vec![[8u8; 32]], Duration::from_secs(60));
+        assert_eq!(other.standing(&current, at), NonceStanding::Invalid);
+        let rotated = DpopNonces::new(vec![[8u8; 32], [7u8; 32]], Duration::from_secs(60));
+        assert_eq!(rotated.standing(&current, at), NonceStanding::Current);
+        assert_eq!(nonces.standing("garbage!", at), NonceStanding::Invalid);
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_sees_a_proof_once_and_fails_closed_when_full() {
+        let store = MemoryReplayStore::new(2);
+        let later = now() + 60;
+        assert!(store.first_use([1; 32], later).await.unwrap());
+        assert!(!store.first_use([1; 32], later).await.unwrap());
+        assert!(store.first_use([2; 32], later).await.unwrap());
+        assert!(store.first_use([3; 32], later).await.is_err());
+    }
+}

@@ -1021,6 +1021,117 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
     assert!(audit.contains("exchange.issuer.remove"), "{audit}");
 }
 
+/// RFC 9449 with RFC 8693: a DPoP-bound subject token is exchanged only
+/// with a proof signed by the key it is bound to (else a stolen bound token
+/// would come out as a bearer token), and the new token is bound to it
+/// too; a bound actor token is refused; a proof on an ordinary exchange
+/// binds the new token.
+async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(backend: Backend) {
+    use crate::dpop::DpopKey;
+    let app = spawn(backend).await;
+    let company = company(&app).await;
+    let holder = DpopKey::new();
+    let thief = DpopKey::new();
+    let token_url = app.url("/oauth/token");
+    let bound = {
+        let response = app
+            .client
+            .post(&token_url)
+            .basic_auth(&company.user_key.0, Some(&company.user_key.1))
+            .header("DPoP", holder.proof("POST", &token_url, None))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        let body = json_body(response).await;
+        assert_eq!(body["token_type"], "DPoP", "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    let exchange_with = |proof: Option<String>, extra: Vec<(&'static str, String)>| {
+        let app = &app;
+        let company = &company;
+        let bound = bound.clone();
+        async move {
+            let mut form = vec![
+                ("grant_type", EXCHANGE.to_owned()),
+                ("subject_token", bound),
+                ("subject_token_type", ACCESS_TOKEN.to_owned()),
+            ];
+            form.extend(extra);
+            let mut request = app
+                .client
+                .post(app.url("/oauth/token"))
+                .basic_auth(&company.exchanger.0, Some(&company.exchanger.1))
+                .form(&form);
+            if let Some(proof) = proof {
+                request = request.header("DPoP", proof);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, json_body(response).await)
+        }
+    };
+    // Without a proof, or with a proof by another key: refused.
+    let (status, body) = exchange_with(None, vec![]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "no proof: {body}"
+    );
+    let (status, body) = exchange_with(Some(thief.proof("POST", &token_url, None)), vec![]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "another key: {body}"
+    );
+    // With the holder's proof: a token bound to the same key.
+    let (status, body) = exchange_with(Some(holder.proof("POST", &token_url, None)), vec![]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let issued = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(issued["cnf"]["jkt"], holder.jkt, "{issued}");
+
+    // A bound token as the actor: refused.
+    let plain_subject = user_token(&app, &company).await;
+    let (status, body) = exchange(
+        &app,
+        Some(&company.exchanger),
+        &[
+            ("subject_token", &plain_subject),
+            ("subject_token_type", ACCESS_TOKEN),
+            ("actor_token", &bound),
+            ("actor_token_type", ACCESS_TOKEN),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "bound actor: {body}"
+    );
+
+    // A proof on an exchange of a bearer token binds the new one.
+    let response = app
+        .client
+        .post(&token_url)
+        .basic_auth(&company.exchanger.0, Some(&company.exchanger.1))
+        .header("DPoP", thief.proof("POST", &token_url, None))
+        .form(&[
+            ("grant_type", EXCHANGE),
+            ("subject_token", plain_subject.as_str()),
+            ("subject_token_type", ACCESS_TOKEN),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body = json_body(response).await;
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        thief.jkt
+    );
+}
+
 /// The metadata advertises the grant once it works (RFC 8414 §2).
 async fn the_metadata_advertises_token_exchange(backend: Backend) {
     let app = spawn(backend).await;
@@ -1047,4 +1158,5 @@ crate::on_both_backends!(
     a_new_kid_refetches_the_jwks_but_never_more_often_than_allowed,
     only_admins_manage_trust_and_bad_input_is_refused,
     the_metadata_advertises_token_exchange,
+    a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key,
 );

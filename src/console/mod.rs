@@ -153,6 +153,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::post().to(pages::mark_webhook_signing),
             )
             .route("/keys/{id}/postman.json", web::get().to(pages::postman))
+            .route(
+                "/keys/{id}/public-keys",
+                web::get().to(pages::key_public_keys),
+            )
+            .route(
+                "/keys/{id}/public-keys",
+                web::post().to(pages::add_public_key),
+            )
+            .route(
+                "/keys/{id}/public-keys/{thumbprint}/remove",
+                web::post().to(pages::remove_public_key),
+            )
             .route("/users", web::get().to(pages::users))
             .route("/users", web::post().to(pages::add_user))
             .route(

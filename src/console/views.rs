@@ -11,8 +11,10 @@ use crate::service::users::UserSummary;
 use crate::storage::AuditRow;
 
 mod exchange;
+mod public_keys;
 mod webhooks;
 pub use exchange::*;
+pub use public_keys::*;
 pub use webhooks::*;
 
 /// A key unused this long stands out in the list.

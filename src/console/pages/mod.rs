@@ -6,6 +6,7 @@
 mod audit;
 mod exchange;
 mod keys;
+mod public_keys;
 mod session;
 mod users;
 mod webhooks;
@@ -16,6 +17,7 @@ pub use keys::{
     create_key, delete_key, disable_key, enable_key, keys, mark_webhook_signing, postman,
     revoke_key, roll_key,
 };
+pub use public_keys::{add_public_key, key_public_keys, remove_public_key};
 pub use session::{
     set_password, set_password_form, setup, setup_form, sign_in, sign_in_form, sign_out,
 };

@@ -128,6 +128,9 @@ pub struct KeyView {
     pub public_key_count: i64,
     /// The key's token requests must carry a DPoP proof.
     pub require_dpop: bool,
+    /// Its rate for reports and webhooks, as `600/60 s (burst 600)`, and
+    /// whether it is the key's own or the company's default.
+    pub rate: Option<String>,
 }
 
 impl KeyView {
@@ -155,6 +158,19 @@ impl KeyView {
             secret_enabled: key.secret_enabled,
             public_key_count: key.public_key_count,
             require_dpop: key.require_dpop,
+            rate: key.rate_limit.map(|rate| {
+                format!(
+                    "{} per {} s (burst {}){}",
+                    rate.requests,
+                    rate.per_seconds,
+                    rate.burst,
+                    if rate.source == crate::service::keys::RateLimitSource::Default {
+                        ", company default"
+                    } else {
+                        ""
+                    }
+                )
+            }),
             owner_is_me: key.owner_id == viewer_id,
             id: key.id,
             client_id: key.client_id,

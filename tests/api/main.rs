@@ -8,6 +8,7 @@ mod authorization;
 mod cli;
 mod console;
 mod console_exchange;
+mod console_key_rates;
 mod console_public_keys;
 mod console_webhooks;
 mod credential_cache;

@@ -102,6 +102,8 @@ struct KeyForm {
     token_ttl: Option<u64>,
     sigv4: bool,
     require_dpop: bool,
+    /// The key's own rate for reports and webhooks (`600/min`).
+    rate_limit: Option<crate::domain::RateLimit>,
 }
 
 /// The key a form asks for, or the error and the field at fault.
@@ -157,7 +159,15 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
             )
         })?),
     };
+    let rate_limit = match form.get("rate_limit") {
+        None => None,
+        Some(raw) => Some(
+            crate::domain::RateLimit::parse_cli(raw)
+                .map_err(|e| (PageError::new("invalid_input", e.to_string()), "rate_limit"))?,
+        ),
+    };
     Ok(KeyForm {
+        rate_limit,
         name,
         scopes: scopes.join(" "),
         expires_in,
@@ -212,6 +222,7 @@ pub async fn create_key(
         token_ttl,
         sigv4,
         require_dpop,
+        rate_limit,
     } = match new_key_request(&form) {
         Ok(parts) => parts,
         Err((error, field)) => {
@@ -240,6 +251,7 @@ pub async fn create_key(
         },
         key_service::KeyControls {
             require_dpop: Some(require_dpop),
+            rate_limit: rate_limit.map(Some),
             ..Default::default()
         },
     )
@@ -254,6 +266,7 @@ pub async fn create_key(
                 ServiceError::Invalid(message) if message.contains("scope") => Some("scope"),
                 ServiceError::Invalid(message) if message.contains("expir") => Some("expires_on"),
                 ServiceError::Invalid(message) if message.contains("lifetime") => Some("token_ttl"),
+                ServiceError::Invalid(message) if message.contains("rate") => Some("rate_limit"),
                 _ => None,
             };
             let status = status_of(&err);

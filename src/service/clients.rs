@@ -235,13 +235,50 @@ pub async fn current_key(
     client_id: &str,
 ) -> Result<AuthenticatedKey, ClientAuthError> {
     if crate::domain::exchange::is_rule_id(client_id) {
-        return super::exchange::current_rule(store, client_id).await;
+        return current_rule(store, client_id).await;
     }
     let row = store
         .find_key_for_auth(client_id)
         .await?
         .ok_or(ClientAuthError::Revoked)?;
     authorise(row, now())
+}
+
+/// The rule behind a token it granted, as it stands now: `client_id`s of
+/// such tokens are rule ids (see [`current_key`]).
+async fn current_rule(
+    service_store: &crate::storage::Store,
+    rule_id: &str,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    let row = service_store
+        .find_rule_for_auth(rule_id)
+        .await?
+        .ok_or(ClientAuthError::Revoked)?;
+    let status: UserStatus = row
+        .user_status
+        .parse()
+        .map_err(|e: String| crate::storage::StorageError::Corrupt(e))?;
+    if status != UserStatus::Active {
+        return Err(ClientAuthError::OwnerDisabled);
+    }
+    let (role, permissions) = super::stored_permissions(&row.user_role, &row.user_permissions)?;
+    let scopes = ScopeSet::parse(&row.scopes)
+        .map_err(|e| crate::storage::StorageError::Corrupt(e.to_string()))?
+        .intersection(&permissions);
+    Ok(AuthenticatedKey {
+        key_id: row.rule_id.clone(),
+        client_id: row.rule_id,
+        tenant_id: row.tenant_id,
+        owner_id: row.user_id,
+        owner_role: role,
+        scopes,
+        token_ttl_seconds: None,
+        expires_at: None,
+        allowed_sources: crate::domain::SourceAllowList::from_stored(None)
+            .map_err(crate::storage::StorageError::Corrupt)?,
+        rate_limit: None,
+        require_dpop: false,
+    })
 }
 
 fn unknown_client_digest() -> SecretDigest {

@@ -1,6 +1,5 @@
 use serde::{Deserialize, Serialize};
 
-use super::dpop::Confirmation;
 use crate::domain::RateLimit;
 use crate::domain::exchange::Actor;
 
@@ -41,4 +40,11 @@ pub struct AccessTokenClaims {
     /// key. Absent: a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+}
+
+/// The confirmation claim (RFC 7800 §3.1) of a DPoP-bound access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The RFC 7638 thumbprint of the key the token is bound to (§6.1).
+    pub jkt: String,
 }

@@ -21,7 +21,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::{BoxFuture, LocalBoxFuture};
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::jwk::PublicJwk;
@@ -37,13 +36,6 @@ pub const DPOP_ALGS: [&str; 3] = ["ES256", "EdDSA", "RS256"];
 /// The request header a proof travels in, and the nonce header (§8).
 pub const DPOP_HEADER: &str = "DPoP";
 pub const DPOP_NONCE_HEADER: &str = "DPoP-Nonce";
-
-/// The confirmation claim (RFC 7800 §3.1) of a DPoP-bound access token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Confirmation {
-    /// The RFC 7638 thumbprint of the key the token is bound to (§6.1).
-    pub jkt: String,
-}
 
 /// Why a DPoP presentation was refused. Each boundary maps it: the token
 /// endpoint to RFC 6749 §5.2 codes, resource endpoints to 401 with a

@@ -12,8 +12,8 @@ mod signing_key;
 mod verifier;
 
 pub use bearer::{BearerError, BearerToken, bearer_value};
-pub use claims::AccessTokenClaims;
-pub use dpop::{Confirmation, DpopError, DpopToken, DpopVerifier};
+pub use claims::{AccessTokenClaims, Confirmation};
+pub use dpop::{DpopError, DpopToken, DpopVerifier};
 pub use jwk::{JwkError, PublicJwk};
 pub use jws::{JwsError, MAX_JWT_LEN, UnverifiedJwt, VerifiedJwt};
 pub use keyring::{KeyRing, KeyRingError};

@@ -530,7 +530,7 @@ pub struct CreatedClient {
     /// `None` for a key created without a secret.
     pub secret: Option<ClientSecret>,
     pub webhook_signing_key: WebhookSigningKey,
-    pub public_keys: Vec<super::public_keys::PublicKeySummary>,
+    pub public_keys: Vec<super::public_key_values::PublicKeySummary>,
 }
 
 /// [`create_key_with`], choosing how the key authenticates: with a secret,
@@ -543,7 +543,7 @@ pub async fn create_client(
     auth: ClientAuthSetup<'_>,
 ) -> Result<CreatedClient> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
-    let public_keys = super::public_keys::parse_new_public_keys(auth.public_keys)?;
+    let public_keys = super::public_key_values::parse_new_public_keys(auth.public_keys)?;
     if !auth.secret && public_keys.is_empty() {
         return Err(ServiceError::Invalid(
             "a key without a secret needs at least one public key (public_keys), \
@@ -707,7 +707,7 @@ fn create_detail(
     name: &str,
     sigv4: bool,
     secret: bool,
-    public_keys: &[super::public_keys::ParsedPublicKey],
+    public_keys: &[super::public_key_values::ParsedPublicKey],
 ) -> String {
     let mut detail = format!("name={name}");
     if sigv4 {

@@ -29,6 +29,7 @@ pub mod dpop;
 pub mod exchange;
 pub mod grant;
 pub mod keys;
+pub mod public_key_values;
 pub mod public_keys;
 pub mod rate_limit;
 pub mod sessions;

@@ -39,7 +39,7 @@ use super::clients::{self, AuthenticatedKey, ClientAuthError};
 use super::public_keys::MAX_PUBLIC_KEYS;
 use super::usage::UseKind;
 use crate::domain::{ClientId, UnixTime, now};
-use crate::tokens::{JwsError, PublicJwk, UnverifiedJwt, VerifiedJwt};
+use crate::tokens::{JwsError, JwtTimeError, PublicJwk, UnverifiedJwt, VerifiedJwt};
 
 /// Longer `jti`s are refused; the store keeps a digest anyway.
 const MAX_JTI_CHARS: usize = 256;
@@ -242,31 +242,22 @@ fn check_claims(
         .tokens
         .client_assertion_max_lifetime
         .as_secs() as i64;
-    // §3 item 4.
-    let Some(exp) = jwt.time_claim("exp") else {
-        return refuse(NO_EXP);
-    };
-    if exp.saturating_add(leeway) <= at {
-        return refuse(EXPIRED);
-    }
-    if exp > at.saturating_add(max_lifetime).saturating_add(leeway) {
-        return refuse(TOO_LONG);
-    }
-    // §3 item 5.
-    if jwt
-        .time_claim("nbf")
-        .is_some_and(|nbf| nbf > at.saturating_add(leeway))
+    // §3 items 4 to 6: the times, then how far ahead `exp` reaches.
+    let exp = jwt.check_times(at, leeway).map_err(|e| {
+        ClientAuthError::Assertion(match e {
+            JwtTimeError::NoExpiry => NO_EXP,
+            JwtTimeError::Expired => EXPIRED,
+            JwtTimeError::NotYetValid => NOT_YET,
+            JwtTimeError::IssuedInFuture => IAT_FUTURE,
+        })
+    })?;
+    let longest = max_lifetime.saturating_add(leeway);
+    if exp > at.saturating_add(longest)
+        || jwt
+            .time_claim("iat")
+            .is_some_and(|iat| exp.saturating_sub(iat) > longest)
     {
-        return refuse(NOT_YET);
-    }
-    // §3 item 6.
-    if let Some(iat) = jwt.time_claim("iat") {
-        if iat > at.saturating_add(leeway) {
-            return refuse(IAT_FUTURE);
-        }
-        if exp.saturating_sub(iat) > max_lifetime.saturating_add(leeway) {
-            return refuse(TOO_LONG);
-        }
+        return refuse(TOO_LONG);
     }
     // §3 item 7.
     let jti = match jwt.string_claim("jti") {

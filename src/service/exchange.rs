@@ -34,7 +34,7 @@ use crate::domain::{
     Principal, ScopeSet, TENANT_MANAGE, TOKENS_EXCHANGE, UnixTime, UserStatus, WebhookUrl, now,
 };
 use crate::storage::{ExchangeCandidate, ExchangeRuleRow, TrustedIssuerRow};
-use crate::tokens::{KeyRing, UnverifiedJwt, VerifiedJwt, VerifiedToken};
+use crate::tokens::{JwtTimeError, KeyRing, UnverifiedJwt, VerifiedJwt, VerifiedToken};
 
 // ---------------------------------------------------------------------------
 // Managing trust
@@ -699,7 +699,15 @@ async fn matching_rule(
             bad("the signature does not verify with the issuer's published keys")
         });
     };
-    check_times(service, &jwt).map_err(bad)?;
+    let leeway = service.settings.tokens.leeway.as_secs() as i64;
+    jwt.check_times(now(), leeway).map_err(|e| {
+        bad(match e {
+            JwtTimeError::NoExpiry => "the token has no `exp`",
+            JwtTimeError::Expired => "the token expired",
+            JwtTimeError::NotYetValid => "the token is not valid yet",
+            JwtTimeError::IssuedInFuture => "the token was issued in the future",
+        })
+    })?;
     let matches: Vec<ExchangeCandidate> = candidates
         .into_iter()
         .filter(|c| c.jwks_url == verified_url)
@@ -720,22 +728,4 @@ async fn matching_rule(
     }
     let rule = first.clone();
     Ok((jwt, rule))
-}
-
-/// `exp` required and not past, `nbf` and `iat` not in the future, each
-/// with the configured leeway.
-fn check_times(service: &Service, jwt: &VerifiedJwt) -> Result<(), &'static str> {
-    let leeway = service.settings.tokens.leeway.as_secs() as i64;
-    let at = now();
-    let exp = jwt.time_claim("exp").ok_or("the token has no `exp`")?;
-    if exp + leeway <= at {
-        return Err("the token expired");
-    }
-    if jwt.time_claim("nbf").is_some_and(|nbf| nbf > at + leeway) {
-        return Err("the token is not valid yet");
-    }
-    if jwt.time_claim("iat").is_some_and(|iat| iat > at + leeway) {
-        return Err("the token was issued in the future");
-    }
-    Ok(())
 }

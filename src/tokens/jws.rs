@@ -132,7 +132,37 @@ impl<'a> UnverifiedJwt<'a> {
     }
 }
 
+/// Why a JWT's times refuse it (RFC 7519 §4.1.4 to §4.1.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtTimeError {
+    /// No `exp`: every JWT Keyport accepts from others must expire.
+    NoExpiry,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+}
+
 impl VerifiedJwt {
+    /// `exp` required and not past, `nbf` and `iat` (when present) not in
+    /// the future, each with `leeway` seconds; answers `exp`.
+    pub fn check_times(&self, at: i64, leeway: i64) -> Result<i64, JwtTimeError> {
+        let exp = self.time_claim("exp").ok_or(JwtTimeError::NoExpiry)?;
+        if exp.saturating_add(leeway) <= at {
+            return Err(JwtTimeError::Expired);
+        }
+        let future = |claim| {
+            self.time_claim(claim)
+                .is_some_and(|t| t > at.saturating_add(leeway))
+        };
+        if future("nbf") {
+            return Err(JwtTimeError::NotYetValid);
+        }
+        if future("iat") {
+            return Err(JwtTimeError::IssuedInFuture);
+        }
+        Ok(exp)
+    }
+
     pub fn string_claim(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)
     }
@@ -206,6 +236,39 @@ mod tests {
                 "{algorithm}"
             );
         }
+    }
+
+    #[test]
+    fn times_are_checked_with_the_leeway_and_exp_is_required() {
+        let at = 1_000_000;
+        let jwt = |claims: Value| VerifiedJwt {
+            header: Map::new(),
+            claims: claims.as_object().unwrap().clone(),
+        };
+        assert_eq!(
+            jwt(json!({"exp": at + 60})).check_times(at, 30),
+            Ok(at + 60)
+        );
+        assert_eq!(
+            jwt(json!({"exp": at - 10})).check_times(at, 30),
+            Ok(at - 10)
+        );
+        assert_eq!(
+            jwt(json!({"exp": at - 30})).check_times(at, 30),
+            Err(JwtTimeError::Expired)
+        );
+        assert_eq!(
+            jwt(json!({"iat": at})).check_times(at, 30),
+            Err(JwtTimeError::NoExpiry)
+        );
+        assert_eq!(
+            jwt(json!({"exp": at + 600, "nbf": at + 31})).check_times(at, 30),
+            Err(JwtTimeError::NotYetValid)
+        );
+        assert_eq!(
+            jwt(json!({"exp": at + 600, "iat": at + 31})).check_times(at, 30),
+            Err(JwtTimeError::IssuedInFuture)
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use claims::{AccessTokenClaims, Confirmation};
 pub use dpop::{DpopError, DpopToken, DpopVerifier};
 pub use jwk::{JwkError, PublicJwk};
-pub use jws::{JwsError, MAX_JWT_LEN, UnverifiedJwt, VerifiedJwt};
+pub use jws::{JwsError, JwtTimeError, MAX_JWT_LEN, UnverifiedJwt, VerifiedJwt};
 pub use keyring::{KeyRing, KeyRingError};
 pub use revocation::RevokedTokens;
 pub use signing_key::{SigningAlgorithm, SigningKey};

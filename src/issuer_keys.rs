@@ -179,12 +179,16 @@ impl IssuerKeys {
             .header("accept", "application/json, application/jwk-set+json")
             .send()
             .await
-            .map_err(|e| innermost(&e))?;
+            .map_err(|e| crate::webhooks::describe(&e))?;
         if !response.status().is_success() {
             return Err(format!("it answered {}", response.status().as_u16()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| innermost(&e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| crate::webhooks::describe(&e))?
+        {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_JWKS_BYTES {
                 return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
@@ -216,20 +220,6 @@ fn select(keys: &[PublicJwk], kid: Option<&str>, algorithm: SigningAlgorithm) ->
         .take(MAX_CANDIDATES)
         .cloned()
         .collect()
-}
-
-fn innermost(err: &reqwest::Error) -> String {
-    let mut message = if err.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
-    while let Some(cause) = source {
-        message = format!("request failed: {cause}");
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

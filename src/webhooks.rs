@@ -169,7 +169,7 @@ async fn read_excerpt(mut response: reqwest::Response) -> Option<String> {
 
 /// An error in words: reqwest's outer message plus the innermost cause
 /// (the refused target, "connection refused", a timeout).
-fn describe(err: &reqwest::Error) -> String {
+pub(crate) fn describe(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {

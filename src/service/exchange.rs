@@ -118,11 +118,7 @@ async fn managed_tenant(
     tenant: Option<&str>,
 ) -> Result<(Principal, String)> {
     let principal = authz::require(service, principal, TENANT_MANAGE).await?;
-    let tenant_id = match (principal.tenant_id(), tenant) {
-        (Some(own), _) => own.to_owned(),
-        (None, Some(named)) => super::tenants::find_tenant(service, named).await?.id,
-        (None, None) => return Err(ServiceError::Invalid("name the tenant".to_owned())),
-    };
+    let tenant_id = super::tenants::acting_tenant(service, &principal, tenant).await?;
     Ok((principal, tenant_id))
 }
 

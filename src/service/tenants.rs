@@ -51,6 +51,20 @@ pub(super) async fn find_tenant(service: &Service, tenant: &str) -> Result<Tenan
     })
 }
 
+/// The tenant an operation acts in: a person's own, or the one the operator
+/// names (by id or name).
+pub(super) async fn acting_tenant(
+    service: &Service,
+    principal: &Principal,
+    named: Option<&str>,
+) -> Result<String> {
+    match (principal.tenant_id(), named) {
+        (Some(own), _) => Ok(own.to_owned()),
+        (None, Some(named)) => Ok(find_tenant(service, named).await?.id),
+        (None, None) => Err(ServiceError::Invalid("name the tenant".to_owned())),
+    }
+}
+
 /// A company's policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TenantPolicy {
@@ -138,11 +152,7 @@ pub async fn set_policy(
             "nothing to change: send api_only_users or default_rate_limit".to_owned(),
         ));
     }
-    let tenant_id = match (principal.tenant_id(), tenant) {
-        (Some(own), _) => own.to_owned(),
-        (None, Some(named)) => find_tenant(service, named).await?.id,
-        (None, None) => return Err(ServiceError::Invalid("name the tenant".to_owned())),
-    };
+    let tenant_id = acting_tenant(service, &principal, tenant).await?;
     let at = now();
     let mut detail = Vec::new();
     if let Some(on) = change.api_only_users {

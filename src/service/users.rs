@@ -102,11 +102,7 @@ pub async fn create_user(
     let email = Email::parse(request.email).map_err(ServiceError::Invalid)?;
     let role: Role = request.role.parse().map_err(ServiceError::Invalid)?;
     let permissions = parse_permissions(request.permissions)?;
-    let tenant_id = match (principal.tenant_id(), request.tenant) {
-        (Some(own), _) => own.to_owned(),
-        (None, Some(named)) => super::tenants::find_tenant(service, named).await?.id,
-        (None, None) => return Err(ServiceError::Invalid("name the tenant".to_owned())),
-    };
+    let tenant_id = super::tenants::acting_tenant(service, &principal, request.tenant).await?;
     let at = now();
     let row = service
         .store
@@ -178,11 +174,7 @@ pub async fn list_users(
     tenant: Option<&str>,
 ) -> Result<Vec<UserSummary>> {
     let principal = authz::require(service, principal, USERS_MANAGE).await?;
-    let tenant_id = match (principal.tenant_id(), tenant) {
-        (Some(own), _) => own.to_owned(),
-        (None, Some(named)) => super::tenants::find_tenant(service, named).await?.id,
-        (None, None) => return Err(ServiceError::Invalid("name the tenant".to_owned())),
-    };
+    let tenant_id = super::tenants::acting_tenant(service, &principal, tenant).await?;
     let at = now();
     Ok(service
         .store

@@ -748,7 +748,7 @@ mod tests {
     /// after. Not run by default (a few seconds, and it measures):
     /// `cargo test --release --lib full_cache_memory -- --ignored --nocapture`.
     #[test]
-    #[ignore = "a measurement, run by hand"]
+    #[ignore = "measures memory, checks nothing; run by hand in release: cargo test --release --lib full_cache_memory -- --ignored --nocapture"]
     fn full_cache_memory() {
         fn resident_bytes() -> u64 {
             let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");

@@ -915,13 +915,13 @@ async fn measure_replay_cost(backend: Backend) {
 
 mod replay_cost {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement, not a check"]
+    #[ignore = "prints the replay insert's cost (performance is not a test); run by hand: cargo test --test api dpop::replay_cost -- --ignored --nocapture"]
     async fn sqlite() {
         super::measure_replay_cost(crate::helpers::Backend::Sqlite).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement, not a check"]
+    #[ignore = "prints the replay insert's cost (performance is not a test); run by hand: cargo test --test api dpop::replay_cost -- --ignored --nocapture"]
     async fn postgres() {
         super::measure_replay_cost(crate::helpers::Backend::Postgres).await
     }

@@ -980,13 +980,13 @@ mod measure {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement, not a check"]
+    #[ignore = "prints token cost by assertion and by secret (performance is not a test); run by hand: cargo test --test api measure_ -- --ignored --nocapture --test-threads 1"]
     async fn measure_sqlite() {
         measure_token_by_assertion_and_by_secret(Backend::Sqlite).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "a measurement, not a check"]
+    #[ignore = "prints token cost by assertion and by secret (performance is not a test); run by hand: cargo test --test api measure_ -- --ignored --nocapture --test-threads 1"]
     async fn measure_postgres() {
         measure_token_by_assertion_and_by_secret(Backend::Postgres).await
     }

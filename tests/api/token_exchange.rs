@@ -603,6 +603,20 @@ async fn add_rule(app: &TestApp, admin: &str, issuer_id: &str, body: Value) -> (
     (status, json_body(response).await)
 }
 
+/// Trusts the CI issuer behind `jwks_url` with one rule: tokens of the
+/// main branch act as the company's user with `reports:read`.
+async fn trust_main_branch(app: &TestApp, company: &Company, jwks_url: &str) {
+    let issuer = trust(app, &company.admin_session, jwks_url).await;
+    let (status, rule) = add_rule(
+        app,
+        &company.admin_session,
+        issuer["id"].as_str().unwrap(),
+        json!({"conditions": [{"claim": "sub", "equals": MAIN_BRANCH}], "user": company.user_id, "scopes": "reports:read"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rule}");
+}
+
 /// A CI job's token, with no stored secret anywhere, becomes a Keyport
 /// token acting as the rule's user; deleting the rule ends it at re-checks.
 async fn a_trusted_issuers_token_is_exchanged_without_any_stored_secret(backend: Backend) {
@@ -732,15 +746,7 @@ async fn untrusted_forged_or_unmatched_external_tokens_are_refused(backend: Back
         ]
     }));
     let server = serve_jwks(&jwks).await;
-    let issuer = trust(&app, &company.admin_session, &server.url).await;
-    let (status, rule) = add_rule(
-        &app,
-        &company.admin_session,
-        issuer["id"].as_str().unwrap(),
-        json!({"conditions": [{"claim": "sub", "equals": MAIN_BRANCH}], "user": company.user_id, "scopes": "reports:read"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{rule}");
+    trust_main_branch(&app, &company, &server.url).await;
     let (status, body) = exchange(
         &app,
         None,
@@ -832,14 +838,7 @@ async fn a_new_kid_refetches_the_jwks_but_never_more_often_than_allowed(backend:
     // At first the JWKS holds only k1.
     let only_k1 = json!({"keys": [jwks["keys"][0].clone()]});
     let server = serve_jwks(&only_k1).await;
-    let issuer = trust(&app, &company.admin_session, &server.url).await;
-    add_rule(
-        &app,
-        &company.admin_session,
-        issuer["id"].as_str().unwrap(),
-        json!({"conditions": [{"claim": "sub", "equals": MAIN_BRANCH}], "user": company.user_id, "scopes": "reports:read"}),
-    )
-    .await;
+    trust_main_branch(&app, &company, &server.url).await;
     let (status, _) = exchange(
         &app,
         None,
@@ -879,14 +878,7 @@ async fn a_new_kid_refetches_the_jwks_but_never_more_often_than_allowed(backend:
     let app = spawn(backend).await;
     let company = company_in_new_tenant(&app).await;
     let server = serve_jwks(&only_k1).await;
-    let issuer = trust(&app, &company.admin_session, &server.url).await;
-    add_rule(
-        &app,
-        &company.admin_session,
-        issuer["id"].as_str().unwrap(),
-        json!({"conditions": [{"claim": "sub", "equals": MAIN_BRANCH}], "user": company.user_id, "scopes": "reports:read"}),
-    )
-    .await;
+    trust_main_branch(&app, &company, &server.url).await;
     let (status, _) = exchange(
         &app,
         None,

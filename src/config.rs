@@ -73,6 +73,9 @@ struct RawSettings {
     exchange_jwks_timeout_seconds: u64,
     exchange_jwks_min_refresh_seconds: u64,
     exchange_jwks_max_age_seconds: u64,
+    exchange_jwks_connect_timeout_seconds: u64,
+    exchange_max_trusted_issuers: u32,
+    exchange_max_subject_token_lifetime_seconds: u64,
     dpop_max_age_seconds: u64,
     dpop_leeway_seconds: u64,
     dpop_require_nonce: bool,
@@ -119,8 +122,16 @@ pub struct ExchangeSettings {
     pub jwks_timeout: Duration,
     /// An unknown `kid` refetches an issuer's keys at most this often.
     pub jwks_min_refresh: Duration,
-    /// Keys fetched longer ago than this are fetched again before use.
+    /// Keys fetched longer ago than this are fetched again; until the new
+    /// set arrives, the old one keeps answering.
     pub jwks_max_age: Duration,
+    /// How long connecting to an issuer's JWKS host may take.
+    pub jwks_connect_timeout: Duration,
+    /// How many issuers one company may trust.
+    pub max_trusted_issuers: u32,
+    /// A trusted issuer's token that lives longer than this (from `iat`, or
+    /// from now without one) is refused.
+    pub max_subject_token_lifetime: Duration,
 }
 
 /// DPoP proofs (RFC 9449); see `config/default.toml`.
@@ -491,6 +502,14 @@ impl Settings {
             jwks_timeout: Duration::from_secs(raw.exchange_jwks_timeout_seconds.clamp(1, 60)),
             jwks_min_refresh: Duration::from_secs(raw.exchange_jwks_min_refresh_seconds),
             jwks_max_age: Duration::from_secs(raw.exchange_jwks_max_age_seconds.max(1)),
+            jwks_connect_timeout: Duration::from_secs(
+                raw.exchange_jwks_connect_timeout_seconds
+                    .clamp(1, raw.exchange_jwks_timeout_seconds.clamp(1, 60)),
+            ),
+            max_trusted_issuers: raw.exchange_max_trusted_issuers.max(1),
+            max_subject_token_lifetime: Duration::from_secs(
+                raw.exchange_max_subject_token_lifetime_seconds.max(60),
+            ),
         };
         Ok(Settings {
             sigv4,

@@ -1,10 +1,13 @@
 //! Trusted issuers' public keys (their JWKS), fetched over HTTP and kept in
-//! memory: fetched on first use, again when older than `jwks_max_age`, and
-//! when a token names a `kid` not among them, but never more often than
-//! `jwks_min_refresh`, so tokens with made-up kids cannot make Keyport
-//! hammer an issuer. The fetch goes through the same SSRF guard as
-//! webhooks: https and public addresses unless configured otherwise, no
-//! redirects, no proxies.
+//! memory: fetched on first use, refreshed in the background when older
+//! than `jwks_max_age` (the keys held keep answering meanwhile, and while
+//! the issuer is unreachable), and fetched when a token names a `kid` not
+//! among them, but never more often than `jwks_min_refresh`, so tokens with
+//! made-up kids cannot make Keyport hammer an issuer. Each URL is fetched
+//! on its own (one fetch at a time per URL, never one lock for all), so a
+//! slow issuer delays only the exchanges that need its keys. The fetch goes
+//! through the same SSRF guard as webhooks: https and public addresses
+//! unless configured otherwise, no redirects, no proxies.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,9 @@ const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Keys tried for a token without a `kid`.
 const MAX_CANDIDATES: usize = 8;
 
+/// URLs remembered at most; past this, the least recently fetched go.
+const MAX_URLS: usize = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IssuerKeysError {
     /// The issuer's keys could not be fetched (and none are known): said to
@@ -31,75 +37,100 @@ pub enum IssuerKeysError {
     UnknownKey,
 }
 
-struct Fetched {
-    keys: Arc<Vec<PublicJwk>>,
-    fetched_at: Instant,
+#[derive(Default)]
+struct State {
+    keys: Option<Arc<Vec<PublicJwk>>>,
+    fetched_at: Option<Instant>,
+    last_attempt: Option<Instant>,
+    refreshing: bool,
 }
 
+/// One JWKS URL: what is known of it, and its own fetch lock.
 #[derive(Default)]
-struct Entry {
-    fetched: Option<Fetched>,
-    last_attempt: Option<Instant>,
+struct UrlKeys {
+    state: Mutex<State>,
+    /// One fetch of this URL at a time: a burst of exchanges waiting for
+    /// the same keys makes one request to the issuer.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// What is known about a URL at one instant.
+struct Snapshot {
+    keys: Option<Arc<Vec<PublicJwk>>>,
+    fresh: bool,
+    may_fetch: bool,
+    refreshing: bool,
+}
+
+#[derive(Clone)]
+struct Fetcher {
+    client: Option<reqwest::Client>,
+    policy: TargetPolicy,
 }
 
 pub struct IssuerKeys {
-    client: Option<reqwest::Client>,
-    policy: TargetPolicy,
+    fetcher: Fetcher,
     min_refresh: Duration,
     max_age: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
-    /// One fetch at a time: fetches are rare, and this keeps a burst of
-    /// exchanges from fetching the same JWKS many times over.
-    fetching: tokio::sync::Mutex<()>,
+    urls: Mutex<HashMap<String, Arc<UrlKeys>>>,
 }
 
 impl IssuerKeys {
     pub fn new(settings: &ExchangeSettings) -> Self {
         let client = crate::webhooks::guarded_client(
             settings.targets,
-            settings.jwks_timeout,
+            settings.jwks_connect_timeout,
             settings.jwks_timeout,
             concat!("Keyport/", env!("CARGO_PKG_VERSION")),
         )
         .map_err(|err| log::error!("cannot build the JWKS client: {err}"))
         .ok();
         IssuerKeys {
-            client,
-            policy: settings.targets,
+            fetcher: Fetcher {
+                client,
+                policy: settings.targets,
+            },
             min_refresh: settings.jwks_min_refresh,
             max_age: settings.jwks_max_age,
-            entries: Mutex::new(HashMap::new()),
-            fetching: tokio::sync::Mutex::new(()),
+            urls: Mutex::new(HashMap::new()),
         }
     }
 
     /// The keys at `jwks_url` that may have signed a token naming `kid` (or
-    /// none) with `algorithm`.
+    /// none) with `algorithm`. Waits for a fetch only when no key held can
+    /// answer.
     pub async fn candidates(
         &self,
         jwks_url: &str,
         kid: Option<&str>,
         algorithm: SigningAlgorithm,
     ) -> Result<Vec<PublicJwk>, IssuerKeysError> {
-        let (known, fresh, may_fetch) = self.lookup(jwks_url);
-        if let Some(keys) = &known {
+        let entry = self.entry(jwks_url);
+        let now = self.snapshot(&entry);
+        if let Some(keys) = &now.keys {
             let found = select(keys, kid, algorithm);
-            if !found.is_empty() && fresh {
+            if !found.is_empty() {
+                if !now.fresh && now.may_fetch && !now.refreshing {
+                    self.refresh_in_background(jwks_url, &entry);
+                }
                 return Ok(found);
             }
-            if !may_fetch {
-                return if found.is_empty() {
-                    Err(IssuerKeysError::UnknownKey)
-                } else {
-                    Ok(found)
-                };
+            if !now.may_fetch && !now.refreshing {
+                return Err(IssuerKeysError::UnknownKey);
             }
         }
-        let _one_fetch = self.fetching.lock().await;
-        // Another request may have fetched while this one waited.
-        let (known_now, _, may_fetch_now) = self.lookup(jwks_url);
-        let keys = match (may_fetch_now, known_now) {
-            (true, known) => match self.fetch(jwks_url).await {
+        let _one_fetch = entry.fetching.lock().await;
+        // Another request (or a background refresh) may have fetched while
+        // this one waited.
+        let again = self.snapshot(&entry);
+        if let Some(keys) = &again.keys {
+            let found = select(keys, kid, algorithm);
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        let keys = match (again.may_fetch, again.keys) {
+            (true, known) => match self.fetcher.fetch(jwks_url, &entry).await {
                 Ok(keys) => keys,
                 Err(reason) => {
                     log::warn!("token exchange: fetching {jwks_url} failed: {reason}");
@@ -128,37 +159,82 @@ impl IssuerKeys {
         }
     }
 
-    /// What is known about `url`: its keys, whether they are fresh, and
-    /// whether a fetch is allowed now.
-    fn lookup(&self, url: &str) -> (Option<Arc<Vec<PublicJwk>>>, bool, bool) {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = entries.get(url) else {
-            return (None, false, true);
-        };
-        let may_fetch = entry
+    fn entry(&self, url: &str) -> Arc<UrlKeys> {
+        let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = urls.get(url) {
+            return Arc::clone(entry);
+        }
+        if urls.len() >= MAX_URLS {
+            // Trusted issuers are few (a limit per company); only a flood
+            // of deleted and re-added URLs gets here. Forget the oldest.
+            let oldest = urls
+                .iter()
+                .min_by_key(|(_, entry)| {
+                    entry
+                        .state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .last_attempt
+                })
+                .map(|(url, _)| url.clone());
+            if let Some(oldest) = oldest {
+                urls.remove(&oldest);
+            }
+        }
+        Arc::clone(urls.entry(url.to_owned()).or_default())
+    }
+
+    fn snapshot(&self, entry: &UrlKeys) -> Snapshot {
+        let state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+        let may_fetch = state
             .last_attempt
             .is_none_or(|at| at.elapsed() >= self.min_refresh);
-        match &entry.fetched {
-            Some(fetched) => (
-                Some(Arc::clone(&fetched.keys)),
-                fetched.fetched_at.elapsed() < self.max_age,
-                may_fetch,
-            ),
-            None => (None, false, may_fetch),
+        Snapshot {
+            refreshing: state.refreshing,
+            keys: state.keys.clone(),
+            fresh: state
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < self.max_age),
+            may_fetch,
         }
     }
 
-    async fn fetch(&self, url: &str) -> Result<Arc<Vec<PublicJwk>>, String> {
+    /// Fetches `url` again without anyone waiting for it: the keys held
+    /// answer meanwhile.
+    fn refresh_in_background(&self, url: &str, entry: &Arc<UrlKeys>) {
         {
-            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            entries.entry(url.to_owned()).or_default().last_attempt = Some(Instant::now());
+            let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.refreshing {
+                return;
+            }
+            state.refreshing = true;
         }
-        let keys = Arc::new(self.download(url).await?);
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.entry(url.to_owned()).or_default().fetched = Some(Fetched {
-            keys: Arc::clone(&keys),
-            fetched_at: Instant::now(),
+        let (fetcher, entry, url) = (self.fetcher.clone(), Arc::clone(entry), url.to_owned());
+        tokio::spawn(async move {
+            let _one_fetch = entry.fetching.lock().await;
+            if let Err(reason) = fetcher.fetch(&url, &entry).await {
+                log::warn!("token exchange: refreshing {url} failed: {reason}");
+            }
+            entry
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .refreshing = false;
         });
+    }
+}
+
+impl Fetcher {
+    async fn fetch(&self, url: &str, entry: &UrlKeys) -> Result<Arc<Vec<PublicJwk>>, String> {
+        entry
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_attempt = Some(Instant::now());
+        let keys = Arc::new(self.download(url).await?);
+        let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.keys = Some(Arc::clone(&keys));
+        state.fetched_at = Some(Instant::now());
         Ok(keys)
     }
 

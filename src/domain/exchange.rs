@@ -63,6 +63,10 @@ pub enum TrustError {
     Conditions(String),
     #[error("`description` must be at most 200 characters")]
     Description,
+    #[error(
+        "`conditions` must tell subjects apart: add a condition on a claim that differs between subjects (such as `sub`, `repository` or `job_workflow_ref`) that `equals` a value or `matches` a pattern with at least 3 characters besides `*`. Conditions on iss, aud, exp, nbf, iat or jti hold for every token of the issuer, and patterns like `**` or `.*` match almost anything"
+    )]
+    Broad,
 }
 
 /// An issuer URL as it must appear in the tokens' `iss`, compared exactly.
@@ -121,8 +125,53 @@ pub struct ClaimCondition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conditions(Vec<ClaimCondition>);
 
+/// Claims every token of one issuer (for one audience) can carry alike, so a
+/// condition on them tells no subject from another.
+const CLAIMS_ALIKE_FOR_EVERY_SUBJECT: [&str; 6] = ["iss", "aud", "exp", "nbf", "iat", "jti"];
+
+/// A `matches` pattern narrows only with this many characters besides `*`.
+const MIN_PATTERN_LITERALS: usize = 3;
+
 impl Conditions {
+    /// Conditions for a new rule: well formed, and narrowing which subjects
+    /// qualify (see [`Conditions::narrow_subjects`]).
     pub fn parse(value: &Value) -> Result<Self, TrustError> {
+        let conditions = Conditions::parse_structure(value)?;
+        conditions.narrow_subjects()?;
+        Ok(conditions)
+    }
+
+    /// Whether at least one condition tells subjects apart: a claim that
+    /// differs between subjects (`sub`, `repository`, `job_workflow_ref`, …,
+    /// never `iss`, `aud`, the times or `jti`) that must equal a value, or
+    /// match a pattern with at least three characters besides `*` (one a
+    /// letter or digit). Else any token the issuer signs for the audience
+    /// would be admitted, and for a CI platform that is anyone's job.
+    pub fn narrow_subjects(&self) -> Result<(), TrustError> {
+        let narrows = |condition: &ClaimCondition| {
+            if CLAIMS_ALIKE_FOR_EVERY_SUBJECT.contains(&condition.claim.as_str()) {
+                return false;
+            }
+            match (&condition.equals, &condition.matches) {
+                (Some(_), None) => true,
+                (None, Some(pattern)) => {
+                    let literals = pattern.chars().filter(|c| *c != '*');
+                    literals.clone().count() >= MIN_PATTERN_LITERALS
+                        && literals.clone().any(char::is_alphanumeric)
+                }
+                _ => false,
+            }
+        };
+        if self.0.iter().any(narrows) {
+            Ok(())
+        } else {
+            Err(TrustError::Broad)
+        }
+    }
+
+    /// Conditions as stored: well formed (rules stored before the narrowing
+    /// rule existed are read, and refused when matched).
+    fn parse_structure(value: &Value) -> Result<Self, TrustError> {
         let conditions: Vec<ClaimCondition> = serde_json::from_value(value.clone())
             .map_err(|e| TrustError::Conditions(e.to_string()))?;
         if conditions.is_empty() || conditions.len() > 16 {
@@ -164,7 +213,7 @@ impl Conditions {
 
     pub fn from_stored(stored: &str) -> Result<Self, String> {
         let value: Value = serde_json::from_str(stored).map_err(|e| e.to_string())?;
-        Conditions::parse(&value).map_err(|e| e.to_string())
+        Conditions::parse_structure(&value).map_err(|e| e.to_string())
     }
 
     pub fn to_stored(&self) -> String {
@@ -327,6 +376,37 @@ mod tests {
             json!([{"claim": "sub", "equals": "a", "regex": ".*"}]),
         ] {
             assert!(Conditions::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn conditions_that_hold_for_every_subject_of_the_issuer_are_refused() {
+        let issuer = "https://token.actions.example.com";
+        for broad in [
+            json!([{"claim": "sub", "matches": "**"}]),
+            json!([{"claim": "sub", "matches": "*.*"}]),
+            json!([{"claim": "sub", "matches": ".*"}]),
+            json!([{"claim": "sub", "matches": "a*"}]),
+            json!([{"claim": "sub", "matches": "*:*/*"}]),
+            json!([{"claim": "iss", "equals": issuer}]),
+            json!([{"claim": "aud", "equals": "keyport-acme"}]),
+            json!([{"claim": "iss", "equals": issuer}, {"claim": "aud", "equals": "keyport-acme"}]),
+            json!([{"claim": "iat", "matches": "17*"}, {"claim": "jti", "matches": "*-*-*"}]),
+        ] {
+            assert_eq!(Conditions::parse(&broad), Err(TrustError::Broad), "{broad}");
+            // Stored before the rule existed: still read, and refused when
+            // matched.
+            let stored = Conditions::parse_structure(&broad).unwrap();
+            assert!(stored.narrow_subjects().is_err());
+            assert!(Conditions::from_stored(&stored.to_stored()).is_ok());
+        }
+        for narrow in [
+            json!([{"claim": "sub", "equals": "repo:acme/erp:ref:refs/heads/main"}]),
+            json!([{"claim": "sub", "matches": "repo:acme/erp:*"}]),
+            json!([{"claim": "repository", "matches": "acm*"}]),
+            json!([{"claim": "iss", "equals": issuer}, {"claim": "job_workflow_ref", "equals": "x"}]),
+        ] {
+            assert!(Conditions::parse(&narrow).is_ok(), "{narrow}");
         }
     }
 

@@ -123,7 +123,7 @@ error_response!(
 error_response!(
     Conflict,
     "ApiError",
-    "The request conflicts with the current state (`conflict`, `key_limit_reached`, \
+    "The request conflicts with the current state (`conflict`, `key_limit_reached`, `limit_reached`, \
      `confirmation_required` with `confirmation_phrase`)"
 );
 error_response!(

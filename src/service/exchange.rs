@@ -33,7 +33,7 @@ use crate::domain::exchange::{
 use crate::domain::{
     Principal, ScopeSet, TENANT_MANAGE, TOKENS_EXCHANGE, UnixTime, UserStatus, WebhookUrl, now,
 };
-use crate::storage::{ExchangeCandidate, ExchangeRuleRow, TrustedIssuerRow};
+use crate::storage::{ExchangeCandidate, ExchangeRuleRow, IssuerInsert, TrustedIssuerRow};
 use crate::tokens::{JwtTimeError, KeyRing, UnverifiedJwt, VerifiedJwt, VerifiedToken};
 
 // ---------------------------------------------------------------------------
@@ -148,6 +148,26 @@ pub async fn add_issuer(
         .map_err(|e| ServiceError::Invalid(format!("`jwks_url`: {e}")))?;
     let audience = parse_audience(input.audience).map_err(invalid)?;
     let description = parse_description(input.description).map_err(invalid)?;
+    // An audience is one company's: a token names its audience to say
+    // whom it is for, so no other company may trust the same issuer for it.
+    let taken = |owner: Option<String>| {
+        match owner {
+        Some(owner) if owner == tenant_id => ServiceError::Conflict(
+            "this issuer is already trusted for this audience".to_owned(),
+        ),
+        _ => ServiceError::Conflict(
+            "another company trusts this issuer for this audience: an audience names one company, so choose one of your own (for example your company's name) and set it as the audience your tokens request"
+                .to_owned(),
+        ),
+    }
+    };
+    if let Some(owner) = service
+        .store
+        .trusted_audience_owner(issuer.as_str(), &audience)
+        .await?
+    {
+        return Err(taken(Some(owner)));
+    }
     let row = TrustedIssuerRow {
         id: Uuid::now_v7().to_string(),
         tenant_id: tenant_id.clone(),
@@ -157,16 +177,29 @@ pub async fn add_issuer(
         description,
         created_at: now(),
     };
-    service
+    let max = service.settings.exchange.max_trusted_issuers;
+    match service
         .store
-        .insert_trusted_issuer(&row)
+        .insert_trusted_issuer_within_limit(&row, max)
         .await
-        .map_err(|e| match e {
-            crate::storage::StorageError::Constraint(_) => ServiceError::Conflict(
-                "this issuer is already trusted for this audience".to_owned(),
-            ),
-            other => other.into(),
-        })?;
+    {
+        Ok(IssuerInsert::Inserted) => {}
+        Ok(IssuerInsert::LimitReached { trusted }) => {
+            return Err(ServiceError::LimitReached(format!(
+                "this company already trusts {trusted} issuers, the most it may \
+                 (exchange_max_trusted_issuers = {max}); remove one first"
+            )));
+        }
+        // Lost a race with another addition of the same issuer and audience.
+        Err(crate::storage::StorageError::Constraint(_)) => {
+            let owner = service
+                .store
+                .trusted_audience_owner(&row.issuer, &row.audience)
+                .await?;
+            return Err(taken(owner));
+        }
+        Err(other) => return Err(other.into()),
+    }
     audit::record(
         &service.store,
         &principal,
@@ -588,8 +621,20 @@ async fn exchange_external_token(
         .map_err(|e| crate::storage::StorageError::Corrupt(e.to_string()))?;
     let scopes = narrowed(&granted.intersection(&permissions), request.scope)?;
     let settings = &service.settings.tokens;
-    let ttl = (settings.default_ttl.as_secs() as i64).clamp(1, settings.max_ttl.as_secs() as i64);
+    // Never past the subject token's own `exp` (checked present above).
+    let remaining = verified.time_claim("exp").map_or(0, |exp| exp - now());
+    let ttl = (settings.default_ttl.as_secs() as i64)
+        .min(settings.max_ttl.as_secs() as i64)
+        .min(remaining)
+        .max(1);
     let act = actor_claim(service, keys, None, &rule.tenant_id, request.actor_token).await?;
+    // Limited like the company's keys without a rate of their own.
+    let kp_rl = super::tenants::default_rate_limit(service, &rule.tenant_id)
+        .await
+        .map_err(|e| match e {
+            ServiceError::Storage(err) => GrantError::Storage(err),
+            other => GrantError::Storage(crate::storage::StorageError::Corrupt(other.to_string())),
+        })?;
     let issued = sign(
         keys,
         settings,
@@ -602,7 +647,7 @@ async fn exchange_external_token(
             audience,
             ttl,
             kp_src: Vec::new(),
-            kp_rl: None,
+            kp_rl,
             act,
             dpop_jkt: request.dpop_jkt.map(str::to_owned),
         },
@@ -633,9 +678,13 @@ async fn exchange_external_token(
     Ok(issued)
 }
 
-/// The first rule (oldest first) whose issuer verified the token, whose
-/// audience the token names, whose conditions hold and whose user is
-/// active; refused when rules of two companies match and no key said which.
+/// The rule a trusted issuer's token meets: the first (oldest first) of the
+/// rules whose issuer's keys verify the token, whose audience the token
+/// names, whose conditions hold and whose user is active. Every trusted
+/// issuer of that `iss` and audience is tried, in every company (or, when a
+/// key authenticated, in its company alone), so which company's JWKS URL a
+/// verification happened to try first decides nothing; rules of more than
+/// one company admitting the token is a refusal.
 async fn matching_rule(
     service: &Service,
     client: Option<&AuthenticatedKey>,
@@ -656,21 +705,30 @@ async fn matching_rule(
     if candidates.is_empty() {
         return Err(bad("the token's issuer is not trusted here"));
     }
-    let kid = token.kid().map(str::to_owned);
+    // The audience picks the trusted issuers; the signature, checked below
+    // with each one's keys, makes the claims (and so the audience) true.
+    candidates.retain(|c| token.has_audience(&c.audience));
+    if candidates.is_empty() {
+        return Err(bad(
+            "the token is not addressed to an audience trusted here",
+        ));
+    }
+    let kid = token.kid();
     let algorithm = token.algorithm();
-    // Each company names where its issuer's keys are: a token verified with
-    // one company's keys is only tried against that company's rules.
     let mut urls: Vec<String> = candidates.iter().map(|c| c.jwks_url.clone()).collect();
-    urls.sort();
+    urls.sort_unstable();
     urls.dedup();
-    let mut verified: Option<(VerifiedJwt, String)> = None;
+    // Each URL on its own: a slow one delays this exchange, never another's.
+    let outcomes = futures_util::future::join_all(urls.iter().map(|url| async move {
+        let outcome = service.issuer_keys.candidates(url, kid, algorithm).await;
+        (url.as_str(), outcome)
+    }))
+    .await;
+    let mut verified: Option<VerifiedJwt> = None;
+    let mut verifying_urls: Vec<&str> = Vec::new();
     let mut fetch_failed = false;
-    for url in &urls {
-        let keys = match service
-            .issuer_keys
-            .candidates(url, kid.as_deref(), algorithm)
-            .await
-        {
+    for (url, outcome) in outcomes {
+        let keys = match outcome {
             Ok(keys) => keys,
             Err(crate::issuer_keys::IssuerKeysError::Unavailable { .. }) => {
                 fetch_failed = true;
@@ -684,11 +742,11 @@ async fn matching_rule(
                 .ok()
                 .and_then(|jwt| jwt.verify(key).ok())
         }) {
-            verified = Some((jwt, url.clone()));
-            break;
+            verifying_urls.push(url);
+            verified.get_or_insert(jwt);
         }
     }
-    let Some((jwt, verified_url)) = verified else {
+    let Some(jwt) = verified else {
         return Err(if fetch_failed {
             bad("the issuer's keys could not be fetched; try again later")
         } else {
@@ -696,7 +754,8 @@ async fn matching_rule(
         });
     };
     let leeway = service.settings.tokens.leeway.as_secs() as i64;
-    jwt.check_times(now(), leeway).map_err(|e| {
+    let now = now();
+    jwt.check_times(now, leeway).map_err(|e| {
         bad(match e {
             JwtTimeError::NoExpiry => "the token has no `exp`",
             JwtTimeError::Expired => "the token expired",
@@ -704,14 +763,26 @@ async fn matching_rule(
             JwtTimeError::IssuedInFuture => "the token was issued in the future",
         })
     })?;
+    let max_lifetime = service
+        .settings
+        .exchange
+        .max_subject_token_lifetime
+        .as_secs() as i64;
+    if subject_lifetime(&jwt, now) > max_lifetime + leeway {
+        return Err(bad(&format!(
+            "the token lives longer than {max_lifetime} seconds: ask the issuer for a \
+             shorter-lived token"
+        )));
+    }
     let matches: Vec<ExchangeCandidate> = candidates
         .into_iter()
-        .filter(|c| c.jwks_url == verified_url)
+        .filter(|c| verifying_urls.contains(&c.jwks_url.as_str()))
         .filter(|c| jwt.has_audience(&c.audience))
         .filter(|c| c.user_status == UserStatus::Active.as_str())
         .filter(|c| {
-            Conditions::from_stored(&c.conditions)
-                .is_ok_and(|conditions| conditions.hold_for(&jwt.claims))
+            Conditions::from_stored(&c.conditions).is_ok_and(|conditions| {
+                conditions.narrow_subjects().is_ok() && conditions.hold_for(&jwt.claims)
+            })
         })
         .collect();
     let Some(first) = matches.first() else {
@@ -724,4 +795,12 @@ async fn matching_rule(
     }
     let rule = first.clone();
     Ok((jwt, rule))
+}
+
+/// How long a verified external token is valid for in all: from its `iat`
+/// (or from now, when it has none) to its `exp`.
+fn subject_lifetime(jwt: &VerifiedJwt, now: UnixTime) -> i64 {
+    let exp = jwt.time_claim("exp").unwrap_or(i64::MAX);
+    let from = jwt.time_claim("iat").unwrap_or(now).min(now);
+    exp.saturating_sub(from)
 }

@@ -129,6 +129,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("the owner already holds {limit} active keys; revoke one before creating another")]
     KeyLimitReached { limit: u32 },
+    /// A limit on how many of something a company or person may have.
+    #[error("{0}")]
+    LimitReached(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("this credential lacks the `{0}` scope")]
@@ -166,6 +169,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::KeyLimitReached { .. } => "key_limit_reached",
+            ServiceError::LimitReached(_) => "limit_reached",
             ServiceError::Forbidden(_) => "forbidden",
             ServiceError::InsufficientScope(_) => "insufficient_scope",
             ServiceError::CredentialRevoked(_) => "invalid_token",

@@ -44,6 +44,13 @@ pub struct ExchangeCandidate {
     pub user_status: String,
 }
 
+/// Outcome of [`Store::insert_trusted_issuer_within_limit`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum IssuerInsert {
+    Inserted,
+    LimitReached { trusted: i64 },
+}
+
 /// A rule and its user, for re-checking a token it granted.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RuleAuthRow {
@@ -57,7 +64,28 @@ pub struct RuleAuthRow {
 }
 
 impl Store {
-    pub async fn insert_trusted_issuer(&self, row: &TrustedIssuerRow) -> Result<()> {
+    /// Inserts `row` unless its company already trusts `max` issuers. The
+    /// company's row is locked first, so concurrent additions count one
+    /// after the other.
+    pub async fn insert_trusted_issuer_within_limit(
+        &self,
+        row: &TrustedIssuerRow,
+        max: u32,
+    ) -> Result<IssuerInsert> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+            .bind(&row.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        let (trusted,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM trusted_issuers WHERE tenant_id = $1")
+                .bind(&row.tenant_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if trusted >= i64::from(max) {
+            tx.rollback().await?;
+            return Ok(IssuerInsert::LimitReached { trusted });
+        }
         sqlx::query(
             "INSERT INTO trusted_issuers \
              (id, tenant_id, issuer, jwks_url, audience, description, created_at) \
@@ -70,9 +98,27 @@ impl Store {
         .bind(&row.audience)
         .bind(&row.description)
         .bind(row.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(IssuerInsert::Inserted)
+    }
+
+    /// The company that trusts `issuer` for `audience`, if one does (at
+    /// most one can: `trusted_issuers_audience_unique`).
+    pub async fn trusted_audience_owner(
+        &self,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Option<String>> {
+        let found: Option<(String,)> = sqlx::query_as(
+            "SELECT tenant_id FROM trusted_issuers WHERE issuer = $1 AND audience = $2",
+        )
+        .bind(issuer)
+        .bind(audience)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.map(|(tenant_id,)| tenant_id))
     }
 
     pub async fn list_trusted_issuers(&self, tenant_id: &str) -> Result<Vec<TrustedIssuerRow>> {

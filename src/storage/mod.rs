@@ -32,7 +32,9 @@ use notify::WatchTarget;
 
 pub use audit::{AuditFilter, AuditRow};
 pub use client_keys::{NewPublicKey, PublicKeyAdd, PublicKeyRemoval, PublicKeyRow};
-pub use exchange::{ExchangeCandidate, ExchangeRuleRow, RuleAuthRow, TrustedIssuerRow};
+pub use exchange::{
+    ExchangeCandidate, ExchangeRuleRow, IssuerInsert, RuleAuthRow, TrustedIssuerRow,
+};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
     RateColumns, Sigv4KeyRow,

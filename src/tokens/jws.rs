@@ -113,6 +113,12 @@ impl<'a> UnverifiedJwt<'a> {
     }
 
     /// The header's `kid`, if it is a string.
+    /// Whether the (unverified) `aud` names `audience`: to pick which keys
+    /// to verify with, never to trust.
+    pub fn has_audience(&self, audience: &str) -> bool {
+        names_audience(self.unverified_claims(), audience)
+    }
+
     pub fn kid(&self) -> Option<&str> {
         self.header.get("kid").and_then(Value::as_str)
     }
@@ -177,11 +183,15 @@ impl VerifiedJwt {
 
     /// Whether `aud` (a string or an array of strings) names `audience`.
     pub fn has_audience(&self, audience: &str) -> bool {
-        match self.claims.get("aud") {
-            Some(Value::String(aud)) => aud == audience,
-            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
-            _ => false,
-        }
+        names_audience(&self.claims, audience)
+    }
+}
+
+fn names_audience(claims: &Map<String, Value>, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => aud == audience,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
     }
 }
 

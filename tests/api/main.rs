@@ -16,6 +16,7 @@ mod dpop;
 mod faults;
 mod fuzz;
 
+mod exchange_trust;
 mod integrator;
 mod introspection;
 mod key_controls;

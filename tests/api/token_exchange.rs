@@ -17,12 +17,12 @@ use uuid::Uuid;
 use crate::helpers::{Backend, TestApp, json_body, spawn_app_with};
 use crate::python_client::python_interpreter;
 
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
-const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub(crate) const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const OTHER_API: &str = "https://billing.example.com";
 
-fn overrides() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn overrides() -> Vec<(&'static str, &'static str)> {
     vec![
         ("KEYPORT_EXCHANGE_AUDIENCES", OTHER_API),
         ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
@@ -31,27 +31,27 @@ fn overrides() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-async fn spawn(backend: Backend) -> TestApp {
+pub(crate) async fn spawn(backend: Backend) -> TestApp {
     spawn_app_with(backend, &overrides()).await
 }
 
 /// The claims of a JWT, unverified (the tests read what Keyport signed).
-fn claims(token: &str) -> Value {
+pub(crate) fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
 }
 
 /// A company with an admin, a service key that may exchange and a user's
 /// key whose token is exchanged.
-struct Company {
-    admin_session: String,
-    exchanger: (String, String),
-    user_key: (String, String),
-    user_id: String,
-    user_email: String,
+pub(crate) struct Company {
+    pub admin_session: String,
+    pub exchanger: (String, String),
+    pub user_key: (String, String),
+    pub user_id: String,
+    pub user_email: String,
 }
 
-async fn company(app: &TestApp) -> Company {
+pub(crate) async fn company(app: &TestApp) -> Company {
     let suffix = Uuid::new_v4().simple().to_string();
     let tenant = app.tenant(&format!("exchange-{suffix}")).await;
     let admin_email = format!("admin-{suffix}@example.com");
@@ -93,7 +93,7 @@ async fn company(app: &TestApp) -> Company {
     }
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     app: &TestApp,
     client: Option<&(String, String)>,
     form: &[(&str, &str)],
@@ -491,22 +491,27 @@ async fn company_in_new_tenant(app: &TestApp) -> Company {
 // ---------------------------------------------------------------------------
 
 /// A JWKS served over real HTTP, counting fetches; its document can change.
-struct JwksServer {
-    url: String,
-    document: Arc<std::sync::Mutex<String>>,
-    fetches: Arc<AtomicUsize>,
+pub(crate) struct JwksServer {
+    pub url: String,
+    pub document: Arc<std::sync::Mutex<String>>,
+    pub fetches: Arc<AtomicUsize>,
+    /// While true, requests are read and counted but not answered (an
+    /// issuer that hangs); set false to let them through.
+    pub hold: tokio::sync::watch::Sender<bool>,
 }
 
-async fn serve_jwks(document: &Value) -> JwksServer {
+pub(crate) async fn serve_jwks(document: &Value) -> JwksServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     let shared = Arc::new(std::sync::Mutex::new(document.to_string()));
     let fetches = Arc::new(AtomicUsize::new(0));
     let (doc, count) = (Arc::clone(&shared), Arc::clone(&fetches));
+    let (hold, held) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let body = doc.lock().unwrap().clone();
             count.fetch_add(1, Ordering::SeqCst);
+            let doc = Arc::clone(&doc);
+            let mut held = held.clone();
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 4096];
                 let mut read = 0;
@@ -516,6 +521,10 @@ async fn serve_jwks(document: &Value) -> JwksServer {
                         Ok(n) => read += n,
                     }
                 }
+                if held.wait_for(|hold| !*hold).await.is_err() {
+                    return;
+                }
+                let body = doc.lock().unwrap().clone();
                 let response = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -528,11 +537,12 @@ async fn serve_jwks(document: &Value) -> JwksServer {
         url,
         document: shared,
         fetches,
+        hold,
     }
 }
 
 /// Runs `external_issuer.py`: the JWKS and the tokens of `spec`.
-fn issue(spec: &Value) -> (Value, Vec<String>) {
+pub(crate) fn issue(spec: &Value) -> (Value, Vec<String>) {
     let mut child = std::process::Command::new(python_interpreter())
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -566,11 +576,11 @@ fn issue(spec: &Value) -> (Value, Vec<String>) {
     (out["jwks"].clone(), tokens)
 }
 
-const CI_ISSUER: &str = "https://token.actions.example.com";
-const CI_AUDIENCE: &str = "keyport-acme";
-const MAIN_BRANCH: &str = "repo:acme/erp:ref:refs/heads/main";
+pub(crate) const CI_ISSUER: &str = "https://token.actions.example.com";
+pub(crate) const CI_AUDIENCE: &str = "keyport-acme";
+pub(crate) const MAIN_BRANCH: &str = "repo:acme/erp:ref:refs/heads/main";
 
-async fn trust(app: &TestApp, admin: &str, jwks_url: &str) -> Value {
+pub(crate) async fn trust(app: &TestApp, admin: &str, jwks_url: &str) -> Value {
     let response = app
         .api(reqwest::Method::POST, "/api/v1/trusted-issuers", admin)
         .json(&json!({
@@ -588,7 +598,12 @@ async fn trust(app: &TestApp, admin: &str, jwks_url: &str) -> Value {
     body
 }
 
-async fn add_rule(app: &TestApp, admin: &str, issuer_id: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn add_rule(
+    app: &TestApp,
+    admin: &str,
+    issuer_id: &str,
+    body: Value,
+) -> (u16, Value) {
     let response = app
         .api(
             reqwest::Method::POST,
@@ -605,7 +620,7 @@ async fn add_rule(app: &TestApp, admin: &str, issuer_id: &str, body: Value) -> (
 
 /// Trusts the CI issuer behind `jwks_url` with one rule: tokens of the
 /// main branch act as the company's user with `reports:read`.
-async fn trust_main_branch(app: &TestApp, company: &Company, jwks_url: &str) {
+pub(crate) async fn trust_main_branch(app: &TestApp, company: &Company, jwks_url: &str) {
     let issuer = trust(app, &company.admin_session, jwks_url).await;
     let (status, rule) = add_rule(
         app,

@@ -37,6 +37,7 @@ mod sealed_storage;
 mod sessions;
 mod signed_webhooks;
 mod sigv4;
+mod sqlite_files;
 mod target_addresses;
 mod tls;
 mod token;

@@ -319,4 +319,29 @@ mod tests {
         assert!(parse_jwks(b"<html>").is_err());
         assert!(parse_jwks(b"{\"keys\": 5}").is_err());
     }
+
+    /// A JWKS URL stored on an address that is never allowed is refused
+    /// before the fetch connects, even with private targets allowed
+    /// (`0.0.0.0` would reach this host; nothing here dials anything else).
+    #[tokio::test]
+    async fn a_jwks_url_on_an_address_never_allowed_is_refused_before_connecting() {
+        let keys = IssuerKeys::new(&ExchangeSettings {
+            audiences: Vec::new(),
+            targets: TargetPolicy {
+                allow_http: true,
+                allow_private: true,
+            },
+            jwks_timeout: Duration::from_secs(1),
+            jwks_min_refresh: Duration::ZERO,
+            jwks_max_age: Duration::from_secs(60),
+        });
+        for url in ["http://0.0.0.0:9/jwks", "http://[::ffff:0.0.0.0]:9/jwks"] {
+            match keys.candidates(url, None, SigningAlgorithm::Es256).await {
+                Err(IssuerKeysError::Unavailable { reason, .. }) => {
+                    assert!(reason.contains("unspecified"), "{url}: {reason}")
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
 }

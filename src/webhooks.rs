@@ -7,14 +7,15 @@
 //! followed; proxies from the environment are ignored (a proxy would resolve
 //! the host itself).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::config::WebhookSettings;
-use crate::domain::{TargetPolicy, WebhookUrl};
+use crate::domain::{Refusal, TargetPolicy, WebhookUrl};
 
 /// The first bytes of an answer kept with the attempt.
 const EXCERPT_BYTES: usize = 1024;
@@ -29,38 +30,67 @@ pub struct SendResult {
     pub error: Option<String>,
 }
 
+/// A host that resolved to an address the policy refuses: the resolver's
+/// error, so no connection is attempted.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to {reason} ({address}), which webhooks may not be sent to")]
-struct RefusedTarget {
+#[error("{host} resolves to {address}, {reason}, which Keyport does not connect to")]
+pub(crate) struct RefusedTarget {
     host: String,
-    address: std::net::IpAddr,
-    reason: &'static str,
+    address: IpAddr,
+    reason: Refusal,
 }
 
+/// The addresses `host` resolved to, when `policy` allows every one of them:
+/// the check made after resolving and before connecting (and when an
+/// endpoint is registered). One refused address refuses the host: a name
+/// that mixes public and internal answers is exactly what rebinding looks
+/// like.
+pub(crate) fn screen(
+    host: &str,
+    addresses: Vec<SocketAddr>,
+    policy: TargetPolicy,
+) -> Result<Vec<SocketAddr>, RefusedTarget> {
+    for address in &addresses {
+        if let Some(reason) = policy.refuses(address.ip()) {
+            return Err(RefusedTarget {
+                host: host.to_owned(),
+                address: address.ip(),
+                reason,
+            });
+        }
+    }
+    Ok(addresses)
+}
+
+type LookupResult = std::io::Result<Vec<SocketAddr>>;
+
+/// How a host name becomes addresses: the system resolver, or a stub in
+/// tests (which must never connect to what they check).
+type Lookup = Arc<dyn Fn(String) -> BoxFuture<'static, LookupResult> + Send + Sync>;
+
+fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+    })
+}
+
+/// Resolves for reqwest and hands it only addresses [`screen`] passed: the
+/// connection goes to exactly the addresses that were checked.
 struct GuardedResolver {
     policy: TargetPolicy,
+    lookup: Lookup,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
         let host = name.as_str().to_owned();
+        let lookup = (self.lookup)(host.clone());
         Box::pin(async move {
-            let addresses: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            // One refused address refuses the host: a name that mixes public
-            // and private answers is exactly what rebinding looks like.
-            for address in &addresses {
-                if let Some(reason) = policy.refuses(address.ip()) {
-                    return Err(Box::new(RefusedTarget {
-                        host,
-                        address: address.ip(),
-                        reason,
-                    })
-                        as Box<dyn std::error::Error + Send + Sync>);
-                }
-            }
-            Ok(Box::new(addresses.into_iter()) as Addrs)
+            let addresses = lookup.await?;
+            let allowed = screen(&host, addresses, policy)
+                .map_err(|refused| Box::new(refused) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
 }
@@ -86,7 +116,10 @@ pub fn guarded_client(
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .user_agent(user_agent)
-        .dns_resolver(Arc::new(GuardedResolver { policy }))
+        .dns_resolver(Arc::new(GuardedResolver {
+            policy,
+            lookup: system_lookup(),
+        }))
         .build()
 }
 
@@ -209,10 +242,112 @@ pub async fn check_target(
     if addresses.is_empty() {
         return Err(WebhookTargetError::Unresolvable(host));
     }
-    for address in addresses {
-        if let Some(reason) = policy.refuses(address.ip()) {
-            return Err(WebhookTargetError::Refused { host, reason });
+    screen(&host, addresses, *policy).map_err(|refused| WebhookTargetError::Refused {
+        host: format!("{host} ({})", refused.address),
+        reason: refused.reason,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resolver whose DNS answers `answers` for every name: nothing is
+    /// looked up and nothing is connected to, only the guard runs.
+    fn resolver(policy: TargetPolicy, answers: &[&str]) -> GuardedResolver {
+        let answers: Vec<SocketAddr> = answers
+            .iter()
+            .map(|a| SocketAddr::new(a.parse().expect("an address"), 0))
+            .collect();
+        GuardedResolver {
+            policy,
+            lookup: Arc::new(move |_host| {
+                let answers = answers.clone();
+                Box::pin(async move { Ok(answers) })
+            }),
         }
     }
-    Ok(())
+
+    async fn resolve(resolver: &GuardedResolver) -> Result<Vec<SocketAddr>, String> {
+        let name: Name = "hooks.example.com".parse().expect("a name");
+        match resolver.resolve(name).await {
+            Ok(addresses) => Ok(addresses.collect()),
+            Err(err) => {
+                assert!(
+                    err.downcast_ref::<RefusedTarget>().is_some(),
+                    "not the guard's refusal: {err}"
+                );
+                Err(err.to_string())
+            }
+        }
+    }
+
+    const STRICT: TargetPolicy = TargetPolicy {
+        allow_http: false,
+        allow_private: false,
+    };
+
+    /// At connection time a name whose DNS answer lies in a special-purpose
+    /// block is refused by the resolver, before reqwest gets an address to
+    /// connect to; alone or mixed with a public answer (rebinding).
+    #[tokio::test]
+    async fn the_resolver_refuses_special_purpose_answers_before_any_connection() {
+        for (answer, says) in [
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.254", "benchmarking"),
+            ("192.0.0.8", "dummy"),
+            ("192.0.2.1", "documentation"),
+            ("192.88.99.1", "6to4 Relay Anycast"),
+            ("240.0.0.1", "reserved"),
+            ("64:ff9b::a00:1", "NAT64"),
+            ("64:ff9b::5db8:d822", "NAT64"),
+            ("64:ff9b:1::1", "local-use NAT64"),
+            ("2002:a00:1::1", "6to4"),
+            ("2002:5db8:d822::1", "6to4"),
+            ("2001::1", "Teredo"),
+            ("::5db8:d822", "IPv4-compatible"),
+            ("fec0::1", "site-local"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("100::1", "Discard-Only"),
+            ("5f00::1", "SRv6"),
+            ("4000::1", "Reserved by IETF"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("169.254.169.254", "link-local"),
+        ] {
+            for answers in [vec![answer], vec!["93.184.216.34", answer]] {
+                let refused = resolve(&resolver(STRICT, &answers))
+                    .await
+                    .expect_err(answer);
+                assert!(
+                    refused.contains(says) && refused.contains(answer),
+                    "{answers:?}: {refused}"
+                );
+            }
+        }
+        // Public answers come back as they are, to be connected to.
+        let public = resolve(&resolver(STRICT, &["93.184.216.34", "2606:4700::1111"]))
+            .await
+            .expect("public");
+        assert_eq!(public.len(), 2);
+    }
+
+    /// With private targets allowed, a private answer passes, and the
+    /// blocks that are never opened are still refused at connection.
+    #[tokio::test]
+    async fn with_private_targets_allowed_the_resolver_still_refuses_what_is_never_opened() {
+        let open = TargetPolicy {
+            allow_http: true,
+            allow_private: true,
+        };
+        assert!(
+            resolve(&resolver(open, &["10.0.0.7", "127.0.0.1"]))
+                .await
+                .is_ok()
+        );
+        for answer in ["0.0.0.0", "169.254.169.254", "64:ff9b::7f00:1", "224.0.0.1"] {
+            resolve(&resolver(open, &[answer])).await.expect_err(answer);
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod rate_limit;
 mod record;
 mod scope;
 pub mod sigv4;
+pub mod special_addresses;
 mod user;
 mod webhook;
 mod webhook_key;
@@ -32,10 +33,11 @@ pub use scope::{
     SUPPORTED_SCOPES, Scope, ScopeError, ScopeSet, TENANT_MANAGE, TOKENS_EXCHANGE, USERS_MANAGE,
     WEBHOOKS_MANAGE, WEBHOOKS_WRITE,
 };
+pub use special_addresses::{Refusal, TargetPolicy};
 pub use user::{Email, Role, UserStatus};
 pub use webhook::{
-    TEST_EVENT_TYPE, TargetPolicy, WEBHOOK_EVENT_TYPES, WebhookEventTypes, WebhookTargetError,
-    WebhookUrl, parse_collections,
+    TEST_EVENT_TYPE, WEBHOOK_EVENT_TYPES, WebhookEventTypes, WebhookTargetError, WebhookUrl,
+    parse_collections,
 };
 pub use webhook_key::{WEBHOOK_KEY_INFO, WebhookSigningKey};
 

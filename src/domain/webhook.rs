@@ -2,9 +2,10 @@
 //! and what it may announce.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use super::CollectionName;
+use super::special_addresses::{Refusal, TargetPolicy};
 
 /// Every event an endpoint can listen to.
 pub const WEBHOOK_EVENT_TYPES: [&str; 6] = [
@@ -19,85 +20,6 @@ pub const WEBHOOK_EVENT_TYPES: [&str; 6] = [
 /// The event a "send test event" call sends, whatever the endpoint listens to.
 pub const TEST_EVENT_TYPE: &str = "webhook.test";
 
-/// Where deliveries may go. By default only public addresses over https.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TargetPolicy {
-    /// Allow plain `http://` URLs.
-    pub allow_http: bool,
-    /// Allow loopback, private, link-local and other non-public addresses
-    /// (tests, or receivers on a private network by choice).
-    pub allow_private: bool,
-}
-
-impl TargetPolicy {
-    /// Why `address` may not be sent to, or `None` when it may.
-    pub fn refuses(&self, address: IpAddr) -> Option<&'static str> {
-        if self.allow_private {
-            return None;
-        }
-        non_public(address)
-    }
-}
-
-/// Why an address is not a public unicast address.
-fn non_public(address: IpAddr) -> Option<&'static str> {
-    match address {
-        IpAddr::V4(v4) => non_public_v4(v4),
-        IpAddr::V6(v6) => {
-            // ::ffff:a.b.c.d and ::a.b.c.d reach the IPv4 address.
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return non_public_v4(v4);
-            }
-            let segments = v6.segments();
-            if segments[..6].iter().all(|s| *s == 0) && !v6.is_loopback() && !v6.is_unspecified() {
-                return non_public_v4(Ipv4Addr::new(
-                    (segments[6] >> 8) as u8,
-                    segments[6] as u8,
-                    (segments[7] >> 8) as u8,
-                    segments[7] as u8,
-                ));
-            }
-            non_public_v6(v6)
-        }
-    }
-}
-
-fn non_public_v4(v4: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = v4.octets();
-    if v4.is_unspecified() || a == 0 {
-        Some("an unspecified address")
-    } else if v4.is_loopback() {
-        Some("a loopback address")
-    } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
-        Some("a private address")
-    } else if v4.is_link_local() {
-        Some("a link-local address (such as the cloud metadata service)")
-    } else if v4.is_multicast() {
-        Some("a multicast address")
-    } else if v4.is_broadcast() || a >= 240 {
-        Some("a reserved address")
-    } else {
-        None
-    }
-}
-
-fn non_public_v6(v6: Ipv6Addr) -> Option<&'static str> {
-    let first = v6.segments()[0];
-    if v6.is_unspecified() {
-        Some("an unspecified address")
-    } else if v6.is_loopback() {
-        Some("a loopback address")
-    } else if (first & 0xfe00) == 0xfc00 {
-        Some("a private address")
-    } else if (first & 0xffc0) == 0xfe80 {
-        Some("a link-local address")
-    } else if v6.is_multicast() {
-        Some("a multicast address")
-    } else {
-        None
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookTargetError {
     #[error("the URL is not valid: {0}")]
@@ -110,13 +32,19 @@ pub enum WebhookTargetError {
     NoHost,
     #[error("the URL is longer than 2048 characters")]
     TooLong,
-    #[error(
-        "the URL's host {host} is {reason}; Keyport sends webhooks to public addresses only \
-         (see webhook_allow_private_targets)"
-    )]
-    Refused { host: String, reason: &'static str },
+    #[error("the URL's host {host} is {reason}; {}", advice(.reason))]
+    Refused { host: String, reason: Refusal },
     #[error("the URL's host {0} does not resolve")]
     Unresolvable(String),
+}
+
+/// What the operator can do about a refusal, if anything.
+pub(crate) fn advice(reason: &Refusal) -> &'static str {
+    if reason.opened_by_allow_private() {
+        "Keyport sends only to public addresses (see webhook_allow_private_targets)"
+    } else {
+        "Keyport never sends there, whatever its settings"
+    }
 }
 
 /// An endpoint URL that parsed and passed the policy's static checks; the
@@ -153,7 +81,7 @@ impl WebhookUrl {
                 {
                     return Err(WebhookTargetError::Refused {
                         host: domain.to_owned(),
-                        reason: "a loopback address",
+                        reason: Refusal::localhost(),
                     });
                 }
             }
@@ -292,6 +220,12 @@ mod tests {
             "https://224.0.0.1/hook",
             "https://[ff02::1]/hook",
             "https://255.255.255.255/hook",
+            "https://198.18.0.1/hook",
+            "https://[64:ff9b::127.0.0.1]/hook",
+            "https://[64:ff9b::93.184.216.34]/hook",
+            "https://[2002:7f00:1::]/hook",
+            "https://[fec0::1]/hook",
+            "https://[::93.184.216.34]/hook",
         ] {
             let err = WebhookUrl::parse(url, &strict()).expect_err(url);
             assert!(

@@ -15,6 +15,7 @@ mod records;
 mod sealed;
 mod sessions;
 mod signing_keys;
+mod sqlite_files;
 mod tenants;
 mod users;
 mod webhooks;
@@ -193,6 +194,7 @@ impl Store {
             backend,
             url,
             sqlite_file,
+            creates,
         } = prepare_url(&settings.url)?;
         // Before connecting: a missing master key stops start-up before any
         // file or connection is opened.
@@ -204,6 +206,9 @@ impl Store {
                 (Backend::Sqlite, None) => sealing::Database::SqliteMemory,
             },
         )?;
+        if let Some(file) = &sqlite_file {
+            sqlite_files::restrict(file, creates)?;
+        }
         let options = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout);
@@ -295,6 +300,8 @@ struct PreparedUrl {
     url: String,
     /// The database file, for SQLite databases that live in one.
     sqlite_file: Option<PathBuf>,
+    /// Whether SQLite may create the file (`mode=rwc`).
+    creates: bool,
 }
 
 /// Picks the backend from the URL and, for SQLite, makes sure the file can be
@@ -305,6 +312,7 @@ fn prepare_url(url: &str) -> Result<PreparedUrl> {
             backend: Backend::Postgres,
             url: url.to_owned(),
             sqlite_file: None,
+            creates: false,
         });
     }
     let rest = url
@@ -343,10 +351,12 @@ fn prepare_url(url: &str) -> Result<PreparedUrl> {
         Ok(decoded) if !in_memory => Some(PathBuf::from(decoded.as_ref())),
         _ => None,
     };
+    let creates = query.split('&').any(|p| p == "mode=rwc");
     Ok(PreparedUrl {
         backend: Backend::Sqlite,
         url: format!("sqlite://{path}?{query}"),
         sqlite_file,
+        creates,
     })
 }
 

@@ -38,6 +38,8 @@ mod sealed_storage;
 mod sessions;
 mod signed_webhooks;
 mod sigv4;
+mod sqlite_files;
+mod target_addresses;
 mod tls;
 mod token;
 mod token_exchange;

@@ -334,6 +334,9 @@ mod tests {
             jwks_timeout: Duration::from_secs(1),
             jwks_min_refresh: Duration::ZERO,
             jwks_max_age: Duration::from_secs(60),
+            jwks_connect_timeout: Duration::from_secs(1),
+            max_trusted_issuers: 20,
+            max_subject_token_lifetime: Duration::from_secs(3600),
         });
         for url in ["http://0.0.0.0:9/jwks", "http://[::ffff:0.0.0.0]:9/jwks"] {
             match keys.candidates(url, None, SigningAlgorithm::Es256).await {

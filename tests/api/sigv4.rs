@@ -36,6 +36,7 @@ crate::on_both_backends!(
     a_signed_request_with_an_unsigned_idempotency_key_is_refused,
     a_post_signed_again_with_the_same_signed_idempotency_key_stores_once,
     a_signed_get_sent_again_within_its_window_is_still_served,
+    the_replay_cache_admits_a_signature_once_and_sweeps_only_rows_past_their_window,
 );
 
 const REGION: &str = "us-east-1";
@@ -1429,4 +1430,28 @@ async fn a_signed_get_sent_again_within_its_window_is_still_served(backend: Back
         let response = app.client.get(&url).send().await.expect("presigned");
         assert_eq!(response.status(), 200);
     }
+}
+
+/// The cache's two statements, on a file (SQLite's direct writer) and on
+/// PostgreSQL: a digest is admitted once until swept; only rows whose
+/// window ended go.
+async fn the_replay_cache_admits_a_signature_once_and_sweeps_only_rows_past_their_window(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let store = &app.store;
+    let at = chrono::Utc::now().timestamp();
+    let (ended, open) = ("a".repeat(64), "b".repeat(64));
+    assert!(store.first_sigv4_use(&ended, at - 10).await.unwrap());
+    assert!(!store.first_sigv4_use(&ended, at - 10).await.unwrap());
+    assert!(store.first_sigv4_use(&open, at + 900).await.unwrap());
+    assert_eq!(store.sweep_sigv4_replays(at).await.unwrap(), 1);
+    assert!(
+        !store.first_sigv4_use(&open, at + 900).await.unwrap(),
+        "kept until its window ends"
+    );
+    assert!(
+        store.first_sigv4_use(&ended, at + 900).await.unwrap(),
+        "swept"
+    );
 }

@@ -13,8 +13,9 @@
 --
 -- A logged table, unlike dpop_proofs (migration 0010): a replayed write
 -- stores its records again, so the rows must survive a crash and reach
--- standbys. The write a signature authorises is logged anyway, and a
--- signed write is rarer than a DPoP proof.
+-- standbys. The insert commits with synchronous_commit = off: the write
+-- the signature authorises commits after it, and flushing that commit
+-- flushes this row too (see src/storage/sigv4.rs).
 CREATE TABLE sigv4_replays (
     id          TEXT PRIMARY KEY,
     expires_at  BIGINT NOT NULL

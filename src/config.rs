@@ -154,7 +154,9 @@ pub struct Sigv4Settings {
     pub region: String,
     /// The service in the credential scope (`keyport` by default).
     pub service: String,
-    /// How far `X-Amz-Date` may be from the server's clock, either way.
+    /// How far `X-Amz-Date` may be from the server's clock, either way;
+    /// also how long the signature of a write is remembered (it is
+    /// accepted once).
     pub max_skew: Duration,
 }
 

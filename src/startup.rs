@@ -153,6 +153,7 @@ impl Application {
             Arc::downgrade(&alive),
         );
         crate::service::dpop::spawn_sweeper(store.clone(), Arc::downgrade(&alive));
+        crate::service::sigv4::spawn_sweeper(store.clone(), Arc::downgrade(&alive));
         service.revoked.refresh(&store).await?;
         service.revoked.spawn_refresher(
             store.clone(),

@@ -18,7 +18,8 @@
 //!   characters left bare, sorted by name then value, `X-Amz-Signature`
 //!   left out of a presigned URL;
 //! - the headers named in `SignedHeaders` (lower-case, sorted, `host`
-//!   always among them), values trimmed with inner runs of spaces collapsed;
+//!   always among them, and `idempotency-key` whenever it is sent), values
+//!   trimmed with inner runs of spaces collapsed;
 //! - the payload hash: `X-Amz-Content-Sha256` when sent (it must be the
 //!   body's digest), otherwise the digest of the body received.
 
@@ -36,6 +37,17 @@ pub const MAX_PRESIGNED_EXPIRY_SECONDS: i64 = 7 * 24 * 3600;
 /// SHA-256 of nothing: the payload hash of a request without a body.
 pub const EMPTY_PAYLOAD_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// What a replay digest is computed for ([`SignedRequest::replay_id`]);
+/// changing it forgets every signature seen.
+const REPLAY_PURPOSE: &[u8] = b"keyport sigv4 replay v1\0";
+
+/// Whether `method` only reads (RFC 9110 §9.2.1): a signature of a safe
+/// request may be sent again within its window, any other only once.
+pub fn is_safe_method(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS", "TRACE"]
+        .iter()
+        .any(|safe| method.eq_ignore_ascii_case(safe))
+}
 
 /// Why a SigV4 request is refused before any key is looked at. Each has a
 /// stable code the HTTP answer carries.
@@ -53,7 +65,8 @@ pub enum Sigv4Fault {
     RequestExpired,
     /// The credential scope names another date, region, service or terminator.
     InvalidCredentialScope,
-    /// `host`, `x-amz-date` or `x-amz-content-sha256` is sent but not signed.
+    /// `host`, `x-amz-date`, `x-amz-content-sha256` or `idempotency-key`
+    /// is sent but not signed.
     HeaderNotSigned,
     /// A header named in `SignedHeaders` is not in the request.
     SignedHeaderMissing,
@@ -193,6 +206,12 @@ pub struct SignedRequest {
     pub scope: CredentialScope,
     /// `X-Amz-Date` as sent.
     pub amz_date: String,
+    /// The last second this signature is accepted: `X-Amz-Date` plus the
+    /// allowed skew, or plus `X-Amz-Expires` for a presigned URL.
+    pub valid_until: UnixTime,
+    /// Whether the method changes data (anything but GET, HEAD, OPTIONS and
+    /// TRACE): such a signature is accepted once ([`SignedRequest::replay_id`]).
+    pub changes_data: bool,
     pub canonical_request: String,
     pub string_to_sign: String,
     signature: [u8; 32],
@@ -239,6 +258,21 @@ impl SignedRequest {
     pub fn verify(&self, key: &Sigv4SigningKey) -> bool {
         let expected = hmac::sign(&key.0, self.string_to_sign.as_bytes());
         expected.as_ref().ct_eq(&self.signature).into()
+    }
+
+    /// What the replay cache remembers this signature by, for the key with
+    /// id `key_id`: SHA-256 over a purpose label, the key's id and the
+    /// signature, so the signature itself is never stored and two keys'
+    /// signatures never collide.
+    pub fn replay_id(&self, key_id: &str) -> [u8; 32] {
+        let mut context = digest::Context::new(&digest::SHA256);
+        context.update(REPLAY_PURPOSE);
+        context.update(key_id.as_bytes());
+        context.update(&[0]);
+        context.update(&self.signature);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.finish().as_ref());
+        out
     }
 
     /// Parses and checks a request that [`presentation`] found signed.
@@ -455,6 +489,10 @@ impl Claimed {
             );
         }
         let skew = expect.max_skew_seconds;
+        let valid_until = match self.expires {
+            None => signed_at + skew,
+            Some(expires) => signed_at + expires,
+        };
         match self.expires {
             None if (signed_at - expect.now).abs() > skew => {
                 return refuse(
@@ -491,18 +529,25 @@ impl Claimed {
         if self.presentation == Presentation::Header {
             must_sign.push("x-amz-date");
         }
-        if request
-            .header_values("x-amz-content-sha256")
-            .next()
-            .is_some()
-        {
-            must_sign.push("x-amz-content-sha256");
+        // An unsigned Idempotency-Key could be added or changed by whoever
+        // holds a copy of the request, so the retry of a write would not be
+        // told apart from a new one.
+        for name in ["x-amz-content-sha256", "idempotency-key"] {
+            if request.header_values(name).next().is_some() {
+                must_sign.push(name);
+            }
         }
         for name in must_sign {
             if !self.signed_headers.iter().any(|h| h == name) {
+                let why = if name == "idempotency-key" {
+                    "; unsigned, it could be changed by anyone holding a copy of the request, \
+                     who could then send it again as a new one"
+                } else {
+                    ""
+                };
                 return refuse(
                     Sigv4Fault::HeaderNotSigned,
-                    format!("the {name} header must be signed: add it to SignedHeaders"),
+                    format!("the {name} header must be signed: add it to SignedHeaders{why}"),
                 );
             }
         }
@@ -565,6 +610,8 @@ impl Claimed {
             access_key_id: self.access_key_id,
             scope: self.scope,
             amz_date: self.amz_date,
+            valid_until,
+            changes_data: !is_safe_method(request.method),
             canonical_request,
             string_to_sign,
             signature: self.signature,
@@ -1103,6 +1150,7 @@ mod tests {
             ),
             (vec![host.clone(), date.clone(), sha("UNSIGNED-PAYLOAD"), with_sha.clone()], SUITE_NOW, Sigv4Fault::MalformedContentSha256),
             (vec![host.clone(), date.clone(), sha(EMPTY_PAYLOAD_SHA256), plain.clone()], SUITE_NOW, Sigv4Fault::HeaderNotSigned),
+            (vec![host.clone(), date.clone(), ("idempotency-key", "order-1".to_owned()), plain.clone()], SUITE_NOW, Sigv4Fault::HeaderNotSigned),
             (vec![host.clone(), date.clone(), sha(&"0".repeat(64)), with_sha.clone()], SUITE_NOW, Sigv4Fault::ContentSha256Mismatch),
         ];
         for (headers, now, expected) in cases {
@@ -1182,6 +1230,79 @@ mod tests {
             presentation(None, "a=1&X-Amz-Signature=00"),
             Some(Presentation::Query)
         );
+    }
+
+    #[test]
+    fn a_signed_idempotency_key_is_part_of_the_canonical_request() {
+        let authorization = authorization(
+            "host;idempotency-key;x-amz-date",
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+        );
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("host", b"example.amazonaws.com"),
+            ("x-amz-date", SUITE_DATE.as_bytes()),
+            ("idempotency-key", b"order-1"),
+            ("authorization", authorization.as_bytes()),
+        ];
+        let parts = RequestParts {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        let signed = SignedRequest::parse(&parts, Presentation::Header, &suite_expectation())
+            .expect("a signed Idempotency-Key");
+        assert!(
+            signed
+                .canonical_request
+                .contains("\nidempotency-key:order-1\n"),
+            "{}",
+            signed.canonical_request
+        );
+    }
+
+    #[test]
+    fn writes_are_one_time_and_remembered_for_their_window_by_key() {
+        let authorization = authorization(
+            "host;x-amz-date",
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
+        );
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("host", b"example.amazonaws.com"),
+            ("x-amz-date", SUITE_DATE.as_bytes()),
+            ("authorization", authorization.as_bytes()),
+        ];
+        let parts = |method| RequestParts {
+            method,
+            path: "/",
+            query: "",
+            headers: &headers,
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        for (method, one_time) in [
+            ("GET", false),
+            ("head", false),
+            ("OPTIONS", false),
+            ("POST", true),
+            ("PUT", true),
+            ("PATCH", true),
+            ("DELETE", true),
+            ("PROPFIND", true),
+        ] {
+            let signed =
+                SignedRequest::parse(&parts(method), Presentation::Header, &suite_expectation())
+                    .expect(method);
+            assert_eq!(signed.changes_data, one_time, "{method}");
+            assert_eq!(signed.valid_until, SUITE_NOW + 900, "{method}");
+        }
+        let signed =
+            SignedRequest::parse(&parts("POST"), Presentation::Header, &suite_expectation())
+                .unwrap();
+        let id = signed.replay_id("key-a");
+        assert_eq!(id, signed.replay_id("key-a"));
+        assert_ne!(id, signed.replay_id("key-b"), "scoped per key");
+        assert_ne!(id, signed.signature, "a digest, not the signature");
     }
 
     #[test]

@@ -109,11 +109,38 @@ pub fn sigv4_collection(settings: &Settings) -> Value {
                 "Check the key: who a signed request acts as.",
                 vec![whoami_item()],
             ),
-            webhooks_folder(),
+            signed_webhooks_folder(),
             reports_folder(),
             discovery_folder(),
         ],
     })
+}
+
+/// The Webhooks folder, its replay signed as a retry. A signed write is
+/// accepted once, and `X-Amz-Date` counts whole seconds: a replay sent in
+/// the same second as the push (newman's run, a quick second click) would
+/// carry the push's very signature, and be refused as a copy of it. So the
+/// replay numbers its attempt in a signed header, as SigV4 client
+/// libraries do on a retry; its signature is then its own.
+fn signed_webhooks_folder() -> Value {
+    let mut folder = webhooks_folder();
+    let replays = folder["item"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter(|item| item["name"] == REPLAY_NAME);
+    for replay in replays {
+        if let Some(headers) = replay["request"]["header"].as_array_mut() {
+            headers.push(json!({
+                "key": "amz-sdk-request",
+                "value": "attempt=2; max=2",
+                "description": "A retry's attempt number, signed: a signed write is accepted \
+                                once, so each attempt must differ from the last in something \
+                                signed (X-Amz-Date counts whole seconds).",
+            }));
+        }
+    }
+    folder
 }
 
 /// The AWS Signature variant for one key, its access key ID filled in.
@@ -390,6 +417,9 @@ fn push_request(description: &str, idempotency_key: &str) -> Value {
     })
 }
 
+/// Webhooks / the push sent again.
+const REPLAY_NAME: &str = "Replay the push (same Idempotency-Key)";
+
 fn webhooks_folder() -> Value {
     let push = json!({
         "name": "Push a record",
@@ -404,7 +434,7 @@ fn webhooks_folder() -> Value {
         ),
     });
     let replay = json!({
-        "name": "Replay the push (same Idempotency-Key)",
+        "name": REPLAY_NAME,
         "event": [tests(REPLAY_TESTS)],
         "request": push_request(
             "The same push again, with the same Idempotency-Key and body: Keyport stores \
@@ -599,6 +629,17 @@ mod tests {
             .map(|f| f["name"].as_str().unwrap())
             .collect();
         assert_eq!(folders, ["Who am I", "Webhooks", "Reports", "Discovery"]);
+        // The replay is signed as a retry: a signed header tells it apart.
+        let replay = &doc["item"][1]["item"][1];
+        assert_eq!(replay["name"], REPLAY_NAME);
+        assert!(
+            replay["request"]["header"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["key"] == "amz-sdk-request"),
+            "{replay}"
+        );
         let keyed = sigv4_collection_for_key(&settings(), "kpc_abc");
         assert_eq!(variable_value(&keyed, "access_key"), "kpc_abc");
         assert_eq!(variable_value(&keyed, "secret_key"), "");

@@ -12,7 +12,9 @@
 //! - `?api_key=<secret>` only when `allow_api_key_query` is on;
 //! - an AWS Signature Version 4 (`Authorization: AWS4-HMAC-SHA256 …` with
 //!   `X-Amz-Date`, or a presigned GET URL) by a key that allows it, acting
-//!   as its owner; the body's digest comes from `signed_body`.
+//!   as its owner; the body's digest comes from `signed_body`. A sent
+//!   `Idempotency-Key` must be signed, and a signed write is accepted once
+//!   (`service::sigv4`).
 
 use std::net::IpAddr;
 

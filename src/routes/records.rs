@@ -230,6 +230,8 @@ pub async fn pull_one(
 
 /// Stores one JSON object or an array of them. A retry with the same
 /// `Idempotency-Key` stores nothing new and answers the original response.
+/// On a SigV4-signed push the key must be signed, and each attempt signed
+/// anew (`Caller` refuses the rest).
 #[utoipa::path(
     post,
     path = "/api/v1/webhooks/{collection}",
@@ -237,7 +239,7 @@ pub async fn pull_one(
     tag = "webhooks",
     params(
         ("collection" = String, Path, description = "1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters without spaces, optionally in double quotes", pattern = "^[!#-~]{1,255}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters without spaces, optionally in double quotes. On a request signed with AWS Signature Version 4 it must be among the signed headers (401 `header_not_signed` otherwise), and a retry is signed again: a signed push is accepted once (401 `signature_replayed`)", pattern = "^[!#-~]{1,255}$"),
     ),
     request_body(content = doc::PushBody, content_type = "application/json"),
     security(("bearer" = []), ("apiKey" = [])),
@@ -327,6 +329,10 @@ pub async fn push(
     Ok(answer.content_type("application/json").body(body))
 }
 
+/// The `Idempotency-Key` header, parsed. On a SigV4-signed request it is
+/// trusted because `Caller` (run before the handler) refused the request
+/// unless the header is among the signed ones: the key is then the signer's,
+/// not whatever a copy of the request was given.
 fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
     let mut values = req.headers().get_all("idempotency-key");
     let Some(value) = values.next() else {

@@ -8,10 +8,20 @@
 //! and the four HMACs of the derivation are saved, not the key's status.
 //! Revoking, disabling and deleting a key drop its entry (on this instance;
 //! elsewhere the status read refuses the key and drops it there).
+//!
+//! A signature of a request that changes data (any method but GET, HEAD,
+//! OPTIONS, TRACE) is accepted once: the replay cache (table
+//! `sigv4_replays`, shared by every instance on one database) remembers a
+//! digest of it until its `X-Amz-Date` is no longer accepted. A copy of a
+//! signed write, sent again by whoever captured it, stores nothing; a
+//! client's retry is signed again (a new `X-Amz-Date`, or a changed signed
+//! header), with the same signed `Idempotency-Key` when it must not store
+//! twice. Reads stay repeatable within their window.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use super::Service;
 use super::clients::{self, AuthenticatedKey, ClientAuthError};
@@ -21,11 +31,20 @@ use crate::domain::sigv4::{
     Sigv4SigningKey,
 };
 use crate::domain::{ClientId, KeyProof, Principal, now};
-use crate::storage::StorageError;
+use crate::storage::{StorageError, Store};
+use crate::telemetry::error_chain;
 
 /// Entries kept at most; past it the cache starts over (a key's next
 /// request derives its signing key again).
 const MAX_CACHED: usize = 10_000;
+
+/// How long a write's signature is remembered past the end of its window:
+/// instances' clocks differ a little, and one whose clock is behind the
+/// sweeper's still accepts the date for that long.
+const REPLAY_LEEWAY_SECONDS: i64 = 60;
+
+/// How often signatures past their window are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Derived signing keys, per key id, for the scope they were derived for.
 #[derive(Clone, Default)]
@@ -90,6 +109,14 @@ pub enum Sigv4Refusal {
         canonical_request: String,
         string_to_sign: String,
     },
+    /// The signature of a request that changes data was accepted before.
+    #[error(
+        "this signature was already used: a signed request that changes data (any method but \
+         GET, HEAD, OPTIONS and TRACE) is accepted once. Sign each attempt anew (a later \
+         X-Amz-Date, or another value in a signed header); to retry a push without storing it \
+         twice, sign the retry with the same Idempotency-Key"
+    )]
+    Replayed,
     /// The key proved itself but may not be used: revoked, disabled,
     /// expired, its owner disabled, or outside its allow-list; or too many
     /// failures from here; or the database.
@@ -110,6 +137,7 @@ impl Sigv4Refusal {
             Sigv4Refusal::Malformed(err) => err.fault.code(),
             Sigv4Refusal::UnknownAccessKey => "invalid_access_key_id",
             Sigv4Refusal::Mismatch { .. } => "signature_mismatch",
+            Sigv4Refusal::Replayed => "signature_replayed",
             Sigv4Refusal::Key(err) => match err {
                 ClientAuthError::Revoked => "key_revoked",
                 ClientAuthError::Disabled => "key_disabled",
@@ -170,8 +198,53 @@ pub async fn authenticate(
         Ok(()) => key,
         Err(err) => return fail(err.into()),
     };
+    // Last of the checks, so a request refused for another reason does not
+    // use up its signature. Not a failure for the throttle: the signature
+    // is the key's own.
+    if signed.changes_data {
+        first_use(service, &signed, &key.key_id).await?;
+    }
     let key = clients::finish(service, Ok(key), access_key_id, address, UseKind::Sigv4)?;
     Ok(key.into_principal(Some(address), KeyProof::Sigv4))
+}
+
+/// Records the signature of a write in the replay cache; refused if it was
+/// there already. A database that cannot answer refuses the request (503)
+/// rather than risk storing it twice.
+async fn first_use(
+    service: &Service,
+    signed: &SignedRequest,
+    key_id: &str,
+) -> Result<(), Sigv4Refusal> {
+    let id: String = signed
+        .replay_id(key_id)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let expires_at = signed.valid_until + REPLAY_LEEWAY_SECONDS;
+    if service.store.first_sigv4_use(&id, expires_at).await? {
+        Ok(())
+    } else {
+        Err(Sigv4Refusal::Replayed)
+    }
+}
+
+/// Deletes remembered signatures past their window every minute, until
+/// `alive` is gone. Any instance may sweep; two sweeping at once delete
+/// nothing twice.
+pub fn spawn_sweeper(store: Store, alive: Weak<()>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            ticker.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            if let Err(err) = store.sweep_sigv4_replays(now()).await {
+                log::warn!("SigV4 replay cache sweep failed: {}", error_chain(&err));
+            }
+        }
+    });
 }
 
 /// The key behind the access key ID, if the signature is its own; then its

@@ -34,7 +34,8 @@ const KEEP_IDLE: usize = 8;
 pub(super) struct DirectReader {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// The one connection that writes DPoP proofs (`first_dpop_use`).
+    /// The one connection that writes replay rows (`first_use`): DPoP
+    /// proofs and SigV4 signatures of writes.
     replay_writer: Mutex<Option<Connection>>,
 }
 
@@ -54,8 +55,9 @@ impl DirectReader {
         *self.replay_writer.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Inserts a DPoP proof into the replay table (`sql`: the INSERT … ON
-    /// CONFLICT DO NOTHING the pool runs); whether a row was inserted.
+    /// Inserts a row into a replay table, DPoP's or SigV4's (`sql`: the
+    /// INSERT … ON CONFLICT DO NOTHING the pool runs); whether a row was
+    /// inserted.
     ///
     /// On a connection of its own with `synchronous = NORMAL`: the pool's
     /// connections keep SQLite's FULL, which syncs the WAL to disk at every
@@ -66,12 +68,11 @@ impl DirectReader {
     /// WAL mode NORMAL keeps the file consistent. The busy timeout is zero:
     /// when another connection holds the write lock (a push's group
     /// commit), the caller falls back to the pool, which waits.
-    pub(super) fn first_dpop_use(
-        &self,
-        sql: &str,
-        id: &str,
-        expires_at: i64,
-    ) -> rusqlite::Result<bool> {
+    ///
+    /// A SigV4 signature's row loses nothing to this: the WAL is written in
+    /// order, so the FULL commit of the write the signature authorised
+    /// (made after this insert) syncs this row to disk with it.
+    pub(super) fn first_use(&self, sql: &str, id: &str, expires_at: i64) -> rusqlite::Result<bool> {
         let mut writer = self.replay_writer.lock().unwrap_or_else(|e| e.into_inner());
         let connection = match writer.as_mut() {
             Some(connection) => connection,

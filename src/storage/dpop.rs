@@ -14,8 +14,7 @@ impl Store {
     /// On a SQLite file the insert runs on the calling thread, without a
     /// disk sync (see `DirectReader::first_dpop_use`), else through the pool.
     pub async fn first_dpop_use(&self, id: &str, expires_at: i64) -> Result<bool> {
-        if let Some(first) =
-            self.read_direct(|direct| direct.first_dpop_use(FIRST_USE, id, expires_at))
+        if let Some(first) = self.read_direct(|direct| direct.first_use(FIRST_USE, id, expires_at))
         {
             return Ok(first);
         }

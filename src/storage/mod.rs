@@ -15,6 +15,7 @@ mod records;
 mod sealed;
 mod sessions;
 mod signing_keys;
+mod sigv4;
 mod sqlite_files;
 mod tenants;
 mod users;

@@ -1,7 +1,8 @@
 //! AWS Signature Version 4: keys created with SigV4 allowed sign requests
 //! with curl's `--aws-sigv4`, botocore's `SigV4Auth`, the `aws4` npm
 //! package (and a signer written here, independent of the server's, for
-//! the bad-input table); every refusal is a 4xx with its code.
+//! the bad-input table); every refusal is a 4xx with its code. A signed
+//! write is accepted once, at any instance; its Idempotency-Key is signed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,8 +13,12 @@ use keyport::domain::sigv4::{Presentation, RequestParts};
 use keyport::service::keys as admin;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use crate::helpers::{Backend, TestApp, every_stored_row, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, every_stored_row, json_body, spawn_app, spawn_app_with, spawn_sibling,
+};
 use crate::python_client::python_interpreter;
 
 crate::on_both_backends!(
@@ -27,6 +32,11 @@ crate::on_both_backends!(
     revoked_disabled_and_expired_keys_are_refused_at_once_and_lose_their_cached_signing_key,
     presigned_urls_work_for_get_until_they_expire,
     the_region_and_service_are_configurable_and_published,
+    a_signed_post_sent_again_byte_for_byte_is_refused_at_every_instance_and_stored_once,
+    a_signed_request_with_an_unsigned_idempotency_key_is_refused,
+    a_post_signed_again_with_the_same_signed_idempotency_key_stores_once,
+    a_signed_get_sent_again_within_its_window_is_still_served,
+    the_replay_cache_admits_a_signature_once_and_sweeps_only_rows_past_their_window,
 );
 
 const REGION: &str = "us-east-1";
@@ -459,6 +469,30 @@ async fn curl_signs_get_and_post_requests_that_keyport_accepts(backend: Backend)
     let (status, pushed) = curl(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(status, 201, "{pushed}");
 
+    // curl signs the headers given with -H, an Idempotency-Key among them
+    // (an unsigned one is refused): its retry, run again a second later
+    // (a new X-Amz-Date), answers the original push.
+    let mut args = signed(app.url("/api/v1/webhooks/curl-retried"));
+    args.extend(
+        [
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "Idempotency-Key: curl-order-1",
+            "--data-binary",
+            r#"{"order": 1}"#,
+        ]
+        .map(str::to_owned),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, first) = curl(&args).await;
+    assert_eq!(status, 201, "{first}");
+    // X-Amz-Date counts whole seconds: after 1.1 s the retry's is later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, retried) = curl(&args).await;
+    assert_eq!(status, 201, "{retried}");
+    assert_eq!(retried["ids"], first["ids"], "the original answer");
+
     // A query whose values need encoding. curl 7.88 signs the query as
     // typed (later curls sort and encode it), so it is typed canonical.
     let args = signed(app.url("/api/v1/keys?label=env%3Dprod%20%26%20eu"));
@@ -776,6 +810,12 @@ async fn bad_signatures_are_refused_with_their_code_and_never_a_5xx(backend: Bac
         .header("x-amz-date", &good.date)
         .header("authorization", "AWS4-HMAC-SHA1 Credential=x/y");
     cases.push(("another algorithm", algorithm, "unsupported_algorithm"));
+    let unsigned_key = good.request(app).header("Idempotency-Key", "order-1");
+    cases.push((
+        "an Idempotency-Key not signed",
+        unsigned_key,
+        "header_not_signed",
+    ));
     let both = good.request(app).header("x-api-key", &f.secret);
     cases.push(("a key beside the signature", both, "invalid_request"));
 
@@ -1073,5 +1113,345 @@ async fn the_region_and_service_are_configurable_and_published(backend: Backend)
             metadata["sigv4_service"].as_str()
         ),
         (Some(REGION), Some(SERVICE))
+    );
+}
+
+// ------------------------------------------------ replays and Idempotency-Key
+
+/// The bytes a client puts on the wire for `signing`, signed for `host`:
+/// what an eavesdropper or a logging proxy captures, to send again as is.
+fn wire_bytes(signing: &Signing, host: &str) -> Vec<u8> {
+    let (authorization, _) = signing.signature(host);
+    let target = if signing.query.is_empty() {
+        signing.path.clone()
+    } else {
+        format!("{}?{}", signing.path, signing.query)
+    };
+    let mut head = format!(
+        "{} {target} HTTP/1.1\r\nhost: {host}\r\nx-amz-date: {}\r\nauthorization: {authorization}\r\n",
+        signing.method, signing.date
+    );
+    for (name, value) in &signing.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        signing.body.len()
+    ));
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&signing.body);
+    bytes
+}
+
+/// A response read off the wire: status, lower-case headers, JSON body.
+struct WireAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl WireAnswer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `bytes` as they are to the instance on `port`; reads the answer
+/// until the server closes the connection (`connection: close`).
+async fn send_bytes(port: u16, bytes: &[u8]) -> WireAnswer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(bytes).await.expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("answered within 30 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    WireAnswer {
+        status,
+        headers,
+        body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    }
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// How many records the key's owner (an admin) sees in `collection`, read
+/// with a signed GET.
+async fn records_in(f: &Fixture, collection: &str) -> usize {
+    let (status, page) = f
+        .sign("GET", &format!("/api/v1/reports/{collection}?limit=500"))
+        .send(&f.app)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["records"].as_array().expect("records").len()
+}
+
+/// Input tried: a signed push captured on the wire and sent again, byte for
+/// byte, to the instance that took it and to a second instance on the same
+/// database; and one signed push sent to both instances at once.
+async fn a_signed_post_sent_again_byte_for_byte_is_refused_at_every_instance_and_stored_once(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
+    let app = &f.app;
+    let sibling = spawn_sibling(app, &[]).await;
+    let host = format!("127.0.0.1:{}", app.port);
+    let push = f
+        .sign("POST", "/api/v1/webhooks/replayed")
+        .body(br#"{"amount": 100}"#, "application/json");
+    let bytes = wire_bytes(&push, &host);
+    let first = send_bytes(app.port, &bytes).await;
+    assert_eq!(
+        first.status, 201,
+        "the first sending stores: {}",
+        first.body
+    );
+    for (instance, port) in [
+        ("the same instance", app.port),
+        ("another instance", sibling.port),
+    ] {
+        let again = send_bytes(port, &bytes).await;
+        assert_eq!(
+            (again.status, again.body["error"].as_str()),
+            (401, Some("signature_replayed")),
+            "{instance}: {}",
+            again.body
+        );
+        let message = again.body["message"].as_str().expect("a message");
+        assert!(message.contains("Idempotency-Key"), "{message}");
+        assert!(
+            again
+                .header("www-authenticate")
+                .is_some_and(|c| c.contains("error=\"signature_replayed\"")),
+            "{instance}: {:?}",
+            again.headers
+        );
+    }
+    assert_eq!(records_in(&f, "replayed").await, 1, "stored once");
+
+    // One signature sent to two instances at the same time: one stores.
+    let raced = f
+        .sign("POST", "/api/v1/webhooks/raced")
+        .body(br#"{"amount": 7}"#, "application/json");
+    let bytes = wire_bytes(&raced, &host);
+    let (a, b) = tokio::join!(
+        send_bytes(app.port, &bytes),
+        send_bytes(sibling.port, &bytes)
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [201, 401], "{} / {}", a.body, b.body);
+    assert_eq!(records_in(&f, "raced").await, 1);
+
+    // The cache keeps a digest, never the signature.
+    let signature = push.signature(&host).1;
+    let rows = every_stored_row(&app.db).await;
+    assert!(
+        rows.iter().any(|(table, _)| table == "sigv4_replays"),
+        "the signatures are remembered in the database"
+    );
+    assert!(rows.iter().all(|(_, row)| !row.contains(&signature)));
+}
+
+/// Input tried: a signed push sent again with an Idempotency-Key added
+/// after signing (the replay an unsigned key allowed); a push whose
+/// Idempotency-Key is sent but left out of SignedHeaders; and a signed
+/// Idempotency-Key changed after signing.
+async fn a_signed_request_with_an_unsigned_idempotency_key_is_refused(backend: Backend) {
+    let f = fixture(backend).await;
+    let app = &f.app;
+    let host = format!("127.0.0.1:{}", app.port);
+    let push = f
+        .sign("POST", "/api/v1/webhooks/unsigned")
+        .body(br#"{"amount": 100}"#, "application/json");
+    let (status, body) = push.send(app).await;
+    assert_eq!(status, 201, "{body}");
+    for key in ["attacker-1", "attacker-2"] {
+        let resent = push
+            .request(app)
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .expect("resent");
+        assert_eq!(
+            resent.status(),
+            401,
+            "a new Idempotency-Key on a captured request"
+        );
+        let body = json_body(resent).await;
+        assert_eq!(body["error"], "header_not_signed", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("idempotency-key") && m.contains("SignedHeaders")),
+            "{body}"
+        );
+    }
+
+    let mut left_out = f
+        .sign("POST", "/api/v1/webhooks/unsigned")
+        .body(br#"{"amount": 5}"#, "application/json");
+    left_out
+        .headers
+        .push(("idempotency-key".to_owned(), "order-5".to_owned()));
+    left_out.signed = Some(
+        ["content-type", "host", "x-amz-date"]
+            .map(str::to_owned)
+            .to_vec(),
+    );
+    let (status, body) = left_out.send(app).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("header_not_signed")),
+        "{body}"
+    );
+
+    let mut signed = f
+        .sign("POST", "/api/v1/webhooks/unsigned")
+        .body(br#"{"amount": 6}"#, "application/json");
+    signed
+        .headers
+        .push(("idempotency-key".to_owned(), "order-6".to_owned()));
+    let changed = String::from_utf8(wire_bytes(&signed, &host))
+        .expect("text")
+        .replace("idempotency-key: order-6", "idempotency-key: order-7");
+    let answer = send_bytes(app.port, changed.as_bytes()).await;
+    assert_eq!(
+        (answer.status, answer.body["error"].as_str()),
+        (401, Some("signature_mismatch")),
+        "{}",
+        answer.body
+    );
+    assert_eq!(records_in(&f, "unsigned").await, 1, "only the first push");
+}
+
+/// Input tried: one push signed three times with the same signed
+/// Idempotency-Key (an earlier X-Amz-Date, then another signed header
+/// value, as a client's numbered attempts give).
+async fn a_post_signed_again_with_the_same_signed_idempotency_key_stores_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let app = &f.app;
+    let mut attempt = f
+        .sign("POST", "/api/v1/webhooks/retried")
+        .body(br#"{"order": 1001}"#, "application/json");
+    attempt
+        .headers
+        .push(("idempotency-key".to_owned(), "order-1001".to_owned()));
+    let response = attempt.request(app).send().await.expect("first attempt");
+    assert_eq!(response.status(), 201);
+    assert!(!response.headers().contains_key("idempotent-replayed"));
+    let first = json_body(response).await;
+
+    let signed_at = chrono::NaiveDateTime::parse_from_str(&attempt.date, "%Y%m%dT%H%M%SZ")
+        .expect("the date signed")
+        .and_utc()
+        .timestamp();
+    let mut earlier = attempt.clone();
+    earlier.date = amz_date(signed_at - 1);
+    let mut numbered = attempt.clone();
+    numbered
+        .headers
+        .push(("amz-sdk-request".to_owned(), "attempt=2; max=3".to_owned()));
+    for (what, retry) in [
+        ("a new X-Amz-Date", earlier),
+        ("a numbered attempt", numbered),
+    ] {
+        let response = retry.request(app).send().await.expect(what);
+        assert_eq!(response.status(), 201, "{what}");
+        assert_eq!(
+            response.headers()["idempotent-replayed"],
+            "true",
+            "{what}: the original answer"
+        );
+        let body = json_body(response).await;
+        assert_eq!(body["ids"], first["ids"], "{what}: {body}");
+    }
+    assert_eq!(records_in(&f, "retried").await, 1);
+}
+
+/// Input tried: one signed GET sent five times, byte for byte, to two
+/// instances; a presigned URL fetched twice.
+async fn a_signed_get_sent_again_within_its_window_is_still_served(backend: Backend) {
+    let f = fixture(backend).await;
+    let app = &f.app;
+    let sibling = spawn_sibling(app, &[]).await;
+    let host = format!("127.0.0.1:{}", app.port);
+    let bytes = wire_bytes(&f.sign("GET", "/api/v1/whoami"), &host);
+    for port in [app.port, app.port, sibling.port, app.port, sibling.port] {
+        let answer = send_bytes(port, &bytes).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["credential"], "sigv4");
+    }
+    let url = presign(
+        &f,
+        "/api/v1/whoami",
+        "",
+        chrono::Utc::now().timestamp(),
+        300,
+    );
+    for _ in 0..2 {
+        let response = app.client.get(&url).send().await.expect("presigned");
+        assert_eq!(response.status(), 200);
+    }
+}
+
+/// The cache's two statements, on a file (SQLite's direct writer) and on
+/// PostgreSQL: a digest is admitted once until swept; only rows whose
+/// window ended go.
+async fn the_replay_cache_admits_a_signature_once_and_sweeps_only_rows_past_their_window(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let store = &app.store;
+    let at = chrono::Utc::now().timestamp();
+    let (ended, open) = ("a".repeat(64), "b".repeat(64));
+    assert!(store.first_sigv4_use(&ended, at - 10).await.unwrap());
+    assert!(!store.first_sigv4_use(&ended, at - 10).await.unwrap());
+    assert!(store.first_sigv4_use(&open, at + 900).await.unwrap());
+    assert_eq!(store.sweep_sigv4_replays(at).await.unwrap(), 1);
+    assert!(
+        !store.first_sigv4_use(&open, at + 900).await.unwrap(),
+        "kept until its window ends"
+    );
+    assert!(
+        store.first_sigv4_use(&ended, at + 900).await.unwrap(),
+        "swept"
     );
 }

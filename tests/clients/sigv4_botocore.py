@@ -111,6 +111,60 @@ check(
     lambda b: b["error"] == "signature_mismatch" and b["canonical_request"].startswith("GET\n"),
 )
 
+# A push with an Idempotency-Key: botocore signs every header it sends but
+# a few hop-by-hop ones, so the key is signed (Keyport refuses an unsigned
+# one). The same prepared request sent again is refused: a signed write is
+# accepted once. A retry signed again (botocore signs each attempt anew and
+# numbers it in the signed amz-sdk-request header) with the same key
+# answers the original response and stores nothing new.
+def signed_push(attempt):
+    request = AWSRequest(
+        method="POST",
+        url=f"{BASE}/api/v1/webhooks/retried",
+        data=json.dumps({"invoice": 7}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": "invoice-7",
+            "amz-sdk-request": f"attempt={attempt}; max=3",
+        },
+    )
+    SigV4Auth(CREDENTIALS, SERVICE, REGION).add_auth(request)
+    return request.prepare()
+
+
+def send_prepared(prepared):
+    return requests.post(prepared.url, headers=dict(prepared.headers), data=prepared.body, timeout=30)
+
+
+first_attempt = signed_push(1)
+signed_names = first_attempt.headers["Authorization"].split("SignedHeaders=")[1].split(",")[0]
+stored = send_prepared(first_attempt)
+check(
+    "POST with a signed Idempotency-Key",
+    stored,
+    201,
+    lambda b: "idempotency-key" in signed_names.split(";") and b["count"] == 1,
+)
+check(
+    "the same signed POST sent again",
+    send_prepared(first_attempt),
+    401,
+    lambda b: b["error"] == "signature_replayed",
+)
+retried = send_prepared(signed_push(2))
+check(
+    "a retry signed again with the same Idempotency-Key",
+    retried,
+    201,
+    lambda b: retried.headers.get("Idempotent-Replayed") == "true" and b["ids"] == stored.json()["ids"],
+)
+check(
+    "the retried push stored once",
+    send("GET", "/api/v1/reports/retried?limit=10"),
+    200,
+    lambda b: len(b["records"]) == 1,
+)
+
 for failure in failures:
     print(failure, file=sys.stderr)
 print(json.dumps(checks))

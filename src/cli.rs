@@ -298,7 +298,9 @@ pub enum PublicKeyCommand {
     Remove {
         /// The key's id or client ID.
         key: String,
-        /// The public key's RFC 7638 thumbprint (see `list`).
+        /// The public key's RFC 7638 thumbprint (see `list`). Base64url, so
+        /// it may start with `-`: it is taken as the value, never a flag.
+        #[arg(allow_hyphen_values = true)]
         thumbprint: String,
     },
 }

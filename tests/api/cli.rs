@@ -1495,6 +1495,23 @@ async fn public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret(backe
         "{}",
         last.describe()
     );
+    // A thumbprint is base64url: one in 64 starts with `-`, and is still
+    // taken as the thumbprint (here one that no public key has).
+    let hyphen = keyport
+        .run(&[
+            "key",
+            "public-key",
+            "remove",
+            &client_id,
+            "-kynAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ])
+        .await;
+    assert_eq!(hyphen.code, Some(1), "{}", hyphen.describe());
+    assert!(
+        hyphen.output().contains("-kynAAAA") && !hyphen.output().contains("unexpected argument"),
+        "{}",
+        hyphen.describe()
+    );
     let not_json = keyport
         .run(&[
             "key",

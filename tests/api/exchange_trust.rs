@@ -4,7 +4,7 @@
 //! its company, a slow issuer delays nobody else, and what a rule or an
 //! external token may be is bounded.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -41,6 +41,15 @@ async fn trust_main_branch_for(app: &TestApp, company: &Company, jwks_url: &str,
     )
     .await;
     assert_eq!(status, 201, "{rule}");
+}
+
+/// Waits until `fetches` reaches `count`, failing (never hanging) after 30 s.
+async fn wait_for_fetches(fetches: &AtomicUsize, count: usize, why: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fetches.load(Ordering::SeqCst) < count {
+        assert!(tokio::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn anonymous_exchange(app: &TestApp, token: &str) -> (u16, Value) {
@@ -233,9 +242,12 @@ async fn a_hanging_issuer_delays_no_other_companys_exchange(backend: Backend) {
         })
     };
     // The slow issuer has the request and holds it.
-    while slow.fetches.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_fetches(
+        &slow.fetches,
+        1,
+        "the slow issuer was never asked for its keys",
+    )
+    .await;
     let quick_answer = tokio::time::timeout(
         Duration::from_secs(30),
         anonymous_exchange(&app, &tokens[1]),
@@ -281,9 +293,7 @@ async fn stale_keys_keep_answering_while_their_refresh_hangs(backend: Backend) {
     .expect("the exchange waited for the refresh");
     assert_eq!(status, 200, "{body}");
     // The refresh was asked for, and is still held.
-    while server.fetches.load(Ordering::SeqCst) < 2 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_fetches(&server.fetches, 2, "the stale keys were never refreshed").await;
     server.hold.send_replace(false);
 }
 

@@ -124,7 +124,7 @@ error_response!(
     Conflict,
     "ApiError",
     "The request conflicts with the current state (`conflict`, `key_limit_reached`, \
-     `confirmation_required` with `confirmation_phrase`)"
+     `webhook_endpoint_limit_reached`, `confirmation_required` with `confirmation_phrase`)"
 );
 error_response!(
     PayloadTooLarge,

@@ -185,6 +185,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Conflict(_)
             | ServiceError::KeyLimitReached { .. }
+            | ServiceError::EndpointLimitReached(_)
             | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
             ServiceError::Forbidden(_)
             | ServiceError::InsufficientScope(_)

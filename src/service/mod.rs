@@ -129,6 +129,10 @@ pub enum ServiceError {
     Conflict(String),
     #[error("the owner already holds {limit} active keys; revoke one before creating another")]
     KeyLimitReached { limit: u32 },
+    /// A user's or a company's most webhook endpoints are registered; the
+    /// message says which.
+    #[error("{0}")]
+    EndpointLimitReached(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("this credential lacks the `{0}` scope")]
@@ -166,6 +170,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::KeyLimitReached { .. } => "key_limit_reached",
+            ServiceError::EndpointLimitReached(_) => "webhook_endpoint_limit_reached",
             ServiceError::Forbidden(_) => "forbidden",
             ServiceError::InsufficientScope(_) => "insufficient_scope",
             ServiceError::CredentialRevoked(_) => "invalid_token",

@@ -117,6 +117,20 @@ pub enum EndpointHealth<'a> {
     Disable(&'a str),
 }
 
+/// What [`Store::insert_endpoint_within_limits`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointInsert {
+    Inserted,
+    /// The owner holds this many endpoints already.
+    OwnerLimitReached {
+        registered: i64,
+    },
+    /// The tenant holds this many endpoints already.
+    TenantLimitReached {
+        registered: i64,
+    },
+}
+
 /// Pending deliveries: how many, and the creation time of the oldest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -160,6 +174,25 @@ pub(super) async fn record_event(
         insert_delivery(tx, &event_id, endpoint_id, now).await?;
     }
     Ok(listening.len())
+}
+
+async fn insert_endpoint(tx: &mut Transaction<'_>, endpoint: &NewEndpoint<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, tenant_id, owner_id, url, description, events, \
+         collections, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'enabled', $8, $8)",
+    )
+    .bind(endpoint.id)
+    .bind(endpoint.tenant_id)
+    .bind(endpoint.owner_id)
+    .bind(endpoint.url)
+    .bind(endpoint.description)
+    .bind(endpoint.events)
+    .bind(endpoint.collections)
+    .bind(endpoint.now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn new_event_id() -> String {
@@ -304,22 +337,57 @@ const CLAIM_SQLITE: &str = "UPDATE webhook_deliveries SET leased_until = $2, upd
      ORDER BY next_attempt_at LIMIT CAST($3 AS BIGINT)) RETURNING id";
 
 impl Store {
-    pub async fn insert_endpoint(&self, endpoint: NewEndpoint<'_>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO webhook_endpoints (id, tenant_id, owner_id, url, description, events, \
-             collections, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'enabled', $8, $8)",
+    /// Inserts the endpoint unless its owner already holds `max_per_owner`
+    /// endpoints or its tenant `max_per_tenant` (disabled ones count: they
+    /// may be enabled again). The tenant's row is locked first (an UPDATE
+    /// takes a row lock on PostgreSQL and the write lock on SQLite), so
+    /// concurrent registrations in one tenant are serialised and neither
+    /// limit can be overshot; registrations are rare, so one lock per
+    /// tenant costs nothing.
+    pub async fn insert_endpoint_within_limits(
+        &self,
+        endpoint: NewEndpoint<'_>,
+        max_per_owner: u32,
+        max_per_tenant: u32,
+    ) -> Result<EndpointInsert> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+            .bind(endpoint.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        let (in_tenant, of_owner): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN owner_id = $2 THEN 1 ELSE 0 END), 0) \
+             FROM webhook_endpoints WHERE tenant_id = $1",
         )
-        .bind(endpoint.id)
         .bind(endpoint.tenant_id)
         .bind(endpoint.owner_id)
-        .bind(endpoint.url)
-        .bind(endpoint.description)
-        .bind(endpoint.events)
-        .bind(endpoint.collections)
-        .bind(endpoint.now)
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        let refused = if of_owner >= i64::from(max_per_owner) {
+            Some(EndpointInsert::OwnerLimitReached {
+                registered: of_owner,
+            })
+        } else if in_tenant >= i64::from(max_per_tenant) {
+            Some(EndpointInsert::TenantLimitReached {
+                registered: in_tenant,
+            })
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            tx.rollback().await?;
+            return Ok(refused);
+        }
+        insert_endpoint(&mut tx, &endpoint).await?;
+        tx.commit().await?;
+        Ok(EndpointInsert::Inserted)
+    }
+
+    /// Inserts the endpoint whatever the limits (tests arranging a state).
+    pub async fn insert_endpoint(&self, endpoint: NewEndpoint<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_endpoint(&mut tx, &endpoint).await?;
+        tx.commit().await?;
         Ok(())
     }
 

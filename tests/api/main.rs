@@ -42,4 +42,5 @@ mod tls;
 mod token;
 mod token_exchange;
 mod tokens;
+mod webhook_endpoint_limits;
 mod webhooks;

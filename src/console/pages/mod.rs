@@ -168,6 +168,7 @@ fn status_of(err: &ServiceError) -> StatusCode {
         ServiceError::Forbidden(_) | ServiceError::InsufficientScope(_) => StatusCode::FORBIDDEN,
         ServiceError::Conflict(_)
         | ServiceError::KeyLimitReached { .. }
+        | ServiceError::EndpointLimitReached(_)
         | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
         ServiceError::CredentialRevoked(_) | ServiceError::BadCredentials => {
             StatusCode::UNAUTHORIZED

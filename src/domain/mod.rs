@@ -12,6 +12,7 @@ mod scope;
 pub mod sigv4;
 mod user;
 mod webhook;
+mod webhook_audience;
 mod webhook_key;
 
 pub use credentials::{
@@ -37,6 +38,7 @@ pub use webhook::{
     TEST_EVENT_TYPE, TargetPolicy, WEBHOOK_EVENT_TYPES, WebhookEventTypes, WebhookTargetError,
     WebhookUrl, parse_collections,
 };
+pub use webhook_audience::{EndpointOwner, Unheard};
 pub use webhook_key::{WEBHOOK_KEY_INFO, WebhookSigningKey};
 
 /// Seconds since the Unix epoch: the one time representation stored in both

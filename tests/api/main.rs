@@ -43,4 +43,5 @@ mod token;
 mod token_exchange;
 mod tokens;
 mod webhook_endpoint_limits;
+mod webhook_owners;
 mod webhooks;

@@ -59,6 +59,8 @@ struct RawSettings {
     webhook_key_expiring_days: u64,
     webhook_concurrency: usize,
     webhook_poll_interval_ms: u64,
+    webhook_max_endpoints_per_owner: u32,
+    webhook_max_endpoints_per_tenant: u32,
     redis_url: String,
     redis_key_prefix: String,
     redis_timeout_ms: u64,
@@ -184,6 +186,10 @@ pub struct WebhookSettings {
     pub key_expiring_within: Duration,
     pub concurrency: usize,
     pub poll_interval: Duration,
+    /// Most endpoints one user may register.
+    pub max_endpoints_per_owner: u32,
+    /// Most endpoints one company may register, all its users together.
+    pub max_endpoints_per_tenant: u32,
 }
 
 /// Where per-key rate limits are counted.
@@ -446,6 +452,18 @@ impl Settings {
         if raw.webhook_concurrency == 0 {
             return Err(invalid("webhook_concurrency", "must be at least 1"));
         }
+        if raw.webhook_max_endpoints_per_owner == 0 {
+            return Err(invalid(
+                "webhook_max_endpoints_per_owner",
+                "must be at least 1",
+            ));
+        }
+        if raw.webhook_max_endpoints_per_tenant < raw.webhook_max_endpoints_per_owner {
+            return Err(invalid(
+                "webhook_max_endpoints_per_tenant",
+                "must be at least webhook_max_endpoints_per_owner",
+            ));
+        }
         let scope_part = |key: &'static str, value: &str| -> Result<String, ConfigError> {
             let value = value.trim();
             let valid = !value.is_empty()
@@ -488,6 +506,8 @@ impl Settings {
             key_expiring_within: Duration::from_secs(raw.webhook_key_expiring_days * 86_400),
             concurrency: raw.webhook_concurrency,
             poll_interval: Duration::from_millis(raw.webhook_poll_interval_ms.clamp(50, 60_000)),
+            max_endpoints_per_owner: raw.webhook_max_endpoints_per_owner,
+            max_endpoints_per_tenant: raw.webhook_max_endpoints_per_tenant,
         };
         let exchange = ExchangeSettings {
             audiences: raw
@@ -659,6 +679,48 @@ mod tests {
         assert_eq!(settings.tokens.default_ttl, Duration::from_secs(120));
         assert_eq!(settings.tokens.signing_algorithm, SigningAlgorithm::Rs256);
         assert_eq!(settings.max_active_keys_per_user, 5);
+    }
+
+    #[test]
+    fn webhook_endpoint_limits_default_to_5_per_user_within_50_per_company() {
+        let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(settings.webhooks.max_endpoints_per_owner, 5);
+        assert_eq!(settings.webhooks.max_endpoints_per_tenant, 50);
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("KEYPORT_WEBHOOK_MAX_ENDPOINTS_PER_OWNER", "2"),
+                ("KEYPORT_WEBHOOK_MAX_ENDPOINTS_PER_TENANT", "3"),
+            ]),
+        )
+        .expect("overrides load");
+        assert_eq!(settings.webhooks.max_endpoints_per_owner, 2);
+        assert_eq!(settings.webhooks.max_endpoints_per_tenant, 3);
+        // Tried: no endpoint at all, a company limit below the user limit,
+        // a negative number.
+        for (key, value, named) in [
+            (
+                "KEYPORT_WEBHOOK_MAX_ENDPOINTS_PER_OWNER",
+                "0",
+                "webhook_max_endpoints_per_owner",
+            ),
+            (
+                "KEYPORT_WEBHOOK_MAX_ENDPOINTS_PER_TENANT",
+                "4",
+                "webhook_max_endpoints_per_tenant",
+            ),
+            (
+                "KEYPORT_WEBHOOK_MAX_ENDPOINTS_PER_OWNER",
+                "-1",
+                "webhook_max_endpoints_per_owner",
+            ),
+        ] {
+            let err = Settings::load_from(None, env(&[(key, value)])).expect_err(value);
+            assert!(
+                format!("{err} {err:?}").contains(named),
+                "{key}={value}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod sigv4;
 pub mod special_addresses;
 mod user;
 mod webhook;
+mod webhook_audience;
 mod webhook_key;
 
 pub use credentials::{
@@ -39,6 +40,7 @@ pub use webhook::{
     TEST_EVENT_TYPE, WEBHOOK_EVENT_TYPES, WebhookEventTypes, WebhookTargetError, WebhookUrl,
     parse_collections,
 };
+pub use webhook_audience::{EndpointOwner, Unheard};
 pub use webhook_key::{WEBHOOK_KEY_INFO, WebhookSigningKey};
 
 /// Seconds since the Unix epoch: the one time representation stored in both

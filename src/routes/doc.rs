@@ -123,7 +123,8 @@ error_response!(
 error_response!(
     Conflict,
     "ApiError",
-    "The request conflicts with the current state (`conflict`, `key_limit_reached`, `limit_reached`, \
+    "The request conflicts with the current state (`conflict`, `key_limit_reached`, \
+     `webhook_endpoint_limit_reached`, `trusted_issuer_limit_reached`, \
      `confirmation_required` with `confirmation_phrase`)"
 );
 error_response!(

@@ -185,7 +185,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Conflict(_)
             | ServiceError::KeyLimitReached { .. }
-            | ServiceError::LimitReached(_)
+            | ServiceError::TrustedIssuerLimitReached(_)
+            | ServiceError::EndpointLimitReached(_)
             | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
             ServiceError::Forbidden(_)
             | ServiceError::InsufficientScope(_)

@@ -156,6 +156,21 @@ pub async fn require(
     }
 }
 
+/// For what only a key's owner may do, because what it makes acts as the
+/// owner (a rolled key's new secret, a public key whose assertions
+/// authenticate the key): an admin may revoke, disable or narrow a
+/// colleague's key, but never make credentials that act as the colleague.
+/// The operator (the CLI on the server) acts for everyone. `what` completes
+/// "only a key's owner may …".
+pub fn require_key_owner(principal: &Principal, owner_id: &str, what: &str) -> Result<()> {
+    match principal.user_id() {
+        Some(user_id) if user_id != owner_id => Err(ServiceError::Forbidden(format!(
+            "only a key's owner may {what}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The principal re-read from the database where it came from a token: the
 /// key's status, its owner, its scopes and its allow-list as they are now.
 pub async fn current(service: &Service, principal: &Principal) -> Result<Principal> {

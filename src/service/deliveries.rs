@@ -7,8 +7,15 @@
 //! An endpoint failing for `webhook_disable_after_seconds` is disabled
 //! (audited). Delivery is at least once: a worker killed after sending and
 //! before recording leaves the lease to expire, and the delivery is sent again.
+//!
+//! Just before sending, the worker looks at the endpoint's owner as they
+//! stand now: a delivery is dropped (failed, with an attempt row that says
+//! why, and one audit row per endpoint and reason per batch) when the owner
+//! is disabled, no longer holds `webhooks:manage`, or may no longer see what
+//! the event is about. Events are also never queued for such endpoints; the
+//! check here covers what was queued before the owner changed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -16,7 +23,7 @@ use rand::Rng;
 
 use super::audit::{self, Event};
 use super::{Result, Service};
-use crate::domain::{WebhookSigningKey, now};
+use crate::domain::{Unheard, WebhookSigningKey, now};
 use crate::storage::{AttemptOutcome, DueDelivery, EndpointHealth, NewAttempt};
 use crate::telemetry::Metrics;
 use crate::webhooks::{SendResult, Sender};
@@ -126,6 +133,21 @@ impl Dispatcher {
                 )
             })?;
         let count = due.len();
+        // Whether each owner may still hear what was queued for them.
+        let (due, dropped): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .map(|delivery| {
+                let unheard = delivery
+                    .owner()
+                    .refuses(delivery.subject_owner_id.as_deref());
+                (delivery, unheard)
+            })
+            .partition(|(_, unheard)| unheard.is_none());
+        let due: Vec<DueDelivery> = due.into_iter().map(|(delivery, _)| delivery).collect();
+        let dropped: Vec<(DueDelivery, Unheard)> = dropped
+            .into_iter()
+            .filter_map(|(delivery, unheard)| unheard.map(|u| (delivery, u)))
+            .collect();
         // One read (and one unsealing) of an owner's signing keys per batch:
         // a backlog's deliveries mostly share a few owners.
         let overlap = settings.signature_overlap.as_secs() as i64;
@@ -146,7 +168,10 @@ impl Dispatcher {
             let keys = keys_of.get(&delivery.owner_id).cloned().unwrap_or_default();
             attempts.spawn(async move { dispatcher.attempt(delivery, &keys).await });
         }
-        let mut finished = Vec::with_capacity(count);
+        let mut finished: Vec<Attempted> = dropped
+            .iter()
+            .map(|(delivery, unheard)| drop_delivery(delivery.clone(), *unheard, at))
+            .collect();
         while let Some(joined) = attempts.join_next().await {
             match joined {
                 Ok(Ok(Some(done))) => finished.push(done),
@@ -158,8 +183,38 @@ impl Dispatcher {
                 Err(err) => log::warn!("a webhook delivery task failed: {err}"),
             }
         }
+        // Audited before the drop is recorded: a worker that dies between
+        // the two audits the drop again later, rather than never.
+        self.audit_drops(&dropped).await;
         self.record(&finished).await;
         Ok(count)
+    }
+
+    /// One audit row (and log line) per endpoint and reason for the
+    /// deliveries this batch dropped: the endpoint, the reason and how many.
+    async fn audit_drops(&self, dropped: &[(DueDelivery, Unheard)]) {
+        let mut per_endpoint: BTreeMap<(&str, &str, Unheard), usize> = BTreeMap::new();
+        for (delivery, unheard) in dropped {
+            *per_endpoint
+                .entry((&delivery.tenant_id, &delivery.endpoint_id, *unheard))
+                .or_default() += 1;
+        }
+        for ((tenant_id, endpoint_id, unheard), count) in per_endpoint {
+            let detail = format!(
+                "dropped {count} pending deliver{}: {}",
+                if count == 1 { "y" } else { "ies" },
+                unheard.reason()
+            );
+            log::info!("webhook endpoint {endpoint_id}: {detail}");
+            audit::record_system(
+                &self.service.store,
+                Event::new("webhook_delivery.drop")
+                    .tenant(tenant_id)
+                    .target(endpoint_id)
+                    .detail(detail),
+            )
+            .await;
+        }
     }
 
     /// Records a batch's attempts in one transaction (so one disk flush per
@@ -198,10 +253,11 @@ impl Dispatcher {
             }
         };
         for (done, disabled) in finished.iter().zip(disabled) {
-            let label = match done.outcome {
-                AttemptOutcome::Delivered => "delivered",
-                AttemptOutcome::RetryAt(_) => "retry",
-                AttemptOutcome::GiveUp => "failed",
+            let label = match (done.outcome, done.health) {
+                (_, EndpointHealth::Unchanged) => "dropped",
+                (AttemptOutcome::Delivered, _) => "delivered",
+                (AttemptOutcome::RetryAt(_), _) => "retry",
+                (AttemptOutcome::GiveUp, _) => "failed",
             };
             self.metrics
                 .webhook_deliveries
@@ -310,6 +366,24 @@ impl Dispatcher {
         }
         let delay = backoff(settings.retry_initial, delivery.attempts);
         (AttemptOutcome::RetryAt(at + delay.as_secs() as i64), health)
+    }
+}
+
+/// A delivery its endpoint's owner may no longer hear: recorded as failed,
+/// with an attempt that sent nothing and says why, leaving the endpoint's
+/// health as it was.
+fn drop_delivery(delivery: DueDelivery, unheard: Unheard, at: i64) -> Attempted {
+    Attempted {
+        delivery,
+        at,
+        result: SendResult {
+            status: None,
+            latency_ms: 0,
+            excerpt: None,
+            error: Some(format!("not sent, dropped: {}", unheard.reason())),
+        },
+        outcome: AttemptOutcome::GiveUp,
+        health: EndpointHealth::Unchanged,
     }
 }
 

@@ -185,7 +185,7 @@ pub async fn add_issuer(
     {
         Ok(IssuerInsert::Inserted) => {}
         Ok(IssuerInsert::LimitReached { trusted }) => {
-            return Err(ServiceError::LimitReached(format!(
+            return Err(ServiceError::TrustedIssuerLimitReached(format!(
                 "this company already trusts {trusted} issuers, the most it may \
                  (exchange_max_trusted_issuers = {max}); remove one first"
             )));

@@ -1141,11 +1141,13 @@ async fn set_disabled(
 }
 
 /// Refuses a key or token that would hand out a key holding more than it
-/// holds itself (what [`new_key_scopes`] ensures at creation).
-fn refuse_beyond_caller(
+/// holds itself (what [`new_key_scopes`] ensures at creation). `act`
+/// completes "a key cannot … a key with more than its own scopes".
+pub(super) fn refuse_beyond_caller(
     principal: &Principal,
     owner: &UserRow,
     key_scopes: Option<&[String]>,
+    act: &str,
 ) -> Result<()> {
     if !principal.credential.is_delegated() {
         return Ok(());
@@ -1162,7 +1164,7 @@ fn refuse_beyond_caller(
         Ok(())
     } else {
         Err(ServiceError::Forbidden(format!(
-            "a key cannot roll a key with more than its own scopes; not held: {beyond}"
+            "a key cannot {act} a key with more than its own scopes; not held: {beyond}"
         )))
     }
 }
@@ -1185,15 +1187,11 @@ pub async fn roll_key(
 ) -> Result<RolledKey> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let old = visible_key(service, &principal, key).await?;
-    if let Some(user_id) = principal.user_id()
-        && user_id != old.owner_id
-    {
-        return Err(ServiceError::Forbidden(
-            "only a key's owner may roll it, since the new secret acts as the owner; \
-             revoke or disable it instead"
-                .to_owned(),
-        ));
-    }
+    authz::require_key_owner(
+        &principal,
+        &old.owner_id,
+        "roll it, since the new secret acts as the owner; revoke or disable it instead",
+    )?;
     let max_grace = service.settings.max_roll_grace.as_secs() as i64;
     let grace = grace_seconds.unwrap_or((DEFAULT_ROLL_GRACE.as_secs() as i64).min(max_grace));
     if !(1..=max_grace).contains(&grace) {
@@ -1237,7 +1235,7 @@ pub async fn roll_key(
             owner.email
         )));
     }
-    refuse_beyond_caller(&principal, &owner, old.scopes.as_deref())?;
+    refuse_beyond_caller(&principal, &owner, old.scopes.as_deref(), "roll")?;
 
     let created_at = now();
     let expires_at = old.expires_at.map(|e| {

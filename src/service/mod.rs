@@ -129,9 +129,13 @@ pub enum ServiceError {
     Conflict(String),
     #[error("the owner already holds {limit} active keys; revoke one before creating another")]
     KeyLimitReached { limit: u32 },
-    /// A limit on how many of something a company or person may have.
+    /// A company trusts the most issuers it may.
     #[error("{0}")]
-    LimitReached(String),
+    TrustedIssuerLimitReached(String),
+    /// A user's or a company's most webhook endpoints are registered; the
+    /// message says which.
+    #[error("{0}")]
+    EndpointLimitReached(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("this credential lacks the `{0}` scope")]
@@ -169,7 +173,8 @@ impl ServiceError {
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::KeyLimitReached { .. } => "key_limit_reached",
-            ServiceError::LimitReached(_) => "limit_reached",
+            ServiceError::TrustedIssuerLimitReached(_) => "trusted_issuer_limit_reached",
+            ServiceError::EndpointLimitReached(_) => "webhook_endpoint_limit_reached",
             ServiceError::Forbidden(_) => "forbidden",
             ServiceError::InsufficientScope(_) => "insufficient_scope",
             ServiceError::CredentialRevoked(_) => "invalid_token",

@@ -1,15 +1,21 @@
 //! A key's public keys, for `private_key_jwt` client authentication (RFC
 //! 7523): register, list, remove. Like every key operation these need
 //! `keys:manage`; members act on their own keys, admins on their
-//! company's, the operator on any. A change is audited and forgotten by
-//! the credential cache at once (the triggers of migration 0011 tell the
-//! other instances). The last way a key can authenticate is never removed:
-//! a key without a secret keeps at least one public key.
+//! company's, the operator on any. Registering is the owner's (or the
+//! operator's) alone, like rolling: assertions signed with the new key act
+//! as the owner, so an admin adding their own public key to a colleague's
+//! key would hold credentials that act as the colleague. Such a refusal is
+//! audited. Removing stays open to admins: it only takes a way in away
+//! (as revoking or disabling a colleague's key does). A change is audited
+//! and forgotten by the credential cache at once (the triggers of
+//! migration 0011 tell the other instances). The last way a key can
+//! authenticate is never removed: a key without a secret keeps at least
+//! one public key.
 
 use serde_json::Value;
 
 use super::audit::{self, Event};
-use super::keys::{KeyStatus, visible_key};
+use super::keys::{KeyStatus, refuse_beyond_caller, visible_key};
 pub use super::public_key_values::{MAX_PUBLIC_KEYS, ParsedPublicKey, PublicKeySummary};
 use super::{Result, Service, ServiceError, authz, preview};
 use crate::domain::{KEYS_MANAGE, Principal, now};
@@ -31,7 +37,9 @@ pub async fn list_public_keys(
 }
 
 /// Registers `jwk` with `key`: from now on the key may authenticate with
-/// assertions it signs. Not on a revoked key.
+/// assertions it signs. Only by the key's owner (or the operator), and by a
+/// key or token of the owner only when it holds every scope the key does;
+/// not on a revoked key.
 pub async fn add_public_key(
     service: &Service,
     principal: &Principal,
@@ -40,6 +48,37 @@ pub async fn add_public_key(
 ) -> Result<PublicKeySummary> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let found = visible_key(service, &principal, key).await?;
+    if let Err(refused) = authz::require_key_owner(
+        &principal,
+        &found.owner_id,
+        "add a public key to it, since assertions signed with that key act as the owner",
+    ) {
+        audit::record(
+            &service.store,
+            &principal,
+            Event::new("key.public_key.add_refused")
+                .tenant(&found.tenant_id)
+                .target(&found.client_id)
+                .detail("refused: not the owner".to_owned()),
+        )
+        .await;
+        return Err(refused);
+    }
+    if principal.credential.is_delegated() {
+        let owner = service
+            .store
+            .find_user_by_id(&found.owner_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("key {} has no owner", found.client_id))
+            })?;
+        refuse_beyond_caller(
+            &principal,
+            &owner,
+            found.scopes.as_deref(),
+            "add a public key to",
+        )?;
+    }
     if found.status == KeyStatus::Revoked {
         return Err(ServiceError::Conflict(format!(
             "key {} is revoked and cannot take public keys",

@@ -14,11 +14,9 @@ use crate::domain::{
     now, parse_collections,
 };
 use crate::storage::{
-    AttemptRow, EndpointRow, EndpointSettings, NewEndpoint, StorageError, WebhookEvent,
+    AttemptRow, EndpointInsert, EndpointRow, EndpointSettings, NewEndpoint, StorageError,
+    WebhookEvent,
 };
-
-/// Most endpoints one company may register.
-const MAX_ENDPOINTS_PER_TENANT: usize = 20;
 
 /// An endpoint as shown to people.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -180,26 +178,44 @@ pub async fn create_endpoint(
         WebhookEventTypes::parse(request.events.unwrap_or(&[])).map_err(ServiceError::Invalid)?;
     let collections = stored_collections(request.collections.unwrap_or(&[]))?;
     let description = parse_description(request.description.flatten())?;
-    let existing = service.store.list_endpoints(&user.tenant_id, None).await?;
-    if existing.len() >= MAX_ENDPOINTS_PER_TENANT {
-        return Err(ServiceError::Conflict(format!(
-            "a company may register at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints"
-        )));
-    }
     let id = Uuid::now_v7().to_string();
-    service
+    let settings = &service.settings.webhooks;
+    let (per_owner, per_tenant) = (
+        settings.max_endpoints_per_owner,
+        settings.max_endpoints_per_tenant,
+    );
+    let inserted = service
         .store
-        .insert_endpoint(NewEndpoint {
-            id: &id,
-            tenant_id: &user.tenant_id,
-            owner_id: &user.user_id,
-            url: url.as_str(),
-            description: description.as_deref(),
-            events: &events.to_stored(),
-            collections: collections.as_deref(),
-            now: now(),
-        })
+        .insert_endpoint_within_limits(
+            NewEndpoint {
+                id: &id,
+                tenant_id: &user.tenant_id,
+                owner_id: &user.user_id,
+                url: url.as_str(),
+                description: description.as_deref(),
+                events: &events.to_stored(),
+                collections: collections.as_deref(),
+                now: now(),
+            },
+            per_owner,
+            per_tenant,
+        )
         .await?;
+    match inserted {
+        EndpointInsert::Inserted => {}
+        EndpointInsert::OwnerLimitReached { registered } => {
+            return Err(ServiceError::EndpointLimitReached(format!(
+                "you hold {registered} webhook endpoints, and one user may register at most \
+                 {per_owner}; delete one before registering another"
+            )));
+        }
+        EndpointInsert::TenantLimitReached { registered } => {
+            return Err(ServiceError::EndpointLimitReached(format!(
+                "your company holds {registered} webhook endpoints, and it may register at \
+                 most {per_tenant}; delete one before registering another"
+            )));
+        }
+    }
     audit::record(
         &service.store,
         &principal,

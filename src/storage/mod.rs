@@ -53,8 +53,8 @@ pub use signing_keys::SigningKeyRow;
 pub use tenants::{TenantPolicyRow, TenantRow};
 pub use users::{NewUser, SignInRow, UserListRow, UserRow};
 pub use webhooks::{
-    AttemptOutcome, AttemptRow, DueDelivery, EndpointHealth, EndpointRow, EndpointSettings,
-    NewAttempt, NewEndpoint, QueueStats, WebhookEvent,
+    AttemptOutcome, AttemptRow, DueDelivery, EndpointHealth, EndpointInsert, EndpointRow,
+    EndpointSettings, NewAttempt, NewEndpoint, QueueStats, WebhookEvent,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -3,7 +3,7 @@
 //! them), leased claims of due deliveries, and the attempts' record.
 
 use super::{Backend, Result, StorageError, Store};
-use crate::domain::WebhookSigningKey;
+use crate::domain::{EndpointOwner, WebhookSigningKey};
 
 type Transaction<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -74,6 +74,25 @@ pub struct DueDelivery {
     pub failing_since: Option<i64>,
     pub attempts: i64,
     pub created_at: i64,
+    /// The endpoint's owner as they stand now: what decides whether the
+    /// delivery may still be sent (`EndpointOwner::refuses`).
+    pub owner_status: String,
+    pub owner_role: String,
+    pub owner_permissions: String,
+    /// Whom the event is about; `None` for an event from before this was
+    /// recorded whose payload did not say.
+    pub subject_owner_id: Option<String>,
+}
+
+impl DueDelivery {
+    pub fn owner(&self) -> EndpointOwner<'_> {
+        EndpointOwner {
+            user_id: &self.owner_id,
+            status: &self.owner_status,
+            role: &self.owner_role,
+            permissions: &self.owner_permissions,
+        }
+    }
 }
 
 /// One attempt's record, as listed to people.
@@ -115,6 +134,23 @@ pub enum EndpointHealth<'a> {
     Succeeded,
     Failing,
     Disable(&'a str),
+    /// Nothing was sent (the delivery was dropped): the endpoint's health
+    /// says nothing new.
+    Unchanged,
+}
+
+/// What [`Store::insert_endpoint_within_limits`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointInsert {
+    Inserted,
+    /// The owner holds this many endpoints already.
+    OwnerLimitReached {
+        registered: i64,
+    },
+    /// The tenant holds this many endpoints already.
+    TenantLimitReached {
+        registered: i64,
+    },
 }
 
 /// Pending deliveries: how many, and the creation time of the oldest.
@@ -124,15 +160,30 @@ pub struct QueueStats {
     pub oldest_created_at: Option<i64>,
 }
 
-/// Records `event` for every enabled endpoint of its tenant that wants it;
-/// writes nothing when none does. Runs in the caller's transaction.
+/// An enabled endpoint and its owner as they stand, for [`record_event`].
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    id: String,
+    events: String,
+    collections: Option<String>,
+    owner_id: String,
+    owner_status: String,
+    owner_role: String,
+    owner_permissions: String,
+}
+
+/// Records `event` for every enabled endpoint of its tenant that wants it
+/// and whose owner may hear it now (active, holding `webhooks:manage`, and
+/// allowed to see what the event is about); writes nothing when none does.
+/// Runs in the caller's transaction.
 pub(super) async fn record_event(
     tx: &mut Transaction<'_>,
     event: &WebhookEvent<'_>,
     now: i64,
 ) -> Result<usize> {
-    let candidates: Vec<(String, String, Option<String>, String, String)> = sqlx::query_as(
-        "SELECT e.id, e.events, e.collections, e.owner_id, u.role FROM webhook_endpoints e \
+    let candidates: Vec<Candidate> = sqlx::query_as(
+        "SELECT e.id, e.events, e.collections, e.owner_id, u.status AS owner_status, \
+         u.role AS owner_role, u.permissions AS owner_permissions FROM webhook_endpoints e \
          JOIN users u ON u.id = e.owner_id WHERE e.tenant_id = $1 AND e.status = 'enabled'",
     )
     .bind(event.tenant_id)
@@ -140,16 +191,21 @@ pub(super) async fn record_event(
     .await?;
     let listening: Vec<String> = candidates
         .into_iter()
-        .filter(|(_, events, collections, owner_id, role)| {
-            let wants_type = events.split(' ').any(|e| e == event.event_type);
-            let wants_collection = match (event.collection, collections) {
-                (Some(collection), Some(listed)) => listed.split(' ').any(|c| c == collection),
+        .filter(|c| {
+            let wants_type = c.events.split(' ').any(|e| e == event.event_type);
+            let wants_collection = match (event.collection, &c.collections) {
+                (Some(collection), Some(listed)) => listed.split(' ').any(|l| l == collection),
                 _ => true,
             };
-            let may_see = role == "admin" || owner_id == event.subject_owner_id;
-            wants_type && wants_collection && may_see
+            let owner = EndpointOwner {
+                user_id: &c.owner_id,
+                status: &c.owner_status,
+                role: &c.owner_role,
+                permissions: &c.owner_permissions,
+            };
+            wants_type && wants_collection && owner.refuses(Some(event.subject_owner_id)).is_none()
         })
-        .map(|(id, ..)| id)
+        .map(|c| c.id)
         .collect();
     if listening.is_empty() {
         return Ok(0);
@@ -160,6 +216,25 @@ pub(super) async fn record_event(
         insert_delivery(tx, &event_id, endpoint_id, now).await?;
     }
     Ok(listening.len())
+}
+
+async fn insert_endpoint(tx: &mut Transaction<'_>, endpoint: &NewEndpoint<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (id, tenant_id, owner_id, url, description, events, \
+         collections, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'enabled', $8, $8)",
+    )
+    .bind(endpoint.id)
+    .bind(endpoint.tenant_id)
+    .bind(endpoint.owner_id)
+    .bind(endpoint.url)
+    .bind(endpoint.description)
+    .bind(endpoint.events)
+    .bind(endpoint.collections)
+    .bind(endpoint.now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn new_event_id() -> String {
@@ -180,14 +255,15 @@ async fn insert_event(
         "data": event.data,
     });
     sqlx::query(
-        "INSERT INTO webhook_events (id, tenant_id, event_type, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO webhook_events (id, tenant_id, event_type, payload, created_at, \
+         subject_owner_id) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(event_id)
     .bind(event.tenant_id)
     .bind(event.event_type)
     .bind(payload.to_string())
     .bind(now)
+    .bind(event.subject_owner_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -273,6 +349,7 @@ async fn record_attempt(
             .await?;
             false
         }
+        EndpointHealth::Unchanged => false,
         EndpointHealth::Disable(reason) => {
             let done = sqlx::query(
                 "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = $2, \
@@ -304,22 +381,57 @@ const CLAIM_SQLITE: &str = "UPDATE webhook_deliveries SET leased_until = $2, upd
      ORDER BY next_attempt_at LIMIT CAST($3 AS BIGINT)) RETURNING id";
 
 impl Store {
-    pub async fn insert_endpoint(&self, endpoint: NewEndpoint<'_>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO webhook_endpoints (id, tenant_id, owner_id, url, description, events, \
-             collections, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'enabled', $8, $8)",
+    /// Inserts the endpoint unless its owner already holds `max_per_owner`
+    /// endpoints or its tenant `max_per_tenant` (disabled ones count: they
+    /// may be enabled again). The tenant's row is locked first (an UPDATE
+    /// takes a row lock on PostgreSQL and the write lock on SQLite), so
+    /// concurrent registrations in one tenant are serialised and neither
+    /// limit can be overshot; registrations are rare, so one lock per
+    /// tenant costs nothing.
+    pub async fn insert_endpoint_within_limits(
+        &self,
+        endpoint: NewEndpoint<'_>,
+        max_per_owner: u32,
+        max_per_tenant: u32,
+    ) -> Result<EndpointInsert> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+            .bind(endpoint.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        let (in_tenant, of_owner): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN owner_id = $2 THEN 1 ELSE 0 END), 0) \
+             FROM webhook_endpoints WHERE tenant_id = $1",
         )
-        .bind(endpoint.id)
         .bind(endpoint.tenant_id)
         .bind(endpoint.owner_id)
-        .bind(endpoint.url)
-        .bind(endpoint.description)
-        .bind(endpoint.events)
-        .bind(endpoint.collections)
-        .bind(endpoint.now)
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        let refused = if of_owner >= i64::from(max_per_owner) {
+            Some(EndpointInsert::OwnerLimitReached {
+                registered: of_owner,
+            })
+        } else if in_tenant >= i64::from(max_per_tenant) {
+            Some(EndpointInsert::TenantLimitReached {
+                registered: in_tenant,
+            })
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            tx.rollback().await?;
+            return Ok(refused);
+        }
+        insert_endpoint(&mut tx, &endpoint).await?;
+        tx.commit().await?;
+        Ok(EndpointInsert::Inserted)
+    }
+
+    /// Inserts the endpoint whatever the limits (tests arranging a state).
+    pub async fn insert_endpoint(&self, endpoint: NewEndpoint<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_endpoint(&mut tx, &endpoint).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -430,9 +542,12 @@ impl Store {
         for (id,) in ids {
             let row = sqlx::query_as::<_, DueDelivery>(
                 "SELECT d.id, d.event_id, e.event_type, e.payload, d.endpoint_id, p.tenant_id, \
-                 p.url, p.owner_id, p.status AS endpoint_status, p.failing_since, d.attempts, d.created_at \
+                 p.url, p.owner_id, p.status AS endpoint_status, p.failing_since, d.attempts, \
+                 d.created_at, u.status AS owner_status, u.role AS owner_role, \
+                 u.permissions AS owner_permissions, e.subject_owner_id \
                  FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
-                 JOIN webhook_endpoints p ON p.id = d.endpoint_id WHERE d.id = $1",
+                 JOIN webhook_endpoints p ON p.id = d.endpoint_id \
+                 JOIN users u ON u.id = p.owner_id WHERE d.id = $1",
             )
             .bind(&id)
             .fetch_optional(&self.pool)

@@ -46,7 +46,10 @@ enum Op {
     RollOthersKey,
     /// A colleague's key's public keys (`private_key_jwt`).
     ListPublicKeys,
+    /// Only a key's owner may add one: its assertions act as the owner.
     AddPublicKey,
+    /// A key of the caller's own user.
+    AddPublicKeyToOwnKey,
     RemovePublicKey,
     ListUsers,
     CreateUser,
@@ -120,7 +123,8 @@ const TABLE: &[(Op, [Want; 12])] = &[
     (Op::EnableKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::RollOthersKey,      [OWNER, OWNER, SCOPE, OWNER, SCOPE, SCOPE, SCOPE, OWNER, SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::ListPublicKeys,     [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
-    (Op::AddPublicKey,       [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::AddPublicKey,       [OWNER, OWNER, SCOPE, OWNER, SCOPE, SCOPE, SCOPE, OWNER, SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::AddPublicKeyToOwnKey, [OK,  OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::RemovePublicKey,    [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::ListUsers,          [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::CreateUser,         [OK,    ADMIN, SCOPE, SCOPE, OK,    SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
@@ -140,6 +144,8 @@ struct Principal {
     cred: Cred,
     /// The user the credential acts as.
     user_id: String,
+    /// A key of that user (the credential's own, where it is a key).
+    own_key: String,
 }
 
 struct Fixture {
@@ -176,12 +182,12 @@ async fn fixture(app: &TestApp) -> Fixture {
         .await;
     let a2_session = app.session_for(&a2.email, PASSWORD).await;
     let (_, k_read) = create_key_http(app, &a2_session, Some(&["reports:read"])).await;
-    let (_, k_keys) = create_key_http(app, &a2_session, Some(&["keys:manage"])).await;
+    let (k_keys_id, k_keys) = create_key_http(app, &a2_session, Some(&["keys:manage"])).await;
     let a5 = app
         .user(&acme.tenant, "a5@acme.io", "admin", GRANTABLE)
         .await;
     let a5_session = app.session_for(&a5.email, PASSWORD).await;
-    let (_, k_users) = create_key_http(app, &a5_session, Some(&["users:manage"])).await;
+    let (k_users_id, k_users) = create_key_http(app, &a5_session, Some(&["users:manage"])).await;
     let (_, k_tenant) = create_key_http(app, &a5_session, Some(&["tenant:manage"])).await;
     let (_, k_audit) = create_key_http(app, &a5_session, Some(&["audit:read"])).await;
 
@@ -195,7 +201,7 @@ async fn fixture(app: &TestApp) -> Fixture {
     let a3 = app
         .user(&acme.tenant, "a3@acme.io", "admin", GRANTABLE)
         .await;
-    app.key(&a3.email, None).await;
+    let a3_key = app.key(&a3.email, None).await.key.client_id.clone();
     let l = app.key(&a3.email, None).await;
     let t_revoked = app
         .narrowed_token(&l.key.client_id, l.secret.expose(), None)
@@ -242,50 +248,62 @@ async fn fixture(app: &TestApp) -> Fixture {
         Principal {
             cred: bearer(&admin_session),
             user_id: a1.id.clone(),
+            own_key: acme.client_id().to_owned(),
         },
         Principal {
             cred: bearer(&member_session),
             user_id: member.id.clone(),
+            own_key: member_key.clone(),
         },
         Principal {
             cred: key(&k_read),
             user_id: a2.id.clone(),
+            own_key: k_keys_id.clone(),
         },
         Principal {
             cred: key(&k_keys),
             user_id: a2.id.clone(),
+            own_key: k_keys_id.clone(),
         },
         Principal {
             cred: key(&k_users),
             user_id: a5.id.clone(),
+            own_key: k_users_id.clone(),
         },
         Principal {
             cred: key(&k_tenant),
             user_id: a5.id.clone(),
+            own_key: k_users_id.clone(),
         },
         Principal {
             cred: key(&k_audit),
             user_id: a5.id.clone(),
+            own_key: k_users_id.clone(),
         },
         Principal {
             cred: key(acme.secret()),
             user_id: a1.id.clone(),
+            own_key: acme.client_id().to_owned(),
         },
         Principal {
             cred: bearer(&t_read),
             user_id: a1.id.clone(),
+            own_key: acme.client_id().to_owned(),
         },
         Principal {
             cred: bearer(&t_revoked),
             user_id: a3.id.clone(),
+            own_key: a3_key.clone(),
         },
         Principal {
             cred: bearer(&t_disabled),
             user_id: a4.id.clone(),
+            own_key: k4.key.client_id.clone(),
         },
         Principal {
             cred: bearer(&globex_session),
             user_id: globex.user.id.clone(),
+            own_key: globex.client_id().to_owned(),
         },
     ];
     assert_eq!(principals.len(), PRINCIPALS.len());
@@ -397,6 +415,11 @@ async fn prepare(
                 Some(public_jwk()),
             )
         }
+        Op::AddPublicKeyToOwnKey => (
+            Method::POST,
+            format!("/api/v1/keys/{}/public-keys", who.own_key),
+            Some(public_jwk()),
+        ),
         Op::RemovePublicKey => {
             let key = fresh_key(app, fx, n).await;
             let thumbprint = keyport::service::public_keys::add_public_key(

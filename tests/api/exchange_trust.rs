@@ -313,7 +313,7 @@ async fn a_company_trusts_at_most_the_configured_number_of_issuers(backend: Back
     let (status, body) = trust_as(&app, &acme.admin_session, url, "acme-3").await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (409, Some("limit_reached")),
+        (409, Some("trusted_issuer_limit_reached")),
         "{body}"
     );
     let (status, body) = trust_as(&app, &globex.admin_session, url, "globex-1").await;

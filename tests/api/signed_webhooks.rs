@@ -193,7 +193,7 @@ async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backe
 
 /// Settings that let deliveries reach the test's loopback receiver, and make
 /// the worker quick: the SSRF table below runs without them.
-const RECEIVER_SETTINGS: [(&str, &str); 5] = [
+pub(crate) const RECEIVER_SETTINGS: [(&str, &str); 5] = [
     ("KEYPORT_WEBHOOK_ALLOW_HTTP", "true"),
     ("KEYPORT_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true"),
     ("KEYPORT_WEBHOOK_POLL_INTERVAL_MS", "100"),
@@ -203,14 +203,14 @@ const RECEIVER_SETTINGS: [(&str, &str); 5] = [
 
 /// `tests/clients/webhook_receiver.py`: a real HTTP server verifying every
 /// delivery with the `standardwebhooks` library.
-struct Receiver {
+pub(crate) struct Receiver {
     child: std::process::Child,
     dir: std::path::PathBuf,
     port: u16,
 }
 
 impl Receiver {
-    fn start(whsecs: &[&str]) -> Self {
+    pub(crate) fn start(whsecs: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
         let dir = std::env::temp_dir().join(format!("keyport-receiver-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("receiver dir");
@@ -236,7 +236,7 @@ impl Receiver {
         Receiver { child, dir, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks", self.port)
     }
 
@@ -248,7 +248,7 @@ impl Receiver {
         std::fs::write(self.dir.join("location"), location).expect("location");
     }
 
-    fn deliveries(&self) -> Vec<Value> {
+    pub(crate) fn deliveries(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.join("deliveries.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -257,7 +257,7 @@ impl Receiver {
     }
 
     /// Waits (at most 30 s) until `done` holds for what has arrived.
-    async fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let arrived = self.deliveries();
@@ -293,7 +293,7 @@ fn body_of(delivery: &Value) -> Value {
 
 /// An admin with every permission, their first key (which holds the mark)
 /// and a session.
-async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration, String) {
+pub(crate) async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration, String) {
     let integration = app
         .integration(
             "admin",
@@ -308,7 +308,7 @@ async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration, String) {
     (integration, session)
 }
 
-async fn register(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn register(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
     app.api(Method::POST, "/api/v1/webhook-endpoints", session)
         .json(&body)
         .send()
@@ -797,7 +797,7 @@ async fn non_public_or_insecure_endpoint_urls_are_refused_when_registered(backen
 // ─── Crashes and several instances ─────────────────────────────────────────
 
 /// The record ids every verified `record.created` delivery announced.
-fn announced_record_ids(arrived: &[Value]) -> std::collections::BTreeSet<String> {
+pub(crate) fn announced_record_ids(arrived: &[Value]) -> std::collections::BTreeSet<String> {
     arrived
         .iter()
         .filter(|d| d["verified"] == json!([true]) && event_type(d) == "record.created")

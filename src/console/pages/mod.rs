@@ -168,7 +168,8 @@ fn status_of(err: &ServiceError) -> StatusCode {
         ServiceError::Forbidden(_) | ServiceError::InsufficientScope(_) => StatusCode::FORBIDDEN,
         ServiceError::Conflict(_)
         | ServiceError::KeyLimitReached { .. }
-        | ServiceError::LimitReached(_)
+        | ServiceError::TrustedIssuerLimitReached(_)
+        | ServiceError::EndpointLimitReached(_)
         | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
         ServiceError::CredentialRevoked(_) | ServiceError::BadCredentials => {
             StatusCode::UNAUTHORIZED

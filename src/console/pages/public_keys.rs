@@ -1,7 +1,8 @@
 //! A key's public keys for `private_key_jwt` (RFC 7523): list, add a JWK,
 //! remove one. The same service functions as
 //! `/api/v1/keys/{id}/public-keys`, so the same checks (`keys:manage`,
-//! members their own keys, the last way in kept) and audit rows.
+//! members their own keys, adding by the owner only, the last way in kept)
+//! and audit rows. The add form is shown to the key's owner only.
 
 use super::*;
 use crate::console::views::{PublicKeyView, PublicKeysPage};
@@ -26,6 +27,7 @@ async fn public_keys_page(
         client_id: found.client_id,
         secret_enabled: found.secret_enabled,
         active: found.status == key_service::KeyStatus::Active,
+        owner_is_me: visitor.principal.user_id() == Some(found.owner_id.as_str()),
         token_endpoint: format!("{}/oauth/token", state.service.settings.tokens.issuer),
         public_keys: listed
             .into_iter()

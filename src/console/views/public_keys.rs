@@ -23,6 +23,9 @@ pub struct PublicKeysPage {
     /// The key also authenticates with a secret.
     pub secret_enabled: bool,
     pub active: bool,
+    /// The visitor owns the key: only the owner may add public keys (their
+    /// assertions act as the owner); admins see the list and may remove.
+    pub owner_is_me: bool,
     /// Where assertions go, and the `aud` they name.
     pub token_endpoint: String,
     pub public_keys: Vec<PublicKeyView>,

@@ -216,8 +216,9 @@ mod tests {
             "the description must be at most 500 characters",
         ));
         form.refused(PageError::new(
-            "conflict",
-            "a company may register at most 20 webhook endpoints",
+            "webhook_endpoint_limit_reached",
+            "you hold 5 webhook endpoints, and one user may register at most 5; \
+             delete one before registering another",
         ));
         assert!(form.url_error.as_deref().unwrap().contains("loopback"));
         assert_eq!(
@@ -226,7 +227,10 @@ mod tests {
         );
         assert!(form.collections_error.is_some());
         assert!(form.description_error.is_some());
-        assert_eq!(form.error.map(|e| e.code).as_deref(), Some("conflict"));
+        assert_eq!(
+            form.error.map(|e| e.code).as_deref(),
+            Some("webhook_endpoint_limit_reached")
+        );
     }
 
     #[test]

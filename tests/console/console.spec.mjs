@@ -542,10 +542,10 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
 step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connection signed in the browser', [needs.key('ERP nightly sync')], async () => {
   const { page } = admin;
   const erp = state.keys['ERP nightly sync'];
-  await page.getByLabel('Allow AWS Signature Version 4 (SQL Account style)').check();
+  await page.getByLabel('Allow AWS Signature Version 4').check();
   const tokenRequests = () => requestUrls.filter((url) => url.endsWith('/oauth/token')).length;
   const before = tokenRequests();
-  const { key, dialog } = await createKey(page, 'SQL Account sync');
+  const { key, dialog } = await createKey(page, 'ERP sync');
   const command = (await dialog.locator('#created-sigv4-curl').textContent()).trim();
   assert.equal(
     command,

@@ -678,6 +678,9 @@ async fn exchange_external_token(
     Ok(issued)
 }
 
+/// Audiences a subject token may name: more is not a token meant for us.
+const MAX_SUBJECT_AUDIENCES: usize = 16;
+
 /// The rule a trusted issuer's token meets: the first (oldest first) of the
 /// rules whose issuer's keys verify the token, whose audience the token
 /// names, whose conditions hold and whose user is active. Every trusted
@@ -698,21 +701,32 @@ async fn matching_rule(
         .and_then(Value::as_str)
         .ok_or_else(|| bad("the token has no `iss`"))?
         .to_owned();
-    let mut candidates = service.store.exchange_candidates(&issuer).await?;
+    // The audience picks the trusted issuer (one company's per audience);
+    // the signature, checked below with its keys, makes the claims (and so
+    // the audience) true. Read per audience, so no other company's rules
+    // can crowd a company's out of the answer.
+    let mut audiences: Vec<&str> = token.audiences();
+    audiences.sort_unstable();
+    audiences.dedup();
+    if audiences.len() > MAX_SUBJECT_AUDIENCES {
+        return Err(bad(&format!(
+            "the token names more than {MAX_SUBJECT_AUDIENCES} audiences"
+        )));
+    }
+    let mut candidates = Vec::new();
+    for audience in audiences {
+        candidates.extend(service.store.exchange_candidates(&issuer, audience).await?);
+    }
     if let Some(client) = client {
         candidates.retain(|c| c.tenant_id == client.tenant_id);
     }
     if candidates.is_empty() {
-        return Err(bad("the token's issuer is not trusted here"));
-    }
-    // The audience picks the trusted issuers; the signature, checked below
-    // with each one's keys, makes the claims (and so the audience) true.
-    candidates.retain(|c| token.has_audience(&c.audience));
-    if candidates.is_empty() {
         return Err(bad(
-            "the token is not addressed to an audience trusted here",
+            "no issuer is trusted here for the token's `iss` and audience",
         ));
     }
+    candidates
+        .sort_by(|a, b| (a.rule_created_at, &a.rule_id).cmp(&(b.rule_created_at, &b.rule_id)));
     let kid = token.kid();
     let algorithm = token.algorithm();
     let mut urls: Vec<String> = candidates.iter().map(|c| c.jwks_url.clone()).collect();

@@ -42,6 +42,7 @@ pub struct ExchangeCandidate {
     pub user_role: String,
     pub user_permissions: String,
     pub user_status: String,
+    pub rule_created_at: i64,
 }
 
 /// Outcome of [`Store::insert_trusted_issuer_within_limit`].
@@ -205,21 +206,27 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Every rule of every company that trusts `issuer`, oldest first.
-    pub async fn exchange_candidates(&self, issuer: &str) -> Result<Vec<ExchangeCandidate>> {
+    /// The rules of the issuer trusted for `issuer` and `audience` (one
+    /// company's at most: `trusted_issuers_audience_unique`), oldest first.
+    pub async fn exchange_candidates(
+        &self,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Vec<ExchangeCandidate>> {
         Ok(sqlx::query_as::<_, ExchangeCandidate>(
             "SELECT i.id AS issuer_id, i.tenant_id, i.jwks_url, i.audience, \
                     r.id AS rule_id, r.conditions, r.scopes, r.user_id, \
                     u.role AS user_role, u.permissions AS user_permissions, \
-                    u.status AS user_status \
+                    u.status AS user_status, r.created_at AS rule_created_at \
              FROM trusted_issuers i \
              JOIN exchange_rules r ON r.issuer_id = i.id \
              JOIN users u ON u.id = r.user_id AND u.tenant_id = i.tenant_id \
-             WHERE i.issuer = $1 \
+             WHERE i.issuer = $1 AND i.audience = $2 \
              ORDER BY r.created_at, r.id \
              LIMIT 1000",
         )
         .bind(issuer)
+        .bind(audience)
         .fetch_all(&self.pool)
         .await?)
     }

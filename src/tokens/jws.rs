@@ -113,10 +113,14 @@ impl<'a> UnverifiedJwt<'a> {
     }
 
     /// The header's `kid`, if it is a string.
-    /// Whether the (unverified) `aud` names `audience`: to pick which keys
-    /// to verify with, never to trust.
-    pub fn has_audience(&self, audience: &str) -> bool {
-        names_audience(self.unverified_claims(), audience)
+    /// The (unverified) `aud`, a string or a list of strings: to pick which
+    /// keys to verify with, never to trust.
+    pub fn audiences(&self) -> Vec<&str> {
+        match self.unverified_claims().get("aud") {
+            Some(Value::String(aud)) => vec![aud.as_str()],
+            Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
     }
 
     pub fn kid(&self) -> Option<&str> {

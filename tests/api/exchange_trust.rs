@@ -450,7 +450,65 @@ async fn external_exchanges_carry_the_company_rate_and_never_outlive_their_subje
     }
 }
 
+/// However many rules other companies hold for the same issuer, a company's
+/// own rules are read for its tokens: rules are read per audience.
+async fn other_companies_rules_never_crowd_out_a_companys_own(backend: Backend) {
+    let app = spawn(backend).await;
+    let acme = company(&app).await;
+    let globex = company(&app).await;
+    let (jwks, tokens) = issue(&json!({
+        "issuer": CI_ISSUER,
+        "keys": ["k1"],
+        "tokens": [{"kid": "k1", "claims": {"sub": MAIN_BRANCH, "aud": CI_AUDIENCE}}]
+    }));
+    let server = serve_jwks(&jwks).await;
+    let (status, issuer) = trust_as(&app, &globex.admin_session, &server.url, OTHER_AUDIENCE).await;
+    assert_eq!(status, 201, "{issuer}");
+    // A thousand rules, older than any of Acme's (stored directly: the API
+    // would take a while).
+    let globex_tenant = issuer_tenant(&app, &globex).await;
+    for n in 0..1000 {
+        app.store
+            .insert_exchange_rule(&keyport::storage::ExchangeRuleRow {
+                id: keyport::domain::exchange::new_rule_id(),
+                issuer_id: issuer["id"].as_str().unwrap().to_owned(),
+                tenant_id: globex_tenant.clone(),
+                description: String::new(),
+                conditions: json!([{"claim": "sub", "equals": format!("repo:globex/app-{n}")}])
+                    .to_string(),
+                user_id: globex.user_id.clone(),
+                scopes: "reports:read".to_owned(),
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    trust_main_branch(&app, &acme, &server.url).await;
+    let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["sub"],
+        acme.user_id
+    );
+}
+
+/// The company id of `company`, read from its admin's own account.
+async fn issuer_tenant(app: &TestApp, company: &Company) -> String {
+    let me = app
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/whoami",
+            &company.admin_session,
+        )
+        .await;
+    json_body(me).await["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 crate::on_both_backends!(
+    other_companies_rules_never_crowd_out_a_companys_own,
     an_audience_trusted_by_one_company_cannot_be_trusted_by_another,
     a_token_for_two_companies_is_refused_unless_a_key_says_which,
     a_hanging_issuer_delays_no_other_companys_exchange,

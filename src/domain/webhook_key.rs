@@ -11,7 +11,7 @@ use sha2::Sha256;
 
 use super::ClientSecret;
 
-/// HKDF-SHA256's `info`: fixed and documented (README, "Signed webhooks"),
+/// HKDF-SHA256's `info`: fixed and documented (the book, guides/webhooks.md),
 /// so receivers can derive the key themselves.
 pub const WEBHOOK_KEY_INFO: &[u8] = b"keyport webhook signing key v1";
 

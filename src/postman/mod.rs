@@ -15,7 +15,7 @@ use crate::config::Settings;
 /// The Postman Collection format this document follows.
 pub const SCHEMA: &str = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json";
 
-/// The file name Postman users get (`Content-Disposition`, README).
+/// The file name Postman users get (`Content-Disposition`; the book's Postman guide).
 pub const FILE_NAME: &str = "keyport.postman_collection.json";
 
 /// Renew the token when it expires within this many milliseconds.

@@ -154,7 +154,7 @@ impl Modify for SecuritySchemes {
                          base64). `client_id` and `client_secret` in the body work too, never both; \
                          or, instead, `client_assertion_type` and `client_assertion` in the body: \
                          a JWT signed with one of the key's public keys (RFC 7523 \
-                         `private_key_jwt`; see the README).",
+                         `private_key_jwt`; see the book, docs/src/guides/private-key-jwt.md).",
                     ))
                     .build(),
             ),

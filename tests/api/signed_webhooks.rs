@@ -9,14 +9,14 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, json_body, spawn_app};
 
-/// The derivation exactly as the README gives it to receivers, run by bash.
+/// The derivation exactly as the book (guides/webhooks.md) gives it to receivers, run by bash.
 fn derive_as_the_readme_says(secret: &str) -> String {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/src/guides/webhooks.md");
     let marker = "<!-- webhook-key-derivation -->";
     let after = readme
         .split_once(marker)
         .map(|(_, rest)| rest)
-        .expect("the README shows the derivation after its marker");
+        .expect("the webhooks guide shows the derivation after its marker");
     let command = after
         .split("```sh\n")
         .nth(1)
@@ -26,7 +26,7 @@ fn derive_as_the_readme_says(secret: &str) -> String {
         .args(["-c", command])
         .env("KEYPORT_SECRET", secret)
         .output()
-        .expect("run the README's derivation");
+        .expect("run the guide's derivation");
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout)
         .expect("utf-8")

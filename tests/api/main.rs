@@ -34,6 +34,7 @@ mod privilege_defects;
 mod public_key_owners;
 mod python_client;
 mod rate_limits;
+mod reference_docs;
 mod resources;
 mod sealed_storage;
 mod sessions;

@@ -1,0 +1,158 @@
+//! The book's reference pages that are generated from the code, so they
+//! cannot drift: each test renders its page and fails when the committed one
+//! differs. After changing what a page is made from, regenerate it with
+//! `KEYPORT_BLESS_DOCS=1 cargo test --test api reference_docs` and commit it.
+
+use std::path::PathBuf;
+
+fn book_page(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/src/reference")
+        .join(name)
+}
+
+/// Compares `rendered` with the committed page, or writes it when blessing.
+fn check_generated(name: &str, rendered: &str) {
+    let path = book_page(name);
+    if std::env::var_os("KEYPORT_BLESS_DOCS").is_some() {
+        std::fs::write(&path, rendered).expect("write the generated page");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != rendered {
+        let line = committed
+            .lines()
+            .zip(rendered.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(
+                || committed.lines().count().min(rendered.lines().count()) + 1,
+                |n| n + 1,
+            );
+        panic!(
+            "docs/src/reference/{name} is stale (first difference at line {line}): \
+             regenerate it with `KEYPORT_BLESS_DOCS=1 cargo test --test api reference_docs` \
+             and commit it"
+        );
+    }
+}
+
+/// One key of `config/default.toml`: its section, the comment above it.
+struct ConfigKey {
+    section: String,
+    name: String,
+    default: String,
+    comment: String,
+    env_line: String,
+}
+
+/// Reads `config/default.toml` as its comments document it: a `# --- Title
+/// ---` line starts a section; a comment block describes the keys right
+/// below it (until a blank line); its `# env:` line names their variables.
+fn config_keys(text: &str) -> Vec<ConfigKey> {
+    let mut keys = Vec::new();
+    let mut section = "Server and database".to_owned();
+    let mut comment: Vec<String> = Vec::new();
+    let mut env_line = String::new();
+    let mut in_env = false;
+    let mut preamble = true;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            if preamble && !comment.is_empty() {
+                preamble = false;
+            }
+            comment.clear();
+            env_line.clear();
+            in_env = false;
+            continue;
+        }
+        if let Some(title) = trimmed
+            .strip_prefix("# ---")
+            .and_then(|t| t.strip_suffix("---"))
+        {
+            section = title.trim().to_owned();
+            comment.clear();
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix('#') {
+            let rest = rest.trim();
+            if let Some(env) = rest.strip_prefix("env:") {
+                env_line = env.trim().to_owned();
+                in_env = true;
+            } else if in_env && rest.starts_with("KEYPORT_") {
+                env_line.push(' ');
+                env_line.push_str(rest);
+            } else {
+                in_env = false;
+                comment.push(rest.to_owned());
+            }
+            continue;
+        }
+        preamble = false;
+        let (name, default) = trimmed.split_once('=').expect("a `key = value` line");
+        keys.push(ConfigKey {
+            section: section.clone(),
+            name: name.trim().to_owned(),
+            default: default.trim().to_owned(),
+            comment: comment.join(" "),
+            env_line: env_line.clone(),
+        });
+    }
+    keys
+}
+
+fn env_name(key: &str) -> String {
+    format!("KEYPORT_{}", key.to_uppercase())
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// Every key of `config/default.toml`, with its variable, default and
+/// comment, rendered as the book's configuration reference; every key's
+/// comment names its variable (else the file drifted from the code's
+/// naming rule).
+#[test]
+fn the_configuration_reference_is_generated_from_default_toml() {
+    let text = include_str!("../../config/default.toml");
+    let keys = config_keys(text);
+    assert!(keys.len() > 50, "read only {} keys", keys.len());
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         Generated from `config/default.toml`, the defaults the binary embeds; do not edit\n\
+         by hand. A file given with `keyport --config FILE` (or `KEYPORT_CONFIG`)\n\
+         overrides the defaults key by key, and each key's environment variable\n\
+         (`KEYPORT_` and the key in upper case) overrides both. The [operations\n\
+         guide](../operations/configuration.md) says which to set for production.\n",
+    );
+    let mut section = String::new();
+    for key in &keys {
+        let env = env_name(&key.name);
+        assert!(
+            key.env_line
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(',') == env),
+            "config/default.toml: the comment of `{}` does not name {env}",
+            key.name
+        );
+        assert!(
+            !key.comment.is_empty(),
+            "config/default.toml: `{}` has no comment",
+            key.name
+        );
+        if key.section != section {
+            section = key.section.clone();
+            out.push_str(&format!(
+                "\n## {section}\n\n| key | default | environment variable | what it does |\n| --- | --- | --- | --- |\n"
+            ));
+        }
+        out.push_str(&format!(
+            "| `{}` | `{}` | `{env}` | {} |\n",
+            key.name,
+            cell(&key.default),
+            cell(&key.comment)
+        ));
+    }
+    check_generated("configuration.md", &out);
+}

@@ -156,3 +156,90 @@ fn the_configuration_reference_is_generated_from_default_toml() {
     }
     check_generated("configuration.md", &out);
 }
+
+/// One line of text: newlines and runs of spaces folded, pipes escaped.
+fn one_line(text: &str) -> String {
+    cell(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Every path and method of `GET /openapi.json`, with what it does, the
+/// scopes it needs and every answer it documents (error codes included),
+/// rendered as the book's HTTP reference.
+#[tokio::test]
+async fn the_http_reference_is_generated_from_the_openapi_document() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    let spec: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("GET /openapi.json")
+        .json()
+        .await
+        .expect("JSON");
+    let mut out = String::from(
+        "# HTTP reference\n\n\
+         Generated from the OpenAPI document a running server answers at\n\
+         `GET /openapi.json`; do not edit by hand. Error bodies: the token endpoint\n\
+         answers as RFC 6749 §5.2 (`error`, `error_description`), resources as\n\
+         RFC 6750 (a `WWW-Authenticate` challenge and a JSON body), management\n\
+         endpoints `{\"error\": code, \"message\": text}`; see [endpoints and\n\
+         errors](endpoints.md).\n",
+    );
+    let paths = spec["paths"].as_object().expect("paths");
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().expect("operations") {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            out.push_str(&format!("\n## `{} {path}`\n\n", method.to_uppercase()));
+            let summary = operation["summary"].as_str().unwrap_or("");
+            let description = operation["description"].as_str().unwrap_or("");
+            for text in [summary, description] {
+                if !text.trim().is_empty() {
+                    out.push_str(&format!("{}\n\n", one_line(text)));
+                }
+            }
+            let scopes: Vec<String> = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|requirement| requirement.as_object())
+                .flat_map(|requirement| {
+                    requirement.iter().map(|(scheme, scopes)| {
+                        let scopes: Vec<&str> = scopes
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|s| s.as_str())
+                            .collect();
+                        if scopes.is_empty() {
+                            format!("`{scheme}`")
+                        } else {
+                            format!("`{scheme}` ({})", scopes.join(", "))
+                        }
+                    })
+                })
+                .collect();
+            if !scopes.is_empty() {
+                out.push_str(&format!("Credentials: {}.\n\n", scopes.join(" or ")));
+            }
+            out.push_str("| answer | when |\n| --- | --- |\n");
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                // Shared answers are references to `components/responses`.
+                let response = match response["$ref"].as_str() {
+                    Some(reference) => {
+                        let name = reference.rsplit('/').next().unwrap_or("");
+                        &spec["components"]["responses"][name]
+                    }
+                    None => response,
+                };
+                out.push_str(&format!(
+                    "| {status} | {} |\n",
+                    one_line(response["description"].as_str().unwrap_or(""))
+                ));
+            }
+        }
+    }
+    check_generated("http.md", &out);
+}

@@ -46,6 +46,7 @@ mod tls;
 mod token;
 mod token_exchange;
 mod tokens;
+mod walkthrough;
 mod webhook_endpoint_limits;
 mod webhook_owners;
 mod webhooks;

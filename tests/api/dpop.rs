@@ -104,7 +104,7 @@ async fn token_request(app: &TestApp, integration: &Integration, proofs: &[Strin
 }
 
 /// A DPoP-bound token for `integration`, bound to `key`.
-async fn bound_token(app: &TestApp, integration: &Integration, key: &DpopKey) -> String {
+pub(crate) async fn bound_token(app: &TestApp, integration: &Integration, key: &DpopKey) -> String {
     let proof = key.proof("POST", &app.url("/oauth/token"), None);
     let response = token_request(app, integration, &[proof]).await;
     assert_eq!(response.status(), 200);

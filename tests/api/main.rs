@@ -47,6 +47,7 @@ mod tls;
 mod token;
 mod token_exchange;
 mod tokens;
+mod verify_crate;
 mod walkthrough;
 mod webhook_endpoint_limits;
 mod webhook_owners;

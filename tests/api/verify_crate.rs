@@ -219,8 +219,87 @@ async fn a_bound_token_is_refused_as_a_bearer_token(backend: Backend) {
     );
 }
 
+/// The crate's actix-web extractor in a real resource server on port 0, as
+/// its example is written: a token with the scope gets the subject; one
+/// without it 403 `insufficient_scope` naming the scope; no token a bare
+/// `Bearer` challenge; a bad token 401 `invalid_token`.
+async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use keyport_verify::actix::BearerClaims;
+
+    async fn protected(token: BearerClaims) -> actix_web::Result<HttpResponse> {
+        token.require_scope("reports:read")?;
+        Ok(HttpResponse::Ok().json(json!({ "sub": token.sub })))
+    }
+
+    let app = spawn_app(backend).await;
+    let reader = app.integration("member", "reports:read").await;
+    let writer = app.integration("member", "webhooks:write").await;
+    let verifier = Verifier::discover(&app.settings.tokens.issuer, &app.settings.tokens.audience)
+        .await
+        .unwrap();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(verifier.clone()))
+            .route("/protected", web::get().to(protected))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let address = server.addrs()[0];
+    tokio::spawn(server.run());
+    let url = format!("http://{address}/protected");
+    let call = |token: Option<String>| {
+        let request = app.client.get(&url);
+        let request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move { request.send().await.expect("the resource server answers") }
+    };
+
+    let token = app
+        .narrowed_token(reader.client_id(), reader.secret(), None)
+        .await;
+    let answer = call(Some(token)).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.json::<Value>().await.unwrap()["sub"], reader.user.id);
+
+    let token = app
+        .narrowed_token(writer.client_id(), writer.secret(), None)
+        .await;
+    let answer = call(Some(token)).await;
+    assert_eq!(answer.status(), 403);
+    let challenge = answer.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"reports:read\""),
+        "{challenge}"
+    );
+
+    let answer = call(None).await;
+    assert_eq!(answer.status(), 401);
+    assert_eq!(
+        answer.headers()["www-authenticate"],
+        "Bearer realm=\"keyport\""
+    );
+
+    let answer = call(Some("not-a-token".to_owned())).await;
+    assert_eq!(answer.status(), 401);
+    assert!(
+        answer.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+}
+
 crate::on_both_backends!(
     the_verifier_accepts_keyport_tokens_and_refuses_every_wrong_one,
     made_up_kids_cost_at_most_one_fetch_per_interval,
     a_bound_token_is_refused_as_a_bearer_token,
+    the_actix_extractor_answers_as_rfc_6750_says,
 );

@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "actix")]
+pub mod actix;
 mod claims;
 mod error;
 mod keys;

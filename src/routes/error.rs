@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use super::BodyError;
+use super::bearer::BearerError;
 use crate::service::ServiceError;
 use crate::service::authz::CredentialRefusal;
 use crate::service::clients::ClientAuthError;
@@ -19,7 +20,6 @@ use crate::service::rate_limit::RateLimited;
 use crate::service::sigv4::Sigv4Refusal;
 use crate::storage::StorageError;
 use crate::telemetry::error_chain;
-use crate::tokens::BearerError;
 use crate::tokens::DpopError;
 use crate::tokens::dpop::{DPOP_ALGS, DPOP_NONCE_HEADER};
 

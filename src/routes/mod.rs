@@ -1,9 +1,11 @@
 //! HTTP routes, one module per area, and the pieces they share.
 
+pub mod bearer;
 mod body;
 mod caller;
 mod client_address;
 mod doc;
+pub mod dpop;
 pub mod error;
 mod health;
 mod keys;
@@ -35,9 +37,11 @@ use crate::telemetry::Metrics;
 use crate::tokens::KeyRing;
 use error::ApiError;
 
+pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use body::BodyError;
 pub use caller::{Caller, dpop_nonce_header};
 pub use client_address::client_address;
+pub use dpop::DpopToken;
 pub use openapi::api_doc;
 pub use signed_body::buffer_signed_body;
 pub use token_request::{

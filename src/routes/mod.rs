@@ -25,18 +25,13 @@ mod webhook_endpoints;
 mod wellknown;
 mod whoami;
 
-use std::sync::Arc;
-
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::domain::redact_credentials;
-use crate::service::Service;
-use crate::storage::PushQueue;
-use crate::telemetry::Metrics;
-use crate::tokens::KeyRing;
 use error::ApiError;
 
+pub use crate::state::AppState;
 pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use body::BodyError;
 pub use caller::{Caller, dpop_nonce_header};
@@ -48,15 +43,6 @@ pub use token_request::{
     ClientAssertion, ClientCredentials, JWT_BEARER_ASSERTION, SecretCredentials, TokenQuery,
     TokenRequest, parse_basic_authorization, parse_token_query, parse_token_request,
 };
-
-/// What every handler may reach.
-pub struct AppState {
-    /// The rules, and what they reach (database, settings, throttles).
-    pub service: Service,
-    pub keys: Arc<KeyRing>,
-    pub metrics: Arc<Metrics>,
-    pub pushes: PushQueue,
-}
 
 /// One operation the app serves. [`ROUTES`] is the registration itself:
 /// [`configure`] registers exactly these, and `GET /openapi.json` must

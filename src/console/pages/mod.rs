@@ -42,11 +42,12 @@ use super::auth::{self, Visitor};
 use super::forms::FormFields;
 use super::views::*;
 use crate::domain::{Credential, Role, UnixTime, UserStatus, WEBHOOKS_MANAGE, now};
+use crate::routes::client_address;
 use crate::routes::error::service_status;
-use crate::routes::{AppState, client_address};
 use crate::service::audit as audit_service;
 use crate::service::keys::{self as key_service, KeyListing, NewKeyRequest};
 use crate::service::{ServiceError, sessions, setup, tenants, users as user_service};
+use crate::state::AppState;
 use crate::storage::AuditFilter;
 
 type State = web::Data<AppState>;

@@ -4,6 +4,8 @@
 //! - everything else answers `{"error": code, "message": text}` (`ApiError`).
 //!
 //! A 5xx body never carries internal detail; the log line carries the cause.
+//! The web console renders its own bodies but takes a `ServiceError`'s
+//! status from here ([`service_status`]), so both answer a refusal alike.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::{IpRange, TargetPolicy};
+use crate::domain::{IpRange, SigningAlgorithm, TargetPolicy};
 use crate::sealing::{MasterKeySettings, MasterKeyText};
-use crate::tokens::SigningAlgorithm;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 

@@ -13,6 +13,7 @@ pub mod routes;
 pub mod sealing;
 pub mod service;
 pub mod startup;
+pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

@@ -12,8 +12,9 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
 use crate::console::{self, ConsoleState};
-use crate::routes::{self, AppState};
+use crate::routes;
 use crate::service::Service;
+use crate::state::AppState;
 use crate::storage::{PushQueue, StorageError, Store};
 use crate::telemetry::Metrics;
 use crate::tls::{CertificateReloader, TlsError};

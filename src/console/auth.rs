@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::{Principal, SessionToken};
-use crate::routes::{AppState, client_address};
+use crate::routes::client_address;
 use crate::service::authz;
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "keyport_session";
 

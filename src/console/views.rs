@@ -5,6 +5,7 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{GRANTABLE_SCOPES, UnixTime};
+use crate::routes::error::{public_message, status_of};
 use crate::service::ServiceError;
 use crate::service::keys::{KeyStatus, KeySummary};
 use crate::service::users::UserSummary;
@@ -37,12 +38,12 @@ impl PageError {
 
 impl From<&ServiceError> for PageError {
     fn from(err: &ServiceError) -> Self {
-        let message = match err {
-            // 5xx detail stays in the log.
-            ServiceError::Storage(_) | ServiceError::Internal(_) => {
-                "the server failed; try again shortly".to_owned()
-            }
-            other => other.to_string(),
+        // The status is the API's; the words are the console's. 5xx detail
+        // stays in the log.
+        let message = if status_of(err).is_server_error() {
+            "the server failed; try again shortly".to_owned()
+        } else {
+            public_message(err)
         };
         PageError::new(err.code(), message)
     }

@@ -9,6 +9,7 @@ mod principal;
 mod rate_limit;
 mod record;
 mod scope;
+mod signing_algorithm;
 pub mod sigv4;
 pub mod special_addresses;
 mod user;
@@ -34,6 +35,7 @@ pub use scope::{
     SUPPORTED_SCOPES, Scope, ScopeError, ScopeSet, TENANT_MANAGE, TOKENS_EXCHANGE, USERS_MANAGE,
     WEBHOOKS_MANAGE, WEBHOOKS_WRITE,
 };
+pub use signing_algorithm::SigningAlgorithm;
 pub use special_addresses::{Refusal, TargetPolicy};
 pub use user::{Email, Role, UserStatus};
 pub use webhook::{

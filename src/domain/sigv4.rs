@@ -118,8 +118,8 @@ fn refuse<T>(fault: Sigv4Fault, message: impl Into<String>) -> Result<T, Sigv4Er
     })
 }
 
-/// The request as HTTP delivered it. Header names are lower-case (as actix
-/// gives them); `path` and `query` are exactly as sent, still encoded.
+/// The request as HTTP delivered it. Header names are lower-case (as the HTTP
+/// server gives them); `path` and `query` are exactly as sent, still encoded.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestParts<'a> {
     pub method: &'a str,

@@ -5,7 +5,8 @@
 //!   refused as Bearer;
 //! - `Authorization: DPoP <access token>` with a `DPoP` proof signed by the
 //!   key the token is bound to (RFC 9449 §7; the checks and the replay
-//!   cache are `tokens::dpop`'s, shared with `DpopToken`);
+//!   cache are `tokens::dpop`'s, read off the request as `routes::dpop`'s
+//!   `DpopToken` does);
 //! - the API key itself, as `x-api-key: <secret>` or `Authorization: Bearer
 //!   <secret>` (told apart from a JWT by its `kps_` prefix), acting as its owner;
 //! - `Authorization: Bearer <session token>` from `POST /api/v1/session`;
@@ -22,14 +23,16 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use futures_util::future::LocalBoxFuture;
 
+use super::bearer::{BearerError, bearer_value};
+use super::dpop::check_presentation;
 use super::observe::note_client_id;
 use super::signed_body::{self, SignedBodyDigest};
 use super::{AppState, client_address};
 use crate::domain::sigv4::{EMPTY_PAYLOAD_SHA256, Presentation, RequestParts};
 use crate::domain::{ClientSecret, Principal, SessionToken};
 use crate::service::authz::{self, CredentialRefusal};
-use crate::tokens::dpop::{TokenScheme, authorization_token, check_presentation, required_binding};
-use crate::tokens::{BearerError, TokenVerifier, bearer_value};
+use crate::tokens::TokenVerifier;
+use crate::tokens::dpop::{TokenScheme, authorization_token, required_binding};
 
 /// A fresh DPoP nonce for the response (RFC 9449 §8), left in the request's
 /// extensions by `Caller` for [`dpop_nonce_header`].

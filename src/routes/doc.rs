@@ -30,26 +30,30 @@ pub struct ApiErrorBody {
     confirmation_phrase: String,
 }
 
-/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target` and RFC
-/// 7009's `unsupported_token_type`, and RFC 9449's DPoP errors.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OAuthErrorCode {
-    InvalidRequest,
-    InvalidClient,
-    InvalidGrant,
-    UnauthorizedClient,
-    UnsupportedGrantType,
-    InvalidScope,
-    InvalidTarget,
-    UnsupportedTokenType,
-    ServerError,
-    TemporarilyUnavailable,
-    /// RFC 9449 §5: the DPoP proof failed a check.
-    InvalidDpopProof,
-    /// RFC 9449 §8: retry with the nonce in `DPoP-Nonce`.
-    UseDpopNonce,
+/// The `error` of the OAuth endpoints' answers: the codes of
+/// [`super::error::OAuthErrorCode`], taken from the enum itself.
+#[derive(Serialize)]
+pub struct OAuthErrorCode;
+
+impl PartialSchema for OAuthErrorCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target`, RFC 7009's \
+                 `unsupported_token_type` and RFC 9449's DPoP errors (`invalid_dpop_proof`: the \
+                 proof failed a check; `use_dpop_nonce`: retry with the nonce in `DPoP-Nonce`)",
+            ))
+            .enum_values(Some(
+                super::error::OAuthErrorCode::ALL
+                    .iter()
+                    .map(|code| code.as_str()),
+            ))
+            .into()
+    }
 }
+
+impl ToSchema for OAuthErrorCode {}
 
 /// An RFC 6749 §5.2 error of the OAuth endpoints.
 #[derive(Serialize, ToSchema)]

@@ -4,6 +4,8 @@
 //! - everything else answers `{"error": code, "message": text}` (`ApiError`).
 //!
 //! A 5xx body never carries internal detail; the log line carries the cause.
+//! The web console renders its own bodies but takes a `ServiceError`'s
+//! status from here ([`service_status`]), so both answer a refusal alike.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -11,6 +13,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use super::BodyError;
+use super::bearer::BearerError;
 use crate::service::ServiceError;
 use crate::service::authz::CredentialRefusal;
 use crate::service::clients::ClientAuthError;
@@ -19,7 +22,6 @@ use crate::service::rate_limit::RateLimited;
 use crate::service::sigv4::Sigv4Refusal;
 use crate::storage::StorageError;
 use crate::telemetry::error_chain;
-use crate::tokens::BearerError;
 use crate::tokens::DpopError;
 use crate::tokens::dpop::{DPOP_ALGS, DPOP_NONCE_HEADER};
 
@@ -130,23 +132,11 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A storage failure outside a service call answers as the same failure
+/// inside one: [`service_status`] decides.
 impl From<StorageError> for ApiError {
     fn from(err: StorageError) -> Self {
-        match err {
-            StorageError::Unavailable(_) => {
-                log::warn!("database unavailable: {}", error_chain(&err));
-                ApiError::unavailable()
-            }
-            // e.g. a NUL character in a key id or an audit filter: the
-            // request is at fault, not the server.
-            StorageError::RefusedValue(message) => {
-                ApiError::bad_request("invalid_request", message)
-            }
-            other => {
-                log::error!("storage failure: {}", error_chain(&other));
-                ApiError::internal()
-            }
-        }
+        ApiError::from(ServiceError::Storage(err))
     }
 }
 
@@ -176,37 +166,76 @@ impl From<BodyError> for ApiError {
     }
 }
 
+/// The status a refusal of the service answers, for the API and the console
+/// alike: the one place that decides it. Pure; [`service_status`] is what
+/// an answer calls.
+pub fn status_of(err: &ServiceError) -> StatusCode {
+    match err {
+        ServiceError::Invalid(_) | ServiceError::WeakPassword(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::Conflict(_)
+        | ServiceError::KeyLimitReached { .. }
+        | ServiceError::TrustedIssuerLimitReached(_)
+        | ServiceError::EndpointLimitReached(_)
+        | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
+        ServiceError::Forbidden(_) | ServiceError::InsufficientScope(_) | ServiceError::ApiOnly => {
+            StatusCode::FORBIDDEN
+        }
+        ServiceError::CredentialRevoked(_) | ServiceError::BadCredentials => {
+            StatusCode::UNAUTHORIZED
+        }
+        // A token the caller typed or pasted is malformed input, like an
+        // unknown session at `POST /sessions/password`.
+        ServiceError::InvalidSetPasswordToken => StatusCode::BAD_REQUEST,
+        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // The caller should retry: 503 with `Retry-After`.
+        ServiceError::Storage(StorageError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        // e.g. a NUL character in a key id or an audit filter: the request
+        // is at fault, not the server.
+        ServiceError::Storage(StorageError::RefusedValue(_)) => StatusCode::BAD_REQUEST,
+        ServiceError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// [`status_of`], and the cause of a 5xx logged with its whole chain. Call
+/// it once per answer, so each failure is logged once. The causes are the
+/// server's own (database, hashing, randomness) and carry no secret.
+pub fn service_status(err: &ServiceError) -> StatusCode {
+    let status = status_of(err);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        log::warn!("database unavailable: {}", error_chain(err));
+    } else if status.is_server_error() {
+        match err {
+            ServiceError::Storage(_) => log::error!("storage failure: {}", error_chain(err)),
+            _ => log::error!("internal failure: {}", error_chain(err)),
+        }
+    }
+    status
+}
+
+/// What a refusal may tell the caller: a 5xx keeps its cause in the log.
+pub fn public_message(err: &ServiceError) -> String {
+    match err {
+        ServiceError::Storage(StorageError::RefusedValue(message)) => (*message).to_owned(),
+        _ if status_of(err).is_server_error() => {
+            "the server failed; the error was logged".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
-        let status = match &err {
-            ServiceError::Invalid(_) | ServiceError::WeakPassword(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::Conflict(_)
-            | ServiceError::KeyLimitReached { .. }
-            | ServiceError::TrustedIssuerLimitReached(_)
-            | ServiceError::EndpointLimitReached(_)
-            | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
-            ServiceError::Forbidden(_)
-            | ServiceError::InsufficientScope(_)
-            | ServiceError::ApiOnly => StatusCode::FORBIDDEN,
-            ServiceError::CredentialRevoked(_) | ServiceError::BadCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
-            ServiceError::InvalidSetPasswordToken => StatusCode::BAD_REQUEST,
-            ServiceError::Internal(cause) => {
-                log::error!("internal failure: {cause}");
-                return ApiError::internal();
-            }
-            ServiceError::Storage(_) => {
-                let ServiceError::Storage(err) = err else {
-                    unreachable!("matched above")
-                };
-                return err.into();
-            }
-        };
-        let mut error = ApiError::new(status, err.code(), err.to_string());
+        let status = service_status(&err);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return ApiError::unavailable();
+        }
+        if status.is_server_error() {
+            return ApiError::internal();
+        }
+        let mut error = ApiError::new(status, err.code(), public_message(&err));
         let mut details = serde_json::Map::new();
         match &err {
             ServiceError::ConfirmationRequired { phrase } => {
@@ -418,43 +447,47 @@ impl ResponseError for DpopError {
     }
 }
 
-/// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target` and RFC
-/// 7009's `unsupported_token_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OAuthErrorCode {
-    InvalidRequest,
-    InvalidClient,
-    InvalidGrant,
-    UnauthorizedClient,
-    UnsupportedGrantType,
-    InvalidScope,
-    InvalidTarget,
-    UnsupportedTokenType,
-    ServerError,
-    TemporarilyUnavailable,
-    /// RFC 9449 §5.
-    InvalidDpopProof,
-    /// RFC 9449 §8.
-    UseDpopNonce,
+/// Declares [`OAuthErrorCode`] with each variant's wire code, and
+/// [`OAuthErrorCode::ALL`] listing them, from one list: `/openapi.json`
+/// documents `ALL`, so it cannot name a code the server never answers or
+/// miss one it does.
+macro_rules! oauth_error_codes {
+    ($($(#[$doc:meta])* $variant:ident => $code:literal,)+) => {
+        /// RFC 6749 §5.2 error codes, plus RFC 8707's `invalid_target`, RFC
+        /// 7009's `unsupported_token_type` and RFC 9449's DPoP errors.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum OAuthErrorCode {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl OAuthErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &[OAuthErrorCode] = &[$(OAuthErrorCode::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(OAuthErrorCode::$variant => $code,)+
+                }
+            }
+        }
+    };
 }
 
-impl OAuthErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OAuthErrorCode::InvalidRequest => "invalid_request",
-            OAuthErrorCode::InvalidClient => "invalid_client",
-            OAuthErrorCode::InvalidGrant => "invalid_grant",
-            OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
-            OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-            OAuthErrorCode::InvalidScope => "invalid_scope",
-            OAuthErrorCode::InvalidTarget => "invalid_target",
-            OAuthErrorCode::UnsupportedTokenType => "unsupported_token_type",
-            OAuthErrorCode::ServerError => "server_error",
-            OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-            OAuthErrorCode::InvalidDpopProof => "invalid_dpop_proof",
-            OAuthErrorCode::UseDpopNonce => "use_dpop_nonce",
-        }
-    }
+oauth_error_codes! {
+    InvalidRequest => "invalid_request",
+    InvalidClient => "invalid_client",
+    InvalidGrant => "invalid_grant",
+    UnauthorizedClient => "unauthorized_client",
+    UnsupportedGrantType => "unsupported_grant_type",
+    InvalidScope => "invalid_scope",
+    InvalidTarget => "invalid_target",
+    UnsupportedTokenType => "unsupported_token_type",
+    ServerError => "server_error",
+    TemporarilyUnavailable => "temporarily_unavailable",
+    /// RFC 9449 §5: the DPoP proof failed a check.
+    InvalidDpopProof => "invalid_dpop_proof",
+    /// RFC 9449 §8: retry with the nonce in `DPoP-Nonce`.
+    UseDpopNonce => "use_dpop_nonce",
 }
 
 /// An error of the token endpoint. The description is meant for the

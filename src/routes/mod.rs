@@ -1,9 +1,11 @@
 //! HTTP routes, one module per area, and the pieces they share.
 
+pub mod bearer;
 mod body;
 mod caller;
 mod client_address;
 mod doc;
+pub mod dpop;
 pub mod error;
 mod health;
 mod keys;
@@ -23,36 +25,24 @@ mod webhook_endpoints;
 mod wellknown;
 mod whoami;
 
-use std::sync::Arc;
-
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::domain::redact_credentials;
-use crate::service::Service;
-use crate::storage::PushQueue;
-use crate::telemetry::Metrics;
-use crate::tokens::KeyRing;
 use error::ApiError;
 
+pub use crate::state::AppState;
+pub use bearer::{BearerError, BearerToken, bearer_value};
 pub use body::BodyError;
 pub use caller::{Caller, dpop_nonce_header};
 pub use client_address::client_address;
+pub use dpop::DpopToken;
 pub use openapi::api_doc;
 pub use signed_body::buffer_signed_body;
 pub use token_request::{
     ClientAssertion, ClientCredentials, JWT_BEARER_ASSERTION, SecretCredentials, TokenQuery,
     TokenRequest, parse_basic_authorization, parse_token_query, parse_token_request,
 };
-
-/// What every handler may reach.
-pub struct AppState {
-    /// The rules, and what they reach (database, settings, throttles).
-    pub service: Service,
-    pub keys: Arc<KeyRing>,
-    pub metrics: Arc<Metrics>,
-    pub pushes: PushQueue,
-}
 
 /// One operation the app serves. [`ROUTES`] is the registration itself:
 /// [`configure`] registers exactly these, and `GET /openapi.json` must

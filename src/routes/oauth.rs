@@ -240,7 +240,7 @@ async fn token_request_proof(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Option<crate::tokens::dpop::CheckedProof>, OAuthError> {
-    let proofs = crate::tokens::dpop::proof_headers(req);
+    let proofs = super::dpop::proof_headers(req);
     if proofs.is_empty() {
         return Ok(None);
     }

@@ -70,7 +70,7 @@ pub async fn sign_in(
 
 /// The session token the caller presented; other credentials are refused.
 fn session_of(req: &HttpRequest, caller: &Caller) -> Result<SessionToken, ApiError> {
-    let presented = crate::tokens::bearer_value(req)
+    let presented = super::bearer_value(req)
         .ok()
         .and_then(|raw| SessionToken::parse(raw).ok());
     match (&caller.credential, presented) {

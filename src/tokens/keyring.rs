@@ -8,9 +8,10 @@ use std::sync::{Arc, RwLock};
 use jsonwebtoken::jwk::JwkSet;
 
 use super::claims::AccessTokenClaims;
-use super::signing_key::{SigningAlgorithm, SigningKey, SigningKeyError};
+use super::signing_key::{SigningKey, SigningKeyError};
 use super::verifier::TokenVerifier;
 use crate::config::TokenSettings;
+use crate::domain::SigningAlgorithm;
 use crate::domain::now;
 use crate::storage::{SigningKeyRow, StorageError, Store};
 

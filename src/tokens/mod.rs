@@ -1,7 +1,7 @@
 //! Access tokens (RFC 9068 JWTs): signing keys, issuing, verifying, the JWKS,
-//! and the actix extractor resource servers use.
+//! DPoP proofs. No HTTP framework: the extractors are `routes::bearer` and
+//! `routes::dpop`.
 
-mod bearer;
 mod claims;
 pub mod dpop;
 mod jwk;
@@ -11,14 +11,14 @@ mod revocation;
 mod signing_key;
 mod verifier;
 
-pub use bearer::{BearerError, BearerToken, bearer_value};
+pub use crate::domain::SigningAlgorithm;
 pub use claims::{AccessTokenClaims, Confirmation};
-pub use dpop::{DpopError, DpopToken, DpopVerifier};
+pub use dpop::{DpopError, DpopVerifier};
 pub use jwk::{JwkError, PublicJwk};
 pub use jws::{JwsError, JwtTimeError, MAX_JWT_LEN, UnverifiedJwt, VerifiedJwt};
 pub use keyring::{KeyRing, KeyRingError};
 pub use revocation::RevokedTokens;
-pub use signing_key::{SigningAlgorithm, SigningKey};
+pub use signing_key::SigningKey;
 pub use verifier::{TokenError, TokenVerifier, VerifiedToken};
 
 /// The JOSE `typ` of an RFC 9068 access token.

@@ -2,7 +2,6 @@
 //! identified by their RFC 7638 JWK thumbprint.
 
 use std::fmt;
-use std::str::FromStr;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -17,50 +16,17 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::Serialize;
 
 use super::ACCESS_TOKEN_TYP;
+use crate::domain::SigningAlgorithm;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SigningAlgorithm {
-    Es256,
-    EdDsa,
-    Rs256,
-}
-
+/// How `jsonwebtoken` names each algorithm Keyport signs with (the
+/// algorithm itself is a domain type: settings name it too).
 impl SigningAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SigningAlgorithm::Es256 => "ES256",
-            SigningAlgorithm::EdDsa => "EdDSA",
-            SigningAlgorithm::Rs256 => "RS256",
-        }
-    }
-
     pub fn jwt_algorithm(self) -> Algorithm {
         match self {
             SigningAlgorithm::Es256 => Algorithm::ES256,
             SigningAlgorithm::EdDsa => Algorithm::EdDSA,
             SigningAlgorithm::Rs256 => Algorithm::RS256,
         }
-    }
-}
-
-impl FromStr for SigningAlgorithm {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ES256" => Ok(SigningAlgorithm::Es256),
-            "EdDSA" => Ok(SigningAlgorithm::EdDsa),
-            "RS256" => Ok(SigningAlgorithm::Rs256),
-            other => Err(format!(
-                "`{}` is not supported: use ES256, EdDSA or RS256",
-                other.chars().take(20).collect::<String>()
-            )),
-        }
-    }
-}
-
-impl fmt::Display for SigningAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -774,8 +774,9 @@ async fn with_nonces_on_a_proof_needs_the_server_nonce_rfc9449_section_8(backend
 
 async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(backend: Backend) {
     use actix_web::{App, HttpResponse, test, web};
+    use keyport::routes::{BearerToken, DpopToken};
+    use keyport::tokens::TokenVerifier;
     use keyport::tokens::dpop::{DpopVerifier, MemoryReplayStore};
-    use keyport::tokens::{BearerToken, DpopToken, TokenVerifier};
 
     let app = spawn_app(backend).await;
     let integration = app.integration("member", "reports:read").await;

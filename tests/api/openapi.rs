@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use keyport::routes::ROUTES;
+use keyport::routes::error::OAuthErrorCode;
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -155,6 +156,30 @@ async fn the_route_table_is_what_the_server_serves() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn the_documented_oauth_error_codes_are_exactly_those_the_token_endpoint_answers() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc = fetch_document(&app).await;
+    let codes = &doc["components"]["schemas"]["OAuthErrorCode"];
+    assert_eq!(codes["type"], "string", "{codes}");
+    let documented: Vec<&str> = codes["enum"]
+        .as_array()
+        .expect("the codes are an enum")
+        .iter()
+        .map(|code| code.as_str().expect("a code is a string"))
+        .collect();
+    let answered: Vec<&str> = OAuthErrorCode::ALL
+        .iter()
+        .map(|code| code.as_str())
+        .collect();
+    assert_eq!(documented, answered);
+    assert!(documented.contains(&"use_dpop_nonce"), "{documented:?}");
+    assert_eq!(
+        doc["components"]["schemas"]["OAuthError"]["properties"]["error"]["$ref"],
+        "#/components/schemas/OAuthErrorCode"
+    );
 }
 
 #[tokio::test]

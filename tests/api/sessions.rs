@@ -234,6 +234,68 @@ async fn api_only_users_cannot_sign_in_once_they_hold_a_key(backend: Backend) {
     assert_eq!(json_body(refused).await["error"], "api_only_user");
 }
 
+/// The console's form post and the API's JSON call reach the same service
+/// refusals; the status is the API's in both, only the body differs.
+async fn the_console_refuses_with_the_same_status_as_the_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let admin = app
+        .user(&tenant, "admin@acme.io", "admin", "reports:read")
+        .await;
+    let robot = app
+        .user(&tenant, "robot@acme.io", "member", "reports:read")
+        .await;
+    let admin_session = app.session_for(&admin.email, PASSWORD).await;
+    app.set_password(&robot.email, PASSWORD).await;
+    let policy = app
+        .api(Method::PUT, "/api/v1/tenant/policy", &admin_session)
+        .json(&json!({"api_only_users": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy.status(), 200);
+    app.key(&robot.email, None).await;
+    let console_form = |path: &str, form: &[(&str, &str)]| {
+        app.client
+            .post(app.url(path))
+            .header("Origin", app.url(""))
+            .form(form)
+            .send()
+    };
+
+    // An API-only user signing in with the right password.
+    let api = app.sign_in(&robot.email, PASSWORD).await;
+    let console = console_form(
+        "/console/sign-in",
+        &[("email", &robot.email), ("password", PASSWORD)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(api.status(), 403);
+    assert_eq!(console.status(), api.status());
+    assert!(console.text().await.unwrap().contains("api_only_user"));
+
+    // A set-password token that was never issued.
+    let token = "not-a-token-anyone-was-given";
+    let new_password = "another horse battery staple";
+    let api = app
+        .client
+        .post(app.url("/api/v1/password"))
+        .json(&json!({"token": token, "new_password": new_password}))
+        .send()
+        .await
+        .unwrap();
+    let console = console_form(
+        "/console/set-password",
+        &[("token", token), ("new_password", new_password)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(api.status(), 400);
+    assert_eq!(console.status(), api.status());
+    assert!(console.text().await.unwrap().contains("invalid_token"));
+}
+
 async fn bad_sign_in_bodies_are_clear_errors(backend: Backend) {
     let app = spawn_app(backend).await;
     for (body, status) in [
@@ -271,4 +333,5 @@ crate::on_both_backends!(
     a_user_changes_their_password_and_old_sessions_end,
     api_only_users_cannot_sign_in_once_they_hold_a_key,
     bad_sign_in_bodies_are_clear_errors,
+    the_console_refuses_with_the_same_status_as_the_api,
 );

@@ -54,7 +54,7 @@ pub async fn exchange_trust(req: HttpRequest, state: State) -> HttpResponse {
 /// The page again with `err` shown, after a refused change.
 async fn exchange_error(state: &State, visitor: &Visitor, err: ServiceError) -> HttpResponse {
     match exchange_page(state, visitor, None, Some(PageError::from(&err))).await {
-        Ok(template) => page(status_of(&err), &template),
+        Ok(template) => page(service_status(&err), &template),
         Err(err) => forbidden(&err),
     }
 }

@@ -38,7 +38,12 @@ async fn keys_page(
         match key_service::list_keys(&state.service, &visitor.principal, KeyListing::All).await {
             Ok(keys) => (keys, true, None),
             Err(ServiceError::InsufficientScope(_)) => (Vec::new(), false, None),
-            Err(err) => (Vec::new(), true, Some(PageError::from(&err))),
+            Err(err) => {
+                // The page still shows, with the refusal in words; a server
+                // failure's cause goes to the log.
+                service_status(&err);
+                (Vec::new(), true, Some(PageError::from(&err)))
+            }
         };
     let own_id = visitor.principal.user_id().unwrap_or_default().to_owned();
     let mut keys: Vec<KeyView> = keys
@@ -269,7 +274,7 @@ pub async fn create_key(
                 ServiceError::Invalid(message) if message.contains("rate") => Some("rate_limit"),
                 _ => None,
             };
-            let status = status_of(&err);
+            let status = service_status(&err);
             return refuse_create(&state, &visitor, json, PageError::from(&err), field, status)
                 .await;
         }
@@ -355,7 +360,7 @@ async fn key_action(
             let (_, mut template) =
                 keys_page(&state, &visitor, &KeysQuery::default(), None, None, None).await;
             template.error = Some(error);
-            page(status_of(&err), &template)
+            page(service_status(&err), &template)
         }
     }
 }
@@ -422,7 +427,7 @@ pub async fn roll_key(
             let (_, mut template) =
                 keys_page(&state, &visitor, &KeysQuery::default(), None, None, None).await;
             template.error = Some(PageError::from(&err));
-            page(status_of(&err), &template)
+            page(service_status(&err), &template)
         }
     }
 }
@@ -518,7 +523,7 @@ pub async fn postman(req: HttpRequest, state: State, path: web::Path<String>) ->
                         .unwrap_or_else(|_| document.to_string()),
                 )
         }
-        Err(err) => HttpResponse::build(status_of(&err))
+        Err(err) => HttpResponse::build(service_status(&err))
             .content_type("text/plain; charset=utf-8")
             .body(format!(
                 "{} ({})",

@@ -42,10 +42,12 @@ use super::auth::{self, Visitor};
 use super::forms::FormFields;
 use super::views::*;
 use crate::domain::{Credential, Role, UnixTime, UserStatus, WEBHOOKS_MANAGE, now};
-use crate::routes::{AppState, client_address};
+use crate::routes::client_address;
+use crate::routes::error::service_status;
 use crate::service::audit as audit_service;
 use crate::service::keys::{self as key_service, KeyListing, NewKeyRequest};
 use crate::service::{ServiceError, sessions, setup, tenants, users as user_service};
+use crate::state::AppState;
 use crate::storage::AuditFilter;
 
 type State = web::Data<AppState>;
@@ -162,23 +164,6 @@ fn json_error(status: StatusCode, error: &PageError, field: Option<&str>) -> Htt
         .json(json!({ "error": error.code, "message": error.message, "field": field }))
 }
 
-fn status_of(err: &ServiceError) -> StatusCode {
-    match err {
-        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-        ServiceError::Forbidden(_) | ServiceError::InsufficientScope(_) => StatusCode::FORBIDDEN,
-        ServiceError::Conflict(_)
-        | ServiceError::KeyLimitReached { .. }
-        | ServiceError::TrustedIssuerLimitReached(_)
-        | ServiceError::EndpointLimitReached(_)
-        | ServiceError::ConfirmationRequired { .. } => StatusCode::CONFLICT,
-        ServiceError::CredentialRevoked(_) | ServiceError::BadCredentials => {
-            StatusCode::UNAUTHORIZED
-        }
-        ServiceError::Storage(_) | ServiceError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
-}
-
 /// The signed-in visitor, or the answer that sends them to sign in.
 async fn signed_in(req: &HttpRequest, state: &State) -> Result<Visitor, HttpResponse> {
     match auth::visitor(req, state).await {
@@ -226,9 +211,9 @@ async fn checked_change(
     Ok((visitor, form))
 }
 
-/// A page a member may not see: 403, in words.
+/// A page a member may not see (403), or could not be shown: in words.
 fn forbidden(err: &ServiceError) -> HttpResponse {
-    HttpResponse::build(status_of(err))
+    HttpResponse::build(service_status(err))
         .content_type("text/plain; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(format!("{} ({})", PageError::from(err).message, err.code()))
@@ -253,4 +238,96 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
                 .take(200)
                 .collect::<String>()
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::error::ApiError;
+    use crate::storage::StorageError;
+
+    /// One of every `ServiceError`, with each kind of storage failure.
+    fn every_refusal() -> Vec<ServiceError> {
+        let all = vec![
+            ServiceError::Invalid("a name is required".into()),
+            ServiceError::NotFound("no such key".into()),
+            ServiceError::Conflict("a user with that email already exists".into()),
+            ServiceError::KeyLimitReached { limit: 5 },
+            ServiceError::TrustedIssuerLimitReached("at most 20 issuers".into()),
+            ServiceError::EndpointLimitReached("at most 5 endpoints".into()),
+            ServiceError::Forbidden("only an admin may".into()),
+            ServiceError::InsufficientScope("keys:manage"),
+            ServiceError::CredentialRevoked("the key was revoked"),
+            ServiceError::ConfirmationRequired {
+                phrase: "delete key-1".into(),
+            },
+            ServiceError::BadCredentials,
+            ServiceError::ApiOnly,
+            ServiceError::WeakPassword("a password needs at least 12 characters".into()),
+            ServiceError::InvalidSetPasswordToken,
+            ServiceError::Storage(StorageError::Unavailable(sqlx::Error::PoolTimedOut)),
+            ServiceError::Storage(StorageError::RefusedValue("a NUL character")),
+            ServiceError::Storage(StorageError::Constraint("keys_pkey".into())),
+            ServiceError::Storage(StorageError::Corrupt("role `x`".into())),
+            ServiceError::Storage(StorageError::Database(sqlx::Error::PoolClosed)),
+            ServiceError::Internal("argon2 task panicked: salt=sekrit".into()),
+        ];
+        // A new variant stops this compiling until it is listed above.
+        for refusal in &all {
+            match refusal {
+                ServiceError::Invalid(_)
+                | ServiceError::NotFound(_)
+                | ServiceError::Conflict(_)
+                | ServiceError::KeyLimitReached { .. }
+                | ServiceError::TrustedIssuerLimitReached(_)
+                | ServiceError::EndpointLimitReached(_)
+                | ServiceError::Forbidden(_)
+                | ServiceError::InsufficientScope(_)
+                | ServiceError::CredentialRevoked(_)
+                | ServiceError::ConfirmationRequired { .. }
+                | ServiceError::BadCredentials
+                | ServiceError::ApiOnly
+                | ServiceError::WeakPassword(_)
+                | ServiceError::InvalidSetPasswordToken
+                | ServiceError::Storage(_)
+                | ServiceError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_service_refusal_gets_the_same_status_from_the_api_and_the_console() {
+        for (api_side, console_side) in every_refusal().into_iter().zip(every_refusal()) {
+            let api = ApiError::from(api_side).status;
+            let console = forbidden(&console_side).status();
+            assert_eq!(console, api, "{console_side:?}");
+        }
+    }
+
+    #[test]
+    fn the_console_answers_api_only_403_a_bad_set_password_token_400_and_a_failure_500() {
+        for (refusal, status) in [
+            (ServiceError::ApiOnly, StatusCode::FORBIDDEN),
+            (
+                ServiceError::InvalidSetPasswordToken,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                ServiceError::Internal("argon2 task panicked".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ] {
+            assert_eq!(forbidden(&refusal).status(), status, "{refusal:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_failure_keeps_its_cause_out_of_the_console_page() {
+        for refusal in every_refusal() {
+            let shown = PageError::from(&refusal).message;
+            assert!(!shown.contains("sekrit"), "{shown}");
+            assert!(!shown.contains("keys_pkey"), "{shown}");
+        }
+    }
 }

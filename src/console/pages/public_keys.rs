@@ -64,7 +64,7 @@ async fn public_keys_error(
     err: ServiceError,
 ) -> HttpResponse {
     match public_keys_page(state, visitor, key, None, Some(PageError::from(&err))).await {
-        Ok(template) => page(status_of(&err), &template),
+        Ok(template) => page(service_status(&err), &template),
         Err(err) => forbidden(&err),
     }
 }

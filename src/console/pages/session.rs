@@ -42,9 +42,9 @@ pub async fn setup(
     let company = form.get("company").unwrap_or("").to_owned();
     let email = form.get("email").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("");
-    let again = |error: PageError| {
+    let again_with = |status: StatusCode, error: PageError| {
         page(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            status,
             &SetupPage {
                 error: Some(error),
                 token: token.clone(),
@@ -53,6 +53,7 @@ pub async fn setup(
             },
         )
     };
+    let again = |error: PageError| again_with(StatusCode::UNPROCESSABLE_ENTITY, error);
     if !auth::same_origin(&req) || !console.setup_armed(&token) {
         return HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
@@ -76,7 +77,7 @@ pub async fn setup(
             // Nothing was created (or only what a retry reports): let the
             // operator try again with the same link.
             console.rearm_setup(&token);
-            again(PageError::from(&err))
+            again_with(service_status(&err), PageError::from(&err))
         }
     }
 }
@@ -97,7 +98,7 @@ async fn start_session(
             response
         }
         Err(err) => page(
-            status_of(&err),
+            service_status(&err),
             &SignInPage {
                 flash: None,
                 error: Some(sign_in_error(&err)),
@@ -182,7 +183,7 @@ pub async fn set_password(req: HttpRequest, state: State, body: web::Bytes) -> H
             &state,
         ),
         Err(err) => page(
-            status_of(&err),
+            service_status(&err),
             &SetPasswordPage {
                 error: Some(PageError::from(&err)),
             },

@@ -39,7 +39,7 @@ pub async fn users(req: HttpRequest, state: State) -> HttpResponse {
 /// The users page again with `err` shown, after a refused change.
 async fn users_error(state: &State, visitor: &Visitor, err: ServiceError) -> HttpResponse {
     match users_page(state, visitor, None, Some(PageError::from(&err)), None).await {
-        Ok(template) => page(status_of(&err), &template),
+        Ok(template) => page(service_status(&err), &template),
         Err(err) => forbidden(&err),
     }
 }

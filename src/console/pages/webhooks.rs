@@ -201,7 +201,7 @@ pub async fn add_endpoint(
             // Nothing was added: the corrected form may be sent again.
             console.release_submission(form_id);
             typed.refused(PageError::from(&err));
-            show_list(&state, &visitor, status_of(&err), None, typed).await
+            show_list(&state, &visitor, service_status(&err), None, typed).await
         }
     }
 }
@@ -285,7 +285,7 @@ async fn endpoint_action(
         }
         Err(err) => {
             console.release_submission(form_id);
-            let status = status_of(&err);
+            let status = service_status(&err);
             refuse_action(
                 &state,
                 &visitor,

@@ -8,9 +8,9 @@ use std::future::{Ready, ready};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
-use super::verifier::{TokenError, TokenVerifier, VerifiedToken};
+use crate::tokens::{TokenError, TokenVerifier, VerifiedToken};
 
-/// An RFC 6750 §3.1 error; its HTTP form lives in `crate::routes::error`.
+/// An RFC 6750 §3.1 error; its HTTP form lives in `super::error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BearerError {
     /// No credentials at all: 401 with a bare challenge.
@@ -83,7 +83,7 @@ impl FromRequest for BearerToken {
             let token = bearer_value(req)?;
             let verified = verifier.verify(token).map_err(BearerError::InvalidToken)?;
             // A bound token is only good with a proof of its key
-            // (`super::DpopToken`): as a bearer token it would be a downgrade.
+            // (`super::dpop::DpopToken`): as a bearer token it would be a downgrade.
             if verified.claims.cnf.is_some() {
                 return Err(BearerError::InvalidToken(TokenError::DpopBound));
             }

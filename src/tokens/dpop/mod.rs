@@ -8,24 +8,31 @@
 //! server's [`MemoryReplayStore`] its own memory), the public base URL that
 //! `htu` is compared with, and whether server nonces (§8) are required.
 //!
-//! [`DpopToken`] is the actix extractor beside [`super::BearerToken`]:
-//! `Authorization: DPoP <token>` with a proof bound to the token's
-//! `cnf.jkt`.
+//! Reading a proof off an HTTP request is the routes' (`routes::dpop`, with
+//! the `DpopToken` extractor): this module knows JWTs, not HTTP frameworks.
+//! Beside the checks here: `replay.rs` (the stores), `nonces.rs` (server
+//! nonces) and `target.rs` (comparing `htu` with the request's URI).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures_util::future::{BoxFuture, LocalBoxFuture};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+
+mod nonces;
+mod replay;
+mod target;
+
+pub use nonces::DpopNonces;
+use nonces::NonceStanding;
+pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError, replay_id};
+pub use target::same_target_uri;
 
 use super::jwk::PublicJwk;
 use super::jws::{JwsError, UnverifiedJwt};
-use super::verifier::{TokenVerifier, VerifiedToken};
+use super::verifier::VerifiedToken;
 use crate::domain::now;
 
 /// The JOSE `typ` of a DPoP proof (§4.2).
@@ -69,7 +76,8 @@ pub enum DpopError {
 }
 
 impl DpopError {
-    fn proof(message: impl Into<Cow<'static, str>>) -> Self {
+    /// A proof that failed a check (`invalid_dpop_proof`).
+    pub fn proof(message: impl Into<Cow<'static, str>>) -> Self {
         DpopError::InvalidProof(message.into())
     }
 
@@ -90,173 +98,6 @@ impl DpopError {
         match self {
             DpopError::UseNonce { nonce, .. } => Some(nonce),
             _ => None,
-        }
-    }
-}
-
-/// A replay store could not be read or written.
-#[derive(Debug, thiserror::Error)]
-#[error("the DPoP replay store failed: {0}")]
-pub struct ReplayStoreError(pub String);
-
-/// Where proofs seen within the window are remembered (§11.1). `first_use`
-/// records `id` (a digest of the proof's key thumbprint and `jti`) until
-/// `expires_at` (Unix seconds) and says whether it was new; it must be
-/// atomic, so two requests racing with one proof cannot both see `true`.
-pub trait ReplayStore: Send + Sync {
-    fn first_use(
-        &self,
-        id: [u8; 32],
-        expires_at: i64,
-    ) -> BoxFuture<'_, Result<bool, ReplayStoreError>>;
-}
-
-/// A replay store in this process's memory: right for one resource server
-/// instance (several instances need a shared store, or a replay at another
-/// instance goes unseen).
-pub struct MemoryReplayStore {
-    seen: Mutex<HashMap<[u8; 32], i64>>,
-    capacity: usize,
-}
-
-impl MemoryReplayStore {
-    /// Holds at most `capacity` unexpired proofs; beyond that, new proofs
-    /// are refused (fail closed) until some expire.
-    pub fn new(capacity: usize) -> Self {
-        MemoryReplayStore {
-            seen: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-        }
-    }
-}
-
-impl Default for MemoryReplayStore {
-    /// A million proofs: about 50 MiB, a window's worth at 3,000 requests/s.
-    fn default() -> Self {
-        Self::new(1_000_000)
-    }
-}
-
-impl ReplayStore for MemoryReplayStore {
-    fn first_use(
-        &self,
-        id: [u8; 32],
-        expires_at: i64,
-    ) -> BoxFuture<'_, Result<bool, ReplayStoreError>> {
-        let at = now();
-        let outcome = (|| {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(until) = seen.get(&id)
-                && *until >= at
-            {
-                return Ok(false);
-            }
-            if seen.len() >= self.capacity {
-                seen.retain(|_, until| *until >= at);
-                if seen.len() >= self.capacity {
-                    return Err(ReplayStoreError("the in-memory store is full".to_owned()));
-                }
-            }
-            seen.insert(id, expires_at);
-            Ok(true)
-        })();
-        Box::pin(std::future::ready(outcome))
-    }
-}
-
-/// Stateless server nonces (§8): an HMAC over a time slot, so every
-/// instance holding the same key accepts every other's nonces, with nothing
-/// stored. A nonce is good in its slot and the next one.
-pub struct DpopNonces {
-    /// The first key makes nonces; all are accepted (a master-key rotation
-    /// gives two).
-    keys: Vec<[u8; 32]>,
-    slot_seconds: i64,
-}
-
-impl std::fmt::Debug for DpopNonces {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DpopNonces")
-            .field("keys", &"<redacted>")
-            .field("slot_seconds", &self.slot_seconds)
-            .finish()
-    }
-}
-
-/// How a presented nonce stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NonceStanding {
-    /// Of the current slot.
-    Current,
-    /// Of the previous slot: accepted, and a fresh one is sent back.
-    Previous,
-    Stale,
-    Invalid,
-}
-
-impl DpopNonces {
-    /// `keys`: at least one 32-byte key (none: an empty list refuses every
-    /// nonce); `slot`: how long one nonce is handed out.
-    pub fn new(keys: Vec<[u8; 32]>, slot: Duration) -> Self {
-        DpopNonces {
-            keys,
-            slot_seconds: slot.as_secs().max(1) as i64,
-        }
-    }
-
-    fn slot(&self, at: i64) -> i64 {
-        at.div_euclid(self.slot_seconds)
-    }
-
-    fn tag(key: &[u8; 32], slot: i64) -> [u8; 16] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(b"keyport dpop nonce\0");
-        mac.update(&slot.to_be_bytes());
-        let full = mac.finalize().into_bytes();
-        let mut tag = [0u8; 16];
-        tag.copy_from_slice(&full[..16]);
-        tag
-    }
-
-    fn make(&self, slot: i64) -> String {
-        let Some(key) = self.keys.first() else {
-            return String::new();
-        };
-        let mut bytes = Vec::with_capacity(24);
-        bytes.extend_from_slice(&slot.to_be_bytes());
-        bytes.extend_from_slice(&Self::tag(key, slot));
-        URL_SAFE_NO_PAD.encode(bytes)
-    }
-
-    /// The nonce of the current slot.
-    pub fn current(&self) -> String {
-        self.make(self.slot(now()))
-    }
-
-    fn standing(&self, nonce: &str, at: i64) -> NonceStanding {
-        let Ok(bytes) = URL_SAFE_NO_PAD.decode(nonce) else {
-            return NonceStanding::Invalid;
-        };
-        if bytes.len() != 24 {
-            return NonceStanding::Invalid;
-        }
-        let mut slot_bytes = [0u8; 8];
-        slot_bytes.copy_from_slice(&bytes[..8]);
-        let slot = i64::from_be_bytes(slot_bytes);
-        let authentic = self.keys.iter().any(|key| {
-            subtle::ConstantTimeEq::ct_eq(&Self::tag(key, slot)[..], &bytes[8..]).into()
-        });
-        if !authentic {
-            return NonceStanding::Invalid;
-        }
-        let current = self.slot(at);
-        if slot == current {
-            NonceStanding::Current
-        } else if slot == current - 1 {
-            NonceStanding::Previous
-        } else {
-            NonceStanding::Stale
         }
     }
 }
@@ -534,67 +375,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
-/// What the replay store keys a proof by: SHA-256 over the key's thumbprint
-/// and the `jti` (two clients may pick the same `jti`; one key may not).
-pub fn replay_id(jkt: &str, jti: &str) -> [u8; 32] {
-    let mut digest = Sha256::new();
-    digest.update(jkt.as_bytes());
-    digest.update([0u8]);
-    digest.update(jti.as_bytes());
-    digest.finalize().into()
-}
-
-/// §4.3 step 9: `htu` and the request's URI compared after RFC 3986 §6.2.2
-/// and §6.2.3 normalisation (case of scheme and host, default port, dot
-/// segments, percent-encoding case), ignoring query and fragment.
-pub fn same_target_uri(htu: &str, expected: &str) -> bool {
-    let (Ok(htu), Ok(expected)) = (url::Url::parse(htu), url::Url::parse(expected)) else {
-        return false;
-    };
-    htu.scheme() == expected.scheme()
-        && htu.username().is_empty()
-        && htu.password().is_none()
-        && htu.host_str().map(str::to_ascii_lowercase)
-            == expected.host_str().map(str::to_ascii_lowercase)
-        && htu.port_or_known_default() == expected.port_or_known_default()
-        && normalised_path(htu.path()) == normalised_path(expected.path())
-}
-
-/// Percent-encodings of unreserved characters decoded and the others in
-/// upper case (RFC 3986 §6.2.2.1, §6.2.2.2); an empty path is `/`.
-fn normalised_path(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len().max(1));
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            let byte = h * 16 + l;
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                out.push(byte as char);
-            } else {
-                out.push('%');
-                out.push((bytes[i + 1] as char).to_ascii_uppercase());
-                out.push((bytes[i + 2] as char).to_ascii_uppercase());
-            }
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i] as char);
-        i += 1;
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 /// How an access token was presented in `Authorization`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenScheme {
@@ -632,169 +412,5 @@ pub fn required_binding(
             "the access token is not DPoP-bound: present it as Authorization: Bearer",
         ))),
         (TokenScheme::Dpop, Some(cnf)) => Ok(Some(cnf.jkt.as_str())),
-    }
-}
-
-/// Every `DPoP` header of a request.
-pub fn proof_headers(req: &actix_web::HttpRequest) -> Vec<&[u8]> {
-    req.headers()
-        .get_all(DPOP_HEADER)
-        .map(|v| v.as_bytes())
-        .collect()
-}
-
-/// The request's own base URL (scheme and Host), for a verifier without a
-/// configured one. Behind a proxy, configure the public URL instead.
-pub fn request_base_url(req: &actix_web::HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
-}
-
-/// An access token presented as `Authorization: DPoP <token>` with a valid
-/// proof signed by the key the token is bound to. Needs a
-/// [`TokenVerifier`] and a [`DpopVerifier`] in the app data. A fresh nonce
-/// to return, if any, is in [`DpopToken::fresh_nonce`].
-#[derive(Debug, Clone)]
-pub struct DpopToken {
-    pub token: VerifiedToken,
-    pub fresh_nonce: Option<String>,
-}
-
-/// Checks an `Authorization` token and its proof: the shared path of
-/// [`DpopToken`] and Keyport's own `Caller`. A Bearer token is returned as
-/// is unless it is bound.
-pub async fn check_presentation(
-    verifier: &TokenVerifier,
-    dpop: &DpopVerifier,
-    req: &actix_web::HttpRequest,
-    scheme: TokenScheme,
-    token: &str,
-) -> Result<(VerifiedToken, Option<CheckedProof>), DpopError> {
-    let verified = verifier
-        .verify(token)
-        .map_err(|e| DpopError::InvalidToken(Cow::Owned(e.to_string())))?;
-    let Some(jkt) = required_binding(&verified, scheme)? else {
-        return Ok((verified, None));
-    };
-    let base = request_base_url(req);
-    let proofs = proof_headers(req);
-    let target = ProofTarget {
-        method: req.method().as_str(),
-        path: req.path(),
-        access_token: Some(token),
-        bound_to: Some(jkt),
-    };
-    let proof = dpop.verify(&proofs, &target, Some(&base)).await?;
-    Ok((verified, Some(proof)))
-}
-
-impl actix_web::FromRequest for DpopToken {
-    type Error = DpopError;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
-
-    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let verifier = req
-                .app_data::<actix_web::web::Data<TokenVerifier>>()
-                .ok_or(DpopError::NotConfigured)?
-                .clone();
-            let dpop = req
-                .app_data::<actix_web::web::Data<DpopVerifier>>()
-                .ok_or(DpopError::NotConfigured)?
-                .clone();
-            let mut values = req
-                .headers()
-                .get_all(actix_web::http::header::AUTHORIZATION);
-            let value = values.next().ok_or_else(|| {
-                DpopError::proof("an access token is required: Authorization: DPoP <token>")
-            })?;
-            if values.next().is_some() {
-                return Err(DpopError::InvalidRequest(
-                    "send exactly one Authorization header",
-                ));
-            }
-            let value = value
-                .to_str()
-                .map_err(|_| DpopError::InvalidRequest("the Authorization header is not ASCII"))?;
-            let (scheme, token) = authorization_token(value).ok_or(DpopError::InvalidRequest(
-                "use the DPoP scheme: Authorization: DPoP <access token>",
-            ))?;
-            if token.is_empty() {
-                return Err(DpopError::InvalidRequest("the access token is empty"));
-            }
-            if scheme == TokenScheme::Bearer {
-                // Whatever the token is, this endpoint wants DPoP; a bound
-                // one gets the reason.
-                let verified = verifier
-                    .verify(token)
-                    .map_err(|e| DpopError::InvalidToken(Cow::Owned(e.to_string())))?;
-                required_binding(&verified, scheme)?;
-                return Err(DpopError::InvalidToken(Cow::Borrowed(
-                    "this endpoint accepts DPoP-bound tokens only",
-                )));
-            }
-            let (token, proof) = check_presentation(&verifier, &dpop, &req, scheme, token).await?;
-            Ok(DpopToken {
-                token,
-                fresh_nonce: proof.and_then(|p| p.fresh_nonce),
-            })
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn htu_is_compared_after_normalisation_without_query_or_fragment() {
-        let expected = "https://auth.example.com/oauth/token";
-        for same in [
-            "https://auth.example.com/oauth/token",
-            "HTTPS://Auth.Example.COM:443/oauth/token",
-            "https://auth.example.com/oauth/token?x=1#f",
-            "https://auth.example.com/oauth/./token",
-            "https://auth.example.com/%6Fauth/token",
-        ] {
-            assert!(same_target_uri(same, expected), "{same}");
-        }
-        for other in [
-            "http://auth.example.com/oauth/token",
-            "https://auth.example.com:8443/oauth/token",
-            "https://evil.example.com/oauth/token",
-            "https://auth.example.com/oauth/token/",
-            "https://auth.example.com/oauth/introspect",
-            "https://user@auth.example.com/oauth/token",
-            "/oauth/token",
-            "not a url",
-        ] {
-            assert!(!same_target_uri(other, expected), "{other}");
-        }
-    }
-
-    #[test]
-    fn nonces_hold_for_their_slot_and_the_next_and_only_under_their_key() {
-        let nonces = DpopNonces::new(vec![[7u8; 32]], Duration::from_secs(60));
-        let at = 1_000_020;
-        let current = nonces.make(nonces.slot(at));
-        assert_eq!(nonces.standing(&current, at), NonceStanding::Current);
-        assert_eq!(nonces.standing(&current, at + 60), NonceStanding::Previous);
-        assert_eq!(nonces.standing(&current, at + 120), NonceStanding::Stale);
-        let other = DpopNonces::new(vec![[8u8; 32]], Duration::from_secs(60));
-        assert_eq!(other.standing(&current, at), NonceStanding::Invalid);
-        let rotated = DpopNonces::new(vec![[8u8; 32], [7u8; 32]], Duration::from_secs(60));
-        assert_eq!(rotated.standing(&current, at), NonceStanding::Current);
-        assert_eq!(nonces.standing("garbage!", at), NonceStanding::Invalid);
-    }
-
-    #[tokio::test]
-    async fn the_memory_store_sees_a_proof_once_and_fails_closed_when_full() {
-        let store = MemoryReplayStore::new(2);
-        let later = now() + 60;
-        assert!(store.first_use([1; 32], later).await.unwrap());
-        assert!(!store.first_use([1; 32], later).await.unwrap());
-        assert!(store.first_use([2; 32], later).await.unwrap());
-        assert!(store.first_use([3; 32], later).await.is_err());
     }
 }

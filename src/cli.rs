@@ -243,7 +243,8 @@ pub enum KeyCommand {
         key: String,
         /// How long the old key keeps working, e.g. 24h (the default), 90m,
         /// 7d; at most max_roll_grace_seconds.
-        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION",
+              allow_hyphen_values = true)]
         grace: Option<Duration>,
     },
     /// Disable a key: refused everywhere at once, like a revoked key, until enabled.
@@ -316,11 +317,13 @@ pub struct KeyCreateArgs {
     /// Comma-separated scopes within the owner's permissions (default: all of them).
     #[arg(long)]
     pub scopes: Option<String>,
-    /// Expire the key after this long, e.g. 30d, 12h, 90m.
-    #[arg(long, value_parser = parse_duration)]
+    /// Expire the key after this long, with its unit: e.g. 30d, 12h, 90m, 45s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION",
+          allow_hyphen_values = true)]
     pub expires_in: Option<Duration>,
-    /// Lifetime of this key's tokens: seconds (600) or a duration (10m).
-    #[arg(long, value_parser = parse_duration)]
+    /// Lifetime of this key's tokens, with its unit: e.g. 10m, 600s, 1h.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION",
+          allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
     /// What the key is for, at length (at most 500 characters).
     #[arg(long)]
@@ -487,12 +490,25 @@ pub enum MasterKeyCommand {
     Rotate,
 }
 
-/// Plain seconds (`600`) or a humantime duration (`30d`, `10m`).
+/// A duration with its unit (`45s`, `30m`, `12h`, `90d`, or `1h 30m`). A bare
+/// number is refused rather than guessed: `--expires-in 90` meaning 90
+/// seconds once cost a key, so the unit is always written out.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = raw.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let text = raw.trim();
+    if text.starts_with('-') {
+        return Err("a duration cannot be negative".to_owned());
     }
-    humantime::parse_duration(raw).map_err(|e| format!("{e} (use e.g. 600, 10m, 12h or 30d)"))
+    if text.is_empty() {
+        return Err("a duration is needed, e.g. 45s, 30m, 12h or 90d".to_owned());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` has no unit: did you mean {text}d, {text}h, {text}m or {text}s?"
+        ));
+    }
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{e} (use a number and a unit: s, m, h or d, e.g. 45s, 30m, 12h or 90d)")
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1282,13 +1298,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_accept_seconds_and_human_units() {
-        assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
+    fn durations_need_a_unit_and_cannot_be_negative() {
+        assert_eq!(parse_duration("600s").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(
             parse_duration("30d").unwrap(),
             Duration::from_secs(30 * 86400)
         );
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(
+            parse_duration("90")
+                .unwrap_err()
+                .contains("did you mean 90d")
+        );
+        assert!(parse_duration("0").unwrap_err().contains("0s"));
+        assert_eq!(
+            parse_duration("-5d").unwrap_err(),
+            "a duration cannot be negative"
+        );
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]

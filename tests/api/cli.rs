@@ -326,7 +326,7 @@ async fn a_created_key_carries_its_client_id_and_a_kps_secret_in_json(backend: B
             "--expires-in",
             "30d",
             "--ttl",
-            "600",
+            "600s",
         ])
         .await;
     assert!(Uuid::parse_str(str_of(&created, "id")).is_ok(), "{created}");
@@ -903,7 +903,7 @@ async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     let (_, email) = keyport.owner().await;
     let run = keyport
         .run(&[
-            "--json", "key", "create", "--user", &email, "--name", "long", "--ttl", "7200",
+            "--json", "key", "create", "--user", &email, "--name", "long", "--ttl", "7200s",
         ])
         .await;
     run.assert_exit(1);
@@ -956,6 +956,74 @@ async fn an_unparseable_expiry_is_refused_with_a_usage_error(backend: Backend) {
         run.describe()
     );
     assert!(keyport.keys_of(&email).await.is_empty());
+}
+
+/// Runs the binary in a new empty folder with none of the caller's
+/// KEYPORT_* variables, so only the built-in defaults apply; returns the run
+/// and the folder (removed by the caller).
+async fn run_in_empty_folder(args: &[&str], env: &[(&str, &str)]) -> (Run, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("keyport-cli-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a temp folder");
+    let mut command = tokio::process::Command::new(KEYPORT);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYPORT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .envs(env.iter().copied())
+        .current_dir(&dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("keyport {args:?} did not finish within 60 s"))
+        .expect("run the keyport binary");
+    let run = Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+    (run, dir)
+}
+
+#[tokio::test]
+async fn durations_without_a_unit_or_below_zero_are_refused_with_a_hint() {
+    // input → exit code → what the message must say
+    let table: &[(&[&str], i32, &str)] = &[
+        (&["--expires-in", "90"], 2, "did you mean 90d"),
+        (&["--expires-in", "-5d"], 2, "a duration cannot be negative"),
+        (&["--expires-in=-5d"], 2, "a duration cannot be negative"),
+        (&["--expires-in", "-90"], 2, "a duration cannot be negative"),
+        (
+            &["--ttl", "600"],
+            2,
+            "did you mean 600d, 600h, 600m or 600s",
+        ),
+        (&["--ttl", "-10m"], 2, "a duration cannot be negative"),
+        (&["--ttl", "ten"], 2, "use a number and a unit"),
+        (&["--expires-in", ""], 2, "a duration is needed"),
+    ];
+    for (extra, code, message) in table {
+        let mut args = vec!["key", "create", "--user", "ana@example.com", "--name", "x"];
+        args.extend_from_slice(extra);
+        let (run, dir) = run_in_empty_folder(&args, &[]).await;
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(*code);
+        assert!(run.stderr.contains(message), "{}", run.describe());
+    }
+    for (grace, message) in [
+        ("0", "did you mean 0d, 0h, 0m or 0s"),
+        ("-1h", "a duration cannot be negative"),
+    ] {
+        let (run, dir) = run_in_empty_folder(&["key", "roll", "kp_x", "--grace", grace], &[]).await;
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(2);
+        assert!(run.stderr.contains(message), "{}", run.describe());
+    }
 }
 
 // ---------------------------------------------------------------- migrate, serve, help
@@ -1141,7 +1209,7 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
             "--scopes",
             "reports:read",
             "--ttl",
-            "600",
+            "600s",
         ])
         .await;
 

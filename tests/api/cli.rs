@@ -898,6 +898,114 @@ async fn scopes_beyond_the_owners_permissions_are_refused(backend: Backend) {
     assert_eq!(ok["scopes"], serde_json::json!(["reports:read"]));
 }
 
+async fn unknown_or_mistyped_scopes_are_refused_listing_the_known_ones(backend: Backend) {
+    let keyport = Keyport::with_env(
+        backend,
+        &[
+            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
+    let (tenant, email) = keyport.owner().await;
+    let tenant_id = str_of(&tenant, "id");
+    let issuer = keyport
+        .json(&[
+            "issuer",
+            "add",
+            "--tenant",
+            tenant_id,
+            "--issuer",
+            "https://ci.example.com",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--audience",
+            "keyport-cli",
+        ])
+        .await;
+    let issuer_id = str_of(&issuer, "id");
+    // input → exit code → what the message must say
+    let table: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "user",
+                "create",
+                "--tenant",
+                tenant_id,
+                "--email",
+                "dan@example.com",
+                "--role",
+                "member",
+                "--permissions",
+                "reports:read,foo:bar",
+            ],
+            1,
+            "unknown scope `foo:bar`",
+        ),
+        (
+            vec!["user", "set-permissions", &email, "Reports:Read"],
+            1,
+            "`Reports:Read` (did you mean reports:read?)",
+        ),
+        (
+            vec![
+                "key",
+                "create",
+                "--user",
+                &email,
+                "--name",
+                "x",
+                "--scopes",
+                "reports:read,foo:bar",
+            ],
+            1,
+            "unknown scope `foo:bar`",
+        ),
+        (
+            vec![
+                "issuer",
+                "add-rule",
+                "--tenant",
+                tenant_id,
+                issuer_id,
+                "--claim",
+                "sub=x",
+                "--user",
+                &email,
+                "--scopes",
+                "reports:read report:write",
+            ],
+            1,
+            "`report:write`",
+        ),
+    ];
+    for (args, code, message) in table {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(&args);
+        let run = keyport.run(&all).await;
+        run.assert_exit(code);
+        let error = run.json();
+        assert_eq!(error["error"], "invalid_input", "{}", run.describe());
+        let text = str_of(&error, "message");
+        assert!(text.contains(message), "{}", run.describe());
+        assert!(
+            text.contains("the scopes are reports:read, webhooks:write"),
+            "lists the known scopes: {}",
+            run.describe()
+        );
+    }
+    // Nothing was granted.
+    assert!(keyport.keys_of(&email).await.is_empty());
+    let rules = keyport
+        .json(&["issuer", "list", "--tenant", tenant_id])
+        .await;
+    assert_eq!(
+        rules["issuers"][0]["rules"],
+        serde_json::json!([]),
+        "{rules}"
+    );
+}
+
 async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
@@ -1658,6 +1766,7 @@ crate::on_both_backends!(
     an_unknown_tenant_is_refused,
     scopes_beyond_the_owners_permissions_are_refused,
     a_token_lifetime_above_the_maximum_is_refused,
+    unknown_or_mistyped_scopes_are_refused_listing_the_known_ones,
     an_unknown_flag_is_refused_with_a_usage_error,
     an_unparseable_expiry_is_refused_with_a_usage_error,
     migrate_succeeds_on_a_fresh_database,

@@ -47,7 +47,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (creates and migrates the database on first start).
     Serve,
-    /// Apply pending database migrations and exit.
+    /// Create the database if there is none, apply pending migrations and
+    /// exit. Every other admin command needs an existing database.
     Migrate,
     /// Manage tenants (companies).
     #[command(subcommand)]
@@ -519,6 +520,19 @@ pub enum CliError {
     Startup(#[from] crate::startup::StartupError),
     #[error("cannot open the database")]
     Storage(#[from] crate::storage::StorageError),
+    /// An admin command's database cannot be opened: says which one it
+    /// tried and how to name another.
+    #[error(
+        "cannot open the database {url} (database_url; point at the right one with --config FILE \
+         or KEYPORT_DATABASE_URL)"
+    )]
+    Open {
+        url: String,
+        #[source]
+        source: crate::storage::StorageError,
+    },
+    #[error(transparent)]
+    NoDatabase(crate::storage::StorageError),
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error("cannot rotate the signing key")]
@@ -539,6 +553,7 @@ impl CliError {
     fn code(&self) -> &'static str {
         match self {
             CliError::Config(_) => "invalid_config",
+            CliError::NoDatabase(_) => "no_database",
             CliError::Service(err) => err.code(),
             _ => "error",
         }
@@ -600,7 +615,21 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
         app.run_until_stopped().await?;
         return Ok(());
     }
-    let store = Store::connect_and_migrate(&settings.database).await?;
+    // Only `serve` (above) and `migrate` create a database; every other
+    // command opens the one that is there.
+    let store = if let Command::Migrate = cli.command {
+        Store::connect_and_migrate(&settings.database).await?
+    } else {
+        Store::open_existing_and_migrate(&settings.database)
+            .await
+            .map_err(|source| match source {
+                crate::storage::StorageError::NoDatabase(_) => CliError::NoDatabase(source),
+                source => CliError::Open {
+                    url: redact_url(&settings.database.url),
+                    source,
+                },
+            })?
+    };
     let service = Service::new(store.clone(), std::sync::Arc::new(settings));
     let out = Output { json: cli.json };
     let result = dispatch(cli.command, &service, &out).await;

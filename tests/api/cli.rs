@@ -63,9 +63,13 @@ impl Keyport {
         Self::with_env(backend, &[]).await
     }
 
+    /// A migrated database: admin commands open an existing one and never
+    /// create it, so the test makes it first as an operator would.
     async fn with_env(backend: Backend, env: &[(&str, &str)]) -> Self {
         let db = TestDatabase::create(backend).await;
-        Self::on(db, env)
+        let keyport = Self::on(db, env);
+        keyport.run(&["migrate"]).await.assert_success();
+        keyport
     }
 
     fn on(db: TestDatabase, env: &[(&str, &str)]) -> Self {
@@ -1096,6 +1100,77 @@ async fn run_in_empty_folder(args: &[&str], env: &[(&str, &str)]) -> (Run, std::
     };
     assert!(!run.stderr.contains("panicked"), "{}", run.describe());
     (run, dir)
+}
+
+#[tokio::test]
+async fn admin_commands_run_where_there_is_no_database_create_nothing_and_say_where_they_looked() {
+    // input → exit code → what the output must say
+    let table: &[(&[&str], &str)] = &[
+        (
+            &[
+                "user",
+                "create",
+                "--tenant",
+                "Acme",
+                "--email",
+                "ana@example.com",
+                "--role",
+                "member",
+            ],
+            "error: ",
+        ),
+        (&["tenant", "create", "Acme"], "error: "),
+        (&["key", "list"], "error: "),
+        (&["signing-key", "rotate"], "error: "),
+        (
+            &["--json", "key", "revoke", "kp_x"],
+            "\"error\":\"no_database\"",
+        ),
+    ];
+    for (args, shape) in table {
+        // The built-in database_url, sqlite://data/keyport.db, from an empty folder.
+        let (run, dir) = run_in_empty_folder(args, &[]).await;
+        let made: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let looked = dir.join("data/keyport.db");
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(1);
+        assert!(made.is_empty(), "created {made:?}: {}", run.describe());
+        let output = run.output();
+        let where_ = format!("no database at {}", looked.display());
+        for needle in [
+            shape,
+            where_.as_str(),
+            "--config",
+            "KEYPORT_DATABASE_URL",
+            "keyport migrate",
+        ] {
+            assert!(
+                output.contains(needle),
+                "`{needle}` missing: {}",
+                run.describe()
+            );
+        }
+        if args[0] == "--json" {
+            assert!(
+                serde_json::from_str::<Value>(run.stdout.trim()).is_ok(),
+                "{}",
+                run.describe()
+            );
+        }
+    }
+    // `migrate` is the command that creates one.
+    let (run, dir) = run_in_empty_folder(&["migrate"], &[]).await;
+    let created = dir.join("data/keyport.db").is_file();
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_success();
+    assert!(created, "{}", run.describe());
 }
 
 #[tokio::test]

@@ -704,7 +704,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     } else {
                         user.permissions.join(",")
                     },
-                    created.set_password_expires_at,
+                    human_time_now(created.set_password_expires_at),
                     created.set_password_token.expose(),
                 ),
             );
@@ -891,10 +891,14 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
             let grace_seconds = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
             let rolled = keys::roll_key(service, &operator, &key, grace_seconds).await?;
             let note = format!(
-                "{} keeps working until {} (Unix seconds), then expires; switch the integration \
-                 to the new key before then.",
+                "{} keeps working until {}, then expires; switch the integration to the new \
+                 key before then.",
                 rolled.old.client_id,
-                rolled.old.expires_at.unwrap_or_default(),
+                rolled
+                    .old
+                    .expires_at
+                    .map(human_time_now)
+                    .unwrap_or_else(|| "it is revoked".to_owned()),
             );
             print_created_key(out, &rolled.new, settings, Some(&note), &[]);
         }
@@ -1050,11 +1054,11 @@ fn read_jwk(path: &std::path::Path) -> Result<Value, CliError> {
 
 fn public_key_line(key: &PublicKeySummary) -> String {
     format!(
-        "{}  {:<6} kid={} created={}",
+        "{}  {:<6} kid={} created {}",
         key.thumbprint,
         key.alg,
         key.kid.as_deref().unwrap_or("-"),
-        key.created_at
+        human_time_now(key.created_at)
     )
 }
 
@@ -1125,7 +1129,7 @@ fn print_created_key(
 
 fn key_line(key: &KeySummary) -> String {
     let mut line = format!(
-        "{}  {:<8} {:<24} owner={} scopes={} expires={}",
+        "{}  {:<8} {:<24} owner={} scopes={} expires {}",
         key.client_id,
         key.status.as_str(),
         key.name,
@@ -1135,7 +1139,7 @@ fn key_line(key: &KeySummary) -> String {
             .map(|s| s.join(","))
             .unwrap_or_else(|| "(owner's)".to_owned()),
         key.expires_at
-            .map(|e| e.to_string())
+            .map(human_time_now)
             .unwrap_or_else(|| "never".to_owned()),
     );
     if !key.labels.is_empty() {
@@ -1310,6 +1314,32 @@ impl Output {
     }
 }
 
+/// A stored time for people: RFC 3339 in UTC and how far it is from `now`,
+/// e.g. `2027-03-04T10:00:00Z (in 89 days)`. `--json` keeps Unix seconds.
+fn human_time(at: crate::domain::UnixTime, now: crate::domain::UnixTime) -> String {
+    let stamp = chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| at.to_string());
+    let distance = at.saturating_sub(now).unsigned_abs();
+    let (count, unit) = match distance {
+        0..60 => (distance, "second"),
+        60..3600 => (distance / 60, "minute"),
+        3600..86400 => (distance / 3600, "hour"),
+        _ => (distance / 86400, "day"),
+    };
+    let span = format!("{count} {unit}{}", if count == 1 { "" } else { "s" });
+    if at >= now {
+        format!("{stamp} (in {span})")
+    } else {
+        format!("{stamp} ({span} ago)")
+    }
+}
+
+/// [`human_time`] from the current time.
+fn human_time_now(at: crate::domain::UnixTime) -> String {
+    human_time(at, crate::domain::now())
+}
+
 /// The database URL without its password, for log lines.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -1347,6 +1377,23 @@ mod tests {
         );
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn times_read_as_rfc3339_utc_with_how_far_away_they_are() {
+        let now = 1_700_000_000; // 2023-11-14T22:13:20Z
+        // at → text
+        let table = [
+            (now, "2023-11-14T22:13:20Z (in 0 seconds)"),
+            (now + 1, "2023-11-14T22:13:21Z (in 1 second)"),
+            (now + 89 * 86400 + 5, "2024-02-11T22:13:25Z (in 89 days)"),
+            (now + 7200, "2023-11-15T00:13:20Z (in 2 hours)"),
+            (now - 90, "2023-11-14T22:11:50Z (1 minute ago)"),
+            (now - 3 * 86400, "2023-11-11T22:13:20Z (3 days ago)"),
+        ];
+        for (at, text) in table {
+            assert_eq!(human_time(at, now), text);
+        }
     }
 
     #[test]

@@ -582,6 +582,107 @@ async fn key_listings_never_show_the_secret_or_its_digest(backend: Backend) {
     assert!(revoked_line.contains("revoked"), "{revoked_line}");
 }
 
+/// `at` (Unix seconds) as human output prints it, without the relative part.
+fn rfc3339(at: &Value) -> String {
+    let seconds = at
+        .as_i64()
+        .unwrap_or_else(|| panic!("not Unix seconds: {at}"));
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .expect("a time")
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+async fn human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_seconds(
+    backend: Backend,
+) {
+    let keyport = Keyport::new(backend).await;
+    let (tenant, email) = keyport.owner().await;
+    let key = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "dated",
+            "--expires-in",
+            "90d",
+        ])
+        .await;
+    assert!(
+        key["expires_at"].is_i64(),
+        "--json keeps Unix seconds: {key}"
+    );
+    let listing = keyport.run(&["key", "list", "--user", &email]).await;
+    listing.assert_success();
+    let expires = format!("expires {}", rfc3339(&key["expires_at"]));
+    assert!(
+        listing.stdout.contains(&format!("{expires} (in 89 days)"))
+            || listing.stdout.contains(&format!("{expires} (in 90 days)")),
+        "{}",
+        listing.describe()
+    );
+    let listed = keyport.json(&["key", "list", "--user", &email]).await;
+    assert_eq!(
+        listed["keys"][0]["expires_at"], key["expires_at"],
+        "{listed}"
+    );
+
+    // The old key of a roll: when it stops working.
+    let rolled = keyport
+        .run(&["key", "roll", str_of(&key, "client_id"), "--grace", "3d"])
+        .await;
+    rolled.assert_success();
+    let keys = keyport.keys_of(&email).await;
+    let old = key_with_client_id(&keys, str_of(&key, "client_id"));
+    let until = format!("keeps working until {} (in ", rfc3339(&old["expires_at"]));
+    assert!(rolled.stdout.contains(&until), "{}", rolled.describe());
+    assert!(
+        !rolled.stdout.contains("Unix seconds"),
+        "{}",
+        rolled.describe()
+    );
+
+    // A new user's set-password token: until when.
+    let user = keyport
+        .run(&[
+            "user",
+            "create",
+            "--tenant",
+            str_of(&tenant, "id"),
+            "--email",
+            "dated@example.com",
+            "--role",
+            "member",
+        ])
+        .await;
+    user.assert_success();
+    let doc = keyport
+        .run(&[
+            "--json",
+            "user",
+            "create",
+            "--tenant",
+            str_of(&tenant, "id"),
+            "--email",
+            "dated2@example.com",
+            "--role",
+            "member",
+        ])
+        .await;
+    assert!(
+        doc.json()["set_password_expires_at"].is_i64(),
+        "{}",
+        doc.describe()
+    );
+    assert!(
+        user.stdout.contains("Z (in "),
+        "an RFC 3339 time and a hint: {}",
+        user.describe()
+    );
+}
+
 async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
@@ -1842,6 +1943,7 @@ crate::on_both_backends!(
     scopes_beyond_the_owners_permissions_are_refused,
     a_token_lifetime_above_the_maximum_is_refused,
     unknown_or_mistyped_scopes_are_refused_listing_the_known_ones,
+    human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_seconds,
     an_unknown_flag_is_refused_with_a_usage_error,
     an_unparseable_expiry_is_refused_with_a_usage_error,
     migrate_succeeds_on_a_fresh_database,

@@ -560,8 +560,63 @@ impl CliError {
     }
 }
 
+/// The command line, or the process ends: help and version print as usual;
+/// a usage error exits 2, as one JSON document on stdout (the shape of every
+/// other error) when `--json` was given, else clap's text on stderr.
+pub fn parse_or_exit() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            let wants_json = args
+                .iter()
+                .skip(1)
+                .take_while(|a| *a != "--")
+                .any(|a| a == "--json");
+            let informational = matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            );
+            if wants_json && !informational {
+                let text = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    "error: a subcommand is needed; --help lists them".to_owned()
+                } else {
+                    err.render().to_string()
+                };
+                let message = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let message = message.strip_prefix("error: ").unwrap_or(&message);
+                println!("{}", json!({ "error": "usage", "message": message }));
+                std::process::exit(2);
+            }
+            err.exit()
+        }
+    }
+}
+
+/// Warns, on stderr, about every `KEYPORT_*` variable Keyport does not read.
+fn warn_about_unknown_env_vars() {
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for (name, closest) in crate::config::unknown_env_vars(names) {
+        match closest {
+            Some(known) => {
+                eprintln!("warning: {name} is not a Keyport setting; did you mean {known}?")
+            }
+            None => eprintln!(
+                "warning: {name} is not a Keyport setting and is ignored (see config/default.toml)"
+            ),
+        }
+    }
+}
+
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    warn_about_unknown_env_vars();
     let json = cli.json;
     match execute(cli).await {
         Ok(()) => 0,

@@ -1275,6 +1275,119 @@ async fn admin_commands_run_where_there_is_no_database_create_nothing_and_say_wh
 }
 
 #[tokio::test]
+async fn usage_errors_with_json_are_one_json_document_and_exit_2() {
+    // input → exit code → what the message must say
+    let table: &[(&[&str], i32, &str)] = &[
+        (
+            &[
+                "--json",
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--expires-in",
+                "90",
+            ],
+            2,
+            "did you mean 90d",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--json",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--colour",
+                "blue",
+            ],
+            2,
+            "--colour",
+        ),
+        (
+            &[
+                "--json",
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--rate",
+                "600/week",
+            ],
+            2,
+            "use s, min, h or d",
+        ),
+        (&["--json", "tenant"], 2, "a subcommand is needed"),
+    ];
+    for (args, code, message) in table {
+        let (run, dir) = run_in_empty_folder(args, &[]).await;
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(*code);
+        let error = run.json();
+        assert_eq!(error["error"], "usage", "{}", run.describe());
+        assert!(
+            str_of(&error, "message").contains(message),
+            "{}",
+            run.describe()
+        );
+        assert!(
+            !str_of(&error, "message").starts_with("error:"),
+            "{}",
+            run.describe()
+        );
+    }
+    // Without --json the text stays clap's; help is still help.
+    let (run, dir) = run_in_empty_folder(&["key", "create", "--rate", "600/week"], &[]).await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_exit(2);
+    assert!(
+        run.stderr.contains("use s, min, h or d"),
+        "{}",
+        run.describe()
+    );
+    let (run, dir) = run_in_empty_folder(&["--json", "key", "--help"], &[]).await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_success();
+    assert!(run.stdout.contains("Usage:"), "{}", run.describe());
+}
+
+#[tokio::test]
+async fn unknown_keyport_variables_are_warned_about_with_the_closest_known_name() {
+    let env = [
+        ("KEYPORT_TOKEN_TTL", "600"),
+        ("KEYPORT_DATABSE_URL", "sqlite://elsewhere.db"),
+        ("KEYPORT_DATABASE_URL", "sqlite://keyport.db"),
+        ("KEYPORT_TOKEN_TTL_SECONDS", "600"),
+        ("KEYPORT_WORKERS", "1"),
+    ];
+    let (run, dir) = run_in_empty_folder(&["--json", "migrate"], &env).await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_success();
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: KEYPORT_DATABSE_URL is not a Keyport setting; did you mean KEYPORT_DATABASE_URL?",
+            "warning: KEYPORT_TOKEN_TTL is not a Keyport setting; did you mean KEYPORT_TOKEN_TTL_SECONDS?",
+        ],
+        "{}",
+        run.describe()
+    );
+    // The real settings applied: the database is where KEYPORT_DATABASE_URL says.
+    assert_eq!(run.json()["migrated"], true, "{}", run.describe());
+}
+
+#[tokio::test]
 async fn durations_without_a_unit_or_below_zero_are_refused_with_a_hint() {
     // input → exit code → what the message must say
     let table: &[(&[&str], i32, &str)] = &[

@@ -82,6 +82,8 @@ pub enum TenantCommand {
         /// The tenant's name, unique across Keyport.
         name: String,
     },
+    /// List every tenant (id, name, created).
+    List,
     /// Set the tenant's policies (any of them; what is not named stays).
     #[command(group = clap::ArgGroup::new("policy").required(true).multiple(true)
         .args(["api_only_users", "default_rate", "no_default_rate"]))]
@@ -174,6 +176,12 @@ pub enum IssuerCommand {
 pub enum UserCommand {
     /// Create a user in a tenant.
     Create(UserCreateArgs),
+    /// List a tenant's users (email, role, status, permissions).
+    List {
+        /// The tenant's id or name.
+        #[arg(long)]
+        tenant: String,
+    },
     /// Disable a user: their keys stop getting tokens at once.
     Disable {
         /// The user's email.
@@ -729,6 +737,53 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 serde_json::to_value(&tenant).unwrap_or(Value::Null),
                 &format!("created tenant {} ({})", tenant.name, tenant.id),
             );
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let listed = tenants::list_tenants(service, &operator).await?;
+            let human = if listed.is_empty() {
+                "no tenants".to_owned()
+            } else {
+                listed
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{}  {}  created {}",
+                            t.id,
+                            t.name,
+                            human_time_now(t.created_at)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            out.print(json!({ "tenants": listed }), &human);
+        }
+        Command::User(UserCommand::List { tenant }) => {
+            let listed = users::list_users(service, &operator, Some(&tenant)).await?;
+            let human = if listed.is_empty() {
+                format!("no users in {tenant}")
+            } else {
+                listed
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "{}  {:<28} {:<6} {:<8} permissions={}{}",
+                            u.id,
+                            u.email,
+                            u.role,
+                            u.status,
+                            if u.permissions.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                u.permissions.join(",")
+                            },
+                            if u.locked { " locked" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            out.print(json!({ "users": listed }), &human);
         }
         Command::User(UserCommand::Create(args)) => {
             let created = users::create_user(

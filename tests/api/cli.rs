@@ -683,6 +683,59 @@ async fn human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_se
     );
 }
 
+async fn tenants_and_their_users_are_listed_from_the_cli(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let empty = keyport.json(&["tenant", "list"]).await;
+    assert_eq!(empty["tenants"], serde_json::json!([]), "{empty}");
+    let (tenant, email) = keyport.owner().await;
+    let other = keyport.tenant("Initech").await;
+
+    let listed = keyport.json(&["tenant", "list"]).await;
+    let names: Vec<&str> = listed["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .map(|t| str_of(t, "name"))
+        .collect();
+    assert!(names.contains(&str_of(&tenant, "name")), "{listed}");
+    assert!(names.contains(&"Initech"), "{listed}");
+    let human = keyport.run(&["tenant", "list"]).await;
+    human.assert_success();
+    assert!(
+        human
+            .stdout
+            .contains(&format!("{}  Initech  created ", str_of(&other, "id")))
+            && human.stdout.contains("Z ("),
+        "{}",
+        human.describe()
+    );
+
+    let users = keyport
+        .json(&["user", "list", "--tenant", str_of(&tenant, "id")])
+        .await;
+    assert_eq!(users["users"][0]["email"], email.as_str(), "{users}");
+    assert_eq!(users["users"].as_array().map(Vec::len), Some(1), "{users}");
+    let human = keyport.run(&["user", "list", "--tenant", "Initech"]).await;
+    human.assert_success();
+    assert!(
+        human.stdout.contains("no users in Initech"),
+        "{}",
+        human.describe()
+    );
+
+    // input: a tenant that does not exist
+    let missing = keyport
+        .run(&["--json", "user", "list", "--tenant", "Nowhere"])
+        .await;
+    missing.assert_exit(1);
+    assert_eq!(
+        missing.json()["error"],
+        "not_found",
+        "{}",
+        missing.describe()
+    );
+}
+
 async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
@@ -2056,6 +2109,7 @@ crate::on_both_backends!(
     scopes_beyond_the_owners_permissions_are_refused,
     a_token_lifetime_above_the_maximum_is_refused,
     unknown_or_mistyped_scopes_are_refused_listing_the_known_ones,
+    tenants_and_their_users_are_listed_from_the_cli,
     human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_seconds,
     an_unknown_flag_is_refused_with_a_usage_error,
     an_unparseable_expiry_is_refused_with_a_usage_error,

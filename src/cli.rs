@@ -231,6 +231,12 @@ pub struct UserCreateArgs {
 pub enum KeyCommand {
     /// Create a key for a user; prints the client ID and the secret, once.
     Create(KeyCreateArgs),
+    /// Show one key (never its secret): status, owner, scopes, expiry,
+    /// controls.
+    Show {
+        /// The key's id or client ID.
+        key: String,
+    },
     /// List keys (never their secrets).
     List {
         /// Only this user's keys.
@@ -1083,6 +1089,14 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
             };
             out.print(json!({ "keys": keys }), &human);
+        }
+        Command::Key(KeyCommand::Show { key }) => {
+            let found = keys::find_key(service, &operator, &key).await?;
+            let mut human = key_line(&found);
+            if let Some(description) = &found.description {
+                human.push_str(&format!("\n  description: {description}"));
+            }
+            out.print(serde_json::to_value(&found).unwrap_or(Value::Null), &human);
         }
         Command::Key(KeyCommand::Revoke { key }) => {
             let revoked = keys::revoke_key(service, &operator, &key).await?;

@@ -736,6 +736,56 @@ async fn tenants_and_their_users_are_listed_from_the_cli(backend: Backend) {
     );
 }
 
+async fn one_key_is_shown_by_id_or_client_id_without_its_secret(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let created = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "shown",
+            "--description",
+            "nightly export",
+            "--expires-in",
+            "30d",
+        ])
+        .await;
+    let client_id = str_of(&created, "client_id");
+    for reference in [client_id, str_of(&created, "id")] {
+        let shown = keyport.json(&["key", "show", reference]).await;
+        assert_eq!(shown["client_id"], client_id, "{shown}");
+        assert_eq!(shown["expires_at"], created["expires_at"], "{shown}");
+        let human = keyport.run(&["key", "show", reference]).await;
+        human.assert_success();
+        assert!(
+            human.stdout.contains(client_id)
+                && human.stdout.contains("shown")
+                && human.stdout.contains("nightly export")
+                && human.stdout.contains(" (in "),
+            "{}",
+            human.describe()
+        );
+        assert!(!human.stdout.contains(str_of(&created, "client_secret")));
+        assert!(
+            !shown
+                .to_string()
+                .contains(str_of(&created, "client_secret"))
+        );
+    }
+    // input: a client ID that does not exist
+    let missing = keyport.run(&["--json", "key", "show", "kpc_nothere"]).await;
+    missing.assert_exit(1);
+    assert_eq!(
+        missing.json()["error"],
+        "not_found",
+        "{}",
+        missing.describe()
+    );
+}
+
 async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
@@ -2110,6 +2160,7 @@ crate::on_both_backends!(
     a_token_lifetime_above_the_maximum_is_refused,
     unknown_or_mistyped_scopes_are_refused_listing_the_known_ones,
     tenants_and_their_users_are_listed_from_the_cli,
+    one_key_is_shown_by_id_or_client_id_without_its_secret,
     human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_seconds,
     an_unknown_flag_is_refused_with_a_usage_error,
     an_unparseable_expiry_is_refused_with_a_usage_error,

@@ -137,6 +137,14 @@ pub enum IssuerCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// One trusted issuer and its rules.
+    Show {
+        /// The tenant's id or name.
+        #[arg(long)]
+        tenant: String,
+        /// The trusted issuer's id.
+        id: String,
+    },
     /// Stop trusting an issuer (its rules go with it).
     Remove {
         #[arg(long)]
@@ -1336,30 +1344,23 @@ async fn issuer_command(
                 ),
             );
         }
+        IssuerCommand::Show { tenant, id } => {
+            let issuers = exchange::list_issuers(service, operator, Some(&tenant)).await?;
+            let Some(found) = issuers.into_iter().find(|i| i.id == id) else {
+                return Err(ServiceError::NotFound(format!(
+                    "no trusted issuer `{}` in {tenant}",
+                    id.chars().take(64).collect::<String>()
+                ))
+                .into());
+            };
+            let human = issuer_lines(&found);
+            out.print(serde_json::to_value(&found).unwrap_or(Value::Null), &human);
+        }
         IssuerCommand::List { tenant } => {
             let issuers = exchange::list_issuers(service, operator, Some(&tenant)).await?;
             let human = issuers
                 .iter()
-                .map(|i| {
-                    let rules: Vec<String> = i
-                        .rules
-                        .iter()
-                        .map(|r| {
-                            format!(
-                                "    rule {} → user {} [{}] {}",
-                                r.id, r.user_id, r.scopes, r.conditions
-                            )
-                        })
-                        .collect();
-                    format!(
-                        "{} {} (audience {}, keys {})\n{}",
-                        i.id,
-                        i.issuer,
-                        i.audience,
-                        i.jwks_url,
-                        rules.join("\n")
-                    )
-                })
+                .map(issuer_lines)
                 .collect::<Vec<_>>()
                 .join("\n");
             out.print(json!({ "issuers": issuers }), &human);
@@ -1422,6 +1423,28 @@ async fn issuer_command(
         }
     }
     Ok(())
+}
+
+/// A trusted issuer and its rules, for people.
+fn issuer_lines(i: &crate::service::exchange::TrustedIssuer) -> String {
+    let rules: Vec<String> = i
+        .rules
+        .iter()
+        .map(|r| {
+            format!(
+                "    rule {} → user {} [{}] {}",
+                r.id, r.user_id, r.scopes, r.conditions
+            )
+        })
+        .collect();
+    format!(
+        "{} {} (audience {}, keys {})\n{}",
+        i.id,
+        i.issuer,
+        i.audience,
+        i.jwks_url,
+        rules.join("\n")
+    )
 }
 
 impl Output {

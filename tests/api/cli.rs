@@ -1214,6 +1214,78 @@ async fn unknown_or_mistyped_scopes_are_refused_listing_the_known_ones(backend: 
     );
 }
 
+async fn one_trusted_issuer_is_shown_with_its_rules(backend: Backend) {
+    let keyport = Keyport::with_env(
+        backend,
+        &[
+            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
+    let (tenant, email) = keyport.owner().await;
+    let tenant_id = str_of(&tenant, "id");
+    let issuer = keyport
+        .json(&[
+            "issuer",
+            "add",
+            "--tenant",
+            tenant_id,
+            "--issuer",
+            "https://ci.example.com",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--audience",
+            "keyport-show",
+        ])
+        .await;
+    let issuer_id = str_of(&issuer, "id");
+    let rule = keyport
+        .json(&[
+            "issuer",
+            "add-rule",
+            "--tenant",
+            tenant_id,
+            issuer_id,
+            "--claim",
+            "sub=main",
+            "--user",
+            &email,
+            "--scopes",
+            "reports:read",
+        ])
+        .await;
+    let shown = keyport
+        .json(&["issuer", "show", "--tenant", tenant_id, issuer_id])
+        .await;
+    assert_eq!(shown["id"], issuer_id, "{shown}");
+    assert_eq!(shown["audience"], "keyport-show", "{shown}");
+    assert_eq!(shown["rules"][0]["id"], rule["id"], "{shown}");
+    let human = keyport
+        .run(&["issuer", "show", "--tenant", tenant_id, issuer_id])
+        .await;
+    human.assert_success();
+    assert!(
+        human.stdout.contains("https://ci.example.com")
+            && human
+                .stdout
+                .contains(&format!("rule {}", str_of(&rule, "id"))),
+        "{}",
+        human.describe()
+    );
+    // input: an id the tenant does not trust
+    let missing = keyport
+        .run(&["--json", "issuer", "show", "--tenant", tenant_id, "nothere"])
+        .await;
+    missing.assert_exit(1);
+    assert_eq!(
+        missing.json()["error"],
+        "not_found",
+        "{}",
+        missing.describe()
+    );
+}
+
 async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
@@ -2161,6 +2233,7 @@ crate::on_both_backends!(
     unknown_or_mistyped_scopes_are_refused_listing_the_known_ones,
     tenants_and_their_users_are_listed_from_the_cli,
     one_key_is_shown_by_id_or_client_id_without_its_secret,
+    one_trusted_issuer_is_shown_with_its_rules,
     human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_seconds,
     an_unknown_flag_is_refused_with_a_usage_error,
     an_unparseable_expiry_is_refused_with_a_usage_error,

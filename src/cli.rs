@@ -47,7 +47,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (creates and migrates the database on first start).
     Serve,
-    /// Apply pending database migrations and exit.
+    /// Create the database if there is none, apply pending migrations and
+    /// exit. Every other admin command needs an existing database.
     Migrate,
     /// Manage tenants (companies).
     #[command(subcommand)]
@@ -81,6 +82,8 @@ pub enum TenantCommand {
         /// The tenant's name, unique across Keyport.
         name: String,
     },
+    /// List every tenant (id, name, created).
+    List,
     /// Set the tenant's policies (any of them; what is not named stays).
     #[command(group = clap::ArgGroup::new("policy").required(true).multiple(true)
         .args(["api_only_users", "default_rate", "no_default_rate"]))]
@@ -134,6 +137,14 @@ pub enum IssuerCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// One trusted issuer and its rules.
+    Show {
+        /// The tenant's id or name.
+        #[arg(long)]
+        tenant: String,
+        /// The trusted issuer's id.
+        id: String,
+    },
     /// Stop trusting an issuer (its rules go with it).
     Remove {
         #[arg(long)]
@@ -173,6 +184,12 @@ pub enum IssuerCommand {
 pub enum UserCommand {
     /// Create a user in a tenant.
     Create(UserCreateArgs),
+    /// List a tenant's users (email, role, status, permissions).
+    List {
+        /// The tenant's id or name.
+        #[arg(long)]
+        tenant: String,
+    },
     /// Disable a user: their keys stop getting tokens at once.
     Disable {
         /// The user's email.
@@ -222,6 +239,12 @@ pub struct UserCreateArgs {
 pub enum KeyCommand {
     /// Create a key for a user; prints the client ID and the secret, once.
     Create(KeyCreateArgs),
+    /// Show one key (never its secret): status, owner, scopes, expiry,
+    /// controls.
+    Show {
+        /// The key's id or client ID.
+        key: String,
+    },
     /// List keys (never their secrets).
     List {
         /// Only this user's keys.
@@ -243,7 +266,8 @@ pub enum KeyCommand {
         key: String,
         /// How long the old key keeps working, e.g. 24h (the default), 90m,
         /// 7d; at most max_roll_grace_seconds.
-        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION",
+              allow_hyphen_values = true)]
         grace: Option<Duration>,
     },
     /// Disable a key: refused everywhere at once, like a revoked key, until enabled.
@@ -316,11 +340,13 @@ pub struct KeyCreateArgs {
     /// Comma-separated scopes within the owner's permissions (default: all of them).
     #[arg(long)]
     pub scopes: Option<String>,
-    /// Expire the key after this long, e.g. 30d, 12h, 90m.
-    #[arg(long, value_parser = parse_duration)]
+    /// Expire the key after this long, with its unit: e.g. 30d, 12h, 90m, 45s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION",
+          allow_hyphen_values = true)]
     pub expires_in: Option<Duration>,
-    /// Lifetime of this key's tokens: seconds (600) or a duration (10m).
-    #[arg(long, value_parser = parse_duration)]
+    /// Lifetime of this key's tokens, with its unit: e.g. 10m, 600s, 1h.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION",
+          allow_hyphen_values = true)]
     pub ttl: Option<Duration>,
     /// What the key is for, at length (at most 500 characters).
     #[arg(long)]
@@ -487,12 +513,25 @@ pub enum MasterKeyCommand {
     Rotate,
 }
 
-/// Plain seconds (`600`) or a humantime duration (`30d`, `10m`).
+/// A duration with its unit (`45s`, `30m`, `12h`, `90d`, or `1h 30m`). A bare
+/// number is refused rather than guessed: `--expires-in 90` meaning 90
+/// seconds once cost a key, so the unit is always written out.
 fn parse_duration(raw: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = raw.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let text = raw.trim();
+    if text.starts_with('-') {
+        return Err("a duration cannot be negative".to_owned());
     }
-    humantime::parse_duration(raw).map_err(|e| format!("{e} (use e.g. 600, 10m, 12h or 30d)"))
+    if text.is_empty() {
+        return Err("a duration is needed, e.g. 45s, 30m, 12h or 90d".to_owned());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` has no unit: did you mean {text}d, {text}h, {text}m or {text}s?"
+        ));
+    }
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{e} (use a number and a unit: s, m, h or d, e.g. 45s, 30m, 12h or 90d)")
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -503,6 +542,19 @@ pub enum CliError {
     Startup(#[from] crate::startup::StartupError),
     #[error("cannot open the database")]
     Storage(#[from] crate::storage::StorageError),
+    /// An admin command's database cannot be opened: says which one it
+    /// tried and how to name another.
+    #[error(
+        "cannot open the database {url} (database_url; point at the right one with --config FILE \
+         or KEYPORT_DATABASE_URL)"
+    )]
+    Open {
+        url: String,
+        #[source]
+        source: crate::storage::StorageError,
+    },
+    #[error(transparent)]
+    NoDatabase(crate::storage::StorageError),
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error("cannot rotate the signing key")]
@@ -523,14 +575,70 @@ impl CliError {
     fn code(&self) -> &'static str {
         match self {
             CliError::Config(_) => "invalid_config",
+            CliError::NoDatabase(_) => "no_database",
             CliError::Service(err) => err.code(),
             _ => "error",
         }
     }
 }
 
+/// The command line, or the process ends: help and version print as usual;
+/// a usage error exits 2, as one JSON document on stdout (the shape of every
+/// other error) when `--json` was given, else clap's text on stderr.
+pub fn parse_or_exit() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            let wants_json = args
+                .iter()
+                .skip(1)
+                .take_while(|a| *a != "--")
+                .any(|a| a == "--json");
+            let informational = matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            );
+            if wants_json && !informational {
+                let text = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    "error: a subcommand is needed; --help lists them".to_owned()
+                } else {
+                    err.render().to_string()
+                };
+                let message = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let message = message.strip_prefix("error: ").unwrap_or(&message);
+                println!("{}", json!({ "error": "usage", "message": message }));
+                std::process::exit(2);
+            }
+            err.exit()
+        }
+    }
+}
+
+/// Warns, on stderr, about every `KEYPORT_*` variable Keyport does not read.
+fn warn_about_unknown_env_vars() {
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for (name, closest) in crate::config::unknown_env_vars(names) {
+        match closest {
+            Some(known) => {
+                eprintln!("warning: {name} is not a Keyport setting; did you mean {known}?")
+            }
+            None => eprintln!(
+                "warning: {name} is not a Keyport setting and is ignored (see config/default.toml)"
+            ),
+        }
+    }
+}
+
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    warn_about_unknown_env_vars();
     let json = cli.json;
     match execute(cli).await {
         Ok(()) => 0,
@@ -584,7 +692,21 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
         app.run_until_stopped().await?;
         return Ok(());
     }
-    let store = Store::connect_and_migrate(&settings.database).await?;
+    // Only `serve` (above) and `migrate` create a database; every other
+    // command opens the one that is there.
+    let store = if let Command::Migrate = cli.command {
+        Store::connect_and_migrate(&settings.database).await?
+    } else {
+        Store::open_existing_and_migrate(&settings.database)
+            .await
+            .map_err(|source| match source {
+                crate::storage::StorageError::NoDatabase(_) => CliError::NoDatabase(source),
+                source => CliError::Open {
+                    url: redact_url(&settings.database.url),
+                    source,
+                },
+            })?
+    };
     let service = Service::new(store.clone(), std::sync::Arc::new(settings));
     let out = Output { json: cli.json };
     let result = dispatch(cli.command, &service, &out).await;
@@ -630,6 +752,53 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 &format!("created tenant {} ({})", tenant.name, tenant.id),
             );
         }
+        Command::Tenant(TenantCommand::List) => {
+            let listed = tenants::list_tenants(service, &operator).await?;
+            let human = if listed.is_empty() {
+                "no tenants".to_owned()
+            } else {
+                listed
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{}  {}  created {}",
+                            t.id,
+                            t.name,
+                            human_time_now(t.created_at)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            out.print(json!({ "tenants": listed }), &human);
+        }
+        Command::User(UserCommand::List { tenant }) => {
+            let listed = users::list_users(service, &operator, Some(&tenant)).await?;
+            let human = if listed.is_empty() {
+                format!("no users in {tenant}")
+            } else {
+                listed
+                    .iter()
+                    .map(|u| {
+                        format!(
+                            "{}  {:<28} {:<6} {:<8} permissions={}{}",
+                            u.id,
+                            u.email,
+                            u.role,
+                            u.status,
+                            if u.permissions.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                u.permissions.join(",")
+                            },
+                            if u.locked { " locked" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            out.print(json!({ "users": listed }), &human);
+        }
         Command::User(UserCommand::Create(args)) => {
             let created = users::create_user(
                 service,
@@ -659,7 +828,7 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                     } else {
                         user.permissions.join(",")
                     },
-                    created.set_password_expires_at,
+                    human_time_now(created.set_password_expires_at),
                     created.set_password_token.expose(),
                 ),
             );
@@ -846,10 +1015,14 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
             let grace_seconds = grace.map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
             let rolled = keys::roll_key(service, &operator, &key, grace_seconds).await?;
             let note = format!(
-                "{} keeps working until {} (Unix seconds), then expires; switch the integration \
-                 to the new key before then.",
+                "{} keeps working until {}, then expires; switch the integration to the new \
+                 key before then.",
                 rolled.old.client_id,
-                rolled.old.expires_at.unwrap_or_default(),
+                rolled
+                    .old
+                    .expires_at
+                    .map(human_time_now)
+                    .unwrap_or_else(|| "it is revoked".to_owned()),
             );
             print_created_key(out, &rolled.new, settings, Some(&note), &[]);
         }
@@ -924,6 +1097,14 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
                 keys.iter().map(key_line).collect::<Vec<_>>().join("\n")
             };
             out.print(json!({ "keys": keys }), &human);
+        }
+        Command::Key(KeyCommand::Show { key }) => {
+            let found = keys::find_key(service, &operator, &key).await?;
+            let mut human = key_line(&found);
+            if let Some(description) = &found.description {
+                human.push_str(&format!("\n  description: {description}"));
+            }
+            out.print(serde_json::to_value(&found).unwrap_or(Value::Null), &human);
         }
         Command::Key(KeyCommand::Revoke { key }) => {
             let revoked = keys::revoke_key(service, &operator, &key).await?;
@@ -1005,11 +1186,11 @@ fn read_jwk(path: &std::path::Path) -> Result<Value, CliError> {
 
 fn public_key_line(key: &PublicKeySummary) -> String {
     format!(
-        "{}  {:<6} kid={} created={}",
+        "{}  {:<6} kid={} created {}",
         key.thumbprint,
         key.alg,
         key.kid.as_deref().unwrap_or("-"),
-        key.created_at
+        human_time_now(key.created_at)
     )
 }
 
@@ -1080,7 +1261,7 @@ fn print_created_key(
 
 fn key_line(key: &KeySummary) -> String {
     let mut line = format!(
-        "{}  {:<8} {:<24} owner={} scopes={} expires={}",
+        "{}  {:<8} {:<24} owner={} scopes={} expires {}",
         key.client_id,
         key.status.as_str(),
         key.name,
@@ -1090,7 +1271,7 @@ fn key_line(key: &KeySummary) -> String {
             .map(|s| s.join(","))
             .unwrap_or_else(|| "(owner's)".to_owned()),
         key.expires_at
-            .map(|e| e.to_string())
+            .map(human_time_now)
             .unwrap_or_else(|| "never".to_owned()),
     );
     if !key.labels.is_empty() {
@@ -1163,30 +1344,23 @@ async fn issuer_command(
                 ),
             );
         }
+        IssuerCommand::Show { tenant, id } => {
+            let issuers = exchange::list_issuers(service, operator, Some(&tenant)).await?;
+            let Some(found) = issuers.into_iter().find(|i| i.id == id) else {
+                return Err(ServiceError::NotFound(format!(
+                    "no trusted issuer `{}` in {tenant}",
+                    id.chars().take(64).collect::<String>()
+                ))
+                .into());
+            };
+            let human = issuer_lines(&found);
+            out.print(serde_json::to_value(&found).unwrap_or(Value::Null), &human);
+        }
         IssuerCommand::List { tenant } => {
             let issuers = exchange::list_issuers(service, operator, Some(&tenant)).await?;
             let human = issuers
                 .iter()
-                .map(|i| {
-                    let rules: Vec<String> = i
-                        .rules
-                        .iter()
-                        .map(|r| {
-                            format!(
-                                "    rule {} → user {} [{}] {}",
-                                r.id, r.user_id, r.scopes, r.conditions
-                            )
-                        })
-                        .collect();
-                    format!(
-                        "{} {} (audience {}, keys {})\n{}",
-                        i.id,
-                        i.issuer,
-                        i.audience,
-                        i.jwks_url,
-                        rules.join("\n")
-                    )
-                })
+                .map(issuer_lines)
                 .collect::<Vec<_>>()
                 .join("\n");
             out.print(json!({ "issuers": issuers }), &human);
@@ -1251,6 +1425,28 @@ async fn issuer_command(
     Ok(())
 }
 
+/// A trusted issuer and its rules, for people.
+fn issuer_lines(i: &crate::service::exchange::TrustedIssuer) -> String {
+    let rules: Vec<String> = i
+        .rules
+        .iter()
+        .map(|r| {
+            format!(
+                "    rule {} → user {} [{}] {}",
+                r.id, r.user_id, r.scopes, r.conditions
+            )
+        })
+        .collect();
+    format!(
+        "{} {} (audience {}, keys {})\n{}",
+        i.id,
+        i.issuer,
+        i.audience,
+        i.jwks_url,
+        rules.join("\n")
+    )
+}
+
 impl Output {
     /// Writes the result; a closed stdout (`keyport … | head`) is not a
     /// reason to panic.
@@ -1263,6 +1459,32 @@ impl Output {
             writeln!(stdout, "{human}")
         };
     }
+}
+
+/// A stored time for people: RFC 3339 in UTC and how far it is from `now`,
+/// e.g. `2027-03-04T10:00:00Z (in 89 days)`. `--json` keeps Unix seconds.
+fn human_time(at: crate::domain::UnixTime, now: crate::domain::UnixTime) -> String {
+    let stamp = chrono::DateTime::from_timestamp(at, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| at.to_string());
+    let distance = at.saturating_sub(now).unsigned_abs();
+    let (count, unit) = match distance {
+        0..60 => (distance, "second"),
+        60..3600 => (distance / 60, "minute"),
+        3600..86400 => (distance / 3600, "hour"),
+        _ => (distance / 86400, "day"),
+    };
+    let span = format!("{count} {unit}{}", if count == 1 { "" } else { "s" });
+    if at >= now {
+        format!("{stamp} (in {span})")
+    } else {
+        format!("{stamp} ({span} ago)")
+    }
+}
+
+/// [`human_time`] from the current time.
+fn human_time_now(at: crate::domain::UnixTime) -> String {
+    human_time(at, crate::domain::now())
 }
 
 /// The database URL without its password, for log lines.
@@ -1282,13 +1504,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_accept_seconds_and_human_units() {
-        assert_eq!(parse_duration("600").unwrap(), Duration::from_secs(600));
+    fn durations_need_a_unit_and_cannot_be_negative() {
+        assert_eq!(parse_duration("600s").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(
             parse_duration("30d").unwrap(),
             Duration::from_secs(30 * 86400)
         );
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(
+            parse_duration("90")
+                .unwrap_err()
+                .contains("did you mean 90d")
+        );
+        assert!(parse_duration("0").unwrap_err().contains("0s"));
+        assert_eq!(
+            parse_duration("-5d").unwrap_err(),
+            "a duration cannot be negative"
+        );
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn times_read_as_rfc3339_utc_with_how_far_away_they_are() {
+        let now = 1_700_000_000; // 2023-11-14T22:13:20Z
+        // at → text
+        let table = [
+            (now, "2023-11-14T22:13:20Z (in 0 seconds)"),
+            (now + 1, "2023-11-14T22:13:21Z (in 1 second)"),
+            (now + 89 * 86400 + 5, "2024-02-11T22:13:25Z (in 89 days)"),
+            (now + 7200, "2023-11-15T00:13:20Z (in 2 hours)"),
+            (now - 90, "2023-11-14T22:11:50Z (1 minute ago)"),
+            (now - 3 * 86400, "2023-11-11T22:13:20Z (3 days ago)"),
+        ];
+        for (at, text) in table {
+            assert_eq!(human_time(at, now), text);
+        }
     }
 
     #[test]

@@ -57,7 +57,8 @@ impl Period {
             "d" | "day" => 86_400,
             _ => {
                 return Err(RateLimitError(format!(
-                    "`{}` is not a period: use s, min or h, e.g. 600/min or 100/10s",
+                    "`{}` is not a period: use s, min, h or d (also sec, m, hour, day), \
+                     optionally with a count, e.g. 600/min, 100/10s, 5000/h or 100000/d",
                     preview(raw)
                 )));
             }

@@ -52,6 +52,46 @@ pub enum ScopeError {
     Invalid(String),
     #[error("too many scopes (at most 64)")]
     TooMany,
+    /// Scopes Keyport does not define: a typo here would otherwise end up in
+    /// keys and tokens that no endpoint ever honours.
+    #[error("{}", unknown_message(.0))]
+    Unknown(Vec<String>),
+}
+
+fn unknown_message(unknown: &[String]) -> String {
+    let named: Vec<String> = unknown
+        .iter()
+        .map(|scope| match closest_known(scope) {
+            Some(known) => format!("`{scope}` (did you mean {known}?)"),
+            None => format!("`{scope}`"),
+        })
+        .collect();
+    format!(
+        "unknown scope{} {}: the scopes are {}",
+        if unknown.len() == 1 { "" } else { "s" },
+        named.join(", "),
+        SUPPORTED_SCOPES.join(", ")
+    )
+}
+
+/// The known scope `raw` was probably meant as: same letters in another
+/// case, or the singular/plural of the resource.
+fn closest_known(raw: &str) -> Option<&'static str> {
+    let lower = raw.to_ascii_lowercase();
+    let resource = |s: &str| -> String {
+        let (name, action) = s.split_once(':').unwrap_or((s, ""));
+        format!("{}:{action}", name.trim_end_matches('s'))
+    };
+    SUPPORTED_SCOPES
+        .iter()
+        .copied()
+        .find(|known| *known == lower)
+        .or_else(|| {
+            SUPPORTED_SCOPES
+                .iter()
+                .copied()
+                .find(|known| resource(known) == resource(&lower))
+        })
 }
 
 /// One scope token (RFC 6749 §3.3), restricted to a conservative character set
@@ -94,6 +134,24 @@ impl ScopeSet {
             }
         }
         Ok(ScopeSet(set))
+    }
+
+    /// Parses scopes being granted (a user's permissions, a key's scopes, an
+    /// exchange rule's scopes): like [`ScopeSet::parse`], and every scope must
+    /// be one Keyport defines (scopes are case-sensitive). Stored values are
+    /// read with `parse`, so rows written before this check still load.
+    pub fn parse_known(raw: &str) -> Result<Self, ScopeError> {
+        let set = Self::parse(raw)?;
+        let unknown: Vec<String> = set
+            .iter()
+            .filter(|scope| !SUPPORTED_SCOPES.contains(scope))
+            .map(str::to_owned)
+            .collect();
+        if unknown.is_empty() {
+            Ok(set)
+        } else {
+            Err(ScopeError::Unknown(unknown))
+        }
     }
 
     pub fn contains(&self, scope: &str) -> bool {
@@ -174,6 +232,38 @@ mod tests {
         for bad in ["reports:read\"", "a;b", "é", "x'--", &"a".repeat(65)] {
             assert!(ScopeSet::parse(bad).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn only_scopes_keyport_defines_are_granted() {
+        // input → the message must name
+        let table = [
+            ("reports:read,foo:bar", vec!["`foo:bar`"]),
+            (
+                "Reports:Read",
+                vec!["`Reports:Read` (did you mean reports:read?)"],
+            ),
+            ("report:read", vec!["did you mean reports:read?"]),
+            (
+                "webhook:write foo",
+                vec!["did you mean webhooks:write?", "`foo`"],
+            ),
+        ];
+        for (raw, needles) in table {
+            let message = ScopeSet::parse_known(raw).unwrap_err().to_string();
+            for needle in needles {
+                assert!(message.contains(needle), "{raw}: {message}");
+            }
+            assert!(
+                message.contains(&SUPPORTED_SCOPES.join(", ")),
+                "{raw}: lists the known scopes: {message}"
+            );
+        }
+        let all = SUPPORTED_SCOPES.join(",");
+        assert_eq!(ScopeSet::parse_known(&all).unwrap().to_vec().len(), 8);
+        assert!(ScopeSet::parse_known("").unwrap().is_empty());
+        // Stored values keep loading whatever they hold.
+        assert!(ScopeSet::parse("foo:bar").is_ok());
     }
 
     #[test]

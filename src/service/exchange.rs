@@ -295,7 +295,7 @@ pub async fn add_rule(
     .ok_or_else(|| {
         ServiceError::NotFound(format!("no user `{}` in this company", preview(input.user)))
     })?;
-    let scopes = ScopeSet::parse(input.scopes).map_err(invalid)?;
+    let scopes = ScopeSet::parse_known(input.scopes).map_err(invalid)?;
     if scopes.is_empty() {
         return Err(ServiceError::Invalid(
             "`scopes`: name at least one scope the exchanged tokens may carry".to_owned(),

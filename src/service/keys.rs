@@ -445,7 +445,7 @@ fn new_key_scopes(
     let Some(raw) = requested else {
         return Ok(ceiling);
     };
-    let wanted = ScopeSet::parse(raw).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let wanted = ScopeSet::parse_known(raw).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     if wanted.is_empty() {
         return Err(ServiceError::Invalid(
             "a key needs at least one scope; leave scopes out to inherit the owner's permissions"

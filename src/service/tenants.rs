@@ -17,6 +17,26 @@ pub struct Tenant {
     pub created_at: UnixTime,
 }
 
+/// Every tenant. Only the operator sees across companies.
+pub async fn list_tenants(service: &Service, principal: &Principal) -> Result<Vec<Tenant>> {
+    if !principal.is_operator() {
+        return Err(ServiceError::Forbidden(
+            "only the operator lists tenants".to_owned(),
+        ));
+    }
+    Ok(service
+        .store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .map(|row| Tenant {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        })
+        .collect())
+}
+
 /// Creates a tenant. Only the operator creates companies.
 pub async fn create_tenant(service: &Service, principal: &Principal, name: &str) -> Result<Tenant> {
     if !principal.is_operator() {

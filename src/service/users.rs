@@ -82,7 +82,8 @@ pub struct NewUserRequest<'a> {
 /// Permissions as stored: the administration scopes come with the role and
 /// are never granted one by one.
 fn parse_permissions(raw: &str) -> Result<ScopeSet> {
-    let permissions = ScopeSet::parse(raw).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let permissions =
+        ScopeSet::parse_known(raw).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let admin = permissions.admin_scopes();
     if !admin.is_empty() {
         return Err(ServiceError::Invalid(format!(

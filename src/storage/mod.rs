@@ -86,6 +86,15 @@ pub enum StorageError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database location: {0}")]
     Location(String),
+    /// An admin command was pointed at a SQLite file that does not exist:
+    /// only `serve` and `migrate` create a database.
+    #[error(
+        "no database at {}: this command opens an existing database and never creates one; \
+         point at the right one with --config FILE (database_url) or KEYPORT_DATABASE_URL, \
+         or create it with `keyport migrate`",
+        .0.display()
+    )]
+    NoDatabase(PathBuf),
     #[error(transparent)]
     MasterKey(#[from] MasterKeyError),
     #[error(transparent)]
@@ -187,6 +196,20 @@ impl Store {
             );
         }
         Ok(store)
+    }
+
+    /// Like [`Store::connect_and_migrate`] for a database that must already
+    /// exist: a SQLite file that is not there is refused before any file, folder
+    /// or master key is made (admin commands run from the wrong folder would
+    /// otherwise make a new, empty database there).
+    pub async fn open_existing_and_migrate(settings: &DatabaseSettings) -> Result<Self> {
+        if let Some(file) = sqlite_file_of(&settings.url)
+            && !file.exists()
+        {
+            let looked = std::path::absolute(&file).unwrap_or(file);
+            return Err(StorageError::NoDatabase(looked));
+        }
+        Self::connect_and_migrate(settings).await
     }
 
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self> {
@@ -305,6 +328,22 @@ struct PreparedUrl {
     creates: bool,
 }
 
+/// The file a SQLite URL names (none for PostgreSQL or an in-memory
+/// database), decoded as sqlx decodes it; no side effects.
+fn sqlite_file_of(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return None;
+    }
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| PathBuf::from(decoded.as_ref()))
+}
+
 /// Picks the backend from the URL and, for SQLite, makes sure the file can be
 /// created: its folder exists and `mode=rwc` is set.
 fn prepare_url(url: &str) -> Result<PreparedUrl> {
@@ -364,6 +403,21 @@ fn prepare_url(url: &str) -> Result<PreparedUrl> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_of_a_sqlite_url_is_found_without_creating_anything() {
+        assert_eq!(
+            sqlite_file_of("sqlite://data/keyport.db"),
+            Some(PathBuf::from("data/keyport.db"))
+        );
+        assert_eq!(
+            sqlite_file_of("sqlite:///srv/a%20b.db?mode=rwc"),
+            Some(PathBuf::from("/srv/a b.db"))
+        );
+        assert_eq!(sqlite_file_of("sqlite::memory:"), None);
+        assert_eq!(sqlite_file_of("sqlite://x.db?mode=memory"), None);
+        assert_eq!(sqlite_file_of("postgres://u@h/db"), None);
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode_and_keep_other_options() {

@@ -95,6 +95,15 @@ impl Store {
         .await?)
     }
 
+    /// Every tenant, by name (for the operator's `keyport tenant list`).
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
+        Ok(sqlx::query_as::<_, TenantRow>(
+            "SELECT id, name, created_at FROM tenants ORDER BY name, id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Finds a tenant by its id or, failing that, its name.
     pub async fn find_tenant(&self, id_or_name: &str) -> Result<Option<TenantRow>> {
         Ok(sqlx::query_as::<_, TenantRow>(

@@ -63,9 +63,13 @@ impl Keyport {
         Self::with_env(backend, &[]).await
     }
 
+    /// A migrated database: admin commands open an existing one and never
+    /// create it, so the test makes it first as an operator would.
     async fn with_env(backend: Backend, env: &[(&str, &str)]) -> Self {
         let db = TestDatabase::create(backend).await;
-        Self::on(db, env)
+        let keyport = Self::on(db, env);
+        keyport.run(&["migrate"]).await.assert_success();
+        keyport
     }
 
     fn on(db: TestDatabase, env: &[(&str, &str)]) -> Self {
@@ -326,7 +330,7 @@ async fn a_created_key_carries_its_client_id_and_a_kps_secret_in_json(backend: B
             "--expires-in",
             "30d",
             "--ttl",
-            "600",
+            "600s",
         ])
         .await;
     assert!(Uuid::parse_str(str_of(&created, "id")).is_ok(), "{created}");
@@ -576,6 +580,210 @@ async fn key_listings_never_show_the_secret_or_its_digest(backend: Backend) {
         .find(|l| l.contains(str_of(&revoked, "client_id")))
         .unwrap_or_else(|| panic!("{}", human.describe()));
     assert!(revoked_line.contains("revoked"), "{revoked_line}");
+}
+
+/// `at` (Unix seconds) as human output prints it, without the relative part.
+fn rfc3339(at: &Value) -> String {
+    let seconds = at
+        .as_i64()
+        .unwrap_or_else(|| panic!("not Unix seconds: {at}"));
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .expect("a time")
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+async fn human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_seconds(
+    backend: Backend,
+) {
+    let keyport = Keyport::new(backend).await;
+    let (tenant, email) = keyport.owner().await;
+    let key = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "dated",
+            "--expires-in",
+            "90d",
+        ])
+        .await;
+    assert!(
+        key["expires_at"].is_i64(),
+        "--json keeps Unix seconds: {key}"
+    );
+    let listing = keyport.run(&["key", "list", "--user", &email]).await;
+    listing.assert_success();
+    let expires = format!("expires {}", rfc3339(&key["expires_at"]));
+    assert!(
+        listing.stdout.contains(&format!("{expires} (in 89 days)"))
+            || listing.stdout.contains(&format!("{expires} (in 90 days)")),
+        "{}",
+        listing.describe()
+    );
+    let listed = keyport.json(&["key", "list", "--user", &email]).await;
+    assert_eq!(
+        listed["keys"][0]["expires_at"], key["expires_at"],
+        "{listed}"
+    );
+
+    // The old key of a roll: when it stops working.
+    let rolled = keyport
+        .run(&["key", "roll", str_of(&key, "client_id"), "--grace", "3d"])
+        .await;
+    rolled.assert_success();
+    let keys = keyport.keys_of(&email).await;
+    let old = key_with_client_id(&keys, str_of(&key, "client_id"));
+    let until = format!("keeps working until {} (in ", rfc3339(&old["expires_at"]));
+    assert!(rolled.stdout.contains(&until), "{}", rolled.describe());
+    assert!(
+        !rolled.stdout.contains("Unix seconds"),
+        "{}",
+        rolled.describe()
+    );
+
+    // A new user's set-password token: until when.
+    let user = keyport
+        .run(&[
+            "user",
+            "create",
+            "--tenant",
+            str_of(&tenant, "id"),
+            "--email",
+            "dated@example.com",
+            "--role",
+            "member",
+        ])
+        .await;
+    user.assert_success();
+    let doc = keyport
+        .run(&[
+            "--json",
+            "user",
+            "create",
+            "--tenant",
+            str_of(&tenant, "id"),
+            "--email",
+            "dated2@example.com",
+            "--role",
+            "member",
+        ])
+        .await;
+    assert!(
+        doc.json()["set_password_expires_at"].is_i64(),
+        "{}",
+        doc.describe()
+    );
+    assert!(
+        user.stdout.contains("Z (in "),
+        "an RFC 3339 time and a hint: {}",
+        user.describe()
+    );
+}
+
+async fn tenants_and_their_users_are_listed_from_the_cli(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let empty = keyport.json(&["tenant", "list"]).await;
+    assert_eq!(empty["tenants"], serde_json::json!([]), "{empty}");
+    let (tenant, email) = keyport.owner().await;
+    let other = keyport.tenant("Initech").await;
+
+    let listed = keyport.json(&["tenant", "list"]).await;
+    let names: Vec<&str> = listed["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .map(|t| str_of(t, "name"))
+        .collect();
+    assert!(names.contains(&str_of(&tenant, "name")), "{listed}");
+    assert!(names.contains(&"Initech"), "{listed}");
+    let human = keyport.run(&["tenant", "list"]).await;
+    human.assert_success();
+    assert!(
+        human
+            .stdout
+            .contains(&format!("{}  Initech  created ", str_of(&other, "id")))
+            && human.stdout.contains("Z ("),
+        "{}",
+        human.describe()
+    );
+
+    let users = keyport
+        .json(&["user", "list", "--tenant", str_of(&tenant, "id")])
+        .await;
+    assert_eq!(users["users"][0]["email"], email.as_str(), "{users}");
+    assert_eq!(users["users"].as_array().map(Vec::len), Some(1), "{users}");
+    let human = keyport.run(&["user", "list", "--tenant", "Initech"]).await;
+    human.assert_success();
+    assert!(
+        human.stdout.contains("no users in Initech"),
+        "{}",
+        human.describe()
+    );
+
+    // input: a tenant that does not exist
+    let missing = keyport
+        .run(&["--json", "user", "list", "--tenant", "Nowhere"])
+        .await;
+    missing.assert_exit(1);
+    assert_eq!(
+        missing.json()["error"],
+        "not_found",
+        "{}",
+        missing.describe()
+    );
+}
+
+async fn one_key_is_shown_by_id_or_client_id_without_its_secret(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let created = keyport
+        .json(&[
+            "key",
+            "create",
+            "--user",
+            &email,
+            "--name",
+            "shown",
+            "--description",
+            "nightly export",
+            "--expires-in",
+            "30d",
+        ])
+        .await;
+    let client_id = str_of(&created, "client_id");
+    for reference in [client_id, str_of(&created, "id")] {
+        let shown = keyport.json(&["key", "show", reference]).await;
+        assert_eq!(shown["client_id"], client_id, "{shown}");
+        assert_eq!(shown["expires_at"], created["expires_at"], "{shown}");
+        let human = keyport.run(&["key", "show", reference]).await;
+        human.assert_success();
+        assert!(
+            human.stdout.contains(client_id)
+                && human.stdout.contains("shown")
+                && human.stdout.contains("nightly export")
+                && human.stdout.contains(" (in "),
+            "{}",
+            human.describe()
+        );
+        assert!(!human.stdout.contains(str_of(&created, "client_secret")));
+        assert!(
+            !shown
+                .to_string()
+                .contains(str_of(&created, "client_secret"))
+        );
+    }
+    // input: a client ID that does not exist
+    let missing = keyport.run(&["--json", "key", "show", "kpc_nothere"]).await;
+    missing.assert_exit(1);
+    assert_eq!(
+        missing.json()["error"],
+        "not_found",
+        "{}",
+        missing.describe()
+    );
 }
 
 async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Backend) {
@@ -898,12 +1106,192 @@ async fn scopes_beyond_the_owners_permissions_are_refused(backend: Backend) {
     assert_eq!(ok["scopes"], serde_json::json!(["reports:read"]));
 }
 
+async fn unknown_or_mistyped_scopes_are_refused_listing_the_known_ones(backend: Backend) {
+    let keyport = Keyport::with_env(
+        backend,
+        &[
+            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
+    let (tenant, email) = keyport.owner().await;
+    let tenant_id = str_of(&tenant, "id");
+    let issuer = keyport
+        .json(&[
+            "issuer",
+            "add",
+            "--tenant",
+            tenant_id,
+            "--issuer",
+            "https://ci.example.com",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--audience",
+            "keyport-cli",
+        ])
+        .await;
+    let issuer_id = str_of(&issuer, "id");
+    // input → exit code → what the message must say
+    let table: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "user",
+                "create",
+                "--tenant",
+                tenant_id,
+                "--email",
+                "dan@example.com",
+                "--role",
+                "member",
+                "--permissions",
+                "reports:read,foo:bar",
+            ],
+            1,
+            "unknown scope `foo:bar`",
+        ),
+        (
+            vec!["user", "set-permissions", &email, "Reports:Read"],
+            1,
+            "`Reports:Read` (did you mean reports:read?)",
+        ),
+        (
+            vec![
+                "key",
+                "create",
+                "--user",
+                &email,
+                "--name",
+                "x",
+                "--scopes",
+                "reports:read,foo:bar",
+            ],
+            1,
+            "unknown scope `foo:bar`",
+        ),
+        (
+            vec![
+                "issuer",
+                "add-rule",
+                "--tenant",
+                tenant_id,
+                issuer_id,
+                "--claim",
+                "sub=x",
+                "--user",
+                &email,
+                "--scopes",
+                "reports:read report:write",
+            ],
+            1,
+            "`report:write`",
+        ),
+    ];
+    for (args, code, message) in table {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(&args);
+        let run = keyport.run(&all).await;
+        run.assert_exit(code);
+        let error = run.json();
+        assert_eq!(error["error"], "invalid_input", "{}", run.describe());
+        let text = str_of(&error, "message");
+        assert!(text.contains(message), "{}", run.describe());
+        assert!(
+            text.contains("the scopes are reports:read, webhooks:write"),
+            "lists the known scopes: {}",
+            run.describe()
+        );
+    }
+    // Nothing was granted.
+    assert!(keyport.keys_of(&email).await.is_empty());
+    let rules = keyport
+        .json(&["issuer", "list", "--tenant", tenant_id])
+        .await;
+    assert_eq!(
+        rules["issuers"][0]["rules"],
+        serde_json::json!([]),
+        "{rules}"
+    );
+}
+
+async fn one_trusted_issuer_is_shown_with_its_rules(backend: Backend) {
+    let keyport = Keyport::with_env(
+        backend,
+        &[
+            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
+    let (tenant, email) = keyport.owner().await;
+    let tenant_id = str_of(&tenant, "id");
+    let issuer = keyport
+        .json(&[
+            "issuer",
+            "add",
+            "--tenant",
+            tenant_id,
+            "--issuer",
+            "https://ci.example.com",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--audience",
+            "keyport-show",
+        ])
+        .await;
+    let issuer_id = str_of(&issuer, "id");
+    let rule = keyport
+        .json(&[
+            "issuer",
+            "add-rule",
+            "--tenant",
+            tenant_id,
+            issuer_id,
+            "--claim",
+            "sub=main",
+            "--user",
+            &email,
+            "--scopes",
+            "reports:read",
+        ])
+        .await;
+    let shown = keyport
+        .json(&["issuer", "show", "--tenant", tenant_id, issuer_id])
+        .await;
+    assert_eq!(shown["id"], issuer_id, "{shown}");
+    assert_eq!(shown["audience"], "keyport-show", "{shown}");
+    assert_eq!(shown["rules"][0]["id"], rule["id"], "{shown}");
+    let human = keyport
+        .run(&["issuer", "show", "--tenant", tenant_id, issuer_id])
+        .await;
+    human.assert_success();
+    assert!(
+        human.stdout.contains("https://ci.example.com")
+            && human
+                .stdout
+                .contains(&format!("rule {}", str_of(&rule, "id"))),
+        "{}",
+        human.describe()
+    );
+    // input: an id the tenant does not trust
+    let missing = keyport
+        .run(&["--json", "issuer", "show", "--tenant", tenant_id, "nothere"])
+        .await;
+    missing.assert_exit(1);
+    assert_eq!(
+        missing.json()["error"],
+        "not_found",
+        "{}",
+        missing.describe()
+    );
+}
+
 async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
     let run = keyport
         .run(&[
-            "--json", "key", "create", "--user", &email, "--name", "long", "--ttl", "7200",
+            "--json", "key", "create", "--user", &email, "--name", "long", "--ttl", "7200s",
         ])
         .await;
     run.assert_exit(1);
@@ -956,6 +1344,258 @@ async fn an_unparseable_expiry_is_refused_with_a_usage_error(backend: Backend) {
         run.describe()
     );
     assert!(keyport.keys_of(&email).await.is_empty());
+}
+
+/// Runs the binary in a new empty folder with none of the caller's
+/// KEYPORT_* variables, so only the built-in defaults apply; returns the run
+/// and the folder (removed by the caller).
+async fn run_in_empty_folder(args: &[&str], env: &[(&str, &str)]) -> (Run, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("keyport-cli-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a temp folder");
+    let mut command = tokio::process::Command::new(KEYPORT);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYPORT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .envs(env.iter().copied())
+        .current_dir(&dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("keyport {args:?} did not finish within 60 s"))
+        .expect("run the keyport binary");
+    let run = Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "{}", run.describe());
+    (run, dir)
+}
+
+#[tokio::test]
+async fn admin_commands_run_where_there_is_no_database_create_nothing_and_say_where_they_looked() {
+    // input → exit code → what the output must say
+    let table: &[(&[&str], &str)] = &[
+        (
+            &[
+                "user",
+                "create",
+                "--tenant",
+                "Acme",
+                "--email",
+                "ana@example.com",
+                "--role",
+                "member",
+            ],
+            "error: ",
+        ),
+        (&["tenant", "create", "Acme"], "error: "),
+        (&["key", "list"], "error: "),
+        (&["signing-key", "rotate"], "error: "),
+        (
+            &["--json", "key", "revoke", "kp_x"],
+            "\"error\":\"no_database\"",
+        ),
+    ];
+    for (args, shape) in table {
+        // The built-in database_url, sqlite://data/keyport.db, from an empty folder.
+        let (run, dir) = run_in_empty_folder(args, &[]).await;
+        let made: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let looked = dir.join("data/keyport.db");
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(1);
+        assert!(made.is_empty(), "created {made:?}: {}", run.describe());
+        let output = run.output();
+        let where_ = format!("no database at {}", looked.display());
+        for needle in [
+            shape,
+            where_.as_str(),
+            "--config",
+            "KEYPORT_DATABASE_URL",
+            "keyport migrate",
+        ] {
+            assert!(
+                output.contains(needle),
+                "`{needle}` missing: {}",
+                run.describe()
+            );
+        }
+        if args[0] == "--json" {
+            assert!(
+                serde_json::from_str::<Value>(run.stdout.trim()).is_ok(),
+                "{}",
+                run.describe()
+            );
+        }
+    }
+    // `migrate` is the command that creates one.
+    let (run, dir) = run_in_empty_folder(&["migrate"], &[]).await;
+    let created = dir.join("data/keyport.db").is_file();
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_success();
+    assert!(created, "{}", run.describe());
+}
+
+#[tokio::test]
+async fn usage_errors_with_json_are_one_json_document_and_exit_2() {
+    // input → exit code → what the message must say
+    let table: &[(&[&str], i32, &str)] = &[
+        (
+            &[
+                "--json",
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--expires-in",
+                "90",
+            ],
+            2,
+            "did you mean 90d",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--json",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--colour",
+                "blue",
+            ],
+            2,
+            "--colour",
+        ),
+        (
+            &[
+                "--json",
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--rate",
+                "600/week",
+            ],
+            2,
+            "use s, min, h or d",
+        ),
+        (&["--json", "tenant"], 2, "a subcommand is needed"),
+    ];
+    for (args, code, message) in table {
+        let (run, dir) = run_in_empty_folder(args, &[]).await;
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(*code);
+        let error = run.json();
+        assert_eq!(error["error"], "usage", "{}", run.describe());
+        assert!(
+            str_of(&error, "message").contains(message),
+            "{}",
+            run.describe()
+        );
+        assert!(
+            !str_of(&error, "message").starts_with("error:"),
+            "{}",
+            run.describe()
+        );
+    }
+    // Without --json the text stays clap's; help is still help.
+    let (run, dir) = run_in_empty_folder(&["key", "create", "--rate", "600/week"], &[]).await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_exit(2);
+    assert!(
+        run.stderr.contains("use s, min, h or d"),
+        "{}",
+        run.describe()
+    );
+    let (run, dir) = run_in_empty_folder(&["--json", "key", "--help"], &[]).await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_success();
+    assert!(run.stdout.contains("Usage:"), "{}", run.describe());
+}
+
+#[tokio::test]
+async fn unknown_keyport_variables_are_warned_about_with_the_closest_known_name() {
+    let env = [
+        ("KEYPORT_TOKEN_TTL", "600"),
+        ("KEYPORT_DATABSE_URL", "sqlite://elsewhere.db"),
+        ("KEYPORT_DATABASE_URL", "sqlite://keyport.db"),
+        ("KEYPORT_TOKEN_TTL_SECONDS", "600"),
+        ("KEYPORT_WORKERS", "1"),
+    ];
+    let (run, dir) = run_in_empty_folder(&["--json", "migrate"], &env).await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_success();
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: KEYPORT_DATABSE_URL is not a Keyport setting; did you mean KEYPORT_DATABASE_URL?",
+            "warning: KEYPORT_TOKEN_TTL is not a Keyport setting; did you mean KEYPORT_TOKEN_TTL_SECONDS?",
+        ],
+        "{}",
+        run.describe()
+    );
+    // The real settings applied: the database is where KEYPORT_DATABASE_URL says.
+    assert_eq!(run.json()["migrated"], true, "{}", run.describe());
+}
+
+#[tokio::test]
+async fn durations_without_a_unit_or_below_zero_are_refused_with_a_hint() {
+    // input → exit code → what the message must say
+    let table: &[(&[&str], i32, &str)] = &[
+        (&["--expires-in", "90"], 2, "did you mean 90d"),
+        (&["--expires-in", "-5d"], 2, "a duration cannot be negative"),
+        (&["--expires-in=-5d"], 2, "a duration cannot be negative"),
+        (&["--expires-in", "-90"], 2, "a duration cannot be negative"),
+        (
+            &["--ttl", "600"],
+            2,
+            "did you mean 600d, 600h, 600m or 600s",
+        ),
+        (&["--ttl", "-10m"], 2, "a duration cannot be negative"),
+        (&["--ttl", "ten"], 2, "use a number and a unit"),
+        (&["--expires-in", ""], 2, "a duration is needed"),
+    ];
+    for (extra, code, message) in table {
+        let mut args = vec!["key", "create", "--user", "ana@example.com", "--name", "x"];
+        args.extend_from_slice(extra);
+        let (run, dir) = run_in_empty_folder(&args, &[]).await;
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(*code);
+        assert!(run.stderr.contains(message), "{}", run.describe());
+    }
+    for (grace, message) in [
+        ("0", "did you mean 0d, 0h, 0m or 0s"),
+        ("-1h", "a duration cannot be negative"),
+    ] {
+        let (run, dir) = run_in_empty_folder(&["key", "roll", "kp_x", "--grace", grace], &[]).await;
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(2);
+        assert!(run.stderr.contains(message), "{}", run.describe());
+    }
 }
 
 // ---------------------------------------------------------------- migrate, serve, help
@@ -1141,7 +1781,7 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
             "--scopes",
             "reports:read",
             "--ttl",
-            "600",
+            "600s",
         ])
         .await;
 
@@ -1590,6 +2230,11 @@ crate::on_both_backends!(
     an_unknown_tenant_is_refused,
     scopes_beyond_the_owners_permissions_are_refused,
     a_token_lifetime_above_the_maximum_is_refused,
+    unknown_or_mistyped_scopes_are_refused_listing_the_known_ones,
+    tenants_and_their_users_are_listed_from_the_cli,
+    one_key_is_shown_by_id_or_client_id_without_its_secret,
+    one_trusted_issuer_is_shown_with_its_rules,
+    human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_seconds,
     an_unknown_flag_is_refused_with_a_usage_error,
     an_unparseable_expiry_is_refused_with_a_usage_error,
     migrate_succeeds_on_a_fresh_database,

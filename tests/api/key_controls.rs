@@ -1001,8 +1001,11 @@ async fn the_cli_rolls_disables_enables_labels_and_pins_keys(backend: Backend) {
     let (code, _, stderr) = keyport(&app, &["key", "roll", s(&old, "client_id")]).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("already being rolled out"), "{stderr}");
-    let (code, _, stderr) =
-        keyport(&app, &["key", "roll", s(&new, "client_id"), "--grace", "0"]).await;
+    let (code, _, stderr) = keyport(
+        &app,
+        &["key", "roll", s(&new, "client_id"), "--grace", "0s"],
+    )
+    .await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("between 1 and 604800"), "{stderr}");
     let (code, _, stderr) = keyport(

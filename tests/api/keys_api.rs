@@ -487,7 +487,105 @@ async fn management_needs_a_credential(backend: Backend) {
     assert_eq!(forged.status(), 401);
 }
 
+/// Every place a scope is granted (a key's scopes, a user's permissions on
+/// creation and change, an exchange rule's scopes) refuses scopes Keyport
+/// does not define with a 422 naming them.
+async fn unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted(backend: Backend) {
+    // Trusting an issuer on 127.0.0.1 needs the exchange overrides.
+    let app = crate::token_exchange::spawn(backend).await;
+    let acme = company(&app, "Acme").await;
+    let send = |method: Method, path: String, body: Value| {
+        let app = &app;
+        let session = acme.admin_session.clone();
+        async move {
+            let response = app
+                .api(method, &path, &session)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, json_body(response).await)
+        }
+    };
+    let (status, carol) = send(
+        Method::POST,
+        "/api/v1/users".to_owned(),
+        json!({"email": "carol@acme.io", "role": "member", "permissions": ["reports:read"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{carol}");
+    let carol_id = carol["id"].as_str().unwrap().to_owned();
+    let (status, issuer) = send(
+        Method::POST,
+        "/api/v1/trusted-issuers".to_owned(),
+        json!({"issuer": "https://ci.example.com", "jwks_url": "http://127.0.0.1:9/jwks.json",
+               "audience": "keyport-acme"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{issuer}");
+    let rules = format!(
+        "/api/v1/trusted-issuers/{}/rules",
+        issuer["id"].as_str().unwrap()
+    );
+
+    // (what is sent, the scope the message must name)
+    let cases = [
+        (
+            Method::POST,
+            "/api/v1/keys".to_owned(),
+            json!({"name": "x", "scopes": ["reports:read", "foo:bar"]}),
+            "`foo:bar`",
+        ),
+        (
+            Method::POST,
+            "/api/v1/keys".to_owned(),
+            json!({"name": "x", "scopes": ["Reports:Read"]}),
+            "did you mean reports:read?",
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".to_owned(),
+            json!({"email": "dan@acme.io", "role": "member", "permissions": ["reports:read", "foo:bar"]}),
+            "`foo:bar`",
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/users/{carol_id}"),
+            json!({"permissions": ["report:read"]}),
+            "did you mean reports:read?",
+        ),
+        (
+            Method::POST,
+            rules.clone(),
+            json!({"conditions": [{"claim": "sub", "equals": "x"}], "user": carol_id,
+                "scopes": "reports:read orders:read"}),
+            "`orders:read`",
+        ),
+    ];
+    for (method, path, body, needle) in cases {
+        let (status, answer) = send(method.clone(), path.clone(), body.clone()).await;
+        assert_eq!(status, 422, "{method} {path} {body}: {answer}");
+        assert_eq!(answer["error"], "invalid_input", "{body}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{body}: {answer}");
+        assert!(
+            message.contains("reports:read, webhooks:write"),
+            "lists the known scopes: {answer}"
+        );
+    }
+    // Nothing was created or changed.
+    let (_, carol) = send(
+        Method::GET,
+        format!("/api/v1/users/{carol_id}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(carol["permissions"], json!(["reports:read"]), "{carol}");
+}
+
 crate::on_both_backends!(
+    unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted,
     keys_are_created_with_the_secret_shown_exactly_once,
     creating_keys_needs_keys_manage,
     bad_key_requests_are_clear_errors,

@@ -243,3 +243,51 @@ async fn the_http_reference_is_generated_from_the_openapi_document() {
     }
     check_generated("http.md", &out);
 }
+
+/// Every command and flag of `keyport`, exactly as `keyport … --help`
+/// prints them (the commands found by walking the command-line parser),
+/// rendered as the book's CLI reference.
+#[test]
+fn the_cli_reference_is_generated_from_the_command_line_parser() {
+    use clap::CommandFactory;
+
+    fn walk(command: &clap::Command, path: &mut Vec<String>, out: &mut String) {
+        if command.is_hide_set() {
+            return;
+        }
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyport"))
+            .args(path.iter())
+            .arg("--help")
+            .env_remove("KEYPORT_CONFIG")
+            .output()
+            .expect("run keyport --help");
+        assert!(output.status.success(), "keyport {path:?} --help failed");
+        let help = String::from_utf8_lossy(&output.stdout);
+        let name = std::iter::once("keyport".to_owned())
+            .chain(path.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push_str(&format!(
+            "\n## `{name}`\n\n```text\n{}\n```\n",
+            help.trim_end()
+        ));
+        for sub in command.get_subcommands() {
+            if sub.get_name() != "help" {
+                path.push(sub.get_name().to_owned());
+                walk(sub, path, out);
+                path.pop();
+            }
+        }
+    }
+
+    let mut out = String::from(
+        "# CLI reference\n\n\
+         Generated from `keyport --help` and `keyport COMMAND --help`; do not edit by\n\
+         hand. Add `--json` to any command for one JSON document (errors too, exit\n\
+         code 1, or 2 for a usage error); `--config FILE` and the `KEYPORT_*`\n\
+         variables apply to every command (see the [configuration\n\
+         reference](configuration.md)).\n",
+    );
+    walk(&keyport::cli::Cli::command(), &mut Vec::new(), &mut out);
+    check_generated("cli.md", &out);
+}

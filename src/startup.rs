@@ -58,7 +58,7 @@ pub struct Application {
 
 /// Without a configured issuer, the issuer is the address actually bound
 /// (the real port, even for port 0), so the metadata's URLs work for a
-/// client on this machine. Beyond loopback that is rarely the public URL:
+/// client on the same host. Beyond loopback that is rarely the public URL:
 /// say what to set.
 fn settle_issuer(settings: &mut Settings, local: std::net::SocketAddr) {
     if settings.tokens.issuer_configured {

@@ -246,7 +246,7 @@ impl KeysPage {
     }
 }
 
-/// The command SQL Account's "Copy" button gives, for this server.
+/// The `curl --aws-sigv4` command the console's Copy button gives, for this server.
 pub fn sigv4_curl(
     region: &str,
     service: &str,

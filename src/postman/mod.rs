@@ -54,7 +54,7 @@ pub enum Variant {
     Token,
     /// Postman's own "AWS Signature" (`awsv4`) auth on every request, with
     /// the key's access key ID and secret: for keys created with SigV4
-    /// allowed, as SQL Account-style integrations expect.
+    /// allowed, as integrations that sign every request expect.
     Sigv4,
 }
 

@@ -59,6 +59,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     let password = "log-canary passphrase 7f3a";
     let wrong_password = "wrong-canary passphrase 9c1d";
 
+    // As an operator does: only `serve` and `migrate` create a database.
+    cli(&db, &["migrate"], None, &log);
     cli(&db, &["tenant", "create", "Acme"], None, &log);
     cli(
         &db,

@@ -63,6 +63,8 @@ fi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export KEYPORT_BIND=127.0.0.1:$PORT RUST_LOG=info
 
+# Only `serve` and `migrate` create a database.
+"$BIN" migrate >/dev/null
 "$BIN" tenant create Soak >/dev/null
 "$BIN" user create --tenant Soak --email soak@example.com --role admin \
     --permissions reports:read,webhooks:write >/dev/null

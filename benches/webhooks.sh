@@ -114,6 +114,8 @@ SINK_PID=$!
 for _ in $(seq 50); do [[ -s $WORK/sink.port ]] && break; sleep 0.1; done
 SINK=http://127.0.0.1:$(cat "$WORK/sink.port")
 
+# Only `serve` and `migrate` create a database.
+"$BIN" migrate >/dev/null
 "$BIN" tenant create Bench >/dev/null
 "$BIN" user create --tenant Bench --email bench@example.com --role admin \
     --permissions webhooks:write,webhooks:manage >/dev/null

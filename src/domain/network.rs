@@ -63,21 +63,23 @@ impl IpRange {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(address),
             v4 => v4,
         };
-        match (self.network, address) {
-            (IpAddr::V4(net), IpAddr::V4(addr)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(addr) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(addr)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(addr) & mask
-            }
-            _ => false,
+        prefix_holds(self.network, self.prefix, address)
+    }
+}
+
+/// Whether `address` shares its first `prefix` bits with `network` (same
+/// family only: an IPv4 address is never in an IPv6 range, nor the reverse).
+pub(crate) fn prefix_holds(network: IpAddr, prefix: u8, address: IpAddr) -> bool {
+    match (network, address) {
+        (IpAddr::V4(net), IpAddr::V4(addr)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(net) & mask == u32::from(addr) & mask
         }
+        (IpAddr::V6(net), IpAddr::V6(addr)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(net) & mask == u128::from(addr) & mask
+        }
+        _ => false,
     }
 }
 

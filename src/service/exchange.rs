@@ -161,13 +161,6 @@ pub async fn add_issuer(
         ),
     }
     };
-    if let Some(owner) = service
-        .store
-        .trusted_audience_owner(issuer.as_str(), &audience)
-        .await?
-    {
-        return Err(taken(Some(owner)));
-    }
     let row = TrustedIssuerRow {
         id: Uuid::now_v7().to_string(),
         tenant_id: tenant_id.clone(),
@@ -190,7 +183,8 @@ pub async fn add_issuer(
                  (exchange_max_trusted_issuers = {max}); remove one first"
             )));
         }
-        // Lost a race with another addition of the same issuer and audience.
+        // `trusted_issuers_audience_unique` decides, races included; only
+        // then is the owner read, to say whose it is.
         Err(crate::storage::StorageError::Constraint(_)) => {
             let owner = service
                 .store

@@ -2,7 +2,16 @@
 //! database: see migration 0010 for the table and why it is UNLOGGED on
 //! PostgreSQL.
 
-use super::{Result, Store};
+use super::{Backend, Result, Store};
+
+/// Whether a one-time insert waits for its own disk flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    Default,
+    /// PostgreSQL's `synchronous_commit = off`: see `storage/sigv4.rs` for
+    /// why the SigV4 replay cache needs no flush of its own.
+    NoFlushWait,
+}
 
 const FIRST_USE: &str =
     "INSERT INTO dpop_proofs (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
@@ -14,15 +23,37 @@ impl Store {
     /// On a SQLite file the insert runs on the calling thread, without a
     /// disk sync (see `DirectReader::first_dpop_use`), else through the pool.
     pub async fn first_dpop_use(&self, id: &str, expires_at: i64) -> Result<bool> {
-        if let Some(first) = self.read_direct(|direct| direct.first_use(FIRST_USE, id, expires_at))
-        {
+        self.insert_once(FIRST_USE, id, expires_at, Commit::Default)
+            .await
+    }
+
+    /// Runs `sql`, an `INSERT … ON CONFLICT (id) DO NOTHING` of `(id,
+    /// expires_at)`; `true` if it inserted. On a SQLite file it runs on the
+    /// calling thread without a disk sync of its own, else through the pool
+    /// (on PostgreSQL, with `commit` deciding whether to wait for the flush).
+    pub(super) async fn insert_once(
+        &self,
+        sql: &'static str,
+        id: &str,
+        expires_at: i64,
+        commit: Commit,
+    ) -> Result<bool> {
+        if let Some(first) = self.read_direct(|direct| direct.first_use(sql, id, expires_at)) {
             return Ok(first);
         }
-        let done = sqlx::query(FIRST_USE)
-            .bind(id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        let insert = sqlx::query(sql).bind(id).bind(expires_at);
+        let done = if commit == Commit::NoFlushWait && self.backend == Backend::Postgres {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+            let done = insert.execute(&mut *tx).await?;
+            tx.commit().await?;
+            done
+        } else {
+            // One statement, no transaction to open: the common case.
+            insert.execute(&self.pool).await?
+        };
         Ok(done.rows_affected() == 1)
     }
 

@@ -15,7 +15,8 @@
 //! row may be lost, but then so is the write: a replay afterwards stores
 //! at most what was never stored.
 
-use super::{Backend, Result, Store};
+use super::dpop::Commit;
+use super::{Result, Store};
 
 const FIRST_USE: &str =
     "INSERT INTO sigv4_replays (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
@@ -28,29 +29,8 @@ impl Store {
     /// inserts nothing). On a SQLite file the insert runs on the calling
     /// thread (see `DirectReader::first_use`), else through the pool.
     pub async fn first_sigv4_use(&self, id: &str, expires_at: i64) -> Result<bool> {
-        if let Some(first) = self.read_direct(|direct| direct.first_use(FIRST_USE, id, expires_at))
-        {
-            return Ok(first);
-        }
-        if self.backend == Backend::Postgres {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *tx)
-                .await?;
-            let done = sqlx::query(FIRST_USE)
-                .bind(id)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(done.rows_affected() == 1);
-        }
-        let done = sqlx::query(FIRST_USE)
-            .bind(id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        self.insert_once(FIRST_USE, id, expires_at, Commit::NoFlushWait)
+            .await
     }
 
     /// Deletes signatures whose window ended before `now`; how many.

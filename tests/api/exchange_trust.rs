@@ -52,6 +52,15 @@ async fn wait_for_fetches(fetches: &AtomicUsize, count: usize, why: &str) {
     }
 }
 
+/// The `sub` of the token an exchange answered, asserting it answered one.
+fn issued_to(status: u16, body: &Value) -> String {
+    assert_eq!(status, 200, "{body}");
+    claims(body["access_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn anonymous_exchange(app: &TestApp, token: &str) -> (u16, Value) {
     exchange(
         app,
@@ -109,18 +118,13 @@ async fn an_audience_trusted_by_one_company_cannot_be_trusted_by_another(backend
     // Acme's CI job, exchanging with no client authentication, acts as
     // Acme's user.
     let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["sub"],
-        acme.user_id
-    );
+    assert_eq!(issued_to(status, &body), acme.user_id);
 
     // Globex trusts the issuer for an audience of its own.
     trust_main_branch_for(&app, &globex, &copy.url, OTHER_AUDIENCE).await;
     let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
-    assert_eq!(status, 200, "{body}");
     assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["sub"],
+        issued_to(status, &body),
         acme.user_id,
         "a token for Acme's audience went elsewhere"
     );
@@ -175,17 +179,12 @@ async fn a_token_for_two_companies_is_refused_unless_a_key_says_which(backend: B
             &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
         )
         .await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(claims(body["access_token"].as_str().unwrap())["sub"], *user);
+        assert_eq!(issued_to(status, &body), *user);
     }
     // A token for Acme alone is Acme's, with or without a key, and never
     // Globex's, even with Globex's key.
     let (status, body) = anonymous_exchange(&app, &tokens[1]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["sub"],
-        acme.user_id
-    );
+    assert_eq!(issued_to(status, &body), acme.user_id);
     let (status, body) = exchange(
         &app,
         Some(&globex.exchanger),
@@ -485,11 +484,7 @@ async fn other_companies_rules_never_crowd_out_a_companys_own(backend: Backend) 
     }
     trust_main_branch(&app, &acme, &server.url).await;
     let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["sub"],
-        acme.user_id
-    );
+    assert_eq!(issued_to(status, &body), acme.user_id);
 }
 
 /// The company id of `company`, read from its admin's own account.

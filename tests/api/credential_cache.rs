@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::faults::{FlakyProxy, Link, through_proxy};
 use crate::helpers::{
-    Backend, ServedBinary, TestApp, TestDatabase, json_body, master_key_env, settings_for,
-    spawn_app_with,
+    Backend, ServedBinary, TestApp, TestDatabase, json_body, keyport_at, settings_for,
+    spawn_app_with, status_and_json,
 };
 
 /// What every served instance here shares: one issuer, and no throttling of
@@ -61,28 +61,8 @@ fn http() -> reqwest::Client {
 /// Runs the `keyport` binary on `url`'s database (only this test's
 /// configuration applies); panics unless it succeeds.
 async fn cli(url: &str, args: &[&str]) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyport"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEYPORT_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("KEYPORT_DATABASE_URL", url)
-        .envs(master_key_env(url))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("the CLI finishes within 60 s")
-        .expect("run the CLI");
-    assert!(
-        output.status.success(),
-        "keyport {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (code, stdout, stderr) = keyport_at(url, args).await;
+    assert_eq!(code, Some(0), "keyport {args:?}: {stdout}{stderr}");
 }
 
 async fn new_key(service: &Service, email: &str, expires_in: Option<Duration>) -> CreatedKey {
@@ -135,8 +115,7 @@ async fn token(
         .send()
         .await
         .expect("token request");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 /// The claims of a JWT, unverified (the server that issued it is trusted
@@ -840,8 +819,7 @@ async fn an_unknown_client_id_remembered_is_forgotten_when_another_process_creat
         "the key made elsewhere",
         async || {
             let response = app.request_token(&client_id, secret.expose()).await;
-            let status = response.status().as_u16();
-            (status, json_body(response).await)
+            status_and_json(response).await
         },
         |status, _| status == 200,
     )

@@ -13,7 +13,9 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Backend, Integration, TestApp, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, Integration, TestApp, claims_of, spawn_app, spawn_app_with, spawn_sibling,
+};
 use crate::on_both_backends;
 
 /// A client's DPoP key pair (P-256, ES256).
@@ -128,11 +130,6 @@ async fn call(
         request = request.header("DPoP", proof);
     }
     request.send().await.expect("request")
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
 }
 
 /// A refusal at a resource: `status`, the JSON `error` `code`, and for a

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::helpers::{
     Backend, ServedBinary, TestApp, TestDatabase, json_body, spawn_app, spawn_app_on,
-    spawn_app_with, spawn_sibling,
+    spawn_app_with, spawn_sibling, status_and_json,
 };
 
 /// `keyport serve` as a child process; killed (SIGKILL) when dropped.
@@ -816,8 +816,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
             .json(&json!({"name": format!("race {n}")}));
         async move {
             let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, json_body(response).await)
+            status_and_json(response).await
         }
     });
     let results = futures_util::future::join_all(creations).await;

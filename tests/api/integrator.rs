@@ -252,15 +252,9 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_the_source(backend: Back
     let session = app
         .session_for(&integration.user.email, "a long enough passphrase")
         .await;
-    let events = json_body(
-        app.call(
-            Method::GET,
-            "/api/v1/audit?action=session.sign_in_failed",
-            &session,
-        )
-        .await,
-    )
-    .await;
+    let events = app
+        .get_json("/api/v1/audit?action=session.sign_in_failed", &session)
+        .await;
     assert_eq!(
         events["events"][0]["source_address"], "2001:db8::9",
         "{events}"

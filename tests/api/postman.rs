@@ -458,20 +458,9 @@ async fn sigv4_key(app: &TestApp) -> (String, String) {
     let integration = app
         .integration("member", "reports:read webhooks:write")
         .await;
-    let created = keyport::service::keys::create_key(
-        &app.service(),
-        &keyport::domain::Principal::operator(),
-        keyport::service::keys::NewKeyRequest {
-            owner_email: Some(&integration.user.email),
-            name: "Postman, AWS Signature",
-            scopes: None,
-            expires_in: None,
-            token_ttl: None,
-            sigv4: true,
-        },
-    )
-    .await
-    .expect("a SigV4 key");
+    let created = app
+        .sigv4_key(&integration.user.email, "Postman, AWS Signature")
+        .await;
     (
         created.key.client_id.clone(),
         created.secret.expose().to_owned(),

@@ -559,7 +559,7 @@ async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(back
         .await,
     )
     .await;
-    let listed = json_body(app.call(Method::GET, &path, &session).await).await;
+    let listed = app.get_json(&path, &session).await;
     assert_eq!(
         listed["public_keys"].as_array().unwrap().len(),
         2,
@@ -723,15 +723,9 @@ async fn public_keys_are_checked_deduplicated_and_audited(backend: Backend) {
     assert_eq!(again.status(), 404);
 
     for action in ["key.public_key.add", "key.public_key.remove"] {
-        let events = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/audit?action={action}"),
-                &session,
-            )
-            .await,
-        )
-        .await;
+        let events = app
+            .get_json(&format!("/api/v1/audit?action={action}"), &session)
+            .await;
         let events = events["events"].as_array().expect("events").clone();
         assert!(
             events.iter().any(|e| e["target"] == id

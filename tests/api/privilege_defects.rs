@@ -90,7 +90,7 @@ async fn audit(app: &TestApp, session: &str, filters: &[(&str, &str)]) -> Vec<Va
 
 /// The row of `email` in GET /api/v1/users.
 async fn user_row(app: &TestApp, session: &str, email: &str) -> Value {
-    let users = json_body(app.call(Method::GET, "/api/v1/users", session).await).await;
+    let users = app.get_json("/api/v1/users", session).await;
     users["users"]
         .as_array()
         .expect("users")
@@ -102,7 +102,7 @@ async fn user_row(app: &TestApp, session: &str, email: &str) -> Value {
 
 /// The keys of `email` in GET /api/v1/keys, as `session` sees them.
 async fn keys_of(app: &TestApp, session: &str, email: &str) -> Vec<Value> {
-    let keys = json_body(app.call(Method::GET, "/api/v1/keys", session).await).await;
+    let keys = app.get_json("/api/v1/keys", session).await;
     keys["keys"]
         .as_array()
         .expect("keys")
@@ -299,15 +299,9 @@ async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backe
         }
     }
     assert!(failures.is_empty(), "not refused:\n{}", failures.join("\n"));
-    let target = json_body(
-        app.call(
-            Method::GET,
-            &format!("/api/v1/keys/{other}"),
-            &acme.admin_session,
-        )
-        .await,
-    )
-    .await;
+    let target = app
+        .get_json(&format!("/api/v1/keys/{other}"), &acme.admin_session)
+        .await;
     assert_eq!(target["status"], "active");
     assert_eq!(target["signs_webhooks"], false);
 }

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::console_webhooks::{Person, hidden};
-use crate::helpers::{Backend, Cred, TestApp, json_body, spawn_app};
+use crate::helpers::{Backend, Cred, TestApp, json_body, spawn_app, status_and_json};
 use crate::private_key_jwt::{ClientKey, JWT_BEARER, claims_for};
 use keyport::tokens::SigningAlgorithm;
 
@@ -32,8 +32,7 @@ async fn token_by_assertion(app: &TestApp, client_id: &str, signer: &ClientKey) 
         .send()
         .await
         .expect("token request");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 async fn add_public_key(app: &TestApp, cred: &Cred, key: &str, jwk: &Value) -> (u16, Value) {
@@ -47,8 +46,7 @@ async fn add_public_key(app: &TestApp, cred: &Cred, key: &str, jwk: &Value) -> (
         .send()
         .await
         .expect("add public key");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 async fn an_admin_cannot_add_a_public_key_to_a_colleagues_key_and_gets_no_token_as_them(

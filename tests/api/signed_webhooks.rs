@@ -7,7 +7,9 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_app,
+};
 
 /// The derivation exactly as the book (guides/webhooks.md) gives it to receivers, run by bash.
 fn derive_as_the_readme_says(secret: &str) -> String {
@@ -118,11 +120,9 @@ async fn a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark(back
     let newer_id = newer["id"].as_str().expect("id").to_owned();
     forget_webhook_key(&app, &legacy_id).await;
 
-    let key = json_body(
-        app.call(Method::GET, &format!("/api/v1/keys/{legacy_id}"), &session)
-            .await,
-    )
-    .await;
+    let key = app
+        .get_json(&format!("/api/v1/keys/{legacy_id}"), &session)
+        .await;
     assert_eq!(key["has_webhook_signing_key"], false, "{key}");
 
     // The integration's own first key held the mark; move it to the newer
@@ -150,11 +150,9 @@ async fn a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark(back
             .is_some_and(|m| m.contains("before webhook signing") && m.contains("mark a key")),
         "{body}"
     );
-    let still = json_body(
-        app.call(Method::GET, &format!("/api/v1/keys/{newer_id}"), &session)
-            .await,
-    )
-    .await;
+    let still = app
+        .get_json(&format!("/api/v1/keys/{newer_id}"), &session)
+        .await;
     assert_eq!(still["signs_webhooks"], true);
 }
 
@@ -181,11 +179,9 @@ async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backe
         )
         .await;
     assert_eq!(revoked.status(), 200);
-    let newer = json_body(
-        app.call(Method::GET, &format!("/api/v1/keys/{newer_id}"), &session)
-            .await,
-    )
-    .await;
+    let newer = app
+        .get_json(&format!("/api/v1/keys/{newer_id}"), &session)
+        .await;
     assert_eq!(newer["signs_webhooks"], false, "{newer}");
 }
 
@@ -460,15 +456,12 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
     assert_eq!(revoked[0]["data"]["key_id"], created_id.as_str());
 
     // The attempts are listed with status and latency.
-    let attempts = json_body(
-        app.call(
-            Method::GET,
+    let attempts = app
+        .get_json(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
             &session,
         )
-        .await,
-    )
-    .await;
+        .await;
     let attempts = attempts["attempts"].as_array().expect("attempts").clone();
     assert!(attempts.len() >= wanted.len(), "{attempts:?}");
     assert!(
@@ -533,18 +526,15 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx(backen
     // Delivered now: no more attempts come.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(receiver.deliveries().len(), 3);
-    let attempts = json_body(
-        app.call(
-            Method::GET,
+    let attempts = app
+        .get_json(
             &format!(
                 "/api/v1/webhook-endpoints/{}/attempts",
                 endpoint["id"].as_str().unwrap()
             ),
             &session,
         )
-        .await,
-    )
-    .await;
+        .await;
     let statuses: Vec<i64> = attempts["attempts"]
         .as_array()
         .unwrap()
@@ -593,15 +583,9 @@ async fn a_410_disables_the_endpoint_and_the_disabling_is_audited(backend: Backe
         .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let shown = loop {
-        let shown = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/webhook-endpoints/{id}"),
-                &session,
-            )
-            .await,
-        )
-        .await;
+        let shown = app
+            .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &session)
+            .await;
         if shown["status"] == "disabled" || std::time::Instant::now() > deadline {
             break shown;
         }
@@ -619,7 +603,7 @@ async fn a_410_disables_the_endpoint_and_the_disabling_is_audited(backend: Backe
         .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(receiver.deliveries().len(), 1);
-    let audit = json_body(app.call(Method::GET, "/api/v1/audit", &session).await).await;
+    let audit = app.get_json("/api/v1/audit", &session).await;
     assert!(
         audit.to_string().contains("webhook_endpoint.disable"),
         "{audit}"
@@ -649,18 +633,15 @@ async fn redirects_are_never_followed_and_targets_are_checked_again_at_each_conn
     redirector.wait_for("the attempt", |a| !a.is_empty()).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(target.deliveries().is_empty(), "the redirect was followed");
-    let attempts = json_body(
-        app.call(
-            Method::GET,
+    let attempts = app
+        .get_json(
             &format!(
                 "/api/v1/webhook-endpoints/{}/attempts",
                 endpoint["id"].as_str().unwrap()
             ),
             &session,
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(attempts["attempts"][0]["status_code"], 302, "{attempts}");
 
     // With the default address policy, a name that resolves to loopback at
@@ -677,47 +658,14 @@ async fn redirects_are_never_followed_and_targets_are_checked_again_at_each_conn
     .await;
     let (strict_admin, strict_session) = webhook_admin(&strict).await;
     let rebinding = Receiver::start(&[&strict_admin.key.webhook_signing_key.to_whsec()]);
-    let endpoint_id = uuid::Uuid::now_v7().to_string();
-    strict
-        .store
-        .insert_endpoint(keyport::storage::NewEndpoint {
-            id: &endpoint_id,
-            tenant_id: &strict_admin.tenant.id,
-            owner_id: &strict_admin.user.id,
-            url: &format!("http://localhost:{}/hooks", rebinding.port),
-            description: None,
-            events: "key.created",
-            collections: None,
-            now: chrono::Utc::now().timestamp(),
-        })
-        .await
-        .expect("insert");
-    let queued = strict
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
-            &strict_session,
-        )
-        .await;
-    assert_eq!(queued.status(), 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let attempt = loop {
-        let attempts = json_body(
-            strict
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
-                    &strict_session,
-                )
-                .await,
-        )
-        .await;
-        if let Some(first) = attempts["attempts"].as_array().and_then(|a| a.first()) {
-            break first.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no attempt was made");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let endpoint_id = endpoint_stored_directly(
+        &strict,
+        &strict_admin,
+        &format!("http://localhost:{}/hooks", rebinding.port),
+        "key.created",
+    )
+    .await;
+    let attempt = first_test_attempt(&strict, &strict_session, &endpoint_id).await;
     assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
     assert!(
         attempt["error"].as_str().unwrap_or("").contains("loopback"),
@@ -840,20 +788,7 @@ async fn every_event_is_delivered_after_kill_9_and_a_receiver_that_was_down_for_
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     // Slow answers, so deliveries are in flight when the worker dies.
     std::fs::write(receiver.dir.join("delay"), "1").expect("delay");
-    setup
-        .store
-        .insert_endpoint(keyport::storage::NewEndpoint {
-            id: &uuid::Uuid::now_v7().to_string(),
-            tenant_id: &admin.tenant.id,
-            owner_id: &admin.user.id,
-            url: &receiver.url(),
-            description: None,
-            events: "record.created",
-            collections: None,
-            now: chrono::Utc::now().timestamp(),
-        })
-        .await
-        .expect("endpoint");
+    endpoint_stored_directly(&setup, &admin, &receiver.url(), "record.created").await;
     let env = [
         ("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str()),
         ("KEYPORT_WEBHOOK_ALLOW_HTTP", "true"),
@@ -1052,15 +987,12 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     // The first delivery is given up after its 2 s of retries.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let attempts = json_body(
-            app.call(
-                Method::GET,
+        let attempts = app
+            .get_json(
                 &format!("/api/v1/webhook-endpoints/{id}/attempts"),
                 &session,
             )
-            .await,
-        )
-        .await;
+            .await;
         let states: Vec<&str> = attempts["attempts"]
             .as_array()
             .unwrap()
@@ -1077,15 +1009,9 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let shown = loop {
         let _ = app.call(Method::POST, &test_path, &session).await;
-        let shown = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/webhook-endpoints/{id}"),
-                &session,
-            )
-            .await,
-        )
-        .await;
+        let shown = app
+            .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &session)
+            .await;
         if shown["status"] == "disabled" {
             break shown;
         }
@@ -1098,15 +1024,9 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
             .is_some_and(|r| r.contains("failed for longer")),
         "{shown}"
     );
-    let audit = json_body(
-        app.call(
-            Method::GET,
-            "/api/v1/audit?action=webhook_endpoint.disable",
-            &session,
-        )
-        .await,
-    )
-    .await;
+    let audit = app
+        .get_json("/api/v1/audit?action=webhook_endpoint.disable", &session)
+        .await;
     assert!(audit.to_string().contains(&id), "{audit}");
     // Enabling it again forgets the failures.
     let enabled = app
@@ -1178,11 +1098,9 @@ async fn a_members_endpoint_hears_only_of_their_own_keys_and_records(backend: Ba
         "only the member's own event: {arrived:#?}"
     );
     // And the admin sees the member's endpoint; the member not the admin's.
-    let listed = json_body(
-        app.call(Method::GET, "/api/v1/webhook-endpoints", &admin_session)
-            .await,
-    )
-    .await;
+    let listed = app
+        .get_json("/api/v1/webhook-endpoints", &admin_session)
+        .await;
     assert_eq!(listed["endpoints"].as_array().map(Vec::len), Some(1));
 }
 

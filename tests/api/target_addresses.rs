@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, endpoint_stored_directly, first_test_attempt, spawn_app, spawn_app_with,
+    status_and_json,
+};
 
 /// A company admin who may manage webhooks and trusted issuers, signed in.
 async fn admin_session(app: &TestApp) -> (crate::helpers::Integration, String) {
@@ -34,8 +37,7 @@ async fn register_endpoint(app: &TestApp, session: &str, url: &str) -> (u16, Val
         .send()
         .await
         .expect("register an endpoint");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 /// `POST /api/v1/trusted-issuers` with `jwks_url` (registering fetches
@@ -51,8 +53,7 @@ async fn trust_issuer(app: &TestApp, session: &str, jwks_url: &str, n: usize) ->
         .send()
         .await
         .expect("trust an issuer");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 /// Both registrations of `host` are refused with a clean 4xx in the API's
@@ -269,45 +270,14 @@ async fn a_stored_endpoint_on_an_address_never_allowed_is_refused_at_delivery_wi
     let app = spawn_app_with(backend, &settings).await;
     let (admin, session) = admin_session(&app).await;
     let listener = CountingListener::start().await;
-    let endpoint_id = uuid::Uuid::now_v7().to_string();
-    app.store
-        .insert_endpoint(keyport::storage::NewEndpoint {
-            id: &endpoint_id,
-            tenant_id: &admin.tenant.id,
-            owner_id: &admin.user.id,
-            url: &format!("http://0.0.0.0:{}/hooks", listener.port),
-            description: None,
-            events: "key.created",
-            collections: None,
-            now: chrono::Utc::now().timestamp(),
-        })
-        .await
-        .expect("insert");
-    let queued = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
-            &session,
-        )
-        .await;
-    assert_eq!(queued.status(), 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let attempt = loop {
-        let attempts = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
-                &session,
-            )
-            .await,
-        )
-        .await;
-        if let Some(first) = attempts["attempts"].as_array().and_then(|a| a.first()) {
-            break first.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no attempt was made");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let endpoint_id = endpoint_stored_directly(
+        &app,
+        &admin,
+        &format!("http://0.0.0.0:{}/hooks", listener.port),
+        "key.created",
+    )
+    .await;
+    let attempt = first_test_attempt(&app, &session, &endpoint_id).await;
     assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
     assert!(
         attempt["error"]

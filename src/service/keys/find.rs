@@ -2,7 +2,8 @@
 //! company's keys do not exist for them; a member sees only their own.
 
 use super::{KeySummary, find_user_by_email};
-use crate::domain::{KEYS_MANAGE, KeyLabels, Principal, Role, now};
+use crate::domain::{KEYS_MANAGE, KeyLabels, Principal, now};
+use crate::service::authz::Reach;
 use crate::service::{Result, Service, ServiceError, authz, preview};
 use crate::storage::KeyFilter;
 
@@ -40,7 +41,7 @@ pub async fn list_keys_labelled<S: AsRef<str>>(
     let filter = match (&principal.user, listing) {
         (Some(user), _) => KeyFilter {
             tenant_id: Some(user.tenant_id.clone()),
-            owner_id: (user.role != Role::Admin).then(|| user.user_id.clone()),
+            owner_id: authz::visible_owner(user.into()).map(str::to_owned),
         },
         (None, KeyListing::All) => KeyFilter::default(),
         (None, KeyListing::OwnedBy(email)) => KeyFilter {
@@ -91,11 +92,13 @@ pub(in crate::service) async fn visible_key(
         .map(|row| KeySummary::from_row(row, now()))
         .transpose()?
         .ok_or_else(not_found)?;
-    match &principal.user {
-        None => Ok(found),
-        Some(user) if user.tenant_id != found.tenant_id => Err(not_found()),
-        Some(user) if user.role == Role::Admin || user.user_id == found.owner_id => Ok(found),
-        Some(_) => Err(ServiceError::Forbidden(
+    let Some(user) = &principal.user else {
+        return Ok(found);
+    };
+    match authz::reach(user.into(), &found.tenant_id, &found.owner_id) {
+        Reach::Manages => Ok(found),
+        Reach::OtherCompany => Err(not_found()),
+        Reach::Colleagues => Err(ServiceError::Forbidden(
             "members may manage only their own keys".to_owned(),
         )),
     }

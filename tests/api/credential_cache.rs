@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::faults::{FlakyProxy, Link, through_proxy};
 use crate::helpers::{
-    Backend, ServedBinary, TestApp, TestDatabase, json_body, keyport_at, settings_for,
-    spawn_app_with, status_and_json,
+    Backend, READ_AND_PUSH, ServedBinary, TestApp, TestDatabase, json_body, keyport_at,
+    settings_for, spawn_app_with, status_and_json,
 };
 
 /// What every served instance here shares: one issuer, and no throttling of
@@ -677,9 +677,7 @@ async fn the_instance_that_makes_a_change_shows_it_at_once(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let service = app.service();
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let email = integration.user.email.clone();
     let revoked = app.key(&email, None).await;
     let disabled = app.key(&email, None).await;
@@ -734,16 +732,12 @@ async fn the_instance_that_makes_a_change_shows_it_at_once(backend: Backend) {
     .await
     .expect("fewer permissions");
     let narrowed = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "reports:read"),
-        ])
-        .send()
-        .await
-        .expect("token request");
+        .request_scoped_token(
+            integration.client_id(),
+            integration.secret(),
+            "reports:read",
+        )
+        .await;
     assert_eq!(narrowed.status(), 400, "the permission is gone at once");
 
     users::set_user_status(

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with};
 
 /// With no issuer configured, the metadata names the port the server really
 /// listens on (port 0 here), and a resource server that follows it finds the
@@ -86,9 +86,7 @@ async fn an_empty_report_is_an_empty_page(backend: Backend) {
 /// member named twice is refused instead of one of them being dropped.
 async fn records_come_back_as_they_were_pushed(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let pushed = r#"{"z_first": 1, "big": 123456789012345678901234567890, "price": 1.10, "text": "caf\u00e9 \"q\"", "nested": {"b": [1, 2.50e3], "a": null}}"#;
     let response = app

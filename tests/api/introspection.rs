@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app, spawn_sibling};
+use crate::helpers::{
+    Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_sibling,
+};
 
 async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
     app.client
@@ -70,9 +72,7 @@ async fn introspection_needs_client_authentication(backend: Backend) {
 
 async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let other = app.token_for(&integration).await;
     app.push(&token, "orders", &serde_json::json!({"n": 1}), None)

@@ -13,7 +13,7 @@ use jsonwebtoken::{DecodingKey, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app};
+use crate::helpers::{Backend, Integration, TestApp, findings, json_body, spawn_app};
 
 const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication failed""#;
 
@@ -59,19 +59,7 @@ async fn run_openid_client(app: &TestApp, client_id: &str, secret: &str, wrong: 
             node.display()
         )
     });
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the openid-client script failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("the openid-client script printed nothing; stderr: {stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("findings are not JSON ({e}): {line}"))
+    findings(output, "the openid-client script")
 }
 
 /// Verifies `token` with only the published JWKS, as a resource server would.
@@ -426,19 +414,7 @@ async fn run_openid_client_dpop(app: &TestApp, client_id: &str, secret: &str) ->
     .await
     .expect("the openid-client DPoP script finished within 60 s")
     .unwrap_or_else(|e| panic!("cannot run {} ({e})", node.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the openid-client DPoP script failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("the script printed nothing; stderr: {stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("findings are not JSON ({e}): {line}"))
+    findings(output, "the openid-client DPoP script")
 }
 
 /// What openid-client found with DPoP: a bound token (`cnf.jkt` its own

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app};
+use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app};
 
 const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
 const SCHEMA: &str = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json";
@@ -303,9 +303,7 @@ async fn the_endpoint_needs_a_credential_and_serves_a_v2_1_collection(backend: B
 
 async fn newman_runs_the_exported_collection_green(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let scratch = Scratch::new();
     let exported = exported_for(&app, &scratch).await;
     let filled = fill(
@@ -374,9 +372,7 @@ fn json_body_of(execution: &Value) -> Value {
 
 async fn newman_fails_with_a_wrong_secret_and_says_invalid_client(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     // A well-formed, real secret, but another key's.
     let other = app.key(&integration.user.email, None).await;
     let scratch = Scratch::new();
@@ -455,9 +451,7 @@ async fn exported_sigv4_for(app: &TestApp, scratch: &Scratch) -> Value {
 
 /// A member's key with SigV4 allowed (access key ID, secret).
 async fn sigv4_key(app: &TestApp) -> (String, String) {
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let created = app
         .sigv4_key(&integration.user.email, "Postman, AWS Signature")
         .await;

@@ -7,13 +7,11 @@ use keyport::domain::Principal;
 use keyport::service::keys as admin;
 use serde_json::json;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with};
 
 async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
 
     let pushed = app
         .client
@@ -37,9 +35,7 @@ async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
 
 async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let key = app.key(&integration.user.email, None).await;
     admin::revoke_key(&app.service(), &Principal::operator(), &key.key.id)
         .await
@@ -90,9 +86,7 @@ async fn a_presented_key_never_exceeds_its_owners_permissions(backend: Backend) 
 
 async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
@@ -111,9 +105,7 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
     assert!(body["message"].as_str().unwrap().contains("disabled"));
 
     let enabled = spawn_app_with(backend, &[("KEYPORT_ALLOW_API_KEY_QUERY", "true")]).await;
-    let other = enabled
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let other = enabled.integration("member", READ_AND_PUSH).await;
     let pushed = enabled
         .client
         .post(enabled.url(&format!(

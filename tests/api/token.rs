@@ -10,13 +10,11 @@ use keyport::service::keys::{self as admin, NewKeyRequest};
 use keyport::service::users;
 use serde_json::Value;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with};
 
 async fn token_is_issued_for_basic_credentials(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
 
     let response = app
         .request_token(integration.client_id(), integration.secret())
@@ -197,21 +195,15 @@ async fn a_malformed_secret_is_refused_before_any_database_work(backend: Backend
 
 async fn scope_may_narrow_what_the_key_holds(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
 
     let response = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "reports:read"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .request_scoped_token(
+            integration.client_id(),
+            integration.secret(),
+            "reports:read",
+        )
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(json_body(response).await["scope"], "reports:read");
@@ -222,16 +214,12 @@ async fn scope_may_never_widen_what_the_key_holds(backend: Backend) {
     let integration = app.integration("member", "reports:read").await;
 
     let response = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "reports:read keys:manage"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .request_scoped_token(
+            integration.client_id(),
+            integration.secret(),
+            "reports:read keys:manage",
+        )
+        .await;
 
     assert_eq!(response.status(), 400);
     let body = json_body(response).await;
@@ -246,9 +234,7 @@ async fn scope_may_never_widen_what_the_key_holds(backend: Backend) {
 
 async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let narrowed_key = app
         .key(&integration.user.email, Some("webhooks:write"))
         .await;

@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyport::tokens::{KeyRing, SigningAlgorithm, TokenVerifier};
 use serde_json::Value;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_sibling};
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
     let response = app.get("/.well-known/jwks.json").await;
@@ -31,9 +31,7 @@ fn verify_with_jwks(jwks: &JwkSet, token: &str, app: &crate::helpers::TestApp) -
 
 async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
     let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
 
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -107,9 +105,7 @@ async fn the_jwks_never_publishes_private_key_material(backend: Backend) {
 
 async fn signing_keys_live_in_the_database_and_survive_restarts(backend: Backend) {
     let first = spawn_app(backend).await;
-    let integration = first
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = first.integration("member", READ_AND_PUSH).await;
     let pushed = first
         .push(
             &first.token_for(&integration).await,

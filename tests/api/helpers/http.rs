@@ -21,6 +21,22 @@ impl TestApp {
             .expect("token request")
     }
 
+    /// A token request for `scope` only (space-separated).
+    pub async fn request_scoped_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: &str,
+    ) -> Response {
+        self.client
+            .post(self.url("/oauth/token"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+            .send()
+            .await
+            .expect("token request")
+    }
+
     /// A token for the integration's key; panics unless the server issues one.
     pub async fn token_for(&self, integration: &Integration) -> String {
         self.token_for_key(&integration.key).await

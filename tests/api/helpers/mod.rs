@@ -5,6 +5,7 @@
 
 mod app;
 mod cli;
+mod clients;
 mod database;
 mod http;
 mod people;
@@ -14,6 +15,7 @@ mod webhooks;
 
 pub use app::*;
 pub use cli::*;
+pub use clients::*;
 pub use database::*;
 pub use http::*;
 pub use people::*;

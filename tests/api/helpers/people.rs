@@ -126,6 +126,10 @@ impl TestApp {
     }
 }
 
+/// What most integrations are permitted: reading reports and pushing
+/// records.
+pub const READ_AND_PUSH: &str = "reports:read webhooks:write";
+
 /// The password [`person`] and [`colleague`] sign in with.
 pub const PASSWORD: &str = "correct horse battery staple";
 /// What [`person`] and [`colleague`] are permitted.

@@ -13,7 +13,9 @@ use jsonwebtoken::{DecodingKey, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Integration, TestApp, findings, json_body, spawn_app};
+use crate::helpers::{
+    Backend, Integration, TestApp, findings, json_body, spawn_app_with_integration,
+};
 
 const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication failed""#;
 
@@ -86,8 +88,7 @@ async fn verified_claims(app: &TestApp, token: &str) -> Value {
 async fn openid_client_gets_a_token_and_learns_invalid_client_from_a_wrong_secret(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     // A real, well-formed secret that is not this key's.
     let other_key = app.key(&integration.user.email, None).await;
 
@@ -204,8 +205,7 @@ fn www_authenticate(response: &reqwest::Response) -> &str {
 }
 
 async fn a_refused_client_authentication_names_its_error_in_the_basic_challenge(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let other_key = app.key(&integration.user.email, None).await;
     let token = app.token_for(&integration).await;
 
@@ -281,8 +281,7 @@ async fn revoke(app: &TestApp, caller: &Integration, token: &str) -> (u16, Value
 async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_ends_neither(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let session = app
         .session_for(&integration.user.email, "a long enough passphrase")
         .await;
@@ -365,8 +364,7 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
 }
 
 async fn revoking_an_access_token_still_works_and_garbage_still_answers_200(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
     assert_eq!(
         app.call(Method::GET, "/api/v1/whoami", &token)
@@ -438,8 +436,7 @@ fn assert_dpop_findings(findings: &Value, integration: &Integration) {
 }
 
 async fn openid_client_gets_a_dpop_bound_token_and_calls_whoami_with_it(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let findings =
         run_openid_client_dpop(&app, integration.client_id(), integration.secret()).await;
     assert_dpop_findings(&findings, &integration);

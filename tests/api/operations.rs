@@ -1,10 +1,9 @@
 //! What operators watch: `GET /metrics` in Prometheus text format.
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, spawn_app, spawn_app_with_integration};
 
 async fn metrics_count_tokens_latency_keys_and_pool_use(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     app.token_for(&integration).await;
     app.token_for(&integration).await;
     let wrong = keyport::domain::ClientSecret::generate();

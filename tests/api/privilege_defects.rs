@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, Cred, Integration, TestApp, json_body, spawn_app, spawn_app_with_integration,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
@@ -631,8 +633,7 @@ async fn a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself(backen
 /// Eleven different bad x-api-key values from one address used to lock every
 /// x-api-key caller at that address out, the real integration included.
 async fn bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let good = app.integration("member", "reports:read").await;
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     for _ in 0..11 {
         let bad = garbage_secret();
@@ -653,8 +654,7 @@ async fn bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address(backend: Ba
 /// One bad key repeated: throttled with 429 and Retry-After (it used to get
 /// 401 forever, with no hint to back off), while a good key still works.
 async fn a_repeated_bad_api_key_is_throttled_with_retry_after(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let good = app.integration("member", "reports:read").await;
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let bad = garbage_secret();
 
     let mut statuses = Vec::new();

@@ -7,7 +7,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use keyport::tokens::{SigningAlgorithm, SigningKey};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
+};
 
 /// The key the server signs with, read from its database, to forge tokens
 /// that differ from real ones in exactly one way.
@@ -95,8 +97,7 @@ async fn a_request_without_a_token_gets_a_bare_bearer_challenge(backend: Backend
 }
 
 async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", READ_AND_PUSH).await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let real = app.token_for(&integration).await;
     let key = server_signing_key(&app).await;
     let kid = key.kid.clone();
@@ -195,8 +196,7 @@ async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
 }
 
 async fn a_token_without_the_needed_scope_gets_insufficient_scope(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let reader = app.integration("member", "reports:read").await;
+    let (app, reader) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&reader).await;
 
     let response = app.push(&token, "orders", &json!({"n": 1}), None).await;
@@ -301,8 +301,7 @@ async fn members_see_their_own_records_and_admins_their_whole_tenant(backend: Ba
 }
 
 async fn no_token_ever_sees_another_tenants_records(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = app.integration("admin", READ_AND_PUSH).await;
+    let (app, acme) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let globex = app.integration("admin", READ_AND_PUSH).await;
     let acme_token = app.token_for(&acme).await;
     let globex_token = app.token_for(&globex).await;
@@ -374,8 +373,7 @@ async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
 }
 
 async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", READ_AND_PUSH).await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let batch: Vec<Value> = (0..23).map(|n| json!({"n": n})).collect();
     let pushed = json_body(app.push(&token, "events", &Value::Array(batch), None).await).await;
@@ -397,8 +395,7 @@ async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
 }
 
 async fn bad_report_queries_are_clear_400s(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", READ_AND_PUSH).await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
@@ -446,8 +443,7 @@ async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Back
 }
 
 async fn token_validation_needs_no_database_round_trip(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", READ_AND_PUSH).await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
 
     app.store.close().await;

@@ -6,7 +6,9 @@ use serde_json::json;
 
 use keyport::service::users::UserSummary as User;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -35,8 +37,8 @@ async fn make_users_api_only(app: &TestApp, admin_session: &str) {
 }
 
 async fn a_user_signs_in_and_out(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read keys:manage").await;
+    let (app, integration) =
+        spawn_app_with_integration(backend, "member", "reports:read keys:manage").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
     let signed_in = app.sign_in(&integration.user.email, PASSWORD).await;
@@ -64,8 +66,7 @@ async fn a_user_signs_in_and_out(backend: Backend) {
 }
 
 async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
     let wrong = json_body(
@@ -147,8 +148,7 @@ async fn failures_outside_the_window_do_not_add_up(backend: Backend) {
 }
 
 async fn members_cannot_see_users_or_unlock(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let session = app.session_for(&integration.user.email, PASSWORD).await;
 
     assert_eq!(
@@ -168,8 +168,7 @@ async fn members_cannot_see_users_or_unlock(backend: Backend) {
 }
 
 async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let session = app.session_for(&integration.user.email, PASSWORD).await;
     let new_password = "an even longer passphrase";
 

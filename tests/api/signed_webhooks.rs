@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_app,
+    spawn_app_with_integration,
 };
 
 /// The derivation exactly as the book (guides/webhooks.md) gives it to receivers, run by bash.
@@ -157,8 +158,7 @@ async fn a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark(back
 }
 
 async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "keys:manage").await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", "keys:manage").await;
     app.set_password(&integration.user.email, "webhook signing 1234")
         .await;
     let session = app

@@ -6,7 +6,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyport::tokens::{KeyRing, SigningAlgorithm, TokenVerifier};
 use serde_json::Value;
 
-use crate::helpers::{Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    spawn_sibling,
+};
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
     let response = app.get("/.well-known/jwks.json").await;
@@ -30,8 +33,7 @@ fn verify_with_jwks(jwks: &JwkSet, token: &str, app: &crate::helpers::TestApp) -
 }
 
 async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", READ_AND_PUSH).await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
 
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -56,8 +58,7 @@ async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
 }
 
 async fn every_token_has_its_own_jti(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let a = app.token_for(&integration).await;
     let b = app.token_for(&integration).await;
     let jti = |t: &str| {
@@ -129,8 +130,7 @@ async fn signing_keys_live_in_the_database_and_survive_restarts(backend: Backend
 }
 
 async fn a_rotated_signing_key_stays_published_while_its_tokens_live(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let old_token = app.token_for(&integration).await;
     let old_kid = jsonwebtoken::decode_header(&old_token)
         .unwrap()
@@ -184,8 +184,7 @@ async fn the_metadata_document_points_at_the_token_endpoint_and_jwks(backend: Ba
 }
 
 async fn a_third_party_verifier_built_from_the_jwks_accepts_keyport_tokens(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
 
     let verifier = TokenVerifier::from_jwks(

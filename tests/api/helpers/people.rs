@@ -10,7 +10,7 @@ use keyport::service::tenants::{self, Tenant};
 use keyport::service::users::{self, UserSummary as User};
 use uuid::Uuid;
 
-use super::TestApp;
+use super::{Backend, TestApp, spawn_app};
 
 /// An integration ready to go: a tenant, a user and a key of that user.
 pub struct Integration {
@@ -124,6 +124,18 @@ impl TestApp {
         let key = self.key(&user.email, None).await;
         Integration { tenant, user, key }
     }
+}
+
+/// A fresh application with one [`Integration`]: a company, a user
+/// holding `permissions` as `role`, and a key of theirs.
+pub async fn spawn_app_with_integration(
+    backend: Backend,
+    role: &str,
+    permissions: &str,
+) -> (TestApp, Integration) {
+    let app = spawn_app(backend).await;
+    let integration = app.integration(role, permissions).await;
+    (app, integration)
 }
 
 /// What most integrations are permitted: reading reports and pushing

@@ -9,22 +9,23 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app_with, status_and_json};
+use crate::helpers::{Backend, TestApp, json_body, spawn_app_with};
 use crate::token_exchange::{
-    CI_AUDIENCE, CI_ISSUER, Company, JWT, MAIN_BRANCH, add_rule, assert_invalid_grant, claims,
-    company, exchange_jwt, issue, overrides, serve_jwks, spawn, trust_main_branch,
+    CI_AUDIENCE, CI_ISSUER, Company, JWT, MAIN_BRANCH, add_rule, admit_main_branch,
+    assert_invalid_grant, claims, company, exchange_jwt, issue, overrides, serve_jwks, spawn,
+    trust_main_branch,
 };
 
 const OTHER_AUDIENCE: &str = "keyport-globex";
 
 async fn trust_as(app: &TestApp, admin: &str, jwks_url: &str, audience: &str) -> (u16, Value) {
-    let response = app
-        .api(reqwest::Method::POST, "/api/v1/trusted-issuers", admin)
-        .json(&json!({"issuer": CI_ISSUER, "jwks_url": jwks_url, "audience": audience}))
-        .send()
-        .await
-        .unwrap();
-    status_and_json(response).await
+    app.send_json(
+        reqwest::Method::POST,
+        "/api/v1/trusted-issuers",
+        admin,
+        &json!({"issuer": CI_ISSUER, "jwks_url": jwks_url, "audience": audience}),
+    )
+    .await
 }
 
 /// Trusts the CI issuer for `audience` with a rule admitting the main
@@ -32,14 +33,7 @@ async fn trust_as(app: &TestApp, admin: &str, jwks_url: &str, audience: &str) ->
 async fn trust_main_branch_for(app: &TestApp, company: &Company, jwks_url: &str, audience: &str) {
     let (status, issuer) = trust_as(app, &company.admin_session, jwks_url, audience).await;
     assert_eq!(status, 201, "{issuer}");
-    let (status, rule) = add_rule(
-        app,
-        &company.admin_session,
-        issuer["id"].as_str().unwrap(),
-        json!({"conditions": [{"claim": "sub", "equals": MAIN_BRANCH}], "user": company.user_id, "scopes": "reports:read"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{rule}");
+    admit_main_branch(app, company, &issuer).await;
 }
 
 /// Waits until `fetches` reaches `count`, failing (never hanging) after 30 s.

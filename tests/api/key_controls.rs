@@ -38,13 +38,13 @@ async fn post(app: &TestApp, credential: &str, path: &str) -> (u16, Value) {
 }
 
 async fn patch(app: &TestApp, credential: &str, key: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::PATCH, &format!("/api/v1/keys/{key}"), credential)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_and_json(response).await
+    app.send_json(
+        Method::PATCH,
+        &format!("/api/v1/keys/{key}"),
+        credential,
+        &body,
+    )
+    .await
 }
 
 /// A token request with the key's credentials: (status, body).

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, status_and_json};
+use crate::helpers::{Backend, TestApp, json_body, spawn_app};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -475,15 +475,7 @@ async fn unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted(back
     let send = |method: Method, path: String, body: Value| {
         let app = &app;
         let session = acme.admin_session.clone();
-        async move {
-            let response = app
-                .api(method, &path, &session)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            status_and_json(response).await
-        }
+        async move { app.send_json(method, &path, &session, &body).await }
     };
     let (status, carol) = send(
         Method::POST,

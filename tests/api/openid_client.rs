@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{DecodingKey, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
     Backend, Integration, TestApp, findings, json_body, spawn_app_with_integration,
+    verify_with_jwks,
 };
 
 const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication failed""#;
@@ -74,15 +74,7 @@ async fn verified_claims(app: &TestApp, token: &str) -> Value {
         .expect("a JWK set");
     let header = jsonwebtoken::decode_header(token).expect("a JWT header");
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let kid = header.kid.expect("kid in header");
-    let key = DecodingKey::from_jwk(jwks.find(&kid).expect("the kid is published")).unwrap();
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[&app.settings.tokens.issuer]);
-    validation.set_audience(&[&app.settings.tokens.audience]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .expect("the token verifies against the JWKS")
-        .claims
+    verify_with_jwks(&jwks, token, app)
 }
 
 async fn openid_client_gets_a_token_and_learns_invalid_client_from_a_wrong_secret(

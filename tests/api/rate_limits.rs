@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
-    s, spawn_app_with, spawn_sibling, status_and_json,
+    s, spawn_app_with, spawn_sibling,
 };
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -111,33 +111,23 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
 }
 
 async fn create_key(app: &TestApp, session: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/keys", session)
-        .json(&body)
-        .send()
+    app.send_json(Method::POST, "/api/v1/keys", session, &body)
         .await
-        .unwrap();
-    status_and_json(response).await
 }
 
 async fn patch_key(app: &TestApp, session: &str, key: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::PATCH, &format!("/api/v1/keys/{key}"), session)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_and_json(response).await
+    app.send_json(
+        Method::PATCH,
+        &format!("/api/v1/keys/{key}"),
+        session,
+        &body,
+    )
+    .await
 }
 
 async fn set_policy(app: &TestApp, session: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::PUT, "/api/v1/tenant/policy", session)
-        .json(&body)
-        .send()
+    app.send_json(Method::PUT, "/api/v1/tenant/policy", session, &body)
         .await
-        .unwrap();
-    status_and_json(response).await
 }
 
 async fn token(app: &TestApp, key: &Value) -> String {

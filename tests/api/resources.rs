@@ -244,28 +244,13 @@ async fn members_see_their_own_records_and_admins_their_whole_tenant(backend: Ba
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Acme").await;
     let admin = app
-        .user(
-            &tenant,
-            "admin@acme.io",
-            "admin",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "admin@acme.io", "admin", READ_AND_PUSH)
         .await;
     let ana = app
-        .user(
-            &tenant,
-            "ana@acme.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "ana@acme.io", "member", READ_AND_PUSH)
         .await;
     let bob = app
-        .user(
-            &tenant,
-            "bob@acme.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "bob@acme.io", "member", READ_AND_PUSH)
         .await;
     let admin_token = app.token_for_key(&app.key(&admin.email, None).await).await;
     let ana_token = app.token_for_key(&app.key(&ana.email, None).await).await;
@@ -341,20 +326,10 @@ async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Initech").await;
     let ana = app
-        .user(
-            &tenant,
-            "ana@initech.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "ana@initech.io", "member", READ_AND_PUSH)
         .await;
     let bob = app
-        .user(
-            &tenant,
-            "bob@initech.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "bob@initech.io", "member", READ_AND_PUSH)
         .await;
     let ana_token = app.token_for_key(&app.key(&ana.email, None).await).await;
     let bob_token = app.token_for_key(&app.key(&bob.email, None).await).await;

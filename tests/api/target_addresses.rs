@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Backend, TestApp, endpoint_stored_directly, first_test_attempt, spawn_app, spawn_app_with,
-    status_and_json,
 };
 
 /// A company admin who may manage webhooks and trusted issuers, signed in.
@@ -31,29 +30,29 @@ async fn admin_session(app: &TestApp) -> (crate::helpers::Integration, String) {
 /// `POST /api/v1/webhook-endpoints` for `url`, listening to an event no
 /// test here causes (so an accepted endpoint is never sent to).
 async fn register_endpoint(app: &TestApp, session: &str, url: &str) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/webhook-endpoints", session)
-        .json(&json!({ "url": url, "events": ["user.locked"] }))
-        .send()
-        .await
-        .expect("register an endpoint");
-    status_and_json(response).await
+    app.send_json(
+        Method::POST,
+        "/api/v1/webhook-endpoints",
+        session,
+        &json!({ "url": url, "events": ["user.locked"] }),
+    )
+    .await
 }
 
 /// `POST /api/v1/trusted-issuers` with `jwks_url` (registering fetches
 /// nothing), each with an audience of its own.
 async fn trust_issuer(app: &TestApp, session: &str, jwks_url: &str, n: usize) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/trusted-issuers", session)
-        .json(&json!({
+    app.send_json(
+        Method::POST,
+        "/api/v1/trusted-issuers",
+        session,
+        &json!({
             "issuer": "https://ci.example.com",
             "jwks_url": jwks_url,
             "audience": format!("keyport-{n}"),
-        }))
-        .send()
-        .await
-        .expect("trust an issuer");
-    status_and_json(response).await
+        }),
+    )
+    .await
 }
 
 /// Both registrations of `host` are refused with a clean 4xx in the API's

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app_with, status_and_json};
+use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app_with, status_and_json};
 use crate::python_client::python_interpreter;
 
 pub(crate) const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -67,12 +67,7 @@ pub(crate) async fn company(app: &TestApp) -> Company {
     .await;
     let user_email = format!("user-{suffix}@example.com");
     let user = app
-        .user(
-            &tenant,
-            &user_email,
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, &user_email, "member", READ_AND_PUSH)
         .await;
     let exchanger = app.key(&service_email, None).await;
     let user_key = app.key(&user_email, None).await;
@@ -622,23 +617,25 @@ pub(crate) async fn add_rule(
     issuer_id: &str,
     body: Value,
 ) -> (u16, Value) {
-    let response = app
-        .api(
-            reqwest::Method::POST,
-            &format!("/api/v1/trusted-issuers/{issuer_id}/rules"),
-            admin,
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_and_json(response).await
+    app.send_json(
+        reqwest::Method::POST,
+        &format!("/api/v1/trusted-issuers/{issuer_id}/rules"),
+        admin,
+        &body,
+    )
+    .await
 }
 
 /// Trusts the CI issuer behind `jwks_url` with one rule: tokens of the
 /// main branch act as the company's user with `reports:read`.
 pub(crate) async fn trust_main_branch(app: &TestApp, company: &Company, jwks_url: &str) {
     let issuer = trust(app, &company.admin_session, jwks_url).await;
+    admit_main_branch(app, company, &issuer).await;
+}
+
+/// A rule on the trusted `issuer` admitting the main branch's token as the
+/// company's user, for `reports:read`.
+pub(crate) async fn admit_main_branch(app: &TestApp, company: &Company, issuer: &Value) {
     let (status, rule) = add_rule(
         app,
         &company.admin_session,

@@ -1,35 +1,20 @@
 //! The tokens themselves (RFC 9068), the JWKS (RFC 7517) and the metadata
 //! document (RFC 8414), checked with jsonwebtoken as an outside verifier would.
 
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyport::tokens::{KeyRing, SigningAlgorithm, TokenVerifier};
 use serde_json::Value;
 
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
-    spawn_sibling,
+    spawn_sibling, verify_with_jwks,
 };
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
     let response = app.get("/.well-known/jwks.json").await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("a JWK set")
-}
-
-/// Verifies `token` using only the published JWKS, as a third party would.
-fn verify_with_jwks(jwks: &JwkSet, token: &str, app: &crate::helpers::TestApp) -> Value {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    let kid = header.kid.expect("kid in header");
-    let jwk = jwks.find(&kid).expect("the kid is published");
-    let key = DecodingKey::from_jwk(jwk).unwrap();
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[&app.settings.tokens.issuer]);
-    validation.set_audience(&[&app.settings.tokens.audience]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .expect("the token verifies against the JWKS")
-        .claims
 }
 
 async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {

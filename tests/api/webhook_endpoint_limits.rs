@@ -8,7 +8,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app_with, status_and_json};
+use crate::helpers::{Backend, TestApp, spawn_app_with};
 
 const PASSWORD: &str = "endpoint limits 1234";
 const EVERY_PERMISSION: &str = "reports:read webhooks:write keys:manage webhooks:manage";
@@ -42,16 +42,16 @@ async fn company(app: &TestApp, members: usize) -> (String, Vec<String>) {
 
 /// `POST /api/v1/webhook-endpoints` as `session`: the status and the body.
 async fn register(app: &TestApp, session: &str) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/webhook-endpoints", session)
-        .json(&json!({
+    app.send_json(
+        Method::POST,
+        "/api/v1/webhook-endpoints",
+        session,
+        &json!({
             "url": format!("http://127.0.0.1:9/hooks/{}", uuid::Uuid::new_v4().simple()),
             "events": ["key.created"],
-        }))
-        .send()
-        .await
-        .expect("register");
-    status_and_json(response).await
+        }),
+    )
+    .await
 }
 
 /// The endpoints `session` sees.

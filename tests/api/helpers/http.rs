@@ -1,8 +1,6 @@
 //! Calls over HTTP: tokens, pushes and pulls, sessions, and management
 //! calls presenting a credential.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyport::domain::Principal;
 use keyport::service::keys::CreatedKey;
 use reqwest::Response;
@@ -160,6 +158,24 @@ impl TestApp {
             .expect("API request")
     }
 
+    /// A management API call with a JSON `body`, presenting `credential`:
+    /// the status and the JSON answer.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        credential: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let response = self
+            .api(method, path, credential)
+            .json(body)
+            .send()
+            .await
+            .expect("API request");
+        status_and_json(response).await
+    }
+
     /// A management API call presenting `credential` as a bearer token.
     pub fn api(
         &self,
@@ -254,12 +270,6 @@ pub async fn json_body(response: Response) -> Value {
 pub async fn status_and_json(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, json_body(response).await)
-}
-
-/// The claims of a JWT, read without checking its signature.
-pub fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT has a payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
 }
 
 /// `doc[field]` as a string; panics, showing `doc`, when it is not one.

@@ -304,6 +304,13 @@ pub(crate) async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration
     (integration, session)
 }
 
+/// An endpoint on `receiver` listening to `key.created`, registered through
+/// the API: its JSON.
+async fn key_created_endpoint(app: &TestApp, session: &str, receiver: &Receiver) -> Value {
+    let body = json!({ "url": receiver.url(), "events": ["key.created"] });
+    json_body(register(app, session, body).await).await
+}
+
 pub(crate) async fn register(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
     app.api(Method::POST, "/api/v1/webhook-endpoints", session)
         .json(&body)
@@ -502,15 +509,7 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx(backen
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(503);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     app.create_key_over_http(&session, json!({ "name": "announce me" }))
         .await;
     receiver
@@ -566,15 +565,7 @@ async fn a_410_disables_the_endpoint_and_the_disabling_is_audited(backend: Backe
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(410);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let id = endpoint["id"].as_str().unwrap().to_owned();
     app.create_key_over_http(&session, json!({ "name": "one" }))
         .await;
@@ -619,15 +610,7 @@ async fn redirects_are_never_followed_and_targets_are_checked_again_at_each_conn
     let redirector = Receiver::start(&[&whsec]);
     let target = Receiver::start(&[&whsec]);
     redirector.redirect_to(&target.url());
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": redirector.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &redirector).await;
     app.create_key_over_http(&session, json!({ "name": "one" }))
         .await;
     redirector.wait_for("the attempt", |a| !a.is_empty()).await;
@@ -904,15 +887,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
         .expect("whsec")
         .to_owned();
     let receiver = Receiver::start(&[&old_whsec, &new_whsec]);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let test_path = format!(
         "/api/v1/webhook-endpoints/{}/test",
         endpoint["id"].as_str().unwrap()
@@ -969,15 +944,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(500);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let id = endpoint["id"].as_str().unwrap().to_owned();
     let test_path = format!("/api/v1/webhook-endpoints/{id}/test");
     assert_eq!(
@@ -1109,15 +1076,7 @@ async fn metrics_count_deliveries_and_show_the_queue(backend: Backend) {
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(503);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let test_path = format!(
         "/api/v1/webhook-endpoints/{}/test",
         endpoint["id"].as_str().unwrap()

@@ -1,25 +1,16 @@
 //! What operators watch: `GET /metrics` in Prometheus text format.
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, spawn_app, spawn_app_with_integration};
 
 async fn metrics_count_tokens_latency_keys_and_pool_use(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     app.token_for(&integration).await;
     app.token_for(&integration).await;
     let wrong = keyport::domain::ClientSecret::generate();
     app.request_token(integration.client_id(), wrong.expose())
         .await;
-    app.client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "keys:manage"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    app.request_scoped_token(integration.client_id(), integration.secret(), "keys:manage")
+        .await;
 
     let response = app.get("/metrics").await;
 

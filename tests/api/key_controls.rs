@@ -888,7 +888,7 @@ async fn the_cli_rolls_disables_enables_labels_and_pins_keys(backend: Backend) {
 
     let new = keyport_json(
         &app,
-        &["key", "roll", s(&old, "client_id"), "--grace", "2s"],
+        &["key", "roll", s(&old, "client_id"), "--grace", "10m"],
     )
     .await;
     assert!(s(&new, "client_secret").starts_with("kps_"), "{new}");

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::CliError;
 use super::output::Output;
+use super::parse::comma_list;
 use crate::domain::Principal;
 use crate::service::{Service, ServiceError};
 
@@ -25,11 +26,13 @@ pub enum IssuerCommand {
         /// The audience its tokens must name to be meant for this tenant.
         #[arg(long)]
         audience: String,
+        /// What the trust is for, e.g. "deploys from the ERP repository".
         #[arg(long)]
         description: Option<String>,
     },
     /// The tenant's trusted issuers and their rules.
     List {
+        /// The tenant's id or name.
         #[arg(long)]
         tenant: String,
     },
@@ -38,21 +41,26 @@ pub enum IssuerCommand {
         /// The tenant's id or name.
         #[arg(long)]
         tenant: String,
-        /// The trusted issuer's id.
+        /// The trusted issuer: its id or its `iss`.
+        #[arg(value_name = "ISSUER")]
         id: String,
     },
     /// Stop trusting an issuer (its rules go with it).
     Remove {
+        /// The tenant's id or name.
         #[arg(long)]
         tenant: String,
-        /// The trusted issuer's id.
+        /// The trusted issuer: its id or its `iss`.
+        #[arg(value_name = "ISSUER")]
         id: String,
     },
     /// Add a rule: tokens whose claims meet every --claim act as --user.
     AddRule {
+        /// The tenant's id or name.
         #[arg(long)]
         tenant: String,
-        /// The trusted issuer's id.
+        /// The trusted issuer: its id or its `iss`.
+        #[arg(value_name = "ISSUER")]
         issuer_id: String,
         /// `NAME=VALUE` (the claim equals VALUE) or `NAME~PATTERN` (`*` is
         /// any run of characters); repeat for more (all must hold).
@@ -61,17 +69,23 @@ pub enum IssuerCommand {
         /// The user the exchanged tokens act as: id or email.
         #[arg(long)]
         user: String,
-        /// Space-separated scopes, within the user's permissions.
-        #[arg(long)]
+        /// Comma-separated scopes, within the user's permissions, e.g.
+        /// reports:read,webhooks:write.
+        #[arg(long, value_parser = comma_list, value_name = "SCOPES")]
         scopes: String,
+        /// What the rule is for, e.g. "main branch deploys".
         #[arg(long)]
         description: Option<String>,
     },
     /// Delete a rule; tokens it granted fail every re-check from now on.
     RemoveRule {
+        /// The tenant's id or name.
         #[arg(long)]
         tenant: String,
+        /// The trusted issuer: its id or its `iss`.
+        #[arg(value_name = "ISSUER")]
         issuer_id: String,
+        /// The rule's id (see `issuer show`).
         rule_id: String,
     },
 }
@@ -113,14 +127,7 @@ pub(super) async fn run(
             );
         }
         IssuerCommand::Show { tenant, id } => {
-            let issuers = exchange::list_issuers(service, operator, Some(&tenant)).await?;
-            let Some(found) = issuers.into_iter().find(|i| i.id == id) else {
-                return Err(ServiceError::NotFound(format!(
-                    "no trusted issuer `{}` in {tenant}",
-                    id.chars().take(64).collect::<String>()
-                ))
-                .into());
-            };
+            let found = trusted_issuer(service, operator, &tenant, &id).await?;
             let human = issuer_lines(&found);
             out.print(serde_json::to_value(&found).unwrap_or(Value::Null), &human);
         }
@@ -134,6 +141,7 @@ pub(super) async fn run(
             out.print(json!({ "issuers": issuers }), &human);
         }
         IssuerCommand::Remove { tenant, id } => {
+            let id = trusted_issuer(service, operator, &tenant, &id).await?.id;
             exchange::remove_issuer(service, operator, Some(&tenant), &id).await?;
             out.print(
                 json!({ "removed": id }),
@@ -148,6 +156,9 @@ pub(super) async fn run(
             scopes,
             description,
         } => {
+            let issuer_id = trusted_issuer(service, operator, &tenant, &issuer_id)
+                .await?
+                .id;
             let conditions = Value::Array(
                 claims
                     .iter()
@@ -183,6 +194,9 @@ pub(super) async fn run(
             issuer_id,
             rule_id,
         } => {
+            let issuer_id = trusted_issuer(service, operator, &tenant, &issuer_id)
+                .await?
+                .id;
             exchange::remove_rule(service, operator, Some(&tenant), &issuer_id, &rule_id).await?;
             out.print(
                 json!({ "removed": rule_id }),
@@ -191,6 +205,37 @@ pub(super) async fn run(
         }
     }
     Ok(())
+}
+
+/// One of the tenant's trusted issuers, named by its id or its `iss` (the
+/// URL people know it by; when several entries trust one `iss`, the id
+/// says which).
+async fn trusted_issuer(
+    service: &Service,
+    operator: &Principal,
+    tenant: &str,
+    reference: &str,
+) -> Result<crate::service::exchange::TrustedIssuer, CliError> {
+    let issuers = crate::service::exchange::list_issuers(service, operator, Some(tenant)).await?;
+    let wanted = reference.trim_end_matches('/');
+    let (by_id, by_iss): (Vec<_>, Vec<_>) = issuers
+        .into_iter()
+        .filter(|i| i.id == reference || i.issuer.trim_end_matches('/') == wanted)
+        .partition(|i| i.id == reference);
+    let mut found = if by_id.is_empty() { by_iss } else { by_id };
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(ServiceError::NotFound(format!(
+            "no trusted issuer `{}` in {tenant}",
+            reference.chars().take(64).collect::<String>()
+        ))
+        .into()),
+        n => Err(ServiceError::Invalid(format!(
+            "{n} trusted issuers of {tenant} have iss `{wanted}`: name one by its id (see \
+             `keyport issuer list --tenant {tenant}`)"
+        ))
+        .into()),
+    }
 }
 
 /// A trusted issuer and its rules, for people.

@@ -11,8 +11,11 @@ use super::CliError;
 use super::output::{
     Output, human_time_now, key_line, print_created_key, print_created_without_secret,
 };
-use super::parse::{allow_list, label_pairs, parse_duration, parse_rate, rate_with_burst};
+use super::parse::{
+    allow_list, comma_list, label_pairs, parse_duration, parse_rate, rate_with_burst, switch,
+};
 use super::public_key::{self, PublicKeyCommand, read_jwk};
+use super::user::user_email;
 use crate::domain::{Principal, RateLimit};
 use crate::service::Service;
 use crate::service::keys::{
@@ -31,7 +34,7 @@ pub enum KeyCommand {
     },
     /// List keys (never their secrets).
     List {
-        /// Only this user's keys.
+        /// Only this user's keys (id or email).
         #[arg(long, conflicts_with = "tenant")]
         user: Option<String>,
         /// Only this tenant's keys (id or name).
@@ -88,14 +91,14 @@ pub enum KeyCommand {
 
 #[derive(Debug, Args)]
 pub struct KeyCreateArgs {
-    /// The owner's email: the key acts as this user.
+    /// The owner's id or email: the key acts as this user.
     #[arg(long)]
     pub user: String,
     /// What the key is for, e.g. "ERP nightly sync".
     #[arg(long)]
     pub name: String,
     /// Comma-separated scopes within the owner's permissions (default: all of them).
-    #[arg(long)]
+    #[arg(long, value_parser = comma_list, value_name = "SCOPES")]
     pub scopes: Option<String>,
     /// Expire the key after this long, with its unit: e.g. 30d, 12h, 90m, 45s.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION",
@@ -113,7 +116,7 @@ pub struct KeyCreateArgs {
     pub labels: Vec<String>,
     /// Comma-separated CIDR ranges the key may be used from, e.g.
     /// 10.0.0.0/8,2001:db8::/32 (default: anywhere).
-    #[arg(long, value_name = "CIDRS")]
+    #[arg(long, value_parser = comma_list, value_name = "CIDRS")]
     pub allow: Option<String>,
     /// The key's rate for reports and webhooks, e.g. 600/min, 100/10s,
     /// 5000/h (default: its company's default rate, if any).
@@ -169,7 +172,7 @@ pub struct KeyUpdateArgs {
     pub no_labels: bool,
     /// The comma-separated CIDR ranges the key may be used from from now on;
     /// '' lets it be used from anywhere.
-    #[arg(long, value_name = "CIDRS")]
+    #[arg(long, value_parser = comma_list, value_name = "CIDRS")]
     pub allow: Option<String>,
     /// The key's rate for reports and webhooks from now on, e.g. 600/min.
     #[arg(long, value_parser = parse_rate, value_name = "RATE", allow_hyphen_values = true,
@@ -186,10 +189,12 @@ pub struct KeyUpdateArgs {
     /// Remove the key's own rate: its company's default applies, if any.
     #[arg(long)]
     pub no_rate: bool,
-    /// Require a DPoP proof (RFC 9449) with every token request (true), or
-    /// stop requiring it (false).
-    #[arg(long, value_name = "true|false")]
-    pub require_dpop: Option<bool>,
+    /// Require a DPoP proof (RFC 9449) with every token request from now on.
+    #[arg(long, conflicts_with = "no_require_dpop")]
+    pub require_dpop: bool,
+    /// Stop requiring a DPoP proof.
+    #[arg(long)]
+    pub no_require_dpop: bool,
 }
 
 /// Runs one `key` command as the operator.
@@ -210,6 +215,7 @@ pub(super) async fn run(
             );
         }
         KeyCommand::Create(args) => {
+            let owner = user_email(service, operator, &args.user).await?;
             let labels = (!args.labels.is_empty())
                 .then(|| label_pairs(&args.labels))
                 .transpose()?;
@@ -224,7 +230,7 @@ pub(super) async fn run(
                 service,
                 operator,
                 NewKeyRequest {
-                    owner_email: Some(&args.user),
+                    owner_email: Some(&owner),
                     name: &args.name,
                     scopes: args.scopes.as_deref(),
                     expires_in: args.expires_in,
@@ -313,7 +319,7 @@ pub(super) async fn run(
                         labels: labels.as_deref(),
                         allowed_sources: allowed_sources.as_deref(),
                         rate_limit,
-                        require_dpop: args.require_dpop,
+                        require_dpop: switch(args.require_dpop, args.no_require_dpop),
                     },
                 },
             )
@@ -333,7 +339,11 @@ pub(super) async fn run(
             tenant,
             labels,
         } => {
-            let listing = match (&user, &tenant) {
+            let owner = match &user {
+                Some(user) => Some(user_email(service, operator, user).await?),
+                None => None,
+            };
+            let listing = match (&owner, &tenant) {
                 (Some(email), _) => KeyListing::OwnedBy(email),
                 (None, Some(tenant)) => KeyListing::InTenant(tenant),
                 (None, None) => KeyListing::All,

@@ -146,7 +146,7 @@ impl CliError {
 /// other error) when `--json` was given, else clap's text on stderr.
 pub fn parse_or_exit() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    match Cli::try_parse_from(&args) {
+    match parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
@@ -178,6 +178,44 @@ pub fn parse_or_exit() -> Cli {
             err.exit()
         }
     }
+}
+
+/// The command line, with what clap alone does not refuse: a switch given
+/// a value (`--require-dpop false`) and `--json` where nothing is printed.
+fn parse_from(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+    let text: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(message) = parse::switch_given_a_value(&text, &switch_names(&Cli::command())) {
+        return Err(Cli::command().error(ErrorKind::ValueValidation, message));
+    }
+    let cli = Cli::try_parse_from(args)?;
+    if cli.json && matches!(cli.command, Command::Serve) {
+        return Err(Cli::command().error(
+            ErrorKind::ArgumentConflict,
+            "--json is for the admin commands' results; serve prints none (its log goes to \
+             stderr)",
+        ));
+    }
+    Ok(cli)
+}
+
+/// The long names of every switch (a flag that takes no value), in every
+/// subcommand.
+fn switch_names(command: &clap::Command) -> Vec<String> {
+    let mut names: Vec<String> = command
+        .get_arguments()
+        .filter(|arg| matches!(arg.get_action(), clap::ArgAction::SetTrue))
+        .filter_map(|arg| arg.get_long().map(str::to_owned))
+        .collect();
+    for sub in command.get_subcommands() {
+        names.extend(switch_names(sub));
+    }
+    names
 }
 
 /// Warns, on stderr, about every `KEYPORT_*` variable Keyport does not read.

@@ -74,6 +74,22 @@ pub(super) fn public_key_line(key: &PublicKeySummary) -> String {
     )
 }
 
+/// What a hint that shows a URL says about the issuer: with none configured,
+/// when the server binds is not known here (nor whether clients reach it by
+/// that address), so the URL is not guessed.
+pub(super) const NO_ISSUER: &str = "No issuer is configured, so <issuer> stands for the URL \
+     clients reach Keyport at: set `issuer` (KEYPORT_ISSUER) to it.";
+
+/// The server's URL for hints: the configured issuer, or `<issuer>` and the
+/// line that says none is configured.
+pub(super) fn issuer_for_hints(settings: &Settings) -> (String, Option<&'static str>) {
+    if settings.tokens.issuer_configured {
+        (settings.tokens.issuer.clone(), None)
+    } else {
+        ("<issuer>".to_owned(), Some(NO_ISSUER))
+    }
+}
+
 /// A key created without a secret: its JSON, or a summary saying how it
 /// authenticates.
 pub(super) fn print_created_without_secret(
@@ -85,14 +101,20 @@ pub(super) fn print_created_without_secret(
     doc["webhook_signing_key"] = Value::String(created.webhook_signing_key.to_whsec());
     doc["public_keys"] = serde_json::to_value(&created.public_keys).unwrap_or(Value::Null);
     let keys: Vec<String> = created.public_keys.iter().map(public_key_line).collect();
+    let (issuer, unconfigured) = issuer_for_hints(settings);
     let human = format!(
-        "created key {name} for {owner}, without a secret\n\n  client_id:     {client_id}\n         webhook signing key: {webhook_key}\n  public keys:\n    {keys}\n\n         It authenticates only with private_key_jwt (RFC 7523): a JWT signed with one of these\n         keys, iss and sub {client_id}, aud {issuer} (or {issuer}/oauth/token), a short exp and a\n         new jti each time, sent as client_assertion with\n         client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+        "created key {name} for {owner}, without a secret\n\n  client_id:     {client_id}\n\
+         webhook signing key: {webhook_key}\n  public keys:\n    {keys}\n\n\
+         It authenticates only with private_key_jwt (RFC 7523): a JWT signed with one of these\n\
+         keys, iss and sub {client_id}, aud {issuer} (or {issuer}/oauth/token), a short exp and a\n\
+         new jti each time, sent as client_assertion with\n\
+         client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer.{unconfigured}",
         name = created.key.name,
         owner = created.key.owner_email,
         client_id = created.key.client_id,
         webhook_key = created.webhook_signing_key.to_whsec(),
         keys = keys.join("\n    "),
-        issuer = settings.tokens.issuer,
+        unconfigured = unconfigured.map(|n| format!("\n{n}")).unwrap_or_default(),
     );
     out.print(doc, &human);
 }
@@ -111,6 +133,7 @@ pub(super) fn print_created_key(
     if !public_keys.is_empty() {
         doc["public_keys"] = serde_json::to_value(public_keys).unwrap_or(Value::Null);
     }
+    let (issuer, unconfigured) = issuer_for_hints(settings);
     let human = format!(
         "created key {name} for {owner}\n\n  client_id:     {client_id}\n  client_secret: {secret}\n\
          webhook signing key: {webhook_key}\n\n\
@@ -122,7 +145,6 @@ pub(super) fn print_created_key(
         client_id = created.key.client_id,
         secret = created.secret.expose(),
         webhook_key = created.webhook_signing_key.to_whsec(),
-        issuer = settings.tokens.issuer,
     );
     let human = if created.key.sigv4 {
         format!(
@@ -131,10 +153,13 @@ pub(super) fn print_created_key(
             region = settings.sigv4.region,
             service = settings.sigv4.service,
             client_id = created.key.client_id,
-            issuer = settings.tokens.issuer,
         )
     } else {
         human
+    };
+    let human = match unconfigured {
+        Some(line) => format!("{human}\n{line}"),
+        None => human,
     };
     let human = match note {
         Some(note) => format!("{human}\n{note}"),

@@ -52,11 +52,23 @@ pub(super) fn export(
         path: path.to_owned(),
         source,
     })?;
+    let unconfigured = if settings.tokens.issuer_configured {
+        String::new()
+    } else {
+        "\nNo issuer is configured, so base_url is only the address the server binds: set \
+         `issuer` (KEYPORT_ISSUER) to the URL clients reach Keyport at, or edit base_url in \
+         Postman."
+            .to_owned()
+    };
     out.print(
-        json!({ "out": path.display().to_string(), "base_url": settings.tokens.issuer }),
+        json!({
+            "out": path.display().to_string(),
+            "base_url": settings.tokens.issuer,
+            "issuer_configured": settings.tokens.issuer_configured,
+        }),
         &format!(
             "wrote {} (base_url {}): import it into Postman, then fill {variables} in the \
-             collection's Variables tab",
+             collection's Variables tab{unconfigured}",
             path.display(),
             settings.tokens.issuer
         ),

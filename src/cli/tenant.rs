@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::CliError;
 use super::output::{Output, human_time_now};
-use super::parse::{parse_rate, rate_with_burst};
+use super::parse::{parse_rate, rate_with_burst, switch};
 use crate::domain::{Principal, RateLimit};
 use crate::service::{Service, tenants};
 
@@ -20,13 +20,17 @@ pub enum TenantCommand {
     List,
     /// Set the tenant's policies (any of them; what is not named stays).
     #[command(group = clap::ArgGroup::new("policy").required(true).multiple(true)
-        .args(["api_only_users", "default_rate", "no_default_rate"]))]
+        .args(["api_only_users", "no_api_only_users", "default_rate", "no_default_rate"]))]
     SetPolicy {
         /// The tenant's id or name.
         tenant: String,
-        /// When on, a user holding an active key can no longer sign in with a password.
-        #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
-        api_only_users: Option<bool>,
+        /// Turn on API-only users: a user holding an active key can no
+        /// longer sign in with a password.
+        #[arg(long, conflicts_with = "no_api_only_users")]
+        api_only_users: bool,
+        /// Turn API-only users off: people sign in with a password again.
+        #[arg(long)]
+        no_api_only_users: bool,
         /// The rate of keys without their own, for reports and webhooks
         /// (also the most a member may give a key), e.g. 600/min, 100/10s,
         /// 5000/h.
@@ -85,6 +89,7 @@ pub(super) async fn run(
         TenantCommand::SetPolicy {
             tenant,
             api_only_users,
+            no_api_only_users,
             default_rate,
             default_burst,
             no_default_rate,
@@ -99,7 +104,7 @@ pub(super) async fn run(
                 operator,
                 Some(&tenant),
                 tenants::PolicyChange {
-                    api_only_users,
+                    api_only_users: switch(api_only_users, no_api_only_users),
                     default_rate_limit,
                 },
             )

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::CliError;
 use super::output::{Output, human_time_now};
+use super::parse::comma_list;
 use crate::domain::{Principal, UserStatus};
 use crate::service::{Service, sessions, users};
 
@@ -20,29 +21,30 @@ pub enum UserCommand {
     },
     /// Disable a user: their keys stop getting tokens at once.
     Disable {
-        /// The user's email.
-        email: String,
+        /// The user's id or email.
+        user: String,
     },
     /// Enable a disabled user.
     Enable {
-        /// The user's email.
-        email: String,
+        /// The user's id or email.
+        user: String,
     },
     /// Set a user's password, read from standard input (one line).
     SetPassword {
-        /// The user's email.
-        email: String,
+        /// The user's id or email.
+        user: String,
     },
     /// Lift a sign-in lock after repeated failed sign-ins.
     Unlock {
-        /// The user's email.
-        email: String,
+        /// The user's id or email.
+        user: String,
     },
     /// Replace a user's permissions (comma-separated scopes).
     SetPermissions {
-        /// The user's email.
-        email: String,
-        /// e.g. reports:read,webhooks:write,keys:manage
+        /// The user's id or email.
+        user: String,
+        /// Comma-separated scopes, e.g. reports:read,webhooks:write,keys:manage.
+        #[arg(value_parser = comma_list, value_name = "SCOPES")]
         permissions: String,
     },
 }
@@ -59,7 +61,7 @@ pub struct UserCreateArgs {
     #[arg(long, value_parser = ["admin", "member"])]
     pub role: String,
     /// Comma-separated scopes, e.g. reports:read,webhooks:write,keys:manage.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", value_parser = comma_list, value_name = "SCOPES")]
     pub permissions: String,
 }
 
@@ -132,7 +134,8 @@ pub(super) async fn run(
                 ),
             );
         }
-        UserCommand::SetPassword { email } => {
+        UserCommand::SetPassword { user } => {
+            let email = user_email(service, operator, &user).await?;
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;
             let password = password.trim_end_matches(['\n', '\r']);
@@ -142,28 +145,32 @@ pub(super) async fn run(
                 &format!("password set for {email}"),
             );
         }
-        UserCommand::Unlock { email } => {
+        UserCommand::Unlock { user } => {
+            let email = user_email(service, operator, &user).await?;
             users::unlock_user(service, operator, &email).await?;
             out.print(
                 json!({ "email": email, "unlocked": true }),
                 &format!("unlocked {email}"),
             );
         }
-        UserCommand::Disable { email } => {
+        UserCommand::Disable { user } => {
+            let email = user_email(service, operator, &user).await?;
             users::set_user_status(service, operator, &email, UserStatus::Disabled).await?;
             out.print(
                 json!({ "email": email, "status": "disabled" }),
                 &format!("disabled {email}"),
             );
         }
-        UserCommand::Enable { email } => {
+        UserCommand::Enable { user } => {
+            let email = user_email(service, operator, &user).await?;
             users::set_user_status(service, operator, &email, UserStatus::Active).await?;
             out.print(
                 json!({ "email": email, "status": "active" }),
                 &format!("enabled {email}"),
             );
         }
-        UserCommand::SetPermissions { email, permissions } => {
+        UserCommand::SetPermissions { user, permissions } => {
+            let email = user_email(service, operator, &user).await?;
             users::change_user(
                 service,
                 operator,
@@ -181,4 +188,17 @@ pub(super) async fn run(
         }
     }
     Ok(())
+}
+
+/// A user named by id or email, as their email (what the messages print,
+/// and what setting a password and creating a key take).
+pub(super) async fn user_email(
+    service: &Service,
+    operator: &Principal,
+    user: &str,
+) -> Result<String, CliError> {
+    if crate::domain::Email::parse(user).is_ok() {
+        return Ok(user.to_owned());
+    }
+    Ok(users::get_user(service, operator, user).await?.email)
 }

@@ -1181,7 +1181,7 @@ async fn unknown_or_mistyped_scopes_are_refused_listing_the_known_ones(backend: 
                 "--user",
                 &email,
                 "--scopes",
-                "reports:read report:write",
+                "reports:read,report:write",
             ],
             1,
             "`report:write`",
@@ -1901,7 +1901,6 @@ async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
             "set-policy",
             str_of(&tenant, "id"),
             "--api-only-users",
-            "true",
         ])
         .await;
     assert_eq!(policy["api_only_users"], true, "{policy}");
@@ -2196,18 +2195,441 @@ async fn key_create_and_update_set_require_dpop_and_listings_show_it(backend: Ba
         .to_owned();
     assert!(line.ends_with(" require_dpop"), "{line}");
     let updated = keyport
-        .json(&["key", "update", &client_id, "--require-dpop", "false"])
+        .json(&["key", "update", &client_id, "--no-require-dpop"])
         .await;
     assert_eq!(updated["require_dpop"], false, "{updated}");
     let keys = keyport.keys_of(&email).await;
     assert_eq!(key_with_client_id(&keys, &client_id)["require_dpop"], false);
     let updated = keyport
-        .json(&["key", "update", &client_id, "--require-dpop", "true"])
+        .json(&["key", "update", &client_id, "--require-dpop"])
         .await;
     assert_eq!(updated["require_dpop"], true, "{updated}");
     // Rolling keeps the requirement.
     let rolled = keyport.json(&["key", "roll", &client_id]).await;
     assert_eq!(rolled["require_dpop"], true, "{rolled}");
+}
+
+// ---------------------------------------------------------------- one convention
+
+/// Lists are comma-separated, yes/no settings are switches, and `--json`
+/// means something only where a result is printed: the other forms are
+/// usage errors (exit 2) that name the form meant, before any database.
+#[tokio::test]
+async fn the_other_forms_of_lists_and_switches_are_refused_with_the_one_meant() {
+    const K: &str = "kpc_x";
+    // input → exit code → what the message must say
+    let table: &[(&[&str], i32, &str)] = &[
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--scopes",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "a list is comma-separated: did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--allow",
+                "10.0.0.0/8 192.168.0.0/16",
+            ],
+            2,
+            "did you mean 10.0.0.0/8,192.168.0.0/16?",
+        ),
+        (
+            &[
+                "key",
+                "update",
+                K,
+                "--allow",
+                "10.0.0.0/8, 192.168.0.0/16 172.16.0.0/12",
+            ],
+            2,
+            "did you mean 10.0.0.0/8,192.168.0.0/16,172.16.0.0/12?",
+        ),
+        (
+            &[
+                "user",
+                "create",
+                "--tenant",
+                "T",
+                "--email",
+                "a@example.com",
+                "--role",
+                "member",
+                "--permissions",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &[
+                "user",
+                "set-permissions",
+                "a@example.com",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &[
+                "issuer",
+                "add-rule",
+                "--tenant",
+                "T",
+                "ISS",
+                "--claim",
+                "sub=x",
+                "--user",
+                "a@example.com",
+                "--scopes",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop", "false"],
+            2,
+            "--require-dpop is a switch and takes no value; did you mean --no-require-dpop?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop", "true"],
+            2,
+            "did you mean --require-dpop?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop=false"],
+            2,
+            "did you mean --no-require-dpop?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop", "--no-require-dpop"],
+            2,
+            "cannot be used with",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--require-dpop",
+                "yes",
+            ],
+            2,
+            "did you mean --require-dpop?",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--sigv4",
+                "false",
+            ],
+            2,
+            "did you mean no --sigv4 at all?",
+        ),
+        (
+            &["tenant", "set-policy", "T", "--api-only-users", "true"],
+            2,
+            "did you mean --api-only-users?",
+        ),
+        (
+            &["tenant", "set-policy", "T", "--api-only-users", "false"],
+            2,
+            "did you mean --no-api-only-users?",
+        ),
+        (
+            &[
+                "tenant",
+                "set-policy",
+                "T",
+                "--api-only-users",
+                "--no-api-only-users",
+            ],
+            2,
+            "cannot be used with",
+        ),
+        (
+            &["serve", "--json"],
+            2,
+            "--json is for the admin commands' results",
+        ),
+        (
+            &["--json", "serve"],
+            2,
+            "--json is for the admin commands' results",
+        ),
+    ];
+    for (args, code, message) in table {
+        let (run, dir) = run_in_empty_folder(args, &[]).await;
+        let made = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(*code);
+        // stderr, or stdout as JSON where `--json` was given.
+        assert!(run.output().contains(message), "{}", run.describe());
+        assert_eq!(made, 0, "nothing is created: {}", run.describe());
+    }
+    // With --json, the same refusal as one JSON document.
+    let (run, dir) = run_in_empty_folder(
+        &["--json", "key", "update", K, "--require-dpop", "false"],
+        &[],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_exit(2);
+    let error = run.json();
+    assert_eq!(error["error"], "usage", "{}", run.describe());
+    assert!(
+        str_of(&error, "message").contains("did you mean --no-require-dpop?"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// Every option and argument of every command says what it is.
+#[test]
+fn every_option_and_argument_of_every_command_has_help() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&keyport::cli::Cli::command(), "keyport", &mut missing);
+    assert!(missing.is_empty(), "no help for {missing:?}");
+}
+
+/// Every command that names a user takes the id or the email, and a
+/// trusted issuer its id or its `iss`; a label is one per `--label`.
+async fn references_take_the_id_or_the_name_people_know(backend: Backend) {
+    let keyport = Keyport::with_env(
+        backend,
+        &[
+            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+        ],
+    )
+    .await;
+    let (tenant, email) = keyport.owner().await;
+    let tenant_id = str_of(&tenant, "id");
+    let users = keyport.json(&["user", "list", "--tenant", tenant_id]).await;
+    let user_id = str_of(&users["users"][0], "id").to_owned();
+
+    // A user by id, in every user command and where keys name their owner.
+    let disabled = keyport.json(&["user", "disable", &user_id]).await;
+    assert_eq!(disabled["email"], email.as_str(), "{disabled}");
+    assert_eq!(disabled["status"], "disabled", "{disabled}");
+    keyport.json(&["user", "enable", &user_id]).await;
+    keyport.json(&["user", "unlock", &user_id]).await;
+    let set = keyport
+        .json(&[
+            "user",
+            "set-permissions",
+            &user_id,
+            "reports:read,keys:manage",
+        ])
+        .await;
+    assert_eq!(set["email"], email.as_str(), "{set}");
+    let key = keyport
+        .json(&["key", "create", "--user", &user_id, "--name", "by id"])
+        .await;
+    assert_eq!(key["owner_email"], email.as_str(), "{key}");
+    let listed = keyport.json(&["key", "list", "--user", &user_id]).await;
+    assert_eq!(listed["keys"][0]["client_id"], key["client_id"], "{listed}");
+    let unknown = keyport
+        .run(&[
+            "--json",
+            "user",
+            "disable",
+            "0190aaaa-0000-7000-8000-000000000000",
+        ])
+        .await;
+    unknown.assert_exit(1);
+    assert_eq!(
+        unknown.json()["error"],
+        "not_found",
+        "{}",
+        unknown.describe()
+    );
+
+    // A trusted issuer by its `iss`.
+    let iss = "https://ci.example.com";
+    let issuer = keyport
+        .json(&[
+            "issuer",
+            "add",
+            "--tenant",
+            tenant_id,
+            "--issuer",
+            iss,
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--audience",
+            "keyport-refs",
+        ])
+        .await;
+    let rule = keyport
+        .json(&[
+            "issuer",
+            "add-rule",
+            "--tenant",
+            tenant_id,
+            iss,
+            "--claim",
+            "sub=main",
+            "--user",
+            &user_id,
+            "--scopes",
+            "reports:read",
+        ])
+        .await;
+    let shown = keyport
+        .json(&["issuer", "show", "--tenant", tenant_id, &format!("{iss}/")])
+        .await;
+    assert_eq!(shown["id"], issuer["id"], "{shown}");
+    assert_eq!(shown["rules"][0]["id"], rule["id"], "{shown}");
+    keyport
+        .json(&[
+            "issuer",
+            "remove-rule",
+            "--tenant",
+            tenant_id,
+            iss,
+            str_of(&rule, "id"),
+        ])
+        .await;
+    keyport
+        .json(&["issuer", "remove", "--tenant", tenant_id, iss])
+        .await;
+    let listed = keyport
+        .json(&["issuer", "list", "--tenant", tenant_id])
+        .await;
+    assert_eq!(listed["issuers"], serde_json::json!([]), "{listed}");
+
+    // One label per --label.
+    let labels = keyport
+        .run(&[
+            "--json",
+            "key",
+            "update",
+            str_of(&key, "client_id"),
+            "--label",
+            "env=prod,team=erp",
+        ])
+        .await;
+    labels.assert_exit(1);
+    assert!(
+        str_of(&labels.json(), "message")
+            .contains("one label per --label: did you mean --label env=prod --label team=erp?"),
+        "{}",
+        labels.describe()
+    );
+    // The switch pair turns a policy on and off.
+    let on = keyport
+        .json(&["tenant", "set-policy", tenant_id, "--api-only-users"])
+        .await;
+    assert_eq!(on["api_only_users"], true, "{on}");
+    let off = keyport
+        .json(&["tenant", "set-policy", tenant_id, "--no-api-only-users"])
+        .await;
+    assert_eq!(off["api_only_users"], false, "{off}");
+}
+
+/// The hint after `key create` names the configured issuer's token
+/// endpoint; with none configured it says so instead of guessing one.
+async fn the_token_hint_names_the_configured_issuer_or_says_there_is_none(backend: Backend) {
+    let configured =
+        Keyport::with_env(backend, &[("KEYPORT_ISSUER", "https://auth.example.com")]).await;
+    let (_, email) = configured.owner().await;
+    let run = configured
+        .run(&[
+            "key", "create", "--user", &email, "--name", "hinted", "--sigv4",
+        ])
+        .await;
+    run.assert_success();
+    assert!(
+        run.stdout
+            .contains("-d grant_type=client_credentials https://auth.example.com/oauth/token")
+            && run
+                .stdout
+                .contains("https://auth.example.com/api/v1/whoami")
+            && !run.stdout.contains("No issuer is configured"),
+        "{}",
+        run.describe()
+    );
+
+    let unconfigured = Keyport::new(backend).await;
+    let (_, email) = unconfigured.owner().await;
+    let run = unconfigured
+        .run(&["key", "create", "--user", &email, "--name", "hinted"])
+        .await;
+    run.assert_success();
+    assert!(
+        run.stdout
+            .contains("-d grant_type=client_credentials <issuer>/oauth/token")
+            && run.stdout.contains(
+                "No issuer is configured, so <issuer> stands for the URL clients reach Keyport \
+                 at: set `issuer` (KEYPORT_ISSUER) to it."
+            ),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stdout.contains("http://127.0.0.1"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// An owner at the key limit can roll a key: the successor replaces it,
+/// and the old key in its grace period no longer counts.
+async fn a_key_is_rolled_at_the_key_limit_and_the_limit_still_holds(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let first = keyport.key(&email, "one").await;
+    keyport.key(&email, "two").await;
+    keyport.key(&email, "three").await;
+
+    let rolled = keyport
+        .json(&["key", "roll", str_of(&first, "client_id")])
+        .await;
+    assert!(
+        str_of(&rolled, "client_secret").starts_with("kps_"),
+        "{rolled}"
+    );
+    let keys = keyport.keys_of(&email).await;
+    let old = key_with_client_id(&keys, str_of(&first, "client_id"));
+    assert_eq!(old["rolled_to"], rolled["client_id"], "{old}");
+    // Still three that count: a fourth is refused.
+    create_refused_by_the_limit(&keyport, &email, "four", 3).await;
 }
 
 crate::on_both_backends!(
@@ -2239,4 +2661,7 @@ crate::on_both_backends!(
     an_unparseable_expiry_is_refused_with_a_usage_error,
     migrate_succeeds_on_a_fresh_database,
     serve_starts_on_a_fresh_database_and_issues_tokens_to_curl,
+    references_take_the_id_or_the_name_people_know,
+    the_token_hint_names_the_configured_issuer_or_says_there_is_none,
+    a_key_is_rolled_at_the_key_limit_and_the_limit_still_holds,
 );

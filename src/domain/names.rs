@@ -181,6 +181,16 @@ pub struct CollectionName(String);
 
 impl CollectionName {
     pub fn parse(raw: &str) -> Result<Self, NameError> {
+        // A secret pasted into the URL (`/api/v1/reports/kps_…`) would be
+        // echoed in the answer and stored with the records: refused, and
+        // never repeated.
+        if super::credentials::redact_credentials(raw) != raw {
+            return Err(NameError(
+                "the collection name looks like a Keyport secret or token, which never goes in \
+                 a URL: name the collection, and send the secret only to POST /oauth/token"
+                    .to_owned(),
+            ));
+        }
         let ok = (1..=64).contains(&raw.len())
             && raw.as_bytes()[0].is_ascii_alphanumeric()
             && raw
@@ -245,6 +255,22 @@ mod tests {
             assert!(CollectionName::parse(bad).is_err(), "accepted {bad:?}");
         }
         assert!(CollectionName::parse("orders_2026-q1.v2").is_ok());
+    }
+
+    #[test]
+    fn a_collection_named_like_a_secret_is_refused_without_repeating_it() {
+        let secret = crate::domain::ClientSecret::generate();
+        for bad in [
+            secret.expose().to_owned(),
+            "kpsess_abc123".to_owned(),
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln".to_owned(),
+        ] {
+            let err = CollectionName::parse(&bad).expect_err(&bad);
+            assert!(err.0.contains("looks like a Keyport secret"), "{err:?}");
+            assert!(!err.0.contains(&bad), "the secret is echoed: {err:?}");
+        }
+        // A name that merely starts like one, inside a word, is a name.
+        assert!(CollectionName::parse("mykps_orders").is_ok());
     }
 
     #[test]

@@ -225,7 +225,8 @@ pub struct TokenRequest {
     client_assertion_type: String,
     /// A JWT signed with one of the key's public keys: `iss` and `sub` the
     /// client ID, `aud` this server's issuer or token endpoint URL, `exp` at
-    /// most 300 s ahead, a `jti` never used before (RFC 7523 §3).
+    /// most an hour ahead (`client_assertion_max_lifetime_seconds`), a `jti`
+    /// never used before (RFC 7523 §3).
     #[schema(required = false)]
     client_assertion: String,
     /// Space-separated scopes, within the key's; absent: all of the key's.

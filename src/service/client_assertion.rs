@@ -13,9 +13,9 @@
 //!    public keys and a bad signature answer alike;
 //! 3. `aud`: this server's issuer, its token endpoint URL, or the URL of
 //!    the endpoint called, as a single value; `exp` present, not past, and
-//!    at most `client_assertion_max_lifetime_seconds` (300 s by default:
-//!    RFC 7523 asks for a short-lived JWT, and it bounds how long a used
-//!    `jti` is kept) ahead; `nbf` and `iat` not in the future
+//!    at most `client_assertion_max_lifetime_seconds` (3600 s by default,
+//!    what common client libraries sign; each used `jti` is kept until its
+//!    assertion expires) ahead; `nbf` and `iat` not in the future
 //!    (all with the configured clock leeway); `jti` present;
 //! 4. the key's standing (revoked, disabled, expired, owner disabled), as
 //!    for a secret;
@@ -82,7 +82,7 @@ const AUDIENCE: &str = "the client assertion's `aud` must be this server's issue
 const NO_EXP: &str = "the client assertion needs an `exp` claim (RFC 7523 §3)";
 const EXPIRED: &str = "the client assertion has expired";
 const TOO_LONG: &str = "the client assertion's `exp` is too far ahead: sign short-lived \
-     assertions (at most the server's client_assertion_max_lifetime_seconds, 300 by default)";
+     assertions (at most the server's client_assertion_max_lifetime_seconds, 3600 by default)";
 const NOT_YET: &str = "the client assertion is not valid yet (`nbf`)";
 const IAT_FUTURE: &str = "the client assertion's `iat` is in the future";
 const NO_JTI: &str =

@@ -165,9 +165,6 @@ pub enum KeyRoll {
         /// The new key took the mark because no active key of the owner held it.
         took_mark: bool,
     },
-    LimitReached {
-        active: i64,
-    },
     /// Revoked, disabled, expired or rolled already, by the time the
     /// transaction ran.
     NotRollable,
@@ -422,26 +419,22 @@ impl Store {
     }
 
     /// Rolls `old_id` over to the new key `new`, in one transaction: the new
-    /// key is inserted (within `max_active`, the old key still counting), the
-    /// old one is set to expire at `old_expires_at` (never later than it
-    /// already would) and names its successor, and the webhook-signing mark
-    /// moves to the new key if the old one held it. The owner's row is locked
-    /// first, as for any creation.
+    /// key is inserted, the old one is set to expire at `old_expires_at`
+    /// (never later than it already would) and names its successor, and the
+    /// webhook-signing mark moves to the new key if the old one held it. The
+    /// owner's row is locked first, as for any creation. The active-key
+    /// limit does not apply: the successor replaces the old key, which stops
+    /// counting once rolled (see `count_active`), so an owner at the limit
+    /// can still roll without downtime.
     pub async fn roll_key(
         &self,
         old_id: &str,
         old_expires_at: i64,
         new: NewKey<'_>,
-        max_active: u32,
     ) -> Result<KeyRoll> {
         let sealed = self.seal_key_values(&new)?;
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, new.owner_id).await?;
-        let active = count_active(&mut tx, new.owner_id, new.now).await?;
-        if active >= i64::from(max_active) {
-            tx.rollback().await?;
-            return Ok(KeyRoll::LimitReached { active });
-        }
         let rolled = sqlx::query(
             "UPDATE api_keys SET rolled_to = $2, updated_at = $4, \
              expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $3 THEN expires_at ELSE $3 END \
@@ -746,11 +739,12 @@ async fn lock_owner(tx: &mut Transaction<'_>, owner_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The owner's active keys; a disabled key counts (it may come back).
+/// The owner's active keys; a disabled key counts (it may come back), a
+/// rolled key in its grace period does not (its successor replaces it).
 async fn count_active(tx: &mut Transaction<'_>, owner_id: &str, now: i64) -> Result<i64> {
     let (active,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND revoked_at IS NULL \
-         AND (expires_at IS NULL OR expires_at > $2)",
+         AND rolled_to IS NULL AND (expires_at IS NULL OR expires_at > $2)",
     )
     .bind(owner_id)
     .bind(now)

@@ -23,6 +23,15 @@ struct Run {
 }
 
 impl Run {
+    fn of(args: &[&str], output: std::process::Output) -> Run {
+        Run {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "keyport {:?} exited with {:?}\nstdout: {}\nstderr: {}",
@@ -109,12 +118,7 @@ impl Keyport {
             .await
             .unwrap_or_else(|_| panic!("keyport {args:?} did not finish within 60 s"))
             .expect("run the keyport binary");
-        let run = Run {
-            args: args.iter().map(|a| a.to_string()).collect(),
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
+        let run = Run::of(args, output);
         // Whatever the input, the binary never panics.
         assert!(!run.stderr.contains("panicked"), "{}", run.describe());
         assert!(run.code.is_some(), "killed by a signal: {}", run.describe());
@@ -126,6 +130,44 @@ impl Keyport {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         self.run(&all).await.assert_success().json()
+    }
+
+    /// Runs `--json ARGS`, asserts it fails with exit code 1 and returns
+    /// the error document (`{"error", "message"}`).
+    async fn refusal(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.run(&all).await.assert_exit(1).json()
+    }
+
+    /// A database whose trusted issuers may be plain http on loopback (the
+    /// JWKS URLs in these tests are never fetched).
+    async fn for_exchange(backend: Backend) -> Self {
+        Self::with_env(
+            backend,
+            &[
+                ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+                ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+            ],
+        )
+        .await
+    }
+
+    /// `issuer add` for `tenant`: trusts `iss` for `audience`.
+    async fn trust(&self, tenant: &str, iss: &str, audience: &str) -> Value {
+        self.json(&[
+            "issuer",
+            "add",
+            "--tenant",
+            tenant,
+            "--issuer",
+            iss,
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--audience",
+            audience,
+        ])
+        .await
     }
 
     async fn tenant(&self, name: &str) -> Value {
@@ -242,11 +284,10 @@ async fn a_tenant_created_from_the_cli_reports_its_id(backend: Backend) {
     );
 
     // Names are unique: a second Acme Corp is a conflict, not a crash.
-    let again = keyport
-        .run(&["--json", "tenant", "create", "Acme Corp"])
-        .await;
-    again.assert_exit(1);
-    assert_eq!(again.json()["error"], "conflict", "{}", again.describe());
+    assert_eq!(
+        keyport.refusal(&["tenant", "create", "Acme Corp"]).await["error"],
+        "conflict"
+    );
 }
 
 async fn a_user_is_created_in_a_tenant_named_by_name_or_by_id(backend: Backend) {
@@ -724,15 +765,11 @@ async fn tenants_and_their_users_are_listed_from_the_cli(backend: Backend) {
     );
 
     // input: a tenant that does not exist
-    let missing = keyport
-        .run(&["--json", "user", "list", "--tenant", "Nowhere"])
-        .await;
-    missing.assert_exit(1);
     assert_eq!(
-        missing.json()["error"],
-        "not_found",
-        "{}",
-        missing.describe()
+        keyport
+            .refusal(&["user", "list", "--tenant", "Nowhere"])
+            .await["error"],
+        "not_found"
     );
 }
 
@@ -776,13 +813,9 @@ async fn one_key_is_shown_by_id_or_client_id_without_its_secret(backend: Backend
         );
     }
     // input: a client ID that does not exist
-    let missing = keyport.run(&["--json", "key", "show", "kpc_nothere"]).await;
-    missing.assert_exit(1);
     assert_eq!(
-        missing.json()["error"],
-        "not_found",
-        "{}",
-        missing.describe()
+        keyport.refusal(&["key", "show", "kpc_nothere"]).await["error"],
+        "not_found"
     );
 }
 
@@ -802,9 +835,7 @@ async fn a_key_is_revoked_by_client_id_and_revoking_it_twice_fails(backend: Back
     assert!(revoked["revoked_at"].as_i64().is_some(), "{revoked}");
     assert!(revoked.get("client_secret").is_none(), "{revoked}");
 
-    let again = keyport.run(&["--json", "key", "revoke", client_id]).await;
-    again.assert_exit(1);
-    let error = again.json();
+    let error = keyport.refusal(&["key", "revoke", client_id]).await;
     assert_eq!(error["error"], "conflict", "{error}");
     assert!(
         str_of(&error, "message").contains("already revoked")
@@ -861,9 +892,7 @@ async fn a_key_is_deleted_by_id_and_an_unknown_key_is_a_clear_error(backend: Bac
         "the message is printed once: {}",
         human.describe()
     );
-    let json = keyport.run(&["--json", "key", "delete", unknown]).await;
-    json.assert_exit(1);
-    let error = json.json();
+    let error = keyport.refusal(&["key", "delete", unknown]).await;
     assert_eq!(error["error"], "not_found", "{error}");
     assert!(str_of(&error, "message").contains(unknown), "{error}");
 
@@ -879,7 +908,7 @@ async fn a_fourth_active_key_is_refused_with_a_clear_error(backend: Backend) {
     keyport.key(&email, "three").await;
 
     let fourth = create_refused_by_the_limit(&keyport, &email, "four", 3).await;
-    assert!(!fourth.stdout.contains("kps_"), "{}", fourth.describe());
+    assert!(!fourth.to_string().contains("kps_"), "{fourth}");
 
     let human = keyport
         .run(&["key", "create", "--user", &email, "--name", "four"])
@@ -909,18 +938,16 @@ async fn create_refused_by_the_limit(
     email: &str,
     name: &str,
     active: usize,
-) -> Run {
-    let refused = keyport
-        .run(&["--json", "key", "create", "--user", email, "--name", name])
+) -> Value {
+    let error = keyport
+        .refusal(&["key", "create", "--user", email, "--name", name])
         .await;
-    refused.assert_exit(1);
-    let error = refused.json();
     assert_eq!(error["error"], "key_limit_reached", "{error}");
     assert!(
         str_of(&error, "message").contains(&format!("holds {active} active keys")),
         "{error}"
     );
-    refused
+    error
 }
 
 async fn a_configured_limit_of_one_active_key_refuses_the_second(backend: Backend) {
@@ -937,9 +964,8 @@ async fn a_configured_limit_of_one_active_key_refuses_the_second(backend: Backen
 async fn an_invalid_email_is_refused(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     keyport.tenant("Umbrella").await;
-    let run = keyport
-        .run(&[
-            "--json",
+    let error = keyport
+        .refusal(&[
             "user",
             "create",
             "--tenant",
@@ -950,8 +976,6 @@ async fn an_invalid_email_is_refused(backend: Backend) {
             "admin",
         ])
         .await;
-    run.assert_exit(1);
-    let error = run.json();
     assert_eq!(error["error"], "invalid_input", "{error}");
     assert!(
         str_of(&error, "message").contains("not-an-email"),
@@ -1008,9 +1032,8 @@ async fn an_unknown_role_is_refused_by_the_argument_parser(backend: Backend) {
 
 async fn an_unknown_tenant_is_refused(backend: Backend) {
     let keyport = Keyport::new(backend).await;
-    let run = keyport
-        .run(&[
-            "--json",
+    let error = keyport
+        .refusal(&[
             "user",
             "create",
             "--tenant",
@@ -1021,8 +1044,6 @@ async fn an_unknown_tenant_is_refused(backend: Backend) {
             "admin",
         ])
         .await;
-    run.assert_exit(1);
-    let error = run.json();
     assert_eq!(error["error"], "not_found", "{error}");
     assert!(str_of(&error, "message").contains("Nobody Inc"), "{error}");
 
@@ -1036,23 +1057,18 @@ async fn an_unknown_tenant_is_refused(backend: Backend) {
         listing.describe()
     );
 
-    let no_user = keyport
-        .run(&[
-            "--json",
-            "key",
-            "create",
-            "--user",
-            "ghost@nobody.example",
-            "--name",
-            "x",
-        ])
-        .await;
-    no_user.assert_exit(1);
     assert_eq!(
-        no_user.json()["error"],
-        "not_found",
-        "{}",
-        no_user.describe()
+        keyport
+            .refusal(&[
+                "key",
+                "create",
+                "--user",
+                "ghost@nobody.example",
+                "--name",
+                "x"
+            ])
+            .await["error"],
+        "not_found"
     );
 }
 
@@ -1107,29 +1123,11 @@ async fn scopes_beyond_the_owners_permissions_are_refused(backend: Backend) {
 }
 
 async fn unknown_or_mistyped_scopes_are_refused_listing_the_known_ones(backend: Backend) {
-    let keyport = Keyport::with_env(
-        backend,
-        &[
-            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
-            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
-        ],
-    )
-    .await;
+    let keyport = Keyport::for_exchange(backend).await;
     let (tenant, email) = keyport.owner().await;
     let tenant_id = str_of(&tenant, "id");
     let issuer = keyport
-        .json(&[
-            "issuer",
-            "add",
-            "--tenant",
-            tenant_id,
-            "--issuer",
-            "https://ci.example.com",
-            "--jwks-url",
-            "http://127.0.0.1:9/jwks.json",
-            "--audience",
-            "keyport-cli",
-        ])
+        .trust(tenant_id, "https://ci.example.com", "keyport-cli")
         .await;
     let issuer_id = str_of(&issuer, "id");
     // input → exit code → what the message must say
@@ -1181,7 +1179,7 @@ async fn unknown_or_mistyped_scopes_are_refused_listing_the_known_ones(backend: 
                 "--user",
                 &email,
                 "--scopes",
-                "reports:read report:write",
+                "reports:read,report:write",
             ],
             1,
             "`report:write`",
@@ -1215,29 +1213,11 @@ async fn unknown_or_mistyped_scopes_are_refused_listing_the_known_ones(backend: 
 }
 
 async fn one_trusted_issuer_is_shown_with_its_rules(backend: Backend) {
-    let keyport = Keyport::with_env(
-        backend,
-        &[
-            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
-            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
-        ],
-    )
-    .await;
+    let keyport = Keyport::for_exchange(backend).await;
     let (tenant, email) = keyport.owner().await;
     let tenant_id = str_of(&tenant, "id");
     let issuer = keyport
-        .json(&[
-            "issuer",
-            "add",
-            "--tenant",
-            tenant_id,
-            "--issuer",
-            "https://ci.example.com",
-            "--jwks-url",
-            "http://127.0.0.1:9/jwks.json",
-            "--audience",
-            "keyport-show",
-        ])
+        .trust(tenant_id, "https://ci.example.com", "keyport-show")
         .await;
     let issuer_id = str_of(&issuer, "id");
     let rule = keyport
@@ -1274,28 +1254,22 @@ async fn one_trusted_issuer_is_shown_with_its_rules(backend: Backend) {
         human.describe()
     );
     // input: an id the tenant does not trust
-    let missing = keyport
-        .run(&["--json", "issuer", "show", "--tenant", tenant_id, "nothere"])
-        .await;
-    missing.assert_exit(1);
     assert_eq!(
-        missing.json()["error"],
-        "not_found",
-        "{}",
-        missing.describe()
+        keyport
+            .refusal(&["issuer", "show", "--tenant", tenant_id, "nothere"])
+            .await["error"],
+        "not_found"
     );
 }
 
 async fn a_token_lifetime_above_the_maximum_is_refused(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
-    let run = keyport
-        .run(&[
-            "--json", "key", "create", "--user", &email, "--name", "long", "--ttl", "7200s",
+    let error = keyport
+        .refusal(&[
+            "key", "create", "--user", &email, "--name", "long", "--ttl", "7200s",
         ])
         .await;
-    run.assert_exit(1);
-    let error = run.json();
     assert_eq!(error["error"], "invalid_input", "{error}");
     assert!(str_of(&error, "message").contains("3600"), "{error}");
     assert!(keyport.keys_of(&email).await.is_empty());
@@ -1368,14 +1342,16 @@ async fn run_in_empty_folder(args: &[&str], env: &[(&str, &str)]) -> (Run, std::
         .await
         .unwrap_or_else(|_| panic!("keyport {args:?} did not finish within 60 s"))
         .expect("run the keyport binary");
-    let run = Run {
-        args: args.iter().map(|a| a.to_string()).collect(),
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let run = Run::of(args, output);
     assert!(!run.stderr.contains("panicked"), "{}", run.describe());
     (run, dir)
+}
+
+/// [`run_in_empty_folder`], the folder removed.
+async fn run_without_a_database(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let (run, dir) = run_in_empty_folder(args, env).await;
+    std::fs::remove_dir_all(&dir).ok();
+    run
 }
 
 #[tokio::test]
@@ -1501,8 +1477,7 @@ async fn usage_errors_with_json_are_one_json_document_and_exit_2() {
         (&["--json", "tenant"], 2, "a subcommand is needed"),
     ];
     for (args, code, message) in table {
-        let (run, dir) = run_in_empty_folder(args, &[]).await;
-        std::fs::remove_dir_all(&dir).ok();
+        let run = run_without_a_database(args, &[]).await;
         run.assert_exit(*code);
         let error = run.json();
         assert_eq!(error["error"], "usage", "{}", run.describe());
@@ -1518,16 +1493,14 @@ async fn usage_errors_with_json_are_one_json_document_and_exit_2() {
         );
     }
     // Without --json the text stays clap's; help is still help.
-    let (run, dir) = run_in_empty_folder(&["key", "create", "--rate", "600/week"], &[]).await;
-    std::fs::remove_dir_all(&dir).ok();
+    let run = run_without_a_database(&["key", "create", "--rate", "600/week"], &[]).await;
     run.assert_exit(2);
     assert!(
         run.stderr.contains("use s, min, h or d"),
         "{}",
         run.describe()
     );
-    let (run, dir) = run_in_empty_folder(&["--json", "key", "--help"], &[]).await;
-    std::fs::remove_dir_all(&dir).ok();
+    let run = run_without_a_database(&["--json", "key", "--help"], &[]).await;
     run.assert_success();
     assert!(run.stdout.contains("Usage:"), "{}", run.describe());
 }
@@ -1541,8 +1514,7 @@ async fn unknown_keyport_variables_are_warned_about_with_the_closest_known_name(
         ("KEYPORT_TOKEN_TTL_SECONDS", "600"),
         ("KEYPORT_WORKERS", "1"),
     ];
-    let (run, dir) = run_in_empty_folder(&["--json", "migrate"], &env).await;
-    std::fs::remove_dir_all(&dir).ok();
+    let run = run_without_a_database(&["--json", "migrate"], &env).await;
     run.assert_success();
     let warnings: Vec<&str> = run
         .stderr
@@ -1582,8 +1554,7 @@ async fn durations_without_a_unit_or_below_zero_are_refused_with_a_hint() {
     for (extra, code, message) in table {
         let mut args = vec!["key", "create", "--user", "ana@example.com", "--name", "x"];
         args.extend_from_slice(extra);
-        let (run, dir) = run_in_empty_folder(&args, &[]).await;
-        std::fs::remove_dir_all(&dir).ok();
+        let run = run_without_a_database(&args, &[]).await;
         run.assert_exit(*code);
         assert!(run.stderr.contains(message), "{}", run.describe());
     }
@@ -1591,8 +1562,7 @@ async fn durations_without_a_unit_or_below_zero_are_refused_with_a_hint() {
         ("0", "did you mean 0d, 0h, 0m or 0s"),
         ("-1h", "a duration cannot be negative"),
     ] {
-        let (run, dir) = run_in_empty_folder(&["key", "roll", "kp_x", "--grace", grace], &[]).await;
-        std::fs::remove_dir_all(&dir).ok();
+        let run = run_without_a_database(&["key", "roll", "kp_x", "--grace", grace], &[]).await;
         run.assert_exit(2);
         assert!(run.stderr.contains(message), "{}", run.describe());
     }
@@ -1901,7 +1871,6 @@ async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
             "set-policy",
             str_of(&tenant, "id"),
             "--api-only-users",
-            "true",
         ])
         .await;
     assert_eq!(policy["api_only_users"], true, "{policy}");
@@ -1919,31 +1888,13 @@ async fn the_lifecycle_commands_follow_the_api_rules(backend: Backend) {
 /// and removed; a malformed condition and an http issuer (not allowed by
 /// default) are refused with exit code 1 and a clear message.
 async fn trusted_issuers_and_rules_are_managed_from_the_cli(backend: Backend) {
-    let keyport = Keyport::with_env(
-        backend,
-        &[
-            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
-            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
-        ],
-    )
-    .await;
+    let keyport = Keyport::for_exchange(backend).await;
     keyport.tenant("Acme").await;
     keyport
         .user("Acme", "deployer@acme.example", "member", "reports:read")
         .await;
     let issuer = keyport
-        .json(&[
-            "issuer",
-            "add",
-            "--tenant",
-            "Acme",
-            "--issuer",
-            "https://token.actions.example.com",
-            "--jwks-url",
-            "http://127.0.0.1:9/jwks.json",
-            "--audience",
-            "keyport-acme",
-        ])
+        .trust("Acme", "https://token.actions.example.com", "keyport-acme")
         .await;
     let issuer_id = str_of(&issuer, "id").to_owned();
     let rule = keyport
@@ -2015,27 +1966,22 @@ async fn trusted_issuers_and_rules_are_managed_from_the_cli(backend: Backend) {
 
     let strict = Keyport::new(backend).await;
     strict.tenant("Beta").await;
-    let refused = strict
-        .run(&[
-            "--json",
-            "issuer",
-            "add",
-            "--tenant",
-            "Beta",
-            "--issuer",
-            "http://issuer.example.com",
-            "--jwks-url",
-            "https://issuer.example.com/jwks",
-            "--audience",
-            "a",
-        ])
-        .await;
-    refused.assert_exit(1);
     assert_eq!(
-        refused.json()["error"],
-        "invalid_input",
-        "{}",
-        refused.describe()
+        strict
+            .refusal(&[
+                "issuer",
+                "add",
+                "--tenant",
+                "Beta",
+                "--issuer",
+                "http://issuer.example.com",
+                "--jwks-url",
+                "https://issuer.example.com/jwks",
+                "--audience",
+                "a"
+            ])
+            .await["error"],
+        "invalid_input"
     );
 }
 
@@ -2196,18 +2142,412 @@ async fn key_create_and_update_set_require_dpop_and_listings_show_it(backend: Ba
         .to_owned();
     assert!(line.ends_with(" require_dpop"), "{line}");
     let updated = keyport
-        .json(&["key", "update", &client_id, "--require-dpop", "false"])
+        .json(&["key", "update", &client_id, "--no-require-dpop"])
         .await;
     assert_eq!(updated["require_dpop"], false, "{updated}");
     let keys = keyport.keys_of(&email).await;
     assert_eq!(key_with_client_id(&keys, &client_id)["require_dpop"], false);
     let updated = keyport
-        .json(&["key", "update", &client_id, "--require-dpop", "true"])
+        .json(&["key", "update", &client_id, "--require-dpop"])
         .await;
     assert_eq!(updated["require_dpop"], true, "{updated}");
     // Rolling keeps the requirement.
     let rolled = keyport.json(&["key", "roll", &client_id]).await;
     assert_eq!(rolled["require_dpop"], true, "{rolled}");
+}
+
+// ---------------------------------------------------------------- one convention
+
+/// Lists are comma-separated, yes/no settings are switches, and `--json`
+/// means something only where a result is printed: the other forms are
+/// usage errors (exit 2) that name the form meant, before any database.
+#[tokio::test]
+async fn the_other_forms_of_lists_and_switches_are_refused_with_the_one_meant() {
+    const K: &str = "kpc_x";
+    // input → exit code → what the message must say
+    let table: &[(&[&str], i32, &str)] = &[
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--scopes",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "a list is comma-separated: did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--allow",
+                "10.0.0.0/8 192.168.0.0/16",
+            ],
+            2,
+            "did you mean 10.0.0.0/8,192.168.0.0/16?",
+        ),
+        (
+            &[
+                "key",
+                "update",
+                K,
+                "--allow",
+                "10.0.0.0/8, 192.168.0.0/16 172.16.0.0/12",
+            ],
+            2,
+            "did you mean 10.0.0.0/8,192.168.0.0/16,172.16.0.0/12?",
+        ),
+        (
+            &[
+                "user",
+                "create",
+                "--tenant",
+                "T",
+                "--email",
+                "a@example.com",
+                "--role",
+                "member",
+                "--permissions",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &[
+                "user",
+                "set-permissions",
+                "a@example.com",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &[
+                "issuer",
+                "add-rule",
+                "--tenant",
+                "T",
+                "ISS",
+                "--claim",
+                "sub=x",
+                "--user",
+                "a@example.com",
+                "--scopes",
+                "reports:read webhooks:write",
+            ],
+            2,
+            "did you mean reports:read,webhooks:write?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop", "false"],
+            2,
+            "--require-dpop is a switch and takes no value; did you mean --no-require-dpop?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop", "true"],
+            2,
+            "did you mean --require-dpop?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop=false"],
+            2,
+            "did you mean --no-require-dpop?",
+        ),
+        (
+            &["key", "update", K, "--require-dpop", "--no-require-dpop"],
+            2,
+            "cannot be used with",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--require-dpop",
+                "yes",
+            ],
+            2,
+            "did you mean --require-dpop?",
+        ),
+        (
+            &[
+                "key",
+                "create",
+                "--user",
+                "a@example.com",
+                "--name",
+                "x",
+                "--sigv4",
+                "false",
+            ],
+            2,
+            "did you mean no --sigv4 at all?",
+        ),
+        (
+            &["tenant", "set-policy", "T", "--api-only-users", "true"],
+            2,
+            "did you mean --api-only-users?",
+        ),
+        (
+            &["tenant", "set-policy", "T", "--api-only-users", "false"],
+            2,
+            "did you mean --no-api-only-users?",
+        ),
+        (
+            &[
+                "tenant",
+                "set-policy",
+                "T",
+                "--api-only-users",
+                "--no-api-only-users",
+            ],
+            2,
+            "cannot be used with",
+        ),
+        (
+            &["serve", "--json"],
+            2,
+            "--json is for the admin commands' results",
+        ),
+        (
+            &["--json", "serve"],
+            2,
+            "--json is for the admin commands' results",
+        ),
+    ];
+    for (args, code, message) in table {
+        let (run, dir) = run_in_empty_folder(args, &[]).await;
+        let made = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        std::fs::remove_dir_all(&dir).ok();
+        run.assert_exit(*code);
+        // stderr, or stdout as JSON where `--json` was given.
+        assert!(run.output().contains(message), "{}", run.describe());
+        assert_eq!(made, 0, "nothing is created: {}", run.describe());
+    }
+    // With --json, the same refusal as one JSON document.
+    let (run, dir) = run_in_empty_folder(
+        &["--json", "key", "update", K, "--require-dpop", "false"],
+        &[],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
+    run.assert_exit(2);
+    let error = run.json();
+    assert_eq!(error["error"], "usage", "{}", run.describe());
+    assert!(
+        str_of(&error, "message").contains("did you mean --no-require-dpop?"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// Every option and argument of every command says what it is.
+#[test]
+fn every_option_and_argument_of_every_command_has_help() {
+    use clap::CommandFactory;
+    fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&keyport::cli::Cli::command(), "keyport", &mut missing);
+    assert!(missing.is_empty(), "no help for {missing:?}");
+}
+
+/// Every command that names a user takes the id or the email, and a
+/// trusted issuer its id or its `iss`; a label is one per `--label`.
+async fn references_take_the_id_or_the_name_people_know(backend: Backend) {
+    let keyport = Keyport::for_exchange(backend).await;
+    let (tenant, email) = keyport.owner().await;
+    let tenant_id = str_of(&tenant, "id");
+    let users = keyport.json(&["user", "list", "--tenant", tenant_id]).await;
+    let user_id = str_of(&users["users"][0], "id").to_owned();
+
+    // A user by id, in every user command and where keys name their owner.
+    let disabled = keyport.json(&["user", "disable", &user_id]).await;
+    assert_eq!(disabled["email"], email.as_str(), "{disabled}");
+    assert_eq!(disabled["status"], "disabled", "{disabled}");
+    keyport.json(&["user", "enable", &user_id]).await;
+    keyport.json(&["user", "unlock", &user_id]).await;
+    let set = keyport
+        .json(&[
+            "user",
+            "set-permissions",
+            &user_id,
+            "reports:read,keys:manage",
+        ])
+        .await;
+    assert_eq!(set["email"], email.as_str(), "{set}");
+    let key = keyport
+        .json(&["key", "create", "--user", &user_id, "--name", "by id"])
+        .await;
+    assert_eq!(key["owner_email"], email.as_str(), "{key}");
+    let listed = keyport.json(&["key", "list", "--user", &user_id]).await;
+    assert_eq!(listed["keys"][0]["client_id"], key["client_id"], "{listed}");
+    assert_eq!(
+        keyport
+            .refusal(&["user", "disable", "0190aaaa-0000-7000-8000-000000000000"])
+            .await["error"],
+        "not_found"
+    );
+
+    // A trusted issuer by its `iss`.
+    let iss = "https://ci.example.com";
+    let issuer = keyport.trust(tenant_id, iss, "keyport-refs").await;
+    let rule = keyport
+        .json(&[
+            "issuer",
+            "add-rule",
+            "--tenant",
+            tenant_id,
+            iss,
+            "--claim",
+            "sub=main",
+            "--user",
+            &user_id,
+            "--scopes",
+            "reports:read",
+        ])
+        .await;
+    let shown = keyport
+        .json(&["issuer", "show", "--tenant", tenant_id, &format!("{iss}/")])
+        .await;
+    assert_eq!(shown["id"], issuer["id"], "{shown}");
+    assert_eq!(shown["rules"][0]["id"], rule["id"], "{shown}");
+    keyport
+        .json(&[
+            "issuer",
+            "remove-rule",
+            "--tenant",
+            tenant_id,
+            iss,
+            str_of(&rule, "id"),
+        ])
+        .await;
+    keyport
+        .json(&["issuer", "remove", "--tenant", tenant_id, iss])
+        .await;
+    let listed = keyport
+        .json(&["issuer", "list", "--tenant", tenant_id])
+        .await;
+    assert_eq!(listed["issuers"], serde_json::json!([]), "{listed}");
+
+    // One label per --label.
+    let labels = keyport
+        .run(&[
+            "--json",
+            "key",
+            "update",
+            str_of(&key, "client_id"),
+            "--label",
+            "env=prod,team=erp",
+        ])
+        .await;
+    labels.assert_exit(1);
+    assert!(
+        str_of(&labels.json(), "message")
+            .contains("one label per --label: did you mean --label env=prod --label team=erp?"),
+        "{}",
+        labels.describe()
+    );
+    // The switch pair turns a policy on and off.
+    let on = keyport
+        .json(&["tenant", "set-policy", tenant_id, "--api-only-users"])
+        .await;
+    assert_eq!(on["api_only_users"], true, "{on}");
+    let off = keyport
+        .json(&["tenant", "set-policy", tenant_id, "--no-api-only-users"])
+        .await;
+    assert_eq!(off["api_only_users"], false, "{off}");
+}
+
+/// The hint after `key create` names the configured issuer's token
+/// endpoint; with none configured it says so instead of guessing one.
+async fn the_token_hint_names_the_configured_issuer_or_says_there_is_none(backend: Backend) {
+    let configured =
+        Keyport::with_env(backend, &[("KEYPORT_ISSUER", "https://auth.example.com")]).await;
+    let (_, email) = configured.owner().await;
+    let run = configured
+        .run(&[
+            "key", "create", "--user", &email, "--name", "hinted", "--sigv4",
+        ])
+        .await;
+    run.assert_success();
+    assert!(
+        run.stdout
+            .contains("-d grant_type=client_credentials https://auth.example.com/oauth/token")
+            && run
+                .stdout
+                .contains("https://auth.example.com/api/v1/whoami")
+            && !run.stdout.contains("No issuer is configured"),
+        "{}",
+        run.describe()
+    );
+
+    let unconfigured = Keyport::new(backend).await;
+    let (_, email) = unconfigured.owner().await;
+    let run = unconfigured
+        .run(&["key", "create", "--user", &email, "--name", "hinted"])
+        .await;
+    run.assert_success();
+    assert!(
+        run.stdout
+            .contains("-d grant_type=client_credentials <issuer>/oauth/token")
+            && run.stdout.contains(
+                "No issuer is configured, so <issuer> stands for the URL clients reach Keyport \
+                 at: set `issuer` (KEYPORT_ISSUER) to it."
+            ),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stdout.contains("http://127.0.0.1"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// An owner at the key limit can roll a key: the successor replaces it,
+/// and the old key in its grace period no longer counts.
+async fn a_key_is_rolled_at_the_key_limit_and_the_limit_still_holds(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let first = keyport.key(&email, "one").await;
+    keyport.key(&email, "two").await;
+    keyport.key(&email, "three").await;
+
+    let rolled = keyport
+        .json(&["key", "roll", str_of(&first, "client_id")])
+        .await;
+    assert!(
+        str_of(&rolled, "client_secret").starts_with("kps_"),
+        "{rolled}"
+    );
+    let keys = keyport.keys_of(&email).await;
+    let old = key_with_client_id(&keys, str_of(&first, "client_id"));
+    assert_eq!(old["rolled_to"], rolled["client_id"], "{old}");
+    // Still three that count: a fourth is refused.
+    create_refused_by_the_limit(&keyport, &email, "four", 3).await;
 }
 
 crate::on_both_backends!(
@@ -2239,4 +2579,7 @@ crate::on_both_backends!(
     an_unparseable_expiry_is_refused_with_a_usage_error,
     migrate_succeeds_on_a_fresh_database,
     serve_starts_on_a_fresh_database_and_issues_tokens_to_curl,
+    references_take_the_id_or_the_name_people_know,
+    the_token_hint_names_the_configured_issuer_or_says_there_is_none,
+    a_key_is_rolled_at_the_key_limit_and_the_limit_still_holds,
 );

@@ -237,7 +237,7 @@ async fn a_rolled_key_works_until_its_grace_ends_and_its_successor_takes_over(ba
     assert_eq!(show(&app, &ana.session, old_id).await["status"], "expired");
 }
 
-async fn rolling_counts_against_the_limit_and_is_the_owners_alone(backend: Backend) {
+async fn rolling_replaces_the_key_against_the_limit_and_is_the_owners_alone(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = person(&app, "admin").await;
     let ana = colleague(&app, &admin.tenant, "member").await;
@@ -255,7 +255,8 @@ async fn rolling_counts_against_the_limit_and_is_the_owners_alone(backend: Backe
     assert_eq!(by_admin["error"], "forbidden");
     assert!(message(&by_admin).contains("owner"), "{by_admin}");
 
-    // Two of three: the roll makes the third.
+    // Two of three: the successor replaces the rolled key, which stops
+    // counting while it works out its grace.
     let rolled = roll(&app, &ana.session, s(&first, "id"), None).await;
     assert_eq!(rolled.status(), 201);
     let rolled = json_body(rolled).await;
@@ -264,12 +265,19 @@ async fn rolling_counts_against_the_limit_and_is_the_owners_alone(backend: Backe
     let grace = old["expires_at"].as_i64().unwrap() - rolled["created_at"].as_i64().unwrap();
     assert!((86399..=86400).contains(&grace), "{old}");
 
-    // Three of three: rolling would make a fourth.
-    let second = create_key_status(&app, &ana.session, json!({"name": "four"})).await;
-    assert_eq!(second, 409, "the limit holds");
+    // So a third key fits, and a fourth does not.
+    let third = create_key_status(&app, &ana.session, json!({"name": "three"})).await;
+    assert_eq!(third, 201, "a key in its grace does not count");
+    let fourth = create_key_status(&app, &ana.session, json!({"name": "four"})).await;
+    assert_eq!(fourth, 409, "the limit holds");
+
+    // Three of three: the owner who most needs a zero-downtime roll gets
+    // one, and the limit still holds afterwards.
     let at_limit = roll(&app, &ana.session, s(&rolled, "id"), None).await;
-    assert_eq!(at_limit.status(), 409);
-    assert_eq!(json_body(at_limit).await["error"], "key_limit_reached");
+    assert_eq!(at_limit.status(), 201);
+    let rolled = json_body(at_limit).await;
+    let fourth = create_key_status(&app, &ana.session, json!({"name": "four"})).await;
+    assert_eq!(fourth, 409, "the limit holds after a roll at the limit");
 
     // Disabled, revoked or expired keys are not rolled.
     let (status, _) = post(
@@ -1011,7 +1019,7 @@ async fn the_cli_rolls_disables_enables_labels_and_pins_keys(backend: Backend) {
 
 crate::on_both_backends!(
     a_rolled_key_works_until_its_grace_ends_and_its_successor_takes_over,
-    rolling_counts_against_the_limit_and_is_the_owners_alone,
+    rolling_replaces_the_key_against_the_limit_and_is_the_owners_alone,
     a_key_cannot_roll_a_key_holding_more_than_itself,
     a_grace_of_zero_negative_or_above_the_maximum_is_refused,
     a_disabled_key_is_refused_everywhere_at_once_and_back_at_once,

@@ -268,7 +268,7 @@ async fn rfc7523_3_every_malformed_forged_or_misaddressed_assertion_is_invalid_c
         c["exp"] = json!(now() - 120);
         c["iat"] = json!(now() - 180);
     });
-    let too_long = with(&|c| c["exp"] = json!(now() + 3600));
+    let too_long = with(&|c| c["exp"] = json!(now() + 7200));
     let no_jti = with(&|c| {
         c.as_object_mut().unwrap().remove("jti");
     });
@@ -773,25 +773,33 @@ async fn rfc7523_3_a_jti_used_at_one_instance_is_refused_at_another(backend: Bac
     assert!(description.contains("used before"), "{description}");
 }
 
-/// The lifetime limit is a setting: raised to an hour, an assertion that
-/// lives an hour (Authlib's default) is accepted; one beyond it is not.
+/// The lifetime limit is a setting: by default an assertion that lives an
+/// hour (Authlib's default) is accepted; a stricter deployment's 300 s
+/// refuses it and accepts a 60-second one.
 async fn the_assertion_lifetime_limit_is_configurable(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[("KEYPORT_CLIENT_ASSERTION_MAX_LIFETIME_SECONDS", "3600")],
-    )
-    .await;
+    let app = spawn_app(backend).await;
     let (integration, key) = client_with_key(&app).await;
     let id = integration.client_id();
     let mut hour = claims_for(&app, id);
     hour["exp"] = json!(now() + 3600);
     access_token(token_with(&app, &key.sign(&hour, Some("k1"))).await).await;
-    let mut longer = claims_for(&app, id);
-    longer["exp"] = json!(now() + 7200);
+
+    let strict = spawn_app_with(
+        backend,
+        &[("KEYPORT_CLIENT_ASSERTION_MAX_LIFETIME_SECONDS", "300")],
+    )
+    .await;
+    let (integration, key) = client_with_key(&strict).await;
+    let id = integration.client_id();
+    let mut hour = claims_for(&strict, id);
+    hour["exp"] = json!(now() + 3600);
     let (status, _, description) =
-        oauth_refusal(token_with(&app, &key.sign(&longer, Some("k1"))).await).await;
+        oauth_refusal(token_with(&strict, &key.sign(&hour, Some("k1"))).await).await;
     assert_eq!(status, 401, "{description}");
     assert!(description.contains("too far ahead"), "{description}");
+    let mut minute = claims_for(&strict, id);
+    minute["exp"] = json!(now() + 60);
+    access_token(token_with(&strict, &key.sign(&minute, Some("k1"))).await).await;
 }
 
 /// Adding or removing a public key is announced to every instance like any

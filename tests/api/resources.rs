@@ -405,6 +405,27 @@ async fn bad_report_queries_are_clear_400s(backend: Backend) {
     }
     let response = app.pull(&token, "orders/not-a-uuid", "").await;
     assert_eq!(response.status(), 404);
+
+    // A secret pasted where the collection goes is refused, on pulls and
+    // pushes, without being repeated in the answer.
+    let secret = integration.secret();
+    for response in [
+        app.pull(&token, secret, "").await,
+        app.push(&token, secret, &json!({"n": 1}), None).await,
+    ] {
+        assert_eq!(response.status(), 400);
+        let body = response.text().await.unwrap();
+        assert!(!body.contains(secret), "the secret is echoed: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "invalid_collection", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("looks like a Keyport secret"),
+            "{body}"
+        );
+    }
 }
 
 async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Backend) {

@@ -28,8 +28,9 @@ pub struct RolledKey {
 /// to it if the old key held it, and sets the old key to expire at the end
 /// of `grace_seconds` (default 24 hours or `max_roll_grace_seconds` if that
 /// is shorter; at most `max_roll_grace_seconds`;
-/// an earlier expiry stays). The new key counts against the active-key
-/// limit like any creation. A key already rolled, or not active, is not
+/// an earlier expiry stays). The new key replaces the old one against the
+/// active-key limit (a rolled key in its grace period does not count), so
+/// an owner at the limit can roll. A key already rolled, or not active, is not
 /// rolled. Only the key's owner (or the operator) may roll it: the new
 /// secret acts as the owner, and people create keys only for themselves.
 pub async fn roll_key(
@@ -114,7 +115,6 @@ pub async fn roll_key(
             jwk: row.jwk,
         })
         .collect();
-    let limit = service.settings.max_active_keys_per_user;
     let id = Uuid::now_v7().to_string();
     let client_id = ClientId::generate();
     let secret = ClientSecret::generate();
@@ -147,7 +147,6 @@ pub async fn roll_key(
                 require_dpop: old.require_dpop,
                 now: created_at,
             },
-            limit,
         )
         .await;
     // The old key's expiry moved; the new client ID may be remembered as
@@ -156,7 +155,6 @@ pub async fn roll_key(
     service.credentials.forget_key(client_id.as_str());
     let moved_mark = match rolled? {
         KeyRoll::Rolled { moved_mark, .. } => moved_mark,
-        KeyRoll::LimitReached { .. } => return Err(ServiceError::KeyLimitReached { limit }),
         KeyRoll::NotRollable => {
             return Err(ServiceError::Conflict(format!(
                 "key {} was revoked, disabled or rolled meanwhile; nothing was created",

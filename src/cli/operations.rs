@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::CliError;
-use super::Output;
+use super::output::Output;
 use super::progress::Reporter;
 use crate::config::Settings;
 use crate::service::backup;

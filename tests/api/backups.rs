@@ -283,7 +283,7 @@ async fn a_backup_under_writes_restores_everything_acknowledged_before_it_began(
         .await
         .into_iter()
         .collect();
-    let noted = acknowledged.lock().unwrap();
+    let noted = std::mem::take(&mut *acknowledged.lock().unwrap());
     assert!(!noted.records.is_empty());
     for id in &noted.records {
         assert!(
@@ -293,8 +293,7 @@ async fn a_backup_under_writes_restores_everything_acknowledged_before_it_began(
     }
     // Keys created before it get tokens; keys revoked before it do not.
     assert!(!noted.keys_created.is_empty() && !noted.keys_revoked.is_empty());
-    let (created, revoked) = (noted.keys_created.clone(), noted.keys_revoked.clone());
-    drop(noted);
+    let (created, revoked) = (noted.keys_created, noted.keys_revoked);
     for (client_id, secret) in &created {
         let response = new_app.request_token(client_id, secret).await;
         assert_eq!(
@@ -408,8 +407,7 @@ async fn long_commands_print_plain_progress_lines_and_nothing_extra_with_json() 
     let end = backup
         .stderr
         .lines()
-        .filter(|l| l.starts_with("backup: "))
-        .last()
+        .rfind(|l| l.starts_with("backup: "))
         .expect("a progress line");
     let pages = end
         .strip_prefix("backup: ")

@@ -163,18 +163,21 @@ async fn a_backup_under_writes_restores_everything_acknowledged_before_it_began(
                 // Noted after each write was answered: "before" means the
                 // answer came before the backup process was started.
                 let before = before && !backup_began.load(Ordering::SeqCst);
+                let mut noted = acknowledged.lock().unwrap();
+                if let Some((_, (client_id, _))) = &key_change {
+                    // A key revoked after the backup began may be revoked in
+                    // it or not: only what was answered before is certain.
+                    noted.keys_created.retain(|(c, _)| c != client_id);
+                }
                 if before {
-                    let mut noted = acknowledged.lock().unwrap();
                     noted.records.push(id);
                     match key_change {
                         Some((true, pair)) => noted.keys_created.push(pair),
-                        Some((false, pair)) => {
-                            noted.keys_created.retain(|(c, _)| *c != pair.0);
-                            noted.keys_revoked.push(pair);
-                        }
+                        Some((false, pair)) => noted.keys_revoked.push(pair),
                         None => {}
                     }
                 }
+                drop(noted);
                 writes.fetch_add(1, Ordering::SeqCst);
             }
         })

@@ -291,7 +291,7 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
     // command opens the one that is there.
     let store = if let Command::Migrate = cli.command {
         let progress = progress::Reporter::new(cli.json, "migrate", "migrations");
-        let store = Store::connect_and_migrate_with(&settings.database, &progress).await;
+        let store = Store::connect_and_migrate_with(&settings.database, Some(&progress)).await;
         progress.finish();
         store?
     } else {

@@ -186,16 +186,20 @@ impl Store {
     /// pending migrations and seals any value a database from before sealed
     /// storage still holds in clear.
     pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Self> {
-        Self::connect_and_migrate_with(settings, &crate::progress::Silent).await
+        Self::connect_and_migrate_with(settings, None).await
     }
 
-    /// [`Store::connect_and_migrate`], reporting migrations applied.
+    /// [`Store::connect_and_migrate`], reporting each migration applied to
+    /// `progress` when given (`keyport migrate`).
     pub async fn connect_and_migrate_with(
         settings: &DatabaseSettings,
-        progress: &dyn crate::progress::Progress,
+        progress: Option<&dyn crate::progress::Progress>,
     ) -> Result<Self> {
         let store = Self::connect(settings).await?;
-        store.migrate_with(progress).await?;
+        match progress {
+            Some(progress) => store.migrate_with(progress).await?,
+            None => store.migrate().await?,
+        }
         let report = store.seal_clear_values().await?;
         if report.sealed > 0 {
             log::info!(
@@ -273,11 +277,17 @@ impl Store {
     }
 
     pub async fn migrate(&self) -> Result<()> {
-        self.migrate_with(&crate::progress::Silent).await
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
     }
 
     /// Applies pending migrations one at a time, reporting each: on a large
     /// database one migration can take a while, and the operator sees which.
+    /// (Every other start runs them in one go: a fresh database, as each
+    /// test makes, would otherwise pay a lock round per migration.)
     pub async fn migrate_with(&self, progress: &dyn crate::progress::Progress) -> Result<()> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,

@@ -9,6 +9,7 @@ pub mod console;
 pub mod domain;
 pub mod issuer_keys;
 pub mod postman;
+pub mod progress;
 pub mod routes;
 pub mod sealing;
 pub mod service;

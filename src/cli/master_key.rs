@@ -42,7 +42,10 @@ pub(super) fn generate(file: &Path, out: &Output) -> Result<(), CliError> {
 
 /// `master-key rotate`: re-seal under the current key.
 pub(super) async fn rotate(service: &Service, out: &Output) -> Result<(), CliError> {
-    let report = service.store.reseal_all().await?;
+    let progress = super::progress::Reporter::new(out.json, "master-key rotate", "values");
+    let report = service.store.reseal_all_with(&progress).await;
+    progress.finish();
+    let report = report?;
     out.print(
         json!({
             "key_id": service.store.master_key_id(),

@@ -8,9 +8,11 @@
 mod issuer;
 mod key;
 mod master_key;
+mod operations;
 mod output;
 mod parse;
 mod postman;
+mod progress;
 mod public_key;
 mod signing_key;
 mod tenant;
@@ -32,6 +34,7 @@ pub use user::{UserCommand, UserCreateArgs};
 
 use crate::config::Settings;
 use crate::domain::Principal;
+use crate::service::backup::BackupError;
 use crate::service::{Service, ServiceError};
 use crate::startup::Application;
 use crate::storage::Store;
@@ -91,6 +94,26 @@ pub enum Command {
     /// Postman: the collection for this server (needs no database).
     #[command(subcommand)]
     Postman(PostmanCommand),
+    /// Write a consistent copy of the SQLite database to FILE (mode 0600)
+    /// while the server runs and takes writes. PostgreSQL: use pg_dump.
+    Backup {
+        /// Where to write the backup; an existing file is never replaced.
+        file: PathBuf,
+    },
+    /// Restore a backup into an empty data directory (where database_url
+    /// points), after checking that the configured master key opens it.
+    /// Never replaces a database.
+    Restore {
+        /// The backup `keyport backup` wrote.
+        file: PathBuf,
+    },
+    /// Exit 0 when the server answers ready at GET /readyz, 1 otherwise
+    /// (for container health checks; needs no database).
+    Healthcheck {
+        /// The readiness URL; by default /readyz on loopback at bind's port.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +145,10 @@ pub enum CliError {
     MasterKey(#[from] crate::sealing::MasterKeyError),
     #[error("server error")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error("not ready: {url}: {reason}")]
+    Healthcheck { url: String, reason: String },
     #[error("cannot write {}", path.display())]
     Write {
         path: PathBuf,
@@ -135,6 +162,16 @@ impl CliError {
         match self {
             CliError::Config(_) => "invalid_config",
             CliError::NoDatabase(_) => "no_database",
+            CliError::Healthcheck { .. } => "not_ready",
+            CliError::Backup(err) => match err {
+                BackupError::Postgres => "unsupported_backend",
+                BackupError::DestinationExists(_) | BackupError::TargetExists(_) => "exists",
+                BackupError::NoMasterKey { .. } | BackupError::WrongMasterKey { .. } => {
+                    "wrong_master_key"
+                }
+                BackupError::NotABackup { .. } | BackupError::NewerSchema { .. } => "not_a_backup",
+                _ => "error",
+            },
             CliError::Service(err) => err.code(),
             _ => "error",
         }
@@ -269,6 +306,15 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
     if let Command::MasterKey(MasterKeyCommand::Generate { file }) = &cli.command {
         return master_key::generate(file, &Output { json: cli.json });
     }
+    let out = Output { json: cli.json };
+    match &cli.command {
+        Command::Backup { file } => return operations::backup(&settings, file, &out),
+        Command::Restore { file } => return operations::restore(&settings, file, &out),
+        Command::Healthcheck { url } => {
+            return operations::healthcheck(&settings, url.as_deref(), &out).await;
+        }
+        _ => {}
+    }
     if let Command::Serve = cli.command {
         let app = Application::build(settings.clone()).await?;
         log::info!(
@@ -282,7 +328,10 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
     // Only `serve` (above) and `migrate` create a database; every other
     // command opens the one that is there.
     let store = if let Command::Migrate = cli.command {
-        Store::connect_and_migrate(&settings.database).await?
+        let progress = progress::Reporter::new(cli.json, "migrate", "migrations");
+        let store = Store::connect_and_migrate_with(&settings.database, Some(&progress)).await;
+        progress.finish();
+        store?
     } else {
         Store::open_existing_and_migrate(&settings.database)
             .await
@@ -295,7 +344,6 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             })?
     };
     let service = Service::new(store.clone(), std::sync::Arc::new(settings));
-    let out = Output { json: cli.json };
     let result = dispatch(cli.command, &service, &out).await;
     store.close().await;
     result
@@ -308,6 +356,9 @@ async fn dispatch(command: Command, service: &Service, out: &Output) -> Result<(
     match command {
         Command::Serve
         | Command::Postman(_)
+        | Command::Backup { .. }
+        | Command::Restore { .. }
+        | Command::Healthcheck { .. }
         | Command::MasterKey(MasterKeyCommand::Generate { .. }) => {
             unreachable!("handled before connecting")
         }

@@ -233,6 +233,43 @@ pub fn resolve_sealer(
     Ok(Sealer::new(&current, previous.as_ref()))
 }
 
+/// The sealer a restore into `db` (a SQLite file not there yet) checks a
+/// backup with, and where its key came from: the configured key, else the
+/// key file beside `db` when one was put there. `None` when there is
+/// neither: unlike [`resolve_sealer`] this never creates a key, since a new
+/// key opens nothing a backup holds.
+pub fn existing_sealer(
+    settings: &MasterKeySettings,
+    db: &Path,
+) -> Result<Option<(Sealer, String)>, MasterKeyError> {
+    let beside = db
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(DEFAULT_FILE_NAME);
+    let (current, origin) = match configured(
+        settings.current.as_ref(),
+        settings.current_file.as_deref(),
+        "KEYPORT_MASTER_KEY",
+    )? {
+        Some(key) => {
+            let origin = match (&settings.current, &settings.current_file) {
+                (Some(_), _) => "KEYPORT_MASTER_KEY".to_owned(),
+                (None, Some(file)) => file.display().to_string(),
+                (None, None) => String::new(),
+            };
+            (key, origin)
+        }
+        None if beside.exists() => (MasterKey::read_file(&beside)?, beside.display().to_string()),
+        None => return Ok(None),
+    };
+    let previous = configured(
+        settings.previous.as_ref(),
+        settings.previous_file.as_deref(),
+        "KEYPORT_MASTER_KEY_PREVIOUS",
+    )?;
+    Ok(Some((Sealer::new(&current, previous.as_ref()), origin)))
+}
+
 fn read_or_create(path: &Path) -> Result<MasterKey, MasterKeyError> {
     match MasterKey::read_file(path) {
         Err(MasterKeyError::Read { source, .. })

@@ -17,7 +17,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 pub use master_key::{
-    Database, MasterKey, MasterKeyError, MasterKeySettings, MasterKeyText, resolve_sealer,
+    Database, MasterKey, MasterKeyError, MasterKeySettings, MasterKeyText, existing_sealer,
+    resolve_sealer,
 };
 
 const PREFIX: &str = "kpseal:v1:";
@@ -202,6 +203,14 @@ impl Sealer {
     /// storage hold their value in clear until converted).
     pub fn is_sealed(stored: &str) -> bool {
         stored.starts_with(PREFIX)
+    }
+
+    /// The id of the master key that sealed `sealed`, if it is a sealed value.
+    pub fn key_id_of(sealed: &str) -> Option<&str> {
+        sealed
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(id, _)| id)
     }
 
     /// Whether `sealed` was sealed by another key than the current one, and

@@ -21,6 +21,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod backup;
 pub mod client_assertion;
 pub mod clients;
 pub mod credential_cache;

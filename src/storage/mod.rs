@@ -4,6 +4,7 @@
 //! driver.
 
 mod audit;
+pub mod backup;
 mod client_keys;
 mod direct;
 mod dpop;
@@ -185,8 +186,20 @@ impl Store {
     /// pending migrations and seals any value a database from before sealed
     /// storage still holds in clear.
     pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<Self> {
+        Self::connect_and_migrate_with(settings, None).await
+    }
+
+    /// [`Store::connect_and_migrate`], reporting each migration applied to
+    /// `progress` when given (`keyport migrate`).
+    pub async fn connect_and_migrate_with(
+        settings: &DatabaseSettings,
+        progress: Option<&dyn crate::progress::Progress>,
+    ) -> Result<Self> {
         let store = Self::connect(settings).await?;
-        store.migrate().await?;
+        match progress {
+            Some(progress) => store.migrate_with(progress).await?,
+            None => store.migrate().await?,
+        }
         let report = store.seal_clear_values().await?;
         if report.sealed > 0 {
             log::info!(
@@ -268,6 +281,37 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
+        Ok(())
+    }
+
+    /// Applies pending migrations one at a time, reporting each: on a large
+    /// database one migration can take a while, and the operator sees which.
+    /// (Every other start runs them in one go: a fresh database, as each
+    /// test makes, would otherwise pay a lock round per migration.)
+    pub async fn migrate_with(&self, progress: &dyn crate::progress::Progress) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // Absent on a new database: then every migration is pending.
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        let pending: Vec<i64> = migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect();
+        let total = pending.len() as u64;
+        progress.update(0, total);
+        for (done, version) in pending.into_iter().enumerate() {
+            migrator.run_to(version, &self.pool).await?;
+            progress.update(done as u64 + 1, total);
+        }
+        // Whatever the loop did not cover (nothing, unless the table was
+        // unreadable for another reason): sqlx's own checks and errors.
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

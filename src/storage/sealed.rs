@@ -3,13 +3,14 @@
 //! start) and re-sealing values under the current master key (a rotation).
 
 use super::{Result, Store};
+use crate::progress::Progress;
 use crate::sealing::{SealedAt, Sealer};
 
 /// One column that holds sealed values, with the static SQL to walk it.
 pub struct SealedColumn {
     pub table: &'static str,
     pub column: &'static str,
-    select: &'static str,
+    pub(super) select: &'static str,
     update: &'static str,
 }
 
@@ -76,24 +77,40 @@ impl Store {
     /// Seals, in one transaction, every value still stored in clear. Run at
     /// start-up after the migrations.
     pub async fn seal_clear_values(&self) -> Result<SealReport> {
-        self.walk_sealed_columns(Pass::ConvertClear).await
+        self.walk_sealed_columns(Pass::ConvertClear, &crate::progress::Silent)
+            .await
     }
 
     /// Re-seals, in one transaction, every value sealed under another master
     /// key than the current one (which the previous key must still open), and
     /// seals values still in clear.
     pub async fn reseal_all(&self) -> Result<SealReport> {
-        self.walk_sealed_columns(Pass::Rotate).await
+        self.walk_sealed_columns(Pass::Rotate, &crate::progress::Silent)
+            .await
     }
 
-    async fn walk_sealed_columns(&self, pass: Pass) -> Result<SealReport> {
+    /// [`Store::reseal_all`], reporting values walked.
+    pub async fn reseal_all_with(&self, progress: &dyn Progress) -> Result<SealReport> {
+        self.walk_sealed_columns(Pass::Rotate, progress).await
+    }
+
+    async fn walk_sealed_columns(&self, pass: Pass, progress: &dyn Progress) -> Result<SealReport> {
         let sealer: &Sealer = &self.sealer;
         let mut report = SealReport::default();
         let mut tx = self.pool.begin().await?;
+        let mut columns = Vec::with_capacity(SEALED_COLUMNS.len());
         for column in SEALED_COLUMNS {
             let rows: Vec<(String, String)> =
                 sqlx::query_as(column.select).fetch_all(&mut *tx).await?;
+            columns.push((column, rows));
+        }
+        let total: u64 = columns.iter().map(|(_, rows)| rows.len() as u64).sum();
+        let mut done = 0u64;
+        progress.update(0, total);
+        for (column, rows) in columns {
             for (row, stored) in rows {
+                done += 1;
+                progress.update(done, total);
                 let at = SealedAt {
                     table: column.table,
                     column: column.column,

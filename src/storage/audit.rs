@@ -41,8 +41,8 @@ pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target
              AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) \
              AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR created_at >= $5) \
              AND ($6 IS NULL OR created_at <= $6) AND ($7 IS NULL OR id > $7) \
-             AND ($9 IS NULL OR request_id = $9) \
-             ORDER BY id LIMIT CAST($8 AS BIGINT)";
+             AND ($8 IS NULL OR request_id = $8) \
+             ORDER BY id LIMIT CAST($9 AS BIGINT)";
 
 impl Store {
     pub async fn insert_audit(&self, event: &AuditRow) -> Result<()> {
@@ -81,8 +81,8 @@ impl Store {
             .bind(query.since)
             .bind(query.until)
             .bind(query.after_id)
-            .bind(i64::from(query.limit) + 1)
             .bind(query.request_id)
+            .bind(i64::from(query.limit) + 1)
             .fetch_all(&self.pool)
             .await?;
         let has_more = rows.len() > query.limit as usize;

@@ -9,11 +9,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde_json::{json, value::RawValue};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::AppState;
@@ -23,10 +19,10 @@ use super::doc;
 use super::error::{ApiError, resource_refusal};
 use super::rate_limit;
 use crate::domain::{
-    CollectionName, IdempotencyKey, REPORTS_READ, RecordBatch, RecordError, WEBHOOKS_WRITE, now,
+    CollectionName, IdempotencyKey, REPORTS_READ, RecordBatch, RecordError, WEBHOOKS_WRITE,
 };
-use crate::service::authz::{self, RecordAccess};
-use crate::storage::{PushJob, PushOutcome, RecordQuery, RecordRow};
+use crate::service::authz::RecordAccess;
+use crate::service::records::{self, Pushed, Record, RecordPage};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -50,49 +46,7 @@ fn access<'a>(
     caller: &'a Caller,
     scope: &'static str,
 ) -> Result<RecordAccess<'a>, actix_web::Error> {
-    authz::records(caller, scope).map_err(resource_refusal)
-}
-
-/// A stored record. `data` is served as the JSON text stored at push time
-/// (validated then), not parsed again. Fields in alphabetical order, as
-/// the answers have always had them.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct Record {
-    /// The key that pushed it (`session` when a session did).
-    client_id: String,
-    collection: String,
-    /// Unix seconds.
-    created_at: i64,
-    /// The object as pushed.
-    #[schema(value_type = Object)]
-    data: Box<RawValue>,
-    id: String,
-    /// The user whose credential pushed it.
-    owner_id: String,
-}
-
-fn record_json(row: RecordRow) -> Result<Record, ApiError> {
-    let data: Box<RawValue> = RawValue::from_string(row.body).map_err(|e| {
-        log::error!("record {} holds invalid JSON: {e}", row.id);
-        ApiError::internal()
-    })?;
-    Ok(Record {
-        client_id: row.client_id,
-        collection: row.collection,
-        created_at: row.created_at,
-        data,
-        id: row.id,
-        owner_id: row.owner_id,
-    })
-}
-
-/// One page of records, oldest first.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct RecordPage {
-    collection: String,
-    /// Pass as `cursor` for the next page; `null` on the last one.
-    next_cursor: Option<String>,
-    records: Vec<Record>,
+    records::access(caller, scope).map_err(resource_refusal)
 }
 
 /// Records of a collection, oldest first, one page at a time (an empty page
@@ -139,43 +93,25 @@ pub async fn pull(
         )
         .into());
     }
-    let after_id = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let page = state
-        .service
-        .store
-        .list_records(&RecordQuery {
-            tenant_id: access.tenant_id,
-            collection: collection.as_str(),
-            owner_id: access.visible_owner,
-            after_id: after_id.as_deref(),
-            limit,
+    let after_id = params
+        .cursor
+        .as_deref()
+        .map(|raw| {
+            records::cursor_id(raw).ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned")
+            })
         })
-        .await
-        .map_err(ApiError::from)?;
-    let next_cursor = if page.has_more {
-        page.records.last().map(|r| URL_SAFE_NO_PAD.encode(&r.id))
-    } else {
-        None
-    };
-    let records = page
-        .records
-        .into_iter()
-        .map(record_json)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(RecordPage {
-        collection: collection.as_str().to_owned(),
-        next_cursor,
-        records,
-    }))
-}
-
-fn decode_cursor(raw: &str) -> Result<String, ApiError> {
-    let invalid =
-        || ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned");
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
-    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
-    Uuid::parse_str(&id).map_err(|_| invalid())?;
-    Ok(id)
+        .transpose()?;
+    let page = records::pull(
+        &state.service,
+        access,
+        &collection,
+        after_id.as_deref(),
+        limit,
+    )
+    .await
+    .map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 /// One record; 404 for a record the caller may not see.
@@ -210,22 +146,12 @@ pub async fn pull_one(
     let (collection_raw, record_id) = path.into_inner();
     let collection = collection(&collection_raw)?;
     let not_found = || ApiError::not_found("no such record");
-    let record_id = Uuid::parse_str(&record_id)
-        .map_err(|_| not_found())?
-        .to_string();
-    let row = state
-        .service
-        .store
-        .find_record(
-            access.tenant_id,
-            collection.as_str(),
-            access.visible_owner,
-            &record_id,
-        )
+    let record_id = Uuid::parse_str(&record_id).map_err(|_| not_found())?;
+    let record = records::pull_one(&state.service, access, &collection, record_id)
         .await
         .map_err(ApiError::from)?
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(record_json(row)?))
+    Ok(HttpResponse::Ok().json(record))
 }
 
 /// Stores one JSON object or an array of them. A retry with the same
@@ -274,48 +200,20 @@ pub async fn push(
         RecordError::Shape(message) => unprocessable(message),
     })?;
 
-    let created_at = now();
-    let records: Vec<(String, String)> = batch
-        .into_texts()
-        .into_iter()
-        .map(|text| (Uuid::now_v7().to_string(), text))
-        .collect();
-    let ids: Vec<&str> = records.iter().map(|(id, _)| id.as_str()).collect();
-    let response = json!({
-        "collection": collection.as_str(),
-        "count": ids.len(),
-        "ids": ids,
-        "created_at": created_at,
-    })
-    .to_string();
-    let request_digest = idempotency_key.as_ref().map(|_| {
-        let mut hash = Sha256::new();
-        hash.update(collection.as_str().as_bytes());
-        hash.update([0]);
-        hash.update(&body);
-        format!("{:x}", hash.finalize())
-    });
-    // Group commit: answered only once durably committed.
-    let outcome = state
-        .pushes
-        .push(PushJob {
-            tenant_id: access.tenant_id.to_owned(),
-            owner_id: access.user_id.to_owned(),
-            client_id: access.client_id.to_owned(),
-            collection: collection.as_str().to_owned(),
-            records,
-            now: created_at,
-            idempotency: idempotency_key
-                .as_ref()
-                .zip(request_digest)
-                .map(|(key, digest)| (key.as_str().to_owned(), digest, response.clone())),
-        })
-        .await
-        .map_err(ApiError::from)?;
-    let (body, replayed) = match outcome {
-        PushOutcome::Stored => (response, false),
-        PushOutcome::Replayed { response } => (response, true),
-        PushOutcome::KeyReused => {
+    let (body, replayed) = match records::push(
+        &state.pushes,
+        access,
+        &collection,
+        idempotency_key.as_ref(),
+        &body,
+        batch,
+    )
+    .await
+    .map_err(ApiError::from)?
+    {
+        Pushed::Stored(answer) => (answer, false),
+        Pushed::Replayed(answer) => (answer, true),
+        Pushed::KeyReused => {
             return Err(unprocessable(
                 "this Idempotency-Key was already used for a different request",
             )

@@ -218,6 +218,57 @@ pub async fn current(service: &Service, principal: &Principal) -> Result<Princip
     }
 }
 
+/// Who acts, as the "same company, then admin or owner" rule sees them:
+/// a signed-in or key-holding user, or the key behind a token being
+/// introspected.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub tenant_id: &'a str,
+    pub user_id: &'a str,
+    pub role: Role,
+}
+
+impl<'a> From<&'a ActingUser> for Actor<'a> {
+    fn from(user: &'a ActingUser) -> Self {
+        Actor {
+            tenant_id: &user.tenant_id,
+            user_id: &user.user_id,
+            role: user.role,
+        }
+    }
+}
+
+/// How far an [`Actor`] reaches over something a user of a company owns
+/// (a key, a webhook endpoint, a token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Theirs, or their company's and they are an admin.
+    Manages,
+    /// A colleague's, and they are a member: forbidden, and they may know it
+    /// exists.
+    Colleagues,
+    /// Another company's: it does not exist for them.
+    OtherCompany,
+}
+
+/// The one rule for what belongs to a company's users: never across
+/// companies; an admin reaches the whole company's; a member only their own.
+pub fn reach(actor: Actor<'_>, tenant_id: &str, owner_id: &str) -> Reach {
+    if actor.tenant_id != tenant_id {
+        Reach::OtherCompany
+    } else if actor.role == Role::Admin || actor.user_id == owner_id {
+        Reach::Manages
+    } else {
+        Reach::Colleagues
+    }
+}
+
+/// The owner whose things a listing shows: `None`, the whole company's,
+/// for an admin; otherwise the actor's own. [`reach`] as a filter.
+pub fn visible_owner(actor: Actor<'_>) -> Option<&str> {
+    (actor.role != Role::Admin).then_some(actor.user_id)
+}
+
 /// Whose records a principal reads or writes, decided offline: reports and
 /// webhooks validate tokens without the database. Borrowed from the
 /// principal: a pull copies nothing.
@@ -245,7 +296,44 @@ pub fn records<'a>(principal: &'a Principal, scope: &'static str) -> Result<Reco
     Ok(RecordAccess {
         tenant_id: &user.tenant_id,
         user_id: &user.user_id,
-        visible_owner: (user.role != Role::Admin).then_some(user.user_id.as_str()),
+        visible_owner: visible_owner(user.into()),
         client_id: principal.credential.client_id().unwrap_or("session"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(role: Role) -> Actor<'static> {
+        Actor {
+            tenant_id: "acme",
+            user_id: "ana",
+            role,
+        }
+    }
+
+    #[test]
+    fn a_member_reaches_their_own_an_admin_their_companys_nobody_another_companys() {
+        for (role, tenant, owner, expected) in [
+            (Role::Member, "acme", "ana", Reach::Manages),
+            (Role::Member, "acme", "bob", Reach::Colleagues),
+            (Role::Member, "globex", "ana", Reach::OtherCompany),
+            (Role::Admin, "acme", "ana", Reach::Manages),
+            (Role::Admin, "acme", "bob", Reach::Manages),
+            (Role::Admin, "globex", "bob", Reach::OtherCompany),
+        ] {
+            assert_eq!(
+                reach(actor(role), tenant, owner),
+                expected,
+                "{role:?} over {tenant}/{owner}"
+            );
+        }
+    }
+
+    #[test]
+    fn listings_show_an_admin_everyone_and_a_member_themself() {
+        assert_eq!(visible_owner(actor(Role::Admin)), None);
+        assert_eq!(visible_owner(actor(Role::Member)), Some("ana"));
+    }
 }

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use super::Service;
 use super::audit::{self, Event};
 use super::clients::{self, AuthenticatedKey};
+use super::{Service, authz};
 use crate::domain::{ClientSecret, Role, ScopeSet, SessionToken, SetPasswordToken, now};
 use crate::storage::StorageError;
 use crate::tokens::{AccessTokenClaims, Confirmation, KeyRing, KeyRingError, VerifiedToken};
@@ -237,8 +237,12 @@ pub(super) fn sign(
 /// Whether `key` may see or revoke a token with these claims: never across
 /// tenants; an admin's key for the whole tenant; otherwise its owner's tokens.
 fn may_act_on(key: &AuthenticatedKey, claims: &AccessTokenClaims) -> bool {
-    claims.tenant_id == key.tenant_id
-        && (key.owner_role == Role::Admin || claims.sub == key.owner_id)
+    let actor = authz::Actor {
+        tenant_id: &key.tenant_id,
+        user_id: &key.owner_id,
+        role: key.owner_role,
+    };
+    authz::reach(actor, &claims.tenant_id, &claims.sub) == authz::Reach::Manages
 }
 
 /// An RFC 7662 answer about an active token.

@@ -32,6 +32,7 @@ pub mod keys;
 pub mod public_key_values;
 pub mod public_keys;
 pub mod rate_limit;
+pub mod records;
 pub mod sessions;
 pub mod setup;
 pub mod sigv4;

@@ -1,7 +1,7 @@
 //! The public keys a key holds for `private_key_jwt` (RFC 7523), as
 //! values: parsed from the JWKs given at creation or later, and shown.
 //! Kept apart from the operations (`public_keys.rs`) so key creation
-//! (`keys.rs`) can use them without the two importing each other.
+//! (`keys/`) can use them without the two importing each other.
 
 use serde::Serialize;
 use serde_json::Value;

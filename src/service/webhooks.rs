@@ -8,10 +8,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::audit::{self, Event};
+use super::authz::Reach;
 use super::{Result, Service, ServiceError, authz};
 use crate::domain::{
-    Principal, Role, TEST_EVENT_TYPE, UnixTime, WEBHOOKS_MANAGE, WebhookEventTypes, WebhookUrl,
-    now, parse_collections,
+    Principal, TEST_EVENT_TYPE, UnixTime, WEBHOOKS_MANAGE, WebhookEventTypes, WebhookUrl, now,
+    parse_collections,
 };
 use crate::storage::{
     AttemptRow, EndpointInsert, EndpointRow, EndpointSettings, NewEndpoint, StorageError,
@@ -241,15 +242,13 @@ async fn visible_endpoint(
         .await?
         .ok_or_else(not_found)?;
     let user = acting_user(principal)?;
-    if user.tenant_id != found.tenant_id {
-        return Err(not_found());
-    }
-    if user.role != Role::Admin && user.user_id != found.owner_id {
-        return Err(ServiceError::Forbidden(
+    match authz::reach(user.into(), &found.tenant_id, &found.owner_id) {
+        Reach::Manages => Ok(EndpointSummary::from_row(found)),
+        Reach::OtherCompany => Err(not_found()),
+        Reach::Colleagues => Err(ServiceError::Forbidden(
             "members may manage only their own webhook endpoints".to_owned(),
-        ));
+        )),
     }
-    Ok(EndpointSummary::from_row(found))
 }
 
 fn preview(raw: &str) -> String {
@@ -262,7 +261,7 @@ pub async fn list_endpoints(
 ) -> Result<Vec<EndpointSummary>> {
     let principal = authz::require(service, principal, WEBHOOKS_MANAGE).await?;
     let user = acting_user(&principal)?;
-    let owner = (user.role != Role::Admin).then_some(user.user_id.as_str());
+    let owner = authz::visible_owner(user.into());
     Ok(service
         .store
         .list_endpoints(&user.tenant_id, owner)

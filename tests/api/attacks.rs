@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with,
+    spawn_app_with_integration,
+};
 use crate::resources::{assert_invalid_token, server_signing_key, valid_claims};
 
 /// A JWS compact token over exactly these header and payload bytes, signed by
@@ -64,10 +67,7 @@ fn standard_alphabet(token: &str) -> String {
 }
 
 async fn forged_and_mangled_tokens_are_refused_with_invalid_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let key = server_signing_key(&app).await;
     let kid = json!(key.kid);
     let sub = integration.user.id.as_str();
@@ -281,9 +281,7 @@ async fn forged_and_mangled_tokens_are_refused_with_invalid_token(backend: Backe
 /// The reverse confusion: an RS256 server, tokens claiming ES256 (or HMAC).
 async fn rs256_tokens_under_another_algorithm_are_refused(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_SIGNING_ALGORITHM", "RS256")]).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("admin", READ_AND_PUSH).await;
     let real = app.token_for(&integration).await;
     assert_eq!(
         jsonwebtoken::decode_header(&real).unwrap().alg,

@@ -115,15 +115,9 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     assert_eq!(revoke["source_address"], "127.0.0.1");
     assert!(revoke["created_at"].is_i64());
 
-    let filtered = json_body(
-        app.call(
-            Method::GET,
-            "/api/v1/audit?action=key.create",
-            &admin_session,
-        )
-        .await,
-    )
-    .await;
+    let filtered = app
+        .get_json("/api/v1/audit?action=key.create", &admin_session)
+        .await;
     assert_eq!(filtered["events"].as_array().unwrap().len(), 2);
 
     let mut walked = 0;
@@ -133,7 +127,7 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
             Some(c) => format!("/api/v1/audit?limit=2&cursor={c}"),
             None => "/api/v1/audit?limit=2".to_owned(),
         };
-        let page = json_body(app.call(Method::GET, &path, &admin_session).await).await;
+        let page = app.get_json(&path, &admin_session).await;
         walked += page["events"].as_array().unwrap().len();
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
@@ -167,11 +161,7 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
         .send()
         .await
         .unwrap();
-    let seen = json_body(
-        app.call(Method::GET, "/api/v1/audit", &globex_session)
-            .await,
-    )
-    .await;
+    let seen = app.get_json("/api/v1/audit", &globex_session).await;
     assert!(
         seen["events"]
             .as_array()

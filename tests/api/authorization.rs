@@ -592,7 +592,7 @@ async fn admin_scopes_are_implicit_for_admins_and_listed_in_discovery(backend: B
     // An admin's key created with no scopes: its token carries all six.
     let admin = app.integration("admin", GRANTABLE).await;
     let full = app.token_for(&admin).await;
-    let whoami = json_body(app.call(Method::GET, "/api/v1/whoami", &full).await).await;
+    let whoami = app.get_json("/api/v1/whoami", &full).await;
     let scope = whoami["scope"].as_str().unwrap().to_owned();
     for wanted in GRANTABLE.split(' ').chain(ADMIN_SCOPES) {
         assert!(
@@ -605,13 +605,13 @@ async fn admin_scopes_are_implicit_for_admins_and_listed_in_discovery(backend: B
     let session = app.session_for(&admin.user.email, PASSWORD).await;
     let (client_id, secret) = create_key_http(&app, &session, Some(&["reports:read"])).await;
     let narrow = app.narrowed_token(&client_id, &secret, None).await;
-    let whoami = json_body(app.call(Method::GET, "/api/v1/whoami", &narrow).await).await;
+    let whoami = app.get_json("/api/v1/whoami", &narrow).await;
     assert_eq!(whoami["scope"], "reports:read");
 
     // A member's key never carries an admin scope, and cannot ask for one.
     let member = app.integration("member", GRANTABLE).await;
     let member_token = app.token_for(&member).await;
-    let whoami = json_body(app.call(Method::GET, "/api/v1/whoami", &member_token).await).await;
+    let whoami = app.get_json("/api/v1/whoami", &member_token).await;
     let scope = whoami["scope"].as_str().unwrap();
     for admin_scope in ADMIN_SCOPES {
         assert!(

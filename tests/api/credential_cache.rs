@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::faults::{FlakyProxy, Link, through_proxy};
 use crate::helpers::{
-    Backend, ServedBinary, TestApp, TestDatabase, json_body, master_key_env, settings_for,
-    spawn_app_with,
+    Backend, READ_AND_PUSH, ServedBinary, TestApp, TestDatabase, json_body, keyport_at,
+    settings_for, spawn_app_with, status_and_json,
 };
 
 /// What every served instance here shares: one issuer, and no throttling of
@@ -61,28 +61,8 @@ fn http() -> reqwest::Client {
 /// Runs the `keyport` binary on `url`'s database (only this test's
 /// configuration applies); panics unless it succeeds.
 async fn cli(url: &str, args: &[&str]) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyport"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEYPORT_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("KEYPORT_DATABASE_URL", url)
-        .envs(master_key_env(url))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("the CLI finishes within 60 s")
-        .expect("run the CLI");
-    assert!(
-        output.status.success(),
-        "keyport {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (code, stdout, stderr) = keyport_at(url, args).await;
+    assert_eq!(code, Some(0), "keyport {args:?}: {stdout}{stderr}");
 }
 
 async fn new_key(service: &Service, email: &str, expires_in: Option<Duration>) -> CreatedKey {
@@ -135,8 +115,7 @@ async fn token(
         .send()
         .await
         .expect("token request");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 /// The claims of a JWT, unverified (the server that issued it is trusted
@@ -698,9 +677,7 @@ async fn the_instance_that_makes_a_change_shows_it_at_once(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let service = app.service();
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let email = integration.user.email.clone();
     let revoked = app.key(&email, None).await;
     let disabled = app.key(&email, None).await;
@@ -755,16 +732,12 @@ async fn the_instance_that_makes_a_change_shows_it_at_once(backend: Backend) {
     .await
     .expect("fewer permissions");
     let narrowed = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "reports:read"),
-        ])
-        .send()
-        .await
-        .expect("token request");
+        .request_scoped_token(
+            integration.client_id(),
+            integration.secret(),
+            "reports:read",
+        )
+        .await;
     assert_eq!(narrowed.status(), 400, "the permission is gone at once");
 
     users::set_user_status(
@@ -840,8 +813,7 @@ async fn an_unknown_client_id_remembered_is_forgotten_when_another_process_creat
         "the key made elsewhere",
         async || {
             let response = app.request_token(&client_id, secret.expose()).await;
-            let status = response.status().as_u16();
-            (status, json_body(response).await)
+            status_and_json(response).await
         },
         |status, _| status == 200,
     )

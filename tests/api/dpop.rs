@@ -13,7 +13,10 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Backend, Integration, TestApp, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, Integration, TestApp, claims_of, spawn_app, spawn_app_with,
+    spawn_app_with_integration, spawn_sibling,
+};
 use crate::on_both_backends;
 
 /// A client's DPoP key pair (P-256, ES256).
@@ -130,11 +133,6 @@ async fn call(
     request.send().await.expect("request")
 }
 
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
-}
-
 /// A refusal at a resource: `status`, the JSON `error` `code`, and for a
 /// 401 the RFC 9449 §7.1 challenge.
 async fn assert_resource_refusal(case: &str, response: Response, status: u16, code: &str) {
@@ -180,8 +178,7 @@ async fn assert_token_refusal(case: &str, response: Response, code: &str) {
 async fn a_token_requested_with_a_proof_is_bound_to_the_proof_key_rfc9449_section_5(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = DpopKey::new();
     let token = bound_token(&app, &integration, &key).await;
     assert_eq!(claims_of(&token)["cnf"], json!({"jkt": key.jkt}));
@@ -277,8 +274,7 @@ async fn a_bound_token_reaches_whoami_and_records_with_a_proof_each_time_rfc9449
 async fn every_broken_proof_at_a_resource_is_refused_with_its_code_rfc9449_section_4_3(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = DpopKey::new();
     let token = bound_token(&app, &integration, &key).await;
     let url = app.url("/api/v1/whoami");
@@ -466,8 +462,7 @@ async fn every_broken_proof_at_a_resource_is_refused_with_its_code_rfc9449_secti
 async fn every_broken_proof_at_the_token_endpoint_is_invalid_dpop_proof_rfc9449_section_5(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = DpopKey::new();
     let url = app.url("/oauth/token");
     let with = |edit: &dyn Fn(&mut Value, &mut Value)| {
@@ -533,8 +528,8 @@ async fn every_broken_proof_at_the_token_endpoint_is_invalid_dpop_proof_rfc9449_
 async fn a_key_that_requires_dpop_gets_no_token_without_a_proof_rfc9449_section_5(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "keys:manage,reports:read").await;
+    let (app, integration) =
+        spawn_app_with_integration(backend, "member", "keys:manage,reports:read").await;
     let manager = app.token_for(&integration).await;
     let path = format!("/api/v1/keys/{}", integration.client_id());
     let change = |required: bool| {
@@ -778,8 +773,7 @@ async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(back
     use keyport::tokens::TokenVerifier;
     use keyport::tokens::dpop::{DpopVerifier, MemoryReplayStore};
 
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = DpopKey::new();
     let token = bound_token(&app, &integration, &key).await;
     let jwks: jsonwebtoken::jwk::JwkSet = app

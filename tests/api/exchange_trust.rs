@@ -11,21 +11,21 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, json_body, spawn_app_with};
 use crate::token_exchange::{
-    CI_AUDIENCE, CI_ISSUER, Company, JWT, MAIN_BRANCH, add_rule, claims, company, exchange, issue,
-    overrides, serve_jwks, spawn, trust_main_branch,
+    CI_AUDIENCE, CI_ISSUER, Company, JWT, MAIN_BRANCH, add_rule, admit_main_branch,
+    assert_invalid_grant, claims, company, exchange_jwt, issue, overrides, serve_jwks, spawn,
+    trust_main_branch,
 };
 
 const OTHER_AUDIENCE: &str = "keyport-globex";
 
 async fn trust_as(app: &TestApp, admin: &str, jwks_url: &str, audience: &str) -> (u16, Value) {
-    let response = app
-        .api(reqwest::Method::POST, "/api/v1/trusted-issuers", admin)
-        .json(&json!({"issuer": CI_ISSUER, "jwks_url": jwks_url, "audience": audience}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    app.send_json(
+        reqwest::Method::POST,
+        "/api/v1/trusted-issuers",
+        admin,
+        &json!({"issuer": CI_ISSUER, "jwks_url": jwks_url, "audience": audience}),
+    )
+    .await
 }
 
 /// Trusts the CI issuer for `audience` with a rule admitting the main
@@ -33,14 +33,7 @@ async fn trust_as(app: &TestApp, admin: &str, jwks_url: &str, audience: &str) ->
 async fn trust_main_branch_for(app: &TestApp, company: &Company, jwks_url: &str, audience: &str) {
     let (status, issuer) = trust_as(app, &company.admin_session, jwks_url, audience).await;
     assert_eq!(status, 201, "{issuer}");
-    let (status, rule) = add_rule(
-        app,
-        &company.admin_session,
-        issuer["id"].as_str().unwrap(),
-        json!({"conditions": [{"claim": "sub", "equals": MAIN_BRANCH}], "user": company.user_id, "scopes": "reports:read"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{rule}");
+    admit_main_branch(app, company, &issuer).await;
 }
 
 /// Waits until `fetches` reaches `count`, failing (never hanging) after 30 s.
@@ -59,15 +52,6 @@ fn issued_to(status: u16, body: &Value) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn anonymous_exchange(app: &TestApp, token: &str) -> (u16, Value) {
-    exchange(
-        app,
-        None,
-        &[("subject_token", token), ("subject_token_type", JWT)],
-    )
-    .await
 }
 
 /// A second company cannot trust an issuer for an audience a company
@@ -117,12 +101,12 @@ async fn an_audience_trusted_by_one_company_cannot_be_trusted_by_another(backend
 
     // Acme's CI job, exchanging with no client authentication, acts as
     // Acme's user.
-    let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(issued_to(status, &body), acme.user_id);
 
     // Globex trusts the issuer for an audience of its own.
     trust_main_branch_for(&app, &globex, &copy.url, OTHER_AUDIENCE).await;
-    let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(
         issued_to(status, &body),
         acme.user_id,
@@ -157,7 +141,7 @@ async fn a_token_for_two_companies_is_refused_unless_a_key_says_which(backend: B
     trust_main_branch_for(&app, &acme, &genuine.url, CI_AUDIENCE).await;
     trust_main_branch_for(&app, &globex, &copy.url, OTHER_AUDIENCE).await;
 
-    let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant")),
@@ -173,29 +157,15 @@ async fn a_token_for_two_companies_is_refused_unless_a_key_says_which(backend: B
 
     // Acme's exchanging key decides for Acme, Globex's for Globex.
     for (company, user) in [(&acme, &acme.user_id), (&globex, &globex.user_id)] {
-        let (status, body) = exchange(
-            &app,
-            Some(&company.exchanger),
-            &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
-        )
-        .await;
+        let (status, body) = exchange_jwt(&app, Some(&company.exchanger), &tokens[0]).await;
         assert_eq!(issued_to(status, &body), *user);
     }
     // A token for Acme alone is Acme's, with or without a key, and never
     // Globex's, even with Globex's key.
-    let (status, body) = anonymous_exchange(&app, &tokens[1]).await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[1]).await;
     assert_eq!(issued_to(status, &body), acme.user_id);
-    let (status, body) = exchange(
-        &app,
-        Some(&globex.exchanger),
-        &[("subject_token", &tokens[1]), ("subject_token_type", JWT)],
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    let (status, body) = exchange_jwt(&app, Some(&globex.exchanger), &tokens[1]).await;
+    assert_invalid_grant(status, &body);
 }
 
 /// One issuer whose JWKS never answers holds up only the exchanges that
@@ -249,7 +219,7 @@ async fn a_hanging_issuer_delays_no_other_companys_exchange(backend: Backend) {
     .await;
     let quick_answer = tokio::time::timeout(
         Duration::from_secs(30),
-        anonymous_exchange(&app, &tokens[1]),
+        exchange_jwt(&app, None, &tokens[1]),
     )
     .await
     .expect("an exchange waited for another company's issuer");
@@ -277,7 +247,7 @@ async fn stale_keys_keep_answering_while_their_refresh_hangs(backend: Backend) {
     }));
     let server = serve_jwks(&jwks).await;
     trust_main_branch(&app, &acme, &server.url).await;
-    let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
 
@@ -286,7 +256,7 @@ async fn stale_keys_keep_answering_while_their_refresh_hangs(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, body) = tokio::time::timeout(
         Duration::from_secs(30),
-        anonymous_exchange(&app, &tokens[0]),
+        exchange_jwt(&app, None, &tokens[0]),
     )
     .await
     .expect("the exchange waited for the refresh");
@@ -416,7 +386,7 @@ async fn external_exchanges_carry_the_company_rate_and_never_outlive_their_subje
     let server = serve_jwks(&jwks).await;
     trust_main_branch(&app, &acme, &server.url).await;
 
-    let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(status, 200, "{body}");
     let subject = claims(&tokens[0]);
     let issued = claims(body["access_token"].as_str().unwrap());
@@ -433,7 +403,7 @@ async fn external_exchanges_carry_the_company_rate_and_never_outlive_their_subje
         ("ten years", &tokens[2]),
         ("two hours from now, no iat", &tokens[3]),
     ] {
-        let (status, body) = anonymous_exchange(&app, token).await;
+        let (status, body) = exchange_jwt(&app, None, token).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some("invalid_grant")),
@@ -483,7 +453,7 @@ async fn other_companies_rules_never_crowd_out_a_companys_own(backend: Backend) 
             .unwrap();
     }
     trust_main_branch(&app, &acme, &server.url).await;
-    let (status, body) = anonymous_exchange(&app, &tokens[0]).await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(issued_to(status, &body), acme.user_id);
 }
 

@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::{
-    Backend, ServedBinary, TestApp, TestDatabase, json_body, spawn_app, spawn_app_on,
-    spawn_app_with, spawn_sibling,
+    Backend, READ_AND_PUSH, ServedBinary, TestApp, TestDatabase, json_body, spawn_app,
+    spawn_app_on, spawn_app_with, spawn_sibling, status_and_json,
 };
 
 /// `keyport serve` as a child process; killed (SIGKILL) when dropped.
@@ -89,9 +89,7 @@ async fn seq_counts(
 /// the answered ones re-sent: every push is then stored exactly once.
 async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Backend) {
     let setup = spawn_app(backend).await;
-    let integration = setup
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let integration = setup.integration("admin", READ_AND_PUSH).await;
     let http = http();
     let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
     let mut server = start_server(&setup.db.url, &issuer);
@@ -325,9 +323,7 @@ async fn a_postgres_outage_answers_503_quickly_and_service_returns_without_resta
         ],
     )
     .await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     assert_eq!(
         app.push(&token, "outage", &json!({"n": 0}), None)
@@ -468,9 +464,7 @@ async fn integrity_check(path: &Path) -> (String, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_sqlite_database_serves_reads_and_refuses_writes_cleanly() {
     let setup = spawn_app(Backend::Sqlite).await;
-    let integration = setup
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let integration = setup.integration("admin", READ_AND_PUSH).await;
     let password = "read-only passphrase 42";
     setup.set_password(&integration.user.email, password).await;
     let token = setup.token_for(&integration).await;
@@ -600,9 +594,7 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers_without_restart() {
     let tmpfs = Tmpfs::mount(db.sqlite_dir().unwrap(), "1m")
         .expect("cannot mount a tmpfs: this test needs root (as CI has)");
     let app = spawn_app_on(Arc::new(db), &[]).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let filler = "x".repeat(100 * 1024);
     let mut stored = 0;
@@ -816,8 +808,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
             .json(&json!({"name": format!("race {n}")}));
         async move {
             let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, json_body(response).await)
+            status_and_json(response).await
         }
     });
     let results = futures_util::future::join_all(creations).await;

@@ -5,7 +5,10 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with,
+    spawn_app_with_integration,
+};
 
 /// With no issuer configured, the metadata names the port the server really
 /// listens on (port 0 here), and a resource server that follows it finds the
@@ -61,8 +64,7 @@ async fn the_metadata_follows_the_bound_port_when_no_issuer_is_set(backend: Back
 /// Polling a collection nobody has pushed to yet is a normal, empty page;
 /// 404 is for a record id that does not exist.
 async fn an_empty_report_is_an_empty_page(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
 
     let response = app.pull(&token, "never-pushed", "").await;
@@ -85,10 +87,7 @@ async fn an_empty_report_is_an_empty_page(backend: Backend) {
 /// Numbers keep every digit, strings every byte, members their order; a
 /// member named twice is refused instead of one of them being dropped.
 async fn records_come_back_as_they_were_pushed(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let pushed = r#"{"z_first": 1, "big": 123456789012345678901234567890, "price": 1.10, "text": "caf\u00e9 \"q\"", "nested": {"b": [1, 2.50e3], "a": null}}"#;
     let response = app
@@ -135,8 +134,8 @@ async fn records_come_back_as_they_were_pushed(backend: Backend) {
 /// `Vary` on the headers that carry credentials (x-api-key is not
 /// `Authorization`, so caches would not know otherwise).
 async fn answers_to_credentials_are_never_cached(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "reports:read keys:manage").await;
+    let (app, integration) =
+        spawn_app_with_integration(backend, "admin", "reports:read keys:manage").await;
     let token = app.token_for(&integration).await;
     let session = app
         .session_for(&integration.user.email, "a long enough passphrase")
@@ -205,8 +204,7 @@ async fn bad_token_request(app: &TestApp, client_id: &str, forwarded_for: &str) 
 /// From a peer that is not a trusted proxy, `X-Forwarded-For` is ignored:
 /// a guesser cannot hop to a fresh throttling bucket by forging it.
 async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     for n in 0..10 {
         let status =
             bad_token_request(&app, integration.client_id(), &format!("203.0.113.{n}")).await;
@@ -252,15 +250,9 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_the_source(backend: Back
     let session = app
         .session_for(&integration.user.email, "a long enough passphrase")
         .await;
-    let events = json_body(
-        app.call(
-            Method::GET,
-            "/api/v1/audit?action=session.sign_in_failed",
-            &session,
-        )
-        .await,
-    )
-    .await;
+    let events = app
+        .get_json("/api/v1/audit?action=session.sign_in_failed", &session)
+        .await;
     assert_eq!(
         events["events"][0]["source_address"], "2001:db8::9",
         "{events}"

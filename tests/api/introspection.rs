@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app, spawn_sibling};
+use crate::helpers::{
+    Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
+    spawn_sibling,
+};
 
 async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
     app.client
@@ -15,8 +18,7 @@ async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> r
 }
 
 async fn introspection_describes_a_live_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
 
     let response = call(&app, "/oauth/introspect", &integration, &token).await;
@@ -32,8 +34,7 @@ async fn introspection_describes_a_live_token(backend: Backend) {
 }
 
 async fn introspection_says_only_inactive_for_garbage_or_other_tenants(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = app.integration("admin", "reports:read").await;
+    let (app, acme) = spawn_app_with_integration(backend, "admin", "reports:read").await;
     let globex = app.integration("admin", "reports:read").await;
     let globex_token = app.token_for(&globex).await;
 
@@ -44,8 +45,7 @@ async fn introspection_says_only_inactive_for_garbage_or_other_tenants(backend: 
 }
 
 async fn introspection_needs_client_authentication(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
 
     let anonymous = app
@@ -69,10 +69,7 @@ async fn introspection_needs_client_authentication(backend: Backend) {
 }
 
 async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let other = app.token_for(&integration).await;
     app.push(&token, "orders", &serde_json::json!({"n": 1}), None)

@@ -4,49 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyport::service::tenants::Tenant;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, master_key_env, spawn_app, spawn_app_with};
-
-const PASSWORD: &str = "correct horse battery staple";
-const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
-const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
-
-/// A user of a company, signed in.
-struct Person {
-    email: String,
-    session: String,
-    tenant: Tenant,
-}
-
-/// The first user of a fresh company.
-async fn person(app: &TestApp, role: &str) -> Person {
-    let suffix = Uuid::new_v4().simple().to_string();
-    let tenant = app.tenant(&format!("Acme {suffix}")).await;
-    colleague(app, &tenant, role).await
-}
-
-async fn colleague(app: &TestApp, tenant: &Tenant, role: &str) -> Person {
-    let suffix = Uuid::new_v4().simple().to_string();
-    let email = format!("{role}-{suffix}@acme.io");
-    app.user(tenant, &email, role, GRANTABLE).await;
-    Person {
-        session: app.session_for(&email, PASSWORD).await,
-        email,
-        tenant: tenant.clone(),
-    }
-}
-
-fn s<'a>(doc: &'a Value, field: &str) -> &'a str {
-    doc[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("`{field}` is not a string in {doc}"))
-}
+use crate::helpers::{
+    Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
+    s, spawn_app, spawn_app_with, status_and_json,
+};
 
 async fn roll(app: &TestApp, credential: &str, key: &str, body: Option<Value>) -> Response {
     let mut request = app.api(
@@ -70,19 +34,17 @@ async fn show(app: &TestApp, credential: &str, key: &str) -> Value {
 
 async fn post(app: &TestApp, credential: &str, path: &str) -> (u16, Value) {
     let response = app.call(Method::POST, path, credential).await;
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 async fn patch(app: &TestApp, credential: &str, key: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::PATCH, &format!("/api/v1/keys/{key}"), credential)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    app.send_json(
+        Method::PATCH,
+        &format!("/api/v1/keys/{key}"),
+        credential,
+        &body,
+    )
+    .await
 }
 
 /// A token request with the key's credentials: (status, body).
@@ -96,8 +58,7 @@ async fn token_request(app: &TestApp, key: &Value, forwarded_for: Option<&str>) 
         request = request.header("x-forwarded-for", address);
     }
     let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 /// A request presenting the key's secret as `x-api-key`.
@@ -109,8 +70,7 @@ async fn with_api_key(app: &TestApp, secret: &str, path: &str) -> (u16, Value) {
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 /// GET `path` with `token` as the bearer, from `forwarded_for` when given.
@@ -125,13 +85,7 @@ async fn get_as(
         request = request.header("x-forwarded-for", address);
     }
     let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT has a payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
+    status_and_json(response).await
 }
 
 fn message(body: &Value) -> &str {
@@ -152,19 +106,6 @@ async fn audit(app: &TestApp, session: &str, action: &str) -> Vec<Value> {
     .await;
     assert_eq!(status, 200, "{body}");
     body["events"].as_array().expect("events").clone()
-}
-
-/// Calls `probe` every 200 ms until it returns true, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !probe().await {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A token request for `key` once the server shows a change the CLI made:
@@ -908,42 +849,6 @@ async fn last_use_records_the_address_and_the_kind(backend: Backend) {
 
 // --- the CLI ----------------------------------------------------------------
 
-/// Runs the `keyport` binary on `app`'s database: (exit code, stdout, stderr).
-async fn keyport(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut command = tokio::process::Command::new(KEYPORT);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEYPORT_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("KEYPORT_DATABASE_URL", &app.db.url)
-        .envs(master_key_env(&app.db.url))
-        .env("KEYPORT_DATABASE_MAX_CONNECTIONS", "2")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("keyport finished within 60 s")
-        .expect("run keyport");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-    )
-}
-
-async fn keyport_json(app: &TestApp, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = keyport(app, &all).await;
-    assert_eq!(code, Some(0), "keyport {args:?}: {stdout}{stderr}");
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
-}
-
 async fn the_cli_rolls_disables_enables_labels_and_pins_keys(backend: Backend) {
     let app = spawn_app(backend).await;
     let ana = person(&app, "admin").await;
@@ -983,7 +888,7 @@ async fn the_cli_rolls_disables_enables_labels_and_pins_keys(backend: Backend) {
 
     let new = keyport_json(
         &app,
-        &["key", "roll", s(&old, "client_id"), "--grace", "2s"],
+        &["key", "roll", s(&old, "client_id"), "--grace", "10m"],
     )
     .await;
     assert!(s(&new, "client_secret").starts_with("kps_"), "{new}");

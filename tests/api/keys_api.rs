@@ -198,16 +198,8 @@ async fn admins_see_every_key_and_members_only_their_own(backend: Backend) {
         names.sort();
         names
     };
-    let admin_view = json_body(
-        app.call(Method::GET, "/api/v1/keys", &acme.admin_session)
-            .await,
-    )
-    .await;
-    let ana_view = json_body(
-        app.call(Method::GET, "/api/v1/keys", &acme.ana_session)
-            .await,
-    )
-    .await;
+    let admin_view = app.get_json("/api/v1/keys", &acme.admin_session).await;
+    let ana_view = app.get_json("/api/v1/keys", &acme.ana_session).await;
     // Bob may not manage keys at all: listing them is a key operation too.
     let bob_view = app
         .call(Method::GET, "/api/v1/keys", &acme.bob_session)
@@ -315,15 +307,9 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
         409,
         "a revoked key can never become active again"
     );
-    let shown = json_body(
-        app.call(
-            Method::GET,
-            &format!("/api/v1/keys/{id}"),
-            &acme.ana_session,
-        )
-        .await,
-    )
-    .await;
+    let shown = app
+        .get_json(&format!("/api/v1/keys/{id}"), &acme.ana_session)
+        .await;
     assert_eq!(shown["status"], "revoked");
     let token = app
         .request_token(
@@ -422,11 +408,7 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
         )
         .await;
     assert_eq!(moved.status(), 200);
-    let listed = json_body(
-        app.call(Method::GET, "/api/v1/keys", &acme.ana_session)
-            .await,
-    )
-    .await;
+    let listed = app.get_json("/api/v1/keys", &acme.ana_session).await;
     let marked: Vec<&str> = listed["keys"]
         .as_array()
         .unwrap()
@@ -464,11 +446,7 @@ async fn an_access_token_with_keys_manage_can_manage_its_owners_keys(backend: Ba
 
     let by_token = create_key(&app, &token, json!({"name": "made by a token"})).await;
     assert_eq!(by_token.status(), 201);
-    let listed = json_body(
-        app.call(Method::GET, "/api/v1/keys", &acme.ana_session)
-            .await,
-    )
-    .await;
+    let listed = app.get_json("/api/v1/keys", &acme.ana_session).await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
     assert!(
         listed["keys"]
@@ -497,16 +475,7 @@ async fn unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted(back
     let send = |method: Method, path: String, body: Value| {
         let app = &app;
         let session = acme.admin_session.clone();
-        async move {
-            let response = app
-                .api(method, &path, &session)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, json_body(response).await)
-        }
+        async move { app.send_json(method, &path, &session, &body).await }
     };
     let (status, carol) = send(
         Method::POST,

@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{DecodingKey, Validation};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, Integration, TestApp, findings, json_body, spawn_app_with_integration,
+    verify_with_jwks,
+};
 
 const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication failed""#;
 
@@ -59,19 +61,7 @@ async fn run_openid_client(app: &TestApp, client_id: &str, secret: &str, wrong: 
             node.display()
         )
     });
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the openid-client script failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("the openid-client script printed nothing; stderr: {stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("findings are not JSON ({e}): {line}"))
+    findings(output, "the openid-client script")
 }
 
 /// Verifies `token` with only the published JWKS, as a resource server would.
@@ -84,22 +74,13 @@ async fn verified_claims(app: &TestApp, token: &str) -> Value {
         .expect("a JWK set");
     let header = jsonwebtoken::decode_header(token).expect("a JWT header");
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
-    let kid = header.kid.expect("kid in header");
-    let key = DecodingKey::from_jwk(jwks.find(&kid).expect("the kid is published")).unwrap();
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[&app.settings.tokens.issuer]);
-    validation.set_audience(&[&app.settings.tokens.audience]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .expect("the token verifies against the JWKS")
-        .claims
+    verify_with_jwks(&jwks, token, app)
 }
 
 async fn openid_client_gets_a_token_and_learns_invalid_client_from_a_wrong_secret(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     // A real, well-formed secret that is not this key's.
     let other_key = app.key(&integration.user.email, None).await;
 
@@ -216,8 +197,7 @@ fn www_authenticate(response: &reqwest::Response) -> &str {
 }
 
 async fn a_refused_client_authentication_names_its_error_in_the_basic_challenge(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let other_key = app.key(&integration.user.email, None).await;
     let token = app.token_for(&integration).await;
 
@@ -293,8 +273,7 @@ async fn revoke(app: &TestApp, caller: &Integration, token: &str) -> (u16, Value
 async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_ends_neither(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let session = app
         .session_for(&integration.user.email, "a long enough passphrase")
         .await;
@@ -377,8 +356,7 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
 }
 
 async fn revoking_an_access_token_still_works_and_garbage_still_answers_200(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
     assert_eq!(
         app.call(Method::GET, "/api/v1/whoami", &token)
@@ -426,19 +404,7 @@ async fn run_openid_client_dpop(app: &TestApp, client_id: &str, secret: &str) ->
     .await
     .expect("the openid-client DPoP script finished within 60 s")
     .unwrap_or_else(|e| panic!("cannot run {} ({e})", node.display()));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the openid-client DPoP script failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("the script printed nothing; stderr: {stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("findings are not JSON ({e}): {line}"))
+    findings(output, "the openid-client DPoP script")
 }
 
 /// What openid-client found with DPoP: a bound token (`cnf.jkt` its own
@@ -462,8 +428,7 @@ fn assert_dpop_findings(findings: &Value, integration: &Integration) {
 }
 
 async fn openid_client_gets_a_dpop_bound_token_and_calls_whoami_with_it(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let findings =
         run_openid_client_dpop(&app, integration.client_id(), integration.secret()).await;
     assert_dpop_findings(&findings, &integration);

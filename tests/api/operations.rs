@@ -33,16 +33,8 @@ async fn metrics_count_tokens_latency_keys_and_pool_use(backend: Backend) {
     let wrong = keyport::domain::ClientSecret::generate();
     app.request_token(integration.client_id(), wrong.expose())
         .await;
-    app.client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "keys:manage"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    app.request_scoped_token(integration.client_id(), integration.secret(), "keys:manage")
+        .await;
 
     let response = app.get("/metrics").await;
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
+};
 
 const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
 const SCHEMA: &str = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json";
@@ -302,10 +304,7 @@ async fn the_endpoint_needs_a_credential_and_serves_a_v2_1_collection(backend: B
 }
 
 async fn newman_runs_the_exported_collection_green(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let scratch = Scratch::new();
     let exported = exported_for(&app, &scratch).await;
     let filled = fill(
@@ -373,10 +372,7 @@ fn json_body_of(execution: &Value) -> Value {
 }
 
 async fn newman_fails_with_a_wrong_secret_and_says_invalid_client(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     // A well-formed, real secret, but another key's.
     let other = app.key(&integration.user.email, None).await;
     let scratch = Scratch::new();
@@ -455,23 +451,10 @@ async fn exported_sigv4_for(app: &TestApp, scratch: &Scratch) -> Value {
 
 /// A member's key with SigV4 allowed (access key ID, secret).
 async fn sigv4_key(app: &TestApp) -> (String, String) {
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
+    let integration = app.integration("member", READ_AND_PUSH).await;
+    let created = app
+        .sigv4_key(&integration.user.email, "Postman, AWS Signature")
         .await;
-    let created = keyport::service::keys::create_key(
-        &app.service(),
-        &keyport::domain::Principal::operator(),
-        keyport::service::keys::NewKeyRequest {
-            owner_email: Some(&integration.user.email),
-            name: "Postman, AWS Signature",
-            scopes: None,
-            expires_in: None,
-            token_ttl: None,
-            sigv4: true,
-        },
-    )
-    .await
-    .expect("a SigV4 key");
     (
         created.key.client_id.clone(),
         created.secret.expose().to_owned(),
@@ -544,8 +527,7 @@ async fn newman_fails_the_aws_signature_collection_with_a_wrong_secret(backend: 
 }
 
 async fn the_endpoint_serves_the_aws_signature_variant_on_request(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let response = app
         .client
         .get(app.url(&format!("{PATH}?auth=sigv4")))

@@ -7,13 +7,12 @@ use keyport::domain::Principal;
 use keyport::service::keys as admin;
 use serde_json::json;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
+};
 
 async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
 
     let pushed = app
         .client
@@ -36,10 +35,7 @@ async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
 }
 
 async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let key = app.key(&integration.user.email, None).await;
     admin::revoke_key(&app.service(), &Principal::operator(), &key.key.id)
         .await
@@ -73,8 +69,7 @@ async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) 
 }
 
 async fn a_presented_key_never_exceeds_its_owners_permissions(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     let response = app
         .client
@@ -89,10 +84,7 @@ async fn a_presented_key_never_exceeds_its_owners_permissions(backend: Backend) 
 }
 
 async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
@@ -111,9 +103,7 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
     assert!(body["message"].as_str().unwrap().contains("disabled"));
 
     let enabled = spawn_app_with(backend, &[("KEYPORT_ALLOW_API_KEY_QUERY", "true")]).await;
-    let other = enabled
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let other = enabled.integration("member", READ_AND_PUSH).await;
     let pushed = enabled
         .client
         .post(enabled.url(&format!(
@@ -142,8 +132,7 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
 }
 
 async fn two_credentials_at_once_are_refused(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
 
     let response = app
@@ -225,8 +214,7 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
 }
 
 async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", "reports:read").await;
     let token = app.token_for(&integration).await;
     let session = app
         .session_for(&integration.user.email, "correct horse battery staple")

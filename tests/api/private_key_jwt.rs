@@ -14,7 +14,9 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, Integration, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const PASSWORD: &str = "correct horse battery staple";
@@ -497,8 +499,8 @@ async fn rfc7523_3_failed_assertions_are_throttled_like_secrets(backend: Backend
 /// remove the first; the first's assertions then fail. Its last public key
 /// cannot be removed.
 async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let owner = app.integration("member", "reports:read keys:manage").await;
+    let (app, owner) =
+        spawn_app_with_integration(backend, "member", "reports:read keys:manage").await;
     let session = app.session_for(&owner.user.email, PASSWORD).await;
     let first = ClientKey::new(SigningAlgorithm::Es256);
     let created = app
@@ -559,7 +561,7 @@ async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(back
         .await,
     )
     .await;
-    let listed = json_body(app.call(Method::GET, &path, &session).await).await;
+    let listed = app.get_json(&path, &session).await;
     assert_eq!(
         listed["public_keys"].as_array().unwrap().len(),
         2,
@@ -723,15 +725,9 @@ async fn public_keys_are_checked_deduplicated_and_audited(backend: Backend) {
     assert_eq!(again.status(), 404);
 
     for action in ["key.public_key.add", "key.public_key.remove"] {
-        let events = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/audit?action={action}"),
-                &session,
-            )
-            .await,
-        )
-        .await;
+        let events = app
+            .get_json(&format!("/api/v1/audit?action={action}"), &session)
+            .await;
         let events = events["events"].as_array().expect("events").clone();
         assert!(
             events.iter().any(|e| e["target"] == id

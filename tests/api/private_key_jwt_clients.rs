@@ -10,16 +10,14 @@ use std::time::Duration;
 use keyport::domain::Principal;
 use keyport::service::public_keys;
 use keyport::tokens::{SigningAlgorithm, SigningKey};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, READ_AND_PUSH, TestApp, findings, spawn_app};
 
 /// A client whose key holds one registered P-256 public key (`kid`
 /// "erp-1"): its client ID and the private key's PKCS#8 PEM.
 async fn client_with_private_key(app: &TestApp) -> (String, String) {
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("admin", READ_AND_PUSH).await;
     let (key, pem) = SigningKey::generate(SigningAlgorithm::Es256).expect("a key pair");
     let mut jwk = serde_json::to_value(&key.jwk).expect("a JWK");
     jwk["kid"] = json!("erp-1");
@@ -32,23 +30,6 @@ async fn client_with_private_key(app: &TestApp) -> (String, String) {
     .await
     .expect("registered");
     (integration.client_id().to_owned(), pem)
-}
-
-/// The last non-empty line of `stdout`, as JSON, after asserting success.
-fn findings(output: std::process::Output, what: &str) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("{what} printed nothing; stderr: {stderr}"));
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("findings are not JSON ({e}): {line}"))
 }
 
 async fn authlib_private_key_jwt_gets_a_token_and_its_hour_long_default_is_refused(

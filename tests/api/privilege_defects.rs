@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, Cred, Integration, TestApp, json_body, spawn_app, spawn_app_with_integration,
+    without_request_id,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
@@ -90,7 +93,7 @@ async fn audit(app: &TestApp, session: &str, filters: &[(&str, &str)]) -> Vec<Va
 
 /// The row of `email` in GET /api/v1/users.
 async fn user_row(app: &TestApp, session: &str, email: &str) -> Value {
-    let users = json_body(app.call(Method::GET, "/api/v1/users", session).await).await;
+    let users = app.get_json("/api/v1/users", session).await;
     users["users"]
         .as_array()
         .expect("users")
@@ -102,7 +105,7 @@ async fn user_row(app: &TestApp, session: &str, email: &str) -> Value {
 
 /// The keys of `email` in GET /api/v1/keys, as `session` sees them.
 async fn keys_of(app: &TestApp, session: &str, email: &str) -> Vec<Value> {
-    let keys = json_body(app.call(Method::GET, "/api/v1/keys", session).await).await;
+    let keys = app.get_json("/api/v1/keys", session).await;
     keys["keys"]
         .as_array()
         .expect("keys")
@@ -299,15 +302,9 @@ async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backe
         }
     }
     assert!(failures.is_empty(), "not refused:\n{}", failures.join("\n"));
-    let target = json_body(
-        app.call(
-            Method::GET,
-            &format!("/api/v1/keys/{other}"),
-            &acme.admin_session,
-        )
-        .await,
-    )
-    .await;
+    let target = app
+        .get_json(&format!("/api/v1/keys/{other}"), &acme.admin_session)
+        .await;
     assert_eq!(target["status"], "active");
     assert_eq!(target["signs_webhooks"], false);
 }
@@ -581,12 +578,19 @@ async fn a_locked_account_answers_exactly_like_an_unknown_email_and_as_slowly(ba
         true
     );
 
-    let locked = status_and_body(app.sign_in(&victim.email, PASSWORD).await).await;
-    let unknown = status_and_body(app.sign_in("nobody@acme.io", PASSWORD).await).await;
-    assert_eq!(locked, unknown, "locked vs unknown email");
-    assert_eq!(locked.0, 401);
+    let (locked_status, locked) = status_and_body(app.sign_in(&victim.email, PASSWORD).await).await;
+    let (unknown_status, unknown) =
+        status_and_body(app.sign_in("nobody@acme.io", PASSWORD).await).await;
+    let locked = without_request_id(serde_json::from_str(&locked).unwrap());
+    let unknown = without_request_id(serde_json::from_str(&unknown).unwrap());
     assert_eq!(
-        serde_json::from_str::<Value>(&locked.1).unwrap(),
+        (locked_status, &locked),
+        (unknown_status, &unknown),
+        "locked vs unknown email"
+    );
+    assert_eq!(locked_status, 401);
+    assert_eq!(
+        locked,
         json!({"error": "invalid_credentials", "message": "the email or password is wrong"})
     );
 
@@ -637,8 +641,7 @@ async fn a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself(backen
 /// Eleven different bad x-api-key values from one address used to lock every
 /// x-api-key caller at that address out, the real integration included.
 async fn bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let good = app.integration("member", "reports:read").await;
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     for _ in 0..11 {
         let bad = garbage_secret();
@@ -659,8 +662,7 @@ async fn bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address(backend: Ba
 /// One bad key repeated: throttled with 429 and Retry-After (it used to get
 /// 401 forever, with no hint to back off), while a good key still works.
 async fn a_repeated_bad_api_key_is_throttled_with_retry_after(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let good = app.integration("member", "reports:read").await;
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let bad = garbage_secret();
 
     let mut statuses = Vec::new();

@@ -11,7 +11,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::console_webhooks::{Person, hidden};
-use crate::helpers::{Backend, Cred, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, Cred, TestApp, json_body, spawn_app, spawn_app_with_integration, status_and_json,
+};
 use crate::private_key_jwt::{ClientKey, JWT_BEARER, claims_for};
 use keyport::tokens::SigningAlgorithm;
 
@@ -32,8 +34,7 @@ async fn token_by_assertion(app: &TestApp, client_id: &str, signer: &ClientKey) 
         .send()
         .await
         .expect("token request");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 async fn add_public_key(app: &TestApp, cred: &Cred, key: &str, jwk: &Value) -> (u16, Value) {
@@ -47,15 +48,13 @@ async fn add_public_key(app: &TestApp, cred: &Cred, key: &str, jwk: &Value) -> (
         .send()
         .await
         .expect("add public key");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
 }
 
 async fn an_admin_cannot_add_a_public_key_to_a_colleagues_key_and_gets_no_token_as_them(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let acme = app.integration("admin", PERMISSIONS).await;
+    let (app, acme) = spawn_app_with_integration(backend, "admin", PERMISSIONS).await;
     let admin = Cred::Bearer(app.session_for(&acme.user.email, PASSWORD).await);
     let colleague = app
         .user(&acme.tenant, "colleague@acme.io", "member", PERMISSIONS)
@@ -177,8 +176,7 @@ async fn body_thumbprint(app: &TestApp, cred: &Cred, client_id: &str) -> String 
 }
 
 async fn a_narrowed_key_cannot_add_a_public_key_to_its_owners_broader_key(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = app.integration("admin", PERMISSIONS).await;
+    let (app, acme) = spawn_app_with_integration(backend, "admin", PERMISSIONS).await;
     let session = app.session_for(&acme.user.email, PASSWORD).await;
     let narrow = app
         .create_key_over_http(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, json_body, spawn_app};
+use crate::helpers::{Backend, READ_AND_PUSH, findings, json_body, spawn_app_with_integration};
 
 /// The interpreter with the client libraries: `KEYPORT_TEST_PYTHON`, else the
 /// project's `.venv`. Missing both is a failure, never a skip.
@@ -33,10 +33,7 @@ fn client_script() -> PathBuf {
 
 async fn an_authlib_and_pyjwt_client_gets_verifies_and_uses_a_token(backend: Backend) {
     let python = python_interpreter();
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     // A second key of the same owner: its secret is well-formed and real, but
     // not the first key's.
     let other_key = app.key(&integration.user.email, None).await;
@@ -84,21 +81,7 @@ async fn an_authlib_and_pyjwt_client_gets_verifies_and_uses_a_token(backend: Bac
             python.display()
         )
     });
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the Python client failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("the Python client printed nothing; stderr: {stderr}"));
-    let findings: Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("findings are not JSON ({e}): {line}"));
+    let findings: Value = findings(output, "the Python client");
     assert_eq!(findings["ok"], true, "{findings:#}");
     assert_eq!(findings["failures"], json!([]), "{findings:#}");
 

@@ -9,20 +9,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyport::service::tenants::Tenant;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
+    s, spawn_app_with, spawn_sibling,
+};
 
-const PASSWORD: &str = "correct horse battery staple";
-const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
-const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
 const REDIS: &str = "redis://127.0.0.1:6379";
 
 /// Settings that count in the machine's Redis under a prefix of this
@@ -43,41 +40,6 @@ fn fresh_prefix() -> String {
 
 fn borrowed<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     settings.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// A user of a company, signed in.
-struct Person {
-    email: String,
-    session: String,
-    tenant: Tenant,
-}
-
-async fn person(app: &TestApp, role: &str) -> Person {
-    let suffix = Uuid::new_v4().simple().to_string();
-    let tenant = app.tenant(&format!("Acme {suffix}")).await;
-    colleague(app, &tenant, role).await
-}
-
-async fn colleague(app: &TestApp, tenant: &Tenant, role: &str) -> Person {
-    let suffix = Uuid::new_v4().simple().to_string();
-    let email = format!("{role}-{suffix}@acme.io");
-    app.user(tenant, &email, role, GRANTABLE).await;
-    Person {
-        session: app.session_for(&email, PASSWORD).await,
-        email,
-        tenant: tenant.clone(),
-    }
-}
-
-fn s<'a>(doc: &'a Value, field: &str) -> &'a str {
-    doc[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("`{field}` is not a string in {doc}"))
-}
-
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT has a payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
 }
 
 /// How a call presents the key.
@@ -148,50 +110,24 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
         .unwrap()
 }
 
-/// Calls `probe` every 100 ms until it returns true, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while !probe().await {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn create_key(app: &TestApp, session: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/keys", session)
-        .json(&body)
-        .send()
+    app.send_json(Method::POST, "/api/v1/keys", session, &body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
 }
 
 async fn patch_key(app: &TestApp, session: &str, key: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::PATCH, &format!("/api/v1/keys/{key}"), session)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    app.send_json(
+        Method::PATCH,
+        &format!("/api/v1/keys/{key}"),
+        session,
+        &body,
+    )
+    .await
 }
 
 async fn set_policy(app: &TestApp, session: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .api(Method::PUT, "/api/v1/tenant/policy", session)
-        .json(&body)
-        .send()
+    app.send_json(Method::PUT, "/api/v1/tenant/policy", session, &body)
         .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
 }
 
 async fn token(app: &TestApp, key: &Value) -> String {
@@ -677,7 +613,7 @@ async fn the_company_default_limits_keys_without_a_rate_and_caps_members(backend
     );
 
     // The listing says which rate is whose.
-    let listed = json_body(app.call(Method::GET, "/api/v1/keys", &admin.session).await).await;
+    let listed = app.get_json("/api/v1/keys", &admin.session).await;
     let sources: Vec<(&str, &Value)> = listed["keys"]
         .as_array()
         .unwrap()
@@ -699,15 +635,12 @@ async fn the_company_default_limits_keys_without_a_rate_and_caps_members(backend
         set_policy(&app, &admin.session, json!({"default_rate_limit": null})).await;
     assert_eq!(status, 200);
     assert_eq!(policy["default_rate_limit"], Value::Null);
-    let shown = json_body(
-        app.call(
-            Method::GET,
+    let shown = app
+        .get_json(
             &format!("/api/v1/keys/{}", s(&follows, "id")),
             &member.session,
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(shown["rate_limit"], Value::Null);
     let free = self::token(&app, &follows).await;
     assert_eq!(claims_of(&free).get("kp_rl"), None);
@@ -716,15 +649,9 @@ async fn the_company_default_limits_keys_without_a_rate_and_caps_members(backend
         assert_eq!(response.status(), 200);
         assert_eq!(header(&response, "ratelimit"), None);
     }
-    let audit = json_body(
-        app.call(
-            Method::GET,
-            "/api/v1/audit?action=tenant.set_policy",
-            &admin.session,
-        )
-        .await,
-    )
-    .await;
+    let audit = app
+        .get_json("/api/v1/audit?action=tenant.set_policy", &admin.session)
+        .await;
     let details: Vec<&str> = audit["events"]
         .as_array()
         .unwrap()
@@ -799,7 +726,7 @@ async fn bad_rates_are_refused_with_a_clear_message(backend: Backend) {
         assert_eq!(answer["error"], "invalid_input", "{rate}: {answer}");
         assert!(s(&answer, "message").contains(says), "{rate}: {answer}");
     }
-    let listed = json_body(app.call(Method::GET, "/api/v1/keys", &ana.session).await).await;
+    let listed = app.get_json("/api/v1/keys", &ana.session).await;
     assert_eq!(listed["keys"], json!([]), "nothing was created");
 
     let (_, key) = create_key(&app, &ana.session, json!({"name": "fine"})).await;
@@ -835,55 +762,13 @@ async fn bad_rates_are_refused_with_a_clear_message(backend: Backend) {
     let (status, answer) = patch_key(&app, &ana.session, s(&key, "id"), json!({})).await;
     assert_eq!(status, 422);
     assert!(s(&answer, "message").contains("rate_limit"), "{answer}");
-    let shown = json_body(
-        app.call(
-            Method::GET,
-            &format!("/api/v1/keys/{}", s(&key, "id")),
-            &ana.session,
-        )
-        .await,
-    )
-    .await;
+    let shown = app
+        .get_json(&format!("/api/v1/keys/{}", s(&key, "id")), &ana.session)
+        .await;
     assert_eq!(shown["rate_limit"], Value::Null, "nothing was changed");
 }
 
 // --- the CLI ------------------------------------------------------------------
-
-/// Runs the `keyport` binary on `app`'s database: (exit code, stdout, stderr).
-async fn keyport(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut command = tokio::process::Command::new(KEYPORT);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEYPORT_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("KEYPORT_DATABASE_URL", &app.db.url)
-        .envs(crate::helpers::master_key_env(&app.db.url))
-        .env("KEYPORT_DATABASE_MAX_CONNECTIONS", "2")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .expect("keyport finished within 60 s")
-        .expect("run keyport");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-    )
-}
-
-async fn keyport_json(app: &TestApp, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = keyport(app, &all).await;
-    assert_eq!(code, Some(0), "keyport {args:?}: {stdout}{stderr}");
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
-}
 
 async fn the_cli_sets_changes_and_removes_rates(backend: Backend) {
     let app = spawn_app_with(backend, &[]).await;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, spawn_app_with_integration};
 
 fn client(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,8 +38,7 @@ fn validate(
 async fn python_and_node_resource_servers_accept_keyport_tokens_and_refuse_forgeries(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app
         .narrowed_token(integration.client_id(), integration.secret(), None)
         .await;

@@ -7,7 +7,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use keyport::tokens::{SigningAlgorithm, SigningKey};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
+};
 
 /// The key the server signs with, read from its database, to forge tokens
 /// that differ from real ones in exactly one way.
@@ -95,10 +97,7 @@ async fn a_request_without_a_token_gets_a_bare_bearer_challenge(backend: Backend
 }
 
 async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let real = app.token_for(&integration).await;
     let key = server_signing_key(&app).await;
     let kid = key.kid.clone();
@@ -197,8 +196,7 @@ async fn invalid_tokens_are_refused_with_invalid_token(backend: Backend) {
 }
 
 async fn a_token_without_the_needed_scope_gets_insufficient_scope(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let reader = app.integration("member", "reports:read").await;
+    let (app, reader) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&reader).await;
 
     let response = app.push(&token, "orders", &json!({"n": 1}), None).await;
@@ -246,28 +244,13 @@ async fn members_see_their_own_records_and_admins_their_whole_tenant(backend: Ba
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Acme").await;
     let admin = app
-        .user(
-            &tenant,
-            "admin@acme.io",
-            "admin",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "admin@acme.io", "admin", READ_AND_PUSH)
         .await;
     let ana = app
-        .user(
-            &tenant,
-            "ana@acme.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "ana@acme.io", "member", READ_AND_PUSH)
         .await;
     let bob = app
-        .user(
-            &tenant,
-            "bob@acme.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "bob@acme.io", "member", READ_AND_PUSH)
         .await;
     let admin_token = app.token_for_key(&app.key(&admin.email, None).await).await;
     let ana_token = app.token_for_key(&app.key(&ana.email, None).await).await;
@@ -303,13 +286,8 @@ async fn members_see_their_own_records_and_admins_their_whole_tenant(backend: Ba
 }
 
 async fn no_token_ever_sees_another_tenants_records(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
-    let globex = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, acme) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
+    let globex = app.integration("admin", READ_AND_PUSH).await;
     let acme_token = app.token_for(&acme).await;
     let globex_token = app.token_for(&globex).await;
     let pushed = json_body(
@@ -348,20 +326,10 @@ async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
     let app = spawn_app(backend).await;
     let tenant = app.tenant("Initech").await;
     let ana = app
-        .user(
-            &tenant,
-            "ana@initech.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "ana@initech.io", "member", READ_AND_PUSH)
         .await;
     let bob = app
-        .user(
-            &tenant,
-            "bob@initech.io",
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, "bob@initech.io", "member", READ_AND_PUSH)
         .await;
     let ana_token = app.token_for_key(&app.key(&ana.email, None).await).await;
     let bob_token = app.token_for_key(&app.key(&bob.email, None).await).await;
@@ -380,10 +348,7 @@ async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
 }
 
 async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let batch: Vec<Value> = (0..23).map(|n| json!({"n": n})).collect();
     let pushed = json_body(app.push(&token, "events", &Value::Array(batch), None).await).await;
@@ -405,10 +370,7 @@ async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
 }
 
 async fn bad_report_queries_are_clear_400s(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
@@ -456,10 +418,7 @@ async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Back
 }
 
 async fn token_validation_needs_no_database_round_trip(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
 
     app.store.close().await;

@@ -169,20 +169,7 @@ async fn the_master_key_rotates_while_both_keys_read_and_the_old_key_alone_is_re
     let integration = app.integration("member", "reports:read").await;
     let before = app.token_for(&integration).await;
     // A SigV4 key's secret is sealed too, and must survive the rotation.
-    let signer = keyport::service::keys::create_key(
-        &app.service(),
-        &keyport::domain::Principal::operator(),
-        keyport::service::keys::NewKeyRequest {
-            owner_email: Some(&integration.user.email),
-            name: "sigv4",
-            scopes: None,
-            expires_in: None,
-            token_ttl: None,
-            sigv4: true,
-        },
-    )
-    .await
-    .expect("a SigV4 key");
+    let signer = app.sigv4_key(&integration.user.email, "sigv4").await;
     let signer_id = signer.key.client_id.clone();
     let signer_secret = signer.secret.expose().to_owned();
 

@@ -4,13 +4,42 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
+use keyport::service::users::UserSummary as User;
+
+use crate::helpers::{
+    Backend, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    without_request_id,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// Acme's admin, signed in (the session), and a member `email` whose
+/// password is [`PASSWORD`], not signed in.
+async fn admin_and_member(app: &TestApp, email: &str) -> (String, User) {
+    let tenant = app.tenant("Acme").await;
+    let admin = app
+        .user(&tenant, "admin@acme.io", "admin", "reports:read")
+        .await;
+    let member = app.user(&tenant, email, "member", "reports:read").await;
+    let admin_session = app.session_for(&admin.email, PASSWORD).await;
+    app.set_password(&member.email, PASSWORD).await;
+    (admin_session, member)
+}
+
+/// Turns on the company's "API-only users" policy, as its admin.
+async fn make_users_api_only(app: &TestApp, admin_session: &str) {
+    let policy = app
+        .api(Method::PUT, "/api/v1/tenant/policy", admin_session)
+        .json(&json!({"api_only_users": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy.status(), 200);
+}
+
 async fn a_user_signs_in_and_out(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read keys:manage").await;
+    let (app, integration) =
+        spawn_app_with_integration(backend, "member", "reports:read keys:manage").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
     let signed_in = app.sign_in(&integration.user.email, PASSWORD).await;
@@ -38,18 +67,21 @@ async fn a_user_signs_in_and_out(backend: Backend) {
 }
 
 async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
-    let wrong = json_body(
-        app.sign_in(&integration.user.email, "wrong password here")
-            .await,
-    )
-    .await;
-    let unknown = json_body(app.sign_in("nobody@example.com", PASSWORD).await).await;
+    let wrong = without_request_id(
+        json_body(
+            app.sign_in(&integration.user.email, "wrong password here")
+                .await,
+        )
+        .await,
+    );
+    let unknown =
+        without_request_id(json_body(app.sign_in("nobody@example.com", PASSWORD).await).await);
     let no_password = app.integration("member", "reports:read").await;
-    let unset = json_body(app.sign_in(&no_password.user.email, PASSWORD).await).await;
+    let unset =
+        without_request_id(json_body(app.sign_in(&no_password.user.email, PASSWORD).await).await);
 
     assert_eq!(wrong, unknown);
     assert_eq!(wrong, unset);
@@ -58,15 +90,7 @@ async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend
 
 async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Backend) {
     let app = spawn_app(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let admin = app
-        .user(&tenant, "admin@acme.io", "admin", "reports:read")
-        .await;
-    let ana = app
-        .user(&tenant, "ana@acme.io", "member", "reports:read")
-        .await;
-    let admin_session = app.session_for(&admin.email, PASSWORD).await;
-    app.set_password(&ana.email, PASSWORD).await;
+    let (admin_session, ana) = admin_and_member(&app, "ana@acme.io").await;
 
     for _ in 0..5 {
         let response = app.sign_in(&ana.email, "not the password").await;
@@ -82,7 +106,7 @@ async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Bac
     assert_eq!(locked["error"], "invalid_credentials");
     assert!(locked.get("locked_until").is_none(), "{locked}");
 
-    let users = json_body(app.call(Method::GET, "/api/v1/users", &admin_session).await).await;
+    let users = app.get_json("/api/v1/users", &admin_session).await;
     let ana_row = users["users"]
         .as_array()
         .unwrap()
@@ -129,8 +153,7 @@ async fn failures_outside_the_window_do_not_add_up(backend: Backend) {
 }
 
 async fn members_cannot_see_users_or_unlock(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let session = app.session_for(&integration.user.email, PASSWORD).await;
 
     assert_eq!(
@@ -150,8 +173,7 @@ async fn members_cannot_see_users_or_unlock(backend: Backend) {
 }
 
 async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let session = app.session_for(&integration.user.email, PASSWORD).await;
     let new_password = "an even longer passphrase";
 
@@ -199,28 +221,14 @@ async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
 
 async fn api_only_users_cannot_sign_in_once_they_hold_a_key(backend: Backend) {
     let app = spawn_app(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let admin = app
-        .user(&tenant, "admin@acme.io", "admin", "reports:read")
-        .await;
-    let robot = app
-        .user(&tenant, "robot@acme.io", "member", "reports:read")
-        .await;
-    let admin_session = app.session_for(&admin.email, PASSWORD).await;
-    app.set_password(&robot.email, PASSWORD).await;
+    let (admin_session, robot) = admin_and_member(&app, "robot@acme.io").await;
     assert_eq!(
         app.sign_in(&robot.email, PASSWORD).await.status(),
         201,
         "off by default"
     );
 
-    let policy = app
-        .api(Method::PUT, "/api/v1/tenant/policy", &admin_session)
-        .json(&json!({"api_only_users": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(policy.status(), 200);
+    make_users_api_only(&app, &admin_session).await;
     assert_eq!(
         app.sign_in(&robot.email, PASSWORD).await.status(),
         201,
@@ -238,22 +246,8 @@ async fn api_only_users_cannot_sign_in_once_they_hold_a_key(backend: Backend) {
 /// refusals; the status is the API's in both, only the body differs.
 async fn the_console_refuses_with_the_same_status_as_the_api(backend: Backend) {
     let app = spawn_app(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let admin = app
-        .user(&tenant, "admin@acme.io", "admin", "reports:read")
-        .await;
-    let robot = app
-        .user(&tenant, "robot@acme.io", "member", "reports:read")
-        .await;
-    let admin_session = app.session_for(&admin.email, PASSWORD).await;
-    app.set_password(&robot.email, PASSWORD).await;
-    let policy = app
-        .api(Method::PUT, "/api/v1/tenant/policy", &admin_session)
-        .json(&json!({"api_only_users": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(policy.status(), 200);
+    let (admin_session, robot) = admin_and_member(&app, "robot@acme.io").await;
+    make_users_api_only(&app, &admin_session).await;
     app.key(&robot.email, None).await;
     let console_form = |path: &str, form: &[(&str, &str)]| {
         app.client

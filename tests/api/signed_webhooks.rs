@@ -7,7 +7,10 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app};
+use crate::helpers::{
+    Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_app,
+    spawn_app_with_integration,
+};
 
 /// The derivation exactly as the book (guides/webhooks.md) gives it to receivers, run by bash.
 fn derive_as_the_readme_says(secret: &str) -> String {
@@ -118,11 +121,9 @@ async fn a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark(back
     let newer_id = newer["id"].as_str().expect("id").to_owned();
     forget_webhook_key(&app, &legacy_id).await;
 
-    let key = json_body(
-        app.call(Method::GET, &format!("/api/v1/keys/{legacy_id}"), &session)
-            .await,
-    )
-    .await;
+    let key = app
+        .get_json(&format!("/api/v1/keys/{legacy_id}"), &session)
+        .await;
     assert_eq!(key["has_webhook_signing_key"], false, "{key}");
 
     // The integration's own first key held the mark; move it to the newer
@@ -150,17 +151,14 @@ async fn a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark(back
             .is_some_and(|m| m.contains("before webhook signing") && m.contains("mark a key")),
         "{body}"
     );
-    let still = json_body(
-        app.call(Method::GET, &format!("/api/v1/keys/{newer_id}"), &session)
-            .await,
-    )
-    .await;
+    let still = app
+        .get_json(&format!("/api/v1/keys/{newer_id}"), &session)
+        .await;
     assert_eq!(still["signs_webhooks"], true);
 }
 
 async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("admin", "keys:manage").await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", "keys:manage").await;
     app.set_password(&integration.user.email, "webhook signing 1234")
         .await;
     let session = app
@@ -181,11 +179,9 @@ async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backe
         )
         .await;
     assert_eq!(revoked.status(), 200);
-    let newer = json_body(
-        app.call(Method::GET, &format!("/api/v1/keys/{newer_id}"), &session)
-            .await,
-    )
-    .await;
+    let newer = app
+        .get_json(&format!("/api/v1/keys/{newer_id}"), &session)
+        .await;
     assert_eq!(newer["signs_webhooks"], false, "{newer}");
 }
 
@@ -308,6 +304,13 @@ pub(crate) async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration
     (integration, session)
 }
 
+/// An endpoint on `receiver` listening to `key.created`, registered through
+/// the API: its JSON.
+async fn key_created_endpoint(app: &TestApp, session: &str, receiver: &Receiver) -> Value {
+    let body = json!({ "url": receiver.url(), "events": ["key.created"] });
+    json_body(register(app, session, body).await).await
+}
+
 pub(crate) async fn register(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
     app.api(Method::POST, "/api/v1/webhook-endpoints", session)
         .json(&body)
@@ -409,9 +412,14 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
     ];
     let arrived = receiver
         .wait_for("one delivery of every event", |arrived| {
+            // The first key (a day left) may be announced as expiring
+            // before `soon` is: wait for `soon`'s own announcement too.
             wanted
                 .iter()
                 .all(|w| arrived.iter().any(|d| event_type(d) == *w))
+                && arrived.iter().any(|d| {
+                    event_type(d) == "key.expiring" && body_of(d)["data"]["key_id"] == soon["id"]
+                })
         })
         .await;
     for delivery in &arrived {
@@ -460,15 +468,12 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
     assert_eq!(revoked[0]["data"]["key_id"], created_id.as_str());
 
     // The attempts are listed with status and latency.
-    let attempts = json_body(
-        app.call(
-            Method::GET,
+    let attempts = app
+        .get_json(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
             &session,
         )
-        .await,
-    )
-    .await;
+        .await;
     let attempts = attempts["attempts"].as_array().expect("attempts").clone();
     assert!(attempts.len() >= wanted.len(), "{attempts:?}");
     assert!(
@@ -509,15 +514,7 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx(backen
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(503);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     app.create_key_over_http(&session, json!({ "name": "announce me" }))
         .await;
     receiver
@@ -533,18 +530,15 @@ async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers_2xx(backen
     // Delivered now: no more attempts come.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(receiver.deliveries().len(), 3);
-    let attempts = json_body(
-        app.call(
-            Method::GET,
+    let attempts = app
+        .get_json(
             &format!(
                 "/api/v1/webhook-endpoints/{}/attempts",
                 endpoint["id"].as_str().unwrap()
             ),
             &session,
         )
-        .await,
-    )
-    .await;
+        .await;
     let statuses: Vec<i64> = attempts["attempts"]
         .as_array()
         .unwrap()
@@ -576,15 +570,7 @@ async fn a_410_disables_the_endpoint_and_the_disabling_is_audited(backend: Backe
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(410);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let id = endpoint["id"].as_str().unwrap().to_owned();
     app.create_key_over_http(&session, json!({ "name": "one" }))
         .await;
@@ -593,15 +579,9 @@ async fn a_410_disables_the_endpoint_and_the_disabling_is_audited(backend: Backe
         .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let shown = loop {
-        let shown = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/webhook-endpoints/{id}"),
-                &session,
-            )
-            .await,
-        )
-        .await;
+        let shown = app
+            .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &session)
+            .await;
         if shown["status"] == "disabled" || std::time::Instant::now() > deadline {
             break shown;
         }
@@ -619,7 +599,7 @@ async fn a_410_disables_the_endpoint_and_the_disabling_is_audited(backend: Backe
         .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(receiver.deliveries().len(), 1);
-    let audit = json_body(app.call(Method::GET, "/api/v1/audit", &session).await).await;
+    let audit = app.get_json("/api/v1/audit", &session).await;
     assert!(
         audit.to_string().contains("webhook_endpoint.disable"),
         "{audit}"
@@ -635,32 +615,21 @@ async fn redirects_are_never_followed_and_targets_are_checked_again_at_each_conn
     let redirector = Receiver::start(&[&whsec]);
     let target = Receiver::start(&[&whsec]);
     redirector.redirect_to(&target.url());
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": redirector.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &redirector).await;
     app.create_key_over_http(&session, json!({ "name": "one" }))
         .await;
     redirector.wait_for("the attempt", |a| !a.is_empty()).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(target.deliveries().is_empty(), "the redirect was followed");
-    let attempts = json_body(
-        app.call(
-            Method::GET,
+    let attempts = app
+        .get_json(
             &format!(
                 "/api/v1/webhook-endpoints/{}/attempts",
                 endpoint["id"].as_str().unwrap()
             ),
             &session,
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(attempts["attempts"][0]["status_code"], 302, "{attempts}");
 
     // With the default address policy, a name that resolves to loopback at
@@ -677,47 +646,14 @@ async fn redirects_are_never_followed_and_targets_are_checked_again_at_each_conn
     .await;
     let (strict_admin, strict_session) = webhook_admin(&strict).await;
     let rebinding = Receiver::start(&[&strict_admin.key.webhook_signing_key.to_whsec()]);
-    let endpoint_id = uuid::Uuid::now_v7().to_string();
-    strict
-        .store
-        .insert_endpoint(keyport::storage::NewEndpoint {
-            id: &endpoint_id,
-            tenant_id: &strict_admin.tenant.id,
-            owner_id: &strict_admin.user.id,
-            url: &format!("http://localhost:{}/hooks", rebinding.port),
-            description: None,
-            events: "key.created",
-            collections: None,
-            now: chrono::Utc::now().timestamp(),
-        })
-        .await
-        .expect("insert");
-    let queued = strict
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
-            &strict_session,
-        )
-        .await;
-    assert_eq!(queued.status(), 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let attempt = loop {
-        let attempts = json_body(
-            strict
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
-                    &strict_session,
-                )
-                .await,
-        )
-        .await;
-        if let Some(first) = attempts["attempts"].as_array().and_then(|a| a.first()) {
-            break first.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no attempt was made");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let endpoint_id = endpoint_stored_directly(
+        &strict,
+        &strict_admin,
+        &format!("http://localhost:{}/hooks", rebinding.port),
+        "key.created",
+    )
+    .await;
+    let attempt = first_test_attempt(&strict, &strict_session, &endpoint_id).await;
     assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
     assert!(
         attempt["error"].as_str().unwrap_or("").contains("loopback"),
@@ -840,20 +776,7 @@ async fn every_event_is_delivered_after_kill_9_and_a_receiver_that_was_down_for_
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     // Slow answers, so deliveries are in flight when the worker dies.
     std::fs::write(receiver.dir.join("delay"), "1").expect("delay");
-    setup
-        .store
-        .insert_endpoint(keyport::storage::NewEndpoint {
-            id: &uuid::Uuid::now_v7().to_string(),
-            tenant_id: &admin.tenant.id,
-            owner_id: &admin.user.id,
-            url: &receiver.url(),
-            description: None,
-            events: "record.created",
-            collections: None,
-            now: chrono::Utc::now().timestamp(),
-        })
-        .await
-        .expect("endpoint");
+    endpoint_stored_directly(&setup, &admin, &receiver.url(), "record.created").await;
     let env = [
         ("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str()),
         ("KEYPORT_WEBHOOK_ALLOW_HTTP", "true"),
@@ -969,15 +892,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
         .expect("whsec")
         .to_owned();
     let receiver = Receiver::start(&[&old_whsec, &new_whsec]);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let test_path = format!(
         "/api/v1/webhook-endpoints/{}/test",
         endpoint["id"].as_str().unwrap()
@@ -1034,15 +949,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(500);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let id = endpoint["id"].as_str().unwrap().to_owned();
     let test_path = format!("/api/v1/webhook-endpoints/{id}/test");
     assert_eq!(
@@ -1052,15 +959,12 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     // The first delivery is given up after its 2 s of retries.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let attempts = json_body(
-            app.call(
-                Method::GET,
+        let attempts = app
+            .get_json(
                 &format!("/api/v1/webhook-endpoints/{id}/attempts"),
                 &session,
             )
-            .await,
-        )
-        .await;
+            .await;
         let states: Vec<&str> = attempts["attempts"]
             .as_array()
             .unwrap()
@@ -1077,15 +981,9 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let shown = loop {
         let _ = app.call(Method::POST, &test_path, &session).await;
-        let shown = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/webhook-endpoints/{id}"),
-                &session,
-            )
-            .await,
-        )
-        .await;
+        let shown = app
+            .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &session)
+            .await;
         if shown["status"] == "disabled" {
             break shown;
         }
@@ -1098,15 +996,9 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
             .is_some_and(|r| r.contains("failed for longer")),
         "{shown}"
     );
-    let audit = json_body(
-        app.call(
-            Method::GET,
-            "/api/v1/audit?action=webhook_endpoint.disable",
-            &session,
-        )
-        .await,
-    )
-    .await;
+    let audit = app
+        .get_json("/api/v1/audit?action=webhook_endpoint.disable", &session)
+        .await;
     assert!(audit.to_string().contains(&id), "{audit}");
     // Enabling it again forgets the failures.
     let enabled = app
@@ -1178,11 +1070,9 @@ async fn a_members_endpoint_hears_only_of_their_own_keys_and_records(backend: Ba
         "only the member's own event: {arrived:#?}"
     );
     // And the admin sees the member's endpoint; the member not the admin's.
-    let listed = json_body(
-        app.call(Method::GET, "/api/v1/webhook-endpoints", &admin_session)
-            .await,
-    )
-    .await;
+    let listed = app
+        .get_json("/api/v1/webhook-endpoints", &admin_session)
+        .await;
     assert_eq!(listed["endpoints"].as_array().map(Vec::len), Some(1));
 }
 
@@ -1191,15 +1081,7 @@ async fn metrics_count_deliveries_and_show_the_queue(backend: Backend) {
     let (admin, session) = webhook_admin(&app).await;
     let receiver = Receiver::start(&[&admin.key.webhook_signing_key.to_whsec()]);
     receiver.answer(503);
-    let endpoint = json_body(
-        register(
-            &app,
-            &session,
-            json!({ "url": receiver.url(), "events": ["key.created"] }),
-        )
-        .await,
-    )
-    .await;
+    let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let test_path = format!(
         "/api/v1/webhook-endpoints/{}/test",
         endpoint["id"].as_str().unwrap()

@@ -271,11 +271,7 @@ impl Fixture {
 async fn a_key_created_with_sigv4_keeps_its_secret_only_sealed_and_says_so(backend: Backend) {
     let f = fixture(backend).await;
     let app = &f.app;
-    let listed = json_body(
-        app.call(reqwest::Method::GET, "/api/v1/keys", &f.session)
-            .await,
-    )
-    .await;
+    let listed = app.get_json("/api/v1/keys", &f.session).await;
     let keys = listed["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 2, "{listed}");
     for key in keys {
@@ -407,15 +403,9 @@ async fn a_signed_request_acts_as_the_keys_owner_with_its_scopes(backend: Backen
     );
     // The last use is recorded as sigv4.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let key = json_body(
-        app.call(
-            reqwest::Method::GET,
-            &format!("/api/v1/keys/{}", f.key_id),
-            &f.session,
-        )
-        .await,
-    )
-    .await;
+    let key = app
+        .get_json(&format!("/api/v1/keys/{}", f.key_id), &f.session)
+        .await;
     assert_eq!(key["last_used_kind"], "sigv4", "{key}");
     assert_eq!(key["last_used_from"], "127.0.0.1", "{key}");
 }
@@ -518,15 +508,9 @@ async fn curl_signs_get_and_post_requests_that_keyport_accepts(backend: Backend)
     }
 
     // The audit trail names the credential: a SigV4 signature, by this key.
-    let audit = json_body(
-        app.call(
-            reqwest::Method::GET,
-            "/api/v1/audit?action=key.disable",
-            &f.session,
-        )
-        .await,
-    )
-    .await;
+    let audit = app
+        .get_json("/api/v1/audit?action=key.disable", &f.session)
+        .await;
     let event = &audit["events"][0];
     assert_eq!(event["credential_kind"], "sigv4", "{audit}");
     assert_eq!(event["credential_id"], f.access_key.as_str(), "{audit}");

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, endpoint_stored_directly, first_test_attempt, spawn_app, spawn_app_with,
+};
 
 /// A company admin who may manage webhooks and trusted issuers, signed in.
 async fn admin_session(app: &TestApp) -> (crate::helpers::Integration, String) {
@@ -28,31 +30,29 @@ async fn admin_session(app: &TestApp) -> (crate::helpers::Integration, String) {
 /// `POST /api/v1/webhook-endpoints` for `url`, listening to an event no
 /// test here causes (so an accepted endpoint is never sent to).
 async fn register_endpoint(app: &TestApp, session: &str, url: &str) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/webhook-endpoints", session)
-        .json(&json!({ "url": url, "events": ["user.locked"] }))
-        .send()
-        .await
-        .expect("register an endpoint");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    app.send_json(
+        Method::POST,
+        "/api/v1/webhook-endpoints",
+        session,
+        &json!({ "url": url, "events": ["user.locked"] }),
+    )
+    .await
 }
 
 /// `POST /api/v1/trusted-issuers` with `jwks_url` (registering fetches
 /// nothing), each with an audience of its own.
 async fn trust_issuer(app: &TestApp, session: &str, jwks_url: &str, n: usize) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/trusted-issuers", session)
-        .json(&json!({
+    app.send_json(
+        Method::POST,
+        "/api/v1/trusted-issuers",
+        session,
+        &json!({
             "issuer": "https://ci.example.com",
             "jwks_url": jwks_url,
             "audience": format!("keyport-{n}"),
-        }))
-        .send()
-        .await
-        .expect("trust an issuer");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+        }),
+    )
+    .await
 }
 
 /// Both registrations of `host` are refused with a clean 4xx in the API's
@@ -269,45 +269,14 @@ async fn a_stored_endpoint_on_an_address_never_allowed_is_refused_at_delivery_wi
     let app = spawn_app_with(backend, &settings).await;
     let (admin, session) = admin_session(&app).await;
     let listener = CountingListener::start().await;
-    let endpoint_id = uuid::Uuid::now_v7().to_string();
-    app.store
-        .insert_endpoint(keyport::storage::NewEndpoint {
-            id: &endpoint_id,
-            tenant_id: &admin.tenant.id,
-            owner_id: &admin.user.id,
-            url: &format!("http://0.0.0.0:{}/hooks", listener.port),
-            description: None,
-            events: "key.created",
-            collections: None,
-            now: chrono::Utc::now().timestamp(),
-        })
-        .await
-        .expect("insert");
-    let queued = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
-            &session,
-        )
-        .await;
-    assert_eq!(queued.status(), 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let attempt = loop {
-        let attempts = json_body(
-            app.call(
-                Method::GET,
-                &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
-                &session,
-            )
-            .await,
-        )
-        .await;
-        if let Some(first) = attempts["attempts"].as_array().and_then(|a| a.first()) {
-            break first.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no attempt was made");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let endpoint_id = endpoint_stored_directly(
+        &app,
+        &admin,
+        &format!("http://0.0.0.0:{}/hooks", listener.port),
+        "key.created",
+    )
+    .await;
+    let attempt = first_test_attempt(&app, &session, &endpoint_id).await;
     assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
     assert!(
         attempt["error"]

@@ -10,13 +10,12 @@ use keyport::service::keys::{self as admin, NewKeyRequest};
 use keyport::service::users;
 use serde_json::Value;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+};
 
 async fn token_is_issued_for_basic_credentials(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
 
     let response = app
         .request_token(integration.client_id(), integration.secret())
@@ -33,8 +32,7 @@ async fn token_is_issued_for_basic_credentials(backend: Backend) {
 }
 
 async fn token_is_issued_for_credentials_in_the_form_body(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     let response = app
         .client
@@ -53,8 +51,7 @@ async fn token_is_issued_for_credentials_in_the_form_body(backend: Backend) {
 }
 
 async fn token_is_issued_for_a_json_body(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     let response = app
         .client
@@ -72,8 +69,7 @@ async fn token_is_issued_for_a_json_body(backend: Backend) {
 }
 
 async fn basic_credentials_are_form_url_decoded(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     // RFC 6749 §2.3.1: id and secret are form-urlencoded before base64. Encode
     // every character so a server that skips decoding would fail.
     let encode_all = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
@@ -100,8 +96,7 @@ async fn basic_credentials_are_form_url_decoded(backend: Backend) {
 }
 
 async fn two_authentication_methods_at_once_are_invalid_request(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     let response = app
         .client
@@ -134,8 +129,7 @@ async fn assert_invalid_client(response: reqwest::Response) -> Value {
 }
 
 async fn a_wrong_secret_is_invalid_client_with_a_basic_challenge(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let other_secret = keyport::domain::ClientSecret::generate();
 
     let response = app
@@ -150,8 +144,7 @@ async fn a_wrong_secret_is_invalid_client_with_a_basic_challenge(backend: Backen
 }
 
 async fn an_unknown_client_id_is_invalid_client(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let unknown = keyport::domain::ClientId::generate();
 
     let response = app
@@ -162,8 +155,7 @@ async fn an_unknown_client_id_is_invalid_client(backend: Backend) {
 }
 
 async fn a_malformed_secret_is_refused_before_any_database_work(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let well_formed_but_wrong = keyport::domain::ClientSecret::generate();
     let mut truncated = integration.secret().to_owned();
     truncated.pop();
@@ -196,42 +188,30 @@ async fn a_malformed_secret_is_refused_before_any_database_work(backend: Backend
 }
 
 async fn scope_may_narrow_what_the_key_holds(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
 
     let response = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "reports:read"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .request_scoped_token(
+            integration.client_id(),
+            integration.secret(),
+            "reports:read",
+        )
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(json_body(response).await["scope"], "reports:read");
 }
 
 async fn scope_may_never_widen_what_the_key_holds(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     let response = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "reports:read keys:manage"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .request_scoped_token(
+            integration.client_id(),
+            integration.secret(),
+            "reports:read keys:manage",
+        )
+        .await;
 
     assert_eq!(response.status(), 400);
     let body = json_body(response).await;
@@ -245,10 +225,7 @@ async fn scope_may_never_widen_what_the_key_holds(backend: Backend) {
 }
 
 async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let narrowed_key = app
         .key(&integration.user.email, Some("webhooks:write"))
         .await;
@@ -283,8 +260,7 @@ async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
 }
 
 async fn a_key_cannot_be_created_with_scopes_its_owner_lacks(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     let err = app
         .try_key(
@@ -303,8 +279,7 @@ async fn a_key_cannot_be_created_with_scopes_its_owner_lacks(backend: Backend) {
 }
 
 async fn a_revoked_key_gets_no_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = app.key(&integration.user.email, None).await;
     app.token_for_key(&key).await;
 
@@ -326,8 +301,7 @@ async fn a_revoked_key_gets_no_token(backend: Backend) {
 }
 
 async fn a_deleted_key_gets_no_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = app.key(&integration.user.email, None).await;
 
     admin::delete_key(&app.service(), &Principal::operator(), &key.key.id, None)
@@ -342,8 +316,7 @@ async fn a_deleted_key_gets_no_token(backend: Backend) {
 }
 
 async fn an_expired_key_gets_no_token_from_its_expiry_instant(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let short_lived = app
         .key_with(
             &integration.user.email,
@@ -370,8 +343,7 @@ async fn an_expired_key_gets_no_token_from_its_expiry_instant(backend: Backend) 
 }
 
 async fn a_disabled_owner_gets_no_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     users::set_user_status(
         &app.service(),
@@ -390,8 +362,7 @@ async fn a_disabled_owner_gets_no_token(backend: Backend) {
 }
 
 async fn a_key_may_carry_its_own_token_lifetime(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = app
         .key_with(
             &integration.user.email,
@@ -444,8 +415,7 @@ async fn the_default_token_lifetime_is_configurable(backend: Backend) {
 }
 
 async fn a_fourth_active_key_is_refused(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let second = app.key(&integration.user.email, None).await;
     app.key(&integration.user.email, None).await;
 
@@ -465,8 +435,7 @@ async fn a_fourth_active_key_is_refused(backend: Backend) {
 }
 
 async fn concurrent_key_creations_never_exceed_the_limit(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let attempts = (0..12).map(|_| {
         let service = app.service();
         let email = integration.user.email.clone();
@@ -498,8 +467,7 @@ async fn concurrent_key_creations_never_exceed_the_limit(backend: Backend) {
 }
 
 async fn token_request_errors_use_the_rfc_6749_codes(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let id = integration.client_id();
     let secret = integration.secret();
     let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
@@ -601,8 +569,7 @@ async fn token_request_errors_use_the_rfc_6749_codes(backend: Backend) {
 }
 
 async fn the_configured_audience_may_be_named_as_the_resource(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
 
     let response = app
         .client

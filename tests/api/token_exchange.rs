@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app_with};
+use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app_with, status_and_json};
 use crate::python_client::python_interpreter;
 
 pub(crate) const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -67,12 +67,7 @@ pub(crate) async fn company(app: &TestApp) -> Company {
     .await;
     let user_email = format!("user-{suffix}@example.com");
     let user = app
-        .user(
-            &tenant,
-            &user_email,
-            "member",
-            "reports:read webhooks:write",
-        )
+        .user(&tenant, &user_email, "member", READ_AND_PUSH)
         .await;
     let exchanger = app.key(&service_email, None).await;
     let user_key = app.key(&user_email, None).await;
@@ -105,8 +100,30 @@ pub(crate) async fn exchange(
     let mut body = vec![("grant_type", EXCHANGE)];
     body.extend_from_slice(form);
     let response = request.form(&body).send().await.expect("token request");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    status_and_json(response).await
+}
+
+/// An exchange of `token`, a JWT, as `client` (or nobody).
+pub(crate) async fn exchange_jwt(
+    app: &TestApp,
+    client: Option<&(String, String)>,
+    token: &str,
+) -> (u16, Value) {
+    exchange(
+        app,
+        client,
+        &[("subject_token", token), ("subject_token_type", JWT)],
+    )
+    .await
+}
+
+/// The answer of an exchange refused as RFC 6749 §5.2 `invalid_grant`.
+pub(crate) fn assert_invalid_grant(status: u16, body: &Value) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
 }
 
 async fn user_token(app: &TestApp, company: &Company) -> String {
@@ -475,11 +492,7 @@ async fn refusals_carry_the_rfc_error_codes(backend: Backend) {
         ],
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_invalid_grant(status, &body);
 }
 
 async fn company_in_new_tenant(app: &TestApp) -> Company {
@@ -604,24 +617,25 @@ pub(crate) async fn add_rule(
     issuer_id: &str,
     body: Value,
 ) -> (u16, Value) {
-    let response = app
-        .api(
-            reqwest::Method::POST,
-            &format!("/api/v1/trusted-issuers/{issuer_id}/rules"),
-            admin,
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+    app.send_json(
+        reqwest::Method::POST,
+        &format!("/api/v1/trusted-issuers/{issuer_id}/rules"),
+        admin,
+        &body,
+    )
+    .await
 }
 
 /// Trusts the CI issuer behind `jwks_url` with one rule: tokens of the
 /// main branch act as the company's user with `reports:read`.
 pub(crate) async fn trust_main_branch(app: &TestApp, company: &Company, jwks_url: &str) {
     let issuer = trust(app, &company.admin_session, jwks_url).await;
+    admit_main_branch(app, company, &issuer).await;
+}
+
+/// A rule on the trusted `issuer` admitting the main branch's token as the
+/// company's user, for `reports:read`.
+pub(crate) async fn admit_main_branch(app: &TestApp, company: &Company, issuer: &Value) {
     let (status, rule) = add_rule(
         app,
         &company.admin_session,
@@ -662,12 +676,7 @@ async fn a_trusted_issuers_token_is_exchanged_without_any_stored_secret(backend:
     .await;
     assert_eq!(status, 201, "{rule}");
 
-    let (status, body) = exchange(
-        &app,
-        None,
-        &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
-    )
-    .await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
     let token = body["access_token"].as_str().unwrap().to_owned();
@@ -724,17 +733,8 @@ async fn a_trusted_issuers_token_is_exchanged_without_any_stored_secret(backend:
         .await;
     assert_eq!(response.status(), 204);
     assert_eq!(introspect(token.clone()).await["active"], false);
-    let (status, body) = exchange(
-        &app,
-        None,
-        &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
+    assert_invalid_grant(status, &body);
 }
 
 /// Attacks on the external path, each `invalid_grant` (or the named code),
@@ -762,12 +762,7 @@ async fn untrusted_forged_or_unmatched_external_tokens_are_refused(backend: Back
     }));
     let server = serve_jwks(&jwks).await;
     trust_main_branch(&app, &company, &server.url).await;
-    let (status, body) = exchange(
-        &app,
-        None,
-        &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
-    )
-    .await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(status, 200, "the good token must pass: {body}");
 
     let cases = [
@@ -786,12 +781,7 @@ async fn untrusted_forged_or_unmatched_external_tokens_are_refused(backend: Back
         ("no exp", &tokens[10]),
     ];
     for (what, token) in cases {
-        let (status, body) = exchange(
-            &app,
-            None,
-            &[("subject_token", token), ("subject_token_type", JWT)],
-        )
-        .await;
+        let (status, body) = exchange_jwt(&app, None, token).await;
         assert_eq!(
             (status, body["error"].as_str()),
             (400, Some("invalid_grant")),
@@ -823,11 +813,7 @@ async fn untrusted_forged_or_unmatched_external_tokens_are_refused(backend: Back
         &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_invalid_grant(status, &body);
 }
 
 /// The issuer rotates: a token with a new `kid` makes Keyport fetch the
@@ -854,34 +840,19 @@ async fn a_new_kid_refetches_the_jwks_but_never_more_often_than_allowed(backend:
     let only_k1 = json!({"keys": [jwks["keys"][0].clone()]});
     let server = serve_jwks(&only_k1).await;
     trust_main_branch(&app, &company, &server.url).await;
-    let (status, _) = exchange(
-        &app,
-        None,
-        &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
-    )
-    .await;
+    let (status, _) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(status, 200);
     let after_first = server.fetches.load(Ordering::SeqCst);
     assert_eq!(after_first, 1);
     // Unknown kids, many times: no new fetch within the interval.
     for _ in 0..5 {
-        let (status, _) = exchange(
-            &app,
-            None,
-            &[("subject_token", &tokens[2]), ("subject_token_type", JWT)],
-        )
-        .await;
+        let (status, _) = exchange_jwt(&app, None, &tokens[2]).await;
         assert_eq!(status, 400);
     }
     // The fetch above counted: the interval starts at the first fetch, so
     // k2 is not seen yet either, even once published.
     *server.document.lock().unwrap() = jwks.to_string();
-    let (status, _) = exchange(
-        &app,
-        None,
-        &[("subject_token", &tokens[1]), ("subject_token_type", JWT)],
-    )
-    .await;
+    let (status, _) = exchange_jwt(&app, None, &tokens[1]).await;
     assert_eq!(status, 400);
     assert_eq!(
         server.fetches.load(Ordering::SeqCst),
@@ -894,20 +865,10 @@ async fn a_new_kid_refetches_the_jwks_but_never_more_often_than_allowed(backend:
     let company = company_in_new_tenant(&app).await;
     let server = serve_jwks(&only_k1).await;
     trust_main_branch(&app, &company, &server.url).await;
-    let (status, _) = exchange(
-        &app,
-        None,
-        &[("subject_token", &tokens[0]), ("subject_token_type", JWT)],
-    )
-    .await;
+    let (status, _) = exchange_jwt(&app, None, &tokens[0]).await;
     assert_eq!(status, 200);
     *server.document.lock().unwrap() = jwks.to_string();
-    let (status, body) = exchange(
-        &app,
-        None,
-        &[("subject_token", &tokens[1]), ("subject_token_type", JWT)],
-    )
-    .await;
+    let (status, body) = exchange_jwt(&app, None, &tokens[1]).await;
     assert_eq!(status, 200, "the rotated key was not fetched: {body}");
     assert_eq!(server.fetches.load(Ordering::SeqCst), 2);
 }
@@ -996,15 +957,9 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
         let (status, body) = add_rule(&app, &company.admin_session, issuer_id, body).await;
         assert!((400..500).contains(&status), "{what}: {status} {body}");
     }
-    let listed = json_body(
-        app.call(
-            reqwest::Method::GET,
-            "/api/v1/trusted-issuers",
-            &company.admin_session,
-        )
-        .await,
-    )
-    .await;
+    let listed = app
+        .get_json("/api/v1/trusted-issuers", &company.admin_session)
+        .await;
     assert_eq!(listed["issuers"][0]["id"], issuer["id"], "{listed}");
     let response = app
         .call(
@@ -1014,16 +969,10 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), 204);
-    let audit = json_body(
-        app.call(
-            reqwest::Method::GET,
-            "/api/v1/audit",
-            &company.admin_session,
-        )
-        .await,
-    )
-    .await
-    .to_string();
+    let audit = app
+        .get_json("/api/v1/audit", &company.admin_session)
+        .await
+        .to_string();
     assert!(audit.contains("exchange.issuer.add"), "{audit}");
     assert!(audit.contains("exchange.issuer.remove"), "{audit}");
 }
@@ -1074,8 +1023,7 @@ async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(b
                 request = request.header("DPoP", proof);
             }
             let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, json_body(response).await)
+            status_and_json(response).await
         }
     };
     // Without a proof, or with a proof by another key: refused.

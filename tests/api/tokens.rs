@@ -1,12 +1,15 @@
 //! The tokens themselves (RFC 9068), the JWKS (RFC 7517) and the metadata
 //! document (RFC 8414), checked with jsonwebtoken as an outside verifier would.
 
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyport::tokens::{KeyRing, SigningAlgorithm, TokenVerifier};
 use serde_json::Value;
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    spawn_sibling, verify_with_jwks,
+};
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
     let response = app.get("/.well-known/jwks.json").await;
@@ -14,26 +17,8 @@ async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
     response.json().await.expect("a JWK set")
 }
 
-/// Verifies `token` using only the published JWKS, as a third party would.
-fn verify_with_jwks(jwks: &JwkSet, token: &str, app: &crate::helpers::TestApp) -> Value {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    let kid = header.kid.expect("kid in header");
-    let jwk = jwks.find(&kid).expect("the kid is published");
-    let key = DecodingKey::from_jwk(jwk).unwrap();
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[&app.settings.tokens.issuer]);
-    validation.set_audience(&[&app.settings.tokens.audience]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .expect("the token verifies against the JWKS")
-        .claims
-}
-
 async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("admin", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
 
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -58,8 +43,7 @@ async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
 }
 
 async fn every_token_has_its_own_jti(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let a = app.token_for(&integration).await;
     let b = app.token_for(&integration).await;
     let jti = |t: &str| {
@@ -107,9 +91,7 @@ async fn the_jwks_never_publishes_private_key_material(backend: Backend) {
 
 async fn signing_keys_live_in_the_database_and_survive_restarts(backend: Backend) {
     let first = spawn_app(backend).await;
-    let integration = first
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = first.integration("member", READ_AND_PUSH).await;
     let pushed = first
         .push(
             &first.token_for(&integration).await,
@@ -133,8 +115,7 @@ async fn signing_keys_live_in_the_database_and_survive_restarts(backend: Backend
 }
 
 async fn a_rotated_signing_key_stays_published_while_its_tokens_live(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let old_token = app.token_for(&integration).await;
     let old_kid = jsonwebtoken::decode_header(&old_token)
         .unwrap()
@@ -188,8 +169,7 @@ async fn the_metadata_document_points_at_the_token_endpoint_and_jwks(backend: Ba
 }
 
 async fn a_third_party_verifier_built_from_the_jwks_accepts_keyport_tokens(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let token = app.token_for(&integration).await;
 
     let verifier = TokenVerifier::from_jwks(

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyport_verify::{KeySettings, Verifier, VerifyError};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, spawn_app, spawn_app_with_integration};
 
 /// `token` with its header replaced by `header` (the signature no longer
 /// matches, which the checks before the signature must not need).
@@ -204,8 +204,7 @@ async fn without_any_keys_the_verifier_fails_closed() {
 /// A DPoP-bound token presented as a bearer token is refused: the bearer
 /// proves nothing about the key.
 async fn a_bound_token_is_refused_as_a_bearer_token(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app.integration("member", "reports:read").await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let key = crate::dpop::DpopKey::new();
     let token = crate::dpop::bound_token(&app, &integration, &key).await;
     let verifier = Verifier::discover(&app.settings.tokens.issuer, &app.settings.tokens.audience)
@@ -232,8 +231,7 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
         Ok(HttpResponse::Ok().json(json!({ "sub": token.sub })))
     }
 
-    let app = spawn_app(backend).await;
-    let reader = app.integration("member", "reports:read").await;
+    let (app, reader) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let writer = app.integration("member", "webhooks:write").await;
     let verifier = Verifier::discover(&app.settings.tokens.issuer, &app.settings.tokens.audience)
         .await

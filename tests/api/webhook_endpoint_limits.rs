@@ -8,7 +8,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app_with};
+use crate::helpers::{Backend, TestApp, spawn_app_with};
 
 const PASSWORD: &str = "endpoint limits 1234";
 const EVERY_PERMISSION: &str = "reports:read webhooks:write keys:manage webhooks:manage";
@@ -42,26 +42,21 @@ async fn company(app: &TestApp, members: usize) -> (String, Vec<String>) {
 
 /// `POST /api/v1/webhook-endpoints` as `session`: the status and the body.
 async fn register(app: &TestApp, session: &str) -> (u16, Value) {
-    let response = app
-        .api(Method::POST, "/api/v1/webhook-endpoints", session)
-        .json(&json!({
+    app.send_json(
+        Method::POST,
+        "/api/v1/webhook-endpoints",
+        session,
+        &json!({
             "url": format!("http://127.0.0.1:9/hooks/{}", uuid::Uuid::new_v4().simple()),
             "events": ["key.created"],
-        }))
-        .send()
-        .await
-        .expect("register");
-    let status = response.status().as_u16();
-    (status, json_body(response).await)
+        }),
+    )
+    .await
 }
 
 /// The endpoints `session` sees.
 async fn listed(app: &TestApp, session: &str) -> usize {
-    let listed = json_body(
-        app.call(Method::GET, "/api/v1/webhook-endpoints", session)
-            .await,
-    )
-    .await;
+    let listed = app.get_json("/api/v1/webhook-endpoints", session).await;
     listed["endpoints"].as_array().map_or(0, Vec::len)
 }
 
@@ -100,11 +95,7 @@ async fn a_member_stops_at_their_own_endpoint_limit_and_an_admin_can_still_regis
 
     // A disabled endpoint still counts (it may be enabled again); a deleted
     // one does not.
-    let endpoints = json_body(
-        app.call(Method::GET, "/api/v1/webhook-endpoints", member)
-            .await,
-    )
-    .await;
+    let endpoints = app.get_json("/api/v1/webhook-endpoints", member).await;
     let first = endpoints["endpoints"][0]["id"]
         .as_str()
         .expect("id")

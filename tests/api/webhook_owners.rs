@@ -10,7 +10,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Integration, TestApp, json_body, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, Integration, TestApp, attempts, json_body, spawn_app_with, spawn_sibling,
+};
 use crate::signed_webhooks::{
     RECEIVER_SETTINGS, Receiver, announced_record_ids, register, webhook_admin,
 };
@@ -218,15 +220,12 @@ async fn a_member_who_loses_webhooks_manage_hears_nothing_until_it_is_granted_ag
 /// The `webhook_delivery.drop` audit rows about `endpoint_id`, read by an
 /// admin of its company.
 async fn drop_audit(app: &TestApp, session: &str, endpoint_id: &str) -> Vec<Value> {
-    let audit = json_body(
-        app.call(
-            Method::GET,
+    let audit = app
+        .get_json(
             &format!("/api/v1/audit?action=webhook_delivery.drop&target={endpoint_id}"),
             session,
         )
-        .await,
-    )
-    .await;
+        .await;
     let text = audit.to_string();
     assert!(
         !text.contains("kps_") && !text.contains("whsec_"),
@@ -251,20 +250,6 @@ fn dropped_per_audit(rows: &[Value], endpoint_id: &str, reason: &str) -> usize {
                 .unwrap_or_else(|| panic!("no count in {row}"))
         })
         .sum()
-}
-
-/// The attempts listed for `endpoint_id`.
-async fn attempts(app: &TestApp, session: &str, endpoint_id: &str) -> Vec<Value> {
-    let listed = json_body(
-        app.call(
-            Method::GET,
-            &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
-            session,
-        )
-        .await,
-    )
-    .await;
-    listed["attempts"].as_array().expect("attempts").clone()
 }
 
 /// The first instance only queues (it runs no delivery worker), so what is

@@ -3,13 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, json_body, spawn_app, spawn_app_with, spawn_sibling};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration, spawn_sibling,
+};
 
 async fn a_push_stores_one_record_or_an_array_of_them(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
 
     let one = app.push(&token, "orders", &json!({"order": 1}), None).await;
@@ -34,10 +33,7 @@ async fn a_push_stores_one_record_or_an_array_of_them(backend: Backend) {
 }
 
 async fn a_retried_push_with_the_same_idempotency_key_is_stored_once(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let body = json!([{"invoice": "A-1"}, {"invoice": "A-2"}]);
 
@@ -62,10 +58,7 @@ async fn a_retried_push_with_the_same_idempotency_key_is_stored_once(backend: Ba
 }
 
 async fn concurrent_retries_with_one_idempotency_key_store_once(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let body = json!({"payment": 99});
 
@@ -79,10 +72,7 @@ async fn concurrent_retries_with_one_idempotency_key_store_once(backend: Backend
 }
 
 async fn an_idempotency_key_reused_for_another_request_is_refused(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     app.push(&token, "orders", &json!({"n": 1}), Some("k-1"))
         .await;
@@ -97,13 +87,8 @@ async fn an_idempotency_key_reused_for_another_request_is_refused(backend: Backe
 }
 
 async fn idempotency_keys_belong_to_their_owner(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let a = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
-    let b = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, a) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
+    let b = app.integration("member", READ_AND_PUSH).await;
     let a_token = app.token_for(&a).await;
     let b_token = app.token_for(&b).await;
 
@@ -119,10 +104,7 @@ async fn idempotency_keys_belong_to_their_owner(backend: Backend) {
 }
 
 async fn an_answered_push_survives_a_restart(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let pushed = json_body(
         app.push(&token, "ledger", &json!({"amount": 10}), Some("l-1"))
@@ -143,9 +125,7 @@ async fn an_answered_push_survives_a_restart(backend: Backend) {
 
 async fn bodies_over_the_limit_get_a_clear_413(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_MAX_BODY_BYTES", "2048")]).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
 
     let response = app
@@ -164,9 +144,7 @@ async fn bodies_over_the_limit_get_a_clear_413(backend: Backend) {
 
 async fn bad_push_bodies_get_clear_4xx_answers(backend: Backend) {
     let app = spawn_app_with(backend, &[("KEYPORT_MAX_RECORDS_PER_PUSH", "3")]).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let integration = app.integration("member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
         (
@@ -273,10 +251,7 @@ async fn bad_push_bodies_get_clear_4xx_answers(backend: Backend) {
 }
 
 async fn records_keep_their_json_exactly(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let integration = app
-        .integration("member", "reports:read webhooks:write")
-        .await;
+    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
     let token = app.token_for(&integration).await;
     let record: Value = json!({
         "text": "naïve 'quotes' \"double\" ; DROP TABLE records; --",

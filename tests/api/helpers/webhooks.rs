@@ -1,0 +1,70 @@
+//! Webhook endpoints as the tests set them up: one stored behind the API's
+//! back (as if from before a guard existed), and the first delivery
+//! attempt of a test event.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{Integration, TestApp, json_body};
+
+/// Stores an endpoint on `url` for `owner`, listening to `events`, straight
+/// into the database, past every check the API makes. Its id.
+pub async fn endpoint_stored_directly(
+    app: &TestApp,
+    owner: &Integration,
+    url: &str,
+    events: &str,
+) -> String {
+    let endpoint_id = uuid::Uuid::now_v7().to_string();
+    app.store
+        .insert_endpoint(keyport::storage::NewEndpoint {
+            id: &endpoint_id,
+            tenant_id: &owner.tenant.id,
+            owner_id: &owner.user.id,
+            url,
+            description: None,
+            events,
+            collections: None,
+            now: chrono::Utc::now().timestamp(),
+        })
+        .await
+        .expect("insert");
+    endpoint_id
+}
+
+/// Sends the endpoint a test event (202) and waits, up to 15 s, for the
+/// first delivery attempt: what it records.
+pub async fn first_test_attempt(app: &TestApp, session: &str, endpoint_id: &str) -> Value {
+    let queued = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
+            session,
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(first) = attempts(app, session, endpoint_id).await.first() {
+            return first.clone();
+        }
+        assert!(Instant::now() < deadline, "no attempt was made");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The attempts listed for `endpoint_id`, newest first.
+pub async fn attempts(app: &TestApp, session: &str, endpoint_id: &str) -> Vec<Value> {
+    let listed = json_body(
+        app.call(
+            Method::GET,
+            &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
+            session,
+        )
+        .await,
+    )
+    .await;
+    listed["attempts"].as_array().expect("attempts").clone()
+}

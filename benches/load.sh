@@ -406,13 +406,13 @@ declare -A R_RPS R_P50 R_P99 R_MAX R_REQ R_BAD R_SOCK R_5XX R_STATUS R_LABEL R_R
 ORDER=()
 FAILED=0
 
-# 5xx answers in the request log from line $1 on, as "METHOD PATH STATUS": a
-# request line has "METHOD PATH STATUS 1.234ms" somewhere (then maybe more).
+# 5xx answers in the access log from line $1 on, as "METHOD ROUTE STATUS": an
+# access line reads `[time INFO  keyport::access] METHOD ROUTE STATUS key=value…`.
 log_5xx() {
     tail -n +"$1" "$WORK/server.log" | awk '{
-        for (i = 4; i <= NF; i++)
-            if ($i ~ /^[0-9.]+ms$/ && $(i - 1) ~ /^[1-5][0-9][0-9]$/) {
-                if ($(i - 1) ~ /^5/) print $(i - 3), $(i - 2), $(i - 1)
+        for (i = 1; i <= NF; i++)
+            if ($i == "keyport::access]") {
+                if ($(i + 3) ~ /^5[0-9][0-9]$/) print $(i + 1), $(i + 2), $(i + 3)
                 break
             }
     }'

@@ -90,7 +90,7 @@ RESULT=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s benches/soak.lu
     "http://127.0.0.1:$PORT" | grep '^SOAK')
 kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=""
-# Request lines look like `[… INFO  keyport::routes::observe] POST /oauth/token 200 1.2ms client=…`.
+# Access lines look like `[… INFO  keyport::access] POST /oauth/token 200 request_id=… status=200 …`.
 LOGGED=$(grep -cE '\] (GET|POST|PUT|DELETE) \S+ [0-9]{3} ' "$WORK/server.log" || true)
 LOGGED_5XX=$(grep -cE '\] (GET|POST|PUT|DELETE) \S+ 5[0-9]{2} ' "$WORK/server.log" || true)
 PANICS=$(grep -c 'panicked' "$WORK/server.log" || true)

@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::console::{self, ConsoleState};
 use crate::routes;
 use crate::service::Service;
-use crate::state::AppState;
+use crate::state::{AppState, MetricsListener};
 use crate::storage::{PushQueue, StorageError, Store};
 use crate::telemetry::Metrics;
 use crate::tls::{CertificateReloader, TlsError};
@@ -53,6 +53,8 @@ pub struct Application {
     settings: Arc<Settings>,
     service: Service,
     server: Server,
+    /// `/metrics` on `metrics_bind`, apart from the public port.
+    metrics_server: Option<(u16, Server)>,
     tls: Option<CertificateReloader>,
 }
 
@@ -177,6 +179,12 @@ impl Application {
             .register_collector(service.credentials.collector())
             .map_err(|e| StartupError::Metrics(e.to_string()))?;
         let metrics = Arc::new(metrics);
+        spawn_gauge_refresh(
+            store.clone(),
+            Arc::clone(&metrics),
+            settings.observability.metrics_refresh,
+            Arc::downgrade(&alive),
+        );
         if settings.webhooks.deliver {
             crate::service::deliveries::Dispatcher::new(service.clone(), Arc::clone(&metrics))
                 .map_err(StartupError::Webhooks)?
@@ -192,6 +200,10 @@ impl Application {
             metrics,
             pushes,
         });
+        let metrics_server = match &settings.observability.metrics_bind {
+            Some(bind) => Some(serve_metrics(bind, state.clone())?),
+            None => None,
+        };
         let verifier = web::Data::new(keys.verifier());
         let console = web::Data::new(ConsoleState::default());
         offer_first_run_setup(&state.service, &console).await?;
@@ -245,8 +257,14 @@ impl Application {
             settings,
             service: own_service,
             server: server.run(),
+            metrics_server,
             tls,
         })
+    }
+
+    /// The port `/metrics` is served on when `metrics_bind` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(port, _)| *port)
     }
 
     pub fn port(&self) -> u16 {
@@ -281,8 +299,69 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
-        self.server.await
+        let Some((_, metrics_server)) = self.metrics_server else {
+            return self.server.await;
+        };
+        let metrics_handle = metrics_server.handle();
+        let metrics_task = tokio::spawn(metrics_server);
+        let served = self.server.await;
+        // The public server stopped (a signal, or an error): so does this.
+        metrics_handle.stop(true).await;
+        let _ = metrics_task.await;
+        served
     }
+}
+
+/// `GET /metrics` alone, on its own address; one worker is plenty.
+fn serve_metrics(bind: &str, state: web::Data<AppState>) -> Result<(u16, Server), StartupError> {
+    let listener = TcpListener::bind(bind).map_err(|source| StartupError::Bind {
+        bind: bind.to_owned(),
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind {
+            bind: bind.to_owned(),
+            source,
+        })?
+        .port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(MetricsListener))
+            .route("/metrics", web::get().to(routes::observe::metrics))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|source| StartupError::Bind {
+        bind: bind.to_owned(),
+        source,
+    })?
+    .run();
+    Ok((port, server))
+}
+
+/// Reads the gauges that need the database (active keys) every `every`,
+/// so that no scrape waits on it or adds to its load.
+fn spawn_gauge_refresh(store: Store, metrics: Arc<Metrics>, every: Duration, alive: Weak<()>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            match store.count_all_active_keys(crate::domain::now()).await {
+                Ok(active) => metrics.set_active_keys(active),
+                Err(err) => log::warn!(
+                    "metrics: active keys unavailable: {}",
+                    crate::telemetry::error_chain(&err)
+                ),
+            }
+        }
+    });
 }
 
 /// Re-reads signing keys periodically so rotations made by another instance

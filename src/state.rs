@@ -15,3 +15,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub pushes: PushQueue,
 }
+
+/// Marks the app serving `metrics_bind`: with that setting, `/metrics` is
+/// answered there only.
+pub struct MetricsListener;

@@ -290,6 +290,7 @@ pub async fn run(cli: Cli) -> i32 {
 
 async fn execute(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::set_log_format(settings.observability.log_format);
     if let Command::Postman(PostmanCommand::Export { out, sigv4 }) = &cli.command {
         let variant = if *sigv4 {
             crate::postman::Variant::Sigv4

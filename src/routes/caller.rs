@@ -25,7 +25,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::bearer::{BearerError, bearer_value};
 use super::dpop::check_presentation;
-use super::observe::note_client_id;
+use super::observe::note_principal;
 use super::signed_body::{self, SignedBodyDigest};
 use super::{AppState, client_address};
 use crate::domain::sigv4::{EMPTY_PAYLOAD_SHA256, Presentation, RequestParts};
@@ -221,9 +221,7 @@ impl FromRequest for Caller {
                     authz::sigv4(service, &parts, presentation, address).await?
                 }
             };
-            if let Some(client_id) = principal.credential.client_id() {
-                note_client_id(&req, client_id);
-            }
+            note_principal(&principal);
             Ok(Caller(principal))
         })
     }

@@ -22,6 +22,23 @@ pub fn client_address(req: &HttpRequest) -> Option<IpAddr> {
     Some(resolve(peer, trusted, req))
 }
 
+/// Whether the TCP peer is one of `trusted_proxies`: only then are its
+/// headers about the request (forwarded-for, request id) believed.
+pub fn peer_is_trusted_proxy(req: &HttpRequest) -> bool {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return false;
+    };
+    req.app_data::<web::Data<AppState>>().is_some_and(|state| {
+        state
+            .service
+            .settings
+            .security
+            .trusted_proxies
+            .iter()
+            .any(|range| range.contains(peer))
+    })
+}
+
 fn resolve(peer: IpAddr, trusted: &[IpRange], req: &HttpRequest) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|range| range.contains(ip));
     if !is_trusted(peer) {

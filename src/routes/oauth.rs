@@ -14,7 +14,6 @@ use std::net::IpAddr;
 use super::body::{media_type, read_limited};
 use super::doc;
 use super::error::OAuthError;
-use super::observe::note_client_id;
 use super::token_request::{
     ClientCredentials, TokenExchangeParameters, TokenQuery, TokenRequest, parse_token_query,
     parse_token_request,
@@ -26,6 +25,7 @@ use crate::service::client_assertion::{self, AssertionEndpoint};
 use crate::service::clients::{self, AuthenticatedKey};
 use crate::service::exchange::{self, ExchangeRequest};
 use crate::service::grant;
+use crate::telemetry::request;
 use actix_web::http::header::{self, AUTHORIZATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -53,9 +53,10 @@ async fn authenticate(
     let address = client_address(req).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let key = match credentials {
         ClientCredentials::Secret(credentials) => {
-            if ClientId::parse(&credentials.client_id).is_ok() {
-                note_client_id(req, &credentials.client_id);
-            }
+            // Only an id of the right shape reaches the log: never raw
+            // request text, which would let anyone write into it.
+            let logged_id = ClientId::parse(&credentials.client_id).ok();
+            request::note_credential("client_secret", logged_id.as_ref().map(ClientId::as_str));
             clients::authenticate(
                 &state.service,
                 &credentials.client_id,
@@ -73,10 +74,11 @@ async fn authenticate(
                 address,
             )
             .await?;
-            note_client_id(req, &key.client_id);
+            request::note_credential("private_key_jwt", Some(&key.client_id));
             key
         }
     };
+    request::note_company(&key.tenant_id);
     Ok(key)
 }
 

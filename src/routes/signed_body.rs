@@ -11,7 +11,7 @@
 //! client's claim about them. Other requests are not touched, and still
 //! stream.
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use actix_web::middleware::Next;
@@ -40,7 +40,14 @@ pub(super) fn presentation(req: &actix_web::HttpRequest) -> Option<Presentation>
 pub async fn buffer_signed_body(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static, BoxBody>>, Error> {
+    // Refusals are answers, not errors: the layers outside (the request id,
+    // the access log) see every request through to its answer.
+    let refuse = |req: ServiceRequest, err: BodyError| {
+        Ok(req
+            .error_response(ApiError::from(err))
+            .map_into_right_body())
+    };
     if presentation(req.request()).is_some() {
         let limit = req
             .app_data::<web::Data<AppState>>()
@@ -52,14 +59,16 @@ pub async fn buffer_signed_body(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|d| d > limit as u64) {
-            return Err(ApiError::from(BodyError::TooLarge { limit }).into());
+            return refuse(req, BodyError::TooLarge { limit });
         }
         let mut payload = req.take_payload();
         let mut body = BytesMut::new();
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|_| ApiError::from(BodyError::Unreadable))?;
+            let Ok(chunk) = chunk else {
+                return refuse(req, BodyError::Unreadable);
+            };
             if body.len() + chunk.len() > limit {
-                return Err(ApiError::from(BodyError::TooLarge { limit }).into());
+                return refuse(req, BodyError::TooLarge { limit });
             }
             body.extend_from_slice(&chunk);
         }
@@ -68,5 +77,7 @@ pub async fn buffer_signed_body(
             .insert(SignedBodyDigest(sigv4::sha256_hex(&body)));
         req.set_payload(Payload::from(body));
     }
-    next.call(req).await
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }

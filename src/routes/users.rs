@@ -344,6 +344,7 @@ struct AuditParams {
     target: Option<String>,
     since: Option<i64>,
     until: Option<i64>,
+    request_id: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -360,6 +361,7 @@ struct AuditParams {
         ("target" = Option<String>, Query, description = "Only events about this target"),
         ("since" = Option<i64>, Query, description = "Unix seconds, inclusive"),
         ("until" = Option<i64>, Query, description = "Unix seconds, inclusive"),
+        ("request_id" = Option<String>, Query, description = "Only events written by the request with this `X-Request-Id`"),
         ("limit" = Option<u32>, Query, description = "Page size (default 50)", minimum = 1, maximum = 500),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
@@ -413,6 +415,7 @@ pub async fn audit(
             target: params.target.as_deref(),
             since: params.since,
             until: params.until,
+            request_id: params.request_id.as_deref(),
             after_id: after_id.as_deref(),
             limit,
         },

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{Result, Service, ServiceError, authz};
 use crate::domain::{AUDIT_READ, Principal, now};
 use crate::storage::{AuditFilter, AuditRow, Store};
+use crate::telemetry::request;
 
 /// One event about to be stored.
 pub struct Event<'a> {
@@ -53,6 +54,7 @@ pub async fn record(store: &Store, principal: &Principal, event: Event<'_>) {
         detail: event.detail,
         credential_kind: Some(principal.credential.kind().to_owned()),
         credential_id: principal.credential.id().map(str::to_owned),
+        request_id: request::current_id().map(|id| id.to_string()),
         created_at: now(),
     };
     if let Err(err) = store.insert_audit(&row).await {
@@ -78,6 +80,7 @@ pub async fn record_system(store: &Store, event: Event<'_>) {
         detail: event.detail,
         credential_kind: Some("system".to_owned()),
         credential_id: None,
+        request_id: request::current_id().map(|id| id.to_string()),
         created_at: now(),
     };
     if let Err(err) = store.insert_audit(&row).await {

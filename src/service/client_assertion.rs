@@ -135,6 +135,7 @@ pub async fn authenticate(
         Err(_) => client_id.unwrap_or_default().to_owned(),
     };
     if let Some(retry_after) = service.throttle.check(&bucket, address) {
+        crate::telemetry::request::note_refusal("locked after repeated failures");
         return Err(ClientAuthError::Throttled(retry_after));
     }
     let outcome = match claimed {

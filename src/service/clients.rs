@@ -13,6 +13,7 @@ use crate::domain::{
     SecretDigest, SourceAllowList, UnixTime, UserStatus, now,
 };
 use crate::storage::{KeyAuthRow, StorageError, Store};
+use crate::telemetry::request;
 
 /// A key that proved its secret, with what it may do at this moment: its
 /// scopes narrowed to its owner's current permissions.
@@ -115,6 +116,22 @@ impl ClientAuthError {
         }
     }
 
+    /// Why, for the operator's log line: unlike [`Self::message`], it tells
+    /// an unknown client from a wrong secret (noted where that is known).
+    fn log_reason(&self) -> &'static str {
+        match self {
+            ClientAuthError::BadCredentials => "bad credentials",
+            ClientAuthError::Revoked => "revoked",
+            ClientAuthError::Disabled => "disabled",
+            ClientAuthError::Expired => "expired",
+            ClientAuthError::SourceNotAllowed => "address not allowed",
+            ClientAuthError::OwnerDisabled => "owner disabled",
+            ClientAuthError::Throttled(_) => "locked after repeated failures",
+            ClientAuthError::Assertion(why) => why,
+            ClientAuthError::Storage(_) => "database unavailable",
+        }
+    }
+
     /// Whether this outcome counts toward the failure throttle.
     pub(super) fn counts_as_failure(&self) -> bool {
         matches!(
@@ -136,11 +153,19 @@ pub async fn authenticate(
     address: IpAddr,
 ) -> Result<AuthenticatedKey, ClientAuthError> {
     if let Some(retry_after) = service.throttle.check(client_id, address) {
+        request::note_refusal("locked after repeated failures");
         return Err(ClientAuthError::Throttled(retry_after));
     }
     let outcome = match (ClientId::parse(client_id), ClientSecret::parse(secret)) {
         (Ok(id), Ok(secret)) => check_client_secret(service, &id, &secret).await,
-        _ => Err(ClientAuthError::BadCredentials),
+        (Err(_), _) => {
+            request::note_refusal("malformed client ID");
+            Err(ClientAuthError::BadCredentials)
+        }
+        (_, Err(_)) => {
+            request::note_refusal("malformed secret");
+            Err(ClientAuthError::BadCredentials)
+        }
     };
     let outcome = outcome.and_then(|key| key.check_source(Some(address)).map(|()| key));
     finish(service, outcome, client_id, address, UseKind::Token)
@@ -160,6 +185,7 @@ pub async fn authenticate_secret(
     // practically never share a bucket, and the bucket says nothing useful.
     let bucket: String = secret.chars().take(12).collect();
     if let Some(retry_after) = service.throttle.check_client(&bucket, address) {
+        crate::telemetry::request::note_refusal("locked after repeated failures");
         return Err(ClientAuthError::Throttled(retry_after));
     }
     let outcome = match ClientSecret::parse(secret) {
@@ -180,6 +206,7 @@ pub async fn authenticate_secret(
         && let Some(retry_after) = service.throttle.check(&bucket, address)
     {
         service.throttle.record_failure(&bucket, address);
+        crate::telemetry::request::note_refusal("locked after repeated failures");
         return Err(ClientAuthError::Throttled(retry_after));
     }
     finish(service, outcome, &bucket, address, UseKind::Direct)
@@ -197,8 +224,12 @@ pub(super) fn finish(
         Ok(key) => service
             .last_used
             .touch(&key.key_id, now(), Some(address), kind),
-        Err(err) if err.counts_as_failure() => service.throttle.record_failure(bucket, address),
-        Err(_) => {}
+        Err(err) => {
+            request::note_refusal(err.log_reason());
+            if err.counts_as_failure() {
+                service.throttle.record_failure(bucket, address);
+            }
+        }
     }
     outcome
 }
@@ -218,9 +249,11 @@ async fn check_client_secret(
     let Some(key) = found else {
         // Same work as a known client ID, so timing does not tell them apart.
         let _ = presented.matches(&unknown_client_digest());
+        request::note_refusal("unknown client");
         return Err(ClientAuthError::BadCredentials);
     };
     if !presented.matches(key.digest()) {
+        request::note_refusal("wrong secret");
         return Err(ClientAuthError::BadCredentials);
     }
     key.check(now())

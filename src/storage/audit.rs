@@ -15,6 +15,9 @@ pub struct AuditRow {
     pub credential_kind: Option<String>,
     /// The key's client ID, or the session's handle.
     pub credential_id: Option<String>,
+    /// The `X-Request-Id` of the request that wrote it; `None` for the
+    /// CLI and Keyport's own work.
+    pub request_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -25,6 +28,7 @@ pub struct AuditFilter<'a> {
     pub target: Option<&'a str>,
     pub since: Option<i64>,
     pub until: Option<i64>,
+    pub request_id: Option<&'a str>,
     /// The id of the last event of the previous page.
     pub after_id: Option<&'a str>,
     pub limit: u32,
@@ -32,19 +36,20 @@ pub struct AuditFilter<'a> {
 
 /// `LIMIT CAST(.. AS BIGINT)` for the reason given at `records::LIST_RECORDS`.
 pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target, source_address, detail, \
-             credential_kind, credential_id, created_at \
+             credential_kind, credential_id, request_id, created_at \
              FROM audit_events WHERE tenant_id = $1 \
              AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) \
              AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR created_at >= $5) \
              AND ($6 IS NULL OR created_at <= $6) AND ($7 IS NULL OR id > $7) \
-             ORDER BY id LIMIT CAST($8 AS BIGINT)";
+             AND ($8 IS NULL OR request_id = $8) \
+             ORDER BY id LIMIT CAST($9 AS BIGINT)";
 
 impl Store {
     pub async fn insert_audit(&self, event: &AuditRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO audit_events (id, tenant_id, actor, action, target, source_address, detail, \
-             credential_kind, credential_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             credential_kind, credential_id, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&event.id)
         .bind(event.tenant_id.as_deref())
@@ -55,6 +60,7 @@ impl Store {
         .bind(event.detail.as_deref())
         .bind(event.credential_kind.as_deref())
         .bind(event.credential_id.as_deref())
+        .bind(event.request_id.as_deref())
         .bind(event.created_at)
         .execute(&self.pool)
         .await?;
@@ -75,6 +81,7 @@ impl Store {
             .bind(query.since)
             .bind(query.until)
             .bind(query.after_id)
+            .bind(query.request_id)
             .bind(i64::from(query.limit) + 1)
             .fetch_all(&self.pool)
             .await?;

@@ -1,7 +1,10 @@
 //! Prometheus metrics, served as text at `GET /metrics`: tokens issued and
 //! refused (by RFC 6749 error code), request latency per route, active keys
 //! and database pool use, and the per-key rate limiter's series (refusals,
-//! checks made in memory because Redis failed, whether Redis answers).
+//! checks made in memory because Redis failed, whether Redis answers), the
+//! build (`keyport_build_info`) and the process (CPU, memory, open files,
+//! start time). A scrape reads no database: the gauges that need one are
+//! set by a background task ([`Metrics::set_active_keys`]).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -79,6 +82,23 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(active_keys.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "keyport_build_info",
+                "Always 1; its labels say which build of Keyport runs",
+            ),
+            &["version", "commit"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("KEYPORT_COMMIT")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes,
+        // process_open_fds, process_max_fds, process_start_time_seconds…,
+        // read from /proc at each scrape.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Metrics {
             registry,
             tokens_issued,
@@ -123,13 +143,16 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The text exposition, with the gauges read just now.
-    pub fn render(&self, active_keys: Option<i64>, pool_size: u32, pool_idle: usize) -> String {
-        if let Some(active) = active_keys {
-            self.active_keys
-                .with_label_values(&[] as &[&str])
-                .set(active);
-        }
+    /// Set by the background refresher, never by a scrape.
+    pub fn set_active_keys(&self, active: i64) {
+        self.active_keys
+            .with_label_values(&[] as &[&str])
+            .set(active);
+    }
+
+    /// The text exposition. The pool gauges are read from the pool itself,
+    /// not from the database.
+    pub fn render(&self, pool_size: u32, pool_idle: usize) -> String {
         let idle = i64::try_from(pool_idle).unwrap_or(i64::MAX);
         self.pool_connections.with_label_values(&["idle"]).set(idle);
         self.pool_connections

@@ -1,7 +1,11 @@
-//! What the server tells its operators: log lines and metrics.
+//! What the server tells its operators: log lines, the request each line
+//! belongs to, and metrics.
 
+mod logging;
 mod metrics;
+pub mod request;
 
+pub use logging::{LogFormat, init as init_logging, set_format as set_log_format};
 pub use metrics::Metrics;
 
 /// `err: cause: cause…`, for log lines.

@@ -244,7 +244,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
 
     let log = log.lock().unwrap().clone();
     assert!(
-        log.contains("POST /oauth/token 200") && log.contains(&format!("client={client_id}")),
+        log.contains("POST /oauth/token 200")
+            && log.contains(&format!("credential_id={client_id}")),
         "the request log is there:\n{log}"
     );
     let mut canaries = vec![

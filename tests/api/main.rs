@@ -37,6 +37,7 @@ mod public_key_owners;
 mod python_client;
 mod rate_limits;
 mod reference_docs;
+mod request_ids;
 mod resource_server_clients;
 mod resources;
 mod sealed_storage;

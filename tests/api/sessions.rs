@@ -8,6 +8,7 @@ use keyport::service::users::UserSummary as User;
 
 use crate::helpers::{
     Backend, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    without_request_id,
 };
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -69,14 +70,18 @@ async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend
     let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
-    let wrong = json_body(
-        app.sign_in(&integration.user.email, "wrong password here")
-            .await,
-    )
-    .await;
-    let unknown = json_body(app.sign_in("nobody@example.com", PASSWORD).await).await;
+    let wrong = without_request_id(
+        json_body(
+            app.sign_in(&integration.user.email, "wrong password here")
+                .await,
+        )
+        .await,
+    );
+    let unknown =
+        without_request_id(json_body(app.sign_in("nobody@example.com", PASSWORD).await).await);
     let no_password = app.integration("member", "reports:read").await;
-    let unset = json_body(app.sign_in(&no_password.user.email, PASSWORD).await).await;
+    let unset =
+        without_request_id(json_body(app.sign_in(&no_password.user.email, PASSWORD).await).await);
 
     assert_eq!(wrong, unknown);
     assert_eq!(wrong, unset);

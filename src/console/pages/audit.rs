@@ -60,6 +60,7 @@ pub async fn audit(req: HttpRequest, state: State, query: web::Query<AuditQuery>
             target: None,
             since: since_at,
             until: until_at,
+            request_id: None,
             after_id: after.as_deref(),
             limit: PAGE,
         },

@@ -278,3 +278,19 @@ pub fn s<'a>(doc: &'a Value, field: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("`{field}` is not a string in {doc}"))
 }
+
+/// An error body without its `request_id` (which every error body has, and
+/// which differs per request): what two answers are compared on when they
+/// must not tell their causes apart.
+pub fn without_request_id(mut body: Value) -> Value {
+    let id = body
+        .as_object_mut()
+        .and_then(|object| object.remove("request_id"));
+    assert!(
+        id.as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.is_empty()),
+        "an error body without its request_id: {body}"
+    );
+    body
+}

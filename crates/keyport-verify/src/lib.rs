@@ -29,12 +29,18 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod claims;
+pub mod dpop;
 mod error;
 mod keys;
+mod request;
 mod verifier;
 
 pub use claims::Claims;
+pub use dpop::{DpopNonces, DpopSettings, MemoryReplayStore, ReplayStore};
 pub use error::VerifyError;
 pub use keys::KeySettings;
+pub use request::{Authenticated, Rejection, Scheme, TokenRequest};
 pub use verifier::{Verifier, VerifierBuilder};

@@ -258,6 +258,13 @@ impl Verifier {
                 ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => {
                     VerifyError::UnsupportedAlgorithm
                 }
+                // jsonwebtoken reads the claims into `Claims` before it
+                // checks the required ones, so a missing `sub` or `iat`
+                // surfaces as serde's "missing field".
+                ErrorKind::Json(json) => missing_field(&json.to_string())
+                    .map_or(VerifyError::Malformed, |claim| {
+                        VerifyError::MissingClaim(claim.to_owned())
+                    }),
                 _ => VerifyError::Malformed,
             }
         })?;
@@ -433,6 +440,12 @@ fn path_of(url: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or("/")
 }
 
+/// The field serde names in "missing field `x` at line …".
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
 /// Now, in Unix seconds.
 pub(crate) fn now() -> i64 {
     SystemTime::now()
@@ -512,6 +525,15 @@ mod tests {
         let down = plain.reject(VerifyError::KeysUnavailable("x".into()), Scheme::Bearer);
         assert!(down.challenges().is_empty());
         assert_eq!(down.status(), 503);
+    }
+
+    #[test]
+    fn a_missing_claim_is_named_from_the_serde_message() {
+        assert_eq!(
+            missing_field("missing field `sub` at line 1 column 80"),
+            Some("sub")
+        );
+        assert_eq!(missing_field("invalid type: string, expected i64"), None);
     }
 
     #[test]

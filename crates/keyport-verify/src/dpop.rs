@@ -296,7 +296,15 @@ pub(crate) async fn check_proof(
         .jwk
         .as_ref()
         .ok_or_else(|| refused("the DPoP proof has no jwk header"))?;
-    if holds_private_key(proof) {
+    let raw =
+        raw_header(proof).ok_or_else(|| refused("the DPoP proof is not a well-formed JWT"))?;
+    // RFC 7515 §4.1.11: no extension is understood here.
+    if raw.get("crit").is_some() {
+        return Err(refused(
+            "the DPoP proof has critical header parameters this resource does not understand",
+        ));
+    }
+    if holds_private_key(&raw) {
         return Err(refused("the DPoP proof's jwk must not hold a private key"));
     }
     if key_algorithm(jwk) != Some(header.alg) {
@@ -404,17 +412,16 @@ fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
-/// Whether the proof's `jwk` header carries private key members (`d`, or
-/// RSA's `p`, `q`, …): parsing into [`Jwk`] would silently drop them.
-fn holds_private_key(proof: &str) -> bool {
-    let Some(header) = proof
-        .split('.')
-        .next()
-        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
-        .and_then(|h| serde_json::from_slice::<serde_json::Value>(&h).ok())
-    else {
-        return true;
-    };
+/// The proof's header as JSON: [`jsonwebtoken::Header`] drops members it
+/// does not know (`crit`) and the private members of a `jwk`.
+fn raw_header(proof: &str) -> Option<serde_json::Value> {
+    let header = URL_SAFE_NO_PAD.decode(proof.split('.').next()?).ok()?;
+    serde_json::from_slice(&header).ok()
+}
+
+/// Whether the header's `jwk` carries private key members (`d`, or RSA's
+/// `p`, `q`, …, or a symmetric `k`).
+fn holds_private_key(header: &serde_json::Value) -> bool {
     let Some(jwk) = header.get("jwk").and_then(|j| j.as_object()) else {
         return true;
     };

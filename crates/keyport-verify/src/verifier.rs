@@ -24,6 +24,9 @@ pub struct Verifier {
     leeway: Duration,
     keys: Arc<KeySource>,
     resource: Arc<Resource>,
+    /// One per algorithm, built once: a `Validation` holds four sets,
+    /// which cost allocations on every token when built per call.
+    validations: Arc<[Validation]>,
 }
 
 /// What the verifier says about the resource it protects.
@@ -143,7 +146,20 @@ impl VerifierBuilder {
             Some(uri) => uri,
             None => discover_jwks_uri(&client, &self.issuer).await?,
         };
+        let validations = ALGORITHMS
+            .iter()
+            .map(|algorithm| {
+                let mut validation = Validation::new(*algorithm);
+                validation.leeway = self.leeway.as_secs();
+                validation.validate_nbf = true;
+                validation.set_issuer(&[&self.issuer]);
+                validation.set_audience(&self.audiences);
+                validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+                validation
+            })
+            .collect();
         Ok(Verifier {
+            validations,
             issuer: self.issuer,
             audiences: self.audiences,
             leeway: self.leeway,
@@ -240,13 +256,12 @@ impl Verifier {
         if key.algorithm != header.alg {
             return Err(VerifyError::UnsupportedAlgorithm);
         }
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = self.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&self.audiences);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+        let validation = self
+            .validations
+            .iter()
+            .find(|v| v.algorithms[0] == header.alg)
+            .ok_or(VerifyError::UnsupportedAlgorithm)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::InvalidSignature => VerifyError::BadSignature,

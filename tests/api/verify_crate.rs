@@ -846,6 +846,21 @@ async fn dpop_bound_tokens_need_a_fresh_proof_for_the_request(backend: Backend) 
         &dpop(&[key.proof("GET", &url, None)], "/protected").await,
         "invalid_dpop_proof",
     );
+    // Headers a proof must not have: another typ, a critical extension, a
+    // private key in its jwk.
+    let claims = key.claims("GET", &url, Some(&token));
+    let mut header = key.header();
+    header["typ"] = json!("JWT");
+    let mut critical = key.header();
+    critical["crit"] = json!(["exp"]);
+    let mut private = key.header();
+    private["jwk"]["d"] = json!("AAAA");
+    for header in [header, critical, private] {
+        refused(
+            &dpop(&[key.sign(&header, &claims)], "/protected").await,
+            "invalid_dpop_proof",
+        );
+    }
     let two = [
         key.proof("GET", &url, Some(&token)),
         key.proof("GET", &url, Some(&token)),

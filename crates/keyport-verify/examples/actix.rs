@@ -7,12 +7,20 @@
 //! `{"sub": …}`; `AUDIENCE` defaults to Keyport's `keyport-api`.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use keyport_verify::Verifier;
-use keyport_verify::actix::BearerClaims;
+use keyport_verify::{Authenticated, Verifier};
 
-async fn protected(token: BearerClaims) -> actix_web::Result<HttpResponse> {
+async fn protected(token: Authenticated) -> actix_web::Result<HttpResponse> {
     token.require_scope("reports:read")?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "sub": token.sub })))
+}
+
+/// The service: the verifier and one route.
+pub fn configure(verifier: Verifier) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |config| {
+        config
+            .app_data(web::Data::new(verifier.clone()))
+            .route("/protected", web::get().to(protected));
+    }
 }
 
 #[actix_web::main]
@@ -24,12 +32,9 @@ async fn main() -> std::io::Result<()> {
         .await
         .map_err(std::io::Error::other)?;
     println!("listening on {listen}");
-    HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(verifier.clone()))
-            .route("/protected", web::get().to(protected))
-    })
-    .bind(listen)?
-    .run()
-    .await
+    let service = configure(verifier);
+    HttpServer::new(move || App::new().configure(service.clone()))
+        .bind(listen)?
+        .run()
+        .await
 }

@@ -1,7 +1,10 @@
-//! An actix-web extractor: a handler that takes [`BearerClaims`] runs only
-//! for a valid Keyport bearer token; anything else is answered as RFC 6750
-//! says (401 with a `WWW-Authenticate: Bearer …` challenge, or 503 when the
-//! issuer's keys cannot be had).
+//! actix-web extractors: a handler that takes [`Authenticated`] runs only
+//! for a valid Keyport token, `Bearer` or (when the verifier accepts it)
+//! `DPoP` with its proof; [`BearerClaims`] accepts bearer tokens only.
+//! Anything else is answered as RFC 6750 / RFC 9449 say (401 with
+//! `WWW-Authenticate` challenges, 403 `insufficient_scope`, or 503 when the
+//! issuer's keys cannot be had). [`resource_metadata`] serves the RFC 9728
+//! document.
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, web};
@@ -34,7 +37,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 
-use crate::{Claims, Verifier, VerifyError};
+use crate::{Authenticated, Claims, Rejection, TokenRequest, Verifier, VerifyError};
 
 /// The realm named in challenges.
 const REALM: &str = "keyport";
@@ -124,5 +127,77 @@ impl FromRequest for BearerClaims {
             let token = token.filter(|t| !t.is_empty()).ok_or(NoToken)?;
             Ok(BearerClaims(verifier.verify_bearer(&token).await?))
         })
+    }
+}
+
+impl ResponseError for Rejection {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status()).unwrap_or(StatusCode::UNAUTHORIZED)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        for challenge in self.challenges() {
+            if let Ok(value) = HeaderValue::from_str(challenge) {
+                response.append_header((header::WWW_AUTHENTICATE, value));
+            }
+        }
+        if let Some(nonce) = self.dpop_nonce() {
+            response.insert_header(("DPoP-Nonce", nonce));
+        }
+        response.json(self.body())
+    }
+}
+
+impl FromRequest for Authenticated {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let verifier = req.app_data::<web::Data<Verifier>>().cloned();
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let authorization = header(header::AUTHORIZATION);
+        let proofs: Vec<String> = req
+            .headers()
+            .get_all("dpop")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+            .collect();
+        let method = req.method().as_str().to_owned();
+        // The URL the client used, as this server sees it (its Host, its
+        // scheme); a resource identifier on the verifier overrides it.
+        let info = req.connection_info();
+        let url = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+        drop(info);
+        Box::pin(async move {
+            let verifier = verifier.ok_or_else(|| {
+                actix_web::error::ErrorInternalServerError(
+                    "no keyport_verify::Verifier in app data",
+                )
+            })?;
+            let proofs: Vec<&str> = proofs.iter().map(String::as_str).collect();
+            let request = TokenRequest {
+                method: &method,
+                url: &url,
+                authorization: authorization.as_deref(),
+                dpop_proofs: &proofs,
+            };
+            Ok(verifier.authenticate(&request).await?)
+        })
+    }
+}
+
+/// The handler of the resource's RFC 9728 metadata: route
+/// [`Verifier::resource_metadata_path`] to it. 404 when the verifier has no
+/// resource identifier.
+pub async fn resource_metadata(verifier: web::Data<Verifier>) -> HttpResponse {
+    match verifier.resource_metadata() {
+        Some(document) => HttpResponse::Ok().json(document),
+        None => HttpResponse::NotFound().finish(),
     }
 }

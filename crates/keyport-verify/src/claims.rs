@@ -11,13 +11,19 @@ use crate::VerifyError;
 pub struct Claims {
     /// The user the token acts as.
     pub sub: String,
+    /// The issuer (checked to be the verifier's).
     pub iss: String,
-    /// A string or a list of strings.
+    /// The audience: a string or a list of strings (checked to name one of
+    /// the verifier's).
     pub aud: Value,
+    /// Expiry, Unix seconds.
     pub exp: i64,
+    /// Issued at, Unix seconds.
     pub iat: i64,
+    /// Not before, Unix seconds, when given.
     #[serde(default)]
     pub nbf: Option<i64>,
+    /// The token's unique ID.
     #[serde(default)]
     pub jti: Option<String>,
     /// The key (client ID) the token was issued to.
@@ -32,15 +38,22 @@ pub struct Claims {
     /// A key the token is bound to (RFC 9449 `jkt`, RFC 8705 `x5t#S256`).
     #[serde(default)]
     pub cnf: Option<Value>,
+    /// The actor a token exchange (RFC 8693 §4.1) made this token for:
+    /// `{"sub": …}`, possibly with a nested `act`.
+    #[serde(default)]
+    pub act: Option<Value>,
+    /// Every other claim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl Claims {
+    /// The scopes, one by one.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scope.split_ascii_whitespace()
     }
 
+    /// Whether the token carries `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes().any(|s| s == scope)
     }

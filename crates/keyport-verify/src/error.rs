@@ -12,23 +12,50 @@ pub enum VerifyError {
     /// assertion, a DPoP proof) is never an access token.
     #[error("the token is not an access token (typ must be at+jwt)")]
     NotAnAccessToken,
+    /// `alg` is not one the issuer signs with (`none` and HMAC never are).
     #[error("the token's algorithm is not one the issuer signs with")]
     UnsupportedAlgorithm,
     /// No key of the issuer has the token's `kid` (or it names none).
     #[error("the token names a key the issuer does not publish")]
     UnknownKey,
+    /// The signature is not the key's.
     #[error("the token's signature does not verify")]
     BadSignature,
+    /// `iss` is not the issuer the verifier was built for.
     #[error("the token was issued by another issuer")]
     WrongIssuer,
+    /// `aud` names none of the verifier's audiences.
     #[error("the token is meant for another audience")]
     WrongAudience,
+    /// `exp` has passed (beyond the leeway).
     #[error("the token has expired")]
     Expired,
+    /// `nbf` or `iat` is in the future (beyond the leeway).
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// A claim RFC 9068 requires is missing.
     #[error("the token lacks the claim `{0}`")]
     MissingClaim(String),
+    /// No `Authorization` header with a token in a scheme the resource
+    /// accepts: RFC 6750 §3.1 answers it with a bare challenge, no error
+    /// code.
+    #[error("an access token is required")]
+    MissingToken,
+    /// A token presented under the `DPoP` scheme that is not bound to a
+    /// key, or DPoP presented to a verifier that does not accept it.
+    #[error("the token is not bound to a DPoP key")]
+    NotBound,
+    /// The DPoP proof is missing or fails an RFC 9449 §4.3 check; the
+    /// message says which (it never carries the proof or the token).
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// The resource requires a DPoP nonce (RFC 9449 §9): retry with this
+    /// one, sent in the `DPoP-Nonce` header.
+    #[error("this resource requires a DPoP nonce: retry with the one in DPoP-Nonce")]
+    UseDpopNonce(String),
+    /// The replay store cannot answer: refused rather than risk a replay.
+    #[error("the DPoP replay check is unavailable; retry shortly")]
+    ReplayCheckUnavailable,
     /// A token bound to a key (`cnf`, DPoP or a certificate) presented as a
     /// bearer token: whoever holds it must also prove they hold the key.
     #[error("the token is bound to a key and must come with proof of it")]
@@ -47,26 +74,52 @@ impl VerifyError {
     pub fn status(&self) -> u16 {
         match self {
             VerifyError::InsufficientScope(_) => 403,
-            VerifyError::KeysUnavailable(_) => 503,
+            VerifyError::KeysUnavailable(_) | VerifyError::ReplayCheckUnavailable => 503,
             _ => 401,
         }
     }
 
-    /// The RFC 6750 §3 `error` code: `invalid_token`, or
-    /// `insufficient_scope`.
+    /// The `error` code: RFC 6750 §3 `invalid_token` or
+    /// `insufficient_scope`, RFC 9449 §7.1 `invalid_dpop_proof` or
+    /// `use_dpop_nonce`, `invalid_request` for a missing token and
+    /// `temporarily_unavailable` for a 503.
     pub fn code(&self) -> &'static str {
         match self {
             VerifyError::InsufficientScope(_) => "insufficient_scope",
+            VerifyError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            VerifyError::UseDpopNonce(_) => "use_dpop_nonce",
+            VerifyError::MissingToken => "invalid_request",
+            VerifyError::KeysUnavailable(_) | VerifyError::ReplayCheckUnavailable => {
+                "temporarily_unavailable"
+            }
             _ => "invalid_token",
         }
     }
 
-    /// The `WWW-Authenticate` value to answer with (RFC 6750 §3), naming the
-    /// missing scope when that is why; `None` when the keys are unavailable
-    /// (the token may be fine: try again later).
+    /// Whether the refusal is about DPoP itself, so its challenge is always
+    /// under the `DPoP` scheme (RFC 9449 §7.1), whatever was presented.
+    pub(crate) fn is_dpop(&self) -> bool {
+        matches!(
+            self,
+            VerifyError::BoundToken
+                | VerifyError::NotBound
+                | VerifyError::InvalidDpopProof(_)
+                | VerifyError::UseDpopNonce(_)
+        )
+    }
+
+    /// The `WWW-Authenticate: Bearer` value to answer with (RFC 6750 §3),
+    /// naming the missing scope when that is why; `None` when the keys are
+    /// unavailable (the token may be fine: try again later). A verifier
+    /// that accepts DPoP or publishes resource metadata answers with
+    /// [`Verifier::reject`](crate::Verifier::reject) instead, which adds
+    /// the `DPoP` challenge and `resource_metadata`.
     pub fn challenge(&self, realm: &str) -> Option<String> {
-        if matches!(self, VerifyError::KeysUnavailable(_)) {
+        if self.status() == 503 {
             return None;
+        }
+        if matches!(self, VerifyError::MissingToken) {
+            return Some(format!("Bearer realm=\"{}\"", quoted(realm)));
         }
         let realm = quoted(realm);
         let description = quoted(&self.to_string());
@@ -83,7 +136,7 @@ impl VerifyError {
 }
 
 /// A value safe inside a quoted-string: no quotes, backslashes or controls.
-fn quoted(value: &str) -> String {
+pub(crate) fn quoted(value: &str) -> String {
     value
         .chars()
         .filter(|c| *c != '"' && *c != '\\' && !c.is_control())

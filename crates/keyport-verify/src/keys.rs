@@ -50,7 +50,7 @@ pub(crate) struct VerifyingKey {
 
 #[derive(Default)]
 struct Held {
-    keys: Option<Arc<HashMap<String, VerifyingKey>>>,
+    keys: Option<Arc<HashMap<String, Arc<VerifyingKey>>>>,
     fetched_at: Option<Instant>,
     keep_for: Duration,
     last_attempt: Option<Instant>,
@@ -92,7 +92,7 @@ impl KeySource {
 
     /// The key named `kid`. Waits for a fetch only when no key held can
     /// answer; keys past their age are refreshed in the background.
-    pub async fn key(self: &Arc<Self>, kid: &str) -> Result<VerifyingKey, VerifyError> {
+    pub async fn key(self: &Arc<Self>, kid: &str) -> Result<Arc<VerifyingKey>, VerifyError> {
         let (found, stale, may_fetch, refreshing, had_keys) = self.look(kid);
         if let Some(key) = found {
             if stale && may_fetch && !refreshing {
@@ -132,7 +132,7 @@ impl KeySource {
     /// (the key, whether the keys are past their age, whether a fetch is
     /// allowed now, whether one runs in the background, whether any keys
     /// are held).
-    fn look(&self, kid: &str) -> (Option<VerifyingKey>, bool, bool, bool, bool) {
+    fn look(&self, kid: &str) -> (Option<Arc<VerifyingKey>>, bool, bool, bool, bool) {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let found = held.keys.as_ref().and_then(|keys| keys.get(kid).cloned());
         let stale = held
@@ -174,7 +174,7 @@ impl KeySource {
 
     /// Fetches the JWKS and holds its usable keys; on failure the keys held
     /// stay.
-    async fn fetch(&self) -> Result<Arc<HashMap<String, VerifyingKey>>, String> {
+    async fn fetch(&self) -> Result<Arc<HashMap<String, Arc<VerifyingKey>>>, String> {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -190,7 +190,7 @@ impl KeySource {
         Ok(keys)
     }
 
-    async fn download(&self) -> Result<(HashMap<String, VerifyingKey>, Duration), String> {
+    async fn download(&self) -> Result<(HashMap<String, Arc<VerifyingKey>>, Duration), String> {
         let mut response = self
             .client
             .get(&self.jwks_uri)
@@ -223,7 +223,7 @@ impl KeySource {
 /// The keys of a JWKS document that can verify a Keyport token, by `kid`;
 /// keys without a `kid`, private or symmetric keys and other algorithms are
 /// skipped (RFC 7517 §5).
-pub(crate) fn usable_keys(body: &[u8]) -> Result<HashMap<String, VerifyingKey>, String> {
+pub(crate) fn usable_keys(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
     let document: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| "the JWKS is not JSON")?;
     let listed = document
@@ -256,7 +256,7 @@ pub(crate) fn usable_keys(body: &[u8]) -> Result<HashMap<String, VerifyingKey>, 
             _ => continue,
         };
         if let Ok(key) = DecodingKey::from_jwk(jwk) {
-            keys.insert(kid, VerifyingKey { key, algorithm });
+            keys.insert(kid, Arc::new(VerifyingKey { key, algorithm }));
         }
     }
     Ok(keys)

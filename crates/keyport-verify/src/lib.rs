@@ -10,10 +10,21 @@
 //! while the issuer is unreachable, and fails closed when it never had any.
 //!
 //! Each token is checked as RFC 9068 asks: `typ` is `at+jwt`, the algorithm
-//! is one Keyport signs with (never `none` or HMAC), the signature is the
-//! key's, `iss` is the issuer, `aud` names your API, `exp` is in the future
-//! and `nbf`/`iat` are not (with a small leeway). A refusal knows its RFC
-//! 6750 answer: [`VerifyError::status`] and [`VerifyError::challenge`].
+//! is one Keyport signs with (never `none` or HMAC, whatever the token
+//! says), the signature is the key's, `iss` is the issuer, `aud` names your
+//! API, `exp` is in the future and `nbf`/`iat` are not (with a small
+//! leeway), and `sub`, `iat`, `exp` are present. The claims come back typed
+//! ([`Claims`]: subject, company, scopes, client ID, `act`, `cnf`).
+//!
+//! A token bound to a key (DPoP, RFC 9449) is accepted only under the
+//! `DPoP` scheme with a proof by that key for this very request
+//! ([`VerifierBuilder::dpop`], module [`dpop`]); presented as a bearer token
+//! it is refused. Every refusal knows its answer: a status and RFC 6750 /
+//! RFC 9449 `WWW-Authenticate` challenges ([`Rejection`]), naming the
+//! missing scope for `insufficient_scope` and the resource's RFC 9728
+//! metadata ([`Verifier::resource_metadata`]) when it publishes it.
+//!
+//! # Verifying a token
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,15 +37,77 @@
 //! println!("{} calls with {:?}", claims.sub, claims.scopes().collect::<Vec<_>>());
 //! # Ok(()) }
 //! ```
+//!
+//! # A whole request, any framework
+//!
+//! [`Verifier::authenticate`] takes what it needs of a request
+//! ([`TokenRequest`]: method, URL, `Authorization`, `DPoP` headers) and
+//! answers [`Authenticated`] or a [`Rejection`] to send as it is:
+//!
+//! ```no_run
+//! # async fn run(verifier: keyport_verify::Verifier) {
+//! use keyport_verify::TokenRequest;
+//!
+//! let request = TokenRequest {
+//!     method: "GET",
+//!     url: "https://api.example.com/reports",
+//!     authorization: Some("Bearer eyJ…"),
+//!     dpop_proofs: &[],
+//! };
+//! match verifier.authenticate(&request).await {
+//!     Ok(token) => println!("subject {}", token.sub),
+//!     Err(refused) => {
+//!         // refused.status(), one WWW-Authenticate header per
+//!         // refused.challenges(), refused.body() as JSON.
+//!         println!("{} {:?}", refused.status(), refused.challenges());
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # Adapters
+//!
+//! - `actix` feature: [`Authenticated`] (and the bearer-only
+//!   `actix::BearerClaims`) as extractors, `actix::resource_metadata` as a
+//!   handler.
+//! - `axum` feature: [`Authenticated`] as an extractor, `axum::RequireToken`
+//!   as a tower layer (with scopes), `axum::resource_metadata` as a handler.
+//!
+//! `examples/actix.rs` and `examples/axum.rs` are whole resource servers of
+//! a few dozen lines (`ISSUER=… LISTEN=… cargo run -p keyport-verify
+//! --features axum --example axum`).
+//!
+//! # Why not jwt-authorizer for the axum side
+//!
+//! `jwt-authorizer` (axum and tonic) refreshes its JWKS on an unknown `kid`
+//! and follows discovery, but it has no `typ` check, no DPoP, no RFC 9728
+//! and no actix-web, and its refusals are its own: building the axum
+//! adapter on it would have meant two key caches, two sets of checks and
+//! two ways of answering a refusal, with the actix side still written here.
+//! With one [`Verifier`] the two adapters are thin translations of
+//! [`Verifier::authenticate`] (about 150 lines each) and answer
+//! identically; the axum one needs only `axum-core`, `http` and tower's two
+//! trait crates.
+
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub mod actix;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod claims;
+pub mod dpop;
 mod error;
 mod keys;
+mod request;
 mod verifier;
 
 pub use claims::Claims;
+pub use dpop::{DpopNonces, DpopSettings, MemoryReplayStore, ReplayStore};
 pub use error::VerifyError;
 pub use keys::KeySettings;
+pub use request::{Authenticated, Rejection, Scheme, TokenRequest};
 pub use verifier::{Verifier, VerifierBuilder};

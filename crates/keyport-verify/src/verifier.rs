@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, Validation};
 
+use crate::dpop::{DpopSettings, ProofTarget, check_proof};
+use crate::error::quoted;
 use crate::keys::{KeySettings, KeySource};
+use crate::request::{Authenticated, Rejection, Scheme, TokenRequest};
 use crate::{Claims, VerifyError};
 
 /// The algorithms Keyport signs with; anything else (`none`, HMAC, …) is
@@ -20,6 +23,20 @@ pub struct Verifier {
     audiences: Vec<String>,
     leeway: Duration,
     keys: Arc<KeySource>,
+    resource: Arc<Resource>,
+    /// One per algorithm, built once: a `Validation` holds four sets,
+    /// which cost allocations on every token when built per call.
+    validations: Arc<[Validation]>,
+}
+
+/// What the verifier says about the resource it protects.
+#[derive(Debug)]
+struct Resource {
+    realm: String,
+    dpop: Option<DpopSettings>,
+    /// The RFC 9728 resource identifier, when it publishes metadata.
+    identifier: Option<String>,
+    scopes_supported: Vec<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -42,9 +59,47 @@ pub struct VerifierBuilder {
     leeway: Duration,
     keys: KeySettings,
     client: Option<reqwest::Client>,
+    realm: String,
+    dpop: Option<DpopSettings>,
+    resource: Option<String>,
+    scopes_supported: Vec<String>,
 }
 
 impl VerifierBuilder {
+    /// The `realm` named in challenges (default `keyport`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Accepts DPoP-bound tokens (RFC 9449) with proofs checked as
+    /// `settings` say; without it, a bound token is always refused.
+    pub fn dpop(mut self, settings: DpopSettings) -> Self {
+        self.dpop = Some(settings);
+        self
+    }
+
+    /// The resource's identifier (RFC 9728 §1.2), an `https` URL such as
+    /// `https://api.example.com`: the resource then publishes its metadata
+    /// ([`Verifier::resource_metadata`]) and names it in every challenge
+    /// (`resource_metadata`), and DPoP proofs' `htu` is compared with this
+    /// URL plus the request's path, whatever `Host` the request came with
+    /// (right behind a proxy).
+    pub fn resource(mut self, identifier: impl Into<String>) -> Self {
+        self.resource = Some(identifier.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The scopes the resource uses, listed as `scopes_supported` in its
+    /// metadata.
+    pub fn scopes_supported<S: Into<String>>(
+        mut self,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.scopes_supported = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Another audience the API answers to.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
@@ -63,6 +118,7 @@ impl VerifierBuilder {
         self
     }
 
+    /// How keys are fetched and kept ([`KeySettings`]).
     pub fn key_settings(mut self, settings: KeySettings) -> Self {
         self.keys = settings;
         self
@@ -90,11 +146,30 @@ impl VerifierBuilder {
             Some(uri) => uri,
             None => discover_jwks_uri(&client, &self.issuer).await?,
         };
+        let validations = ALGORITHMS
+            .iter()
+            .map(|algorithm| {
+                let mut validation = Validation::new(*algorithm);
+                validation.leeway = self.leeway.as_secs();
+                validation.validate_nbf = true;
+                validation.set_issuer(&[&self.issuer]);
+                validation.set_audience(&self.audiences);
+                validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+                validation
+            })
+            .collect();
         Ok(Verifier {
+            validations,
             issuer: self.issuer,
             audiences: self.audiences,
             leeway: self.leeway,
             keys: Arc::new(KeySource::new(client, jwks_uri, self.keys)),
+            resource: Arc::new(Resource {
+                realm: self.realm,
+                dpop: self.dpop,
+                identifier: self.resource,
+                scopes_supported: self.scopes_supported,
+            }),
         })
     }
 }
@@ -144,6 +219,10 @@ impl Verifier {
             leeway: Duration::from_secs(30),
             keys: KeySettings::default(),
             client: None,
+            realm: "keyport".to_owned(),
+            dpop: None,
+            resource: None,
+            scopes_supported: Vec::new(),
         }
     }
 
@@ -177,13 +256,12 @@ impl Verifier {
         if key.algorithm != header.alg {
             return Err(VerifyError::UnsupportedAlgorithm);
         }
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = self.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&self.audiences);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| {
+        let validation = self
+            .validations
+            .iter()
+            .find(|v| v.algorithms[0] == header.alg)
+            .ok_or(VerifyError::UnsupportedAlgorithm)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::InvalidSignature => VerifyError::BadSignature,
@@ -195,13 +273,17 @@ impl Verifier {
                 ErrorKind::InvalidAlgorithm | ErrorKind::UnsupportedAlgorithm => {
                     VerifyError::UnsupportedAlgorithm
                 }
+                // jsonwebtoken reads the claims into `Claims` before it
+                // checks the required ones, so a missing `sub` or `iat`
+                // surfaces as serde's "missing field".
+                ErrorKind::Json(json) => missing_field(&json.to_string())
+                    .map_or(VerifyError::Malformed, |claim| {
+                        VerifyError::MissingClaim(claim.to_owned())
+                    }),
                 _ => VerifyError::Malformed,
             }
         })?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        if data.claims.iat > now + self.leeway.as_secs() as i64 {
+        if data.claims.iat > now() + self.leeway.as_secs() as i64 {
             return Err(VerifyError::NotYetValid);
         }
         Ok(data.claims)
@@ -216,5 +298,263 @@ impl Verifier {
             return Err(VerifyError::BoundToken);
         }
         Ok(claims)
+    }
+
+    /// Authenticates a request: its `Authorization` header (`Bearer`, or
+    /// `DPoP` with its proof when the verifier accepts DPoP), every check of
+    /// [`Verifier::verify`], and for a bound token its proof. A refusal
+    /// comes with its status and challenges ([`Rejection`]). Framework
+    /// adapters call this; call it yourself for another framework.
+    pub async fn authenticate(
+        &self,
+        request: &TokenRequest<'_>,
+    ) -> Result<Authenticated, Rejection> {
+        let Some((scheme, token)) = request.credentials() else {
+            return Err(self.reject(VerifyError::MissingToken, Scheme::Bearer));
+        };
+        let claims = match (scheme, &self.resource.dpop) {
+            (Scheme::Bearer, _) => self.verify_bearer(token).await,
+            (Scheme::Dpop, None) => Err(VerifyError::MissingToken),
+            (Scheme::Dpop, Some(settings)) => self.verify_dpop(settings, token, request).await,
+        }
+        .map_err(|error| self.reject(error, scheme))?;
+        Ok(Authenticated::new(claims, scheme, self.clone()))
+    }
+
+    async fn verify_dpop(
+        &self,
+        settings: &DpopSettings,
+        token: &str,
+        request: &TokenRequest<'_>,
+    ) -> Result<Claims, VerifyError> {
+        let claims = self.verify(token).await?;
+        let jkt = claims.dpop_jkt().ok_or(VerifyError::NotBound)?;
+        // Behind a proxy the request's own URL is not what the client
+        // signed: with a resource identifier, its path under that URL is.
+        let url = match &self.resource.identifier {
+            Some(base) => format!("{base}{}", path_of(request.url)),
+            None => request.url.to_owned(),
+        };
+        let target = ProofTarget {
+            method: request.method,
+            url: &url,
+            access_token: token,
+            jkt,
+        };
+        check_proof(
+            settings,
+            self.leeway.as_secs() as i64,
+            request.dpop_proofs,
+            &target,
+        )
+        .await?;
+        Ok(claims)
+    }
+
+    /// The refusal for `error` when the token came under `scheme`: its
+    /// status, and RFC 6750 §3 / RFC 9449 §7.1 challenges naming the realm,
+    /// the DPoP algorithms when DPoP is accepted, and `resource_metadata`
+    /// when the resource publishes it. A missing token is answered with a
+    /// bare challenge per accepted scheme; a refusal about DPoP, or of a
+    /// token presented under `DPoP`, under the `DPoP` scheme; 503s with none.
+    pub fn reject(&self, error: VerifyError, scheme: Scheme) -> Rejection {
+        let resource = &self.resource;
+        let metadata = self
+            .resource_metadata_url()
+            .map(|url| format!(", resource_metadata=\"{}\"", quoted(&url)))
+            .unwrap_or_default();
+        let realm = quoted(&resource.realm);
+        let bearer = format!("Bearer realm=\"{realm}\"");
+        let dpop = resource
+            .dpop
+            .as_ref()
+            .map(|d| format!("DPoP realm=\"{realm}\", algs=\"{}\"", d.algs()));
+        let mut challenges = Vec::new();
+        if error.status() == 503 {
+        } else if matches!(error, VerifyError::MissingToken) {
+            challenges.push(format!("{bearer}{metadata}"));
+            challenges.extend(dpop.map(|d| format!("{d}{metadata}")));
+        } else {
+            let prefix = match dpop {
+                Some(dpop) if error.is_dpop() || scheme == Scheme::Dpop => dpop,
+                _ => bearer,
+            };
+            let scope = match &error {
+                VerifyError::InsufficientScope(scope) => {
+                    format!(", scope=\"{}\"", quoted(scope))
+                }
+                _ => String::new(),
+            };
+            challenges.push(format!(
+                "{prefix}, error=\"{}\", error_description=\"{}\"{scope}{metadata}",
+                error.code(),
+                quoted(&error.to_string())
+            ));
+        }
+        Rejection::new(error, challenges)
+    }
+
+    /// Where the resource's RFC 9728 metadata is published, when it has a
+    /// resource identifier: the well-known path inserted between the
+    /// identifier's host and path (RFC 9728 §3.1).
+    pub fn resource_metadata_url(&self) -> Option<String> {
+        let identifier = self.resource.identifier.as_deref()?;
+        let url = reqwest::Url::parse(identifier).ok()?;
+        Some(format!(
+            "{}/.well-known/oauth-protected-resource{}",
+            url.origin().ascii_serialization(),
+            url.path().trim_end_matches('/')
+        ))
+    }
+
+    /// The path to serve [`Verifier::resource_metadata`] at
+    /// (`/.well-known/oauth-protected-resource`, followed by the
+    /// identifier's path, if any).
+    pub fn resource_metadata_path(&self) -> Option<String> {
+        let identifier = self.resource.identifier.as_deref()?;
+        let url = reqwest::Url::parse(identifier).ok()?;
+        Some(format!(
+            "/.well-known/oauth-protected-resource{}",
+            url.path().trim_end_matches('/')
+        ))
+    }
+
+    /// The resource's RFC 9728 metadata document, when it has a resource
+    /// identifier: the identifier, this issuer as its authorization server,
+    /// bearer tokens in the header only, its scopes, and the DPoP
+    /// algorithms it accepts.
+    pub fn resource_metadata(&self) -> Option<serde_json::Value> {
+        let resource = &self.resource;
+        let identifier = resource.identifier.as_deref()?;
+        let mut document = serde_json::json!({
+            "resource": identifier,
+            "authorization_servers": [self.issuer],
+            "bearer_methods_supported": ["header"],
+        });
+        if !resource.scopes_supported.is_empty() {
+            document["scopes_supported"] = serde_json::json!(resource.scopes_supported);
+        }
+        if let Some(dpop) = &resource.dpop {
+            document["dpop_signing_alg_values_supported"] =
+                serde_json::json!(dpop.algs().split(' ').collect::<Vec<_>>());
+        }
+        Some(document)
+    }
+}
+
+/// The path of an absolute URL (or the URL itself when it is a path),
+/// without query or fragment.
+fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let path = if after_scheme == 0 {
+        rest
+    } else {
+        rest.find('/').map_or("/", |i| &rest[i..])
+    };
+    path.split(['?', '#']).next().unwrap_or("/")
+}
+
+/// The field serde names in "missing field `x` at line …".
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn verifier(resource: Option<&str>, dpop: bool) -> Verifier {
+        let mut builder = Verifier::builder("https://auth.example.com", "api")
+            .jwks_uri("https://auth.example.com/jwks.json");
+        if let Some(resource) = resource {
+            builder = builder.resource(resource);
+        }
+        if dpop {
+            builder = builder.dpop(DpopSettings::default());
+        }
+        builder.build().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_metadata_url_inserts_the_well_known_path_before_the_resource_path() {
+        let plain = verifier(Some("https://api.example.com"), false).await;
+        assert_eq!(
+            plain.resource_metadata_url().as_deref(),
+            Some("https://api.example.com/.well-known/oauth-protected-resource")
+        );
+        let nested = verifier(Some("https://api.example.com/reports/"), false).await;
+        assert_eq!(
+            nested.resource_metadata_url().as_deref(),
+            Some("https://api.example.com/.well-known/oauth-protected-resource/reports")
+        );
+        assert_eq!(
+            nested.resource_metadata_path().as_deref(),
+            Some("/.well-known/oauth-protected-resource/reports")
+        );
+        assert_eq!(verifier(None, false).await.resource_metadata(), None);
+    }
+
+    #[tokio::test]
+    async fn challenges_name_the_scheme_the_scope_and_the_metadata() {
+        let both = verifier(Some("https://api.example.com"), true).await;
+        let missing = both.reject(VerifyError::MissingToken, Scheme::Bearer);
+        assert_eq!(
+            missing.challenges(),
+            [
+                "Bearer realm=\"keyport\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"",
+                "DPoP realm=\"keyport\", algs=\"ES256 EdDSA RS256\", resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\""
+            ]
+        );
+        let scope = both.reject(
+            VerifyError::InsufficientScope("reports:read".into()),
+            Scheme::Dpop,
+        );
+        assert_eq!(scope.status(), 403);
+        let challenge = &scope.challenges()[0];
+        assert!(
+            challenge.starts_with(
+                "DPoP realm=\"keyport\", algs=\"ES256 EdDSA RS256\", error=\"insufficient_scope\""
+            ),
+            "{challenge}"
+        );
+        assert!(challenge.contains("scope=\"reports:read\""), "{challenge}");
+        let bound = both.reject(VerifyError::BoundToken, Scheme::Bearer);
+        assert!(bound.challenges()[0].starts_with("DPoP "));
+        let nonce = both.reject(VerifyError::UseDpopNonce("n1".into()), Scheme::Dpop);
+        assert_eq!(nonce.dpop_nonce(), Some("n1"));
+        assert!(nonce.challenges()[0].contains("error=\"use_dpop_nonce\""));
+        let plain = verifier(None, false).await;
+        let bound = plain.reject(VerifyError::BoundToken, Scheme::Bearer);
+        assert!(
+            bound.challenges()[0].starts_with("Bearer realm=\"keyport\", error=\"invalid_token\"")
+        );
+        let down = plain.reject(VerifyError::KeysUnavailable("x".into()), Scheme::Bearer);
+        assert!(down.challenges().is_empty());
+        assert_eq!(down.status(), 503);
+    }
+
+    #[test]
+    fn a_missing_claim_is_named_from_the_serde_message() {
+        assert_eq!(
+            missing_field("missing field `sub` at line 1 column 80"),
+            Some("sub")
+        );
+        assert_eq!(missing_field("invalid type: string, expected i64"), None);
+    }
+
+    #[test]
+    fn the_path_of_a_url_leaves_out_authority_query_and_fragment() {
+        assert_eq!(path_of("http://h:1/a/b?c#d"), "/a/b");
+        assert_eq!(path_of("http://h"), "/");
+        assert_eq!(path_of("/a?b"), "/a");
     }
 }

@@ -290,3 +290,51 @@ fn a_non_numeric_ttl_is_a_clear_error() {
     let message = crate::telemetry::error_chain(&err);
     assert!(message.contains("token_ttl_seconds"), "{message}");
 }
+
+#[test]
+fn logs_and_metrics_settings_are_parsed_and_wrong_ones_refused() {
+    let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+    assert_eq!(settings.observability.log_format, LogFormat::Text);
+    assert_eq!(settings.observability.metrics_bind, None);
+    assert_eq!(
+        settings.observability.metrics_refresh,
+        Duration::from_secs(15)
+    );
+    let settings = Settings::load_from(
+        None,
+        env(&[
+            ("KEYPORT_LOG_FORMAT", "JSON"),
+            ("KEYPORT_METRICS_BIND", "127.0.0.1:9090"),
+            ("KEYPORT_METRICS_REFRESH_SECONDS", "60"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(settings.observability.log_format, LogFormat::Json);
+    assert_eq!(
+        settings.observability.metrics_bind.as_deref(),
+        Some("127.0.0.1:9090")
+    );
+    assert_eq!(
+        settings.observability.metrics_refresh,
+        Duration::from_secs(60)
+    );
+    // Tried: a format that does not exist, an address without a port, a
+    // refresh of zero and one of more than an hour.
+    for (key, value, named) in [
+        ("KEYPORT_LOG_FORMAT", "yaml", "log_format"),
+        ("KEYPORT_METRICS_BIND", "localhost", "metrics_bind"),
+        (
+            "KEYPORT_METRICS_REFRESH_SECONDS",
+            "0",
+            "metrics_refresh_seconds",
+        ),
+        (
+            "KEYPORT_METRICS_REFRESH_SECONDS",
+            "3601",
+            "metrics_refresh_seconds",
+        ),
+    ] {
+        let err = Settings::load_from(None, env(&[(key, value)])).expect_err(value);
+        assert!(err.to_string().contains(named), "{value}: {err}");
+    }
+}

@@ -7,6 +7,10 @@
 # (tests/api/packaging.rs checks this with ldd).
 
 FROM rust:1-bookworm AS builder
+# The commit `keyport_build_info` names: read from .git when the build
+# context has it; from a context without it (an exported tarball), give it:
+#   docker build --build-arg SOURCE_COMMIT=$(git rev-parse --short=12 HEAD) -t keyport .
+ARG SOURCE_COMMIT=
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin keyport \

@@ -1,6 +1,6 @@
-//! Names the commit the binary is built from (`keyport_build_info`,
-//! `keyport --version`'s long form): `KEYPORT_COMMIT` when the build sets it
-//! (a container build has no `.git`), else `git rev-parse`, else `unknown`.
+//! Names the commit the binary is built from (`keyport_build_info` in
+//! `/metrics`): `SOURCE_COMMIT` when the build sets it (a build from a
+//! source tarball has no `.git`), else `git rev-parse`, else `unknown`.
 
 use std::process::Command;
 
@@ -11,8 +11,8 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=KEYPORT_COMMIT");
-    let commit = match std::env::var("KEYPORT_COMMIT") {
+    println!("cargo:rerun-if-env-changed=SOURCE_COMMIT");
+    let commit = match std::env::var("SOURCE_COMMIT") {
         Ok(commit) if !commit.trim().is_empty() => commit.trim().to_owned(),
         _ => {
             // Rebuild when HEAD moves: HEAD itself, the branch it names, and

@@ -19,7 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::VerifyError;
-use crate::verifier::now;
+use crate::clock::now;
 
 /// The JOSE `typ` of a DPoP proof (RFC 9449 §4.2).
 const DPOP_TYP: &str = "dpop+jwt";

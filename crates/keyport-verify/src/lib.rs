@@ -99,6 +99,7 @@ pub mod actix;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod claims;
+mod clock;
 pub mod dpop;
 mod error;
 mod keys;

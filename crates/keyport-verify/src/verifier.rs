@@ -1,10 +1,11 @@
 //! Checking one token.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
 
+use crate::clock::now;
 use crate::dpop::{DpopSettings, ProofTarget, check_proof};
 use crate::error::quoted;
 use crate::keys::{KeySettings, KeySource};
@@ -459,13 +460,6 @@ fn path_of(url: &str) -> &str {
 fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split_once('`').map(|(field, _)| field)
-}
-
-/// Now, in Unix seconds.
-pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -47,6 +47,17 @@ async fn access_line(server: &ServedBinary, id: &str) -> Value {
     }
 }
 
+/// `POST /oauth/token` on `server`, client_credentials with HTTP Basic.
+async fn ask_for_token(server: &ServedBinary, client_id: &str, secret: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_rows(
     backend: Backend,
 ) {
@@ -58,13 +69,7 @@ async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_ro
 
     // A wrong secret: 401, and the log says why while the answer does not.
     let wrong_secret = keyport::domain::ClientSecret::generate();
-    let refused = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(admin.client_id(), Some(wrong_secret.expose()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let refused = ask_for_token(&server, admin.client_id(), wrong_secret.expose()).await;
     assert_eq!(refused.status(), 401);
     let id = request_id_of(&refused);
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id} is a UUID");
@@ -90,13 +95,7 @@ async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_ro
 
     // An unknown client is told apart from a wrong secret, in the log only.
     let nobody = keyport::domain::ClientId::generate();
-    let unknown = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(nobody.as_str(), Some(wrong_secret.expose()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let unknown = ask_for_token(&server, nobody.as_str(), wrong_secret.expose()).await;
     assert_eq!(unknown.status(), 401);
     let unknown_id = request_id_of(&unknown);
     let line = access_line(&server, &unknown_id).await;
@@ -105,13 +104,8 @@ async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_ro
     // A change made with a token: its audit row carries the request's id,
     // and the audit API finds the row by it.
     // From this server: a token names its issuer, the server's address.
-    let issued: Value = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(admin.client_id(), Some(admin.secret()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
+    let issued: Value = ask_for_token(&server, admin.client_id(), admin.secret())
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::ExchangeSettings;
 use crate::domain::{TargetPolicy, WebhookUrl};
+use crate::telemetry::traces;
 use crate::tokens::{PublicJwk, SigningAlgorithm};
 
 /// A JWKS larger than this is not a JWKS (GitHub's is about 2 KiB).
@@ -250,14 +251,27 @@ impl Fetcher {
         {
             return Err(format!("{} is {reason}", target.host()));
         }
-        let mut response = client
+        let mut span = traces::Leaf::start("jwks.fetch", traces::Kind::Client, || {
+            vec![
+                traces::Attribute::new("http.request.method", "GET"),
+                traces::Attribute::new("url.full", target.as_str().to_owned()),
+            ]
+        });
+        let mut request = client
             .get(target.as_str())
-            .header("accept", "application/json, application/jwk-set+json")
-            .send()
-            .await
-            .map_err(|e| crate::webhooks::describe(&e))?;
+            .header("accept", "application/json, application/jwk-set+json");
+        if let Some(traceparent) = span.traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
+        let mut response = request.send().await.map_err(|e| {
+            span.fail("the issuer did not answer");
+            crate::webhooks::describe(&e)
+        })?;
+        let status = response.status().as_u16();
+        span.set(|| traces::Attribute::new("http.response.status_code", i64::from(status)));
         if !response.status().is_success() {
-            return Err(format!("it answered {}", response.status().as_u16()));
+            span.fail("the issuer refused");
+            return Err(format!("it answered {status}"));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response

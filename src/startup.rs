@@ -39,6 +39,8 @@ pub enum StartupError {
     FirstRun(String),
     #[error("cannot set up webhook deliveries: {0}")]
     Webhooks(String),
+    #[error(transparent)]
+    Traces(#[from] crate::telemetry::traces::TracesError),
     #[error("cannot watch for SIGHUP (the TLS certificate reload signal)")]
     Signal(#[source] std::io::Error),
 }

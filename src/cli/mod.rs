@@ -317,13 +317,19 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
         _ => {}
     }
     if let Command::Serve = cli.command {
+        let traces = crate::telemetry::traces::install(&settings.observability.traces)
+            .map_err(crate::startup::StartupError::from)?;
         let app = Application::build(settings.clone()).await?;
         log::info!(
             "keyport listening on port {} (database: {})",
             app.port(),
             redact_url(&settings.database.url)
         );
-        app.run_until_stopped().await?;
+        let served = app.run_until_stopped().await;
+        if let Some(traces) = traces {
+            traces.shutdown().await;
+        }
+        served?;
         return Ok(());
     }
     // Only `serve` (above) and `migrate` create a database; every other

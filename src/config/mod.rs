@@ -89,6 +89,8 @@ struct RawSettings {
     log_format: String,
     metrics_bind: String,
     metrics_refresh_seconds: u64,
+    otlp_endpoint: String,
+    trace_sample_ratio: f64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -120,7 +122,7 @@ pub struct Settings {
 }
 
 /// What the server tells its operators, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ObservabilitySettings {
     pub log_format: LogFormat,
     /// Serve `/metrics` on this address instead of the public port.
@@ -128,6 +130,16 @@ pub struct ObservabilitySettings {
     /// How often the gauges that need the database are read (a scrape
     /// reads none).
     pub metrics_refresh: Duration,
+    pub traces: TraceSettings,
+}
+
+/// OpenTelemetry traces: off unless a collector is named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSettings {
+    /// The collector's OTLP/HTTP base URL (`http(s)://host:port[/path]`).
+    pub otlp_endpoint: Option<String>,
+    /// The share of requests traced, 0 to 1.
+    pub sample_ratio: f64,
 }
 
 /// RFC 8693 token exchange: the audiences a token may be exchanged for, and
@@ -471,6 +483,16 @@ impl Settings {
                 "must be between 1 and 3600 seconds",
             ));
         }
+        let traces = TraceSettings {
+            otlp_endpoint: otlp_endpoint(&raw.otlp_endpoint)?,
+            sample_ratio: raw.trace_sample_ratio,
+        };
+        if !(0.0..=1.0).contains(&traces.sample_ratio) {
+            return Err(invalid(
+                "trace_sample_ratio",
+                "must be between 0 and 1, e.g. 0.1 to trace one request in ten",
+            ));
+        }
         if raw.request_timeout_seconds == 0 {
             return Err(invalid(
                 "request_timeout_seconds",
@@ -648,9 +670,40 @@ impl Settings {
                 log_format,
                 metrics_bind,
                 metrics_refresh: Duration::from_secs(raw.metrics_refresh_seconds),
+                traces,
             },
         })
     }
+}
+
+/// The collector's URL: empty means traces are off; otherwise http or https
+/// with a host, and no credentials in it (they would reach the logs; the
+/// collector's token goes in OTEL_EXPORTER_OTLP_HEADERS).
+fn otlp_endpoint(value: &str) -> Result<Option<String>, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let refuse = |why: &str| ConfigError::Invalid {
+        key: "otlp_endpoint",
+        reason: why.to_owned(),
+    };
+    let url = url::Url::parse(value)
+        .map_err(|_| refuse("expected the collector's URL, e.g. http://127.0.0.1:4318"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(refuse(
+            "expected an http or https URL with a host, e.g. http://127.0.0.1:4318",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(refuse(
+            "must not hold credentials: send the collector's token with OTEL_EXPORTER_OTLP_HEADERS",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(refuse("must not have a query or a fragment"));
+    }
+    Ok(Some(value.to_owned()))
 }
 
 /// An empty path setting means "not set".

@@ -338,3 +338,53 @@ fn logs_and_metrics_settings_are_parsed_and_wrong_ones_refused() {
         assert!(err.to_string().contains(named), "{value}: {err}");
     }
 }
+
+#[test]
+fn traces_are_off_by_default_and_a_wrong_collector_or_ratio_is_refused() {
+    let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+    assert_eq!(settings.observability.traces.otlp_endpoint, None);
+    assert_eq!(settings.observability.traces.sample_ratio, 1.0);
+    let settings = Settings::load_from(
+        None,
+        env(&[
+            ("KEYPORT_OTLP_ENDPOINT", "http://collector:4318"),
+            ("KEYPORT_TRACE_SAMPLE_RATIO", "0.25"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(
+        settings.observability.traces.otlp_endpoint.as_deref(),
+        Some("http://collector:4318")
+    );
+    assert_eq!(settings.observability.traces.sample_ratio, 0.25);
+    // Tried: not a URL, another scheme, no host, credentials in the URL (they
+    // would reach the logs), a query, a ratio above 1, a negative one and a
+    // word.
+    for (key, value, named) in [
+        ("KEYPORT_OTLP_ENDPOINT", "collector:4318", "otlp_endpoint"),
+        (
+            "KEYPORT_OTLP_ENDPOINT",
+            "grpc://collector:4317",
+            "otlp_endpoint",
+        ),
+        ("KEYPORT_OTLP_ENDPOINT", "http://", "otlp_endpoint"),
+        (
+            "KEYPORT_OTLP_ENDPOINT",
+            "https://user:hunter2@collector:4318",
+            "otlp_endpoint",
+        ),
+        (
+            "KEYPORT_OTLP_ENDPOINT",
+            "https://collector:4318/?token=x",
+            "otlp_endpoint",
+        ),
+        ("KEYPORT_TRACE_SAMPLE_RATIO", "1.5", "trace_sample_ratio"),
+        ("KEYPORT_TRACE_SAMPLE_RATIO", "-0.1", "trace_sample_ratio"),
+        ("KEYPORT_TRACE_SAMPLE_RATIO", "half", "trace_sample_ratio"),
+    ] {
+        let err = Settings::load_from(None, env(&[(key, value)])).expect_err(value);
+        let message = crate::telemetry::error_chain(&err);
+        assert!(message.contains(named), "{value}: {message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+}

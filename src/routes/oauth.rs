@@ -25,7 +25,7 @@ use crate::service::client_assertion::{self, AssertionEndpoint};
 use crate::service::clients::{self, AuthenticatedKey};
 use crate::service::exchange::{self, ExchangeRequest};
 use crate::service::grant;
-use crate::telemetry::request;
+use crate::telemetry::{request, traces};
 use actix_web::http::header::{self, AUTHORIZATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -51,6 +51,19 @@ async fn authenticate(
     endpoint: AssertionEndpoint,
 ) -> Result<AuthenticatedKey, OAuthError> {
     let address = client_address(req).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    traces::in_span(
+        "client_authentication",
+        authenticate_client(state, credentials, endpoint, address),
+    )
+    .await
+}
+
+async fn authenticate_client(
+    state: &AppState,
+    credentials: &ClientCredentials,
+    endpoint: AssertionEndpoint,
+    address: IpAddr,
+) -> Result<AuthenticatedKey, OAuthError> {
     let key = match credentials {
         ClientCredentials::Secret(credentials) => {
             // Only an id of the right shape reaches the log: never raw

@@ -20,6 +20,7 @@ use super::AppState;
 use super::client_address::{client_address, peer_is_trusted_proxy};
 use crate::domain::Principal;
 use crate::telemetry::request::{self, RequestId, RequestNotes};
+use crate::telemetry::traces::{self, ServerSpan};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -42,11 +43,20 @@ pub async fn observe(
     let method = req.method().clone();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let authenticated = carries_credential(req.request());
-    let id = proxied_request_id(req.request()).unwrap_or_else(RequestId::generate);
+    let proxied_trace = proxied_trace(req.request());
+    let id = proxied_request_id(req.request())
+        .or_else(|| proxied_trace.as_ref().and_then(traces::request_id_of))
+        .unwrap_or_else(RequestId::generate);
     let client = client_address(req.request());
+    let span = ServerSpan::start(
+        method.as_str(),
+        &id,
+        proxied_trace,
+        client.map(|ip| ip.to_string()),
+    );
     // Handlers' and extractors' errors arrive as answers; the layers
     // inside answer their refusals too, so an `Err` here is actix's own.
-    let (answer, notes) = request::within(id.clone(), next.call(req)).await;
+    let (answer, notes) = span.run(request::within(id.clone(), next.call(req))).await;
     let mut response = answer?.map_into_left_body();
     super::rate_limit::add_headers(&mut response);
     let headers = response.headers_mut();
@@ -74,6 +84,7 @@ pub async fn observe(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
+    span.finish(method.as_str(), &route, status, error_code.as_deref());
     log_access(&AccessLine {
         id: &id,
         method: method.as_str(),
@@ -99,6 +110,15 @@ fn proxied_request_id(req: &HttpRequest) -> Option<RequestId> {
         return None;
     }
     RequestId::parse(raw)
+}
+
+/// The trace a trusted proxy's well-formed `traceparent` continues.
+fn proxied_trace(req: &HttpRequest) -> Option<traces::RemoteParent> {
+    let raw = req.headers().get("traceparent")?.to_str().ok()?;
+    if !peer_is_trusted_proxy(req) {
+        return None;
+    }
+    traces::remote_parent(raw)
 }
 
 /// Adds `request_id` to a JSON error body; returns the body's error code

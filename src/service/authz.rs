@@ -10,6 +10,7 @@ use crate::domain::{
     now,
 };
 use crate::storage::StorageError;
+use crate::telemetry::traces;
 use crate::tokens::VerifiedToken;
 
 /// Why a presented credential is not accepted at all (before any rule).
@@ -91,7 +92,11 @@ pub async fn api_key(
     secret: &str,
     address: IpAddr,
 ) -> Result<Principal, CredentialRefusal> {
-    let key = clients::authenticate_secret(service, secret, address).await?;
+    let key = traces::in_span(
+        "client_authentication",
+        clients::authenticate_secret(service, secret, address),
+    )
+    .await?;
     Ok(key.into_principal(Some(address), KeyProof::Secret))
 }
 
@@ -103,7 +108,11 @@ pub async fn sigv4(
     presentation: crate::domain::sigv4::Presentation,
     address: IpAddr,
 ) -> Result<Principal, super::sigv4::Sigv4Refusal> {
-    super::sigv4::authenticate(service, request, presentation, address).await
+    traces::in_span(
+        "client_authentication",
+        super::sigv4::authenticate(service, request, presentation, address),
+    )
+    .await
 }
 
 /// A person's session: their current role and permissions.

@@ -26,6 +26,7 @@ use super::{Result, Service};
 use crate::domain::{Unheard, WebhookSigningKey, now};
 use crate::storage::{AttemptOutcome, DueDelivery, EndpointHealth, NewAttempt};
 use crate::telemetry::Metrics;
+use crate::telemetry::traces::{self, Attribute};
 use crate::webhooks::{SendResult, Sender};
 
 /// The longest wait between two attempts of one delivery.
@@ -47,6 +48,31 @@ pub struct Dispatcher {
     service: Service,
     sender: Sender,
     metrics: Arc<Metrics>,
+}
+
+/// One delivery attempt's span: a child of the request that queued the
+/// event, when traces were on for it.
+fn delivery_span(delivery: &DueDelivery) -> traces::Leaf {
+    traces::Leaf::start_detached(
+        "webhook.deliver",
+        traces::Kind::Client,
+        delivery.traceparent.as_deref(),
+        || {
+            // The host only: a receiver's path or query may hold a secret.
+            let host = url::Url::parse(&delivery.url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            vec![
+                Attribute::new("http.request.method", "POST"),
+                Attribute::new("server.address", host),
+                Attribute::new("keyport.webhook.endpoint_id", delivery.endpoint_id.clone()),
+                Attribute::new("keyport.webhook.event_id", delivery.event_id.clone()),
+                Attribute::new("keyport.webhook.event_type", delivery.event_type.clone()),
+                Attribute::new("keyport.webhook.attempt", delivery.attempts + 1),
+            ]
+        },
+    )
 }
 
 impl Dispatcher {
@@ -313,14 +339,29 @@ impl Dispatcher {
                 .iter()
                 .map(|key| key.sign(&delivery.event_id, at, delivery.payload.as_bytes()))
                 .collect();
-            let headers = [
+            let mut span = delivery_span(&delivery);
+            let mut headers = vec![
                 ("webhook-id", delivery.event_id.clone()),
                 ("webhook-timestamp", at.to_string()),
                 ("webhook-signature", signatures.join(" ")),
             ];
-            self.sender
+            if let Some(traceparent) = span.traceparent() {
+                headers.push(("traceparent", traceparent));
+            }
+            let result = self
+                .sender
                 .send(&delivery.url, &headers, delivery.payload.clone())
-                .await
+                .await;
+            match result.status {
+                Some(status) => {
+                    span.set(|| Attribute::new("http.response.status_code", i64::from(status)));
+                    if !(200..300).contains(&status) {
+                        span.fail("the endpoint refused the delivery");
+                    }
+                }
+                None => span.fail("the delivery was not answered"),
+            }
+            result
         };
         let (outcome, health) = self.judge(&delivery, &result, at);
         Ok(Some(Attempted {

@@ -9,6 +9,7 @@ use super::clients::{self, AuthenticatedKey};
 use super::{Service, authz};
 use crate::domain::{ClientSecret, Role, ScopeSet, SessionToken, SetPasswordToken, now};
 use crate::storage::StorageError;
+use crate::telemetry::traces;
 use crate::tokens::{AccessTokenClaims, Confirmation, KeyRing, KeyRingError, VerifiedToken};
 
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +222,16 @@ pub(super) fn sign(
         act: spec.act,
         cnf: spec.dpop_jkt.map(|jkt| Confirmation { jkt }),
     };
-    let access_token = keys.sign(&claims)?;
+    let mut span = traces::Leaf::start("sign_token", traces::Kind::Internal, || {
+        vec![traces::Attribute::new(
+            "keyport.signing_algorithm",
+            keys.algorithm().as_str(),
+        )]
+    });
+    let access_token = keys
+        .sign(&claims)
+        .inspect_err(|_| span.fail("signing failed"))?;
+    drop(span);
     Ok(IssuedToken {
         access_token,
         token_type: if claims.cnf.is_some() {

@@ -17,6 +17,7 @@ use super::authz::{self, RecordAccess};
 use super::{Result, Service, ServiceError};
 use crate::domain::{CollectionName, IdempotencyKey, Principal, RecordBatch, now};
 use crate::storage::{PushJob, PushOutcome, PushQueue, RecordQuery, RecordRow};
+use crate::telemetry::traces;
 
 /// What `principal` may do with records under `scope` (`reports:read` or
 /// `webhooks:write`): asked first, before the rate limit and before the
@@ -198,6 +199,7 @@ pub async fn push(
             records,
             now: created_at,
             idempotency,
+            traceparent: traces::current_traceparent(),
         })
         .await
         .map_err(ServiceError::Storage)?;

@@ -367,6 +367,7 @@ pub async fn send_test_event(service: &Service, principal: &Principal, id: &str)
                 tenant_id: &found.tenant_id,
                 subject_owner_id: &found.owner_id,
                 event_type: TEST_EVENT_TYPE,
+                trace: None,
                 collection: None,
                 data: serde_json::json!({ "endpoint_id": found.id }),
             },

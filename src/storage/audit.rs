@@ -46,6 +46,7 @@ pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target
 
 impl Store {
     pub async fn insert_audit(&self, event: &AuditRow) -> Result<()> {
+        let _span = self.span("insert_audit");
         sqlx::query(
             "INSERT INTO audit_events (id, tenant_id, actor, action, target, source_address, detail, \
              credential_kind, credential_id, request_id, created_at) \
@@ -73,6 +74,7 @@ impl Store {
         tenant_id: &str,
         query: &AuditFilter<'_>,
     ) -> Result<(Vec<AuditRow>, bool)> {
+        let _span = self.span("list_audit");
         let mut rows = sqlx::query_as::<_, AuditRow>(LIST_AUDIT)
             .bind(tenant_id)
             .bind(query.action)

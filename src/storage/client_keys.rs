@@ -119,6 +119,7 @@ impl Store {
     /// assertion is checked against. Read on every assertion (which costs a
     /// write for its `jti` anyway), so a removal counts at once everywhere.
     pub async fn public_keys_of_client(&self, client_id: &str) -> Result<Vec<PublicKeyRow>> {
+        let _span = self.span("public_keys_of_client");
         Ok(sqlx::query_as::<_, PublicKeyRow>(
             "SELECT p.key_id, p.thumbprint, p.kid, p.alg, p.jwk, p.created_at \
              FROM client_public_keys p JOIN api_keys k ON k.id = p.key_id \
@@ -131,6 +132,7 @@ impl Store {
 
     /// The public keys of the key `key_id`, oldest first.
     pub async fn public_keys_of_key(&self, key_id: &str) -> Result<Vec<PublicKeyRow>> {
+        let _span = self.span("public_keys_of_key");
         Ok(sqlx::query_as::<_, PublicKeyRow>(
             "SELECT key_id, thumbprint, kid, alg, jwk, created_at FROM client_public_keys \
              WHERE key_id = $1 ORDER BY created_at, thumbprint",
@@ -150,6 +152,7 @@ impl Store {
         max: usize,
         now: i64,
     ) -> Result<PublicKeyAdd> {
+        let _span = self.span("add_public_key");
         let mut tx = self.pool.begin().await?;
         if !lock_key(&mut tx, key_id).await? {
             tx.rollback().await?;
@@ -179,6 +182,7 @@ impl Store {
         key_id: &str,
         thumbprint: &str,
     ) -> Result<PublicKeyRemoval> {
+        let _span = self.span("remove_public_key");
         let mut tx = self.pool.begin().await?;
         if !lock_key(&mut tx, key_id).await? {
             tx.rollback().await?;
@@ -222,6 +226,7 @@ impl Store {
         jti_digest: &str,
         expires_at: i64,
     ) -> Result<bool> {
+        let _span = self.span("use_assertion_jti");
         let inserted = sqlx::query(
             "INSERT INTO client_assertion_jtis (client_id, jti_digest, expires_at) \
              VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -237,6 +242,7 @@ impl Store {
     /// Deletes the used `jti`s whose assertions have expired: they would be
     /// refused as expired anyway. Returns how many.
     pub async fn sweep_assertion_jtis(&self, now: i64) -> Result<u64> {
+        let _span = self.span("sweep_assertion_jtis");
         let swept = sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1")
             .bind(now)
             .execute(&self.pool)

@@ -23,6 +23,7 @@ impl Store {
     /// On a SQLite file the insert runs on the calling thread, without a
     /// disk sync (see `DirectReader::first_dpop_use`), else through the pool.
     pub async fn first_dpop_use(&self, id: &str, expires_at: i64) -> Result<bool> {
+        let _span = self.span("first_dpop_use");
         self.insert_once(FIRST_USE, id, expires_at, Commit::Default)
             .await
     }
@@ -59,6 +60,7 @@ impl Store {
 
     /// Deletes proofs whose window ended before `now`; how many.
     pub async fn sweep_dpop_proofs(&self, now: i64) -> Result<u64> {
+        let _span = self.span("sweep_dpop_proofs");
         let done = sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1")
             .bind(now)
             .execute(&self.pool)

@@ -73,6 +73,7 @@ impl Store {
         row: &TrustedIssuerRow,
         max: u32,
     ) -> Result<IssuerInsert> {
+        let _span = self.span("insert_trusted_issuer_within_limit");
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
             .bind(&row.tenant_id)
@@ -112,6 +113,7 @@ impl Store {
         issuer: &str,
         audience: &str,
     ) -> Result<Option<String>> {
+        let _span = self.span("trusted_audience_owner");
         let found: Option<(String,)> = sqlx::query_as(
             "SELECT tenant_id FROM trusted_issuers WHERE issuer = $1 AND audience = $2",
         )
@@ -123,6 +125,7 @@ impl Store {
     }
 
     pub async fn list_trusted_issuers(&self, tenant_id: &str) -> Result<Vec<TrustedIssuerRow>> {
+        let _span = self.span("list_trusted_issuers");
         let sql = "SELECT id, tenant_id, issuer, jwks_url, audience, description, created_at FROM trusted_issuers WHERE tenant_id = $1 \
              ORDER BY created_at, id";
         Ok(sqlx::query_as::<_, TrustedIssuerRow>(sql)
@@ -136,6 +139,7 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> Result<Option<TrustedIssuerRow>> {
+        let _span = self.span("find_trusted_issuer");
         let sql = "SELECT id, tenant_id, issuer, jwks_url, audience, description, created_at FROM trusted_issuers WHERE tenant_id = $1 AND id = $2";
         Ok(sqlx::query_as::<_, TrustedIssuerRow>(sql)
             .bind(tenant_id)
@@ -146,6 +150,7 @@ impl Store {
 
     /// Deletes the issuer and, by cascade, its rules.
     pub async fn delete_trusted_issuer(&self, tenant_id: &str, id: &str) -> Result<bool> {
+        let _span = self.span("delete_trusted_issuer");
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM exchange_rules WHERE tenant_id = $1 AND issuer_id = $2")
             .bind(tenant_id)
@@ -162,6 +167,7 @@ impl Store {
     }
 
     pub async fn insert_exchange_rule(&self, row: &ExchangeRuleRow) -> Result<()> {
+        let _span = self.span("insert_exchange_rule");
         sqlx::query(
             "INSERT INTO exchange_rules \
              (id, issuer_id, tenant_id, description, conditions, user_id, scopes, created_at) \
@@ -181,6 +187,7 @@ impl Store {
     }
 
     pub async fn list_exchange_rules(&self, tenant_id: &str) -> Result<Vec<ExchangeRuleRow>> {
+        let _span = self.span("list_exchange_rules");
         let sql = "SELECT id, issuer_id, tenant_id, description, conditions, user_id, scopes, created_at FROM exchange_rules WHERE tenant_id = $1 \
              ORDER BY created_at, id";
         Ok(sqlx::query_as::<_, ExchangeRuleRow>(sql)
@@ -195,6 +202,7 @@ impl Store {
         issuer_id: &str,
         rule_id: &str,
     ) -> Result<bool> {
+        let _span = self.span("delete_exchange_rule");
         let done = sqlx::query(
             "DELETE FROM exchange_rules WHERE tenant_id = $1 AND issuer_id = $2 AND id = $3",
         )
@@ -213,6 +221,7 @@ impl Store {
         issuer: &str,
         audience: &str,
     ) -> Result<Vec<ExchangeCandidate>> {
+        let _span = self.span("exchange_candidates");
         Ok(sqlx::query_as::<_, ExchangeCandidate>(
             "SELECT i.id AS issuer_id, i.tenant_id, i.jwks_url, i.audience, \
                     r.id AS rule_id, r.conditions, r.scopes, r.user_id, \
@@ -232,6 +241,7 @@ impl Store {
     }
 
     pub async fn find_rule_for_auth(&self, rule_id: &str) -> Result<Option<RuleAuthRow>> {
+        let _span = self.span("find_rule_for_auth");
         Ok(sqlx::query_as::<_, RuleAuthRow>(
             "SELECT r.id AS rule_id, r.tenant_id, r.scopes, r.user_id, \
                     u.role AS user_role, u.permissions AS user_permissions, \

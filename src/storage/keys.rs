@@ -290,6 +290,7 @@ impl Store {
 
     /// A key and its sealed SigV4 secret, by client ID (the access key ID).
     pub async fn find_key_for_sigv4(&self, client_id: &str) -> Result<Option<Sigv4KeyRow>> {
+        let _span = self.span("find_key_for_sigv4");
         if let Some(row) =
             self.read_direct(|direct| direct.sigv4_key(SIGV4_KEY_BY_CLIENT_ID, client_id))
         {
@@ -313,6 +314,7 @@ impl Store {
     /// The key's webhook-signing key, opened; `None` for a key created
     /// before webhook signing (or no such key).
     pub async fn webhook_signing_key(&self, key_id: &str) -> Result<Option<WebhookSigningKey>> {
+        let _span = self.span("webhook_signing_key");
         let sealed: Option<(Option<String>,)> =
             sqlx::query_as("SELECT webhook_key_sealed FROM api_keys WHERE id = $1")
                 .bind(key_id)
@@ -336,6 +338,7 @@ impl Store {
         key: NewKey<'_>,
         max_active: u32,
     ) -> Result<KeyInsert> {
+        let _span = self.span("insert_key_within_limit");
         let sealed = self.seal_key_values(&key)?;
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, key.owner_id).await?;
@@ -360,11 +363,13 @@ impl Store {
     }
 
     pub async fn find_key_for_auth(&self, client_id: &str) -> Result<Option<KeyAuthRow>> {
+        let _span = self.span("find_key_for_auth");
         self.key_for_auth(KEY_AUTH_BY_CLIENT_ID, client_id).await
     }
 
     /// For a secret presented on its own (`x-api-key`): the digest is unique.
     pub async fn find_key_for_auth_by_digest(&self, digest: &str) -> Result<Option<KeyAuthRow>> {
+        let _span = self.span("find_key_for_auth_by_digest");
         self.key_for_auth(KEY_AUTH_BY_DIGEST, digest).await
     }
 
@@ -382,6 +387,7 @@ impl Store {
 
     /// Moves the owner's webhook-signing mark to `key_id`, atomically.
     pub async fn mark_webhook_signing(&self, owner_id: &str, key_id: &str, now: i64) -> Result<()> {
+        let _span = self.span("mark_webhook_signing");
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE api_keys SET signs_webhooks = 0, webhook_unmarked_at = $2, updated_at = $2 WHERE owner_id = $1 AND signs_webhooks = 1 AND id <> $3")
             .bind(owner_id)
@@ -401,6 +407,7 @@ impl Store {
 
     /// Writes coalesced uses (time, address, kind); never moves one backwards.
     pub async fn record_last_used(&self, uses: &[KeyUse]) -> Result<()> {
+        let _span = self.span("record_last_used");
         let mut tx = self.pool.begin().await?;
         for key_use in uses {
             sqlx::query(
@@ -432,6 +439,7 @@ impl Store {
         old_expires_at: i64,
         new: NewKey<'_>,
     ) -> Result<KeyRoll> {
+        let _span = self.span("roll_key");
         let sealed = self.seal_key_values(&new)?;
         let mut tx = self.pool.begin().await?;
         lock_owner(&mut tx, new.owner_id).await?;
@@ -494,6 +502,7 @@ impl Store {
         disabled: Option<(i64, &str)>,
         now: i64,
     ) -> Result<bool> {
+        let _span = self.span("set_key_disabled");
         let done =
             match disabled {
                 Some((at, by)) => {
@@ -528,6 +537,7 @@ impl Store {
         details: KeyDetails<'_>,
         now: i64,
     ) -> Result<bool> {
+        let _span = self.span("update_key_details");
         let (requests, per_seconds, burst) = RateColumns::split(details.rate_limit);
         let done = sqlx::query(
             "UPDATE api_keys SET name = $2, description = $3, labels = $4, allowed_sources = $5, \
@@ -551,6 +561,7 @@ impl Store {
 
     /// Every active key, for the metrics gauge (disabled keys are not).
     pub async fn count_all_active_keys(&self, now: i64) -> Result<i64> {
+        let _span = self.span("count_all_active_keys");
         let (active,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND disabled_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $1)",
@@ -562,6 +573,7 @@ impl Store {
     }
 
     pub async fn count_active_keys(&self, owner_id: &str, now: i64) -> Result<i64> {
+        let _span = self.span("count_active_keys");
         let (active,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM api_keys WHERE owner_id = $1 AND revoked_at IS NULL \
              AND (expires_at IS NULL OR expires_at > $2)",
@@ -575,6 +587,7 @@ impl Store {
 
     /// Finds a key by its id or its client ID.
     pub async fn find_key(&self, id_or_client_id: &str) -> Result<Option<KeyRow>> {
+        let _span = self.span("find_key");
         Ok(sqlx::query_as::<_, KeyRow>(concat!(
             key_select!(),
             "WHERE k.id = $1 OR k.client_id = $1"
@@ -585,6 +598,7 @@ impl Store {
     }
 
     pub async fn list_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRow>> {
+        let _span = self.span("list_keys");
         Ok(sqlx::query_as::<_, KeyRow>(concat!(
             key_select!(),
             "WHERE ($1 IS NULL OR k.tenant_id = $1) AND ($2 IS NULL OR k.owner_id = $2) \
@@ -606,6 +620,7 @@ impl Store {
         revoked_by: &str,
         now: i64,
     ) -> Result<KeyRevocation> {
+        let _span = self.span("revoke_key");
         let mut tx = self.pool.begin().await?;
         // Take the write lock (SQLite) or the key's row lock (PostgreSQL)
         // first, so a concurrent creation or mark cannot interleave.
@@ -635,6 +650,7 @@ impl Store {
                 tenant_id: &tenant_id,
                 subject_owner_id: &owner_id,
                 event_type: "key.revoked",
+                trace: None,
                 collection: None,
                 data: key_event_data(key_id, &client_id, &owner_id),
             },
@@ -685,6 +701,7 @@ impl Store {
     /// SQLite refuses that at once ("database is locked") when another
     /// connection (the webhook worker) wrote in between.
     pub async fn delete_key(&self, key_id: &str, now: i64) -> Result<bool> {
+        let _span = self.span("delete_key");
         let mut tx = self.pool.begin().await?;
         let found: Option<(String, String, String)> = sqlx::query_as(
             "DELETE FROM api_keys WHERE id = $1 RETURNING tenant_id, owner_id, client_id",
@@ -700,6 +717,7 @@ impl Store {
                     tenant_id: &tenant_id,
                     subject_owner_id: &owner_id,
                     event_type: "key.deleted",
+                    trace: None,
                     collection: None,
                     data: key_event_data(key_id, &client_id, &owner_id),
                 },
@@ -724,6 +742,7 @@ fn key_event<'a>(event_type: &'static str, key: &'a NewKey<'_>) -> WebhookEvent<
         tenant_id: key.tenant_id,
         subject_owner_id: key.owner_id,
         event_type,
+        trace: None,
         collection: None,
         data: key_event_data(key.id, key.client_id, key.owner_id),
     }

@@ -30,6 +30,7 @@ use sqlx::{AnyPool, Executor};
 
 use crate::config::DatabaseSettings;
 use crate::sealing::{self, MasterKeyError, SealError, Sealer};
+use crate::telemetry::traces;
 use direct::DirectReader;
 use notify::WatchTarget;
 
@@ -57,6 +58,16 @@ pub use webhooks::{
     AttemptOutcome, AttemptRow, DueDelivery, EndpointHealth, EndpointInsert, EndpointRow,
     EndpointSettings, NewAttempt, NewEndpoint, QueueStats, WebhookEvent,
 };
+
+/// The span of one database call, inside a traced request or delivery
+/// (nothing outside one, and nothing when traces are off).
+fn database_span(backend: Backend, operation: &'static str) -> traces::Leaf {
+    let system = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgresql",
+    };
+    traces::Leaf::database(system, operation)
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -289,6 +300,7 @@ impl Store {
     /// (Every other start runs them in one go: a fresh database, as each
     /// test makes, would otherwise pay a lock round per migration.)
     pub async fn migrate_with(&self, progress: &dyn crate::progress::Progress) -> Result<()> {
+        let _span = self.span("migrate_with");
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -325,6 +337,12 @@ impl Store {
             .ok()
     }
 
+    /// The span of one call, inside a traced request or delivery (nothing
+    /// outside one, and nothing when traces are off).
+    fn span(&self, operation: &'static str) -> traces::Leaf {
+        database_span(self.backend, operation)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -342,6 +360,7 @@ impl Store {
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<()> {
+        let _span = self.span("ping");
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }

@@ -19,6 +19,8 @@ pub struct PushJob {
     pub now: i64,
     /// Key, request digest and the response to replay.
     pub idempotency: Option<(String, String, String)>,
+    /// The pushing request's W3C `traceparent`, for the deliveries' spans.
+    pub traceparent: Option<String>,
 }
 
 impl PushJob {
@@ -38,6 +40,7 @@ impl PushJob {
                     request_digest: digest,
                     response,
                 }),
+            traceparent: self.traceparent.as_deref(),
         }
     }
 }
@@ -47,6 +50,7 @@ type Reply = oneshot::Sender<Result<PushOutcome, StorageError>>;
 #[derive(Clone)]
 pub struct PushQueue {
     sender: mpsc::Sender<(PushJob, Reply)>,
+    backend: Backend,
 }
 
 impl PushQueue {
@@ -55,7 +59,8 @@ impl PushQueue {
     pub fn start(store: Store) -> Self {
         let (sender, receiver) = mpsc::channel::<(PushJob, Reply)>(4 * MAX_BATCH);
         let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
-        let writers = match store.backend() {
+        let backend = store.backend();
+        let writers = match backend {
             Backend::Sqlite => 1,
             Backend::Postgres => 4,
         };
@@ -82,11 +87,14 @@ impl PushQueue {
                 }
             });
         }
-        PushQueue { sender }
+        PushQueue { sender, backend }
     }
 
     /// Queues the push and waits until it is committed.
     pub async fn push(&self, job: PushJob) -> Result<PushOutcome, StorageError> {
+        // The wait for the shared commit, in the pushing request's trace (the
+        // commit itself runs on the writer's task, for many requests).
+        let _span = super::database_span(self.backend, "push_records");
         let (reply, answer) = oneshot::channel();
         self.sender
             .send((job, reply))

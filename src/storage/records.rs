@@ -22,6 +22,8 @@ pub struct NewRecords<'a> {
     pub records: &'a [(String, String)],
     pub now: i64,
     pub idempotency: Option<Idempotency<'a>>,
+    /// The pushing request's W3C `traceparent`, for the deliveries' spans.
+    pub traceparent: Option<&'a str>,
 }
 
 pub struct Idempotency<'a> {
@@ -75,6 +77,7 @@ impl Store {
     /// when this returns `Stored`, the push is committed (and, with SQLite's
     /// synchronous=FULL or PostgreSQL's defaults, on disk).
     pub async fn push_records(&self, push: NewRecords<'_>) -> Result<PushOutcome> {
+        let _span = self.span("push_records");
         let mut outcomes = self.push_batch(std::slice::from_ref(&push)).await?;
         outcomes
             .pop()
@@ -85,6 +88,7 @@ impl Store {
     /// order. Either all of them are committed or none is (the caller then
     /// retries them one by one).
     pub async fn push_batch(&self, pushes: &[NewRecords<'_>]) -> Result<Vec<PushOutcome>> {
+        let _span = self.span("push_batch");
         let mut tx = self.pool.begin().await?;
         let mut outcomes = Vec::with_capacity(pushes.len());
         for push in pushes {
@@ -97,6 +101,7 @@ impl Store {
     /// One page of a collection in id order (ids are UUID v7, so this is
     /// creation order), starting after `after_id`.
     pub async fn list_records(&self, query: &RecordQuery<'_>) -> Result<RecordPage> {
+        let _span = self.span("list_records");
         let direct = self.read_direct(|direct| direct.records(LIST_RECORDS, query));
         let mut records = match direct {
             Some(rows) => rows,
@@ -123,6 +128,7 @@ impl Store {
         owner_id: Option<&str>,
         record_id: &str,
     ) -> Result<Option<RecordRow>> {
+        let _span = self.span("find_record");
         Ok(sqlx::query_as::<_, RecordRow>(
             "SELECT id, collection, owner_id, client_id, body, created_at FROM records \
              WHERE tenant_id = $1 AND collection = $2 AND ($3 IS NULL OR owner_id = $3) AND id = $4",
@@ -192,6 +198,7 @@ async fn push_within(
             tenant_id: push.tenant_id,
             subject_owner_id: push.owner_id,
             event_type: "record.created",
+            trace: push.traceparent,
             collection: Some(push.collection),
             data: serde_json::json!({
                 "collection": push.collection,

@@ -77,6 +77,7 @@ impl Store {
     /// Seals, in one transaction, every value still stored in clear. Run at
     /// start-up after the migrations.
     pub async fn seal_clear_values(&self) -> Result<SealReport> {
+        let _span = self.span("seal_clear_values");
         self.walk_sealed_columns(Pass::ConvertClear, &crate::progress::Silent)
             .await
     }
@@ -85,12 +86,14 @@ impl Store {
     /// key than the current one (which the previous key must still open), and
     /// seals values still in clear.
     pub async fn reseal_all(&self) -> Result<SealReport> {
+        let _span = self.span("reseal_all");
         self.walk_sealed_columns(Pass::Rotate, &crate::progress::Silent)
             .await
     }
 
     /// [`Store::reseal_all`], reporting values walked.
     pub async fn reseal_all_with(&self, progress: &dyn Progress) -> Result<SealReport> {
+        let _span = self.span("reseal_all_with");
         self.walk_sealed_columns(Pass::Rotate, progress).await
     }
 

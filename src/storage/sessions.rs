@@ -20,6 +20,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
+        let _span = self.span("insert_session");
         sqlx::query(
             "INSERT INTO sessions (token_digest, user_id, tenant_id, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -35,6 +36,7 @@ impl Store {
     }
 
     pub async fn find_session(&self, token_digest: &str, now: i64) -> Result<Option<SessionRow>> {
+        let _span = self.span("find_session");
         Ok(sqlx::query_as::<_, SessionRow>(
             "SELECT s.user_id, s.tenant_id, u.role, u.permissions, u.status, s.expires_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -47,6 +49,7 @@ impl Store {
     }
 
     pub async fn delete_session(&self, token_digest: &str) -> Result<bool> {
+        let _span = self.span("delete_session");
         let done = sqlx::query("DELETE FROM sessions WHERE token_digest = $1")
             .bind(token_digest)
             .execute(&self.pool)
@@ -55,6 +58,7 @@ impl Store {
     }
 
     pub async fn delete_sessions_of(&self, user_id: &str) -> Result<()> {
+        let _span = self.span("delete_sessions_of");
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
             .execute(&self.pool)
@@ -65,6 +69,7 @@ impl Store {
     /// Ends the sessions of the tenant's users who hold an active key (the
     /// "API-only users" policy was turned on). Answers how many ended.
     pub async fn delete_sessions_of_key_holders(&self, tenant_id: &str, now: i64) -> Result<u64> {
+        let _span = self.span("delete_sessions_of_key_holders");
         let done = sqlx::query(
             "DELETE FROM sessions WHERE tenant_id = $1 AND user_id IN \
              (SELECT owner_id FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL \
@@ -78,6 +83,7 @@ impl Store {
     }
 
     pub async fn insert_revoked_token(&self, jti: &str, expires_at: i64, now: i64) -> Result<()> {
+        let _span = self.span("insert_revoked_token");
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
              ON CONFLICT DO NOTHING",
@@ -92,6 +98,7 @@ impl Store {
 
     /// Revoked tokens that have not expired yet (expired ones are refused anyway).
     pub async fn live_revoked_tokens(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        let _span = self.span("live_revoked_tokens");
         Ok(
             sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
                 .bind(now)

@@ -64,6 +64,7 @@ impl Store {
     /// Keys that sign now, will sign next, or retired recently enough that
     /// tokens they signed may still be alive (`retired_at > retired_after`).
     pub async fn publishable_signing_keys(&self, retired_after: i64) -> Result<Vec<SigningKeyRow>> {
+        let _span = self.span("publishable_signing_keys");
         sqlx::query_as::<_, StoredSigningKey>(
             "SELECT kid, algorithm, private_key_sealed, state, created_at, retired_at \
              FROM signing_keys WHERE state <> 'retired' OR retired_at > $1 \
@@ -81,6 +82,7 @@ impl Store {
     /// already exists. Two instances starting at once may both insert; readers
     /// then agree on the oldest active key, so they still sign alike.
     pub async fn insert_signing_key_if_none_active(&self, key: &SigningKeyRow) -> Result<bool> {
+        let _span = self.span("insert_signing_key_if_none_active");
         // Read first: when a key exists (every start but the first) nothing is
         // written, so an instance can start on a read-only database.
         let active = sqlx::query(
@@ -108,6 +110,7 @@ impl Store {
 
     /// Retires every active key and makes `key` the active one, atomically.
     pub async fn rotate_signing_key(&self, key: &SigningKeyRow) -> Result<()> {
+        let _span = self.span("rotate_signing_key");
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE signing_keys SET state = 'retired', retired_at = $1, updated_at = $1 \

@@ -29,12 +29,14 @@ impl Store {
     /// inserts nothing). On a SQLite file the insert runs on the calling
     /// thread (see `DirectReader::first_use`), else through the pool.
     pub async fn first_sigv4_use(&self, id: &str, expires_at: i64) -> Result<bool> {
+        let _span = self.span("first_sigv4_use");
         self.insert_once(FIRST_USE, id, expires_at, Commit::NoFlushWait)
             .await
     }
 
     /// Deletes signatures whose window ended before `now`; how many.
     pub async fn sweep_sigv4_replays(&self, now: i64) -> Result<u64> {
+        let _span = self.span("sweep_sigv4_replays");
         let done = sqlx::query("DELETE FROM sigv4_replays WHERE expires_at < $1")
             .bind(now)
             .execute(&self.pool)

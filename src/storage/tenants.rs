@@ -17,6 +17,7 @@ pub struct TenantPolicyRow {
 
 impl Store {
     pub async fn insert_tenant(&self, id: &str, name: &str, now: i64) -> Result<TenantRow> {
+        let _span = self.span("insert_tenant");
         sqlx::query(
             "INSERT INTO tenants (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
         )
@@ -34,6 +35,7 @@ impl Store {
 
     /// Users across every tenant: none means the server is on its first run.
     pub async fn count_users(&self) -> Result<i64> {
+        let _span = self.span("count_users");
         let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
             .await?;
@@ -41,6 +43,7 @@ impl Store {
     }
 
     pub async fn set_api_only_users(&self, tenant_id: &str, on: bool, now: i64) -> Result<()> {
+        let _span = self.span("set_api_only_users");
         sqlx::query("UPDATE tenants SET api_only_users = $2, updated_at = $3 WHERE id = $1")
             .bind(tenant_id)
             .bind(i64::from(on))
@@ -51,6 +54,7 @@ impl Store {
     }
 
     pub async fn api_only_users(&self, tenant_id: &str) -> Result<bool> {
+        let _span = self.span("api_only_users");
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT api_only_users FROM tenants WHERE id = $1")
                 .bind(tenant_id)
@@ -67,6 +71,7 @@ impl Store {
         rate: Option<RateColumns>,
         now: i64,
     ) -> Result<()> {
+        let _span = self.span("set_default_rate_limit");
         let (requests, per_seconds, burst) = RateColumns::split(rate);
         sqlx::query(
             "UPDATE tenants SET default_rate_limit_requests = $2, \
@@ -86,6 +91,7 @@ impl Store {
     /// The company's policy: API-only users, and the default rate's three
     /// columns (all NULL without one).
     pub async fn tenant_policy(&self, tenant_id: &str) -> Result<Option<TenantPolicyRow>> {
+        let _span = self.span("tenant_policy");
         Ok(sqlx::query_as::<_, TenantPolicyRow>(
             "SELECT api_only_users, default_rate_limit_requests, default_rate_limit_per_seconds, \
              default_rate_limit_burst FROM tenants WHERE id = $1",
@@ -97,6 +103,7 @@ impl Store {
 
     /// Every tenant, by name (for the operator's `keyport tenant list`).
     pub async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
+        let _span = self.span("list_tenants");
         Ok(sqlx::query_as::<_, TenantRow>(
             "SELECT id, name, created_at FROM tenants ORDER BY name, id",
         )
@@ -106,6 +113,7 @@ impl Store {
 
     /// Finds a tenant by its id or, failing that, its name.
     pub async fn find_tenant(&self, id_or_name: &str) -> Result<Option<TenantRow>> {
+        let _span = self.span("find_tenant");
         Ok(sqlx::query_as::<_, TenantRow>(
             "SELECT id, name, created_at FROM tenants WHERE id = $1 OR name = $1 \
              ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1",

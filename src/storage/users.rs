@@ -50,6 +50,7 @@ pub struct NewUser<'a> {
 
 impl Store {
     pub async fn insert_user(&self, user: NewUser<'_>) -> Result<UserRow> {
+        let _span = self.span("insert_user");
         sqlx::query(
             "INSERT INTO users (id, tenant_id, email, role, permissions, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 'active', $6, $6)",
@@ -74,6 +75,7 @@ impl Store {
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
+        let _span = self.span("find_user_by_email");
         Ok(sqlx::query_as::<_, UserRow>(
             "SELECT id, tenant_id, email, role, permissions, status, created_at \
              FROM users WHERE email = $1",
@@ -84,6 +86,7 @@ impl Store {
     }
 
     pub async fn find_user_by_id(&self, user_id: &str) -> Result<Option<UserRow>> {
+        let _span = self.span("find_user_by_id");
         Ok(sqlx::query_as::<_, UserRow>(
             "SELECT id, tenant_id, email, role, permissions, status, created_at \
              FROM users WHERE id = $1",
@@ -94,6 +97,7 @@ impl Store {
     }
 
     pub async fn list_users(&self, tenant_id: &str) -> Result<Vec<UserListRow>> {
+        let _span = self.span("list_users");
         Ok(sqlx::query_as::<_, UserListRow>(
             "SELECT id, email, role, permissions, status, failed_sign_ins, locked_until, created_at \
              FROM users WHERE tenant_id = $1 ORDER BY email",
@@ -104,6 +108,7 @@ impl Store {
     }
 
     pub async fn find_sign_in(&self, email: &str) -> Result<Option<SignInRow>> {
+        let _span = self.span("find_sign_in");
         Ok(sqlx::query_as::<_, SignInRow>(
             "SELECT u.id, u.tenant_id, u.email, u.status, u.password_hash, u.failed_sign_ins, \
              u.first_failed_at, u.locked_until, t.api_only_users \
@@ -115,6 +120,7 @@ impl Store {
     }
 
     pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<bool> {
+        let _span = self.span("set_password_hash");
         let done =
             sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
                 .bind(user_id)
@@ -133,6 +139,7 @@ impl Store {
         first_failed_at: Option<i64>,
         locked_until: Option<i64>,
     ) -> Result<()> {
+        let _span = self.span("set_sign_in_failures");
         sqlx::query(
             "UPDATE users SET failed_sign_ins = $2, first_failed_at = $3, locked_until = $4 WHERE id = $1",
         )
@@ -158,6 +165,7 @@ impl Store {
         window_seconds: i64,
         max: i64,
     ) -> Result<Option<i64>> {
+        let _span = self.span("claim_sign_in_attempt");
         let claimed: Option<(i64,)> = sqlx::query_as(
             "UPDATE users SET \
              failed_sign_ins = CASE WHEN first_failed_at IS NULL OR first_failed_at <= $2 - $3 \
@@ -180,6 +188,7 @@ impl Store {
     /// Locks the account until `until`; the failures that led here are spent.
     /// Announces `user.locked` in the same transaction.
     pub async fn lock_user(&self, user_id: &str, until: i64, now: i64) -> Result<()> {
+        let _span = self.span("lock_user");
         let mut tx = self.pool.begin().await?;
         let tenant: Option<(String,)> = sqlx::query_as(
             "UPDATE users SET failed_sign_ins = 0, first_failed_at = NULL, locked_until = $2 \
@@ -196,6 +205,7 @@ impl Store {
                     tenant_id: &tenant_id,
                     subject_owner_id: user_id,
                     event_type: "user.locked",
+                    trace: None,
                     collection: None,
                     data: serde_json::json!({ "user_id": user_id, "locked_until": until }),
                 },
@@ -214,6 +224,7 @@ impl Store {
         permissions: &str,
         now: i64,
     ) -> Result<bool> {
+        let _span = self.span("set_user_role_and_permissions");
         let done = sqlx::query(
             "UPDATE users SET role = $2, permissions = $3, updated_at = $4 WHERE id = $1",
         )
@@ -228,6 +239,7 @@ impl Store {
 
     /// One user as admins see them.
     pub async fn find_user_listing(&self, user_id: &str) -> Result<Option<UserListRow>> {
+        let _span = self.span("find_user_listing");
         Ok(sqlx::query_as::<_, UserListRow>(
             "SELECT id, email, role, permissions, status, failed_sign_ins, locked_until, created_at \
              FROM users WHERE id = $1",
@@ -240,6 +252,7 @@ impl Store {
     /// Active admins of a tenant: the last one may not demote or disable
     /// themselves out of the company.
     pub async fn count_active_admins(&self, tenant_id: &str) -> Result<i64> {
+        let _span = self.span("count_active_admins");
         let (admins,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND status = 'active'",
         )
@@ -256,6 +269,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
+        let _span = self.span("insert_set_password_token");
         sqlx::query(
             "INSERT INTO set_password_tokens (token_digest, user_id, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)",
@@ -276,6 +290,7 @@ impl Store {
         token_digest: &str,
         now: i64,
     ) -> Result<Option<String>> {
+        let _span = self.span("take_set_password_token");
         let taken: Option<(String,)> = sqlx::query_as(
             "DELETE FROM set_password_tokens WHERE token_digest = $1 AND expires_at > $2 \
              RETURNING user_id",
@@ -288,6 +303,7 @@ impl Store {
     }
 
     pub async fn delete_set_password_tokens_of(&self, user_id: &str) -> Result<()> {
+        let _span = self.span("delete_set_password_tokens_of");
         sqlx::query("DELETE FROM set_password_tokens WHERE user_id = $1")
             .bind(user_id)
             .execute(&self.pool)
@@ -296,6 +312,7 @@ impl Store {
     }
 
     pub async fn set_user_status(&self, user_id: &str, status: &str, now: i64) -> Result<bool> {
+        let _span = self.span("set_user_status");
         let done = sqlx::query("UPDATE users SET status = $2, updated_at = $3 WHERE id = $1")
             .bind(user_id)
             .bind(status)
@@ -311,6 +328,7 @@ impl Store {
         permissions: &str,
         now: i64,
     ) -> Result<bool> {
+        let _span = self.span("set_user_permissions");
         let done = sqlx::query("UPDATE users SET permissions = $2, updated_at = $3 WHERE id = $1")
             .bind(user_id)
             .bind(permissions)

@@ -19,6 +19,10 @@ pub struct WebhookEvent<'a> {
     pub collection: Option<&'a str>,
     /// The `data` member of the body: ids only, never a secret.
     pub data: serde_json::Value,
+    /// The `traceparent` of the request the event comes from, when that is
+    /// not the current task's (a push, written by the group-commit writer).
+    /// `None`: the current span's, if any.
+    pub trace: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -82,6 +86,8 @@ pub struct DueDelivery {
     /// Whom the event is about; `None` for an event from before this was
     /// recorded whose payload did not say.
     pub subject_owner_id: Option<String>,
+    /// The request that queued the event, as a W3C `traceparent`.
+    pub traceparent: Option<String>,
 }
 
 impl DueDelivery {
@@ -254,9 +260,13 @@ async fn insert_event(
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "data": event.data,
     });
+    let traceparent = event
+        .trace
+        .map(str::to_owned)
+        .or_else(crate::telemetry::traces::current_traceparent);
     sqlx::query(
         "INSERT INTO webhook_events (id, tenant_id, event_type, payload, created_at, \
-         subject_owner_id) VALUES ($1, $2, $3, $4, $5, $6)",
+         subject_owner_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(event_id)
     .bind(event.tenant_id)
@@ -264,6 +274,7 @@ async fn insert_event(
     .bind(payload.to_string())
     .bind(now)
     .bind(event.subject_owner_id)
+    .bind(traceparent)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -394,6 +405,7 @@ impl Store {
         max_per_owner: u32,
         max_per_tenant: u32,
     ) -> Result<EndpointInsert> {
+        let _span = self.span("insert_endpoint_within_limits");
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
             .bind(endpoint.tenant_id)
@@ -429,6 +441,7 @@ impl Store {
 
     /// Inserts the endpoint whatever the limits (tests arranging a state).
     pub async fn insert_endpoint(&self, endpoint: NewEndpoint<'_>) -> Result<()> {
+        let _span = self.span("insert_endpoint");
         let mut tx = self.pool.begin().await?;
         insert_endpoint(&mut tx, &endpoint).await?;
         tx.commit().await?;
@@ -436,6 +449,7 @@ impl Store {
     }
 
     pub async fn find_endpoint(&self, id: &str) -> Result<Option<EndpointRow>> {
+        let _span = self.span("find_endpoint");
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1");
         Ok(sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -449,6 +463,7 @@ impl Store {
         tenant_id: &str,
         owner_id: Option<&str>,
     ) -> Result<Vec<EndpointRow>> {
+        let _span = self.span("list_endpoints");
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
              WHERE tenant_id = $1 AND ($2 IS NULL OR owner_id = $2) ORDER BY created_at, id"
@@ -466,6 +481,7 @@ impl Store {
         settings: EndpointSettings<'_>,
         now: i64,
     ) -> Result<bool> {
+        let _span = self.span("update_endpoint");
         let done = sqlx::query(
             "UPDATE webhook_endpoints SET url = $2, description = $3, events = $4, \
              collections = $5, status = $6, disabled_reason = $7, updated_at = $8, \
@@ -486,6 +502,7 @@ impl Store {
     }
 
     pub async fn delete_endpoint(&self, id: &str) -> Result<bool> {
+        let _span = self.span("delete_endpoint");
         let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -501,6 +518,7 @@ impl Store {
         event: &WebhookEvent<'_>,
         now: i64,
     ) -> Result<String> {
+        let _span = self.span("queue_event_for");
         let mut tx = self.pool.begin().await?;
         let event_id = new_event_id();
         insert_event(&mut tx, &event_id, event, now).await?;
@@ -512,6 +530,7 @@ impl Store {
     /// Records `event` for the endpoints that want it, in a transaction of
     /// its own (for events no other write carries, such as `key.expiring`).
     pub async fn record_webhook_event(&self, event: &WebhookEvent<'_>, now: i64) -> Result<usize> {
+        let _span = self.span("record_webhook_event");
         let mut tx = self.pool.begin().await?;
         let queued = record_event(&mut tx, event, now).await?;
         tx.commit().await?;
@@ -528,6 +547,7 @@ impl Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<DueDelivery>> {
+        let _span = self.span("claim_due_deliveries");
         let claim = match self.backend {
             Backend::Postgres => CLAIM_POSTGRES,
             Backend::Sqlite => CLAIM_SQLITE,
@@ -544,7 +564,7 @@ impl Store {
                 "SELECT d.id, d.event_id, e.event_type, e.payload, d.endpoint_id, p.tenant_id, \
                  p.url, p.owner_id, p.status AS endpoint_status, p.failing_since, d.attempts, \
                  d.created_at, u.status AS owner_status, u.role AS owner_role, \
-                 u.permissions AS owner_permissions, e.subject_owner_id \
+                 u.permissions AS owner_permissions, e.subject_owner_id, e.traceparent \
                  FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
                  JOIN webhook_endpoints p ON p.id = d.endpoint_id \
                  JOIN users u ON u.id = p.owner_id WHERE d.id = $1",
@@ -566,6 +586,7 @@ impl Store {
         unmarked_after: i64,
         now: i64,
     ) -> Result<Vec<WebhookSigningKey>> {
+        let _span = self.span("webhook_signing_keys_of");
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, webhook_key_sealed FROM api_keys WHERE owner_id = $1 \
              AND webhook_key_sealed IS NOT NULL AND revoked_at IS NULL \
@@ -596,6 +617,7 @@ impl Store {
         &self,
         attempts: &[(NewAttempt<'_>, AttemptOutcome, EndpointHealth<'_>)],
     ) -> Result<Vec<bool>> {
+        let _span = self.span("record_attempts");
         let mut tx = self.pool.begin().await?;
         let mut disabled = Vec::with_capacity(attempts.len());
         for (attempt, outcome, health) in attempts {
@@ -608,6 +630,7 @@ impl Store {
     /// Gives a lease back without an attempt (the endpoint was disabled
     /// meanwhile): the delivery waits, pending, until `next_attempt_at`.
     pub async fn release_delivery(&self, delivery_id: &str, next_attempt_at: i64) -> Result<()> {
+        let _span = self.span("release_delivery");
         sqlx::query(
             "UPDATE webhook_deliveries SET leased_until = NULL, next_attempt_at = $2 WHERE id = $1",
         )
@@ -620,6 +643,7 @@ impl Store {
 
     /// The endpoint's latest attempts, newest first.
     pub async fn list_attempts(&self, endpoint_id: &str, limit: u32) -> Result<Vec<AttemptRow>> {
+        let _span = self.span("list_attempts");
         Ok(sqlx::query_as::<_, AttemptRow>(
             "SELECT a.id, a.delivery_id, d.event_id, e.event_type, a.attempted_at, a.status_code, \
              a.latency_ms, a.response_excerpt, a.error, d.state AS delivery_state \
@@ -635,6 +659,7 @@ impl Store {
 
     /// The endpoint a delivery belongs to, if the delivery exists.
     pub async fn delivery_endpoint(&self, delivery_id: &str) -> Result<Option<String>> {
+        let _span = self.span("delivery_endpoint");
         let found: Option<(String,)> =
             sqlx::query_as("SELECT endpoint_id FROM webhook_deliveries WHERE id = $1")
                 .bind(delivery_id)
@@ -646,6 +671,7 @@ impl Store {
     /// Queues a delivery again, now, with the same event (and so the same
     /// `webhook-id`).
     pub async fn redeliver(&self, delivery_id: &str, now: i64) -> Result<bool> {
+        let _span = self.span("redeliver");
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $2, \
              leased_until = NULL, created_at = $2, updated_at = $2 WHERE id = $1",
@@ -662,6 +688,7 @@ impl Store {
     /// it being announced twice (a key whose expiry changes is announced
     /// again for the new one). Returns how many keys were announced.
     pub async fn announce_expiring_keys(&self, now: i64, window: i64) -> Result<usize> {
+        let _span = self.span("announce_expiring_keys");
         let mut tx = self.pool.begin().await?;
         let due: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "SELECT id, tenant_id, owner_id, client_id, expires_at FROM api_keys \
@@ -686,6 +713,7 @@ impl Store {
                     tenant_id,
                     subject_owner_id: owner_id,
                     event_type: "key.expiring",
+                    trace: None,
                     collection: None,
                     data: serde_json::json!({
                         "key_id": id,
@@ -703,6 +731,7 @@ impl Store {
     }
 
     pub async fn webhook_queue_stats(&self) -> Result<QueueStats> {
+        let _span = self.span("webhook_queue_stats");
         let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE state = 'pending'",
         )

@@ -4,6 +4,7 @@
 mod logging;
 mod metrics;
 pub mod request;
+pub mod traces;
 
 pub use logging::{LogFormat, init as init_logging, set_format as set_log_format};
 pub use metrics::Metrics;

@@ -54,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
             "id": headers.get("webhook-id"),
             "timestamp": headers.get("webhook-timestamp"),
             "signature": headers.get("webhook-signature"),
+            "traceparent": headers.get("traceparent"),
             "body": body,
             "verified": verified,
             "tampered_refused": refused(KEYS[0], body + " ", headers),

@@ -1,0 +1,495 @@
+//! OpenTelemetry traces, off unless `otlp_endpoint` is set; then exported
+//! over OTLP/HTTP (protobuf) by the SDK's batch processor on its own thread,
+//! so a slow or absent collector never holds up an answer.
+//!
+//! The spans: one per request (the observe middleware, [`ServerSpan`]);
+//! inside it client authentication, token signing, each storage call and
+//! each outbound call; one per webhook delivery, a child of the request
+//! that queued it (its `traceparent` is stored with the event). Work
+//! outside a traced request or delivery (the background loops) records no
+//! span: a poll every second would otherwise bury the requests.
+//!
+//! `opentelemetry` is used directly rather than through `tracing`: Keyport
+//! logs through `log` (the request context in [`super::request`] already
+//! carries what the log lines need), and a second instrumentation stack
+//! would cost every request its subscriber dispatch whether traces are on
+//! or not. Off, each span point is one atomic load.
+//!
+//! A request's trace id is its request id: a UUIDv7 request id's 128 bits
+//! are the trace id, and a trace id accepted from a trusted proxy's
+//! `traceparent` becomes the request id when the proxy sent none.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::{
+    FutureExt as _, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
+    TraceId, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler, SdkTracer, SdkTracerProvider,
+};
+
+use super::request::RequestId;
+use crate::config::TraceSettings;
+
+pub use opentelemetry::KeyValue as Attribute;
+pub use opentelemetry::trace::SpanKind as Kind;
+
+/// The tracer, set once by [`install`]; unset means traces are off.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// How long one export may take before the batch is dropped.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up trace export to {endpoint}: {reason}")]
+pub struct TracesError {
+    endpoint: String,
+    reason: String,
+}
+
+/// Installed traces; [`Traces::shutdown`] sends what is still queued.
+pub struct Traces {
+    provider: SdkTracerProvider,
+}
+
+impl Traces {
+    /// Sends the spans still queued (waiting at most the export timeout),
+    /// then stops the exporter's thread.
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        let finished = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(err)) = finished {
+            log::warn!("trace export did not finish cleanly: {err}");
+        }
+    }
+}
+
+/// Starts exporting traces when `otlp_endpoint` is set; `None` otherwise.
+/// Once per process: a second call keeps the first exporter.
+pub fn install(settings: &TraceSettings) -> Result<Option<Traces>, TracesError> {
+    let Some(endpoint) = &settings.otlp_endpoint else {
+        return Ok(None);
+    };
+    let failed = |reason: String| TracesError {
+        endpoint: endpoint.clone(),
+        reason,
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(traces_url(endpoint))
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|err| failed(err.to_string()))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("keyport")
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new(
+                "service.instance.id",
+                uuid::Uuid::now_v7().hyphenated().to_string(),
+            ),
+        ])
+        .build();
+    let exporter = Reporting {
+        inner: exporter,
+        last_warning: std::sync::Mutex::new(None),
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sample_ratio,
+        ))))
+        .with_id_generator(RequestTraceIds)
+        .with_resource(resource)
+        .build();
+    if TRACER.set(provider.tracer("keyport")).is_err() {
+        log::warn!("traces were already set up in this process; keeping the first exporter");
+    } else {
+        log::info!(
+            "exporting traces to {} (sampling {} of requests)",
+            traces_url(endpoint),
+            settings.sample_ratio
+        );
+    }
+    Ok(Some(Traces { provider }))
+}
+
+/// The exporter, saying in the log when the collector does not take a batch
+/// (at most once a minute: a collector that is down would otherwise fill
+/// the log). The spans of a failed batch are dropped; answers never wait.
+#[derive(Debug)]
+struct Reporting {
+    inner: opentelemetry_otlp::SpanExporter,
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How often an unreachable collector is mentioned in the log.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+impl opentelemetry_sdk::trace::SpanExporter for Reporting {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let spans = batch.len();
+        let outcome = self.inner.export(batch).await;
+        if let Err(err) = &outcome {
+            let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                *last = Some(std::time::Instant::now());
+                log::warn!("the trace collector did not take {spans} spans (dropped): {err}");
+            }
+        }
+        outcome
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The collector's base URL gets the OTLP traces path, as the standard
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` does; a URL that already names it is kept.
+fn traces_url(endpoint: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    }
+}
+
+fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get()
+}
+
+thread_local! {
+    /// The trace id the next root span takes: set just before that span is
+    /// built, on the same thread, by [`ServerSpan::start`].
+    static NEXT_TRACE_ID: Cell<Option<TraceId>> = const { Cell::new(None) };
+}
+
+/// Root spans take the request's id as their trace id; everything else is
+/// random, as the SDK's own generator makes it.
+#[derive(Debug)]
+struct RequestTraceIds;
+
+impl IdGenerator for RequestTraceIds {
+    fn new_trace_id(&self) -> TraceId {
+        NEXT_TRACE_ID
+            .take()
+            .unwrap_or_else(|| RandomIdGenerator::default().new_trace_id())
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        RandomIdGenerator::default().new_span_id()
+    }
+}
+
+/// A trace begun elsewhere (a trusted proxy's, or the request that queued
+/// a delivery) that a span here continues.
+#[derive(Clone)]
+pub struct RemoteParent(Context);
+
+/// The trace a `traceparent` header names, when well formed.
+pub fn remote_parent(traceparent: &str) -> Option<RemoteParent> {
+    struct One<'a>(&'a str);
+    impl Extractor for One<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            (key == "traceparent").then_some(self.0)
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["traceparent"]
+        }
+    }
+    let context = TraceContextPropagator::new().extract(&One(traceparent));
+    context
+        .span()
+        .span_context()
+        .is_valid()
+        .then_some(RemoteParent(context))
+}
+
+/// The request id a proxied trace gives a request the proxy did not name.
+pub fn request_id_of(parent: &RemoteParent) -> Option<RequestId> {
+    let trace_id = parent.0.span().span_context().trace_id();
+    let id = uuid::Uuid::from_bytes(trace_id.to_bytes());
+    RequestId::parse(&id.hyphenated().to_string())
+}
+
+/// The trace id a request id stands for: its 128 bits when it is a UUID
+/// (a Keyport id, or a proxy's UUID), else none (a random one is drawn).
+fn trace_id_of(id: &RequestId) -> Option<TraceId> {
+    let uuid = uuid::Uuid::parse_str(id.as_str()).ok()?;
+    (!uuid.is_nil()).then(|| TraceId::from_bytes(*uuid.as_bytes()))
+}
+
+/// The span of one request: started before routing, named by the route
+/// template once routing has chosen one.
+pub struct ServerSpan(Option<Context>);
+
+impl ServerSpan {
+    pub fn start(
+        method: &str,
+        id: &RequestId,
+        parent: Option<RemoteParent>,
+        client_address: Option<String>,
+    ) -> ServerSpan {
+        let Some(tracer) = tracer() else {
+            return ServerSpan(None);
+        };
+        let parent = parent.map(|p| p.0).unwrap_or_default();
+        if !parent.span().span_context().is_valid() {
+            NEXT_TRACE_ID.set(trace_id_of(id));
+        }
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("keyport.request_id", id.as_str().to_owned()),
+        ];
+        if let Some(address) = client_address {
+            attributes.push(KeyValue::new("client.address", address));
+        }
+        let span = tracer
+            .span_builder(method.to_owned())
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        NEXT_TRACE_ID.set(None);
+        ServerSpan(Some(parent.with_span(span)))
+    }
+
+    /// Runs the answer with this span as the current one.
+    pub async fn run<F: Future>(&self, answer: F) -> F::Output {
+        match &self.0 {
+            Some(context) => answer.with_context(context.clone()).await,
+            None => answer.await,
+        }
+    }
+
+    /// Names the span `METHOD /route/{template}` and ends it.
+    pub fn finish(self, method: &str, route: &str, status: u16, error_code: Option<&str>) {
+        let Some(context) = self.0 else {
+            return;
+        };
+        let span = context.span();
+        span.update_name(format!("{method} {route}"));
+        span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        if let Some(code) = error_code {
+            span.set_attribute(KeyValue::new("error.type", code.to_owned()));
+        }
+        if status >= 500 {
+            span.set_status(Status::error(""));
+        }
+        span.end();
+    }
+}
+
+/// Whether the current task is inside a traced request or delivery.
+fn current_parent() -> Option<(&'static SdkTracer, Context)> {
+    let tracer = tracer()?;
+    let context = Context::current();
+    context
+        .span()
+        .span_context()
+        .is_valid()
+        .then_some((tracer, context))
+}
+
+/// A span with no spans below it: started as a child of the current span,
+/// ended when dropped. Records nothing outside a traced request.
+pub struct Leaf(Option<opentelemetry_sdk::trace::Span>);
+
+impl Leaf {
+    pub fn start(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Leaf {
+        let Some((tracer, parent)) = current_parent() else {
+            return Leaf(None);
+        };
+        Leaf(Some(
+            tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .with_attributes(attributes())
+                .start_with_context(tracer, &parent),
+        ))
+    }
+
+    /// One database call: `storage.<operation>`, as a client span.
+    pub fn database(system: &'static str, operation: &'static str) -> Leaf {
+        let Some((tracer, parent)) = current_parent() else {
+            return Leaf(None);
+        };
+        Leaf(Some(
+            tracer
+                .span_builder(format!("storage.{operation}"))
+                .with_kind(SpanKind::Client)
+                .with_attributes([
+                    KeyValue::new("db.system.name", system),
+                    KeyValue::new("db.operation.name", operation),
+                ])
+                .start_with_context(tracer, &parent),
+        ))
+    }
+
+    /// A delivery's span: a child of the request that queued it (its stored
+    /// `traceparent`), or the root of its own trace.
+    pub fn start_detached(
+        name: &'static str,
+        kind: SpanKind,
+        traceparent: Option<&str>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Leaf {
+        let Some(tracer) = tracer() else {
+            return Leaf(None);
+        };
+        let parent = traceparent
+            .and_then(remote_parent)
+            .map(|p| p.0)
+            .unwrap_or_default();
+        Leaf(Some(
+            tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .with_attributes(attributes())
+                .start_with_context(tracer, &parent),
+        ))
+    }
+
+    pub fn set(&mut self, attribute: impl FnOnce() -> KeyValue) {
+        if let Some(span) = &mut self.0 {
+            span.set_attribute(attribute());
+        }
+    }
+
+    /// Marks the span failed; `what` is a code or a short phrase, never a
+    /// secret or raw request text.
+    pub fn fail(&mut self, what: &'static str) {
+        if let Some(span) = &mut self.0 {
+            span.set_status(Status::error(what));
+        }
+    }
+
+    /// The `traceparent` header that makes the callee's spans children of
+    /// this one.
+    pub fn traceparent(&self) -> Option<String> {
+        self.0.as_ref().map(|span| header_of(span.span_context()))
+    }
+}
+
+/// Runs `work` in a span of its own, the current one while it runs, so the
+/// spans started inside are its children; an `Err` marks it failed.
+pub async fn in_span<T, E>(
+    name: &'static str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let Some((tracer, parent)) = current_parent() else {
+        return work.await;
+    };
+    let span = tracer.start_with_context(name, &parent);
+    let context = parent.with_span(span);
+    let outcome = work.with_context(context.clone()).await;
+    let span = context.span();
+    if outcome.is_err() {
+        span.set_status(Status::error(""));
+    }
+    span.end();
+    outcome
+}
+
+/// The current span as a `traceparent` header value, to store with work
+/// that another task picks up later (a webhook event).
+pub fn current_traceparent() -> Option<String> {
+    let (_, context) = current_parent()?;
+    Some(header_of(context.span().span_context()))
+}
+
+fn header_of(span_context: &SpanContext) -> String {
+    struct Header(Option<String>);
+    impl Injector for Header {
+        fn set(&mut self, key: &str, value: String) {
+            if key == "traceparent" {
+                self.0 = Some(value);
+            }
+        }
+    }
+    let mut header = Header(None);
+    let context = Context::new().with_remote_span_context(span_context.clone());
+    TraceContextPropagator::new().inject_context(&context, &mut header);
+    header.0.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_collector_url_gets_the_traces_path_once() {
+        assert_eq!(
+            traces_url("http://collector:4318"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("http://collector:4318/"),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://c.example/otlp/v1/traces"),
+            "https://c.example/otlp/v1/traces"
+        );
+    }
+
+    #[test]
+    fn a_proxied_trace_names_the_request_and_a_request_id_names_the_trace() {
+        let parent =
+            remote_parent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
+        let id = request_id_of(&parent).unwrap();
+        assert_eq!(id.as_str(), "0af76519-16cd-43dd-8448-eb211c80319c");
+        assert_eq!(
+            trace_id_of(&id).unwrap().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "zz-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        ] {
+            assert!(remote_parent(bad).is_none(), "{bad:?} was accepted");
+        }
+        assert!(trace_id_of(&RequestId::parse("not-a-uuid").unwrap()).is_none());
+    }
+
+    #[test]
+    fn with_traces_off_spans_record_nothing_and_cost_no_header() {
+        let leaf = Leaf::start("storage.x", SpanKind::Client, Vec::new);
+        assert!(leaf.traceparent().is_none());
+        assert!(current_traceparent().is_none());
+    }
+}

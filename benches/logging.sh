@@ -1,38 +1,53 @@
 #!/usr/bin/env bash
-# What the log format costs the token endpoint: POST /oauth/token driven with
-# wrk against the release binary logging in text, then in JSON, alternating
-# (text, json, text, json, …) so that drift in the machine's load falls on
-# both alike. Prints the median tokens/s of each format and their ratio.
+# What the log format and traces cost the token endpoint: POST /oauth/token
+# driven with wrk against the release binary logging in text, in JSON, and
+# in text with traces exported to a local OTLP collector, alternating
+# (text, json, traced, text, …) so that drift in the machine's load falls on
+# all alike. Prints the median tokens/s of each and its ratio to text.
 #
 #   bash benches/logging.sh [--duration 8s] [--connections 32] [--rounds 3]
+#                           [--sample-ratio 1.0]
 #
 # One key on a fresh SQLite file; every request authenticates with it and
-# writes one access line (to a file, as a collector would read it). Exit
-# status 1 when any request failed; no timing is asserted.
+# writes one access line (to a file, as a log collector would read it). The
+# trace collector is tests/clients/otlp_receiver.py, which decodes every
+# export as a real collector does, on the same machine; the spans it
+# received are counted. Exit status 1 when any request failed; no timing is
+# asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=8s
 CONNECTIONS=32
 ROUNDS=3
+SAMPLE_RATIO=1.0
 while (($#)); do
     case $1 in
         --duration) DURATION=$2; shift ;;
         --connections) CONNECTIONS=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
+        --sample-ratio) SAMPLE_RATIO=$2; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;/^set -e/d'; exit 0 ;;
         *) echo "logging.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 command -v wrk >/dev/null || { echo "logging.sh: needs wrk (apt-get install wrk)" >&2; exit 2; }
+PYTHON=python3
+[[ -x .venv/bin/python ]] && PYTHON=.venv/bin/python
+"$PYTHON" -c 'import opentelemetry.proto' 2>/dev/null || {
+    echo "logging.sh: needs opentelemetry-proto (bash scripts/test installs it into .venv)" >&2
+    exit 2
+}
 
 cargo build --release --quiet
 BIN=$PWD/target/release/keyport
 WORK=$(mktemp -d)
 SERVER_PID=""
+COLLECTOR_PID=""
 cleanup() {
     [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null || true
+    [[ -n $COLLECTOR_PID ]] && kill "$COLLECTOR_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -47,11 +62,26 @@ CLIENT_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["client_i
 SECRET=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["client_secret"])' "$KEY")
 BASIC="Basic $(printf '%s:%s' "$CLIENT_ID" "$SECRET" | base64 -w0)"
 
-# run FORMAT: one server, one wrk run; prints req/s.
+mkdir "$WORK/collector"
+"$PYTHON" tests/clients/otlp_receiver.py "$WORK/collector" >"$WORK/collector.out" &
+COLLECTOR_PID=$!
+for _ in $(seq 1 100); do
+    grep -q 'listening on port' "$WORK/collector.out" 2>/dev/null && break
+    sleep 0.1
+done
+COLLECTOR="http://127.0.0.1:$(awk '{ print $NF }' "$WORK/collector.out")"
+
+# run VARIANT: one server (text, json, or traced: text logs and traces to
+# the local collector), one wrk run; prints req/s.
 run() {
-    local format=$1 port result
+    local variant=$1 format=$1 endpoint="" port result
+    if [[ $variant == traced ]]; then
+        format=text
+        endpoint=$COLLECTOR
+    fi
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    KEYPORT_BIND=127.0.0.1:$port KEYPORT_LOG_FORMAT=$format "$BIN" serve >"$WORK/server-$format.log" 2>&1 &
+    KEYPORT_BIND=127.0.0.1:$port KEYPORT_LOG_FORMAT=$format KEYPORT_OTLP_ENDPOINT=$endpoint \
+        KEYPORT_TRACE_SAMPLE_RATIO=$SAMPLE_RATIO "$BIN" serve >"$WORK/server-$variant.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 100); do
         curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -64,25 +94,30 @@ run() {
     kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
     if ! grep -q ' bad=0 socket=0 ' <<<"$result"; then
-        echo "logging.sh: failed requests with $format logs: $result" >&2
+        echo "logging.sh: failed requests with $variant: $result" >&2
         exit 1
     fi
     sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$result"
 }
 
-declare -A RATES=([text]="" [json]="")
+declare -A RATES=([text]="" [json]="" [traced]="")
 for ((round = 1; round <= ROUNDS; round++)); do
-    for format in text json; do
-        rps=$(run "$format")
-        echo "round $round, $format logs: $rps tokens/s" >&2
-        RATES[$format]+="$rps "
+    for variant in text json traced; do
+        rps=$(run "$variant")
+        echo "round $round, $variant: $rps tokens/s" >&2
+        RATES[$variant]+="$rps "
     done
 done
+SPANS=$(cat "$WORK/collector/spans.jsonl" 2>/dev/null | wc -l)
 
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 TEXT=$(median <<<"${RATES[text]}")
 JSON=$(median <<<"${RATES[json]}")
-echo "| log_format | tokens/s (median of $ROUNDS × $DURATION, $CONNECTIONS connections) | ÷ text |"
+TRACED=$(median <<<"${RATES[traced]}")
+echo "| variant | tokens/s (median of $ROUNDS × $DURATION, $CONNECTIONS connections) | ÷ text |"
 echo "| --- | ---: | ---: |"
-echo "| text | $TEXT | 1.00× |"
-awk -v j="$JSON" -v t="$TEXT" 'BEGIN { printf "| json | %s | %.2f× |\n", j, j / t }'
+echo "| text logs | $TEXT | 1.00× |"
+awk -v j="$JSON" -v t="$TEXT" 'BEGIN { printf "| JSON logs | %s | %.2f× |\n", j, j / t }'
+awk -v j="$TRACED" -v t="$TEXT" -v r="$SAMPLE_RATIO" \
+    'BEGIN { printf "| text logs, traces exported (sample ratio %s) | %s | %.2f× |\n", r, j, j / t }'
+echo "The collector received $SPANS spans."

@@ -508,6 +508,8 @@ pub(crate) struct JwksServer {
     pub url: String,
     pub document: Arc<std::sync::Mutex<String>>,
     pub fetches: Arc<AtomicUsize>,
+    /// Each request's `traceparent` header, in order (`None` without one).
+    pub traceparents: Arc<std::sync::Mutex<Vec<Option<String>>>>,
     /// While true, requests are read and counted but not answered (an
     /// issuer that hangs); set false to let them through.
     pub hold: tokio::sync::watch::Sender<bool>,
@@ -518,12 +520,15 @@ pub(crate) async fn serve_jwks(document: &Value) -> JwksServer {
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     let shared = Arc::new(std::sync::Mutex::new(document.to_string()));
     let fetches = Arc::new(AtomicUsize::new(0));
+    let traceparents = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (doc, count) = (Arc::clone(&shared), Arc::clone(&fetches));
+    let seen = Arc::clone(&traceparents);
     let (hold, held) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let doc = Arc::clone(&doc);
+            let seen = Arc::clone(&seen);
             let mut held = held.clone();
             tokio::spawn(async move {
                 let mut buffer = vec![0u8; 4096];
@@ -534,6 +539,12 @@ pub(crate) async fn serve_jwks(document: &Value) -> JwksServer {
                         Ok(n) => read += n,
                     }
                 }
+                let head = String::from_utf8_lossy(&buffer[..read]).to_ascii_lowercase();
+                let traceparent = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("traceparent:"))
+                    .map(|value| value.trim().to_owned());
+                seen.lock().unwrap().push(traceparent);
                 if held.wait_for(|hold| !*hold).await.is_err() {
                     return;
                 }
@@ -550,6 +561,7 @@ pub(crate) async fn serve_jwks(document: &Value) -> JwksServer {
         url,
         document: shared,
         fetches,
+        traceparents,
         hold,
     }
 }

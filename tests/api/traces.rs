@@ -376,6 +376,63 @@ async fn a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored(back
     assert!(!by_trace.contains_key(unsampled_trace), "{by_trace:?}");
 }
 
+/// Token exchange with a trusted issuer whose keys are not cached yet: the
+/// JWKS fetch is a client span of the request, and the issuer's host was
+/// sent its traceparent.
+async fn a_jwks_fetch_is_a_span_and_carries_its_traceparent(backend: Backend) {
+    use crate::token_exchange::{
+        CI_AUDIENCE, CI_ISSUER, EXCHANGE, JWT, MAIN_BRANCH, company, issue, overrides, serve_jwks,
+        trust_main_branch,
+    };
+    let mut settings = overrides();
+    settings.push(("KEYPORT_WEBHOOK_DELIVER", "false"));
+    let setup = spawn_app_with(backend, &settings).await;
+    let company = company(&setup).await;
+    let (jwks, tokens) = issue(&json!({
+        "issuer": CI_ISSUER,
+        "keys": ["k1"],
+        "tokens": [{"kid": "k1", "claims": {"sub": MAIN_BRANCH, "aud": CI_AUDIENCE}}]
+    }));
+    let jwks_host = serve_jwks(&jwks).await;
+    trust_main_branch(&setup, &company, &jwks_host.url).await;
+    let otlp = OtlpReceiver::start();
+    let server = serve_traced(&setup, &otlp, &settings);
+    let fetches_before = jwks_host.traceparents.lock().unwrap().len();
+
+    let answer = reqwest::Client::new()
+        .post(server.url("/oauth/token"))
+        .form(&[
+            ("grant_type", EXCHANGE),
+            ("subject_token", tokens[0].as_str()),
+            ("subject_token_type", JWT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let (_, trace_id) = ids_of(&answer);
+    let spans = otlp
+        .trace(&trace_id, |spans| {
+            has(spans, "POST /oauth/token") && has(spans, "jwks.fetch")
+        })
+        .await;
+    let request = span(&spans, "POST /oauth/token");
+    let fetch = span(&spans, "jwks.fetch");
+    assert_eq!(fetch["trace_id"], request["trace_id"]);
+    assert_eq!(fetch["kind"], "SPAN_KIND_CLIENT");
+    assert_eq!(fetch["attributes"]["url.full"], jwks_host.url.as_str());
+    assert_eq!(fetch["attributes"]["http.response.status_code"], 200);
+    let sent = jwks_host.traceparents.lock().unwrap()[fetches_before..].to_vec();
+    assert_eq!(
+        sent,
+        vec![Some(format!(
+            "00-{trace_id}-{}-01",
+            fetch["span_id"].as_str().unwrap()
+        ))]
+    );
+    assert!(has(&spans, "sign_token"), "{spans:#?}");
+}
+
 /// A collector that is down costs the answers nothing and is said once in
 /// the log, without the spans.
 #[tokio::test]
@@ -446,4 +503,5 @@ async fn a_collector_that_is_down_is_reported_and_answers_go_on() {
 crate::on_both_backends!(
     a_token_request_and_a_push_to_a_webhook_are_span_trees,
     a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored,
+    a_jwks_fetch_is_a_span_and_carries_its_traceparent,
 );

@@ -317,8 +317,12 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
         _ => {}
     }
     if let Command::Serve = cli.command {
-        let traces = crate::telemetry::traces::install(&settings.observability.traces)
-            .map_err(crate::startup::StartupError::from)?;
+        let tracing = &settings.observability.traces;
+        let traces = crate::telemetry::traces::install(
+            tracing.otlp_endpoint.as_deref(),
+            tracing.sample_ratio,
+        )
+        .map_err(crate::startup::StartupError::from)?;
         let app = Application::build(settings.clone()).await?;
         log::info!(
             "keyport listening on port {} (database: {})",

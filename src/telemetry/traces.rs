@@ -38,7 +38,6 @@ use opentelemetry_sdk::trace::{
 };
 
 use super::request::RequestId;
-use crate::config::TraceSettings;
 
 pub use opentelemetry::KeyValue as Attribute;
 pub use opentelemetry::trace::SpanKind as Kind;
@@ -73,14 +72,19 @@ impl Traces {
     }
 }
 
-/// Starts exporting traces when `otlp_endpoint` is set; `None` otherwise.
-/// Once per process: a second call keeps the first exporter.
-pub fn install(settings: &TraceSettings) -> Result<Option<Traces>, TracesError> {
-    let Some(endpoint) = &settings.otlp_endpoint else {
+/// Starts exporting traces to the collector at `otlp_endpoint`, tracing
+/// `sample_ratio` of the requests Keyport starts a trace for; `None` when
+/// no collector is named. Once per process: a second call keeps the first
+/// exporter.
+pub fn install(
+    otlp_endpoint: Option<&str>,
+    sample_ratio: f64,
+) -> Result<Option<Traces>, TracesError> {
+    let Some(endpoint) = otlp_endpoint else {
         return Ok(None);
     };
     let failed = |reason: String| TracesError {
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.to_owned(),
         reason,
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -107,7 +111,7 @@ pub fn install(settings: &TraceSettings) -> Result<Option<Traces>, TracesError> 
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            settings.sample_ratio,
+            sample_ratio,
         ))))
         .with_id_generator(RequestTraceIds)
         .with_resource(resource)
@@ -118,7 +122,7 @@ pub fn install(settings: &TraceSettings) -> Result<Option<Traces>, TracesError> 
         log::info!(
             "exporting traces to {} (sampling {} of requests)",
             traces_url(endpoint),
-            settings.sample_ratio
+            sample_ratio
         );
     }
     Ok(Some(Traces { provider }))

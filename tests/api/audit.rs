@@ -4,6 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, json_body, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -31,9 +32,8 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
         let created = json_body(
             app.api(Method::POST, "/api/v1/keys", &admin_session)
                 .json(&json!({"name": name}))
-                .send()
-                .await
-                .unwrap(),
+                .sent()
+                .await,
         )
         .await;
         secrets.push(created["client_secret"].as_str().unwrap().to_owned());
@@ -63,9 +63,8 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
             &admin_session,
         )
         .json(&json!({"confirm": format!("delete {first_client}")}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(deleted.status(), 204);
     for _ in 0..2 {
         app.sign_in(&ana.email, "wrong password!!").await;
@@ -158,9 +157,8 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
     let globex_session = app.session_for(&globex_admin.email, PASSWORD).await;
     app.api(Method::POST, "/api/v1/keys", &session)
         .json(&json!({"name": "acme key"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let seen = app.get_json("/api/v1/audit", &globex_session).await;
     assert!(
         seen["events"]

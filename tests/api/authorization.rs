@@ -6,6 +6,7 @@
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -545,7 +546,7 @@ async fn every_operation_answers_every_principal_as_the_table_says(backend: Back
             if let Some(body) = &body {
                 builder = builder.json(body);
             }
-            let response: Response = builder.send().await.unwrap();
+            let response: Response = builder.sent().await;
             let status = response.status().as_u16();
             let text = response.text().await.unwrap_or_default();
             let error = serde_json::from_str::<Value>(&text)
@@ -623,9 +624,8 @@ async fn admin_scopes_are_implicit_for_admins_and_listed_in_discovery(backend: B
     let asked = app
         .api(Method::POST, "/api/v1/keys", &member_session)
         .json(&json!({"name": "escalate", "scopes": ["users:manage"]}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(asked.status(), 422, "a member asked for an admin scope");
 }
 

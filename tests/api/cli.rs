@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TestDatabase, master_key_env};
 
 const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
@@ -1723,11 +1724,7 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client");
-    let health = client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .expect("GET /healthz");
+    let health = client.get(server.url("/healthz")).sent().await;
     assert_eq!(health.status(), 200, "log:\n{}", server.log());
     let health: Value = health.json().await.expect("healthz JSON");
     assert_eq!(health["status"], "ok");

@@ -13,6 +13,7 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Integration, TestApp, claims_of, spawn_app, spawn_app_with,
     spawn_app_with_integration, spawn_sibling,
@@ -103,7 +104,7 @@ async fn token_request(app: &TestApp, integration: &Integration, proofs: &[Strin
     for proof in proofs {
         request = request.header("DPoP", proof);
     }
-    request.send().await.expect("token request")
+    request.sent().await
 }
 
 /// A DPoP-bound token for `integration`, bound to `key`.
@@ -130,7 +131,7 @@ async fn call(
     for proof in proofs {
         request = request.header("DPoP", proof);
     }
-    request.send().await.expect("request")
+    request.sent().await
 }
 
 /// A refusal at a resource: `status`, the JSON `error` `code`, and for a
@@ -196,9 +197,8 @@ async fn a_token_requested_with_a_proof_is_bound_to_the_proof_key_rfc9449_sectio
         .post(app.url("/oauth/introspect"))
         .basic_auth(integration.client_id(), Some(integration.secret()))
         .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .expect("introspect");
+        .sent()
+        .await;
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["active"], true);
     assert_eq!(body["token_type"], "DPoP");
@@ -208,9 +208,8 @@ async fn a_token_requested_with_a_proof_is_bound_to_the_proof_key_rfc9449_sectio
     let metadata: Value = app
         .client
         .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
+        .sent()
         .await
-        .expect("metadata")
         .json()
         .await
         .expect("json");
@@ -251,9 +250,8 @@ async fn a_bound_token_reaches_whoami_and_records_with_a_proof_each_time_rfc9449
         .header("Authorization", &authorization)
         .header("DPoP", proof)
         .json(&json!({"order": 1}))
-        .send()
-        .await
-        .expect("push");
+        .sent()
+        .await;
     assert_eq!(response.status(), 201);
 
     // `htu` has no query (RFC 9449 §4.2); the request has one.
@@ -559,9 +557,8 @@ async fn a_key_that_requires_dpop_gets_no_token_without_a_proof_rfc9449_section_
         .client
         .get(app.url("/api/v1/keys"))
         .bearer_auth(&manager)
-        .send()
+        .sent()
         .await
-        .expect("list")
         .json()
         .await
         .expect("json");
@@ -586,9 +583,8 @@ async fn a_key_that_requires_dpop_gets_no_token_without_a_proof_rfc9449_section_
         .post(app.url("/api/v1/keys"))
         .bearer_auth(&manager)
         .json(&json!({"name": "bound from birth", "require_dpop": true}))
-        .send()
-        .await
-        .expect("create");
+        .sent()
+        .await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.expect("json");
     assert_eq!(created["require_dpop"], true);
@@ -609,12 +605,7 @@ async fn a_change_of_require_dpop_made_outside_the_server_reaches_its_credential
     // used at all and this would pass without the trigger.
     let started = std::time::Instant::now();
     loop {
-        let ready = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
+        let ready = app.client.get(app.url("/readyz")).sent().await;
         let body: Value = ready.json().await.unwrap_or(Value::Null);
         if body["credential_cache"] == "trusted" {
             break;
@@ -779,9 +770,8 @@ async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(back
     let jwks: jsonwebtoken::jwk::JwkSet = app
         .client
         .get(app.url("/.well-known/jwks.json"))
-        .send()
+        .sent()
         .await
-        .expect("jwks")
         .json()
         .await
         .expect("json");

@@ -5,6 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with,
     spawn_app_with_integration,
@@ -25,15 +26,7 @@ async fn the_metadata_follows_the_bound_port_when_no_issuer_is_set(backend: Back
 
     // Follow the metadata, as PyJWKClient or openid-client would.
     let jwks_uri = metadata["jwks_uri"].as_str().unwrap();
-    let jwks: Value = app
-        .client
-        .get(jwks_uri)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.client.get(jwks_uri).sent().await.json().await.unwrap();
     let integration = app.integration("member", "reports:read").await;
     let token = app.token_for(&integration).await;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
@@ -96,9 +89,8 @@ async fn records_come_back_as_they_were_pushed(backend: Backend) {
         .bearer_auth(&token)
         .header("content-type", "application/json")
         .body(pushed)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 201);
 
     let page = app.pull(&token, "fidelity", "").await.text().await.unwrap();
@@ -115,9 +107,8 @@ async fn records_come_back_as_they_were_pushed(backend: Backend) {
             .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(twice)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 400, "{twice}");
         let body = json_body(response).await;
         assert_eq!(body["error"], "invalid_json");
@@ -159,7 +150,7 @@ async fn answers_to_credentials_are_never_cached(backend: Backend) {
             ("token", app.api(Method::GET, path, &token)),
             ("session", app.api(Method::GET, path, &session)),
         ] {
-            let response = request.send().await.unwrap();
+            let response = request.sent().await;
             assert!(
                 response.status().is_success(),
                 "{how} {path}: {}",
@@ -194,9 +185,8 @@ async fn bad_token_request(app: &TestApp, client_id: &str, forwarded_for: &str) 
         .basic_auth(client_id, Some(wrong.expose()))
         .header("x-forwarded-for", forwarded_for)
         .form(&[("grant_type", "client_credentials")])
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -244,9 +234,8 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_the_source(backend: Back
         .post(app.url("/api/v1/session"))
         .header("forwarded", "for=\"[2001:db8::9]:4711\";proto=https")
         .json(&json!({"email": integration.user.email, "password": "not the password"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let session = app
         .session_for(&integration.user.email, "a long enough passphrase")
         .await;

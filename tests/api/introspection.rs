@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
     spawn_sibling,
@@ -12,9 +13,8 @@ async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> r
         .post(app.url(path))
         .basic_auth(caller.client_id(), Some(caller.secret()))
         .form(&[("token", token)])
-        .send()
+        .sent()
         .await
-        .unwrap()
 }
 
 async fn introspection_describes_a_live_token(backend: Backend) {
@@ -52,9 +52,8 @@ async fn introspection_needs_client_authentication(backend: Backend) {
         .client
         .post(app.url("/oauth/introspect"))
         .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(anonymous.status(), 401);
     assert_eq!(json_body(anonymous).await["error"], "invalid_client");
     let no_token = app
@@ -62,9 +61,8 @@ async fn introspection_needs_client_authentication(backend: Backend) {
         .post(app.url("/oauth/introspect"))
         .basic_auth(integration.client_id(), Some(integration.secret()))
         .form(&[("token_type_hint", "access_token")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(no_token.status(), 400);
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
     s, spawn_app, spawn_app_with, status_and_json,
@@ -21,7 +22,7 @@ async fn roll(app: &TestApp, credential: &str, key: &str, body: Option<Value>) -
     if let Some(body) = body {
         request = request.json(&body);
     }
-    request.send().await.unwrap()
+    request.sent().await
 }
 
 async fn show(app: &TestApp, credential: &str, key: &str) -> Value {
@@ -57,7 +58,7 @@ async fn token_request(app: &TestApp, key: &Value, forwarded_for: Option<&str>) 
     if let Some(address) = forwarded_for {
         request = request.header("x-forwarded-for", address);
     }
-    let response = request.send().await.unwrap();
+    let response = request.sent().await;
     status_and_json(response).await
 }
 
@@ -67,9 +68,8 @@ async fn with_api_key(app: &TestApp, secret: &str, path: &str) -> (u16, Value) {
         .client
         .get(app.url(path))
         .header("x-api-key", secret)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     status_and_json(response).await
 }
 
@@ -84,7 +84,7 @@ async fn get_as(
     if let Some(address) = forwarded_for {
         request = request.header("x-forwarded-for", address);
     }
-    let response = request.send().await.unwrap();
+    let response = request.sent().await;
     status_and_json(response).await
 }
 
@@ -315,9 +315,8 @@ async fn a_key_cannot_roll_a_key_holding_more_than_itself(backend: Backend) {
             &format!("/api/v1/keys/{}/roll", s(&full, "id")),
             &crate::helpers::Cred::ApiKey(secret.to_owned()),
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(escalate.status(), 403);
     let escalate = json_body(escalate).await;
     assert!(
@@ -335,9 +334,8 @@ async fn a_key_cannot_roll_a_key_holding_more_than_itself(backend: Backend) {
             &format!("/api/v1/keys/{}/roll", s(&narrow, "id")),
             &crate::helpers::Cred::ApiKey(secret.to_owned()),
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(itself.status(), 201, "a key may roll itself");
     assert_eq!(json_body(itself).await["scopes"], json!(["keys:manage"]));
 }
@@ -345,9 +343,8 @@ async fn a_key_cannot_roll_a_key_holding_more_than_itself(backend: Backend) {
 async fn create_key_status(app: &TestApp, credential: &str, body: Value) -> u16 {
     app.api(Method::POST, "/api/v1/keys", credential)
         .json(&body)
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -450,9 +447,8 @@ async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: 
                 .post(app.url("/oauth/introspect"))
                 .basic_auth(s(witness, "client_id"), Some(s(witness, "client_secret")))
                 .form(&[("token", token.as_str())])
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             json_body(response).await["active"].clone()
         }
     };
@@ -488,9 +484,8 @@ async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: 
     let delete = app
         .api(Method::DELETE, &format!("/api/v1/keys/{id}"), &ana.session)
         .json(&json!({"confirm": format!("delete {}", s(&key, "client_id"))}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(delete.status(), 409);
 
     let (status, enabled) = post(&app, &ana.session, &format!("/api/v1/keys/{id}/enable")).await;
@@ -778,9 +773,8 @@ async fn bad_key_controls_are_answered_4xx_with_a_clear_message(backend: Backend
         let response = app
             .api(Method::POST, "/api/v1/keys", &ana.session)
             .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         let status = response.status().as_u16();
         let answer = json_body(response).await;
         assert_eq!(status, 422, "{extra}: {answer}");

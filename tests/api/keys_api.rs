@@ -3,6 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TestApp, json_body, spawn_app};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -53,9 +54,8 @@ async fn company(app: &TestApp, name: &str) -> Company {
 async fn create_key(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
     app.api(Method::POST, "/api/v1/keys", session)
         .json(&body)
-        .send()
+        .sent()
         .await
-        .unwrap()
 }
 
 async fn keys_are_created_with_the_secret_shown_exactly_once(backend: Backend) {
@@ -159,9 +159,8 @@ async fn bad_key_requests_are_clear_errors(backend: Backend) {
         .api(Method::POST, "/api/v1/keys", &acme.ana_session)
         .header("Content-Type", "text/plain")
         .body("name=x")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(not_json.status(), 415);
 }
 
@@ -232,9 +231,8 @@ async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
             &acme.ana_session,
         )
         .json(&json!({"confirm": format!("delete {}", admins_key["client_id"].as_str().unwrap())}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(delete.status(), 403);
 }
 
@@ -339,9 +337,8 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
     let wrong = app
         .api(Method::DELETE, &path, &acme.ana_session)
         .json(&json!({"confirm": "delete it"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(wrong.status(), 409);
     assert_eq!(
         app.call(Method::GET, &path, &acme.ana_session)
@@ -353,9 +350,8 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
     let confirmed = app
         .api(Method::DELETE, &path, &acme.ana_session)
         .json(&json!({"confirm": phrase}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(confirmed.status(), 204);
     assert_eq!(
         app.call(Method::GET, &path, &acme.ana_session)
@@ -387,9 +383,8 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
             &acme.ana_session,
         )
         .json(&json!({"confirm": format!("delete {}", first["client_id"].as_str().unwrap())}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(delete_marked.status(), 409);
     assert!(
         json_body(delete_marked).await["message"]

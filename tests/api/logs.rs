@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, ServedBinary, TestDatabase};
 
 fn keyport(db: &TestDatabase) -> Command {
@@ -115,9 +116,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         .post(format!("{base}/oauth/token"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
+        .sent()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -130,9 +130,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
             ("client_id", &client_id),
             ("client_secret", &secret),
         ])
-        .send()
+        .sent()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -140,41 +139,34 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     http.post(format!("{base}/oauth/token"))
         .basic_auth(&client_id, Some(&wrong_secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.post(format!("{base}/api/v1/webhooks/orders"))
         .bearer_auth(&access_token)
         .json(&json!({"n": 1}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.get(format!("{base}/api/v1/reports/orders"))
         .header("x-api-key", &secret)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.get(format!("{base}/api/v1/reports/orders?api_key={secret}"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.get(format!(
         "{base}/api/v1/reports/orders?api_key={wrong_secret}"
     ))
-    .send()
-    .await
-    .unwrap();
+    .sent()
+    .await;
     http.post(format!("{base}/api/v1/session"))
         .json(&json!({"email": "ana@acme.io", "password": wrong_password}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let session: Value = http
         .post(format!("{base}/api/v1/session"))
         .json(&json!({"email": "ana@acme.io", "password": password}))
-        .send()
+        .sent()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -186,9 +178,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         .post(format!("{base}/api/v1/keys"))
         .bearer_auth(&session_token)
         .json(&json!({"name": "second canary"}))
-        .send()
+        .sent()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -199,15 +190,13 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     http.post(format!("{base}/oauth/introspect"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("token", access_token.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.post(format!("{base}/oauth/revoke"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("token", access_token.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     // Careless requests: a secret, a session token or a JWT pasted into a
     // path. Neither the log line nor the answer may carry it.
     let careless = [
@@ -227,9 +216,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         let answer = http
             .request(method.clone(), format!("{base}{path}"))
             .bearer_auth(&session_token)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         let status = answer.status();
         let body = answer.text().await.unwrap();
         for canary in [&secret, &session_token, &access_token] {

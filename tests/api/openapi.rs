@@ -13,6 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
 
 const HTTP_METHODS: [&str; 8] = [
@@ -20,12 +21,7 @@ const HTTP_METHODS: [&str; 8] = [
 ];
 
 async fn fetch_document(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("GET /openapi.json");
+    let response = app.client.get(app.url("/openapi.json")).sent().await;
     assert_eq!(response.status(), 200, "GET /openapi.json");
     let content_type = response
         .headers()
@@ -140,9 +136,8 @@ async fn the_route_table_is_what_the_server_serves() {
                     Method::from_bytes(method.as_bytes()).unwrap(),
                     app.url(&concrete),
                 )
-                .send()
-                .await
-                .expect("request");
+                .sent()
+                .await;
             let status = response.status().as_u16();
             let body = response.text().await.unwrap_or_default();
             if served {
@@ -453,11 +448,7 @@ async fn a_nul_character_in_a_parameter_is_not_a_server_error(backend: Backend) 
         (Method::GET, "/api/v1/audit?actor=a%00b&target=a%00b"),
         (Method::GET, "/api/v1/reports/orders/a%00b"),
     ] {
-        let response = app
-            .api(method.clone(), path, &token)
-            .send()
-            .await
-            .expect("request");
+        let response = app.api(method.clone(), path, &token).sent().await;
         let status = response.status();
         let body = json_body(response).await;
         assert!(

@@ -12,6 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Integration, TestApp, findings, json_body, spawn_app_with_integration,
     verify_with_jwks,
@@ -183,9 +184,8 @@ async fn oauth_call(
         .post(app.url(path))
         .basic_auth(client_id, Some(secret))
         .form(form)
-        .send()
+        .sent()
         .await
-        .expect("OAuth request")
 }
 
 fn www_authenticate(response: &reqwest::Response) -> &str {
@@ -229,9 +229,8 @@ async fn a_refused_client_authentication_names_its_error_in_the_basic_challenge(
         .client
         .post(app.url("/oauth/token"))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(anonymous.status(), 401);
     assert_eq!(
         www_authenticate(&anonymous),
@@ -319,9 +318,8 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
         .client
         .post(app.url("/oauth/revoke"))
         .form(&[("token", integration.secret())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(anonymous.status(), 401);
 
     // Nothing was revoked: the key still gets tokens, the session still works.

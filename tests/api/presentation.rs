@@ -7,6 +7,7 @@ use keyport::domain::Principal;
 use keyport::service::keys as admin;
 use serde_json::json;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
 };
@@ -19,9 +20,8 @@ async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
         .post(app.url("/api/v1/webhooks/orders"))
         .header("x-api-key", integration.secret())
         .json(&json!({"via": "x-api-key"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pushed.status(), 201);
     let pulled = app.pull(integration.secret(), "orders", "").await;
     assert_eq!(pulled.status(), 200, "Authorization: Bearer <secret>");
@@ -55,9 +55,8 @@ async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) 
             .client
             .get(app.url("/api/v1/reports/orders"))
             .header("x-api-key", &secret)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 401, "{what}");
         assert!(
             response.headers()["www-authenticate"]
@@ -76,9 +75,8 @@ async fn a_presented_key_never_exceeds_its_owners_permissions(backend: Backend) 
         .post(app.url("/api/v1/webhooks/orders"))
         .header("x-api-key", integration.secret())
         .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 403);
 }
@@ -94,9 +92,8 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
             "/api/v1/reports/orders?api_key={}",
             integration.secret()
         )))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(refused.status(), 400);
     let body = json_body(refused).await;
     assert_eq!(body["error"], "invalid_request");
@@ -111,9 +108,8 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
             other.secret()
         )))
         .json(&json!({"n": 1}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pushed.status(), 201);
     let pulled = enabled
         .client
@@ -121,9 +117,8 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
             "/api/v1/reports/orders?limit=1&api_key={}",
             other.secret()
         )))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(
         pulled.status(),
         200,
@@ -140,9 +135,8 @@ async fn two_credentials_at_once_are_refused(backend: Backend) {
         .get(app.url("/api/v1/reports/orders"))
         .bearer_auth(&token)
         .header("x-api-key", integration.secret())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 400);
 }
@@ -207,9 +201,8 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
         .post(app.url("/oauth/token"))
         .basic_auth(integration.client_id(), Some(integration.secret()))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
 }
 

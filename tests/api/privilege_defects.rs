@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Cred, Integration, TestApp, json_body, spawn_app, spawn_app_with_integration,
     without_request_id,
@@ -61,9 +62,8 @@ async fn person(
 async fn create_key(app: &TestApp, cred: &Cred, body: Value) -> Response {
     app.request(Method::POST, "/api/v1/keys", cred)
         .json(&body)
-        .send()
+        .sent()
         .await
-        .unwrap()
 }
 
 /// Every audit event matching `filters`, following `next_cursor`.
@@ -117,9 +117,8 @@ async fn keys_of(app: &TestApp, session: &str, email: &str) -> Vec<Value> {
 
 async fn whoami(app: &TestApp, cred: &Cred) -> u16 {
     app.request(Method::GET, "/api/v1/whoami", cred)
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -176,9 +175,8 @@ async fn a_burst_of_wrong_passwords_checks_at_most_the_lockout_limit(backend: Ba
                 let response = client
                     .post(url)
                     .json(&json!({"email": email, "password": password}))
-                    .send()
-                    .await
-                    .expect("sign-in request");
+                    .sent()
+                    .await;
                 (right, response.status().as_u16())
             });
         }
@@ -294,7 +292,7 @@ async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backe
             if let Some(body) = body {
                 builder = builder.json(body);
             }
-            let (status, text) = status_and_body(builder.send().await.unwrap()).await;
+            let (status, text) = status_and_body(builder.sent().await).await;
             let error = serde_json::from_str::<Value>(&text).unwrap_or_default()["error"].clone();
             if status != 403 || error != "insufficient_scope" {
                 failures.push(format!("{label}: {method} {path} → {status} {text}"));
@@ -363,9 +361,8 @@ async fn a_disabled_admins_earlier_token_cannot_change_the_policy(backend: Backe
     let policy = app
         .api(Method::PUT, "/api/v1/tenant/policy", &t)
         .json(&json!({"api_only_users": true}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(policy.status(), 401);
     let changes = audit(
@@ -394,9 +391,8 @@ async fn a_token_issued_before_keys_manage_was_withdrawn_cannot_create_keys(back
             &acme.admin_session,
         )
         .json(&json!({"permissions": ["reports:read"]}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(patched.status(), 200, "withdraw keys:manage");
 
     let created = create_key(&app, &Cred::Bearer(t), json!({"name": "stale grant"})).await;
@@ -426,7 +422,7 @@ async fn introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inacti
             .post(app.url("/oauth/introspect"))
             .basic_auth(&inspector.key.client_id, Some(inspector.secret.expose()))
             .form(&[("token", token)]);
-        async move { json_body(request.send().await.unwrap()).await }
+        async move { json_body(request.sent().await).await }
     };
     let ana = person(&app, &acme.base, "ana", "member", GRANTABLE).await;
     app.key(&ana.email, None).await;
@@ -538,9 +534,8 @@ async fn turning_on_api_only_users_ends_the_sessions_of_users_holding_keys(backe
     let policy = app
         .api(Method::PUT, "/api/v1/tenant/policy", &acme.admin_session)
         .json(&json!({"api_only_users": true}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(policy.status(), 200);
 
     assert_eq!(
@@ -646,16 +641,14 @@ async fn bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address(backend: Ba
     for _ in 0..11 {
         let bad = garbage_secret();
         let response = with_key(&app, Method::GET, "/api/v1/whoami", &bad)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 401, "{bad}");
     }
 
     let response = with_key(&app, Method::GET, "/api/v1/whoami", good.secret())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200, "the good key is locked out");
 }
 
@@ -669,9 +662,8 @@ async fn a_repeated_bad_api_key_is_throttled_with_retry_after(backend: Backend) 
     let mut last = None;
     for _ in 0..12 {
         let response = with_key(&app, Method::GET, "/api/v1/whoami", &bad)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         statuses.push(response.status().as_u16());
         last = Some(response);
     }
@@ -684,9 +676,8 @@ async fn a_repeated_bad_api_key_is_throttled_with_retry_after(backend: Backend) 
     );
 
     let response = with_key(&app, Method::GET, "/api/v1/whoami", good.secret())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200, "the good key is throttled too");
 }
 
@@ -707,9 +698,8 @@ async fn wrong_current_passwords_on_a_password_change_count_toward_the_lock(back
                 "current_password": format!("guess number {n} here"),
                 "new_password": "an even longer passphrase",
             }))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 401, "guess {n}");
     }
 
@@ -745,9 +735,8 @@ async fn a_management_body_with_a_duplicate_member_is_refused(backend: Backend) 
             .api(method, path, session)
             .header("Content-Type", "application/json")
             .body(body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 400, "{body}");
         assert_eq!(json_body(response).await["error"], "invalid_json", "{body}");
     }
@@ -842,9 +831,8 @@ async fn audit_events_name_the_credential_that_acted(backend: Backend) {
         &format!("/api/v1/keys/{first}/revoke"),
         acting.secret.expose(),
     )
-    .send()
-    .await
-    .unwrap();
+    .sent()
+    .await;
     assert_eq!(by_key.status(), 200);
     let t = app
         .narrowed_token(&acting_id, acting.secret.expose(), None)
@@ -944,16 +932,14 @@ async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend:
             &format!("/api/v1/keys/{first_id}/revoke"),
             &session,
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(revoked.status(), 200, "revoking the signer");
 
     let spare = json_body(
         app.request(Method::GET, &format!("/api/v1/keys/{second_id}"), &session)
-            .send()
-            .await
-            .unwrap(),
+            .sent()
+            .await,
     )
     .await;
     assert_eq!(spare["signs_webhooks"], true, "the mark moved");
@@ -975,9 +961,8 @@ async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend:
             &session,
         )
         .json(&json!({"confirm": format!("delete {second_id}")}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(delete.status(), 409, "deleting the marked active key");
 }
 
@@ -1000,9 +985,8 @@ async fn revoking_a_users_only_key_leaves_no_key_signing_webhooks(backend: Backe
             ),
             &session,
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(revoked.status(), 200);
 
     let keys = keys_of(&app, &acme.admin_session, &ana.email).await;

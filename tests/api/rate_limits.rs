@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
     s, spawn_app_with, spawn_sibling,
@@ -67,7 +68,7 @@ async fn call(app: &TestApp, who: &As<'_>, endpoint: &str) -> Response {
     if method == Method::POST {
         request = request.json(&json!({"order": 1}));
     }
-    request.send().await.expect("request")
+    request.sent().await
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
@@ -602,9 +603,8 @@ async fn the_company_default_limits_keys_without_a_rate_and_caps_members(backend
             &format!("/api/v1/keys/{}/roll", s(&generous, "id")),
             &admin.session,
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(rolled.status(), 201);
     let successor = json_body(rolled).await;
     assert_eq!(

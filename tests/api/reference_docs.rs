@@ -3,6 +3,7 @@
 //! differs. After changing what a page is made from, regenerate it with
 //! `KEYPORT_BLESS_DOCS=1 cargo test --test api reference_docs` and commit it.
 
+use crate::helpers::Sent as _;
 use std::path::PathBuf;
 
 fn book_page(name: &str) -> PathBuf {
@@ -171,9 +172,8 @@ async fn the_http_reference_is_generated_from_the_openapi_document() {
     let spec: serde_json::Value = app
         .client
         .get(app.url("/openapi.json"))
-        .send()
+        .sent()
         .await
-        .expect("GET /openapi.json")
         .json()
         .await
         .expect("JSON");

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use keyport::service::users::UserSummary as User;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
     without_request_id,
@@ -31,9 +32,8 @@ async fn make_users_api_only(app: &TestApp, admin_session: &str) {
     let policy = app
         .api(Method::PUT, "/api/v1/tenant/policy", admin_session)
         .json(&json!({"api_only_users": true}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(policy.status(), 200);
 }
 
@@ -180,23 +180,20 @@ async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
     let weak = app
         .api(Method::POST, "/api/v1/session/password", &session)
         .json(&json!({"current_password": PASSWORD, "new_password": "short"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(weak.status(), 422);
     let wrong_current = app
         .api(Method::POST, "/api/v1/session/password", &session)
         .json(&json!({"current_password": "guess guess guess", "new_password": new_password}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(wrong_current.status(), 401);
     let changed = app
         .api(Method::POST, "/api/v1/session/password", &session)
         .json(&json!({"current_password": PASSWORD, "new_password": new_password}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(changed.status(), 204);
 
     assert_eq!(
@@ -276,9 +273,8 @@ async fn the_console_refuses_with_the_same_status_as_the_api(backend: Backend) {
         .client
         .post(app.url("/api/v1/password"))
         .json(&json!({"token": token, "new_password": new_password}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let console = console_form(
         "/console/set-password",
         &[("token", token), ("new_password", new_password)],
@@ -303,18 +299,16 @@ async fn bad_sign_in_bodies_are_clear_errors(backend: Backend) {
             .post(app.url("/api/v1/session"))
             .header("Content-Type", "application/json")
             .body(body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status().as_u16(), status, "{body}");
     }
     let huge = app
         .client
         .post(app.url("/api/v1/session"))
         .json(&json!({"email": "a@b.io", "password": "x".repeat(20_000)}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(huge.status(), 413);
 }
 

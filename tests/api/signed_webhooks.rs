@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_app,
     spawn_app_with_integration,
@@ -314,9 +315,8 @@ async fn key_created_endpoint(app: &TestApp, session: &str, receiver: &Receiver)
 pub(crate) async fn register(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
     app.api(Method::POST, "/api/v1/webhook-endpoints", session)
         .json(&body)
-        .send()
+        .sent()
         .await
-        .expect("register")
 }
 
 crate::on_both_backends!(
@@ -388,9 +388,8 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
             &session,
         )
         .json(&json!({ "confirm": format!("delete {}", created["client_id"].as_str().unwrap()) }))
-        .send()
-        .await
-        .expect("delete");
+        .sent()
+        .await;
     assert_eq!(deleted.status(), 204);
     let soon = app
         .create_key_over_http(
@@ -756,9 +755,8 @@ async fn push_records(app_url: &str, token: &str, count: usize) -> Vec<String> {
             .post(format!("{app_url}/api/v1/webhooks/orders"))
             .bearer_auth(token)
             .json(&json!({ "n": n }))
-            .send()
-            .await
-            .expect("push");
+            .sent()
+            .await;
         assert_eq!(pushed.status(), 201);
         let body: Value = pushed.json().await.expect("json");
         ids.push(body["ids"][0].as_str().expect("id").to_owned());
@@ -1008,9 +1006,8 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
             &session,
         )
         .json(&json!({ "enabled": true }))
-        .send()
-        .await
-        .expect("patch");
+        .sent()
+        .await;
     let enabled = json_body(enabled).await;
     assert_eq!(enabled["status"], "enabled");
     assert_eq!(enabled["failing_since"], Value::Null);

@@ -21,6 +21,7 @@ use rcgen::{
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app,
 };
@@ -355,9 +356,8 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is
     // second CA gets in, one trusting only the first does not.
     let fresh = client_trusting(&second_ca)
         .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("the new certificate is served");
+        .sent()
+        .await;
     assert_eq!(fresh.status(), 200);
     assert_eq!(peer_certificate(&fresh), second.der);
     let stale = client_trusting(&first_ca)
@@ -389,9 +389,8 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is
         .post(app.url("/oauth/token"))
         .basic_auth(integration.client_id(), Some(integration.secret()))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("still served after failed reloads");
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(peer_certificate(&response), second.der);
 }
@@ -467,9 +466,8 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
 
     let response = client_trusting(&first_ca)
         .get(https_url(&server, "/healthz"))
-        .send()
-        .await
-        .expect("HTTPS with the first certificate");
+        .sent()
+        .await;
     assert_eq!(peer_certificate(&response), first.der);
 
     files.install(&second);
@@ -484,9 +482,8 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     .await;
     let response = client_trusting(&second_ca)
         .get(https_url(&server, "/healthz"))
-        .send()
-        .await
-        .expect("HTTPS with the second certificate");
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(peer_certificate(&response), second.der);
 
@@ -496,9 +493,8 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     wait_for_log(&server, "TLS certificate reload failed").await;
     let response = client_trusting(&second_ca)
         .get(https_url(&server, "/healthz"))
-        .send()
-        .await
-        .expect("still HTTPS with the second certificate");
+        .sent()
+        .await;
     assert_eq!(peer_certificate(&response), second.der);
     assert!(
         server.child.try_wait().expect("child status").is_none(),

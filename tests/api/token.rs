@@ -10,6 +10,7 @@ use keyport::service::keys::{self as admin, NewKeyRequest};
 use keyport::service::users;
 use serde_json::Value;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
 };
@@ -42,9 +43,8 @@ async fn token_is_issued_for_credentials_in_the_form_body(backend: Backend) {
             ("client_id", integration.client_id()),
             ("client_secret", integration.secret()),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(json_body(response).await["scope"], "reports:read");
@@ -61,9 +61,8 @@ async fn token_is_issued_for_a_json_body(backend: Backend) {
             "client_id": integration.client_id(),
             "client_secret": integration.secret(),
         }))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
 }
@@ -88,9 +87,8 @@ async fn basic_credentials_are_form_url_decoded(backend: Backend) {
         .post(app.url("/oauth/token"))
         .header("Authorization", header)
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
 }
@@ -107,9 +105,8 @@ async fn two_authentication_methods_at_once_are_invalid_request(backend: Backend
             ("client_id", integration.client_id()),
             ("client_secret", integration.secret()),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 400);
     assert_eq!(json_body(response).await["error"], "invalid_request");
@@ -560,7 +557,7 @@ async fn token_request_errors_use_the_rfc_6749_codes(backend: Backend) {
         if let Some(ct) = content_type {
             request = request.header("Content-Type", ct);
         }
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status().as_u16(), status, "{what}");
         let body = json_body(response).await;
         assert_eq!(body["error"], code, "{what}: {body}");
@@ -579,9 +576,8 @@ async fn the_configured_audience_may_be_named_as_the_resource(backend: Backend) 
             ("grant_type", "client_credentials"),
             ("resource", app.settings.tokens.audience.as_str()),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
 }
@@ -598,9 +594,8 @@ async fn oversized_token_requests_are_refused_cleanly(backend: Backend) {
         .post(app.url("/oauth/token"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(huge)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 413);
     assert_eq!(json_body(response).await["error"], "invalid_request");

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app_with, status_and_json};
 use crate::python_client::python_interpreter;
 
@@ -99,7 +100,7 @@ pub(crate) async fn exchange(
     }
     let mut body = vec![("grant_type", EXCHANGE)];
     body.extend_from_slice(form);
-    let response = request.form(&body).send().await.expect("token request");
+    let response = request.form(&body).sent().await;
     status_and_json(response).await
 }
 
@@ -315,9 +316,8 @@ async fn refusals_carry_the_rfc_error_codes(backend: Backend) {
         .post(app.url("/oauth/revoke"))
         .basic_auth(&company.user_key.0, Some(&company.user_key.1))
         .form(&[("token", revoked.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     let not_allowed = (company.user_key.0.clone(), company.user_key.1.clone());
     let wrong_secret = (company.exchanger.0.clone(), "kps_wrong".to_owned());
@@ -602,9 +602,8 @@ pub(crate) async fn trust(app: &TestApp, admin: &str, jwks_url: &str) -> Value {
             "audience": CI_AUDIENCE,
             "description": "CI deploys"
         }))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let status = response.status();
     let body = json_body(response).await;
     assert_eq!(status, 201, "{body}");
@@ -697,9 +696,8 @@ async fn a_trusted_issuers_token_is_exchanged_without_any_stored_secret(backend:
                 .post(app.url("/oauth/introspect"))
                 .basic_auth(&admin_key.0, Some(&admin_key.1))
                 .form(&[("token", token.as_str())])
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             json_body(response).await
         }
     };
@@ -886,9 +884,8 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
             &member_token,
         )
         .json(&json!({"issuer": CI_ISSUER, "jwks_url": "http://127.0.0.1:9/jwks", "audience": "a"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 403);
     let response = app
         .call(
@@ -925,9 +922,8 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
                 &company.admin_session,
             )
             .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         let status = response.status().as_u16();
         let body = json_body(response).await;
         assert!((400..500).contains(&status), "{what}: {status} {body}");
@@ -996,9 +992,8 @@ async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(b
             .basic_auth(&company.user_key.0, Some(&company.user_key.1))
             .header("DPoP", holder.proof("POST", &token_url, None))
             .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         let body = json_body(response).await;
         assert_eq!(body["token_type"], "DPoP", "{body}");
         body["access_token"].as_str().unwrap().to_owned()
@@ -1022,7 +1017,7 @@ async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(b
             if let Some(proof) = proof {
                 request = request.header("DPoP", proof);
             }
-            let response = request.send().await.unwrap();
+            let response = request.sent().await;
             status_and_json(response).await
         }
     };
@@ -1076,9 +1071,8 @@ async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(b
             ("subject_token", plain_subject.as_str()),
             ("subject_token_type", ACCESS_TOKEN),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let body = json_body(response).await;
     assert_eq!(body["token_type"], "DPoP", "{body}");
     assert_eq!(

@@ -22,6 +22,7 @@ use keyport_verify::{DpopNonces, DpopSettings, KeySettings, Verifier, VerifyErro
 use serde_json::{Value, json};
 
 use crate::dpop::DpopKey;
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, ServedBinary, master_key_env, spawn_app, spawn_app_with_integration,
 };
@@ -283,7 +284,7 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        async move { request.send().await.expect("the resource server answers") }
+        async move { request.sent().await }
     };
 
     let token = app
@@ -330,9 +331,8 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
 async fn jwks_requests_served(http: &reqwest::Client, metrics_url: &str) -> u64 {
     let text = http
         .get(metrics_url)
-        .send()
+        .sent()
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("metrics text");
@@ -425,9 +425,8 @@ async fn served_token(
         .post(server.url("/oauth/token"))
         .basic_auth(id, Some(secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token request");
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     body["access_token"].as_str().expect("token").to_owned()
@@ -909,9 +908,8 @@ async fn dpop_bound_tokens_need_a_fresh_proof_for_the_request(backend: Backend) 
     );
     let document: Value = http
         .get(&metadata_url)
-        .send()
+        .sent()
         .await
-        .expect("metadata")
         .json()
         .await
         .expect("json");

@@ -10,6 +10,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Integration, TestApp, attempts, json_body, spawn_app_with, spawn_sibling,
 };
@@ -94,9 +95,8 @@ async fn change_user(app: &TestApp, session: &str, user_id: &str, change: Value)
     let changed = app
         .api(Method::PATCH, &format!("/api/v1/users/{user_id}"), session)
         .json(&change)
-        .send()
-        .await
-        .expect("change user");
+        .sent()
+        .await;
     let status = changed.status();
     assert_eq!(status, 200, "{change}: {}", json_body(changed).await);
 }

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration, spawn_sibling,
 };
@@ -227,7 +228,7 @@ async fn bad_push_bodies_get_clear_4xx_answers(backend: Backend) {
         if let Some(ct) = content_type {
             request = request.header("Content-Type", ct);
         }
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status().as_u16(), status, "{what}");
         assert_eq!(json_body(response).await["error"], code, "{what}");
     }

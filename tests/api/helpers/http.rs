@@ -8,15 +8,26 @@ use serde_json::Value;
 
 use super::{Integration, TestApp};
 
+/// `send().await` for a test: the request must get an answer (any status),
+/// or the test stops there.
+pub trait Sent {
+    fn sent(self) -> impl Future<Output = Response> + Send;
+}
+
+impl Sent for reqwest::RequestBuilder {
+    async fn sent(self) -> Response {
+        self.send().await.expect("the server answered")
+    }
+}
+
 impl TestApp {
     pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
         self.client
             .post(self.url("/oauth/token"))
             .basic_auth(client_id, Some(secret))
             .form(&[("grant_type", "client_credentials")])
-            .send()
+            .sent()
             .await
-            .expect("token request")
     }
 
     /// A token request for `scope` only (space-separated).
@@ -30,9 +41,8 @@ impl TestApp {
             .post(self.url("/oauth/token"))
             .basic_auth(client_id, Some(secret))
             .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-            .send()
+            .sent()
             .await
-            .expect("token request")
     }
 
     /// A token for the integration's key; panics unless the server issues one.
@@ -74,9 +84,8 @@ impl TestApp {
         self.client
             .get(self.url(&format!("/api/v1/reports/{collection}{query}")))
             .bearer_auth(token)
-            .send()
+            .sent()
             .await
-            .expect("pull request")
     }
 
     /// Every record id visible to `token` in `collection`, following cursors.
@@ -118,9 +127,8 @@ impl TestApp {
         self.client
             .post(self.url("/api/v1/session"))
             .json(&serde_json::json!({ "email": email, "password": password }))
-            .send()
+            .sent()
             .await
-            .expect("sign-in request")
     }
 
     /// A session token for `email`, whose password is set to `password` first.
@@ -138,11 +146,7 @@ impl TestApp {
     /// A bodiless API call presenting `credential` as a bearer token.
     /// An unauthenticated GET of `path`.
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("GET request")
+        self.client.get(self.url(path)).sent().await
     }
 
     /// The JSON answer to a GET of `path` presenting `credential`, whatever
@@ -152,10 +156,7 @@ impl TestApp {
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, credential: &str) -> Response {
-        self.api(method, path, credential)
-            .send()
-            .await
-            .expect("API request")
+        self.api(method, path, credential).sent().await
     }
 
     /// A management API call with a JSON `body`, presenting `credential`:
@@ -167,12 +168,7 @@ impl TestApp {
         credential: &str,
         body: &Value,
     ) -> (u16, Value) {
-        let response = self
-            .api(method, path, credential)
-            .json(body)
-            .send()
-            .await
-            .expect("API request");
+        let response = self.api(method, path, credential).json(body).sent().await;
         status_and_json(response).await
     }
 
@@ -221,9 +217,8 @@ impl TestApp {
         let response = self
             .api(reqwest::Method::POST, "/api/v1/keys", credential)
             .json(&body)
-            .send()
-            .await
-            .expect("create-key request");
+            .sent()
+            .await;
         let status = response.status();
         let created = json_body(response).await;
         assert_eq!(status, 201, "key refused: {created}");
@@ -247,9 +242,8 @@ impl TestApp {
             .post(self.url("/oauth/token"))
             .basic_auth(client_id, Some(secret))
             .form(&form)
-            .send()
-            .await
-            .expect("token request");
+            .sent()
+            .await;
         let status = response.status();
         let body = json_body(response).await;
         assert_eq!(status, 200, "token refused: {body}");

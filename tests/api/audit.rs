@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
 use crate::helpers::{Backend, json_body, spawn_app_with};
+use crate::helpers::{GRANTABLE, acme, audit_events, spawn_app};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -175,7 +176,105 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
     }
 }
 
+/// The audit trail names the credential that acted, not only the user:
+/// revocations through x-api-key, through an access token and through a
+/// session each carry their credential.
+async fn audit_events_name_the_credential_that_acted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let acting = app.key(&ana.email, None).await; // signs webhooks
+    let first = app.key(&ana.email, None).await.key.client_id.clone();
+    let second = app.key(&ana.email, None).await.key.client_id.clone();
+    let acting_id = acting.key.client_id.clone();
+
+    let by_key = app
+        .request_with_key(
+            Method::POST,
+            &format!("/api/v1/keys/{first}/revoke"),
+            acting.secret.expose(),
+        )
+        .sent()
+        .await;
+    assert_eq!(by_key.status(), 200);
+    let t = app
+        .narrowed_token(&acting_id, acting.secret.expose(), None)
+        .await;
+    let by_token = app
+        .call(Method::POST, &format!("/api/v1/keys/{second}/revoke"), &t)
+        .await;
+    assert_eq!(by_token.status(), 200);
+    let third = app.key(&ana.email, None).await.key.client_id.clone();
+    let by_session = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/keys/{third}/revoke"),
+            &acme.admin_session,
+        )
+        .await;
+    assert_eq!(by_session.status(), 200);
+
+    let event = |target: String| {
+        let session = acme.admin_session.clone();
+        let app = &app;
+        async move {
+            let events = audit_events(
+                app,
+                &session,
+                &[("action", "key.revoke"), ("target", &target)],
+            )
+            .await;
+            assert_eq!(events.len(), 1, "{target}: {events:?}");
+            events[0].clone()
+        }
+    };
+    let e = event(first).await;
+    assert_eq!(e["credential_kind"], "api_key", "{e}");
+    assert_eq!(e["credential_id"], acting_id.as_str(), "{e}");
+    assert_eq!(e["actor"], ana.id.as_str(), "{e}");
+    let e = event(second).await;
+    assert_eq!(e["credential_kind"], "access_token", "{e}");
+    assert_eq!(e["credential_id"], acting_id.as_str(), "{e}");
+    let e = event(third).await;
+    assert_eq!(e["credential_kind"], "session", "{e}");
+    let session_id = e["credential_id"].as_str().expect("a session id");
+    assert!(!session_id.is_empty());
+    assert!(
+        !acme.admin_session.contains(session_id) && !session_id.contains(&acme.admin_session),
+        "the audit trail holds the session token"
+    );
+}
+
+/// A failed sign-in is recorded as anonymous, not with the victim's user id
+/// as the actor, as if the victim had acted.
+async fn a_failed_sign_in_is_recorded_as_anonymous(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", "reports:read").await;
+    app.set_password(&ana.email, PASSWORD).await;
+
+    assert_eq!(
+        app.sign_in(&ana.email, "not the password at all")
+            .await
+            .status(),
+        401
+    );
+
+    let events = audit_events(
+        &app,
+        &acme.admin_session,
+        &[("action", "session.sign_in_failed"), ("target", &ana.email)],
+    )
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["actor"], "anonymous");
+    assert_eq!(events[0]["credential_kind"], "none");
+    assert!(events[0]["credential_id"].is_null());
+}
+
 crate::on_both_backends!(
     the_audit_trail_records_key_and_sign_in_events_without_secrets,
     only_admins_read_the_audit_trail_and_only_their_tenants,
+    audit_events_name_the_credential_that_acted,
+    a_failed_sign_in_is_recorded_as_anonymous,
 );

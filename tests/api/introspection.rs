@@ -7,6 +7,9 @@ use crate::helpers::{
     Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
     spawn_sibling,
 };
+use crate::helpers::{GRANTABLE, acme};
+use reqwest::Method;
+use serde_json::json;
 
 async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
     app.client
@@ -127,10 +130,76 @@ async fn revoking_garbage_or_anothers_token_answers_200_and_changes_nothing(back
     );
 }
 
+/// Introspection by an admin's key of the same company: a live token is
+/// active; a revoked key's token and a disabled owner's token are not.
+async fn introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inactive(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let inspector = app.key(&acme.admin.email, None).await;
+    let introspect = |token: String| {
+        let request = app
+            .client
+            .post(app.url("/oauth/introspect"))
+            .basic_auth(&inspector.key.client_id, Some(inspector.secret.expose()))
+            .form(&[("token", token)]);
+        async move { json_body(request.sent().await).await }
+    };
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    app.key(&ana.email, None).await;
+    let l = app.key(&ana.email, None).await;
+    let of_revoked = app
+        .narrowed_token(&l.key.client_id, l.secret.expose(), None)
+        .await;
+    let bob = acme.employ(&app, "bob", "member", GRANTABLE).await;
+    let bobs = app.key(&bob.email, None).await;
+    let of_disabled = app
+        .narrowed_token(&bobs.key.client_id, bobs.secret.expose(), None)
+        .await;
+    let cyd = acme.employ(&app, "cyd", "member", GRANTABLE).await;
+    let cyds = app.key(&cyd.email, None).await;
+    let live = app
+        .narrowed_token(&cyds.key.client_id, cyds.secret.expose(), None)
+        .await;
+
+    assert_eq!(introspect(live.clone()).await["active"], true, "live token");
+
+    let revoked = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/keys/{}/revoke", l.key.client_id),
+            &acme.admin_session,
+        )
+        .await;
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(
+        introspect(of_revoked).await,
+        json!({"active": false}),
+        "token of a revoked key"
+    );
+
+    let disabled = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/disable", bob.id),
+            &acme.admin_session,
+        )
+        .await;
+    assert_eq!(disabled.status(), 200, "disable");
+    assert_eq!(
+        introspect(of_disabled).await,
+        json!({"active": false}),
+        "token of a disabled owner"
+    );
+    assert_eq!(introspect(live).await["active"], true, "live token, again");
+}
+
 crate::on_both_backends!(
     introspection_describes_a_live_token,
     introspection_says_only_inactive_for_garbage_or_other_tenants,
     introspection_needs_client_authentication,
     a_revoked_token_is_refused_everywhere_keyport_checks,
     revoking_garbage_or_anothers_token_answers_200_and_changes_nothing,
+    introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inactive,
 );

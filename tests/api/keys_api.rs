@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TestApp, json_body, spawn_app};
+use crate::helpers::{Cred, GRANTABLE, acme, create_key_as, keys_of};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -548,6 +549,134 @@ async fn unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted(back
     assert_eq!(carol["permissions"], json!(["reports:read"]), "{carol}");
 }
 
+/// A key holding only keys:manage (its owner holds all three grantable
+/// scopes) mints child keys holding keys:manage only, never everything the
+/// owner holds.
+async fn a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let manager = app.key(&ana.email, Some("keys:manage")).await;
+    let cred = Cred::ApiKey(manager.secret.expose().to_owned());
+
+    let child = create_key_as(&app, &cred, json!({"name": "child"})).await;
+    assert_eq!(child.status(), 201);
+    assert_eq!(json_body(child).await["scopes"], json!(["keys:manage"]));
+
+    let wider = create_key_as(
+        &app,
+        &cred,
+        json!({"name": "wider", "scopes": ["reports:read"]}),
+    )
+    .await;
+    assert_eq!(wider.status(), 422);
+    assert_eq!(json_body(wider).await["error"], "invalid_input");
+}
+
+/// `{"name":"a","name":"b"}`: which member wins depends on the parser, so
+/// the body is refused rather than guessed at (no key "b" is created).
+async fn a_management_body_with_a_duplicate_member_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = app.session_for(&ana.email, PASSWORD).await;
+
+    for (method, path, body, session) in [
+        (
+            Method::POST,
+            "/api/v1/keys",
+            r#"{"name":"a","name":"b"}"#,
+            &session,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/tenant/policy",
+            r#"{"api_only_users":false,"api_only_users":true}"#,
+            &acme.admin_session,
+        ),
+    ] {
+        let response = app
+            .api(method, path, session)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .sent()
+            .await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert_eq!(json_body(response).await["error"], "invalid_json", "{body}");
+    }
+    assert!(
+        keys_of(&app, &acme.admin_session, &ana.email)
+            .await
+            .is_empty()
+    );
+}
+
+/// `expires_in_seconds` of u64::MAX is refused (not saturated), as is
+/// anything past ten years; ten years exactly is fine.
+async fn an_expiry_beyond_ten_years_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+
+    let huge = create_key_as(
+        &app,
+        &session,
+        json!({"name": "forever", "expires_in_seconds": u64::MAX}),
+    )
+    .await;
+    let status = huge.status().as_u16();
+    assert!(
+        status == 422 || status == 400,
+        "u64::MAX expiry got {status}"
+    );
+    let just_over = create_key_as(
+        &app,
+        &session,
+        json!({"name": "too long", "expires_in_seconds": 315_360_001u64}),
+    )
+    .await;
+    assert_eq!(just_over.status(), 422);
+    assert_eq!(json_body(just_over).await["error"], "invalid_input");
+    assert!(
+        keys_of(&app, &acme.admin_session, &ana.email)
+            .await
+            .is_empty()
+    );
+
+    let ten_years = create_key_as(
+        &app,
+        &session,
+        json!({"name": "ten years", "expires_in_seconds": 315_360_000u64}),
+    )
+    .await;
+    assert_eq!(ten_years.status(), 201);
+}
+
+/// Control characters and bidi overrides in a key name can disguise it in
+/// consoles and lists ("evil" U+202E "exe.txt" shows as "eviltxt.exe").
+async fn key_names_with_control_or_bidi_characters_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+
+    for name in ["a\u{0007}b", "evil\u{202E}exe.txt", "\u{2066}x"] {
+        let response = create_key_as(&app, &session, json!({"name": name})).await;
+        assert_eq!(response.status(), 422, "{name:?}");
+        assert_eq!(
+            json_body(response).await["error"],
+            "invalid_input",
+            "{name:?}"
+        );
+    }
+    assert!(
+        keys_of(&app, &acme.admin_session, &ana.email)
+            .await
+            .is_empty()
+    );
+}
+
 crate::on_both_backends!(
     unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted,
     keys_are_created_with_the_secret_shown_exactly_once,
@@ -562,4 +691,8 @@ crate::on_both_backends!(
     the_webhook_signing_key_moves_explicitly_and_is_protected,
     an_access_token_with_keys_manage_can_manage_its_owners_keys,
     management_needs_a_credential,
+    a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself,
+    a_management_body_with_a_duplicate_member_is_refused,
+    an_expiry_beyond_ten_years_is_refused,
+    key_names_with_control_or_bidi_characters_are_refused,
 );

@@ -11,6 +11,7 @@ use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
 };
+use reqwest::Method;
 
 async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
     let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
@@ -244,6 +245,69 @@ async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
     assert_eq!(offline.status(), 200, "an access token needs no database");
 }
 
+/// `kps_` and 49 random base62 characters: shaped like a secret, matching none.
+fn garbage_secret() -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let body: String = (0..4)
+        .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+        .take(49)
+        .map(|b| BASE62[usize::from(b) % 62] as char)
+        .collect();
+    format!("kps_{body}")
+}
+
+/// Eleven different bad x-api-key values from one address do not lock the
+/// other x-api-key callers at that address out: the real integration works.
+async fn bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address(backend: Backend) {
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
+
+    for _ in 0..11 {
+        let bad = garbage_secret();
+        let response = app
+            .request_with_key(Method::GET, "/api/v1/whoami", &bad)
+            .sent()
+            .await;
+        assert_eq!(response.status(), 401, "{bad}");
+    }
+
+    let response = app
+        .request_with_key(Method::GET, "/api/v1/whoami", good.secret())
+        .sent()
+        .await;
+    assert_eq!(response.status(), 200, "the good key is locked out");
+}
+
+/// One bad key repeated: throttled with 429 and Retry-After (not 401
+/// forever, with no hint to back off), while a good key still works.
+async fn a_repeated_bad_api_key_is_throttled_with_retry_after(backend: Backend) {
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
+    let bad = garbage_secret();
+
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..12 {
+        let response = app
+            .request_with_key(Method::GET, "/api/v1/whoami", &bad)
+            .sent()
+            .await;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status(), 429, "{statuses:?}");
+    assert!(last.headers().contains_key("retry-after"));
+    assert!(
+        statuses[..10].iter().all(|s| *s == 401),
+        "the first ten are plain refusals: {statuses:?}"
+    );
+
+    let response = app
+        .request_with_key(Method::GET, "/api/v1/whoami", good.secret())
+        .sent()
+        .await;
+    assert_eq!(response.status(), 200, "the good key is throttled too");
+}
+
 crate::on_both_backends!(
     whoami_tells_who_each_credential_acts_as,
     the_api_key_itself_works_as_x_api_key_or_bearer,
@@ -253,4 +317,6 @@ crate::on_both_backends!(
     two_credentials_at_once_are_refused,
     last_used_is_coalesced_and_lands_within_the_flush_interval,
     a_guessing_address_is_throttled_while_the_integration_elsewhere_works,
+    bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address,
+    a_repeated_bad_api_key_is_throttled_with_retry_after,
 );

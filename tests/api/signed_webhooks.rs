@@ -12,6 +12,7 @@ use crate::helpers::{
     Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_app,
     spawn_app_with_integration,
 };
+use crate::helpers::{Cred, GRANTABLE, PASSWORD, acme, audit_events, create_key_as, keys_of};
 
 /// The derivation exactly as the book (guides/webhooks.md) gives it to receivers, run by bash.
 fn derive_as_the_readme_says(secret: &str) -> String {
@@ -319,6 +320,88 @@ pub(crate) async fn register(app: &TestApp, session: &str, body: Value) -> reqwe
         .await
 }
 
+/// A leaked key that signs webhooks can be revoked at once (not 409 until
+/// someone moves the mark by hand): the revocation moves the mark to
+/// another active key of the owner, and says so in the audit trail.
+async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+    let first = json_body(create_key_as(&app, &session, json!({"name": "leaked"})).await).await;
+    let second = json_body(create_key_as(&app, &session, json!({"name": "spare"})).await).await;
+    assert_eq!(first["signs_webhooks"], true);
+    assert_eq!(second["signs_webhooks"], false);
+    let first_id = first["client_id"].as_str().unwrap();
+    let second_id = second["client_id"].as_str().unwrap();
+
+    let revoked = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/keys/{first_id}/revoke"),
+            &session,
+        )
+        .sent()
+        .await;
+    assert_eq!(revoked.status(), 200, "revoking the signer");
+
+    let spare = json_body(
+        app.request(Method::GET, &format!("/api/v1/keys/{second_id}"), &session)
+            .sent()
+            .await,
+    )
+    .await;
+    assert_eq!(spare["signs_webhooks"], true, "the mark moved");
+    let moves = audit_events(
+        &app,
+        &acme.admin_session,
+        &[
+            ("action", "key.mark_webhook_signing"),
+            ("target", second_id),
+        ],
+    )
+    .await;
+    assert!(!moves.is_empty(), "no audit event for the move");
+
+    let delete = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/keys/{second_id}"),
+            &session,
+        )
+        .json(&json!({"confirm": format!("delete {second_id}")}))
+        .sent()
+        .await;
+    assert_eq!(delete.status(), 409, "deleting the marked active key");
+}
+
+/// Revoking the owner's only key (the signer) is allowed too; then no key of
+/// the owner signs webhooks.
+async fn revoking_a_users_only_key_leaves_no_key_signing_webhooks(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+    let only = json_body(create_key_as(&app, &session, json!({"name": "only"})).await).await;
+    assert_eq!(only["signs_webhooks"], true);
+
+    let revoked = app
+        .request(
+            Method::POST,
+            &format!(
+                "/api/v1/keys/{}/revoke",
+                only["client_id"].as_str().unwrap()
+            ),
+            &session,
+        )
+        .sent()
+        .await;
+    assert_eq!(revoked.status(), 200);
+
+    let keys = keys_of(&app, &acme.admin_session, &ana.email).await;
+    assert!(keys.iter().all(|k| k["signs_webhooks"] != true), "{keys:?}");
+}
+
 crate::on_both_backends!(
     creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it_sealed,
     a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark,
@@ -333,6 +416,8 @@ crate::on_both_backends!(
     an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_long_given_up,
     a_members_endpoint_hears_only_of_their_own_keys_and_records,
     metrics_count_deliveries_and_show_the_queue,
+    revoking_the_webhook_signing_key_moves_the_mark_to_another_key,
+    revoking_a_users_only_key_leaves_no_key_signing_webhooks,
 );
 
 async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_only_the_whsec(

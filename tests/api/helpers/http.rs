@@ -211,6 +211,16 @@ impl TestApp {
         }
     }
 
+    /// A request presenting `secret` as `x-api-key`.
+    pub fn request_with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        secret: &str,
+    ) -> reqwest::RequestBuilder {
+        self.request(method, path, &Cred::ApiKey(secret.to_owned()))
+    }
+
     /// `POST /api/v1/keys` with `body`, presenting `credential`; panics
     /// unless the key is created (201). The answer carries the secret.
     pub async fn create_key_over_http(&self, credential: &str, body: Value) -> Value {

@@ -172,3 +172,46 @@ pub async fn colleague(app: &TestApp, tenant: &Tenant, role: &str) -> Person {
         tenant: tenant.clone(),
     }
 }
+
+/// A user of a company, by id and email (not signed in).
+pub struct Employee {
+    pub id: String,
+    pub email: String,
+}
+
+/// A company whose admin holds no key (so the API-only policy never ends
+/// the admin's session), beside an integration's member who holds one.
+pub struct Acme {
+    pub base: Integration,
+    pub admin: Employee,
+    pub admin_session: String,
+}
+
+/// A fresh [`Acme`], its admin signed in.
+pub async fn acme(app: &TestApp) -> Acme {
+    let base = app.integration("member", "reports:read").await;
+    let admin = employ(app, &base.tenant, "admin", "admin", GRANTABLE).await;
+    let admin_session = app.session_for(&admin.email, PASSWORD).await;
+    Acme {
+        base,
+        admin,
+        admin_session,
+    }
+}
+
+impl Acme {
+    /// Another user of the company, `<name>@acme.io`.
+    pub async fn employ(&self, app: &TestApp, name: &str, role: &str, perms: &str) -> Employee {
+        employ(app, &self.base.tenant, name, role, perms).await
+    }
+}
+
+async fn employ(app: &TestApp, tenant: &Tenant, name: &str, role: &str, perms: &str) -> Employee {
+    let user = app
+        .user(tenant, &format!("{name}@acme.io"), role, perms)
+        .await;
+    Employee {
+        id: user.id,
+        email: user.email,
+    }
+}

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, Integration, TestApp, claims_of, spawn_app, spawn_app_with,
     spawn_app_with_integration, spawn_sibling,
@@ -96,11 +97,12 @@ impl DpopKey {
 }
 
 async fn token_request(app: &TestApp, integration: &Integration, proofs: &[String]) -> Response {
-    let mut request = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials")]);
+    let mut request = client_credentials(
+        &app.client,
+        app.url("/oauth/token"),
+        integration.client_id(),
+        integration.secret(),
+    );
     for proof in proofs {
         request = request.header("DPoP", proof);
     }

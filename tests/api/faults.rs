@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, READ_AND_PUSH, ServedBinary, TestApp, TestDatabase, json_body, spawn_app,
     spawn_app_on, spawn_app_with, spawn_sibling, status_and_json,
@@ -42,10 +43,7 @@ async fn token_from(
     id: &str,
     secret: &str,
 ) -> String {
-    let response = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
+    let response = client_credentials(&http, server.url("/oauth/token"), id, secret)
         .sent()
         .await;
     assert_eq!(response.status(), 200);
@@ -355,10 +353,12 @@ async fn a_postgres_outage_answers_503_quickly_and_service_returns_without_resta
             ("readyz", app.client.get(app.url("/readyz")), "unavailable"),
             (
                 "token request",
-                app.client
-                    .post(app.url("/oauth/token"))
-                    .basic_auth(integration.client_id(), Some(integration.secret()))
-                    .form(&[("grant_type", "client_credentials")]),
+                client_credentials(
+                    &app.client,
+                    app.url("/oauth/token"),
+                    integration.client_id(),
+                    integration.secret(),
+                ),
                 "temporarily_unavailable",
             ),
         ];

@@ -8,6 +8,7 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
     s, spawn_app, spawn_app_with, status_and_json,
@@ -50,11 +51,12 @@ async fn patch(app: &TestApp, credential: &str, key: &str, body: Value) -> (u16,
 
 /// A token request with the key's credentials: (status, body).
 async fn token_request(app: &TestApp, key: &Value, forwarded_for: Option<&str>) -> (u16, Value) {
-    let mut request = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(s(key, "client_id"), Some(s(key, "client_secret")))
-        .form(&[("grant_type", "client_credentials")]);
+    let mut request = client_credentials(
+        &app.client,
+        app.url("/oauth/token"),
+        s(key, "client_id"),
+        s(key, "client_secret"),
+    );
     if let Some(address) = forwarded_for {
         request = request.header("x-forwarded-for", address);
     }

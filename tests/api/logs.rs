@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{Backend, ServedBinary, TestDatabase};
 
 fn keyport(db: &TestDatabase) -> Command {
@@ -112,15 +113,13 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     let http = reqwest::Client::new();
     let mut tokens = Vec::new();
 
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .sent()
-        .await
-        .json()
-        .await
-        .unwrap();
+    let token: Value =
+        client_credentials(&http, format!("{base}/oauth/token"), &client_id, &secret)
+            .sent()
+            .await
+            .json()
+            .await
+            .unwrap();
     let access_token = token["access_token"].as_str().expect("a token").to_owned();
     tokens.push(access_token.clone());
     let posted: Value = http
@@ -136,11 +135,14 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         .await
         .unwrap();
     tokens.push(posted["access_token"].as_str().unwrap().to_owned());
-    http.post(format!("{base}/oauth/token"))
-        .basic_auth(&client_id, Some(&wrong_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .sent()
-        .await;
+    client_credentials(
+        &http,
+        format!("{base}/oauth/token"),
+        &client_id,
+        &wrong_secret,
+    )
+    .sent()
+    .await;
     http.post(format!("{base}/api/v1/webhooks/orders"))
         .bearer_auth(&access_token)
         .json(&json!({"n": 1}))

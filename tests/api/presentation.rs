@@ -8,6 +8,7 @@ use keyport::service::keys as admin;
 use serde_json::json;
 
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
 };
@@ -198,12 +199,14 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .unwrap();
-    let response = elsewhere
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials")])
-        .sent()
-        .await;
+    let response = client_credentials(
+        &elsewhere,
+        app.url("/oauth/token"),
+        integration.client_id(),
+        integration.secret(),
+    )
+    .sent()
+    .await;
     assert_eq!(response.status(), 200);
 }
 

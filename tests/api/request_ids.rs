@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{Backend, ServedBinary, TestApp, spawn_app, spawn_app_with};
 
 /// `keyport serve` on `app`'s database, logging in `format`.
@@ -50,12 +51,14 @@ async fn access_line(server: &ServedBinary, id: &str) -> Value {
 
 /// `POST /oauth/token` on `server`, client_credentials with HTTP Basic.
 async fn ask_for_token(server: &ServedBinary, client_id: &str, secret: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(server.url("/oauth/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .sent()
-        .await
+    client_credentials(
+        &reqwest::Client::new(),
+        server.url("/oauth/token"),
+        client_id,
+        secret,
+    )
+    .sent()
+    .await
 }
 
 async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_rows(

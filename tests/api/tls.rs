@@ -22,6 +22,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app,
 };
@@ -385,12 +386,14 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is
     assert!(err.to_string().contains("does not belong"), "{err}");
 
     let integration = app.integration("member", "reports:read").await;
-    let response = client_trusting(&second_ca)
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials")])
-        .sent()
-        .await;
+    let response = client_credentials(
+        &client_trusting(&second_ca),
+        app.url("/oauth/token"),
+        integration.client_id(),
+        integration.secret(),
+    )
+    .sent()
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(peer_certificate(&response), second.der);
 }

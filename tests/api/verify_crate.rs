@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::dpop::DpopKey;
 use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, ServedBinary, master_key_env, spawn_app, spawn_app_with_integration,
 };
@@ -421,10 +422,7 @@ async fn served_token(
     id: &str,
     secret: &str,
 ) -> String {
-    let response = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
+    let response = client_credentials(&http, server.url("/oauth/token"), id, secret)
         .sent()
         .await;
     assert_eq!(response.status(), 200);

@@ -20,12 +20,23 @@ impl Sent for reqwest::RequestBuilder {
     }
 }
 
+/// A client_credentials token request to `url` (a server's `/oauth/token`)
+/// through `client`, with the client ID and secret in Basic auth.
+pub fn client_credentials(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    client_id: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+}
+
 impl TestApp {
     pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
-        self.client
-            .post(self.url("/oauth/token"))
-            .basic_auth(client_id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
+        client_credentials(&self.client, self.url("/oauth/token"), client_id, secret)
             .sent()
             .await
     }

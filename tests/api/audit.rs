@@ -45,18 +45,13 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     }
     let (first_id, first_client) = &ids[0];
     let (second_id, _) = &ids[1];
-    app.call(
-        Method::POST,
+    app.post(
         &format!("/api/v1/keys/{second_id}/webhook-signing"),
         &admin_session,
     )
     .await;
-    app.call(
-        Method::POST,
-        &format!("/api/v1/keys/{first_id}/revoke"),
-        &admin_session,
-    )
-    .await;
+    app.post(&format!("/api/v1/keys/{first_id}/revoke"), &admin_session)
+        .await;
     let deleted = app
         .api(
             Method::DELETE,
@@ -70,16 +65,10 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     for _ in 0..2 {
         app.sign_in(&ana.email, "wrong password!!").await;
     }
-    app.call(
-        Method::POST,
-        &format!("/api/v1/users/{}/unlock", ana.id),
-        &admin_session,
-    )
-    .await;
-
-    let response = app
-        .call(Method::GET, "/api/v1/audit?limit=500", &admin_session)
+    app.post(&format!("/api/v1/users/{}/unlock", ana.id), &admin_session)
         .await;
+
+    let response = app.get_as("/api/v1/audit?limit=500", &admin_session).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     for secret in &secrets {
@@ -144,12 +133,7 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
         .user(&acme, "ana@acme.io", "member", "reports:read keys:manage")
         .await;
     let session = app.session_for(&member.email, PASSWORD).await;
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/audit", &session)
-            .await
-            .status(),
-        403
-    );
+    assert_eq!(app.get_as("/api/v1/audit", &session).await.status(), 403);
 
     let globex = app.tenant("Globex").await;
     let globex_admin = app
@@ -170,7 +154,7 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
     );
     for bad in ["?limit=0", "?since=yesterday", "?cursor=zzz", "?colour=red"] {
         let response = app
-            .call(Method::GET, &format!("/api/v1/audit{bad}"), &globex_session)
+            .get_as(&format!("/api/v1/audit{bad}"), &globex_session)
             .await;
         assert_eq!(response.status(), 400, "{bad}");
     }
@@ -200,17 +184,11 @@ async fn audit_events_name_the_credential_that_acted(backend: Backend) {
     let t = app
         .narrowed_token(&acting_id, acting.secret.expose(), None)
         .await;
-    let by_token = app
-        .call(Method::POST, &format!("/api/v1/keys/{second}/revoke"), &t)
-        .await;
+    let by_token = app.post(&format!("/api/v1/keys/{second}/revoke"), &t).await;
     assert_eq!(by_token.status(), 200);
     let third = app.key(&ana.email, None).await.key.client_id.clone();
     let by_session = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{third}/revoke"),
-            &acme.admin_session,
-        )
+        .post(&format!("/api/v1/keys/{third}/revoke"), &acme.admin_session)
         .await;
     assert_eq!(by_session.status(), 200);
 

@@ -209,8 +209,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         .narrowed_token(&l.key.client_id, l.secret.expose(), None)
         .await;
     let revoked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", l.key.client_id),
             &admin_session,
         )
@@ -226,11 +225,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         .narrowed_token(&k4.key.client_id, k4.secret.expose(), None)
         .await;
     let disabled = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/users/{}/disable", a4.id),
-            &admin_session,
-        )
+        .post(&format!("/api/v1/users/{}/disable", a4.id), &admin_session)
         .await;
     let disabled_status = disabled.status();
     assert_eq!(
@@ -392,12 +387,8 @@ async fn prepare(
         Op::EnableKey => {
             let key = fresh_key(app, fx, n).await;
             // Disabled first by A1, so enabling has something to do.
-            app.call(
-                Method::POST,
-                &format!("/api/v1/keys/{key}/disable"),
-                &fx.admin_session,
-            )
-            .await;
+            app.post(&format!("/api/v1/keys/{key}/disable"), &fx.admin_session)
+                .await;
             (Method::POST, format!("/api/v1/keys/{key}/enable"), None)
         }
         Op::RollOthersKey => {
@@ -470,12 +461,8 @@ async fn prepare(
         Op::EnableUser => {
             let id = fresh_user(app, fx, n).await;
             // Disabled first by A1, so enabling has something to do.
-            app.call(
-                Method::POST,
-                &format!("/api/v1/users/{id}/disable"),
-                &fx.admin_session,
-            )
-            .await;
+            app.post(&format!("/api/v1/users/{id}/disable"), &fx.admin_session)
+                .await;
             (Method::POST, format!("/api/v1/users/{id}/enable"), None)
         }
         Op::UnlockUser => (
@@ -525,16 +512,16 @@ fn answer_fits(want: Want, status: u16, error: Option<&str>) -> bool {
     }
 }
 
+/// Exchange rules may name plain-HTTP and private issuers (the table's
+/// issuers are served by this test process).
+const LOCAL_ISSUERS: &[(&str, &str)] = &[
+    ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+    ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+];
+
 /// The whole table on one app: fixtures once, then one request per cell.
 async fn every_operation_answers_every_principal_as_the_table_says(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
-            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, LOCAL_ISSUERS).await;
     let fx = fixture(&app).await;
 
     let mut failures = Vec::new();
@@ -715,8 +702,7 @@ async fn a_token_of_a_revoked_key_cannot_create_keys(backend: Backend) {
         .narrowed_token(&l.key.client_id, l.secret.expose(), None)
         .await;
     let revoked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", l.key.client_id),
             &acme.admin_session,
         )
@@ -744,8 +730,7 @@ async fn a_disabled_admins_earlier_token_cannot_change_the_policy(backend: Backe
         .narrowed_token(&key.key.client_id, key.secret.expose(), None)
         .await;
     let disabled = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/users/{}/disable", bea.id),
             &acme.admin_session,
         )

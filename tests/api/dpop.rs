@@ -210,11 +210,8 @@ async fn a_token_requested_with_a_proof_is_bound_to_the_proof_key_rfc9449_sectio
     let metadata: Value = app
         .client
         .get(app.url("/.well-known/oauth-authorization-server"))
-        .sent()
-        .await
-        .json()
-        .await
-        .expect("json");
+        .sent_json()
+        .await;
     assert_eq!(
         metadata["dpop_signing_alg_values_supported"],
         json!(["ES256", "EdDSA", "RS256"])
@@ -559,11 +556,8 @@ async fn a_key_that_requires_dpop_gets_no_token_without_a_proof_rfc9449_section_
         .client
         .get(app.url("/api/v1/keys"))
         .bearer_auth(&manager)
-        .sent()
-        .await
-        .json()
-        .await
-        .expect("json");
+        .sent_json()
+        .await;
     let row = listed
         .as_array()
         .or_else(|| listed["keys"].as_array())
@@ -686,15 +680,14 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
     .await;
 }
 
+/// Every proof needs a server nonce, and a nonce lasts one second.
+const SHORT_NONCES: &[(&str, &str)] = &[
+    ("KEYPORT_DPOP_REQUIRE_NONCE", "true"),
+    ("KEYPORT_DPOP_NONCE_SECONDS", "1"),
+];
+
 async fn with_nonces_on_a_proof_needs_the_server_nonce_rfc9449_section_8(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("KEYPORT_DPOP_REQUIRE_NONCE", "true"),
-            ("KEYPORT_DPOP_NONCE_SECONDS", "1"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, SHORT_NONCES).await;
     let integration = app.integration("member", "reports:read").await;
     let key = DpopKey::new();
     let url = app.url("/oauth/token");
@@ -772,11 +765,8 @@ async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(back
     let jwks: jsonwebtoken::jwk::JwkSet = app
         .client
         .get(app.url("/.well-known/jwks.json"))
-        .sent()
-        .await
-        .json()
-        .await
-        .expect("json");
+        .sent_json()
+        .await;
     let verifier = TokenVerifier::from_jwks(
         &jwks,
         &app.settings.tokens.issuer,

@@ -459,13 +459,7 @@ async fn other_companies_rules_never_crowd_out_a_companys_own(backend: Backend) 
 
 /// The company id of `company`, read from its admin's own account.
 async fn issuer_tenant(app: &TestApp, company: &Company) -> String {
-    let me = app
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/whoami",
-            &company.admin_session,
-        )
-        .await;
+    let me = app.get_as("/api/v1/whoami", &company.admin_session).await;
     json_body(me).await["tenant_id"]
         .as_str()
         .unwrap()

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with,
-    spawn_app_with_integration,
+    spawn_app_with_integration, spawn_app_with_token,
 };
 
 /// With no issuer configured, the metadata names the port the server really
@@ -57,8 +57,7 @@ async fn the_metadata_follows_the_bound_port_when_no_issuer_is_set(backend: Back
 /// Polling a collection nobody has pushed to yet is a normal, empty page;
 /// 404 is for a record id that does not exist.
 async fn an_empty_report_is_an_empty_page(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
     let response = app.pull(&token, "never-pushed", "").await;
     assert_eq!(response.status(), 200);
@@ -80,8 +79,7 @@ async fn an_empty_report_is_an_empty_page(backend: Backend) {
 /// Numbers keep every digit, strings every byte, members their order; a
 /// member named twice is refused instead of one of them being dropped.
 async fn records_come_back_as_they_were_pushed(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     let pushed = r#"{"z_first": 1, "big": 123456789012345678901234567890, "price": 1.10, "text": "caf\u00e9 \"q\"", "nested": {"b": [1, 2.50e3], "a": null}}"#;
     let response = app
         .client

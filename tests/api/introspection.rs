@@ -5,10 +5,9 @@ use serde_json::Value;
 use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
-    spawn_sibling,
+    spawn_app_with_token, spawn_sibling,
 };
 use crate::helpers::{GRANTABLE, acme};
-use reqwest::Method;
 use serde_json::json;
 
 async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
@@ -21,8 +20,7 @@ async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> r
 }
 
 async fn introspection_describes_a_live_token(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
     let response = call(&app, "/oauth/introspect", &integration, &token).await;
 
@@ -48,8 +46,7 @@ async fn introspection_says_only_inactive_for_garbage_or_other_tenants(backend: 
 }
 
 async fn introspection_needs_client_authentication(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
     let anonymous = app
         .client
@@ -70,8 +67,7 @@ async fn introspection_needs_client_authentication(backend: Backend) {
 }
 
 async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     let other = app.token_for(&integration).await;
     app.push(&token, "orders", &serde_json::json!({"n": 1}), None)
         .await;
@@ -166,8 +162,7 @@ async fn introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inacti
     assert_eq!(introspect(live.clone()).await["active"], true, "live token");
 
     let revoked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", l.key.client_id),
             &acme.admin_session,
         )
@@ -180,8 +175,7 @@ async fn introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inacti
     );
 
     let disabled = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/users/{}/disable", bob.id),
             &acme.admin_session,
         )

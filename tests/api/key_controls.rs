@@ -27,15 +27,13 @@ async fn roll(app: &TestApp, credential: &str, key: &str, body: Option<Value>) -
 }
 
 async fn show(app: &TestApp, credential: &str, key: &str) -> Value {
-    let response = app
-        .call(Method::GET, &format!("/api/v1/keys/{key}"), credential)
-        .await;
+    let response = app.get_as(&format!("/api/v1/keys/{key}"), credential).await;
     assert_eq!(response.status(), 200);
     json_body(response).await
 }
 
 async fn post(app: &TestApp, credential: &str, path: &str) -> (u16, Value) {
-    let response = app.call(Method::POST, path, credential).await;
+    let response = app.post(path, credential).await;
     status_and_json(response).await
 }
 
@@ -351,15 +349,14 @@ async fn create_key_status(app: &TestApp, credential: &str, body: Value) -> u16 
         .as_u16()
 }
 
+/// A roll's grace may last an hour at most; a user may hold five keys.
+const HOUR_GRACE: &[(&str, &str)] = &[
+    ("KEYPORT_MAX_ROLL_GRACE_SECONDS", "3600"),
+    ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "5"),
+];
+
 async fn a_grace_of_zero_negative_or_above_the_maximum_is_refused(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("KEYPORT_MAX_ROLL_GRACE_SECONDS", "3600"),
-            ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "5"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, HOUR_GRACE).await;
     let ana = person(&app, "member").await;
     let key = app
         .create_key_over_http(&ana.session, json!({"name": "to roll"}))

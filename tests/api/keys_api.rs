@@ -81,9 +81,7 @@ async fn keys_are_created_with_the_secret_shown_exactly_once(backend: Backend) {
         "the first key signs webhooks"
     );
 
-    let listed = app
-        .call(Method::GET, "/api/v1/keys", &acme.ana_session)
-        .await;
+    let listed = app.get_as("/api/v1/keys", &acme.ana_session).await;
     let listed_text = listed.text().await.unwrap();
     assert!(!listed_text.contains(&secret), "the list shows the secret");
     let listed: Value = serde_json::from_str(&listed_text).unwrap();
@@ -201,9 +199,7 @@ async fn admins_see_every_key_and_members_only_their_own(backend: Backend) {
     let admin_view = app.get_json("/api/v1/keys", &acme.admin_session).await;
     let ana_view = app.get_json("/api/v1/keys", &acme.ana_session).await;
     // Bob may not manage keys at all: listing them is a key operation too.
-    let bob_view = app
-        .call(Method::GET, "/api/v1/keys", &acme.bob_session)
-        .await;
+    let bob_view = app.get_as("/api/v1/keys", &acme.bob_session).await;
 
     assert_eq!(names(admin_view), vec!["admin's", "ana's"]);
     assert_eq!(names(ana_view), vec!["ana's"]);
@@ -218,11 +214,7 @@ async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
     let id = admins_key["id"].as_str().unwrap();
 
     let revoke = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.ana_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
         .await;
     assert_eq!(revoke.status(), 403);
     let delete = app
@@ -250,15 +242,11 @@ async fn another_tenants_key_does_not_exist_for_you(backend: Backend) {
         format!("/api/v1/keys/{id}"),
         format!("/api/v1/keys/{client_id}"),
     ] {
-        let response = app.call(Method::GET, &path, &acme.admin_session).await;
+        let response = app.get_as(&path, &acme.admin_session).await;
         assert_eq!(response.status(), 404, "{path}");
     }
     let revoke = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.admin_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.admin_session)
         .await;
     assert_eq!(revoke.status(), 404);
     let key_still_works = app
@@ -275,11 +263,7 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
     let id = key["id"].as_str().unwrap();
 
     let revoked = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.ana_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
         .await;
     assert_eq!(revoked.status(), 200);
     let revoked = json_body(revoked).await;
@@ -287,16 +271,11 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
     assert!(revoked["revoked_at"].is_i64());
 
     let again = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.ana_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
         .await;
     assert_eq!(again.status(), 409);
     let mark = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{id}/webhook-signing"),
             &acme.ana_session,
         )
@@ -341,12 +320,7 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
         .sent()
         .await;
     assert_eq!(wrong.status(), 409);
-    assert_eq!(
-        app.call(Method::GET, &path, &acme.ana_session)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.get_as(&path, &acme.ana_session).await.status(), 200);
 
     let confirmed = app
         .api(Method::DELETE, &path, &acme.ana_session)
@@ -354,12 +328,7 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
         .sent()
         .await;
     assert_eq!(confirmed.status(), 204);
-    assert_eq!(
-        app.call(Method::GET, &path, &acme.ana_session)
-            .await
-            .status(),
-        404
-    );
+    assert_eq!(app.get_as(&path, &acme.ana_session).await.status(), 404);
 }
 
 async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Backend) {
@@ -397,8 +366,7 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     // once): privilege_defects.rs checks where the mark goes then.
 
     let moved = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{second_id}/webhook-signing"),
             &acme.ana_session,
         )
@@ -415,8 +383,7 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     assert_eq!(marked, vec![second_id], "exactly one key holds the mark");
 
     let revoke_first = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{first_id}/revoke"),
             &acme.ana_session,
         )
@@ -457,7 +424,7 @@ async fn management_needs_a_credential(backend: Backend) {
     let app = spawn_app(backend).await;
     let response = app.get("/api/v1/keys").await;
     assert_eq!(response.status(), 401);
-    let forged = app.call(Method::GET, "/api/v1/keys", "kpsess_forged").await;
+    let forged = app.get_as("/api/v1/keys", "kpsess_forged").await;
     assert_eq!(forged.status(), 401);
 }
 

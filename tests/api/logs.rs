@@ -115,11 +115,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
 
     let token: Value =
         client_credentials(&http, format!("{base}/oauth/token"), &client_id, &secret)
-            .sent()
-            .await
-            .json()
-            .await
-            .unwrap();
+            .sent_json()
+            .await;
     let access_token = token["access_token"].as_str().expect("a token").to_owned();
     tokens.push(access_token.clone());
     let posted: Value = http
@@ -129,11 +126,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
             ("client_id", &client_id),
             ("client_secret", &secret),
         ])
-        .sent()
-        .await
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     tokens.push(posted["access_token"].as_str().unwrap().to_owned());
     client_credentials(
         &http,
@@ -167,11 +161,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     let session: Value = http
         .post(format!("{base}/api/v1/session"))
         .json(&json!({"email": "ana@acme.io", "password": password}))
-        .sent()
-        .await
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     let session_token = session["session_token"]
         .as_str()
         .expect("a session")
@@ -180,11 +171,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         .post(format!("{base}/api/v1/keys"))
         .bearer_auth(&session_token)
         .json(&json!({"name": "second canary"}))
-        .sent()
-        .await
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     let second_secret = created["client_secret"]
         .as_str()
         .expect("a second key")

@@ -9,13 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Integration, TestApp, findings, json_body, spawn_app_with_integration,
-    verify_with_jwks,
+    spawn_app_with_token, verify_with_jwks,
 };
 
 const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication failed""#;
@@ -119,9 +118,7 @@ async fn openid_client_gets_a_token_and_learns_invalid_client_from_a_wrong_secre
         );
         assert_eq!(claims["scope"], "reports:read", "{claims:#}");
         assert_eq!(
-            app.call(Method::GET, "/api/v1/whoami", access_token)
-                .await
-                .status(),
+            app.get_as("/api/v1/whoami", access_token).await.status(),
             200,
             "{method}: the token works"
         );
@@ -331,16 +328,14 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
         "the key still works"
     );
     assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", integration.secret())
+        app.get_as("/api/v1/whoami", integration.secret())
             .await
             .status(),
         200,
         "the key, presented itself, still works"
     );
     assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", &session)
-            .await
-            .status(),
+        app.get_as("/api/v1/whoami", &session).await.status(),
         200,
         "the session still works"
     );
@@ -354,20 +349,12 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
 }
 
 async fn revoking_an_access_token_still_works_and_garbage_still_answers_200(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", &token)
-            .await
-            .status(),
-        200
-    );
+    let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
+    assert_eq!(app.get_as("/api/v1/whoami", &token).await.status(), 200);
 
     assert_eq!(revoke(&app, &integration, &token).await, (200, Value::Null));
     assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", &token)
-            .await
-            .status(),
+        app.get_as("/api/v1/whoami", &token).await.status(),
         401,
         "the revoked token is refused"
     );

@@ -11,6 +11,7 @@ use crate::helpers::Sent as _;
 use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
+    spawn_app_with_token,
 };
 use reqwest::Method;
 
@@ -84,8 +85,7 @@ async fn a_presented_key_never_exceeds_its_owners_permissions(backend: Backend) 
 }
 
 async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     let refused = app
@@ -129,8 +129,7 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
 }
 
 async fn two_credentials_at_once_are_refused(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
     let response = app
         .client
@@ -211,8 +210,7 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
 }
 
 async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "admin", "reports:read").await;
     let session = app
         .session_for(&integration.user.email, "correct horse battery staple")
         .await;
@@ -230,9 +228,7 @@ async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
         ),
         (session.as_str(), "session", None),
     ] {
-        let response = app
-            .call(reqwest::Method::GET, "/api/v1/whoami", credential)
-            .await;
+        let response = app.get_as("/api/v1/whoami", credential).await;
         assert_eq!(response.status(), 200, "{kind}");
         let body = json_body(response).await;
         assert_eq!(body["credential"], kind);
@@ -242,9 +238,7 @@ async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
         assert_eq!(body["client_id"].as_str(), client_id, "{kind}");
     }
     app.store.close().await;
-    let offline = app
-        .call(reqwest::Method::GET, "/api/v1/whoami", &token)
-        .await;
+    let offline = app.get_as("/api/v1/whoami", &token).await;
     assert_eq!(offline.status(), 200, "an access token needs no database");
 }
 

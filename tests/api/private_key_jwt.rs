@@ -161,7 +161,7 @@ async fn rfc7523_2_2_assertions_authenticate_at_the_token_introspection_and_revo
     let token =
         access_token(token_with(&app, &key.sign(&claims_for(&app, client_id), Some("k1"))).await)
             .await;
-    let whoami = app.call(Method::GET, "/api/v1/whoami", &token).await;
+    let whoami = app.get_as("/api/v1/whoami", &token).await;
     assert_eq!(whoami.status(), 200, "the token works");
 
     let mut claims = claims_for(&app, client_id);
@@ -613,11 +613,7 @@ async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(back
     );
     // And a key without a secret cannot be rolled (there is nothing to roll).
     let rolled = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{client_id}/roll"),
-            &session,
-        )
+        .post(&format!("/api/v1/keys/{client_id}/roll"), &session)
         .await;
     assert_eq!(rolled.status(), 409);
 }

@@ -169,14 +169,7 @@ fn one_line(text: &str) -> String {
 #[tokio::test]
 async fn the_http_reference_is_generated_from_the_openapi_document() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
-    let spec: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .sent()
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let spec: serde_json::Value = app.client.get(app.url("/openapi.json")).sent_json().await;
     let mut out = String::from(
         "# HTTP reference\n\n\
          Generated from the OpenAPI document a running server answers at\n\

@@ -129,11 +129,8 @@ async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_ro
     let audit: Value = http
         .get(server.url(&format!("/api/v1/audit?request_id={create_id}")))
         .bearer_auth(&token)
-        .sent()
-        .await
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     let events = audit["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{audit}");
     assert_eq!(events[0]["action"], "key.create", "{audit}");

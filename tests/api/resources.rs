@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
+    spawn_app_with_token,
 };
 
 /// The key the server signs with, read from its database, to forge tokens
@@ -344,8 +345,7 @@ async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
 }
 
 async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "admin", READ_AND_PUSH).await;
     let batch: Vec<Value> = (0..23).map(|n| json!({"n": n})).collect();
     let pushed = json_body(app.push(&token, "events", &Value::Array(batch), None).await).await;
     let pushed_ids: Vec<String> = pushed["ids"]
@@ -366,8 +366,7 @@ async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
 }
 
 async fn bad_report_queries_are_clear_400s(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "admin", READ_AND_PUSH).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     for (query, code) in [
@@ -435,8 +434,7 @@ async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Back
 }
 
 async fn token_validation_needs_no_database_round_trip(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "admin", READ_AND_PUSH).await;
 
     app.store.close().await;
 

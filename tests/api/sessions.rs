@@ -51,21 +51,11 @@ async fn a_user_signs_in_and_out(backend: Backend) {
     let session = body["session_token"].as_str().unwrap().to_owned();
     assert!(session.starts_with("kpsess_"));
     assert_eq!(body["user_id"], integration.user.id.as_str());
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/keys", &session)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.get_as("/api/v1/keys", &session).await.status(), 200);
 
     let out = app.call(Method::DELETE, "/api/v1/session", &session).await;
     assert_eq!(out.status(), 204);
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/keys", &session)
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.get_as("/api/v1/keys", &session).await.status(), 401);
 }
 
 async fn wrong_passwords_and_unknown_emails_get_the_same_answer(backend: Backend) {
@@ -120,25 +110,20 @@ async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Bac
     assert!(ana_row.get("password_hash").is_none());
 
     let unlock = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/users/{}/unlock", ana.id),
-            &admin_session,
-        )
+        .post(&format!("/api/v1/users/{}/unlock", ana.id), &admin_session)
         .await;
     assert_eq!(unlock.status(), 200);
     assert_eq!(app.sign_in(&ana.email, PASSWORD).await.status(), 201);
 }
 
+/// Two failures within one second lock an account.
+const QUICK_LOCKS: &[(&str, &str)] = &[
+    ("KEYPORT_SIGN_IN_FAILURE_WINDOW_SECONDS", "1"),
+    ("KEYPORT_SIGN_IN_MAX_FAILURES", "2"),
+];
+
 async fn failures_outside_the_window_do_not_add_up(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("KEYPORT_SIGN_IN_FAILURE_WINDOW_SECONDS", "1"),
-            ("KEYPORT_SIGN_IN_MAX_FAILURES", "2"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, QUICK_LOCKS).await;
     let integration = app.integration("member", "reports:read").await;
     app.set_password(&integration.user.email, PASSWORD).await;
 
@@ -158,15 +143,9 @@ async fn members_cannot_see_users_or_unlock(backend: Backend) {
     let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
     let session = app.session_for(&integration.user.email, PASSWORD).await;
 
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/users", &session)
-            .await
-            .status(),
-        403
-    );
+    assert_eq!(app.get_as("/api/v1/users", &session).await.status(), 403);
     let unlock = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/users/{}/unlock", integration.user.id),
             &session,
         )
@@ -198,12 +177,7 @@ async fn a_user_changes_their_password_and_old_sessions_end(backend: Backend) {
         .await;
     assert_eq!(changed.status(), 204);
 
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/keys", &session)
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.get_as("/api/v1/keys", &session).await.status(), 401);
     assert_eq!(
         app.sign_in(&integration.user.email, PASSWORD)
             .await
@@ -441,8 +415,7 @@ async fn disabling_a_user_ends_their_sessions_for_good(backend: Backend) {
 
     for action in ["disable", "enable"] {
         let response = app
-            .call(
-                Method::POST,
+            .post(
                 &format!("/api/v1/users/{}/{action}", ana.id),
                 &acme.admin_session,
             )

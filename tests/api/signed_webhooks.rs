@@ -75,7 +75,7 @@ async fn creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it
     }
 
     // Never shown again: not in the listing, not in the key's own page.
-    let listed = app.call(Method::GET, "/api/v1/keys", &session).await;
+    let listed = app.get_as("/api/v1/keys", &session).await;
     let listed = json_body(listed).await.to_string();
     assert!(!listed.contains("whsec_") && !listed.contains(secret));
     assert!(
@@ -84,9 +84,7 @@ async fn creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it
     );
 
     // A roll derives a new key from the new secret.
-    let rolled = app
-        .call(Method::POST, &format!("/api/v1/keys/{id}/roll"), &session)
-        .await;
+    let rolled = app.post(&format!("/api/v1/keys/{id}/roll"), &session).await;
     assert_eq!(rolled.status(), 201);
     let rolled: Value = rolled.json().await.expect("json");
     let new_secret = rolled["client_secret"].as_str().expect("secret");
@@ -131,16 +129,14 @@ async fn a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark(back
     // The integration's own first key held the mark; move it to the newer
     // key, then try to give it to the legacy one.
     let marked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{newer_id}/webhook-signing"),
             &session,
         )
         .await;
     assert_eq!(marked.status(), 200);
     let refused = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{legacy_id}/webhook-signing"),
             &session,
         )
@@ -174,8 +170,7 @@ async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backe
     let newer_id = newer["id"].as_str().expect("id").to_owned();
     forget_webhook_key(&app, &newer_id).await;
     let revoked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", integration.key.key.id),
             &session,
         )
@@ -459,11 +454,7 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
         .await;
     let created_id = created["id"].as_str().expect("id").to_owned();
     let revoked = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{created_id}/revoke"),
-            &session,
-        )
+        .post(&format!("/api/v1/keys/{created_id}/revoke"), &session)
         .await;
     assert_eq!(revoked.status(), 200);
     let deleted = app
@@ -573,8 +564,7 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
 
     // A test event reaches this endpoint whatever it listens to.
     let queued = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
             &session,
         )
@@ -981,10 +971,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
         endpoint["id"].as_str().unwrap()
     );
     // Before the move: the old key alone signs.
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     let first = receiver.wait_for("the first test", |a| !a.is_empty()).await;
     assert_eq!(first[0]["verified"], json!([true, false]), "{}", first[0]);
 
@@ -1000,10 +987,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
         .await;
     assert_eq!(moved.status(), 200);
     // During the overlap: both sign, so receivers holding either verify.
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     let second = receiver.wait_for("the second test", |a| a.len() >= 2).await;
     assert_eq!(second[1]["verified"], json!([true, true]), "{}", second[1]);
     assert_eq!(
@@ -1014,10 +998,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
     );
     // After it: the new key alone.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     let third = receiver.wait_for("the third test", |a| a.len() >= 3).await;
     assert_eq!(third[2]["verified"], json!([false, true]), "{}", third[2]);
 }
@@ -1035,10 +1016,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let id = endpoint["id"].as_str().unwrap().to_owned();
     let test_path = format!("/api/v1/webhook-endpoints/{id}/test");
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     // The first delivery is given up after its 2 s of retries.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -1063,7 +1041,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     // More failures, past 3 s of failing: the endpoint is disabled, audited.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let shown = loop {
-        let _ = app.call(Method::POST, &test_path, &session).await;
+        let _ = app.post(&test_path, &session).await;
         let shown = app
             .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &session)
             .await;
@@ -1168,7 +1146,7 @@ async fn metrics_count_deliveries_and_show_the_queue(backend: Backend) {
         "/api/v1/webhook-endpoints/{}/test",
         endpoint["id"].as_str().unwrap()
     );
-    app.call(Method::POST, &test_path, &session).await;
+    app.post(&test_path, &session).await;
     receiver
         .wait_for("a failed attempt", |a| !a.is_empty())
         .await;

@@ -198,9 +198,7 @@ async fn a_token_is_issued_over_https_under_an_https_issuer_with_hsts() {
         .as_str()
         .expect("access_token")
         .to_owned();
-    let whoami = app
-        .call(reqwest::Method::GET, "/api/v1/whoami", &token)
-        .await;
+    let whoami = app.get_as("/api/v1/whoami", &token).await;
     assert_eq!(whoami.status(), 200, "the token works over HTTPS");
     assert_eq!(whoami.headers()["strict-transport-security"], HSTS);
 

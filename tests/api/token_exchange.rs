@@ -174,11 +174,7 @@ async fn a_keyport_token_is_exchanged_for_a_narrower_token_for_another_audience(
     .await;
     assert_eq!(status, 200, "{body}");
     let whoami = app
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/whoami",
-            body["access_token"].as_str().unwrap(),
-        )
+        .get_as("/api/v1/whoami", body["access_token"].as_str().unwrap())
         .await;
     assert_eq!(whoami.status(), 200);
     let whoami = json_body(whoami).await;
@@ -705,8 +701,7 @@ async fn a_trusted_issuers_token_is_exchanged_without_any_stored_secret(backend:
 
     // The exchange is audited with the external subject, never the token.
     let audit = app
-        .call(
-            reqwest::Method::GET,
+        .get_as(
             "/api/v1/audit?action=token.exchange",
             &company.admin_session,
         )
@@ -887,13 +882,7 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
         .sent()
         .await;
     assert_eq!(response.status(), 403);
-    let response = app
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/trusted-issuers",
-            &member_token,
-        )
-        .await;
+    let response = app.get_as("/api/v1/trusted-issuers", &member_token).await;
     assert_eq!(response.status(), 403);
 
     let bad_issuers = [

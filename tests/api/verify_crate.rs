@@ -904,13 +904,7 @@ async fn dpop_bound_tokens_need_a_fresh_proof_for_the_request(backend: Backend) 
             ),
         ]
     );
-    let document: Value = http
-        .get(&metadata_url)
-        .sent()
-        .await
-        .json()
-        .await
-        .expect("json");
+    let document: Value = http.get(&metadata_url).sent_json().await;
     assert_eq!(
         document,
         json!({

@@ -81,11 +81,7 @@ async fn colleague_admin(app: &TestApp, of: &Integration) -> (String, String) {
 /// `POST /api/v1/users/{id}/{action}` (`disable` or `enable`) as `session`.
 async fn set_status(app: &TestApp, session: &str, user_id: &str, action: &str) {
     let changed = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/users/{user_id}/{action}"),
-            session,
-        )
+        .post(&format!("/api/v1/users/{user_id}/{action}"), session)
         .await;
     assert_eq!(changed.status(), 200, "{action} the endpoint's owner");
 }

@@ -12,11 +12,17 @@ use super::{Integration, TestApp};
 /// or the test stops there.
 pub trait Sent {
     fn sent(self) -> impl Future<Output = Response> + Send;
+    /// The answer's JSON body, whatever the status.
+    fn sent_json<T: serde::de::DeserializeOwned>(self) -> impl Future<Output = T> + Send;
 }
 
 impl Sent for reqwest::RequestBuilder {
     async fn sent(self) -> Response {
         self.send().await.expect("the server answered")
+    }
+
+    async fn sent_json<T: serde::de::DeserializeOwned>(self) -> T {
+        self.sent().await.json().await.expect("a JSON answer")
     }
 }
 
@@ -164,6 +170,17 @@ impl TestApp {
     /// its status.
     pub async fn get_json(&self, path: &str, credential: &str) -> Value {
         json_body(self.call(reqwest::Method::GET, path, credential).await).await
+    }
+
+    /// A management GET, presenting `credential`.
+    pub async fn get_as(&self, path: &str, credential: &str) -> Response {
+        self.call(reqwest::Method::GET, path, credential).await
+    }
+
+    /// A management POST without a body (revoke, disable, unlock, …),
+    /// presenting `credential`.
+    pub async fn post(&self, path: &str, credential: &str) -> Response {
+        self.call(reqwest::Method::POST, path, credential).await
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, credential: &str) -> Response {

@@ -138,6 +138,17 @@ pub async fn spawn_app_with_integration(
     (app, integration)
 }
 
+/// [`spawn_app_with_integration`], and an access token of its key.
+pub async fn spawn_app_with_token(
+    backend: Backend,
+    role: &str,
+    permissions: &str,
+) -> (TestApp, Integration, String) {
+    let (app, integration) = spawn_app_with_integration(backend, role, permissions).await;
+    let token = app.token_for(&integration).await;
+    (app, integration, token)
+}
+
 /// What most integrations are permitted: reading reports and pushing
 /// records.
 pub const READ_AND_PUSH: &str = "reports:read webhooks:write";

@@ -5,8 +5,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
-use crate::helpers::{Backend, json_body, spawn_app_with};
-use crate::helpers::{GRANTABLE, acme, audit_events, spawn_app};
+use crate::helpers::{Backend, json_body, spawn_acme, spawn_app_with};
+use crate::helpers::{GRANTABLE, audit_events};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -164,8 +164,7 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
 /// revocations through x-api-key, through an access token and through a
 /// session each carry their credential.
 async fn audit_events_name_the_credential_that_acted(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let acting = app.key(&ana.email, None).await; // signs webhooks
     let first = app.key(&ana.email, None).await.key.client_id.clone();
@@ -226,8 +225,7 @@ async fn audit_events_name_the_credential_that_acted(backend: Backend) {
 /// A failed sign-in is recorded as anonymous, not with the victim's user id
 /// as the actor, as if the victim had acted.
 async fn a_failed_sign_in_is_recorded_as_anonymous(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", "reports:read").await;
     app.set_password(&ana.email, PASSWORD).await;
 

@@ -7,8 +7,10 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
-use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app, spawn_app_with};
-use crate::helpers::{acme, audit_events, create_key_as, keys_of, status_and_text, whoami_status};
+use crate::helpers::{
+    Backend, Cred, Integration, TestApp, json_body, spawn_acme, spawn_app, spawn_app_with,
+};
+use crate::helpers::{audit_events, create_key_as, keys_of, status_and_text, whoami_status};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Everything a user can be granted; admins also hold the admin scopes.
@@ -621,8 +623,7 @@ async fn admin_scopes_are_implicit_for_admins_and_listed_in_discovery(backend: B
 /// reports:read from the admin's full key, pass no admin check: the
 /// credential's scopes count, not only the owner's role.
 async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let full = app.key(&acme.admin.email, None).await;
     let reader = app.key(&acme.admin.email, Some("reports:read")).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
@@ -693,21 +694,15 @@ async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backe
 /// A token of key L, L revoked afterwards: the token manages no keys from
 /// then on, though it has not expired.
 async fn a_token_of_a_revoked_key_cannot_create_keys(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     app.key(&ana.email, None).await; // signs webhooks, so L may be revoked
     let l = app.key(&ana.email, None).await;
     let t = app
         .narrowed_token(&l.key.client_id, l.secret.expose(), None)
         .await;
-    let revoked = app
-        .post(
-            &format!("/api/v1/keys/{}/revoke", l.key.client_id),
-            &acme.admin_session,
-        )
+    acme.act_on(&app, &format!("/api/v1/keys/{}", l.key.client_id), "revoke")
         .await;
-    assert_eq!(revoked.status(), 200);
 
     let created = create_key_as(&app, &Cred::Bearer(t), json!({"name": "after revoke"})).await;
 
@@ -722,20 +717,14 @@ async fn a_token_of_a_revoked_key_cannot_create_keys(backend: Backend) {
 /// A disabled admin's token, issued before the disable, tried to change the
 /// tenant policy.
 async fn a_disabled_admins_earlier_token_cannot_change_the_policy(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let bea = acme.employ(&app, "bea", "admin", GRANTABLE).await;
     let key = app.key(&bea.email, None).await;
     let t = app
         .narrowed_token(&key.key.client_id, key.secret.expose(), None)
         .await;
-    let disabled = app
-        .post(
-            &format!("/api/v1/users/{}/disable", bea.id),
-            &acme.admin_session,
-        )
+    acme.act_on(&app, &format!("/api/v1/users/{}", bea.id), "disable")
         .await;
-    assert_eq!(disabled.status(), 200, "disable");
 
     let policy = app
         .api(Method::PUT, "/api/v1/tenant/policy", &t)
@@ -756,8 +745,7 @@ async fn a_disabled_admins_earlier_token_cannot_change_the_policy(backend: Backe
 /// A token issued while its owner held keys:manage, used after an admin
 /// withdrew it (PATCH permissions to reports:read only).
 async fn a_token_issued_before_keys_manage_was_withdrawn_cannot_create_keys(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let key = app.key(&ana.email, None).await;
     let t = app

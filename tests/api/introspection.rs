@@ -2,12 +2,12 @@
 
 use serde_json::Value;
 
+use crate::helpers::GRANTABLE;
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
-    spawn_app_with_token, spawn_sibling,
+    Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_acme, spawn_app,
+    spawn_app_with_integration, spawn_app_with_token, spawn_sibling,
 };
-use crate::helpers::{GRANTABLE, acme};
 use serde_json::json;
 
 async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
@@ -131,8 +131,7 @@ async fn revoking_garbage_or_anothers_token_answers_200_and_changes_nothing(back
 async fn introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inactive(
     backend: Backend,
 ) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let inspector = app.key(&acme.admin.email, None).await;
     let introspect = |token: String| {
         let request = app
@@ -161,26 +160,16 @@ async fn introspection_reports_tokens_of_revoked_keys_and_disabled_owners_inacti
 
     assert_eq!(introspect(live.clone()).await["active"], true, "live token");
 
-    let revoked = app
-        .post(
-            &format!("/api/v1/keys/{}/revoke", l.key.client_id),
-            &acme.admin_session,
-        )
+    acme.act_on(&app, &format!("/api/v1/keys/{}", l.key.client_id), "revoke")
         .await;
-    assert_eq!(revoked.status(), 200);
     assert_eq!(
         introspect(of_revoked).await,
         json!({"active": false}),
         "token of a revoked key"
     );
 
-    let disabled = app
-        .post(
-            &format!("/api/v1/users/{}/disable", bob.id),
-            &acme.admin_session,
-        )
+    acme.act_on(&app, &format!("/api/v1/users/{}", bob.id), "disable")
         .await;
-    assert_eq!(disabled.status(), 200, "disable");
     assert_eq!(
         introspect(of_disabled).await,
         json!({"active": false}),

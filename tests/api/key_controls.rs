@@ -774,8 +774,7 @@ async fn bad_key_controls_are_answered_4xx_with_a_clear_message(backend: Backend
             .json(&body)
             .sent()
             .await;
-        let status = response.status().as_u16();
-        let answer = json_body(response).await;
+        let (status, answer) = status_and_json(response).await;
         assert_eq!(status, 422, "{extra}: {answer}");
         assert_eq!(answer["error"], "invalid_input", "{extra}: {answer}");
         assert!(message(&answer).contains(says), "{extra}: {answer}");

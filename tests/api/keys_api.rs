@@ -4,8 +4,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
-use crate::helpers::{Backend, TestApp, json_body, spawn_app};
-use crate::helpers::{Cred, GRANTABLE, acme, create_key_as, keys_of};
+use crate::helpers::{Backend, TestApp, json_body, spawn_acme, spawn_app};
+use crate::helpers::{Cred, GRANTABLE, create_key_as, keys_of};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -520,8 +520,7 @@ async fn unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted(back
 /// scopes) mints child keys holding keys:manage only, never everything the
 /// owner holds.
 async fn a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let manager = app.key(&ana.email, Some("keys:manage")).await;
     let cred = Cred::ApiKey(manager.secret.expose().to_owned());
@@ -543,8 +542,7 @@ async fn a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself(backen
 /// `{"name":"a","name":"b"}`: which member wins depends on the parser, so
 /// the body is refused rather than guessed at (no key "b" is created).
 async fn a_management_body_with_a_duplicate_member_is_refused(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let session = app.session_for(&ana.email, PASSWORD).await;
 
@@ -581,8 +579,7 @@ async fn a_management_body_with_a_duplicate_member_is_refused(backend: Backend) 
 /// `expires_in_seconds` of u64::MAX is refused (not saturated), as is
 /// anything past ten years; ten years exactly is fine.
 async fn an_expiry_beyond_ten_years_is_refused(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
 
@@ -623,8 +620,7 @@ async fn an_expiry_beyond_ten_years_is_refused(backend: Backend) {
 /// Control characters and bidi overrides in a key name can disguise it in
 /// consoles and lists ("evil" U+202E "exe.txt" shows as "eviltxt.exe").
 async fn key_names_with_control_or_bidi_characters_are_refused(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
 

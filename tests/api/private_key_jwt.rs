@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, Integration, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    Backend, Integration, TestApp, json_body, spawn_app, spawn_app_with,
+    spawn_app_with_integration, status_and_json,
 };
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -661,8 +662,7 @@ async fn a_key_with_both_accepts_both_and_creation_refuses_what_cannot_work(back
             .json(&body)
             .sent()
             .await;
-        let status = response.status().as_u16();
-        let answer = json_body(response).await;
+        let (status, answer) = status_and_json(response).await;
         assert_eq!(status, 422, "{body}: {answer}");
         assert!(
             answer["message"].as_str().unwrap().contains(says),

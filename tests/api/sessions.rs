@@ -8,10 +8,10 @@ use keyport::service::users::UserSummary as User;
 
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    Backend, TestApp, json_body, spawn_acme, spawn_app, spawn_app_with, spawn_app_with_integration,
     without_request_id,
 };
-use crate::helpers::{Cred, acme, audit_events, status_and_text, user_row, whoami_status};
+use crate::helpers::{Cred, audit_events, status_and_text, user_row, whoami_status};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -297,8 +297,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 /// (as they would if each read the failure count before any wrote it): at
 /// most `sign_in_max_failures` (5) are checked, and the lock lands once.
 async fn a_burst_of_wrong_passwords_checks_at_most_the_lockout_limit(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let victim = acme.employ(&app, "victim", "member", "reports:read").await;
     app.set_password(&victim.email, PASSWORD).await;
 
@@ -385,8 +384,7 @@ async fn a_burst_of_wrong_passwords_checks_at_most_the_lockout_limit(backend: Ba
 /// The operator's password reset (`keyport user set-password`, which
 /// TestApp::set_password calls) signs the old sessions out.
 async fn a_password_reset_ends_the_users_sessions(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", "reports:read").await;
     let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
     assert_eq!(whoami_status(&app, &session).await, 200);
@@ -408,19 +406,13 @@ async fn a_password_reset_ends_the_users_sessions(backend: Backend) {
 
 /// Disable then enable: the session from before the disable must stay dead.
 async fn disabling_a_user_ends_their_sessions_for_good(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", "reports:read").await;
     let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
 
     for action in ["disable", "enable"] {
-        let response = app
-            .post(
-                &format!("/api/v1/users/{}/{action}", ana.id),
-                &acme.admin_session,
-            )
+        acme.act_on(&app, &format!("/api/v1/users/{}", ana.id), action)
             .await;
-        assert_eq!(response.status(), 200, "{action}");
         assert_eq!(
             whoami_status(&app, &session).await,
             401,
@@ -433,8 +425,7 @@ async fn disabling_a_user_ends_their_sessions_for_good(backend: Backend) {
 /// Turning "API-only users" on ends the sessions of users holding a key;
 /// users holding none keep theirs.
 async fn turning_on_api_only_users_ends_the_sessions_of_users_holding_keys(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let robot = acme.employ(&app, "robot", "member", "reports:read").await;
     app.key(&robot.email, None).await;
     let robot_session = Cred::Bearer(app.session_for(&robot.email, PASSWORD).await);
@@ -464,8 +455,7 @@ async fn turning_on_api_only_users_ends_the_sessions_of_users_holding_keys(backe
 /// guesser the email exists) and as slowly: it still hashes the password
 /// (skipping it took 3 ms against 40 ms for an unknown email).
 async fn a_locked_account_answers_exactly_like_an_unknown_email_and_as_slowly(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let victim = acme.employ(&app, "victim", "member", "reports:read").await;
     app.set_password(&victim.email, PASSWORD).await;
     for n in 0..5 {
@@ -513,8 +503,7 @@ async fn a_locked_account_answers_exactly_like_an_unknown_email_and_as_slowly(ba
 /// A wrong current password on POST /api/v1/session/password is a password
 /// guess too, and counts toward the lock.
 async fn wrong_current_passwords_on_a_password_change_count_toward_the_lock(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", "reports:read").await;
     let session = app.session_for(&ana.email, PASSWORD).await;
 

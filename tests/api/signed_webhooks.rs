@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_app,
-    spawn_app_with_integration,
+    Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_acme,
+    spawn_app, spawn_app_with_integration,
 };
-use crate::helpers::{Cred, GRANTABLE, PASSWORD, acme, audit_events, create_key_as, keys_of};
+use crate::helpers::{Cred, GRANTABLE, PASSWORD, audit_events, create_key_as, keys_of};
 
 /// The derivation exactly as the book (guides/webhooks.md) gives it to receivers, run by bash.
 fn derive_as_the_readme_says(secret: &str) -> String {
@@ -319,8 +319,7 @@ pub(crate) async fn register(app: &TestApp, session: &str, body: Value) -> reqwe
 /// someone moves the mark by hand): the revocation moves the mark to
 /// another active key of the owner, and says so in the audit trail.
 async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
     let first = json_body(create_key_as(&app, &session, json!({"name": "leaked"})).await).await;
@@ -373,8 +372,7 @@ async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend:
 /// Revoking the owner's only key (the signer) is allowed too; then no key of
 /// the owner signs webhooks.
 async fn revoking_a_users_only_key_leaves_no_key_signing_webhooks(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let acme = acme(&app).await;
+    let (app, acme) = spawn_acme(backend).await;
     let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
     let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
     let only = json_body(create_key_as(&app, &session, json!({"name": "only"})).await).await;

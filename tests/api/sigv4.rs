@@ -616,8 +616,7 @@ async fn bad_signatures_are_refused_with_their_code_and_never_a_5xx(backend: Bac
         .create_key_over_http(&f.session, json!({ "name": "revoked", "sigv4": true }))
         .await;
     let revoked_response = app
-        .call(
-            reqwest::Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", revoked["id"].as_str().unwrap()),
             &f.session,
         )
@@ -1002,11 +1001,7 @@ async fn revoked_disabled_and_expired_keys_are_refused_at_once_and_lose_their_ca
     // Revoked by another process (the HTTP API here): this service's cache
     // still holds the derived key, but the key's status is read each time.
     let revoked = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/keys/{}/revoke", f.key_id),
-            &f.session,
-        )
+        .post(&format!("/api/v1/keys/{}/revoke", f.key_id), &f.session)
         .await;
     assert_eq!(revoked.status(), 200);
     assert_eq!(verify().await.err(), Some("key_revoked"));

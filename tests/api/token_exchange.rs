@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::helpers::Sent as _;
-use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app_with, status_and_json};
+use crate::helpers::{
+    Backend, READ_AND_PUSH, TestApp, json_answer, json_body, spawn_app_with, status_and_json,
+};
 use crate::python_client::python_interpreter;
 
 pub(crate) const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -600,10 +602,7 @@ pub(crate) async fn trust(app: &TestApp, admin: &str, jwks_url: &str) -> Value {
         }))
         .sent()
         .await;
-    let status = response.status();
-    let body = json_body(response).await;
-    assert_eq!(status, 201, "{body}");
-    body
+    json_answer(response, 201).await
 }
 
 pub(crate) async fn add_rule(

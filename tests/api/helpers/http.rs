@@ -71,12 +71,7 @@ impl TestApp {
         let response = self
             .request_token(&key.key.client_id, key.secret.expose())
             .await;
-        assert_eq!(response.status(), 200, "token refused");
-        let body: Value = response.json().await.expect("token json");
-        body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
+        string_in(response, 200, "access_token").await
     }
 
     pub async fn push(
@@ -152,12 +147,7 @@ impl TestApp {
     pub async fn session_for(&self, email: &str, password: &str) -> String {
         self.set_password(email, password).await;
         let response = self.sign_in(email, password).await;
-        assert_eq!(response.status(), 201, "sign-in refused");
-        let body: Value = response.json().await.expect("session json");
-        body["session_token"]
-            .as_str()
-            .expect("session_token")
-            .to_owned()
+        string_in(response, 201, "session_token").await
     }
 
     /// A bodiless API call presenting `credential` as a bearer token.
@@ -257,10 +247,7 @@ impl TestApp {
             .json(&body)
             .sent()
             .await;
-        let status = response.status();
-        let created = json_body(response).await;
-        assert_eq!(status, 201, "key refused: {created}");
-        created
+        json_answer(response, 201).await
     }
 
     /// An access token for a key, narrowed to `scope` when given; panics
@@ -290,6 +277,18 @@ impl TestApp {
             .expect("access_token")
             .to_owned()
     }
+}
+
+/// The JSON body of a response that must have `status`.
+pub async fn json_answer(response: Response, status: u16) -> Value {
+    let (got, body) = status_and_json(response).await;
+    assert_eq!(got, status, "{body}");
+    body
+}
+
+/// The string `field` of a JSON answer that must have `status`.
+async fn string_in(response: Response, status: u16, field: &str) -> String {
+    s(&json_answer(response, status).await, field).to_owned()
 }
 
 /// The JSON body of a response, asserting it is JSON.

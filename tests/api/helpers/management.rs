@@ -32,28 +32,28 @@ pub async fn audit_events(app: &TestApp, session: &str, filters: &[(&str, &str)]
     }
 }
 
+/// The rows of GET /api/v1/`what` (users, keys) whose `field` is `email`,
+/// as `session` sees them.
+async fn rows_of(app: &TestApp, session: &str, what: &str, field: &str, email: &str) -> Vec<Value> {
+    let listing = app.get_json(&format!("/api/v1/{what}"), session).await;
+    let rows = listing[what].as_array().expect(what);
+    rows.iter()
+        .filter(|row| row[field] == email)
+        .cloned()
+        .collect()
+}
+
 /// The row of `email` in GET /api/v1/users.
 pub async fn user_row(app: &TestApp, session: &str, email: &str) -> Value {
-    let users = app.get_json("/api/v1/users", session).await;
-    users["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .find(|u| u["email"] == email)
+    let rows = rows_of(app, session, "users", "email", email).await;
+    rows.into_iter()
+        .next()
         .unwrap_or_else(|| panic!("{email} not listed"))
-        .clone()
 }
 
 /// The keys of `email` in GET /api/v1/keys, as `session` sees them.
 pub async fn keys_of(app: &TestApp, session: &str, email: &str) -> Vec<Value> {
-    let keys = app.get_json("/api/v1/keys", session).await;
-    keys["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .filter(|k| k["owner_email"] == email)
-        .cloned()
-        .collect()
+    rows_of(app, session, "keys", "owner_email", email).await
 }
 
 /// The status GET /api/v1/whoami answers `cred`: 200 while it is live.

@@ -210,7 +210,23 @@ pub async fn acme(app: &TestApp) -> Acme {
     }
 }
 
+/// A fresh application with an [`Acme`] in it.
+pub async fn spawn_acme(backend: Backend) -> (TestApp, Acme) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    (app, acme)
+}
+
 impl Acme {
+    /// POSTs `action` (revoke, disable, enable, unlock) to the key or user at
+    /// `target` (e.g. `/api/v1/users/{id}`) as the admin; panics unless 200.
+    pub async fn act_on(&self, app: &TestApp, target: &str, action: &str) {
+        let response = app
+            .post(&format!("{target}/{action}"), &self.admin_session)
+            .await;
+        assert_eq!(response.status(), 200, "{action} {target}");
+    }
+
     /// Another user of the company, `<name>@acme.io`.
     pub async fn employ(&self, app: &TestApp, name: &str, role: &str, perms: &str) -> Employee {
         employ(app, &self.base.tenant, name, role, perms).await

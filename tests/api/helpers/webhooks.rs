@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::Value;
 
 use super::{Integration, TestApp, json_body};
@@ -38,8 +37,7 @@ pub async fn endpoint_stored_directly(
 /// first delivery attempt: what it records.
 pub async fn first_test_attempt(app: &TestApp, session: &str, endpoint_id: &str) -> Value {
     let queued = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
             session,
         )
@@ -58,8 +56,7 @@ pub async fn first_test_attempt(app: &TestApp, session: &str, endpoint_id: &str)
 /// The attempts listed for `endpoint_id`, newest first.
 pub async fn attempts(app: &TestApp, session: &str, endpoint_id: &str) -> Vec<Value> {
     let listed = json_body(
-        app.call(
-            Method::GET,
+        app.get_as(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
             session,
         )

@@ -12,6 +12,13 @@ use crate::helpers::{
 };
 use crate::helpers::{audit_events, create_key_as, keys_of, status_and_text, whoami_status};
 
+/// Exchange rules may name plain-HTTP and private issuers (the table's
+/// issuers are served by this test process).
+const LOCAL_ISSUERS: &[(&str, &str)] = &[
+    ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+    ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+];
+
 const PASSWORD: &str = "correct horse battery staple";
 /// Everything a user can be granted; admins also hold the admin scopes.
 const GRANTABLE: &str = "reports:read webhooks:write keys:manage";
@@ -513,13 +520,6 @@ fn answer_fits(want: Want, status: u16, error: Option<&str>) -> bool {
         Want::Dead => status == 401,
     }
 }
-
-/// Exchange rules may name plain-HTTP and private issuers (the table's
-/// issuers are served by this test process).
-const LOCAL_ISSUERS: &[(&str, &str)] = &[
-    ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
-    ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
-];
 
 /// The whole table on one app: fixtures once, then one request per cell.
 async fn every_operation_answers_every_principal_as_the_table_says(backend: Backend) {

@@ -21,6 +21,12 @@ use crate::helpers::{
 };
 use crate::on_both_backends;
 
+/// Every proof needs a server nonce, and a nonce lasts one second.
+const SHORT_NONCES: &[(&str, &str)] = &[
+    ("KEYPORT_DPOP_REQUIRE_NONCE", "true"),
+    ("KEYPORT_DPOP_NONCE_SECONDS", "1"),
+];
+
 /// A client's DPoP key pair (P-256, ES256).
 pub struct DpopKey {
     pair: EcdsaKeyPair,
@@ -195,11 +201,7 @@ async fn a_token_requested_with_a_proof_is_bound_to_the_proof_key_rfc9449_sectio
 
     // RFC 9449 §6.2: introspection says DPoP and gives `cnf`.
     let response = app
-        .client
-        .post(app.url("/oauth/introspect"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("token", token.as_str())])
-        .sent()
+        .token_call("/oauth/introspect", &integration, &token)
         .await;
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["active"], true);
@@ -679,12 +681,6 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
     )
     .await;
 }
-
-/// Every proof needs a server nonce, and a nonce lasts one second.
-const SHORT_NONCES: &[(&str, &str)] = &[
-    ("KEYPORT_DPOP_REQUIRE_NONCE", "true"),
-    ("KEYPORT_DPOP_NONCE_SECONDS", "1"),
-];
 
 async fn with_nonces_on_a_proof_needs_the_server_nonce_rfc9449_section_8(backend: Backend) {
     let app = spawn_app_with(backend, SHORT_NONCES).await;

@@ -37,22 +37,6 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn token_from(
-    http: &reqwest::Client,
-    server: &ServedBinary,
-    id: &str,
-    secret: &str,
-) -> String {
-    let response = client_credentials(&http, server.url("/oauth/token"), id, secret)
-        .sent()
-        .await;
-    assert_eq!(response.status(), 200);
-    json_body(response).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// How often each `seq` appears among the records of `collection`.
 async fn seq_counts(
     http: &reqwest::Client,
@@ -91,13 +75,9 @@ async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Bac
     let http = http();
     let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
     let mut server = start_server(&setup.db.url, &issuer);
-    let token = token_from(
-        &http,
-        &server,
-        integration.client_id(),
-        integration.secret(),
-    )
-    .await;
+    let token = server
+        .token(&http, integration.client_id(), integration.secret())
+        .await;
 
     let outcomes: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
     let answered = Arc::new(AtomicUsize::new(0));
@@ -503,13 +483,9 @@ async fn a_read_only_sqlite_database_serves_reads_and_refuses_writes_cleanly() {
         json_body(pulled).await["records"].as_array().unwrap().len(),
         3
     );
-    let fresh = token_from(
-        &http,
-        &server,
-        integration.client_id(),
-        integration.secret(),
-    )
-    .await;
+    let fresh = server
+        .token(&http, integration.client_id(), integration.secret())
+        .await;
 
     let writes = [
         (
@@ -727,13 +703,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
     // revocation refresh interval (1 s).
     let doomed = a.token_for(&integration).await;
     assert_eq!(b.pull(&doomed, "both", "").await.status(), 200);
-    let revoked = a
-        .client
-        .post(a.url("/oauth/revoke"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("token", doomed.as_str())])
-        .sent()
-        .await;
+    let revoked = a.token_call("/oauth/revoke", &integration, &doomed).await;
     assert_eq!(revoked.status(), 200);
     let revoked_at = Instant::now();
     while b.pull(&doomed, "both", "").await.status() != 401 {

@@ -5,24 +5,17 @@ use serde_json::Value;
 use crate::helpers::GRANTABLE;
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, Integration, READ_AND_PUSH, TestApp, json_body, spawn_acme, spawn_app,
+    Backend, Integration, READ_AND_PUSH, json_body, spawn_acme, spawn_app,
     spawn_app_with_integration, spawn_app_with_token, spawn_sibling,
 };
 use serde_json::json;
 
-async fn call(app: &TestApp, path: &str, caller: &Integration, token: &str) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .basic_auth(caller.client_id(), Some(caller.secret()))
-        .form(&[("token", token)])
-        .sent()
-        .await
-}
-
 async fn introspection_describes_a_live_token(backend: Backend) {
     let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
-    let response = call(&app, "/oauth/introspect", &integration, &token).await;
+    let response = app
+        .token_call("/oauth/introspect", &integration, &token)
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -40,7 +33,7 @@ async fn introspection_says_only_inactive_for_garbage_or_other_tenants(backend: 
     let globex_token = app.token_for(&globex).await;
 
     for token in ["garbage", globex_token.as_str()] {
-        let body = json_body(call(&app, "/oauth/introspect", &acme, token).await).await;
+        let body = json_body(app.token_call("/oauth/introspect", &acme, token).await).await;
         assert_eq!(body, serde_json::json!({"active": false}));
     }
 }
@@ -72,11 +65,15 @@ async fn a_revoked_token_is_refused_everywhere_keyport_checks(backend: Backend) 
     app.push(&token, "orders", &serde_json::json!({"n": 1}), None)
         .await;
 
-    let revoked = call(&app, "/oauth/revoke", &integration, &token).await;
+    let revoked = app.token_call("/oauth/revoke", &integration, &token).await;
     assert_eq!(revoked.status(), 200);
 
     assert_eq!(app.pull(&token, "orders", "").await.status(), 401);
-    let body: Value = json_body(call(&app, "/oauth/introspect", &integration, &token).await).await;
+    let body: Value = json_body(
+        app.token_call("/oauth/introspect", &integration, &token)
+            .await,
+    )
+    .await;
     assert_eq!(body["active"], false);
     assert_eq!(
         app.pull(&other, "orders", "").await.status(),
@@ -111,11 +108,15 @@ async fn revoking_garbage_or_anothers_token_answers_200_and_changes_nothing(back
     };
 
     assert_eq!(
-        call(&app, "/oauth/revoke", &ana, "garbage").await.status(),
+        app.token_call("/oauth/revoke", &ana, "garbage")
+            .await
+            .status(),
         200
     );
     assert_eq!(
-        call(&app, "/oauth/revoke", &ana, &bob_token).await.status(),
+        app.token_call("/oauth/revoke", &ana, &bob_token)
+            .await
+            .status(),
         200
     );
 

@@ -14,6 +14,12 @@ use crate::helpers::{
     s, spawn_app, spawn_app_with, status_and_json,
 };
 
+/// A roll's grace may last an hour at most; a user may hold five keys.
+const HOUR_GRACE: &[(&str, &str)] = &[
+    ("KEYPORT_MAX_ROLL_GRACE_SECONDS", "3600"),
+    ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "5"),
+];
+
 async fn roll(app: &TestApp, credential: &str, key: &str, body: Option<Value>) -> Response {
     let mut request = app.api(
         Method::POST,
@@ -348,12 +354,6 @@ async fn create_key_status(app: &TestApp, credential: &str, body: Value) -> u16 
         .status()
         .as_u16()
 }
-
-/// A roll's grace may last an hour at most; a user may hold five keys.
-const HOUR_GRACE: &[(&str, &str)] = &[
-    ("KEYPORT_MAX_ROLL_GRACE_SECONDS", "3600"),
-    ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "5"),
-];
 
 async fn a_grace_of_zero_negative_or_above_the_maximum_is_refused(backend: Backend) {
     let app = spawn_app_with(backend, HOUR_GRACE).await;

@@ -14,6 +14,12 @@ use crate::helpers::{
 use crate::helpers::{Cred, audit_events, status_and_text, user_row, whoami_status};
 use std::time::{Duration, Instant};
 
+/// Two failures within one second lock an account.
+const QUICK_LOCKS: &[(&str, &str)] = &[
+    ("KEYPORT_SIGN_IN_FAILURE_WINDOW_SECONDS", "1"),
+    ("KEYPORT_SIGN_IN_MAX_FAILURES", "2"),
+];
+
 const PASSWORD: &str = "correct horse battery staple";
 
 /// Acme's admin, signed in (the session), and a member `email` whose
@@ -115,12 +121,6 @@ async fn repeated_failures_lock_the_account_until_an_admin_lifts_it(backend: Bac
     assert_eq!(unlock.status(), 200);
     assert_eq!(app.sign_in(&ana.email, PASSWORD).await.status(), 201);
 }
-
-/// Two failures within one second lock an account.
-const QUICK_LOCKS: &[(&str, &str)] = &[
-    ("KEYPORT_SIGN_IN_FAILURE_WINDOW_SECONDS", "1"),
-    ("KEYPORT_SIGN_IN_MAX_FAILURES", "2"),
-];
 
 async fn failures_outside_the_window_do_not_add_up(backend: Backend) {
     let app = spawn_app_with(backend, QUICK_LOCKS).await;

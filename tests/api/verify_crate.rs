@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 
 use crate::dpop::DpopKey;
 use crate::helpers::Sent as _;
-use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, ServedBinary, master_key_env, spawn_app, spawn_app_with_integration,
 };
@@ -415,21 +414,6 @@ async fn get_protected(http: &reqwest::Client, base: &str, token: &str) -> Answe
     answer(http.get(format!("{base}/protected")).bearer_auth(token)).await
 }
 
-/// A token from a served Keyport for `client_id`.
-async fn served_token(
-    http: &reqwest::Client,
-    server: &ServedBinary,
-    id: &str,
-    secret: &str,
-) -> String {
-    let response = client_credentials(&http, server.url("/oauth/token"), id, secret)
-        .sent()
-        .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.expect("json");
-    body["access_token"].as_str().expect("token").to_owned()
-}
-
 /// `keyport signing-key rotate` on `url`'s database, as an operator would.
 async fn rotate_signing_key(url: &str) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyport"));
@@ -507,7 +491,9 @@ async fn the_example_services_follow_a_rotation_and_outlive_the_issuer(backend: 
     serve_axum(listener, axum_example::router(verifier().await));
     let services = [actix, axum];
 
-    let old = served_token(&http, &server, reader.client_id(), reader.secret()).await;
+    let old = server
+        .token(&http, reader.client_id(), reader.secret())
+        .await;
     for service in &services {
         let answer = get_protected(&http, service, &old).await;
         assert_eq!(answer.status, 200, "{service}: {}", answer.body);
@@ -518,7 +504,9 @@ async fn the_example_services_follow_a_rotation_and_outlive_the_issuer(backend: 
     rotate_signing_key(&app.db.url).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let new = loop {
-        let token = served_token(&http, &server, reader.client_id(), reader.secret()).await;
+        let token = server
+            .token(&http, reader.client_id(), reader.secret())
+            .await;
         if header_of(&token)["kid"] != old_kid {
             break token;
         }

@@ -41,6 +41,17 @@ pub fn client_credentials(
 }
 
 impl TestApp {
+    /// POST `path` (`/oauth/introspect`, `/oauth/revoke`) about `token`, as
+    /// `caller`.
+    pub async fn token_call(&self, path: &str, caller: &Integration, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .basic_auth(caller.client_id(), Some(caller.secret()))
+            .form(&[("token", token)])
+            .sent()
+            .await
+    }
+
     pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
         client_credentials(&self.client, self.url("/oauth/token"), client_id, secret)
             .sent()
@@ -287,7 +298,7 @@ pub async fn json_answer(response: Response, status: u16) -> Value {
 }
 
 /// The string `field` of a JSON answer that must have `status`.
-async fn string_in(response: Response, status: u16, field: &str) -> String {
+pub async fn string_in(response: Response, status: u16, field: &str) -> String {
     s(&json_answer(response, status).await, field).to_owned()
 }
 

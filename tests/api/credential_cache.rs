@@ -771,19 +771,9 @@ async fn an_unknown_client_id_remembered_is_forgotten_when_another_process_creat
     }
     let client_id = keyport::domain::ClientId::generate().to_string();
     let secret = keyport::domain::ClientSecret::generate();
-    assert_eq!(
-        app.request_token(&client_id, secret.expose())
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.token_status(&client_id, secret.expose()).await, 401);
     let (hits, misses) = app_lookups(&app).await;
-    assert_eq!(
-        app.request_token(&client_id, secret.expose())
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.token_status(&client_id, secret.expose()).await, 401);
     assert_eq!(
         app_lookups(&app).await,
         (hits + 1, misses),

@@ -397,9 +397,8 @@ async fn a_postgres_outage_answers_503_quickly_and_service_returns_without_resta
             back.elapsed()
         );
         assert_eq!(
-            app.request_token(integration.client_id(), integration.secret())
-                .await
-                .status(),
+            app.token_status(integration.client_id(), integration.secret())
+                .await,
             200,
             "{outage:?}: tokens again"
         );
@@ -655,9 +654,8 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
     let victim = a.key(&email, None).await;
     for _ in 0..2 {
         assert_eq!(
-            b.request_token(&victim.key.client_id, victim.secret.expose())
-                .await
-                .status(),
+            b.token_status(&victim.key.client_id, victim.secret.expose())
+                .await,
             200
         );
     }

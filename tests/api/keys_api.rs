@@ -218,13 +218,11 @@ async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
         .await;
     assert_eq!(revoke.status(), 403);
     let delete = app
-        .api(
-            Method::DELETE,
-            &format!("/api/v1/keys/{id}"),
+        .delete_key(
             &acme.ana_session,
+            &id,
+            admins_key["client_id"].as_str().unwrap(),
         )
-        .json(&json!({"confirm": format!("delete {}", admins_key["client_id"].as_str().unwrap())}))
-        .sent()
         .await;
     assert_eq!(delete.status(), 403);
 }
@@ -347,13 +345,11 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     let second_id = second["id"].as_str().unwrap();
 
     let delete_marked = app
-        .api(
-            Method::DELETE,
-            &format!("/api/v1/keys/{first_id}"),
+        .delete_key(
             &acme.ana_session,
+            &first_id,
+            first["client_id"].as_str().unwrap(),
         )
-        .json(&json!({"confirm": format!("delete {}", first["client_id"].as_str().unwrap())}))
-        .sent()
         .await;
     assert_eq!(delete_marked.status(), 409);
     assert!(

@@ -321,9 +321,8 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
 
     // Nothing was revoked: the key still gets tokens, the session still works.
     assert_eq!(
-        app.request_token(integration.client_id(), integration.secret())
-            .await
-            .status(),
+        app.token_status(integration.client_id(), integration.secret())
+            .await,
         200,
         "the key still works"
     );
@@ -340,9 +339,8 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
         "the session still works"
     );
     assert_eq!(
-        app.request_token(stranger.client_id(), stranger.secret())
-            .await
-            .status(),
+        app.token_status(stranger.client_id(), stranger.secret())
+            .await,
         200,
         "the other tenant's key still works"
     );

@@ -357,15 +357,7 @@ async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend:
     .await;
     assert!(!moves.is_empty(), "no audit event for the move");
 
-    let delete = app
-        .request(
-            Method::DELETE,
-            &format!("/api/v1/keys/{second_id}"),
-            &session,
-        )
-        .json(&json!({"confirm": format!("delete {second_id}")}))
-        .sent()
-        .await;
+    let delete = app.delete_key(&session, &second_id, &second_id).await;
     assert_eq!(delete.status(), 409, "deleting the marked active key");
 }
 
@@ -456,13 +448,11 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
         .await;
     assert_eq!(revoked.status(), 200);
     let deleted = app
-        .api(
-            Method::DELETE,
-            &format!("/api/v1/keys/{created_id}"),
+        .delete_key(
             &session,
+            &created_id,
+            created["client_id"].as_str().unwrap(),
         )
-        .json(&json!({ "confirm": format!("delete {}", created["client_id"].as_str().unwrap()) }))
-        .sent()
         .await;
     assert_eq!(deleted.status(), 204);
     let soon = app

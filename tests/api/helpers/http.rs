@@ -52,6 +52,14 @@ impl TestApp {
             .await
     }
 
+    /// The status a token request for the key answers.
+    pub async fn token_status(&self, client_id: &str, secret: &str) -> u16 {
+        self.request_token(client_id, secret)
+            .await
+            .status()
+            .as_u16()
+    }
+
     pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
         client_credentials(&self.client, self.url("/oauth/token"), client_id, secret)
             .sent()
@@ -223,7 +231,37 @@ pub enum Cred {
     ApiKey(String),
 }
 
+impl From<&str> for Cred {
+    fn from(token: &str) -> Self {
+        Cred::Bearer(token.to_owned())
+    }
+}
+
+impl From<&String> for Cred {
+    fn from(token: &String) -> Self {
+        Cred::Bearer(token.clone())
+    }
+}
+
+impl From<&Cred> for Cred {
+    fn from(cred: &Cred) -> Self {
+        cred.clone()
+    }
+}
+
 impl TestApp {
+    /// DELETE the key `id`, confirmed with its client ID as the API asks.
+    pub async fn delete_key(&self, cred: impl Into<Cred>, id: &str, client_id: &str) -> Response {
+        self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/keys/{id}"),
+            &cred.into(),
+        )
+        .json(&serde_json::json!({ "confirm": format!("delete {client_id}") }))
+        .sent()
+        .await
+    }
+
     /// A request presenting `cred`.
     pub fn request(
         &self,

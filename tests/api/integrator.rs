@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with,
+    Backend, READ_AND_PUSH, TestApp, header, json_body, spawn_app, spawn_app_with,
     spawn_app_with_integration, spawn_app_with_token,
 };
 
@@ -168,12 +168,7 @@ async fn answers_to_credentials_are_never_cached(backend: Backend) {
     }
     // Public documents stay cacheable.
     let jwks = app.get("/.well-known/jwks.json").await;
-    assert!(
-        jwks.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .starts_with("public")
-    );
+    assert!(header(&jwks, "cache-control").starts_with("public"));
 }
 
 async fn bad_token_request(app: &TestApp, client_id: &str, forwarded_for: &str) -> u16 {

@@ -41,12 +41,7 @@ async fn introspection_says_only_inactive_for_garbage_or_other_tenants(backend: 
 async fn introspection_needs_client_authentication(backend: Backend) {
     let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
-    let anonymous = app
-        .client
-        .post(app.url("/oauth/introspect"))
-        .form(&[("token", token.as_str())])
-        .sent()
-        .await;
+    let anonymous = app.anonymous_token_call("/oauth/introspect", &token).await;
     assert_eq!(anonymous.status(), 401);
     assert_eq!(json_body(anonymous).await["error"], "invalid_client");
     let no_token = app

@@ -11,7 +11,7 @@ use crate::helpers::Sent as _;
 use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
-    s, spawn_app, spawn_app_with, status_and_json,
+    s, spawn_app, spawn_app_with, status_and_json, strings_in,
 };
 
 /// A roll's grace may last an hour at most; a user may hold five keys.
@@ -932,12 +932,7 @@ async fn the_cli_rolls_disables_enables_labels_and_pins_keys(backend: Backend) {
         &["key", "list", "--user", &ana.email, "--label", "env=prod"],
     )
     .await;
-    let listed: Vec<&str> = listed["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| s(k, "client_id"))
-        .collect();
+    let listed = strings_in(&listed, "keys", "client_id");
     assert_eq!(listed, [s(&old, "client_id"), s(&new, "client_id")]);
     let (_, human, _) = keyport(&app, &["key", "list", "--label", "env=dev"]).await;
     assert!(human.contains(s(&other, "client_id")), "{human}");

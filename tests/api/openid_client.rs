@@ -312,10 +312,7 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
 
     // Only an authenticated caller learns what a token is.
     let anonymous = app
-        .client
-        .post(app.url("/oauth/revoke"))
-        .form(&[("token", integration.secret())])
-        .sent()
+        .anonymous_token_call("/oauth/revoke", integration.secret())
         .await;
     assert_eq!(anonymous.status(), 401);
 

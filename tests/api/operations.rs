@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::Connection;
 
 use crate::helpers::Sent as _;
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, header, spawn_app, spawn_app_with};
 
 /// `/metrics` until `wanted` is in it (the gauges that need the database
 /// are refreshed in the background), or a panic with the last text.
@@ -40,12 +40,7 @@ async fn metrics_count_tokens_latency_keys_and_pool_use(backend: Backend) {
     let response = app.get("/metrics").await;
 
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(header(&response, "content-type").starts_with("text/plain"));
     let text = metrics_once_they_show(&app, "keyport_active_keys 1").await;
     for expected in [
         "keyport_tokens_issued_total 2",

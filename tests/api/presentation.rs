@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::helpers::Sent as _;
 use crate::helpers::client_credentials;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
+    Backend, READ_AND_PUSH, header, json_body, spawn_app_with, spawn_app_with_integration,
     spawn_app_with_token,
 };
 use reqwest::Method;
@@ -61,12 +61,7 @@ async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) 
             .sent()
             .await;
         assert_eq!(response.status(), 401, "{what}");
-        assert!(
-            response.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains("invalid_token")
-        );
+        assert!(header(&response, "www-authenticate").contains("invalid_token"));
     }
 }
 

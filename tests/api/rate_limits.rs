@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
-    s, spawn_app_with, spawn_sibling,
+    s, spawn_app_with, spawn_sibling, strings_in,
 };
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -652,12 +652,7 @@ async fn the_company_default_limits_keys_without_a_rate_and_caps_members(backend
     let audit = app
         .get_json("/api/v1/audit?action=tenant.set_policy", &admin.session)
         .await;
-    let details: Vec<&str> = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| s(e, "detail"))
-        .collect();
+    let details = strings_in(&audit, "events", "detail");
     assert_eq!(
         details,
         [

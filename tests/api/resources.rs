@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
+    Backend, READ_AND_PUSH, TestApp, header, json_body, spawn_app, spawn_app_with_integration,
     spawn_app_with_token,
 };
 
@@ -59,10 +59,7 @@ fn sign(key: &SigningKey, claims: &Value, typ: Option<&str>, kid: Option<&str>) 
 pub(crate) async fn assert_invalid_token(app: &TestApp, token: &str, what: &str) {
     let response = app.pull(token, "orders", "").await;
     assert_eq!(response.status(), 401, "{what}");
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&response, "www-authenticate").to_owned();
     assert!(
         challenge.starts_with("Bearer realm=\"keyport\""),
         "{what}: {challenge}"
@@ -203,10 +200,7 @@ async fn a_token_without_the_needed_scope_gets_insufficient_scope(backend: Backe
     let response = app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     assert_eq!(response.status(), 403);
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&response, "www-authenticate").to_owned();
     assert!(
         challenge.contains("error=\"insufficient_scope\""),
         "{challenge}"

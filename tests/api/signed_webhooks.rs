@@ -287,18 +287,11 @@ fn body_of(delivery: &Value) -> Value {
 /// An admin with every permission, their first key (which holds the mark)
 /// and a session.
 pub(crate) async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration, String) {
-    let integration = app
-        .integration(
-            "admin",
-            "reports:read webhooks:write keys:manage webhooks:manage",
-        )
-        .await;
-    app.set_password(&integration.user.email, "webhook signing 1234")
-        .await;
-    let session = app
-        .session_for(&integration.user.email, "webhook signing 1234")
-        .await;
-    (integration, session)
+    app.signed_in_integration(
+        "admin",
+        "reports:read webhooks:write keys:manage webhooks:manage",
+    )
+    .await
 }
 
 /// An endpoint on `receiver` listening to `key.created`, registered through

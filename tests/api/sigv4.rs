@@ -235,11 +235,8 @@ async fn fixture_with(
     scopes: Option<&str>,
 ) -> Fixture {
     let app = spawn_app_with(backend, overrides).await;
-    let admin = app
-        .integration("admin", "reports:read,webhooks:write,keys:manage")
-        .await;
-    let session = app
-        .session_for(&admin.user.email, "correct horse battery staple 42")
+    let (admin, session) = app
+        .signed_in_integration("admin", "reports:read,webhooks:write,keys:manage")
         .await;
     let mut body = json!({ "name": "SQL Account style", "sigv4": true });
     if let Some(scopes) = scopes {

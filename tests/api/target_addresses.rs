@@ -18,13 +18,8 @@ use crate::helpers::{
 
 /// A company admin who may manage webhooks and trusted issuers, signed in.
 async fn admin_session(app: &TestApp) -> (crate::helpers::Integration, String) {
-    let admin = app
-        .integration("admin", "webhooks:manage keys:manage")
-        .await;
-    let session = app
-        .session_for(&admin.user.email, "target addresses 1234")
-        .await;
-    (admin, session)
+    app.signed_in_integration("admin", "webhooks:manage keys:manage")
+        .await
 }
 
 /// `POST /api/v1/webhook-endpoints` for `url`, listening to an event no

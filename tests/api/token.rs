@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    Backend, READ_AND_PUSH, header, json_body, spawn_app, spawn_app_with,
+    spawn_app_with_integration,
 };
 
 async fn token_is_issued_for_basic_credentials(backend: Backend) {
@@ -114,10 +115,7 @@ async fn two_authentication_methods_at_once_are_invalid_request(backend: Backend
 
 async fn assert_invalid_client(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 401);
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&response, "www-authenticate").to_owned();
     assert!(challenge.starts_with("Basic "), "{challenge}");
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body = json_body(response).await;

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::dpop::DpopKey;
 use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, ServedBinary, master_key_env, spawn_app, spawn_app_with_integration,
+    Backend, ServedBinary, header, master_key_env, spawn_app, spawn_app_with_integration,
 };
 
 #[allow(dead_code)]
@@ -299,10 +299,7 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
         .await;
     let answer = call(Some(token)).await;
     assert_eq!(answer.status(), 403);
-    let challenge = answer.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&answer, "www-authenticate").to_owned();
     assert!(
         challenge.contains("error=\"insufficient_scope\"")
             && challenge.contains("scope=\"reports:read\""),
@@ -318,12 +315,7 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
 
     let answer = call(Some("not-a-token".to_owned())).await;
     assert_eq!(answer.status(), 401);
-    assert!(
-        answer.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("error=\"invalid_token\"")
-    );
+    assert!(header(&answer, "www-authenticate").contains("error=\"invalid_token\""));
 }
 
 /// How many `GET /.well-known/jwks.json` the server has answered, from its

@@ -60,6 +60,16 @@ impl TestApp {
             .as_u16()
     }
 
+    /// POST `path` (`/oauth/introspect`, `/oauth/revoke`) about `token`,
+    /// without client authentication.
+    pub async fn anonymous_token_call(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(&[("token", token)])
+            .sent()
+            .await
+    }
+
     pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
         client_credentials(&self.client, self.url("/oauth/token"), client_id, secret)
             .sent()
@@ -326,6 +336,19 @@ impl TestApp {
             .expect("access_token")
             .to_owned()
     }
+}
+
+/// The value of the header `name`, which must be there and be text.
+pub fn header<'a>(response: &'a Response, name: &str) -> &'a str {
+    response.headers()[name].to_str().expect("a text header")
+}
+
+/// The string `field` of each item of the array `doc[list]`.
+pub fn strings_in<'a>(doc: &'a Value, list: &str, field: &str) -> Vec<&'a str> {
+    let items = doc[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{list}` in {doc}"));
+    items.iter().map(|item| s(item, field)).collect()
 }
 
 /// The JSON body of a response that must have `status`.

@@ -110,6 +110,18 @@ impl TestApp {
     }
 
     /// A fresh tenant with one user holding `permissions` and one key.
+    /// An [`Integration`] whose user is signed in (with [`PASSWORD`]): the
+    /// integration and the session.
+    pub async fn signed_in_integration(
+        &self,
+        role: &str,
+        permissions: &str,
+    ) -> (Integration, String) {
+        let integration = self.integration(role, permissions).await;
+        let session = self.session_for(&integration.user.email, PASSWORD).await;
+        (integration, session)
+    }
+
     pub async fn integration(&self, role: &str, permissions: &str) -> Integration {
         let suffix = Uuid::new_v4().simple().to_string();
         let tenant = self.tenant(&format!("tenant-{suffix}")).await;

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::helpers::Sent as _;
 use crate::helpers::client_credentials;
 use crate::helpers::{
-    Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app,
+    Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app, startup_error,
 };
 
 const HSTS: &str = "max-age=31536000";
@@ -406,13 +406,7 @@ async fn a_certificate_that_cannot_be_loaded_stops_start_up_naming_the_file() {
     let env = files.env();
     let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let settings = settings_for(&db.url, &overrides);
-    let store = Store::connect_and_migrate(&settings.database)
-        .await
-        .expect("connect");
-    let Err(err) = Application::build_with_store(settings, store).await else {
-        panic!("started without its key file");
-    };
-    let message = keyport::telemetry::error_chain(&err);
+    let message = startup_error(settings, "without its key file").await;
     assert!(message.contains("HTTPS"), "{message}");
     assert!(message.contains("private key file"), "{message}");
     assert!(

@@ -53,7 +53,7 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     app.post(&format!("/api/v1/keys/{first_id}/revoke"), &admin_session)
         .await;
     let deleted = app
-        .delete_key(&admin_session, &first_id, &first_client)
+        .delete_key(&admin_session, first_id, first_client)
         .await;
     assert_eq!(deleted.status(), 204);
     for _ in 0..2 {

@@ -481,7 +481,7 @@ async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: 
     assert_eq!(status, 409, "disabled already");
     // Its mark protects it from deletion, as when it was active.
     let delete = app
-        .delete_key(&ana.session, &id, s(&key, "client_id"))
+        .delete_key(&ana.session, id, s(&key, "client_id"))
         .await;
     assert_eq!(delete.status(), 409);
 

@@ -220,7 +220,7 @@ async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
     let delete = app
         .delete_key(
             &acme.ana_session,
-            &id,
+            id,
             admins_key["client_id"].as_str().unwrap(),
         )
         .await;
@@ -347,7 +347,7 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     let delete_marked = app
         .delete_key(
             &acme.ana_session,
-            &first_id,
+            first_id,
             first["client_id"].as_str().unwrap(),
         )
         .await;

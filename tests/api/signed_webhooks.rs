@@ -371,7 +371,7 @@ async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend:
     .await;
     assert!(!moves.is_empty(), "no audit event for the move");
 
-    let delete = app.delete_key(&session, &second_id, &second_id).await;
+    let delete = app.delete_key(&session, second_id, second_id).await;
     assert_eq!(delete.status(), 409, "deleting the marked active key");
 }
 

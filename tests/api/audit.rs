@@ -52,9 +52,7 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     .await;
     app.post(&format!("/api/v1/keys/{first_id}/revoke"), &admin_session)
         .await;
-    let deleted = app
-        .delete_key(&admin_session, first_id, first_client)
-        .await;
+    let deleted = app.delete_key(&admin_session, first_id, first_client).await;
     assert_eq!(deleted.status(), 204);
     for _ in 0..2 {
         app.sign_in(&ana.email, "wrong password!!").await;

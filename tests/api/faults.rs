@@ -669,14 +669,13 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
         .await;
     assert_eq!(revoked.status(), 200);
     let revoked_at = Instant::now();
-    let refused = a
-        .request_token(&victim.key.client_id, victim.secret.expose())
-        .await;
-    assert_eq!(
-        refused.status(),
+    a.token_answer(
+        &victim.key.client_id,
+        victim.secret.expose(),
         401,
-        "refused at once where it was revoked"
-    );
+        "refused at once where it was revoked",
+    )
+    .await;
     loop {
         let refused = b
             .request_token(&victim.key.client_id, victim.secret.expose())

@@ -480,9 +480,7 @@ async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: 
     let (status, _) = post(&app, &ana.session, &format!("/api/v1/keys/{id}/disable")).await;
     assert_eq!(status, 409, "disabled already");
     // Its mark protects it from deletion, as when it was active.
-    let delete = app
-        .delete_key(&ana.session, id, s(&key, "client_id"))
-        .await;
+    let delete = app.delete_key(&ana.session, id, s(&key, "client_id")).await;
     assert_eq!(delete.status(), 409);
 
     let (status, enabled) = post(&app, &ana.session, &format!("/api/v1/keys/{id}/enable")).await;

@@ -158,13 +158,13 @@ async fn a_malformed_secret_is_refused_before_any_database_work(backend: Backend
     // With the database gone, anything that reaches it answers 503...
     app.store.close().await;
     let reaches_db = app
-        .request_token(integration.client_id(), well_formed_but_wrong.expose())
+        .token_answer(
+            integration.client_id(),
+            well_formed_but_wrong.expose(),
+            503,
+            "a well-formed secret needs the database",
+        )
         .await;
-    assert_eq!(
-        reaches_db.status(),
-        503,
-        "a well-formed secret needs the database"
-    );
     assert_eq!(
         json_body(reaches_db).await["error"],
         "temporarily_unavailable"
@@ -244,13 +244,13 @@ async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
     .await;
     assert_eq!(inherited["scope"], "reports:read");
     let response = app
-        .request_token(&narrowed_key.key.client_id, narrowed_key.secret.expose())
+        .token_answer(
+            &narrowed_key.key.client_id,
+            narrowed_key.secret.expose(),
+            400,
+            "a key whose only scope was withdrawn gets nothing",
+        )
         .await;
-    assert_eq!(
-        response.status(),
-        400,
-        "a key whose only scope was withdrawn gets nothing"
-    );
     assert_eq!(json_body(response).await["error"], "invalid_scope");
 }
 

@@ -52,6 +52,19 @@ impl TestApp {
             .await
     }
 
+    /// A token request that must answer `status` (`why` says why it must).
+    pub async fn token_answer(
+        &self,
+        client_id: &str,
+        secret: &str,
+        status: u16,
+        why: &str,
+    ) -> Response {
+        let response = self.request_token(client_id, secret).await;
+        assert_eq!(response.status(), status, "{why}");
+        response
+    }
+
     /// The status a token request for the key answers.
     pub async fn token_status(&self, client_id: &str, secret: &str) -> u16 {
         self.request_token(client_id, secret)

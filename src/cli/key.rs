@@ -19,7 +19,8 @@ use super::user::user_email;
 use crate::domain::{Principal, RateLimit};
 use crate::service::Service;
 use crate::service::keys::{
-    self, ClientAuthSetup, CreatedKey, KeyChange, KeyControls, KeyListing, NewKeyRequest,
+    self, ClientAuthSetup, CreatedKey, KeyChange, KeyControls, KeyListing, KeySummary,
+    NewKeyRequest,
 };
 
 #[derive(Debug, Subcommand)]
@@ -28,10 +29,7 @@ pub enum KeyCommand {
     Create(KeyCreateArgs),
     /// Show one key (never its secret): status, owner, scopes, expiry,
     /// controls.
-    Show {
-        /// The key's id or client ID.
-        key: String,
-    },
+    Show(KeyRef),
     /// List keys (never their secrets).
     List {
         /// Only this user's keys (id or email).
@@ -58,35 +56,27 @@ pub enum KeyCommand {
         grace: Option<Duration>,
     },
     /// Disable a key: refused everywhere at once, like a revoked key, until enabled.
-    Disable {
-        /// The key's id or client ID.
-        key: String,
-    },
+    Disable(KeyRef),
     /// Enable a disabled key again (a revoked key never comes back).
-    Enable {
-        /// The key's id or client ID.
-        key: String,
-    },
+    Enable(KeyRef),
     /// Change a key's name, description, labels, source-address allow-list or rate.
     Update(KeyUpdateArgs),
     /// Revoke a key: it stops getting tokens at once; the row stays for the audit trail.
-    Revoke {
-        /// The key's id or client ID.
-        key: String,
-    },
+    Revoke(KeyRef),
     /// Delete a key entirely.
-    Delete {
-        /// The key's id or client ID.
-        key: String,
-    },
+    Delete(KeyRef),
     /// Make this key the one that signs its owner's webhooks.
-    MarkWebhookSigning {
-        /// The key's id or client ID.
-        key: String,
-    },
+    MarkWebhookSigning(KeyRef),
     /// A key's public keys, for private_key_jwt client authentication (RFC 7523).
     #[command(subcommand)]
     PublicKey(PublicKeyCommand),
+}
+
+/// The one key a command acts on.
+#[derive(Debug, Args)]
+pub struct KeyRef {
+    /// The key's id or client ID.
+    pub key: String,
 }
 
 #[derive(Debug, Args)]
@@ -118,18 +108,8 @@ pub struct KeyCreateArgs {
     /// 10.0.0.0/8,2001:db8::/32 (default: anywhere).
     #[arg(long, value_parser = comma_list, value_name = "CIDRS")]
     pub allow: Option<String>,
-    /// The key's rate for reports and webhooks, e.g. 600/min, 100/10s,
-    /// 5000/h (default: its company's default rate, if any).
-    #[arg(long, value_parser = parse_rate, value_name = "RATE", allow_hyphen_values = true)]
-    pub rate: Option<RateLimit>,
-    /// Requests allowed at once under --rate (default: its request count).
-    #[arg(
-        long,
-        requires = "rate",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub burst: Option<i64>,
+    #[command(flatten)]
+    pub rate: KeyRateArgs,
     /// Allow AWS Signature Version 4 (curl --aws-sigv4, botocore, aws4,
     /// Postman's AWS Signature): the client ID is the access key ID and the
     /// secret the secret access key. The secret is then kept, sealed under
@@ -174,9 +154,25 @@ pub struct KeyUpdateArgs {
     /// '' lets it be used from anywhere.
     #[arg(long, value_parser = comma_list, value_name = "CIDRS")]
     pub allow: Option<String>,
-    /// The key's rate for reports and webhooks from now on, e.g. 600/min.
-    #[arg(long, value_parser = parse_rate, value_name = "RATE", allow_hyphen_values = true,
-          conflicts_with = "no_rate")]
+    #[command(flatten)]
+    pub rate: KeyRateArgs,
+    /// Remove the key's own rate: its company's default applies, if any.
+    #[arg(long, conflicts_with = "rate")]
+    pub no_rate: bool,
+    /// Require a DPoP proof (RFC 9449) with every token request from now on.
+    #[arg(long, conflicts_with = "no_require_dpop")]
+    pub require_dpop: bool,
+    /// Stop requiring a DPoP proof.
+    #[arg(long)]
+    pub no_require_dpop: bool,
+}
+
+/// `--rate` and `--burst`, as `key create` and `key update` take them.
+#[derive(Debug, Args)]
+pub struct KeyRateArgs {
+    /// The key's rate for reports and webhooks, e.g. 600/min, 100/10s,
+    /// 5000/h (a key without one follows its company's default rate, if any).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE", allow_hyphen_values = true)]
     pub rate: Option<RateLimit>,
     /// Requests allowed at once under --rate (default: its request count).
     #[arg(
@@ -186,15 +182,6 @@ pub struct KeyUpdateArgs {
         allow_negative_numbers = true
     )]
     pub burst: Option<i64>,
-    /// Remove the key's own rate: its company's default applies, if any.
-    #[arg(long)]
-    pub no_rate: bool,
-    /// Require a DPoP proof (RFC 9449) with every token request from now on.
-    #[arg(long, conflicts_with = "no_require_dpop")]
-    pub require_dpop: bool,
-    /// Stop requiring a DPoP proof.
-    #[arg(long)]
-    pub no_require_dpop: bool,
 }
 
 /// Runs one `key` command as the operator.
@@ -207,7 +194,7 @@ pub(super) async fn run(
     let settings = service.settings.as_ref();
     match command {
         KeyCommand::PublicKey(command) => public_key::run(command, service, operator, out).await?,
-        KeyCommand::MarkWebhookSigning { key } => {
+        KeyCommand::MarkWebhookSigning(KeyRef { key }) => {
             let marked = keys::mark_webhook_signing(service, operator, &key).await?;
             out.print(
                 serde_json::to_value(&marked).unwrap_or(Value::Null),
@@ -220,7 +207,7 @@ pub(super) async fn run(
                 .then(|| label_pairs(&args.labels))
                 .transpose()?;
             let allowed_sources = args.allow.as_deref().map(allow_list);
-            let rate_limit = rate_with_burst(args.rate, args.burst)?;
+            let rate_limit = rate_with_burst(args.rate.rate, args.rate.burst)?;
             let jwks = args
                 .public_keys
                 .iter()
@@ -280,19 +267,13 @@ pub(super) async fn run(
             );
             print_created_key(out, &rolled.new, settings, Some(&note), &[]);
         }
-        KeyCommand::Disable { key } => {
+        KeyCommand::Disable(KeyRef { key }) => {
             let disabled = keys::disable_key(service, operator, &key).await?;
-            out.print(
-                serde_json::to_value(&disabled).unwrap_or(Value::Null),
-                &format!("disabled {} ({})", disabled.client_id, disabled.name),
-            );
+            print_changed(out, &disabled, "disabled");
         }
-        KeyCommand::Enable { key } => {
+        KeyCommand::Enable(KeyRef { key }) => {
             let enabled = keys::enable_key(service, operator, &key).await?;
-            out.print(
-                serde_json::to_value(&enabled).unwrap_or(Value::Null),
-                &format!("enabled {} ({})", enabled.client_id, enabled.name),
-            );
+            print_changed(out, &enabled, "enabled");
         }
         KeyCommand::Update(args) => {
             let labels = if args.no_labels {
@@ -306,7 +287,7 @@ pub(super) async fn run(
             let rate_limit = if args.no_rate {
                 Some(None)
             } else {
-                rate_with_burst(args.rate, args.burst)?.map(Some)
+                rate_with_burst(args.rate.rate, args.rate.burst)?.map(Some)
             };
             let updated = keys::update_key(
                 service,
@@ -356,7 +337,7 @@ pub(super) async fn run(
             };
             out.print(json!({ "keys": keys }), &human);
         }
-        KeyCommand::Show { key } => {
+        KeyCommand::Show(KeyRef { key }) => {
             let found = keys::find_key(service, operator, &key).await?;
             let mut human = key_line(&found);
             if let Some(description) = &found.description {
@@ -364,14 +345,11 @@ pub(super) async fn run(
             }
             out.print(serde_json::to_value(&found).unwrap_or(Value::Null), &human);
         }
-        KeyCommand::Revoke { key } => {
+        KeyCommand::Revoke(KeyRef { key }) => {
             let revoked = keys::revoke_key(service, operator, &key).await?;
-            out.print(
-                serde_json::to_value(&revoked).unwrap_or(Value::Null),
-                &format!("revoked {} ({})", revoked.client_id, revoked.name),
-            );
+            print_changed(out, &revoked, "revoked");
         }
-        KeyCommand::Delete { key } => {
+        KeyCommand::Delete(KeyRef { key }) => {
             let deleted = keys::delete_key(service, operator, &key, None).await?;
             out.print(
                 json!({ "id": deleted.id, "client_id": deleted.client_id, "deleted": true }),
@@ -380,4 +358,12 @@ pub(super) async fn run(
         }
     }
     Ok(())
+}
+
+/// A changed key as JSON, or `<what> <client ID> (<name>)` for people.
+fn print_changed(out: &Output, key: &KeySummary, what: &str) {
+    out.print(
+        serde_json::to_value(key).unwrap_or(Value::Null),
+        &format!("{what} {} ({})", key.client_id, key.name),
+    );
 }

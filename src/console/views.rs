@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use crate::domain::{GRANTABLE_SCOPES, UnixTime};
 use crate::routes::error::{public_message, status_of};
 use crate::service::ServiceError;
+use crate::service::audit::AuditRow;
 use crate::service::keys::{KeyStatus, KeySummary};
 use crate::service::users::UserSummary;
-use crate::storage::AuditRow;
 
 mod exchange;
 mod public_keys;

@@ -6,6 +6,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -54,8 +55,8 @@ impl WebhookSigningKey {
     /// The Standard Webhooks signature of one delivery:
     /// `v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`.
     pub fn sign(&self, message_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
         mac.update(message_id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
@@ -67,16 +68,11 @@ impl WebhookSigningKey {
 
 /// HKDF-SHA256 (RFC 5869) with an empty salt, 32 bytes of output.
 fn hkdf_sha256(input_key: &[u8], info: &[u8]) -> [u8; KEY_LEN] {
-    let mut extract = Hmac::<Sha256>::new_from_slice(&[0u8; 32])
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    extract.update(input_key);
-    let pseudorandom_key = extract.finalize().into_bytes();
-    // One block of output is all 32 bytes need: T(1) = HMAC(PRK, info ‖ 0x01).
-    let mut expand = Hmac::<Sha256>::new_from_slice(&pseudorandom_key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    expand.update(info);
-    expand.update(&[1]);
-    expand.finalize().into_bytes().into()
+    let mut okm = [0u8; KEY_LEN];
+    Hkdf::<Sha256>::new(None, input_key)
+        .expand(info, &mut okm)
+        .expect("32 bytes is within HKDF-SHA256's 8160-byte limit");
+    okm
 }
 
 #[cfg(test)]

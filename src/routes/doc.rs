@@ -534,7 +534,7 @@ pub struct RateLimitDoc {
 /// One page of audit events, oldest first.
 #[derive(Serialize, ToSchema)]
 pub struct AuditPage {
-    events: Vec<crate::storage::AuditRow>,
+    events: Vec<crate::service::audit::AuditRow>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     next_cursor: Option<String>,
 }

@@ -21,9 +21,8 @@ use super::error::ApiError;
 use super::keys::MANAGEMENT_BODY_LIMIT;
 use super::{AppState, Caller};
 use crate::domain::UserStatus;
-use crate::service::audit;
+use crate::service::audit::{self, AuditFilter};
 use crate::service::{tenants, users};
-use crate::storage::AuditFilter;
 
 /// The company's users with their sign-in locks (`users:manage`).
 #[utoipa::path(

@@ -88,7 +88,7 @@ impl OpenKey {
             id: key.id().to_owned(),
             // 32 bytes always make an AES-256 key.
             aead: RandomizedNonceKey::new(&AES_256_GCM, key.expose())
-                .unwrap_or_else(|_| unreachable!("a master key is 32 bytes")),
+                .expect("a master key is 32 bytes"),
             prk: aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"keyport derived keys")
                 .extract(key.expose()),
         }

@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use super::{Result, Service, ServiceError, authz};
 use crate::domain::{AUDIT_READ, Principal, now};
-use crate::storage::{AuditFilter, AuditRow, Store};
+use crate::storage::Store;
+/// What an audit query asks for and what it answers: handed up to routes/
+/// and the console as they are.
+pub use crate::storage::{AuditFilter, AuditRow};
 use crate::telemetry::request;
 
 /// One event about to be stored.

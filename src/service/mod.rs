@@ -48,7 +48,10 @@ use std::time::Duration;
 
 use crate::config::Settings;
 use crate::domain::{Role, ScopeSet};
-use crate::storage::{StorageError, Store};
+/// How the database failed, inside `ServiceError::Storage`: routes map it
+/// to a status without reaching into storage/.
+pub use crate::storage::StorageError;
+use crate::storage::Store;
 use crate::tokens::RevokedTokens;
 use credential_cache::CredentialCache;
 use rate_limit::RateLimiter;

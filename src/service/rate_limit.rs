@@ -143,10 +143,9 @@ pub struct RateLimitCounters {
 
 impl RateLimitCounters {
     fn new() -> Self {
-        // Valid names and help texts: these cannot fail.
-        let counter = |name: &str, help: &str| {
-            IntCounter::new(name, help).unwrap_or_else(|_| unreachable!("valid metric {name}"))
-        };
+        // The names and help texts are constants: these cannot fail.
+        let counter =
+            |name: &str, help: &str| IntCounter::new(name, help).expect("a valid counter");
         RateLimitCounters {
             refused: counter(
                 "keyport_rate_limit_refused_total",
@@ -160,7 +159,7 @@ impl RateLimitCounters {
                 "keyport_rate_limit_redis_available",
                 "1 while Redis answers the rate-limit checks; 0 when it does not or is not configured",
             )
-            .unwrap_or_else(|_| unreachable!("valid metric")),
+            .expect("a valid gauge"),
         }
     }
 }

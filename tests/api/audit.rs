@@ -4,7 +4,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, json_body, spawn_app_with};
+use crate::helpers::Sent as _;
+use crate::helpers::{Backend, json_body, spawn_acme, spawn_app_with};
+use crate::helpers::{GRANTABLE, audit_events};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -31,9 +33,8 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
         let created = json_body(
             app.api(Method::POST, "/api/v1/keys", &admin_session)
                 .json(&json!({"name": name}))
-                .send()
-                .await
-                .unwrap(),
+                .sent()
+                .await,
         )
         .await;
         secrets.push(created["client_secret"].as_str().unwrap().to_owned());
@@ -44,42 +45,22 @@ async fn the_audit_trail_records_key_and_sign_in_events_without_secrets(backend:
     }
     let (first_id, first_client) = &ids[0];
     let (second_id, _) = &ids[1];
-    app.call(
-        Method::POST,
+    app.post(
         &format!("/api/v1/keys/{second_id}/webhook-signing"),
         &admin_session,
     )
     .await;
-    app.call(
-        Method::POST,
-        &format!("/api/v1/keys/{first_id}/revoke"),
-        &admin_session,
-    )
-    .await;
-    let deleted = app
-        .api(
-            Method::DELETE,
-            &format!("/api/v1/keys/{first_id}"),
-            &admin_session,
-        )
-        .json(&json!({"confirm": format!("delete {first_client}")}))
-        .send()
-        .await
-        .unwrap();
+    app.post(&format!("/api/v1/keys/{first_id}/revoke"), &admin_session)
+        .await;
+    let deleted = app.delete_key(&admin_session, first_id, first_client).await;
     assert_eq!(deleted.status(), 204);
     for _ in 0..2 {
         app.sign_in(&ana.email, "wrong password!!").await;
     }
-    app.call(
-        Method::POST,
-        &format!("/api/v1/users/{}/unlock", ana.id),
-        &admin_session,
-    )
-    .await;
-
-    let response = app
-        .call(Method::GET, "/api/v1/audit?limit=500", &admin_session)
+    app.post(&format!("/api/v1/users/{}/unlock", ana.id), &admin_session)
         .await;
+
+    let response = app.get_as("/api/v1/audit?limit=500", &admin_session).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     for secret in &secrets {
@@ -144,12 +125,7 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
         .user(&acme, "ana@acme.io", "member", "reports:read keys:manage")
         .await;
     let session = app.session_for(&member.email, PASSWORD).await;
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/audit", &session)
-            .await
-            .status(),
-        403
-    );
+    assert_eq!(app.get_as("/api/v1/audit", &session).await.status(), 403);
 
     let globex = app.tenant("Globex").await;
     let globex_admin = app
@@ -158,9 +134,8 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
     let globex_session = app.session_for(&globex_admin.email, PASSWORD).await;
     app.api(Method::POST, "/api/v1/keys", &session)
         .json(&json!({"name": "acme key"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let seen = app.get_json("/api/v1/audit", &globex_session).await;
     assert!(
         seen["events"]
@@ -171,13 +146,103 @@ async fn only_admins_read_the_audit_trail_and_only_their_tenants(backend: Backen
     );
     for bad in ["?limit=0", "?since=yesterday", "?cursor=zzz", "?colour=red"] {
         let response = app
-            .call(Method::GET, &format!("/api/v1/audit{bad}"), &globex_session)
+            .get_as(&format!("/api/v1/audit{bad}"), &globex_session)
             .await;
         assert_eq!(response.status(), 400, "{bad}");
     }
 }
 
+/// The audit trail names the credential that acted, not only the user:
+/// revocations through x-api-key, through an access token and through a
+/// session each carry their credential.
+async fn audit_events_name_the_credential_that_acted(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let acting = app.key(&ana.email, None).await; // signs webhooks
+    let first = app.key(&ana.email, None).await.key.client_id.clone();
+    let second = app.key(&ana.email, None).await.key.client_id.clone();
+    let acting_id = acting.key.client_id.clone();
+
+    let by_key = app
+        .request_with_key(
+            Method::POST,
+            &format!("/api/v1/keys/{first}/revoke"),
+            acting.secret.expose(),
+        )
+        .sent()
+        .await;
+    assert_eq!(by_key.status(), 200);
+    let t = app
+        .narrowed_token(&acting_id, acting.secret.expose(), None)
+        .await;
+    let by_token = app.post(&format!("/api/v1/keys/{second}/revoke"), &t).await;
+    assert_eq!(by_token.status(), 200);
+    let third = app.key(&ana.email, None).await.key.client_id.clone();
+    let by_session = app
+        .post(&format!("/api/v1/keys/{third}/revoke"), &acme.admin_session)
+        .await;
+    assert_eq!(by_session.status(), 200);
+
+    let event = |target: String| {
+        let session = acme.admin_session.clone();
+        let app = &app;
+        async move {
+            let events = audit_events(
+                app,
+                &session,
+                &[("action", "key.revoke"), ("target", &target)],
+            )
+            .await;
+            assert_eq!(events.len(), 1, "{target}: {events:?}");
+            events[0].clone()
+        }
+    };
+    let e = event(first).await;
+    assert_eq!(e["credential_kind"], "api_key", "{e}");
+    assert_eq!(e["credential_id"], acting_id.as_str(), "{e}");
+    assert_eq!(e["actor"], ana.id.as_str(), "{e}");
+    let e = event(second).await;
+    assert_eq!(e["credential_kind"], "access_token", "{e}");
+    assert_eq!(e["credential_id"], acting_id.as_str(), "{e}");
+    let e = event(third).await;
+    assert_eq!(e["credential_kind"], "session", "{e}");
+    let session_id = e["credential_id"].as_str().expect("a session id");
+    assert!(!session_id.is_empty());
+    assert!(
+        !acme.admin_session.contains(session_id) && !session_id.contains(&acme.admin_session),
+        "the audit trail holds the session token"
+    );
+}
+
+/// A failed sign-in is recorded as anonymous, not with the victim's user id
+/// as the actor, as if the victim had acted.
+async fn a_failed_sign_in_is_recorded_as_anonymous(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", "reports:read").await;
+    app.set_password(&ana.email, PASSWORD).await;
+
+    assert_eq!(
+        app.sign_in(&ana.email, "not the password at all")
+            .await
+            .status(),
+        401
+    );
+
+    let events = audit_events(
+        &app,
+        &acme.admin_session,
+        &[("action", "session.sign_in_failed"), ("target", &ana.email)],
+    )
+    .await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["actor"], "anonymous");
+    assert_eq!(events[0]["credential_kind"], "none");
+    assert!(events[0]["credential_id"].is_null());
+}
+
 crate::on_both_backends!(
     the_audit_trail_records_key_and_sign_in_events_without_secrets,
     only_admins_read_the_audit_trail_and_only_their_tenants,
+    audit_events_name_the_credential_that_acted,
+    a_failed_sign_in_is_recorded_as_anonymous,
 );

@@ -6,7 +6,18 @@
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Cred, Integration, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::Sent as _;
+use crate::helpers::{
+    Backend, Cred, Integration, TestApp, json_body, spawn_acme, spawn_app, spawn_app_with,
+};
+use crate::helpers::{audit_events, create_key_as, keys_of, status_and_text, whoami_status};
+
+/// Exchange rules may name plain-HTTP and private issuers (the table's
+/// issuers are served by this test process).
+const LOCAL_ISSUERS: &[(&str, &str)] = &[
+    ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
+    ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
+];
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Everything a user can be granted; admins also hold the admin scopes.
@@ -207,8 +218,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         .narrowed_token(&l.key.client_id, l.secret.expose(), None)
         .await;
     let revoked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", l.key.client_id),
             &admin_session,
         )
@@ -224,11 +234,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         .narrowed_token(&k4.key.client_id, k4.secret.expose(), None)
         .await;
     let disabled = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/users/{}/disable", a4.id),
-            &admin_session,
-        )
+        .post(&format!("/api/v1/users/{}/disable", a4.id), &admin_session)
         .await;
     let disabled_status = disabled.status();
     assert_eq!(
@@ -390,12 +396,8 @@ async fn prepare(
         Op::EnableKey => {
             let key = fresh_key(app, fx, n).await;
             // Disabled first by A1, so enabling has something to do.
-            app.call(
-                Method::POST,
-                &format!("/api/v1/keys/{key}/disable"),
-                &fx.admin_session,
-            )
-            .await;
+            app.post(&format!("/api/v1/keys/{key}/disable"), &fx.admin_session)
+                .await;
             (Method::POST, format!("/api/v1/keys/{key}/enable"), None)
         }
         Op::RollOthersKey => {
@@ -468,12 +470,8 @@ async fn prepare(
         Op::EnableUser => {
             let id = fresh_user(app, fx, n).await;
             // Disabled first by A1, so enabling has something to do.
-            app.call(
-                Method::POST,
-                &format!("/api/v1/users/{id}/disable"),
-                &fx.admin_session,
-            )
-            .await;
+            app.post(&format!("/api/v1/users/{id}/disable"), &fx.admin_session)
+                .await;
             (Method::POST, format!("/api/v1/users/{id}/enable"), None)
         }
         Op::UnlockUser => (
@@ -525,14 +523,7 @@ fn answer_fits(want: Want, status: u16, error: Option<&str>) -> bool {
 
 /// The whole table on one app: fixtures once, then one request per cell.
 async fn every_operation_answers_every_principal_as_the_table_says(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("KEYPORT_EXCHANGE_ALLOW_HTTP", "true"),
-            ("KEYPORT_EXCHANGE_ALLOW_PRIVATE_TARGETS", "true"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, LOCAL_ISSUERS).await;
     let fx = fixture(&app).await;
 
     let mut failures = Vec::new();
@@ -545,7 +536,7 @@ async fn every_operation_answers_every_principal_as_the_table_says(backend: Back
             if let Some(body) = &body {
                 builder = builder.json(body);
             }
-            let response: Response = builder.send().await.unwrap();
+            let response: Response = builder.sent().await;
             let status = response.status().as_u16();
             let text = response.text().await.unwrap_or_default();
             let error = serde_json::from_str::<Value>(&text)
@@ -623,13 +614,170 @@ async fn admin_scopes_are_implicit_for_admins_and_listed_in_discovery(backend: B
     let asked = app
         .api(Method::POST, "/api/v1/keys", &member_session)
         .json(&json!({"name": "escalate", "scopes": ["users:manage"]}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(asked.status(), 422, "a member asked for an admin scope");
+}
+
+/// An admin's key scoped reports:read (x-api-key), and a token narrowed to
+/// reports:read from the admin's full key, pass no admin check: the
+/// credential's scopes count, not only the owner's role.
+async fn a_reports_read_key_or_token_of_an_admin_gets_no_management_rights(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let full = app.key(&acme.admin.email, None).await;
+    let reader = app.key(&acme.admin.email, Some("reports:read")).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    app.key(&ana.email, None).await;
+    let other = app.key(&ana.email, None).await.key.client_id.clone();
+    let narrowed = app
+        .narrowed_token(
+            &full.key.client_id,
+            full.secret.expose(),
+            Some("reports:read"),
+        )
+        .await;
+
+    let operations = [
+        (Method::GET, "/api/v1/users".to_owned(), None),
+        (Method::GET, "/api/v1/audit".to_owned(), None),
+        (
+            Method::POST,
+            format!("/api/v1/users/{}/unlock", ana.id),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/tenant/policy".to_owned(),
+            Some(json!({"api_only_users": true})),
+        ),
+        (Method::POST, format!("/api/v1/keys/{other}/revoke"), None),
+        (
+            Method::DELETE,
+            format!("/api/v1/keys/{other}"),
+            Some(json!({"confirm": format!("delete {other}")})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/keys/{other}/webhook-signing"),
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (label, cred) in [
+        (
+            "x-api-key scoped reports:read",
+            Cred::ApiKey(reader.secret.expose().to_owned()),
+        ),
+        ("token narrowed to reports:read", Cred::Bearer(narrowed)),
+    ] {
+        assert_eq!(whoami_status(&app, &cred).await, 200, "{label} is live");
+        for (method, path, body) in &operations {
+            let mut builder = app.request(method.clone(), path, &cred);
+            if let Some(body) = body {
+                builder = builder.json(body);
+            }
+            let (status, text) = status_and_text(builder.sent().await).await;
+            let error = serde_json::from_str::<Value>(&text).unwrap_or_default()["error"].clone();
+            if status != 403 || error != "insufficient_scope" {
+                failures.push(format!("{label}: {method} {path} → {status} {text}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "not refused:\n{}", failures.join("\n"));
+    let target = app
+        .get_json(&format!("/api/v1/keys/{other}"), &acme.admin_session)
+        .await;
+    assert_eq!(target["status"], "active");
+    assert_eq!(target["signs_webhooks"], false);
+}
+
+/// A token of key L, L revoked afterwards: the token manages no keys from
+/// then on, though it has not expired.
+async fn a_token_of_a_revoked_key_cannot_create_keys(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    app.key(&ana.email, None).await; // signs webhooks, so L may be revoked
+    let l = app.key(&ana.email, None).await;
+    let t = app
+        .narrowed_token(&l.key.client_id, l.secret.expose(), None)
+        .await;
+    acme.act_on(&app, &format!("/api/v1/keys/{}", l.key.client_id), "revoke")
+        .await;
+
+    let created = create_key_as(&app, &Cred::Bearer(t), json!({"name": "after revoke"})).await;
+
+    assert_eq!(created.status(), 401);
+    assert_eq!(
+        keys_of(&app, &acme.admin_session, &ana.email).await.len(),
+        2,
+        "a key was created"
+    );
+}
+
+/// A disabled admin's token, issued before the disable, tried to change the
+/// tenant policy.
+async fn a_disabled_admins_earlier_token_cannot_change_the_policy(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let bea = acme.employ(&app, "bea", "admin", GRANTABLE).await;
+    let key = app.key(&bea.email, None).await;
+    let t = app
+        .narrowed_token(&key.key.client_id, key.secret.expose(), None)
+        .await;
+    acme.act_on(&app, &format!("/api/v1/users/{}", bea.id), "disable")
+        .await;
+
+    let policy = app
+        .api(Method::PUT, "/api/v1/tenant/policy", &t)
+        .json(&json!({"api_only_users": true}))
+        .sent()
+        .await;
+
+    assert_eq!(policy.status(), 401);
+    let changes = audit_events(
+        &app,
+        &acme.admin_session,
+        &[("action", "tenant.set_policy")],
+    )
+    .await;
+    assert!(changes.is_empty(), "the policy changed: {changes:?}");
+}
+
+/// A token issued while its owner held keys:manage, used after an admin
+/// withdrew it (PATCH permissions to reports:read only).
+async fn a_token_issued_before_keys_manage_was_withdrawn_cannot_create_keys(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let key = app.key(&ana.email, None).await;
+    let t = app
+        .narrowed_token(&key.key.client_id, key.secret.expose(), None)
+        .await;
+    let patched = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", ana.id),
+            &acme.admin_session,
+        )
+        .json(&json!({"permissions": ["reports:read"]}))
+        .sent()
+        .await;
+    assert_eq!(patched.status(), 200, "withdraw keys:manage");
+
+    let created = create_key_as(&app, &Cred::Bearer(t), json!({"name": "stale grant"})).await;
+
+    let status = created.status().as_u16();
+    assert!(status == 403 || status == 401, "got {status}");
+    assert_eq!(
+        keys_of(&app, &acme.admin_session, &ana.email).await.len(),
+        1,
+        "a key was created"
+    );
 }
 
 crate::on_both_backends!(
     every_operation_answers_every_principal_as_the_table_says,
     admin_scopes_are_implicit_for_admins_and_listed_in_discovery,
+    a_reports_read_key_or_token_of_an_admin_gets_no_management_rights,
+    a_token_of_a_revoked_key_cannot_create_keys,
+    a_disabled_admins_earlier_token_cannot_change_the_policy,
+    a_token_issued_before_keys_manage_was_withdrawn_cannot_create_keys,
 );

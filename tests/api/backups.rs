@@ -18,6 +18,7 @@ use keyport::domain::Principal;
 use keyport::service::keys;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TEST_MASTER_KEY, TestDatabase, json_body, spawn_app, spawn_app_on};
 
 const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
@@ -124,9 +125,8 @@ async fn a_backup_under_writes_restores_everything_acknowledged_before_it_began(
                     .post(&push_url)
                     .bearer_auth(&token)
                     .json(&json!({"round": round}))
-                    .send()
-                    .await
-                    .expect("push");
+                    .sent()
+                    .await;
                 assert_eq!(response.status(), 201, "push refused");
                 let body: Value = response.json().await.expect("push json");
                 let id = body["ids"][0].as_str().expect("id").to_owned();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TestDatabase, master_key_env};
 
 const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
@@ -62,6 +63,13 @@ impl Run {
 }
 
 /// The binary, pointed at a database of its own.
+/// The arguments of `keyport key create` for `email`'s key `name`.
+fn key_create_args<'a>(email: &'a str, name: &'a str, options: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["key", "create", "--user", email, "--name", name];
+    args.extend_from_slice(options);
+    args
+}
+
 struct Keyport {
     db: TestDatabase,
     env: Vec<(String, String)>,
@@ -191,8 +199,17 @@ impl Keyport {
     }
 
     async fn key(&self, email: &str, name: &str) -> Value {
-        self.json(&["key", "create", "--user", email, "--name", name])
-            .await
+        self.key_with(email, name, &[]).await
+    }
+
+    /// `keyport key create --user <email> --name <name> <options…>`, as run.
+    async fn key_create(&self, email: &str, name: &str, options: &[&str]) -> Run {
+        self.run(&key_create_args(email, name, options)).await
+    }
+
+    /// `keyport key create` with `options`, which must succeed: its JSON.
+    async fn key_with(&self, email: &str, name: &str, options: &[&str]) -> Value {
+        self.json(&key_create_args(email, name, options)).await
     }
 
     /// A tenant and an admin user with every permission; returns the email.
@@ -359,20 +376,18 @@ async fn a_created_key_carries_its_client_id_and_a_kps_secret_in_json(backend: B
     let (tenant, email) = keyport.owner().await;
 
     let created = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
+        .key_with(
             &email,
-            "--name",
             "ERP nightly sync",
-            "--scopes",
-            "reports:read,webhooks:write",
-            "--expires-in",
-            "30d",
-            "--ttl",
-            "600s",
-        ])
+            &[
+                "--scopes",
+                "reports:read,webhooks:write",
+                "--expires-in",
+                "30d",
+                "--ttl",
+                "600s",
+            ],
+        )
         .await;
     assert!(Uuid::parse_str(str_of(&created, "id")).is_ok(), "{created}");
     let client_id = str_of(&created, "client_id");
@@ -416,17 +431,7 @@ async fn a_created_key_carries_its_client_id_and_a_kps_secret_in_json(backend: B
 async fn key_create_sigv4_allows_signing_and_listings_say_which_keys_do(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
-    let signing = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
-            &email,
-            "--name",
-            "SQL Account",
-            "--sigv4",
-        ])
-        .await;
+    let signing = keyport.key_with(&email, "SQL Account", &["--sigv4"]).await;
     assert_eq!(signing["sigv4"], true, "{signing}");
     let plain = keyport.key(&email, "plain").await;
     assert_eq!(plain["sigv4"], false, "{plain}");
@@ -476,16 +481,7 @@ async fn without_json_key_create_shows_the_client_id_and_the_secret_once(backend
     let (_, email) = keyport.owner().await;
 
     let run = keyport
-        .run(&[
-            "key",
-            "create",
-            "--user",
-            &email,
-            "--name",
-            "Billing export",
-            "--ttl",
-            "10m",
-        ])
+        .key_create(&email, "Billing export", &["--ttl", "10m"])
         .await;
     run.assert_success();
     let client_id = labelled(&run.stdout, "client_id:");
@@ -640,16 +636,7 @@ async fn human_output_shows_rfc3339_utc_times_with_a_hint_and_json_keeps_unix_se
     let keyport = Keyport::new(backend).await;
     let (tenant, email) = keyport.owner().await;
     let key = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
-            &email,
-            "--name",
-            "dated",
-            "--expires-in",
-            "90d",
-        ])
+        .key_with(&email, "dated", &["--expires-in", "90d"])
         .await;
     assert!(
         key["expires_at"].is_i64(),
@@ -777,18 +764,11 @@ async fn one_key_is_shown_by_id_or_client_id_without_its_secret(backend: Backend
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
     let created = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
+        .key_with(
             &email,
-            "--name",
             "shown",
-            "--description",
-            "nightly export",
-            "--expires-in",
-            "30d",
-        ])
+            &["--description", "nightly export", "--expires-in", "30d"],
+        )
         .await;
     let client_id = str_of(&created, "client_id");
     for reference in [client_id, str_of(&created, "id")] {
@@ -1108,16 +1088,11 @@ async fn scopes_beyond_the_owners_permissions_are_refused(backend: Backend) {
 
     // Within the permissions it works.
     let ok = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
+        .key_with(
             "gavin@hooli.example",
-            "--name",
             "modest",
-            "--scopes",
-            "reports:read",
-        ])
+            &["--scopes", "reports:read"],
+        )
         .await;
     assert_eq!(ok["scopes"], serde_json::json!(["reports:read"]));
 }
@@ -1300,16 +1275,7 @@ async fn an_unparseable_expiry_is_refused_with_a_usage_error(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
     let run = keyport
-        .run(&[
-            "key",
-            "create",
-            "--user",
-            &email,
-            "--name",
-            "x",
-            "--expires-in",
-            "soon",
-        ])
+        .key_create(&email, "x", &["--expires-in", "soon"])
         .await;
     run.assert_exit(2);
     assert!(
@@ -1723,11 +1689,7 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client");
-    let health = client
-        .get(server.url("/healthz"))
-        .send()
-        .await
-        .expect("GET /healthz");
+    let health = client.get(server.url("/healthz")).sent().await;
     assert_eq!(health.status(), 200, "log:\n{}", server.log());
     let health: Value = health.json().await.expect("healthz JSON");
     assert_eq!(health["status"], "ok");
@@ -1741,18 +1703,11 @@ async fn serve_starts_on_a_fresh_database_and_issues_tokens_to_curl(backend: Bac
         ])
         .await;
     let key = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
+        .key_with(
             &email,
-            "--name",
             "curl",
-            "--scopes",
-            "reports:read",
-            "--ttl",
-            "600s",
-        ])
+            &["--scopes", "reports:read", "--ttl", "600s"],
+        )
         .await;
 
     let token = curl_token(
@@ -2007,17 +1962,7 @@ async fn public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret(backe
     let second = jwk_file("second.json", "second");
 
     let created = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
-            &email,
-            "--name",
-            "jwt only",
-            "--no-secret",
-            "--public-key",
-            &first,
-        ])
+        .key_with(&email, "jwt only", &["--no-secret", "--public-key", &first])
         .await;
     assert!(created.get("client_secret").is_none(), "{created}");
     assert_eq!(
@@ -2031,17 +1976,7 @@ async fn public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret(backe
         .unwrap()
         .to_owned();
     let human = keyport
-        .run(&[
-            "key",
-            "create",
-            "--user",
-            &email,
-            "--name",
-            "human",
-            "--no-secret",
-            "--public-key",
-            &second,
-        ])
+        .key_create(&email, "human", &["--no-secret", "--public-key", &second])
         .await;
     human.assert_success();
     assert!(!human.stdout.contains("kps_"), "{}", human.describe());
@@ -2119,17 +2054,7 @@ async fn public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret(backe
 async fn key_create_and_update_set_require_dpop_and_listings_show_it(backend: Backend) {
     let keyport = Keyport::new(backend).await;
     let (_, email) = keyport.owner().await;
-    let bound = keyport
-        .json(&[
-            "key",
-            "create",
-            "--user",
-            &email,
-            "--name",
-            "bound",
-            "--require-dpop",
-        ])
-        .await;
+    let bound = keyport.key_with(&email, "bound", &["--require-dpop"]).await;
     assert_eq!(bound["require_dpop"], true, "{bound}");
     let client_id = str_of(&bound, "client_id").to_owned();
     let listing = keyport.run(&["key", "list", "--user", &email]).await;

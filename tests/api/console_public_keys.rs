@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::console_webhooks::{Person, hidden};
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, spawn_app};
 
 async fn post(
@@ -104,9 +105,8 @@ async fn a_key_owner_adds_and_removes_public_keys_from_the_console(backend: Back
             ),
             ("client_assertion", assertion.as_str()),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{body}");

@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION};
 
 use crate::console::{BROWSER, CHROMIUM, node, tail};
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, ServedBinary, TestApp, TestDatabase, master_key_env, spawn_app_with,
 };
@@ -76,9 +77,8 @@ impl Person {
             .client
             .get(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
-            .send()
-            .await
-            .expect("GET");
+            .sent()
+            .await;
         Self::read(response).await
     }
 
@@ -109,7 +109,7 @@ impl Person {
         if origin {
             request = request.header("origin", &self.base);
         }
-        Self::read(request.send().await.expect("POST")).await
+        Self::read(request.sent().await).await
     }
 }
 

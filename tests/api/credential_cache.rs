@@ -20,6 +20,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::faults::{FlakyProxy, Link, through_proxy};
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, ServedBinary, TestApp, TestDatabase, json_body, keyport_at,
     settings_for, spawn_app_with, status_and_json,
@@ -112,9 +113,8 @@ async fn token(
         .post(server.url("/oauth/token"))
         .basic_auth(&key.key.client_id, Some(key.secret.expose()))
         .form(&form)
-        .send()
-        .await
-        .expect("token request");
+        .sent()
+        .await;
     status_and_json(response).await
 }
 
@@ -133,9 +133,8 @@ fn claims(token: &str) -> Value {
 async fn cache_metrics(http: &reqwest::Client, server: &ServedBinary) -> (u64, u64, u64, u64) {
     let text = http
         .get(server.url("/metrics"))
-        .send()
+        .sent()
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");
@@ -330,7 +329,7 @@ async fn changes_through_one_instance_or_the_cli_reach_the_other_within_a_second
                 if let Some(body) = body {
                     request = request.json(body);
                 }
-                let response = request.send().await.expect("A answers");
+                let response = request.sent().await;
                 let status = response.status();
                 assert!(status.is_success(), "{what}: {}", json_body(response).await);
                 Instant::now()
@@ -700,14 +699,13 @@ async fn the_instance_that_makes_a_change_shows_it_at_once(backend: Backend) {
     keys::revoke_key(&service, &Principal::operator(), &revoked.key.client_id)
         .await
         .expect("revoke");
-    let refused = app
-        .request_token(&revoked.key.client_id, revoked.secret.expose())
-        .await;
-    assert_eq!(
-        refused.status(),
+    app.token_answer(
+        &revoked.key.client_id,
+        revoked.secret.expose(),
         401,
-        "the revoking instance refuses at once"
-    );
+        "the revoking instance refuses at once",
+    )
+    .await;
 
     keys::disable_key(&service, &Principal::operator(), &disabled.key.client_id)
         .await
@@ -772,19 +770,9 @@ async fn an_unknown_client_id_remembered_is_forgotten_when_another_process_creat
     }
     let client_id = keyport::domain::ClientId::generate().to_string();
     let secret = keyport::domain::ClientSecret::generate();
-    assert_eq!(
-        app.request_token(&client_id, secret.expose())
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.token_status(&client_id, secret.expose()).await, 401);
     let (hits, misses) = app_lookups(&app).await;
-    assert_eq!(
-        app.request_token(&client_id, secret.expose())
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(app.token_status(&client_id, secret.expose()).await, 401);
     assert_eq!(
         app_lookups(&app).await,
         (hits + 1, misses),

@@ -13,11 +13,19 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, Integration, TestApp, claims_of, spawn_app, spawn_app_with,
     spawn_app_with_integration, spawn_sibling,
 };
 use crate::on_both_backends;
+
+/// Every proof needs a server nonce, and a nonce lasts one second.
+const SHORT_NONCES: &[(&str, &str)] = &[
+    ("KEYPORT_DPOP_REQUIRE_NONCE", "true"),
+    ("KEYPORT_DPOP_NONCE_SECONDS", "1"),
+];
 
 /// A client's DPoP key pair (P-256, ES256).
 pub struct DpopKey {
@@ -95,15 +103,16 @@ impl DpopKey {
 }
 
 async fn token_request(app: &TestApp, integration: &Integration, proofs: &[String]) -> Response {
-    let mut request = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials")]);
+    let mut request = client_credentials(
+        &app.client,
+        app.url("/oauth/token"),
+        integration.client_id(),
+        integration.secret(),
+    );
     for proof in proofs {
         request = request.header("DPoP", proof);
     }
-    request.send().await.expect("token request")
+    request.sent().await
 }
 
 /// A DPoP-bound token for `integration`, bound to `key`.
@@ -130,7 +139,7 @@ async fn call(
     for proof in proofs {
         request = request.header("DPoP", proof);
     }
-    request.send().await.expect("request")
+    request.sent().await
 }
 
 /// A refusal at a resource: `status`, the JSON `error` `code`, and for a
@@ -192,13 +201,8 @@ async fn a_token_requested_with_a_proof_is_bound_to_the_proof_key_rfc9449_sectio
 
     // RFC 9449 §6.2: introspection says DPoP and gives `cnf`.
     let response = app
-        .client
-        .post(app.url("/oauth/introspect"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .expect("introspect");
+        .token_call("/oauth/introspect", &integration, &token)
+        .await;
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["active"], true);
     assert_eq!(body["token_type"], "DPoP");
@@ -208,12 +212,8 @@ async fn a_token_requested_with_a_proof_is_bound_to_the_proof_key_rfc9449_sectio
     let metadata: Value = app
         .client
         .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .expect("metadata")
-        .json()
-        .await
-        .expect("json");
+        .sent_json()
+        .await;
     assert_eq!(
         metadata["dpop_signing_alg_values_supported"],
         json!(["ES256", "EdDSA", "RS256"])
@@ -251,9 +251,8 @@ async fn a_bound_token_reaches_whoami_and_records_with_a_proof_each_time_rfc9449
         .header("Authorization", &authorization)
         .header("DPoP", proof)
         .json(&json!({"order": 1}))
-        .send()
-        .await
-        .expect("push");
+        .sent()
+        .await;
     assert_eq!(response.status(), 201);
 
     // `htu` has no query (RFC 9449 §4.2); the request has one.
@@ -559,12 +558,8 @@ async fn a_key_that_requires_dpop_gets_no_token_without_a_proof_rfc9449_section_
         .client
         .get(app.url("/api/v1/keys"))
         .bearer_auth(&manager)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+        .sent_json()
+        .await;
     let row = listed
         .as_array()
         .or_else(|| listed["keys"].as_array())
@@ -586,9 +581,8 @@ async fn a_key_that_requires_dpop_gets_no_token_without_a_proof_rfc9449_section_
         .post(app.url("/api/v1/keys"))
         .bearer_auth(&manager)
         .json(&json!({"name": "bound from birth", "require_dpop": true}))
-        .send()
-        .await
-        .expect("create");
+        .sent()
+        .await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.expect("json");
     assert_eq!(created["require_dpop"], true);
@@ -609,12 +603,7 @@ async fn a_change_of_require_dpop_made_outside_the_server_reaches_its_credential
     // used at all and this would pass without the trigger.
     let started = std::time::Instant::now();
     loop {
-        let ready = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
+        let ready = app.client.get(app.url("/readyz")).sent().await;
         let body: Value = ready.json().await.unwrap_or(Value::Null);
         if body["credential_cache"] == "trusted" {
             break;
@@ -694,14 +683,7 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
 }
 
 async fn with_nonces_on_a_proof_needs_the_server_nonce_rfc9449_section_8(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("KEYPORT_DPOP_REQUIRE_NONCE", "true"),
-            ("KEYPORT_DPOP_NONCE_SECONDS", "1"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, SHORT_NONCES).await;
     let integration = app.integration("member", "reports:read").await;
     let key = DpopKey::new();
     let url = app.url("/oauth/token");
@@ -779,12 +761,8 @@ async fn a_rust_resource_server_checks_proofs_with_the_dpop_token_extractor(back
     let jwks: jsonwebtoken::jwk::JwkSet = app
         .client
         .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+        .sent_json()
+        .await;
     let verifier = TokenVerifier::from_jwks(
         &jwks,
         &app.settings.tokens.issuer,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TestApp, json_body, spawn_app_with};
 use crate::token_exchange::{
     CI_AUDIENCE, CI_ISSUER, Company, JWT, MAIN_BRANCH, add_rule, admit_main_branch,
@@ -367,9 +368,8 @@ async fn external_exchanges_carry_the_company_rate_and_never_outlive_their_subje
             &acme.admin_session,
         )
         .json(&json!({"default_rate_limit": {"requests": 120, "per_seconds": 60}}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200, "{}", json_body(response).await);
     let good = json!({"sub": MAIN_BRANCH, "aud": CI_AUDIENCE});
     let ten_years = 10 * 365 * 86_400;
@@ -459,13 +459,7 @@ async fn other_companies_rules_never_crowd_out_a_companys_own(backend: Backend) 
 
 /// The company id of `company`, read from its admin's own account.
 async fn issuer_tenant(app: &TestApp, company: &Company) -> String {
-    let me = app
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/whoami",
-            &company.admin_session,
-        )
-        .await;
+    let me = app.get_as("/api/v1/whoami", &company.admin_session).await;
     json_body(me).await["tenant_id"]
         .as_str()
         .unwrap()

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, READ_AND_PUSH, ServedBinary, TestApp, TestDatabase, json_body, spawn_app,
     spawn_app_on, spawn_app_with, spawn_sibling, status_and_json,
@@ -35,26 +37,6 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-async fn token_from(
-    http: &reqwest::Client,
-    server: &ServedBinary,
-    id: &str,
-    secret: &str,
-) -> String {
-    let response = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    json_body(response).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// How often each `seq` appears among the records of `collection`.
 async fn seq_counts(
     http: &reqwest::Client,
@@ -69,7 +51,7 @@ async fn seq_counts(
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let response = http.get(url).bearer_auth(token).send().await.unwrap();
+        let response = http.get(url).bearer_auth(token).sent().await;
         assert_eq!(response.status(), 200);
         let page = json_body(response).await;
         for record in page["records"].as_array().unwrap() {
@@ -93,13 +75,9 @@ async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Bac
     let http = http();
     let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
     let mut server = start_server(&setup.db.url, &issuer);
-    let token = token_from(
-        &http,
-        &server,
-        integration.client_id(),
-        integration.secret(),
-    )
-    .await;
+    let token = server
+        .token(&http, integration.client_id(), integration.secret())
+        .await;
 
     let outcomes: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
     let answered = Arc::new(AtomicUsize::new(0));
@@ -170,9 +148,8 @@ async fn answered_pushes_survive_kill_9_and_retries_store_each_once(backend: Bac
                 .bearer_auth(&token)
                 .header("Idempotency-Key", &seq)
                 .json(&json!({ "seq": seq }))
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             assert_eq!(response.status(), 201, "retry of {seq}");
             response.headers().contains_key("idempotent-replayed")
         }
@@ -290,7 +267,7 @@ struct Timed {
 
 async fn timed(request: reqwest::RequestBuilder) -> Timed {
     let started = Instant::now();
-    let response = request.send().await.expect("an answer, not a hang");
+    let response = request.sent().await;
     let took = started.elapsed();
     let status = response.status();
     let retry_after = response.headers().contains_key("retry-after");
@@ -356,10 +333,12 @@ async fn a_postgres_outage_answers_503_quickly_and_service_returns_without_resta
             ("readyz", app.client.get(app.url("/readyz")), "unavailable"),
             (
                 "token request",
-                app.client
-                    .post(app.url("/oauth/token"))
-                    .basic_auth(integration.client_id(), Some(integration.secret()))
-                    .form(&[("grant_type", "client_credentials")]),
+                client_credentials(
+                    &app.client,
+                    app.url("/oauth/token"),
+                    integration.client_id(),
+                    integration.secret(),
+                ),
                 "temporarily_unavailable",
             ),
         ];
@@ -418,9 +397,8 @@ async fn a_postgres_outage_answers_503_quickly_and_service_returns_without_resta
             back.elapsed()
         );
         assert_eq!(
-            app.request_token(integration.client_id(), integration.secret())
-                .await
-                .status(),
+            app.token_status(integration.client_id(), integration.secret())
+                .await,
             200,
             "{outage:?}: tokens again"
         );
@@ -492,26 +470,21 @@ async fn a_read_only_sqlite_database_serves_reads_and_refuses_writes_cleanly() {
     let issuer = [("KEYPORT_ISSUER", setup.settings.tokens.issuer.as_str())];
     let server = start_server(&url, &issuer);
     let http = http();
-    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    let ready = http.get(server.url("/readyz")).sent().await;
     assert_eq!(ready.status(), 200, "{}", server.log());
     let pulled = http
         .get(server.url("/api/v1/reports/kept"))
         .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pulled.status(), 200);
     assert_eq!(
         json_body(pulled).await["records"].as_array().unwrap().len(),
         3
     );
-    let fresh = token_from(
-        &http,
-        &server,
-        integration.client_id(),
-        integration.secret(),
-    )
-    .await;
+    let fresh = server
+        .token(&http, integration.client_id(), integration.secret())
+        .await;
 
     let writes = [
         (
@@ -536,9 +509,8 @@ async fn a_read_only_sqlite_database_serves_reads_and_refuses_writes_cleanly() {
     let again = http
         .get(server.url("/api/v1/reports/kept"))
         .bearer_auth(&fresh)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(again.status(), 200);
     assert!(
         server.log().contains("readonly"),
@@ -682,9 +654,8 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
     let victim = a.key(&email, None).await;
     for _ in 0..2 {
         assert_eq!(
-            b.request_token(&victim.key.client_id, victim.secret.expose())
-                .await
-                .status(),
+            b.token_status(&victim.key.client_id, victim.secret.expose())
+                .await,
             200
         );
     }
@@ -694,19 +665,17 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
             &format!("/api/v1/keys/{}/revoke", victim.key.id),
             &session,
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(revoked.status(), 200);
     let revoked_at = Instant::now();
-    let refused = a
-        .request_token(&victim.key.client_id, victim.secret.expose())
-        .await;
-    assert_eq!(
-        refused.status(),
+    a.token_answer(
+        &victim.key.client_id,
+        victim.secret.expose(),
         401,
-        "refused at once where it was revoked"
-    );
+        "refused at once where it was revoked",
+    )
+    .await;
     loop {
         let refused = b
             .request_token(&victim.key.client_id, victim.secret.expose())
@@ -731,14 +700,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
     // revocation refresh interval (1 s).
     let doomed = a.token_for(&integration).await;
     assert_eq!(b.pull(&doomed, "both", "").await.status(), 200);
-    let revoked = a
-        .client
-        .post(a.url("/oauth/revoke"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("token", doomed.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let revoked = a.token_call("/oauth/revoke", &integration, &doomed).await;
     assert_eq!(revoked.status(), 200);
     let revoked_at = Instant::now();
     while b.pull(&doomed, "both", "").await.status() != 401 {
@@ -761,14 +723,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
     let rotated = Instant::now();
     let kid_of = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
     loop {
-        let jwks = json_body(
-            b.client
-                .get(b.url("/.well-known/jwks.json"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let jwks = json_body(b.client.get(b.url("/.well-known/jwks.json")).sent().await).await;
         let published = jwks["keys"]
             .as_array()
             .unwrap()
@@ -807,7 +762,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
             .api(Method::POST, "/api/v1/keys", &session)
             .json(&json!({"name": format!("race {n}")}));
         async move {
-            let response = request.send().await.unwrap();
+            let response = request.sent().await;
             status_and_json(response).await
         }
     });
@@ -826,13 +781,7 @@ async fn two_instances_on_one_database_agree(backend: Backend) {
             .map(|(s, b)| (s, &b["error"]))
             .collect::<Vec<_>>()
     );
-    let listed = json_body(
-        a.api(Method::GET, "/api/v1/keys", &session)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let listed = json_body(a.api(Method::GET, "/api/v1/keys", &session).sent().await).await;
     let active = listed["keys"]
         .as_array()
         .expect("a key list")

@@ -5,9 +5,10 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with,
-    spawn_app_with_integration,
+    Backend, READ_AND_PUSH, TestApp, header, json_body, spawn_app, spawn_app_with,
+    spawn_app_with_integration, spawn_app_with_token,
 };
 
 /// With no issuer configured, the metadata names the port the server really
@@ -25,15 +26,7 @@ async fn the_metadata_follows_the_bound_port_when_no_issuer_is_set(backend: Back
 
     // Follow the metadata, as PyJWKClient or openid-client would.
     let jwks_uri = metadata["jwks_uri"].as_str().unwrap();
-    let jwks: Value = app
-        .client
-        .get(jwks_uri)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = app.client.get(jwks_uri).sent().await.json().await.unwrap();
     let integration = app.integration("member", "reports:read").await;
     let token = app.token_for(&integration).await;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
@@ -64,8 +57,7 @@ async fn the_metadata_follows_the_bound_port_when_no_issuer_is_set(backend: Back
 /// Polling a collection nobody has pushed to yet is a normal, empty page;
 /// 404 is for a record id that does not exist.
 async fn an_empty_report_is_an_empty_page(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
     let response = app.pull(&token, "never-pushed", "").await;
     assert_eq!(response.status(), 200);
@@ -87,8 +79,7 @@ async fn an_empty_report_is_an_empty_page(backend: Backend) {
 /// Numbers keep every digit, strings every byte, members their order; a
 /// member named twice is refused instead of one of them being dropped.
 async fn records_come_back_as_they_were_pushed(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     let pushed = r#"{"z_first": 1, "big": 123456789012345678901234567890, "price": 1.10, "text": "caf\u00e9 \"q\"", "nested": {"b": [1, 2.50e3], "a": null}}"#;
     let response = app
         .client
@@ -96,9 +87,8 @@ async fn records_come_back_as_they_were_pushed(backend: Backend) {
         .bearer_auth(&token)
         .header("content-type", "application/json")
         .body(pushed)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 201);
 
     let page = app.pull(&token, "fidelity", "").await.text().await.unwrap();
@@ -115,9 +105,8 @@ async fn records_come_back_as_they_were_pushed(backend: Backend) {
             .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(twice)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 400, "{twice}");
         let body = json_body(response).await;
         assert_eq!(body["error"], "invalid_json");
@@ -159,7 +148,7 @@ async fn answers_to_credentials_are_never_cached(backend: Backend) {
             ("token", app.api(Method::GET, path, &token)),
             ("session", app.api(Method::GET, path, &session)),
         ] {
-            let response = request.send().await.unwrap();
+            let response = request.sent().await;
             assert!(
                 response.status().is_success(),
                 "{how} {path}: {}",
@@ -179,12 +168,7 @@ async fn answers_to_credentials_are_never_cached(backend: Backend) {
     }
     // Public documents stay cacheable.
     let jwks = app.get("/.well-known/jwks.json").await;
-    assert!(
-        jwks.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .starts_with("public")
-    );
+    assert!(header(&jwks, "cache-control").starts_with("public"));
 }
 
 async fn bad_token_request(app: &TestApp, client_id: &str, forwarded_for: &str) -> u16 {
@@ -194,9 +178,8 @@ async fn bad_token_request(app: &TestApp, client_id: &str, forwarded_for: &str) 
         .basic_auth(client_id, Some(wrong.expose()))
         .header("x-forwarded-for", forwarded_for)
         .form(&[("grant_type", "client_credentials")])
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -244,9 +227,8 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_the_source(backend: Back
         .post(app.url("/api/v1/session"))
         .header("forwarded", "for=\"[2001:db8::9]:4711\";proto=https")
         .json(&json!({"email": integration.user.email, "password": "not the password"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let session = app
         .session_for(&integration.user.email, "a long enough passphrase")
         .await;

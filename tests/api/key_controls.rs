@@ -7,10 +7,18 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
-    s, spawn_app, spawn_app_with, status_and_json,
+    s, spawn_app, spawn_app_with, status_and_json, strings_in,
 };
+
+/// A roll's grace may last an hour at most; a user may hold five keys.
+const HOUR_GRACE: &[(&str, &str)] = &[
+    ("KEYPORT_MAX_ROLL_GRACE_SECONDS", "3600"),
+    ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "5"),
+];
 
 async fn roll(app: &TestApp, credential: &str, key: &str, body: Option<Value>) -> Response {
     let mut request = app.api(
@@ -21,19 +29,17 @@ async fn roll(app: &TestApp, credential: &str, key: &str, body: Option<Value>) -
     if let Some(body) = body {
         request = request.json(&body);
     }
-    request.send().await.unwrap()
+    request.sent().await
 }
 
 async fn show(app: &TestApp, credential: &str, key: &str) -> Value {
-    let response = app
-        .call(Method::GET, &format!("/api/v1/keys/{key}"), credential)
-        .await;
+    let response = app.get_as(&format!("/api/v1/keys/{key}"), credential).await;
     assert_eq!(response.status(), 200);
     json_body(response).await
 }
 
 async fn post(app: &TestApp, credential: &str, path: &str) -> (u16, Value) {
-    let response = app.call(Method::POST, path, credential).await;
+    let response = app.post(path, credential).await;
     status_and_json(response).await
 }
 
@@ -49,15 +55,16 @@ async fn patch(app: &TestApp, credential: &str, key: &str, body: Value) -> (u16,
 
 /// A token request with the key's credentials: (status, body).
 async fn token_request(app: &TestApp, key: &Value, forwarded_for: Option<&str>) -> (u16, Value) {
-    let mut request = app
-        .client
-        .post(app.url("/oauth/token"))
-        .basic_auth(s(key, "client_id"), Some(s(key, "client_secret")))
-        .form(&[("grant_type", "client_credentials")]);
+    let mut request = client_credentials(
+        &app.client,
+        app.url("/oauth/token"),
+        s(key, "client_id"),
+        s(key, "client_secret"),
+    );
     if let Some(address) = forwarded_for {
         request = request.header("x-forwarded-for", address);
     }
-    let response = request.send().await.unwrap();
+    let response = request.sent().await;
     status_and_json(response).await
 }
 
@@ -67,9 +74,8 @@ async fn with_api_key(app: &TestApp, secret: &str, path: &str) -> (u16, Value) {
         .client
         .get(app.url(path))
         .header("x-api-key", secret)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     status_and_json(response).await
 }
 
@@ -84,7 +90,7 @@ async fn get_as(
     if let Some(address) = forwarded_for {
         request = request.header("x-forwarded-for", address);
     }
-    let response = request.send().await.unwrap();
+    let response = request.sent().await;
     status_and_json(response).await
 }
 
@@ -315,9 +321,8 @@ async fn a_key_cannot_roll_a_key_holding_more_than_itself(backend: Backend) {
             &format!("/api/v1/keys/{}/roll", s(&full, "id")),
             &crate::helpers::Cred::ApiKey(secret.to_owned()),
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(escalate.status(), 403);
     let escalate = json_body(escalate).await;
     assert!(
@@ -335,9 +340,8 @@ async fn a_key_cannot_roll_a_key_holding_more_than_itself(backend: Backend) {
             &format!("/api/v1/keys/{}/roll", s(&narrow, "id")),
             &crate::helpers::Cred::ApiKey(secret.to_owned()),
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(itself.status(), 201, "a key may roll itself");
     assert_eq!(json_body(itself).await["scopes"], json!(["keys:manage"]));
 }
@@ -345,22 +349,14 @@ async fn a_key_cannot_roll_a_key_holding_more_than_itself(backend: Backend) {
 async fn create_key_status(app: &TestApp, credential: &str, body: Value) -> u16 {
     app.api(Method::POST, "/api/v1/keys", credential)
         .json(&body)
-        .send()
+        .sent()
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
 
 async fn a_grace_of_zero_negative_or_above_the_maximum_is_refused(backend: Backend) {
-    let app = spawn_app_with(
-        backend,
-        &[
-            ("KEYPORT_MAX_ROLL_GRACE_SECONDS", "3600"),
-            ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "5"),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(backend, HOUR_GRACE).await;
     let ana = person(&app, "member").await;
     let key = app
         .create_key_over_http(&ana.session, json!({"name": "to roll"}))
@@ -450,9 +446,8 @@ async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: 
                 .post(app.url("/oauth/introspect"))
                 .basic_auth(s(witness, "client_id"), Some(s(witness, "client_secret")))
                 .form(&[("token", token.as_str())])
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             json_body(response).await["active"].clone()
         }
     };
@@ -485,12 +480,7 @@ async fn a_disabled_key_is_refused_everywhere_at_once_and_back_at_once(backend: 
     let (status, _) = post(&app, &ana.session, &format!("/api/v1/keys/{id}/disable")).await;
     assert_eq!(status, 409, "disabled already");
     // Its mark protects it from deletion, as when it was active.
-    let delete = app
-        .api(Method::DELETE, &format!("/api/v1/keys/{id}"), &ana.session)
-        .json(&json!({"confirm": format!("delete {}", s(&key, "client_id"))}))
-        .send()
-        .await
-        .unwrap();
+    let delete = app.delete_key(&ana.session, id, s(&key, "client_id")).await;
     assert_eq!(delete.status(), 409);
 
     let (status, enabled) = post(&app, &ana.session, &format!("/api/v1/keys/{id}/enable")).await;
@@ -778,11 +768,9 @@ async fn bad_key_controls_are_answered_4xx_with_a_clear_message(backend: Backend
         let response = app
             .api(Method::POST, "/api/v1/keys", &ana.session)
             .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let answer = json_body(response).await;
+            .sent()
+            .await;
+        let (status, answer) = status_and_json(response).await;
         assert_eq!(status, 422, "{extra}: {answer}");
         assert_eq!(answer["error"], "invalid_input", "{extra}: {answer}");
         assert!(message(&answer).contains(says), "{extra}: {answer}");
@@ -942,12 +930,7 @@ async fn the_cli_rolls_disables_enables_labels_and_pins_keys(backend: Backend) {
         &["key", "list", "--user", &ana.email, "--label", "env=prod"],
     )
     .await;
-    let listed: Vec<&str> = listed["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| s(k, "client_id"))
-        .collect();
+    let listed = strings_in(&listed, "keys", "client_id");
     assert_eq!(listed, [s(&old, "client_id"), s(&new, "client_id")]);
     let (_, human, _) = keyport(&app, &["key", "list", "--label", "env=dev"]).await;
     assert!(human.contains(s(&other, "client_id")), "{human}");

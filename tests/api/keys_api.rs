@@ -3,7 +3,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app};
+use crate::helpers::Sent as _;
+use crate::helpers::{Backend, TestApp, json_body, spawn_acme, spawn_app};
+use crate::helpers::{Cred, GRANTABLE, create_key_as, keys_of};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -53,9 +55,8 @@ async fn company(app: &TestApp, name: &str) -> Company {
 async fn create_key(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
     app.api(Method::POST, "/api/v1/keys", session)
         .json(&body)
-        .send()
+        .sent()
         .await
-        .unwrap()
 }
 
 async fn keys_are_created_with_the_secret_shown_exactly_once(backend: Backend) {
@@ -80,9 +81,7 @@ async fn keys_are_created_with_the_secret_shown_exactly_once(backend: Backend) {
         "the first key signs webhooks"
     );
 
-    let listed = app
-        .call(Method::GET, "/api/v1/keys", &acme.ana_session)
-        .await;
+    let listed = app.get_as("/api/v1/keys", &acme.ana_session).await;
     let listed_text = listed.text().await.unwrap();
     assert!(!listed_text.contains(&secret), "the list shows the secret");
     let listed: Value = serde_json::from_str(&listed_text).unwrap();
@@ -159,9 +158,8 @@ async fn bad_key_requests_are_clear_errors(backend: Backend) {
         .api(Method::POST, "/api/v1/keys", &acme.ana_session)
         .header("Content-Type", "text/plain")
         .body("name=x")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(not_json.status(), 415);
 }
 
@@ -201,9 +199,7 @@ async fn admins_see_every_key_and_members_only_their_own(backend: Backend) {
     let admin_view = app.get_json("/api/v1/keys", &acme.admin_session).await;
     let ana_view = app.get_json("/api/v1/keys", &acme.ana_session).await;
     // Bob may not manage keys at all: listing them is a key operation too.
-    let bob_view = app
-        .call(Method::GET, "/api/v1/keys", &acme.bob_session)
-        .await;
+    let bob_view = app.get_as("/api/v1/keys", &acme.bob_session).await;
 
     assert_eq!(names(admin_view), vec!["admin's", "ana's"]);
     assert_eq!(names(ana_view), vec!["ana's"]);
@@ -218,23 +214,16 @@ async fn a_member_cannot_revoke_or_delete_a_colleagues_key(backend: Backend) {
     let id = admins_key["id"].as_str().unwrap();
 
     let revoke = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.ana_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
         .await;
     assert_eq!(revoke.status(), 403);
     let delete = app
-        .api(
-            Method::DELETE,
-            &format!("/api/v1/keys/{id}"),
+        .delete_key(
             &acme.ana_session,
+            id,
+            admins_key["client_id"].as_str().unwrap(),
         )
-        .json(&json!({"confirm": format!("delete {}", admins_key["client_id"].as_str().unwrap())}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(delete.status(), 403);
 }
 
@@ -251,15 +240,11 @@ async fn another_tenants_key_does_not_exist_for_you(backend: Backend) {
         format!("/api/v1/keys/{id}"),
         format!("/api/v1/keys/{client_id}"),
     ] {
-        let response = app.call(Method::GET, &path, &acme.admin_session).await;
+        let response = app.get_as(&path, &acme.admin_session).await;
         assert_eq!(response.status(), 404, "{path}");
     }
     let revoke = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.admin_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.admin_session)
         .await;
     assert_eq!(revoke.status(), 404);
     let key_still_works = app
@@ -276,11 +261,7 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
     let id = key["id"].as_str().unwrap();
 
     let revoked = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.ana_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
         .await;
     assert_eq!(revoked.status(), 200);
     let revoked = json_body(revoked).await;
@@ -288,16 +269,11 @@ async fn revoking_keeps_the_row_and_is_final(backend: Backend) {
     assert!(revoked["revoked_at"].is_i64());
 
     let again = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{id}/revoke"),
-            &acme.ana_session,
-        )
+        .post(&format!("/api/v1/keys/{id}/revoke"), &acme.ana_session)
         .await;
     assert_eq!(again.status(), 409);
     let mark = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{id}/webhook-signing"),
             &acme.ana_session,
         )
@@ -339,30 +315,18 @@ async fn deleting_needs_the_exact_confirmation_phrase(backend: Backend) {
     let wrong = app
         .api(Method::DELETE, &path, &acme.ana_session)
         .json(&json!({"confirm": "delete it"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(wrong.status(), 409);
-    assert_eq!(
-        app.call(Method::GET, &path, &acme.ana_session)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.get_as(&path, &acme.ana_session).await.status(), 200);
 
     let confirmed = app
         .api(Method::DELETE, &path, &acme.ana_session)
         .json(&json!({"confirm": phrase}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(confirmed.status(), 204);
-    assert_eq!(
-        app.call(Method::GET, &path, &acme.ana_session)
-            .await
-            .status(),
-        404
-    );
+    assert_eq!(app.get_as(&path, &acme.ana_session).await.status(), 404);
 }
 
 async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Backend) {
@@ -381,15 +345,12 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     let second_id = second["id"].as_str().unwrap();
 
     let delete_marked = app
-        .api(
-            Method::DELETE,
-            &format!("/api/v1/keys/{first_id}"),
+        .delete_key(
             &acme.ana_session,
+            first_id,
+            first["client_id"].as_str().unwrap(),
         )
-        .json(&json!({"confirm": format!("delete {}", first["client_id"].as_str().unwrap())}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(delete_marked.status(), 409);
     assert!(
         json_body(delete_marked).await["message"]
@@ -401,8 +362,7 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     // once): privilege_defects.rs checks where the mark goes then.
 
     let moved = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{second_id}/webhook-signing"),
             &acme.ana_session,
         )
@@ -419,8 +379,7 @@ async fn the_webhook_signing_key_moves_explicitly_and_is_protected(backend: Back
     assert_eq!(marked, vec![second_id], "exactly one key holds the mark");
 
     let revoke_first = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{first_id}/revoke"),
             &acme.ana_session,
         )
@@ -461,7 +420,7 @@ async fn management_needs_a_credential(backend: Backend) {
     let app = spawn_app(backend).await;
     let response = app.get("/api/v1/keys").await;
     assert_eq!(response.status(), 401);
-    let forged = app.call(Method::GET, "/api/v1/keys", "kpsess_forged").await;
+    let forged = app.get_as("/api/v1/keys", "kpsess_forged").await;
     assert_eq!(forged.status(), 401);
 }
 
@@ -553,6 +512,130 @@ async fn unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted(back
     assert_eq!(carol["permissions"], json!(["reports:read"]), "{carol}");
 }
 
+/// A key holding only keys:manage (its owner holds all three grantable
+/// scopes) mints child keys holding keys:manage only, never everything the
+/// owner holds.
+async fn a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let manager = app.key(&ana.email, Some("keys:manage")).await;
+    let cred = Cred::ApiKey(manager.secret.expose().to_owned());
+
+    let child = create_key_as(&app, &cred, json!({"name": "child"})).await;
+    assert_eq!(child.status(), 201);
+    assert_eq!(json_body(child).await["scopes"], json!(["keys:manage"]));
+
+    let wider = create_key_as(
+        &app,
+        &cred,
+        json!({"name": "wider", "scopes": ["reports:read"]}),
+    )
+    .await;
+    assert_eq!(wider.status(), 422);
+    assert_eq!(json_body(wider).await["error"], "invalid_input");
+}
+
+/// `{"name":"a","name":"b"}`: which member wins depends on the parser, so
+/// the body is refused rather than guessed at (no key "b" is created).
+async fn a_management_body_with_a_duplicate_member_is_refused(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = app.session_for(&ana.email, PASSWORD).await;
+
+    for (method, path, body, session) in [
+        (
+            Method::POST,
+            "/api/v1/keys",
+            r#"{"name":"a","name":"b"}"#,
+            &session,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/tenant/policy",
+            r#"{"api_only_users":false,"api_only_users":true}"#,
+            &acme.admin_session,
+        ),
+    ] {
+        let response = app
+            .api(method, path, session)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .sent()
+            .await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert_eq!(json_body(response).await["error"], "invalid_json", "{body}");
+    }
+    assert!(
+        keys_of(&app, &acme.admin_session, &ana.email)
+            .await
+            .is_empty()
+    );
+}
+
+/// `expires_in_seconds` of u64::MAX is refused (not saturated), as is
+/// anything past ten years; ten years exactly is fine.
+async fn an_expiry_beyond_ten_years_is_refused(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+
+    let huge = create_key_as(
+        &app,
+        &session,
+        json!({"name": "forever", "expires_in_seconds": u64::MAX}),
+    )
+    .await;
+    let status = huge.status().as_u16();
+    assert!(
+        status == 422 || status == 400,
+        "u64::MAX expiry got {status}"
+    );
+    let just_over = create_key_as(
+        &app,
+        &session,
+        json!({"name": "too long", "expires_in_seconds": 315_360_001u64}),
+    )
+    .await;
+    assert_eq!(just_over.status(), 422);
+    assert_eq!(json_body(just_over).await["error"], "invalid_input");
+    assert!(
+        keys_of(&app, &acme.admin_session, &ana.email)
+            .await
+            .is_empty()
+    );
+
+    let ten_years = create_key_as(
+        &app,
+        &session,
+        json!({"name": "ten years", "expires_in_seconds": 315_360_000u64}),
+    )
+    .await;
+    assert_eq!(ten_years.status(), 201);
+}
+
+/// Control characters and bidi overrides in a key name can disguise it in
+/// consoles and lists ("evil" U+202E "exe.txt" shows as "eviltxt.exe").
+async fn key_names_with_control_or_bidi_characters_are_refused(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+
+    for name in ["a\u{0007}b", "evil\u{202E}exe.txt", "\u{2066}x"] {
+        let response = create_key_as(&app, &session, json!({"name": name})).await;
+        assert_eq!(response.status(), 422, "{name:?}");
+        assert_eq!(
+            json_body(response).await["error"],
+            "invalid_input",
+            "{name:?}"
+        );
+    }
+    assert!(
+        keys_of(&app, &acme.admin_session, &ana.email)
+            .await
+            .is_empty()
+    );
+}
+
 crate::on_both_backends!(
     unknown_or_mistyped_scopes_are_refused_wherever_scopes_are_granted,
     keys_are_created_with_the_secret_shown_exactly_once,
@@ -567,4 +650,8 @@ crate::on_both_backends!(
     the_webhook_signing_key_moves_explicitly_and_is_protected,
     an_access_token_with_keys_manage_can_manage_its_owners_keys,
     management_needs_a_credential,
+    a_key_holding_only_keys_manage_creates_keys_no_wider_than_itself,
+    a_management_body_with_a_duplicate_member_is_refused,
+    an_expiry_beyond_ten_years_is_refused,
+    key_names_with_control_or_bidi_characters_are_refused,
 );

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{Backend, ServedBinary, TestDatabase};
 
 fn keyport(db: &TestDatabase) -> Command {
@@ -111,16 +113,10 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     let http = reqwest::Client::new();
     let mut tokens = Vec::new();
 
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token: Value =
+        client_credentials(&http, format!("{base}/oauth/token"), &client_id, &secret)
+            .sent_json()
+            .await;
     let access_token = token["access_token"].as_str().expect("a token").to_owned();
     tokens.push(access_token.clone());
     let posted: Value = http
@@ -130,54 +126,43 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
             ("client_id", &client_id),
             ("client_secret", &secret),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     tokens.push(posted["access_token"].as_str().unwrap().to_owned());
-    http.post(format!("{base}/oauth/token"))
-        .basic_auth(&client_id, Some(&wrong_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    client_credentials(
+        &http,
+        format!("{base}/oauth/token"),
+        &client_id,
+        &wrong_secret,
+    )
+    .sent()
+    .await;
     http.post(format!("{base}/api/v1/webhooks/orders"))
         .bearer_auth(&access_token)
         .json(&json!({"n": 1}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.get(format!("{base}/api/v1/reports/orders"))
         .header("x-api-key", &secret)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.get(format!("{base}/api/v1/reports/orders?api_key={secret}"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.get(format!(
         "{base}/api/v1/reports/orders?api_key={wrong_secret}"
     ))
-    .send()
-    .await
-    .unwrap();
+    .sent()
+    .await;
     http.post(format!("{base}/api/v1/session"))
         .json(&json!({"email": "ana@acme.io", "password": wrong_password}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let session: Value = http
         .post(format!("{base}/api/v1/session"))
         .json(&json!({"email": "ana@acme.io", "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     let session_token = session["session_token"]
         .as_str()
         .expect("a session")
@@ -186,12 +171,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         .post(format!("{base}/api/v1/keys"))
         .bearer_auth(&session_token)
         .json(&json!({"name": "second canary"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     let second_secret = created["client_secret"]
         .as_str()
         .expect("a second key")
@@ -199,15 +180,13 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
     http.post(format!("{base}/oauth/introspect"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("token", access_token.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     http.post(format!("{base}/oauth/revoke"))
         .basic_auth(&client_id, Some(&secret))
         .form(&[("token", access_token.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     // Careless requests: a secret, a session token or a JWT pasted into a
     // path. Neither the log line nor the answer may carry it.
     let careless = [
@@ -227,9 +206,8 @@ async fn no_secret_password_or_token_reaches_the_logs(backend: Backend) {
         let answer = http
             .request(method.clone(), format!("{base}{path}"))
             .bearer_auth(&session_token)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         let status = answer.status();
         let body = answer.text().await.unwrap();
         for canary in [&secret, &session_token, &access_token] {

@@ -32,7 +32,6 @@ mod postman;
 mod presentation;
 mod private_key_jwt;
 mod private_key_jwt_clients;
-mod privilege_defects;
 mod public_key_owners;
 mod python_client;
 mod rate_limits;

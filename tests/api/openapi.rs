@@ -13,19 +13,15 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with};
+use crate::helpers::Sent as _;
+use crate::helpers::{Backend, TestApp, json_body, spawn_app, spawn_app_with, succeeded};
 
 const HTTP_METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
 async fn fetch_document(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("GET /openapi.json");
+    let response = app.client.get(app.url("/openapi.json")).sent().await;
     assert_eq!(response.status(), 200, "GET /openapi.json");
     let content_type = response
         .headers()
@@ -140,9 +136,8 @@ async fn the_route_table_is_what_the_server_serves() {
                     Method::from_bytes(method.as_bytes()).unwrap(),
                     app.url(&concrete),
                 )
-                .send()
-                .await
-                .expect("request");
+                .sent()
+                .await;
             let status = response.status().as_u16();
             let body = response.text().await.unwrap_or_default();
             if served {
@@ -417,12 +412,9 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation(backend: Bac
     let elapsed = started.elapsed();
     let _ = std::fs::remove_dir_all(&work);
 
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "schemathesis found problems on {backend:?} ({}, after {elapsed:.1?}):\n{stdout}\n{stderr}",
-        output.status
+    let (stdout, _) = succeeded(
+        &output,
+        &format!("schemathesis on {backend:?} (after {elapsed:.1?})"),
     );
     // It really ran: every operation was tested, but for GET /openapi.json
     // itself, which schemathesis leaves out (it is the document's location).
@@ -453,11 +445,7 @@ async fn a_nul_character_in_a_parameter_is_not_a_server_error(backend: Backend) 
         (Method::GET, "/api/v1/audit?actor=a%00b&target=a%00b"),
         (Method::GET, "/api/v1/reports/orders/a%00b"),
     ] {
-        let response = app
-            .api(method.clone(), path, &token)
-            .send()
-            .await
-            .expect("request");
+        let response = app.api(method.clone(), path, &token).sent().await;
         let status = response.status();
         let body = json_body(response).await;
         assert!(

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
-use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Integration, TestApp, findings, json_body, spawn_app_with_integration,
-    verify_with_jwks,
+    spawn_app_with_token, verify_with_jwks,
 };
 
 const CHALLENGE: &str = r#"Basic realm="keyport", charset="UTF-8", error="invalid_client", error_description="client authentication failed""#;
@@ -118,9 +118,7 @@ async fn openid_client_gets_a_token_and_learns_invalid_client_from_a_wrong_secre
         );
         assert_eq!(claims["scope"], "reports:read", "{claims:#}");
         assert_eq!(
-            app.call(Method::GET, "/api/v1/whoami", access_token)
-                .await
-                .status(),
+            app.get_as("/api/v1/whoami", access_token).await.status(),
             200,
             "{method}: the token works"
         );
@@ -183,9 +181,8 @@ async fn oauth_call(
         .post(app.url(path))
         .basic_auth(client_id, Some(secret))
         .form(form)
-        .send()
+        .sent()
         .await
-        .expect("OAuth request")
 }
 
 fn www_authenticate(response: &reqwest::Response) -> &str {
@@ -229,9 +226,8 @@ async fn a_refused_client_authentication_names_its_error_in_the_basic_challenge(
         .client
         .post(app.url("/oauth/token"))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(anonymous.status(), 401);
     assert_eq!(
         www_authenticate(&anonymous),
@@ -316,60 +312,44 @@ async fn revoking_a_key_secret_or_a_session_answers_unsupported_token_type_and_e
 
     // Only an authenticated caller learns what a token is.
     let anonymous = app
-        .client
-        .post(app.url("/oauth/revoke"))
-        .form(&[("token", integration.secret())])
-        .send()
-        .await
-        .unwrap();
+        .anonymous_token_call("/oauth/revoke", integration.secret())
+        .await;
     assert_eq!(anonymous.status(), 401);
 
     // Nothing was revoked: the key still gets tokens, the session still works.
     assert_eq!(
-        app.request_token(integration.client_id(), integration.secret())
-            .await
-            .status(),
+        app.token_status(integration.client_id(), integration.secret())
+            .await,
         200,
         "the key still works"
     );
     assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", integration.secret())
+        app.get_as("/api/v1/whoami", integration.secret())
             .await
             .status(),
         200,
         "the key, presented itself, still works"
     );
     assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", &session)
-            .await
-            .status(),
+        app.get_as("/api/v1/whoami", &session).await.status(),
         200,
         "the session still works"
     );
     assert_eq!(
-        app.request_token(stranger.client_id(), stranger.secret())
-            .await
-            .status(),
+        app.token_status(stranger.client_id(), stranger.secret())
+            .await,
         200,
         "the other tenant's key still works"
     );
 }
 
 async fn revoking_an_access_token_still_works_and_garbage_still_answers_200(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", &token)
-            .await
-            .status(),
-        200
-    );
+    let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
+    assert_eq!(app.get_as("/api/v1/whoami", &token).await.status(), 200);
 
     assert_eq!(revoke(&app, &integration, &token).await, (200, Value::Null));
     assert_eq!(
-        app.call(Method::GET, "/api/v1/whoami", &token)
-            .await
-            .status(),
+        app.get_as("/api/v1/whoami", &token).await.status(),
         401,
         "the revoked token is refused"
     );

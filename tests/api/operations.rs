@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::Sent as _;
+use crate::helpers::{Backend, TestApp, header, spawn_app, spawn_app_with};
 
 /// `/metrics` until `wanted` is in it (the gauges that need the database
 /// are refreshed in the background), or a panic with the last text.
@@ -39,12 +40,7 @@ async fn metrics_count_tokens_latency_keys_and_pool_use(backend: Backend) {
     let response = app.get("/metrics").await;
 
     assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(header(&response, "content-type").starts_with("text/plain"));
     let text = metrics_once_they_show(&app, "keyport_active_keys 1").await;
     for expected in [
         "keyport_tokens_issued_total 2",
@@ -147,9 +143,8 @@ async fn a_scrape_does_not_wait_for_the_database() {
             .client
             .get(app.url("/metrics"))
             .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .expect("a scrape answers while the database is locked");
+            .sent()
+            .await;
         assert_eq!(response.status(), 200);
         let text = response.text().await.unwrap();
         assert!(text.contains("keyport_active_keys 1"), "{text}");
@@ -178,27 +173,24 @@ async fn metrics_can_be_kept_off_the_public_port(backend: Backend) {
 
     let on_public = http
         .get(format!("http://127.0.0.1:{public}/metrics"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(on_public.status(), 404);
     let body: serde_json::Value = on_public.json().await.unwrap();
     assert_eq!(body["error"], "not_found", "{body}");
 
     let on_private = http
         .get(format!("http://127.0.0.1:{private}/metrics"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(on_private.status(), 200);
     let text = on_private.text().await.unwrap();
     assert!(text.contains("keyport_build_info{"), "{text}");
     // The metrics listener serves nothing else.
     let other = http
         .get(format!("http://127.0.0.1:{private}/oauth/token"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(other.status(), 404);
 }
 

@@ -26,6 +26,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::helpers::Sent as _;
 use crate::helpers::ServedBinary;
 
 const KEYPORT: &str = env!("CARGO_BIN_EXE_keyport");
@@ -239,9 +240,8 @@ async fn the_binary_migrates_serves_and_answers_healthcheck_as_nobody_writing_on
     let jwks = reqwest::Client::new()
         .get(server.url("/.well-known/jwks.json"))
         .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(jwks.status(), 200, "{}", server.log());
     drop(server);
 

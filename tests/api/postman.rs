@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
 };
@@ -231,7 +232,7 @@ fn response_body(execution: &Value) -> String {
 async fn the_endpoint_needs_a_credential_and_serves_a_v2_1_collection(backend: Backend) {
     let app = spawn_app(backend).await;
 
-    let anonymous = app.client.get(app.url(PATH)).send().await.expect("request");
+    let anonymous = app.client.get(app.url(PATH)).sent().await;
     assert_eq!(anonymous.status(), 401);
     let challenge = anonymous
         .headers()
@@ -243,9 +244,8 @@ async fn the_endpoint_needs_a_credential_and_serves_a_v2_1_collection(backend: B
     assert!(challenge.starts_with("Bearer"), "{challenge}");
     let bogus = app
         .api(reqwest::Method::GET, PATH, "not-a-token")
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(bogus.status(), 401);
 
     // Any valid credential, with no scope: the key itself of a user without
@@ -255,17 +255,12 @@ async fn the_endpoint_needs_a_credential_and_serves_a_v2_1_collection(backend: B
         .client
         .get(app.url(PATH))
         .header("x-api-key", unprivileged.secret())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(by_key.status(), 200);
     let integration = app.integration("member", "reports:read").await;
     let token = app.token_for(&integration).await;
-    let response = app
-        .api(reqwest::Method::GET, PATH, &token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.api(reqwest::Method::GET, PATH, &token).sent().await;
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     assert_eq!(headers["content-type"], "application/json");
@@ -295,11 +290,7 @@ async fn the_endpoint_needs_a_credential_and_serves_a_v2_1_collection(backend: B
     assert_eq!(folders, ["Auth", "Webhooks", "Reports", "Discovery"]);
     assert_eq!(json_body(by_key).await, document);
 
-    let post = app
-        .api(reqwest::Method::POST, PATH, &token)
-        .send()
-        .await
-        .unwrap();
+    let post = app.api(reqwest::Method::POST, PATH, &token).sent().await;
     assert_eq!(post.status(), 405);
 }
 
@@ -532,9 +523,8 @@ async fn the_endpoint_serves_the_aws_signature_variant_on_request(backend: Backe
         .client
         .get(app.url(&format!("{PATH}?auth=sigv4")))
         .header("x-api-key", integration.secret())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     let document = json_body(response).await;
     assert_eq!(document["auth"]["type"], "awsv4");
@@ -543,9 +533,8 @@ async fn the_endpoint_serves_the_aws_signature_variant_on_request(backend: Backe
         .client
         .get(app.url(&format!("{PATH}?auth=basic")))
         .header("x-api-key", integration.secret())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 400);
     assert_eq!(json_body(response).await["error"], "invalid_query");
 }

@@ -7,9 +7,13 @@ use keyport::domain::Principal;
 use keyport::service::keys as admin;
 use serde_json::json;
 
+use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
+    Backend, READ_AND_PUSH, header, json_body, spawn_app_with, spawn_app_with_integration,
+    spawn_app_with_token,
 };
+use reqwest::Method;
 
 async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
     let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
@@ -19,9 +23,8 @@ async fn the_api_key_itself_works_as_x_api_key_or_bearer(backend: Backend) {
         .post(app.url("/api/v1/webhooks/orders"))
         .header("x-api-key", integration.secret())
         .json(&json!({"via": "x-api-key"}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pushed.status(), 201);
     let pulled = app.pull(integration.secret(), "orders", "").await;
     assert_eq!(pulled.status(), 200, "Authorization: Bearer <secret>");
@@ -55,16 +58,10 @@ async fn a_presented_key_is_refused_once_revoked_or_malformed(backend: Backend) 
             .client
             .get(app.url("/api/v1/reports/orders"))
             .header("x-api-key", &secret)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 401, "{what}");
-        assert!(
-            response.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains("invalid_token")
-        );
+        assert!(header(&response, "www-authenticate").contains("invalid_token"));
     }
 }
 
@@ -76,16 +73,14 @@ async fn a_presented_key_never_exceeds_its_owners_permissions(backend: Backend) 
         .post(app.url("/api/v1/webhooks/orders"))
         .header("x-api-key", integration.secret())
         .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 403);
 }
 
 async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     let refused = app
@@ -94,9 +89,8 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
             "/api/v1/reports/orders?api_key={}",
             integration.secret()
         )))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(refused.status(), 400);
     let body = json_body(refused).await;
     assert_eq!(body["error"], "invalid_request");
@@ -111,9 +105,8 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
             other.secret()
         )))
         .json(&json!({"n": 1}))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pushed.status(), 201);
     let pulled = enabled
         .client
@@ -121,9 +114,8 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
             "/api/v1/reports/orders?limit=1&api_key={}",
             other.secret()
         )))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(
         pulled.status(),
         200,
@@ -132,17 +124,15 @@ async fn the_api_key_query_parameter_is_refused_unless_enabled(backend: Backend)
 }
 
 async fn two_credentials_at_once_are_refused(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
     let response = app
         .client
         .get(app.url("/api/v1/reports/orders"))
         .bearer_auth(&token)
         .header("x-api-key", integration.secret())
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 400);
 }
@@ -189,13 +179,13 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
         assert_eq!(response.status(), 401);
     }
     let throttled = app
-        .request_token(integration.client_id(), integration.secret())
+        .token_answer(
+            integration.client_id(),
+            integration.secret(),
+            429,
+            "the guessing address is slowed down",
+        )
         .await;
-    assert_eq!(
-        throttled.status(),
-        429,
-        "the guessing address is slowed down"
-    );
     assert!(throttled.headers().contains_key("retry-after"));
 
     // The real integration calls from another address.
@@ -203,19 +193,19 @@ async fn a_guessing_address_is_throttled_while_the_integration_elsewhere_works(b
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .unwrap();
-    let response = elsewhere
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let response = client_credentials(
+        &elsewhere,
+        app.url("/oauth/token"),
+        integration.client_id(),
+        integration.secret(),
+    )
+    .sent()
+    .await;
     assert_eq!(response.status(), 200);
 }
 
 async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "admin", "reports:read").await;
     let session = app
         .session_for(&integration.user.email, "correct horse battery staple")
         .await;
@@ -233,9 +223,7 @@ async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
         ),
         (session.as_str(), "session", None),
     ] {
-        let response = app
-            .call(reqwest::Method::GET, "/api/v1/whoami", credential)
-            .await;
+        let response = app.get_as("/api/v1/whoami", credential).await;
         assert_eq!(response.status(), 200, "{kind}");
         let body = json_body(response).await;
         assert_eq!(body["credential"], kind);
@@ -245,10 +233,71 @@ async fn whoami_tells_who_each_credential_acts_as(backend: Backend) {
         assert_eq!(body["client_id"].as_str(), client_id, "{kind}");
     }
     app.store.close().await;
-    let offline = app
-        .call(reqwest::Method::GET, "/api/v1/whoami", &token)
-        .await;
+    let offline = app.get_as("/api/v1/whoami", &token).await;
     assert_eq!(offline.status(), 200, "an access token needs no database");
+}
+
+/// `kps_` and 49 random base62 characters: shaped like a secret, matching none.
+fn garbage_secret() -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let body: String = (0..4)
+        .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+        .take(49)
+        .map(|b| BASE62[usize::from(b) % 62] as char)
+        .collect();
+    format!("kps_{body}")
+}
+
+/// Eleven different bad x-api-key values from one address do not lock the
+/// other x-api-key callers at that address out: the real integration works.
+async fn bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address(backend: Backend) {
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
+
+    for _ in 0..11 {
+        let bad = garbage_secret();
+        let response = app
+            .request_with_key(Method::GET, "/api/v1/whoami", &bad)
+            .sent()
+            .await;
+        assert_eq!(response.status(), 401, "{bad}");
+    }
+
+    let response = app
+        .request_with_key(Method::GET, "/api/v1/whoami", good.secret())
+        .sent()
+        .await;
+    assert_eq!(response.status(), 200, "the good key is locked out");
+}
+
+/// One bad key repeated: throttled with 429 and Retry-After (not 401
+/// forever, with no hint to back off), while a good key still works.
+async fn a_repeated_bad_api_key_is_throttled_with_retry_after(backend: Backend) {
+    let (app, good) = spawn_app_with_integration(backend, "member", "reports:read").await;
+    let bad = garbage_secret();
+
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..12 {
+        let response = app
+            .request_with_key(Method::GET, "/api/v1/whoami", &bad)
+            .sent()
+            .await;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status(), 429, "{statuses:?}");
+    assert!(last.headers().contains_key("retry-after"));
+    assert!(
+        statuses[..10].iter().all(|s| *s == 401),
+        "the first ten are plain refusals: {statuses:?}"
+    );
+
+    let response = app
+        .request_with_key(Method::GET, "/api/v1/whoami", good.secret())
+        .sent()
+        .await;
+    assert_eq!(response.status(), 200, "the good key is throttled too");
 }
 
 crate::on_both_backends!(
@@ -260,4 +309,6 @@ crate::on_both_backends!(
     two_credentials_at_once_are_refused,
     last_used_is_coalesced_and_lands_within_the_flush_interval,
     a_guessing_address_is_throttled_while_the_integration_elsewhere_works,
+    bad_api_keys_do_not_lock_a_good_key_out_of_the_same_address,
+    a_repeated_bad_api_key_is_throttled_with_retry_after,
 );

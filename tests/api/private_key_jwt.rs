@@ -14,8 +14,10 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, Integration, TestApp, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    Backend, Integration, TestApp, json_body, spawn_app, spawn_app_with,
+    spawn_app_with_integration, status_and_json,
 };
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -85,12 +87,7 @@ async fn post_assertion(
         ("client_assertion", assertion),
     ];
     form.extend_from_slice(extra);
-    app.client
-        .post(app.url(path))
-        .form(&form)
-        .send()
-        .await
-        .expect("request")
+    app.client.post(app.url(path)).form(&form).sent().await
 }
 
 async fn token_with(app: &TestApp, assertion: &str) -> Response {
@@ -165,7 +162,7 @@ async fn rfc7523_2_2_assertions_authenticate_at_the_token_introspection_and_revo
     let token =
         access_token(token_with(&app, &key.sign(&claims_for(&app, client_id), Some("k1"))).await)
             .await;
-    let whoami = app.call(Method::GET, "/api/v1/whoami", &token).await;
+    let whoami = app.get_as("/api/v1/whoami", &token).await;
     assert_eq!(whoami.status(), 200, "the token works");
 
     let mut claims = claims_for(&app, client_id);
@@ -416,7 +413,7 @@ async fn rfc7523_3_every_malformed_forged_or_misaddressed_assertion_is_invalid_c
         if let Some((user, password)) = basic {
             request = request.basic_auth(user, Some(password));
         }
-        let (status, error, description) = oauth_refusal(request.send().await.unwrap()).await;
+        let (status, error, description) = oauth_refusal(request.sent().await).await;
         if status != 401 || error != "invalid_client" {
             failures.push(format!("{tried}: {status} {error} {description}"));
         }
@@ -447,7 +444,7 @@ async fn rfc7523_3_every_malformed_forged_or_misaddressed_assertion_is_invalid_c
         if let Some((user, password)) = basic {
             request = request.basic_auth(user, Some(password));
         }
-        let (status, error, description) = oauth_refusal(request.send().await.unwrap()).await;
+        let (status, error, description) = oauth_refusal(request.sent().await).await;
         if status != 400 || error != "invalid_request" {
             failures.push(format!("{tried}: {status} {error} {description}"));
         }
@@ -545,9 +542,8 @@ async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(back
     let added = app
         .api(Method::POST, &path, &session)
         .json(&second.jwk(Some("2027-06")))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(added.status(), 201);
     let second_thumbprint = json_body(added).await["thumbprint"]
         .as_str()
@@ -618,11 +614,7 @@ async fn rotation_with_no_secret_add_the_second_key_switch_remove_the_first(back
     );
     // And a key without a secret cannot be rolled (there is nothing to roll).
     let rolled = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{client_id}/roll"),
-            &session,
-        )
+        .post(&format!("/api/v1/keys/{client_id}/roll"), &session)
         .await;
     assert_eq!(rolled.status(), 409);
 }
@@ -668,11 +660,9 @@ async fn a_key_with_both_accepts_both_and_creation_refuses_what_cannot_work(back
         let response = app
             .api(Method::POST, "/api/v1/keys", &session)
             .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let answer = json_body(response).await;
+            .sent()
+            .await;
+        let (status, answer) = status_and_json(response).await;
         assert_eq!(status, 422, "{body}: {answer}");
         assert!(
             answer["message"].as_str().unwrap().contains(says),

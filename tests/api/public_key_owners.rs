@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::console_webhooks::{Person, hidden};
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, Cred, TestApp, json_body, spawn_app, spawn_app_with_integration, status_and_json,
 };
@@ -31,9 +32,8 @@ async fn token_by_assertion(app: &TestApp, client_id: &str, signer: &ClientKey) 
             ("client_assertion_type", JWT_BEARER),
             ("client_assertion", assertion.as_str()),
         ])
-        .send()
-        .await
-        .expect("token request");
+        .sent()
+        .await;
     status_and_json(response).await
 }
 
@@ -45,9 +45,8 @@ async fn add_public_key(app: &TestApp, cred: &Cred, key: &str, jwk: &Value) -> (
             cred,
         )
         .json(jwk)
-        .send()
-        .await
-        .expect("add public key");
+        .sent()
+        .await;
     status_and_json(response).await
 }
 
@@ -69,9 +68,8 @@ async fn an_admin_cannot_add_a_public_key_to_a_colleagues_key_and_gets_no_token_
             &format!("/api/v1/keys/{client_id}/roll"),
             &admin,
         )
-        .send()
-        .await
-        .expect("roll");
+        .sent()
+        .await;
     assert_eq!(rolled.status(), 403);
     let roll_code = json_body(rolled).await["error"].clone();
 
@@ -99,9 +97,8 @@ async fn an_admin_cannot_add_a_public_key_to_a_colleagues_key_and_gets_no_token_
             &format!("/api/v1/keys/{client_id}/public-keys"),
             &admin,
         )
-        .send()
-        .await
-        .expect("list"),
+        .sent()
+        .await,
     )
     .await;
     assert_eq!(listed["public_keys"], json!([]), "{listed}");
@@ -117,9 +114,8 @@ async fn an_admin_cannot_add_a_public_key_to_a_colleagues_key_and_gets_no_token_
             "/api/v1/audit?action=key.public_key.add_refused",
             &admin,
         )
-        .send()
-        .await
-        .expect("audit"),
+        .sent()
+        .await,
     )
     .await;
     let rows = audit["events"].as_array().expect("events");
@@ -148,9 +144,8 @@ async fn an_admin_cannot_add_a_public_key_to_a_colleagues_key_and_gets_no_token_
             &format!("/api/v1/keys/{client_id}/public-keys/{thumbprint}"),
             &admin,
         )
-        .send()
-        .await
-        .expect("remove");
+        .sent()
+        .await;
     assert_eq!(removed.status(), 200);
     let (status, _) = token_by_assertion(&app, &client_id, &owners_signer).await;
     assert_eq!(status, 401);
@@ -164,9 +159,8 @@ async fn body_thumbprint(app: &TestApp, cred: &Cred, client_id: &str) -> String 
             &format!("/api/v1/keys/{client_id}/public-keys"),
             cred,
         )
-        .send()
-        .await
-        .expect("list"),
+        .sent()
+        .await,
     )
     .await;
     listed["public_keys"][0]["thumbprint"]

@@ -15,9 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, TestApp, claims_of, colleague, eventually, json_body, keyport, keyport_json, person,
-    s, spawn_app_with, spawn_sibling,
+    s, spawn_app_with, spawn_sibling, strings_in,
 };
 
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -67,7 +68,7 @@ async fn call(app: &TestApp, who: &As<'_>, endpoint: &str) -> Response {
     if method == Method::POST {
         request = request.json(&json!({"order": 1}));
     }
-    request.send().await.expect("request")
+    request.sent().await
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
@@ -602,9 +603,8 @@ async fn the_company_default_limits_keys_without_a_rate_and_caps_members(backend
             &format!("/api/v1/keys/{}/roll", s(&generous, "id")),
             &admin.session,
         )
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(rolled.status(), 201);
     let successor = json_body(rolled).await;
     assert_eq!(
@@ -652,12 +652,7 @@ async fn the_company_default_limits_keys_without_a_rate_and_caps_members(backend
     let audit = app
         .get_json("/api/v1/audit?action=tenant.set_policy", &admin.session)
         .await;
-    let details: Vec<&str> = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| s(e, "detail"))
-        .collect();
+    let details = strings_in(&audit, "events", "detail");
     assert_eq!(
         details,
         [

@@ -3,6 +3,7 @@
 //! differs. After changing what a page is made from, regenerate it with
 //! `KEYPORT_BLESS_DOCS=1 cargo test --test api reference_docs` and commit it.
 
+use crate::helpers::Sent as _;
 use std::path::PathBuf;
 
 fn book_page(name: &str) -> PathBuf {
@@ -168,15 +169,7 @@ fn one_line(text: &str) -> String {
 #[tokio::test]
 async fn the_http_reference_is_generated_from_the_openapi_document() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
-    let spec: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("GET /openapi.json")
-        .json()
-        .await
-        .expect("JSON");
+    let spec: serde_json::Value = app.client.get(app.url("/openapi.json")).sent_json().await;
     let mut out = String::from(
         "# HTTP reference\n\n\
          Generated from the OpenAPI document a running server answers at\n\

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{Backend, ServedBinary, TestApp, spawn_app, spawn_app_with};
 
 /// `keyport serve` on `app`'s database, logging in `format`.
@@ -49,13 +51,14 @@ async fn access_line(server: &ServedBinary, id: &str) -> Value {
 
 /// `POST /oauth/token` on `server`, client_credentials with HTTP Basic.
 async fn ask_for_token(server: &ServedBinary, client_id: &str, secret: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(server.url("/oauth/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
+    client_credentials(
+        &reqwest::Client::new(),
+        server.url("/oauth/token"),
+        client_id,
+        secret,
+    )
+    .sent()
+    .await
 }
 
 async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_rows(
@@ -114,9 +117,8 @@ async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_ro
         .post(server.url("/api/v1/keys"))
         .bearer_auth(&token)
         .json(&json!({ "name": "traced key" }))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(created.status(), 201);
     let create_id = request_id_of(&created);
     let line = access_line(&server, &create_id).await;
@@ -127,12 +129,8 @@ async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_ro
     let audit: Value = http
         .get(server.url(&format!("/api/v1/audit?request_id={create_id}")))
         .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .sent_json()
+        .await;
     let events = audit["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{audit}");
     assert_eq!(events[0]["action"], "key.create", "{audit}");
@@ -142,9 +140,8 @@ async fn one_request_id_is_in_the_answer_the_error_body_the_log_and_the_audit_ro
     // line names no raw path.
     let missing = http
         .get(server.url("/api/v1/keys-typo/kps_secretlooking"))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(missing.status(), 404);
     let missing_id = request_id_of(&missing);
     let body: Value = missing.json().await.unwrap();

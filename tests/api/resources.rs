@@ -7,8 +7,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use keyport::tokens::{SigningAlgorithm, SigningKey};
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, TestApp, json_body, spawn_app, spawn_app_with_integration,
+    Backend, READ_AND_PUSH, TestApp, header, json_body, spawn_app, spawn_app_with_integration,
+    spawn_app_with_token,
 };
 
 /// The key the server signs with, read from its database, to forge tokens
@@ -57,10 +59,7 @@ fn sign(key: &SigningKey, claims: &Value, typ: Option<&str>, kid: Option<&str>) 
 pub(crate) async fn assert_invalid_token(app: &TestApp, token: &str, what: &str) {
     let response = app.pull(token, "orders", "").await;
     assert_eq!(response.status(), 401, "{what}");
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&response, "www-authenticate").to_owned();
     assert!(
         challenge.starts_with("Bearer realm=\"keyport\""),
         "{what}: {challenge}"
@@ -85,9 +84,8 @@ async fn a_request_without_a_token_gets_a_bare_bearer_challenge(backend: Backend
         let response = app
             .client
             .request(method.parse().unwrap(), app.url(path))
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 401, "{path}");
         assert_eq!(
             response.headers()["www-authenticate"],
@@ -202,10 +200,7 @@ async fn a_token_without_the_needed_scope_gets_insufficient_scope(backend: Backe
     let response = app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     assert_eq!(response.status(), 403);
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&response, "www-authenticate").to_owned();
     assert!(
         challenge.contains("error=\"insufficient_scope\""),
         "{challenge}"
@@ -228,9 +223,8 @@ async fn a_malformed_authorization_header_is_invalid_request(backend: Backend) {
             .client
             .get(app.url("/api/v1/reports/orders"))
             .header("Authorization", value)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         assert_eq!(response.status(), 400, "{value}");
         assert_eq!(
             json_body(response).await["error"],
@@ -307,17 +301,15 @@ async fn no_token_ever_sees_another_tenants_records(backend: Backend) {
         .client
         .get(app.url(&format!("/api/v1/reports/orders/{record_id}")))
         .bearer_auth(&globex_token)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(by_id.status(), 404);
     let own = app
         .client
         .get(app.url(&format!("/api/v1/reports/orders/{record_id}")))
         .bearer_auth(&acme_token)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(own.status(), 200);
     assert_eq!(json_body(own).await["data"]["secret"], "acme only");
 }
@@ -340,16 +332,14 @@ async fn a_member_cannot_read_a_colleagues_record_by_id(backend: Backend) {
         .client
         .get(app.url(&format!("/api/v1/reports/orders/{id}")))
         .bearer_auth(&bob_token)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 404);
 }
 
 async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "admin", READ_AND_PUSH).await;
     let batch: Vec<Value> = (0..23).map(|n| json!({"n": n})).collect();
     let pushed = json_body(app.push(&token, "events", &Value::Array(batch), None).await).await;
     let pushed_ids: Vec<String> = pushed["ids"]
@@ -370,8 +360,7 @@ async fn cursor_pagination_walks_every_record_once_in_order(backend: Backend) {
 }
 
 async fn bad_report_queries_are_clear_400s(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "admin", READ_AND_PUSH).await;
     app.push(&token, "orders", &json!({"n": 1}), None).await;
 
     for (query, code) in [
@@ -439,8 +428,7 @@ async fn unknown_paths_and_methods_answer_in_the_documented_format(backend: Back
 }
 
 async fn token_validation_needs_no_database_round_trip(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "admin", READ_AND_PUSH).await;
 
     app.store.close().await;
 
@@ -474,9 +462,8 @@ async fn a_one_megabyte_token_is_refused_before_it_is_read(backend: Backend) {
     let response = once
         .get(app.url("/api/v1/reports/orders"))
         .bearer_auth("a".repeat(1024 * 1024))
-        .send()
-        .await
-        .expect("an answer, not a dropped connection");
+        .sent()
+        .await;
 
     // A head this large never reaches token parsing: 431, not 401 or 5xx.
     assert_eq!(response.status(), 431);

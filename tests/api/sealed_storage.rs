@@ -7,14 +7,12 @@ use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keyport::startup::Application;
-use keyport::storage::Store;
 use keyport::tokens::{SigningAlgorithm, SigningKey};
 use serde_json::{Value, json};
 
 use crate::helpers::{
     Backend, TEST_MASTER_KEY, TestApp, every_stored_row, settings_for, spawn_app_with,
-    spawn_sibling,
+    spawn_sibling, startup_error,
 };
 
 const OTHER_MASTER_KEY: &str = "b3RoZXIta2V5cG9ydC1tYXN0ZXIta2V5LTMyLWJ5dGU=";
@@ -220,13 +218,7 @@ async fn the_master_key_rotates_while_both_keys_read_and_the_old_key_alone_is_re
             ("KEYPORT_ISSUER", app.settings.tokens.issuer.as_str()),
         ],
     );
-    let store = Store::connect_and_migrate(&settings.database)
-        .await
-        .expect("the store opens: nothing is read yet");
-    let Err(err) = Application::build_with_store(settings, store).await else {
-        panic!("started with a master key that opens nothing");
-    };
-    let message = keyport::telemetry::error_chain(&err);
+    let message = startup_error(settings, "with a master key that opens nothing").await;
     assert!(
         message.contains(&new_key_id) && message.contains("KEYPORT_MASTER_KEY_PREVIOUS"),
         "{message}"
@@ -255,13 +247,7 @@ async fn a_sealed_value_moved_to_another_row_does_not_open(backend: Backend) {
         &app.db.url,
         &[("KEYPORT_ISSUER", app.settings.tokens.issuer.as_str())],
     );
-    let store = Store::connect_and_migrate(&settings.database)
-        .await
-        .expect("store");
-    let Err(err) = Application::build_with_store(settings, store).await else {
-        panic!("started with a sealed value moved between rows");
-    };
-    let message = keyport::telemetry::error_chain(&err);
+    let message = startup_error(settings, "with a sealed value moved between rows").await;
     assert!(message.contains("altered or moved"), "{message}");
 }
 

@@ -7,10 +7,14 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, TestApp, endpoint_stored_directly, first_test_attempt, json_body, spawn_app,
-    spawn_app_with_integration,
+    Backend, TestApp, assert_not_sent, endpoint_stored_directly, first_attempt_at, json_body,
+    spawn_acme, spawn_app, spawn_app_with_integration,
 };
+use crate::helpers::{Cred, GRANTABLE, PASSWORD, audit_events, create_key_as, keys_of};
+use keyport::service::keys::CreatedKey;
+use keyport::service::users::UserSummary as User;
 
 /// The derivation exactly as the book (guides/webhooks.md) gives it to receivers, run by bash.
 fn derive_as_the_readme_says(secret: &str) -> String {
@@ -73,7 +77,7 @@ async fn creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it
     }
 
     // Never shown again: not in the listing, not in the key's own page.
-    let listed = app.call(Method::GET, "/api/v1/keys", &session).await;
+    let listed = app.get_as("/api/v1/keys", &session).await;
     let listed = json_body(listed).await.to_string();
     assert!(!listed.contains("whsec_") && !listed.contains(secret));
     assert!(
@@ -82,9 +86,7 @@ async fn creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it
     );
 
     // A roll derives a new key from the new secret.
-    let rolled = app
-        .call(Method::POST, &format!("/api/v1/keys/{id}/roll"), &session)
-        .await;
+    let rolled = app.post(&format!("/api/v1/keys/{id}/roll"), &session).await;
     assert_eq!(rolled.status(), 201);
     let rolled: Value = rolled.json().await.expect("json");
     let new_secret = rolled["client_secret"].as_str().expect("secret");
@@ -129,16 +131,14 @@ async fn a_key_from_before_webhook_signing_says_so_and_cannot_take_the_mark(back
     // The integration's own first key held the mark; move it to the newer
     // key, then try to give it to the legacy one.
     let marked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{newer_id}/webhook-signing"),
             &session,
         )
         .await;
     assert_eq!(marked.status(), 200);
     let refused = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{legacy_id}/webhook-signing"),
             &session,
         )
@@ -172,8 +172,7 @@ async fn a_revoked_signing_key_passes_the_mark_only_to_a_key_that_can_sign(backe
     let newer_id = newer["id"].as_str().expect("id").to_owned();
     forget_webhook_key(&app, &newer_id).await;
     let revoked = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", integration.key.key.id),
             &session,
         )
@@ -287,21 +286,33 @@ fn body_of(delivery: &Value) -> Value {
     serde_json::from_str(delivery["body"].as_str().unwrap_or("{}")).expect("body")
 }
 
+/// A member of `admin`'s company who may manage webhooks and keys, and
+/// their first key.
+pub(crate) async fn webhook_member(
+    app: &TestApp,
+    admin: &crate::helpers::Integration,
+    email: &str,
+) -> (User, CreatedKey) {
+    let member = app
+        .user(
+            &admin.tenant,
+            email,
+            "member",
+            "webhooks:write keys:manage webhooks:manage",
+        )
+        .await;
+    let key = app.key(&member.email, None).await;
+    (member, key)
+}
+
 /// An admin with every permission, their first key (which holds the mark)
 /// and a session.
 pub(crate) async fn webhook_admin(app: &TestApp) -> (crate::helpers::Integration, String) {
-    let integration = app
-        .integration(
-            "admin",
-            "reports:read webhooks:write keys:manage webhooks:manage",
-        )
-        .await;
-    app.set_password(&integration.user.email, "webhook signing 1234")
-        .await;
-    let session = app
-        .session_for(&integration.user.email, "webhook signing 1234")
-        .await;
-    (integration, session)
+    app.signed_in_integration(
+        "admin",
+        "reports:read webhooks:write keys:manage webhooks:manage",
+    )
+    .await
 }
 
 /// An endpoint on `receiver` listening to `key.created`, registered through
@@ -314,9 +325,80 @@ async fn key_created_endpoint(app: &TestApp, session: &str, receiver: &Receiver)
 pub(crate) async fn register(app: &TestApp, session: &str, body: Value) -> reqwest::Response {
     app.api(Method::POST, "/api/v1/webhook-endpoints", session)
         .json(&body)
-        .send()
+        .sent()
         .await
-        .expect("register")
+}
+
+/// A leaked key that signs webhooks can be revoked at once (not 409 until
+/// someone moves the mark by hand): the revocation moves the mark to
+/// another active key of the owner, and says so in the audit trail.
+async fn revoking_the_webhook_signing_key_moves_the_mark_to_another_key(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+    let first = json_body(create_key_as(&app, &session, json!({"name": "leaked"})).await).await;
+    let second = json_body(create_key_as(&app, &session, json!({"name": "spare"})).await).await;
+    assert_eq!(first["signs_webhooks"], true);
+    assert_eq!(second["signs_webhooks"], false);
+    let first_id = first["client_id"].as_str().unwrap();
+    let second_id = second["client_id"].as_str().unwrap();
+
+    let revoked = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/keys/{first_id}/revoke"),
+            &session,
+        )
+        .sent()
+        .await;
+    assert_eq!(revoked.status(), 200, "revoking the signer");
+
+    let spare = json_body(
+        app.request(Method::GET, &format!("/api/v1/keys/{second_id}"), &session)
+            .sent()
+            .await,
+    )
+    .await;
+    assert_eq!(spare["signs_webhooks"], true, "the mark moved");
+    let moves = audit_events(
+        &app,
+        &acme.admin_session,
+        &[
+            ("action", "key.mark_webhook_signing"),
+            ("target", second_id),
+        ],
+    )
+    .await;
+    assert!(!moves.is_empty(), "no audit event for the move");
+
+    let delete = app.delete_key(&session, second_id, second_id).await;
+    assert_eq!(delete.status(), 409, "deleting the marked active key");
+}
+
+/// Revoking the owner's only key (the signer) is allowed too; then no key of
+/// the owner signs webhooks.
+async fn revoking_a_users_only_key_leaves_no_key_signing_webhooks(backend: Backend) {
+    let (app, acme) = spawn_acme(backend).await;
+    let ana = acme.employ(&app, "ana", "member", GRANTABLE).await;
+    let session = Cred::Bearer(app.session_for(&ana.email, PASSWORD).await);
+    let only = json_body(create_key_as(&app, &session, json!({"name": "only"})).await).await;
+    assert_eq!(only["signs_webhooks"], true);
+
+    let revoked = app
+        .request(
+            Method::POST,
+            &format!(
+                "/api/v1/keys/{}/revoke",
+                only["client_id"].as_str().unwrap()
+            ),
+            &session,
+        )
+        .sent()
+        .await;
+    assert_eq!(revoked.status(), 200);
+
+    let keys = keys_of(&app, &acme.admin_session, &ana.email).await;
+    assert!(keys.iter().all(|k| k["signs_webhooks"] != true), "{keys:?}");
 }
 
 crate::on_both_backends!(
@@ -333,6 +415,8 @@ crate::on_both_backends!(
     an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_long_given_up,
     a_members_endpoint_hears_only_of_their_own_keys_and_records,
     metrics_count_deliveries_and_show_the_queue,
+    revoking_the_webhook_signing_key_moves_the_mark_to_another_key,
+    revoking_a_users_only_key_leaves_no_key_signing_webhooks,
 );
 
 async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_only_the_whsec(
@@ -374,23 +458,16 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
         .await;
     let created_id = created["id"].as_str().expect("id").to_owned();
     let revoked = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/keys/{created_id}/revoke"),
-            &session,
-        )
+        .post(&format!("/api/v1/keys/{created_id}/revoke"), &session)
         .await;
     assert_eq!(revoked.status(), 200);
     let deleted = app
-        .api(
-            Method::DELETE,
-            &format!("/api/v1/keys/{created_id}"),
+        .delete_key(
             &session,
+            &created_id,
+            created["client_id"].as_str().unwrap(),
         )
-        .json(&json!({ "confirm": format!("delete {}", created["client_id"].as_str().unwrap()) }))
-        .send()
-        .await
-        .expect("delete");
+        .await;
     assert_eq!(deleted.status(), 204);
     let soon = app
         .create_key_over_http(
@@ -489,8 +566,7 @@ async fn every_event_arrives_signed_and_verifies_with_standardwebhooks_given_onl
 
     // A test event reaches this endpoint whatever it listens to.
     let queued = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
             &session,
         )
@@ -646,19 +722,9 @@ async fn redirects_are_never_followed_and_targets_are_checked_again_at_each_conn
     .await;
     let (strict_admin, strict_session) = webhook_admin(&strict).await;
     let rebinding = Receiver::start(&[&strict_admin.key.webhook_signing_key.to_whsec()]);
-    let endpoint_id = endpoint_stored_directly(
-        &strict,
-        &strict_admin,
-        &format!("http://localhost:{}/hooks", rebinding.port),
-        "key.created",
-    )
-    .await;
-    let attempt = first_test_attempt(&strict, &strict_session, &endpoint_id).await;
-    assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
-    assert!(
-        attempt["error"].as_str().unwrap_or("").contains("loopback"),
-        "{attempt}"
-    );
+    let url = format!("http://localhost:{}/hooks", rebinding.port);
+    let attempt = first_attempt_at(&strict, &strict_admin, &strict_session, &url).await;
+    assert_not_sent(&attempt, "loopback");
     assert!(rebinding.deliveries().is_empty());
 }
 
@@ -756,9 +822,8 @@ async fn push_records(app_url: &str, token: &str, count: usize) -> Vec<String> {
             .post(format!("{app_url}/api/v1/webhooks/orders"))
             .bearer_auth(token)
             .json(&json!({ "n": n }))
-            .send()
-            .await
-            .expect("push");
+            .sent()
+            .await;
         assert_eq!(pushed.status(), 201);
         let body: Value = pushed.json().await.expect("json");
         ids.push(body["ids"][0].as_str().expect("id").to_owned());
@@ -898,10 +963,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
         endpoint["id"].as_str().unwrap()
     );
     // Before the move: the old key alone signs.
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     let first = receiver.wait_for("the first test", |a| !a.is_empty()).await;
     assert_eq!(first[0]["verified"], json!([true, false]), "{}", first[0]);
 
@@ -917,10 +979,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
         .await;
     assert_eq!(moved.status(), 200);
     // During the overlap: both sign, so receivers holding either verify.
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     let second = receiver.wait_for("the second test", |a| a.len() >= 2).await;
     assert_eq!(second[1]["verified"], json!([true, true]), "{}", second[1]);
     assert_eq!(
@@ -931,10 +990,7 @@ async fn when_the_mark_moves_deliveries_carry_both_signatures_for_the_overlap_on
     );
     // After it: the new key alone.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     let third = receiver.wait_for("the third test", |a| a.len() >= 3).await;
     assert_eq!(third[2]["verified"], json!([false, true]), "{}", third[2]);
 }
@@ -952,10 +1008,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     let endpoint = key_created_endpoint(&app, &session, &receiver).await;
     let id = endpoint["id"].as_str().unwrap().to_owned();
     let test_path = format!("/api/v1/webhook-endpoints/{id}/test");
-    assert_eq!(
-        app.call(Method::POST, &test_path, &session).await.status(),
-        202
-    );
+    assert_eq!(app.post(&test_path, &session).await.status(), 202);
     // The first delivery is given up after its 2 s of retries.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -980,7 +1033,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
     // More failures, past 3 s of failing: the endpoint is disabled, audited.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let shown = loop {
-        let _ = app.call(Method::POST, &test_path, &session).await;
+        let _ = app.post(&test_path, &session).await;
         let shown = app
             .get_json(&format!("/api/v1/webhook-endpoints/{id}"), &session)
             .await;
@@ -1008,9 +1061,8 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
             &session,
         )
         .json(&json!({ "enabled": true }))
-        .send()
-        .await
-        .expect("patch");
+        .sent()
+        .await;
     let enabled = json_body(enabled).await;
     assert_eq!(enabled["status"], "enabled");
     assert_eq!(enabled["failing_since"], Value::Null);
@@ -1019,15 +1071,7 @@ async fn an_endpoint_failing_too_long_is_disabled_and_a_delivery_retried_too_lon
 async fn a_members_endpoint_hears_only_of_their_own_keys_and_records(backend: Backend) {
     let app = crate::helpers::spawn_app_with(backend, &RECEIVER_SETTINGS).await;
     let (admin, admin_session) = webhook_admin(&app).await;
-    let member = app
-        .user(
-            &admin.tenant,
-            "member-hooks@example.com",
-            "member",
-            "webhooks:write keys:manage webhooks:manage",
-        )
-        .await;
-    let member_key = app.key(&member.email, None).await;
+    let (member, member_key) = webhook_member(&app, &admin, "member-hooks@example.com").await;
     app.set_password(&member.email, "member password 1234")
         .await;
     let member_session = app.session_for(&member.email, "member password 1234").await;
@@ -1086,7 +1130,7 @@ async fn metrics_count_deliveries_and_show_the_queue(backend: Backend) {
         "/api/v1/webhook-endpoints/{}/test",
         endpoint["id"].as_str().unwrap()
     );
-    app.call(Method::POST, &test_path, &session).await;
+    app.post(&test_path, &session).await;
     receiver
         .wait_for("a failed attempt", |a| !a.is_empty())
         .await;

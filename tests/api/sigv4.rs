@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
     Backend, TestApp, every_stored_row, json_body, spawn_app, spawn_app_with, spawn_sibling,
 };
@@ -194,7 +195,7 @@ impl Signing {
     }
 
     async fn send(&self, app: &TestApp) -> (u16, Value) {
-        let response = self.request(app).send().await.expect("signed request");
+        let response = self.request(app).sent().await;
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         (
@@ -234,11 +235,8 @@ async fn fixture_with(
     scopes: Option<&str>,
 ) -> Fixture {
     let app = spawn_app_with(backend, overrides).await;
-    let admin = app
-        .integration("admin", "reports:read,webhooks:write,keys:manage")
-        .await;
-    let session = app
-        .session_for(&admin.user.email, "correct horse battery staple 42")
+    let (admin, session) = app
+        .signed_in_integration("admin", "reports:read,webhooks:write,keys:manage")
         .await;
     let mut body = json!({ "name": "SQL Account style", "sigv4": true });
     if let Some(scopes) = scopes {
@@ -310,9 +308,8 @@ async fn a_key_created_with_sigv4_keeps_its_secret_only_sealed_and_says_so(backe
             &f.session,
         )
         .json(&json!({ "grace_seconds": 60 }))
-        .send()
-        .await
-        .expect("roll");
+        .sent()
+        .await;
     assert_eq!(rolled.status(), 201);
     let rolled = json_body(rolled).await;
     assert_eq!(rolled["sigv4"], true, "{rolled}");
@@ -616,8 +613,7 @@ async fn bad_signatures_are_refused_with_their_code_and_never_a_5xx(backend: Bac
         .create_key_over_http(&f.session, json!({ "name": "revoked", "sigv4": true }))
         .await;
     let revoked_response = app
-        .call(
-            reqwest::Method::POST,
+        .post(
             &format!("/api/v1/keys/{}/revoke", revoked["id"].as_str().unwrap()),
             &f.session,
         )
@@ -881,7 +877,7 @@ async fn presigned_urls_work_for_get_until_they_expire(backend: Backend) {
     let app = &f.app;
     let now = chrono::Utc::now().timestamp();
     let url = presign(&f, "/api/v1/whoami", "", now, 300);
-    let response = app.client.get(&url).send().await.expect("presigned");
+    let response = app.client.get(&url).sent().await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["cache-control"],
@@ -892,22 +888,22 @@ async fn presigned_urls_work_for_get_until_they_expire(backend: Backend) {
     assert_eq!(who["credential"], "sigv4");
     // Handlers see their own parameters, not the signature's.
     let url = presign(&f, "/api/v1/reports/orders", "limit=2", now, 604_800);
-    let response = app.client.get(&url).send().await.expect("presigned pull");
+    let response = app.client.get(&url).sent().await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     let url = presign(&f, "/api/v1/keys", "label=env%3Dprod", now, 60);
-    let listed = json_body(app.client.get(&url).send().await.expect("listing")).await;
+    let listed = json_body(app.client.get(&url).sent().await).await;
     assert_eq!(listed["keys"], json!([]), "{listed}");
     // A week-old URL signed for a week still works; a moment later it does not.
     let url = presign(&f, "/api/v1/whoami", "", now - 604_790, 604_800);
-    let response = app.client.get(&url).send().await.expect("old presigned");
+    let response = app.client.get(&url).sent().await;
     assert_eq!(response.status(), 200);
     let url = presign(&f, "/api/v1/whoami", "", now - 604_810, 604_800);
-    let refused = json_body(app.client.get(&url).send().await.expect("expired")).await;
+    let refused = json_body(app.client.get(&url).sent().await).await;
     assert_eq!(refused["error"], "request_expired", "{refused}");
     // Changing a parameter breaks the signature.
     let url =
         presign(&f, "/api/v1/reports/orders", "limit=2", now, 300).replace("limit=2", "limit=3");
-    let refused = json_body(app.client.get(&url).send().await.expect("altered")).await;
+    let refused = json_body(app.client.get(&url).sent().await).await;
     assert_eq!(refused["error"], "signature_mismatch", "{refused}");
 }
 
@@ -923,7 +919,7 @@ async fn failed_signatures_are_throttled_like_failed_client_authentication(backe
             (401, Some("signature_mismatch"))
         );
     }
-    let response = wrong.request(app).send().await.expect("throttled");
+    let response = wrong.request(app).sent().await;
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
     // The same client ID at the token endpoint is throttled too: one throttle.
@@ -1002,11 +998,7 @@ async fn revoked_disabled_and_expired_keys_are_refused_at_once_and_lose_their_ca
     // Revoked by another process (the HTTP API here): this service's cache
     // still holds the derived key, but the key's status is read each time.
     let revoked = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/keys/{}/revoke", f.key_id),
-            &f.session,
-        )
+        .post(&format!("/api/v1/keys/{}/revoke", f.key_id), &f.session)
         .await;
     assert_eq!(revoked.status(), 200);
     assert_eq!(verify().await.err(), Some("key_revoked"));
@@ -1291,9 +1283,8 @@ async fn a_signed_request_with_an_unsigned_idempotency_key_is_refused(backend: B
         let resent = push
             .request(app)
             .header("Idempotency-Key", key)
-            .send()
-            .await
-            .expect("resent");
+            .sent()
+            .await;
         assert_eq!(
             resent.status(),
             401,
@@ -1358,7 +1349,7 @@ async fn a_post_signed_again_with_the_same_signed_idempotency_key_stores_once(ba
     attempt
         .headers
         .push(("idempotency-key".to_owned(), "order-1001".to_owned()));
-    let response = attempt.request(app).send().await.expect("first attempt");
+    let response = attempt.request(app).sent().await;
     assert_eq!(response.status(), 201);
     assert!(!response.headers().contains_key("idempotent-replayed"));
     let first = json_body(response).await;
@@ -1411,7 +1402,7 @@ async fn a_signed_get_sent_again_within_its_window_is_still_served(backend: Back
         300,
     );
     for _ in 0..2 {
-        let response = app.client.get(&url).send().await.expect("presigned");
+        let response = app.client.get(&url).sent().await;
         assert_eq!(response.status(), 200);
     }
 }

@@ -13,18 +13,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, TestApp, endpoint_stored_directly, first_test_attempt, spawn_app, spawn_app_with,
+    Backend, TestApp, assert_not_sent, first_attempt_at, spawn_app, spawn_app_with,
 };
 
 /// A company admin who may manage webhooks and trusted issuers, signed in.
 async fn admin_session(app: &TestApp) -> (crate::helpers::Integration, String) {
-    let admin = app
-        .integration("admin", "webhooks:manage keys:manage")
-        .await;
-    let session = app
-        .session_for(&admin.user.email, "target addresses 1234")
-        .await;
-    (admin, session)
+    app.signed_in_integration("admin", "webhooks:manage keys:manage")
+        .await
 }
 
 /// `POST /api/v1/webhook-endpoints` for `url`, listening to an event no
@@ -269,21 +264,9 @@ async fn a_stored_endpoint_on_an_address_never_allowed_is_refused_at_delivery_wi
     let app = spawn_app_with(backend, &settings).await;
     let (admin, session) = admin_session(&app).await;
     let listener = CountingListener::start().await;
-    let endpoint_id = endpoint_stored_directly(
-        &app,
-        &admin,
-        &format!("http://0.0.0.0:{}/hooks", listener.port),
-        "key.created",
-    )
-    .await;
-    let attempt = first_test_attempt(&app, &session, &endpoint_id).await;
-    assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
-    assert!(
-        attempt["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("unspecified")),
-        "{attempt}"
-    );
+    let url = format!("http://0.0.0.0:{}/hooks", listener.port);
+    let attempt = first_attempt_at(&app, &admin, &session, &url).await;
+    assert_not_sent(&attempt, "unspecified");
     assert_eq!(
         listener.accepted.load(Ordering::SeqCst),
         0,

@@ -21,8 +21,10 @@ use rcgen::{
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::helpers::Sent as _;
+use crate::helpers::client_credentials;
 use crate::helpers::{
-    Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app,
+    Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app, startup_error,
 };
 
 const HSTS: &str = "max-age=31536000";
@@ -196,9 +198,7 @@ async fn a_token_is_issued_over_https_under_an_https_issuer_with_hsts() {
         .as_str()
         .expect("access_token")
         .to_owned();
-    let whoami = app
-        .call(reqwest::Method::GET, "/api/v1/whoami", &token)
-        .await;
+    let whoami = app.get_as("/api/v1/whoami", &token).await;
     assert_eq!(whoami.status(), 200, "the token works over HTTPS");
     assert_eq!(whoami.headers()["strict-transport-security"], HSTS);
 
@@ -355,9 +355,8 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is
     // second CA gets in, one trusting only the first does not.
     let fresh = client_trusting(&second_ca)
         .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("the new certificate is served");
+        .sent()
+        .await;
     assert_eq!(fresh.status(), 200);
     assert_eq!(peer_certificate(&fresh), second.der);
     let stale = client_trusting(&first_ca)
@@ -385,13 +384,14 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is
     assert!(err.to_string().contains("does not belong"), "{err}");
 
     let integration = app.integration("member", "reports:read").await;
-    let response = client_trusting(&second_ca)
-        .post(app.url("/oauth/token"))
-        .basic_auth(integration.client_id(), Some(integration.secret()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("still served after failed reloads");
+    let response = client_credentials(
+        &client_trusting(&second_ca),
+        app.url("/oauth/token"),
+        integration.client_id(),
+        integration.secret(),
+    )
+    .sent()
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(peer_certificate(&response), second.der);
 }
@@ -406,13 +406,7 @@ async fn a_certificate_that_cannot_be_loaded_stops_start_up_naming_the_file() {
     let env = files.env();
     let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let settings = settings_for(&db.url, &overrides);
-    let store = Store::connect_and_migrate(&settings.database)
-        .await
-        .expect("connect");
-    let Err(err) = Application::build_with_store(settings, store).await else {
-        panic!("started without its key file");
-    };
-    let message = keyport::telemetry::error_chain(&err);
+    let message = startup_error(settings, "without its key file").await;
     assert!(message.contains("HTTPS"), "{message}");
     assert!(message.contains("private key file"), "{message}");
     assert!(
@@ -467,9 +461,8 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
 
     let response = client_trusting(&first_ca)
         .get(https_url(&server, "/healthz"))
-        .send()
-        .await
-        .expect("HTTPS with the first certificate");
+        .sent()
+        .await;
     assert_eq!(peer_certificate(&response), first.der);
 
     files.install(&second);
@@ -484,9 +477,8 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     .await;
     let response = client_trusting(&second_ca)
         .get(https_url(&server, "/healthz"))
-        .send()
-        .await
-        .expect("HTTPS with the second certificate");
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(peer_certificate(&response), second.der);
 
@@ -496,9 +488,8 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     wait_for_log(&server, "TLS certificate reload failed").await;
     let response = client_trusting(&second_ca)
         .get(https_url(&server, "/healthz"))
-        .send()
-        .await
-        .expect("still HTTPS with the second certificate");
+        .sent()
+        .await;
     assert_eq!(peer_certificate(&response), second.der);
     assert!(
         server.child.try_wait().expect("child status").is_none(),

@@ -10,8 +10,10 @@ use keyport::service::keys::{self as admin, NewKeyRequest};
 use keyport::service::users;
 use serde_json::Value;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
+    Backend, READ_AND_PUSH, header, json_body, spawn_app, spawn_app_with,
+    spawn_app_with_integration,
 };
 
 async fn token_is_issued_for_basic_credentials(backend: Backend) {
@@ -42,9 +44,8 @@ async fn token_is_issued_for_credentials_in_the_form_body(backend: Backend) {
             ("client_id", integration.client_id()),
             ("client_secret", integration.secret()),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(json_body(response).await["scope"], "reports:read");
@@ -61,9 +62,8 @@ async fn token_is_issued_for_a_json_body(backend: Backend) {
             "client_id": integration.client_id(),
             "client_secret": integration.secret(),
         }))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
 }
@@ -88,9 +88,8 @@ async fn basic_credentials_are_form_url_decoded(backend: Backend) {
         .post(app.url("/oauth/token"))
         .header("Authorization", header)
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
 }
@@ -107,9 +106,8 @@ async fn two_authentication_methods_at_once_are_invalid_request(backend: Backend
             ("client_id", integration.client_id()),
             ("client_secret", integration.secret()),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 400);
     assert_eq!(json_body(response).await["error"], "invalid_request");
@@ -117,10 +115,7 @@ async fn two_authentication_methods_at_once_are_invalid_request(backend: Backend
 
 async fn assert_invalid_client(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 401);
-    let challenge = response.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&response, "www-authenticate").to_owned();
     assert!(challenge.starts_with("Basic "), "{challenge}");
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body = json_body(response).await;
@@ -163,13 +158,13 @@ async fn a_malformed_secret_is_refused_before_any_database_work(backend: Backend
     // With the database gone, anything that reaches it answers 503...
     app.store.close().await;
     let reaches_db = app
-        .request_token(integration.client_id(), well_formed_but_wrong.expose())
+        .token_answer(
+            integration.client_id(),
+            well_formed_but_wrong.expose(),
+            503,
+            "a well-formed secret needs the database",
+        )
         .await;
-    assert_eq!(
-        reaches_db.status(),
-        503,
-        "a well-formed secret needs the database"
-    );
     assert_eq!(
         json_body(reaches_db).await["error"],
         "temporarily_unavailable"
@@ -249,13 +244,13 @@ async fn a_key_never_holds_more_than_its_owner_currently_may(backend: Backend) {
     .await;
     assert_eq!(inherited["scope"], "reports:read");
     let response = app
-        .request_token(&narrowed_key.key.client_id, narrowed_key.secret.expose())
+        .token_answer(
+            &narrowed_key.key.client_id,
+            narrowed_key.secret.expose(),
+            400,
+            "a key whose only scope was withdrawn gets nothing",
+        )
         .await;
-    assert_eq!(
-        response.status(),
-        400,
-        "a key whose only scope was withdrawn gets nothing"
-    );
     assert_eq!(json_body(response).await["error"], "invalid_scope");
 }
 
@@ -560,7 +555,7 @@ async fn token_request_errors_use_the_rfc_6749_codes(backend: Backend) {
         if let Some(ct) = content_type {
             request = request.header("Content-Type", ct);
         }
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status().as_u16(), status, "{what}");
         let body = json_body(response).await;
         assert_eq!(body["error"], code, "{what}: {body}");
@@ -579,9 +574,8 @@ async fn the_configured_audience_may_be_named_as_the_resource(backend: Backend) 
             ("grant_type", "client_credentials"),
             ("resource", app.settings.tokens.audience.as_str()),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 200);
 }
@@ -598,9 +592,8 @@ async fn oversized_token_requests_are_refused_cleanly(backend: Backend) {
         .post(app.url("/oauth/token"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(huge)
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
 
     assert_eq!(response.status(), 413);
     assert_eq!(json_body(response).await["error"], "invalid_request");

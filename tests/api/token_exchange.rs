@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, READ_AND_PUSH, TestApp, json_body, spawn_app_with, status_and_json};
+use crate::helpers::Sent as _;
+use crate::helpers::{
+    Backend, READ_AND_PUSH, TestApp, json_answer, json_body, spawn_app_with, status_and_json,
+};
 use crate::python_client::python_interpreter;
 
 pub(crate) const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -99,7 +102,7 @@ pub(crate) async fn exchange(
     }
     let mut body = vec![("grant_type", EXCHANGE)];
     body.extend_from_slice(form);
-    let response = request.form(&body).send().await.expect("token request");
+    let response = request.form(&body).sent().await;
     status_and_json(response).await
 }
 
@@ -173,11 +176,7 @@ async fn a_keyport_token_is_exchanged_for_a_narrower_token_for_another_audience(
     .await;
     assert_eq!(status, 200, "{body}");
     let whoami = app
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/whoami",
-            body["access_token"].as_str().unwrap(),
-        )
+        .get_as("/api/v1/whoami", body["access_token"].as_str().unwrap())
         .await;
     assert_eq!(whoami.status(), 200);
     let whoami = json_body(whoami).await;
@@ -315,9 +314,8 @@ async fn refusals_carry_the_rfc_error_codes(backend: Backend) {
         .post(app.url("/oauth/revoke"))
         .basic_auth(&company.user_key.0, Some(&company.user_key.1))
         .form(&[("token", revoked.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(response.status(), 200);
     let not_allowed = (company.user_key.0.clone(), company.user_key.1.clone());
     let wrong_secret = (company.exchanger.0.clone(), "kps_wrong".to_owned());
@@ -614,13 +612,9 @@ pub(crate) async fn trust(app: &TestApp, admin: &str, jwks_url: &str) -> Value {
             "audience": CI_AUDIENCE,
             "description": "CI deploys"
         }))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body = json_body(response).await;
-    assert_eq!(status, 201, "{body}");
-    body
+        .sent()
+        .await;
+    json_answer(response, 201).await
 }
 
 pub(crate) async fn add_rule(
@@ -709,9 +703,8 @@ async fn a_trusted_issuers_token_is_exchanged_without_any_stored_secret(backend:
                 .post(app.url("/oauth/introspect"))
                 .basic_auth(&admin_key.0, Some(&admin_key.1))
                 .form(&[("token", token.as_str())])
-                .send()
-                .await
-                .unwrap();
+                .sent()
+                .await;
             json_body(response).await
         }
     };
@@ -719,8 +712,7 @@ async fn a_trusted_issuers_token_is_exchanged_without_any_stored_secret(backend:
 
     // The exchange is audited with the external subject, never the token.
     let audit = app
-        .call(
-            reqwest::Method::GET,
+        .get_as(
             "/api/v1/audit?action=token.exchange",
             &company.admin_session,
         )
@@ -898,17 +890,10 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
             &member_token,
         )
         .json(&json!({"issuer": CI_ISSUER, "jwks_url": "http://127.0.0.1:9/jwks", "audience": "a"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
-    let response = app
-        .call(
-            reqwest::Method::GET,
-            "/api/v1/trusted-issuers",
-            &member_token,
-        )
+        .sent()
         .await;
+    assert_eq!(response.status(), 403);
+    let response = app.get_as("/api/v1/trusted-issuers", &member_token).await;
     assert_eq!(response.status(), 403);
 
     let bad_issuers = [
@@ -937,9 +922,8 @@ async fn only_admins_manage_trust_and_bad_input_is_refused(backend: Backend) {
                 &company.admin_session,
             )
             .json(&body)
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         let status = response.status().as_u16();
         let body = json_body(response).await;
         assert!((400..500).contains(&status), "{what}: {status} {body}");
@@ -1008,9 +992,8 @@ async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(b
             .basic_auth(&company.user_key.0, Some(&company.user_key.1))
             .header("DPoP", holder.proof("POST", &token_url, None))
             .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
+            .sent()
+            .await;
         let body = json_body(response).await;
         assert_eq!(body["token_type"], "DPoP", "{body}");
         body["access_token"].as_str().unwrap().to_owned()
@@ -1034,7 +1017,7 @@ async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(b
             if let Some(proof) = proof {
                 request = request.header("DPoP", proof);
             }
-            let response = request.send().await.unwrap();
+            let response = request.sent().await;
             status_and_json(response).await
         }
     };
@@ -1088,9 +1071,8 @@ async fn a_dpop_bound_subject_token_is_exchanged_only_by_the_holder_of_its_key(b
             ("subject_token", plain_subject.as_str()),
             ("subject_token_type", ACCESS_TOKEN),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     let body = json_body(response).await;
     assert_eq!(body["token_type"], "DPoP", "{body}");
     assert_eq!(

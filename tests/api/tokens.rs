@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::helpers::{
     Backend, READ_AND_PUSH, json_body, spawn_app, spawn_app_with, spawn_app_with_integration,
-    spawn_sibling, verify_with_jwks,
+    spawn_app_with_token, spawn_sibling, verify_with_jwks,
 };
 
 async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
@@ -18,8 +18,7 @@ async fn fetch_jwks(app: &crate::helpers::TestApp) -> JwkSet {
 }
 
 async fn tokens_carry_the_rfc_9068_header_and_claims(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "admin", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "admin", READ_AND_PUSH).await;
 
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -169,8 +168,7 @@ async fn the_metadata_document_points_at_the_token_endpoint_and_jwks(backend: Ba
 }
 
 async fn a_third_party_verifier_built_from_the_jwks_accepts_keyport_tokens(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", "reports:read").await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", "reports:read").await;
 
     let verifier = TokenVerifier::from_jwks(
         &fetch_jwks(&app).await,

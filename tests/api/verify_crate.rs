@@ -22,8 +22,9 @@ use keyport_verify::{DpopNonces, DpopSettings, KeySettings, Verifier, VerifyErro
 use serde_json::{Value, json};
 
 use crate::dpop::DpopKey;
+use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, ServedBinary, master_key_env, spawn_app, spawn_app_with_integration,
+    Backend, ServedBinary, header, master_key_env, spawn_app, spawn_app_with_integration,
 };
 
 #[allow(dead_code)]
@@ -283,7 +284,7 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        async move { request.send().await.expect("the resource server answers") }
+        async move { request.sent().await }
     };
 
     let token = app
@@ -298,10 +299,7 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
         .await;
     let answer = call(Some(token)).await;
     assert_eq!(answer.status(), 403);
-    let challenge = answer.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = header(&answer, "www-authenticate").to_owned();
     assert!(
         challenge.contains("error=\"insufficient_scope\"")
             && challenge.contains("scope=\"reports:read\""),
@@ -317,12 +315,7 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
 
     let answer = call(Some("not-a-token".to_owned())).await;
     assert_eq!(answer.status(), 401);
-    assert!(
-        answer.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("error=\"invalid_token\"")
-    );
+    assert!(header(&answer, "www-authenticate").contains("error=\"invalid_token\""));
 }
 
 /// How many `GET /.well-known/jwks.json` the server has answered, from its
@@ -330,9 +323,8 @@ async fn the_actix_extractor_answers_as_rfc_6750_says(backend: Backend) {
 async fn jwks_requests_served(http: &reqwest::Client, metrics_url: &str) -> u64 {
     let text = http
         .get(metrics_url)
-        .send()
+        .sent()
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("metrics text");
@@ -414,25 +406,6 @@ async fn get_protected(http: &reqwest::Client, base: &str, token: &str) -> Answe
     answer(http.get(format!("{base}/protected")).bearer_auth(token)).await
 }
 
-/// A token from a served Keyport for `client_id`.
-async fn served_token(
-    http: &reqwest::Client,
-    server: &ServedBinary,
-    id: &str,
-    secret: &str,
-) -> String {
-    let response = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("token request");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.expect("json");
-    body["access_token"].as_str().expect("token").to_owned()
-}
-
 /// `keyport signing-key rotate` on `url`'s database, as an operator would.
 async fn rotate_signing_key(url: &str) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyport"));
@@ -510,7 +483,9 @@ async fn the_example_services_follow_a_rotation_and_outlive_the_issuer(backend: 
     serve_axum(listener, axum_example::router(verifier().await));
     let services = [actix, axum];
 
-    let old = served_token(&http, &server, reader.client_id(), reader.secret()).await;
+    let old = server
+        .token(&http, reader.client_id(), reader.secret())
+        .await;
     for service in &services {
         let answer = get_protected(&http, service, &old).await;
         assert_eq!(answer.status, 200, "{service}: {}", answer.body);
@@ -521,7 +496,9 @@ async fn the_example_services_follow_a_rotation_and_outlive_the_issuer(backend: 
     rotate_signing_key(&app.db.url).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let new = loop {
-        let token = served_token(&http, &server, reader.client_id(), reader.secret()).await;
+        let token = server
+            .token(&http, reader.client_id(), reader.secret())
+            .await;
         if header_of(&token)["kid"] != old_kid {
             break token;
         }
@@ -907,14 +884,7 @@ async fn dpop_bound_tokens_need_a_fresh_proof_for_the_request(backend: Backend) 
             ),
         ]
     );
-    let document: Value = http
-        .get(&metadata_url)
-        .send()
-        .await
-        .expect("metadata")
-        .json()
-        .await
-        .expect("json");
+    let document: Value = http.get(&metadata_url).sent_json().await;
     assert_eq!(
         document,
         json!({

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, ServedBinary, TestDatabase};
 
 /// The ```sh blocks of the section of `page` headed `title`.
@@ -134,9 +135,8 @@ async fn run_walkthrough(page: &str) {
     // sign-in takes it.
     let page = reqwest::Client::new()
         .get(format!("{base}/console/sign-in"))
-        .send()
-        .await
-        .expect("the sign-in page");
+        .sent()
+        .await;
     assert_eq!(page.status(), 200);
     let signed_in = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])

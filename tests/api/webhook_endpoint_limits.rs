@@ -8,6 +8,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{Backend, TestApp, spawn_app_with};
 
 const PASSWORD: &str = "endpoint limits 1234";
@@ -107,9 +108,8 @@ async fn a_member_stops_at_their_own_endpoint_limit_and_an_admin_can_still_regis
             member,
         )
         .json(&json!({ "enabled": false }))
-        .send()
-        .await
-        .expect("disable");
+        .sent()
+        .await;
     assert_eq!(disabled.status(), 200);
     let (status, body) = register(&app, member).await;
     assert_limit_refusal(status, &body, 5, "one user");

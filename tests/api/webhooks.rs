@@ -3,13 +3,14 @@
 
 use serde_json::{Value, json};
 
+use crate::helpers::Sent as _;
 use crate::helpers::{
-    Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration, spawn_sibling,
+    Backend, READ_AND_PUSH, json_body, spawn_app_with, spawn_app_with_integration,
+    spawn_app_with_token, spawn_sibling,
 };
 
 async fn a_push_stores_one_record_or_an_array_of_them(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, integration, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
 
     let one = app.push(&token, "orders", &json!({"order": 1}), None).await;
     assert_eq!(one.status(), 201);
@@ -33,8 +34,7 @@ async fn a_push_stores_one_record_or_an_array_of_them(backend: Backend) {
 }
 
 async fn a_retried_push_with_the_same_idempotency_key_is_stored_once(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     let body = json!([{"invoice": "A-1"}, {"invoice": "A-2"}]);
 
     let first = app
@@ -58,8 +58,7 @@ async fn a_retried_push_with_the_same_idempotency_key_is_stored_once(backend: Ba
 }
 
 async fn concurrent_retries_with_one_idempotency_key_store_once(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     let body = json!({"payment": 99});
 
     let attempts = (0..8).map(|_| app.push(&token, "payments", &body, Some("pay-99")));
@@ -72,8 +71,7 @@ async fn concurrent_retries_with_one_idempotency_key_store_once(backend: Backend
 }
 
 async fn an_idempotency_key_reused_for_another_request_is_refused(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     app.push(&token, "orders", &json!({"n": 1}), Some("k-1"))
         .await;
 
@@ -104,8 +102,7 @@ async fn idempotency_keys_belong_to_their_owner(backend: Backend) {
 }
 
 async fn an_answered_push_survives_a_restart(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     let pushed = json_body(
         app.push(&token, "ledger", &json!({"amount": 10}), Some("l-1"))
             .await,
@@ -227,7 +224,7 @@ async fn bad_push_bodies_get_clear_4xx_answers(backend: Backend) {
         if let Some(ct) = content_type {
             request = request.header("Content-Type", ct);
         }
-        let response = request.send().await.unwrap();
+        let response = request.sent().await;
         assert_eq!(response.status().as_u16(), status, "{what}");
         assert_eq!(json_body(response).await["error"], code, "{what}");
     }
@@ -251,8 +248,7 @@ async fn bad_push_bodies_get_clear_4xx_answers(backend: Backend) {
 }
 
 async fn records_keep_their_json_exactly(backend: Backend) {
-    let (app, integration) = spawn_app_with_integration(backend, "member", READ_AND_PUSH).await;
-    let token = app.token_for(&integration).await;
+    let (app, _, token) = spawn_app_with_token(backend, "member", READ_AND_PUSH).await;
     let record: Value = json!({
         "text": "naïve 'quotes' \"double\" ; DROP TABLE records; --",
         "big": 9007199254740993u64,

@@ -45,10 +45,10 @@ use crate::domain::{Credential, Role, UnixTime, UserStatus, WEBHOOKS_MANAGE, now
 use crate::routes::client_address;
 use crate::routes::error::service_status;
 use crate::service::audit as audit_service;
+use crate::service::audit::AuditFilter;
 use crate::service::keys::{self as key_service, KeyListing, NewKeyRequest};
 use crate::service::{ServiceError, sessions, setup, tenants, users as user_service};
 use crate::state::AppState;
-use crate::storage::AuditFilter;
 
 type State = web::Data<AppState>;
 type Console = web::Data<ConsoleState>;
@@ -244,7 +244,7 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 mod tests {
     use super::*;
     use crate::routes::error::ApiError;
-    use crate::storage::StorageError;
+    use crate::service::StorageError;
 
     /// One of every `ServiceError`, with each kind of storage failure.
     fn every_refusal() -> Vec<ServiceError> {

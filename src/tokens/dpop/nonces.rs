@@ -55,8 +55,8 @@ impl DpopNonces {
     }
 
     fn tag(key: &[u8; 32], slot: i64) -> [u8; 16] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes a key of any length");
         mac.update(b"keyport dpop nonce\0");
         mac.update(&slot.to_be_bytes());
         let full = mac.finalize().into_bytes();

@@ -94,3 +94,15 @@ impl TestApp {
         self.service.clone()
     }
 }
+
+/// The whole error chain of a start on `settings` that must fail (`why`
+/// says what would be wrong with starting).
+pub async fn startup_error(settings: Settings, why: &str) -> String {
+    let store = Store::connect_and_migrate(&settings.database)
+        .await
+        .expect("the store opens: nothing is read yet");
+    let Err(err) = Application::build_with_store(settings, store).await else {
+        panic!("started {why}");
+    };
+    keyport::telemetry::error_chain(&err)
+}

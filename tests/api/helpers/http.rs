@@ -8,15 +8,85 @@ use serde_json::Value;
 
 use super::{Integration, TestApp};
 
+/// `send().await` for a test: the request must get an answer (any status),
+/// or the test stops there.
+pub trait Sent {
+    fn sent(self) -> impl Future<Output = Response> + Send;
+    /// The answer's JSON body, whatever the status.
+    fn sent_json<T: serde::de::DeserializeOwned>(self) -> impl Future<Output = T> + Send;
+}
+
+impl Sent for reqwest::RequestBuilder {
+    async fn sent(self) -> Response {
+        self.send().await.expect("the server answered")
+    }
+
+    async fn sent_json<T: serde::de::DeserializeOwned>(self) -> T {
+        self.sent().await.json().await.expect("a JSON answer")
+    }
+}
+
+/// A client_credentials token request to `url` (a server's `/oauth/token`)
+/// through `client`, with the client ID and secret in Basic auth.
+pub fn client_credentials(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+    client_id: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+}
+
 impl TestApp {
-    pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
+    /// POST `path` (`/oauth/introspect`, `/oauth/revoke`) about `token`, as
+    /// `caller`.
+    pub async fn token_call(&self, path: &str, caller: &Integration, token: &str) -> Response {
         self.client
-            .post(self.url("/oauth/token"))
-            .basic_auth(client_id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
+            .post(self.url(path))
+            .basic_auth(caller.client_id(), Some(caller.secret()))
+            .form(&[("token", token)])
+            .sent()
             .await
-            .expect("token request")
+    }
+
+    /// A token request that must answer `status` (`why` says why it must).
+    pub async fn token_answer(
+        &self,
+        client_id: &str,
+        secret: &str,
+        status: u16,
+        why: &str,
+    ) -> Response {
+        let response = self.request_token(client_id, secret).await;
+        assert_eq!(response.status(), status, "{why}");
+        response
+    }
+
+    /// The status a token request for the key answers.
+    pub async fn token_status(&self, client_id: &str, secret: &str) -> u16 {
+        self.request_token(client_id, secret)
+            .await
+            .status()
+            .as_u16()
+    }
+
+    /// POST `path` (`/oauth/introspect`, `/oauth/revoke`) about `token`,
+    /// without client authentication.
+    pub async fn anonymous_token_call(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(&[("token", token)])
+            .sent()
+            .await
+    }
+
+    pub async fn request_token(&self, client_id: &str, secret: &str) -> Response {
+        client_credentials(&self.client, self.url("/oauth/token"), client_id, secret)
+            .sent()
+            .await
     }
 
     /// A token request for `scope` only (space-separated).
@@ -30,9 +100,8 @@ impl TestApp {
             .post(self.url("/oauth/token"))
             .basic_auth(client_id, Some(secret))
             .form(&[("grant_type", "client_credentials"), ("scope", scope)])
-            .send()
+            .sent()
             .await
-            .expect("token request")
     }
 
     /// A token for the integration's key; panics unless the server issues one.
@@ -44,12 +113,7 @@ impl TestApp {
         let response = self
             .request_token(&key.key.client_id, key.secret.expose())
             .await;
-        assert_eq!(response.status(), 200, "token refused");
-        let body: Value = response.json().await.expect("token json");
-        body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
+        string_in(response, 200, "access_token").await
     }
 
     pub async fn push(
@@ -74,9 +138,8 @@ impl TestApp {
         self.client
             .get(self.url(&format!("/api/v1/reports/{collection}{query}")))
             .bearer_auth(token)
-            .send()
+            .sent()
             .await
-            .expect("pull request")
     }
 
     /// Every record id visible to `token` in `collection`, following cursors.
@@ -118,31 +181,21 @@ impl TestApp {
         self.client
             .post(self.url("/api/v1/session"))
             .json(&serde_json::json!({ "email": email, "password": password }))
-            .send()
+            .sent()
             .await
-            .expect("sign-in request")
     }
 
     /// A session token for `email`, whose password is set to `password` first.
     pub async fn session_for(&self, email: &str, password: &str) -> String {
         self.set_password(email, password).await;
         let response = self.sign_in(email, password).await;
-        assert_eq!(response.status(), 201, "sign-in refused");
-        let body: Value = response.json().await.expect("session json");
-        body["session_token"]
-            .as_str()
-            .expect("session_token")
-            .to_owned()
+        string_in(response, 201, "session_token").await
     }
 
     /// A bodiless API call presenting `credential` as a bearer token.
     /// An unauthenticated GET of `path`.
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("GET request")
+        self.client.get(self.url(path)).sent().await
     }
 
     /// The JSON answer to a GET of `path` presenting `credential`, whatever
@@ -151,11 +204,19 @@ impl TestApp {
         json_body(self.call(reqwest::Method::GET, path, credential).await).await
     }
 
+    /// A management GET, presenting `credential`.
+    pub async fn get_as(&self, path: &str, credential: &str) -> Response {
+        self.call(reqwest::Method::GET, path, credential).await
+    }
+
+    /// A management POST without a body (revoke, disable, unlock, …),
+    /// presenting `credential`.
+    pub async fn post(&self, path: &str, credential: &str) -> Response {
+        self.call(reqwest::Method::POST, path, credential).await
+    }
+
     pub async fn call(&self, method: reqwest::Method, path: &str, credential: &str) -> Response {
-        self.api(method, path, credential)
-            .send()
-            .await
-            .expect("API request")
+        self.api(method, path, credential).sent().await
     }
 
     /// A management API call with a JSON `body`, presenting `credential`:
@@ -167,12 +228,7 @@ impl TestApp {
         credential: &str,
         body: &Value,
     ) -> (u16, Value) {
-        let response = self
-            .api(method, path, credential)
-            .json(body)
-            .send()
-            .await
-            .expect("API request");
+        let response = self.api(method, path, credential).json(body).sent().await;
         status_and_json(response).await
     }
 
@@ -198,7 +254,37 @@ pub enum Cred {
     ApiKey(String),
 }
 
+impl From<&str> for Cred {
+    fn from(token: &str) -> Self {
+        Cred::Bearer(token.to_owned())
+    }
+}
+
+impl From<&String> for Cred {
+    fn from(token: &String) -> Self {
+        Cred::Bearer(token.clone())
+    }
+}
+
+impl From<&Cred> for Cred {
+    fn from(cred: &Cred) -> Self {
+        cred.clone()
+    }
+}
+
 impl TestApp {
+    /// DELETE the key `id`, confirmed with its client ID as the API asks.
+    pub async fn delete_key(&self, cred: impl Into<Cred>, id: &str, client_id: &str) -> Response {
+        self.request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/keys/{id}"),
+            &cred.into(),
+        )
+        .json(&serde_json::json!({ "confirm": format!("delete {client_id}") }))
+        .sent()
+        .await
+    }
+
     /// A request presenting `cred`.
     pub fn request(
         &self,
@@ -215,19 +301,25 @@ impl TestApp {
         }
     }
 
+    /// A request presenting `secret` as `x-api-key`.
+    pub fn request_with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        secret: &str,
+    ) -> reqwest::RequestBuilder {
+        self.request(method, path, &Cred::ApiKey(secret.to_owned()))
+    }
+
     /// `POST /api/v1/keys` with `body`, presenting `credential`; panics
     /// unless the key is created (201). The answer carries the secret.
     pub async fn create_key_over_http(&self, credential: &str, body: Value) -> Value {
         let response = self
             .api(reqwest::Method::POST, "/api/v1/keys", credential)
             .json(&body)
-            .send()
-            .await
-            .expect("create-key request");
-        let status = response.status();
-        let created = json_body(response).await;
-        assert_eq!(status, 201, "key refused: {created}");
-        created
+            .sent()
+            .await;
+        json_answer(response, 201).await
     }
 
     /// An access token for a key, narrowed to `scope` when given; panics
@@ -247,9 +339,8 @@ impl TestApp {
             .post(self.url("/oauth/token"))
             .basic_auth(client_id, Some(secret))
             .form(&form)
-            .send()
-            .await
-            .expect("token request");
+            .sent()
+            .await;
         let status = response.status();
         let body = json_body(response).await;
         assert_eq!(status, 200, "token refused: {body}");
@@ -258,6 +349,31 @@ impl TestApp {
             .expect("access_token")
             .to_owned()
     }
+}
+
+/// The value of the header `name`, which must be there and be text.
+pub fn header<'a>(response: &'a Response, name: &str) -> &'a str {
+    response.headers()[name].to_str().expect("a text header")
+}
+
+/// The string `field` of each item of the array `doc[list]`.
+pub fn strings_in<'a>(doc: &'a Value, list: &str, field: &str) -> Vec<&'a str> {
+    let items = doc[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `{list}` in {doc}"));
+    items.iter().map(|item| s(item, field)).collect()
+}
+
+/// The JSON body of a response that must have `status`.
+pub async fn json_answer(response: Response, status: u16) -> Value {
+    let (got, body) = status_and_json(response).await;
+    assert_eq!(got, status, "{body}");
+    body
+}
+
+/// The string `field` of a JSON answer that must have `status`.
+pub async fn string_in(response: Response, status: u16, field: &str) -> String {
+    s(&json_answer(response, status).await, field).to_owned()
 }
 
 /// The JSON body of a response, asserting it is JSON.

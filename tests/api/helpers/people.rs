@@ -110,6 +110,18 @@ impl TestApp {
     }
 
     /// A fresh tenant with one user holding `permissions` and one key.
+    /// An [`Integration`] whose user is signed in (with [`PASSWORD`]): the
+    /// integration and the session.
+    pub async fn signed_in_integration(
+        &self,
+        role: &str,
+        permissions: &str,
+    ) -> (Integration, String) {
+        let integration = self.integration(role, permissions).await;
+        let session = self.session_for(&integration.user.email, PASSWORD).await;
+        (integration, session)
+    }
+
     pub async fn integration(&self, role: &str, permissions: &str) -> Integration {
         let suffix = Uuid::new_v4().simple().to_string();
         let tenant = self.tenant(&format!("tenant-{suffix}")).await;
@@ -136,6 +148,17 @@ pub async fn spawn_app_with_integration(
     let app = spawn_app(backend).await;
     let integration = app.integration(role, permissions).await;
     (app, integration)
+}
+
+/// [`spawn_app_with_integration`], and an access token of its key.
+pub async fn spawn_app_with_token(
+    backend: Backend,
+    role: &str,
+    permissions: &str,
+) -> (TestApp, Integration, String) {
+    let (app, integration) = spawn_app_with_integration(backend, role, permissions).await;
+    let token = app.token_for(&integration).await;
+    (app, integration, token)
 }
 
 /// What most integrations are permitted: reading reports and pushing
@@ -170,5 +193,64 @@ pub async fn colleague(app: &TestApp, tenant: &Tenant, role: &str) -> Person {
         session: app.session_for(&email, PASSWORD).await,
         email,
         tenant: tenant.clone(),
+    }
+}
+
+/// A user of a company, by id and email (not signed in).
+pub struct Employee {
+    pub id: String,
+    pub email: String,
+}
+
+/// A company whose admin holds no key (so the API-only policy never ends
+/// the admin's session), beside an integration's member who holds one.
+pub struct Acme {
+    pub base: Integration,
+    pub admin: Employee,
+    pub admin_session: String,
+}
+
+/// A fresh [`Acme`], its admin signed in.
+pub async fn acme(app: &TestApp) -> Acme {
+    let base = app.integration("member", "reports:read").await;
+    let admin = employ(app, &base.tenant, "admin", "admin", GRANTABLE).await;
+    let admin_session = app.session_for(&admin.email, PASSWORD).await;
+    Acme {
+        base,
+        admin,
+        admin_session,
+    }
+}
+
+/// A fresh application with an [`Acme`] in it.
+pub async fn spawn_acme(backend: Backend) -> (TestApp, Acme) {
+    let app = spawn_app(backend).await;
+    let acme = acme(&app).await;
+    (app, acme)
+}
+
+impl Acme {
+    /// POSTs `action` (revoke, disable, enable, unlock) to the key or user at
+    /// `target` (e.g. `/api/v1/users/{id}`) as the admin; panics unless 200.
+    pub async fn act_on(&self, app: &TestApp, target: &str, action: &str) {
+        let response = app
+            .post(&format!("{target}/{action}"), &self.admin_session)
+            .await;
+        assert_eq!(response.status(), 200, "{action} {target}");
+    }
+
+    /// Another user of the company, `<name>@acme.io`.
+    pub async fn employ(&self, app: &TestApp, name: &str, role: &str, perms: &str) -> Employee {
+        employ(app, &self.base.tenant, name, role, perms).await
+    }
+}
+
+async fn employ(app: &TestApp, tenant: &Tenant, name: &str, role: &str, perms: &str) -> Employee {
+    let user = app
+        .user(tenant, &format!("{name}@acme.io"), role, perms)
+        .await;
+    Employee {
+        id: user.id,
+        email: user.email,
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::master_key_env;
+use super::{Sent as _, client_credentials, master_key_env, string_in};
 
 /// `keyport serve` as a process of its own, on the port the OS picked (read
 /// from its `listening on port N` log line), its log lines collected;
@@ -14,6 +14,14 @@ pub struct ServedBinary {
 }
 
 impl ServedBinary {
+    /// An access token for the key `id`; panics unless the server issues one.
+    pub async fn token(&self, http: &reqwest::Client, id: &str, secret: &str) -> String {
+        let response = client_credentials(http, self.url("/oauth/token"), id, secret)
+            .sent()
+            .await;
+        string_in(response, 200, "access_token").await
+    }
+
     /// A `keyport` command with the environment every served test needs:
     /// `url`'s database, port 0, `workers` workers, info logs.
     pub fn command(url: &str, workers: u32) -> std::process::Command {

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::Value;
 
 use super::{Integration, TestApp, json_body};
@@ -34,12 +33,32 @@ pub async fn endpoint_stored_directly(
     endpoint_id
 }
 
+/// The first test delivery attempt to `url`, stored directly for `owner`.
+pub async fn first_attempt_at(
+    app: &TestApp,
+    owner: &Integration,
+    session: &str,
+    url: &str,
+) -> Value {
+    let endpoint_id = endpoint_stored_directly(app, owner, url, "key.created").await;
+    first_test_attempt(app, session, &endpoint_id).await
+}
+
+/// Asserts that a delivery attempt was never sent (no status code), and
+/// that its error says `why`.
+pub fn assert_not_sent(attempt: &Value, why: &str) {
+    assert_eq!(attempt["status_code"], Value::Null, "{attempt}");
+    assert!(
+        attempt["error"].as_str().is_some_and(|e| e.contains(why)),
+        "{attempt}"
+    );
+}
+
 /// Sends the endpoint a test event (202) and waits, up to 15 s, for the
 /// first delivery attempt: what it records.
 pub async fn first_test_attempt(app: &TestApp, session: &str, endpoint_id: &str) -> Value {
     let queued = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/test"),
             session,
         )
@@ -58,8 +77,7 @@ pub async fn first_test_attempt(app: &TestApp, session: &str, endpoint_id: &str)
 /// The attempts listed for `endpoint_id`, newest first.
 pub async fn attempts(app: &TestApp, session: &str, endpoint_id: &str) -> Vec<Value> {
     let listed = json_body(
-        app.call(
-            Method::GET,
+        app.get_as(
             &format!("/api/v1/webhook-endpoints/{endpoint_id}/attempts"),
             session,
         )

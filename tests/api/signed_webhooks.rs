@@ -206,28 +206,7 @@ pub(crate) struct Receiver {
 
 impl Receiver {
     pub(crate) fn start(whsecs: &[&str]) -> Self {
-        use std::io::{BufRead, BufReader};
-        let dir = std::env::temp_dir().join(format!("keyport-receiver-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("receiver dir");
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/clients/webhook_receiver.py");
-        let mut child = std::process::Command::new(crate::python_client::python_interpreter())
-            .arg(script)
-            .arg(&dir)
-            .args(whsecs)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the receiver says its port");
-        let port = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let (child, dir, port) = crate::helpers::python_server("webhook_receiver", whsecs);
         Receiver { child, dir, port }
     }
 

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, ServedBinary, TestApp, endpoint_stored_directly, spawn_app_with};
+use crate::helpers::{
+    Backend, Sent, ServedBinary, TestApp, client_credentials, endpoint_stored_directly,
+    spawn_app_with,
+};
 use crate::signed_webhooks::{Receiver, webhook_admin};
 
 /// `tests/clients/otlp_receiver.py`, on a port the OS picked.
@@ -21,27 +24,7 @@ struct OtlpReceiver {
 
 impl OtlpReceiver {
     fn start() -> Self {
-        use std::io::{BufRead, BufReader};
-        let dir = std::env::temp_dir().join(format!("keyport-otlp-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("receiver dir");
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/otlp_receiver.py");
-        let mut child = std::process::Command::new(crate::python_client::python_interpreter())
-            .arg(script)
-            .arg(&dir)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the OTLP receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the receiver says its port");
-        let port = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let (child, dir, port) = crate::helpers::python_server("otlp_receiver", &[]);
         OtlpReceiver { child, dir, port }
     }
 
@@ -143,13 +126,14 @@ async fn a_token_request_and_a_push_to_a_webhook_are_span_trees(backend: Backend
 
     // A token request: the request span, with client authentication (and
     // the key's first read below it) and the signing beside it.
-    let issued = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(admin.client_id(), Some(admin.secret()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let issued = client_credentials(
+        &http,
+        server.url("/oauth/token"),
+        admin.client_id(),
+        admin.secret(),
+    )
+    .sent()
+    .await;
     assert_eq!(issued.status(), 200);
     let (request_id, trace_id) = ids_of(&issued);
     let token = issued.json::<Value>().await.unwrap()["access_token"]
@@ -190,13 +174,14 @@ async fn a_token_request_and_a_push_to_a_webhook_are_span_trees(backend: Backend
     // A wrong secret: the request span says 401 and invalid_client, the
     // authentication span failed; no secret anywhere.
     let wrong = keyport::domain::ClientSecret::generate();
-    let refused = http
-        .post(server.url("/oauth/token"))
-        .basic_auth(admin.client_id(), Some(wrong.expose()))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let refused = client_credentials(
+        &http,
+        server.url("/oauth/token"),
+        admin.client_id(),
+        wrong.expose(),
+    )
+    .sent()
+    .await;
     assert_eq!(refused.status(), 401);
     let (_, refused_trace) = ids_of(&refused);
     let spans = otlp
@@ -221,9 +206,8 @@ async fn a_token_request_and_a_push_to_a_webhook_are_span_trees(backend: Backend
         .post(server.url("/api/v1/webhooks/orders"))
         .bearer_auth(&token)
         .json(&json!({ "order": 1 }))
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(pushed.status(), 201);
     let (_, push_trace) = ids_of(&pushed);
     let spans = otlp
@@ -273,23 +257,24 @@ async fn a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored(back
     let proxied_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let proxy_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{proxied_trace}-{proxy_span}-01");
+    let http = reqwest::Client::new();
     let token_request = |server: &ServedBinary, headers: &[(&str, &str)]| {
-        let mut request = reqwest::Client::new()
-            .post(server.url("/oauth/token"))
-            .basic_auth(admin.client_id(), Some(admin.secret()))
-            .form(&[("grant_type", "client_credentials")]);
+        let mut request = client_credentials(
+            &http,
+            server.url("/oauth/token"),
+            admin.client_id(),
+            admin.secret(),
+        );
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        request.send()
+        request.sent()
     };
 
     // No proxy is trusted: the header is ignored, the trace is the
     // request's own.
     let untrusting = serve_traced(&setup, &otlp, &[]);
-    let answer = token_request(&untrusting, &[("traceparent", &traceparent)])
-        .await
-        .unwrap();
+    let answer = token_request(&untrusting, &[("traceparent", &traceparent)]).await;
     assert_eq!(answer.status(), 200);
     let (_, own_trace) = ids_of(&answer);
     assert_ne!(own_trace, proxied_trace);
@@ -302,9 +287,7 @@ async fn a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored(back
     // Loopback is a trusted proxy: its trace is continued, and names the
     // request when the proxy sent no X-Request-Id.
     let trusting = serve_traced(&setup, &otlp, &[("KEYPORT_TRUSTED_PROXIES", "127.0.0.1")]);
-    let answer = token_request(&trusting, &[("traceparent", &traceparent)])
-        .await
-        .unwrap();
+    let answer = token_request(&trusting, &[("traceparent", &traceparent)]).await;
     assert_eq!(answer.status(), 200);
     let (request_id, trace_id) = ids_of(&answer);
     assert_eq!(trace_id, proxied_trace);
@@ -327,8 +310,7 @@ async fn a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored(back
             ("x-request-id", "proxy-req-42"),
         ],
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(answer.headers()["x-request-id"], "proxy-req-42");
     let spans = otlp
         .trace(second_trace, |spans| has(spans, "POST /oauth/token"))
@@ -340,9 +322,7 @@ async fn a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored(back
 
     // A malformed traceparent, even from the trusted proxy, starts a trace
     // of the request's own; a proxy that says "not sampled" is obeyed.
-    let answer = token_request(&trusting, &[("traceparent", "00-not-a-trace-01")])
-        .await
-        .unwrap();
+    let answer = token_request(&trusting, &[("traceparent", "00-not-a-trace-01")]).await;
     assert_eq!(answer.status(), 200);
     let (_, fresh_trace) = ids_of(&answer);
     otlp.trace(&fresh_trace, |spans| has(spans, "POST /oauth/token"))
@@ -355,12 +335,11 @@ async fn a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored(back
             &format!("00-{unsampled_trace}-{proxy_span}-00"),
         )],
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(answer.status(), 200);
     // Once a later, sampled request's spans are in, the unsampled one's
     // would have been too (one exporter, in order).
-    let answer = token_request(&trusting, &[]).await.unwrap();
+    let answer = token_request(&trusting, &[]).await;
     let (_, later_trace) = ids_of(&answer);
     otlp.trace(&later_trace, |spans| has(spans, "POST /oauth/token"))
         .await;
@@ -406,9 +385,8 @@ async fn a_jwks_fetch_is_a_span_and_carries_its_traceparent(backend: Backend) {
             ("subject_token", tokens[0].as_str()),
             ("subject_token_type", JWT),
         ])
-        .send()
-        .await
-        .unwrap();
+        .sent()
+        .await;
     assert_eq!(answer.status(), 200);
     let (_, trace_id) = ids_of(&answer);
     let spans = otlp
@@ -455,15 +433,18 @@ async fn a_collector_that_is_down_is_reported_and_answers_go_on() {
         )
         .env("OTEL_BSP_SCHEDULE_DELAY", "100");
     let server = ServedBinary::start(command, std::sync::Arc::clone(&log));
+    let http = reqwest::Client::new();
+    let ask = || {
+        client_credentials(
+            &http,
+            server.url("/oauth/token"),
+            admin.client_id(),
+            admin.secret(),
+        )
+        .sent()
+    };
     for _ in 0..5 {
-        let answer = reqwest::Client::new()
-            .post(server.url("/oauth/token"))
-            .basic_auth(admin.client_id(), Some(admin.secret()))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
+        assert_eq!(ask().await.status(), 200);
     }
     crate::helpers::eventually(
         Duration::from_secs(30),
@@ -477,14 +458,7 @@ async fn a_collector_that_is_down_is_reported_and_answers_go_on() {
     // More batches fail (one request every 250 ms, exports every 100 ms);
     // the log said so once.
     for _ in 0..4 {
-        let answer = reqwest::Client::new()
-            .post(server.url("/oauth/token"))
-            .basic_auth(admin.client_id(), Some(admin.secret()))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
+        assert_eq!(ask().await.status(), 200);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(

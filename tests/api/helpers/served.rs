@@ -96,3 +96,33 @@ impl Drop for ServedBinary {
         let _ = self.child.wait();
     }
 }
+
+/// A test server written in Python (`tests/clients/NAME.py DIR ARGS…`) that
+/// keeps what it receives in a fresh directory and says `listening on port
+/// N` first: the process, its directory and its port.
+pub fn python_server(name: &str, args: &[&str]) -> (std::process::Child, std::path::PathBuf, u16) {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("keyport-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a directory for the server");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(format!("{name}.py"));
+    let mut child = std::process::Command::new(crate::python_client::python_interpreter())
+        .arg(script)
+        .arg(&dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("start {name}.py: {err}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .unwrap_or_else(|err| panic!("{name}.py says its port: {err}"));
+    let port = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (child, dir, port)
+}

@@ -89,6 +89,9 @@ struct RawSettings {
     log_format: String,
     metrics_bind: String,
     metrics_refresh_seconds: u64,
+    usage_counting: bool,
+    usage_flush_seconds: u64,
+    usage_retention_days: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -117,6 +120,17 @@ pub struct Settings {
     pub exchange: ExchangeSettings,
     pub dpop: DpopSettings,
     pub observability: ObservabilitySettings,
+    pub usage: UsageSettings,
+}
+
+/// Counting each key's use (`service::key_usage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageSettings {
+    pub counting: bool,
+    /// How often each instance writes what it counted.
+    pub flush: Duration,
+    /// How long usage is kept.
+    pub retention: Duration,
 }
 
 /// What the server tells its operators, and where.
@@ -648,6 +662,11 @@ impl Settings {
                 log_format,
                 metrics_bind,
                 metrics_refresh: Duration::from_secs(raw.metrics_refresh_seconds),
+            },
+            usage: UsageSettings {
+                counting: raw.usage_counting,
+                flush: Duration::from_secs(raw.usage_flush_seconds.clamp(1, 300)),
+                retention: Duration::from_secs(raw.usage_retention_days.clamp(1, 3650) * 86_400),
             },
         })
     }

@@ -74,6 +74,7 @@ pub async fn observe(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
+    super::usage::count(&state, &route, status, &error_code, &notes, client);
     log_access(&AccessLine {
         id: &id,
         method: method.as_str(),

@@ -29,6 +29,7 @@ pub mod deliveries;
 pub mod dpop;
 pub mod exchange;
 pub mod grant;
+pub mod key_usage;
 pub mod keys;
 pub mod public_key_values;
 pub mod public_keys;
@@ -65,6 +66,8 @@ pub struct Service {
     pub settings: Arc<Settings>,
     pub throttle: FailureThrottle,
     pub last_used: LastUsed,
+    /// Usage per key and hour, counted in memory and written in batches.
+    pub usage_counts: key_usage::UsageCounter,
     pub revoked: RevokedTokens,
     pub rate_limits: RateLimiter,
     /// Derived SigV4 signing keys, per key and day.
@@ -93,6 +96,7 @@ impl Service {
         let issuer_keys = Arc::new(crate::issuer_keys::IssuerKeys::new(&settings.exchange));
         let dpop = dpop::verifier(&store, &settings);
         Service {
+            usage_counts: key_usage::UsageCounter::new(settings.usage.counting),
             dpop,
             store,
             rate_limits,

@@ -50,6 +50,7 @@ mod tls;
 mod token;
 mod token_exchange;
 mod tokens;
+mod usage;
 mod verify_crate;
 mod walkthrough;
 mod webhook_endpoint_limits;

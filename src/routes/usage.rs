@@ -57,12 +57,20 @@ fn outcome(
     }
     if let Some(reason) = notes.refusal {
         return Some(Outcome::Refused(match Refusal::from_log_reason(reason)? {
-            Refusal::Other if kind == "private_key_jwt" => Refusal::Assertion,
+            // An assertion signed with none of the key's public keys is
+            // as wrong as a wrong secret, but it is the assertion that failed.
+            Refusal::Other | Refusal::WrongSecret if kind == "private_key_jwt" => {
+                Refusal::Assertion
+            }
             refusal => refusal,
         }));
     }
-    if status == 429 {
+    if error_code == Some("rate_limited") {
         return Some(Outcome::Refused(Refusal::RateLimited));
+    }
+    if status == 429 {
+        // The failure throttle (a SigV4 signature's, here).
+        return Some(Outcome::Refused(Refusal::LockedOut));
     }
     if matches!(error_code, Some("invalid_dpop_proof" | "use_dpop_nonce")) {
         return Some(Outcome::Refused(Refusal::Dpop));

@@ -7,6 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -340,7 +342,80 @@ async fn bad_ranges_are_refused_with_what_is_wrong(backend: Backend) {
     }
 }
 
+async fn signed_requests_and_refused_assertions_are_counted_for_the_key_they_name(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let ana = person(&app, "admin").await;
+    let key = key_of(&app, &ana, json!({"name": "signed", "sigv4": true})).await;
+    let (client_id, secret) = (s(&key, "client_id"), s(&key, "client_secret"));
+    let signed_whoami = |secret: String| {
+        let url = app.url("/api/v1/whoami");
+        let user = format!("{client_id}:{secret}");
+        async move {
+            let output = tokio::process::Command::new("curl")
+                .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args([
+                    "--aws-sigv4",
+                    "aws:amz:us-east-1:keyport",
+                    "--user",
+                    &user,
+                    &url,
+                ])
+                .output()
+                .await
+                .expect("curl runs");
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        }
+    };
+    assert_eq!(signed_whoami(secret.to_owned()).await, "200");
+    let mut wrong = secret.to_owned();
+    let last = if wrong.ends_with('A') { "B" } else { "A" };
+    wrong.replace_range(wrong.len() - 1.., last);
+    assert_eq!(signed_whoami(wrong).await, "401");
+
+    // A client assertion naming the key, signed with none of its keys.
+    let encode = |value: Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let assertion = format!(
+        "{}.{}.{}",
+        encode(json!({"alg": "ES256", "typ": "JWT"})),
+        encode(json!({
+            "iss": client_id, "sub": client_id, "aud": app.url("/oauth/token"),
+            "exp": now + 60, "jti": "usage-test",
+        })),
+        URL_SAFE_NO_PAD.encode([7u8; 64]),
+    );
+    let refused = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    flush(&app).await;
+    let total = key_total(&app, &ana.session, s(&key, "id")).await;
+    assert_eq!(total["sigv4_uses"], 1, "{total}");
+    assert_eq!(
+        total["refusals"],
+        json!({"wrong_secret": 1, "assertion": 1}),
+        "{total}"
+    );
+}
+
 crate::on_both_backends!(
+    signed_requests_and_refused_assertions_are_counted_for_the_key_they_name,
     token_requests_and_refusals_are_reported_by_reason_once_flushed,
     direct_uses_rate_limits_and_token_uses_are_counted,
     the_background_task_writes_the_counts_every_flush_interval,

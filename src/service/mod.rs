@@ -5,6 +5,7 @@
 //! | operation | needs |
 //! | --- | --- |
 //! | list, create, show, change, disable, enable, revoke, delete, mark keys | `keys:manage`; members only their own keys |
+//! | a key's usage; the usage of every key one manages | `keys:manage`; members only their own keys |
 //! | roll a key | `keys:manage`, and the key's owner (the new secret acts as them) |
 //! | list, add, remove a key's public keys (`private_key_jwt`) | `keys:manage`; members only their own keys |
 //! | list, create, change, disable, enable, unlock users | `users:manage` (admins) |

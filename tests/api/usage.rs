@@ -12,6 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use keyport::storage::UsageCount;
+
 use crate::helpers::{
     Backend, Person, ServedBinary, TestApp, colleague, eventually, person, s, spawn_app,
     spawn_app_with, spawn_sibling, status_and_json, without_request_id,
@@ -414,7 +416,54 @@ async fn signed_requests_and_refused_assertions_are_counted_for_the_key_they_nam
     );
 }
 
+async fn usage_older_than_the_retention_is_deleted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ana = person(&app, "admin").await;
+    let key = key_of(&app, &ana, json!({"name": "old"})).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hour = now - now % 3600;
+    let stored = |hours_ago: i64, count: i64| UsageCount {
+        client_id: s(&key, "client_id").to_owned(),
+        hour: hour - hours_ago * 3600,
+        outcome: "tokens_issued".to_owned(),
+        count,
+    };
+    // Three days ago and a day ago: both within the default 90 days.
+    app.store
+        .add_key_usage(&[stored(72, 5), stored(24, 7)], &[], &[])
+        .await
+        .unwrap();
+    let path = format!(
+        "/api/v1/keys/{}/usage?granularity=day&from={}&to={}",
+        s(&key, "id"),
+        now - 4 * 86_400,
+        now
+    );
+    assert_eq!(
+        usage(&app, &ana.session, &path).await.1["total"]["tokens_issued"],
+        12
+    );
+    // An instance keeping two days deletes the older hour on its first tick.
+    let _keeping_two_days = spawn_sibling(
+        &app,
+        &[
+            ("KEYPORT_USAGE_FLUSH_SECONDS", "1"),
+            ("KEYPORT_USAGE_RETENTION_DAYS", "2"),
+        ],
+    )
+    .await;
+    eventually(Duration::from_secs(20), "the old hour is deleted", || {
+        let (app, session, path) = (&app, &ana.session, &path);
+        async move { usage(app, session, path).await.1["total"]["tokens_issued"] == 7 }
+    })
+    .await;
+}
+
 crate::on_both_backends!(
+    usage_older_than_the_retention_is_deleted,
     signed_requests_and_refused_assertions_are_counted_for_the_key_they_name,
     token_requests_and_refusals_are_reported_by_reason_once_flushed,
     direct_uses_rate_limits_and_token_uses_are_counted,

@@ -78,23 +78,28 @@ free_port() {
     return 1
 }
 
-# start NAME COUNTING: a server; prints its base URL.
+# start NAME COUNTING: a server; sets URL and PID (not in a subshell, so
+# the cleanup knows the PID).
 start() {
     local port i
     port=$(free_port) || die "no free port"
     KEYPORT_BIND="127.0.0.1:$port" KEYPORT_USAGE_COUNTING=$2 RUST_LOG=${RUST_LOG:-warn} \
         "$BIN" serve >"$WORK/$1.log" 2>&1 &
-    PIDS+=($!)
+    PID=$!
+    PIDS+=("$PID")
     for ((i = 0; ; i++)); do
+        kill -0 "$PID" 2>/dev/null || { tail -5 "$WORK/$1.log" >&2; die "server $1 exited"; }
         [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz") == 200 ]] && break
         ((i < 300)) || die "server $1 did not become ready"
         sleep 0.1
     done
-    echo "http://127.0.0.1:$port"
+    URL="http://127.0.0.1:$port"
 }
-OFF=$(start off false)
-ON=$(start on true)
-ON_PID=${PIDS[1]}
+start off false
+OFF=$URL
+start on true
+ON=$URL
+ON_PID=$PID
 
 # drive URL: one wrk run of the token endpoint; prints "rps requests bad".
 drive() {

@@ -76,6 +76,7 @@ async fn token_requests_and_refusals_are_reported_by_reason_once_flushed(backend
     assert_eq!(total["refused"], 2, "{total}");
     assert_eq!(total["refusals"], json!({"wrong_secret": 2}), "{total}");
     assert_eq!(total["addresses"], json!(["127.0.0.1"]), "{total}");
+    // Five counted requests within seconds: at least three in one minute.
     assert!(total["peak_per_minute"].as_u64().unwrap() >= 3, "{total}");
 
     // Disabled, then revoked: each refusal under its own reason.
@@ -180,7 +181,9 @@ async fn direct_uses_rate_limits_and_token_uses_are_counted(backend: Backend) {
     assert_eq!(total["direct_uses"], 2, "{total}");
     assert_eq!(total["tokens_issued"], 1, "{total}");
     assert_eq!(total["refusals"], json!({"rate_limited": 2}), "{total}");
-    assert!(total["peak_per_minute"].as_u64().unwrap() >= 5, "{total}");
+    // Five requests within seconds: at least three in one minute, even if
+    // a minute turned between them.
+    assert!(total["peak_per_minute"].as_u64().unwrap() >= 3, "{total}");
     let (_, report) = usage(&app, &ana.session, &format!("/api/v1/keys/{id}/usage")).await;
     assert_eq!(
         report["rate_limit"],

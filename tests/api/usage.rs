@@ -52,7 +52,8 @@ async fn key_total(app: &TestApp, credential: &str, key_id: &str) -> Value {
 }
 
 async fn token_requests_and_refusals_are_reported_by_reason_once_flushed(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // No background flush during the test: only `flush` writes.
+    let app = spawn_app_with(backend, &[("KEYPORT_USAGE_FLUSH_SECONDS", "300")]).await;
     let ana = person(&app, "admin").await;
     let key = key_of(&app, &ana, json!({"name": "ERP"})).await;
     let other = key_of(&app, &ana, json!({"name": "other"})).await;

@@ -13,6 +13,7 @@
 //! so, when no Redis answers there). The credential cache: what a hit costs
 //! beyond the map lookup (the key's standing checked, its scopes parsed,
 //! the answer cloned), and one SQLite change poll that finds nothing.
+//! Counting one answer for a key's usage.
 //!
 //! `cargo bench --bench micro` (about 40 s of measuring); `benches/load.sh`
 //! runs it after the HTTP load test and copies the means into its report.
@@ -372,6 +373,47 @@ fn credential_cache(c: &mut Criterion) {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// Counting one answer for a key's usage (`service::key_usage`), what every
+/// request with a key, secret or token pays: one key counted over and over
+/// (a hit in its shard), and 200 keys in turn.
+fn usage_counting(c: &mut Criterion) {
+    use keyport::service::key_usage::{Outcome, UsageCounter};
+    let address = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    let mut group = c.benchmark_group("usage");
+    let counter = UsageCounter::new(true);
+    group.bench_function("count (one key)", |b| {
+        b.iter(|| {
+            counter.count(
+                black_box("kpc_0123456789abcdefghijklmn"),
+                Outcome::TokenIssued,
+                now(),
+                address,
+            )
+        })
+    });
+    let counter = UsageCounter::new(true);
+    let keys: Vec<String> = (0..200).map(|n| format!("kpc_{n:024}")).collect();
+    let mut next = 0;
+    group.bench_function("count (200 keys)", |b| {
+        b.iter(|| {
+            next = (next + 1) % keys.len();
+            counter.count(black_box(&keys[next]), Outcome::TokenIssued, now(), address)
+        })
+    });
+    let off = UsageCounter::new(false);
+    group.bench_function("count (counting off)", |b| {
+        b.iter(|| {
+            off.count(
+                black_box("kpc_0123456789abcdefghijklmn"),
+                Outcome::TokenIssued,
+                now(),
+                address,
+            )
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -381,6 +423,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = tokens, secrets, rate_limits, sigv4, credential_cache
+    targets = tokens, secrets, rate_limits, sigv4, credential_cache, usage_counting
 }
 criterion_main!(micro);

@@ -150,6 +150,12 @@ impl Application {
             service.settings.security.last_used_flush,
             Arc::downgrade(&alive),
         );
+        service.usage_counts.spawn_flusher(
+            store.clone(),
+            service.settings.usage.flush,
+            service.settings.usage.retention,
+            Arc::downgrade(&alive),
+        );
         // Until the watcher proves it hears every change, lookups read the
         // database (and on SQLite in memory, always).
         service.credentials.watch(
@@ -301,6 +307,14 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
+        let service = self.service.clone();
+        let served = self.serve().await;
+        // What was counted since the last flush, written before exiting.
+        service.usage_counts.flush(&service.store).await;
+        served
+    }
+
+    async fn serve(self) -> Result<(), std::io::Error> {
         let Some((_, metrics_server)) = self.metrics_server else {
             return self.server.await;
         };

@@ -91,6 +91,9 @@ struct RawSettings {
     metrics_refresh_seconds: u64,
     otlp_endpoint: String,
     trace_sample_ratio: f64,
+    usage_counting: bool,
+    usage_flush_seconds: u64,
+    usage_retention_days: u64,
 }
 
 /// Everything Keyport reads from its configuration, checked once at start-up.
@@ -119,6 +122,17 @@ pub struct Settings {
     pub exchange: ExchangeSettings,
     pub dpop: DpopSettings,
     pub observability: ObservabilitySettings,
+    pub usage: UsageSettings,
+}
+
+/// Counting each key's use (`service::key_usage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageSettings {
+    pub counting: bool,
+    /// How often each instance writes what it counted.
+    pub flush: Duration,
+    /// How long usage is kept.
+    pub retention: Duration,
 }
 
 /// What the server tells its operators, and where.
@@ -671,6 +685,11 @@ impl Settings {
                 metrics_bind,
                 metrics_refresh: Duration::from_secs(raw.metrics_refresh_seconds),
                 traces,
+            },
+            usage: UsageSettings {
+                counting: raw.usage_counting,
+                flush: Duration::from_secs(raw.usage_flush_seconds.clamp(1, 300)),
+                retention: Duration::from_secs(raw.usage_retention_days.clamp(1, 3650) * 86_400),
             },
         })
     }

@@ -20,6 +20,7 @@ mod session;
 mod signed_body;
 mod token_request;
 mod trusted_issuers;
+mod usage;
 mod users;
 mod webhook_endpoints;
 mod wellknown;
@@ -126,6 +127,8 @@ pub static ROUTES: &[RouteSpec] = &[
     route("/api/v1/keys/{id}/revoke", Method::POST, |r| {
         r.to(keys::revoke)
     }),
+    route("/api/v1/keys/{id}/usage", Method::GET, |r| r.to(usage::key)),
+    route("/api/v1/usage", Method::GET, |r| r.to(usage::company)),
     route("/api/v1/keys/{id}/webhook-signing", Method::POST, |r| {
         r.to(keys::mark_webhook_signing)
     }),

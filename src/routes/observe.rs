@@ -85,6 +85,7 @@ pub async fn observe(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     span.finish(method.as_str(), &route, status, error_code.as_deref());
+    super::usage::count(&state, &route, status, &error_code, &notes, client);
     log_access(&AccessLine {
         id: &id,
         method: method.as_str(),

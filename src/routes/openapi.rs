@@ -75,6 +75,8 @@ pub async fn document(state: web::Data<AppState>) -> HttpResponse {
         super::keys::enable,
         super::keys::revoke,
         super::keys::mark_webhook_signing,
+        super::usage::key,
+        super::usage::company,
         super::public_keys::list,
         super::public_keys::add,
         super::public_keys::remove,

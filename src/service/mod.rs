@@ -5,6 +5,7 @@
 //! | operation | needs |
 //! | --- | --- |
 //! | list, create, show, change, disable, enable, revoke, delete, mark keys | `keys:manage`; members only their own keys |
+//! | a key's usage; the usage of every key one manages | `keys:manage`; members only their own keys |
 //! | roll a key | `keys:manage`, and the key's owner (the new secret acts as them) |
 //! | list, add, remove a key's public keys (`private_key_jwt`) | `keys:manage`; members only their own keys |
 //! | list, create, change, disable, enable, unlock users | `users:manage` (admins) |
@@ -29,6 +30,7 @@ pub mod deliveries;
 pub mod dpop;
 pub mod exchange;
 pub mod grant;
+pub mod key_usage;
 pub mod keys;
 pub mod public_key_values;
 pub mod public_keys;
@@ -68,6 +70,8 @@ pub struct Service {
     pub settings: Arc<Settings>,
     pub throttle: FailureThrottle,
     pub last_used: LastUsed,
+    /// Usage per key and hour, counted in memory and written in batches.
+    pub usage_counts: key_usage::UsageCounter,
     pub revoked: RevokedTokens,
     pub rate_limits: RateLimiter,
     /// Derived SigV4 signing keys, per key and day.
@@ -96,6 +100,7 @@ impl Service {
         let issuer_keys = Arc::new(crate::issuer_keys::IssuerKeys::new(&settings.exchange));
         let dpop = dpop::verifier(&store, &settings);
         Service {
+            usage_counts: key_usage::UsageCounter::new(settings.usage.counting),
             dpop,
             store,
             rate_limits,

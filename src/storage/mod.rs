@@ -9,6 +9,7 @@ mod client_keys;
 mod direct;
 mod dpop;
 mod exchange;
+mod key_usage;
 mod keys;
 mod notify;
 mod push_queue;
@@ -39,6 +40,7 @@ pub use client_keys::{NewPublicKey, PublicKeyAdd, PublicKeyRemoval, PublicKeyRow
 pub use exchange::{
     ExchangeCandidate, ExchangeRuleRow, IssuerInsert, RuleAuthRow, TrustedIssuerRow,
 };
+pub use key_usage::{UsageAddress, UsageCount, UsagePeak, UsageRow, UsageScope};
 pub use keys::{
     KeyAuthRow, KeyDetails, KeyFilter, KeyInsert, KeyRevocation, KeyRoll, KeyRow, KeyUse, NewKey,
     RateColumns, Sigv4KeyRow,

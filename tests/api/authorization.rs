@@ -47,6 +47,9 @@ enum Op {
     CreateKey,
     ShowColleaguesKey,
     ShowMembersOwnKey,
+    ColleaguesKeyUsage,
+    MembersOwnKeyUsage,
+    CompanyUsage,
     RevokeKey,
     MarkWebhookSigning,
     DeleteKey,
@@ -126,6 +129,9 @@ const TABLE: &[(Op, [Want; 12])] = &[
     (Op::CreateKey,          [OK,    OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::ShowColleaguesKey,  [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::ShowMembersOwnKey,  [OK,    OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::ColleaguesKeyUsage, [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::MembersOwnKeyUsage, [OK,    OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
+    (Op::CompanyUsage,       [OK,    OK,    SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  OK    ]),
     (Op::RevokeKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::MarkWebhookSigning, [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
     (Op::DeleteKey,          [OK,    OWNER, SCOPE, OK,    SCOPE, SCOPE, SCOPE, OK,    SCOPE, DEAD,  DEAD,  HIDDEN]),
@@ -361,6 +367,17 @@ async fn prepare(
             None,
         ),
         Op::ShowMembersOwnKey => (Method::GET, format!("/api/v1/keys/{}", fx.member_key), None),
+        Op::ColleaguesKeyUsage => (
+            Method::GET,
+            format!("/api/v1/keys/{}/usage", fx.colleague_key),
+            None,
+        ),
+        Op::MembersOwnKeyUsage => (
+            Method::GET,
+            format!("/api/v1/keys/{}/usage", fx.member_key),
+            None,
+        ),
+        Op::CompanyUsage => (Method::GET, "/api/v1/usage".into(), None),
         Op::RevokeKey => {
             let key = fresh_key(app, fx, n).await;
             (Method::POST, format!("/api/v1/keys/{key}/revoke"), None)

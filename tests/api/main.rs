@@ -50,6 +50,7 @@ mod token;
 mod token_exchange;
 mod tokens;
 mod traces;
+mod usage;
 mod verify_crate;
 mod walkthrough;
 mod webhook_endpoint_limits;

@@ -1,0 +1,201 @@
+//! Usage per key and hour (see `service::key_usage`): rows are added to,
+//! never overwritten, so instances sharing a database each add their
+//! share. Counts arrive by client ID and are filed under the key's id and
+//! company in the same statement; a client ID that names no key (a token of
+//! an exchange rule) adds nothing.
+
+use super::{Result, Store};
+
+/// `count` more `outcome`s for the key behind `client_id` in `hour`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCount {
+    pub client_id: String,
+    pub hour: i64,
+    /// `tokens_issued`, `direct_uses`, `sigv4_uses`, `token_uses` or
+    /// `refused:<reason>`.
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// The busiest minute of `hour` seen by one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePeak {
+    pub client_id: String,
+    pub hour: i64,
+    pub per_minute: i64,
+}
+
+/// An address the key was used from in `hour`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageAddress {
+    pub client_id: String,
+    pub hour: i64,
+    pub address: String,
+}
+
+/// Whose usage is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageScope<'a> {
+    Key(&'a str),
+    Tenant(&'a str),
+    /// One owner's keys within their company.
+    Owner(&'a str, &'a str),
+    All,
+}
+
+/// One stored figure in a bucket: `what` is an outcome with its `value`,
+/// `peak` (the busiest minute) or `address`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageRow {
+    pub key_id: String,
+    pub client_id: String,
+    pub name: String,
+    pub bucket: i64,
+    pub what: String,
+    pub value: i64,
+    pub address: Option<String>,
+}
+
+macro_rules! usage_selects {
+    ($scope:literal) => {
+        [
+            concat!(
+                "SELECT u.key_id, k.client_id, k.name, CAST((u.hour / $3) * $3 AS BIGINT) AS bucket, \
+                 u.outcome AS what, CAST(SUM(u.count) AS BIGINT) AS value, \
+                 CAST(NULL AS TEXT) AS address \
+                 FROM key_usage u JOIN api_keys k ON k.id = u.key_id \
+                 WHERE u.hour >= $1 AND u.hour < $2 AND ",
+                $scope,
+                " GROUP BY u.key_id, k.client_id, k.name, bucket, u.outcome"
+            ),
+            concat!(
+                "SELECT u.key_id, k.client_id, k.name, CAST((u.hour / $3) * $3 AS BIGINT) AS bucket, \
+                 CAST('peak' AS TEXT) AS what, CAST(MAX(u.per_minute) AS BIGINT) AS value, \
+                 CAST(NULL AS TEXT) AS address \
+                 FROM key_usage_peaks u JOIN api_keys k ON k.id = u.key_id \
+                 WHERE u.hour >= $1 AND u.hour < $2 AND ",
+                $scope,
+                " GROUP BY u.key_id, k.client_id, k.name, bucket"
+            ),
+            concat!(
+                "SELECT u.key_id, k.client_id, k.name, CAST((u.hour / $3) * $3 AS BIGINT) AS bucket, \
+                 CAST('address' AS TEXT) AS what, CAST(0 AS BIGINT) AS value, u.address \
+                 FROM key_usage_addresses u JOIN api_keys k ON k.id = u.key_id \
+                 WHERE u.hour >= $1 AND u.hour < $2 AND ",
+                $scope,
+                " ORDER BY u.hour, u.address LIMIT 10000"
+            ),
+        ]
+    };
+}
+
+impl Store {
+    /// Adds one flush's counts, peaks and addresses, in one transaction.
+    /// Rows are written in a fixed order (the callers sort them), so two
+    /// instances flushing at once wait for each other rather than deadlock.
+    pub async fn add_key_usage(
+        &self,
+        counts: &[UsageCount],
+        peaks: &[UsagePeak],
+        addresses: &[UsageAddress],
+    ) -> Result<()> {
+        let _span = self.span("add_key_usage");
+        let mut tx = self.pool.begin().await?;
+        for count in counts {
+            sqlx::query(
+                "INSERT INTO key_usage (key_id, tenant_id, hour, outcome, count) \
+                 SELECT id, tenant_id, CAST($2 AS BIGINT), CAST($3 AS TEXT), CAST($4 AS BIGINT) \
+                 FROM api_keys WHERE client_id = $1 \
+                 ON CONFLICT (key_id, hour, outcome) \
+                 DO UPDATE SET count = key_usage.count + excluded.count",
+            )
+            .bind(&count.client_id)
+            .bind(count.hour)
+            .bind(&count.outcome)
+            .bind(count.count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for peak in peaks {
+            sqlx::query(
+                "INSERT INTO key_usage_peaks (key_id, tenant_id, hour, per_minute) \
+                 SELECT id, tenant_id, CAST($2 AS BIGINT), CAST($3 AS BIGINT) \
+                 FROM api_keys WHERE client_id = $1 \
+                 ON CONFLICT (key_id, hour) DO UPDATE SET per_minute = CASE \
+                 WHEN excluded.per_minute > key_usage_peaks.per_minute \
+                 THEN excluded.per_minute ELSE key_usage_peaks.per_minute END",
+            )
+            .bind(&peak.client_id)
+            .bind(peak.hour)
+            .bind(peak.per_minute)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for address in addresses {
+            sqlx::query(
+                "INSERT INTO key_usage_addresses (key_id, tenant_id, hour, address) \
+                 SELECT id, tenant_id, CAST($2 AS BIGINT), CAST($3 AS TEXT) \
+                 FROM api_keys WHERE client_id = $1 \
+                 ON CONFLICT (key_id, hour, address) DO NOTHING",
+            )
+            .bind(&address.client_id)
+            .bind(address.hour)
+            .bind(&address.address)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The usage of `scope` in the hours `[from, to)`, summed into buckets
+    /// of `bucket_seconds` (UTC hours or days).
+    pub async fn key_usage_rows(
+        &self,
+        scope: &UsageScope<'_>,
+        from: i64,
+        to: i64,
+        bucket_seconds: i64,
+    ) -> Result<Vec<UsageRow>> {
+        let _span = self.span("key_usage_rows");
+        let (queries, names): (_, Vec<&str>) = match *scope {
+            UsageScope::Key(key_id) => (usage_selects!("u.key_id = $4"), vec![key_id]),
+            UsageScope::Tenant(tenant) => (usage_selects!("u.tenant_id = $4"), vec![tenant]),
+            UsageScope::Owner(tenant, owner) => (
+                usage_selects!("u.tenant_id = $4 AND k.owner_id = $5"),
+                vec![tenant, owner],
+            ),
+            UsageScope::All => (usage_selects!("1 = 1"), vec![]),
+        };
+        let mut rows = Vec::new();
+        for query in queries {
+            let mut query = sqlx::query_as::<_, UsageRow>(query)
+                .bind(from)
+                .bind(to)
+                .bind(bucket_seconds);
+            for name in &names {
+                query = query.bind(*name);
+            }
+            rows.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(rows)
+    }
+
+    /// Deletes usage from hours that started before `before`.
+    pub async fn sweep_key_usage(&self, before: i64) -> Result<u64> {
+        let _span = self.span("sweep_key_usage");
+        let mut deleted = 0;
+        for query in [
+            "DELETE FROM key_usage WHERE hour < $1",
+            "DELETE FROM key_usage_peaks WHERE hour < $1",
+            "DELETE FROM key_usage_addresses WHERE hour < $1",
+        ] {
+            deleted += sqlx::query(query)
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+}

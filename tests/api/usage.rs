@@ -279,24 +279,14 @@ async fn usage_is_read_like_the_key_itself(backend: Backend) {
 
     // The company report: a member's own keys, an admin's whole company,
     // another company nothing of it.
-    let names = |report: &Value| -> Vec<String> {
-        let mut names: Vec<String> = report["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["name"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort();
-        names
-    };
     let (_, report) = usage(&app, &member.session, "/api/v1/usage").await;
-    assert_eq!(names(&report), ["mine"]);
+    assert_eq!(crate::helpers::key_names(&report), ["mine"]);
     assert_eq!(report["total"]["tokens_issued"], 1);
     let (_, report) = usage(&app, &admin.session, "/api/v1/usage").await;
-    assert_eq!(names(&report), ["mine", "theirs"]);
+    assert_eq!(crate::helpers::key_names(&report), ["mine", "theirs"]);
     assert_eq!(report["total"]["tokens_issued"], 2);
     let (_, report) = usage(&app, &stranger.session, "/api/v1/usage").await;
-    assert_eq!(names(&report), Vec::<String>::new());
+    assert_eq!(crate::helpers::key_names(&report), Vec::<String>::new());
     assert_eq!(report["total"]["tokens_issued"], 0);
 
     // Without a credential, or without `keys:manage`.

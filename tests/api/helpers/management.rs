@@ -80,3 +80,16 @@ pub async fn status_and_text(response: Response) -> (u16, String) {
         response.text().await.unwrap_or_default(),
     )
 }
+
+/// The `name` of each of `body["keys"]` (a key listing or a usage report),
+/// sorted.
+pub fn key_names(body: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = body["keys"]
+        .as_array()
+        .expect("a list of keys")
+        .iter()
+        .map(|k| k["name"].as_str().expect("a name").to_owned())
+        .collect();
+    names.sort();
+    names
+}

@@ -10,10 +10,9 @@
 #
 # One key on a fresh SQLite file; every request authenticates with it and
 # writes one access line (to a file, as a log collector would read it). The
-# trace collector is tests/clients/otlp_receiver.py, which decodes every
-# export as a real collector does, on the same machine; the spans it
-# received are counted. Exit status 1 when any request failed; no timing is
-# asserted.
+# trace collector is tests/clients/otlp_receiver.py --count-only on the same
+# machine: it decodes every export and counts its spans. Exit status 1 when
+# any request failed; no timing is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +62,7 @@ SECRET=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["client_secr
 BASIC="Basic $(printf '%s:%s' "$CLIENT_ID" "$SECRET" | base64 -w0)"
 
 mkdir "$WORK/collector"
-"$PYTHON" tests/clients/otlp_receiver.py "$WORK/collector" >"$WORK/collector.out" &
+"$PYTHON" tests/clients/otlp_receiver.py "$WORK/collector" --count-only >"$WORK/collector.out" &
 COLLECTOR_PID=$!
 for _ in $(seq 1 100); do
     grep -q 'listening on port' "$WORK/collector.out" 2>/dev/null && break
@@ -108,7 +107,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         RATES[$variant]+="$rps "
     done
 done
-SPANS=$(cat "$WORK/collector/spans.jsonl" 2>/dev/null | wc -l)
+SPANS=$(cat "$WORK/collector/count" 2>/dev/null || echo 0)
 
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 TEXT=$(median <<<"${RATES[text]}")

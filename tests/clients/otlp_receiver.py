@@ -2,12 +2,16 @@
 endpoint that decodes each export with the official protobuf definitions
 (PyPI `opentelemetry-proto`), as a collector would.
 
-    otlp_receiver.py DIR
+    otlp_receiver.py DIR [--count-only]
 
 Prints `listening on port N`, then for each span of each POST /v1/traces
 appends one JSON line to DIR/spans.jsonl: ids in hex, name, kind, status,
 attributes, and the resource's attributes. A request that is not a valid
 protobuf export is answered 400 and noted in DIR/errors.jsonl.
+
+With --count-only (benches/logging.sh), each export is decoded and only its
+spans counted, in DIR/count: the collector's work stays small beside the
+server's, as a collector on another host would.
 """
 import gzip
 import json
@@ -23,6 +27,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 DIR = sys.argv[1]
+COUNT_ONLY = "--count-only" in sys.argv[2:]
+SPANS_SEEN = 0
 
 
 def value(any_value):
@@ -63,6 +69,17 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(400)
             self.end_headers()
             return
+        if COUNT_ONLY:
+            global SPANS_SEEN
+            SPANS_SEEN += sum(
+                len(scope_spans.spans)
+                for resource_spans in request.resource_spans
+                for scope_spans in resource_spans.scope_spans
+            )
+            with open(os.path.join(DIR, "count"), "w") as out:
+                out.write(str(SPANS_SEEN))
+            self.answer()
+            return
         for resource_spans in request.resource_spans:
             resource = attributes(resource_spans.resource.attributes)
             for scope_spans in resource_spans.scope_spans:
@@ -83,6 +100,9 @@ class Handler(BaseHTTPRequestHandler):
                             "scope": scope_spans.scope.name,
                         },
                     )
+        self.answer()
+
+    def answer(self):
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")

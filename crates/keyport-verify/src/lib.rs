@@ -107,8 +107,10 @@ mod request;
 mod verifier;
 
 pub use claims::Claims;
-pub use dpop::{DpopNonces, DpopSettings, MemoryReplayStore, ReplayStore};
+pub use dpop::{
+    CheckedProof, DpopNonces, DpopSettings, MemoryReplayStore, ProofTarget, ReplayStore,
+};
 pub use error::VerifyError;
-pub use keys::KeySettings;
+pub use keys::{KeyLookup, KeySettings, KeySource, PublicKey, StaticKeys};
 pub use request::{Authenticated, Rejection, Scheme, TokenRequest};
-pub use verifier::{Verifier, VerifierBuilder};
+pub use verifier::{MAX_TOKEN_LEN, Verifier, VerifierBuilder};

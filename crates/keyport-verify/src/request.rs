@@ -57,15 +57,29 @@ pub struct Authenticated {
     claims: Claims,
     scheme: Scheme,
     verifier: Verifier,
+    fresh_dpop_nonce: Option<String>,
 }
 
 impl Authenticated {
-    pub(crate) fn new(claims: Claims, scheme: Scheme, verifier: Verifier) -> Self {
+    pub(crate) fn new(
+        claims: Claims,
+        scheme: Scheme,
+        verifier: Verifier,
+        fresh_dpop_nonce: Option<String>,
+    ) -> Self {
         Authenticated {
             claims,
             scheme,
             verifier,
+            fresh_dpop_nonce,
         }
+    }
+
+    /// A fresh nonce to send in `DPoP-Nonce` with the answer, when the
+    /// proof carried the previous one (RFC 9449 §9): the client moves on
+    /// before its nonce goes stale.
+    pub fn fresh_dpop_nonce(&self) -> Option<&str> {
+        self.fresh_dpop_nonce.as_deref()
     }
 
     /// The token's claims.
@@ -133,7 +147,7 @@ impl Rejection {
     /// The `DPoP-Nonce` header to send with the refusal, if any.
     pub fn dpop_nonce(&self) -> Option<&str> {
         match &self.error {
-            VerifyError::UseDpopNonce(nonce) => Some(nonce),
+            VerifyError::UseDpopNonce { nonce, .. } => Some(nonce),
             _ => None,
         }
     }

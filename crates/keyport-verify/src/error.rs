@@ -144,12 +144,20 @@ impl VerifyError {
     }
 }
 
-/// A value safe inside a quoted-string: no quotes, backslashes or controls.
+/// A value safe inside a quoted-string of a header: no quotes, backslashes
+/// or controls, and ASCII only (`§` is spelt out, anything else is `?`).
 pub(crate) fn quoted(value: &str) -> String {
-    value
-        .chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-        .collect()
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {}
+            '§' => out.push_str("section "),
+            ' '..='~' => out.push(c),
+            c if c.is_control() => {}
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -180,5 +188,6 @@ mod tests {
                 .unwrap(),
             "Bearer realm=\"ab\", error=\"invalid_token\", error_description=\"the token lacks the claim `subx`\""
         );
+        assert_eq!(quoted("RFC 9449 §4.3 — step\n"), "RFC 9449 section 4.3 ? step");
     }
 }

@@ -25,11 +25,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 struct DatabaseReplay(Store);
 
 impl ReplayStore for DatabaseReplay {
-    fn first_use(
-        &self,
-        id: [u8; 32],
-        expires_at: i64,
-    ) -> ReplayFuture<'_> {
+    fn first_use(&self, id: [u8; 32], expires_at: i64) -> ReplayFuture<'_> {
         Box::pin(async move {
             let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
             self.0

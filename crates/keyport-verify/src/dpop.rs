@@ -370,7 +370,8 @@ impl DpopSettings {
                 ));
             }
         };
-        let malformed = || refused("the DPoP proof is not a well-formed JWT (RFC 9449 §4.3 step 2)");
+        let malformed =
+            || refused("the DPoP proof is not a well-formed JWT (RFC 9449 §4.3 step 2)");
         // Step 2: a single well-formed JWT; step 5: an allowed asymmetric
         // algorithm (never `none` or HMAC), read from the raw header so
         // that an unknown one is told apart from a malformed proof.
@@ -407,9 +408,9 @@ impl DpopSettings {
             ));
         }
         // Steps 3 and 7: a `jwk` header holding a public key only.
-        let raw_jwk = raw.get("jwk").ok_or_else(|| {
-            refused("the DPoP proof has no jwk header (RFC 9449 §4.3 step 3)")
-        })?;
+        let raw_jwk = raw
+            .get("jwk")
+            .ok_or_else(|| refused("the DPoP proof has no jwk header (RFC 9449 §4.3 step 3)"))?;
         if let Some(problem) = jwk_problem(raw_jwk) {
             return Err(refused(format!(
                 "the DPoP proof's jwk is refused: {problem} (RFC 9449 §4.3 step 7)"
@@ -736,7 +737,10 @@ mod tests {
         assert_eq!(rotated.standing(&current, at), NonceStanding::Current);
         assert_eq!(nonces.standing("garbage!", at), NonceStanding::Invalid);
         let random = DpopNonces::new(Duration::from_secs(3600));
-        assert_eq!(random.standing(&random.current(), now()), NonceStanding::Current);
+        assert_eq!(
+            random.standing(&random.current(), now()),
+            NonceStanding::Current
+        );
         assert_eq!(random.standing(&current, at), NonceStanding::Invalid);
     }
 }

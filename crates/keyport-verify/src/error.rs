@@ -188,6 +188,9 @@ mod tests {
                 .unwrap(),
             "Bearer realm=\"ab\", error=\"invalid_token\", error_description=\"the token lacks the claim `subx`\""
         );
-        assert_eq!(quoted("RFC 9449 §4.3 — step\n"), "RFC 9449 section 4.3 ? step");
+        assert_eq!(
+            quoted("RFC 9449 §4.3 — step\n"),
+            "RFC 9449 section 4.3 ? step"
+        );
     }
 }

@@ -138,7 +138,10 @@ impl StaticKeys {
     /// Replaces every key held by `keys` (`kid`, key), at once: a token is
     /// checked against the old set or the new one, never a mix.
     pub fn replace(&self, keys: impl IntoIterator<Item = (String, PublicKey)>) {
-        let keys = keys.into_iter().map(|(kid, key)| (kid, Arc::new(key))).collect();
+        let keys = keys
+            .into_iter()
+            .map(|(kid, key)| (kid, Arc::new(key)))
+            .collect();
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
     }
 }

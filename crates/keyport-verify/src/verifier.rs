@@ -325,7 +325,11 @@ impl Verifier {
         if self.cache.capacity == 0 {
             return None;
         }
-        let cache = self.cache.verified.read().unwrap_or_else(|e| e.into_inner());
+        let cache = self
+            .cache
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         let claims = cache.get(token)?;
         Some(if claims.exp + self.leeway.as_secs() as i64 > now() {
             Ok(claims.clone())
@@ -394,7 +398,11 @@ impl Verifier {
         }
         if self.cache.capacity > 0 {
             let leeway = self.leeway.as_secs() as i64;
-            let mut cache = self.cache.verified.write().unwrap_or_else(|e| e.into_inner());
+            let mut cache = self
+                .cache
+                .verified
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             if cache.len() >= self.cache.capacity {
                 cache.retain(|_, claims| claims.exp + leeway > at);
                 if cache.len() >= self.cache.capacity {
@@ -435,7 +443,12 @@ impl Verifier {
             (Scheme::Dpop, Some(settings)) => self.verify_dpop(settings, token, request).await,
         }
         .map_err(|error| self.reject(error, scheme))?;
-        Ok(Authenticated::new(claims, scheme, self.clone(), fresh_nonce))
+        Ok(Authenticated::new(
+            claims,
+            scheme,
+            self.clone(),
+            fresh_nonce,
+        ))
     }
 
     /// A token presented under `DPoP`: bound, with a proof by its key for

@@ -13,9 +13,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyport_verify::VerifyError;
 pub use keyport_verify::dpop::{ReplayStoreError, replay_id, same_target_uri};
 pub use keyport_verify::{CheckedProof, DpopNonces, MemoryReplayStore, ReplayStore};
-use keyport_verify::VerifyError;
 
 use super::VerifiedToken;
 

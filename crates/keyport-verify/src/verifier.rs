@@ -305,8 +305,9 @@ impl Verifier {
     /// [`Verifier::verify`] without waiting: answers from the keys held
     /// now, and refuses a token whose key would have to be fetched as
     /// [`VerifyError::UnknownKey`] (without fetching). For callers that
-    /// cannot await, with keys that never need fetching ([`StaticKeys`]
-    /// (crate::StaticKeys), an authorization server's own keys).
+    /// cannot await, with keys that never need fetching
+    /// ([`StaticKeys`](crate::StaticKeys), an authorization server's own
+    /// keys).
     pub fn verify_now(&self, token: &str) -> Result<Claims, VerifyError> {
         if let Some(answer) = self.remembered(token) {
             return answer;

@@ -668,6 +668,116 @@ mod tests {
         assert_eq!(down.status(), 503);
     }
 
+    /// An Ed25519 key: what verifies, and a token it signs with `claims`
+    /// over the usual ones.
+    fn key_and_signer() -> (PublicKey, impl Fn(serde_json::Value) -> String) {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .expect("a key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key");
+        let public = jsonwebtoken::DecodingKey::from_ed_der(pair.public_key().as_ref());
+        let signing = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let sign = move |extra: serde_json::Value| {
+            let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some("k1".into());
+            let at = now();
+            let mut claims = serde_json::json!({
+                "iss": "https://auth.example.com", "aud": "api", "sub": "u1",
+                "iat": at, "exp": at + 600, "jti": "t1", "scope": "reports:read",
+            });
+            for (name, value) in extra.as_object().expect("an object") {
+                claims[name] = value.clone();
+            }
+            jsonwebtoken::encode(&header, &claims, &signing).expect("a token")
+        };
+        (PublicKey::new(Algorithm::EdDSA, public).expect("EdDSA"), sign)
+    }
+
+    fn with_static_keys(capacity: usize) -> (Verifier, crate::StaticKeys) {
+        let keys = crate::StaticKeys::new();
+        let verifier = Verifier::builder("https://auth.example.com", "api")
+            .cache_capacity(capacity)
+            .with_keys(Arc::new(keys.clone()));
+        (verifier, keys)
+    }
+
+    #[test]
+    fn static_keys_verify_without_waiting_and_a_replacement_takes_effect_at_once() {
+        let (key, sign) = key_and_signer();
+        let (verifier, keys) = with_static_keys(0);
+        let token = sign(serde_json::json!({}));
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::UnknownKey));
+        keys.replace([("k1".to_owned(), key)]);
+        assert_eq!(verifier.verify_now(&token).expect("accepted").sub, "u1");
+        keys.replace([]);
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::UnknownKey));
+        let (other_key, _) = key_and_signer();
+        keys.replace([("k1".to_owned(), other_key)]);
+        // Another key under the same kid: the signature is refused.
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_named_as_such() {
+        let (key, sign) = key_and_signer();
+        let (verifier, keys) = with_static_keys(16);
+        keys.replace([("k1".to_owned(), key)]);
+        let token = sign(serde_json::json!({"iat": now() + 3600}));
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::IssuedInFuture));
+        assert_eq!(
+            verifier.verify_now(&"a".repeat(MAX_TOKEN_LEN + 1)),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_token_seen_before_is_answered_from_memory_until_it_expires() {
+        let (key, sign) = key_and_signer();
+        let (verifier, keys) = with_static_keys(16);
+        keys.replace([("k1".to_owned(), key)]);
+        let token = sign(serde_json::json!({}));
+        let claims = verifier.verify_now(&token).expect("accepted");
+        // The key is withdrawn: the token seen before is still answered,
+        // a token never seen is not.
+        keys.replace([]);
+        assert_eq!(verifier.verify_now(&token), Ok(claims.clone()));
+        let other = sign(serde_json::json!({"jti": "t2"}));
+        assert_eq!(verifier.verify_now(&other), Err(VerifyError::UnknownKey));
+        // Once past its expiry (and the leeway), a remembered token is
+        // refused as expired.
+        let expired = Claims {
+            exp: now() - 31,
+            ..claims
+        };
+        verifier
+            .cache
+            .verified
+            .write()
+            .unwrap()
+            .insert(token.as_str().into(), expired);
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::Expired));
+    }
+
+    #[tokio::test]
+    async fn verify_now_refuses_a_token_whose_key_would_have_to_be_fetched() {
+        let (_, sign) = key_and_signer();
+        let verifier = Verifier::builder("https://auth.example.com", "api")
+            .jwks_uri("http://127.0.0.1:9/jwks.json")
+            .build()
+            .await
+            .unwrap();
+        let token = sign(serde_json::json!({}));
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::UnknownKey));
+        assert_eq!(verifier.jwks_fetches(), 0);
+        // `verify` waits for the fetch, which fails: no keys, fail closed.
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(VerifyError::KeysUnavailable(_))
+        ));
+        assert_eq!(verifier.jwks_fetches(), 1);
+    }
+
     #[test]
     fn a_missing_claim_is_named_from_the_serde_message() {
         assert_eq!(

@@ -402,7 +402,7 @@ impl DpopSettings {
         }
         let header = jsonwebtoken::decode_header(proof).map_err(|_| malformed())?;
         // Step 4: typ.
-        if !header.typ.as_deref().is_some_and(|t| t == DPOP_TYP) {
+        if header.typ.as_deref() != Some(DPOP_TYP) {
             return Err(refused(
                 "the DPoP proof's typ must be dpop+jwt (RFC 9449 §4.3 step 4)",
             ));

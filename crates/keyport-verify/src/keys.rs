@@ -106,8 +106,11 @@ impl PublicKey {
 /// gets the issuer's keys some other way. Clones share the keys.
 #[derive(Clone, Default)]
 pub struct StaticKeys {
-    keys: Arc<std::sync::RwLock<Arc<HashMap<String, Arc<PublicKey>>>>>,
+    keys: Arc<std::sync::RwLock<Arc<KeysByKid>>>,
 }
+
+/// Keys by `kid`.
+type KeysByKid = HashMap<String, Arc<PublicKey>>;
 
 impl std::fmt::Debug for StaticKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -672,8 +672,8 @@ mod tests {
     /// over the usual ones.
     fn key_and_signer() -> (PublicKey, impl Fn(serde_json::Value) -> String) {
         use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-            .expect("a key");
+        let pkcs8 =
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key");
         let public = jsonwebtoken::DecodingKey::from_ed_der(pair.public_key().as_ref());
         let signing = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
@@ -691,7 +691,10 @@ mod tests {
             }
             jsonwebtoken::encode(&header, &claims, &signing).expect("a token")
         };
-        (PublicKey::new(Algorithm::EdDSA, public).expect("EdDSA"), sign)
+        (
+            PublicKey::new(Algorithm::EdDSA, public).expect("EdDSA"),
+            sign,
+        )
     }
 
     fn with_static_keys(capacity: usize) -> (Verifier, crate::StaticKeys) {
@@ -724,7 +727,10 @@ mod tests {
         let (verifier, keys) = with_static_keys(16);
         keys.replace([("k1".to_owned(), key)]);
         let token = sign(serde_json::json!({"iat": now() + 3600}));
-        assert_eq!(verifier.verify_now(&token), Err(VerifyError::IssuedInFuture));
+        assert_eq!(
+            verifier.verify_now(&token),
+            Err(VerifyError::IssuedInFuture)
+        );
         assert_eq!(
             verifier.verify_now(&"a".repeat(MAX_TOKEN_LEN + 1)),
             Err(VerifyError::Malformed)

@@ -3,6 +3,7 @@
 //! framework-independent half of the adapters.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::{Claims, Verifier, VerifyError};
 
@@ -54,7 +55,9 @@ impl TokenRequest<'_> {
 /// challenges.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    claims: Claims,
+    /// Shared with the verifier's cache: accepting a token seen before
+    /// copies nothing.
+    claims: Arc<Claims>,
     scheme: Scheme,
     verifier: Verifier,
     fresh_dpop_nonce: Option<String>,
@@ -62,7 +65,7 @@ pub struct Authenticated {
 
 impl Authenticated {
     pub(crate) fn new(
-        claims: Claims,
+        claims: Arc<Claims>,
         scheme: Scheme,
         verifier: Verifier,
         fresh_dpop_nonce: Option<String>,
@@ -89,7 +92,7 @@ impl Authenticated {
 
     /// The claims, owned.
     pub fn into_claims(self) -> Claims {
-        self.claims
+        Arc::unwrap_or_clone(self.claims)
     }
 
     /// How the token was presented.

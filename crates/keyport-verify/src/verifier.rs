@@ -27,15 +27,39 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// microsecond where a signature check costs 20 to 150.
 struct TokenCache {
     capacity: usize,
-    verified: RwLock<HashMap<Box<str>, Claims>>,
+    verified: RwLock<HashMap<Box<str>, Arc<Claims>, TailHash>>,
+}
+
+/// Hashes a token by its last 32 bytes (of its signature) only: as random
+/// as the whole for tokens that verified, which are all the cache holds,
+/// and a twentieth of the work. Equality still compares the whole text.
+#[derive(Default, Clone)]
+struct TailHash(std::hash::RandomState);
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::hash::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 /// Validates Keyport access tokens for one API. Cheap to clone; share one
 /// per process (its key cache is shared by its clones).
 #[derive(Clone)]
 pub struct Verifier {
-    issuer: String,
-    audiences: Vec<String>,
+    issuer: Arc<str>,
+    audiences: Arc<[String]>,
     leeway: Duration,
     keys: Arc<dyn KeySource>,
     /// The JWKS cache, when the keys come from the issuer's JWKS.
@@ -199,14 +223,14 @@ impl VerifierBuilder {
             .collect();
         Verifier {
             validations,
-            issuer: self.issuer,
-            audiences: self.audiences,
+            issuer: self.issuer.into(),
+            audiences: self.audiences.into(),
             leeway: self.leeway,
             keys,
             jwks: None,
             cache: Arc::new(TokenCache {
                 capacity: self.cache_capacity,
-                verified: RwLock::new(HashMap::new()),
+                verified: RwLock::new(HashMap::default()),
             }),
             resource: Arc::new(Resource {
                 realm: self.realm,
@@ -290,6 +314,11 @@ impl Verifier {
     /// (`cnf`) is accepted too, and the caller must check its proof. Waits
     /// for the issuer's keys only when none held can answer.
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        self.verify_shared(token).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Verifier::verify`], sharing the claims with the cache.
+    pub(crate) async fn verify_shared(&self, token: &str) -> Result<Arc<Claims>, VerifyError> {
         if let Some(answer) = self.remembered(token) {
             return answer;
         }
@@ -310,7 +339,7 @@ impl Verifier {
     /// keys).
     pub fn verify_now(&self, token: &str) -> Result<Claims, VerifyError> {
         if let Some(answer) = self.remembered(token) {
-            return answer;
+            return answer.map(Arc::unwrap_or_clone);
         }
         let header = self.check_header(token)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
@@ -319,10 +348,11 @@ impl Verifier {
             KeyLookup::Pending(_) => return Err(VerifyError::UnknownKey),
         };
         self.check_signed(token, &header, &key)
+            .map(Arc::unwrap_or_clone)
     }
 
     /// The answer for a token verified before, while it has not expired.
-    fn remembered(&self, token: &str) -> Option<Result<Claims, VerifyError>> {
+    fn remembered(&self, token: &str) -> Option<Result<Arc<Claims>, VerifyError>> {
         if self.cache.capacity == 0 {
             return None;
         }
@@ -333,7 +363,7 @@ impl Verifier {
             .unwrap_or_else(|e| e.into_inner());
         let claims = cache.get(token)?;
         Some(if claims.exp + self.leeway.as_secs() as i64 > now() {
-            Ok(claims.clone())
+            Ok(Arc::clone(claims))
         } else {
             Err(VerifyError::Expired)
         })
@@ -362,7 +392,7 @@ impl Verifier {
         token: &str,
         header: &Header,
         key: &PublicKey,
-    ) -> Result<Claims, VerifyError> {
+    ) -> Result<Arc<Claims>, VerifyError> {
         if key.algorithm != header.alg {
             return Err(VerifyError::UnsupportedAlgorithm);
         }
@@ -397,6 +427,7 @@ impl Verifier {
         if data.claims.iat > at + self.leeway.as_secs() as i64 {
             return Err(VerifyError::IssuedInFuture);
         }
+        let claims = Arc::new(data.claims);
         if self.cache.capacity > 0 {
             let leeway = self.leeway.as_secs() as i64;
             let mut cache = self
@@ -410,16 +441,22 @@ impl Verifier {
                     cache.clear();
                 }
             }
-            cache.insert(token.into(), data.claims.clone());
+            cache.insert(token.into(), Arc::clone(&claims));
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 
     /// [`Verifier::verify`] for a token presented as `Authorization: Bearer`:
     /// a token bound to a key is refused, since a bearer presentation
     /// proves nothing about the key.
     pub async fn verify_bearer(&self, token: &str) -> Result<Claims, VerifyError> {
-        let claims = self.verify(token).await?;
+        self.verify_bearer_shared(token)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    async fn verify_bearer_shared(&self, token: &str) -> Result<Arc<Claims>, VerifyError> {
+        let claims = self.verify_shared(token).await?;
         if claims.cnf.is_some() {
             return Err(VerifyError::BoundToken);
         }
@@ -439,7 +476,7 @@ impl Verifier {
             return Err(self.reject(VerifyError::MissingToken, Scheme::Bearer));
         };
         let (claims, fresh_nonce) = match (scheme, &self.resource.dpop) {
-            (Scheme::Bearer, _) => self.verify_bearer(token).await.map(|c| (c, None)),
+            (Scheme::Bearer, _) => self.verify_bearer_shared(token).await.map(|c| (c, None)),
             (Scheme::Dpop, None) => Err(VerifyError::MissingToken),
             (Scheme::Dpop, Some(settings)) => self.verify_dpop(settings, token, request).await,
         }
@@ -459,8 +496,8 @@ impl Verifier {
         settings: &DpopSettings,
         token: &str,
         request: &TokenRequest<'_>,
-    ) -> Result<(Claims, Option<String>), VerifyError> {
-        let claims = self.verify(token).await?;
+    ) -> Result<(Arc<Claims>, Option<String>), VerifyError> {
+        let claims = self.verify_shared(token).await?;
         let jkt = claims.dpop_jkt().ok_or(VerifyError::NotBound)?;
         // Behind a proxy the request's own URL is not what the client
         // signed: with a resource identifier, its path under that URL is.
@@ -555,7 +592,7 @@ impl Verifier {
         let identifier = resource.identifier.as_deref()?;
         let mut document = serde_json::json!({
             "resource": identifier,
-            "authorization_servers": [self.issuer],
+            "authorization_servers": [&*self.issuer],
             "bearer_methods_supported": ["header"],
         });
         if !resource.scopes_supported.is_empty() {
@@ -752,10 +789,10 @@ mod tests {
         assert_eq!(verifier.verify_now(&other), Err(VerifyError::UnknownKey));
         // Once past its expiry (and the leeway), a remembered token is
         // refused as expired.
-        let expired = Claims {
+        let expired = Arc::new(Claims {
             exp: now() - 31,
             ..claims
-        };
+        });
         verifier
             .cache
             .verified

@@ -743,4 +743,76 @@ mod tests {
         );
         assert_eq!(random.standing(&current, at), NonceStanding::Invalid);
     }
+
+    /// A DPoP proof by a new Ed25519 key, with `claims`.
+    fn proof(claims: serde_json::Value) -> String {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .expect("a key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key");
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.typ = Some(DPOP_TYP.into());
+        header.jwk = Some(
+            serde_json::from_value(serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+            }))
+            .expect("a JWK"),
+        );
+        let key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        jsonwebtoken::encode(&header, &claims, &key).expect("a proof")
+    }
+
+    #[tokio::test]
+    async fn a_proof_at_a_token_endpoint_with_last_periods_nonce_passes_once_with_a_fresh_nonce() {
+        const URL: &str = "https://auth.example.com/oauth/token";
+        let nonces = DpopNonces::with_keys(vec![[7u8; 32]], Duration::from_secs(3600));
+        let settings = DpopSettings::default().nonces(nonces.clone());
+        let target = ProofTarget {
+            method: "POST",
+            url: URL,
+            access_token: None,
+            jkt: None,
+        };
+        let with_nonce = |jti: &str, nonce: &str| {
+            proof(serde_json::json!({
+                "jti": jti, "htm": "POST", "htu": URL, "iat": now(), "nonce": nonce,
+            }))
+        };
+        let previous = with_nonce("j1", &nonces.make(nonces.slot(now()) - 1));
+        let checked = settings.check_proof(&[&previous], &target).await.unwrap();
+        assert_eq!(checked.fresh_nonce, Some(nonces.current()));
+        assert_eq!(checked.jkt.len(), 43, "a SHA-256 thumbprint");
+        let replayed = settings.check_proof(&[&previous], &target).await;
+        assert!(
+            matches!(&replayed, Err(VerifyError::InvalidDpopProof(m)) if m.contains("used before")),
+            "{replayed:?}"
+        );
+        let current = with_nonce("j2", &nonces.current());
+        let checked = settings.check_proof(&[&current], &target).await.unwrap();
+        assert_eq!(checked.fresh_nonce, None);
+        let stale = with_nonce("j3", &nonces.make(nonces.slot(now()) - 2));
+        assert!(matches!(
+            settings.check_proof(&[&stale], &target).await,
+            Err(VerifyError::UseDpopNonce { nonce, .. }) if nonce == nonces.current()
+        ));
+    }
+
+    #[test]
+    fn a_proofs_jwk_is_refused_with_private_members_another_use_or_a_small_rsa_key() {
+        let ec = serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+        assert_eq!(jwk_problem(&ec), None);
+        let mut private = ec.clone();
+        private["d"] = "AA".into();
+        assert!(jwk_problem(&private).unwrap().contains("`d`"));
+        let mut encryption = ec.clone();
+        encryption["use"] = "enc".into();
+        assert!(jwk_problem(&encryption).unwrap().contains("use"));
+        let rsa = |bytes: usize| {
+            serde_json::json!({"kty": "RSA", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(vec![0xc5u8; bytes])})
+        };
+        assert!(jwk_problem(&rsa(128)).unwrap().contains("2048"));
+        assert_eq!(jwk_problem(&rsa(256)), None);
+        assert!(jwk_problem(&serde_json::json!("a string")).is_some());
+    }
 }

@@ -747,8 +747,8 @@ mod tests {
     /// A DPoP proof by a new Ed25519 key, with `claims`.
     fn proof(claims: serde_json::Value) -> String {
         use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-            .expect("a key");
+        let pkcs8 =
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key");
         let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
         header.typ = Some(DPOP_TYP.into());
@@ -808,9 +808,7 @@ mod tests {
         let mut encryption = ec.clone();
         encryption["use"] = "enc".into();
         assert!(jwk_problem(&encryption).unwrap().contains("use"));
-        let rsa = |bytes: usize| {
-            serde_json::json!({"kty": "RSA", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(vec![0xc5u8; bytes])})
-        };
+        let rsa = |bytes: usize| serde_json::json!({"kty": "RSA", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(vec![0xc5u8; bytes])});
         assert!(jwk_problem(&rsa(128)).unwrap().contains("2048"));
         assert_eq!(jwk_problem(&rsa(256)), None);
         assert!(jwk_problem(&serde_json::json!("a string")).is_some());

@@ -22,8 +22,10 @@ pub struct TokenRequest<'a> {
     /// The method, as sent (`GET`).
     pub method: &'a str,
     /// The URL the request was sent to, absolute (`http://host/path`); the
-    /// query is ignored. With [`VerifierBuilder::resource`]
-    /// (crate::VerifierBuilder::resource) only its path matters.
+    /// query is ignored. With
+    /// [`VerifierBuilder::resource`](crate::VerifierBuilder::resource) only
+    /// its path matters. Only a DPoP proof is checked against it: a request
+    /// under `Bearer` may leave it empty.
     pub url: &'a str,
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a str>,

@@ -100,8 +100,8 @@ fn tokens(c: &mut Criterion) {
     }
     group.finish();
 
-    // The verifier caches tokens it has verified (by digest, until they
-    // expire), so `verify/<alg>` gives every iteration a fresh verifier: the
+    // The verifier (keyport-verify's) remembers tokens it has verified
+    // (until they expire), so `verify/<alg>` gives every iteration a fresh verifier: the
     // first sight of a token, signature check included. `verify/cached`
     // is a token the verifier has seen: what a reused token costs.
     let mut group = c.benchmark_group("verify");

@@ -1,18 +1,18 @@
-//! DPoP (RFC 9449) as Keyport runs it: the shared §4.3 checks of
-//! [`crate::tokens::dpop`], with the replay cache in the database (every
+//! DPoP (RFC 9449) as Keyport runs it: the §4.3 checks of the
+//! `keyport_verify` library (through [`crate::tokens::dpop`]), with the
+//! replay cache in the database (every
 //! instance on one database sees every proof) and nonces derived from the
 //! master key (every instance accepts every other's).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-
 use crate::config::Settings;
 use crate::domain::now;
 use crate::storage::Store;
 use crate::telemetry::error_chain;
 use crate::tokens::dpop::{DpopNonces, DpopVerifier, ReplayStore, ReplayStoreError};
+use keyport_verify::dpop::ReplayFuture;
 
 /// What the nonce key is derived for (HKDF `info`); changing it changes
 /// every nonce.
@@ -25,11 +25,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 struct DatabaseReplay(Store);
 
 impl ReplayStore for DatabaseReplay {
-    fn first_use(
-        &self,
-        id: [u8; 32],
-        expires_at: i64,
-    ) -> BoxFuture<'_, Result<bool, ReplayStoreError>> {
+    fn first_use(&self, id: [u8; 32], expires_at: i64) -> ReplayFuture<'_> {
         Box::pin(async move {
             let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
             self.0
@@ -52,7 +48,7 @@ pub fn verifier(store: &Store, settings: &Settings) -> DpopVerifier {
         Arc::new(DatabaseReplay(store.clone())),
     );
     if dpop.require_nonce {
-        verifier.with_nonces(DpopNonces::new(
+        verifier.with_nonces(DpopNonces::with_keys(
             store.derive_keys(NONCE_KEY_PURPOSE),
             dpop.nonce_lifetime,
         ))

@@ -9,7 +9,7 @@ use jsonwebtoken::jwk::JwkSet;
 
 use super::claims::AccessTokenClaims;
 use super::signing_key::{SigningKey, SigningKeyError};
-use super::verifier::TokenVerifier;
+use super::verified::TokenVerifier;
 use crate::config::TokenSettings;
 use crate::domain::SigningAlgorithm;
 use crate::domain::now;

@@ -655,7 +655,7 @@ async fn the_example_services_refuse_wrong_tokens_with_the_right_challenge() {
         (
             "issued in the future (iat)",
             with(&|c| c["iat"] = json!(c["iat"].as_i64().unwrap() + 3600)),
-            "the token is not valid yet",
+            "the token was issued in the future",
         ),
         (
             "another audience",

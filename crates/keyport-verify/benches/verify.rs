@@ -102,15 +102,25 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     let (jwk, token) = key_and_token();
     let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
-    let verifier = runtime.block_on(async {
+    // Without the cache of verified tokens: every call checks the
+    // signature, as `jsonwebtoken::decode` does. `remembering` is the
+    // default verifier, which answers a token seen before from its cache.
+    let (verifier, remembering) = runtime.block_on(async {
         let url = serve_jwks(jwks).await;
         let verifier = Verifier::builder(ISSUER, AUDIENCE)
-            .jwks_uri(url)
+            .jwks_uri(&url)
+            .cache_capacity(0)
             .build()
             .await
             .expect("verifier");
         verifier.verify(&token).await.expect("a good token");
-        verifier
+        let remembering = Verifier::builder(ISSUER, AUDIENCE)
+            .jwks_uri(url)
+            .build()
+            .await
+            .expect("verifier");
+        remembering.verify(&token).await.expect("a good token");
+        (verifier, remembering)
     });
     let key = DecodingKey::from_jwk(&serde_json::from_value(jwk).expect("jwk")).expect("key");
     let mut validation = Validation::new(Algorithm::ES256);
@@ -121,6 +131,7 @@ fn bench(c: &mut Criterion) {
     validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     let direct = || jsonwebtoken::decode::<Claims>(&token, &key, &validation).expect("valid");
     let crate_verify = || runtime.block_on(verifier.verify(&token)).expect("valid");
+    let remembered = || remembering.verify_now(&token).expect("valid");
 
     let mut group = c.benchmark_group("validate ES256 token");
     group.measurement_time(Duration::from_secs(5));
@@ -129,6 +140,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("Verifier::verify (cached key)", |b| {
         b.iter(|| black_box(crate_verify()))
+    });
+    group.bench_function("Verifier::verify_now (token seen before)", |b| {
+        b.iter(|| black_box(remembered()))
     });
     group.finish();
 
@@ -149,8 +163,11 @@ fn bench(c: &mut Criterion) {
     let crate_allocations = count(&|| {
         black_box(crate_verify());
     });
+    let remembered_allocations = count(&|| {
+        black_box(remembered());
+    });
     println!(
-        "allocations per validation: jsonwebtoken::decode {direct_allocations:.1}, Verifier::verify {crate_allocations:.1}"
+        "allocations per validation: jsonwebtoken::decode {direct_allocations:.1}, Verifier::verify {crate_allocations:.1}, a token seen before {remembered_allocations:.1}"
     );
 }
 

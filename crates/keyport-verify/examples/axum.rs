@@ -4,7 +4,9 @@
 //!         cargo run -p keyport-verify --features axum --example axum
 //!
 //! `GET /protected` needs a token with `reports:read` and answers
-//! `{"sub": …}`; `AUDIENCE` defaults to Keyport's `keyport-api`.
+//! `{"sub": …}`; `GET /public` answers `{"sub": null}` to anyone (what
+//! `benches/resource_server.sh` compares the protected route with).
+//! `AUDIENCE` defaults to Keyport's `keyport-api`.
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,12 +17,18 @@ async fn protected(token: Authenticated) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "sub": token.sub }))
 }
 
-/// The service: one route, behind the token check.
+async fn public() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "sub": null }))
+}
+
+/// The service: one route behind the token check, one open.
 pub fn router(verifier: Verifier) -> Router {
-    Router::new().route(
-        "/protected",
-        get(protected).layer(RequireToken::new(verifier).scope("reports:read")),
-    )
+    Router::new()
+        .route(
+            "/protected",
+            get(protected).layer(RequireToken::new(verifier).scope("reports:read")),
+        )
+        .route("/public", get(public))
 }
 
 #[tokio::main]

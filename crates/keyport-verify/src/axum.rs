@@ -70,9 +70,22 @@ async fn authenticate(verifier: &Verifier, parts: &Parts) -> Result<Authenticate
     // The absolute URL the client used: HTTP/1.1 sends a path and a Host
     // header; without a resource identifier (behind TLS or a proxy, set
     // one) the scheme is taken to be http.
-    let url = match (parts.uri.scheme_str(), parts.uri.authority()) {
-        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{}", parts.uri.path()),
-        _ => format!(
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // Only a DPoP proof is checked against the URL: a bearer request does
+    // without building it.
+    let dpop = authorization.is_some_and(|a| {
+        a.trim_start()
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("dpop "))
+    });
+    let url = match (dpop, parts.uri.scheme_str(), parts.uri.authority()) {
+        (false, _, _) => String::new(),
+        (true, Some(scheme), Some(authority)) => {
+            format!("{scheme}://{authority}{}", parts.uri.path())
+        }
+        (true, _, _) => format!(
             "http://{}{}",
             headers
                 .get(header::HOST)
@@ -89,9 +102,7 @@ async fn authenticate(verifier: &Verifier, parts: &Parts) -> Result<Authenticate
     let request = TokenRequest {
         method: parts.method.as_str(),
         url: &url,
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
+        authorization,
         dpop_proofs: &proofs,
     };
     verifier.authenticate(&request).await
@@ -150,7 +161,7 @@ impl<S> tower_layer::Layer<S> for RequireToken {
     fn layer(&self, inner: S) -> Self::Service {
         RequireTokenService {
             inner,
-            settings: self.clone(),
+            settings: std::sync::Arc::new(self.clone()),
         }
     }
 }
@@ -159,7 +170,7 @@ impl<S> tower_layer::Layer<S> for RequireToken {
 #[derive(Debug, Clone)]
 pub struct RequireTokenService<S> {
     inner: S,
-    settings: RequireToken,
+    settings: std::sync::Arc<RequireToken>,
 }
 
 impl<S, B> tower_service::Service<Request<B>> for RequireTokenService<S>
@@ -180,7 +191,7 @@ where
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let settings = self.settings.clone();
+        let settings = std::sync::Arc::clone(&self.settings);
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let checked = authenticate(&settings.verifier, &parts)
@@ -195,7 +206,7 @@ where
             match checked {
                 Ok(token) => {
                     parts.extensions.insert(token);
-                    parts.extensions.insert(settings.verifier);
+                    parts.extensions.insert(settings.verifier.clone());
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(rejection) => Ok(rejection.into_response()),

@@ -95,76 +95,131 @@ impl ReplayStore for MemoryReplayStore {
     }
 }
 
-/// Server-provided nonces (RFC 9449 §9): random values that change every
-/// `lifetime`; a proof must carry the current or the previous one, so a
-/// proof made in advance is useless. Share one value per resource (clones
-/// share their nonces).
-#[derive(Debug, Clone)]
+/// Server-provided nonces (RFC 9449 §9), stateless: a nonce is an HMAC
+/// over a time slot, good in its slot and the next, so a proof made in
+/// advance is useless and nothing is stored. Instances sharing a key
+/// ([`DpopNonces::with_keys`]) accept each other's nonces. Clones share
+/// their keys.
+#[derive(Clone)]
 pub struct DpopNonces {
-    lifetime: u64,
-    state: Arc<Mutex<NonceState>>,
+    /// The first key makes nonces; every key is accepted (a key rotation
+    /// gives two).
+    keys: Arc<[aws_lc_rs::hmac::Key]>,
+    slot_seconds: i64,
 }
 
-#[derive(Debug)]
-struct NonceState {
-    slot: u64,
-    current: String,
-    previous: String,
+impl std::fmt::Debug for DpopNonces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopNonces")
+            .field("keys", &"<redacted>")
+            .field("slot_seconds", &self.slot_seconds)
+            .finish()
+    }
+}
+
+/// How a presented nonce stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NonceStanding {
+    /// Of the current slot.
+    Current,
+    /// Of the previous slot: accepted, and a fresh one is sent back.
+    Previous,
+    Stale,
+    Invalid,
 }
 
 impl DpopNonces {
-    /// Nonces that change every `lifetime` (at least one second).
+    /// Nonces handed out for `lifetime` each (at least one second) under a
+    /// random key of this process's.
     pub fn new(lifetime: Duration) -> Self {
-        let lifetime = lifetime.as_secs().max(1);
+        let mut key = [0u8; 32];
+        // A failing system random source is unrecoverable; every nonce
+        // would be guessable.
+        aws_lc_rs::rand::fill(&mut key).expect("the system's random source");
+        Self::with_keys(vec![key], lifetime)
+    }
+
+    /// Nonces under `keys` (secret, 32 bytes each): the first makes them,
+    /// all are accepted; instances given the same keys accept each other's.
+    /// An empty list refuses every nonce.
+    pub fn with_keys(keys: Vec<[u8; 32]>, lifetime: Duration) -> Self {
         DpopNonces {
-            lifetime,
-            state: Arc::new(Mutex::new(NonceState {
-                slot: now().max(0) as u64 / lifetime,
-                current: random_nonce(),
-                previous: random_nonce(),
-            })),
+            keys: keys
+                .iter()
+                .map(|k| aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, k))
+                .collect(),
+            slot_seconds: lifetime.as_secs().max(1) as i64,
         }
+    }
+
+    fn slot(&self, at: i64) -> i64 {
+        at.div_euclid(self.slot_seconds)
+    }
+
+    fn tag(key: &aws_lc_rs::hmac::Key, slot: i64) -> [u8; 16] {
+        let mut context = aws_lc_rs::hmac::Context::with_key(key);
+        context.update(b"keyport dpop nonce\0");
+        context.update(&slot.to_be_bytes());
+        let full = context.sign();
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full.as_ref()[..16]);
+        tag
+    }
+
+    fn make(&self, slot: i64) -> String {
+        let Some(key) = self.keys.first() else {
+            return String::new();
+        };
+        let mut bytes = Vec::with_capacity(24);
+        bytes.extend_from_slice(&slot.to_be_bytes());
+        bytes.extend_from_slice(&Self::tag(key, slot));
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// The nonce to hand out now.
     pub fn current(&self) -> String {
-        self.rotated(|state| state.current.clone())
+        self.make(self.slot(now()))
     }
 
-    fn accepts(&self, nonce: &str) -> bool {
-        self.rotated(|state| nonce == state.current || nonce == state.previous)
-    }
-
-    fn rotated<T>(&self, read: impl FnOnce(&NonceState) -> T) -> T {
-        let slot = now().max(0) as u64 / self.lifetime;
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if slot > state.slot {
-            state.previous = if slot == state.slot + 1 {
-                std::mem::take(&mut state.current)
-            } else {
-                random_nonce()
-            };
-            state.current = random_nonce();
-            state.slot = slot;
+    fn standing(&self, nonce: &str, at: i64) -> NonceStanding {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(nonce) else {
+            return NonceStanding::Invalid;
+        };
+        if bytes.len() != 24 {
+            return NonceStanding::Invalid;
         }
-        read(&state)
+        let mut slot_bytes = [0u8; 8];
+        slot_bytes.copy_from_slice(&bytes[..8]);
+        let slot = i64::from_be_bytes(slot_bytes);
+        let authentic = self
+            .keys
+            .iter()
+            .any(|key| constant_time_eq(&Self::tag(key, slot), &bytes[8..]));
+        if !authentic {
+            return NonceStanding::Invalid;
+        }
+        let current = self.slot(at);
+        if slot == current {
+            NonceStanding::Current
+        } else if slot == current - 1 {
+            NonceStanding::Previous
+        } else {
+            NonceStanding::Stale
+        }
     }
 }
 
-fn random_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    // A failing system random source is unrecoverable; every nonce would be
-    // guessable.
-    aws_lc_rs::rand::fill(&mut bytes).expect("the system's random source");
-    URL_SAFE_NO_PAD.encode(bytes)
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
-/// How DPoP proofs are checked. The defaults: proofs up to 60 s old (plus
-/// the verifier's leeway), ES256, EdDSA and RS256 keys, an in-memory replay
-/// store, no nonces.
+/// How DPoP proofs are checked. The defaults: proofs up to 60 s old, 30 s
+/// of clock skew, ES256, EdDSA and RS256 keys, an in-memory replay store,
+/// no nonces.
 #[derive(Clone)]
 pub struct DpopSettings {
     pub(crate) max_age: Duration,
+    pub(crate) leeway: Duration,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) nonces: Option<DpopNonces>,
@@ -174,6 +229,7 @@ impl std::fmt::Debug for DpopSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DpopSettings")
             .field("max_age", &self.max_age)
+            .field("leeway", &self.leeway)
             .field("algorithms", &self.algorithms)
             .field("nonces", &self.nonces.is_some())
             .finish_non_exhaustive()
@@ -184,6 +240,7 @@ impl Default for DpopSettings {
     fn default() -> Self {
         DpopSettings {
             max_age: Duration::from_secs(60),
+            leeway: Duration::from_secs(30),
             algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
             replay: Arc::new(MemoryReplayStore::default()),
             nonces: None,
@@ -195,6 +252,13 @@ impl DpopSettings {
     /// How old a proof's `iat` may be (default 60 s).
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;
+        self
+    }
+
+    /// How far a proof's `iat` may be in the future (clock skew), also
+    /// added to [`DpopSettings::max_age`] (default 30 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
         self
     }
 
@@ -236,158 +300,273 @@ impl DpopSettings {
 
 #[derive(Deserialize)]
 struct ProofClaims {
-    jti: String,
-    htm: String,
-    htu: String,
-    iat: i64,
+    jti: Option<serde_json::Value>,
+    htm: Option<serde_json::Value>,
+    htu: Option<serde_json::Value>,
+    iat: Option<serde_json::Value>,
     #[serde(default)]
-    ath: Option<String>,
+    ath: Option<serde_json::Value>,
     #[serde(default)]
-    nonce: Option<String>,
+    nonce: Option<serde_json::Value>,
 }
 
-fn refused(why: &str) -> VerifyError {
-    VerifyError::InvalidDpopProof(why.to_owned())
+fn refused(why: impl Into<String>) -> VerifyError {
+    VerifyError::InvalidDpopProof(why.into())
 }
 
-/// The request a proof must fit.
-pub(crate) struct ProofTarget<'a> {
+/// A string claim, when it is one.
+fn string(value: &Option<serde_json::Value>) -> Option<&str> {
+    value.as_ref()?.as_str()
+}
+
+/// What a proof must fit: the request it came with.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofTarget<'a> {
+    /// The request's method (`htm`).
     pub method: &'a str,
-    /// The URL the request was sent to, as the client named it.
+    /// The URL the client sent the request to, absolute; what `htu` must
+    /// name (query and fragment are ignored).
     pub url: &'a str,
-    pub access_token: &'a str,
-    /// The thumbprint the token is bound to.
-    pub jkt: &'a str,
+    /// The access token presented with the proof, at a resource (`ath`,
+    /// step 12); `None` at a token endpoint.
+    pub access_token: Option<&'a str>,
+    /// The thumbprint that token is bound to (`cnf.jkt`); `None` at a
+    /// token endpoint.
+    pub jkt: Option<&'a str>,
 }
 
-/// RFC 9449 §4.3 and §7.1, in order; `leeway` is the verifier's clock skew.
-pub(crate) async fn check_proof(
-    settings: &DpopSettings,
-    leeway: i64,
-    proofs: &[&str],
-    target: &ProofTarget<'_>,
-) -> Result<(), VerifyError> {
-    // Step 1: exactly one DPoP header.
-    let proof = match proofs {
-        [] => return Err(refused("a DPoP proof is required (the DPoP header)")),
-        [one] => one.trim(),
-        _ => return Err(refused("send exactly one DPoP header")),
-    };
-    // Step 2: a well-formed JWT.
-    let header = jsonwebtoken::decode_header(proof)
-        .map_err(|_| refused("the DPoP proof is not a well-formed JWT"))?;
-    // Step 4: typ.
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(DPOP_TYP))
-    {
-        return Err(refused("the DPoP proof's typ must be dpop+jwt"));
-    }
-    // Step 5: an allowed asymmetric algorithm (never `none` or HMAC).
-    if !settings.algorithms.contains(&header.alg) {
-        return Err(refused(&format!(
-            "the DPoP proof's alg must be one of {}",
-            settings.algs()
-        )));
-    }
-    // Steps 3 and 7: a `jwk` header holding a public key only.
-    let jwk = header
-        .jwk
-        .as_ref()
-        .ok_or_else(|| refused("the DPoP proof has no jwk header"))?;
-    let raw =
-        raw_header(proof).ok_or_else(|| refused("the DPoP proof is not a well-formed JWT"))?;
-    // RFC 7515 §4.1.11: no extension is understood here.
-    if raw.get("crit").is_some() {
-        return Err(refused(
-            "the DPoP proof has critical header parameters this resource does not understand",
-        ));
-    }
-    if holds_private_key(&raw) {
-        return Err(refused("the DPoP proof's jwk must not hold a private key"));
-    }
-    if key_algorithm(jwk) != Some(header.alg) {
-        return Err(refused("the DPoP proof's alg does not match its jwk"));
-    }
-    let key = DecodingKey::from_jwk(jwk)
-        .map_err(|_| refused("the DPoP proof's jwk is not a usable key"))?;
-    // Step 6: the signature, by that key; the claims it needs.
-    let mut validation = Validation::new(header.alg);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<ProofClaims>(proof, &key, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                refused("the DPoP proof's signature does not verify with its jwk")
+/// A proof that passed every check, replay included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// The RFC 7638 thumbprint of the proof's key: what a token endpoint
+    /// binds the token it issues to.
+    pub jkt: String,
+    /// A fresh nonce to send back in `DPoP-Nonce` when the proof carried
+    /// the previous one; `None`: nothing to send.
+    pub fresh_nonce: Option<String>,
+}
+
+impl DpopSettings {
+    /// RFC 9449 §4.3, in its order, for one request: `proofs` are every
+    /// `DPoP` header it sent. A resource server gets this through
+    /// [`Verifier::authenticate`](crate::Verifier::authenticate); an
+    /// authorization server calls it at its token endpoint (without an
+    /// access token) to learn the key to bind a token to.
+    pub async fn check_proof(
+        &self,
+        proofs: &[&str],
+        target: &ProofTarget<'_>,
+    ) -> Result<CheckedProof, VerifyError> {
+        let at = now();
+        let leeway = self.leeway.as_secs() as i64;
+        let max_age = self.max_age.as_secs() as i64;
+        // Step 1: exactly one DPoP header.
+        let proof = match proofs {
+            [] => return Err(refused("a DPoP proof is required (the DPoP header)")),
+            [one] => one.trim(),
+            _ => {
+                return Err(refused(
+                    "send exactly one DPoP header (RFC 9449 §4.3 step 1)",
+                ));
             }
-            _ => refused("the DPoP proof needs jti, htm, htu and iat claims"),
-        })?
-        .claims;
-    if claims.jti.is_empty() || claims.jti.len() > 256 {
-        return Err(refused("the DPoP proof needs a jti of 1 to 256 characters"));
-    }
-    // Step 8: htm.
-    if claims.htm != target.method {
-        return Err(refused(&format!(
-            "the DPoP proof is for another method: htm must be {}",
-            target.method
-        )));
-    }
-    // Step 9: htu, normalised, without query and fragment.
-    if !same_target_uri(&claims.htu, target.url) {
-        return Err(refused("the DPoP proof is for another URL (htu)"));
-    }
-    // Step 11: iat within the window.
-    let at = now();
-    let max_age = settings.max_age.as_secs() as i64;
-    if claims.iat > at + leeway || claims.iat < at - max_age - leeway {
-        return Err(refused(
-            "the DPoP proof's iat is outside the accepted window",
-        ));
-    }
-    // Step 12: ath is this token's hash, and the key is the token's.
-    let ath = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        target.access_token.as_bytes(),
-    ));
-    if claims.ath.as_deref() != Some(ath.as_str()) {
-        return Err(refused("the DPoP proof's ath is not this token's hash"));
-    }
-    let jkt = jwk
-        .thumbprint(ThumbprintHash::SHA256)
-        .map_err(|_| refused("the DPoP proof's jwk is not a usable key"))?;
-    if jkt != target.jkt {
-        return Err(refused(
-            "the DPoP proof is signed by another key than the token is bound to",
-        ));
-    }
-    // Step 10: the resource's nonce, when it asks for one.
-    if let Some(nonces) = &settings.nonces
-        && !claims.nonce.as_deref().is_some_and(|n| nonces.accepts(n))
-    {
-        return Err(VerifyError::UseDpopNonce(nonces.current()));
-    }
-    // Step 11 (§11.1): each proof once. Last, so a refused proof is not
-    // recorded.
-    let first = settings
-        .replay
-        .first_use(replay_id(&jkt, &claims.jti), claims.iat + max_age + leeway)
-        .await
-        .map_err(|e| {
-            log::warn!("{e}");
-            VerifyError::ReplayCheckUnavailable
+        };
+        let malformed =
+            || refused("the DPoP proof is not a well-formed JWT (RFC 9449 §4.3 step 2)");
+        // Step 2: a single well-formed JWT; step 5: an allowed asymmetric
+        // algorithm (never `none` or HMAC), read from the raw header so
+        // that an unknown one is told apart from a malformed proof.
+        if proof.len() > crate::verifier::MAX_TOKEN_LEN
+            || proof.bytes().filter(|b| *b == b'.').count() != 2
+        {
+            return Err(malformed());
+        }
+        let raw = raw_header(proof).ok_or_else(malformed)?;
+        let alg = raw
+            .get("alg")
+            .and_then(|a| a.as_str())
+            .ok_or_else(malformed)?;
+        let algorithm = match alg {
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            "RS256" => Algorithm::RS256,
+            _ => return Err(self.alg_refused()),
+        };
+        if !self.algorithms.contains(&algorithm) {
+            return Err(self.alg_refused());
+        }
+        // RFC 7515 §4.1.11: no extension is understood here.
+        if raw.get("crit").is_some() {
+            return Err(refused(
+                "the DPoP proof has critical header parameters this server does not understand",
+            ));
+        }
+        let header = jsonwebtoken::decode_header(proof).map_err(|_| malformed())?;
+        // Step 4: typ.
+        if header.typ.as_deref() != Some(DPOP_TYP) {
+            return Err(refused(
+                "the DPoP proof's typ must be dpop+jwt (RFC 9449 §4.3 step 4)",
+            ));
+        }
+        // Steps 3 and 7: a `jwk` header holding a public key only.
+        let raw_jwk = raw
+            .get("jwk")
+            .ok_or_else(|| refused("the DPoP proof has no jwk header (RFC 9449 §4.3 step 3)"))?;
+        if let Some(problem) = jwk_problem(raw_jwk) {
+            return Err(refused(format!(
+                "the DPoP proof's jwk is refused: {problem} (RFC 9449 §4.3 step 7)"
+            )));
+        }
+        let jwk = header.jwk.as_ref().ok_or_else(|| {
+            refused("the DPoP proof's jwk is refused: the JWK is not a valid public key (RFC 9449 §4.3 step 7)")
         })?;
-    if !first {
-        return Err(refused("the DPoP proof has been used before"));
+        // Step 6: the signature, with that key.
+        if key_algorithm(jwk) != Some(algorithm) {
+            return Err(refused(
+                "the DPoP proof's alg does not match its jwk (RFC 9449 §4.3 step 6)",
+            ));
+        }
+        let key = DecodingKey::from_jwk(jwk).map_err(|_| {
+            refused("the DPoP proof's jwk is refused: the JWK is not a valid public key (RFC 9449 §4.3 step 7)")
+        })?;
+        let mut validation = Validation::new(algorithm);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<ProofClaims>(proof, &key, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => refused(
+                    "the DPoP proof's signature does not verify with its jwk (RFC 9449 §4.3 step 6)",
+                ),
+                _ => malformed(),
+            })?
+            .claims;
+        // Step 3: the required claims.
+        let jti = string(&claims.jti)
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or_else(|| {
+                refused("the DPoP proof needs a jti of 1 to 256 characters (RFC 9449 §4.2)")
+            })?;
+        let htm = string(&claims.htm)
+            .ok_or_else(|| refused("the DPoP proof has no htm claim (RFC 9449 §4.2)"))?;
+        let htu = string(&claims.htu)
+            .ok_or_else(|| refused("the DPoP proof has no htu claim (RFC 9449 §4.2)"))?;
+        let iat = claims
+            .iat
+            .as_ref()
+            .and_then(|i| i.as_i64().or_else(|| i.as_f64().map(|f| f as i64)))
+            .ok_or_else(|| refused("the DPoP proof has no iat claim (RFC 9449 §4.2)"))?;
+        // Step 8: htm.
+        if htm != target.method {
+            return Err(refused(format!(
+                "the DPoP proof is for another method: htm must be {} (RFC 9449 §4.3 step 8)",
+                target.method
+            )));
+        }
+        // Step 9: htu, normalised, without query and fragment.
+        if !same_target_uri(htu, target.url) {
+            let expected = target.url.split(['?', '#']).next().unwrap_or(target.url);
+            return Err(refused(format!(
+                "the DPoP proof is for another URL: htu must be {expected} (RFC 9449 §4.3 step 9)"
+            )));
+        }
+        // Step 10: the server's nonce, when it asks for one.
+        let mut fresh_nonce = None;
+        if let Some(nonces) = &self.nonces {
+            let message = match string(&claims.nonce) {
+                None => Some("this server requires a DPoP nonce: retry with the one in DPoP-Nonce"),
+                Some(nonce) => match nonces.standing(nonce, at) {
+                    NonceStanding::Current => None,
+                    NonceStanding::Previous => {
+                        fresh_nonce = Some(nonces.current());
+                        None
+                    }
+                    NonceStanding::Stale => {
+                        Some("the DPoP nonce is stale: retry with the one in DPoP-Nonce")
+                    }
+                    NonceStanding::Invalid => Some(
+                        "the DPoP nonce is not one this server issued: retry with the one in DPoP-Nonce",
+                    ),
+                },
+            };
+            if let Some(message) = message {
+                return Err(VerifyError::UseDpopNonce {
+                    nonce: nonces.current(),
+                    message,
+                });
+            }
+        }
+        // Step 11: iat within the window.
+        if iat > at + leeway {
+            return Err(refused(
+                "the DPoP proof's iat is in the future (RFC 9449 §4.3 step 11)",
+            ));
+        }
+        if iat < at - max_age - leeway {
+            return Err(refused(format!(
+                "the DPoP proof is too old: iat must be within {max_age} seconds (RFC 9449 §4.3 step 11)"
+            )));
+        }
+        // Step 12: at a resource, `ath` and the token's binding.
+        let jkt = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|_| {
+            refused("the DPoP proof's jwk is refused: the JWK is not a valid public key (RFC 9449 §4.3 step 7)")
+        })?;
+        if let Some(token) = target.access_token {
+            let expected = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                token.as_bytes(),
+            ));
+            match string(&claims.ath) {
+                None => {
+                    return Err(refused(
+                        "the DPoP proof has no ath claim, the hash of the access token (RFC 9449 §4.3 step 12)",
+                    ));
+                }
+                Some(ath) if !constant_time_eq(ath.as_bytes(), expected.as_bytes()) => {
+                    return Err(refused(
+                        "the DPoP proof's ath is not the hash of this access token (RFC 9449 §4.3 step 12)",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(bound) = target.jkt
+            && !constant_time_eq(bound.as_bytes(), jkt.as_bytes())
+        {
+            return Err(refused(
+                "the DPoP proof is signed by another key than the one the access token is bound to (RFC 9449 §4.3 step 12)",
+            ));
+        }
+        // §11.1: each proof once within its window. Last, so a proof
+        // refused for another reason does not use up its jti.
+        let expires_at = iat.max(at) + max_age + leeway;
+        let first = self
+            .replay
+            .first_use(replay_id(&jkt, jti), expires_at)
+            .await
+            .map_err(|e| {
+                log::warn!("{e}");
+                VerifyError::ReplayCheckUnavailable
+            })?;
+        if !first {
+            return Err(refused(
+                "the DPoP proof was used before: make a new proof, with a new jti, for each request (RFC 9449 §11.1)",
+            ));
+        }
+        Ok(CheckedProof { jkt, fresh_nonce })
     }
-    Ok(())
+
+    fn alg_refused(&self) -> VerifyError {
+        refused(format!(
+            "the DPoP proof's alg must be one of {} (RFC 9449 §4.3 step 5)",
+            self.algs()
+        ))
+    }
 }
 
 /// SHA-256 of the key's thumbprint and the `jti`: what the replay store
-/// keeps (fixed size, whatever the `jti`).
-fn replay_id(jkt: &str, jti: &str) -> [u8; 32] {
+/// keeps (fixed size, whatever the `jti`; two clients may pick the same
+/// `jti`, one key may not).
+pub fn replay_id(jkt: &str, jti: &str) -> [u8; 32] {
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     context.update(jkt.as_bytes());
     context.update(&[0]);
@@ -419,21 +598,42 @@ fn raw_header(proof: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&header).ok()
 }
 
-/// Whether the header's `jwk` carries private key members (`d`, or RSA's
-/// `p`, `q`, …, or a symmetric `k`).
-fn holds_private_key(header: &serde_json::Value) -> bool {
-    let Some(jwk) = header.get("jwk").and_then(|j| j.as_object()) else {
-        return true;
+/// Why a proof's `jwk` is refused, before it is used: private or symmetric
+/// members, a `use` other than signing, an RSA key outside 2048 to 8192
+/// bits.
+fn jwk_problem(jwk: &serde_json::Value) -> Option<String> {
+    let Some(jwk) = jwk.as_object() else {
+        return Some("a JWK must be a JSON object".to_owned());
     };
-    ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+    if let Some(member) = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
         .iter()
-        .any(|member| jwk.contains_key(*member))
+        .find(|member| jwk.contains_key(**member))
+    {
+        return Some(format!(
+            "the JWK holds a private or symmetric key member (`{member}`): send the public key only"
+        ));
+    }
+    if jwk.get("use").is_some_and(|u| u.as_str() != Some("sig")) {
+        return Some("the JWK's `use` must be `sig`".to_owned());
+    }
+    if jwk.get("kty").and_then(|k| k.as_str()) == Some("RSA") {
+        let n = jwk
+            .get("n")
+            .and_then(|n| n.as_str())
+            .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
+            .unwrap_or_default();
+        let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+        if !(2048..=8192).contains(&bits) || n.first() == Some(&0) {
+            return Some("the RSA key must be 2048 to 8192 bits".to_owned());
+        }
+    }
+    None
 }
 
 /// Whether `htu` names `expected`: scheme and host case-insensitively,
 /// default ports, the path after RFC 3986 §6.2.2 normalisation, without
 /// query and fragment (RFC 9449 §4.3 step 9).
-pub(crate) fn same_target_uri(htu: &str, expected: &str) -> bool {
+pub fn same_target_uri(htu: &str, expected: &str) -> bool {
     let (Ok(htu), Ok(expected)) = (reqwest::Url::parse(htu), reqwest::Url::parse(expected)) else {
         return false;
     };
@@ -524,17 +724,93 @@ mod tests {
     }
 
     #[test]
-    fn a_nonce_is_accepted_until_the_slot_after_next() {
-        let nonces = DpopNonces::new(Duration::from_secs(3600));
-        let current = nonces.current();
-        assert!(nonces.accepts(&current));
-        assert!(!nonces.accepts("made-up"));
-        // The slot moves on: the old current becomes the previous.
-        nonces.state.lock().unwrap().slot -= 1;
-        let next = nonces.current();
-        assert_ne!(next, current);
-        assert!(nonces.accepts(&current) && nonces.accepts(&next));
-        nonces.state.lock().unwrap().slot -= 2;
-        assert!(!nonces.accepts(&current));
+    fn nonces_hold_for_their_slot_and_the_next_and_only_under_their_key() {
+        let nonces = DpopNonces::with_keys(vec![[7u8; 32]], Duration::from_secs(60));
+        let at = 1_000_020;
+        let current = nonces.make(nonces.slot(at));
+        assert_eq!(nonces.standing(&current, at), NonceStanding::Current);
+        assert_eq!(nonces.standing(&current, at + 60), NonceStanding::Previous);
+        assert_eq!(nonces.standing(&current, at + 120), NonceStanding::Stale);
+        let other = DpopNonces::with_keys(vec![[8u8; 32]], Duration::from_secs(60));
+        assert_eq!(other.standing(&current, at), NonceStanding::Invalid);
+        let rotated = DpopNonces::with_keys(vec![[8u8; 32], [7u8; 32]], Duration::from_secs(60));
+        assert_eq!(rotated.standing(&current, at), NonceStanding::Current);
+        assert_eq!(nonces.standing("garbage!", at), NonceStanding::Invalid);
+        let random = DpopNonces::new(Duration::from_secs(3600));
+        assert_eq!(
+            random.standing(&random.current(), now()),
+            NonceStanding::Current
+        );
+        assert_eq!(random.standing(&current, at), NonceStanding::Invalid);
+    }
+
+    /// A DPoP proof by a new Ed25519 key, with `claims`.
+    fn proof(claims: serde_json::Value) -> String {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 =
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key");
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.typ = Some(DPOP_TYP.into());
+        header.jwk = Some(
+            serde_json::from_value(serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+            }))
+            .expect("a JWK"),
+        );
+        let key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        jsonwebtoken::encode(&header, &claims, &key).expect("a proof")
+    }
+
+    #[tokio::test]
+    async fn a_proof_at_a_token_endpoint_with_last_periods_nonce_passes_once_with_a_fresh_nonce() {
+        const URL: &str = "https://auth.example.com/oauth/token";
+        let nonces = DpopNonces::with_keys(vec![[7u8; 32]], Duration::from_secs(3600));
+        let settings = DpopSettings::default().nonces(nonces.clone());
+        let target = ProofTarget {
+            method: "POST",
+            url: URL,
+            access_token: None,
+            jkt: None,
+        };
+        let with_nonce = |jti: &str, nonce: &str| {
+            proof(serde_json::json!({
+                "jti": jti, "htm": "POST", "htu": URL, "iat": now(), "nonce": nonce,
+            }))
+        };
+        let previous = with_nonce("j1", &nonces.make(nonces.slot(now()) - 1));
+        let checked = settings.check_proof(&[&previous], &target).await.unwrap();
+        assert_eq!(checked.fresh_nonce, Some(nonces.current()));
+        assert_eq!(checked.jkt.len(), 43, "a SHA-256 thumbprint");
+        let replayed = settings.check_proof(&[&previous], &target).await;
+        assert!(
+            matches!(&replayed, Err(VerifyError::InvalidDpopProof(m)) if m.contains("used before")),
+            "{replayed:?}"
+        );
+        let current = with_nonce("j2", &nonces.current());
+        let checked = settings.check_proof(&[&current], &target).await.unwrap();
+        assert_eq!(checked.fresh_nonce, None);
+        let stale = with_nonce("j3", &nonces.make(nonces.slot(now()) - 2));
+        assert!(matches!(
+            settings.check_proof(&[&stale], &target).await,
+            Err(VerifyError::UseDpopNonce { nonce, .. }) if nonce == nonces.current()
+        ));
+    }
+
+    #[test]
+    fn a_proofs_jwk_is_refused_with_private_members_another_use_or_a_small_rsa_key() {
+        let ec = serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+        assert_eq!(jwk_problem(&ec), None);
+        let mut private = ec.clone();
+        private["d"] = "AA".into();
+        assert!(jwk_problem(&private).unwrap().contains("`d`"));
+        let mut encryption = ec.clone();
+        encryption["use"] = "enc".into();
+        assert!(jwk_problem(&encryption).unwrap().contains("use"));
+        let rsa = |bytes: usize| serde_json::json!({"kty": "RSA", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(vec![0xc5u8; bytes])});
+        assert!(jwk_problem(&rsa(128)).unwrap().contains("2048"));
+        assert_eq!(jwk_problem(&rsa(256)), None);
+        assert!(jwk_problem(&serde_json::json!("a string")).is_some());
     }
 }

@@ -30,9 +30,12 @@ pub enum VerifyError {
     /// `exp` has passed (beyond the leeway).
     #[error("the token has expired")]
     Expired,
-    /// `nbf` or `iat` is in the future (beyond the leeway).
+    /// `nbf` is in the future (beyond the leeway).
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
     /// A claim RFC 9068 requires is missing.
     #[error("the token lacks the claim `{0}`")]
     MissingClaim(String),
@@ -49,10 +52,16 @@ pub enum VerifyError {
     /// message says which (it never carries the proof or the token).
     #[error("{0}")]
     InvalidDpopProof(String),
-    /// The resource requires a DPoP nonce (RFC 9449 §9): retry with this
-    /// one, sent in the `DPoP-Nonce` header.
-    #[error("this resource requires a DPoP nonce: retry with the one in DPoP-Nonce")]
-    UseDpopNonce(String),
+    /// The resource requires a DPoP nonce (RFC 9449 §9) and the proof
+    /// carried none, a stale one or a made-up one: retry with `nonce`,
+    /// sent in the `DPoP-Nonce` header.
+    #[error("{message}")]
+    UseDpopNonce {
+        /// The nonce to retry with.
+        nonce: String,
+        /// Which of the three it was.
+        message: &'static str,
+    },
     /// The replay store cannot answer: refused rather than risk a replay.
     #[error("the DPoP replay check is unavailable; retry shortly")]
     ReplayCheckUnavailable,
@@ -87,7 +96,7 @@ impl VerifyError {
         match self {
             VerifyError::InsufficientScope(_) => "insufficient_scope",
             VerifyError::InvalidDpopProof(_) => "invalid_dpop_proof",
-            VerifyError::UseDpopNonce(_) => "use_dpop_nonce",
+            VerifyError::UseDpopNonce { .. } => "use_dpop_nonce",
             VerifyError::MissingToken => "invalid_request",
             VerifyError::KeysUnavailable(_) | VerifyError::ReplayCheckUnavailable => {
                 "temporarily_unavailable"
@@ -104,7 +113,7 @@ impl VerifyError {
             VerifyError::BoundToken
                 | VerifyError::NotBound
                 | VerifyError::InvalidDpopProof(_)
-                | VerifyError::UseDpopNonce(_)
+                | VerifyError::UseDpopNonce { .. }
         )
     }
 
@@ -135,12 +144,20 @@ impl VerifyError {
     }
 }
 
-/// A value safe inside a quoted-string: no quotes, backslashes or controls.
+/// A value safe inside a quoted-string of a header: no quotes, backslashes
+/// or controls, and ASCII only (`§` is spelt out, anything else is `?`).
 pub(crate) fn quoted(value: &str) -> String {
-    value
-        .chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-        .collect()
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {}
+            '§' => out.push_str("section "),
+            ' '..='~' => out.push(c),
+            c if c.is_control() => {}
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -170,6 +187,10 @@ mod tests {
                 .challenge("a\"b")
                 .unwrap(),
             "Bearer realm=\"ab\", error=\"invalid_token\", error_description=\"the token lacks the claim `subx`\""
+        );
+        assert_eq!(
+            quoted("RFC 9449 §4.3 — step\n"),
+            "RFC 9449 section 4.3 ? step"
         );
     }
 }

@@ -3,6 +3,8 @@
 //! at most once per interval, and kept while the issuer is unreachable.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,149 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use crate::VerifyError;
+
+/// Where a [`Verifier`](crate::Verifier) finds the issuer's public keys.
+///
+/// The default is the issuer's JWKS, fetched and cached as [`KeySettings`]
+/// says. Implement it when the keys are at hand another way: an
+/// authorization server validating its own tokens hands over the keys it
+/// holds in memory ([`StaticKeys`] is the simplest such source), and never
+/// makes an HTTP request to itself.
+pub trait KeySource: Send + Sync + 'static {
+    /// The key named `kid`. Answer [`KeyLookup::Ready`] whenever the answer
+    /// is known without waiting (the hot path: no allocation, no await);
+    /// [`KeyLookup::Pending`] only when it takes I/O, such as a fetch.
+    /// Refuse an unknown `kid` with [`VerifyError::UnknownKey`], and keys
+    /// that cannot be had at all with [`VerifyError::KeysUnavailable`].
+    fn key<'a>(&'a self, kid: &'a str) -> KeyLookup<'a>;
+}
+
+/// A [`KeySource`]'s answer: now, or after some I/O.
+pub enum KeyLookup<'a> {
+    /// The key (or why there is none), known now.
+    Ready(Result<Arc<PublicKey>, VerifyError>),
+    /// The key once the future completes (a fetch).
+    Pending(Pin<Box<dyn Future<Output = Result<Arc<PublicKey>, VerifyError>> + Send + 'a>>),
+}
+
+impl std::fmt::Debug for KeyLookup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyLookup::Ready(answer) => f.debug_tuple("Ready").field(answer).finish(),
+            KeyLookup::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+/// One of the issuer's public keys and the one algorithm it verifies (a
+/// token cannot choose another).
+#[derive(Clone)]
+pub struct PublicKey {
+    pub(crate) key: DecodingKey,
+    pub(crate) algorithm: Algorithm,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// `key`, verifying `algorithm` only; `None` unless the algorithm is
+    /// one Keyport signs with (ES256, EdDSA, RS256): never `none` or HMAC.
+    pub fn new(algorithm: Algorithm, key: DecodingKey) -> Option<Self> {
+        matches!(
+            algorithm,
+            Algorithm::ES256 | Algorithm::EdDSA | Algorithm::RS256
+        )
+        .then_some(PublicKey { key, algorithm })
+    }
+
+    /// The key of a public JWK (P-256, Ed25519 or RSA), with the algorithm
+    /// its type implies; `None` for any other key (symmetric, another
+    /// curve, a malformed one).
+    pub fn from_jwk(jwk: &Jwk) -> Option<Self> {
+        let algorithm = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(ec)
+                if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
+            {
+                Algorithm::ES256
+            }
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(okp)
+                if okp.curve == jsonwebtoken::jwk::EllipticCurve::Ed25519 =>
+            {
+                Algorithm::EdDSA
+            }
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            _ => return None,
+        };
+        let key = DecodingKey::from_jwk(jwk).ok()?;
+        Some(PublicKey { key, algorithm })
+    }
+
+    /// The algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+/// Keys held in memory, replaced as a whole when they change: what an
+/// authorization server feeds its own verifier, or a resource server that
+/// gets the issuer's keys some other way. Clones share the keys.
+#[derive(Clone, Default)]
+pub struct StaticKeys {
+    keys: Arc<std::sync::RwLock<Arc<KeysByKid>>>,
+}
+
+/// Keys by `kid`.
+type KeysByKid = HashMap<String, Arc<PublicKey>>;
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("StaticKeys")
+            .field("kids", &keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl StaticKeys {
+    /// No keys yet: every token is refused as naming an unknown key.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The usable keys of a JWKS document (as [`PublicKey::from_jwk`]
+    /// reads them; keys without a `kid` are skipped).
+    pub fn from_jwks(jwks: &jsonwebtoken::jwk::JwkSet) -> Self {
+        let keys = Self::new();
+        keys.replace(jwks.keys.iter().filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            Some((kid, PublicKey::from_jwk(jwk)?))
+        }));
+        keys
+    }
+
+    /// Replaces every key held by `keys` (`kid`, key), at once: a token is
+    /// checked against the old set or the new one, never a mix.
+    pub fn replace(&self, keys: impl IntoIterator<Item = (String, PublicKey)>) {
+        let keys = keys
+            .into_iter()
+            .map(|(kid, key)| (kid, Arc::new(key)))
+            .collect();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
+}
+
+impl KeySource for StaticKeys {
+    fn key<'a>(&'a self, kid: &'a str) -> KeyLookup<'a> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        KeyLookup::Ready(keys.get(kid).cloned().ok_or(VerifyError::UnknownKey))
+    }
+}
 
 /// A JWKS larger than this is not a JWKS.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -41,16 +186,9 @@ impl Default for KeySettings {
     }
 }
 
-/// One usable key: what verifies, and the algorithm it verifies.
-#[derive(Clone)]
-pub(crate) struct VerifyingKey {
-    pub key: DecodingKey,
-    pub algorithm: Algorithm,
-}
-
 #[derive(Default)]
 struct Held {
-    keys: Option<Arc<HashMap<String, Arc<VerifyingKey>>>>,
+    keys: Option<Arc<HashMap<String, Arc<PublicKey>>>>,
     fetched_at: Option<Instant>,
     keep_for: Duration,
     last_attempt: Option<Instant>,
@@ -58,7 +196,7 @@ struct Held {
 }
 
 /// The keys at one JWKS URL.
-pub(crate) struct KeySource {
+pub(crate) struct JwksCache {
     client: reqwest::Client,
     jwks_uri: String,
     settings: KeySettings,
@@ -69,9 +207,9 @@ pub(crate) struct KeySource {
     fetches: std::sync::atomic::AtomicU64,
 }
 
-impl KeySource {
+impl JwksCache {
     pub fn new(client: reqwest::Client, jwks_uri: String, settings: KeySettings) -> Self {
-        KeySource {
+        JwksCache {
             client,
             jwks_uri,
             settings,
@@ -92,7 +230,7 @@ impl KeySource {
 
     /// The key named `kid`. Waits for a fetch only when no key held can
     /// answer; keys past their age are refreshed in the background.
-    pub async fn key(self: &Arc<Self>, kid: &str) -> Result<Arc<VerifyingKey>, VerifyError> {
+    pub async fn key(self: &Arc<Self>, kid: &str) -> Result<Arc<PublicKey>, VerifyError> {
         let (found, stale, may_fetch, refreshing, had_keys) = self.look(kid);
         if let Some(key) = found {
             if stale && may_fetch && !refreshing {
@@ -132,7 +270,7 @@ impl KeySource {
     /// (the key, whether the keys are past their age, whether a fetch is
     /// allowed now, whether one runs in the background, whether any keys
     /// are held).
-    fn look(&self, kid: &str) -> (Option<Arc<VerifyingKey>>, bool, bool, bool, bool) {
+    fn look(&self, kid: &str) -> (Option<Arc<PublicKey>>, bool, bool, bool, bool) {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let found = held.keys.as_ref().and_then(|keys| keys.get(kid).cloned());
         let stale = held
@@ -174,7 +312,7 @@ impl KeySource {
 
     /// Fetches the JWKS and holds its usable keys; on failure the keys held
     /// stay.
-    async fn fetch(&self) -> Result<Arc<HashMap<String, Arc<VerifyingKey>>>, String> {
+    async fn fetch(&self) -> Result<Arc<HashMap<String, Arc<PublicKey>>>, String> {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -190,7 +328,7 @@ impl KeySource {
         Ok(keys)
     }
 
-    async fn download(&self) -> Result<(HashMap<String, Arc<VerifyingKey>>, Duration), String> {
+    async fn download(&self) -> Result<(HashMap<String, Arc<PublicKey>>, Duration), String> {
         let mut response = self
             .client
             .get(&self.jwks_uri)
@@ -220,10 +358,28 @@ impl KeySource {
     }
 }
 
+/// The default [`KeySource`]: the issuer's JWKS, fetched and cached.
+pub(crate) struct JwksKeys(pub Arc<JwksCache>);
+
+impl KeySource for JwksKeys {
+    fn key<'a>(&'a self, kid: &'a str) -> KeyLookup<'a> {
+        let (found, stale, may_fetch, refreshing, _) = self.0.look(kid);
+        match found {
+            Some(key) => {
+                if stale && may_fetch && !refreshing {
+                    self.0.refresh_in_background();
+                }
+                KeyLookup::Ready(Ok(key))
+            }
+            None => KeyLookup::Pending(Box::pin(self.0.key(kid))),
+        }
+    }
+}
+
 /// The keys of a JWKS document that can verify a Keyport token, by `kid`;
 /// keys without a `kid`, private or symmetric keys and other algorithms are
 /// skipped (RFC 7517 §5).
-pub(crate) fn usable_keys(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
+pub(crate) fn usable_keys(body: &[u8]) -> Result<HashMap<String, Arc<PublicKey>>, String> {
     let document: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| "the JWKS is not JSON")?;
     let listed = document
@@ -237,26 +393,11 @@ pub(crate) fn usable_keys(body: &[u8]) -> Result<HashMap<String, Arc<VerifyingKe
         .iter()
         .filter_map(|key| serde_json::from_value::<Jwk>(key.clone()).ok())
     {
-        let jwk = &jwk;
         let Some(kid) = jwk.common.key_id.clone() else {
             continue;
         };
-        let algorithm = match &jwk.algorithm {
-            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(ec)
-                if ec.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
-            {
-                Algorithm::ES256
-            }
-            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(okp)
-                if okp.curve == jsonwebtoken::jwk::EllipticCurve::Ed25519 =>
-            {
-                Algorithm::EdDSA
-            }
-            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            _ => continue,
-        };
-        if let Ok(key) = DecodingKey::from_jwk(jwk) {
-            keys.insert(kid, Arc::new(VerifyingKey { key, algorithm }));
+        if let Some(key) = PublicKey::from_jwk(&jwk) {
+            keys.insert(kid, Arc::new(key));
         }
     }
     Ok(keys)

@@ -65,6 +65,32 @@
 //! # }
 //! ```
 //!
+//! # Where the keys come from
+//!
+//! [`Verifier::discover`] and [`VerifierBuilder::build`] fetch the issuer's
+//! JWKS and keep it as [`KeySettings`] says. With keys already at hand,
+//! [`VerifierBuilder::with_keys`] takes any [`KeySource`] instead and
+//! fetches nothing; [`StaticKeys`] is a set replaced as a whole, and
+//! [`Verifier::verify_now`] then verifies without an `.await`:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use keyport_verify::{StaticKeys, Verifier, VerifyError};
+//!
+//! let keys = StaticKeys::new(); // fill with `replace` or `from_jwks`
+//! let verifier = Verifier::builder("https://auth.example.com", "keyport-api")
+//!     .with_keys(Arc::new(keys.clone()));
+//! assert_eq!(verifier.verify_now("not.a.token"), Err(VerifyError::Malformed));
+//! ```
+//!
+//! A verifier remembers the tokens it accepted until they expire
+//! ([`VerifierBuilder::cache_capacity`]): a token seen before is answered
+//! in about a microsecond, without its signature being checked again.
+//!
+//! An authorization server checks the DPoP proofs sent to its token
+//! endpoint with [`DpopSettings::check_proof`], the same checks a resource
+//! applies (without `ath`), and learns the key to bind the token to.
+//!
 //! # Adapters
 //!
 //! - `actix` feature: [`Authenticated`] (and the bearer-only
@@ -107,8 +133,10 @@ mod request;
 mod verifier;
 
 pub use claims::Claims;
-pub use dpop::{DpopNonces, DpopSettings, MemoryReplayStore, ReplayStore};
+pub use dpop::{
+    CheckedProof, DpopNonces, DpopSettings, MemoryReplayStore, ProofTarget, ReplayStore,
+};
 pub use error::VerifyError;
-pub use keys::KeySettings;
+pub use keys::{KeyLookup, KeySettings, KeySource, PublicKey, StaticKeys};
 pub use request::{Authenticated, Rejection, Scheme, TokenRequest};
-pub use verifier::{Verifier, VerifierBuilder};
+pub use verifier::{MAX_TOKEN_LEN, Verifier, VerifierBuilder};

@@ -3,6 +3,7 @@
 //! framework-independent half of the adapters.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::{Claims, Verifier, VerifyError};
 
@@ -21,8 +22,10 @@ pub struct TokenRequest<'a> {
     /// The method, as sent (`GET`).
     pub method: &'a str,
     /// The URL the request was sent to, absolute (`http://host/path`); the
-    /// query is ignored. With [`VerifierBuilder::resource`]
-    /// (crate::VerifierBuilder::resource) only its path matters.
+    /// query is ignored. With
+    /// [`VerifierBuilder::resource`](crate::VerifierBuilder::resource) only
+    /// its path matters. Only a DPoP proof is checked against it: a request
+    /// under `Bearer` may leave it empty.
     pub url: &'a str,
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a str>,
@@ -54,18 +57,34 @@ impl TokenRequest<'_> {
 /// challenges.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    claims: Claims,
+    /// Shared with the verifier's cache: accepting a token seen before
+    /// copies nothing.
+    claims: Arc<Claims>,
     scheme: Scheme,
     verifier: Verifier,
+    fresh_dpop_nonce: Option<String>,
 }
 
 impl Authenticated {
-    pub(crate) fn new(claims: Claims, scheme: Scheme, verifier: Verifier) -> Self {
+    pub(crate) fn new(
+        claims: Arc<Claims>,
+        scheme: Scheme,
+        verifier: Verifier,
+        fresh_dpop_nonce: Option<String>,
+    ) -> Self {
         Authenticated {
             claims,
             scheme,
             verifier,
+            fresh_dpop_nonce,
         }
+    }
+
+    /// A fresh nonce to send in `DPoP-Nonce` with the answer, when the
+    /// proof carried the previous one (RFC 9449 §9): the client moves on
+    /// before its nonce goes stale.
+    pub fn fresh_dpop_nonce(&self) -> Option<&str> {
+        self.fresh_dpop_nonce.as_deref()
     }
 
     /// The token's claims.
@@ -75,7 +94,7 @@ impl Authenticated {
 
     /// The claims, owned.
     pub fn into_claims(self) -> Claims {
-        self.claims
+        Arc::unwrap_or_clone(self.claims)
     }
 
     /// How the token was presented.
@@ -133,7 +152,7 @@ impl Rejection {
     /// The `DPoP-Nonce` header to send with the refusal, if any.
     pub fn dpop_nonce(&self) -> Option<&str> {
         match &self.error {
-            VerifyError::UseDpopNonce(nonce) => Some(nonce),
+            VerifyError::UseDpopNonce { nonce, .. } => Some(nonce),
             _ => None,
         }
     }

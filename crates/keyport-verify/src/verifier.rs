@@ -1,14 +1,15 @@
 //! Checking one token.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 
 use crate::clock::now;
-use crate::dpop::{DpopSettings, ProofTarget, check_proof};
+use crate::dpop::{DpopSettings, ProofTarget};
 use crate::error::quoted;
-use crate::keys::{KeySettings, KeySource};
+use crate::keys::{JwksCache, JwksKeys, KeyLookup, KeySettings, KeySource, PublicKey};
 use crate::request::{Authenticated, Rejection, Scheme, TokenRequest};
 use crate::{Claims, VerifyError};
 
@@ -16,14 +17,54 @@ use crate::{Claims, VerifyError};
 /// refused before any key is looked at.
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
 
+/// Longer tokens are refused before any parsing: Keyport's are well under
+/// 1 KiB, and it never issues one longer than this.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Tokens verified before, by their whole text (signature included, so a
+/// forgery never matches), with their claims, until they expire: an
+/// integration reuses one token for its lifetime, and a hit costs about a
+/// microsecond where a signature check costs 20 to 150.
+struct TokenCache {
+    capacity: usize,
+    verified: RwLock<HashMap<Box<str>, Arc<Claims>, TailHash>>,
+}
+
+/// Hashes a token by its last 32 bytes (of its signature) only: as random
+/// as the whole for tokens that verified, which are all the cache holds,
+/// and a twentieth of the work. Equality still compares the whole text.
+#[derive(Default, Clone)]
+struct TailHash(std::hash::RandomState);
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::hash::DefaultHasher);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
 /// Validates Keyport access tokens for one API. Cheap to clone; share one
 /// per process (its key cache is shared by its clones).
 #[derive(Clone)]
 pub struct Verifier {
-    issuer: String,
-    audiences: Vec<String>,
+    issuer: Arc<str>,
+    audiences: Arc<[String]>,
     leeway: Duration,
-    keys: Arc<KeySource>,
+    keys: Arc<dyn KeySource>,
+    /// The JWKS cache, when the keys come from the issuer's JWKS.
+    jwks: Option<Arc<JwksCache>>,
+    cache: Arc<TokenCache>,
     resource: Arc<Resource>,
     /// One per algorithm, built once: a `Validation` holds four sets,
     /// which cost allocations on every token when built per call.
@@ -45,7 +86,7 @@ impl std::fmt::Debug for Verifier {
         f.debug_struct("Verifier")
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
-            .field("jwks_uri", &self.keys.jwks_uri())
+            .field("jwks_uri", &self.jwks.as_ref().map(|j| j.jwks_uri()))
             .finish()
     }
 }
@@ -64,9 +105,20 @@ pub struct VerifierBuilder {
     dpop: Option<DpopSettings>,
     resource: Option<String>,
     scopes_supported: Vec<String>,
+    cache_capacity: usize,
 }
 
 impl VerifierBuilder {
+    /// How many verified tokens are remembered until they expire (default
+    /// 16,384; 0 remembers none). A remembered token is answered without
+    /// its signature being checked again, so a key withdrawn from the
+    /// issuer's JWKS stops tokens it signed from being accepted only once
+    /// they drop out (at the latest when they expire).
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
     /// The `realm` named in challenges (default `keyport`).
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = realm.into();
@@ -135,18 +187,28 @@ impl VerifierBuilder {
     /// metadata (`/.well-known/oauth-authorization-server`) for `jwks_uri`;
     /// the keys themselves are fetched at the first token.
     pub async fn build(self) -> Result<Verifier, VerifyError> {
-        let client = match self.client {
-            Some(client) => client,
+        let client = match &self.client {
+            Some(client) => client.clone(),
             None => reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(self.keys.timeout)
                 .build()
                 .map_err(|e| VerifyError::KeysUnavailable(e.to_string()))?,
         };
-        let jwks_uri = match self.jwks_uri {
-            Some(uri) => uri,
+        let jwks_uri = match &self.jwks_uri {
+            Some(uri) => uri.clone(),
             None => discover_jwks_uri(&client, &self.issuer).await?,
         };
+        let jwks = Arc::new(JwksCache::new(client, jwks_uri, self.keys));
+        let source: Arc<dyn KeySource> = Arc::new(JwksKeys(Arc::clone(&jwks)));
+        let mut verifier = self.with_keys(source);
+        verifier.jwks = Some(jwks);
+        Ok(verifier)
+    }
+
+    /// The verifier, with its keys from `keys` rather than the issuer's
+    /// JWKS: nothing is fetched, and nothing needs awaiting.
+    pub fn with_keys(self, keys: Arc<dyn KeySource>) -> Verifier {
         let validations = ALGORITHMS
             .iter()
             .map(|algorithm| {
@@ -159,19 +221,24 @@ impl VerifierBuilder {
                 validation
             })
             .collect();
-        Ok(Verifier {
+        Verifier {
             validations,
-            issuer: self.issuer,
-            audiences: self.audiences,
+            issuer: self.issuer.into(),
+            audiences: self.audiences.into(),
             leeway: self.leeway,
-            keys: Arc::new(KeySource::new(client, jwks_uri, self.keys)),
+            keys,
+            jwks: None,
+            cache: Arc::new(TokenCache {
+                capacity: self.cache_capacity,
+                verified: RwLock::new(HashMap::default()),
+            }),
             resource: Arc::new(Resource {
                 realm: self.realm,
                 dpop: self.dpop,
                 identifier: self.resource,
                 scopes_supported: self.scopes_supported,
             }),
-        })
+        }
     }
 }
 
@@ -224,6 +291,7 @@ impl Verifier {
             dpop: None,
             resource: None,
             scopes_supported: Vec::new(),
+            cache_capacity: 16_384,
         }
     }
 
@@ -236,14 +304,76 @@ impl Verifier {
         Verifier::builder(issuer, audience).build().await
     }
 
-    /// How many times the issuer's JWKS has been requested.
+    /// How many times the issuer's JWKS has been requested (0 when the
+    /// keys come from another [`KeySource`]).
     pub fn jwks_fetches(&self) -> u64 {
-        self.keys.fetches()
+        self.jwks.as_ref().map_or(0, |jwks| jwks.fetches())
     }
 
     /// Verifies `token` and answers its claims; a token bound to a key
-    /// (`cnf`) is accepted too, and the caller must check its proof.
+    /// (`cnf`) is accepted too, and the caller must check its proof. Waits
+    /// for the issuer's keys only when none held can answer.
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        self.verify_shared(token).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Verifier::verify`], sharing the claims with the cache.
+    pub(crate) async fn verify_shared(&self, token: &str) -> Result<Arc<Claims>, VerifyError> {
+        if let Some(answer) = self.remembered(token) {
+            return answer;
+        }
+        let header = self.check_header(token)?;
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let key = match self.keys.key(kid) {
+            KeyLookup::Ready(key) => key?,
+            KeyLookup::Pending(fetch) => fetch.await?,
+        };
+        self.check_signed(token, &header, &key)
+    }
+
+    /// [`Verifier::verify`] without waiting: answers from the keys held
+    /// now, and refuses a token whose key would have to be fetched as
+    /// [`VerifyError::UnknownKey`] (without fetching). For callers that
+    /// cannot await, with keys that never need fetching
+    /// ([`StaticKeys`](crate::StaticKeys), an authorization server's own
+    /// keys).
+    pub fn verify_now(&self, token: &str) -> Result<Claims, VerifyError> {
+        if let Some(answer) = self.remembered(token) {
+            return answer.map(Arc::unwrap_or_clone);
+        }
+        let header = self.check_header(token)?;
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let key = match self.keys.key(kid) {
+            KeyLookup::Ready(key) => key?,
+            KeyLookup::Pending(_) => return Err(VerifyError::UnknownKey),
+        };
+        self.check_signed(token, &header, &key)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// The answer for a token verified before, while it has not expired.
+    fn remembered(&self, token: &str) -> Option<Result<Arc<Claims>, VerifyError>> {
+        if self.cache.capacity == 0 {
+            return None;
+        }
+        let cache = self
+            .cache
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let claims = cache.get(token)?;
+        Some(if claims.exp + self.leeway.as_secs() as i64 > now() {
+            Ok(Arc::clone(claims))
+        } else {
+            Err(VerifyError::Expired)
+        })
+    }
+
+    /// The checks before any key is looked at: size, shape, `typ`, `alg`.
+    fn check_header(&self, token: &str) -> Result<Header, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Err(VerifyError::Malformed);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let typ = header.typ.as_deref().unwrap_or("");
         if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
@@ -252,8 +382,17 @@ impl Verifier {
         if !ALGORITHMS.contains(&header.alg) {
             return Err(VerifyError::UnsupportedAlgorithm);
         }
-        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let key = self.keys.key(kid).await?;
+        Ok(header)
+    }
+
+    /// The signature by `key` and the claims; remembers a token that
+    /// passes.
+    fn check_signed(
+        &self,
+        token: &str,
+        header: &Header,
+        key: &PublicKey,
+    ) -> Result<Arc<Claims>, VerifyError> {
         if key.algorithm != header.alg {
             return Err(VerifyError::UnsupportedAlgorithm);
         }
@@ -284,17 +423,40 @@ impl Verifier {
                 _ => VerifyError::Malformed,
             }
         })?;
-        if data.claims.iat > now() + self.leeway.as_secs() as i64 {
-            return Err(VerifyError::NotYetValid);
+        let at = now();
+        if data.claims.iat > at + self.leeway.as_secs() as i64 {
+            return Err(VerifyError::IssuedInFuture);
         }
-        Ok(data.claims)
+        let claims = Arc::new(data.claims);
+        if self.cache.capacity > 0 {
+            let leeway = self.leeway.as_secs() as i64;
+            let mut cache = self
+                .cache
+                .verified
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= self.cache.capacity {
+                cache.retain(|_, claims| claims.exp + leeway > at);
+                if cache.len() >= self.cache.capacity {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.into(), Arc::clone(&claims));
+        }
+        Ok(claims)
     }
 
     /// [`Verifier::verify`] for a token presented as `Authorization: Bearer`:
     /// a token bound to a key is refused, since a bearer presentation
     /// proves nothing about the key.
     pub async fn verify_bearer(&self, token: &str) -> Result<Claims, VerifyError> {
-        let claims = self.verify(token).await?;
+        self.verify_bearer_shared(token)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    async fn verify_bearer_shared(&self, token: &str) -> Result<Arc<Claims>, VerifyError> {
+        let claims = self.verify_shared(token).await?;
         if claims.cnf.is_some() {
             return Err(VerifyError::BoundToken);
         }
@@ -313,22 +475,29 @@ impl Verifier {
         let Some((scheme, token)) = request.credentials() else {
             return Err(self.reject(VerifyError::MissingToken, Scheme::Bearer));
         };
-        let claims = match (scheme, &self.resource.dpop) {
-            (Scheme::Bearer, _) => self.verify_bearer(token).await,
+        let (claims, fresh_nonce) = match (scheme, &self.resource.dpop) {
+            (Scheme::Bearer, _) => self.verify_bearer_shared(token).await.map(|c| (c, None)),
             (Scheme::Dpop, None) => Err(VerifyError::MissingToken),
             (Scheme::Dpop, Some(settings)) => self.verify_dpop(settings, token, request).await,
         }
         .map_err(|error| self.reject(error, scheme))?;
-        Ok(Authenticated::new(claims, scheme, self.clone()))
+        Ok(Authenticated::new(
+            claims,
+            scheme,
+            self.clone(),
+            fresh_nonce,
+        ))
     }
 
+    /// A token presented under `DPoP`: bound, with a proof by its key for
+    /// this request. Answers the claims and a fresh nonce to send, if any.
     async fn verify_dpop(
         &self,
         settings: &DpopSettings,
         token: &str,
         request: &TokenRequest<'_>,
-    ) -> Result<Claims, VerifyError> {
-        let claims = self.verify(token).await?;
+    ) -> Result<(Arc<Claims>, Option<String>), VerifyError> {
+        let claims = self.verify_shared(token).await?;
         let jkt = claims.dpop_jkt().ok_or(VerifyError::NotBound)?;
         // Behind a proxy the request's own URL is not what the client
         // signed: with a resource identifier, its path under that URL is.
@@ -339,17 +508,11 @@ impl Verifier {
         let target = ProofTarget {
             method: request.method,
             url: &url,
-            access_token: token,
-            jkt,
+            access_token: Some(token),
+            jkt: Some(jkt),
         };
-        check_proof(
-            settings,
-            self.leeway.as_secs() as i64,
-            request.dpop_proofs,
-            &target,
-        )
-        .await?;
-        Ok(claims)
+        let proof = settings.check_proof(request.dpop_proofs, &target).await?;
+        Ok((claims, proof.fresh_nonce))
     }
 
     /// The refusal for `error` when the token came under `scheme`: its
@@ -429,7 +592,7 @@ impl Verifier {
         let identifier = resource.identifier.as_deref()?;
         let mut document = serde_json::json!({
             "resource": identifier,
-            "authorization_servers": [self.issuer],
+            "authorization_servers": [&*self.issuer],
             "bearer_methods_supported": ["header"],
         });
         if !resource.scopes_supported.is_empty() {
@@ -523,7 +686,13 @@ mod tests {
         assert!(challenge.contains("scope=\"reports:read\""), "{challenge}");
         let bound = both.reject(VerifyError::BoundToken, Scheme::Bearer);
         assert!(bound.challenges()[0].starts_with("DPoP "));
-        let nonce = both.reject(VerifyError::UseDpopNonce("n1".into()), Scheme::Dpop);
+        let nonce = both.reject(
+            VerifyError::UseDpopNonce {
+                nonce: "n1".into(),
+                message: "retry",
+            },
+            Scheme::Dpop,
+        );
         assert_eq!(nonce.dpop_nonce(), Some("n1"));
         assert!(nonce.challenges()[0].contains("error=\"use_dpop_nonce\""));
         let plain = verifier(None, false).await;
@@ -534,6 +703,122 @@ mod tests {
         let down = plain.reject(VerifyError::KeysUnavailable("x".into()), Scheme::Bearer);
         assert!(down.challenges().is_empty());
         assert_eq!(down.status(), 503);
+    }
+
+    /// An Ed25519 key: what verifies, and a token it signs with `claims`
+    /// over the usual ones.
+    fn key_and_signer() -> (PublicKey, impl Fn(serde_json::Value) -> String) {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 =
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key");
+        let public = jsonwebtoken::DecodingKey::from_ed_der(pair.public_key().as_ref());
+        let signing = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let sign = move |extra: serde_json::Value| {
+            let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some("k1".into());
+            let at = now();
+            let mut claims = serde_json::json!({
+                "iss": "https://auth.example.com", "aud": "api", "sub": "u1",
+                "iat": at, "exp": at + 600, "jti": "t1", "scope": "reports:read",
+            });
+            for (name, value) in extra.as_object().expect("an object") {
+                claims[name] = value.clone();
+            }
+            jsonwebtoken::encode(&header, &claims, &signing).expect("a token")
+        };
+        (
+            PublicKey::new(Algorithm::EdDSA, public).expect("EdDSA"),
+            sign,
+        )
+    }
+
+    fn with_static_keys(capacity: usize) -> (Verifier, crate::StaticKeys) {
+        let keys = crate::StaticKeys::new();
+        let verifier = Verifier::builder("https://auth.example.com", "api")
+            .cache_capacity(capacity)
+            .with_keys(Arc::new(keys.clone()));
+        (verifier, keys)
+    }
+
+    #[test]
+    fn static_keys_verify_without_waiting_and_a_replacement_takes_effect_at_once() {
+        let (key, sign) = key_and_signer();
+        let (verifier, keys) = with_static_keys(0);
+        let token = sign(serde_json::json!({}));
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::UnknownKey));
+        keys.replace([("k1".to_owned(), key)]);
+        assert_eq!(verifier.verify_now(&token).expect("accepted").sub, "u1");
+        keys.replace([]);
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::UnknownKey));
+        let (other_key, _) = key_and_signer();
+        keys.replace([("k1".to_owned(), other_key)]);
+        // Another key under the same kid: the signature is refused.
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_named_as_such() {
+        let (key, sign) = key_and_signer();
+        let (verifier, keys) = with_static_keys(16);
+        keys.replace([("k1".to_owned(), key)]);
+        let token = sign(serde_json::json!({"iat": now() + 3600}));
+        assert_eq!(
+            verifier.verify_now(&token),
+            Err(VerifyError::IssuedInFuture)
+        );
+        assert_eq!(
+            verifier.verify_now(&"a".repeat(MAX_TOKEN_LEN + 1)),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_token_seen_before_is_answered_from_memory_until_it_expires() {
+        let (key, sign) = key_and_signer();
+        let (verifier, keys) = with_static_keys(16);
+        keys.replace([("k1".to_owned(), key)]);
+        let token = sign(serde_json::json!({}));
+        let claims = verifier.verify_now(&token).expect("accepted");
+        // The key is withdrawn: the token seen before is still answered,
+        // a token never seen is not.
+        keys.replace([]);
+        assert_eq!(verifier.verify_now(&token), Ok(claims.clone()));
+        let other = sign(serde_json::json!({"jti": "t2"}));
+        assert_eq!(verifier.verify_now(&other), Err(VerifyError::UnknownKey));
+        // Once past its expiry (and the leeway), a remembered token is
+        // refused as expired.
+        let expired = Arc::new(Claims {
+            exp: now() - 31,
+            ..claims
+        });
+        verifier
+            .cache
+            .verified
+            .write()
+            .unwrap()
+            .insert(token.as_str().into(), expired);
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::Expired));
+    }
+
+    #[tokio::test]
+    async fn verify_now_refuses_a_token_whose_key_would_have_to_be_fetched() {
+        let (_, sign) = key_and_signer();
+        let verifier = Verifier::builder("https://auth.example.com", "api")
+            .jwks_uri("http://127.0.0.1:9/jwks.json")
+            .build()
+            .await
+            .unwrap();
+        let token = sign(serde_json::json!({}));
+        assert_eq!(verifier.verify_now(&token), Err(VerifyError::UnknownKey));
+        assert_eq!(verifier.jwks_fetches(), 0);
+        // `verify` waits for the fetch, which fails: no keys, fail closed.
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(VerifyError::KeysUnavailable(_))
+        ));
+        assert_eq!(verifier.jwks_fetches(), 1);
     }
 
     #[test]

@@ -1,39 +1,23 @@
-//! DPoP (RFC 9449): proofs of possession of a key, checked as §4.3 lists,
-//! for Keyport's token endpoint and resource endpoints and for any resource
-//! server built on this library.
-//!
-//! [`DpopVerifier::verify`] is the one place the §4.3 checks live. What
-//! differs between users is pluggable: the replay store ([`ReplayStore`]:
-//! Keyport's is a database table shared by every instance, a resource
-//! server's [`MemoryReplayStore`] its own memory), the public base URL that
-//! `htu` is compared with, and whether server nonces (§8) are required.
+//! DPoP (RFC 9449) as Keyport's token endpoint and resource endpoints
+//! check it. The §4.3 checks themselves are the resource-server library's
+//! (`keyport_verify::DpopSettings::check_proof`), the one place they live;
+//! what Keyport plugs in is its replay store (a database table shared by
+//! every instance, `service::dpop`), its nonces (derived from the master
+//! key, so every instance accepts every other's), the public base URL
+//! `htu` is compared with, and its words for a refusal ([`DpopError`]).
 //!
 //! Reading a proof off an HTTP request is the routes' (`routes::dpop`, with
 //! the `DpopToken` extractor): this module knows JWTs, not HTTP frameworks.
-//! Beside the checks here: `replay.rs` (the stores), `nonces.rs` (server
-//! nonces) and `target.rs` (comparing `htu` with the request's URI).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
+use keyport_verify::VerifyError;
+pub use keyport_verify::dpop::{ReplayStoreError, replay_id, same_target_uri};
+pub use keyport_verify::{CheckedProof, DpopNonces, MemoryReplayStore, ReplayStore};
 
-mod nonces;
-mod replay;
-mod target;
-
-pub use nonces::DpopNonces;
-use nonces::NonceStanding;
-pub use replay::{MemoryReplayStore, ReplayStore, ReplayStoreError, replay_id};
-pub use target::same_target_uri;
-
-use super::jwk::PublicJwk;
-use super::jws::{JwsError, UnverifiedJwt};
-use super::verifier::VerifiedToken;
-use crate::domain::now;
+use super::VerifiedToken;
 
 /// The JOSE `typ` of a DPoP proof (§4.2).
 pub const DPOP_TYP: &str = "dpop+jwt";
@@ -116,31 +100,15 @@ pub struct ProofTarget<'a> {
     pub bound_to: Option<&'a str>,
 }
 
-/// A proof that passed every check, replay included.
-#[derive(Debug, Clone)]
-pub struct CheckedProof {
-    /// The RFC 7638 thumbprint of the proof's key: what a token gets bound to.
-    pub jkt: String,
-    /// A fresh nonce to send back in `DPoP-Nonce` (the presented one is
-    /// from the previous slot); `None`: nothing to send.
-    pub fresh_nonce: Option<String>,
-}
-
 /// How proofs are checked; see the module documentation.
 #[derive(Clone)]
 pub struct DpopVerifier {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     /// `scheme://host[:port][/prefix]` as clients reach this server (behind
     /// a proxy: the proxy's); `htu` is compared with it plus the path.
     /// `None`: taken from each request's Host and scheme.
-    public_base_url: Option<String>,
-    max_age: i64,
-    leeway: i64,
-    replay: Arc<dyn ReplayStore>,
-    nonces: Option<DpopNonces>,
+    public_base_url: Option<Arc<str>>,
+    settings: keyport_verify::DpopSettings,
+    requires_nonce: bool,
 }
 
 impl DpopVerifier {
@@ -153,226 +121,74 @@ impl DpopVerifier {
         replay: Arc<dyn ReplayStore>,
     ) -> Self {
         DpopVerifier {
-            inner: Arc::new(Inner {
-                public_base_url: public_base_url.map(|u| u.trim_end_matches('/').to_owned()),
-                max_age: max_age.as_secs() as i64,
-                leeway: leeway.as_secs() as i64,
-                replay,
-                nonces: None,
-            }),
+            public_base_url: public_base_url.map(|u| u.trim_end_matches('/').into()),
+            settings: keyport_verify::DpopSettings::default()
+                .max_age(max_age)
+                .leeway(leeway)
+                .replay_store(replay),
+            requires_nonce: false,
         }
     }
 
     /// Requires server nonces (§8) made with `nonces`.
     pub fn with_nonces(self, nonces: DpopNonces) -> Self {
-        let inner = &self.inner;
         DpopVerifier {
-            inner: Arc::new(Inner {
-                public_base_url: inner.public_base_url.clone(),
-                max_age: inner.max_age,
-                leeway: inner.leeway,
-                replay: Arc::clone(&inner.replay),
-                nonces: Some(nonces),
-            }),
+            settings: self.settings.nonces(nonces),
+            requires_nonce: true,
+            ..self
         }
     }
 
     /// Whether nonces are required.
     pub fn requires_nonce(&self) -> bool {
-        self.inner.nonces.is_some()
+        self.requires_nonce
     }
 
-    /// The nonce to hand out now, when nonces are required.
-    pub fn current_nonce(&self) -> Option<String> {
-        self.inner.nonces.as_ref().map(DpopNonces::current)
-    }
-
-    /// RFC 9449 §4.3, in its order. `proofs`: every `DPoP` header sent;
-    /// `base_url`: this request's public base URL when none is configured.
+    /// RFC 9449 §4.3 (`keyport_verify`'s checks). `proofs`: every `DPoP`
+    /// header sent; `base_url`: this request's public base URL when none is
+    /// configured.
     pub async fn verify(
         &self,
         proofs: &[&[u8]],
         target: &ProofTarget<'_>,
         base_url: Option<&str>,
     ) -> Result<CheckedProof, DpopError> {
-        let inner = &self.inner;
-        let at = now();
-        // Step 1: exactly one DPoP header.
-        let raw = match proofs {
-            [] => {
-                return Err(DpopError::proof(
-                    "a DPoP proof is required (the DPoP header)",
-                ));
-            }
-            [one] => *one,
-            _ => {
-                return Err(DpopError::proof(
-                    "send exactly one DPoP header (RFC 9449 §4.3 step 1)",
-                ));
-            }
+        let texts: Vec<&str> = match proofs {
+            [one] => vec![
+                std::str::from_utf8(one)
+                    .map_err(|_| DpopError::proof("the DPoP proof is not a JWT"))?,
+            ],
+            // Step 1 refuses any other count; what they hold is not read.
+            _ => proofs.iter().map(|_| "").collect(),
         };
-        // Step 2: a single well-formed JWT.
-        let raw = std::str::from_utf8(raw)
-            .map_err(|_| DpopError::proof("the DPoP proof is not a JWT"))?
-            .trim();
-        let jwt = UnverifiedJwt::parse(raw).map_err(|e| match e {
-            // Step 5: alg asymmetric, not `none`, and allowed here.
-            JwsError::AlgorithmNotAllowed => DpopError::proof(
-                "the DPoP proof's alg must be ES256, EdDSA or RS256 (RFC 9449 §4.3 step 5)",
-            ),
-            JwsError::CriticalHeader => DpopError::proof(
-                "the DPoP proof has critical header parameters this server does not understand",
-            ),
-            _ => DpopError::proof("the DPoP proof is not a well-formed JWT (RFC 9449 §4.3 step 2)"),
-        })?;
-        // Step 4: typ.
-        if jwt.typ() != Some(DPOP_TYP) {
-            return Err(DpopError::proof(
-                "the DPoP proof's typ must be dpop+jwt (RFC 9449 §4.3 step 4)",
-            ));
-        }
-        // Steps 3 and 7: a `jwk` header holding a public key only.
-        let jwk_value = jwt.header().get("jwk").ok_or_else(|| {
-            DpopError::proof("the DPoP proof has no jwk header (RFC 9449 §4.3 step 3)")
-        })?;
-        let jwk = PublicJwk::parse(jwk_value).map_err(|e| {
-            DpopError::proof(format!(
-                "the DPoP proof's jwk is refused: {e} (RFC 9449 §4.3 step 7)"
-            ))
-        })?;
-        // Step 6: the signature, with that key.
-        let proof = jwt.verify(&jwk).map_err(|e| match e {
-            JwsError::AlgorithmMismatch => DpopError::proof(
-                "the DPoP proof's alg does not match its jwk (RFC 9449 §4.3 step 6)",
-            ),
-            _ => DpopError::proof(
-                "the DPoP proof's signature does not verify with its jwk (RFC 9449 §4.3 step 6)",
-            ),
-        })?;
-        // Step 3: the required claims.
-        let jti = proof
-            .string_claim("jti")
-            .filter(|j| !j.is_empty() && j.len() <= 256)
-            .ok_or_else(|| {
-                DpopError::proof(
-                    "the DPoP proof needs a jti of 1 to 256 characters (RFC 9449 §4.2)",
-                )
-            })?;
-        let htm = proof
-            .string_claim("htm")
-            .ok_or_else(|| DpopError::proof("the DPoP proof has no htm claim (RFC 9449 §4.2)"))?;
-        let htu = proof
-            .string_claim("htu")
-            .ok_or_else(|| DpopError::proof("the DPoP proof has no htu claim (RFC 9449 §4.2)"))?;
-        let iat = proof
-            .time_claim("iat")
-            .ok_or_else(|| DpopError::proof("the DPoP proof has no iat claim (RFC 9449 §4.2)"))?;
-        // Step 8: htm.
-        if htm != target.method {
-            return Err(DpopError::proof(format!(
-                "the DPoP proof is for another method: htm must be {} (RFC 9449 §4.3 step 8)",
-                target.method
-            )));
-        }
-        // Step 9: htu, normalised, without query and fragment.
-        let base = inner
+        let base = self
             .public_base_url
             .as_deref()
             .or(base_url)
             .ok_or(DpopError::NotConfigured)?;
-        let expected = format!("{base}{}", target.path);
-        if !same_target_uri(htu, &expected) {
-            return Err(DpopError::proof(format!(
-                "the DPoP proof is for another URL: htu must be {expected} (RFC 9449 §4.3 step 9)"
-            )));
-        }
-        // Step 10: the server's nonce, when it asks for one.
-        let mut fresh_nonce = None;
-        if let Some(nonces) = &inner.nonces {
-            let message = match proof.string_claim("nonce") {
-                None => Some("this server requires a DPoP nonce: retry with the one in DPoP-Nonce"),
-                Some(nonce) => match nonces.standing(nonce, at) {
-                    NonceStanding::Current => None,
-                    NonceStanding::Previous => {
-                        fresh_nonce = Some(nonces.current());
-                        None
-                    }
-                    NonceStanding::Stale => {
-                        Some("the DPoP nonce is stale: retry with the one in DPoP-Nonce")
-                    }
-                    NonceStanding::Invalid => Some(
-                        "the DPoP nonce is not one this server issued: retry with the one in DPoP-Nonce",
-                    ),
-                },
-            };
-            if let Some(message) = message {
-                return Err(DpopError::UseNonce {
-                    message,
-                    nonce: nonces.current(),
-                });
-            }
-        }
-        // Step 11: iat within the window.
-        if iat > at + inner.leeway {
-            return Err(DpopError::proof(
-                "the DPoP proof's iat is in the future (RFC 9449 §4.3 step 11)",
-            ));
-        }
-        if iat < at - inner.max_age - inner.leeway {
-            return Err(DpopError::proof(format!(
-                "the DPoP proof is too old: iat must be within {} seconds (RFC 9449 §4.3 step 11)",
-                inner.max_age
-            )));
-        }
-        // Step 12: at a resource, `ath` and the token's binding.
-        if let Some(token) = target.access_token {
-            let expected_ath = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
-            match proof.string_claim("ath") {
-                None => {
-                    return Err(DpopError::proof(
-                        "the DPoP proof has no ath claim, the hash of the access token (RFC 9449 §4.3 step 12)",
-                    ));
-                }
-                Some(ath) if !constant_time_eq(ath.as_bytes(), expected_ath.as_bytes()) => {
-                    return Err(DpopError::proof(
-                        "the DPoP proof's ath is not the hash of this access token (RFC 9449 §4.3 step 12)",
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some(bound) = target.bound_to
-            && !constant_time_eq(bound.as_bytes(), jwk.thumbprint().as_bytes())
-        {
-            return Err(DpopError::proof(
-                "the DPoP proof is signed by another key than the one the access token is bound to (RFC 9449 §4.3 step 12)",
-            ));
-        }
-        // §11.1: a proof is used once within its window. Last, so a proof
-        // refused for another reason does not use up its jti.
-        let expires_at = iat.max(at) + inner.max_age + inner.leeway;
-        let first = inner
-            .replay
-            .first_use(replay_id(jwk.thumbprint(), jti), expires_at)
+        let url = format!("{base}{}", target.path);
+        let target = keyport_verify::ProofTarget {
+            method: target.method,
+            url: &url,
+            access_token: target.access_token,
+            jkt: target.bound_to,
+        };
+        self.settings
+            .check_proof(&texts, &target)
             .await
-            .map_err(|err| {
-                log::warn!("{err}");
-                DpopError::Unavailable
-            })?;
-        if !first {
-            return Err(DpopError::proof(
-                "the DPoP proof was used before: make a new proof, with a new jti, for each request (RFC 9449 §11.1)",
-            ));
-        }
-        Ok(CheckedProof {
-            jkt: jwk.thumbprint().to_owned(),
-            fresh_nonce,
-        })
+            .map_err(DpopError::from)
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
+impl From<VerifyError> for DpopError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::InvalidDpopProof(message) => DpopError::InvalidProof(Cow::Owned(message)),
+            VerifyError::UseDpopNonce { nonce, message } => DpopError::UseNonce { message, nonce },
+            VerifyError::ReplayCheckUnavailable => DpopError::Unavailable,
+            other => DpopError::InvalidProof(Cow::Owned(other.to_string())),
+        }
+    }
 }
 
 /// How an access token was presented in `Authorization`.

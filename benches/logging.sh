@@ -3,7 +3,9 @@
 # driven with wrk against the release binary logging in text, in JSON, and
 # in text with traces exported to a local OTLP collector, alternating
 # (text, json, traced, text, …) so that drift in the machine's load falls on
-# all alike. Prints the median tokens/s of each and its ratio to text.
+# all alike. Prints the median tokens/s of each and its ratio to text, and
+# the server's own CPU time per 1,000 tokens (which leaves out what the
+# collector and wrk take of the same cores).
 #
 #   bash benches/logging.sh [--duration 8s] [--connections 32] [--rounds 3]
 #                           [--sample-ratio 1.0]
@@ -70,8 +72,14 @@ for _ in $(seq 1 100); do
 done
 COLLECTOR="http://127.0.0.1:$(awk '{ print $NF }' "$WORK/collector.out")"
 
+# The CPU seconds process PID has used (user + system).
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
 # run VARIANT: one server (text, json, or traced: text logs and traces to
-# the local collector), one wrk run; prints req/s.
+# the local collector), one wrk run; prints req/s and the server's CPU
+# milliseconds per 1,000 tokens.
 run() {
     local variant=$1 format=$1 endpoint="" port result
     if [[ $variant == traced ]]; then
@@ -86,25 +94,31 @@ run() {
         curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
         sleep 0.1
     done
+    cpu_before=$(cpu_seconds "$SERVER_PID")
     result=$(KP_METHOD=POST KP_BODY=grant_type=client_credentials \
         KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTHORIZATION="$BASIC" KP_EXPECT=200 \
         wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s -s benches/load.lua \
         "http://127.0.0.1:$port/oauth/token" | grep '^KP_RESULT ')
+    cpu_after=$(cpu_seconds "$SERVER_PID")
     kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
     if ! grep -q ' bad=0 socket=0 ' <<<"$result"; then
         echo "logging.sh: failed requests with $variant: $result" >&2
         exit 1
     fi
-    sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$result"
+    requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
+    awk -v rps="$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$result")" \
+        -v cpu="$((${cpu_after%.*} * 1000 + 10#${cpu_after#*.} - ${cpu_before%.*} * 1000 - 10#${cpu_before#*.}))" \
+        -v n="$requests" 'BEGIN { printf "%s %.1f\n", rps, cpu / n * 1000 }'
 }
 
-declare -A RATES=([text]="" [json]="" [traced]="")
+declare -A RATES=([text]="" [json]="" [traced]="") CPU=([text]="" [json]="" [traced]="")
 for ((round = 1; round <= ROUNDS; round++)); do
     for variant in text json traced; do
-        rps=$(run "$variant")
-        echo "round $round, $variant: $rps tokens/s" >&2
+        read -r rps cpu < <(run "$variant")
+        echo "round $round, $variant: $rps tokens/s, $cpu CPU ms per 1,000 tokens" >&2
         RATES[$variant]+="$rps "
+        CPU[$variant]+="$cpu "
     done
 done
 SPANS=$(cat "$WORK/collector/count" 2>/dev/null || echo 0)
@@ -113,10 +127,14 @@ median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print
 TEXT=$(median <<<"${RATES[text]}")
 JSON=$(median <<<"${RATES[json]}")
 TRACED=$(median <<<"${RATES[traced]}")
-echo "| variant | tokens/s (median of $ROUNDS × $DURATION, $CONNECTIONS connections) | ÷ text |"
-echo "| --- | ---: | ---: |"
-echo "| text logs | $TEXT | 1.00× |"
-awk -v j="$JSON" -v t="$TEXT" 'BEGIN { printf "| JSON logs | %s | %.2f× |\n", j, j / t }'
-awk -v j="$TRACED" -v t="$TEXT" -v r="$SAMPLE_RATIO" \
-    'BEGIN { printf "| text logs, traces exported (sample ratio %s) | %s | %.2f× |\n", r, j, j / t }'
+CPU_TEXT=$(median <<<"${CPU[text]}")
+CPU_JSON=$(median <<<"${CPU[json]}")
+CPU_TRACED=$(median <<<"${CPU[traced]}")
+echo "| variant | tokens/s (median of $ROUNDS × $DURATION, $CONNECTIONS connections) | ÷ text | server CPU ms per 1,000 tokens | ÷ text |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+echo "| text logs | $TEXT | 1.00× | $CPU_TEXT | 1.00× |"
+awk -v j="$JSON" -v t="$TEXT" -v c="$CPU_JSON" -v ct="$CPU_TEXT" \
+    'BEGIN { printf "| JSON logs | %s | %.2f× | %s | %.2f× |\n", j, j / t, c, c / ct }'
+awk -v j="$TRACED" -v t="$TEXT" -v c="$CPU_TRACED" -v ct="$CPU_TEXT" -v r="$SAMPLE_RATIO" \
+    'BEGIN { printf "| text logs, traces exported (sample ratio %s) | %s | %.2f× | %s | %.2f× |\n", r, j, j / t, c, c / ct }'
 echo "The collector received $SPANS spans."

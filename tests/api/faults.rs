@@ -556,14 +556,14 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A full disk (a 1 MiB tmpfs): pushes past the space get a clean 503, every
+/// A full disk (a 2 MiB tmpfs): pushes past the space get a clean 503, every
 /// push answered 201 is readable, and once there is room again pushes work
 /// with no restart. Needs permission to mount a tmpfs (root, as on CI): it
 /// fails rather than skips elsewhere, so a green run always means it ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_pushes_cleanly_and_recovers_without_restart() {
     let db = TestDatabase::create(Backend::Sqlite).await;
-    let tmpfs = Tmpfs::mount(db.sqlite_dir().unwrap(), "1m")
+    let tmpfs = Tmpfs::mount(db.sqlite_dir().unwrap(), "2m")
         .expect("cannot mount a tmpfs: this test needs root (as CI has)");
     let app = spawn_app_on(Arc::new(db), &[]).await;
     let integration = app.integration("admin", READ_AND_PUSH).await;
@@ -586,7 +586,7 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers_without_restart() {
             break;
         }
     }
-    let refused = refused.expect("a 1 MiB disk fills up");
+    let refused = refused.expect("a 2 MiB disk fills up");
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert_eq!(refused.body["error"], "unavailable");
     assert!(refused.retry_after);

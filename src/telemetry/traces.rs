@@ -34,7 +34,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, Sampler, SdkTracer, SdkTracerProvider,
+    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, SamplingResult, SdkTracer,
+    SdkTracerProvider, ShouldSample,
 };
 
 use super::request::RequestId;
@@ -110,9 +111,7 @@ pub fn install(
     };
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            sample_ratio,
-        ))))
+        .with_sampler(Sampler::ParentBased(Box::new(ShareOfTraces(sample_ratio))))
         .with_id_generator(RequestTraceIds)
         .with_resource(resource)
         .build();
@@ -205,6 +204,46 @@ impl IdGenerator for RequestTraceIds {
 
     fn new_span_id(&self) -> SpanId {
         RandomIdGenerator::default().new_span_id()
+    }
+}
+
+/// Keeps `0.0`–`1.0` of the traces Keyport starts, by the random bits of
+/// the trace id. Not the SDK's ratio sampler: that reads the id's last 8
+/// bytes as they are, and in a UUIDv7 (a request id) their top two bits
+/// are the variant, `10`, so it kept every trace or none below a half.
+#[derive(Debug, Clone)]
+struct ShareOfTraces(f64);
+
+impl ShareOfTraces {
+    fn keeps(&self, trace_id: TraceId) -> bool {
+        let low: [u8; 8] = trace_id.to_bytes()[8..]
+            .try_into()
+            .expect("a trace id has 16 bytes");
+        // The 62 random bits of a UUIDv7, at the top; random in any other id.
+        let random = u64::from_be_bytes(low) << 2;
+        (random as f64) < self.0 * u64::MAX as f64
+    }
+}
+
+impl ShouldSample for ShareOfTraces {
+    fn should_sample(
+        &self,
+        _parent: Option<&Context>,
+        trace_id: TraceId,
+        _name: &str,
+        _kind: &SpanKind,
+        _attributes: &[KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> SamplingResult {
+        SamplingResult {
+            decision: if self.keeps(trace_id) {
+                SamplingDecision::RecordAndSample
+            } else {
+                SamplingDecision::Drop
+            },
+            attributes: Vec::new(),
+            trace_state: Default::default(),
+        }
     }
 }
 
@@ -488,6 +527,35 @@ mod tests {
             assert!(remote_parent(bad).is_none(), "{bad:?} was accepted");
         }
         assert!(trace_id_of(&RequestId::parse("not-a-uuid").unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_share_of_request_traces_is_kept_as_configured() {
+        // Request ids made from a fixed sequence, so the counts are the same
+        // every run: 20,000 UUIDv7s one millisecond apart.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let ids: Vec<TraceId> = (0..20_000u64)
+            .map(|n| {
+                let mut random = [0u8; 10];
+                for byte in &mut random {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    *byte = state as u8;
+                }
+                let id = uuid::Builder::from_unix_timestamp_millis(1_790_000_000_000 + n, &random)
+                    .into_uuid();
+                TraceId::from_bytes(*id.as_bytes())
+            })
+            .collect();
+        for (ratio, low, high) in [(0.0, 0, 0), (0.1, 1_800, 2_200), (0.5, 9_600, 10_400)] {
+            let kept = ids
+                .iter()
+                .filter(|id| ShareOfTraces(ratio).keeps(**id))
+                .count();
+            assert!((low..=high).contains(&kept), "{ratio}: kept {kept}");
+        }
+        assert!(ids.iter().all(|id| ShareOfTraces(1.0).keeps(*id)));
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub async fn authenticate(
     address: IpAddr,
 ) -> Result<AuthenticatedKey, ClientAuthError> {
     let claimed = claimed_client(assertion, client_id);
-    super::key_usage::note_key("private_key_jwt", claimed.as_deref().unwrap_or_default());
+    clients::note_key("private_key_jwt", claimed.as_deref().unwrap_or_default());
     // Failures are counted against the client the assertion names, like a
     // wrong secret against the client ID sent with it.
     let bucket = match &claimed {

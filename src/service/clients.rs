@@ -143,6 +143,15 @@ impl ClientAuthError {
     }
 }
 
+/// Notes the key a request names before it is authenticated, so that a
+/// refusal is counted for it (and the log line names it): only a well-formed
+/// client ID, never raw request text.
+pub fn note_key(kind: &'static str, client_id: &str) {
+    if let Ok(id) = crate::domain::ClientId::parse(client_id) {
+        crate::telemetry::request::note_credential(kind, Some(id.as_str()));
+    }
+}
+
 /// Authenticates a client ID and secret (the OAuth endpoints). `client_id`
 /// is the raw text the client sent: failures are throttled per that text and
 /// `address`, and a malformed ID or secret never reaches the database.

@@ -465,15 +465,6 @@ impl Batch {
     }
 }
 
-/// Notes the key a request names before it is authenticated, so that a
-/// refusal is counted for it (and the log line names it): only a well-formed
-/// client ID, never raw request text.
-pub fn note_key(kind: &'static str, client_id: &str) {
-    if let Ok(id) = crate::domain::ClientId::parse(client_id) {
-        crate::telemetry::request::note_credential(kind, Some(id.as_str()));
-    }
-}
-
 /// Hours or days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -179,7 +179,7 @@ pub async fn authenticate(
         },
     )?;
     let access_key_id = signed.access_key_id.as_str();
-    super::key_usage::note_key("sigv4", access_key_id);
+    clients::note_key("sigv4", access_key_id);
     if let Some(retry_after) = service.throttle.check(access_key_id, address) {
         return Err(ClientAuthError::Throttled(retry_after).into());
     }

@@ -373,30 +373,22 @@ impl Leaf {
         let Some((tracer, parent)) = current_parent() else {
             return Leaf(None);
         };
-        Leaf(Some(
-            tracer
-                .span_builder(name)
-                .with_kind(kind)
-                .with_attributes(attributes())
-                .start_with_context(tracer, &parent),
-        ))
+        Leaf::under(tracer, &parent, name.into(), kind, attributes())
     }
 
     /// One database call: `storage.<operation>`, as a client span.
+    /// Nothing is formatted unless a span is recorded: this runs on every
+    /// database call.
     pub fn database(system: &'static str, operation: &'static str) -> Leaf {
         let Some((tracer, parent)) = current_parent() else {
             return Leaf(None);
         };
-        Leaf(Some(
-            tracer
-                .span_builder(format!("storage.{operation}"))
-                .with_kind(SpanKind::Client)
-                .with_attributes([
-                    KeyValue::new("db.system.name", system),
-                    KeyValue::new("db.operation.name", operation),
-                ])
-                .start_with_context(tracer, &parent),
-        ))
+        let attributes = vec![
+            KeyValue::new("db.system.name", system),
+            KeyValue::new("db.operation.name", operation),
+        ];
+        let name = format!("storage.{operation}").into();
+        Leaf::under(tracer, &parent, name, SpanKind::Client, attributes)
     }
 
     /// A delivery's span: a child of the request that queued it (its stored
@@ -414,12 +406,22 @@ impl Leaf {
             .and_then(remote_parent)
             .map(|p| p.0)
             .unwrap_or_default();
+        Leaf::under(tracer, &parent, name.into(), kind, attributes())
+    }
+
+    fn under(
+        tracer: &SdkTracer,
+        parent: &Context,
+        name: Cow<'static, str>,
+        kind: SpanKind,
+        attributes: Vec<KeyValue>,
+    ) -> Leaf {
         Leaf(Some(
             tracer
                 .span_builder(name)
                 .with_kind(kind)
-                .with_attributes(attributes())
-                .start_with_context(tracer, &parent),
+                .with_attributes(attributes)
+                .start_with_context(tracer, parent),
         ))
     }
 

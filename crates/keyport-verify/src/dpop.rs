@@ -375,7 +375,7 @@ impl DpopSettings {
         // Step 2: a single well-formed JWT; step 5: an allowed asymmetric
         // algorithm (never `none` or HMAC), read from the raw header so
         // that an unknown one is told apart from a malformed proof.
-        if proof.len() > crate::verifier::MAX_TOKEN_LEN
+        if proof.len() > crate::error::MAX_TOKEN_LEN
             || proof.bytes().filter(|b| *b == b'.').count() != 2
         {
             return Err(malformed());

@@ -1,5 +1,9 @@
 //! Why a token is refused, and the RFC 6750 answer that says so.
 
+/// Longer tokens (and DPoP proofs) are refused before any parsing:
+/// Keyport's are well under 1 KiB, and it never issues one longer than this.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
 /// A refused token (or keys that cannot be had). Messages never carry the
 /// token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -136,7 +136,8 @@ pub use claims::Claims;
 pub use dpop::{
     CheckedProof, DpopNonces, DpopSettings, MemoryReplayStore, ProofTarget, ReplayStore,
 };
+pub use error::MAX_TOKEN_LEN;
 pub use error::VerifyError;
 pub use keys::{KeyLookup, KeySettings, KeySource, PublicKey, StaticKeys};
 pub use request::{Authenticated, Rejection, Scheme, TokenRequest};
-pub use verifier::{MAX_TOKEN_LEN, Verifier, VerifierBuilder};
+pub use verifier::{Verifier, VerifierBuilder};

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 
 use crate::clock::now;
 use crate::dpop::{DpopSettings, ProofTarget};
-use crate::error::quoted;
+use crate::error::{MAX_TOKEN_LEN, quoted};
 use crate::keys::{JwksCache, JwksKeys, KeyLookup, KeySettings, KeySource, PublicKey};
 use crate::request::{Authenticated, Rejection, Scheme, TokenRequest};
 use crate::{Claims, VerifyError};
@@ -16,10 +16,6 @@ use crate::{Claims, VerifyError};
 /// The algorithms Keyport signs with; anything else (`none`, HMAC, …) is
 /// refused before any key is looked at.
 const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
-
-/// Longer tokens are refused before any parsing: Keyport's are well under
-/// 1 KiB, and it never issues one longer than this.
-pub const MAX_TOKEN_LEN: usize = 4096;
 
 /// Tokens verified before, by their whole text (signature included, so a
 /// forgery never matches), with their claims, until they expire: an

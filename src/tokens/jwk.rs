@@ -2,19 +2,19 @@
 //! a DPoP proof's key (RFC 9449), a client's `private_key_jwt` key
 //! (RFC 7523), an external issuer's signing key (RFC 8693 token exchange).
 //!
-//! Only what Keyport itself signs with is accepted, one algorithm per key
+//! The key itself, its RFC 7638 thumbprint and signature checks are
+//! `jsonwebtoken`'s. What is Keyport's is the stricter door in front:
+//! only what Keyport itself signs with is accepted, one algorithm per key
 //! type, so a key never lets a token choose how it is checked: P-256 is
 //! ES256, Ed25519 is EdDSA, RSA (2048 to 8192 bits) is RS256. Symmetric and
-//! private keys are refused.
+//! private keys are refused, and an EC point must lie on its curve.
 
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
-    RsaPublicKeyComponents,
-};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::SigningAlgorithm;
 
@@ -46,46 +46,23 @@ pub enum JwkError {
 /// Members that only a private or symmetric key has.
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-enum Verifier {
-    Parsed(ParsedPublicKey),
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-}
-
 /// A public signing key, checked, with its RFC 7638 thumbprint.
+#[derive(Clone)]
 pub struct PublicJwk {
     algorithm: SigningAlgorithm,
-    kid: Option<String>,
-    /// The public members only, in the order RFC 7638 sorts them.
-    public: Map<String, Value>,
+    /// The public members, `kid` and `alg` only.
+    jwk: Jwk,
     thumbprint: String,
-    verifier: Verifier,
+    key: DecodingKey,
 }
 
 impl std::fmt::Debug for PublicJwk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PublicJwk")
             .field("algorithm", &self.algorithm)
-            .field("kid", &self.kid)
+            .field("kid", &self.kid())
             .field("thumbprint", &self.thumbprint)
             .finish()
-    }
-}
-
-impl Clone for PublicJwk {
-    fn clone(&self) -> Self {
-        PublicJwk {
-            algorithm: self.algorithm,
-            kid: self.kid.clone(),
-            public: self.public.clone(),
-            thumbprint: self.thumbprint.clone(),
-            verifier: match &self.verifier {
-                Verifier::Parsed(key) => Verifier::Parsed(key.clone()),
-                Verifier::Rsa { n, e } => Verifier::Rsa {
-                    n: n.clone(),
-                    e: e.clone(),
-                },
-            },
-        }
     }
 }
 
@@ -102,6 +79,16 @@ fn bytes_member(object: &Map<String, Value>, name: &'static str) -> Result<Vec<u
     URL_SAFE_NO_PAD
         .decode(member(object, name)?)
         .map_err(|_| JwkError::BadMember(name))
+}
+
+/// Whether the curve point (`0x04‖x‖y` for P-256, `x` for Ed25519) is a
+/// public key: `jsonwebtoken` takes the bytes as they come, and a point off
+/// the curve is better refused when the key is registered than at each use.
+fn is_point(
+    algorithm: &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
+    point: Vec<u8>,
+) -> bool {
+    ParsedPublicKey::new(algorithm, point).is_ok()
 }
 
 impl PublicJwk {
@@ -124,7 +111,7 @@ impl PublicJwk {
         };
         let kty = object.get("kty").and_then(Value::as_str);
         let crv = object.get("crv").and_then(Value::as_str);
-        let (algorithm, public, verifier) = match kty {
+        let (algorithm, public_members): (_, &[&str]) = match kty {
             Some("EC") => {
                 if crv != Some("P-256") {
                     return Err(JwkError::UnsupportedCurve);
@@ -137,14 +124,10 @@ impl PublicJwk {
                 if y.len() != 32 {
                     return Err(JwkError::BadMember("y"));
                 }
-                let point = [&[0x04][..], &x, &y].concat();
-                let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-                    .map_err(|_| JwkError::InvalidKey)?;
-                (
-                    SigningAlgorithm::Es256,
-                    ordered(object, &["crv", "kty", "x", "y"]),
-                    Verifier::Parsed(key),
-                )
+                if !is_point(&ECDSA_P256_SHA256_FIXED, [&[0x04][..], &x, &y].concat()) {
+                    return Err(JwkError::InvalidKey);
+                }
+                (SigningAlgorithm::Es256, &["kty", "crv", "x", "y"])
             }
             Some("OKP") => {
                 if crv != Some("Ed25519") {
@@ -154,12 +137,10 @@ impl PublicJwk {
                 if x.len() != 32 {
                     return Err(JwkError::BadMember("x"));
                 }
-                let key = ParsedPublicKey::new(&ED25519, x).map_err(|_| JwkError::InvalidKey)?;
-                (
-                    SigningAlgorithm::EdDsa,
-                    ordered(object, &["crv", "kty", "x"]),
-                    Verifier::Parsed(key),
-                )
+                if !is_point(&ED25519, x) {
+                    return Err(JwkError::InvalidKey);
+                }
+                (SigningAlgorithm::EdDsa, &["kty", "crv", "x"])
             }
             Some("RSA") => {
                 let n = bytes_member(object, "n")?;
@@ -171,11 +152,7 @@ impl PublicJwk {
                 if e.is_empty() || e.len() > 8 || e.first() == Some(&0) {
                     return Err(JwkError::BadMember("e"));
                 }
-                (
-                    SigningAlgorithm::Rs256,
-                    ordered(object, &["e", "kty", "n"]),
-                    Verifier::Rsa { n, e },
-                )
+                (SigningAlgorithm::Rs256, &["kty", "n", "e"])
             }
             _ => return Err(JwkError::UnsupportedKeyType),
         };
@@ -184,13 +161,27 @@ impl PublicJwk {
         {
             return Err(JwkError::AlgorithmMismatch);
         }
-        let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical(&public)));
+        // The members checked above, `kid` and `alg`: nothing else is kept,
+        // stored or listed.
+        let mut kept: Map<String, Value> = public_members
+            .iter()
+            .map(|name| ((*name).to_owned(), object[*name].clone()))
+            .collect();
+        if let Some(kid) = kid {
+            kept.insert("kid".to_owned(), Value::String(kid));
+        }
+        kept.insert("alg".to_owned(), algorithm.as_str().into());
+        let jwk: Jwk =
+            serde_json::from_value(Value::Object(kept)).map_err(|_| JwkError::InvalidKey)?;
+        let thumbprint = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|_| JwkError::InvalidKey)?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| JwkError::InvalidKey)?;
         Ok(PublicJwk {
             algorithm,
-            kid,
-            public,
+            jwk,
             thumbprint,
-            verifier,
+            key,
         })
     }
 
@@ -199,7 +190,7 @@ impl PublicJwk {
     }
 
     pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
+        self.jwk.common.key_id.as_deref()
     }
 
     /// The RFC 7638 SHA-256 thumbprint, base64url: DPoP's `jkt`.
@@ -210,47 +201,20 @@ impl PublicJwk {
     /// The key as a JWK with its public members, `kid` and `alg`: what is
     /// stored and listed.
     pub fn to_json(&self) -> Value {
-        let mut object = self.public.clone();
-        if let Some(kid) = &self.kid {
-            object.insert("kid".to_owned(), Value::String(kid.clone()));
-        }
-        object.insert(
-            "alg".to_owned(),
-            Value::String(self.algorithm.as_str().to_owned()),
-        );
-        Value::Object(object)
+        serde_json::to_value(&self.jwk).expect("a parsed JWK serializes")
     }
 
-    /// Whether `signature` (JWS form: ECDSA as r‖s) signs `message`.
-    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        match &self.verifier {
-            Verifier::Parsed(key) => key.verify_sig(message, signature).is_ok(),
-            Verifier::Rsa { n, e } => RsaPublicKeyComponents { n, e }
-                .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
-                .is_ok(),
-        }
+    /// Whether `signature` (base64url, JWS form: ECDSA as r‖s) signs
+    /// `message`.
+    pub fn verifies(&self, message: &[u8], signature: &str) -> bool {
+        jsonwebtoken::crypto::verify(
+            signature,
+            message,
+            &self.key,
+            self.algorithm.jwt_algorithm(),
+        )
+        .unwrap_or(false)
     }
-}
-
-/// The named members of `object` (all present: checked by the caller).
-fn ordered(object: &Map<String, Value>, names: &[&str]) -> Map<String, Value> {
-    names
-        .iter()
-        .filter_map(|name| object.get(*name).map(|v| ((*name).to_owned(), v.clone())))
-        .collect()
-}
-
-/// RFC 7638 §3: the required members, sorted by name, no whitespace. Written
-/// out rather than left to the map's iteration order, which a crate feature
-/// (`preserve_order`) elsewhere in the build could change.
-fn canonical(public: &Map<String, Value>) -> String {
-    let mut names: Vec<&String> = public.keys().collect();
-    names.sort();
-    let members: Vec<String> = names
-        .into_iter()
-        .map(|name| format!("{}:{}", Value::String(name.clone()), public[name.as_str()]))
-        .collect();
-    format!("{{{}}}", members.join(","))
 }
 
 #[cfg(test)]
@@ -292,11 +256,10 @@ mod tests {
         // RFC 7515 Appendix A.3.
         let key = PublicJwk::parse(&p256()).unwrap();
         let input = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
-        let signature = URL_SAFE_NO_PAD
-            .decode("DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q")
-            .unwrap();
-        assert!(key.verifies(input.as_bytes(), &signature));
-        assert!(!key.verifies(b"another message", &signature));
+        let signature = "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+        assert!(key.verifies(input.as_bytes(), signature));
+        assert!(!key.verifies(b"another message", signature));
+        assert!(!key.verifies(input.as_bytes(), "not base64url!"));
     }
 
     #[test]

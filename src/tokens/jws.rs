@@ -1,12 +1,15 @@
-//! JWTs that others sign (RFC 7515 compact form): DPoP proofs, client
-//! assertions, external issuers' tokens. Parsing reads the header and claims
-//! without trusting them, so the caller can pick the key (`kid`, an embedded
-//! `jwk`, a client's registered keys); `verify` then checks the signature
-//! with that key. What the claims must say is the caller's to check: each
-//! RFC asks for different ones.
+//! JWTs that others sign (RFC 7515 compact form): client assertions and
+//! external issuers' tokens. Parsing reads the header (`jsonwebtoken`'s
+//! decoding) and claims without trusting them, so the caller can pick the
+//! key (`kid`, a client's registered keys); `verify` then checks the
+//! signature with that key. Keyport's own part is what it refuses before
+//! any key is chosen: an algorithm it does not sign with, a critical header,
+//! an oversized token. What the claims must say is the caller's to check:
+//! each RFC asks for different ones.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Map, Value};
 
 use super::SigningAlgorithm;
@@ -36,17 +39,16 @@ pub enum JwsError {
 /// A compact JWS, parsed but not yet verified.
 #[derive(Debug)]
 pub struct UnverifiedJwt<'a> {
-    header: Map<String, Value>,
+    header: Header,
     claims: Map<String, Value>,
     algorithm: SigningAlgorithm,
     signing_input: &'a str,
-    signature: Vec<u8>,
+    signature: &'a str,
 }
 
 /// A JWT whose signature verified with the key it was checked against.
 #[derive(Debug, Clone)]
 pub struct VerifiedJwt {
-    pub header: Map<String, Value>,
     pub claims: Map<String, Value>,
 }
 
@@ -60,6 +62,31 @@ fn json_object(segment: &str) -> Result<Map<String, Value>, JwsError> {
     }
 }
 
+/// Why `jsonwebtoken` would not decode a header: an `alg` it does not know
+/// (`none`, a misspelling) is a refused algorithm; the rest is malformed.
+fn header_refusal(segment: &str) -> JwsError {
+    match json_object(segment)
+        .ok()
+        .as_ref()
+        .and_then(|header| header.get("alg"))
+        .and_then(Value::as_str)
+    {
+        Some(alg) if alg.parse::<SigningAlgorithm>().is_err() => JwsError::AlgorithmNotAllowed,
+        _ => JwsError::Malformed,
+    }
+}
+
+/// The algorithms Keyport accepts from others: those it signs with.
+fn accepted(algorithm: Algorithm) -> Option<SigningAlgorithm> {
+    [
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::EdDsa,
+        SigningAlgorithm::Rs256,
+    ]
+    .into_iter()
+    .find(|ours| ours.jwt_algorithm() == algorithm)
+}
+
 impl<'a> UnverifiedJwt<'a> {
     pub fn parse(token: &'a str) -> Result<Self, JwsError> {
         if token.len() > MAX_JWT_LEN {
@@ -71,20 +98,15 @@ impl<'a> UnverifiedJwt<'a> {
         else {
             return Err(JwsError::Malformed);
         };
-        let header_json = json_object(header)?;
-        let algorithm = match header_json.get("alg").and_then(Value::as_str) {
-            Some(alg) => alg
-                .parse::<SigningAlgorithm>()
-                .map_err(|_| JwsError::AlgorithmNotAllowed)?,
-            None => return Err(JwsError::Malformed),
-        };
-        if header_json.contains_key("crit") {
+        let header_json = jsonwebtoken::decode_header(token).map_err(|_| header_refusal(header))?;
+        let algorithm = accepted(header_json.alg).ok_or(JwsError::AlgorithmNotAllowed)?;
+        if header_json.crit.is_some() {
             return Err(JwsError::CriticalHeader);
         }
         let claims = json_object(payload)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| JwsError::Malformed)?;
+        if URL_SAFE_NO_PAD.decode(signature).is_err() {
+            return Err(JwsError::Malformed);
+        }
         Ok(UnverifiedJwt {
             header: header_json,
             claims,
@@ -98,10 +120,6 @@ impl<'a> UnverifiedJwt<'a> {
         self.algorithm
     }
 
-    pub fn header(&self) -> &Map<String, Value> {
-        &self.header
-    }
-
     /// The claims, not yet to be trusted: for choosing the key only.
     pub fn unverified_claims(&self) -> &Map<String, Value> {
         &self.claims
@@ -109,7 +127,7 @@ impl<'a> UnverifiedJwt<'a> {
 
     /// The header's `typ`, if it is a string.
     pub fn typ(&self) -> Option<&str> {
-        self.header.get("typ").and_then(Value::as_str)
+        self.header.typ.as_deref()
     }
 
     /// The header's `kid`, if it is a string.
@@ -124,7 +142,7 @@ impl<'a> UnverifiedJwt<'a> {
     }
 
     pub fn kid(&self) -> Option<&str> {
-        self.header.get("kid").and_then(Value::as_str)
+        self.header.kid.as_deref()
     }
 
     /// Checks the signature with `key`, whose algorithm the token must name.
@@ -132,11 +150,10 @@ impl<'a> UnverifiedJwt<'a> {
         if self.algorithm != key.algorithm() {
             return Err(JwsError::AlgorithmMismatch);
         }
-        if !key.verifies(self.signing_input.as_bytes(), &self.signature) {
+        if !key.verifies(self.signing_input.as_bytes(), self.signature) {
             return Err(JwsError::BadSignature);
         }
         Ok(VerifiedJwt {
-            header: self.header,
             claims: self.claims,
         })
     }
@@ -256,7 +273,6 @@ mod tests {
     fn times_are_checked_with_the_leeway_and_exp_is_required() {
         let at = 1_000_000;
         let jwt = |claims: Value| VerifiedJwt {
-            header: Map::new(),
             claims: claims.as_object().unwrap().clone(),
         };
         assert_eq!(

@@ -180,6 +180,21 @@ pub fn require_key_owner(principal: &Principal, owner_id: &str, what: &str) -> R
     }
 }
 
+/// Reading a user: everyone reads themself; a colleague takes an admin
+/// holding `scope`. `current` is what [`current`] answered for the caller.
+pub fn read_user(current: &Principal, user_id: &str, scope: &'static str) -> Result<()> {
+    if current.is_operator() || current.user_id() == Some(user_id) {
+        return Ok(());
+    }
+    match &current.user {
+        Some(user) if user.role != Role::Admin => Err(ServiceError::Forbidden(
+            "members may read only their own user".to_owned(),
+        )),
+        _ if current.scopes.contains(scope) => Ok(()),
+        _ => Err(ServiceError::InsufficientScope(scope)),
+    }
+}
+
 /// The principal re-read from the database where it came from a token: the
 /// key's status, its owner, its scopes and its allow-list as they are now.
 pub async fn current(service: &Service, principal: &Principal) -> Result<Principal> {

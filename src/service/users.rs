@@ -190,16 +190,7 @@ pub async fn list_users(
 pub async fn get_user(service: &Service, principal: &Principal, user: &str) -> Result<UserSummary> {
     let current = authz::current(service, principal).await?;
     let found = visible_user(service, &current, user).await?;
-    let is_self = current.user_id() == Some(found.id.as_str());
-    let is_member = current.user.as_ref().is_some_and(|u| u.role != Role::Admin);
-    if !is_self && is_member {
-        return Err(ServiceError::Forbidden(
-            "members may read only their own user".to_owned(),
-        ));
-    }
-    if !is_self {
-        authz::require(service, &current, USERS_MANAGE).await?;
-    }
+    authz::read_user(&current, &found.id, USERS_MANAGE)?;
     summary(service, &found).await
 }
 

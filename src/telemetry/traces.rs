@@ -27,15 +27,15 @@ use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{
-    FutureExt as _, Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
-    TraceId, Tracer as _, TracerProvider as _,
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceId, Tracer as _,
+    TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, SamplingResult, SdkTracer,
-    SdkTracerProvider, ShouldSample,
+    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler,
+    SamplingDecision, SamplingResult, SdkTracer, SdkTracerProvider, ShouldSample,
 };
 
 use super::request::RequestId;
@@ -45,6 +45,10 @@ pub use opentelemetry::trace::SpanKind as Kind;
 
 /// The tracer, set once by [`install`]; unset means traces are off.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// Spans per post to the collector, and how many may wait for one.
+const EXPORT_BATCH: usize = 2048;
+const EXPORT_QUEUE: usize = 16 * 1024;
 
 /// How long one export may take before the batch is dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,8 +113,19 @@ pub fn install(
         inner: exporter,
         last_warning: std::sync::Mutex::new(None),
     };
+    // Larger batches than the SDK's 512: at thousands of spans a second,
+    // fewer and larger posts cost the exporter thread less per span, and a
+    // deeper queue rides out a slow collector without dropping spans.
+    let batches = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_export_batch_size(EXPORT_BATCH)
+                .with_max_queue_size(EXPORT_QUEUE)
+                .build(),
+        )
+        .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(batches)
         .with_sampler(Sampler::ParentBased(Box::new(ShareOfTraces(sample_ratio))))
         .with_id_generator(RequestTraceIds)
         .with_resource(resource)
@@ -182,6 +197,13 @@ fn traces_url(endpoint: &str) -> String {
 
 fn tracer() -> Option<&'static SdkTracer> {
     TRACER.get()
+}
+
+tokio::task_local! {
+    /// The span of the traced request or work this task is doing. Keyport's
+    /// own rather than the SDK's `Context::current`: entering a task-local
+    /// on each poll swaps a pointer, where attaching a `Context` allocates.
+    static CURRENT_SPAN: Context;
 }
 
 thread_local! {
@@ -303,15 +325,16 @@ impl ServerSpan {
         if !parent.span().span_context().is_valid() {
             NEXT_TRACE_ID.set(trace_id_of(id));
         }
+        let method = known_method(method);
         let mut attributes = vec![
-            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("http.request.method", method.clone()),
             KeyValue::new("keyport.request_id", id.as_str().to_owned()),
         ];
         if let Some(address) = client_address {
             attributes.push(KeyValue::new("client.address", address));
         }
         let span = tracer
-            .span_builder(method.to_owned())
+            .span_builder(method)
             .with_kind(SpanKind::Server)
             .with_attributes(attributes)
             .start_with_context(tracer, &parent);
@@ -322,7 +345,7 @@ impl ServerSpan {
     /// Runs the answer with this span as the current one.
     pub async fn run<F: Future>(&self, answer: F) -> F::Output {
         match &self.0 {
-            Some(context) => answer.with_context(context.clone()).await,
+            Some(context) => CURRENT_SPAN.scope(context.clone(), answer).await,
             None => answer.await,
         }
     }
@@ -349,10 +372,20 @@ impl ServerSpan {
     }
 }
 
+/// The HTTP method, borrowed for the methods Keyport serves: no copy per
+/// request.
+fn known_method(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    match KNOWN.iter().find(|known| **known == method) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(method.to_owned()),
+    }
+}
+
 /// Whether the current task is inside a traced request or delivery.
 fn current_parent() -> Option<(&'static SdkTracer, Context)> {
     let tracer = tracer()?;
-    let context = Context::current();
+    let context = CURRENT_SPAN.try_with(Context::clone).ok()?;
     context
         .span()
         .span_context()
@@ -457,7 +490,7 @@ pub async fn in_span<T, E>(
     };
     let span = tracer.start_with_context(name, &parent);
     let context = parent.with_span(span);
-    let outcome = work.with_context(context.clone()).await;
+    let outcome = CURRENT_SPAN.scope(context.clone(), work).await;
     let span = context.span();
     if outcome.is_err() {
         span.set_status(Status::error(""));

@@ -90,6 +90,50 @@ macro_rules! error_response {
     };
 }
 
+/// Responses many operations share, listed once: each names the component
+/// response (`#/components/responses/…`) it stands for.
+macro_rules! shared_responses {
+    ($(#[$doc:meta])* $name:ident { $($status:literal => $response:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+                [$(($status.to_owned(), Ref::from_response_name(stringify!($response)).into())),+]
+                    .into_iter()
+                    .collect()
+            }
+        }
+    };
+}
+
+shared_responses!(
+    /// What any call with a credential may be refused with.
+    CallerErrors {
+        "400" => BadRequest,
+        "401" => Unauthenticated,
+        "403" => Forbidden,
+        "503" => Unavailable,
+    }
+);
+shared_responses!(
+    /// What a call with a JSON body may be refused with.
+    BodyErrors {
+        "413" => PayloadTooLarge,
+        "415" => UnsupportedMediaType,
+        "422" => Unprocessable,
+    }
+);
+shared_responses!(
+    /// The OAuth endpoints' RFC 6749 §5.2 refusals.
+    OAuthErrors {
+        "400" => OAuthBadRequest,
+        "401" => OAuthInvalidClient,
+        "413" => OAuthPayloadTooLarge,
+        "429" => OAuthThrottled,
+        "503" => OAuthUnavailable,
+    }
+);
+
 error_response!(
     BadRequest,
     "ApiError",

@@ -79,11 +79,8 @@ fn label_filters(req: &HttpRequest) -> Result<Vec<String>, ApiError> {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The keys", body = doc::KeyList),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn list(
@@ -219,15 +216,10 @@ struct NewKeyBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 201, description = "Created; `client_secret` is shown only here (absent with `\"client_secret\": false`)", body = doc::NewKey),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn create(
@@ -281,11 +273,8 @@ pub async fn create(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The key", body = crate::service::keys::KeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn show(
@@ -337,15 +326,10 @@ struct KeyChangeBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The changed key", body = crate::service::keys::KeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn change(
@@ -407,15 +391,10 @@ pub(super) struct RollBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 201, description = "The new key; `client_secret` is shown only here", body = doc::NewKey),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn roll(
@@ -447,12 +426,9 @@ pub async fn roll(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Disabled", body = crate::service::keys::KeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn disable(
@@ -474,12 +450,9 @@ pub async fn disable(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Enabled", body = crate::service::keys::KeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn enable(
@@ -503,12 +476,9 @@ pub async fn enable(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Revoked", body = crate::service::keys::KeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn revoke(
@@ -530,12 +500,9 @@ pub async fn revoke(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Marked", body = crate::service::keys::KeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn mark_webhook_signing(
@@ -568,15 +535,10 @@ pub(super) struct DeleteBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn delete(

@@ -137,11 +137,7 @@ fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResp
     security(("clientBasic" = [])),
     responses(
         (status = 200, description = "A token", body = TokenResponse),
-        (status = 400, response = doc::OAuthBadRequest),
-        (status = 401, response = doc::OAuthInvalidClient),
-        (status = 413, response = doc::OAuthPayloadTooLarge),
-        (status = 429, response = doc::OAuthThrottled),
-        (status = 503, response = doc::OAuthUnavailable),
+        doc::OAuthErrors,
     )
 )]
 pub async fn token(
@@ -302,11 +298,7 @@ async fn authenticated_token_query(
     security(("clientBasic" = [])),
     responses(
         (status = 200, description = "What the token is, or `{\"active\": false}`", body = doc::IntrospectionResponse),
-        (status = 400, response = doc::OAuthBadRequest),
-        (status = 401, response = doc::OAuthInvalidClient),
-        (status = 413, response = doc::OAuthPayloadTooLarge),
-        (status = 429, response = doc::OAuthThrottled),
-        (status = 503, response = doc::OAuthUnavailable),
+        doc::OAuthErrors,
     )
 )]
 pub async fn introspect(
@@ -336,11 +328,7 @@ pub async fn introspect(
     security(("clientBasic" = [])),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 400, response = doc::OAuthBadRequest),
-        (status = 401, response = doc::OAuthInvalidClient),
-        (status = 413, response = doc::OAuthPayloadTooLarge),
-        (status = 429, response = doc::OAuthThrottled),
-        (status = 503, response = doc::OAuthUnavailable),
+        doc::OAuthErrors,
     )
 )]
 pub async fn revoke(

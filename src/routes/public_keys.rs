@@ -25,11 +25,8 @@ use crate::service::public_keys;
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The key's public keys", body = doc::PublicKeyList),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn list(
@@ -55,15 +52,10 @@ pub async fn list(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 201, description = "Registered", body = crate::service::public_keys::PublicKeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn add(
@@ -92,12 +84,9 @@ pub async fn add(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Removed; the key as it was", body = crate::service::public_keys::PublicKeySummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn remove(

@@ -175,9 +175,7 @@ pub async fn pull_one(
         (status = 400, response = doc::BadRequest),
         (status = 401, response = doc::Unauthenticated),
         (status = 403, response = doc::InsufficientScope),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
+        doc::BodyErrors,
         (status = 429, response = doc::RateLimited),
         (status = 503, response = doc::Unavailable),
     )

@@ -39,9 +39,7 @@ struct SignInBody {
         (status = 400, response = doc::BadRequest),
         (status = 401, description = "Wrong email or password, or a locked account (`invalid_credentials`)", body = doc::ApiErrorBody),
         (status = 403, response = doc::Forbidden),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
+        doc::BodyErrors,
         (status = 503, response = doc::Unavailable),
     )
 )]
@@ -128,9 +126,7 @@ struct PasswordBody {
         (status = 204, description = "Changed; every session of the user ended"),
         (status = 400, response = doc::BadRequest),
         (status = 401, description = "No valid session (`missing_token`, `invalid_token`) or a wrong current password (`invalid_credentials`)", body = doc::ApiErrorBody),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
+        doc::BodyErrors,
         (status = 503, response = doc::Unavailable),
     )
 )]
@@ -173,9 +169,7 @@ struct SetPasswordBody {
     responses(
         (status = 204, description = "Set; the user can sign in"),
         (status = 400, description = "The token is unknown, used or expired (`invalid_token`), or the request is malformed", body = doc::ApiErrorBody),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
+        doc::BodyErrors,
         (status = 503, response = doc::Unavailable),
     )
 )]

@@ -33,10 +33,7 @@ pub struct TrustedIssuerList {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The trusted issuers", body = TrustedIssuerList),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
-        (status = 503, response = doc::Unavailable),
+        doc::CallerErrors,
     )
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -68,14 +65,9 @@ struct NewIssuerBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 201, description = "Trusted", body = TrustedIssuer),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn create(
@@ -111,11 +103,8 @@ pub async fn create(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 204, description = "No longer trusted"),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn delete(
@@ -153,14 +142,9 @@ struct NewRuleBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 201, description = "Added", body = ExchangeRule),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn create_rule(
@@ -199,11 +183,8 @@ pub async fn create_rule(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 204, description = "Deleted; tokens it granted fail every re-check"),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn delete_rule(

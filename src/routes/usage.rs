@@ -141,11 +141,8 @@ fn range(req: &HttpRequest) -> Result<UsageRange, ApiError> {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The key's usage", body = key_usage::UsageReport),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn key(
@@ -174,10 +171,7 @@ pub async fn key(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The usage of the caller's keys", body = key_usage::UsageReport),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
-        (status = 503, response = doc::Unavailable),
+        doc::CallerErrors,
     )
 )]
 pub async fn company(

@@ -33,10 +33,7 @@ use crate::service::{tenants, users};
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The users", body = doc::UserList),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
-        (status = 503, response = doc::Unavailable),
+        doc::CallerErrors,
     )
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -69,14 +66,9 @@ struct NewUserBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 201, description = "Created; `set_password_token` is shown only here", body = doc::NewUser),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn create(
@@ -116,11 +108,8 @@ pub async fn create(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The user", body = crate::service::users::UserSummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn show(
@@ -154,15 +143,10 @@ struct UserChangeBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The user as changed", body = crate::service::users::UserSummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn change(
@@ -208,12 +192,9 @@ async fn set_status(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Disabled", body = crate::service::users::UserSummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
         (status = 409, response = doc::Conflict),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn disable(
@@ -234,11 +215,8 @@ pub async fn disable(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Enabled", body = crate::service::users::UserSummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn enable(
@@ -259,11 +237,8 @@ pub async fn enable(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Unlocked", body = doc::Unlocked),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn unlock(
@@ -301,13 +276,8 @@ struct PolicyBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The policy now in force", body = doc::TenantPolicy),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::CallerErrors,
+        doc::BodyErrors,
     )
 )]
 pub async fn set_policy(
@@ -367,10 +337,7 @@ struct AuditParams {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "A page of events", body = doc::AuditPage),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
-        (status = 503, response = doc::Unavailable),
+        doc::CallerErrors,
     )
 )]
 pub async fn audit(

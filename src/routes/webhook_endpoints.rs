@@ -45,10 +45,7 @@ pub struct QueuedEvent {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The endpoints", body = EndpointList),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
-        (status = 503, response = doc::Unavailable),
+        doc::CallerErrors,
     )
 )]
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -82,14 +79,9 @@ struct NewEndpointBody {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 201, description = "Registered", body = EndpointSummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 409, response = doc::Conflict),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn create(
@@ -123,11 +115,8 @@ pub async fn create(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The endpoint", body = EndpointSummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn show(
@@ -171,14 +160,9 @@ fn present<'de, D: serde::Deserializer<'de>>(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "The endpoint as changed", body = EndpointSummary),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 413, response = doc::PayloadTooLarge),
-        (status = 415, response = doc::UnsupportedMediaType),
-        (status = 422, response = doc::Unprocessable),
-        (status = 503, response = doc::Unavailable),
+        doc::BodyErrors,
     )
 )]
 pub async fn change(
@@ -214,11 +198,8 @@ pub async fn change(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 204, description = "Deleted, with its pending deliveries and attempts"),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn delete(
@@ -240,11 +221,8 @@ pub async fn delete(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 202, description = "Queued", body = QueuedEvent),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn test(
@@ -274,11 +252,8 @@ pub struct AttemptQuery {
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 200, description = "Attempts, newest first", body = AttemptList),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn attempts(
@@ -310,11 +285,8 @@ pub async fn attempts(
     security(("bearer" = []), ("apiKey" = [])),
     responses(
         (status = 202, description = "Queued again"),
-        (status = 400, response = doc::BadRequest),
-        (status = 401, response = doc::Unauthenticated),
-        (status = 403, response = doc::Forbidden),
+        doc::CallerErrors,
         (status = 404, response = doc::NotFound),
-        (status = 503, response = doc::Unavailable),
     )
 )]
 pub async fn redeliver(

@@ -116,13 +116,17 @@ pub fn install(
     // Larger batches than the SDK's 512: at thousands of spans a second,
     // fewer and larger posts cost the exporter thread less per span, and a
     // deeper queue rides out a slow collector without dropping spans.
+    // The standard OTEL_BSP_* variables still win (the builder's default
+    // reads them).
+    let mut batch_config = BatchConfigBuilder::default();
+    if std::env::var_os("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").is_none() {
+        batch_config = batch_config.with_max_export_batch_size(EXPORT_BATCH);
+    }
+    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+        batch_config = batch_config.with_max_queue_size(EXPORT_QUEUE);
+    }
     let batches = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_export_batch_size(EXPORT_BATCH)
-                .with_max_queue_size(EXPORT_QUEUE)
-                .build(),
-        )
+        .with_batch_config(batch_config.build())
         .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(batches)

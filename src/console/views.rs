@@ -123,7 +123,6 @@ pub struct KeyView {
     /// Only a key's owner may roll it (the new secret acts as them).
     pub owner_is_me: bool,
     pub stale: bool,
-    pub deletion_phrase: String,
     /// The key may sign requests with AWS Signature Version 4.
     pub sigv4: bool,
     /// The key authenticates with its secret (false: private_key_jwt only).
@@ -190,9 +189,10 @@ impl KeyView {
                 .flatten()
                 .map(|code| (permission_label(code).to_owned(), code.clone()))
                 .collect(),
-            token_ttl: key
-                .token_ttl_seconds
-                .map_or_else(|| "the server's default".to_owned(), |s| format!("{s} seconds")),
+            token_ttl: key.token_ttl_seconds.map_or_else(
+                || "the server's default".to_owned(),
+                |s| format!("{s} seconds"),
+            ),
             allowed_sources: if key.allowed_sources.is_empty() {
                 "anywhere".to_owned()
             } else {
@@ -204,7 +204,6 @@ impl KeyView {
             search_text: format!("{} {} {}", key.name, key.client_id, key.owner_email)
                 .to_lowercase(),
             stale: key.status == KeyStatus::Active && now - last_seen >= STALE_AFTER_SECONDS,
-            deletion_phrase: key.deletion_phrase(),
             status: key.status.as_str(),
             last_used: key.last_used_at.map(|at| When::at(at, now)),
             last_used_at: key.last_used_at,

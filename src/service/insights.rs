@@ -55,10 +55,19 @@ pub enum Attention {
         usual: u64,
     },
     /// Refused for going over its rate in the last 24 hours.
-    RateLimited { key: KeyRef, refused: u64 },
-    Expiring { key: KeyRef, expires_at: UnixTime },
+    RateLimited {
+        key: KeyRef,
+        refused: u64,
+    },
+    Expiring {
+        key: KeyRef,
+        expires_at: UnixTime,
+    },
     /// A rolled key whose old secret was still used in the last 24 hours.
-    OldSecretInUse { key: KeyRef, uses: u64 },
+    OldSecretInUse {
+        key: KeyRef,
+        uses: u64,
+    },
     FailingEndpoint {
         id: String,
         url: String,
@@ -509,10 +518,15 @@ mod tests {
         rolled.rolled_to = Some("kpc_next".to_owned());
         rolled.expires_at = Some(AT + HOUR);
         let mut usage = BTreeMap::new();
-        usage.insert("healthy".to_owned(), series(&[(1, 0, "", 500), (30, 1, "wrong_secret", 10)]));
+        usage.insert(
+            "healthy".to_owned(),
+            series(&[(1, 0, "", 500), (30, 1, "wrong_secret", 10)]),
+        );
         usage.insert("spiking".to_owned(), series(&[(2, 12, "wrong_secret", 3)]));
         // Refused as often every day: no spike.
-        let every_day: Vec<_> = (0..7).map(|d| (d * 24 + 1, 12, "wrong_secret", 0)).collect();
+        let every_day: Vec<_> = (0..7)
+            .map(|d| (d * 24 + 1, 12, "wrong_secret", 0))
+            .collect();
         usage.insert("steady-refusals".to_owned(), series(&every_day));
         usage.insert("rolled".to_owned(), series(&[(3, 0, "", 2)]));
         let overview = assess(

@@ -96,17 +96,17 @@ impl Store {
         } else {
             LIST_AUDIT
         })
-            .bind(tenant_id)
-            .bind(query.action)
-            .bind(query.actor)
-            .bind(query.target)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.after_id)
-            .bind(query.request_id)
-            .bind(i64::from(query.limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        .bind(tenant_id)
+        .bind(query.action)
+        .bind(query.actor)
+        .bind(query.target)
+        .bind(query.since)
+        .bind(query.until)
+        .bind(query.after_id)
+        .bind(query.request_id)
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
         let has_more = rows.len() > query.limit as usize;
         rows.truncate(query.limit as usize);
         Ok((rows, has_more))

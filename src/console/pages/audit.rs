@@ -125,9 +125,12 @@ pub async fn audit(req: HttpRequest, state: State, query: web::Query<AuditQuery>
         Err(err) => return forbidden(&err),
     };
     let next_page = if has_more {
-        events
-            .last()
-            .map(|last| format!("/console/audit?{}", wanted.query(Some(("after", last.id.clone())))))
+        events.last().map(|last| {
+            format!(
+                "/console/audit?{}",
+                wanted.query(Some(("after", last.id.clone())))
+            )
+        })
     } else {
         None
     };

@@ -63,7 +63,12 @@ pub async fn key_page(
         events,
     } = details;
     let template = KeyPage {
-        nav: nav(&state, &visitor, if is_admin(&visitor) { "keys" } else { "mine" }).await,
+        nav: nav(
+            &state,
+            &visitor,
+            if is_admin(&visitor) { "keys" } else { "mine" },
+        )
+        .await,
         flash: read_flash(&req),
         error: None,
         key: KeyView::of(key, &own_id, at),

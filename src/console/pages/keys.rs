@@ -77,7 +77,10 @@ async fn keys_page(
         .filter(|k| !mine || k.owner_id == own_id)
         .filter(|k| status == "all" || k.status.as_str() == status)
         .map(|k| {
-            let buckets = usage.get(&k.id).map(|s| s.buckets.as_slice()).unwrap_or(&[]);
+            let buckets = usage
+                .get(&k.id)
+                .map(|s| s.buckets.as_slice())
+                .unwrap_or(&[]);
             let sparkline = Sparkline::of(buckets, at);
             let mut view = KeyView::of(k, &own_id, at);
             view.sparkline = Some(sparkline);
@@ -433,11 +436,9 @@ async fn key_action(
         Ok(notice) => redirect_with(back, &notice, &state),
         Err(err) => {
             let error = match &err {
-                ServiceError::ConfirmationRequired { phrase } => PageError::new(
+                ServiceError::ConfirmationRequired { .. } => PageError::new(
                     err.code(),
-                    format!(
-                        "the phrase did not match: type {phrase} exactly. Nothing was deleted."
-                    ),
+                    "the name you typed is not the key's name: type its name (any case) to delete it. Nothing was deleted.",
                 ),
                 other => PageError::from(other),
             };

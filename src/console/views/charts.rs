@@ -357,7 +357,11 @@ mod tests {
         let line = Sparkline::of(&[bucket(today, 4, 1), bucket(today - 6 * 86_400, 1, 0)], AT);
         assert_eq!(line.bars.len(), 7);
         assert_eq!(line.total, 6);
-        assert!(line.label.ends_with("1, 0, 0, 0, 0, 0, 4 (1 refused)"), "{}", line.label);
+        assert!(
+            line.label.ends_with("1, 0, 0, 0, 0, 0, 4 (1 refused)"),
+            "{}",
+            line.label
+        );
         assert_eq!(line.bars[6].2, Sparkline::HEIGHT);
     }
 }

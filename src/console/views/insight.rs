@@ -75,7 +75,11 @@ impl AttentionView {
 
     pub fn of(item: &Attention, at: UnixTime) -> Self {
         match item {
-            Attention::RefusalSpike { key, last_day, usual } => AttentionView::key(
+            Attention::RefusalSpike {
+                key,
+                last_day,
+                usual,
+            } => AttentionView::key(
                 "spike",
                 key,
                 format!(
@@ -114,7 +118,9 @@ impl AttentionView {
                 subject: url.clone(),
                 link: format!("/console/webhooks/{id}"),
                 says: match (disabled, failing_since) {
-                    (true, _) => "is disabled: events are not sent to it until it is enabled".to_owned(),
+                    (true, _) => {
+                        "is disabled: events are not sent to it until it is enabled".to_owned()
+                    }
                     (false, Some(since)) => format!(
                         "has failed every attempt since {}: check the receiver, then send a test event",
                         When::at(*since, at).relative

@@ -79,7 +79,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("user.lock", "User locked out"),
     ("user.unlock", "User unlocked"),
     ("user.set_password", "Password set"),
-    ("user.set_password_with_token", "Password set from an invitation"),
+    (
+        "user.set_password_with_token",
+        "Password set from an invitation",
+    ),
     ("user.change_password", "Password changed"),
     ("webhook_endpoint.create", "Webhook endpoint added"),
     ("webhook_endpoint.update", "Webhook endpoint changed"),

@@ -796,7 +796,7 @@ step('a key\'s page: status, a usage chart with its table, events, settings, and
   assert.equal(await chart.count(), 1, 'the chart is an image with a title');
   assert.match(await page.locator('#chart-desc').textContent(), /Tokens issued: \d+/);
   assert.equal(await page.locator('#usage-table tfoot td').count(), 5, 'the table totals every outcome');
-  const sections = await page.locator('main h2').evaluateAll((hs) => hs.map((h) => h.textContent.trim()));
+  const sections = await page.locator('main > section > h2').evaluateAll((hs) => hs.map((h) => h.textContent.trim()));
   assert.equal(sections.at(-1), 'Danger zone', `the danger zone is last: ${sections.join(', ')}`);
   assert.ok(sections.includes('Events'), 'an admin sees the key\'s events');
   assert.match(await page.locator('ul.events').textContent(), /Key created by ana@acme\.io/);

@@ -333,6 +333,7 @@ pub const STATUS_OPTIONS: [(&str, &str); 5] = [
 
 pub struct Grant {
     pub scope: &'static str,
+    pub label: &'static str,
     pub held: bool,
 }
 
@@ -345,6 +346,8 @@ pub struct UserView {
     pub locked_until: String,
     pub locked_until_iso: String,
     pub grants: Vec<Grant>,
+    /// Why the page offers no Disable for this user, if it does not.
+    pub keep_enabled: Option<&'static str>,
 }
 
 impl UserView {
@@ -355,9 +358,11 @@ impl UserView {
                 .iter()
                 .map(|scope| Grant {
                     scope,
+                    label: permission_label(scope),
                     held: user.permissions.iter().any(|p| p == scope),
                 })
                 .collect(),
+            keep_enabled: None,
             locked: user.locked,
             locked_until: until.as_ref().map(|w| w.exact.clone()).unwrap_or_default(),
             locked_until_iso: until.map(|w| w.iso).unwrap_or_default(),
@@ -411,6 +416,8 @@ impl EventView {
             (name.clone(), Some(format!("/console/keys/{id}")))
         } else if let Some(email) = names.users.get(&target_raw) {
             (email.clone(), Some("/console/users".to_owned()))
+        } else if names.users.values().any(|email| *email == target_raw) {
+            (target_raw, Some("/console/users".to_owned()))
         } else {
             (target_raw, None)
         };

@@ -325,4 +325,23 @@ crate::on_both_backends!(
     the_overview_lists_a_key_expiring_soon_and_one_with_a_refusal_spike_but_not_a_healthy_one,
     key_creation_starts_with_no_permission_and_ninety_days_and_refuses_none,
     the_audit_page_shows_the_newest_event_first_with_names_and_exports_csv,
+    the_users_page_offers_no_disable_the_server_would_refuse,
 );
+
+async fn the_users_page_offers_no_disable_the_server_would_refuse(backend: Backend) {
+    let app = spawn_app_with(backend, &NO_FLUSH).await;
+    let ana = person(&app, "admin").await;
+    let ben = crate::helpers::colleague(&app, &ana.tenant, "member").await;
+    let browser = Browser::signed_in(&app, &ana.email).await;
+    let html = browser.get("/console/users").await.html;
+    assert!(
+        !html.contains(&format!("Disable {}", ana.email)),
+        "the only admin, and the viewer, is offered Disable:\n{html}"
+    );
+    assert!(html.contains("You cannot disable yourself"), "{html}");
+    assert!(html.contains(&format!("Disable {}", ben.email)), "{html}");
+    assert!(
+        html.contains("Read reports <code>reports:read</code>"),
+        "{html}"
+    );
+}

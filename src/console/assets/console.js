@@ -371,10 +371,28 @@
     output.replaceChildren(result);
   }
 
+  // What a refusal means and what to do, in plain words, before the
+  // server's own description and code.
+  const WHY = {
+    invalid_client: 'The client ID and secret do not match a usable key: check you pasted this key\'s secret, and that the key is active.',
+    signature_mismatch: 'The signature did not match: the secret is not this key\'s.',
+    invalid_scope: 'The key asked for a permission it does not hold.',
+    unauthorized_client: 'This key may not get tokens this way.',
+    slow_down: 'Too many failed attempts from here: wait a few minutes, then try again.',
+    rate_limited: 'The key went over its rate: wait a moment, then try again.',
+    network_error: 'The server could not be reached: check your connection.',
+    insecure_context: 'This browser only signs requests on a secure page.',
+  };
+
   function failed(output, code, description) {
     const box = document.createElement('div');
     box.className = 'result bad';
     box.setAttribute('role', 'alert');
+    if (WHY[code]) {
+      const why = document.createElement('p');
+      why.textContent = WHY[code];
+      box.appendChild(why);
+    }
     box.appendChild(document.createTextNode('The key was refused: ' + (description || 'no reason given') + ' '));
     const element = document.createElement('code');
     element.textContent = code || 'error';

@@ -610,6 +610,27 @@ mod tests {
     }
 
     #[test]
+    fn deleting_a_key_is_confirmed_by_its_name_in_any_case_or_by_the_phrase() {
+        let key = key("Nightly Export");
+        for typed in [
+            "Nightly Export",
+            "nightly export",
+            " NIGHTLY EXPORT ",
+            "delete kpc_Nightly Export",
+        ] {
+            assert!(key.confirms_deletion(typed), "{typed}");
+        }
+        for typed in [
+            "",
+            "Nightly",
+            "Nightly Export 2",
+            "DELETE kpc_Nightly Export",
+        ] {
+            assert!(!key.confirms_deletion(typed), "{typed}");
+        }
+    }
+
+    #[test]
     fn trends_compare_the_last_seven_days_with_the_seven_before() {
         let mut usage = BTreeMap::new();
         usage.insert(

@@ -45,7 +45,7 @@ impl KeyPage {
             .filter(|(_, n)| **n > 0)
             .map(|(code, n)| (refusal_label(code), *code, *n))
             .collect();
-        found.sort_by(|a, b| b.2.cmp(&a.2));
+        found.sort_by_key(|r| std::cmp::Reverse(r.2));
         found
     }
 }

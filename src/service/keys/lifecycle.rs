@@ -79,12 +79,11 @@ pub async fn delete_key(
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let found = visible_key(service, &principal, key).await?;
     refuse_if_signing_webhooks(&found)?;
-    if !principal.is_operator() {
-        if !confirmation.is_some_and(|typed| found.confirms_deletion(typed)) {
-            return Err(ServiceError::ConfirmationRequired {
-                phrase: found.deletion_phrase(),
-            });
-        }
+    if !principal.is_operator() && !confirmation.is_some_and(|typed| found.confirms_deletion(typed))
+    {
+        return Err(ServiceError::ConfirmationRequired {
+            phrase: found.deletion_phrase(),
+        });
     }
     let deleted = service.store.delete_key(&found.id, now()).await;
     service.credentials.forget_key(&found.client_id);

@@ -326,6 +326,7 @@ crate::on_both_backends!(
     key_creation_starts_with_no_permission_and_ninety_days_and_refuses_none,
     the_audit_page_shows_the_newest_event_first_with_names_and_exports_csv,
     the_users_page_offers_no_disable_the_server_would_refuse,
+    the_key_list_searches_highlights_close_expiry_and_draws_seven_days,
 );
 
 async fn the_users_page_offers_no_disable_the_server_would_refuse(backend: Backend) {
@@ -344,4 +345,69 @@ async fn the_users_page_offers_no_disable_the_server_would_refuse(backend: Backe
         html.contains("Read reports <code>reports:read</code>"),
         "{html}"
     );
+}
+
+async fn the_key_list_searches_highlights_close_expiry_and_draws_seven_days(backend: Backend) {
+    let app = spawn_app_with(backend, &NO_FLUSH).await;
+    let ana = person(&app, "admin").await;
+    let soon = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "Payroll export", "expires_in_seconds": 5 * 86_400}),
+        )
+        .await;
+    let later = app
+        .create_key_over_http(
+            &ana.session,
+            json!({"name": "Dashboard", "expires_in_seconds": 60 * 86_400}),
+        )
+        .await;
+    for _ in 0..3 {
+        let (id, secret) = (s(&later, "client_id"), s(&later, "client_secret"));
+        assert_eq!(token_status(&app, id, secret).await, 200);
+    }
+    flush(&app).await;
+    let browser = Browser::signed_in(&app, &ana.email).await;
+    let html = browser.get("/console/keys").await.html;
+    let row_of = |html: &str, client_id: &str| -> String {
+        let marker = format!("data-client-id=\"{client_id}\"");
+        let at = html.find(&marker).expect("the key's row");
+        html[at..]
+            .split("</tr>")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let soon_row = row_of(&html, s(&soon, "client_id"));
+    assert!(soon_row.contains("class=\"soon\""), "{soon_row}");
+    assert!(soon_row.contains("in 4 days") || soon_row.contains("in 5 days"));
+    let later_row = row_of(&html, s(&later, "client_id"));
+    assert!(!later_row.contains("class=\"soon\""), "{later_row}");
+    assert!(
+        later_row.contains("data-total=\"3\""),
+        "the sparkline: {later_row}"
+    );
+    assert!(later_row.contains("Requests per day over the last 7 days: "));
+
+    // Search by name (any case), client ID or owner.
+    for (query, finds_soon, finds_later) in [
+        ("payroll", true, false),
+        (s(&later, "client_id"), false, true),
+        (ana.email.as_str(), true, true),
+        ("nothing like it", false, false),
+    ] {
+        let found = browser
+            .get(&format!(
+                "/console/keys?q={}",
+                percent_encoding::utf8_percent_encode(query, percent_encoding::NON_ALPHANUMERIC)
+            ))
+            .await
+            .html;
+        assert_eq!(found.contains(s(&soon, "client_id")), finds_soon, "{query}");
+        assert_eq!(
+            found.contains(s(&later, "client_id")),
+            finds_later,
+            "{query}"
+        );
+    }
 }

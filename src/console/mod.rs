@@ -3,8 +3,11 @@
 //! JSON API, with one small script of our own for dialogs, copying and "Test
 //! connection". Every asset is embedded: no CDN, no Node.js at run time.
 //!
-//! Pages: sign-in, first-run setup, set-password, API keys (admins: the
-//! company's; everyone: their own), users and policy (admins), audit (admins),
+//! Pages: sign-in, first-run setup, set-password, the overview (home: what
+//! needs attention, trends, top keys, housekeeping), API keys (admins: the
+//! company's; everyone: their own) and each key's page (usage chart, events,
+//! settings, danger zone), users and policy (admins), audit (admins, with a
+//! CSV export),
 //! webhooks (holders of `webhooks:manage`: admins the company's endpoints,
 //! members their own) with each endpoint's attempts, token exchange trust
 //! (admins: trusted issuers and their rules).
@@ -141,7 +144,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/sign-out", web::post().to(pages::sign_out))
             .route("/set-password", web::get().to(pages::set_password_form))
             .route("/set-password", web::post().to(pages::set_password))
+            .route("/overview", web::get().to(pages::overview))
             .route("/keys", web::get().to(pages::keys))
+            .route("/keys/{id}", web::get().to(pages::key_page))
             .route("/keys", web::post().to(pages::create_key))
             .route("/keys/{id}/revoke", web::post().to(pages::revoke_key))
             .route("/keys/{id}/delete", web::post().to(pages::delete_key))
@@ -176,6 +181,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/unlock", web::post().to(pages::unlock_user))
             .route("/policy", web::post().to(pages::set_policy))
             .route("/audit", web::get().to(pages::audit))
+            .route("/audit.csv", web::get().to(pages::audit_csv))
             .route("/exchange", web::get().to(pages::exchange_trust))
             .route("/exchange/issuers", web::post().to(pages::add_issuer))
             .route(

@@ -8,15 +8,22 @@ use crate::domain::{GRANTABLE_SCOPES, UnixTime};
 use crate::routes::error::{public_message, status_of};
 use crate::service::ServiceError;
 use crate::service::audit::AuditRow;
+use crate::service::insights::AuditNames;
 use crate::service::keys::{KeyStatus, KeySummary};
 use crate::service::users::UserSummary;
 
+mod charts;
 mod exchange;
+mod insight;
 mod public_keys;
 mod webhooks;
+mod words;
+pub use charts::*;
 pub use exchange::*;
+pub use insight::*;
 pub use public_keys::*;
 pub use webhooks::*;
+pub use words::*;
 
 /// A key unused this long stands out in the list.
 const STALE_AFTER_SECONDS: i64 = 90 * 24 * 3600;
@@ -107,11 +114,7 @@ pub struct KeyView {
     pub client_id: String,
     pub name: String,
     pub owner_email: String,
-    pub scopes: String,
     pub status: &'static str,
-    pub created_iso: String,
-    pub created_exact: String,
-    pub created_day: String,
     pub last_used: Option<When>,
     pub last_used_at: Option<UnixTime>,
     pub created_at: UnixTime,
@@ -120,7 +123,6 @@ pub struct KeyView {
     /// Only a key's owner may roll it (the new secret acts as them).
     pub owner_is_me: bool,
     pub stale: bool,
-    pub deletion_phrase: String,
     /// The key may sign requests with AWS Signature Version 4.
     pub sigv4: bool,
     /// The key authenticates with its secret (false: private_key_jwt only).
@@ -132,24 +134,77 @@ pub struct KeyView {
     /// Its rate for reports and webhooks, as `600/60 s (burst 600)`, and
     /// whether it is the key's own or the company's default.
     pub rate: Option<String>,
+    /// `kpc_abcd…wxyz`: the list's short form.
+    pub client_id_short: String,
+    /// Active and expiring within two weeks.
+    pub expiring_soon: bool,
+    pub last_used_from: String,
+    /// How it was last used, in words.
+    pub last_used_kind: String,
+    /// Its permissions as (label, code); empty: every one its owner holds.
+    pub permissions: Vec<(String, String)>,
+    pub token_ttl: String,
+    pub allowed_sources: String,
+    pub description: String,
+    /// The client ID of the key it was rolled to.
+    pub rolled_to: Option<String>,
+    pub sparkline: Option<Sparkline>,
+    /// Whether the viewer's search and filters keep it (the script hides
+    /// the others as the viewer types).
+    pub search_text: String,
+}
+
+/// `kpc_abcd…wxyz`, or the whole ID when it is short.
+pub fn shorten(client_id: &str) -> String {
+    let chars: Vec<char> = client_id.chars().collect();
+    if chars.len() <= 14 {
+        return client_id.to_owned();
+    }
+    let head: String = chars[..8].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
 }
 
 impl KeyView {
     pub fn of(key: KeySummary, viewer_id: &str, now: UnixTime) -> Self {
-        let created = When::at(key.created_at, now);
         let last_seen = key.last_used_at.unwrap_or(key.created_at);
         KeyView {
-            stale: key.status == KeyStatus::Active && now - last_seen >= STALE_AFTER_SECONDS,
-            deletion_phrase: key.deletion_phrase(),
-            status: key.status.as_str(),
-            scopes: key
+            client_id_short: shorten(&key.client_id),
+            expiring_soon: key.status == KeyStatus::Active
+                && key.expires_at.is_some_and(|at| {
+                    at - now <= crate::service::insights::EXPIRY_WARNING_DAYS * 86_400
+                }),
+            last_used_from: key.last_used_from.clone().unwrap_or_default(),
+            last_used_kind: match key.last_used_kind.as_deref() {
+                Some("token") => "to get a token",
+                Some("direct") => "its secret sent directly",
+                Some("sigv4") => "a signed request",
+                Some(_) => "another way",
+                None => "",
+            }
+            .to_owned(),
+            permissions: key
                 .scopes
-                .as_ref()
-                .map(|s| s.join(" "))
-                .unwrap_or_else(|| "all of the owner's".to_owned()),
-            created_iso: created.iso,
-            created_exact: created.exact,
-            created_day: created.day,
+                .iter()
+                .flatten()
+                .map(|code| (permission_label(code).to_owned(), code.clone()))
+                .collect(),
+            token_ttl: key.token_ttl_seconds.map_or_else(
+                || "the server's default".to_owned(),
+                |s| format!("{s} seconds"),
+            ),
+            allowed_sources: if key.allowed_sources.is_empty() {
+                "anywhere".to_owned()
+            } else {
+                key.allowed_sources.join(", ")
+            },
+            description: key.description.clone().unwrap_or_default(),
+            rolled_to: key.rolled_to.clone(),
+            sparkline: None,
+            search_text: format!("{} {} {}", key.name, key.client_id, key.owner_email)
+                .to_lowercase(),
+            stale: key.status == KeyStatus::Active && now - last_seen >= STALE_AFTER_SECONDS,
+            status: key.status.as_str(),
             last_used: key.last_used_at.map(|at| When::at(at, now)),
             last_used_at: key.last_used_at,
             created_at: key.created_at,
@@ -203,6 +258,10 @@ pub struct CreatedView {
     pub curl: String,
     /// `curl --aws-sigv4 …` calling whoami, for a key that allows SigV4.
     pub sigv4_curl: Option<String>,
+    /// Only then is its `whsec_…` shown.
+    pub signs_webhooks: bool,
+    /// For the `.env` file.
+    pub token_url: String,
 }
 
 #[derive(Template)]
@@ -219,7 +278,8 @@ pub struct KeysPage {
     pub status: String,
     pub status_options: [(&'static str, &'static str); 5],
     pub sort: String,
-    pub scopes: Vec<String>,
+    /// What the create form offers: (code, label, description).
+    pub permissions: Vec<(String, &'static str, &'static str)>,
     pub max_ttl: u64,
     pub tomorrow: String,
     pub latest: String,
@@ -230,6 +290,10 @@ pub struct KeysPage {
     pub sigv4_region: String,
     pub sigv4_service: String,
     pub issuer: String,
+    /// Where its dialogs' forms come back to.
+    pub return_to: &'static str,
+    /// The search box's text.
+    pub search: String,
 }
 
 impl KeysPage {
@@ -269,6 +333,7 @@ pub const STATUS_OPTIONS: [(&str, &str); 5] = [
 
 pub struct Grant {
     pub scope: &'static str,
+    pub label: &'static str,
     pub held: bool,
 }
 
@@ -281,6 +346,8 @@ pub struct UserView {
     pub locked_until: String,
     pub locked_until_iso: String,
     pub grants: Vec<Grant>,
+    /// Why the page offers no Disable for this user, if it does not.
+    pub keep_enabled: Option<&'static str>,
 }
 
 impl UserView {
@@ -291,9 +358,11 @@ impl UserView {
                 .iter()
                 .map(|scope| Grant {
                     scope,
+                    label: permission_label(scope),
                     held: user.permissions.iter().any(|p| p == scope),
                 })
                 .collect(),
+            keep_enabled: None,
             locked: user.locked,
             locked_until: until.as_ref().map(|w| w.exact.clone()).unwrap_or_default(),
             locked_until_iso: until.map(|w| w.iso).unwrap_or_default(),
@@ -325,32 +394,57 @@ pub struct UsersPage {
 }
 
 pub struct EventView {
-    pub iso: String,
-    pub exact: String,
+    pub id: String,
+    pub when: When,
     pub action: String,
+    pub action_label: String,
+    /// The person by email where known, else their id, `cli`, `keyport`…
     pub actor: String,
     pub credential: String,
+    /// The key's or user's name, and the page it links to.
     pub target: String,
+    pub target_link: Option<String>,
     pub detail: String,
     pub source: String,
+    pub request_id: String,
 }
 
 impl EventView {
-    pub fn of(event: AuditRow, now: UnixTime) -> Self {
-        let when = When::at(event.created_at, now);
+    pub fn of(event: AuditRow, names: &AuditNames, now: UnixTime) -> Self {
+        let target_raw = event.target.unwrap_or_default();
+        let (target, target_link) = if let Some((id, name)) = names.keys.get(&target_raw) {
+            (name.clone(), Some(format!("/console/keys/{id}")))
+        } else if let Some(email) = names.users.get(&target_raw) {
+            (email.clone(), Some("/console/users".to_owned()))
+        } else if names.users.values().any(|email| *email == target_raw) {
+            (target_raw, Some("/console/users".to_owned()))
+        } else {
+            (target_raw, None)
+        };
+        let actor = names
+            .users
+            .get(&event.actor)
+            .cloned()
+            .unwrap_or_else(|| event.actor.clone());
         EventView {
-            iso: when.iso,
-            exact: when.exact,
+            id: event.id,
+            when: When::at(event.created_at, now),
+            action_label: action_label(&event.action),
             action: event.action,
-            actor: event.actor,
+            actor,
             credential: match (event.credential_kind, event.credential_id) {
-                (Some(kind), Some(id)) => format!("{kind} {id}"),
+                (Some(kind), Some(id)) => match names.keys.get(&id) {
+                    Some((_, name)) => format!("{kind} {name}"),
+                    None => format!("{kind} {id}"),
+                },
                 (Some(kind), None) => kind,
                 _ => String::new(),
             },
-            target: event.target.unwrap_or_default(),
+            target,
+            target_link,
             detail: event.detail.unwrap_or_default(),
             source: event.source_address.unwrap_or_default(),
+            request_id: event.request_id.unwrap_or_default(),
         }
     }
 }
@@ -370,43 +464,12 @@ pub struct AuditPage {
     pub nav: Nav,
     pub error: Option<PageError>,
     pub filter: AuditFilterView,
-    pub known_actions: &'static [&'static str],
+    pub actions: &'static [(&'static str, &'static str)],
     pub events: Vec<EventView>,
     pub next_page: Option<String>,
+    /// The CSV export of the same filter.
+    pub csv_link: String,
 }
-
-pub const KNOWN_ACTIONS: &[&str] = &[
-    "key.create",
-    "key.roll",
-    "key.update",
-    "key.disable",
-    "key.enable",
-    "key.revoke",
-    "key.delete",
-    "key.mark_webhook_signing",
-    "key.unmark_webhook_signing",
-    "session.sign_in",
-    "session.sign_in_failed",
-    "session.sign_in_refused",
-    "session.sign_out",
-    "tenant.create",
-    "tenant.set_policy",
-    "token.revoke",
-    "user.create",
-    "user.change",
-    "user.disable",
-    "user.enable",
-    "user.lock",
-    "user.unlock",
-    "user.set_password",
-    "user.set_password_with_token",
-    "user.change_password",
-    "webhook_endpoint.create",
-    "webhook_endpoint.update",
-    "webhook_endpoint.delete",
-    "webhook_endpoint.disable",
-    "webhook_delivery.redeliver",
-];
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]

@@ -384,6 +384,7 @@ pub async fn audit(
             request_id: params.request_id.as_deref(),
             after_id: after_id.as_deref(),
             limit,
+            newest_first: false,
         },
     )
     .await?;

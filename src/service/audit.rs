@@ -95,7 +95,7 @@ pub async fn record_system(store: &Store, event: Event<'_>) {
     }
 }
 
-/// One page of the caller's tenant's audit trail, oldest first, and whether
+/// One page of the caller's tenant's audit trail, in the order asked for, and whether
 /// more follow. Needs `audit:read`.
 pub async fn list(
     service: &Service,

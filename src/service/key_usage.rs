@@ -726,18 +726,7 @@ pub async fn company_usage(
     principal: &Principal,
     range: UsageRange,
 ) -> Result<UsageReport> {
-    let principal = authz::require(service, principal, KEYS_MANAGE).await?;
-    let scope = match &principal.user {
-        Some(user) => match authz::visible_owner(user.into()) {
-            Some(owner) => UsageScope::Owner(&user.tenant_id, owner),
-            None => UsageScope::Tenant(&user.tenant_id),
-        },
-        None => UsageScope::All,
-    };
-    let rows = service
-        .store
-        .key_usage_rows(&scope, range.from, range.to, range.granularity.seconds())
-        .await?;
+    let rows = visible_rows(service, principal, range).await?;
     let (buckets, total) = report(&rows, range);
     let mut per_key: BTreeMap<&str, (&UsageRow, Vec<UsageRow>)> = BTreeMap::new();
     for row in &rows {
@@ -773,7 +762,58 @@ pub async fn company_usage(
     })
 }
 
-fn volume(counts: &UsageCounts) -> u64 {
+/// The stored usage of every key `principal` may manage (see
+/// [`company_usage`] for whose that is).
+async fn visible_rows(
+    service: &Service,
+    principal: &Principal,
+    range: UsageRange,
+) -> Result<Vec<UsageRow>> {
+    let principal = authz::require(service, principal, KEYS_MANAGE).await?;
+    let scope = match &principal.user {
+        Some(user) => match authz::visible_owner(user.into()) {
+            Some(owner) => UsageScope::Owner(&user.tenant_id, owner),
+            None => UsageScope::Tenant(&user.tenant_id),
+        },
+        None => UsageScope::All,
+    };
+    Ok(service
+        .store
+        .key_usage_rows(&scope, range.from, range.to, range.granularity.seconds())
+        .await?)
+}
+
+/// One key's usage bucket by bucket (buckets with activity only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySeries {
+    pub buckets: Vec<UsageBucket>,
+    pub total: UsageCounts,
+}
+
+/// The usage of every key `principal` may manage, per key and bucket, by
+/// key id: the console's sparklines and overview. Keys without activity
+/// are absent.
+pub async fn usage_by_key(
+    service: &Service,
+    principal: &Principal,
+    range: UsageRange,
+) -> Result<BTreeMap<String, KeySeries>> {
+    let rows = visible_rows(service, principal, range).await?;
+    let mut per_key: BTreeMap<String, Vec<UsageRow>> = BTreeMap::new();
+    for row in rows {
+        per_key.entry(row.key_id.clone()).or_default().push(row);
+    }
+    Ok(per_key
+        .into_iter()
+        .map(|(key_id, rows)| {
+            let (buckets, total) = report(&rows, range);
+            (key_id, KeySeries { buckets, total })
+        })
+        .collect())
+}
+
+/// Every counted request: uses and refusals.
+pub fn volume(counts: &UsageCounts) -> u64 {
     counts.tokens_issued
         + counts.direct_uses
         + counts.sigv4_uses

@@ -30,6 +30,7 @@ pub mod deliveries;
 pub mod dpop;
 pub mod exchange;
 pub mod grant;
+pub mod insights;
 pub mod key_usage;
 pub mod keys;
 pub mod public_key_values;

@@ -32,17 +32,32 @@ pub struct AuditFilter<'a> {
     /// The id of the last event of the previous page.
     pub after_id: Option<&'a str>,
     pub limit: u32,
+    /// Newest first (the console); oldest first otherwise (the API, whose
+    /// cursor pages forward). `after_id` follows the order asked for.
+    pub newest_first: bool,
 }
 
-/// `LIMIT CAST(.. AS BIGINT)` for the reason given at `records::LIST_RECORDS`.
-pub(super) const LIST_AUDIT: &str = "SELECT id, tenant_id, actor, action, target, source_address, detail, \
+macro_rules! list_audit {
+    ($after:literal, $order:literal) => {
+        concat!(
+            "SELECT id, tenant_id, actor, action, target, source_address, detail, \
              credential_kind, credential_id, request_id, created_at \
              FROM audit_events WHERE tenant_id = $1 \
              AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3) \
              AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR created_at >= $5) \
-             AND ($6 IS NULL OR created_at <= $6) AND ($7 IS NULL OR id > $7) \
-             AND ($8 IS NULL OR request_id = $8) \
-             ORDER BY id LIMIT CAST($9 AS BIGINT)";
+             AND ($6 IS NULL OR created_at <= $6) AND ($7 IS NULL OR id ",
+            $after,
+            " $7) AND ($8 IS NULL OR request_id = $8) ORDER BY id ",
+            $order,
+            " LIMIT CAST($9 AS BIGINT)"
+        )
+    };
+}
+
+/// `LIMIT CAST(.. AS BIGINT)` for the reason given at `records::LIST_RECORDS`.
+/// Ids are UUIDv7s, so their order is the order events were written.
+pub(super) const LIST_AUDIT: &str = list_audit!(">", "ASC");
+pub(super) const LIST_AUDIT_NEWEST_FIRST: &str = list_audit!("<", "DESC");
 
 impl Store {
     pub async fn insert_audit(&self, event: &AuditRow) -> Result<()> {
@@ -68,25 +83,30 @@ impl Store {
         Ok(())
     }
 
-    /// One page of a tenant's audit trail, oldest first; `has_more` via limit+1.
+    /// One page of a tenant's audit trail, oldest or newest first;
+    /// `has_more` via limit+1.
     pub async fn list_audit(
         &self,
         tenant_id: &str,
         query: &AuditFilter<'_>,
     ) -> Result<(Vec<AuditRow>, bool)> {
         let _span = self.span("list_audit");
-        let mut rows = sqlx::query_as::<_, AuditRow>(LIST_AUDIT)
-            .bind(tenant_id)
-            .bind(query.action)
-            .bind(query.actor)
-            .bind(query.target)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.after_id)
-            .bind(query.request_id)
-            .bind(i64::from(query.limit) + 1)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut rows = sqlx::query_as::<_, AuditRow>(if query.newest_first {
+            LIST_AUDIT_NEWEST_FIRST
+        } else {
+            LIST_AUDIT
+        })
+        .bind(tenant_id)
+        .bind(query.action)
+        .bind(query.actor)
+        .bind(query.target)
+        .bind(query.since)
+        .bind(query.until)
+        .bind(query.after_id)
+        .bind(query.request_id)
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
         let has_more = rows.len() > query.limit as usize;
         rows.truncate(query.limit as usize);
         Ok((rows, has_more))

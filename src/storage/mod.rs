@@ -536,7 +536,11 @@ mod tests {
         .await
         .unwrap();
         let connection = rusqlite::Connection::open(&path).unwrap();
-        for (sql, parameters) in [(records::LIST_RECORDS, 5), (audit::LIST_AUDIT, 9)] {
+        for (sql, parameters) in [
+            (records::LIST_RECORDS, 5),
+            (audit::LIST_AUDIT, 9),
+            (audit::LIST_AUDIT_NEWEST_FIRST, 9),
+        ] {
             let mut statement = connection.prepare(sql).unwrap();
             for limit in [11_i64, 51, 2] {
                 let mut values = vec![Value::Text("t".into()); parameters - 1];

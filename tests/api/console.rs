@@ -119,7 +119,16 @@ async fn the_console_works_end_to_end_in_a_real_browser() {
         screenshots.display(),
         tail(&server.log(), 60),
     );
-    for page in ["keys-1280.png", "create-dialog-1280.png", "users-400.png"] {
+    for page in [
+        "keys-1280.png",
+        "create-dialog-1280.png",
+        "users-400.png",
+        "key-page-1280.png",
+        "key-page-400.png",
+        "overview-1280.png",
+        "overview-400.png",
+        "create-form-400.png",
+    ] {
         assert!(
             screenshots.join(page).exists(),
             "no screenshot {page}:\n{stdout}"

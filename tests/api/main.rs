@@ -9,6 +9,7 @@ mod backups;
 mod cli;
 mod console;
 mod console_exchange;
+mod console_insights;
 mod console_key_rates;
 mod console_public_keys;
 mod console_webhooks;

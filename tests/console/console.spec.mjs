@@ -254,7 +254,7 @@ async function signIn(page, who, { expect = 'ok' } = {}) {
   const response = await answer;
   if (expect === 'ok') {
     assert.equal(response.status(), 303, `signing in as ${who.email} answered ${response.status()}`);
-    await page.waitForURL(/\/console\/keys/);
+    await page.waitForURL(/\/console\/overview$/);
   } else {
     assert.equal(
       new URL(page.url()).pathname,
@@ -280,13 +280,38 @@ async function keyStatus(page, key) {
   return (await row(page, key).locator('.status').textContent())?.trim();
 }
 
-/** Creates a key from the "Create a key" form; leaves its dialog open. */
-async function createKey(page, name) {
-  await page.getByLabel('Name', { exact: true }).fill(name);
+/** Opens the "Create key" dialog; returns its form. */
+async function openCreate(page) {
+  await page.locator('#create-open').click();
+  const form = page.locator('#create-key');
+  await form.waitFor({ state: 'visible' });
+  return form;
+}
+
+/** Ticks every permission the form offers. */
+async function tickAll(form) {
+  for (const box of await form.locator('input[name="scope"]').all()) await box.check();
+}
+
+/**
+ * Creates a key from the "Create key" dialog, with every permission the
+ * person holds (none is ticked to start with); leaves the secret's dialog open.
+ */
+async function createKey(page, name, { sigv4 = false } = {}) {
+  const form = await openCreate(page);
+  const ticked = await form.locator('input[name="scope"]:checked').count();
+  assert.equal(ticked, 0, 'the create form starts with no permission ticked');
+  assert.equal(await form.locator('input[name="expiry"][value="90"]').isChecked(), true, 'expiry defaults to 90 days');
+  await form.getByLabel('Name', { exact: true }).fill(name);
+  await tickAll(form);
+  if (sigv4) {
+    await form.locator('details.advanced summary').click();
+    await form.getByLabel('Allow signed requests (Signature Version 4)').check();
+  }
   const answer = page.waitForResponse(
     (r) => r.url() === `${BASE_URL}/console/keys` && r.request().method() === 'POST',
   );
-  await page.getByRole('button', { name: 'Create key' }).click();
+  await form.getByRole('button', { name: 'Create key' }).click();
   const response = await answer;
   const body = await response.json();
   assert.equal(response.status(), 201, `creating "${name}" answered ${response.status()}: ${JSON.stringify(body)}`);
@@ -302,12 +327,15 @@ async function createKey(page, name) {
   return { key, dialog };
 }
 
-/** Closes the creation dialog, which reloads the page. */
+/** Ticks "I have stored the secret" and closes the dialog with Done, which reloads the page. */
 async function closeCreated(page, dialog) {
+  const done = dialog.getByRole('button', { name: 'Done' });
+  assert.equal(await done.isDisabled(), true, 'Done waits for "I have stored the secret"');
+  await dialog.getByLabel('I have stored the secret').check();
   const reloaded = page.waitForResponse(
     (r) => new URL(r.url()).pathname === '/console/keys' && r.request().method() === 'GET' && r.request().resourceType() === 'document',
   );
-  await navigation(page, () => dialog.getByRole('button', { name: 'Close' }).click());
+  await navigation(page, () => done.click());
   return reloaded;
 }
 
@@ -402,8 +430,8 @@ step('first-run setup creates Acme and its admin, and the link works once', [], 
 
   await page.getByLabel('Password').fill(ADMIN.password);
   await page.getByRole('button', { name: 'Create company' }).click();
-  await page.waitForURL(/\/console\/keys$/);
-  assert.equal(await heading(page), 'API Keys');
+  await page.waitForURL(/\/console\/overview$/);
+  assert.equal(await heading(page), 'Overview');
   assert.match(await page.locator('nav .who').textContent(), /ana@acme\.io \(admin\)/);
   state.signedIn = true;
 
@@ -433,7 +461,7 @@ step('sign out, then sign in again', [needs.admin], async () => {
   await page.goto('/console/keys');
   await page.waitForURL(/\/console\/sign-in$/);
   await signIn(page, ADMIN);
-  assert.equal(await heading(page), 'API Keys');
+  assert.equal(await heading(page), 'Overview');
   state.signedIn = true;
 });
 
@@ -542,10 +570,9 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
 step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connection signed in the browser', [needs.key('ERP nightly sync')], async () => {
   const { page } = admin;
   const erp = state.keys['ERP nightly sync'];
-  await page.getByLabel('Allow AWS Signature Version 4').check();
   const tokenRequests = () => requestUrls.filter((url) => url.endsWith('/oauth/token')).length;
   const before = tokenRequests();
-  const { key, dialog } = await createKey(page, 'ERP sync');
+  const { key, dialog } = await createKey(page, 'ERP sync', { sigv4: true });
   const command = (await dialog.locator('#created-sigv4-curl').textContent()).trim();
   assert.equal(
     command,
@@ -558,7 +585,7 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
   await result.waitFor({ timeout: 10_000 }).catch(async () => {
     assert.fail(`no success result: ${await dialog.locator('#created-test-result').textContent()}`);
   });
-  assert.match(await result.textContent(), /Signed with AWS Signature Version 4: acts as .+\(admin\)/);
+  assert.match(await result.textContent(), /Signed with Signature Version 4: acts as .+\(admin\)/);
   assert.equal(tokenRequests(), before, 'a SigV4 test asks for no token');
   await closeCreated(page, dialog);
   await noSecretIn(page, key.secret, 'after closing the SigV4 dialog');
@@ -585,7 +612,7 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
   await test.getByLabel('Secret').fill(key.secret);
   await test.getByRole('button', { name: 'Test', exact: true }).click();
   await test.locator('#test-result .result.ok').waitFor();
-  assert.match(await test.locator('#test-result').textContent(), /Signed with AWS Signature Version 4/);
+  assert.match(await test.locator('#test-result').textContent(), /Signed with Signature Version 4/);
   await axe(page, 'test-dialog-sigv4');
   await test.getByRole('button', { name: 'Close' }).click();
   await test.waitFor({ state: 'hidden' });
@@ -614,7 +641,7 @@ step('revoke a key with one confirmation', [needs.key('Power BI dashboard')], as
   assert.equal(await row(page, key).getByRole('button', { name: 'Test connection' }).count(), 0);
 });
 
-step('delete with the typed phrase (keyboard only); the webhook-signing key cannot be deleted', [needs.key('ERP nightly sync')], async () => {
+step('delete by typing the key\'s name (keyboard only, any case); the webhook-signing key cannot be deleted', [needs.key('ERP nightly sync')], async () => {
   const { page } = admin;
   const erp = state.keys['ERP nightly sync'];
   const key = await createAndClose(page, 'Old importer');
@@ -642,33 +669,39 @@ step('delete with the typed phrase (keyboard only); the webhook-signing key cann
 
   await page.keyboard.press('Enter');
   await dialog.waitFor();
-  const phrase = await dialog.locator('code.phrase').textContent();
-  assert.equal(phrase, `delete ${key.clientId}`, 'the dialog shows the phrase');
+  const phrase = await dialog.locator('.phrase').textContent();
+  assert.equal(phrase, key.name, 'the dialog asks for the key\'s name');
   const submit = dialog.getByRole('button', { name: 'Delete key' });
+  const says = dialog.locator('[data-mismatch]');
   assert.equal(await submit.isDisabled(), true, 'disabled before anything is typed');
-  await page.keyboard.type(`delete ${key.clientId.slice(0, -1)}`);
-  assert.equal(await submit.isDisabled(), true, 'disabled with a phrase one character short');
-  await dialog.getByLabel('Type the phrase to confirm').fill(`DELETE ${key.clientId}`);
-  assert.equal(await submit.isDisabled(), true, 'disabled with the phrase in other case');
+  await page.keyboard.type(key.name.slice(0, -1));
+  assert.equal(await submit.isDisabled(), true, 'disabled with a name one character short');
+  assert.match(await says.textContent(), /not complete/);
+  await dialog.getByLabel('The key\'s name').fill('Old exporter');
+  assert.equal(await submit.isDisabled(), true, 'disabled with another name');
+  assert.match(await says.textContent(), /does not match/, 'it says when the name does not match');
+  await dialog.getByLabel('The key\'s name').fill(key.name.toUpperCase());
+  assert.equal(await submit.isDisabled(), false, 'the name in other case is accepted');
+  await dialog.getByLabel('The key\'s name').fill('');
   await axe(page, 'delete-dialog');
   await shoot(page, 'delete-dialog', { fullPage: false });
 
   // The server refuses a wrong phrase too (the page's check bypassed).
   expectHttpError(`/console/keys/${key.id}/delete`, 409);
   await dialog.locator('form').evaluate((form) => {
-    form.querySelector('[name="confirm"]').value = 'delete kpc_wrong';
+    form.querySelector('[name="confirm"]').value = 'Old exporter';
     form.submit();
   });
   await page.waitForURL(new RegExp(`/console/keys/${key.id}/delete$`));
-  assert.match(await page.locator('main > p.error').textContent(), /phrase did not match/);
+  assert.match(await page.locator('main > p.error').textContent(), /not the key's name/);
   assert.equal(await row(page, key).count(), 1, 'a wrong phrase deleted nothing');
 
   await goto(page, '/console/keys');
   await tabTo(page, row(page, key).getByRole('button', { name: 'Delete', exact: true }));
   await page.keyboard.press('Enter');
   await dialog.waitFor();
-  await page.keyboard.type(`delete ${key.clientId}`);
-  assert.equal(await submit.isDisabled(), false, 'the exact phrase enables Delete key');
+  await page.keyboard.type(key.name);
+  assert.equal(await submit.isDisabled(), false, 'the name enables Delete key');
   await page.keyboard.press('Tab'); // past the phrase field, to "Delete key"
   assert.ok(await submit.evaluate((b) => b === document.activeElement), 'Tab reaches Delete key');
   await navigation(page, () => page.keyboard.press('Enter'));
@@ -752,6 +785,80 @@ step('disable a key, then enable it again', [needs.key('ERP nightly sync')], asy
   assert.equal(back.status(), 200, 'enabled again, it gets tokens');
 });
 
+step('a key\'s page: status, a usage chart with its table, events, settings, and the danger zone last', [needs.key('ERP nightly sync')], async () => {
+  const { page } = admin;
+  const key = state.keys['ERP nightly sync'];
+  await goto(page, '/console/keys');
+  await navigation(page, () => row(page, key).getByRole('link', { name: key.name }).click());
+  assert.equal(new URL(page.url()).pathname, `/console/keys/${key.id}`);
+  assert.equal(await heading(page), key.name);
+  const chart = page.getByRole('img', { name: /Use over the last 24 hours/ });
+  assert.equal(await chart.count(), 1, 'the chart is an image with a title');
+  assert.match(await page.locator('#chart-desc').textContent(), /Tokens issued: \d+/);
+  assert.equal(await page.locator('#usage-table tfoot td').count(), 5, 'the table totals every outcome');
+  const sections = await page.locator('main > section > h2').evaluateAll((hs) => hs.map((h) => h.textContent.trim()));
+  assert.equal(sections.at(-1), 'Danger zone', `the danger zone is last: ${sections.join(', ')}`);
+  assert.ok(sections.includes('Events'), 'an admin sees the key\'s events');
+  assert.match(await page.locator('ul.events').textContent(), /Key created by ana@acme\.io/);
+  await axe(page, 'key-page');
+  await shoot(page, 'key-page');
+  await navigation(page, () => page.getByRole('link', { name: '30 days' }).click());
+  assert.equal(await page.getByRole('img', { name: /last 30 days/ }).count(), 1);
+  await axe(page, 'key-page-30d');
+  await shoot(page, 'key-page-30d');
+  // Disable from the danger zone comes back to the page.
+  await navigation(page, () => page.locator('.danger-zone').getByRole('button', { name: 'Disable' }).click());
+  assert.equal(new URL(page.url()).pathname, `/console/keys/${key.id}`);
+  assert.equal((await page.locator('#key-status').textContent()).trim(), 'disabled');
+  await navigation(page, () => page.locator('.danger-zone').getByRole('button', { name: 'Enable' }).click());
+  assert.equal((await page.locator('#key-status').textContent()).trim(), 'active');
+});
+
+step('the overview is home: a key expiring in 3 days needs attention and links to its page', [needs.admin], async () => {
+  const { page } = admin;
+  await goto(page, '/console/keys');
+  const form = await openCreate(page);
+  await form.getByLabel('Name', { exact: true }).fill('Short-lived import');
+  await form.getByLabel('Read reports').check();
+  await form.getByLabel('Never').check();
+  assert.equal(await page.locator('#no-expiry-warning').isVisible(), true, '"Never" shows its warning');
+  await form.getByLabel('On a day I choose').check();
+  assert.equal(await page.locator('#no-expiry-warning').isVisible(), false);
+  await form.getByLabel('Expiry day').fill(isoDay(3));
+  await axe(page, 'create-form');
+  await shoot(page, 'create-form', { fullPage: false });
+  const answer = page.waitForResponse((r) => r.url() === `${BASE_URL}/console/keys` && r.request().method() === 'POST');
+  await form.getByRole('button', { name: 'Create key' }).click();
+  const body = await (await answer).json();
+  assert.ok(body.client_id, JSON.stringify(body));
+  const created = page.getByRole('dialog', { name: 'Copy your new secret' });
+  assert.equal(await created.locator('#created-webhook').isVisible(), false, 'a key that signs no webhooks shows no whsec_');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    created.getByRole('button', { name: 'Download .env' }).click(),
+  ]);
+  const env = readFileSync(await download.path(), 'utf8');
+  assert.match(env, new RegExp(`^KEYPORT_CLIENT_ID=${body.client_id}$`, 'm'));
+  assert.match(env, /^KEYPORT_CLIENT_SECRET=kps_/m);
+  await created.getByRole('button', { name: 'Copy client ID' }).click();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), body.client_id);
+  await closeCreated(page, created);
+
+  await goto(page, '/console/');
+  assert.equal(new URL(page.url()).pathname, '/console/overview');
+  assert.equal(await heading(page), 'Overview');
+  const item = page.locator(`ul.attention li[data-subject="${body.client_id}"]`);
+  assert.equal(await item.getAttribute('data-kind'), 'expiring');
+  assert.match(await item.textContent(), /expires in [23] days/);
+  const healthy = state.keys['ERP nightly sync'];
+  if (healthy) assert.equal(await page.locator(`ul.attention li[data-subject="${healthy.clientId}"]`).count(), 0, 'a healthy key is not listed');
+  await axe(page, 'overview');
+  await shoot(page, 'overview');
+  await navigation(page, () => item.getByRole('link').click());
+  assert.equal(new URL(page.url()).pathname, `/console/keys/${body.id}`);
+  assert.equal(await page.locator('time.soon').count(), 1, 'the key page highlights the close expiry');
+});
+
 step('an admin adds a member, who sets a password and signs in to their own keys only', [needs.admin], async () => {
   const { page } = admin;
   await goto(page, '/console/users');
@@ -793,6 +900,9 @@ step('an admin adds a member, who sets a password and signs in to their own keys
 
   await signIn(mp, MEMBER);
   state.memberSignedIn = true;
+  assert.equal(await heading(mp), 'Overview');
+  await axe(mp, 'overview-member');
+  await goto(mp, '/console/keys?owner=me');
   assert.equal(await heading(mp), 'My keys');
   const nav = mp.getByRole('navigation', { name: 'Console' });
   assert.equal(await nav.getByRole('link', { name: 'My keys' }).count(), 1, 'the nav has My keys');
@@ -856,6 +966,10 @@ step('five wrong passwords lock the member (the refusal stays generic); the admi
   await shoot(mp, 'sign-in-refused');
 
   const { page } = admin;
+  await goto(page, '/console/overview');
+  const locked = page.locator('ul.attention li[data-kind="locked"]', { hasText: MEMBER.email });
+  assert.equal(await locked.count(), 1, 'the overview lists the locked member');
+  assert.equal(await locked.getByRole('link').getAttribute('href'), '/console/users');
   await goto(page, '/console/users');
   const memberRow = page.locator(`tr[data-email="${MEMBER.email}"]`);
   const lock = memberRow.locator('.badge', { hasText: 'Locked until' });
@@ -868,7 +982,7 @@ step('five wrong passwords lock the member (the refusal stays generic); the admi
   assert.equal(await memberRow.locator('.badge', { hasText: 'Locked until' }).count(), 0);
 
   await signIn(mp, MEMBER);
-  assert.equal(await heading(mp), 'My keys');
+  assert.equal(await heading(mp), 'Overview');
 });
 
 step('a state change without the page\'s CSRF token or Origin is refused and changes nothing', [needs.key('ERP nightly sync')], async () => {
@@ -917,7 +1031,7 @@ step('bad input on the create form (no name, a past expiry) is refused next to t
   await goto(mp, '/console/keys?owner=me');
   const rows = mp.locator('table.keys tbody tr');
   const before = await rows.count();
-  const form = mp.locator('#create-key');
+  const form = await openCreate(mp);
   const error = form.locator('#create-error');
   // The browser's own checks (required, min) bypassed: the server's are tested.
   await form.evaluate((f) => { f.noValidate = true; });
@@ -930,11 +1044,13 @@ step('bad input on the create form (no name, a past expiry) is refused next to t
   assert.equal(await form.getByLabel('Name', { exact: true }).getAttribute('aria-invalid'), 'true');
 
   await form.getByLabel('Name', { exact: true }).fill('Nightly export');
-  await form.getByLabel('Expires on (optional)').fill(isoDay(-1));
+  await tickAll(form);
+  await form.getByLabel('On a day I choose').check();
+  await form.getByLabel('Expiry day').fill(isoDay(-1));
   await form.getByRole('button', { name: 'Create key' }).click();
   await mp.waitForFunction(() => /future/.test(document.getElementById('create-error').textContent));
   assert.match(await error.textContent(), /expiry date must be in the future.*invalid_input/s);
-  assert.equal(await form.getByLabel('Expires on (optional)').getAttribute('aria-invalid'), 'true');
+  assert.equal(await form.getByLabel('Expiry day').getAttribute('aria-invalid'), 'true');
 
   await mp.reload();
   assert.equal(await rows.count(), before, 'nothing was created');
@@ -943,10 +1059,11 @@ step('bad input on the create form (no name, a past expiry) is refused next to t
 step('a create the server refuses (a name with a bidirectional override) can be corrected and sent again from the same page', [needs.memberSignedIn], async () => {
   const mp = member.page;
   await goto(mp, '/console/keys?owner=me');
-  const form = mp.locator('#create-key');
+  const form = await openCreate(mp);
   const error = form.locator('#create-error');
+  await tickAll(form);
   // The date field stops an expiry beyond ten years in the browser already.
-  assert.ok(await form.getByLabel('Expires on (optional)').getAttribute('max'), 'the expiry date has a maximum');
+  assert.ok(await form.getByLabel('Expiry day').getAttribute('max'), 'the expiry date has a maximum');
   // Only the server refuses this name: U+202E would make it display reversed.
   expectHttpError('/console/keys', 422);
   await form.getByLabel('Name', { exact: true }).fill('Quarterly \u202Etidua');
@@ -977,6 +1094,7 @@ step('a double submit of the create form creates one key', [needs.memberSignedIn
   const statuses = await mp.evaluate(async () => {
     const form = document.getElementById('create-key');
     form.querySelector('[name="name"]').value = 'Double submit';
+    form.querySelector('[name="scope"]').checked = true;
     const send = () => fetch(form.action, {
       method: 'POST',
       headers: { Accept: 'application/json', 'Content-Type': 'application/x-www-form-urlencoded' },
@@ -1003,14 +1121,16 @@ step('a session that ended mid-form says so next to the form and creates nothing
   state.memberSignedIn = false;
 
   expectHttpError('/console/keys', 401);
-  const form = mp.locator('#create-key');
+  const form = await openCreate(mp);
   await form.getByLabel('Name', { exact: true }).fill('After sign-out');
+  await tickAll(form);
   await form.getByRole('button', { name: 'Create key' }).click();
   const error = form.locator('#create-error');
   await error.waitFor({ state: 'visible' });
   assert.match(await error.textContent(), /session.*session_expired/s);
   await signIn(mp, MEMBER);
   state.memberSignedIn = true;
+  await goto(mp, '/console/keys?owner=me');
   assert.equal(await mp.locator('table.keys tbody tr', { hasText: 'After sign-out' }).count(), 0);
 });
 
@@ -1032,15 +1152,20 @@ step('a first-run setup refused for a bad email can be corrected and sent again 
   const errorBox = page.locator('#setup-error');
   const refused = (await errorBox.count()) ? (await errorBox.textContent()).trim() : null;
   assert.equal(refused, null, `the corrected setup is refused: ${refused}`);
-  assert.equal(new URL(page.url()).pathname, '/console/keys');
+  assert.equal(new URL(page.url()).pathname, '/console/overview');
   await context.close();
   pages.delete('second-server');
 });
 
-step('the audit page lists the journey\'s events, and filters by action', [needs.admin], async () => {
+step('the audit page lists the journey\'s events newest first, and filters by action', [needs.admin], async () => {
   const { page } = admin;
   await goto(page, '/console/audit');
   assert.equal(await heading(page), 'Audit');
+  const times = await page.locator('table.audit tbody tr time').evaluateAll((ts) => ts.map((t) => t.getAttribute('datetime')));
+  assert.ok(times.length > 2, 'events are listed');
+  assert.deepEqual([...times].sort().reverse(), times, 'newest first');
+  assert.equal(await page.locator('table.audit tbody tr').first().getAttribute('data-action'), 'session.sign_in', 'the first row is the newest: this sign-in');
+  await page.locator('table.audit tbody tr').first().getByText('Details').click();
   await axe(page, 'audit');
   await shoot(page, 'audit');
   const seen = new Map();
@@ -1048,7 +1173,7 @@ step('the audit page lists the journey\'s events, and filters by action', [needs
     for (const action of await page.locator('table.audit tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.action))) {
       seen.set(action, (seen.get(action) ?? 0) + 1);
     }
-    const next = page.getByRole('link', { name: 'Next page' });
+    const next = page.getByRole('link', { name: 'Older events' });
     if ((await next.count()) === 0) break;
     await next.click();
     await page.waitForLoadState('load');
@@ -1065,14 +1190,25 @@ step('the audit page lists the journey\'s events, and filters by action', [needs
   assert.ok(seen.get('session.sign_in_failed') >= 5, `five failed sign-ins are listed: ${summary}`);
 
   await goto(page, '/console/audit');
-  await page.getByLabel('Action').fill('key.create');
+  await page.getByLabel('Action').selectOption('key.create');
   await page.getByRole('button', { name: 'Filter' }).click();
   await page.waitForURL(/action=key\.create/);
   const actions = await page.locator('table.audit tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.action));
   assert.ok(actions.length >= 5, `every key created is listed (${actions.length})`);
   assert.deepEqual([...new Set(actions)], ['key.create'], 'the filter shows key.create events only');
   const erp = state.keys['ERP nightly sync'];
-  if (erp) assert.ok((await page.locator('table.audit').textContent()).includes(erp.clientId), 'the events name their key');
+  if (erp) {
+    const named = page.locator('table.audit tbody tr td[data-label="On"] a', { hasText: erp.name });
+    assert.ok((await named.count()) >= 1, 'the events name their key and link to it');
+    assert.equal(await named.first().getAttribute('href'), `/console/keys/${erp.id}`);
+  }
+  const [csv] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('link', { name: 'Export CSV' }).click(),
+  ]);
+  const lines = readFileSync(await csv.path(), 'utf8').trim().split('\r\n');
+  assert.equal(lines.length - 1, actions.length, 'the CSV holds the filtered events');
+  assert.match(lines[1], /key\.create/);
   await shoot(page, 'audit-filtered');
 });
 

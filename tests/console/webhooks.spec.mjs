@@ -265,14 +265,15 @@ async function notice(page) {
   return (await box.count()) ? (await box.first().textContent()).trim() : '(no notice)';
 }
 
-/** First-run setup: the company and its admin, signed in on the keys page. */
+/** First-run setup: the company and its admin, signed in, on the keys page. */
 async function setUp(page, setupUrl) {
   await goto(page, setupUrl);
   await page.getByLabel('Company name').fill('Acme');
   await page.getByLabel('Your email').fill(ADMIN.email);
   await page.getByLabel('Password').fill(ADMIN.password);
   await navigation(page, () => page.getByRole('button', { name: 'Create company' }).click());
-  await page.waitForURL(/\/console\/keys$/);
+  await page.waitForURL(/\/console\/overview$/);
+  await goto(page, '/console/keys');
 }
 
 /** Submits the add form and waits for the answer's page. */
@@ -326,15 +327,19 @@ step('an admin signs up and creates a key in the console: it signs webhooks, and
   const { page } = admin;
   await setUp(page, SETUP_URL);
   state.signedIn = true;
-  await page.getByLabel('Name', { exact: true }).fill('Webhook signer');
-  await page.getByRole('button', { name: 'Create key' }).click();
+  await page.locator('#create-open').click();
+  const form = page.locator('#create-key');
+  await form.getByLabel('Name', { exact: true }).fill('Webhook signer');
+  await form.getByLabel('Read reports').check();
+  await form.getByRole('button', { name: 'Create key' }).click();
   const dialog = page.getByRole('dialog', { name: 'Copy your new secret' });
   await dialog.waitFor({ state: 'visible' });
   const clientId = (await dialog.locator('#created-client-id').textContent()).trim();
   const whsec = (await dialog.locator('#created-webhook-key').textContent()).trim();
   assert.match(clientId, /^kpc_/);
   assert.match(whsec, /^whsec_[A-Za-z0-9+/]+=*$/, `the dialog shows the webhook signing key: ${whsec}`);
-  await navigation(page, () => dialog.getByRole('button', { name: 'Close' }).click());
+  await dialog.getByLabel('I have stored the secret').check();
+  await navigation(page, () => dialog.getByRole('button', { name: 'Done' }).click());
   const row = page.locator(`tr[data-client-id="${clientId}"]`);
   assert.equal(await row.locator('.badge', { hasText: 'Signs webhooks' }).count(), 1, 'the first key signs webhooks');
   state.key = { name: 'Webhook signer', clientId, whsec };

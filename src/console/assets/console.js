@@ -54,6 +54,8 @@
         document.getElementById('created-client-id').textContent,
         document.getElementById('created-secret').textContent,
         document.getElementById('created-test-result'));
+    } else if (target.hasAttribute('data-env-download')) {
+      downloadEnv();
     } else if (target.hasAttribute('data-copy-token')) {
       const pre = target.closest('.result').querySelector('[data-field="token"]');
       copyText(pre.textContent, target);
@@ -84,13 +86,94 @@
     try { document.execCommand('copy'); done(); } finally { area.remove(); }
   }
 
-  // The delete button stays disabled until the phrase is typed exactly.
+  // The delete button stays disabled until the key's name is typed (any
+  // case), and the field says when what is typed does not match.
   function wirePhrase(form) {
     const input = form.querySelector('input[name="confirm"]');
     const submit = form.querySelector('[data-phrase-submit]');
-    const update = function () { submit.disabled = input.value !== form.dataset.phrase; };
+    const says = form.querySelector('[data-mismatch]');
+    const wanted = form.dataset.phrase.trim().toLowerCase();
+    const update = function () {
+      const typed = input.value.trim().toLowerCase();
+      const matches = typed === wanted;
+      submit.disabled = !matches;
+      if (says) {
+        says.textContent = typed === '' || matches ? '' :
+          (wanted.startsWith(typed) ? 'Keep typing: the name is not complete yet.' : 'This does not match the key\'s name.');
+      }
+      input.setAttribute('aria-invalid', typed !== '' && !matches && !wanted.startsWith(typed) ? 'true' : 'false');
+    };
     input.addEventListener('input', update);
     update();
+  }
+
+  // The key list's filters apply as they change; the search box hides the
+  // rows that do not match as one types (Enter asks the server).
+  function wireFilters(form) {
+    form.querySelectorAll('select').forEach(function (select) {
+      select.addEventListener('change', function () { form.submit(); });
+    });
+    const search = form.querySelector('input[type="search"]');
+    if (!search) return;
+    search.addEventListener('input', function () {
+      const needle = search.value.trim().toLowerCase();
+      document.querySelectorAll('tr[data-search]').forEach(function (row) {
+        row.hidden = needle !== '' && !row.dataset.search.includes(needle);
+      });
+    });
+  }
+
+  // "Never" shows its warning; a day of one's own needs the date field.
+  function wireExpiry(form) {
+    const warning = document.getElementById('no-expiry-warning');
+    const date = document.getElementById('expires_on');
+    const update = function () {
+      const chosen = form.querySelector('input[name="expiry"]:checked');
+      const value = chosen ? chosen.value : '';
+      if (warning) warning.hidden = value !== 'never';
+      if (date) {
+        date.disabled = value !== 'custom';
+        date.required = value === 'custom';
+      }
+    };
+    form.querySelectorAll('input[name="expiry"]').forEach(function (radio) {
+      radio.addEventListener('change', update);
+    });
+    update();
+  }
+
+  // The one-time dialog's Done waits for "I have stored the secret".
+  function wireStored(dialog) {
+    const box = dialog.querySelector('[data-stored]');
+    const done = document.getElementById('created-done');
+    const why = document.getElementById('created-done-why');
+    if (!box || !done) return;
+    const update = function () {
+      done.disabled = !box.checked;
+      if (why) why.hidden = box.checked;
+    };
+    box.addEventListener('change', update);
+    update();
+  }
+
+  // A .env file made in this page (never sent anywhere): the client ID,
+  // the secret and the token URL.
+  function downloadEnv() {
+    const text = function (id) { return (document.getElementById(id) || {}).textContent || ''; };
+    const lines = [
+      'KEYPORT_CLIENT_ID=' + text('created-client-id').trim(),
+      'KEYPORT_CLIENT_SECRET=' + text('created-secret').trim(),
+      'KEYPORT_TOKEN_URL=' + text('created-token-url').trim(),
+    ];
+    const webhook = text('created-webhook-key').trim();
+    if (webhook) lines.push('KEYPORT_WEBHOOK_SIGNING_KEY=' + webhook);
+    const blob = new Blob([lines.join('\n') + '\n'], { type: 'text/plain' });
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(blob);
+    link.download = 'keyport-' + text('created-client-id').trim() + '.env';
+    document.body.appendChild(link);
+    link.click();
+    setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
   }
 
   // Creating a key: the secret comes back in this response only, goes into
@@ -121,7 +204,12 @@
         }
         document.getElementById('created-client-id').textContent = body.client_id;
         document.getElementById('created-secret').textContent = body.client_secret;
-        document.getElementById('created-webhook-key').textContent = body.webhook_signing_key;
+        document.getElementById('created-webhook-key').textContent = body.signs_webhooks ? body.webhook_signing_key : '';
+        document.getElementById('created-webhook').hidden = !body.signs_webhooks;
+        document.getElementById('created-token-url').textContent = body.token_url || '';
+        const stored = document.getElementById('created-stored');
+        if (stored) { stored.checked = false; stored.dispatchEvent(new Event('change')); }
+        closeDialog(document.getElementById('create-dialog'));
         document.getElementById('created-curl').textContent = body.curl;
         document.getElementById('created-sigv4-curl').textContent = body.sigv4_curl || '';
         document.getElementById('created-sigv4').hidden = !body.sigv4_curl;
@@ -149,7 +237,7 @@
   // After the one showing, the secret is wiped and the page reloaded (GET):
   // nothing can bring it back.
   function discardSecret() {
-    for (const id of ['created-secret', 'created-webhook-key', 'created-curl', 'created-sigv4-curl', 'created-client-id']) {
+    for (const id of ['created-secret', 'created-webhook-key', 'created-curl', 'created-sigv4-curl', 'created-client-id', 'created-token-url']) {
       const element = document.getElementById(id);
       if (element) element.textContent = '';
     }
@@ -283,10 +371,28 @@
     output.replaceChildren(result);
   }
 
+  // What a refusal means and what to do, in plain words, before the
+  // server's own description and code.
+  const WHY = {
+    invalid_client: 'The client ID and secret do not match a usable key: check you pasted this key\'s secret, and that the key is active.',
+    signature_mismatch: 'The signature did not match: the secret is not this key\'s.',
+    invalid_scope: 'The key asked for a permission it does not hold.',
+    unauthorized_client: 'This key may not get tokens this way.',
+    slow_down: 'Too many failed attempts from here: wait a few minutes, then try again.',
+    rate_limited: 'The key went over its rate: wait a moment, then try again.',
+    network_error: 'The server could not be reached: check your connection.',
+    insecure_context: 'This browser only signs requests on a secure page.',
+  };
+
   function failed(output, code, description) {
     const box = document.createElement('div');
     box.className = 'result bad';
     box.setAttribute('role', 'alert');
+    if (WHY[code]) {
+      const why = document.createElement('p');
+      why.textContent = WHY[code];
+      box.appendChild(why);
+    }
     box.appendChild(document.createTextNode('The key was refused: ' + (description || 'no reason given') + ' '));
     const element = document.createElement('code');
     element.textContent = code || 'error';
@@ -297,7 +403,26 @@
   document.addEventListener('DOMContentLoaded', function () {
     document.querySelectorAll('form[data-phrase]').forEach(wirePhrase);
     const create = document.getElementById('create-key');
-    if (create) wireCreate(create);
+    if (create) { wireCreate(create); wireExpiry(create); }
+    const filters = document.getElementById('key-filters');
+    if (filters) wireFilters(filters);
+    const created = document.getElementById('created-dialog');
+    if (created) wireStored(created);
+    // Times in the viewer's own zone on hover, beside the relative ones.
+    document.querySelectorAll('time[datetime]').forEach(function (time) {
+      const at = new Date(time.getAttribute('datetime'));
+      if (!isNaN(at)) time.title = at.toLocaleString() + ' (your time) · ' + (time.title || at.toISOString());
+    });
+    // The header's menu at narrow widths.
+    document.documentElement.classList.add('js');
+    const toggle = document.querySelector('.menu-toggle');
+    const nav = document.getElementById('console-nav');
+    if (toggle && nav) {
+      toggle.addEventListener('click', function () {
+        const open = nav.classList.toggle('open');
+        toggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+      });
+    }
     const test = document.getElementById('test-form');
     if (test) {
       test.addEventListener('submit', function (event) {

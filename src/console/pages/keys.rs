@@ -7,6 +7,8 @@ pub struct KeysQuery {
     owner: Option<String>,
     status: Option<String>,
     sort: Option<String>,
+    /// Part of a name, client ID or owner's email.
+    q: Option<String>,
 }
 
 fn form_id() -> String {
@@ -46,11 +48,45 @@ async fn keys_page(
             }
         };
     let own_id = visitor.principal.user_id().unwrap_or_default().to_owned();
+    let search = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .collect::<String>();
+    let needle = search.to_lowercase();
+    // The sparklines: a failure to read usage leaves them out, the list stays.
+    let week = Period::Week;
+    let usage = match crate::service::key_usage::UsageRange::parse(
+        Some(week.from(at)),
+        Some(at),
+        Some(week.granularity()),
+        at,
+    ) {
+        Ok(range) if may_manage => {
+            crate::service::key_usage::usage_by_key(&state.service, &visitor.principal, range)
+                .await
+                .unwrap_or_default()
+        }
+        _ => Default::default(),
+    };
     let mut keys: Vec<KeyView> = keys
         .into_iter()
         .filter(|k| !mine || k.owner_id == own_id)
         .filter(|k| status == "all" || k.status.as_str() == status)
-        .map(|k| KeyView::of(k, &own_id, at))
+        .map(|k| {
+            let buckets = usage
+                .get(&k.id)
+                .map(|s| s.buckets.as_slice())
+                .unwrap_or(&[]);
+            let sparkline = Sparkline::of(buckets, at);
+            let mut view = KeyView::of(k, &own_id, at);
+            view.sparkline = Some(sparkline);
+            view
+        })
+        .filter(|k| needle.is_empty() || k.search_text.contains(&needle))
         .collect();
     KeyView::order(&mut keys, sort == "last_used");
     let status_code = if error.is_some() {
@@ -76,7 +112,7 @@ async fn keys_page(
             status,
             status_options: STATUS_OPTIONS,
             sort,
-            scopes: visitor.principal.scopes.iter().map(str::to_owned).collect(),
+            permissions: offered_permissions(visitor.principal.scopes.iter()),
             max_ttl: state.service.settings.tokens.max_ttl.as_secs(),
             tomorrow: tomorrow.format("%Y-%m-%d").to_string(),
             latest: latest.format("%Y-%m-%d").to_string(),
@@ -85,8 +121,29 @@ async fn keys_page(
             sigv4_region: state.service.settings.sigv4.region.clone(),
             sigv4_service: state.service.settings.sigv4.service.clone(),
             issuer: state.service.settings.tokens.issuer.clone(),
+            return_to: "list",
+            search,
         },
     )
+}
+
+/// The permissions a person may give a key (those they hold), in the
+/// console's order, each with its label and description.
+fn offered_permissions<'a>(
+    held: impl Iterator<Item = &'a str>,
+) -> Vec<(String, &'static str, &'static str)> {
+    let held: Vec<&str> = held.collect();
+    let mut offered: Vec<(String, &'static str, &'static str)> = PERMISSIONS
+        .iter()
+        .filter(|(code, _, _)| held.contains(code))
+        .map(|(code, label, description)| ((*code).to_owned(), *label, *description))
+        .collect();
+    for code in held {
+        if !PERMISSIONS.iter().any(|(c, _, _)| *c == code) {
+            offered.push((code.to_owned(), "", ""));
+        }
+    }
+    offered
 }
 
 pub async fn keys(req: HttpRequest, state: State, query: web::Query<KeysQuery>) -> HttpResponse {
@@ -132,29 +189,28 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
             "scope",
         ));
     }
-    let expires_in = match form.get("expires_on") {
-        None => None,
-        Some(day) => {
-            let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
-                (
-                    PageError::new("invalid_input", "the expiry date is not a date"),
-                    "expires_on",
-                )
-            })?;
-            let end: UnixTime = date
-                .and_hms_opt(0, 0, 0)
-                .map(|t| t.and_utc().timestamp())
-                .unwrap_or(0);
-            let seconds = end - now();
-            if seconds <= 0 {
-                return Err((
-                    PageError::new("invalid_input", "the expiry date must be in the future"),
-                    "expires_on",
-                ));
-            }
-            Some(seconds as u64)
-        }
-    };
+    let preset = |days: u64| Ok(Some(days * 86_400));
+    let expires_in = match form.get("expiry") {
+        Some("30") => preset(30),
+        Some("90") => preset(90),
+        Some("365") => preset(365),
+        Some("never") => Ok(None),
+        Some("custom") if form.get("expires_on").is_none() => Err((
+            PageError::new(
+                "invalid_input",
+                "pick the day the key expires, or choose one of the lengths",
+            ),
+            "expires_on",
+        )),
+        Some("custom") | None => custom_expiry(form),
+        Some(_) => Err((
+            PageError::new(
+                "invalid_input",
+                "choose how long the key lasts: 30, 90 or 365 days, a day of your own, or no expiry",
+            ),
+            "expiry",
+        )),
+    }?;
     let token_ttl = match form.get("token_ttl") {
         None => None,
         Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
@@ -182,6 +238,31 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
             .get("require_dpop")
             .is_some_and(|v| v == "on" || v == "true"),
     })
+}
+
+/// The expiry a form's own date asks for: none without a date.
+fn custom_expiry(form: &FormFields) -> Result<Option<u64>, (PageError, &'static str)> {
+    let Some(day) = form.get("expires_on") else {
+        return Ok(None);
+    };
+    let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+        (
+            PageError::new("invalid_input", "the expiry date is not a date"),
+            "expires_on",
+        )
+    })?;
+    let end: UnixTime = date
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+        .unwrap_or(0);
+    let seconds = end - now();
+    if seconds <= 0 {
+        return Err((
+            PageError::new("invalid_input", "the expiry date must be in the future"),
+            "expires_on",
+        ));
+    }
+    Ok(Some(seconds as u64))
 }
 
 /// A refused key creation: JSON for the page's script, else the page with
@@ -291,6 +372,8 @@ pub async fn create_key(
                 "curl": view.curl,
                 "sigv4_curl": view.sigv4_curl,
                 "postman": format!("/console/keys/{}/postman.json", view.id),
+                "signs_webhooks": view.signs_webhooks,
+                "token_url": view.token_url,
             }));
     }
     let (_, template) = keys_page(
@@ -339,21 +422,23 @@ async fn key_action(
             .await
             .map(|k| format!("Key {} is enabled.", k.name)),
     };
-    let back = req
-        .headers()
-        .get(header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|r| r.contains("owner=me"))
-        .map_or("/console/keys", |_| "/console/keys?owner=me");
+    let key_page = format!("/console/keys/{key_id}");
+    let back = if form.get("return_to") == Some("key") && !matches!(action, KeyAction::Delete) {
+        key_page.as_str()
+    } else {
+        req.headers()
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|r| r.contains("owner=me"))
+            .map_or("/console/keys", |_| "/console/keys?owner=me")
+    };
     match done {
         Ok(notice) => redirect_with(back, &notice, &state),
         Err(err) => {
             let error = match &err {
-                ServiceError::ConfirmationRequired { phrase } => PageError::new(
+                ServiceError::ConfirmationRequired { .. } => PageError::new(
                     err.code(),
-                    format!(
-                        "the phrase did not match: type {phrase} exactly. Nothing was deleted."
-                    ),
+                    "the name you typed is not the key's name: type its name (any case) to delete it. Nothing was deleted.",
                 ),
                 other => PageError::from(other),
             };
@@ -365,6 +450,7 @@ async fn key_action(
     }
 }
 
+#[derive(Clone, Copy)]
 enum KeyAction {
     Revoke,
     Delete,
@@ -452,6 +538,8 @@ fn created_view(state: &AppState, created: &key_service::CreatedKey) -> CreatedV
             )
         }),
         id: created.key.id.clone(),
+        signs_webhooks: created.key.signs_webhooks,
+        token_url: format!("{issuer}/oauth/token"),
         client_id: created.key.client_id.clone(),
         secret: created.secret.expose().to_owned(),
         webhook_signing_key: created.webhook_signing_key.to_whsec(),

@@ -5,6 +5,7 @@
 
 mod audit;
 mod exchange;
+mod insight;
 mod keys;
 mod public_keys;
 mod session;
@@ -12,7 +13,9 @@ mod users;
 mod webhooks;
 
 pub use audit::audit;
+pub use audit::audit_csv;
 pub use exchange::{add_issuer, add_rule, delete_issuer, delete_rule, exchange_trust};
+pub use insight::{key_page, overview};
 pub use keys::{
     create_key, delete_key, disable_key, enable_key, keys, mark_webhook_signing, postman,
     revoke_key, roll_key,
@@ -44,7 +47,6 @@ use super::views::*;
 use crate::domain::{Credential, Role, UnixTime, UserStatus, WEBHOOKS_MANAGE, now};
 use crate::routes::client_address;
 use crate::routes::error::service_status;
-use crate::service::audit as audit_service;
 use crate::service::audit::AuditFilter;
 use crate::service::keys::{self as key_service, KeyListing, NewKeyRequest};
 use crate::service::{ServiceError, sessions, setup, tenants, users as user_service};
@@ -221,8 +223,7 @@ fn forbidden(err: &ServiceError) -> HttpResponse {
 
 pub async fn home(req: HttpRequest, state: State) -> HttpResponse {
     match auth::visitor(&req, &state).await {
-        Some(visitor) if is_admin(&visitor) => redirect("/console/keys"),
-        Some(_) => redirect("/console/keys?owner=me"),
+        Some(_) => redirect("/console/overview"),
         None => redirect("/console/sign-in"),
     }
 }

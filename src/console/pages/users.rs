@@ -18,7 +18,30 @@ async fn users_page(
         nav: nav(state, visitor, "users").await,
         flash,
         error,
-        users: listed.into_iter().map(|u| UserView::of(u, at)).collect(),
+        users: {
+            // The server refuses disabling the last active admin; the page
+            // does not offer it, nor disabling oneself.
+            let me = visitor.principal.user_id().unwrap_or_default().to_owned();
+            let admins = listed
+                .iter()
+                .filter(|u| u.role == "admin" && u.status == "active")
+                .count();
+            listed
+                .into_iter()
+                .map(|u| {
+                    let why = if u.id == me {
+                        Some("You cannot disable yourself: ask another admin.")
+                    } else if u.role == "admin" && u.status == "active" && admins <= 1 {
+                        Some("The company's only admin: make someone else admin first.")
+                    } else {
+                        None
+                    };
+                    let mut view = UserView::of(u, at);
+                    view.keep_enabled = why;
+                    view
+                })
+                .collect()
+        },
         grantable: &crate::domain::GRANTABLE_SCOPES,
         api_only_users,
         invite,

@@ -66,7 +66,8 @@ fn refuse_if_signing_webhooks(key: &KeySummary) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a key. People must confirm with [`KeySummary::deletion_phrase`];
+/// Deletes a key. People must confirm with [`KeySummary::deletion_phrase`]
+/// or the key's name ([`KeySummary::confirms_deletion`]);
 /// the operator's CLI need not. The key that signs webhooks is not deleted
 /// while active: its signatures must stay explainable.
 pub async fn delete_key(
@@ -78,11 +79,11 @@ pub async fn delete_key(
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let found = visible_key(service, &principal, key).await?;
     refuse_if_signing_webhooks(&found)?;
-    if !principal.is_operator() {
-        let phrase = found.deletion_phrase();
-        if confirmation.map(str::trim) != Some(phrase.as_str()) {
-            return Err(ServiceError::ConfirmationRequired { phrase });
-        }
+    if !principal.is_operator() && !confirmation.is_some_and(|typed| found.confirms_deletion(typed))
+    {
+        return Err(ServiceError::ConfirmationRequired {
+            phrase: found.deletion_phrase(),
+        });
     }
     let deleted = service.store.delete_key(&found.id, now()).await;
     service.credentials.forget_key(&found.client_id);

@@ -253,4 +253,12 @@ impl KeySummary {
     pub fn deletion_phrase(&self) -> String {
         format!("delete {}", self.client_id)
     }
+
+    /// Whether `typed` confirms deleting this key: the deletion phrase, or
+    /// the key's name in any case (what the console asks for).
+    pub fn confirms_deletion(&self, typed: &str) -> bool {
+        let typed = typed.trim();
+        typed == self.deletion_phrase()
+            || (!typed.is_empty() && typed.to_lowercase() == self.name.trim().to_lowercase())
+    }
 }

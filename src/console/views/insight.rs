@@ -1,0 +1,260 @@
+//! The overview and a key's own page.
+
+use askama::Template;
+
+use super::{Chart, EventView, KeyView, Nav, PageError, When, refusal_label};
+use crate::domain::UnixTime;
+use crate::service::insights::{Attention, KeyRef, Overview};
+use crate::service::key_usage::UsageCounts;
+
+/// A key's page: status, last use, expiry, usage, events, settings and
+/// its danger zone.
+#[derive(Template)]
+#[template(path = "key.html")]
+pub struct KeyPage {
+    pub nav: Nav,
+    pub flash: Option<String>,
+    pub error: Option<PageError>,
+    pub key: KeyView,
+    /// `24h`, `7d` or `30d`.
+    pub period: &'static str,
+    pub periods: [(&'static str, &'static str); 3],
+    pub chart: Chart,
+    /// Refusals over the period by reason: (words, code, count).
+    pub refusals: Vec<(&'static str, &'static str, u64)>,
+    pub addresses: Vec<String>,
+    pub peak_per_minute: u64,
+    /// The key this one was rolled from: (id, name, uses of its old secret
+    /// in the last 24 hours).
+    pub rolled_from: Option<(String, String, u64)>,
+    /// A rolled key: its own secret's uses in the last 24 hours.
+    pub own_recent_uses: u64,
+    /// `None`: the viewer may not read the audit trail.
+    pub events: Option<Vec<EventView>>,
+    /// Where its dialogs' forms come back to.
+    pub return_to: &'static str,
+}
+
+pub const PERIODS: [(&str, &str); 3] = [("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")];
+
+impl KeyPage {
+    pub fn refusals_of(total: &UsageCounts) -> Vec<(&'static str, &'static str, u64)> {
+        let mut found: Vec<_> = total
+            .refusals
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (refusal_label(code), *code, *n))
+            .collect();
+        found.sort_by_key(|r| std::cmp::Reverse(r.2));
+        found
+    }
+}
+
+/// One line of the overview: what, about whom, and where it is fixed.
+pub struct AttentionView {
+    /// `spike`, `rate`, `expiring`, `old-secret`, `endpoint`, `locked`.
+    pub kind: &'static str,
+    pub subject: String,
+    pub link: String,
+    pub says: String,
+    /// The data attribute tests find it by: the key's client ID, the
+    /// endpoint's or user's id.
+    pub subject_id: String,
+}
+
+impl AttentionView {
+    fn key(kind: &'static str, key: &KeyRef, says: String) -> Self {
+        AttentionView {
+            kind,
+            subject: key.name.clone(),
+            link: format!("/console/keys/{}", key.id),
+            says,
+            subject_id: key.client_id.clone(),
+        }
+    }
+
+    pub fn of(item: &Attention, at: UnixTime) -> Self {
+        match item {
+            Attention::RefusalSpike {
+                key,
+                last_day,
+                usual,
+            } => AttentionView::key(
+                "spike",
+                key,
+                format!(
+                    "refused {last_day} times in the last 24 hours (usually {usual} a day): see why on its page"
+                ),
+            ),
+            Attention::RateLimited { key, refused } => AttentionView::key(
+                "rate",
+                key,
+                format!(
+                    "went over its rate {refused} times in the last 24 hours: raise its rate or slow the client down"
+                ),
+            ),
+            Attention::Expiring { key, expires_at } => AttentionView::key(
+                "expiring",
+                key,
+                format!(
+                    "expires {}: roll it, or create its successor, before then",
+                    When::at(*expires_at, at).relative
+                ),
+            ),
+            Attention::OldSecretInUse { key, uses } => AttentionView::key(
+                "old-secret",
+                key,
+                format!(
+                    "was rolled, but its old secret was used {uses} times in the last 24 hours: move those clients to the new secret"
+                ),
+            ),
+            Attention::FailingEndpoint {
+                id,
+                url,
+                failing_since,
+                disabled,
+            } => AttentionView {
+                kind: "endpoint",
+                subject: url.clone(),
+                link: format!("/console/webhooks/{id}"),
+                says: match (disabled, failing_since) {
+                    (true, _) => {
+                        "is disabled: events are not sent to it until it is enabled".to_owned()
+                    }
+                    (false, Some(since)) => format!(
+                        "has failed every attempt since {}: check the receiver, then send a test event",
+                        When::at(*since, at).relative
+                    ),
+                    (false, None) => "is failing".to_owned(),
+                },
+                subject_id: id.clone(),
+            },
+            Attention::LockedUser { id, email, until } => AttentionView {
+                kind: "locked",
+                subject: email.clone(),
+                link: "/console/users".to_owned(),
+                says: match until {
+                    Some(until) => format!(
+                        "is locked out after repeated failed sign-ins until {}: unlock them if it was them",
+                        When::at(*until, at).relative
+                    ),
+                    None => "is locked out after repeated failed sign-ins".to_owned(),
+                },
+                subject_id: id.clone(),
+            },
+        }
+    }
+}
+
+/// A total this week, last week's, and the change in words.
+pub struct Trend {
+    pub label: &'static str,
+    pub now: u64,
+    pub before: u64,
+    pub change: String,
+}
+
+impl Trend {
+    fn of(label: &'static str, now: u64, before: u64) -> Self {
+        let change = if before == 0 && now == 0 {
+            "no change".to_owned()
+        } else if before == 0 {
+            "new this week".to_owned()
+        } else {
+            let percent = (now as f64 - before as f64) / before as f64 * 100.0;
+            if percent.abs() < 0.5 {
+                "no change".to_owned()
+            } else if percent > 0.0 {
+                format!("up {percent:.0}%")
+            } else {
+                format!("down {:.0}%", -percent)
+            }
+        };
+        Trend {
+            label,
+            now,
+            before,
+            change,
+        }
+    }
+}
+
+/// A housekeeping group: its title, what to do, and its keys.
+pub struct Chore {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub advice: &'static str,
+    pub keys: Vec<KeyRef>,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage {
+    pub nav: Nav,
+    pub flash: Option<String>,
+    pub error: Option<PageError>,
+    pub attention: Vec<AttentionView>,
+    pub trends: Vec<Trend>,
+    pub top_by_volume: Vec<(KeyRef, u64)>,
+    pub top_by_refusals: Vec<(KeyRef, u64)>,
+    pub chores: Vec<Chore>,
+    pub sees_keys: bool,
+}
+
+impl OverviewPage {
+    pub fn of(nav: Nav, flash: Option<String>, overview: Overview, at: UnixTime) -> Self {
+        let uses = |c: &UsageCounts| c.tokens_issued + c.direct_uses + c.sigv4_uses + c.token_uses;
+        let (now, before) = (&overview.this_week, &overview.last_week);
+        let tidy = overview.housekeeping;
+        OverviewPage {
+            nav,
+            flash,
+            error: None,
+            attention: overview
+                .attention
+                .iter()
+                .map(|a| AttentionView::of(a, at))
+                .collect(),
+            trends: vec![
+                Trend::of("Tokens issued", now.tokens_issued, before.tokens_issued),
+                Trend::of("Requests with keys", uses(now), uses(before)),
+                Trend::of("Refused", now.refused, before.refused),
+            ],
+            top_by_volume: overview.top_by_volume,
+            top_by_refusals: overview.top_by_refusals,
+            chores: vec![
+                Chore {
+                    id: "unused-90",
+                    title: "Unused for 90 days or more",
+                    advice: "Revoke them if nothing needs them any more.",
+                    keys: tidy.unused_90,
+                },
+                Chore {
+                    id: "unused-30",
+                    title: "Unused for 30 to 90 days",
+                    advice: "Check they are still needed.",
+                    keys: tidy.unused_30,
+                },
+                Chore {
+                    id: "never-used",
+                    title: "Never used",
+                    advice: "A key nobody uses is one more secret to keep safe.",
+                    keys: tidy.never_used,
+                },
+                Chore {
+                    id: "no-expiry",
+                    title: "No expiry date",
+                    advice: "Keys that never expire stay valid if they leak: roll them into keys that do.",
+                    keys: tidy.no_expiry,
+                },
+                Chore {
+                    id: "every-scope",
+                    title: "Holding every permission",
+                    advice: "Give each key only the permissions its client needs.",
+                    keys: tidy.every_scope,
+                },
+            ],
+            sees_keys: overview.sees_keys,
+        }
+    }
+}

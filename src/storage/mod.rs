@@ -46,7 +46,8 @@ pub use keys::{
     RateColumns, Sigv4KeyRow,
 };
 pub use notify::{
-    ChangeCounter, CredentialChange, HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,
+    CHANGE_LOG_RETENTION, ChangeCounter, ChangesSince, CredentialChange,
+    HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,
     listener_name as credential_listener_name,
 };
 pub use push_queue::{PushJob, PushQueue};

@@ -73,6 +73,7 @@ struct RawSettings {
     sigv4_max_skew_seconds: u64,
     credential_cache_capacity: usize,
     credential_cache_sqlite_poll_ms: u64,
+    credential_cache_serve_stale_seconds: u64,
     exchange_audiences: String,
     exchange_allow_http: bool,
     exchange_allow_private_targets: bool,
@@ -214,6 +215,10 @@ pub struct CredentialCacheSettings {
     pub capacity: usize,
     /// How often a SQLite file's change counter is polled.
     pub sqlite_poll: Duration,
+    /// PostgreSQL: how long after its last proof of being up to date the
+    /// cache still answers for the keys it holds while the database is
+    /// known to be down (0: never).
+    pub serve_stale: Duration,
 }
 
 /// Outbound webhook deliveries; see `config/default.toml`.
@@ -464,6 +469,12 @@ impl Settings {
                  must be seen within a second",
             ));
         }
+        if raw.credential_cache_serve_stale_seconds > 3600 {
+            return Err(invalid(
+                "credential_cache_serve_stale_seconds",
+                "must be between 0 and 3600 seconds",
+            ));
+        }
         if !(10..=3600).contains(&raw.dpop_max_age_seconds) {
             return Err(invalid(
                 "dpop_max_age_seconds",
@@ -673,6 +684,7 @@ impl Settings {
             credential_cache: CredentialCacheSettings {
                 capacity: raw.credential_cache_capacity,
                 sqlite_poll: Duration::from_millis(raw.credential_cache_sqlite_poll_ms),
+                serve_stale: Duration::from_secs(raw.credential_cache_serve_stale_seconds),
             },
             dpop: DpopSettings {
                 max_age: Duration::from_secs(raw.dpop_max_age_seconds),

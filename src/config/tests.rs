@@ -388,3 +388,28 @@ fn traces_are_off_by_default_and_a_wrong_collector_or_ratio_is_refused() {
         assert!(!message.contains("hunter2"), "{message}");
     }
 }
+
+#[test]
+fn serving_stale_keys_through_an_outage_defaults_to_30_seconds_and_is_checked() {
+    let settings = Settings::load_from(None, Vec::new()).unwrap();
+    assert_eq!(
+        settings.credential_cache.serve_stale,
+        Duration::from_secs(30)
+    );
+    let settings = Settings::load_from(
+        None,
+        env(&[("KEYPORT_CREDENTIAL_CACHE_SERVE_STALE_SECONDS", "0")]),
+    )
+    .unwrap();
+    assert_eq!(settings.credential_cache.serve_stale, Duration::ZERO);
+    let err = Settings::load_from(
+        None,
+        env(&[("KEYPORT_CREDENTIAL_CACHE_SERVE_STALE_SECONDS", "3601")]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("credential_cache_serve_stale_seconds"),
+        "{err}"
+    );
+}

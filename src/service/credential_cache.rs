@@ -226,6 +226,11 @@ struct Inner {
     lease: Duration,
     /// A watcher was started (see [`CredentialCache::watch`]).
     watching: std::sync::atomic::AtomicBool,
+    /// Milliseconds since `started` of the latest proof, plus one (0: none).
+    last_proof: AtomicU64,
+    /// How long after the latest proof held keys still answer while the
+    /// database is known to be down.
+    serve_stale: Duration,
     /// The change log, when the database keeps one (PostgreSQL).
     feed: std::sync::OnceLock<Feed>,
 }
@@ -275,10 +280,20 @@ impl Inner {
     /// Trusts the cache for a lease from `proof`, an instant before which
     /// every committed change has been forgotten.
     fn renew(&self, proof: Instant) {
+        self.last_proof
+            .fetch_max(self.millis(proof).saturating_add(1), Ordering::SeqCst);
         let until = self
             .millis(proof)
             .saturating_add(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX));
         self.trusted_until.fetch_max(until, Ordering::SeqCst);
+    }
+
+    /// Whether the latest proof is recent enough to answer for held keys
+    /// while the database is down.
+    fn may_serve_stale(&self) -> bool {
+        let proof = self.last_proof.load(Ordering::SeqCst);
+        let stale = u64::try_from(self.serve_stale.as_millis()).unwrap_or(u64::MAX);
+        proof > 0 && self.millis(Instant::now()).saturating_sub(proof - 1) <= stale
     }
 
     /// Milliseconds of trust left.
@@ -346,6 +361,8 @@ impl CredentialCache {
                 started: Instant::now(),
                 lease,
                 watching: std::sync::atomic::AtomicBool::new(false),
+                last_proof: AtomicU64::new(0),
+                serve_stale: Duration::ZERO,
                 feed: std::sync::OnceLock::new(),
             })
         });
@@ -353,6 +370,16 @@ impl CredentialCache {
             inner,
             metrics: CacheMetrics::new(),
         }
+    }
+
+    /// Lets held keys answer for `serve_stale` after the latest proof
+    /// while the database is known to be down (PostgreSQL; see
+    /// `storage::breaker`). Zero (the default) never does.
+    pub fn serving_stale_for(mut self, serve_stale: Duration) -> Self {
+        if let Some(inner) = self.inner.as_mut().and_then(Arc::get_mut) {
+            inner.serve_stale = serve_stale;
+        }
+        self
     }
 
     /// What `/readyz` says of the cache.
@@ -389,8 +416,15 @@ impl CredentialCache {
         let inner = self.inner.as_deref();
         match inner {
             Some(inner) if inner.is_trusted() => return Some(inner),
-            Some(inner) if inner.feed.get().is_some() => {
+            Some(inner) if let Some(feed) = inner.feed.get() => {
                 if self.catch_up(inner, false).await {
+                    return Some(inner);
+                }
+                // The database is down: nothing can be revoked meanwhile, so
+                // what was held when it went down is still right, bar what
+                // the watcher had not yet heard then (within a lease).
+                if feed.store.database_down() && inner.may_serve_stale() {
+                    self.metrics.stale.inc();
                     return Some(inner);
                 }
             }
@@ -755,6 +789,8 @@ fn read(row: Option<KeyAuthRow>) -> Result<Option<Arc<CachedKey>>, StorageError>
 struct CacheMetrics {
     lookups: IntCounterVec,
     hit: prometheus::IntCounter,
+    /// Answered from memory while the database is down.
+    stale: prometheus::IntCounter,
     miss: prometheus::IntCounter,
     bypass: prometheus::IntCounter,
     trusted: IntGauge,
@@ -770,9 +806,9 @@ impl CacheMetrics {
         let lookups = IntCounterVec::new(
             Opts::new(
                 "keyport_credential_cache_lookups_total",
-                "Client authentication lookups: answered from memory (hit), read from the \
-                 database and kept (miss), or read from the database because the cache is \
-                 not trusted (bypass)",
+                "Client authentication lookups: answered from memory (hit), answered from \
+                 memory while the database is down (stale), read from the database and kept \
+                 (miss), or read from the database because the cache is not trusted (bypass)",
             ),
             &["result"],
         )
@@ -802,6 +838,7 @@ impl CacheMetrics {
             catch_up_failed: catch_ups.with_label_values(&["failed"]),
             catch_ups,
             hit: lookups.with_label_values(&["hit"]),
+            stale: lookups.with_label_values(&["stale"]),
             miss: lookups.with_label_values(&["miss"]),
             bypass: lookups.with_label_values(&["bypass"]),
             lookups,

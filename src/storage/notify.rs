@@ -207,7 +207,7 @@ impl Store {
         let _span = self.span("credential_changes_since");
         let rows = sqlx::query(CHANGES_SINCE)
             .bind(after.unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db()?)
             .await?;
         let mut latest = None;
         let mut changes = Vec::new();
@@ -242,7 +242,7 @@ impl Store {
         let _span = self.span("prune_credential_change_log");
         let done = sqlx::query("DELETE FROM credential_change_log WHERE created_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(done.rows_affected())
     }

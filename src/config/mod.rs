@@ -86,6 +86,7 @@ struct RawSettings {
     dpop_max_age_seconds: u64,
     dpop_leeway_seconds: u64,
     dpop_require_nonce: bool,
+    dpop_replay_store: String,
     dpop_nonce_seconds: u64,
     log_format: String,
     metrics_bind: String,
@@ -193,6 +194,22 @@ pub struct DpopSettings {
     pub require_nonce: bool,
     /// How long one nonce is handed out; it is accepted for twice that.
     pub nonce_lifetime: Duration,
+    /// Where used proofs are remembered.
+    pub replay_store: DpopReplayStore,
+}
+
+/// Where DPoP proofs already used are remembered (`dpop_replay_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopReplayStore {
+    /// Memory on SQLite (one instance); Redis on PostgreSQL when
+    /// `redis_url` is set, else the database.
+    Auto,
+    /// This process's memory: one instance only.
+    Memory,
+    /// Redis (`redis_url`), shared by every instance.
+    Redis,
+    /// The database (table `dpop_proofs`), shared by every instance.
+    Database,
 }
 
 /// What AWS Signature Version 4 requests must be scoped to.
@@ -475,6 +492,24 @@ impl Settings {
                 "must be between 0 and 3600 seconds",
             ));
         }
+        let dpop_replay_store = match raw.dpop_replay_store.trim() {
+            "auto" => DpopReplayStore::Auto,
+            "memory" => DpopReplayStore::Memory,
+            "redis" if redis_url.is_some() => DpopReplayStore::Redis,
+            "redis" => {
+                return Err(invalid(
+                    "dpop_replay_store",
+                    "is `redis` but redis_url is not set",
+                ));
+            }
+            "database" => DpopReplayStore::Database,
+            _ => {
+                return Err(invalid(
+                    "dpop_replay_store",
+                    "must be `auto`, `memory`, `redis` or `database`",
+                ));
+            }
+        };
         if !(10..=3600).contains(&raw.dpop_max_age_seconds) {
             return Err(invalid(
                 "dpop_max_age_seconds",
@@ -691,6 +726,7 @@ impl Settings {
                 leeway: Duration::from_secs(raw.dpop_leeway_seconds),
                 require_nonce: raw.dpop_require_nonce,
                 nonce_lifetime: Duration::from_secs(raw.dpop_nonce_seconds),
+                replay_store: dpop_replay_store,
             },
             observability: ObservabilitySettings {
                 log_format,

@@ -660,12 +660,12 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
 async fn replayed_at_the_other_instance(first: &TestApp, second: &TestApp) {
     let integration = first.integration("member", "reports:read").await;
     let key = DpopKey::new();
-    let token = bound_token(&first, &integration, &key).await;
+    let token = bound_token(first, &integration, &key).await;
     // Both instances share the issuer, so one `htu` fits both.
     let proof = key.proof("GET", &first.url("/api/v1/whoami"), Some(&token));
     let dpop = format!("DPoP {token}");
     let response = call(
-        &first,
+        first,
         Method::GET,
         "/api/v1/whoami",
         &dpop,
@@ -673,7 +673,7 @@ async fn replayed_at_the_other_instance(first: &TestApp, second: &TestApp) {
     )
     .await;
     assert_eq!(response.status(), 200);
-    let response = call(&second, Method::GET, "/api/v1/whoami", &dpop, &[proof]).await;
+    let response = call(second, Method::GET, "/api/v1/whoami", &dpop, &[proof]).await;
     assert_resource_refusal(
         "a proof replayed at another instance (§11.1)",
         response,
@@ -684,12 +684,12 @@ async fn replayed_at_the_other_instance(first: &TestApp, second: &TestApp) {
     // The token endpoint's proofs too.
     let proof = key.proof("POST", &first.url("/oauth/token"), None);
     assert_eq!(
-        token_request(&first, &integration, std::slice::from_ref(&proof))
+        token_request(first, &integration, std::slice::from_ref(&proof))
             .await
             .status(),
         200
     );
-    let response = token_request(&second, &integration, &[proof]).await;
+    let response = token_request(second, &integration, &[proof]).await;
     assert_token_refusal(
         "a token proof replayed at another instance",
         response,

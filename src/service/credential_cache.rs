@@ -247,6 +247,8 @@ struct Feed {
     /// Milliseconds since `started` before which no catch-up is tried after
     /// one failed: lookups read the database meanwhile.
     retry_after: AtomicU64,
+    /// The last catch-up failed (its warning was logged).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -466,15 +468,21 @@ impl CredentialCache {
                     .millis(Instant::now())
                     .saturating_add(u64::try_from(CATCH_UP_RETRY.as_millis()).unwrap_or(u64::MAX));
                 feed.retry_after.store(retry, Ordering::SeqCst);
-                log::warn!(
-                    "cannot read the credential change log (lookups read the database until it \
-                     is read): {}",
-                    crate::telemetry::error_chain(&err)
-                );
+                // Once per failing stretch: it is retried ten times a second.
+                if !feed.failing.swap(true, Ordering::SeqCst) {
+                    log::warn!(
+                        "cannot read the credential change log (lookups read the database until \
+                         it is read): {}",
+                        crate::telemetry::error_chain(&err)
+                    );
+                }
                 return false;
             }
         };
         self.metrics.catch_up_ok.inc();
+        if feed.failing.swap(false, Ordering::SeqCst) {
+            log::info!("reading the credential change log again");
+        }
         match &since.changes {
             Some(changes) => {
                 for change in changes {
@@ -681,6 +689,7 @@ impl CredentialCache {
                 catching_up: tokio::sync::Mutex::new(()),
                 attempts: AtomicU64::new(0),
                 retry_after: AtomicU64::new(0),
+                failing: std::sync::atomic::AtomicBool::new(false),
             })
             .is_ok();
         if fresh {

@@ -156,6 +156,8 @@ impl Application {
             service.settings.usage.retention,
             Arc::downgrade(&alive),
         );
+        // What needs PostgreSQL answers 503 at once while a probe finds it down.
+        store.spawn_breaker_probe(Arc::downgrade(&alive));
         // Until the watcher proves it hears every change, lookups read the
         // database (and on SQLite in memory, always).
         service.credentials.watch(

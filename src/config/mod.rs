@@ -73,6 +73,7 @@ struct RawSettings {
     sigv4_max_skew_seconds: u64,
     credential_cache_capacity: usize,
     credential_cache_sqlite_poll_ms: u64,
+    credential_cache_serve_stale_seconds: u64,
     exchange_audiences: String,
     exchange_allow_http: bool,
     exchange_allow_private_targets: bool,
@@ -85,6 +86,7 @@ struct RawSettings {
     dpop_max_age_seconds: u64,
     dpop_leeway_seconds: u64,
     dpop_require_nonce: bool,
+    dpop_replay_store: String,
     dpop_nonce_seconds: u64,
     log_format: String,
     metrics_bind: String,
@@ -192,6 +194,22 @@ pub struct DpopSettings {
     pub require_nonce: bool,
     /// How long one nonce is handed out; it is accepted for twice that.
     pub nonce_lifetime: Duration,
+    /// Where used proofs are remembered.
+    pub replay_store: DpopReplayStore,
+}
+
+/// Where DPoP proofs already used are remembered (`dpop_replay_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopReplayStore {
+    /// Memory on SQLite (one instance); Redis on PostgreSQL when
+    /// `redis_url` is set, else the database.
+    Auto,
+    /// This process's memory: one instance only.
+    Memory,
+    /// Redis (`redis_url`), shared by every instance.
+    Redis,
+    /// The database (table `dpop_proofs`), shared by every instance.
+    Database,
 }
 
 /// What AWS Signature Version 4 requests must be scoped to.
@@ -214,6 +232,10 @@ pub struct CredentialCacheSettings {
     pub capacity: usize,
     /// How often a SQLite file's change counter is polled.
     pub sqlite_poll: Duration,
+    /// PostgreSQL: how long after its last proof of being up to date the
+    /// cache still answers for the keys it holds while the database is
+    /// known to be down (0: never).
+    pub serve_stale: Duration,
 }
 
 /// Outbound webhook deliveries; see `config/default.toml`.
@@ -464,6 +486,30 @@ impl Settings {
                  must be seen within a second",
             ));
         }
+        if raw.credential_cache_serve_stale_seconds > 3600 {
+            return Err(invalid(
+                "credential_cache_serve_stale_seconds",
+                "must be between 0 and 3600 seconds",
+            ));
+        }
+        let dpop_replay_store = match raw.dpop_replay_store.trim() {
+            "auto" => DpopReplayStore::Auto,
+            "memory" => DpopReplayStore::Memory,
+            "redis" if redis_url.is_some() => DpopReplayStore::Redis,
+            "redis" => {
+                return Err(invalid(
+                    "dpop_replay_store",
+                    "is `redis` but redis_url is not set",
+                ));
+            }
+            "database" => DpopReplayStore::Database,
+            _ => {
+                return Err(invalid(
+                    "dpop_replay_store",
+                    "must be `auto`, `memory`, `redis` or `database`",
+                ));
+            }
+        };
         if !(10..=3600).contains(&raw.dpop_max_age_seconds) {
             return Err(invalid(
                 "dpop_max_age_seconds",
@@ -673,12 +719,14 @@ impl Settings {
             credential_cache: CredentialCacheSettings {
                 capacity: raw.credential_cache_capacity,
                 sqlite_poll: Duration::from_millis(raw.credential_cache_sqlite_poll_ms),
+                serve_stale: Duration::from_secs(raw.credential_cache_serve_stale_seconds),
             },
             dpop: DpopSettings {
                 max_age: Duration::from_secs(raw.dpop_max_age_seconds),
                 leeway: Duration::from_secs(raw.dpop_leeway_seconds),
                 require_nonce: raw.dpop_require_nonce,
                 nonce_lifetime: Duration::from_secs(raw.dpop_nonce_seconds),
+                replay_store: dpop_replay_store,
             },
             observability: ObservabilitySettings {
                 log_format,

@@ -388,3 +388,57 @@ fn traces_are_off_by_default_and_a_wrong_collector_or_ratio_is_refused() {
         assert!(!message.contains("hunter2"), "{message}");
     }
 }
+
+#[test]
+fn serving_stale_keys_through_an_outage_defaults_to_30_seconds_and_is_checked() {
+    let settings = Settings::load_from(None, Vec::new()).unwrap();
+    assert_eq!(
+        settings.credential_cache.serve_stale,
+        Duration::from_secs(30)
+    );
+    let settings = Settings::load_from(
+        None,
+        env(&[("KEYPORT_CREDENTIAL_CACHE_SERVE_STALE_SECONDS", "0")]),
+    )
+    .unwrap();
+    assert_eq!(settings.credential_cache.serve_stale, Duration::ZERO);
+    let err = Settings::load_from(
+        None,
+        env(&[("KEYPORT_CREDENTIAL_CACHE_SERVE_STALE_SECONDS", "3601")]),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("credential_cache_serve_stale_seconds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_dpop_replay_store_is_auto_by_default_and_redis_needs_a_url() {
+    use crate::config::DpopReplayStore;
+    let settings = Settings::load_from(None, Vec::new()).unwrap();
+    assert_eq!(settings.dpop.replay_store, DpopReplayStore::Auto);
+    for (value, want) in [
+        ("memory", DpopReplayStore::Memory),
+        ("database", DpopReplayStore::Database),
+    ] {
+        let settings =
+            Settings::load_from(None, env(&[("KEYPORT_DPOP_REPLAY_STORE", value)])).unwrap();
+        assert_eq!(settings.dpop.replay_store, want);
+    }
+    let settings = Settings::load_from(
+        None,
+        env(&[
+            ("KEYPORT_DPOP_REPLAY_STORE", "redis"),
+            ("KEYPORT_REDIS_URL", "redis://127.0.0.1:6379"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(settings.dpop.replay_store, DpopReplayStore::Redis);
+    let err =
+        Settings::load_from(None, env(&[("KEYPORT_DPOP_REPLAY_STORE", "redis")])).unwrap_err();
+    assert!(err.to_string().contains("redis_url"), "{err}");
+    let err = Settings::load_from(None, env(&[("KEYPORT_DPOP_REPLAY_STORE", "disk")])).unwrap_err();
+    assert!(err.to_string().contains("dpop_replay_store"), "{err}");
+}

@@ -28,6 +28,20 @@
 //! watcher forgets everything first, since changes made meanwhile went
 //! unheard.
 //!
+//! **Catching up (PostgreSQL)**: changes are also numbered in a log
+//! (migration 0020), and notifications carry the number. A proof of being
+//! up to date then also comes from one query, "every change after N"
+//! ([`Store::credential_changes_since`]): when the lease lapses (a heartbeat
+//! late under load, the listening connection lost), the next lookup runs it,
+//! once for every lookup waiting (single-flight), forgets what it lists and
+//! renews the lease. The fallback costs one query per instance and lapse,
+//! not one per request. A background task runs it before the lease lapses
+//! when heartbeats stop renewing it. After the listening connection comes
+//! back, heartbeats renew the lease again only once a catch-up begun after
+//! it has run (changes committed before it were not notified), and nothing
+//! is forgotten wholesale unless the changes after N were pruned. On SQLite
+//! (one instance) the watcher alone is the proof, as before.
+//!
 //! **Unknown client IDs**: remembered in a small cache of their own
 //! ([`UNKNOWN_CAPACITY`] entries), so an unknown client ID answers as fast as
 //! a known one with a wrong secret and costs no database read the second
@@ -48,7 +62,13 @@ use quick_cache::sync::Cache;
 
 use super::clients::{AuthenticatedKey, ClientAuthError, authorise};
 use crate::domain::{ScopeSet, SecretDigest, UnixTime};
-use crate::storage::{CredentialChange, KeyAuthRow, StorageError, Store, WatchEvent};
+use crate::storage::{
+    CHANGE_LOG_RETENTION, CREDENTIAL_HEARTBEAT, CredentialChange, KeyAuthRow, StorageError, Store,
+    WatchEvent,
+};
+
+/// How often an instance prunes the credential change log.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Client IDs the database did not know, remembered at most.
 pub const UNKNOWN_CAPACITY: usize = 10_000;
@@ -206,7 +226,49 @@ struct Inner {
     lease: Duration,
     /// A watcher was started (see [`CredentialCache::watch`]).
     watching: std::sync::atomic::AtomicBool,
+    /// Milliseconds since `started` of the latest proof, plus one (0: none).
+    last_proof: AtomicU64,
+    /// How long after the latest proof held keys still answer while the
+    /// database is known to be down.
+    serve_stale: Duration,
+    /// The change log, when the database keeps one (PostgreSQL).
+    feed: std::sync::OnceLock<Feed>,
 }
+
+/// Following the change log (see "Catching up" above).
+struct Feed {
+    store: Store,
+    state: std::sync::Mutex<FeedState>,
+    /// Held while a catch-up runs: lookups that need one wait for it.
+    catching_up: tokio::sync::Mutex<()>,
+    /// Catch-ups finished (or failed); a lookup that waited while one ran
+    /// does not run another.
+    attempts: AtomicU64,
+    /// Milliseconds since `started` before which no catch-up is tried after
+    /// one failed: lookups read the database meanwhile.
+    retry_after: AtomicU64,
+    /// The last catch-up failed (its warning was logged).
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct FeedState {
+    /// Every change numbered up to this has been forgotten (applied).
+    applied: Option<i64>,
+    /// The watcher is listening.
+    listening: bool,
+    /// Notifications since the last catch-up are known to be complete, so
+    /// heartbeats may renew the lease.
+    stream_complete: bool,
+    /// Bumped whenever the stream may have missed something (connection
+    /// lost or opened, a number skipped): a catch-up that began before does
+    /// not prove the stream complete.
+    generation: u64,
+}
+
+/// How long lookups read the database after a failed catch-up before one
+/// is tried again.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(100);
 
 impl Inner {
     fn millis(&self, at: Instant) -> u64 {
@@ -215,6 +277,32 @@ impl Inner {
 
     fn is_trusted(&self) -> bool {
         self.millis(Instant::now()) < self.trusted_until.load(Ordering::SeqCst)
+    }
+
+    /// Trusts the cache for a lease from `proof`, an instant before which
+    /// every committed change has been forgotten.
+    fn renew(&self, proof: Instant) {
+        self.last_proof
+            .fetch_max(self.millis(proof).saturating_add(1), Ordering::SeqCst);
+        let until = self
+            .millis(proof)
+            .saturating_add(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX));
+        self.trusted_until.fetch_max(until, Ordering::SeqCst);
+    }
+
+    /// Whether the latest proof is recent enough to answer for held keys
+    /// while the database is down.
+    fn may_serve_stale(&self) -> bool {
+        let proof = self.last_proof.load(Ordering::SeqCst);
+        let stale = u64::try_from(self.serve_stale.as_millis()).unwrap_or(u64::MAX);
+        proof > 0 && self.millis(Instant::now()).saturating_sub(proof - 1) <= stale
+    }
+
+    /// Milliseconds of trust left.
+    fn trust_left(&self) -> u64 {
+        self.trusted_until
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.millis(Instant::now()))
     }
 
     fn forget(&self, change: &CredentialChange) {
@@ -275,12 +363,25 @@ impl CredentialCache {
                 started: Instant::now(),
                 lease,
                 watching: std::sync::atomic::AtomicBool::new(false),
+                last_proof: AtomicU64::new(0),
+                serve_stale: Duration::ZERO,
+                feed: std::sync::OnceLock::new(),
             })
         });
         CredentialCache {
             inner,
             metrics: CacheMetrics::new(),
         }
+    }
+
+    /// Lets held keys answer for `serve_stale` after the latest proof
+    /// while the database is known to be down (PostgreSQL; see
+    /// `storage::breaker`). Zero (the default) never does.
+    pub fn serving_stale_for(mut self, serve_stale: Duration) -> Self {
+        if let Some(inner) = self.inner.as_mut().and_then(Arc::get_mut) {
+            inner.serve_stale = serve_stale;
+        }
+        self
     }
 
     /// What `/readyz` says of the cache.
@@ -311,15 +412,94 @@ impl CredentialCache {
         self.len() == 0
     }
 
-    /// The cache to use for this lookup, if it may be used.
-    fn usable(&self) -> Option<&Inner> {
-        match self.inner.as_deref() {
-            Some(inner) if inner.is_trusted() => Some(inner),
-            _ => {
-                self.metrics.bypass.inc();
-                None
+    /// The cache to use for this lookup, if it may be used: when the lease
+    /// lapsed and the database keeps a change log, after catching up.
+    async fn usable(&self) -> Option<&Inner> {
+        let inner = self.inner.as_deref();
+        match inner {
+            Some(inner) if inner.is_trusted() => return Some(inner),
+            Some(inner) if let Some(feed) = inner.feed.get() => {
+                if self.catch_up(inner, false).await {
+                    return Some(inner);
+                }
+                // The database is down: nothing can be revoked meanwhile, so
+                // what was held when it went down is still right, bar what
+                // the watcher had not yet heard then (within a lease).
+                if feed.store.database_down() && inner.may_serve_stale() {
+                    self.metrics.stale.inc();
+                    return Some(inner);
+                }
+            }
+            _ => {}
+        }
+        self.metrics.bypass.inc();
+        None
+    }
+
+    /// Asks the change log for every change after the last one applied,
+    /// forgets them and renews the lease (single-flight: lookups that arrive
+    /// meanwhile wait for this one). `force`: run even while trusted (after
+    /// the listening connection came back). True when the cache may be used.
+    async fn catch_up(&self, inner: &Inner, force: bool) -> bool {
+        let Some(feed) = inner.feed.get() else {
+            return false;
+        };
+        if !force && inner.millis(Instant::now()) < feed.retry_after.load(Ordering::SeqCst) {
+            return false;
+        }
+        let attempts = feed.attempts.load(Ordering::SeqCst);
+        let _running = feed.catching_up.lock().await;
+        if !force && (inner.is_trusted() || feed.attempts.load(Ordering::SeqCst) != attempts) {
+            // Another lookup caught up (or failed to) while this one waited.
+            return inner.is_trusted();
+        }
+        let (after, generation) = {
+            let state = feed.state.lock().unwrap_or_else(|e| e.into_inner());
+            (state.applied, state.generation)
+        };
+        let sent = Instant::now();
+        let answer = feed.store.credential_changes_since(after).await;
+        feed.attempts.fetch_add(1, Ordering::SeqCst);
+        let since = match answer {
+            Ok(since) => since,
+            Err(err) => {
+                self.metrics.catch_up_failed.inc();
+                let retry = inner
+                    .millis(Instant::now())
+                    .saturating_add(u64::try_from(CATCH_UP_RETRY.as_millis()).unwrap_or(u64::MAX));
+                feed.retry_after.store(retry, Ordering::SeqCst);
+                // Once per failing stretch: it is retried ten times a second.
+                if !feed.failing.swap(true, Ordering::SeqCst) {
+                    log::warn!(
+                        "cannot read the credential change log (lookups read the database until \
+                         it is read): {}",
+                        crate::telemetry::error_chain(&err)
+                    );
+                }
+                return false;
+            }
+        };
+        self.metrics.catch_up_ok.inc();
+        if feed.failing.swap(false, Ordering::SeqCst) {
+            log::info!("reading the credential change log again");
+        }
+        match &since.changes {
+            Some(changes) => {
+                for change in changes {
+                    inner.forget(change);
+                }
+            }
+            None => inner.forget(&CredentialChange::Everything),
+        }
+        {
+            let mut state = feed.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.applied = Some(state.applied.map_or(since.latest, |a| a.max(since.latest)));
+            if state.generation == generation && state.listening {
+                state.stream_complete = true;
             }
         }
+        inner.renew(sent);
+        true
     }
 
     /// The key behind `client_id`, from memory or else the database;
@@ -329,7 +509,7 @@ impl CredentialCache {
         store: &Store,
         client_id: &str,
     ) -> Result<Option<Arc<CachedKey>>, StorageError> {
-        let Some(inner) = self.usable() else {
+        let Some(inner) = self.usable().await else {
             return read(store.find_key_for_auth(client_id).await?);
         };
         if let Some(key) = inner.keys.get(client_id) {
@@ -356,7 +536,7 @@ impl CredentialCache {
         store: &Store,
         digest: &SecretDigest,
     ) -> Result<Option<Arc<CachedKey>>, StorageError> {
-        let Some(inner) = self.usable() else {
+        let Some(inner) = self.usable().await else {
             return read(store.find_key_for_auth_by_digest(&digest.to_hex()).await?);
         };
         if let Some(client_id) = inner.digests.get(digest.as_bytes())
@@ -406,18 +586,67 @@ impl CredentialCache {
         let Some(inner) = self.inner.as_deref() else {
             return;
         };
+        if let Some(feed) = inner.feed.get() {
+            self.on_feed_event(inner, feed, event);
+            return;
+        }
         match event {
             WatchEvent::Listening => inner.forget(&CredentialChange::Everything),
-            WatchEvent::Changed(change) => inner.forget(&change),
-            WatchEvent::UpToDate(at) => {
-                let until = inner
-                    .millis(at)
-                    .saturating_add(u64::try_from(inner.lease.as_millis()).unwrap_or(u64::MAX));
-                inner.trusted_until.fetch_max(until, Ordering::SeqCst);
-            }
+            WatchEvent::Changed(change) | WatchEvent::Logged(_, change) => inner.forget(&change),
+            WatchEvent::UpToDate(at) => inner.renew(at),
             WatchEvent::Lost => {
                 inner.trusted_until.store(0, Ordering::SeqCst);
                 inner.forget(&CredentialChange::Everything);
+            }
+        }
+    }
+
+    /// The watcher's reports when the database keeps a change log: nothing
+    /// is forgotten wholesale; what may have been missed is caught up.
+    fn on_feed_event(&self, inner: &Inner, feed: &Feed, event: WatchEvent) {
+        let mut state = feed.state.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            WatchEvent::Listening => {
+                state.listening = true;
+                state.stream_complete = false;
+                state.generation += 1;
+                drop(state);
+                // Changes committed while nobody listened were not notified:
+                // read them from the log, now that later ones will be.
+                let cache = self.clone();
+                tokio::spawn(async move {
+                    if let Some(inner) = cache.inner.as_deref() {
+                        cache.catch_up(inner, true).await;
+                    }
+                });
+            }
+            WatchEvent::Logged(seq, change) => {
+                inner.forget(&change);
+                match state.applied {
+                    Some(applied) if seq == applied + 1 => state.applied = Some(seq),
+                    Some(applied) if seq <= applied => {}
+                    // Before the first catch-up: it will say where we are.
+                    None => {}
+                    Some(_) => {
+                        // A number skipped: something was missed.
+                        state.stream_complete = false;
+                        state.generation += 1;
+                        inner.trusted_until.store(0, Ordering::SeqCst);
+                    }
+                }
+            }
+            WatchEvent::Changed(change) => inner.forget(&change),
+            WatchEvent::UpToDate(at) => {
+                if state.stream_complete {
+                    inner.renew(at);
+                }
+            }
+            WatchEvent::Lost => {
+                state.listening = false;
+                state.stream_complete = false;
+                state.generation += 1;
+                // The next lookup catches up before trusting again.
+                inner.trusted_until.store(0, Ordering::SeqCst);
             }
         }
     }
@@ -429,6 +658,7 @@ impl CredentialCache {
         let Some(inner) = self.inner.as_deref() else {
             return false;
         };
+        self.follow_change_log(store, alive.clone());
         let cache = self.clone();
         let watching = store.watch_credentials(
             sqlite_poll,
@@ -437,6 +667,95 @@ impl CredentialCache {
         );
         inner.watching.store(watching, Ordering::SeqCst);
         watching
+    }
+
+    /// When `store` keeps a change log (PostgreSQL): lets lookups catch up
+    /// from it when the lease lapsed, and starts the task that catches up
+    /// before it lapses and prunes the log, until `alive` is gone. Called
+    /// by [`CredentialCache::watch`] before the watcher starts; false when
+    /// there is no log (or no cache).
+    pub fn follow_change_log(&self, store: &Store, alive: std::sync::Weak<()>) -> bool {
+        let Some(inner) = self.inner.as_deref() else {
+            return false;
+        };
+        if !store.has_change_log() {
+            return false;
+        }
+        let fresh = inner
+            .feed
+            .set(Feed {
+                store: store.clone(),
+                state: std::sync::Mutex::default(),
+                catching_up: tokio::sync::Mutex::new(()),
+                attempts: AtomicU64::new(0),
+                retry_after: AtomicU64::new(0),
+                failing: std::sync::atomic::AtomicBool::new(false),
+            })
+            .is_ok();
+        if fresh {
+            self.spawn_feed_tasks(alive);
+        }
+        true
+    }
+
+    /// Reads of the change log so far: (renewed the lease, failed).
+    pub fn catch_ups(&self) -> (u64, u64) {
+        (
+            self.metrics.catch_up_ok.get(),
+            self.metrics.catch_up_failed.get(),
+        )
+    }
+
+    /// Lookups that read the database because the cache could not be
+    /// trusted (nor caught up).
+    pub fn bypasses(&self) -> u64 {
+        self.metrics.bypass.get()
+    }
+
+    /// With a change log: catches up before the lease lapses when
+    /// heartbeats stop renewing it (so lookups do not wait for it), and
+    /// prunes the log every minute.
+    fn spawn_feed_tasks(&self, alive: std::sync::Weak<()>) {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(CREDENTIAL_HEARTBEAT);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_prune: Option<Instant> = None;
+            loop {
+                ticker.tick().await;
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                let Some(inner) = cache.inner.as_deref() else {
+                    return;
+                };
+                let Some(feed) = inner.feed.get() else {
+                    return;
+                };
+                // Trusted, but with less than half a lease left: heartbeats
+                // are late (or the connection is lost).
+                let left = inner.trust_left();
+                let half = u64::try_from(inner.lease.as_millis() / 2).unwrap_or(u64::MAX);
+                if left > 0 && left < half {
+                    cache.catch_up(inner, true).await;
+                }
+                if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                    last_prune = Some(Instant::now());
+                    let retention =
+                        i64::try_from(CHANGE_LOG_RETENTION.as_secs()).unwrap_or(i64::MAX);
+                    if let Err(err) = feed
+                        .store
+                        .prune_credential_change_log(crate::domain::now().saturating_sub(retention))
+                        .await
+                    {
+                        log::warn!(
+                            "cannot prune the credential change log: {}",
+                            crate::telemetry::error_chain(&err)
+                        );
+                    }
+                }
+            }
+        });
     }
 
     /// The series this cache keeps, for `/metrics`.
@@ -479,10 +798,15 @@ fn read(row: Option<KeyAuthRow>) -> Result<Option<Arc<CachedKey>>, StorageError>
 struct CacheMetrics {
     lookups: IntCounterVec,
     hit: prometheus::IntCounter,
+    /// Answered from memory while the database is down.
+    stale: prometheus::IntCounter,
     miss: prometheus::IntCounter,
     bypass: prometheus::IntCounter,
     trusted: IntGauge,
     entries: IntGauge,
+    catch_ups: IntCounterVec,
+    catch_up_ok: prometheus::IntCounter,
+    catch_up_failed: prometheus::IntCounter,
 }
 
 impl CacheMetrics {
@@ -491,9 +815,9 @@ impl CacheMetrics {
         let lookups = IntCounterVec::new(
             Opts::new(
                 "keyport_credential_cache_lookups_total",
-                "Client authentication lookups: answered from memory (hit), read from the \
-                 database and kept (miss), or read from the database because the cache is \
-                 not trusted (bypass)",
+                "Client authentication lookups: answered from memory (hit), answered from \
+                 memory while the database is down (stale), read from the database and kept \
+                 (miss), or read from the database because the cache is not trusted (bypass)",
             ),
             &["result"],
         )
@@ -509,8 +833,21 @@ impl CacheMetrics {
             "Keys held in the credential cache",
         )
         .expect("a valid gauge");
+        let catch_ups = IntCounterVec::new(
+            Opts::new(
+                "keyport_credential_cache_catch_ups_total",
+                "Reads of the credential change log (PostgreSQL) that renewed the cache's \
+                 lease (ok) or could not (failed): one per lapse of the lease, not per request",
+            ),
+            &["result"],
+        )
+        .expect("a valid counter");
         CacheMetrics {
+            catch_up_ok: catch_ups.with_label_values(&["ok"]),
+            catch_up_failed: catch_ups.with_label_values(&["failed"]),
+            catch_ups,
             hit: lookups.with_label_values(&["hit"]),
+            stale: lookups.with_label_values(&["stale"]),
             miss: lookups.with_label_values(&["miss"]),
             bypass: lookups.with_label_values(&["bypass"]),
             lookups,
@@ -531,6 +868,7 @@ impl Collector for CacheCollector {
         let mut descs = metrics.lookups.desc();
         descs.extend(metrics.trusted.desc());
         descs.extend(metrics.entries.desc());
+        descs.extend(metrics.catch_ups.desc());
         descs
     }
 
@@ -543,6 +881,7 @@ impl Collector for CacheCollector {
         let mut families = metrics.lookups.collect();
         families.extend(metrics.trusted.collect());
         families.extend(metrics.entries.collect());
+        families.extend(metrics.catch_ups.collect());
         families
     }
 }

@@ -97,7 +97,8 @@ impl Service {
         let credentials = CredentialCache::new(
             settings.credential_cache.capacity,
             credential_cache_lease(settings.credential_cache.sqlite_poll),
-        );
+        )
+        .serving_stale_for(settings.credential_cache.serve_stale);
         let issuer_keys = Arc::new(crate::issuer_keys::IssuerKeys::new(&settings.exchange));
         let dpop = dpop::verifier(&store, &settings);
         Service {

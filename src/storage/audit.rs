@@ -78,7 +78,7 @@ impl Store {
         .bind(event.credential_id.as_deref())
         .bind(event.request_id.as_deref())
         .bind(event.created_at)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -105,7 +105,7 @@ impl Store {
         .bind(query.after_id)
         .bind(query.request_id)
         .bind(i64::from(query.limit) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?;
         let has_more = rows.len() > query.limit as usize;
         rows.truncate(query.limit as usize);

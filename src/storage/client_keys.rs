@@ -126,7 +126,7 @@ impl Store {
              WHERE k.client_id = $1 ORDER BY p.created_at, p.thumbprint",
         )
         .bind(client_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?)
     }
 
@@ -138,7 +138,7 @@ impl Store {
              WHERE key_id = $1 ORDER BY created_at, thumbprint",
         )
         .bind(key_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?)
     }
 
@@ -153,7 +153,7 @@ impl Store {
         now: i64,
     ) -> Result<PublicKeyAdd> {
         let _span = self.span("add_public_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         if !lock_key(&mut tx, key_id).await? {
             tx.rollback().await?;
             return Ok(PublicKeyAdd::NoSuchKey);
@@ -183,7 +183,7 @@ impl Store {
         thumbprint: &str,
     ) -> Result<PublicKeyRemoval> {
         let _span = self.span("remove_public_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         if !lock_key(&mut tx, key_id).await? {
             tx.rollback().await?;
             return Ok(PublicKeyRemoval::NotFound);
@@ -234,7 +234,7 @@ impl Store {
         .bind(client_id)
         .bind(jti_digest)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(inserted.rows_affected() == 1)
     }
@@ -245,7 +245,7 @@ impl Store {
         let _span = self.span("sweep_assertion_jtis");
         let swept = sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(swept.rows_affected())
     }

@@ -44,7 +44,7 @@ impl Store {
         }
         let insert = sqlx::query(sql).bind(id).bind(expires_at);
         let done = if commit == Commit::NoFlushWait && self.backend == Backend::Postgres {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.db()?.begin().await?;
             sqlx::query("SET LOCAL synchronous_commit = off")
                 .execute(&mut *tx)
                 .await?;
@@ -53,7 +53,7 @@ impl Store {
             done
         } else {
             // One statement, no transaction to open: the common case.
-            insert.execute(&self.pool).await?
+            insert.execute(self.db()?).await?
         };
         Ok(done.rows_affected() == 1)
     }
@@ -63,7 +63,7 @@ impl Store {
         let _span = self.span("sweep_dpop_proofs");
         let done = sqlx::query("DELETE FROM dpop_proofs WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(done.rows_affected())
     }

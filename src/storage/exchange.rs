@@ -74,7 +74,7 @@ impl Store {
         max: u32,
     ) -> Result<IssuerInsert> {
         let _span = self.span("insert_trusted_issuer_within_limit");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
             .bind(&row.tenant_id)
             .execute(&mut *tx)
@@ -119,7 +119,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(audience)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?;
         Ok(found.map(|(tenant_id,)| tenant_id))
     }
@@ -130,7 +130,7 @@ impl Store {
              ORDER BY created_at, id";
         Ok(sqlx::query_as::<_, TrustedIssuerRow>(sql)
             .bind(tenant_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db()?)
             .await?)
     }
 
@@ -144,14 +144,14 @@ impl Store {
         Ok(sqlx::query_as::<_, TrustedIssuerRow>(sql)
             .bind(tenant_id)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db()?)
             .await?)
     }
 
     /// Deletes the issuer and, by cascade, its rules.
     pub async fn delete_trusted_issuer(&self, tenant_id: &str, id: &str) -> Result<bool> {
         let _span = self.span("delete_trusted_issuer");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         sqlx::query("DELETE FROM exchange_rules WHERE tenant_id = $1 AND issuer_id = $2")
             .bind(tenant_id)
             .bind(id)
@@ -181,7 +181,7 @@ impl Store {
         .bind(&row.user_id)
         .bind(&row.scopes)
         .bind(row.created_at)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -192,7 +192,7 @@ impl Store {
              ORDER BY created_at, id";
         Ok(sqlx::query_as::<_, ExchangeRuleRow>(sql)
             .bind(tenant_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db()?)
             .await?)
     }
 
@@ -209,7 +209,7 @@ impl Store {
         .bind(tenant_id)
         .bind(issuer_id)
         .bind(rule_id)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -236,7 +236,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(audience)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?)
     }
 
@@ -250,7 +250,7 @@ impl Store {
              WHERE r.id = $1",
         )
         .bind(rule_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 }

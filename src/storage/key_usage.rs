@@ -100,7 +100,7 @@ impl Store {
         addresses: &[UsageAddress],
     ) -> Result<()> {
         let _span = self.span("add_key_usage");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         for count in counts {
             sqlx::query(
                 "INSERT INTO key_usage (key_id, tenant_id, hour, outcome, count) \
@@ -176,7 +176,7 @@ impl Store {
             for name in &names {
                 query = query.bind(*name);
             }
-            rows.extend(query.fetch_all(&self.pool).await?);
+            rows.extend(query.fetch_all(self.db()?).await?);
         }
         Ok(rows)
     }
@@ -192,7 +192,7 @@ impl Store {
         ] {
             deleted += sqlx::query(query)
                 .bind(before)
-                .execute(&self.pool)
+                .execute(self.db()?)
                 .await?
                 .rows_affected();
         }

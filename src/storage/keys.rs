@@ -298,7 +298,7 @@ impl Store {
         }
         Ok(sqlx::query_as::<_, Sigv4KeyRow>(SIGV4_KEY_BY_CLIENT_ID)
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db()?)
             .await?)
     }
 
@@ -318,7 +318,7 @@ impl Store {
         let sealed: Option<(Option<String>,)> =
             sqlx::query_as("SELECT webhook_key_sealed FROM api_keys WHERE id = $1")
                 .bind(key_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db()?)
                 .await?;
         let Some((Some(sealed),)) = sealed else {
             return Ok(None);
@@ -340,7 +340,7 @@ impl Store {
     ) -> Result<KeyInsert> {
         let _span = self.span("insert_key_within_limit");
         let sealed = self.seal_key_values(&key)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         lock_owner(&mut tx, key.owner_id).await?;
         let active = count_active(&mut tx, key.owner_id, key.now).await?;
         if active >= i64::from(max_active) {
@@ -381,14 +381,14 @@ impl Store {
         }
         Ok(sqlx::query_as::<_, KeyAuthRow>(sql)
             .bind(value)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db()?)
             .await?)
     }
 
     /// Moves the owner's webhook-signing mark to `key_id`, atomically.
     pub async fn mark_webhook_signing(&self, owner_id: &str, key_id: &str, now: i64) -> Result<()> {
         let _span = self.span("mark_webhook_signing");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         sqlx::query("UPDATE api_keys SET signs_webhooks = 0, webhook_unmarked_at = $2, updated_at = $2 WHERE owner_id = $1 AND signs_webhooks = 1 AND id <> $3")
             .bind(owner_id)
             .bind(now)
@@ -408,7 +408,7 @@ impl Store {
     /// Writes coalesced uses (time, address, kind); never moves one backwards.
     pub async fn record_last_used(&self, uses: &[KeyUse]) -> Result<()> {
         let _span = self.span("record_last_used");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         for key_use in uses {
             sqlx::query(
                 "UPDATE api_keys SET last_used_at = $2, last_used_from = $3, last_used_kind = $4 \
@@ -441,7 +441,7 @@ impl Store {
     ) -> Result<KeyRoll> {
         let _span = self.span("roll_key");
         let sealed = self.seal_key_values(&new)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         lock_owner(&mut tx, new.owner_id).await?;
         let rolled = sqlx::query(
             "UPDATE api_keys SET rolled_to = $2, updated_at = $4, \
@@ -514,7 +514,7 @@ impl Store {
                     .bind(at)
                     .bind(by)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(self.db()?)
                     .await?
                 }
                 None => sqlx::query(
@@ -523,7 +523,7 @@ impl Store {
                 )
                 .bind(key_id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.db()?)
                 .await?,
             };
         Ok(done.rows_affected() == 1)
@@ -554,7 +554,7 @@ impl Store {
         .bind(per_seconds)
         .bind(burst)
         .bind(i64::from(details.require_dpop))
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -567,7 +567,7 @@ impl Store {
              AND (expires_at IS NULL OR expires_at > $1)",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db()?)
         .await?;
         Ok(active)
     }
@@ -580,7 +580,7 @@ impl Store {
         )
         .bind(owner_id)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db()?)
         .await?;
         Ok(active)
     }
@@ -593,7 +593,7 @@ impl Store {
             "WHERE k.id = $1 OR k.client_id = $1"
         ))
         .bind(id_or_client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 
@@ -606,7 +606,7 @@ impl Store {
         ))
         .bind(filter.tenant_id.as_deref())
         .bind(filter.owner_id.as_deref())
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?)
     }
 
@@ -621,7 +621,7 @@ impl Store {
         now: i64,
     ) -> Result<KeyRevocation> {
         let _span = self.span("revoke_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         // Take the write lock (SQLite) or the key's row lock (PostgreSQL)
         // first, so a concurrent creation or mark cannot interleave.
         let done = sqlx::query(
@@ -702,7 +702,7 @@ impl Store {
     /// connection (the webhook worker) wrote in between.
     pub async fn delete_key(&self, key_id: &str, now: i64) -> Result<bool> {
         let _span = self.span("delete_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let found: Option<(String, String, String)> = sqlx::query_as(
             "DELETE FROM api_keys WHERE id = $1 RETURNING tenant_id, owner_id, client_id",
         )

@@ -5,6 +5,7 @@
 
 mod audit;
 pub mod backup;
+mod breaker;
 mod client_keys;
 mod direct;
 mod dpop;
@@ -46,7 +47,8 @@ pub use keys::{
     RateColumns, Sigv4KeyRow,
 };
 pub use notify::{
-    ChangeCounter, CredentialChange, HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,
+    CHANGE_LOG_RETENTION, ChangeCounter, ChangesSince, CredentialChange,
+    HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,
     listener_name as credential_listener_name,
 };
 pub use push_queue::{PushJob, PushQueue};
@@ -192,6 +194,8 @@ pub struct Store {
     sealer: Arc<Sealer>,
     /// Where credential changes are heard (`notify`).
     watch: WatchTarget,
+    /// Open while the database is known to be down (`breaker`).
+    breaker: Arc<breaker::Breaker>,
 }
 
 impl Store {
@@ -286,6 +290,7 @@ impl Store {
             direct: sqlite_file.map(|path| Arc::new(DirectReader::new(path))),
             sealer: Arc::new(sealer),
             watch,
+            breaker: Arc::default(),
         })
     }
 
@@ -309,7 +314,7 @@ impl Store {
         };
         // Absent on a new database: then every migration is pending.
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db()?)
             .await
             .unwrap_or_default();
         let pending: Vec<i64> = migrator
@@ -360,10 +365,19 @@ impl Store {
         self.sealer.current_key_id()
     }
 
+    /// The pool, unless the database is known to be down (`breaker`):
+    /// then every query fails at once instead of waiting for a connection.
+    fn db(&self) -> Result<&AnyPool> {
+        if self.breaker.is_open() {
+            return Err(breaker::known_down());
+        }
+        Ok(&self.pool)
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<()> {
         let _span = self.span("ping");
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.db()?).await?;
         Ok(())
     }
 

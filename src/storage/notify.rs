@@ -14,6 +14,13 @@
 //!   committed. Pushes and "last used" writes move `data_version` but not
 //!   the counter, so they flush nothing.
 //!
+//! On PostgreSQL every change is also appended to a log under a sequence
+//! number given in commit order (migration 0020), and the notification
+//! carries it (`<seq>:<payload>`): an instance that missed notifications, or
+//! whose heartbeat is late, asks once for "every change after N"
+//! ([`Store::credential_changes_since`]) instead of reading the database for
+//! every request.
+//!
 //! What was heard is reported as [`WatchEvent`]s, in order, to a sink the
 //! service gives (the credential cache): this module knows the SQL, the
 //! sink knows what to forget.
@@ -74,7 +81,38 @@ impl CredentialChange {
             CredentialChange::Key(payload.to_owned())
         }
     }
+
+    /// A notification: `<seq>:<payload>` (migration 0020), or a bare
+    /// payload (a trigger from before it, or one typed by hand).
+    pub fn from_notification(text: &str) -> (Option<i64>, Self) {
+        match text.split_once(':') {
+            Some((seq, payload)) if !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()) => {
+                (seq.parse().ok(), Self::from_payload(payload))
+            }
+            _ => (None, Self::from_payload(text)),
+        }
+    }
 }
+
+/// What [`Store::credential_changes_since`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesSince {
+    /// The number of the last change committed when the log was read.
+    pub latest: i64,
+    /// The changes after the number asked for, in order; `None` when some of
+    /// them were pruned (or no number was given): forget everything.
+    pub changes: Option<Vec<CredentialChange>>,
+}
+
+/// How long the change log keeps a change: an instance that has not caught
+/// up for longer forgets everything instead.
+pub const CHANGE_LOG_RETENTION: Duration = Duration::from_secs(3600);
+
+/// The log's rows after `$1`, and its latest number (marked by `kind` 1),
+/// read in one statement so in one snapshot.
+const CHANGES_SINCE: &str = "SELECT 0 AS kind, seq, payload FROM credential_change_log WHERE seq > $1 \
+     UNION ALL SELECT 1 AS kind, seq, '' AS payload FROM credential_change_seq WHERE id = 1 \
+     ORDER BY kind, seq";
 
 /// What a watcher reports, in the order it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +122,9 @@ pub enum WatchEvent {
     Listening,
     /// A committed change.
     Changed(CredentialChange),
+    /// A committed change with its number in the change log (PostgreSQL):
+    /// numbers arrive in order, one after the other, on a live connection.
+    Logged(i64, CredentialChange),
     /// Every change committed before this instant has been reported: the
     /// watcher was alive then.
     UpToDate(Instant),
@@ -145,6 +186,65 @@ impl Store {
             }
             WatchTarget::None => false,
         }
+    }
+
+    /// Whether this database keeps the change log (PostgreSQL): an instance
+    /// may then catch up with [`Store::credential_changes_since`].
+    pub fn has_change_log(&self) -> bool {
+        matches!(self.watch, WatchTarget::Postgres(_))
+    }
+
+    /// Every credential change committed after number `after`, and the
+    /// latest number, in one query. With `after` unknown (`None`), or when
+    /// some changes after it were pruned, `changes` is `None`: the caller
+    /// must forget everything. Numbers have no gaps (migration 0020), so
+    /// fewer rows than numbers means some were pruned.
+    pub async fn credential_changes_since(
+        &self,
+        after: Option<i64>,
+    ) -> super::Result<ChangesSince> {
+        use sqlx::Row as _;
+        let _span = self.span("credential_changes_since");
+        let rows = sqlx::query(CHANGES_SINCE)
+            .bind(after.unwrap_or(i64::MAX))
+            .fetch_all(self.db()?)
+            .await?;
+        let mut latest = None;
+        let mut changes = Vec::new();
+        for row in rows {
+            let kind: i32 = row.try_get("kind")?;
+            let seq: i64 = row.try_get("seq")?;
+            if kind == 1 {
+                latest = Some(seq);
+            } else {
+                let payload: String = row.try_get("payload")?;
+                changes.push(CredentialChange::from_payload(&payload));
+            }
+        }
+        let latest = latest.ok_or_else(|| {
+            super::StorageError::Corrupt("credential_change_seq has no row".to_owned())
+        })?;
+        // Exactly one row per number after `after`; anything else (a pruned
+        // stretch, or a database restored to an older state, whose numbers
+        // went back) and what was heard before cannot be matched to it.
+        let complete = after.is_some_and(|after| {
+            latest >= after && i64::try_from(changes.len()).is_ok_and(|n| latest - after == n)
+        });
+        Ok(ChangesSince {
+            latest,
+            changes: complete.then_some(changes),
+        })
+    }
+
+    /// Deletes logged changes committed before `before` (Unix seconds); how
+    /// many. Any instance may prune; two at once delete nothing twice.
+    pub async fn prune_credential_change_log(&self, before: i64) -> super::Result<u64> {
+        let _span = self.span("prune_credential_change_log");
+        let done = sqlx::query("DELETE FROM credential_change_log WHERE created_at < $1")
+            .bind(before)
+            .execute(self.db()?)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -244,9 +344,7 @@ async fn hear_until_lost(
         // `try_recv` is cancel-safe: a heartbeat tick loses no notification.
         tokio::select! {
             received = listener.try_recv() => match received {
-                Ok(Some(notification)) => {
-                    sink(WatchEvent::Changed(CredentialChange::from_payload(notification.payload())));
-                }
+                Ok(Some(notification)) => sink(heard(notification.payload())),
                 Ok(None) => return Some("closed".to_owned()),
                 Err(err) => return Some(crate::telemetry::error_chain(&err)),
             },
@@ -266,11 +364,19 @@ async fn hear_until_lost(
                 // PostgreSQL sends what was committed before the query ahead
                 // of its answer; the connection kept it aside meanwhile.
                 while let Some(notification) = listener.next_buffered() {
-                    sink(WatchEvent::Changed(CredentialChange::from_payload(notification.payload())));
+                    sink(heard(notification.payload()));
                 }
                 sink(WatchEvent::UpToDate(sent));
             }
         }
+    }
+}
+
+/// A notification as the sink hears it.
+fn heard(payload: &str) -> WatchEvent {
+    match CredentialChange::from_notification(payload) {
+        (Some(seq), change) => WatchEvent::Logged(seq, change),
+        (None, change) => WatchEvent::Changed(change),
     }
 }
 

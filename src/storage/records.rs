@@ -89,7 +89,7 @@ impl Store {
     /// retries them one by one).
     pub async fn push_batch(&self, pushes: &[NewRecords<'_>]) -> Result<Vec<PushOutcome>> {
         let _span = self.span("push_batch");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let mut outcomes = Vec::with_capacity(pushes.len());
         for push in pushes {
             outcomes.push(push_within(&mut tx, push).await?);
@@ -112,7 +112,7 @@ impl Store {
                     .bind(query.owner_id)
                     .bind(query.after_id)
                     .bind(query.rows_to_fetch())
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.db()?)
                     .await?
             }
         };
@@ -137,7 +137,7 @@ impl Store {
         .bind(collection)
         .bind(owner_id)
         .bind(record_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 }

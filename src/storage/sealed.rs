@@ -100,7 +100,7 @@ impl Store {
     async fn walk_sealed_columns(&self, pass: Pass, progress: &dyn Progress) -> Result<SealReport> {
         let sealer: &Sealer = &self.sealer;
         let mut report = SealReport::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let mut columns = Vec::with_capacity(SEALED_COLUMNS.len());
         for column in SEALED_COLUMNS {
             let rows: Vec<(String, String)> =

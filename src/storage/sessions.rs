@@ -30,7 +30,7 @@ impl Store {
         .bind(tenant_id)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -44,7 +44,7 @@ impl Store {
         )
         .bind(token_digest)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 
@@ -52,7 +52,7 @@ impl Store {
         let _span = self.span("delete_session");
         let done = sqlx::query("DELETE FROM sessions WHERE token_digest = $1")
             .bind(token_digest)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -61,7 +61,7 @@ impl Store {
         let _span = self.span("delete_sessions_of");
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Store {
         )
         .bind(tenant_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(done.rows_affected())
     }
@@ -91,7 +91,7 @@ impl Store {
         .bind(jti)
         .bind(expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Store {
         Ok(
             sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
                 .bind(now)
-                .fetch_all(&self.pool)
+                .fetch_all(self.db()?)
                 .await?,
         )
     }

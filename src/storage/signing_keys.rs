@@ -71,7 +71,7 @@ impl Store {
              ORDER BY created_at, kid",
         )
         .bind(retired_after)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?
         .into_iter()
         .map(|stored| self.open_signing_key(stored))
@@ -89,7 +89,7 @@ impl Store {
             "SELECT 1 FROM signing_keys WHERE state = 'active' AND algorithm = $1 LIMIT 1",
         )
         .bind(&key.algorithm)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?;
         if active.is_some() {
             return Ok(false);
@@ -103,7 +103,7 @@ impl Store {
         .bind(&key.algorithm)
         .bind(self.sealed_private_half(key)?)
         .bind(key.created_at)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -111,7 +111,7 @@ impl Store {
     /// Retires every active key and makes `key` the active one, atomically.
     pub async fn rotate_signing_key(&self, key: &SigningKeyRow) -> Result<()> {
         let _span = self.span("rotate_signing_key");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         sqlx::query(
             "UPDATE signing_keys SET state = 'retired', retired_at = $1, updated_at = $1 \
              WHERE state = 'active'",

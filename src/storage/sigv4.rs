@@ -39,7 +39,7 @@ impl Store {
         let _span = self.span("sweep_sigv4_replays");
         let done = sqlx::query("DELETE FROM sigv4_replays WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(done.rows_affected())
     }

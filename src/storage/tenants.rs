@@ -24,7 +24,7 @@ impl Store {
         .bind(id)
         .bind(name)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(TenantRow {
             id: id.to_owned(),
@@ -37,7 +37,7 @@ impl Store {
     pub async fn count_users(&self) -> Result<i64> {
         let _span = self.span("count_users");
         let (users,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db()?)
             .await?;
         Ok(users)
     }
@@ -48,7 +48,7 @@ impl Store {
             .bind(tenant_id)
             .bind(i64::from(on))
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(())
     }
@@ -58,7 +58,7 @@ impl Store {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT api_only_users FROM tenants WHERE id = $1")
                 .bind(tenant_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db()?)
                 .await?;
         Ok(row.is_some_and(|(on,)| on != 0))
     }
@@ -83,7 +83,7 @@ impl Store {
         .bind(per_seconds)
         .bind(burst)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -97,7 +97,7 @@ impl Store {
              default_rate_limit_burst FROM tenants WHERE id = $1",
         )
         .bind(tenant_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 
@@ -107,7 +107,7 @@ impl Store {
         Ok(sqlx::query_as::<_, TenantRow>(
             "SELECT id, name, created_at FROM tenants ORDER BY name, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?)
     }
 
@@ -119,7 +119,7 @@ impl Store {
              ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1",
         )
         .bind(id_or_name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 }

@@ -61,7 +61,7 @@ impl Store {
         .bind(user.role)
         .bind(user.permissions)
         .bind(user.now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(UserRow {
             id: user.id.to_owned(),
@@ -81,7 +81,7 @@ impl Store {
              FROM users WHERE email = $1",
         )
         .bind(email)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 
@@ -92,7 +92,7 @@ impl Store {
              FROM users WHERE id = $1",
         )
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 
@@ -103,7 +103,7 @@ impl Store {
              FROM users WHERE tenant_id = $1 ORDER BY email",
         )
         .bind(tenant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?)
     }
 
@@ -115,7 +115,7 @@ impl Store {
              FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE u.email = $1",
         )
         .bind(email)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 
@@ -126,7 +126,7 @@ impl Store {
                 .bind(user_id)
                 .bind(hash)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.db()?)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -147,7 +147,7 @@ impl Store {
         .bind(failed)
         .bind(first_failed_at)
         .bind(locked_until)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -180,7 +180,7 @@ impl Store {
         .bind(now)
         .bind(window_seconds)
         .bind(max)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?;
         Ok(claimed.map(|(attempt,)| attempt))
     }
@@ -189,7 +189,7 @@ impl Store {
     /// Announces `user.locked` in the same transaction.
     pub async fn lock_user(&self, user_id: &str, until: i64, now: i64) -> Result<()> {
         let _span = self.span("lock_user");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let tenant: Option<(String,)> = sqlx::query_as(
             "UPDATE users SET failed_sign_ins = 0, first_failed_at = NULL, locked_until = $2 \
              WHERE id = $1 RETURNING tenant_id",
@@ -232,7 +232,7 @@ impl Store {
         .bind(role)
         .bind(permissions)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -245,7 +245,7 @@ impl Store {
              FROM users WHERE id = $1",
         )
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?)
     }
 
@@ -257,7 +257,7 @@ impl Store {
             "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND status = 'active'",
         )
         .bind(tenant_id)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db()?)
         .await?;
         Ok(admins)
     }
@@ -278,7 +278,7 @@ impl Store {
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -297,7 +297,7 @@ impl Store {
         )
         .bind(token_digest)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db()?)
         .await?;
         Ok(taken.map(|(user_id,)| user_id))
     }
@@ -306,7 +306,7 @@ impl Store {
         let _span = self.span("delete_set_password_tokens_of");
         sqlx::query("DELETE FROM set_password_tokens WHERE user_id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(())
     }
@@ -317,7 +317,7 @@ impl Store {
             .bind(user_id)
             .bind(status)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -333,7 +333,7 @@ impl Store {
             .bind(user_id)
             .bind(permissions)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(done.rows_affected() == 1)
     }

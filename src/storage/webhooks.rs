@@ -406,7 +406,7 @@ impl Store {
         max_per_tenant: u32,
     ) -> Result<EndpointInsert> {
         let _span = self.span("insert_endpoint_within_limits");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
             .bind(endpoint.tenant_id)
             .execute(&mut *tx)
@@ -442,7 +442,7 @@ impl Store {
     /// Inserts the endpoint whatever the limits (tests arranging a state).
     pub async fn insert_endpoint(&self, endpoint: NewEndpoint<'_>) -> Result<()> {
         let _span = self.span("insert_endpoint");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         insert_endpoint(&mut tx, &endpoint).await?;
         tx.commit().await?;
         Ok(())
@@ -453,7 +453,7 @@ impl Store {
         let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1");
         Ok(sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db()?)
             .await?)
     }
 
@@ -471,7 +471,7 @@ impl Store {
         Ok(sqlx::query_as::<_, EndpointRow>(sqlx::AssertSqlSafe(sql))
             .bind(tenant_id)
             .bind(owner_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db()?)
             .await?)
     }
 
@@ -496,7 +496,7 @@ impl Store {
         .bind(settings.status)
         .bind(settings.disabled_reason)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -505,7 +505,7 @@ impl Store {
         let _span = self.span("delete_endpoint");
         let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.db()?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -519,7 +519,7 @@ impl Store {
         now: i64,
     ) -> Result<String> {
         let _span = self.span("queue_event_for");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let event_id = new_event_id();
         insert_event(&mut tx, &event_id, event, now).await?;
         insert_delivery(&mut tx, &event_id, endpoint_id, now).await?;
@@ -531,7 +531,7 @@ impl Store {
     /// its own (for events no other write carries, such as `key.expiring`).
     pub async fn record_webhook_event(&self, event: &WebhookEvent<'_>, now: i64) -> Result<usize> {
         let _span = self.span("record_webhook_event");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let queued = record_event(&mut tx, event, now).await?;
         tx.commit().await?;
         Ok(queued)
@@ -556,7 +556,7 @@ impl Store {
             .bind(now)
             .bind(lease_until)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db()?)
             .await?;
         let mut due = Vec::with_capacity(ids.len());
         for (id,) in ids {
@@ -570,7 +570,7 @@ impl Store {
                  JOIN users u ON u.id = p.owner_id WHERE d.id = $1",
             )
             .bind(&id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db()?)
             .await?;
             // Gone meanwhile (its endpoint was deleted): nothing to attempt.
             due.extend(row);
@@ -598,7 +598,7 @@ impl Store {
         .bind(owner_id)
         .bind(unmarked_after)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?;
         rows.into_iter()
             .map(|(id, sealed)| {
@@ -618,7 +618,7 @@ impl Store {
         attempts: &[(NewAttempt<'_>, AttemptOutcome, EndpointHealth<'_>)],
     ) -> Result<Vec<bool>> {
         let _span = self.span("record_attempts");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let mut disabled = Vec::with_capacity(attempts.len());
         for (attempt, outcome, health) in attempts {
             disabled.push(record_attempt(&mut tx, attempt, *outcome, *health).await?);
@@ -636,7 +636,7 @@ impl Store {
         )
         .bind(delivery_id)
         .bind(next_attempt_at)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(())
     }
@@ -653,7 +653,7 @@ impl Store {
         )
         .bind(endpoint_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.db()?)
         .await?)
     }
 
@@ -663,7 +663,7 @@ impl Store {
         let found: Option<(String,)> =
             sqlx::query_as("SELECT endpoint_id FROM webhook_deliveries WHERE id = $1")
                 .bind(delivery_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db()?)
                 .await?;
         Ok(found.map(|(id,)| id))
     }
@@ -678,7 +678,7 @@ impl Store {
         )
         .bind(delivery_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db()?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -689,7 +689,7 @@ impl Store {
     /// again for the new one). Returns how many keys were announced.
     pub async fn announce_expiring_keys(&self, now: i64, window: i64) -> Result<usize> {
         let _span = self.span("announce_expiring_keys");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db()?.begin().await?;
         let due: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "SELECT id, tenant_id, owner_id, client_id, expires_at FROM api_keys \
              WHERE expires_at IS NOT NULL AND expires_at > $1 AND expires_at <= $2 \
@@ -735,7 +735,7 @@ impl Store {
         let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
             "SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE state = 'pending'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.db()?)
         .await?;
         Ok(QueueStats {
             pending,

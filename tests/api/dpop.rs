@@ -639,17 +639,33 @@ async fn a_change_of_require_dpop_made_outside_the_server_reaches_its_credential
     }
 }
 
+/// Two servers on one database share their replay cache: the database on
+/// SQLite (where `auto` would keep proofs in each server's memory: SQLite
+/// serves one instance, and two need `dpop_replay_store = "database"`), the
+/// database or Redis on PostgreSQL (`auto` without Redis: the database).
 async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database(backend: Backend) {
-    let first = spawn_app(backend).await;
-    let second = spawn_sibling(&first, &[]).await;
+    const SHARED: &[(&str, &str)] = &[("KEYPORT_DPOP_REPLAY_STORE", "database")];
+    let overrides = if backend == Backend::Sqlite {
+        SHARED
+    } else {
+        &[]
+    };
+    let first = spawn_app_with(backend, overrides).await;
+    let second = spawn_sibling(&first, overrides).await;
+    replayed_at_the_other_instance(&first, &second).await;
+}
+
+/// A proof used at `first` is refused at `second`, at a resource and at
+/// the token endpoint.
+async fn replayed_at_the_other_instance(first: &TestApp, second: &TestApp) {
     let integration = first.integration("member", "reports:read").await;
     let key = DpopKey::new();
-    let token = bound_token(&first, &integration, &key).await;
+    let token = bound_token(first, &integration, &key).await;
     // Both instances share the issuer, so one `htu` fits both.
     let proof = key.proof("GET", &first.url("/api/v1/whoami"), Some(&token));
     let dpop = format!("DPoP {token}");
     let response = call(
-        &first,
+        first,
         Method::GET,
         "/api/v1/whoami",
         &dpop,
@@ -657,7 +673,7 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
     )
     .await;
     assert_eq!(response.status(), 200);
-    let response = call(&second, Method::GET, "/api/v1/whoami", &dpop, &[proof]).await;
+    let response = call(second, Method::GET, "/api/v1/whoami", &dpop, &[proof]).await;
     assert_resource_refusal(
         "a proof replayed at another instance (§11.1)",
         response,
@@ -668,18 +684,124 @@ async fn a_proof_used_at_one_instance_is_refused_at_another_on_the_same_database
     // The token endpoint's proofs too.
     let proof = key.proof("POST", &first.url("/oauth/token"), None);
     assert_eq!(
-        token_request(&first, &integration, std::slice::from_ref(&proof))
+        token_request(first, &integration, std::slice::from_ref(&proof))
             .await
             .status(),
         200
     );
-    let response = token_request(&second, &integration, &[proof]).await;
+    let response = token_request(second, &integration, &[proof]).await;
     assert_token_refusal(
         "a token proof replayed at another instance",
         response,
         "invalid_dpop_proof",
     )
     .await;
+}
+
+/// Rows in the database's replay cache.
+async fn stored_proofs(app: &TestApp) -> i64 {
+    use sqlx::Connection;
+    match app.db.sqlite_dir() {
+        Some(dir) => {
+            let path = dir.join("keyport.db");
+            tokio::task::spawn_blocking(move || {
+                rusqlite::Connection::open(&path)
+                    .and_then(|c| c.query_row("SELECT count(*) FROM dpop_proofs", [], |r| r.get(0)))
+                    .expect("count")
+            })
+            .await
+            .expect("read")
+        }
+        None => {
+            let mut connection = sqlx::PgConnection::connect(&app.db.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar("SELECT count(*) FROM dpop_proofs")
+                .fetch_one(&mut connection)
+                .await
+                .expect("count")
+        }
+    }
+}
+
+/// Two instances on PostgreSQL with Redis: proofs are remembered in Redis
+/// (`SET NX` with their expiry), shared by both, and the database is not
+/// written.
+#[tokio::test]
+async fn postgres_with_redis_a_proof_used_at_one_instance_is_refused_at_another() {
+    let prefix = format!("keyport-test-{}:", uuid::Uuid::new_v4());
+    let redis: &[(&str, &str)] = &[
+        ("KEYPORT_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("KEYPORT_REDIS_KEY_PREFIX", &prefix),
+    ];
+    let first = spawn_app_with(Backend::Postgres, redis).await;
+    let second = spawn_sibling(&first, redis).await;
+    replayed_at_the_other_instance(&first, &second).await;
+    assert_eq!(stored_proofs(&first).await, 0, "no proof in the database");
+}
+
+/// One instance on SQLite keeps proofs in memory: no database write per
+/// proof. Restarted within a proof's window, it refuses the proof used
+/// before (it was made before the restart) and takes new ones.
+#[tokio::test]
+async fn sqlite_proofs_are_kept_in_memory_and_a_restart_lets_no_used_proof_through() {
+    let first = spawn_app(Backend::Sqlite).await;
+    let integration = first.integration("member", "reports:read").await;
+    let key = DpopKey::new();
+    let token = bound_token(&first, &integration, &key).await;
+    // The restarted instance keeps the issuer, so one `htu` fits both.
+    let htu = first.url("/api/v1/whoami");
+    let proof = key.proof("GET", &htu, Some(&token));
+    let dpop = format!("DPoP {token}");
+    let whoami = async |app: &TestApp, proof: &str| {
+        call(
+            app,
+            Method::GET,
+            "/api/v1/whoami",
+            &dpop,
+            &[proof.to_owned()],
+        )
+        .await
+    };
+    assert_eq!(whoami(&first, &proof).await.status(), 200);
+    assert_resource_refusal(
+        "a proof replayed at the same instance",
+        whoami(&first, &proof).await,
+        401,
+        "invalid_dpop_proof",
+    )
+    .await;
+    assert_eq!(stored_proofs(&first).await, 0, "no proof in the database");
+
+    // A restart on the same database: a new process's memory. (A restart
+    // takes more than a second: the proof is dated before the new start.)
+    let iat = claims_of(&proof)["iat"].as_i64().expect("iat");
+    while now() <= iat {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let restarted = spawn_sibling(&first, &[]).await;
+    drop(first);
+    let response = whoami(&restarted, &proof).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
+    assert!(
+        body.to_string().contains("before the server started"),
+        "{body}"
+    );
+    // New proofs pass (from the second after the restart on).
+    let started = std::time::Instant::now();
+    loop {
+        let fresh = key.proof("GET", &htu, Some(&token));
+        if whoami(&restarted, &fresh).await.status() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "new proofs never passed after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn with_nonces_on_a_proof_needs_the_server_nonce_rfc9449_section_8(backend: Backend) {

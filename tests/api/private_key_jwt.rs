@@ -894,7 +894,9 @@ async fn heard(listener: &mut sqlx::postgres::PgListener, id: &str) {
     tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
             let note = listener.recv().await.expect("a notification");
-            if note.payload() == id {
+            // `<seq>:<client ID>` (migration 0020).
+            let (_, payload) = note.payload().split_once(':').expect("numbered");
+            if payload == id {
                 return;
             }
         }

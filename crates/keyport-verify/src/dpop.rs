@@ -44,6 +44,17 @@ pub trait ReplayStore: Send + Sync {
     /// or answers `false` when it was recorded before and has not expired.
     /// `id` is a SHA-256 digest of the proof's key and `jti`.
     fn first_use(&self, id: [u8; 32], expires_at: i64) -> ReplayFuture<'_>;
+
+    /// The Unix time (whole seconds) from which this store knows every
+    /// proof used, if it does not know those before (a store in memory,
+    /// since its process started): proofs whose `iat` is earlier are
+    /// refused, since one may have been used before the store began and
+    /// would pass as new.
+    /// `None` (the default): the store outlives restarts (a database,
+    /// Redis).
+    fn remembers_since(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A [`ReplayStore`] in this process's memory, bounded: when full of
@@ -53,6 +64,8 @@ pub trait ReplayStore: Send + Sync {
 pub struct MemoryReplayStore {
     seen: Mutex<HashMap<[u8; 32], i64>>,
     capacity: usize,
+    /// See [`MemoryReplayStore::restart_safe`].
+    since: Option<i64>,
 }
 
 impl MemoryReplayStore {
@@ -61,6 +74,28 @@ impl MemoryReplayStore {
         MemoryReplayStore {
             seen: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            since: None,
+        }
+    }
+
+    /// A store that also refuses proofs dated (`iat`) before it was made:
+    /// what it remembers dies with the process, so a proof used just before
+    /// a restart could otherwise be used once more just after. Proofs made
+    /// after the restart are unaffected; a client whose proof is refused
+    /// makes a new one, as for any refusal. Left open: a proof used in the
+    /// same second as the restart (a restart takes longer), or dated ahead
+    /// of the server's clock (within the leeway) and used in the last
+    /// seconds before one. Use a shared store where that matters.
+    pub fn restart_safe(capacity: usize) -> Self {
+        Self::restart_safe_from(capacity, now())
+    }
+
+    /// [`MemoryReplayStore::restart_safe`] for a process that started at
+    /// `started_at` (Unix seconds): proofs dated before are refused.
+    pub fn restart_safe_from(capacity: usize, started_at: i64) -> Self {
+        MemoryReplayStore {
+            since: Some(started_at),
+            ..Self::new(capacity)
         }
     }
 }
@@ -92,6 +127,10 @@ impl ReplayStore for MemoryReplayStore {
             Ok(true)
         })();
         Box::pin(std::future::ready(outcome))
+    }
+
+    fn remembers_since(&self) -> Option<i64> {
+        self.since
     }
 }
 
@@ -538,6 +577,16 @@ impl DpopSettings {
         }
         // §11.1: each proof once within its window. Last, so a proof
         // refused for another reason does not use up its jti.
+        if self
+            .replay
+            .remembers_since()
+            .is_some_and(|since| iat < since)
+        {
+            return Err(refused(
+                "the DPoP proof was made before the server started, so whether it was used \
+                 before cannot be known: make a new proof (RFC 9449 §11.1)",
+            ));
+        }
         let expires_at = iat.max(at) + max_age + leeway;
         let first = self
             .replay
@@ -796,6 +845,45 @@ mod tests {
             settings.check_proof(&[&stale], &target).await,
             Err(VerifyError::UseDpopNonce { nonce, .. }) if nonce == nonces.current()
         ));
+    }
+
+    /// A store in memory made restart-safe refuses proofs dated before it
+    /// was made (one may have been used before a restart), and takes a
+    /// proof made after it once.
+    #[tokio::test]
+    async fn a_restart_safe_memory_store_refuses_proofs_made_before_it() {
+        const URL: &str = "https://auth.example.com/oauth/token";
+        let settings = DpopSettings::default().replay_store(Arc::new(
+            MemoryReplayStore::restart_safe_from(100, now() - 3),
+        ));
+        let target = ProofTarget {
+            method: "POST",
+            url: URL,
+            access_token: None,
+            jkt: None,
+        };
+        let made_at = |jti: &str, iat: i64| {
+            proof(serde_json::json!({"jti": jti, "htm": "POST", "htu": URL, "iat": iat}))
+        };
+        let before = made_at("j1", now() - 5);
+        let same_second = made_at("j0", now() - 3);
+        assert!(settings.check_proof(&[&same_second], &target).await.is_ok());
+        let refused = settings.check_proof(&[&before], &target).await;
+        assert!(
+            matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains("before the server started")),
+            "{refused:?}"
+        );
+        let after = made_at("j2", now());
+        assert!(settings.check_proof(&[&after], &target).await.is_ok());
+        assert!(settings.check_proof(&[&after], &target).await.is_err());
+        // The plain store keeps no such date.
+        let plain = DpopSettings::default().replay_store(Arc::new(MemoryReplayStore::new(100)));
+        assert!(
+            plain
+                .check_proof(&[&made_at("j3", now() - 5)], &target)
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

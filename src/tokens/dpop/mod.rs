@@ -212,14 +212,16 @@ pub fn authorization_token(value: &str) -> Option<(TokenScheme, &str)> {
     Some((scheme, token.trim()))
 }
 
-/// The binding rule for a verified token (§7.1, §7.2): a bound token
+/// The binding rule for a verified token (§7.1, §7.2): a DPoP-bound token
 /// (`cnf.jkt`) only under the DPoP scheme, and the DPoP scheme only for a
-/// bound token. Returns the thumbprint the proof must be signed with.
+/// DPoP-bound token. Returns the thumbprint the proof must be signed with.
+/// A certificate-bound token (`cnf.x5t#S256`, RFC 8705) is a Bearer token
+/// here: its certificate is the caller's to check.
 pub fn required_binding(
     token: &VerifiedToken,
     scheme: TokenScheme,
 ) -> Result<Option<&str>, DpopError> {
-    match (scheme, token.claims.cnf.as_ref()) {
+    match (scheme, token.claims.dpop_jkt()) {
         (TokenScheme::Bearer, None) => Ok(None),
         (TokenScheme::Bearer, Some(_)) => Err(DpopError::InvalidToken(Cow::Borrowed(
             "the access token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof",
@@ -227,6 +229,6 @@ pub fn required_binding(
         (TokenScheme::Dpop, None) => Err(DpopError::InvalidToken(Cow::Borrowed(
             "the access token is not DPoP-bound: present it as Authorization: Bearer",
         ))),
-        (TokenScheme::Dpop, Some(cnf)) => Ok(Some(cnf.jkt.as_str())),
+        (TokenScheme::Dpop, Some(jkt)) => Ok(Some(jkt)),
     }
 }

@@ -48,13 +48,22 @@ fn authorization_headers(req: &HttpRequest) -> Vec<&[u8]> {
 /// The client certificate the request came with (mutual TLS, or a trusted
 /// proxy's `Client-Cert`); a `Client-Cert` header from anyone else is
 /// ignored and audited.
-async fn client_certificate(req: &HttpRequest, state: &AppState) -> Option<PresentedCertificate> {
+async fn client_certificate(
+    req: &HttpRequest,
+    state: &AppState,
+    credentials: Option<&ClientCredentials>,
+) -> Option<PresentedCertificate> {
     match request_certificate(req) {
         RequestCertificate::Presented(presented) => Some(presented),
         RequestCertificate::None => None,
         RequestCertificate::UntrustedHeader => {
             let peer = req.peer_addr().map(|a| a.ip());
-            clients::untrusted_certificate_header(&state.service, peer).await;
+            let client_id = credentials.and_then(|c| match c {
+                ClientCredentials::Secret(secret) => Some(secret.client_id.as_str()),
+                ClientCredentials::Assertion(assertion) => assertion.client_id.as_deref(),
+                ClientCredentials::ClientId(id) => Some(id.as_str()),
+            });
+            clients::untrusted_certificate_header(&state.service, peer, client_id).await;
             None
         }
     }
@@ -216,7 +225,7 @@ async fn issue_token(
             "client authentication is required",
         ));
     };
-    let certificate = client_certificate(req, state).await;
+    let certificate = client_certificate(req, state, Some(credentials)).await;
     let key = authenticate(
         req,
         state,
@@ -256,7 +265,7 @@ async fn exchange_token(
     request: &TokenRequest,
     exchange: &TokenExchangeParameters,
 ) -> Result<HttpResponse, OAuthError> {
-    let certificate = client_certificate(req, state).await;
+    let certificate = client_certificate(req, state, request.credentials.as_ref()).await;
     let key = match (&request.credentials, &certificate) {
         // A lone client_id authenticates nothing without a certificate: as
         // if no client had authenticated (a trusted issuer's token).
@@ -340,7 +349,7 @@ async fn authenticated_token_query(
         media_type(req).as_deref(),
         &body,
     )?;
-    let certificate = client_certificate(req, state).await;
+    let certificate = client_certificate(req, state, Some(&query.credentials)).await;
     let key = authenticate(
         req,
         state,

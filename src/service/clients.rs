@@ -285,17 +285,34 @@ async fn check_certificate(
 /// A `Client-Cert` header (RFC 9440) from a peer that is not one of
 /// `trusted_proxies`: ignored (a client must not name its own
 /// certificate), and audited, since it means a proxy is misconfigured or
-/// someone is trying.
-pub async fn untrusted_certificate_header(service: &Service, peer: Option<IpAddr>) {
+/// someone is trying: in the company of the key the request names, if it
+/// names a known one; else as a system event.
+pub async fn untrusted_certificate_header(
+    service: &Service,
+    peer: Option<IpAddr>,
+    client_id: Option<&str>,
+) {
     request::note_refusal("Client-Cert header from an untrusted peer ignored");
     let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
-    super::audit::record_system(
-        &service.store,
-        Event::new("client_cert.untrusted_header").detail(format!(
-            "from={peer}: not in trusted_proxies; the header was ignored"
-        )),
-    )
-    .await;
+    let key = match client_id.and_then(|id| ClientId::parse(id).ok()) {
+        Some(id) => service
+            .credentials
+            .key_by_client_id(&service.store, id.as_str())
+            .await
+            .ok()
+            .flatten()
+            .map(|key| (id, key)),
+        None => None,
+    };
+    let detail = format!("from={peer}: not in trusted_proxies; the header was ignored");
+    let event = Event::new("client_cert.untrusted_header").detail(detail);
+    match &key {
+        Some((id, key)) => {
+            let event = event.tenant(key.tenant_id()).target(id.as_str());
+            super::audit::record_system(&service.store, event).await;
+        }
+        None => super::audit::record_system(&service.store, event).await,
+    }
 }
 
 /// Authenticates a secret presented on its own (`x-api-key`, `Bearer kps_…`):

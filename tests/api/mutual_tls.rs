@@ -741,3 +741,151 @@ async fn a_mutual_tls_listener_needs_https() {
     .expect_err("mtls_bind without HTTPS");
     assert!(err.to_string().contains("mtls_bind"), "{err}");
 }
+
+/// openid-client (Node) with `TlsClientAuth()` and the metadata's
+/// `mtls_endpoint_aliases`, through a TLS agent carrying the certificate:
+/// a certificate-bound token, accepted by a protected resource with the
+/// certificate and refused without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_client_authenticates_with_its_certificate_and_uses_the_bound_token() {
+    let mtls = MtlsApp::spawn(Backend::Sqlite, &[]).await;
+    let cert = mtls.client_ca.client("erp", "erp.example.com", VALID);
+    let client_id = mtls
+        .key(json!({"client_secret": false, "tls_client_auth": "subject_dn:CN=erp,O=Example"}))
+        .await;
+    let cert_file = mtls.files.write("client.pem", &cert.pem);
+    let key_file = mtls.files.write("client-key.pem", &cert.key_pem);
+    let ca_file = mtls.files.write("server-ca.pem", &mtls.server_ca.pem);
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openid_client_mtls.mjs");
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(crate::openid_client::node())
+            .arg(script)
+            .arg(&mtls.app.settings.tokens.issuer)
+            .arg(&client_id)
+            .env("KEYPORT_CLIENT_CERT", &cert_file)
+            .env("KEYPORT_CLIENT_KEY", &key_file)
+            .env("KEYPORT_SERVER_CA", &ca_file)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the script finished within 60 s")
+    .expect("node runs");
+    assert!(
+        output.status.success(),
+        "openid-client: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        out["token_endpoint"],
+        format!("{}/oauth/token", mtls.mtls),
+        "{out}"
+    );
+    assert_eq!(
+        out["token_type"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("bearer"),
+        "{out}"
+    );
+    let token = out["access_token"].as_str().expect("token");
+    assert_eq!(claims_of(token)["cnf"]["x5t#S256"], cert.thumbprint());
+    assert_eq!(out["resource_with_certificate"]["status"], 200, "{out}");
+    assert_eq!(
+        out["resource_with_certificate"]["body"]["client_id"],
+        client_id.as_str(),
+        "{out}"
+    );
+    assert_eq!(out["resource_without_certificate"]["status"], 401, "{out}");
+    assert!(
+        out["resource_without_certificate"]["www_authenticate"]
+            .as_str()
+            .is_some_and(|c| c.contains("invalid_token")),
+        "{out}"
+    );
+}
+
+/// The console's key form takes a `tls_client_auth` subject; a malformed
+/// one is refused next to its field, and the list marks the key `mTLS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_form_gives_a_key_a_certificate_subject() {
+    use crate::console_webhooks::{Person, hidden};
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let acme = app.tenant("Acme").await;
+    app.user(&acme, "ana@acme.io", "admin", "reports:read keys:manage")
+        .await;
+    let ana = Person::signed_in(&app, "ana@acme.io").await;
+    let create = |subject: &'static str| {
+        let ana = &ana;
+        async move {
+            let csrf = hidden(&ana.get("/console/keys").await.html, "csrf");
+            let form_id = Uuid::new_v4().simple().to_string();
+            let fields = vec![
+                ("name", "erp"),
+                ("scope", "reports:read"),
+                ("tls_client_auth", subject),
+            ];
+            ana.post_as("/console/keys", &fields, &csrf, &form_id, true)
+                .await
+        }
+    };
+    let refused = create("dns:erp.example.com").await;
+    assert_eq!(refused.status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.html.contains("role=\"alert\""), "{}", refused.html);
+    let created = create("san_dns:erp.example.com").await;
+    assert_eq!(
+        created.status,
+        reqwest::StatusCode::CREATED,
+        "{}",
+        created.html
+    );
+    assert!(ana.get("/console/keys").await.html.contains(">mTLS<"));
+    let keys = keyport::service::keys::list_keys(
+        &app.service(),
+        &keyport::domain::Principal::operator(),
+        keyport::service::keys::KeyListing::All,
+    )
+    .await
+    .expect("list keys");
+    let key = keys.iter().find(|k| k.name == "erp").expect("the key");
+    assert_eq!(
+        key.tls_client_auth.as_deref(),
+        Some("san_dns:erp.example.com")
+    );
+}
+
+/// Refused certificates count toward the failure throttle like wrong
+/// secrets: after `client_auth_max_failures`, even the right certificate
+/// waits (429 with Retry-After).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_certificate_failures_are_throttled_like_wrong_secrets() {
+    let mtls = MtlsApp::spawn(
+        Backend::Sqlite,
+        &[("KEYPORT_CLIENT_AUTH_MAX_FAILURES", "3")],
+    )
+    .await;
+    let good = self_signed("good");
+    let client_id = mtls
+        .key(json!({"tls_client_certificates": [good.thumbprint()]}))
+        .await;
+    let wrong = self_signed("wrong");
+    for _ in 0..3 {
+        assert_eq!(mtls.token(Some(&wrong), &client_id).await.0, 401);
+    }
+    let response = mtls
+        .with(Some(&good))
+        .post(format!("{}/oauth/token", mtls.mtls))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+        ])
+        .sent()
+        .await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+}

@@ -85,15 +85,21 @@ impl fmt::Debug for PresentedCertificate {
     }
 }
 
-/// For `HttpServer::on_connect` on the mutual-TLS listener: keeps the
-/// certificate the client presented, if any, with the connection, where
-/// [`PresentedCertificate`] is read by the request's handlers
-/// (`HttpRequest::conn_data`).
+/// In a connection's data: it came to the mutual-TLS listener, whose
+/// public URL (not the issuer's) its requests name (a DPoP proof's `htu`).
+#[derive(Debug, Clone, Copy)]
+pub struct MtlsConnection;
+
+/// For `HttpServer::on_connect` on the mutual-TLS listener: marks the
+/// connection as [`MtlsConnection`] and keeps the certificate the client
+/// presented, if any, where [`PresentedCertificate`] is read by the
+/// request's handlers (`HttpRequest::conn_data`).
 pub fn keep_peer_certificate(connection: &dyn Any, data: &mut Extensions) {
     type Stream = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
     let Some(stream) = connection.downcast_ref::<Stream>() else {
         return;
     };
+    data.insert(MtlsConnection);
     let (_, session) = stream.get_ref();
     let Some(chain) = session.peer_certificates() else {
         return;

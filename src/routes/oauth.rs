@@ -330,9 +330,21 @@ async fn token_request_proof(
         access_token: None,
         bound_to: None,
     };
-    Ok(Some(
-        state.service.dpop.verify(&proofs, &target, None).await?,
-    ))
+    // On the mutual-TLS listener the client names that listener's URL.
+    let mtls_base = req
+        .conn_data::<crate::mtls::MtlsConnection>()
+        .and(state.service.settings.mtls.url.as_deref());
+    let checked = match mtls_base {
+        Some(base) => {
+            state
+                .service
+                .dpop
+                .verify_under(&proofs, &target, base)
+                .await?
+        }
+        None => state.service.dpop.verify(&proofs, &target, None).await?,
+    };
+    Ok(Some(checked))
 }
 
 /// The body of an introspection or revocation request, and the key that

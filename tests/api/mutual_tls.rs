@@ -889,3 +889,32 @@ async fn repeated_certificate_failures_are_throttled_like_wrong_secrets() {
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
 }
+
+/// DPoP and a certificate in one request: the certificate authenticates
+/// the key, the token is bound to the DPoP key only (one binding per
+/// token), and the proof names the mutual-TLS listener's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_proof_over_mutual_tls_binds_the_token_to_the_dpop_key() {
+    let mtls = MtlsApp::spawn(Backend::Sqlite, &[]).await;
+    let cert = self_signed("dpop-client");
+    let client_id = mtls
+        .key(json!({"tls_client_certificates": [cert.thumbprint()]}))
+        .await;
+    let dpop = crate::dpop::DpopKey::new();
+    let url = format!("{}/oauth/token", mtls.mtls);
+    let response = mtls
+        .with(Some(&cert))
+        .post(&url)
+        .header("DPoP", dpop.proof("POST", &url, None))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+        ])
+        .sent()
+        .await;
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let token = body["access_token"].as_str().expect("token");
+    assert_eq!(claims_of(token)["cnf"], json!({"jkt": dpop.jkt}));
+}

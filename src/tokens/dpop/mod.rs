@@ -153,6 +153,23 @@ impl DpopVerifier {
         target: &ProofTarget<'_>,
         base_url: Option<&str>,
     ) -> Result<CheckedProof, DpopError> {
+        let base = self
+            .public_base_url
+            .as_deref()
+            .or(base_url)
+            .ok_or(DpopError::NotConfigured)?;
+        self.verify_under(proofs, target, base).await
+    }
+
+    /// [`Self::verify`] at the public base URL `base`, whatever is
+    /// configured: a request to the mutual-TLS listener (RFC 8705 §5) names
+    /// that listener's URL in `htu`.
+    pub async fn verify_under(
+        &self,
+        proofs: &[&[u8]],
+        target: &ProofTarget<'_>,
+        base: &str,
+    ) -> Result<CheckedProof, DpopError> {
         let texts: Vec<&str> = match proofs {
             [one] => vec![
                 std::str::from_utf8(one)
@@ -161,11 +178,6 @@ impl DpopVerifier {
             // Step 1 refuses any other count; what they hold is not read.
             _ => proofs.iter().map(|_| "").collect(),
         };
-        let base = self
-            .public_base_url
-            .as_deref()
-            .or(base_url)
-            .ok_or(DpopError::NotConfigured)?;
         let url = format!("{base}{}", target.path);
         let target = keyport_verify::ProofTarget {
             method: target.method,

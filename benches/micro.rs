@@ -340,6 +340,8 @@ fn credential_cache(c: &mut Criterion) {
         default_rate_limit_per_seconds: Some(60),
         default_rate_limit_burst: Some(100),
         require_dpop: 0,
+        tls_client_auth: None,
+        tls_client_certificates: None,
     };
     let cached = CachedKey::from_row(row).expect("a readable row");
     assert!(cached.check(now()).is_ok());

@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod issuer_keys;
+pub mod mtls;
 pub mod postman;
 pub mod progress;
 pub mod routes;

@@ -58,6 +58,8 @@ pub struct Application {
     /// `/metrics` on `metrics_bind`, apart from the public port.
     metrics_server: Option<(u16, Server)>,
     tls: Option<CertificateReloader>,
+    /// The mutual-TLS listener's port, when `mtls_bind` is set.
+    mtls_port: Option<u16>,
 }
 
 /// Without a configured issuer, the issuer is the address actually bound
@@ -131,6 +133,29 @@ impl Application {
         })?;
         let port = local.port();
         settle_issuer(&mut settings, local);
+        // The mutual-TLS listener (RFC 8705 §5), apart from the main port:
+        // asking for a certificate there would make browsers prompt.
+        let mtls_listener = match &settings.mtls.bind {
+            Some(bind) => {
+                let listener = TcpListener::bind(bind).map_err(|source| StartupError::Bind {
+                    bind: bind.clone(),
+                    source,
+                })?;
+                let local = listener.local_addr().map_err(|source| StartupError::Bind {
+                    bind: bind.clone(),
+                    source,
+                })?;
+                if !settings.mtls.url_configured {
+                    settings.mtls.url = Some(format!("https://{local}"));
+                }
+                Some(listener)
+            }
+            None => None,
+        };
+        let mtls_port = mtls_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
 
         let keys = Arc::new(KeyRing::load(store.clone(), &settings.tokens).await?);
         spawn_key_refresh(Arc::clone(&keys), settings.tokens.signing_key_refresh);
@@ -145,6 +170,8 @@ impl Application {
         let alive = Arc::new(());
         let settings = Arc::new(settings);
         let service = Service::new(store.clone(), Arc::clone(&settings));
+        // A wrong CA file stops start-up, like a wrong certificate.
+        service.client_authorities.reload()?;
         service.last_used.spawn_flusher(
             store.clone(),
             service.settings.security.last_used_flush,
@@ -174,7 +201,11 @@ impl Application {
             Arc::downgrade(&alive),
         );
         if let Some(reloader) = &tls {
-            spawn_reload_on_hangup(reloader.clone(), Arc::downgrade(&alive))?;
+            spawn_reload_on_hangup(
+                reloader.clone(),
+                Arc::clone(&service.client_authorities),
+                Arc::downgrade(&alive),
+            )?;
         }
         let metrics = Metrics::new().map_err(|e| StartupError::Metrics(e.to_string()))?;
         let counters = service.rate_limits.counters();
@@ -257,6 +288,18 @@ impl Application {
             bind: String::from("listener"),
             source,
         })?;
+        let server = match (mtls_listener, &tls) {
+            // `on_connect` applies to the listeners bound after it: this
+            // one only. It keeps the client's certificate with the connection.
+            (Some(mtls), Some(reloader)) => server
+                .on_connect(crate::mtls::keep_peer_certificate)
+                .listen_rustls_0_23(mtls, reloader.mtls_server_config()?)
+                .map_err(|source| StartupError::Bind {
+                    bind: String::from("mutual-TLS listener"),
+                    source,
+                })?,
+            _ => server,
+        };
         let server = if workers > 0 {
             server.workers(workers)
         } else {
@@ -269,7 +312,13 @@ impl Application {
             server: server.run(),
             metrics_server,
             tls,
+            mtls_port,
         })
+    }
+
+    /// The mutual-TLS listener's port, when `mtls_bind` is set.
+    pub fn mtls_port(&self) -> Option<u16> {
+        self.mtls_port
     }
 
     /// The port `/metrics` is served on when `metrics_bind` is set.
@@ -305,7 +354,8 @@ impl Application {
         self.tls
             .as_ref()
             .ok_or(TlsError::NotConfigured)?
-            .reload_certificate()
+            .reload_certificate()?;
+        self.service.client_authorities.reload()
     }
 
     pub async fn run_until_stopped(self) -> Result<(), std::io::Error> {
@@ -411,6 +461,7 @@ fn spawn_key_refresh(keys: Arc<KeyRing>, every: std::time::Duration) {
 /// task does not outlive the application for long.
 fn spawn_reload_on_hangup(
     reloader: CertificateReloader,
+    client_authorities: Arc<crate::mtls::ClientAuthorities>,
     alive: Weak<()>,
 ) -> Result<(), StartupError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -432,6 +483,12 @@ fn spawn_reload_on_hangup(
                 log::info!("SIGHUP received: reloading the TLS certificate");
                 // It logs the outcome, success or failure, itself.
                 let _ = reloader.reload_certificate();
+                if let Err(err) = client_authorities.reload() {
+                    log::error!(
+                        "client CA reload failed; the CAs read before stay: {}",
+                        crate::telemetry::error_chain(&err)
+                    );
+                }
             }
         }
     });

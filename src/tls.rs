@@ -141,6 +141,19 @@ impl CertificateReloader {
         )
     }
 
+    /// [`Self::server_config`] for the mutual-TLS listener: the same
+    /// certificate, and every client asked for a certificate (optional;
+    /// see [`crate::mtls::AnyClientCertificate`]).
+    pub fn mtls_server_config(&self) -> Result<ServerConfig, TlsError> {
+        let resolver: Arc<dyn ResolvesServerCert> = self.certificates.clone();
+        let provider = Arc::clone(&self.certificates.provider);
+        Ok(ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|err| TlsError::Config(err.to_string()))?
+            .with_client_cert_verifier(Arc::new(crate::mtls::AnyClientCertificate::new(provider)))
+            .with_cert_resolver(resolver))
+    }
+
     /// Re-reads both files. If they hold a usable certificate and key, new
     /// handshakes get them at once (connections already open keep theirs);
     /// if not, the old certificate stays and the error is logged and returned.

@@ -17,11 +17,11 @@ use super::parse::{
 use super::public_key::{self, PublicKeyCommand, read_jwk};
 use super::user::user_email;
 use crate::domain::{Principal, RateLimit};
-use crate::service::Service;
 use crate::service::keys::{
     self, ClientAuthSetup, CreatedKey, KeyChange, KeyControls, KeyListing, KeySummary,
     NewKeyRequest,
 };
+use crate::service::{Service, ServiceError};
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -121,13 +121,58 @@ pub struct KeyCreateArgs {
     #[arg(long = "public-key", value_name = "FILE")]
     pub public_keys: Vec<PathBuf>,
     /// Give the key no secret: it authenticates only with its public keys
-    /// (needs --public-key), and no secret is shown or kept.
-    #[arg(long, requires = "public_keys", conflicts_with = "sigv4")]
+    /// or its certificate (needs --public-key, --tls-client-auth or
+    /// --tls-client-certificate), and no secret is shown or kept.
+    #[arg(long, conflicts_with = "sigv4")]
     pub no_secret: bool,
     /// Require a DPoP proof (RFC 9449) with every token request: the key's
     /// tokens are then always bound to the client's own key pair.
     #[arg(long)]
     pub require_dpop: bool,
+    #[command(flatten)]
+    pub certificates: KeyCertificateArgs,
+}
+
+/// Mutual-TLS client authentication (RFC 8705), as `key create` and `key
+/// update` take it.
+#[derive(Debug, Args)]
+pub struct KeyCertificateArgs {
+    /// tls_client_auth: what the key's certificate must show, issued by a
+    /// CA in tls_client_ca_file: subject_dn:<DN>, san_dns:<name>,
+    /// san_uri:<URI>, san_ip:<address> or san_email:<address>.
+    #[arg(long, value_name = "SUBJECT")]
+    pub tls_client_auth: Option<String>,
+    /// self_signed_tls_client_auth: a certificate the key accepts, as a PEM
+    /// file or its x5t#S256 thumbprint; repeat for more (at most 5). On
+    /// `key update`, the whole list from now on.
+    #[arg(long = "tls-client-certificate", value_name = "FILE|X5T")]
+    pub tls_client_certificates: Vec<String>,
+}
+
+impl KeyCertificateArgs {
+    /// The registered certificates as the service takes them (PEM text or
+    /// thumbprints); `None` when none was given.
+    fn certificates(&self) -> Result<Option<Vec<String>>, CliError> {
+        if self.tls_client_certificates.is_empty() {
+            return Ok(None);
+        }
+        self.tls_client_certificates
+            .iter()
+            .map(|value| {
+                if crate::domain::CertificateThumbprint::parse(value).is_ok() {
+                    return Ok(value.clone());
+                }
+                std::fs::read_to_string(value).map_err(|e| {
+                    ServiceError::Invalid(format!(
+                        "--tls-client-certificate {value}: neither an x5t#S256 thumbprint nor \
+                         a readable PEM file ({e})"
+                    ))
+                    .into()
+                })
+            })
+            .collect::<Result<Vec<_>, CliError>>()
+            .map(Some)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +210,14 @@ pub struct KeyUpdateArgs {
     /// Stop requiring a DPoP proof.
     #[arg(long)]
     pub no_require_dpop: bool,
+    #[command(flatten)]
+    pub certificates: KeyCertificateArgs,
+    /// Remove the key's tls_client_auth subject.
+    #[arg(long, conflicts_with = "tls_client_auth")]
+    pub no_tls_client_auth: bool,
+    /// Remove every registered certificate (self_signed_tls_client_auth).
+    #[arg(long, conflicts_with = "tls_client_certificates")]
+    pub no_tls_client_certificates: bool,
 }
 
 /// `--rate` and `--burst`, as `key create` and `key update` take them.
@@ -213,6 +266,7 @@ pub(super) async fn run(
                 .iter()
                 .map(|path| read_jwk(path))
                 .collect::<Result<Vec<_>, _>>()?;
+            let certificates = args.certificates.certificates()?;
             let created = keys::create_client(
                 service,
                 operator,
@@ -230,6 +284,8 @@ pub(super) async fn run(
                     allowed_sources: allowed_sources.as_deref(),
                     rate_limit: rate_limit.map(Some),
                     require_dpop: Some(args.require_dpop),
+                    tls_client_auth: args.certificates.tls_client_auth.as_deref().map(Some),
+                    tls_client_certificates: certificates.as_deref(),
                 },
                 ClientAuthSetup {
                     secret: !args.no_secret,
@@ -289,6 +345,16 @@ pub(super) async fn run(
             } else {
                 rate_with_burst(args.rate.rate, args.rate.burst)?.map(Some)
             };
+            let certificates = if args.no_tls_client_certificates {
+                Some(Vec::new())
+            } else {
+                args.certificates.certificates()?
+            };
+            let tls_client_auth = if args.no_tls_client_auth {
+                Some(None)
+            } else {
+                args.certificates.tls_client_auth.as_deref().map(Some)
+            };
             let updated = keys::update_key(
                 service,
                 operator,
@@ -301,6 +367,8 @@ pub(super) async fn run(
                         allowed_sources: allowed_sources.as_deref(),
                         rate_limit,
                         require_dpop: switch(args.require_dpop, args.no_require_dpop),
+                        tls_client_auth,
+                        tls_client_certificates: certificates.as_deref(),
                     },
                 },
             )

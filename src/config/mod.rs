@@ -48,6 +48,9 @@ struct RawSettings {
     revocation_refresh_seconds: u64,
     tls_cert_file: String,
     tls_key_file: String,
+    mtls_bind: String,
+    mtls_url: String,
+    tls_client_ca_file: String,
     trusted_proxies: String,
     master_key_file: String,
     master_key_previous_file: String,
@@ -117,6 +120,9 @@ pub struct Settings {
     pub security: SecuritySettings,
     /// Serve HTTPS with this certificate and key (PEM); `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// Mutual TLS (RFC 8705): a second HTTPS listener that asks for client
+    /// certificates, and the CAs `tls_client_auth` keys chain to.
+    pub mtls: MtlsSettings,
     pub webhooks: WebhookSettings,
     pub rate_limits: RateLimitSettings,
     pub sigv4: Sigv4Settings,
@@ -287,6 +293,23 @@ pub struct TlsSettings {
     pub key_file: PathBuf,
 }
 
+/// Mutual TLS (RFC 8705).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MtlsSettings {
+    /// Where the mutual-TLS listener binds (same certificate as HTTPS);
+    /// `None`: no such listener.
+    pub bind: Option<String>,
+    /// The mutual-TLS listener's public base URL, for the discovery
+    /// document's `mtls_endpoint_aliases`; without one configured, the
+    /// bound address (settled at start-up).
+    pub url: Option<String>,
+    /// Whether `url` was configured (not derived from the bound address).
+    pub url_configured: bool,
+    /// PEM bundle of the CAs a `tls_client_auth` key's certificate must
+    /// chain to; `None`: such keys cannot authenticate.
+    pub client_ca_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct SecuritySettings {
     pub session_ttl: Duration,
@@ -431,6 +454,36 @@ impl Settings {
                 ));
             }
         };
+        let mtls = MtlsSettings {
+            bind: Some(raw.mtls_bind.trim().to_owned()).filter(|b| !b.is_empty()),
+            url: Some(raw.mtls_url.trim().trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+            url_configured: !raw.mtls_url.trim().is_empty(),
+            client_ca_file: path_setting(&raw.tls_client_ca_file),
+        };
+        if mtls.bind.is_some() && tls.is_none() {
+            return Err(invalid(
+                "mtls_bind",
+                "the mutual-TLS listener serves the HTTPS certificate: set tls_cert_file and \
+                 tls_key_file too",
+            ));
+        }
+        if mtls
+            .url
+            .as_ref()
+            .is_some_and(|u| !u.starts_with("https://"))
+        {
+            return Err(invalid(
+                "mtls_url",
+                "expected the https:// URL clients reach the mutual-TLS listener at",
+            ));
+        }
+        if mtls.bind.as_ref().is_some_and(|b| !b.contains(':')) {
+            return Err(invalid(
+                "mtls_bind",
+                "expected host:port, e.g. 0.0.0.0:8443",
+            ));
+        }
         let trusted_proxies = raw
             .trusted_proxies
             .split([',', ' '])
@@ -711,6 +764,7 @@ impl Settings {
                 trusted_proxies,
             },
             tls,
+            mtls,
             rate_limits: RateLimitSettings {
                 redis_url,
                 redis_key_prefix: raw.redis_key_prefix,

@@ -131,6 +131,8 @@ pub struct KeyView {
     pub public_key_count: i64,
     /// The key's token requests must carry a DPoP proof.
     pub require_dpop: bool,
+    /// The key authenticates with a client certificate (RFC 8705).
+    pub mutual_tls: bool,
     /// Its rate for reports and webhooks, as `600/60 s (burst 600)`, and
     /// whether it is the key's own or the company's default.
     pub rate: Option<String>,
@@ -214,6 +216,7 @@ impl KeyView {
             secret_enabled: key.secret_enabled,
             public_key_count: key.public_key_count,
             require_dpop: key.require_dpop,
+            mutual_tls: key.tls_client_auth.is_some() || !key.tls_client_certificates.is_empty(),
             rate: key.rate_limit.map(|rate| {
                 format!(
                     "{} per {} s (burst {}){}",
@@ -537,6 +540,8 @@ mod tests {
             auth_methods: vec!["client_secret"],
             public_key_count: 0,
             require_dpop: false,
+            tls_client_auth: None,
+            tls_client_certificates: Vec::new(),
         }
     }
 

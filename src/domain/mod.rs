@@ -1,6 +1,7 @@
 //! Domain types: each one parses its input once, so the rest of the code can
 //! trust what it holds.
 
+pub mod client_certificate;
 mod credentials;
 pub mod exchange;
 mod names;
@@ -17,6 +18,9 @@ mod webhook;
 mod webhook_audience;
 mod webhook_key;
 
+pub use client_certificate::{
+    CertificateError, CertificateThumbprint, RegisteredCertificates, TlsClientSubject,
+};
 pub use credentials::{
     ClientId, ClientSecret, CredentialError, SecretDigest, SessionToken, SetPasswordToken,
     SetupToken, redact_credentials,

@@ -82,11 +82,14 @@ impl FromRequest for BearerToken {
                 .ok_or(BearerError::NotConfigured)?;
             let token = bearer_value(req)?;
             let verified = verifier.verify(token).map_err(BearerError::InvalidToken)?;
-            // A bound token is only good with a proof of its key
-            // (`super::dpop::DpopToken`): as a bearer token it would be a downgrade.
-            if verified.claims.cnf.is_some() {
+            // A DPoP-bound token is only good with a proof of its key
+            // (`super::dpop::DpopToken`): as a bearer token it would be a
+            // downgrade. A certificate-bound one only with its certificate.
+            if verified.claims.dpop_jkt().is_some() {
                 return Err(BearerError::InvalidToken(TokenError::DpopBound));
             }
+            super::client_certificate::check_certificate_binding(req, &verified)
+                .map_err(BearerError::InvalidToken)?;
             Ok(BearerToken(verified))
         })())
     }

@@ -169,8 +169,11 @@ impl FromRequest for Caller {
             let principal = match presented {
                 Presented::AccessToken(token) => {
                     let verified = verifier.verify(&token).map_err(BearerError::InvalidToken)?;
-                    // RFC 9449 §7.2: a bound token is no bearer token.
+                    // RFC 9449 §7.2: a DPoP-bound token is no bearer token;
+                    // RFC 8705 §3: a certificate-bound one needs its certificate.
                     required_binding(&verified, TokenScheme::Bearer)?;
+                    super::client_certificate::check_certificate_binding(&req, &verified)
+                        .map_err(BearerError::InvalidToken)?;
                     authz::access_token(service, verified, source_address)?
                 }
                 Presented::DpopToken(token) => {

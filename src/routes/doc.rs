@@ -373,7 +373,8 @@ pub struct ServerMetadata {
     jwks_uri: String,
     introspection_endpoint: String,
     revocation_endpoint: String,
-    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`.
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`,
+    /// `tls_client_auth`, `self_signed_tls_client_auth`.
     introspection_endpoint_auth_methods_supported: Vec<String>,
     /// What `private_key_jwt` assertions may be signed with.
     introspection_endpoint_auth_signing_alg_values_supported: Vec<String>,
@@ -389,6 +390,13 @@ pub struct ServerMetadata {
     /// RFC 9449 §5.1: the algorithms DPoP proofs may be signed with.
     #[schema(examples(json!(["ES256", "EdDSA", "RS256"])))]
     dpop_signing_alg_values_supported: Vec<String>,
+    /// RFC 8705 §3.3: always true; tokens issued to a client that presented
+    /// a certificate are bound to it (`cnf.x5t#S256`).
+    tls_client_certificate_bound_access_tokens: bool,
+    /// RFC 8705 §5: the token, introspection and revocation endpoints on
+    /// the mutual-TLS listener; present when `mtls_bind` is set.
+    #[schema(required = false, value_type = Object)]
+    mtls_endpoint_aliases: serde_json::Value,
 }
 
 /// One RFC 7517 public key; the members depend on `kty`.

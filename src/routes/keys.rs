@@ -4,7 +4,7 @@
 //! - `GET    /api/v1/keys`                       admins: the tenant's keys; members: their own; `?label=k=v`
 //! - `POST   /api/v1/keys`                       returns the secret once
 //! - `GET    /api/v1/keys/{id}`
-//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources, rate_limit, require_dpop
+//! - `PATCH  /api/v1/keys/{id}`                  name, description, labels, allowed_sources, rate_limit, require_dpop, tls_client_auth, tls_client_certificates
 //! - `POST   /api/v1/keys/{id}/roll`             the owner only; returns the new secret once
 //! - `POST   /api/v1/keys/{id}/disable`          refused everywhere at once, until enabled
 //! - `POST   /api/v1/keys/{id}/enable`
@@ -203,6 +203,18 @@ struct NewKeyBody {
     /// Require a DPoP proof (RFC 9449) with every token request: the key's
     /// tokens are then always bound to the client's key. Default false.
     require_dpop: Option<bool>,
+    /// RFC 8705 `tls_client_auth`: the key authenticates with a certificate
+    /// issued by a CA in `tls_client_ca_file` that shows this subject:
+    /// `subject_dn:<DN>` (RFC 4514), or one subject alternative name as
+    /// `san_dns:<name>`, `san_uri:<URI>`, `san_ip:<address>` or
+    /// `san_email:<address>`.
+    #[schema(examples("san_dns:erp.example.com"))]
+    tls_client_auth: Option<String>,
+    /// RFC 8705 `self_signed_tls_client_auth`: certificates the key
+    /// accepts, each a PEM certificate or its `x5t#S256` thumbprint (at
+    /// most 5; only thumbprints are kept).
+    #[schema(max_items = 5)]
+    tls_client_certificates: Option<Vec<String>>,
 }
 
 /// Creates a key for the caller (needs `keys:manage`, at most
@@ -253,6 +265,8 @@ pub async fn create(
             allowed_sources: body.allowed_sources.as_deref(),
             rate_limit: rate_limit.map(Some),
             require_dpop: body.require_dpop,
+            tls_client_auth: body.tls_client_auth.as_deref().map(Some),
+            tls_client_certificates: body.tls_client_certificates.as_deref(),
         },
         ClientAuthSetup {
             secret: body.client_secret.unwrap_or(true),
@@ -309,6 +323,15 @@ struct KeyChangeBody {
     /// Require a DPoP proof (RFC 9449) with every token request, or stop
     /// requiring it. Tokens issued before keep their form.
     require_dpop: Option<bool>,
+    /// RFC 8705 `tls_client_auth` subject (see `createKey`); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable)]
+    tls_client_auth: Option<Option<String>>,
+    /// The whole new list of `self_signed_tls_client_auth` certificates
+    /// (PEM or `x5t#S256`, at most 5); `[]` removes them. To rotate without
+    /// downtime, add the new certificate first, then remove the old one.
+    #[schema(max_items = 5)]
+    tls_client_certificates: Option<Vec<String>>,
 }
 
 /// Changes a key's name, description, labels, allow-list or rate (the
@@ -358,6 +381,8 @@ pub async fn change(
                 allowed_sources: body.allowed_sources.as_deref(),
                 rate_limit,
                 require_dpop: body.require_dpop,
+                tls_client_auth: body.tls_client_auth.as_ref().map(|s| s.as_deref()),
+                tls_client_certificates: body.tls_client_certificates.as_deref(),
             },
         },
     )

@@ -4,6 +4,7 @@ pub mod bearer;
 mod body;
 mod caller;
 mod client_address;
+pub mod client_certificate;
 mod doc;
 pub mod dpop;
 pub mod error;

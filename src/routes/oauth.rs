@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 
 use super::body::{media_type, read_limited};
+use super::client_certificate::{RequestCertificate, request_certificate};
 use super::doc;
 use super::error::OAuthError;
 use super::token_request::{
@@ -21,6 +22,7 @@ use super::token_request::{
 use super::{AppState, client_address};
 use crate::domain::ClientId;
 use crate::domain::exchange::ACCESS_TOKEN_TYPE;
+use crate::mtls::PresentedCertificate;
 use crate::service::client_assertion::{self, AssertionEndpoint};
 use crate::service::clients::{self, AuthenticatedKey};
 use crate::service::exchange::{self, ExchangeRequest};
@@ -43,17 +45,42 @@ fn authorization_headers(req: &HttpRequest) -> Vec<&[u8]> {
         .collect()
 }
 
+/// The client certificate the request came with (mutual TLS, or a trusted
+/// proxy's `Client-Cert`); a `Client-Cert` header from anyone else is
+/// ignored and audited.
+async fn client_certificate(
+    req: &HttpRequest,
+    state: &AppState,
+    credentials: Option<&ClientCredentials>,
+) -> Option<PresentedCertificate> {
+    match request_certificate(req) {
+        RequestCertificate::Presented(presented) => Some(presented),
+        RequestCertificate::None => None,
+        RequestCertificate::UntrustedHeader => {
+            let peer = req.peer_addr().map(|a| a.ip());
+            let client_id = credentials.and_then(|c| match c {
+                ClientCredentials::Secret(secret) => Some(secret.client_id.as_str()),
+                ClientCredentials::Assertion(assertion) => assertion.client_id.as_deref(),
+                ClientCredentials::ClientId(id) => Some(id.as_str()),
+            });
+            clients::untrusted_certificate_header(&state.service, peer, client_id).await;
+            None
+        }
+    }
+}
+
 /// Checks the client's credentials (throttled, shape first, then the key).
 async fn authenticate(
     req: &HttpRequest,
     state: &AppState,
     credentials: &ClientCredentials,
+    certificate: Option<&PresentedCertificate>,
     endpoint: AssertionEndpoint,
 ) -> Result<AuthenticatedKey, OAuthError> {
     let address = client_address(req).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     traces::in_span(
         "client_authentication",
-        authenticate_client(state, credentials, endpoint, address),
+        authenticate_client(state, credentials, certificate, endpoint, address),
     )
     .await
 }
@@ -61,10 +88,28 @@ async fn authenticate(
 async fn authenticate_client(
     state: &AppState,
     credentials: &ClientCredentials,
+    certificate: Option<&PresentedCertificate>,
     endpoint: AssertionEndpoint,
     address: IpAddr,
 ) -> Result<AuthenticatedKey, OAuthError> {
     let key = match credentials {
+        ClientCredentials::ClientId(client_id) => {
+            let logged_id = ClientId::parse(client_id).ok();
+            let Some(certificate) = certificate else {
+                request::note_credential("client_id", logged_id.as_ref().map(ClientId::as_str));
+                return Err(OAuthError::invalid_client(
+                    "client_secret is required (or, for a key with a certificate, mutual TLS \
+                     with that certificate)",
+                ));
+            };
+            let kind = match certificate.source {
+                crate::mtls::CertificateSource::Handshake => "tls_client_auth",
+                crate::mtls::CertificateSource::ProxyHeader => "tls_client_auth_proxy",
+            };
+            request::note_credential(kind, logged_id.as_ref().map(ClientId::as_str));
+            clients::authenticate_certificate(&state.service, client_id, certificate, address)
+                .await?
+        }
         ClientCredentials::Secret(credentials) => {
             // Only an id of the right shape reaches the log: never raw
             // request text, which would let anyone write into it.
@@ -176,7 +221,15 @@ async fn issue_token(
             "client authentication is required",
         ));
     };
-    let key = authenticate(req, state, credentials, AssertionEndpoint::Token).await?;
+    let certificate = client_certificate(req, state, Some(credentials)).await;
+    let key = authenticate(
+        req,
+        state,
+        credentials,
+        certificate.as_ref(),
+        AssertionEndpoint::Token,
+    )
+    .await?;
     let proof = token_request_proof(req, state).await?;
     let issued = grant::issue_bound(
         &state.service,
@@ -185,6 +238,7 @@ async fn issue_token(
         request.scope.as_deref(),
         request.resource.as_deref(),
         proof.as_ref().map(|p| p.jkt.as_str()),
+        certificate.as_ref().map(|c| c.thumbprint().as_str()),
     )?;
     let mut response = no_store(HttpResponse::Ok());
     if let Some(nonce) = proof.and_then(|p| p.fresh_nonce) {
@@ -207,11 +261,21 @@ async fn exchange_token(
     request: &TokenRequest,
     exchange: &TokenExchangeParameters,
 ) -> Result<HttpResponse, OAuthError> {
-    let key = match &request.credentials {
-        Some(credentials) => {
-            Some(authenticate(req, state, credentials, AssertionEndpoint::Token).await?)
-        }
-        None => None,
+    let certificate = client_certificate(req, state, request.credentials.as_ref()).await;
+    let key = match (&request.credentials, &certificate) {
+        // A lone client_id authenticates nothing without a certificate: as
+        // if no client had authenticated (a trusted issuer's token).
+        (Some(ClientCredentials::ClientId(_)), None) | (None, _) => None,
+        (Some(credentials), _) => Some(
+            authenticate(
+                req,
+                state,
+                credentials,
+                certificate.as_ref(),
+                AssertionEndpoint::Token,
+            )
+            .await?,
+        ),
     };
     // A proof binds the new token to its key, and must come from the key a
     // DPoP-bound subject token is bound to (checked by the service).
@@ -228,6 +292,7 @@ async fn exchange_token(
             scope: request.scope.as_deref(),
             audience: request.resource.as_deref(),
             dpop_jkt: proof.as_ref().map(|p| p.jkt.as_str()),
+            certificate: certificate.as_ref().map(|c| c.thumbprint().as_str()),
         },
         client_address(req),
     )
@@ -261,9 +326,21 @@ async fn token_request_proof(
         access_token: None,
         bound_to: None,
     };
-    Ok(Some(
-        state.service.dpop.verify(&proofs, &target, None).await?,
-    ))
+    // On the mutual-TLS listener the client names that listener's URL.
+    let mtls_base = req
+        .conn_data::<crate::mtls::MtlsConnection>()
+        .and(state.service.settings.mtls.url.as_deref());
+    let checked = match mtls_base {
+        Some(base) => {
+            state
+                .service
+                .dpop
+                .verify_under(&proofs, &target, base)
+                .await?
+        }
+        None => state.service.dpop.verify(&proofs, &target, None).await?,
+    };
+    Ok(Some(checked))
 }
 
 /// The body of an introspection or revocation request, and the key that
@@ -280,7 +357,15 @@ async fn authenticated_token_query(
         media_type(req).as_deref(),
         &body,
     )?;
-    let key = authenticate(req, state, &query.credentials, endpoint).await?;
+    let certificate = client_certificate(req, state, Some(&query.credentials)).await;
+    let key = authenticate(
+        req,
+        state,
+        &query.credentials,
+        certificate.as_ref(),
+        endpoint,
+    )
+    .await?;
     Ok((key, query))
 }
 

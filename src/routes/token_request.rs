@@ -53,6 +53,10 @@ pub enum ClientCredentials {
     Secret(SecretCredentials),
     /// `private_key_jwt`.
     Assertion(ClientAssertion),
+    /// A `client_id` alone: `tls_client_auth` or
+    /// `self_signed_tls_client_auth` (RFC 8705 §2) when the client
+    /// presented a certificate; nothing otherwise.
+    ClientId(String),
 }
 
 #[derive(Debug)]
@@ -220,6 +224,9 @@ fn client_credentials(
         return client_assertion(client_id, assertion_type, assertion)
             .map(ClientCredentials::Assertion);
     }
+    if let (Some(client_id), [], None) = (&client_id, authorization, &client_secret) {
+        return Ok(ClientCredentials::ClientId(client_id.clone()));
+    }
     secret_credentials(authorization, client_id, client_secret).map(ClientCredentials::Secret)
 }
 
@@ -352,9 +359,9 @@ pub fn parse_token_request(
     let credentials = if exchange && !anything_presented {
         // RFC 8693 §2.1 leaves client authentication to the server: a
         // trusted issuer's token needs none, a Keyport token does (the
-        // service decides). A lone client_id authenticates nothing.
-        params.remove("client_id");
-        None
+        // service decides). A lone client_id authenticates only with a
+        // certificate (RFC 8705).
+        params.remove("client_id").map(ClientCredentials::ClientId)
     } else {
         Some(client_credentials(authorization, &mut params)?)
     };

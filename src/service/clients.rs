@@ -7,11 +7,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::Service;
+use super::audit::Event;
 use super::usage::UseKind;
 use crate::domain::{
     ActingUser, ClientId, ClientSecret, Credential, KeyProof, Principal, RateLimit, Role, ScopeSet,
     SecretDigest, SourceAllowList, UnixTime, UserStatus, now,
 };
+use crate::mtls::PresentedCertificate;
 use crate::storage::{KeyAuthRow, StorageError, Store};
 use crate::telemetry::request;
 
@@ -96,6 +98,11 @@ pub enum ClientAuthError {
     /// failed authentication.
     #[error("{0}")]
     Assertion(&'static str),
+    /// RFC 8705 §2.1: the certificate does not chain to the configured
+    /// CAs, or is outside its validity dates. Counted as a failed
+    /// authentication.
+    #[error("{0}")]
+    Certificate(&'static str),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -113,6 +120,7 @@ impl ClientAuthError {
             ClientAuthError::Throttled(_) => "too many failed authentications; retry later",
             ClientAuthError::Storage(_) => "the database is unavailable",
             ClientAuthError::Assertion(why) => why,
+            ClientAuthError::Certificate(why) => why,
         }
     }
 
@@ -128,6 +136,7 @@ impl ClientAuthError {
             ClientAuthError::OwnerDisabled => "owner disabled",
             ClientAuthError::Throttled(_) => "locked after repeated failures",
             ClientAuthError::Assertion(why) => why,
+            ClientAuthError::Certificate(why) => why,
             ClientAuthError::Storage(_) => "database unavailable",
         }
     }
@@ -139,6 +148,7 @@ impl ClientAuthError {
             ClientAuthError::BadCredentials
                 | ClientAuthError::SourceNotAllowed
                 | ClientAuthError::Assertion(_)
+                | ClientAuthError::Certificate(_)
         )
     }
 }
@@ -178,6 +188,131 @@ pub async fn authenticate(
     };
     let outcome = outcome.and_then(|key| key.check_source(Some(address)).map(|()| key));
     finish(service, outcome, client_id, address, UseKind::Token)
+}
+
+/// Authenticates a client ID by the certificate the client presented
+/// (RFC 8705 §2): one of the key's registered certificates
+/// (`self_signed_tls_client_auth`), or one that chains to the configured
+/// CAs and shows the key's subject (`tls_client_auth`). Throttled and
+/// counted like a wrong secret; a refusal for a known key is audited with
+/// the certificate's thumbprint.
+pub async fn authenticate_certificate(
+    service: &Service,
+    client_id: &str,
+    presented: &PresentedCertificate,
+    address: IpAddr,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    if let Some(retry_after) = service.throttle.check(client_id, address) {
+        request::note_refusal("locked after repeated failures");
+        return Err(ClientAuthError::Throttled(retry_after));
+    }
+    let outcome = match ClientId::parse(client_id) {
+        Ok(id) => check_certificate(service, &id, presented, address).await,
+        Err(_) => {
+            request::note_refusal("malformed client ID");
+            Err(ClientAuthError::BadCredentials)
+        }
+    };
+    let outcome = outcome.and_then(|key| key.check_source(Some(address)).map(|()| key));
+    finish(service, outcome, client_id, address, UseKind::Token)
+}
+
+async fn check_certificate(
+    service: &Service,
+    client_id: &ClientId,
+    presented: &PresentedCertificate,
+    address: IpAddr,
+) -> Result<AuthenticatedKey, ClientAuthError> {
+    let found = service
+        .credentials
+        .key_by_client_id(&service.store, client_id.as_str())
+        .await?;
+    let Some(key) = found else {
+        request::note_refusal("unknown client");
+        return Err(ClientAuthError::BadCredentials);
+    };
+    // The key's company sees who tried its key with which certificate.
+    let tenant_id = key.tenant_id().to_owned();
+    let refused = |reason: &'static str, error: ClientAuthError| async move {
+        request::note_refusal(reason);
+        super::audit::record_system(
+            &service.store,
+            Event::new("key.certificate_refused")
+                .tenant(&tenant_id)
+                .target(client_id.as_str())
+                .detail(format!(
+                    "x5t#S256={} from={address} reason={reason}",
+                    presented.thumbprint()
+                )),
+        )
+        .await;
+        Err(error)
+    };
+    let Some(method) = key.certificates() else {
+        return refused(
+            "the key has no certificate",
+            ClientAuthError::BadCredentials,
+        )
+        .await;
+    };
+    if method.registered.contains(presented.thumbprint()) {
+        return key.check(now());
+    }
+    let Some(subject) = &method.subject else {
+        return refused(
+            "certificate not registered",
+            ClientAuthError::BadCredentials,
+        )
+        .await;
+    };
+    if let Err(refusal) = service.client_authorities.verify(presented) {
+        return refused(
+            refusal.message(),
+            ClientAuthError::Certificate(refusal.message()),
+        )
+        .await;
+    }
+    if !subject.is_shown_by(presented.leaf_der()) {
+        return refused(
+            "certificate subject does not match",
+            ClientAuthError::BadCredentials,
+        )
+        .await;
+    }
+    key.check(now())
+}
+
+/// A `Client-Cert` header (RFC 9440) from a peer that is not one of
+/// `trusted_proxies`: ignored (a client must not name its own
+/// certificate), and audited, since it means a proxy is misconfigured or
+/// someone is trying: in the company of the key the request names, if it
+/// names a known one; else as a system event.
+pub async fn untrusted_certificate_header(
+    service: &Service,
+    peer: Option<IpAddr>,
+    client_id: Option<&str>,
+) {
+    request::note_refusal("Client-Cert header from an untrusted peer ignored");
+    let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+    let key = match client_id.and_then(|id| ClientId::parse(id).ok()) {
+        Some(id) => service
+            .credentials
+            .key_by_client_id(&service.store, id.as_str())
+            .await
+            .ok()
+            .flatten()
+            .map(|key| (id, key)),
+        None => None,
+    };
+    let detail = format!("from={peer}: not in trusted_proxies; the header was ignored");
+    let event = Event::new("client_cert.untrusted_header").detail(detail);
+    match &key {
+        Some((id, key)) => {
+            let event = event.tenant(key.tenant_id()).target(id.as_str());
+            super::audit::record_system(&service.store, event).await;
+        }
+        None => super::audit::record_system(&service.store, event).await,
+    }
 }
 
 /// Authenticates a secret presented on its own (`x-api-key`, `Bearer kps_…`):

@@ -61,7 +61,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts};
 use quick_cache::sync::Cache;
 
 use super::clients::{AuthenticatedKey, ClientAuthError, authorise};
-use crate::domain::{ScopeSet, SecretDigest, UnixTime};
+use crate::domain::{RegisteredCertificates, ScopeSet, SecretDigest, TlsClientSubject, UnixTime};
 use crate::storage::{
     CHANGE_LOG_RETENTION, CREDENTIAL_HEARTBEAT, CredentialChange, KeyAuthRow, StorageError, Store,
     WatchEvent,
@@ -70,6 +70,35 @@ use crate::storage::{
 /// How often an instance prunes the credential change log.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// How a key recognises its certificate (RFC 8705 §2): a subject under the
+/// configured CAs (`tls_client_auth`), registered thumbprints
+/// (`self_signed_tls_client_auth`), or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCertificates {
+    pub subject: Option<TlsClientSubject>,
+    pub registered: RegisteredCertificates,
+}
+
+impl KeyCertificates {
+    fn from_stored(
+        subject: Option<&str>,
+        registered: Option<&str>,
+    ) -> Result<Option<Self>, StorageError> {
+        let subject = subject
+            .map(TlsClientSubject::parse)
+            .transpose()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let registered =
+            RegisteredCertificates::from_stored(registered).map_err(StorageError::Corrupt)?;
+        Ok(
+            (subject.is_some() || !registered.is_empty()).then_some(KeyCertificates {
+                subject,
+                registered,
+            }),
+        )
+    }
+}
+
 /// Client IDs the database did not know, remembered at most.
 pub const UNKNOWN_CAPACITY: usize = 10_000;
 
@@ -77,6 +106,8 @@ pub const UNKNOWN_CAPACITY: usize = 10_000;
 #[derive(Debug)]
 pub struct CachedKey {
     digest: SecretDigest,
+    /// RFC 8705: how the key's certificate is recognised, if it has one.
+    certificates: Option<Box<KeyCertificates>>,
     expires_at: Option<UnixTime>,
     standing: Standing,
 }
@@ -127,6 +158,11 @@ impl CachedKey {
             StorageError::Corrupt(format!("key {} has a malformed digest", row.id))
         })?;
         let expires_at = row.expires_at;
+        let certificates = KeyCertificates::from_stored(
+            row.tls_client_auth.as_deref(),
+            row.tls_client_certificates.as_deref(),
+        )?
+        .map(Box::new);
         let (owner_id, tenant_id) = (row.owner_id.clone(), row.tenant_id.clone());
         let refused = |refusal| Standing::Refused {
             refusal,
@@ -151,6 +187,7 @@ impl CachedKey {
         };
         Ok(CachedKey {
             digest,
+            certificates,
             expires_at,
             standing,
         })
@@ -161,6 +198,11 @@ impl CachedKey {
         &self.digest
     }
 
+    /// How the key recognises its certificate; `None`: it has none.
+    pub fn certificates(&self) -> Option<&KeyCertificates> {
+        self.certificates.as_deref()
+    }
+
     fn owner_id(&self) -> &str {
         match &self.standing {
             Standing::Live { key, .. } => &key.owner_id,
@@ -168,7 +210,8 @@ impl CachedKey {
         }
     }
 
-    fn tenant_id(&self) -> &str {
+    /// The company the key belongs to.
+    pub fn tenant_id(&self) -> &str {
         match &self.standing {
             Standing::Live { key, .. } => &key.tenant_id,
             Standing::Refused { tenant_id, .. } => tenant_id,
@@ -914,6 +957,8 @@ mod tests {
             default_rate_limit_per_seconds: None,
             default_rate_limit_burst: None,
             require_dpop: 0,
+            tls_client_auth: None,
+            tls_client_certificates: None,
         }
     }
 

@@ -375,6 +375,10 @@ pub struct ExchangeRequest<'a> {
     /// The thumbprint of the request's checked DPoP proof, if it sent one
     /// (RFC 9449): the new token is bound to that key.
     pub dpop_jkt: Option<&'a str>,
+    /// The `x5t#S256` thumbprint of the client certificate the request came
+    /// with (RFC 8705), if any: a certificate-bound subject token needs it,
+    /// and the new token is bound to it (unless bound to a DPoP key).
+    pub certificate: Option<&'a str>,
 }
 
 /// Exchanges `request.subject_token` for a Keyport access token. `client`
@@ -497,6 +501,13 @@ async fn live_keyport_token(
     Ok((token, key))
 }
 
+/// Whether the certificate presented is the one a token is bound to
+/// (thumbprints compared in constant time).
+fn same_certificate(bound: &str, presented: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    presented.is_some_and(|presented| bool::from(bound.as_bytes().ct_eq(presented.as_bytes())))
+}
+
 /// The `act` claim for a token acting for `subject`: the actor's, with the
 /// subject's own chain nested (§4.1); without an actor, the subject's chain.
 async fn actor_claim(
@@ -505,16 +516,26 @@ async fn actor_claim(
     subject_act: Option<Actor>,
     tenant_id: &str,
     actor_token: Option<&str>,
+    certificate: Option<&str>,
 ) -> Result<Option<Actor>, GrantError> {
     let Some(raw) = actor_token else {
         return Ok(subject_act);
     };
     let (actor, _) = live_keyport_token(service, keys, raw, "actor_token").await?;
-    if actor.claims.cnf.is_some() {
+    if actor.claims.dpop_jkt().is_some() {
         // One request carries one proof, for the subject's key: a bound
         // actor token could not prove its holder here.
         return Err(GrantError::InvalidGrant(
             "actor_token: a DPoP-bound token cannot act here; use a bearer token".to_owned(),
+        ));
+    }
+    if let Some(bound) = actor.claims.bound_certificate()
+        && !same_certificate(bound, certificate)
+    {
+        return Err(GrantError::InvalidGrant(
+            "actor_token: the token is bound to a client certificate this request did not \
+             present (RFC 8705)"
+                .to_owned(),
         ));
     }
     if actor.claims.tenant_id != tenant_id {
@@ -551,11 +572,22 @@ async fn exchange_keyport_token(
     }
     // A DPoP-bound token is only exchanged by whoever holds its key: else a
     // stolen bound token could be laundered into a bearer token.
-    if let Some(bound) = &subject.claims.cnf
-        && request.dpop_jkt != Some(bound.jkt.as_str())
+    if let Some(bound) = subject.claims.dpop_jkt()
+        && request.dpop_jkt != Some(bound)
     {
         return Err(GrantError::InvalidGrant(
             "subject_token: the token is DPoP-bound; send a DPoP proof signed by its key"
+                .to_owned(),
+        ));
+    }
+    // Likewise a certificate-bound one (RFC 8705 §3) only over mutual TLS
+    // with its certificate.
+    if let Some(bound) = subject.claims.bound_certificate()
+        && !same_certificate(bound, request.certificate)
+    {
+        return Err(GrantError::InvalidGrant(
+            "subject_token: the token is bound to a client certificate; present it over \
+             mutual TLS with that certificate"
                 .to_owned(),
         ));
     }
@@ -579,6 +611,7 @@ async fn exchange_keyport_token(
         subject.claims.act.clone(),
         &client.tenant_id,
         request.actor_token,
+        request.certificate,
     )
     .await?;
     sign(
@@ -596,6 +629,7 @@ async fn exchange_keyport_token(
             kp_rl: subject.claims.kp_rl,
             act,
             dpop_jkt: request.dpop_jkt.map(str::to_owned),
+            certificate: request.certificate.map(str::to_owned),
         },
     )
 }
@@ -621,7 +655,15 @@ async fn exchange_external_token(
         .min(settings.max_ttl.as_secs() as i64)
         .min(remaining)
         .max(1);
-    let act = actor_claim(service, keys, None, &rule.tenant_id, request.actor_token).await?;
+    let act = actor_claim(
+        service,
+        keys,
+        None,
+        &rule.tenant_id,
+        request.actor_token,
+        request.certificate,
+    )
+    .await?;
     // Limited like the company's keys without a rate of their own.
     let kp_rl = super::tenants::default_rate_limit(service, &rule.tenant_id)
         .await
@@ -644,6 +686,7 @@ async fn exchange_external_token(
             kp_rl,
             act,
             dpop_jkt: request.dpop_jkt.map(str::to_owned),
+            certificate: request.certificate.map(str::to_owned),
         },
     )?;
     // Who came in with what: the issuer and subject of the external token,

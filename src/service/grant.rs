@@ -108,12 +108,14 @@ pub fn issue(
     requested: Option<&str>,
     resource: Option<&str>,
 ) -> Result<IssuedToken, GrantError> {
-    issue_bound(service, keys, key, requested, resource, None)
+    issue_bound(service, keys, key, requested, resource, None, None)
 }
 
 /// [`issue`], bound to `dpop_jkt` when the request carried a DPoP proof
 /// (RFC 9449 §6.1: the thumbprint of the proof's key, checked by the
-/// caller), as `cnf.jkt`. A key that requires DPoP gets no token without one.
+/// caller), as `cnf.jkt`; else to `certificate` when the client presented
+/// one over mutual TLS (RFC 8705 §3.1), as `cnf.x5t#S256`. A key that
+/// requires DPoP gets no token without one.
 pub fn issue_bound(
     service: &Service,
     keys: &KeyRing,
@@ -121,6 +123,7 @@ pub fn issue_bound(
     requested: Option<&str>,
     resource: Option<&str>,
     dpop_jkt: Option<&str>,
+    certificate: Option<&str>,
 ) -> Result<IssuedToken, GrantError> {
     if key.require_dpop && dpop_jkt.is_none() {
         return Err(GrantError::DpopRequired);
@@ -174,6 +177,7 @@ pub fn issue_bound(
             kp_rl: key.rate_limit,
             act: None,
             dpop_jkt: dpop_jkt.map(str::to_owned),
+            certificate: certificate.map(str::to_owned),
         },
     )
 }
@@ -193,6 +197,10 @@ pub(super) struct TokenSpec {
     pub act: Option<crate::domain::exchange::Actor>,
     /// Bound to this key (RFC 9449 `cnf.jkt`): a DPoP token.
     pub dpop_jkt: Option<String>,
+    /// Bound to this certificate (RFC 8705 `cnf.x5t#S256`), unless bound
+    /// to a DPoP key: a token has one binding, and a DPoP proof is the one
+    /// the client asked for explicitly.
+    pub certificate: Option<String>,
 }
 
 pub(super) fn sign(
@@ -220,7 +228,17 @@ pub(super) fn sign(
         kp_src: spec.kp_src,
         kp_rl: spec.kp_rl,
         act: spec.act,
-        cnf: spec.dpop_jkt.map(|jkt| Confirmation { jkt }),
+        cnf: match (spec.dpop_jkt, spec.certificate) {
+            (Some(jkt), _) => Some(Confirmation {
+                jkt: Some(jkt),
+                x5t_s256: None,
+            }),
+            (None, Some(x5t)) => Some(Confirmation {
+                jkt: None,
+                x5t_s256: Some(x5t),
+            }),
+            (None, None) => None,
+        },
     };
     let mut span = traces::Leaf::start("sign_token", traces::Kind::Internal, || {
         vec![traces::Attribute::new(
@@ -234,7 +252,8 @@ pub(super) fn sign(
     drop(span);
     Ok(IssuedToken {
         access_token,
-        token_type: if claims.cnf.is_some() {
+        // RFC 8705 §3: a certificate-bound token is still a Bearer token.
+        token_type: if claims.dpop_jkt().is_some() {
             "DPoP"
         } else {
             "Bearer"
@@ -296,8 +315,9 @@ pub async fn introspect(
         // RFC 7662 §2.2: nothing more is said about a token that is not valid.
         Err(_) => return Ok(Introspection::inactive()),
     }
-    // RFC 9449 §6.2: a bound token introspects as DPoP, with its `cnf`.
-    let token_type = if token.claims.cnf.is_some() {
+    // RFC 9449 §6.2: a DPoP-bound token introspects as DPoP; RFC 8705
+    // §3.2: a certificate-bound one as Bearer. Both with their `cnf`.
+    let token_type = if token.claims.dpop_jkt().is_some() {
         "DPoP"
     } else {
         "Bearer"

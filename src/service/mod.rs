@@ -85,6 +85,9 @@ pub struct Service {
     pub assertion_sweep: client_assertion::SweepClock,
     /// DPoP proofs (RFC 9449), with the database as replay cache.
     pub dpop: crate::tokens::DpopVerifier,
+    /// The CAs `tls_client_auth` keys chain to (RFC 8705 §2.1); read at
+    /// start-up and on SIGHUP.
+    pub client_authorities: Arc<crate::mtls::ClientAuthorities>,
 }
 
 impl Service {
@@ -102,6 +105,9 @@ impl Service {
         let issuer_keys = Arc::new(crate::issuer_keys::IssuerKeys::new(&settings.exchange));
         let dpop = dpop::verifier(&store, &settings);
         Service {
+            client_authorities: Arc::new(crate::mtls::ClientAuthorities::new(
+                settings.mtls.client_ca_file.clone(),
+            )),
             usage_counts: key_usage::UsageCounter::new(settings.usage.counting),
             dpop,
             store,

@@ -144,9 +144,9 @@ impl Sigv4Refusal {
                 ClientAuthError::Expired => "key_expired",
                 ClientAuthError::OwnerDisabled => "owner_disabled",
                 ClientAuthError::SourceNotAllowed => "source_not_allowed",
-                ClientAuthError::BadCredentials | ClientAuthError::Assertion(_) => {
-                    "signature_mismatch"
-                }
+                ClientAuthError::BadCredentials
+                | ClientAuthError::Assertion(_)
+                | ClientAuthError::Certificate(_) => "signature_mismatch",
                 ClientAuthError::Throttled(_) => "too_many_requests",
                 ClientAuthError::Storage(_) => "unavailable",
             },

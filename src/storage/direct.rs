@@ -152,7 +152,7 @@ impl DirectReader {
                 .query_row([value], |row| {
                     Ok(Sigv4KeyRow {
                         key: key_auth_row(row)?,
-                        sigv4_secret_sealed: row.get(21)?,
+                        sigv4_secret_sealed: row.get(23)?,
                     })
                 })
                 .optional()
@@ -215,6 +215,8 @@ fn key_auth_row(row: &Row<'_>) -> rusqlite::Result<KeyAuthRow> {
         default_rate_limit_per_seconds: row.get(18)?,
         default_rate_limit_burst: row.get(19)?,
         require_dpop: row.get(20)?,
+        tls_client_auth: row.get(21)?,
+        tls_client_certificates: row.get(22)?,
     })
 }
 

@@ -32,6 +32,9 @@ pub struct NewKey<'a> {
     pub public_keys: &'a [NewPublicKey],
     /// RFC 9449: token requests must carry a DPoP proof.
     pub require_dpop: bool,
+    /// RFC 8705 (`TlsClientSubject::to_stored`, `RegisteredCertificates::to_stored`).
+    pub tls_client_auth: Option<&'a str>,
+    pub tls_client_certificates: Option<&'a str>,
     pub now: i64,
 }
 
@@ -95,6 +98,10 @@ pub struct KeyRow {
     pub public_keys: i64,
     /// 1 when the key's token requests must carry a DPoP proof.
     pub require_dpop: i64,
+    /// RFC 8705: the subject a `tls_client_auth` certificate must show.
+    pub tls_client_auth: Option<String>,
+    /// RFC 8705: `self_signed_tls_client_auth` thumbprints, space-separated.
+    pub tls_client_certificates: Option<String>,
 }
 
 /// What client authentication needs in one round trip: the key, its digest
@@ -123,6 +130,10 @@ pub struct KeyAuthRow {
     pub default_rate_limit_burst: Option<i64>,
     /// 1 when the key's token requests must carry a DPoP proof.
     pub require_dpop: i64,
+    /// RFC 8705: the subject a `tls_client_auth` certificate must show.
+    pub tls_client_auth: Option<String>,
+    /// RFC 8705: `self_signed_tls_client_auth` thumbprints, space-separated.
+    pub tls_client_certificates: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -189,6 +200,8 @@ pub struct KeyDetails<'a> {
     pub allowed_sources: Option<&'a str>,
     pub rate_limit: Option<RateColumns>,
     pub require_dpop: bool,
+    pub tls_client_auth: Option<&'a str>,
+    pub tls_client_certificates: Option<&'a str>,
 }
 
 /// A key for SigV4 verification: what client authentication reads, and the
@@ -207,7 +220,8 @@ macro_rules! key_auth_columns {
          u.permissions AS owner_permissions, u.status AS owner_status, k.disabled_at, \
          k.allowed_sources, k.rate_limit_requests, k.rate_limit_per_seconds, k.rate_limit_burst, \
          t.default_rate_limit_requests, t.default_rate_limit_per_seconds, \
-         t.default_rate_limit_burst, k.require_dpop"
+         t.default_rate_limit_burst, k.require_dpop, k.tls_client_auth, \
+         k.tls_client_certificates"
     };
 }
 
@@ -249,7 +263,7 @@ macro_rules! key_select {
          CAST(CASE WHEN k.sigv4_secret_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS sigv4, \
          k.secret_enabled, \
          (SELECT COUNT(*) FROM client_public_keys p WHERE p.key_id = k.id) AS public_keys, \
-         k.require_dpop \
+         k.require_dpop, k.tls_client_auth, k.tls_client_certificates \
          FROM api_keys k JOIN users u ON u.id = k.owner_id JOIN tenants t ON t.id = k.tenant_id "
     };
 }
@@ -542,7 +556,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE api_keys SET name = $2, description = $3, labels = $4, allowed_sources = $5, \
              updated_at = $6, rate_limit_requests = $7, rate_limit_per_seconds = $8, \
-             rate_limit_burst = $9, require_dpop = $10 WHERE id = $1",
+             rate_limit_burst = $9, require_dpop = $10, tls_client_auth = $11, \
+             tls_client_certificates = $12 WHERE id = $1",
         )
         .bind(key_id)
         .bind(details.name)
@@ -554,6 +569,8 @@ impl Store {
         .bind(per_seconds)
         .bind(burst)
         .bind(i64::from(details.require_dpop))
+        .bind(details.tls_client_auth)
+        .bind(details.tls_client_certificates)
         .execute(self.db()?)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -809,8 +826,10 @@ async fn insert_key(
         "INSERT INTO api_keys (id, tenant_id, owner_id, client_id, secret_digest, name, scopes, \
          token_ttl_seconds, expires_at, created_at, updated_at, signs_webhooks, description, \
          labels, allowed_sources, webhook_key_sealed, rate_limit_requests, \
-         rate_limit_per_seconds, rate_limit_burst, sigv4_secret_sealed, require_dpop) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         rate_limit_per_seconds, rate_limit_burst, sigv4_secret_sealed, require_dpop, \
+         tls_client_auth, tls_client_certificates) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22)",
     )
     .bind(key.id)
     .bind(key.tenant_id)
@@ -832,6 +851,8 @@ async fn insert_key(
     .bind(burst)
     .bind(sealed.sigv4_secret.as_deref())
     .bind(i64::from(key.require_dpop))
+    .bind(key.tls_client_auth)
+    .bind(key.tls_client_certificates)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -35,16 +35,48 @@ pub struct AccessTokenClaims {
     /// exchange with an actor token; a nested `act` is who acted before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
-    /// RFC 9449 §6.1: the key a DPoP-bound token is bound to (`{"jkt":
-    /// thumbprint}`); it must then be presented with a proof signed by that
-    /// key. Absent: a bearer token.
+    /// What the token is bound to: a DPoP key (RFC 9449 §6.1, `{"jkt":
+    /// thumbprint}`), presented with a proof signed by that key; or a
+    /// client certificate (RFC 8705 §3.1, `{"x5t#S256": thumbprint}`),
+    /// presented over mutual TLS with that certificate. Never both. Absent:
+    /// a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
 }
 
-/// The confirmation claim (RFC 7800 §3.1) of a DPoP-bound access token.
+/// The confirmation claim (RFC 7800 §3.1) of a bound access token: one of
+/// its members is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confirmation {
-    /// The RFC 7638 thumbprint of the key the token is bound to (§6.1).
-    pub jkt: String,
+    /// The RFC 7638 thumbprint of the DPoP key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// The SHA-256 thumbprint of the client certificate the token is
+    /// bound to (RFC 8705 §3.1).
+    #[serde(rename = "x5t#S256", default, skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+}
+
+impl Confirmation {
+    /// The DPoP key's thumbprint, for a DPoP-bound token.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.jkt.as_deref()
+    }
+
+    /// The certificate's thumbprint, for a certificate-bound token.
+    pub fn certificate(&self) -> Option<&str> {
+        self.x5t_s256.as_deref()
+    }
+}
+
+impl AccessTokenClaims {
+    /// The DPoP key's thumbprint, for a DPoP-bound token.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().and_then(Confirmation::dpop_jkt)
+    }
+
+    /// The certificate's thumbprint, for a certificate-bound token.
+    pub fn bound_certificate(&self) -> Option<&str> {
+        self.cnf.as_ref().and_then(Confirmation::certificate)
+    }
 }

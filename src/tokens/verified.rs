@@ -47,6 +47,13 @@ pub enum TokenError {
     /// RFC 9449 §7.2: a DPoP-bound token (`cnf.jkt`) is no bearer token.
     #[error("the access token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof")]
     DpopBound,
+    /// RFC 8705 §3: a certificate-bound token (`cnf.x5t#S256`) is good only
+    /// over a connection with that client certificate.
+    #[error(
+        "the access token is bound to a client certificate: present it over mutual TLS with \
+         that certificate"
+    )]
+    CertificateBound,
 }
 
 impl From<VerifyError> for TokenError {
@@ -63,6 +70,7 @@ impl From<VerifyError> for TokenError {
             VerifyError::IssuedInFuture => TokenError::IssuedInFuture,
             VerifyError::MissingClaim(_) => TokenError::MissingClaim,
             VerifyError::BoundToken => TokenError::DpopBound,
+            VerifyError::CertificateMismatch => TokenError::CertificateBound,
             // The rest are about a request, not a token: `verify` does not
             // answer them.
             _ => TokenError::Malformed,

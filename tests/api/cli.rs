@@ -2475,7 +2475,86 @@ async fn a_key_is_rolled_at_the_key_limit_and_the_limit_still_holds(backend: Bac
     create_refused_by_the_limit(&keyport, &email, "four", 3).await;
 }
 
+/// `key create --tls-client-auth SUBJECT --tls-client-certificate FILE` and
+/// `key update` with a new list (a PEM file or a thumbprint), then
+/// `--no-tls-client-auth`: RFC 8705's methods from the command line.
+async fn certificate_methods_are_set_and_rotated_from_the_cli(backend: Backend) {
+    let keyport = Keyport::new(backend).await;
+    let (_, email) = keyport.owner().await;
+    let dir = std::env::temp_dir().join(format!("keyport-cli-cert-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certificate = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![format!("{name}.example.com")])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let path = dir.join(format!("{name}.pem"));
+        std::fs::write(&path, cert.pem()).unwrap();
+        let thumbprint = keyport::domain::CertificateThumbprint::of(cert.der()).to_string();
+        (path.display().to_string(), thumbprint)
+    };
+    let (first_file, first) = certificate("first");
+    let (second_file, second) = certificate("second");
+
+    let created = keyport
+        .key_with(
+            &email,
+            "erp",
+            &[
+                "--no-secret",
+                "--tls-client-auth",
+                "san_dns:erp.example.com",
+                "--tls-client-certificate",
+                &first_file,
+            ],
+        )
+        .await;
+    assert!(created.get("client_secret").is_none(), "{created}");
+    assert_eq!(
+        created["auth_methods"],
+        serde_json::json!(["tls_client_auth", "self_signed_tls_client_auth"]),
+        "{created}"
+    );
+    assert_eq!(
+        created["tls_client_certificates"],
+        serde_json::json!([first])
+    );
+    let client_id = str_of(&created, "client_id").to_owned();
+
+    let updated = keyport
+        .json(&[
+            "key",
+            "update",
+            &client_id,
+            "--tls-client-certificate",
+            &first,
+            "--tls-client-certificate",
+            &second_file,
+            "--no-tls-client-auth",
+        ])
+        .await;
+    assert_eq!(
+        updated["tls_client_certificates"],
+        serde_json::json!([first, second]),
+        "{updated}"
+    );
+    assert!(updated["tls_client_auth"].is_null(), "{updated}");
+
+    let refused = keyport
+        .run(&["key", "update", &client_id, "--tls-client-auth", "dns:erp"])
+        .await;
+    assert_ne!(refused.code, Some(0), "{}", refused.describe());
+    assert!(
+        refused.output().contains("san_dns"),
+        "{}",
+        refused.describe()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 crate::on_both_backends!(
+    certificate_methods_are_set_and_rotated_from_the_cli,
     key_create_and_update_set_require_dpop_and_listings_show_it,
     trusted_issuers_and_rules_are_managed_from_the_cli,
     public_keys_are_managed_from_the_cli_and_a_key_can_have_no_secret,

@@ -274,6 +274,15 @@ proptest! {
                 }
                 return Ok(());
             }
+            ClientCredentials::ClientId(id) => {
+                // RFC 8705 §2: a client_id alone, for a certificate: no
+                // secret, no assertion, no Authorization header.
+                prop_assert!(headers.is_empty(), "a lone client_id with an Authorization header");
+                prop_assert!(!pairs.iter().any(|(k, _)| k == "client_secret"));
+                prop_assert!(!sent_assertion);
+                prop_assert!(has("client_id", id));
+                return Ok(());
+            }
             ClientCredentials::Secret(credentials) => credentials,
         };
         prop_assert!(!sent_assertion, "assertion parameters were ignored");

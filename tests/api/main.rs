@@ -25,6 +25,7 @@ mod key_controls;
 mod keys_api;
 mod logs;
 mod migrations;
+mod mutual_tls;
 mod openapi;
 mod openid_client;
 mod operations;

@@ -37,7 +37,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::future::LocalBoxFuture;
 
-use crate::{Authenticated, Claims, Rejection, TokenRequest, Verifier, VerifyError};
+use actix_web::HttpMessage;
+
+use crate::{
+    Authenticated, Claims, ClientCertificate, Rejection, TokenRequest, Verifier, VerifyError,
+};
 
 /// The realm named in challenges.
 const REALM: &str = "keyport";
@@ -108,6 +112,7 @@ impl FromRequest for BearerClaims {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let verifier = req.app_data::<web::Data<Verifier>>().cloned();
+        let certificate = client_certificate(req);
         let token = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -125,7 +130,11 @@ impl FromRequest for BearerClaims {
                 )
             })?;
             let token = token.filter(|t| !t.is_empty()).ok_or(NoToken)?;
-            Ok(BearerClaims(verifier.verify_bearer(&token).await?))
+            Ok(BearerClaims(
+                verifier
+                    .verify_bearer_with_certificate(&token, certificate.as_deref())
+                    .await?,
+            ))
         })
     }
 }
@@ -169,6 +178,7 @@ impl FromRequest for Authenticated {
             .map(|v| v.to_str().unwrap_or("").to_owned())
             .collect();
         let method = req.method().as_str().to_owned();
+        let certificate = client_certificate(req);
         // The URL the client used, as this server sees it (its Host, its
         // scheme); a resource identifier on the verifier overrides it.
         let info = req.connection_info();
@@ -186,10 +196,24 @@ impl FromRequest for Authenticated {
                 url: &url,
                 authorization: authorization.as_deref(),
                 dpop_proofs: &proofs,
+                client_certificate: certificate.as_deref(),
             };
             Ok(verifier.authenticate(&request).await?)
         })
     }
+}
+
+/// The thumbprint of the client certificate the request came with: a
+/// [`ClientCertificate`] in the connection's data (put there by
+/// `HttpServer::on_connect`) or in the request's extensions (put there by
+/// a middleware that trusts a proxy's `Client-Cert`).
+fn client_certificate(req: &HttpRequest) -> Option<String> {
+    if let Some(certificate) = req.conn_data::<ClientCertificate>() {
+        return Some(certificate.thumbprint().to_owned());
+    }
+    req.extensions()
+        .get::<ClientCertificate>()
+        .map(|c| c.thumbprint().to_owned())
 }
 
 /// The handler of the resource's RFC 9728 metadata: route

@@ -99,11 +99,18 @@ async fn authenticate(verifier: &Verifier, parts: &Parts) -> Result<Authenticate
         .iter()
         .map(|v| v.to_str().unwrap_or(""))
         .collect();
+    // Put there by the application from its TLS layer (see
+    // `ClientCertificate`), never from a request header.
+    let certificate = parts
+        .extensions
+        .get::<crate::ClientCertificate>()
+        .map(|c| c.thumbprint().to_owned());
     let request = TokenRequest {
         method: parts.method.as_str(),
         url: &url,
         authorization,
         dpop_proofs: &proofs,
+        client_certificate: certificate.as_deref(),
     };
     verifier.authenticate(&request).await
 }

@@ -72,4 +72,10 @@ impl Claims {
     pub fn dpop_jkt(&self) -> Option<&str> {
         self.cnf.as_ref()?.get("jkt")?.as_str()
     }
+
+    /// The client certificate a certificate-bound token (RFC 8705 §3.1)
+    /// is bound to: its `cnf.x5t#S256` thumbprint.
+    pub fn certificate_thumbprint(&self) -> Option<&str> {
+        self.cnf.as_ref()?.get("x5t#S256")?.as_str()
+    }
 }

@@ -73,6 +73,11 @@ pub enum VerifyError {
     /// bearer token: whoever holds it must also prove they hold the key.
     #[error("the token is bound to a key and must come with proof of it")]
     BoundToken,
+    /// A token bound to a client certificate (`cnf.x5t#S256`, RFC 8705
+    /// §3) presented without that certificate: over a connection with no
+    /// client certificate, or another one.
+    #[error("the token is bound to a client certificate the request did not present")]
+    CertificateMismatch,
     /// The token is valid but does not carry the scope the resource needs.
     #[error("the token lacks the scope `{0}`")]
     InsufficientScope(String),

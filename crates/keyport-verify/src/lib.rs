@@ -19,7 +19,10 @@
 //! A token bound to a key (DPoP, RFC 9449) is accepted only under the
 //! `DPoP` scheme with a proof by that key for this very request
 //! ([`VerifierBuilder::dpop`], module [`dpop`]); presented as a bearer token
-//! it is refused. Every refusal knows its answer: a status and RFC 6750 /
+//! it is refused. A token bound to a client certificate (mutual TLS, RFC
+//! 8705, `cnf.x5t#S256`) is accepted as a bearer token only from a client
+//! that presented that certificate ([`ClientCertificate`], which the
+//! application hands to the adapters from its TLS layer). Every refusal knows its answer: a status and RFC 6750 /
 //! RFC 9449 `WWW-Authenticate` challenges ([`Rejection`]), naming the
 //! missing scope for `insufficient_scope` and the resource's RFC 9728
 //! metadata ([`Verifier::resource_metadata`]) when it publishes it.
@@ -53,6 +56,7 @@
 //!     url: "https://api.example.com/reports",
 //!     authorization: Some("Bearer eyJ…"),
 //!     dpop_proofs: &[],
+//!     client_certificate: None,
 //! };
 //! match verifier.authenticate(&request).await {
 //!     Ok(token) => println!("subject {}", token.sub),
@@ -139,5 +143,5 @@ pub use dpop::{
 pub use error::MAX_TOKEN_LEN;
 pub use error::VerifyError;
 pub use keys::{KeyLookup, KeySettings, KeySource, PublicKey, StaticKeys};
-pub use request::{Authenticated, Rejection, Scheme, TokenRequest};
+pub use request::{Authenticated, ClientCertificate, Rejection, Scheme, TokenRequest};
 pub use verifier::{Verifier, VerifierBuilder};

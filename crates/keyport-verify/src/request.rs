@@ -16,6 +16,35 @@ pub enum Scheme {
     Dpop,
 }
 
+/// The client certificate a request came with over mutual TLS (RFC 8705),
+/// by its `x5t#S256` thumbprint: a certificate-bound token is accepted only
+/// with it. The adapters look for one in the request's extensions (the
+/// actix adapter in the connection's data first); the application puts it
+/// there, from its TLS layer (actix-web: `HttpServer::on_connect`, see the
+/// crate's README) or from a TLS-terminating proxy it trusts (its RFC 9440
+/// `Client-Cert` header). Never from a header anyone could send.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCertificate(String);
+
+impl ClientCertificate {
+    /// The certificate's thumbprint, from its DER.
+    pub fn from_der(der: &[u8]) -> Self {
+        use base64::Engine;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        ClientCertificate(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
+    }
+
+    /// A thumbprint already computed (base64url SHA-256 of the DER).
+    pub fn from_thumbprint(x5t_s256: impl Into<String>) -> Self {
+        ClientCertificate(x5t_s256.into())
+    }
+
+    /// The `x5t#S256` thumbprint.
+    pub fn thumbprint(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What [`Verifier::authenticate`] needs of an HTTP request.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenRequest<'a> {
@@ -31,6 +60,10 @@ pub struct TokenRequest<'a> {
     pub authorization: Option<&'a str>,
     /// Every `DPoP` header sent (a valid request has at most one).
     pub dpop_proofs: &'a [&'a str],
+    /// The `x5t#S256` thumbprint of the client certificate the request came
+    /// with over mutual TLS, if any ([`ClientCertificate::thumbprint`]):
+    /// a certificate-bound token (RFC 8705 §3) is accepted only with it.
+    pub client_certificate: Option<&'a str>,
 }
 
 impl TokenRequest<'_> {

@@ -444,18 +444,36 @@ impl Verifier {
 
     /// [`Verifier::verify`] for a token presented as `Authorization: Bearer`:
     /// a token bound to a key is refused, since a bearer presentation
-    /// proves nothing about the key.
+    /// proves nothing about the key. A certificate-bound token needs
+    /// [`Verifier::verify_bearer_with_certificate`].
     pub async fn verify_bearer(&self, token: &str) -> Result<Claims, VerifyError> {
-        self.verify_bearer_shared(token)
+        self.verify_bearer_shared(token, None)
             .await
             .map(Arc::unwrap_or_clone)
     }
 
-    async fn verify_bearer_shared(&self, token: &str) -> Result<Arc<Claims>, VerifyError> {
+    /// [`Verifier::verify_bearer`] over a connection whose client presented
+    /// the certificate with this `x5t#S256` thumbprint
+    /// ([`ClientCertificate`](crate::ClientCertificate)): a token bound to
+    /// that certificate (RFC 8705 §3) is accepted; one bound to another
+    /// certificate, or to a DPoP key, is refused.
+    pub async fn verify_bearer_with_certificate(
+        &self,
+        token: &str,
+        certificate: Option<&str>,
+    ) -> Result<Claims, VerifyError> {
+        self.verify_bearer_shared(token, certificate)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    async fn verify_bearer_shared(
+        &self,
+        token: &str,
+        certificate: Option<&str>,
+    ) -> Result<Arc<Claims>, VerifyError> {
         let claims = self.verify_shared(token).await?;
-        if claims.cnf.is_some() {
-            return Err(VerifyError::BoundToken);
-        }
+        check_bearer_binding(&claims, certificate)?;
         Ok(claims)
     }
 
@@ -472,7 +490,10 @@ impl Verifier {
             return Err(self.reject(VerifyError::MissingToken, Scheme::Bearer));
         };
         let (claims, fresh_nonce) = match (scheme, &self.resource.dpop) {
-            (Scheme::Bearer, _) => self.verify_bearer_shared(token).await.map(|c| (c, None)),
+            (Scheme::Bearer, _) => self
+                .verify_bearer_shared(token, request.client_certificate)
+                .await
+                .map(|c| (c, None)),
             (Scheme::Dpop, None) => Err(VerifyError::MissingToken),
             (Scheme::Dpop, Some(settings)) => self.verify_dpop(settings, token, request).await,
         }
@@ -619,6 +640,34 @@ fn path_of(url: &str) -> &str {
 fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split_once('`').map(|(field, _)| field)
+}
+
+/// The binding rule for a token presented as `Bearer`: unbound, or bound
+/// to the certificate the client presented (`certificate`, its
+/// `x5t#S256`). A DPoP-bound token needs its proof. Thumbprints are
+/// compared in constant time.
+pub(crate) fn check_bearer_binding(
+    claims: &Claims,
+    certificate: Option<&str>,
+) -> Result<(), VerifyError> {
+    if claims.cnf.is_none() {
+        return Ok(());
+    }
+    if claims.dpop_jkt().is_some() {
+        return Err(VerifyError::BoundToken);
+    }
+    match (claims.certificate_thumbprint(), certificate) {
+        (Some(bound), Some(presented)) if same_bytes(bound.as_bytes(), presented.as_bytes()) => {
+            Ok(())
+        }
+        (Some(_), _) => Err(VerifyError::CertificateMismatch),
+        // A confirmation this crate does not know: nothing here can prove it.
+        (None, _) => Err(VerifyError::BoundToken),
+    }
+}
+
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

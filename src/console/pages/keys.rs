@@ -166,6 +166,8 @@ struct KeyForm {
     require_dpop: bool,
     /// The key's own rate for reports and webhooks (`600/min`).
     rate_limit: Option<crate::domain::RateLimit>,
+    /// RFC 8705 `tls_client_auth`: the certificate subject, if given.
+    tls_client_auth: Option<String>,
 }
 
 /// The key a form asks for, or the error and the field at fault.
@@ -237,6 +239,7 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
         require_dpop: form
             .get("require_dpop")
             .is_some_and(|v| v == "on" || v == "true"),
+        tls_client_auth: form.get("tls_client_auth").map(str::to_owned),
     })
 }
 
@@ -309,6 +312,7 @@ pub async fn create_key(
         sigv4,
         require_dpop,
         rate_limit,
+        tls_client_auth,
     } = match new_key_request(&form) {
         Ok(parts) => parts,
         Err((error, field)) => {
@@ -338,6 +342,7 @@ pub async fn create_key(
         key_service::KeyControls {
             require_dpop: Some(require_dpop),
             rate_limit: rate_limit.map(Some),
+            tls_client_auth: tls_client_auth.as_deref().map(Some),
             ..Default::default()
         },
     )
@@ -348,6 +353,9 @@ pub async fn create_key(
             // Nothing was created: the corrected form may be sent again.
             console.release_submission(form_id);
             let field = match &err {
+                ServiceError::Invalid(message) if message.contains("tls_client_auth") => {
+                    Some("tls_client_auth")
+                }
                 ServiceError::Invalid(message) if message.contains("name") => Some("name"),
                 ServiceError::Invalid(message) if message.contains("scope") => Some("scope"),
                 ServiceError::Invalid(message) if message.contains("expir") => Some("expires_on"),

@@ -1,10 +1,12 @@
 //! Changing a key's name, description, labels, allow-list or rate.
 
 use super::{
-    KeyControls, KeyStatus, KeySummary, parse_description, parse_labels, parse_sources,
-    rate_columns, refuse_above_default, visible_key,
+    KeyControls, KeyStatus, KeySummary, parse_certificates, parse_description, parse_labels,
+    parse_sources, parse_tls_subject, rate_columns, refuse_above_default, visible_key,
 };
-use crate::domain::{KEYS_MANAGE, KeyName, Principal, SourceAllowList, now};
+use crate::domain::{
+    KEYS_MANAGE, KeyName, Principal, RegisteredCertificates, SourceAllowList, now,
+};
 use crate::service::audit::{self, Event};
 use crate::service::{Result, Service, ServiceError, authz};
 use crate::storage::{KeyDetails, StorageError};
@@ -33,7 +35,8 @@ pub async fn update_key(
     let found = visible_key(service, &principal, key).await?;
     if change.name.is_none() && change.controls.is_empty() {
         return Err(ServiceError::Invalid(
-            "nothing to change: send name, description, labels, allowed_sources, rate_limit or require_dpop"
+            "nothing to change: send name, description, labels, allowed_sources, rate_limit, \
+             require_dpop, tls_client_auth or tls_client_certificates"
                 .to_owned(),
         ));
     }
@@ -71,6 +74,28 @@ pub async fn update_key(
         }
         None => found.own_rate_limit(),
     };
+    let tls_subject = match change.controls.tls_client_auth {
+        Some(Some(raw)) => Some(parse_tls_subject(raw)?.to_stored()),
+        Some(None) => None,
+        None => found.tls_client_auth.clone(),
+    };
+    let certificates = match change.controls.tls_client_certificates {
+        Some(entries) => parse_certificates(entries)?,
+        None => RegisteredCertificates::parse(&found.tls_client_certificates)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+    };
+    if !found.secret_enabled
+        && found.public_key_count == 0
+        && tls_subject.is_none()
+        && certificates.is_empty()
+    {
+        return Err(ServiceError::Invalid(format!(
+            "key {} has no secret and no public keys: removing its certificates would leave \
+             it no way to authenticate",
+            found.client_id
+        )));
+    }
+    let stored_certificates = certificates.to_stored();
     let stored_labels = labels.to_stored();
     let stored_sources = allowed_sources.to_stored();
     let updated = service
@@ -84,6 +109,8 @@ pub async fn update_key(
                 allowed_sources: stored_sources.as_deref(),
                 rate_limit: rate_limit.map(rate_columns),
                 require_dpop: change.controls.require_dpop.unwrap_or(found.require_dpop),
+                tls_client_auth: tls_subject.as_deref(),
+                tls_client_certificates: stored_certificates.as_deref(),
             },
             now(),
         )
@@ -118,6 +145,19 @@ pub async fn update_key(
     }
     if let Some(required) = change.controls.require_dpop {
         changed.push(format!("require_dpop={required}"));
+    }
+    if change.controls.tls_client_auth.is_some() {
+        changed.push(format!(
+            "tls_client_auth={}",
+            tls_subject.as_deref().unwrap_or("none")
+        ));
+    }
+    if change.controls.tls_client_certificates.is_some() {
+        let thumbprints: Vec<String> = certificates.iter().map(|t| t.to_string()).collect();
+        changed.push(format!(
+            "tls_client_certificates=[{}]",
+            thumbprints.join(" ")
+        ));
     }
     audit::record(
         &service.store,

@@ -2,7 +2,10 @@
 //! after: description, labels, allow-list and rate, parsed, and the
 //! ceiling a member's rate is held to.
 
-use crate::domain::{KeyDescription, KeyLabels, Principal, RateLimit, Role, SourceAllowList};
+use crate::domain::{
+    KeyDescription, KeyLabels, Principal, RateLimit, RegisteredCertificates, Role, SourceAllowList,
+    TlsClientSubject,
+};
 use crate::service::{Result, ServiceError};
 use crate::storage::RateColumns;
 
@@ -31,11 +34,19 @@ pub struct KeyControls<'a> {
     pub rate_limit: Option<Option<RateLimit>>,
     /// Whether token requests must carry a DPoP proof (RFC 9449).
     pub require_dpop: Option<bool>,
+    /// RFC 8705 `tls_client_auth`: the subject DN or SAN its certificate
+    /// must show (`TlsClientSubject`'s form); `Some(None)` removes it.
+    pub tls_client_auth: Option<Option<&'a str>>,
+    /// RFC 8705 `self_signed_tls_client_auth`: the whole list of registered
+    /// certificates (PEM or `x5t#S256`); empty removes them.
+    pub tls_client_certificates: Option<&'a [String]>,
 }
 
 impl KeyControls<'_> {
     pub(super) fn is_empty(&self) -> bool {
         self.require_dpop.is_none()
+            && self.tls_client_auth.is_none()
+            && self.tls_client_certificates.is_none()
             && self.description.is_none()
             && self.labels.is_none()
             && self.allowed_sources.is_none()
@@ -78,6 +89,17 @@ pub(super) fn parse_description(raw: &str) -> Result<Option<KeyDescription>> {
 
 pub(super) fn parse_labels(pairs: &[(String, String)]) -> Result<KeyLabels> {
     KeyLabels::parse(pairs).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+/// A `tls_client_auth` subject as sent.
+pub(super) fn parse_tls_subject(raw: &str) -> Result<TlsClientSubject> {
+    TlsClientSubject::parse(raw).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+/// Registered certificates as sent (PEM or thumbprints).
+pub(super) fn parse_certificates(entries: &[String]) -> Result<RegisteredCertificates> {
+    RegisteredCertificates::parse(entries)
+        .map_err(|e| ServiceError::Invalid(format!("tls_client_certificates: {e}")))
 }
 
 pub(super) fn parse_sources(ranges: &[String]) -> Result<SourceAllowList> {

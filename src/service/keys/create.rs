@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{
     KeyControls, KeyRateLimit, KeyStatus, KeySummary, MAX_KEY_LIFETIME, auth_methods,
-    new_key_scopes, parse_description, parse_labels, parse_sources, rate_columns,
-    refuse_above_default, words,
+    new_key_scopes, parse_certificates, parse_description, parse_labels, parse_sources,
+    parse_tls_subject, rate_columns, refuse_above_default, words,
 };
 use crate::domain::{
     ClientId, ClientSecret, Email, KEYS_MANAGE, KeyDescription, KeyName, Principal, UserStatus,
@@ -161,13 +161,26 @@ pub async fn create_client(
 ) -> Result<CreatedClient> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let public_keys = crate::service::public_key_values::parse_new_public_keys(auth.public_keys)?;
-    if !auth.secret && public_keys.is_empty() {
+    let tls_subject = controls
+        .tls_client_auth
+        .flatten()
+        .map(parse_tls_subject)
+        .transpose()?;
+    let certificates = controls
+        .tls_client_certificates
+        .map(parse_certificates)
+        .transpose()?
+        .unwrap_or_default();
+    if !auth.secret && public_keys.is_empty() && tls_subject.is_none() && certificates.is_empty() {
         return Err(ServiceError::Invalid(
-            "a key without a secret needs at least one public key (public_keys), \
-             or it could never authenticate"
+            "a key without a secret needs at least one public key (public_keys) or a \
+             certificate (tls_client_auth, tls_client_certificates), or it could never \
+             authenticate"
                 .to_owned(),
         ));
     }
+    let stored_subject = tls_subject.as_ref().map(|s| s.to_stored());
+    let stored_certificates = certificates.to_stored();
     if !auth.secret && request.sigv4 {
         return Err(ServiceError::Invalid(
             "SigV4 signs with the secret: a key without a secret cannot allow it".to_owned(),
@@ -253,6 +266,8 @@ pub async fn create_client(
                 secret_enabled: auth.secret,
                 public_keys: &stored_public_keys,
                 require_dpop: controls.require_dpop.unwrap_or(false),
+                tls_client_auth: stored_subject.as_deref(),
+                tls_client_certificates: stored_certificates.as_deref(),
                 now: created_at,
             },
             limit,
@@ -306,9 +321,16 @@ pub async fn create_client(
         rate_limit: KeyRateLimit::of(rate_limit, company_default),
         sigv4: request.sigv4,
         secret_enabled: auth.secret,
-        auth_methods: auth_methods(auth.secret, public_keys.len() as i64),
+        auth_methods: auth_methods(
+            auth.secret,
+            public_keys.len() as i64,
+            tls_subject.is_some(),
+            !certificates.is_empty(),
+        ),
         public_key_count: public_keys.len() as i64,
         require_dpop: controls.require_dpop.unwrap_or(false),
+        tls_client_auth: stored_subject.clone(),
+        tls_client_certificates: certificates.iter().map(|t| t.to_string()).collect(),
     };
     Ok(CreatedClient {
         key,

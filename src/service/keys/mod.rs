@@ -18,7 +18,8 @@ use std::time::Duration;
 pub use change::{KeyChange, update_key};
 pub use controls::KeyControls;
 use controls::{
-    parse_description, parse_labels, parse_sources, rate_columns, refuse_above_default,
+    parse_certificates, parse_description, parse_labels, parse_sources, parse_tls_subject,
+    rate_columns, refuse_above_default,
 };
 use create::find_user_by_email;
 pub use create::{

@@ -100,6 +100,9 @@ pub async fn roll_key(
     let labels = old.labels.to_stored();
     let allowed_sources = (!old.allowed_sources.is_empty()).then(|| old.allowed_sources.join(" "));
     let rate_limit = old.own_rate_limit();
+    // And its certificates (RFC 8705), for the same reason.
+    let stored_certificates =
+        (!old.tls_client_certificates.is_empty()).then(|| old.tls_client_certificates.join(" "));
     // The successor keeps the old key's public keys, so an integration
     // using private_key_jwt goes on signing with its key under the new
     // client ID.
@@ -145,6 +148,8 @@ pub async fn roll_key(
                 secret_enabled: true,
                 public_keys: &public_keys,
                 require_dpop: old.require_dpop,
+                tls_client_auth: old.tls_client_auth.as_deref(),
+                tls_client_certificates: stored_certificates.as_deref(),
                 now: created_at,
             },
         )

@@ -109,7 +109,9 @@ pub struct KeySummary {
     pub secret_enabled: bool,
     /// How the key may authenticate at the OAuth endpoints: `client_secret`
     /// (HTTP Basic, the body, or `x-api-key`) unless it was created without
-    /// a secret, and `private_key_jwt` while it holds public keys.
+    /// a secret, `private_key_jwt` while it holds public keys, and
+    /// `tls_client_auth` / `self_signed_tls_client_auth` (RFC 8705) while it
+    /// has a certificate subject / registered certificates.
     #[schema(examples(json!(["client_secret", "private_key_jwt"])))]
     pub auth_methods: Vec<&'static str>,
     /// How many public keys (`private_key_jwt`) the key holds; see
@@ -118,16 +120,36 @@ pub struct KeySummary {
     /// Whether the key's token requests must carry a DPoP proof (RFC 9449):
     /// its tokens are then always bound to the client's key.
     pub require_dpop: bool,
+    /// RFC 8705 `tls_client_auth`: what the key's certificate must show,
+    /// `subject_dn:<DN>` or `san_dns:` / `san_uri:` / `san_ip:` /
+    /// `san_email:` one subject alternative name; it must also chain to the
+    /// server's client CAs.
+    #[schema(examples("san_dns:erp.example.com"))]
+    pub tls_client_auth: Option<String>,
+    /// RFC 8705 `self_signed_tls_client_auth`: the `x5t#S256` thumbprints of
+    /// the certificates the key accepts (at most 5).
+    pub tls_client_certificates: Vec<String>,
 }
 
 /// What [`KeySummary::auth_methods`] lists.
-pub fn auth_methods(secret_enabled: bool, public_key_count: i64) -> Vec<&'static str> {
+pub fn auth_methods(
+    secret_enabled: bool,
+    public_key_count: i64,
+    tls_client_auth: bool,
+    self_signed_certificates: bool,
+) -> Vec<&'static str> {
     let mut methods = Vec::with_capacity(2);
     if secret_enabled {
         methods.push("client_secret");
     }
     if public_key_count > 0 {
         methods.push("private_key_jwt");
+    }
+    if tls_client_auth {
+        methods.push("tls_client_auth");
+    }
+    if self_signed_certificates {
+        methods.push("self_signed_tls_client_auth");
     }
     methods
 }
@@ -236,9 +258,22 @@ impl KeySummary {
             rate_limit: KeyRateLimit::of(own, company_default),
             sigv4: row.sigv4 != 0,
             secret_enabled: row.secret_enabled != 0,
-            auth_methods: auth_methods(row.secret_enabled != 0, row.public_keys),
+            auth_methods: auth_methods(
+                row.secret_enabled != 0,
+                row.public_keys,
+                row.tls_client_auth.is_some(),
+                row.tls_client_certificates.is_some(),
+            ),
             public_key_count: row.public_keys,
             require_dpop: row.require_dpop != 0,
+            tls_client_auth: row.tls_client_auth,
+            tls_client_certificates: row
+                .tls_client_certificates
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
         })
     }
 

@@ -153,6 +153,23 @@ impl DpopVerifier {
         target: &ProofTarget<'_>,
         base_url: Option<&str>,
     ) -> Result<CheckedProof, DpopError> {
+        let base = self
+            .public_base_url
+            .as_deref()
+            .or(base_url)
+            .ok_or(DpopError::NotConfigured)?;
+        self.verify_under(proofs, target, base).await
+    }
+
+    /// [`Self::verify`] at the public base URL `base`, whatever is
+    /// configured: a request to the mutual-TLS listener (RFC 8705 §5) names
+    /// that listener's URL in `htu`.
+    pub async fn verify_under(
+        &self,
+        proofs: &[&[u8]],
+        target: &ProofTarget<'_>,
+        base: &str,
+    ) -> Result<CheckedProof, DpopError> {
         let texts: Vec<&str> = match proofs {
             [one] => vec![
                 std::str::from_utf8(one)
@@ -161,11 +178,6 @@ impl DpopVerifier {
             // Step 1 refuses any other count; what they hold is not read.
             _ => proofs.iter().map(|_| "").collect(),
         };
-        let base = self
-            .public_base_url
-            .as_deref()
-            .or(base_url)
-            .ok_or(DpopError::NotConfigured)?;
         let url = format!("{base}{}", target.path);
         let target = keyport_verify::ProofTarget {
             method: target.method,
@@ -212,14 +224,16 @@ pub fn authorization_token(value: &str) -> Option<(TokenScheme, &str)> {
     Some((scheme, token.trim()))
 }
 
-/// The binding rule for a verified token (§7.1, §7.2): a bound token
+/// The binding rule for a verified token (§7.1, §7.2): a DPoP-bound token
 /// (`cnf.jkt`) only under the DPoP scheme, and the DPoP scheme only for a
-/// bound token. Returns the thumbprint the proof must be signed with.
+/// DPoP-bound token. Returns the thumbprint the proof must be signed with.
+/// A certificate-bound token (`cnf.x5t#S256`, RFC 8705) is a Bearer token
+/// here: its certificate is the caller's to check.
 pub fn required_binding(
     token: &VerifiedToken,
     scheme: TokenScheme,
 ) -> Result<Option<&str>, DpopError> {
-    match (scheme, token.claims.cnf.as_ref()) {
+    match (scheme, token.claims.dpop_jkt()) {
         (TokenScheme::Bearer, None) => Ok(None),
         (TokenScheme::Bearer, Some(_)) => Err(DpopError::InvalidToken(Cow::Borrowed(
             "the access token is DPoP-bound: present it as Authorization: DPoP with a DPoP proof",
@@ -227,6 +241,6 @@ pub fn required_binding(
         (TokenScheme::Dpop, None) => Err(DpopError::InvalidToken(Cow::Borrowed(
             "the access token is not DPoP-bound: present it as Authorization: Bearer",
         ))),
-        (TokenScheme::Dpop, Some(cnf)) => Ok(Some(cnf.jkt.as_str())),
+        (TokenScheme::Dpop, Some(jkt)) => Ok(Some(jkt)),
     }
 }

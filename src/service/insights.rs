@@ -471,6 +471,8 @@ mod tests {
             auth_methods: vec!["client_secret"],
             public_key_count: 0,
             require_dpop: false,
+            tls_client_auth: None,
+            tls_client_certificates: Vec::new(),
         }
     }
 

@@ -311,14 +311,24 @@ async fn changes_through_one_instance_or_the_cli_reach_the_other_within_a_second
             let (status, body) = token(&http, &b, key, scope).await;
             assert_eq!(status, 200, "{what}: before the change: {body}");
         }
-        let (hits, misses, _, trusted) = cache_metrics(&http, &b).await;
-        assert_eq!(trusted, 1, "{what}: B trusts its cache");
-        let (status, body) = token(&http, &b, key, scope).await;
-        assert_eq!(status, 200, "{what}: {body}");
-        let (hits_after, misses_after, _, _) = cache_metrics(&http, &b).await;
-        assert_eq!(
-            (hits_after - hits, misses_after - misses),
-            (1, 0),
+        // B may still be hearing of the previous scenario's change (a
+        // SQLite counter bump names no key, so B forgets every key when its
+        // poll sees it): a key read after that is answered from memory.
+        let mut from_memory = false;
+        for _ in 0..20 {
+            let (hits, misses, _, trusted) = cache_metrics(&http, &b).await;
+            assert_eq!(trusted, 1, "{what}: B trusts its cache");
+            let (status, body) = token(&http, &b, key, scope).await;
+            assert_eq!(status, 200, "{what}: {body}");
+            let (hits_after, misses_after, _, _) = cache_metrics(&http, &b).await;
+            if (hits_after - hits, misses_after - misses) == (1, 0) {
+                from_memory = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            from_memory,
             "{what}: a token request for a key read before is answered from memory"
         );
         let changed_at = match through {

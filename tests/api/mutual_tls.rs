@@ -589,6 +589,44 @@ async fn a_client_cert_header_counts_only_from_a_trusted_proxy(backend: Backend)
     );
 }
 
+/// A new client CA bundle is read on reload (what SIGHUP runs, beside the
+/// server certificate): certificates of the new CA authenticate, those of
+/// the CA no longer in the bundle are refused, and an unreadable bundle
+/// keeps the CAs read before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_ca_bundle_is_reloaded_without_a_restart() {
+    let mtls = MtlsApp::spawn(Backend::Sqlite, &[]).await;
+    let client_id = mtls
+        .key(json!({"client_secret": false, "tls_client_auth": "san_dns:erp.example.com"}))
+        .await;
+    let next_ca = Ca::new("Keyport next client CA");
+    let old_cert = mtls.client_ca.client("erp", "erp.example.com", VALID);
+    let new_cert = next_ca.client("erp", "erp.example.com", VALID);
+    assert_eq!(mtls.token(Some(&old_cert), &client_id).await.0, 200);
+    let (status, body) = mtls.token(Some(&new_cert), &client_id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    mtls.files.write("client-ca.pem", &next_ca.pem);
+    let authorities = &mtls.app.service.client_authorities;
+    authorities.reload().expect("the new bundle reads");
+    let (status, body) = mtls.token(Some(&new_cert), &client_id).await;
+    assert_eq!(status, 200, "the new CA's certificate: {body}");
+    let (status, body) = mtls.token(Some(&old_cert), &client_id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "the old CA's certificate: {body}"
+    );
+
+    mtls.files.write("client-ca.pem", "not a certificate");
+    assert!(authorities.reload().is_err(), "a broken bundle is an error");
+    let (status, body) = mtls.token(Some(&new_cert), &client_id).await;
+    assert_eq!(status, 200, "the CAs read before stay: {body}");
+}
+
 crate::on_both_backends!(
     a_tls_client_auth_key_gets_a_token_bound_to_its_certificate,
     certificates_that_do_not_authenticate_are_refused_with_invalid_client,

@@ -9,14 +9,12 @@
 // mutual-TLS endpoint the metadata names (`use_mtls_endpoint_aliases`), takes
 // a client-credentials token, and calls a protected resource (whoami) with
 // it over mutual TLS; then the same resource without the certificate. Every
-// request goes through a fetch that presents the certificate: Node's own
-// `https` module with `cert`/`key`/`ca` (the undici package, which
-// openid-client's documentation uses for this, is not installed here; the
-// effect is the same: a TLS agent carrying the certificate). Prints one
-// JSON line.
+// request goes through undici's fetch with an `Agent` whose TLS connections
+// carry the certificate, as openid-client's documentation shows for mutual
+// TLS. Prints one JSON line.
 
 import { readFileSync } from 'node:fs'
-import https from 'node:https'
+import { Agent, fetch as undiciFetch } from 'undici'
 import * as client from 'openid-client'
 
 const [issuer, clientId] = process.argv.slice(2)
@@ -24,44 +22,15 @@ const cert = readFileSync(process.env.KEYPORT_CLIENT_CERT)
 const key = readFileSync(process.env.KEYPORT_CLIENT_KEY)
 const ca = readFileSync(process.env.KEYPORT_SERVER_CA)
 
-// A Fetch API function over an https agent, with or without the certificate.
-function fetchWith(agent) {
-  return (url, options = {}) =>
-    new Promise((resolve, reject) => {
-      const headers = {}
-      new Headers(options.headers).forEach((value, name) => {
-        headers[name] = value
-      })
-      const request = https.request(
-        url,
-        { method: options.method ?? 'GET', headers, agent },
-        (response) => {
-          const chunks = []
-          response.on('data', (chunk) => chunks.push(chunk))
-          response.on('end', () => {
-            const answer = new Headers()
-            for (const [name, value] of Object.entries(response.headers)) {
-              for (const one of [value].flat()) answer.append(name, one)
-            }
-            resolve(
-              new Response(Buffer.concat(chunks), {
-                status: response.statusCode,
-                headers: answer,
-              }),
-            )
-          })
-        },
-      )
-      request.on('error', reject)
-      if (options.body !== undefined && options.body !== null) {
-        request.write(options.body.toString())
-      }
-      request.end()
-    })
+// A Fetch API function whose connections present `tls` (with or without
+// the certificate).
+function fetchWith(tls) {
+  const dispatcher = new Agent({ connect: tls })
+  return (url, options) => undiciFetch(url, { ...options, dispatcher })
 }
 
-const withCertificate = fetchWith(new https.Agent({ cert, key, ca }))
-const withoutCertificate = fetchWith(new https.Agent({ ca }))
+const withCertificate = fetchWith({ cert, key, ca })
+const withoutCertificate = fetchWith({ ca })
 
 const config = await client.discovery(
   new URL(issuer),

@@ -851,26 +851,29 @@ async fn openid_client_authenticates_with_its_certificate_and_uses_the_bound_tok
 /// The console's key form takes a `tls_client_auth` subject; a malformed
 /// one is refused next to its field, and the list marks the key `mTLS`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_form_gives_a_key_a_certificate_subject() {
+async fn the_console_form_gives_a_key_a_certificate_subject_or_self_signed_certificates() {
     use crate::console_webhooks::{Person, hidden};
     let app = crate::helpers::spawn_app(Backend::Sqlite).await;
     let acme = app.tenant("Acme").await;
     app.user(&acme, "ana@acme.io", "admin", "reports:read keys:manage")
         .await;
     let ana = Person::signed_in(&app, "ana@acme.io").await;
-    let create = |subject: &'static str| {
+    let post = |fields: Vec<(&'static str, String)>| {
         let ana = &ana;
         async move {
             let csrf = hidden(&ana.get("/console/keys").await.html, "csrf");
             let form_id = Uuid::new_v4().simple().to_string();
-            let fields = vec![
-                ("name", "erp"),
-                ("scope", "reports:read"),
-                ("tls_client_auth", subject),
-            ];
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
             ana.post_as("/console/keys", &fields, &csrf, &form_id, true)
                 .await
         }
+    };
+    let create = |subject: &'static str| {
+        post(vec![
+            ("name", "erp".to_owned()),
+            ("scope", "reports:read".to_owned()),
+            ("tls_client_auth", subject.to_owned()),
+        ])
     };
     let refused = create("dns:erp.example.com").await;
     assert_eq!(refused.status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
@@ -895,6 +898,67 @@ async fn the_console_form_gives_a_key_a_certificate_subject() {
         key.tls_client_auth.as_deref(),
         Some("san_dns:erp.example.com")
     );
+
+    // Self-signed certificates: pasted as PEM (two, one after the other)
+    // or given by thumbprint; a line that is neither is refused, naming
+    // the field.
+    let (first, second) = (self_signed("erp-a"), self_signed("erp-b"));
+    let pasted = post(vec![
+        ("name", "erp-pem".to_owned()),
+        ("scope", "reports:read".to_owned()),
+        (
+            "tls_client_certificates",
+            format!("{}\n{}", first.pem, second.pem),
+        ),
+    ])
+    .await;
+    assert_eq!(
+        pasted.status,
+        reqwest::StatusCode::CREATED,
+        "{}",
+        pasted.html
+    );
+    let by_thumbprint = post(vec![
+        ("name", "erp-thumbprint".to_owned()),
+        ("scope", "reports:read".to_owned()),
+        (
+            "tls_client_certificates",
+            format!(" {}\n", first.thumbprint()),
+        ),
+    ])
+    .await;
+    assert_eq!(
+        by_thumbprint.status,
+        reqwest::StatusCode::CREATED,
+        "{}",
+        by_thumbprint.html
+    );
+    let wrong = post(vec![
+        ("name", "erp-wrong".to_owned()),
+        ("scope", "reports:read".to_owned()),
+        ("tls_client_certificates", "not-a-thumbprint".to_owned()),
+    ])
+    .await;
+    assert_eq!(wrong.status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.html.contains("role=\"alert\""), "{}", wrong.html);
+    let keys = keyport::service::keys::list_keys(
+        &app.service(),
+        &keyport::domain::Principal::operator(),
+        keyport::service::keys::KeyListing::All,
+    )
+    .await
+    .expect("list keys");
+    let registered = |name: &str| {
+        keys.iter()
+            .find(|k| k.name == name)
+            .map(|k| k.tls_client_certificates.clone())
+    };
+    assert_eq!(
+        registered("erp-pem"),
+        Some(vec![first.thumbprint(), second.thumbprint()])
+    );
+    assert_eq!(registered("erp-thumbprint"), Some(vec![first.thumbprint()]));
+    assert_eq!(registered("erp-wrong"), None, "nothing created");
 }
 
 /// Refused certificates count toward the failure throttle like wrong

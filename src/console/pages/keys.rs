@@ -168,6 +168,9 @@ struct KeyForm {
     rate_limit: Option<crate::domain::RateLimit>,
     /// RFC 8705 `tls_client_auth`: the certificate subject, if given.
     tls_client_auth: Option<String>,
+    /// RFC 8705 `self_signed_tls_client_auth`: the registered certificates,
+    /// if any (PEM blocks or thumbprints).
+    tls_client_certificates: Option<Vec<String>>,
 }
 
 /// The key a form asks for, or the error and the field at fault.
@@ -240,7 +243,26 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
             .get("require_dpop")
             .is_some_and(|v| v == "on" || v == "true"),
         tls_client_auth: form.get("tls_client_auth").map(str::to_owned),
+        tls_client_certificates: form
+            .get("tls_client_certificates")
+            .map(certificate_entries)
+            .filter(|entries| !entries.is_empty()),
     })
+}
+
+/// The self-signed certificates a form registers: PEM blocks as pasted, or
+/// thumbprints separated by spaces or lines.
+fn certificate_entries(text: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    if text.contains("-----BEGIN") {
+        text.split_inclusive(END)
+            .map(str::trim)
+            .filter(|block| !block.is_empty())
+            .map(str::to_owned)
+            .collect()
+    } else {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
 }
 
 /// The expiry a form's own date asks for: none without a date.
@@ -313,6 +335,7 @@ pub async fn create_key(
         require_dpop,
         rate_limit,
         tls_client_auth,
+        tls_client_certificates,
     } = match new_key_request(&form) {
         Ok(parts) => parts,
         Err((error, field)) => {
@@ -343,6 +366,7 @@ pub async fn create_key(
             require_dpop: Some(require_dpop),
             rate_limit: rate_limit.map(Some),
             tls_client_auth: tls_client_auth.as_deref().map(Some),
+            tls_client_certificates: tls_client_certificates.as_deref(),
             ..Default::default()
         },
     )
@@ -355,6 +379,9 @@ pub async fn create_key(
             let field = match &err {
                 ServiceError::Invalid(message) if message.contains("tls_client_auth") => {
                     Some("tls_client_auth")
+                }
+                ServiceError::Invalid(message) if message.contains("tls_client_certificates") => {
+                    Some("tls_client_certificates")
                 }
                 ServiceError::Invalid(message) if message.contains("name") => Some("name"),
                 ServiceError::Invalid(message) if message.contains("scope") => Some("scope"),

@@ -442,37 +442,10 @@ mod tests {
 
     fn key(name: &str) -> KeySummary {
         KeySummary {
-            id: name.to_owned(),
-            client_id: format!("kpc_{name}"),
-            name: name.to_owned(),
-            tenant_id: "t".to_owned(),
-            owner_id: "u".to_owned(),
-            owner_email: "u@example.com".to_owned(),
             scopes: Some(vec!["reports:read".to_owned()]),
-            token_ttl_seconds: None,
-            status: KeyStatus::Active,
-            created_at: AT - 200 * DAY,
             expires_at: Some(AT + 300 * DAY),
             last_used_at: Some(AT - HOUR),
-            revoked_at: None,
-            revoked_by: None,
-            signs_webhooks: false,
-            disabled_at: None,
-            rolled_to: None,
-            description: None,
-            labels: Default::default(),
-            allowed_sources: Vec::new(),
-            last_used_from: None,
-            last_used_kind: None,
-            has_webhook_signing_key: true,
-            rate_limit: None,
-            sigv4: false,
-            secret_enabled: true,
-            auth_methods: vec!["client_secret"],
-            public_key_count: 0,
-            require_dpop: false,
-            tls_client_auth: None,
-            tls_client_certificates: Vec::new(),
+            ..KeySummary::example(name, AT - 200 * DAY)
         }
     }
 

@@ -730,6 +730,37 @@ async fn postgres_the_change_log_numbers_changes_in_commit_order_without_gaps() 
     assert_eq!(restored.changes, None);
 }
 
+/// A company with a member and two keys, made outside the server, and a
+/// proxy between PostgreSQL and the server a test starts on `proxied`,
+/// which the test cuts to stand in for an outage.
+struct BehindProxy {
+    outside: Service,
+    keys: (CreatedKey, CreatedKey),
+    proxy: FlakyProxy,
+    proxied: String,
+}
+
+async fn behind_proxy(db: &TestDatabase, company: &str, email: &str) -> BehindProxy {
+    let outside = outside_service(db).await;
+    let tenant = tenants::create_tenant(&outside, &Principal::operator(), company)
+        .await
+        .expect("tenant");
+    new_user(&outside, &tenant, email, "member").await;
+    let keys = (
+        new_key(&outside, email, None).await,
+        new_key(&outside, email, None).await,
+    );
+    let (_, target) = through_proxy(&db.url, 0);
+    let proxy = FlakyProxy::start(target).await;
+    let proxied = through_proxy(&db.url, proxy.port).0;
+    BehindProxy {
+        outside,
+        keys,
+        proxy,
+        proxied,
+    }
+}
+
 /// PostgreSQL going away under load and coming back (every connection
 /// closed and new ones refused, as a restart does; a proxy stands in for
 /// restarting the machine's PostgreSQL, which other tests share): B answers
@@ -739,16 +770,12 @@ async fn postgres_the_change_log_numbers_changes_in_commit_order_without_gaps() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_gone_under_load_answers_503_and_never_a_token_it_should_not() {
     let db = TestDatabase::create(Backend::Postgres).await;
-    let outside = outside_service(&db).await;
-    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Outage Co")
-        .await
-        .expect("tenant");
-    new_user(&outside, &tenant, "m@outage.test", "member").await;
-    let doomed = new_key(&outside, "m@outage.test", None).await;
-    let steady = new_key(&outside, "m@outage.test", None).await;
-    let (_, target) = through_proxy(&db.url, 0);
-    let proxy = FlakyProxy::start(target).await;
-    let proxied = through_proxy(&db.url, proxy.port).0;
+    let BehindProxy {
+        outside,
+        keys: (doomed, steady),
+        proxy,
+        proxied,
+    } = behind_proxy(&db, "Outage Co", "m@outage.test").await;
     let mut command = ServedBinary::command(&proxied, 2);
     command
         .envs(SERVE_ENV.iter().copied())
@@ -875,16 +902,12 @@ async fn postgres_gone_under_load_answers_503_and_never_a_token_it_should_not() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_through_an_outage_held_keys_get_tokens_and_others_503_at_once() {
     let db = TestDatabase::create(Backend::Postgres).await;
-    let outside = outside_service(&db).await;
-    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Restart Co")
-        .await
-        .expect("tenant");
-    new_user(&outside, &tenant, "m@restart.test", "member").await;
-    let held = new_key(&outside, "m@restart.test", None).await;
-    let unheld = new_key(&outside, "m@restart.test", None).await;
-    let (_, target) = through_proxy(&db.url, 0);
-    let proxy = FlakyProxy::start(target).await;
-    let proxied = through_proxy(&db.url, proxy.port).0;
+    let BehindProxy {
+        outside,
+        keys: (held, unheld),
+        proxy,
+        proxied,
+    } = behind_proxy(&db, "Restart Co", "m@restart.test").await;
     // The pool's timeout is the default (5 s): what a 503 would wait for
     // without the breaker.
     let pool_timeout = Duration::from_secs(5);

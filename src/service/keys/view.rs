@@ -131,6 +131,47 @@ pub struct KeySummary {
     pub tls_client_certificates: Vec<String>,
 }
 
+#[cfg(test)]
+impl KeySummary {
+    /// An active key of user `u` in company `t`, made at `created_at`, with
+    /// a secret and nothing else set: what unit tests start from.
+    pub fn example(name: &str, created_at: i64) -> KeySummary {
+        KeySummary {
+            id: name.to_owned(),
+            client_id: format!("kpc_{name}"),
+            name: name.to_owned(),
+            tenant_id: "t".to_owned(),
+            owner_id: "u".to_owned(),
+            owner_email: "u@example.com".to_owned(),
+            scopes: None,
+            token_ttl_seconds: None,
+            status: KeyStatus::Active,
+            created_at,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            revoked_by: None,
+            signs_webhooks: false,
+            disabled_at: None,
+            rolled_to: None,
+            description: None,
+            labels: Default::default(),
+            allowed_sources: Vec::new(),
+            last_used_from: None,
+            last_used_kind: None,
+            has_webhook_signing_key: true,
+            rate_limit: None,
+            sigv4: false,
+            secret_enabled: true,
+            auth_methods: vec!["client_secret"],
+            public_key_count: 0,
+            require_dpop: false,
+            tls_client_auth: None,
+            tls_client_certificates: Vec::new(),
+        }
+    }
+}
+
 /// What [`KeySummary::auth_methods`] lists.
 pub fn auth_methods(
     secret_enabled: bool,

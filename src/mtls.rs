@@ -23,10 +23,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 use crate::domain::CertificateThumbprint;
-use crate::tls::TlsError;
+use crate::tls::{CertificateReloader, TlsError};
 
 /// A chain longer than this is not a client certificate anyone issues.
 pub const MAX_CHAIN: usize = 8;
@@ -118,6 +120,13 @@ pub fn keep_peer_certificate(connection: &dyn Any, data: &mut Extensions) {
 #[derive(Debug)]
 pub struct AnyClientCertificate {
     provider: Arc<CryptoProvider>,
+}
+
+/// The mutual-TLS listener's configuration: the HTTPS certificate, and
+/// every client asked for a certificate (optional; see
+/// [`AnyClientCertificate`]).
+pub fn server_config(reloader: &CertificateReloader) -> Result<ServerConfig, TlsError> {
+    reloader.server_config_with(Arc::new(AnyClientCertificate::new(reloader.provider())))
 }
 
 impl AnyClientCertificate {

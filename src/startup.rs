@@ -293,7 +293,7 @@ impl Application {
             // one only. It keeps the client's certificate with the connection.
             (Some(mtls), Some(reloader)) => server
                 .on_connect(crate::mtls::keep_peer_certificate)
-                .listen_rustls_0_23(mtls, reloader.mtls_server_config()?)
+                .listen_rustls_0_23(mtls, crate::mtls::server_config(reloader)?)
                 .map_err(|source| StartupError::Bind {
                     bind: String::from("mutual-TLS listener"),
                     source,

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, ServerConfig};
@@ -141,17 +142,26 @@ impl CertificateReloader {
         )
     }
 
-    /// [`Self::server_config`] for the mutual-TLS listener: the same
-    /// certificate, and every client asked for a certificate (optional;
-    /// see [`crate::mtls::AnyClientCertificate`]).
-    pub fn mtls_server_config(&self) -> Result<ServerConfig, TlsError> {
+    /// [`Self::server_config`] with `client_certificates` deciding what a
+    /// client is asked for and which certificates the handshake accepts
+    /// (the mutual-TLS listener's, `crate::mtls::server_config`).
+    pub fn server_config_with(
+        &self,
+        client_certificates: Arc<dyn ClientCertVerifier>,
+    ) -> Result<ServerConfig, TlsError> {
         let resolver: Arc<dyn ResolvesServerCert> = self.certificates.clone();
-        let provider = Arc::clone(&self.certificates.provider);
-        Ok(ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|err| TlsError::Config(err.to_string()))?
-            .with_client_cert_verifier(Arc::new(crate::mtls::AnyClientCertificate::new(provider)))
-            .with_cert_resolver(resolver))
+        Ok(
+            ServerConfig::builder_with_provider(Arc::clone(&self.certificates.provider))
+                .with_safe_default_protocol_versions()
+                .map_err(|err| TlsError::Config(err.to_string()))?
+                .with_client_cert_verifier(client_certificates)
+                .with_cert_resolver(resolver),
+        )
+    }
+
+    /// The cryptography the handshakes use.
+    pub fn provider(&self) -> Arc<CryptoProvider> {
+        Arc::clone(&self.certificates.provider)
     }
 
     /// Re-reads both files. If they hold a usable certificate and key, new

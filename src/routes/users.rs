@@ -21,7 +21,8 @@ use super::error::ApiError;
 use super::keys::MANAGEMENT_BODY_LIMIT;
 use super::{AppState, Caller};
 use crate::domain::UserStatus;
-use crate::service::audit::{self, AuditFilter};
+use crate::service::audit::AuditFilter;
+use crate::service::audit_trail;
 use crate::service::{tenants, users};
 
 /// The company's users with their sign-in locks (`users:manage`).
@@ -372,7 +373,7 @@ pub async fn audit(
                 })?,
         ),
     };
-    let (events, has_more) = audit::list(
+    let (events, has_more) = audit_trail::list(
         &state.service,
         &caller,
         AuditFilter {

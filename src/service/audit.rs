@@ -5,8 +5,7 @@
 
 use uuid::Uuid;
 
-use super::{Result, Service, ServiceError, authz};
-use crate::domain::{AUDIT_READ, Principal, now};
+use crate::domain::{Principal, now};
 use crate::storage::Store;
 /// What an audit query asks for and what it answers: handed up to routes/
 /// and the console as they are.
@@ -93,18 +92,4 @@ pub async fn record_system(store: &Store, event: Event<'_>) {
             crate::telemetry::error_chain(&err)
         );
     }
-}
-
-/// One page of the caller's tenant's audit trail, in the order asked for, and whether
-/// more follow. Needs `audit:read`.
-pub async fn list(
-    service: &Service,
-    principal: &Principal,
-    filter: AuditFilter<'_>,
-) -> Result<(Vec<AuditRow>, bool)> {
-    let principal = authz::require(service, principal, AUDIT_READ).await?;
-    let tenant_id = principal.tenant_id().ok_or_else(|| {
-        ServiceError::Invalid("the operator reads the audit trail per tenant".to_owned())
-    })?;
-    Ok(service.store.list_audit(tenant_id, &filter).await?)
 }

@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::audit::{self as audit_service, AuditFilter, AuditRow};
+use super::audit::{AuditFilter, AuditRow};
+use super::audit_trail;
 use super::key_usage::{self, KeySeries, UsageCounts, UsageRange, UsageReport, volume};
 use super::keys::{self, KeyListing, KeyStatus, KeySummary};
 use super::{Result, Service, ServiceError, users, webhooks};
@@ -418,7 +419,7 @@ pub async fn readable_audit(
     principal: &Principal,
     filter: AuditFilter<'_>,
 ) -> Result<(Vec<AuditRow>, bool, AuditNames)> {
-    let (rows, more) = audit_service::list(service, principal, filter).await?;
+    let (rows, more) = audit_trail::list(service, principal, filter).await?;
     let mut names = AuditNames::default();
     if let Some(people) = optional(users::list_users(service, principal, None).await)? {
         for user in people {

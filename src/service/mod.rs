@@ -21,6 +21,7 @@
 //! of these operations.
 
 pub mod audit;
+pub mod audit_trail;
 pub mod authz;
 pub mod backup;
 pub mod client_assertion;

@@ -424,13 +424,7 @@ async fn revoke_with_notification_lost(db: &TestDatabase, client_id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_killed_listening_connection_catches_up_from_the_change_log() {
     let db = TestDatabase::create(Backend::Postgres).await;
-    let outside = outside_service(&db).await;
-    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Listening Co")
-        .await
-        .expect("tenant");
-    new_user(&outside, &tenant, "m@listening.test", "member").await;
-    let doomed = new_key(&outside, "m@listening.test", None).await;
-    let steady = new_key(&outside, "m@listening.test", None).await;
+    let (_, (doomed, steady)) = member_with_two_keys(&db, "Listening Co", "m@listening.test").await;
     let log: Arc<Mutex<String>> = Arc::default();
     let b = serve(&db.url, Arc::clone(&log));
     let http = http();
@@ -560,13 +554,8 @@ async fn catch_up_count(http: &reqwest::Client, server: &ServedBinary) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_lapsed_lease_costs_one_catch_up_not_one_read_per_request() {
     let db = TestDatabase::create(Backend::Postgres).await;
-    let outside = outside_service(&db).await;
-    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Lapsing Co")
-        .await
-        .expect("tenant");
-    new_user(&outside, &tenant, "m@lapsing.test", "member").await;
-    let doomed = new_key(&outside, "m@lapsing.test", None).await;
-    let steady = new_key(&outside, "m@lapsing.test", None).await;
+    let (outside, (doomed, steady)) =
+        member_with_two_keys(&db, "Lapsing Co", "m@lapsing.test").await;
     let lease = Duration::from_millis(300);
     let cache = keyport::service::credential_cache::CredentialCache::new(100, lease);
     let alive = Arc::new(());
@@ -740,7 +729,13 @@ struct BehindProxy {
     proxied: String,
 }
 
-async fn behind_proxy(db: &TestDatabase, company: &str, email: &str) -> BehindProxy {
+/// A company with a member `email` holding two keys, made outside any
+/// server.
+async fn member_with_two_keys(
+    db: &TestDatabase,
+    company: &str,
+    email: &str,
+) -> (Service, (CreatedKey, CreatedKey)) {
     let outside = outside_service(db).await;
     let tenant = tenants::create_tenant(&outside, &Principal::operator(), company)
         .await
@@ -750,6 +745,11 @@ async fn behind_proxy(db: &TestDatabase, company: &str, email: &str) -> BehindPr
         new_key(&outside, email, None).await,
         new_key(&outside, email, None).await,
     );
+    (outside, keys)
+}
+
+async fn behind_proxy(db: &TestDatabase, company: &str, email: &str) -> BehindProxy {
+    let (outside, keys) = member_with_two_keys(db, company, email).await;
     let (_, target) = through_proxy(&db.url, 0);
     let proxy = FlakyProxy::start(target).await;
     let proxied = through_proxy(&db.url, proxy.port).0;

@@ -214,6 +214,16 @@ impl MtlsApp {
         }
     }
 
+    /// What an outside client is given: `cert` and its key, and the server's
+    /// CA, as PEM files (their paths).
+    fn client_files(&self, cert: &Cert) -> (String, String, String) {
+        (
+            self.files.write("client.pem", &cert.pem),
+            self.files.write("client-key.pem", &cert.key_pem),
+            self.files.write("server-ca.pem", &self.server_ca.pem),
+        )
+    }
+
     /// A client of the mutual-TLS listener presenting `cert` (or none).
     fn with(&self, cert: Option<&Cert>) -> reqwest::Client {
         client(&self.server_ca, cert)
@@ -644,9 +654,7 @@ async fn curl_and_python_requests_get_tokens_with_a_client_certificate() {
     let client_id = mtls
         .key(json!({"client_secret": false, "tls_client_auth": "san_dns:erp.example.com"}))
         .await;
-    let cert_file = mtls.files.write("client.pem", &cert.pem);
-    let key_file = mtls.files.write("client-key.pem", &cert.key_pem);
-    let ca_file = mtls.files.write("server-ca.pem", &mtls.server_ca.pem);
+    let (cert_file, key_file, ca_file) = mtls.client_files(&cert);
     let url = format!("{}/oauth/token", mtls.mtls);
 
     let curl = tokio::process::Command::new("curl")
@@ -791,9 +799,7 @@ async fn openid_client_authenticates_with_its_certificate_and_uses_the_bound_tok
     let client_id = mtls
         .key(json!({"client_secret": false, "tls_client_auth": "subject_dn:CN=erp,O=Example"}))
         .await;
-    let cert_file = mtls.files.write("client.pem", &cert.pem);
-    let key_file = mtls.files.write("client-key.pem", &cert.key_pem);
-    let ca_file = mtls.files.write("server-ca.pem", &mtls.server_ca.pem);
+    let (cert_file, key_file, ca_file) = mtls.client_files(&cert);
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openid_client_mtls.mjs");
     let output = tokio::time::timeout(

@@ -3,6 +3,7 @@
 
 mod logging;
 mod metrics;
+mod otlp;
 pub mod request;
 pub mod traces;
 

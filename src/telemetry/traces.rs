@@ -1,6 +1,7 @@
 //! OpenTelemetry traces, off unless `otlp_endpoint` is set; then exported
 //! over OTLP/HTTP (protobuf) by the SDK's batch processor on its own thread,
-//! so a slow or absent collector never holds up an answer.
+//! so a slow or absent collector never holds up an answer (the exporter is
+//! Keyport's own, [`super::otlp`]).
 //!
 //! The spans: one per request (the observe middleware, [`ServerSpan`]);
 //! inside it client authentication, token signing, each storage call and
@@ -31,7 +32,6 @@ use opentelemetry::trace::{
     TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler,
@@ -92,13 +92,8 @@ pub fn install(
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(traces_url(endpoint))
-        .with_timeout(EXPORT_TIMEOUT)
-        .build()
-        .map_err(|err| failed(err.to_string()))?;
+    let exporter =
+        super::otlp::OtlpHttp::new(traces_url(endpoint), EXPORT_TIMEOUT).map_err(failed)?;
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name("keyport")
         .with_attributes([
@@ -109,10 +104,6 @@ pub fn install(
             ),
         ])
         .build();
-    let exporter = Reporting {
-        inner: exporter,
-        last_warning: std::sync::Mutex::new(None),
-    };
     // Larger batches than the SDK's 512: at thousands of spans a second,
     // fewer and larger posts cost the exporter thread less per span, and a
     // deeper queue rides out a slow collector without dropping spans.
@@ -144,48 +135,6 @@ pub fn install(
         );
     }
     Ok(Some(Traces { provider }))
-}
-
-/// The exporter, saying in the log when the collector does not take a batch
-/// (at most once a minute: a collector that is down would otherwise fill
-/// the log). The spans of a failed batch are dropped; answers never wait.
-#[derive(Debug)]
-struct Reporting {
-    inner: opentelemetry_otlp::SpanExporter,
-    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
-}
-
-/// How often an unreachable collector is mentioned in the log.
-const WARN_EVERY: Duration = Duration::from_secs(60);
-
-impl opentelemetry_sdk::trace::SpanExporter for Reporting {
-    async fn export(
-        &self,
-        batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        let spans = batch.len();
-        let outcome = self.inner.export(batch).await;
-        if let Err(err) = &outcome {
-            let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-                *last = Some(std::time::Instant::now());
-                log::warn!("the trace collector did not take {spans} spans (dropped): {err}");
-            }
-        }
-        outcome
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        self.inner.set_resource(resource);
-    }
 }
 
 /// The collector's base URL gets the OTLP traces path, as the standard

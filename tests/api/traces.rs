@@ -474,6 +474,59 @@ async fn a_collector_that_is_down_is_reported_and_answers_go_on() {
     assert!(!server.log().contains(admin.secret()));
 }
 
+/// A collector that wants a token gets the headers of the standard
+/// variable, percent-decoded; a malformed entry is left out and named
+/// without its value.
+#[tokio::test]
+async fn the_collector_gets_the_headers_of_the_standard_variable() {
+    let setup = spawn_app_with(Backend::Sqlite, &[("KEYPORT_WEBHOOK_DELIVER", "false")]).await;
+    let admin = setup.integration("admin", "reports:read").await;
+    let otlp = OtlpReceiver::start();
+    // Tried: a percent-encoded value, spaces around a pair, an entry with no
+    // `=`, and a name that is not a header name.
+    let server = serve_traced(
+        &setup,
+        &otlp,
+        &[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20collector-token%3D%3D, x-scope = keyport ,novalue,bad name=hidden-value",
+        )],
+    );
+    let answer = client_credentials(
+        &reqwest::Client::new(),
+        server.url("/oauth/token"),
+        admin.client_id(),
+        admin.secret(),
+    )
+    .sent()
+    .await;
+    let (_, trace_id) = ids_of(&answer);
+    otlp.trace(&trace_id, |spans| has(spans, "POST /oauth/token"))
+        .await;
+    let headers = otlp.read("headers.jsonl");
+    assert!(!headers.is_empty());
+    for seen in headers {
+        assert_eq!(
+            seen,
+            json!({
+                "authorization": "Bearer collector-token==",
+                "x-scope": "keyport",
+                "content-type": "application/x-protobuf",
+            })
+        );
+    }
+    let log = server.log();
+    assert!(
+        log.contains("header \"bad name\" is not valid; left out"),
+        "{log}"
+    );
+    assert!(log.contains("an entry has no `=`"), "{log}");
+    assert!(
+        !log.contains("hidden-value") && !log.contains("collector-token"),
+        "{log}"
+    );
+}
+
 crate::on_both_backends!(
     a_token_request_and_a_push_to_a_webhook_are_span_trees,
     a_trusted_proxys_traceparent_is_continued_and_anyone_elses_ignored,

@@ -6,7 +6,8 @@ endpoint that decodes each export with the official protobuf definitions
 
 Prints `listening on port N`, then for each span of each POST /v1/traces
 appends one JSON line to DIR/spans.jsonl: ids in hex, name, kind, status,
-attributes, and the resource's attributes. A request that is not a valid
+attributes, and the resource's attributes; and for each export one line of
+DIR/headers.jsonl with its authorization, x-scope and content-type headers. A request that is not a valid
 protobuf export is answered 400 and noted in DIR/errors.jsonl.
 
 With --count-only (benches/logging.sh), each export is decoded and only its
@@ -69,6 +70,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(400)
             self.end_headers()
             return
+        # What a collector that wants a token sees (tests only; the bench
+        # counts).
+        if not COUNT_ONLY:
+            note(
+                "headers.jsonl",
+                {
+                    name: self.headers.get(name)
+                    for name in ("authorization", "x-scope", "content-type")
+                },
+            )
         if COUNT_ONLY:
             global SPANS_SEEN
             SPANS_SEEN += sum(

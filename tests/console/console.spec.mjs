@@ -276,6 +276,20 @@ function row(page, key) {
   return page.locator(`tr[data-client-id="${key.clientId}"]`);
 }
 
+/** Opens the row's Actions menu (one button per row) and returns the menu. */
+async function rowMenu(page, key) {
+  const line = row(page, key);
+  const menu = line.locator('.row-menu');
+  if (!(await menu.isVisible())) await line.getByRole('button', { name: /^Actions/ }).click();
+  await menu.waitFor({ state: 'visible' });
+  return menu;
+}
+
+/** The item `name` of the row's Actions menu, the menu opened. */
+async function rowAction(page, key, name, { role = 'button', exact = false } = {}) {
+  return (await rowMenu(page, key)).getByRole(role, { name, exact });
+}
+
 async function keyStatus(page, key) {
   return (await row(page, key).locator('.status').textContent())?.trim();
 }
@@ -544,7 +558,7 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   const { page } = admin;
   const erp = state.keys['ERP nightly sync'];
   const other = await createAndClose(page, 'Power BI dashboard');
-  await row(page, erp).getByRole('button', { name: 'Test connection' }).click();
+  await (await rowAction(page, erp, 'Test connection')).click();
   const dialog = page.getByRole('dialog', { name: 'Test connection' });
   await dialog.waitFor();
   assert.equal(await dialog.getByLabel('Client ID').inputValue(), erp.clientId);
@@ -594,12 +608,12 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
   const line = row(page, key);
   assert.match(await line.textContent(), /SigV4/);
   assert.doesNotMatch(await row(page, erp).textContent(), /SigV4/);
-  await line.getByRole('button', { name: 'Copy curl (SigV4)' }).click();
+  await (await rowAction(page, key, 'Copy curl (SigV4)')).click();
   assert.equal(
     await page.evaluate(() => navigator.clipboard.readText()),
     `curl --aws-sigv4 "aws:amz:us-east-1:keyport" --user "${key.clientId}:SECRET" ${BASE_URL}/api/v1/whoami`,
   );
-  await line.getByRole('button', { name: 'Test connection' }).click();
+  await (await rowAction(page, key, 'Test connection')).click();
   const test = page.getByRole('dialog', { name: 'Test connection' });
   await test.waitFor();
   assert.match(await test.textContent(), /the secret never leaves it/);
@@ -620,7 +634,7 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
   assert.deepEqual(requestUrls.filter((url) => url.includes(key.secret)), []);
 
   // Revoked again, so the journey's key count is as before.
-  await line.getByRole('button', { name: 'Revoke' }).click();
+  await (await rowAction(page, key, 'Revoke')).click();
   const revoke = page.getByRole('dialog', { name: `Revoke ${key.name}?` });
   await navigation(page, () => revoke.getByRole('button', { name: 'Revoke' }).click());
   assert.equal(await keyStatus(page, key), 'revoked');
@@ -629,7 +643,7 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
 step('revoke a key with one confirmation', [needs.key('Power BI dashboard')], async () => {
   const { page } = admin;
   const key = state.keys['Power BI dashboard'];
-  await row(page, key).getByRole('button', { name: 'Revoke' }).click();
+  await (await rowAction(page, key, 'Revoke')).click();
   const dialog = page.getByRole('dialog', { name: `Revoke ${key.name}?` });
   await dialog.waitFor();
   await axe(page, 'revoke-dialog');
@@ -638,7 +652,12 @@ step('revoke a key with one confirmation', [needs.key('Power BI dashboard')], as
   assert.equal(new URL(page.url()).pathname, '/console/keys');
   assert.equal(await notice(page), `Key ${key.name} is revoked.`);
   assert.equal(await keyStatus(page, key), 'revoked');
-  assert.equal(await row(page, key).getByRole('button', { name: 'Test connection' }).count(), 0);
+  const menu = await rowMenu(page, key);
+  assert.equal(await menu.getByRole('button', { name: 'Test connection' }).count(), 0, 'a revoked key offers no Test connection');
+  assert.equal(await menu.getByRole('button', { name: 'Revoke' }).count(), 0, 'nor Revoke again');
+  assert.equal(await menu.getByRole('button', { name: 'Delete…' }).count(), 1, 'Delete is still offered');
+  await page.keyboard.press('Escape');
+  await menu.waitFor({ state: 'hidden' });
 });
 
 step('delete by typing the key\'s name (keyboard only, any case); the webhook-signing key cannot be deleted', [needs.key('ERP nightly sync')], async () => {
@@ -649,24 +668,45 @@ step('delete by typing the key\'s name (keyboard only, any case); the webhook-si
   // The first key signs webhooks: its Delete is disabled, and says why.
   const erpRow = row(page, erp);
   assert.equal(await erpRow.locator('.badge', { hasText: 'Signs webhooks' }).count(), 1, 'the first key signs webhooks');
-  const blocked = erpRow.getByRole('button', { name: 'Delete', exact: true });
+  const blocked = await rowAction(page, erp, 'Delete…', { exact: true });
   assert.equal(await blocked.isDisabled(), true, 'Delete is disabled on the key that signs webhooks');
   const why = await blocked.evaluate((b) => document.getElementById(b.getAttribute('aria-describedby'))?.textContent ?? '');
   assert.match(why, /Signs webhooks/, `the disabled Delete explains itself: "${why}"`);
 
   // Keyboard only: Tab to Delete, Enter, focus is inside, Escape closes,
   // focus returns to the button.
-  const opener = row(page, key).getByRole('button', { name: 'Delete', exact: true });
+  await page.keyboard.press('Escape'); // the webhook key's menu
+  // Keyboard only: Tab to the row's Actions, Enter opens the menu with
+  // focus on its first item, End reaches Delete, Enter opens the dialog,
+  // Escape closes it and focus returns to Actions.
+  const opener = row(page, key).getByRole('button', { name: /^Actions/ });
+  const menu = row(page, key).locator('.row-menu');
   await page.locator('body').evaluate(() => document.activeElement?.blur());
   await tabTo(page, opener);
   await page.keyboard.press('Enter');
+  await menu.waitFor({ state: 'visible' });
+  assert.equal(await opener.getAttribute('aria-expanded') ?? await opener.evaluate((b) => String(b.ariaExpanded)), 'true', 'the Actions button says the menu is open');
+  assert.ok(await menu.evaluate((m) => m.contains(document.activeElement)), 'Enter opened the menu and moved focus into it');
+  await page.keyboard.press('End');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent.trim()), 'Delete…', 'End reaches Delete, the last item');
+  await page.keyboard.press('Escape');
+  await menu.waitFor({ state: 'hidden' });
+  assert.ok(await opener.evaluate((b) => b === document.activeElement), 'Escape closed the menu and focus returned to Actions');
+  await page.keyboard.press('Enter');
+  await menu.waitFor({ state: 'visible' });
+  await page.keyboard.press('End');
+  await page.keyboard.press('Enter');
   const dialog = page.getByRole('dialog', { name: `Delete ${key.name}?` });
   await dialog.waitFor();
+  assert.equal(await menu.isVisible(), false, 'the menu closed when its item opened the dialog');
   assert.ok(await dialog.evaluate((d) => d.contains(document.activeElement)), 'Enter opened the dialog and moved focus into it');
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'hidden' });
-  assert.ok(await opener.evaluate((b) => b === document.activeElement), 'Escape closed the dialog and focus returned to Delete');
+  assert.ok(await opener.evaluate((b) => b === document.activeElement), 'Escape closed the dialog and focus returned to Actions');
 
+  await page.keyboard.press('Enter');
+  await menu.waitFor({ state: 'visible' });
+  await page.keyboard.press('End');
   await page.keyboard.press('Enter');
   await dialog.waitFor();
   const phrase = await dialog.locator('.phrase').textContent();
@@ -697,7 +737,10 @@ step('delete by typing the key\'s name (keyboard only, any case); the webhook-si
   assert.equal(await row(page, key).count(), 1, 'a wrong phrase deleted nothing');
 
   await goto(page, '/console/keys');
-  await tabTo(page, row(page, key).getByRole('button', { name: 'Delete', exact: true }));
+  await tabTo(page, row(page, key).getByRole('button', { name: /^Actions/ }));
+  await page.keyboard.press('Enter');
+  await row(page, key).locator('.row-menu').waitFor({ state: 'visible' });
+  await page.keyboard.press('End');
   await page.keyboard.press('Enter');
   await dialog.waitFor();
   await page.keyboard.type(key.name);
@@ -718,7 +761,7 @@ step('"Use with webhooks" moves the Signs webhooks badge after a confirmation', 
   const badge = (k) => row(page, k).locator('.badge', { hasText: 'Signs webhooks' });
 
   // Cancel changes nothing.
-  await row(page, key).getByRole('button', { name: 'Use with webhooks' }).click();
+  await (await rowAction(page, key, 'Use with webhooks')).click();
   const dialog = page.getByRole('dialog', { name: `Use ${key.name} with webhooks?` });
   await dialog.waitFor();
   await axe(page, 'webhook-dialog');
@@ -727,20 +770,22 @@ step('"Use with webhooks" moves the Signs webhooks badge after a confirmation', 
   await dialog.waitFor({ state: 'hidden' });
   assert.equal(await badge(erp).count(), 1, 'Cancel left the mark where it was');
 
-  await row(page, key).getByRole('button', { name: 'Use with webhooks' }).click();
+  await (await rowAction(page, key, 'Use with webhooks')).click();
   await navigation(page, () => dialog.getByRole('button', { name: 'Confirm' }).click());
   assert.equal(new URL(page.url()).pathname, '/console/keys');
   assert.equal(await notice(page), `Key ${key.name} now signs webhooks.`);
   assert.equal(await badge(key).count(), 1, 'the badge is on the new key');
   assert.equal(await badge(erp).count(), 0, 'and no longer on the old one');
-  assert.equal(await row(page, key).getByRole('button', { name: 'Delete', exact: true }).isDisabled(), true);
-  assert.equal(await row(page, erp).getByRole('button', { name: 'Delete', exact: true }).isDisabled(), false);
+  assert.equal(await (await rowAction(page, key, 'Delete…', { exact: true })).isDisabled(), true);
+  await page.keyboard.press('Escape');
+  assert.equal(await (await rowAction(page, erp, 'Delete…', { exact: true })).isDisabled(), false);
+  await page.keyboard.press('Escape');
 });
 
 step('roll a key: its successor\'s secret is shown once and takes the webhook mark; the old key stays active for the grace', [needs.key('Webhook sender')], async () => {
   const { page } = admin;
   const old = state.keys['Webhook sender'];
-  await row(page, old).getByRole('button', { name: 'Roll' }).click();
+  await (await rowAction(page, old, 'Roll')).click();
   const dialog = page.getByRole('dialog', { name: `Roll ${old.name}?` });
   await dialog.waitFor();
   await axe(page, 'roll-dialog');
@@ -767,7 +812,8 @@ step('roll a key: its successor\'s secret is shown once and takes the webhook ma
 step('disable a key, then enable it again', [needs.key('ERP nightly sync')], async () => {
   const { page } = admin;
   const key = state.keys['ERP nightly sync'];
-  await navigation(page, () => row(page, key).getByRole('button', { name: 'Disable', exact: true }).click());
+  const disable = await rowAction(page, key, 'Disable', { exact: true });
+  await navigation(page, () => disable.click());
   assert.equal(await notice(page), `Key ${key.name} is disabled: it is refused until enabled.`);
   assert.equal(await keyStatus(page, key), 'disabled');
   // Refused at once at the token endpoint.
@@ -776,7 +822,8 @@ step('disable a key, then enable it again', [needs.key('ERP nightly sync')], asy
     form: { grant_type: 'client_credentials' },
   });
   assert.equal(refused.status(), 401, 'a disabled key gets no token');
-  await navigation(page, () => row(page, key).getByRole('button', { name: 'Enable', exact: true }).click());
+  const enable = await rowAction(page, key, 'Enable', { exact: true });
+  await navigation(page, () => enable.click());
   assert.equal(await keyStatus(page, key), 'active');
   const back = await page.request.post('/oauth/token', {
     headers: { Authorization: 'Basic ' + Buffer.from(`${key.clientId}:${key.secret}`).toString('base64') },

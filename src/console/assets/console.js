@@ -31,8 +31,13 @@
   document.addEventListener('click', function (event) {
     const target = event.target.closest('button, a');
     if (!target) return;
+    // An item of a row's Actions menu that opens a dialog closes the menu
+    // first; the dialog gives focus back to the menu's button.
+    const menu = target.closest('[popover]');
+    const opener = menu && (target.dataset.open || target.dataset.testKey)
+      ? closeMenu(menu) : target;
     if (target.dataset.open) {
-      openDialog(document.getElementById(target.dataset.open), target);
+      openDialog(document.getElementById(target.dataset.open), opener);
     } else if (target.hasAttribute('data-close')) {
       closeDialog(target.closest('dialog'));
     } else if (target.dataset.copy) {
@@ -46,7 +51,7 @@
       document.getElementById('test-client-id').value = target.dataset.testKey;
       document.getElementById('test-secret').value = '';
       document.getElementById('test-result').replaceChildren();
-      openDialog(dialog, target);
+      openDialog(dialog, opener);
       document.getElementById('test-secret').focus();
     } else if (target.hasAttribute('data-test-created')) {
       const signs = !document.getElementById('created-sigv4').hidden;
@@ -60,6 +65,55 @@
       const pre = target.closest('.result').querySelector('[data-field="token"]');
       copyText(pre.textContent, target);
     }
+  });
+
+  // A row's Actions menu (a popover the browser opens and closes, with
+  // Escape and a click outside): focus goes to its first item when it
+  // opens, the arrow keys move between items, and where the browser cannot
+  // place it beside its button by itself, this script does.
+  function closeMenu(menu) {
+    const button = document.querySelector('[popovertarget="' + menu.id + '"]');
+    if (menu.matches(':popover-open')) menu.hidePopover();
+    return button || document.getElementById('main');
+  }
+
+  function menuItems(menu) {
+    return Array.from(menu.querySelectorAll('button:not(:disabled), a[href]'));
+  }
+
+  const anchored = window.CSS && CSS.supports && CSS.supports('position-area', 'bottom span-left');
+
+  document.addEventListener('toggle', function (event) {
+    const menu = event.target;
+    if (!(menu instanceof HTMLElement) || !menu.classList.contains('row-menu')) return;
+    if (event.newState !== 'open') return;
+    const button = document.querySelector('[popovertarget="' + menu.id + '"]');
+    if (!anchored && button) {
+      const at = button.getBoundingClientRect();
+      const width = menu.offsetWidth;
+      const left = Math.max(8, Math.min(at.right - width, window.innerWidth - width - 8));
+      const below = at.bottom + 4;
+      const top = below + menu.offsetHeight > window.innerHeight ? Math.max(8, at.top - menu.offsetHeight - 4) : below;
+      menu.style.position = 'fixed';
+      menu.style.margin = '0';
+      menu.style.left = left + 'px';
+      menu.style.top = top + 'px';
+    }
+    const first = menuItems(menu)[0];
+    if (first) first.focus();
+  }, true);
+
+  document.addEventListener('keydown', function (event) {
+    const menu = event.target.closest && event.target.closest('.row-menu');
+    if (!menu) return;
+    const items = menuItems(menu);
+    const at = items.indexOf(event.target);
+    let next = null;
+    if (event.key === 'ArrowDown') next = items[(at + 1) % items.length];
+    else if (event.key === 'ArrowUp') next = items[(at - 1 + items.length) % items.length];
+    else if (event.key === 'Home') next = items[0];
+    else if (event.key === 'End') next = items[items.length - 1];
+    if (next) { event.preventDefault(); next.focus(); }
   });
 
   function copyText(text, button) {
@@ -400,7 +454,24 @@
     output.replaceChildren(box);
   }
 
+  // The set-password page opened from an invitation link: the code is in
+  // the fragment (#code=…), which the browser never sends to a server. It
+  // goes into the form's field, and out of the address bar and history.
+  function codeFromFragment(field) {
+    if (window.location.hash.length < 2) return;
+    const code = new URLSearchParams(window.location.hash.slice(1)).get('code');
+    history.replaceState(null, '', window.location.pathname + window.location.search);
+    if (!code) return;
+    field.value = code;
+    const said = document.getElementById('code-from-link');
+    if (said) said.hidden = false;
+    const next = document.getElementById('new_password');
+    if (next) next.focus();
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
+    const invited = document.querySelector('[data-code-from-fragment]');
+    if (invited) codeFromFragment(invited);
     document.querySelectorAll('form[data-phrase]').forEach(wirePhrase);
     const create = document.getElementById('create-key');
     if (create) { wireCreate(create); wireExpiry(create); }

@@ -405,7 +405,8 @@ pub struct UsersPage {
     pub flash: Option<String>,
     pub error: Option<PageError>,
     pub users: Vec<UserView>,
-    pub grantable: &'static [&'static str],
+    /// What the add form offers: (code, label), labels as everywhere else.
+    pub grantable: Vec<(&'static str, &'static str)>,
     pub api_only_users: bool,
     pub invite: Option<InviteView>,
 }

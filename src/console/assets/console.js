@@ -4,6 +4,8 @@
 'use strict';
 
 (function () {
+  // Script runs: what needs it (the header's menu, the rows' Actions) shows.
+  document.documentElement.classList.add('js');
   const openers = new WeakMap();
 
   function openDialog(dialog, opener) {
@@ -101,6 +103,14 @@
     }
     const first = menuItems(menu)[0];
     if (first) first.focus();
+  }, true);
+
+  // The button's aria-expanded follows the menu as it opens and closes.
+  document.addEventListener('beforetoggle', function (event) {
+    const menu = event.target;
+    if (!(menu instanceof HTMLElement) || !menu.classList.contains('row-menu')) return;
+    const button = document.querySelector('[popovertarget="' + menu.id + '"]');
+    if (button) button.setAttribute('aria-expanded', event.newState === 'open' ? 'true' : 'false');
   }, true);
 
   document.addEventListener('keydown', function (event) {
@@ -485,7 +495,6 @@
       if (!isNaN(at)) time.title = at.toLocaleString() + ' (your time) · ' + (time.title || at.toISOString());
     });
     // The header's menu at narrow widths.
-    document.documentElement.classList.add('js');
     const toggle = document.querySelector('.menu-toggle');
     const nav = document.getElementById('console-nav');
     if (toggle && nav) {

@@ -42,7 +42,10 @@ async fn users_page(
                 })
                 .collect()
         },
-        grantable: &crate::domain::GRANTABLE_SCOPES,
+        grantable: crate::domain::GRANTABLE_SCOPES
+            .iter()
+            .map(|scope| (*scope, permission_label(scope)))
+            .collect(),
         api_only_users,
         invite,
     })

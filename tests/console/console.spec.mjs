@@ -576,7 +576,7 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   await page.screenshot({ path: join(SCREENSHOT_DIR, `keys-menu-${WIDE}.png`) });
   await page.keyboard.press('Escape');
   await page.setViewportSize({ width: NARROW, height: 800 });
-  await row(page, erp).getByRole('button', { name: /^Actions/ }).scrollIntoViewIfNeeded();
+  await row(page, erp).getByRole('button', { name: /^Actions/ }).evaluate((b) => b.scrollIntoView({ block: 'start' }));
   await rowMenu(page, erp);
   await settle(page);
   await page.screenshot({ path: join(SCREENSHOT_DIR, `keys-menu-${NARROW}.png`) });

@@ -190,7 +190,7 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
     let scopes = form.all("scope");
     if scopes.is_empty() {
         return Err((
-            PageError::new("invalid_input", "pick at least one scope for the key"),
+            PageError::new("invalid_input", "pick at least one permission for the key"),
             "scope",
         ));
     }

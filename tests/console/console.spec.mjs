@@ -595,6 +595,7 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   const refused = dialog.locator('#test-result .result.bad');
   await refused.waitFor();
   assert.match(await refused.textContent(), /invalid_client/, 'the exact error code is shown');
+  assert.match(await refused.textContent(), /The secret does not match this key/, 'it says the secret is wrong');
   await axe(page, 'test-dialog');
   await shoot(page, 'test-dialog', { fullPage: false });
 
@@ -602,6 +603,20 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   await dialog.getByRole('button', { name: 'Test', exact: true }).click();
   await dialog.locator('#test-result .result.ok').waitFor();
   assert.match(await dialog.locator('#test-result').textContent(), /expires in \d+ s/);
+
+  // The right secret of a key disabled meanwhile: it says the key is
+  // disabled, not that the secret is wrong.
+  const csrf = await page.locator('input[name="csrf"]').first().inputValue();
+  const change = (what) => page.request.post(`/console/keys/${erp.id}/${what}`, {
+    form: { csrf }, headers: { Origin: BASE_URL }, maxRedirects: 0,
+  });
+  assert.equal((await change('disable')).status(), 303, 'disabled');
+  await dialog.getByRole('button', { name: 'Test', exact: true }).click();
+  const disabled = dialog.locator('#test-result .result.bad');
+  await disabled.waitFor();
+  assert.match(await disabled.textContent(), /This key is disabled: enable it/, `it says why: ${await disabled.textContent()}`);
+  assert.doesNotMatch(await disabled.textContent(), /secret does not match/);
+  assert.equal((await change('enable')).status(), 303, 'enabled again');
   await dialog.getByRole('button', { name: 'Close' }).click();
   await dialog.waitFor({ state: 'hidden' });
 });

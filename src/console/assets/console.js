@@ -438,7 +438,7 @@
   // What a refusal means and what to do, in plain words, before the
   // server's own description and code.
   const WHY = {
-    invalid_client: 'The client ID and secret do not match a usable key: check you pasted this key\'s secret, and that the key is active.',
+    invalid_client: 'The secret does not match this key: check you pasted this key\'s own secret, whole.',
     signature_mismatch: 'The signature did not match: the secret is not this key\'s.',
     invalid_scope: 'The key asked for a permission it does not hold.',
     unauthorized_client: 'This key may not get tokens this way.',
@@ -448,13 +448,32 @@
     insecure_context: 'This browser only signs requests on a secure page.',
   };
 
+  // The right secret of a key that may not be used says why: the server's
+  // description names the key's state.
+  const STATE = [
+    [/revoked/, 'This key is revoked: it never works again. Create a new key for this client.'],
+    [/owner is disabled/, 'The key\'s owner is disabled: an admin can enable them on the Users page.'],
+    [/disabled/, 'This key is disabled: enable it (its Actions menu, or its page) to use it again.'],
+    [/expired/, 'This key has expired: create a new key for this client.'],
+    [/address/, 'This key may not be used from this address: change its allowed addresses on its page.'],
+  ];
+
+  function whyRefused(code, description) {
+    if (code === 'invalid_client' && description) {
+      const state = STATE.find(function (entry) { return entry[0].test(description); });
+      if (state) return state[1];
+    }
+    return WHY[code];
+  }
+
   function failed(output, code, description) {
     const box = document.createElement('div');
     box.className = 'result bad';
     box.setAttribute('role', 'alert');
-    if (WHY[code]) {
+    const reason = whyRefused(code, description);
+    if (reason) {
       const why = document.createElement('p');
-      why.textContent = WHY[code];
+      why.textContent = reason;
       box.appendChild(why);
     }
     box.appendChild(document.createTextNode('The key was refused: ' + (description || 'no reason given') + ' '));

@@ -154,6 +154,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/keys/{id}/enable", web::post().to(pages::enable_key))
             .route("/keys/{id}/roll", web::post().to(pages::roll_key))
             .route(
+                "/keys/{id}/settings",
+                web::post().to(pages::change_settings),
+            )
+            .route(
                 "/keys/{id}/webhook-signing",
                 web::post().to(pages::mark_webhook_signing),
             )

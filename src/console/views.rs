@@ -120,6 +120,9 @@ pub struct KeyView {
     pub created_at: UnixTime,
     pub expires: Option<When>,
     pub signs_webhooks: bool,
+    /// Created with a webhook signing key: only such a key may sign
+    /// webhooks (the server refuses the others).
+    pub has_webhook_signing_key: bool,
     /// Only a key's owner may roll it (the new secret acts as them).
     pub owner_is_me: bool,
     pub stale: bool,
@@ -212,6 +215,7 @@ impl KeyView {
             created_at: key.created_at,
             expires: key.expires_at.map(|at| When::at(at, now)),
             signs_webhooks: key.signs_webhooks,
+            has_webhook_signing_key: key.has_webhook_signing_key,
             sigv4: key.sigv4,
             secret_enabled: key.secret_enabled,
             public_key_count: key.public_key_count,
@@ -377,11 +381,21 @@ impl UserView {
     }
 }
 
-/// A user just added, with the set-password code shown once.
+/// A user just added, with their invitation shown once: one link to the
+/// set-password page, the code in its fragment (browsers never send a
+/// fragment to a server: no access log, proxy or `Referer` sees it).
 pub struct InviteView {
     pub email: String,
-    pub token: String,
+    pub link: String,
     pub expires: String,
+}
+
+/// The invitation link for a set-password code, on this server.
+pub fn invitation_link(issuer: &str, code: &str) -> String {
+    format!(
+        "{}/console/set-password#code={code}",
+        issuer.trim_end_matches('/')
+    )
 }
 
 #[derive(Template)]
@@ -391,7 +405,8 @@ pub struct UsersPage {
     pub flash: Option<String>,
     pub error: Option<PageError>,
     pub users: Vec<UserView>,
-    pub grantable: &'static [&'static str],
+    /// What the add form offers: (code, label), labels as everywhere else.
+    pub grantable: Vec<(&'static str, &'static str)>,
     pub api_only_users: bool,
     pub invite: Option<InviteView>,
 }
@@ -495,6 +510,9 @@ pub struct SetupPage {
 #[template(path = "set_password.html")]
 pub struct SetPasswordPage {
     pub error: Option<PageError>,
+    /// The code sent, shown back after a refusal it survives (a weak
+    /// password), so the person can try again without the link.
+    pub token: String,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod authorization;
 mod backups;
 mod cli;
 mod console;
+mod console_actions;
 mod console_exchange;
 mod console_insights;
 mod console_key_rates;

@@ -60,6 +60,7 @@ const consoleErrors = []; // console errors and uncaught exceptions
 const expectedHttpErrors = []; // { path, status }: refusals the journey provokes on purpose
 const favicon = []; // console errors about /favicon.ico, which Chromium asks for by itself
 const requestUrls = []; // every URL the browser asked for
+const referers = []; // every Referer header the browser sent
 const screenshots = [];
 
 let browser;
@@ -106,7 +107,11 @@ async function newContext(label) {
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE_URL });
   context.setDefaultTimeout(10_000);
   context.setDefaultNavigationTimeout(15_000);
-  context.on('request', (request) => requestUrls.push(request.url()));
+  context.on('request', (request) => {
+    requestUrls.push(request.url());
+    const referer = request.headers().referer;
+    if (referer) referers.push(referer);
+  });
   const page = await context.newPage();
   watch(page, label);
   return { context, page };
@@ -274,6 +279,26 @@ async function signOut(page) {
 
 function row(page, key) {
   return page.locator(`tr[data-client-id="${key.clientId}"]`);
+}
+
+/** Waits until focus is inside an open Actions menu (the script moves it there). */
+async function focusInMenu(page) {
+  await page.waitForFunction(() => Boolean(document.activeElement?.closest('.row-menu:popover-open')));
+}
+
+/** Opens the row's Actions menu (one button per row) and returns the menu. */
+async function rowMenu(page, key) {
+  const line = row(page, key);
+  const menu = line.locator('.row-menu');
+  if (!(await menu.isVisible())) await line.getByRole('button', { name: /^Actions/ }).click();
+  await menu.waitFor({ state: 'visible' });
+  await focusInMenu(page);
+  return menu;
+}
+
+/** The item `name` of the row's Actions menu, the menu opened. */
+async function rowAction(page, key, name, { role = 'button', exact = false } = {}) {
+  return (await rowMenu(page, key)).getByRole(role, { name, exact });
 }
 
 async function keyStatus(page, key) {
@@ -544,7 +569,21 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   const { page } = admin;
   const erp = state.keys['ERP nightly sync'];
   const other = await createAndClose(page, 'Power BI dashboard');
-  await row(page, erp).getByRole('button', { name: 'Test connection' }).click();
+  // The row's menu, open, at both widths (opened anew at each, beside its button).
+  await page.setViewportSize({ width: WIDE, height: 800 });
+  await rowMenu(page, erp);
+  await axe(page, 'keys-menu');
+  await page.screenshot({ path: join(SCREENSHOT_DIR, `keys-menu-${WIDE}.png`) });
+  await page.keyboard.press('Escape');
+  await page.setViewportSize({ width: NARROW, height: 800 });
+  await row(page, erp).getByRole('button', { name: /^Actions/ }).evaluate((b) => b.scrollIntoView({ block: 'start' }));
+  await rowMenu(page, erp);
+  await settle(page);
+  await page.screenshot({ path: join(SCREENSHOT_DIR, `keys-menu-${NARROW}.png`) });
+  screenshots.push(join(SCREENSHOT_DIR, `keys-menu-${WIDE}.png`), join(SCREENSHOT_DIR, `keys-menu-${NARROW}.png`));
+  await page.keyboard.press('Escape');
+  await page.setViewportSize({ width: WIDE, height: 800 });
+  await (await rowAction(page, erp, 'Test connection')).click();
   const dialog = page.getByRole('dialog', { name: 'Test connection' });
   await dialog.waitFor();
   assert.equal(await dialog.getByLabel('Client ID').inputValue(), erp.clientId);
@@ -556,6 +595,7 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   const refused = dialog.locator('#test-result .result.bad');
   await refused.waitFor();
   assert.match(await refused.textContent(), /invalid_client/, 'the exact error code is shown');
+  assert.match(await refused.textContent(), /The secret does not match this key/, 'it says the secret is wrong');
   await axe(page, 'test-dialog');
   await shoot(page, 'test-dialog', { fullPage: false });
 
@@ -563,6 +603,20 @@ step('Test connection from a row: a wrong secret shows invalid_client, the right
   await dialog.getByRole('button', { name: 'Test', exact: true }).click();
   await dialog.locator('#test-result .result.ok').waitFor();
   assert.match(await dialog.locator('#test-result').textContent(), /expires in \d+ s/);
+
+  // The right secret of a key disabled meanwhile: it says the key is
+  // disabled, not that the secret is wrong.
+  const csrf = await page.locator('input[name="csrf"]').first().inputValue();
+  const change = (what) => page.request.post(`/console/keys/${erp.id}/${what}`, {
+    form: { csrf }, headers: { Origin: BASE_URL }, maxRedirects: 0,
+  });
+  assert.equal((await change('disable')).status(), 303, 'disabled');
+  await dialog.getByRole('button', { name: 'Test', exact: true }).click();
+  const disabled = dialog.locator('#test-result .result.bad');
+  await disabled.waitFor();
+  assert.match(await disabled.textContent(), /This key is disabled: enable it/, `it says why: ${await disabled.textContent()}`);
+  assert.doesNotMatch(await disabled.textContent(), /secret does not match/);
+  assert.equal((await change('enable')).status(), 303, 'enabled again');
   await dialog.getByRole('button', { name: 'Close' }).click();
   await dialog.waitFor({ state: 'hidden' });
 });
@@ -594,12 +648,12 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
   const line = row(page, key);
   assert.match(await line.textContent(), /SigV4/);
   assert.doesNotMatch(await row(page, erp).textContent(), /SigV4/);
-  await line.getByRole('button', { name: 'Copy curl (SigV4)' }).click();
+  await (await rowAction(page, key, 'Copy curl (SigV4)')).click();
   assert.equal(
     await page.evaluate(() => navigator.clipboard.readText()),
     `curl --aws-sigv4 "aws:amz:us-east-1:keyport" --user "${key.clientId}:SECRET" ${BASE_URL}/api/v1/whoami`,
   );
-  await line.getByRole('button', { name: 'Test connection' }).click();
+  await (await rowAction(page, key, 'Test connection')).click();
   const test = page.getByRole('dialog', { name: 'Test connection' });
   await test.waitFor();
   assert.match(await test.textContent(), /the secret never leaves it/);
@@ -620,7 +674,7 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
   assert.deepEqual(requestUrls.filter((url) => url.includes(key.secret)), []);
 
   // Revoked again, so the journey's key count is as before.
-  await line.getByRole('button', { name: 'Revoke' }).click();
+  await (await rowAction(page, key, 'Revoke')).click();
   const revoke = page.getByRole('dialog', { name: `Revoke ${key.name}?` });
   await navigation(page, () => revoke.getByRole('button', { name: 'Revoke' }).click());
   assert.equal(await keyStatus(page, key), 'revoked');
@@ -629,7 +683,7 @@ step('a SigV4 key: the checkbox, its curl --aws-sigv4 command, and Test connecti
 step('revoke a key with one confirmation', [needs.key('Power BI dashboard')], async () => {
   const { page } = admin;
   const key = state.keys['Power BI dashboard'];
-  await row(page, key).getByRole('button', { name: 'Revoke' }).click();
+  await (await rowAction(page, key, 'Revoke')).click();
   const dialog = page.getByRole('dialog', { name: `Revoke ${key.name}?` });
   await dialog.waitFor();
   await axe(page, 'revoke-dialog');
@@ -638,7 +692,12 @@ step('revoke a key with one confirmation', [needs.key('Power BI dashboard')], as
   assert.equal(new URL(page.url()).pathname, '/console/keys');
   assert.equal(await notice(page), `Key ${key.name} is revoked.`);
   assert.equal(await keyStatus(page, key), 'revoked');
-  assert.equal(await row(page, key).getByRole('button', { name: 'Test connection' }).count(), 0);
+  const menu = await rowMenu(page, key);
+  assert.equal(await menu.getByRole('button', { name: 'Test connection' }).count(), 0, 'a revoked key offers no Test connection');
+  assert.equal(await menu.getByRole('button', { name: 'Revoke' }).count(), 0, 'nor Revoke again');
+  assert.equal(await menu.getByRole('button', { name: 'Delete…' }).count(), 1, 'Delete is still offered');
+  await page.keyboard.press('Escape');
+  await menu.waitFor({ state: 'hidden' });
 });
 
 step('delete by typing the key\'s name (keyboard only, any case); the webhook-signing key cannot be deleted', [needs.key('ERP nightly sync')], async () => {
@@ -649,24 +708,49 @@ step('delete by typing the key\'s name (keyboard only, any case); the webhook-si
   // The first key signs webhooks: its Delete is disabled, and says why.
   const erpRow = row(page, erp);
   assert.equal(await erpRow.locator('.badge', { hasText: 'Signs webhooks' }).count(), 1, 'the first key signs webhooks');
-  const blocked = erpRow.getByRole('button', { name: 'Delete', exact: true });
+  const blocked = await rowAction(page, erp, 'Delete…', { exact: true });
   assert.equal(await blocked.isDisabled(), true, 'Delete is disabled on the key that signs webhooks');
   const why = await blocked.evaluate((b) => document.getElementById(b.getAttribute('aria-describedby'))?.textContent ?? '');
   assert.match(why, /Signs webhooks/, `the disabled Delete explains itself: "${why}"`);
 
   // Keyboard only: Tab to Delete, Enter, focus is inside, Escape closes,
   // focus returns to the button.
-  const opener = row(page, key).getByRole('button', { name: 'Delete', exact: true });
+  await page.keyboard.press('Escape'); // the webhook key's menu
+  // Keyboard only: Tab to the row's Actions, Enter opens the menu with
+  // focus on its first item, End reaches Delete, Enter opens the dialog,
+  // Escape closes it and focus returns to Actions.
+  const opener = row(page, key).getByRole('button', { name: /^Actions/ });
+  const menu = row(page, key).locator('.row-menu');
   await page.locator('body').evaluate(() => document.activeElement?.blur());
   await tabTo(page, opener);
   await page.keyboard.press('Enter');
+  await menu.waitFor({ state: 'visible' });
+  await focusInMenu(page);
+  assert.equal(await opener.getAttribute('aria-expanded'), 'true', 'the Actions button says the menu is open');
+  assert.ok(await menu.evaluate((m) => m.contains(document.activeElement)), 'Enter opened the menu and moved focus into it');
+  await page.keyboard.press('End');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent.trim()), 'Delete…', 'End reaches Delete, the last item');
+  await page.keyboard.press('Escape');
+  await menu.waitFor({ state: 'hidden' });
+  assert.ok(await opener.evaluate((b) => b === document.activeElement), 'Escape closed the menu and focus returned to Actions');
+  assert.equal(await opener.getAttribute('aria-expanded'), 'false', 'the Actions button says the menu is closed');
+  await page.keyboard.press('Enter');
+  await menu.waitFor({ state: 'visible' });
+  await focusInMenu(page);
+  await page.keyboard.press('End');
+  await page.keyboard.press('Enter');
   const dialog = page.getByRole('dialog', { name: `Delete ${key.name}?` });
   await dialog.waitFor();
+  assert.equal(await menu.isVisible(), false, 'the menu closed when its item opened the dialog');
   assert.ok(await dialog.evaluate((d) => d.contains(document.activeElement)), 'Enter opened the dialog and moved focus into it');
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'hidden' });
-  assert.ok(await opener.evaluate((b) => b === document.activeElement), 'Escape closed the dialog and focus returned to Delete');
+  assert.ok(await opener.evaluate((b) => b === document.activeElement), 'Escape closed the dialog and focus returned to Actions');
 
+  await page.keyboard.press('Enter');
+  await menu.waitFor({ state: 'visible' });
+  await focusInMenu(page);
+  await page.keyboard.press('End');
   await page.keyboard.press('Enter');
   await dialog.waitFor();
   const phrase = await dialog.locator('.phrase').textContent();
@@ -697,7 +781,11 @@ step('delete by typing the key\'s name (keyboard only, any case); the webhook-si
   assert.equal(await row(page, key).count(), 1, 'a wrong phrase deleted nothing');
 
   await goto(page, '/console/keys');
-  await tabTo(page, row(page, key).getByRole('button', { name: 'Delete', exact: true }));
+  await tabTo(page, row(page, key).getByRole('button', { name: /^Actions/ }));
+  await page.keyboard.press('Enter');
+  await row(page, key).locator('.row-menu').waitFor({ state: 'visible' });
+  await focusInMenu(page);
+  await page.keyboard.press('End');
   await page.keyboard.press('Enter');
   await dialog.waitFor();
   await page.keyboard.type(key.name);
@@ -718,7 +806,7 @@ step('"Use with webhooks" moves the Signs webhooks badge after a confirmation', 
   const badge = (k) => row(page, k).locator('.badge', { hasText: 'Signs webhooks' });
 
   // Cancel changes nothing.
-  await row(page, key).getByRole('button', { name: 'Use with webhooks' }).click();
+  await (await rowAction(page, key, 'Use with webhooks')).click();
   const dialog = page.getByRole('dialog', { name: `Use ${key.name} with webhooks?` });
   await dialog.waitFor();
   await axe(page, 'webhook-dialog');
@@ -727,20 +815,22 @@ step('"Use with webhooks" moves the Signs webhooks badge after a confirmation', 
   await dialog.waitFor({ state: 'hidden' });
   assert.equal(await badge(erp).count(), 1, 'Cancel left the mark where it was');
 
-  await row(page, key).getByRole('button', { name: 'Use with webhooks' }).click();
+  await (await rowAction(page, key, 'Use with webhooks')).click();
   await navigation(page, () => dialog.getByRole('button', { name: 'Confirm' }).click());
   assert.equal(new URL(page.url()).pathname, '/console/keys');
   assert.equal(await notice(page), `Key ${key.name} now signs webhooks.`);
   assert.equal(await badge(key).count(), 1, 'the badge is on the new key');
   assert.equal(await badge(erp).count(), 0, 'and no longer on the old one');
-  assert.equal(await row(page, key).getByRole('button', { name: 'Delete', exact: true }).isDisabled(), true);
-  assert.equal(await row(page, erp).getByRole('button', { name: 'Delete', exact: true }).isDisabled(), false);
+  assert.equal(await (await rowAction(page, key, 'Delete…', { exact: true })).isDisabled(), true);
+  await page.keyboard.press('Escape');
+  assert.equal(await (await rowAction(page, erp, 'Delete…', { exact: true })).isDisabled(), false);
+  await page.keyboard.press('Escape');
 });
 
 step('roll a key: its successor\'s secret is shown once and takes the webhook mark; the old key stays active for the grace', [needs.key('Webhook sender')], async () => {
   const { page } = admin;
   const old = state.keys['Webhook sender'];
-  await row(page, old).getByRole('button', { name: 'Roll' }).click();
+  await (await rowAction(page, old, 'Roll')).click();
   const dialog = page.getByRole('dialog', { name: `Roll ${old.name}?` });
   await dialog.waitFor();
   await axe(page, 'roll-dialog');
@@ -767,7 +857,8 @@ step('roll a key: its successor\'s secret is shown once and takes the webhook ma
 step('disable a key, then enable it again', [needs.key('ERP nightly sync')], async () => {
   const { page } = admin;
   const key = state.keys['ERP nightly sync'];
-  await navigation(page, () => row(page, key).getByRole('button', { name: 'Disable', exact: true }).click());
+  const disable = await rowAction(page, key, 'Disable', { exact: true });
+  await navigation(page, () => disable.click());
   assert.equal(await notice(page), `Key ${key.name} is disabled: it is refused until enabled.`);
   assert.equal(await keyStatus(page, key), 'disabled');
   // Refused at once at the token endpoint.
@@ -776,7 +867,8 @@ step('disable a key, then enable it again', [needs.key('ERP nightly sync')], asy
     form: { grant_type: 'client_credentials' },
   });
   assert.equal(refused.status(), 401, 'a disabled key gets no token');
-  await navigation(page, () => row(page, key).getByRole('button', { name: 'Enable', exact: true }).click());
+  const enable = await rowAction(page, key, 'Enable', { exact: true });
+  await navigation(page, () => enable.click());
   assert.equal(await keyStatus(page, key), 'active');
   const back = await page.request.post('/oauth/token', {
     headers: { Authorization: 'Basic ' + Buffer.from(`${key.clientId}:${key.secret}`).toString('base64') },
@@ -812,6 +904,138 @@ step('a key\'s page: status, a usage chart with its table, events, settings, and
   assert.equal((await page.locator('#key-status').textContent()).trim(), 'disabled');
   await navigation(page, () => page.locator('.danger-zone').getByRole('button', { name: 'Enable' }).click());
   assert.equal((await page.locator('#key-status').textContent()).trim(), 'active');
+});
+
+step('a key\'s settings change on its page, and the API shows the change; a bad address is refused in a sentence', [needs.key('ERP nightly sync')], async () => {
+  const { page } = admin;
+  const key = state.keys['ERP nightly sync'];
+  await goto(page, `/console/keys/${key.id}`);
+  const settings = page.locator('#key-settings');
+  const save = () => navigation(page, () => settings.getByRole('button', { name: 'Save settings' }).click());
+  await settings.getByLabel('Allowed addresses').fill('127.0.0.0/8\nnot-an-address');
+  expectHttpError(`/console/keys/${key.id}/settings`, 422);
+  await save();
+  const error = (await page.locator('#settings-error').textContent()).trim();
+  assert.match(error, /^An allowed address is not valid: .*Nothing was changed\.$/s, `a plain sentence: ${error}`);
+  assert.doesNotMatch(error, /allowed_sources/, 'no setting names in the sentence');
+  assert.equal(await settings.getByLabel('Allowed addresses').getAttribute('aria-invalid'), 'true');
+  await axe(page, 'key-settings-refused');
+
+  await settings.getByLabel('Allowed addresses').fill('127.0.0.0/8\n10.0.0.0/8');
+  await settings.getByLabel('Rate for reports and webhooks').fill('600/min');
+  await settings.getByLabel('Description').fill('The warehouse export, nightly');
+  await save();
+  assert.equal(new URL(page.url()).pathname, `/console/keys/${key.id}`);
+  assert.equal(await notice(page), `Settings of ${key.name} saved.`);
+  assert.equal(await settings.getByLabel('Rate for reports and webhooks').inputValue(), '600/60s');
+
+  // The API, with a token of the key itself, shows the new settings.
+  const token = await page.request.post('/oauth/token', {
+    headers: { Authorization: 'Basic ' + Buffer.from(`${key.clientId}:${key.secret}`).toString('base64') },
+    form: { grant_type: 'client_credentials' },
+  });
+  assert.equal(token.status(), 200, 'the key still gets tokens from 127.0.0.1');
+  const { access_token: bearer } = await token.json();
+  const shown = await (await page.request.get(`/api/v1/keys/${key.id}`, { headers: { Authorization: `Bearer ${bearer}` } })).json();
+  assert.deepEqual(shown.allowed_sources, ['127.0.0.0/8', '10.0.0.0/8'], JSON.stringify(shown));
+  assert.equal(shown.rate_limit?.requests, 600, JSON.stringify(shown));
+  assert.equal(shown.rate_limit?.per_seconds, 60);
+  assert.equal(shown.description, 'The warehouse export, nightly');
+  await axe(page, 'key-settings');
+});
+
+step('the key list: one line per key with one Actions menu, calm destructive items, at 400 px and without script', [needs.key('ERP nightly sync')], async () => {
+  const { page } = admin;
+  const erp = state.keys['ERP nightly sync'];
+  await goto(page, '/console/keys');
+  await page.setViewportSize({ width: WIDE, height: 800 });
+  const rows = await page.locator('table.keys tbody tr').evaluateAll((trs) => trs.map((tr) => {
+    const lines = (el) => (el ? el.getClientRects().length : 1);
+    const visible = [...tr.querySelectorAll('button, a')]
+      .filter((el) => !el.closest('dialog, [popover], noscript') && el.getClientRects().length > 0);
+    return {
+      name: tr.querySelector('th a')?.textContent.trim(),
+      clientIdLines: lines(tr.querySelector('td[data-label="Client ID"] code')),
+      timeLines: [...tr.querySelectorAll('time')].map(lines),
+      controls: visible.map((el) => el.textContent.trim()),
+    };
+  }));
+  assert.ok(rows.length >= 3, `keys are listed: ${rows.length}`);
+  for (const r of rows) {
+    assert.equal(r.clientIdLines, 1, `the client ID of ${r.name} is on one line`);
+    assert.ok(r.timeLines.every((n) => n === 1), `the dates of ${r.name} do not break: ${r.timeLines}`);
+    const actions = r.controls.filter((c) => c.startsWith('Actions'));
+    assert.equal(actions.length, 1, `one Actions button on ${r.name}: ${r.controls}`);
+    assert.deepEqual(r.controls.filter((c) => !c.startsWith('Actions') && c !== 'Copy' && c !== r.name), [], `nothing else on the row of ${r.name}: ${r.controls}`);
+  }
+
+  // The destructive items are neither filled nor primary; Delete is red text.
+  // (ERP no longer signs webhooks: every item is enabled.)
+  const old = erp;
+  const menu = await rowMenu(page, old);
+  const look = (name) => menu.getByRole('button', { name, exact: true }).evaluate((b) => {
+    const style = getComputedStyle(b);
+    return { background: style.backgroundColor, color: style.color };
+  });
+  for (const name of ['Disable', 'Revoke…', 'Delete…']) {
+    const { background } = await look(name);
+    assert.ok(['rgba(0, 0, 0, 0)', 'rgb(255, 255, 255)', 'rgb(238, 243, 251)'].includes(background), `${name} is not filled: ${background}`);
+  }
+  assert.equal((await look('Delete…')).color, 'rgb(179, 38, 30)', 'Delete is the danger item');
+  assert.notEqual((await look('Revoke…')).color, 'rgb(179, 38, 30)', 'Revoke is not red');
+  await page.keyboard.press('Escape');
+
+  // Revoke from the menu asks first.
+  await (await rowAction(page, old, 'Revoke…', { exact: true })).click();
+  const confirm = page.getByRole('dialog', { name: `Revoke ${old.name}?` });
+  await confirm.waitFor();
+  await confirm.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal(await keyStatus(page, old), 'active', 'Cancel revoked nothing');
+
+  // Sign out is a plain link-style button, lighter than the page's actions.
+  const signOut = page.getByRole('button', { name: 'Sign out' });
+  const weight = await signOut.evaluate((b) => {
+    const style = getComputedStyle(b);
+    return { background: style.backgroundColor, border: style.borderTopWidth };
+  });
+  assert.equal(weight.background, 'rgba(0, 0, 0, 0)', `Sign out is not filled: ${JSON.stringify(weight)}`);
+  assert.equal(weight.border, '0px', 'Sign out has no border');
+
+  // At 400 px: the header is one line with a Menu, the row's menu fits.
+  await page.setViewportSize({ width: NARROW, height: 800 });
+  await settle(page);
+  const header = await page.evaluate(() => {
+    const shown = [...document.querySelectorAll('header.top > *, header.top nav li, header.top .sign-out > *')]
+      .filter((el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden');
+    const tops = [...new Set(shown.map((el) => Math.round(el.getBoundingClientRect().top / 8)))];
+    return { lines: tops.length, scrollWidth: document.documentElement.scrollWidth };
+  });
+  assert.ok(header.lines <= 2, `the header takes ${header.lines} lines at 400 px`);
+  assert.ok(header.scrollWidth <= NARROW + 2, `no sideways scroll: ${header.scrollWidth}`);
+  const toggle = page.getByRole('button', { name: 'Menu' });
+  assert.equal(await toggle.isVisible(), true, 'a header menu at 400 px');
+  assert.equal(await signOut.isVisible(), false, 'Sign out waits in the menu');
+  await toggle.click();
+  assert.equal(await signOut.isVisible(), true, 'the menu shows Sign out');
+  await toggle.click();
+  const narrowMenu = await rowMenu(page, erp);
+  const box = await narrowMenu.boundingBox();
+  assert.ok(box.x >= 0 && box.x + box.width <= NARROW, `the row's menu fits at 400 px: ${JSON.stringify(box)}`);
+  await page.keyboard.press('Escape');
+  await page.setViewportSize({ width: WIDE, height: 800 });
+
+  // Without script: no Actions button, a link to the key's page instead.
+  const plain = await browser.newContext({ baseURL: BASE_URL, javaScriptEnabled: false, storageState: await admin.context.storageState() });
+  const still = await plain.newPage();
+  watch(still, 'no-script');
+  await goto(still, '/console/keys');
+  const line = still.locator(`tr[data-client-id="${erp.clientId}"]`);
+  assert.equal(await line.getByRole('button', { name: /^Actions/ }).isVisible(), false, 'no Actions button without script');
+  const manage = line.getByRole('link', { name: 'Manage' });
+  assert.equal(await manage.isVisible(), true, 'a Manage link without script');
+  assert.equal(await manage.getAttribute('href'), `/console/keys/${erp.id}`);
+  await plain.close();
+  pages.delete('no-script');
 });
 
 step('the overview is home: a key expiring in 3 days needs attention and links to its page', [needs.admin], async () => {
@@ -875,8 +1099,12 @@ step('an admin adds a member, who sets a password and signs in to their own keys
   await form.getByRole('button', { name: 'Add user' }).click();
   const invite = page.getByRole('dialog', { name: `${MEMBER.email} was added` });
   await invite.waitFor();
-  const code = (await invite.locator('#invite-code').textContent()).trim();
-  assert.match(code, /^kpset_/, 'the one-time set-password code is shown');
+  const link = await invite.getByLabel('Invitation link').inputValue();
+  assert.match(link, new RegExp(`^${BASE_URL}/console/set-password#code=kpset_[A-Za-z0-9]+$`), `one absolute link, the code in its fragment: ${link}`);
+  const code = new URL(link).hash.slice('#code='.length);
+  assert.equal(await invite.locator('#invite-code').count(), 0, 'no bare code beside the link');
+  await invite.getByRole('button', { name: 'Copy link' }).click();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), link, 'Copy link copies the link');
   state.memberAdded = true;
   await axe(page, 'invite-dialog');
   await shoot(page, 'invite-dialog', { fullPage: false });
@@ -889,10 +1117,15 @@ step('an admin adds a member, who sets a password and signs in to their own keys
 
   member = await newContext('member');
   const mp = member.page;
-  await goto(mp, '/console/set-password');
+  // The member opens the link: the page's script takes the code from the
+  // fragment into the form, and out of the address bar.
+  await goto(mp, link);
+  assert.equal(await mp.getByLabel('Set-password code').inputValue(), code, 'the code from the link is filled in');
+  assert.equal(new URL(mp.url()).hash, '', `the code left the address bar: ${mp.url()}`);
+  assert.equal(await mp.locator('#code-from-link').isVisible(), true, 'the page says the code came from the link');
+  assert.ok(await mp.getByLabel('New password').evaluate((el) => el === document.activeElement), 'focus is on the new password');
   await axe(mp, 'set-password');
   await shoot(mp, 'set-password');
-  await mp.getByLabel('Set-password code').fill(code);
   await mp.getByLabel('New password').fill(MEMBER.password);
   await mp.getByRole('button', { name: 'Set password' }).click();
   await mp.waitForURL(/\/console\/sign-in$/);
@@ -901,6 +1134,13 @@ step('an admin adds a member, who sets a password and signs in to their own keys
   await signIn(mp, MEMBER);
   state.memberSignedIn = true;
   assert.equal(await heading(mp), 'Overview');
+  // The code never went to the server in a URL or a Referer, nor into
+  // the audit trail.
+  assert.deepEqual(requestUrls.filter((url) => url.includes(code)), [], 'no request URL carries the code');
+  assert.deepEqual(referers.filter((referer) => referer.includes(code)), [], 'no Referer carries the code');
+  const audit = await (await page.request.get('/console/audit.csv')).text();
+  assert.match(audit, /user\.set_password_with_token/, 'the audit trail records the invitation used');
+  assert.ok(!audit.includes(code), 'the audit trail never holds the code');
   await axe(mp, 'overview-member');
   await goto(mp, '/console/keys?owner=me');
   assert.equal(await heading(mp), 'My keys');
@@ -951,6 +1191,13 @@ step('an admin adds a member, who sets a password and signs in to their own keys
     await goto(page, '/console/keys');
     assert.equal(await keyStatus(page, erp), 'active', "the admin's key is still active");
     assert.match(await row(page, own).textContent(), /ben@acme\.io/, "the admin sees the member's key, with its owner");
+    // Only a key's owner may roll it: the admin's menu on it offers no Roll.
+    const his = await rowMenu(page, own);
+    assert.equal(await his.getByRole('button', { name: 'Roll' }).count(), 0, "the admin is not offered Roll on the member's key");
+    assert.equal(await his.getByRole('button', { name: 'Disable' }).count(), 1, 'but may disable it');
+    await page.keyboard.press('Escape');
+    assert.equal(await (await rowMenu(page, erp)).getByRole('button', { name: 'Roll' }).count(), 1, 'the admin may roll their own');
+    await page.keyboard.press('Escape');
   }
 });
 

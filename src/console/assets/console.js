@@ -4,6 +4,8 @@
 'use strict';
 
 (function () {
+  // Script runs: what needs it (the header's menu, the rows' Actions) shows.
+  document.documentElement.classList.add('js');
   const openers = new WeakMap();
 
   function openDialog(dialog, opener) {
@@ -31,8 +33,13 @@
   document.addEventListener('click', function (event) {
     const target = event.target.closest('button, a');
     if (!target) return;
+    // An item of a row's Actions menu that opens a dialog closes the menu
+    // first; the dialog gives focus back to the menu's button.
+    const menu = target.closest('[popover]');
+    const opener = menu && (target.dataset.open || target.dataset.testKey)
+      ? closeMenu(menu) : target;
     if (target.dataset.open) {
-      openDialog(document.getElementById(target.dataset.open), target);
+      openDialog(document.getElementById(target.dataset.open), opener);
     } else if (target.hasAttribute('data-close')) {
       closeDialog(target.closest('dialog'));
     } else if (target.dataset.copy) {
@@ -46,7 +53,7 @@
       document.getElementById('test-client-id').value = target.dataset.testKey;
       document.getElementById('test-secret').value = '';
       document.getElementById('test-result').replaceChildren();
-      openDialog(dialog, target);
+      openDialog(dialog, opener);
       document.getElementById('test-secret').focus();
     } else if (target.hasAttribute('data-test-created')) {
       const signs = !document.getElementById('created-sigv4').hidden;
@@ -60,6 +67,63 @@
       const pre = target.closest('.result').querySelector('[data-field="token"]');
       copyText(pre.textContent, target);
     }
+  });
+
+  // A row's Actions menu (a popover the browser opens and closes, with
+  // Escape and a click outside): focus goes to its first item when it
+  // opens, the arrow keys move between items, and where the browser cannot
+  // place it beside its button by itself, this script does.
+  function closeMenu(menu) {
+    const button = document.querySelector('[popovertarget="' + menu.id + '"]');
+    if (menu.matches(':popover-open')) menu.hidePopover();
+    return button || document.getElementById('main');
+  }
+
+  function menuItems(menu) {
+    return Array.from(menu.querySelectorAll('button:not(:disabled), a[href]'));
+  }
+
+  const anchored = window.CSS && CSS.supports && CSS.supports('position-area', 'bottom span-left');
+
+  document.addEventListener('toggle', function (event) {
+    const menu = event.target;
+    if (!(menu instanceof HTMLElement) || !menu.classList.contains('row-menu')) return;
+    if (event.newState !== 'open') return;
+    const button = document.querySelector('[popovertarget="' + menu.id + '"]');
+    if (!anchored && button) {
+      const at = button.getBoundingClientRect();
+      const width = menu.offsetWidth;
+      const left = Math.max(8, Math.min(at.right - width, window.innerWidth - width - 8));
+      const below = at.bottom + 4;
+      const top = below + menu.offsetHeight > window.innerHeight ? Math.max(8, at.top - menu.offsetHeight - 4) : below;
+      menu.style.position = 'fixed';
+      menu.style.margin = '0';
+      menu.style.left = left + 'px';
+      menu.style.top = top + 'px';
+    }
+    const first = menuItems(menu)[0];
+    if (first) first.focus();
+  }, true);
+
+  // The button's aria-expanded follows the menu as it opens and closes.
+  document.addEventListener('beforetoggle', function (event) {
+    const menu = event.target;
+    if (!(menu instanceof HTMLElement) || !menu.classList.contains('row-menu')) return;
+    const button = document.querySelector('[popovertarget="' + menu.id + '"]');
+    if (button) button.setAttribute('aria-expanded', event.newState === 'open' ? 'true' : 'false');
+  }, true);
+
+  document.addEventListener('keydown', function (event) {
+    const menu = event.target.closest && event.target.closest('.row-menu');
+    if (!menu) return;
+    const items = menuItems(menu);
+    const at = items.indexOf(event.target);
+    let next = null;
+    if (event.key === 'ArrowDown') next = items[(at + 1) % items.length];
+    else if (event.key === 'ArrowUp') next = items[(at - 1 + items.length) % items.length];
+    else if (event.key === 'Home') next = items[0];
+    else if (event.key === 'End') next = items[items.length - 1];
+    if (next) { event.preventDefault(); next.focus(); }
   });
 
   function copyText(text, button) {
@@ -374,7 +438,7 @@
   // What a refusal means and what to do, in plain words, before the
   // server's own description and code.
   const WHY = {
-    invalid_client: 'The client ID and secret do not match a usable key: check you pasted this key\'s secret, and that the key is active.',
+    invalid_client: 'The secret does not match this key: check you pasted this key\'s own secret, whole.',
     signature_mismatch: 'The signature did not match: the secret is not this key\'s.',
     invalid_scope: 'The key asked for a permission it does not hold.',
     unauthorized_client: 'This key may not get tokens this way.',
@@ -384,13 +448,32 @@
     insecure_context: 'This browser only signs requests on a secure page.',
   };
 
+  // The right secret of a key that may not be used says why: the server's
+  // description names the key's state.
+  const STATE = [
+    [/revoked/, 'This key is revoked: it never works again. Create a new key for this client.'],
+    [/owner is disabled/, 'The key\'s owner is disabled: an admin can enable them on the Users page.'],
+    [/disabled/, 'This key is disabled: enable it (its Actions menu, or its page) to use it again.'],
+    [/expired/, 'This key has expired: create a new key for this client.'],
+    [/address/, 'This key may not be used from this address: change its allowed addresses on its page.'],
+  ];
+
+  function whyRefused(code, description) {
+    if (code === 'invalid_client' && description) {
+      const state = STATE.find(function (entry) { return entry[0].test(description); });
+      if (state) return state[1];
+    }
+    return WHY[code];
+  }
+
   function failed(output, code, description) {
     const box = document.createElement('div');
     box.className = 'result bad';
     box.setAttribute('role', 'alert');
-    if (WHY[code]) {
+    const reason = whyRefused(code, description);
+    if (reason) {
       const why = document.createElement('p');
-      why.textContent = WHY[code];
+      why.textContent = reason;
       box.appendChild(why);
     }
     box.appendChild(document.createTextNode('The key was refused: ' + (description || 'no reason given') + ' '));
@@ -400,7 +483,24 @@
     output.replaceChildren(box);
   }
 
+  // The set-password page opened from an invitation link: the code is in
+  // the fragment (#code=…), which the browser never sends to a server. It
+  // goes into the form's field, and out of the address bar and history.
+  function codeFromFragment(field) {
+    if (window.location.hash.length < 2) return;
+    const code = new URLSearchParams(window.location.hash.slice(1)).get('code');
+    history.replaceState(null, '', window.location.pathname + window.location.search);
+    if (!code) return;
+    field.value = code;
+    const said = document.getElementById('code-from-link');
+    if (said) said.hidden = false;
+    const next = document.getElementById('new_password');
+    if (next) next.focus();
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
+    const invited = document.querySelector('[data-code-from-fragment]');
+    if (invited) codeFromFragment(invited);
     document.querySelectorAll('form[data-phrase]').forEach(wirePhrase);
     const create = document.getElementById('create-key');
     if (create) { wireCreate(create); wireExpiry(create); }
@@ -414,7 +514,6 @@
       if (!isNaN(at)) time.title = at.toLocaleString() + ' (your time) · ' + (time.title || at.toISOString());
     });
     // The header's menu at narrow widths.
-    document.documentElement.classList.add('js');
     const toggle = document.querySelector('.menu-toggle');
     const nav = document.getElementById('console-nav');
     if (toggle && nav) {

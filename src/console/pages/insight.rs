@@ -39,6 +39,28 @@ pub async fn key_page(
         Err(response) => return response,
     };
     let period = Period::parse(query.period.as_deref());
+    let response = key_page_of(&req, &state, &visitor, &path, period, None).await;
+    shown_once(response, &req, &state)
+}
+
+/// A settings change the server refused: the form as sent, the refusal and
+/// the field at fault.
+pub(super) struct RefusedSettings {
+    pub form: SettingsForm,
+    pub error: PageError,
+    pub field: &'static str,
+    pub status: StatusCode,
+}
+
+/// A key's page, with a refused settings change shown in its form.
+pub(super) async fn key_page_of(
+    req: &HttpRequest,
+    state: &State,
+    visitor: &Visitor,
+    key_id: &str,
+    period: Period,
+    refused: Option<RefusedSettings>,
+) -> HttpResponse {
     let at = now();
     let range = match UsageRange::parse(
         Some(period.from(at)),
@@ -50,7 +72,7 @@ pub async fn key_page(
         Err(message) => return forbidden(&ServiceError::Invalid(message)),
     };
     let details =
-        match insights::key_details(&state.service, &visitor.principal, &path, range).await {
+        match insights::key_details(&state.service, &visitor.principal, key_id, range).await {
             Ok(details) => details,
             Err(err) => return forbidden(&err),
         };
@@ -62,14 +84,33 @@ pub async fn key_page(
         own_recent_uses,
         events,
     } = details;
+    // The form only where the server would take it: keys:manage, and a key
+    // that is not revoked.
+    let may_change = key.status != crate::service::keys::KeyStatus::Revoked
+        && visitor
+            .principal
+            .scopes
+            .contains(crate::domain::KEYS_MANAGE);
+    let (settings, settings_error, status) = match refused {
+        Some(refused) => (
+            Some(refused.form),
+            Some((refused.error, refused.field)),
+            refused.status,
+        ),
+        None => (
+            may_change.then(|| SettingsForm::of(&key)),
+            None,
+            StatusCode::OK,
+        ),
+    };
     let template = KeyPage {
         nav: nav(
-            &state,
-            &visitor,
-            if is_admin(&visitor) { "keys" } else { "mine" },
+            state,
+            visitor,
+            if is_admin(visitor) { "keys" } else { "mine" },
         )
         .await,
-        flash: read_flash(&req),
+        flash: read_flash(req),
         error: None,
         key: KeyView::of(key, &own_id, at),
         period: period.code(),
@@ -86,6 +127,8 @@ pub async fn key_page(
                 .collect()
         }),
         return_to: "key",
+        settings,
+        settings_error,
     };
-    shown_once(page(StatusCode::OK, &template), &req, &state)
+    page(status, &template)
 }

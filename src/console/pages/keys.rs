@@ -190,7 +190,7 @@ fn new_key_request(form: &FormFields) -> Result<KeyForm, (PageError, &'static st
     let scopes = form.all("scope");
     if scopes.is_empty() {
         return Err((
-            PageError::new("invalid_input", "pick at least one scope for the key"),
+            PageError::new("invalid_input", "pick at least one permission for the key"),
             "scope",
         ));
     }
@@ -653,5 +653,154 @@ pub async fn postman(req: HttpRequest, state: State, path: web::Path<String>) ->
                 PageError::from(&err).message,
                 err.code()
             )),
+    }
+}
+
+/// Saves the key page's settings form: the same change as the API's
+/// `PATCH /api/v1/keys/{id}` (one service function), with only the fields
+/// that differ from the key as it is sent, so the audit row names what
+/// changed.
+pub async fn change_settings(
+    req: HttpRequest,
+    state: State,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    use super::insight::{RefusedSettings, key_page_of};
+    let (visitor, form) = match checked_change(&req, &state, &body).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let key = match key_service::find_key(&state.service, &visitor.principal, &path).await {
+        Ok(key) => key,
+        Err(err) => return forbidden(&err),
+    };
+    let current = SettingsForm::of(&key);
+    let sent = SettingsForm {
+        name: form.get("name").unwrap_or("").to_owned(),
+        description: form.get("description").unwrap_or("").to_owned(),
+        allowed_sources: form.get("allowed_sources").unwrap_or("").to_owned(),
+        rate_limit: form.get("rate_limit").unwrap_or("").to_owned(),
+        require_dpop: form
+            .get("require_dpop")
+            .is_some_and(|v| v == "on" || v == "true"),
+    };
+    let period = Period::parse(None);
+    let refuse =
+        |sent: SettingsForm, error: PageError, field: &'static str, status| RefusedSettings {
+            form: sent,
+            error,
+            field,
+            status,
+        };
+    if sent.name.is_empty() {
+        let error = PageError::new(
+            "invalid_input",
+            "Give the key a name, e.g. \"ERP nightly sync\". Nothing was changed.",
+        );
+        let refused = refuse(sent, error, "name", StatusCode::UNPROCESSABLE_ENTITY);
+        return key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await;
+    }
+    let rate_limit = if sent.rate_limit == current.rate_limit {
+        None
+    } else if sent.rate_limit.is_empty() {
+        Some(None)
+    } else {
+        match crate::domain::RateLimit::parse_cli(&sent.rate_limit) {
+            Ok(rate) => Some(Some(rate)),
+            Err(e) => {
+                let error = PageError::new(
+                    "invalid_input",
+                    format!("The rate is not valid: {e}. Nothing was changed."),
+                );
+                let refused = refuse(sent, error, "rate_limit", StatusCode::UNPROCESSABLE_ENTITY);
+                return key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await;
+            }
+        }
+    };
+    let sources: Vec<String> = sent
+        .allowed_sources
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|range| !range.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let change = key_service::KeyChange {
+        name: (sent.name != current.name).then_some(sent.name.as_str()),
+        controls: key_service::KeyControls {
+            description: (sent.description != current.description)
+                .then_some(sent.description.as_str()),
+            allowed_sources: (sources != key.allowed_sources).then_some(sources.as_slice()),
+            rate_limit,
+            require_dpop: (sent.require_dpop != current.require_dpop).then_some(sent.require_dpop),
+            ..Default::default()
+        },
+    };
+    let key_page = format!("/console/keys/{}", key.id);
+    if change.name.is_none()
+        && change.controls.description.is_none()
+        && change.controls.allowed_sources.is_none()
+        && change.controls.rate_limit.is_none()
+        && change.controls.require_dpop.is_none()
+    {
+        return redirect_with(
+            &key_page,
+            "Nothing to save: the settings were already these.",
+            &state,
+        );
+    }
+    match key_service::update_key(&state.service, &visitor.principal, &key.id, change).await {
+        Ok(changed) => redirect_with(
+            &key_page,
+            &format!("Settings of {} saved.", changed.name),
+            &state,
+        ),
+        Err(err) => {
+            let status = service_status(&err);
+            let (field, error) = settings_refusal(&err);
+            let refused = refuse(sent, error, field, status);
+            key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await
+        }
+    }
+}
+
+/// A refused settings change in a plain sentence, and the field at fault.
+fn settings_refusal(err: &ServiceError) -> (&'static str, PageError) {
+    let shown = PageError::from(err);
+    let (field, message) = match err {
+        ServiceError::Invalid(message) => {
+            if let Some(rest) = message.strip_prefix("allowed_sources: ") {
+                (
+                    "allowed_sources",
+                    format!(
+                        "An allowed address is not valid: {rest}. Write one range per line, \
+                         e.g. 203.0.113.0/24 or 2001:db8::/32."
+                    ),
+                )
+            } else if message.contains("name") {
+                ("name", capitalised(&shown.message))
+            } else if message.contains("description") {
+                ("description", capitalised(&shown.message))
+            } else if message.contains("rate") {
+                ("rate_limit", capitalised(&shown.message))
+            } else {
+                ("", capitalised(&shown.message))
+            }
+        }
+        _ if shown.message.contains("rate") => ("rate_limit", capitalised(&shown.message)),
+        _ => ("", capitalised(&shown.message)),
+    };
+    let message = if message.ends_with('.') {
+        format!("{message} Nothing was changed.")
+    } else {
+        format!("{message}. Nothing was changed.")
+    };
+    (field, PageError::new(&shown.code, message))
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }

@@ -17,8 +17,8 @@ pub use audit::audit_csv;
 pub use exchange::{add_issuer, add_rule, delete_issuer, delete_rule, exchange_trust};
 pub use insight::{key_page, overview};
 pub use keys::{
-    create_key, delete_key, disable_key, enable_key, keys, mark_webhook_signing, postman,
-    revoke_key, roll_key,
+    change_settings, create_key, delete_key, disable_key, enable_key, keys, mark_webhook_signing,
+    postman, revoke_key, roll_key,
 };
 pub use public_keys::{add_public_key, key_public_keys, remove_public_key};
 pub use session::{

@@ -161,7 +161,13 @@ pub async fn sign_out(req: HttpRequest, state: State, body: web::Bytes) -> HttpR
 }
 
 pub async fn set_password_form() -> HttpResponse {
-    page(StatusCode::OK, &SetPasswordPage { error: None })
+    page(
+        StatusCode::OK,
+        &SetPasswordPage {
+            error: None,
+            token: String::new(),
+        },
+    )
 }
 
 pub async fn set_password(req: HttpRequest, state: State, body: web::Bytes) -> HttpResponse {
@@ -169,10 +175,11 @@ pub async fn set_password(req: HttpRequest, state: State, body: web::Bytes) -> H
         return HttpResponse::Forbidden().body("set your password from this server's page");
     }
     let form = FormFields::parse(&body);
+    let token = form.get("token").unwrap_or("");
     let result = sessions::set_password_with_token(
         &state.service,
         client_address(&req),
-        form.get("token").unwrap_or(""),
+        token,
         form.get("new_password").unwrap_or(""),
     )
     .await;
@@ -185,6 +192,12 @@ pub async fn set_password(req: HttpRequest, state: State, body: web::Bytes) -> H
         Err(err) => page(
             service_status(&err),
             &SetPasswordPage {
+                // A weak password leaves the code unused: keep it in the form.
+                token: if matches!(err, ServiceError::WeakPassword(_)) {
+                    token.to_owned()
+                } else {
+                    String::new()
+                },
                 error: Some(PageError::from(&err)),
             },
         ),

@@ -42,7 +42,10 @@ async fn users_page(
                 })
                 .collect()
         },
-        grantable: &crate::domain::GRANTABLE_SCOPES,
+        grantable: crate::domain::GRANTABLE_SCOPES
+            .iter()
+            .map(|scope| (*scope, permission_label(scope)))
+            .collect(),
         api_only_users,
         invite,
     })
@@ -89,7 +92,10 @@ pub async fn add_user(req: HttpRequest, state: State, body: web::Bytes) -> HttpR
             let expires = When::at(created.set_password_expires_at, now());
             let invite = InviteView {
                 email: created.user.email.clone(),
-                token: created.set_password_token.expose().to_owned(),
+                link: invitation_link(
+                    &state.service.settings.tokens.issuer,
+                    created.set_password_token.expose(),
+                ),
                 expires: expires.exact,
             };
             let notice = format!("{} was added.", created.user.email);

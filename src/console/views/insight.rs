@@ -33,6 +33,39 @@ pub struct KeyPage {
     pub events: Option<Vec<EventView>>,
     /// Where its dialogs' forms come back to.
     pub return_to: &'static str,
+    /// The settings form: `None` when the viewer may not change the key
+    /// (the server would refuse: a revoked key, or no `keys:manage`).
+    pub settings: Option<SettingsForm>,
+    /// A refused change of settings, in words, and the field at fault.
+    pub settings_error: Option<(PageError, &'static str)>,
+}
+
+/// The key page's settings form: what the key update changes.
+pub struct SettingsForm {
+    pub name: String,
+    pub description: String,
+    /// One CIDR range per line; empty: anywhere.
+    pub allowed_sources: String,
+    /// The key's own rate as `600/60s`; empty: the company's default.
+    pub rate_limit: String,
+    pub require_dpop: bool,
+}
+
+impl SettingsForm {
+    pub fn of(key: &crate::service::keys::KeySummary) -> Self {
+        SettingsForm {
+            name: key.name.clone(),
+            description: key.description.clone().unwrap_or_default(),
+            allowed_sources: key.allowed_sources.join("\n"),
+            rate_limit: key
+                .rate_limit
+                .as_ref()
+                .filter(|r| r.source == crate::service::keys::RateLimitSource::Key)
+                .map(|r| format!("{}/{}s", r.requests, r.per_seconds))
+                .unwrap_or_default(),
+            require_dpop: key.require_dpop,
+        }
+    }
 }
 
 pub const PERIODS: [(&str, &str); 3] = [("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")];

@@ -292,6 +292,11 @@ struct Feed {
     retry_after: AtomicU64,
     /// The last catch-up failed (its warning was logged).
     failing: std::sync::atomic::AtomicBool,
+    /// The last catch-up failed because the database could not be reached:
+    /// as good as the breaker's word that it is down, and sooner (the
+    /// probe runs every 100 ms; lookups in between would otherwise read the
+    /// database that just went away, and fail).
+    unreachable: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -468,7 +473,8 @@ impl CredentialCache {
                 // The database is down: nothing can be revoked meanwhile, so
                 // what was held when it went down is still right, bar what
                 // the watcher had not yet heard then (within a lease).
-                if feed.store.database_down() && inner.may_serve_stale() {
+                let down = feed.store.database_down() || feed.unreachable.load(Ordering::SeqCst);
+                if down && inner.may_serve_stale() {
                     self.metrics.stale.inc();
                     return Some(inner);
                 }
@@ -507,6 +513,8 @@ impl CredentialCache {
             Ok(since) => since,
             Err(err) => {
                 self.metrics.catch_up_failed.inc();
+                feed.unreachable
+                    .store(err.is_unreachable(), Ordering::SeqCst);
                 let retry = inner
                     .millis(Instant::now())
                     .saturating_add(u64::try_from(CATCH_UP_RETRY.as_millis()).unwrap_or(u64::MAX));
@@ -523,6 +531,7 @@ impl CredentialCache {
             }
         };
         self.metrics.catch_up_ok.inc();
+        feed.unreachable.store(false, Ordering::SeqCst);
         if feed.failing.swap(false, Ordering::SeqCst) {
             log::info!("reading the credential change log again");
         }
@@ -733,6 +742,7 @@ impl CredentialCache {
                 attempts: AtomicU64::new(0),
                 retry_after: AtomicU64::new(0),
                 failing: std::sync::atomic::AtomicBool::new(false),
+                unreachable: std::sync::atomic::AtomicBool::new(false),
             })
             .is_ok();
         if fresh {

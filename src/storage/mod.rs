@@ -117,6 +117,24 @@ pub enum StorageError {
     Sealing(#[from] SealError),
 }
 
+impl StorageError {
+    /// The database could not be reached at all (connection refused, reset
+    /// or closed; the server shutting down), as opposed to busy or slow:
+    /// nothing can be written to it meanwhile, by this instance or another.
+    pub fn is_unreachable(&self) -> bool {
+        let StorageError::Unavailable(err) = self else {
+            return false;
+        };
+        match err {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                matches!(&*code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StorageError {
     fn from(err: sqlx::Error) -> Self {
         match &err {

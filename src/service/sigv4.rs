@@ -282,7 +282,8 @@ async fn verify(
         return Err(Sigv4Refusal::UnknownAccessKey);
     };
     check_signature(signed, &signing_key)?;
-    key.check(now()).map_err(|err| refused(service, access_key_id, err))
+    key.check(now())
+        .map_err(|err| refused(service, access_key_id, err))
 }
 
 /// A key's first signed request in this scope on this instance: the key and
@@ -308,7 +309,10 @@ async fn verify_first(
     clients::authorise(row.key, now()).map_err(|err| refused(service, access_key_id, err))
 }
 
-fn check_signature(signed: &SignedRequest, signing_key: &Sigv4SigningKey) -> Result<(), Sigv4Refusal> {
+fn check_signature(
+    signed: &SignedRequest,
+    signing_key: &Sigv4SigningKey,
+) -> Result<(), Sigv4Refusal> {
     if signed.verify(signing_key) {
         Ok(())
     } else {

@@ -208,7 +208,10 @@ pub(super) async fn record_events(
         let index = match known {
             Some(index) => index,
             None => {
-                candidates.push((event.tenant_id, enabled_endpoints(tx, event.tenant_id).await?));
+                candidates.push((
+                    event.tenant_id,
+                    enabled_endpoints(tx, event.tenant_id).await?,
+                ));
                 candidates.len() - 1
             }
         };
@@ -343,7 +346,10 @@ impl RowInsert {
                     let mut highest = 0;
                     for (i, value) in values.iter().enumerate() {
                         sql.push_str(if i == 0 { "" } else { ", " });
-                        match value.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                        match value
+                            .strip_prefix('$')
+                            .and_then(|n| n.parse::<usize>().ok())
+                        {
                             Some(n) => {
                                 highest = highest.max(n);
                                 let _ = write!(sql, "${}", base + n);
@@ -695,7 +701,12 @@ impl Store {
         let _span = self.span("queue_event_for");
         let mut tx = self.db()?.begin().await?;
         let event_id = new_event_id();
-        insert_rows(&mut tx, &EVENT_INSERT, &[EventRow::new(&event_id, event, now)]).await?;
+        insert_rows(
+            &mut tx,
+            &EVENT_INSERT,
+            &[EventRow::new(&event_id, event, now)],
+        )
+        .await?;
         let delivery = DeliveryRow {
             id: uuid::Uuid::now_v7().to_string(),
             event_id: &event_id,

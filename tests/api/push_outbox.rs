@@ -74,7 +74,11 @@ impl Pushes {
     }
 
     fn collection(n: usize) -> &'static str {
-        if n.is_multiple_of(2) { "orders" } else { "returns" }
+        if n.is_multiple_of(2) {
+            "orders"
+        } else {
+            "returns"
+        }
     }
 
     fn batch<'a>(&'a self, owner: &'a Integration) -> Vec<NewRecords<'a>> {
@@ -100,12 +104,10 @@ impl Pushes {
 /// and one delivery per endpoint that hears it; a push that reuses an
 /// idempotency key within the batch is answered as a retry and writes
 /// nothing.
-async fn a_group_commit_writes_each_pushs_event_and_deliveries_with_its_records(
-    backend: Backend,
-) {
+async fn a_group_commit_writes_each_pushs_event_and_deliveries_with_its_records(backend: Backend) {
     let (app, owner) = app(backend).await;
-    let every = endpoint_stored_directly(&app, &owner, "https://every.example", "record.created")
-        .await;
+    let every =
+        endpoint_stored_directly(&app, &owner, "https://every.example", "record.created").await;
     let orders_only = uuid::Uuid::now_v7().to_string();
     app.store
         .insert_endpoint(keyport::storage::NewEndpoint {
@@ -169,7 +171,10 @@ async fn a_group_commit_writes_each_pushs_event_and_deliveries_with_its_records(
             .find(|e| e[2].as_deref() == Some(trace.as_str()))
             .unwrap_or_else(|| panic!("push {n} has an event with its trace"));
         let payload: Value = serde_json::from_str(event[1].as_deref().unwrap()).unwrap();
-        let ids: Vec<&str> = pushes.records[*n].iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = pushes.records[*n]
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
         assert_eq!(payload["data"]["record_ids"], json!(ids), "push {n}");
         assert_eq!(payload["data"]["collection"], Pushes::collection(*n));
         assert_eq!(event[3].as_deref(), Some(owner.user.id.as_str()));
@@ -217,7 +222,11 @@ async fn a_batch_that_fails_leaves_no_event_no_delivery_and_no_record(backend: B
     assert!(app.store.push_batch(&batch).await.is_err());
     assert_eq!(count(&app, "SELECT id FROM records").await, 0);
     assert_eq!(
-        count(&app, "SELECT id FROM webhook_events WHERE event_type = 'record.created'").await,
+        count(
+            &app,
+            "SELECT id FROM webhook_events WHERE event_type = 'record.created'"
+        )
+        .await,
         0,
         "no orphan event"
     );
@@ -231,7 +240,11 @@ async fn a_batch_that_fails_leaves_no_event_no_delivery_and_no_record(backend: B
     assert_eq!(alone, PushOutcome::Stored);
     assert_eq!(count(&app, "SELECT id FROM records").await, 2);
     assert_eq!(
-        count(&app, "SELECT id FROM webhook_events WHERE event_type = 'record.created'").await,
+        count(
+            &app,
+            "SELECT id FROM webhook_events WHERE event_type = 'record.created'"
+        )
+        .await,
         1
     );
     assert_eq!(count(&app, "SELECT id FROM webhook_deliveries").await, 1);
@@ -275,5 +288,9 @@ async fn an_endpoint_added_is_heard_by_the_next_push(backend: Backend) {
     assert!(disabled);
     let pushed = app.push(&token, "orders", &json!({"order": 3}), None).await;
     assert_eq!(json_body(pushed).await["count"], 1);
-    assert_eq!(count(&app, record_events).await, 1, "a disabled endpoint hears nothing");
+    assert_eq!(
+        count(&app, record_events).await,
+        1,
+        "a disabled endpoint hears nothing"
+    );
 }

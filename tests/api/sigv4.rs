@@ -229,7 +229,10 @@ pub fn signed_get_headers(
 ) -> Vec<(&'static str, String)> {
     let signing = Signing::new(access_key, secret, "GET", path);
     let (authorization, _) = signing.signature(&format!("127.0.0.1:{port}"));
-    vec![("authorization", authorization), ("x-amz-date", signing.date)]
+    vec![
+        ("authorization", authorization),
+        ("x-amz-date", signing.date),
+    ]
 }
 
 /// A tenant with an admin who holds a SigV4 key (and a token-only key).
@@ -996,7 +999,10 @@ async fn revoked_disabled_and_expired_keys_are_refused_at_once_and_lose_their_ca
     admin::disable_key(&service, &Principal::operator(), &f.key_id)
         .await
         .unwrap();
-    assert!(!service.sigv4_keys.holds(&f.access_key), "disabling drops it");
+    assert!(
+        !service.sigv4_keys.holds(&f.access_key),
+        "disabling drops it"
+    );
     assert_eq!(verify().await.err(), Some("key_disabled"));
     let (status, body) = signing.send(app).await;
     assert_eq!(

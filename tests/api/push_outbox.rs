@@ -45,9 +45,9 @@ async fn count(app: &TestApp, sql: &'static str) -> usize {
     rows(app, sql).await.len()
 }
 
-/// Pushes as the group-commit writer receives them: push `n` stores `n % 3
-/// + 1` records in `orders` (even `n`) or `returns` (odd), with a trace of
-/// its own.
+/// Pushes as the group-commit writer receives them: push `n` stores one
+/// to three records (`n % 3 + 1`) in `orders` (even `n`) or `returns`
+/// (odd), with a trace of its own.
 struct Pushes {
     records: Vec<Vec<(String, String)>>,
     traces: Vec<String>,

@@ -526,9 +526,10 @@ else
 fi
 
 # One SigV4 signature of GET /api/v1/whoami, reused for the whole run (valid
-# for sigv4_max_skew_seconds): Keyport keeps no replay cache, so each request
-# is parsed, canonicalised, its key read and its HMAC checked, as a fresh
-# signature would be (only the derived signing key is cached, per key and day).
+# for sigv4_max_skew_seconds; a GET is not a write, so the replay cache lets
+# it through): each request is parsed, canonicalised, its HMAC checked and its
+# key's standing asked of the credential cache, as a fresh signature would be
+# (the derived signing key is cached, per key and day).
 sigv4_sign() {
     SIGV4_ID=$(jq -er .client_id <<<"$SIGV4_KEY") SIGV4_SECRET=$(jq -er .client_secret <<<"$SIGV4_KEY") \
         SIGV4_HOST="127.0.0.1:$PORT" python3 - <<'PY'
@@ -552,7 +553,7 @@ signed=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/whoami" \
 [[ $signed == 200 ]] || die "a SigV4-signed whoami answered $signed"
 run validate_sigv4 "validate, SigV4" "GET /api/v1/whoami, one SigV4 signature reused" /api/v1/whoami \
     KP_AUTHORIZATION="$SIGV4_AUTHORIZATION" KP_AMZ_DATE="$AMZ_DATE"
-R_NOTE[validate_sigv4]="the key read on every request (its status), the derived signing key cached"
+R_NOTE[validate_sigv4]="the key's standing from the credential cache, the derived signing key cached"
 
 # DPoP (RFC 9449): every request needs a proof of its own, made beforehand
 # for as many requests as the bearer scenario's rate would allow (DPoP is

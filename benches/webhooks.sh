@@ -2,14 +2,21 @@
 # Webhook deliveries benchmark: one command, one Markdown table.
 #
 #   bash benches/webhooks.sh [--postgres] [--duration 10s] [--connections 16]
+#                            [--rounds 2]
 #
 # Builds the release binary, starts it on a fresh database (a temporary SQLite
 # file, or with --postgres a new database on 127.0.0.1:5432, dropped at the
 # end) with its delivery worker off, and measures with wrk, side by side:
 #
-#   push        POST /api/v1/webhooks/bench, one record, no endpoint listening
-#   push+event  the same with one endpoint listening to record.created: each
-#               push also writes the event and its delivery in its transaction
+#   push        POST /api/v1/webhooks/bench-quiet, one record, no endpoint
+#               listening to that collection
+#   push+event  POST /api/v1/webhooks/bench, one record, one endpoint listening
+#               to record.created in that collection: each push also writes
+#               the event and its delivery in its transaction
+#
+# A first push run before any endpoint exists, then --rounds rounds of the
+# two alternated (push+event first), so a machine whose load drifts weighs
+# on both alike; the ratio is the rounds' summed rates'.
 #
 # then restarts the server with its worker on and counts, for the same
 # duration, the signed deliveries a local receiver (a Python
@@ -22,11 +29,13 @@ cd "$(dirname "$0")/.."
 POSTGRES=0
 DURATION=10s
 CONNECTIONS=16
+ROUNDS=2
 while (($#)); do
     case $1 in
         --postgres) POSTGRES=1; shift ;;
         --duration) DURATION=$2; shift 2 ;;
         --connections) CONNECTIONS=$2; shift 2 ;;
+        --rounds) ROUNDS=$2; shift 2 ;;
         -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "webhooks.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -134,21 +143,36 @@ token() {
     curl -fs -u "$CLIENT_ID:$SECRET" -d grant_type=client_credentials "$BASE/oauth/token" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
+# push_rps NAME COLLECTION: one wrk run of one-record pushes; req/s.
 push_rps() {
     KP_METHOD=POST KP_BEARER="$(token)" KP_CONTENT_TYPE=application/json \
         KP_BODY='{"order":1001,"total":99.5}' KP_EXPECT=201 \
-        wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" "$BASE/api/v1/webhooks/bench" >"$WORK/wrk-$1.txt" 2>&1
+        wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" "$BASE/api/v1/webhooks/$2" >"$WORK/wrk-$1.txt" 2>&1
     grep '^KP_RESULT ' "$WORK/wrk-$1.txt" | tr ' ' '\n' | grep '^rps=' | cut -d= -f2
 }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 start_server false
-say "push without a listener ($DURATION, $CONNECTIONS connections)"
-PLAIN=$(push_rps plain)
+say "push without any endpoint ($DURATION, $CONNECTIONS connections, load $(load))"
+FIRST=$(push_rps first bench-quiet)
 curl -fs -X POST "$BASE/api/v1/webhook-endpoints" -H "Authorization: Bearer $(token)" \
     -H 'content-type: application/json' \
-    -d "{\"url\": \"$SINK/hooks\", \"events\": [\"record.created\"]}" >/dev/null
-say "push with one endpoint listening"
-WITH_EVENT=$(push_rps event)
+    -d "{\"url\": \"$SINK/hooks\", \"events\": [\"record.created\"], \"collections\": [\"bench\"]}" >/dev/null
+ROUND_ROWS=""
+PLAIN_SUM=0
+EVENT_SUM=0
+for round in $(seq "$ROUNDS"); do
+    say "round $round: push with one endpoint listening (load $(load))"
+    event=$(push_rps "event-$round" bench)
+    say "round $round: push to a collection nobody listens to (load $(load))"
+    plain=$(push_rps "plain-$round" bench-quiet)
+    say "round $round: $event vs $plain pushes/s"
+    ROUND_ROWS+="$round $plain $event;"
+    PLAIN_SUM=$(python3 -c "print($PLAIN_SUM + $plain)")
+    EVENT_SUM=$(python3 -c "print($EVENT_SUM + $event)")
+done
+PLAIN=$(python3 -c "print($PLAIN_SUM / $ROUNDS)")
+WITH_EVENT=$(python3 -c "print($EVENT_SUM / $ROUNDS)")
 stop_server
 
 start_server true
@@ -160,15 +184,19 @@ AFTER=$(curl -fs "$SINK/count")
 DELIVERED=$((AFTER - BEFORE))
 stop_server
 
-REPORT=$(python3 - "$PLAIN" "$WITH_EVENT" "$DELIVERED" "$SECONDS_WANTED" "$BACKEND" "$CONNECTIONS" <<'EOF'
+REPORT=$(python3 - "$PLAIN" "$WITH_EVENT" "$DELIVERED" "$SECONDS_WANTED" "$BACKEND" "$CONNECTIONS" "$FIRST" "$ROUND_ROWS" <<'EOF'
 import sys
-plain, event, delivered, seconds, backend, connections = sys.argv[1:]
-plain, event, delivered, seconds = float(plain), float(event), int(delivered), float(seconds)
+plain, event, delivered, seconds, backend, connections, first, rounds = sys.argv[1:]
+plain, event, delivered, seconds, first = float(plain), float(event), int(delivered), float(seconds), float(first)
 print(f"## Webhook deliveries ({backend}, {connections} connections, {seconds:g} s per run)\n")
 print("| run | per second | ratio |")
 print("| --- | ---: | ---: |")
-print(f"| push, no endpoint listening | {plain:,.0f} | 1.00 |")
-print(f"| push, one endpoint listening (event + delivery written) | {event:,.0f} | {event / plain:.2f} |")
+print(f"| push, before any endpoint exists | {first:,.0f} | {first / plain:.2f} |")
+for row in filter(None, rounds.split(";")):
+    n, p, e = row.split()
+    print(f"| round {n}: push, no endpoint listening / one listening | {float(p):,.0f} / {float(e):,.0f} | {float(e) / float(p):.2f} |")
+print(f"| push, no endpoint listening (mean of the rounds) | {plain:,.0f} | 1.00 |")
+print(f"| push, one endpoint listening (event + delivery written; mean) | {event:,.0f} | {event / plain:.2f} |")
 print(f"| signed deliveries to a local receiver (default webhook_concurrency) | {delivered / seconds:,.0f} | {delivered / seconds / plain:.2f} |")
 EOF
 )

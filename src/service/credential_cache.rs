@@ -1,6 +1,6 @@
 //! What client authentication read from the database, kept in memory, so a
-//! token request (or a key presented on its own) whose key was read before
-//! does no database work at all.
+//! token request (or a key presented on its own, or a SigV4-signed request)
+//! whose key was read before does no database work at all.
 //!
 //! **What it holds**: per key, by client ID, what `authorise` decides apart
 //! from expiry (revoked, disabled, owner disabled, or the key with its

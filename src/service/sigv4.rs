@@ -1,13 +1,21 @@
 //! AWS Signature Version 4: a request signed with a key's secret acts as the
 //! key's owner with the key's scopes, as the key presented on its own does.
 //!
-//! Every request reads the key (status, owner, scopes, allow-list), so a
-//! revoked, disabled or expired key, or a disabled owner, is refused at once,
-//! on every instance. Only the derived signing key is cached, per key and
-//! credential scope (so per day), never the secret: opening the sealed secret
-//! and the four HMACs of the derivation are saved, not the key's status.
-//! Revoking, disabling and deleting a key drop its entry (on this instance;
-//! elsewhere the status read refuses the key and drops it there).
+//! A signed request's key is checked like a key presented on its own
+//! (`x-api-key`): its standing (revoked, disabled, expired, its owner
+//! disabled, its scopes narrowed to its owner's permissions, its company
+//! and allow-list) comes from the credential cache, which every instance
+//! keeps current (see `credential_cache`: a change made anywhere is seen
+//! everywhere within the cache's lease, and while the cache cannot prove
+//! that, every lookup reads the database). The derived signing key is
+//! cached per access key ID and credential scope (so per day), never the
+//! secret: a key's SigV4 secret never changes (rolling makes a new key), so
+//! the derived key cannot go stale; only the key's standing can, and that
+//! is asked on every request. The first request of a key in a scope reads
+//! the key with its sealed secret from the database, opens it and derives
+//! the key (four HMACs). Revoking, disabling and deleting a key drop its
+//! derived key on the instance that made the change, and a refused key's
+//! goes wherever it is refused.
 //!
 //! A signature of a request that changes data (any method but GET, HEAD,
 //! OPTIONS, TRACE) is accepted once: the replay cache (table
@@ -46,42 +54,43 @@ const REPLAY_LEEWAY_SECONDS: i64 = 60;
 /// How often signatures past their window are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Derived signing keys, per key id, for the scope they were derived for.
+/// Derived signing keys, per access key ID (the key's client ID), for the
+/// scope they were derived for.
 #[derive(Clone, Default)]
 pub struct Sigv4KeyCache {
     keys: Arc<Mutex<HashMap<String, (CredentialScope, Sigv4SigningKey)>>>,
 }
 
 impl Sigv4KeyCache {
-    fn get(&self, key_id: &str, scope: &CredentialScope) -> Option<Sigv4SigningKey> {
+    fn get(&self, access_key_id: &str, scope: &CredentialScope) -> Option<Sigv4SigningKey> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.get(key_id)
+        keys.get(access_key_id)
             .filter(|(cached, _)| cached == scope)
             .map(|(_, key)| key.clone())
     }
 
-    fn put(&self, key_id: &str, scope: CredentialScope, key: Sigv4SigningKey) {
+    fn put(&self, access_key_id: &str, scope: CredentialScope, key: Sigv4SigningKey) {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if keys.len() >= MAX_CACHED && !keys.contains_key(key_id) {
+        if keys.len() >= MAX_CACHED && !keys.contains_key(access_key_id) {
             keys.clear();
         }
-        keys.insert(key_id.to_owned(), (scope, key));
+        keys.insert(access_key_id.to_owned(), (scope, key));
     }
 
     /// Drops the key's derived signing key (revoked, disabled, deleted).
-    pub fn forget(&self, key_id: &str) {
+    pub fn forget(&self, access_key_id: &str) {
         self.keys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(key_id);
+            .remove(access_key_id);
     }
 
-    /// Whether a derived key is cached for `key_id` (for tests).
-    pub fn holds(&self, key_id: &str) -> bool {
+    /// Whether a derived key is cached for `access_key_id` (for tests).
+    pub fn holds(&self, access_key_id: &str) -> bool {
         self.keys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(key_id)
+            .contains_key(access_key_id)
     }
 }
 
@@ -249,46 +258,77 @@ pub fn spawn_sweeper(store: Store, alive: Weak<()>) {
 }
 
 /// The key behind the access key ID, if the signature is its own; then its
-/// standing (revoked, disabled, expired, owner).
+/// standing (revoked, disabled, expired, owner), from the credential cache
+/// once the key's signing key for this scope is derived.
 async fn verify(
     service: &Service,
     signed: &SignedRequest,
 ) -> Result<AuthenticatedKey, Sigv4Refusal> {
-    if ClientId::parse(&signed.access_key_id).is_err() {
+    let access_key_id = signed.access_key_id.as_str();
+    if ClientId::parse(access_key_id).is_err() {
         return Err(Sigv4Refusal::UnknownAccessKey);
     }
-    let Some(row) = service
-        .store
-        .find_key_for_sigv4(&signed.access_key_id)
+    let Some(signing_key) = service.sigv4_keys.get(access_key_id, &signed.scope) else {
+        return verify_first(service, signed).await;
+    };
+    // Derived before, so the key allows SigV4; its standing may have
+    // changed since, on any instance: the credential cache knows.
+    let Some(key) = service
+        .credentials
+        .key_by_client_id(&service.store, access_key_id)
         .await?
     else {
+        service.sigv4_keys.forget(access_key_id);
+        return Err(Sigv4Refusal::UnknownAccessKey);
+    };
+    check_signature(signed, &signing_key)?;
+    key.check(now())
+        .map_err(|err| refused(service, access_key_id, err))
+}
+
+/// A key's first signed request in this scope on this instance: the key and
+/// its sealed secret from the database, the signing key derived and kept.
+async fn verify_first(
+    service: &Service,
+    signed: &SignedRequest,
+) -> Result<AuthenticatedKey, Sigv4Refusal> {
+    let access_key_id = signed.access_key_id.as_str();
+    let Some(row) = service.store.find_key_for_sigv4(access_key_id).await? else {
         return Err(Sigv4Refusal::UnknownAccessKey);
     };
     let Some(sealed) = row.sigv4_secret_sealed.as_deref() else {
         return Err(Sigv4Refusal::UnknownAccessKey);
     };
-    let key_id = row.key.id.clone();
-    let signing_key = match service.sigv4_keys.get(&key_id, &signed.scope) {
-        Some(cached) => cached,
-        None => {
-            let secret = service.store.open_sigv4_secret(&key_id, sealed)?;
-            let derived = Sigv4SigningKey::derive(secret.expose(), &signed.scope);
-            service
-                .sigv4_keys
-                .put(&key_id, signed.scope.clone(), derived.clone());
-            derived
-        }
-    };
-    if !signed.verify(&signing_key) {
-        return Err(Sigv4Refusal::Mismatch {
+    let secret = service.store.open_sigv4_secret(&row.key.id, sealed)?;
+    let signing_key = Sigv4SigningKey::derive(secret.expose(), &signed.scope);
+    drop(secret);
+    service
+        .sigv4_keys
+        .put(access_key_id, signed.scope.clone(), signing_key.clone());
+    check_signature(signed, &signing_key)?;
+    clients::authorise(row.key, now()).map_err(|err| refused(service, access_key_id, err))
+}
+
+fn check_signature(
+    signed: &SignedRequest,
+    signing_key: &Sigv4SigningKey,
+) -> Result<(), Sigv4Refusal> {
+    if signed.verify(signing_key) {
+        Ok(())
+    } else {
+        Err(Sigv4Refusal::Mismatch {
             canonical_request: signed.canonical_request.clone(),
             string_to_sign: signed.string_to_sign.clone(),
-        });
+        })
     }
-    clients::authorise(row.key, now()).map_err(|err| {
-        // Revoked, disabled, expired or its owner disabled: whatever this
-        // instance was told, the key's derived signing key goes.
-        service.sigv4_keys.forget(&key_id);
-        err.into()
-    })
+}
+
+/// Revoked, disabled, expired or its owner disabled: whatever this instance
+/// was told, the key's derived signing key goes (a database that cannot
+/// answer says nothing about the key).
+fn refused(service: &Service, access_key_id: &str, err: ClientAuthError) -> Sigv4Refusal {
+    if !matches!(err, ClientAuthError::Storage(_)) {
+        service.sigv4_keys.forget(access_key_id);
+    }
+    err.into()
 }

@@ -1,4 +1,4 @@
-use super::webhooks::{WebhookEvent, record_event};
+use super::webhooks::{AnyQuery, InsertRow, RowInsert, WebhookEvent, insert_rows, record_events};
 use super::{Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -86,14 +86,52 @@ impl Store {
 
     /// Group commit: several pushes in one transaction, one outcome each, in
     /// order. Either all of them are committed or none is (the caller then
-    /// retries them one by one).
+    /// retries them one by one), their `record.created` events and
+    /// deliveries with them: an event is never committed without its
+    /// records, nor records without their event.
+    ///
+    /// First each push's idempotency key is claimed (in order, so a key used
+    /// twice in one batch answers the second as a retry of the first); then
+    /// the records of every push stored now, their events and the events'
+    /// deliveries are inserted a few rows per statement (see
+    /// `webhooks::insert_rows`), the endpoints read once per tenant.
     pub async fn push_batch(&self, pushes: &[NewRecords<'_>]) -> Result<Vec<PushOutcome>> {
         let _span = self.span("push_batch");
         let mut tx = self.db()?.begin().await?;
         let mut outcomes = Vec::with_capacity(pushes.len());
         for push in pushes {
-            outcomes.push(push_within(&mut tx, push).await?);
+            outcomes.push(claim_idempotency_key(&mut tx, push).await?);
         }
+        let stored: Vec<&NewRecords<'_>> = pushes
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| **outcome == PushOutcome::Stored)
+            .map(|(push, _)| push)
+            .collect();
+        let rows: Vec<RecordInsertRow<'_>> = stored
+            .iter()
+            .flat_map(|push| {
+                push.records
+                    .iter()
+                    .map(move |(id, body)| RecordInsertRow { push, id, body })
+            })
+            .collect();
+        insert_rows(&mut tx, &RECORD_INSERT, &rows).await?;
+        let ids: Vec<Vec<&str>> = stored
+            .iter()
+            .map(|push| push.records.iter().map(|(id, _)| id.as_str()).collect())
+            .collect();
+        let events: Vec<WebhookEvent<'_>> = stored
+            .iter()
+            .zip(&ids)
+            .map(|(push, record_ids)| record_created(push, record_ids))
+            .collect();
+        let timed: Vec<(&WebhookEvent<'_>, i64)> = events
+            .iter()
+            .zip(&stored)
+            .map(|(event, push)| (event, push.now))
+            .collect();
+        record_events(&mut tx, &timed).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -142,73 +180,93 @@ impl Store {
     }
 }
 
-async fn push_within(
+/// Claims the push's idempotency key, if it has one: `Stored` when the push
+/// is to be stored now (no key, or a key first used now).
+async fn claim_idempotency_key(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     push: &NewRecords<'_>,
 ) -> Result<PushOutcome> {
-    if let Some(idem) = &push.idempotency {
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (tenant_id, owner_id, idempotency_key, request_digest, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(push.tenant_id)
-        .bind(push.owner_id)
-        .bind(idem.key)
-        .bind(idem.request_digest)
-        .bind(idem.response)
-        .bind(push.now)
-        .execute(&mut **tx)
-        .await?;
-        if claimed.rows_affected() == 0 {
-            let (digest, response): (String, String) = sqlx::query_as(
-                "SELECT request_digest, response FROM idempotency_keys \
-                 WHERE tenant_id = $1 AND owner_id = $2 AND idempotency_key = $3",
-            )
-            .bind(push.tenant_id)
-            .bind(push.owner_id)
-            .bind(idem.key)
-            .fetch_one(&mut **tx)
-            .await?;
-            return Ok(if digest == idem.request_digest {
-                PushOutcome::Replayed { response }
-            } else {
-                PushOutcome::KeyReused
-            });
-        }
-    }
-    for (id, body) in push.records {
-        sqlx::query(
-            "INSERT INTO records (id, tenant_id, collection, owner_id, client_id, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(push.tenant_id)
-        .bind(push.collection)
-        .bind(push.owner_id)
-        .bind(push.client_id)
-        .bind(body)
-        .bind(push.now)
-        .execute(&mut **tx)
-        .await?;
-    }
-    let record_ids: Vec<&str> = push.records.iter().map(|(id, _)| id.as_str()).collect();
-    record_event(
-        tx,
-        &WebhookEvent {
-            tenant_id: push.tenant_id,
-            subject_owner_id: push.owner_id,
-            event_type: "record.created",
-            trace: push.traceparent,
-            collection: Some(push.collection),
-            data: serde_json::json!({
-                "collection": push.collection,
-                "record_ids": record_ids,
-                "owner_id": push.owner_id,
-                "client_id": push.client_id,
-            }),
-        },
-        push.now,
+    let Some(idem) = &push.idempotency else {
+        return Ok(PushOutcome::Stored);
+    };
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (tenant_id, owner_id, idempotency_key, request_digest, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     )
+    .bind(push.tenant_id)
+    .bind(push.owner_id)
+    .bind(idem.key)
+    .bind(idem.request_digest)
+    .bind(idem.response)
+    .bind(push.now)
+    .execute(&mut **tx)
     .await?;
-    Ok(PushOutcome::Stored)
+    if claimed.rows_affected() == 1 {
+        return Ok(PushOutcome::Stored);
+    }
+    let (digest, response): (String, String) = sqlx::query_as(
+        "SELECT request_digest, response FROM idempotency_keys \
+         WHERE tenant_id = $1 AND owner_id = $2 AND idempotency_key = $3",
+    )
+    .bind(push.tenant_id)
+    .bind(push.owner_id)
+    .bind(idem.key)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(if digest == idem.request_digest {
+        PushOutcome::Replayed { response }
+    } else {
+        PushOutcome::KeyReused
+    })
+}
+
+const RECORD_INSERT: RowInsert = RowInsert {
+    table: "records",
+    columns: &[
+        "id",
+        "tenant_id",
+        "collection",
+        "owner_id",
+        "client_id",
+        "body",
+        "created_at",
+    ],
+    values: None,
+};
+
+/// One record of a push, as [`insert_rows`] writes it.
+struct RecordInsertRow<'a> {
+    push: &'a NewRecords<'a>,
+    id: &'a str,
+    body: &'a str,
+}
+
+impl InsertRow for RecordInsertRow<'_> {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.id)
+            .bind(self.push.tenant_id)
+            .bind(self.push.collection)
+            .bind(self.push.owner_id)
+            .bind(self.push.client_id)
+            .bind(self.body)
+            .bind(self.push.now)
+    }
+}
+
+/// The `record.created` event of a push stored now.
+fn record_created<'a>(push: &'a NewRecords<'a>, record_ids: &[&str]) -> WebhookEvent<'a> {
+    WebhookEvent {
+        tenant_id: push.tenant_id,
+        subject_owner_id: push.owner_id,
+        event_type: "record.created",
+        trace: push.traceparent,
+        collection: Some(push.collection),
+        data: serde_json::json!({
+            "collection": push.collection,
+            "record_ids": record_ids,
+            "owner_id": push.owner_id,
+            "client_id": push.client_id,
+        }),
+    }
 }

@@ -187,41 +187,273 @@ pub(super) async fn record_event(
     event: &WebhookEvent<'_>,
     now: i64,
 ) -> Result<usize> {
-    let candidates: Vec<Candidate> = sqlx::query_as(
+    record_events(tx, &[(event, now)]).await
+}
+
+/// [`record_event`] for several events (each with its time) at once, as a
+/// group commit of pushes writes them: the endpoints are read once per
+/// tenant, and the events and their deliveries are inserted a few rows per
+/// statement. How many deliveries were queued.
+pub(super) async fn record_events(
+    tx: &mut Transaction<'_>,
+    events: &[(&WebhookEvent<'_>, i64)],
+) -> Result<usize> {
+    let mut candidates: Vec<(&str, Vec<Candidate>)> = Vec::new();
+    let mut queued: Vec<(String, &WebhookEvent<'_>, i64)> = Vec::new();
+    let mut deliveries: Vec<(String, String, i64)> = Vec::new();
+    for &(event, now) in events {
+        let known = candidates
+            .iter()
+            .position(|(tenant, _)| *tenant == event.tenant_id);
+        let index = match known {
+            Some(index) => index,
+            None => {
+                candidates.push((
+                    event.tenant_id,
+                    enabled_endpoints(tx, event.tenant_id).await?,
+                ));
+                candidates.len() - 1
+            }
+        };
+        let listening: Vec<&Candidate> = candidates[index]
+            .1
+            .iter()
+            .filter(|candidate| candidate.listens_to(event))
+            .collect();
+        if listening.is_empty() {
+            continue;
+        }
+        let event_id = new_event_id();
+        for candidate in listening {
+            deliveries.push((event_id.clone(), candidate.id.clone(), now));
+        }
+        queued.push((event_id, event, now));
+    }
+    let events: Vec<EventRow> = queued
+        .iter()
+        .map(|(id, event, now)| EventRow::new(id, event, *now))
+        .collect();
+    insert_rows(tx, &EVENT_INSERT, &events).await?;
+    let rows: Vec<DeliveryRow<'_>> = deliveries
+        .iter()
+        .map(|(event_id, endpoint_id, now)| DeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_id,
+            endpoint_id,
+            now: *now,
+        })
+        .collect();
+    insert_rows(tx, &DELIVERY_INSERT, &rows).await?;
+    Ok(rows.len())
+}
+
+/// The tenant's enabled endpoints, with their owners as they stand.
+async fn enabled_endpoints(tx: &mut Transaction<'_>, tenant_id: &str) -> Result<Vec<Candidate>> {
+    Ok(sqlx::query_as(
         "SELECT e.id, e.events, e.collections, e.owner_id, u.status AS owner_status, \
          u.role AS owner_role, u.permissions AS owner_permissions FROM webhook_endpoints e \
          JOIN users u ON u.id = e.owner_id WHERE e.tenant_id = $1 AND e.status = 'enabled'",
     )
-    .bind(event.tenant_id)
+    .bind(tenant_id)
     .fetch_all(&mut **tx)
-    .await?;
-    let listening: Vec<String> = candidates
-        .into_iter()
-        .filter(|c| {
-            let wants_type = c.events.split(' ').any(|e| e == event.event_type);
-            let wants_collection = match (event.collection, &c.collections) {
-                (Some(collection), Some(listed)) => listed.split(' ').any(|l| l == collection),
-                _ => true,
-            };
-            let owner = EndpointOwner {
-                user_id: &c.owner_id,
-                status: &c.owner_status,
-                role: &c.owner_role,
-                permissions: &c.owner_permissions,
-            };
-            wants_type && wants_collection && owner.refuses(Some(event.subject_owner_id)).is_none()
-        })
-        .map(|c| c.id)
-        .collect();
-    if listening.is_empty() {
-        return Ok(0);
+    .await?)
+}
+
+impl Candidate {
+    fn listens_to(&self, event: &WebhookEvent<'_>) -> bool {
+        let wants_type = self.events.split(' ').any(|e| e == event.event_type);
+        let wants_collection = match (event.collection, &self.collections) {
+            (Some(collection), Some(listed)) => listed.split(' ').any(|l| l == collection),
+            _ => true,
+        };
+        let owner = EndpointOwner {
+            user_id: &self.owner_id,
+            status: &self.owner_status,
+            role: &self.owner_role,
+            permissions: &self.owner_permissions,
+        };
+        wants_type && wants_collection && owner.refuses(Some(event.subject_owner_id)).is_none()
     }
-    let event_id = new_event_id();
-    insert_event(tx, &event_id, event, now).await?;
-    for endpoint_id in &listening {
-        insert_delivery(tx, &event_id, endpoint_id, now).await?;
+}
+
+/// A multi-row `INSERT`: its table and columns, and how a row binds them.
+pub(super) struct RowInsert {
+    pub table: &'static str,
+    pub columns: &'static [&'static str],
+    /// Placeholders of one row beyond its columns' (`'pending', 0, $4…`):
+    /// `None` binds one parameter per column.
+    pub values: Option<&'static [&'static str]>,
+}
+
+/// A row [`insert_rows`] writes.
+pub(super) trait InsertRow {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q>;
+}
+
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Rows per statement, largest first: a batch of n rows takes a few
+/// statements of these sizes, so only these few texts are ever prepared
+/// (and cached), and no statement nears SQLite's limit on parameters.
+const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
+
+/// Inserts `rows` into `insert.table`, several rows per statement.
+pub(super) async fn insert_rows<R: InsertRow>(
+    tx: &mut Transaction<'_>,
+    insert: &RowInsert,
+    rows: &[R],
+) -> Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = ROWS_PER_STATEMENT
+            .into_iter()
+            .find(|size| *size <= rest.len())
+            .unwrap_or(1);
+        let (chunk, after) = rest.split_at(size);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.sql(size)));
+        for row in chunk {
+            query = row.bind(query);
+        }
+        query.execute(&mut **tx).await?;
+        rest = after;
     }
-    Ok(listening.len())
+    Ok(())
+}
+
+impl RowInsert {
+    /// The statement for `rows` rows (its text depends only on that).
+    fn sql(&self, rows: usize) -> String {
+        use std::fmt::Write as _;
+        let per_row = self.columns.len();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            self.table,
+            self.columns.join(", ")
+        );
+        let mut parameter = 0;
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            match self.values {
+                None => {
+                    for column in 0..per_row {
+                        parameter += 1;
+                        let _ = write!(sql, "{}${parameter}", if column == 0 { "" } else { ", " });
+                    }
+                }
+                Some(values) => {
+                    // `$n` in the template counts from this row's first.
+                    let base = parameter;
+                    let mut highest = 0;
+                    for (i, value) in values.iter().enumerate() {
+                        sql.push_str(if i == 0 { "" } else { ", " });
+                        match value
+                            .strip_prefix('$')
+                            .and_then(|n| n.parse::<usize>().ok())
+                        {
+                            Some(n) => {
+                                highest = highest.max(n);
+                                let _ = write!(sql, "${}", base + n);
+                            }
+                            None => sql.push_str(value),
+                        }
+                    }
+                    parameter += highest;
+                }
+            }
+            sql.push(')');
+        }
+        sql
+    }
+}
+
+const EVENT_INSERT: RowInsert = RowInsert {
+    table: "webhook_events",
+    columns: &[
+        "id",
+        "tenant_id",
+        "event_type",
+        "payload",
+        "created_at",
+        "subject_owner_id",
+        "traceparent",
+    ],
+    values: None,
+};
+
+const DELIVERY_INSERT: RowInsert = RowInsert {
+    table: "webhook_deliveries",
+    columns: &[
+        "id",
+        "event_id",
+        "endpoint_id",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ],
+    values: Some(&["$1", "$2", "$3", "'pending'", "0", "$4", "$4", "$4"]),
+};
+
+/// An event's row: its body and the trace it continues.
+struct EventRow<'a> {
+    id: &'a str,
+    event: &'a WebhookEvent<'a>,
+    payload: String,
+    traceparent: Option<String>,
+    now: i64,
+}
+
+impl<'a> EventRow<'a> {
+    fn new(id: &'a str, event: &'a WebhookEvent<'a>, now: i64) -> Self {
+        let payload = serde_json::json!({
+            "type": event.event_type,
+            "timestamp": chrono::DateTime::from_timestamp(now, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "data": event.data,
+        });
+        EventRow {
+            id,
+            event,
+            payload: payload.to_string(),
+            traceparent: event
+                .trace
+                .map(str::to_owned)
+                .or_else(crate::telemetry::traces::current_traceparent),
+            now,
+        }
+    }
+}
+
+impl InsertRow for EventRow<'_> {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.id)
+            .bind(self.event.tenant_id)
+            .bind(self.event.event_type)
+            .bind(self.payload.as_str())
+            .bind(self.now)
+            .bind(self.event.subject_owner_id)
+            .bind(self.traceparent.as_deref())
+    }
+}
+
+struct DeliveryRow<'a> {
+    id: String,
+    event_id: &'a str,
+    endpoint_id: &'a str,
+    now: i64,
+}
+
+impl InsertRow for DeliveryRow<'_> {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.id.as_str())
+            .bind(self.event_id)
+            .bind(self.endpoint_id)
+            .bind(self.now)
+    }
 }
 
 async fn insert_endpoint(tx: &mut Transaction<'_>, endpoint: &NewEndpoint<'_>) -> Result<()> {
@@ -245,58 +477,6 @@ async fn insert_endpoint(tx: &mut Transaction<'_>, endpoint: &NewEndpoint<'_>) -
 
 fn new_event_id() -> String {
     format!("msg_{}", uuid::Uuid::now_v7().simple())
-}
-
-async fn insert_event(
-    tx: &mut Transaction<'_>,
-    event_id: &str,
-    event: &WebhookEvent<'_>,
-    now: i64,
-) -> Result<()> {
-    let payload = serde_json::json!({
-        "type": event.event_type,
-        "timestamp": chrono::DateTime::from_timestamp(now, 0)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "data": event.data,
-    });
-    let traceparent = event
-        .trace
-        .map(str::to_owned)
-        .or_else(crate::telemetry::traces::current_traceparent);
-    sqlx::query(
-        "INSERT INTO webhook_events (id, tenant_id, event_type, payload, created_at, \
-         subject_owner_id, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(event_id)
-    .bind(event.tenant_id)
-    .bind(event.event_type)
-    .bind(payload.to_string())
-    .bind(now)
-    .bind(event.subject_owner_id)
-    .bind(traceparent)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn insert_delivery(
-    tx: &mut Transaction<'_>,
-    event_id: &str,
-    endpoint_id: &str,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, state, attempts, \
-         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(event_id)
-    .bind(endpoint_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// One attempt and its consequences, in the caller's transaction; true
@@ -521,8 +701,19 @@ impl Store {
         let _span = self.span("queue_event_for");
         let mut tx = self.db()?.begin().await?;
         let event_id = new_event_id();
-        insert_event(&mut tx, &event_id, event, now).await?;
-        insert_delivery(&mut tx, &event_id, endpoint_id, now).await?;
+        insert_rows(
+            &mut tx,
+            &EVENT_INSERT,
+            &[EventRow::new(&event_id, event, now)],
+        )
+        .await?;
+        let delivery = DeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_id: &event_id,
+            endpoint_id,
+            now,
+        };
+        insert_rows(&mut tx, &DELIVERY_INSERT, &[delivery]).await?;
         tx.commit().await?;
         Ok(event_id)
     }

@@ -1193,7 +1193,133 @@ async fn an_unknown_client_id_remembered_is_forgotten_when_another_process_creat
     assert!(delay <= WITHIN, "{delay:?}");
 }
 
+/// A signed `GET /api/v1/whoami` to `server` with `key`'s SigV4 secret.
+async fn signed_whoami(
+    http: &reqwest::Client,
+    server: &ServedBinary,
+    key: &CreatedKey,
+) -> (u16, Value) {
+    let mut request = http.get(server.url("/api/v1/whoami"));
+    for (name, value) in crate::sigv4::signed_get_headers(
+        &key.key.client_id,
+        key.secret.expose(),
+        server.port,
+        "/api/v1/whoami",
+    ) {
+        request = request.header(name, value);
+    }
+    status_and_json(request.sent().await).await
+}
+
+/// SigV4 keys revoked through instance A, disabled through the CLI, or
+/// whose owner is disabled through the CLI: instance B, which answered the
+/// key's signed requests from its credential cache (no database read),
+/// refuses them within one second, with the refusal's code.
+async fn a_sigv4_key_changed_elsewhere_is_refused_by_the_other_instance_within_a_second(
+    backend: Backend,
+) {
+    let db = TestDatabase::create(backend).await;
+    let outside = outside_service(&db).await;
+    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Signed Co")
+        .await
+        .expect("tenant");
+    new_user(&outside, &tenant, "admin@signed.test", "admin").await;
+    let admin_key = new_key(&outside, "admin@signed.test", None).await;
+    let a = serve(&db.url, Arc::default());
+    let b = serve(&db.url, Arc::default());
+    let http = http();
+    until_trusted(&http, &a).await;
+    until_trusted(&http, &b).await;
+    let (status, body) = token(&http, &a, &admin_key, None).await;
+    assert_eq!(status, 200, "{body}");
+    let admin_token = body["access_token"].as_str().expect("token").to_owned();
+
+    let mut delays = Vec::new();
+    for (n, (what, code)) in [
+        ("key revoked through A", "key_revoked"),
+        ("key disabled through the CLI", "key_disabled"),
+        ("owner disabled through the CLI", "owner_disabled"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let email = format!("signer{n}@signed.test");
+        new_user(&outside, &tenant, &email, "member").await;
+        new_key(&outside, &email, None).await;
+        let key = keys::create_key(
+            &outside,
+            &Principal::operator(),
+            NewKeyRequest {
+                owner_email: Some(&email),
+                name: "signs",
+                scopes: None,
+                expires_in: None,
+                token_ttl: None,
+                sigv4: true,
+            },
+        )
+        .await
+        .expect("create a SigV4 key");
+        // The first signed request derives the signing key, the next reads
+        // the key into the cache; after that B answers from memory (once B
+        // has heard of the previous scenario's change).
+        let mut from_memory = false;
+        for _ in 0..20 {
+            let (hits, misses, _, trusted) = cache_metrics(&http, &b).await;
+            assert_eq!(trusted, 1, "{what}: B trusts its cache");
+            let (status, body) = signed_whoami(&http, &b, &key).await;
+            assert_eq!(status, 200, "{what}: before the change: {body}");
+            let (hits_after, misses_after, _, _) = cache_metrics(&http, &b).await;
+            if (hits_after - hits, misses_after - misses) == (1, 0) {
+                from_memory = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            from_memory,
+            "{what}: a signed request for a key read before is answered from memory"
+        );
+        let id = key.key.id.clone();
+        let client_id = key.key.client_id.clone();
+        match what {
+            "key revoked through A" => {
+                let response = http
+                    .post(a.url(&format!("/api/v1/keys/{id}/revoke")))
+                    .bearer_auth(&admin_token)
+                    .sent()
+                    .await;
+                assert!(
+                    response.status().is_success(),
+                    "{what}: {}",
+                    json_body(response).await
+                );
+            }
+            "key disabled through the CLI" => cli(&db.url, &["key", "disable", &client_id]).await,
+            "owner disabled through the CLI" => cli(&db.url, &["user", "disable", &email]).await,
+            other => unreachable!("{other}"),
+        }
+        let changed_at = Instant::now();
+        let delay = delay_until(
+            changed_at,
+            what,
+            async || signed_whoami(&http, &b, &key).await,
+            |status, body| status != 200 && body["error"] == code,
+        )
+        .await;
+        eprintln!("{backend:?}: SigV4, {what}: refused by instance B after {delay:?}");
+        delays.push((what, delay));
+    }
+    for (what, delay) in &delays {
+        assert!(
+            *delay <= WITHIN,
+            "{backend:?}: SigV4, {what}: instance B took {delay:?}, over {WITHIN:?}"
+        );
+    }
+}
+
 crate::on_both_backends!(
+    a_sigv4_key_changed_elsewhere_is_refused_by_the_other_instance_within_a_second,
     changes_through_one_instance_or_the_cli_reach_the_other_within_a_second,
     the_instance_that_makes_a_change_shows_it_at_once,
     an_unknown_client_id_remembered_is_forgotten_when_another_process_creates_it,

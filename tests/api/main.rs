@@ -36,6 +36,7 @@ mod presentation;
 mod private_key_jwt;
 mod private_key_jwt_clients;
 mod public_key_owners;
+mod push_outbox;
 mod python_client;
 mod rate_limits;
 mod reference_docs;

@@ -23,7 +23,7 @@ pub async fn revoke_key(service: &Service, principal: &Principal, key: &str) -> 
         .revoke_key(&found.id, principal.actor_label(), now())
         .await;
     service.credentials.forget_key(&found.client_id);
-    service.sigv4_keys.forget(&found.id);
+    service.sigv4_keys.forget(&found.client_id);
     let revocation = revocation?;
     let KeyRevocation::Revoked {
         signed_webhooks,
@@ -87,7 +87,7 @@ pub async fn delete_key(
     }
     let deleted = service.store.delete_key(&found.id, now()).await;
     service.credentials.forget_key(&found.client_id);
-    service.sigv4_keys.forget(&found.id);
+    service.sigv4_keys.forget(&found.client_id);
     if !deleted? {
         return Err(ServiceError::NotFound(format!(
             "key {} was already deleted",
@@ -194,7 +194,7 @@ async fn set_disabled(
         .await;
     service.credentials.forget_key(client_id);
     if disable {
-        service.sigv4_keys.forget(&found.id);
+        service.sigv4_keys.forget(&found.client_id);
     }
     if !changed? {
         return Err(ServiceError::Conflict(format!(

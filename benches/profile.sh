@@ -47,7 +47,7 @@ for _ in $(seq 100); do curl -sf -o /dev/null "$BASE/readyz" && break; sleep 0.1
 BASIC=$(head -1 "$WORK/basic.txt")
 # Proofs are single-use: enough for 20 s at a rate well above DPoP's.
 proofs() { # METHOD PATH [TOKEN]
-    KP_DPOP_KEY=$WORK/dpop-key.json KP_TOKEN=${3:-} node benches/dpop-proofs.mjs proofs 600000 "$1" "$BASE$2"
+    KP_DPOP_KEY=$WORK/dpop-key.json KP_TOKEN=${3:-} node benches/dpop-proofs.mjs proofs 300000 "$1" "$BASE$2"
 }
 case $SCENARIO in
     token)

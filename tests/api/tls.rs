@@ -520,7 +520,7 @@ async fn a_returning_client_resumes_its_tls_session_after_many_other_clients() {
     let HttpsApp { app, .. } = spawn_https_app(&files, &ca).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der.clone().into()).expect("the CA");
-    let config = || {
+    let config = move || {
         Arc::new(
             rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::aws_lc_rs::default_provider(),

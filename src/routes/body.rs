@@ -117,9 +117,9 @@ mod tests {
                 .map(|c| Ok::<_, actix_web::error::PayloadError>(Bytes::from_static(c.as_bytes())))
                 .collect::<Vec<_>>(),
         );
-        let mut payload = actix_web::dev::Payload::from(
-            Box::pin(stream) as actix_web::dev::BoxedPayloadStream
-        );
+        let mut payload: actix_web::dev::Payload = actix_web::dev::Payload::Stream {
+            payload: Box::pin(stream),
+        };
         let payload = web::Payload::from_request(&req, &mut payload)
             .await
             .expect("a payload");
@@ -129,9 +129,15 @@ mod tests {
     #[actix_web::test]
     async fn a_body_is_read_whole_from_one_chunk_or_many_and_refused_past_the_limit() {
         let one = read(&["grant_type=client_credentials"], 64).await;
-        assert_eq!(one.ok().as_deref(), Some(&b"grant_type=client_credentials"[..]));
+        assert_eq!(
+            one.ok().as_deref(),
+            Some(&b"grant_type=client_credentials"[..])
+        );
         let many = read(&["grant_type=", "client_", "credentials"], 64).await;
-        assert_eq!(many.ok().as_deref(), Some(&b"grant_type=client_credentials"[..]));
+        assert_eq!(
+            many.ok().as_deref(),
+            Some(&b"grant_type=client_credentials"[..])
+        );
         let with_empty = read(&["", "a=1", "", "&b=2"], 64).await;
         assert_eq!(with_empty.ok().as_deref(), Some(&b"a=1&b=2"[..]));
         assert!(read(&[], 64).await.is_ok_and(|b| b.is_empty()));

@@ -559,5 +559,8 @@ async fn a_returning_client_resumes_its_tls_session_after_many_other_clients() {
     })
     .await
     .expect("the client thread");
-    assert_eq!(kinds, (Some(HandshakeKind::Full), Some(HandshakeKind::Resumed)));
+    assert_eq!(
+        kinds,
+        (Some(HandshakeKind::Full), Some(HandshakeKind::Resumed))
+    );
 }

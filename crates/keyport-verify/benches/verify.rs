@@ -192,14 +192,19 @@ fn dpop(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     const URL: &str = "https://api.example.com/protected";
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-        .expect("key");
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("key");
     let point = pair.public_key().as_ref().to_vec();
-    let header = b64(serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {
+    let header = b64(
+        serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {
         "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])}})
-    .to_string());
+        .to_string(),
+    );
     let token = "an.access.token";
-    let ath = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()));
+    let ath = b64(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.as_bytes(),
+    ));
     let counter = AtomicU64::new(0);
     let proof = || {
         let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -230,14 +235,22 @@ fn dpop(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     group.bench_function("check_proof, key seen before", |b| {
         b.iter_batched(
             proof,
-            |p| runtime.block_on(warm.check_proof(&[&p], &target)).expect("valid"),
+            |p| {
+                runtime
+                    .block_on(warm.check_proof(&[&p], &target))
+                    .expect("valid")
+            },
             criterion::BatchSize::SmallInput,
         )
     });
     group.bench_function("check_proof, key seen for the first time", |b| {
         b.iter_batched(
             || (DpopSettings::default(), proof()),
-            |(settings, p)| runtime.block_on(settings.check_proof(&[&p], &target)).expect("valid"),
+            |(settings, p)| {
+                runtime
+                    .block_on(settings.check_proof(&[&p], &target))
+                    .expect("valid")
+            },
             criterion::BatchSize::SmallInput,
         )
     });
@@ -249,7 +262,11 @@ fn dpop(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
                 let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64");
                 (input.to_owned(), signature)
             },
-            |(input, signature)| public.verify_sig(input.as_bytes(), &signature).expect("valid"),
+            |(input, signature)| {
+                public
+                    .verify_sig(input.as_bytes(), &signature)
+                    .expect("valid")
+            },
             criterion::BatchSize::SmallInput,
         )
     });

@@ -1110,8 +1110,11 @@ mod tests {
     struct ClientKey {
         alg: &'static str,
         jwk: serde_json::Value,
-        sign: Box<dyn Fn(&[u8]) -> Vec<u8>>,
+        sign: Signer,
     }
+
+    /// Signs bytes with a client's private key.
+    type Signer = Box<dyn Fn(&[u8]) -> Vec<u8>>;
 
     impl ClientKey {
         fn es256() -> Self {

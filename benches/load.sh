@@ -79,6 +79,8 @@ Options:
   --dpop-proofs N       most DPoP proofs made per DPoP scenario (default 400000;
                         each thread's share is reused once exhausted, and
                         replays count as failed)
+  --binary PATH         run this keyport binary instead of building one (to
+                        measure another build, e.g. an earlier commit's)
 EOF
 }
 
@@ -94,6 +96,7 @@ KEEP=0
 INSTANCES=1
 PEER=0
 DPOP_PROOFS=400000
+BINARY=""
 
 while (($#)); do
     arg=$1
@@ -102,7 +105,7 @@ while (($#)); do
         --*=*) value=${arg#*=}; arg=${arg%%=*} ;;
     esac
     case $arg in
-        --duration | --connections | --threads | --keys-small | --keys-large | --real-keys | --instances | --dpop-proofs)
+        --duration | --connections | --threads | --keys-small | --keys-large | --real-keys | --instances | --dpop-proofs | --binary)
             if [[ -z $value ]]; then
                 (($# >= 2)) || { echo "load.sh: $arg needs a value" >&2; exit 2; }
                 value=$2
@@ -123,6 +126,7 @@ while (($#)); do
         --instances) INSTANCES=$value ;;
         --peer) PEER=1 ;;
         --dpop-proofs) DPOP_PROOFS=$value ;;
+        --binary) BINARY=$value ;;
         -h | --help) usage; exit 0 ;;
         *) echo "load.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -182,17 +186,22 @@ fi
 
 # --- build -----------------------------------------------------------------
 
-say "cargo build --release --bin keyport"
 build_started=$(now)
-cargo build --release --bin keyport >&2
+if [[ -n $BINARY ]]; then
+    BIN=$(realpath "$BINARY")
+    COMMIT="the binary $BINARY ($("$BIN" --version 2>/dev/null || echo unknown version))"
+else
+    say "cargo build --release --bin keyport"
+    cargo build --release --bin keyport >&2
+    # What was built, for the report (the tree may change while the run goes on).
+    COMMIT="\`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`"
+    git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations config 2>/dev/null ||
+        COMMIT+=" (with uncommitted changes)"
+fi
 BUILD_SECONDS=$(since "$build_started")
-# What was built, for the report (the tree may change while the run goes on).
-COMMIT="\`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`"
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations config 2>/dev/null ||
-    COMMIT+=" (with uncommitted changes)"
 LOAD_STARTED=$(now)
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-BIN=$TARGET_DIR/release/keyport
+[[ -n $BINARY ]] || BIN=$TARGET_DIR/release/keyport
 [[ -x $BIN ]] || die "no binary at $BIN"
 
 # --- database --------------------------------------------------------------

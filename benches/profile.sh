@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Where the token endpoint's CPU goes: the release server on a fresh SQLite
-# file with 200 keys, driven by wrk (load.lua, a random key per request, 32
-# connections, 20 s) while `perf record` samples the server alone for 10 s.
-# Prints wrk's result, the credential cache's counters and perf's flat
-# profile (shares of the server's samples, by DSO and symbol).
+# Where an endpoint's CPU goes: the release server on a fresh SQLite file
+# with 200 keys, driven by wrk (load.lua, 32 connections, 20 s) while
+# `perf record` samples the server alone for 10 s. Prints wrk's result, the
+# credential cache's counters and perf's flat profile (shares of the
+# server's samples, by DSO and symbol).
 #
-#   bash benches/profile.sh            (needs perf, wrk, jq; root or
-#                                       perf_event_paranoid <= 1)
+#   bash benches/profile.sh [SCENARIO]   (needs perf, wrk, jq, node; root or
+#                                         perf_event_paranoid <= 1)
+#
+# SCENARIO (default token):
+#   token         POST /oauth/token, client_secret_basic, a random key per request
+#   token-dpop    POST /oauth/token, one key, a fresh DPoP proof per request
+#   whoami        GET /api/v1/whoami, one access token reused
+#   whoami-dpop   GET /api/v1/whoami, one DPoP-bound token, a fresh proof per request
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SCENARIO=${1:-token}
+case $SCENARIO in
+    token | token-dpop | whoami | whoami-dpop) ;;
+    *) echo "profile.sh: unknown scenario $SCENARIO (token, token-dpop, whoami, whoami-dpop)" >&2; exit 2 ;;
+esac
 cargo build --release --bin keyport >&2
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 BIN=$TARGET_DIR/release/keyport
@@ -29,23 +40,53 @@ kp user create --tenant ProfileCo --email member@profile.test --role member \
 for k in $(seq 1 200); do kp key create --user member@profile.test --name "key $k"; done >"$WORK/keys.jsonl"
 jq -er '"Basic " + ("\(.client_id):\(.client_secret)" | @base64)' "$WORK/keys.jsonl" >"$WORK/basic.txt"
 PORT=$((20000 + RANDOM % 40000))
+BASE=http://127.0.0.1:$PORT
 KEYPORT_BIND=127.0.0.1:$PORT RUST_LOG=info "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.1; done
-KP_METHOD=POST KP_BODY=grant_type=client_credentials \
-    KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/basic.txt" \
-    wrk -t2 -c32 -d20s --latency -s benches/load.lua "http://127.0.0.1:$PORT/oauth/token" >"$WORK/wrk.txt" 2>&1 &
+for _ in $(seq 100); do curl -sf -o /dev/null "$BASE/readyz" && break; sleep 0.1; done
+BASIC=$(head -1 "$WORK/basic.txt")
+# Proofs are single-use: enough for 20 s at a rate well above DPoP's.
+proofs() { # METHOD PATH [TOKEN]
+    KP_DPOP_KEY=$WORK/dpop-key.json KP_TOKEN=${3:-} node benches/dpop-proofs.mjs proofs 300000 "$1" "$BASE$2"
+}
+case $SCENARIO in
+    token)
+        set -- KP_METHOD=POST KP_BODY=grant_type=client_credentials \
+            KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTH_FILE="$WORK/basic.txt"
+        URL=$BASE/oauth/token ;;
+    whoami)
+        TOKEN=$(curl -sf -H "Authorization: $BASIC" -d grant_type=client_credentials "$BASE/oauth/token" | jq -er .access_token)
+        set -- KP_BEARER="$TOKEN"
+        URL=$BASE/api/v1/whoami ;;
+    token-dpop | whoami-dpop)
+        node benches/dpop-proofs.mjs key >"$WORK/dpop-key.json"
+        if [[ $SCENARIO == token-dpop ]]; then
+            proofs POST /oauth/token >"$WORK/proofs.txt"
+            set -- KP_METHOD=POST KP_BODY=grant_type=client_credentials \
+                KP_CONTENT_TYPE=application/x-www-form-urlencoded KP_AUTHORIZATION="$BASIC"
+            URL=$BASE/oauth/token
+        else
+            TOKEN=$(curl -sf -H "Authorization: $BASIC" -d grant_type=client_credentials \
+                -H "DPoP: $(KP_DPOP_KEY=$WORK/dpop-key.json node benches/dpop-proofs.mjs proofs 1 POST "$BASE/oauth/token")" \
+                "$BASE/oauth/token" | jq -er 'select(.token_type == "DPoP") | .access_token')
+            proofs GET /api/v1/whoami "$TOKEN" >"$WORK/proofs.txt"
+            set -- KP_AUTHORIZATION="DPoP $TOKEN"
+            URL=$BASE/api/v1/whoami
+        fi
+        set -- "$@" KP_DPOP_FILE="$WORK/proofs.txt" KP_THREADS=2 ;;
+esac
+env "$@" wrk -t2 -c32 -d20s --latency -s benches/load.lua "$URL" >"$WORK/wrk.txt" 2>&1 &
 WRK_PID=$!
 sleep 4
 perf record -F 999 -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep 10 >/dev/null 2>&1
 wait "$WRK_PID"
 grep KP_RESULT "$WORK/wrk.txt"
-curl -s "http://127.0.0.1:$PORT/metrics" | grep '^keyport_credential_cache' || true
+curl -s "$BASE/metrics" | grep '^keyport_credential_cache' || true
 echo
 echo "By DSO:"
 perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null |
     grep '%' | grep -v '^#' | sed -E 's/ +$//' | head -8 || true
 echo
-echo "By symbol (top 40):"
+echo "By symbol (top ${PROFILE_SYMBOLS:-40}):"
 perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
-    grep '%' | grep -v '^#' | sed -E 's/ +-? *-? *$//' | head -40 || true
+    grep '%' | grep -v '^#' | sed -E 's/ +-? *-? *$//' | head -"${PROFILE_SYMBOLS:-40}" || true

@@ -130,16 +130,22 @@ impl CertificateReloader {
 
     /// A rustls server configuration that asks this handle for its
     /// certificate at every handshake (TLS 1.2 and 1.3, no client
-    /// certificates).
+    /// certificates). A returning client resumes its session with a
+    /// stateless ticket (sealed under a key of this process's, rotated
+    /// every six hours), so resumption holds for any number of clients
+    /// and the server stores nothing per client; TLS 1.3 resumption still
+    /// makes a fresh key exchange, so forward secrecy is kept.
     pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
         let resolver: Arc<dyn ResolvesServerCert> = self.certificates.clone();
-        Ok(
+        let mut config =
             ServerConfig::builder_with_provider(Arc::clone(&self.certificates.provider))
                 .with_safe_default_protocol_versions()
                 .map_err(|err| TlsError::Config(err.to_string()))?
                 .with_no_client_auth()
-                .with_cert_resolver(resolver),
-        )
+                .with_cert_resolver(resolver);
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|err| TlsError::Config(err.to_string()))?;
+        Ok(config)
     }
 
     /// [`Self::server_config`] with `client_certificates` deciding what a

@@ -56,7 +56,6 @@ pub async fn check_presentation(
     let Some(jkt) = required_binding(&verified, scheme)? else {
         return Ok((verified, None));
     };
-    let base = request_base_url(req);
     let proofs = proof_headers(req);
     let target = ProofTarget {
         method: req.method().as_str(),
@@ -64,7 +63,9 @@ pub async fn check_presentation(
         access_token: Some(token),
         bound_to: Some(jkt),
     };
-    let proof = dpop.verify(&proofs, &target, Some(&base)).await?;
+    // The request's own URL only when no public one is configured.
+    let base = (!dpop.has_public_base_url()).then(|| request_base_url(req));
+    let proof = dpop.verify(&proofs, &target, base.as_deref()).await?;
     Ok((verified, Some(proof)))
 }
 

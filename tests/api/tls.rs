@@ -33,6 +33,7 @@ const HSTS: &str = "max-age=31536000";
 struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
+    der: Vec<u8>,
 }
 
 /// A server certificate for 127.0.0.1 and its key, as PEM.
@@ -53,6 +54,7 @@ impl TestCa {
         let cert = params.self_signed(&key).expect("CA certificate");
         TestCa {
             pem: cert.pem(),
+            der: cert.der().to_vec(),
             issuer: Issuer::new(params, key),
         }
     }
@@ -503,4 +505,62 @@ async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
             assert!(!log.contains(line), "key material in the log:\n{log}");
         }
     }
+}
+
+/// A client that comes back resumes its TLS session instead of a full
+/// handshake, even after more other clients than a server-side session
+/// cache would hold (256 by default): the server hands out stateless
+/// session tickets, so it stores nothing per client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_client_resumes_its_tls_session_after_many_other_clients() {
+    use rustls::HandshakeKind;
+    let ca = TestCa::new("Keyport resumption CA");
+    let files = CertFiles::new();
+    files.install(&ca.issue("keyport-resumption"));
+    let HttpsApp { app, .. } = spawn_https_app(&files, &ca).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der.clone().into()).expect("the CA");
+    let config = move || {
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth(),
+        )
+    };
+    let returning = config();
+    let port = app.port;
+    let kinds = tokio::task::spawn_blocking(move || {
+        // One request over a new connection; how its handshake went.
+        let request = |config: &Arc<rustls::ClientConfig>| {
+            use std::io::{Read, Write};
+            let name = "localhost".try_into().expect("a server name");
+            let mut connection =
+                rustls::ClientConnection::new(Arc::clone(config), name).expect("a connection");
+            let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            let mut tls = rustls::Stream::new(&mut connection, &mut socket);
+            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .expect("send");
+            let mut response = Vec::new();
+            // Reading the answer also reads the session tickets.
+            let _ = tls.read_to_end(&mut response);
+            assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+            connection.handshake_kind()
+        };
+        let first = request(&returning);
+        for _ in 0..300 {
+            request(&config());
+        }
+        let again = request(&returning);
+        (first, again)
+    })
+    .await
+    .expect("the client thread");
+    assert_eq!(
+        kinds,
+        (Some(HandshakeKind::Full), Some(HandshakeKind::Resumed))
+    );
 }

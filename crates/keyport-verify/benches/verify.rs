@@ -5,6 +5,9 @@
 //! for ES256 (Keyport's default). Then allocations per validation, counted
 //! by a counting global allocator around the system one.
 //!
+//! Last, a DPoP proof's check, its key seen before and for the first
+//! time, beside the ES256 signature check alone.
+//!
 //! `cargo bench -p keyport-verify --bench verify`
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -44,6 +47,13 @@ static GLOBAL: Counting = Counting;
 
 const ISSUER: &str = "https://auth.example.com";
 const AUDIENCE: &str = "keyport-api";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
 
 fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -169,6 +179,98 @@ fn bench(c: &mut Criterion) {
     println!(
         "allocations per validation: jsonwebtoken::decode {direct_allocations:.1}, Verifier::verify {crate_allocations:.1}, a token seen before {remembered_allocations:.1}"
     );
+
+    dpop(c, &runtime);
+}
+
+/// A DPoP proof (ES256) checked at a resource: its key seen before (the
+/// usual case, one key per client) and for the first time, beside the
+/// ES256 signature check alone, its floor. Each proof is new (made outside
+/// the timing), as the replay check requires.
+fn dpop(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    use keyport_verify::{DpopSettings, ProofTarget};
+    const URL: &str = "https://api.example.com/protected";
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("key");
+    let point = pair.public_key().as_ref().to_vec();
+    let header = b64(
+        serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {
+        "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])}})
+        .to_string(),
+    );
+    let token = "an.access.token";
+    let ath = b64(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.as_bytes(),
+    ));
+    let counter = AtomicU64::new(0);
+    let proof = || {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let claims = serde_json::json!({"jti": format!("proof-{n}"), "htm": "GET", "htu": URL,
+            "iat": now(), "ath": ath});
+        let input = format!("{header}.{}", b64(claims.to_string()));
+        let signature = pair.sign(&rng, input.as_bytes()).expect("signature");
+        format!("{input}.{}", b64(signature.as_ref()))
+    };
+    let target = ProofTarget {
+        method: "GET",
+        url: URL,
+        access_token: Some(token),
+        jkt: None,
+    };
+    let warm = DpopSettings::default();
+    runtime
+        .block_on(warm.check_proof(&[&proof()], &target))
+        .expect("a good proof");
+    let public = aws_lc_rs::signature::ParsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        &point,
+    )
+    .expect("key");
+
+    let mut group = c.benchmark_group("dpop proof ES256");
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("check_proof, key seen before", |b| {
+        b.iter_batched(
+            proof,
+            |p| {
+                runtime
+                    .block_on(warm.check_proof(&[&p], &target))
+                    .expect("valid")
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("check_proof, key seen for the first time", |b| {
+        b.iter_batched(
+            || (DpopSettings::default(), proof()),
+            |(settings, p)| {
+                runtime
+                    .block_on(settings.check_proof(&[&p], &target))
+                    .expect("valid")
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("the ES256 signature alone", |b| {
+        b.iter_batched(
+            || {
+                let p = proof();
+                let (input, signature) = p.rsplit_once('.').expect("a JWT");
+                let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64");
+                (input.to_owned(), signature)
+            },
+            |(input, signature)| {
+                public
+                    .verify_sig(input.as_bytes(), &signature)
+                    .expect("valid")
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

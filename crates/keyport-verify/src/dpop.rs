@@ -6,16 +6,18 @@
 //! thumbprint the token's `cnf.jkt`, optionally a nonce of the resource's,
 //! and a `jti` seen once (through a [`ReplayStore`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use crate::VerifyError;
@@ -262,6 +264,8 @@ pub struct DpopSettings {
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) replay: Arc<dyn ReplayStore>,
     pub(crate) nonces: Option<DpopNonces>,
+    /// The keys of proof headers seen before; shared by clones.
+    proof_keys: Arc<ProofKeys>,
 }
 
 impl std::fmt::Debug for DpopSettings {
@@ -283,6 +287,7 @@ impl Default for DpopSettings {
             algorithms: vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
             replay: Arc::new(MemoryReplayStore::default()),
             nonces: None,
+            proof_keys: Arc::default(),
         }
     }
 }
@@ -308,6 +313,8 @@ impl DpopSettings {
             .into_iter()
             .filter(|a| matches!(a, Algorithm::ES256 | Algorithm::EdDSA | Algorithm::RS256))
             .collect();
+        // The headers kept were checked against the algorithms before.
+        self.proof_keys = Arc::default();
         self
     }
 
@@ -337,16 +344,86 @@ impl DpopSettings {
     }
 }
 
+/// A proof's claims, read without copying: each is kept only as far as the
+/// checks need it, so a claim of the wrong type reads as absent (and is
+/// refused as missing) rather than making the proof malformed.
 #[derive(Deserialize)]
-struct ProofClaims {
-    jti: Option<serde_json::Value>,
-    htm: Option<serde_json::Value>,
-    htu: Option<serde_json::Value>,
-    iat: Option<serde_json::Value>,
-    #[serde(default)]
-    ath: Option<serde_json::Value>,
-    #[serde(default)]
-    nonce: Option<serde_json::Value>,
+struct ProofClaims<'a> {
+    #[serde(borrow, default)]
+    jti: Option<Claim<'a>>,
+    #[serde(borrow, default)]
+    htm: Option<Claim<'a>>,
+    #[serde(borrow, default)]
+    htu: Option<Claim<'a>>,
+    #[serde(borrow, default)]
+    iat: Option<Claim<'a>>,
+    #[serde(borrow, default)]
+    ath: Option<Claim<'a>>,
+    #[serde(borrow, default)]
+    nonce: Option<Claim<'a>>,
+}
+
+/// One claim's value: a string (borrowed from the proof unless it has
+/// escapes), a number, or anything else.
+enum Claim<'a> {
+    Text(Cow<'a, str>),
+    Integer(i64),
+    Number(f64),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Claim<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ClaimVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ClaimVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de> serde::de::Visitor<'de> for ClaimVisitor<'de> {
+    type Value = Claim<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Claim<'de>, E> {
+        Ok(Claim::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Claim<'de>, E> {
+        Ok(Claim::Text(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Claim<'de>, E> {
+        Ok(Claim::Text(Cow::Owned(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Claim<'de>, E> {
+        Ok(Claim::Integer(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Claim<'de>, E> {
+        Ok(i64::try_from(v).map_or(Claim::Number(v as f64), Claim::Integer))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Claim<'de>, E> {
+        Ok(Claim::Number(v))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Claim<'de>, E> {
+        Ok(Claim::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Claim<'de>, E> {
+        Ok(Claim::Other)
+    }
+    fn visit_none<E>(self) -> Result<Claim<'de>, E> {
+        Ok(Claim::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Claim<'de>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Claim::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Claim<'de>, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Claim::Other)
+    }
 }
 
 fn refused(why: impl Into<String>) -> VerifyError {
@@ -354,8 +431,89 @@ fn refused(why: impl Into<String>) -> VerifyError {
 }
 
 /// A string claim, when it is one.
-fn string(value: &Option<serde_json::Value>) -> Option<&str> {
-    value.as_ref()?.as_str()
+fn string<'a>(value: &'a Option<Claim<'_>>) -> Option<&'a str> {
+    match value {
+        Some(Claim::Text(text)) => Some(text),
+        _ => None,
+    }
+}
+
+/// A numeric claim in whole seconds, when it is a number.
+fn seconds(value: &Option<Claim<'_>>) -> Option<i64> {
+    match value {
+        Some(Claim::Integer(i)) => Some(*i),
+        Some(Claim::Number(f)) => Some(*f as i64),
+        _ => None,
+    }
+}
+
+/// The key a proof's header names, once its header passed every check
+/// that reads only the header (steps 2 to 7): what verifies its signature,
+/// with what algorithm, and its RFC 7638 thumbprint.
+struct ProofKey {
+    verifier: SignatureCheck,
+    jkt: String,
+}
+
+enum SignatureCheck {
+    /// P-256 and Ed25519: the point parsed and validated once.
+    Parsed(ParsedPublicKey),
+    /// RSA, through jsonwebtoken.
+    Rsa(DecodingKey),
+}
+
+impl ProofKey {
+    /// Whether `signature` (base64url) is this key's over `message`;
+    /// `Err` when it is not base64url at all (a malformed proof).
+    fn verifies(&self, message: &[u8], signature: &str) -> Result<bool, ()> {
+        match &self.verifier {
+            SignatureCheck::Parsed(key) => {
+                let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| ())?;
+                Ok(key.verify_sig(message, &signature).is_ok())
+            }
+            SignatureCheck::Rsa(key) => {
+                jsonwebtoken::crypto::verify(signature, message, key, Algorithm::RS256)
+                    .map_err(|_| ())
+            }
+        }
+    }
+}
+
+/// Proof headers already checked, by their base64url text: a client signs
+/// its proofs with one key, so every proof it sends starts with the same
+/// header, and a hit skips the header's JSON, the JWK's checks, the key's
+/// parsing (for P-256, validating the point) and the thumbprint. Only
+/// headers that passed are kept; the text is the whole header, so a hit
+/// can only be the same key. Bounded: when full it starts over.
+#[derive(Default)]
+struct ProofKeys {
+    keys: RwLock<HashMap<Box<str>, Arc<ProofKey>>>,
+}
+
+/// Distinct proof headers kept (a few hundred bytes each).
+const PROOF_KEYS_CAPACITY: usize = 4096;
+
+impl ProofKeys {
+    fn get(&self, header: &str) -> Option<Arc<ProofKey>> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(header)
+            .cloned()
+    }
+
+    fn insert(&self, header: &str, key: Arc<ProofKey>) {
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= PROOF_KEYS_CAPACITY {
+            keys.clear();
+        }
+        keys.insert(header.into(), key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 /// What a proof must fit: the request it came with.
@@ -386,11 +544,17 @@ pub struct CheckedProof {
 }
 
 impl DpopSettings {
-    /// RFC 9449 §4.3, in its order, for one request: `proofs` are every
-    /// `DPoP` header it sent. A resource server gets this through
+    /// RFC 9449 §4.3 for one request: `proofs` are every `DPoP` header it
+    /// sent. A resource server gets this through
     /// [`Verifier::authenticate`](crate::Verifier::authenticate); an
     /// authorization server calls it at its token endpoint (without an
     /// access token) to learn the key to bind a token to.
+    ///
+    /// The order is the cheapest first: the header (checked once per key,
+    /// steps 2 to 7), then the claims against the request (steps 8 to 12),
+    /// then the signature (step 6), and last the replay store (§11.1), so
+    /// that a proof refused for any other reason costs no signature check
+    /// and uses up no `jti`.
     pub async fn check_proof(
         &self,
         proofs: &[&str],
@@ -411,74 +575,29 @@ impl DpopSettings {
         };
         let malformed =
             || refused("the DPoP proof is not a well-formed JWT (RFC 9449 §4.3 step 2)");
-        // Step 2: a single well-formed JWT; step 5: an allowed asymmetric
-        // algorithm (never `none` or HMAC), read from the raw header so
-        // that an unknown one is told apart from a malformed proof.
-        if proof.len() > crate::error::MAX_TOKEN_LEN
-            || proof.bytes().filter(|b| *b == b'.').count() != 2
-        {
+        // Step 2: a single well-formed JWT.
+        if proof.len() > crate::error::MAX_TOKEN_LEN {
             return Err(malformed());
         }
-        let raw = raw_header(proof).ok_or_else(malformed)?;
-        let alg = raw
-            .get("alg")
-            .and_then(|a| a.as_str())
-            .ok_or_else(malformed)?;
-        let algorithm = match alg {
-            "ES256" => Algorithm::ES256,
-            "EdDSA" => Algorithm::EdDSA,
-            "RS256" => Algorithm::RS256,
-            _ => return Err(self.alg_refused()),
+        let mut parts = proof.split('.');
+        let (Some(header), Some(payload_b64), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
         };
-        if !self.algorithms.contains(&algorithm) {
-            return Err(self.alg_refused());
-        }
-        // RFC 7515 §4.1.11: no extension is understood here.
-        if raw.get("crit").is_some() {
-            return Err(refused(
-                "the DPoP proof has critical header parameters this server does not understand",
-            ));
-        }
-        let header = jsonwebtoken::decode_header(proof).map_err(|_| malformed())?;
-        // Step 4: typ.
-        if header.typ.as_deref() != Some(DPOP_TYP) {
-            return Err(refused(
-                "the DPoP proof's typ must be dpop+jwt (RFC 9449 §4.3 step 4)",
-            ));
-        }
-        // Steps 3 and 7: a `jwk` header holding a public key only.
-        let raw_jwk = raw
-            .get("jwk")
-            .ok_or_else(|| refused("the DPoP proof has no jwk header (RFC 9449 §4.3 step 3)"))?;
-        if let Some(problem) = jwk_problem(raw_jwk) {
-            return Err(refused(format!(
-                "the DPoP proof's jwk is refused: {problem} (RFC 9449 §4.3 step 7)"
-            )));
-        }
-        let jwk = header.jwk.as_ref().ok_or_else(|| {
-            refused("the DPoP proof's jwk is refused: the JWK is not a valid public key (RFC 9449 §4.3 step 7)")
-        })?;
-        // Step 6: the signature, with that key.
-        if key_algorithm(jwk) != Some(algorithm) {
-            return Err(refused(
-                "the DPoP proof's alg does not match its jwk (RFC 9449 §4.3 step 6)",
-            ));
-        }
-        let key = DecodingKey::from_jwk(jwk).map_err(|_| {
-            refused("the DPoP proof's jwk is refused: the JWK is not a valid public key (RFC 9449 §4.3 step 7)")
-        })?;
-        let mut validation = Validation::new(algorithm);
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<ProofClaims>(proof, &key, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => refused(
-                    "the DPoP proof's signature does not verify with its jwk (RFC 9449 §4.3 step 6)",
-                ),
-                _ => malformed(),
-            })?
-            .claims;
+        // Steps 2 to 7 on the header, once per key.
+        let key = match self.proof_keys.get(header) {
+            Some(key) => key,
+            None => {
+                let key = Arc::new(self.proof_key(header)?);
+                self.proof_keys.insert(header, Arc::clone(&key));
+                key
+            }
+        };
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| malformed())?;
+        let claims: ProofClaims<'_> = serde_json::from_slice(&payload).map_err(|_| malformed())?;
         // Step 3: the required claims.
         let jti = string(&claims.jti)
             .filter(|j| !j.is_empty() && j.len() <= 256)
@@ -489,10 +608,7 @@ impl DpopSettings {
             .ok_or_else(|| refused("the DPoP proof has no htm claim (RFC 9449 §4.2)"))?;
         let htu = string(&claims.htu)
             .ok_or_else(|| refused("the DPoP proof has no htu claim (RFC 9449 §4.2)"))?;
-        let iat = claims
-            .iat
-            .as_ref()
-            .and_then(|i| i.as_i64().or_else(|| i.as_f64().map(|f| f as i64)))
+        let iat = seconds(&claims.iat)
             .ok_or_else(|| refused("the DPoP proof has no iat claim (RFC 9449 §4.2)"))?;
         // Step 8: htm.
         if htm != target.method {
@@ -546,34 +662,39 @@ impl DpopSettings {
             )));
         }
         // Step 12: at a resource, `ath` and the token's binding.
-        let jkt = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|_| {
-            refused("the DPoP proof's jwk is refused: the JWK is not a valid public key (RFC 9449 §4.3 step 7)")
-        })?;
         if let Some(token) = target.access_token {
-            let expected = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-                &aws_lc_rs::digest::SHA256,
-                token.as_bytes(),
-            ));
-            match string(&claims.ath) {
-                None => {
-                    return Err(refused(
-                        "the DPoP proof has no ath claim, the hash of the access token (RFC 9449 §4.3 step 12)",
-                    ));
-                }
-                Some(ath) if !constant_time_eq(ath.as_bytes(), expected.as_bytes()) => {
-                    return Err(refused(
-                        "the DPoP proof's ath is not the hash of this access token (RFC 9449 §4.3 step 12)",
-                    ));
-                }
-                Some(_) => {}
+            let Some(ath) = string(&claims.ath) else {
+                return Err(refused(
+                    "the DPoP proof has no ath claim, the hash of the access token (RFC 9449 §4.3 step 12)",
+                ));
+            };
+            let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            let mut presented = [0u8; 32];
+            let decoded = URL_SAFE_NO_PAD.decode_slice(ath, &mut presented);
+            if decoded != Ok(32) || !constant_time_eq(&presented, expected.as_ref()) {
+                return Err(refused(
+                    "the DPoP proof's ath is not the hash of this access token (RFC 9449 §4.3 step 12)",
+                ));
             }
         }
         if let Some(bound) = target.jkt
-            && !constant_time_eq(bound.as_bytes(), jkt.as_bytes())
+            && !constant_time_eq(bound.as_bytes(), key.jkt.as_bytes())
         {
             return Err(refused(
                 "the DPoP proof is signed by another key than the one the access token is bound to (RFC 9449 §4.3 step 12)",
             ));
+        }
+        // Step 6: the signature, with the header's key, over the header
+        // and claims as sent.
+        let message = &proof[..header.len() + 1 + payload_b64.len()];
+        match key.verifies(message.as_bytes(), signature) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(refused(
+                    "the DPoP proof's signature does not verify with its jwk (RFC 9449 §4.3 step 6)",
+                ));
+            }
+            Err(()) => return Err(malformed()),
         }
         // §11.1: each proof once within its window. Last, so a proof
         // refused for another reason does not use up its jti.
@@ -590,7 +711,7 @@ impl DpopSettings {
         let expires_at = iat.max(at) + max_age + leeway;
         let first = self
             .replay
-            .first_use(replay_id(&jkt, jti), expires_at)
+            .first_use(replay_id(&key.jkt, jti), expires_at)
             .await
             .map_err(|e| {
                 log::warn!("{e}");
@@ -601,7 +722,99 @@ impl DpopSettings {
                 "the DPoP proof was used before: make a new proof, with a new jti, for each request (RFC 9449 §11.1)",
             ));
         }
-        Ok(CheckedProof { jkt, fresh_nonce })
+        Ok(CheckedProof {
+            jkt: key.jkt.clone(),
+            fresh_nonce,
+        })
+    }
+
+    /// Steps 2 to 7 on a proof's header (base64url): JSON with an allowed
+    /// asymmetric algorithm (never `none` or HMAC; read from the raw header
+    /// so that an unknown one is told apart from a malformed proof), no
+    /// `crit`, `typ` `dpop+jwt`, and a `jwk` holding a public key only, of
+    /// the algorithm's type: the key parsed, and its thumbprint.
+    fn proof_key(&self, header: &str) -> Result<ProofKey, VerifyError> {
+        let malformed =
+            || refused("the DPoP proof is not a well-formed JWT (RFC 9449 §4.3 step 2)");
+        let invalid_key = || {
+            refused(
+                "the DPoP proof's jwk is refused: the JWK is not a valid public key (RFC 9449 §4.3 step 7)",
+            )
+        };
+        let raw = raw_header(header).ok_or_else(malformed)?;
+        let alg = raw
+            .get("alg")
+            .and_then(|a| a.as_str())
+            .ok_or_else(malformed)?;
+        let algorithm = match alg {
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            "RS256" => Algorithm::RS256,
+            _ => return Err(self.alg_refused()),
+        };
+        if !self.algorithms.contains(&algorithm) {
+            return Err(self.alg_refused());
+        }
+        // RFC 7515 §4.1.11: no extension is understood here.
+        if raw.get("crit").is_some() {
+            return Err(refused(
+                "the DPoP proof has critical header parameters this server does not understand",
+            ));
+        }
+        let parsed: jsonwebtoken::Header =
+            serde_json::from_value(raw.clone()).map_err(|_| malformed())?;
+        // Step 4: typ.
+        if parsed.typ.as_deref() != Some(DPOP_TYP) {
+            return Err(refused(
+                "the DPoP proof's typ must be dpop+jwt (RFC 9449 §4.3 step 4)",
+            ));
+        }
+        // Steps 3 and 7: a `jwk` header holding a public key only.
+        let raw_jwk = raw
+            .get("jwk")
+            .ok_or_else(|| refused("the DPoP proof has no jwk header (RFC 9449 §4.3 step 3)"))?;
+        if let Some(problem) = jwk_problem(raw_jwk) {
+            return Err(refused(format!(
+                "the DPoP proof's jwk is refused: {problem} (RFC 9449 §4.3 step 7)"
+            )));
+        }
+        let jwk = parsed.jwk.as_ref().ok_or_else(invalid_key)?;
+        // Step 6: the key must be of the algorithm's type.
+        if key_algorithm(jwk) != Some(algorithm) {
+            return Err(refused(
+                "the DPoP proof's alg does not match its jwk (RFC 9449 §4.3 step 6)",
+            ));
+        }
+        let verifier = match &jwk.algorithm {
+            AlgorithmParameters::EllipticCurve(ec) => {
+                let mut point = Vec::with_capacity(65);
+                point.push(0x04);
+                for coordinate in [&ec.x, &ec.y] {
+                    let bytes = URL_SAFE_NO_PAD
+                        .decode(coordinate)
+                        .map_err(|_| invalid_key())?;
+                    if bytes.len() != 32 {
+                        return Err(invalid_key());
+                    }
+                    point.extend_from_slice(&bytes);
+                }
+                SignatureCheck::Parsed(
+                    ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                        .map_err(|_| invalid_key())?,
+                )
+            }
+            AlgorithmParameters::OctetKeyPair(okp) => {
+                let bytes = URL_SAFE_NO_PAD.decode(&okp.x).map_err(|_| invalid_key())?;
+                SignatureCheck::Parsed(
+                    ParsedPublicKey::new(&signature::ED25519, bytes).map_err(|_| invalid_key())?,
+                )
+            }
+            _ => SignatureCheck::Rsa(DecodingKey::from_jwk(jwk).map_err(|_| invalid_key())?),
+        };
+        let jkt = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|_| invalid_key())?;
+        Ok(ProofKey { verifier, jkt })
     }
 
     fn alg_refused(&self) -> VerifyError {
@@ -642,8 +855,8 @@ fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
 
 /// The proof's header as JSON: [`jsonwebtoken::Header`] drops members it
 /// does not know (`crit`) and the private members of a `jwk`.
-fn raw_header(proof: &str) -> Option<serde_json::Value> {
-    let header = URL_SAFE_NO_PAD.decode(proof.split('.').next()?).ok()?;
+fn raw_header(header: &str) -> Option<serde_json::Value> {
+    let header = URL_SAFE_NO_PAD.decode(header).ok()?;
     serde_json::from_slice(&header).ok()
 }
 
@@ -683,6 +896,12 @@ fn jwk_problem(jwk: &serde_json::Value) -> Option<String> {
 /// default ports, the path after RFC 3986 §6.2.2 normalisation, without
 /// query and fragment (RFC 9449 §4.3 step 9).
 pub fn same_target_uri(htu: &str, expected: &str) -> bool {
+    if htu == expected {
+        // The usual case, one parse: the same text names the same URL
+        // when it is one, without user information.
+        return reqwest::Url::parse(htu)
+            .is_ok_and(|url| url.username().is_empty() && url.password().is_none());
+    }
     let (Ok(htu), Ok(expected)) = (reqwest::Url::parse(htu), reqwest::Url::parse(expected)) else {
         return false;
     };
@@ -881,6 +1100,274 @@ mod tests {
         assert!(
             plain
                 .check_proof(&[&made_at("j3", now() - 5)], &target)
+                .await
+                .is_ok()
+        );
+    }
+
+    /// A client's key of each kind DPoP allows: its public JWK, and what
+    /// signs a proof's header and claims with it.
+    struct ClientKey {
+        alg: &'static str,
+        jwk: serde_json::Value,
+        sign: Signer,
+    }
+
+    /// Signs bytes with a client's private key.
+    type Signer = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+    impl ClientKey {
+        fn es256() -> Self {
+            use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+            let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("a key");
+            let point = pair.public_key().as_ref().to_vec();
+            ClientKey {
+                alg: "ES256",
+                jwk: serde_json::json!({"kty": "EC", "crv": "P-256",
+                    "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                    "y": URL_SAFE_NO_PAD.encode(&point[33..65])}),
+                sign: Box::new(move |input| {
+                    let rng = aws_lc_rs::rand::SystemRandom::new();
+                    pair.sign(&rng, input)
+                        .expect("a signature")
+                        .as_ref()
+                        .to_vec()
+                }),
+            }
+        }
+
+        fn rs256() -> Self {
+            use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+            let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("a key");
+            let public = pair.public_key();
+            let jwk = serde_json::json!({"kty": "RSA",
+                "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+                "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero())});
+            ClientKey {
+                alg: "RS256",
+                jwk,
+                sign: Box::new(move |input| {
+                    let rng = aws_lc_rs::rand::SystemRandom::new();
+                    let mut signature = vec![0; pair.public_modulus_len()];
+                    pair.sign(&RSA_PKCS1_SHA256, &rng, input, &mut signature)
+                        .expect("a signature");
+                    signature
+                }),
+            }
+        }
+
+        fn header(&self) -> serde_json::Value {
+            serde_json::json!({"typ": DPOP_TYP, "alg": self.alg, "jwk": self.jwk})
+        }
+
+        /// A proof with `header` and `claims`, signed by this key.
+        fn sign(&self, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let signature = (self.sign)(input.as_bytes());
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        }
+
+        fn proof(&self, jti: &str) -> String {
+            self.sign(&self.header(), &claims_for(jti))
+        }
+    }
+
+    const RESOURCE: &str = "https://api.example.com/protected";
+
+    fn claims_for(jti: &str) -> serde_json::Value {
+        serde_json::json!({"jti": jti, "htm": "GET", "htu": RESOURCE, "iat": now()})
+    }
+
+    const AT_RESOURCE: ProofTarget<'static> = ProofTarget {
+        method: "GET",
+        url: RESOURCE,
+        access_token: None,
+        jkt: None,
+    };
+
+    /// The proof's key is parsed once per header: later proofs with the
+    /// same header are checked with the kept key, and a proof whose header
+    /// names one key but is signed by another is still refused, for each
+    /// kind of key.
+    #[tokio::test]
+    async fn a_proofs_key_is_parsed_once_per_header_and_still_checks_every_signature() {
+        for key in [ClientKey::es256(), ClientKey::rs256(), ed25519_key()] {
+            let settings = DpopSettings::default();
+            let first = settings
+                .check_proof(&[&key.proof("j1")], &AT_RESOURCE)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", key.alg));
+            assert_eq!(settings.proof_keys.len(), 1, "{}", key.alg);
+            let second = settings
+                .check_proof(&[&key.proof("j2")], &AT_RESOURCE)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", key.alg));
+            assert_eq!(second.jkt, first.jkt);
+            assert_eq!(settings.proof_keys.len(), 1, "{} kept once", key.alg);
+            // Another key of the same kind signs under the first key's header.
+            let other = match key.alg {
+                "ES256" => ClientKey::es256(),
+                "RS256" => ClientKey::rs256(),
+                _ => ed25519_key(),
+            };
+            let forged = other.sign(&key.header(), &claims_for("j3"));
+            let refused = settings.check_proof(&[&forged], &AT_RESOURCE).await;
+            assert!(
+                matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains("signature does not verify")),
+                "{}: {refused:?}",
+                key.alg
+            );
+            // The forged proof used up nothing: j3 from the right key passes.
+            assert!(
+                settings
+                    .check_proof(&[&key.proof("j3")], &AT_RESOURCE)
+                    .await
+                    .is_ok()
+            );
+        }
+    }
+
+    fn ed25519_key() -> ClientKey {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 =
+            Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("a key");
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key");
+        ClientKey {
+            alg: "EdDSA",
+            jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())}),
+            sign: Box::new(move |input| pair.sign(input).as_ref().to_vec()),
+        }
+    }
+
+    /// A header that fails a check is not kept (each of its proofs is
+    /// refused in full), and one kept under other allowed algorithms is
+    /// forgotten when the algorithms change.
+    #[tokio::test]
+    async fn refused_headers_are_not_kept_and_the_kept_keys_follow_the_allowed_algorithms() {
+        let key = ClientKey::es256();
+        let settings = DpopSettings::default();
+        let mut header = key.header();
+        header["typ"] = "JWT".into();
+        for jti in ["j1", "j2"] {
+            let refused = settings
+                .check_proof(&[&key.sign(&header, &claims_for(jti))], &AT_RESOURCE)
+                .await;
+            assert!(
+                matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains("typ")),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(settings.proof_keys.len(), 0);
+        let mut off_curve = key.header();
+        off_curve["jwk"]["y"] = URL_SAFE_NO_PAD.encode([1u8; 32]).into();
+        let refused = settings
+            .check_proof(&[&key.sign(&off_curve, &claims_for("j3"))], &AT_RESOURCE)
+            .await;
+        assert!(
+            matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains("not a valid public key")),
+            "{refused:?}"
+        );
+        assert_eq!(settings.proof_keys.len(), 0);
+
+        assert!(
+            settings
+                .check_proof(&[&key.proof("j4")], &AT_RESOURCE)
+                .await
+                .is_ok()
+        );
+        assert_eq!(settings.proof_keys.len(), 1);
+        let eddsa_only = settings.algorithms([Algorithm::EdDSA]);
+        let refused = eddsa_only
+            .check_proof(&[&key.proof("j5")], &AT_RESOURCE)
+            .await;
+        assert!(
+            matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains("alg must be one of EdDSA")),
+            "{refused:?}"
+        );
+    }
+
+    /// The kept keys are bounded: past the capacity the cache starts over.
+    #[tokio::test]
+    async fn the_kept_proof_keys_are_bounded() {
+        let settings = DpopSettings::default();
+        let key = ClientKey::es256();
+        settings
+            .check_proof(&[&key.proof("j1")], &AT_RESOURCE)
+            .await
+            .expect("a proof");
+        let kept = settings
+            .proof_keys
+            .get(key.proof("j2").split('.').next().unwrap());
+        let kept = kept.expect("the header is kept");
+        for n in 0..PROOF_KEYS_CAPACITY + 10 {
+            settings
+                .proof_keys
+                .insert(&format!("header {n}"), Arc::clone(&kept));
+            assert!(settings.proof_keys.len() <= PROOF_KEYS_CAPACITY);
+        }
+    }
+
+    /// The claims are held against the request before the signature is
+    /// checked: a proof for another method is refused for that, whatever
+    /// its signature, and its `jti` is not used up.
+    #[tokio::test]
+    async fn a_proofs_claims_are_checked_before_its_signature() {
+        let settings = DpopSettings::default();
+        let key = ClientKey::es256();
+        let mut claims = claims_for("j1");
+        claims["htm"] = "POST".into();
+        let proof = key.sign(&key.header(), &claims);
+        let (signed, _) = proof.rsplit_once('.').unwrap();
+        let unsigned = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+        let refused = settings.check_proof(&[&unsigned], &AT_RESOURCE).await;
+        assert!(
+            matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains("htm must be GET")),
+            "{refused:?}"
+        );
+        // With the right claims, the same bad signature is what is refused.
+        let proof = key.proof("j1");
+        let (signed, _) = proof.rsplit_once('.').unwrap();
+        let unsigned = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([0u8; 64]));
+        let refused = settings.check_proof(&[&unsigned], &AT_RESOURCE).await;
+        assert!(
+            matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains("signature does not verify")),
+            "{refused:?}"
+        );
+        assert!(settings.check_proof(&[&proof], &AT_RESOURCE).await.is_ok());
+    }
+
+    /// Claims of the wrong type read as missing; `iat` may be a float.
+    #[tokio::test]
+    async fn claims_of_the_wrong_type_are_refused_as_missing() {
+        let settings = DpopSettings::default();
+        let key = ClientKey::es256();
+        for (claim, value, word) in [
+            ("jti", serde_json::json!(7), "jti"),
+            ("htm", serde_json::json!(["GET"]), "htm"),
+            ("htu", serde_json::json!({"u": RESOURCE}), "htu"),
+            ("iat", serde_json::json!("now"), "iat"),
+            ("jti", serde_json::Value::Null, "jti"),
+        ] {
+            let mut claims = claims_for("j1");
+            claims[claim] = value;
+            let refused = settings
+                .check_proof(&[&key.sign(&key.header(), &claims)], &AT_RESOURCE)
+                .await;
+            assert!(
+                matches!(&refused, Err(VerifyError::InvalidDpopProof(m)) if m.contains(word)),
+                "{claim}: {refused:?}"
+            );
+        }
+        let mut claims = claims_for("j2");
+        claims["iat"] = serde_json::json!(now() as f64 + 0.5);
+        assert!(
+            settings
+                .check_proof(&[&key.sign(&key.header(), &claims)], &AT_RESOURCE)
                 .await
                 .is_ok()
         );

@@ -139,6 +139,12 @@ impl DpopVerifier {
         }
     }
 
+    /// Whether `htu` is compared with a configured public base URL rather
+    /// than each request's own.
+    pub fn has_public_base_url(&self) -> bool {
+        self.public_base_url.is_some()
+    }
+
     /// Whether nonces are required.
     pub fn requires_nonce(&self) -> bool {
         self.requires_nonce
@@ -170,13 +176,19 @@ impl DpopVerifier {
         target: &ProofTarget<'_>,
         base: &str,
     ) -> Result<CheckedProof, DpopError> {
-        let texts: Vec<&str> = match proofs {
-            [one] => vec![
-                std::str::from_utf8(one)
-                    .map_err(|_| DpopError::proof("the DPoP proof is not a JWT"))?,
-            ],
+        let one;
+        let many: Vec<&str>;
+        let texts: &[&str] = match proofs {
+            [proof] => {
+                one = [std::str::from_utf8(proof)
+                    .map_err(|_| DpopError::proof("the DPoP proof is not a JWT"))?];
+                &one
+            }
             // Step 1 refuses any other count; what they hold is not read.
-            _ => proofs.iter().map(|_| "").collect(),
+            _ => {
+                many = proofs.iter().map(|_| "").collect();
+                &many
+            }
         };
         let url = format!("{base}{}", target.path);
         let target = keyport_verify::ProofTarget {
@@ -186,7 +198,7 @@ impl DpopVerifier {
             jkt: target.bound_to,
         };
         self.settings
-            .check_proof(&texts, &target)
+            .check_proof(texts, &target)
             .await
             .map_err(DpopError::from)
     }

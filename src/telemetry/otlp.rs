@@ -443,12 +443,12 @@ mod tests {
                 false,
                 TraceState::default(),
             ),
-            parent_span_id: if n % 2 == 0 {
+            parent_span_id: if n.is_multiple_of(2) {
                 SpanId::INVALID
             } else {
                 SpanId::from_bytes([7; 8])
             },
-            parent_span_is_remote: n % 3 == 0,
+            parent_span_is_remote: n.is_multiple_of(3),
             span_kind: [SpanKind::Server, SpanKind::Client, SpanKind::Internal][usize::from(n % 3)]
                 .clone(),
             name: if n == 1 {

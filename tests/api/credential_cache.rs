@@ -176,6 +176,47 @@ async fn until_trusted(http: &reqwest::Client, server: &ServedBinary) {
     }
 }
 
+/// Two instances serving one database, both trusting their caches, and a
+/// company whose admin holds a token from instance A.
+struct TwoInstances {
+    db: TestDatabase,
+    outside: Service,
+    tenant: Tenant,
+    a: ServedBinary,
+    b: ServedBinary,
+    http: reqwest::Client,
+    admin_token: String,
+}
+
+impl TwoInstances {
+    async fn start(backend: Backend, company: &str, admin_email: &str) -> TwoInstances {
+        let db = TestDatabase::create(backend).await;
+        let outside = outside_service(&db).await;
+        let tenant = tenants::create_tenant(&outside, &Principal::operator(), company)
+            .await
+            .expect("tenant");
+        new_user(&outside, &tenant, admin_email, "admin").await;
+        let admin_key = new_key(&outside, admin_email, None).await;
+        let a = serve(&db.url, Arc::default());
+        let b = serve(&db.url, Arc::default());
+        let http = http();
+        until_trusted(&http, &a).await;
+        until_trusted(&http, &b).await;
+        let (status, body) = token(&http, &a, &admin_key, None).await;
+        assert_eq!(status, 200, "{body}");
+        let admin_token = body["access_token"].as_str().expect("token").to_owned();
+        TwoInstances {
+            db,
+            outside,
+            tenant,
+            a,
+            b,
+            http,
+            admin_token,
+        }
+    }
+}
+
 /// Asks `server` every 10 ms until `seen` holds for its answer; the time
 /// from `since` to the first such answer.
 async fn delay_until(
@@ -211,21 +252,15 @@ enum Through {
 /// default rate changed: instance B, which had the key in its cache, stops
 /// giving it tokens (or gives the new rate) within one second.
 async fn changes_through_one_instance_or_the_cli_reach_the_other_within_a_second(backend: Backend) {
-    let db = TestDatabase::create(backend).await;
-    let outside = outside_service(&db).await;
-    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Cached Co")
-        .await
-        .expect("tenant");
-    new_user(&outside, &tenant, "admin@cached.test", "admin").await;
-    let admin_key = new_key(&outside, "admin@cached.test", None).await;
-    let a = serve(&db.url, Arc::default());
-    let b = serve(&db.url, Arc::default());
-    let http = http();
-    until_trusted(&http, &a).await;
-    until_trusted(&http, &b).await;
-    let (status, body) = token(&http, &a, &admin_key, None).await;
-    assert_eq!(status, 200, "{body}");
-    let admin_token = body["access_token"].as_str().expect("token").to_owned();
+    let TwoInstances {
+        db,
+        outside,
+        tenant,
+        a,
+        b,
+        http,
+        admin_token,
+    } = TwoInstances::start(backend, "Cached Co", "admin@cached.test").await;
 
     let mut scenarios: Vec<(&str, CreatedKey, Through)> = Vec::new();
     for (n, what) in [
@@ -1218,21 +1253,15 @@ async fn signed_whoami(
 async fn a_sigv4_key_changed_elsewhere_is_refused_by_the_other_instance_within_a_second(
     backend: Backend,
 ) {
-    let db = TestDatabase::create(backend).await;
-    let outside = outside_service(&db).await;
-    let tenant = tenants::create_tenant(&outside, &Principal::operator(), "Signed Co")
-        .await
-        .expect("tenant");
-    new_user(&outside, &tenant, "admin@signed.test", "admin").await;
-    let admin_key = new_key(&outside, "admin@signed.test", None).await;
-    let a = serve(&db.url, Arc::default());
-    let b = serve(&db.url, Arc::default());
-    let http = http();
-    until_trusted(&http, &a).await;
-    until_trusted(&http, &b).await;
-    let (status, body) = token(&http, &a, &admin_key, None).await;
-    assert_eq!(status, 200, "{body}");
-    let admin_token = body["access_token"].as_str().expect("token").to_owned();
+    let TwoInstances {
+        db,
+        outside,
+        tenant,
+        a,
+        b,
+        http,
+        admin_token,
+    } = TwoInstances::start(backend, "Signed Co", "admin@signed.test").await;
 
     let mut delays = Vec::new();
     for (n, (what, code)) in [

@@ -14,89 +14,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use keyport::domain::CertificateThumbprint;
 use keyport::startup::Application;
 use keyport::storage::Store;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, SanType};
 use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Backend, Sent as _, TestApp, TestDatabase, audit_events, json_body, settings_for,
+    Backend, Cert, Sent as _, TestApp, TestCa, TestDatabase, audit_events, json_body, settings_for,
     status_and_json,
 };
 
-/// A CA made for one test.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-/// A certificate and its key, as PEM, with its DER.
-struct Cert {
-    pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-impl Cert {
-    fn thumbprint(&self) -> String {
-        CertificateThumbprint::of(&self.der).to_string()
-    }
-
-    /// What reqwest takes as a client identity: the key and the certificate.
-    fn identity(&self) -> reqwest::Identity {
-        reqwest::Identity::from_pem(format!("{}{}", self.key_pem, self.pem).as_bytes())
-            .expect("client identity")
-    }
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("CA key");
-        let cert = params.self_signed(&key).expect("CA certificate");
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn server(&self) -> Cert {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("server params");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().expect("server key");
-        let cert = params.signed_by(&key, &self.issuer).expect("server cert");
-        Cert {
-            pem: format!("{}{}", cert.pem(), self.pem),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-
-    /// A client certificate `CN=<cn>,O=Example` with the DNS name `dns`,
-    /// valid from the first of January of one year to that of another.
-    fn client(&self, cn: &str, dns: &str, valid: (i32, i32)) -> Cert {
-        let mut params = client_params(cn, dns);
-        params.not_before = rcgen::date_time_ymd(valid.0, 1, 1);
-        params.not_after = rcgen::date_time_ymd(valid.1, 1, 1);
-        let key = KeyPair::generate().expect("client key");
-        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
-        Cert {
-            pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
+/// A client certificate `CN=<cn>,O=Example` with the DNS name `dns`,
+/// signed by `ca`, valid from the first of January of one year to that of
+/// another.
+fn client_cert(ca: &TestCa, cn: &str, dns: &str, valid: (i32, i32)) -> Cert {
+    let mut params = client_params(cn, dns);
+    params.not_before = rcgen::date_time_ymd(valid.0, 1, 1);
+    params.not_after = rcgen::date_time_ymd(valid.1, 1, 1);
+    ca.sign(params)
 }
 
 fn client_params(cn: &str, dns: &str) -> CertificateParams {
@@ -156,8 +93,8 @@ impl Drop for Files {
 struct MtlsApp {
     app: TestApp,
     mtls: String,
-    server_ca: Ca,
-    client_ca: Ca,
+    server_ca: TestCa,
+    client_ca: TestCa,
     files: Files,
     /// Signed in as an admin of the company whose keys the tests make.
     session: String,
@@ -165,10 +102,10 @@ struct MtlsApp {
 
 impl MtlsApp {
     async fn spawn(backend: Backend, extra: &[(&str, &str)]) -> Self {
-        let server_ca = Ca::new("Keyport server CA");
-        let client_ca = Ca::new("Keyport client CA");
+        let server_ca = TestCa::new("Keyport server CA");
+        let client_ca = TestCa::new("Keyport client CA");
         let files = Files::new();
-        let server = server_ca.server();
+        let server = server_ca.server("keyport");
         let cert_file = files.write("server.pem", &server.pem);
         let key_file = files.write("server-key.pem", &server.key_pem);
         let client_ca_file = files.write("client-ca.pem", &client_ca.pem);
@@ -267,7 +204,7 @@ impl MtlsApp {
     }
 }
 
-fn client(server_ca: &Ca, cert: Option<&Cert>) -> reqwest::Client {
+fn client(server_ca: &TestCa, cert: Option<&Cert>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(server_ca.pem.as_bytes()).expect("CA")])
         .timeout(Duration::from_secs(30));
@@ -292,7 +229,7 @@ async fn a_tls_client_auth_key_gets_a_token_bound_to_its_certificate(backend: Ba
     let client_id = mtls
         .key(json!({"client_secret": false, "tls_client_auth": "san_dns:erp.example.com"}))
         .await;
-    let cert = mtls.client_ca.client("erp", "erp.example.com", VALID);
+    let cert = client_cert(&mtls.client_ca, "erp", "erp.example.com", VALID);
 
     let (status, body) = mtls.token(Some(&cert), &client_id).await;
     assert_eq!(status, 200, "{body}");
@@ -308,7 +245,7 @@ async fn a_tls_client_auth_key_gets_a_token_bound_to_its_certificate(backend: Ba
     assert_eq!(status, 200, "{who}");
     // Without a certificate (the main port, or the mutual-TLS one without
     // one) or with another client's, it does not.
-    let other = mtls.client_ca.client("other", "other.example.com", VALID);
+    let other = client_cert(&mtls.client_ca, "other", "other.example.com", VALID);
     for (base, presented) in [
         (mtls.app.address.as_str(), None),
         (mtls.mtls.as_str(), None),
@@ -372,21 +309,21 @@ async fn certificates_that_do_not_authenticate_are_refused_with_invalid_client(b
     let client_id = mtls
         .key(json!({"tls_client_auth": "subject_dn:CN=erp,O=Example"}))
         .await;
-    let stranger_ca = Ca::new("Nobody's CA");
+    let stranger_ca = TestCa::new("Nobody's CA");
     let refusals = [
         (
             "another CA",
-            stranger_ca.client("erp", "erp.example.com", VALID),
+            client_cert(&stranger_ca, "erp", "erp.example.com", VALID),
             "not issued by a trusted CA",
         ),
         (
             "expired",
-            mtls.client_ca.client("erp", "erp.example.com", EXPIRED),
+            client_cert(&mtls.client_ca, "erp", "erp.example.com", EXPIRED),
             "has expired",
         ),
         (
             "another subject",
-            mtls.client_ca.client("billing", "erp.example.com", VALID),
+            client_cert(&mtls.client_ca, "billing", "erp.example.com", VALID),
             "client authentication failed",
         ),
         (
@@ -413,7 +350,7 @@ async fn certificates_that_do_not_authenticate_are_refused_with_invalid_client(b
         (401, Some("invalid_client"))
     );
     // The right certificate works (and the key keeps its secret too).
-    let good = mtls.client_ca.client("erp", "erp.example.com", VALID);
+    let good = client_cert(&mtls.client_ca, "erp", "erp.example.com", VALID);
     assert_eq!(mtls.token(Some(&good), &client_id).await.0, 200);
 
     // Each refusal is audited with the certificate's thumbprint, never
@@ -609,9 +546,9 @@ async fn the_client_ca_bundle_is_reloaded_without_a_restart() {
     let client_id = mtls
         .key(json!({"client_secret": false, "tls_client_auth": "san_dns:erp.example.com"}))
         .await;
-    let next_ca = Ca::new("Keyport next client CA");
-    let old_cert = mtls.client_ca.client("erp", "erp.example.com", VALID);
-    let new_cert = next_ca.client("erp", "erp.example.com", VALID);
+    let next_ca = TestCa::new("Keyport next client CA");
+    let old_cert = client_cert(&mtls.client_ca, "erp", "erp.example.com", VALID);
+    let new_cert = client_cert(&next_ca, "erp", "erp.example.com", VALID);
     assert_eq!(mtls.token(Some(&old_cert), &client_id).await.0, 200);
     let (status, body) = mtls.token(Some(&new_cert), &client_id).await;
     assert_eq!(
@@ -650,7 +587,7 @@ crate::on_both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_and_python_requests_get_tokens_with_a_client_certificate() {
     let mtls = MtlsApp::spawn(Backend::Sqlite, &[]).await;
-    let cert = mtls.client_ca.client("erp", "erp.example.com", VALID);
+    let cert = client_cert(&mtls.client_ca, "erp", "erp.example.com", VALID);
     let client_id = mtls
         .key(json!({"client_secret": false, "tls_client_auth": "san_dns:erp.example.com"}))
         .await;
@@ -795,7 +732,7 @@ async fn a_mutual_tls_listener_needs_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openid_client_authenticates_with_its_certificate_and_uses_the_bound_token() {
     let mtls = MtlsApp::spawn(Backend::Sqlite, &[]).await;
-    let cert = mtls.client_ca.client("erp", "erp.example.com", VALID);
+    let cert = client_cert(&mtls.client_ca, "erp", "erp.example.com", VALID);
     let client_id = mtls
         .key(json!({"client_secret": false, "tls_client_auth": "subject_dn:CN=erp,O=Example"}))
         .await;

@@ -14,68 +14,17 @@ use std::time::{Duration, Instant};
 use keyport::startup::Application;
 use keyport::storage::Store;
 use keyport::tls::{CertificateReloader, fingerprint};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::Sent as _;
 use crate::helpers::client_credentials;
 use crate::helpers::{
-    Backend, ServedBinary, TestApp, TestDatabase, json_body, settings_for, spawn_app, startup_error,
+    Backend, Cert, ServedBinary, TestApp, TestCa, TestDatabase, json_body, settings_for, spawn_app,
+    startup_error,
 };
 
 const HSTS: &str = "max-age=31536000";
-
-/// A certificate authority for one test.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-    der: Vec<u8>,
-}
-
-/// A server certificate for 127.0.0.1 and its key, as PEM.
-struct Leaf {
-    /// The leaf, then its CA: a whole chain, as a real deployment has.
-    chain_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-impl TestCa {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("CA key");
-        let cert = params.self_signed(&key).expect("CA certificate");
-        TestCa {
-            pem: cert.pem(),
-            der: cert.der().to_vec(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn issue(&self, common_name: &str) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("leaf params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
-        Leaf {
-            chain_pem: format!("{}{}", cert.pem(), self.pem),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-}
 
 /// The PEM files the server reads, in a directory removed after the test.
 struct CertFiles {
@@ -104,8 +53,8 @@ impl CertFiles {
         path
     }
 
-    fn install(&self, leaf: &Leaf) {
-        std::fs::write(self.cert(), &leaf.chain_pem).expect("write certificate");
+    fn install(&self, leaf: &Cert) {
+        std::fs::write(self.cert(), &leaf.pem).expect("write certificate");
         std::fs::write(self.key(), &leaf.key_pem).expect("write key");
     }
 
@@ -187,7 +136,7 @@ async fn spawn_https_app(files: &CertFiles, ca: &TestCa) -> HttpsApp {
 async fn a_token_is_issued_over_https_under_an_https_issuer_with_hsts() {
     let ca = TestCa::new("Keyport test CA");
     let files = CertFiles::new();
-    files.install(&ca.issue("keyport-a"));
+    files.install(&ca.server("keyport-a"));
     let HttpsApp { app, .. } = spawn_https_app(&files, &ca).await;
     let integration = app.integration("admin", "reports:read").await;
 
@@ -276,7 +225,7 @@ async fn curl(args: &[&str]) -> std::process::Output {
 async fn curl_trusts_the_server_with_the_ca_file_and_refuses_it_without() {
     let ca = TestCa::new("Keyport curl CA");
     let files = CertFiles::new();
-    files.install(&ca.issue("keyport-curl"));
+    files.install(&ca.server("keyport-curl"));
     let ca_file = files.ca(&ca, "ca.pem");
     let ca_file = ca_file.to_str().expect("utf-8 path");
     let HttpsApp { app, .. } = spawn_https_app(&files, &ca).await;
@@ -333,8 +282,8 @@ async fn curl_trusts_the_server_with_the_ca_file_and_refuses_it_without() {
 async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is_not() {
     let first_ca = TestCa::new("Keyport first CA");
     let second_ca = TestCa::new("Keyport second CA");
-    let first = first_ca.issue("keyport-first");
-    let second = second_ca.issue("keyport-second");
+    let first = first_ca.server("keyport-first");
+    let second = second_ca.server("keyport-second");
     let files = CertFiles::new();
     files.install(&first);
     let HttpsApp { app, reloader } = spawn_https_app(&files, &first_ca).await;
@@ -380,7 +329,7 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is
     assert!(message.contains("cert.pem"), "{message}");
     assert_eq!(reloader.fingerprint(), fingerprint(&second.der));
     // So does a key that belongs to another certificate.
-    std::fs::write(files.cert(), &second.chain_pem).expect("restore the certificate");
+    std::fs::write(files.cert(), &second.pem).expect("restore the certificate");
     std::fs::write(files.key(), &first.key_pem).expect("the wrong key");
     let err = reloader.reload_certificate().expect_err("mismatched key");
     assert!(err.to_string().contains("does not belong"), "{err}");
@@ -402,7 +351,7 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_broken_one_is
 async fn a_certificate_that_cannot_be_loaded_stops_start_up_naming_the_file() {
     let ca = TestCa::new("Keyport start-up CA");
     let files = CertFiles::new();
-    std::fs::write(files.cert(), ca.issue("keyport-start").chain_pem).expect("write certificate");
+    std::fs::write(files.cert(), ca.server("keyport-start").pem).expect("write certificate");
     // No key file.
     let db = TestDatabase::create(Backend::Sqlite).await;
     let env = files.env();
@@ -454,8 +403,8 @@ fn https_url(server: &ServedBinary, path: &str) -> String {
 async fn sighup_makes_the_running_binary_serve_the_new_certificate() {
     let first_ca = TestCa::new("Keyport first CA");
     let second_ca = TestCa::new("Keyport second CA");
-    let first = first_ca.issue("keyport-first");
-    let second = second_ca.issue("keyport-second");
+    let first = first_ca.server("keyport-first");
+    let second = second_ca.server("keyport-second");
     let files = CertFiles::new();
     files.install(&first);
     let db = TestDatabase::create(Backend::Sqlite).await;
@@ -516,7 +465,7 @@ async fn a_returning_client_resumes_its_tls_session_after_many_other_clients() {
     use rustls::HandshakeKind;
     let ca = TestCa::new("Keyport resumption CA");
     let files = CertFiles::new();
-    files.install(&ca.issue("keyport-resumption"));
+    files.install(&ca.server("keyport-resumption"));
     let HttpsApp { app, .. } = spawn_https_app(&files, &ca).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der.clone().into()).expect("the CA");

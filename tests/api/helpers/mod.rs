@@ -4,6 +4,7 @@
 //! operator runs it, and waiting for what another process changes.
 
 mod app;
+mod certificates;
 mod cli;
 mod clients;
 mod database;
@@ -16,6 +17,7 @@ mod wait;
 mod webhooks;
 
 pub use app::*;
+pub use certificates::*;
 pub use cli::*;
 pub use clients::*;
 pub use database::*;

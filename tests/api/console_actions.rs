@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::console_webhooks::{Person as Browser, hidden};
 use crate::helpers::{Backend, TestApp, colleague, person, s, spawn_app, status_and_json};
+use crate::signed_webhooks::forget_webhook_key;
 
 /// Posts `fields` with the CSRF token of the page at `from`.
 async fn post_from(
@@ -214,21 +215,6 @@ async fn the_key_page_settings_form_changes_what_the_api_shows(backend: Backend)
         "{}",
         late.html
     );
-}
-
-/// Makes `key_id` look like a key created before webhook signing.
-async fn forget_webhook_key(app: &TestApp, key_id: &str) {
-    use sqlx::{Connection, Executor};
-    sqlx::any::install_default_drivers();
-    let mut connection = sqlx::AnyConnection::connect(&app.db.url)
-        .await
-        .expect("connect");
-    connection
-        .execute(sqlx::AssertSqlSafe(format!(
-            "UPDATE api_keys SET webhook_key_sealed = NULL WHERE id = '{key_id}'"
-        )))
-        .await
-        .expect("update");
 }
 
 async fn no_row_offers_an_action_the_server_would_refuse(backend: Backend) {

@@ -96,7 +96,7 @@ async fn creation_shows_a_webhook_key_derived_from_the_secret_once_and_stores_it
 }
 
 /// Makes `key_id` look like a key created before webhook signing.
-async fn forget_webhook_key(app: &TestApp, key_id: &str) {
+pub(crate) async fn forget_webhook_key(app: &TestApp, key_id: &str) {
     use sqlx::{Connection, Executor};
     sqlx::any::install_default_drivers();
     let mut connection = sqlx::AnyConnection::connect(&app.db.url)

@@ -541,20 +541,7 @@ fi
 # (the derived signing key is cached, per key and day).
 sigv4_sign() {
     SIGV4_ID=$(jq -er .client_id <<<"$SIGV4_KEY") SIGV4_SECRET=$(jq -er .client_secret <<<"$SIGV4_KEY") \
-        SIGV4_HOST="127.0.0.1:$PORT" python3 - <<'PY'
-import datetime, hashlib, hmac, os
-date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-scope = f"{date[:8]}/us-east-1/keyport/aws4_request"
-canonical = "\n".join(["GET", "/api/v1/whoami", "", "host:" + os.environ["SIGV4_HOST"],
-    "x-amz-date:" + date, "", "host;x-amz-date", hashlib.sha256(b"").hexdigest()])
-to_sign = "\n".join(["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-key = ("AWS4" + os.environ["SIGV4_SECRET"]).encode()
-for part in (date[:8], "us-east-1", "keyport", "aws4_request"):
-    key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-print(date)
-print(f"AWS4-HMAC-SHA256 Credential={os.environ['SIGV4_ID']}/{scope}, SignedHeaders=host;x-amz-date, Signature={signature}")
-PY
+        SIGV4_HOST="127.0.0.1:$PORT" python3 benches/sigv4_sign.py
 }
 { read -r AMZ_DATE; read -r SIGV4_AUTHORIZATION; } < <(sigv4_sign)
 signed=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/whoami" \

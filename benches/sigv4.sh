@@ -96,20 +96,7 @@ curl -fs "$BASE/readyz" >/dev/null || die "the server did not start: $(cat "$WOR
 TOKEN=$(curl -fs -u "$CLIENT_ID:$SECRET" -d grant_type=client_credentials "$BASE/oauth/token" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 { read -r AMZ_DATE; read -r AUTHORIZATION; } < <(
-    SIGV4_ID=$CLIENT_ID SIGV4_SECRET=$SECRET SIGV4_HOST="127.0.0.1:$PORT" python3 - <<'PY'
-import datetime, hashlib, hmac, os
-date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-scope = f"{date[:8]}/us-east-1/keyport/aws4_request"
-canonical = "\n".join(["GET", "/api/v1/whoami", "", "host:" + os.environ["SIGV4_HOST"],
-    "x-amz-date:" + date, "", "host;x-amz-date", hashlib.sha256(b"").hexdigest()])
-to_sign = "\n".join(["AWS4-HMAC-SHA256", date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-key = ("AWS4" + os.environ["SIGV4_SECRET"]).encode()
-for part in (date[:8], "us-east-1", "keyport", "aws4_request"):
-    key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-print(date)
-print(f"AWS4-HMAC-SHA256 Credential={os.environ['SIGV4_ID']}/{scope}, SignedHeaders=host;x-amz-date, Signature={signature}")
-PY
+    SIGV4_ID=$CLIENT_ID SIGV4_SECRET=$SECRET SIGV4_HOST="127.0.0.1:$PORT" python3 benches/sigv4_sign.py
 )
 signed=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/api/v1/whoami" \
     -H "Authorization: $AUTHORIZATION" -H "X-Amz-Date: $AMZ_DATE")

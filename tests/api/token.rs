@@ -316,13 +316,20 @@ async fn an_expired_key_gets_no_token_from_its_expiry_instant(backend: Backend) 
         .key_with(
             &integration.user.email,
             None,
-            Some(Duration::from_secs(1)),
+            Some(Duration::from_secs(5)),
             None,
         )
         .await;
+    // Five seconds leaves room for a busy machine to ask before the expiry;
+    // the wait then runs to the stored instant rather than a guessed sleep.
     app.token_for_key(&short_lived).await;
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expires_at = short_lived.key.expires_at.expect("the key expires");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let until_expiry = Duration::from_secs(expires_at as u64 + 1).saturating_sub(now);
+    tokio::time::sleep(until_expiry).await;
 
     let body = assert_invalid_client(
         app.request_token(&short_lived.key.client_id, short_lived.secret.expose())

@@ -13,12 +13,13 @@
 #   token-dpop    POST /oauth/token, one key, a fresh DPoP proof per request
 #   whoami        GET /api/v1/whoami, one access token reused
 #   whoami-dpop   GET /api/v1/whoami, one DPoP-bound token, a fresh proof per request
+#   whoami-sigv4  GET /api/v1/whoami, one SigV4 signature reused (a key allowing SigV4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCENARIO=${1:-token}
 case $SCENARIO in
-    token | token-dpop | whoami | whoami-dpop) ;;
-    *) echo "profile.sh: unknown scenario $SCENARIO (token, token-dpop, whoami, whoami-dpop)" >&2; exit 2 ;;
+    token | token-dpop | whoami | whoami-dpop | whoami-sigv4) ;;
+    *) echo "profile.sh: unknown scenario $SCENARIO (token, token-dpop, whoami, whoami-dpop, whoami-sigv4)" >&2; exit 2 ;;
 esac
 cargo build --release --bin keyport >&2
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
@@ -39,6 +40,7 @@ kp user create --tenant ProfileCo --email member@profile.test --role member \
     --permissions reports:read,webhooks:write >/dev/null
 for k in $(seq 1 200); do kp key create --user member@profile.test --name "key $k"; done >"$WORK/keys.jsonl"
 jq -er '"Basic " + ("\(.client_id):\(.client_secret)" | @base64)' "$WORK/keys.jsonl" >"$WORK/basic.txt"
+[[ $SCENARIO == whoami-sigv4 ]] && kp key create --user member@profile.test --name sigv4 --sigv4 >"$WORK/sigv4-key.json"
 PORT=$((20000 + RANDOM % 40000))
 BASE=http://127.0.0.1:$PORT
 KEYPORT_BIND=127.0.0.1:$PORT RUST_LOG=info "$BIN" serve >"$WORK/server.log" 2>&1 &
@@ -57,6 +59,13 @@ case $SCENARIO in
     whoami)
         TOKEN=$(curl -sf -H "Authorization: $BASIC" -d grant_type=client_credentials "$BASE/oauth/token" | jq -er .access_token)
         set -- KP_BEARER="$TOKEN"
+        URL=$BASE/api/v1/whoami ;;
+    whoami-sigv4)
+        { read -r AMZ_DATE; read -r SIGV4_AUTHORIZATION; } < <(
+            SIGV4_ID=$(jq -er .client_id "$WORK/sigv4-key.json") \
+                SIGV4_SECRET=$(jq -er .client_secret "$WORK/sigv4-key.json") \
+                SIGV4_HOST="127.0.0.1:$PORT" python3 benches/sigv4_sign.py)
+        set -- KP_AUTHORIZATION="$SIGV4_AUTHORIZATION" KP_AMZ_DATE="$AMZ_DATE"
         URL=$BASE/api/v1/whoami ;;
     token-dpop | whoami-dpop)
         node benches/dpop-proofs.mjs key >"$WORK/dpop-key.json"

@@ -48,12 +48,7 @@ pub async fn observe(
         .or_else(|| proxied_trace.as_ref().and_then(traces::request_id_of))
         .unwrap_or_else(RequestId::generate);
     let client = client_address(req.request());
-    let span = ServerSpan::start(
-        method.as_str(),
-        &id,
-        proxied_trace,
-        client.map(|ip| ip.to_string()),
-    );
+    let span = ServerSpan::start(method.as_str(), &id, proxied_trace, client);
     // Handlers' and extractors' errors arrive as answers; the layers
     // inside answer their refusals too, so an `Err` here is actix's own.
     let (answer, notes) = span.run(request::within(id.clone(), next.call(req))).await;

@@ -22,8 +22,10 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::OnceLock;
+use std::net::IpAddr;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
@@ -269,7 +271,7 @@ impl ServerSpan {
         method: &str,
         id: &RequestId,
         parent: Option<RemoteParent>,
-        client_address: Option<String>,
+        client_address: Option<IpAddr>,
     ) -> ServerSpan {
         let Some(tracer) = tracer() else {
             return ServerSpan(None);
@@ -284,7 +286,7 @@ impl ServerSpan {
             KeyValue::new("keyport.request_id", id.as_str().to_owned()),
         ];
         if let Some(address) = client_address {
-            attributes.push(KeyValue::new("client.address", address));
+            attributes.push(KeyValue::new("client.address", address.to_string()));
         }
         let span = tracer
             .span_builder(method)
@@ -309,8 +311,9 @@ impl ServerSpan {
             return;
         };
         let span = context.span();
-        span.update_name(format!("{method} {route}"));
-        span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+        let (name, route) = route_names(method, route);
+        span.update_name(name);
+        span.set_attribute(KeyValue::new("http.route", route));
         span.set_attribute(KeyValue::new(
             "http.response.status_code",
             i64::from(status),
@@ -325,11 +328,52 @@ impl ServerSpan {
     }
 }
 
+/// The methods Keyport serves.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Route templates seen, at most; past it names are made per request.
+const ROUTE_NAMES_KEPT: usize = 1024;
+
+/// A request span's name (`METHOD /route/{template}`) and route, made once
+/// per method and template and kept: every request's span would otherwise
+/// format both anew. Route templates are the server's own (`unmatched`
+/// for the rest), so what is kept is bounded by the routes Keyport serves,
+/// and [`ROUTE_NAMES_KEPT`] caps it besides.
+fn route_names(method: &str, route: &str) -> (Cow<'static, str>, Cow<'static, str>) {
+    /// Per route template: the template, and the span name per method.
+    type Kept = HashMap<String, (&'static str, [Option<&'static str>; METHODS.len()])>;
+    static KEPT: OnceLock<RwLock<Kept>> = OnceLock::new();
+    let Some(index) = METHODS.iter().position(|known| *known == method) else {
+        return (
+            Cow::Owned(format!("{method} {route}")),
+            Cow::Owned(route.to_owned()),
+        );
+    };
+    let kept = KEPT.get_or_init(Default::default);
+    if let Some((route, names)) = kept.read().unwrap_or_else(|e| e.into_inner()).get(route)
+        && let Some(name) = names[index]
+    {
+        return (Cow::Borrowed(name), Cow::Borrowed(route));
+    }
+    let mut kept = kept.write().unwrap_or_else(|e| e.into_inner());
+    if kept.len() >= ROUTE_NAMES_KEPT && !kept.contains_key(route) {
+        return (
+            Cow::Owned(format!("{method} {route}")),
+            Cow::Owned(route.to_owned()),
+        );
+    }
+    let (route, names) = kept
+        .entry(route.to_owned())
+        .or_insert_with(|| (Box::leak(route.into()), [None; METHODS.len()]));
+    let name = *names[index]
+        .get_or_insert_with(|| Box::leak(format!("{} {route}", METHODS[index]).into()));
+    (Cow::Borrowed(name), Cow::Borrowed(*route))
+}
+
 /// The HTTP method, borrowed for the methods Keyport serves: no copy per
 /// request.
 fn known_method(method: &str) -> Cow<'static, str> {
-    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-    match KNOWN.iter().find(|known| **known == method) {
+    match METHODS.iter().find(|known| **known == method) {
         Some(known) => Cow::Borrowed(known),
         None => Cow::Owned(method.to_owned()),
     }
@@ -544,6 +588,30 @@ mod tests {
             assert!((low..=high).contains(&kept), "{ratio}: kept {kept}");
         }
         assert!(ids.iter().all(|id| ShareOfTraces(1.0).keeps(*id)));
+    }
+
+    #[test]
+    fn span_names_are_made_once_per_method_and_route() {
+        let (name, route) = route_names("PATCH", "/api/v1/test-only/{id}");
+        assert_eq!(
+            (&*name, &*route),
+            ("PATCH /api/v1/test-only/{id}", "/api/v1/test-only/{id}")
+        );
+        let (again, _) = route_names("PATCH", "/api/v1/test-only/{id}");
+        assert!(
+            matches!(again, Cow::Borrowed(_)),
+            "the kept name was not used"
+        );
+        assert!(std::ptr::eq(&*name, &*again), "the name was made twice");
+        let (other, _) = route_names("DELETE", "/api/v1/test-only/{id}");
+        assert_eq!(other, "DELETE /api/v1/test-only/{id}");
+        // A method Keyport does not serve is named, and not kept.
+        let (odd, route) = route_names("BREW", "/api/v1/test-only/{id}");
+        assert_eq!(
+            (&*odd, &*route),
+            ("BREW /api/v1/test-only/{id}", "/api/v1/test-only/{id}")
+        );
+        assert!(matches!(odd, Cow::Owned(_)));
     }
 
     #[test]

@@ -8,7 +8,10 @@
 # so the ratio is the same on a busy machine as on an idle one, unlike a
 # rate (benches/logging.sh).
 #
-#   bash benches/tracing-instructions.sh [--requests 2000]
+#   bash benches/tracing-instructions.sh [--requests 2000] [--keep DIR]
+#
+# --keep DIR keeps callgrind's dumps (DIR/plain.*, DIR/traced.*) for
+# callgrind_annotate, to see which functions the difference is made of.
 #
 # Prints instructions per token for each and their ratio. Needs valgrind
 # (apt-get install valgrind) and the Python clients of scripts/test (.venv).
@@ -17,9 +20,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTS=2000
+KEEP=""
 while (($#)); do
     case $1 in
         --requests) REQUESTS=$2; shift ;;
+        --keep) KEEP=$2; shift ;;
         -h | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;/^set -e/d'; exit 0 ;;
         *) echo "tracing-instructions.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -99,6 +104,7 @@ measure() {
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
     dump=$(ls "$WORK/$variant".*.1)
+    if [[ -n $KEEP ]]; then mkdir -p "$KEEP" && cp "$dump" "$KEEP/"; fi
     awk -v n="$REQUESTS" '/^summary:/ { printf "%d\n", $2 / n }' "$dump"
 }
 

@@ -1,6 +1,6 @@
 //! OpenTelemetry traces, off unless `otlp_endpoint` is set; then exported
-//! over OTLP/HTTP (protobuf) by the SDK's batch processor on its own thread,
-//! so a slow or absent collector never holds up an answer (the exporter is
+//! over OTLP/HTTP (protobuf) from a thread of its own, so a slow or absent
+//! collector never holds up an answer (the span processor and exporter are
 //! Keyport's own, [`super::otlp`]).
 //!
 //! The spans: one per request (the observe middleware, [`ServerSpan`]);
@@ -36,8 +36,8 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler,
-    SamplingDecision, SamplingResult, SdkTracer, SdkTracerProvider, ShouldSample,
+    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, SamplingResult, SdkTracer,
+    SdkTracerProvider, ShouldSample,
 };
 
 use super::request::RequestId;
@@ -51,6 +51,9 @@ static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 /// Spans per post to the collector, and how many may wait for one.
 const EXPORT_BATCH: usize = 2048;
 const EXPORT_QUEUE: usize = 16 * 1024;
+
+/// How long spans may wait before they are posted.
+const EXPORT_DELAY: Duration = Duration::from_secs(5);
 
 /// How long one export may take before the batch is dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,8 +97,6 @@ pub fn install(
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let exporter =
-        super::otlp::OtlpHttp::new(traces_url(endpoint), EXPORT_TIMEOUT).map_err(failed)?;
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name("keyport")
         .with_attributes([
@@ -107,22 +108,19 @@ pub fn install(
         ])
         .build();
     // Larger batches than the SDK's 512: at thousands of spans a second,
-    // fewer and larger posts cost the exporter thread less per span, and a
-    // deeper queue rides out a slow collector without dropping spans.
-    // The standard OTEL_BSP_* variables still win (the builder's default
-    // reads them).
-    let mut batch_config = BatchConfigBuilder::default();
-    if std::env::var_os("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").is_none() {
-        batch_config = batch_config.with_max_export_batch_size(EXPORT_BATCH);
-    }
-    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
-        batch_config = batch_config.with_max_queue_size(EXPORT_QUEUE);
-    }
-    let batches = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch_config.build())
-        .build();
+    // fewer and larger posts cost the export thread less per span, and a
+    // deeper queue rides out a slow collector without dropping spans. The
+    // standard OTEL_BSP_* variables still win.
+    let batching = super::otlp::Batching::from_env(super::otlp::Batching {
+        schedule_delay: EXPORT_DELAY,
+        batch_size: EXPORT_BATCH,
+        max_queue: EXPORT_QUEUE,
+        timeout: EXPORT_TIMEOUT,
+    });
+    let processor =
+        super::otlp::OtlpProcessor::start(traces_url(endpoint), batching).map_err(failed)?;
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(batches)
+        .with_span_processor(processor)
         .with_sampler(Sampler::ParentBased(Box::new(ShareOfTraces(sample_ratio))))
         .with_id_generator(RequestTraceIds)
         .with_resource(resource)

@@ -1,152 +1,17 @@
-//! The span exporter: OTLP over HTTP, protobuf, written straight from the
-//! SDK's span records into one reused buffer.
-//!
-//! Why not the `opentelemetry-otlp` exporter: it first converts every span
-//! into the generated protobuf structs (a `String` per attribute key and
-//! value, a `Vec` per id), then encodes and drops them. At the token
-//! endpoint's rate that conversion cost more than the rest of tracing put
-//! together (`benches/logging.sh`); encoding the same messages directly
-//! leaves the bytes on the wire unchanged (a unit test decodes both and
-//! compares) and skips the copies.
+//! OTLP's protobuf messages, written straight from the SDK's span records:
+//! each span is encoded once, when it ends, and a request is the spans'
+//! bytes framed by Keyport's resource and the scope they share.
 //!
 //! The messages, from `opentelemetry/proto/trace/v1/trace.proto` and
 //! `common/v1/common.proto`: a request holds one `ResourceSpans` (Keyport's
 //! resource), holding one `ScopeSpans` per instrumentation scope, holding
 //! the spans.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-
-/// How often an unreachable collector is mentioned in the log.
-const WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// Posts batches of spans to a collector's `/v1/traces`. A batch the
-/// collector does not take is dropped and said in the log (at most once a
-/// minute: a collector that is down would otherwise fill the log); answers
-/// never wait for it, the SDK's batch processor calls this on its own
-/// thread.
-pub(super) struct OtlpHttp {
-    client: reqwest::blocking::Client,
-    url: String,
-    headers: HeaderMap,
-    /// The encoded `Resource` message, the same in every request.
-    resource: Vec<u8>,
-    /// The last body's size: the next one is allocated once, at about
-    /// its size.
-    last_size: AtomicUsize,
-    last_warning: std::sync::Mutex<Option<Instant>>,
-}
-
-/// Without the headers: they often hold the collector's token.
-impl std::fmt::Debug for OtlpHttp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtlpHttp")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
-    }
-}
-
-impl OtlpHttp {
-    pub(super) fn new(url: String, timeout: Duration) -> Result<OtlpHttp, String> {
-        // The blocking client runs a runtime of its own, which may be
-        // neither built nor dropped inside Tokio's: build it on a plain
-        // thread (it is dropped on the batch processor's).
-        let client = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .build()
-        })
-        .join()
-        .map_err(|_| "the HTTP client could not be built".to_owned())?
-        .map_err(|err| err.to_string())?;
-        Ok(OtlpHttp {
-            client,
-            url,
-            headers: headers_from_env(),
-            resource: Vec::new(),
-            last_size: AtomicUsize::new(0),
-            last_warning: std::sync::Mutex::new(None),
-        })
-    }
-
-    fn post(&self, spans: &[SpanData]) -> Result<(), String> {
-        let mut body = Vec::with_capacity(self.last_size.load(Ordering::Relaxed) + 1024);
-        encode_request(&self.resource, spans, &mut body);
-        self.last_size.store(body.len(), Ordering::Relaxed);
-        let answer = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/x-protobuf")
-            .body(body)
-            .send()
-            .map_err(|err| crate::telemetry::error_chain(&err))?;
-        let status = answer.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the collector answered {status}"))
-        }
-    }
-}
-
-impl SpanExporter for OtlpHttp {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len();
-        self.post(&batch).map_err(|reason| {
-            let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-                *last = Some(Instant::now());
-                log::warn!("the trace collector did not take {spans} spans (dropped): {reason}");
-            }
-            OTelSdkError::InternalFailure(reason)
-        })
-    }
-
-    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-        self.resource.clear();
-        encode_resource(resource, &mut self.resource);
-    }
-}
-
-/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS`:
-/// `name=value,name=value`, values percent-encoded. A pair that is not a
-/// valid header is left out and named in the log (its name only: values
-/// are often tokens).
-fn headers_from_env() -> HeaderMap {
-    let text = std::env::var("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_HEADERS"))
-        .unwrap_or_default();
-    parse_headers(&text)
-}
-
-fn parse_headers(text: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for pair in text.split(',').filter(|pair| !pair.trim().is_empty()) {
-        let Some((name, value)) = pair.split_once('=') else {
-            log::warn!("OTEL_EXPORTER_OTLP_HEADERS: an entry has no `=`; left out");
-            continue;
-        };
-        let name = name.trim();
-        let value = percent_encoding::percent_decode_str(value.trim()).decode_utf8_lossy();
-        match (
-            HeaderName::try_from(name),
-            HeaderValue::try_from(value.as_ref()),
-        ) {
-            (Ok(name), Ok(value)) => {
-                headers.append(name, value);
-            }
-            _ => log::warn!("OTEL_EXPORTER_OTLP_HEADERS: header {name:?} is not valid; left out"),
-        }
-    }
-    headers
-}
+use opentelemetry_sdk::trace::SpanData;
 
 // Protobuf wire types.
 const VARINT: u32 = 0;
@@ -154,37 +19,40 @@ const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 const FIXED32: u32 = 5;
 
+/// One scope's spans, each already encoded as `ScopeSpans.spans`
+/// ([`encode_scope_span`]).
+pub(super) struct ScopeBatch<'a> {
+    pub scope: &'a InstrumentationScope,
+    pub spans: &'a [u8],
+}
+
 /// `ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; }`
 /// with one `ResourceSpans { Resource resource = 1; repeated ScopeSpans
-/// scope_spans = 2; }`. Spans of one scope are grouped, in order of first
-/// appearance.
-fn encode_request(resource: &[u8], spans: &[SpanData], out: &mut Vec<u8>) {
+/// scope_spans = 2; }` and one `ScopeSpans { InstrumentationScope scope =
+/// 1; repeated Span spans = 2; string schema_url = 3; }` per scope.
+pub(super) fn encode_request(resource: &[u8], scopes: &[ScopeBatch<'_>], out: &mut Vec<u8>) {
     nested(out, 1, |out| {
         key(out, 1, LEN);
         varint(out, resource.len() as u64);
         out.extend_from_slice(resource);
-        let mut done = vec![false; spans.len()];
-        for first in 0..spans.len() {
-            if done[first] {
-                continue;
-            }
-            let scope = &spans[first].instrumentation_scope;
+        for batch in scopes {
             nested(out, 2, |out| {
-                nested(out, 1, |out| encode_scope(scope, out));
-                for (index, span) in spans.iter().enumerate().skip(first) {
-                    if !done[index] && span.instrumentation_scope == *scope {
-                        done[index] = true;
-                        nested(out, 2, |out| encode_span(span, out));
-                    }
-                }
-                string(out, 3, scope.schema_url().unwrap_or_default());
+                nested(out, 1, |out| encode_scope(batch.scope, out));
+                out.extend_from_slice(batch.spans);
+                string(out, 3, batch.scope.schema_url().unwrap_or_default());
             });
         }
     });
 }
 
+/// One span as a member of `ScopeSpans.spans` (field 2), to be placed
+/// between a scope and its schema URL by [`encode_request`].
+pub(super) fn encode_scope_span(span: &SpanData, out: &mut Vec<u8>) {
+    nested(out, 2, |out| encode_span(span, out));
+}
+
 /// `Resource { repeated KeyValue attributes = 1; }`
-fn encode_resource(resource: &opentelemetry_sdk::Resource, out: &mut Vec<u8>) {
+pub(super) fn encode_resource(resource: &opentelemetry_sdk::Resource, out: &mut Vec<u8>) {
     for (name, value) in resource.iter() {
         nested(out, 1, |out| {
             string(out, 1, name.as_str());
@@ -344,21 +212,31 @@ fn varint(out: &mut Vec<u8>, mut value: u64) {
 
 /// A length-delimited field whose content `write` appends. The length goes
 /// first on the wire but is known last: one byte is held for it, and the
-/// content moved along when the length needs more.
+/// content moved along in place when the length needs more.
 fn nested(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
     key(out, field, LEN);
     let at = out.len();
     out.push(0);
     write(out);
-    let length = out.len() - at - 1;
+    let end = out.len();
+    let length = end - at - 1;
     if length < 0x80 {
         out[at] = length as u8;
         return;
     }
-    let mut prefix = Vec::with_capacity(10);
-    varint(&mut prefix, length as u64);
-    out[at] = prefix[0];
-    out.splice(at + 1..at + 1, prefix[1..].iter().copied());
+    let mut prefix = [0u8; 10];
+    let mut used = 0;
+    let mut rest = length as u64;
+    while rest >= 0x80 {
+        prefix[used] = (rest as u8) | 0x80;
+        rest >>= 7;
+        used += 1;
+    }
+    prefix[used] = rest as u8;
+    used += 1;
+    out.resize(end + used - 1, 0);
+    out.copy_within(at + 1..end, at + used);
+    out[at..at + used].copy_from_slice(&prefix[..used]);
 }
 
 fn string(out: &mut Vec<u8>, field: u32, text: &str) {
@@ -400,7 +278,7 @@ fn fixed32(out: &mut Vec<u8>, field: u32, value: u32) {
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     use opentelemetry::trace::{
         Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
@@ -503,8 +381,33 @@ mod tests {
 
         let mut encoded_resource = Vec::new();
         encode_resource(&resource, &mut encoded_resource);
+        // As the processor queues them: each span encoded when it ends,
+        // kept with the spans of its scope.
+        let mut keyport_spans = Vec::new();
+        let mut other_spans = Vec::new();
+        for span in &spans {
+            let queue = if span.instrumentation_scope == other {
+                &mut other_spans
+            } else {
+                &mut keyport_spans
+            };
+            encode_scope_span(span, queue);
+        }
         let mut ours = Vec::new();
-        encode_request(&encoded_resource, &spans, &mut ours);
+        encode_request(
+            &encoded_resource,
+            &[
+                ScopeBatch {
+                    scope: &keyport,
+                    spans: &keyport_spans,
+                },
+                ScopeBatch {
+                    scope: &other,
+                    spans: &other_spans,
+                },
+            ],
+            &mut ours,
+        );
 
         let official = ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(
@@ -528,16 +431,5 @@ mod tests {
             expected.resize(expected.len() + size, 0x55);
             assert_eq!(out, expected, "content of {size} bytes");
         }
-    }
-
-    #[test]
-    fn headers_come_from_the_standard_variable_and_bad_ones_are_left_out() {
-        let headers = parse_headers(
-            "authorization=Bearer%20abc%3D%3D, x-tenant = one ,bad name=x,novalue,,x-empty=",
-        );
-        assert_eq!(headers["authorization"], "Bearer abc==");
-        assert_eq!(headers["x-tenant"], "one");
-        assert_eq!(headers["x-empty"], "");
-        assert_eq!(headers.len(), 3);
     }
 }

@@ -189,6 +189,10 @@ fn run_client(options: &Options, client: usize, until: Instant) -> Tally {
                                 .map_err(|err| format!("TLS: {err}"))?;
                         let mut stream = StreamOwned::new(connection, socket);
                         let status = exchange(&mut stream, &request)?;
+                        // Read on to the server's close: a server may send
+                        // its session tickets after the answer.
+                        let mut rest = [0u8; 1024];
+                        while matches!(stream.read(&mut rest), Ok(n) if n > 0) {}
                         let kind = stream.conn.handshake_kind();
                         stream.conn.send_close_notify();
                         while stream.conn.wants_write() {

@@ -4,9 +4,15 @@
 // access tokens for one resource server, as Keyport issues. One worker
 // process per PEER_WORKERS (node:cluster, one port), as Keyport runs one
 // worker thread per core. Environment: PEER_PORT, PEER_WORKERS,
-// PEER_CLIENT_SECRET.
+// PEER_CLIENT_SECRET, and for HTTPS (benches/https.sh) PEER_TLS_CERT_FILE and
+// PEER_TLS_KEY_FILE: then it serves HTTPS only (node:https, OpenSSL), with
+// session tickets sealed under one key shared by every worker, so a client
+// resumes whichever worker it lands on, as it does with Keyport's one
+// process.
 import cluster from 'node:cluster';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 
 const port = Number(process.env.PEER_PORT || 3000);
 const workers = Number(process.env.PEER_WORKERS || 1);
@@ -17,7 +23,9 @@ if (cluster.isPrimary) {
   // One signing key for every worker, made once.
   const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
   const key = JSON.stringify({ ...jwk, alg: 'ES256', use: 'sig', kid: 'bench-es256' });
-  for (let i = 0; i < workers; i++) cluster.fork({ PEER_SIGNING_KEY: key });
+  // node's session ticket keys: 48 bytes (name, HMAC and AES keys).
+  const ticketKeys = randomBytes(48).toString('hex');
+  for (let i = 0; i < workers; i++) cluster.fork({ PEER_SIGNING_KEY: key, PEER_TICKET_KEYS: ticketKeys });
   cluster.on('exit', (worker, code) => {
     console.error(`worker ${worker.process.pid} exited with ${code}`);
     process.exit(1);
@@ -30,7 +38,14 @@ if (cluster.isPrimary) {
   }
 } else {
   const { default: Provider } = await import('oidc-provider');
-  const issuer = `http://127.0.0.1:${port}`;
+  const tls = process.env.PEER_TLS_CERT_FILE
+    ? {
+        cert: readFileSync(process.env.PEER_TLS_CERT_FILE),
+        key: readFileSync(process.env.PEER_TLS_KEY_FILE),
+        ticketKeys: Buffer.from(process.env.PEER_TICKET_KEYS, 'hex'),
+      }
+    : null;
+  const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const resource = 'https://keyport-api.bench';
   const provider = new Provider(issuer, {
     clients: [{
@@ -61,5 +76,9 @@ if (cluster.isPrimary) {
       },
     },
   });
-  provider.listen(port, '127.0.0.1');
+  if (tls) {
+    https.createServer(tls, provider.callback()).listen(port, '127.0.0.1');
+  } else {
+    provider.listen(port, '127.0.0.1');
+  }
 }

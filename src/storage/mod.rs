@@ -10,6 +10,7 @@ mod client_keys;
 mod direct;
 mod dpop;
 mod exchange;
+mod json_rows;
 mod key_usage;
 mod keys;
 mod notify;
@@ -390,6 +391,19 @@ impl Store {
             return Err(breaker::known_down());
         }
         Ok(&self.pool)
+    }
+
+    /// A transaction that reads before it writes. On SQLite it takes the
+    /// write lock at its start (`BEGIN IMMEDIATE`, waiting up to the busy
+    /// timeout for it): a deferred transaction that read first could not
+    /// write once another connection had committed in between (SQLite's
+    /// `BUSY_SNAPSHOT`, "database is locked", which no timeout retries).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let db = self.db()?;
+        Ok(match self.backend {
+            Backend::Sqlite => db.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => db.begin().await?,
+        })
     }
 
     /// A cheap round trip, for readiness checks.

@@ -2,6 +2,8 @@
 //! interested endpoint, written in the transaction of the change that caused
 //! them), leased claims of due deliveries, and the attempts' record.
 
+use super::json_rows::{self, Column, JsonRows};
+use super::records::RECORD_ROWS;
 use super::{Backend, Result, StorageError, Store};
 use crate::domain::{EndpointOwner, WebhookSigningKey};
 
@@ -184,67 +186,117 @@ struct Candidate {
 /// Runs in the caller's transaction.
 pub(super) async fn record_event(
     tx: &mut Transaction<'_>,
+    backend: Backend,
     event: &WebhookEvent<'_>,
     now: i64,
 ) -> Result<usize> {
-    record_events(tx, &[(event, now)]).await
+    let outbox = Outbox::of(tx, &[(event, now)]).await?;
+    outbox.write(tx, backend, None).await?;
+    Ok(outbox.queued)
 }
 
-/// [`record_event`] for several events (each with its time) at once, as a
-/// group commit of pushes writes them: the endpoints are read once per
-/// tenant, and the events and their deliveries are inserted a few rows per
-/// statement. How many deliveries were queued.
-pub(super) async fn record_events(
-    tx: &mut Transaction<'_>,
-    events: &[(&WebhookEvent<'_>, i64)],
-) -> Result<usize> {
-    let mut candidates: Vec<(&str, Vec<Candidate>)> = Vec::new();
-    let mut queued: Vec<(String, &WebhookEvent<'_>, i64)> = Vec::new();
-    let mut deliveries: Vec<(String, String, i64)> = Vec::new();
-    for &(event, now) in events {
-        let known = candidates
-            .iter()
-            .position(|(tenant, _)| *tenant == event.tenant_id);
-        let index = match known {
-            Some(index) => index,
-            None => {
-                candidates.push((
-                    event.tenant_id,
-                    enabled_endpoints(tx, event.tenant_id).await?,
-                ));
-                candidates.len() - 1
+/// What some events put in the outbox: the events at least one endpoint
+/// listens to and one delivery per such endpoint, as the JSON rows of
+/// [`EVENT_ROWS`] and [`DELIVERY_ROWS`].
+pub(super) struct Outbox {
+    events: String,
+    deliveries: String,
+    /// How many deliveries.
+    pub queued: usize,
+}
+
+impl Outbox {
+    /// The outbox rows of `events` (each with its time), as a group commit
+    /// of pushes needs them: the endpoints are read once per tenant.
+    pub(super) async fn of(
+        tx: &mut Transaction<'_>,
+        events: &[(&WebhookEvent<'_>, i64)],
+    ) -> Result<Outbox> {
+        let mut candidates: Vec<(&str, Vec<Candidate>)> = Vec::new();
+        let mut queued: Vec<EventRow<'_>> = Vec::new();
+        let mut deliveries: Vec<DeliveryRow> = Vec::new();
+        for &(event, now) in events {
+            let known = candidates
+                .iter()
+                .position(|(tenant, _)| *tenant == event.tenant_id);
+            let index = match known {
+                Some(index) => index,
+                None => {
+                    candidates.push((
+                        event.tenant_id,
+                        enabled_endpoints(tx, event.tenant_id).await?,
+                    ));
+                    candidates.len() - 1
+                }
+            };
+            let mut listening = candidates[index]
+                .1
+                .iter()
+                .filter(|candidate| candidate.listens_to(event))
+                .peekable();
+            if listening.peek().is_none() {
+                continue;
             }
-        };
-        let listening: Vec<&Candidate> = candidates[index]
-            .1
-            .iter()
-            .filter(|candidate| candidate.listens_to(event))
-            .collect();
-        if listening.is_empty() {
-            continue;
+            let row = EventRow::new(new_event_id(), event, now);
+            for candidate in listening {
+                deliveries.push(DeliveryRow::new(&row.id, &candidate.id, now));
+            }
+            queued.push(row);
         }
-        let event_id = new_event_id();
-        for candidate in listening {
-            deliveries.push((event_id.clone(), candidate.id.clone(), now));
-        }
-        queued.push((event_id, event, now));
+        Outbox::from_rows(&queued, &deliveries)
     }
-    let events: Vec<EventRow> = queued
-        .iter()
-        .map(|(id, event, now)| EventRow::new(id, event, *now))
-        .collect();
-    insert_rows(tx, &EVENT_INSERT, &events).await?;
-    let rows: Vec<DeliveryRow<'_>> = deliveries
-        .iter()
-        .map(|(event_id, endpoint_id, now)| DeliveryRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            event_id,
-            endpoint_id,
-            now: *now,
+
+    /// One event for one endpoint, whatever it listens to; and its id.
+    fn single(event: &WebhookEvent<'_>, endpoint_id: &str, now: i64) -> Result<(Outbox, String)> {
+        let row = EventRow::new(new_event_id(), event, now);
+        let delivery = DeliveryRow::new(&row.id, endpoint_id, now);
+        let outbox = Outbox::from_rows(std::slice::from_ref(&row), &[delivery])?;
+        Ok((outbox, row.id))
+    }
+
+    fn from_rows(events: &[EventRow<'_>], deliveries: &[DeliveryRow]) -> Result<Outbox> {
+        let events: Vec<_> = events.iter().map(EventRow::values).collect();
+        Ok(Outbox {
+            events: json_rows(&events)?,
+            deliveries: json_rows(&deliveries)?,
+            queued: deliveries.len(),
         })
-        .collect();
-    insert_rows(tx, &DELIVERY_INSERT, &rows).await?;
-    Ok(rows.len())
+    }
+
+    /// Inserts the outbox's rows, and before them `records` (JSON rows of
+    /// the records table) if any, in one call to the database.
+    pub(super) async fn write(
+        &self,
+        tx: &mut Transaction<'_>,
+        backend: Backend,
+        records: Option<&str>,
+    ) -> Result<()> {
+        let outbox = self.queued > 0;
+        let (sql, rows): (&'static str, Vec<&str>) = match (records, outbox) {
+            (None, false) => return Ok(()),
+            (Some(records), false) => (&STATEMENTS.of(backend).records, vec![records]),
+            (None, true) => (
+                &STATEMENTS.of(backend).outbox,
+                vec![&self.events, &self.deliveries],
+            ),
+            (Some(records), true) => (
+                &STATEMENTS.of(backend).records_and_outbox,
+                vec![records, &self.events, &self.deliveries],
+            ),
+        };
+        let mut query = sqlx::query(sql);
+        for rows in rows {
+            query = query.bind(rows);
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
+    }
+}
+
+/// `rows` as one JSON array (each row itself an array of its values).
+pub(super) fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String> {
+    serde_json::to_string(rows)
+        .map_err(|e| StorageError::Corrupt(format!("rows not written as JSON: {e}")))
 }
 
 /// The tenant's enabled endpoints, with their owners as they stand.
@@ -276,147 +328,102 @@ impl Candidate {
     }
 }
 
-/// A multi-row `INSERT`: its table and columns, and how a row binds them.
-pub(super) struct RowInsert {
-    pub table: &'static str,
-    pub columns: &'static [&'static str],
-    /// Placeholders of one row beyond its columns' (`'pending', 0, $4…`):
-    /// `None` binds one parameter per column.
-    pub values: Option<&'static [&'static str]>,
+/// The statements that write pushes and outboxes, built once per backend.
+struct Statements {
+    records: String,
+    outbox: String,
+    records_and_outbox: String,
 }
 
-/// A row [`insert_rows`] writes.
-pub(super) trait InsertRow {
-    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q>;
+struct BothBackends {
+    sqlite: Statements,
+    postgres: Statements,
 }
 
-pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
-/// Rows per statement, largest first: a batch of n rows takes a few
-/// statements of these sizes, so only these few texts are ever prepared
-/// (and cached), and no statement nears SQLite's limit on parameters.
-const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
-
-/// Inserts `rows` into `insert.table`, several rows per statement.
-pub(super) async fn insert_rows<R: InsertRow>(
-    tx: &mut Transaction<'_>,
-    insert: &RowInsert,
-    rows: &[R],
-) -> Result<()> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let size = ROWS_PER_STATEMENT
-            .into_iter()
-            .find(|size| *size <= rest.len())
-            .unwrap_or(1);
-        let (chunk, after) = rest.split_at(size);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.sql(size)));
-        for row in chunk {
-            query = row.bind(query);
+impl BothBackends {
+    fn of(&self, backend: Backend) -> &Statements {
+        match backend {
+            Backend::Sqlite => &self.sqlite,
+            Backend::Postgres => &self.postgres,
         }
-        query.execute(&mut **tx).await?;
-        rest = after;
-    }
-    Ok(())
-}
-
-impl RowInsert {
-    /// The statement for `rows` rows (its text depends only on that).
-    fn sql(&self, rows: usize) -> String {
-        use std::fmt::Write as _;
-        let per_row = self.columns.len();
-        let mut sql = format!(
-            "INSERT INTO {} ({}) VALUES ",
-            self.table,
-            self.columns.join(", ")
-        );
-        let mut parameter = 0;
-        for row in 0..rows {
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            match self.values {
-                None => {
-                    for column in 0..per_row {
-                        parameter += 1;
-                        let _ = write!(sql, "{}${parameter}", if column == 0 { "" } else { ", " });
-                    }
-                }
-                Some(values) => {
-                    // `$n` in the template counts from this row's first.
-                    let base = parameter;
-                    let mut highest = 0;
-                    for (i, value) in values.iter().enumerate() {
-                        sql.push_str(if i == 0 { "" } else { ", " });
-                        match value
-                            .strip_prefix('$')
-                            .and_then(|n| n.parse::<usize>().ok())
-                        {
-                            Some(n) => {
-                                highest = highest.max(n);
-                                let _ = write!(sql, "${}", base + n);
-                            }
-                            None => sql.push_str(value),
-                        }
-                    }
-                    parameter += highest;
-                }
-            }
-            sql.push(')');
-        }
-        sql
     }
 }
 
-const EVENT_INSERT: RowInsert = RowInsert {
+static STATEMENTS: std::sync::LazyLock<BothBackends> = std::sync::LazyLock::new(|| {
+    let of = |backend| Statements {
+        records: json_rows::statement(backend, &[&RECORD_ROWS]),
+        outbox: json_rows::statement(backend, &[&EVENT_ROWS, &DELIVERY_ROWS]),
+        records_and_outbox: json_rows::statement(
+            backend,
+            &[&RECORD_ROWS, &EVENT_ROWS, &DELIVERY_ROWS],
+        ),
+    };
+    BothBackends {
+        sqlite: of(Backend::Sqlite),
+        postgres: of(Backend::Postgres),
+    }
+});
+
+const EVENT_ROWS: JsonRows = JsonRows {
     table: "webhook_events",
     columns: &[
-        "id",
-        "tenant_id",
-        "event_type",
-        "payload",
-        "created_at",
-        "subject_owner_id",
-        "traceparent",
+        ("id", Column::Text(0)),
+        ("tenant_id", Column::Text(1)),
+        ("event_type", Column::Text(2)),
+        ("payload", Column::Text(3)),
+        ("created_at", Column::Int(4)),
+        ("subject_owner_id", Column::Text(5)),
+        ("traceparent", Column::Text(6)),
     ],
-    values: None,
 };
 
-const DELIVERY_INSERT: RowInsert = RowInsert {
+const DELIVERY_ROWS: JsonRows = JsonRows {
     table: "webhook_deliveries",
     columns: &[
-        "id",
-        "event_id",
-        "endpoint_id",
-        "state",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
+        ("id", Column::Text(0)),
+        ("event_id", Column::Text(1)),
+        ("endpoint_id", Column::Text(2)),
+        ("state", Column::Sql("'pending'")),
+        ("attempts", Column::Sql("0")),
+        ("next_attempt_at", Column::Int(3)),
+        ("created_at", Column::Int(3)),
+        ("updated_at", Column::Int(3)),
     ],
-    values: Some(&["$1", "$2", "$3", "'pending'", "0", "$4", "$4", "$4"]),
 };
 
 /// An event's row: its body and the trace it continues.
 struct EventRow<'a> {
-    id: &'a str,
+    id: String,
     event: &'a WebhookEvent<'a>,
     payload: String,
     traceparent: Option<String>,
     now: i64,
 }
 
+/// An event's body: `data`, `timestamp`, `type` (in that order, as the
+/// bodies have always had them).
+#[derive(serde::Serialize)]
+struct EventBody<'a> {
+    data: &'a serde_json::Value,
+    timestamp: String,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+}
+
 impl<'a> EventRow<'a> {
-    fn new(id: &'a str, event: &'a WebhookEvent<'a>, now: i64) -> Self {
-        let payload = serde_json::json!({
-            "type": event.event_type,
-            "timestamp": chrono::DateTime::from_timestamp(now, 0)
+    fn new(id: String, event: &'a WebhookEvent<'a>, now: i64) -> Self {
+        let body = EventBody {
+            data: &event.data,
+            timestamp: chrono::DateTime::from_timestamp(now, 0)
                 .unwrap_or_default()
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "data": event.data,
-        });
+            event_type: event.event_type,
+        };
         EventRow {
             id,
             event,
-            payload: payload.to_string(),
+            // A `Value` and a struct of strings always serialise.
+            payload: serde_json::to_string(&body).unwrap_or_default(),
             traceparent: event
                 .trace
                 .map(str::to_owned)
@@ -424,35 +431,35 @@ impl<'a> EventRow<'a> {
             now,
         }
     }
-}
 
-impl InsertRow for EventRow<'_> {
-    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
-        query
-            .bind(self.id)
-            .bind(self.event.tenant_id)
-            .bind(self.event.event_type)
-            .bind(self.payload.as_str())
-            .bind(self.now)
-            .bind(self.event.subject_owner_id)
-            .bind(self.traceparent.as_deref())
+    /// The row as [`EVENT_ROWS`] reads it.
+    #[allow(clippy::type_complexity)]
+    fn values(&self) -> (&str, &str, &str, &str, i64, &str, Option<&str>) {
+        (
+            &self.id,
+            self.event.tenant_id,
+            self.event.event_type,
+            &self.payload,
+            self.now,
+            self.event.subject_owner_id,
+            self.traceparent.as_deref(),
+        )
     }
 }
 
-struct DeliveryRow<'a> {
-    id: String,
-    event_id: &'a str,
-    endpoint_id: &'a str,
-    now: i64,
-}
+/// A delivery's row as [`DELIVERY_ROWS`] reads it: id, event, endpoint,
+/// time.
+#[derive(serde::Serialize)]
+struct DeliveryRow(String, String, String, i64);
 
-impl InsertRow for DeliveryRow<'_> {
-    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
-        query
-            .bind(self.id.as_str())
-            .bind(self.event_id)
-            .bind(self.endpoint_id)
-            .bind(self.now)
+impl DeliveryRow {
+    fn new(event_id: &str, endpoint_id: &str, now: i64) -> Self {
+        DeliveryRow(
+            uuid::Uuid::now_v7().to_string(),
+            event_id.to_owned(),
+            endpoint_id.to_owned(),
+            now,
+        )
     }
 }
 
@@ -699,21 +706,9 @@ impl Store {
         now: i64,
     ) -> Result<String> {
         let _span = self.span("queue_event_for");
+        let (outbox, event_id) = Outbox::single(event, endpoint_id, now)?;
         let mut tx = self.db()?.begin().await?;
-        let event_id = new_event_id();
-        insert_rows(
-            &mut tx,
-            &EVENT_INSERT,
-            &[EventRow::new(&event_id, event, now)],
-        )
-        .await?;
-        let delivery = DeliveryRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            event_id: &event_id,
-            endpoint_id,
-            now,
-        };
-        insert_rows(&mut tx, &DELIVERY_INSERT, &[delivery]).await?;
+        outbox.write(&mut tx, self.backend, None).await?;
         tx.commit().await?;
         Ok(event_id)
     }
@@ -722,8 +717,8 @@ impl Store {
     /// its own (for events no other write carries, such as `key.expiring`).
     pub async fn record_webhook_event(&self, event: &WebhookEvent<'_>, now: i64) -> Result<usize> {
         let _span = self.span("record_webhook_event");
-        let mut tx = self.db()?.begin().await?;
-        let queued = record_event(&mut tx, event, now).await?;
+        let mut tx = self.begin_write().await?;
+        let queued = record_event(&mut tx, self.backend, event, now).await?;
         tx.commit().await?;
         Ok(queued)
     }
@@ -900,6 +895,7 @@ impl Store {
                 .await?;
             record_event(
                 &mut tx,
+                self.backend,
                 &WebhookEvent {
                     tenant_id,
                     subject_owner_id: owner_id,

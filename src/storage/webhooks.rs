@@ -578,6 +578,26 @@ const CLAIM_SQLITE: &str = "UPDATE webhook_deliveries SET leased_until = $2, upd
      AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until < $1) \
      ORDER BY next_attempt_at LIMIT CAST($3 AS BIGINT)) RETURNING id";
 
+/// The claimed deliveries (their ids a JSON array at `$1`) with their
+/// events, endpoints and the endpoints' owners as they stand.
+macro_rules! read_claimed {
+    ($ids:literal) => {
+        concat!(
+            "SELECT d.id, d.event_id, e.event_type, e.payload, d.endpoint_id, p.tenant_id, \
+             p.url, p.owner_id, p.status AS endpoint_status, p.failing_since, d.attempts, \
+             d.created_at, u.status AS owner_status, u.role AS owner_role, \
+             u.permissions AS owner_permissions, e.subject_owner_id, e.traceparent \
+             FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+             JOIN webhook_endpoints p ON p.id = d.endpoint_id \
+             JOIN users u ON u.id = p.owner_id WHERE d.id IN (SELECT value FROM ",
+            $ids,
+            ") ORDER BY d.next_attempt_at, d.id"
+        )
+    };
+}
+const READ_CLAIMED_SQLITE: &str = read_claimed!("json_each($1)");
+const READ_CLAIMED_POSTGRES: &str = read_claimed!("json_array_elements_text($1::json)");
+
 impl Store {
     /// Inserts the endpoint unless its owner already holds `max_per_owner`
     /// endpoints or its tenant `max_per_tenant` (disabled ones count: they
@@ -744,24 +764,20 @@ impl Store {
             .bind(i64::from(limit))
             .fetch_all(self.db()?)
             .await?;
-        let mut due = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            let row = sqlx::query_as::<_, DueDelivery>(
-                "SELECT d.id, d.event_id, e.event_type, e.payload, d.endpoint_id, p.tenant_id, \
-                 p.url, p.owner_id, p.status AS endpoint_status, p.failing_since, d.attempts, \
-                 d.created_at, u.status AS owner_status, u.role AS owner_role, \
-                 u.permissions AS owner_permissions, e.subject_owner_id, e.traceparent \
-                 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
-                 JOIN webhook_endpoints p ON p.id = d.endpoint_id \
-                 JOIN users u ON u.id = p.owner_id WHERE d.id = $1",
-            )
-            .bind(&id)
-            .fetch_optional(self.db()?)
-            .await?;
-            // Gone meanwhile (its endpoint was deleted): nothing to attempt.
-            due.extend(row);
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(due)
+        let ids: Vec<&str> = ids.iter().map(|(id,)| id.as_str()).collect();
+        let read = match self.backend {
+            Backend::Postgres => READ_CLAIMED_POSTGRES,
+            Backend::Sqlite => READ_CLAIMED_SQLITE,
+        };
+        // One read for the whole batch. A delivery gone meanwhile (its
+        // endpoint was deleted) is simply not there: nothing to attempt.
+        Ok(sqlx::query_as::<_, DueDelivery>(read)
+            .bind(json_rows(&ids)?)
+            .fetch_all(self.db()?)
+            .await?)
     }
 
     /// The keys that sign `owner_id`'s deliveries: the marked key first, then

@@ -371,13 +371,7 @@ impl Store {
             key.now,
         )
         .await?;
-        record_event(
-            &mut tx,
-            self.backend,
-            &key_event("key.created", &key),
-            key.now,
-        )
-        .await?;
+        record_event(&mut tx, &key_event("key.created", &key), key.now).await?;
         tx.commit().await?;
         Ok(KeyInsert::Inserted { signs_webhooks })
     }
@@ -506,13 +500,7 @@ impl Store {
             new.now,
         )
         .await?;
-        record_event(
-            &mut tx,
-            self.backend,
-            &key_event("key.created", &new),
-            new.now,
-        )
-        .await?;
+        record_event(&mut tx, &key_event("key.created", &new), new.now).await?;
         tx.commit().await?;
         Ok(KeyRoll::Rolled {
             moved_mark,
@@ -675,7 +663,6 @@ impl Store {
             .await?;
         record_event(
             &mut tx,
-            self.backend,
             &WebhookEvent {
                 tenant_id: &tenant_id,
                 subject_owner_id: &owner_id,
@@ -743,7 +730,6 @@ impl Store {
         if let Some((tenant_id, owner_id, client_id)) = found {
             record_event(
                 &mut tx,
-                self.backend,
                 &WebhookEvent {
                     tenant_id: &tenant_id,
                     subject_owner_id: &owner_id,

@@ -10,7 +10,6 @@ mod client_keys;
 mod direct;
 mod dpop;
 mod exchange;
-mod json_rows;
 mod key_usage;
 mod keys;
 mod notify;
@@ -567,8 +566,8 @@ mod tests {
     /// SQLite re-prepares a statement on every execution when its plan read
     /// a bound parameter (a bare `LIMIT $n` does that); the paged listings
     /// must not, whatever they are bound to.
-    /// A transaction that reads before it writes (a push's group commit
-    /// reads the endpoints first) still writes when another connection
+    /// A transaction that reads before it writes (an event recorded on its
+    /// own reads the endpoints first) still writes when another connection
     /// wants to write meanwhile: that one waits for it, instead of this one
     /// failing with SQLite's BUSY_SNAPSHOT, as a deferred BEGIN would.
     #[tokio::test]

@@ -1,5 +1,4 @@
-use super::json_rows::{Column, JsonRows};
-use super::webhooks::{Outbox, WebhookEvent, json_rows};
+use super::webhooks::{AnyQuery, InsertRow, RowInsert, WebhookEvent, insert_rows, record_events};
 use super::{Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -93,12 +92,12 @@ impl Store {
     ///
     /// First each push's idempotency key is claimed (in order, so a key used
     /// twice in one batch answers the second as a retry of the first); then
-    /// the endpoints are read (once per tenant), and the records of every
-    /// push stored now, their events and the events' deliveries inserted in
-    /// one call to the database (see `json_rows`).
+    /// the records of every push stored now, their events and the events'
+    /// deliveries are inserted a few rows per statement (see
+    /// `webhooks::insert_rows`), the endpoints read once per tenant.
     pub async fn push_batch(&self, pushes: &[NewRecords<'_>]) -> Result<Vec<PushOutcome>> {
         let _span = self.span("push_batch");
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.db()?.begin().await?;
         let mut outcomes = Vec::with_capacity(pushes.len());
         for push in pushes {
             outcomes.push(claim_idempotency_key(&mut tx, push).await?);
@@ -109,22 +108,15 @@ impl Store {
             .filter(|(_, outcome)| **outcome == PushOutcome::Stored)
             .map(|(push, _)| push)
             .collect();
-        let rows: Vec<_> = stored
+        let rows: Vec<RecordInsertRow<'_>> = stored
             .iter()
             .flat_map(|push| {
-                push.records.iter().map(move |(id, body)| {
-                    (
-                        id,
-                        push.tenant_id,
-                        push.collection,
-                        push.owner_id,
-                        push.client_id,
-                        body,
-                        push.now,
-                    )
-                })
+                push.records
+                    .iter()
+                    .map(move |(id, body)| RecordInsertRow { push, id, body })
             })
             .collect();
+        insert_rows(&mut tx, &RECORD_INSERT, &rows).await?;
         let ids: Vec<Vec<&str>> = stored
             .iter()
             .map(|push| push.records.iter().map(|(id, _)| id.as_str()).collect())
@@ -139,11 +131,7 @@ impl Store {
             .zip(&stored)
             .map(|(event, push)| (event, push.now))
             .collect();
-        let outbox = Outbox::of(&mut tx, &timed).await?;
-        let records = (!rows.is_empty()).then(|| json_rows(&rows)).transpose()?;
-        outbox
-            .write(&mut tx, self.backend, records.as_deref())
-            .await?;
+        record_events(&mut tx, &timed).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -232,20 +220,40 @@ async fn claim_idempotency_key(
     })
 }
 
-/// The records table as pushes write it: rows of (id, tenant, collection,
-/// owner, client, body, time).
-pub(super) const RECORD_ROWS: JsonRows = JsonRows {
+static RECORD_INSERT: RowInsert = RowInsert {
     table: "records",
     columns: &[
-        ("id", Column::Text(0)),
-        ("tenant_id", Column::Text(1)),
-        ("collection", Column::Text(2)),
-        ("owner_id", Column::Text(3)),
-        ("client_id", Column::Text(4)),
-        ("body", Column::Text(5)),
-        ("created_at", Column::Int(6)),
+        "id",
+        "tenant_id",
+        "collection",
+        "owner_id",
+        "client_id",
+        "body",
+        "created_at",
     ],
+    values: None,
+    texts: RowInsert::TEXTS,
 };
+
+/// One record of a push, as [`insert_rows`] writes it.
+struct RecordInsertRow<'a> {
+    push: &'a NewRecords<'a>,
+    id: &'a str,
+    body: &'a str,
+}
+
+impl InsertRow for RecordInsertRow<'_> {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.id)
+            .bind(self.push.tenant_id)
+            .bind(self.push.collection)
+            .bind(self.push.owner_id)
+            .bind(self.push.client_id)
+            .bind(self.body)
+            .bind(self.push.now)
+    }
+}
 
 /// The `record.created` event of a push stored now.
 fn record_created<'a>(push: &'a NewRecords<'a>, record_ids: &[&str]) -> WebhookEvent<'a> {

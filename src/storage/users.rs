@@ -201,7 +201,6 @@ impl Store {
         if let Some((tenant_id,)) = tenant {
             super::webhooks::record_event(
                 &mut tx,
-                self.backend,
                 &super::WebhookEvent {
                     tenant_id: &tenant_id,
                     subject_owner_id: user_id,

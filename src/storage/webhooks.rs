@@ -2,8 +2,6 @@
 //! interested endpoint, written in the transaction of the change that caused
 //! them), leased claims of due deliveries, and the attempts' record.
 
-use super::json_rows::{self, Column, JsonRows};
-use super::records::RECORD_ROWS;
 use super::{Backend, Result, StorageError, Store};
 use crate::domain::{EndpointOwner, WebhookSigningKey};
 
@@ -186,117 +184,67 @@ struct Candidate {
 /// Runs in the caller's transaction.
 pub(super) async fn record_event(
     tx: &mut Transaction<'_>,
-    backend: Backend,
     event: &WebhookEvent<'_>,
     now: i64,
 ) -> Result<usize> {
-    let outbox = Outbox::of(tx, &[(event, now)]).await?;
-    outbox.write(tx, backend, None).await?;
-    Ok(outbox.queued)
+    record_events(tx, &[(event, now)]).await
 }
 
-/// What some events put in the outbox: the events at least one endpoint
-/// listens to and one delivery per such endpoint, as the JSON rows of
-/// [`EVENT_ROWS`] and [`DELIVERY_ROWS`].
-pub(super) struct Outbox {
-    events: String,
-    deliveries: String,
-    /// How many deliveries.
-    pub queued: usize,
-}
-
-impl Outbox {
-    /// The outbox rows of `events` (each with its time), as a group commit
-    /// of pushes needs them: the endpoints are read once per tenant.
-    pub(super) async fn of(
-        tx: &mut Transaction<'_>,
-        events: &[(&WebhookEvent<'_>, i64)],
-    ) -> Result<Outbox> {
-        let mut candidates: Vec<(&str, Vec<Candidate>)> = Vec::new();
-        let mut queued: Vec<EventRow<'_>> = Vec::new();
-        let mut deliveries: Vec<DeliveryRow> = Vec::new();
-        for &(event, now) in events {
-            let known = candidates
-                .iter()
-                .position(|(tenant, _)| *tenant == event.tenant_id);
-            let index = match known {
-                Some(index) => index,
-                None => {
-                    candidates.push((
-                        event.tenant_id,
-                        enabled_endpoints(tx, event.tenant_id).await?,
-                    ));
-                    candidates.len() - 1
-                }
-            };
-            let mut listening = candidates[index]
-                .1
-                .iter()
-                .filter(|candidate| candidate.listens_to(event))
-                .peekable();
-            if listening.peek().is_none() {
-                continue;
+/// [`record_event`] for several events (each with its time) at once, as a
+/// group commit of pushes writes them: the endpoints are read once per
+/// tenant, and the events and their deliveries are inserted a few rows per
+/// statement. How many deliveries were queued.
+pub(super) async fn record_events(
+    tx: &mut Transaction<'_>,
+    events: &[(&WebhookEvent<'_>, i64)],
+) -> Result<usize> {
+    let mut candidates: Vec<(&str, Vec<Candidate>)> = Vec::new();
+    let mut queued: Vec<(String, &WebhookEvent<'_>, i64)> = Vec::new();
+    let mut deliveries: Vec<(String, String, i64)> = Vec::new();
+    for &(event, now) in events {
+        let known = candidates
+            .iter()
+            .position(|(tenant, _)| *tenant == event.tenant_id);
+        let index = match known {
+            Some(index) => index,
+            None => {
+                candidates.push((
+                    event.tenant_id,
+                    enabled_endpoints(tx, event.tenant_id).await?,
+                ));
+                candidates.len() - 1
             }
-            let row = EventRow::new(new_event_id(), event, now);
-            for candidate in listening {
-                deliveries.push(DeliveryRow::new(&row.id, &candidate.id, now));
-            }
-            queued.push(row);
-        }
-        Outbox::from_rows(&queued, &deliveries)
-    }
-
-    /// One event for one endpoint, whatever it listens to; and its id.
-    fn single(event: &WebhookEvent<'_>, endpoint_id: &str, now: i64) -> Result<(Outbox, String)> {
-        let row = EventRow::new(new_event_id(), event, now);
-        let delivery = DeliveryRow::new(&row.id, endpoint_id, now);
-        let outbox = Outbox::from_rows(std::slice::from_ref(&row), &[delivery])?;
-        Ok((outbox, row.id))
-    }
-
-    fn from_rows(events: &[EventRow<'_>], deliveries: &[DeliveryRow]) -> Result<Outbox> {
-        let events: Vec<_> = events.iter().map(EventRow::values).collect();
-        Ok(Outbox {
-            events: json_rows(&events)?,
-            deliveries: json_rows(&deliveries)?,
-            queued: deliveries.len(),
-        })
-    }
-
-    /// Inserts the outbox's rows, and before them `records` (JSON rows of
-    /// the records table) if any, in one call to the database.
-    pub(super) async fn write(
-        &self,
-        tx: &mut Transaction<'_>,
-        backend: Backend,
-        records: Option<&str>,
-    ) -> Result<()> {
-        let outbox = self.queued > 0;
-        let (sql, rows): (&'static str, Vec<&str>) = match (records, outbox) {
-            (None, false) => return Ok(()),
-            (Some(records), false) => (&STATEMENTS.of(backend).records, vec![records]),
-            (None, true) => (
-                &STATEMENTS.of(backend).outbox,
-                vec![&self.events, &self.deliveries],
-            ),
-            (Some(records), true) => (
-                &STATEMENTS.of(backend).records_and_outbox,
-                vec![records, &self.events, &self.deliveries],
-            ),
         };
-        let mut query = sqlx::query(sql);
-        for rows in rows {
-            query = query.bind(rows);
+        let listening: Vec<&Candidate> = candidates[index]
+            .1
+            .iter()
+            .filter(|candidate| candidate.listens_to(event))
+            .collect();
+        if listening.is_empty() {
+            continue;
         }
-        query.execute(&mut **tx).await?;
-        Ok(())
+        let event_id = new_event_id();
+        for candidate in listening {
+            deliveries.push((event_id.clone(), candidate.id.clone(), now));
+        }
+        queued.push((event_id, event, now));
     }
-}
-
-/// `rows` as one JSON array (each row itself an array of its values).
-pub(super) fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String> {
-    serde_json::to_string(rows)
-        .map_err(|e| StorageError::Corrupt(format!("rows not written as JSON: {e}")))
+    let events: Vec<EventRow> = queued
+        .iter()
+        .map(|(id, event, now)| EventRow::new(id, event, *now))
+        .collect();
+    insert_rows(tx, &EVENT_INSERT, &events).await?;
+    let rows: Vec<DeliveryRow<'_>> = deliveries
+        .iter()
+        .map(|(event_id, endpoint_id, now)| DeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_id,
+            endpoint_id,
+            now: *now,
+        })
+        .collect();
+    insert_rows(tx, &DELIVERY_INSERT, &rows).await?;
+    Ok(rows.len())
 }
 
 /// The tenant's enabled endpoints, with their owners as they stand.
@@ -328,80 +276,149 @@ impl Candidate {
     }
 }
 
-/// The statements that write pushes and outboxes, built once per backend.
-struct Statements {
-    records: String,
-    outbox: String,
-    records_and_outbox: String,
+/// A multi-row `INSERT`: its table and columns, and how a row binds them.
+pub(super) struct RowInsert {
+    pub table: &'static str,
+    pub columns: &'static [&'static str],
+    /// Placeholders of one row beyond its columns' (`'pending', 0, $4…`):
+    /// `None` binds one parameter per column.
+    pub values: Option<&'static [&'static str]>,
+    /// The statement for each size of [`ROWS_PER_STATEMENT`], built once:
+    /// building it for every statement was a tenth of what an event added
+    /// to a push, counted in instructions.
+    pub texts: [std::sync::OnceLock<String>; ROWS_PER_STATEMENT.len()],
 }
 
-struct BothBackends {
-    sqlite: Statements,
-    postgres: Statements,
+/// A row [`insert_rows`] writes.
+pub(super) trait InsertRow {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q>;
 }
 
-impl BothBackends {
-    fn of(&self, backend: Backend) -> &Statements {
-        match backend {
-            Backend::Sqlite => &self.sqlite,
-            Backend::Postgres => &self.postgres,
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Rows per statement, largest first: a batch of n rows takes a few
+/// statements of these sizes, so only these few texts are ever prepared
+/// (and cached), and no statement nears SQLite's limit on parameters.
+const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
+
+/// Inserts `rows` into `insert.table`, several rows per statement.
+pub(super) async fn insert_rows<R: InsertRow>(
+    tx: &mut Transaction<'_>,
+    insert: &'static RowInsert,
+    rows: &[R],
+) -> Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let which = ROWS_PER_STATEMENT
+            .iter()
+            .position(|size| *size <= rest.len())
+            .unwrap_or(ROWS_PER_STATEMENT.len() - 1);
+        let size = ROWS_PER_STATEMENT[which];
+        let (chunk, after) = rest.split_at(size);
+        let text: &'static str = insert.texts[which].get_or_init(|| insert.sql(size));
+        let mut query = sqlx::query(text);
+        for row in chunk {
+            query = row.bind(query);
         }
+        query.execute(&mut **tx).await?;
+        rest = after;
+    }
+    Ok(())
+}
+
+impl RowInsert {
+    /// No statement built yet.
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const TEXTS: [std::sync::OnceLock<String>; ROWS_PER_STATEMENT.len()] =
+        [const { std::sync::OnceLock::new() }; ROWS_PER_STATEMENT.len()];
+
+    /// The statement for `rows` rows (its text depends only on that).
+    fn sql(&self, rows: usize) -> String {
+        use std::fmt::Write as _;
+        let per_row = self.columns.len();
+        let mut sql = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            self.table,
+            self.columns.join(", ")
+        );
+        let mut parameter = 0;
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            match self.values {
+                None => {
+                    for column in 0..per_row {
+                        parameter += 1;
+                        let _ = write!(sql, "{}${parameter}", if column == 0 { "" } else { ", " });
+                    }
+                }
+                Some(values) => {
+                    // `$n` in the template counts from this row's first.
+                    let base = parameter;
+                    let mut highest = 0;
+                    for (i, value) in values.iter().enumerate() {
+                        sql.push_str(if i == 0 { "" } else { ", " });
+                        match value
+                            .strip_prefix('$')
+                            .and_then(|n| n.parse::<usize>().ok())
+                        {
+                            Some(n) => {
+                                highest = highest.max(n);
+                                let _ = write!(sql, "${}", base + n);
+                            }
+                            None => sql.push_str(value),
+                        }
+                    }
+                    parameter += highest;
+                }
+            }
+            sql.push(')');
+        }
+        sql
     }
 }
 
-static STATEMENTS: std::sync::LazyLock<BothBackends> = std::sync::LazyLock::new(|| {
-    let of = |backend| Statements {
-        records: json_rows::statement(backend, &[&RECORD_ROWS]),
-        outbox: json_rows::statement(backend, &[&EVENT_ROWS, &DELIVERY_ROWS]),
-        records_and_outbox: json_rows::statement(
-            backend,
-            &[&RECORD_ROWS, &EVENT_ROWS, &DELIVERY_ROWS],
-        ),
-    };
-    BothBackends {
-        sqlite: of(Backend::Sqlite),
-        postgres: of(Backend::Postgres),
-    }
-});
-
-const EVENT_ROWS: JsonRows = JsonRows {
+static EVENT_INSERT: RowInsert = RowInsert {
     table: "webhook_events",
     columns: &[
-        ("id", Column::Text(0)),
-        ("tenant_id", Column::Text(1)),
-        ("event_type", Column::Text(2)),
-        ("payload", Column::Text(3)),
-        ("created_at", Column::Int(4)),
-        ("subject_owner_id", Column::Text(5)),
-        ("traceparent", Column::Text(6)),
+        "id",
+        "tenant_id",
+        "event_type",
+        "payload",
+        "created_at",
+        "subject_owner_id",
+        "traceparent",
     ],
+    values: None,
+    texts: RowInsert::TEXTS,
 };
 
-const DELIVERY_ROWS: JsonRows = JsonRows {
+static DELIVERY_INSERT: RowInsert = RowInsert {
     table: "webhook_deliveries",
     columns: &[
-        ("id", Column::Text(0)),
-        ("event_id", Column::Text(1)),
-        ("endpoint_id", Column::Text(2)),
-        ("state", Column::Sql("'pending'")),
-        ("attempts", Column::Sql("0")),
-        ("next_attempt_at", Column::Int(3)),
-        ("created_at", Column::Int(3)),
-        ("updated_at", Column::Int(3)),
+        "id",
+        "event_id",
+        "endpoint_id",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
     ],
+    values: Some(&["$1", "$2", "$3", "'pending'", "0", "$4", "$4", "$4"]),
+    texts: RowInsert::TEXTS,
 };
 
 /// An event's row: its body and the trace it continues.
 struct EventRow<'a> {
-    id: String,
+    id: &'a str,
     event: &'a WebhookEvent<'a>,
     payload: String,
     traceparent: Option<String>,
     now: i64,
 }
 
-/// An event's body: `data`, `timestamp`, `type` (in that order, as the
-/// bodies have always had them).
+/// An event's body, its members in the order they have always had
+/// (`data`, `timestamp`, `type`), serialised without copying `data`.
 #[derive(serde::Serialize)]
 struct EventBody<'a> {
     data: &'a serde_json::Value,
@@ -411,7 +428,7 @@ struct EventBody<'a> {
 }
 
 impl<'a> EventRow<'a> {
-    fn new(id: String, event: &'a WebhookEvent<'a>, now: i64) -> Self {
+    fn new(id: &'a str, event: &'a WebhookEvent<'a>, now: i64) -> Self {
         let body = EventBody {
             data: &event.data,
             timestamp: chrono::DateTime::from_timestamp(now, 0)
@@ -422,7 +439,7 @@ impl<'a> EventRow<'a> {
         EventRow {
             id,
             event,
-            // A `Value` and a struct of strings always serialise.
+            // A `Value` beside two strings always serialises.
             payload: serde_json::to_string(&body).unwrap_or_default(),
             traceparent: event
                 .trace
@@ -431,35 +448,35 @@ impl<'a> EventRow<'a> {
             now,
         }
     }
+}
 
-    /// The row as [`EVENT_ROWS`] reads it.
-    #[allow(clippy::type_complexity)]
-    fn values(&self) -> (&str, &str, &str, &str, i64, &str, Option<&str>) {
-        (
-            &self.id,
-            self.event.tenant_id,
-            self.event.event_type,
-            &self.payload,
-            self.now,
-            self.event.subject_owner_id,
-            self.traceparent.as_deref(),
-        )
+impl InsertRow for EventRow<'_> {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.id)
+            .bind(self.event.tenant_id)
+            .bind(self.event.event_type)
+            .bind(self.payload.as_str())
+            .bind(self.now)
+            .bind(self.event.subject_owner_id)
+            .bind(self.traceparent.as_deref())
     }
 }
 
-/// A delivery's row as [`DELIVERY_ROWS`] reads it: id, event, endpoint,
-/// time.
-#[derive(serde::Serialize)]
-struct DeliveryRow(String, String, String, i64);
+struct DeliveryRow<'a> {
+    id: String,
+    event_id: &'a str,
+    endpoint_id: &'a str,
+    now: i64,
+}
 
-impl DeliveryRow {
-    fn new(event_id: &str, endpoint_id: &str, now: i64) -> Self {
-        DeliveryRow(
-            uuid::Uuid::now_v7().to_string(),
-            event_id.to_owned(),
-            endpoint_id.to_owned(),
-            now,
-        )
+impl InsertRow for DeliveryRow<'_> {
+    fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.id.as_str())
+            .bind(self.event_id)
+            .bind(self.endpoint_id)
+            .bind(self.now)
     }
 }
 
@@ -726,9 +743,21 @@ impl Store {
         now: i64,
     ) -> Result<String> {
         let _span = self.span("queue_event_for");
-        let (outbox, event_id) = Outbox::single(event, endpoint_id, now)?;
         let mut tx = self.db()?.begin().await?;
-        outbox.write(&mut tx, self.backend, None).await?;
+        let event_id = new_event_id();
+        insert_rows(
+            &mut tx,
+            &EVENT_INSERT,
+            &[EventRow::new(&event_id, event, now)],
+        )
+        .await?;
+        let delivery = DeliveryRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            event_id: &event_id,
+            endpoint_id,
+            now,
+        };
+        insert_rows(&mut tx, &DELIVERY_INSERT, &[delivery]).await?;
         tx.commit().await?;
         Ok(event_id)
     }
@@ -738,7 +767,7 @@ impl Store {
     pub async fn record_webhook_event(&self, event: &WebhookEvent<'_>, now: i64) -> Result<usize> {
         let _span = self.span("record_webhook_event");
         let mut tx = self.begin_write().await?;
-        let queued = record_event(&mut tx, self.backend, event, now).await?;
+        let queued = record_event(&mut tx, event, now).await?;
         tx.commit().await?;
         Ok(queued)
     }
@@ -768,6 +797,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = ids.iter().map(|(id,)| id.as_str()).collect();
+        let ids_json = serde_json::to_string(&ids)
+            .map_err(|e| StorageError::Corrupt(format!("delivery ids not written as JSON: {e}")))?;
         let read = match self.backend {
             Backend::Postgres => READ_CLAIMED_POSTGRES,
             Backend::Sqlite => READ_CLAIMED_SQLITE,
@@ -775,7 +806,7 @@ impl Store {
         // One read for the whole batch. A delivery gone meanwhile (its
         // endpoint was deleted) is simply not there: nothing to attempt.
         Ok(sqlx::query_as::<_, DueDelivery>(read)
-            .bind(json_rows(&ids)?)
+            .bind(ids_json)
             .fetch_all(self.db()?)
             .await?)
     }
@@ -891,7 +922,7 @@ impl Store {
     /// again for the new one). Returns how many keys were announced.
     pub async fn announce_expiring_keys(&self, now: i64, window: i64) -> Result<usize> {
         let _span = self.span("announce_expiring_keys");
-        let mut tx = self.db()?.begin().await?;
+        let mut tx = self.begin_write().await?;
         let due: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "SELECT id, tenant_id, owner_id, client_id, expires_at FROM api_keys \
              WHERE expires_at IS NOT NULL AND expires_at > $1 AND expires_at <= $2 \
@@ -911,7 +942,6 @@ impl Store {
                 .await?;
             record_event(
                 &mut tx,
-                self.backend,
                 &WebhookEvent {
                     tenant_id,
                     subject_owner_id: owner_id,

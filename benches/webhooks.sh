@@ -2,9 +2,10 @@
 # Webhook deliveries benchmark: one command, one Markdown table.
 #
 #   bash benches/webhooks.sh [--postgres] [--duration 10s] [--connections 16]
-#                            [--rounds 2]
+#                            [--rounds 2] [--binary PATH]
 #
-# Builds the release binary, starts it on a fresh database (a temporary SQLite
+# Builds the release binary (or takes --binary's, to compare two builds in
+# turn), starts it on a fresh database (a temporary SQLite
 # file, or with --postgres a new database on 127.0.0.1:5432, dropped at the
 # end) with its delivery worker off, and measures with wrk, side by side:
 #
@@ -30,12 +31,14 @@ POSTGRES=0
 DURATION=10s
 CONNECTIONS=16
 ROUNDS=2
+BINARY=""
 while (($#)); do
     case $1 in
         --postgres) POSTGRES=1; shift ;;
         --duration) DURATION=$2; shift 2 ;;
         --connections) CONNECTIONS=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
+        --binary) BINARY=$2; shift 2 ;;
         -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "webhooks.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -56,8 +59,13 @@ if ((${#missing[@]})); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo build --release --quiet
-BIN=$PWD/target/release/keyport
+if [[ -n $BINARY ]]; then
+    BIN=$(realpath "$BINARY")
+else
+    cargo build --release --quiet
+    BIN=$PWD/target/release/keyport
+fi
+[[ -x $BIN ]] || die "no binary at $BIN"
 LUA=$PWD/benches/load.lua
 WORK=$(mktemp -d)
 SERVER_PID=""

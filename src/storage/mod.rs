@@ -392,6 +392,19 @@ impl Store {
         Ok(&self.pool)
     }
 
+    /// A transaction that reads before it writes. On SQLite it takes the
+    /// write lock at its start (`BEGIN IMMEDIATE`, waiting up to the busy
+    /// timeout for it): a deferred transaction that read first could not
+    /// write once another connection had committed in between (SQLite's
+    /// `BUSY_SNAPSHOT`, "database is locked", which no timeout retries).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let db = self.db()?;
+        Ok(match self.backend {
+            Backend::Sqlite => db.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => db.begin().await?,
+        })
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<()> {
         let _span = self.span("ping");
@@ -553,6 +566,55 @@ mod tests {
     /// SQLite re-prepares a statement on every execution when its plan read
     /// a bound parameter (a bare `LIMIT $n` does that); the paged listings
     /// must not, whatever they are bound to.
+    /// A transaction that reads before it writes (an event recorded on its
+    /// own reads the endpoints first) still writes when another connection
+    /// wants to write meanwhile: that one waits for it, instead of this one
+    /// failing with SQLite's BUSY_SNAPSHOT, as a deferred BEGIN would.
+    #[tokio::test]
+    async fn a_write_transaction_that_reads_first_is_not_overtaken_by_another_writer() {
+        let dir = std::env::temp_dir().join(format!("keyport-write-{}", uuid::Uuid::new_v4()));
+        let store = Store::connect_and_migrate(&DatabaseSettings {
+            url: format!("sqlite://{}/k.db", dir.display()),
+            max_connections: 2,
+            acquire_timeout: std::time::Duration::from_secs(10),
+            master_keys: Default::default(),
+        })
+        .await
+        .unwrap();
+        const INSERT: &str = "INSERT INTO tenants (id, name, created_at, updated_at, \
+             default_rate_limit_requests, default_rate_limit_per_seconds, \
+             default_rate_limit_burst) VALUES ($1, $1, 1, 1, 600, 60, 100)";
+        let mut tx = store.begin_write().await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM tenants")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let other = {
+            let store = store.clone();
+            tokio::spawn(
+                async move { sqlx::query(INSERT).bind("other").execute(&store.pool).await },
+            )
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query(INSERT)
+            .bind("first")
+            .execute(&mut *tx)
+            .await
+            .expect("the transaction that read first still writes");
+        tx.commit().await.unwrap();
+        other
+            .await
+            .unwrap()
+            .expect("the other writer waited its turn");
+        let (tenants,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(tenants, 2);
+        store.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     #[tokio::test]
     async fn paged_listings_are_prepared_once() {
         use rusqlite::{StatementStatus, types::Value};

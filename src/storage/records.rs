@@ -220,7 +220,7 @@ async fn claim_idempotency_key(
     })
 }
 
-const RECORD_INSERT: RowInsert = RowInsert {
+static RECORD_INSERT: RowInsert = RowInsert {
     table: "records",
     columns: &[
         "id",
@@ -232,6 +232,7 @@ const RECORD_INSERT: RowInsert = RowInsert {
         "created_at",
     ],
     values: None,
+    texts: RowInsert::TEXTS,
 };
 
 /// One record of a push, as [`insert_rows`] writes it.

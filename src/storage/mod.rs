@@ -49,7 +49,7 @@ pub use keys::{
 pub use notify::{
     CHANGE_LOG_RETENTION, ChangeCounter, ChangesSince, CredentialChange,
     HEARTBEAT as CREDENTIAL_HEARTBEAT, WatchEvent, WatchSink,
-    listener_name as credential_listener_name,
+    catch_up_name as credential_catch_up_name, listener_name as credential_listener_name,
 };
 pub use push_queue::{PushJob, PushQueue};
 pub use records::{Idempotency, NewRecords, PushOutcome, RecordPage, RecordQuery, RecordRow};
@@ -212,6 +212,9 @@ pub struct Store {
     sealer: Arc<Sealer>,
     /// Where credential changes are heard (`notify`).
     watch: WatchTarget,
+    /// PostgreSQL: a connection of its own for reading the credential
+    /// change log (`notify`), opened on first use.
+    change_log: Option<sqlx::PgPool>,
     /// Open while the database is known to be down (`breaker`).
     breaker: Arc<breaker::Breaker>,
 }
@@ -297,6 +300,10 @@ impl Store {
             Backend::Postgres => options,
         };
         let pool = options.connect(&url).await?;
+        let change_log = match backend {
+            Backend::Postgres => Some(notify::change_log_reader(&url)?),
+            Backend::Sqlite => None,
+        };
         let watch = match (backend, &sqlite_file) {
             (Backend::Postgres, _) => WatchTarget::Postgres(url.clone()),
             (Backend::Sqlite, Some(file)) => WatchTarget::SqliteFile(file.clone()),
@@ -308,6 +315,7 @@ impl Store {
             direct: sqlite_file.map(|path| Arc::new(DirectReader::new(path))),
             sealer: Arc::new(sealer),
             watch,
+            change_log,
             breaker: Arc::default(),
         })
     }
@@ -421,6 +429,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(change_log) = &self.change_log {
+            change_log.close().await;
+        }
         self.pool.close().await;
         // After the pool: from then on `read_direct` opens nothing new.
         if let Some(direct) = &self.direct {

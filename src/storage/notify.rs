@@ -18,8 +18,9 @@
 //! number given in commit order (migration 0020), and the notification
 //! carries it (`<seq>:<payload>`): an instance that missed notifications, or
 //! whose heartbeat is late, asks once for "every change after N"
-//! ([`Store::credential_changes_since`]) instead of reading the database for
-//! every request.
+//! ([`Store::credential_changes_since`], on a connection of its own, so it
+//! never waits behind the pool's queries) instead of reading the database
+//! for every request.
 //!
 //! What was heard is reported as [`WatchEvent`]s, in order, to a sink the
 //! service gives (the credential cache): this module knows the SQL, the
@@ -205,19 +206,32 @@ impl Store {
     ) -> super::Result<ChangesSince> {
         use sqlx::Row as _;
         let _span = self.span("credential_changes_since");
-        let rows = sqlx::query(CHANGES_SINCE)
-            .bind(after.unwrap_or(i64::MAX))
-            .fetch_all(self.db()?)
-            .await?;
+        if self.breaker.is_open() {
+            return Err(super::breaker::known_down());
+        }
+        let rows = match &self.change_log {
+            Some(reader) => read_change_log(reader, after).await?,
+            // SQLite keeps no log: the query fails as it would anywhere.
+            None => sqlx::query(CHANGES_SINCE)
+                .bind(after.unwrap_or(i64::MAX))
+                .fetch_all(self.db()?)
+                .await?
+                .into_iter()
+                .map(|row| -> super::Result<(i32, i64, String)> {
+                    Ok((
+                        row.try_get("kind")?,
+                        row.try_get("seq")?,
+                        row.try_get("payload")?,
+                    ))
+                })
+                .collect::<super::Result<Vec<_>>>()?,
+        };
         let mut latest = None;
         let mut changes = Vec::new();
-        for row in rows {
-            let kind: i32 = row.try_get("kind")?;
-            let seq: i64 = row.try_get("seq")?;
+        for (kind, seq, payload) in rows {
             if kind == 1 {
                 latest = Some(seq);
             } else {
-                let payload: String = row.try_get("payload")?;
                 changes.push(CredentialChange::from_payload(&payload));
             }
         }
@@ -246,6 +260,70 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// How long reading the change log may take on its own connection
+/// (connecting included) before the read fails and the connection is given
+/// up: a hung connection, not a slow database (lookups meanwhile wait for
+/// the read, or read the database once it failed).
+const CHANGE_LOG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection that reads the change log (PostgreSQL): a pool of one,
+/// opened on first use, so that a catch-up never waits for one of the
+/// pool's connections behind the queries of requests. That is when it is
+/// needed most: while the lease is lapsed, lookups wait for it, and under
+/// load the shared pool is busiest.
+pub(super) fn change_log_reader(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let options = url
+        .parse::<PgConnectOptions>()?
+        .application_name(&catch_up_name(std::process::id()));
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        // A broken connection shows in the read itself (and is dropped
+        // then): no extra round trip before every read.
+        .test_before_acquire(false)
+        .acquire_timeout(CHANGE_LOG_TIMEOUT)
+        .connect_lazy_with(options))
+}
+
+/// [`CHANGES_SINCE`] on the change log's own connection, as (kind, seq,
+/// payload) rows. A connection that failed or did not answer within
+/// [`CHANGE_LOG_TIMEOUT`] is closed, not reused.
+async fn read_change_log(
+    reader: &sqlx::PgPool,
+    after: Option<i64>,
+) -> super::Result<Vec<(i32, i64, String)>> {
+    let mut connection = reader.acquire().await?;
+    let read = tokio::time::timeout(
+        CHANGE_LOG_TIMEOUT,
+        sqlx::query_as::<_, (i32, i64, String)>(CHANGES_SINCE)
+            .bind(after.unwrap_or(i64::MAX))
+            .fetch_all(&mut *connection),
+    )
+    .await;
+    match read {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(err)) => {
+            if !matches!(err, sqlx::Error::Database(_)) {
+                drop(connection.detach());
+            }
+            Err(err.into())
+        }
+        Err(_) => {
+            drop(connection.detach());
+            Err(super::StorageError::Unavailable(sqlx::Error::PoolTimedOut))
+        }
+    }
+}
+
+/// The `application_name` of the connection that reads the change log, in
+/// the process `pid`.
+pub fn catch_up_name(pid: u32) -> String {
+    format!("keyport-credential-catch-up-{pid}")
 }
 
 /// The `application_name` of the connection that listens, in the process

@@ -660,6 +660,138 @@ async fn postgres_a_lapsed_lease_costs_one_catch_up_not_one_read_per_request() {
     drop(alive);
 }
 
+/// Every connection of the shared pool busy (request queries stuck behind
+/// a lock, as slow queries hold them under load) and no heartbeat at all:
+/// the cache still renews its lease from the change log, which it reads on
+/// a connection of its own, so lookups of held keys keep answering from
+/// memory at once instead of queueing for the pool with the requests; a
+/// revocation made meanwhile by another process is still seen within the
+/// lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_catch_up_never_waits_behind_a_saturated_pool() {
+    use sqlx::Connection;
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let (_, (doomed, steady)) = member_with_two_keys(&db, "Busy Co", "m@busy.test").await;
+    let settings = settings_for(
+        &db.url,
+        &[
+            ("KEYPORT_DATABASE_MAX_CONNECTIONS", "2"),
+            ("KEYPORT_DATABASE_TIMEOUT_SECONDS", "2"),
+        ],
+    );
+    let store = Store::connect_and_migrate(&settings.database)
+        .await
+        .expect("connect");
+    let lease = Duration::from_secs(1);
+    let cache = keyport::service::credential_cache::CredentialCache::new(100, lease);
+    let alive = Arc::new(());
+    assert!(cache.follow_change_log(&store, Arc::downgrade(&alive)));
+    for key in [&doomed, &steady] {
+        let found = cache
+            .key_by_client_id(&store, &key.key.client_id)
+            .await
+            .expect("lookup");
+        assert!(found.is_some(), "held from now on");
+    }
+
+    // Every query that reads a company waits behind this lock: key reads
+    // through the pool hang, holding its two connections, and more queue.
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut lock = locker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let stuck: Vec<_> = (0..4)
+        .map(|n| {
+            let (cache, store) = (cache.clone(), store.clone());
+            tokio::spawn(async move {
+                // Unknown client IDs: read from the database, through the pool.
+                let _ = cache
+                    .key_by_client_id(&store, &format!("kpc_unknown{n}"))
+                    .await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bypasses = cache.bypasses();
+
+    // Held keys, for three leases: answered at once, none read the pool.
+    let now = || {
+        i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap()
+    };
+    let (catch_ups, _) = cache.catch_ups();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut lookups = 0;
+    while started.elapsed() < 3 * lease {
+        let asked = Instant::now();
+        let found = cache
+            .key_by_client_id(&store, &steady.key.client_id)
+            .await
+            .expect("lookup")
+            .expect("known");
+        slowest = slowest.max(asked.elapsed());
+        assert!(found.check(now()).is_ok());
+        lookups += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (catch_ups_after, failed) = cache.catch_ups();
+    eprintln!(
+        "pool saturated for {:?}: {lookups} lookups of a held key, the slowest {slowest:?}, \
+         {} catch-ups",
+        started.elapsed(),
+        catch_ups_after - catch_ups
+    );
+    assert_eq!(failed, 0);
+    assert!(catch_ups_after >= catch_ups + 3, "the lease was renewed");
+    assert_eq!(cache.bypasses(), bypasses, "no held key read the pool");
+    assert!(
+        slowest < Duration::from_millis(300),
+        "a lookup of a held key waited {slowest:?}"
+    );
+
+    // Another process revokes a key (a write the lock does not hold up):
+    // within the lease the cache stops answering for it from memory (it
+    // then needs the database, which the lock holds up: no answer rather
+    // than a wrong one), the pool still saturated.
+    let mut other = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    sqlx::query("UPDATE api_keys SET revoked_at = 1, revoked_by = 'test' WHERE client_id = $1")
+        .bind(&doomed.key.client_id)
+        .execute(&mut other)
+        .await
+        .expect("revoke");
+    let revoked_at = Instant::now();
+    let forgotten_after = loop {
+        let asked = revoked_at.elapsed();
+        match cache.key_by_client_id(&store, &doomed.key.client_id).await {
+            Ok(Some(found)) if found.check(now()).is_ok() => {
+                assert!(
+                    asked <= WITHIN,
+                    "the revocation was not seen within the lease"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            _ => break asked,
+        }
+    };
+    eprintln!("the revocation seen after {forgotten_after:?}, the pool saturated");
+    assert!(forgotten_after <= WITHIN, "took {forgotten_after:?}");
+    assert_eq!(cache.bypasses(), bypasses, "no lookup bypassed the cache");
+
+    lock.rollback().await.expect("unlock");
+    for task in stuck {
+        task.await.expect("the stuck lookups end");
+    }
+    drop(alive);
+}
+
 /// The change log (migration 0020): numbers are given in commit order
 /// (a transaction that wrote first but commits last gets the later number),
 /// a rolled-back change takes none, and a reader that asks for changes

@@ -574,9 +574,6 @@ mod tests {
         }
     }
 
-    /// SQLite re-prepares a statement on every execution when its plan read
-    /// a bound parameter (a bare `LIMIT $n` does that); the paged listings
-    /// must not, whatever they are bound to.
     /// A transaction that reads before it writes (an event recorded on its
     /// own reads the endpoints first) still writes when another connection
     /// wants to write meanwhile: that one waits for it, instead of this one
@@ -626,6 +623,9 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// SQLite re-prepares a statement on every execution when its plan read
+    /// a bound parameter (a bare `LIMIT $n` does that); the paged listings
+    /// must not, whatever they are bound to.
     #[tokio::test]
     async fn paged_listings_are_prepared_once() {
         use rusqlite::{StatementStatus, types::Value};

@@ -752,10 +752,7 @@ async fn postgres_a_catch_up_never_waits_behind_a_saturated_pool() {
     assert_eq!(failed, 0);
     assert!(catch_ups_after >= catch_ups + 3, "the lease was renewed");
     assert_eq!(cache.bypasses(), bypasses, "no held key read the pool");
-    assert!(
-        slowest < Duration::from_millis(300),
-        "a lookup of a held key waited {slowest:?}"
-    );
+    assert!(slowest < lease, "a lookup of a held key waited {slowest:?}");
 
     // Another process revokes a key (a write the lock does not hold up):
     // within the lease the cache stops answering for it from memory (it

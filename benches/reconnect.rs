@@ -76,7 +76,15 @@ struct Tally {
 }
 
 fn main() {
-    let options = match parse(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().all(|arg| arg == "--bench") {
+        // `cargo test --all-targets` runs every bench target without
+        // arguments: this one is a load generator, driven by
+        // benches/https.sh with a URL.
+        println!("reconnect: a load generator for benches/https.sh; give it a URL to drive");
+        return;
+    }
+    let options = match parse(args) {
         Ok(options) => options,
         Err(message) => {
             eprintln!("reconnect: {message}");

@@ -23,6 +23,7 @@
 //! - the payload hash: `X-Amz-Content-Sha256` when sent (it must be the
 //!   body's digest), otherwise the digest of the body received.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use aws_lc_rs::{digest, hmac};
@@ -459,18 +460,23 @@ impl Claimed {
         expect: &Expectation<'_>,
     ) -> Result<SignedRequest, Sigv4Error> {
         let signed_at = parse_amz_date(&self.amz_date)?;
-        let expected_scope = format!(
-            "{}/{}/{}/{TERMINATOR}",
-            &self.amz_date[..8],
-            expect.region,
-            expect.service
-        );
+        // Named only in a refusal: not built for a request that passes.
+        let expected_scope = || {
+            format!(
+                "{}/{}/{}/{TERMINATOR}",
+                &self.amz_date[..8],
+                expect.region,
+                expect.service
+            )
+        };
         if self.scope.date != self.amz_date[..8] {
             return refuse(
                 Sigv4Fault::InvalidCredentialScope,
                 format!(
-                    "the credential scope's date {} is not the date of X-Amz-Date {}; expected scope {expected_scope}",
-                    self.scope.date, self.amz_date
+                    "the credential scope's date {} is not the date of X-Amz-Date {}; expected scope {}",
+                    self.scope.date,
+                    self.amz_date,
+                    expected_scope()
                 ),
             );
         }
@@ -481,8 +487,9 @@ impl Claimed {
             return refuse(
                 Sigv4Fault::InvalidCredentialScope,
                 format!(
-                    "the credential scope is {}; this server expects {expected_scope} (region {}, service {})",
+                    "the credential scope is {}; this server expects {} (region {}, service {})",
                     self.scope.to_scope_string_with(&self.terminator),
+                    expected_scope(),
                     expect.region,
                     expect.service
                 ),
@@ -571,8 +578,9 @@ impl Claimed {
             push_trimmed(&mut canonical_headers, &String::from_utf8_lossy(value));
             canonical_headers.push('\n');
         }
-        let payload_hash = match request.header_values("x-amz-content-sha256").next() {
-            None => request.body_sha256.to_owned(),
+        let payload_hash: Cow<'_, str> = match request.header_values("x-amz-content-sha256").next()
+        {
+            None => Cow::Borrowed(request.body_sha256),
             Some(claimed) => {
                 let claimed = String::from_utf8_lossy(claimed).trim().to_owned();
                 if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -591,19 +599,32 @@ impl Claimed {
                         ),
                     );
                 }
-                claimed
+                Cow::Owned(claimed)
             }
         };
         let exclude_signature = self.presentation == Presentation::Query;
-        let canonical_request = format!(
-            "{}\n{}\n{}\n{}\n{}\n{}",
-            request.method.to_ascii_uppercase(),
-            canonical_uri(request.path),
-            canonical_query(request.query, exclude_signature),
-            canonical_headers,
-            self.signed_headers.join(";"),
-            payload_hash
+        // One string, written in place: this runs on every signed request.
+        let mut canonical_request = String::with_capacity(
+            request.path.len() + request.query.len() + canonical_headers.len() + 160,
         );
+        canonical_request.extend(request.method.chars().map(|c| c.to_ascii_uppercase()));
+        canonical_request.push('\n');
+        push_canonical_uri(&mut canonical_request, request.path);
+        canonical_request.push('\n');
+        if !request.query.is_empty() {
+            canonical_request.push_str(&canonical_query(request.query, exclude_signature));
+        }
+        canonical_request.push('\n');
+        canonical_request.push_str(&canonical_headers);
+        canonical_request.push('\n');
+        for (i, name) in self.signed_headers.iter().enumerate() {
+            if i > 0 {
+                canonical_request.push(';');
+            }
+            canonical_request.push_str(name);
+        }
+        canonical_request.push('\n');
+        canonical_request.push_str(&payload_hash);
         let string_to_sign = string_to_sign(&self.amz_date, &self.scope, &canonical_request);
         Ok(SignedRequest {
             presentation: self.presentation,
@@ -630,11 +651,36 @@ impl CredentialScope {
 
 /// `AWS4-HMAC-SHA256 \n X-Amz-Date \n scope \n hex(SHA-256(canonical request))`.
 pub fn string_to_sign(amz_date: &str, scope: &CredentialScope, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{}\n{}",
-        scope.to_scope_string(),
-        sha256_hex(canonical_request.as_bytes())
-    )
+    let mut out = String::with_capacity(
+        ALGORITHM.len()
+            + amz_date.len()
+            + scope.date.len()
+            + scope.region.len()
+            + scope.service.len()
+            + TERMINATOR.len()
+            + 64
+            + 6,
+    );
+    for part in [
+        ALGORITHM,
+        "\n",
+        amz_date,
+        "\n",
+        &scope.date,
+        "/",
+        &scope.region,
+        "/",
+    ] {
+        out.push_str(part);
+    }
+    for part in [&scope.service, "/", TERMINATOR, "\n"] {
+        out.push_str(part);
+    }
+    push_hex(
+        &mut out,
+        digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref(),
+    );
+    out
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -644,13 +690,17 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Lower-case hex, by table: `write!` with `{:02x}` per byte was a tenth
 /// of a signed request's parse in a profile of the SigV4 whoami.
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         out.push(char::from(DIGITS[usize::from(b >> 4)]));
         out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
-    out
 }
 
 /// `ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request`.
@@ -800,6 +850,29 @@ fn uri_encode(out: &mut String, bytes: &[u8], keep_slash: bool) {
 /// The path as sent, dot segments and empty segments removed (RFC 3986
 /// §5.2.4, and AWS's collapsing of `//`), then encoded.
 pub fn canonical_uri(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 8);
+    push_canonical_uri(&mut out, path);
+    out
+}
+
+/// [`canonical_uri`], appended to `out`. A path that is already canonical
+/// (it starts with `/`, has no empty, `.` or `..` segment and nothing to
+/// encode), as most are, is copied as it is.
+fn push_canonical_uri(out: &mut String, path: &str) {
+    let inner = path.strip_prefix('/').unwrap_or_default();
+    let plain = path.starts_with('/')
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'))
+        && inner
+            .strip_suffix('/')
+            .unwrap_or(inner)
+            .split('/')
+            .all(|segment| !matches!(segment, "" | "." | ".."));
+    if plain || path == "/" {
+        out.push_str(path);
+        return;
+    }
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
@@ -816,9 +889,7 @@ pub fn canonical_uri(path: &str) -> String {
     if path.ends_with('/') && !segments.is_empty() {
         normalized.push('/');
     }
-    let mut out = String::with_capacity(normalized.len() + 8);
-    uri_encode(&mut out, normalized.as_bytes(), true);
-    out
+    uri_encode(out, normalized.as_bytes(), true);
 }
 
 /// Percent-decodes `raw` (`+` is a space); a `%` not followed by two hex
@@ -1129,6 +1200,24 @@ mod tests {
         );
         assert_eq!(canonical_uri("/a b/%20/./c/../d"), "/a%20b/%2520/d");
         assert_eq!(canonical_uri(""), "/");
+        // Paths copied as they are and paths normalised give what the
+        // general rule gives.
+        for (path, canonical) in [
+            ("/", "/"),
+            ("/api/v1/whoami", "/api/v1/whoami"),
+            ("/a/", "/a/"),
+            ("//", "/"),
+            ("/a//b/", "/a/b/"),
+            ("/a//", "/a/"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b/", "/b/"),
+            ("/a/.b/..c", "/a/.b/..c"),
+            ("/a~b_c-d.e", "/a~b_c-d.e"),
+            ("a/b", "/a/b"),
+            ("/a b", "/a%20b"),
+        ] {
+            assert_eq!(canonical_uri(path), canonical, "{path:?}");
+        }
     }
 
     fn refusal(method: &str, target: &str, headers: &[(&str, &str)], now: UnixTime) -> Sigv4Fault {

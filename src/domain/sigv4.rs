@@ -705,12 +705,19 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// `ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request`.
 fn parse_credential(raw: &str) -> Result<(String, CredentialScope, String), Sigv4Error> {
-    let parts: Vec<&str> = raw.split('/').collect();
     let malformed = || Sigv4Error {
         fault: Sigv4Fault::MalformedAuthorization,
         message: "Credential must be ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request".to_owned(),
     };
-    let [key, date, region, service, terminator] = parts.as_slice() else {
+    let mut parts = raw.split('/');
+    let (Some(key), Some(date), Some(region), Some(service), Some(terminator), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(malformed());
     };
     if key.is_empty() || key.len() > 128 || region.is_empty() || service.is_empty() {
@@ -723,13 +730,13 @@ fn parse_credential(raw: &str) -> Result<(String, CredentialScope, String), Sigv
         );
     }
     Ok((
-        (*key).to_owned(),
+        key.to_owned(),
         CredentialScope {
-            date: (*date).to_owned(),
-            region: (*region).to_owned(),
-            service: (*service).to_owned(),
+            date: date.to_owned(),
+            region: region.to_owned(),
+            service: service.to_owned(),
         },
-        (*terminator).to_owned(),
+        terminator.to_owned(),
     ))
 }
 

@@ -206,9 +206,9 @@ impl Store {
     ) -> super::Result<ChangesSince> {
         use sqlx::Row as _;
         let _span = self.span("credential_changes_since");
-        if self.breaker.is_open() {
-            return Err(super::breaker::known_down());
-        }
+        // Fails at once while the database is known to be down, whichever
+        // connection the log is read on.
+        self.db()?;
         let rows = match &self.change_log {
             Some(reader) => read_change_log(reader, after).await?,
             // SQLite keeps no log: the query fails as it would anywhere.

@@ -137,13 +137,7 @@ impl OtlpProcessor {
         // neither built nor dropped inside Tokio's: it is built, used and
         // dropped on the export thread, which is a plain one.
         let timeout = batching.timeout;
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            wake_exporter: Condvar::new(),
-            round_done: Condvar::new(),
-            batching,
-            resource: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(batching));
         let (built, client) = std::sync::mpsc::sync_channel(1);
         let exporter = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -215,6 +209,16 @@ impl SpanProcessor for OtlpProcessor {
 }
 
 impl Shared {
+    fn new(batching: Batching) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue::default()),
+            wake_exporter: Condvar::new(),
+            round_done: Condvar::new(),
+            batching,
+            resource: Mutex::new(Vec::new()),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -543,18 +547,12 @@ mod tests {
 
     #[test]
     fn spans_past_the_queue_are_dropped_and_counted() {
-        let shared = Shared {
-            queue: Mutex::new(Queue::default()),
-            wake_exporter: Condvar::new(),
-            round_done: Condvar::new(),
-            batching: Batching {
-                schedule_delay: AN_HOUR,
-                batch_size: 5,
-                max_queue: 5,
-                timeout: Duration::from_secs(1),
-            },
-            resource: Mutex::new(Vec::new()),
-        };
+        let shared = Shared::new(Batching {
+            schedule_delay: AN_HOUR,
+            batch_size: 5,
+            max_queue: 5,
+            timeout: Duration::from_secs(1),
+        });
         let scope = InstrumentationScope::builder("keyport").build();
         for _ in 0..7 {
             shared.enqueue(&scope, b"span");

@@ -397,8 +397,147 @@ async fn an_invitation_is_one_link_with_the_code_in_its_fragment(backend: Backen
     assert!(!csv.contains(&code), "{csv}");
 }
 
+/// The key page is where the key list sends a browser without script: every
+/// action there must work from plain forms. Tried: a delete with a name that
+/// is not the key's, then the name in another case; a revoke; a roll of a
+/// colleague's key posted by hand (the page does not offer it).
+async fn the_key_page_revokes_rolls_and_deletes_without_script(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ana = person(&app, "admin").await;
+    // The first key signs its owner's webhooks (and cannot be deleted).
+    let key = app
+        .create_key_over_http(&ana.session, json!({"name": "Dashboard"}))
+        .await;
+    let doomed = app
+        .create_key_over_http(&ana.session, json!({"name": "Old ERP"}))
+        .await;
+    let bo = colleague(&app, &ana.tenant, "member").await;
+    let theirs = app
+        .create_key_over_http(&bo.session, json!({"name": "Bo sync"}))
+        .await;
+    // Read with a token of another key: signing in below ends Ana's session.
+    let reader = app
+        .create_key_over_http(&ana.session, json!({"name": "reader"}))
+        .await;
+    let api = s(
+        &app.request_token(s(&reader, "client_id"), s(&reader, "client_secret"))
+            .await
+            .json::<Value>()
+            .await
+            .expect("a token"),
+        "access_token",
+    )
+    .to_owned();
+    let browser = Browser::signed_in(&app, &ana.email).await;
+    let doomed_id = s(&doomed, "id").to_owned();
+    let page = format!("/console/keys/{doomed_id}");
+    let html = browser.get(&page).await.html;
+    assert!(
+        !html.contains("data-open="),
+        "nothing on the key page needs script to open:\n{html}"
+    );
+    for action in ["revoke", "delete", "roll"] {
+        assert!(
+            html.contains(&format!("action=\"/console/keys/{doomed_id}/{action}\"")),
+            "a plain form to {action}:\n{html}"
+        );
+    }
+    assert!(
+        html.contains("id=\"delete-confirm\"") && !html.contains("id=\"delete-confirm\" open"),
+        "the delete confirmation starts closed:\n{html}"
+    );
+
+    // A name that is not the key's: the key page again, saying so, with the
+    // confirmation open; the key is still there.
+    let mismatch = post_from(
+        &browser,
+        &page,
+        &format!("{page}/delete"),
+        &[("return_to", "key"), ("confirm", "Old ERP 2")],
+    )
+    .await;
+    assert_ne!(mismatch.status, StatusCode::SEE_OTHER, "{}", mismatch.html);
+    assert!(mismatch.status.is_client_error(), "{}", mismatch.status);
+    assert!(
+        mismatch.html.contains("<h1>Old ERP</h1>"),
+        "{}",
+        mismatch.html
+    );
+    assert!(
+        mismatch.html.contains("is not the key&#39;s name"),
+        "{}",
+        mismatch.html
+    );
+    assert!(
+        mismatch.html.contains("id=\"delete-confirm\" open>"),
+        "the confirmation stays open:\n{}",
+        mismatch.html
+    );
+    let (status, _) = status_and_json(
+        app.call(Method::GET, &format!("/api/v1/keys/{doomed_id}"), &api)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "nothing was deleted");
+
+    // The name in another case deletes it, and goes back to the list.
+    let deleted = post_from(
+        &browser,
+        &page,
+        &format!("{page}/delete"),
+        &[("return_to", "key"), ("confirm", "old erp")],
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.html);
+    assert_eq!(deleted.location, "/console/keys");
+    let (status, _) = status_and_json(
+        app.call(Method::GET, &format!("/api/v1/keys/{doomed_id}"), &api)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Revoke comes back to the key's page, which shows it revoked.
+    let key_page = format!("/console/keys/{}", s(&key, "id"));
+    let revoked = post_from(
+        &browser,
+        &key_page,
+        &format!("{key_page}/revoke"),
+        &[("return_to", "key")],
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.html);
+    assert_eq!(revoked.location, key_page);
+    let html = browser.get(&key_page).await.html;
+    assert!(html.contains("id=\"key-status\">revoked</span>"), "{html}");
+    assert!(
+        !html.contains("/revoke\""),
+        "no revoke offered twice:\n{html}"
+    );
+
+    // A colleague's key: no Roll on its page, and a roll posted by hand is
+    // refused on that page, in words.
+    let their_page = format!("/console/keys/{}", s(&theirs, "id"));
+    let html = browser.get(&their_page).await.html;
+    assert!(
+        !html.contains("/roll\""),
+        "no Roll on a colleague's key:\n{html}"
+    );
+    let rolled = post_from(
+        &browser,
+        &their_page,
+        &format!("{their_page}/roll"),
+        &[("return_to", "key"), ("grace_seconds", "3600")],
+    )
+    .await;
+    assert_eq!(rolled.status, StatusCode::FORBIDDEN, "{}", rolled.html);
+    assert!(rolled.html.contains("<h1>Bo sync</h1>"), "{}", rolled.html);
+    assert!(rolled.html.contains("role=\"alert\""), "{}", rolled.html);
+}
+
 crate::on_both_backends!(
     the_key_page_settings_form_changes_what_the_api_shows,
     no_row_offers_an_action_the_server_would_refuse,
     an_invitation_is_one_link_with_the_code_in_its_fragment,
+    the_key_page_revokes_rolls_and_deletes_without_script,
 );

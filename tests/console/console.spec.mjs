@@ -1034,6 +1034,21 @@ step('the key list: one line per key with one Actions menu, calm destructive ite
   const manage = line.getByRole('link', { name: 'Manage' });
   assert.equal(await manage.isVisible(), true, 'a Manage link without script');
   assert.equal(await manage.getAttribute('href'), `/console/keys/${erp.id}`);
+  // There, the confirmations open in place: a mistyped name is refused in
+  // words, the confirmation stays open, and the key stays.
+  await navigation(still, () => manage.click());
+  assert.equal(await still.locator('[data-open]').count(), 0, 'nothing on the key page needs script');
+  const revokeConfirm = still.locator('#revoke-confirm');
+  await revokeConfirm.locator('summary').click();
+  assert.equal(await revokeConfirm.getByRole('button', { name: `Revoke ${erp.name}` }).isVisible(), true, 'Revoke opens in place without script');
+  const del = still.locator('#delete-confirm');
+  await del.locator('summary').click();
+  await del.getByLabel("The key's name").fill(`${erp.name} (typo)`);
+  expectHttpError(`/console/keys/${erp.id}/delete`, 409);
+  await navigation(still, () => del.getByRole('button', { name: `Delete ${erp.name}` }).click());
+  assert.match(await still.getByRole('alert').textContent(), /not the key's name/);
+  assert.equal(await still.locator('#delete-confirm').getAttribute('open'), '', 'the confirmation stays open');
+  assert.equal((await still.locator('#key-status').textContent()).trim(), 'active');
   await plain.close();
   pages.delete('no-script');
 });

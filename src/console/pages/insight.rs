@@ -52,14 +52,28 @@ pub(super) struct RefusedSettings {
     pub status: StatusCode,
 }
 
-/// A key's page, with a refused settings change shown in its form.
+/// What the server refused, shown on the key's page.
+pub(super) enum Refused {
+    /// A settings change: shown in its form.
+    Settings(RefusedSettings),
+    /// An action from the page (revoke, delete, roll, use with webhooks):
+    /// shown above it; a delete whose typed name did not match keeps its
+    /// confirmation open.
+    Action {
+        error: PageError,
+        status: StatusCode,
+        delete_mismatch: bool,
+    },
+}
+
+/// A key's page, with what the server refused, if anything.
 pub(super) async fn key_page_of(
     req: &HttpRequest,
     state: &State,
     visitor: &Visitor,
     key_id: &str,
     period: Period,
-    refused: Option<RefusedSettings>,
+    refused: Option<Refused>,
 ) -> HttpResponse {
     let at = now();
     let range = match UsageRange::parse(
@@ -91,12 +105,23 @@ pub(super) async fn key_page_of(
             .principal
             .scopes
             .contains(crate::domain::KEYS_MANAGE);
+    let mut error = None;
+    let mut delete_refused = false;
     let (settings, settings_error, status) = match refused {
-        Some(refused) => (
+        Some(Refused::Settings(refused)) => (
             Some(refused.form),
             Some((refused.error, refused.field)),
             refused.status,
         ),
+        Some(Refused::Action {
+            error: refusal,
+            status,
+            delete_mismatch,
+        }) => {
+            error = Some(refusal);
+            delete_refused = delete_mismatch;
+            (may_change.then(|| SettingsForm::of(&key)), None, status)
+        }
         None => (
             may_change.then(|| SettingsForm::of(&key)),
             None,
@@ -111,7 +136,7 @@ pub(super) async fn key_page_of(
         )
         .await,
         flash: read_flash(req),
-        error: None,
+        error,
         key: KeyView::of(key, &own_id, at),
         period: period.code(),
         periods: PERIODS,
@@ -129,6 +154,7 @@ pub(super) async fn key_page_of(
         return_to: "key",
         settings,
         settings_error,
+        delete_refused,
     };
     page(status, &template)
 }

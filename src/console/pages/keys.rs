@@ -470,19 +470,57 @@ async fn key_action(
     match done {
         Ok(notice) => redirect_with(back, &notice, &state),
         Err(err) => {
-            let error = match &err {
-                ServiceError::ConfirmationRequired { .. } => PageError::new(
+            let mismatch = matches!(err, ServiceError::ConfirmationRequired { .. });
+            let error = if mismatch {
+                PageError::new(
                     err.code(),
-                    "the name you typed is not the key's name: type its name (any case) to delete it. Nothing was deleted.",
-                ),
-                other => PageError::from(other),
+                    "The name you typed is not the key's name: type its name (any case) to delete it. Nothing was deleted.",
+                )
+            } else {
+                PageError::from(&err)
             };
-            let (_, mut template) =
-                keys_page(&state, &visitor, &KeysQuery::default(), None, None, None).await;
-            template.error = Some(error);
-            page(service_status(&err), &template)
+            let from_key_page = (form.get("return_to") == Some("key")).then_some(key_id.as_str());
+            let status = service_status(&err);
+            refused_action(
+                &req,
+                &state,
+                &visitor,
+                from_key_page,
+                error,
+                status,
+                mismatch,
+            )
+            .await
         }
     }
+}
+
+/// A refused key action, shown where it was asked for: on the key's page
+/// (`from_key_page`, its id) or the key list. `delete_mismatch`: a delete
+/// whose typed name was not the key's, whose confirmation stays open.
+async fn refused_action(
+    req: &HttpRequest,
+    state: &State,
+    visitor: &Visitor,
+    from_key_page: Option<&str>,
+    error: PageError,
+    status: StatusCode,
+    delete_mismatch: bool,
+) -> HttpResponse {
+    if let Some(key_id) = from_key_page {
+        let refused = super::insight::Refused::Action {
+            error,
+            status,
+            delete_mismatch,
+        };
+        let period = Period::parse(None);
+        return super::insight::key_page_of(req, state, visitor, key_id, period, Some(refused))
+            .await;
+    }
+    let (_, mut template) =
+        keys_page(state, visitor, &KeysQuery::default(), None, None, None).await;
+    template.error = Some(error);
+    page(status, &template)
 }
 
 #[derive(Clone, Copy)]
@@ -545,10 +583,9 @@ pub async fn roll_key(
             page(StatusCode::CREATED, &template)
         }
         Err(err) => {
-            let (_, mut template) =
-                keys_page(&state, &visitor, &KeysQuery::default(), None, None, None).await;
-            template.error = Some(PageError::from(&err));
-            page(service_status(&err), &template)
+            let from_key_page = (form.get("return_to") == Some("key")).then_some(path.as_str());
+            let (error, status) = (PageError::from(&err), service_status(&err));
+            refused_action(&req, &state, &visitor, from_key_page, error, status, false).await
         }
     }
 }
@@ -666,7 +703,7 @@ pub async fn change_settings(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    use super::insight::{RefusedSettings, key_page_of};
+    use super::insight::{Refused, RefusedSettings, key_page_of};
     let (visitor, form) = match checked_change(&req, &state, &body).await {
         Ok(ok) => ok,
         Err(response) => return response,
@@ -699,7 +736,15 @@ pub async fn change_settings(
             "Give the key a name, e.g. \"ERP nightly sync\". Nothing was changed.",
         );
         let refused = refuse(sent, error, "name", StatusCode::UNPROCESSABLE_ENTITY);
-        return key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await;
+        return key_page_of(
+            &req,
+            &state,
+            &visitor,
+            &key.id,
+            period,
+            Some(Refused::Settings(refused)),
+        )
+        .await;
     }
     let rate_limit = if sent.rate_limit == current.rate_limit {
         None
@@ -714,7 +759,15 @@ pub async fn change_settings(
                     format!("The rate is not valid: {e}. Nothing was changed."),
                 );
                 let refused = refuse(sent, error, "rate_limit", StatusCode::UNPROCESSABLE_ENTITY);
-                return key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await;
+                return key_page_of(
+                    &req,
+                    &state,
+                    &visitor,
+                    &key.id,
+                    period,
+                    Some(Refused::Settings(refused)),
+                )
+                .await;
             }
         }
     };
@@ -758,7 +811,15 @@ pub async fn change_settings(
             let status = service_status(&err);
             let (field, error) = settings_refusal(&err);
             let refused = refuse(sent, error, field, status);
-            key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await
+            key_page_of(
+                &req,
+                &state,
+                &visitor,
+                &key.id,
+                period,
+                Some(Refused::Settings(refused)),
+            )
+            .await
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct KeyPage {
     pub settings: Option<SettingsForm>,
     /// A refused change of settings, in words, and the field at fault.
     pub settings_error: Option<(PageError, &'static str)>,
+    /// A delete refused because the typed name was not the key's: its
+    /// confirmation stays open beside the error.
+    pub delete_refused: bool,
 }
 
 /// The key page's settings form: what the key update changes.

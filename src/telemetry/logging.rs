@@ -62,31 +62,39 @@ pub fn init() {
 }
 
 fn write_text(buf: &mut env_logger::fmt::Formatter, record: &log::Record) -> std::io::Result<()> {
-    let mut line = format!(
-        "[{} {:<5} {}] {}",
-        buf.timestamp_millis(),
+    // One buffer per thread, reused: the access line is written for every
+    // request, and building it from owned pieces cost a dozen allocations.
+    thread_local! {
+        static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        text_line(line, buf.timestamp_millis(), record);
+        buf.write_all(line.as_bytes())
+    })
+}
+
+/// `record` as one text line (with its newline) appended to `line`.
+fn text_line(line: &mut String, timestamp: impl std::fmt::Display, record: &log::Record) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        line,
+        "[{timestamp} {:<5} {}] {}",
         record.level(),
         record.target(),
         record.args()
     );
-    let mut fields = Fields::default();
+    let mut fields = TextFields {
+        line,
+        has_request_id: false,
+    };
     let _ = record.key_values().visit(&mut fields);
     if !fields.has_request_id
         && let Some(id) = request::current_id()
     {
-        fields.pairs.push(("request_id".to_owned(), id.to_string()));
+        fields.push(Key::from_str("request_id"), Value::from_display(&id));
     }
-    for (key, value) in &fields.pairs {
-        line.push(' ');
-        line.push_str(key);
-        line.push('=');
-        if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"') {
-            line.push_str(&serde_json::Value::String(value.clone()).to_string());
-        } else {
-            line.push_str(value);
-        }
-    }
-    writeln!(buf, "{line}")
+    line.push('\n');
 }
 
 fn write_json(buf: &mut env_logger::fmt::Formatter, record: &log::Record) -> std::io::Result<()> {
@@ -110,20 +118,40 @@ fn write_json(buf: &mut env_logger::fmt::Formatter, record: &log::Record) -> std
     writeln!(buf, "{}", serde_json::Value::Object(object))
 }
 
-/// Key-values as text; an empty value means "not known" and is left out.
-#[derive(Default)]
-struct Fields {
-    pairs: Vec<(String, String)>,
+/// Key-values as text after the message, ` key=value` each; an empty value
+/// means "not known" and is left out; a value with a space or a quote is
+/// written as a JSON string.
+struct TextFields<'a> {
+    line: &'a mut String,
     has_request_id: bool,
 }
 
-impl<'kvs> VisitSource<'kvs> for Fields {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-        let value = value.to_string();
-        if !value.is_empty() {
-            self.has_request_id |= key.as_str() == "request_id";
-            self.pairs.push((key.as_str().to_owned(), value));
+impl TextFields<'_> {
+    fn push(&mut self, key: Key<'_>, value: Value<'_>) {
+        use std::fmt::Write as _;
+        let before = self.line.len();
+        self.line.push(' ');
+        self.line.push_str(key.as_str());
+        self.line.push('=');
+        let start = self.line.len();
+        let _ = write!(self.line, "{value}");
+        let written = &self.line[start..];
+        if written.is_empty() {
+            self.line.truncate(before);
+            return;
         }
+        self.has_request_id |= key.as_str() == "request_id";
+        if written.contains(|c: char| c.is_whitespace() || c == '"') {
+            let quoted = serde_json::Value::String(written.to_owned()).to_string();
+            self.line.truncate(start);
+            self.line.push_str(&quoted);
+        }
+    }
+}
+
+impl<'kvs> VisitSource<'kvs> for TextFields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+        self.push(key, value);
         Ok(())
     }
 }
@@ -149,5 +177,57 @@ impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
         };
         self.0.insert(key.as_str().to_owned(), json);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of(pairs: &[(&str, &str)]) -> String {
+        let mut line = String::new();
+        let args = format_args!("POST /oauth/token 200");
+        let record = log::Record::builder()
+            .level(log::Level::Info)
+            .target("keyport::access")
+            .args(args)
+            .key_values(&pairs)
+            .build();
+        text_line(&mut line, "T", &record);
+        line
+    }
+
+    #[test]
+    fn a_text_line_has_its_fields_after_the_message_and_leaves_out_empty_ones() {
+        let line = line_of(&[
+            ("request_id", "r-1"),
+            ("status", "200"),
+            ("credential_id", ""),
+            ("client_address", "127.0.0.1"),
+        ]);
+        assert_eq!(
+            line,
+            "[T INFO  keyport::access] POST /oauth/token 200 request_id=r-1 status=200 \
+             client_address=127.0.0.1\n"
+        );
+    }
+
+    #[test]
+    fn a_value_with_a_space_or_a_quote_is_a_json_string() {
+        let line = line_of(&[("request_id", "r-2"), ("reason", "bad \"secret\"\tnow")]);
+        assert_eq!(
+            line,
+            "[T INFO  keyport::access] POST /oauth/token 200 request_id=r-2 \
+             reason=\"bad \\\"secret\\\"\\tnow\"\n"
+        );
+    }
+
+    #[test]
+    fn a_line_without_a_request_id_field_takes_none_outside_a_request() {
+        let line = line_of(&[("status", "200"), ("error", "")]);
+        assert_eq!(
+            line,
+            "[T INFO  keyport::access] POST /oauth/token 200 status=200\n"
+        );
     }
 }

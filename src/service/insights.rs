@@ -147,8 +147,10 @@ pub async fn overview(service: &Service, principal: &Principal) -> Result<Overvi
     let keys = optional(keys::list_keys(service, principal, KeyListing::All).await)?;
     let usage = match &keys {
         Some(_) => {
-            let range = UsageRange::parse(Some(at - 14 * DAY), Some(at), Some("hour"), at)
-                .map_err(ServiceError::Invalid)?;
+            // One bucket per key, outcome and day, not per hour: a company
+            // with a thousand busy keys would otherwise read 24 times the
+            // rows. The windows end with the current hour, as `assess` reads them.
+            let range = UsageRange::days_ending_now(at, 14);
             key_usage::usage_by_key(service, principal, range).await?
         }
         None => BTreeMap::new(),
@@ -216,8 +218,9 @@ fn secret_uses(counts: &UsageCounts) -> u64 {
 }
 
 /// What needs attention and the rest of the overview, from the keys, their
-/// hourly usage over the last 14 days (by key id), endpoints and locked
-/// users, at `at`.
+/// usage over the last 14 days (by key id; in hours, or in the 24-hour
+/// windows of [`UsageRange::days_ending_now`]), endpoints and locked users,
+/// at `at`.
 pub fn assess(
     keys: &[KeySummary],
     usage: &BTreeMap<String, KeySeries>,
@@ -225,9 +228,10 @@ pub fn assess(
     locked: &[LockedUser],
     at: UnixTime,
 ) -> Overview {
-    // The hour buckets overlapping the last 24 hours count as "the last day".
+    // The hour buckets overlapping the last 24 hours count as "the last
+    // day"; a week is seven such days.
     let day_start = at - DAY - (at - DAY).rem_euclid(HOUR) + HOUR;
-    let week_start = at - 7 * DAY;
+    let week_start = day_start - 6 * DAY;
     let mut overview = Overview::default();
     let empty = KeySeries::default();
     let mut volumes = Vec::new();

@@ -554,6 +554,21 @@ impl UsageRange {
     }
 }
 
+impl UsageRange {
+    /// The `days` 24-hour windows that end with the current hour (the one
+    /// holding `at`), oldest first: the last of them is "the last 24
+    /// hours" in whole hours, whatever the time of day, and each is read
+    /// as one bucket rather than as 24.
+    pub fn days_ending_now(at: UnixTime, days: i64) -> Self {
+        let next_hour = at - at.rem_euclid(HOUR) + HOUR;
+        UsageRange {
+            from: next_hour - days * DAY,
+            to: at,
+            granularity: Granularity::Day,
+        }
+    }
+}
+
 /// What a key (or several) did in one bucket, or in the whole range.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct UsageCounts {
@@ -908,6 +923,23 @@ mod tests {
             assert_eq!(Outcome::from_index(index).index(), index);
             assert_eq!(stored_index(&Outcome::from_index(index).as_stored()), index);
         }
+    }
+
+    #[test]
+    fn days_ending_now_end_with_the_current_hour() {
+        // 2026-12-05 13:20:00 UTC.
+        let at = 1_796_428_800 + 13 * HOUR + 20 * 60;
+        let range = UsageRange::days_ending_now(at, 14);
+        let next_hour = 1_796_428_800 + 14 * HOUR;
+        assert_eq!(range.from, next_hour - 14 * DAY);
+        assert_eq!(range.to, at);
+        assert_eq!(range.granularity, Granularity::Day);
+        // The last window starts 23 hours before the current hour.
+        let last = range.from + 13 * DAY;
+        assert_eq!(last, at - at % HOUR - 23 * HOUR);
+        // On the hour, the current hour is the one just begun.
+        let on_the_hour = UsageRange::days_ending_now(1_796_428_800, 1);
+        assert_eq!(on_the_hour.from, 1_796_428_800 + HOUR - DAY);
     }
 
     #[test]

@@ -56,29 +56,32 @@ pub struct UsageRow {
     pub address: Option<String>,
 }
 
+// Each sums within `key_usage*` first and joins the key's names onto the
+// sums: joining before grouping made every hourly row carry them through the
+// sort, which doubled the time a company's fortnight took to read.
 macro_rules! usage_selects {
     ($scope:literal) => {
         [
             concat!(
-                "SELECT u.key_id, k.client_id, k.name, CAST((u.hour / $3) * $3 AS BIGINT) AS bucket, \
-                 u.outcome AS what, CAST(SUM(u.count) AS BIGINT) AS value, \
-                 CAST(NULL AS TEXT) AS address \
-                 FROM key_usage u JOIN api_keys k ON k.id = u.key_id \
-                 WHERE u.hour >= $1 AND u.hour < $2 AND ",
+                "SELECT g.key_id, k.client_id, k.name, g.bucket, g.what, g.value, \
+                 CAST(NULL AS TEXT) AS address FROM (\
+                 SELECT u.key_id, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
+                 u.outcome AS what, CAST(SUM(u.count) AS BIGINT) AS value \
+                 FROM key_usage u WHERE u.hour >= $1 AND u.hour < $2 AND ",
                 $scope,
-                " GROUP BY u.key_id, k.client_id, k.name, bucket, u.outcome"
+                " GROUP BY u.key_id, bucket, u.outcome) g JOIN api_keys k ON k.id = g.key_id"
             ),
             concat!(
-                "SELECT u.key_id, k.client_id, k.name, CAST((u.hour / $3) * $3 AS BIGINT) AS bucket, \
-                 CAST('peak' AS TEXT) AS what, CAST(MAX(u.per_minute) AS BIGINT) AS value, \
-                 CAST(NULL AS TEXT) AS address \
-                 FROM key_usage_peaks u JOIN api_keys k ON k.id = u.key_id \
-                 WHERE u.hour >= $1 AND u.hour < $2 AND ",
+                "SELECT g.key_id, k.client_id, k.name, g.bucket, CAST('peak' AS TEXT) AS what, \
+                 g.value, CAST(NULL AS TEXT) AS address FROM (\
+                 SELECT u.key_id, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
+                 CAST(MAX(u.per_minute) AS BIGINT) AS value \
+                 FROM key_usage_peaks u WHERE u.hour >= $1 AND u.hour < $2 AND ",
                 $scope,
-                " GROUP BY u.key_id, k.client_id, k.name, bucket"
+                " GROUP BY u.key_id, bucket) g JOIN api_keys k ON k.id = g.key_id"
             ),
             concat!(
-                "SELECT u.key_id, k.client_id, k.name, CAST((u.hour / $3) * $3 AS BIGINT) AS bucket, \
+                "SELECT u.key_id, k.client_id, k.name, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
                  CAST('address' AS TEXT) AS what, CAST(0 AS BIGINT) AS value, u.address \
                  FROM key_usage_addresses u JOIN api_keys k ON k.id = u.key_id \
                  WHERE u.hour >= $1 AND u.hour < $2 AND ",
@@ -149,7 +152,9 @@ impl Store {
     }
 
     /// The usage of `scope` in the hours `[from, to)`, summed into buckets
-    /// of `bucket_seconds` (UTC hours or days).
+    /// of `bucket_seconds` counted from `from` (an hour's start): UTC hours
+    /// or days when `from` starts one, or 24-hour windows ending at the
+    /// current hour.
     pub async fn key_usage_rows(
         &self,
         scope: &UsageScope<'_>,
@@ -162,7 +167,9 @@ impl Store {
             UsageScope::Key(key_id) => (usage_selects!("u.key_id = $4"), vec![key_id]),
             UsageScope::Tenant(tenant) => (usage_selects!("u.tenant_id = $4"), vec![tenant]),
             UsageScope::Owner(tenant, owner) => (
-                usage_selects!("u.tenant_id = $4 AND k.owner_id = $5"),
+                usage_selects!(
+                    "u.tenant_id = $4 AND u.key_id IN (SELECT id FROM api_keys WHERE owner_id = $5)"
+                ),
                 vec![tenant, owner],
             ),
             UsageScope::All => (usage_selects!("1 = 1"), vec![]),

@@ -201,6 +201,80 @@ async fn the_overview_lists_a_key_expiring_soon_and_one_with_a_refusal_spike_but
     assert_eq!(home.location, "/console/overview");
 }
 
+/// The overview reads each key's fortnight as fourteen 24-hour windows
+/// ending with the current hour: refusals 23 hours ago are "the last 24
+/// hours", refusals 24 hours ago are not, whatever the time of day. And a
+/// housekeeping list names at most 25 keys, saying how many more there are.
+async fn the_overview_reads_the_last_24_hours_in_whole_hours_and_caps_its_lists(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            NO_FLUSH[0],
+            NO_FLUSH[1],
+            ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "40"),
+        ],
+    )
+    .await;
+    let ana = person(&app, "admin").await;
+    let inside = app
+        .create_key_over_http(&ana.session, json!({"name": "inside"}))
+        .await;
+    let outside = app
+        .create_key_over_http(&ana.session, json!({"name": "outside"}))
+        .await;
+    for n in 0..27 {
+        app.create_key_over_http(&ana.session, json!({"name": format!("spare {n:02}")}))
+            .await;
+    }
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64
+    };
+    // The page must be read in the hour the rows are placed from: near the
+    // hour's end, wait for the next one to start.
+    let left_in_hour = 3600 - unix_now() % 3600;
+    if left_in_hour < 60 {
+        tokio::time::sleep(std::time::Duration::from_secs(left_in_hour as u64 + 1)).await;
+    }
+    let now = unix_now();
+    let current_hour = now - now % 3600;
+    let refused = |key: &Value, hours_ago: i64| keyport::storage::UsageCount {
+        client_id: s(key, "client_id").to_owned(),
+        hour: current_hour - hours_ago * 3600,
+        outcome: "refused:wrong_secret".to_owned(),
+        count: 12,
+    };
+    app.store
+        .add_key_usage(&[refused(&inside, 23), refused(&outside, 24)], &[], &[])
+        .await
+        .expect("usage stored");
+
+    let browser = Browser::signed_in(&app, &ana.email).await;
+    let page = browser.get("/console/overview").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let html = &page.html;
+    let spike =
+        attention_about(html, s(&inside, "client_id")).expect("23 hours ago is the last day");
+    assert!(spike.contains("refused 12 times"), "{spike}");
+    assert_eq!(
+        attention_about(html, s(&outside, "client_id")),
+        None,
+        "24 hours ago is the day before:\n{html}"
+    );
+
+    // 29 keys without expiry: 25 named, 4 more counted.
+    let chore = html
+        .split("id=\"no-expiry\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</details>").next())
+        .expect("the no-expiry chore");
+    assert!(chore.contains("No expiry date: 29 keys"), "{chore}");
+    assert_eq!(chore.matches("<li>").count(), 25, "{chore}");
+    assert!(chore.contains("And 4 more"), "{chore}");
+}
+
 async fn key_creation_starts_with_no_permission_and_ninety_days_and_refuses_none(backend: Backend) {
     let app = spawn_app_with(backend, &NO_FLUSH).await;
     let ana = person(&app, "admin").await;
@@ -321,6 +395,7 @@ async fn the_audit_page_shows_the_newest_event_first_with_names_and_exports_csv(
 }
 
 crate::on_both_backends!(
+    the_overview_reads_the_last_24_hours_in_whole_hours_and_caps_its_lists,
     the_key_page_chart_its_table_and_the_api_agree_once_flushed,
     the_overview_lists_a_key_expiring_soon_and_one_with_a_refusal_spike_but_not_a_healthy_one,
     key_creation_starts_with_no_permission_and_ninety_days_and_refuses_none,

@@ -220,7 +220,39 @@ pub struct Chore {
     pub id: &'static str,
     pub title: &'static str,
     pub advice: &'static str,
+    /// How many keys it is about.
+    pub count: usize,
+    /// The first [`Chore::SHOWN`] of them, by name.
     pub keys: Vec<KeyRef>,
+}
+
+impl Chore {
+    /// Keys listed per chore: a company with thousands of keys gets a page
+    /// it can read, and the count says how many more there are.
+    pub const SHOWN: usize = 25;
+
+    fn of(
+        id: &'static str,
+        title: &'static str,
+        advice: &'static str,
+        mut keys: Vec<KeyRef>,
+    ) -> Self {
+        let count = keys.len();
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        keys.truncate(Self::SHOWN);
+        Chore {
+            id,
+            title,
+            advice,
+            count,
+            keys,
+        }
+    }
+
+    /// How many keys are not listed.
+    pub fn more(&self) -> usize {
+        self.count - self.keys.len()
+    }
 }
 
 #[derive(Template)]
@@ -259,36 +291,36 @@ impl OverviewPage {
             top_by_volume: overview.top_by_volume,
             top_by_refusals: overview.top_by_refusals,
             chores: vec![
-                Chore {
-                    id: "unused-90",
-                    title: "Unused for 90 days or more",
-                    advice: "Revoke them if nothing needs them any more.",
-                    keys: tidy.unused_90,
-                },
-                Chore {
-                    id: "unused-30",
-                    title: "Unused for 30 to 90 days",
-                    advice: "Check they are still needed.",
-                    keys: tidy.unused_30,
-                },
-                Chore {
-                    id: "never-used",
-                    title: "Never used",
-                    advice: "A key nobody uses is one more secret to keep safe.",
-                    keys: tidy.never_used,
-                },
-                Chore {
-                    id: "no-expiry",
-                    title: "No expiry date",
-                    advice: "Keys that never expire stay valid if they leak: roll them into keys that do.",
-                    keys: tidy.no_expiry,
-                },
-                Chore {
-                    id: "every-scope",
-                    title: "Holding every permission",
-                    advice: "Give each key only the permissions its client needs.",
-                    keys: tidy.every_scope,
-                },
+                Chore::of(
+                    "unused-90",
+                    "Unused for 90 days or more",
+                    "Revoke them if nothing needs them any more.",
+                    tidy.unused_90,
+                ),
+                Chore::of(
+                    "unused-30",
+                    "Unused for 30 to 90 days",
+                    "Check they are still needed.",
+                    tidy.unused_30,
+                ),
+                Chore::of(
+                    "never-used",
+                    "Never used",
+                    "A key nobody uses is one more secret to keep safe.",
+                    tidy.never_used,
+                ),
+                Chore::of(
+                    "no-expiry",
+                    "No expiry date",
+                    "Keys that never expire stay valid if they leak: roll them into keys that do.",
+                    tidy.no_expiry,
+                ),
+                Chore::of(
+                    "every-scope",
+                    "Holding every permission",
+                    "Give each key only the permissions its client needs.",
+                    tidy.every_scope,
+                ),
             ],
             sees_keys: overview.sees_keys,
         }

@@ -297,8 +297,6 @@ pub struct KeysPage {
     pub sigv4_region: String,
     pub sigv4_service: String,
     pub issuer: String,
-    /// Where its dialogs' forms come back to.
-    pub return_to: &'static str,
     /// The search box's text.
     pub search: String,
 }

@@ -248,7 +248,7 @@ async fn no_row_offers_an_action_the_server_would_refuse(backend: Backend) {
     assert!(second.contains(">Use with webhooks</button>"), "{second}");
     // Destructive items are plain menu items, Delete the danger one.
     assert!(
-        second.contains("class=\"danger-item\" data-open=\"delete-"),
+        second.contains("class=\"danger-item\" data-confirm=\"delete\""),
         "{second}"
     );
     let menu = second.split("<dialog").next().unwrap_or_default();
@@ -296,7 +296,7 @@ async fn no_row_offers_an_action_the_server_would_refuse(backend: Backend) {
         .get(&format!("/console/keys/{}", s(&legacy, "id")))
         .await
         .html;
-    assert!(!page.contains("Use with webhooks</button>"), "{page}");
+    assert!(!page.contains("Use with webhooks"), "{page}");
     let marked = browser
         .post_as(
             &format!("/console/keys/{}/webhook-signing", s(&legacy, "id")),
@@ -310,9 +310,12 @@ async fn no_row_offers_an_action_the_server_would_refuse(backend: Backend) {
 
     // The confirmation of "Use with webhooks" warns about the receivers.
     assert!(
-        second.contains("Every receiver must switch to this key's webhook signing key"),
-        "{second}"
+        html.contains("Every receiver must switch to this key's webhook signing key"),
+        "{html}"
     );
+    // One dialog per confirmation for the whole list, none per row.
+    assert_eq!(html.matches("<dialog id=\"confirm-").count(), 4, "{html}");
+    assert!(!second.contains("<dialog"), "{second}");
 }
 
 async fn an_invitation_is_one_link_with_the_code_in_its_fragment(backend: Backend) {

@@ -36,10 +36,12 @@
     // An item of a row's Actions menu that opens a dialog closes the menu
     // first; the dialog gives focus back to the menu's button.
     const menu = target.closest('[popover]');
-    const opener = menu && (target.dataset.open || target.dataset.testKey)
+    const opener = menu && (target.dataset.open || target.dataset.testKey || target.dataset.confirm)
       ? closeMenu(menu) : target;
     if (target.dataset.open) {
       openDialog(document.getElementById(target.dataset.open), opener);
+    } else if (target.dataset.confirm) {
+      confirmFor(target.closest('tr[data-key-id]'), target.dataset.confirm, opener);
     } else if (target.hasAttribute('data-close')) {
       closeDialog(target.closest('dialog'));
     } else if (target.dataset.copy) {
@@ -150,14 +152,34 @@
     try { document.execCommand('copy'); done(); } finally { area.remove(); }
   }
 
+  // The key list's confirmations are one dialog per action, shared by the
+  // rows: fill in the row's key (its id in the form's address, its name and
+  // client ID in the words) and open it.
+  function confirmFor(row, action, opener) {
+    const dialog = document.getElementById('confirm-' + action);
+    if (!row || !dialog) return;
+    const form = dialog.querySelector('form');
+    form.action = '/console/keys/' + encodeURIComponent(row.dataset.keyId) + '/' + form.dataset.action;
+    dialog.querySelectorAll('[data-fill="name"]').forEach(function (e) { e.textContent = row.dataset.keyName; });
+    dialog.querySelectorAll('[data-fill="client_id"]').forEach(function (e) { e.textContent = row.dataset.clientId; });
+    dialog.querySelectorAll('[data-fill="signs_webhooks"]').forEach(function (e) { e.hidden = !row.hasAttribute('data-signs-webhooks'); });
+    if (form.hasAttribute('data-phrase')) {
+      form.dataset.phrase = row.dataset.keyName;
+      const input = form.querySelector('input[name="confirm"]');
+      input.value = '';
+      input.dispatchEvent(new Event('input'));
+    }
+    openDialog(dialog, opener);
+  }
+
   // The delete button stays disabled until the key's name is typed (any
   // case), and the field says when what is typed does not match.
   function wirePhrase(form) {
     const input = form.querySelector('input[name="confirm"]');
     const submit = form.querySelector('[data-phrase-submit]');
     const says = form.querySelector('[data-mismatch]');
-    const wanted = form.dataset.phrase.trim().toLowerCase();
     const update = function () {
+      const wanted = form.dataset.phrase.trim().toLowerCase();
       const typed = input.value.trim().toLowerCase();
       const matches = typed === wanted;
       submit.disabled = !matches;

@@ -121,7 +121,6 @@ async fn keys_page(
             sigv4_region: state.service.settings.sigv4.region.clone(),
             sigv4_service: state.service.settings.sigv4.service.clone(),
             issuer: state.service.settings.tokens.issuer.clone(),
-            return_to: "list",
             search,
         },
     )

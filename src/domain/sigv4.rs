@@ -872,6 +872,7 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 }
 
 /// `ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request`, split in place.
+#[derive(Debug)]
 struct Credential<'a> {
     access_key_id: &'a str,
     date: &'a str,
@@ -1642,5 +1643,340 @@ mod tests {
         };
         let key = Sigv4SigningKey::derive(SUITE_SECRET, &scope);
         assert_eq!(format!("{key:?}"), "Sigv4SigningKey(<redacted>)");
+    }
+
+    fn fault<T: std::fmt::Debug>(result: Result<T, Sigv4Error>) -> Sigv4Fault {
+        result.expect_err("refused").fault
+    }
+
+    #[test]
+    fn signed_headers_are_checked_where_they_stand_and_bad_lists_refused() {
+        let signed = SignedHeaders::parse(Cow::Borrowed("content-type;host;x-amz-date")).unwrap();
+        assert_eq!(
+            signed.names().collect::<Vec<_>>(),
+            ["content-type", "host", "x-amz-date"]
+        );
+        assert!(signed.contains("host"));
+        assert!(!signed.contains("hos"));
+        assert!(!signed.contains("host;x-amz-date"));
+        let sixty_five = (0..65)
+            .map(|i| format!("h{i:03}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let sixty_four = (0..64)
+            .map(|i| format!("h{i:03}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        assert!(SignedHeaders::parse(Cow::Owned(sixty_four)).is_ok());
+        for bad in [
+            "",
+            ";",
+            "host;",
+            ";host",
+            "host;;x-amz-date",
+            "host;host",
+            "host;host;x-amz-date",
+            "host;x-amz-date;x-amz-date",
+            "x-amz-date;host",
+            "Host;x-amz-date",
+            "host x-amz-date",
+            "host,x-amz-date",
+            "hôst;x-amz-date",
+            "host;x-amz-date\u{0}",
+            "authorization;host;x-amz-date",
+            &sixty_five,
+        ] {
+            assert_eq!(
+                fault(SignedHeaders::parse(Cow::Borrowed(bad))),
+                Sigv4Fault::MalformedAuthorization,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_credential_splits_where_it_stands_and_malformed_ones_are_refused() {
+        let credential = Credential::parse("AKID/20150830/us-east-1/service/aws4_request").unwrap();
+        assert_eq!(
+            [
+                credential.access_key_id,
+                credential.date,
+                credential.region,
+                credential.service,
+                credential.terminator
+            ],
+            ["AKID", "20150830", "us-east-1", "service", "aws4_request"]
+        );
+        let long_id = format!(
+            "{}/20150830/us-east-1/service/aws4_request",
+            "A".repeat(129)
+        );
+        let longest_id = format!(
+            "{}/20150830/us-east-1/service/aws4_request",
+            "A".repeat(128)
+        );
+        assert!(Credential::parse(&longest_id).is_ok());
+        for (bad, expected) in [
+            ("", Sigv4Fault::MalformedAuthorization),
+            ("AKID", Sigv4Fault::MalformedAuthorization),
+            (
+                "AKID/20150830/us-east-1/service",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "AKID/20150830/us-east-1/service/aws4_request/x",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "/20150830/us-east-1/service/aws4_request",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "AKID/20150830//service/aws4_request",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "AKID/20150830/us-east-1//aws4_request",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (&long_id, Sigv4Fault::MalformedAuthorization),
+            (
+                "AKID/2015083/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                "AKID/201508300/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                "AKID/2015083a/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                "AKID/２０１５0830/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+        ] {
+            assert_eq!(fault(Credential::parse(bad)), expected, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_signature_is_64_lower_case_hex_digits_and_nothing_else() {
+        let good = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        assert_eq!(hex(&parse_signature(good).unwrap()), good);
+        let accented = "é".repeat(32);
+        for bad in [
+            "",
+            &good[..63],
+            &format!("{good}0"),
+            &good.to_uppercase(),
+            &format!("{}g", &good[..63]),
+            &format!(" {}", &good[..63]),
+            accented.as_str(),
+        ] {
+            assert_eq!(
+                fault(parse_signature(bad)),
+                Sigv4Fault::MalformedAuthorization,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_their_inner_blanks_collapsed() {
+        for (value, canonical) in [
+            ("a", "a"),
+            ("  a b  ", "a b"),
+            ("\ta \t  b\t", "a b"),
+            ("a  b   c", "a b c"),
+            ("", ""),
+            (" \t ", ""),
+            ("é  ü", "é ü"),
+        ] {
+            let mut out = String::new();
+            push_trimmed(&mut out, value);
+            assert_eq!(out, canonical, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_scratch_string_is_lent_once_at_a_time_and_let_go_when_large() {
+        with_scratch(|outer| {
+            outer.push_str("outer");
+            with_scratch(|inner| {
+                assert!(inner.is_empty(), "a string of its own");
+                inner.push_str("inner");
+            });
+            assert_eq!(outer, "outer");
+        });
+        with_scratch(|scratch| {
+            assert!(scratch.is_empty(), "emptied before each use");
+            scratch.push_str(&"x".repeat(1 << 20));
+        });
+        with_scratch(|scratch| assert!(scratch.capacity() < 1 << 20));
+    }
+
+    /// Parses a request signed for the suite's key whose headers are `headers`
+    /// (the Authorization header among them, as bytes).
+    fn parse_raw(headers: &[(&str, &[u8])]) -> Result<(), Sigv4Error> {
+        let parts = RequestParts {
+            method: "GET",
+            path: "/",
+            query: "",
+            headers,
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        SignedRequest::parse(&parts, Presentation::Header, &suite_expectation()).map(|_| ())
+    }
+
+    #[test]
+    fn non_ascii_and_overlong_parts_are_refused_with_their_fault_never_a_panic() {
+        let good = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let host: (&str, &[u8]) = ("host", b"example.amazonaws.com");
+        let date: (&str, &[u8]) = ("x-amz-date", SUITE_DATE.as_bytes());
+        let long_header = "a".repeat(100_000);
+        let long_scope = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/{}/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature={good}",
+            "r".repeat(100_000)
+        );
+        // Sorted between host and x-amz-date, and not sent.
+        let long_signed = authorization(&format!("host;i{long_header};x-amz-date"), good);
+        let twice = |name: &str| {
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                 SignedHeaders=host;x-amz-date, {name}, Signature={good}"
+            )
+        };
+        let signed_twice = twice("SignedHeaders=host;x-amz-date");
+        let credential_twice =
+            twice("Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request");
+        let accented = authorization("host;x-amz-date", &"é".repeat(32));
+        let non_ascii_scope = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-éast-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let missing_signature = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date";
+        let plain = authorization("host;x-amz-date", good);
+        type Case<'a> = (Vec<(&'a str, &'a [u8])>, Sigv4Fault);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                vec![
+                    host,
+                    date,
+                    ("authorization", b"AWS4-HMAC-SHA256 Credential=\xff\xfe"),
+                ],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", accented.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", non_ascii_scope.as_bytes())],
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                vec![host, date, ("authorization", missing_signature.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", signed_twice.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", credential_twice.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", long_scope.as_bytes())],
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                vec![host, date, ("authorization", long_signed.as_bytes())],
+                Sigv4Fault::SignedHeaderMissing,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", b"20150830T12360\xc3\xa9"),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", "20150830T12360é".as_bytes()),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", b"\xff\xfe"),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", long_header.as_bytes()),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+        ];
+        for (headers, expected) in cases {
+            let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+            assert_eq!(fault(parse_raw(&headers)), expected, "{names:?}");
+        }
+        // A signed value that is not UTF-8 is canonicalised with U+FFFD in
+        // place of the bad bytes: parsed, and the suite's signature does not
+        // match it.
+        assert!(
+            parse_raw(&[
+                ("host", b"\xffexample"),
+                date,
+                ("authorization", plain.as_bytes())
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_mismatch_is_explained_with_what_was_signed() {
+        let authorization = authorization("host;x-amz-date", &"0".repeat(64));
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("host", b"example.amazonaws.com"),
+            ("x-amz-date", SUITE_DATE.as_bytes()),
+            ("authorization", authorization.as_bytes()),
+        ];
+        let parts = RequestParts {
+            method: "get",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        let signed = SignedRequest::parse(&parts, Presentation::Header, &suite_expectation())
+            .expect("well formed");
+        assert!(!signed.verify(&Sigv4SigningKey::derive(SUITE_SECRET, &signed.scope)));
+        assert_eq!(
+            signed.canonical_request(),
+            "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n\
+             e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            signed.string_to_sign(),
+            string_to_sign(SUITE_DATE, &signed.scope, &signed.canonical_request())
+        );
+        assert!(
+            signed
+                .string_to_sign()
+                .ends_with("bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63")
+        );
     }
 }

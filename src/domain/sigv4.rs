@@ -863,11 +863,18 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Lower-case hex of `bytes`, appended: written 32 bytes at a time to the
+/// stack and pushed as one string (a digest is one push).
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    for chunk in bytes.chunks(32) {
+        let mut digits = [0u8; 64];
+        for (pair, b) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        // Always ASCII digits, so always UTF-8.
+        out.push_str(std::str::from_utf8(&digits[..2 * chunk.len()]).unwrap_or_default());
     }
 }
 
@@ -926,24 +933,32 @@ impl<'a> Credential<'a> {
 }
 
 fn parse_signature(raw: &str) -> Result<[u8; 32], Sigv4Error> {
-    let nibble = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+    /// Each byte's value as a lower-case hex digit; `INVALID` if it is not one.
+    const INVALID: u8 = 0xff;
+    const NIBBLES: [u8; 256] = {
+        let mut table = [INVALID; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
     };
     let mut out = [0u8; 32];
-    let valid = raw.len() == 64
-        && raw
-            .as_bytes()
-            .chunks_exact(2)
-            .zip(out.iter_mut())
-            .all(|(pair, byte)| match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(high), Some(low)) => {
-                    *byte = high << 4 | low;
-                    true
-                }
-                _ => false,
-            });
+    let mut invalid = raw.len() != 64;
+    if !invalid {
+        for (pair, byte) in raw.as_bytes().chunks_exact(2).zip(out.iter_mut()) {
+            let (high, low) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
+            invalid |= high == INVALID || low == INVALID;
+            *byte = high << 4 | (low & 0x0f);
+        }
+    }
+    let valid = !invalid;
     if !valid {
         return refuse(
             Sigv4Fault::MalformedAuthorization,

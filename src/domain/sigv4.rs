@@ -24,7 +24,7 @@
 //!   body's digest), otherwise the digest of the body received.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt::Write as _;
 
 use aws_lc_rs::{digest, hmac};
@@ -362,24 +362,17 @@ fn with_scratch<R>(write: impl FnOnce(&mut String) -> R) -> R {
     /// thread's lifetime (a request with a long query, say).
     const KEPT_CAPACITY: usize = 16 * 1024;
     thread_local! {
-        static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+        static SCRATCH: Cell<String> = const { Cell::new(String::new()) };
     }
-    let mut write = Some(write);
-    let kept = SCRATCH.try_with(|cell| {
-        let mut scratch = cell.try_borrow_mut().ok()?;
-        scratch.clear();
-        let written = (write.take()?)(&mut scratch);
-        if scratch.capacity() > KEPT_CAPACITY {
-            *scratch = String::new();
-        }
-        Some(written)
-    });
-    match (kept, write) {
-        (Ok(Some(written)), _) => written,
-        // The thread is exiting, or the scratch is in use: a string of its own.
-        (_, Some(write)) => write(&mut String::new()),
-        (_, None) => unreachable!("a closure taken is run"),
+    // Taken out while in use: a nested call, or one while the thread exits,
+    // writes to a string of its own.
+    let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
+    scratch.clear();
+    let written = write(&mut scratch);
+    if scratch.capacity() <= KEPT_CAPACITY {
+        let _ = SCRATCH.try_with(|cell| cell.set(scratch));
     }
+    written
 }
 
 /// `SignedHeaders` as sent, checked: lower-case names, sorted, separated by

@@ -243,9 +243,9 @@ fn signed_whoami() -> (Vec<(String, Vec<u8>)>, String, UnixSeconds) {
     let at = now();
     let date = format_amz_date(at);
     let scope = keyport::domain::sigv4::CredentialScope {
-        date: date[..8].to_owned(),
-        region: "us-east-1".to_owned(),
-        service: "keyport".to_owned(),
+        date: date[..8].to_owned().into(),
+        region: "us-east-1".into(),
+        service: "keyport".into(),
     };
     let canonical = format!(
         "GET\n/api/v1/whoami\n\nhost:127.0.0.1:8080\nx-amz-date:{date}\n\nhost;x-amz-date\n{}",

@@ -2,7 +2,7 @@
 # SigV4 against bearer tokens: one command, one Markdown table.
 #
 #   bash benches/sigv4.sh [--postgres] [--duration 10s] [--connections 32]
-#                         [--rounds 2]
+#                         [--rounds 2] [--binary PATH]
 #
 # Builds the release binary, starts it on a fresh database (a temporary SQLite
 # file, or with --postgres a new database on 127.0.0.1:5432, dropped at the
@@ -18,6 +18,8 @@
 # and prints req/s, p50 and p99 per run, the load average before each, and
 # SigV4's throughput as a share of the bearer token's (the rounds' sums). No
 # timing is asserted; the report goes to stdout and target/sigv4-report.md.
+# --binary PATH runs another build instead of building this tree's (e.g. an
+# older commit's, to compare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,12 +27,14 @@ POSTGRES=0
 DURATION=10s
 CONNECTIONS=32
 ROUNDS=2
+BINARY=""
 while (($#)); do
     case $1 in
         --postgres) POSTGRES=1; shift ;;
         --duration) DURATION=$2; shift 2 ;;
         --connections) CONNECTIONS=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
+        --binary) BINARY=$2; shift 2 ;;
         -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "sigv4.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -50,8 +54,12 @@ if ((${#missing[@]})); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo build --release --quiet --bin keyport
-BIN=$PWD/target/release/keyport
+if [[ -n $BINARY ]]; then
+    BIN=$(realpath "$BINARY")
+else
+    cargo build --release --quiet --bin keyport
+    BIN=$PWD/target/release/keyport
+fi
 LUA=$PWD/benches/load.lua
 WORK=$(mktemp -d)
 SERVER_PID=""

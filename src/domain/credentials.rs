@@ -76,12 +76,18 @@ impl ClientId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, CredentialError> {
-        match raw.strip_prefix(CLIENT_ID_PREFIX) {
-            Some(body) if body.len() == CLIENT_ID_BODY_LEN && is_base62(body) => {
-                Ok(ClientId(raw.to_owned()))
-            }
-            _ => Err(CredentialError::MalformedClientId),
+        if Self::is_well_formed(raw) {
+            Ok(ClientId(raw.to_owned()))
+        } else {
+            Err(CredentialError::MalformedClientId)
         }
+    }
+
+    /// Whether [`ClientId::parse`] would take `raw`, without a copy of it
+    /// (for a check on every request that keeps only the text).
+    pub fn is_well_formed(raw: &str) -> bool {
+        raw.strip_prefix(CLIENT_ID_PREFIX)
+            .is_some_and(|body| body.len() == CLIENT_ID_BODY_LEN && is_base62(body))
     }
 
     pub fn as_str(&self) -> &str {

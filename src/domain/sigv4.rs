@@ -24,6 +24,7 @@
 //!   body's digest), otherwise the digest of the body received.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::Write as _;
 
 use aws_lc_rs::{digest, hmac};
@@ -131,12 +132,16 @@ pub struct RequestParts<'a> {
     pub body_sha256: &'a str,
 }
 
-impl RequestParts<'_> {
-    fn header_values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+impl<'a> RequestParts<'a> {
+    fn header_values(self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| *v)
+    }
+
+    fn has_header(self, name: &str) -> bool {
+        self.header_values(name).next().is_some()
     }
 }
 
@@ -180,42 +185,64 @@ pub fn presentation(authorization: Option<&[u8]>, query: &str) -> Option<Present
     None
 }
 
-/// `DATE/REGION/SERVICE/aws4_request`, as the credential names it.
+/// `DATE/REGION/SERVICE/aws4_request`, as the credential names it: slices of
+/// the `Authorization` header as sent (a presigned URL's, percent-decoded,
+/// are owned).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialScope {
-    pub date: String,
-    pub region: String,
-    pub service: String,
+pub struct CredentialScope<'a> {
+    pub date: Cow<'a, str>,
+    pub region: Cow<'a, str>,
+    pub service: Cow<'a, str>,
 }
 
-impl CredentialScope {
+impl CredentialScope<'_> {
     pub fn to_scope_string(&self) -> String {
+        self.to_scope_string_with(TERMINATOR)
+    }
+
+    fn to_scope_string_with(&self, terminator: &str) -> String {
         format!(
-            "{}/{}/{}/{TERMINATOR}",
+            "{}/{}/{}/{terminator}",
             self.date, self.region, self.service
         )
+    }
+
+    /// The same scope, holding its own strings (to be kept past the request).
+    pub fn into_owned(self) -> CredentialScope<'static> {
+        CredentialScope {
+            date: Cow::Owned(self.date.into_owned()),
+            region: Cow::Owned(self.region.into_owned()),
+            service: Cow::Owned(self.service.into_owned()),
+        }
     }
 }
 
 /// A parsed, checked SigV4 request: everything but the signature itself has
 /// been checked against the [`Expectation`]. [`SignedRequest::verify`] takes
 /// the signing key of [`SignedRequest::access_key_id`].
+///
+/// It borrows the request: only the canonical request's digest is kept, and
+/// the canonical request and string to sign are written out again only to
+/// explain a mismatch ([`SignedRequest::canonical_request`],
+/// [`SignedRequest::string_to_sign`]).
 #[derive(Debug, Clone)]
-pub struct SignedRequest {
+pub struct SignedRequest<'a> {
     pub presentation: Presentation,
-    pub access_key_id: String,
-    pub scope: CredentialScope,
+    pub access_key_id: Cow<'a, str>,
+    pub scope: CredentialScope<'a>,
     /// `X-Amz-Date` as sent.
-    pub amz_date: String,
+    pub amz_date: Cow<'a, str>,
     /// The last second this signature is accepted: `X-Amz-Date` plus the
     /// allowed skew, or plus `X-Amz-Expires` for a presigned URL.
     pub valid_until: UnixTime,
     /// Whether the method changes data (anything but GET, HEAD, OPTIONS and
     /// TRACE): such a signature is accepted once ([`SignedRequest::replay_id`]).
     pub changes_data: bool,
-    pub canonical_request: String,
-    pub string_to_sign: String,
+    signed_headers: SignedHeaders<'a>,
+    /// SHA-256 of the canonical request.
+    canonical_sha256: [u8; 32],
     signature: [u8; 32],
+    request: RequestParts<'a>,
 }
 
 /// The key that signs requests for one secret, date, region and service:
@@ -237,7 +264,7 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 impl Sigv4SigningKey {
-    pub fn derive(secret: &str, scope: &CredentialScope) -> Self {
+    pub fn derive(secret: &str, scope: &CredentialScope<'_>) -> Self {
         let mut first = Vec::with_capacity(4 + secret.len());
         first.extend_from_slice(b"AWS4");
         first.extend_from_slice(secret.as_bytes());
@@ -254,11 +281,46 @@ impl Sigv4SigningKey {
     }
 }
 
-impl SignedRequest {
+impl SignedRequest<'_> {
     /// Whether the signature is this key's, compared in constant time.
     pub fn verify(&self, key: &Sigv4SigningKey) -> bool {
-        let expected = hmac::sign(&key.0, self.string_to_sign.as_bytes());
-        expected.as_ref().ct_eq(&self.signature).into()
+        with_scratch(|string_to_sign| {
+            write_string_to_sign(
+                string_to_sign,
+                &self.amz_date,
+                &self.scope,
+                &self.canonical_sha256,
+            );
+            let expected = hmac::sign(&key.0, string_to_sign.as_bytes());
+            expected.as_ref().ct_eq(&self.signature).into()
+        })
+    }
+
+    /// The canonical request this signature was checked over, written out
+    /// again (to show an integrator whose signature does not match).
+    pub fn canonical_request(&self) -> String {
+        let mut out = String::new();
+        // It was written once already, so it writes again without a fault.
+        let _ = write_canonical_request(
+            &mut out,
+            &self.request,
+            &self.signed_headers,
+            self.presentation == Presentation::Query,
+        );
+        out
+    }
+
+    /// The string to sign, written out again (see
+    /// [`SignedRequest::canonical_request`]).
+    pub fn string_to_sign(&self) -> String {
+        let mut out = String::new();
+        write_string_to_sign(
+            &mut out,
+            &self.amz_date,
+            &self.scope,
+            &self.canonical_sha256,
+        );
+        out
     }
 
     /// What the replay cache remembers this signature by, for the key with
@@ -275,10 +337,12 @@ impl SignedRequest {
         out.copy_from_slice(context.finish().as_ref());
         out
     }
+}
 
+impl<'a> SignedRequest<'a> {
     /// Parses and checks a request that [`presentation`] found signed.
     pub fn parse(
-        request: &RequestParts<'_>,
+        request: &RequestParts<'a>,
         presentation: Presentation,
         expect: &Expectation<'_>,
     ) -> Result<Self, Sigv4Error> {
@@ -290,21 +354,92 @@ impl SignedRequest {
     }
 }
 
+/// Runs `write` on this thread's scratch string, emptied: the canonical
+/// request and the string to sign of every signed request are written there
+/// (then hashed), rather than into two new strings each time.
+fn with_scratch<R>(write: impl FnOnce(&mut String) -> R) -> R {
+    /// Past this, the scratch string is let go rather than kept for the
+    /// thread's lifetime (a request with a long query, say).
+    const KEPT_CAPACITY: usize = 16 * 1024;
+    thread_local! {
+        static SCRATCH: Cell<String> = const { Cell::new(String::new()) };
+    }
+    // Taken out while in use: a nested call, or one while the thread exits,
+    // writes to a string of its own.
+    let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
+    scratch.clear();
+    let written = write(&mut scratch);
+    if scratch.capacity() <= KEPT_CAPACITY {
+        let _ = SCRATCH.try_with(|cell| cell.set(scratch));
+    }
+    written
+}
+
+/// `SignedHeaders` as sent, checked: lower-case names, sorted, separated by
+/// `;`, none twice, at most [`SignedHeaders::MAX`]. Walked, never collected.
+#[derive(Debug, Clone)]
+struct SignedHeaders<'a>(Cow<'a, str>);
+
+impl<'a> SignedHeaders<'a> {
+    const MAX: usize = 64;
+
+    fn parse(raw: Cow<'a, str>) -> Result<Self, Sigv4Error> {
+        let mut count = 0;
+        let mut previous: Option<&str> = None;
+        let mut well_formed = true;
+        for name in raw.split(';') {
+            count += 1;
+            // Strictly increasing: sorted, and so none twice.
+            well_formed &= !name.is_empty()
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                })
+                && previous.is_none_or(|previous| previous < name);
+            previous = Some(name);
+        }
+        if !well_formed || count > Self::MAX {
+            return refuse(
+                Sigv4Fault::MalformedAuthorization,
+                "SignedHeaders must be lower-case header names, sorted, separated by ;",
+            );
+        }
+        if raw.split(';').any(|name| name == "authorization") {
+            return refuse(
+                Sigv4Fault::MalformedAuthorization,
+                "the Authorization header cannot sign itself: leave it out of SignedHeaders",
+            );
+        }
+        Ok(SignedHeaders(raw))
+    }
+
+    fn names(&self) -> std::str::Split<'_, char> {
+        self.0.split(';')
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.names().any(|signed| signed == name)
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What the request claims, before any check against this server.
-struct Claimed {
+struct Claimed<'a> {
     presentation: Presentation,
-    access_key_id: String,
-    scope: CredentialScope,
-    terminator: String,
-    amz_date: String,
-    signed_headers: Vec<String>,
+    access_key_id: Cow<'a, str>,
+    scope: CredentialScope<'a>,
+    terminator: Cow<'a, str>,
+    amz_date: Cow<'a, str>,
+    signed_headers: SignedHeaders<'a>,
     signature: [u8; 32],
     /// Presigned only: seconds the URL stays valid.
     expires: Option<i64>,
 }
 
-impl Claimed {
-    fn from_header(request: &RequestParts<'_>) -> Result<Self, Sigv4Error> {
+impl<'a> Claimed<'a> {
+    fn from_header(request: &RequestParts<'a>) -> Result<Self, Sigv4Error> {
         let mut values = request.header_values("authorization");
         let raw = values.next().unwrap_or_default();
         if values.next().is_some() {
@@ -367,21 +502,29 @@ impl Claimed {
                 "send the signing time in an X-Amz-Date header (YYYYMMDDTHHMMSSZ)",
             );
         };
-        let amz_date = String::from_utf8_lossy(amz_date).trim().to_owned();
-        let (access_key_id, scope, terminator) = parse_credential(credential)?;
+        // Not UTF-8 is not a date either: `check` refuses it as one.
+        let amz_date = match std::str::from_utf8(amz_date) {
+            Ok(text) => Cow::Borrowed(text.trim()),
+            Err(_) => Cow::Owned(String::from_utf8_lossy(amz_date).trim().to_owned()),
+        };
+        let credential = Credential::parse(credential)?;
         Ok(Claimed {
             presentation: Presentation::Header,
-            access_key_id,
-            scope,
-            terminator,
+            access_key_id: Cow::Borrowed(credential.access_key_id),
+            scope: CredentialScope {
+                date: Cow::Borrowed(credential.date),
+                region: Cow::Borrowed(credential.region),
+                service: Cow::Borrowed(credential.service),
+            },
+            terminator: Cow::Borrowed(credential.terminator),
             amz_date,
-            signed_headers: parse_signed_headers(signed_headers)?,
+            signed_headers: SignedHeaders::parse(Cow::Borrowed(signed_headers))?,
             signature: parse_signature(signature)?,
             expires: None,
         })
     }
 
-    fn from_query(request: &RequestParts<'_>) -> Result<Self, Sigv4Error> {
+    fn from_query(request: &RequestParts<'a>) -> Result<Self, Sigv4Error> {
         let params = decode_query(request.query);
         let one = |name: &str| -> Result<Option<&str>, Sigv4Error> {
             let mut found = params
@@ -441,14 +584,19 @@ impl Claimed {
                 "presigned URLs are for GET requests; sign other requests in the Authorization header",
             );
         }
-        let (access_key_id, scope, terminator) = parse_credential(credential)?;
+        let credential = Credential::parse(credential)?;
+        let owned = |part: &str| Cow::Owned(part.to_owned());
         Ok(Claimed {
             presentation: Presentation::Query,
-            access_key_id,
-            scope,
-            terminator,
-            amz_date: amz_date.to_owned(),
-            signed_headers: parse_signed_headers(signed_headers)?,
+            access_key_id: owned(credential.access_key_id),
+            scope: CredentialScope {
+                date: owned(credential.date),
+                region: owned(credential.region),
+                service: owned(credential.service),
+            },
+            terminator: owned(credential.terminator),
+            amz_date: owned(amz_date),
+            signed_headers: SignedHeaders::parse(owned(signed_headers))?,
             signature: parse_signature(signature)?,
             expires: Some(expires),
         })
@@ -456,9 +604,9 @@ impl Claimed {
 
     fn check(
         self,
-        request: &RequestParts<'_>,
+        request: &RequestParts<'a>,
         expect: &Expectation<'_>,
-    ) -> Result<SignedRequest, Sigv4Error> {
+    ) -> Result<SignedRequest<'a>, Sigv4Error> {
         let signed_at = parse_amz_date(&self.amz_date)?;
         // Named only in a refusal: not built for a request that passes.
         let expected_scope = || {
@@ -532,20 +680,21 @@ impl Claimed {
             }
             _ => {}
         }
-        let mut must_sign = vec!["host"];
-        if self.presentation == Presentation::Header {
-            must_sign.push("x-amz-date");
-        }
         // An unsigned Idempotency-Key could be added or changed by whoever
         // holds a copy of the request, so the retry of a write would not be
         // told apart from a new one.
-        for name in ["x-amz-content-sha256", "idempotency-key"] {
-            if request.header_values(name).next().is_some() {
-                must_sign.push(name);
-            }
-        }
-        for name in must_sign {
-            if !self.signed_headers.iter().any(|h| h == name) {
+        let must_sign = [
+            Some("host"),
+            (self.presentation == Presentation::Header).then_some("x-amz-date"),
+            request
+                .has_header("x-amz-content-sha256")
+                .then_some("x-amz-content-sha256"),
+            request
+                .has_header("idempotency-key")
+                .then_some("idempotency-key"),
+        ];
+        for name in must_sign.into_iter().flatten() {
+            if !self.signed_headers.contains(name) {
                 let why = if name == "idempotency-key" {
                     "; unsigned, it could be changed by anyone holding a copy of the request, \
                      who could then send it again as a new one"
@@ -558,74 +707,20 @@ impl Claimed {
                 );
             }
         }
-        let mut canonical_headers = String::new();
-        for name in &self.signed_headers {
-            let mut values = request.header_values(name);
-            let Some(value) = values.next() else {
-                return refuse(
-                    Sigv4Fault::SignedHeaderMissing,
-                    format!("SignedHeaders names {name}, which the request does not carry"),
-                );
-            };
-            if values.next().is_some() {
-                return refuse(
-                    Sigv4Fault::DuplicateHeader,
-                    format!("the signed header {name} is sent more than once; send it once"),
-                );
-            }
-            canonical_headers.push_str(name);
-            canonical_headers.push(':');
-            push_trimmed(&mut canonical_headers, &String::from_utf8_lossy(value));
-            canonical_headers.push('\n');
-        }
-        let payload_hash: Cow<'_, str> = match request.header_values("x-amz-content-sha256").next()
-        {
-            None => Cow::Borrowed(request.body_sha256),
-            Some(claimed) => {
-                let claimed = String::from_utf8_lossy(claimed).trim().to_owned();
-                if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return refuse(
-                        Sigv4Fault::MalformedContentSha256,
-                        "X-Amz-Content-Sha256 must be the hex SHA-256 of the body; Keyport checks \
-                         every payload, so UNSIGNED-PAYLOAD and streaming are not accepted",
-                    );
-                }
-                if !claimed.eq_ignore_ascii_case(request.body_sha256) {
-                    return refuse(
-                        Sigv4Fault::ContentSha256Mismatch,
-                        format!(
-                            "X-Amz-Content-Sha256 is {claimed}, but the body received hashes to {}",
-                            request.body_sha256
-                        ),
-                    );
-                }
-                Cow::Owned(claimed)
-            }
-        };
         let exclude_signature = self.presentation == Presentation::Query;
-        // One string, written in place: this runs on every signed request.
-        let mut canonical_request = String::with_capacity(
-            request.path.len() + request.query.len() + canonical_headers.len() + 160,
-        );
-        canonical_request.extend(request.method.chars().map(|c| c.to_ascii_uppercase()));
-        canonical_request.push('\n');
-        push_canonical_uri(&mut canonical_request, request.path);
-        canonical_request.push('\n');
-        if !request.query.is_empty() {
-            canonical_request.push_str(&canonical_query(request.query, exclude_signature));
-        }
-        canonical_request.push('\n');
-        canonical_request.push_str(&canonical_headers);
-        canonical_request.push('\n');
-        for (i, name) in self.signed_headers.iter().enumerate() {
-            if i > 0 {
-                canonical_request.push(';');
-            }
-            canonical_request.push_str(name);
-        }
-        canonical_request.push('\n');
-        canonical_request.push_str(&payload_hash);
-        let string_to_sign = string_to_sign(&self.amz_date, &self.scope, &canonical_request);
+        let canonical_sha256 = with_scratch(|canonical_request| {
+            write_canonical_request(
+                canonical_request,
+                request,
+                &self.signed_headers,
+                exclude_signature,
+            )?;
+            let mut out = [0u8; 32];
+            out.copy_from_slice(
+                digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref(),
+            );
+            Ok::<_, Sigv4Error>(out)
+        })?;
         Ok(SignedRequest {
             presentation: self.presentation,
             access_key_id: self.access_key_id,
@@ -633,34 +728,103 @@ impl Claimed {
             amz_date: self.amz_date,
             valid_until,
             changes_data: !is_safe_method(request.method),
-            canonical_request,
-            string_to_sign,
+            signed_headers: self.signed_headers,
+            canonical_sha256,
             signature: self.signature,
+            request: *request,
         })
     }
 }
 
-impl CredentialScope {
-    fn to_scope_string_with(&self, terminator: &str) -> String {
-        format!(
-            "{}/{}/{}/{terminator}",
-            self.date, self.region, self.service
-        )
+/// Writes the canonical request (see the module's documentation) to `out`;
+/// refused if a signed header is missing or sent twice, or
+/// `X-Amz-Content-Sha256` is not the body's digest.
+fn write_canonical_request(
+    out: &mut String,
+    request: &RequestParts<'_>,
+    signed_headers: &SignedHeaders<'_>,
+    exclude_signature: bool,
+) -> Result<(), Sigv4Error> {
+    if request.method.bytes().any(|b| b.is_ascii_lowercase()) {
+        out.extend(request.method.chars().map(|c| c.to_ascii_uppercase()));
+    } else {
+        out.push_str(request.method);
     }
+    out.push('\n');
+    push_canonical_uri(out, request.path);
+    out.push('\n');
+    if !request.query.is_empty() {
+        out.push_str(&canonical_query(request.query, exclude_signature));
+    }
+    out.push('\n');
+    for name in signed_headers.names() {
+        let mut values = request.header_values(name);
+        let Some(value) = values.next() else {
+            return refuse(
+                Sigv4Fault::SignedHeaderMissing,
+                format!("SignedHeaders names {name}, which the request does not carry"),
+            );
+        };
+        if values.next().is_some() {
+            return refuse(
+                Sigv4Fault::DuplicateHeader,
+                format!("the signed header {name} is sent more than once; send it once"),
+            );
+        }
+        out.push_str(name);
+        out.push(':');
+        push_trimmed(out, &String::from_utf8_lossy(value));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(signed_headers.as_str());
+    out.push('\n');
+    match request.header_values("x-amz-content-sha256").next() {
+        None => out.push_str(request.body_sha256),
+        Some(claimed) => {
+            let claimed = std::str::from_utf8(claimed).unwrap_or_default().trim();
+            if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return refuse(
+                    Sigv4Fault::MalformedContentSha256,
+                    "X-Amz-Content-Sha256 must be the hex SHA-256 of the body; Keyport checks \
+                     every payload, so UNSIGNED-PAYLOAD and streaming are not accepted",
+                );
+            }
+            if !claimed.eq_ignore_ascii_case(request.body_sha256) {
+                return refuse(
+                    Sigv4Fault::ContentSha256Mismatch,
+                    format!(
+                        "X-Amz-Content-Sha256 is {claimed}, but the body received hashes to {}",
+                        request.body_sha256
+                    ),
+                );
+            }
+            out.push_str(claimed);
+        }
+    }
+    Ok(())
 }
 
 /// `AWS4-HMAC-SHA256 \n X-Amz-Date \n scope \n hex(SHA-256(canonical request))`.
-pub fn string_to_sign(amz_date: &str, scope: &CredentialScope, canonical_request: &str) -> String {
-    let mut out = String::with_capacity(
-        ALGORITHM.len()
-            + amz_date.len()
-            + scope.date.len()
-            + scope.region.len()
-            + scope.service.len()
-            + TERMINATOR.len()
-            + 64
-            + 6,
-    );
+pub fn string_to_sign(
+    amz_date: &str,
+    scope: &CredentialScope<'_>,
+    canonical_request: &str,
+) -> String {
+    let mut out = String::new();
+    let mut canonical_sha256 = [0u8; 32];
+    canonical_sha256
+        .copy_from_slice(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref());
+    write_string_to_sign(&mut out, amz_date, scope, &canonical_sha256);
+    out
+}
+
+fn write_string_to_sign(
+    out: &mut String,
+    amz_date: &str,
+    scope: &CredentialScope<'_>,
+    canonical_sha256: &[u8; 32],
+) {
     for part in [
         ALGORITHM,
         "\n",
@@ -670,17 +834,14 @@ pub fn string_to_sign(amz_date: &str, scope: &CredentialScope, canonical_request
         "/",
         &scope.region,
         "/",
+        &scope.service,
+        "/",
+        TERMINATOR,
+        "\n",
     ] {
         out.push_str(part);
     }
-    for part in [&scope.service, "/", TERMINATOR, "\n"] {
-        out.push_str(part);
-    }
-    push_hex(
-        &mut out,
-        digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref(),
-    );
-    out
+    push_hex(out, canonical_sha256);
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -689,94 +850,113 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// Lower-case hex, by table: `write!` with `{:02x}` per byte was a tenth
 /// of a signed request's parse in a profile of the SigV4 whoami.
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     push_hex(&mut out, bytes);
     out
 }
 
+/// Lower-case hex of `bytes`, appended: written 32 bytes at a time to the
+/// stack and pushed as one string (a digest is one push).
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    for chunk in bytes.chunks(32) {
+        let mut digits = [0u8; 64];
+        for (pair, b) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        // Always ASCII digits, so always UTF-8.
+        out.push_str(std::str::from_utf8(&digits[..2 * chunk.len()]).unwrap_or_default());
     }
 }
 
-/// `ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request`.
-fn parse_credential(raw: &str) -> Result<(String, CredentialScope, String), Sigv4Error> {
-    let malformed = || Sigv4Error {
-        fault: Sigv4Fault::MalformedAuthorization,
-        message: "Credential must be ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request".to_owned(),
-    };
-    let mut parts = raw.split('/');
-    let (Some(key), Some(date), Some(region), Some(service), Some(terminator), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(malformed());
-    };
-    if key.is_empty() || key.len() > 128 || region.is_empty() || service.is_empty() {
-        return Err(malformed());
-    }
-    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
-        return refuse(
-            Sigv4Fault::InvalidCredentialScope,
-            "the credential scope's date must be YYYYMMDD",
-        );
-    }
-    Ok((
-        key.to_owned(),
-        CredentialScope {
-            date: date.to_owned(),
-            region: region.to_owned(),
-            service: service.to_owned(),
-        },
-        terminator.to_owned(),
-    ))
+/// `ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request`, split in place.
+#[derive(Debug)]
+struct Credential<'a> {
+    access_key_id: &'a str,
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+    terminator: &'a str,
 }
 
-/// Lower-case names, sorted, separated by `;`, none twice.
-fn parse_signed_headers(raw: &str) -> Result<Vec<String>, Sigv4Error> {
-    let names: Vec<String> = raw.split(';').map(str::to_owned).collect();
-    let well_formed = names.iter().all(|n| {
-        !n.is_empty()
-            && n.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    }) && names.windows(2).all(|w| w[0] < w[1]);
-    if !well_formed || names.len() > 64 {
-        return refuse(
-            Sigv4Fault::MalformedAuthorization,
-            "SignedHeaders must be lower-case header names, sorted, separated by ;",
-        );
+impl<'a> Credential<'a> {
+    /// The longest access key ID taken.
+    const MAX_ACCESS_KEY_ID: usize = 128;
+
+    fn parse(raw: &'a str) -> Result<Self, Sigv4Error> {
+        let malformed = || Sigv4Error {
+            fault: Sigv4Fault::MalformedAuthorization,
+            message: "Credential must be ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request"
+                .to_owned(),
+        };
+        let mut parts = raw.split('/');
+        let (Some(access_key_id), Some(date), Some(region), Some(service), Some(terminator), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(malformed());
+        };
+        if access_key_id.is_empty()
+            || access_key_id.len() > Self::MAX_ACCESS_KEY_ID
+            || region.is_empty()
+            || service.is_empty()
+        {
+            return Err(malformed());
+        }
+        if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+            return refuse(
+                Sigv4Fault::InvalidCredentialScope,
+                "the credential scope's date must be YYYYMMDD",
+            );
+        }
+        Ok(Credential {
+            access_key_id,
+            date,
+            region,
+            service,
+            terminator,
+        })
     }
-    if names.iter().any(|n| n == "authorization") {
-        return refuse(
-            Sigv4Fault::MalformedAuthorization,
-            "the Authorization header cannot sign itself: leave it out of SignedHeaders",
-        );
-    }
-    Ok(names)
 }
 
 fn parse_signature(raw: &str) -> Result<[u8; 32], Sigv4Error> {
+    /// Each byte's value as a lower-case hex digit; `INVALID` if it is not one.
+    const INVALID: u8 = 0xff;
+    const NIBBLES: [u8; 256] = {
+        let mut table = [INVALID; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
+    };
     let mut out = [0u8; 32];
-    let valid = raw.len() == 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let mut invalid = raw.len() != 64;
+    if !invalid {
+        for (pair, byte) in raw.as_bytes().chunks_exact(2).zip(out.iter_mut()) {
+            let (high, low) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
+            invalid |= high == INVALID || low == INVALID;
+            *byte = high << 4 | (low & 0x0f);
+        }
+    }
+    let valid = !invalid;
     if !valid {
         return refuse(
             Sigv4Fault::MalformedAuthorization,
             "Signature must be 64 lower-case hexadecimal digits",
         );
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).unwrap_or_default();
     }
     Ok(out)
 }
@@ -823,18 +1003,15 @@ pub fn format_amz_date(at: UnixTime) -> String {
         .to_string()
 }
 
-/// A header value trimmed, with inner runs of spaces and tabs made one space.
+/// A header value trimmed, with inner runs of spaces and tabs made one space:
+/// its words, one space between them.
 fn push_trimmed(out: &mut String, value: &str) {
-    let mut pending_space = false;
-    for c in value.trim_matches([' ', '\t']).chars() {
-        if c == ' ' || c == '\t' {
-            pending_space = true;
-        } else {
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
-            }
-            out.push(c);
+    let mut words = value.split([' ', '\t']).filter(|word| !word.is_empty());
+    if let Some(first) = words.next() {
+        out.push_str(first);
+        for word in words {
+            out.push(' ');
+            out.push_str(word);
         }
     }
 }
@@ -1034,6 +1211,12 @@ mod tests {
         )
     }
 
+    /// What a suite request was checked over.
+    struct Checked {
+        canonical_request: String,
+        string_to_sign: String,
+    }
+
     /// Parses a suite request and checks it against the suite's key.
     fn check(
         method: &str,
@@ -1042,7 +1225,7 @@ mod tests {
         body: &[u8],
         signed_headers: &str,
         signature: &str,
-    ) -> SignedRequest {
+    ) -> Checked {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let authorization = authorization(signed_headers, signature);
         let mut headers: Vec<(&str, &[u8])> = vec![
@@ -1067,10 +1250,13 @@ mod tests {
         assert!(
             signed.verify(&key),
             "{target}: the suite's signature does not verify\n{}\n--\n{}",
-            signed.canonical_request,
-            signed.string_to_sign
+            signed.canonical_request(),
+            signed.string_to_sign()
         );
-        signed
+        Checked {
+            canonical_request: signed.canonical_request(),
+            string_to_sign: signed.string_to_sign(),
+        }
     }
 
     #[test]
@@ -1332,8 +1518,8 @@ mod tests {
         };
         let signed = SignedRequest::parse(&parts, Presentation::Query, &suite_expectation())
             .expect("a valid presigned URL");
-        assert!(!signed.canonical_request.contains("X-Amz-Signature"));
-        assert!(signed.canonical_request.contains("X-Amz-Expires=300"));
+        assert!(!signed.canonical_request().contains("X-Amz-Signature"));
+        assert!(signed.canonical_request().contains("X-Amz-Expires=300"));
         assert_eq!(
             refusal("GET", &good, &host, SUITE_NOW + 301),
             Sigv4Fault::RequestExpired
@@ -1406,10 +1592,10 @@ mod tests {
             .expect("a signed Idempotency-Key");
         assert!(
             signed
-                .canonical_request
+                .canonical_request()
                 .contains("\nidempotency-key:order-1\n"),
             "{}",
-            signed.canonical_request
+            signed.canonical_request()
         );
     }
 
@@ -1465,5 +1651,340 @@ mod tests {
         };
         let key = Sigv4SigningKey::derive(SUITE_SECRET, &scope);
         assert_eq!(format!("{key:?}"), "Sigv4SigningKey(<redacted>)");
+    }
+
+    fn fault<T: std::fmt::Debug>(result: Result<T, Sigv4Error>) -> Sigv4Fault {
+        result.expect_err("refused").fault
+    }
+
+    #[test]
+    fn signed_headers_are_checked_where_they_stand_and_bad_lists_refused() {
+        let signed = SignedHeaders::parse(Cow::Borrowed("content-type;host;x-amz-date")).unwrap();
+        assert_eq!(
+            signed.names().collect::<Vec<_>>(),
+            ["content-type", "host", "x-amz-date"]
+        );
+        assert!(signed.contains("host"));
+        assert!(!signed.contains("hos"));
+        assert!(!signed.contains("host;x-amz-date"));
+        let sixty_five = (0..65)
+            .map(|i| format!("h{i:03}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let sixty_four = (0..64)
+            .map(|i| format!("h{i:03}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        assert!(SignedHeaders::parse(Cow::Owned(sixty_four)).is_ok());
+        for bad in [
+            "",
+            ";",
+            "host;",
+            ";host",
+            "host;;x-amz-date",
+            "host;host",
+            "host;host;x-amz-date",
+            "host;x-amz-date;x-amz-date",
+            "x-amz-date;host",
+            "Host;x-amz-date",
+            "host x-amz-date",
+            "host,x-amz-date",
+            "hôst;x-amz-date",
+            "host;x-amz-date\u{0}",
+            "authorization;host;x-amz-date",
+            &sixty_five,
+        ] {
+            assert_eq!(
+                fault(SignedHeaders::parse(Cow::Borrowed(bad))),
+                Sigv4Fault::MalformedAuthorization,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_credential_splits_where_it_stands_and_malformed_ones_are_refused() {
+        let credential = Credential::parse("AKID/20150830/us-east-1/service/aws4_request").unwrap();
+        assert_eq!(
+            [
+                credential.access_key_id,
+                credential.date,
+                credential.region,
+                credential.service,
+                credential.terminator
+            ],
+            ["AKID", "20150830", "us-east-1", "service", "aws4_request"]
+        );
+        let long_id = format!(
+            "{}/20150830/us-east-1/service/aws4_request",
+            "A".repeat(129)
+        );
+        let longest_id = format!(
+            "{}/20150830/us-east-1/service/aws4_request",
+            "A".repeat(128)
+        );
+        assert!(Credential::parse(&longest_id).is_ok());
+        for (bad, expected) in [
+            ("", Sigv4Fault::MalformedAuthorization),
+            ("AKID", Sigv4Fault::MalformedAuthorization),
+            (
+                "AKID/20150830/us-east-1/service",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "AKID/20150830/us-east-1/service/aws4_request/x",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "/20150830/us-east-1/service/aws4_request",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "AKID/20150830//service/aws4_request",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                "AKID/20150830/us-east-1//aws4_request",
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (&long_id, Sigv4Fault::MalformedAuthorization),
+            (
+                "AKID/2015083/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                "AKID/201508300/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                "AKID/2015083a/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                "AKID/２０１５0830/us-east-1/service/aws4_request",
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+        ] {
+            assert_eq!(fault(Credential::parse(bad)), expected, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_signature_is_64_lower_case_hex_digits_and_nothing_else() {
+        let good = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        assert_eq!(hex(&parse_signature(good).unwrap()), good);
+        let accented = "é".repeat(32);
+        for bad in [
+            "",
+            &good[..63],
+            &format!("{good}0"),
+            &good.to_uppercase(),
+            &format!("{}g", &good[..63]),
+            &format!(" {}", &good[..63]),
+            accented.as_str(),
+        ] {
+            assert_eq!(
+                fault(parse_signature(bad)),
+                Sigv4Fault::MalformedAuthorization,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_their_inner_blanks_collapsed() {
+        for (value, canonical) in [
+            ("a", "a"),
+            ("  a b  ", "a b"),
+            ("\ta \t  b\t", "a b"),
+            ("a  b   c", "a b c"),
+            ("", ""),
+            (" \t ", ""),
+            ("é  ü", "é ü"),
+        ] {
+            let mut out = String::new();
+            push_trimmed(&mut out, value);
+            assert_eq!(out, canonical, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_scratch_string_is_lent_once_at_a_time_and_let_go_when_large() {
+        with_scratch(|outer| {
+            outer.push_str("outer");
+            with_scratch(|inner| {
+                assert!(inner.is_empty(), "a string of its own");
+                inner.push_str("inner");
+            });
+            assert_eq!(outer, "outer");
+        });
+        with_scratch(|scratch| {
+            assert!(scratch.is_empty(), "emptied before each use");
+            scratch.push_str(&"x".repeat(1 << 20));
+        });
+        with_scratch(|scratch| assert!(scratch.capacity() < 1 << 20));
+    }
+
+    /// Parses a request signed for the suite's key whose headers are `headers`
+    /// (the Authorization header among them, as bytes).
+    fn parse_raw(headers: &[(&str, &[u8])]) -> Result<(), Sigv4Error> {
+        let parts = RequestParts {
+            method: "GET",
+            path: "/",
+            query: "",
+            headers,
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        SignedRequest::parse(&parts, Presentation::Header, &suite_expectation()).map(|_| ())
+    }
+
+    #[test]
+    fn non_ascii_and_overlong_parts_are_refused_with_their_fault_never_a_panic() {
+        let good = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let host: (&str, &[u8]) = ("host", b"example.amazonaws.com");
+        let date: (&str, &[u8]) = ("x-amz-date", SUITE_DATE.as_bytes());
+        let long_header = "a".repeat(100_000);
+        let long_scope = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/{}/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature={good}",
+            "r".repeat(100_000)
+        );
+        // Sorted between host and x-amz-date, and not sent.
+        let long_signed = authorization(&format!("host;i{long_header};x-amz-date"), good);
+        let twice = |name: &str| {
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                 SignedHeaders=host;x-amz-date, {name}, Signature={good}"
+            )
+        };
+        let signed_twice = twice("SignedHeaders=host;x-amz-date");
+        let credential_twice =
+            twice("Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request");
+        let accented = authorization("host;x-amz-date", &"é".repeat(32));
+        let non_ascii_scope = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-éast-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let missing_signature = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date";
+        let plain = authorization("host;x-amz-date", good);
+        type Case<'a> = (Vec<(&'a str, &'a [u8])>, Sigv4Fault);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                vec![
+                    host,
+                    date,
+                    ("authorization", b"AWS4-HMAC-SHA256 Credential=\xff\xfe"),
+                ],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", accented.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", non_ascii_scope.as_bytes())],
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                vec![host, date, ("authorization", missing_signature.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", signed_twice.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", credential_twice.as_bytes())],
+                Sigv4Fault::MalformedAuthorization,
+            ),
+            (
+                vec![host, date, ("authorization", long_scope.as_bytes())],
+                Sigv4Fault::InvalidCredentialScope,
+            ),
+            (
+                vec![host, date, ("authorization", long_signed.as_bytes())],
+                Sigv4Fault::SignedHeaderMissing,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", b"20150830T12360\xc3\xa9"),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", "20150830T12360é".as_bytes()),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", b"\xff\xfe"),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+            (
+                vec![
+                    host,
+                    ("x-amz-date", long_header.as_bytes()),
+                    ("authorization", plain.as_bytes()),
+                ],
+                Sigv4Fault::MalformedDate,
+            ),
+        ];
+        for (headers, expected) in cases {
+            let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+            assert_eq!(fault(parse_raw(&headers)), expected, "{names:?}");
+        }
+        // A signed value that is not UTF-8 is canonicalised with U+FFFD in
+        // place of the bad bytes: parsed, and the suite's signature does not
+        // match it.
+        assert!(
+            parse_raw(&[
+                ("host", b"\xffexample"),
+                date,
+                ("authorization", plain.as_bytes())
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_mismatch_is_explained_with_what_was_signed() {
+        let authorization = authorization("host;x-amz-date", &"0".repeat(64));
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("host", b"example.amazonaws.com"),
+            ("x-amz-date", SUITE_DATE.as_bytes()),
+            ("authorization", authorization.as_bytes()),
+        ];
+        let parts = RequestParts {
+            method: "get",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body_sha256: EMPTY_PAYLOAD_SHA256,
+        };
+        let signed = SignedRequest::parse(&parts, Presentation::Header, &suite_expectation())
+            .expect("well formed");
+        assert!(!signed.verify(&Sigv4SigningKey::derive(SUITE_SECRET, &signed.scope)));
+        assert_eq!(
+            signed.canonical_request(),
+            "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n\
+             e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            signed.string_to_sign(),
+            string_to_sign(SUITE_DATE, &signed.scope, &signed.canonical_request())
+        );
+        assert!(
+            signed
+                .string_to_sign()
+                .ends_with("bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63")
+        );
     }
 }

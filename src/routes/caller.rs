@@ -17,6 +17,7 @@
 //!   `Idempotency-Key` must be signed, and a signed write is accepted once
 //!   (`service::sigv4`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use actix_web::http::header::AUTHORIZATION;
@@ -208,7 +209,7 @@ impl FromRequest for Caller {
                         .extensions()
                         .get::<SignedBodyDigest>()
                         .map(|digest| digest.0.clone())
-                        .unwrap_or_else(|| EMPTY_PAYLOAD_SHA256.to_owned());
+                        .unwrap_or(Cow::Borrowed(EMPTY_PAYLOAD_SHA256));
                     let headers: Vec<(&str, &[u8])> = req
                         .headers()
                         .iter()

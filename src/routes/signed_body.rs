@@ -11,6 +11,8 @@
 //! client's claim about them. Other requests are not touched, and still
 //! stream.
 
+use std::borrow::Cow;
+
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH};
@@ -24,9 +26,10 @@ use super::body::BodyError;
 use super::error::ApiError;
 use crate::domain::sigv4::{self, Presentation};
 
-/// The SHA-256 (lower-case hex) of a signed request's body, as received.
+/// The SHA-256 (lower-case hex) of a signed request's body, as received;
+/// that of nothing, most signed requests' (reads), is not computed.
 #[derive(Debug, Clone)]
-pub(super) struct SignedBodyDigest(pub String);
+pub(super) struct SignedBodyDigest(pub Cow<'static, str>);
 
 /// How a request is signed, if it is: a SigV4 `Authorization` header or a
 /// presigned URL.
@@ -73,8 +76,12 @@ pub async fn buffer_signed_body(
             body.extend_from_slice(&chunk);
         }
         let body = body.freeze();
-        req.extensions_mut()
-            .insert(SignedBodyDigest(sigv4::sha256_hex(&body)));
+        let digest = if body.is_empty() {
+            Cow::Borrowed(sigv4::EMPTY_PAYLOAD_SHA256)
+        } else {
+            Cow::Owned(sigv4::sha256_hex(&body))
+        };
+        req.extensions_mut().insert(SignedBodyDigest(digest));
         req.set_payload(Payload::from(body));
     }
     next.call(req)

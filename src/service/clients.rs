@@ -157,8 +157,8 @@ impl ClientAuthError {
 /// refusal is counted for it (and the log line names it): only a well-formed
 /// client ID, never raw request text.
 pub fn note_key(kind: &'static str, client_id: &str) {
-    if let Ok(id) = crate::domain::ClientId::parse(client_id) {
-        crate::telemetry::request::note_credential(kind, Some(id.as_str()));
+    if ClientId::is_well_formed(client_id) {
+        crate::telemetry::request::note_credential(kind, Some(client_id));
     }
 }
 

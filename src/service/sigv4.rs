@@ -35,7 +35,7 @@ use super::Service;
 use super::clients::{self, AuthenticatedKey, ClientAuthError};
 use super::usage::UseKind;
 use crate::domain::sigv4::{
-    CredentialScope, Expectation, Presentation, RequestParts, SignedRequest, Sigv4Error,
+    self, CredentialScope, Expectation, Presentation, RequestParts, SignedRequest, Sigv4Error,
     Sigv4SigningKey,
 };
 use crate::domain::{ClientId, KeyProof, Principal, now};
@@ -55,21 +55,29 @@ const REPLAY_LEEWAY_SECONDS: i64 = 60;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Derived signing keys, per access key ID (the key's client ID), for the
-/// scope they were derived for.
+/// scope they were derived for. Shared, not copied, with each request that
+/// uses one.
 #[derive(Clone, Default)]
 pub struct Sigv4KeyCache {
-    keys: Arc<Mutex<HashMap<String, (CredentialScope, Sigv4SigningKey)>>>,
+    keys: Arc<Mutex<HashMap<String, Derived>>>,
 }
 
+/// A derived signing key and the scope it signs for.
+type Derived = (CredentialScope<'static>, Arc<Sigv4SigningKey>);
+
 impl Sigv4KeyCache {
-    fn get(&self, access_key_id: &str, scope: &CredentialScope) -> Option<Sigv4SigningKey> {
+    fn get(
+        &self,
+        access_key_id: &str,
+        scope: &CredentialScope<'_>,
+    ) -> Option<Arc<Sigv4SigningKey>> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         keys.get(access_key_id)
             .filter(|(cached, _)| cached == scope)
-            .map(|(_, key)| key.clone())
+            .map(|(_, key)| Arc::clone(key))
     }
 
-    fn put(&self, access_key_id: &str, scope: CredentialScope, key: Sigv4SigningKey) {
+    fn put(&self, access_key_id: &str, scope: CredentialScope<'static>, key: Arc<Sigv4SigningKey>) {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if keys.len() >= MAX_CACHED && !keys.contains_key(access_key_id) {
             keys.clear();
@@ -187,7 +195,7 @@ pub async fn authenticate(
             max_skew_seconds: settings.max_skew.as_secs() as i64,
         },
     )?;
-    let access_key_id = signed.access_key_id.as_str();
+    let access_key_id: &str = &signed.access_key_id;
     clients::note_key("sigv4", access_key_id);
     if let Some(retry_after) = service.throttle.check(access_key_id, address) {
         return Err(ClientAuthError::Throttled(retry_after).into());
@@ -223,14 +231,10 @@ pub async fn authenticate(
 /// rather than risk storing it twice.
 async fn first_use(
     service: &Service,
-    signed: &SignedRequest,
+    signed: &SignedRequest<'_>,
     key_id: &str,
 ) -> Result<(), Sigv4Refusal> {
-    let id: String = signed
-        .replay_id(key_id)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let id = sigv4::hex(&signed.replay_id(key_id));
     let expires_at = signed.valid_until + REPLAY_LEEWAY_SECONDS;
     if service.store.first_sigv4_use(&id, expires_at).await? {
         Ok(())
@@ -262,10 +266,10 @@ pub fn spawn_sweeper(store: Store, alive: Weak<()>) {
 /// once the key's signing key for this scope is derived.
 async fn verify(
     service: &Service,
-    signed: &SignedRequest,
+    signed: &SignedRequest<'_>,
 ) -> Result<AuthenticatedKey, Sigv4Refusal> {
-    let access_key_id = signed.access_key_id.as_str();
-    if ClientId::parse(access_key_id).is_err() {
+    let access_key_id: &str = &signed.access_key_id;
+    if !ClientId::is_well_formed(access_key_id) {
         return Err(Sigv4Refusal::UnknownAccessKey);
     }
     let Some(signing_key) = service.sigv4_keys.get(access_key_id, &signed.scope) else {
@@ -290,9 +294,9 @@ async fn verify(
 /// its sealed secret from the database, the signing key derived and kept.
 async fn verify_first(
     service: &Service,
-    signed: &SignedRequest,
+    signed: &SignedRequest<'_>,
 ) -> Result<AuthenticatedKey, Sigv4Refusal> {
-    let access_key_id = signed.access_key_id.as_str();
+    let access_key_id: &str = &signed.access_key_id;
     let Some(row) = service.store.find_key_for_sigv4(access_key_id).await? else {
         return Err(Sigv4Refusal::UnknownAccessKey);
     };
@@ -300,25 +304,27 @@ async fn verify_first(
         return Err(Sigv4Refusal::UnknownAccessKey);
     };
     let secret = service.store.open_sigv4_secret(&row.key.id, sealed)?;
-    let signing_key = Sigv4SigningKey::derive(secret.expose(), &signed.scope);
+    let signing_key = Arc::new(Sigv4SigningKey::derive(secret.expose(), &signed.scope));
     drop(secret);
-    service
-        .sigv4_keys
-        .put(access_key_id, signed.scope.clone(), signing_key.clone());
+    service.sigv4_keys.put(
+        access_key_id,
+        signed.scope.clone().into_owned(),
+        Arc::clone(&signing_key),
+    );
     check_signature(signed, &signing_key)?;
     clients::authorise(row.key, now()).map_err(|err| refused(service, access_key_id, err))
 }
 
 fn check_signature(
-    signed: &SignedRequest,
+    signed: &SignedRequest<'_>,
     signing_key: &Sigv4SigningKey,
 ) -> Result<(), Sigv4Refusal> {
     if signed.verify(signing_key) {
         Ok(())
     } else {
         Err(Sigv4Refusal::Mismatch {
-            canonical_request: signed.canonical_request.clone(),
-            string_to_sign: signed.string_to_sign.clone(),
+            canonical_request: signed.canonical_request(),
+            string_to_sign: signed.string_to_sign(),
         })
     }
 }

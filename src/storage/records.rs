@@ -86,15 +86,16 @@ impl Store {
 
     /// Group commit: several pushes in one transaction, one outcome each, in
     /// order. Either all of them are committed or none is (the caller then
-    /// retries them one by one), their `record.created` events and
-    /// deliveries with them: an event is never committed without its
-    /// records, nor records without their event.
+    /// retries them one by one), their `record.created` events with them:
+    /// an event is never committed without its records, nor records
+    /// without their event.
     ///
     /// First each push's idempotency key is claimed (in order, so a key used
     /// twice in one batch answers the second as a retry of the first); then
-    /// the records of every push stored now, their events and the events'
-    /// deliveries are inserted a few rows per statement (see
-    /// `webhooks::insert_rows`), the endpoints read once per tenant.
+    /// the records of every push stored now and their events (each naming
+    /// the endpoints that hear it, whose deliveries the worker writes) are
+    /// inserted a few rows per statement (see `webhooks::insert_rows`), the
+    /// endpoints read once per tenant.
     pub async fn push_batch(&self, pushes: &[NewRecords<'_>]) -> Result<Vec<PushOutcome>> {
         let _span = self.span("push_batch");
         let mut tx = self.db()?.begin().await?;

@@ -1,6 +1,7 @@
-//! Outbound webhooks: endpoints, the outbox (events and one delivery per
-//! interested endpoint, written in the transaction of the change that caused
-//! them), leased claims of due deliveries, and the attempts' record.
+//! Outbound webhooks: endpoints, the outbox (events, written in the
+//! transaction of the change that caused them, each naming the endpoints
+//! that heard it; the worker then writes one delivery per endpoint), leased
+//! claims of due deliveries, and the attempts' record.
 
 use super::{Backend, Result, StorageError, Store};
 use crate::domain::{EndpointOwner, WebhookSigningKey};
@@ -192,15 +193,19 @@ pub(super) async fn record_event(
 
 /// [`record_event`] for several events (each with its time) at once, as a
 /// group commit of pushes writes them: the endpoints are read once per
-/// tenant, and the events and their deliveries are inserted a few rows per
-/// statement. How many deliveries were queued.
+/// tenant, and the events inserted a few rows per statement. Each event
+/// names the endpoints that hear it now (`pending_endpoints`); their
+/// deliveries are written by the worker ([`Store::claim_due_deliveries`]),
+/// so a listened-to push writes one row beside its records rather than two
+/// or more, with their keys and indexes: that was most of what an endpoint
+/// listening added to a push. How many deliveries were queued.
 pub(super) async fn record_events(
     tx: &mut Transaction<'_>,
     events: &[(&WebhookEvent<'_>, i64)],
 ) -> Result<usize> {
     let mut candidates: Vec<(&str, Vec<Candidate>)> = Vec::new();
-    let mut queued: Vec<(String, &WebhookEvent<'_>, i64)> = Vec::new();
-    let mut deliveries: Vec<(String, String, i64)> = Vec::new();
+    let mut queued: Vec<(String, &WebhookEvent<'_>, i64, String)> = Vec::new();
+    let mut deliveries = 0;
     for &(event, now) in events {
         let known = candidates
             .iter()
@@ -215,36 +220,27 @@ pub(super) async fn record_events(
                 candidates.len() - 1
             }
         };
-        let listening: Vec<&Candidate> = candidates[index]
-            .1
-            .iter()
-            .filter(|candidate| candidate.listens_to(event))
-            .collect();
+        let mut listening = String::new();
+        for candidate in &candidates[index].1 {
+            if candidate.listens_to(event) {
+                if !listening.is_empty() {
+                    listening.push(' ');
+                }
+                listening.push_str(&candidate.id);
+                deliveries += 1;
+            }
+        }
         if listening.is_empty() {
             continue;
         }
-        let event_id = new_event_id();
-        for candidate in listening {
-            deliveries.push((event_id.clone(), candidate.id.clone(), now));
-        }
-        queued.push((event_id, event, now));
+        queued.push((new_event_id(), event, now, listening));
     }
-    let events: Vec<EventRow> = queued
+    let rows: Vec<EventRow> = queued
         .iter()
-        .map(|(id, event, now)| EventRow::new(id, event, *now))
+        .map(|(id, event, now, listening)| EventRow::new(id, event, *now, listening))
         .collect();
-    insert_rows(tx, &EVENT_INSERT, &events).await?;
-    let rows: Vec<DeliveryRow<'_>> = deliveries
-        .iter()
-        .map(|(event_id, endpoint_id, now)| DeliveryRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            event_id,
-            endpoint_id,
-            now: *now,
-        })
-        .collect();
-    insert_rows(tx, &DELIVERY_INSERT, &rows).await?;
-    Ok(rows.len())
+    insert_rows(tx, &EVENT_INSERT, &rows).await?;
+    Ok(deliveries)
 }
 
 /// The tenant's enabled endpoints, with their owners as they stand.
@@ -387,6 +383,7 @@ static EVENT_INSERT: RowInsert = RowInsert {
         "created_at",
         "subject_owner_id",
         "traceparent",
+        "pending_endpoints",
     ],
     values: None,
     texts: RowInsert::TEXTS,
@@ -408,13 +405,15 @@ static DELIVERY_INSERT: RowInsert = RowInsert {
     texts: RowInsert::TEXTS,
 };
 
-/// An event's row: its body and the trace it continues.
+/// An event's row: its body, the trace it continues and the endpoints
+/// that hear it (ids, space-separated).
 struct EventRow<'a> {
     id: &'a str,
     event: &'a WebhookEvent<'a>,
     payload: String,
     traceparent: Option<String>,
     now: i64,
+    pending_endpoints: &'a str,
 }
 
 /// An event's body, its members in the order they have always had
@@ -428,7 +427,12 @@ struct EventBody<'a> {
 }
 
 impl<'a> EventRow<'a> {
-    fn new(id: &'a str, event: &'a WebhookEvent<'a>, now: i64) -> Self {
+    fn new(
+        id: &'a str,
+        event: &'a WebhookEvent<'a>,
+        now: i64,
+        pending_endpoints: &'a str,
+    ) -> Self {
         let body = EventBody {
             data: &event.data,
             timestamp: chrono::DateTime::from_timestamp(now, 0)
@@ -446,6 +450,7 @@ impl<'a> EventRow<'a> {
                 .map(str::to_owned)
                 .or_else(crate::telemetry::traces::current_traceparent),
             now,
+            pending_endpoints,
         }
     }
 }
@@ -460,6 +465,7 @@ impl InsertRow for EventRow<'_> {
             .bind(self.now)
             .bind(self.event.subject_owner_id)
             .bind(self.traceparent.as_deref())
+            .bind(self.pending_endpoints)
     }
 }
 
@@ -615,6 +621,32 @@ macro_rules! read_claimed {
 const READ_CLAIMED_SQLITE: &str = read_claimed!("json_each($1)");
 const READ_CLAIMED_POSTGRES: &str = read_claimed!("json_array_elements_text($1::json)");
 
+/// Events fanned out per claim: a backlog's events are written out a
+/// thousand at a time, each batch in one transaction.
+const FAN_OUT_EVENTS: u32 = 1024;
+
+const FAN_OUT_TAKE_SQLITE: &str = "SELECT id, pending_endpoints, created_at FROM webhook_events \
+     WHERE pending_endpoints IS NOT NULL ORDER BY created_at LIMIT CAST($1 AS BIGINT)";
+const FAN_OUT_TAKE_POSTGRES: &str = "SELECT id, pending_endpoints, created_at FROM webhook_events \
+     WHERE pending_endpoints IS NOT NULL ORDER BY created_at LIMIT CAST($1 AS BIGINT) \
+     FOR UPDATE SKIP LOCKED";
+/// Of the endpoints named (a JSON array at `$1`), those that still exist;
+/// on PostgreSQL kept from being deleted until the deliveries are written.
+const FAN_OUT_EXISTING_SQLITE: &str =
+    "SELECT id FROM webhook_endpoints WHERE id IN (SELECT value FROM json_each($1))";
+const FAN_OUT_EXISTING_POSTGRES: &str = "SELECT id FROM webhook_endpoints \
+     WHERE id IN (SELECT json_array_elements_text($1::json)) FOR KEY SHARE";
+const FAN_OUT_CLEAR_SQLITE: &str = "UPDATE webhook_events SET pending_endpoints = NULL \
+     WHERE id IN (SELECT value FROM json_each($1))";
+const FAN_OUT_CLEAR_POSTGRES: &str = "UPDATE webhook_events SET pending_endpoints = NULL \
+     WHERE id IN (SELECT json_array_elements_text($1::json))";
+
+/// Ids as one JSON array, one parameter however many.
+fn to_json(ids: &[&str]) -> Result<String> {
+    serde_json::to_string(ids)
+        .map_err(|e| StorageError::Corrupt(format!("ids not written as JSON: {e}")))
+}
+
 impl Store {
     /// Inserts the endpoint unless its owner already holds `max_per_owner`
     /// endpoints or its tenant `max_per_tenant` (disabled ones count: they
@@ -748,16 +780,9 @@ impl Store {
         insert_rows(
             &mut tx,
             &EVENT_INSERT,
-            &[EventRow::new(&event_id, event, now)],
+            &[EventRow::new(&event_id, event, now, endpoint_id)],
         )
         .await?;
-        let delivery = DeliveryRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            event_id: &event_id,
-            endpoint_id,
-            now,
-        };
-        insert_rows(&mut tx, &DELIVERY_INSERT, &[delivery]).await?;
         tx.commit().await?;
         Ok(event_id)
     }
@@ -772,10 +797,12 @@ impl Store {
         Ok(queued)
     }
 
-    /// Leases up to `limit` due deliveries until `lease_until`. Instances
-    /// sharing one database never lease one delivery twice at once: on
-    /// PostgreSQL the rows are taken `FOR UPDATE SKIP LOCKED`, and SQLite has
-    /// a single writer.
+    /// Writes the deliveries of events queued since the last call (up to
+    /// `limit` events), then leases up to `limit` due deliveries until
+    /// `lease_until`. Instances sharing one database never lease one
+    /// delivery twice at once, nor fan one event out twice: on PostgreSQL
+    /// the rows are taken `FOR UPDATE SKIP LOCKED`, and SQLite has a single
+    /// writer.
     pub async fn claim_due_deliveries(
         &self,
         now: i64,
@@ -783,6 +810,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<DueDelivery>> {
         let _span = self.span("claim_due_deliveries");
+        self.fan_out(FAN_OUT_EVENTS).await?;
         let claim = match self.backend {
             Backend::Postgres => CLAIM_POSTGRES,
             Backend::Sqlite => CLAIM_SQLITE,
@@ -797,8 +825,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = ids.iter().map(|(id,)| id.as_str()).collect();
-        let ids_json = serde_json::to_string(&ids)
-            .map_err(|e| StorageError::Corrupt(format!("delivery ids not written as JSON: {e}")))?;
+        let ids_json = to_json(&ids)?;
         let read = match self.backend {
             Backend::Postgres => READ_CLAIMED_POSTGRES,
             Backend::Sqlite => READ_CLAIMED_SQLITE,
@@ -809,6 +836,84 @@ impl Store {
             .bind(ids_json)
             .fetch_all(self.db()?)
             .await?)
+    }
+
+    /// Writes one pending delivery for each endpoint the oldest `limit`
+    /// events still to fan out name, due at once and dated from the event,
+    /// and clears the events' lists, in one transaction: every endpoint
+    /// that heard an event when it was queued gets its delivery, exactly
+    /// once, and no other does. An endpoint deleted since gets none (its
+    /// deliveries would have gone with it). How many events were fanned out.
+    async fn fan_out(&self, limit: u32) -> Result<usize> {
+        let _span = self.span("fan_out");
+        // A look first, outside a write transaction: on SQLite, taking the
+        // write lock at every poll would queue the worker behind the pushes'
+        // commits (and them behind it) for nothing.
+        let any: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM webhook_events WHERE pending_endpoints IS NOT NULL \
+             ORDER BY created_at LIMIT 1",
+        )
+        .fetch_optional(self.db()?)
+        .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
+        let (take, existing, clear) = match self.backend {
+            Backend::Postgres => (
+                FAN_OUT_TAKE_POSTGRES,
+                FAN_OUT_EXISTING_POSTGRES,
+                FAN_OUT_CLEAR_POSTGRES,
+            ),
+            Backend::Sqlite => (
+                FAN_OUT_TAKE_SQLITE,
+                FAN_OUT_EXISTING_SQLITE,
+                FAN_OUT_CLEAR_SQLITE,
+            ),
+        };
+        let mut tx = self.begin_write().await?;
+        let events: Vec<(String, String, i64)> = sqlx::query_as(take)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        if events.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let mut named: Vec<&str> = events
+            .iter()
+            .flat_map(|(_, endpoints, _)| endpoints.split(' '))
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        let named = to_json(&named)?;
+        let existing: Vec<(String,)> = sqlx::query_as(existing)
+            .bind(named)
+            .fetch_all(&mut *tx)
+            .await?;
+        let existing: std::collections::HashSet<&str> =
+            existing.iter().map(|(id,)| id.as_str()).collect();
+        let rows: Vec<DeliveryRow<'_>> = events
+            .iter()
+            .flat_map(|(event_id, endpoints, created_at)| {
+                endpoints
+                    .split(' ')
+                    .filter(|endpoint| existing.contains(endpoint))
+                    .map(move |endpoint_id| DeliveryRow {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        event_id,
+                        endpoint_id,
+                        now: *created_at,
+                    })
+            })
+            .collect();
+        insert_rows(&mut tx, &DELIVERY_INSERT, &rows).await?;
+        let ids: Vec<&str> = events.iter().map(|(id, _, _)| id.as_str()).collect();
+        sqlx::query(clear)
+            .bind(to_json(&ids)?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(events.len())
     }
 
     /// The keys that sign `owner_id`'s deliveries: the marked key first, then
@@ -970,9 +1075,20 @@ impl Store {
         )
         .fetch_one(self.db()?)
         .await?;
+        // Deliveries not written yet: one per endpoint an event names.
+        let (to_write, oldest_event): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COALESCE(SUM(LENGTH(pending_endpoints) \
+             - LENGTH(REPLACE(pending_endpoints, ' ', '')) + 1), 0), MIN(created_at) \
+             FROM webhook_events WHERE pending_endpoints IS NOT NULL",
+        )
+        .fetch_one(self.db()?)
+        .await?;
         Ok(QueueStats {
-            pending,
-            oldest_created_at: oldest,
+            pending: pending + to_write,
+            oldest_created_at: match (oldest, oldest_event) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         })
     }
 }

@@ -4,7 +4,7 @@
 //! claims of due deliveries, and the attempts' record.
 
 use super::{Backend, Result, StorageError, Store};
-use crate::domain::{EndpointOwner, WebhookSigningKey};
+use crate::domain::{Audience, EndpointOwner, WebhookSigningKey};
 
 type Transaction<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
@@ -19,11 +19,63 @@ pub struct WebhookEvent<'a> {
     /// For `record.created`: endpoints may listen to some collections only.
     pub collection: Option<&'a str>,
     /// The `data` member of the body: ids only, never a secret.
-    pub data: serde_json::Value,
+    pub data: EventData<'a>,
     /// The `traceparent` of the request the event comes from, when that is
     /// not the current task's (a push, written by the group-commit writer).
     /// `None`: the current span's, if any.
     pub trace: Option<&'a str>,
+}
+
+/// An event's `data`.
+#[derive(Debug, Clone)]
+pub enum EventData<'a> {
+    Json(serde_json::Value),
+    /// A push's `record.created`, written from the push as it is: building
+    /// a `serde_json::Value` of it first, then printing that, cost more
+    /// than writing the row's key.
+    RecordCreated {
+        client_id: &'a str,
+        collection: &'a str,
+        owner_id: &'a str,
+        /// The push's records (id, body): only the ids are written.
+        records: &'a [(String, String)],
+    },
+}
+
+impl serde::Serialize for EventData<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self {
+            EventData::Json(value) => value.serialize(serializer),
+            EventData::RecordCreated {
+                client_id,
+                collection,
+                owner_id,
+                records,
+            } => {
+                struct Ids<'a>(&'a [(String, String)]);
+                impl serde::Serialize for Ids<'_> {
+                    fn serialize<S: serde::Serializer>(
+                        &self,
+                        serializer: S,
+                    ) -> std::result::Result<S::Ok, S::Error> {
+                        serializer.collect_seq(self.0.iter().map(|(id, _)| id))
+                    }
+                }
+                // The members in the order a `Value` printed them (sorted),
+                // so the body is the same bytes as before.
+                let mut map = serializer.serialize_map(Some(4))?;
+                map.serialize_entry("client_id", client_id)?;
+                map.serialize_entry("collection", collection)?;
+                map.serialize_entry("owner_id", owner_id)?;
+                map.serialize_entry("record_ids", &Ids(records))?;
+                map.end()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -169,7 +221,7 @@ pub struct QueueStats {
 
 /// An enabled endpoint and its owner as they stand, for [`record_event`].
 #[derive(sqlx::FromRow)]
-struct Candidate {
+struct CandidateRow {
     id: String,
     events: String,
     collections: Option<String>,
@@ -177,6 +229,16 @@ struct Candidate {
     owner_status: String,
     owner_role: String,
     owner_permissions: String,
+}
+
+/// An enabled endpoint, and what its owner may hear, judged once for all
+/// the events of a batch.
+struct Candidate {
+    id: String,
+    events: String,
+    collections: Option<String>,
+    owner_id: String,
+    audience: Audience,
 }
 
 /// Records `event` for every enabled endpoint of its tenant that wants it
@@ -245,14 +307,33 @@ pub(super) async fn record_events(
 
 /// The tenant's enabled endpoints, with their owners as they stand.
 async fn enabled_endpoints(tx: &mut Transaction<'_>, tenant_id: &str) -> Result<Vec<Candidate>> {
-    Ok(sqlx::query_as(
+    let rows: Vec<CandidateRow> = sqlx::query_as(
         "SELECT e.id, e.events, e.collections, e.owner_id, u.status AS owner_status, \
          u.role AS owner_role, u.permissions AS owner_permissions FROM webhook_endpoints e \
          JOIN users u ON u.id = e.owner_id WHERE e.tenant_id = $1 AND e.status = 'enabled'",
     )
     .bind(tenant_id)
     .fetch_all(&mut **tx)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let audience = EndpointOwner {
+                user_id: &row.owner_id,
+                status: &row.owner_status,
+                role: &row.owner_role,
+                permissions: &row.owner_permissions,
+            }
+            .audience();
+            Candidate {
+                id: row.id,
+                events: row.events,
+                collections: row.collections,
+                owner_id: row.owner_id,
+                audience,
+            }
+        })
+        .collect())
 }
 
 impl Candidate {
@@ -262,13 +343,12 @@ impl Candidate {
             (Some(collection), Some(listed)) => listed.split(' ').any(|l| l == collection),
             _ => true,
         };
-        let owner = EndpointOwner {
-            user_id: &self.owner_id,
-            status: &self.owner_status,
-            role: &self.owner_role,
-            permissions: &self.owner_permissions,
-        };
-        wants_type && wants_collection && owner.refuses(Some(event.subject_owner_id)).is_none()
+        wants_type
+            && wants_collection
+            && self
+                .audience
+                .refuses(&self.owner_id, Some(event.subject_owner_id))
+                .is_none()
     }
 }
 
@@ -420,19 +500,14 @@ struct EventRow<'a> {
 /// (`data`, `timestamp`, `type`), serialised without copying `data`.
 #[derive(serde::Serialize)]
 struct EventBody<'a> {
-    data: &'a serde_json::Value,
+    data: &'a EventData<'a>,
     timestamp: String,
     #[serde(rename = "type")]
     event_type: &'a str,
 }
 
 impl<'a> EventRow<'a> {
-    fn new(
-        id: &'a str,
-        event: &'a WebhookEvent<'a>,
-        now: i64,
-        pending_endpoints: &'a str,
-    ) -> Self {
+    fn new(id: &'a str, event: &'a WebhookEvent<'a>, now: i64, pending_endpoints: &'a str) -> Self {
         let body = EventBody {
             data: &event.data,
             timestamp: chrono::DateTime::from_timestamp(now, 0)
@@ -1053,12 +1128,12 @@ impl Store {
                     event_type: "key.expiring",
                     trace: None,
                     collection: None,
-                    data: serde_json::json!({
+                    data: EventData::Json(serde_json::json!({
                         "key_id": id,
                         "client_id": client_id,
                         "owner_id": owner_id,
                         "expires_at": expires_at,
-                    }),
+                    })),
                 },
                 now,
             )
@@ -1090,5 +1165,43 @@ impl Store {
                 (a, b) => a.or(b),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A push's `record.created` data, written from the push, is the very
+    /// text the `serde_json::Value` it replaced printed.
+    #[test]
+    fn record_created_data_is_written_as_the_value_was() {
+        let records = [
+            ("0193-a".to_owned(), "{}".to_owned()),
+            ("0193-\"b\"".to_owned(), "{}".to_owned()),
+        ];
+        let data = EventData::RecordCreated {
+            client_id: "kp_client",
+            collection: "orders",
+            owner_id: "u-1",
+            records: &records,
+        };
+        let as_before = serde_json::json!({
+            "collection": "orders",
+            "record_ids": ["0193-a", "0193-\"b\""],
+            "owner_id": "u-1",
+            "client_id": "kp_client",
+        });
+        assert_eq!(serde_json::to_string(&data).unwrap(), as_before.to_string());
+        let none = EventData::RecordCreated {
+            client_id: "c",
+            collection: "x",
+            owner_id: "u",
+            records: &[],
+        };
+        assert_eq!(
+            serde_json::to_string(&none).unwrap(),
+            r#"{"client_id":"c","collection":"x","owner_id":"u","record_ids":[]}"#
+        );
     }
 }

@@ -356,7 +356,10 @@ async fn an_event_is_fanned_out_once_and_not_to_an_endpoint_deleted_since(backen
         .expect("one commit");
     assert!(outcomes.iter().all(|o| *o == PushOutcome::Stored));
     let stats = app.store.webhook_queue_stats().await.expect("stats");
-    assert_eq!(stats.pending, 6, "two deliveries per event, not written yet");
+    assert_eq!(
+        stats.pending, 6,
+        "two deliveries per event, not written yet"
+    );
     assert_eq!(stats.oldest_created_at, Some(1_800_000_000));
 
     assert!(app.store.delete_endpoint(&deleted).await.expect("delete"));

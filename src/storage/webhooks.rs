@@ -696,10 +696,6 @@ macro_rules! read_claimed {
 const READ_CLAIMED_SQLITE: &str = read_claimed!("json_each($1)");
 const READ_CLAIMED_POSTGRES: &str = read_claimed!("json_array_elements_text($1::json)");
 
-/// Events fanned out per claim: a backlog's events are written out a
-/// thousand at a time, each batch in one transaction.
-const FAN_OUT_EVENTS: u32 = 1024;
-
 const FAN_OUT_TAKE_SQLITE: &str = "SELECT id, pending_endpoints, created_at FROM webhook_events \
      WHERE pending_endpoints IS NOT NULL ORDER BY created_at LIMIT CAST($1 AS BIGINT)";
 const FAN_OUT_TAKE_POSTGRES: &str = "SELECT id, pending_endpoints, created_at FROM webhook_events \
@@ -715,6 +711,67 @@ const FAN_OUT_CLEAR_SQLITE: &str = "UPDATE webhook_events SET pending_endpoints 
      WHERE id IN (SELECT value FROM json_each($1))";
 const FAN_OUT_CLEAR_POSTGRES: &str = "UPDATE webhook_events SET pending_endpoints = NULL \
      WHERE id IN (SELECT json_array_elements_text($1::json))";
+
+/// Writes one pending delivery for each endpoint the oldest `limit` events
+/// still to fan out name, due at once and dated from the event, and clears
+/// the events' lists, in the caller's transaction: every endpoint that
+/// heard an event when it was queued gets its delivery, exactly once, and
+/// no other does. An endpoint deleted since gets none (its deliveries would
+/// have gone with it). How many events were fanned out.
+async fn fan_out(tx: &mut Transaction<'_>, backend: Backend, limit: u32) -> Result<usize> {
+    let (take, existing, clear) = match backend {
+        Backend::Postgres => (
+            FAN_OUT_TAKE_POSTGRES,
+            FAN_OUT_EXISTING_POSTGRES,
+            FAN_OUT_CLEAR_POSTGRES,
+        ),
+        Backend::Sqlite => (
+            FAN_OUT_TAKE_SQLITE,
+            FAN_OUT_EXISTING_SQLITE,
+            FAN_OUT_CLEAR_SQLITE,
+        ),
+    };
+    let events: Vec<(String, String, i64)> = sqlx::query_as(take)
+        .bind(i64::from(limit))
+        .fetch_all(&mut **tx)
+        .await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let mut named: Vec<&str> = events
+        .iter()
+        .flat_map(|(_, endpoints, _)| endpoints.split(' '))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let existing: Vec<(String,)> = sqlx::query_as(existing)
+        .bind(to_json(&named)?)
+        .fetch_all(&mut **tx)
+        .await?;
+    let existing: std::collections::HashSet<&str> =
+        existing.iter().map(|(id,)| id.as_str()).collect();
+    let rows: Vec<DeliveryRow<'_>> = events
+        .iter()
+        .flat_map(|(event_id, endpoints, created_at)| {
+            endpoints
+                .split(' ')
+                .filter(|endpoint| existing.contains(endpoint))
+                .map(move |endpoint_id| DeliveryRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    event_id,
+                    endpoint_id,
+                    now: *created_at,
+                })
+        })
+        .collect();
+    insert_rows(tx, &DELIVERY_INSERT, &rows).await?;
+    let ids: Vec<&str> = events.iter().map(|(id, _, _)| id.as_str()).collect();
+    sqlx::query(clear)
+        .bind(to_json(&ids)?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(events.len())
+}
 
 /// Ids as one JSON array, one parameter however many.
 fn to_json(ids: &[&str]) -> Result<String> {
@@ -872,12 +929,16 @@ impl Store {
         Ok(queued)
     }
 
-    /// Writes the deliveries of events queued since the last call (up to
-    /// `limit` events), then leases up to `limit` due deliveries until
-    /// `lease_until`. Instances sharing one database never lease one
-    /// delivery twice at once, nor fan one event out twice: on PostgreSQL
-    /// the rows are taken `FOR UPDATE SKIP LOCKED`, and SQLite has a single
-    /// writer.
+    /// Writes the deliveries of the oldest `limit` events not fanned out
+    /// yet, then leases up to `limit` due deliveries until `lease_until`,
+    /// in one transaction (so one commit, as before events were fanned out
+    /// here). Instances sharing one database never lease one delivery twice
+    /// at once, nor fan one event out twice: on PostgreSQL the rows are
+    /// taken `FOR UPDATE SKIP LOCKED`, and SQLite has a single writer.
+    ///
+    /// Only as many events as deliveries leased: a backlog is fanned out
+    /// as it is sent, so the first claims after a burst of pushes do not
+    /// write the whole burst's deliveries before sending any.
     pub async fn claim_due_deliveries(
         &self,
         now: i64,
@@ -885,17 +946,33 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<DueDelivery>> {
         let _span = self.span("claim_due_deliveries");
-        self.fan_out(FAN_OUT_EVENTS).await?;
         let claim = match self.backend {
             Backend::Postgres => CLAIM_POSTGRES,
             Backend::Sqlite => CLAIM_SQLITE,
         };
-        let ids: Vec<(String,)> = sqlx::query_as(claim)
+        let claim = sqlx::query_as(claim)
             .bind(now)
             .bind(lease_until)
-            .bind(i64::from(limit))
-            .fetch_all(self.db()?)
-            .await?;
+            .bind(i64::from(limit));
+        // A look first, outside a write transaction: on SQLite, taking the
+        // write lock at every poll would queue the worker behind the pushes'
+        // commits (and them behind it) for nothing.
+        let to_fan_out: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM webhook_events WHERE pending_endpoints IS NOT NULL \
+             ORDER BY created_at LIMIT 1",
+        )
+        .fetch_optional(self.db()?)
+        .await?;
+        let ids: Vec<(String,)> = match to_fan_out {
+            None => claim.fetch_all(self.db()?).await?,
+            Some(_) => {
+                let mut tx = self.begin_write().await?;
+                fan_out(&mut tx, self.backend, limit).await?;
+                let ids = claim.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                ids
+            }
+        };
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -911,84 +988,6 @@ impl Store {
             .bind(ids_json)
             .fetch_all(self.db()?)
             .await?)
-    }
-
-    /// Writes one pending delivery for each endpoint the oldest `limit`
-    /// events still to fan out name, due at once and dated from the event,
-    /// and clears the events' lists, in one transaction: every endpoint
-    /// that heard an event when it was queued gets its delivery, exactly
-    /// once, and no other does. An endpoint deleted since gets none (its
-    /// deliveries would have gone with it). How many events were fanned out.
-    async fn fan_out(&self, limit: u32) -> Result<usize> {
-        let _span = self.span("fan_out");
-        // A look first, outside a write transaction: on SQLite, taking the
-        // write lock at every poll would queue the worker behind the pushes'
-        // commits (and them behind it) for nothing.
-        let any: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM webhook_events WHERE pending_endpoints IS NOT NULL \
-             ORDER BY created_at LIMIT 1",
-        )
-        .fetch_optional(self.db()?)
-        .await?;
-        if any.is_none() {
-            return Ok(0);
-        }
-        let (take, existing, clear) = match self.backend {
-            Backend::Postgres => (
-                FAN_OUT_TAKE_POSTGRES,
-                FAN_OUT_EXISTING_POSTGRES,
-                FAN_OUT_CLEAR_POSTGRES,
-            ),
-            Backend::Sqlite => (
-                FAN_OUT_TAKE_SQLITE,
-                FAN_OUT_EXISTING_SQLITE,
-                FAN_OUT_CLEAR_SQLITE,
-            ),
-        };
-        let mut tx = self.begin_write().await?;
-        let events: Vec<(String, String, i64)> = sqlx::query_as(take)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-        if events.is_empty() {
-            tx.commit().await?;
-            return Ok(0);
-        }
-        let mut named: Vec<&str> = events
-            .iter()
-            .flat_map(|(_, endpoints, _)| endpoints.split(' '))
-            .collect();
-        named.sort_unstable();
-        named.dedup();
-        let named = to_json(&named)?;
-        let existing: Vec<(String,)> = sqlx::query_as(existing)
-            .bind(named)
-            .fetch_all(&mut *tx)
-            .await?;
-        let existing: std::collections::HashSet<&str> =
-            existing.iter().map(|(id,)| id.as_str()).collect();
-        let rows: Vec<DeliveryRow<'_>> = events
-            .iter()
-            .flat_map(|(event_id, endpoints, created_at)| {
-                endpoints
-                    .split(' ')
-                    .filter(|endpoint| existing.contains(endpoint))
-                    .map(move |endpoint_id| DeliveryRow {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        event_id,
-                        endpoint_id,
-                        now: *created_at,
-                    })
-            })
-            .collect();
-        insert_rows(&mut tx, &DELIVERY_INSERT, &rows).await?;
-        let ids: Vec<&str> = events.iter().map(|(id, _, _)| id.as_str()).collect();
-        sqlx::query(clear)
-            .bind(to_json(&ids)?)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(events.len())
     }
 
     /// The keys that sign `owner_id`'s deliveries: the marked key first, then

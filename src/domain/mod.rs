@@ -46,7 +46,7 @@ pub use webhook::{
     TEST_EVENT_TYPE, WEBHOOK_EVENT_TYPES, WebhookEventTypes, WebhookTargetError, WebhookUrl,
     parse_collections,
 };
-pub use webhook_audience::{EndpointOwner, Unheard};
+pub use webhook_audience::{Audience, EndpointOwner, Unheard};
 pub use webhook_key::{WEBHOOK_KEY_INFO, WebhookSigningKey};
 
 /// Seconds since the Unix epoch: the one time representation stored in both

@@ -44,6 +44,33 @@ impl Unheard {
     }
 }
 
+/// What an owner's endpoints may hear, judged from their row alone: the
+/// half of the rule that does not depend on the event, so a batch of
+/// events judges it once per endpoint (parsing the permissions for every
+/// event was a sixth of what an endpoint listening added to a push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// An admin's: everything in the company.
+    Company,
+    /// A member's: only what concerns the member.
+    Themselves,
+    Nothing(Unheard),
+}
+
+impl Audience {
+    /// Why an endpoint of `owner_id` (whose audience this is) may not hear
+    /// an event about `subject_owner_id`, or `None` when it may.
+    pub fn refuses(self, owner_id: &str, subject_owner_id: Option<&str>) -> Option<Unheard> {
+        match self {
+            Audience::Company => None,
+            Audience::Themselves => {
+                (subject_owner_id != Some(owner_id)).then_some(Unheard::NotVisibleToOwner)
+            }
+            Audience::Nothing(unheard) => Some(unheard),
+        }
+    }
+}
+
 impl EndpointOwner<'_> {
     /// Why this owner's endpoint may not hear an event about
     /// `subject_owner_id` (the user whose record, key or account the event
@@ -51,20 +78,25 @@ impl EndpointOwner<'_> {
     /// is for admins only. A stored value that does not parse refuses:
     /// better silent than leaking.
     pub fn refuses(&self, subject_owner_id: Option<&str>) -> Option<Unheard> {
+        self.audience().refuses(self.user_id, subject_owner_id)
+    }
+
+    /// What this owner's endpoints may hear, whatever the event.
+    pub fn audience(&self) -> Audience {
         let owner = self;
         if owner.status != UserStatus::Active.as_str() {
-            return Some(Unheard::OwnerDisabled);
+            return Audience::Nothing(Unheard::OwnerDisabled);
         }
         let Ok(role) = Role::from_str(owner.role) else {
-            return Some(Unheard::OwnerLacksPermission);
+            return Audience::Nothing(Unheard::OwnerLacksPermission);
         };
         let holds = ScopeSet::parse(owner.permissions)
             .is_ok_and(|granted| role.permissions(&granted).contains(WEBHOOKS_MANAGE));
-        if !holds {
-            return Some(Unheard::OwnerLacksPermission);
+        match (holds, role) {
+            (false, _) => Audience::Nothing(Unheard::OwnerLacksPermission),
+            (true, Role::Admin) => Audience::Company,
+            (true, Role::Member) => Audience::Themselves,
         }
-        let sees = role == Role::Admin || subject_owner_id == Some(owner.user_id);
-        (!sees).then_some(Unheard::NotVisibleToOwner)
     }
 }
 

@@ -15,8 +15,8 @@ use crate::domain::{
     parse_collections,
 };
 use crate::storage::{
-    AttemptRow, EndpointInsert, EndpointRow, EndpointSettings, NewEndpoint, StorageError,
-    WebhookEvent,
+    AttemptRow, EndpointInsert, EndpointRow, EndpointSettings, EventData, NewEndpoint,
+    StorageError, WebhookEvent,
 };
 
 /// An endpoint as shown to people.
@@ -369,7 +369,7 @@ pub async fn send_test_event(service: &Service, principal: &Principal, id: &str)
                 event_type: TEST_EVENT_TYPE,
                 trace: None,
                 collection: None,
-                data: serde_json::json!({ "endpoint_id": found.id }),
+                data: EventData::Json(serde_json::json!({ "endpoint_id": found.id })),
             },
             now(),
         )

@@ -1,5 +1,5 @@
 use super::client_keys::{NewPublicKey, insert_client_auth};
-use super::webhooks::{WebhookEvent, record_event};
+use super::webhooks::{EventData, WebhookEvent, record_event};
 use super::{Result, StorageError, Store};
 use crate::domain::{ClientSecret, WebhookSigningKey};
 
@@ -750,8 +750,10 @@ impl Store {
 type Transaction<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 /// A key event's `data`: ids only.
-fn key_event_data(key_id: &str, client_id: &str, owner_id: &str) -> serde_json::Value {
-    serde_json::json!({ "key_id": key_id, "client_id": client_id, "owner_id": owner_id })
+fn key_event_data(key_id: &str, client_id: &str, owner_id: &str) -> EventData<'static> {
+    EventData::Json(
+        serde_json::json!({ "key_id": key_id, "client_id": client_id, "owner_id": owner_id }),
+    )
 }
 
 fn key_event<'a>(event_type: &'static str, key: &'a NewKey<'_>) -> WebhookEvent<'a> {

@@ -60,7 +60,7 @@ pub use tenants::{TenantPolicyRow, TenantRow};
 pub use users::{NewUser, SignInRow, UserListRow, UserRow};
 pub use webhooks::{
     AttemptOutcome, AttemptRow, DueDelivery, EndpointHealth, EndpointInsert, EndpointRow,
-    EndpointSettings, NewAttempt, NewEndpoint, QueueStats, WebhookEvent,
+    EndpointSettings, EventData, NewAttempt, NewEndpoint, QueueStats, WebhookEvent,
 };
 
 /// The span of one database call, inside a traced request or delivery

@@ -1,4 +1,6 @@
-use super::webhooks::{AnyQuery, InsertRow, RowInsert, WebhookEvent, insert_rows, record_events};
+use super::webhooks::{
+    AnyQuery, EventData, InsertRow, RowInsert, WebhookEvent, insert_rows, record_events,
+};
 use super::{Result, Store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -86,15 +88,16 @@ impl Store {
 
     /// Group commit: several pushes in one transaction, one outcome each, in
     /// order. Either all of them are committed or none is (the caller then
-    /// retries them one by one), their `record.created` events and
-    /// deliveries with them: an event is never committed without its
-    /// records, nor records without their event.
+    /// retries them one by one), their `record.created` events with them:
+    /// an event is never committed without its records, nor records
+    /// without their event.
     ///
     /// First each push's idempotency key is claimed (in order, so a key used
     /// twice in one batch answers the second as a retry of the first); then
-    /// the records of every push stored now, their events and the events'
-    /// deliveries are inserted a few rows per statement (see
-    /// `webhooks::insert_rows`), the endpoints read once per tenant.
+    /// the records of every push stored now and their events (each naming
+    /// the endpoints that hear it, whose deliveries the worker writes) are
+    /// inserted a few rows per statement (see `webhooks::insert_rows`), the
+    /// endpoints read once per tenant.
     pub async fn push_batch(&self, pushes: &[NewRecords<'_>]) -> Result<Vec<PushOutcome>> {
         let _span = self.span("push_batch");
         let mut tx = self.db()?.begin().await?;
@@ -117,15 +120,8 @@ impl Store {
             })
             .collect();
         insert_rows(&mut tx, &RECORD_INSERT, &rows).await?;
-        let ids: Vec<Vec<&str>> = stored
-            .iter()
-            .map(|push| push.records.iter().map(|(id, _)| id.as_str()).collect())
-            .collect();
-        let events: Vec<WebhookEvent<'_>> = stored
-            .iter()
-            .zip(&ids)
-            .map(|(push, record_ids)| record_created(push, record_ids))
-            .collect();
+        let events: Vec<WebhookEvent<'_>> =
+            stored.iter().map(|push| record_created(push)).collect();
         let timed: Vec<(&WebhookEvent<'_>, i64)> = events
             .iter()
             .zip(&stored)
@@ -256,18 +252,18 @@ impl InsertRow for RecordInsertRow<'_> {
 }
 
 /// The `record.created` event of a push stored now.
-fn record_created<'a>(push: &'a NewRecords<'a>, record_ids: &[&str]) -> WebhookEvent<'a> {
+fn record_created<'a>(push: &'a NewRecords<'a>) -> WebhookEvent<'a> {
     WebhookEvent {
         tenant_id: push.tenant_id,
         subject_owner_id: push.owner_id,
         event_type: "record.created",
         trace: push.traceparent,
         collection: Some(push.collection),
-        data: serde_json::json!({
-            "collection": push.collection,
-            "record_ids": record_ids,
-            "owner_id": push.owner_id,
-            "client_id": push.client_id,
-        }),
+        data: EventData::RecordCreated {
+            client_id: push.client_id,
+            collection: push.collection,
+            owner_id: push.owner_id,
+            records: push.records,
+        },
     }
 }

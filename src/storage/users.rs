@@ -207,7 +207,9 @@ impl Store {
                     event_type: "user.locked",
                     trace: None,
                     collection: None,
-                    data: serde_json::json!({ "user_id": user_id, "locked_until": until }),
+                    data: super::EventData::Json(
+                        serde_json::json!({ "user_id": user_id, "locked_until": until }),
+                    ),
                 },
                 now,
             )

@@ -1,7 +1,8 @@
 //! The outbox of pushes: a group commit of pushes writes each stored push's
-//! `record.created` event and its deliveries in the same transaction as its
-//! records, several rows per statement; a batch that fails writes nothing;
-//! an endpoint added is heard by the very next push.
+//! `record.created` event, naming the endpoints that hear it, in the same
+//! transaction as its records, several rows per statement; the worker's
+//! claim then writes one delivery per endpoint named, once; a batch that
+//! fails writes nothing; an endpoint added is heard by the very next push.
 
 use serde_json::{Value, json};
 use sqlx::Row as _;
@@ -15,6 +16,7 @@ crate::on_both_backends!(
     a_group_commit_writes_each_pushs_event_and_deliveries_with_its_records,
     a_batch_that_fails_leaves_no_event_no_delivery_and_no_record,
     an_endpoint_added_is_heard_by_the_next_push,
+    an_event_is_fanned_out_once_and_not_to_an_endpoint_deleted_since,
 );
 
 const OWNER_PERMISSIONS: &str = "reports:read webhooks:write webhooks:manage";
@@ -97,13 +99,34 @@ impl Pushes {
     }
 }
 
+/// Writes the deliveries of the events queued so far (the worker's claim
+/// does it first; this one, at time 0, leases nothing).
+async fn fan_out(app: &TestApp) {
+    let leased = app
+        .store
+        .claim_due_deliveries(0, 0, 1000)
+        .await
+        .expect("fan out");
+    assert!(leased.is_empty());
+}
+
+/// The endpoints an event names, sorted.
+fn named(pending_endpoints: &Option<String>) -> Vec<&str> {
+    let mut named: Vec<&str> = pending_endpoints
+        .as_deref()
+        .map(|ids| ids.split(' ').collect())
+        .unwrap_or_default();
+    named.sort();
+    named
+}
+
 /// 70 pushes in one group commit (more than the largest multi-row
 /// statement, so every statement size is used), with two endpoints: one
 /// hears `orders` only, the other every collection. Each stored push has
 /// exactly one event, naming its records, carrying its trace and its time,
-/// and one delivery per endpoint that hears it; a push that reuses an
-/// idempotency key within the batch is answered as a retry and writes
-/// nothing.
+/// and the endpoints that hear it; fanned out, one delivery per endpoint,
+/// dated from the push. A push that reuses an idempotency key within the
+/// batch is answered as a retry and writes nothing.
 async fn a_group_commit_writes_each_pushs_event_and_deliveries_with_its_records(backend: Backend) {
     let (app, owner) = app(backend).await;
     let every =
@@ -154,16 +177,32 @@ async fn a_group_commit_writes_each_pushs_event_and_deliveries_with_its_records(
     assert_eq!(records, expected);
     let events = rows(
         &app,
-        "SELECT id, payload, traceparent, subject_owner_id, CAST(created_at AS TEXT) \
-         FROM webhook_events WHERE event_type = 'record.created'",
+        "SELECT id, payload, traceparent, subject_owner_id, CAST(created_at AS TEXT), \
+         pending_endpoints FROM webhook_events WHERE event_type = 'record.created'",
     )
     .await;
     assert_eq!(events.len(), stored.len(), "one event per stored push");
+    assert_eq!(
+        count(&app, "SELECT id FROM webhook_deliveries").await,
+        0,
+        "the worker writes the deliveries"
+    );
+    fan_out(&app).await;
     let deliveries = rows(
         &app,
-        "SELECT event_id, endpoint_id, state FROM webhook_deliveries",
+        "SELECT event_id, endpoint_id, state, CAST(created_at AS TEXT), \
+         CAST(next_attempt_at AS TEXT) FROM webhook_deliveries",
     )
     .await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT id FROM webhook_events WHERE pending_endpoints IS NOT NULL"
+        )
+        .await,
+        0,
+        "every event fanned out"
+    );
     for n in &stored {
         let trace = &pushes.traces[*n];
         let event = events
@@ -194,12 +233,15 @@ async fn a_group_commit_writes_each_pushs_event_and_deliveries_with_its_records(
             expected.push(orders_only.as_str());
         }
         expected.sort();
+        assert_eq!(named(&event[5]), expected, "push {n}'s listeners");
         assert_eq!(heard, expected, "push {n}'s deliveries");
         assert!(
             deliveries
                 .iter()
                 .filter(|d| d[0] == event[0])
-                .all(|d| d[2].as_deref() == Some("pending"))
+                .all(|d| d[2].as_deref() == Some("pending")
+                    && d[3] == event[4]
+                    && d[4] == event[4])
         );
     }
     assert_eq!(
@@ -247,6 +289,7 @@ async fn a_batch_that_fails_leaves_no_event_no_delivery_and_no_record(backend: B
         .await,
         1
     );
+    fan_out(&app).await;
     assert_eq!(count(&app, "SELECT id FROM webhook_deliveries").await, 1);
 }
 
@@ -266,8 +309,8 @@ async fn an_endpoint_added_is_heard_by_the_next_push(backend: Backend) {
     let pushed = app.push(&token, "orders", &json!({"order": 2}), None).await;
     assert_eq!(pushed.status(), 201);
     assert_eq!(count(&app, record_events).await, 1, "heard at once");
-    let deliveries = rows(&app, "SELECT endpoint_id FROM webhook_deliveries").await;
-    assert_eq!(deliveries, vec![vec![Some(endpoint.clone())]]);
+    let listeners = rows(&app, "SELECT pending_endpoints FROM webhook_events").await;
+    assert_eq!(listeners, vec![vec![Some(endpoint.clone())]]);
 
     let disabled = app
         .store
@@ -293,4 +336,39 @@ async fn an_endpoint_added_is_heard_by_the_next_push(backend: Backend) {
         1,
         "a disabled endpoint hears nothing"
     );
+}
+
+/// Three events queued for two endpoints, one endpoint deleted before the
+/// worker comes: the fan-out writes the other's three deliveries and none
+/// for the deleted one, and a second claim writes nothing more. The queue
+/// counts the deliveries still to write as pending all along.
+async fn an_event_is_fanned_out_once_and_not_to_an_endpoint_deleted_since(backend: Backend) {
+    let (app, owner) = app(backend).await;
+    let kept =
+        endpoint_stored_directly(&app, &owner, "https://kept.example", "record.created").await;
+    let deleted =
+        endpoint_stored_directly(&app, &owner, "https://gone.example", "record.created").await;
+    let pushes = Pushes::new(3);
+    let outcomes = app
+        .store
+        .push_batch(&pushes.batch(&owner))
+        .await
+        .expect("one commit");
+    assert!(outcomes.iter().all(|o| *o == PushOutcome::Stored));
+    let stats = app.store.webhook_queue_stats().await.expect("stats");
+    assert_eq!(
+        stats.pending, 6,
+        "two deliveries per event, not written yet"
+    );
+    assert_eq!(stats.oldest_created_at, Some(1_800_000_000));
+
+    assert!(app.store.delete_endpoint(&deleted).await.expect("delete"));
+    assert_eq!(app.store.webhook_queue_stats().await.unwrap().pending, 6);
+    fan_out(&app).await;
+    fan_out(&app).await;
+    let deliveries = rows(&app, "SELECT endpoint_id FROM webhook_deliveries").await;
+    assert_eq!(deliveries, vec![vec![Some(kept.clone())]; 3]);
+    let stats = app.store.webhook_queue_stats().await.expect("stats");
+    assert_eq!(stats.pending, 3);
+    assert_eq!(stats.oldest_created_at, Some(1_800_000_000));
 }

@@ -722,28 +722,21 @@ pub async fn change_settings(
             .is_some_and(|v| v == "on" || v == "true"),
     };
     let period = Period::parse(None);
-    let refuse =
-        |sent: SettingsForm, error: PageError, field: &'static str, status| RefusedSettings {
+    let refuse = |sent: SettingsForm, error: PageError, field: &'static str, status| {
+        Refused::Settings(RefusedSettings {
             form: sent,
             error,
             field,
             status,
-        };
+        })
+    };
     if sent.name.is_empty() {
         let error = PageError::new(
             "invalid_input",
             "Give the key a name, e.g. \"ERP nightly sync\". Nothing was changed.",
         );
         let refused = refuse(sent, error, "name", StatusCode::UNPROCESSABLE_ENTITY);
-        return key_page_of(
-            &req,
-            &state,
-            &visitor,
-            &key.id,
-            period,
-            Some(Refused::Settings(refused)),
-        )
-        .await;
+        return key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await;
     }
     let rate_limit = if sent.rate_limit == current.rate_limit {
         None
@@ -758,15 +751,7 @@ pub async fn change_settings(
                     format!("The rate is not valid: {e}. Nothing was changed."),
                 );
                 let refused = refuse(sent, error, "rate_limit", StatusCode::UNPROCESSABLE_ENTITY);
-                return key_page_of(
-                    &req,
-                    &state,
-                    &visitor,
-                    &key.id,
-                    period,
-                    Some(Refused::Settings(refused)),
-                )
-                .await;
+                return key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await;
             }
         }
     };
@@ -810,15 +795,7 @@ pub async fn change_settings(
             let status = service_status(&err);
             let (field, error) = settings_refusal(&err);
             let refused = refuse(sent, error, field, status);
-            key_page_of(
-                &req,
-                &state,
-                &visitor,
-                &key.id,
-                period,
-                Some(Refused::Settings(refused)),
-            )
-            .await
+            key_page_of(&req, &state, &visitor, &key.id, period, Some(refused)).await
         }
     }
 }

@@ -1316,12 +1316,24 @@ async fn an_unknown_client_id_remembered_is_forgotten_when_another_process_creat
     let client_id = keyport::domain::ClientId::generate().to_string();
     let secret = keyport::domain::ClientSecret::generate();
     assert_eq!(app.token_status(&client_id, secret.expose()).await, 401);
-    let (hits, misses) = app_lookups(&app).await;
-    assert_eq!(app.token_status(&client_id, secret.expose()).await, 401);
+    // Asked again, it is answered from memory. A cache that stopped trusting
+    // itself for a moment (a late heartbeat on a busy machine) reads the
+    // database instead, so a few tries are allowed; a cache that did not
+    // remember unknown IDs would miss every time.
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (hits, misses) = app_lookups(&app).await;
+        assert_eq!(app.token_status(&client_id, secret.expose()).await, 401);
+        let (hits_after, misses_after) = app_lookups(&app).await;
+        seen.push((hits_after - hits, misses_after - misses));
+        if hits_after == hits + 1 && misses_after == misses {
+            break;
+        }
+    }
     assert_eq!(
-        app_lookups(&app).await,
-        (hits + 1, misses),
-        "the unknown client ID is remembered"
+        seen.last(),
+        Some(&(1, 0)),
+        "the unknown client ID is remembered: (hits, misses) per try {seen:?}"
     );
 
     // Another process (this test, on a connection of its own) inserts it.

@@ -226,19 +226,13 @@ async fn the_overview_reads_the_last_24_hours_in_whole_hours_and_caps_its_lists(
         app.create_key_over_http(&ana.session, json!({"name": format!("spare {n:02}")}))
             .await;
     }
-    let unix_now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_secs() as i64
-    };
     // The page must be read in the hour the rows are placed from: near the
     // hour's end, wait for the next one to start.
-    let left_in_hour = 3600 - unix_now() % 3600;
+    let left_in_hour = 3600 - keyport::domain::now() % 3600;
     if left_in_hour < 60 {
         tokio::time::sleep(std::time::Duration::from_secs(left_in_hour as u64 + 1)).await;
     }
-    let now = unix_now();
+    let now = keyport::domain::now();
     let current_hour = now - now % 3600;
     let refused = |key: &Value, hours_ago: i64| keyport::storage::UsageCount {
         client_id: s(key, "client_id").to_owned(),

@@ -595,15 +595,6 @@ async fn postgres_a_lapsed_lease_costs_one_catch_up_not_one_read_per_request() {
     let cache = keyport::service::credential_cache::CredentialCache::new(100, lease);
     let alive = Arc::new(());
     assert!(cache.follow_change_log(&outside.store, Arc::downgrade(&alive)));
-    let now = || {
-        i64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-        )
-        .unwrap()
-    };
 
     // Sixteen lookups at a time for 1.5 s: five lease lapses at least.
     let lookups = std::sync::atomic::AtomicU64::new(0);
@@ -615,7 +606,7 @@ async fn postgres_a_lapsed_lease_costs_one_catch_up_not_one_read_per_request() {
         });
         for found in futures_util::future::join_all(round).await {
             let found = found.expect("lookup").expect("known");
-            assert!(found.check(now()).is_ok());
+            assert!(found.check(keyport::domain::now()).is_ok());
             lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -647,7 +638,7 @@ async fn postgres_a_lapsed_lease_costs_one_catch_up_not_one_read_per_request() {
             .await
             .expect("lookup")
             .expect("known");
-        if found.check(now()).is_err() {
+        if found.check(keyport::domain::now()).is_err() {
             break;
         }
         assert!(
@@ -717,15 +708,6 @@ async fn postgres_a_catch_up_never_waits_behind_a_saturated_pool() {
     let bypasses = cache.bypasses();
 
     // Held keys, for three leases: answered at once, none read the pool.
-    let now = || {
-        i64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-        )
-        .unwrap()
-    };
     let (catch_ups, _) = cache.catch_ups();
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
@@ -738,7 +720,7 @@ async fn postgres_a_catch_up_never_waits_behind_a_saturated_pool() {
             .expect("lookup")
             .expect("known");
         slowest = slowest.max(asked.elapsed());
-        assert!(found.check(now()).is_ok());
+        assert!(found.check(keyport::domain::now()).is_ok());
         lookups += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -768,7 +750,7 @@ async fn postgres_a_catch_up_never_waits_behind_a_saturated_pool() {
     let forgotten_after = loop {
         let asked = revoked_at.elapsed();
         match cache.key_by_client_id(&store, &doomed.key.client_id).await {
-            Ok(Some(found)) if found.check(now()).is_ok() => {
+            Ok(Some(found)) if found.check(keyport::domain::now()).is_ok() => {
                 assert!(
                     asked <= WITHIN,
                     "the revocation was not seen within the lease"

@@ -12,11 +12,14 @@
 //! certificate: a certificate is named by its `x5t#S256` thumbprint.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use actix_web::dev::Extensions;
+use aws_lc_rs::digest::{Context, SHA256};
+use prometheus::{IntCounter, IntCounterVec, Opts};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -41,6 +44,9 @@ pub struct PresentedCertificate {
     leaf: CertificateDer<'static>,
     intermediates: Vec<CertificateDer<'static>>,
     thumbprint: CertificateThumbprint,
+    /// SHA-256 over the leaf and the intermediates, each length-prefixed:
+    /// what [`ClientAuthorities`] remembers a passed chain by.
+    chain_digest: [u8; 32],
     /// How it reached Keyport, for the log and the audit trail.
     pub source: CertificateSource,
 }
@@ -60,10 +66,18 @@ impl PresentedCertificate {
         let leaf = chain.next()?;
         let intermediates: Vec<_> = chain.take(MAX_CHAIN).collect();
         let thumbprint = CertificateThumbprint::of(&leaf);
+        let mut digest = Context::new(&SHA256);
+        for certificate in std::iter::once(&leaf).chain(&intermediates) {
+            digest.update(&(certificate.len() as u64).to_be_bytes());
+            digest.update(certificate);
+        }
+        let mut chain_digest = [0; 32];
+        chain_digest.copy_from_slice(digest.finish().as_ref());
         Some(PresentedCertificate {
             leaf,
             intermediates,
             thumbprint,
+            chain_digest,
             source,
         })
     }
@@ -227,7 +241,81 @@ impl ChainRefusal {
 pub struct ClientAuthorities {
     file: Option<PathBuf>,
     provider: Arc<CryptoProvider>,
-    current: RwLock<Option<Arc<dyn ClientCertVerifier>>>,
+    current: RwLock<Option<Arc<LoadedAuthorities>>>,
+    checks: ChainChecks,
+}
+
+/// One reading of the CA file, with the chains that passed against it in
+/// the current second. A reload replaces both, so nothing that passed
+/// against the CAs before it is remembered after it.
+struct LoadedAuthorities {
+    verifier: Arc<dyn ClientCertVerifier>,
+    passed: Mutex<PassedThisSecond>,
+}
+
+/// Chains (by [`PresentedCertificate`]'s chain digest) that passed in one
+/// second. The verifier judges validity dates to the second, so within that
+/// second and against the same CAs a chain gets the same answer again: a
+/// client on a kept-alive connection pays for its chain's signatures once
+/// per second rather than once per token, and a certificate that expires is
+/// refused from its first second past `notAfter`, as without the memory.
+/// Only passes are kept; a refusal is checked again every time.
+#[derive(Default)]
+struct PassedThisSecond {
+    second: u64,
+    chains: HashSet<[u8; 32]>,
+}
+
+/// Distinct chains remembered within one second; beyond it, others are
+/// checked every time (their second ends soon anyway).
+const PASSED_PER_SECOND: usize = 4096;
+
+impl PassedThisSecond {
+    fn holds(&self, second: u64, chain: &[u8; 32]) -> bool {
+        self.second == second && self.chains.contains(chain)
+    }
+
+    fn remember(&mut self, second: u64, chain: [u8; 32]) {
+        if self.second != second {
+            self.second = second;
+            self.chains.clear();
+        }
+        if self.chains.len() < PASSED_PER_SECOND {
+            self.chains.insert(chain);
+        }
+    }
+}
+
+/// `keyport_client_certificate_chain_checks_total`: chains checked in full
+/// (and whether they passed), and those answered from the second's memory.
+#[derive(Clone)]
+struct ChainChecks {
+    all: IntCounterVec,
+    passed: IntCounter,
+    refused: IntCounter,
+    remembered: IntCounter,
+}
+
+impl ChainChecks {
+    fn new() -> Self {
+        // The name and label are constants: this cannot fail.
+        let all = IntCounterVec::new(
+            Opts::new(
+                "keyport_client_certificate_chain_checks_total",
+                "Client certificates held against the tls_client_ca_file CAs: checked in full \
+                 and passed (passed) or refused (refused), or passed earlier in the same second \
+                 against the same CAs (remembered)",
+            ),
+            &["result"],
+        )
+        .expect("a valid counter");
+        ChainChecks {
+            passed: all.with_label_values(&["passed"]),
+            refused: all.with_label_values(&["refused"]),
+            remembered: all.with_label_values(&["remembered"]),
+            all,
+        }
+    }
 }
 
 impl fmt::Debug for ClientAuthorities {
@@ -246,6 +334,7 @@ impl ClientAuthorities {
             file,
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             current: RwLock::new(None),
+            checks: ChainChecks::new(),
         }
     }
 
@@ -256,6 +345,11 @@ impl ClientAuthorities {
             .is_some()
     }
 
+    /// The chain checks' counter, for `/metrics`.
+    pub fn checks_counter(&self) -> IntCounterVec {
+        self.checks.all.clone()
+    }
+
     /// Reads the CA file (if one is configured). On error the CAs held
     /// before stay, and the error names the file.
     pub fn reload(&self) -> Result<(), TlsError> {
@@ -263,37 +357,56 @@ impl ClientAuthorities {
             return Ok(());
         };
         let verifier = read_authorities(file, &self.provider)?;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(verifier);
+        let loaded = Arc::new(LoadedAuthorities {
+            verifier,
+            passed: Mutex::default(),
+        });
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(loaded);
         Ok(())
     }
 
     /// Whether `presented` chains to one of the CAs, is within its validity
     /// dates now, and is meant for client authentication.
     pub fn verify(&self, presented: &PresentedCertificate) -> Result<(), ChainRefusal> {
-        let verifier = self
+        let loaded = self
             .current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or(ChainRefusal::NoAuthorities)?;
-        verifier
-            .verify_client_cert(&presented.leaf, &presented.intermediates, UnixTime::now())
-            .map(|_| ())
-            .map_err(|err| {
-                use rustls::CertificateError as E;
-                match err {
-                    rustls::Error::InvalidCertificate(cert) => match cert {
-                        E::UnknownIssuer | E::BadSignature => ChainRefusal::UnknownIssuer,
-                        E::Expired | E::ExpiredContext { .. } => ChainRefusal::Expired,
-                        E::NotValidYet | E::NotValidYetContext { .. } => ChainRefusal::NotValidYet,
-                        E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
-                            ChainRefusal::WrongPurpose
-                        }
-                        _ => ChainRefusal::Invalid,
-                    },
+        let now = UnixTime::now();
+        let second = now.as_secs();
+        let chain = &presented.chain_digest;
+        let passed = || loaded.passed.lock().unwrap_or_else(PoisonError::into_inner);
+        if passed().holds(second, chain) {
+            self.checks.remembered.inc();
+            return Ok(());
+        }
+        let checked =
+            loaded
+                .verifier
+                .verify_client_cert(&presented.leaf, &presented.intermediates, now);
+        if checked.is_ok() {
+            self.checks.passed.inc();
+            passed().remember(second, *chain);
+            return Ok(());
+        }
+        self.checks.refused.inc();
+        checked.map(|_| ()).map_err(|err| {
+            use rustls::CertificateError as E;
+            match err {
+                rustls::Error::InvalidCertificate(cert) => match cert {
+                    E::UnknownIssuer | E::BadSignature => ChainRefusal::UnknownIssuer,
+                    E::Expired | E::ExpiredContext { .. } => ChainRefusal::Expired,
+                    E::NotValidYet | E::NotValidYetContext { .. } => ChainRefusal::NotValidYet,
+                    E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
+                        ChainRefusal::WrongPurpose
+                    }
                     _ => ChainRefusal::Invalid,
-                }
-            })
+                },
+                _ => ChainRefusal::Invalid,
+            }
+        })
     }
 }
 

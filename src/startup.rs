@@ -219,6 +219,9 @@ impl Application {
         metrics
             .register_collector(service.credentials.collector())
             .map_err(|e| StartupError::Metrics(e.to_string()))?;
+        metrics
+            .register_collector(Box::new(service.client_authorities.checks_counter()))
+            .map_err(|e| StartupError::Metrics(e.to_string()))?;
         let metrics = Arc::new(metrics);
         spawn_gauge_refresh(
             store.clone(),

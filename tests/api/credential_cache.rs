@@ -1171,7 +1171,6 @@ async fn postgres_through_an_outage_held_keys_get_tokens_and_others_503_at_once(
     assert!(delay <= WITHIN, "{delay:?}");
 }
 
-/// `/metrics` of an in-process app: hits and misses.
 /// The cache's (hits, misses) for each of up to five tries of `ask`, until
 /// one is `hits` hits and no miss. A cache that stopped trusting itself for a
 /// moment (a late heartbeat on a busy machine) reads the database instead,
@@ -1195,6 +1194,7 @@ where
     seen
 }
 
+/// `/metrics` of an in-process app: hits and misses.
 async fn app_lookups(app: &TestApp) -> (u64, u64) {
     let text = app.get("/metrics").await.text().await.expect("metrics");
     let value = |series: &str| {

@@ -574,12 +574,109 @@ async fn the_client_ca_bundle_is_reloaded_without_a_restart() {
     assert_eq!(status, 200, "the CAs read before stay: {body}");
 }
 
+/// `keyport_client_certificate_chain_checks_total{result="…"}` from `/metrics`.
+async fn chain_checks(mtls: &MtlsApp, result: &str) -> u64 {
+    let text = mtls
+        .app
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    let series = format!("keyport_client_certificate_chain_checks_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |count| count.trim().parse().expect("a count"))
+}
+
+/// A CA-issued certificate on a kept-alive connection: its chain's
+/// signatures are checked once per second, the other tokens of that second
+/// are answered from memory; a refused chain is checked every time.
+async fn a_ca_issued_chain_is_checked_once_a_second_not_once_a_token(backend: Backend) {
+    const TOKENS: u64 = 40;
+    let mtls = MtlsApp::spawn(backend, &[]).await;
+    let client_id = mtls
+        .key(json!({"client_secret": false, "tls_client_auth": "san_dns:erp.example.com"}))
+        .await;
+    let cert = client_cert(&mtls.client_ca, "erp", "erp.example.com", VALID);
+    let started = keyport::domain::now();
+    for _ in 0..TOKENS {
+        let (status, body) = mtls.token(Some(&cert), &client_id).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let seconds = u64::try_from(keyport::domain::now() - started + 1).expect("forward");
+    let (passed, remembered) = (
+        chain_checks(&mtls, "passed").await,
+        chain_checks(&mtls, "remembered").await,
+    );
+    assert_eq!(passed + remembered, TOKENS, "every token held its chain");
+    assert!(
+        passed <= seconds,
+        "{passed} full checks for {TOKENS} tokens in {seconds} s"
+    );
+
+    let stranger = client_cert(&TestCa::new("Nobody's CA"), "erp", "erp.example.com", VALID);
+    for _ in 0..3 {
+        let (status, body) = mtls.token(Some(&stranger), &client_id).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client"))
+        );
+    }
+    assert_eq!(
+        chain_checks(&mtls, "refused").await,
+        3,
+        "refusals are not remembered"
+    );
+}
+
+/// A certificate that expires while its client keeps asking: tokens until
+/// its `notAfter`, refused from the next second on, whatever passed before.
+async fn a_remembered_chain_is_refused_once_its_certificate_expires(backend: Backend) {
+    let mtls = MtlsApp::spawn(backend, &[]).await;
+    let client_id = mtls
+        .key(json!({"client_secret": false, "tls_client_auth": "san_dns:erp.example.com"}))
+        .await;
+    // Valid for five more seconds: room for the first tokens on a busy machine.
+    let not_after = keyport::domain::now() + 5;
+    let mut params = client_params("erp", "erp.example.com");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1)
+        + Duration::from_secs(u64::try_from(not_after).expect("after 1970"));
+    let cert = mtls.client_ca.sign(params);
+    for _ in 0..3 {
+        let (status, body) = mtls.token(Some(&cert), &client_id).await;
+        assert_eq!(status, 200, "before notAfter: {body}");
+    }
+    assert!(
+        chain_checks(&mtls, "remembered").await >= 1,
+        "tokens of one second share a check"
+    );
+    while keyport::domain::now() <= not_after {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = mtls.token(Some(&cert), &client_id).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("has expired")),
+        "{body}"
+    );
+}
+
 crate::on_both_backends!(
     a_tls_client_auth_key_gets_a_token_bound_to_its_certificate,
     certificates_that_do_not_authenticate_are_refused_with_invalid_client,
     a_self_signed_certificate_is_rotated_without_downtime,
     a_bound_subject_token_is_exchanged_only_with_its_certificate,
     a_client_cert_header_counts_only_from_a_trusted_proxy,
+    a_ca_issued_chain_is_checked_once_a_second_not_once_a_token,
+    a_remembered_chain_is_refused_once_its_certificate_expires,
 );
 
 /// curl (OpenSSL) and Python `requests` present a certificate with

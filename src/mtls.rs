@@ -220,6 +220,21 @@ pub enum ChainRefusal {
 }
 
 impl ChainRefusal {
+    /// What the verifier's error means for the client.
+    fn of(err: rustls::Error) -> Self {
+        use rustls::CertificateError as E;
+        match err {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                E::UnknownIssuer | E::BadSignature => ChainRefusal::UnknownIssuer,
+                E::Expired | E::ExpiredContext { .. } => ChainRefusal::Expired,
+                E::NotValidYet | E::NotValidYetContext { .. } => ChainRefusal::NotValidYet,
+                E::InvalidPurpose | E::InvalidPurposeContext { .. } => ChainRefusal::WrongPurpose,
+                _ => ChainRefusal::Invalid,
+            },
+            _ => ChainRefusal::Invalid,
+        }
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             ChainRefusal::NoAuthorities => {
@@ -382,31 +397,20 @@ impl ClientAuthorities {
             self.checks.remembered.inc();
             return Ok(());
         }
-        let checked =
-            loaded
-                .verifier
-                .verify_client_cert(&presented.leaf, &presented.intermediates, now);
-        if checked.is_ok() {
-            self.checks.passed.inc();
-            passed().remember(second, *chain);
-            return Ok(());
-        }
-        self.checks.refused.inc();
-        checked.map(|_| ()).map_err(|err| {
-            use rustls::CertificateError as E;
-            match err {
-                rustls::Error::InvalidCertificate(cert) => match cert {
-                    E::UnknownIssuer | E::BadSignature => ChainRefusal::UnknownIssuer,
-                    E::Expired | E::ExpiredContext { .. } => ChainRefusal::Expired,
-                    E::NotValidYet | E::NotValidYetContext { .. } => ChainRefusal::NotValidYet,
-                    E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
-                        ChainRefusal::WrongPurpose
-                    }
-                    _ => ChainRefusal::Invalid,
-                },
-                _ => ChainRefusal::Invalid,
+        match loaded
+            .verifier
+            .verify_client_cert(&presented.leaf, &presented.intermediates, now)
+        {
+            Ok(_) => {
+                self.checks.passed.inc();
+                passed().remember(second, *chain);
+                Ok(())
             }
-        })
+            Err(err) => {
+                self.checks.refused.inc();
+                Err(ChainRefusal::of(err))
+            }
+        }
     }
 }
 

@@ -254,6 +254,53 @@ impl KeyView {
     }
 }
 
+/// Which part of a filtered, ordered key list a page shows, and the
+/// addresses of its neighbours.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyPages {
+    /// Keys matching the filters, on all pages.
+    pub total: usize,
+    /// This page, from 1.
+    pub page: usize,
+    pub count: usize,
+    /// Positions of the first and last key shown, from 1 (0 and 0 when
+    /// nothing matches).
+    pub first: usize,
+    pub last: usize,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+}
+
+impl KeyPages {
+    /// Page `asked` (the first when absent or 0, the last when beyond it)
+    /// of `total` keys, `per_page` to a page; `href` makes a page's address.
+    pub fn of(
+        total: usize,
+        asked: Option<usize>,
+        per_page: usize,
+        href: impl Fn(usize) -> String,
+    ) -> Self {
+        let count = total.div_ceil(per_page).max(1);
+        let page = asked.unwrap_or(1).clamp(1, count);
+        let first = (page - 1) * per_page;
+        let last = (first + per_page).min(total);
+        KeyPages {
+            total,
+            page,
+            count,
+            first: if total == 0 { 0 } else { first + 1 },
+            last,
+            previous: (page > 1).then(|| href(page - 1)),
+            next: (page < count).then(|| href(page + 1)),
+        }
+    }
+
+    /// The shown keys' indexes in the whole list.
+    pub fn shown(&self) -> std::ops::Range<usize> {
+        self.first.saturating_sub(1)..self.last
+    }
+}
+
 /// The key just created, shown once (the page that renders it is never
 /// cached and cannot be fetched again).
 pub struct CreatedView {
@@ -281,7 +328,9 @@ pub struct KeysPage {
     pub create_error: Option<PageError>,
     pub mine: bool,
     pub may_manage: bool,
+    /// The keys on this page.
     pub keys: Vec<KeyView>,
+    pub pages: KeyPages,
     pub status: String,
     pub status_options: [(&'static str, &'static str); 5],
     pub sort: String,
@@ -518,6 +567,23 @@ mod tests {
     use super::*;
 
     const DAY: i64 = 86_400;
+
+    #[test]
+    fn key_pages_clamp_the_asked_page_and_link_their_neighbours() {
+        let href = |page: usize| format!("/p{page}");
+        let none = KeyPages::of(0, Some(3), 50, href);
+        assert_eq!((none.page, none.count, none.first, none.last), (1, 1, 0, 0));
+        assert_eq!(none.shown(), 0..0);
+        assert_eq!((none.previous, none.next), (None, None));
+        let exact = KeyPages::of(100, None, 50, href);
+        assert_eq!((exact.count, exact.first, exact.last), (2, 1, 50));
+        assert_eq!(exact.next.as_deref(), Some("/p2"));
+        let last = KeyPages::of(120, Some(3), 50, href);
+        assert_eq!((last.first, last.last, last.shown()), (101, 120, 100..120));
+        assert_eq!((last.previous.as_deref(), last.next), (Some("/p2"), None));
+        assert_eq!(KeyPages::of(120, Some(0), 50, href).page, 1);
+        assert_eq!(KeyPages::of(120, Some(usize::MAX), 50, href).page, 3);
+    }
 
     /// A key summary as the service gives one, made `created_days_ago`.
     fn key(

@@ -396,6 +396,7 @@ crate::on_both_backends!(
     the_audit_page_shows_the_newest_event_first_with_names_and_exports_csv,
     the_users_page_offers_no_disable_the_server_would_refuse,
     the_key_list_searches_highlights_close_expiry_and_draws_seven_days,
+    the_key_list_shows_fifty_keys_a_page_and_keeps_its_filters_from_page_to_page,
 );
 
 async fn the_users_page_offers_no_disable_the_server_would_refuse(backend: Backend) {
@@ -479,4 +480,84 @@ async fn the_key_list_searches_highlights_close_expiry_and_draws_seven_days(back
             "{query}"
         );
     }
+}
+
+/// 55 keys: two pages of the key list, newest first, each key on exactly
+/// one, with links that keep the search, status and sort. Tried as `page`:
+/// nothing, 2, `abc`, 0, -1 and 99.
+async fn the_key_list_shows_fifty_keys_a_page_and_keeps_its_filters_from_page_to_page(
+    backend: Backend,
+) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            NO_FLUSH[0],
+            NO_FLUSH[1],
+            ("KEYPORT_MAX_ACTIVE_KEYS_PER_USER", "60"),
+        ],
+    )
+    .await;
+    let ana = person(&app, "admin").await;
+    let mut client_ids = Vec::new();
+    for n in 0..55 {
+        let key = app
+            .create_key_over_http(&ana.session, json!({"name": format!("batch {n:02}")}))
+            .await;
+        client_ids.push(s(&key, "client_id").to_owned());
+    }
+    let browser = Browser::signed_in(&app, &ana.email).await;
+    let rows = |html: &str| -> Vec<String> {
+        client_ids
+            .iter()
+            .filter(|id| html.contains(&format!("<tr data-client-id=\"{id}\"")))
+            .cloned()
+            .collect()
+    };
+
+    let first = browser.get("/console/keys").await.html;
+    let second = browser.get("/console/keys?page=2").await.html;
+    let (on_first, on_second) = (rows(&first), rows(&second));
+    assert_eq!((on_first.len(), on_second.len()), (50, 5));
+    assert!(
+        on_first.iter().all(|id| !on_second.contains(id)),
+        "a key on both pages"
+    );
+    assert!(first.contains("55 keys: 1–50 shown"), "{first}");
+    assert!(first.contains("Page 1 of 2"));
+    assert!(first.contains("<a href=\"/console/keys?page=2\" rel=\"next\">"));
+    assert!(!first.contains("rel=\"prev\""));
+    assert!(second.contains("55 keys: 51–55 shown"));
+    assert!(second.contains("<a href=\"/console/keys\" rel=\"prev\">"));
+    assert!(!second.contains("rel=\"next\""));
+    // Keys made in the same second keep one order from page to page.
+    assert_eq!(rows(&browser.get("/console/keys").await.html), on_first);
+
+    for (page, shows) in [("abc", 1), ("0", 1), ("-1", 1), ("99", 2)] {
+        let listed = browser.get(&format!("/console/keys?page={page}")).await;
+        assert_eq!(listed.status, StatusCode::OK, "page={page}");
+        assert!(
+            listed.html.contains(&format!("Page {shows} of 2")),
+            "page={page}"
+        );
+    }
+
+    // The filters ride along to the next page.
+    let searched = browser
+        .get("/console/keys?q=batch&status=active&sort=last_used")
+        .await
+        .html
+        .replace("&#38;", "&");
+    assert!(
+        searched.contains(
+            "<a href=\"/console/keys?status=active&sort=last_used&q=batch&page=2\" rel=\"next\">"
+        ),
+        "{searched}"
+    );
+    let narrowed = browser.get("/console/keys?q=batch+0").await.html;
+    assert_eq!(rows(&narrowed).len(), 10, "batch 00 to batch 09");
+    assert!(narrowed.contains("10 keys matching"));
+    assert!(
+        !narrowed.contains("class=\"pager\""),
+        "one page needs no pager"
+    );
 }

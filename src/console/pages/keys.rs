@@ -9,7 +9,14 @@ pub struct KeysQuery {
     sort: Option<String>,
     /// Part of a name, client ID or owner's email.
     q: Option<String>,
+    /// Which page of [`KEYS_PER_PAGE`] keys, from 1; anything else is the
+    /// first page, and one past the last is the last.
+    page: Option<String>,
 }
+
+/// Rows on one page of the key list: a company with a thousand keys gets
+/// twenty pages instead of one page of several megabytes.
+pub const KEYS_PER_PAGE: usize = 50;
 
 fn form_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -76,19 +83,22 @@ async fn keys_page(
         .into_iter()
         .filter(|k| !mine || k.owner_id == own_id)
         .filter(|k| status == "all" || k.status.as_str() == status)
-        .map(|k| {
-            let buckets = usage
-                .get(&k.id)
-                .map(|s| s.buckets.as_slice())
-                .unwrap_or(&[]);
-            let sparkline = Sparkline::of(buckets, at);
-            let mut view = KeyView::of(k, &own_id, at);
-            view.sparkline = Some(sparkline);
-            view
-        })
+        .map(|k| KeyView::of(k, &own_id, at))
         .filter(|k| needle.is_empty() || k.search_text.contains(&needle))
         .collect();
     KeyView::order(&mut keys, sort == "last_used");
+    let asked = query.page.as_deref().and_then(|p| p.trim().parse().ok());
+    let pages = KeyPages::of(keys.len(), asked, KEYS_PER_PAGE, |page| {
+        keys_href(mine, &status, &sort, &search, page)
+    });
+    let mut keys: Vec<KeyView> = keys.drain(pages.shown()).collect();
+    for key in &mut keys {
+        let buckets = usage
+            .get(&key.id)
+            .map(|s| s.buckets.as_slice())
+            .unwrap_or(&[]);
+        key.sparkline = Some(Sparkline::of(buckets, at));
+    }
     let status_code = if error.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -109,6 +119,7 @@ async fn keys_page(
             mine,
             may_manage,
             keys,
+            pages,
             status,
             status_options: STATUS_OPTIONS,
             sort,
@@ -124,6 +135,33 @@ async fn keys_page(
             search,
         },
     )
+}
+
+/// The key list's address with these filters, on `page` (the defaults
+/// left out, so the first page of the plain list is `/console/keys`).
+fn keys_href(mine: bool, status: &str, sort: &str, search: &str, page: usize) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if mine {
+        query.append_pair("owner", "me");
+    }
+    if status != "all" {
+        query.append_pair("status", status);
+    }
+    if sort != "created" {
+        query.append_pair("sort", sort);
+    }
+    if !search.is_empty() {
+        query.append_pair("q", search);
+    }
+    if page > 1 {
+        query.append_pair("page", &page.to_string());
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        "/console/keys".to_owned()
+    } else {
+        format!("/console/keys?{query}")
+    }
 }
 
 /// The permissions a person may give a key (those they hold), in the

@@ -59,37 +59,35 @@ pub struct UsageRow {
 // Each sums within `key_usage*` first and joins the key's names onto the
 // sums: joining before grouping made every hourly row carry them through the
 // sort, which doubled the time a company's fortnight took to read.
-macro_rules! usage_selects {
-    ($scope:literal) => {
-        [
-            concat!(
-                "SELECT g.key_id, k.client_id, k.name, g.bucket, g.what, g.value, \
-                 CAST(NULL AS TEXT) AS address FROM (\
-                 SELECT u.key_id, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
-                 u.outcome AS what, CAST(SUM(u.count) AS BIGINT) AS value \
-                 FROM key_usage u WHERE u.hour >= $1 AND u.hour < $2 AND ",
-                $scope,
-                " GROUP BY u.key_id, bucket, u.outcome) g JOIN api_keys k ON k.id = g.key_id"
-            ),
-            concat!(
-                "SELECT g.key_id, k.client_id, k.name, g.bucket, CAST('peak' AS TEXT) AS what, \
-                 g.value, CAST(NULL AS TEXT) AS address FROM (\
-                 SELECT u.key_id, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
-                 CAST(MAX(u.per_minute) AS BIGINT) AS value \
-                 FROM key_usage_peaks u WHERE u.hour >= $1 AND u.hour < $2 AND ",
-                $scope,
-                " GROUP BY u.key_id, bucket) g JOIN api_keys k ON k.id = g.key_id"
-            ),
-            concat!(
-                "SELECT u.key_id, k.client_id, k.name, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
-                 CAST('address' AS TEXT) AS what, CAST(0 AS BIGINT) AS value, u.address \
-                 FROM key_usage_addresses u JOIN api_keys k ON k.id = u.key_id \
-                 WHERE u.hour >= $1 AND u.hour < $2 AND ",
-                $scope,
-                " ORDER BY u.hour, u.address LIMIT 10000"
-            ),
-        ]
-    };
+/// The three selects of a usage read (counts, busiest minutes, first
+/// addresses), each bucketed from `$1` by `$3` seconds up to `$2`, for the
+/// rows `scope` (an SQL condition on `u`) admits.
+fn usage_selects(scope: &str) -> [String; 3] {
+    [
+        format!(
+            "SELECT g.key_id, k.client_id, k.name, g.bucket, g.what, g.value, \
+             CAST(NULL AS TEXT) AS address FROM (\
+             SELECT u.key_id, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
+             u.outcome AS what, CAST(SUM(u.count) AS BIGINT) AS value \
+             FROM key_usage u WHERE u.hour >= $1 AND u.hour < $2 AND {scope} \
+             GROUP BY u.key_id, bucket, u.outcome) g JOIN api_keys k ON k.id = g.key_id"
+        ),
+        format!(
+            "SELECT g.key_id, k.client_id, k.name, g.bucket, CAST('peak' AS TEXT) AS what, \
+             g.value, CAST(NULL AS TEXT) AS address FROM (\
+             SELECT u.key_id, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
+             CAST(MAX(u.per_minute) AS BIGINT) AS value \
+             FROM key_usage_peaks u WHERE u.hour >= $1 AND u.hour < $2 AND {scope} \
+             GROUP BY u.key_id, bucket) g JOIN api_keys k ON k.id = g.key_id"
+        ),
+        format!(
+            "SELECT u.key_id, k.client_id, k.name, CAST(((u.hour - $1) / $3) * $3 + $1 AS BIGINT) AS bucket, \
+             CAST('address' AS TEXT) AS what, CAST(0 AS BIGINT) AS value, u.address \
+             FROM key_usage_addresses u JOIN api_keys k ON k.id = u.key_id \
+             WHERE u.hour >= $1 AND u.hour < $2 AND {scope} \
+             ORDER BY u.hour, u.address LIMIT 10000"
+        ),
+    ]
 }
 
 impl Store {
@@ -151,32 +149,43 @@ impl Store {
         Ok(())
     }
 
-    /// The usage of `scope` in the hours `[from, to)`, summed into buckets
+    /// The usage of `scope` (of its keys among `only`, unless that is
+    /// empty) in the hours `[from, to)`, summed into buckets
     /// of `bucket_seconds` counted from `from` (an hour's start): UTC hours
     /// or days when `from` starts one, or 24-hour windows ending at the
     /// current hour.
     pub async fn key_usage_rows(
         &self,
         scope: &UsageScope<'_>,
+        only: &[&str],
         from: i64,
         to: i64,
         bucket_seconds: i64,
     ) -> Result<Vec<UsageRow>> {
         let _span = self.span("key_usage_rows");
-        let (queries, names): (_, Vec<&str>) = match *scope {
-            UsageScope::Key(key_id) => (usage_selects!("u.key_id = $4"), vec![key_id]),
-            UsageScope::Tenant(tenant) => (usage_selects!("u.tenant_id = $4"), vec![tenant]),
+        let (mut condition, mut names): (String, Vec<&str>) = match *scope {
+            UsageScope::Key(key_id) => ("u.key_id = $4".into(), vec![key_id]),
+            UsageScope::Tenant(tenant) => ("u.tenant_id = $4".into(), vec![tenant]),
             UsageScope::Owner(tenant, owner) => (
-                usage_selects!(
-                    "u.tenant_id = $4 AND u.key_id IN (SELECT id FROM api_keys WHERE owner_id = $5)"
-                ),
+                "u.tenant_id = $4 AND u.key_id IN (SELECT id FROM api_keys WHERE owner_id = $5)"
+                    .into(),
                 vec![tenant, owner],
             ),
-            UsageScope::All => (usage_selects!("1 = 1"), vec![]),
+            UsageScope::All => ("1 = 1".into(), vec![]),
         };
+        if !only.is_empty() {
+            let first = names.len() + 4;
+            let placeholders: Vec<String> = (first..first + only.len())
+                .map(|n| format!("${n}"))
+                .collect();
+            condition.push_str(&format!(" AND u.key_id IN ({})", placeholders.join(", ")));
+            names.extend_from_slice(only);
+        }
         let mut rows = Vec::new();
-        for query in queries {
-            let mut query = sqlx::query_as::<_, UsageRow>(query)
+        // Safe to assemble: the condition is this function's own text, and
+        // every value, key ids included, is a bound parameter.
+        for query in usage_selects(&condition) {
+            let mut query = sqlx::query_as::<_, UsageRow>(sqlx::AssertSqlSafe(query))
                 .bind(from)
                 .bind(to)
                 .bind(bucket_seconds);

@@ -499,11 +499,16 @@ async fn the_key_list_shows_fifty_keys_a_page_and_keeps_its_filters_from_page_to
     .await;
     let ana = person(&app, "admin").await;
     let mut client_ids = Vec::new();
+    let mut secrets = std::collections::HashMap::new();
     for n in 0..55 {
         let key = app
             .create_key_over_http(&ana.session, json!({"name": format!("batch {n:02}")}))
             .await;
         client_ids.push(s(&key, "client_id").to_owned());
+        secrets.insert(
+            s(&key, "client_id").to_owned(),
+            s(&key, "client_secret").to_owned(),
+        );
     }
     let browser = Browser::signed_in(&app, &ana.email).await;
     let rows = |html: &str| -> Vec<String> {
@@ -531,6 +536,20 @@ async fn the_key_list_shows_fifty_keys_a_page_and_keeps_its_filters_from_page_to
     assert!(!second.contains("rel=\"next\""));
     // Keys made in the same second keep one order from page to page.
     assert_eq!(rows(&browser.get("/console/keys").await.html), on_first);
+
+    // A key on the second page draws its own week of use there.
+    let used = &on_second[0];
+    for _ in 0..2 {
+        assert_eq!(token_status(&app, used, &secrets[used]).await, 200);
+    }
+    flush(&app).await;
+    let second = browser.get("/console/keys?page=2").await.html;
+    let row = second
+        .split(&format!("<tr data-client-id=\"{used}\""))
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .expect("the used key's row");
+    assert!(row.contains("data-total=\"2\""), "{row}");
 
     for (page, shows) in [("abc", 1), ("0", 1), ("-1", 1), ("99", 2)] {
         let listed = browser.get(&format!("/console/keys?page={page}")).await;

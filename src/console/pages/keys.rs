@@ -64,21 +64,6 @@ async fn keys_page(
         .take(100)
         .collect::<String>();
     let needle = search.to_lowercase();
-    // The sparklines: a failure to read usage leaves them out, the list stays.
-    let week = Period::Week;
-    let usage = match crate::service::key_usage::UsageRange::parse(
-        Some(week.from(at)),
-        Some(at),
-        Some(week.granularity()),
-        at,
-    ) {
-        Ok(range) if may_manage => {
-            crate::service::key_usage::usage_by_key(&state.service, &visitor.principal, range)
-                .await
-                .unwrap_or_default()
-        }
-        _ => Default::default(),
-    };
     let mut keys: Vec<KeyView> = keys
         .into_iter()
         .filter(|k| !mine || k.owner_id == own_id)
@@ -92,6 +77,26 @@ async fn keys_page(
         keys_href(mine, &status, &sort, &search, page)
     });
     let mut keys: Vec<KeyView> = keys.drain(pages.shown()).collect();
+    // The sparklines of the keys shown: a failure to read usage leaves them
+    // out, the list stays.
+    let week = Period::Week;
+    let shown: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+    let usage = match crate::service::key_usage::UsageRange::parse(
+        Some(week.from(at)),
+        Some(at),
+        Some(week.granularity()),
+        at,
+    ) {
+        Ok(range) if may_manage && !shown.is_empty() => crate::service::key_usage::usage_by_key(
+            &state.service,
+            &visitor.principal,
+            range,
+            &shown,
+        )
+        .await
+        .unwrap_or_default(),
+        _ => Default::default(),
+    };
     for key in &mut keys {
         let buckets = usage
             .get(&key.id)

@@ -644,9 +644,14 @@ async fn a_remembered_chain_is_refused_once_its_certificate_expires(backend: Bac
     params.not_after = rcgen::date_time_ymd(1970, 1, 1)
         + Duration::from_secs(u64::try_from(not_after).expect("after 1970"));
     let cert = mtls.client_ca.sign(params);
-    for _ in 0..3 {
+    // Tokens until one is answered from the second's memory (the second
+    // on a machine slow enough to span a second per token).
+    for _ in 0..20 {
         let (status, body) = mtls.token(Some(&cert), &client_id).await;
         assert_eq!(status, 200, "before notAfter: {body}");
+        if chain_checks(&mtls, "remembered").await >= 1 || keyport::domain::now() >= not_after - 1 {
+            break;
+        }
     }
     assert!(
         chain_checks(&mtls, "remembered").await >= 1,

@@ -15,7 +15,7 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use actix_web::dev::Extensions;
 use aws_lc_rs::digest::{Context, SHA256};
@@ -45,8 +45,10 @@ pub struct PresentedCertificate {
     intermediates: Vec<CertificateDer<'static>>,
     thumbprint: CertificateThumbprint,
     /// SHA-256 over the leaf and the intermediates, each length-prefixed:
-    /// what [`ClientAuthorities`] remembers a passed chain by.
-    chain_digest: [u8; 32],
+    /// what [`ClientAuthorities`] remembers a passed chain by. Computed on
+    /// the first chain check only: a registered (self-signed) certificate
+    /// never needs it.
+    chain_digest: OnceLock<[u8; 32]>,
     /// How it reached Keyport, for the log and the audit trail.
     pub source: CertificateSource,
 }
@@ -66,19 +68,25 @@ impl PresentedCertificate {
         let leaf = chain.next()?;
         let intermediates: Vec<_> = chain.take(MAX_CHAIN).collect();
         let thumbprint = CertificateThumbprint::of(&leaf);
-        let mut digest = Context::new(&SHA256);
-        for certificate in std::iter::once(&leaf).chain(&intermediates) {
-            digest.update(&(certificate.len() as u64).to_be_bytes());
-            digest.update(certificate);
-        }
-        let mut chain_digest = [0; 32];
-        chain_digest.copy_from_slice(digest.finish().as_ref());
         Some(PresentedCertificate {
             leaf,
             intermediates,
             thumbprint,
-            chain_digest,
+            chain_digest: OnceLock::new(),
             source,
+        })
+    }
+
+    fn chain_digest(&self) -> &[u8; 32] {
+        self.chain_digest.get_or_init(|| {
+            let mut digest = Context::new(&SHA256);
+            for certificate in std::iter::once(&self.leaf).chain(&self.intermediates) {
+                digest.update(&(certificate.len() as u64).to_be_bytes());
+                digest.update(certificate);
+            }
+            let mut chain_digest = [0; 32];
+            chain_digest.copy_from_slice(digest.finish().as_ref());
+            chain_digest
         })
     }
 
@@ -391,7 +399,7 @@ impl ClientAuthorities {
             .ok_or(ChainRefusal::NoAuthorities)?;
         let now = UnixTime::now();
         let second = now.as_secs();
-        let chain = &presented.chain_digest;
+        let chain = presented.chain_digest();
         let passed = || loaded.passed.lock().unwrap_or_else(PoisonError::into_inner);
         if passed().holds(second, chain) {
             self.checks.remembered.inc();

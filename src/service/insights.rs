@@ -151,7 +151,7 @@ pub async fn overview(service: &Service, principal: &Principal) -> Result<Overvi
             // with a thousand busy keys would otherwise read 24 times the
             // rows. The windows end with the current hour, as `assess` reads them.
             let range = UsageRange::days_ending_now(at, 14);
-            key_usage::usage_by_key(service, principal, range, &[]).await?
+            key_usage::usage_by_key(service, principal, range, None).await?
         }
         None => BTreeMap::new(),
     };

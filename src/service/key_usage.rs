@@ -716,7 +716,7 @@ pub async fn key_usage(
         .store
         .key_usage_rows(
             &UsageScope::Key(&key.id),
-            &[],
+            None,
             range.from,
             range.to,
             range.granularity.seconds(),
@@ -742,7 +742,7 @@ pub async fn company_usage(
     principal: &Principal,
     range: UsageRange,
 ) -> Result<UsageReport> {
-    let rows = visible_rows(service, principal, range, &[]).await?;
+    let rows = visible_rows(service, principal, range, None).await?;
     let (buckets, total) = report(&rows, range);
     let mut per_key: BTreeMap<&str, (&UsageRow, Vec<UsageRow>)> = BTreeMap::new();
     for row in &rows {
@@ -784,7 +784,7 @@ async fn visible_rows(
     service: &Service,
     principal: &Principal,
     range: UsageRange,
-    only: &[&str],
+    only: Option<&[&str]>,
 ) -> Result<Vec<UsageRow>> {
     let principal = authz::require(service, principal, KEYS_MANAGE).await?;
     let scope = match &principal.user {
@@ -814,13 +814,13 @@ pub struct KeySeries {
 }
 
 /// The usage of every key `principal` may manage (of those among `only`,
-/// by id, unless it is empty), per key and bucket, by key id: the
+/// by id, when given), per key and bucket, by key id: the
 /// console's sparklines and overview. Keys without activity are absent.
 pub async fn usage_by_key(
     service: &Service,
     principal: &Principal,
     range: UsageRange,
-    only: &[&str],
+    only: Option<&[&str]>,
 ) -> Result<BTreeMap<String, KeySeries>> {
     let rows = visible_rows(service, principal, range, only).await?;
     let mut per_key: BTreeMap<String, Vec<UsageRow>> = BTreeMap::new();

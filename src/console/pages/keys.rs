@@ -87,11 +87,11 @@ async fn keys_page(
         Some(week.granularity()),
         at,
     ) {
-        Ok(range) if may_manage && !shown.is_empty() => crate::service::key_usage::usage_by_key(
+        Ok(range) if may_manage => crate::service::key_usage::usage_by_key(
             &state.service,
             &visitor.principal,
             range,
-            &shown,
+            Some(&shown),
         )
         .await
         .unwrap_or_default(),

@@ -263,10 +263,8 @@ pub struct KeyPages {
     /// This page, from 1.
     pub page: usize,
     pub count: usize,
-    /// Positions of the first and last key shown, from 1 (0 and 0 when
-    /// nothing matches).
-    pub first: usize,
-    pub last: usize,
+    /// The shown keys' indexes in the whole list.
+    pub shown: std::ops::Range<usize>,
     pub previous: Option<String>,
     pub next: Option<String>,
 }
@@ -282,22 +280,29 @@ impl KeyPages {
     ) -> Self {
         let count = total.div_ceil(per_page).max(1);
         let page = asked.unwrap_or(1).clamp(1, count);
-        let first = (page - 1) * per_page;
-        let last = (first + per_page).min(total);
+        let start = ((page - 1) * per_page).min(total);
         KeyPages {
             total,
             page,
             count,
-            first: if total == 0 { 0 } else { first + 1 },
-            last,
+            shown: start..(start + per_page).min(total),
             previous: (page > 1).then(|| href(page - 1)),
             next: (page < count).then(|| href(page + 1)),
         }
     }
 
-    /// The shown keys' indexes in the whole list.
-    pub fn shown(&self) -> std::ops::Range<usize> {
-        self.first.saturating_sub(1)..self.last
+    /// Position of the first key shown, from 1 (0 when nothing matches).
+    pub fn first(&self) -> usize {
+        if self.shown.is_empty() {
+            0
+        } else {
+            self.shown.start + 1
+        }
+    }
+
+    /// Position of the last key shown, from 1.
+    pub fn last(&self) -> usize {
+        self.shown.end
     }
 }
 
@@ -572,14 +577,20 @@ mod tests {
     fn key_pages_clamp_the_asked_page_and_link_their_neighbours() {
         let href = |page: usize| format!("/p{page}");
         let none = KeyPages::of(0, Some(3), 50, href);
-        assert_eq!((none.page, none.count, none.first, none.last), (1, 1, 0, 0));
-        assert_eq!(none.shown(), 0..0);
+        assert_eq!(
+            (none.page, none.count, none.first(), none.last()),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(none.shown, 0..0);
         assert_eq!((none.previous, none.next), (None, None));
         let exact = KeyPages::of(100, None, 50, href);
-        assert_eq!((exact.count, exact.first, exact.last), (2, 1, 50));
+        assert_eq!((exact.count, exact.first(), exact.last()), (2, 1, 50));
         assert_eq!(exact.next.as_deref(), Some("/p2"));
         let last = KeyPages::of(120, Some(3), 50, href);
-        assert_eq!((last.first, last.last, last.shown()), (101, 120, 100..120));
+        assert_eq!(
+            (last.first(), last.last(), last.shown.clone()),
+            (101, 120, 100..120)
+        );
         assert_eq!((last.previous.as_deref(), last.next), (Some("/p2"), None));
         assert_eq!(KeyPages::of(120, Some(0), 50, href).page, 1);
         assert_eq!(KeyPages::of(120, Some(usize::MAX), 50, href).page, 3);

@@ -16,7 +16,7 @@ pub struct KeysQuery {
 
 /// Rows on one page of the key list: a company with a thousand keys gets
 /// twenty pages instead of one page of several megabytes.
-pub const KEYS_PER_PAGE: usize = 50;
+const KEYS_PER_PAGE: usize = 50;
 
 fn form_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -76,7 +76,7 @@ async fn keys_page(
     let pages = KeyPages::of(keys.len(), asked, KEYS_PER_PAGE, |page| {
         keys_href(mine, &status, &sort, &search, page)
     });
-    let mut keys: Vec<KeyView> = keys.drain(pages.shown()).collect();
+    let mut keys: Vec<KeyView> = keys.drain(pages.shown.clone()).collect();
     // The sparklines of the keys shown: a failure to read usage leaves them
     // out, the list stays.
     let week = Period::Week;
@@ -145,28 +145,25 @@ async fn keys_page(
 /// The key list's address with these filters, on `page` (the defaults
 /// left out, so the first page of the plain list is `/console/keys`).
 fn keys_href(mine: bool, status: &str, sort: &str, search: &str, page: usize) -> String {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    if mine {
-        query.append_pair("owner", "me");
+    let page = page.to_string();
+    let params: Vec<(&str, &str)> = [
+        ("owner", mine.then_some("me")),
+        ("status", (status != "all").then_some(status)),
+        ("sort", (sort != "created").then_some(sort)),
+        ("q", (!search.is_empty()).then_some(search)),
+        ("page", (page != "1").then_some(page.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+    .collect();
+    if params.is_empty() {
+        return "/console/keys".to_owned();
     }
-    if status != "all" {
-        query.append_pair("status", status);
-    }
-    if sort != "created" {
-        query.append_pair("sort", sort);
-    }
-    if !search.is_empty() {
-        query.append_pair("q", search);
-    }
-    if page > 1 {
-        query.append_pair("page", &page.to_string());
-    }
-    let query = query.finish();
-    if query.is_empty() {
-        "/console/keys".to_owned()
-    } else {
-        format!("/console/keys?{query}")
-    }
+    // As the audit page's links: the same encoding as the filter form's.
+    format!(
+        "/console/keys?{}",
+        serde_urlencoded::to_string(&params).unwrap_or_default()
+    )
 }
 
 /// The permissions a person may give a key (those they hold), in the

@@ -572,6 +572,11 @@ async fn the_key_list_shows_fifty_keys_a_page_and_keeps_its_filters_from_page_to
         ),
         "{searched}"
     );
+    let own = browser.get("/console/keys?owner=me").await.html;
+    assert!(
+        own.contains("<a href=\"/console/keys?owner=me&#38;page=2\" rel=\"next\">"),
+        "{own}"
+    );
     let narrowed = browser.get("/console/keys?q=batch+0").await.html;
     assert_eq!(rows(&narrowed).len(), 10, "batch 00 to batch 09");
     assert!(narrowed.contains("10 keys matching"));

@@ -138,12 +138,7 @@ async fn cache_metrics(http: &reqwest::Client, server: &ServedBinary) -> (u64, u
         .text()
         .await
         .expect("text");
-    let value = |series: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series))
-            .and_then(|rest| rest.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let value = |series: &str| crate::helpers::metric(&text, series);
     (
         value("keyport_credential_cache_lookups_total{result=\"hit\"}"),
         value("keyport_credential_cache_lookups_total{result=\"miss\"}"),
@@ -1197,12 +1192,7 @@ where
 /// `/metrics` of an in-process app: hits and misses.
 async fn app_lookups(app: &TestApp) -> (u64, u64) {
     let text = app.get("/metrics").await.text().await.expect("metrics");
-    let value = |series: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series))
-            .and_then(|rest| rest.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let value = |series: &str| crate::helpers::metric(&text, series);
     (
         value("keyport_credential_cache_lookups_total{result=\"hit\"}"),
         value("keyport_credential_cache_lookups_total{result=\"miss\"}"),

@@ -584,9 +584,7 @@ async fn chain_checks(mtls: &MtlsApp, result: &str) -> u64 {
         .await
         .expect("metrics");
     let series = format!("keyport_client_certificate_chain_checks_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
-        .map_or(0, |count| count.trim().parse().expect("a count"))
+    crate::helpers::metric(&text, &series)
 }
 
 /// A CA-issued certificate on a kept-alive connection: its chain's

@@ -410,3 +410,12 @@ pub fn without_request_id(mut body: Value) -> Value {
     );
     body
 }
+
+/// The value of one series (`name{labels}`, as written) in a `/metrics`
+/// text; 0 when the series is absent (a counter not touched yet).
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -288,11 +288,6 @@ async fn bad_sign_in_bodies_are_clear_errors(backend: Backend) {
     assert_eq!(huge.status(), 413);
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 /// 300 wrong passwords, 32 in flight at a time, cannot race past the lock
 /// (as they would if each read the failure count before any wrote it): at
 /// most `sign_in_max_failures` (5) are checked, and the lock lands once.
@@ -484,14 +479,15 @@ async fn a_locked_account_answers_exactly_like_an_unknown_email_and_as_slowly(ba
     );
 
     // Both must hash the password: each answer takes at least about as
-    // long as one argon2id verification timed here, interleaved with them
-    // so a busy machine slows all three alike. (Answers without the hash
-    // took 3 ms against 40 ms.) The database's share is left out of it: a
-    // write that is slow under load must not decide the test.
+    // long as one argon2id verification timed here, interleaved with them.
+    // (Answers without the hash took 3 ms against 40 ms.) Each is its
+    // fastest of seven: on a machine busy with other tests a single sample,
+    // or even a median, can be stretched several times over, while the
+    // fastest stays near the true cost of what was done.
     let mut locked_times = Vec::new();
     let mut unknown_times = Vec::new();
     let mut hash_times = Vec::new();
-    for n in 0..5 {
+    for n in 0..7 {
         let started = Instant::now();
         app.sign_in(&victim.email, PASSWORD).await;
         locked_times.push(started.elapsed());
@@ -500,14 +496,15 @@ async fn a_locked_account_answers_exactly_like_an_unknown_email_and_as_slowly(ba
         unknown_times.push(started.elapsed());
         hash_times.push(one_password_verification().await);
     }
+    let fastest = |times: Vec<Duration>| times.into_iter().min().expect("samples");
     let (locked, unknown, hash) = (
-        median(locked_times),
-        median(unknown_times),
-        median(hash_times),
+        fastest(locked_times),
+        fastest(unknown_times),
+        fastest(hash_times),
     );
     assert!(
         locked * 2 >= hash && unknown * 2 >= hash,
-        "locked answers in {locked:?}, unknown emails in {unknown:?}, one hash in {hash:?}"
+        "locked answers in {locked:?}, unknown emails in {unknown:?}, one hash in {hash:?} (fastest of 7)"
     );
 }
 

@@ -483,7 +483,9 @@ async fn a_locked_account_answers_exactly_like_an_unknown_email_and_as_slowly(ba
     // (Answers without the hash took 3 ms against 40 ms.) Each is its
     // fastest of seven: on a machine busy with other tests a single sample,
     // or even a median, can be stretched several times over, while the
-    // fastest stays near the true cost of what was done.
+    // fastest stays near the true cost of what was done. A quarter of one
+    // hash is the bar: seen as low as half under a full test run, while an
+    // answer without the hash is a tenth.
     let mut locked_times = Vec::new();
     let mut unknown_times = Vec::new();
     let mut hash_times = Vec::new();
@@ -503,7 +505,7 @@ async fn a_locked_account_answers_exactly_like_an_unknown_email_and_as_slowly(ba
         fastest(hash_times),
     );
     assert!(
-        locked * 2 >= hash && unknown * 2 >= hash,
+        locked * 4 >= hash && unknown * 4 >= hash,
         "locked answers in {locked:?}, unknown emails in {unknown:?}, one hash in {hash:?} (fastest of 7)"
     );
 }

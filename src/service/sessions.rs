@@ -78,10 +78,8 @@ async fn verify_password(password: String, hash: Option<String>) -> bool {
         .unwrap_or(false)
 }
 
-/// argon2id of a random string nobody knows, with the default parameters
-/// (those of every stored password): what an unknown email is checked
-/// against.
-pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vn8oMOLqpwbcs5V1QHcvoHplKQ7m3KeT8v5q1tUr4cY";
+/// argon2id of a random string nobody knows, with the default parameters.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Vn8oMOLqpwbcs5V1QHcvoHplKQ7m3KeT8v5q1tUr4cY";
 
 /// Sets a user's password (the operator's `keyport user set-password`).
 /// Every session of the user ends: whoever held one must prove the new
